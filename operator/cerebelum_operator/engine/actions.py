@@ -1,0 +1,86 @@
+"""Side effects `decide` asks for; the store applies them with the events, in one transaction."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = [
+    "Action",
+    "AddDeadLetter",
+    "CancelTask",
+    "CancelTimer",
+    "DeleteTask",
+    "LeaseTask",
+    "ResolveDeadLetter",
+    "ScheduleTask",
+    "StartTimer",
+]
+
+JSON = Any
+
+
+@dataclass(frozen=True, slots=True)
+class ScheduleTask:
+    token: str
+    step: str
+    attempt: int
+    poll: int
+    task_queue: str
+    arguments: JSON
+    visible_at_ms: int
+    timeout_ms: int
+    lease_ms: int
+    heartbeat_required: bool
+    sticky_worker_id: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class LeaseTask:
+    token: str
+    worker_id: str
+    lease_expires_at_ms: int
+    attempt_deadline_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class DeleteTask:
+    """The task's outcome is recorded: remove it from the queue."""
+
+    token: str
+
+
+@dataclass(frozen=True, slots=True)
+class CancelTask:
+    """Stop the task: drop it if queued; tell its worker at the next heartbeat if running."""
+
+    token: str
+
+
+@dataclass(frozen=True, slots=True)
+class StartTimer:
+    timer_id: str
+    fire_at_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class CancelTimer:
+    timer_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class AddDeadLetter:
+    dead_letter_id: str
+    step: str
+    attempt: int
+    error: str
+
+
+@dataclass(frozen=True, slots=True)
+class ResolveDeadLetter:
+    dead_letter_id: str
+
+
+Action = (
+    ScheduleTask | LeaseTask | DeleteTask | CancelTask | StartTimer | CancelTimer | AddDeadLetter | ResolveDeadLetter
+)

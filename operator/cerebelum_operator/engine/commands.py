@@ -1,0 +1,122 @@
+"""What can happen to an execution from outside: the inputs of `decide`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+__all__ = [
+    "Approve",
+    "Cancel",
+    "Command",
+    "Outcome",
+    "OutcomeApproval",
+    "OutcomeCancelled",
+    "OutcomeFailure",
+    "OutcomeRetryAfter",
+    "OutcomeSleep",
+    "OutcomeSuccess",
+    "Redrive",
+    "Reject",
+    "Start",
+    "TaskCompleted",
+    "TaskStarted",
+    "TaskTimedOut",
+    "TimerFired",
+]
+
+JSON = Any
+
+
+@dataclass(frozen=True, slots=True)
+class OutcomeSuccess:
+    output: JSON
+
+
+@dataclass(frozen=True, slots=True)
+class OutcomeFailure:
+    error_type: str
+    message: str
+    retryable: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class OutcomeRetryAfter:
+    delay_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class OutcomeSleep:
+    duration_ms: int
+    output: JSON
+
+
+@dataclass(frozen=True, slots=True)
+class OutcomeApproval:
+    approval_kind: str
+    timeout_ms: int | None
+    data: JSON
+
+
+@dataclass(frozen=True, slots=True)
+class OutcomeCancelled:
+    message: str
+
+
+Outcome = OutcomeSuccess | OutcomeFailure | OutcomeRetryAfter | OutcomeSleep | OutcomeApproval | OutcomeCancelled
+
+
+@dataclass(frozen=True, slots=True)
+class Start:
+    workflow: str
+    input: JSON
+
+
+@dataclass(frozen=True, slots=True)
+class TaskStarted:
+    token: str
+    worker_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class TaskCompleted:
+    token: str
+    outcome: Outcome
+
+
+@dataclass(frozen=True, slots=True)
+class TaskTimedOut:
+    token: str
+    kind: Literal["start_to_close", "heartbeat", "lease"]
+
+
+@dataclass(frozen=True, slots=True)
+class TimerFired:
+    timer_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class Approve:
+    step: str
+    approver: str
+    payload: JSON = None
+
+
+@dataclass(frozen=True, slots=True)
+class Reject:
+    step: str
+    approver: str
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Cancel:
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Redrive:
+    dead_letter_id: str
+
+
+Command = Start | TaskStarted | TaskCompleted | TaskTimedOut | TimerFired | Approve | Reject | Cancel | Redrive

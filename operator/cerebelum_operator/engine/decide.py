@@ -1,0 +1,499 @@
+"""The engine core: decide(definition, state, command, now) -> events and actions.
+
+Pure: no I/O, no clock, no randomness. The caller persists the events and
+actions in one transaction; if that fails, nothing happened.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from ..model import CompiledDiverge, StepConfig, WorkflowDefinition
+from . import actions as act
+from . import commands as cmd
+from . import events as ev
+from .expressions import ExpressionError, evaluate, evaluate_condition
+from .retry import backoff_ms
+from .state import ExecutionPhase, ExecutionState, StepPhase, apply_event
+
+__all__ = ["CommandRejected", "Decision", "Reply", "decide", "parse_token"]
+
+JSON = Any
+
+
+class Reply(StrEnum):
+    ACCEPTED = "accepted"
+    DUPLICATE = "duplicate"
+    STALE = "stale"
+
+
+class CommandRejected(ValueError):
+    """The command does not apply to the execution as it is (e.g. no approval pending)."""
+
+
+@dataclass
+class Decision:
+    events: list[ev.RecordedEvent] = field(default_factory=list)
+    actions: list[act.Action] = field(default_factory=list)
+    reply: Reply = Reply.ACCEPTED
+    state: ExecutionState | None = None
+
+
+def parse_token(token: str) -> tuple[str, str, int, int, int]:
+    """(execution_id, step, attempt, poll, seq) from a task token."""
+    execution_id, step, attempt, poll, seq = token.rsplit("/", 4)
+    return execution_id, step, int(attempt), int(poll), int(seq)
+
+
+def decide(definition: WorkflowDefinition, state: ExecutionState, command: cmd.Command, *, now_ms: int) -> Decision:
+    """Apply one command to (a copy of) the state and return what must be recorded."""
+    return _Decider(definition, state.clone(), now_ms).run(command)
+
+
+class _Decider:
+    def __init__(self, definition: WorkflowDefinition, state: ExecutionState, now_ms: int) -> None:
+        self.definition = definition
+        self.state = state
+        self.now = now_ms
+        self.decision = Decision(state=state)
+
+    # -- plumbing --------------------------------------------------------------------------
+
+    def emit(self, event: ev.Event) -> int:
+        seq = self.state.last_seq + 1
+        recorded = ev.RecordedEvent(seq=seq, at_ms=self.now, event=event)
+        apply_event(self.state, self.definition, recorded)
+        self.decision.events.append(recorded)
+        return seq
+
+    def do(self, action: act.Action) -> None:
+        self.decision.actions.append(action)
+
+    def config(self, step: str) -> StepConfig:
+        return self.definition.steps[step]
+
+    def run(self, command: cmd.Command) -> Decision:
+        if not self.state.started and not isinstance(command, cmd.Start):
+            raise CommandRejected(f"execution {self.state.execution_id!r} has not started")
+        match command:
+            case cmd.Start():
+                self.start(command)
+            case cmd.TaskStarted():
+                self.task_started(command)
+            case cmd.TaskCompleted():
+                self.task_completed(command)
+            case cmd.TaskTimedOut():
+                self.task_timed_out(command)
+            case cmd.TimerFired():
+                self.timer_fired(command)
+            case cmd.Approve():
+                self.approve(command)
+            case cmd.Reject():
+                self.reject(command)
+            case cmd.Cancel():
+                self.cancel(command)
+            case cmd.Redrive():
+                self.redrive(command)
+        return self.decision
+
+    # -- commands --------------------------------------------------------------------------
+
+    def start(self, command: cmd.Start) -> None:
+        if self.state.started:
+            self.decision.reply = Reply.DUPLICATE
+            return
+        self.definition.validate_input(command.input)
+        self.emit(ev.ExecutionStarted(command.workflow, command.input, self.definition.spec_hash))
+        self.advance()
+
+    def current_task(self, token: str) -> tuple[str, int] | None:
+        """(step, attempt) when `token` is the step's live task; sets the reply otherwise."""
+        try:
+            _, step, attempt, _, _ = parse_token(token)
+        except ValueError:
+            self.decision.reply = Reply.STALE
+            return None
+        if token in self.state.finished_tokens:
+            self.decision.reply = Reply.DUPLICATE
+            return None
+        live = self.state.steps.get(step)
+        if self.state.phase.terminal or live is None or live.token != token:
+            self.decision.reply = Reply.STALE
+            return None
+        return step, attempt
+
+    def task_started(self, command: cmd.TaskStarted) -> None:
+        found = self.current_task(command.token)
+        if found is None:
+            return
+        step, attempt = found
+        if self.state.steps[step].phase == StepPhase.RUNNING:
+            self.decision.reply = Reply.STALE
+            return
+        config = self.config(step)
+        self.emit(ev.StepStarted(step, attempt, command.token, command.worker_id))
+        self.do(
+            act.LeaseTask(
+                command.token,
+                command.worker_id,
+                lease_expires_at_ms=self.now + min(config.lease_ms, config.timeout_ms),
+                attempt_deadline_ms=self.now + config.timeout_ms,
+            )
+        )
+
+    def task_completed(self, command: cmd.TaskCompleted) -> None:
+        found = self.current_task(command.token)
+        if found is None:
+            return
+        step, attempt = found
+        token, outcome = command.token, command.outcome
+        self.do(act.DeleteTask(token))
+        match outcome:
+            case cmd.OutcomeSuccess():
+                self.succeed(step, attempt, token, outcome.output)
+            case cmd.OutcomeSleep():
+                self.succeed(step, attempt, token, outcome.output, sleep_ms=outcome.duration_ms)
+            case cmd.OutcomeFailure():
+                self.fail_attempt(step, attempt, token, outcome.error_type, outcome.message, outcome.retryable)
+            case cmd.OutcomeCancelled():
+                self.fail_attempt(step, attempt, token, "Cancelled", outcome.message, retryable=True)
+            case cmd.OutcomeRetryAfter():
+                retry_at = self.now + max(0, outcome.delay_ms)
+                self.emit(ev.StepRetryAfter(step, attempt, token, retry_at))
+                self.schedule(step, attempt=attempt, poll=self.state.steps[step].poll + 1, visible_at=retry_at)
+            case cmd.OutcomeApproval():
+                self.request_approval(step, outcome.approval_kind, outcome.data, outcome.timeout_ms, token)
+        self.advance()
+
+    def task_timed_out(self, command: cmd.TaskTimedOut) -> None:
+        found = self.current_task(command.token)
+        if found is None:
+            return
+        step, attempt = found
+        error_type, message = {
+            "start_to_close": ("StartToCloseTimeout", "the attempt ran past the step's timeout"),
+            "heartbeat": ("HeartbeatTimeout", "the step sent no heartbeat within its heartbeatTimeout"),
+            "lease": ("LeaseExpired", "the worker stopped answering before the step finished"),
+        }[command.kind]
+        self.do(act.DeleteTask(command.token))
+        self.fail_attempt(step, attempt, command.token, error_type, message, retryable=True)
+        self.advance()
+
+    def timer_fired(self, command: cmd.TimerFired) -> None:
+        if self.state.phase.terminal:
+            self.decision.reply = Reply.STALE
+            return
+        self.do(act.CancelTimer(command.timer_id))
+        for step, sleep in self.state.sleeps.items():
+            if sleep.timer_id == command.timer_id:
+                self.emit(ev.SleepEnded(step, command.timer_id))
+                self.advance()
+                return
+        for step, approval in self.state.approvals.items():
+            if approval.timer_id == command.timer_id:
+                self.emit(ev.ApprovalTimedOut(step))
+                attempt = self.state.steps[step].attempt
+                self.fail_attempt(
+                    step,
+                    attempt,
+                    f"approval:{command.timer_id}",
+                    "ApprovalTimedOut",
+                    "nobody approved the step before its timeout",
+                    retryable=False,
+                    dead_letter=False,
+                )
+                self.advance()
+                return
+        self.decision.reply = Reply.STALE
+
+    def pending_approval(self, step: str) -> None:
+        if step not in self.state.approvals:
+            pending = ", ".join(sorted(self.state.approvals)) or "none"
+            raise CommandRejected(
+                f"no approval is pending for step {step!r} of execution {self.state.execution_id!r} "
+                f"(pending: {pending})"
+            )
+
+    def approve(self, command: cmd.Approve) -> None:
+        self.pending_approval(command.step)
+        approval = self.state.approvals[command.step]
+        if approval.timer_id is not None:
+            self.do(act.CancelTimer(approval.timer_id))
+        self.emit(ev.ApprovalGranted(command.step, command.approver, command.payload))
+        self.after_success(command.step, self.state.results[command.step])
+        self.advance()
+
+    def reject(self, command: cmd.Reject) -> None:
+        self.pending_approval(command.step)
+        approval = self.state.approvals[command.step]
+        if approval.timer_id is not None:
+            self.do(act.CancelTimer(approval.timer_id))
+        self.emit(ev.ApprovalRejected(command.step, command.approver, command.reason))
+        attempt = self.state.steps[command.step].attempt
+        reason = command.reason or "no reason given"
+        self.fail_attempt(
+            command.step,
+            attempt,
+            f"approval:{command.step}:{self.state.last_seq}",
+            "ApprovalRejected",
+            f"rejected by {command.approver}: {reason}",
+            retryable=False,
+            dead_letter=False,
+        )
+        self.advance()
+
+    def cancel(self, command: cmd.Cancel) -> None:
+        if self.state.phase.terminal:
+            self.decision.reply = Reply.DUPLICATE
+            return
+        self.stop_everything()
+        self.emit(ev.ExecutionCancelled(command.reason or "cancelled"))
+
+    def redrive(self, command: cmd.Redrive) -> None:
+        step = self.state.dead_letters.get(command.dead_letter_id)
+        if step is None:
+            raise CommandRejected(
+                f"dead letter {command.dead_letter_id!r} is not open for execution {self.state.execution_id!r}"
+            )
+        if self.state.phase != ExecutionPhase.FAILED:
+            raise CommandRejected(f"only a failed execution can be redriven; it is {self.state.phase.value}")
+        self.emit(ev.DeadLetterRedriven(step, command.dead_letter_id))
+        self.do(act.ResolveDeadLetter(command.dead_letter_id))
+        self.advance()
+
+    # -- outcomes --------------------------------------------------------------------------
+
+    def variables(self, **extra: JSON) -> dict[str, JSON]:
+        return {"input": self.state.input, "steps": dict(self.state.results), **extra}
+
+    def succeed(self, step: str, attempt: int, token: str, output: JSON, *, sleep_ms: int | None = None) -> None:
+        rule = self.match_diverge(step, result=output, error=None)
+        goto = rule.goto if rule is not None and rule.then == "goto" else None
+        self.emit(ev.StepCompleted(step, attempt, token, output, rule.key if rule is not None and goto else None, goto))
+        if sleep_ms is not None and sleep_ms > 0:
+            timer_id = f"{self.state.execution_id}/sleep/{step}/{self.state.last_seq}"
+            wake_at = self.now + sleep_ms
+            self.emit(ev.SleepStarted(step, timer_id, wake_at))
+            self.do(act.StartTimer(timer_id, wake_at))
+        if rule is not None:
+            self.follow_success_rule(step, attempt, rule)
+
+    def after_success(self, step: str, output: JSON) -> None:
+        """Diverge rules on a success that was not a worker completion (an approval)."""
+        rule = self.match_diverge(step, result=output, error=None)
+        if rule is None:
+            return
+        if rule.then == "goto" and rule.goto is not None:
+            self.state.pending_jump = (rule.key, step, rule.goto)
+            return
+        self.follow_success_rule(step, self.state.steps[step].attempt, rule)
+
+    def follow_success_rule(self, step: str, attempt: int, rule: CompiledDiverge) -> None:
+        if rule.then == "fail":
+            self.fail_execution(f"step {step!r} succeeded with a result that {rule.key} sends to fail", step)
+        elif rule.then == "retry":
+            self.retry_or_dead_letter(step, attempt, f"result matched {rule.key}", seed=f"{step}/{attempt}")
+
+    def fail_attempt(
+        self,
+        step: str,
+        attempt: int,
+        token: str,
+        error_type: str,
+        message: str,
+        retryable: bool,
+        *,
+        dead_letter: bool = True,
+    ) -> None:
+        if self.state.phase.terminal:
+            return
+        config = self.config(step)
+        error = {"type": error_type, "message": message}
+        rule = self.match_diverge(step, result=None, error=error)
+        policy_retryable = retryable and error_type not in config.retry.non_retryable_errors
+        described = f"{error_type}: {message}"
+
+        def failed(**fields: Any) -> None:
+            self.emit(ev.StepFailed(step, attempt, token, error_type, message, policy_retryable, **fields))
+
+        if rule is not None and rule.then == "continue":
+            failed(continued=True)
+        elif rule is not None and rule.then == "goto":
+            failed(continued=True, rule=rule.key, goto=rule.goto)
+        elif rule is not None and rule.then == "fail":
+            failed()
+            self.fail_execution(f"step {step!r} failed ({described}); {rule.key} sends it to fail", step)
+        elif (rule is not None and rule.then == "retry") or policy_retryable:
+            if attempt < config.retry.max_attempts:
+                delay = backoff_ms(config.retry, failed_attempt=attempt, seed=token)
+                failed(retry_at_ms=self.now + delay)
+                self.schedule(step, attempt=attempt + 1, poll=0, visible_at=self.now + delay)
+            else:
+                failed()
+                self.give_up(step, attempt, token, f"{described} (after {attempt} attempts)", dead_letter)
+        else:
+            failed()
+            self.give_up(step, attempt, token, f"{described} (not retryable)", dead_letter)
+
+    def retry_or_dead_letter(self, step: str, attempt: int, why: str, *, seed: str) -> None:
+        config = self.config(step)
+        if attempt < config.retry.max_attempts:
+            delay = backoff_ms(config.retry, failed_attempt=attempt, seed=seed)
+            self.schedule(step, attempt=attempt + 1, poll=0, visible_at=self.now + delay)
+        else:
+            self.give_up(step, attempt, f"{self.state.execution_id}/{step}/{attempt}/result", why, True)
+
+    def give_up(self, step: str, attempt: int, token: str, described: str, dead_letter: bool) -> None:
+        if dead_letter:
+            self.emit(ev.StepDeadLettered(step, attempt, token, *described.split(": ", 1)))
+            self.do(act.AddDeadLetter(token, step, attempt, described))
+        self.fail_execution(f"step {step!r} failed: {described}", step)
+
+    def fail_execution(self, reason: str, step: str | None) -> None:
+        if self.state.phase.terminal:
+            return
+        self.stop_everything()
+        self.emit(ev.ExecutionFailed(reason, step))
+
+    def stop_everything(self) -> None:
+        for state in self.state.steps.values():
+            if state.in_flight and state.token is not None:
+                self.do(act.CancelTask(state.token))
+        for sleep in self.state.sleeps.values():
+            self.do(act.CancelTimer(sleep.timer_id))
+        for approval in self.state.approvals.values():
+            if approval.timer_id is not None:
+                self.do(act.CancelTimer(approval.timer_id))
+
+    def match_diverge(self, step: str, *, result: JSON, error: dict[str, str] | None) -> CompiledDiverge | None:
+        for rule in self.definition.diverge.get(step, ()):
+            if error is not None and not rule.matches_failures:
+                continue
+            if error is None and not rule.matches_successes:
+                continue
+            if error is not None:
+                if rule.match_error_type is not None and rule.match_error_type != error["type"]:
+                    continue
+                if rule.match_message_contains is not None and rule.match_message_contains not in error["message"]:
+                    continue
+            if rule.match_result is not None and not _contains(result, rule.match_result):
+                continue
+            if rule.when is not None:
+                try:
+                    if not evaluate_condition(rule.when, self.variables(result=result, error=error), where=rule.key):
+                        continue
+                except ExpressionError as exc:
+                    self.fail_execution(str(exc), step)
+                    return None
+            if rule.then == "goto" and not self.jump_allowed(rule.key, step, rule.goto, rule.max_iterations):
+                continue
+            return rule
+        return None
+
+    def jump_allowed(self, key: str, step: str, target: str | None, bound: int | None) -> bool:
+        if target is None:
+            return False
+        backward = self.definition.position_of(target) <= self.definition.position_of(step)
+        return not (backward and bound is not None and self.state.jump_counts.get(key, 0) >= bound)
+
+    # -- moving along the timeline ---------------------------------------------------------
+
+    def schedule(self, step: str, *, attempt: int, poll: int, visible_at: int) -> None:
+        config = self.config(step)
+        if config.is_approval:
+            self.request_approval(step, config.approval_kind or "approval", None, config.approval_timeout_ms, None)
+            return
+        token = f"{self.state.execution_id}/{step}/{attempt}/{poll}/{self.state.last_seq + 1}"
+        self.emit(ev.StepScheduled(step, attempt, poll, token, config.task_queue, visible_at))
+        self.do(
+            act.ScheduleTask(
+                token=token,
+                step=step,
+                attempt=attempt,
+                poll=poll,
+                task_queue=config.task_queue,
+                arguments={"input": self.state.input, "results": dict(self.state.results)},
+                visible_at_ms=visible_at,
+                timeout_ms=config.timeout_ms,
+                lease_ms=config.lease_ms,
+                heartbeat_required=config.heartbeat_required,
+                sticky_worker_id=self.state.last_worker_id,
+            )
+        )
+
+    def request_approval(self, step: str, kind: str, data: JSON, timeout_ms: int | None, token: str | None) -> None:
+        timer_id = timeout_at = None
+        if timeout_ms is not None:
+            timer_id = f"{self.state.execution_id}/approval/{step}/{self.state.last_seq + 1}"
+            timeout_at = self.now + timeout_ms
+            self.do(act.StartTimer(timer_id, timeout_at))
+        self.emit(ev.ApprovalRequested(step, kind, data, timer_id, timeout_at, token))
+
+    def advance(self) -> None:
+        """Move along the timeline as far as settled steps allow."""
+        positions = self.definition.positions
+        while not self.state.phase.terminal:
+            position = self.state.position
+            if position >= 0:
+                members = positions[position]
+                steps = [self.state.step(name) for name in members]
+                if not all(s.settled for s in steps):
+                    for name, s in zip(members, steps, strict=True):
+                        if s.phase == StepPhase.PENDING:
+                            self.schedule(name, attempt=1, poll=0, visible_at=self.now)
+                    return
+                if self.state.sleeps:
+                    return
+                jump = self.next_jump(members)
+                if self.finished():
+                    return
+                if jump is not None:
+                    rule, origin, target = jump
+                    self.emit(ev.JumpTaken(rule, origin, target))
+                    continue
+            if position + 1 >= len(positions):
+                self.finish()
+                return
+            for name in positions[position + 1]:
+                self.schedule(name, attempt=1, poll=0, visible_at=self.now)
+
+    def finished(self) -> bool:
+        return self.state.phase.terminal
+
+    def next_jump(self, members: tuple[str, ...]) -> tuple[str, str, str] | None:
+        if self.state.pending_jump is not None:
+            return self.state.pending_jump
+        for name in members:
+            if self.state.steps[name].phase != StepPhase.SUCCEEDED:
+                continue
+            for rule in self.definition.branch.get(name, ()):
+                variables = self.variables(result=self.state.results.get(name))
+                try:
+                    taken = evaluate_condition(rule.when, variables, where=rule.key)
+                except ExpressionError as exc:
+                    self.fail_execution(str(exc), name)
+                    return None
+                if taken and self.jump_allowed(rule.key, name, rule.goto, rule.max_iterations):
+                    return rule.key, name, rule.goto
+        return None
+
+    def finish(self) -> None:
+        if self.definition.output is not None:
+            try:
+                output = evaluate(self.definition.output, self.variables(), where="output")
+            except ExpressionError as exc:
+                self.fail_execution(str(exc), None)
+                return
+        else:
+            last = self.definition.positions[-1]
+            output = self.state.results.get(last[0]) if len(last) == 1 else {n: self.state.results.get(n) for n in last}
+        self.emit(ev.ExecutionSucceeded(output))
+
+
+def _contains(value: JSON, pattern: JSON) -> bool:
+    """True when every key of `pattern` is in `value` with an equal (recursively contained) value."""
+    if isinstance(pattern, dict):
+        return isinstance(value, dict) and all(k in value and _contains(value[k], v) for k, v in pattern.items())
+    return bool(value == pattern)

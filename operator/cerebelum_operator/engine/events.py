@@ -1,0 +1,253 @@
+"""The events of an execution's history: every state change is one of these.
+
+Events are plain frozen dataclasses; `kind` names them in the store and in
+`cerebelum history`. `event_from_record` rebuilds one from its stored form.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Any, ClassVar
+
+__all__ = [
+    "ApprovalGranted",
+    "ApprovalRejected",
+    "ApprovalRequested",
+    "ApprovalTimedOut",
+    "DeadLetterRedriven",
+    "Event",
+    "ExecutionCancelled",
+    "ExecutionFailed",
+    "ExecutionStarted",
+    "ExecutionSucceeded",
+    "JumpTaken",
+    "RecordedEvent",
+    "SleepEnded",
+    "SleepStarted",
+    "StepCompleted",
+    "StepDeadLettered",
+    "StepFailed",
+    "StepRetryAfter",
+    "StepScheduled",
+    "StepStarted",
+    "event_from_record",
+]
+
+JSON = Any
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    kind: ClassVar[str] = "Event"
+
+    def to_data(self) -> dict[str, JSON]:
+        return asdict(self)
+
+
+@dataclass(frozen=True, slots=True)
+class RecordedEvent:
+    """An event as stored: its place in the execution's history and when it happened."""
+
+    seq: int
+    at_ms: int
+    event: Event
+
+
+@dataclass(frozen=True, slots=True)
+class ExecutionStarted(Event):
+    kind: ClassVar[str] = "ExecutionStarted"
+    workflow: str
+    input: JSON
+    spec_hash: str
+
+
+@dataclass(frozen=True, slots=True)
+class StepScheduled(Event):
+    """A task for a worker exists; visible (dispatchable) from visible_at_ms."""
+
+    kind: ClassVar[str] = "StepScheduled"
+    step: str
+    attempt: int
+    poll: int
+    token: str
+    task_queue: str
+    visible_at_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class StepStarted(Event):
+    kind: ClassVar[str] = "StepStarted"
+    step: str
+    attempt: int
+    token: str
+    worker_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class StepCompleted(Event):
+    kind: ClassVar[str] = "StepCompleted"
+    step: str
+    attempt: int
+    token: str
+    output: JSON
+    rule: str | None = None
+    goto: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StepFailed(Event):
+    """An attempt failed (an error, a timeout, a rejected approval); retry_at_ms set when retried."""
+
+    kind: ClassVar[str] = "StepFailed"
+    step: str
+    attempt: int
+    token: str
+    error_type: str
+    message: str
+    retryable: bool
+    retry_at_ms: int | None = None
+    continued: bool = False
+    rule: str | None = None
+    goto: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StepRetryAfter(Event):
+    """The step asked to run again later (a poll), without counting a failure."""
+
+    kind: ClassVar[str] = "StepRetryAfter"
+    step: str
+    attempt: int
+    token: str
+    retry_at_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class StepDeadLettered(Event):
+    kind: ClassVar[str] = "StepDeadLettered"
+    step: str
+    attempt: int
+    dead_letter_id: str
+    error_type: str
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetterRedriven(Event):
+    kind: ClassVar[str] = "DeadLetterRedriven"
+    step: str
+    dead_letter_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class SleepStarted(Event):
+    kind: ClassVar[str] = "SleepStarted"
+    step: str
+    timer_id: str
+    wake_at_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class SleepEnded(Event):
+    kind: ClassVar[str] = "SleepEnded"
+    step: str
+    timer_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class ApprovalRequested(Event):
+    kind: ClassVar[str] = "ApprovalRequested"
+    step: str
+    approval_kind: str
+    data: JSON
+    timer_id: str | None
+    timeout_at_ms: int | None
+    token: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ApprovalGranted(Event):
+    kind: ClassVar[str] = "ApprovalGranted"
+    step: str
+    approver: str
+    payload: JSON
+
+
+@dataclass(frozen=True, slots=True)
+class ApprovalRejected(Event):
+    kind: ClassVar[str] = "ApprovalRejected"
+    step: str
+    approver: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class ApprovalTimedOut(Event):
+    kind: ClassVar[str] = "ApprovalTimedOut"
+    step: str
+
+
+@dataclass(frozen=True, slots=True)
+class JumpTaken(Event):
+    """A branch or diverge rule moved the timeline to another position."""
+
+    kind: ClassVar[str] = "JumpTaken"
+    rule: str
+    from_step: str
+    to_step: str
+
+
+@dataclass(frozen=True, slots=True)
+class ExecutionSucceeded(Event):
+    kind: ClassVar[str] = "ExecutionSucceeded"
+    output: JSON
+
+
+@dataclass(frozen=True, slots=True)
+class ExecutionFailed(Event):
+    kind: ClassVar[str] = "ExecutionFailed"
+    reason: str
+    step: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ExecutionCancelled(Event):
+    kind: ClassVar[str] = "ExecutionCancelled"
+    reason: str
+
+
+_EVENT_TYPES: dict[str, type[Event]] = {
+    cls.kind: cls
+    for cls in (
+        ExecutionStarted,
+        StepScheduled,
+        StepStarted,
+        StepCompleted,
+        StepFailed,
+        StepRetryAfter,
+        StepDeadLettered,
+        DeadLetterRedriven,
+        SleepStarted,
+        SleepEnded,
+        ApprovalRequested,
+        ApprovalGranted,
+        ApprovalRejected,
+        ApprovalTimedOut,
+        JumpTaken,
+        ExecutionSucceeded,
+        ExecutionFailed,
+        ExecutionCancelled,
+    )
+}
+
+
+def event_from_record(kind: str, data: dict[str, JSON]) -> Event:
+    """Rebuild an event from its stored kind and data; unknown fields are an error."""
+    cls = _EVENT_TYPES.get(kind)
+    if cls is None:
+        raise ValueError(f"unknown event kind {kind!r}")
+    names = {f.name for f in fields(cls)}
+    extra = set(data) - names
+    if extra:
+        raise ValueError(f"event {kind} has unknown fields {sorted(extra)}")
+    return cls(**data)

@@ -1,0 +1,311 @@
+"""An execution's state, folded from its history one event at a time.
+
+`apply_event` is the only way state changes, so replaying the history always
+rebuilds exactly the state the engine had: that is how resurrection works.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from enum import StrEnum
+from typing import Any
+
+from ..model import WorkflowDefinition
+from .events import (
+    ApprovalGranted,
+    ApprovalRejected,
+    ApprovalRequested,
+    ApprovalTimedOut,
+    DeadLetterRedriven,
+    ExecutionCancelled,
+    ExecutionFailed,
+    ExecutionStarted,
+    ExecutionSucceeded,
+    JumpTaken,
+    RecordedEvent,
+    SleepEnded,
+    SleepStarted,
+    StepCompleted,
+    StepDeadLettered,
+    StepFailed,
+    StepRetryAfter,
+    StepScheduled,
+    StepStarted,
+)
+
+__all__ = [
+    "ExecutionPhase",
+    "ExecutionState",
+    "PendingApproval",
+    "PendingSleep",
+    "StepPhase",
+    "StepState",
+    "apply_event",
+    "fold",
+]
+
+JSON = Any
+
+
+class ExecutionPhase(StrEnum):
+    PENDING = "Pending"
+    RUNNING = "Running"
+    SLEEPING = "Sleeping"
+    WAITING_FOR_APPROVAL = "WaitingForApproval"
+    SUCCEEDED = "Succeeded"
+    FAILED = "Failed"
+    CANCELLED = "Cancelled"
+
+    @property
+    def terminal(self) -> bool:
+        return self in _TERMINAL
+
+
+_TERMINAL = {ExecutionPhase.SUCCEEDED, ExecutionPhase.FAILED, ExecutionPhase.CANCELLED}
+
+
+class StepPhase(StrEnum):
+    PENDING = "Pending"
+    SCHEDULED = "Scheduled"
+    RUNNING = "Running"
+    RETRYING = "Retrying"
+    WAITING_FOR_APPROVAL = "WaitingForApproval"
+    SUCCEEDED = "Succeeded"
+    FAILED = "Failed"
+    SKIPPED = "Skipped"
+    CANCELLED = "Cancelled"
+
+
+@dataclass(slots=True)
+class StepState:
+    phase: StepPhase = StepPhase.PENDING
+    attempt: int = 0
+    poll: int = 0
+    token: str | None = None
+    worker_id: str | None = None
+    started_at_ms: int | None = None
+    finished_at_ms: int | None = None
+    last_error: str | None = None
+    settled: bool = False
+    total_attempts: int = 0
+
+    @property
+    def in_flight(self) -> bool:
+        return self.phase in (StepPhase.SCHEDULED, StepPhase.RUNNING, StepPhase.RETRYING)
+
+
+@dataclass(frozen=True, slots=True)
+class PendingSleep:
+    timer_id: str
+    wake_at_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class PendingApproval:
+    approval_kind: str
+    data: JSON
+    timer_id: str | None
+    timeout_at_ms: int | None
+    token: str | None
+
+
+@dataclass(slots=True)
+class ExecutionState:
+    execution_id: str
+    workflow: str = ""
+    input: JSON = None
+    started: bool = False
+    phase: ExecutionPhase = ExecutionPhase.PENDING
+    position: int = -1
+    steps: dict[str, StepState] = field(default_factory=dict)
+    results: dict[str, JSON] = field(default_factory=dict)
+    finished_tokens: set[str] = field(default_factory=set)
+    jump_counts: dict[str, int] = field(default_factory=dict)
+    pending_jump: tuple[str, str, str] | None = None
+    sleeps: dict[str, PendingSleep] = field(default_factory=dict)
+    approvals: dict[str, PendingApproval] = field(default_factory=dict)
+    dead_letters: dict[str, str] = field(default_factory=dict)
+    last_worker_id: str | None = None
+    output: JSON = None
+    error: str | None = None
+    created_at_ms: int = 0
+    updated_at_ms: int = 0
+    last_seq: int = 0
+
+    def clone(self) -> ExecutionState:
+        """A copy `decide` can change freely; step states are small, so this is cheap."""
+        return replace(
+            self,
+            steps={name: replace(s) for name, s in self.steps.items()},
+            results=dict(self.results),
+            finished_tokens=set(self.finished_tokens),
+            jump_counts=dict(self.jump_counts),
+            sleeps=dict(self.sleeps),
+            approvals=dict(self.approvals),
+            dead_letters=dict(self.dead_letters),
+        )
+
+    def step(self, name: str) -> StepState:
+        state = self.steps.get(name)
+        if state is None:
+            state = self.steps[name] = StepState()
+        return state
+
+    def display_phase(self) -> ExecutionPhase:
+        """Running, or what the execution waits for when nothing runs."""
+        if self.phase.terminal or not self.started:
+            return self.phase
+        if any(s.in_flight for s in self.steps.values()):
+            return ExecutionPhase.RUNNING
+        if self.approvals:
+            return ExecutionPhase.WAITING_FOR_APPROVAL
+        if self.sleeps:
+            return ExecutionPhase.SLEEPING
+        return ExecutionPhase.RUNNING
+
+    def current_steps(self) -> list[str]:
+        names = [n for n, s in self.steps.items() if s.in_flight or s.phase == StepPhase.WAITING_FOR_APPROVAL]
+        return names or list(self.sleeps)
+
+    def wake_at_ms(self) -> int | None:
+        return min((s.wake_at_ms for s in self.sleeps.values()), default=None)
+
+
+def fold(definition: WorkflowDefinition, execution_id: str, history: list[RecordedEvent]) -> ExecutionState:
+    state = ExecutionState(execution_id=execution_id)
+    for recorded in history:
+        apply_event(state, definition, recorded)
+    return state
+
+
+def _settle_in_flight(state: ExecutionState, at_ms: int) -> None:
+    for step in state.steps.values():
+        if step.in_flight or step.phase == StepPhase.WAITING_FOR_APPROVAL:
+            step.phase = StepPhase.CANCELLED
+            step.finished_at_ms = at_ms
+    state.approvals.clear()
+    state.sleeps.clear()
+
+
+def apply_event(state: ExecutionState, definition: WorkflowDefinition, recorded: RecordedEvent) -> None:
+    """Change `state` in place by one event. Never fails for a history the engine wrote."""
+    event, at = recorded.event, recorded.at_ms
+    state.last_seq = recorded.seq
+    state.updated_at_ms = at
+    match event:
+        case ExecutionStarted():
+            state.started = True
+            state.workflow = event.workflow
+            state.input = event.input
+            state.phase = ExecutionPhase.RUNNING
+            state.created_at_ms = at
+        case StepScheduled():
+            step = state.step(event.step)
+            state.position = definition.position_of(event.step)
+            step.phase = StepPhase.RETRYING if event.attempt > 1 or event.poll > 0 else StepPhase.SCHEDULED
+            if event.attempt != step.attempt:
+                step.total_attempts += 1
+            step.attempt, step.poll, step.token = event.attempt, event.poll, event.token
+            step.settled = False
+            step.finished_at_ms = None
+        case StepStarted():
+            step = state.step(event.step)
+            step.phase = StepPhase.RUNNING
+            step.worker_id = event.worker_id
+            step.started_at_ms = step.started_at_ms or at
+            state.last_worker_id = event.worker_id
+        case StepCompleted():
+            step = state.step(event.step)
+            state.finished_tokens.add(event.token)
+            step.phase, step.settled, step.finished_at_ms = StepPhase.SUCCEEDED, True, at
+            step.token = None
+            state.results[event.step] = event.output
+            if event.goto is not None and event.rule is not None:
+                state.pending_jump = (event.rule, event.step, event.goto)
+        case StepFailed():
+            step = state.step(event.step)
+            state.finished_tokens.add(event.token)
+            step.last_error = f"{event.error_type}: {event.message}"
+            step.token = None
+            step.phase = StepPhase.FAILED
+            step.finished_at_ms = at
+            if event.continued:
+                step.settled = True
+                state.results[event.step] = {"error": {"type": event.error_type, "message": event.message}}
+            if event.goto is not None and event.rule is not None:
+                state.pending_jump = (event.rule, event.step, event.goto)
+        case StepRetryAfter():
+            state.finished_tokens.add(event.token)
+        case StepDeadLettered():
+            state.dead_letters[event.dead_letter_id] = event.step
+        case DeadLetterRedriven():
+            state.dead_letters.pop(event.dead_letter_id, None)
+            state.phase = ExecutionPhase.RUNNING
+            state.error = None
+            for name in definition.positions[state.position]:
+                member = state.step(name)
+                if not member.settled:
+                    member.phase, member.attempt, member.poll, member.token = StepPhase.PENDING, 0, 0, None
+        case SleepStarted():
+            state.sleeps[event.step] = PendingSleep(event.timer_id, event.wake_at_ms)
+        case SleepEnded():
+            state.sleeps.pop(event.step, None)
+        case ApprovalRequested():
+            step = state.step(event.step)
+            state.position = definition.position_of(event.step)
+            if event.token is None:
+                step.attempt += 1
+                step.total_attempts += 1
+            else:
+                state.finished_tokens.add(event.token)
+            step.phase, step.token, step.settled = StepPhase.WAITING_FOR_APPROVAL, None, False
+            step.started_at_ms = step.started_at_ms or at
+            state.approvals[event.step] = PendingApproval(
+                event.approval_kind, event.data, event.timer_id, event.timeout_at_ms, event.token
+            )
+        case ApprovalGranted():
+            request = state.approvals.pop(event.step, None)
+            step = state.step(event.step)
+            step.phase, step.settled, step.finished_at_ms = StepPhase.SUCCEEDED, True, at
+            state.results[event.step] = {
+                "approved": True,
+                "approver": event.approver,
+                "payload": event.payload,
+                "data": request.data if request else None,
+            }
+        case ApprovalRejected() | ApprovalTimedOut():
+            state.approvals.pop(event.step, None)
+        case JumpTaken():
+            _jump(state, definition, event)
+        case ExecutionSucceeded():
+            state.phase = ExecutionPhase.SUCCEEDED
+            state.output = event.output
+        case ExecutionFailed():
+            state.phase = ExecutionPhase.FAILED
+            state.error = event.reason
+            _settle_in_flight(state, at)
+        case ExecutionCancelled():
+            state.phase = ExecutionPhase.CANCELLED
+            state.error = event.reason or "cancelled"
+            _settle_in_flight(state, at)
+
+
+def _jump(state: ExecutionState, definition: WorkflowDefinition, event: JumpTaken) -> None:
+    state.pending_jump = None
+    state.jump_counts[event.rule] = state.jump_counts.get(event.rule, 0) + 1
+    origin = definition.position_of(event.from_step)
+    target = definition.position_of(event.to_step)
+    if target > origin:
+        for index in range(origin + 1, target):
+            for name in definition.positions[index]:
+                skipped = state.step(name)
+                skipped.phase, skipped.settled = StepPhase.SKIPPED, True
+    else:
+        for index in range(target, origin + 1):
+            for name in definition.positions[index]:
+                state.steps[name] = StepState(total_attempts=state.step(name).total_attempts)
+                state.results.pop(name, None)
+    for name in definition.positions[target]:
+        state.steps[name] = StepState(total_attempts=state.step(name).total_attempts)
+        state.results.pop(name, None)
+    state.position = target

@@ -1,0 +1,49 @@
+"""The workflow model: the spec users write and its compiled, validated form."""
+
+from .compile import (
+    CompiledBranch,
+    CompiledDiverge,
+    Retry,
+    StepConfig,
+    WorkflowDefinition,
+    compile_workflow,
+    parse_workflow,
+)
+from .durations import DurationError, format_duration, parse_duration
+from .errors import InputInvalid, SpecProblem, WorkflowInvalid
+from .spec import (
+    ApprovalSpec,
+    BranchRule,
+    DivergeRule,
+    ErrorMatch,
+    OutcomeMatch,
+    RetryPolicy,
+    StepDefaults,
+    StepSpec,
+    WorkflowSpec,
+)
+
+__all__ = [
+    "ApprovalSpec",
+    "BranchRule",
+    "CompiledBranch",
+    "CompiledDiverge",
+    "DivergeRule",
+    "DurationError",
+    "ErrorMatch",
+    "InputInvalid",
+    "OutcomeMatch",
+    "Retry",
+    "RetryPolicy",
+    "SpecProblem",
+    "StepConfig",
+    "StepDefaults",
+    "StepSpec",
+    "WorkflowDefinition",
+    "WorkflowInvalid",
+    "WorkflowSpec",
+    "compile_workflow",
+    "format_duration",
+    "parse_duration",
+    "parse_workflow",
+]

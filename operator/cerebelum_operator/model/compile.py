@@ -1,0 +1,368 @@
+"""Turn a WorkflowSpec into a checked, ready-to-run WorkflowDefinition.
+
+Every problem is collected (not just the first) so that `kubectl apply` or
+`cerebelum apply` shows the whole list at once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import cel
+import jsonschema
+from pydantic import ValidationError
+
+from .durations import parse_duration
+from .errors import InputInvalid, SpecProblem, WorkflowInvalid
+from .spec import DivergeRule, RetryPolicy, WorkflowSpec
+
+__all__ = [
+    "RESERVED_STEP_NAMES",
+    "CompiledBranch",
+    "CompiledDiverge",
+    "Retry",
+    "StepConfig",
+    "WorkflowDefinition",
+    "compile_workflow",
+    "parse_workflow",
+]
+
+RESERVED_STEP_NAMES = frozenset({"input", "ctx", "context", "steps", "result", "error"})
+
+
+@dataclass(frozen=True, slots=True)
+class Retry:
+    max_attempts: int
+    initial_interval_ms: int
+    backoff_coefficient: float
+    max_interval_ms: int
+    jitter: float
+    non_retryable_errors: frozenset[str]
+
+
+@dataclass(frozen=True, slots=True)
+class StepConfig:
+    name: str
+    position: int
+    task_queue: str
+    timeout_ms: int
+    lease_ms: int
+    heartbeat_required: bool
+    retry: Retry
+    approval_kind: str | None = None
+    approval_timeout_ms: int | None = None
+
+    @property
+    def is_approval(self) -> bool:
+        return self.approval_kind is not None
+
+
+@dataclass(frozen=True, slots=True)
+class CompiledDiverge:
+    key: str
+    step: str
+    match_error_type: str | None
+    match_message_contains: str | None
+    match_result: Mapping[str, Any] | None
+    when: cel.Program | None
+    then: Literal["retry", "fail", "continue", "goto"]
+    goto: str | None
+    max_iterations: int | None
+
+    @property
+    def matches_failures(self) -> bool:
+        return self.match_result is None
+
+    @property
+    def matches_successes(self) -> bool:
+        return self.match_error_type is None and self.match_message_contains is None
+
+
+@dataclass(frozen=True, slots=True)
+class CompiledBranch:
+    key: str
+    step: str
+    when: cel.Program
+    goto: str
+    max_iterations: int | None
+
+
+@dataclass(frozen=True)
+class WorkflowDefinition:
+    """A validated workflow: positions of the timeline and every step's resolved settings."""
+
+    spec: WorkflowSpec
+    spec_hash: str
+    positions: tuple[tuple[str, ...], ...]
+    steps: Mapping[str, StepConfig]
+    diverge: Mapping[str, tuple[CompiledDiverge, ...]]
+    branch: Mapping[str, tuple[CompiledBranch, ...]]
+    output: cel.Program | None
+    input_schema: Mapping[str, Any] | None
+    _input_validator: Any = field(default=None, repr=False, compare=False)
+
+    def position_of(self, step: str) -> int:
+        return self.steps[step].position
+
+    def validate_input(self, value: Any) -> None:
+        """Raise InputInvalid naming the first violation of the input schema."""
+        if self._input_validator is None:
+            return
+        error = jsonschema.exceptions.best_match(self._input_validator.iter_errors(value))
+        if error is not None:
+            where = "/".join(str(p) for p in error.absolute_path) or "(root)"
+            raise InputInvalid(f"input does not match the workflow's input schema at {where}: {error.message}")
+
+
+def parse_workflow(document: Mapping[str, Any]) -> WorkflowSpec:
+    """Parse a spec mapping, turning pydantic's errors into a WorkflowInvalid with paths."""
+    try:
+        return WorkflowSpec.model_validate(document)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors(include_url=False):
+            path = ".".join(str(p) for p in err["loc"])
+            problems.append(SpecProblem(path, err["msg"]))
+        raise WorkflowInvalid(problems) from None
+
+
+def compile_workflow(spec: WorkflowSpec | Mapping[str, Any]) -> WorkflowDefinition:
+    """Check a spec's meaning and resolve defaults; raise WorkflowInvalid listing every problem."""
+    if not isinstance(spec, WorkflowSpec):
+        spec = parse_workflow(spec)
+    return _Compiler(spec).run()
+
+
+def _compile_cel(source: str, path: str, problems: list[SpecProblem]) -> cel.Program | None:
+    try:
+        return cel.compile(source)
+    except (ValueError, RuntimeError) as exc:
+        first_line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        problems.append(SpecProblem(path, f"CEL expression does not compile: {first_line}"))
+        return None
+
+
+def _retry(policy: RetryPolicy) -> Retry:
+    return Retry(
+        max_attempts=policy.max_attempts,
+        initial_interval_ms=parse_duration(policy.initial_interval),
+        backoff_coefficient=policy.backoff_coefficient,
+        max_interval_ms=parse_duration(policy.max_interval),
+        jitter=policy.jitter,
+        non_retryable_errors=frozenset(policy.non_retryable_errors),
+    )
+
+
+class _Compiler:
+    def __init__(self, spec: WorkflowSpec) -> None:
+        self.spec = spec
+        self.problems: list[SpecProblem] = []
+        self.where: dict[str, str] = {}
+        self.positions: list[tuple[str, ...]] = []
+
+    def problem(self, path: str, message: str) -> None:
+        self.problems.append(SpecProblem(path, message))
+
+    def run(self) -> WorkflowDefinition:
+        self._timeline()
+        self._references()
+        steps = self._step_configs()
+        diverge = self._diverge()
+        branch = self._branch()
+        self._loops(diverge, branch)
+        output = _compile_cel(self.spec.output, "output", self.problems) if self.spec.output else None
+        validator = self._input_schema()
+        if not self.problems:
+            self._reachability(diverge, branch)
+        if self.problems:
+            raise WorkflowInvalid(self.problems)
+        canonical = json.dumps(self.spec.model_dump(mode="json", by_alias=True), sort_keys=True)
+        return WorkflowDefinition(
+            spec=self.spec,
+            spec_hash=hashlib.sha256(canonical.encode()).hexdigest()[:16],
+            positions=tuple(self.positions),
+            steps=steps,
+            diverge=diverge,
+            branch=branch,
+            output=output,
+            input_schema=self.spec.input,
+            _input_validator=validator,
+        )
+
+    def _timeline(self) -> None:
+        for index, entry in enumerate(self.spec.timeline):
+            members = [entry] if isinstance(entry, str) else list(entry)
+            path = f"timeline[{index}]"
+            if not members:
+                self.problem(path, "a parallel group needs at least one step")
+                continue
+            for offset, name in enumerate(members):
+                here = path if isinstance(entry, str) else f"{path}[{offset}]"
+                if name in RESERVED_STEP_NAMES:
+                    self.problem(here, f"step name {name!r} is reserved (it names a step argument)")
+                if name in self.where:
+                    self.problem(here, f"duplicate step name {name!r}: already at {self.where[name]}")
+                    continue
+                self.where[name] = here
+            self.positions.append(tuple(members))
+
+    def _references(self) -> None:
+        for section in ("steps", "diverge", "branch"):
+            for name in getattr(self.spec, section):
+                if name not in self.where:
+                    self.problem(f"{section}.{name}", f"unknown step {name!r}: it is not in the timeline")
+
+    def _step_configs(self) -> dict[str, StepConfig]:
+        defaults = self.spec.defaults
+        configs: dict[str, StepConfig] = {}
+        for position, members in enumerate(self.positions):
+            for name in members:
+                own = self.spec.steps.get(name)
+                timeout = (own.timeout if own else None) or defaults.timeout
+                heartbeat = (own.heartbeat_timeout if own else None) or defaults.heartbeat_timeout
+                retry = (own.retry if own else None) or defaults.retry
+                approval = own.approval if own else None
+                configs[name] = StepConfig(
+                    name=name,
+                    position=position,
+                    task_queue=(own.task_queue if own else None) or self.spec.task_queue,
+                    timeout_ms=parse_duration(timeout),
+                    lease_ms=parse_duration(heartbeat) if heartbeat else parse_duration(defaults.lease),
+                    heartbeat_required=heartbeat is not None,
+                    retry=_retry(retry),
+                    approval_kind=approval.kind if approval else None,
+                    approval_timeout_ms=(parse_duration(approval.timeout) if approval and approval.timeout else None),
+                )
+        return configs
+
+    def _goto_target(self, path: str, target: str) -> None:
+        if target not in self.where:
+            self.problem(path, f"unknown step {target!r}: goto target is not in the timeline")
+
+    def _diverge(self) -> dict[str, tuple[CompiledDiverge, ...]]:
+        compiled: dict[str, tuple[CompiledDiverge, ...]] = {}
+        for step, rules in self.spec.diverge.items():
+            out = []
+            for index, rule in enumerate(rules):
+                path = f"diverge.{step}[{index}]"
+                compiled_rule = self._diverge_rule(step, index, path, rule)
+                if compiled_rule is not None:
+                    out.append(compiled_rule)
+            compiled[step] = tuple(out)
+        return compiled
+
+    def _diverge_rule(self, step: str, index: int, path: str, rule: DivergeRule) -> CompiledDiverge | None:
+        if (rule.then is None) == (rule.goto is None):
+            self.problem(path, "a diverge rule needs exactly one of 'then' (retry, fail, continue) or 'goto'")
+            return None
+        match = rule.match
+        if rule.when is None and (match is None or (match.error is None and match.result is None)):
+            self.problem(path, "a diverge rule needs 'match' (error or result) or a 'when' condition")
+            return None
+        if match is not None and match.error is not None and match.result is not None:
+            self.problem(path, "match either an error or a result, not both")
+            return None
+        when = _compile_cel(rule.when, f"{path}.when", self.problems) if rule.when else None
+        if rule.goto is not None:
+            self._goto_target(f"{path}.goto", rule.goto)
+        return CompiledDiverge(
+            key=f"diverge.{step}[{index}]",
+            step=step,
+            match_error_type=match.error.type if match and match.error else None,
+            match_message_contains=match.error.message_contains if match and match.error else None,
+            match_result=match.result if match else None,
+            when=when,
+            then="goto" if rule.goto is not None else rule.then or "continue",
+            goto=rule.goto,
+            max_iterations=rule.max_iterations,
+        )
+
+    def _branch(self) -> dict[str, tuple[CompiledBranch, ...]]:
+        compiled: dict[str, tuple[CompiledBranch, ...]] = {}
+        for step, rules in self.spec.branch.items():
+            out = []
+            for index, rule in enumerate(rules):
+                path = f"branch.{step}[{index}]"
+                program = _compile_cel(rule.when, f"{path}.when", self.problems)
+                self._goto_target(f"{path}.goto", rule.goto)
+                if program is not None:
+                    out.append(CompiledBranch(path, step, program, rule.goto, rule.max_iterations))
+            compiled[step] = tuple(out)
+        return compiled
+
+    def _jumps(
+        self,
+        diverge: Mapping[str, tuple[CompiledDiverge, ...]],
+        branch: Mapping[str, tuple[CompiledBranch, ...]],
+    ) -> list[tuple[str, str, str, int | None, bool]]:
+        """(rule key, from step, to step, bound, unconditional) for every goto."""
+        jumps: list[tuple[str, str, str, int | None, bool]] = []
+        for rules in diverge.values():
+            for d in rules:
+                if d.goto is not None and d.goto in self.where:
+                    jumps.append((d.key, d.step, d.goto, d.max_iterations, False))
+        for branch_rules in branch.values():
+            for b in branch_rules:
+                if b.goto in self.where:
+                    jumps.append((b.key, b.step, b.goto, b.max_iterations, b.when.source.strip() == "true"))
+        return jumps
+
+    def _position(self, step: str) -> int:
+        return next(i for i, members in enumerate(self.positions) if step in members)
+
+    def _loops(
+        self,
+        diverge: Mapping[str, tuple[CompiledDiverge, ...]],
+        branch: Mapping[str, tuple[CompiledBranch, ...]],
+    ) -> None:
+        for key, source, target, bound, _ in self._jumps(diverge, branch):
+            if source not in self.where:
+                continue
+            if self._position(target) <= self._position(source) and bound is None:
+                self.problem(
+                    f"{key}.goto",
+                    f"goto from {source!r} back to {target!r} forms a loop with no bound: set maxIterations",
+                )
+
+    def _reachability(
+        self,
+        diverge: Mapping[str, tuple[CompiledDiverge, ...]],
+        branch: Mapping[str, tuple[CompiledBranch, ...]],
+    ) -> None:
+        edges: dict[int, set[int]] = {i: set() for i in range(len(self.positions))}
+        falls_through = dict.fromkeys(range(len(self.positions)), True)
+        for _, source, target, _, unconditional in self._jumps(diverge, branch):
+            origin = self._position(source)
+            edges[origin].add(self._position(target))
+            if unconditional:
+                falls_through[origin] = False
+        for i in range(len(self.positions) - 1):
+            if falls_through[i]:
+                edges[i].add(i + 1)
+        seen = {0}
+        frontier = [0]
+        while frontier:
+            for nxt in edges[frontier.pop()]:
+                if nxt not in seen:
+                    seen.add(nxt)
+                    frontier.append(nxt)
+        for i, members in enumerate(self.positions):
+            if i not in seen:
+                for name in members:
+                    self.problem(self.where[name], f"step {name!r} is unreachable: every path jumps over it")
+
+    def _input_schema(self) -> Any:
+        schema = self.spec.input
+        if schema is None:
+            return None
+        try:
+            validator_class = jsonschema.validators.validator_for(schema)
+            validator_class.check_schema(schema)
+        except jsonschema.exceptions.SchemaError as exc:
+            self.problem("input", f"not a valid JSON Schema: {exc.message}")
+            return None
+        return validator_class(schema)

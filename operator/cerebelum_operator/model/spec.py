@@ -1,0 +1,120 @@
+"""The Workflow spec: the document users write, and the schema of the Workflow CRD.
+
+Field names are camelCase on the wire (YAML, JSON, the CRD) and snake_case in Python.
+Only shape is checked here; `compile.compile_workflow` checks meaning (unknown steps,
+loops, CEL) and names every problem with its place.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+from .durations import DURATION_PATTERN, parse_duration
+
+__all__ = [
+    "ApprovalSpec",
+    "BranchRule",
+    "DivergeRule",
+    "Duration",
+    "ErrorMatch",
+    "OutcomeMatch",
+    "RetryPolicy",
+    "StepDefaults",
+    "StepSpec",
+    "WorkflowSpec",
+]
+
+
+def _valid_duration(text: str) -> str:
+    parse_duration(text)
+    return text
+
+
+Duration = Annotated[str, AfterValidator(_valid_duration), Field(pattern=DURATION_PATTERN)]
+StepName = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_.-]{0,62}$")]
+
+
+class _Spec(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True)
+
+
+class RetryPolicy(_Spec):
+    """Exponential backoff between attempts; maxAttempts counts the first one."""
+
+    max_attempts: int = Field(default=3, ge=1, le=1000)
+    initial_interval: Duration = "1s"
+    backoff_coefficient: float = Field(default=2.0, ge=1.0, le=100.0)
+    max_interval: Duration = "1m"
+    jitter: float = Field(default=0.1, ge=0.0, le=1.0, description="Fraction of each delay randomised.")
+    non_retryable_errors: list[str] = Field(default_factory=list)
+
+
+class ApprovalSpec(_Spec):
+    """A built-in step that waits for a human; no worker runs it."""
+
+    timeout: Duration | None = None
+    kind: str = "approval"
+
+
+class StepSpec(_Spec):
+    """Per-step settings; anything unset comes from the workflow's defaults."""
+
+    timeout: Duration | None = None
+    heartbeat_timeout: Duration | None = None
+    retry: RetryPolicy | None = None
+    task_queue: str | None = None
+    approval: ApprovalSpec | None = None
+
+
+class StepDefaults(_Spec):
+    timeout: Duration = "5m"
+    heartbeat_timeout: Duration | None = None
+    lease: Duration = Field(default="30s", description="How long a worker that stopped answering keeps its task.")
+    retry: RetryPolicy = Field(default_factory=RetryPolicy)
+
+
+class ErrorMatch(_Spec):
+    type: str | None = None
+    message_contains: str | None = None
+
+
+class OutcomeMatch(_Spec):
+    """Matches a failure by error type/message, or a success by a subset of its result."""
+
+    error: ErrorMatch | None = None
+    result: dict[str, Any] | None = None
+
+
+class DivergeRule(_Spec):
+    """On a step's outcome: the first matching rule decides what happens next."""
+
+    match: OutcomeMatch | None = None
+    when: str | None = Field(default=None, description="CEL over result, error, input and steps.")
+    then: Literal["retry", "fail", "continue"] | None = None
+    goto: StepName | None = None
+    max_iterations: int | None = Field(default=None, ge=1, le=10_000)
+
+
+class BranchRule(_Spec):
+    """After a step succeeds: the first rule whose CEL condition is true jumps to its target."""
+
+    when: str
+    goto: StepName
+    max_iterations: int | None = Field(default=None, ge=1, le=10_000)
+
+
+TimelineEntry = StepName | list[StepName]
+
+
+class WorkflowSpec(_Spec):
+    task_queue: str = "default"
+    input: dict[str, Any] | None = Field(default=None, description="JSON Schema for the input.")
+    defaults: StepDefaults = Field(default_factory=StepDefaults)
+    timeline: list[TimelineEntry] = Field(min_length=1)
+    steps: dict[str, StepSpec] = Field(default_factory=dict)
+    diverge: dict[str, list[DivergeRule]] = Field(default_factory=dict)
+    branch: dict[str, list[BranchRule]] = Field(default_factory=dict)
+    output: str | None = Field(default=None, description="CEL over input and steps.")

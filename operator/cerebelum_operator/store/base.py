@@ -1,0 +1,231 @@
+"""The event store's contract: the engine's only source of truth.
+
+Events and the rows derived from them (tasks, timers, dead letters and the
+execution index) change together in one transaction, so a crash between any
+two lines of the engine leaves a consistent state.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from ..engine.actions import Action
+from ..engine.events import RecordedEvent
+
+__all__ = [
+    "ConcurrencyConflict",
+    "DeadLetterRow",
+    "EventStore",
+    "ExecutionExists",
+    "ExecutionRow",
+    "ExecutionSummary",
+    "NewExecution",
+    "StoreError",
+    "TaskRow",
+    "TimerRow",
+    "WorkflowRow",
+]
+
+JSON = Any
+
+
+class StoreError(Exception):
+    """Base class of the store's own errors."""
+
+
+class ConcurrencyConflict(StoreError):
+    """Another writer appended to the execution first: reload and decide again."""
+
+
+class ExecutionExists(StoreError):
+    """An execution with this id already exists."""
+
+
+@dataclass(frozen=True, slots=True)
+class WorkflowRow:
+    name: str
+    spec: dict[str, JSON]
+    version: int
+    created_at_ms: int
+    updated_at_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class NewExecution:
+    """What `append` needs to create an execution with its first events."""
+
+    workflow: str
+    spec: dict[str, JSON]
+    spec_hash: str
+    input: JSON
+
+
+@dataclass(frozen=True, slots=True)
+class ExecutionSummary:
+    """The execution index row, derived from the state after the appended events."""
+
+    phase: str
+    current_steps: list[str]
+    output: JSON
+    error: str | None
+    wake_at_ms: int | None
+    updated_at_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class ExecutionRow:
+    execution_id: str
+    workflow: str
+    spec: dict[str, JSON]
+    spec_hash: str
+    input: JSON
+    phase: str
+    current_steps: list[str]
+    output: JSON
+    error: str | None
+    wake_at_ms: int | None
+    created_at_ms: int
+    updated_at_ms: int
+    last_seq: int
+
+
+@dataclass(frozen=True, slots=True)
+class TaskRow:
+    token: str
+    execution_id: str
+    step: str
+    attempt: int
+    poll: int
+    task_queue: str
+    arguments: JSON
+    visible_at_ms: int
+    timeout_ms: int
+    lease_ms: int
+    heartbeat_required: bool
+    sticky_worker_id: str | None
+    state: str  # "queued" | "leased"
+    worker_id: str | None
+    lease_expires_at_ms: int | None
+    attempt_deadline_ms: int | None
+    cancel_requested: bool
+    progress: JSON
+    workflow: str
+
+
+@dataclass(frozen=True, slots=True)
+class TimerRow:
+    timer_id: str
+    execution_id: str
+    fire_at_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetterRow:
+    dead_letter_id: str
+    execution_id: str
+    step: str
+    attempt: int
+    error: str
+    created_at_ms: int
+    resolved_at_ms: int | None
+
+
+class EventStore(abc.ABC):
+    """One abstract store; one subclass per database, chosen by URL (see `open_store`).
+
+    Methods are synchronous: the runtime calls them from a dedicated thread.
+    """
+
+    # -- lifecycle ------------------------------------------------------------------------
+    @abc.abstractmethod
+    def migrate(self) -> int:
+        """Apply pending versioned migrations; return the schema version. Safe to run twice."""
+
+    @abc.abstractmethod
+    def close(self) -> None: ...
+
+    # -- workflows (the dev-mode registry; in Kubernetes they are CRs) -----------------------
+    @abc.abstractmethod
+    def put_workflow(self, name: str, spec: dict[str, JSON], *, now_ms: int) -> WorkflowRow:
+        """Create or replace; version goes up by one only when the spec changed."""
+
+    @abc.abstractmethod
+    def get_workflow(self, name: str) -> WorkflowRow | None: ...
+
+    @abc.abstractmethod
+    def list_workflows(self) -> list[WorkflowRow]: ...
+
+    # -- executions and their history ----------------------------------------------------------
+    @abc.abstractmethod
+    def append(
+        self,
+        execution_id: str,
+        *,
+        expected_seq: int,
+        events: Sequence[RecordedEvent],
+        actions: Sequence[Action],
+        summary: ExecutionSummary,
+        new_execution: NewExecution | None = None,
+    ) -> None:
+        """Append events (seq expected_seq+1, +2, …), apply the actions and update the index row.
+
+        All or nothing. Raises ConcurrencyConflict when the execution's last seq is not
+        `expected_seq`, ExecutionExists when `new_execution` is given for an existing id.
+        Action semantics:
+          ScheduleTask -> insert a queued task row;  LeaseTask -> mark it leased;
+          DeleteTask -> delete the row (no error if absent);
+          CancelTask -> delete a queued row, or set cancel_requested on a leased one;
+          StartTimer -> insert (replace) a timer row;  CancelTimer -> delete it (no error if absent);
+          AddDeadLetter -> insert;  ResolveDeadLetter -> set resolved_at_ms = summary.updated_at_ms.
+        """
+
+    @abc.abstractmethod
+    def get_execution(self, execution_id: str) -> ExecutionRow | None: ...
+
+    @abc.abstractmethod
+    def list_executions(
+        self, *, workflow: str | None = None, phase: str | None = None, limit: int = 100
+    ) -> list[ExecutionRow]:
+        """Newest first."""
+
+    @abc.abstractmethod
+    def active_execution_ids(self) -> list[str]:
+        """Ids of executions whose phase is not Succeeded, Failed or Cancelled."""
+
+    @abc.abstractmethod
+    def load_history(self, execution_id: str, *, after_seq: int = 0, limit: int | None = None) -> list[RecordedEvent]:
+        """Events in seq order."""
+
+    # -- tasks ------------------------------------------------------------------------------------
+    @abc.abstractmethod
+    def load_tasks(self, *, state: str | None = None) -> list[TaskRow]:
+        """All task rows (optionally of one state), for the dispatcher to rebuild its queues."""
+
+    @abc.abstractmethod
+    def get_task(self, token: str) -> TaskRow | None: ...
+
+    @abc.abstractmethod
+    def extend_lease(self, token: str, *, worker_id: str, lease_expires_at_ms: int, progress: JSON) -> TaskRow | None:
+        """Heartbeat: extend a leased task held by `worker_id`; None when it is not (any more)."""
+
+    @abc.abstractmethod
+    def delete_task(self, token: str) -> None: ...
+
+    # -- timers and dead letters -------------------------------------------------------------------
+    @abc.abstractmethod
+    def due_timers(self, *, until_ms: int, limit: int) -> list[TimerRow]:
+        """Timers firing at or before `until_ms`, soonest first."""
+
+    @abc.abstractmethod
+    def delete_timer(self, timer_id: str) -> None: ...
+
+    @abc.abstractmethod
+    def list_dead_letters(
+        self, *, execution_id: str | None = None, include_resolved: bool = False
+    ) -> list[DeadLetterRow]: ...
+
+    @abc.abstractmethod
+    def get_dead_letter(self, dead_letter_id: str) -> DeadLetterRow | None: ...

@@ -1,0 +1,68 @@
+"""Regenerate the Python gRPC code from proto/ into the worker SDK.
+
+Run with ``--check`` in CI: it regenerates into a temporary folder and fails
+when the committed code differs, so the .proto files stay the one source.
+"""
+
+from __future__ import annotations
+
+import filecmp
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+from grpc_tools import protoc
+
+ROOT = Path(__file__).resolve().parent.parent
+PROTO_ROOT = ROOT / "proto"
+OUT_ROOT = ROOT / "worker-sdk" / "python" / "src"
+PACKAGE = Path("cerebelum") / "v1"
+
+
+def generate(out_root: Path) -> list[Path]:
+    protos = sorted((PROTO_ROOT / PACKAGE).glob("*.proto"))
+    args = [
+        "grpc_tools.protoc",
+        f"--proto_path={PROTO_ROOT}",
+        f"--python_out={out_root}",
+        f"--pyi_out={out_root}",
+        f"--grpc_python_out={out_root}",
+        *[str(p) for p in protos],
+    ]
+    if protoc.main(args) != 0:
+        raise SystemExit("protoc failed")
+    generated = sorted((out_root / PACKAGE).glob("*_pb2*.py*"))
+    return [p.relative_to(out_root) for p in generated]
+
+
+def main() -> int:
+    check = "--check" in sys.argv[1:]
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp_root = Path(tmp)
+        generated = generate(tmp_root)
+        stale = [
+            rel
+            for rel in generated
+            if not (OUT_ROOT / rel).exists() or not filecmp.cmp(tmp_root / rel, OUT_ROOT / rel, shallow=False)
+        ]
+        committed = {p.relative_to(OUT_ROOT) for p in (OUT_ROOT / PACKAGE).glob("*_pb2*.py*")}
+        extra = sorted(committed - set(generated))
+        if check:
+            if stale or extra:
+                names = ", ".join(str(p) for p in [*stale, *extra])
+                print(f"generated protobuf code is stale: {names}; run scripts/gen_protos.py")
+                return 1
+            print(f"protobuf code is up to date ({len(generated)} files)")
+            return 0
+        for rel in generated:
+            (OUT_ROOT / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(tmp_root / rel, OUT_ROOT / rel)
+        for rel in extra:
+            (OUT_ROOT / rel).unlink()
+        print(f"wrote {len(generated)} files under {OUT_ROOT / PACKAGE}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

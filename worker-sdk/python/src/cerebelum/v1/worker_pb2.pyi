@@ -1,0 +1,156 @@
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class PollTaskRequest(_message.Message):
+    __slots__ = ("worker_id", "task_queue", "steps", "wait_ms")
+    WORKER_ID_FIELD_NUMBER: _ClassVar[int]
+    TASK_QUEUE_FIELD_NUMBER: _ClassVar[int]
+    STEPS_FIELD_NUMBER: _ClassVar[int]
+    WAIT_MS_FIELD_NUMBER: _ClassVar[int]
+    worker_id: str
+    task_queue: str
+    steps: _containers.RepeatedScalarFieldContainer[str]
+    wait_ms: int
+    def __init__(self, worker_id: _Optional[str] = ..., task_queue: _Optional[str] = ..., steps: _Optional[_Iterable[str]] = ..., wait_ms: _Optional[int] = ...) -> None: ...
+
+class Task(_message.Message):
+    __slots__ = ("task_token", "execution_id", "workflow", "step", "attempt", "idempotency_key", "arguments_json", "attempt_deadline_ms", "lease_ms", "heartbeat_required", "poll")
+    TASK_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    EXECUTION_ID_FIELD_NUMBER: _ClassVar[int]
+    WORKFLOW_FIELD_NUMBER: _ClassVar[int]
+    STEP_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPT_FIELD_NUMBER: _ClassVar[int]
+    IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
+    ARGUMENTS_JSON_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPT_DEADLINE_MS_FIELD_NUMBER: _ClassVar[int]
+    LEASE_MS_FIELD_NUMBER: _ClassVar[int]
+    HEARTBEAT_REQUIRED_FIELD_NUMBER: _ClassVar[int]
+    POLL_FIELD_NUMBER: _ClassVar[int]
+    task_token: str
+    execution_id: str
+    workflow: str
+    step: str
+    attempt: int
+    idempotency_key: str
+    arguments_json: str
+    attempt_deadline_ms: int
+    lease_ms: int
+    heartbeat_required: bool
+    poll: int
+    def __init__(self, task_token: _Optional[str] = ..., execution_id: _Optional[str] = ..., workflow: _Optional[str] = ..., step: _Optional[str] = ..., attempt: _Optional[int] = ..., idempotency_key: _Optional[str] = ..., arguments_json: _Optional[str] = ..., attempt_deadline_ms: _Optional[int] = ..., lease_ms: _Optional[int] = ..., heartbeat_required: bool = ..., poll: _Optional[int] = ...) -> None: ...
+
+class PollTaskResponse(_message.Message):
+    __slots__ = ("task",)
+    TASK_FIELD_NUMBER: _ClassVar[int]
+    task: Task
+    def __init__(self, task: _Optional[_Union[Task, _Mapping]] = ...) -> None: ...
+
+class HeartbeatRequest(_message.Message):
+    __slots__ = ("task_token", "worker_id", "progress_json")
+    TASK_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    WORKER_ID_FIELD_NUMBER: _ClassVar[int]
+    PROGRESS_JSON_FIELD_NUMBER: _ClassVar[int]
+    task_token: str
+    worker_id: str
+    progress_json: str
+    def __init__(self, task_token: _Optional[str] = ..., worker_id: _Optional[str] = ..., progress_json: _Optional[str] = ...) -> None: ...
+
+class HeartbeatResponse(_message.Message):
+    __slots__ = ("cancel_requested", "lease_lost", "lease_expires_at_ms")
+    CANCEL_REQUESTED_FIELD_NUMBER: _ClassVar[int]
+    LEASE_LOST_FIELD_NUMBER: _ClassVar[int]
+    LEASE_EXPIRES_AT_MS_FIELD_NUMBER: _ClassVar[int]
+    cancel_requested: bool
+    lease_lost: bool
+    lease_expires_at_ms: int
+    def __init__(self, cancel_requested: bool = ..., lease_lost: bool = ..., lease_expires_at_ms: _Optional[int] = ...) -> None: ...
+
+class Success(_message.Message):
+    __slots__ = ("output_json",)
+    OUTPUT_JSON_FIELD_NUMBER: _ClassVar[int]
+    output_json: str
+    def __init__(self, output_json: _Optional[str] = ...) -> None: ...
+
+class Failure(_message.Message):
+    __slots__ = ("type", "message", "non_retryable", "stacktrace")
+    TYPE_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    NON_RETRYABLE_FIELD_NUMBER: _ClassVar[int]
+    STACKTRACE_FIELD_NUMBER: _ClassVar[int]
+    type: str
+    message: str
+    non_retryable: bool
+    stacktrace: str
+    def __init__(self, type: _Optional[str] = ..., message: _Optional[str] = ..., non_retryable: bool = ..., stacktrace: _Optional[str] = ...) -> None: ...
+
+class RetryAfter(_message.Message):
+    __slots__ = ("delay_ms",)
+    DELAY_MS_FIELD_NUMBER: _ClassVar[int]
+    delay_ms: int
+    def __init__(self, delay_ms: _Optional[int] = ...) -> None: ...
+
+class Sleep(_message.Message):
+    __slots__ = ("duration_ms", "output_json")
+    DURATION_MS_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_JSON_FIELD_NUMBER: _ClassVar[int]
+    duration_ms: int
+    output_json: str
+    def __init__(self, duration_ms: _Optional[int] = ..., output_json: _Optional[str] = ...) -> None: ...
+
+class ApprovalRequest(_message.Message):
+    __slots__ = ("kind", "timeout_ms", "data_json")
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    TIMEOUT_MS_FIELD_NUMBER: _ClassVar[int]
+    DATA_JSON_FIELD_NUMBER: _ClassVar[int]
+    kind: str
+    timeout_ms: int
+    data_json: str
+    def __init__(self, kind: _Optional[str] = ..., timeout_ms: _Optional[int] = ..., data_json: _Optional[str] = ...) -> None: ...
+
+class Cancelled(_message.Message):
+    __slots__ = ("message",)
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    message: str
+    def __init__(self, message: _Optional[str] = ...) -> None: ...
+
+class CompleteTaskRequest(_message.Message):
+    __slots__ = ("task_token", "worker_id", "success", "failure", "retry_after", "sleep", "approval", "cancelled")
+    TASK_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    WORKER_ID_FIELD_NUMBER: _ClassVar[int]
+    SUCCESS_FIELD_NUMBER: _ClassVar[int]
+    FAILURE_FIELD_NUMBER: _ClassVar[int]
+    RETRY_AFTER_FIELD_NUMBER: _ClassVar[int]
+    SLEEP_FIELD_NUMBER: _ClassVar[int]
+    APPROVAL_FIELD_NUMBER: _ClassVar[int]
+    CANCELLED_FIELD_NUMBER: _ClassVar[int]
+    task_token: str
+    worker_id: str
+    success: Success
+    failure: Failure
+    retry_after: RetryAfter
+    sleep: Sleep
+    approval: ApprovalRequest
+    cancelled: Cancelled
+    def __init__(self, task_token: _Optional[str] = ..., worker_id: _Optional[str] = ..., success: _Optional[_Union[Success, _Mapping]] = ..., failure: _Optional[_Union[Failure, _Mapping]] = ..., retry_after: _Optional[_Union[RetryAfter, _Mapping]] = ..., sleep: _Optional[_Union[Sleep, _Mapping]] = ..., approval: _Optional[_Union[ApprovalRequest, _Mapping]] = ..., cancelled: _Optional[_Union[Cancelled, _Mapping]] = ...) -> None: ...
+
+class CompleteTaskResponse(_message.Message):
+    __slots__ = ("disposition",)
+    class Disposition(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+        __slots__ = ()
+        DISPOSITION_UNSPECIFIED: _ClassVar[CompleteTaskResponse.Disposition]
+        ACCEPTED: _ClassVar[CompleteTaskResponse.Disposition]
+        DUPLICATE: _ClassVar[CompleteTaskResponse.Disposition]
+        STALE: _ClassVar[CompleteTaskResponse.Disposition]
+    DISPOSITION_UNSPECIFIED: CompleteTaskResponse.Disposition
+    ACCEPTED: CompleteTaskResponse.Disposition
+    DUPLICATE: CompleteTaskResponse.Disposition
+    STALE: CompleteTaskResponse.Disposition
+    DISPOSITION_FIELD_NUMBER: _ClassVar[int]
+    disposition: CompleteTaskResponse.Disposition
+    def __init__(self, disposition: _Optional[_Union[CompleteTaskResponse.Disposition, str]] = ...) -> None: ...

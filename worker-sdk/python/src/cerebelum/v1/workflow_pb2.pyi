@@ -1,0 +1,235 @@
+from google.protobuf.internal import containers as _containers
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class ApplyWorkflowRequest(_message.Message):
+    __slots__ = ("name", "spec_json")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    SPEC_JSON_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    spec_json: str
+    def __init__(self, name: _Optional[str] = ..., spec_json: _Optional[str] = ...) -> None: ...
+
+class WorkflowInfo(_message.Message):
+    __slots__ = ("name", "spec_json", "version", "updated_at_ms")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    SPEC_JSON_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    UPDATED_AT_MS_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    spec_json: str
+    version: int
+    updated_at_ms: int
+    def __init__(self, name: _Optional[str] = ..., spec_json: _Optional[str] = ..., version: _Optional[int] = ..., updated_at_ms: _Optional[int] = ...) -> None: ...
+
+class GetWorkflowRequest(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...
+
+class ListWorkflowsRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListWorkflowsResponse(_message.Message):
+    __slots__ = ("workflows",)
+    WORKFLOWS_FIELD_NUMBER: _ClassVar[int]
+    workflows: _containers.RepeatedCompositeFieldContainer[WorkflowInfo]
+    def __init__(self, workflows: _Optional[_Iterable[_Union[WorkflowInfo, _Mapping]]] = ...) -> None: ...
+
+class StartExecutionRequest(_message.Message):
+    __slots__ = ("workflow", "input_json", "execution_id")
+    WORKFLOW_FIELD_NUMBER: _ClassVar[int]
+    INPUT_JSON_FIELD_NUMBER: _ClassVar[int]
+    EXECUTION_ID_FIELD_NUMBER: _ClassVar[int]
+    workflow: str
+    input_json: str
+    execution_id: str
+    def __init__(self, workflow: _Optional[str] = ..., input_json: _Optional[str] = ..., execution_id: _Optional[str] = ...) -> None: ...
+
+class StepInfo(_message.Message):
+    __slots__ = ("name", "phase", "attempts", "started_at_ms", "finished_at_ms", "last_error")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    PHASE_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
+    STARTED_AT_MS_FIELD_NUMBER: _ClassVar[int]
+    FINISHED_AT_MS_FIELD_NUMBER: _ClassVar[int]
+    LAST_ERROR_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    phase: str
+    attempts: int
+    started_at_ms: int
+    finished_at_ms: int
+    last_error: str
+    def __init__(self, name: _Optional[str] = ..., phase: _Optional[str] = ..., attempts: _Optional[int] = ..., started_at_ms: _Optional[int] = ..., finished_at_ms: _Optional[int] = ..., last_error: _Optional[str] = ...) -> None: ...
+
+class PendingApproval(_message.Message):
+    __slots__ = ("step", "kind", "data_json", "timeout_at_ms")
+    STEP_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    DATA_JSON_FIELD_NUMBER: _ClassVar[int]
+    TIMEOUT_AT_MS_FIELD_NUMBER: _ClassVar[int]
+    step: str
+    kind: str
+    data_json: str
+    timeout_at_ms: int
+    def __init__(self, step: _Optional[str] = ..., kind: _Optional[str] = ..., data_json: _Optional[str] = ..., timeout_at_ms: _Optional[int] = ...) -> None: ...
+
+class ExecutionInfo(_message.Message):
+    __slots__ = ("id", "workflow", "phase", "current_steps", "input_json", "output_json", "error", "created_at_ms", "updated_at_ms", "wake_at_ms", "event_count", "steps", "pending_approvals")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    WORKFLOW_FIELD_NUMBER: _ClassVar[int]
+    PHASE_FIELD_NUMBER: _ClassVar[int]
+    CURRENT_STEPS_FIELD_NUMBER: _ClassVar[int]
+    INPUT_JSON_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_JSON_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_MS_FIELD_NUMBER: _ClassVar[int]
+    UPDATED_AT_MS_FIELD_NUMBER: _ClassVar[int]
+    WAKE_AT_MS_FIELD_NUMBER: _ClassVar[int]
+    EVENT_COUNT_FIELD_NUMBER: _ClassVar[int]
+    STEPS_FIELD_NUMBER: _ClassVar[int]
+    PENDING_APPROVALS_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    workflow: str
+    phase: str
+    current_steps: _containers.RepeatedScalarFieldContainer[str]
+    input_json: str
+    output_json: str
+    error: str
+    created_at_ms: int
+    updated_at_ms: int
+    wake_at_ms: int
+    event_count: int
+    steps: _containers.RepeatedCompositeFieldContainer[StepInfo]
+    pending_approvals: _containers.RepeatedCompositeFieldContainer[PendingApproval]
+    def __init__(self, id: _Optional[str] = ..., workflow: _Optional[str] = ..., phase: _Optional[str] = ..., current_steps: _Optional[_Iterable[str]] = ..., input_json: _Optional[str] = ..., output_json: _Optional[str] = ..., error: _Optional[str] = ..., created_at_ms: _Optional[int] = ..., updated_at_ms: _Optional[int] = ..., wake_at_ms: _Optional[int] = ..., event_count: _Optional[int] = ..., steps: _Optional[_Iterable[_Union[StepInfo, _Mapping]]] = ..., pending_approvals: _Optional[_Iterable[_Union[PendingApproval, _Mapping]]] = ...) -> None: ...
+
+class GetExecutionRequest(_message.Message):
+    __slots__ = ("id",)
+    ID_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    def __init__(self, id: _Optional[str] = ...) -> None: ...
+
+class ListExecutionsRequest(_message.Message):
+    __slots__ = ("workflow", "phase", "limit")
+    WORKFLOW_FIELD_NUMBER: _ClassVar[int]
+    PHASE_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    workflow: str
+    phase: str
+    limit: int
+    def __init__(self, workflow: _Optional[str] = ..., phase: _Optional[str] = ..., limit: _Optional[int] = ...) -> None: ...
+
+class ListExecutionsResponse(_message.Message):
+    __slots__ = ("executions",)
+    EXECUTIONS_FIELD_NUMBER: _ClassVar[int]
+    executions: _containers.RepeatedCompositeFieldContainer[ExecutionInfo]
+    def __init__(self, executions: _Optional[_Iterable[_Union[ExecutionInfo, _Mapping]]] = ...) -> None: ...
+
+class GetHistoryRequest(_message.Message):
+    __slots__ = ("id", "after_seq", "limit")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    AFTER_SEQ_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    after_seq: int
+    limit: int
+    def __init__(self, id: _Optional[str] = ..., after_seq: _Optional[int] = ..., limit: _Optional[int] = ...) -> None: ...
+
+class HistoryEvent(_message.Message):
+    __slots__ = ("seq", "type", "at_ms", "data_json")
+    SEQ_FIELD_NUMBER: _ClassVar[int]
+    TYPE_FIELD_NUMBER: _ClassVar[int]
+    AT_MS_FIELD_NUMBER: _ClassVar[int]
+    DATA_JSON_FIELD_NUMBER: _ClassVar[int]
+    seq: int
+    type: str
+    at_ms: int
+    data_json: str
+    def __init__(self, seq: _Optional[int] = ..., type: _Optional[str] = ..., at_ms: _Optional[int] = ..., data_json: _Optional[str] = ...) -> None: ...
+
+class GetHistoryResponse(_message.Message):
+    __slots__ = ("events",)
+    EVENTS_FIELD_NUMBER: _ClassVar[int]
+    events: _containers.RepeatedCompositeFieldContainer[HistoryEvent]
+    def __init__(self, events: _Optional[_Iterable[_Union[HistoryEvent, _Mapping]]] = ...) -> None: ...
+
+class WaitExecutionRequest(_message.Message):
+    __slots__ = ("id", "wait_ms")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    WAIT_MS_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    wait_ms: int
+    def __init__(self, id: _Optional[str] = ..., wait_ms: _Optional[int] = ...) -> None: ...
+
+class ApproveRequest(_message.Message):
+    __slots__ = ("id", "step", "approver", "payload_json")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    STEP_FIELD_NUMBER: _ClassVar[int]
+    APPROVER_FIELD_NUMBER: _ClassVar[int]
+    PAYLOAD_JSON_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    step: str
+    approver: str
+    payload_json: str
+    def __init__(self, id: _Optional[str] = ..., step: _Optional[str] = ..., approver: _Optional[str] = ..., payload_json: _Optional[str] = ...) -> None: ...
+
+class RejectRequest(_message.Message):
+    __slots__ = ("id", "step", "approver", "reason")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    STEP_FIELD_NUMBER: _ClassVar[int]
+    APPROVER_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    step: str
+    approver: str
+    reason: str
+    def __init__(self, id: _Optional[str] = ..., step: _Optional[str] = ..., approver: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class CancelExecutionRequest(_message.Message):
+    __slots__ = ("id", "reason")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    reason: str
+    def __init__(self, id: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class DeadLetter(_message.Message):
+    __slots__ = ("id", "execution_id", "step", "attempt", "error", "created_at_ms")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    EXECUTION_ID_FIELD_NUMBER: _ClassVar[int]
+    STEP_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPT_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_MS_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    execution_id: str
+    step: str
+    attempt: int
+    error: str
+    created_at_ms: int
+    def __init__(self, id: _Optional[str] = ..., execution_id: _Optional[str] = ..., step: _Optional[str] = ..., attempt: _Optional[int] = ..., error: _Optional[str] = ..., created_at_ms: _Optional[int] = ...) -> None: ...
+
+class ListDeadLettersRequest(_message.Message):
+    __slots__ = ("execution_id",)
+    EXECUTION_ID_FIELD_NUMBER: _ClassVar[int]
+    execution_id: str
+    def __init__(self, execution_id: _Optional[str] = ...) -> None: ...
+
+class ListDeadLettersResponse(_message.Message):
+    __slots__ = ("dead_letters",)
+    DEAD_LETTERS_FIELD_NUMBER: _ClassVar[int]
+    dead_letters: _containers.RepeatedCompositeFieldContainer[DeadLetter]
+    def __init__(self, dead_letters: _Optional[_Iterable[_Union[DeadLetter, _Mapping]]] = ...) -> None: ...
+
+class RedriveDeadLetterRequest(_message.Message):
+    __slots__ = ("id",)
+    ID_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    def __init__(self, id: _Optional[str] = ...) -> None: ...
