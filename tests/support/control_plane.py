@@ -53,8 +53,8 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 BUILD_SCRIPT = REPO_ROOT / "hack" / "control-plane" / "build.sh"
@@ -70,7 +70,7 @@ class ControlPlaneError(RuntimeError):
     """The control plane could not be built or started."""
 
 
-def ensure_binaries(timeout: Optional[float] = None) -> Path:
+def ensure_binaries(timeout: float | None = None) -> Path:
     """Build (or reuse from the cache) etcd and kube-apiserver; return their dir.
 
     A cold build takes minutes (see hack/control-plane/build.sh); afterwards
@@ -143,12 +143,12 @@ class ControlPlane:
 
     def __init__(
         self,
-        bin_dir: Optional[Path] = None,
+        bin_dir: Path | None = None,
         *,
         startup_timeout: float = 120.0,
         extra_apiserver_args: Sequence[str] = (),
         keep_dir: bool = False,
-        parent_dir: Optional[str] = None,
+        parent_dir: str | None = None,
     ) -> None:
         self.bin_dir = Path(bin_dir) if bin_dir else None
         self.startup_timeout = startup_timeout
@@ -156,21 +156,21 @@ class ControlPlane:
         self.keep_dir = keep_dir
         self.parent_dir = parent_dir
 
-        self.dir: Optional[Path] = None
-        self.kubeconfig: Optional[Path] = None
-        self.server: Optional[str] = None
-        self.ca_file: Optional[Path] = None
-        self.client_cert_file: Optional[Path] = None
-        self.client_key_file: Optional[Path] = None
-        self.admin_token: Optional[str] = None
-        self.etcd_url: Optional[str] = None
-        self.startup_seconds: Optional[float] = None
-        self._procs: Dict[str, subprocess.Popen] = {}
-        self._logs: Dict[str, Path] = {}
+        self.dir: Path | None = None
+        self.kubeconfig: Path | None = None
+        self.server: str | None = None
+        self.ca_file: Path | None = None
+        self.client_cert_file: Path | None = None
+        self.client_key_file: Path | None = None
+        self.admin_token: str | None = None
+        self.etcd_url: str | None = None
+        self.startup_seconds: float | None = None
+        self._procs: dict[str, subprocess.Popen] = {}
+        self._logs: dict[str, Path] = {}
 
     # ------------------------------------------------------------------ public
 
-    def start(self) -> "ControlPlane":
+    def start(self) -> ControlPlane:
         if self._procs:
             raise ControlPlaneError("control plane already started")
         if self.bin_dir is None:
@@ -184,7 +184,7 @@ class ControlPlane:
         atexit.register(self.stop)
         try:
             self._make_credentials()
-            last_error: Optional[ControlPlaneError] = None
+            last_error: ControlPlaneError | None = None
             for _attempt in range(3):  # free ports can be raced for; retry then
                 try:
                     self._start_etcd()
@@ -215,19 +215,19 @@ class ControlPlane:
         except Exception:
             pass
 
-    def __enter__(self) -> "ControlPlane":
+    def __enter__(self) -> ControlPlane:
         return self.start()
 
     def __exit__(self, *exc_info: object) -> None:
         self.stop()
 
     @property
-    def env(self) -> Dict[str, str]:
+    def env(self) -> dict[str, str]:
         """os.environ plus KUBECONFIG pointing at the admin kubeconfig."""
         return {**os.environ, "KUBECONFIG": str(self.kubeconfig)}
 
     def kubectl(
-        self, *args: str, check: bool = True, input: Optional[str] = None, token: Optional[str] = None
+        self, *args: str, check: bool = True, input: str | None = None, token: str | None = None
     ) -> subprocess.CompletedProcess:
         """Run kubectl (from PATH) against this control plane; as ``token``'s user if given."""
         cmd = ["kubectl", "--kubeconfig", str(self.kubeconfig)]
@@ -289,7 +289,7 @@ class ControlPlane:
         self.client_cert_file = pki / "admin.crt"
         self.client_key_file = pki / "admin.key"
 
-    def _spawn(self, name: str, argv: List[str]) -> subprocess.Popen:
+    def _spawn(self, name: str, argv: list[str]) -> subprocess.Popen:
         assert self.dir is not None
         log = self.dir / f"{name}.log"
         self._logs[name] = log
@@ -408,7 +408,7 @@ class ControlPlane:
     def _write_kubeconfig(self) -> None:
         assert self.dir is not None
 
-        def b64(p: Optional[Path]) -> str:
+        def b64(p: Path | None) -> str:
             assert p is not None
             return base64.b64encode(p.read_bytes()).decode()
 

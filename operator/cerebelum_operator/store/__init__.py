@@ -13,6 +13,7 @@ from .base import (
     TimerRow,
     WorkflowRow,
 )
+from .open import open_store
 
 __all__ = [
     "ConcurrencyConflict",
@@ -26,4 +27,5 @@ __all__ = [
     "TaskRow",
     "TimerRow",
     "WorkflowRow",
+    "open_store",
 ]

@@ -1,0 +1,63 @@
+"""Map the engine's errors to gRPC status codes with the engine's own message."""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import grpc
+
+from ..engine import CommandRejected
+from ..model import InputInvalid, WorkflowInvalid
+from ..runtime import ExecutionNotFound, WorkflowNotFound
+from ..store import ConcurrencyConflict
+from .payloads import PayloadError, PayloadTooLarge
+
+__all__ = ["Context", "InvalidRequest", "grpc_errors"]
+
+Context = grpc.aio.ServicerContext[Any, Any]
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+class InvalidRequest(ValueError):
+    """A request missing a field or with a bad value."""
+
+
+_CODES: list[tuple[type[BaseException], grpc.StatusCode]] = [
+    (PayloadTooLarge, grpc.StatusCode.RESOURCE_EXHAUSTED),
+    (PayloadError, grpc.StatusCode.INVALID_ARGUMENT),
+    (InvalidRequest, grpc.StatusCode.INVALID_ARGUMENT),
+    (WorkflowInvalid, grpc.StatusCode.INVALID_ARGUMENT),
+    (InputInvalid, grpc.StatusCode.INVALID_ARGUMENT),
+    (ExecutionNotFound, grpc.StatusCode.NOT_FOUND),
+    (WorkflowNotFound, grpc.StatusCode.NOT_FOUND),
+    (CommandRejected, grpc.StatusCode.FAILED_PRECONDITION),
+    (ConcurrencyConflict, grpc.StatusCode.ABORTED),
+]
+
+
+def grpc_errors(
+    method: Callable[..., Awaitable[T]],
+) -> Callable[..., Awaitable[T]]:
+    """Turn known errors into statuses; log and hide anything unexpected as INTERNAL."""
+
+    @functools.wraps(method)
+    async def wrapper(self: Any, request: Any, context: Context) -> T:
+        try:
+            return await method(self, request, context)
+        except Exception as exc:
+            for error_type, code in _CODES:
+                if isinstance(exc, error_type):
+                    await context.abort(code, str(exc))
+            if isinstance(exc, grpc.aio.AbortError):
+                raise
+            log.exception("unexpected error in %s", method.__name__)
+            await context.abort(grpc.StatusCode.INTERNAL, f"internal error: {type(exc).__name__}: {exc}")
+            raise  # unreachable: abort raises
+
+    return wrapper

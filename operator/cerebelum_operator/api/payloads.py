@@ -1,0 +1,38 @@
+"""JSON payloads on the wire: parsed, size-checked, and refused with a message that names them."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+__all__ = ["DEFAULT_MAX_PAYLOAD_BYTES", "PayloadError", "PayloadTooLarge", "dump_json", "parse_json"]
+
+DEFAULT_MAX_PAYLOAD_BYTES = 2 * 1024 * 1024
+
+
+class PayloadError(ValueError):
+    """Malformed JSON."""
+
+
+class PayloadTooLarge(PayloadError):
+    """Over the configured payload limit."""
+
+
+def _size(n: int) -> str:
+    return f"{n / 1024 / 1024:.1f} MiB" if n >= 1024 * 1024 else f"{n / 1024:.1f} KiB"
+
+
+def parse_json(text: str, *, what: str, limit: int, empty: Any = None) -> Any:
+    size = len(text.encode()) if len(text) * 4 > limit else len(text)
+    if size > limit:
+        raise PayloadTooLarge(f"{what} is {_size(size)}, over the {_size(limit)} payload limit")
+    if not text:
+        return empty
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise PayloadError(f"{what} is not valid JSON: {exc}") from None
+
+
+def dump_json(value: Any) -> str:
+    return "" if value is None else json.dumps(value, separators=(",", ":"))

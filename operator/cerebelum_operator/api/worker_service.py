@@ -1,0 +1,121 @@
+"""gRPC WorkerService: long-poll, heartbeat and completion, on top of the dispatcher."""
+
+from __future__ import annotations
+
+from cerebelum.v1 import worker_pb2 as pb
+from cerebelum.v1 import worker_pb2_grpc as pb_grpc
+
+from ..engine import Reply
+from ..engine import commands as cmd
+from ..engine.decide import parse_token
+from ..runtime import Dispatcher, EngineService
+from .errors import Context, InvalidRequest, grpc_errors
+from .payloads import dump_json, parse_json
+
+__all__ = ["WorkerServicer"]
+
+_DISPOSITION = {
+    Reply.ACCEPTED: pb.CompleteTaskResponse.ACCEPTED,
+    Reply.DUPLICATE: pb.CompleteTaskResponse.DUPLICATE,
+    Reply.STALE: pb.CompleteTaskResponse.STALE,
+}
+MAX_MESSAGE_CHARS = 8 * 1024
+
+
+def _require(value: str, field: str, rpc: str) -> str:
+    if not value:
+        raise InvalidRequest(f"{rpc}: {field} is required")
+    return value
+
+
+class WorkerServicer(pb_grpc.WorkerServiceServicer):
+    def __init__(self, engine: EngineService, dispatcher: Dispatcher, *, max_payload_bytes: int) -> None:
+        self.engine = engine
+        self.dispatcher = dispatcher
+        self.max_payload_bytes = max_payload_bytes
+
+    @grpc_errors
+    async def PollTask(self, request: pb.PollTaskRequest, context: Context) -> pb.PollTaskResponse:
+        _require(request.worker_id, "worker_id", "PollTask")
+        _require(request.task_queue, "task_queue", "PollTask")
+        if not request.steps:
+            raise InvalidRequest("PollTask: steps is empty; register at least one step")
+        granted = await self.dispatcher.poll(
+            worker_id=request.worker_id,
+            task_queue=request.task_queue,
+            steps=request.steps,
+            wait_ms=request.wait_ms,
+        )
+        if granted is None:
+            return pb.PollTaskResponse()
+        return pb.PollTaskResponse(
+            task=pb.Task(
+                task_token=granted.token,
+                execution_id=granted.execution_id,
+                workflow=granted.workflow,
+                step=granted.step,
+                attempt=granted.attempt,
+                idempotency_key=f"{granted.execution_id}/{granted.step}/{granted.attempt}",
+                arguments_json=dump_json(granted.arguments),
+                attempt_deadline_ms=granted.attempt_deadline_ms,
+                lease_ms=granted.lease_ms,
+                heartbeat_required=granted.heartbeat_required,
+                poll=granted.poll,
+            )
+        )
+
+    @grpc_errors
+    async def Heartbeat(self, request: pb.HeartbeatRequest, context: Context) -> pb.HeartbeatResponse:
+        _require(request.task_token, "task_token", "Heartbeat")
+        _require(request.worker_id, "worker_id", "Heartbeat")
+        progress = parse_json(request.progress_json, what="heartbeat progress", limit=64 * 1024)
+        result = await self.dispatcher.heartbeat(
+            token=request.task_token, worker_id=request.worker_id, progress=progress
+        )
+        return pb.HeartbeatResponse(
+            cancel_requested=result.cancel_requested,
+            lease_lost=result.lease_lost,
+            lease_expires_at_ms=result.lease_expires_at_ms,
+        )
+
+    @grpc_errors
+    async def CompleteTask(self, request: pb.CompleteTaskRequest, context: Context) -> pb.CompleteTaskResponse:
+        token = _require(request.task_token, "task_token", "CompleteTask")
+        _require(request.worker_id, "worker_id", "CompleteTask")
+        try:
+            execution_id, step, _, _, _ = parse_token(token)
+        except ValueError:
+            raise InvalidRequest(f"CompleteTask: malformed task_token {token!r}") from None
+        outcome = self._outcome(request, step)
+        holder = self.dispatcher.holder_of(token)
+        if holder is not None and holder != request.worker_id:
+            return pb.CompleteTaskResponse(disposition=pb.CompleteTaskResponse.STALE)
+        decision = await self.engine.handle(execution_id, cmd.TaskCompleted(token, outcome))
+        return pb.CompleteTaskResponse(disposition=_DISPOSITION[decision.reply])
+
+    def _outcome(self, request: pb.CompleteTaskRequest, step: str) -> cmd.Outcome:
+        limit = self.max_payload_bytes
+        which = request.WhichOneof("outcome")
+        match which:
+            case "success":
+                output = parse_json(request.success.output_json, what=f"output of step {step!r}", limit=limit)
+                return cmd.OutcomeSuccess(output)
+            case "failure":
+                failure = request.failure
+                return cmd.OutcomeFailure(
+                    failure.type or "Error", failure.message[:MAX_MESSAGE_CHARS], retryable=not failure.non_retryable
+                )
+            case "retry_after":
+                return cmd.OutcomeRetryAfter(request.retry_after.delay_ms)
+            case "sleep":
+                output = parse_json(request.sleep.output_json, what=f"output of step {step!r}", limit=limit)
+                return cmd.OutcomeSleep(request.sleep.duration_ms, output)
+            case "approval":
+                approval = request.approval
+                data = parse_json(approval.data_json, what=f"approval data of step {step!r}", limit=limit)
+                return cmd.OutcomeApproval(approval.kind or "approval", approval.timeout_ms or None, data)
+            case "cancelled":
+                return cmd.OutcomeCancelled(request.cancelled.message[:MAX_MESSAGE_CHARS])
+        raise InvalidRequest(
+            "CompleteTask: an outcome (success, failure, retry_after, sleep, approval, cancelled) is required"
+        )

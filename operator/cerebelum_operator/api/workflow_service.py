@@ -1,0 +1,197 @@
+"""gRPC WorkflowService: what the CLI and the SDK client call."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from typing import Any
+
+from cerebelum.v1 import workflow_pb2 as pb
+from cerebelum.v1 import workflow_pb2_grpc as pb_grpc
+
+from ..engine import ExecutionState
+from ..engine import commands as cmd
+from ..model import compile_workflow
+from ..runtime import EngineService, ExecutionNotFound, WorkflowNotFound
+from ..store import ExecutionRow, WorkflowRow
+from .errors import Context, InvalidRequest, grpc_errors
+from .payloads import dump_json, parse_json
+
+__all__ = ["WorkflowServicer"]
+
+NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
+EXECUTION_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
+MAX_WAIT_MS = 60_000
+
+
+def _workflow_info(row: WorkflowRow) -> pb.WorkflowInfo:
+    return pb.WorkflowInfo(
+        name=row.name, spec_json=dump_json(row.spec), version=row.version, updated_at_ms=row.updated_at_ms
+    )
+
+
+def execution_info(row: ExecutionRow, state: ExecutionState | None = None) -> pb.ExecutionInfo:
+    info = pb.ExecutionInfo(
+        id=row.execution_id,
+        workflow=row.workflow,
+        phase=row.phase,
+        current_steps=row.current_steps,
+        input_json=dump_json(row.input),
+        output_json=dump_json(row.output),
+        error=row.error or "",
+        created_at_ms=row.created_at_ms,
+        updated_at_ms=row.updated_at_ms,
+        wake_at_ms=row.wake_at_ms or 0,
+        event_count=row.last_seq,
+    )
+    if state is not None:
+        for name, step in state.steps.items():
+            info.steps.append(
+                pb.StepInfo(
+                    name=name,
+                    phase=step.phase.value,
+                    attempts=step.total_attempts,
+                    started_at_ms=step.started_at_ms or 0,
+                    finished_at_ms=step.finished_at_ms or 0,
+                    last_error=step.last_error or "",
+                )
+            )
+        for name, approval in state.approvals.items():
+            info.pending_approvals.append(
+                pb.PendingApproval(
+                    step=name,
+                    kind=approval.approval_kind,
+                    data_json=dump_json(approval.data),
+                    timeout_at_ms=approval.timeout_at_ms or 0,
+                )
+            )
+    return info
+
+
+class WorkflowServicer(pb_grpc.WorkflowServiceServicer):
+    def __init__(self, engine: EngineService, *, max_payload_bytes: int) -> None:
+        self.engine = engine
+        self.store = engine.db.store
+        self.db = engine.db
+        self.max_payload_bytes = max_payload_bytes
+
+    async def _info(self, execution_id: str) -> pb.ExecutionInfo:
+        row = await self.db.run(self.store.get_execution, execution_id)
+        if row is None:
+            raise ExecutionNotFound(f"execution {execution_id!r} not found")
+        return execution_info(row, await self.engine.state_of(execution_id))
+
+    @grpc_errors
+    async def ApplyWorkflow(self, request: pb.ApplyWorkflowRequest, context: Context) -> pb.WorkflowInfo:
+        if not NAME.match(request.name):
+            raise InvalidRequest(
+                f"workflow name {request.name!r} is not valid: use lowercase letters, digits, '-' and '.'"
+            )
+        spec = parse_json(request.spec_json, what="workflow spec", limit=self.max_payload_bytes)
+        if not isinstance(spec, dict):
+            raise InvalidRequest("workflow spec must be a JSON object")
+        compile_workflow(spec)
+        now = self.engine.clock.now_ms()
+        row = await self.db.run(self.store.put_workflow, request.name, spec, now_ms=now)
+        return _workflow_info(row)
+
+    @grpc_errors
+    async def GetWorkflow(self, request: pb.GetWorkflowRequest, context: Context) -> pb.WorkflowInfo:
+        row = await self.db.run(self.store.get_workflow, request.name)
+        if row is None:
+            raise WorkflowNotFound(f"workflow {request.name!r} not found")
+        return _workflow_info(row)
+
+    @grpc_errors
+    async def ListWorkflows(self, request: pb.ListWorkflowsRequest, context: Context) -> pb.ListWorkflowsResponse:
+        rows = await self.db.run(self.store.list_workflows)
+        return pb.ListWorkflowsResponse(workflows=[_workflow_info(r) for r in rows])
+
+    @grpc_errors
+    async def StartExecution(self, request: pb.StartExecutionRequest, context: Context) -> pb.ExecutionInfo:
+        if not request.workflow:
+            raise InvalidRequest("StartExecution: workflow is required")
+        execution_id = request.execution_id or uuid.uuid4().hex[:20]
+        if not EXECUTION_ID.match(execution_id):
+            raise InvalidRequest(f"execution id {execution_id!r} is not valid: use letters, digits, '_', '.', ':', '-'")
+        value: Any = parse_json(request.input_json, what="execution input", limit=self.max_payload_bytes)
+        row = await self.engine.start(request.workflow, value, execution_id=execution_id)
+        return execution_info(row, await self.engine.state_of(row.execution_id))
+
+    @grpc_errors
+    async def GetExecution(self, request: pb.GetExecutionRequest, context: Context) -> pb.ExecutionInfo:
+        return await self._info(request.id)
+
+    @grpc_errors
+    async def ListExecutions(self, request: pb.ListExecutionsRequest, context: Context) -> pb.ListExecutionsResponse:
+        rows = await self.db.run(
+            self.store.list_executions,
+            workflow=request.workflow or None,
+            phase=request.phase or None,
+            limit=min(request.limit or 100, 1000),
+        )
+        return pb.ListExecutionsResponse(executions=[execution_info(r) for r in rows])
+
+    @grpc_errors
+    async def GetHistory(self, request: pb.GetHistoryRequest, context: Context) -> pb.GetHistoryResponse:
+        if await self.db.run(self.store.get_execution, request.id) is None:
+            raise ExecutionNotFound(f"execution {request.id!r} not found")
+        events = await self.db.run(
+            self.store.load_history, request.id, after_seq=request.after_seq, limit=min(request.limit or 500, 1000)
+        )
+        return pb.GetHistoryResponse(
+            events=[
+                pb.HistoryEvent(seq=e.seq, type=e.event.kind, at_ms=e.at_ms, data_json=dump_json(e.event.to_data()))
+                for e in events
+            ]
+        )
+
+    @grpc_errors
+    async def WaitExecution(self, request: pb.WaitExecutionRequest, context: Context) -> pb.ExecutionInfo:
+        await self.engine.wait_terminal(request.id, min(request.wait_ms or MAX_WAIT_MS, MAX_WAIT_MS) / 1000)
+        return await self._info(request.id)
+
+    @grpc_errors
+    async def Approve(self, request: pb.ApproveRequest, context: Context) -> pb.ExecutionInfo:
+        if not request.step or not request.approver:
+            raise InvalidRequest("Approve: step and approver are required")
+        payload = parse_json(request.payload_json, what="approval payload", limit=self.max_payload_bytes)
+        await self.engine.handle(request.id, cmd.Approve(request.step, request.approver, payload))
+        return await self._info(request.id)
+
+    @grpc_errors
+    async def Reject(self, request: pb.RejectRequest, context: Context) -> pb.ExecutionInfo:
+        if not request.step or not request.approver:
+            raise InvalidRequest("Reject: step and approver are required")
+        await self.engine.handle(request.id, cmd.Reject(request.step, request.approver, request.reason))
+        return await self._info(request.id)
+
+    @grpc_errors
+    async def CancelExecution(self, request: pb.CancelExecutionRequest, context: Context) -> pb.ExecutionInfo:
+        await self.engine.handle(request.id, cmd.Cancel(request.reason or "cancelled"))
+        return await self._info(request.id)
+
+    @grpc_errors
+    async def ListDeadLetters(self, request: pb.ListDeadLettersRequest, context: Context) -> pb.ListDeadLettersResponse:
+        rows = await self.db.run(self.store.list_dead_letters, execution_id=request.execution_id or None)
+        return pb.ListDeadLettersResponse(
+            dead_letters=[
+                pb.DeadLetter(
+                    id=r.dead_letter_id,
+                    execution_id=r.execution_id,
+                    step=r.step,
+                    attempt=r.attempt,
+                    error=r.error,
+                    created_at_ms=r.created_at_ms,
+                )
+                for r in rows
+            ]
+        )
+
+    @grpc_errors
+    async def RedriveDeadLetter(self, request: pb.RedriveDeadLetterRequest, context: Context) -> pb.ExecutionInfo:
+        row = await self.db.run(self.store.get_dead_letter, request.id)
+        if row is None or row.resolved_at_ms is not None:
+            raise ExecutionNotFound(f"dead letter {request.id!r} not found (or already redriven)")
+        await self.engine.handle(row.execution_id, cmd.Redrive(request.id))
+        return await self._info(row.execution_id)

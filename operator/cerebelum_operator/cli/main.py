@@ -1,0 +1,292 @@
+"""The `cerebelum` command: run the dev engine and drive workflows from a terminal."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+
+import typer
+
+from cerebelum import CerebelumError, Client
+
+from ..server import DEFAULT_ADDRESS, DEFAULT_DATABASE_URL
+from .documents import DocumentError, read_workflows
+from .render import console, execution_table, history_table, show_execution
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(help="Cerebelum: durable workflows on Kubernetes.", no_args_is_help=True, add_completion=False)
+get_app = typer.Typer(help="List workflows or executions.", no_args_is_help=True)
+dlq_app = typer.Typer(help="The dead-letter queue: steps that ran out of retries.", no_args_is_help=True)
+app.add_typer(get_app, name="get")
+app.add_typer(dlq_app, name="dlq")
+
+AddressOption = Annotated[
+    str,
+    typer.Option("--address", envvar="CEREBELUM_ADDRESS", help="Engine gRPC address."),
+]
+OutputOption = Annotated[str, typer.Option("--output", "-o", help="table or json")]
+
+
+def _client(address: str) -> Client:
+    return Client(address=address)
+
+
+def _fail(message: str, code: int = 1) -> NoReturn:
+    console.print(f"[red]error:[/red] {message}", highlight=False)
+    raise typer.Exit(code)
+
+
+def _json_arg(text: str | None, what: str) -> Any:
+    if text is None:
+        return None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        _fail(f"{what} is not valid JSON: {exc}")
+
+
+def _as_json(value: Any) -> str:
+    return json.dumps(value, indent=2, default=str)
+
+
+@app.command()
+def dev(
+    address: Annotated[str, typer.Option(help="Where to serve gRPC.")] = DEFAULT_ADDRESS,
+    db: Annotated[str, typer.Option("--db", envvar="CEREBELUM_DATABASE_URL", help="Store URL.")] = DEFAULT_DATABASE_URL,
+    log_level: Annotated[str, typer.Option(help="debug, info, warning")] = "info",
+) -> None:
+    """Run the engine in one process on SQLite: no cluster needed."""
+    import asyncio
+
+    from ..server import EngineServer, ServerConfig
+
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    server = EngineServer(ServerConfig(address=address, database_url=db))
+    try:
+        asyncio.run(server.serve_until_signalled())
+    except OSError as exc:
+        _fail(str(exc))
+
+
+@app.command()
+def apply(
+    file: Annotated[Path, typer.Option("--filename", "-f", help="Workflow YAML or JSON ('-' for stdin).")],
+    address: AddressOption = DEFAULT_ADDRESS,
+) -> None:
+    """Create or update the Workflows in a file."""
+    client = _client(address)
+    try:
+        for name, spec in read_workflows(file):
+            info = client.apply_workflow(name, spec)
+            console.print(f"workflow/{info.name} applied (version {info.version})")
+    except DocumentError as exc:
+        _fail(str(exc))
+    except CerebelumError as exc:
+        _fail(str(exc))
+
+
+@app.command()
+def start(
+    workflow: str,
+    input: Annotated[str | None, typer.Option("--input", "-i", help="Input as JSON.")] = None,
+    execution_id: Annotated[str | None, typer.Option("--id", help="Execution id (idempotent).")] = None,
+    wait: Annotated[bool, typer.Option(help="Wait for the end; exit non-zero unless Succeeded.")] = False,
+    timeout: Annotated[float | None, typer.Option(help="Seconds to wait with --wait.")] = None,
+    address: AddressOption = DEFAULT_ADDRESS,
+) -> None:
+    """Start an execution of a workflow."""
+    client = _client(address)
+    try:
+        execution = client.start(workflow, _json_arg(input, "--input"), execution_id=execution_id)
+        console.print(f"execution/{execution.id} started")
+        if not wait:
+            return
+        final = client.wait(execution.id, timeout=timeout)
+    except TimeoutError:
+        _fail(f"execution still running after {timeout}s", code=2)
+    except CerebelumError as exc:
+        _fail(str(exc))
+    console.print(f"execution/{final.id} {final.phase}")
+    if final.output is not None:
+        console.print_json(_as_json(final.output))
+    if final.phase != "Succeeded":
+        _fail(final.error or final.phase)
+
+
+@app.command("wait")
+def wait_command(
+    execution_id: str,
+    timeout: Annotated[float | None, typer.Option(help="Seconds to wait.")] = None,
+    address: AddressOption = DEFAULT_ADDRESS,
+) -> None:
+    """Wait for an execution to end; exit non-zero unless it Succeeded."""
+    try:
+        final = _client(address).wait(execution_id, timeout=timeout)
+    except TimeoutError:
+        _fail(f"execution still running after {timeout}s", code=2)
+    except CerebelumError as exc:
+        _fail(str(exc))
+    console.print(f"execution/{final.id} {final.phase}")
+    if final.output is not None:
+        console.print_json(_as_json(final.output))
+    if final.phase != "Succeeded":
+        _fail(final.error or final.phase)
+
+
+@get_app.command("executions")
+def get_executions(
+    workflow: Annotated[str | None, typer.Option(help="Only this workflow.")] = None,
+    phase: Annotated[str | None, typer.Option(help="Only this phase.")] = None,
+    limit: int = 50,
+    output: OutputOption = "table",
+    address: AddressOption = DEFAULT_ADDRESS,
+) -> None:
+    """List executions, newest first."""
+    try:
+        executions = _client(address).list(workflow=workflow, phase=phase, limit=limit)
+    except CerebelumError as exc:
+        _fail(str(exc))
+    if output == "json":
+        print(_as_json([_execution_dict(e) for e in executions]))
+    else:
+        console.print(execution_table(executions))
+
+
+@get_app.command("workflows")
+def get_workflows(address: AddressOption = DEFAULT_ADDRESS) -> None:
+    """List applied workflows."""
+    try:
+        workflows = _client(address).list_workflows()
+    except CerebelumError as exc:
+        _fail(str(exc))
+    for workflow in workflows:
+        console.print(f"{workflow.name}\tversion {workflow.version}")
+
+
+@app.command()
+def describe(execution_id: str, output: OutputOption = "table", address: AddressOption = DEFAULT_ADDRESS) -> None:
+    """Show an execution: phase, steps, pending approvals."""
+    try:
+        execution = _client(address).get(execution_id)
+    except CerebelumError as exc:
+        _fail(str(exc))
+    if output == "json":
+        print(_as_json(_execution_dict(execution)))
+    else:
+        show_execution(execution)
+
+
+@app.command()
+def history(execution_id: str, output: OutputOption = "table", address: AddressOption = DEFAULT_ADDRESS) -> None:
+    """Show an execution's event history."""
+    try:
+        events = _client(address).history(execution_id)
+    except CerebelumError as exc:
+        _fail(str(exc))
+    if output == "json":
+        print(_as_json([{"seq": e.seq, "type": e.type, "at": e.at, "data": e.data} for e in events]))
+    else:
+        console.print(history_table(events))
+
+
+@app.command()
+def approve(
+    execution_id: str,
+    step: str,
+    approver: Annotated[str, typer.Option(help="Who approves.")] = os.environ.get("USER", "cli"),
+    payload: Annotated[str | None, typer.Option(help="JSON given to later steps.")] = None,
+    address: AddressOption = DEFAULT_ADDRESS,
+) -> None:
+    """Approve a step that waits for approval."""
+    try:
+        execution = _client(address).approve(
+            execution_id, step, approver=approver, payload=_json_arg(payload, "--payload")
+        )
+    except CerebelumError as exc:
+        _fail(str(exc))
+    console.print(f"execution/{execution.id} step {step} approved by {approver}; now {execution.phase}")
+
+
+@app.command()
+def reject(
+    execution_id: str,
+    step: str,
+    reason: Annotated[str, typer.Option(help="Why.")] = "",
+    approver: Annotated[str, typer.Option(help="Who rejects.")] = os.environ.get("USER", "cli"),
+    address: AddressOption = DEFAULT_ADDRESS,
+) -> None:
+    """Reject a step that waits for approval."""
+    try:
+        execution = _client(address).reject(execution_id, step, approver=approver, reason=reason)
+    except CerebelumError as exc:
+        _fail(str(exc))
+    console.print(f"execution/{execution.id} step {step} rejected; now {execution.phase}")
+
+
+@app.command()
+def cancel(
+    execution_id: str,
+    reason: Annotated[str, typer.Option(help="Why.")] = "cancelled from the CLI",
+    address: AddressOption = DEFAULT_ADDRESS,
+) -> None:
+    """Cancel an execution; running steps are told at their next heartbeat."""
+    try:
+        execution = _client(address).cancel(execution_id, reason=reason)
+    except CerebelumError as exc:
+        _fail(str(exc))
+    console.print(f"execution/{execution.id} {execution.phase}")
+
+
+@dlq_app.command("list")
+def dlq_list(
+    execution: Annotated[str | None, typer.Option(help="Only this execution.")] = None,
+    address: AddressOption = DEFAULT_ADDRESS,
+) -> None:
+    """List open dead letters."""
+    try:
+        letters = _client(address).dead_letters(execution_id=execution)
+    except CerebelumError as exc:
+        _fail(str(exc))
+    if not letters:
+        console.print("no dead letters")
+    for letter in letters:
+        console.print(f"{letter.id}\t{letter.execution_id}\t{letter.step}\tattempt {letter.attempt}\t{letter.error}")
+
+
+@dlq_app.command("redrive")
+def dlq_redrive(dead_letter_id: str, address: AddressOption = DEFAULT_ADDRESS) -> None:
+    """Run a dead-lettered step again; its execution comes back to life."""
+    try:
+        execution = _client(address).redrive(dead_letter_id)
+    except CerebelumError as exc:
+        _fail(str(exc))
+    console.print(f"execution/{execution.id} redriven; now {execution.phase}")
+
+
+def _execution_dict(execution: Any) -> dict[str, Any]:
+    return {
+        "id": execution.id,
+        "workflow": execution.workflow,
+        "phase": execution.phase,
+        "currentSteps": list(execution.current_steps),
+        "input": execution.input,
+        "output": execution.output,
+        "error": execution.error,
+        "eventCount": execution.event_count,
+        "steps": [
+            {"name": s.name, "phase": s.phase, "attempts": s.attempts, "lastError": s.last_error}
+            for s in execution.steps
+        ],
+    }
+
+
+def main() -> None:
+    try:
+        app()
+    except KeyboardInterrupt:
+        sys.exit(130)

@@ -1,0 +1,128 @@
+"""Human-readable output: tables and the history timeline."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+__all__ = ["console", "execution_table", "history_table", "show_execution", "when"]
+
+console = Console(width=None if Console().is_terminal else 160)
+
+_PHASE_STYLE = {
+    "Succeeded": "green",
+    "Failed": "red",
+    "Cancelled": "yellow",
+    "WaitingForApproval": "magenta",
+    "Sleeping": "cyan",
+    "Running": "blue",
+}
+
+
+def when(value: datetime | None) -> str:
+    if value is None:
+        return "-"
+    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+
+
+def age(value: datetime | None) -> str:
+    if value is None:
+        return "-"
+    seconds = int((datetime.now(UTC) - value).total_seconds())
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds // size}{unit}"
+    return f"{max(seconds, 0)}s"
+
+
+def phase(text: str) -> str:
+    style = _PHASE_STYLE.get(text)
+    return f"[{style}]{text}[/{style}]" if style else text
+
+
+def compact(value: Any, limit: int = 80) -> str:
+    if value is None:
+        return ""
+    text = json.dumps(value, separators=(",", ":"), default=str)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def execution_table(executions: list[Any]) -> Table:
+    table = Table(box=None, header_style="bold")
+    for column in ("ID", "WORKFLOW", "PHASE", "CURRENT STEP", "AGE"):
+        table.add_column(column)
+    for execution in executions:
+        table.add_row(
+            execution.id,
+            execution.workflow,
+            phase(execution.phase),
+            ",".join(execution.current_steps) or "-",
+            age(execution.created_at),
+        )
+    return table
+
+
+def show_execution(execution: Any) -> None:
+    console.print(f"[bold]Execution[/bold] {execution.id}")
+    console.print(f"  Workflow:  {execution.workflow}")
+    console.print(f"  Phase:     {phase(execution.phase)}")
+    console.print(f"  Created:   {when(execution.created_at)}")
+    console.print(f"  Updated:   {when(execution.updated_at)}")
+    if execution.wake_at is not None:
+        console.print(f"  Wakes at:  {when(execution.wake_at)}")
+    console.print(f"  Events:    {execution.event_count}")
+    console.print(f"  Input:     {compact(execution.input)}")
+    if execution.output is not None:
+        console.print(f"  Output:    {compact(execution.output)}")
+    if execution.error:
+        console.print(f"  Error:     [red]{execution.error}[/red]")
+    if execution.steps:
+        table = Table(box=None, header_style="bold", title="Steps", title_justify="left")
+        for column in ("STEP", "PHASE", "ATTEMPTS", "STARTED", "FINISHED", "LAST ERROR"):
+            table.add_column(column)
+        for step in execution.steps:
+            table.add_row(
+                step.name,
+                phase(step.phase),
+                str(step.attempts),
+                when(step.started_at),
+                when(step.finished_at),
+                step.last_error or "",
+            )
+        console.print(table)
+    for approval in execution.pending_approvals:
+        timeout = f", times out {when(approval.timeout_at)}" if approval.timeout_at else ""
+        console.print(
+            f"[magenta]Waiting for approval[/magenta] of step {approval.step} ({approval.kind}{timeout}): "
+            f"cerebelum approve {execution.id} {approval.step}"
+        )
+
+
+def _event_detail(event_type: str, data: dict[str, Any]) -> str:
+    skip = {"step", "token", "timer_id", "spec_hash", "visible_at_ms", "task_queue", "timeout_at_ms", "wake_at_ms"}
+    parts = [f"{k}={compact(v, 60)}" for k, v in data.items() if k not in skip and v not in (None, False, "")]
+    return " ".join(parts)
+
+
+def history_table(events: list[Any]) -> Table:
+    table = Table(box=None, header_style="bold")
+    for column in ("SEQ", "TIME", "+MS", "EVENT", "STEP"):
+        table.add_column(column, no_wrap=True)
+    table.add_column("DETAIL", overflow="fold")
+    first = events[0].at if events else None
+    for event in events:
+        offset = int((event.at - first).total_seconds() * 1000) if first and event.at else 0
+        data = event.data or {}
+        table.add_row(
+            str(event.seq),
+            when(event.at)[11:],
+            str(offset),
+            event.type,
+            str(data.get("step", "")),
+            _event_detail(event.type, data),
+        )
+    return table

@@ -1,0 +1,20 @@
+"""The engine at run time: decisions persisted, tasks dispatched, timers fired. No transport here."""
+
+from .clock import Clock, SystemClock
+from .database import Database
+from .dispatcher import Dispatcher, GrantedTask, HeartbeatResult
+from .engine_service import EngineService, ExecutionNotFound, WorkflowNotFound
+from .timers import TimerService
+
+__all__ = [
+    "Clock",
+    "Database",
+    "Dispatcher",
+    "EngineService",
+    "ExecutionNotFound",
+    "GrantedTask",
+    "HeartbeatResult",
+    "SystemClock",
+    "TimerService",
+    "WorkflowNotFound",
+]

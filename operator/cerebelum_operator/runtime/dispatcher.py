@@ -1,0 +1,407 @@
+"""Hands tasks to long-polling workers: queues per task queue, leases, stickiness, timeouts.
+
+The queues are a cache of the `tasks` table: rebuilt from it at start, kept in step by
+the actions of committed decisions. A lease is granted through the engine (a StepStarted
+event), so a task is never handed out twice while its lease holds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import heapq
+import itertools
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..engine import Reply
+from ..engine import actions as act
+from ..engine import commands as cmd
+from ..store import TaskRow
+from .clock import Clock
+from .database import Database
+from .engine_service import EngineService, ExecutionNotFound
+
+__all__ = ["Dispatcher", "GrantedTask", "HeartbeatResult"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class _Queued:
+    token: str
+    execution_id: str
+    step: str
+    attempt: int
+    poll: int
+    task_queue: str
+    visible_at_ms: int
+    sticky_worker_id: str | None
+    sticky_until_ms: int
+    arguments: Any
+    timeout_ms: int
+    lease_ms: int
+    heartbeat_required: bool
+
+
+@dataclass(slots=True)
+class _Leased:
+    token: str
+    execution_id: str
+    worker_id: str
+    lease_ms: int
+    heartbeat_required: bool
+    lease_expires_at_ms: int
+    attempt_deadline_ms: int
+    cancel_requested: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class GrantedTask:
+    token: str
+    execution_id: str
+    workflow: str
+    step: str
+    attempt: int
+    poll: int
+    arguments: Any
+    attempt_deadline_ms: int
+    lease_ms: int
+    heartbeat_required: bool
+
+
+@dataclass(frozen=True, slots=True)
+class HeartbeatResult:
+    cancel_requested: bool
+    lease_lost: bool
+    lease_expires_at_ms: int
+
+
+@dataclass(eq=False)
+class _Poller:
+    worker_id: str
+    steps: frozenset[str]
+    future: asyncio.Future[_Queued] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        db: Database,
+        engine: EngineService,
+        *,
+        clock: Clock,
+        sticky_window_ms: int = 100,
+        max_poll_wait_ms: int = 30_000,
+        sweep_interval_s: float = 0.1,
+    ) -> None:
+        self.db = db
+        self.engine = engine
+        self.clock = clock
+        self.sticky_window_ms = sticky_window_ms
+        self.max_poll_wait_ms = max_poll_wait_ms
+        self.sweep_interval_s = sweep_interval_s
+        self._ready: dict[str, dict[str, _Queued]] = {}
+        self._future: list[tuple[int, int, str]] = []
+        self._queued: dict[str, _Queued] = {}
+        self._leased: dict[str, _Leased] = {}
+        self._pollers: dict[str, list[_Poller]] = {}
+        self._counter = itertools.count()
+        self._wakeup = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._workflows: dict[str, str] = {}
+        engine.add_listener(self.on_actions)
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Rebuild the queues from the store; leases held at a restart get a fresh period."""
+        now = self.clock.now_ms()
+        rows: list[TaskRow] = await self.db.run(self.db.store.load_tasks)
+        for row in rows:
+            self._workflows[row.execution_id] = row.workflow
+            if row.state == "leased" and row.worker_id is not None:
+                self._leased[row.token] = _Leased(
+                    token=row.token,
+                    execution_id=row.execution_id,
+                    worker_id=row.worker_id,
+                    lease_ms=row.lease_ms,
+                    heartbeat_required=row.heartbeat_required,
+                    lease_expires_at_ms=max(row.lease_expires_at_ms or 0, now + row.lease_ms),
+                    attempt_deadline_ms=row.attempt_deadline_ms or now + row.timeout_ms,
+                    cancel_requested=row.cancel_requested,
+                )
+            else:
+                self._enqueue(
+                    _Queued(
+                        token=row.token,
+                        execution_id=row.execution_id,
+                        step=row.step,
+                        attempt=row.attempt,
+                        poll=row.poll,
+                        task_queue=row.task_queue,
+                        visible_at_ms=row.visible_at_ms,
+                        sticky_worker_id=None,
+                        sticky_until_ms=0,
+                        arguments=row.arguments,
+                        timeout_ms=row.timeout_ms,
+                        lease_ms=row.lease_ms,
+                        heartbeat_required=row.heartbeat_required,
+                    )
+                )
+        log.info("dispatcher loaded %d queued and %d leased tasks", len(self._queued), len(self._leased))
+        self._tasks = [
+            asyncio.create_task(self._promote_loop(), name="dispatcher-promote"),
+            asyncio.create_task(self._sweep_loop(), name="dispatcher-sweep"),
+        ]
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        for pollers in self._pollers.values():
+            for poller in pollers:
+                if not poller.future.done():
+                    poller.future.cancel()
+
+    # -- engine hooks --------------------------------------------------------------------
+
+    def on_actions(self, execution_id: str, actions: list[act.Action]) -> None:
+        for action in actions:
+            match action:
+                case act.ScheduleTask():
+                    now = self.clock.now_ms()
+                    self._enqueue(
+                        _Queued(
+                            token=action.token,
+                            execution_id=execution_id,
+                            step=action.step,
+                            attempt=action.attempt,
+                            poll=action.poll,
+                            task_queue=action.task_queue,
+                            visible_at_ms=action.visible_at_ms,
+                            sticky_worker_id=action.sticky_worker_id,
+                            sticky_until_ms=max(now, action.visible_at_ms) + self.sticky_window_ms,
+                            arguments=action.arguments,
+                            timeout_ms=action.timeout_ms,
+                            lease_ms=action.lease_ms,
+                            heartbeat_required=action.heartbeat_required,
+                        )
+                    )
+                case act.LeaseTask():
+                    queued = self._queued.get(action.token)
+                    self._leased[action.token] = _Leased(
+                        token=action.token,
+                        execution_id=execution_id,
+                        worker_id=action.worker_id,
+                        lease_ms=queued.lease_ms if queued else action.lease_expires_at_ms - self.clock.now_ms(),
+                        heartbeat_required=queued.heartbeat_required if queued else False,
+                        lease_expires_at_ms=action.lease_expires_at_ms,
+                        attempt_deadline_ms=action.attempt_deadline_ms,
+                    )
+                    self._drop_queued(action.token)
+                case act.DeleteTask():
+                    self._drop_queued(action.token)
+                    self._leased.pop(action.token, None)
+                case act.CancelTask():
+                    self._drop_queued(action.token)
+                    leased = self._leased.get(action.token)
+                    if leased is not None:
+                        leased.cancel_requested = True
+                case _:
+                    pass
+
+    def remember_workflow(self, execution_id: str, workflow: str) -> None:
+        self._workflows[execution_id] = workflow
+
+    # -- worker calls --------------------------------------------------------------------
+
+    async def poll(self, *, worker_id: str, task_queue: str, steps: Iterable[str], wait_ms: int) -> GrantedTask | None:
+        """Long-poll: a leased task, or None when nothing came within the wait."""
+        wanted = frozenset(steps)
+        deadline = asyncio.get_running_loop().time() + min(max(wait_ms, 0), self.max_poll_wait_ms) / 1000
+        while True:
+            candidate = self._take(task_queue, worker_id, wanted)
+            if candidate is None:
+                remaining = deadline - asyncio.get_running_loop().time()
+                if remaining <= 0:
+                    return None
+                poller = _Poller(worker_id, wanted)
+                self._pollers.setdefault(task_queue, []).append(poller)
+                try:
+                    candidate = await asyncio.wait_for(asyncio.shield(poller.future), remaining)
+                except TimeoutError:
+                    if poller.future.done() and not poller.future.cancelled():
+                        self._put_back(poller.future.result())
+                    return None
+                except asyncio.CancelledError:
+                    if poller.future.done() and not poller.future.cancelled():
+                        self._put_back(poller.future.result())
+                    raise
+                finally:
+                    waiting = self._pollers.get(task_queue, [])
+                    if poller in waiting:
+                        waiting.remove(poller)
+            granted = await self._grant(candidate, worker_id)
+            if granted is not None:
+                return granted
+
+    async def heartbeat(self, *, token: str, worker_id: str, progress: Any) -> HeartbeatResult:
+        leased = self._leased.get(token)
+        if leased is None or leased.worker_id != worker_id:
+            return HeartbeatResult(cancel_requested=False, lease_lost=True, lease_expires_at_ms=0)
+        now = self.clock.now_ms()
+        leased.lease_expires_at_ms = min(now + leased.lease_ms, leased.attempt_deadline_ms)
+        await self.db.run(
+            self.db.store.extend_lease,
+            token,
+            worker_id=worker_id,
+            lease_expires_at_ms=leased.lease_expires_at_ms,
+            progress=progress,
+        )
+        return HeartbeatResult(
+            cancel_requested=leased.cancel_requested, lease_lost=False, lease_expires_at_ms=leased.lease_expires_at_ms
+        )
+
+    def holder_of(self, token: str) -> str | None:
+        leased = self._leased.get(token)
+        return leased.worker_id if leased else None
+
+    # -- internals -----------------------------------------------------------------------
+
+    def _enqueue(self, task: _Queued) -> None:
+        self._queued[task.token] = task
+        if task.visible_at_ms > self.clock.now_ms():
+            heapq.heappush(self._future, (task.visible_at_ms, next(self._counter), task.token))
+            self._wakeup.set()
+            return
+        self._ready.setdefault(task.task_queue, {})[task.token] = task
+        self._offer(task)
+
+    def _offer(self, task: _Queued) -> None:
+        """Give a ready task to a waiting poller: its sticky worker first, then anyone allowed."""
+        pollers = self._pollers.get(task.task_queue)
+        if not pollers:
+            return
+        now = self.clock.now_ms()
+        eligible = [p for p in pollers if not p.future.done() and task.step in p.steps]
+        if not eligible:
+            return
+        sticky = [p for p in eligible if p.worker_id == task.sticky_worker_id]
+        if sticky:
+            chosen = sticky[0]
+        elif task.sticky_worker_id is None or now >= task.sticky_until_ms:
+            chosen = eligible[0]
+        else:
+            self._wakeup.set()
+            return
+        self._ready[task.task_queue].pop(task.token, None)
+        chosen.future.set_result(task)
+
+    def _take(self, task_queue: str, worker_id: str, wanted: frozenset[str]) -> _Queued | None:
+        ready = self._ready.get(task_queue)
+        if not ready:
+            return None
+        now = self.clock.now_ms()
+        fallback: _Queued | None = None
+        for task in ready.values():
+            if task.step not in wanted:
+                continue
+            if task.sticky_worker_id == worker_id:
+                fallback = task
+                break
+            if fallback is None and (task.sticky_worker_id is None or now >= task.sticky_until_ms):
+                fallback = task
+        if fallback is not None:
+            del ready[fallback.token]
+        return fallback
+
+    def _put_back(self, task: _Queued) -> None:
+        if task.token in self._queued:
+            self._ready.setdefault(task.task_queue, {})[task.token] = task
+            self._offer(task)
+
+    def _drop_queued(self, token: str) -> None:
+        task = self._queued.pop(token, None)
+        if task is not None:
+            self._ready.get(task.task_queue, {}).pop(token, None)
+
+    async def _grant(self, task: _Queued, worker_id: str) -> GrantedTask | None:
+        try:
+            decision = await self.engine.handle(task.execution_id, cmd.TaskStarted(task.token, worker_id))
+        except ExecutionNotFound:
+            self._drop_queued(task.token)
+            return None
+        except Exception:
+            log.exception("could not lease task %s", task.token)
+            self._put_back(task)
+            return None
+        if decision.reply != Reply.ACCEPTED:
+            self._drop_queued(task.token)
+            return None
+        leased = self._leased.get(task.token)
+        if leased is None:
+            return None
+        workflow = decision.state.workflow if decision.state else self._workflows.get(task.execution_id, "")
+        return GrantedTask(
+            token=task.token,
+            execution_id=task.execution_id,
+            workflow=workflow,
+            step=task.step,
+            attempt=task.attempt,
+            poll=task.poll,
+            arguments=task.arguments,
+            attempt_deadline_ms=leased.attempt_deadline_ms,
+            lease_ms=task.lease_ms,
+            heartbeat_required=task.heartbeat_required,
+        )
+
+    async def _promote_loop(self) -> None:
+        """Move tasks whose backoff ended to the ready queues; re-offer tasks whose stickiness ran out."""
+        while True:
+            now = self.clock.now_ms()
+            while self._future and self._future[0][0] <= now:
+                _, _, token = heapq.heappop(self._future)
+                task = self._queued.get(token)
+                if task is not None:
+                    self._ready.setdefault(task.task_queue, {})[task.token] = task
+                    self._offer(task)
+            for queue, ready in self._ready.items():
+                if self._pollers.get(queue):
+                    for task in list(ready.values()):
+                        if task.sticky_worker_id is not None and now >= task.sticky_until_ms:
+                            self._offer(task)
+            next_due = self._future[0][0] if self._future else now + 1000
+            sleep_s = max(0.001, min((next_due - now) / 1000, self.sticky_window_ms / 1000 or 0.05, 1.0))
+            self._wakeup.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wakeup.wait(), sleep_s)
+
+    async def _sweep_loop(self) -> None:
+        """Time out leases whose worker went silent and attempts that ran past their timeout."""
+        while True:
+            await asyncio.sleep(self.sweep_interval_s)
+            now = self.clock.now_ms()
+            expired = [
+                lease
+                for lease in self._leased.values()
+                if lease.lease_expires_at_ms <= now or lease.attempt_deadline_ms <= now
+            ]
+            for lease in expired:
+                kind: Any
+                if lease.attempt_deadline_ms <= now:
+                    kind = "start_to_close"
+                else:
+                    kind = "heartbeat" if lease.heartbeat_required else "lease"
+                try:
+                    decision = await self.engine.handle(lease.execution_id, cmd.TaskTimedOut(lease.token, kind))
+                except ExecutionNotFound:
+                    decision = None
+                except Exception:
+                    log.exception("could not time out task %s", lease.token)
+                    continue
+                if decision is None or decision.reply != Reply.ACCEPTED:
+                    self._leased.pop(lease.token, None)
+                    await self.db.run(self.db.store.delete_task, lease.token)

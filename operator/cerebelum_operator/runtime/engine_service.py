@@ -1,0 +1,200 @@
+"""The engine as a service: load state, decide, persist, then tell the dispatcher and timers.
+
+State is cached per execution and rebuilt from the store whenever it may be stale
+(a conflict, a restart), so the store stays the only source of truth.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from ..engine import Decision, ExecutionState, decide, fold
+from ..engine import commands as cmd
+from ..engine.actions import Action
+from ..model import WorkflowDefinition, compile_workflow
+from ..store import ConcurrencyConflict, ExecutionExists, ExecutionRow, ExecutionSummary, NewExecution
+from .clock import Clock
+from .database import Database
+
+__all__ = ["EngineService", "ExecutionNotFound", "WorkflowNotFound"]
+
+log = logging.getLogger(__name__)
+
+ActionListener = Callable[[str, list[Action]], Awaitable[None] | None]
+
+
+class ExecutionNotFound(LookupError):
+    pass
+
+
+class WorkflowNotFound(LookupError):
+    pass
+
+
+@dataclass
+class _Cached:
+    definition: WorkflowDefinition
+    state: ExecutionState
+    workflow: str
+
+
+class EngineService:
+    def __init__(self, db: Database, *, clock: Clock, cache_size: int = 10_000) -> None:
+        self.db = db
+        self.clock = clock
+        self._cache: OrderedDict[str, _Cached] = OrderedDict()
+        self._cache_size = cache_size
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._definitions: dict[str, WorkflowDefinition] = {}
+        self._listeners: list[ActionListener] = []
+        self._terminal_waiters: dict[str, list[asyncio.Future[None]]] = {}
+
+    def add_listener(self, listener: ActionListener) -> None:
+        """Called with (execution_id, actions) after every committed decision."""
+        self._listeners.append(listener)
+
+    def definition_for(self, spec: dict[str, Any]) -> WorkflowDefinition:
+        """Compile a spec once; specs are immutable once an execution snapshots them."""
+        definition = compile_workflow(spec)
+        cached = self._definitions.setdefault(definition.spec_hash, definition)
+        return cached
+
+    # -- commands ------------------------------------------------------------------------
+
+    async def start(self, workflow: str, input: Any, *, execution_id: str) -> ExecutionRow:
+        """Start an execution; a second start with the same id returns the first one."""
+        existing = await self.db.run(self.db.store.get_execution, execution_id)
+        if existing is not None:
+            return existing
+        row = await self.db.run(self.db.store.get_workflow, workflow)
+        if row is None:
+            raise WorkflowNotFound(f"workflow {workflow!r} not found: apply it first")
+        definition = self.definition_for(row.spec)
+        now = self.clock.now_ms()
+        decision = decide(definition, ExecutionState(execution_id=execution_id), cmd.Start(workflow, input), now_ms=now)
+        assert decision.state is not None
+        new = NewExecution(workflow=workflow, spec=row.spec, spec_hash=definition.spec_hash, input=input)
+        try:
+            await self.db.run(
+                self.db.store.append,
+                execution_id,
+                expected_seq=0,
+                events=decision.events,
+                actions=decision.actions,
+                summary=self._summary(decision.state, now),
+                new_execution=new,
+            )
+        except ExecutionExists:
+            pass
+        else:
+            self._remember(execution_id, _Cached(definition, decision.state, workflow))
+            await self._publish(execution_id, decision)
+        created = await self.db.run(self.db.store.get_execution, execution_id)
+        assert created is not None
+        return created
+
+    async def handle(self, execution_id: str, command: cmd.Command) -> Decision:
+        """Decide and persist one command; retried on a concurrency conflict after reloading."""
+        lock = self._locks.setdefault(execution_id, asyncio.Lock())
+        async with lock:
+            for _ in range(5):
+                cached = await self._load(execution_id)
+                now = self.clock.now_ms()
+                decision = decide(cached.definition, cached.state, command, now_ms=now)
+                assert decision.state is not None
+                if not decision.events and not decision.actions:
+                    return decision
+                try:
+                    await self.db.run(
+                        self.db.store.append,
+                        execution_id,
+                        expected_seq=cached.state.last_seq,
+                        events=decision.events,
+                        actions=decision.actions,
+                        summary=self._summary(decision.state, now),
+                    )
+                except ConcurrencyConflict:
+                    log.info("conflict on %s; reloading", execution_id)
+                    self._cache.pop(execution_id, None)
+                    continue
+                except BaseException:
+                    self._cache.pop(execution_id, None)
+                    raise
+                cached.state = decision.state
+                self._remember(execution_id, cached)
+                await self._publish(execution_id, decision)
+                return decision
+        raise ConcurrencyConflict(f"execution {execution_id!r} kept changing under us; try again")
+
+    async def state_of(self, execution_id: str) -> ExecutionState:
+        return (await self._load(execution_id)).state
+
+    async def wait_terminal(self, execution_id: str, timeout_s: float) -> None:
+        """Return when the execution reaches a terminal phase or the timeout passes."""
+        state = await self.state_of(execution_id)
+        if state.phase.terminal:
+            return
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._terminal_waiters.setdefault(execution_id, []).append(future)
+        try:
+            await asyncio.wait_for(asyncio.shield(future), timeout_s)
+        except TimeoutError:
+            pass
+        finally:
+            waiters = self._terminal_waiters.get(execution_id, [])
+            if future in waiters:
+                waiters.remove(future)
+            if not waiters:
+                self._terminal_waiters.pop(execution_id, None)
+
+    # -- internals -----------------------------------------------------------------------
+
+    async def _load(self, execution_id: str) -> _Cached:
+        cached = self._cache.get(execution_id)
+        if cached is not None:
+            self._cache.move_to_end(execution_id)
+            return cached
+        row = await self.db.run(self.db.store.get_execution, execution_id)
+        if row is None:
+            raise ExecutionNotFound(f"execution {execution_id!r} not found")
+        history = await self.db.run(self.db.store.load_history, execution_id)
+        definition = self.definition_for(row.spec)
+        cached = _Cached(definition, fold(definition, execution_id, history), row.workflow)
+        self._remember(execution_id, cached)
+        return cached
+
+    def _remember(self, execution_id: str, cached: _Cached) -> None:
+        self._cache[execution_id] = cached
+        self._cache.move_to_end(execution_id)
+        while len(self._cache) > self._cache_size:
+            evicted, _ = self._cache.popitem(last=False)
+            lock = self._locks.get(evicted)
+            if lock is not None and not lock.locked():
+                del self._locks[evicted]
+
+    @staticmethod
+    def _summary(state: ExecutionState, now: int) -> ExecutionSummary:
+        return ExecutionSummary(
+            phase=state.display_phase().value,
+            current_steps=state.current_steps(),
+            output=state.output,
+            error=state.error,
+            wake_at_ms=state.wake_at_ms(),
+            updated_at_ms=now,
+        )
+
+    async def _publish(self, execution_id: str, decision: Decision) -> None:
+        if decision.actions:
+            for listener in self._listeners:
+                result = listener(execution_id, decision.actions)
+                if result is not None:
+                    await result
+        if decision.state is not None and decision.state.phase.terminal:
+            for future in self._terminal_waiters.pop(execution_id, []):
+                if not future.done():
+                    future.set_result(None)

@@ -1,0 +1,116 @@
+"""One process: store, engine, dispatcher, timers and the gRPC endpoint.
+
+`cerebelum dev` runs this on SQLite; the operator (Kubernetes) embeds the same pieces.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from dataclasses import dataclass
+
+import grpc
+
+from cerebelum.v1 import worker_pb2, workflow_pb2
+
+from ..api import DEFAULT_MAX_PAYLOAD_BYTES, WorkerServicer, WorkflowServicer
+from ..runtime import Clock, Database, Dispatcher, EngineService, SystemClock, TimerService
+from ..store import open_store
+from .handlers import strict_service_handler
+
+__all__ = ["DEFAULT_ADDRESS", "DEFAULT_DATABASE_URL", "EngineServer", "ServerConfig"]
+
+log = logging.getLogger(__name__)
+
+DEFAULT_ADDRESS = "127.0.0.1:7450"
+DEFAULT_DATABASE_URL = "sqlite:///.cerebelum/dev.db"
+
+
+@dataclass(frozen=True, kw_only=True)
+class ServerConfig:
+    address: str = DEFAULT_ADDRESS
+    database_url: str = DEFAULT_DATABASE_URL
+    max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES
+    sticky_window_ms: int = 100
+    max_poll_wait_ms: int = 30_000
+
+
+class EngineServer:
+    def __init__(self, config: ServerConfig, *, clock: Clock | None = None) -> None:
+        self.config = config
+        self.clock = clock or SystemClock()
+        self._server: grpc.aio.Server | None = None
+        self._db: Database | None = None
+        self._dispatcher: Dispatcher | None = None
+        self._timers: TimerService | None = None
+        self.port = 0
+
+    async def start(self) -> None:
+        store = open_store(self.config.database_url)
+        version = store.migrate()
+        db = self._db = Database(store)
+        engine = EngineService(db, clock=self.clock)
+        self._dispatcher = Dispatcher(
+            db,
+            engine,
+            clock=self.clock,
+            sticky_window_ms=self.config.sticky_window_ms,
+            max_poll_wait_ms=self.config.max_poll_wait_ms,
+        )
+        self._timers = TimerService(db, engine, clock=self.clock)
+        await self._dispatcher.start()
+        await self._timers.start()
+        message_limit = 2 * self.config.max_payload_bytes + 1024 * 1024
+        server = self._server = grpc.aio.server(
+            options=[
+                ("grpc.max_receive_message_length", message_limit),
+                ("grpc.max_send_message_length", message_limit),
+                ("grpc.so_reuseport", 0),
+            ]
+        )
+        worker = WorkerServicer(engine, self._dispatcher, max_payload_bytes=self.config.max_payload_bytes)
+        workflows = WorkflowServicer(engine, max_payload_bytes=self.config.max_payload_bytes)
+        server.add_generic_rpc_handlers(
+            (
+                strict_service_handler(worker, worker_pb2.DESCRIPTOR.services_by_name["WorkerService"]),
+                strict_service_handler(workflows, workflow_pb2.DESCRIPTOR.services_by_name["WorkflowService"]),
+            )
+        )
+        self.port = server.add_insecure_port(self.config.address)
+        if self.port == 0:
+            raise OSError(f"cannot listen on {self.config.address}: address in use or not valid")
+        await server.start()
+        log.info(
+            "cerebelum engine serving on %s (store %s, schema v%d)",
+            self.config.address,
+            _redact(self.config.database_url),
+            version,
+        )
+
+    async def stop(self, grace_s: float = 2.0) -> None:
+        if self._server is not None:
+            await self._server.stop(grace_s)
+        if self._timers is not None:
+            await self._timers.stop()
+        if self._dispatcher is not None:
+            await self._dispatcher.stop()
+        if self._db is not None:
+            self._db.close()
+
+    async def serve_until_signalled(self) -> None:
+        await self.start()
+        stopping = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stopping.set)
+        await stopping.wait()
+        log.info("stopping")
+        await self.stop()
+
+
+def _redact(url: str) -> str:
+    if "@" in url and "://" in url:
+        scheme, rest = url.split("://", 1)
+        return f"{scheme}://***@{rest.split('@', 1)[1]}"
+    return url

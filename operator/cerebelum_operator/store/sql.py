@@ -1,0 +1,470 @@
+"""`SqlEventStore`: the event store on SQLAlchemy Core, shared by SQLite and PostgreSQL.
+
+Every statement is built once, in `__init__`, with bind parameters, so the hot path
+(`append`) only binds values and hits SQLAlchemy's compiled-statement cache; nothing is
+reflected at runtime. Subclasses supply what differs per database: the engine, the
+conflict-aware INSERT, and how concurrent migrators are serialised.
+"""
+
+from __future__ import annotations
+
+import abc
+import contextlib
+import json
+from collections.abc import Callable, Iterable, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import fields
+from itertools import groupby
+from typing import Any
+
+from sqlalchemy import Connection, Engine, Table, bindparam, delete, insert, select, update
+from sqlalchemy.sql.dml import Insert
+
+from ..engine.actions import (
+    Action,
+    AddDeadLetter,
+    CancelTask,
+    CancelTimer,
+    DeleteTask,
+    LeaseTask,
+    ResolveDeadLetter,
+    ScheduleTask,
+    StartTimer,
+)
+from ..engine.events import RecordedEvent, event_from_record
+from ..engine.state import ExecutionPhase
+from . import schema
+from .base import (
+    JSON,
+    ConcurrencyConflict,
+    DeadLetterRow,
+    EventStore,
+    ExecutionExists,
+    ExecutionRow,
+    ExecutionSummary,
+    NewExecution,
+    TaskRow,
+    TimerRow,
+    WorkflowRow,
+)
+from .migrations import apply_migrations
+
+__all__ = ["SqlEventStore", "dumps_json"]
+
+_TERMINAL_PHASES = [p.value for p in ExecutionPhase if p.terminal]
+
+
+def dumps_json(value: JSON) -> str:
+    """Compact JSON for every JSON column: smaller rows, a little less work per write."""
+    return json.dumps(value, separators=(",", ":"))
+
+
+def _columns(table: Table, row_type: type[Any]) -> list[Any]:
+    """The table's columns in the dataclass's field order, so rows map positionally."""
+    return [table.c[f.name] for f in fields(row_type)]
+
+
+_ActionParams = Callable[[Any, "_AppendContext"], dict[str, Any]]
+
+
+class _AppendContext:
+    """What action handlers need besides the action itself."""
+
+    __slots__ = ("execution_id", "now_ms", "workflow")
+
+    def __init__(self, execution_id: str, workflow: str, now_ms: int) -> None:
+        self.execution_id = execution_id
+        self.workflow = workflow
+        self.now_ms = now_ms
+
+
+class SqlEventStore(EventStore):
+    """The whole contract in portable SQLAlchemy Core; see `SqliteEventStore`, `PostgresEventStore`."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        read_options: dict[str, Any] | None = None,
+        write_options: dict[str, Any] | None = None,
+    ) -> None:
+        # Two views of one connection pool: reads and writes may need to begin differently.
+        self._engine = engine
+        self._read_engine = engine.execution_options(**read_options) if read_options else engine
+        self._write_engine = engine.execution_options(**write_options) if write_options else engine
+        self._build_statements()
+
+    # -- what differs per database ----------------------------------------------------------------
+    @abc.abstractmethod
+    def _insert_or_ignore(self, table: Table) -> Insert:
+        """An INSERT that does nothing when the primary key already exists."""
+
+    @abc.abstractmethod
+    def _insert_or_replace(self, table: Table, key: str) -> Insert:
+        """An INSERT that overwrites the other columns when `key` already exists."""
+
+    @abc.abstractmethod
+    def _lock_migrations(self, conn: Connection) -> None:
+        """Serialise concurrent `migrate()` calls for the rest of `conn`'s transaction."""
+
+    def _batched(self, conn: Connection) -> AbstractContextManager[object]:
+        """Around statements whose results nobody reads: a database may send them in one go."""
+        return contextlib.nullcontext()
+
+    # -- statements, built once --------------------------------------------------------------------
+    def _build_statements(self) -> None:
+        # INSERTs and UPDATEs without explicit values take their columns from the keys bound at
+        # execution; WHERE parameters are named b_* so they never collide with those columns.
+        w, x, e, t, tm, d = (
+            schema.workflows,
+            schema.executions,
+            schema.events,
+            schema.tasks,
+            schema.timers,
+            schema.dead_letters,
+        )
+        self._workflow_columns = _columns(w, WorkflowRow)
+        self._execution_columns = _columns(x, ExecutionRow)
+        self._task_columns = _columns(t, TaskRow)
+        self._dead_letter_columns = _columns(d, DeadLetterRow)
+
+        # RETURNING tells whether the row was inserted: rowcount is not portable for INSERT.
+        self._insert_workflow = self._insert_or_ignore(w).returning(w.c.name)
+        self._select_workflow_for_update = (
+            select(*self._workflow_columns).where(w.c.name == bindparam("b_name")).with_for_update()
+        )
+        self._select_workflow = select(*self._workflow_columns).where(w.c.name == bindparam("b_name"))
+        self._update_workflow = update(w).where(w.c.name == bindparam("b_name"))
+
+        self._insert_execution = self._insert_or_ignore(x).returning(x.c.execution_id)
+        self._advance_execution = (
+            update(x)
+            .where(x.c.execution_id == bindparam("b_execution_id"), x.c.last_seq == bindparam("b_expected_seq"))
+            .returning(x.c.workflow)
+        )
+        self._select_last_seq = select(x.c.last_seq).where(x.c.execution_id == bindparam("b_execution_id"))
+        self._select_execution = select(*self._execution_columns).where(x.c.execution_id == bindparam("b_execution_id"))
+        self._active_execution_ids = (
+            select(x.c.execution_id).where(x.c.phase.not_in(_TERMINAL_PHASES)).order_by(x.c.created_at_ms)
+        )
+        self._insert_events = insert(e)
+        self._select_history = (
+            select(e.c.seq, e.c.at_ms, e.c.kind, e.c.data)
+            .where(e.c.execution_id == bindparam("b_execution_id"), e.c.seq > bindparam("b_after_seq"))
+            .order_by(e.c.seq)
+        )
+
+        self._insert_task = insert(t)
+        self._lease_task = update(t).where(t.c.token == bindparam("b_token")).values(state="leased")
+        self._delete_task = delete(t).where(t.c.token == bindparam("b_token"))
+        self._delete_queued_task = delete(t).where(t.c.token == bindparam("b_token"), t.c.state == "queued")
+        self._flag_leased_task = (
+            update(t).where(t.c.token == bindparam("b_token"), t.c.state == "leased").values(cancel_requested=True)
+        )
+        self._extend_lease = (
+            update(t)
+            .where(t.c.token == bindparam("b_token"), t.c.state == "leased", t.c.worker_id == bindparam("b_worker_id"))
+            .returning(*self._task_columns)
+        )
+        self._select_task = select(*self._task_columns).where(t.c.token == bindparam("b_token"))
+        self._select_tasks = select(*self._task_columns).order_by(t.c.visible_at_ms, t.c.token)
+
+        self._upsert_timer = self._insert_or_replace(tm, "timer_id")
+        self._delete_timer = delete(tm).where(tm.c.timer_id == bindparam("b_timer_id"))
+        self._due_timers = (
+            select(tm.c.timer_id, tm.c.execution_id, tm.c.fire_at_ms)
+            .where(tm.c.fire_at_ms <= bindparam("b_until_ms"))
+            .order_by(tm.c.fire_at_ms, tm.c.timer_id)
+            .limit(bindparam("b_limit"))
+        )
+
+        self._insert_dead_letter = insert(d)
+        self._resolve_dead_letter = update(d).where(d.c.dead_letter_id == bindparam("b_dead_letter_id"))
+        self._select_dead_letter = select(*self._dead_letter_columns).where(
+            d.c.dead_letter_id == bindparam("b_dead_letter_id")
+        )
+
+        # Each action kind: (statements to run, how to bind one action). Consecutive actions of
+        # one kind run as a single executemany per statement, which keeps their order.
+        self._action_handlers: dict[type, tuple[tuple[Any, ...], _ActionParams]] = {
+            ScheduleTask: ((self._insert_task,), _schedule_params),
+            LeaseTask: ((self._lease_task,), _lease_params),
+            DeleteTask: ((self._delete_task,), _token_params),
+            CancelTask: ((self._delete_queued_task, self._flag_leased_task), _token_params),
+            StartTimer: ((self._upsert_timer,), _timer_params),
+            CancelTimer: ((self._delete_timer,), _timer_id_params),
+            AddDeadLetter: ((self._insert_dead_letter,), _dead_letter_params),
+            ResolveDeadLetter: ((self._resolve_dead_letter,), _resolve_params),
+        }
+
+    def _read(self) -> AbstractContextManager[Connection]:
+        return self._read_engine.connect()
+
+    def _write(self) -> AbstractContextManager[Connection]:
+        return self._write_engine.begin()
+
+    # -- lifecycle ----------------------------------------------------------------------------------
+    def migrate(self) -> int:
+        return apply_migrations(self._write, self._lock_migrations)
+
+    def close(self) -> None:
+        self._engine.dispose()
+
+    # -- workflows ----------------------------------------------------------------------------------
+    def put_workflow(self, name: str, spec: dict[str, JSON], *, now_ms: int) -> WorkflowRow:
+        # Compare as stored (after a JSON round trip), so re-putting an equal spec is a no-op.
+        stored_spec = json.loads(dumps_json(spec))
+        with self._write() as conn:
+            created = conn.execute(
+                self._insert_workflow,
+                {"name": name, "spec": spec, "version": 1, "created_at_ms": now_ms, "updated_at_ms": now_ms},
+            ).first()
+            if created is not None:
+                return WorkflowRow(name, stored_spec, 1, now_ms, now_ms)
+            current = WorkflowRow(*conn.execute(self._select_workflow_for_update, {"b_name": name}).one())
+            if current.spec == stored_spec:
+                return current
+            version = current.version + 1
+            conn.execute(
+                self._update_workflow,
+                {"b_name": name, "spec": spec, "version": version, "updated_at_ms": now_ms},
+            )
+            return WorkflowRow(name, stored_spec, version, current.created_at_ms, now_ms)
+
+    def get_workflow(self, name: str) -> WorkflowRow | None:
+        with self._read() as conn:
+            row = conn.execute(self._select_workflow, {"b_name": name}).first()
+        return None if row is None else WorkflowRow(*row)
+
+    def list_workflows(self) -> list[WorkflowRow]:
+        with self._read() as conn:
+            rows = conn.execute(select(*self._workflow_columns).order_by(schema.workflows.c.name)).all()
+        return [WorkflowRow(*r) for r in rows]
+
+    # -- executions and their history ------------------------------------------------------------------
+    def append(
+        self,
+        execution_id: str,
+        *,
+        expected_seq: int,
+        events: Sequence[RecordedEvent],
+        actions: Sequence[Action],
+        summary: ExecutionSummary,
+        new_execution: NewExecution | None = None,
+    ) -> None:
+        # Caller bugs are refused before touching the database; seqs are the engine's to assign.
+        if new_execution is not None and expected_seq != 0:
+            raise ValueError(f"a new execution starts at seq 0, not {expected_seq}")
+        event_rows = []
+        for offset, recorded in enumerate(events, start=1):
+            if recorded.seq != expected_seq + offset:
+                raise ValueError(
+                    f"event {offset} of the append to {execution_id} has seq {recorded.seq}, "
+                    f"expected {expected_seq + offset}"
+                )
+            event = recorded.event
+            event_rows.append(
+                {
+                    "execution_id": execution_id,
+                    "seq": recorded.seq,
+                    "kind": event.kind,
+                    "at_ms": recorded.at_ms,
+                    "data": event.to_data(),
+                }
+            )
+        index_row = {
+            "last_seq": expected_seq + len(events),
+            "phase": str(summary.phase),
+            "current_steps": list(summary.current_steps),
+            "output": summary.output,
+            "error": summary.error,
+            "wake_at_ms": summary.wake_at_ms,
+            "updated_at_ms": summary.updated_at_ms,
+        }
+        with self._write() as conn:
+            if new_execution is None:
+                workflow = conn.execute(
+                    self._advance_execution,
+                    {"b_execution_id": execution_id, "b_expected_seq": expected_seq, **index_row},
+                ).scalar()
+                if workflow is None:
+                    raise self._conflict(conn, execution_id, expected_seq)
+            else:
+                workflow = new_execution.workflow
+                index_row.update(
+                    execution_id=execution_id,
+                    workflow=workflow,
+                    spec=new_execution.spec,
+                    spec_hash=new_execution.spec_hash,
+                    input=new_execution.input,
+                    created_at_ms=summary.updated_at_ms,
+                )
+                if conn.execute(self._insert_execution, index_row).first() is None:
+                    raise ExecutionExists(f"execution {execution_id!r} already exists")
+            with self._batched(conn):
+                if event_rows:
+                    conn.execute(self._insert_events, event_rows)
+                if actions:
+                    self._apply_actions(conn, actions, _AppendContext(execution_id, workflow, summary.updated_at_ms))
+
+    def _conflict(self, conn: Connection, execution_id: str, expected_seq: int) -> ConcurrencyConflict:
+        last_seq = conn.execute(self._select_last_seq, {"b_execution_id": execution_id}).scalar()
+        if last_seq is None:
+            return ConcurrencyConflict(f"execution {execution_id!r} does not exist")
+        return ConcurrencyConflict(f"execution {execution_id!r} is at seq {last_seq}, not {expected_seq}")
+
+    def _apply_actions(self, conn: Connection, actions: Iterable[Action], context: _AppendContext) -> None:
+        for kind, group in groupby(actions, key=type):
+            statements, params = self._action_handlers[kind]
+            rows = [params(action, context) for action in group]
+            for statement in statements:
+                conn.execute(statement, rows)
+
+    def get_execution(self, execution_id: str) -> ExecutionRow | None:
+        with self._read() as conn:
+            row = conn.execute(self._select_execution, {"b_execution_id": execution_id}).first()
+        return None if row is None else ExecutionRow(*row)
+
+    def list_executions(
+        self, *, workflow: str | None = None, phase: str | None = None, limit: int = 100
+    ) -> list[ExecutionRow]:
+        x = schema.executions
+        query = select(*self._execution_columns)
+        if workflow is not None:
+            query = query.where(x.c.workflow == workflow)
+        if phase is not None:
+            query = query.where(x.c.phase == str(phase))
+        query = query.order_by(x.c.created_at_ms.desc(), x.c.execution_id.desc()).limit(limit)
+        with self._read() as conn:
+            rows = conn.execute(query).all()
+        return [ExecutionRow(*r) for r in rows]
+
+    def active_execution_ids(self) -> list[str]:
+        with self._read() as conn:
+            return list(conn.scalars(self._active_execution_ids))
+
+    def load_history(self, execution_id: str, *, after_seq: int = 0, limit: int | None = None) -> list[RecordedEvent]:
+        query = self._select_history if limit is None else self._select_history.limit(limit)
+        with self._read() as conn:
+            rows = conn.execute(query, {"b_execution_id": execution_id, "b_after_seq": after_seq}).all()
+        return [RecordedEvent(seq, at_ms, event_from_record(kind, data)) for seq, at_ms, kind, data in rows]
+
+    # -- tasks ------------------------------------------------------------------------------------------
+    def load_tasks(self, *, state: str | None = None) -> list[TaskRow]:
+        query = self._select_tasks if state is None else self._select_tasks.where(schema.tasks.c.state == state)
+        with self._read() as conn:
+            rows = conn.execute(query).all()
+        return [TaskRow(*r) for r in rows]
+
+    def get_task(self, token: str) -> TaskRow | None:
+        with self._read() as conn:
+            row = conn.execute(self._select_task, {"b_token": token}).first()
+        return None if row is None else TaskRow(*row)
+
+    def extend_lease(self, token: str, *, worker_id: str, lease_expires_at_ms: int, progress: JSON) -> TaskRow | None:
+        with self._write() as conn:
+            row = conn.execute(
+                self._extend_lease,
+                {
+                    "b_token": token,
+                    "b_worker_id": worker_id,
+                    "lease_expires_at_ms": lease_expires_at_ms,
+                    "progress": progress,
+                },
+            ).first()
+        return None if row is None else TaskRow(*row)
+
+    def delete_task(self, token: str) -> None:
+        with self._write() as conn:
+            conn.execute(self._delete_task, {"b_token": token})
+
+    # -- timers and dead letters -------------------------------------------------------------------------
+    def due_timers(self, *, until_ms: int, limit: int) -> list[TimerRow]:
+        with self._read() as conn:
+            rows = conn.execute(self._due_timers, {"b_until_ms": until_ms, "b_limit": limit}).all()
+        return [TimerRow(*r) for r in rows]
+
+    def delete_timer(self, timer_id: str) -> None:
+        with self._write() as conn:
+            conn.execute(self._delete_timer, {"b_timer_id": timer_id})
+
+    def list_dead_letters(
+        self, *, execution_id: str | None = None, include_resolved: bool = False
+    ) -> list[DeadLetterRow]:
+        d = schema.dead_letters
+        query = select(*self._dead_letter_columns)
+        if execution_id is not None:
+            query = query.where(d.c.execution_id == execution_id)
+        if not include_resolved:
+            query = query.where(d.c.resolved_at_ms.is_(None))
+        query = query.order_by(d.c.created_at_ms, d.c.dead_letter_id)
+        with self._read() as conn:
+            rows = conn.execute(query).all()
+        return [DeadLetterRow(*r) for r in rows]
+
+    def get_dead_letter(self, dead_letter_id: str) -> DeadLetterRow | None:
+        with self._read() as conn:
+            row = conn.execute(self._select_dead_letter, {"b_dead_letter_id": dead_letter_id}).first()
+        return None if row is None else DeadLetterRow(*row)
+
+
+# -- binding one action to its statement's parameters ------------------------------------------------------
+def _schedule_params(a: ScheduleTask, c: _AppendContext) -> dict[str, Any]:
+    return {
+        "token": a.token,
+        "execution_id": c.execution_id,
+        "step": a.step,
+        "attempt": a.attempt,
+        "poll": a.poll,
+        "task_queue": a.task_queue,
+        "arguments": a.arguments,
+        "visible_at_ms": a.visible_at_ms,
+        "timeout_ms": a.timeout_ms,
+        "lease_ms": a.lease_ms,
+        "heartbeat_required": a.heartbeat_required,
+        "sticky_worker_id": a.sticky_worker_id,
+        "state": "queued",
+        "worker_id": None,
+        "lease_expires_at_ms": None,
+        "attempt_deadline_ms": None,
+        "cancel_requested": False,
+        "progress": None,
+        "workflow": c.workflow,
+    }
+
+
+def _lease_params(a: LeaseTask, c: _AppendContext) -> dict[str, Any]:
+    return {
+        "b_token": a.token,
+        "worker_id": a.worker_id,
+        "lease_expires_at_ms": a.lease_expires_at_ms,
+        "attempt_deadline_ms": a.attempt_deadline_ms,
+    }
+
+
+def _token_params(a: DeleteTask | CancelTask, c: _AppendContext) -> dict[str, Any]:
+    return {"b_token": a.token}
+
+
+def _timer_params(a: StartTimer, c: _AppendContext) -> dict[str, Any]:
+    return {"timer_id": a.timer_id, "execution_id": c.execution_id, "fire_at_ms": a.fire_at_ms}
+
+
+def _timer_id_params(a: CancelTimer, c: _AppendContext) -> dict[str, Any]:
+    return {"b_timer_id": a.timer_id}
+
+
+def _dead_letter_params(a: AddDeadLetter, c: _AppendContext) -> dict[str, Any]:
+    return {
+        "dead_letter_id": a.dead_letter_id,
+        "execution_id": c.execution_id,
+        "step": a.step,
+        "attempt": a.attempt,
+        "error": a.error,
+        "created_at_ms": c.now_ms,
+        "resolved_at_ms": None,
+    }
+
+
+def _resolve_params(a: ResolveDeadLetter, c: _AppendContext) -> dict[str, Any]:
+    return {"b_dead_letter_id": a.dead_letter_id, "resolved_at_ms": c.now_ms}

@@ -1,0 +1,67 @@
+"""The names ``cerebelum`` exports are a contract: changing them must be deliberate."""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+
+import cerebelum
+
+EXPECTED = [
+    "TERMINAL_PHASES",
+    "AbortedError",
+    "AlreadyExistsError",
+    "ApplicationError",
+    "ApprovalRequest",
+    "AsyncClient",
+    "CerebelumError",
+    "Client",
+    "DeadLetter",
+    "DeadlineExceededError",
+    "Duration",
+    "Execution",
+    "FailedPreconditionError",
+    "HistoryEvent",
+    "InvalidArgumentError",
+    "NonRetryableError",
+    "NotFoundError",
+    "PendingApproval",
+    "PermissionDeniedError",
+    "ResourceExhaustedError",
+    "RetryAfter",
+    "ServerError",
+    "Sleep",
+    "StepContext",
+    "StepStatus",
+    "UnauthenticatedError",
+    "UnavailableError",
+    "Worker",
+    "WorkflowInfo",
+    "parse_duration",
+]
+
+
+def test_the_package_exports_exactly_the_public_api() -> None:
+    assert cerebelum.__all__ == EXPECTED
+    for name in EXPECTED:
+        assert getattr(cerebelum, name) is not None
+
+
+def test_every_sdk_module_declares_what_it_exports() -> None:
+    modules = [info.name for info in pkgutil.iter_modules(cerebelum.__path__, "cerebelum.") if not info.ispkg]
+    assert modules
+    for name in modules:
+        module = importlib.import_module(name)
+        assert isinstance(getattr(module, "__all__", None), list), name
+        for exported in module.__all__:
+            assert hasattr(module, exported), f"{name}.{exported}"
+
+
+def test_server_errors_are_cerebelum_errors_and_step_errors_are_not() -> None:
+    server_errors = [getattr(cerebelum, name) for name in EXPECTED if name.endswith("Error") and "Application" not in name]
+    for cls in server_errors:
+        if cls is cerebelum.NonRetryableError:
+            continue
+        assert issubclass(cls, cerebelum.CerebelumError), cls
+    assert issubclass(cerebelum.NonRetryableError, cerebelum.ApplicationError)
+    assert not issubclass(cerebelum.ApplicationError, cerebelum.CerebelumError)

@@ -1,0 +1,231 @@
+"""How steps are registered, how their parameters are filled and how their results are reported."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+from typing import Any
+
+import pytest
+from pydantic import BaseModel
+
+from cerebelum import StepContext, Worker
+
+from .fakes import FakeWorkerService, make_task, running
+
+
+class Order(BaseModel):
+    id: str
+    amount: int
+
+
+class Receipt(BaseModel):
+    order_id: str
+    charged: int
+
+
+def make_worker(service: FakeWorkerService, **kwargs: Any) -> Worker:
+    return Worker("orders", address=service.address, poll_wait=0.5, **kwargs)
+
+
+async def test_an_async_step_gets_the_input_and_earlier_results_and_its_output_is_reported(
+    worker_service: FakeWorkerService,
+) -> None:
+    worker = make_worker(worker_service)
+
+    @worker.step()
+    async def total(input: dict[str, int], price: int, tax: int) -> int:
+        return input["quantity"] * price + tax
+
+    async with running(worker):
+        done = await worker_service.run_task(make_task("total", input={"quantity": 3}, results={"price": 5, "tax": 2}))
+
+    assert done.WhichOneof("outcome") == "success"
+    assert json.loads(done.success.output_json) == 17
+    assert done.worker_id == worker.worker_id
+
+
+async def test_polls_name_the_queue_the_worker_id_and_only_the_registered_steps(
+    worker_service: FakeWorkerService,
+) -> None:
+    worker = make_worker(worker_service, worker_id="w-1")
+
+    @worker.step()
+    async def first() -> None: ...
+
+    @worker.step(name="second-step")
+    def second() -> None: ...
+
+    async with running(worker):
+        await worker_service.run_task(make_task("second-step"))
+
+    poll = worker_service.polls[0]
+    assert (poll.worker_id, poll.task_queue, list(poll.steps), poll.wait_ms) == (
+        "w-1",
+        "orders",
+        ["first", "second-step"],
+        500,
+    )
+    assert worker.step_names == ("first", "second-step")
+
+
+async def test_a_sync_step_runs_in_a_worker_thread(worker_service: FakeWorkerService) -> None:
+    worker = make_worker(worker_service)
+    loop_thread = threading.get_ident()
+
+    @worker.step()
+    def where(input: str) -> dict[str, Any]:
+        return {"input": input, "in_loop_thread": threading.get_ident() == loop_thread}
+
+    async with running(worker):
+        done = await worker_service.run_task(make_task("where", input="hi"))
+
+    assert json.loads(done.success.output_json) == {"input": "hi", "in_loop_thread": False}
+
+
+async def test_a_model_parameter_gets_a_model_instance_and_a_returned_model_becomes_a_dict(
+    worker_service: FakeWorkerService,
+) -> None:
+    worker = make_worker(worker_service)
+    seen: list[object] = []
+
+    @worker.step()
+    async def charge(input: Order) -> Receipt:
+        seen.append(input)
+        return Receipt(order_id=input.id, charged=input.amount)
+
+    @worker.step()
+    async def notify(charge: Receipt) -> list[Receipt]:
+        seen.append(charge)
+        return [charge]
+
+    async with running(worker):
+        charged = await worker_service.run_task(make_task("charge", input={"id": "o-1", "amount": "42"}))
+        notified = await worker_service.run_task(
+            make_task("notify", results={"charge": json.loads(charged.success.output_json)})
+        )
+
+    assert seen == [Order(id="o-1", amount=42), Receipt(order_id="o-1", charged=42)]
+    assert json.loads(charged.success.output_json) == {"order_id": "o-1", "charged": 42}
+    assert json.loads(notified.success.output_json) == [{"order_id": "o-1", "charged": 42}]
+
+
+async def test_the_context_goes_to_a_parameter_annotated_step_context_or_named_ctx(
+    worker_service: FakeWorkerService,
+) -> None:
+    worker = make_worker(worker_service, worker_id="w-ctx")
+    contexts: list[StepContext] = []
+
+    @worker.step()
+    async def annotated(context: StepContext) -> None:
+        contexts.append(context)
+
+    @worker.step()
+    def named(ctx: Any) -> None:
+        contexts.append(ctx)
+
+    async with running(worker):
+        await worker_service.run_task(make_task("annotated", attempt=2, poll=3, execution_id="ex-9"))
+        await worker_service.run_task(make_task("named"))
+
+    first, second = contexts
+    assert isinstance(second, StepContext)
+    assert (first.execution_id, first.workflow, first.step, first.attempt, first.poll) == ("ex-9", "wf", "annotated", 2, 3)
+    assert (first.idempotency_key, first.worker_id) == ("ex-9/annotated/2", "w-ctx")
+    assert first.deadline is not None and first.deadline.year == 2030
+    assert second.step == "named"
+
+
+async def test_a_missing_result_fails_the_attempt_for_good_naming_the_parameter_and_step(
+    worker_service: FakeWorkerService,
+) -> None:
+    worker = make_worker(worker_service)
+
+    @worker.step()
+    async def ship(address: str) -> None: ...
+
+    async with running(worker):
+        done = await worker_service.run_task(make_task("ship", results={"other": 1}))
+
+    assert done.WhichOneof("outcome") == "failure"
+    assert done.failure.non_retryable
+    assert done.failure.type == "MissingArgument"
+    assert "'address'" in done.failure.message
+    assert "'ship'" in done.failure.message
+
+
+async def test_a_parameter_with_a_default_takes_it_when_the_result_is_missing(
+    worker_service: FakeWorkerService,
+) -> None:
+    worker = make_worker(worker_service)
+
+    @worker.step()
+    async def greet(input: str = "world", punctuation: str = "!") -> str:
+        return f"hello {input}{punctuation}"
+
+    async with running(worker):
+        done = await worker_service.run_task(make_task("greet"))
+
+    assert json.loads(done.success.output_json) == "hello world!"
+
+
+async def test_an_input_that_does_not_validate_fails_the_attempt_for_good(worker_service: FakeWorkerService) -> None:
+    worker = make_worker(worker_service)
+
+    @worker.step()
+    async def charge(input: Order) -> None: ...
+
+    async with running(worker):
+        done = await worker_service.run_task(make_task("charge", input={"id": "o-1"}))
+
+    assert done.failure.non_retryable
+    assert done.failure.type == "InvalidArgument"
+    assert "'input'" in done.failure.message
+
+
+async def test_registering_two_steps_with_the_same_name_is_refused() -> None:
+    worker = Worker("q")
+
+    @worker.step()
+    async def one() -> None: ...
+
+    with pytest.raises(ValueError, match="already registered"):
+        worker.step(name="one")(one)
+
+
+async def test_a_worker_without_steps_refuses_to_run() -> None:
+    with pytest.raises(RuntimeError, match="register at least one step"):
+        await Worker("q").run_async()
+
+
+async def test_the_worker_id_defaults_to_host_pid_and_a_random_suffix() -> None:
+    import os
+
+    worker_id = Worker("q").worker_id
+    host_and_pid, suffix = worker_id.rsplit("-", 1)
+    assert host_and_pid.endswith(f"-{os.getpid()}")
+    assert len(suffix) == 4
+    assert Worker("q").worker_id != worker_id
+
+
+async def test_steps_of_one_worker_run_concurrently(worker_service: FakeWorkerService) -> None:
+    worker = make_worker(worker_service, max_concurrency=3)
+    gate = asyncio.Event()
+    started = 0
+
+    @worker.step()
+    async def wait_for_gate() -> None:
+        nonlocal started
+        started += 1
+        if started == 3:
+            gate.set()
+        await gate.wait()
+
+    async with running(worker):
+        for n in range(3):
+            await worker_service.tasks.put(make_task("wait_for_gate", token=f"t{n}"))
+        async with asyncio.timeout(5):
+            await gate.wait()
+            while len(worker_service.completions) < 3:
+                await asyncio.sleep(0.005)

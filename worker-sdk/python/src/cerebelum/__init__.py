@@ -1,0 +1,70 @@
+"""Cerebelum worker SDK and clients.
+
+Write steps and run them with :class:`Worker`; start and steer executions with
+:class:`Client` (blocking) or :class:`AsyncClient` (asyncio).
+"""
+
+from cerebelum.async_client import AsyncClient
+from cerebelum.client import Client
+from cerebelum.context import StepContext
+from cerebelum.durations import Duration, parse_duration
+from cerebelum.errors import (
+    AbortedError,
+    AlreadyExistsError,
+    ApplicationError,
+    CerebelumError,
+    DeadlineExceededError,
+    FailedPreconditionError,
+    InvalidArgumentError,
+    NonRetryableError,
+    NotFoundError,
+    PermissionDeniedError,
+    ResourceExhaustedError,
+    ServerError,
+    UnauthenticatedError,
+    UnavailableError,
+)
+from cerebelum.models import (
+    TERMINAL_PHASES,
+    DeadLetter,
+    Execution,
+    HistoryEvent,
+    PendingApproval,
+    StepStatus,
+    WorkflowInfo,
+)
+from cerebelum.outcomes import ApprovalRequest, RetryAfter, Sleep
+from cerebelum.worker import Worker
+
+__all__ = [
+    "TERMINAL_PHASES",
+    "AbortedError",
+    "AlreadyExistsError",
+    "ApplicationError",
+    "ApprovalRequest",
+    "AsyncClient",
+    "CerebelumError",
+    "Client",
+    "DeadLetter",
+    "DeadlineExceededError",
+    "Duration",
+    "Execution",
+    "FailedPreconditionError",
+    "HistoryEvent",
+    "InvalidArgumentError",
+    "NonRetryableError",
+    "NotFoundError",
+    "PendingApproval",
+    "PermissionDeniedError",
+    "ResourceExhaustedError",
+    "RetryAfter",
+    "ServerError",
+    "Sleep",
+    "StepContext",
+    "StepStatus",
+    "UnauthenticatedError",
+    "UnavailableError",
+    "Worker",
+    "WorkflowInfo",
+    "parse_duration",
+]

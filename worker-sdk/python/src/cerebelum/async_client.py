@@ -1,0 +1,126 @@
+"""``AsyncClient``: the asyncio client (``grpc.aio``), with the same methods as ``Client``."""
+
+from __future__ import annotations
+
+import builtins
+from types import TracebackType
+from typing import Any, TypeVar, cast
+
+import grpc
+from google.protobuf.message import Message
+
+from cerebelum import operations as ops
+from cerebelum.config import auth_metadata, channel_options, resolve_address, resolve_token
+from cerebelum.errors import error_from_rpc
+from cerebelum.models import DeadLetter, Execution, HistoryEvent, WorkflowInfo
+
+__all__ = ["AsyncClient"]
+
+T = TypeVar("T")
+
+
+def _serialize(message: Message) -> bytes:
+    return message.SerializeToString()
+
+
+class AsyncClient:
+    """Asyncio client of the Cerebelum ``WorkflowService``; see :class:`~cerebelum.Client`.
+
+    The channel opens on first use, inside the running event loop. Use as an async context
+    manager or ``await close()``.
+    """
+
+    def __init__(self, address: str | None = None, *, token: str | None = None, timeout: float = 30.0) -> None:
+        self.address = resolve_address(address)
+        self.timeout = timeout
+        self._metadata = auth_metadata(resolve_token(token))
+        self._channel: grpc.aio.Channel | None = None
+        self._methods: dict[str, grpc.aio.UnaryUnaryMultiCallable[Message, Any]] = {}
+
+    def __repr__(self) -> str:
+        return f"AsyncClient(address={self.address!r})"
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        if self._channel is not None:
+            channel, self._channel = self._channel, None
+            self._methods = {}
+            await channel.close(None)
+
+    def _method(self, name: str) -> grpc.aio.UnaryUnaryMultiCallable[Message, Any]:
+        if self._channel is None:
+            self._channel = grpc.aio.insecure_channel(self.address, options=channel_options())
+            self._methods = {
+                method: self._channel.unary_unary(
+                    ops.SERVICE + method, request_serializer=_serialize, response_deserializer=reply.FromString
+                )
+                for method, reply in ops.METHODS.items()
+            }
+        return self._methods[name]
+
+    async def _run(self, operation: ops.Operation[T]) -> T:
+        try:
+            call = next(operation)
+            while True:
+                try:
+                    reply = await self._method(call.method)(
+                        call.request, timeout=call.timeout or self.timeout, metadata=self._metadata
+                    )
+                except grpc.aio.AioRpcError as exc:
+                    raise error_from_rpc(exc) from None
+                call = operation.send(reply)
+        except StopIteration as stop:
+            return cast(T, stop.value)
+
+    async def apply_workflow(self, name: str, spec: dict[str, Any]) -> WorkflowInfo:
+        """Create or update the workflow ``name`` from its spec (the CRD's ``.spec`` as a dict)."""
+        return await self._run(ops.apply_workflow(name, spec))
+
+    async def get_workflow(self, name: str) -> WorkflowInfo:
+        return await self._run(ops.get_workflow(name))
+
+    async def list_workflows(self) -> builtins.list[WorkflowInfo]:
+        return await self._run(ops.list_workflows())
+
+    async def start(self, workflow: str, input: Any = None, *, execution_id: str | None = None) -> Execution:
+        """Start an execution; a second start with the same ``execution_id`` returns the first one."""
+        return await self._run(ops.start(workflow, input, execution_id))
+
+    async def get(self, id: str) -> Execution:
+        return await self._run(ops.get(id))
+
+    async def list(
+        self, *, workflow: str | None = None, phase: str | None = None, limit: int = 100
+    ) -> builtins.list[Execution]:
+        return await self._run(ops.list_executions(workflow, phase, limit))
+
+    async def history(self, id: str, *, after_seq: int = 0) -> builtins.list[HistoryEvent]:
+        """All events after ``after_seq``, fetched page by page."""
+        return await self._run(ops.history(id, after_seq))
+
+    async def wait(self, id: str, *, timeout: float | None = None) -> Execution:  # noqa: ASYNC109
+        """Wait until the execution is terminal; ``TimeoutError`` after ``timeout`` seconds."""
+        return await self._run(ops.wait(id, timeout))
+
+    async def approve(self, id: str, step: str, *, approver: str, payload: Any = None) -> Execution:
+        return await self._run(ops.approve(id, step, approver, payload))
+
+    async def reject(self, id: str, step: str, *, approver: str, reason: str = "") -> Execution:
+        return await self._run(ops.reject(id, step, approver, reason))
+
+    async def cancel(self, id: str, *, reason: str = "") -> Execution:
+        return await self._run(ops.cancel(id, reason))
+
+    async def dead_letters(self, *, execution_id: str | None = None) -> builtins.list[DeadLetter]:
+        return await self._run(ops.dead_letters(execution_id))
+
+    async def redrive(self, dead_letter_id: str) -> Execution:
+        """Run a dead-lettered step again."""
+        return await self._run(ops.redrive(dead_letter_id))

@@ -1,0 +1,119 @@
+"""``Client``: the blocking client for scripts and CLIs."""
+
+from __future__ import annotations
+
+import builtins
+from types import TracebackType
+from typing import Any, TypeVar, cast
+
+import grpc
+from google.protobuf.message import Message
+
+from cerebelum import operations as ops
+from cerebelum.config import auth_metadata, channel_options, resolve_address, resolve_token
+from cerebelum.errors import error_from_rpc
+from cerebelum.models import DeadLetter, Execution, HistoryEvent, WorkflowInfo
+
+__all__ = ["Client"]
+
+T = TypeVar("T")
+
+
+def _serialize(message: Message) -> bytes:
+    return message.SerializeToString()
+
+
+class Client:
+    """Blocking client of the Cerebelum ``WorkflowService``.
+
+    ``address`` defaults to ``$CEREBELUM_ADDRESS`` or ``127.0.0.1:7450`` and ``token`` to
+    ``$CEREBELUM_TOKEN``. ``timeout`` (seconds) bounds every call except :meth:`wait`.
+    Server errors raise :class:`~cerebelum.CerebelumError` subclasses. Use as a context
+    manager or call :meth:`close`.
+    """
+
+    def __init__(self, address: str | None = None, *, token: str | None = None, timeout: float = 30.0) -> None:
+        self.address = resolve_address(address)
+        self.timeout = timeout
+        self._metadata = auth_metadata(resolve_token(token))
+        self._channel = grpc.insecure_channel(self.address, options=channel_options())
+        self._methods = {
+            name: self._channel.unary_unary(
+                ops.SERVICE + name, request_serializer=_serialize, response_deserializer=reply.FromString
+            )
+            for name, reply in ops.METHODS.items()
+        }
+
+    def __repr__(self) -> str:
+        return f"Client(address={self.address!r})"
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._channel.close()
+
+    def _run(self, operation: ops.Operation[T]) -> T:
+        try:
+            call = next(operation)
+            while True:
+                try:
+                    reply = self._methods[call.method](
+                        call.request, timeout=call.timeout or self.timeout, metadata=self._metadata
+                    )
+                except grpc.RpcError as exc:
+                    raise error_from_rpc(exc) from None
+                call = operation.send(reply)
+        except StopIteration as stop:
+            return cast(T, stop.value)
+
+    def apply_workflow(self, name: str, spec: dict[str, Any]) -> WorkflowInfo:
+        """Create or update the workflow ``name`` from its spec (the CRD's ``.spec`` as a dict)."""
+        return self._run(ops.apply_workflow(name, spec))
+
+    def get_workflow(self, name: str) -> WorkflowInfo:
+        return self._run(ops.get_workflow(name))
+
+    def list_workflows(self) -> builtins.list[WorkflowInfo]:
+        return self._run(ops.list_workflows())
+
+    def start(self, workflow: str, input: Any = None, *, execution_id: str | None = None) -> Execution:
+        """Start an execution; a second start with the same ``execution_id`` returns the first one."""
+        return self._run(ops.start(workflow, input, execution_id))
+
+    def get(self, id: str) -> Execution:
+        return self._run(ops.get(id))
+
+    def list(
+        self, *, workflow: str | None = None, phase: str | None = None, limit: int = 100
+    ) -> builtins.list[Execution]:
+        return self._run(ops.list_executions(workflow, phase, limit))
+
+    def history(self, id: str, *, after_seq: int = 0) -> builtins.list[HistoryEvent]:
+        """All events after ``after_seq``, fetched page by page."""
+        return self._run(ops.history(id, after_seq))
+
+    def wait(self, id: str, *, timeout: float | None = None) -> Execution:
+        """Block until the execution is terminal; ``TimeoutError`` after ``timeout`` seconds."""
+        return self._run(ops.wait(id, timeout))
+
+    def approve(self, id: str, step: str, *, approver: str, payload: Any = None) -> Execution:
+        return self._run(ops.approve(id, step, approver, payload))
+
+    def reject(self, id: str, step: str, *, approver: str, reason: str = "") -> Execution:
+        return self._run(ops.reject(id, step, approver, reason))
+
+    def cancel(self, id: str, *, reason: str = "") -> Execution:
+        return self._run(ops.cancel(id, reason))
+
+    def dead_letters(self, *, execution_id: str | None = None) -> builtins.list[DeadLetter]:
+        return self._run(ops.dead_letters(execution_id))
+
+    def redrive(self, dead_letter_id: str) -> Execution:
+        """Run a dead-lettered step again."""
+        return self._run(ops.redrive(dead_letter_id))

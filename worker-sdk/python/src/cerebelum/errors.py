@@ -1,0 +1,132 @@
+"""Exceptions: errors steps raise to control failures, and errors the server answers with."""
+
+from __future__ import annotations
+
+import grpc
+
+__all__ = [
+    "AbortedError",
+    "AlreadyExistsError",
+    "ApplicationError",
+    "CerebelumError",
+    "DeadlineExceededError",
+    "FailedPreconditionError",
+    "InvalidArgumentError",
+    "NonRetryableError",
+    "NotFoundError",
+    "PermissionDeniedError",
+    "ResourceExhaustedError",
+    "ServerError",
+    "UnauthenticatedError",
+    "UnavailableError",
+    "code_name",
+    "error_from_rpc",
+]
+
+
+class ApplicationError(Exception):
+    """Raised by a step to fail its attempt with a chosen ``type`` and retryability.
+
+    Any other exception fails the attempt too (retryably, typed by its class name);
+    this one lets the step name the failure type and mark it ``non_retryable``.
+    """
+
+    def __init__(self, message: str, *, type: str | None = None, non_retryable: bool = False) -> None:
+        super().__init__(message)
+        self.message = message
+        self.type = type or self.__class__.__name__
+        self.non_retryable = non_retryable
+
+
+class NonRetryableError(ApplicationError):
+    """An :class:`ApplicationError` that is never retried."""
+
+    def __init__(self, message: str, *, type: str | None = None) -> None:
+        super().__init__(message, type=type, non_retryable=True)
+
+
+class CerebelumError(Exception):
+    """An error answered by the Cerebelum server.
+
+    ``code`` is the gRPC status code name in CamelCase (``"NotFound"``,
+    ``"InvalidArgument"``, ...) and ``message`` the server's message.
+    """
+
+    def __init__(self, message: str, code: str = "Unknown") -> None:
+        super().__init__(f"{code}: {message}" if message else code)
+        self.message = message
+        self.code = code
+
+
+class NotFoundError(CerebelumError):
+    """The execution, workflow or dead letter does not exist."""
+
+
+class InvalidArgumentError(CerebelumError):
+    """The request was malformed (bad spec, bad JSON, unknown step, ...)."""
+
+
+class AlreadyExistsError(CerebelumError):
+    """The object already exists and cannot be created again."""
+
+
+class FailedPreconditionError(CerebelumError):
+    """The object is not in a state that allows the operation (e.g. approving a finished step)."""
+
+
+class PermissionDeniedError(CerebelumError):
+    """The caller is not allowed to do this."""
+
+
+class UnauthenticatedError(CerebelumError):
+    """The token is missing or invalid."""
+
+
+class UnavailableError(CerebelumError):
+    """The server cannot be reached or is shutting down."""
+
+
+class DeadlineExceededError(CerebelumError):
+    """The call did not finish in time."""
+
+
+class ResourceExhaustedError(CerebelumError):
+    """A limit was hit (payload size, rate, quota)."""
+
+
+class AbortedError(CerebelumError):
+    """The operation conflicted with a concurrent one; it may be retried."""
+
+
+class ServerError(CerebelumError):
+    """Any other server error (``Internal``, ``Unknown``, ``Unimplemented``, ...)."""
+
+
+_BY_CODE: dict[grpc.StatusCode, type[CerebelumError]] = {
+    grpc.StatusCode.NOT_FOUND: NotFoundError,
+    grpc.StatusCode.INVALID_ARGUMENT: InvalidArgumentError,
+    grpc.StatusCode.ALREADY_EXISTS: AlreadyExistsError,
+    grpc.StatusCode.FAILED_PRECONDITION: FailedPreconditionError,
+    grpc.StatusCode.OUT_OF_RANGE: InvalidArgumentError,
+    grpc.StatusCode.PERMISSION_DENIED: PermissionDeniedError,
+    grpc.StatusCode.UNAUTHENTICATED: UnauthenticatedError,
+    grpc.StatusCode.UNAVAILABLE: UnavailableError,
+    grpc.StatusCode.DEADLINE_EXCEEDED: DeadlineExceededError,
+    grpc.StatusCode.RESOURCE_EXHAUSTED: ResourceExhaustedError,
+    grpc.StatusCode.ABORTED: AbortedError,
+}
+
+
+def code_name(code: grpc.StatusCode) -> str:
+    """``grpc.StatusCode.NOT_FOUND`` -> ``"NotFound"``."""
+    return "".join(part.capitalize() for part in code.name.split("_"))
+
+
+def error_from_rpc(exc: grpc.RpcError) -> CerebelumError:
+    """Translate a gRPC error (sync or aio) into the matching :class:`CerebelumError` subclass."""
+    try:
+        code = exc.code()
+        details = exc.details() or ""
+    except Exception:  # a bare RpcError without status (should not happen)
+        return ServerError(str(exc), "Unknown")
+    return _BY_CODE.get(code, ServerError)(details, code_name(code))

@@ -1,0 +1,142 @@
+"""Runs one task's step: binds its arguments, runs it, and builds the report of how it ended."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+import logging
+from collections.abc import Mapping
+from concurrent.futures import Executor
+from typing import Any
+
+from cerebelum.context import StepContext
+from cerebelum.errors import ApplicationError, NonRetryableError
+from cerebelum.heartbeat import CancelReason, Heartbeater, HeartbeatRpc
+from cerebelum.reports import cancelled_report, failure_report, value_report
+from cerebelum.steps import StepDefinition
+from cerebelum.v1 import worker_pb2
+
+__all__ = ["Attempt", "TaskExecutor"]
+
+log = logging.getLogger("cerebelum.worker")
+
+
+class Attempt:
+    """The cancellation state of one running task."""
+
+    __slots__ = ("ctx", "in_step", "is_async", "reason", "stopping", "task")
+
+    def __init__(self, ctx: StepContext, task: asyncio.Task[Any], is_async: bool) -> None:
+        self.ctx = ctx
+        self.task = task
+        self.is_async = is_async
+        self.in_step = False
+        self.reason: CancelReason | None = None
+        self.stopping = False
+
+    def cancel(self, reason: CancelReason) -> None:
+        """Stop the step: async steps get ``CancelledError``; sync steps see ``ctx.cancelled``.
+
+        On shutdown a sync step is abandoned (its thread cannot be interrupted).
+        """
+        if self.reason is None or reason == "lease_lost":
+            self.reason = reason
+        self.ctx._mark_cancelled()
+        if self.in_step and not self.stopping and (self.is_async or reason == "shutdown"):
+            self.stopping = True
+            self.task.cancel()
+
+
+class TaskExecutor:
+    """Runs tasks and returns their ``CompleteTaskRequest`` (``None`` when the lease was lost)."""
+
+    def __init__(
+        self,
+        *,
+        steps: Mapping[str, StepDefinition],
+        worker_id: str,
+        heartbeat_rpc: HeartbeatRpc,
+        metadata: tuple[tuple[str, str], ...] | None,
+        thread_pool: Executor | None,
+    ) -> None:
+        self._steps = steps
+        self._worker_id = worker_id
+        self._heartbeat_rpc = heartbeat_rpc
+        self._metadata = metadata
+        self._thread_pool = thread_pool
+        self._attempts: dict[str, Attempt] = {}
+
+    def cancel_all(self, reason: CancelReason) -> None:
+        for attempt in list(self._attempts.values()):
+            attempt.cancel(reason)
+
+    async def run(self, task: worker_pb2.Task) -> worker_pb2.CompleteTaskRequest | None:
+        token, worker_id = task.task_token, self._worker_id
+        definition = self._steps.get(task.step)
+        if definition is None:
+            unknown = NonRetryableError(f"this worker has no step {task.step!r}", type="UnknownStep")
+            return failure_report(token, worker_id, unknown)
+        loop = asyncio.get_running_loop()
+        current = asyncio.current_task()
+        assert current is not None
+        ctx = StepContext(task, worker_id, loop)
+        attempt = Attempt(ctx, current, definition.is_async)
+        heartbeater = Heartbeater(
+            loop=loop,
+            rpc=self._heartbeat_rpc,
+            metadata=self._metadata,
+            task=task,
+            worker_id=worker_id,
+            ctx=ctx,
+            on_cancel=attempt.cancel,
+        )
+        self._attempts[token] = attempt
+        try:
+            value: Any = None
+            error: BaseException | None = None
+            try:
+                args, kwargs = definition.bind(_arguments(task), ctx)
+                attempt.in_step = True
+                if definition.is_async:
+                    value = await definition.fn(*args, **kwargs)
+                else:
+                    call = functools.partial(definition.fn, *args, **kwargs)
+                    value = await loop.run_in_executor(self._thread_pool, call)
+            except asyncio.CancelledError as exc:
+                if not attempt.stopping and current.cancelling():
+                    raise  # not ours: the worker itself is being torn down
+                error = exc
+            except Exception as exc:
+                error = exc
+            attempt.in_step = False
+            if attempt.stopping and current.cancelling():
+                current.uncancel()
+            if attempt.reason == "lease_lost":
+                log.info("dropping the outcome of %s/%s: its lease was lost", task.execution_id, task.step)
+                return None
+            if error is not None:
+                if attempt.reason is not None:  # it stopped because we asked it to
+                    return self._cancelled(token, attempt.reason, error)
+                return failure_report(token, worker_id, error)
+            return value_report(token, worker_id, value)
+        finally:
+            heartbeater.stop()
+            del self._attempts[token]
+
+    def _cancelled(self, token: str, reason: CancelReason, exc: BaseException) -> worker_pb2.CompleteTaskRequest:
+        if reason == "shutdown":
+            shutdown = ApplicationError("the worker shut down before the step finished", type="WorkerShutdown")
+            return failure_report(token, self._worker_id, shutdown)
+        message = str(exc) or "the step was cancelled"
+        return cancelled_report(token, self._worker_id, message)
+
+
+def _arguments(task: worker_pb2.Task) -> dict[str, Any]:
+    try:
+        arguments = json.loads(task.arguments_json) if task.arguments_json else {}
+    except ValueError as exc:
+        raise NonRetryableError(f"the task's arguments are not JSON: {exc}", type="InvalidArgument") from exc
+    if not isinstance(arguments, dict):
+        raise NonRetryableError("the task's arguments are not a JSON object", type="InvalidArgument")
+    return arguments

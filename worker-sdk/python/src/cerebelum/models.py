@@ -1,0 +1,165 @@
+"""What the clients return: small frozen dataclasses with JSON parsed and times as UTC datetimes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from cerebelum.jsoncodec import loads
+from cerebelum.v1 import workflow_pb2
+
+__all__ = [
+    "TERMINAL_PHASES",
+    "DeadLetter",
+    "Execution",
+    "HistoryEvent",
+    "PendingApproval",
+    "StepStatus",
+    "WorkflowInfo",
+]
+
+TERMINAL_PHASES = frozenset({"Succeeded", "Failed", "Cancelled"})
+"""Execution phases after which nothing changes."""
+
+
+def _time(ms: int) -> datetime | None:
+    return datetime.fromtimestamp(ms / 1000, UTC) if ms else None
+
+
+@dataclass(frozen=True, slots=True)
+class WorkflowInfo:
+    name: str
+    spec: dict[str, Any]
+    version: int
+    updated_at: datetime | None
+
+    @classmethod
+    def from_proto(cls, info: workflow_pb2.WorkflowInfo) -> WorkflowInfo:
+        spec = loads(info.spec_json) or {}
+        return cls(name=info.name, spec=spec, version=info.version, updated_at=_time(info.updated_at_ms))
+
+
+@dataclass(frozen=True, slots=True)
+class StepStatus:
+    """One step of an execution. ``phase`` is Pending, Scheduled, Running, Retrying,
+    WaitingForApproval, Succeeded, Failed, Skipped or Cancelled."""
+
+    name: str
+    phase: str
+    attempts: int
+    started_at: datetime | None
+    finished_at: datetime | None
+    last_error: str | None
+
+    @classmethod
+    def from_proto(cls, step: workflow_pb2.StepInfo) -> StepStatus:
+        return cls(
+            name=step.name,
+            phase=step.phase,
+            attempts=step.attempts,
+            started_at=_time(step.started_at_ms),
+            finished_at=_time(step.finished_at_ms),
+            last_error=step.last_error or None,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class PendingApproval:
+    """A step waiting for ``approve``/``reject``; ``timeout_at`` is ``None`` without a timeout."""
+
+    step: str
+    kind: str
+    data: Any
+    timeout_at: datetime | None
+
+    @classmethod
+    def from_proto(cls, approval: workflow_pb2.PendingApproval) -> PendingApproval:
+        return cls(
+            step=approval.step,
+            kind=approval.kind,
+            data=loads(approval.data_json),
+            timeout_at=_time(approval.timeout_at_ms),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Execution:
+    """One run of a workflow. ``phase`` is Pending, Running, Sleeping, WaitingForApproval,
+    Succeeded, Failed or Cancelled; ``input``/``output`` are parsed JSON (``None`` when empty)."""
+
+    id: str
+    workflow: str
+    phase: str
+    current_steps: tuple[str, ...]
+    input: Any
+    output: Any
+    error: str | None
+    created_at: datetime | None
+    updated_at: datetime | None
+    wake_at: datetime | None
+    event_count: int
+    steps: tuple[StepStatus, ...]
+    pending_approvals: tuple[PendingApproval, ...]
+
+    @property
+    def is_terminal(self) -> bool:
+        """True when the execution Succeeded, Failed or was Cancelled."""
+        return self.phase in TERMINAL_PHASES
+
+    def step(self, name: str) -> StepStatus | None:
+        """The status of the step called ``name``, or ``None``."""
+        return next((step for step in self.steps if step.name == name), None)
+
+    @classmethod
+    def from_proto(cls, info: workflow_pb2.ExecutionInfo) -> Execution:
+        return cls(
+            id=info.id,
+            workflow=info.workflow,
+            phase=info.phase,
+            current_steps=tuple(info.current_steps),
+            input=loads(info.input_json),
+            output=loads(info.output_json),
+            error=info.error or None,
+            created_at=_time(info.created_at_ms),
+            updated_at=_time(info.updated_at_ms),
+            wake_at=_time(info.wake_at_ms),
+            event_count=info.event_count,
+            steps=tuple(StepStatus.from_proto(step) for step in info.steps),
+            pending_approvals=tuple(PendingApproval.from_proto(a) for a in info.pending_approvals),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryEvent:
+    seq: int
+    type: str
+    at: datetime | None
+    data: Any
+
+    @classmethod
+    def from_proto(cls, event: workflow_pb2.HistoryEvent) -> HistoryEvent:
+        return cls(seq=event.seq, type=event.type, at=_time(event.at_ms), data=loads(event.data_json))
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """A step attempt that failed for good and can be redriven."""
+
+    id: str
+    execution_id: str
+    step: str
+    attempt: int
+    error: str | None
+    created_at: datetime | None
+
+    @classmethod
+    def from_proto(cls, letter: workflow_pb2.DeadLetter) -> DeadLetter:
+        return cls(
+            id=letter.id,
+            execution_id=letter.execution_id,
+            step=letter.step,
+            attempt=letter.attempt,
+            error=letter.error or None,
+            created_at=_time(letter.created_at_ms),
+        )

@@ -1,0 +1,161 @@
+"""The client operations, written once as generators that yield RPC calls and receive replies.
+
+``Client`` drives them with blocking calls and ``AsyncClient`` with awaits, so the request
+building, paging, waiting and parsing exist in one place only.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Generator
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from google.protobuf.message import Message
+
+from cerebelum.jsoncodec import dumps
+from cerebelum.models import DeadLetter, Execution, HistoryEvent, WorkflowInfo
+from cerebelum.v1 import workflow_pb2 as pb
+
+__all__ = [
+    "METHODS",
+    "SERVICE",
+    "Call",
+    "Operation",
+    "apply_workflow",
+    "approve",
+    "cancel",
+    "dead_letters",
+    "get",
+    "get_workflow",
+    "history",
+    "list_executions",
+    "list_workflows",
+    "redrive",
+    "reject",
+    "start",
+    "wait",
+]
+
+T = TypeVar("T")
+
+SERVICE = "/cerebelum.v1.WorkflowService/"
+METHODS: dict[str, type[Message]] = {
+    "ApplyWorkflow": pb.WorkflowInfo,
+    "GetWorkflow": pb.WorkflowInfo,
+    "ListWorkflows": pb.ListWorkflowsResponse,
+    "StartExecution": pb.ExecutionInfo,
+    "GetExecution": pb.ExecutionInfo,
+    "ListExecutions": pb.ListExecutionsResponse,
+    "GetHistory": pb.GetHistoryResponse,
+    "WaitExecution": pb.ExecutionInfo,
+    "Approve": pb.ExecutionInfo,
+    "Reject": pb.ExecutionInfo,
+    "CancelExecution": pb.ExecutionInfo,
+    "ListDeadLetters": pb.ListDeadLettersResponse,
+    "RedriveDeadLetter": pb.ExecutionInfo,
+}
+"""WorkflowService method name -> reply message type."""
+
+MAX_WAIT_MS = 30_000
+HISTORY_PAGE = 1000
+_WAIT_MARGIN = 10.0  # seconds a WaitExecution may take beyond its wait_ms
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    """One RPC to make: ``method`` of WorkflowService with ``request``; ``timeout`` overrides the default."""
+
+    method: str
+    request: Message
+    timeout: float | None = None
+
+
+Operation = Generator[Call, Any, T]
+
+
+def _execution(call: Call) -> Operation[Execution]:
+    info = yield call
+    return Execution.from_proto(info)
+
+
+def apply_workflow(name: str, spec: dict[str, Any]) -> Operation[WorkflowInfo]:
+    info = yield Call("ApplyWorkflow", pb.ApplyWorkflowRequest(name=name, spec_json=dumps(spec)))
+    return WorkflowInfo.from_proto(info)
+
+
+def get_workflow(name: str) -> Operation[WorkflowInfo]:
+    info = yield Call("GetWorkflow", pb.GetWorkflowRequest(name=name))
+    return WorkflowInfo.from_proto(info)
+
+
+def list_workflows() -> Operation[list[WorkflowInfo]]:
+    reply = yield Call("ListWorkflows", pb.ListWorkflowsRequest())
+    return [WorkflowInfo.from_proto(info) for info in reply.workflows]
+
+
+def start(workflow: str, input: Any = None, execution_id: str | None = None) -> Operation[Execution]:
+    request = pb.StartExecutionRequest(
+        workflow=workflow, input_json="" if input is None else dumps(input), execution_id=execution_id or ""
+    )
+    return (yield from _execution(Call("StartExecution", request)))
+
+
+def get(execution_id: str) -> Operation[Execution]:
+    return (yield from _execution(Call("GetExecution", pb.GetExecutionRequest(id=execution_id))))
+
+
+def list_executions(workflow: str | None, phase: str | None, limit: int) -> Operation[list[Execution]]:
+    request = pb.ListExecutionsRequest(workflow=workflow or "", phase=phase or "", limit=limit)
+    reply = yield Call("ListExecutions", request)
+    return [Execution.from_proto(info) for info in reply.executions]
+
+
+def history(execution_id: str, after_seq: int) -> Operation[list[HistoryEvent]]:
+    events: list[HistoryEvent] = []
+    while True:
+        request = pb.GetHistoryRequest(id=execution_id, after_seq=after_seq, limit=HISTORY_PAGE)
+        reply = yield Call("GetHistory", request)
+        if not reply.events:
+            return events
+        events.extend(HistoryEvent.from_proto(event) for event in reply.events)
+        after_seq = events[-1].seq
+
+
+def wait(execution_id: str, timeout: float | None) -> Operation[Execution]:
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while True:
+        remaining_ms = MAX_WAIT_MS if deadline is None else max(0, round((deadline - time.monotonic()) * 1000))
+        wait_ms = min(MAX_WAIT_MS, remaining_ms)
+        request = pb.WaitExecutionRequest(id=execution_id, wait_ms=wait_ms)
+        execution = yield from _execution(Call("WaitExecution", request, timeout=wait_ms / 1000 + _WAIT_MARGIN))
+        if execution.is_terminal:
+            return execution
+        if deadline is not None and time.monotonic() >= deadline:
+            raise TimeoutError(f"execution {execution_id!r} is still {execution.phase} after {timeout} s")
+
+
+def approve(execution_id: str, step: str, approver: str, payload: Any) -> Operation[Execution]:
+    request = pb.ApproveRequest(
+        id=execution_id, step=step, approver=approver, payload_json="" if payload is None else dumps(payload)
+    )
+    return (yield from _execution(Call("Approve", request)))
+
+
+def reject(execution_id: str, step: str, approver: str, reason: str) -> Operation[Execution]:
+    request = pb.RejectRequest(id=execution_id, step=step, approver=approver, reason=reason)
+    return (yield from _execution(Call("Reject", request)))
+
+
+def cancel(execution_id: str, reason: str) -> Operation[Execution]:
+    request = pb.CancelExecutionRequest(id=execution_id, reason=reason)
+    return (yield from _execution(Call("CancelExecution", request)))
+
+
+def dead_letters(execution_id: str | None) -> Operation[list[DeadLetter]]:
+    reply = yield Call("ListDeadLetters", pb.ListDeadLettersRequest(execution_id=execution_id or ""))
+    return [DeadLetter.from_proto(letter) for letter in reply.dead_letters]
+
+
+def redrive(dead_letter_id: str) -> Operation[Execution]:
+    return (yield from _execution(Call("RedriveDeadLetter", pb.RedriveDeadLetterRequest(id=dead_letter_id))))

@@ -1,0 +1,302 @@
+"""``Worker``: registers steps, polls for their tasks, runs them and reports their outcomes."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar, overload
+
+import grpc
+
+from cerebelum.backoff import Backoff
+from cerebelum.completion import Completer
+from cerebelum.config import auth_metadata, channel_options, default_worker_id, resolve_address, resolve_token
+from cerebelum.execution import TaskExecutor
+from cerebelum.steps import StepDefinition
+from cerebelum.v1 import worker_pb2
+
+__all__ = ["Worker"]
+
+log = logging.getLogger("cerebelum.worker")
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+_SERVICE = "/cerebelum.v1.WorkerService/"
+_POLL_MARGIN = 10.0  # seconds a long poll may take beyond its wait before it is abandoned
+_SUBMIT_GRACE = 5.0  # seconds to report the steps cancelled when the drain timeout ran out
+
+
+class Worker:
+    """Runs the steps of one task queue.
+
+    ::
+
+        worker = Worker("orders")
+
+        @worker.step()
+        async def charge(input: Order) -> Receipt: ...
+
+        worker.run()  # until SIGTERM / SIGINT
+
+    ``address`` defaults to ``$CEREBELUM_ADDRESS`` or ``127.0.0.1:7450``; ``token`` to
+    ``$CEREBELUM_TOKEN`` (sent as ``authorization: Bearer <token>``). At most
+    ``max_concurrency`` steps run at once; the worker only polls while it has room. A long poll
+    waits up to ``poll_wait`` seconds. On shutdown, running steps get ``drain_timeout`` seconds
+    to finish and report.
+    """
+
+    def __init__(
+        self,
+        task_queue: str,
+        *,
+        address: str | None = None,
+        token: str | None = None,
+        worker_id: str | None = None,
+        max_concurrency: int = 10,
+        poll_wait: float = 10.0,
+        drain_timeout: float = 30.0,
+    ) -> None:
+        if not task_queue:
+            raise ValueError("task_queue must not be empty")
+        if max_concurrency < 1:
+            raise ValueError("max_concurrency must be at least 1")
+        if poll_wait <= 0:
+            raise ValueError("poll_wait must be positive")
+        if drain_timeout < 0:
+            raise ValueError("drain_timeout must not be negative")
+        self.task_queue = task_queue
+        self.address = resolve_address(address)
+        self.worker_id = worker_id or default_worker_id()
+        self.max_concurrency = max_concurrency
+        self.poll_wait = poll_wait
+        self.drain_timeout = drain_timeout
+        self._metadata = auth_metadata(resolve_token(token))
+        self._steps: dict[str, StepDefinition] = {}
+        self._started = False
+        self._stop_requested = False
+        self._running: set[asyncio.Task[None]] = set()
+        self._poller: asyncio.Task[None] | None = None
+        self._finished: asyncio.Event | None = None
+        self._executor: TaskExecutor | None = None
+        self._signal_tasks: set[asyncio.Task[None]] = set()
+
+    def __repr__(self) -> str:
+        return f"Worker(task_queue={self.task_queue!r}, address={self.address!r}, worker_id={self.worker_id!r})"
+
+    # -- registration -----------------------------------------------------------------------
+
+    @overload
+    def step(self, fn: F, /) -> F: ...
+
+    @overload
+    def step(self, fn: None = None, /, *, name: str | None = None) -> Callable[[F], F]: ...
+
+    def step(self, fn: Callable[..., Any] | None = None, /, *, name: str | None = None) -> Any:
+        """Register a step function (async, or sync to run in a thread pool).
+
+        Use as ``@worker.step()``, ``@worker.step(name="x")`` or ``@worker.step``. The step
+        name defaults to the function's name. The function is returned unchanged.
+        """
+
+        def register(func: Callable[..., Any]) -> Callable[..., Any]:
+            step_name = name or func.__name__
+            if step_name in self._steps:
+                raise ValueError(f"step {step_name!r} is already registered")
+            if self._started:
+                raise RuntimeError("steps must be registered before the worker starts")
+            self._steps[step_name] = StepDefinition(step_name, func)
+            return func
+
+        return register(fn) if fn is not None else register
+
+    @property
+    def step_names(self) -> tuple[str, ...]:
+        """Names of the registered steps, in registration order."""
+        return tuple(self._steps)
+
+    @property
+    def active_steps(self) -> int:
+        """How many tasks are running now."""
+        return len(self._running)
+
+    # -- running ----------------------------------------------------------------------------
+
+    def run(self) -> None:
+        """Run until SIGTERM or SIGINT, then drain gracefully (a second signal stops at once)."""
+        asyncio.run(self._run_with_signals())
+
+    async def _run_with_signals(self) -> None:
+        loop = asyncio.get_running_loop()
+        installed: list[signal.Signals] = []
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            try:
+                loop.add_signal_handler(sig, self._on_signal, sig)
+                installed.append(sig)
+            except (NotImplementedError, RuntimeError, ValueError):  # not the main thread, or Windows
+                pass
+        try:
+            await self.run_async()
+        finally:
+            for sig in installed:
+                loop.remove_signal_handler(sig)
+
+    def _on_signal(self, sig: signal.Signals) -> None:
+        if self._stop_requested:
+            log.warning("%s again: stopping without waiting for running steps", sig.name)
+            if self._executor is not None:
+                self._executor.cancel_all("shutdown")
+            return
+        log.info("%s: draining (up to %.0f s for %d running steps)", sig.name, self.drain_timeout, len(self._running))
+        task = asyncio.get_running_loop().create_task(self.shutdown())
+        self._signal_tasks.add(task)
+        task.add_done_callback(self._signal_tasks.discard)
+
+    async def run_async(self) -> None:
+        """Poll and run tasks until :meth:`shutdown` is called, then drain and return."""
+        if self._started:
+            raise RuntimeError("this worker is already running (or has run)")
+        if not self._steps:
+            raise RuntimeError("register at least one step before running the worker")
+        self._started = True
+        if self._stop_requested:
+            return
+        self._finished = asyncio.Event()
+        channel = grpc.aio.insecure_channel(self.address, options=channel_options())
+        has_sync = any(not definition.is_async for definition in self._steps.values())
+        pool = (
+            ThreadPoolExecutor(max_workers=self.max_concurrency, thread_name_prefix="cerebelum-step")
+            if has_sync
+            else None
+        )
+        try:
+            self._executor = TaskExecutor(
+                steps=self._steps,
+                worker_id=self.worker_id,
+                heartbeat_rpc=channel.unary_unary(
+                    _SERVICE + "Heartbeat",
+                    request_serializer=worker_pb2.HeartbeatRequest.SerializeToString,
+                    response_deserializer=worker_pb2.HeartbeatResponse.FromString,
+                ),
+                metadata=self._metadata,
+                thread_pool=pool,
+            )
+            completer = Completer(
+                channel.unary_unary(
+                    _SERVICE + "CompleteTask",
+                    request_serializer=worker_pb2.CompleteTaskRequest.SerializeToString,
+                    response_deserializer=worker_pb2.CompleteTaskResponse.FromString,
+                ),
+                self._metadata,
+            )
+            poll = channel.unary_unary(
+                _SERVICE + "PollTask",
+                request_serializer=worker_pb2.PollTaskRequest.SerializeToString,
+                response_deserializer=worker_pb2.PollTaskResponse.FromString,
+            )
+            steps = ", ".join(self._steps)
+            log.info("worker %s polling %s at %s for %s", self.worker_id, self.task_queue, self.address, steps)
+            self._poller = asyncio.get_running_loop().create_task(self._poll_loop(poll, self._executor, completer))
+            try:
+                await self._poller
+            except asyncio.CancelledError:
+                current = asyncio.current_task()
+                if current is not None and current.cancelling():
+                    self._executor.cancel_all("shutdown")
+                    for task in list(self._running):
+                        task.cancel()
+                    raise
+            await self._drain(self._executor)
+        finally:
+            self._stop_requested = True
+            await channel.close(None)
+            if pool is not None:
+                pool.shutdown(wait=False, cancel_futures=True)
+            self._finished.set()
+            log.info("worker %s stopped", self.worker_id)
+
+    async def shutdown(self) -> None:
+        """Stop polling at once, let running steps finish (up to ``drain_timeout``), report them, return.
+
+        Returns when :meth:`run_async` has returned. Do not call it from inside a step.
+        """
+        self._stop_requested = True
+        if self._poller is not None:
+            self._poller.cancel()
+        if self._finished is not None:
+            await self._finished.wait()
+
+    async def _poll_loop(
+        self,
+        poll: grpc.aio.UnaryUnaryMultiCallable[worker_pb2.PollTaskRequest, worker_pb2.PollTaskResponse],
+        executor: TaskExecutor,
+        completer: Completer,
+    ) -> None:
+        loop = asyncio.get_running_loop()
+        slots = asyncio.Semaphore(self.max_concurrency)
+        request = worker_pb2.PollTaskRequest(
+            worker_id=self.worker_id,
+            task_queue=self.task_queue,
+            steps=list(self._steps),
+            wait_ms=round(self.poll_wait * 1000),
+        )
+        timeout = self.poll_wait + _POLL_MARGIN
+        backoff = Backoff()
+        down_since: float | None = None
+
+        def finished(task: asyncio.Task[None]) -> None:
+            self._running.discard(task)
+            slots.release()
+            if not task.cancelled() and (exc := task.exception()) is not None:
+                log.error("a task handler failed", exc_info=exc)
+
+        while not self._stop_requested:
+            await slots.acquire()
+            try:
+                reply = await poll(request, timeout=timeout, metadata=self._metadata)
+            except Exception as exc:
+                slots.release()
+                if down_since is None:
+                    down_since = loop.time()
+                    log.warning("cannot poll %s at %s (%s); retrying", self.task_queue, self.address, _why(exc))
+                await asyncio.sleep(backoff.next())
+                continue
+            if down_since is not None:
+                log.info("polling %s again after %.1f s", self.task_queue, loop.time() - down_since)
+                down_since = None
+                backoff.reset()
+            if not reply.HasField("task"):
+                slots.release()
+                continue
+            task = loop.create_task(self._handle(reply.task, executor, completer))
+            self._running.add(task)
+            task.add_done_callback(finished)
+
+    async def _handle(self, task: worker_pb2.Task, executor: TaskExecutor, completer: Completer) -> None:
+        report = await executor.run(task)
+        if report is not None:
+            await completer.submit(report)
+
+    async def _drain(self, executor: TaskExecutor) -> None:
+        running = set(self._running)
+        if not running:
+            return
+        log.info("waiting up to %.1f s for %d running steps", self.drain_timeout, len(running))
+        _, pending = await asyncio.wait(running, timeout=self.drain_timeout)
+        if not pending:
+            return
+        log.warning("%d steps still running after %.1f s: cancelling them", len(pending), self.drain_timeout)
+        executor.cancel_all("shutdown")
+        _, pending = await asyncio.wait(pending, timeout=_SUBMIT_GRACE)
+        for task in pending:
+            task.cancel()
+        if pending:
+            await asyncio.wait(pending)
+
+
+def _why(exc: Exception) -> str:
+    if isinstance(exc, grpc.aio.AioRpcError):
+        return f"{exc.code().name}: {exc.details()}"
+    return f"{type(exc).__name__}: {exc}"
