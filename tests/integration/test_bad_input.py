@@ -58,7 +58,7 @@ def test_an_oversized_step_output_fails_the_step_clearly_and_others_keep_running
 
 def test_an_oversized_execution_input_is_refused_with_the_limit_named(client: Client) -> None:
     client.apply_workflow("fine", {"taskQueue": "test", "timeline": ["a"]})
-    with pytest.raises(CerebelumError, match="over the 2.0 MiB payload limit") as caught:
+    with pytest.raises(CerebelumError, match=r"over the 2\.0 MiB payload limit") as caught:
         client.start("fine", {"blob": "x" * (3 * 1024 * 1024)})
     assert caught.value.code == "ResourceExhausted"
 

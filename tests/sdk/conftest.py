@@ -22,7 +22,7 @@ def workflow_service() -> Iterator[FakeWorkflowService]:
     """A fake WorkflowService on a thread-pool server, usable from sync and async clients."""
     service = FakeWorkflowService()
     server = grpc.server(ThreadPoolExecutor(max_workers=4))
-    workflow_pb2_grpc.add_WorkflowServiceServicer_to_server(service, server)
+    workflow_pb2_grpc.add_WorkflowServiceServicer_to_server(service, server)  # type: ignore[no-untyped-call]
     port = server.add_insecure_port("127.0.0.1:0")
     server.start()
     service.address = f"127.0.0.1:{port}"

@@ -114,11 +114,9 @@ class FakeWorkerService(worker_pb2_grpc.WorkerServiceServicer):
 
 
 @asynccontextmanager
-async def serve_worker_service(
-    service: FakeWorkerService, port: int = 0
-) -> AsyncIterator[FakeWorkerService]:
+async def serve_worker_service(service: FakeWorkerService, port: int = 0) -> AsyncIterator[FakeWorkerService]:
     server = grpc.aio.server()
-    worker_pb2_grpc.add_WorkerServiceServicer_to_server(service, server)
+    worker_pb2_grpc.add_WorkerServiceServicer_to_server(service, server)  # type: ignore[no-untyped-call]
     bound = server.add_insecure_port(f"127.0.0.1:{port}")
     await server.start()
     service.address = f"127.0.0.1:{bound}"
@@ -213,7 +211,9 @@ class FakeWorkflowService(workflow_pb2_grpc.WorkflowServiceServicer):
             return self.wait_replies.pop(0)
         return self._execution(request.id, context)
 
-    def Approve(self, request: workflow_pb2.ApproveRequest, context: grpc.ServicerContext) -> workflow_pb2.ExecutionInfo:
+    def Approve(
+        self, request: workflow_pb2.ApproveRequest, context: grpc.ServicerContext
+    ) -> workflow_pb2.ExecutionInfo:
         self._record("Approve", request, context)
         return self._execution(request.id, context)
 

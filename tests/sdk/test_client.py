@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import pytest
@@ -47,9 +48,9 @@ def finished_execution() -> workflow_pb2.ExecutionInfo:
 
 
 @pytest.fixture
-def client(workflow_service: FakeWorkflowService) -> Client:
+def client(workflow_service: FakeWorkflowService) -> Iterator[Client]:
     with Client(workflow_service.address, token="t0k") as client:
-        yield client  # type: ignore[misc]
+        yield client
 
 
 def test_an_execution_has_its_json_parsed_and_its_times_as_utc_datetimes(
@@ -60,7 +61,12 @@ def test_an_execution_has_its_json_parsed_and_its_times_as_utc_datetimes(
     execution = client.get("ex-1")
 
     assert isinstance(execution, Execution)
-    assert (execution.id, execution.workflow, execution.phase, execution.event_count) == ("ex-1", "orders", "Succeeded", 7)
+    assert (execution.id, execution.workflow, execution.phase, execution.event_count) == (
+        "ex-1",
+        "orders",
+        "Succeeded",
+        7,
+    )
     assert execution.input == {"id": "o-1"}
     assert execution.output is None
     assert execution.error is None
@@ -121,9 +127,7 @@ def test_apply_workflow_round_trips_the_spec(client: Client) -> None:
     assert info.updated_at == datetime(2023, 11, 14, 22, 13, 20, tzinfo=UTC)
 
 
-def test_wait_asks_again_until_the_execution_is_terminal(
-    client: Client, workflow_service: FakeWorkflowService
-) -> None:
+def test_wait_asks_again_until_the_execution_is_terminal(client: Client, workflow_service: FakeWorkflowService) -> None:
     running = workflow_pb2.ExecutionInfo(id="ex-1", phase="Running")
     workflow_service.wait_replies = [running, running, finished_execution()]
 
@@ -149,7 +153,9 @@ def test_wait_raises_timeout_error_when_the_execution_does_not_finish_in_time(
 
 def test_history_pages_through_every_event(client: Client, workflow_service: FakeWorkflowService) -> None:
     workflow_service.history = [
-        workflow_pb2.HistoryEvent(seq=seq, type="StepCompleted", at_ms=1_700_000_000_000 + seq, data_json=f'{{"n": {seq}}}')
+        workflow_pb2.HistoryEvent(
+            seq=seq, type="StepCompleted", at_ms=1_700_000_000_000 + seq, data_json=f'{{"n": {seq}}}'
+        )
         for seq in range(1, 6)
     ]
 

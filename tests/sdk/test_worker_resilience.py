@@ -14,8 +14,10 @@ from cerebelum import Worker
 from .fakes import FakeWorkerService, eventually, free_port, make_task, running, serve_worker_service
 
 
-def make_worker(service: FakeWorkerService, **kwargs: object) -> Worker:
-    return Worker("q", address=service.address, poll_wait=0.5, **kwargs)  # type: ignore[arg-type]
+def make_worker(service: FakeWorkerService, *, max_concurrency: int = 10, drain_timeout: float = 30.0) -> Worker:
+    return Worker(
+        "q", address=service.address, poll_wait=0.5, max_concurrency=max_concurrency, drain_timeout=drain_timeout
+    )
 
 
 async def test_a_completion_is_sent_again_until_the_server_takes_it(worker_service: FakeWorkerService) -> None:

@@ -57,6 +57,9 @@ async def test_polls_name_the_queue_the_worker_id_and_only_the_registered_steps(
     @worker.step(name="second-step")
     def second() -> None: ...
 
+    @worker.step
+    async def third() -> None: ...
+
     async with running(worker):
         await worker_service.run_task(make_task("second-step"))
 
@@ -64,10 +67,11 @@ async def test_polls_name_the_queue_the_worker_id_and_only_the_registered_steps(
     assert (poll.worker_id, poll.task_queue, list(poll.steps), poll.wait_ms) == (
         "w-1",
         "orders",
-        ["first", "second-step"],
+        ["first", "second-step", "third"],
         500,
     )
-    assert worker.step_names == ("first", "second-step")
+    assert worker.step_names == ("first", "second-step", "third")
+    assert callable(third)
 
 
 async def test_a_sync_step_runs_in_a_worker_thread(worker_service: FakeWorkerService) -> None:
@@ -131,7 +135,13 @@ async def test_the_context_goes_to_a_parameter_annotated_step_context_or_named_c
 
     first, second = contexts
     assert isinstance(second, StepContext)
-    assert (first.execution_id, first.workflow, first.step, first.attempt, first.poll) == ("ex-9", "wf", "annotated", 2, 3)
+    assert (first.execution_id, first.workflow, first.step, first.attempt, first.poll) == (
+        "ex-9",
+        "wf",
+        "annotated",
+        2,
+        3,
+    )
     assert (first.idempotency_key, first.worker_id) == ("ex-9/annotated/2", "w-ctx")
     assert first.deadline is not None and first.deadline.year == 2030
     assert second.step == "named"

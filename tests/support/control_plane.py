@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import atexit
 import base64
+import contextlib
 import json
 import os
 import secrets
@@ -122,9 +123,7 @@ def _tail(path: Path, lines: int = 40) -> str:
 
 
 def _openssl(*args: str, cwd: Path) -> None:
-    proc = subprocess.run(
-        ["openssl", *args], cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-    )
+    proc = subprocess.run(["openssl", *args], cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     if proc.returncode != 0:
         raise ControlPlaneError(f"openssl {' '.join(args)} failed:\n{proc.stdout}")
 
@@ -210,10 +209,8 @@ class ControlPlane:
         if self.dir is not None and not self.keep_dir:
             shutil.rmtree(self.dir, ignore_errors=True)
         self.dir = None
-        try:
+        with contextlib.suppress(Exception):
             atexit.unregister(self.stop)
-        except Exception:
-            pass
 
     def __enter__(self) -> ControlPlane:
         return self.start()
@@ -234,20 +231,23 @@ class ControlPlane:
         if token is not None:
             # Replace the admin client certificate with the bearer token.
             cmd = [
-                "kubectl", "--kubeconfig", os.devnull, "--server", str(self.server),
-                "--certificate-authority", str(self.ca_file), "--token", token,
+                "kubectl",
+                "--kubeconfig",
+                os.devnull,
+                "--server",
+                str(self.server),
+                "--certificate-authority",
+                str(self.ca_file),
+                "--token",
+                token,
             ]
-        proc = subprocess.run(
-            [*cmd, *args], input=input, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-        )
+        proc = subprocess.run([*cmd, *args], input=input, capture_output=True, text=True)
         if check and proc.returncode != 0:
             raise subprocess.CalledProcessError(proc.returncode, proc.args, proc.stdout, proc.stderr)
         return proc
 
     def log_tail(self, lines: int = 40) -> str:
-        return "\n".join(
-            f"--- {name} ({path}) ---\n{_tail(path, lines)}" for name, path in self._logs.items()
-        )
+        return "\n".join(f"--- {name} ({path}) ---\n{_tail(path, lines)}" for name, path in self._logs.items())
 
     # --------------------------------------------------------------- internals
 
@@ -257,25 +257,57 @@ class ControlPlane:
         pki = d / "pki"
         pki.mkdir()
         ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
-        _openssl("req", "-x509", *ec, "-keyout", "ca.key", "-out", "ca.crt", "-days", "3650",
-                 "-subj", "/CN=cerebelum-test-ca", cwd=pki)
+        _openssl(
+            "req",
+            "-x509",
+            *ec,
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.crt",
+            "-days",
+            "3650",
+            "-subj",
+            "/CN=cerebelum-test-ca",
+            cwd=pki,
+        )
 
         def issue(name: str, subj: str, ext: str) -> None:
             (pki / f"{name}.ext").write_text(ext)
-            _openssl("req", "-new", *ec, "-keyout", f"{name}.key", "-out", f"{name}.csr",
-                     "-subj", subj, cwd=pki)
-            _openssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
-                     "-CAcreateserial", "-days", "3650", "-sha256", "-extfile", f"{name}.ext",
-                     "-out", f"{name}.crt", cwd=pki)
+            _openssl("req", "-new", *ec, "-keyout", f"{name}.key", "-out", f"{name}.csr", "-subj", subj, cwd=pki)
+            _openssl(
+                "x509",
+                "-req",
+                "-in",
+                f"{name}.csr",
+                "-CA",
+                "ca.crt",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-days",
+                "3650",
+                "-sha256",
+                "-extfile",
+                f"{name}.ext",
+                "-out",
+                f"{name}.crt",
+                cwd=pki,
+            )
 
-        issue("apiserver", "/CN=kube-apiserver",
-              "basicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\n"
-              "extendedKeyUsage=serverAuth\nsubjectAltName=IP:127.0.0.1,DNS:localhost,"
-              "DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,"
-              "DNS:kubernetes.default.svc.cluster.local,IP:10.96.0.1\n")
-        issue("admin", "/O=system:masters/CN=cerebelum-admin",
-              "basicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\n"
-              "extendedKeyUsage=clientAuth\n")
+        issue(
+            "apiserver",
+            "/CN=kube-apiserver",
+            "basicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\n"
+            "extendedKeyUsage=serverAuth\nsubjectAltName=IP:127.0.0.1,DNS:localhost,"
+            "DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,"
+            "DNS:kubernetes.default.svc.cluster.local,IP:10.96.0.1\n",
+        )
+        issue(
+            "admin",
+            "/O=system:masters/CN=cerebelum-admin",
+            "basicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=clientAuth\n",
+        )
         _openssl("ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", "sa.key", cwd=pki)
         _openssl("ec", "-in", "sa.key", "-pubout", "-out", "sa.pub", cwd=pki)
 
@@ -318,18 +350,21 @@ class ControlPlane:
         peer_url = f"http://127.0.0.1:{peer}"
         data = self.dir / "etcd-data"
         shutil.rmtree(data, ignore_errors=True)
-        self._spawn("etcd", [
-            str(self.bin_dir / "etcd"),
-            "--name=default",
-            f"--data-dir={data}",
-            f"--listen-client-urls={self.etcd_url}",
-            f"--advertise-client-urls={self.etcd_url}",
-            f"--listen-peer-urls={peer_url}",
-            f"--initial-advertise-peer-urls={peer_url}",
-            f"--initial-cluster=default={peer_url}",
-            "--unsafe-no-fsync=true",  # test data: durability not needed, much faster
-            "--log-level=warn",
-        ])
+        self._spawn(
+            "etcd",
+            [
+                str(self.bin_dir / "etcd"),
+                "--name=default",
+                f"--data-dir={data}",
+                f"--listen-client-urls={self.etcd_url}",
+                f"--advertise-client-urls={self.etcd_url}",
+                f"--listen-peer-urls={peer_url}",
+                f"--initial-advertise-peer-urls={peer_url}",
+                f"--initial-cluster=default={peer_url}",
+                "--unsafe-no-fsync=true",  # test data: durability not needed, much faster
+                "--log-level=warn",
+            ],
+        )
         deadline = time.monotonic() + 30
         while True:
             self._check_alive()
@@ -348,30 +383,33 @@ class ControlPlane:
         port = _free_port()
         self.server = f"https://127.0.0.1:{port}"
         pki = self.dir / "pki"
-        self._spawn("kube-apiserver", [
-            str(self.bin_dir / "kube-apiserver"),
-            f"--etcd-servers={self.etcd_url}",
-            "--bind-address=127.0.0.1",
-            "--advertise-address=127.0.0.1",
-            f"--secure-port={port}",
-            f"--cert-dir={self.dir / 'apiserver-certs'}",
-            f"--tls-cert-file={pki / 'apiserver.crt'}",
-            f"--tls-private-key-file={pki / 'apiserver.key'}",
-            f"--client-ca-file={pki / 'ca.crt'}",
-            f"--token-auth-file={pki / 'tokens.csv'}",
-            "--authorization-mode=RBAC",
-            f"--service-account-issuer={SERVICE_ACCOUNT_ISSUER}",
-            f"--service-account-key-file={pki / 'sa.pub'}",
-            f"--service-account-signing-key-file={pki / 'sa.key'}",
-            f"--service-cluster-ip-range={SERVICE_CLUSTER_IP_RANGE}",
-            # No controller-manager creates the per-namespace "default" SA.
-            "--disable-admission-plugins=ServiceAccount",
-            "--allow-privileged=true",
-            # The "kubernetes" Service's Endpoints may not point at loopback.
-            "--endpoint-reconciler-type=none",
-            "--profiling=false",
-            *self.extra_apiserver_args,
-        ])
+        self._spawn(
+            "kube-apiserver",
+            [
+                str(self.bin_dir / "kube-apiserver"),
+                f"--etcd-servers={self.etcd_url}",
+                "--bind-address=127.0.0.1",
+                "--advertise-address=127.0.0.1",
+                f"--secure-port={port}",
+                f"--cert-dir={self.dir / 'apiserver-certs'}",
+                f"--tls-cert-file={pki / 'apiserver.crt'}",
+                f"--tls-private-key-file={pki / 'apiserver.key'}",
+                f"--client-ca-file={pki / 'ca.crt'}",
+                f"--token-auth-file={pki / 'tokens.csv'}",
+                "--authorization-mode=RBAC",
+                f"--service-account-issuer={SERVICE_ACCOUNT_ISSUER}",
+                f"--service-account-key-file={pki / 'sa.pub'}",
+                f"--service-account-signing-key-file={pki / 'sa.key'}",
+                f"--service-cluster-ip-range={SERVICE_CLUSTER_IP_RANGE}",
+                # No controller-manager creates the per-namespace "default" SA.
+                "--disable-admission-plugins=ServiceAccount",
+                "--allow-privileged=true",
+                # The "kubernetes" Service's Endpoints may not point at loopback.
+                "--endpoint-reconciler-type=none",
+                "--profiling=false",
+                *self.extra_apiserver_args,
+            ],
+        )
 
     def _check_alive(self) -> None:
         for name, proc in self._procs.items():
@@ -384,9 +422,7 @@ class ControlPlane:
     def _wait_ready(self, deadline: float) -> None:
         assert self.ca_file is not None
         ctx = ssl.create_default_context(cafile=str(self.ca_file))
-        req = urllib.request.Request(
-            f"{self.server}/readyz", headers={"Authorization": f"Bearer {self.admin_token}"}
-        )
+        req = urllib.request.Request(f"{self.server}/readyz", headers={"Authorization": f"Bearer {self.admin_token}"})
         last = ""
         while True:
             self._check_alive()
@@ -416,13 +452,27 @@ class ControlPlane:
         config = {
             "apiVersion": "v1",
             "kind": "Config",
-            "clusters": [{"name": "cerebelum-test", "cluster": {
-                "server": self.server, "certificate-authority-data": b64(self.ca_file)}}],
-            "users": [{"name": "cerebelum-admin", "user": {
-                "client-certificate-data": b64(self.client_cert_file),
-                "client-key-data": b64(self.client_key_file)}}],
-            "contexts": [{"name": "cerebelum-test", "context": {
-                "cluster": "cerebelum-test", "user": "cerebelum-admin", "namespace": "default"}}],
+            "clusters": [
+                {
+                    "name": "cerebelum-test",
+                    "cluster": {"server": self.server, "certificate-authority-data": b64(self.ca_file)},
+                }
+            ],
+            "users": [
+                {
+                    "name": "cerebelum-admin",
+                    "user": {
+                        "client-certificate-data": b64(self.client_cert_file),
+                        "client-key-data": b64(self.client_key_file),
+                    },
+                }
+            ],
+            "contexts": [
+                {
+                    "name": "cerebelum-test",
+                    "context": {"cluster": "cerebelum-test", "user": "cerebelum-admin", "namespace": "default"},
+                }
+            ],
             "current-context": "cerebelum-test",
             "preferences": {},
         }

@@ -48,24 +48,24 @@ class EngineProcess:
         return f"127.0.0.1:{self.port}"
 
     def start(self) -> None:
-        log = self.log_path.open("ab")
-        self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "cerebelum_operator.cli",
-                "dev",
-                "--address",
-                self.address,
-                "--db",
-                self.database_url,
-                "--log-level",
-                "info",
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            cwd=ROOT,
-        )
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "cerebelum_operator.cli",
+                    "dev",
+                    "--address",
+                    self.address,
+                    "--db",
+                    self.database_url,
+                    "--log-level",
+                    "info",
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=ROOT,
+            )
         self.starts += 1
         channel = grpc.insecure_channel(self.address)
         try:
@@ -110,10 +110,10 @@ class WorkerProcess:
             "TASK_QUEUE": self.task_queue,
             "PYTHONUNBUFFERED": "1",
         }
-        log = self.log_path.open("ab")
-        self.process = subprocess.Popen(
-            [sys.executable, str(self.script)], env=env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT
-        )
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, str(self.script)], env=env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT
+            )
         return self
 
     def kill(self) -> None:

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
+from typing import Any
+
+import psycopg
 from sqlalchemy import Connection, Table, create_engine, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql.dml import Insert
 
 from .sql import SqlEventStore, dumps_json
@@ -29,7 +35,9 @@ class PostgresEventStore(SqlEventStore):
             normalise_url(url),
             pool_size=pool_size,
             max_overflow=pool_size,
-            pool_pre_ping=False,  # an extra round trip per transaction; SQLAlchemy drops dead pools itself
+            # No pre-ping (a round trip per transaction): after a server restart one transaction
+            # fails with a disconnect error and SQLAlchemy then replaces the whole pool.
+            pool_pre_ping=False,
             json_serializer=dumps_json,
         )
         # Single-statement reads need no transaction: skip BEGIN/ROLLBACK round trips.
@@ -45,3 +53,21 @@ class PostgresEventStore(SqlEventStore):
 
     def _lock_migrations(self, conn: Connection) -> None:
         conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK_KEY})
+
+    def _batched(self, conn: Connection) -> AbstractContextManager[object]:
+        """psycopg's pipeline mode: the events and actions go out in one round trip, not one each."""
+        driver = conn.connection.driver_connection
+        if not isinstance(driver, psycopg.Connection) or not psycopg.Pipeline.is_supported():
+            return nullcontext()  # libpq older than 14: one round trip per statement
+        return _pipeline(driver)
+
+
+@contextmanager
+def _pipeline(driver: psycopg.Connection[Any]) -> Iterator[None]:
+    # Errors of pipelined statements surface when the pipeline syncs, outside SQLAlchemy:
+    # wrap them as SQLAlchemy would have (IntegrityError, OperationalError, ...).
+    try:
+        with driver.pipeline():
+            yield
+    except psycopg.Error as e:
+        raise DBAPIError.instance(None, None, e, psycopg.Error) from e

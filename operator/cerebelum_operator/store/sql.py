@@ -108,7 +108,7 @@ class SqlEventStore(EventStore):
         """Serialise concurrent `migrate()` calls for the rest of `conn`'s transaction."""
 
     def _batched(self, conn: Connection) -> AbstractContextManager[object]:
-        """Around statements whose results nobody reads: a database may send them in one go."""
+        """Around statements whose results (rows, rowcount) nobody reads, so they may go out in one round trip."""
         return contextlib.nullcontext()
 
     # -- statements, built once --------------------------------------------------------------------

@@ -38,7 +38,7 @@ class SqliteEventStore(SqlEventStore):
         database = url.database or ""
         in_memory = database in ("", ":memory:")
         if in_memory:
-            # Every connection to :memory: is a new database: share one connection (tests only).
+            # Every connection to :memory: is a new database: share one, used by one thread at a time.
             engine = create_engine(
                 url,
                 poolclass=StaticPool,
