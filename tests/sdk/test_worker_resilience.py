@@ -153,6 +153,28 @@ async def test_steps_still_running_after_the_drain_timeout_are_reported_as_retry
     assert (done.failure.type, done.failure.non_retryable) == ("WorkerShutdown", False)
 
 
+async def test_cancelling_run_async_stops_the_worker_at_once(worker_service: FakeWorkerService) -> None:
+    worker = make_worker(worker_service)
+    started = asyncio.Event()
+
+    @worker.step()
+    async def endless() -> None:
+        started.set()
+        await asyncio.sleep(30)
+
+    task = asyncio.create_task(worker.run_async())
+    await worker_service.tasks.put(make_task("endless"))
+    async with asyncio.timeout(5):
+        await started.wait()
+    task.cancel()
+    async with asyncio.timeout(5):
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    assert worker.active_steps == 0
+    assert [c.failure.type for c in worker_service.completions] == ["WorkerShutdown"]
+
+
 async def test_the_token_is_sent_as_a_bearer_authorization(
     worker_service: FakeWorkerService, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -203,10 +203,8 @@ class Worker:
                 await self._poller
             except asyncio.CancelledError:
                 current = asyncio.current_task()
-                if current is not None and current.cancelling():
-                    self._executor.cancel_all("shutdown")
-                    for task in list(self._running):
-                        task.cancel()
+                if current is not None and current.cancelling():  # cancelled from outside: stop now
+                    await self._abandon(self._executor)
                     raise
             await self._drain(self._executor)
         finally:
@@ -288,8 +286,15 @@ class Worker:
         if not pending:
             return
         log.warning("%d steps still running after %.1f s: cancelling them", len(pending), self.drain_timeout)
+        await self._abandon(executor)
+
+    async def _abandon(self, executor: TaskExecutor) -> None:
+        """Cancel running steps, give their reports a moment to go out, then cancel the reports too."""
         executor.cancel_all("shutdown")
-        _, pending = await asyncio.wait(pending, timeout=_SUBMIT_GRACE)
+        running = set(self._running)
+        if not running:
+            return
+        _, pending = await asyncio.wait(running, timeout=_SUBMIT_GRACE)
         for task in pending:
             task.cancel()
         if pending:
