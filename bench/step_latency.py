@@ -8,6 +8,7 @@ lives in the benchmark suite; this is the quick measurement.
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import statistics
 import subprocess
@@ -17,10 +18,12 @@ import time
 from pathlib import Path
 
 import grpc
+
 from cerebelum import Client
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
+
 from tests.support.processes import free_port  # noqa: E402
 
 
@@ -40,13 +43,26 @@ def main() -> int:
     address = f"127.0.0.1:{free_port()}"
     env = {**os.environ, "CEREBELUM_ADDRESS": address}
     engine = subprocess.Popen(
-        [sys.executable, "-m", "cerebelum_operator.cli", "dev", "--address", address, "--db", db, "--log-level", "warning"]
+        [
+            sys.executable,
+            "-m",
+            "cerebelum_operator.cli",
+            "dev",
+            "--address",
+            address,
+            "--db",
+            db,
+            "--log-level",
+            "warning",
+        ]
     )
     worker = subprocess.Popen([sys.executable, str(HERE / "noop_worker.py")], env=env)
     try:
         grpc.channel_ready_future(grpc.insecure_channel(address)).result(timeout=30)
         with Client(address=address) as client:
-            client.apply_workflow("latency", {"taskQueue": "bench", "timeline": [f"s{i}" for i in range(1, args.steps + 1)]})
+            client.apply_workflow(
+                "latency", {"taskQueue": "bench", "timeline": [f"s{i}" for i in range(1, args.steps + 1)]}
+            )
             gaps: list[float] = []
             walls: list[float] = []
             for _ in range(args.runs):
@@ -56,7 +72,7 @@ def main() -> int:
                 walls.append(time.perf_counter() - began)
                 assert final.phase == "Succeeded", final.error
                 done = [e.at for e in client.history(execution.id) if e.type == "StepCompleted"]
-                gaps.extend((b - a).total_seconds() * 1000 for a, b in zip(done, done[1:], strict=False))
+                gaps.extend((b - a).total_seconds() * 1000 for a, b in itertools.pairwise(done))
         print(f"store: {db.split(':')[0]}; {args.runs} executions x {args.steps} sequential no-op steps")
         print(
             f"step-to-step ms: p50 {statistics.median(gaps):.2f}  p90 {percentile(gaps, 0.9):.2f}  "
