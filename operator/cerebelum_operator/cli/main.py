@@ -54,6 +54,21 @@ def _as_json(value: Any) -> str:
     return json.dumps(value, indent=2, default=str)
 
 
+def _wait_and_report(client: Client, execution_id: str, timeout: float | None) -> None:
+    """Wait for the end, print phase and output; exit 1 unless Succeeded, 2 on timeout."""
+    try:
+        final = client.wait(execution_id, timeout=timeout)
+    except TimeoutError:
+        _fail(f"execution still running after {timeout}s", code=2)
+    except CerebelumError as exc:
+        _fail(str(exc))
+    console.print(f"execution/{final.id} {final.phase}")
+    if final.output is not None:
+        console.print_json(_as_json(final.output))
+    if final.phase != "Succeeded":
+        _fail(final.error or final.phase)
+
+
 @app.command()
 def dev(
     address: Annotated[str, typer.Option(help="Where to serve gRPC.")] = DEFAULT_ADDRESS,
@@ -106,16 +121,9 @@ def start(
         console.print(f"execution/{execution.id} started")
         if not wait:
             return
-        final = client.wait(execution.id, timeout=timeout)
-    except TimeoutError:
-        _fail(f"execution still running after {timeout}s", code=2)
     except CerebelumError as exc:
         _fail(str(exc))
-    console.print(f"execution/{final.id} {final.phase}")
-    if final.output is not None:
-        console.print_json(_as_json(final.output))
-    if final.phase != "Succeeded":
-        _fail(final.error or final.phase)
+    _wait_and_report(client, execution.id, timeout)
 
 
 @app.command("wait")
@@ -125,17 +133,7 @@ def wait_command(
     address: AddressOption = DEFAULT_ADDRESS,
 ) -> None:
     """Wait for an execution to end; exit non-zero unless it Succeeded."""
-    try:
-        final = _client(address).wait(execution_id, timeout=timeout)
-    except TimeoutError:
-        _fail(f"execution still running after {timeout}s", code=2)
-    except CerebelumError as exc:
-        _fail(str(exc))
-    console.print(f"execution/{final.id} {final.phase}")
-    if final.output is not None:
-        console.print_json(_as_json(final.output))
-    if final.phase != "Succeeded":
-        _fail(final.error or final.phase)
+    _wait_and_report(_client(address), execution_id, timeout)
 
 
 @get_app.command("executions")

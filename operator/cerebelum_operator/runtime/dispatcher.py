@@ -46,6 +46,27 @@ class _Queued:
     heartbeat_required: bool
 
 
+def _queued_from(
+    source: TaskRow | act.ScheduleTask, execution_id: str, *, sticky_worker_id: str | None, sticky_until_ms: int
+) -> _Queued:
+    """A queue entry from a stored task row (at start) or a fresh ScheduleTask action."""
+    return _Queued(
+        token=source.token,
+        execution_id=execution_id,
+        step=source.step,
+        attempt=source.attempt,
+        poll=source.poll,
+        task_queue=source.task_queue,
+        visible_at_ms=source.visible_at_ms,
+        sticky_worker_id=sticky_worker_id,
+        sticky_until_ms=sticky_until_ms,
+        arguments=source.arguments,
+        timeout_ms=source.timeout_ms,
+        lease_ms=source.lease_ms,
+        heartbeat_required=source.heartbeat_required,
+    )
+
+
 @dataclass(slots=True)
 class _Leased:
     token: str
@@ -134,23 +155,7 @@ class Dispatcher:
                     cancel_requested=row.cancel_requested,
                 )
             else:
-                self._enqueue(
-                    _Queued(
-                        token=row.token,
-                        execution_id=row.execution_id,
-                        step=row.step,
-                        attempt=row.attempt,
-                        poll=row.poll,
-                        task_queue=row.task_queue,
-                        visible_at_ms=row.visible_at_ms,
-                        sticky_worker_id=None,
-                        sticky_until_ms=0,
-                        arguments=row.arguments,
-                        timeout_ms=row.timeout_ms,
-                        lease_ms=row.lease_ms,
-                        heartbeat_required=row.heartbeat_required,
-                    )
-                )
+                self._enqueue(_queued_from(row, row.execution_id, sticky_worker_id=None, sticky_until_ms=0))
         log.info("dispatcher loaded %d queued and %d leased tasks", len(self._queued), len(self._leased))
         self._tasks = [
             asyncio.create_task(self._promote_loop(), name="dispatcher-promote"),
@@ -174,20 +179,11 @@ class Dispatcher:
                 case act.ScheduleTask():
                     now = self.clock.now_ms()
                     self._enqueue(
-                        _Queued(
-                            token=action.token,
-                            execution_id=execution_id,
-                            step=action.step,
-                            attempt=action.attempt,
-                            poll=action.poll,
-                            task_queue=action.task_queue,
-                            visible_at_ms=action.visible_at_ms,
+                        _queued_from(
+                            action,
+                            execution_id,
                             sticky_worker_id=action.sticky_worker_id,
                             sticky_until_ms=max(now, action.visible_at_ms) + self.sticky_window_ms,
-                            arguments=action.arguments,
-                            timeout_ms=action.timeout_ms,
-                            lease_ms=action.lease_ms,
-                            heartbeat_required=action.heartbeat_required,
                         )
                     )
                 case act.LeaseTask():
