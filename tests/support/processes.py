@@ -47,24 +47,23 @@ class EngineProcess:
     def address(self) -> str:
         return f"127.0.0.1:{self.port}"
 
+    def command(self) -> list[str]:
+        return [
+            *("-m", "cerebelum_operator.cli", "dev"),
+            *("--address", self.address, "--db", self.database_url, "--log-level", "info"),
+        ]
+
+    def environment(self) -> dict[str, str]:
+        return dict(os.environ)
+
     def start(self) -> None:
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "cerebelum_operator.cli",
-                    "dev",
-                    "--address",
-                    self.address,
-                    "--db",
-                    self.database_url,
-                    "--log-level",
-                    "info",
-                ],
+                [sys.executable, *self.command()],
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 cwd=ROOT,
+                env=self.environment(),
             )
         self.starts += 1
         channel = grpc.insecure_channel(self.address)
@@ -91,6 +90,28 @@ class EngineProcess:
                 self.process.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 self.process.kill()
+
+
+@dataclass
+class OperatorProcess(EngineProcess):
+    """`cerebelum operator` as a child process, talking to the API server through `kubeconfig`."""
+
+    kubeconfig: Path | None = None
+    identity: str = "operator-under-test"
+    lease_namespace: str = "cerebelum-system"
+    extra_args: tuple[str, ...] = ()
+
+    def command(self) -> list[str]:
+        return [
+            *("-m", "cerebelum_operator.cli", "operator"),
+            *("--address", self.address, "--db", self.database_url, "--log-level", "info"),
+            *("--identity", self.identity, "--lease-namespace", self.lease_namespace, "--lease-duration", "6"),
+            *self.extra_args,
+        ]
+
+    def environment(self) -> dict[str, str]:
+        assert self.kubeconfig is not None, "an operator needs a kubeconfig"
+        return {**os.environ, "KUBECONFIG": str(self.kubeconfig), "PYTHONUNBUFFERED": "1"}
 
 
 @dataclass

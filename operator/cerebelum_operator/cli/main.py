@@ -89,6 +89,53 @@ def dev(
 
 
 @app.command()
+def operator(
+    address: Annotated[str, typer.Option(help="Where to serve gRPC to workers.")] = "0.0.0.0:7450",
+    db: Annotated[str, typer.Option("--db", envvar="CEREBELUM_DATABASE_URL", help="Store URL.")] = DEFAULT_DATABASE_URL,
+    namespace: Annotated[
+        list[str] | None, typer.Option("--namespace", "-n", help="Watch only these namespaces (default: all).")
+    ] = None,
+    lease_namespace: Annotated[
+        str, typer.Option(envvar="POD_NAMESPACE", help="Namespace of the leader-election Lease.")
+    ] = "default",
+    lease_name: Annotated[str, typer.Option(help="Name of the leader-election Lease.")] = "cerebelum-operator",
+    identity: Annotated[
+        str | None, typer.Option(envvar="POD_NAME", help="This instance's name in the Lease (default: hostname).")
+    ] = None,
+    lease_duration: Annotated[int, typer.Option(help="Seconds a silent leader keeps the Lease.")] = 15,
+    status_interval: Annotated[float, typer.Option(help="Minimum seconds between two status writes.")] = 1.0,
+    api_qps: Annotated[float, typer.Option(help="API writes per second, at most, for status and events.")] = 50.0,
+    liveness: Annotated[str | None, typer.Option(help="e.g. http://0.0.0.0:8080/healthz")] = None,
+    log_level: Annotated[str, typer.Option(help="debug, info, warning")] = "info",
+) -> None:
+    """Run the Kubernetes operator: reconcile Workflows, Executions and Approvals, serve workers."""
+    import asyncio
+    import socket
+
+    from ..kube.operator import OperatorConfig, run_operator
+    from ..server import ServerConfig
+
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for noisy in ("httpx", "httpx2", "kopf.objects", "aiohttp.access"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    config = OperatorConfig(
+        server=ServerConfig(address=address, database_url=db),
+        namespaces=tuple(namespace or ()),
+        lease_namespace=lease_namespace,
+        lease_name=lease_name,
+        identity=identity or socket.gethostname(),
+        lease_duration_s=lease_duration,
+        status_interval_s=status_interval,
+        api_writes_per_second=api_qps,
+        liveness_endpoint=liveness,
+    )
+    try:
+        raise typer.Exit(asyncio.run(run_operator(config)))
+    except OSError as exc:
+        _fail(str(exc))
+
+
+@app.command()
 def apply(
     file: Annotated[Path, typer.Option("--filename", "-f", help="Workflow YAML or JSON ('-' for stdin).")],
     address: AddressOption = DEFAULT_ADDRESS,

@@ -21,11 +21,12 @@ from ..store import ConcurrencyConflict, ExecutionExists, ExecutionRow, Executio
 from .clock import Clock
 from .database import Database
 
-__all__ = ["EngineService", "ExecutionNotFound", "WorkflowNotFound"]
+__all__ = ["ActionListener", "ChangeListener", "EngineService", "ExecutionNotFound", "WorkflowNotFound"]
 
 log = logging.getLogger(__name__)
 
 ActionListener = Callable[[str, list[Action]], Awaitable[None] | None]
+ChangeListener = Callable[[str, ExecutionState], None]
 
 
 class ExecutionNotFound(LookupError):
@@ -52,11 +53,16 @@ class EngineService:
         self._locks: dict[str, asyncio.Lock] = {}
         self._definitions: dict[str, WorkflowDefinition] = {}
         self._listeners: list[ActionListener] = []
+        self._change_listeners: list[ChangeListener] = []
         self._terminal_waiters: dict[str, list[asyncio.Future[None]]] = {}
 
     def add_listener(self, listener: ActionListener) -> None:
         """Called with (execution_id, actions) after every committed decision."""
         self._listeners.append(listener)
+
+    def add_change_listener(self, listener: ChangeListener) -> None:
+        """Called with (execution_id, new state) after every committed decision; must not block."""
+        self._change_listeners.append(listener)
 
     def definition_for(self, spec: dict[str, Any]) -> WorkflowDefinition:
         """Compile a spec once; specs are immutable once an execution snapshots them."""
@@ -189,6 +195,9 @@ class EngineService:
         )
 
     async def _publish(self, execution_id: str, decision: Decision) -> None:
+        if decision.state is not None:
+            for change_listener in self._change_listeners:
+                change_listener(execution_id, decision.state)
         if decision.actions:
             for listener in self._listeners:
                 result = listener(execution_id, decision.actions)

@@ -42,6 +42,7 @@ class EngineServer:
         self.clock = clock or SystemClock()
         self._server: grpc.aio.Server | None = None
         self._db: Database | None = None
+        self._engine: EngineService | None = None
         self._dispatcher: Dispatcher | None = None
         self._timers: TimerService | None = None
         self.port = 0
@@ -50,7 +51,7 @@ class EngineServer:
         store = open_store(self.config.database_url)
         version = store.migrate()
         db = self._db = Database(store)
-        engine = EngineService(db, clock=self.clock)
+        engine = self._engine = EngineService(db, clock=self.clock)
         self._dispatcher = Dispatcher(
             db,
             engine,
@@ -87,6 +88,13 @@ class EngineServer:
             _redact(self.config.database_url),
             version,
         )
+
+    @property
+    def engine(self) -> EngineService:
+        """The running engine, for an embedding process (the operator) to drive."""
+        if self._engine is None:
+            raise RuntimeError("the engine server is not started")
+        return self._engine
 
     async def stop(self, grace_s: float = 2.0) -> None:
         if self._server is not None:

@@ -1,0 +1,135 @@
+"""The few Kubernetes API calls the operator makes outside kopf's handlers, over lightkube.
+
+Kept in one place so every write is counted (`writes`) and rate-limited by the callers that batch
+them; kopf makes its own calls for watching and for the handlers' patches.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+from collections import Counter
+from datetime import UTC, datetime
+from typing import Any
+
+from lightkube import AsyncClient, KubeConfig
+from lightkube.core.exceptions import ApiError
+from lightkube.generic_resource import create_namespaced_resource
+from lightkube.models.core_v1 import ObjectReference
+from lightkube.models.meta_v1 import ObjectMeta
+from lightkube.resources.events_v1 import Event
+from lightkube.types import PatchType
+
+from .resources import API_VERSION, GROUP, VERSION
+
+__all__ = ["Approval", "Execution", "KubeApi", "ObjectRef", "Workflow", "is_not_found"]
+
+log = logging.getLogger(__name__)
+
+JSON = Any
+
+Workflow = create_namespaced_resource(GROUP, VERSION, "Workflow", "workflows")
+Execution = create_namespaced_resource(GROUP, VERSION, "Execution", "executions")
+Approval = create_namespaced_resource(GROUP, VERSION, "Approval", "approvals")
+
+_RESOURCES: dict[str, Any] = {"Execution": Execution, "Approval": Approval, "Workflow": Workflow}
+
+CONTROLLER_NAME = "cerebelum.io/operator"
+
+
+def is_not_found(error: ApiError) -> bool:
+    return error.status.code == 404
+
+
+class ObjectRef:
+    """Enough of an object to patch it and to point an Event at it."""
+
+    __slots__ = ("kind", "name", "namespace", "uid")
+
+    def __init__(self, *, kind: str, namespace: str, name: str, uid: str) -> None:
+        self.kind = kind
+        self.namespace = namespace
+        self.name = name
+        self.uid = uid
+
+    def __repr__(self) -> str:
+        return f"{self.kind}/{self.namespace}/{self.name}"
+
+
+class KubeApi:
+    def __init__(self, client: AsyncClient, *, instance: str | None = None) -> None:
+        self.client = client
+        self.instance = instance or socket.gethostname()
+        self.writes: Counter[str] = Counter()
+
+    @classmethod
+    def from_env(cls, *, instance: str | None = None) -> KubeApi:
+        """In a pod: the mounted ServiceAccount; elsewhere: $KUBECONFIG or ~/.kube/config."""
+        config = KubeConfig.from_env()
+        return cls(AsyncClient(config=config, field_manager="cerebelum-operator"), instance=instance)
+
+    async def close(self) -> None:
+        await self.client.close()
+
+    async def get(self, resource: type[Any], namespace: str, name: str) -> dict[str, JSON] | None:
+        try:
+            obj = await self.client.get(resource, name, namespace=namespace)
+        except ApiError as error:
+            if is_not_found(error):
+                return None
+            raise
+        result: dict[str, JSON] = obj.to_dict()
+        return result
+
+    async def get_finalizers(self, ref: ObjectRef) -> list[str] | None:
+        """The object's finalizers, or None when it is gone or is a recreated namesake."""
+        obj = await self.get(_RESOURCES[ref.kind], ref.namespace, ref.name)
+        if obj is None or obj["metadata"].get("uid") != ref.uid:
+            return None
+        return list(obj["metadata"].get("finalizers") or [])
+
+    async def patch_status(self, ref: ObjectRef, status: dict[str, JSON]) -> None:
+        resource = _RESOURCES[ref.kind]
+        self.writes["status"] += 1
+        await self.client.patch(
+            resource.Status,
+            ref.name,
+            {"status": status},
+            namespace=ref.namespace,
+            patch_type=PatchType.MERGE,
+        )
+
+    async def patch_finalizers(self, ref: ObjectRef, finalizers: list[str]) -> None:
+        """Replace the finalizer list; the uid precondition keeps a recreated namesake untouched."""
+        resource = _RESOURCES[ref.kind]
+        self.writes["finalizers"] += 1
+        await self.client.patch(
+            resource,
+            ref.name,
+            {"metadata": {"uid": ref.uid, "finalizers": finalizers}},
+            namespace=ref.namespace,
+            patch_type=PatchType.MERGE,
+        )
+
+    async def post_event(self, ref: ObjectRef, *, type_: str, reason: str, note: str, action: str) -> None:
+        """A Kubernetes Event about `ref`; losing one is logged, never fatal."""
+        now = datetime.now(tz=UTC)
+        event = Event(
+            metadata=ObjectMeta(generateName=f"{ref.name}-", namespace=ref.namespace),
+            eventTime=now,
+            action=action,
+            reason=reason,
+            note=note[:1024],
+            type=type_,
+            regarding=ObjectReference(
+                apiVersion=API_VERSION, kind=ref.kind, name=ref.name, namespace=ref.namespace, uid=ref.uid
+            ),
+            reportingController=CONTROLLER_NAME,
+            reportingInstance=self.instance[:128],
+        )
+        self.writes["events"] += 1
+        try:
+            await self.client.create(event)
+        except ApiError as error:
+            log.warning("could not post event %s on %r: %s", reason, ref, error)
+

@@ -1,0 +1,61 @@
+"""The kopf handlers: thin glue from kopf's calls to `Reconciler` methods and back to patches."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import kopf
+
+from .reconciler import ObjectView, Outcome, Reconciler, Retry
+from .resources import GROUP, VERSION
+
+__all__ = ["build_registry"]
+
+log = logging.getLogger(__name__)
+
+
+def build_registry(reconciler: Reconciler) -> kopf.OperatorRegistry:
+    """A fresh registry (not kopf's global one), so the handlers exist only in an operator we start."""
+    registry = kopf.OperatorRegistry()
+
+    @kopf.on.login(registry=registry)
+    def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+        return kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(**kwargs)
+
+    async def apply(outcome: Outcome, view: ObjectView, kind: str, patch: kopf.Patch) -> None:
+        if outcome.status:
+            patch.setdefault("status", {}).update(outcome.status)
+        if outcome.event is not None:
+            type_, reason, note = outcome.event
+            await reconciler.writer.bucket.take()
+            await reconciler.api.post_event(view.ref(kind), type_=type_, reason=reason, note=note, action="Reconcile")
+
+    @kopf.on.resume(GROUP, VERSION, "workflows", registry=registry)
+    @kopf.on.create(GROUP, VERSION, "workflows", registry=registry)
+    @kopf.on.update(GROUP, VERSION, "workflows", field="spec", registry=registry)
+    async def workflow_changed(body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
+        view = ObjectView.of(body)
+        await apply(await reconciler.workflow_changed(view), view, "Workflow", patch)
+
+    @kopf.on.resume(GROUP, VERSION, "executions", registry=registry)
+    @kopf.on.create(GROUP, VERSION, "executions", registry=registry)
+    async def execution_seen(body: kopf.Body, patch: kopf.Patch, retry: int, **_: Any) -> None:
+        view = ObjectView.of(body)
+        try:
+            outcome = await reconciler.execution_seen(view, first_attempt=retry == 0)
+        except Retry as wait:
+            raise kopf.TemporaryError(str(wait), delay=wait.delay_s) from None
+        await apply(outcome, view, "Execution", patch)
+
+    @kopf.on.delete(GROUP, VERSION, "executions", optional=True, registry=registry)
+    async def execution_deleted(body: kopf.Body, **_: Any) -> None:
+        await reconciler.execution_deleted(ObjectView.of(body))
+
+    @kopf.on.resume(GROUP, VERSION, "approvals", registry=registry)
+    @kopf.on.create(GROUP, VERSION, "approvals", registry=registry)
+    async def approval_created(body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
+        view = ObjectView.of(body)
+        await apply(await reconciler.approval_created(view), view, "Approval", patch)
+
+    return registry

@@ -1,0 +1,137 @@
+"""One active operator at a time, by a coordination.k8s.io Lease (as client-go's leader election).
+
+Only the holder runs the engine, so two replicas never dispatch the same task. Expiry is judged
+by the local monotonic clock from when this instance last *saw* the record change, never by
+comparing wall clocks across machines. A holder that cannot renew before its lease runs out
+stops itself (`on_lost`): it is better to exit and be restarted than to dispatch beside a new
+leader.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+from lightkube import AsyncClient
+from lightkube.core.exceptions import ApiError
+from lightkube.models.coordination_v1 import LeaseSpec
+from lightkube.models.meta_v1 import ObjectMeta
+from lightkube.resources.coordination_v1 import Lease
+
+__all__ = ["LeaseElector"]
+
+log = logging.getLogger(__name__)
+
+
+class LeaseElector:
+    def __init__(
+        self,
+        client: AsyncClient,
+        *,
+        namespace: str,
+        name: str,
+        identity: str,
+        lease_duration_s: int = 15,
+        renew_every_s: float = 5.0,
+        retry_every_s: float = 2.0,
+    ) -> None:
+        self.client = client
+        self.namespace = namespace
+        self.name = name
+        self.identity = identity
+        self.lease_duration_s = lease_duration_s
+        self.renew_every_s = renew_every_s
+        self.retry_every_s = retry_every_s
+        self._observed: tuple[str | None, object] | None = None
+        self._observed_at = 0.0
+        self._renewed_at = 0.0
+
+    async def acquire(self) -> None:
+        """Return once this instance holds the lease; waits out a live holder."""
+        announced = False
+        while not await self._try_acquire_or_renew():
+            if not announced:
+                log.info("waiting for lease %s/%s to be free", self.namespace, self.name)
+                announced = True
+            await asyncio.sleep(self.retry_every_s)
+        log.info("holding lease %s/%s as %s", self.namespace, self.name, self.identity)
+
+    async def hold(self, on_lost: Callable[[], None]) -> None:
+        """Renew until cancelled; call `on_lost` when the lease can no longer be trusted as ours."""
+        while True:
+            await asyncio.sleep(self.renew_every_s)
+            try:
+                renewed = await self._try_acquire_or_renew()
+            except Exception as error:
+                log.warning("lease renewal failed: %s", error)
+                renewed = False
+            if renewed:
+                continue
+            if not renewed and time.monotonic() - self._renewed_at > self.lease_duration_s - self.renew_every_s:
+                log.error("lost lease %s/%s; stopping so that no two instances dispatch", self.namespace, self.name)
+                on_lost()
+                return
+
+    async def release(self) -> None:
+        """Hand the lease over at once on a clean shutdown instead of letting it expire."""
+        try:
+            lease = await self.client.get(Lease, self.name, namespace=self.namespace)
+            if lease.spec is not None and lease.spec.holderIdentity == self.identity:
+                lease.spec.holderIdentity = None
+                lease.spec.leaseDurationSeconds = 1
+                await self.client.replace(lease)
+        except Exception as error:
+            log.warning("could not release lease: %s", error)
+
+    async def _try_acquire_or_renew(self) -> bool:
+        now = datetime.now(tz=UTC)
+        try:
+            lease = await self.client.get(Lease, self.name, namespace=self.namespace)
+        except ApiError as error:
+            if error.status.code != 404:
+                raise
+            fresh = Lease(
+                metadata=ObjectMeta(name=self.name, namespace=self.namespace),
+                spec=LeaseSpec(
+                    holderIdentity=self.identity,
+                    leaseDurationSeconds=self.lease_duration_s,
+                    acquireTime=now,
+                    renewTime=now,
+                    leaseTransitions=0,
+                ),
+            )
+            try:
+                await self.client.create(fresh)
+            except ApiError as conflict:
+                if conflict.status.code == 409:
+                    return False
+                raise
+            self._renewed_at = time.monotonic()
+            return True
+        spec = lease.spec or LeaseSpec()
+        record = (spec.holderIdentity, spec.renewTime)
+        if self._observed != record:
+            self._observed = record
+            self._observed_at = time.monotonic()
+        held_by_other = spec.holderIdentity not in (None, "", self.identity)
+        duration = spec.leaseDurationSeconds or self.lease_duration_s
+        if held_by_other and time.monotonic() - self._observed_at < duration:
+            return False
+        if spec.holderIdentity != self.identity:
+            spec.leaseTransitions = (spec.leaseTransitions or 0) + 1
+            spec.acquireTime = now
+        spec.holderIdentity = self.identity
+        spec.leaseDurationSeconds = self.lease_duration_s
+        spec.renewTime = now
+        lease.spec = spec
+        try:
+            await self.client.replace(lease)
+        except ApiError as conflict:
+            if conflict.status.code == 409:
+                return False
+            raise
+        self._renewed_at = time.monotonic()
+        return True

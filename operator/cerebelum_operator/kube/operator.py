@@ -1,0 +1,116 @@
+"""`cerebelum operator`: the engine, its gRPC worker endpoint and the kopf reconcilers in one process.
+
+Start order is what makes resurrection safe: take the Lease first (so no second instance
+dispatches), then start the engine, which reloads leases, tasks and timers from the store, then
+let kopf list every Workflow, Execution and Approval and reconcile each again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import socket
+from dataclasses import dataclass, field
+
+import kopf
+
+from ..server import EngineServer, ServerConfig
+from .client import KubeApi
+from .handlers import build_registry
+from .leader import LeaseElector
+from .reconciler import Reconciler
+from .status_writer import StatusWriter
+
+__all__ = ["OperatorConfig", "run_operator"]
+
+log = logging.getLogger(__name__)
+
+EXIT_LEASE_LOST = 75
+
+
+@dataclass(frozen=True, kw_only=True)
+class OperatorConfig:
+    server: ServerConfig = field(default_factory=ServerConfig)
+    namespaces: tuple[str, ...] = ()
+    lease_namespace: str = "default"
+    lease_name: str = "cerebelum-operator"
+    identity: str = field(default_factory=socket.gethostname)
+    lease_duration_s: int = 15
+    status_interval_s: float = 1.0
+    api_writes_per_second: float = 50.0
+    liveness_endpoint: str | None = None
+
+
+def _settings() -> kopf.OperatorSettings:
+    settings = kopf.OperatorSettings()
+    # kopf turns every handler log line of level INFO into an Event: one API write per handler run.
+    settings.posting.level = logging.WARNING
+    settings.watching.server_timeout = 300
+    settings.watching.client_timeout = 330
+    settings.networking.request_timeout = 60
+    return settings
+
+
+async def run_operator(config: OperatorConfig) -> int:
+    api = KubeApi.from_env(instance=config.identity)
+    elector = LeaseElector(
+        api.client,
+        namespace=config.lease_namespace,
+        name=config.lease_name,
+        identity=config.identity,
+        lease_duration_s=config.lease_duration_s,
+        renew_every_s=max(1.0, config.lease_duration_s / 3),
+    )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+
+    acquire = asyncio.create_task(elector.acquire())
+    stopping = asyncio.create_task(stop.wait())
+    await asyncio.wait({acquire, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    if not acquire.done():
+        acquire.cancel()
+        await api.close()
+        return 0
+    stopping.cancel()
+
+    def lease_lost() -> None:
+        # Exit at once: a successor may already hold the lease, and we must not dispatch beside it.
+        os._exit(EXIT_LEASE_LOST)
+
+    holding = asyncio.create_task(elector.hold(lease_lost), name="lease")
+    server = EngineServer(config.server)
+    await server.start()
+    writer = StatusWriter(
+        server.engine,
+        api,
+        clock=server.clock,
+        min_interval_s=config.status_interval_s,
+        writes_per_second=config.api_writes_per_second,
+    )
+    await writer.start()
+    reconciler = Reconciler(server.engine, api, writer, clock=server.clock)
+    log.info("operator ready: gRPC on %s, watching %s", config.server.address, list(config.namespaces) or "all")
+    try:
+        await kopf.operator(
+            registry=build_registry(reconciler),
+            settings=_settings(),
+            standalone=True,
+            clusterwide=not config.namespaces,
+            namespaces=list(config.namespaces),
+            stop_flag=stop,
+            liveness_endpoint=config.liveness_endpoint,
+        )
+    finally:
+        holding.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await holding
+        await writer.stop()
+        await server.stop()
+        await elector.release()
+        await api.close()
+    return 0

@@ -1,0 +1,156 @@
+"""The Execution's status: a bounded projection of the engine's state and the history's tail.
+
+Every list is capped and every free-text field cut, so the object stays small however long the
+history grows; the full history and the full output stay in the store (`cerebelum history`).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from ..engine import ExecutionState
+from ..engine.events import RecordedEvent
+from ..engine.state import ExecutionPhase
+
+__all__ = [
+    "ProjectionLimits",
+    "condition",
+    "merge_conditions",
+    "project_execution",
+    "rfc3339",
+]
+
+JSON = Any
+
+
+@dataclass(frozen=True, kw_only=True)
+class ProjectionLimits:
+    """Caps that keep an Execution far below etcd's object size limit (1.5 MiB)."""
+
+    recent_events: int = 10
+    steps: int = 64
+    output_bytes: int = 4096
+    error_chars: int = 1024
+    step_error_chars: int = 512
+
+
+def rfc3339(ms: int | None) -> str | None:
+    if ms is None:
+        return None
+    moment = datetime.fromtimestamp(ms / 1000, tz=UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def condition(
+    type_: str, status: str, reason: str, message: str = "", *, now_ms: int, generation: int | None = None
+) -> dict[str, JSON]:
+    return {
+        "type": type_,
+        "status": status,
+        "reason": reason,
+        "message": message,
+        "lastTransitionTime": rfc3339(now_ms),
+        "observedGeneration": generation,
+    }
+
+
+def merge_conditions(previous: list[dict[str, JSON]], updates: list[dict[str, JSON]]) -> list[dict[str, JSON]]:
+    """Apply updates by type, keeping lastTransitionTime when a condition's status did not change."""
+    merged = {c["type"]: c for c in previous}
+    for update in updates:
+        old = merged.get(update["type"])
+        if old is not None and old.get("status") == update["status"]:
+            update = {**update, "lastTransitionTime": old.get("lastTransitionTime", update["lastTransitionTime"])}
+        merged[update["type"]] = update
+    return list(merged.values())
+
+
+def _cut(text: str | None, limit: int) -> str | None:
+    if text is None or len(text) <= limit:
+        return text
+    return text[: limit - 1] + "…"
+
+
+_SUCCEEDED_CONDITION = {
+    ExecutionPhase.SUCCEEDED: ("True", "Succeeded"),
+    ExecutionPhase.FAILED: ("False", "Failed"),
+    ExecutionPhase.CANCELLED: ("False", "Cancelled"),
+}
+
+
+def project_execution(
+    state: ExecutionState,
+    *,
+    recent: list[RecordedEvent],
+    previous_conditions: list[dict[str, JSON]],
+    generation: int | None,
+    now_ms: int,
+    limits: ProjectionLimits = ProjectionLimits(),
+) -> dict[str, JSON]:
+    """The status for `state`; `recent` is the history's tail (its last event has seq == last_seq)."""
+    phase = state.display_phase()
+    steps = [
+        {
+            "name": name,
+            "phase": step.phase.value,
+            "attempts": max(step.total_attempts, step.attempt),
+            "startedAt": rfc3339(step.started_at_ms),
+            "finishedAt": rfc3339(step.finished_at_ms),
+            "error": _cut(step.last_error, limits.step_error_chars),
+        }
+        for name, step in state.steps.items()
+    ]
+    omitted = max(0, len(steps) - limits.steps)
+    pending = next(iter(state.approvals.items()), None)
+    terminal_status, terminal_reason = _SUCCEEDED_CONDITION.get(state.phase, ("Unknown", phase.value))
+    conditions = merge_conditions(
+        previous_conditions,
+        [
+            condition("Accepted", "True", "Started", "the engine started the execution", now_ms=now_ms),
+            condition(
+                "Succeeded",
+                terminal_status,
+                terminal_reason,
+                _cut(state.error, limits.error_chars) or "",
+                now_ms=now_ms,
+                generation=generation,
+            ),
+        ],
+    )
+    status: dict[str, JSON] = {
+        "executionId": state.execution_id,
+        "phase": phase.value,
+        "currentStep": ", ".join(state.current_steps()) or None,
+        "startedAt": rfc3339(state.created_at_ms or None),
+        "finishedAt": rfc3339(state.updated_at_ms) if state.phase.terminal else None,
+        "wakeAt": rfc3339(state.wake_at_ms()),
+        "pendingApproval": (
+            {"step": pending[0], "requestedAt": None, "timeoutAt": rfc3339(pending[1].timeout_at_ms)}
+            if pending is not None
+            else None
+        ),
+        "steps": steps[-limits.steps :] if omitted else steps,
+        "stepsOmitted": omitted or None,
+        "recentEvents": [
+            {"seq": r.seq, "at": rfc3339(r.at_ms), "type": r.event.kind, "step": getattr(r.event, "step", None)}
+            for r in recent[-limits.recent_events :]
+        ],
+        "eventCount": state.last_seq,
+        "error": _cut(state.error, limits.error_chars),
+        "conditions": conditions,
+        "observedGeneration": generation,
+    }
+    status.update(_output_fields(state.output, limits.output_bytes))
+    return status
+
+
+def _output_fields(output: JSON, cap: int) -> dict[str, JSON]:
+    if output is None:
+        return {"output": None, "outputTruncated": None, "outputBytes": None}
+    size = len(json.dumps(output, separators=(",", ":")).encode())
+    if size > cap:
+        return {"output": None, "outputTruncated": True, "outputBytes": size}
+    return {"output": output, "outputTruncated": None, "outputBytes": size}

@@ -1,0 +1,257 @@
+"""What the operator does for each custom resource; kopf-free so it reads (and tests) plainly.
+
+Every method is idempotent: kopf may call it again after a crash, on resume, or on a retry,
+and the engine's own idempotency (an execution id is the Execution's uid) absorbs the repeat.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..engine import CommandRejected
+from ..engine import commands as cmd
+from ..model import InputInvalid, WorkflowInvalid, compile_workflow
+from ..runtime import Clock, EngineService, ExecutionNotFound
+from .client import Execution, KubeApi, ObjectRef, Workflow
+from .projection import condition, merge_conditions
+from .status_writer import FINALIZER, StatusWriter
+
+__all__ = ["Outcome", "Reconciler", "Retry", "plain", "workflow_key"]
+
+log = logging.getLogger(__name__)
+
+JSON = Any
+
+
+def plain(value: Any) -> JSON:
+    """A deep, mutable, plain-JSON copy of a kopf body view."""
+    if isinstance(value, Mapping):
+        return {str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [plain(v) for v in value]
+    return value
+
+
+def _where(view: ObjectView) -> tuple[str, str]:
+    return view.namespace, view.name
+
+
+def workflow_key(namespace: str, name: str) -> str:
+    """Workflows live in the store under namespace/name: names are unique only per namespace."""
+    return f"{namespace}/{name}"
+
+
+class Retry(Exception):
+    """Not possible yet (e.g. the Workflow does not exist): try again after `delay_s`."""
+
+    def __init__(self, message: str, *, delay_s: float) -> None:
+        super().__init__(message)
+        self.delay_s = delay_s
+
+
+@dataclass
+class Outcome:
+    """What a handler wants written back: a status patch and, maybe, an Event."""
+
+    status: dict[str, JSON] = field(default_factory=dict)
+    event: tuple[str, str, str] | None = None  # (type, reason, note)
+
+
+@dataclass(frozen=True)
+class ObjectView:
+    namespace: str
+    name: str
+    uid: str
+    generation: int | None
+    spec: dict[str, JSON]
+    status: dict[str, JSON]
+    finalizers: list[str]
+
+    @classmethod
+    def of(cls, body: Mapping[str, Any]) -> ObjectView:
+        meta = body.get("metadata") or {}
+        return cls(
+            namespace=str(meta.get("namespace")),
+            name=str(meta.get("name")),
+            uid=str(meta.get("uid")),
+            generation=meta.get("generation"),
+            spec=plain(body.get("spec") or {}),
+            status=plain(body.get("status") or {}),
+            finalizers=list(meta.get("finalizers") or []),
+        )
+
+    def ref(self, kind: str) -> ObjectRef:
+        return ObjectRef(kind=kind, namespace=self.namespace, name=self.name, uid=self.uid)
+
+
+class Reconciler:
+    def __init__(self, engine: EngineService, api: KubeApi, writer: StatusWriter, *, clock: Clock) -> None:
+        self.engine = engine
+        self.api = api
+        self.writer = writer
+        self.clock = clock
+
+    # -- Workflow ------------------------------------------------------------------------
+
+    async def workflow_changed(self, workflow: ObjectView) -> Outcome:
+        """Compile the spec; keep it in the store (executions snapshot it) and say Ready or Invalid."""
+        if workflow.status.get("observedGeneration") == workflow.generation and workflow.status.get("conditions"):
+            return Outcome()
+        now = self.clock.now_ms()
+        try:
+            definition = compile_workflow(workflow.spec)
+        except WorkflowInvalid as invalid:
+            ready = condition("Ready", "False", "Invalid", str(invalid), now_ms=now, generation=workflow.generation)
+            return Outcome(
+                status=self._conditions(workflow, ready),
+                event=("Warning", "Invalid", str(invalid)),
+            )
+        db = self.engine.db
+        await db.run(db.store.put_workflow, workflow_key(workflow.namespace, workflow.name), workflow.spec, now_ms=now)
+        message = f"{len(definition.steps)} steps compiled"
+        ready = condition("Ready", "True", "Compiled", message, now_ms=now, generation=workflow.generation)
+        status = self._conditions(workflow, ready)
+        status["steps"] = len(definition.steps)
+        return Outcome(status=status)
+
+    @staticmethod
+    def _conditions(view: ObjectView, update: dict[str, JSON]) -> dict[str, JSON]:
+        return {
+            "conditions": merge_conditions(list(view.status.get("conditions") or []), [update]),
+            "observedGeneration": view.generation,
+        }
+
+    # -- Execution -----------------------------------------------------------------------
+
+    async def execution_seen(self, execution: ObjectView, *, first_attempt: bool) -> Outcome:
+        """Start the execution (once, by uid) or, if it already runs, project it again."""
+        db = self.engine.db
+        existing = await db.run(db.store.get_execution, execution.uid)
+        if existing is not None:
+            self._track(execution, has_finalizer=FINALIZER in execution.finalizers)
+            return Outcome()
+        if execution.status.get("conditions") and execution.status.get("phase") == "Failed":
+            return Outcome()  # refused before: refusals are final, the spec is immutable
+        now = self.clock.now_ms()
+        workflow_name = str(execution.spec.get("workflow", ""))
+        workflow = await self.api.get(Workflow, execution.namespace, workflow_name)
+        if workflow is None:
+            message = f"workflow {workflow_name!r} not found in namespace {execution.namespace}: apply it first"
+            if first_attempt:
+                await self.api.patch_status(
+                    execution.ref("Execution"),
+                    self._accepted(execution, "False", "WorkflowNotFound", message, now, phase="Pending"),
+                )
+            raise Retry(message, delay_s=5.0)
+        spec = plain(workflow.get("spec") or {})
+        try:
+            compile_workflow(spec)
+        except WorkflowInvalid as invalid:
+            return self._refuse(execution, "WorkflowInvalid", f"workflow {workflow_name!r} is invalid: {invalid}", now)
+        await db.run(db.store.put_workflow, workflow_key(execution.namespace, workflow_name), spec, now_ms=now)
+        # The finalizer goes on before any work exists, so no delete can ever miss a running step.
+        if FINALIZER not in execution.finalizers:
+            await self.writer.bucket.take()
+            await self.api.patch_finalizers(execution.ref("Execution"), [*execution.finalizers, FINALIZER])
+        try:
+            await self.engine.start(
+                workflow_key(execution.namespace, workflow_name),
+                execution.spec.get("input"),
+                execution_id=execution.uid,
+            )
+        except InputInvalid as invalid:
+            await self.writer.release(execution.ref("Execution"))
+            return self._refuse(execution, "InputInvalid", str(invalid), now)
+        self._track(execution, has_finalizer=True)
+        return Outcome(event=("Normal", "Started", f"execution {execution.uid} of workflow {workflow_name} started"))
+
+    def _track(self, execution: ObjectView, *, has_finalizer: bool) -> None:
+        self.writer.track(
+            execution.uid,
+            execution.ref("Execution"),
+            status=execution.status,
+            generation=execution.generation,
+            has_finalizer=has_finalizer,
+        )
+
+    def _refuse(self, execution: ObjectView, reason: str, message: str, now: int) -> Outcome:
+        status = self._accepted(execution, "False", reason, message, now, phase="Failed")
+        status["error"] = message[:1024]
+        return Outcome(status=status, event=("Warning", reason, message))
+
+    @staticmethod
+    def _accepted(
+        execution: ObjectView, value: str, reason: str, message: str, now: int, *, phase: str
+    ) -> dict[str, JSON]:
+        update = condition("Accepted", value, reason, message, now_ms=now, generation=execution.generation)
+        return {
+            "phase": phase,
+            "conditions": merge_conditions(list(execution.status.get("conditions") or []), [update]),
+            "observedGeneration": execution.generation,
+        }
+
+    async def execution_deleted(self, execution: ObjectView) -> None:
+        """Cancel work in flight, then let the delete finish by dropping our finalizer."""
+        try:
+            state = await self.engine.state_of(execution.uid)
+        except ExecutionNotFound:
+            state = None
+        if state is not None and not state.phase.terminal:
+            await self.engine.handle(execution.uid, cmd.Cancel(reason=f"Execution {execution.name} was deleted"))
+            log.info("cancelled %s: its Execution %s/%s was deleted", execution.uid, *_where(execution))
+        self.writer.forget(execution.uid)
+        if FINALIZER in execution.finalizers:
+            await self.api.patch_finalizers(
+                execution.ref("Execution"), [f for f in execution.finalizers if f != FINALIZER]
+            )
+
+    # -- Approval ------------------------------------------------------------------------
+
+    async def approval_created(self, approval: ObjectView) -> Outcome:
+        """Approve or reject the named step; the approver comes from admission, never from the operator."""
+        if approval.status.get("phase"):
+            return Outcome()
+        spec = approval.spec
+        execution_name = str(spec.get("execution", ""))
+        step = str(spec.get("step", ""))
+        approver = str(spec.get("approver") or "unknown (no admission policy stamped the approver)")
+        execution = await self.api.get(Execution, approval.namespace, execution_name)
+        if execution is None:
+            return self._approval(approval, "Refused", f"execution {execution_name!r} not found", approver)
+        execution_id = str(execution["metadata"]["uid"])
+        command: cmd.Command
+        if spec.get("decision", "Approve") == "Reject":
+            command = cmd.Reject(step=step, approver=approver, reason=str(spec.get("reason") or ""))
+        else:
+            command = cmd.Approve(step=step, approver=approver, payload=spec.get("payload"))
+        try:
+            await self.engine.handle(execution_id, command)
+        except ExecutionNotFound:
+            return self._approval(approval, "Refused", f"execution {execution_name!r} has not started", approver)
+        except CommandRejected as rejected:
+            return self._approval(approval, "Refused", str(rejected), approver)
+        verb = "rejected" if isinstance(command, cmd.Reject) else "approved"
+        message = f"step {step} of {execution_name} {verb} by {approver}"
+        ref = ObjectRef(kind="Execution", namespace=approval.namespace, name=execution_name, uid=execution_id)
+        await self.writer.bucket.take()
+        await self.api.post_event(
+            ref, type_="Normal", reason="Approved" if verb == "approved" else "Rejected", note=message, action="Approve"
+        )
+        return self._approval(approval, "Applied", message, approver)
+
+    def _approval(self, approval: ObjectView, phase: str, message: str, approver: str) -> Outcome:
+        now = self.clock.now_ms()
+        applied = condition(
+            "Applied",
+            "True" if phase == "Applied" else "False",
+            phase,
+            message,
+            now_ms=now,
+            generation=approval.generation,
+        )
+        status = {"phase": phase, "message": message, "approver": approver, **self._conditions(approval, applied)}
+        event = None if phase == "Applied" else ("Warning", "Refused", message)
+        return Outcome(status=status, event=event)

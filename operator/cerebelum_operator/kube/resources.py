@@ -1,0 +1,126 @@
+"""The custom resources' shapes: the one source of the CRDs in `crds/` and of the operator's patches.
+
+`scripts/gen_crds.py` turns these models (and `model.WorkflowSpec`) into structural CRD schemas;
+the operator builds its status patches from them, so a field cannot drift between the two.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+__all__ = [
+    "API_VERSION",
+    "GROUP",
+    "VERSION",
+    "ApprovalSpec",
+    "ApprovalStatus",
+    "Condition",
+    "ExecutionSpec",
+    "ExecutionStatus",
+    "PendingApprovalStatus",
+    "RecentEvent",
+    "StepStatus",
+    "WorkflowStatus",
+]
+
+GROUP = "cerebelum.io"
+VERSION = "v1alpha1"
+API_VERSION = f"{GROUP}/{VERSION}"
+
+
+class _Resource(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True)
+
+
+class Condition(_Resource):
+    """The usual Kubernetes condition (metav1.Condition)."""
+
+    type: str
+    status: Literal["True", "False", "Unknown"]
+    reason: str = Field(pattern=r"^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$", max_length=1024)
+    message: str = Field(default="", max_length=32768)
+    last_transition_time: str = Field(description="RFC 3339 time of the last change of status.")
+    observed_generation: int | None = None
+
+
+class WorkflowStatus(_Resource):
+    """Whether the Workflow compiled; executions of an Invalid workflow fail at once."""
+
+    conditions: list[Condition] = Field(default_factory=list)
+    observed_generation: int | None = None
+    steps: int | None = Field(default=None, description="How many steps the workflow has.")
+
+
+class ExecutionSpec(_Resource):
+    """One run of a Workflow in the same namespace. Immutable once created."""
+
+    workflow: str = Field(min_length=1, max_length=253, description="Name of a Workflow in this namespace.")
+    input: Any = Field(default=None, description="The execution's input, checked against the workflow's schema.")
+
+
+class StepStatus(_Resource):
+    name: str
+    phase: str
+    attempts: int = 0
+    started_at: str | None = None
+    finished_at: str | None = None
+    error: str | None = Field(default=None, description="The last error, cut to 512 characters.")
+
+
+class RecentEvent(_Resource):
+    seq: int
+    at: str
+    type: str
+    step: str | None = None
+
+
+class PendingApprovalStatus(_Resource):
+    step: str
+    requested_at: str | None = None
+    timeout_at: str | None = None
+
+
+class ExecutionStatus(_Resource):
+    """A bounded projection of the history; the full history stays in the store."""
+
+    execution_id: str | None = Field(default=None, description="The engine's id: the Execution's uid.")
+    phase: str | None = None
+    current_step: str | None = Field(default=None, description="The steps running or waiting, comma-separated.")
+    started_at: str | None = None
+    finished_at: str | None = None
+    wake_at: str | None = Field(default=None, description="When a durable sleep ends.")
+    pending_approval: PendingApprovalStatus | None = None
+    steps: list[StepStatus] = Field(default_factory=list)
+    steps_omitted: int | None = Field(default=None, description="Steps left out to keep the object small.")
+    recent_events: list[RecentEvent] = Field(default_factory=list)
+    event_count: int = 0
+    output: Any = Field(default=None, description="The output, when its JSON fits the size cap.")
+    output_truncated: bool | None = Field(default=None, description="True when the output is too large to show.")
+    output_bytes: int | None = None
+    error: str | None = None
+    conditions: list[Condition] = Field(default_factory=list)
+    observed_generation: int | None = None
+
+
+class ApprovalSpec(_Resource):
+    """A decision on an execution's approval step. Immutable; `approver` is set by admission."""
+
+    execution: str = Field(min_length=1, max_length=253, description="Name of an Execution in this namespace.")
+    step: str = Field(min_length=1, max_length=63)
+    decision: Literal["Approve", "Reject"] = "Approve"
+    payload: Any = Field(default=None, description="Passed to later steps as the approval step's result.")
+    reason: str = Field(default="", max_length=4096)
+    approver: str | None = Field(
+        default=None, description="Who decided; stamped from the request's user by the admission policy."
+    )
+
+
+class ApprovalStatus(_Resource):
+    phase: Literal["Applied", "Refused"] | None = None
+    message: str | None = None
+    approver: str | None = Field(default=None, description="The approver recorded in the history.")
+    conditions: list[Condition] = Field(default_factory=list)
+    observed_generation: int | None = None

@@ -1,0 +1,229 @@
+"""Writes Execution status: coalesced per execution, rate-limited across all of them.
+
+The engine commits many events per second; the API server must see a handful of writes per
+execution, never one per event. A change only marks the execution dirty; a single loop patches
+each dirty execution at most once per `min_interval_s`, sends only the fields that changed, and
+spends API writes from one token bucket shared with the Events and finalizer patches.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from lightkube.core.exceptions import ApiError
+
+from ..engine import ExecutionState
+from ..runtime import Clock, EngineService, ExecutionNotFound
+from .client import KubeApi, ObjectRef, is_not_found
+from .projection import ProjectionLimits, project_execution
+
+__all__ = ["FINALIZER", "StatusWriter", "TokenBucket"]
+
+log = logging.getLogger(__name__)
+
+JSON = Any
+FINALIZER = "cerebelum.io/cancel-on-delete"
+
+_PHASE_EVENTS = {
+    "WaitingForApproval": ("Normal", "WaitingForApproval", "step {step} waits for an Approval"),
+    "Succeeded": ("Normal", "Succeeded", "execution succeeded"),
+    "Failed": ("Warning", "Failed", "execution failed: {error}"),
+    "Cancelled": ("Normal", "Cancelled", "execution cancelled"),
+}
+_TERMINAL = {"Succeeded", "Failed", "Cancelled"}
+
+
+class TokenBucket:
+    """At most `rate` acquisitions per second on average, `burst` at once."""
+
+    def __init__(self, *, rate: float, burst: int) -> None:
+        self.rate = rate
+        self.burst = burst
+        self._tokens = float(burst)
+        self._updated = time.monotonic()
+        self._lock = asyncio.Lock()
+
+    async def take(self) -> None:
+        async with self._lock:
+            while True:
+                now = time.monotonic()
+                self._tokens = min(self.burst, self._tokens + (now - self._updated) * self.rate)
+                self._updated = now
+                if self._tokens >= 1:
+                    self._tokens -= 1
+                    return
+                await asyncio.sleep((1 - self._tokens) / self.rate)
+
+
+@dataclass
+class _Tracked:
+    ref: ObjectRef
+    generation: int | None
+    has_finalizer: bool
+    written: dict[str, JSON] = field(default_factory=dict)
+    next_write_at: float = 0.0
+
+
+class StatusWriter:
+    def __init__(
+        self,
+        engine: EngineService,
+        api: KubeApi,
+        *,
+        clock: Clock,
+        min_interval_s: float = 1.0,
+        writes_per_second: float = 50.0,
+        burst: int = 100,
+        concurrency: int = 8,
+        limits: ProjectionLimits | None = None,
+    ) -> None:
+        self.engine = engine
+        self.api = api
+        self.bucket = TokenBucket(rate=writes_per_second, burst=burst)
+        self._clock = clock
+        self._min_interval_s = min_interval_s
+        self._limits = limits or ProjectionLimits()
+        self._tracked: dict[str, _Tracked] = {}
+        self._dirty: set[str] = set()
+        self._in_flight: set[str] = set()
+        self._wakeup = asyncio.Event()
+        self._slots = asyncio.Semaphore(concurrency)
+        self._loop_task: asyncio.Task[None] | None = None
+        self._flushes: set[asyncio.Task[None]] = set()
+        engine.add_change_listener(self.on_change)
+
+    # -- tracking ------------------------------------------------------------------------
+
+    def track(
+        self,
+        execution_id: str,
+        ref: ObjectRef,
+        *,
+        status: dict[str, JSON] | None,
+        generation: int | None,
+        has_finalizer: bool,
+    ) -> None:
+        """Project `execution_id` onto `ref`; `status` is what the object shows now."""
+        tracked = self._tracked.get(execution_id)
+        if tracked is None:
+            self._tracked[execution_id] = _Tracked(ref, generation, has_finalizer, dict(status or {}))
+        else:
+            tracked.has_finalizer = tracked.has_finalizer or has_finalizer
+        self.mark(execution_id)
+
+    def forget(self, execution_id: str) -> None:
+        self._tracked.pop(execution_id, None)
+        self._dirty.discard(execution_id)
+
+    def tracked(self, execution_id: str) -> bool:
+        return execution_id in self._tracked
+
+    def on_change(self, execution_id: str, state: ExecutionState) -> None:
+        if execution_id in self._tracked:
+            self.mark(execution_id)
+
+    def mark(self, execution_id: str) -> None:
+        self._dirty.add(execution_id)
+        self._wakeup.set()
+
+    # -- the loop ------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self._loop_task = asyncio.create_task(self._run(), name="status-writer")
+
+    async def stop(self) -> None:
+        if self._loop_task is not None:
+            self._loop_task.cancel()
+            await asyncio.gather(self._loop_task, return_exceptions=True)
+        for task in list(self._flushes):
+            task.cancel()
+        await asyncio.gather(*self._flushes, return_exceptions=True)
+
+    async def _run(self) -> None:
+        while True:
+            self._wakeup.clear()
+            now = time.monotonic()
+            next_due: float | None = None
+            for execution_id in list(self._dirty):
+                tracked = self._tracked.get(execution_id)
+                if tracked is None:
+                    self._dirty.discard(execution_id)
+                    continue
+                if execution_id in self._in_flight:
+                    continue
+                if tracked.next_write_at > now:
+                    next_due = tracked.next_write_at if next_due is None else min(next_due, tracked.next_write_at)
+                    continue
+                self._dirty.discard(execution_id)
+                self._in_flight.add(execution_id)
+                task = asyncio.create_task(self._flush(execution_id, tracked))
+                self._flushes.add(task)
+                task.add_done_callback(self._flushes.discard)
+            timeout = None if next_due is None else max(0.0, next_due - time.monotonic())
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wakeup.wait(), timeout)
+
+    async def _flush(self, execution_id: str, tracked: _Tracked) -> None:
+        try:
+            async with self._slots:
+                await self._write(execution_id, tracked)
+        except ApiError as error:
+            if is_not_found(error):
+                log.info("%r is gone; no more status for %s", tracked.ref, execution_id)
+                self.forget(execution_id)
+                return
+            log.warning("status of %r not written (%s); retrying", tracked.ref, error)
+            tracked.next_write_at = time.monotonic() + self._min_interval_s
+            self._dirty.add(execution_id)
+        except ExecutionNotFound:
+            self.forget(execution_id)
+        except Exception:
+            log.exception("status of %r not written; retrying", tracked.ref)
+            tracked.next_write_at = time.monotonic() + max(self._min_interval_s, 1.0)
+            self._dirty.add(execution_id)
+        finally:
+            self._in_flight.discard(execution_id)
+            self._wakeup.set()
+
+    async def _write(self, execution_id: str, tracked: _Tracked) -> None:
+        state = await self.engine.state_of(execution_id)
+        db = self.engine.db
+        after_seq = max(0, state.last_seq - self._limits.recent_events)
+        recent = await db.run(db.store.load_history, execution_id, after_seq=after_seq)
+        status = project_execution(
+            state,
+            recent=recent,
+            previous_conditions=list(tracked.written.get("conditions") or []),
+            generation=tracked.generation,
+            now_ms=self._clock.now_ms(),
+            limits=self._limits,
+        )
+        changed = {key: value for key, value in status.items() if tracked.written.get(key) != value}
+        if changed:
+            await self.bucket.take()
+            await self.api.patch_status(tracked.ref, changed)
+            tracked.next_write_at = time.monotonic() + self._min_interval_s
+        previous_phase = tracked.written.get("phase")
+        tracked.written = status
+        phase = status["phase"]
+        if phase != previous_phase and phase in _PHASE_EVENTS:
+            type_, reason, template = _PHASE_EVENTS[phase]
+            note = template.format(step=status.get("currentStep"), error=status.get("error"))
+            await self.bucket.take()
+            await self.api.post_event(tracked.ref, type_=type_, reason=reason, note=note, action="Project")
+        if phase in _TERMINAL:
+            if tracked.has_finalizer:
+                await self.release(tracked.ref)
+            self.forget(execution_id)
+
+    async def release(self, ref: ObjectRef) -> None:
+        """Drop our finalizer: nothing is in flight any more, deletion needs no cancel."""
+        current = await self.api.get_finalizers(ref)
+        if current is not None and FINALIZER in current:
+            await self.bucket.take()
+            await self.api.patch_finalizers(ref, [f for f in current if f != FINALIZER])
