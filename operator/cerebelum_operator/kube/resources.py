@@ -38,19 +38,23 @@ class _Resource(BaseModel):
 class Condition(_Resource):
     """The usual Kubernetes condition (metav1.Condition)."""
 
-    type: str
+    type: str = Field(description="What the condition is about, e.g. Ready, Accepted, Succeeded.")
     status: Literal["True", "False", "Unknown"]
-    reason: str = Field(pattern=r"^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$", max_length=1024)
-    message: str = Field(default="", max_length=32768)
+    reason: str = Field(
+        pattern=r"^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$", max_length=1024, description="A CamelCase cause."
+    )
+    message: str = Field(default="", max_length=32768, description="Human-readable details.")
     last_transition_time: str = Field(description="RFC 3339 time of the last change of status.")
-    observed_generation: int | None = None
+    observed_generation: int | None = Field(default=None, description="The metadata.generation it was set from.")
 
 
 class WorkflowStatus(_Resource):
     """Whether the Workflow compiled; executions of an Invalid workflow fail at once."""
 
-    conditions: list[Condition] = Field(default_factory=list)
-    observed_generation: int | None = None
+    conditions: list[Condition] = Field(
+        default_factory=list, description="Ready: True (Compiled), or False (Invalid) with the problems."
+    )
+    observed_generation: int | None = Field(default=None, description="The metadata.generation last compiled.")
     steps: int | None = Field(default=None, description="How many steps the workflow has.")
 
 
@@ -62,45 +66,53 @@ class ExecutionSpec(_Resource):
 
 
 class StepStatus(_Resource):
+    """One step as the engine last saw it."""
+
     name: str
-    phase: str
+    phase: str = Field(description="Pending, Scheduled, Running, Retrying, WaitingForApproval, Succeeded, ...")
     attempts: int = 0
-    started_at: str | None = None
-    finished_at: str | None = None
+    started_at: str | None = Field(default=None, description="RFC 3339.")
+    finished_at: str | None = Field(default=None, description="RFC 3339.")
     error: str | None = Field(default=None, description="The last error, cut to 512 characters.")
 
 
 class RecentEvent(_Resource):
-    seq: int
-    at: str
-    type: str
-    step: str | None = None
+    """One of the history's last events."""
+
+    seq: int = Field(description="Its position in the history.")
+    at: str = Field(description="RFC 3339 time it was recorded.")
+    type: str = Field(description="The event's kind.")
+    step: str | None = Field(default=None, description="The step it is about, if any.")
 
 
 class PendingApprovalStatus(_Resource):
+    """The approval step the execution waits on; an Approval naming it decides."""
+
     step: str
-    requested_at: str | None = None
-    timeout_at: str | None = None
+    requested_at: str | None = Field(default=None, description="RFC 3339.")
+    timeout_at: str | None = Field(default=None, description="RFC 3339 time the approval step times out.")
 
 
 class ExecutionStatus(_Resource):
     """A bounded projection of the history; the full history stays in the store."""
 
     execution_id: str | None = Field(default=None, description="The engine's id: the Execution's uid.")
-    phase: str | None = None
+    phase: str | None = Field(
+        default=None, description="Pending, Running, Sleeping, WaitingForApproval, Succeeded, Failed or Cancelled."
+    )
     current_step: str | None = Field(default=None, description="The steps running or waiting, comma-separated.")
-    started_at: str | None = None
-    finished_at: str | None = None
+    started_at: str | None = Field(default=None, description="RFC 3339.")
+    finished_at: str | None = Field(default=None, description="RFC 3339.")
     wake_at: str | None = Field(default=None, description="When a durable sleep ends.")
     pending_approval: PendingApprovalStatus | None = None
     steps: list[StepStatus] = Field(default_factory=list)
     steps_omitted: int | None = Field(default=None, description="Steps left out to keep the object small.")
-    recent_events: list[RecentEvent] = Field(default_factory=list)
-    event_count: int = 0
+    recent_events: list[RecentEvent] = Field(default_factory=list, description="The history's last few events.")
+    event_count: int = Field(default=0, description="How many events the history holds.")
     output: Any = Field(default=None, description="The output, when its JSON fits the size cap.")
     output_truncated: bool | None = Field(default=None, description="True when the output is too large to show.")
-    output_bytes: int | None = None
-    error: str | None = None
+    output_bytes: int | None = Field(default=None, description="The size of the output's JSON.")
+    error: str | None = Field(default=None, description="Why the execution failed, cut when long.")
     conditions: list[Condition] = Field(default_factory=list)
     observed_generation: int | None = None
 
@@ -119,7 +131,11 @@ class ApprovalSpec(_Resource):
 
 
 class ApprovalStatus(_Resource):
-    phase: Literal["Applied", "Refused"] | None = None
+    """Whether the operator handed the decision to the engine; it does so once."""
+
+    phase: Literal["Applied", "Refused"] | None = Field(
+        default=None, description="Applied: the engine took the decision; Refused: it could not (see message)."
+    )
     message: str | None = None
     approver: str | None = Field(default=None, description="The approver recorded in the history.")
     conditions: list[Condition] = Field(default_factory=list)
