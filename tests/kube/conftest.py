@@ -15,6 +15,11 @@ from typing import NoReturn
 import pytest
 
 from tests.support.control_plane import ControlPlane, ControlPlaneError, ensure_binaries
+from tests.support.kube import audit_args
+
+from .operator_fixtures import ledger, operator, operator_rbac, start_worker
+
+__all__ = ["audit_log", "control_plane", "crds", "ledger", "namespace", "operator", "operator_rbac", "start_worker"]
 
 ROOT = Path(__file__).resolve().parents[2]
 CRDS = ROOT / "crds"
@@ -28,7 +33,18 @@ def _unavailable(reason: str) -> NoReturn:
 
 
 @pytest.fixture(scope="session")
-def control_plane() -> Iterator[ControlPlane]:
+def audit_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("audit")
+
+
+@pytest.fixture(scope="session")
+def audit_log(audit_dir: Path) -> Path:
+    """The API server's audit log: one JSON line per write, to count the operator's API writes."""
+    return audit_dir / "audit.log"
+
+
+@pytest.fixture(scope="session")
+def control_plane(audit_dir: Path) -> Iterator[ControlPlane]:
     """One API server for the session (skipped without its binaries or kubectl; an error on CI)."""
     if shutil.which("kubectl") is None:
         _unavailable("kubectl is not on PATH")
@@ -36,7 +52,7 @@ def control_plane() -> Iterator[ControlPlane]:
         bin_dir = ensure_binaries()  # cached under ~/.cache/cerebelum; builds from source when missing
     except ControlPlaneError as e:
         _unavailable(f"no control plane binaries: {e}")
-    with ControlPlane(bin_dir) as started:
+    with ControlPlane(bin_dir, extra_apiserver_args=audit_args(audit_dir)) as started:
         yield started
 
 

@@ -85,7 +85,10 @@ def token_kubeconfig(control_plane: ControlPlane, path: Path, *, token: str, use
         "apiVersion": "v1",
         "kind": "Config",
         "clusters": [
-            {"name": "test", "cluster": {"server": control_plane.server, "certificate-authority": str(control_plane.ca_file)}}
+            {
+                "name": "test",
+                "cluster": {"server": control_plane.server, "certificate-authority": str(control_plane.ca_file)},
+            }
         ],
         "users": [{"name": user, "user": {"token": token}}],
         "contexts": [{"name": "test", "context": {"cluster": "test", "user": user, "namespace": "default"}}],
@@ -106,9 +109,7 @@ def wait_for_jsonpath(
     deadline = time.monotonic() + timeout
     last = ""
     while time.monotonic() < deadline:
-        result = control_plane.kubectl(
-            "get", resource, "-n", namespace, "-o", f"jsonpath={jsonpath}", check=False
-        )
+        result = control_plane.kubectl("get", resource, "-n", namespace, "-o", f"jsonpath={jsonpath}", check=False)
         last = result.stdout.strip() if result.returncode == 0 else result.stderr.strip()
         if last == expected:
             return last

@@ -10,6 +10,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import grpc
 
@@ -112,6 +113,13 @@ class OperatorProcess(EngineProcess):
     def environment(self) -> dict[str, str]:
         assert self.kubeconfig is not None, "an operator needs a kubeconfig"
         return {**os.environ, "KUBECONFIG": str(self.kubeconfig), "PYTHONUNBUFFERED": "1"}
+
+    def history(self, execution_id: str) -> list[dict[str, Any]]:
+        """The full history from the engine's store, over the operator's own gRPC endpoint."""
+        from cerebelum import Client
+
+        with Client(address=self.address) as client:
+            return [{"seq": e.seq, "kind": e.type, "data": e.data} for e in client.history(execution_id)]
 
 
 @dataclass

@@ -104,7 +104,7 @@ def operator(
     ] = None,
     lease_duration: Annotated[int, typer.Option(help="Seconds a silent leader keeps the Lease.")] = 15,
     status_interval: Annotated[float, typer.Option(help="Minimum seconds between two status writes.")] = 1.0,
-    api_qps: Annotated[float, typer.Option(help="API writes per second, at most, for status and events.")] = 50.0,
+    api_qps: Annotated[float, typer.Option(help="API writes per second, at most, for status and events.")] = 100.0,
     liveness: Annotated[str | None, typer.Option(help="e.g. http://0.0.0.0:8080/healthz")] = None,
     log_level: Annotated[str, typer.Option(help="debug, info, warning")] = "info",
 ) -> None:

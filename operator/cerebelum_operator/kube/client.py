@@ -81,13 +81,6 @@ class KubeApi:
         result: dict[str, JSON] = obj.to_dict()
         return result
 
-    async def get_finalizers(self, ref: ObjectRef) -> list[str] | None:
-        """The object's finalizers, or None when it is gone or is a recreated namesake."""
-        obj = await self.get(_RESOURCES[ref.kind], ref.namespace, ref.name)
-        if obj is None or obj["metadata"].get("uid") != ref.uid:
-            return None
-        return list(obj["metadata"].get("finalizers") or [])
-
     async def patch_status(self, ref: ObjectRef, status: dict[str, JSON]) -> None:
         resource = _RESOURCES[ref.kind]
         self.writes["status"] += 1
@@ -95,18 +88,6 @@ class KubeApi:
             resource.Status,
             ref.name,
             {"status": status},
-            namespace=ref.namespace,
-            patch_type=PatchType.MERGE,
-        )
-
-    async def patch_finalizers(self, ref: ObjectRef, finalizers: list[str]) -> None:
-        """Replace the finalizer list; the uid precondition keeps a recreated namesake untouched."""
-        resource = _RESOURCES[ref.kind]
-        self.writes["finalizers"] += 1
-        await self.client.patch(
-            resource,
-            ref.name,
-            {"metadata": {"uid": ref.uid, "finalizers": finalizers}},
             namespace=ref.namespace,
             patch_type=PatchType.MERGE,
         )
@@ -132,4 +113,3 @@ class KubeApi:
             await self.client.create(event)
         except ApiError as error:
             log.warning("could not post event %s on %r: %s", reason, ref, error)
-

@@ -9,6 +9,7 @@ import kopf
 
 from .reconciler import ObjectView, Outcome, Reconciler, Retry
 from .resources import GROUP, VERSION
+from .status_writer import TERMINAL_PHASES
 
 __all__ = ["build_registry"]
 
@@ -48,7 +49,12 @@ def build_registry(reconciler: Reconciler) -> kopf.OperatorRegistry:
             raise kopf.TemporaryError(str(wait), delay=wait.delay_s) from None
         await apply(outcome, view, "Execution", patch)
 
-    @kopf.on.delete(GROUP, VERSION, "executions", optional=True, registry=registry)
+    def in_flight(status: kopf.Status, **_: Any) -> bool:
+        return status.get("phase") not in TERMINAL_PHASES
+
+    # kopf adds its finalizer (ours, by name) while this matches, and drops it once it no longer does:
+    # a finalizer only while work is in flight, so finished Executions delete even with no operator.
+    @kopf.on.delete(GROUP, VERSION, "executions", when=in_flight, registry=registry)
     async def execution_deleted(body: kopf.Body, **_: Any) -> None:
         await reconciler.execution_deleted(ObjectView.of(body))
 

@@ -22,7 +22,7 @@ from .client import KubeApi
 from .handlers import build_registry
 from .leader import LeaseElector
 from .reconciler import Reconciler
-from .status_writer import StatusWriter
+from .status_writer import FINALIZER, StatusWriter
 
 __all__ = ["OperatorConfig", "run_operator"]
 
@@ -40,7 +40,7 @@ class OperatorConfig:
     identity: str = field(default_factory=socket.gethostname)
     lease_duration_s: int = 15
     status_interval_s: float = 1.0
-    api_writes_per_second: float = 50.0
+    api_writes_per_second: float = 100.0
     liveness_endpoint: str | None = None
 
 
@@ -48,6 +48,7 @@ def _settings() -> kopf.OperatorSettings:
     settings = kopf.OperatorSettings()
     # kopf turns every handler log line of level INFO into an Event: one API write per handler run.
     settings.posting.level = logging.WARNING
+    settings.persistence.finalizer = FINALIZER
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
     settings.networking.request_timeout = 60

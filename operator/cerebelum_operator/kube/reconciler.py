@@ -17,7 +17,7 @@ from ..model import InputInvalid, WorkflowInvalid, compile_workflow
 from ..runtime import Clock, EngineService, ExecutionNotFound
 from .client import Execution, KubeApi, ObjectRef, Workflow
 from .projection import condition, merge_conditions
-from .status_writer import FINALIZER, StatusWriter
+from .status_writer import StatusWriter
 
 __all__ = ["Outcome", "Reconciler", "Retry", "plain", "workflow_key"]
 
@@ -93,6 +93,7 @@ class Reconciler:
         self.api = api
         self.writer = writer
         self.clock = clock
+        self._stored_specs: dict[str, dict[str, JSON]] = {}
 
     # -- Workflow ------------------------------------------------------------------------
 
@@ -109,13 +110,20 @@ class Reconciler:
                 status=self._conditions(workflow, ready),
                 event=("Warning", "Invalid", str(invalid)),
             )
-        db = self.engine.db
-        await db.run(db.store.put_workflow, workflow_key(workflow.namespace, workflow.name), workflow.spec, now_ms=now)
+        await self._store_workflow(workflow_key(workflow.namespace, workflow.name), workflow.spec, now)
         message = f"{len(definition.steps)} steps compiled"
         ready = condition("Ready", "True", "Compiled", message, now_ms=now, generation=workflow.generation)
         status = self._conditions(workflow, ready)
         status["steps"] = len(definition.steps)
         return Outcome(status=status)
+
+    async def _store_workflow(self, key: str, spec: dict[str, JSON], now: int) -> None:
+        """Write the spec to the store only when it changed: executions start by the hundred."""
+        if self._stored_specs.get(key) == spec:
+            return
+        db = self.engine.db
+        await db.run(db.store.put_workflow, key, spec, now_ms=now)
+        self._stored_specs[key] = spec
 
     @staticmethod
     def _conditions(view: ObjectView, update: dict[str, JSON]) -> dict[str, JSON]:
@@ -131,7 +139,7 @@ class Reconciler:
         db = self.engine.db
         existing = await db.run(db.store.get_execution, execution.uid)
         if existing is not None:
-            self._track(execution, has_finalizer=FINALIZER in execution.finalizers)
+            self._track(execution)
             return Outcome()
         if execution.status.get("conditions") and execution.status.get("phase") == "Failed":
             return Outcome()  # refused before: refusals are final, the spec is immutable
@@ -151,11 +159,7 @@ class Reconciler:
             compile_workflow(spec)
         except WorkflowInvalid as invalid:
             return self._refuse(execution, "WorkflowInvalid", f"workflow {workflow_name!r} is invalid: {invalid}", now)
-        await db.run(db.store.put_workflow, workflow_key(execution.namespace, workflow_name), spec, now_ms=now)
-        # The finalizer goes on before any work exists, so no delete can ever miss a running step.
-        if FINALIZER not in execution.finalizers:
-            await self.writer.bucket.take()
-            await self.api.patch_finalizers(execution.ref("Execution"), [*execution.finalizers, FINALIZER])
+        await self._store_workflow(workflow_key(execution.namespace, workflow_name), spec, now)
         try:
             await self.engine.start(
                 workflow_key(execution.namespace, workflow_name),
@@ -163,18 +167,13 @@ class Reconciler:
                 execution_id=execution.uid,
             )
         except InputInvalid as invalid:
-            await self.writer.release(execution.ref("Execution"))
             return self._refuse(execution, "InputInvalid", str(invalid), now)
-        self._track(execution, has_finalizer=True)
+        self._track(execution)
         return Outcome(event=("Normal", "Started", f"execution {execution.uid} of workflow {workflow_name} started"))
 
-    def _track(self, execution: ObjectView, *, has_finalizer: bool) -> None:
+    def _track(self, execution: ObjectView) -> None:
         self.writer.track(
-            execution.uid,
-            execution.ref("Execution"),
-            status=execution.status,
-            generation=execution.generation,
-            has_finalizer=has_finalizer,
+            execution.uid, execution.ref("Execution"), status=execution.status, generation=execution.generation
         )
 
     def _refuse(self, execution: ObjectView, reason: str, message: str, now: int) -> Outcome:
@@ -194,7 +193,7 @@ class Reconciler:
         }
 
     async def execution_deleted(self, execution: ObjectView) -> None:
-        """Cancel work in flight, then let the delete finish by dropping our finalizer."""
+        """Cancel work in flight; kopf then drops the finalizer and the delete completes."""
         try:
             state = await self.engine.state_of(execution.uid)
         except ExecutionNotFound:
@@ -203,10 +202,6 @@ class Reconciler:
             await self.engine.handle(execution.uid, cmd.Cancel(reason=f"Execution {execution.name} was deleted"))
             log.info("cancelled %s: its Execution %s/%s was deleted", execution.uid, *_where(execution))
         self.writer.forget(execution.uid)
-        if FINALIZER in execution.finalizers:
-            await self.api.patch_finalizers(
-                execution.ref("Execution"), [f for f in execution.finalizers if f != FINALIZER]
-            )
 
     # -- Approval ------------------------------------------------------------------------
 

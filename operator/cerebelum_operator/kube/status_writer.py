@@ -22,11 +22,12 @@ from ..runtime import Clock, EngineService, ExecutionNotFound
 from .client import KubeApi, ObjectRef, is_not_found
 from .projection import ProjectionLimits, project_execution
 
-__all__ = ["FINALIZER", "StatusWriter", "TokenBucket"]
+__all__ = ["FINALIZER", "TERMINAL_PHASES", "StatusWriter", "TokenBucket"]
 
 log = logging.getLogger(__name__)
 
 JSON = Any
+# kopf's own finalizer, renamed: kopf keeps it on an Execution only while work is in flight.
 FINALIZER = "cerebelum.io/cancel-on-delete"
 
 _PHASE_EVENTS = {
@@ -35,7 +36,7 @@ _PHASE_EVENTS = {
     "Failed": ("Warning", "Failed", "execution failed: {error}"),
     "Cancelled": ("Normal", "Cancelled", "execution cancelled"),
 }
-_TERMINAL = {"Succeeded", "Failed", "Cancelled"}
+TERMINAL_PHASES = frozenset({"Succeeded", "Failed", "Cancelled"})
 
 
 class TokenBucket:
@@ -64,7 +65,6 @@ class TokenBucket:
 class _Tracked:
     ref: ObjectRef
     generation: int | None
-    has_finalizer: bool
     written: dict[str, JSON] = field(default_factory=dict)
     next_write_at: float = 0.0
 
@@ -77,8 +77,8 @@ class StatusWriter:
         *,
         clock: Clock,
         min_interval_s: float = 1.0,
-        writes_per_second: float = 50.0,
-        burst: int = 100,
+        writes_per_second: float = 100.0,
+        burst: int = 200,
         concurrency: int = 8,
         limits: ProjectionLimits | None = None,
     ) -> None:
@@ -100,20 +100,11 @@ class StatusWriter:
     # -- tracking ------------------------------------------------------------------------
 
     def track(
-        self,
-        execution_id: str,
-        ref: ObjectRef,
-        *,
-        status: dict[str, JSON] | None,
-        generation: int | None,
-        has_finalizer: bool,
+        self, execution_id: str, ref: ObjectRef, *, status: dict[str, JSON] | None, generation: int | None
     ) -> None:
         """Project `execution_id` onto `ref`; `status` is what the object shows now."""
-        tracked = self._tracked.get(execution_id)
-        if tracked is None:
-            self._tracked[execution_id] = _Tracked(ref, generation, has_finalizer, dict(status or {}))
-        else:
-            tracked.has_finalizer = tracked.has_finalizer or has_finalizer
+        if execution_id not in self._tracked:
+            self._tracked[execution_id] = _Tracked(ref, generation, dict(status or {}))
         self.mark(execution_id)
 
     def forget(self, execution_id: str) -> None:
@@ -191,6 +182,8 @@ class StatusWriter:
             self._wakeup.set()
 
     async def _write(self, execution_id: str, tracked: _Tracked) -> None:
+        # Take the write token first: while we wait, more events coalesce into this one write.
+        await self.bucket.take()
         state = await self.engine.state_of(execution_id)
         db = self.engine.db
         after_seq = max(0, state.last_seq - self._limits.recent_events)
@@ -205,7 +198,6 @@ class StatusWriter:
         )
         changed = {key: value for key, value in status.items() if tracked.written.get(key) != value}
         if changed:
-            await self.bucket.take()
             await self.api.patch_status(tracked.ref, changed)
             tracked.next_write_at = time.monotonic() + self._min_interval_s
         previous_phase = tracked.written.get("phase")
@@ -216,14 +208,5 @@ class StatusWriter:
             note = template.format(step=status.get("currentStep"), error=status.get("error"))
             await self.bucket.take()
             await self.api.post_event(tracked.ref, type_=type_, reason=reason, note=note, action="Project")
-        if phase in _TERMINAL:
-            if tracked.has_finalizer:
-                await self.release(tracked.ref)
+        if phase in TERMINAL_PHASES:
             self.forget(execution_id)
-
-    async def release(self, ref: ObjectRef) -> None:
-        """Drop our finalizer: nothing is in flight any more, deletion needs no cancel."""
-        current = await self.api.get_finalizers(ref)
-        if current is not None and FINALIZER in current:
-            await self.bucket.take()
-            await self.api.patch_finalizers(ref, [f for f in current if f != FINALIZER])

@@ -2,7 +2,7 @@
 
 Behaviour is driven by the step's input so one worker serves every test workflow:
   input.sleep_ms       -> step "nap" asks the engine for a durable sleep of that long
-  input.hold_s         -> step "slow" heartbeats for that long before finishing
+  input.hold_s         -> step "slow" heartbeats for that long before finishing (or until cancelled)
   input.payload_bytes  -> step "big" returns a string that long
 """
 
@@ -62,9 +62,13 @@ async def nap(ctx: StepContext, input: dict) -> object:
 async def slow(ctx: StepContext, input: dict) -> dict:
     record(ctx, "start")
     deadline = time.monotonic() + float(input.get("hold_s", 5))
-    while time.monotonic() < deadline:
-        ctx.heartbeat({"left": deadline - time.monotonic()})
-        await asyncio.sleep(0.1)
+    try:
+        while time.monotonic() < deadline:
+            ctx.heartbeat({"left": deadline - time.monotonic()})
+            await asyncio.sleep(0.1)
+    except asyncio.CancelledError:  # the SDK cancels an async step when the engine asks it to
+        record(ctx, "cancelled")
+        raise
     record(ctx, "run")
     return {"slow": "done", "pid": os.getpid()}
 

@@ -1,0 +1,65 @@
+"""Fixtures for operator tests: a namespace each, an operator process bound to the RBAC, workers."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.integration.conftest import WORKER_SCRIPT
+from tests.support.control_plane import ControlPlane
+from tests.support.kube import install_operator_rbac, service_account_kubeconfig
+from tests.support.processes import OperatorProcess, WorkerProcess
+
+__all__ = ["StartWorker", "ledger", "operator", "operator_rbac", "start_worker"]
+
+StartWorker = Callable[[], WorkerProcess]
+
+
+@pytest.fixture(scope="session")
+def operator_rbac(control_plane: ControlPlane) -> None:
+    install_operator_rbac(control_plane)
+
+
+@pytest.fixture
+def operator(
+    control_plane: ControlPlane, crds: list[str], operator_rbac: None, namespace: str, tmp_path: Path
+) -> Iterator[OperatorProcess]:
+    """`cerebelum operator` on SQLite, watching `namespace`, as the operator's ServiceAccount."""
+    process = OperatorProcess(
+        database_url=f"sqlite:///{tmp_path / 'operator.db'}",
+        log_path=tmp_path / "operator.log",
+        kubeconfig=service_account_kubeconfig(control_plane, tmp_path / "operator.kubeconfig"),
+        extra_args=("--namespace", namespace, "--lease-name", f"operator-{namespace}", "--status-interval", "0.5"),
+    )
+    process.start()
+    yield process
+    process.stop()
+    print(f"--- operator log ---\n{process.log_path.read_text()[-6000:]}")
+
+
+@pytest.fixture
+def ledger(tmp_path: Path) -> Path:
+    path = tmp_path / "ledger.jsonl"
+    path.touch()
+    return path
+
+
+@pytest.fixture
+def start_worker(operator: OperatorProcess, ledger: Path, tmp_path: Path) -> Iterator[StartWorker]:
+    workers: list[WorkerProcess] = []
+
+    def start() -> WorkerProcess:
+        worker = WorkerProcess(
+            script=WORKER_SCRIPT,
+            address=operator.address,
+            ledger=ledger,
+            log_path=tmp_path / f"worker-{len(workers)}.log",
+        ).start()
+        workers.append(worker)
+        return worker
+
+    yield start
+    for worker in workers:
+        worker.stop()

@@ -1,0 +1,268 @@
+"""The operator as users meet it, on a real kube-apiserver: kubectl in, status and Events out.
+
+The operator runs as a real process with a ServiceAccount token bound only to deploy/rbac.yaml;
+the worker is a real process too, and keeps a ledger of every step it runs.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.integration.conftest import read_ledger
+from tests.support.control_plane import ControlPlane
+from tests.support.kube import apply_yaml, kubectl_json, wait_for_jsonpath
+from tests.support.processes import OperatorProcess, wait_until
+
+from .operator_fixtures import StartWorker
+
+pytestmark = pytest.mark.kube
+
+
+Document = dict[str, object]
+
+
+def workflow(name: str, timeline: list[object], **extra: object) -> Document:
+    spec = {"taskQueue": "test", "timeline": timeline, **extra}
+    return {"apiVersion": "cerebelum.io/v1alpha1", "kind": "Workflow", "metadata": {"name": name}, "spec": spec}
+
+
+def execution(name: str, workflow_name: str, input: object = None) -> Document:
+    spec = {"workflow": workflow_name, "input": input if input is not None else {}}
+    return {"apiVersion": "cerebelum.io/v1alpha1", "kind": "Execution", "metadata": {"name": name}, "spec": spec}
+
+
+def apply(control_plane: ControlPlane, namespace: str, *documents: Document) -> None:
+    result = apply_yaml(control_plane, yaml.safe_dump_all(documents), namespace=namespace)
+    assert result.returncode == 0, result.stderr
+
+
+def status(control_plane: ControlPlane, namespace: str, resource: str) -> dict:
+    return kubectl_json(control_plane, "get", resource, "-n", namespace).get("status") or {}
+
+
+def wait_phase(control_plane: ControlPlane, namespace: str, name: str, phase: str, *, timeout: float = 30) -> None:
+    wait_for_jsonpath(control_plane, f"execution/{name}", namespace, "{.status.phase}", phase, timeout=timeout)
+
+
+def test_an_execution_applied_with_kubectl_runs_to_succeeded_and_the_printer_columns_show_it(
+    control_plane: ControlPlane, namespace: str, operator: OperatorProcess, start_worker: StartWorker
+) -> None:
+    start_worker()
+    apply(control_plane, namespace, workflow("three", ["s1", ["s2", "s3"], "after"]), execution("three-1", "three"))
+
+    wait_phase(control_plane, namespace, "three-1", "Succeeded")
+
+    shown = status(control_plane, namespace, "execution/three-1")
+    assert [step["name"] for step in shown["steps"]] == ["s1", "s2", "s3", "after"]
+    assert all(step["phase"] == "Succeeded" and step["attempts"] == 1 for step in shown["steps"])
+    assert shown["eventCount"] >= 13
+    assert shown["recentEvents"][-1]["type"] == "ExecutionSucceeded"
+    assert shown["output"] is not None
+    assert {c["type"]: c["status"] for c in shown["conditions"]} == {"Accepted": "True", "Succeeded": "True"}
+    table = control_plane.kubectl("get", "executions", "-n", namespace).stdout.splitlines()
+    assert table[0].split() == ["NAME", "PHASE", "WORKFLOW", "STEP", "AGE"]
+    assert table[1].split()[:3] == ["three-1", "Succeeded", "three"]
+    ready = kubectl_json(control_plane, "get", "workflow/three", "-n", namespace)["status"]["conditions"]
+    assert [(c["type"], c["status"], c["reason"]) for c in ready] == [("Ready", "True", "Compiled")]
+    finalizers = kubectl_json(control_plane, "get", "execution/three-1", "-n", namespace)["metadata"].get("finalizers")
+    assert not finalizers, "a finished execution must not hold a finalizer"
+    events = kubectl_json(control_plane, "get", "events.events.k8s.io", "-n", namespace)["items"]
+    reasons = {e["reason"] for e in events if e["regarding"]["name"] == "three-1"}
+    assert {"Started", "Succeeded"} <= reasons, reasons
+
+
+def test_an_invalid_workflow_is_marked_invalid_and_an_execution_of_it_fails_naming_the_problem(
+    control_plane: ControlPlane, namespace: str, operator: OperatorProcess
+) -> None:
+    apply(
+        control_plane,
+        namespace,
+        workflow("broken", ["a", "b"], steps={"nope": {"timeout": "1m"}}),
+        execution("broken-1", "broken"),
+    )
+
+    wait_for_jsonpath(
+        control_plane,
+        "workflow/broken",
+        namespace,
+        '{.status.conditions[?(@.type=="Ready")].reason}',
+        "Invalid",
+        timeout=30,
+    )
+    ready = status(control_plane, namespace, "workflow/broken")["conditions"][0]
+    assert ready["status"] == "False" and "nope" in ready["message"], ready
+    wait_phase(control_plane, namespace, "broken-1", "Failed")
+    accepted = {c["type"]: c for c in status(control_plane, namespace, "execution/broken-1")["conditions"]}["Accepted"]
+    assert accepted["status"] == "False" and accepted["reason"] == "WorkflowInvalid", accepted
+    assert "nope" in accepted["message"], accepted
+
+
+def test_an_execution_whose_input_breaks_the_input_schema_is_refused_with_the_reason(
+    control_plane: ControlPlane, namespace: str, operator: OperatorProcess, start_worker: StartWorker
+) -> None:
+    start_worker()
+    schema = {"type": "object", "required": ["region"], "properties": {"region": {"type": "string"}}}
+    apply(
+        control_plane,
+        namespace,
+        workflow("typed", ["s1"], input=schema),
+        execution("typed-bad", "typed", {"zone": "x"}),
+        execution("typed-good", "typed", {"region": "eu"}),
+    )
+
+    wait_phase(control_plane, namespace, "typed-bad", "Failed")
+    wait_phase(control_plane, namespace, "typed-good", "Succeeded")
+    refused = status(control_plane, namespace, "execution/typed-bad")
+    accepted = {c["type"]: c for c in refused["conditions"]}["Accepted"]
+    assert accepted["reason"] == "InputInvalid" and "region" in accepted["message"], accepted
+    assert "steps" not in refused, "a refused execution never ran a step"
+
+
+def test_an_approval_resource_continues_the_waiting_step_and_records_who_approved(
+    control_plane: ControlPlane, namespace: str, operator: OperatorProcess, start_worker: StartWorker
+) -> None:
+    start_worker()
+    apply(
+        control_plane,
+        namespace,
+        workflow("gated", ["s1", "go_live", "s2"], steps={"go_live": {"approval": {"timeout": "1h"}}}),
+        execution("gated-1", "gated"),
+    )
+    wait_phase(control_plane, namespace, "gated-1", "WaitingForApproval")
+    assert status(control_plane, namespace, "execution/gated-1")["pendingApproval"]["step"] == "go_live"
+
+    # Alice may create Approvals, nothing else; she claims to be someone else, and admission overrules her.
+    control_plane.kubectl("create", "serviceaccount", "alice", "-n", namespace)
+    control_plane.kubectl(
+        "create", "role", "approver", "-n", namespace, "--verb=create,get", "--resource=approvals.cerebelum.io"
+    )
+    control_plane.kubectl(
+        "create",
+        "rolebinding",
+        "alice-approves",
+        "-n",
+        namespace,
+        "--role=approver",
+        f"--serviceaccount={namespace}:alice",
+    )
+    token = control_plane.kubectl("create", "token", "alice", "-n", namespace).stdout.strip()
+    approval = {
+        "apiVersion": "cerebelum.io/v1alpha1",
+        "kind": "Approval",
+        "metadata": {"name": "go-live-ok"},
+        "spec": {"execution": "gated-1", "step": "go_live", "payload": {"ticket": "CHG-7"}, "approver": "the-ceo"},
+    }
+    created = control_plane.kubectl("create", "-n", namespace, "-f", "-", input=json.dumps(approval), token=token)
+    assert created.returncode == 0, created.stderr
+
+    alice = f"system:serviceaccount:{namespace}:alice"
+    wait_for_jsonpath(control_plane, "approval/go-live-ok", namespace, "{.status.phase}", "Applied", timeout=30)
+    wait_phase(control_plane, namespace, "gated-1", "Succeeded")
+    recorded = status(control_plane, namespace, "approval/go-live-ok")
+    assert recorded["approver"] == alice, recorded
+    assert kubectl_json(control_plane, "get", "approval/go-live-ok", "-n", namespace)["spec"]["approver"] == alice
+    steps = {s["name"]: s for s in status(control_plane, namespace, "execution/gated-1")["steps"]}
+    assert steps["go_live"]["phase"] == "Succeeded"
+    history = operator.history(
+        kubectl_json(control_plane, "get", "execution/gated-1", "-n", namespace)["metadata"]["uid"]
+    )
+    granted = [e for e in history if e["kind"] == "ApprovalGranted"]
+    assert [(e["data"]["approver"], e["data"]["payload"]) for e in granted] == [(alice, {"ticket": "CHG-7"})]
+
+
+def test_an_approval_for_a_step_that_is_not_waiting_is_refused_with_the_reason(
+    control_plane: ControlPlane, namespace: str, operator: OperatorProcess, start_worker: StartWorker
+) -> None:
+    start_worker()
+    apply(control_plane, namespace, workflow("plain", ["s1"]), execution("plain-1", "plain"))
+    wait_phase(control_plane, namespace, "plain-1", "Succeeded")
+    apply(
+        control_plane,
+        namespace,
+        {
+            "apiVersion": "cerebelum.io/v1alpha1",
+            "kind": "Approval",
+            "metadata": {"name": "stray"},
+            "spec": {"execution": "plain-1", "step": "s1"},
+        },
+    )
+    wait_for_jsonpath(control_plane, "approval/stray", namespace, "{.status.phase}", "Refused", timeout=30)
+    message = status(control_plane, namespace, "approval/stray")["message"]
+    assert message, "a refusal must say why"
+
+
+def test_the_operator_sigkilled_during_a_sleep_and_during_a_running_step_finishes_both_after_a_restart(
+    control_plane: ControlPlane,
+    namespace: str,
+    operator: OperatorProcess,
+    start_worker: StartWorker,
+    ledger: Path,
+) -> None:
+    start_worker()
+    apply(
+        control_plane,
+        namespace,
+        workflow("napper", ["s1", "nap", "s2"]),
+        workflow("holder", ["s1", "slow", "s2"]),
+        execution("napper-1", "napper", {"sleep_ms": 4000}),
+        execution("holder-1", "holder", {"hold_s": 4}),
+    )
+    wait_phase(control_plane, namespace, "napper-1", "Sleeping")
+    wait_until(
+        lambda: any(r["step"] == "slow" and r["event"] == "start" for r in read_ledger(ledger)),
+        timeout=30,
+        what="the slow step to start",
+    )
+
+    operator.kill()
+    time.sleep(1)
+    operator.start()
+
+    wait_phase(control_plane, namespace, "napper-1", "Succeeded", timeout=60)
+    wait_phase(control_plane, namespace, "holder-1", "Succeeded", timeout=60)
+    uids = {
+        name: kubectl_json(control_plane, "get", f"execution/{name}", "-n", namespace)["metadata"]["uid"]
+        for name in ("napper-1", "holder-1")
+    }
+    runs = [(r["execution"], r["step"]) for r in read_ledger(ledger) if r["event"] == "run"]
+    for uid in uids.values():
+        assert runs.count((uid, "s1")) == 1, "a step completed before the kill must not run again"
+        assert runs.count((uid, "s2")) == 1
+    assert operator.starts == 2
+
+
+def test_deleting_a_running_execution_cancels_its_step_on_the_worker(
+    control_plane: ControlPlane,
+    namespace: str,
+    operator: OperatorProcess,
+    start_worker: StartWorker,
+    ledger: Path,
+) -> None:
+    start_worker()
+    apply(control_plane, namespace, workflow("long", ["slow", "s2"]), execution("long-1", "long", {"hold_s": 60}))
+    wait_until(
+        lambda: any(r["step"] == "slow" and r["event"] == "start" for r in read_ledger(ledger)),
+        timeout=30,
+        what="the slow step to start",
+    )
+    uid = kubectl_json(control_plane, "get", "execution/long-1", "-n", namespace)["metadata"]["uid"]
+
+    control_plane.kubectl("delete", "execution/long-1", "-n", namespace, "--wait=false")
+
+    wait_until(
+        lambda: any(r["execution"] == uid and r["event"] == "cancelled" for r in read_ledger(ledger)),
+        timeout=30,
+        what="the worker to see the cancellation",
+    )
+    wait_until(
+        lambda: control_plane.kubectl("get", "execution/long-1", "-n", namespace, check=False).returncode != 0,
+        timeout=30,
+        what="the Execution to be gone",
+    )
+    assert [e["kind"] for e in operator.history(uid)][-1] == "ExecutionCancelled"
+    assert not any(r["execution"] == uid and r["step"] == "s2" for r in read_ledger(ledger))

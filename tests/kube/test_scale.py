@@ -1,0 +1,103 @@
+"""500 Executions through the operator: all finish, and API writes stay bounded per execution.
+
+Writes are counted from the API server's audit log (every write the operator's ServiceAccount
+made in the test namespace), so the figure is the server's, not the operator's own claim.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.support.control_plane import ControlPlane
+from tests.support.kube import OPERATOR_USER, apply_yaml, audited_writes
+from tests.support.processes import OperatorProcess
+
+from .operator_fixtures import StartWorker
+from .test_operator import execution, workflow
+
+pytestmark = [pytest.mark.kube, pytest.mark.timeout(600)]
+
+EXECUTIONS = 500
+STEPS = 8
+
+
+def test_five_hundred_executions_finish_with_api_writes_bounded_independently_of_their_steps(
+    control_plane: ControlPlane,
+    audit_log: Path,
+    namespace: str,
+    operator: OperatorProcess,
+    start_worker: StartWorker,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    start_worker()
+    start_worker()
+    steps = [f"s{i}" for i in range(1, STEPS + 1)]
+    documents = [workflow("batch", steps)] + [execution(f"run-{i:03d}", "batch") for i in range(EXECUTIONS)]
+    started = time.monotonic()
+    result = apply_yaml(control_plane, yaml.safe_dump_all(documents), namespace=namespace)
+    assert result.returncode == 0, result.stderr
+    applied = time.monotonic() - started
+
+    def phases() -> list[str]:
+        listed = control_plane.kubectl(
+            "get", "executions", "-n", namespace, "-o", "jsonpath={.items[*].status.phase}"
+        ).stdout
+        return listed.split()
+
+    deadline = time.monotonic() + 420
+    while time.monotonic() < deadline:
+        shown = phases()
+        if len(shown) == EXECUTIONS and set(shown) == {"Succeeded"}:
+            break
+        time.sleep(1)
+    else:
+        pytest.fail(f"not all executions succeeded: {sorted(set(phases()))} of {len(phases())}")
+    wall = time.monotonic() - started
+
+    with sqlite3.connect(str(tmp_path / "operator.db")) as db:
+        first_start, last_end = db.execute(
+            "SELECT (SELECT MIN(at_ms) FROM events WHERE kind = 'ExecutionStarted'),"
+            " (SELECT MAX(at_ms) FROM events WHERE kind = 'ExecutionSucceeded')"
+        ).fetchone()
+        (completed,) = db.execute("SELECT COUNT(*) FROM events WHERE kind = 'StepCompleted'").fetchone()
+        (events,) = db.execute("SELECT COUNT(*) FROM events").fetchone()
+    assert completed == EXECUTIONS * STEPS
+    engine_seconds = (last_end - first_start) / 1000
+
+    time.sleep(1)  # let the last audit lines land
+    writes = audited_writes(audit_log, namespace=namespace)
+    total = sum(writes.values())
+    per_execution = total / EXECUTIONS
+    status_writes = writes["patch executions/status"] / EXECUTIONS
+    with capsys.disabled():
+        print(
+            "\n"
+            + json.dumps(
+                {
+                    "executions": EXECUTIONS,
+                    "steps_per_execution": STEPS,
+                    "history_events_per_execution": events / EXECUTIONS,
+                    "api_writes_total": total,
+                    "api_writes_per_execution": round(per_execution, 2),
+                    "status_writes_per_execution": round(status_writes, 2),
+                    "writes_by_kind": dict(writes),
+                    "kubectl_apply_seconds": round(applied, 1),
+                    "engine_steps_per_second": round(completed / engine_seconds, 1),
+                    "end_to_end_seconds": round(wall, 1),
+                    "end_to_end_steps_per_second": round(completed / wall, 1),
+                    "operator_user": OPERATOR_USER,
+                },
+                indent=2,
+            )
+        )
+    # Far fewer writes than history events: writes do not grow with the steps.
+    assert per_execution <= 8, dict(writes)
+    assert status_writes <= 3, dict(writes)
+    assert total < events / 3
