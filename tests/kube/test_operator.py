@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.integration.conftest import read_ledger
+from tests.integration.conftest import WORKER_SCRIPT, read_ledger
 from tests.support.control_plane import ControlPlane
 from tests.support.kube import apply_yaml, kubectl_json, wait_for_jsonpath
-from tests.support.processes import OperatorProcess, wait_until
+from tests.support.processes import OperatorProcess, WorkerProcess, wait_until
 
 from .operator_fixtures import StartWorker
 
@@ -266,3 +266,48 @@ def test_deleting_a_running_execution_cancels_its_step_on_the_worker(
     )
     assert [e["kind"] for e in operator.history(uid)][-1] == "ExecutionCancelled"
     assert not any(r["execution"] == uid and r["step"] == "s2" for r in read_ledger(ledger))
+
+
+def test_a_second_operator_waits_for_the_lease_and_takes_over_the_executions_when_the_first_stops(
+    control_plane: ControlPlane,
+    namespace: str,
+    operator: OperatorProcess,
+    start_worker: StartWorker,
+    ledger: Path,
+    tmp_path: Path,
+) -> None:
+    standby = OperatorProcess(
+        database_url=operator.database_url,
+        log_path=tmp_path / "standby.log",
+        kubeconfig=operator.kubeconfig,
+        identity="operator-standby",
+        extra_args=operator.extra_args,
+    )
+    standby.launch()
+    try:
+        assert not standby.serving(timeout=4), "a standby must not serve workers while another holds the lease"
+        assert "waiting for lease" in standby.log_path.read_text()
+
+        start_worker()
+        apply(
+            control_plane,
+            namespace,
+            workflow("napper", ["s1", "nap", "s2"]),
+            execution("nap-1", "napper", {"sleep_ms": 8000}),
+        )
+        wait_phase(control_plane, namespace, "nap-1", "Sleeping")
+
+        operator.stop()  # a clean stop hands the lease over at once
+        standby.wait_ready(timeout=20)
+        worker_on_standby = WorkerProcess(
+            script=WORKER_SCRIPT, address=standby.address, ledger=ledger, log_path=tmp_path / "worker-standby.log"
+        ).start()
+        try:
+            wait_phase(control_plane, namespace, "nap-1", "Succeeded", timeout=40)
+        finally:
+            worker_on_standby.stop()
+        runs = [(r["step"], r["pid"]) for r in read_ledger(ledger) if r["event"] == "run"]
+        assert [step for step, _ in runs].count("s1") == 1
+        assert ("s2", worker_on_standby.process.pid) in runs, "the standby, now leader, dispatched the rest"
+    finally:
+        standby.stop()

@@ -58,6 +58,11 @@ class EngineProcess:
         return dict(os.environ)
 
     def start(self) -> None:
+        self.launch()
+        self.wait_ready(timeout=30)
+
+    def launch(self) -> None:
+        """Spawn the process without waiting for it to serve."""
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
                 [sys.executable, *self.command()],
@@ -67,13 +72,20 @@ class EngineProcess:
                 env=self.environment(),
             )
         self.starts += 1
+
+    def serving(self, timeout: float) -> bool:
         channel = grpc.insecure_channel(self.address)
         try:
-            grpc.channel_ready_future(channel).result(timeout=30)
+            grpc.channel_ready_future(channel).result(timeout=timeout)
         except grpc.FutureTimeoutError:
-            raise AssertionError(f"engine did not start; log:\n{self.log_path.read_text()[-3000:]}") from None
+            return False
         finally:
             channel.close()
+        return True
+
+    def wait_ready(self, *, timeout: float) -> None:
+        if not self.serving(timeout):
+            raise AssertionError(f"engine did not start; log:\n{self.log_path.read_text()[-3000:]}")
 
     def kill(self) -> None:
         assert self.process is not None
