@@ -17,9 +17,19 @@ import pytest
 from tests.support.control_plane import ControlPlane, ControlPlaneError, ensure_binaries
 from tests.support.kube import audit_args
 
-from .operator_fixtures import ledger, operator, operator_rbac, start_worker
+from .operator_fixtures import ledger, operator, operator_database_url, operator_rbac, start_worker
 
-__all__ = ["audit_log", "control_plane", "crds", "ledger", "namespace", "operator", "operator_rbac", "start_worker"]
+__all__ = [
+    "audit_log",
+    "control_plane",
+    "crds",
+    "ledger",
+    "namespace",
+    "operator",
+    "operator_database_url",
+    "operator_rbac",
+    "start_worker",
+]
 
 ROOT = Path(__file__).resolve().parents[2]
 CRDS = ROOT / "crds"

@@ -12,7 +12,7 @@ from tests.support.control_plane import ControlPlane
 from tests.support.kube import install_operator_rbac, service_account_kubeconfig
 from tests.support.processes import OperatorProcess, WorkerProcess
 
-__all__ = ["StartWorker", "ledger", "operator", "operator_rbac", "start_worker"]
+__all__ = ["StartWorker", "ledger", "operator", "operator_database_url", "operator_rbac", "start_worker"]
 
 StartWorker = Callable[[], WorkerProcess]
 
@@ -23,12 +23,26 @@ def operator_rbac(control_plane: ControlPlane) -> None:
 
 
 @pytest.fixture
+def operator_database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """SQLite (the default), or PostgreSQL when a test parametrizes this fixture with "postgres"."""
+    if getattr(request, "param", "sqlite") == "postgres":
+        url: str = request.getfixturevalue("postgres_database_url")
+        return url
+    return f"sqlite:///{tmp_path / 'operator.db'}"
+
+
+@pytest.fixture
 def operator(
-    control_plane: ControlPlane, crds: list[str], operator_rbac: None, namespace: str, tmp_path: Path
+    control_plane: ControlPlane,
+    crds: list[str],
+    operator_rbac: None,
+    namespace: str,
+    operator_database_url: str,
+    tmp_path: Path,
 ) -> Iterator[OperatorProcess]:
-    """`cerebelum operator` on SQLite, watching `namespace`, as the operator's ServiceAccount."""
+    """`cerebelum operator` watching `namespace`, as the operator's ServiceAccount."""
     process = OperatorProcess(
-        database_url=f"sqlite:///{tmp_path / 'operator.db'}",
+        database_url=operator_database_url,
         log_path=tmp_path / "operator.log",
         kubeconfig=service_account_kubeconfig(control_plane, tmp_path / "operator.kubeconfig"),
         extra_args=("--namespace", namespace, "--lease-name", f"operator-{namespace}", "--status-interval", "0.5"),

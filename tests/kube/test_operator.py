@@ -196,6 +196,9 @@ def test_an_approval_for_a_step_that_is_not_waiting_is_refused_with_the_reason(
     assert message, "a refusal must say why"
 
 
+@pytest.mark.parametrize(
+    "operator_database_url", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)], indirect=True
+)
 def test_the_operator_sigkilled_during_a_sleep_and_during_a_running_step_finishes_both_after_a_restart(
     control_plane: ControlPlane,
     namespace: str,
