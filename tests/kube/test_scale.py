@@ -97,6 +97,14 @@ def test_five_hundred_executions_finish_with_api_writes_bounded_independently_of
                 indent=2,
             )
         )
+    # A restart re-lists and resumes every Execution; finished ones must cost no writes at all.
+    operator.kill()
+    operator.start()
+    time.sleep(8)  # kopf lists all 500 and calls the resume handlers within a few seconds
+    after_restart = audited_writes(audit_log, namespace=namespace) - writes
+    with capsys.disabled():
+        print(f"writes after a restart over {EXECUTIONS} finished executions: {dict(after_restart)}")
+    assert sum(after_restart.values()) == 0, dict(after_restart)
     # Far fewer writes than history events: writes do not grow with the steps.
     assert per_execution <= 8, dict(writes)
     assert status_writes <= 3, dict(writes)

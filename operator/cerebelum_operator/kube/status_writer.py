@@ -39,6 +39,15 @@ _PHASE_EVENTS = {
 TERMINAL_PHASES = frozenset({"Succeeded", "Failed", "Cancelled"})
 
 
+def _without_nulls(value: JSON) -> JSON:
+    """The API server drops null fields inside objects; compare as it stores, or every resume rewrites."""
+    if isinstance(value, dict):
+        return {key: _without_nulls(item) for key, item in value.items() if item is not None}
+    if isinstance(value, list):
+        return [_without_nulls(item) for item in value]
+    return value
+
+
 class TokenBucket:
     """At most `rate` acquisitions per second on average, `burst` at once."""
 
@@ -196,7 +205,11 @@ class StatusWriter:
             now_ms=self._clock.now_ms(),
             limits=self._limits,
         )
-        changed = {key: value for key, value in status.items() if tracked.written.get(key) != value}
+        changed = {
+            key: value
+            for key, value in status.items()
+            if _without_nulls(tracked.written.get(key)) != _without_nulls(value)
+        }
         if changed:
             await self.api.patch_status(tracked.ref, changed)
             tracked.next_write_at = time.monotonic() + self._min_interval_s
