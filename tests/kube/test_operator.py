@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -16,7 +18,7 @@ import yaml
 from tests.integration.conftest import WORKER_SCRIPT, read_ledger
 from tests.support.control_plane import ControlPlane
 from tests.support.kube import apply_yaml, kubectl_json, wait_for_jsonpath
-from tests.support.processes import OperatorProcess, WorkerProcess, wait_until
+from tests.support.processes import OperatorProcess, WorkerProcess, free_port, wait_until
 
 from .operator_fixtures import StartWorker
 
@@ -43,6 +45,14 @@ def apply(control_plane: ControlPlane, namespace: str, *documents: Document) -> 
 
 def status(control_plane: ControlPlane, namespace: str, resource: str) -> dict:
     return kubectl_json(control_plane, "get", resource, "-n", namespace).get("status") or {}
+
+
+def probe(port: int, path: str) -> tuple[int, object]:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
 
 
 def wait_phase(control_plane: ControlPlane, namespace: str, name: str, phase: str, *, timeout: float = 30) -> None:
@@ -279,17 +289,20 @@ def test_a_second_operator_waits_for_the_lease_and_takes_over_the_executions_whe
     ledger: Path,
     tmp_path: Path,
 ) -> None:
+    health_port = free_port()
     standby = OperatorProcess(
         database_url=operator.database_url,
         log_path=tmp_path / "standby.log",
         kubeconfig=operator.kubeconfig,
         identity="operator-standby",
-        extra_args=operator.extra_args,
+        extra_args=(*operator.extra_args, "--health-address", f"127.0.0.1:{health_port}"),
     )
     standby.launch()
     try:
         assert not standby.serving(timeout=4), "a standby must not serve workers while another holds the lease"
         assert "waiting for lease" in standby.log_path.read_text()
+        assert probe(health_port, "/healthz") == (200, {"status": "ok", "role": "standby"})
+        assert probe(health_port, "/readyz") == (503, {"ready": False, "role": "standby"})
 
         start_worker()
         apply(
@@ -302,6 +315,7 @@ def test_a_second_operator_waits_for_the_lease_and_takes_over_the_executions_whe
 
         operator.stop()  # a clean stop hands the lease over at once
         standby.wait_ready(timeout=20)
+        assert probe(health_port, "/readyz") == (200, {"ready": True, "role": "leader"})
         worker_on_standby = WorkerProcess(
             script=WORKER_SCRIPT, address=standby.address, ledger=ledger, log_path=tmp_path / "worker-standby.log"
         ).start()
@@ -314,3 +328,20 @@ def test_a_second_operator_waits_for_the_lease_and_takes_over_the_executions_whe
         assert ("s2", worker_on_standby.process.pid) in runs, "the standby, now leader, dispatched the rest"
     finally:
         standby.stop()
+
+
+def test_an_execution_created_before_its_workflow_waits_pending_and_starts_once_the_workflow_exists(
+    control_plane: ControlPlane, namespace: str, operator: OperatorProcess, start_worker: StartWorker
+) -> None:
+    start_worker()
+    apply(control_plane, namespace, execution("early-1", "late"))
+    wait_phase(control_plane, namespace, "early-1", "Pending")
+    accepted = {c["type"]: c for c in status(control_plane, namespace, "execution/early-1")["conditions"]}["Accepted"]
+    assert (accepted["status"], accepted["reason"]) == ("False", "WorkflowNotFound"), accepted
+    assert "late" in accepted["message"]
+
+    apply(control_plane, namespace, workflow("late", ["s1"]))
+
+    wait_phase(control_plane, namespace, "early-1", "Succeeded", timeout=40)
+    accepted = {c["type"]: c for c in status(control_plane, namespace, "execution/early-1")["conditions"]}["Accepted"]
+    assert (accepted["status"], accepted["reason"]) == ("True", "Started"), accepted

@@ -105,7 +105,9 @@ def operator(
     lease_duration: Annotated[int, typer.Option(help="Seconds a silent leader keeps the Lease.")] = 15,
     status_interval: Annotated[float, typer.Option(help="Minimum seconds between two status writes.")] = 1.0,
     api_qps: Annotated[float, typer.Option(help="API writes per second, at most, for status and events.")] = 100.0,
-    liveness: Annotated[str | None, typer.Option(help="e.g. http://0.0.0.0:8080/healthz")] = None,
+    health_address: Annotated[
+        str | None, typer.Option(help="Serve /healthz and /readyz (ready only on the leader), e.g. 0.0.0.0:8080.")
+    ] = None,
     log_level: Annotated[str, typer.Option(help="debug, info, warning")] = "info",
 ) -> None:
     """Run the Kubernetes operator: reconcile Workflows, Executions and Approvals, serve workers."""
@@ -127,7 +129,7 @@ def operator(
         lease_duration_s=lease_duration,
         status_interval_s=status_interval,
         api_writes_per_second=api_qps,
-        liveness_endpoint=liveness,
+        health_address=health_address,
     )
     try:
         raise typer.Exit(asyncio.run(run_operator(config)))

@@ -20,6 +20,7 @@ import kopf
 from ..server import EngineServer, ServerConfig
 from .client import KubeApi
 from .handlers import build_registry
+from .health import HealthServer
 from .leader import LeaseElector
 from .reconciler import Reconciler
 from .status_writer import FINALIZER, StatusWriter
@@ -41,7 +42,7 @@ class OperatorConfig:
     lease_duration_s: int = 15
     status_interval_s: float = 1.0
     api_writes_per_second: float = 100.0
-    liveness_endpoint: str | None = None
+    health_address: str | None = None
 
 
 def _settings() -> kopf.OperatorSettings:
@@ -56,7 +57,24 @@ def _settings() -> kopf.OperatorSettings:
 
 
 async def run_operator(config: OperatorConfig) -> int:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    health = HealthServer(config.health_address) if config.health_address else None
+    if health is not None:
+        await health.start()
     api = KubeApi.from_env(instance=config.identity)
+    try:
+        return await _lead(config, api, stop, health)
+    finally:
+        await api.close()
+        if health is not None:
+            await health.stop()
+
+
+async def _lead(config: OperatorConfig, api: KubeApi, stop: asyncio.Event, health: HealthServer | None) -> int:
+    """Wait for the Lease (or a stop), then run the engine and kopf until stopped."""
     elector = LeaseElector(
         api.client,
         namespace=config.lease_namespace,
@@ -65,19 +83,14 @@ async def run_operator(config: OperatorConfig) -> int:
         lease_duration_s=config.lease_duration_s,
         renew_every_s=max(1.0, config.lease_duration_s / 3),
     )
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-
     acquire = asyncio.create_task(elector.acquire())
     stopping = asyncio.create_task(stop.wait())
     await asyncio.wait({acquire, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    stopping.cancel()
     if not acquire.done():
         acquire.cancel()
-        await api.close()
         return 0
-    stopping.cancel()
+    acquire.result()
 
     def lease_lost() -> None:
         # Exit at once: a successor may already hold the lease, and we must not dispatch beside it.
@@ -85,18 +98,21 @@ async def run_operator(config: OperatorConfig) -> int:
 
     holding = asyncio.create_task(elector.hold(lease_lost), name="lease")
     server = EngineServer(config.server)
-    await server.start()
-    writer = StatusWriter(
-        server.engine,
-        api,
-        clock=server.clock,
-        min_interval_s=config.status_interval_s,
-        writes_per_second=config.api_writes_per_second,
-    )
-    await writer.start()
-    reconciler = Reconciler(server.engine, api, writer, clock=server.clock)
-    log.info("operator ready: gRPC on %s, watching %s", config.server.address, list(config.namespaces) or "all")
+    writer: StatusWriter | None = None
     try:
+        await server.start()
+        writer = StatusWriter(
+            server.engine,
+            api,
+            clock=server.clock,
+            min_interval_s=config.status_interval_s,
+            writes_per_second=config.api_writes_per_second,
+        )
+        await writer.start()
+        reconciler = Reconciler(server.engine, api, writer, clock=server.clock)
+        if health is not None:
+            health.role, health.ready = "leader", True
+        log.info("operator ready: gRPC on %s, watching %s", config.server.address, list(config.namespaces) or "all")
         await kopf.operator(
             registry=build_registry(reconciler),
             settings=_settings(),
@@ -104,14 +120,15 @@ async def run_operator(config: OperatorConfig) -> int:
             clusterwide=not config.namespaces,
             namespaces=list(config.namespaces),
             stop_flag=stop,
-            liveness_endpoint=config.liveness_endpoint,
         )
     finally:
+        if health is not None:
+            health.ready = False
         holding.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await holding
-        await writer.stop()
+        if writer is not None:
+            await writer.stop()
         await server.stop()
         await elector.release()
-        await api.close()
     return 0
