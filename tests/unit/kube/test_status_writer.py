@@ -1,0 +1,474 @@
+"""The status writer: coalesced, diffed, rate-limited writes of Execution status, with a fake engine and API."""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from lightkube.core.exceptions import ApiError
+from lightkube.models.meta_v1 import Status
+
+from cerebelum_operator.engine import ExecutionState
+from cerebelum_operator.engine import commands as cmd
+from cerebelum_operator.engine.events import RecordedEvent
+from cerebelum_operator.kube.client import ObjectRef
+from cerebelum_operator.kube.projection import ProjectionLimits, project_execution
+from cerebelum_operator.kube.status_writer import StatusWriter, TokenBucket
+from cerebelum_operator.runtime import ExecutionNotFound
+
+from ..engine.simulator import Simulator
+
+NOW_MS = 1_700_000_000_000
+LIMITS = ProjectionLimits()
+
+
+def api_error(code: int) -> ApiError:
+    return ApiError(status=Status(code=code, message=f"HTTP {code}", reason="Testing"))
+
+
+# -- fakes ---------------------------------------------------------------------------------
+
+
+class FakeStore:
+    def __init__(self, engine: FakeEngine) -> None:
+        self.engine = engine
+
+    def load_history(self, execution_id: str, *, after_seq: int = 0, limit: int | None = None) -> list[RecordedEvent]:
+        records = [r for r in self.engine.histories[execution_id] if r.seq > after_seq]
+        return records[:limit] if limit is not None else records
+
+
+class FakeDatabase:
+    def __init__(self, store: FakeStore) -> None:
+        self.store = store
+
+    async def run(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
+        return fn(*args, **kwargs)
+
+
+class FakeEngine:
+    """Holds each execution's state and history as a Simulator left them; tells listeners of every commit."""
+
+    def __init__(self) -> None:
+        self.listeners: list[Callable[[str, ExecutionState], None]] = []
+        self.states: dict[str, ExecutionState] = {}
+        self.histories: dict[str, list[RecordedEvent]] = {}
+        self.reads: list[str] = []
+        self.db = FakeDatabase(FakeStore(self))
+
+    def add_change_listener(self, listener: Callable[[str, ExecutionState], None]) -> None:
+        self.listeners.append(listener)
+
+    async def state_of(self, execution_id: str) -> ExecutionState:
+        self.reads.append(execution_id)
+        state = self.states.get(execution_id)
+        if state is None:
+            raise ExecutionNotFound(execution_id)
+        return state
+
+    def commit(self, execution_id: str, state: ExecutionState, history: list[RecordedEvent]) -> None:
+        self.states[execution_id] = state
+        self.histories[execution_id] = history
+        for listener in self.listeners:
+            listener(execution_id, state)
+
+    def commit_sim(self, execution_id: str, sim: Simulator) -> None:
+        self.commit(execution_id, sim.state.clone(), list(sim.history))
+
+
+@dataclass
+class FakeKubeApi:
+    patches: list[tuple[ObjectRef, dict[str, Any], float]] = field(default_factory=list)
+    events: list[dict[str, Any]] = field(default_factory=list)
+    attempts: int = 0
+    failures: list[Exception] = field(default_factory=list)
+
+    async def patch_status(self, ref: ObjectRef, status: dict[str, Any]) -> None:
+        self.attempts += 1
+        if self.failures:
+            raise self.failures.pop(0)
+        self.patches.append((ref, copy.deepcopy(status), time.monotonic()))
+
+    async def post_event(self, ref: ObjectRef, *, type_: str, reason: str, note: str, action: str) -> None:
+        self.events.append({"ref": ref, "type": type_, "reason": reason, "note": note, "action": action})
+
+    def patches_of(self, ref: ObjectRef) -> list[dict[str, Any]]:
+        return [status for r, status, _ in self.patches if r is ref]
+
+    def merged(self, ref: ObjectRef) -> dict[str, Any]:
+        """What merge patches of every write leave in the object's status (a null removes a field)."""
+        result: dict[str, Any] = {}
+        for status in self.patches_of(ref):
+            result.update(status)
+        return without_nulls(result)
+
+
+def without_nulls(status: dict[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in status.items() if value is not None}
+
+
+def stored(value: Any) -> Any:
+    """A value as the API server keeps it: null fields dropped at every level."""
+    if isinstance(value, dict):
+        return {key: stored(item) for key, item in value.items() if item is not None}
+    if isinstance(value, list):
+        return [stored(item) for item in value]
+    return value
+
+
+class FixedClock:
+    def now_ms(self) -> int:
+        return NOW_MS
+
+
+def ref_for(name: str) -> ObjectRef:
+    return ObjectRef(kind="Execution", namespace="default", name=name, uid=f"uid-{name}")
+
+
+def expected_status(engine: FakeEngine, execution_id: str, *, generation: int | None = 1) -> dict[str, Any]:
+    state = engine.states[execution_id]
+    return project_execution(
+        state,
+        recent=engine.histories[execution_id],
+        previous_conditions=[],
+        generation=generation,
+        now_ms=NOW_MS,
+        limits=LIMITS,
+    )
+
+
+async def eventually(check: Callable[[], bool], *, within: float = 5.0, what: str = "condition") -> None:
+    deadline = time.monotonic() + within
+    while not check():
+        if time.monotonic() > deadline:
+            pytest.fail(f"{what} not reached within {within} s")
+        await asyncio.sleep(0.01)
+
+
+@pytest.fixture
+def engine() -> FakeEngine:
+    return FakeEngine()
+
+
+@pytest.fixture
+def api() -> FakeKubeApi:
+    return FakeKubeApi()
+
+
+WriterFactory = Callable[..., Awaitable[StatusWriter]]
+
+
+@pytest.fixture
+async def make_writer(engine: FakeEngine, api: FakeKubeApi) -> AsyncIterator[WriterFactory]:
+    writers: list[StatusWriter] = []
+
+    async def make(**options: Any) -> StatusWriter:
+        writer = StatusWriter(engine, api, clock=FixedClock(), **options)  # type: ignore[arg-type]
+        await writer.start()
+        writers.append(writer)
+        return writer
+
+    yield make
+    for writer in writers:
+        await writer.stop()
+
+
+def started(spec: dict[str, Any]) -> Simulator:
+    return Simulator.start(spec)
+
+
+def snapshots(sim: Simulator, steps: list[str]) -> Iterator[tuple[ExecutionState, list[RecordedEvent]]]:
+    """One (state, history) per committed decision while each step starts and completes."""
+    for step in steps:
+        task = sim.task(step)
+        sim.send(cmd.TaskStarted(task.token, "w1"))
+        yield sim.state.clone(), list(sim.history)
+        sim.send(cmd.TaskCompleted(task.token, cmd.OutcomeSuccess({step: True})))
+        yield sim.state.clone(), list(sim.history)
+
+
+# -- coalescing and diffing ----------------------------------------------------------------
+
+
+async def test_a_burst_of_changes_becomes_at_most_two_status_writes(
+    engine: FakeEngine, api: FakeKubeApi, make_writer: WriterFactory
+) -> None:
+    names = [f"s{i:03d}" for i in range(101)]
+    sim = started({"timeline": names})
+    changes = list(snapshots(sim, names[:100]))
+    assert len(changes) == 200
+    engine.commit("ex1", *changes[0])
+    writer = await make_writer(min_interval_s=1.0)
+    ref = ref_for("ex1")
+    writer.track("ex1", ref, status=None, generation=1)
+
+    for state, history in changes:
+        engine.commit("ex1", state, history)
+        await asyncio.sleep(0)
+
+    final = changes[-1][0]
+    await eventually(lambda: api.merged(ref).get("eventCount") == final.last_seq, what="the final state written")
+    await asyncio.sleep(0.5)
+    assert 1 <= len(api.patches_of(ref)) <= 2
+    assert api.merged(ref) == without_nulls(expected_status(engine, "ex1"))
+    assert writer.tracked("ex1")
+
+
+async def test_only_the_fields_that_changed_are_sent(
+    engine: FakeEngine, api: FakeKubeApi, make_writer: WriterFactory
+) -> None:
+    sim = started({"timeline": ["a", "b", "c"]})
+    engine.commit_sim("ex1", sim)
+    writer = await make_writer(min_interval_s=0.05)
+    ref = ref_for("ex1")
+    writer.track("ex1", ref, status=None, generation=1)
+    await eventually(lambda: len(api.patches_of(ref)) == 1, what="the first write")
+    before = expected_status(engine, "ex1")
+    assert api.patches_of(ref)[0] == without_nulls(before)
+
+    sim.send(cmd.TaskStarted(sim.task("a").token, "w1"))
+    engine.commit_sim("ex1", sim)
+    await eventually(lambda: len(api.patches_of(ref)) == 2, what="the second write")
+    second = api.patches_of(ref)[1]
+    now = expected_status(engine, "ex1")
+    assert set(second) == {key for key in now if stored(now[key]) != stored(before[key])}
+    assert {"steps", "recentEvents", "eventCount"} <= set(second)
+    assert not {"executionId", "startedAt", "conditions", "observedGeneration"} & set(second)
+    assert api.merged(ref) == without_nulls(now)
+
+
+async def test_an_object_that_already_shows_the_status_is_not_written_again(
+    engine: FakeEngine, api: FakeKubeApi, make_writer: WriterFactory
+) -> None:
+    sim = started({"timeline": ["a"]})
+    engine.commit_sim("ex1", sim)
+    writer = await make_writer(min_interval_s=0.05)
+    ref = ref_for("ex1")
+    writer.track("ex1", ref, status=expected_status(engine, "ex1"), generation=1)
+    await eventually(lambda: "ex1" in engine.reads, what="the state read")
+    await asyncio.sleep(0.2)
+    assert api.patches == []
+    assert writer.tracked("ex1")
+
+
+async def test_an_untracked_execution_is_never_written(
+    engine: FakeEngine, api: FakeKubeApi, make_writer: WriterFactory
+) -> None:
+    tracked_sim, other_sim = started({"timeline": ["a"]}), started({"timeline": ["a", "b"]})
+    engine.commit_sim("tracked", tracked_sim)
+    writer = await make_writer(min_interval_s=0.05)
+    tracked_ref = ref_for("tracked")
+    writer.track("tracked", tracked_ref, status=None, generation=1)
+    for _ in range(20):
+        engine.commit_sim("other", other_sim)
+        await asyncio.sleep(0)
+    await eventually(lambda: len(api.patches) == 1, what="the tracked execution's write")
+    await asyncio.sleep(0.2)
+    assert [ref for ref, _, _ in api.patches] == [tracked_ref]
+    assert "other" not in engine.reads
+    assert not writer.tracked("other")
+
+
+async def test_an_execution_gone_from_the_engine_is_forgotten_without_a_write(
+    engine: FakeEngine, api: FakeKubeApi, make_writer: WriterFactory
+) -> None:
+    writer = await make_writer(min_interval_s=0.05)
+    writer.track("missing", ref_for("missing"), status=None, generation=1)
+    await eventually(lambda: not writer.tracked("missing"), what="forgetting the execution")
+    assert engine.reads == ["missing"]
+    assert api.attempts == 0
+
+
+# -- phases and Events ---------------------------------------------------------------------
+
+
+def _finish(sim: Simulator, phase: str) -> None:
+    match phase:
+        case "Succeeded":
+            sim.run("a")
+        case "Failed":
+            sim.run("a", cmd.OutcomeFailure("Boom", "the disk is full", retryable=False))
+        case "Cancelled":
+            sim.send(cmd.Cancel("user asked"))
+    assert sim.state.phase == phase
+
+
+@pytest.mark.parametrize(
+    ("phase", "type_", "note"),
+    [
+        ("Succeeded", "Normal", "execution succeeded"),
+        ("Failed", "Warning", "execution failed: step 'a' failed: Boom: the disk is full"),
+        ("Cancelled", "Normal", "execution cancelled"),
+    ],
+)
+async def test_a_terminal_phase_posts_its_event_once_and_forgets_the_execution(
+    engine: FakeEngine, api: FakeKubeApi, make_writer: WriterFactory, phase: str, type_: str, note: str
+) -> None:
+    sim = started({"timeline": ["a"]})
+    engine.commit_sim("ex1", sim)
+    writer = await make_writer(min_interval_s=0.05)
+    ref = ref_for("ex1")
+    writer.track("ex1", ref, status=None, generation=1)
+    await eventually(lambda: len(api.patches_of(ref)) == 1, what="the first write")
+    assert api.events == []
+
+    _finish(sim, phase)
+    engine.commit_sim("ex1", sim)
+    await eventually(lambda: not writer.tracked("ex1"), what="forgetting the finished execution")
+    assert api.merged(ref)["phase"] == phase
+    assert api.merged(ref)["finishedAt"] is not None
+    assert len(api.events) == 1
+    event = api.events[0]
+    assert event["ref"] is ref
+    assert (event["type"], event["reason"], event["action"]) == (type_, phase, "Project")
+    assert event["note"].startswith(note)
+
+    writes = len(api.patches)
+    for _ in range(5):
+        engine.commit_sim("ex1", sim)
+        writer.on_change("ex1", sim.state)
+    await asyncio.sleep(0.2)
+    assert len(api.events) == 1
+    assert len(api.patches) == writes
+
+
+async def test_a_terminal_phase_the_object_already_shows_posts_no_second_event(
+    engine: FakeEngine, api: FakeKubeApi, make_writer: WriterFactory
+) -> None:
+    sim = started({"timeline": ["a"]})
+    _finish(sim, "Succeeded")
+    engine.commit_sim("ex1", sim)
+    writer = await make_writer(min_interval_s=0.05)
+    writer.track("ex1", ref_for("ex1"), status={"phase": "Succeeded"}, generation=1)
+    await eventually(lambda: not writer.tracked("ex1"), what="forgetting the finished execution")
+    assert api.events == []
+    assert len(api.patches) == 1 and "phase" not in api.patches[0][1]
+
+
+async def test_waiting_for_an_approval_posts_an_event_naming_the_step(
+    engine: FakeEngine, api: FakeKubeApi, make_writer: WriterFactory
+) -> None:
+    sim = started({"timeline": ["a", "go"], "steps": {"go": {"approval": {}}}})
+    engine.commit_sim("ex1", sim)
+    writer = await make_writer(min_interval_s=0.05)
+    ref = ref_for("ex1")
+    writer.track("ex1", ref, status=None, generation=1)
+    await eventually(lambda: len(api.patches_of(ref)) == 1, what="the first write")
+    sim.run("a")
+    engine.commit_sim("ex1", sim)
+    await eventually(lambda: len(api.events) == 1, what="the approval event")
+    assert (api.events[0]["type"], api.events[0]["reason"]) == ("Normal", "WaitingForApproval")
+    assert api.events[0]["note"] == "step go waits for an Approval"
+    assert writer.tracked("ex1")
+
+
+# -- API errors ----------------------------------------------------------------------------
+
+
+async def test_a_deleted_object_makes_the_writer_forget_the_execution(
+    engine: FakeEngine, api: FakeKubeApi, make_writer: WriterFactory
+) -> None:
+    sim = started({"timeline": ["a", "b"]})
+    engine.commit_sim("ex1", sim)
+    api.failures.append(api_error(404))
+    writer = await make_writer(min_interval_s=0.05)
+    writer.track("ex1", ref_for("ex1"), status=None, generation=1)
+    await eventually(lambda: not writer.tracked("ex1"), what="forgetting the execution")
+    sim.run("a")
+    engine.commit_sim("ex1", sim)
+    await asyncio.sleep(0.3)
+    assert api.attempts == 1
+    assert api.patches == []
+
+
+@pytest.mark.parametrize(
+    ("error", "delay"),
+    [(api_error(500), 0.1), (api_error(409), 0.1), (api_error(429), 0.1), (RuntimeError("connection reset"), 1.0)],
+    ids=["500", "409", "429", "not-an-api-error"],
+)
+async def test_any_other_write_error_is_retried_later(
+    engine: FakeEngine, api: FakeKubeApi, make_writer: WriterFactory, error: Exception, delay: float
+) -> None:
+    sim = started({"timeline": ["a", "b"]})
+    engine.commit_sim("ex1", sim)
+    api.failures.append(error)
+    writer = await make_writer(min_interval_s=0.1)
+    ref = ref_for("ex1")
+    failed_at = time.monotonic()
+    writer.track("ex1", ref, status=None, generation=1)
+    await eventually(lambda: len(api.patches_of(ref)) == 1, within=10.0, what="the retried write")
+    assert api.attempts == 2
+    assert api.patches[0][2] - failed_at >= delay
+    assert api.patches_of(ref)[0] == without_nulls(expected_status(engine, "ex1"))
+    assert writer.tracked("ex1")
+
+
+# -- rate limits ---------------------------------------------------------------------------
+
+
+async def test_writes_across_many_executions_share_one_token_bucket(
+    engine: FakeEngine, api: FakeKubeApi, make_writer: WriterFactory
+) -> None:
+    rate, burst, count = 20.0, 5, 25
+    for i in range(count):
+        engine.commit_sim(f"ex{i}", started({"timeline": ["a"]}))
+    begun = time.monotonic()
+    writer = await make_writer(min_interval_s=0.05, writes_per_second=rate, burst=burst)
+    for i in range(count):
+        writer.track(f"ex{i}", ref_for(f"ex{i}"), status=None, generation=1)
+    await eventually(lambda: len(api.patches) == count, within=15.0, what="every execution written")
+    for index, (_, _, at) in enumerate(api.patches):
+        # The (index+1)th write needs index+1 tokens: the burst plus what the rate refilled by then.
+        assert index + 1 <= burst + rate * (at - begun) + 1
+    assert api.patches[-1][2] - begun >= (count - burst - 1) / rate
+
+
+async def test_the_token_bucket_lets_a_burst_through_at_once_then_makes_callers_wait() -> None:
+    bucket = TokenBucket(rate=2.0, burst=10)
+    begun = time.monotonic()
+    for _ in range(10):
+        await bucket.take()
+    burst_took = time.monotonic() - begun
+    await bucket.take()
+    eleventh_took = time.monotonic() - begun
+    assert burst_took < 0.4
+    assert eleventh_took >= 0.45
+
+
+async def test_the_token_bucket_allows_about_rate_acquisitions_per_second() -> None:
+    rate, burst = 50.0, 5
+    bucket = TokenBucket(rate=rate, burst=burst)
+    begun = time.monotonic()
+    taken = 0
+    while time.monotonic() - begun < 1.0:
+        await bucket.take()
+        taken += 1
+    elapsed = time.monotonic() - begun
+    assert taken <= burst + rate * elapsed + 1
+    assert taken >= rate * elapsed * 0.5
+
+
+async def test_the_token_bucket_shares_its_rate_among_concurrent_callers() -> None:
+    rate, burst = 40.0, 4
+    bucket = TokenBucket(rate=rate, burst=burst)
+    counts = [0, 0, 0, 0]
+
+    async def taker(index: int) -> None:
+        while True:
+            await bucket.take()
+            counts[index] += 1
+
+    begun = time.monotonic()
+    tasks = [asyncio.create_task(taker(i)) for i in range(len(counts))]
+    await asyncio.sleep(1.0)
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    elapsed = time.monotonic() - begun
+    assert sum(counts) <= burst + rate * elapsed + 1
+    assert sum(counts) >= rate * elapsed * 0.5
