@@ -60,17 +60,27 @@ class LeaseElector:
         log.info("holding lease %s/%s as %s", self.namespace, self.name, self.identity)
 
     async def hold(self, on_lost: Callable[[], None]) -> None:
-        """Renew until cancelled; call `on_lost` when the lease can no longer be trusted as ours."""
+        """Renew until cancelled; call `on_lost` before the lease could expire for the others.
+
+        Every renewal has a deadline, so a request that hangs (a partition with no reset) cannot
+        keep this instance believing it leads after its lease ran out.
+        """
         while True:
             await asyncio.sleep(self.renew_every_s)
+            trust_until = self._renewed_at + self.lease_duration_s - self.renew_every_s
             try:
-                renewed = await self._try_acquire_or_renew()
+                renewed = await asyncio.wait_for(
+                    self._try_acquire_or_renew(), timeout=max(0.05, trust_until - time.monotonic())
+                )
+            except TimeoutError:
+                log.warning("lease renewal did not answer in time")
+                renewed = False
             except Exception as error:
                 log.warning("lease renewal failed: %s", error)
                 renewed = False
             if renewed:
                 continue
-            if not renewed and time.monotonic() - self._renewed_at > self.lease_duration_s - self.renew_every_s:
+            if time.monotonic() >= trust_until:
                 log.error("lost lease %s/%s; stopping so that no two instances dispatch", self.namespace, self.name)
                 on_lost()
                 return

@@ -35,6 +35,7 @@ class ProjectionLimits:
     output_bytes: int = 4096
     error_chars: int = 1024
     step_error_chars: int = 512
+    current_step_chars: int = 256
 
 
 def rfc3339(ms: int | None) -> str | None:
@@ -72,6 +73,17 @@ def _cut(text: str | None, limit: int) -> str | None:
     if text is None or len(text) <= limit:
         return text
     return text[: limit - 1] + "…"
+
+
+def _current_step(names: list[str], limit: int) -> str | None:
+    """The running steps for the printer column; a wide parallel group ends in "(+N more)"."""
+    shown: list[str] = []
+    for index, name in enumerate(names):
+        more = f" (+{len(names) - index} more)"
+        if len(", ".join([*shown, name])) + (len(more) if index + 1 < len(names) else 0) > limit:
+            return ", ".join(shown) + more
+        shown.append(name)
+    return ", ".join(shown) or None
 
 
 _SUCCEEDED_CONDITION = {
@@ -123,7 +135,7 @@ def project_execution(
     status: dict[str, JSON] = {
         "executionId": state.execution_id,
         "phase": phase.value,
-        "currentStep": ", ".join(state.current_steps()) or None,
+        "currentStep": _current_step(state.current_steps(), limits.current_step_chars),
         "startedAt": rfc3339(state.created_at_ms or None),
         "finishedAt": rfc3339(state.updated_at_ms) if state.phase.terminal else None,
         "wakeAt": rfc3339(state.wake_at_ms()),

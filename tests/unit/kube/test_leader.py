@@ -327,11 +327,6 @@ async def test_hold_does_nothing_while_renewals_succeed(
     assert len([w for w in server.writes if w.holder == "a"]) >= 5
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="hold() awaits a renewal without a deadline: a request that hangs keeps on_lost from being called "
-    "while the lease expires and another instance may take it",
-)
 async def test_hold_calls_on_lost_in_time_even_when_a_renewal_hangs(
     server: FakeApiServer, elector: ElectorFactory, tasks: list[asyncio.Task[Any]]
 ) -> None:
