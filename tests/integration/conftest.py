@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from cerebelum import Client
-from tests.support.processes import EngineProcess, WorkerProcess
+from tests.support.processes import EngineProcess, WorkerPool, WorkerProcess
 
 WORKER_SCRIPT = Path(__file__).parent / "workers" / "ledger_worker.py"
 
@@ -40,21 +40,9 @@ def ledger(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def start_worker(engine: EngineProcess, ledger: Path, tmp_path: Path) -> Iterator[Callable[[], WorkerProcess]]:
-    workers: list[WorkerProcess] = []
-
-    def start() -> WorkerProcess:
-        worker = WorkerProcess(
-            script=WORKER_SCRIPT,
-            address=engine.address,
-            ledger=ledger,
-            log_path=tmp_path / f"worker-{len(workers)}.log",
-        ).start()
-        workers.append(worker)
-        return worker
-
-    yield start
-    for worker in workers:
-        worker.stop()
+    pool = WorkerPool(script=WORKER_SCRIPT, address=engine.address, ledger=ledger, log_dir=tmp_path)
+    yield pool.start
+    pool.stop_all()
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ import pytest
 from tests.integration.conftest import WORKER_SCRIPT
 from tests.support.control_plane import ControlPlane
 from tests.support.kube import install_operator_rbac, service_account_kubeconfig
-from tests.support.processes import OperatorProcess, WorkerProcess
+from tests.support.processes import OperatorProcess, WorkerPool, WorkerProcess
 
 __all__ = ["StartWorker", "ledger", "operator", "operator_database_url", "operator_rbac", "start_worker"]
 
@@ -62,18 +62,6 @@ def ledger(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def start_worker(operator: OperatorProcess, ledger: Path, tmp_path: Path) -> Iterator[StartWorker]:
-    workers: list[WorkerProcess] = []
-
-    def start() -> WorkerProcess:
-        worker = WorkerProcess(
-            script=WORKER_SCRIPT,
-            address=operator.address,
-            ledger=ledger,
-            log_path=tmp_path / f"worker-{len(workers)}.log",
-        ).start()
-        workers.append(worker)
-        return worker
-
-    yield start
-    for worker in workers:
-        worker.stop()
+    pool = WorkerPool(script=WORKER_SCRIPT, address=operator.address, ledger=ledger, log_dir=tmp_path)
+    yield pool.start
+    pool.stop_all()

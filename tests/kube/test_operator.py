@@ -55,6 +55,14 @@ def probe(port: int, path: str) -> tuple[int, object]:
         return error.code, json.loads(error.read())
 
 
+def wait_for_slow_step(ledger: Path) -> None:
+    wait_until(
+        lambda: any(r["step"] == "slow" and r["event"] == "start" for r in read_ledger(ledger)),
+        timeout=30,
+        what="the slow step to start",
+    )
+
+
 def wait_phase(control_plane: ControlPlane, namespace: str, name: str, phase: str, *, timeout: float = 30) -> None:
     wait_for_jsonpath(control_plane, f"execution/{name}", namespace, "{.status.phase}", phase, timeout=timeout)
 
@@ -226,11 +234,7 @@ def test_the_operator_sigkilled_during_a_sleep_and_during_a_running_step_finishe
         execution("holder-1", "holder", {"hold_s": 4}),
     )
     wait_phase(control_plane, namespace, "napper-1", "Sleeping")
-    wait_until(
-        lambda: any(r["step"] == "slow" and r["event"] == "start" for r in read_ledger(ledger)),
-        timeout=30,
-        what="the slow step to start",
-    )
+    wait_for_slow_step(ledger)
 
     operator.kill()
     time.sleep(1)
@@ -258,11 +262,7 @@ def test_deleting_a_running_execution_cancels_its_step_on_the_worker(
 ) -> None:
     start_worker()
     apply(control_plane, namespace, workflow("long", ["slow", "s2"]), execution("long-1", "long", {"hold_s": 60}))
-    wait_until(
-        lambda: any(r["step"] == "slow" and r["event"] == "start" for r in read_ledger(ledger)),
-        timeout=30,
-        what="the slow step to start",
-    )
+    wait_for_slow_step(ledger)
     uid = kubectl_json(control_plane, "get", "execution/long-1", "-n", namespace)["metadata"]["uid"]
 
     control_plane.kubectl("delete", "execution/long-1", "-n", namespace, "--wait=false")

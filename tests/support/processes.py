@@ -169,3 +169,28 @@ class WorkerProcess:
                 self.process.wait(timeout=15)
             except subprocess.TimeoutExpired:
                 self.process.kill()
+
+
+@dataclass
+class WorkerPool:
+    """Starts worker processes on demand, each with its own log, and stops them all at the end."""
+
+    script: Path
+    address: str
+    ledger: Path
+    log_dir: Path
+    workers: list[WorkerProcess] = field(default_factory=list)
+
+    def start(self) -> WorkerProcess:
+        worker = WorkerProcess(
+            script=self.script,
+            address=self.address,
+            ledger=self.ledger,
+            log_path=self.log_dir / f"worker-{len(self.workers)}.log",
+        ).start()
+        self.workers.append(worker)
+        return worker
+
+    def stop_all(self) -> None:
+        for worker in self.workers:
+            worker.stop()

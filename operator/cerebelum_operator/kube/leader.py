@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
 from lightkube import AsyncClient
@@ -113,14 +113,7 @@ class LeaseElector:
                     leaseTransitions=0,
                 ),
             )
-            try:
-                await self.client.create(fresh)
-            except ApiError as conflict:
-                if conflict.status.code == 409:
-                    return False
-                raise
-            self._renewed_at = time.monotonic()
-            return True
+            return await self._write(self.client.create(fresh))
         spec = lease.spec or LeaseSpec()
         record = (spec.holderIdentity, spec.renewTime)
         if self._observed != record:
@@ -137,8 +130,12 @@ class LeaseElector:
         spec.leaseDurationSeconds = self.lease_duration_s
         spec.renewTime = now
         lease.spec = spec
+        return await self._write(self.client.replace(lease))
+
+    async def _write(self, request: Awaitable[object]) -> bool:
+        """Create or replace the Lease; a 409 means another instance wrote first."""
         try:
-            await self.client.replace(lease)
+            await request
         except ApiError as conflict:
             if conflict.status.code == 409:
                 return False
