@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.conftest import WORKER_SCRIPT
+from tests.integration.conftest import WORKER_SCRIPT, ledger
 from tests.support.control_plane import ControlPlane
 from tests.support.kube import install_operator_rbac, service_account_kubeconfig
 from tests.support.processes import OperatorProcess, WorkerPool, WorkerProcess
@@ -51,13 +51,6 @@ def operator(
     yield process
     process.stop()
     print(f"--- operator log ---\n{process.log_path.read_text()[-6000:]}")
-
-
-@pytest.fixture
-def ledger(tmp_path: Path) -> Path:
-    path = tmp_path / "ledger.jsonl"
-    path.touch()
-    return path
 
 
 @pytest.fixture
