@@ -189,6 +189,9 @@ def test_an_approval_resource_continues_the_waiting_step_and_records_who_approve
     history = operator.history(
         kubectl_json(control_plane, "get", "execution/gated-1", "-n", namespace)["metadata"]["uid"]
     )
+    events = kubectl_json(control_plane, "get", "events.events.k8s.io", "-n", namespace)["items"]
+    approved = [e["note"] for e in events if e["regarding"]["name"] == "gated-1" and e["reason"] == "Approved"]
+    assert approved == [f"step go_live of gated-1 approved by {alice}"], approved
     granted = [e for e in history if e["kind"] == "ApprovalGranted"]
     assert [(e["data"]["approver"], e["data"]["payload"]) for e in granted] == [(alice, {"ticket": "CHG-7"})]
 
