@@ -17,7 +17,7 @@ import yaml
 
 from tests.integration.conftest import WORKER_SCRIPT, read_ledger
 from tests.support.control_plane import ControlPlane
-from tests.support.kube import apply_yaml, kubectl_json, wait_for_jsonpath
+from tests.support.kube import apply_yaml, kubectl_json, token_kubeconfig, wait_for_jsonpath
 from tests.support.processes import OperatorProcess, WorkerProcess, free_port, wait_until
 
 from .operator_fixtures import StartWorker
@@ -348,3 +348,22 @@ def test_an_execution_created_before_its_workflow_waits_pending_and_starts_once_
     wait_phase(control_plane, namespace, "early-1", "Succeeded", timeout=40)
     accepted = {c["type"]: c for c in status(control_plane, namespace, "execution/early-1")["conditions"]}["Accepted"]
     assert (accepted["status"], accepted["reason"]) == ("True", "Started"), accepted
+
+
+def test_an_operator_without_its_permissions_exits_naming_what_was_refused(
+    control_plane: ControlPlane, namespace: str, operator_rbac: None, tmp_path: Path
+) -> None:
+    control_plane.kubectl("create", "serviceaccount", "nobody", "-n", namespace)
+    token = control_plane.kubectl("create", "token", "nobody", "-n", namespace).stdout.strip()
+    unprivileged = OperatorProcess(
+        database_url=f"sqlite:///{tmp_path / 'nobody.db'}",
+        log_path=tmp_path / "nobody.log",
+        kubeconfig=token_kubeconfig(control_plane, tmp_path / "nobody.kubeconfig", token=token, user="nobody"),
+        extra_args=("--namespace", namespace),
+    )
+    unprivileged.launch()
+    assert unprivileged.process is not None
+    assert unprivileged.process.wait(timeout=30) == 77
+    log = unprivileged.log_path.read_text()
+    assert "the Kubernetes API refused the operator (Forbidden)" in log
+    assert f"system:serviceaccount:{namespace}:nobody" in log and "leases" in log

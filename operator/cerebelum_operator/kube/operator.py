@@ -16,6 +16,7 @@ import socket
 from dataclasses import dataclass, field
 
 import kopf
+from lightkube.core.exceptions import ApiError
 
 from ..server import EngineServer, ServerConfig
 from .client import KubeApi
@@ -30,6 +31,7 @@ __all__ = ["OperatorConfig", "run_operator"]
 log = logging.getLogger(__name__)
 
 EXIT_LEASE_LOST = 75
+EXIT_API_REFUSED = 77
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -67,6 +69,9 @@ async def run_operator(config: OperatorConfig) -> int:
     api = KubeApi.from_env(instance=config.identity)
     try:
         return await _lead(config, api, stop, health)
+    except ApiError as error:
+        log.error("the Kubernetes API refused the operator (%s): %s", error.status.reason, error.status.message)
+        return EXIT_API_REFUSED
     finally:
         await api.close()
         if health is not None:
