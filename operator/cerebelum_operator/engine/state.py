@@ -107,6 +107,7 @@ class PendingApproval:
     timer_id: str | None
     timeout_at_ms: int | None
     token: str | None
+    requested_at_ms: int | None = None
 
 
 @dataclass(slots=True)
@@ -261,7 +262,7 @@ def apply_event(state: ExecutionState, definition: WorkflowDefinition, recorded:
             step.phase, step.token, step.settled = StepPhase.WAITING_FOR_APPROVAL, None, False
             step.started_at_ms = step.started_at_ms or at
             state.approvals[event.step] = PendingApproval(
-                event.approval_kind, event.data, event.timer_id, event.timeout_at_ms, event.token
+                event.approval_kind, event.data, event.timer_id, event.timeout_at_ms, event.token, requested_at_ms=at
             )
         case ApprovalGranted():
             request = state.approvals.pop(event.step, None)

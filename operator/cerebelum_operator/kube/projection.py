@@ -140,7 +140,11 @@ def project_execution(
         "finishedAt": rfc3339(state.updated_at_ms) if state.phase.terminal else None,
         "wakeAt": rfc3339(state.wake_at_ms()),
         "pendingApproval": (
-            {"step": pending[0], "requestedAt": None, "timeoutAt": rfc3339(pending[1].timeout_at_ms)}
+            {
+                "step": pending[0],
+                "requestedAt": rfc3339(pending[1].requested_at_ms),
+                "timeoutAt": rfc3339(pending[1].timeout_at_ms),
+            }
             if pending is not None
             else None
         ),

@@ -289,14 +289,14 @@ def test_the_status_stays_bounded_however_many_steps_run_at_once() -> None:
 # -- what the execution waits for ----------------------------------------------------------
 
 
-def test_a_pending_approval_shows_its_step_and_timeout() -> None:
+def test_a_pending_approval_shows_its_step_when_it_was_requested_and_its_timeout() -> None:
     sim = Simulator.start({"timeline": ["go", "after"], "steps": {"go": {"approval": {"timeout": "1h"}}}})
     status = project(sim.state, sim.history)
     assert status["phase"] == "WaitingForApproval"
     assert status["currentStep"] == "go"
     assert status["pendingApproval"] == {
         "step": "go",
-        "requestedAt": None,
+        "requestedAt": rfc3339(sim.now_ms),
         "timeoutAt": rfc3339(sim.now_ms + 3_600_000),
     }
     assert status["wakeAt"] is None and status["finishedAt"] is None
