@@ -1,0 +1,637 @@
+"""The reconciler: what the operator does for each Workflow, Execution and Approval.
+
+A real engine over a real SQLite store in a temp dir; a fake Kubernetes API that serves
+Workflow and Execution bodies from a dict and records every status patch and Event; a fake
+status writer that records what it was told to track and forget.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from cerebelum_operator.engine import ExecutionPhase
+from cerebelum_operator.engine import commands as cmd
+from cerebelum_operator.engine import events as ev
+from cerebelum_operator.kube.client import ObjectRef
+from cerebelum_operator.kube.reconciler import ObjectView, Outcome, Reconciler, Retry, workflow_key
+from cerebelum_operator.runtime import Database, EngineService
+from cerebelum_operator.store import open_store
+
+NS = "team-a"
+NOW_MS = 1_700_000_000_000
+
+SIMPLE = {"timeline": ["fetch", "store"]}
+APPROVAL_AFTER_FIRST = {"timeline": ["prepare", "go", "finish"], "steps": {"go": {"approval": {}}}}
+TYPED_INPUT = {
+    "timeline": ["fetch"],
+    "input": {"type": "object", "properties": {"count": {"type": "integer"}}, "required": ["count"]},
+}
+UNKNOWN_STEP = {"timeline": ["fetch"], "steps": {"ghost": {"timeout": "1m"}}}
+UNKNOWN_GOTO = {"timeline": ["fetch", "store"], "branch": {"fetch": [{"when": "true", "goto": "nowhere"}]}}
+
+
+# -- fakes ---------------------------------------------------------------------------------
+
+
+class ManualClock:
+    def __init__(self, now_ms: int = NOW_MS) -> None:
+        self.now = now_ms
+
+    def now_ms(self) -> int:
+        return self.now
+
+
+@dataclass
+class Patch:
+    ref: ObjectRef
+    status: dict[str, Any]
+
+
+@dataclass
+class PostedEvent:
+    ref: ObjectRef
+    type_: str
+    reason: str
+    note: str
+    action: str
+
+
+@dataclass
+class FakeApi:
+    """Serves bodies keyed by (kind, namespace, name); records patches and Events."""
+
+    objects: dict[tuple[str, str, str], dict[str, Any]] = field(default_factory=dict)
+    patches: list[Patch] = field(default_factory=list)
+    events: list[PostedEvent] = field(default_factory=list)
+    gets: list[tuple[str, str, str]] = field(default_factory=list)
+
+    def put(self, kind: str, body: dict[str, Any]) -> None:
+        meta = body["metadata"]
+        self.objects[(kind, meta["namespace"], meta["name"])] = body
+
+    async def get(self, resource: type[Any], namespace: str, name: str) -> dict[str, Any] | None:
+        kind = resource._api_info.resource.kind
+        self.gets.append((kind, namespace, name))
+        body = self.objects.get((kind, namespace, name))
+        return copy.deepcopy(body) if body is not None else None
+
+    async def patch_status(self, ref: ObjectRef, status: dict[str, Any]) -> None:
+        self.patches.append(Patch(ref, copy.deepcopy(status)))
+
+    async def post_event(self, ref: ObjectRef, *, type_: str, reason: str, note: str, action: str) -> None:
+        self.events.append(PostedEvent(ref, type_, reason, note, action))
+
+
+class FakeBucket:
+    def __init__(self) -> None:
+        self.taken = 0
+
+    async def take(self) -> None:
+        self.taken += 1
+
+
+class FakeWriter:
+    def __init__(self) -> None:
+        self.tracked: dict[str, ObjectRef] = {}
+        self.track_calls: list[str] = []
+        self.forgotten: list[str] = []
+        self.marked: list[str] = []
+        self.bucket = FakeBucket()
+
+    def track(
+        self, execution_id: str, ref: ObjectRef, *, status: dict[str, Any] | None, generation: int | None
+    ) -> None:
+        self.track_calls.append(execution_id)
+        self.tracked.setdefault(execution_id, ref)
+        self.mark(execution_id)
+
+    def forget(self, execution_id: str) -> None:
+        self.tracked.pop(execution_id, None)
+        self.forgotten.append(execution_id)
+
+    def mark(self, execution_id: str) -> None:
+        self.marked.append(execution_id)
+
+
+@dataclass
+class World:
+    engine: EngineService
+    db: Database
+    api: FakeApi
+    writer: FakeWriter
+    clock: ManualClock
+    reconciler: Reconciler
+
+    async def history(self, execution_id: str) -> list[ev.Event]:
+        records = await self.db.run(self.db.store.load_history, execution_id)
+        return [r.event for r in records]
+
+    async def execution_row(self, execution_id: str) -> Any:
+        return await self.db.run(self.db.store.get_execution, execution_id)
+
+
+@pytest.fixture
+async def world(tmp_path: Path) -> AsyncIterator[World]:
+    store = open_store(f"sqlite:///{tmp_path / 'store.db'}")
+    store.migrate()
+    db = Database(store)
+    clock = ManualClock()
+    engine = EngineService(db, clock=clock)
+    api = FakeApi()
+    writer = FakeWriter()
+    reconciler = Reconciler(engine, api, writer, clock=clock)  # type: ignore[arg-type]
+    try:
+        yield World(engine, db, api, writer, clock, reconciler)
+    finally:
+        db.close()
+
+
+# -- bodies --------------------------------------------------------------------------------
+
+
+def body(
+    name: str,
+    spec: dict[str, Any],
+    *,
+    uid: str | None = None,
+    generation: int = 1,
+    status: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    return {
+        "metadata": {
+            "namespace": NS,
+            "name": name,
+            "uid": uid or f"uid-{name}",
+            "generation": generation,
+            "finalizers": [],
+        },
+        "spec": copy.deepcopy(spec),
+        "status": copy.deepcopy(status or {}),
+    }
+
+
+def add_workflow(world: World, name: str, spec: dict[str, Any]) -> dict[str, Any]:
+    workflow = body(name, spec)
+    world.api.put("Workflow", workflow)
+    return workflow
+
+
+def add_execution(
+    world: World, name: str, workflow: str, *, input: Any = None, uid: str | None = None
+) -> dict[str, Any]:
+    spec: dict[str, Any] = {"workflow": workflow}
+    if input is not None:
+        spec["input"] = input
+    execution = body(name, spec, uid=uid or f"uid-{name}")
+    world.api.put("Execution", execution)
+    return execution
+
+
+def with_status(original: dict[str, Any], outcome: Outcome) -> dict[str, Any]:
+    """The body as the API server holds it after the handler's status patch was applied."""
+    updated = copy.deepcopy(original)
+    updated["status"] = {**updated.get("status", {}), **copy.deepcopy(outcome.status)}
+    return updated
+
+
+def conditions_by_type(status: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {c["type"]: c for c in status.get("conditions", [])}
+
+
+async def started_execution(world: World, name: str, workflow: str, spec: dict[str, Any], **kw: Any) -> str:
+    add_workflow(world, workflow, spec)
+    execution = add_execution(world, name, workflow, **kw)
+    await world.reconciler.execution_seen(ObjectView.of(execution), first_attempt=True)
+    return str(execution["metadata"]["uid"])
+
+
+async def complete_step(world: World, execution_id: str, step: str, output: Any) -> None:
+    """What a worker does through the dispatcher: start the step's task, then report success."""
+    state = await world.engine.state_of(execution_id)
+    token = state.steps[step].token
+    assert token is not None
+    await world.engine.handle(execution_id, cmd.TaskStarted(token, "worker-1"))
+    await world.engine.handle(execution_id, cmd.TaskCompleted(token, cmd.OutcomeSuccess(output)))
+
+
+async def waiting_for_approval(world: World) -> str:
+    """An execution whose first step finished and whose step `go` now waits for an Approval."""
+    execution_id = await started_execution(world, "deploy-1", "deploy", APPROVAL_AFTER_FIRST, input={"env": "prod"})
+    await complete_step(world, execution_id, "prepare", {"ready": True})
+    state = await world.engine.state_of(execution_id)
+    assert state.display_phase() == ExecutionPhase.WAITING_FOR_APPROVAL
+    assert "go" in state.approvals
+    return execution_id
+
+
+def approval_body(name: str, spec: dict[str, Any], *, status: dict[str, Any] | None = None) -> ObjectView:
+    return ObjectView.of(body(name, spec, status=status))
+
+
+# -- Workflow ------------------------------------------------------------------------------
+
+
+async def test_a_valid_workflow_is_ready_compiled_with_its_step_count_and_stored_under_namespace_slash_name(
+    world: World,
+) -> None:
+    workflow = body("pipeline", SIMPLE, generation=3)
+
+    outcome = await world.reconciler.workflow_changed(ObjectView.of(workflow))
+
+    ready = conditions_by_type(outcome.status)["Ready"]
+    assert (ready["status"], ready["reason"]) == ("True", "Compiled")
+    assert ready["message"] == "2 steps compiled"
+    assert ready["observedGeneration"] == 3
+    assert outcome.status["steps"] == 2
+    assert outcome.status["observedGeneration"] == 3
+    assert outcome.event is None
+    stored = await world.db.run(world.db.store.get_workflow, workflow_key(NS, "pipeline"))
+    assert stored is not None
+    assert stored.name == f"{NS}/pipeline"
+    assert stored.spec == SIMPLE
+    assert await world.db.run(world.db.store.get_workflow, "pipeline") is None
+
+
+async def test_a_workflow_whose_generation_was_already_observed_gets_an_empty_outcome(world: World) -> None:
+    workflow = body("pipeline", SIMPLE, generation=2)
+    first = await world.reconciler.workflow_changed(ObjectView.of(workflow))
+    assert first.status  # the first pass does write
+
+    again = await world.reconciler.workflow_changed(ObjectView.of(with_status(workflow, first)))
+
+    assert again == Outcome()
+    assert again.status == {} and again.event is None
+
+
+async def test_a_workflow_with_a_new_generation_is_compiled_again(world: World) -> None:
+    workflow = body("pipeline", SIMPLE, generation=1)
+    first = await world.reconciler.workflow_changed(ObjectView.of(workflow))
+    changed = with_status(workflow, first)
+    changed["metadata"]["generation"] = 2
+    changed["spec"] = {"timeline": ["fetch", "store", "notify"]}
+
+    outcome = await world.reconciler.workflow_changed(ObjectView.of(changed))
+
+    assert outcome.status["observedGeneration"] == 2
+    assert outcome.status["steps"] == 3
+    stored = await world.db.run(world.db.store.get_workflow, workflow_key(NS, "pipeline"))
+    assert stored is not None and stored.spec == {"timeline": ["fetch", "store", "notify"]}
+
+
+@pytest.mark.parametrize(
+    ("spec", "named"),
+    [
+        pytest.param(UNKNOWN_STEP, "steps.ghost", id="steps-entry-for-an-unknown-step"),
+        pytest.param(UNKNOWN_GOTO, "'nowhere'", id="branch-goto-to-an-unknown-step"),
+    ],
+)
+async def test_an_invalid_workflow_is_not_ready_invalid_naming_the_problem_with_a_warning_event(
+    world: World, spec: dict[str, Any], named: str
+) -> None:
+    outcome = await world.reconciler.workflow_changed(ObjectView.of(body("broken", spec, generation=4)))
+
+    ready = conditions_by_type(outcome.status)["Ready"]
+    assert (ready["status"], ready["reason"]) == ("False", "Invalid")
+    assert named in ready["message"]
+    assert "unknown step" in ready["message"]
+    assert outcome.status["observedGeneration"] == 4
+    assert "steps" not in outcome.status
+    assert outcome.event is not None
+    type_, reason, note = outcome.event
+    assert (type_, reason) == ("Warning", "Invalid")
+    assert named in note
+    assert await world.db.run(world.db.store.get_workflow, workflow_key(NS, "broken")) is None
+
+
+# -- Execution: starting -------------------------------------------------------------------
+
+
+async def test_execution_seen_starts_one_engine_execution_whose_id_is_the_uid_with_the_spec_input(
+    world: World,
+) -> None:
+    add_workflow(world, "pipeline", SIMPLE)
+    execution = add_execution(world, "run-1", "pipeline", input={"n": 7}, uid="0f0e-uid")
+
+    outcome = await world.reconciler.execution_seen(ObjectView.of(execution), first_attempt=True)
+
+    assert outcome.event is not None
+    assert outcome.event[:2] == ("Normal", "Started")
+    assert "0f0e-uid" in outcome.event[2]
+    assert outcome.status == {}
+    row = await world.execution_row("0f0e-uid")
+    assert row is not None
+    assert row.workflow == workflow_key(NS, "pipeline")
+    assert row.input == {"n": 7}
+    history = await world.history("0f0e-uid")
+    started = [e for e in history if isinstance(e, ev.ExecutionStarted)]
+    assert len(started) == 1
+    assert started[0].input == {"n": 7}
+    assert world.writer.tracked["0f0e-uid"].name == "run-1"
+    assert world.writer.tracked["0f0e-uid"].kind == "Execution"
+    assert world.api.patches == []
+
+
+async def test_execution_seen_twice_and_again_on_a_later_attempt_still_starts_exactly_one_execution(
+    world: World,
+) -> None:
+    add_workflow(world, "pipeline", SIMPLE)
+    execution = ObjectView.of(add_execution(world, "run-1", "pipeline", input={"n": 1}))
+
+    await world.reconciler.execution_seen(execution, first_attempt=True)
+    second = await world.reconciler.execution_seen(execution, first_attempt=True)
+    third = await world.reconciler.execution_seen(execution, first_attempt=False)
+
+    assert second == Outcome() and third == Outcome()
+    history = await world.history(execution.uid)
+    assert sum(isinstance(e, ev.ExecutionStarted) for e in history) == 1
+    assert sum(isinstance(e, ev.StepScheduled) for e in history) == 1
+    executions = await world.db.run(world.db.store.list_executions)
+    assert [e.execution_id for e in executions] == [execution.uid]
+    assert world.writer.track_calls == [execution.uid] * 3
+    assert list(world.writer.tracked) == [execution.uid]
+
+
+async def test_a_missing_workflow_retries_and_marks_the_execution_pending_on_the_first_attempt_only(
+    world: World,
+) -> None:
+    execution = ObjectView.of(add_execution(world, "run-1", "absent"))
+
+    with pytest.raises(Retry) as first:
+        await world.reconciler.execution_seen(execution, first_attempt=True)
+
+    assert "absent" in str(first.value)
+    assert first.value.delay_s > 0
+    assert len(world.api.patches) == 1
+    patch = world.api.patches[0]
+    assert (patch.ref.kind, patch.ref.namespace, patch.ref.name, patch.ref.uid) == (
+        "Execution",
+        NS,
+        "run-1",
+        execution.uid,
+    )
+    assert patch.status["phase"] == "Pending"
+    accepted = conditions_by_type(patch.status)["Accepted"]
+    assert (accepted["status"], accepted["reason"]) == ("False", "WorkflowNotFound")
+    assert "absent" in accepted["message"]
+
+    with pytest.raises(Retry):
+        await world.reconciler.execution_seen(execution, first_attempt=False)
+    with pytest.raises(Retry):
+        await world.reconciler.execution_seen(execution, first_attempt=False)
+
+    assert len(world.api.patches) == 1
+    assert await world.execution_row(execution.uid) is None
+    assert world.writer.track_calls == []
+
+
+async def test_an_execution_pending_on_a_missing_workflow_starts_once_the_workflow_appears(world: World) -> None:
+    execution = ObjectView.of(add_execution(world, "run-1", "late", input={"n": 2}))
+    with pytest.raises(Retry):
+        await world.reconciler.execution_seen(execution, first_attempt=True)
+
+    add_workflow(world, "late", SIMPLE)
+    outcome = await world.reconciler.execution_seen(execution, first_attempt=False)
+
+    assert outcome.event is not None and outcome.event[1] == "Started"
+    row = await world.execution_row(execution.uid)
+    assert row is not None and row.input == {"n": 2}
+
+
+async def test_an_execution_of_an_invalid_workflow_fails_as_workflow_invalid_and_starts_nothing(
+    world: World,
+) -> None:
+    add_workflow(world, "broken", UNKNOWN_STEP)
+    execution = add_execution(world, "run-1", "broken")
+
+    outcome = await world.reconciler.execution_seen(ObjectView.of(execution), first_attempt=True)
+
+    assert outcome.status["phase"] == "Failed"
+    accepted = conditions_by_type(outcome.status)["Accepted"]
+    assert (accepted["status"], accepted["reason"]) == ("False", "WorkflowInvalid")
+    assert "'broken' is invalid" in accepted["message"]
+    assert "steps.ghost" in accepted["message"]
+    assert "steps.ghost" in outcome.status["error"]
+    assert outcome.event is not None
+    assert outcome.event[:2] == ("Warning", "WorkflowInvalid")
+    assert await world.execution_row(execution["metadata"]["uid"]) is None
+    assert await world.db.run(world.db.store.get_workflow, workflow_key(NS, "broken")) is None
+    assert world.writer.track_calls == []
+
+    again = await world.reconciler.execution_seen(ObjectView.of(with_status(execution, outcome)), first_attempt=False)
+
+    assert again == Outcome()
+    assert await world.execution_row(execution["metadata"]["uid"]) is None
+    assert world.writer.track_calls == []
+
+
+async def test_an_input_that_breaks_the_input_schema_fails_as_input_invalid_and_starts_nothing(
+    world: World,
+) -> None:
+    add_workflow(world, "typed", TYPED_INPUT)
+    execution = add_execution(world, "run-1", "typed", input={"count": "three"})
+
+    outcome = await world.reconciler.execution_seen(ObjectView.of(execution), first_attempt=True)
+
+    assert outcome.status["phase"] == "Failed"
+    accepted = conditions_by_type(outcome.status)["Accepted"]
+    assert (accepted["status"], accepted["reason"]) == ("False", "InputInvalid")
+    assert "input does not match the workflow's input schema at count" in accepted["message"]
+    assert "'three' is not of type 'integer'" in accepted["message"]
+    assert outcome.status["error"] == accepted["message"]
+    assert outcome.event is not None and outcome.event[:2] == ("Warning", "InputInvalid")
+    uid = execution["metadata"]["uid"]
+    assert await world.execution_row(uid) is None
+    assert await world.db.run(world.db.store.list_executions) == []
+
+    world.api.gets.clear()
+    again = await world.reconciler.execution_seen(ObjectView.of(with_status(execution, outcome)), first_attempt=False)
+
+    assert again == Outcome()
+    assert world.api.gets == []  # refusals are final: not even the Workflow is read again
+    assert await world.execution_row(uid) is None
+    assert world.writer.track_calls == []
+
+
+# -- Execution: deleting -------------------------------------------------------------------
+
+
+async def test_deleting_a_running_execution_records_execution_cancelled_and_forgets_it(world: World) -> None:
+    uid = await started_execution(world, "run-1", "pipeline", SIMPLE)
+    assert world.writer.tracked.get(uid) is not None
+    execution = ObjectView.of(world.api.objects[("Execution", NS, "run-1")])
+
+    await world.reconciler.execution_deleted(execution)
+
+    history = await world.history(uid)
+    cancelled = [e for e in history if isinstance(e, ev.ExecutionCancelled)]
+    assert len(cancelled) == 1
+    assert "run-1" in cancelled[0].reason
+    assert (await world.engine.state_of(uid)).phase == ExecutionPhase.CANCELLED
+    assert uid not in world.writer.tracked
+    assert world.writer.forgotten == [uid]
+
+
+async def test_deleting_a_finished_execution_does_not_raise_nor_cancel_it(world: World) -> None:
+    uid = await started_execution(world, "run-1", "pipeline", {"timeline": ["only"]})
+    await complete_step(world, uid, "only", {"done": True})
+    assert (await world.engine.state_of(uid)).phase == ExecutionPhase.SUCCEEDED
+    before = await world.history(uid)
+
+    await world.reconciler.execution_deleted(ObjectView.of(world.api.objects[("Execution", NS, "run-1")]))
+
+    after = await world.history(uid)
+    assert after == before
+    assert not any(isinstance(e, ev.ExecutionCancelled) for e in after)
+    assert world.writer.forgotten == [uid]
+
+
+async def test_deleting_a_never_started_execution_does_not_raise(world: World) -> None:
+    execution = ObjectView.of(add_execution(world, "run-1", "absent"))
+
+    await world.reconciler.execution_deleted(execution)
+
+    assert await world.execution_row(execution.uid) is None
+    assert world.writer.forgotten == [execution.uid]
+
+
+# -- Approval ------------------------------------------------------------------------------
+
+
+async def test_approving_a_waiting_step_applies_it_records_the_approver_and_payload_and_posts_approved(
+    world: World,
+) -> None:
+    uid = await waiting_for_approval(world)
+    approval = approval_body(
+        "ok-go",
+        {"execution": "deploy-1", "step": "go", "approver": "alice@example.com", "payload": {"ticket": "CHG-42"}},
+    )
+
+    outcome = await world.reconciler.approval_created(approval)
+
+    assert outcome.status["phase"] == "Applied"
+    assert outcome.status["approver"] == "alice@example.com"
+    assert outcome.status["message"] == "step go of deploy-1 approved by alice@example.com"
+    applied = conditions_by_type(outcome.status)["Applied"]
+    assert (applied["status"], applied["reason"]) == ("True", "Applied")
+    assert outcome.event is None
+    granted = [e for e in await world.history(uid) if isinstance(e, ev.ApprovalGranted)]
+    assert granted == [ev.ApprovalGranted("go", "alice@example.com", {"ticket": "CHG-42"})]
+    state = await world.engine.state_of(uid)
+    assert "go" not in state.approvals
+    assert state.steps["finish"].token is not None  # the timeline moved on
+    assert len(world.api.events) == 1
+    posted = world.api.events[0]
+    assert (posted.ref.kind, posted.ref.namespace, posted.ref.name, posted.ref.uid) == (
+        "Execution",
+        NS,
+        "deploy-1",
+        uid,
+    )
+    assert (posted.type_, posted.reason) == ("Normal", "Approved")
+    assert "alice@example.com" in posted.note
+    assert world.writer.bucket.taken == 1
+
+
+async def test_an_approval_without_an_approver_is_applied_in_the_name_of_nobody_known(world: World) -> None:
+    uid = await waiting_for_approval(world)
+
+    outcome = await world.reconciler.approval_created(approval_body("ok", {"execution": "deploy-1", "step": "go"}))
+
+    assert outcome.status["phase"] == "Applied"
+    assert outcome.status["approver"].startswith("unknown")
+    granted = [e for e in await world.history(uid) if isinstance(e, ev.ApprovalGranted)]
+    assert len(granted) == 1 and granted[0].approver.startswith("unknown") and granted[0].payload is None
+
+
+async def test_rejecting_a_waiting_step_records_approval_rejected_and_fails_the_execution(world: World) -> None:
+    uid = await waiting_for_approval(world)
+    approval = approval_body(
+        "no-go",
+        {"execution": "deploy-1", "step": "go", "approver": "bob", "decision": "Reject", "reason": "freeze"},
+    )
+
+    outcome = await world.reconciler.approval_created(approval)
+
+    assert outcome.status["phase"] == "Applied"
+    assert outcome.status["message"] == "step go of deploy-1 rejected by bob"
+    rejected = [e for e in await world.history(uid) if isinstance(e, ev.ApprovalRejected)]
+    assert rejected == [ev.ApprovalRejected("go", "bob", "freeze")]
+    assert not any(isinstance(e, ev.ApprovalGranted) for e in await world.history(uid))
+    assert (await world.engine.state_of(uid)).phase == ExecutionPhase.FAILED
+    assert [(e.type_, e.reason) for e in world.api.events] == [("Normal", "Rejected")]
+
+
+async def test_an_approval_naming_a_missing_execution_is_refused_saying_it_was_not_found(world: World) -> None:
+    outcome = await world.reconciler.approval_created(
+        approval_body("ok", {"execution": "ghost", "step": "go", "approver": "alice"})
+    )
+
+    assert outcome.status["phase"] == "Refused"
+    assert outcome.status["message"] == "execution 'ghost' not found"
+    assert outcome.status["approver"] == "alice"
+    applied = conditions_by_type(outcome.status)["Applied"]
+    assert (applied["status"], applied["reason"]) == ("False", "Refused")
+    assert outcome.event == ("Warning", "Refused", "execution 'ghost' not found")
+    assert world.api.events == []
+
+
+async def test_an_approval_for_an_execution_the_engine_never_started_is_refused(world: World) -> None:
+    add_execution(world, "pending-1", "absent")
+
+    outcome = await world.reconciler.approval_created(
+        approval_body("ok", {"execution": "pending-1", "step": "go", "approver": "alice"})
+    )
+
+    assert outcome.status["phase"] == "Refused"
+    assert outcome.status["message"] == "execution 'pending-1' has not started"
+    assert world.api.events == []
+
+
+async def test_an_approval_for_a_step_that_is_not_waiting_is_refused_saying_what_is_pending(world: World) -> None:
+    uid = await started_execution(world, "deploy-1", "deploy", APPROVAL_AFTER_FIRST)
+    before = await world.history(uid)
+
+    outcome = await world.reconciler.approval_created(
+        approval_body("too-early", {"execution": "deploy-1", "step": "go", "approver": "alice"})
+    )
+
+    assert outcome.status["phase"] == "Refused"
+    assert "no approval is pending for step 'go'" in outcome.status["message"]
+    assert "(pending: none)" in outcome.status["message"]
+    assert outcome.event is not None and outcome.event[:2] == ("Warning", "Refused")
+    assert await world.history(uid) == before
+    assert world.api.events == []
+
+
+async def test_a_second_approval_of_the_same_step_is_refused(world: World) -> None:
+    uid = await waiting_for_approval(world)
+    spec = {"execution": "deploy-1", "step": "go", "approver": "alice"}
+    first = await world.reconciler.approval_created(approval_body("ok-1", spec))
+    assert first.status["phase"] == "Applied"
+
+    second = await world.reconciler.approval_created(approval_body("ok-2", spec))
+
+    assert second.status["phase"] == "Refused"
+    assert "no approval is pending for step 'go'" in second.status["message"]
+    assert sum(isinstance(e, ev.ApprovalGranted) for e in await world.history(uid)) == 1
+
+
+async def test_an_approval_whose_status_already_has_a_phase_gets_an_empty_outcome(world: World) -> None:
+    uid = await waiting_for_approval(world)
+    before = await world.history(uid)
+    world.api.gets.clear()
+
+    outcome = await world.reconciler.approval_created(
+        approval_body("ok", {"execution": "deploy-1", "step": "go", "approver": "alice"}, status={"phase": "Applied"})
+    )
+
+    assert outcome == Outcome()
+    assert await world.history(uid) == before
+    assert world.api.gets == [] and world.api.events == []
+    assert "go" in (await world.engine.state_of(uid)).approvals
