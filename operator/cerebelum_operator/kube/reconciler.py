@@ -149,6 +149,7 @@ class Reconciler:
         if workflow is None:
             message = f"workflow {workflow_name!r} not found in namespace {execution.namespace}: apply it first"
             if first_attempt:
+                await self.writer.bucket.take()
                 await self.api.patch_status(
                     execution.ref("Execution"),
                     self._accepted(execution, "False", "WorkflowNotFound", message, now, phase="Pending"),
@@ -233,7 +234,11 @@ class Reconciler:
         ref = ObjectRef(kind="Execution", namespace=approval.namespace, name=execution_name, uid=execution_id)
         await self.writer.bucket.take()
         await self.api.post_event(
-            ref, type_="Normal", reason="Approved" if verb == "approved" else "Rejected", note=message, action="Approve"
+            ref,
+            type_="Normal",
+            reason="Approved" if verb == "approved" else "Rejected",
+            note=message,
+            action="Approve" if verb == "approved" else "Reject",
         )
         return self._approval(approval, "Applied", message, approver)
 
