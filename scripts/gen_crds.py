@@ -55,8 +55,11 @@ class _Dumper(yaml.SafeDumper):
         return True
 
 
-def crd_path(crd: dict[str, Any]) -> Path:
-    return Path("crds") / f"{crd['metadata']['name']}.yaml"
+CRD_DIRS = (Path("crds"), Path("charts/cerebelum/files/crds"))  # kubectl users, and the Helm chart
+
+
+def crd_paths(crd: dict[str, Any]) -> list[Path]:
+    return [directory / f"{crd['metadata']['name']}.yaml" for directory in CRD_DIRS]
 
 
 def render_crd(crd: dict[str, Any]) -> str:
@@ -171,7 +174,7 @@ def render_reference(crds: list[dict[str, Any]], workflow_example: str) -> str:
 def generate() -> dict[Path, str]:
     """Every generated file, relative to the repository root, with its content."""
     crds = build_crds()
-    files = {crd_path(crd): render_crd(crd) for crd in crds}
+    files = {path: render_crd(crd) for crd in crds for path in crd_paths(crd)}
     files[DOC] = render_reference(crds, (ROOT / WORKFLOW_EXAMPLE).read_text())
     return files
 
@@ -180,7 +183,8 @@ def main() -> int:
     check = "--check" in sys.argv[1:]
     files = generate()
     stale = [rel for rel, text in files.items() if not (ROOT / rel).is_file() or (ROOT / rel).read_text() != text]
-    extra = sorted({p.relative_to(ROOT) for p in (ROOT / "crds").glob("*.yaml")} - set(files))
+    existing = {p.relative_to(ROOT) for directory in CRD_DIRS for p in (ROOT / directory).glob("*.yaml")}
+    extra = sorted(existing - set(files))
     if check:
         for rel in stale:
             print(f"{rel} is stale: run scripts/gen_crds.py")

@@ -55,6 +55,11 @@ def probe(port: int, path: str) -> tuple[int, object]:
         return error.code, json.loads(error.read())
 
 
+def scrape(port: int) -> str:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+        return response.read().decode()
+
+
 def wait_for_slow_step(ledger: Path) -> None:
     wait_until(
         lambda: any(r["step"] == "slow" and r["event"] == "start" for r in read_ledger(ledger)),
@@ -306,6 +311,7 @@ def test_a_second_operator_waits_for_the_lease_and_takes_over_the_executions_whe
         assert "waiting for lease" in standby.log_path.read_text()
         assert probe(health_port, "/healthz") == (200, {"status": "ok", "role": "standby"})
         assert probe(health_port, "/readyz") == (503, {"ready": False, "role": "standby"})
+        assert "cerebelum_leader 0.0" in scrape(health_port)
 
         start_worker()
         apply(
@@ -326,6 +332,10 @@ def test_a_second_operator_waits_for_the_lease_and_takes_over_the_executions_whe
             wait_phase(control_plane, namespace, "nap-1", "Succeeded", timeout=40)
         finally:
             worker_on_standby.stop()
+        metrics = scrape(health_port)
+        assert "cerebelum_leader 1.0" in metrics
+        assert 'cerebelum_executions_finished_total{phase="Succeeded"} 1.0' in metrics
+        assert 'cerebelum_kube_api_writes_total{kind="status"}' in metrics
         runs = [(r["step"], r["pid"]) for r in read_ledger(ledger) if r["event"] == "run"]
         assert [step for step, _ in runs].count("s1") == 1
         assert ("s2", worker_on_standby.process.pid) in runs, "the standby, now leader, dispatched the rest"

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import socket
 from collections import Counter
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -57,16 +58,25 @@ class ObjectRef:
 
 
 class KubeApi:
-    def __init__(self, client: AsyncClient, *, instance: str | None = None) -> None:
+    def __init__(
+        self, client: AsyncClient, *, instance: str | None = None, on_write: Callable[[str], None] | None = None
+    ) -> None:
         self.client = client
         self.instance = instance or socket.gethostname()
         self.writes: Counter[str] = Counter()
+        self._on_write = on_write
+
+    def _count(self, kind: str) -> None:
+        self.writes[kind] += 1
+        if self._on_write is not None:
+            self._on_write(kind)
 
     @classmethod
-    def from_env(cls, *, instance: str | None = None) -> KubeApi:
+    def from_env(cls, *, instance: str | None = None, on_write: Callable[[str], None] | None = None) -> KubeApi:
         """In a pod: the mounted ServiceAccount; elsewhere: $KUBECONFIG or ~/.kube/config."""
         config = KubeConfig.from_env()
-        return cls(AsyncClient(config=config, field_manager="cerebelum-operator"), instance=instance)
+        client = AsyncClient(config=config, field_manager="cerebelum-operator")
+        return cls(client, instance=instance, on_write=on_write)
 
     async def close(self) -> None:
         await self.client.close()
@@ -83,7 +93,7 @@ class KubeApi:
 
     async def patch_status(self, ref: ObjectRef, status: dict[str, JSON]) -> None:
         resource = _RESOURCES[ref.kind]
-        self.writes["status"] += 1
+        self._count("status")
         await self.client.patch(
             resource.Status,
             ref.name,
@@ -108,7 +118,7 @@ class KubeApi:
             reportingController=CONTROLLER_NAME,
             reportingInstance=self.instance[:128],
         )
-        self.writes["events"] += 1
+        self._count("events")
         try:
             await self.client.create(event)
         except ApiError as error:

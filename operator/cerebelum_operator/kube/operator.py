@@ -23,6 +23,7 @@ from .client import KubeApi
 from .handlers import build_registry
 from .health import HealthServer
 from .leader import LeaseElector
+from .metrics import OperatorMetrics
 from .reconciler import Reconciler
 from .status_writer import FINALIZER, StatusWriter
 
@@ -63,12 +64,13 @@ async def run_operator(config: OperatorConfig) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    health = HealthServer(config.health_address) if config.health_address else None
+    metrics = OperatorMetrics()
+    health = HealthServer(config.health_address, metrics=metrics) if config.health_address else None
     if health is not None:
         await health.start()
-    api = KubeApi.from_env(instance=config.identity)
+    api = KubeApi.from_env(instance=config.identity, on_write=lambda kind: metrics.api_writes.labels(kind=kind).inc())
     try:
-        return await _lead(config, api, stop, health)
+        return await _lead(config, api, stop, health, metrics)
     except ApiError as error:
         log.error("the Kubernetes API refused the operator (%s): %s", error.status.reason, error.status.message)
         return EXIT_API_REFUSED
@@ -78,7 +80,9 @@ async def run_operator(config: OperatorConfig) -> int:
             await health.stop()
 
 
-async def _lead(config: OperatorConfig, api: KubeApi, stop: asyncio.Event, health: HealthServer | None) -> int:
+async def _lead(
+    config: OperatorConfig, api: KubeApi, stop: asyncio.Event, health: HealthServer | None, metrics: OperatorMetrics
+) -> int:
     """Wait for the Lease (or a stop), then run the engine and kopf until stopped."""
     elector = LeaseElector(
         api.client,
@@ -106,6 +110,8 @@ async def _lead(config: OperatorConfig, api: KubeApi, stop: asyncio.Event, healt
     writer: StatusWriter | None = None
     try:
         await server.start()
+        server.engine.add_change_listener(metrics.on_change)
+        metrics.leader.set(1)
         writer = StatusWriter(
             server.engine,
             api,
@@ -129,6 +135,7 @@ async def _lead(config: OperatorConfig, api: KubeApi, stop: asyncio.Event, healt
     finally:
         if health is not None:
             health.ready = False
+        metrics.leader.set(0)
         holding.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await holding
