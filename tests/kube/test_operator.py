@@ -1,7 +1,7 @@
 """The operator as users meet it, on a real kube-apiserver: kubectl in, status and Events out.
 
-The operator runs as a real process with a ServiceAccount token bound only to deploy/rbac.yaml;
-the worker is a real process too, and keeps a ledger of every step it runs.
+The operator runs as a real process with a token of the Helm chart's ServiceAccount, bound only
+to the chart's RBAC; the worker is a real process too, and keeps a ledger of every step it runs.
 """
 
 from __future__ import annotations

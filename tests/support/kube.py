@@ -1,7 +1,7 @@
 """Helpers for operator tests on the real API server: RBAC-bound credentials and the audit log.
 
-The operator under test never runs as admin: it gets a ServiceAccount token bound only to
-`deploy/rbac.yaml`, so a missing permission fails the tests. API writes are counted from the API
+The operator under test never runs as admin: it gets a token of the Helm chart's own
+ServiceAccount, bound only to the chart's RBAC, so a missing permission fails the tests. API writes are counted from the API
 server's own audit log, not from the operator's word.
 """
 
@@ -15,10 +15,11 @@ from pathlib import Path
 from typing import Any
 
 from tests.support.control_plane import ControlPlane
+from tests.support.helm import render
 
 ROOT = Path(__file__).resolve().parents[2]
 OPERATOR_NAMESPACE = "cerebelum-system"
-OPERATOR_ACCOUNT = "cerebelum-operator"
+OPERATOR_ACCOUNT = "cerebelum"  # the chart's ServiceAccount for the release "cerebelum"
 OPERATOR_USER = f"system:serviceaccount:{OPERATOR_NAMESPACE}:{OPERATOR_ACCOUNT}"
 WRITE_VERBS = {"create", "update", "patch", "delete", "deletecollection"}
 
@@ -67,9 +68,15 @@ def audited_writes(audit_log: Path, *, user: str = OPERATOR_USER, namespace: str
 
 
 def install_operator_rbac(control_plane: ControlPlane) -> None:
+    """The chart's ServiceAccount, RBAC and approver policy, rendered by helm and applied."""
     control_plane.kubectl("create", "namespace", OPERATOR_NAMESPACE, check=False)
-    control_plane.kubectl("apply", "-f", str(ROOT / "deploy" / "rbac.yaml"))
-    control_plane.kubectl("apply", "-f", str(ROOT / "deploy" / "approval-policy.yaml"))
+    manifests = render(
+        "--show-only=templates/serviceaccount.yaml",
+        "--show-only=templates/rbac.yaml",
+        "--show-only=templates/approval-policy.yaml",
+        namespace=OPERATOR_NAMESPACE,
+    )
+    control_plane.kubectl("apply", "-n", OPERATOR_NAMESPACE, "-f", "-", input=manifests)
 
 
 def service_account_kubeconfig(

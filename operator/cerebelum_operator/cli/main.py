@@ -13,6 +13,7 @@ import typer
 
 from cerebelum import CerebelumError, Client
 
+from ..api import DEFAULT_MAX_PAYLOAD_BYTES
 from ..server import DEFAULT_ADDRESS, DEFAULT_DATABASE_URL
 from .documents import DocumentError, read_workflows
 from .render import console, execution_table, history_table, show_execution
@@ -105,6 +106,9 @@ def operator(
     lease_duration: Annotated[int, typer.Option(help="Seconds a silent leader keeps the Lease.")] = 15,
     status_interval: Annotated[float, typer.Option(help="Minimum seconds between two status writes.")] = 1.0,
     api_qps: Annotated[float, typer.Option(help="API writes per second, at most, for status and events.")] = 100.0,
+    max_payload_bytes: Annotated[
+        int, typer.Option(help="Largest step input or output accepted, in bytes.")
+    ] = DEFAULT_MAX_PAYLOAD_BYTES,
     health_address: Annotated[
         str | None, typer.Option(help="Serve /healthz and /readyz (ready only on the leader), e.g. 0.0.0.0:8080.")
     ] = None,
@@ -121,7 +125,7 @@ def operator(
     for noisy in ("httpx", "httpx2", "kopf.objects", "aiohttp.access"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     config = OperatorConfig(
-        server=ServerConfig(address=address, database_url=db),
+        server=ServerConfig(address=address, database_url=db, max_payload_bytes=max_payload_bytes),
         namespaces=tuple(namespace or ()),
         lease_namespace=lease_namespace,
         lease_name=lease_name,
