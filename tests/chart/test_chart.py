@@ -1,0 +1,150 @@
+"""The operator's Helm chart: lint, render with several values sets, refuse bad values, and apply
+what it renders to the real API server. (The operator tests run with this chart's RBAC.)"""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.support.control_plane import ControlPlane
+from tests.support.helm import CHART, KUBE_VERSION, helm, render
+
+ROOT = Path(__file__).resolve().parents[2]
+
+VALUES_SETS: dict[str, list[str]] = {
+    "default": [],
+    "postgresql": ["--set", "storage.type=postgresql", "--set", "storage.postgresql.existingSecret=cerebelum-db"],
+    "standby-with-metrics": [
+        *("--set", "storage.type=postgresql", "--set", "storage.postgresql.existingSecret=cerebelum-db"),
+        *("--set", "replicas=2", "--set", "metrics.enabled=true", "--set", "watchNamespaces={team-a,team-b}"),
+    ],
+    "no-crds-no-policy": ["--set", "crds.install=false", "--set", "approvalPolicy.enabled=false"],
+}
+
+
+def documents(text: str) -> list[dict[str, Any]]:
+    return [doc for doc in yaml.safe_load_all(text) if doc]
+
+
+def by_kind(docs: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
+    return [doc for doc in docs if doc["kind"] == kind]
+
+
+def operator_container(docs: list[dict[str, Any]]) -> dict[str, Any]:
+    (deployment,) = by_kind(docs, "Deployment")
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    return container
+
+
+@pytest.mark.parametrize("values", VALUES_SETS.values(), ids=VALUES_SETS.keys())
+def test_the_chart_lints_cleanly_with_each_values_set(values: list[str]) -> None:
+    result = helm("lint", str(CHART), "--strict", "--kube-version", KUBE_VERSION, *values, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_default_values_render_a_hardened_operator_on_sqlite_whose_history_outlives_the_release() -> None:
+    docs = documents(render())
+    (deployment,) = by_kind(docs, "Deployment")
+    pod = deployment["spec"]["template"]["spec"]
+    container = operator_container(docs)
+    assert pod["securityContext"]["runAsNonRoot"] is True and pod["securityContext"]["runAsUser"] == 10001
+    assert container["securityContext"] == {
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "capabilities": {"drop": ["ALL"]},
+    }
+    assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    assert container["resources"]["limits"]["memory"] == "1Gi"
+    assert deployment["spec"]["strategy"]["type"] == "Recreate", "a SQLite volume serves one pod at a time"
+    env = {e["name"]: e for e in container["env"]}
+    assert env["CEREBELUM_DATABASE_URL"]["value"] == "sqlite:////data/cerebelum.db"
+    assert "--lease-name=cerebelum" in container["args"] and pod["serviceAccountName"] == "cerebelum"
+    (claim,) = by_kind(docs, "PersistentVolumeClaim")
+    assert claim["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+    crds = by_kind(docs, "CustomResourceDefinition")
+    assert sorted(c["metadata"]["name"] for c in crds) == [
+        "approvals.cerebelum.io",
+        "executions.cerebelum.io",
+        "workflows.cerebelum.io",
+    ]
+    assert all(c["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep" for c in crds)
+    (service,) = by_kind(docs, "Service")
+    assert service["spec"]["ports"] == [{"name": "grpc", "port": 7450, "targetPort": "grpc", "appProtocol": "grpc"}]
+    assert by_kind(docs, "PodDisruptionBudget") and by_kind(docs, "MutatingAdmissionPolicy")
+
+
+def test_the_chart_ships_exactly_the_generated_crds() -> None:
+    rendered = {c["metadata"]["name"]: c["spec"] for c in by_kind(documents(render()), "CustomResourceDefinition")}
+    committed = {}
+    for path in sorted((ROOT / "crds").glob("*.yaml")):
+        crd = yaml.safe_load(path.read_text())
+        committed[crd["metadata"]["name"]] = crd["spec"]
+    assert rendered == committed
+
+
+def test_postgresql_values_take_the_url_from_a_secret_and_claim_no_volume() -> None:
+    docs = documents(render(*VALUES_SETS["standby-with-metrics"]))
+    container = operator_container(docs)
+    url = {e["name"]: e for e in container["env"]}["CEREBELUM_DATABASE_URL"]
+    assert url["valueFrom"]["secretKeyRef"] == {"name": "cerebelum-db", "key": "url"}
+    assert not by_kind(docs, "PersistentVolumeClaim")
+    (deployment,) = by_kind(docs, "Deployment")
+    assert deployment["spec"]["replicas"] == 2 and deployment["spec"]["strategy"]["type"] == "RollingUpdate"
+    assert [a for a in container["args"] if a.startswith("--namespace")] == ["--namespace=team-a", "--namespace=team-b"]
+    services = {s["metadata"]["name"]: s for s in by_kind(docs, "Service")}
+    assert services["cerebelum-metrics"]["spec"]["ports"][0]["targetPort"] == "http"
+
+
+def test_switching_off_the_crds_and_the_policy_leaves_them_out() -> None:
+    kinds = {doc["kind"] for doc in documents(render(*VALUES_SETS["no-crds-no-policy"]))}
+    assert "CustomResourceDefinition" not in kinds and "MutatingAdmissionPolicy" not in kinds
+    assert {"Deployment", "ClusterRole", "Role", "Service"} <= kinds
+
+
+@pytest.mark.parametrize(
+    ("values", "complaint"),
+    [
+        (["--set", "replcas=2"], "additional properties 'replcas' not allowed"),
+        (["--set", "replicas=2"], "at '/replicas': maximum: got 2, want 1"),
+        (["--set", "storage.type=mysql"], "at '/storage/type': value must be one of 'sqlite', 'postgresql'"),
+        (["--set", "storage.type=postgresql"], "at '/storage/postgresql/existingSecret'"),
+        (["--set", "operator.logLevel=loud"], "at '/operator/logLevel'"),
+        (["--set", "image.pullPolicy=Sometimes"], "at '/image/pullPolicy'"),
+    ],
+    ids=["typo", "two-replicas-on-sqlite", "unknown-store", "postgresql-without-secret", "log-level", "pull-policy"],
+)
+def test_bad_values_fail_before_anything_is_installed_naming_the_value(values: list[str], complaint: str) -> None:
+    result = helm("template", "cerebelum", str(CHART), "--kube-version", KUBE_VERSION, *values, check=False)
+    assert result.returncode != 0
+    assert complaint in result.stderr, result.stderr
+
+
+@pytest.mark.kube
+@pytest.mark.parametrize("values", ["default", "standby-with-metrics"])
+def test_every_manifest_the_chart_renders_is_accepted_by_the_api_server(
+    control_plane: ControlPlane, crds: list[str], values: str
+) -> None:
+    release = f"cb-{secrets.token_hex(3)}"
+    namespace = f"chart-{secrets.token_hex(3)}"
+    control_plane.kubectl("create", "namespace", namespace)
+    manifests = render(*VALUES_SETS[values], release=release, namespace=namespace)
+    applied = control_plane.kubectl("apply", "-n", namespace, "-f", "-", input=manifests, check=False)
+    assert applied.returncode == 0, applied.stderr
+    fullname = f"{release}-cerebelum"  # the release name does not say "cerebelum"
+    created = {line.split()[0] for line in applied.stdout.splitlines() if line.endswith(" created")}
+    for kind in (
+        "deployment.apps",
+        "service",
+        "serviceaccount",
+        "clusterrole.rbac.authorization.k8s.io",
+        "poddisruptionbudget.policy",
+    ):
+        assert f"{kind}/{fullname}" in created, applied.stdout
+    assert f"role.rbac.authorization.k8s.io/{fullname}-leader-election" in created, applied.stdout
+    deployment = control_plane.kubectl("get", "deployment", fullname, "-n", namespace, "-o", "yaml").stdout
+    assert "readOnlyRootFilesystem: true" in deployment
