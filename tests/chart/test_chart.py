@@ -148,3 +148,31 @@ def test_every_manifest_the_chart_renders_is_accepted_by_the_api_server(
     assert f"role.rbac.authorization.k8s.io/{fullname}-leader-election" in created, applied.stdout
     deployment = control_plane.kubectl("get", "deployment", fullname, "-n", namespace, "-o", "yaml").stdout
     assert "readOnlyRootFilesystem: true" in deployment
+
+
+@pytest.mark.kube
+def test_helm_install_succeeds_and_uninstall_keeps_the_crds_the_resources_and_the_store_volume(
+    control_plane: ControlPlane,
+) -> None:
+    # A control plane of its own: here Helm must own the CRDs from the start, as on a fresh cluster.
+    with ControlPlane(control_plane.bin_dir) as fresh:
+        kubeconfig = f"--kubeconfig={fresh.kubeconfig}"
+        installed = helm("install", "cerebelum", str(CHART), "-n", "cerebelum-system", "--create-namespace", kubeconfig)
+        assert "STATUS: deployed" in installed.stdout
+        assert "cerebelum.cerebelum-system.svc:7450" in installed.stdout, "NOTES tell workers where to connect"
+        fresh.kubectl("wait", "--for=condition=Established", "crd/workflows.cerebelum.io", "--timeout=60s")
+        workflow = (ROOT / "examples" / "provision" / "workflow.yaml").read_text()
+        fresh.kubectl("apply", "-n", "default", "-f", "-", input=workflow)
+
+        helm("uninstall", "cerebelum", "-n", "cerebelum-system", kubeconfig)
+
+        assert fresh.kubectl("get", "deployment", "cerebelum", "-n", "cerebelum-system", check=False).returncode != 0
+        assert fresh.kubectl("get", "clusterrole", "cerebelum", check=False).returncode != 0
+        kept = fresh.kubectl("get", "crd", "-o", "name").stdout.split()
+        assert sorted(kept) == [
+            "customresourcedefinition.apiextensions.k8s.io/approvals.cerebelum.io",
+            "customresourcedefinition.apiextensions.k8s.io/executions.cerebelum.io",
+            "customresourcedefinition.apiextensions.k8s.io/workflows.cerebelum.io",
+        ]
+        assert fresh.kubectl("get", "workflow/provision-server", "-n", "default", check=False).returncode == 0
+        assert fresh.kubectl("get", "pvc", "cerebelum-data", "-n", "cerebelum-system", check=False).returncode == 0
