@@ -307,9 +307,10 @@ def test_the_check_names_each_stale_file_and_fails(tmp_path: Path) -> None:
     for rel in ("scripts/gen_crds.py", "docs/crd-reference.md", "examples/provision/workflow.yaml"):
         (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / rel).write_text((ROOT / rel).read_text())
-    (tmp_path / "crds").mkdir()
-    for path in (ROOT / "crds").glob("*.yaml"):
-        (tmp_path / "crds" / path.name).write_text(path.read_text())
+    for directory in ("crds", "charts/cerebelum/files/crds"):
+        (tmp_path / directory).mkdir(parents=True)
+        for path in (ROOT / directory).glob("*.yaml"):
+            (tmp_path / directory / path.name).write_text(path.read_text())
     check = [sys.executable, str(tmp_path / "scripts" / "gen_crds.py"), "--check"]
 
     fresh = subprocess.run(check, capture_output=True, text=True)
