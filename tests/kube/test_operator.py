@@ -323,6 +323,8 @@ def test_a_second_operator_waits_for_the_lease_and_takes_over_the_executions_whe
         wait_phase(control_plane, namespace, "nap-1", "Sleeping")
 
         operator.stop()  # a clean stop hands the lease over at once
+        assert operator.process is not None and operator.process.returncode == 0, "a clean stop, no traceback"
+        assert "Traceback" not in operator.log_path.read_text()
         standby.wait_ready(timeout=20)
         assert probe(health_port, "/readyz") == (200, {"ready": True, "role": "leader"})
         worker_on_standby = WorkerProcess(

@@ -139,8 +139,14 @@ async def _lead(
         holding.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await holding
+        # Every step runs even if one fails (grpc's stop can raise CancelledError while workers
+        # are long-polling): the Lease must be handed over, or a successor waits out its duration.
+        steps = [("engine", server.stop), ("lease", elector.release)]
         if writer is not None:
-            await writer.stop()
-        await server.stop()
-        await elector.release()
+            steps.insert(0, ("status writer", writer.stop))
+        for name, stop_step in steps:
+            try:
+                await stop_step()
+            except (Exception, asyncio.CancelledError) as error:
+                log.warning("stopping the %s failed: %r", name, error)
     return 0

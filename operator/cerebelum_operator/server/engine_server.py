@@ -98,7 +98,15 @@ class EngineServer:
 
     async def stop(self, grace_s: float = 2.0) -> None:
         if self._server is not None:
-            await self._server.stop(grace_s)
+            try:
+                await self._server.stop(grace_s)
+            except asyncio.CancelledError:
+                # grpc's stop can raise this from a long-poll it cancels; only a cancel of this
+                # very task may stop us from closing the dispatcher, the timers and the store.
+                current = asyncio.current_task()
+                if current is not None and current.cancelling():
+                    raise
+                log.debug("grpc server stop raised CancelledError; continuing the shutdown")
         if self._timers is not None:
             await self._timers.stop()
         if self._dispatcher is not None:
