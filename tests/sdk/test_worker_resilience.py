@@ -123,9 +123,10 @@ async def test_shutdown_lets_a_running_step_finish_and_report(worker_service: Fa
     await worker_service.tasks.put(make_task("finishing", token="first"))
     async with asyncio.timeout(5):
         await started.wait()
-        # The worker has spare capacity, so it polls again while the step runs; let that
-        # poll arrive before taking the count, or a slow machine races the snapshot.
-        while len(worker_service.polls) < 2:
+        # The worker has spare capacity, so every poller polls again while the step runs; let
+        # those polls arrive before taking the count, or a slow machine races the snapshot.
+        pollers = min(worker.max_pollers, worker.max_concurrency)
+        while len(worker_service.polls) < pollers + 1:
             await asyncio.sleep(0.005)
     polls_before_shutdown = len(worker_service.polls)
     async with asyncio.timeout(10):

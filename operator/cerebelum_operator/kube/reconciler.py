@@ -157,7 +157,7 @@ class Reconciler:
             raise Retry(message, delay_s=5.0)
         spec = plain(workflow.get("spec") or {})
         try:
-            compile_workflow(spec)
+            self.engine.definition_for(spec)
         except WorkflowInvalid as invalid:
             return self._refuse(execution, "WorkflowInvalid", f"workflow {workflow_name!r} is invalid: {invalid}", now)
         await self._store_workflow(workflow_key(execution.namespace, workflow_name), spec, now)

@@ -7,6 +7,7 @@ State is cached per execution and rebuilt from the store whenever it may be stal
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
@@ -52,6 +53,7 @@ class EngineService:
         self._cache_size = cache_size
         self._locks: dict[str, asyncio.Lock] = {}
         self._definitions: dict[str, WorkflowDefinition] = {}
+        self._definitions_by_source: dict[str, WorkflowDefinition] = {}
         self._listeners: list[ActionListener] = []
         self._change_listeners: list[ChangeListener] = []
         self._terminal_waiters: dict[str, list[asyncio.Future[None]]] = {}
@@ -65,9 +67,17 @@ class EngineService:
         self._change_listeners.append(listener)
 
     def definition_for(self, spec: dict[str, Any]) -> WorkflowDefinition:
-        """Compile a spec once; specs are immutable once an execution snapshots them."""
-        definition = compile_workflow(spec)
-        cached = self._definitions.setdefault(definition.spec_hash, definition)
+        """Compile a spec once; specs are immutable once an execution snapshots them.
+
+        Keyed by the spec's own JSON first: compiling (CEL, JSON Schema) costs far more than
+        serialising, and every start and every reload asks for the definition again.
+        """
+        source = json.dumps(spec, sort_keys=True, separators=(",", ":"))
+        cached = self._definitions_by_source.get(source)
+        if cached is None:
+            definition = compile_workflow(spec)
+            cached = self._definitions.setdefault(definition.spec_hash, definition)
+            self._definitions_by_source[source] = cached
         return cached
 
     # -- commands ------------------------------------------------------------------------

@@ -29,23 +29,33 @@ _POLL_MARGIN = 10.0  # seconds a long poll may take beyond its wait before it is
 _SUBMIT_GRACE = 5.0  # seconds to report the steps cancelled when the drain timeout ran out
 
 
+class _Outage:
+    """When the pollers of one worker last lost the server (None while they reach it)."""
+
+    __slots__ = ("since",)
+
+    def __init__(self) -> None:
+        self.since: float | None = None
+
+
 class Worker:
     """Runs the steps of one task queue.
 
-    ::
+        ::
 
-        worker = Worker("orders")
+            worker = Worker("orders")
 
-        @worker.step()
-        async def charge(input: Order) -> Receipt: ...
+            @worker.step()
+            async def charge(input: Order) -> Receipt: ...
 
-        worker.run()  # until SIGTERM / SIGINT
+            worker.run()  # until SIGTERM / SIGINT
 
-    ``address`` defaults to ``$CEREBELUM_ADDRESS`` or ``127.0.0.1:7450``; ``token`` to
-    ``$CEREBELUM_TOKEN`` (sent as ``authorization: Bearer <token>``). At most
-    ``max_concurrency`` steps run at once; the worker only polls while it has room. A long poll
-    waits up to ``poll_wait`` seconds. On shutdown, running steps get ``drain_timeout`` seconds
-    to finish and report.
+        ``address`` defaults to ``$CEREBELUM_ADDRESS`` or ``127.0.0.1:7450``; ``token`` to
+        ``$CEREBELUM_TOKEN`` (sent as ``authorization: Bearer <token>``). At most
+        ``max_concurrency`` steps run at once; the worker only polls while it has room, with up to
+    ``max_pollers`` polls in flight (one poll waits a round trip per task). A long poll
+        waits up to ``poll_wait`` seconds. On shutdown, running steps get ``drain_timeout`` seconds
+        to finish and report.
     """
 
     def __init__(
@@ -56,6 +66,7 @@ class Worker:
         token: str | None = None,
         worker_id: str | None = None,
         max_concurrency: int = 10,
+        max_pollers: int = 4,
         poll_wait: float = 10.0,
         drain_timeout: float = 30.0,
     ) -> None:
@@ -63,6 +74,8 @@ class Worker:
             raise ValueError("task_queue must not be empty")
         if max_concurrency < 1:
             raise ValueError("max_concurrency must be at least 1")
+        if max_pollers < 1:
+            raise ValueError("max_pollers must be at least 1")
         if poll_wait <= 0:
             raise ValueError("poll_wait must be positive")
         if drain_timeout < 0:
@@ -71,6 +84,7 @@ class Worker:
         self.address = resolve_address(address)
         self.worker_id = worker_id or default_worker_id()
         self.max_concurrency = max_concurrency
+        self.max_pollers = max_pollers
         self.poll_wait = poll_wait
         self.drain_timeout = drain_timeout
         self._metadata = auth_metadata(resolve_token(token))
@@ -232,8 +246,21 @@ class Worker:
         executor: TaskExecutor,
         completer: Completer,
     ) -> None:
-        loop = asyncio.get_running_loop()
         slots = asyncio.Semaphore(self.max_concurrency)
+        pollers = min(self.max_pollers, self.max_concurrency)
+        outage = _Outage()
+        await asyncio.gather(*(self._poll_one(poll, executor, completer, slots, outage) for _ in range(pollers)))
+
+    async def _poll_one(
+        self,
+        poll: grpc.aio.UnaryUnaryMultiCallable[worker_pb2.PollTaskRequest, worker_pb2.PollTaskResponse],
+        executor: TaskExecutor,
+        completer: Completer,
+        slots: asyncio.Semaphore,
+        outage: _Outage,
+    ) -> None:
+        """One of the concurrent pollers; they share the slots, and one outage is reported once."""
+        loop = asyncio.get_running_loop()
         request = worker_pb2.PollTaskRequest(
             worker_id=self.worker_id,
             task_queue=self.task_queue,
@@ -242,7 +269,6 @@ class Worker:
         )
         timeout = self.poll_wait + _POLL_MARGIN
         backoff = Backoff()
-        down_since: float | None = None
 
         def finished(task: asyncio.Task[None]) -> None:
             self._running.discard(task)
@@ -256,15 +282,15 @@ class Worker:
                 reply = await poll(request, timeout=timeout, metadata=self._metadata)
             except Exception as exc:
                 slots.release()
-                if down_since is None:
-                    down_since = loop.time()
+                if outage.since is None:
+                    outage.since = loop.time()
                     log.warning("cannot poll %s at %s (%s); retrying", self.task_queue, self.address, _why(exc))
                 await asyncio.sleep(backoff.next())
                 continue
-            if down_since is not None:
-                log.info("polling %s again after %.1f s", self.task_queue, loop.time() - down_since)
-                down_since = None
-                backoff.reset()
+            backoff.reset()
+            if outage.since is not None:
+                log.info("polling %s again after %.1f s", self.task_queue, loop.time() - outage.since)
+                outage.since = None
             if not reply.HasField("task"):
                 slots.release()
                 continue

@@ -1,0 +1,87 @@
+"""Throughput: many concurrent executions of no-op steps, engine and workers as processes.
+
+Prints steps per second between the first ExecutionStarted and the last ExecutionSucceeded, as
+recorded by the engine (durable commits on the chosen store). The full comparison with peers is
+the benchmark suite's; this is the quick measurement.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import grpc
+
+from cerebelum import Client
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+
+from tests.support.processes import free_port  # noqa: E402
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--executions", type=int, default=200)
+    parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--workers", type=int, default=4)
+    parser.add_argument("--db", default=None, help="store URL (default: a temp SQLite file)")
+    args = parser.parse_args()
+    workdir = Path(tempfile.mkdtemp(prefix="cerebelum-bench-"))
+    db = args.db or f"sqlite:///{workdir / 'bench.db'}"
+    address = f"127.0.0.1:{free_port()}"
+    env = {**os.environ, "CEREBELUM_ADDRESS": address}
+    engine = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "cerebelum_operator.cli",
+            "dev",
+            "--address",
+            address,
+            "--db",
+            db,
+            "--log-level",
+            "warning",
+        ]
+    )
+    workers = [subprocess.Popen([sys.executable, str(HERE / "noop_worker.py")], env=env) for _ in range(args.workers)]
+    try:
+        grpc.channel_ready_future(grpc.insecure_channel(address)).result(timeout=30)
+        with Client(address=address) as client:
+            steps = [f"s{i}" for i in range(1, args.steps + 1)]
+            client.apply_workflow("throughput", {"taskQueue": "bench", "timeline": steps})
+            began = time.perf_counter()
+            ids = [client.start("throughput", {}).id for _ in range(args.executions)]
+            started = time.perf_counter() - began
+            for execution_id in ids:
+                final = client.wait(execution_id, timeout=600)
+                assert final.phase == "Succeeded", final.error
+            wall = time.perf_counter() - began
+            firsts, lasts = [], []
+            for execution_id in ids:
+                history = client.history(execution_id)
+                firsts.append(history[0].at)
+                lasts.append(history[-1].at)
+        total = args.executions * args.steps
+        engine_seconds = (max(lasts) - min(firsts)).total_seconds()
+        print(
+            f"store: {db.split(':')[0]}; {args.executions} executions x {args.steps} no-op steps,"
+            f" {args.workers} workers"
+        )
+        print(f"starting them took {started:.2f} s")
+        print(f"steps/s: {total / engine_seconds:.0f} in the engine's history; {total / wall:.0f} wall clock")
+        return 0
+    finally:
+        for process in (*workers, engine):
+            process.terminate()
+            process.wait(timeout=15)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
