@@ -9,22 +9,12 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import os
 import statistics
-import subprocess
-import sys
-import tempfile
 import time
-from pathlib import Path
 
-import grpc
+from harness import running_engine
 
 from cerebelum import Client
-
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent))
-
-from tests.support.processes import free_port  # noqa: E402
 
 
 def percentile(values: list[float], fraction: float) -> float:
@@ -38,27 +28,7 @@ def main() -> int:
     parser.add_argument("--db", default=None, help="store URL (default: a temp SQLite file)")
     parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args()
-    workdir = Path(tempfile.mkdtemp(prefix="cerebelum-bench-"))
-    db = args.db or f"sqlite:///{workdir / 'bench.db'}"
-    address = f"127.0.0.1:{free_port()}"
-    env = {**os.environ, "CEREBELUM_ADDRESS": address}
-    engine = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "cerebelum_operator.cli",
-            "dev",
-            "--address",
-            address,
-            "--db",
-            db,
-            "--log-level",
-            "warning",
-        ]
-    )
-    worker = subprocess.Popen([sys.executable, str(HERE / "noop_worker.py")], env=env)
-    try:
-        grpc.channel_ready_future(grpc.insecure_channel(address)).result(timeout=30)
+    with running_engine(db=args.db, workers=1) as (address, db):
         with Client(address=address) as client:
             client.apply_workflow(
                 "latency", {"taskQueue": "bench", "timeline": [f"s{i}" for i in range(1, args.steps + 1)]}
@@ -80,10 +50,6 @@ def main() -> int:
         )
         print(f"wall per execution s: {', '.join(f'{w:.2f}' for w in walls)}")
         return 0
-    finally:
-        for process in (worker, engine):
-            process.terminate()
-            process.wait(timeout=15)
 
 
 if __name__ == "__main__":

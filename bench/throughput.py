@@ -8,21 +8,11 @@ the benchmark suite's; this is the quick measurement.
 from __future__ import annotations
 
 import argparse
-import os
-import subprocess
-import sys
-import tempfile
 import time
-from pathlib import Path
 
-import grpc
+from harness import running_engine
 
 from cerebelum import Client
-
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent))
-
-from tests.support.processes import free_port  # noqa: E402
 
 
 def main() -> int:
@@ -32,27 +22,7 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=4)
     parser.add_argument("--db", default=None, help="store URL (default: a temp SQLite file)")
     args = parser.parse_args()
-    workdir = Path(tempfile.mkdtemp(prefix="cerebelum-bench-"))
-    db = args.db or f"sqlite:///{workdir / 'bench.db'}"
-    address = f"127.0.0.1:{free_port()}"
-    env = {**os.environ, "CEREBELUM_ADDRESS": address}
-    engine = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "cerebelum_operator.cli",
-            "dev",
-            "--address",
-            address,
-            "--db",
-            db,
-            "--log-level",
-            "warning",
-        ]
-    )
-    workers = [subprocess.Popen([sys.executable, str(HERE / "noop_worker.py")], env=env) for _ in range(args.workers)]
-    try:
-        grpc.channel_ready_future(grpc.insecure_channel(address)).result(timeout=30)
+    with running_engine(db=args.db, workers=args.workers) as (address, db):
         with Client(address=address) as client:
             steps = [f"s{i}" for i in range(1, args.steps + 1)]
             client.apply_workflow("throughput", {"taskQueue": "bench", "timeline": steps})
@@ -77,10 +47,6 @@ def main() -> int:
         print(f"starting them took {started:.2f} s")
         print(f"steps/s: {total / engine_seconds:.0f} in the engine's history; {total / wall:.0f} wall clock")
         return 0
-    finally:
-        for process in (*workers, engine):
-            process.terminate()
-            process.wait(timeout=15)
 
 
 if __name__ == "__main__":
