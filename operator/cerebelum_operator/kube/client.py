@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import logging
 import socket
-from collections import Counter
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -42,16 +42,14 @@ def is_not_found(error: ApiError) -> bool:
     return error.status.code == 404
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ObjectRef:
     """Enough of an object to patch it and to point an Event at it."""
 
-    __slots__ = ("kind", "name", "namespace", "uid")
-
-    def __init__(self, *, kind: str, namespace: str, name: str, uid: str) -> None:
-        self.kind = kind
-        self.namespace = namespace
-        self.name = name
-        self.uid = uid
+    kind: str
+    namespace: str
+    name: str
+    uid: str
 
     def __repr__(self) -> str:
         return f"{self.kind}/{self.namespace}/{self.name}"
@@ -63,11 +61,9 @@ class KubeApi:
     ) -> None:
         self.client = client
         self.instance = instance or socket.gethostname()
-        self.writes: Counter[str] = Counter()
         self._on_write = on_write
 
     def _count(self, kind: str) -> None:
-        self.writes[kind] += 1
         if self._on_write is not None:
             self._on_write(kind)
 

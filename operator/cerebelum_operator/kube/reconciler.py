@@ -13,7 +13,7 @@ from typing import Any
 
 from ..engine import CommandRejected
 from ..engine import commands as cmd
-from ..model import InputInvalid, WorkflowInvalid, compile_workflow
+from ..model import InputInvalid, WorkflowInvalid
 from ..runtime import Clock, EngineService, ExecutionNotFound
 from .client import Execution, KubeApi, ObjectRef, Workflow
 from .projection import condition, merge_conditions
@@ -33,10 +33,6 @@ def plain(value: Any) -> JSON:
     if isinstance(value, list | tuple):
         return [plain(v) for v in value]
     return value
-
-
-def _where(view: ObjectView) -> tuple[str, str]:
-    return view.namespace, view.name
 
 
 def workflow_key(namespace: str, name: str) -> str:
@@ -68,7 +64,6 @@ class ObjectView:
     generation: int | None
     spec: dict[str, JSON]
     status: dict[str, JSON]
-    finalizers: list[str]
 
     @classmethod
     def of(cls, body: Mapping[str, Any]) -> ObjectView:
@@ -80,7 +75,6 @@ class ObjectView:
             generation=meta.get("generation"),
             spec=plain(body.get("spec") or {}),
             status=plain(body.get("status") or {}),
-            finalizers=list(meta.get("finalizers") or []),
         )
 
     def ref(self, kind: str) -> ObjectRef:
@@ -103,7 +97,7 @@ class Reconciler:
             return Outcome()
         now = self.clock.now_ms()
         try:
-            definition = compile_workflow(workflow.spec)
+            definition = self.engine.definition_for(workflow.spec)
         except WorkflowInvalid as invalid:
             ready = condition("Ready", "False", "Invalid", str(invalid), now_ms=now, generation=workflow.generation)
             return Outcome(
@@ -201,7 +195,8 @@ class Reconciler:
             state = None
         if state is not None and not state.phase.terminal:
             await self.engine.handle(execution.uid, cmd.Cancel(reason=f"Execution {execution.name} was deleted"))
-            log.info("cancelled %s: its Execution %s/%s was deleted", execution.uid, *_where(execution))
+            where = f"{execution.namespace}/{execution.name}"
+            log.info("cancelled %s: its Execution %s was deleted", execution.uid, where)
         self.writer.forget(execution.uid)
 
     # -- Approval ------------------------------------------------------------------------

@@ -1,7 +1,8 @@
-"""The custom resources' shapes: the one source of the CRDs in `crds/` and of the operator's patches.
+"""The custom resources' shapes: the one source of the CRDs in `crds/`.
 
-`scripts/gen_crds.py` turns these models (and `model.WorkflowSpec`) into structural CRD schemas;
-the operator builds its status patches from them, so a field cannot drift between the two.
+`scripts/gen_crds.py` turns these models (and `model.WorkflowSpec`) into structural CRD schemas.
+The operator writes plain dicts (`kube.projection`); a unit test validates them against these
+models, so a status field cannot drift from the CRD.
 """
 
 from __future__ import annotations

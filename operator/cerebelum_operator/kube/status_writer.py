@@ -18,6 +18,7 @@ from typing import Any
 from lightkube.core.exceptions import ApiError
 
 from ..engine import ExecutionState
+from ..engine.state import ExecutionPhase
 from ..runtime import Clock, EngineService, ExecutionNotFound
 from .client import KubeApi, ObjectRef, is_not_found
 from .projection import ProjectionLimits, project_execution
@@ -36,7 +37,7 @@ _PHASE_EVENTS = {
     "Failed": ("Warning", "Failed", "execution failed: {error}"),
     "Cancelled": ("Normal", "Cancelled", "execution cancelled"),
 }
-TERMINAL_PHASES = frozenset({"Succeeded", "Failed", "Cancelled"})
+TERMINAL_PHASES = frozenset(phase.value for phase in ExecutionPhase if phase.terminal)
 
 
 def _without_nulls(value: JSON) -> JSON:
