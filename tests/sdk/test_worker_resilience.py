@@ -195,3 +195,26 @@ async def test_the_token_is_sent_as_a_bearer_authorization(
         await worker_service.run_task(make_task("noop"))
 
     assert worker_service.poll_metadata[0]["authorization"] == "Bearer s3cret"
+
+
+@pytest.mark.parametrize(("max_pollers", "max_concurrency", "in_flight"), [(3, 10, 3), (4, 2, 2), (1, 10, 1)])
+async def test_an_idle_worker_keeps_max_pollers_polls_in_flight_but_never_more_than_its_free_slots(
+    worker_service: FakeWorkerService, max_pollers: int, max_concurrency: int, in_flight: int
+) -> None:
+    worker = Worker(
+        "q", address=worker_service.address, poll_wait=5, max_pollers=max_pollers, max_concurrency=max_concurrency
+    )
+
+    @worker.step()
+    async def idle() -> None:
+        return None
+
+    async with running(worker):
+        await eventually(lambda: len(worker_service.polls) >= in_flight, message=f"{in_flight} polls")
+        await asyncio.sleep(0.3)  # no further poll arrives while these are held (poll_wait is 5 s)
+        assert len(worker_service.polls) == in_flight
+
+
+def test_max_pollers_must_be_at_least_one() -> None:
+    with pytest.raises(ValueError, match="max_pollers must be at least 1"):
+        Worker("q", max_pollers=0)
