@@ -176,16 +176,11 @@ class Reconciler:
         status["error"] = message[:1024]
         return Outcome(status=status, event=("Warning", reason, message))
 
-    @staticmethod
     def _accepted(
-        execution: ObjectView, value: str, reason: str, message: str, now: int, *, phase: str
+        self, execution: ObjectView, value: str, reason: str, message: str, now: int, *, phase: str
     ) -> dict[str, JSON]:
         update = condition("Accepted", value, reason, message, now_ms=now, generation=execution.generation)
-        return {
-            "phase": phase,
-            "conditions": merge_conditions(list(execution.status.get("conditions") or []), [update]),
-            "observedGeneration": execution.generation,
-        }
+        return {"phase": phase, **self._conditions(execution, update)}
 
     async def execution_deleted(self, execution: ObjectView) -> None:
         """Cancel work in flight; kopf then drops the finalizer and the delete completes."""
