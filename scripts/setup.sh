@@ -13,9 +13,9 @@ fi
 stamp="$VENV/.cerebelum-installed"
 want="$(cat "$ROOT/pyproject.toml" "$ROOT/worker-sdk/python/pyproject.toml" | sha256sum | cut -c1-16)"
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
-  echo "setup: installing cerebelum (SDK, engine, dev tools)"
+  echo "setup: installing cerebelum (SDK, engine, dev and benchmark tools)"
   "$VENV/bin/python" -m pip install --quiet --upgrade pip
-  "$VENV/bin/python" -m pip install --quiet -e "$ROOT/worker-sdk/python" -e "$ROOT[dev]"
+  "$VENV/bin/python" -m pip install --quiet -e "$ROOT/worker-sdk/python" -e "$ROOT[dev,bench]"
   echo "$want" > "$stamp"
 fi
 export PATH="$VENV/bin:$PATH"

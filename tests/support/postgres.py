@@ -106,7 +106,8 @@ class PostgresServer:
         return cls(url)
 
     @classmethod
-    def start(cls, bin_dir: Path | None = None, *, timeout_s: float = 60.0) -> PostgresServer:
+    def start(cls, bin_dir: Path | None = None, *, timeout_s: float = 60.0, durable: bool = False) -> PostgresServer:
+        """Start a server; ``durable`` keeps fsync on (benchmarks), otherwise it is off (tests)."""
         bin_dir = bin_dir or find_bin_dir()
         if bin_dir is None:
             raise PostgresUnavailable(
@@ -116,13 +117,13 @@ class PostgresServer:
         base = Path(tempfile.mkdtemp(prefix="cerebelum-pg-"))
         server = cls("", process_dir=base, bin_dir=bin_dir)
         try:
-            server._boot(timeout_s)
+            server._boot(timeout_s, durable=durable)
         except BaseException:
             server.stop()
             raise
         return server
 
-    def _boot(self, timeout_s: float) -> None:
+    def _boot(self, timeout_s: float, *, durable: bool) -> None:
         assert self._dir is not None
         if self._user is not None:
             os.chown(self._dir, self._user.pw_uid, self._user.pw_gid)
@@ -136,8 +137,7 @@ class PostgresServer:
                     f"-p {port}",
                     "-c listen_addresses=127.0.0.1",
                     f"-c unix_socket_directories={self._dir}",
-                    "-c fsync=off",
-                    "-c full_page_writes=off",
+                    *([] if durable else ["-c fsync=off", "-c full_page_writes=off"]),
                     "-c max_connections=200",
                 ]
             )
