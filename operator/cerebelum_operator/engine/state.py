@@ -76,6 +76,9 @@ class StepPhase(StrEnum):
     CANCELLED = "Cancelled"
 
 
+_IN_FLIGHT = frozenset({StepPhase.SCHEDULED, StepPhase.RUNNING, StepPhase.RETRYING})
+
+
 @dataclass(slots=True)
 class StepState:
     phase: StepPhase = StepPhase.PENDING
@@ -91,7 +94,7 @@ class StepState:
 
     @property
     def in_flight(self) -> bool:
-        return self.phase in (StepPhase.SCHEDULED, StepPhase.RUNNING, StepPhase.RETRYING)
+        return self.phase in _IN_FLIGHT
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,11 +136,20 @@ class ExecutionState:
     updated_at_ms: int = 0
     last_seq: int = 0
 
+    # Names of the steps this copy may change in place; None: all of them (a state of its own).
+    owned_steps: set[str] | None = field(default=None, repr=False, compare=False)
+
     def clone(self) -> ExecutionState:
-        """A copy `decide` can change freely; step states are small, so this is cheap."""
+        """A copy `decide` can change freely.
+
+        Step states are shared with the original until first touched through `step()`
+        (copy on write): a decision changes one or two steps, and copying all of them made
+        every decision cost O(steps) for long timelines.
+        """
         return replace(
             self,
-            steps={name: replace(s) for name, s in self.steps.items()},
+            steps=dict(self.steps),
+            owned_steps=set(),
             results=dict(self.results),
             finished_tokens=set(self.finished_tokens),
             jump_counts=dict(self.jump_counts),
@@ -147,10 +159,24 @@ class ExecutionState:
         )
 
     def step(self, name: str) -> StepState:
+        """The step's state, to read or change: a private copy if it was shared with the original."""
         state = self.steps.get(name)
+        owned = self.owned_steps
         if state is None:
             state = self.steps[name] = StepState()
+        elif owned is not None and name not in owned:
+            state = self.steps[name] = replace(state)
+        else:
+            return state
+        if owned is not None:
+            owned.add(name)
         return state
+
+    def reset_step(self, name: str) -> None:
+        """Forget the step's progress (a goto back over it), keeping its attempt count."""
+        self.steps[name] = StepState(total_attempts=self.steps[name].total_attempts if name in self.steps else 0)
+        if self.owned_steps is not None:
+            self.owned_steps.add(name)
 
     def display_phase(self) -> ExecutionPhase:
         """Running, or what the execution waits for when nothing runs."""
@@ -180,8 +206,9 @@ def fold(definition: WorkflowDefinition, execution_id: str, history: list[Record
 
 
 def _settle_in_flight(state: ExecutionState, at_ms: int) -> None:
-    for step in state.steps.values():
-        if step.in_flight or step.phase == StepPhase.WAITING_FOR_APPROVAL:
+    for name, shared in list(state.steps.items()):
+        if shared.in_flight or shared.phase == StepPhase.WAITING_FOR_APPROVAL:
+            step = state.step(name)
             step.phase = StepPhase.CANCELLED
             step.finished_at_ms = at_ms
     state.approvals.clear()
@@ -304,9 +331,9 @@ def _jump(state: ExecutionState, definition: WorkflowDefinition, event: JumpTake
     else:
         for index in range(target, origin + 1):
             for name in definition.positions[index]:
-                state.steps[name] = StepState(total_attempts=state.step(name).total_attempts)
+                state.reset_step(name)
                 state.results.pop(name, None)
     for name in definition.positions[target]:
-        state.steps[name] = StepState(total_attempts=state.step(name).total_attempts)
+        state.reset_step(name)
         state.results.pop(name, None)
     state.position = target

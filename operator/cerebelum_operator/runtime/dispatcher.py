@@ -12,7 +12,7 @@ import contextlib
 import heapq
 import itertools
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -103,8 +103,18 @@ class HeartbeatResult:
 @dataclass(eq=False)
 class _Poller:
     worker_id: str
+    task_queue: str
     steps: frozenset[str]
-    future: asyncio.Future[_Queued] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
+    # A queued task to lease, or a task already leased to this worker by an eager dispatch.
+    future: asyncio.Future[_Queued | GrantedTask] = field(
+        default_factory=lambda: asyncio.get_running_loop().create_future()
+    )
+
+
+@dataclass(slots=True)
+class _Reservation:
+    poller: _Poller
+    workflow: str
 
 
 class Dispatcher:
@@ -133,7 +143,10 @@ class Dispatcher:
         self._wakeup = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._workflows: dict[str, str] = {}
+        self._reserved: dict[str, _Reservation] = {}  # token -> poller set aside by `reserve`
+        self._undelivered: dict[str, list[GrantedTask]] = {}  # worker -> leased while it was not polling
         engine.add_listener(self.on_actions)
+        engine.set_eager_dispatch(self)
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -188,6 +201,7 @@ class Dispatcher:
                     )
                 case act.LeaseTask():
                     queued = self._queued.get(action.token)
+                    reservation = self._reserved.pop(action.token, None)
                     self._leased[action.token] = _Leased(
                         token=action.token,
                         execution_id=execution_id,
@@ -198,6 +212,8 @@ class Dispatcher:
                         attempt_deadline_ms=action.attempt_deadline_ms,
                     )
                     self._drop_queued(action.token)
+                    if reservation is not None and queued is not None:
+                        self._deliver(reservation, queued, action)
                 case act.DeleteTask():
                     self._drop_queued(action.token)
                     self._leased.pop(action.token, None)
@@ -209,6 +225,73 @@ class Dispatcher:
                 case _:
                     pass
 
+    # -- eager dispatch (the engine asks while deciding) ------------------------------------------
+
+    def reserve(self, execution_id: str, workflow: str, actions: Sequence[act.Action]) -> list[cmd.TaskStarted]:
+        """Set aside a waiting poller for each new task that one can take now, by the usual rules."""
+        leases: list[cmd.TaskStarted] = []
+        now = self.clock.now_ms()
+        for action in actions:
+            if not isinstance(action, act.ScheduleTask) or action.visible_at_ms > now:
+                continue
+            poller = self._waiting_poller(action.task_queue, action.step, action.sticky_worker_id)
+            if poller is None:
+                continue
+            self._pollers[action.task_queue].remove(poller)
+            self._reserved[action.token] = _Reservation(poller, workflow)
+            leases.append(cmd.TaskStarted(action.token, poller.worker_id))
+        return leases
+
+    def release(self, commands: Sequence[cmd.TaskStarted]) -> None:
+        for command in commands:
+            reservation = self._reserved.pop(command.token, None)
+            if reservation is None:
+                continue
+            poller = reservation.poller
+            if not poller.future.done():
+                self._pollers.setdefault(poller.task_queue, []).append(poller)
+            queued = self._queued.get(command.token)
+            if queued is not None and queued.token not in self._ready.get(queued.task_queue, {}):
+                self._put_back(queued)  # it was scheduled but its lease was refused: offer it as usual
+
+    def _waiting_poller(self, task_queue: str, step: str, sticky_worker_id: str | None) -> _Poller | None:
+        """The poller that would get this task right now: the sticky worker's, else any allowed."""
+        eligible = [p for p in self._pollers.get(task_queue, ()) if not p.future.done() and step in p.steps]
+        if sticky_worker_id is None:
+            return eligible[0] if eligible else None
+        return next((p for p in eligible if p.worker_id == sticky_worker_id), None)
+
+    def _deliver(self, reservation: _Reservation, queued: _Queued, lease: act.LeaseTask) -> None:
+        granted = GrantedTask(
+            token=queued.token,
+            execution_id=queued.execution_id,
+            workflow=reservation.workflow,
+            step=queued.step,
+            attempt=queued.attempt,
+            poll=queued.poll,
+            arguments=queued.arguments,
+            attempt_deadline_ms=lease.attempt_deadline_ms,
+            lease_ms=queued.lease_ms,
+            heartbeat_required=queued.heartbeat_required,
+        )
+        poller = reservation.poller
+        if poller.future.done():  # it stopped waiting meanwhile: its worker's next poll takes it
+            self._undelivered.setdefault(poller.worker_id, []).append(granted)
+        else:
+            poller.future.set_result(granted)
+
+    def _take_undelivered(self, worker_id: str, wanted: frozenset[str]) -> GrantedTask | None:
+        pending = self._undelivered.get(worker_id)
+        while pending:
+            granted = pending.pop(0)
+            leased = self._leased.get(granted.token)
+            if leased is not None and leased.worker_id == worker_id and granted.step in wanted:
+                if not pending:
+                    del self._undelivered[worker_id]
+                return granted
+        self._undelivered.pop(worker_id, None)
+        return None
+
     def remember_workflow(self, execution_id: str, workflow: str) -> None:
         self._workflows[execution_id] = workflow
 
@@ -219,30 +302,44 @@ class Dispatcher:
         wanted = frozenset(steps)
         deadline = asyncio.get_running_loop().time() + min(max(wait_ms, 0), self.max_poll_wait_ms) / 1000
         while True:
-            candidate = self._take(task_queue, worker_id, wanted)
+            undelivered = self._take_undelivered(worker_id, wanted) if self._undelivered else None
+            if undelivered is not None:
+                return undelivered
+            candidate: _Queued | GrantedTask | None = self._take(task_queue, worker_id, wanted)
             if candidate is None:
                 remaining = deadline - asyncio.get_running_loop().time()
                 if remaining <= 0:
                     return None
-                poller = _Poller(worker_id, wanted)
+                poller = _Poller(worker_id, task_queue, wanted)
                 self._pollers.setdefault(task_queue, []).append(poller)
                 try:
                     candidate = await asyncio.wait_for(asyncio.shield(poller.future), remaining)
-                except TimeoutError:
+                except (TimeoutError, asyncio.CancelledError) as stopped:
                     if poller.future.done() and not poller.future.cancelled():
-                        self._put_back(poller.future.result())
-                    return None
-                except asyncio.CancelledError:
-                    if poller.future.done() and not poller.future.cancelled():
-                        self._put_back(poller.future.result())
+                        self._give_back(poller.future.result())
+                    else:
+                        poller.future.cancel()  # a reservation in flight now goes to `_undelivered`
+                    if isinstance(stopped, TimeoutError):
+                        return None
                     raise
                 finally:
                     waiting = self._pollers.get(task_queue, [])
                     if poller in waiting:
                         waiting.remove(poller)
+            if isinstance(candidate, GrantedTask):
+                return candidate
             granted = await self._grant(candidate, worker_id)
             if granted is not None:
                 return granted
+
+    def _give_back(self, task: _Queued | GrantedTask) -> None:
+        """A poller that stops waiting returns what it was handed: a queued task, or a lease."""
+        if isinstance(task, GrantedTask):
+            leased = self._leased.get(task.token)
+            if leased is not None:
+                self._undelivered.setdefault(leased.worker_id, []).append(task)
+        else:
+            self._put_back(task)
 
     async def heartbeat(self, *, token: str, worker_id: str, progress: Any) -> HeartbeatResult:
         leased = self._leased.get(token)
@@ -279,7 +376,7 @@ class Dispatcher:
     def _offer(self, task: _Queued) -> None:
         """Give a ready task to a waiting poller: its sticky worker first, then anyone allowed."""
         pollers = self._pollers.get(task.task_queue)
-        if not pollers:
+        if not pollers or task.token in self._reserved:
             return
         now = self.clock.now_ms()
         eligible = [p for p in pollers if not p.future.done() and task.step in p.steps]
@@ -303,7 +400,7 @@ class Dispatcher:
         now = self.clock.now_ms()
         fallback: _Queued | None = None
         for task in ready.values():
-            if task.step not in wanted:
+            if task.step not in wanted or task.token in self._reserved:
                 continue
             if task.sticky_worker_id == worker_id:
                 fallback = task

@@ -10,24 +10,41 @@ import asyncio
 import json
 import logging
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
-from ..engine import Decision, ExecutionState, decide, fold
+from ..engine import Decision, ExecutionState, Reply, decide, fold
 from ..engine import commands as cmd
 from ..engine.actions import Action
 from ..model import WorkflowDefinition, compile_workflow
-from ..store import ConcurrencyConflict, ExecutionExists, ExecutionRow, ExecutionSummary, NewExecution
+from ..store import AppendRequest, ConcurrencyConflict, ExecutionExists, ExecutionRow, ExecutionSummary, NewExecution
 from .clock import Clock
 from .database import Database
 
-__all__ = ["ActionListener", "ChangeListener", "EngineService", "ExecutionNotFound", "WorkflowNotFound"]
+__all__ = [
+    "ActionListener",
+    "ChangeListener",
+    "EagerDispatch",
+    "EngineService",
+    "ExecutionNotFound",
+    "WorkflowNotFound",
+]
 
 log = logging.getLogger(__name__)
 
 ActionListener = Callable[[str, list[Action]], Awaitable[None] | None]
 ChangeListener = Callable[[str, ExecutionState], None]
+
+
+class EagerDispatch(Protocol):
+    """Hands a task to a worker already waiting for it, in the same commit that scheduled it."""
+
+    def reserve(self, execution_id: str, workflow: str, actions: Sequence[Action]) -> list[cmd.TaskStarted]:
+        """Set aside a waiting poller for each task it can take now; the leases to decide."""
+
+    def release(self, commands: Sequence[cmd.TaskStarted]) -> None:
+        """The commit failed or the lease was refused: the pollers wait again."""
 
 
 class ExecutionNotFound(LookupError):
@@ -57,6 +74,15 @@ class EngineService:
         self._listeners: list[ActionListener] = []
         self._change_listeners: list[ChangeListener] = []
         self._terminal_waiters: dict[str, list[asyncio.Future[None]]] = {}
+        self._eager: EagerDispatch | None = None
+
+    def set_eager_dispatch(self, eager: EagerDispatch) -> None:
+        """Lease new tasks to waiting workers within the decision that scheduled them.
+
+        One commit instead of two per step: the step-to-step path is the completion's
+        commit, not that plus a second one for the lease.
+        """
+        self._eager = eager
 
     def add_listener(self, listener: ActionListener) -> None:
         """Called with (execution_id, actions) after every committed decision."""
@@ -84,11 +110,11 @@ class EngineService:
 
     async def start(self, workflow: str, input: Any, *, execution_id: str) -> ExecutionRow:
         """Start an execution; a second start with the same id returns the first one."""
-        existing = await self.db.run(self.db.store.get_execution, execution_id)
-        if existing is not None:
-            return existing
         row = await self.db.run(self.db.store.get_workflow, workflow)
         if row is None:
+            existing = await self.db.run(self.db.store.get_execution, execution_id)
+            if existing is not None:
+                return existing
             raise WorkflowNotFound(f"workflow {workflow!r} not found: apply it first")
         definition = self.definition_for(row.spec)
         now = self.clock.now_ms()
@@ -96,23 +122,34 @@ class EngineService:
         assert decision.state is not None
         new = NewExecution(workflow=workflow, spec=row.spec, spec_hash=definition.spec_hash, input=input)
         try:
-            await self.db.run(
-                self.db.store.append,
-                execution_id,
-                expected_seq=0,
-                events=decision.events,
-                actions=decision.actions,
-                summary=self._summary(decision.state, now),
-                new_execution=new,
+            decision, reserved = self._with_eager_leases(execution_id, definition, decision, now)
+            assert decision.state is not None
+            summary = self._summary(decision.state, now)
+            await self._commit(
+                AppendRequest(execution_id, 0, decision.events, decision.actions, summary, new), reserved
             )
         except ExecutionExists:
-            pass
-        else:
-            self._remember(execution_id, _Cached(definition, decision.state, workflow))
-            await self._publish(execution_id, decision)
-        created = await self.db.run(self.db.store.get_execution, execution_id)
-        assert created is not None
-        return created
+            existing = await self.db.run(self.db.store.get_execution, execution_id)
+            assert existing is not None
+            return existing
+        assert decision.state is not None
+        self._remember(execution_id, _Cached(definition, decision.state, workflow))
+        await self._publish(execution_id, decision)
+        return ExecutionRow(
+            execution_id=execution_id,
+            workflow=workflow,
+            spec=row.spec,
+            spec_hash=definition.spec_hash,
+            input=input,
+            phase=summary.phase,
+            current_steps=list(summary.current_steps),
+            output=summary.output,
+            error=summary.error,
+            wake_at_ms=summary.wake_at_ms,
+            created_at_ms=now,
+            updated_at_ms=now,
+            last_seq=decision.state.last_seq,
+        )
 
     async def handle(self, execution_id: str, command: cmd.Command) -> Decision:
         """Decide and persist one command; retried on a concurrency conflict after reloading."""
@@ -126,14 +163,11 @@ class EngineService:
                 if not decision.events and not decision.actions:
                     return decision
                 try:
-                    await self.db.run(
-                        self.db.store.append,
-                        execution_id,
-                        expected_seq=cached.state.last_seq,
-                        events=decision.events,
-                        actions=decision.actions,
-                        summary=self._summary(decision.state, now),
-                    )
+                    merged, reserved = self._with_eager_leases(execution_id, cached.definition, decision, now)
+                    assert merged.state is not None
+                    summary = self._summary(merged.state, now)
+                    request = AppendRequest(execution_id, cached.state.last_seq, merged.events, merged.actions, summary)
+                    await self._commit(request, reserved)
                 except ConcurrencyConflict:
                     log.info("conflict on %s; reloading", execution_id)
                     self._cache.pop(execution_id, None)
@@ -141,9 +175,10 @@ class EngineService:
                 except BaseException:
                     self._cache.pop(execution_id, None)
                     raise
-                cached.state = decision.state
+                cached.state = merged.state
                 self._remember(execution_id, cached)
-                await self._publish(execution_id, decision)
+                await self._publish(execution_id, merged)
+                decision.state = merged.state
                 return decision
         raise ConcurrencyConflict(f"execution {execution_id!r} kept changing under us; try again")
 
@@ -169,6 +204,41 @@ class EngineService:
                 self._terminal_waiters.pop(execution_id, None)
 
     # -- internals -----------------------------------------------------------------------
+
+    async def _commit(self, request: AppendRequest, reserved: list[cmd.TaskStarted]) -> None:
+        """Group-commit one decision; a failure gives the reserved pollers back."""
+        try:
+            await self.db.append(request)
+        except BaseException:
+            if reserved and self._eager is not None:
+                self._eager.release(reserved)
+            raise
+
+    def _with_eager_leases(
+        self, execution_id: str, definition: WorkflowDefinition, decision: Decision, now: int
+    ) -> tuple[Decision, list[cmd.TaskStarted]]:
+        """The decision plus the leases of its new tasks to workers already waiting for them."""
+        if self._eager is None or decision.state is None or decision.state.phase.terminal:
+            return decision, []
+        reserved = self._eager.reserve(execution_id, decision.state.workflow, decision.actions)
+        if not reserved:
+            return decision, []
+        merged = Decision(list(decision.events), list(decision.actions), decision.reply, decision.state)
+        granted: list[cmd.TaskStarted] = []
+        refused: list[cmd.TaskStarted] = []
+        for started in reserved:
+            assert merged.state is not None
+            lease = decide(definition, merged.state, started, now_ms=now)
+            if lease.reply != Reply.ACCEPTED or not lease.events:
+                refused.append(started)
+                continue
+            merged.events.extend(lease.events)
+            merged.actions.extend(lease.actions)
+            merged.state = lease.state
+            granted.append(started)
+        if refused:
+            self._eager.release(refused)
+        return merged, granted
 
     async def _load(self, execution_id: str) -> _Cached:
         cached = self._cache.get(execution_id)

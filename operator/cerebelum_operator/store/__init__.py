@@ -1,6 +1,7 @@
 """The event store: SQLite (embedded default) and PostgreSQL, chosen by URL."""
 
 from .base import (
+    AppendRequest,
     ConcurrencyConflict,
     DeadLetterRow,
     EventStore,
@@ -16,6 +17,7 @@ from .base import (
 from .open import open_store
 
 __all__ = [
+    "AppendRequest",
     "ConcurrencyConflict",
     "DeadLetterRow",
     "EventStore",

@@ -16,6 +16,7 @@ from ..engine.actions import Action
 from ..engine.events import RecordedEvent
 
 __all__ = [
+    "AppendRequest",
     "ConcurrencyConflict",
     "DeadLetterRow",
     "EventStore",
@@ -73,6 +74,18 @@ class ExecutionSummary:
     error: str | None
     wake_at_ms: int | None
     updated_at_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class AppendRequest:
+    """One `append`'s arguments, so many can be committed in one transaction (`append_batch`)."""
+
+    execution_id: str
+    expected_seq: int
+    events: Sequence[RecordedEvent]
+    actions: Sequence[Action]
+    summary: ExecutionSummary
+    new_execution: NewExecution | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,6 +194,30 @@ class EventStore(abc.ABC):
           StartTimer -> insert (replace) a timer row;  CancelTimer -> delete it (no error if absent);
           AddDeadLetter -> insert;  ResolveDeadLetter -> set resolved_at_ms = summary.updated_at_ms.
         """
+
+    def append_batch(self, requests: Sequence[AppendRequest]) -> list[Exception | None]:
+        """Apply many appends, each all or nothing; the outcome of each (None when it committed).
+
+        Group commit: a store may commit them in one transaction, which is what makes many
+        concurrent executions cheap. A request that fails must not take the others with it.
+        This default commits them one by one.
+        """
+        outcomes: list[Exception | None] = []
+        for request in requests:
+            try:
+                self.append(
+                    request.execution_id,
+                    expected_seq=request.expected_seq,
+                    events=request.events,
+                    actions=request.actions,
+                    summary=request.summary,
+                    new_execution=request.new_execution,
+                )
+            except Exception as error:
+                outcomes.append(error)
+            else:
+                outcomes.append(None)
+        return outcomes
 
     @abc.abstractmethod
     def get_execution(self, execution_id: str) -> ExecutionRow | None: ...

@@ -36,6 +36,7 @@ from ..engine.state import ExecutionPhase
 from . import schema
 from .base import (
     JSON,
+    AppendRequest,
     ConcurrencyConflict,
     DeadLetterRow,
     EventStore,
@@ -252,10 +253,44 @@ class SqlEventStore(EventStore):
         summary: ExecutionSummary,
         new_execution: NewExecution | None = None,
     ) -> None:
+        request = AppendRequest(execution_id, expected_seq, events, actions, summary, new_execution)
+        event_rows: list[dict[str, Any]] = []
+        with self._write() as conn:
+            self._append_on(conn, request, event_rows)
+            self._insert_event_rows(conn, event_rows)
+
+    def append_batch(self, requests: Sequence[AppendRequest]) -> list[Exception | None]:
+        """One transaction for the whole batch; if any request fails, each is retried on its own.
+
+        Failures are rare (a conflict means another writer, a caller bug is a bug), so the
+        common case pays one BEGIN/COMMIT for many decisions.
+        """
+        if len(requests) > 1:
+            try:
+                event_rows: list[dict[str, Any]] = []
+                with self._write() as conn:
+                    for request in requests:
+                        self._append_on(conn, request, event_rows)
+                    self._insert_event_rows(conn, event_rows)
+            except Exception:
+                pass  # rolled back; isolate the failing request below
+            else:
+                return [None] * len(requests)
+        return super().append_batch(requests)
+
+    def _insert_event_rows(self, conn: Connection, event_rows: list[dict[str, Any]]) -> None:
+        """All the batch's events in one executemany: nothing else in the transaction reads them."""
+        if event_rows:
+            with self._batched(conn):
+                conn.execute(self._insert_events, event_rows)
+
+    def _append_on(self, conn: Connection, request: AppendRequest, event_rows: list[dict[str, Any]]) -> None:
+        """Everything of one append but its events, which go to `event_rows` for one insert per batch."""
+        execution_id, expected_seq, events = request.execution_id, request.expected_seq, request.events
+        actions, summary, new_execution = request.actions, request.summary, request.new_execution
         # Caller bugs are refused before touching the database; seqs are the engine's to assign.
         if new_execution is not None and expected_seq != 0:
             raise ValueError(f"a new execution starts at seq 0, not {expected_seq}")
-        event_rows = []
         for offset, recorded in enumerate(events, start=1):
             if recorded.seq != expected_seq + offset:
                 raise ValueError(
@@ -281,31 +316,28 @@ class SqlEventStore(EventStore):
             "wake_at_ms": summary.wake_at_ms,
             "updated_at_ms": summary.updated_at_ms,
         }
-        with self._write() as conn:
-            if new_execution is None:
-                workflow = conn.execute(
-                    self._advance_execution,
-                    {"b_execution_id": execution_id, "b_expected_seq": expected_seq, **index_row},
-                ).scalar()
-                if workflow is None:
-                    raise self._conflict(conn, execution_id, expected_seq)
-            else:
-                workflow = new_execution.workflow
-                index_row.update(
-                    execution_id=execution_id,
-                    workflow=workflow,
-                    spec=new_execution.spec,
-                    spec_hash=new_execution.spec_hash,
-                    input=new_execution.input,
-                    created_at_ms=summary.updated_at_ms,
-                )
-                if conn.execute(self._insert_execution, index_row).first() is None:
-                    raise ExecutionExists(f"execution {execution_id!r} already exists")
+        if new_execution is None:
+            workflow = conn.execute(
+                self._advance_execution,
+                {"b_execution_id": execution_id, "b_expected_seq": expected_seq, **index_row},
+            ).scalar()
+            if workflow is None:
+                raise self._conflict(conn, execution_id, expected_seq)
+        else:
+            workflow = new_execution.workflow
+            index_row.update(
+                execution_id=execution_id,
+                workflow=workflow,
+                spec=new_execution.spec,
+                spec_hash=new_execution.spec_hash,
+                input=new_execution.input,
+                created_at_ms=summary.updated_at_ms,
+            )
+            if conn.execute(self._insert_execution, index_row).first() is None:
+                raise ExecutionExists(f"execution {execution_id!r} already exists")
+        if actions:
             with self._batched(conn):
-                if event_rows:
-                    conn.execute(self._insert_events, event_rows)
-                if actions:
-                    self._apply_actions(conn, actions, _AppendContext(execution_id, workflow, summary.updated_at_ms))
+                self._apply_actions(conn, actions, _AppendContext(execution_id, workflow, summary.updated_at_ms))
 
     def _conflict(self, conn: Connection, execution_id: str, expected_seq: int) -> ConcurrencyConflict:
         last_seq = conn.execute(self._select_last_seq, {"b_execution_id": execution_id}).scalar()
