@@ -245,10 +245,10 @@ class EngineService:
         if cached is not None:
             self._cache.move_to_end(execution_id)
             return cached
-        row = await self.db.run(self.db.store.get_execution, execution_id)
-        if row is None:
+        loaded = await self.db.run(self.db.store.load_execution, execution_id)
+        if loaded is None:
             raise ExecutionNotFound(f"execution {execution_id!r} not found")
-        history = await self.db.run(self.db.store.load_history, execution_id)
+        row, history = loaded
         definition = self.definition_for(row.spec)
         cached = _Cached(definition, fold(definition, execution_id, history), row.workflow)
         self._remember(execution_id, cached)

@@ -39,6 +39,8 @@ class TimerService:
         self.horizon_ms = horizon_ms
         self.batch = batch
         self.concurrency = concurrency
+        self._gate = asyncio.Semaphore(concurrency)
+        self._firing: set[asyncio.Task[None]] = set()
         self._heap: list[tuple[int, str, str]] = []
         self._known: set[str] = set()
         self._loaded_until_ms = 0
@@ -54,6 +56,9 @@ class TimerService:
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
+        for firing in list(self._firing):
+            firing.cancel()
+        await asyncio.gather(*self._firing, return_exceptions=True)
 
     def on_actions(self, execution_id: str, actions: list[act.Action]) -> None:
         for action in actions:
@@ -80,18 +85,18 @@ class TimerService:
     async def _loop(self) -> None:
         while True:
             now = self.clock.now_ms()
-            due: list[tuple[str, str]] = []
-            while self._heap and self._heap[0][0] <= now and len(due) < self.concurrency:
+            while self._heap and self._heap[0][0] <= now:
                 _, timer_id, execution_id = heapq.heappop(self._heap)
                 if timer_id not in self._known:
                     continue
                 self._known.discard(timer_id)
-                due.append((timer_id, execution_id))
-            if due:
-                # Concurrently, so their decisions share commits: 100k timers due at once must
-                # not cost 100k transactions one after the other.
-                await asyncio.gather(*(self._fire(timer_id, execution_id) for timer_id, execution_id in due))
-                continue
+                # Many at once, so their decisions share commits: 100k timers due together must
+                # not cost 100k transactions one after the other. The gate bounds the work in flight.
+                await self._gate.acquire()
+                firing = asyncio.create_task(self._fire_and_release(timer_id, execution_id))
+                self._firing.add(firing)
+                firing.add_done_callback(self._firing.discard)
+                now = self.clock.now_ms()
             if now >= self._loaded_until_ms - self.horizon_ms // 2:
                 await self._refill()
             next_due = self._heap[0][0] if self._heap else self._loaded_until_ms
@@ -99,6 +104,12 @@ class TimerService:
             self._wakeup.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wakeup.wait(), sleep_s)
+
+    async def _fire_and_release(self, timer_id: str, execution_id: str) -> None:
+        try:
+            await self._fire(timer_id, execution_id)
+        finally:
+            self._gate.release()
 
     async def _fire(self, timer_id: str, execution_id: str) -> None:
         try:

@@ -222,6 +222,11 @@ class EventStore(abc.ABC):
     @abc.abstractmethod
     def get_execution(self, execution_id: str) -> ExecutionRow | None: ...
 
+    def load_execution(self, execution_id: str) -> tuple[ExecutionRow, list[RecordedEvent]] | None:
+        """The execution and its whole history in one call: what the engine needs to rebuild it."""
+        row = self.get_execution(execution_id)
+        return None if row is None else (row, self.load_history(execution_id))
+
     @abc.abstractmethod
     def list_executions(
         self, *, workflow: str | None = None, phase: str | None = None, limit: int = 100

@@ -357,6 +357,15 @@ class SqlEventStore(EventStore):
             row = conn.execute(self._select_execution, {"b_execution_id": execution_id}).first()
         return None if row is None else ExecutionRow(*row)
 
+    def load_execution(self, execution_id: str) -> tuple[ExecutionRow, list[RecordedEvent]] | None:
+        with self._read() as conn:
+            row = conn.execute(self._select_execution, {"b_execution_id": execution_id}).first()
+            if row is None:
+                return None
+            events = conn.execute(self._select_history, {"b_execution_id": execution_id, "b_after_seq": 0}).all()
+        history = [RecordedEvent(seq, at_ms, event_from_record(kind, data)) for seq, at_ms, kind, data in events]
+        return ExecutionRow(*row), history
+
     def list_executions(
         self, *, workflow: str | None = None, phase: str | None = None, limit: int = 100
     ) -> list[ExecutionRow]:

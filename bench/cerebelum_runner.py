@@ -1,0 +1,404 @@
+"""Cerebelum's benchmark runner: the scenarios of bench/README.md on `cerebelum dev`.
+
+The engine and its workers run as separate processes, as they would in production; figures
+come from the engine's own history (the store) or, for step-to-step latency, from the
+worker's clock at microsecond resolution (the history records milliseconds).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import itertools
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import grpc
+from sqlalchemy import create_engine, text
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+
+from bench.common import (  # noqa: E402
+    Result,
+    database_size_mb,
+    percentile,
+    process_tree_rss_mb,
+    sqlite_files_mb,
+    wait_until,
+)
+from cerebelum import AsyncClient, Client  # noqa: E402
+from tests.support.processes import free_port  # noqa: E402
+
+SYSTEM = "Cerebelum"
+SCENARIOS = ("latency", "throughput", "fanout", "hibernation", "recovery")
+
+
+@dataclass(frozen=True)
+class Sizes:
+    latency_steps: int
+    latency_runs: int
+    executions: int
+    steps: int
+    workers: int
+    fanout: int
+    hibernating: int
+    recovering: int
+
+    @classmethod
+    def of(cls, *, quick: bool) -> Sizes:
+        if quick:
+            return cls(20, 1, 20, 3, 2, 10, 200, 100)
+        return cls(200, 3, 200, 10, 4, 100, 100_000, 10_000)
+
+
+# -- the engine and its workers as processes ---------------------------------------------------------------
+@dataclass
+class DevEngine:
+    """`cerebelum dev` on a store URL; kill and restart it like an operator would be."""
+
+    store_url: str
+    address: str = field(default_factory=lambda: f"127.0.0.1:{free_port()}")
+    process: subprocess.Popen[bytes] | None = None
+    spawned_at: float = 0.0
+
+    def start(self) -> None:
+        command = [sys.executable, "-m", "cerebelum_operator.cli", "dev", "--address", self.address]
+        self.spawned_at = time.monotonic()
+        self.process = subprocess.Popen([*command, "--db", self.store_url, "--log-level", "warning"])
+        grpc.channel_ready_future(grpc.insecure_channel(self.address)).result(timeout=120)
+
+    @property
+    def pid(self) -> int:
+        assert self.process is not None
+        return self.process.pid
+
+    def kill(self) -> None:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait()
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+@contextlib.contextmanager
+def workers(address: str, count: int, *, ledger: Path | None = None) -> Iterator[None]:
+    env = {**os.environ, "CEREBELUM_ADDRESS": address}
+    if ledger is not None:
+        env["BENCH_LEDGER"] = str(ledger)
+    script = str(HERE / "cerebelum_worker.py")
+    processes = [subprocess.Popen([sys.executable, script], env=env) for _ in range(count)]
+    try:
+        yield
+    finally:
+        for process in processes:
+            process.terminate()
+        for process in processes:
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+
+@contextlib.contextmanager
+def store(kind: str, postgres_url: str | None, directory: Path) -> Iterator[str]:
+    """A fresh store URL: a SQLite file, or a new database on a durable PostgreSQL server."""
+    if kind == "sqlite":
+        yield f"sqlite:///{directory / f'bench-{time.monotonic_ns()}.db'}"
+        return
+    from tests.support.postgres import PostgresServer
+
+    server = PostgresServer.external(postgres_url) if postgres_url else PostgresServer.start(durable=True)
+    try:
+        yield server.create_database()
+    finally:
+        server.stop()
+
+
+@contextlib.contextmanager
+def engine(store_url: str) -> Iterator[DevEngine]:
+    dev = DevEngine(store_url)
+    dev.start()
+    try:
+        yield dev
+    finally:
+        dev.stop()
+
+
+class History:
+    """Reads the engine's store directly: counts and times, cheaper than a million RPCs."""
+
+    def __init__(self, store_url: str) -> None:
+        self._engine = create_engine(store_url)
+
+    def scalar(self, sql: str, **params: Any) -> Any:
+        with self._engine.connect() as conn:
+            return conn.execute(text(sql), params).scalar()
+
+    def count_phase(self, phase: str) -> int:
+        return int(self.scalar("SELECT count(*) FROM executions WHERE phase = :phase", phase=phase) or 0)
+
+    def span_ms(self, workflow: str) -> tuple[int, int]:
+        """(first ExecutionStarted, last ExecutionSucceeded) of a workflow's executions, epoch ms."""
+        first = self.scalar(
+            "SELECT min(e.at_ms) FROM events e JOIN executions x ON x.execution_id = e.execution_id "
+            "WHERE x.workflow = :w AND e.kind = 'ExecutionStarted'",
+            w=workflow,
+        )
+        last = self.scalar(
+            "SELECT max(e.at_ms) FROM events e JOIN executions x ON x.execution_id = e.execution_id "
+            "WHERE x.workflow = :w AND e.kind = 'ExecutionSucceeded'",
+            w=workflow,
+        )
+        return int(first), int(last)
+
+    def close(self) -> None:
+        self._engine.dispose()
+
+
+async def start_many(address: str, workflow: str, inputs: list[Any], *, concurrency: int = 64) -> list[str]:
+    """Start executions concurrently, as many clients would; their ids in order."""
+    gate = asyncio.Semaphore(concurrency)
+    async with AsyncClient(address=address) as client:
+
+        async def one(value: Any) -> str:
+            async with gate:
+                return (await client.start(workflow, value)).id
+
+        return list(await asyncio.gather(*(one(value) for value in inputs)))
+
+
+async def wait_all(address: str, ids: list[str], *, wait_s: float) -> list[str]:
+    gate = asyncio.Semaphore(256)
+    async with AsyncClient(address=address) as client:
+
+        async def one(execution_id: str) -> str:
+            async with gate:
+                return (await client.wait(execution_id, timeout=wait_s)).phase
+
+        return list(await asyncio.gather(*(one(i) for i in ids)))
+
+
+# -- scenarios ----------------------------------------------------------------------------------------------
+def latency(store_url: str, sizes: Sizes, work: Path) -> tuple[dict[str, Any], str]:
+    ledger = work / "ledger.txt"
+    steps = [f"s{i}" for i in range(1, sizes.latency_steps + 1)]
+    gaps_us: list[float] = []
+    history_gaps_ms: list[float] = []
+    with engine(store_url) as dev, workers(dev.address, 1, ledger=ledger), Client(address=dev.address) as client:
+        client.apply_workflow("latency", {"taskQueue": "bench", "timeline": steps})
+        warm = client.start("latency", {})
+        assert client.wait(warm.id, timeout=120).phase == "Succeeded"
+        for _ in range(sizes.latency_runs):
+            ledger.write_text("")
+            run = client.start("latency", {})
+            final = client.wait(run.id, timeout=120)
+            assert final.phase == "Succeeded", final.error
+            starts = [int(line.split()[1]) for line in ledger.read_text().splitlines()]
+            gaps_us.extend((b - a) / 1000 for a, b in itertools.pairwise(starts))
+            done = [e.at for e in client.history(run.id) if e.type == "StepCompleted"]
+            history_gaps_ms.extend((b - a).total_seconds() * 1000 for a, b in itertools.pairwise(done))
+    figures = {
+        "p50_ms": round(statistics.median(gaps_us) / 1000, 3),
+        "p99_ms": round(percentile(gaps_us, 0.99) / 1000, 3),
+        "samples": len(gaps_us),
+        "history_p50_ms": round(statistics.median(history_gaps_ms), 3),
+        "mean_ms": round(statistics.fmean(gaps_us) / 1000, 3),
+    }
+    notes = (
+        f"{sizes.latency_runs} executions of {sizes.latency_steps} steps after a warm-up; gap between the starts "
+        "of consecutive steps on the worker's clock (each start follows the previous step's durable completion, "
+        "which leases the next step in the same commit); history_p50_ms is the same from the history (ms resolution)"
+    )
+    return figures, notes
+
+
+def throughput(store_url: str, sizes: Sizes, work: Path) -> tuple[dict[str, Any], str]:
+    steps = [f"s{i}" for i in range(1, sizes.steps + 1)]
+    with engine(store_url) as dev, workers(dev.address, sizes.workers):
+        with Client(address=dev.address) as client:
+            client.apply_workflow("throughput", {"taskQueue": "bench", "timeline": steps})
+        began = time.monotonic()
+        ids = asyncio.run(start_many(dev.address, "throughput", [{}] * sizes.executions))
+        phases = asyncio.run(wait_all(dev.address, ids, wait_s=600))
+        wall = time.monotonic() - began
+        assert set(phases) == {"Succeeded"}, phases
+        history = History(store_url)
+        first, last = history.span_ms("throughput")
+        history.close()
+    total = sizes.executions * sizes.steps
+    figures = {
+        "steps_per_s": round(total / ((last - first) / 1000), 1),
+        "wall_steps_per_s": round(total / wall, 1),
+        "executions": sizes.executions,
+        "steps": sizes.steps,
+        "workers": sizes.workers,
+    }
+    notes = (
+        f"{sizes.executions} executions started at once by 64 concurrent clients, {sizes.workers} worker processes; "
+        "steps/s between the first ExecutionStarted and the last ExecutionSucceeded in the history"
+    )
+    return figures, notes
+
+
+def fanout(store_url: str, sizes: Sizes, work: Path) -> tuple[dict[str, Any], str]:
+    group = [f"s{i}" for i in range(1, sizes.fanout + 1)]
+    walls: list[float] = []
+    with engine(store_url) as dev, workers(dev.address, 1), Client(address=dev.address) as client:
+        client.apply_workflow("fanout", {"taskQueue": "bench", "timeline": [group]})
+        for attempt in range(4):  # the first one warms up
+            began = time.perf_counter()
+            run = client.start("fanout", {})
+            assert client.wait(run.id, timeout=120).phase == "Succeeded"
+            if attempt:
+                walls.append((time.perf_counter() - began) * 1000)
+    figures = {"wall_ms": round(statistics.median(walls), 1), "steps": sizes.fanout}
+    notes = "median of 3 runs after a warm-up, one worker process (concurrency 200); start request to seen finished"
+    return figures, notes
+
+
+def _sleepers(dev: DevEngine, history: History, count: int, wake_at_ms: int | None) -> tuple[float, float]:
+    """Start `count` executions of `nap -> s1`; (seconds to start them, seconds until all sleep)."""
+    with Client(address=dev.address) as client:
+        client.apply_workflow("hibernate", {"taskQueue": "bench", "timeline": ["nap", "s1"]})
+    value = {} if wake_at_ms is None else {"wakeAt": wake_at_ms}
+    began = time.monotonic()
+    asyncio.run(start_many(dev.address, "hibernate", [value] * count, concurrency=128))
+    created = time.monotonic() - began
+    wait_until(lambda: history.count_phase("Sleeping") + history.count_phase("Succeeded") >= count, timeout=1800)
+    return created, time.monotonic() - began
+
+
+def hibernation(store_url: str, sizes: Sizes, work: Path, *, second_store: str) -> tuple[dict[str, Any], str]:
+    count = sizes.hibernating
+    with engine(store_url) as dev, workers(dev.address, 2):
+        history = History(store_url)
+        baseline_mb = process_tree_rss_mb(dev.pid)
+        create_s, asleep_s = _sleepers(dev, history, count, None)
+        time.sleep(2)  # let the last commits and the caches settle
+        rss_mb = process_tree_rss_mb(dev.pid)
+        size_mb = sqlite_files_mb(store_url) if store_url.startswith("sqlite") else database_size_mb(store_url)
+        history.close()
+    # Wave 2: a fresh engine; all sleep until one instant chosen from wave 1's pace.
+    margin_s = 1.3 * asleep_s + (5 if count < 1000 else 20)
+    wake_at_ms = int((time.time() + margin_s) * 1000)
+    with engine(second_store) as dev, workers(dev.address, 2):
+        history = History(second_store)
+        _sleepers(dev, history, count, wake_at_ms)
+        all_asleep_before = time.time() * 1000 < wake_at_ms
+        wait_until(lambda: history.count_phase("Succeeded") >= count, timeout=1800)
+        last = int(history.scalar("SELECT max(at_ms) FROM events WHERE kind = 'ExecutionSucceeded'"))
+        history.close()
+    figures = {
+        "executions": count,
+        "rss_mb": round(rss_mb, 1),
+        "rss_idle_mb": round(baseline_mb, 1),
+        "store_mb": round(size_mb, 1),
+        "create_s": round(create_s, 1),
+        "wake_s": round((last - wake_at_ms) / 1000, 2),
+    }
+    notes = (
+        f"engine RSS with {count} executions asleep for a day (idle engine: {baseline_mb:.0f} MB); wave 2: all due "
+        f"at one instant{'' if all_asleep_before else ' (some were still starting when it came)'}, wake_s until "
+        "the last one finished its next step; 2 worker processes"
+    )
+    return figures, notes
+
+
+def recovery(store_url: str, sizes: Sizes, work: Path) -> tuple[dict[str, Any], str]:
+    count = sizes.recovering
+    budget_s = 10 + count / 250
+    wake_at_ms = int((time.time() + budget_s) * 1000)
+    dev = DevEngine(store_url)
+    dev.start()
+    try:
+        with workers(dev.address, 2):
+            history = History(store_url)
+            with Client(address=dev.address) as client:
+                client.apply_workflow("recover", {"taskQueue": "bench", "timeline": ["nap", "s1"]})
+            asyncio.run(start_many(dev.address, "recover", [{"wakeAt": wake_at_ms}] * count, concurrency=128))
+            wait_until(lambda: history.count_phase("Sleeping") + history.count_phase("Succeeded") >= count, 1800)
+            asleep = history.count_phase("Sleeping")
+            time.sleep(max(0.0, wake_at_ms / 1000 - time.time() - 1.0))
+            dev.kill()  # SIGKILL, one second before they are due
+            killed_with = count - history.count_phase("Succeeded")
+            time.sleep(max(0.0, wake_at_ms / 1000 - time.time() + 1.0))
+            dev.start()  # same address: the workers reconnect by themselves
+            ready_s = time.monotonic() - dev.spawned_at
+            wait_until(lambda: history.count_phase("Succeeded") >= count, timeout=1800)
+            recover_s = time.monotonic() - dev.spawned_at
+            history.close()
+    finally:
+        dev.stop()
+    figures = {
+        "executions": count,
+        "recover_s": round(recover_s, 2),
+        "engine_ready_s": round(ready_s, 2),
+        "in_flight_at_kill": killed_with,
+    }
+    notes = (
+        f"{killed_with} executions in flight ({asleep} asleep once all had started) when the engine was SIGKILLed "
+        "a second before their timers; restarted a second after; recover_s from the new process's spawn until "
+        "every one finished its next step; the 2 workers kept running and reconnected with their backoff"
+    )
+    return figures, notes
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--scenario", choices=SCENARIOS, required=True)
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--store", choices=("sqlite", "postgres"), default="sqlite")
+    parser.add_argument("--postgres-url", default=None)
+    parser.add_argument("--size", type=int, default=None, help="override the scenario's main size")
+    args = parser.parse_args()
+    sizes = Sizes.of(quick=args.quick)
+    if args.size is not None:
+        field_name = {
+            "latency": "latency_steps",
+            "throughput": "executions",
+            "fanout": "fanout",
+            "hibernation": "hibernating",
+            "recovery": "recovering",
+        }[args.scenario]
+        sizes = replace(sizes, **{field_name: args.size})
+    work = Path(tempfile.mkdtemp(prefix="cerebelum-bench-"))
+    label = "SQLite (file, WAL, synchronous=NORMAL)" if args.store == "sqlite" else "PostgreSQL (fsync on)"
+    with store(args.store, args.postgres_url, work) as url:
+        if args.scenario == "hibernation":
+            with store(args.store, args.postgres_url, work) as second:
+                figures, notes = hibernation(url, sizes, work, second_store=second)
+        else:
+            figures, notes = {"latency": latency, "throughput": throughput, "fanout": fanout, "recovery": recovery}[
+                args.scenario
+            ](url, sizes, work)
+    Result(SYSTEM, _version(), label, args.scenario, figures, notes).write(args.out)
+    return 0
+
+
+def _version() -> str:
+    from importlib.metadata import version
+
+    return f"cerebelum-operator {version('cerebelum-operator')}"
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,42 @@
+"""The benchmark worker: no-op steps s1..s200, and `nap`, which sleeps (one day, or until `wakeAt`).
+
+With BENCH_LEDGER set, every step appends "<step> <epoch ns>" to that file when it starts, so
+the latency scenario reads step-to-step times at microsecond resolution.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+from cerebelum import StepContext, Worker
+
+DAY_MS = 86_400_000
+
+worker = Worker(task_queue="bench", max_concurrency=int(os.environ.get("BENCH_CONCURRENCY", "200")))
+_ledger = open(os.environ["BENCH_LEDGER"], "a", buffering=1) if os.environ.get("BENCH_LEDGER") else None  # noqa: SIM115
+
+
+def _register(name: str) -> None:
+    async def step() -> None:
+        if _ledger is not None:
+            _ledger.write(f"{name} {time.time_ns()}\n")
+
+    worker.step(name=name)(step)
+
+
+for index in range(1, 201):
+    _register(f"s{index}")
+
+
+@worker.step(name="nap")
+async def nap(input: Any, ctx: StepContext) -> Any:
+    """Sleep until input["wakeAt"] (epoch ms), or for a day without it."""
+    wake_at = input.get("wakeAt") if isinstance(input, dict) else None
+    duration_ms = DAY_MS if wake_at is None else max(1, int(wake_at) - time.time_ns() // 1_000_000)
+    return ctx.sleep(duration_ms / 1000)
+
+
+if __name__ == "__main__":
+    worker.run()
