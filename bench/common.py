@@ -6,7 +6,7 @@ import json
 import os
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -34,9 +34,16 @@ class Result:
     figures: dict[str, Any]
     notes: str
     unsupported: str | None = None
+    failed: str | None = None  # set by bench/run.py when the runner itself failed
 
     def write(self, path: Path) -> None:
         path.write_text(json.dumps(asdict(self), indent=2) + "\n")
+
+    @classmethod
+    def read(cls, path: Path) -> Result:
+        data = json.loads(path.read_text())
+        known = {f.name for f in fields(cls)}
+        return cls(**{key: value for key, value in data.items() if key in known})
 
 
 def percentile(values: list[float], fraction: float) -> float:

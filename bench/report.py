@@ -1,0 +1,275 @@
+"""Turn the runners' results into docs/benchmarks.md: the machine, a table and a chart per scenario, targets."""
+
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+
+from bench.common import Result
+
+__all__ = ["write_report"]
+
+
+@dataclass(frozen=True)
+class Column:
+    figure: str
+    title: str
+
+
+@dataclass(frozen=True)
+class Scenario:
+    title: str
+    shape: str
+    columns: tuple[Column, ...]
+    charted: tuple[str, ...]  # figures drawn as bars
+    unit: str
+    lower_is_better: bool
+
+
+SCENARIOS: dict[str, Scenario] = {
+    "latency": Scenario(
+        "Step latency",
+        "one execution of sequential no-op steps; time from one step to the next",
+        (Column("p50_ms", "p50 ms"), Column("p99_ms", "p99 ms"), Column("samples", "samples")),
+        ("p50_ms", "p99_ms"),
+        "ms (lower is better)",
+        True,
+    ),
+    "throughput": Scenario(
+        "Throughput",
+        "concurrent executions of sequential no-op steps over several worker processes",
+        (
+            Column("steps_per_s", "steps/s (history)"),
+            Column("wall_steps_per_s", "steps/s (wall)"),
+            Column("executions", "executions"),
+            Column("steps", "steps each"),
+            Column("workers", "workers"),
+        ),
+        ("steps_per_s",),
+        "steps per second (higher is better)",
+        False,
+    ),
+    "fanout": Scenario(
+        "Fan-out",
+        "one execution with a parallel group of no-op steps; start to finish",
+        (Column("wall_ms", "wall ms"), Column("steps", "parallel steps")),
+        ("wall_ms",),
+        "ms (lower is better)",
+        True,
+    ),
+    "hibernation": Scenario(
+        "Hibernation",
+        "executions asleep for a day: memory and store size; then all due at once",
+        (
+            Column("executions", "executions"),
+            Column("rss_mb", "RSS MB"),
+            Column("store_mb", "store MB"),
+            Column("create_s", "start all s"),
+            Column("wake_s", "wake all s"),
+        ),
+        ("rss_mb",),
+        "MB of resident memory (lower is better)",
+        True,
+    ),
+    "recovery": Scenario(
+        "Recovery",
+        "executions in flight, engine SIGKILLed; restart until every one moved on",
+        (Column("executions", "executions"), Column("recover_s", "recover s")),
+        ("recover_s",),
+        "seconds (lower is better)",
+        True,
+    ),
+    "kubernetes": Scenario(
+        "Kubernetes mode",
+        "the throughput shape through the operator and the real kube-apiserver",
+        (
+            Column("steps_per_s", "steps/s"),
+            Column("api_writes_per_s", "API writes/s"),
+            Column("api_writes_per_execution", "API writes/execution"),
+            Column("executions", "executions"),
+            Column("steps", "steps each"),
+        ),
+        ("steps_per_s",),
+        "steps per second (higher is better)",
+        False,
+    ),
+}
+
+
+def _label(result: Result) -> str:
+    store = result.store.split(" (")[0] if result.store else ""
+    return f"{result.system} ({store})" if store else result.system
+
+
+def _cell(value: object) -> str:
+    if isinstance(value, float):
+        return f"{value:,.2f}" if value < 10 else f"{value:,.1f}" if value < 1000 else f"{value:,.0f}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return "" if value is None else str(value)
+
+
+def _chart(name: str, scenario: Scenario, results: list[Result], path: Path) -> bool:
+    measured = [r for r in results if r.figures and not r.unsupported and not r.failed]
+    if not measured:
+        return False
+    figure, axes = plt.subplots(figsize=(9, 0.6 + 0.55 * len(measured) * len(scenario.charted)))
+    labels, values, colours = [], [], []
+    palette = ["#2f6db5", "#9cc3e6", "#e07b39", "#7f7f7f"]
+    for result in measured:
+        for index, key in enumerate(scenario.charted):
+            value = result.figures.get(key)
+            if isinstance(value, int | float):
+                suffix = f" {key.split('_')[0]}" if len(scenario.charted) > 1 else ""
+                labels.append(_label(result) + suffix)
+                values.append(float(value))
+                colours.append(palette[index % len(palette)] if result.system != "Cerebelum" else "#1b9e5a")
+    axes.barh(labels[::-1], values[::-1], color=colours[::-1])
+    for position, value in enumerate(values[::-1]):
+        axes.text(value, position, f" {_cell(value)}", va="center", fontsize=8)
+    axes.set_xlabel(scenario.unit)
+    axes.set_title(scenario.title)
+    if values and max(values) / max(min(values), 1e-9) > 50:
+        axes.set_xscale("log")
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+    return True
+
+
+def _lines(path: str) -> list[str]:
+    return Path(path).read_text().splitlines()
+
+
+def _machine() -> list[str]:
+    cpu = next(
+        (line.split(":", 1)[1].strip() for line in _lines("/proc/cpuinfo") if line.startswith("model name")),
+        platform.processor(),
+    )
+    memory_kb = next(int(line.split()[1]) for line in _lines("/proc/meminfo") if line.startswith("MemTotal"))
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False)
+        revision = commit.stdout.strip()
+    except OSError:
+        revision = ""
+    return [
+        f"- CPU: {cpu}, {os.cpu_count()} cores; memory {memory_kb / 1024 / 1024:.0f} GiB",
+        f"- OS: {platform.system()} {platform.release()}; Python {platform.python_version()}",
+        f"- Cerebelum revision: {revision or 'unknown'}",
+    ]
+
+
+def _find(results: list[Result], system: str, scenario: str, store_prefix: str = "") -> Result | None:
+    for result in results:
+        if (
+            result.system == system
+            and result.scenario == scenario
+            and result.store.startswith(store_prefix)
+            and result.figures
+            and not result.failed
+        ):
+            return result
+    return None
+
+
+def _target_lines(results: list[Result]) -> list[str]:
+    lines = ["| target | measured | verdict |", "|---|---|---|"]
+
+    def row(target: str, measured: str, met: bool | None) -> None:
+        verdict = "not measured" if met is None else "met" if met else "**not met**"
+        lines.append(f"| {target} | {measured} | {verdict} |")
+
+    def figure(result: Result | None, key: str) -> float | None:
+        value = result.figures.get(key) if result else None
+        return float(value) if isinstance(value, int | float) else None
+
+    ours = _find(results, "Cerebelum", "latency", "SQLite")
+    floor = _find(results, "gRPC floor", "latency")
+    p50, floor_p50 = figure(ours, "p50_ms"), figure(floor, "p50_ms")
+    shown = f"{_cell(p50)} ms" if p50 else "-"
+    row("step-to-step p50 < 2 ms (dev mode, SQLite)", shown, None if p50 is None else p50 < 2)
+    if p50 is not None and floor_p50:
+        row("within 3x the gRPC floor", f"{p50 / floor_p50:.1f}x ({_cell(floor_p50)} ms floor)", p50 <= 3 * floor_p50)
+    else:
+        row("within 3x the gRPC floor", "-", None)
+
+    ours_tp = figure(_find(results, "Cerebelum", "throughput", "SQLite"), "steps_per_s")
+    for peer, store, factor in (("DBOS", "SQLite", 10), ("Temporal", "", 5)):
+        theirs = figure(_find(results, peer, "throughput", store), "steps_per_s")
+        label = f"throughput >= {factor}x {peer}{' on ' + store if store else ' dev server'}"
+        if ours_tp and theirs:
+            shown = f"{ours_tp / theirs:.1f}x ({_cell(ours_tp)} vs {_cell(theirs)} steps/s)"
+            row(label, shown, ours_tp >= factor * theirs)
+        else:
+            row(label, "-", None)
+
+    sleeping = _find(results, "Cerebelum", "hibernation", "SQLite")
+    rss, count = figure(sleeping, "rss_mb"), figure(sleeping, "executions")
+    row(
+        "100,000 sleeping executions in < 300 MB",
+        f"{_cell(rss)} MB with {_cell(int(count))}" if rss and count else "-",
+        None if rss is None or count is None else rss < 300 and count >= 100_000,
+    )
+    kube = _find(results, "Cerebelum", "kubernetes")
+    kube_steps, per_execution = figure(kube, "steps_per_s"), figure(kube, "api_writes_per_execution")
+    row(
+        "Kubernetes mode >= 1,000 steps/s",
+        f"{_cell(kube_steps)} steps/s, {_cell(per_execution)} API writes per execution" if kube_steps else "-",
+        None if kube_steps is None else kube_steps >= 1000,
+    )
+    return lines
+
+
+def write_report(results: list[Result], doc: Path, *, quick: bool, command: str, wall_s: float) -> None:
+    charts = doc.parent / "benchmarks"
+    charts.mkdir(parents=True, exist_ok=True)
+    out: list[str] = [
+        "# Benchmarks",
+        "",
+        "<!-- generated by bench/run.py; do not edit by hand -->",
+        "",
+        f"Cerebelum and the engines people would pick instead, in one run on one machine (`{command}`, "
+        f"{wall_s / 60:.0f} minutes). How each scenario is measured, identically for every system, is in "
+        "[bench/README.md](../bench/README.md)."
+        + (" **Quick mode: tiny sizes, the figures mean nothing.**" if quick else ""),
+        "",
+        "## Machine",
+        "",
+        *_machine(),
+        "",
+        "## Versions",
+        "",
+    ]
+    versions = sorted({f"{r.system}: {r.version}" for r in results if r.version})
+    out += [f"- {v}" for v in versions] + ["", "## Targets", "", *_target_lines(results), ""]
+    for name, scenario in SCENARIOS.items():
+        chosen = [r for r in results if r.scenario == name]
+        if not chosen:
+            continue
+        out += [f"## {scenario.title}", "", scenario.shape[0].upper() + scenario.shape[1:] + ".", ""]
+        header = ["system", "store", *[c.title for c in scenario.columns], "notes"]
+        out += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        for result in chosen:
+            if result.failed:
+                cells = [f"did not finish: {result.failed}"] + [""] * (len(scenario.columns) - 1)
+                notes = ""
+            elif result.unsupported:
+                cells = [f"cannot run: {result.unsupported}"] + [""] * (len(scenario.columns) - 1)
+                notes = result.notes
+            else:
+                cells = [_cell(result.figures.get(c.figure)) for c in scenario.columns]
+                notes = result.notes
+            row = [result.system, result.store, *cells, notes.replace("|", "/")]
+            out.append("| " + " | ".join(row) + " |")
+        if _chart(name, scenario, chosen, charts / f"{name}.png"):
+            out += ["", f"![{scenario.title}](benchmarks/{name}.png)"]
+        out.append("")
+    doc.write_text("\n".join(out))

@@ -1,0 +1,131 @@
+"""Run every benchmark scenario on Cerebelum and its peers, then write docs/benchmarks.md.
+
+    python bench/run.py            # the full run (tens of minutes), writes docs/benchmarks.md
+    python bench/run.py --quick    # tiny sizes, into a temporary directory: proves the harness runs
+
+Each runner is a separate script writing one JSON result (see bench/README.md); a runner that
+fails is reported as such in the document, and makes a --quick run exit non-zero.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path.insert(0, str(ROOT))
+
+from bench.common import Result  # noqa: E402
+from bench.report import write_report  # noqa: E402
+
+SCENARIOS = ("latency", "throughput", "fanout", "hibernation", "recovery", "kubernetes")
+
+
+@dataclass(frozen=True)
+class Runner:
+    """One system on one store: the script and the scenarios it is asked to run."""
+
+    key: str
+    script: str
+    store: str | None
+    scenarios: tuple[str, ...]
+
+    def command(self, scenario: str, out: Path, *, quick: bool, postgres_url: str | None) -> list[str]:
+        command = [sys.executable, str(HERE / self.script), "--scenario", scenario, "--out", str(out)]
+        if quick:
+            command.append("--quick")
+        if self.store is not None:
+            command += ["--store", self.store]
+        if self.store == "postgres" and postgres_url:
+            command += ["--postgres-url", postgres_url]
+        return command
+
+
+ENGINE_SCENARIOS = ("latency", "throughput", "fanout", "hibernation", "recovery")
+RUNNERS = (
+    Runner("cerebelum-sqlite", "cerebelum_runner.py", "sqlite", ENGINE_SCENARIOS),
+    Runner("cerebelum-postgres", "cerebelum_runner.py", "postgres", ENGINE_SCENARIOS),
+    Runner("cerebelum-kubernetes", "kubernetes_runner.py", None, ("kubernetes",)),
+    Runner("dbos-sqlite", "peers/dbos_peer.py", "sqlite", ENGINE_SCENARIOS),
+    Runner("dbos-postgres", "peers/dbos_peer.py", "postgres", ENGINE_SCENARIOS),
+    Runner("temporal", "peers/temporal_peer.py", None, ENGINE_SCENARIOS),
+    Runner("grpc-floor", "peers/grpc_floor.py", None, ("latency", "throughput")),
+)
+
+
+def run_one(
+    runner: Runner, scenario: str, results: Path, *, quick: bool, postgres_url: str | None, timeout_s: float
+) -> Result:
+    out = results / f"{runner.key}--{scenario}.json"
+    log = results / f"{runner.key}--{scenario}.log"
+    command = runner.command(scenario, out, quick=quick, postgres_url=postgres_url)
+    began = time.monotonic()
+    print(f"== {runner.key} {scenario}", flush=True)
+    with log.open("w") as output:
+        try:
+            finished = subprocess.run(command, stdout=output, stderr=subprocess.STDOUT, timeout=timeout_s, check=False)
+            code: int | str = finished.returncode
+        except subprocess.TimeoutExpired:
+            code = f"timed out after {timeout_s:.0f} s"
+    elapsed = time.monotonic() - began
+    if code == 0 and out.exists():
+        result = Result.read(out)
+        print(f"   {elapsed:.0f} s: {result.unsupported or result.figures}", flush=True)
+        return result
+    tail = " / ".join(log.read_text(errors="replace").strip().splitlines()[-3:])
+    print(f"   FAILED ({code}) after {elapsed:.0f} s: {tail}", flush=True)
+    return Result(runner.key, "", runner.store or "", scenario, {}, "", failed=f"exit {code}: {tail[-400:]}")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="tiny sizes; write into a temporary directory")
+    parser.add_argument("--scenarios", nargs="*", choices=SCENARIOS, default=list(SCENARIOS))
+    parser.add_argument("--runners", nargs="*", choices=[r.key for r in RUNNERS], default=[r.key for r in RUNNERS])
+    parser.add_argument("--doc", type=Path, default=None, help="where to write the report (default: docs/)")
+    parser.add_argument("--timeout", type=float, default=None, help="seconds per runner and scenario")
+    args = parser.parse_args()
+    doc = args.doc or (Path(tempfile.mkdtemp(prefix="bench-quick-")) / "benchmarks.md" if args.quick else None)
+    doc = doc or ROOT / "docs" / "benchmarks.md"
+    results = doc.parent / "benchmarks" / "results"
+    results.mkdir(parents=True, exist_ok=True)
+    timeout_s = args.timeout or (600 if args.quick else 3600)
+
+    from tests.support.postgres import PostgresServer
+
+    postgres = PostgresServer.start(durable=True)
+    began = time.monotonic()
+    collected: list[Result] = []
+    try:
+        for scenario in args.scenarios:
+            for runner in RUNNERS:
+                if runner.key in args.runners and scenario in runner.scenarios:
+                    collected.append(
+                        run_one(
+                            runner,
+                            scenario,
+                            results,
+                            quick=args.quick,
+                            postgres_url=postgres.admin_url,
+                            timeout_s=timeout_s,
+                        )
+                    )
+    finally:
+        postgres.stop()
+    command = "python bench/run.py" + (" --quick" if args.quick else "")
+    write_report(collected, doc, quick=args.quick, command=command, wall_s=time.monotonic() - began)
+    print(f"wrote {doc} in {time.monotonic() - began:.0f} s")
+    failed = [r for r in collected if r.failed]
+    for result in failed:
+        print(f"FAILED: {result.system} {result.scenario}: {result.failed}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
