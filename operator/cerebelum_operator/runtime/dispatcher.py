@@ -117,6 +117,74 @@ class _Reservation:
     workflow: str
 
 
+class _ReadyTasks:
+    """Tasks a worker may take now, indexed so a poll never scans the queue.
+
+    By (task queue, step) in arrival order; a task inside its sticky window waits under its
+    worker instead, and moves to the shared index when the window ends (`expire`). With
+    100,000 queued tasks a poll costs one lookup per step the worker serves.
+    """
+
+    def __init__(self) -> None:
+        self._by_step: dict[tuple[str, str], dict[str, _Queued]] = {}
+        self._sticky: dict[str, dict[str, _Queued]] = {}
+        self._windows: list[tuple[int, int, str]] = []  # (sticky_until_ms, order, token)
+        self._holder: dict[str, dict[str, _Queued]] = {}  # token -> the dict it sits in
+        self._order: dict[str, int] = {}
+        self._counter = itertools.count()
+
+    def __contains__(self, token: str) -> bool:
+        return token in self._holder
+
+    def add(self, task: _Queued, now_ms: int) -> None:
+        previous = self._holder.pop(task.token, None)
+        if previous is not None:
+            previous.pop(task.token, None)
+        order = self._order.setdefault(task.token, next(self._counter))
+        if task.sticky_worker_id is not None and now_ms < task.sticky_until_ms:
+            holder = self._sticky.setdefault(task.sticky_worker_id, {})
+            heapq.heappush(self._windows, (task.sticky_until_ms, order, task.token))
+        else:
+            holder = self._by_step.setdefault((task.task_queue, task.step), {})
+        holder[task.token] = task
+        self._holder[task.token] = holder
+
+    def remove(self, token: str) -> _Queued | None:
+        holder = self._holder.pop(token, None)
+        self._order.pop(token, None)
+        return None if holder is None else holder.pop(token, None)
+
+    def take(self, task_queue: str, worker_id: str, wanted: frozenset[str]) -> _Queued | None:
+        """This worker's sticky task first, else the oldest task of the steps it serves."""
+        for token, task in (self._sticky.get(worker_id) or {}).items():
+            if task.task_queue == task_queue and task.step in wanted:
+                return self.remove(token)
+        oldest: _Queued | None = None
+        for step in wanted:
+            tasks = self._by_step.get((task_queue, step))
+            if tasks:
+                head = next(iter(tasks.values()))
+                if oldest is None or self._order[head.token] < self._order[oldest.token]:
+                    oldest = head
+        return None if oldest is None else self.remove(oldest.token)
+
+    def expire(self, now_ms: int) -> list[_Queued]:
+        """Tasks whose sticky window ended, moved where any worker can take them."""
+        moved: list[_Queued] = []
+        while self._windows and self._windows[0][0] <= now_ms:
+            _, _, token = heapq.heappop(self._windows)
+            holder = self._holder.get(token)
+            task = holder.get(token) if holder is not None else None
+            if task is None or holder is self._by_step.get((task.task_queue, task.step)):
+                continue
+            self.add(task, now_ms)  # past its window now: into the shared index, keeping its place
+            moved.append(task)
+        return moved
+
+    def next_window_end_ms(self) -> int | None:
+        return self._windows[0][0] if self._windows else None
+
+
 class Dispatcher:
     def __init__(
         self,
@@ -134,7 +202,7 @@ class Dispatcher:
         self.sticky_window_ms = sticky_window_ms
         self.max_poll_wait_ms = max_poll_wait_ms
         self.sweep_interval_s = sweep_interval_s
-        self._ready: dict[str, dict[str, _Queued]] = {}
+        self._ready = _ReadyTasks()
         self._future: list[tuple[int, int, str]] = []
         self._queued: dict[str, _Queued] = {}
         self._leased: dict[str, _Leased] = {}
@@ -251,7 +319,7 @@ class Dispatcher:
             if not poller.future.done():
                 self._pollers.setdefault(poller.task_queue, []).append(poller)
             queued = self._queued.get(command.token)
-            if queued is not None and queued.token not in self._ready.get(queued.task_queue, {}):
+            if queued is not None and queued.token not in self._ready:
                 self._put_back(queued)  # it was scheduled but its lease was refused: offer it as usual
 
     def _waiting_poller(self, task_queue: str, step: str, sticky_worker_id: str | None) -> _Poller | None:
@@ -370,7 +438,7 @@ class Dispatcher:
             heapq.heappush(self._future, (task.visible_at_ms, next(self._counter), task.token))
             self._wakeup.set()
             return
-        self._ready.setdefault(task.task_queue, {})[task.token] = task
+        self._ready.add(task, self.clock.now_ms())
         self._offer(task)
 
     def _offer(self, task: _Queued) -> None:
@@ -390,36 +458,21 @@ class Dispatcher:
         else:
             self._wakeup.set()
             return
-        self._ready[task.task_queue].pop(task.token, None)
+        self._ready.remove(task.token)
         chosen.future.set_result(task)
 
     def _take(self, task_queue: str, worker_id: str, wanted: frozenset[str]) -> _Queued | None:
-        ready = self._ready.get(task_queue)
-        if not ready:
-            return None
-        now = self.clock.now_ms()
-        fallback: _Queued | None = None
-        for task in ready.values():
-            if task.step not in wanted or task.token in self._reserved:
-                continue
-            if task.sticky_worker_id == worker_id:
-                fallback = task
-                break
-            if fallback is None and (task.sticky_worker_id is None or now >= task.sticky_until_ms):
-                fallback = task
-        if fallback is not None:
-            del ready[fallback.token]
-        return fallback
+        return self._ready.take(task_queue, worker_id, wanted)
 
     def _put_back(self, task: _Queued) -> None:
         if task.token in self._queued:
-            self._ready.setdefault(task.task_queue, {})[task.token] = task
+            self._ready.add(task, self.clock.now_ms())
             self._offer(task)
 
     def _drop_queued(self, token: str) -> None:
         task = self._queued.pop(token, None)
         if task is not None:
-            self._ready.get(task.task_queue, {}).pop(token, None)
+            self._ready.remove(token)
 
     async def _grant(self, task: _Queued, worker_id: str) -> GrantedTask | None:
         try:
@@ -459,14 +512,13 @@ class Dispatcher:
                 _, _, token = heapq.heappop(self._future)
                 task = self._queued.get(token)
                 if task is not None:
-                    self._ready.setdefault(task.task_queue, {})[task.token] = task
+                    self._ready.add(task, now)
                     self._offer(task)
-            for queue, ready in self._ready.items():
-                if self._pollers.get(queue):
-                    for task in list(ready.values()):
-                        if task.sticky_worker_id is not None and now >= task.sticky_until_ms:
-                            self._offer(task)
-            next_due = self._future[0][0] if self._future else now + 1000
+            for task in self._ready.expire(now):
+                self._offer(task)
+            next_due = min(
+                self._future[0][0] if self._future else now + 1000, self._ready.next_window_end_ms() or now + 1000
+            )
             sleep_s = max(0.001, min((next_due - now) / 1000, self.sticky_window_ms / 1000 or 0.05, 1.0))
             self._wakeup.clear()
             with contextlib.suppress(TimeoutError):
