@@ -14,7 +14,11 @@ from cerebelum import StepContext, Worker
 
 DAY_MS = 86_400_000
 
-worker = Worker(task_queue="bench", max_concurrency=int(os.environ.get("BENCH_CONCURRENCY", "200")))
+worker = Worker(
+    task_queue="bench",
+    max_concurrency=int(os.environ.get("BENCH_CONCURRENCY", "200")),
+    max_pollers=int(os.environ.get("BENCH_POLLERS", "16")),
+)
 _ledger = open(os.environ["BENCH_LEDGER"], "a", buffering=1) if os.environ.get("BENCH_LEDGER") else None  # noqa: SIM115
 
 

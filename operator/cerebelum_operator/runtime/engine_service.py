@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from ..engine import Decision, ExecutionState, Reply, decide, fold
+from ..engine import Decision, ExecutionPhase, ExecutionState, Reply, decide, fold
 from ..engine import commands as cmd
 from ..engine.actions import Action
 from ..model import WorkflowDefinition, compile_workflow
@@ -35,6 +35,9 @@ log = logging.getLogger(__name__)
 
 ActionListener = Callable[[str, list[Action]], Awaitable[None] | None]
 ChangeListener = Callable[[str, ExecutionState], None]
+
+
+_DORMANT = frozenset({ExecutionPhase.SLEEPING, ExecutionPhase.WAITING_FOR_APPROVAL})
 
 
 class EagerDispatch(Protocol):
@@ -133,7 +136,7 @@ class EngineService:
             assert existing is not None
             return existing
         assert decision.state is not None
-        self._remember(execution_id, _Cached(definition, decision.state, workflow))
+        self._remember_or_forget(execution_id, _Cached(definition, decision.state, workflow))
         await self._publish(execution_id, decision)
         return ExecutionRow(
             execution_id=execution_id,
@@ -154,32 +157,40 @@ class EngineService:
     async def handle(self, execution_id: str, command: cmd.Command) -> Decision:
         """Decide and persist one command; retried on a concurrency conflict after reloading."""
         lock = self._locks.setdefault(execution_id, asyncio.Lock())
-        async with lock:
-            for _ in range(5):
-                cached = await self._load(execution_id)
-                now = self.clock.now_ms()
-                decision = decide(cached.definition, cached.state, command, now_ms=now)
-                assert decision.state is not None
-                if not decision.events and not decision.actions:
-                    return decision
-                try:
-                    merged, reserved = self._with_eager_leases(execution_id, cached.definition, decision, now)
-                    assert merged.state is not None
-                    summary = self._summary(merged.state, now)
-                    request = AppendRequest(execution_id, cached.state.last_seq, merged.events, merged.actions, summary)
-                    await self._commit(request, reserved)
-                except ConcurrencyConflict:
-                    log.info("conflict on %s; reloading", execution_id)
-                    self._cache.pop(execution_id, None)
-                    continue
-                except BaseException:
-                    self._cache.pop(execution_id, None)
-                    raise
-                cached.state = merged.state
-                self._remember(execution_id, cached)
-                await self._publish(execution_id, merged)
-                decision.state = merged.state
+        try:
+            async with lock:
+                return await self._handle_locked(execution_id, command)
+        finally:
+            # Correctness rests on expected_seq, not on this lock: dropping it early costs nothing.
+            if execution_id not in self._cache and not lock.locked() and self._locks.get(execution_id) is lock:
+                del self._locks[execution_id]
+
+    async def _handle_locked(self, execution_id: str, command: cmd.Command) -> Decision:
+        for _ in range(5):
+            cached = await self._load(execution_id)
+            now = self.clock.now_ms()
+            decision = decide(cached.definition, cached.state, command, now_ms=now)
+            assert decision.state is not None
+            if not decision.events and not decision.actions:
                 return decision
+            try:
+                merged, reserved = self._with_eager_leases(execution_id, cached.definition, decision, now)
+                assert merged.state is not None
+                summary = self._summary(merged.state, now)
+                request = AppendRequest(execution_id, cached.state.last_seq, merged.events, merged.actions, summary)
+                await self._commit(request, reserved)
+            except ConcurrencyConflict:
+                log.info("conflict on %s; reloading", execution_id)
+                self._cache.pop(execution_id, None)
+                continue
+            except BaseException:
+                self._cache.pop(execution_id, None)
+                raise
+            cached.state = merged.state
+            self._remember_or_forget(execution_id, cached)
+            await self._publish(execution_id, merged)
+            decision.state = merged.state
+            return decision
         raise ConcurrencyConflict(f"execution {execution_id!r} kept changing under us; try again")
 
     async def state_of(self, execution_id: str) -> ExecutionState:
@@ -253,6 +264,17 @@ class EngineService:
         cached = _Cached(definition, fold(definition, execution_id, history), row.workflow)
         self._remember(execution_id, cached)
         return cached
+
+    def _remember_or_forget(self, execution_id: str, cached: _Cached) -> None:
+        """Keep what will move soon; a sleeping or approval-waiting execution costs only its row.
+
+        It is rebuilt from the store when its timer fires or its approver answers, so a
+        hundred thousand of them asleep take no engine memory.
+        """
+        if cached.state.display_phase() in _DORMANT:
+            self._cache.pop(execution_id, None)
+        else:
+            self._remember(execution_id, cached)
 
     def _remember(self, execution_id: str, cached: _Cached) -> None:
         self._cache[execution_id] = cached
