@@ -95,7 +95,7 @@ def main() -> int:
     doc = doc or ROOT / "docs" / "benchmarks.md"
     results = doc.parent / "benchmarks" / "results"
     results.mkdir(parents=True, exist_ok=True)
-    timeout_s = args.timeout or (600 if args.quick else 3600)
+    timeout_s = args.timeout or (600 if args.quick else 1500)
 
     from tests.support.postgres import PostgresServer
 

@@ -1,0 +1,93 @@
+"""`bench/run.py --quick` runs every runner and scenario and writes the whole report.
+
+Quick mode proves the harness works: every system produces the contract's figures (or says why
+it cannot run a scenario), and the document has a table and a chart per scenario. Nothing here
+judges speed; the full run's figures live in docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bench.common import Result
+from bench.report import SCENARIOS
+from bench.run import RUNNERS
+from tests.support.control_plane import ensure_binaries
+
+pytestmark = [pytest.mark.slow, pytest.mark.kube, pytest.mark.timeout(1800)]
+
+ROOT = Path(__file__).resolve().parents[2]
+
+# The figures each scenario must report (bench/README.md, "The result contract of a runner").
+CONTRACT = {
+    "latency": {"p50_ms", "p99_ms", "samples"},
+    "throughput": {"steps_per_s", "wall_steps_per_s", "executions", "steps", "workers"},
+    "fanout": {"wall_ms", "steps"},
+    "hibernation": {"executions", "rss_mb", "store_mb", "create_s", "wake_s"},
+    "recovery": {"executions", "recover_s"},
+    "kubernetes": {"steps_per_s", "api_writes_per_s", "api_writes_per_execution", "executions", "steps"},
+}
+
+
+def _ready_or_fail() -> None:
+    """The control plane and the temporal CLI are built by scripts/test; on CI missing them is a failure."""
+    try:
+        ensure_binaries()
+        built = subprocess.run(
+            ["bash", str(ROOT / "bench" / "peers" / "install-temporal.sh")], capture_output=True, text=True, check=False
+        )
+        if built.returncode != 0:
+            raise RuntimeError(built.stderr[-2000:])
+    except Exception as error:
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"benchmark dependencies missing: {error}")
+        pytest.skip(f"benchmark dependencies missing: {error}")
+
+
+def test_the_quick_run_gives_every_system_its_figures_and_writes_a_table_and_chart_per_scenario(
+    tmp_path: Path,
+) -> None:
+    _ready_or_fail()
+    doc = tmp_path / "benchmarks.md"
+    finished = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "run.py"), "--quick", "--doc", str(doc)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=1700,
+        check=False,
+    )
+    print(finished.stdout)
+    assert finished.returncode == 0, finished.stdout[-4000:] + finished.stderr[-4000:]
+
+    results = tmp_path / "benchmarks" / "results"
+    for runner in RUNNERS:
+        for scenario in runner.scenarios:
+            result = Result.read(results / f"{runner.key}--{scenario}.json")
+            assert result.scenario == scenario
+            assert result.failed is None
+            if result.unsupported:
+                assert len(result.unsupported) > 20, f"{runner.key} {scenario}: say why it cannot run"
+                continue
+            if runner.key == "grpc-floor":
+                assert {"p50_ms"} <= set(result.figures) if scenario == "latency" else {"steps_per_s"} <= set(
+                    result.figures
+                )
+                continue
+            missing = CONTRACT[scenario] - set(result.figures)
+            assert not missing, f"{runner.key} {scenario} lacks {missing}"
+            assert all(result.figures[key] > 0 for key in CONTRACT[scenario] if key != "wake_s"), result.figures
+
+    text = doc.read_text()
+    assert "## Targets" in text and "## Machine" in text
+    for scenario in SCENARIOS.values():
+        assert f"## {scenario.title}" in text
+    charts = {path.name for path in (tmp_path / "benchmarks").glob("*.png")}
+    assert charts == {f"{name}.png" for name in SCENARIOS}
+    for chart in charts:
+        assert (tmp_path / "benchmarks" / chart).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
