@@ -71,12 +71,13 @@ _ActionParams = Callable[[Any, "_AppendContext"], dict[str, Any]]
 class _AppendContext:
     """What action handlers need besides the action itself."""
 
-    __slots__ = ("execution_id", "now_ms", "workflow")
+    __slots__ = ("execution_id", "leases", "now_ms", "workflow")
 
-    def __init__(self, execution_id: str, workflow: str, now_ms: int) -> None:
+    def __init__(self, execution_id: str, workflow: str, now_ms: int, leases: dict[str, LeaseTask]) -> None:
         self.execution_id = execution_id
         self.workflow = workflow
         self.now_ms = now_ms
+        self.leases = leases  # tasks scheduled and leased by the same decision: inserted leased
 
 
 class SqlEventStore(EventStore):
@@ -337,7 +338,9 @@ class SqlEventStore(EventStore):
                 raise ExecutionExists(f"execution {execution_id!r} already exists")
         if actions:
             with self._batched(conn):
-                self._apply_actions(conn, actions, _AppendContext(execution_id, workflow, summary.updated_at_ms))
+                actions, leases = _fold_leases(actions)
+                context = _AppendContext(execution_id, workflow, summary.updated_at_ms, leases)
+                self._apply_actions(conn, actions, context)
 
     def _conflict(self, conn: Connection, execution_id: str, expected_seq: int) -> ConcurrencyConflict:
         last_seq = conn.execute(self._select_last_seq, {"b_execution_id": execution_id}).scalar()
@@ -450,7 +453,25 @@ class SqlEventStore(EventStore):
 
 
 # -- binding one action to its statement's parameters ------------------------------------------------------
+def _fold_leases(actions: Sequence[Action]) -> tuple[Sequence[Action], dict[str, LeaseTask]]:
+    """A task scheduled and leased in one decision (eager dispatch) is one INSERT, not INSERT + UPDATE."""
+    scheduled = {a.token for a in actions if isinstance(a, ScheduleTask)}
+    leases = {a.token: a for a in actions if isinstance(a, LeaseTask) and a.token in scheduled}
+    if not leases:
+        return actions, leases
+    return [a for a in actions if not (isinstance(a, LeaseTask) and a.token in leases)], leases
+
+
 def _schedule_params(a: ScheduleTask, c: _AppendContext) -> dict[str, Any]:
+    lease = c.leases.get(a.token)
+    if lease is not None:
+        return {
+            **_schedule_params(a, _AppendContext(c.execution_id, c.workflow, c.now_ms, {})),
+            "state": "leased",
+            "worker_id": lease.worker_id,
+            "lease_expires_at_ms": lease.lease_expires_at_ms,
+            "attempt_deadline_ms": lease.attempt_deadline_ms,
+        }
     return {
         "token": a.token,
         "execution_id": c.execution_id,
