@@ -170,7 +170,7 @@ def _machine() -> list[str]:
 def _find(results: list[Result], system: str, scenario: str, store_prefix: str = "") -> Result | None:
     for result in results:
         if (
-            result.system == system
+            result.system.startswith(system)
             and result.scenario == scenario
             and result.store.startswith(store_prefix)
             and result.figures
@@ -192,7 +192,7 @@ def _target_lines(results: list[Result]) -> list[str]:
         return float(value) if isinstance(value, int | float) else None
 
     ours = _find(results, "Cerebelum", "latency", "SQLite")
-    floor = _find(results, "gRPC floor", "latency")
+    floor = _find(results, "gRPC", "latency")
     p50, floor_p50 = figure(ours, "p50_ms"), figure(floor, "p50_ms")
     shown = f"{_cell(p50)} ms" if p50 else "-"
     row("step-to-step p50 < 2 ms (dev mode, SQLite)", shown, None if p50 is None else p50 < 2)
