@@ -36,13 +36,14 @@ class Runner:
     store: str | None
     scenarios: tuple[str, ...]
     full_sizes: tuple[tuple[str, int], ...] = ()  # (scenario, size) where the full size is smaller
+    size_option: str = "--size"
 
     def command(self, scenario: str, out: Path, *, quick: bool, postgres_url: str | None) -> list[str]:
         command = [sys.executable, str(HERE / self.script), "--scenario", scenario, "--out", str(out)]
         if quick:
             command.append("--quick")
         elif scenario in dict(self.full_sizes):
-            command += ["--size", str(dict(self.full_sizes)[scenario])]
+            command += [self.size_option, str(dict(self.full_sizes)[scenario])]
         if self.store is not None:
             command += ["--store", self.store]
         if self.store == "postgres" and postgres_url:
@@ -56,7 +57,15 @@ RUNNERS = (
     # 100,000 sleepers is the SQLite target; on PostgreSQL a fifth of it keeps the run within the hour.
     Runner("cerebelum-postgres", "cerebelum_runner.py", "postgres", ENGINE_SCENARIOS, (("hibernation", 20_000),)),
     Runner("cerebelum-kubernetes", "kubernetes_runner.py", None, ("kubernetes",)),
-    Runner("dbos-sqlite", "peers/dbos_peer.py", "sqlite", ENGINE_SCENARIOS),
+    # DBOS creates about 60 workflows a second on SQLite: 5,000 keeps each of these under five minutes.
+    Runner(
+        "dbos-sqlite",
+        "peers/dbos_peer.py",
+        "sqlite",
+        ENGINE_SCENARIOS,
+        (("hibernation", 5_000), ("recovery", 5_000)),
+        "--executions",
+    ),
     Runner("dbos-postgres", "peers/dbos_peer.py", "postgres", ENGINE_SCENARIOS),
     Runner("temporal", "peers/temporal_peer.py", None, ENGINE_SCENARIOS),
     Runner("grpc-floor", "peers/grpc_floor.py", None, ("latency", "throughput")),
