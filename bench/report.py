@@ -272,4 +272,7 @@ def write_report(results: list[Result], doc: Path, *, quick: bool, command: str,
         if _chart(name, scenario, chosen, charts / f"{name}.png"):
             out += ["", f"![{scenario.title}](benchmarks/{name}.png)"]
         out.append("")
+    analysis = Path(__file__).with_name("analysis.md")
+    if analysis.exists():
+        out += [analysis.read_text().rstrip(), ""]
     doc.write_text("\n".join(out))

@@ -590,7 +590,8 @@ def scenario_throughput(store: Store, sizes: Sizes, workdir: Path) -> Outcome:
         "steps_per_s": round(total / ((last_ms - first_ms) / 1000), 1),
         "wall_steps_per_s": round(total / (ended - began), 1),
         "executions": executions,
-        "steps": total,
+        "steps": steps,
+        "total_steps": total,
         "workers": workers,
     }
     notes = (

@@ -75,8 +75,10 @@ def test_the_quick_run_gives_every_system_its_figures_and_writes_a_table_and_cha
                 assert len(result.unsupported) > 20, f"{runner.key} {scenario}: say why it cannot run"
                 continue
             if runner.key == "grpc-floor":
-                assert {"p50_ms"} <= set(result.figures) if scenario == "latency" else {"steps_per_s"} <= set(
-                    result.figures
+                assert (
+                    {"p50_ms"} <= set(result.figures)
+                    if scenario == "latency"
+                    else {"steps_per_s"} <= set(result.figures)
                 )
                 continue
             missing = CONTRACT[scenario] - set(result.figures)
