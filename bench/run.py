@@ -66,8 +66,24 @@ RUNNERS = (
         (("hibernation", 5_000), ("recovery", 5_000)),
         "--executions",
     ),
-    Runner("dbos-postgres", "peers/dbos_peer.py", "postgres", ENGINE_SCENARIOS),
-    Runner("temporal", "peers/temporal_peer.py", None, ENGINE_SCENARIOS),
+    Runner(
+        "dbos-postgres",
+        "peers/dbos_peer.py",
+        "postgres",
+        ENGINE_SCENARIOS,
+        (("hibernation", 5_000), ("recovery", 5_000)),
+        "--executions",
+    ),
+    # The dev server puts about 11-27 workflows a second to sleep here, and a 10,000 recovery
+    # collapsed into storage timeouts: 500 keeps both within minutes (bench/peers/temporal_peer.py).
+    Runner(
+        "temporal",
+        "peers/temporal_peer.py",
+        None,
+        ENGINE_SCENARIOS,
+        (("hibernation", 500), ("recovery", 500)),
+        "--executions",
+    ),
     Runner("grpc-floor", "peers/grpc_floor.py", None, ("latency", "throughput")),
 )
 
