@@ -31,7 +31,7 @@ MAY_BE_ZERO = {"p50_ms", "p99_ms"}
 POSITIVE_EXTRAS = {"latency": {"inprocess_p50_ms"}, "throughput": set()}
 QUICK_SIZES = {  # bench/README.md's quick sizes: 20 steps (19 gaps); 20 executions x 3 steps on 2 workers
     "latency": {"samples": 19},
-    "throughput": {"executions": 20, "steps": 60, "workers": 2},
+    "throughput": {"executions": 20, "steps": 3, "total_steps": 60, "workers": 2},
 }
 
 

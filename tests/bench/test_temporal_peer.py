@@ -80,7 +80,10 @@ def test_latency_and_throughput_quick_write_the_contract(tmp_path: Path) -> None
     assert latency["figures"]["p50_ms"] <= latency["figures"]["p99_ms"]
 
     throughput = _run("throughput", tmp_path / "throughput.json")
-    _assert_contract(throughput, "throughput", {"steps_per_s", "wall_steps_per_s", "executions", "steps", "workers"})
+    _assert_contract(
+        throughput, "throughput", {"steps_per_s", "wall_steps_per_s", "executions", "steps", "total_steps", "workers"}
+    )
     assert throughput["figures"]["executions"] == 20
-    assert throughput["figures"]["steps"] == 60
+    assert throughput["figures"]["steps"] == 3  # per execution, as the contract says
+    assert throughput["figures"]["total_steps"] == 60
     assert throughput["figures"]["workers"] == 2
