@@ -74,6 +74,10 @@ async def test_the_worker_waits_out_a_server_that_starts_after_it(caplog: pytest
             await asyncio.sleep(0.5)  # several failed polls
             async with serve_worker_service(FakeWorkerService(), port) as service:
                 done = await service.run_task(make_task("hello", input="again"), timeout=15)
+                # The service may record the result before the worker reads its acknowledgement;
+                # stop the worker while the server is still there to acknowledge a re-submission.
+                async with asyncio.timeout(15):
+                    await worker.shutdown()
                 messages = [(r.levelno, r.getMessage()) for r in caplog.records]
 
     assert json.loads(done.success.output_json) == "hello again"
