@@ -1,7 +1,24 @@
 """The gRPC surface: WorkerService for workers, WorkflowService for clients."""
 
+from .access import AccessPolicy, AccessRule, PolicyError
+from .auth import Authenticator, AuthUnavailable, Identity, StaticTokenAuthenticator, Unauthenticated
+from .guard import Guard
 from .payloads import DEFAULT_MAX_PAYLOAD_BYTES
 from .worker_service import WorkerServicer
 from .workflow_service import WorkflowServicer, execution_info
 
-__all__ = ["DEFAULT_MAX_PAYLOAD_BYTES", "WorkerServicer", "WorkflowServicer", "execution_info"]
+__all__ = [
+    "DEFAULT_MAX_PAYLOAD_BYTES",
+    "AccessPolicy",
+    "AccessRule",
+    "AuthUnavailable",
+    "Authenticator",
+    "Guard",
+    "Identity",
+    "PolicyError",
+    "StaticTokenAuthenticator",
+    "Unauthenticated",
+    "WorkerServicer",
+    "WorkflowServicer",
+    "execution_info",
+]

@@ -13,6 +13,7 @@ from ..engine import CommandRejected
 from ..model import InputInvalid, WorkflowInvalid
 from ..runtime import ExecutionNotFound, WorkflowNotFound
 from ..store import ConcurrencyConflict
+from .auth import AuthUnavailable, PermissionDenied, Unauthenticated
 from .payloads import PayloadError, PayloadTooLarge
 
 __all__ = ["Context", "InvalidRequest", "grpc_errors"]
@@ -29,6 +30,9 @@ class InvalidRequest(ValueError):
 
 
 _CODES: list[tuple[type[BaseException], grpc.StatusCode]] = [
+    (Unauthenticated, grpc.StatusCode.UNAUTHENTICATED),
+    (PermissionDenied, grpc.StatusCode.PERMISSION_DENIED),
+    (AuthUnavailable, grpc.StatusCode.UNAVAILABLE),
     (PayloadTooLarge, grpc.StatusCode.RESOURCE_EXHAUSTED),
     (PayloadError, grpc.StatusCode.INVALID_ARGUMENT),
     (InvalidRequest, grpc.StatusCode.INVALID_ARGUMENT),

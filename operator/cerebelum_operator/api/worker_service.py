@@ -9,7 +9,9 @@ from ..engine import Reply
 from ..engine import commands as cmd
 from ..engine.decide import parse_token
 from ..runtime import Dispatcher, EngineService
+from .auth import Identity
 from .errors import Context, InvalidRequest, grpc_errors
+from .guard import Guard
 from .payloads import dump_json, parse_json
 
 __all__ = ["WorkerServicer"]
@@ -29,10 +31,21 @@ def _require(value: str, field: str, rpc: str) -> str:
 
 
 class WorkerServicer(pb_grpc.WorkerServiceServicer):
-    def __init__(self, engine: EngineService, dispatcher: Dispatcher, *, max_payload_bytes: int) -> None:
+    def __init__(
+        self, engine: EngineService, dispatcher: Dispatcher, *, max_payload_bytes: int, guard: Guard | None = None
+    ) -> None:
         self.engine = engine
         self.dispatcher = dispatcher
         self.max_payload_bytes = max_payload_bytes
+        self.guard = guard or Guard()
+
+    def _check_task(self, identity: Identity, token: str) -> None:
+        """A worker may heartbeat or complete only a task it could have polled."""
+        if not self.guard.enabled:
+            return
+        scope = self.dispatcher.scope_of(token)
+        if scope is not None:
+            self.guard.policy.check_worker_task(identity, *scope)
 
     @grpc_errors
     async def PollTask(self, request: pb.PollTaskRequest, context: Context) -> pb.PollTaskResponse:
@@ -40,11 +53,13 @@ class WorkerServicer(pb_grpc.WorkerServiceServicer):
         _require(request.task_queue, "task_queue", "PollTask")
         if not request.steps:
             raise InvalidRequest("PollTask: steps is empty; register at least one step")
+        identity = await self.guard.identify(context)
         granted = await self.dispatcher.poll(
             worker_id=request.worker_id,
             task_queue=request.task_queue,
             steps=request.steps,
             wait_ms=request.wait_ms,
+            namespaces=self.guard.policy.worker_namespaces(identity, request.task_queue),
         )
         if granted is None:
             return pb.PollTaskResponse()
@@ -68,6 +83,7 @@ class WorkerServicer(pb_grpc.WorkerServiceServicer):
     async def Heartbeat(self, request: pb.HeartbeatRequest, context: Context) -> pb.HeartbeatResponse:
         _require(request.task_token, "task_token", "Heartbeat")
         _require(request.worker_id, "worker_id", "Heartbeat")
+        self._check_task(await self.guard.identify(context), request.task_token)
         progress = parse_json(request.progress_json, what="heartbeat progress", limit=64 * 1024)
         result = await self.dispatcher.heartbeat(
             token=request.task_token, worker_id=request.worker_id, progress=progress
@@ -82,6 +98,7 @@ class WorkerServicer(pb_grpc.WorkerServiceServicer):
     async def CompleteTask(self, request: pb.CompleteTaskRequest, context: Context) -> pb.CompleteTaskResponse:
         token = _require(request.task_token, "task_token", "CompleteTask")
         _require(request.worker_id, "worker_id", "CompleteTask")
+        self._check_task(await self.guard.identify(context), token)
         try:
             execution_id, step, _, _, _ = parse_token(token)
         except ValueError:

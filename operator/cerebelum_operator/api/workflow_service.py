@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextvars
+import functools
 import re
 import uuid
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 from cerebelum.v1 import workflow_pb2 as pb
 from cerebelum.v1 import workflow_pb2_grpc as pb_grpc
@@ -14,7 +17,9 @@ from ..engine import commands as cmd
 from ..model import compile_workflow
 from ..runtime import EngineService, ExecutionNotFound, WorkflowNotFound
 from ..store import ExecutionRow, WorkflowRow
+from .auth import ANONYMOUS, Identity, PermissionDenied
 from .errors import Context, InvalidRequest, grpc_errors
+from .guard import Guard
 from .payloads import dump_json, parse_json
 
 __all__ = ["WorkflowServicer"]
@@ -22,6 +27,37 @@ __all__ = ["WorkflowServicer"]
 NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
 EXECUTION_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
 MAX_WAIT_MS = 60_000
+
+T = TypeVar("T")
+_caller: contextvars.ContextVar[Identity] = contextvars.ContextVar("caller", default=ANONYMOUS)
+
+
+def _client_rpc(method: Callable[..., Awaitable[T]]) -> Callable[..., Awaitable[T]]:
+    """Authenticate the caller, check the policy's ``clients`` rules, and remember who it is."""
+
+    @functools.wraps(method)
+    async def wrapper(self: WorkflowServicer, request: Any, context: Context) -> T:
+        identity = await self.guard.identify(context)
+        self.guard.policy.check_client(identity, method.__name__)
+        _caller.set(identity)
+        return await method(self, request, context)
+
+    return wrapper
+
+
+def _approver(claimed: str, rpc: str) -> str:
+    """The approver to record: the authenticated user; a claim of anyone else is refused."""
+    caller = _caller.get()
+    if not caller.authenticated or caller.shared:
+        if not claimed:
+            raise InvalidRequest(f"{rpc}: approver is required")
+        return claimed
+    if claimed and claimed != caller.username:
+        raise PermissionDenied(
+            f"{rpc}: approver {claimed!r} is not the authenticated user {caller.username!r};"
+            " approvals are recorded under the caller's own identity"
+        )
+    return caller.username
 
 
 def _workflow_info(row: WorkflowRow) -> pb.WorkflowInfo:
@@ -69,8 +105,9 @@ def execution_info(row: ExecutionRow, state: ExecutionState | None = None) -> pb
 
 
 class WorkflowServicer(pb_grpc.WorkflowServiceServicer):
-    def __init__(self, engine: EngineService, *, max_payload_bytes: int) -> None:
+    def __init__(self, engine: EngineService, *, max_payload_bytes: int, guard: Guard | None = None) -> None:
         self.engine = engine
+        self.guard = guard or Guard()
         self.store = engine.db.store
         self.db = engine.db
         self.max_payload_bytes = max_payload_bytes
@@ -82,6 +119,7 @@ class WorkflowServicer(pb_grpc.WorkflowServiceServicer):
         return execution_info(row, await self.engine.state_of(execution_id))
 
     @grpc_errors
+    @_client_rpc
     async def ApplyWorkflow(self, request: pb.ApplyWorkflowRequest, context: Context) -> pb.WorkflowInfo:
         if not NAME.match(request.name):
             raise InvalidRequest(
@@ -96,6 +134,7 @@ class WorkflowServicer(pb_grpc.WorkflowServiceServicer):
         return _workflow_info(row)
 
     @grpc_errors
+    @_client_rpc
     async def GetWorkflow(self, request: pb.GetWorkflowRequest, context: Context) -> pb.WorkflowInfo:
         row = await self.db.run(self.store.get_workflow, request.name)
         if row is None:
@@ -103,11 +142,13 @@ class WorkflowServicer(pb_grpc.WorkflowServiceServicer):
         return _workflow_info(row)
 
     @grpc_errors
+    @_client_rpc
     async def ListWorkflows(self, request: pb.ListWorkflowsRequest, context: Context) -> pb.ListWorkflowsResponse:
         rows = await self.db.run(self.store.list_workflows)
         return pb.ListWorkflowsResponse(workflows=[_workflow_info(r) for r in rows])
 
     @grpc_errors
+    @_client_rpc
     async def StartExecution(self, request: pb.StartExecutionRequest, context: Context) -> pb.ExecutionInfo:
         if not request.workflow:
             raise InvalidRequest("StartExecution: workflow is required")
@@ -119,10 +160,12 @@ class WorkflowServicer(pb_grpc.WorkflowServiceServicer):
         return execution_info(row, await self.engine.state_of(row.execution_id))
 
     @grpc_errors
+    @_client_rpc
     async def GetExecution(self, request: pb.GetExecutionRequest, context: Context) -> pb.ExecutionInfo:
         return await self._info(request.id)
 
     @grpc_errors
+    @_client_rpc
     async def ListExecutions(self, request: pb.ListExecutionsRequest, context: Context) -> pb.ListExecutionsResponse:
         rows = await self.db.run(
             self.store.list_executions,
@@ -133,6 +176,7 @@ class WorkflowServicer(pb_grpc.WorkflowServiceServicer):
         return pb.ListExecutionsResponse(executions=[execution_info(r) for r in rows])
 
     @grpc_errors
+    @_client_rpc
     async def GetHistory(self, request: pb.GetHistoryRequest, context: Context) -> pb.GetHistoryResponse:
         if await self.db.run(self.store.get_execution, request.id) is None:
             raise ExecutionNotFound(f"execution {request.id!r} not found")
@@ -147,31 +191,38 @@ class WorkflowServicer(pb_grpc.WorkflowServiceServicer):
         )
 
     @grpc_errors
+    @_client_rpc
     async def WaitExecution(self, request: pb.WaitExecutionRequest, context: Context) -> pb.ExecutionInfo:
         await self.engine.wait_terminal(request.id, min(request.wait_ms or MAX_WAIT_MS, MAX_WAIT_MS) / 1000)
         return await self._info(request.id)
 
     @grpc_errors
+    @_client_rpc
     async def Approve(self, request: pb.ApproveRequest, context: Context) -> pb.ExecutionInfo:
-        if not request.step or not request.approver:
-            raise InvalidRequest("Approve: step and approver are required")
+        if not request.step:
+            raise InvalidRequest("Approve: step is required")
+        approver = _approver(request.approver, "Approve")
         payload = parse_json(request.payload_json, what="approval payload", limit=self.max_payload_bytes)
-        await self.engine.handle(request.id, cmd.Approve(request.step, request.approver, payload))
+        await self.engine.handle(request.id, cmd.Approve(request.step, approver, payload))
         return await self._info(request.id)
 
     @grpc_errors
+    @_client_rpc
     async def Reject(self, request: pb.RejectRequest, context: Context) -> pb.ExecutionInfo:
-        if not request.step or not request.approver:
-            raise InvalidRequest("Reject: step and approver are required")
-        await self.engine.handle(request.id, cmd.Reject(request.step, request.approver, request.reason))
+        if not request.step:
+            raise InvalidRequest("Reject: step is required")
+        approver = _approver(request.approver, "Reject")
+        await self.engine.handle(request.id, cmd.Reject(request.step, approver, request.reason))
         return await self._info(request.id)
 
     @grpc_errors
+    @_client_rpc
     async def CancelExecution(self, request: pb.CancelExecutionRequest, context: Context) -> pb.ExecutionInfo:
         await self.engine.handle(request.id, cmd.Cancel(request.reason or "cancelled"))
         return await self._info(request.id)
 
     @grpc_errors
+    @_client_rpc
     async def ListDeadLetters(self, request: pb.ListDeadLettersRequest, context: Context) -> pb.ListDeadLettersResponse:
         rows = await self.db.run(self.store.list_dead_letters, execution_id=request.execution_id or None)
         return pb.ListDeadLettersResponse(
@@ -189,6 +240,7 @@ class WorkflowServicer(pb_grpc.WorkflowServiceServicer):
         )
 
     @grpc_errors
+    @_client_rpc
     async def RedriveDeadLetter(self, request: pb.RedriveDeadLetterRequest, context: Context) -> pb.ExecutionInfo:
         row = await self.db.run(self.store.get_dead_letter, request.id)
         if row is None or row.resolved_at_ms is not None:

@@ -31,6 +31,25 @@ AddressOption = Annotated[
     typer.Option("--address", envvar="CEREBELUM_ADDRESS", help="Engine gRPC address."),
 ]
 OutputOption = Annotated[str, typer.Option("--output", "-o", help="table or json")]
+TlsCertOption = Annotated[
+    Path | None, typer.Option("--tls-cert", help="Serve gRPC over TLS with this PEM certificate (chain).")
+]
+TlsKeyOption = Annotated[Path | None, typer.Option("--tls-key", help="The PEM private key of --tls-cert.")]
+TlsClientCaOption = Annotated[
+    Path | None, typer.Option("--tls-client-ca", help="Require client certificates signed by this PEM CA (mTLS).")
+]
+
+
+def _tls(cert: Path | None, key: Path | None, client_ca: Path | None) -> Any:
+    from ..server import TlsFiles
+
+    if cert is None and key is None:
+        if client_ca is not None:
+            _fail("--tls-client-ca needs --tls-cert and --tls-key")
+        return None
+    if cert is None or key is None:
+        _fail("TLS needs both --tls-cert and --tls-key")
+    return TlsFiles(certificate=cert, private_key=key, client_ca=client_ca)
 
 
 def _client(address: str) -> Client:
@@ -74,15 +93,35 @@ def _wait_and_report(client: Client, execution_id: str, timeout: float | None) -
 def dev(
     address: Annotated[str, typer.Option(help="Where to serve gRPC.")] = DEFAULT_ADDRESS,
     db: Annotated[str, typer.Option("--db", envvar="CEREBELUM_DATABASE_URL", help="Store URL.")] = DEFAULT_DATABASE_URL,
+    token: Annotated[
+        str | None,
+        typer.Option(
+            envvar="CEREBELUM_TOKEN",
+            help="Require this bearer token (16+ characters) from workers and clients; they read $CEREBELUM_TOKEN.",
+        ),
+    ] = None,
+    tls_cert: TlsCertOption = None,
+    tls_key: TlsKeyOption = None,
+    tls_client_ca: TlsClientCaOption = None,
     log_level: Annotated[str, typer.Option(help="debug, info, warning")] = "info",
 ) -> None:
     """Run the engine in one process on SQLite: no cluster needed."""
     import asyncio
 
+    from ..api import Guard, StaticTokenAuthenticator
     from ..server import EngineServer, ServerConfig
 
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    server = EngineServer(ServerConfig(address=address, database_url=db))
+    try:
+        guard = Guard(StaticTokenAuthenticator(token)) if token else Guard()
+    except ValueError as exc:
+        _fail(f"--token: {exc}")
+    if not token and not address.startswith(("127.", "localhost:", "[::1]:")):
+        logging.getLogger("cerebelum").warning(
+            "serving on %s without a token: anyone who reaches it can take tasks; set --token", address
+        )
+    config = ServerConfig(address=address, database_url=db, guard=guard, tls=_tls(tls_cert, tls_key, tls_client_ca))
+    server = EngineServer(config)
     try:
         asyncio.run(server.serve_until_signalled())
     except OSError as exc:
@@ -112,20 +151,52 @@ def operator(
     health_address: Annotated[
         str | None, typer.Option(help="Serve /healthz and /readyz (ready only on the leader), e.g. 0.0.0.0:8080.")
     ] = None,
+    auth: Annotated[
+        str,
+        typer.Option(help="kubernetes: callers present a ServiceAccount token, checked by TokenReview; or none."),
+    ] = "none",
+    token_audience: Annotated[
+        list[str] | None, typer.Option(help="Audience the workers' tokens must carry (default: cerebelum).")
+    ] = None,
+    access_policy: Annotated[
+        Path | None, typer.Option(help="YAML: which ServiceAccounts take which queues and namespaces' tasks.")
+    ] = None,
+    tls_cert: TlsCertOption = None,
+    tls_key: TlsKeyOption = None,
+    tls_client_ca: TlsClientCaOption = None,
     log_level: Annotated[str, typer.Option(help="debug, info, warning")] = "info",
 ) -> None:
     """Run the Kubernetes operator: reconcile Workflows, Executions and Approvals, serve workers."""
     import asyncio
     import socket
 
+    import yaml
+
+    from ..api import AccessPolicy, PolicyError
     from ..kube.operator import OperatorConfig, run_operator
     from ..server import ServerConfig
+
+    if auth not in ("none", "kubernetes"):
+        _fail(f"--auth must be 'none' or 'kubernetes', not {auth!r}")
+    policy = None
+    if access_policy is not None:
+        if auth == "none":
+            _fail("--access-policy needs --auth kubernetes")
+        try:
+            policy = AccessPolicy.from_document(yaml.safe_load(access_policy.read_text()))
+        except (OSError, yaml.YAMLError, PolicyError) as exc:
+            _fail(f"--access-policy {access_policy}: {exc}")
 
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     for noisy in ("httpx", "httpx2", "kopf.objects", "aiohttp.access"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     config = OperatorConfig(
-        server=ServerConfig(address=address, database_url=db, max_payload_bytes=max_payload_bytes),
+        server=ServerConfig(
+            address=address,
+            database_url=db,
+            max_payload_bytes=max_payload_bytes,
+            tls=_tls(tls_cert, tls_key, tls_client_ca),
+        ),
         namespaces=tuple(namespace or ()),
         lease_namespace=lease_namespace,
         lease_name=lease_name,
@@ -134,6 +205,9 @@ def operator(
         status_interval_s=status_interval,
         api_writes_per_second=api_qps,
         health_address=health_address,
+        auth="kubernetes" if auth == "kubernetes" else "none",
+        token_audiences=tuple(token_audience or ("cerebelum",)),
+        access_policy=policy,
     )
     try:
         raise typer.Exit(asyncio.run(run_operator(config)))

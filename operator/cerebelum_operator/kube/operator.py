@@ -13,11 +13,13 @@ import logging
 import os
 import signal
 import socket
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from typing import Literal
 
 import kopf
 from lightkube.core.exceptions import ApiError
 
+from ..api import AccessPolicy, Guard
 from ..server import EngineServer, ServerConfig
 from .client import KubeApi
 from .handlers import build_registry
@@ -26,6 +28,7 @@ from .leader import LeaseElector
 from .metrics import OperatorMetrics
 from .reconciler import Reconciler
 from .status_writer import FINALIZER, StatusWriter
+from .token_review import DEFAULT_AUDIENCE, TokenReviewAuthenticator
 
 __all__ = ["OperatorConfig", "run_operator"]
 
@@ -46,6 +49,18 @@ class OperatorConfig:
     status_interval_s: float = 1.0
     api_writes_per_second: float = 100.0
     health_address: str | None = None
+    # "kubernetes": callers present a ServiceAccount token checked by TokenReview; "none": nobody is asked.
+    auth: Literal["none", "kubernetes"] = "none"
+    token_audiences: tuple[str, ...] = (DEFAULT_AUDIENCE,)
+    access_policy: AccessPolicy | None = None  # default: AccessPolicy.kubernetes_default()
+
+
+def _guard(config: OperatorConfig, api: KubeApi) -> Guard:
+    if config.auth == "none":
+        log.warning("--auth none: whoever reaches %s can take tasks and start executions", config.server.address)
+        return Guard()
+    authenticator = TokenReviewAuthenticator(api.client, audiences=config.token_audiences)
+    return Guard(authenticator, policy=config.access_policy or AccessPolicy.kubernetes_default())
 
 
 def _settings() -> kopf.OperatorSettings:
@@ -106,7 +121,7 @@ async def _lead(
         os._exit(EXIT_LEASE_LOST)
 
     holding = asyncio.create_task(elector.hold(lease_lost), name="lease")
-    server = EngineServer(config.server)
+    server = EngineServer(replace(config.server, guard=_guard(config, api)))
     writer: StatusWriter | None = None
     try:
         await server.start()

@@ -2,7 +2,7 @@
 
 from .clock import Clock, SystemClock
 from .database import Database
-from .dispatcher import Dispatcher, GrantedTask, HeartbeatResult
+from .dispatcher import Dispatcher, GrantedTask, HeartbeatResult, namespace_of
 from .engine_service import EngineService, ExecutionNotFound, WorkflowNotFound
 from .timers import TimerService
 
@@ -17,4 +17,5 @@ __all__ = [
     "SystemClock",
     "TimerService",
     "WorkflowNotFound",
+    "namespace_of",
 ]

@@ -24,15 +24,21 @@ from .clock import Clock
 from .database import Database
 from .engine_service import EngineService, ExecutionNotFound
 
-__all__ = ["Dispatcher", "GrantedTask", "HeartbeatResult"]
+__all__ = ["Dispatcher", "GrantedTask", "HeartbeatResult", "namespace_of"]
 
 log = logging.getLogger(__name__)
+
+
+def namespace_of(workflow: str) -> str:
+    """The namespace of a workflow key: ``ns`` of ``ns/name`` (operator), ``""`` in dev mode."""
+    return workflow.rpartition("/")[0]
 
 
 @dataclass(slots=True)
 class _Queued:
     token: str
     execution_id: str
+    namespace: str
     step: str
     attempt: int
     poll: int
@@ -47,12 +53,18 @@ class _Queued:
 
 
 def _queued_from(
-    source: TaskRow | act.ScheduleTask, execution_id: str, *, sticky_worker_id: str | None, sticky_until_ms: int
+    source: TaskRow | act.ScheduleTask,
+    execution_id: str,
+    workflow: str,
+    *,
+    sticky_worker_id: str | None,
+    sticky_until_ms: int,
 ) -> _Queued:
     """A queue entry from a stored task row (at start) or a fresh ScheduleTask action."""
     return _Queued(
         token=source.token,
         execution_id=execution_id,
+        namespace=namespace_of(workflow),
         step=source.step,
         attempt=source.attempt,
         poll=source.poll,
@@ -72,6 +84,8 @@ class _Leased:
     token: str
     execution_id: str
     worker_id: str
+    task_queue: str
+    namespace: str
     lease_ms: int
     heartbeat_required: bool
     lease_expires_at_ms: int
@@ -105,6 +119,15 @@ class _Poller:
     worker_id: str
     task_queue: str
     steps: frozenset[str]
+    namespaces: frozenset[str] | None  # None: tasks of every namespace
+
+    def accepts(self, task: _Queued) -> bool:
+        return (
+            not self.future.done()
+            and task.step in self.steps
+            and (self.namespaces is None or task.namespace in self.namespaces)
+        )
+
     # A queued task to lease, or a task already leased to this worker by an eager dispatch.
     future: asyncio.Future[_Queued | GrantedTask] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future()
@@ -120,13 +143,14 @@ class _Reservation:
 class _ReadyTasks:
     """Tasks a worker may take now, indexed so a poll never scans the queue.
 
-    By (task queue, step) in arrival order; a task inside its sticky window waits under its
-    worker instead, and moves to the shared index when the window ends (`expire`). With
-    100,000 queued tasks a poll costs one lookup per step the worker serves.
+    By (task queue, step, namespace) in arrival order; a task inside its sticky window waits
+    under its worker instead, and moves to the shared index when the window ends (`expire`).
+    With 100,000 queued tasks a poll costs one lookup per step and namespace the worker serves.
     """
 
     def __init__(self) -> None:
-        self._by_step: dict[tuple[str, str], dict[str, _Queued]] = {}
+        self._by_step: dict[tuple[str, str, str], dict[str, _Queued]] = {}
+        self._namespaces: dict[tuple[str, str], set[str]] = {}  # (queue, step) -> namespaces seen
         self._sticky: dict[str, dict[str, _Queued]] = {}
         self._windows: list[tuple[int, int, str]] = []  # (sticky_until_ms, order, token)
         self._holder: dict[str, dict[str, _Queued]] = {}  # token -> the dict it sits in
@@ -145,7 +169,11 @@ class _ReadyTasks:
             holder = self._sticky.setdefault(task.sticky_worker_id, {})
             heapq.heappush(self._windows, (task.sticky_until_ms, order, task.token))
         else:
-            holder = self._by_step.setdefault((task.task_queue, task.step), {})
+            key = (task.task_queue, task.step, task.namespace)
+            if key not in self._by_step:
+                self._by_step[key] = {}
+                self._namespaces.setdefault((task.task_queue, task.step), set()).add(task.namespace)
+            holder = self._by_step[key]
         holder[task.token] = task
         self._holder[task.token] = holder
 
@@ -154,18 +182,28 @@ class _ReadyTasks:
         self._order.pop(token, None)
         return None if holder is None else holder.pop(token, None)
 
-    def take(self, task_queue: str, worker_id: str, wanted: frozenset[str]) -> _Queued | None:
-        """This worker's sticky task first, else the oldest task of the steps it serves."""
+    def take(
+        self, task_queue: str, worker_id: str, wanted: frozenset[str], namespaces: frozenset[str] | None
+    ) -> _Queued | None:
+        """This worker's sticky task first, else the oldest task of the steps and namespaces it serves."""
         for token, task in (self._sticky.get(worker_id) or {}).items():
-            if task.task_queue == task_queue and task.step in wanted:
+            if (
+                task.task_queue == task_queue
+                and task.step in wanted
+                and (namespaces is None or task.namespace in namespaces)
+            ):
                 return self.remove(token)
         oldest: _Queued | None = None
         for step in wanted:
-            tasks = self._by_step.get((task_queue, step))
-            if tasks:
-                head = next(iter(tasks.values()))
-                if oldest is None or self._order[head.token] < self._order[oldest.token]:
-                    oldest = head
+            seen = self._namespaces.get((task_queue, step))
+            if not seen:
+                continue
+            for namespace in seen if namespaces is None else seen & namespaces:
+                tasks = self._by_step.get((task_queue, step, namespace))
+                if tasks:
+                    head = next(iter(tasks.values()))
+                    if oldest is None or self._order[head.token] < self._order[oldest.token]:
+                        oldest = head
         return None if oldest is None else self.remove(oldest.token)
 
     def expire(self, now_ms: int) -> list[_Queued]:
@@ -175,7 +213,7 @@ class _ReadyTasks:
             _, _, token = heapq.heappop(self._windows)
             holder = self._holder.get(token)
             task = holder.get(token) if holder is not None else None
-            if task is None or holder is self._by_step.get((task.task_queue, task.step)):
+            if task is None or holder is self._by_step.get((task.task_queue, task.step, task.namespace)):
                 continue
             self.add(task, now_ms)  # past its window now: into the shared index, keeping its place
             moved.append(task)
@@ -229,6 +267,8 @@ class Dispatcher:
                     token=row.token,
                     execution_id=row.execution_id,
                     worker_id=row.worker_id,
+                    task_queue=row.task_queue,
+                    namespace=namespace_of(row.workflow),
                     lease_ms=row.lease_ms,
                     heartbeat_required=row.heartbeat_required,
                     lease_expires_at_ms=max(row.lease_expires_at_ms or 0, now + row.lease_ms),
@@ -236,7 +276,9 @@ class Dispatcher:
                     cancel_requested=row.cancel_requested,
                 )
             else:
-                self._enqueue(_queued_from(row, row.execution_id, sticky_worker_id=None, sticky_until_ms=0))
+                self._enqueue(
+                    _queued_from(row, row.execution_id, row.workflow, sticky_worker_id=None, sticky_until_ms=0)
+                )
         log.info("dispatcher loaded %d queued and %d leased tasks", len(self._queued), len(self._leased))
         self._tasks = [
             asyncio.create_task(self._promote_loop(), name="dispatcher-promote"),
@@ -254,7 +296,7 @@ class Dispatcher:
 
     # -- engine hooks --------------------------------------------------------------------
 
-    def on_actions(self, execution_id: str, actions: list[act.Action]) -> None:
+    def on_actions(self, execution_id: str, workflow: str, actions: list[act.Action]) -> None:
         for action in actions:
             match action:
                 case act.ScheduleTask():
@@ -263,6 +305,7 @@ class Dispatcher:
                         _queued_from(
                             action,
                             execution_id,
+                            workflow,
                             sticky_worker_id=action.sticky_worker_id,
                             sticky_until_ms=max(now, action.visible_at_ms) + self.sticky_window_ms,
                         )
@@ -274,6 +317,8 @@ class Dispatcher:
                         token=action.token,
                         execution_id=execution_id,
                         worker_id=action.worker_id,
+                        task_queue=queued.task_queue if queued else "",
+                        namespace=namespace_of(workflow),
                         lease_ms=queued.lease_ms if queued else action.lease_expires_at_ms - self.clock.now_ms(),
                         heartbeat_required=queued.heartbeat_required if queued else False,
                         lease_expires_at_ms=action.lease_expires_at_ms,
@@ -302,7 +347,7 @@ class Dispatcher:
         for action in actions:
             if not isinstance(action, act.ScheduleTask) or action.visible_at_ms > now:
                 continue
-            poller = self._waiting_poller(action.task_queue, action.step, action.sticky_worker_id)
+            poller = self._waiting_poller(action, namespace_of(workflow))
             if poller is None:
                 continue
             self._pollers[action.task_queue].remove(poller)
@@ -322,12 +367,16 @@ class Dispatcher:
             if queued is not None and queued.token not in self._ready:
                 self._put_back(queued)  # it was scheduled but its lease was refused: offer it as usual
 
-    def _waiting_poller(self, task_queue: str, step: str, sticky_worker_id: str | None) -> _Poller | None:
+    def _waiting_poller(self, action: act.ScheduleTask, namespace: str) -> _Poller | None:
         """The poller that would get this task right now: the sticky worker's, else any allowed."""
-        eligible = [p for p in self._pollers.get(task_queue, ()) if not p.future.done() and step in p.steps]
-        if sticky_worker_id is None:
+        eligible = [
+            p
+            for p in self._pollers.get(action.task_queue, ())
+            if not p.future.done() and action.step in p.steps and (p.namespaces is None or namespace in p.namespaces)
+        ]
+        if action.sticky_worker_id is None:
             return eligible[0] if eligible else None
-        return next((p for p in eligible if p.worker_id == sticky_worker_id), None)
+        return next((p for p in eligible if p.worker_id == action.sticky_worker_id), None)
 
     def _deliver(self, reservation: _Reservation, queued: _Queued, lease: act.LeaseTask) -> None:
         granted = GrantedTask(
@@ -365,20 +414,31 @@ class Dispatcher:
 
     # -- worker calls --------------------------------------------------------------------
 
-    async def poll(self, *, worker_id: str, task_queue: str, steps: Iterable[str], wait_ms: int) -> GrantedTask | None:
-        """Long-poll: a leased task, or None when nothing came within the wait."""
+    async def poll(
+        self,
+        *,
+        worker_id: str,
+        task_queue: str,
+        steps: Iterable[str],
+        wait_ms: int,
+        namespaces: frozenset[str] | None = None,
+    ) -> GrantedTask | None:
+        """Long-poll: a leased task, or None when nothing came within the wait.
+
+        ``namespaces`` limits the tasks to those namespaces' executions (None: any).
+        """
         wanted = frozenset(steps)
         deadline = asyncio.get_running_loop().time() + min(max(wait_ms, 0), self.max_poll_wait_ms) / 1000
         while True:
             undelivered = self._take_undelivered(worker_id, wanted) if self._undelivered else None
             if undelivered is not None:
                 return undelivered
-            candidate: _Queued | GrantedTask | None = self._take(task_queue, worker_id, wanted)
+            candidate: _Queued | GrantedTask | None = self._ready.take(task_queue, worker_id, wanted, namespaces)
             if candidate is None:
                 remaining = deadline - asyncio.get_running_loop().time()
                 if remaining <= 0:
                     return None
-                poller = _Poller(worker_id, task_queue, wanted)
+                poller = _Poller(worker_id, task_queue, wanted, namespaces)
                 self._pollers.setdefault(task_queue, []).append(poller)
                 try:
                     candidate = await asyncio.wait_for(asyncio.shield(poller.future), remaining)
@@ -430,6 +490,14 @@ class Dispatcher:
         leased = self._leased.get(token)
         return leased.worker_id if leased else None
 
+    def scope_of(self, token: str) -> tuple[str, str] | None:
+        """(task queue, namespace) of a task this dispatcher knows, queued or leased."""
+        leased = self._leased.get(token)
+        if leased is not None:
+            return leased.task_queue, leased.namespace
+        queued = self._queued.get(token)
+        return (queued.task_queue, queued.namespace) if queued is not None else None
+
     # -- internals -----------------------------------------------------------------------
 
     def _enqueue(self, task: _Queued) -> None:
@@ -447,7 +515,7 @@ class Dispatcher:
         if not pollers or task.token in self._reserved:
             return
         now = self.clock.now_ms()
-        eligible = [p for p in pollers if not p.future.done() and task.step in p.steps]
+        eligible = [p for p in pollers if p.accepts(task)]
         if not eligible:
             return
         sticky = [p for p in eligible if p.worker_id == task.sticky_worker_id]
@@ -460,9 +528,6 @@ class Dispatcher:
             return
         self._ready.remove(task.token)
         chosen.future.set_result(task)
-
-    def _take(self, task_queue: str, worker_id: str, wanted: frozenset[str]) -> _Queued | None:
-        return self._ready.take(task_queue, worker_id, wanted)
 
     def _put_back(self, task: _Queued) -> None:
         if task.token in self._queued:

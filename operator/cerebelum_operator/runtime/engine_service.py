@@ -33,7 +33,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-ActionListener = Callable[[str, list[Action]], Awaitable[None] | None]
+ActionListener = Callable[[str, str, list[Action]], Awaitable[None] | None]
 ChangeListener = Callable[[str, ExecutionState], None]
 
 
@@ -88,7 +88,7 @@ class EngineService:
         self._eager = eager
 
     def add_listener(self, listener: ActionListener) -> None:
-        """Called with (execution_id, actions) after every committed decision."""
+        """Called with (execution_id, workflow, actions) after every committed decision."""
         self._listeners.append(listener)
 
     def add_change_listener(self, listener: ChangeListener) -> None:
@@ -301,8 +301,9 @@ class EngineService:
             for change_listener in self._change_listeners:
                 change_listener(execution_id, decision.state)
         if decision.actions:
+            workflow = decision.state.workflow if decision.state is not None else ""
             for listener in self._listeners:
-                result = listener(execution_id, decision.actions)
+                result = listener(execution_id, workflow, decision.actions)
                 if result is not None:
                     await result
         if decision.state is not None and decision.state.phase.terminal:

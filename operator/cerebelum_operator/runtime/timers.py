@@ -60,7 +60,7 @@ class TimerService:
             firing.cancel()
         await asyncio.gather(*self._firing, return_exceptions=True)
 
-    def on_actions(self, execution_id: str, actions: list[act.Action]) -> None:
+    def on_actions(self, execution_id: str, workflow: str, actions: list[act.Action]) -> None:
         for action in actions:
             if isinstance(action, act.StartTimer) and action.fire_at_ms <= self._loaded_until_ms:
                 self._push(action.fire_at_ms, action.timer_id, execution_id)

@@ -8,23 +8,43 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 
 import grpc
 
 from cerebelum.v1 import worker_pb2, workflow_pb2
 
-from ..api import DEFAULT_MAX_PAYLOAD_BYTES, WorkerServicer, WorkflowServicer
+from ..api import DEFAULT_MAX_PAYLOAD_BYTES, Guard, WorkerServicer, WorkflowServicer
 from ..runtime import Clock, Database, Dispatcher, EngineService, SystemClock, TimerService
 from ..store import open_store
 from .handlers import strict_service_handler
 
-__all__ = ["DEFAULT_ADDRESS", "DEFAULT_DATABASE_URL", "EngineServer", "ServerConfig"]
+__all__ = ["DEFAULT_ADDRESS", "DEFAULT_DATABASE_URL", "EngineServer", "ServerConfig", "TlsFiles"]
 
 log = logging.getLogger(__name__)
 
 DEFAULT_ADDRESS = "127.0.0.1:7450"
 DEFAULT_DATABASE_URL = "sqlite:///.cerebelum/dev.db"
+
+
+@dataclass(frozen=True, kw_only=True)
+class TlsFiles:
+    """PEM files for the gRPC endpoint; with ``client_ca`` clients must present a certificate too."""
+
+    certificate: Path
+    private_key: Path
+    client_ca: Path | None = None
+
+    def credentials(self) -> grpc.ServerCredentials:
+        try:
+            pair = (self.private_key.read_bytes(), self.certificate.read_bytes())
+            client_ca = self.client_ca.read_bytes() if self.client_ca is not None else None
+        except OSError as exc:
+            raise OSError(f"cannot read the TLS files: {exc}") from None
+        return grpc.ssl_server_credentials(
+            [pair], root_certificates=client_ca, require_client_auth=client_ca is not None
+        )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -34,6 +54,8 @@ class ServerConfig:
     max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES
     sticky_window_ms: int = 100
     max_poll_wait_ms: int = 30_000
+    tls: TlsFiles | None = None
+    guard: Guard = field(default_factory=Guard)
 
 
 class EngineServer:
@@ -70,21 +92,27 @@ class EngineServer:
                 ("grpc.so_reuseport", 0),
             ]
         )
-        worker = WorkerServicer(engine, self._dispatcher, max_payload_bytes=self.config.max_payload_bytes)
-        workflows = WorkflowServicer(engine, max_payload_bytes=self.config.max_payload_bytes)
+        guard = self.config.guard
+        worker = WorkerServicer(engine, self._dispatcher, max_payload_bytes=self.config.max_payload_bytes, guard=guard)
+        workflows = WorkflowServicer(engine, max_payload_bytes=self.config.max_payload_bytes, guard=guard)
         server.add_generic_rpc_handlers(
             (
                 strict_service_handler(worker, worker_pb2.DESCRIPTOR.services_by_name["WorkerService"]),
                 strict_service_handler(workflows, workflow_pb2.DESCRIPTOR.services_by_name["WorkflowService"]),
             )
         )
-        self.port = server.add_insecure_port(self.config.address)
+        if self.config.tls is not None:
+            self.port = server.add_secure_port(self.config.address, self.config.tls.credentials())
+        else:
+            self.port = server.add_insecure_port(self.config.address)
         if self.port == 0:
             raise OSError(f"cannot listen on {self.config.address}: address in use or not valid")
         await server.start()
         log.info(
-            "cerebelum engine serving on %s (store %s, schema v%d)",
+            "cerebelum engine serving on %s (%s, %s; store %s, schema v%d)",
             self.config.address,
+            "TLS" if self.config.tls is not None else "plaintext",
+            "callers authenticated" if guard.enabled else "no authentication",
             _redact(self.config.database_url),
             version,
         )

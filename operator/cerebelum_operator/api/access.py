@@ -1,0 +1,145 @@
+"""Which authenticated callers may take which tasks, and who may use the client API.
+
+A policy is a list of rules, loaded from YAML (``cerebelum operator --access-policy FILE``)::
+
+    workers:
+      - subjects: ["system:serviceaccount:payments:*"]   # usernames (glob) or "group:<name>"
+        namespaces: ["$self"]                            # "$self": the service account's own
+        queues: ["billing", "billing-*"]                 # "*": any
+    clients:
+      - subjects: ["group:cerebelum-admins"]
+
+A worker polling a queue gets tasks only of the namespaces its rules allow for that queue; a
+queue no rule allows is refused with a message naming the queue. ``clients`` may call the
+WorkflowService (start, approve, cancel, read).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from .auth import Identity, PermissionDenied
+
+__all__ = ["ALL_NAMESPACES", "AccessPolicy", "AccessRule", "PolicyError"]
+
+SELF = "$self"
+ALL_NAMESPACES = None
+
+
+class PolicyError(ValueError):
+    """An access policy document that cannot be used; the message names the field."""
+
+
+@dataclass(frozen=True, slots=True)
+class AccessRule:
+    subjects: tuple[str, ...]
+    namespaces: tuple[str, ...] = ("*",)
+    queues: tuple[str, ...] = ("*",)
+
+    def applies_to(self, identity: Identity) -> bool:
+        for subject in self.subjects:
+            if subject.startswith("group:"):
+                if any(fnmatch.fnmatchcase(group, subject[6:]) for group in identity.groups):
+                    return True
+            elif fnmatch.fnmatchcase(identity.username, subject):
+                return True
+        return False
+
+    def allows_queue(self, queue: str) -> bool:
+        return any(fnmatch.fnmatchcase(queue, pattern) for pattern in self.queues)
+
+    def namespaces_for(self, identity: Identity) -> frozenset[str] | None:
+        """The namespaces this rule grants (None: all of them)."""
+        granted: set[str] = set()
+        for namespace in self.namespaces:
+            if namespace == "*":
+                return ALL_NAMESPACES
+            if namespace == SELF:
+                own = identity.service_account_namespace
+                if own is not None:
+                    granted.add(own)
+            else:
+                granted.add(namespace)
+        return frozenset(granted)
+
+
+@dataclass(frozen=True, slots=True)
+class AccessPolicy:
+    workers: tuple[AccessRule, ...]
+    clients: tuple[AccessRule, ...]
+
+    @classmethod
+    def allow_all(cls) -> AccessPolicy:
+        """Every caller may do everything: dev mode, and the operator with ``--auth none``."""
+        anyone = AccessRule(subjects=("*",))
+        return cls(workers=(anyone,), clients=(anyone,))
+
+    @classmethod
+    def kubernetes_default(cls) -> AccessPolicy:
+        """A service account may take tasks of its own namespace, on any queue; no client API."""
+        return cls(workers=(AccessRule(subjects=("system:serviceaccount:*",), namespaces=(SELF,)),), clients=())
+
+    @classmethod
+    def from_document(cls, document: Any) -> AccessPolicy:
+        if not isinstance(document, Mapping):
+            raise PolicyError("access policy: expected a mapping with 'workers' and 'clients'")
+        unknown = set(document) - {"workers", "clients"}
+        if unknown:
+            raise PolicyError(f"access policy: unknown field(s) {sorted(unknown)}; expected 'workers' and 'clients'")
+        return cls(
+            workers=tuple(_rules(document.get("workers") or [], "workers")),
+            clients=tuple(_rules(document.get("clients") or [], "clients")),
+        )
+
+    def worker_namespaces(self, identity: Identity, queue: str) -> frozenset[str] | None:
+        """Namespaces whose tasks of ``queue`` this worker may take (None: all); raises if none."""
+        granted: set[str] = set()
+        for rule in self.workers:
+            if rule.applies_to(identity) and rule.allows_queue(queue):
+                namespaces = rule.namespaces_for(identity)
+                if namespaces is ALL_NAMESPACES:
+                    return ALL_NAMESPACES
+                granted |= namespaces
+        if not granted:
+            raise PermissionDenied(f"{identity.username!r} may not take tasks of queue {queue!r} (access policy)")
+        return frozenset(granted)
+
+    def check_worker_task(self, identity: Identity, queue: str, namespace: str) -> None:
+        """Raise unless this worker may hold a task of ``queue`` in ``namespace``."""
+        allowed = self.worker_namespaces(identity, queue)
+        if allowed is not ALL_NAMESPACES and namespace not in allowed:
+            where = f"namespace {namespace!r}" if namespace else "the default namespace"
+            raise PermissionDenied(f"{identity.username!r} may not take tasks of {where} (access policy)")
+
+    def check_client(self, identity: Identity, rpc: str) -> None:
+        if not any(rule.applies_to(identity) for rule in self.clients):
+            raise PermissionDenied(f"{identity.username!r} may not call {rpc} (access policy 'clients')")
+
+
+def _rules(items: Any, section: str) -> Iterable[AccessRule]:
+    if not isinstance(items, list):
+        raise PolicyError(f"access policy: {section} must be a list of rules")
+    for index, item in enumerate(items):
+        where = f"access policy: {section}[{index}]"
+        if not isinstance(item, Mapping):
+            raise PolicyError(f"{where}: expected a mapping")
+        unknown = set(item) - {"subjects", "namespaces", "queues"}
+        if unknown:
+            raise PolicyError(f"{where}: unknown field(s) {sorted(unknown)}")
+        subjects = _strings(item.get("subjects"), f"{where}.subjects", required=True)
+        yield AccessRule(
+            subjects=subjects,
+            namespaces=_strings(item.get("namespaces", ["*"]), f"{where}.namespaces"),
+            queues=_strings(item.get("queues", ["*"]), f"{where}.queues"),
+        )
+
+
+def _strings(value: Any, where: str, *, required: bool = False) -> tuple[str, ...]:
+    if value is None and not required:
+        return ()
+    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value) or (required and not value):
+        raise PolicyError(f"{where}: expected a non-empty list of strings")
+    return tuple(value)
