@@ -33,6 +33,7 @@ EXPECTED = [
     "Sleep",
     "StepContext",
     "StepStatus",
+    "TlsSettings",
     "UnauthenticatedError",
     "UnavailableError",
     "Worker",

@@ -6,6 +6,7 @@ Write steps and run them with :class:`Worker`; start and steer executions with
 
 from cerebelum.async_client import AsyncClient
 from cerebelum.client import Client
+from cerebelum.connection import TlsSettings
 from cerebelum.context import StepContext
 from cerebelum.durations import Duration, parse_duration
 from cerebelum.errors import (
@@ -62,6 +63,7 @@ __all__ = [
     "Sleep",
     "StepContext",
     "StepStatus",
+    "TlsSettings",
     "UnauthenticatedError",
     "UnavailableError",
     "Worker",

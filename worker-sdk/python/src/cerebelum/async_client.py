@@ -10,7 +10,8 @@ import grpc
 from google.protobuf.message import Message
 
 from cerebelum import operations as ops
-from cerebelum.config import auth_metadata, channel_options, resolve_address, resolve_token
+from cerebelum.config import resolve_address
+from cerebelum.connection import TlsSettings, open_aio_channel, resolve_tls, resolve_token_source
 from cerebelum.errors import error_from_rpc
 from cerebelum.models import DeadLetter, Execution, HistoryEvent, WorkflowInfo
 
@@ -30,10 +31,19 @@ class AsyncClient:
     manager or ``await close()``.
     """
 
-    def __init__(self, address: str | None = None, *, token: str | None = None, timeout: float = 30.0) -> None:
+    def __init__(
+        self,
+        address: str | None = None,
+        *,
+        token: str | None = None,
+        token_file: str | None = None,
+        tls: bool | TlsSettings | None = None,
+        timeout: float = 30.0,
+    ) -> None:
         self.address = resolve_address(address)
         self.timeout = timeout
-        self._metadata = auth_metadata(resolve_token(token))
+        self._tokens = resolve_token_source(token, token_file)
+        self._tls = resolve_tls(tls)
         self._channel: grpc.aio.Channel | None = None
         self._methods: dict[str, grpc.aio.UnaryUnaryMultiCallable[Message, Any]] = {}
 
@@ -56,7 +66,7 @@ class AsyncClient:
 
     def _method(self, name: str) -> grpc.aio.UnaryUnaryMultiCallable[Message, Any]:
         if self._channel is None:
-            self._channel = grpc.aio.insecure_channel(self.address, options=channel_options())
+            self._channel = open_aio_channel(self.address, tls=self._tls, tokens=self._tokens)
             self._methods = {
                 method: self._channel.unary_unary(
                     ops.SERVICE + method, request_serializer=_serialize, response_deserializer=reply.FromString
@@ -70,9 +80,7 @@ class AsyncClient:
             call = next(operation)
             while True:
                 try:
-                    reply = await self._method(call.method)(
-                        call.request, timeout=call.timeout or self.timeout, metadata=self._metadata
-                    )
+                    reply = await self._method(call.method)(call.request, timeout=call.timeout or self.timeout)
                 except grpc.aio.AioRpcError as exc:
                     raise error_from_rpc(exc) from None
                 call = operation.send(reply)

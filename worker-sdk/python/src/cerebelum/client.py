@@ -10,7 +10,8 @@ import grpc
 from google.protobuf.message import Message
 
 from cerebelum import operations as ops
-from cerebelum.config import auth_metadata, channel_options, resolve_address, resolve_token
+from cerebelum.config import resolve_address
+from cerebelum.connection import TlsSettings, open_channel, resolve_tls, resolve_token_source
 from cerebelum.errors import error_from_rpc
 from cerebelum.models import DeadLetter, Execution, HistoryEvent, WorkflowInfo
 
@@ -26,17 +27,25 @@ def _serialize(message: Message) -> bytes:
 class Client:
     """Blocking client of the Cerebelum ``WorkflowService``.
 
-    ``address`` defaults to ``$CEREBELUM_ADDRESS`` or ``127.0.0.1:7450`` and ``token`` to
-    ``$CEREBELUM_TOKEN``. ``timeout`` (seconds) bounds every call except :meth:`wait`.
+    ``address`` defaults to ``$CEREBELUM_ADDRESS`` or ``127.0.0.1:7450``; ``token``,
+    ``token_file`` and ``tls`` as for :class:`~cerebelum.Worker`. ``timeout`` (seconds) bounds
+    every call except :meth:`wait`.
     Server errors raise :class:`~cerebelum.CerebelumError` subclasses. Use as a context
     manager or call :meth:`close`.
     """
 
-    def __init__(self, address: str | None = None, *, token: str | None = None, timeout: float = 30.0) -> None:
+    def __init__(
+        self,
+        address: str | None = None,
+        *,
+        token: str | None = None,
+        token_file: str | None = None,
+        tls: bool | TlsSettings | None = None,
+        timeout: float = 30.0,
+    ) -> None:
         self.address = resolve_address(address)
         self.timeout = timeout
-        self._metadata = auth_metadata(resolve_token(token))
-        self._channel = grpc.insecure_channel(self.address, options=channel_options())
+        self._channel = open_channel(self.address, tls=resolve_tls(tls), tokens=resolve_token_source(token, token_file))
         self._methods = {
             name: self._channel.unary_unary(
                 ops.SERVICE + name, request_serializer=_serialize, response_deserializer=reply.FromString
@@ -63,9 +72,7 @@ class Client:
             call = next(operation)
             while True:
                 try:
-                    reply = self._methods[call.method](
-                        call.request, timeout=call.timeout or self.timeout, metadata=self._metadata
-                    )
+                    reply = self._methods[call.method](call.request, timeout=call.timeout or self.timeout)
                 except grpc.RpcError as exc:
                     raise error_from_rpc(exc) from None
                 call = operation.send(reply)

@@ -36,13 +36,10 @@ class Completer:
     server's message.
     """
 
-    __slots__ = ("_metadata", "_rpc", "_timeout")
+    __slots__ = ("_rpc", "_timeout")
 
-    def __init__(
-        self, rpc: CompleteRpc, metadata: tuple[tuple[str, str], ...] | None, *, timeout: float = 10.0
-    ) -> None:
+    def __init__(self, rpc: CompleteRpc, *, timeout: float = 10.0) -> None:
         self._rpc = rpc
-        self._metadata = metadata
         self._timeout = timeout
 
     async def submit(self, request: worker_pb2.CompleteTaskRequest) -> worker_pb2.CompleteTaskResponse | None:
@@ -50,7 +47,7 @@ class Completer:
         backoff: Backoff | None = None
         while True:
             try:
-                return await self._rpc(request, timeout=self._timeout, metadata=self._metadata)
+                return await self._rpc(request, timeout=self._timeout)
             except grpc.aio.AioRpcError as exc:
                 code = exc.code()
                 if code in _TRANSIENT:

@@ -9,16 +9,12 @@ import socket
 __all__ = [
     "ADDRESS_ENV",
     "DEFAULT_ADDRESS",
-    "TOKEN_ENV",
-    "auth_metadata",
     "channel_options",
     "default_worker_id",
     "resolve_address",
-    "resolve_token",
 ]
 
 ADDRESS_ENV = "CEREBELUM_ADDRESS"
-TOKEN_ENV = "CEREBELUM_TOKEN"
 DEFAULT_ADDRESS = "127.0.0.1:7450"
 
 # Reconnect quickly after an outage (gRPC's default backoff grows to two minutes);
@@ -34,16 +30,6 @@ _CHANNEL_OPTIONS: tuple[tuple[str, int], ...] = (
 def resolve_address(address: str | None) -> str:
     """``address``, else ``$CEREBELUM_ADDRESS``, else ``127.0.0.1:7450``."""
     return address or os.environ.get(ADDRESS_ENV) or DEFAULT_ADDRESS
-
-
-def resolve_token(token: str | None) -> str | None:
-    """``token``, else ``$CEREBELUM_TOKEN``, else ``None``."""
-    return token or os.environ.get(TOKEN_ENV) or None
-
-
-def auth_metadata(token: str | None) -> tuple[tuple[str, str], ...] | None:
-    """gRPC metadata carrying the bearer token, or ``None`` without a token."""
-    return (("authorization", f"Bearer {token}"),) if token else None
 
 
 def channel_options() -> list[tuple[str, int]]:

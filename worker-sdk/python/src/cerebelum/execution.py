@@ -57,13 +57,11 @@ class TaskExecutor:
         steps: Mapping[str, StepDefinition],
         worker_id: str,
         heartbeat_rpc: HeartbeatRpc,
-        metadata: tuple[tuple[str, str], ...] | None,
         thread_pool: Executor | None,
     ) -> None:
         self._steps = steps
         self._worker_id = worker_id
         self._heartbeat_rpc = heartbeat_rpc
-        self._metadata = metadata
         self._thread_pool = thread_pool
         self._attempts: dict[str, Attempt] = {}
 
@@ -85,7 +83,6 @@ class TaskExecutor:
         heartbeater = Heartbeater(
             loop=loop,
             rpc=self._heartbeat_rpc,
-            metadata=self._metadata,
             task=task,
             worker_id=worker_id,
             ctx=ctx,

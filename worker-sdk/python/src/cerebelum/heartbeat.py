@@ -42,7 +42,6 @@ class Heartbeater:
         "_interval",
         "_last_sent",
         "_loop",
-        "_metadata",
         "_on_cancel",
         "_rpc",
         "_stopped",
@@ -56,7 +55,6 @@ class Heartbeater:
         *,
         loop: asyncio.AbstractEventLoop,
         rpc: HeartbeatRpc,
-        metadata: tuple[tuple[str, str], ...] | None,
         task: worker_pb2.Task,
         worker_id: str,
         ctx: StepContext,
@@ -64,7 +62,6 @@ class Heartbeater:
     ) -> None:
         self._loop = loop
         self._rpc = rpc
-        self._metadata = metadata
         self._token = task.task_token
         self._worker_id = worker_id
         self._ctx = ctx
@@ -131,7 +128,7 @@ class Heartbeater:
 
     async def _beat(self, request: worker_pb2.HeartbeatRequest) -> None:
         try:
-            reply = await self._rpc(request, timeout=max(1.0, self._interval), metadata=self._metadata)
+            reply = await self._rpc(request, timeout=max(1.0, self._interval))
         except grpc.aio.AioRpcError as exc:
             log.debug("heartbeat for %s failed: %s %s", self._ctx.step, exc.code().name, exc.details())
             reply = None

@@ -13,7 +13,8 @@ import grpc
 
 from cerebelum.backoff import Backoff
 from cerebelum.completion import Completer
-from cerebelum.config import auth_metadata, channel_options, default_worker_id, resolve_address, resolve_token
+from cerebelum.config import default_worker_id, resolve_address
+from cerebelum.connection import TlsSettings, open_aio_channel, resolve_tls, resolve_token_source
 from cerebelum.execution import TaskExecutor
 from cerebelum.steps import StepDefinition
 from cerebelum.v1 import worker_pb2
@@ -50,8 +51,11 @@ class Worker:
 
             worker.run()  # until SIGTERM / SIGINT
 
-        ``address`` defaults to ``$CEREBELUM_ADDRESS`` or ``127.0.0.1:7450``; ``token`` to
-        ``$CEREBELUM_TOKEN`` (sent as ``authorization: Bearer <token>``). At most
+        ``address`` defaults to ``$CEREBELUM_ADDRESS`` or ``127.0.0.1:7450``. Every call carries
+        ``authorization: Bearer <token>``: ``token``, else ``$CEREBELUM_TOKEN``, else the file
+        ``token_file`` or ``$CEREBELUM_TOKEN_FILE`` (re-read when it changes), else the projected
+        ServiceAccount token the Helm chart mounts. ``tls`` (True, or :class:`TlsSettings`)
+        defaults to on when ``$CEREBELUM_TLS`` is true or ``$CEREBELUM_TLS_CA`` names a CA. At most
         ``max_concurrency`` steps run at once; the worker only polls while it has room, with up to
     ``max_pollers`` polls in flight (one poll waits a round trip per task). A long poll
         waits up to ``poll_wait`` seconds. On shutdown, running steps get ``drain_timeout`` seconds
@@ -64,6 +68,8 @@ class Worker:
         *,
         address: str | None = None,
         token: str | None = None,
+        token_file: str | None = None,
+        tls: bool | TlsSettings | None = None,
         worker_id: str | None = None,
         max_concurrency: int = 10,
         max_pollers: int = 4,
@@ -87,7 +93,8 @@ class Worker:
         self.max_pollers = max_pollers
         self.poll_wait = poll_wait
         self.drain_timeout = drain_timeout
-        self._metadata = auth_metadata(resolve_token(token))
+        self._tokens = resolve_token_source(token, token_file)
+        self._tls = resolve_tls(tls)
         self._steps: dict[str, StepDefinition] = {}
         self._started = False
         self._stop_requested = False
@@ -178,7 +185,7 @@ class Worker:
         if self._stop_requested:
             return
         self._finished = asyncio.Event()
-        channel = grpc.aio.insecure_channel(self.address, options=channel_options())
+        channel = open_aio_channel(self.address, tls=self._tls, tokens=self._tokens)
         has_sync = any(not definition.is_async for definition in self._steps.values())
         pool = (
             ThreadPoolExecutor(max_workers=self.max_concurrency, thread_name_prefix="cerebelum-step")
@@ -194,7 +201,6 @@ class Worker:
                     request_serializer=worker_pb2.HeartbeatRequest.SerializeToString,
                     response_deserializer=worker_pb2.HeartbeatResponse.FromString,
                 ),
-                metadata=self._metadata,
                 thread_pool=pool,
             )
             completer = Completer(
@@ -203,7 +209,6 @@ class Worker:
                     request_serializer=worker_pb2.CompleteTaskRequest.SerializeToString,
                     response_deserializer=worker_pb2.CompleteTaskResponse.FromString,
                 ),
-                self._metadata,
             )
             poll = channel.unary_unary(
                 _SERVICE + "PollTask",
@@ -279,7 +284,7 @@ class Worker:
         while not self._stop_requested:
             await slots.acquire()
             try:
-                reply = await poll(request, timeout=timeout, metadata=self._metadata)
+                reply = await poll(request, timeout=timeout)
             except Exception as exc:
                 slots.release()
                 if outage.since is None:
