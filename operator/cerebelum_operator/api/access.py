@@ -90,8 +90,8 @@ class AccessPolicy:
         if unknown:
             raise PolicyError(f"access policy: unknown field(s) {sorted(unknown)}; expected 'workers' and 'clients'")
         return cls(
-            workers=tuple(_rules(document.get("workers") or [], "workers")),
-            clients=tuple(_rules(document.get("clients") or [], "clients")),
+            workers=tuple(_rules(document.get("workers", []), "workers")),
+            clients=tuple(_rules(document.get("clients", []), "clients")),
         )
 
     def worker_namespaces(self, identity: Identity, queue: str) -> frozenset[str] | None:
@@ -120,6 +120,8 @@ class AccessPolicy:
 
 
 def _rules(items: Any, section: str) -> Iterable[AccessRule]:
+    if items is None:
+        return
     if not isinstance(items, list):
         raise PolicyError(f"access policy: {section} must be a list of rules")
     for index, item in enumerate(items):

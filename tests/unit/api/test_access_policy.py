@@ -1,0 +1,101 @@
+"""The access policy: which identities take which queues' and namespaces' tasks, and who is a client."""
+
+from __future__ import annotations
+
+import pytest
+
+from cerebelum_operator.api import AccessPolicy, Identity, PolicyError
+from cerebelum_operator.api.auth import PermissionDenied, StaticTokenAuthenticator, Unauthenticated, bearer_token
+
+PAYMENTS_WORKER = Identity("system:serviceaccount:payments:worker")
+ADMIN = Identity("carol", groups=("cerebelum-admins",))
+
+
+def test_by_default_a_service_account_takes_tasks_of_its_own_namespace_on_any_queue() -> None:
+    policy = AccessPolicy.kubernetes_default()
+    assert policy.worker_namespaces(PAYMENTS_WORKER, "anything") == frozenset({"payments"})
+
+
+def test_by_default_a_user_that_is_no_service_account_takes_nothing() -> None:
+    with pytest.raises(PermissionDenied, match="'carol' may not take tasks of queue 'billing'"):
+        AccessPolicy.kubernetes_default().worker_namespaces(ADMIN, "billing")
+
+
+def test_by_default_nobody_may_use_the_client_api() -> None:
+    with pytest.raises(PermissionDenied, match="may not call StartExecution"):
+        AccessPolicy.kubernetes_default().check_client(ADMIN, "StartExecution")
+
+
+def test_rules_grant_queues_by_pattern_and_namespaces_by_name() -> None:
+    policy = AccessPolicy.from_document(
+        {
+            "workers": [
+                {"subjects": ["system:serviceaccount:payments:*"], "namespaces": ["ledger"], "queues": ["bill-*"]}
+            ]
+        }
+    )
+    assert policy.worker_namespaces(PAYMENTS_WORKER, "bill-eu") == frozenset({"ledger"})
+    with pytest.raises(PermissionDenied, match="queue 'refunds'"):
+        policy.worker_namespaces(PAYMENTS_WORKER, "refunds")
+
+
+def test_a_star_namespace_grants_every_namespace() -> None:
+    policy = AccessPolicy.from_document({"workers": [{"subjects": ["group:cerebelum-admins"], "namespaces": ["*"]}]})
+    assert policy.worker_namespaces(ADMIN, "q") is None
+    policy.check_worker_task(ADMIN, "q", "anywhere")
+
+
+def test_a_task_outside_the_granted_namespaces_is_refused_naming_the_namespace() -> None:
+    with pytest.raises(PermissionDenied, match="namespace 'hr'"):
+        AccessPolicy.kubernetes_default().check_worker_task(PAYMENTS_WORKER, "q", "hr")
+
+
+def test_clients_are_matched_by_group() -> None:
+    policy = AccessPolicy.from_document({"clients": [{"subjects": ["group:cerebelum-admins"]}]})
+    policy.check_client(ADMIN, "Approve")
+    with pytest.raises(PermissionDenied):
+        policy.check_client(PAYMENTS_WORKER, "Approve")
+
+
+@pytest.mark.parametrize(
+    ("document", "named"),
+    [
+        ([], "expected a mapping"),
+        ({"worker": []}, "unknown field(s) ['worker']"),
+        ({"workers": {}}, "workers must be a list"),
+        ({"workers": ["x"]}, "workers[0]: expected a mapping"),
+        ({"workers": [{"queues": ["q"]}]}, "workers[0].subjects"),
+        ({"workers": [{"subjects": ["a"], "queue": ["q"]}]}, "workers[0]: unknown field(s) ['queue']"),
+        ({"clients": [{"subjects": [""]}]}, "clients[0].subjects"),
+        ({"workers": [{"subjects": ["a"], "namespaces": "ns"}]}, "workers[0].namespaces"),
+    ],
+)
+def test_a_malformed_policy_is_refused_naming_the_field(document: object, named: str) -> None:
+    with pytest.raises(PolicyError) as refused:
+        AccessPolicy.from_document(document)
+    assert named in str(refused.value)
+
+
+async def test_the_dev_token_is_compared_exactly() -> None:
+    authenticator = StaticTokenAuthenticator("0123456789abcdef")
+    assert (await authenticator.authenticate("0123456789abcdef")).shared
+    with pytest.raises(Unauthenticated):
+        await authenticator.authenticate("0123456789abcdeF")
+
+
+def test_a_dev_token_shorter_than_16_characters_is_refused() -> None:
+    with pytest.raises(ValueError, match="at least 16"):
+        StaticTokenAuthenticator("short")
+
+
+@pytest.mark.parametrize(
+    ("metadata", "problem"),
+    [
+        ((), "no credentials"),
+        ((("authorization", "Basic dXNlcg=="),), "malformed"),
+        ((("authorization", "Bearer "),), "malformed"),
+    ],
+)
+def test_missing_or_malformed_credentials_are_named(metadata: tuple[tuple[str, str], ...], problem: str) -> None:
+    with pytest.raises(Unauthenticated, match=problem):
+        bearer_token(metadata)

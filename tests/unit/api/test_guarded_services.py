@@ -1,0 +1,200 @@
+"""The gRPC services behind a guard: who may poll which queue and namespace, and who approves.
+
+The engine, store (SQLite file) and gRPC server are real and in-process; only the authenticator
+is a table of tokens, standing in for the TokenReview the operator makes (tested in tests/kube).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import grpc
+import pytest
+
+from cerebelum.v1 import worker_pb2, worker_pb2_grpc, workflow_pb2, workflow_pb2_grpc
+from cerebelum_operator.api import AccessPolicy, Guard, Identity, Unauthenticated
+from cerebelum_operator.server import EngineServer, ServerConfig
+
+pytestmark = pytest.mark.timeout(60)
+
+WORKER_A = "system:serviceaccount:team-a:worker"
+WORKER_B = "system:serviceaccount:team-b:worker"
+ALICE = "alice"
+TOKENS = {"token-a": Identity(WORKER_A), "token-b": Identity(WORKER_B), "token-alice": Identity(ALICE)}
+FLOW = {"taskQueue": "jobs", "timeline": ["work", "go_live"], "steps": {"go_live": {"approval": {}}}}
+
+
+class TableAuthenticator:
+    async def authenticate(self, token: str) -> Identity:
+        if token not in TOKENS:
+            raise Unauthenticated("token refused")
+        return TOKENS[token]
+
+
+POLICY = AccessPolicy.from_document(
+    {
+        "workers": [
+            {"subjects": ["system:serviceaccount:*"], "namespaces": ["$self"], "queues": ["jobs"]},
+        ],
+        "clients": [{"subjects": [ALICE]}],
+    }
+)
+
+
+@pytest.fixture
+async def server(tmp_path: Path) -> AsyncIterator[EngineServer]:
+    config = ServerConfig(
+        address="127.0.0.1:0",
+        database_url=f"sqlite:///{tmp_path / 'engine.db'}",
+        guard=Guard(TableAuthenticator(), policy=POLICY),
+    )
+    engine_server = EngineServer(config)
+    await engine_server.start()
+    yield engine_server
+    await engine_server.stop(0)
+
+
+@pytest.fixture
+async def channel(server: EngineServer) -> AsyncIterator[grpc.aio.Channel]:
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as opened:
+        yield opened
+
+
+def bearer(token: str) -> tuple[tuple[str, str]]:
+    return (("authorization", f"Bearer {token}"),)
+
+
+async def start_in(server: EngineServer, namespace: str, execution_id: str) -> None:
+    """As the operator does: the workflow stored under namespace/name, then an execution of it."""
+    db = server.engine.db
+    await db.run(db.store.put_workflow, f"{namespace}/flow", FLOW, now_ms=server.clock.now_ms())
+    await server.engine.start(f"{namespace}/flow", {}, execution_id=execution_id)
+
+
+async def poll(channel: grpc.aio.Channel, token: str, *, queue: str = "jobs", wait_ms: int = 300) -> worker_pb2.Task:
+    stub = worker_pb2_grpc.WorkerServiceStub(channel)
+    reply = await stub.PollTask(
+        worker_pb2.PollTaskRequest(worker_id=f"w-{token}", task_queue=queue, steps=["work"], wait_ms=wait_ms),
+        metadata=bearer(token),
+    )
+    return reply.task
+
+
+async def test_a_poll_without_a_token_is_refused_as_unauthenticated(channel: grpc.aio.Channel) -> None:
+    stub = worker_pb2_grpc.WorkerServiceStub(channel)
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await stub.PollTask(worker_pb2.PollTaskRequest(worker_id="w", task_queue="jobs", steps=["work"]))
+    assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    assert "no credentials" in (refused.value.details() or "")
+
+
+async def test_a_poll_with_an_unknown_token_is_refused_as_unauthenticated(channel: grpc.aio.Channel) -> None:
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await poll(channel, "stolen")
+    assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED
+
+
+async def test_a_worker_polling_a_queue_it_is_not_allowed_is_refused_naming_the_queue(
+    channel: grpc.aio.Channel,
+) -> None:
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await poll(channel, "token-a", queue="payroll")
+    assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    assert "'payroll'" in (refused.value.details() or "")
+    assert WORKER_A in (refused.value.details() or "")
+
+
+async def test_a_worker_takes_only_the_tasks_of_its_own_namespace(
+    server: EngineServer, channel: grpc.aio.Channel
+) -> None:
+    await start_in(server, "team-b", "exec-b")
+    await start_in(server, "team-a", "exec-a")
+
+    first = await poll(channel, "token-a")
+    nothing_more = await poll(channel, "token-a")
+    other = await poll(channel, "token-b")
+
+    assert first.execution_id == "exec-a"
+    assert first.workflow == "team-a/flow"
+    assert not nothing_more.task_token  # team-b's task is older, yet never offered to team-a
+    assert other.execution_id == "exec-b"
+
+
+async def test_a_waiting_poll_is_not_handed_a_task_of_another_namespace(
+    server: EngineServer, channel: grpc.aio.Channel
+) -> None:
+    import asyncio
+
+    waiting_a = asyncio.create_task(poll(channel, "token-a", wait_ms=1500))
+    await asyncio.sleep(0.3)  # the poll is parked in the dispatcher when the task arrives
+    await start_in(server, "team-b", "exec-b")
+    task = await waiting_a
+    assert not task.task_token
+    assert (await poll(channel, "token-b")).execution_id == "exec-b"
+
+
+async def test_a_worker_cannot_complete_a_task_of_a_namespace_it_is_not_allowed(
+    server: EngineServer, channel: grpc.aio.Channel
+) -> None:
+    await start_in(server, "team-b", "exec-b")
+    task = await poll(channel, "token-b")
+    stub = worker_pb2_grpc.WorkerServiceStub(channel)
+    request = worker_pb2.CompleteTaskRequest(
+        task_token=task.task_token,
+        worker_id="w-token-b",  # even claiming the holder's worker id
+        success=worker_pb2.Success(output_json='"forged"'),
+    )
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await stub.CompleteTask(request, metadata=bearer("token-a"))
+    assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    assert "'team-b'" in (refused.value.details() or "")
+    state = await server.engine.state_of("exec-b")
+    assert state.steps["work"].phase.value == "Running"
+
+    accepted = await stub.CompleteTask(request, metadata=bearer("token-b"))
+    assert accepted.disposition == worker_pb2.CompleteTaskResponse.ACCEPTED
+
+
+async def test_only_the_policy_s_clients_may_call_the_workflow_service(channel: grpc.aio.Channel) -> None:
+    stub = workflow_pb2_grpc.WorkflowServiceStub(channel)
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await stub.ListWorkflows(workflow_pb2.ListWorkflowsRequest(), metadata=bearer("token-a"))
+    assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    assert "ListWorkflows" in (refused.value.details() or "")
+    listed = await stub.ListWorkflows(workflow_pb2.ListWorkflowsRequest(), metadata=bearer("token-alice"))
+    assert listed is not None
+
+
+async def approval_waiting(server: EngineServer, channel: grpc.aio.Channel) -> None:
+    await start_in(server, "team-a", "exec-a")
+    task = await poll(channel, "token-a")
+    await worker_pb2_grpc.WorkerServiceStub(channel).CompleteTask(
+        worker_pb2.CompleteTaskRequest(
+            task_token=task.task_token, worker_id="w-token-a", success=worker_pb2.Success(output_json="1")
+        ),
+        metadata=bearer("token-a"),
+    )
+
+
+async def test_an_approver_cannot_claim_to_be_someone_else(server: EngineServer, channel: grpc.aio.Channel) -> None:
+    await approval_waiting(server, channel)
+    stub = workflow_pb2_grpc.WorkflowServiceStub(channel)
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await stub.Approve(
+            workflow_pb2.ApproveRequest(id="exec-a", step="go_live", approver="the-cto"), metadata=bearer("token-alice")
+        )
+    assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    assert "'the-cto'" in (refused.value.details() or "") and "'alice'" in (refused.value.details() or "")
+    assert (await server.engine.state_of("exec-a")).display_phase().value == "WaitingForApproval"
+
+
+async def test_an_approval_records_the_authenticated_user(server: EngineServer, channel: grpc.aio.Channel) -> None:
+    await approval_waiting(server, channel)
+    stub = workflow_pb2_grpc.WorkflowServiceStub(channel)
+    await stub.Approve(workflow_pb2.ApproveRequest(id="exec-a", step="go_live"), metadata=bearer("token-alice"))
+    history = await stub.GetHistory(workflow_pb2.GetHistoryRequest(id="exec-a"), metadata=bearer("token-alice"))
+    approved = [json.loads(e.data_json) for e in history.events if e.type == "ApprovalGranted"]
+    assert approved, [e.type for e in history.events]
+    assert approved[0]["approver"] == ALICE
