@@ -1,0 +1,137 @@
+"""Workers present their ServiceAccount token; the operator asks the real API server who they are.
+
+The operator runs with `--auth kubernetes` as the chart's ServiceAccount (bound only to the chart's
+RBAC, which must allow TokenReviews); workers are real processes holding tokens minted by the API
+server for the audience "cerebelum".
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+from lightkube import AsyncClient, KubeConfig
+
+from cerebelum_operator.api import Unauthenticated
+from cerebelum_operator.kube.token_review import TokenReviewAuthenticator
+from tests.integration.conftest import WORKER_SCRIPT, read_ledger
+from tests.support.control_plane import ControlPlane
+from tests.support.kube import apply_yaml, service_account_kubeconfig, wait_for_jsonpath
+from tests.support.processes import OperatorProcess, WorkerPool, wait_until
+
+pytestmark = [pytest.mark.kube, pytest.mark.slow]
+
+
+def mint_token(control_plane: ControlPlane, namespace: str, account: str, *, audience: str | None) -> str:
+    control_plane.kubectl("create", "serviceaccount", account, "-n", namespace, check=False)
+    args = ["create", "token", account, "-n", namespace, "--duration=1h"]
+    if audience is not None:
+        args.append(f"--audience={audience}")
+    return control_plane.kubectl(*args).stdout.strip()
+
+
+def other_namespace(control_plane: ControlPlane) -> str:
+    name = f"t-{uuid.uuid4().hex[:10]}"
+    control_plane.kubectl("create", "namespace", name)
+    return name
+
+
+async def test_a_token_for_our_audience_is_accepted_and_any_other_is_refused(
+    control_plane: ControlPlane, operator_rbac: None, namespace: str, tmp_path: Path
+) -> None:
+    good = mint_token(control_plane, namespace, "worker", audience="cerebelum")
+    for_the_api_server = mint_token(control_plane, namespace, "worker", audience=None)
+    kubeconfig = service_account_kubeconfig(control_plane, tmp_path / "operator.kubeconfig")
+    client = AsyncClient(config=KubeConfig.from_file(kubeconfig))
+    try:
+        authenticator = TokenReviewAuthenticator(client)
+        identity = await authenticator.authenticate(good)
+        assert identity.username == f"system:serviceaccount:{namespace}:worker"
+        assert identity.service_account_namespace == namespace
+        with pytest.raises(Unauthenticated, match="token refused"):
+            await authenticator.authenticate(for_the_api_server)
+        with pytest.raises(Unauthenticated):
+            await authenticator.authenticate("not-a-jwt")
+        reviews = authenticator.reviews
+        await authenticator.authenticate(good)  # answered from the cache
+        assert authenticator.reviews == reviews
+    finally:
+        await client.close()
+
+
+@pytest.fixture
+def guarded_operator(
+    control_plane: ControlPlane, crds: list[str], operator_rbac: None, namespace: str, tmp_path: Path
+) -> Iterator[OperatorProcess]:
+    second = other_namespace(control_plane)
+    process = OperatorProcess(
+        database_url=f"sqlite:///{tmp_path / 'operator.db'}",
+        log_path=tmp_path / "operator.log",
+        kubeconfig=service_account_kubeconfig(control_plane, tmp_path / "operator.kubeconfig"),
+        extra_args=(
+            *("--namespace", namespace, "--namespace", second),
+            *("--lease-name", f"operator-{namespace}", "--status-interval", "0.5", "--auth", "kubernetes"),
+        ),
+    )
+    process.second_namespace = second  # type: ignore[attr-defined]
+    process.start()
+    yield process
+    process.stop()
+    print(f"--- operator log ---\n{process.log_path.read_text()[-4000:]}")
+
+
+def apply_flow(control_plane: ControlPlane, namespace: str, execution_name: str) -> None:
+    documents = [
+        {
+            "apiVersion": "cerebelum.io/v1alpha1",
+            "kind": "Workflow",
+            "metadata": {"name": "guarded"},
+            "spec": {"taskQueue": "test", "timeline": ["a", "b"]},
+        },
+        {
+            "apiVersion": "cerebelum.io/v1alpha1",
+            "kind": "Execution",
+            "metadata": {"name": execution_name},
+            "spec": {"workflow": "guarded", "input": {}},
+        },
+    ]
+    result = apply_yaml(control_plane, yaml.safe_dump_all(documents), namespace=namespace)
+    assert result.returncode == 0, result.stderr
+
+
+def test_workers_take_only_their_own_namespace_s_tasks_and_a_stranger_takes_none(
+    control_plane: ControlPlane,
+    guarded_operator: OperatorProcess,
+    namespace: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    second: str = guarded_operator.second_namespace  # type: ignore[attr-defined]
+    ledger = tmp_path / "ledger.jsonl"
+    ledger.touch()
+    pool = WorkerPool(script=WORKER_SCRIPT, address=guarded_operator.address, ledger=ledger, log_dir=tmp_path)
+    try:
+        monkeypatch.delenv("CEREBELUM_TOKEN_FILE", raising=False)
+        monkeypatch.setenv("CEREBELUM_TOKEN", mint_token(control_plane, namespace, "stranger", audience="other"))
+        stranger = pool.start()
+        monkeypatch.setenv("CEREBELUM_TOKEN", mint_token(control_plane, namespace, "worker", audience="cerebelum"))
+        pool.start()
+
+        apply_flow(control_plane, second, "theirs")
+        apply_flow(control_plane, namespace, "ours")
+        wait_for_jsonpath(control_plane, "execution/ours", namespace, "{.status.phase}", "Succeeded", timeout=60)
+        wait_until(lambda: "UNAUTHENTICATED" in stranger.log_path.read_text(), timeout=30, what="the refusal")
+        assert {r["execution"] for r in read_ledger(ledger)} == {
+            control_plane.kubectl("get", "execution/ours", "-n", namespace, "-o", "jsonpath={.metadata.uid}").stdout
+        }
+        phase = control_plane.kubectl("get", "execution/theirs", "-n", second, "-o", "jsonpath={.status.phase}")
+        assert phase.stdout in ("Pending", "Running")
+
+        monkeypatch.setenv("CEREBELUM_TOKEN", mint_token(control_plane, second, "worker", audience="cerebelum"))
+        pool.start()
+        wait_for_jsonpath(control_plane, "execution/theirs", second, "{.status.phase}", "Succeeded", timeout=60)
+    finally:
+        pool.stop_all()
