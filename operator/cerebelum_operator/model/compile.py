@@ -8,19 +8,25 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import cel
 import jsonschema
+import referencing
+import referencing.jsonschema
 from pydantic import ValidationError
+from referencing.exceptions import Unresolvable
 
 from .durations import parse_duration
 from .errors import InputInvalid, SpecProblem, WorkflowInvalid
 from .spec import DivergeRule, RetryPolicy, WorkflowSpec
 
 __all__ = [
+    "MAX_CEL_CHARS",
+    "MAX_DEPTH",
     "RESERVED_STEP_NAMES",
     "CompiledBranch",
     "CompiledDiverge",
@@ -32,6 +38,11 @@ __all__ = [
 ]
 
 RESERVED_STEP_NAMES = frozenset({"input", "ctx", "context", "steps", "result", "error"})
+# The CEL library recurses natively while parsing and evaluating: some 20,000 chained operators
+# overflow its stack and kill the process, so expressions are bounded well below that.
+MAX_CEL_CHARS = 4096
+# Nesting of the document: pydantic refuses to serialise past 255 levels, and no spec needs 64.
+MAX_DEPTH = 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,7 +123,10 @@ class WorkflowDefinition:
         """Raise InputInvalid naming the first violation of the input schema."""
         if self._input_validator is None:
             return
-        error = jsonschema.exceptions.best_match(self._input_validator.iter_errors(value))
+        try:
+            error = jsonschema.exceptions.best_match(self._input_validator.iter_errors(value))
+        except Unresolvable as exc:  # compile refuses the $refs it can see; a last line of defence
+            raise InputInvalid(f"the workflow's input schema cannot be checked: unresolvable $ref: {exc}") from None
         if error is not None:
             where = "/".join(str(p) for p in error.absolute_path) or "(root)"
             raise InputInvalid(f"input does not match the workflow's input schema at {where}: {error.message}")
@@ -120,14 +134,84 @@ class WorkflowDefinition:
 
 def parse_workflow(document: Mapping[str, Any]) -> WorkflowSpec:
     """Parse a spec mapping, turning pydantic's errors into a WorkflowInvalid with paths."""
+    problems: list[SpecProblem] = []
+    _check_json(document, (), problems)
+    if problems:
+        raise WorkflowInvalid(problems)
     try:
         return WorkflowSpec.model_validate(document)
     except ValidationError as exc:
-        problems = []
+        seen: set[tuple[str, str]] = set()
         for err in exc.errors(include_url=False):
-            path = ".".join(str(p) for p in err["loc"])
-            problems.append(SpecProblem(path, err["msg"]))
-        raise WorkflowInvalid(problems) from None
+            located = _locate(document, err["loc"])
+            if located is None or (located, err["msg"]) in seen:
+                continue
+            seen.add((located, err["msg"]))
+            problems.append(SpecProblem(located, err["msg"]))
+        raise WorkflowInvalid(problems or [SpecProblem("", str(exc))]) from None
+
+
+def format_path(parts: tuple[str | int, ...] | list[str | int]) -> str:
+    """`branch.check[0].when`: names joined by dots, list positions in brackets."""
+    text = ""
+    for part in parts:
+        if isinstance(part, int):
+            text += f"[{part}]"
+        else:
+            text += f".{part}" if text else str(part)
+    return text
+
+
+def _check_json(value: Any, path: tuple[str | int, ...], problems: list[SpecProblem]) -> None:
+    """Refuse what JSON (and so the stored spec and the CRD) cannot carry, and absurd nesting."""
+    if len(path) > MAX_DEPTH:
+        problems.append(SpecProblem(format_path(path), f"nested too deep: more than {MAX_DEPTH} levels"))
+        return
+    if isinstance(value, Mapping):
+        for key, child in value.items():
+            # A key that is not a string is pydantic's to report, with its place.
+            _check_json(child, (*path, key if isinstance(key, str) else repr(key)), problems)
+    elif isinstance(value, list | tuple):
+        for index, child in enumerate(value):
+            _check_json(child, (*path, index), problems)
+    elif isinstance(value, str):
+        try:
+            value.encode()
+        except UnicodeEncodeError:
+            problems.append(SpecProblem(format_path(path), "not valid Unicode text (a lone surrogate)"))
+    elif isinstance(value, float):
+        if not math.isfinite(value):
+            problems.append(SpecProblem(format_path(path), f"{value} is not a JSON number"))
+    elif value is not None and not isinstance(value, bool | int):
+        problems.append(SpecProblem(format_path(path), f"a {type(value).__name__} is not a JSON value"))
+
+
+def _locate(document: Any, loc: tuple[str | int, ...]) -> str | None:
+    """The place of a pydantic error in the document, or None for the other side of a union.
+
+    pydantic puts the union member it tried in the location (`timeline.0.constrained-str`);
+    those tags index nothing in the document, so they are dropped, and an error from the
+    member that does not fit the value (a list tried as a string) is dropped whole.
+    """
+    node: Any = document
+    path: list[str | int] = []
+    for part in loc:
+        if part == "[key]":  # the error is about the key itself, not its value
+            path.append("(key)")
+            node = None
+        elif isinstance(node, Mapping):
+            path.append(part if isinstance(part, str) else repr(part))
+            node = node.get(part)
+        elif isinstance(node, list | tuple) and isinstance(part, int):
+            path.append(part)
+            node = node[part] if 0 <= part < len(node) else None
+        elif isinstance(part, str) and ("[" in part or "-" in part):
+            if part.startswith("list[") != isinstance(node, list | tuple):
+                return None
+        else:
+            path.append(part)
+            node = None
+    return format_path(path)
 
 
 def compile_workflow(spec: WorkflowSpec | Mapping[str, Any]) -> WorkflowDefinition:
@@ -138,6 +222,14 @@ def compile_workflow(spec: WorkflowSpec | Mapping[str, Any]) -> WorkflowDefiniti
 
 
 def _compile_cel(source: str, path: str, problems: list[SpecProblem]) -> cel.Program | None:
+    if not source.strip():
+        problems.append(SpecProblem(path, "CEL expression is empty"))
+        return None
+    if len(source) > MAX_CEL_CHARS:
+        problems.append(
+            SpecProblem(path, f"CEL expression is {len(source)} characters, over the limit of {MAX_CEL_CHARS}")
+        )
+        return None
     try:
         return cel.compile(source)
     except (ValueError, RuntimeError) as exc:
@@ -174,7 +266,7 @@ class _Compiler:
         diverge = self._diverge()
         branch = self._branch()
         self._loops(diverge, branch)
-        output = _compile_cel(self.spec.output, "output", self.problems) if self.spec.output else None
+        output = _compile_cel(self.spec.output, "output", self.problems) if self.spec.output is not None else None
         validator = self._input_schema()
         if not self.problems:
             self._reachability(diverge, branch)
@@ -266,7 +358,7 @@ class _Compiler:
         if match is not None and match.error is not None and match.result is not None:
             self.problem(path, "match either an error or a result, not both")
             return None
-        when = _compile_cel(rule.when, f"{path}.when", self.problems) if rule.when else None
+        when = _compile_cel(rule.when, f"{path}.when", self.problems) if rule.when is not None else None
         if rule.goto is not None:
             self._goto_target(f"{path}.goto", rule.goto)
         return CompiledDiverge(
@@ -359,10 +451,62 @@ class _Compiler:
         schema = self.spec.input
         if schema is None:
             return None
+        dialect = schema.get("$schema")
+        if dialect is not None and not isinstance(dialect, str):
+            self.problem("input.$schema", "must be a string: the URI of a JSON Schema dialect")
+            return None
         try:
-            validator_class = jsonschema.validators.validator_for(schema)
+            # An unknown dialect means the latest draft, as jsonschema does (without its warning).
+            validator_class = jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator)
             validator_class.check_schema(schema)
         except jsonschema.exceptions.SchemaError as exc:
-            self.problem("input", f"not a valid JSON Schema: {exc.message}")
+            where = format_path(["input", *exc.path])
+            self.problem(where, f"not a valid JSON Schema: {exc.message}")
             return None
+        except Exception as exc:  # jsonschema trips on some malformed keywords ($schema: 5)
+            self.problem("input", f"not a valid JSON Schema: {type(exc).__name__}: {exc}")
+            return None
+        for where, message in _unresolvable_refs(schema, validator_class):
+            self.problem(where, message)
         return validator_class(schema)
+
+
+# Keywords whose values are data, not schemas: a "$ref" key inside them is not a reference.
+_DATA_KEYWORDS = frozenset({"const", "enum", "default", "examples"})
+
+
+def _unresolvable_refs(schema: Mapping[str, Any], validator_class: Any) -> list[tuple[str, str]]:
+    """(place, message) for every $ref of the input schema that does not resolve inside it.
+
+    Nothing is fetched: a reference to another document cannot be checked, so it is refused
+    here rather than failing every execution's start.
+    """
+    dialect = validator_class.META_SCHEMA.get("$schema", "")
+    specification = referencing.jsonschema.specification_with(dialect, default=referencing.jsonschema.DRAFT202012)
+    root = "urn:cerebelum:input"
+    registry: referencing.Registry[Any] = referencing.Registry().with_resource(
+        root, specification.create_resource(schema)
+    )
+    found: list[tuple[str, str]] = []
+
+    def walk(node: Any, path: list[str | int], resolver: Any) -> None:  # referencing.Resolver, not exported
+        if isinstance(node, Mapping):
+            if path and isinstance(node.get("$id"), str):
+                resolver = resolver.in_subresource(specification.create_resource(node))
+            ref = node.get("$ref")
+            if isinstance(ref, str):
+                try:
+                    resolver.lookup(ref)
+                except Unresolvable:
+                    found.append(
+                        (format_path([*path, "$ref"]), f"$ref {ref!r} does not resolve inside the input schema")
+                    )
+            for key, child in node.items():
+                if key not in _DATA_KEYWORDS:
+                    walk(child, [*path, key], resolver)
+        elif isinstance(node, list):
+            for index, child in enumerate(node):
+                walk(child, [*path, index], resolver)
+
+    walk(schema, ["input"], registry.crawl().resolver(base_uri=root))
+    return found
