@@ -28,6 +28,11 @@ INVALID_WORKFLOWS: list[tuple[dict[str, Any], str]] = [
     ),
     ({"timeline": ["a", "b", "c"], "branch": {"a": [{"when": "true", "goto": "c"}]}}, "step 'b' is unreachable"),
     ({"timeline": ["a", "b"], "branch": {"b": [{"when": "result.again", "goto": "a"}]}}, "loop with no bound"),
+    (
+        {"timeline": ["a", "b"], "branch": {"b": [{"when": "true", "goto": "a", "maxIterations": 10_001}]}},
+        "less than or equal to 10000",
+    ),
+    ({"timeline": [[f"p{n}" for n in range(1001)]]}, "over the limit of 1000 parallel steps"),
 ]
 
 

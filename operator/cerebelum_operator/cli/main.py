@@ -14,6 +14,7 @@ import typer
 from cerebelum import CerebelumError, Client
 
 from ..api import DEFAULT_MAX_PAYLOAD_BYTES
+from ..engine import DEFAULT_MAX_HISTORY_EVENTS
 from ..server import DEFAULT_ADDRESS, DEFAULT_DATABASE_URL
 from .documents import DocumentError, read_workflows
 from .render import console, execution_table, history_table, show_execution
@@ -93,6 +94,9 @@ def _wait_and_report(client: Client, execution_id: str, timeout: float | None) -
 def dev(
     address: Annotated[str, typer.Option(help="Where to serve gRPC.")] = DEFAULT_ADDRESS,
     db: Annotated[str, typer.Option("--db", envvar="CEREBELUM_DATABASE_URL", help="Store URL.")] = DEFAULT_DATABASE_URL,
+    max_history_events: Annotated[
+        int, typer.Option(min=100, help="Events an execution may record before it is failed (continue as new).")
+    ] = DEFAULT_MAX_HISTORY_EVENTS,
     token: Annotated[
         str | None,
         typer.Option(
@@ -120,7 +124,13 @@ def dev(
         logging.getLogger("cerebelum").warning(
             "serving on %s without a token: anyone who reaches it can take tasks; set --token", address
         )
-    config = ServerConfig(address=address, database_url=db, guard=guard, tls=_tls(tls_cert, tls_key, tls_client_ca))
+    config = ServerConfig(
+        address=address,
+        database_url=db,
+        guard=guard,
+        tls=_tls(tls_cert, tls_key, tls_client_ca),
+        max_history_events=max_history_events,
+    )
     server = EngineServer(config)
     try:
         asyncio.run(server.serve_until_signalled())
@@ -151,6 +161,9 @@ def operator(
     health_address: Annotated[
         str | None, typer.Option(help="Serve /healthz and /readyz (ready only on the leader), e.g. 0.0.0.0:8080.")
     ] = None,
+    max_history_events: Annotated[
+        int, typer.Option(min=100, help="Events an execution may record before it is failed (continue as new).")
+    ] = DEFAULT_MAX_HISTORY_EVENTS,
     auth: Annotated[
         str,
         typer.Option(help="kubernetes: callers present a ServiceAccount token, checked by TokenReview; or none."),
@@ -195,6 +208,7 @@ def operator(
             address=address,
             database_url=db,
             max_payload_bytes=max_payload_bytes,
+            max_history_events=max_history_events,
             tls=_tls(tls_cert, tls_key, tls_client_ca),
         ),
         namespaces=tuple(namespace or ()),

@@ -18,9 +18,13 @@ from .expressions import ExpressionError, evaluate, evaluate_condition
 from .retry import backoff_ms
 from .state import ExecutionPhase, ExecutionState, StepPhase, apply_event
 
-__all__ = ["CommandRejected", "Decision", "Reply", "decide", "parse_token"]
+__all__ = ["DEFAULT_MAX_HISTORY_EVENTS", "CommandRejected", "Decision", "Reply", "decide", "parse_token"]
 
 JSON = Any
+
+# Every event is kept and an execution is rebuilt from all of them: a history without bound
+# would make each rebuild slower and the store larger. Long loops should continue as new.
+DEFAULT_MAX_HISTORY_EVENTS = 20_000
 
 
 class Reply(StrEnum):
@@ -47,16 +51,30 @@ def parse_token(token: str) -> tuple[str, str, int, int, int]:
     return execution_id, step, int(attempt), int(poll), int(seq)
 
 
-def decide(definition: WorkflowDefinition, state: ExecutionState, command: cmd.Command, *, now_ms: int) -> Decision:
-    """Apply one command to (a copy of) the state and return what must be recorded."""
-    return _Decider(definition, state.clone(), now_ms).run(command)
+def decide(
+    definition: WorkflowDefinition,
+    state: ExecutionState,
+    command: cmd.Command,
+    *,
+    now_ms: int,
+    max_history_events: int = DEFAULT_MAX_HISTORY_EVENTS,
+) -> Decision:
+    """Apply one command to (a copy of) the state and return what must be recorded.
+
+    A decision that takes the history to ``max_history_events`` also fails the execution, naming
+    the limit: the last events of one decision may pass it by the few that decision made.
+    """
+    return _Decider(definition, state.clone(), now_ms, max_history_events).run(command)
 
 
 class _Decider:
-    def __init__(self, definition: WorkflowDefinition, state: ExecutionState, now_ms: int) -> None:
+    def __init__(
+        self, definition: WorkflowDefinition, state: ExecutionState, now_ms: int, max_history_events: int
+    ) -> None:
         self.definition = definition
         self.state = state
         self.now = now_ms
+        self.max_history_events = max_history_events
         self.decision = Decision(state=state)
 
     # -- plumbing --------------------------------------------------------------------------
@@ -96,6 +114,13 @@ class _Decider:
                 self.cancel(command)
             case cmd.Redrive():
                 self.redrive(command)
+        if self.state.last_seq >= self.max_history_events and not self.state.phase.terminal:
+            self.fail_execution(
+                f"the history reached {self.state.last_seq} events, the limit of {self.max_history_events}"
+                " (--max-history-events): continue as new, starting a new execution with this one's state"
+                " as its input",
+                None,
+            )
         return self.decision
 
     # -- commands --------------------------------------------------------------------------

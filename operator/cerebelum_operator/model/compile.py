@@ -27,6 +27,7 @@ from .spec import DivergeRule, RetryPolicy, WorkflowSpec
 __all__ = [
     "MAX_CEL_CHARS",
     "MAX_DEPTH",
+    "MAX_PARALLEL_STEPS",
     "RESERVED_STEP_NAMES",
     "CompiledBranch",
     "CompiledDiverge",
@@ -43,6 +44,9 @@ RESERVED_STEP_NAMES = frozenset({"input", "ctx", "context", "steps", "result", "
 MAX_CEL_CHARS = 4096
 # Nesting of the document: pydantic refuses to serialise past 255 levels, and no spec needs 64.
 MAX_DEPTH = 64
+# Steps of one parallel group: each is a task and several events in one decision, and the whole
+# group is joined in memory; past a thousand, a step that fans out itself is the better shape.
+MAX_PARALLEL_STEPS = 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -291,6 +295,13 @@ class _Compiler:
             path = f"timeline[{index}]"
             if not members:
                 self.problem(path, "a parallel group needs at least one step")
+                continue
+            if len(members) > MAX_PARALLEL_STEPS:
+                self.problem(
+                    path,
+                    f"a parallel group of {len(members)} steps is over the limit of {MAX_PARALLEL_STEPS} parallel"
+                    " steps; split the work into batches, or fan out inside a step",
+                )
                 continue
             for offset, name in enumerate(members):
                 here = path if isinstance(entry, str) else f"{path}[{offset}]"

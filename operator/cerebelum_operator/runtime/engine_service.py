@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from ..engine import Decision, ExecutionPhase, ExecutionState, Reply, decide, fold
+from ..engine import DEFAULT_MAX_HISTORY_EVENTS, Decision, ExecutionPhase, ExecutionState, Reply, decide, fold
 from ..engine import commands as cmd
 from ..engine.actions import Action
 from ..model import WorkflowDefinition, compile_workflow
@@ -66,9 +66,17 @@ class _Cached:
 
 
 class EngineService:
-    def __init__(self, db: Database, *, clock: Clock, cache_size: int = 10_000) -> None:
+    def __init__(
+        self,
+        db: Database,
+        *,
+        clock: Clock,
+        cache_size: int = 10_000,
+        max_history_events: int = DEFAULT_MAX_HISTORY_EVENTS,
+    ) -> None:
         self.db = db
         self.clock = clock
+        self.max_history_events = max_history_events
         self._cache: OrderedDict[str, _Cached] = OrderedDict()
         self._cache_size = cache_size
         self._locks: dict[str, asyncio.Lock] = {}
@@ -121,7 +129,13 @@ class EngineService:
             raise WorkflowNotFound(f"workflow {workflow!r} not found: apply it first")
         definition = self.definition_for(row.spec)
         now = self.clock.now_ms()
-        decision = decide(definition, ExecutionState(execution_id=execution_id), cmd.Start(workflow, input), now_ms=now)
+        decision = decide(
+            definition,
+            ExecutionState(execution_id=execution_id),
+            cmd.Start(workflow, input),
+            now_ms=now,
+            max_history_events=self.max_history_events,
+        )
         assert decision.state is not None
         new = NewExecution(workflow=workflow, spec=row.spec, spec_hash=definition.spec_hash, input=input)
         try:
@@ -169,7 +183,9 @@ class EngineService:
         for _ in range(5):
             cached = await self._load(execution_id)
             now = self.clock.now_ms()
-            decision = decide(cached.definition, cached.state, command, now_ms=now)
+            decision = decide(
+                cached.definition, cached.state, command, now_ms=now, max_history_events=self.max_history_events
+            )
             assert decision.state is not None
             if not decision.events and not decision.actions:
                 return decision
@@ -239,7 +255,7 @@ class EngineService:
         refused: list[cmd.TaskStarted] = []
         for started in reserved:
             assert merged.state is not None
-            lease = decide(definition, merged.state, started, now_ms=now)
+            lease = decide(definition, merged.state, started, now_ms=now, max_history_events=self.max_history_events)
             if lease.reply != Reply.ACCEPTED or not lease.events:
                 refused.append(started)
                 continue

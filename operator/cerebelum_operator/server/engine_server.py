@@ -16,6 +16,7 @@ import grpc
 from cerebelum.v1 import worker_pb2, workflow_pb2
 
 from ..api import DEFAULT_MAX_PAYLOAD_BYTES, Guard, WorkerServicer, WorkflowServicer
+from ..engine import DEFAULT_MAX_HISTORY_EVENTS
 from ..runtime import Clock, Database, Dispatcher, EngineService, SystemClock, TimerService
 from ..store import open_store
 from .handlers import strict_service_handler
@@ -54,6 +55,7 @@ class ServerConfig:
     max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES
     sticky_window_ms: int = 100
     max_poll_wait_ms: int = 30_000
+    max_history_events: int = DEFAULT_MAX_HISTORY_EVENTS
     tls: TlsFiles | None = None
     guard: Guard = field(default_factory=Guard)
 
@@ -73,7 +75,7 @@ class EngineServer:
         store = open_store(self.config.database_url)
         version = store.migrate()
         db = self._db = Database(store)
-        engine = self._engine = EngineService(db, clock=self.clock)
+        engine = self._engine = EngineService(db, clock=self.clock, max_history_events=self.config.max_history_events)
         self._dispatcher = Dispatcher(
             db,
             engine,
