@@ -142,8 +142,11 @@ fi
 # ---- charts ----
 # `upgrade --install` is `install` on a new cluster and lets a kept cluster run again.
 log "installing the operator (charts/cerebelum)"
+# The workers run in $SYSTEM_NS and serve the executions of $NS: the access policy says so (by
+# default a ServiceAccount takes only its own namespace's tasks).
 h upgrade --install cerebelum "$ROOT/charts/cerebelum" -n "$SYSTEM_NS" --create-namespace \
   --set image.repository=cerebelum-operator --set image.tag=e2e --set image.pullPolicy=Never \
+  --set-json "auth.accessPolicy={\"workers\":[{\"subjects\":[\"system:serviceaccount:$SYSTEM_NS:*\"],\"namespaces\":[\"$NS\"]}]}" \
   --wait --timeout 5m
 log "installing the workers (charts/cerebelum-worker)"
 h upgrade --install provision-worker "$ROOT/charts/cerebelum-worker" -n "$SYSTEM_NS" \

@@ -23,6 +23,11 @@ VALUES_SETS: dict[str, list[str]] = {
         *("--set", "replicas=2", "--set", "metrics.enabled=true", "--set", "watchNamespaces={team-a,team-b}"),
     ],
     "no-crds-no-policy": ["--set", "crds.install=false", "--set", "approvalPolicy.enabled=false"],
+    "access-policy-and-tls": [
+        *("--set-json", 'auth.accessPolicy={"workers":[{"subjects":["system:serviceaccount:ops:*"],"queues":["q"]}]}'),
+        *("--set", "tls.existingSecret=cerebelum-tls"),
+    ],
+    "no-auth": ["--set", "auth.mode=none"],
 }
 
 
@@ -176,3 +181,31 @@ def test_helm_install_succeeds_and_uninstall_keeps_the_crds_the_resources_and_th
         ]
         assert fresh.kubectl("get", "workflow/provision-server", "-n", "default", check=False).returncode == 0
         assert fresh.kubectl("get", "pvc", "cerebelum-data", "-n", "cerebelum-system", check=False).returncode == 0
+
+
+def test_by_default_workers_are_authenticated_by_token_review_which_the_rbac_allows() -> None:
+    docs = documents(render())
+    args = operator_container(docs)["args"]
+    assert "--auth=kubernetes" in args and "--token-audience=cerebelum" in args
+    assert not any(arg.startswith(("--access-policy", "--tls-")) for arg in args)
+    (role,) = by_kind(docs, "ClusterRole")
+    assert {"apiGroups": ["authentication.k8s.io"], "resources": ["tokenreviews"], "verbs": ["create"]} in role["rules"]
+
+
+def test_an_access_policy_renders_to_a_file_the_operator_parses_and_tls_mounts_the_secret() -> None:
+    from cerebelum_operator.api import AccessPolicy, Identity
+
+    docs = documents(render(*VALUES_SETS["access-policy-and-tls"]))
+    (config_map,) = by_kind(docs, "ConfigMap")
+    policy = AccessPolicy.from_document(yaml.safe_load(config_map["data"]["policy.yaml"]))
+    assert policy.worker_namespaces(Identity("system:serviceaccount:ops:worker"), "q") is None
+    container = operator_container(docs)
+    assert "--access-policy=/etc/cerebelum/access/policy.yaml" in container["args"]
+    assert {"--tls-cert=/etc/cerebelum/tls/tls.crt", "--tls-key=/etc/cerebelum/tls/tls.key"} <= set(container["args"])
+    mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+    assert mounts["access-policy"] == "/etc/cerebelum/access" and mounts["tls"] == "/etc/cerebelum/tls"
+
+
+def test_auth_none_renders_no_policy_and_no_token_options() -> None:
+    args = operator_container(documents(render(*VALUES_SETS["no-auth"])))["args"]
+    assert "--auth=none" in args and not any(arg.startswith("--token-audience") for arg in args)
