@@ -15,11 +15,11 @@ import pytest
 import yaml
 from lightkube import AsyncClient, KubeConfig
 
-from cerebelum_operator.api import Unauthenticated
+from cerebelum_operator.api import AuthUnavailable, Unauthenticated
 from cerebelum_operator.kube.token_review import TokenReviewAuthenticator
 from tests.integration.conftest import WORKER_SCRIPT, read_ledger
 from tests.support.control_plane import ControlPlane
-from tests.support.kube import apply_yaml, service_account_kubeconfig, wait_for_jsonpath
+from tests.support.kube import apply_yaml, service_account_kubeconfig, token_kubeconfig, wait_for_jsonpath
 from tests.support.processes import OperatorProcess, WorkerPool, wait_until
 
 pytestmark = [pytest.mark.kube, pytest.mark.slow]
@@ -58,6 +58,20 @@ async def test_a_token_for_our_audience_is_accepted_and_any_other_is_refused(
         reviews = authenticator.reviews
         await authenticator.authenticate(good)  # answered from the cache
         assert authenticator.reviews == reviews
+    finally:
+        await client.close()
+
+
+async def test_an_operator_not_allowed_token_reviews_answers_unavailable_naming_the_permission(
+    control_plane: ControlPlane, namespace: str, tmp_path: Path
+) -> None:
+    worker_token = mint_token(control_plane, namespace, "worker", audience="cerebelum")
+    powerless = mint_token(control_plane, namespace, "powerless", audience=None)
+    kubeconfig = token_kubeconfig(control_plane, tmp_path / "powerless.kubeconfig", token=powerless, user="powerless")
+    client = AsyncClient(config=KubeConfig.from_file(kubeconfig))
+    try:
+        with pytest.raises(AuthUnavailable, match=r"'create' on tokenreviews\.authentication\.k8s\.io"):
+            await TokenReviewAuthenticator(client).authenticate(worker_token)
     finally:
         await client.close()
 
