@@ -46,6 +46,7 @@ DIVERGE_CONDITIONS = [
     "result != null && has(result.flag) && result.flag",
     "error.message.contains('again')",
     "size(steps) > 0",
+    "result != null && has(result.approved)",
 ]
 OUTPUTS = ["steps", "{'count': size(steps)}", "input", "{'in': input, 'steps': steps}"]
 
@@ -166,7 +167,9 @@ def _diverge_rule(draw: st.DrawFn, layout: Layout, source: str) -> dict[str, Any
     elif match_kind == "both":
         rule["match"] = {"error": {"type": draw(st.sampled_from(ERROR_TYPES)), "messageContains": "again"}}
     elif match_kind == "result":
-        rule["match"] = {"result": draw(st.sampled_from([{"flag": True}, {"status": "pending"}, {}]))}
+        rule["match"] = {
+            "result": draw(st.sampled_from([{"flag": True}, {"status": "pending"}, {"approved": True}, {}]))
+        }
     if match_kind == "none" or draw(st.booleans()):
         rule["when"] = draw(st.sampled_from(DIVERGE_CONDITIONS))
     if draw(st.booleans()):

@@ -11,12 +11,13 @@ from enum import StrEnum
 from typing import Any
 
 from ..model import CompiledDiverge, StepConfig, WorkflowDefinition
+from ..model.durations import MAX_DURATION_MS
 from . import actions as act
 from . import commands as cmd
 from . import events as ev
 from .expressions import ExpressionError, evaluate, evaluate_condition
 from .retry import backoff_ms
-from .state import ExecutionPhase, ExecutionState, StepPhase, apply_event
+from .state import ExecutionPhase, ExecutionState, StepPhase, apply_event, approval_result
 
 __all__ = ["DEFAULT_MAX_HISTORY_EVENTS", "CommandRejected", "Decision", "Reply", "decide", "parse_token"]
 
@@ -179,17 +180,18 @@ class _Decider:
             case cmd.OutcomeSuccess():
                 self.succeed(step, attempt, token, outcome.output)
             case cmd.OutcomeSleep():
-                self.succeed(step, attempt, token, outcome.output, sleep_ms=outcome.duration_ms)
+                self.succeed(step, attempt, token, outcome.output, sleep_ms=_bounded(outcome.duration_ms))
             case cmd.OutcomeFailure():
                 self.fail_attempt(step, attempt, token, outcome.error_type, outcome.message, outcome.retryable)
             case cmd.OutcomeCancelled():
                 self.fail_attempt(step, attempt, token, "Cancelled", outcome.message, retryable=True)
             case cmd.OutcomeRetryAfter():
-                retry_at = self.now + max(0, outcome.delay_ms)
+                retry_at = self.now + _bounded(outcome.delay_ms)
                 self.emit(ev.StepRetryAfter(step, attempt, token, retry_at))
                 self.schedule(step, attempt=attempt, poll=self.state.steps[step].poll + 1, visible_at=retry_at)
             case cmd.OutcomeApproval():
-                self.request_approval(step, outcome.approval_kind, outcome.data, outcome.timeout_ms, token)
+                timeout = None if outcome.timeout_ms is None else _bounded(outcome.timeout_ms)
+                self.request_approval(step, outcome.approval_kind, outcome.data, timeout, token)
         self.advance()
 
     def task_timed_out(self, command: cmd.TaskTimedOut) -> None:
@@ -246,8 +248,21 @@ class _Decider:
         approval = self.state.approvals[command.step]
         if approval.timer_id is not None:
             self.do(act.CancelTimer(approval.timer_id))
-        self.emit(ev.ApprovalGranted(command.step, command.approver, command.payload))
-        self.after_success(command.step, self.state.results[command.step])
+        step = command.step
+        result = approval_result(command.approver, command.payload, approval)
+        try:
+            rule = self.match_diverge(step, result=result, error=None)
+        except ExpressionError as exc:
+            self.emit(ev.ApprovalGranted(step, command.approver, command.payload))
+            self.fail_execution(str(exc), step)
+            return
+        # A goto is recorded in the event: the jump may wait for the rest of a parallel group,
+        # and a replay must know it is pending.
+        goto = rule.goto if rule is not None and rule.then == "goto" else None
+        rule_key = rule.key if rule is not None and goto is not None else None
+        self.emit(ev.ApprovalGranted(step, command.approver, command.payload, rule_key, goto))
+        if rule is not None and goto is None:
+            self.follow_success_rule(step, self.state.steps[step].attempt, rule)
         self.advance()
 
     def reject(self, command: cmd.Reject) -> None:
@@ -294,7 +309,13 @@ class _Decider:
         return {"input": self.state.input, "steps": dict(self.state.results), **extra}
 
     def succeed(self, step: str, attempt: int, token: str, output: JSON, *, sleep_ms: int | None = None) -> None:
-        rule = self.match_diverge(step, result=output, error=None)
+        try:
+            rule = self.match_diverge(step, result=output, error=None)
+        except ExpressionError as exc:
+            # The step did succeed: record that, then the rule that could not be evaluated.
+            self.emit(ev.StepCompleted(step, attempt, token, output))
+            self.fail_execution(str(exc), step)
+            return
         goto = rule.goto if rule is not None and rule.then == "goto" else None
         self.emit(ev.StepCompleted(step, attempt, token, output, rule.key if rule is not None and goto else None, goto))
         if sleep_ms is not None and sleep_ms > 0:
@@ -305,21 +326,13 @@ class _Decider:
         if rule is not None:
             self.follow_success_rule(step, attempt, rule)
 
-    def after_success(self, step: str, output: JSON) -> None:
-        """Diverge rules on a success that was not a worker completion (an approval)."""
-        rule = self.match_diverge(step, result=output, error=None)
-        if rule is None:
-            return
-        if rule.then == "goto" and rule.goto is not None:
-            self.state.pending_jump = (rule.key, step, rule.goto)
-            return
-        self.follow_success_rule(step, self.state.steps[step].attempt, rule)
-
     def follow_success_rule(self, step: str, attempt: int, rule: CompiledDiverge) -> None:
         if rule.then == "fail":
             self.fail_execution(f"step {step!r} succeeded with a result that {rule.key} sends to fail", step)
         elif rule.then == "retry":
-            self.retry_or_dead_letter(step, attempt, f"result matched {rule.key}", seed=f"{step}/{attempt}")
+            self.retry_or_dead_letter(
+                step, attempt, f"RetriesExhausted: the result matched {rule.key}", seed=f"{step}/{attempt}"
+            )
 
     def fail_attempt(
         self,
@@ -336,13 +349,18 @@ class _Decider:
             return
         config = self.config(step)
         error = {"type": error_type, "message": message}
-        rule = self.match_diverge(step, result=None, error=error)
         policy_retryable = retryable and error_type not in config.retry.non_retryable_errors
         described = f"{error_type}: {message}"
 
         def failed(**fields: Any) -> None:
             self.emit(ev.StepFailed(step, attempt, token, error_type, message, policy_retryable, **fields))
 
+        try:
+            rule = self.match_diverge(step, result=None, error=error)
+        except ExpressionError as exc:
+            failed()
+            self.fail_execution(str(exc), step)
+            return
         if rule is not None and rule.then == "continue":
             failed(continued=True)
         elif rule is not None and rule.then == "goto":
@@ -368,11 +386,13 @@ class _Decider:
             delay = backoff_ms(config.retry, failed_attempt=attempt, seed=seed)
             self.schedule(step, attempt=attempt + 1, poll=0, visible_at=self.now + delay)
         else:
-            self.give_up(step, attempt, f"{self.state.execution_id}/{step}/{attempt}/result", why, True)
+            dead_letter_id = f"{self.state.execution_id}/{step}/{attempt}/result/{self.state.last_seq + 1}"
+            self.give_up(step, attempt, dead_letter_id, f"{why} (after {attempt} attempts)", True)
 
     def give_up(self, step: str, attempt: int, token: str, described: str, dead_letter: bool) -> None:
         if dead_letter:
-            self.emit(ev.StepDeadLettered(step, attempt, token, *described.split(": ", 1)))
+            error_type, _, message = described.partition(": ")
+            self.emit(ev.StepDeadLettered(step, attempt, token, error_type, message))
             self.do(act.AddDeadLetter(token, step, attempt, described))
         self.fail_execution(f"step {step!r} failed: {described}", step)
 
@@ -405,13 +425,11 @@ class _Decider:
                     continue
             if rule.match_result is not None and not _contains(result, rule.match_result):
                 continue
-            if rule.when is not None:
-                try:
-                    if not evaluate_condition(rule.when, self.variables(result=result, error=error), where=rule.key):
-                        continue
-                except ExpressionError as exc:
-                    self.fail_execution(str(exc), step)
-                    return None
+            # A condition that fails at run time raises ExpressionError; the caller fails the execution.
+            if rule.when is not None and not evaluate_condition(
+                rule.when, self.variables(result=result, error=error), where=rule.key
+            ):
+                continue
             if rule.then == "goto" and not self.jump_allowed(rule.key, step, rule.goto, rule.max_iterations):
                 continue
             return rule
@@ -515,6 +533,11 @@ class _Decider:
             last = self.definition.positions[-1]
             output = self.state.results.get(last[0]) if len(last) == 1 else {n: self.state.results.get(n) for n in last}
         self.emit(ev.ExecutionSucceeded(output))
+
+
+def _bounded(delay_ms: int) -> int:
+    """A delay a worker asked for, within what the model allows (the wire carries any uint64)."""
+    return min(max(0, delay_ms), MAX_DURATION_MS)
 
 
 def _contains(value: JSON, pattern: JSON) -> bool:

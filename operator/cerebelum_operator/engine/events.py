@@ -167,10 +167,14 @@ class ApprovalRequested(Event):
 
 @dataclass(frozen=True, slots=True)
 class ApprovalGranted(Event):
+    """The approval completes the step; rule and goto are set when a diverge rule jumps on it."""
+
     kind: ClassVar[str] = "ApprovalGranted"
     step: str
     approver: str
     payload: JSON
+    rule: str | None = None
+    goto: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

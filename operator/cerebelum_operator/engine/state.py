@@ -41,6 +41,7 @@ __all__ = [
     "StepPhase",
     "StepState",
     "apply_event",
+    "approval_result",
     "fold",
 ]
 
@@ -198,6 +199,11 @@ class ExecutionState:
         return min((s.wake_at_ms for s in self.sleeps.values()), default=None)
 
 
+def approval_result(approver: str, payload: JSON, request: PendingApproval | None) -> dict[str, JSON]:
+    """What an approved step gives later steps (and its diverge rules)."""
+    return {"approved": True, "approver": approver, "payload": payload, "data": request.data if request else None}
+
+
 def fold(definition: WorkflowDefinition, execution_id: str, history: list[RecordedEvent]) -> ExecutionState:
     state = ExecutionState(execution_id=execution_id)
     for recorded in history:
@@ -272,8 +278,11 @@ def apply_event(state: ExecutionState, definition: WorkflowDefinition, recorded:
             state.error = None
             for name in definition.positions[state.position]:
                 member = state.step(name)
-                if not member.settled:
+                # The dead-lettered step runs again even if it "succeeded": a diverge `retry` on
+                # its result gave up on that result.
+                if not member.settled or name == event.step:
                     member.phase, member.attempt, member.poll, member.token = StepPhase.PENDING, 0, 0, None
+                    member.settled = False
         case SleepStarted():
             state.sleeps[event.step] = PendingSleep(event.timer_id, event.wake_at_ms)
         case SleepEnded():
@@ -295,12 +304,9 @@ def apply_event(state: ExecutionState, definition: WorkflowDefinition, recorded:
             request = state.approvals.pop(event.step, None)
             step = state.step(event.step)
             step.phase, step.settled, step.finished_at_ms = StepPhase.SUCCEEDED, True, at
-            state.results[event.step] = {
-                "approved": True,
-                "approver": event.approver,
-                "payload": event.payload,
-                "data": request.data if request else None,
-            }
+            state.results[event.step] = approval_result(event.approver, event.payload, request)
+            if event.goto is not None and event.rule is not None:
+                state.pending_jump = (event.rule, event.step, event.goto)
         case ApprovalRejected() | ApprovalTimedOut():
             state.approvals.pop(event.step, None)
         case JumpTaken():
