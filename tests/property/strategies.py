@@ -48,7 +48,18 @@ DIVERGE_CONDITIONS = [
     "size(steps) > 0",
     "result != null && has(result.approved)",
 ]
-OUTPUTS = ["steps", "{'count': size(steps)}", "input", "{'in': input, 'steps': steps}"]
+OUTPUTS = [
+    "steps",
+    "{'count': size(steps)}",
+    "input",
+    "{'in': input, 'steps': steps}",
+    # CEL values JSON has no literal for: the output must still be stored as JSON.
+    "{'at': timestamp('2020-01-01T00:00:00Z'), 'took': duration('1h1.5s'), 'raw': b'abc'}",
+    "{2: 'two', true: 'yes'}",
+    "[1u, 2.5, null]",
+    "double('nan')",
+    "optional.of(size(steps))",
+]
 
 
 def durations(*, max_value: int = 90) -> st.SearchStrategy[str]:

@@ -310,3 +310,31 @@ def test_an_approval_whose_diverge_rule_jumps_waits_for_its_group_and_survives_a
     assert [t.step for t in harness.tasks.values()] == ["d"]
     assert harness.state.steps["c"].phase == StepPhase.SKIPPED
     harness.check_state()
+
+
+@pytest.mark.parametrize(
+    ("expression", "output"),
+    [
+        ("{'at': timestamp('2020-01-01T00:00:00.5Z')}", {"at": "2020-01-01T00:00:00.500000Z"}),
+        ("duration('1h1.5s')", "3601.5s"),
+        ("b'abc'", "YWJj"),
+        ("{2: 'two', true: 'yes'}", {"2": "two", "true": "yes"}),
+        ("optional.of(1)", 1),
+        ("optional.none()", None),
+    ],
+)
+def test_an_output_expression_of_a_cel_type_json_has_no_literal_for_is_stored_as_json(
+    expression: str, output: Any
+) -> None:
+    harness = started({"timeline": ["a"], "output": expression})
+    harness.send(cmd.TaskCompleted(only_task(harness, "a"), cmd.OutcomeSuccess(None)))
+    assert harness.state.phase == ExecutionPhase.SUCCEEDED and harness.state.output == output
+    harness.check_state()
+
+
+def test_an_output_expression_giving_nan_fails_the_execution_naming_the_output() -> None:
+    harness = started({"timeline": ["a"], "output": "double('nan')"})
+    harness.send(cmd.TaskCompleted(only_task(harness, "a"), cmd.OutcomeSuccess(None)))
+    assert harness.state.phase == ExecutionPhase.FAILED
+    assert "output: CEL gave nan" in (harness.state.error or "")
+    harness.check_state()

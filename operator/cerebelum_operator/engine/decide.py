@@ -15,7 +15,7 @@ from ..model.durations import MAX_DURATION_MS
 from . import actions as act
 from . import commands as cmd
 from . import events as ev
-from .expressions import ExpressionError, evaluate, evaluate_condition
+from .expressions import ExpressionError, evaluate, evaluate_condition, to_json
 from .retry import backoff_ms
 from .state import ExecutionPhase, ExecutionState, StepPhase, apply_event, approval_result
 
@@ -525,7 +525,7 @@ class _Decider:
     def finish(self) -> None:
         if self.definition.output is not None:
             try:
-                output = evaluate(self.definition.output, self.variables(), where="output")
+                output = to_json(evaluate(self.definition.output, self.variables(), where="output"), where="output")
             except ExpressionError as exc:
                 self.fail_execution(str(exc), None)
                 return

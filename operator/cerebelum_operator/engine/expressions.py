@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import base64
+import math
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import cel
 
-__all__ = ["ExpressionError", "evaluate"]
+__all__ = ["ExpressionError", "evaluate", "evaluate_condition", "to_json"]
 
 
 class ExpressionError(Exception):
@@ -26,3 +29,36 @@ def evaluate_condition(program: cel.Program, variables: dict[str, Any], *, where
     if not isinstance(value, bool):
         raise ExpressionError(f"{where}: CEL condition {program.source!r} gave {value!r}, not true or false")
     return value
+
+
+def to_json(value: Any, *, where: str) -> Any:
+    """A CEL value as JSON, the way protobuf's JSON mapping writes it.
+
+    Timestamps become RFC 3339 text, durations seconds (``"90.5s"``), bytes base64, map keys
+    text; an optional its value or null. NaN and infinities have no JSON form: an error.
+    """
+    if value is None or isinstance(value, bool | int | str):
+        return value
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise ExpressionError(f"{where}: CEL gave {value}, which JSON cannot carry")
+        return value
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    if isinstance(value, timedelta):
+        return f"{value.total_seconds():.6f}".rstrip("0").rstrip(".") + "s"
+    if isinstance(value, bytes):
+        return base64.b64encode(value).decode()
+    if isinstance(value, dict):
+        return {_json_key(key): to_json(item, where=where) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [to_json(item, where=where) for item in value]
+    if isinstance(value, cel.OptionalValue):
+        return to_json(value.value(), where=where) if value.has_value() else None
+    raise ExpressionError(f"{where}: CEL gave a {type(value).__name__}, which has no JSON form")
+
+
+def _json_key(key: Any) -> str:
+    if isinstance(key, bool):
+        return "true" if key else "false"
+    return str(key)
