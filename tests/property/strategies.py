@@ -28,26 +28,37 @@ UNITS = ["ms", "s", "m", "h"]
 
 STEP_NAME = st.from_regex(r"[a-z][a-z0-9_]{0,6}", fullmatch=True).filter(lambda n: n not in RESERVED_STEP_NAMES)
 
-# CEL over `result`, `input` and `steps`; some can fail at run time (a missing field), on purpose.
-BRANCH_CONDITIONS = [
+# CEL over `result`, `input` and `steps`. The safe ones never fail whatever the result; the
+# fragile ones fail at run time on some results (a missing field), which must fail the execution
+# cleanly. Mostly safe, so that generated runs get far.
+SAFE_BRANCH_CONDITIONS = [
     "false",
-    "has(result.flag) && result.flag == true",
-    "result.flag == true",
-    "result.n > 2",
+    "type(result) == map && has(result.flag) && result.flag == true",
+    "type(result) == map && 'again' in result && result.again == true",
+    "type(result) == map && has(result.n) && result.n > 2",
     "size(steps) >= 2",
     "input != null",
     "result == null",
-    "'again' in result",
 ]
+FRAGILE_BRANCH_CONDITIONS = ["result.flag == true", "result.n > 2", "'again' in result"]
 # CEL over `result`, `error`, `input` and `steps` (`error` is null on a success, `result` on a failure).
-DIVERGE_CONDITIONS = [
+SAFE_DIVERGE_CONDITIONS = [
     "false",
     "error != null && error.type == 'Boom'",
-    "result != null && has(result.flag) && result.flag",
-    "error.message.contains('again')",
+    "result != null && type(result) == map && has(result.flag) && result.flag == true",
+    "error == null || error.message.contains('again')",
     "size(steps) > 0",
-    "result != null && has(result.approved)",
+    "result != null && type(result) == map && has(result.approved)",
 ]
+FRAGILE_DIVERGE_CONDITIONS = ["error.message.contains('again')", "result.flag"]
+
+
+def conditions(safe: list[str], fragile: list[str]) -> st.SearchStrategy[str]:
+    return st.one_of(*[st.sampled_from(safe)] * 4, st.sampled_from(fragile))
+
+
+BRANCH_CONDITIONS = conditions(SAFE_BRANCH_CONDITIONS, FRAGILE_BRANCH_CONDITIONS)
+DIVERGE_CONDITIONS = conditions(SAFE_DIVERGE_CONDITIONS, FRAGILE_DIVERGE_CONDITIONS)
 OUTPUTS = [
     "steps",
     "{'count': size(steps)}",
@@ -82,18 +93,23 @@ def retry_policies() -> st.SearchStrategy[dict[str, Any]]:
     )
 
 
-def step_settings() -> st.SearchStrategy[dict[str, Any]]:
-    approval = st.fixed_dictionaries({}, optional={"timeout": durations(), "kind": st.sampled_from(["go-live", "ok"])})
-    return st.fixed_dictionaries(
-        {},
-        optional={
-            "timeout": durations(),
-            "heartbeatTimeout": durations(),
-            "retry": retry_policies(),
-            "taskQueue": st.sampled_from(["infra", "gpu", "default"]),
-            "approval": approval,
-        },
+@st.composite
+def step_settings(draw: st.DrawFn) -> dict[str, Any]:
+    settings = draw(
+        st.fixed_dictionaries(
+            {},
+            optional={
+                "timeout": durations(),
+                "heartbeatTimeout": durations(),
+                "retry": retry_policies(),
+                "taskQueue": st.sampled_from(["infra", "gpu", "default"]),
+            },
+        )
     )
+    if draw(st.integers(0, 3)) == 0:  # a built-in approval step, no worker
+        approval = {"timeout": durations(), "kind": st.sampled_from(["go-live", "ok"])}
+        settings["approval"] = draw(st.fixed_dictionaries({}, optional=approval))
+    return settings
 
 
 def defaults() -> st.SearchStrategy[dict[str, Any]]:
@@ -182,7 +198,7 @@ def _diverge_rule(draw: st.DrawFn, layout: Layout, source: str) -> dict[str, Any
             "result": draw(st.sampled_from([{"flag": True}, {"status": "pending"}, {"approved": True}, {}]))
         }
     if match_kind == "none" or draw(st.booleans()):
-        rule["when"] = draw(st.sampled_from(DIVERGE_CONDITIONS))
+        rule["when"] = draw(DIVERGE_CONDITIONS)
     if draw(st.booleans()):
         rule["then"] = draw(st.sampled_from(["retry", "fail", "continue"]))
     else:
@@ -191,7 +207,7 @@ def _diverge_rule(draw: st.DrawFn, layout: Layout, source: str) -> dict[str, Any
 
 
 def _branch_rule(draw: st.DrawFn, layout: Layout, source: str) -> dict[str, Any]:
-    rule = {"when": draw(st.sampled_from(BRANCH_CONDITIONS))}
+    rule = {"when": draw(BRANCH_CONDITIONS)}
     rule.update(_goto_rule(draw, layout, source))
     last = len(layout.positions) - 1
     # An unconditional goto stops the fall-through; from the last position it cannot hide a step.
