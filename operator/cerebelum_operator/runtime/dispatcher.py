@@ -233,6 +233,7 @@ class Dispatcher:
         sticky_window_ms: int = 100,
         max_poll_wait_ms: int = 30_000,
         sweep_interval_s: float = 0.1,
+        retry_after_error_ms: int = 1000,
     ) -> None:
         self.db = db
         self.engine = engine
@@ -240,6 +241,7 @@ class Dispatcher:
         self.sticky_window_ms = sticky_window_ms
         self.max_poll_wait_ms = max_poll_wait_ms
         self.sweep_interval_s = sweep_interval_s
+        self.retry_after_error_ms = retry_after_error_ms
         self._ready = _ReadyTasks()
         self._future: list[tuple[int, int, str]] = []
         self._queued: dict[str, _Queued] = {}
@@ -529,6 +531,15 @@ class Dispatcher:
         self._ready.remove(task.token)
         chosen.future.set_result(task)
 
+    def _offer_later(self, task: _Queued, delay_ms: int) -> None:
+        """Make a queued task visible again only after `delay_ms` (the store failed to lease it)."""
+        if task.token not in self._queued:
+            return
+        self._ready.remove(task.token)
+        task.visible_at_ms = self.clock.now_ms() + delay_ms
+        heapq.heappush(self._future, (task.visible_at_ms, next(self._counter), task.token))
+        self._wakeup.set()
+
     def _put_back(self, task: _Queued) -> None:
         if task.token in self._queued:
             self._ready.add(task, self.clock.now_ms())
@@ -545,9 +556,17 @@ class Dispatcher:
         except ExecutionNotFound:
             self._drop_queued(task.token)
             return None
-        except Exception:
-            log.exception("could not lease task %s", task.token)
-            self._put_back(task)
+        except Exception as error:
+            # The store is unreachable (a database restart) or refused: offer the task again later,
+            # not at once, or the waiting pollers take it back and fail again in a busy loop.
+            log.warning(
+                "could not lease task %s (%s: %s); offering it again in %d ms",
+                task.token,
+                type(error).__name__,
+                error,
+                self.retry_after_error_ms,
+            )
+            self._offer_later(task, self.retry_after_error_ms)
             return None
         if decision.reply != Reply.ACCEPTED:
             self._drop_queued(task.token)
