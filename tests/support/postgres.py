@@ -99,6 +99,7 @@ class PostgresServer:
         self._dir = process_dir
         self._bin_dir = bin_dir
         self._user = _unprivileged_user() if process_dir is not None else None
+        self._options = ""  # the server's command-line options, kept to start it again (`restart`)
 
     # -- starting and stopping -------------------------------------------------------------------------
     @classmethod
@@ -150,6 +151,7 @@ class PostgresServer:
                 last_error = e
                 continue
             self.admin_url = f"postgresql://postgres@127.0.0.1:{port}/postgres"
+            self._options = options
             atexit.register(self.stop)
             return
         raise RuntimeError(f"PostgreSQL did not start; see {self._dir / 'postgres.log'}:\n{self.log_tail()}") from (
@@ -172,6 +174,29 @@ class PostgresServer:
             return "\n".join((self._dir / "postgres.log").read_text(errors="replace").splitlines()[-lines:])
         except OSError:
             return ""
+
+    def restart(self, *, mode: str = "immediate", down_s: float = 0.0, timeout_s: float = 60.0) -> None:
+        """Stop the server we started and start it again on the same data directory and port.
+
+        ``immediate`` stops it as a crash would (every backend killed, recovery from the WAL at
+        start); ``fast`` rolls back open transactions and shuts down cleanly. Clients see their
+        connections drop either way. ``down_s`` keeps it stopped that long in between.
+        """
+        if self._dir is None:
+            raise PostgresUnavailable("only a server these tests started can be restarted")
+        if mode not in ("immediate", "fast", "smart"):
+            raise ValueError(f"mode must be immediate, fast or smart, not {mode!r}")
+        data = self._dir / "data"
+        self._run("pg_ctl", "-D", str(data), "-m", mode, "-w", "-t", str(int(timeout_s)), "stop")
+        if down_s > 0:
+            time.sleep(down_s)
+        try:
+            self._run(
+                "pg_ctl", "-D", str(data), "-l", str(self._dir / "postgres.log"),
+                "-o", self._options, "-w", "-t", str(int(timeout_s)), "start",
+            )  # fmt: skip
+        except subprocess.CalledProcessError as e:
+            raise RuntimeError(f"PostgreSQL did not start again:\n{self.log_tail()}") from e
 
     def stop(self) -> None:
         """Stop the server we started and remove its files; an external server is left alone."""
