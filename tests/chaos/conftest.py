@@ -1,0 +1,52 @@
+"""Fixtures of the chaos suite, and the summary it prints at the end of every pytest run.
+
+Each chaos test hands its report to ``chaos_reports``; ``pytest_terminal_summary`` prints their
+one-line summaries (kill counts, executions, attempts) in a "chaos" section, so CI's output
+carries them whether or not output capture is on and whether the tests passed.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+
+from tests.support.postgres import PostgresServer, PostgresUnavailable
+
+from .driver import ChaosReport
+
+_REPORTS: list[ChaosReport] = []
+
+
+@pytest.fixture
+def chaos_reports() -> list[ChaosReport]:
+    return _REPORTS
+
+
+@pytest.fixture
+def restartable_postgres() -> Iterator[PostgresServer]:
+    """A PostgreSQL server of this test's own, which the chaos may restart without disturbing others."""
+    try:
+        server = PostgresServer.start()
+    except PostgresUnavailable as e:
+        if os.environ.get("CI", "").lower() == "true":
+            raise
+        pytest.skip(str(e))
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if not _REPORTS:
+        return
+    terminalreporter.section("chaos")
+    for report in _REPORTS:
+        terminalreporter.write_line(report.line())
+        figures = ", ".join(
+            f"{name}={report.summary[name]}"
+            for name in ("engine_restart_s", "first_progress_after_kill_s", "failed_attempts_by_error")
+        )
+        terminalreporter.write_line(f"  {figures}")
