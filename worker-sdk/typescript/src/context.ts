@@ -1,0 +1,133 @@
+/** `StepContext`: what a running step knows about its task, plus heartbeats, cancellation and outcomes. */
+import type { Duration } from "./durations.js";
+import { CancelledError, type CancelReason, NonRetryableError } from "./errors.js";
+import type { Task } from "./gen/cerebelum/v1/worker.js";
+import { dumps } from "./jsoncodec.js";
+import {
+  type ApprovalOptions,
+  type ApprovalRequest,
+  type RetryAfter,
+  requestApproval,
+  retryAfter,
+  type Sleep,
+  sleep,
+} from "./outcomes.js";
+
+/** Outputs of the earlier steps of the execution, by step name. */
+export type StepResults = Readonly<Record<string, unknown>>;
+
+/**
+ * Passed to every step as its first argument. Describes the task (`executionId`, `workflow`,
+ * `step`, `attempt`, `poll`, `idempotencyKey`, `deadline`), gives the earlier steps' outputs
+ * (`results`, `result(name)`), records progress (`heartbeat`), tells of cancellation (`signal`,
+ * `cancelled`) and builds outcomes (`retryAfter`, `sleep`, `requestApproval`).
+ */
+export class StepContext {
+  readonly executionId: string;
+  readonly workflow: string;
+  readonly step: string;
+  /** 1-based attempt number; `retryAfter` keeps it. */
+  readonly attempt: number;
+  /** How many `retryAfter` polls of this attempt came before. */
+  readonly poll: number;
+  /** `"<executionId>/<step>/<attempt>"`, stable for one attempt. */
+  readonly idempotencyKey: string;
+  readonly workerId: string;
+  /** When the attempt must finish, or `null`. */
+  readonly deadline: Date | null;
+  /** The outputs of the earlier steps, by step name. */
+  readonly results: StepResults;
+  /**
+   * Aborted when the server asks to stop the step, its lease is lost, or the worker is shutting
+   * down; its `reason` is a {@link CancelledError}. Pass it to `fetch`, timers and other APIs.
+   */
+  readonly signal: AbortSignal;
+  readonly #controller: AbortController;
+  #progressJson = "";
+  #notify: (() => void) | undefined;
+
+  /** Made by the worker for each task it runs. */
+  constructor(task: Task, workerId: string, results: StepResults) {
+    this.executionId = task.executionId;
+    this.workflow = task.workflow;
+    this.step = task.step;
+    this.attempt = task.attempt;
+    this.poll = task.poll;
+    this.idempotencyKey = task.idempotencyKey;
+    this.workerId = workerId;
+    this.deadline = task.attemptDeadlineMs > 0 ? new Date(task.attemptDeadlineMs) : null;
+    this.results = results;
+    this.#controller = new AbortController();
+    this.signal = this.#controller.signal;
+  }
+
+  /**
+   * The output of the earlier step `step`. Throws a non-retryable `MissingArgument` failure when
+   * that step has no output (a wrong name, or a step this one does not come after).
+   */
+  result<T = unknown>(step: string): T {
+    if (!Object.hasOwn(this.results, step)) {
+      throw new NonRetryableError(
+        `step '${this.step}' needs the result of step '${step}', which has none ` +
+          "(is the step name right, and does this step come after it?)",
+        { type: "MissingArgument" },
+      );
+    }
+    return this.results[step] as T;
+  }
+
+  // -- heartbeats -----------------------------------------------------------------------------
+
+  /**
+   * Records `progress` (any JSON value, shown by `cerebelum describe`) and asks for a heartbeat
+   * soon. Never blocks. When the task requires heartbeats, the lease is only extended while the
+   * step keeps calling this.
+   */
+  heartbeat(progress?: unknown): void {
+    if (progress !== undefined) {
+      this.#progressJson = dumps(progress);
+    }
+    this.#notify?.();
+  }
+
+  /** The last progress recorded by {@link heartbeat}, as JSON text (`""` when none). */
+  get progressJson(): string {
+    return this.#progressJson;
+  }
+
+  // -- cancellation ---------------------------------------------------------------------------
+
+  /** True once the server asked to stop the step (or its lease was lost, or the worker is stopping). */
+  get cancelled(): boolean {
+    return this.signal.aborted;
+  }
+
+  /** @internal */
+  _setNotifier(notify: (() => void) | undefined): void {
+    this.#notify = notify;
+  }
+
+  /** @internal */
+  _cancel(reason: CancelReason): void {
+    if (!this.#controller.signal.aborted) {
+      this.#controller.abort(new CancelledError(reason));
+    }
+  }
+
+  // -- outcomes -------------------------------------------------------------------------------
+
+  /** Return this to run the step again after `delay` (milliseconds or `"30s"`); not a failure. */
+  retryAfter(delay: Duration): RetryAfter {
+    return retryAfter(delay);
+  }
+
+  /** Return this: the step succeeded with `output`, then the execution sleeps `duration` durably. */
+  sleep<T = null>(duration: Duration, output?: T): Sleep<T | null> {
+    return sleep(duration, output);
+  }
+
+  /** Return this to wait for a human to approve or reject the step. */
+  requestApproval<D = null>(options: ApprovalOptions<D> = {}): ApprovalRequest<D | null> {
+    return requestApproval(options);
+  }
+}

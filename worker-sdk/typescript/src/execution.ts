@@ -1,0 +1,157 @@
+/** Runs one task's step: reads its arguments, runs it, and builds the report of how it ended. */
+import { StepContext, type StepResults } from "./context.js";
+import { ApplicationError, type CancelReason, NonRetryableError } from "./errors.js";
+import type { CompleteTaskRequest, Task } from "./gen/cerebelum/v1/worker.js";
+import { Heartbeater, type HeartbeatRpc } from "./heartbeat.js";
+import type { Logger } from "./log.js";
+import { cancelledReport, failureReport, valueReport } from "./reports.js";
+import type { StepDefinition } from "./steps.js";
+
+/** The cancellation state of one running task. */
+class Attempt {
+  reason: CancelReason | undefined;
+  readonly abandoned: Promise<never>;
+  #abandon!: (reason: unknown) => void;
+
+  constructor(readonly ctx: StepContext) {
+    this.abandoned = new Promise<never>((_resolve, reject) => {
+      this.#abandon = reject;
+    });
+    this.abandoned.catch(() => undefined); // only ever awaited through Promise.race
+  }
+
+  /**
+   * Stop the step: `ctx.signal` is aborted. JavaScript cannot interrupt a running promise, so the
+   * step stops when it notices (a throw is then reported as cancelled); on shutdown the worker
+   * stops waiting for it at once.
+   */
+  cancel(reason: CancelReason): void {
+    if (this.reason === undefined || reason === "lease_lost") {
+      this.reason = reason;
+    }
+    this.ctx._cancel(reason);
+    if (reason === "shutdown") {
+      this.#abandon(this.ctx.signal.reason);
+    }
+  }
+}
+
+type Settled = { ok: true; value: unknown } | { ok: false; error: unknown };
+
+/** Runs tasks and returns their `CompleteTaskRequest` (`null` when the lease was lost). */
+export class TaskExecutor {
+  readonly #steps: ReadonlyMap<string, StepDefinition>;
+  readonly #workerId: string;
+  readonly #heartbeatRpc: HeartbeatRpc;
+  readonly #log: Logger;
+  readonly #attempts = new Map<string, Attempt>();
+
+  constructor(options: {
+    steps: ReadonlyMap<string, StepDefinition>;
+    workerId: string;
+    heartbeatRpc: HeartbeatRpc;
+    log: Logger;
+  }) {
+    this.#steps = options.steps;
+    this.#workerId = options.workerId;
+    this.#heartbeatRpc = options.heartbeatRpc;
+    this.#log = options.log;
+  }
+
+  cancelAll(reason: CancelReason): void {
+    for (const attempt of [...this.#attempts.values()]) {
+      attempt.cancel(reason);
+    }
+  }
+
+  async run(task: Task): Promise<CompleteTaskRequest | null> {
+    const token = task.taskToken;
+    const workerId = this.#workerId;
+    const definition = this.#steps.get(task.step);
+    if (definition === undefined) {
+      const unknown = new NonRetryableError(`this worker has no step '${task.step}'`, { type: "UnknownStep" });
+      return failureReport(token, workerId, unknown);
+    }
+    let input: unknown;
+    let results: StepResults;
+    try {
+      ({ input, results } = readArguments(task, definition));
+    } catch (error) {
+      return failureReport(token, workerId, error);
+    }
+    const ctx = new StepContext(task, workerId, results);
+    const attempt = new Attempt(ctx);
+    const heartbeater = new Heartbeater({
+      rpc: this.#heartbeatRpc,
+      task,
+      workerId,
+      ctx,
+      onCancel: (reason) => attempt.cancel(reason),
+      log: this.#log,
+    });
+    this.#attempts.set(token, attempt);
+    try {
+      const handler = definition.handler as (ctx: StepContext, input: unknown) => unknown;
+      let settled: Settled;
+      try {
+        const running = Promise.resolve().then(() => handler(ctx, input));
+        settled = { ok: true, value: await Promise.race([running, attempt.abandoned]) };
+      } catch (error) {
+        settled = { ok: false, error };
+      }
+      if (attempt.reason === "lease_lost") {
+        this.#log.info(`dropping the outcome of ${task.executionId}/${task.step}: its lease was lost`);
+        return null;
+      }
+      if (!settled.ok) {
+        if (attempt.reason !== undefined) {
+          return this.#cancelled(token, attempt.reason, settled.error); // it stopped because we asked it to
+        }
+        return failureReport(token, workerId, settled.error);
+      }
+      return valueReport(token, workerId, settled.value);
+    } finally {
+      heartbeater.stop();
+      this.#attempts.delete(token);
+    }
+  }
+
+  #cancelled(token: string, reason: CancelReason, error: unknown): CompleteTaskRequest {
+    if (reason === "shutdown") {
+      const shutdown = new ApplicationError("the worker shut down before the step finished", { type: "WorkerShutdown" });
+      return failureReport(token, this.#workerId, shutdown);
+    }
+    const message = error instanceof Error ? error.message : String(error ?? "");
+    return cancelledReport(token, this.#workerId, message || "the step was cancelled");
+  }
+}
+
+/** The task's `{"input": ..., "results": {...}}`, with the input checked by the step's `parseInput`. */
+function readArguments(task: Task, definition: StepDefinition): { input: unknown; results: StepResults } {
+  let parsed: unknown;
+  try {
+    parsed = task.argumentsJson === "" ? {} : JSON.parse(task.argumentsJson);
+  } catch (error) {
+    throw new NonRetryableError(`the task's arguments are not JSON: ${(error as Error).message}`, {
+      type: "InvalidArgument",
+    });
+  }
+  if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed)) {
+    throw new NonRetryableError("the task's arguments are not a JSON object", { type: "InvalidArgument" });
+  }
+  const { input = null, results } = parsed as { input?: unknown; results?: unknown };
+  const outputs: StepResults =
+    typeof results === "object" && results !== null && !Array.isArray(results) ? (results as StepResults) : {};
+  if (definition.parseInput === undefined) {
+    return { input, results: outputs };
+  }
+  try {
+    return { input: definition.parseInput(input), results: outputs };
+  } catch (error) {
+    const why = error instanceof Error ? error.message : String(error);
+    throw new NonRetryableError(`step '${definition.name}' does not accept the workflow input: ${why}`, {
+      type: "InvalidArgument",
+      cause: error,
+    });
+  }
+}

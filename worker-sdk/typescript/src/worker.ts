@@ -1,0 +1,363 @@
+/** `Worker`: registers steps, polls for their tasks, runs them and reports their outcomes. */
+import { performance } from "node:perf_hooks";
+
+import { Backoff, pause } from "./backoff.js";
+import { Completer } from "./completion.js";
+import { defaultWorkerId, resolveAddress } from "./config.js";
+import { describeError, resolveTls, resolveTokenSource, type TlsOptions, WorkerConnection } from "./connection.js";
+import { type Duration, durationMs } from "./durations.js";
+import { TaskExecutor } from "./execution.js";
+import type { PollTaskRequest, Task } from "./gen/cerebelum/v1/worker.js";
+import { consoleLogger, type Logger } from "./log.js";
+import type { StepDefinition, StepHandler, StepOptions } from "./steps.js";
+
+/** Milliseconds a long poll may take beyond its wait before it is abandoned. */
+const POLL_MARGIN_MS = 10_000;
+/** Milliseconds to report the steps cancelled when the drain timeout ran out. */
+const SUBMIT_GRACE_MS = 5_000;
+
+export interface WorkerOptions {
+  /** The queue the workflow's steps are routed to. */
+  taskQueue: string;
+  /** `host:port` of the engine; default `$CEREBELUM_ADDRESS`, else `127.0.0.1:7450`. */
+  address?: string | undefined;
+  /** Bearer token; default `$CEREBELUM_TOKEN`. Sent as `authorization: Bearer <token>` on every call. */
+  token?: string | undefined;
+  /** Else a token file, read again when it changes; default `$CEREBELUM_TOKEN_FILE`, else `/var/run/secrets/cerebelum/token` if present. */
+  tokenFile?: string | undefined;
+  /** `true`, or how to verify the server; default: on when `$CEREBELUM_TLS_CA` is set (or `$CEREBELUM_TLS` is true). */
+  tls?: boolean | TlsOptions | undefined;
+  /** Default `<hostname>-<pid>-<4 hex digits>`. */
+  workerId?: string | undefined;
+  /** Steps running at once (default 10); the worker polls only while it has room. */
+  maxConcurrency?: number | undefined;
+  /** Polls in flight at once (default 4); each waits a round trip per task it brings. */
+  maxPollers?: number | undefined;
+  /** How long one long poll may wait for a task (default `"10s"`). */
+  pollWait?: Duration | undefined;
+  /** How long running steps get to finish on shutdown (default `"30s"`). */
+  drainTimeout?: Duration | undefined;
+  /** Where log lines go; default {@link consoleLogger} (stderr, `$CEREBELUM_LOG_LEVEL` or `info`). */
+  logger?: Logger | undefined;
+}
+
+export interface RunOptions {
+  /** Drain on SIGTERM and SIGINT, stop at once on a second one (default true). */
+  handleSignals?: boolean | undefined;
+}
+
+/** Counts free places for running steps; pollers wait here while the worker is full. */
+class Slots {
+  #free: number;
+  readonly #waiters: Array<() => void> = [];
+
+  constructor(size: number) {
+    this.#free = size;
+  }
+
+  /** Resolves `true` with a slot taken, or `false` when `signal` is aborted first. */
+  acquire(signal: AbortSignal): Promise<boolean> {
+    if (signal.aborted) {
+      return Promise.resolve(false);
+    }
+    if (this.#free > 0) {
+      this.#free -= 1;
+      return Promise.resolve(true);
+    }
+    return new Promise((resolve) => {
+      const onAbort = (): void => {
+        const index = this.#waiters.indexOf(grant);
+        if (index >= 0) {
+          this.#waiters.splice(index, 1);
+        }
+        resolve(false);
+      };
+      const grant = (): void => {
+        signal.removeEventListener("abort", onAbort);
+        resolve(true);
+      };
+      this.#waiters.push(grant);
+      signal.addEventListener("abort", onAbort, { once: true });
+    });
+  }
+
+  release(): void {
+    const next = this.#waiters.shift();
+    if (next !== undefined) {
+      next();
+    } else {
+      this.#free += 1;
+    }
+  }
+}
+
+/**
+ * Runs the steps of one task queue.
+ *
+ * ```ts
+ * const worker = new Worker({ taskQueue: "orders" });
+ * worker.step("charge", async (ctx, input: Order): Promise<Receipt> => ({ ... }));
+ * await worker.run(); // until SIGTERM / SIGINT, then drains
+ * ```
+ */
+export class Worker {
+  readonly taskQueue: string;
+  readonly address: string;
+  readonly workerId: string;
+  readonly maxConcurrency: number;
+  readonly maxPollers: number;
+  readonly pollWaitMs: number;
+  readonly drainTimeoutMs: number;
+  readonly #log: Logger;
+  readonly #tls: TlsOptions | undefined;
+  readonly #tokenOption: string | undefined;
+  readonly #tokenFileOption: string | undefined;
+  readonly #steps = new Map<string, StepDefinition>();
+  readonly #running = new Set<Promise<void>>();
+  readonly #stop = new AbortController();
+  readonly #giveUp = new AbortController();
+  #started = false;
+  #finished: Promise<void> | undefined;
+  #executor: TaskExecutor | undefined;
+
+  constructor(options: WorkerOptions) {
+    if (!options.taskQueue) {
+      throw new RangeError("taskQueue must not be empty");
+    }
+    const maxConcurrency = options.maxConcurrency ?? 10;
+    const maxPollers = options.maxPollers ?? 4;
+    if (!Number.isInteger(maxConcurrency) || maxConcurrency < 1) {
+      throw new RangeError("maxConcurrency must be an integer of at least 1");
+    }
+    if (!Number.isInteger(maxPollers) || maxPollers < 1) {
+      throw new RangeError("maxPollers must be an integer of at least 1");
+    }
+    this.pollWaitMs = durationMs(options.pollWait ?? "10s");
+    if (this.pollWaitMs <= 0) {
+      throw new RangeError("pollWait must be positive");
+    }
+    this.drainTimeoutMs = durationMs(options.drainTimeout ?? "30s");
+    this.taskQueue = options.taskQueue;
+    this.address = resolveAddress(options.address);
+    this.workerId = options.workerId || defaultWorkerId();
+    this.maxConcurrency = maxConcurrency;
+    this.maxPollers = maxPollers;
+    this.#log = options.logger ?? consoleLogger();
+    this.#tls = resolveTls(options.tls);
+    this.#tokenOption = options.token;
+    this.#tokenFileOption = options.tokenFile;
+  }
+
+  // -- registration ---------------------------------------------------------------------------
+
+  /**
+   * Registers `handler` as the step `name`; returns the worker, so calls chain. The worker only
+   * asks for tasks of registered steps. Type the input and output on the handler:
+   * `worker.step("charge", async (ctx, input: Order): Promise<Receipt> => ...)`.
+   */
+  step<I = unknown, O = unknown>(name: string, handler: StepHandler<I, O>, options: StepOptions<I> = {}): this {
+    if (!name) {
+      throw new RangeError("a step needs a name");
+    }
+    if (typeof handler !== "function") {
+      throw new TypeError(`step '${name}' must be a function`);
+    }
+    if (this.#steps.has(name)) {
+      throw new RangeError(`step '${name}' is already registered`);
+    }
+    if (this.#started) {
+      throw new Error("steps must be registered before the worker starts");
+    }
+    this.#steps.set(name, { name, handler: handler as StepHandler<never, unknown>, parseInput: options.parseInput });
+    return this;
+  }
+
+  /** Names of the registered steps, in registration order. */
+  get stepNames(): readonly string[] {
+    return [...this.#steps.keys()];
+  }
+
+  /** How many tasks are running now. */
+  get activeSteps(): number {
+    return this.#running.size;
+  }
+
+  // -- running --------------------------------------------------------------------------------
+
+  /**
+   * Polls and runs tasks until {@link shutdown} (or, by default, SIGTERM or SIGINT), then stops
+   * polling, lets running steps finish (up to `drainTimeout`), reports them and resolves. A second
+   * signal stops without waiting for running steps.
+   */
+  async run(options: RunOptions = {}): Promise<void> {
+    if (this.#started) {
+      throw new Error("this worker is already running (or has run)");
+    }
+    if (this.#steps.size === 0) {
+      throw new Error("register at least one step before running the worker");
+    }
+    this.#started = true;
+    let finish!: () => void;
+    this.#finished = new Promise((resolve) => {
+      finish = resolve;
+    });
+    const signals: NodeJS.Signals[] = options.handleSignals === false ? [] : ["SIGTERM", "SIGINT"];
+    const onSignal = (signal: NodeJS.Signals): void => this.#onSignal(signal);
+    for (const signal of signals) {
+      process.on(signal, onSignal);
+    }
+    try {
+      if (!this.#stop.signal.aborted) {
+        await this.#serve();
+      }
+    } finally {
+      for (const signal of signals) {
+        process.off(signal, onSignal);
+      }
+      finish();
+    }
+  }
+
+  /**
+   * Stops polling at once, lets running steps finish (up to `drainTimeout`), reports them and
+   * resolves once {@link run} has returned. Do not await it from inside a step.
+   */
+  async shutdown(): Promise<void> {
+    this.#stop.abort();
+    await this.#finished;
+  }
+
+  #onSignal(signal: NodeJS.Signals): void {
+    if (this.#stop.signal.aborted) {
+      this.#log.warn(`${signal} again: stopping without waiting for running steps`);
+      this.#executor?.cancelAll("shutdown");
+      return;
+    }
+    this.#log.info(
+      `${signal}: draining (up to ${this.drainTimeoutMs / 1000} s for ${this.#running.size} running steps)`,
+    );
+    void this.shutdown();
+  }
+
+  async #serve(): Promise<void> {
+    const connection = new WorkerConnection(this.address, {
+      tls: this.#tls,
+      tokens: resolveTokenSource(this.#tokenOption, this.#tokenFileOption),
+    });
+    try {
+      const executor = new TaskExecutor({
+        steps: this.#steps,
+        workerId: this.workerId,
+        heartbeatRpc: (request, options) => connection.heartbeat(request, options),
+        log: this.#log,
+      });
+      this.#executor = executor;
+      const completer = new Completer((request, options) => connection.complete(request, options), this.#log);
+      this.#log.info(
+        `worker ${this.workerId} polling ${this.taskQueue} at ${this.address} for ${this.stepNames.join(", ")}`,
+      );
+      await this.#pollLoop(connection, executor, completer);
+      await this.#drain(executor);
+    } finally {
+      connection.close();
+      this.#log.info(`worker ${this.workerId} stopped`);
+    }
+  }
+
+  async #pollLoop(connection: WorkerConnection, executor: TaskExecutor, completer: Completer): Promise<void> {
+    const slots = new Slots(this.maxConcurrency);
+    const pollers = Math.min(this.maxPollers, this.maxConcurrency);
+    const outage = { since: undefined as number | undefined };
+    const request: PollTaskRequest = {
+      workerId: this.workerId,
+      taskQueue: this.taskQueue,
+      steps: this.stepNames.slice(),
+      waitMs: this.pollWaitMs,
+    };
+    const pollOne = async (): Promise<void> => {
+      const stop = this.#stop.signal;
+      const backoff = new Backoff();
+      while (!stop.aborted) {
+        if (!(await slots.acquire(stop))) {
+          return;
+        }
+        let task: Task | undefined;
+        try {
+          ({ task } = await connection.poll(request, { timeoutMs: this.pollWaitMs + POLL_MARGIN_MS, signal: stop }));
+        } catch (error) {
+          slots.release();
+          if (stop.aborted) {
+            return;
+          }
+          if (outage.since === undefined) {
+            outage.since = performance.now();
+            this.#log.warn(`cannot poll ${this.taskQueue} at ${this.address} (${describeError(error)}); retrying`);
+          }
+          await pause(backoff.next(), stop);
+          continue;
+        }
+        backoff.reset();
+        if (outage.since !== undefined) {
+          const seconds = ((performance.now() - outage.since) / 1000).toFixed(1);
+          this.#log.info(`polling ${this.taskQueue} again after ${seconds} s`);
+          outage.since = undefined;
+        }
+        if (task === undefined) {
+          slots.release();
+          continue;
+        }
+        const handled: Promise<void> = this.#handle(task, executor, completer)
+          .catch((error: unknown) => this.#log.error("a task handler failed", error))
+          .finally(() => {
+            this.#running.delete(handled);
+            slots.release();
+          });
+        this.#running.add(handled);
+      }
+    };
+    await Promise.all(Array.from({ length: pollers }, pollOne));
+  }
+
+  async #handle(task: Task, executor: TaskExecutor, completer: Completer): Promise<void> {
+    const report = await executor.run(task);
+    if (report !== null) {
+      await completer.submit(report, this.#giveUp.signal);
+    }
+  }
+
+  async #drain(executor: TaskExecutor): Promise<void> {
+    if (this.#running.size === 0) {
+      return;
+    }
+    this.#log.info(`waiting up to ${this.drainTimeoutMs / 1000} s for ${this.#running.size} running steps`);
+    if (await this.#settle(this.drainTimeoutMs)) {
+      return;
+    }
+    this.#log.warn(
+      `${this.#running.size} steps still running after ${this.drainTimeoutMs / 1000} s: cancelling them`,
+    );
+    executor.cancelAll("shutdown");
+    if (!(await this.#settle(SUBMIT_GRACE_MS))) {
+      this.#giveUp.abort(); // stop re-submitting reports the server does not take
+      await this.#settle(SUBMIT_GRACE_MS);
+    }
+  }
+
+  /** Waits up to `timeoutMs` for the running tasks; true when none is left. */
+  async #settle(timeoutMs: number): Promise<boolean> {
+    const deadline = performance.now() + timeoutMs;
+    while (this.#running.size > 0) {
+      const left = deadline - performance.now();
+      if (left <= 0) {
+        return false;
+      }
+      let timer: NodeJS.Timeout | undefined;
+      const timeout = new Promise<void>((resolve) => {
+        timer = setTimeout(resolve, left);
+      });
+      await Promise.race([Promise.allSettled([...this.#running]), timeout]);
+      clearTimeout(timer);
+    }
+    return true;
+  }
+}

@@ -1,0 +1,246 @@
+/** An in-process fake of the engine's WorkerService for unit tests (not the real engine). */
+import { type Metadata, Server, ServerCredentials, type ServiceError, status } from "@grpc/grpc-js";
+
+import { Worker, type WorkerOptions } from "@cerebelum/worker";
+import {
+  type CompleteTaskRequest,
+  CompleteTaskResponse_Disposition,
+  type HeartbeatRequest,
+  type HeartbeatResponse,
+  type PollTaskRequest,
+  type Task,
+  WorkerServiceService,
+  type WorkerServiceServer,
+} from "@cerebelum/worker/proto/worker";
+
+export interface TaskSpec {
+  input?: unknown;
+  results?: Record<string, unknown>;
+  token?: string;
+  leaseMs?: number;
+  heartbeatRequired?: boolean;
+  attempt?: number;
+  poll?: number;
+  argumentsJson?: string;
+}
+
+export function makeTask(step: string, spec: TaskSpec = {}): Task {
+  const attempt = spec.attempt ?? 1;
+  const poll = spec.poll ?? 0;
+  return {
+    taskToken: spec.token ?? `token-${step}-${attempt}-${poll}-${Math.random().toString(16).slice(2, 8)}`,
+    executionId: "ex-1",
+    workflow: "wf",
+    step,
+    attempt,
+    idempotencyKey: `ex-1/${step}/${attempt}`,
+    argumentsJson: spec.argumentsJson ?? JSON.stringify({ input: spec.input ?? null, results: spec.results ?? {} }),
+    attemptDeadlineMs: 1_900_000_000_000,
+    leaseMs: spec.leaseMs ?? 30_000,
+    heartbeatRequired: spec.heartbeatRequired ?? false,
+    poll,
+  };
+}
+
+export async function eventually(predicate: () => boolean, timeoutMs = 5_000, what = "condition"): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!predicate()) {
+    if (Date.now() > deadline) {
+      throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    }
+    await new Promise((resolve) => setTimeout(resolve, 5));
+  }
+}
+
+function fail(code: status, details: string): ServiceError {
+  return Object.assign(new Error(details), { code, details, metadata: undefined as unknown as Metadata });
+}
+
+/** Hands out queued tasks, records heartbeats and completions, and fails on request. */
+export class FakeWorkerService {
+  readonly polls: PollTaskRequest[] = [];
+  readonly pollMetadata: Array<Record<string, string>> = [];
+  readonly heartbeats: Array<{ request: HeartbeatRequest; at: number }> = [];
+  readonly completions: CompleteTaskRequest[] = [];
+  heartbeatReply: HeartbeatResponse = { cancelRequested: false, leaseLost: false, leaseExpiresAtMs: 0 };
+  completeAttempts = 0;
+  /** [code, message] answered to the next CompleteTask calls, in order. */
+  completeErrors: Array<[status, string]> = [];
+  /** Answered to every CompleteTask carrying a success (undefined: accept). */
+  rejectSuccess: [status, string] | undefined;
+  address = "";
+  readonly #server = new Server();
+  readonly #tasks: Task[] = [];
+  readonly #waiting: Array<(task: Task | undefined) => void> = [];
+
+  constructor() {
+    const implementation: WorkerServiceServer = {
+      pollTask: (call, callback) => {
+        this.polls.push(call.request);
+        this.pollMetadata.push(flatten(call.metadata));
+        const task = this.#tasks.shift();
+        if (task !== undefined) {
+          callback(null, { task });
+          return;
+        }
+        let done = false;
+        const answer = (next: Task | undefined): void => {
+          if (done) {
+            return;
+          }
+          done = true;
+          clearTimeout(timer);
+          callback(null, next === undefined ? {} : { task: next });
+        };
+        const timer = setTimeout(() => {
+          const index = this.#waiting.indexOf(answer);
+          if (index >= 0) {
+            this.#waiting.splice(index, 1);
+          }
+          answer(undefined);
+        }, call.request.waitMs);
+        call.on("cancelled", () => {
+          const index = this.#waiting.indexOf(answer);
+          if (index >= 0) {
+            this.#waiting.splice(index, 1);
+          }
+          done = true;
+          clearTimeout(timer);
+        });
+        this.#waiting.push(answer);
+      },
+      heartbeat: (call, callback) => {
+        this.heartbeats.push({ request: call.request, at: performance.now() });
+        callback(null, this.heartbeatReply);
+      },
+      completeTask: (call, callback) => {
+        this.completeAttempts += 1;
+        const error = this.completeErrors.shift();
+        if (error !== undefined) {
+          callback(fail(...error));
+          return;
+        }
+        if (this.rejectSuccess !== undefined && call.request.outcome?.$case === "success") {
+          callback(fail(...this.rejectSuccess));
+          return;
+        }
+        this.completions.push(call.request);
+        callback(null, { disposition: CompleteTaskResponse_Disposition.ACCEPTED });
+      },
+    };
+    this.#server.addService(WorkerServiceService, implementation);
+  }
+
+  async start(port = 0): Promise<this> {
+    const bound = await new Promise<number>((resolve, reject) => {
+      this.#server.bindAsync(`127.0.0.1:${port}`, ServerCredentials.createInsecure(), (error, actual) =>
+        error ? reject(error) : resolve(actual),
+      );
+    });
+    this.address = `127.0.0.1:${bound}`;
+    return this;
+  }
+
+  async stop(): Promise<void> {
+    for (const answer of this.#waiting.splice(0)) {
+      answer(undefined);
+    }
+    await new Promise<void>((resolve) => this.#server.tryShutdown(() => resolve()));
+    this.#server.forceShutdown();
+  }
+
+  /** Queue `task` for the next poll. */
+  push(task: Task): void {
+    const waiter = this.#waiting.shift();
+    if (waiter !== undefined) {
+      waiter(task);
+    } else {
+      this.#tasks.push(task);
+    }
+  }
+
+  completion(token: string): CompleteTaskRequest | undefined {
+    return this.completions.find((c) => c.taskToken === token);
+  }
+
+  /** Queue `task` and return its completion. */
+  async runTask(task: Task, timeoutMs = 5_000): Promise<CompleteTaskRequest> {
+    this.push(task);
+    await eventually(() => this.completion(task.taskToken) !== undefined, timeoutMs, "the task's completion");
+    return this.completion(task.taskToken)!;
+  }
+
+  heartbeatsOf(token: string): Array<{ request: HeartbeatRequest; at: number }> {
+    return this.heartbeats.filter((beat) => beat.request.taskToken === token);
+  }
+}
+
+function flatten(metadata: Metadata): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [key, value] of Object.entries(metadata.getMap())) {
+    out[key] = String(value);
+  }
+  return out;
+}
+
+/** Records log lines instead of printing them. */
+export class MemoryLogger {
+  readonly lines: Array<{ level: string; message: string }> = [];
+  debug(message: string): void {
+    this.lines.push({ level: "debug", message });
+  }
+  info(message: string): void {
+    this.lines.push({ level: "info", message });
+  }
+  warn(message: string): void {
+    this.lines.push({ level: "warn", message });
+  }
+  error(message: string): void {
+    this.lines.push({ level: "error", message });
+  }
+  matching(level: string, text: string): string[] {
+    return this.lines.filter((l) => l.level === level && l.message.includes(text)).map((l) => l.message);
+  }
+}
+
+/** A worker for `service` with quiet logs, short polls and no signal handlers. */
+export function testWorker(
+  service: FakeWorkerService,
+  options: Partial<WorkerOptions> = {},
+): { worker: Worker; log: MemoryLogger } {
+  const log = new MemoryLogger();
+  const worker = new Worker({
+    taskQueue: "test",
+    address: service.address,
+    pollWait: 200,
+    drainTimeout: "5s",
+    logger: log,
+    ...options,
+  });
+  return { worker, log };
+}
+
+/** Run `worker` in the background while `body` runs; shut it down (bounded) afterwards. */
+export async function running<T>(worker: Worker, body: () => Promise<T>): Promise<T> {
+  const done = worker.run({ handleSignals: false });
+  try {
+    return await body();
+  } finally {
+    let timer: NodeJS.Timeout | undefined;
+    const stuck = new Promise((_resolve, reject) => {
+      timer = setTimeout(() => reject(new Error("the worker did not stop")), 15_000);
+    });
+    try {
+      await Promise.race([worker.shutdown().then(() => done), stuck]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+}
+
+export function outputOf(completion: CompleteTaskRequest): unknown {
+  if (completion.outcome?.$case !== "success") {
+    throw new Error(`expected a success, got ${JSON.stringify(completion.outcome)}`);
+  }
+  return JSON.parse(completion.outcome.value.outputJson);
+}

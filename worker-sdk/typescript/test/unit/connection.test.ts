@@ -1,0 +1,78 @@
+import assert from "node:assert/strict";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterEach, beforeEach, test } from "node:test";
+
+import { Worker } from "@cerebelum/worker";
+
+import { eventually, FakeWorkerService, makeTask, running, testWorker } from "../support/fake-service.js";
+
+let service: FakeWorkerService;
+const saved = { ...process.env };
+
+beforeEach(async () => {
+  service = await new FakeWorkerService().start();
+  for (const name of ["CEREBELUM_ADDRESS", "CEREBELUM_TOKEN", "CEREBELUM_TOKEN_FILE", "CEREBELUM_TLS", "CEREBELUM_TLS_CA"]) {
+    delete process.env[name];
+  }
+});
+
+afterEach(async () => {
+  process.env = { ...saved };
+  await service.stop();
+});
+
+test("the address comes from the option, else CEREBELUM_ADDRESS, else 127.0.0.1:7450", () => {
+  assert.equal(new Worker({ taskQueue: "q" }).address, "127.0.0.1:7450");
+  process.env["CEREBELUM_ADDRESS"] = "engine:7450";
+  assert.equal(new Worker({ taskQueue: "q" }).address, "engine:7450");
+  assert.equal(new Worker({ taskQueue: "q", address: "other:1" }).address, "other:1");
+  assert.match(new Worker({ taskQueue: "q" }).workerId, /^.+-\d+-[0-9a-f]{4}$/);
+});
+
+test("every call carries the bearer token from the option or CEREBELUM_TOKEN", async () => {
+  process.env["CEREBELUM_TOKEN"] = "from-env";
+  const { worker } = testWorker(service, { token: "s3cret" });
+  worker.step("a", () => 1);
+  await running(worker, async () => {
+    await service.runTask(makeTask("a"));
+  });
+  assert.equal(service.pollMetadata[0]?.["authorization"], "Bearer s3cret");
+  const { worker: second } = testWorker(service);
+  second.step("a", () => 1);
+  await running(second, async () => {
+    await eventually(() => service.pollMetadata.at(-1)?.["authorization"] === "Bearer from-env", 3_000, "a poll");
+  });
+});
+
+test("a token file is read again when it changes", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "cerebelum-token-"));
+  try {
+    const file = join(dir, "token");
+    writeFileSync(file, "first-token\n");
+    process.env["CEREBELUM_TOKEN_FILE"] = file;
+    const { worker } = testWorker(service, { pollWait: 50 });
+    worker.step("a", () => 1);
+    await running(worker, async () => {
+      await eventually(() => service.pollMetadata.at(-1)?.["authorization"] === "Bearer first-token", 3_000, "a poll");
+      writeFileSync(file, "second-token-longer\n");
+      await eventually(
+        () => service.pollMetadata.at(-1)?.["authorization"] === "Bearer second-token-longer",
+        3_000,
+        "a poll with the rotated token",
+      );
+    });
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test("without a token no authorization header is sent", async () => {
+  const { worker } = testWorker(service);
+  worker.step("a", () => 1);
+  await running(worker, async () => {
+    await service.runTask(makeTask("a"));
+  });
+  assert.equal(service.pollMetadata[0]?.["authorization"], undefined);
+});

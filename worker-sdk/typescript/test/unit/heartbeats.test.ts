@@ -1,0 +1,153 @@
+import assert from "node:assert/strict";
+import { afterEach, beforeEach, test } from "node:test";
+import { setTimeout as delay } from "node:timers/promises";
+
+import { CancelledError, type StepContext } from "@cerebelum/worker";
+
+import { eventually, FakeWorkerService, makeTask, outputOf, running, testWorker } from "../support/fake-service.js";
+
+let service: FakeWorkerService;
+
+beforeEach(async () => {
+  service = await new FakeWorkerService().start();
+});
+
+afterEach(async () => {
+  await service.stop();
+});
+
+/** Resolves when `ctx.signal` aborts, with its reason. */
+function aborted(ctx: StepContext): Promise<unknown> {
+  return new Promise((resolve) => {
+    if (ctx.signal.aborted) {
+      resolve(ctx.signal.reason);
+    }
+    ctx.signal.addEventListener("abort", () => resolve(ctx.signal.reason), { once: true });
+  });
+}
+
+test("the SDK keeps the lease alive every lease / 3 while a step runs", async () => {
+  const { worker } = testWorker(service);
+  worker.step("hold", async () => {
+    await delay(700);
+    return "held";
+  });
+  await running(worker, async () => {
+    const task = makeTask("hold", { leaseMs: 300 });
+    assert.equal(outputOf(await service.runTask(task)), "held");
+    const beats = service.heartbeatsOf(task.taskToken);
+    assert.ok(beats.length >= 5 && beats.length <= 8, `${beats.length} beats in 700 ms at 100 ms`);
+    assert.ok(beats.every((beat) => beat.request.workerId === worker.workerId && beat.request.progressJson === ""));
+    const settled = service.heartbeatsOf(task.taskToken).length;
+    await delay(250);
+    assert.equal(service.heartbeatsOf(task.taskToken).length, settled, "no beat after the step ended");
+  });
+});
+
+test("progress goes out with the next beat, and a first call is sent at once", async () => {
+  const { worker } = testWorker(service);
+  worker.step("progress", async (ctx) => {
+    await delay(50);
+    ctx.heartbeat({ done: 1 });
+    await delay(400);
+    ctx.heartbeat({ done: 2 });
+    await delay(150);
+    return ctx.progressJson;
+  });
+  await running(worker, async () => {
+    const task = makeTask("progress", { leaseMs: 600 });
+    assert.equal(outputOf(await service.runTask(task)), '{"done":2}');
+    const progress = service.heartbeatsOf(task.taskToken).map((beat) => beat.request.progressJson);
+    assert.equal(progress[0], '{"done":1}');
+    assert.ok(progress.includes('{"done":2}'));
+  });
+});
+
+test("with heartbeatRequired a beat is only sent after the step called heartbeat", async () => {
+  const { worker } = testWorker(service);
+  worker.step("quiet", async (ctx) => {
+    await delay(400);
+    ctx.heartbeat("once");
+    await delay(400);
+    return "done";
+  });
+  await running(worker, async () => {
+    const task = makeTask("quiet", { leaseMs: 300, heartbeatRequired: true });
+    await service.runTask(task);
+    const beats = service.heartbeatsOf(task.taskToken);
+    assert.deepEqual(
+      beats.map((beat) => beat.request.progressJson),
+      ['"once"'],
+      "one call, one beat: a stuck step would lose its lease",
+    );
+  });
+});
+
+test("calls within one interval are coalesced into one beat carrying the latest progress", async () => {
+  const { worker } = testWorker(service);
+  worker.step("chatty", async (ctx) => {
+    for (let i = 1; i <= 30; i += 1) {
+      ctx.heartbeat({ i });
+      await delay(10);
+    }
+    await delay(250);
+    return "ok";
+  });
+  await running(worker, async () => {
+    const task = makeTask("chatty", { leaseMs: 600, heartbeatRequired: true });
+    await service.runTask(task);
+    const beats = service.heartbeatsOf(task.taskToken);
+    assert.ok(beats.length >= 2 && beats.length <= 4, `${beats.length} beats for 30 calls over ~300 ms`);
+    assert.equal(beats.at(-1)?.request.progressJson, '{"i":30}');
+  });
+});
+
+test("cancel_requested aborts ctx.signal and a step that stops is reported cancelled", async () => {
+  const { worker } = testWorker(service);
+  let reason: unknown;
+  worker.step("wait", async (ctx) => {
+    reason = await aborted(ctx);
+    assert.equal(ctx.cancelled, true);
+    ctx.signal.throwIfAborted();
+    return "not reached";
+  });
+  await running(worker, async () => {
+    service.heartbeatReply = { cancelRequested: true, leaseLost: false, leaseExpiresAtMs: 0 };
+    const completion = await service.runTask(makeTask("wait", { leaseMs: 150 }));
+    assert.deepEqual(completion.outcome, { $case: "cancelled", value: { message: "the step was cancelled" } });
+    assert.ok(reason instanceof CancelledError);
+    assert.equal(reason.reason, "cancel_requested");
+  });
+});
+
+test("a step that still returns after cancel_requested reports its value", async () => {
+  const { worker } = testWorker(service);
+  worker.step("stubborn", async (ctx) => {
+    await aborted(ctx);
+    return "finished anyway";
+  });
+  await running(worker, async () => {
+    service.heartbeatReply = { cancelRequested: true, leaseLost: false, leaseExpiresAtMs: 0 };
+    assert.equal(outputOf(await service.runTask(makeTask("stubborn", { leaseMs: 150 }))), "finished anyway");
+  });
+});
+
+test("a lost lease aborts the step and drops its outcome", async () => {
+  const { worker, log } = testWorker(service);
+  let ended = false;
+  worker.step("orphan", async (ctx) => {
+    const reason = await aborted(ctx);
+    ended = true;
+    assert.equal((reason as CancelledError).reason, "lease_lost");
+    return "late";
+  });
+  await running(worker, async () => {
+    service.heartbeatReply = { cancelRequested: false, leaseLost: true, leaseExpiresAtMs: 0 };
+    const task = makeTask("orphan", { leaseMs: 150 });
+    service.push(task);
+    await eventually(() => ended, 3_000, "the step to see its lost lease");
+    await eventually(() => log.matching("info", "its lease was lost").length === 1, 1_000, "the drop to be logged");
+    assert.equal(service.completion(task.taskToken), undefined);
+    assert.equal(service.heartbeatsOf(task.taskToken).length, 1, "no beats after the lease was lost");
+  });
+});

@@ -1,0 +1,234 @@
+import assert from "node:assert/strict";
+import { after, before, test } from "node:test";
+
+import {
+  ApplicationError,
+  type ApprovalRequest,
+  NonRetryableError,
+  type RetryAfter,
+  StepContext,
+  Worker,
+} from "@cerebelum/worker";
+import type { CompleteTaskRequest } from "@cerebelum/worker/proto/worker";
+
+import { FakeWorkerService, makeTask, outputOf, testWorker } from "../support/fake-service.js";
+
+interface Order {
+  id: string;
+  amount: number;
+}
+interface Receipt {
+  order: string;
+  charged: number;
+}
+
+let service: FakeWorkerService;
+let worker: Worker;
+let done: Promise<void>;
+
+before(async () => {
+  service = await new FakeWorkerService().start();
+  ({ worker } = testWorker(service));
+  worker
+    .step("charge", async (_ctx, input: Order): Promise<Receipt> => ({ order: input.id, charged: input.amount }))
+    .step("receipt", (ctx) => {
+      const charge = ctx.result<Receipt>("charge");
+      return `receipt for ${charge.order} (${ctx.idempotencyKey}, attempt ${ctx.attempt}, poll ${ctx.poll})`;
+    })
+    .step("context", (ctx) => ({
+      executionId: ctx.executionId,
+      workflow: ctx.workflow,
+      step: ctx.step,
+      workerId: ctx.workerId,
+      deadline: ctx.deadline?.toISOString() ?? null,
+      results: ctx.results,
+      isContext: ctx instanceof StepContext,
+    }))
+    .step("nothing", () => undefined)
+    .step("poller", (ctx): string | RetryAfter => (ctx.poll < 2 ? ctx.retryAfter("1.5s") : "ready"))
+    .step("nap", (ctx) => ctx.sleep("3d", { napped: true }))
+    .step("ask", (ctx): ApprovalRequest => ctx.requestApproval({ kind: "refund", timeout: "2d", data: { amount: 120 } }))
+    .step("ask-forever", (ctx) => ctx.requestApproval())
+    .step("boom", () => {
+      throw new TypeError("bad thing");
+    })
+    .step("custom", () => {
+      class QuotaExceeded extends Error {}
+      throw new QuotaExceeded("no quota left");
+    })
+    .step("typed", () => {
+      throw new ApplicationError("card declined", { type: "CardDeclined" });
+    })
+    .step("typed-final", () => {
+      throw new ApplicationError("card stolen", { type: "CardStolen", nonRetryable: true });
+    })
+    .step("final", async () => {
+      throw new NonRetryableError("nothing to charge");
+    })
+    .step("rejects-string", () => Promise.reject("just a string"))
+    .step("nan", () => ({ total: Number.NaN }))
+    .step("bigint", () => ({ total: 10n }))
+    .step(
+      "validated",
+      (_ctx, input: Order) => input.amount * 2,
+      {
+        parseInput: (value) => {
+          const order = value as Partial<Order> | null;
+          if (typeof order?.amount !== "number") {
+            throw new Error("amount must be a number");
+          }
+          return order as Order;
+        },
+      },
+    );
+  done = worker.run({ handleSignals: false });
+});
+
+after(async () => {
+  await worker.shutdown();
+  await done;
+  await service.stop();
+});
+
+function failureOf(completion: CompleteTaskRequest): { type: string; message: string; nonRetryable: boolean; stacktrace: string } {
+  assert.equal(completion.outcome?.$case, "failure", JSON.stringify(completion.outcome));
+  return (completion.outcome as { value: { type: string; message: string; nonRetryable: boolean; stacktrace: string } }).value;
+}
+
+test("the worker polls its queue for exactly the registered steps", async () => {
+  await service.runTask(makeTask("nothing"));
+  const poll = service.polls[0];
+  assert.ok(poll);
+  assert.equal(poll.taskQueue, "test");
+  assert.equal(poll.waitMs, 200);
+  assert.equal(poll.workerId, worker.workerId);
+  assert.deepEqual(poll.steps, worker.stepNames);
+  assert.ok(poll.steps.includes("charge") && poll.steps.includes("validated"));
+});
+
+test("a step gets the workflow input and returns its output as JSON", async () => {
+  const completion = await service.runTask(makeTask("charge", { input: { id: "o-1", amount: 42 } }));
+  assert.equal(completion.workerId, worker.workerId);
+  assert.deepEqual(outputOf(completion), { order: "o-1", charged: 42 });
+});
+
+test("a step reads earlier steps' outputs by name from the task's results", async () => {
+  const task = makeTask("receipt", { results: { charge: { order: "o-9", charged: 1 } }, attempt: 2, poll: 1 });
+  assert.equal(outputOf(await service.runTask(task)), "receipt for o-9 (ex-1/receipt/2, attempt 2, poll 1)");
+});
+
+test("the context describes the task", async () => {
+  const output = outputOf(await service.runTask(makeTask("context", { results: { a: 1 } })));
+  assert.deepEqual(output, {
+    executionId: "ex-1",
+    workflow: "wf",
+    step: "context",
+    workerId: worker.workerId,
+    deadline: new Date(1_900_000_000_000).toISOString(),
+    results: { a: 1 },
+    isContext: true,
+  });
+});
+
+test("a step that returns nothing succeeds with null", async () => {
+  assert.equal(outputOf(await service.runTask(makeTask("nothing"))), null);
+});
+
+test("a missing earlier result fails the attempt for good naming the step", async () => {
+  const failure = failureOf(await service.runTask(makeTask("receipt")));
+  assert.equal(failure.type, "MissingArgument");
+  assert.equal(failure.nonRetryable, true);
+  assert.match(failure.message, /step 'receipt' needs the result of step 'charge'/);
+});
+
+test("retryAfter, sleep and requestApproval are reported as their outcomes", async () => {
+  assert.deepEqual((await service.runTask(makeTask("poller"))).outcome, {
+    $case: "retryAfter",
+    value: { delayMs: 1500 },
+  });
+  assert.equal(outputOf(await service.runTask(makeTask("poller", { poll: 2 }))), "ready");
+  assert.deepEqual((await service.runTask(makeTask("nap"))).outcome, {
+    $case: "sleep",
+    value: { durationMs: 259_200_000, outputJson: '{"napped":true}' },
+  });
+  assert.deepEqual((await service.runTask(makeTask("ask"))).outcome, {
+    $case: "approval",
+    value: { kind: "refund", timeoutMs: 172_800_000, dataJson: '{"amount":120}' },
+  });
+  assert.deepEqual((await service.runTask(makeTask("ask-forever"))).outcome, {
+    $case: "approval",
+    value: { kind: "approval", timeoutMs: 0, dataJson: "null" },
+  });
+});
+
+test("a thrown error is a retryable failure typed by its name, with the stack trace", async () => {
+  const failure = failureOf(await service.runTask(makeTask("boom")));
+  assert.equal(failure.type, "TypeError");
+  assert.equal(failure.message, "bad thing");
+  assert.equal(failure.nonRetryable, false);
+  assert.match(failure.stacktrace, /TypeError: bad thing\n\s+at /);
+  assert.equal(failureOf(await service.runTask(makeTask("custom"))).type, "QuotaExceeded");
+});
+
+test("ApplicationError and NonRetryableError choose the type and retryability", async () => {
+  const typed = failureOf(await service.runTask(makeTask("typed")));
+  assert.deepEqual([typed.type, typed.message, typed.nonRetryable], ["CardDeclined", "card declined", false]);
+  const typedFinal = failureOf(await service.runTask(makeTask("typed-final")));
+  assert.deepEqual([typedFinal.type, typedFinal.nonRetryable], ["CardStolen", true]);
+  const final = failureOf(await service.runTask(makeTask("final")));
+  assert.deepEqual([final.type, final.message, final.nonRetryable], ["NonRetryableError", "nothing to charge", true]);
+});
+
+test("a rejection with something other than an Error is still a failure", async () => {
+  const failure = failureOf(await service.runTask(makeTask("rejects-string")));
+  assert.deepEqual([failure.type, failure.message, failure.nonRetryable], ["Error", "just a string", false]);
+});
+
+test("an output that is not JSON fails the attempt for good as InvalidOutput", async () => {
+  for (const step of ["nan", "bigint"]) {
+    const failure = failureOf(await service.runTask(makeTask(step)));
+    assert.equal(failure.type, "InvalidOutput");
+    assert.equal(failure.nonRetryable, true);
+    assert.match(failure.message, /cannot be encoded as JSON/);
+  }
+});
+
+test("parseInput converts the input and a refusal fails the attempt for good", async () => {
+  assert.equal(outputOf(await service.runTask(makeTask("validated", { input: { id: "x", amount: 4 } }))), 8);
+  const failure = failureOf(await service.runTask(makeTask("validated", { input: { id: "x" } })));
+  assert.equal(failure.type, "InvalidArgument");
+  assert.equal(failure.nonRetryable, true);
+  assert.match(failure.message, /step 'validated' does not accept the workflow input: amount must be a number/);
+});
+
+test("arguments that are not a JSON object fail the attempt for good", async () => {
+  for (const argumentsJson of ["{not json", "[1, 2]"]) {
+    const failure = failureOf(await service.runTask(makeTask("charge", { argumentsJson })));
+    assert.equal(failure.type, "InvalidArgument");
+    assert.equal(failure.nonRetryable, true);
+  }
+});
+
+test("a task for a step this worker lacks fails for good as UnknownStep", async () => {
+  const failure = failureOf(await service.runTask(makeTask("no-such-step")));
+  assert.deepEqual([failure.type, failure.nonRetryable], ["UnknownStep", true]);
+});
+
+test("registering a step twice, or none at all, is refused", async () => {
+  const lone = new Worker({ taskQueue: "q", address: service.address });
+  lone.step("a", () => 1);
+  assert.throws(() => lone.step("a", () => 2), /already registered/);
+  await assert.rejects(new Worker({ taskQueue: "q" }).run({ handleSignals: false }), /register at least one step/);
+  assert.throws(() => new Worker({ taskQueue: "" }), /taskQueue/);
+  assert.throws(() => new Worker({ taskQueue: "q", maxConcurrency: 0 }), /maxConcurrency/);
+});
+
+test("a worker shut down before it runs returns at once without polling", async () => {
+  const polls = service.polls.length;
+  const { worker: idle } = testWorker(service, { workerId: "idle" });
+  idle.step("a", () => 1);
+  await idle.shutdown();
+  await idle.run({ handleSignals: false });
+  assert.equal(service.polls.filter((poll) => poll.workerId === "idle").length, 0);
+  assert.ok(service.polls.length >= polls);
+});
