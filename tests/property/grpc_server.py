@@ -28,7 +28,7 @@ from cerebelum_operator.server import EngineServer, ServerConfig
 MAX_PAYLOAD_BYTES = 64 * 1024
 # What EngineServer sets as grpc.max_receive_message_length for that payload limit.
 MAX_MESSAGE_BYTES = 2 * MAX_PAYLOAD_BYTES + 1024 * 1024
-CALL_TIMEOUT_S = 15.0
+CALL_TIMEOUT_S = 30.0  # generous: the machine is shared; a server that stopped answering still fails
 PROBE_SPEC: dict[str, Any] = {"taskQueue": "probe-q7", "timeline": ["a", ["b", "c"]]}
 
 
