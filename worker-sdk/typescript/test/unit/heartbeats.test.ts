@@ -26,40 +26,40 @@ function aborted(ctx: StepContext): Promise<unknown> {
   });
 }
 
-test("the SDK keeps the lease alive every lease / 3 while a step runs", async () => {
+test("the SDK keeps the lease alive every lease / 3 while a step runs, and stops when it ends", async () => {
   const { worker } = testWorker(service);
+  const task = makeTask("hold", { leaseMs: 300 });
   worker.step("hold", async () => {
-    await delay(700);
+    await eventually(() => service.heartbeatsOf(task.taskToken).length >= 5, 5_000, "five automatic beats");
     return "held";
   });
   await running(worker, async () => {
-    const task = makeTask("hold", { leaseMs: 300 });
-    assert.equal(outputOf(await service.runTask(task)), "held");
+    assert.equal(outputOf(await service.runTask(task, 10_000)), "held");
     const beats = service.heartbeatsOf(task.taskToken);
-    assert.ok(beats.length >= 5 && beats.length <= 8, `${beats.length} beats in 700 ms at 100 ms`);
     assert.ok(beats.every((beat) => beat.request.workerId === worker.workerId && beat.request.progressJson === ""));
+    // Sent 100 ms apart at least (received with some jitter either way).
+    const span = beats.at(-1)!.at - beats[0]!.at;
+    assert.ok(span >= (beats.length - 1) * 100 - 30, `${beats.length} beats in ${Math.round(span)} ms`);
     const settled = service.heartbeatsOf(task.taskToken).length;
-    await delay(250);
+    await delay(300);
     assert.equal(service.heartbeatsOf(task.taskToken).length, settled, "no beat after the step ended");
   });
 });
 
-test("progress goes out with the next beat, and a first call is sent at once", async () => {
+test("recorded progress goes out with the next automatic beat", async () => {
   const { worker } = testWorker(service);
+  const task = makeTask("progress", { leaseMs: 300 });
+  const sent = (progress: string) => () =>
+    service.heartbeatsOf(task.taskToken).some((beat) => beat.request.progressJson === progress);
   worker.step("progress", async (ctx) => {
-    await delay(50);
     ctx.heartbeat({ done: 1 });
-    await delay(400);
+    await eventually(sent('{"done":1}'), 5_000, "the first progress");
     ctx.heartbeat({ done: 2 });
-    await delay(150);
+    await eventually(sent('{"done":2}'), 5_000, "the second progress");
     return ctx.progressJson;
   });
   await running(worker, async () => {
-    const task = makeTask("progress", { leaseMs: 600 });
-    assert.equal(outputOf(await service.runTask(task)), '{"done":2}');
-    const progress = service.heartbeatsOf(task.taskToken).map((beat) => beat.request.progressJson);
-    assert.equal(progress[0], '{"done":1}');
-    assert.ok(progress.includes('{"done":2}'));
+    assert.equal(outputOf(await service.runTask(task, 10_000)), '{"done":2}');
   });
 });
 
@@ -83,22 +83,30 @@ test("with heartbeatRequired a beat is only sent after the step called heartbeat
   });
 });
 
-test("calls within one interval are coalesced into one beat carrying the latest progress", async () => {
+test("a first call is sent at once and the calls after it wait for the interval, carrying the latest progress", async () => {
   const { worker } = testWorker(service);
+  const task = makeTask("chatty", { leaseMs: 3_000, heartbeatRequired: true });
+  let firstAfter = Number.POSITIVE_INFINITY;
   worker.step("chatty", async (ctx) => {
+    const began = performance.now();
     for (let i = 1; i <= 30; i += 1) {
       ctx.heartbeat({ i });
-      await delay(10);
     }
-    await delay(250);
+    await eventually(() => service.heartbeatsOf(task.taskToken).length >= 1, 5_000, "the first beat");
+    firstAfter = performance.now() - began;
+    await eventually(() => service.heartbeatsOf(task.taskToken).length >= 2, 5_000, "the second beat");
+    await delay(100);
     return "ok";
   });
   await running(worker, async () => {
-    const task = makeTask("chatty", { leaseMs: 600, heartbeatRequired: true });
-    await service.runTask(task);
+    await service.runTask(task, 10_000);
     const beats = service.heartbeatsOf(task.taskToken);
-    assert.ok(beats.length >= 2 && beats.length <= 4, `${beats.length} beats for 30 calls over ~300 ms`);
-    assert.equal(beats.at(-1)?.request.progressJson, '{"i":30}');
+    assert.ok(firstAfter < 900, `the first beat took ${Math.round(firstAfter)} ms; the interval is 1 s`);
+    assert.deepEqual(
+      beats.map((beat) => beat.request.progressJson),
+      ['{"i":1}', '{"i":30}'],
+    );
+    assert.ok(beats[1]!.at - beats[0]!.at >= 950, "the second beat waited for the interval");
   });
 });
 
