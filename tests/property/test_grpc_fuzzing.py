@@ -487,22 +487,16 @@ def test_valid_workflows_applied_and_started_by_strangers_do_not_disturb_others(
 
 
 class AnsweredInternal(Exception):
-    """The server answered INTERNAL: the bug the xfail below describes."""
+    """The server answered INTERNAL where it should name the bad payload."""
 
 
 class AcceptedAsJson(Exception):
-    """The server took text that is not JSON as a payload: the bug the xfail below describes."""
+    """The server took text that is not JSON as a payload."""
 
 
 DEEP_JSON = "[" * 5_000 + "]" * 5_000  # 10 KB, well under the payload limit
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AnsweredInternal,
-    reason="api/payloads.py parse_json catches only JSONDecodeError: JSON nested past the recursion "
-    "limit raises RecursionError, which grpc_errors turns into INTERNAL",
-)
 @pytest.mark.parametrize("where", ["input_json", "spec_json", "payload_json", "output_json"])
 def test_a_payload_nested_too_deep_for_the_parser_gets_invalid_argument(
     conn: grpc.Channel, probe: Client, where: str
@@ -534,13 +528,6 @@ def json_checker(conn: grpc.Channel) -> Client:
     return client
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AcceptedAsJson,
-    reason="api/payloads.py parse_json uses json.loads, which accepts NaN, Infinity and lone surrogate "
-    "escapes: none is JSON, and on PostgreSQL the JSONB columns refuse them, so the append fails and "
-    "the worker gets INTERNAL (SQLite stores them)",
-)
 @pytest.mark.parametrize("literal", ["NaN", "Infinity", '{"x": -Infinity}', '"\\ud800"', '{"k\\udc00": 1}'])
 def test_a_step_output_with_nan_infinity_or_a_lone_surrogate_gets_invalid_argument(
     conn: grpc.Channel, probe: Client, json_checker: Client, literal: str
@@ -562,13 +549,14 @@ def test_a_step_output_with_nan_infinity_or_a_lone_surrogate_gets_invalid_argume
     assert code == grpc.StatusCode.INVALID_ARGUMENT, f"{code.name}: {details}"
 
 
-def test_a_workflow_spec_with_a_lone_surrogate_escape_is_refused_naming_its_place(
+def test_a_workflow_spec_with_a_lone_surrogate_escape_is_refused_naming_the_problem(
     conn: grpc.Channel, others_served: Client
 ) -> None:
     spec_json = '{"timeline": ["a"], "taskQueue": "q\\ud800"}'
     request = workflow_pb2.ApplyWorkflowRequest(name="fuzz-surrogate", spec_json=spec_json)
     code, details = call(conn, "/cerebelum.v1.WorkflowService/ApplyWorkflow", request)
-    assert code == grpc.StatusCode.INVALID_ARGUMENT and "taskQueue" in details, f"{code.name}: {details}"
+    assert code == grpc.StatusCode.INVALID_ARGUMENT, f"{code.name}: {details}"
+    assert "workflow spec" in details and "lone UTF-16 surrogate" in details, details
     others_served.run_one_execution()
 
 

@@ -29,9 +29,23 @@ def parse_json(text: str, *, what: str, limit: int, empty: Any = None) -> Any:
     if not text:
         return empty
     try:
-        return json.loads(text)
+        value = json.loads(text, parse_constant=_not_json)
     except json.JSONDecodeError as exc:
         raise PayloadError(f"{what} is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise PayloadError(f"{what} is nested too deep to parse") from None
+    except ValueError as exc:  # NaN or Infinity: Python reads them, JSON (and PostgreSQL) does not
+        raise PayloadError(f"{what} is not valid JSON: {exc}") from None
+    if "\\u" in text:
+        try:  # a lone surrogate escape decodes to a string no UTF-8 store can hold
+            json.dumps(value, ensure_ascii=False).encode()
+        except UnicodeEncodeError:
+            raise PayloadError(f"{what} is not valid JSON: it escapes a lone UTF-16 surrogate") from None
+    return value
+
+
+def _not_json(constant: str) -> Any:
+    raise ValueError(f"{constant} is not a JSON value")
 
 
 def dump_json(value: Any) -> str:

@@ -318,7 +318,10 @@ class _Decider:
             return
         goto = rule.goto if rule is not None and rule.then == "goto" else None
         self.emit(ev.StepCompleted(step, attempt, token, output, rule.key if rule is not None and goto else None, goto))
-        if sleep_ms is not None and sleep_ms > 0:
+        rerun = rule is not None and rule.then in ("retry", "fail")
+        if sleep_ms is not None and sleep_ms > 0 and not rerun:
+            # A result the rules retry or fail is not accepted, so the sleep that came with it is
+            # not taken: a retry beside a live sleep would leave that sleep's timer behind.
             timer_id = f"{self.state.execution_id}/sleep/{step}/{self.state.last_seq}"
             wake_at = self.now + sleep_ms
             self.emit(ev.SleepStarted(step, timer_id, wake_at))

@@ -269,3 +269,21 @@ def test_replaying_the_history_rebuilds_the_same_state() -> None:
     replayed = sim.replayed()
     assert replayed == sim.state
     assert [r.seq for r in sim.history] == list(range(1, len(sim.history) + 1))
+
+
+def test_a_sleep_that_comes_with_a_result_the_rules_retry_is_not_taken() -> None:
+    # Found by tests/property: the retry ran beside the sleep, and the sleep's timer outlived the execution.
+    sim = Simulator.start(
+        {
+            "taskQueue": "q",
+            "timeline": ["g"],
+            "defaults": {"retry": {"maxAttempts": 2, "initialInterval": "1s"}},
+            "diverge": {"g": [{"when": "true", "then": "retry"}]},
+        }
+    )
+    sim.run("g", cmd.OutcomeSleep(60_000, {"x": 1}))
+    assert "SleepStarted" not in sim.kinds()
+    assert sim.timers == {}
+    sim.run("g", cmd.OutcomeSleep(60_000, {}))
+    assert sim.state.phase.value == "Failed"
+    assert sim.timers == {}
