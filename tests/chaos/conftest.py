@@ -12,9 +12,13 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests.kube.conftest import audit_dir, control_plane, crds, namespace, operator_rbac
 from tests.support.postgres import PostgresServer, PostgresUnavailable
 
 from .driver import ChaosReport
+
+# The operator mode's fixtures (a real API server, the CRDs, the chart's RBAC, a namespace per test).
+__all__ = ["audit_dir", "control_plane", "crds", "namespace", "operator_rbac"]
 
 _REPORTS: list[ChaosReport] = []
 

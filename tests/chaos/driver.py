@@ -46,12 +46,26 @@ from tests.support.processes import EngineProcess, WorkerProcess
 from .invariants import Event, Row, Verdict, percentiles, verify
 from .workload import APPROVER, SPEC, TASK_QUEUE, WORKFLOW, approval_decision, make_inputs
 
-__all__ = ["Backend", "ChaosPlan", "ChaosReport", "ChaosRun", "DevBackend", "seed_from_environment"]
+__all__ = [
+    "Backend",
+    "ChaosPlan",
+    "ChaosReport",
+    "ChaosRun",
+    "DevBackend",
+    "TransientError",
+    "seed_from_environment",
+]
 
 WORKER_SCRIPT = Path(__file__).with_name("worker.py")
 TERMINAL = frozenset({"Succeeded", "Failed", "Cancelled"})
+
+
+class TransientError(RuntimeError):
+    """A backend's own transient failure (kubectl could not reach the API server): try again."""
+
+
 # Errors after which a client call is simply tried again: the engine or its database is down.
-TRANSIENT = (UnavailableError, DeadlineExceededError, AbortedError, ServerError)
+TRANSIENT = (UnavailableError, DeadlineExceededError, AbortedError, ServerError, TransientError)
 
 Log = Callable[[str], None]
 
@@ -97,7 +111,13 @@ class ChaosPlan:
 class Backend(Protocol):
     """The engine under chaos and the client's way to it: `cerebelum dev`, or the operator."""
 
-    name: str
+    @property
+    def name(self) -> str:
+        """What the summary calls this backend."""
+
+    @property
+    def approver(self) -> str:
+        """Who the store records as having approved (the decisions' author)."""
 
     @property
     def address(self) -> str:
@@ -108,6 +128,16 @@ class Backend(Protocol):
 
     def kill_engine(self, rng: random.Random) -> None:
         """SIGKILL the engine process and start it again; return once it serves."""
+
+    def exit_status(self) -> int | None:
+        """The engine's exit status if it exited on its own (None while it runs)."""
+
+    def restart_engine(self) -> None:
+        """Start the engine again after it exited; return once it serves."""
+
+    @property
+    def expected_exits(self) -> frozenset[int]:
+        """Exit statuses that are the engine's design, not a bug (the operator: 75, a lost Lease)."""
 
     def start_execution(self, key: str, input: dict[str, Any]) -> None:
         """Start one execution (idempotent by ``key``); raise a TRANSIENT error to be retried."""
@@ -126,7 +156,10 @@ class Backend(Protocol):
     def shutdown(self) -> None: ...
 
     def final_checks(self, keys: dict[str, dict[str, Any]], rows: dict[str, Row | None]) -> list[str]:
-        """Backend-specific violations (the operator: the Execution objects show the same phases)."""
+        """Backend-specific violations (the operator: the Execution objects show the same phases).
+
+        Called with the engine still running, after every execution finished.
+        """
 
 
 @dataclass
@@ -142,6 +175,10 @@ class DevBackend:
     @property
     def name(self) -> str:
         return "dev/" + self.database_url.split(":", 1)[0].split("+", 1)[0]
+
+    @property
+    def approver(self) -> str:
+        return APPROVER
 
     @property
     def address(self) -> str:
@@ -165,6 +202,18 @@ class DevBackend:
         time.sleep(rng.uniform(0, 0.5))
         self.engine.launch()
         self.engine.wait_ready(timeout=60)
+
+    def exit_status(self) -> int | None:
+        assert self.engine is not None and self.engine.process is not None
+        return self.engine.process.poll()
+
+    def restart_engine(self) -> None:
+        assert self.engine is not None
+        self.engine.start()
+
+    @property
+    def expected_exits(self) -> frozenset[int]:
+        return frozenset()
 
     def start_execution(self, key: str, input: dict[str, Any]) -> None:
         self.client.start(WORKFLOW, input, execution_id=key)
@@ -201,7 +250,7 @@ class DevBackend:
 
 @dataclass
 class Incident:
-    kind: str  # engine | worker | database
+    kind: str  # engine | worker | database, or exit (the engine exited on its own and was started again)
     at: float  # wall time the kill (or stop) was sent
     back_at: float  # wall time the process (or server) served again
     detail: str = ""
@@ -227,8 +276,9 @@ class ChaosReport:
         return (
             f"chaos[{self.backend}] seed={self.plan.seed} executions={s['executions']} "
             f"engine_kills={s['engine_kills']} worker_kills={s['worker_kills']} "
-            f"database_restarts={s['database_restarts']} steps_completed={s['steps_completed']} "
+            f"database_restarts={s['database_restarts']} engine_exits={s['engine_exits']} steps_completed={s['steps_completed']} "
             f"attempts={s['attempts']} repeated_side_effects={s['repeated_side_effects']} "
+            f"known_issues={s['known_issues']} "
             f"phases={s['phases']} duration_s={s['duration_s']} violations={len(self.problems)}"
         )
 
@@ -250,6 +300,7 @@ class ChaosRun:
         self._stop = threading.Event()
         self._starts_done = threading.Event()
         self._chaos_done = threading.Event()
+        self._engine_lock = threading.Lock()  # one of the chaos and the supervisor handles the engine at a time
         self._t0 = 0.0
 
     # -- the run ----------------------------------------------------------------------------------
@@ -265,6 +316,7 @@ class ChaosRun:
             threading.Thread(target=self._guard(self._start_all), name="chaos-starter", daemon=True),
             threading.Thread(target=self._guard(self._approve_loop), name="chaos-approver", daemon=True),
             threading.Thread(target=self._guard(self._chaos_loop), name="chaos-killer", daemon=True),
+            threading.Thread(target=self._guard(self._supervise), name="chaos-supervisor", daemon=True),
         ]
         for thread in threads:
             thread.start()
@@ -275,8 +327,10 @@ class ChaosRun:
         duration = time.monotonic() - began
         for worker in self.workers:
             worker.stop()
-        self.backend.shutdown()
-        return self._report(duration, unfinished)
+        try:
+            return self._report(duration, unfinished)
+        finally:
+            self.backend.shutdown()
 
     def _guard(self, body: Callable[[], None]) -> Callable[[], None]:
         def run() -> None:
@@ -343,7 +397,8 @@ class ChaosRun:
                 return
             at = time.time()
             if kind == "engine":
-                self.backend.kill_engine(self.rng)
+                with self._engine_lock:
+                    self.backend.kill_engine(self.rng)
                 self.incidents.append(Incident("engine", at, time.time()))
             elif kind == "worker":
                 live = self._live_workers()
@@ -362,6 +417,23 @@ class ChaosRun:
             counts = {k: sum(1 for i in self.incidents if i.kind == k) for k in ("engine", "worker", "database")}
             self.log(f"  t={time.monotonic() - self._t0:5.1f}s {kind} killed; so far {counts}")
         self._chaos_done.set()
+
+    def _supervise(self) -> None:
+        """What a kubelet does for the operator's pod: start the engine again when it exits on its own.
+
+        An exit the backend does not expect (any in dev mode) is a failure of the run.
+        """
+        while not self._stop.wait(0.5):
+            with self._engine_lock:
+                status = self.backend.exit_status()
+                if status is None:
+                    continue
+                at = time.time()
+                self.log(f"  t={time.monotonic() - self._t0:5.1f}s the engine exited on its own, status {status}")
+                if status not in self.backend.expected_exits:
+                    self.errors.append(f"the engine exited on its own with status {status} at {at:.3f}")
+                self.backend.restart_engine()
+                self.incidents.append(Incident("exit", at, time.time(), detail=str(status)))
 
     def _wait_for_the_end(self) -> list[str]:
         """Block until all started executions are terminal and the chaos is over; the unfinished otherwise."""
@@ -420,7 +492,7 @@ class ChaosRun:
         ledger = [json.loads(line) for line in self.ledger.read_text().splitlines() if line.strip()]
         inputs_by_id = {ids[key]: input for key, input in self.inputs.items() if key in ids}
         missing_ids = [key for key in self.inputs if key not in ids]
-        verdict = verify(inputs_by_id, rows, histories, ledger)
+        verdict = verify(inputs_by_id, rows, histories, ledger, approver=self.backend.approver)
         for key in missing_ids:
             verdict.violations.append(f"{key}: lost (no execution id for it)")
         verdict.violations.extend(self.backend.final_checks(self.inputs, {k: rows.get(ids.get(k, "")) for k in ids}))
@@ -479,6 +551,8 @@ class ChaosRun:
             "engine_kills": len(kills),
             "worker_kills": sum(1 for i in self.incidents if i.kind == "worker"),
             "database_restarts": sum(1 for i in self.incidents if i.kind == "database"),
+            "engine_exits": [i.detail for i in self.incidents if i.kind == "exit"],
+            "known_issues": dict(getattr(self.backend, "known_issues", {})),
             "steps_cut_by_worker_kills": sum(1 for n in open_runs.values() if n > 0),
             "approver_decisions": self.decisions,
             "events": figures.get("events", 0),

@@ -34,7 +34,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .workload import Expected, expected
+from .workload import APPROVER, Expected, expected
 
 __all__ = ["CLOCK_TOLERANCE_S", "Event", "Verdict", "verify"]
 
@@ -74,8 +74,13 @@ def verify(
     rows: Mapping[str, Row | None],
     histories: Mapping[str, Sequence[Event]],
     ledger: Iterable[Mapping[str, Any]],
+    *,
+    approver: str = APPROVER,
 ) -> Verdict:
-    """Check every invariant for the executions in ``inputs`` (execution id -> input)."""
+    """Check every invariant for the executions in ``inputs`` (execution id -> input).
+
+    ``approver`` is who the store records as approving (the operator: the user admission stamped).
+    """
     verdict = Verdict()
     runs: dict[str, list[Mapping[str, Any]]] = defaultdict(list)
     for line in ledger:
@@ -91,7 +96,16 @@ def verify(
             verdict.add(execution, "lost: started, but the store has no such execution")
             continue
         history = list(histories.get(execution, ()))
-        _check_one(verdict, execution, expected(input), row, history, runs.get(execution, []), figures, failures)
+        _check_one(
+            verdict,
+            execution,
+            expected(input, approver=approver),
+            row,
+            history,
+            runs.get(execution, []),
+            figures,
+            failures,
+        )
     verdict.figures = {**dict(sorted(figures.items())), "failed_attempts_by_error": dict(failures.most_common())}
     return verdict
 

@@ -112,7 +112,7 @@ def make_inputs(count: int, rng: random.Random) -> list[dict[str, Any]]:
     ]
 
 
-def expected(input: dict[str, Any]) -> Expected:
+def expected(input: dict[str, Any], *, approver: str = APPROVER) -> Expected:
     fate = input["fate"]
     before_gate = frozenset(["prepare", *PARALLEL, "flaky", "nap"])
     if fate == "fatal":
@@ -142,7 +142,7 @@ def expected(input: dict[str, Any]) -> Expected:
     express = fate == "express"
     via = "express" if express else "standard"
     completed = before_gate | {"route", "express", "finish"} | (set() if express else {"standard"})
-    output = {"n": input["n"], "via": via, "approver": APPROVER, "ticket": f"T-{input['n']}", "napped": True}
+    output = {"n": input["n"], "via": via, "approver": approver, "ticket": f"T-{input['n']}", "napped": True}
     return Expected(
         "Succeeded", frozenset(completed), frozenset(["standard"]) if express else frozenset(), output=output
     )
