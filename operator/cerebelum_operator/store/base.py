@@ -25,6 +25,7 @@ __all__ = [
     "ExecutionSummary",
     "NewExecution",
     "StoreError",
+    "StoreUnavailable",
     "TaskRow",
     "TimerRow",
     "WorkflowRow",
@@ -35,6 +36,15 @@ JSON = Any
 
 class StoreError(Exception):
     """Base class of the store's own errors."""
+
+
+class StoreUnavailable(StoreError):
+    """The database cannot be reached, or dropped the connection (a restart, a network cut).
+
+    Transient: the same call may succeed once the database is back, on a fresh connection. When it
+    interrupts a commit, the write may or may not have landed: callers that write decide again
+    from a reloaded state, never from what they meant to write.
+    """
 
 
 class ConcurrencyConflict(StoreError):

@@ -11,13 +11,14 @@ from __future__ import annotations
 import abc
 import contextlib
 import json
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import fields
 from itertools import groupby
 from typing import Any
 
 from sqlalchemy import Connection, Engine, Table, bindparam, delete, insert, select, update
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.sql.dml import Insert
 
 from ..engine.actions import (
@@ -44,6 +45,7 @@ from .base import (
     ExecutionRow,
     ExecutionSummary,
     NewExecution,
+    StoreUnavailable,
     TaskRow,
     TimerRow,
     WorkflowRow,
@@ -199,11 +201,16 @@ class SqlEventStore(EventStore):
             ResolveDeadLetter: ((self._resolve_dead_letter,), _resolve_params),
         }
 
-    def _read(self) -> AbstractContextManager[Connection]:
-        return self._read_engine.connect()
+    @contextlib.contextmanager
+    def _read(self) -> Iterator[Connection]:
+        with _unavailable_as_store_error(), self._read_engine.connect() as conn:
+            yield conn
 
-    def _write(self) -> AbstractContextManager[Connection]:
-        return self._write_engine.begin()
+    @contextlib.contextmanager
+    def _write(self) -> Iterator[Connection]:
+        """A transaction; its commit (on leaving) is inside the translation of connection errors too."""
+        with _unavailable_as_store_error(), self._write_engine.begin() as conn:
+            yield conn
 
     # -- lifecycle ----------------------------------------------------------------------------------
     def migrate(self) -> int:
@@ -453,6 +460,22 @@ class SqlEventStore(EventStore):
 
 
 # -- binding one action to its statement's parameters ------------------------------------------------------
+@contextlib.contextmanager
+def _unavailable_as_store_error() -> Iterator[None]:
+    """The database went away (or is busy past its timeout): `StoreUnavailable`, not a driver error.
+
+    SQLAlchemy has already invalidated the connection, so the next call gets a fresh one.
+    """
+    try:
+        yield
+    except (OperationalError, InterfaceError) as error:
+        raise StoreUnavailable(f"the database is unavailable: {error.orig or error}") from error
+    except DBAPIError as error:
+        if not error.connection_invalidated:
+            raise
+        raise StoreUnavailable(f"the database dropped the connection: {error.orig or error}") from error
+
+
 def _fold_leases(actions: Sequence[Action]) -> tuple[Sequence[Action], dict[str, LeaseTask]]:
     """A task scheduled and leased in one decision (eager dispatch) is one INSERT, not INSERT + UPDATE."""
     scheduled = {a.token for a in actions if isinstance(a, ScheduleTask)}
