@@ -415,7 +415,8 @@ class ChaosRun:
                 server.restart(mode="immediate", down_s=self.rng.uniform(0.2, 2.0))
                 self.incidents.append(Incident("database", at, time.time()))
             counts = {k: sum(1 for i in self.incidents if i.kind == k) for k in ("engine", "worker", "database")}
-            self.log(f"  t={time.monotonic() - self._t0:5.1f}s {kind} killed; so far {counts}")
+            victim_pid = f" (pid {self.incidents[-1].detail})" if kind == "worker" else ""
+            self.log(f"  t={time.monotonic() - self._t0:5.1f}s {kind} killed{victim_pid}; so far {counts}")
         self._chaos_done.set()
 
     def _supervise(self) -> None:
@@ -497,6 +498,8 @@ class ChaosRun:
             verdict.violations.append(f"{key}: lost (no execution id for it)")
         verdict.violations.extend(self.backend.final_checks(self.inputs, {k: rows.get(ids.get(k, "")) for k in ids}))
         summary = self._summary(duration, verdict, histories, ledger)
+        incidents = [{"kind": i.kind, "at": i.at, "back_at": i.back_at, "detail": i.detail} for i in self.incidents]
+        (self.workdir / "incidents.json").write_text(json.dumps(incidents, indent=1))
         report = ChaosReport(
             plan=self.plan,
             backend=self.backend.name,
