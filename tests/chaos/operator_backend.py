@@ -30,12 +30,6 @@ from .workload import SPEC, WORKFLOW
 __all__ = ["OperatorBackend"]
 
 API = "cerebelum.io/v1alpha1"
-# A known bug of kube/reconciler.py (Reconciler.approval_created), reported for its owners: an
-# operator killed after the engine took an Approval's decision but before kopf wrote the Approval's
-# status re-applies it on resume, the engine answers that nothing is pending, and the Approval is
-# marked Refused although its decision was applied. Until it is fixed, that exact symptom (and
-# only it, checked against the store) is counted in the summary instead of failing the run.
-APPLIED_BUT_SHOWN_REFUSED = "approval_applied_but_shown_refused"
 LOST_LEASE = 75  # a leader that cannot renew its Lease exits with this, for its pod to be started again
 
 
@@ -170,14 +164,8 @@ class OperatorBackend:
             approval = approvals.get(f"{key}-gate")
             if input["fate"] in ("rejected", "standard", "express", "diverted"):
                 status = (approval or {}).get("status") or {}
-                message = str(status.get("message"))
-                decided = row is not None and row.phase in ("Succeeded", "Failed")  # past the gate, as the fate says
-                if status.get("phase") == "Refused" and "no approval is pending" in message and decided:
-                    self.known_issues[APPLIED_BUT_SHOWN_REFUSED] = (
-                        self.known_issues.get(APPLIED_BUT_SHOWN_REFUSED, 0) + 1
-                    )
-                elif status.get("phase") != "Applied":
-                    problems.append(f"{key}: its Approval is {status.get('phase')}: {message}")
+                if status.get("phase") != "Applied":
+                    problems.append(f"{key}: its Approval is {status.get('phase')}: {status.get('message')}")
         return problems
 
     # -- kubectl ----------------------------------------------------------------------------------

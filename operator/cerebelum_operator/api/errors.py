@@ -12,7 +12,7 @@ import grpc
 from ..engine import CommandRejected
 from ..model import InputInvalid, WorkflowInvalid
 from ..runtime import ExecutionNotFound, WorkflowNotFound
-from ..store import ConcurrencyConflict
+from ..store import ConcurrencyConflict, StoreUnavailable
 from .auth import AuthUnavailable, PermissionDenied, Unauthenticated
 from .payloads import PayloadError, PayloadTooLarge
 
@@ -42,6 +42,8 @@ _CODES: list[tuple[type[BaseException], grpc.StatusCode]] = [
     (WorkflowNotFound, grpc.StatusCode.NOT_FOUND),
     (CommandRejected, grpc.StatusCode.FAILED_PRECONDITION),
     (ConcurrencyConflict, grpc.StatusCode.ABORTED),
+    # The database is restarting: callers retry (the SDK re-submits results) instead of giving up.
+    (StoreUnavailable, grpc.StatusCode.UNAVAILABLE),
 ]
 
 

@@ -100,6 +100,7 @@ class Approve:
     step: str
     approver: str
     payload: JSON = None
+    request_id: str | None = None  # who asked (an Approval object's uid), recorded in the event
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,6 +108,7 @@ class Reject:
     step: str
     approver: str
     reason: str = ""
+    request_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

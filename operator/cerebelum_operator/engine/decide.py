@@ -253,14 +253,16 @@ class _Decider:
         try:
             rule = self.match_diverge(step, result=result, error=None)
         except ExpressionError as exc:
-            self.emit(ev.ApprovalGranted(step, command.approver, command.payload))
+            self.emit(ev.ApprovalGranted(step, command.approver, command.payload, request_id=command.request_id))
             self.fail_execution(str(exc), step)
             return
         # A goto is recorded in the event: the jump may wait for the rest of a parallel group,
         # and a replay must know it is pending.
         goto = rule.goto if rule is not None and rule.then == "goto" else None
         rule_key = rule.key if rule is not None and goto is not None else None
-        self.emit(ev.ApprovalGranted(step, command.approver, command.payload, rule_key, goto))
+        self.emit(
+            ev.ApprovalGranted(step, command.approver, command.payload, rule_key, goto, request_id=command.request_id)
+        )
         if rule is not None and goto is None:
             self.follow_success_rule(step, self.state.steps[step].attempt, rule)
         self.advance()
@@ -270,7 +272,7 @@ class _Decider:
         approval = self.state.approvals[command.step]
         if approval.timer_id is not None:
             self.do(act.CancelTimer(approval.timer_id))
-        self.emit(ev.ApprovalRejected(command.step, command.approver, command.reason))
+        self.emit(ev.ApprovalRejected(command.step, command.approver, command.reason, command.request_id))
         attempt = self.state.steps[command.step].attempt
         reason = command.reason or "no reason given"
         self.fail_attempt(

@@ -175,6 +175,7 @@ class ApprovalGranted(Event):
     payload: JSON
     rule: str | None = None
     goto: str | None = None
+    request_id: str | None = None  # the Approval object's uid: a repeat delivery is recognised by it
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,6 +184,7 @@ class ApprovalRejected(Event):
     step: str
     approver: str
     reason: str
+    request_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

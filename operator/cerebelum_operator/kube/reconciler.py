@@ -13,6 +13,7 @@ from typing import Any
 
 from ..engine import CommandRejected
 from ..engine import commands as cmd
+from ..engine import events as ev
 from ..model import InputInvalid, WorkflowInvalid
 from ..runtime import Clock, EngineService, ExecutionNotFound
 from .client import Execution, KubeApi, ObjectRef, Workflow
@@ -210,14 +211,23 @@ class Reconciler:
         execution_id = str(execution["metadata"]["uid"])
         command: cmd.Command
         if spec.get("decision", "Approve") == "Reject":
-            command = cmd.Reject(step=step, approver=approver, reason=str(spec.get("reason") or ""))
+            command = cmd.Reject(
+                step=step, approver=approver, reason=str(spec.get("reason") or ""), request_id=approval.uid
+            )
         else:
-            command = cmd.Approve(step=step, approver=approver, payload=spec.get("payload"))
+            command = cmd.Approve(step=step, approver=approver, payload=spec.get("payload"), request_id=approval.uid)
         try:
             await self.engine.handle(execution_id, command)
         except ExecutionNotFound:
             return self._approval(approval, "Refused", f"execution {execution_name!r} has not started", approver)
         except CommandRejected as rejected:
+            verb = "rejected" if isinstance(command, cmd.Reject) else "approved"
+            if await self._already_decided(execution_id, command):
+                # The operator died after the engine recorded this decision and before the status
+                # said so; kopf delivered the Approval again. It was applied, not refused.
+                return self._approval(
+                    approval, "Applied", f"step {step} of {execution_name} {verb} by {approver}", approver
+                )
             return self._approval(approval, "Refused", str(rejected), approver)
         verb = "rejected" if isinstance(command, cmd.Reject) else "approved"
         message = f"step {step} of {execution_name} {verb} by {approver}"
@@ -231,6 +241,18 @@ class Reconciler:
             action="Approve" if verb == "approved" else "Reject",
         )
         return self._approval(approval, "Applied", message, approver)
+
+    async def _already_decided(self, execution_id: str, command: cmd.Approve | cmd.Reject) -> bool:
+        """Whether the history holds this very decision: the same Approval object's, by its uid."""
+        if command.request_id is None:
+            return False
+        db = self.engine.db
+        history = await db.run(db.store.load_history, execution_id)
+        return any(
+            isinstance(recorded.event, ev.ApprovalGranted | ev.ApprovalRejected)
+            and recorded.event.request_id == command.request_id
+            for recorded in history
+        )
 
     def _approval(self, approval: ObjectView, phase: str, message: str, approver: str) -> Outcome:
         now = self.clock.now_ms()

@@ -521,7 +521,7 @@ async def test_approving_a_waiting_step_applies_it_records_the_approver_and_payl
     assert (applied["status"], applied["reason"]) == ("True", "Applied")
     assert outcome.event is None
     granted = [e for e in await world.history(uid) if isinstance(e, ev.ApprovalGranted)]
-    assert granted == [ev.ApprovalGranted("go", "alice@example.com", {"ticket": "CHG-42"})]
+    assert granted == [ev.ApprovalGranted("go", "alice@example.com", {"ticket": "CHG-42"}, request_id=approval.uid)]
     state = await world.engine.state_of(uid)
     assert "go" not in state.approvals
     assert state.steps["finish"].token is not None  # the timeline moved on
@@ -536,6 +536,36 @@ async def test_approving_a_waiting_step_applies_it_records_the_approver_and_payl
     assert (posted.type_, posted.reason) == ("Normal", "Approved")
     assert "alice@example.com" in posted.note
     assert world.writer.bucket.taken == 1
+
+
+async def test_an_approval_delivered_again_after_a_restart_stays_applied_and_is_not_recorded_twice(
+    world: World,
+) -> None:
+    # Found by tests/chaos: the operator died after the engine recorded the approval and before
+    # the Approval's status was written; on resume kopf delivered it again and it showed Refused.
+    uid = await waiting_for_approval(world)
+    approval = approval_body("ok-go", {"execution": "deploy-1", "step": "go", "approver": "alice"})
+    await world.reconciler.approval_created(approval)
+
+    again = await world.reconciler.approval_created(approval)
+
+    assert again.status["phase"] == "Applied", again.status
+    assert again.event is None
+    granted = [e for e in await world.history(uid) if isinstance(e, ev.ApprovalGranted)]
+    assert len(granted) == 1
+
+
+async def test_a_second_approval_by_someone_else_for_a_step_already_approved_is_refused(world: World) -> None:
+    await waiting_for_approval(world)
+    await world.reconciler.approval_created(
+        approval_body("ok-go", {"execution": "deploy-1", "step": "go", "approver": "alice"})
+    )
+
+    late = await world.reconciler.approval_created(
+        approval_body("me-too", {"execution": "deploy-1", "step": "go", "approver": "bob"})
+    )
+
+    assert late.status["phase"] == "Refused"
 
 
 async def test_an_approval_without_an_approver_is_applied_in_the_name_of_nobody_known(world: World) -> None:
@@ -561,7 +591,7 @@ async def test_rejecting_a_waiting_step_records_approval_rejected_and_fails_the_
     assert outcome.status["phase"] == "Applied"
     assert outcome.status["message"] == "step go of deploy-1 rejected by bob"
     rejected = [e for e in await world.history(uid) if isinstance(e, ev.ApprovalRejected)]
-    assert rejected == [ev.ApprovalRejected("go", "bob", "freeze")]
+    assert rejected == [ev.ApprovalRejected("go", "bob", "freeze", request_id=approval.uid)]
     assert not any(isinstance(e, ev.ApprovalGranted) for e in await world.history(uid))
     assert (await world.engine.state_of(uid)).phase == ExecutionPhase.FAILED
     assert [(e.type_, e.reason) for e in world.api.events] == [("Normal", "Rejected")]
