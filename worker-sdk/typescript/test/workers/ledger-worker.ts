@@ -8,6 +8,7 @@
  *   nap                   -> asks the engine for a durable sleep of input.sleep_ms
  *   ask                   -> asks for an approval of kind "refund" with input.amount
  *   after                 -> returns what the steps before it returned
+ *   big, odd              -> return input.payload_bytes characters, or a lone surrogate
  */
 import { appendFileSync, closeSync, fsyncSync, openSync } from "node:fs";
 import { setTimeout as delay } from "node:timers/promises";
@@ -24,6 +25,7 @@ interface Trail {
 
 interface Input {
   n?: number;
+  payload_bytes?: number;
   hold_s?: number;
   sleep_ms?: number;
   amount?: number;
@@ -95,6 +97,16 @@ worker.step("ask", (ctx, input: Input) => {
 worker.step("after", (ctx) => {
   record(ctx, "run");
   return { after: ctx.results };
+});
+
+worker.step("big", (ctx, input: Input) => {
+  record(ctx, "run");
+  return { blob: "x".repeat(input.payload_bytes ?? 0) };
+});
+
+worker.step("odd", (ctx) => {
+  record(ctx, "run");
+  return { text: "half a pair: \ud800" }; // JSON.stringify escapes it; it is not Unicode text
 });
 
 process.stderr.write(`worker ${process.pid} ready\n`);
