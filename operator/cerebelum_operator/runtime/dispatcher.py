@@ -19,7 +19,7 @@ from typing import Any
 from ..engine import Reply
 from ..engine import actions as act
 from ..engine import commands as cmd
-from ..store import TaskRow
+from ..store import StoreUnavailable, TaskRow
 from .clock import Clock
 from .database import Database
 from .engine_service import EngineService, ExecutionNotFound
@@ -242,6 +242,7 @@ class Dispatcher:
         self.max_poll_wait_ms = max_poll_wait_ms
         self.sweep_interval_s = sweep_interval_s
         self.retry_after_error_ms = retry_after_error_ms
+        self._store_down = False
         self._ready = _ReadyTasks()
         self._future: list[tuple[int, int, str]] = []
         self._queued: dict[str, _Queued] = {}
@@ -628,9 +629,27 @@ class Dispatcher:
                     decision = await self.engine.handle(lease.execution_id, cmd.TaskTimedOut(lease.token, kind))
                 except ExecutionNotFound:
                     decision = None
+                except StoreUnavailable as error:
+                    self._store_unavailable(error)
+                    break  # the other expired leases wait for the next sweep, and the store
                 except Exception:
                     log.exception("could not time out task %s", lease.token)
                     continue
+                self._store_available()
                 if decision is None or decision.reply != Reply.ACCEPTED:
                     self._leased.pop(lease.token, None)
-                    await self.db.run(self.db.store.delete_task, lease.token)
+                    try:
+                        await self.db.run(self.db.store.delete_task, lease.token)
+                    except StoreUnavailable as error:  # the row is dropped when it times out after a restart
+                        self._store_unavailable(error)
+
+    def _store_unavailable(self, error: StoreUnavailable) -> None:
+        """One warning per outage: the sweep runs ten times a second, once per expired lease."""
+        if not self._store_down:
+            self._store_down = True
+            log.warning("the store is unavailable (%s): expired leases are timed out once it is back", error)
+
+    def _store_available(self) -> None:
+        if self._store_down:
+            self._store_down = False
+            log.info("the store is available again: timing out expired leases")

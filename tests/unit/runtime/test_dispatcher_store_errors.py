@@ -66,3 +66,43 @@ async def test_a_task_whose_lease_the_store_refused_is_offered_again_after_a_pau
         assert leases[1] - began >= 0.35, "offered again only after retry_after_error_ms"
     finally:
         await dispatcher.stop()
+
+
+async def test_while_the_store_is_down_expired_leases_wait_with_one_warning_and_time_out_when_it_is_back(
+    engine: EngineService, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Found by the chaos suite: a traceback every 0.1 s per expired lease during a database restart.
+    from cerebelum_operator.store import StoreUnavailable
+
+    engine.db.store.put_workflow("short", {"taskQueue": "q", "timeline": ["a"], "defaults": {"lease": "1s"}}, now_ms=0)
+    dispatcher = Dispatcher(engine.db, engine, clock=SystemClock(), sweep_interval_s=0.02)
+    await dispatcher.start()
+    try:
+        await engine.start("short", {}, execution_id="e2")
+        granted = await dispatcher.poll(worker_id="gone", task_queue="q", steps=["a"], wait_ms=2000)
+        assert granted is not None
+        real_handle = engine.handle
+        store_down = True
+        timeouts = 0
+
+        async def failing_handle(execution_id: str, command: cmd.Command) -> object:
+            nonlocal timeouts
+            if isinstance(command, cmd.TaskTimedOut) and store_down:
+                timeouts += 1
+                raise StoreUnavailable("the database is restarting")
+            return await real_handle(execution_id, command)
+
+        monkeypatch.setattr(engine, "handle", failing_handle)
+        with caplog.at_level("INFO", logger="cerebelum_operator.runtime.dispatcher"):
+            await asyncio.sleep(1.6)  # the lease ran out about 0.6 s ago: some thirty sweeps since
+            assert timeouts >= 5
+            store_down = False
+            await asyncio.sleep(0.3)
+        state = await engine.state_of("e2")
+        assert state.steps["a"].last_error is not None and "LeaseExpired" in state.steps["a"].last_error
+        warnings = [r for r in caplog.records if r.levelname == "WARNING"]
+        assert len(warnings) == 1 and "store is unavailable" in warnings[0].getMessage()
+        assert not [r for r in caplog.records if r.levelname == "ERROR"]
+        assert any("available again" in r.getMessage() for r in caplog.records)
+    finally:
+        await dispatcher.stop()
