@@ -10,6 +10,7 @@ import filecmp
 import shutil
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 from grpc_tools import protoc
@@ -36,32 +37,50 @@ def generate(out_root: Path) -> list[Path]:
     return [p.relative_to(out_root) for p in generated]
 
 
-def main() -> int:
-    check = "--check" in sys.argv[1:]
+def sync_generated(
+    generate: Callable[[Path], list[Path]],
+    out_root: Path,
+    committed: Callable[[], set[Path]],
+    *,
+    check: bool,
+    what: str,
+    script: str,
+) -> int:
+    """Generate into a temporary folder, then compare with (``check``) or replace the committed files."""
     with tempfile.TemporaryDirectory() as tmp:
         tmp_root = Path(tmp)
         generated = generate(tmp_root)
         stale = [
             rel
             for rel in generated
-            if not (OUT_ROOT / rel).exists() or not filecmp.cmp(tmp_root / rel, OUT_ROOT / rel, shallow=False)
+            if not (out_root / rel).exists() or not filecmp.cmp(tmp_root / rel, out_root / rel, shallow=False)
         ]
-        committed = {p.relative_to(OUT_ROOT) for p in (OUT_ROOT / PACKAGE).glob("*_pb2*.py*")}
-        extra = sorted(committed - set(generated))
+        extra = sorted(committed() - set(generated))
         if check:
             if stale or extra:
                 names = ", ".join(str(p) for p in [*stale, *extra])
-                print(f"generated protobuf code is stale: {names}; run scripts/gen_protos.py")
+                print(f"generated {what} is stale: {names}; run {script}")
                 return 1
-            print(f"protobuf code is up to date ({len(generated)} files)")
+            print(f"{what} is up to date ({len(generated)} files)")
             return 0
         for rel in generated:
-            (OUT_ROOT / rel).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(tmp_root / rel, OUT_ROOT / rel)
+            (out_root / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(tmp_root / rel, out_root / rel)
         for rel in extra:
-            (OUT_ROOT / rel).unlink()
-        print(f"wrote {len(generated)} files under {OUT_ROOT / PACKAGE}")
+            (out_root / rel).unlink()
+        print(f"wrote {len(generated)} files under {out_root}")
     return 0
+
+
+def main() -> int:
+    return sync_generated(
+        generate,
+        OUT_ROOT,
+        lambda: {p.relative_to(OUT_ROOT) for p in (OUT_ROOT / PACKAGE).glob("*_pb2*.py*")},
+        check="--check" in sys.argv[1:],
+        what="protobuf code",
+        script="scripts/gen_protos.py",
+    )
 
 
 if __name__ == "__main__":

@@ -8,12 +8,10 @@ folder and fails when the committed code differs, so the .proto files stay the o
 
 from __future__ import annotations
 
-import filecmp
-import shutil
 import sys
-import tempfile
 from pathlib import Path
 
+from gen_protos import sync_generated  # this script's folder is on sys.path
 from grpc_tools import protoc
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -57,31 +55,14 @@ def generate(out_root: Path) -> list[Path]:
 
 
 def main() -> int:
-    check = "--check" in sys.argv[1:]
-    with tempfile.TemporaryDirectory() as tmp:
-        tmp_root = Path(tmp)
-        generated = generate(tmp_root)
-        stale = [
-            rel
-            for rel in generated
-            if not (OUT_ROOT / rel).exists() or not filecmp.cmp(tmp_root / rel, OUT_ROOT / rel, shallow=False)
-        ]
-        committed = {p.relative_to(OUT_ROOT) for p in OUT_ROOT.rglob("*.ts")} if OUT_ROOT.exists() else set()
-        extra = sorted(committed - set(generated))
-        if check:
-            if stale or extra:
-                names = ", ".join(str(p) for p in [*stale, *extra])
-                print(f"generated TypeScript code is stale: {names}; run scripts/gen_ts_protos.py")
-                return 1
-            print(f"TypeScript protobuf code is up to date ({len(generated)} files)")
-            return 0
-        for rel in generated:
-            (OUT_ROOT / rel).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(tmp_root / rel, OUT_ROOT / rel)
-        for rel in extra:
-            (OUT_ROOT / rel).unlink()
-        print(f"wrote {len(generated)} files under {OUT_ROOT}")
-    return 0
+    return sync_generated(
+        generate,
+        OUT_ROOT,
+        lambda: {p.relative_to(OUT_ROOT) for p in OUT_ROOT.rglob("*.ts")} if OUT_ROOT.exists() else set(),
+        check="--check" in sys.argv[1:],
+        what="TypeScript protobuf code",
+        script="scripts/gen_ts_protos.py",
+    )
 
 
 if __name__ == "__main__":

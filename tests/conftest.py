@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 
 from tests.support.postgres import PostgresServer, PostgresUnavailable, start_postgres
 
 
-@pytest.fixture(scope="session")
-def postgres_server() -> Iterator[PostgresServer]:
-    """One real PostgreSQL server for the session (skipped without PostgreSQL, an error on CI)."""
+def _serve(start: Callable[[], PostgresServer]) -> Iterator[PostgresServer]:
+    """A server from ``start`` (skipped without PostgreSQL, an error on CI), stopped afterwards."""
     try:
-        server = start_postgres()
+        server = start()
     except PostgresUnavailable as e:
         if os.environ.get("CI", "").lower() == "true":
             raise
@@ -23,6 +22,18 @@ def postgres_server() -> Iterator[PostgresServer]:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """One real PostgreSQL server for the session."""
+    yield from _serve(start_postgres)
+
+
+@pytest.fixture
+def private_postgres() -> Iterator[PostgresServer]:
+    """A PostgreSQL server of this test's own, which it may stop or restart without disturbing others."""
+    yield from _serve(PostgresServer.start)
 
 
 @pytest.fixture

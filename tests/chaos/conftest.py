@@ -7,13 +7,9 @@ carries them whether or not output capture is on and whether the tests passed.
 
 from __future__ import annotations
 
-import os
-from collections.abc import Iterator
-
 import pytest
 
 from tests.kube.conftest import audit_dir, control_plane, crds, namespace, operator_rbac
-from tests.support.postgres import PostgresServer, PostgresUnavailable
 
 from .driver import ChaosReport
 
@@ -26,21 +22,6 @@ _REPORTS: list[ChaosReport] = []
 @pytest.fixture
 def chaos_reports() -> list[ChaosReport]:
     return _REPORTS
-
-
-@pytest.fixture
-def restartable_postgres() -> Iterator[PostgresServer]:
-    """A PostgreSQL server of this test's own, which the chaos may restart without disturbing others."""
-    try:
-        server = PostgresServer.start()
-    except PostgresUnavailable as e:
-        if os.environ.get("CI", "").lower() == "true":
-            raise
-        pytest.skip(str(e))
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:

@@ -19,11 +19,11 @@ pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.chaos, pytest.
 
 
 def test_two_hundred_executions_reach_their_fates_while_the_engine_workers_and_database_are_killed(
-    tmp_path: Path, restartable_postgres: PostgresServer, chaos_reports: list[ChaosReport]
+    tmp_path: Path, private_postgres: PostgresServer, chaos_reports: list[ChaosReport]
 ) -> None:
     plan = ChaosPlan(seed=seed_from_environment(), executions=200, engine_kills=10, worker_kills=6, database_restarts=3)
-    url = restartable_postgres.create_database("chaos")
-    backend = DevBackend(database_url=url, workdir=tmp_path, postgres=restartable_postgres)
+    url = private_postgres.create_database("chaos")
+    backend = DevBackend(database_url=url, workdir=tmp_path, postgres=private_postgres)
 
     report = ChaosRun(plan, backend, tmp_path).run()
     chaos_reports.append(report)

@@ -6,50 +6,33 @@ gRPC layer as INTERNAL, which the SDK takes as final, so workers dropped finishe
 
 from __future__ import annotations
 
-import os
 import sqlite3
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from cerebelum_operator.store import StoreUnavailable, open_store
-from tests.support.postgres import PostgresServer, PostgresUnavailable
+from tests.support.postgres import PostgresServer
 
 from .helpers import Appender
 
 
-@pytest.fixture
-def own_postgres() -> Iterator[PostgresServer]:
-    """A server of this test's own, to stop under the store."""
-    try:
-        server = PostgresServer.start()
-    except PostgresUnavailable as e:
-        if os.environ.get("CI", "").lower() == "true":
-            raise
-        pytest.skip(str(e))
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
 @pytest.mark.postgres
 def test_reads_and_writes_during_a_postgresql_restart_raise_store_unavailable_and_work_again_after_it(
-    own_postgres: PostgresServer,
+    private_postgres: PostgresServer,
 ) -> None:
-    store = open_store(own_postgres.create_database())
+    store = open_store(private_postgres.create_database())
     try:
         store.migrate()
         appender = Appender(store)
         appender.start("before")
 
-        own_postgres.restart(mode="immediate", down_s=0)  # every pooled connection is now dead
+        private_postgres.restart(mode="immediate", down_s=0)  # every pooled connection is now dead
         with pytest.raises(StoreUnavailable):
             store.get_execution("before")
         assert store.get_execution("before") is not None, "the next call opens a fresh connection"
 
-        own_postgres.restart(mode="immediate", down_s=0)
+        private_postgres.restart(mode="immediate", down_s=0)
         with pytest.raises(StoreUnavailable):
             appender.start("during")
         appender.start("after")

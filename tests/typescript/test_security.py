@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import socket
-import subprocess
-import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from cerebelum import Client, TlsSettings
-from tests.support.processes import EngineProcess, wait_until
+from tests.support.processes import wait_until
+from tests.support.security import CREDENTIAL_VARIABLES, GuardedEngine, self_signed_certificate
 
 from .conftest import Workers, read_ledger
 
@@ -23,49 +20,15 @@ MakeWorkers = Callable[[str], Workers]
 FLOW = {"taskQueue": "secure", "timeline": ["nap", "after"]}
 
 
-@dataclass
-class GuardedEngine(EngineProcess):
-    """`cerebelum dev` with extra options; ready once its port accepts connections (TLS or not)."""
-
-    extra_args: tuple[str, ...] = ()
-
-    def command(self) -> list[str]:
-        return [*super().command(), *self.extra_args]
-
-    def environment(self) -> dict[str, str]:
-        return {k: v for k, v in super().environment().items() if not k.startswith("CEREBELUM_")}
-
-    def serving(self, timeout: float) -> bool:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
-                return True
-            except OSError:
-                time.sleep(0.1)
-        return False
-
-
 @pytest.fixture(autouse=True)
 def no_ambient_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("CEREBELUM_TOKEN", "CEREBELUM_TOKEN_FILE", "CEREBELUM_TLS", "CEREBELUM_TLS_CA"):
+    for name in CREDENTIAL_VARIABLES:
         monkeypatch.delenv(name, raising=False)
 
 
 @pytest.fixture
 def certificate(tmp_path: Path) -> tuple[Path, Path]:
-    """A self-signed certificate for localhost and 127.0.0.1, made with openssl."""
-    cert, key = tmp_path / "engine.crt", tmp_path / "engine.key"
-    subprocess.run(
-        [
-            *("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"),
-            *("-keyout", str(key), "-out", str(cert), "-subj", "/CN=localhost"),
-            *("-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"),
-        ],
-        check=True,
-        capture_output=True,
-    )
-    return cert, key
+    return self_signed_certificate(tmp_path)
 
 
 def guarded_engine(tmp_path: Path, *extra_args: str) -> Iterator[GuardedEngine]:

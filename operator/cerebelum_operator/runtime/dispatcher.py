@@ -121,11 +121,9 @@ class _Poller:
     steps: frozenset[str]
     namespaces: frozenset[str] | None  # None: tasks of every namespace
 
-    def accepts(self, task: _Queued) -> bool:
+    def accepts(self, step: str, namespace: str) -> bool:
         return (
-            not self.future.done()
-            and task.step in self.steps
-            and (self.namespaces is None or task.namespace in self.namespaces)
+            not self.future.done() and step in self.steps and (self.namespaces is None or namespace in self.namespaces)
         )
 
     # A queued task to lease, or a task already leased to this worker by an eager dispatch.
@@ -372,11 +370,7 @@ class Dispatcher:
 
     def _waiting_poller(self, action: act.ScheduleTask, namespace: str) -> _Poller | None:
         """The poller that would get this task right now: the sticky worker's, else any allowed."""
-        eligible = [
-            p
-            for p in self._pollers.get(action.task_queue, ())
-            if not p.future.done() and action.step in p.steps and (p.namespaces is None or namespace in p.namespaces)
-        ]
+        eligible = [p for p in self._pollers.get(action.task_queue, ()) if p.accepts(action.step, namespace)]
         if action.sticky_worker_id is None:
             return eligible[0] if eligible else None
         return next((p for p in eligible if p.worker_id == action.sticky_worker_id), None)
@@ -518,7 +512,7 @@ class Dispatcher:
         if not pollers or task.token in self._reserved:
             return
         now = self.clock.now_ms()
-        eligible = [p for p in pollers if p.accepts(task)]
+        eligible = [p for p in pollers if p.accepts(task.step, task.namespace)]
         if not eligible:
             return
         sticky = [p for p in eligible if p.worker_id == task.sticky_worker_id]
