@@ -24,7 +24,7 @@ VALUES_SETS: dict[str, list[str]] = {
     ],
     "no-crds-no-policy": ["--set", "crds.install=false", "--set", "approvalPolicy.enabled=false"],
     "access-policy-and-tls": [
-        *("--set-json", 'auth.accessPolicy={"workers":[{"subjects":["system:serviceaccount:ops:*"],"queues":["q"]}]}'),
+        *("--set-json", 'auth.accessPolicy={"workers":[{"subjects":["system:serviceaccount:ops:*"],"namespaces":["*"],"queues":["q"]}]}'),
         *("--set", "tls.existingSecret=cerebelum-tls"),
     ],
     "no-auth": ["--set", "auth.mode=none"],

@@ -12,6 +12,11 @@ A policy is a list of rules, loaded from YAML (``cerebelum operator --access-pol
 A worker polling a queue gets tasks only of the namespaces its rules allow for that queue; a
 queue no rule allows is refused with a message naming the queue. ``clients`` may call the
 WorkflowService (start, approve, cancel, read).
+
+The schema fails closed: a worker rule must name its namespaces and queues (nothing defaults to
+"all"), and a field the policy does not honour is refused rather than ignored. ``clients`` rules
+take ``subjects`` only, because a client may act on every namespace: a policy that seemed to
+confine a client to one namespace would be a lie.
 """
 
 from __future__ import annotations
@@ -36,8 +41,8 @@ class PolicyError(ValueError):
 @dataclass(frozen=True, slots=True)
 class AccessRule:
     subjects: tuple[str, ...]
-    namespaces: tuple[str, ...] = ("*",)
-    queues: tuple[str, ...] = ("*",)
+    namespaces: tuple[str, ...]  # no default: a rule says what it grants (a client rule: nothing)
+    queues: tuple[str, ...]
 
     def applies_to(self, identity: Identity) -> bool:
         for subject in self.subjects:
@@ -74,13 +79,15 @@ class AccessPolicy:
     @classmethod
     def allow_all(cls) -> AccessPolicy:
         """Every caller may do everything: dev mode, and the operator with ``--auth none``."""
-        anyone = AccessRule(subjects=("*",))
+        anyone = AccessRule(subjects=("*",), namespaces=("*",), queues=("*",))
         return cls(workers=(anyone,), clients=(anyone,))
 
     @classmethod
     def kubernetes_default(cls) -> AccessPolicy:
         """A service account may take tasks of its own namespace, on any queue; no client API."""
-        return cls(workers=(AccessRule(subjects=("system:serviceaccount:*",), namespaces=(SELF,)),), clients=())
+        return cls(
+            workers=(AccessRule(subjects=("system:serviceaccount:*",), namespaces=(SELF,), queues=("*",)),), clients=()
+        )
 
     @classmethod
     def from_document(cls, document: Any) -> AccessPolicy:
@@ -128,20 +135,38 @@ def _rules(items: Any, section: str) -> Iterable[AccessRule]:
         where = f"access policy: {section}[{index}]"
         if not isinstance(item, Mapping):
             raise PolicyError(f"{where}: expected a mapping")
-        unknown = set(item) - {"subjects", "namespaces", "queues"}
+        if section == "clients":
+            confining = sorted(set(item) & {"namespaces", "queues"})
+            if confining:
+                raise PolicyError(
+                    f"{where}: {confining} cannot confine a client: a client may start, approve, cancel and read"
+                    " executions of every namespace. Grant the client API only to subjects trusted with all of"
+                    " them, and confine namespace users with Kubernetes RBAC on the custom resources instead"
+                )
+            allowed = {"subjects"}
+        else:
+            allowed = {"subjects", "namespaces", "queues"}
+        unknown = set(item) - allowed
         if unknown:
-            raise PolicyError(f"{where}: unknown field(s) {sorted(unknown)}")
-        subjects = _strings(item.get("subjects"), f"{where}.subjects", required=True)
+            raise PolicyError(f"{where}: unknown field(s) {sorted(unknown)}; expected {sorted(allowed)}")
+        subjects = _strings(item.get("subjects"), f"{where}.subjects")
+        if section == "clients":
+            yield AccessRule(subjects=subjects, namespaces=(), queues=())
+            continue
+        for required, example in (
+            ("namespaces", '["$self"] or ["team-a"]; "*" for all'),
+            ("queues", '["billing"]; "*" for any'),
+        ):
+            if required not in item:
+                raise PolicyError(f"{where}.{required} is required (nothing defaults to all): for example {example}")
         yield AccessRule(
             subjects=subjects,
-            namespaces=_strings(item.get("namespaces", ["*"]), f"{where}.namespaces"),
-            queues=_strings(item.get("queues", ["*"]), f"{where}.queues"),
+            namespaces=_strings(item["namespaces"], f"{where}.namespaces"),
+            queues=_strings(item["queues"], f"{where}.queues"),
         )
 
 
-def _strings(value: Any, where: str, *, required: bool = False) -> tuple[str, ...]:
-    if value is None and not required:
-        return ()
-    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value) or (required and not value):
+def _strings(value: Any, where: str) -> tuple[str, ...]:
+    if not isinstance(value, list) or not value or not all(isinstance(v, str) and v for v in value):
         raise PolicyError(f"{where}: expected a non-empty list of strings")
     return tuple(value)

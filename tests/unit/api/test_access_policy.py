@@ -40,7 +40,9 @@ def test_rules_grant_queues_by_pattern_and_namespaces_by_name() -> None:
 
 
 def test_a_star_namespace_grants_every_namespace() -> None:
-    policy = AccessPolicy.from_document({"workers": [{"subjects": ["group:cerebelum-admins"], "namespaces": ["*"]}]})
+    policy = AccessPolicy.from_document(
+        {"workers": [{"subjects": ["group:cerebelum-admins"], "namespaces": ["*"], "queues": ["*"]}]}
+    )
     assert policy.worker_namespaces(ADMIN, "q") is None
     policy.check_worker_task(ADMIN, "q", "anywhere")
 
@@ -67,7 +69,8 @@ def test_clients_are_matched_by_group() -> None:
         ({"workers": [{"queues": ["q"]}]}, "workers[0].subjects"),
         ({"workers": [{"subjects": ["a"], "queue": ["q"]}]}, "workers[0]: unknown field(s) ['queue']"),
         ({"clients": [{"subjects": [""]}]}, "clients[0].subjects"),
-        ({"workers": [{"subjects": ["a"], "namespaces": "ns"}]}, "workers[0].namespaces"),
+        ({"workers": [{"subjects": ["a"], "namespaces": "ns", "queues": ["q"]}]}, "workers[0].namespaces"),
+        ({"workers": [{"subjects": ["a"], "namespaces": [], "queues": ["q"]}]}, "workers[0].namespaces"),
     ],
 )
 def test_a_malformed_policy_is_refused_naming_the_field(document: object, named: str) -> None:
@@ -99,3 +102,19 @@ def test_a_dev_token_shorter_than_16_characters_is_refused() -> None:
 def test_missing_or_malformed_credentials_are_named(metadata: tuple[tuple[str, str], ...], problem: str) -> None:
     with pytest.raises(Unauthenticated, match=problem):
         bearer_token(metadata)
+
+
+@pytest.mark.parametrize("field", ["namespaces", "queues"])
+def test_a_client_rule_that_names_namespaces_or_queues_is_refused_because_clients_cannot_be_confined(
+    field: str,
+) -> None:
+    with pytest.raises(PolicyError, match=rf"clients\[0\]: \['{field}'\] cannot confine a client"):
+        AccessPolicy.from_document({"clients": [{"subjects": ["alice"], field: ["team-a"]}]})
+
+
+@pytest.mark.parametrize("missing", ["namespaces", "queues"])
+def test_a_worker_rule_must_name_its_namespaces_and_queues_because_nothing_defaults_to_all(missing: str) -> None:
+    rule = {"subjects": ["system:serviceaccount:team-a:*"], "namespaces": ["$self"], "queues": ["jobs"]}
+    del rule[missing]
+    with pytest.raises(PolicyError, match=rf"workers\[0\]\.{missing} is required \(nothing defaults to all\)"):
+        AccessPolicy.from_document({"workers": [rule]})
