@@ -251,7 +251,7 @@ def running_operator(
         database_url=f"sqlite:///{work_dir / 'operator.db'}",
         log_path=work_dir / "operator.log",
         kubeconfig=service_account_kubeconfig(cp, work_dir / "operator.kubeconfig"),
-        extra_args=("--namespace", namespace, "--lease-name", f"operator-{namespace}", *extra_args),
+        extra_args=("--namespace", namespace, "--lease-name", f"operator-{namespace}", "--auth", "none", *extra_args),
     )
     try:
         operator.start()

@@ -64,7 +64,7 @@ class OperatorBackend:
             kubeconfig=service_account_kubeconfig(self.control_plane, self.workdir / "operator.kubeconfig"),
             extra_args=(
                 *("--namespace", self.namespace, "--lease-name", f"operator-{self.namespace}"),
-                *("--status-interval", "0.5"),
+                *("--status-interval", "0.5", "--auth", "none"),
             ),
         )
         self.operator.start()

@@ -45,7 +45,10 @@ def operator(
         database_url=operator_database_url,
         log_path=tmp_path / "operator.log",
         kubeconfig=service_account_kubeconfig(control_plane, tmp_path / "operator.kubeconfig"),
-        extra_args=("--namespace", namespace, "--lease-name", f"operator-{namespace}", "--status-interval", "0.5"),
+        extra_args=(
+            *("--namespace", namespace, "--lease-name", f"operator-{namespace}", "--status-interval", "0.5"),
+            *("--auth", "none"),
+        ),
     )
     process.start()
     yield process

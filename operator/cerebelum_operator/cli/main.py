@@ -53,6 +53,22 @@ def _tls(cert: Path | None, key: Path | None, client_ca: Path | None) -> Any:
     return TlsFiles(certificate=cert, private_key=key, client_ca=client_ca)
 
 
+def _is_loopback(address: str) -> bool:
+    """Whether a gRPC bind address (``host:port``, ``[v6]:port``, ``unix:path``) is reachable from this host only."""
+    import ipaddress
+
+    if address.startswith(("unix:", "unix-abstract:")):
+        return True
+    host = address.rsplit(":", 1)[0] if ":" in address else address
+    host = host.removeprefix("[").removesuffix("]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a host name or a wildcard: it may resolve to any interface
+
+
 def _client(address: str) -> Client:
     return Client(address=address)
 
@@ -120,9 +136,11 @@ def dev(
         guard = Guard(StaticTokenAuthenticator(token)) if token else Guard()
     except ValueError as exc:
         _fail(f"--token: {exc}")
-    if not token and not address.startswith(("127.", "localhost:", "[::1]:")):
-        logging.getLogger("cerebelum").warning(
-            "serving on %s without a token: anyone who reaches it can take tasks; set --token", address
+    if not token and not _is_loopback(address):
+        _fail(
+            f"--address {address} is reachable from other machines: serving it without --token would let anyone"
+            " who reaches it take tasks; set --token (16+ characters) or bind a loopback address such as"
+            f" {DEFAULT_ADDRESS}"
         )
     config = ServerConfig(
         address=address,
@@ -140,7 +158,9 @@ def dev(
 
 @app.command()
 def operator(
-    address: Annotated[str, typer.Option(help="Where to serve gRPC to workers.")] = "0.0.0.0:7450",
+    address: Annotated[
+        str, typer.Option(help="Where to serve gRPC to workers; in a pod, 0.0.0.0:7450 behind a Service.")
+    ] = DEFAULT_ADDRESS,
     db: Annotated[str, typer.Option("--db", envvar="CEREBELUM_DATABASE_URL", help="Store URL.")] = DEFAULT_DATABASE_URL,
     namespace: Annotated[
         list[str] | None, typer.Option("--namespace", "-n", help="Watch only these namespaces (default: all).")
@@ -166,14 +186,24 @@ def operator(
     ] = DEFAULT_MAX_HISTORY_EVENTS,
     auth: Annotated[
         str,
-        typer.Option(help="kubernetes: callers present a ServiceAccount token, checked by TokenReview; or none."),
-    ] = "none",
+        typer.Option(
+            help="kubernetes: callers present a ServiceAccount token, checked by TokenReview;"
+            " none: nobody is asked (tests and trusted networks only)."
+        ),
+    ] = "kubernetes",
     token_audience: Annotated[
         list[str] | None, typer.Option(help="Audience the workers' tokens must carry (default: cerebelum).")
     ] = None,
     access_policy: Annotated[
         Path | None, typer.Option(help="YAML: which ServiceAccounts take which queues and namespaces' tasks.")
     ] = None,
+    trust_claimed_approver: Annotated[
+        bool,
+        typer.Option(
+            help="Apply Approvals in the name their spec.approver claims even when no admission policy stamps it "
+            "(default: refuse them until the chart's approval policy is installed)."
+        ),
+    ] = False,
     tls_cert: TlsCertOption = None,
     tls_key: TlsKeyOption = None,
     tls_client_ca: TlsClientCaOption = None,
@@ -201,6 +231,13 @@ def operator(
             _fail(f"--access-policy {access_policy}: {exc}")
 
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if auth == "none":
+        logging.getLogger("cerebelum").warning(
+            "INSECURE: --auth none: the gRPC endpoint %s asks nobody who they are: whoever reaches it can take"
+            " every namespace's tasks, forge their results and start or cancel executions; use --auth kubernetes"
+            " outside tests",
+            address,
+        )
     for noisy in ("httpx", "httpx2", "kopf.objects", "aiohttp.access"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     config = OperatorConfig(
@@ -222,6 +259,7 @@ def operator(
         auth="kubernetes" if auth == "kubernetes" else "none",
         token_audiences=tuple(token_audience or ("cerebelum",)),
         access_policy=policy,
+        trust_claimed_approver=trust_claimed_approver,
     )
     try:
         raise typer.Exit(asyncio.run(run_operator(config)))

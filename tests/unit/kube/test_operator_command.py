@@ -1,12 +1,15 @@
-"""`cerebelum operator`'s options reach the operator's configuration."""
+"""`cerebelum operator`'s options reach the operator's configuration; `operator` and `dev` default to safe."""
 
 from __future__ import annotations
 
+import logging
+from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
 from typer.testing import CliRunner
 
+from cerebelum_operator import server as server_module
 from cerebelum_operator.cli.main import app
 from cerebelum_operator.kube import operator as operator_module
 from cerebelum_operator.kube.operator import OperatorConfig
@@ -46,3 +49,78 @@ def test_an_exit_status_from_the_operator_is_the_command_s(monkeypatch: pytest.M
 
     monkeypatch.setattr(operator_module, "run_operator", refused)
     assert CliRunner().invoke(app, ["operator"]).exit_code == 77
+
+
+def test_the_operator_asks_every_caller_for_a_token_and_listens_on_loopback_unless_told_otherwise(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    seen: list[OperatorConfig] = []
+
+    async def fake_run(config: OperatorConfig) -> int:
+        seen.append(config)
+        return 0
+
+    monkeypatch.setattr(operator_module, "run_operator", fake_run)
+    result = CliRunner().invoke(app, ["operator"])
+
+    assert result.exit_code == 0, result.output
+    (config,) = seen
+    assert config.auth == "kubernetes"
+    assert config.server.address == "127.0.0.1:7450", "a pod passes 0.0.0.0 explicitly, behind its Service"
+
+
+def test_the_operator_without_authentication_only_when_asked_and_then_with_a_loud_warning(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    seen: list[OperatorConfig] = []
+
+    async def fake_run(config: OperatorConfig) -> int:
+        seen.append(config)
+        return 0
+
+    monkeypatch.setattr(operator_module, "run_operator", fake_run)
+    with caplog.at_level(logging.WARNING, logger="cerebelum"):
+        result = CliRunner().invoke(app, ["operator", "--auth", "none", "--address", "0.0.0.0:7450"])
+
+    assert result.exit_code == 0, result.output
+    assert seen[0].auth == "none"
+    (warning,) = [r for r in caplog.records if r.name == "cerebelum" and r.levelno == logging.WARNING]
+    assert warning.getMessage().startswith("INSECURE: --auth none"), warning.getMessage()
+    assert "0.0.0.0:7450" in warning.getMessage() and "--auth kubernetes" in warning.getMessage()
+
+
+@dataclass
+class FakeEngineServer:
+    """Records the configuration `cerebelum dev` would serve, and serves nothing."""
+
+    configs: list[Any] = field(default_factory=list)
+
+    def __call__(self, config: Any) -> FakeEngineServer:
+        self.configs.append(config)
+        return self
+
+    async def serve_until_signalled(self) -> None:
+        return None
+
+
+@pytest.mark.parametrize("address", ["0.0.0.0:7450", "[::]:7450", "10.1.2.3:7450", "engine.example:7450"])
+def test_dev_serves_loopback_by_default_and_refuses_another_address_without_a_token(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Any, address: str
+) -> None:
+    fake = FakeEngineServer()
+    monkeypatch.setattr(server_module, "EngineServer", fake)
+    monkeypatch.delenv("CEREBELUM_TOKEN", raising=False)
+    db = f"sqlite:///{tmp_path / 'dev.db'}"
+
+    assert CliRunner().invoke(app, ["dev", "--db", db]).exit_code == 0
+    assert [c.address for c in fake.configs] == ["127.0.0.1:7450"]
+
+    refused = CliRunner().invoke(app, ["dev", "--db", db, "--address", address])
+    assert refused.exit_code == 1 and len(fake.configs) == 1, refused.output
+    message = " ".join(refused.output.split())  # the console wraps long lines
+    assert f"--address {address} is reachable from other machines" in message
+    assert "set --token (16+ characters)" in message
+
+    token = "t" * 16
+    assert CliRunner().invoke(app, ["dev", "--db", db, "--address", address, "--token", token]).exit_code == 0
+    assert fake.configs[-1].address == address
