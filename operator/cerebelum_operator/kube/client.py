@@ -21,6 +21,7 @@ from lightkube.models.meta_v1 import ObjectMeta
 from lightkube.resources.events_v1 import Event
 from lightkube.types import PatchType
 
+from .names import namespace_name, object_name
 from .resources import API_VERSION, GROUP, VERSION
 
 __all__ = ["Approval", "Execution", "KubeApi", "ObjectRef", "Workflow", "is_not_found"]
@@ -78,6 +79,9 @@ class KubeApi:
         await self.client.close()
 
     async def get(self, resource: type[Any], namespace: str, name: str) -> dict[str, JSON] | None:
+        """The object, or None; `InvalidName` for a name that is not one (it would become a URL path)."""
+        name = object_name(name, field="name")
+        namespace = namespace_name(namespace)
         try:
             obj = await self.client.get(resource, name, namespace=namespace)
         except ApiError as error:
@@ -87,14 +91,20 @@ class KubeApi:
         result: dict[str, JSON] = obj.to_dict()
         return result
 
+    async def list_all(self, resource: type[Any]) -> list[dict[str, JSON]]:
+        """Every object of a cluster-scoped kind (e.g. the admission policies), as plain dicts."""
+        return [obj.to_dict() async for obj in self.client.list(resource)]
+
     async def patch_status(self, ref: ObjectRef, status: dict[str, JSON]) -> None:
         resource = _RESOURCES[ref.kind]
+        name = object_name(ref.name, field="name")
+        namespace = namespace_name(ref.namespace)
         self._count("status")
         await self.client.patch(
             resource.Status,
-            ref.name,
+            name,
             {"status": status},
-            namespace=ref.namespace,
+            namespace=namespace,
             patch_type=PatchType.MERGE,
         )
 

@@ -62,6 +62,10 @@ def build_registry(reconciler: Reconciler) -> kopf.OperatorRegistry:
     @kopf.on.create(GROUP, VERSION, "approvals", registry=registry)
     async def approval_created(body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
         view = ObjectView.of(body)
-        await apply(await reconciler.approval_created(view), view, "Approval", patch)
+        try:
+            outcome = await reconciler.approval_created(view)
+        except Retry as wait:
+            raise kopf.TemporaryError(str(wait), delay=wait.delay_s) from None
+        await apply(outcome, view, "Approval", patch)
 
     return registry

@@ -20,7 +20,10 @@ import kopf
 from lightkube.core.exceptions import ApiError
 
 from ..api import AccessPolicy, Guard
+from ..runtime import Clock
 from ..server import EngineServer, ServerConfig
+from .approvers import AdmissionPolicyCheck, ApproverCheck, TrustClaimedApprover, Unreachable
+from .bookkeeping import DigestDiffBaseStorage
 from .client import KubeApi
 from .handlers import build_registry
 from .health import HealthServer
@@ -53,6 +56,8 @@ class OperatorConfig:
     auth: Literal["none", "kubernetes"] = "none"
     token_audiences: tuple[str, ...] = (DEFAULT_AUDIENCE,)
     access_policy: AccessPolicy | None = None  # default: AccessPolicy.kubernetes_default()
+    # Believe an Approval's spec.approver even when no admission policy stamps it (default: refuse).
+    trust_claimed_approver: bool = False
 
 
 def _guard(config: OperatorConfig, api: KubeApi) -> Guard:
@@ -63,11 +68,28 @@ def _guard(config: OperatorConfig, api: KubeApi) -> Guard:
     return Guard(authenticator, policy=config.access_policy or AccessPolicy.kubernetes_default())
 
 
+async def _approver_check(config: OperatorConfig, api: KubeApi, clock: Clock) -> ApproverCheck:
+    if config.trust_claimed_approver:
+        log.warning("--trust-claimed-approver: Approvals are applied in the name they claim, unverified")
+        return TrustClaimedApprover()
+    check = AdmissionPolicyCheck(api, clock=clock)
+    try:
+        problem = await check.problem()
+    except Unreachable as error:
+        problem = str(error)
+    if problem is not None:
+        log.warning("Approvals will be refused until this is fixed: %s", problem)
+    return check
+
+
 def _settings() -> kopf.OperatorSettings:
     settings = kopf.OperatorSettings()
     # kopf turns every handler log line of level INFO into an Event: one API write per handler run.
     settings.posting.level = logging.WARNING
     settings.persistence.finalizer = FINALIZER
+    # kopf's last-handled record keeps digests, not the spec: a large input must not outgrow the
+    # API server's 256 KiB annotation limit (a 422 on every patch, retried forever).
+    settings.persistence.diffbase_storage = DigestDiffBaseStorage()
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
     settings.networking.request_timeout = 60
@@ -135,7 +157,14 @@ async def _lead(
             writes_per_second=config.api_writes_per_second,
         )
         await writer.start()
-        reconciler = Reconciler(server.engine, api, writer, clock=server.clock)
+        reconciler = Reconciler(
+            server.engine,
+            api,
+            writer,
+            clock=server.clock,
+            approvers=await _approver_check(config, api, server.clock),
+            max_payload_bytes=config.server.max_payload_bytes,
+        )
         if health is not None:
             health.role, health.ready = "leader", True
         log.info("operator ready: gRPC on %s, watching %s", config.server.address, list(config.namespaces) or "all")

@@ -6,17 +6,21 @@ and the engine's own idempotency (an execution id is the Execution's uid) absorb
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..api import DEFAULT_MAX_PAYLOAD_BYTES
 from ..engine import CommandRejected
 from ..engine import commands as cmd
 from ..engine import events as ev
 from ..model import InputInvalid, WorkflowInvalid
 from ..runtime import Clock, EngineService, ExecutionNotFound
+from .approvers import ApproverCheck, Unreachable
 from .client import Execution, KubeApi, ObjectRef, Workflow
+from .names import InvalidName, namespace_name, object_name
 from .projection import condition, merge_conditions
 from .status_writer import StatusWriter
 
@@ -37,8 +41,17 @@ def plain(value: Any) -> JSON:
 
 
 def workflow_key(namespace: str, name: str) -> str:
-    """Workflows live in the store under namespace/name: names are unique only per namespace."""
-    return f"{namespace}/{name}"
+    """Workflows live in the store under namespace/name: names are unique only per namespace.
+
+    Both parts are checked as Kubernetes names (`InvalidName` otherwise): the key's prefix is the
+    namespace whose workers may take the tasks, so a name holding a '/' must never shift it.
+    """
+    return f"{namespace_name(namespace)}/{object_name(name, field='workflow name')}"
+
+
+def json_size(value: JSON) -> int:
+    """Bytes of the value's compact JSON, as the gRPC API counts a payload."""
+    return len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode())
 
 
 class Retry(Exception):
@@ -83,11 +96,22 @@ class ObjectView:
 
 
 class Reconciler:
-    def __init__(self, engine: EngineService, api: KubeApi, writer: StatusWriter, *, clock: Clock) -> None:
+    def __init__(
+        self,
+        engine: EngineService,
+        api: KubeApi,
+        writer: StatusWriter,
+        *,
+        clock: Clock,
+        approvers: ApproverCheck,
+        max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
+    ) -> None:
         self.engine = engine
         self.api = api
         self.writer = writer
         self.clock = clock
+        self.approvers = approvers
+        self.max_payload_bytes = max_payload_bytes
         self._stored_specs: dict[str, dict[str, JSON]] = {}
 
     # -- Workflow ------------------------------------------------------------------------
@@ -139,7 +163,14 @@ class Reconciler:
         if execution.status.get("conditions") and execution.status.get("phase") == "Failed":
             return Outcome()  # refused before: refusals are final, the spec is immutable
         now = self.clock.now_ms()
-        workflow_name = str(execution.spec.get("workflow", ""))
+        try:
+            # Resolved in the Execution's own namespace only, and only once it is a name, not a path.
+            workflow_name = object_name(execution.spec.get("workflow"), field="spec.workflow")
+        except InvalidName as invalid:
+            return self._refuse(execution, "InvalidReference", str(invalid), now)
+        too_large = self._too_large("spec.input", execution.spec.get("input"))
+        if too_large is not None:
+            return self._refuse(execution, "InputTooLarge", too_large, now)
         workflow = await self.api.get(Workflow, execution.namespace, workflow_name)
         if workflow is None:
             message = f"workflow {workflow_name!r} not found in namespace {execution.namespace}: apply it first"
@@ -166,6 +197,13 @@ class Reconciler:
             return self._refuse(execution, "InputInvalid", str(invalid), now)
         self._track(execution)
         return Outcome(event=("Normal", "Started", f"execution {execution.uid} of workflow {workflow_name} started"))
+
+    def _too_large(self, field: str, value: JSON) -> str | None:
+        size = json_size(value)
+        if size <= self.max_payload_bytes:
+            return None
+        limit = self.max_payload_bytes
+        return f"{field} is {size} bytes of JSON, over the {limit}-byte payload limit (--max-payload-bytes)"
 
     def _track(self, execution: ObjectView) -> None:
         self.writer.track(
@@ -202,9 +240,29 @@ class Reconciler:
         if approval.status.get("phase"):
             return Outcome()
         spec = approval.spec
-        execution_name = str(spec.get("execution", ""))
         step = str(spec.get("step", ""))
-        approver = str(spec.get("approver") or "unknown (no admission policy stamped the approver)")
+        claimed = spec.get("approver")
+        approver = str(claimed or "unknown (no admission policy stamped the approver)")
+        try:
+            # Resolved in the Approval's own namespace only, and only once it is a name, not a path.
+            execution_name = object_name(spec.get("execution"), field="spec.execution")
+        except InvalidName as invalid:
+            return self._approval(approval, "Refused", str(invalid), approver)
+        try:
+            unverifiable = await self.approvers.problem()
+        except Unreachable as error:
+            raise Retry(str(error), delay_s=5.0) from error
+        if unverifiable is None and not claimed and not self.approvers.trusts_claims:
+            # The policy is installed now, but did not stamp this one (created before it was).
+            unverifiable = (
+                "the approver cannot be verified: spec.approver is empty, so the admission policy did not "
+                "stamp this Approval (created before the policy was installed?): create the Approval again"
+            )
+        if unverifiable is not None:
+            return self._approval(approval, "Refused", unverifiable, approver)
+        too_large = self._too_large("spec.payload", spec.get("payload"))
+        if too_large is not None:
+            return self._approval(approval, "Refused", too_large, approver)
         execution = await self.api.get(Execution, approval.namespace, execution_name)
         if execution is None:
             return self._approval(approval, "Refused", f"execution {execution_name!r} not found", approver)

@@ -12,6 +12,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
+from .names import MAX_NAME_LENGTH, NAME_PATTERN
+
 __all__ = [
     "API_VERSION",
     "GROUP",
@@ -62,7 +64,12 @@ class WorkflowStatus(_Resource):
 class ExecutionSpec(_Resource):
     """One run of a Workflow in the same namespace. Immutable once created."""
 
-    workflow: str = Field(min_length=1, max_length=253, description="Name of a Workflow in this namespace.")
+    workflow: str = Field(
+        min_length=1,
+        max_length=MAX_NAME_LENGTH,
+        pattern=NAME_PATTERN,
+        description="Name of a Workflow in this namespace (a name, not a path).",
+    )
     input: Any = Field(default=None, description="The execution's input, checked against the workflow's schema.")
 
 
@@ -121,7 +128,12 @@ class ExecutionStatus(_Resource):
 class ApprovalSpec(_Resource):
     """A decision on an execution's approval step. Immutable; `approver` is set by admission."""
 
-    execution: str = Field(min_length=1, max_length=253, description="Name of an Execution in this namespace.")
+    execution: str = Field(
+        min_length=1,
+        max_length=MAX_NAME_LENGTH,
+        pattern=NAME_PATTERN,
+        description="Name of an Execution in this namespace (a name, not a path).",
+    )
     step: str = Field(min_length=1, max_length=63)
     decision: Literal["Approve", "Reject"] = "Approve"
     payload: Any = Field(default=None, description="Passed to later steps as the approval step's result.")

@@ -18,7 +18,9 @@ import pytest
 from cerebelum_operator.engine import ExecutionPhase
 from cerebelum_operator.engine import commands as cmd
 from cerebelum_operator.engine import events as ev
+from cerebelum_operator.kube.approvers import Unreachable
 from cerebelum_operator.kube.client import ObjectRef
+from cerebelum_operator.kube.names import InvalidName
 from cerebelum_operator.kube.reconciler import ObjectView, Outcome, Reconciler, Retry, workflow_key
 from cerebelum_operator.runtime import Database, EngineService
 from cerebelum_operator.store import open_store
@@ -120,6 +122,22 @@ class FakeWriter:
 
 
 @dataclass
+class FakeApprovers:
+    """The approver check: verified (the default), unverifiable, unreachable, or trusting claims."""
+
+    answer: str | None = None
+    trusts_claims: bool = False
+    unreachable: bool = False
+    asked: int = 0
+
+    async def problem(self) -> str | None:
+        self.asked += 1
+        if self.unreachable:
+            raise Unreachable("could not read the admission policies: connection refused")
+        return self.answer
+
+
+@dataclass
 class World:
     engine: EngineService
     db: Database
@@ -127,6 +145,7 @@ class World:
     writer: FakeWriter
     clock: ManualClock
     reconciler: Reconciler
+    approvers: FakeApprovers
 
     async def history(self, execution_id: str) -> list[ev.Event]:
         records = await self.db.run(self.db.store.load_history, execution_id)
@@ -145,9 +164,10 @@ async def world(tmp_path: Path) -> AsyncIterator[World]:
     engine = EngineService(db, clock=clock)
     api = FakeApi()
     writer = FakeWriter()
-    reconciler = Reconciler(engine, api, writer, clock=clock)  # type: ignore[arg-type]
+    approvers = FakeApprovers()
+    reconciler = Reconciler(engine, api, writer, clock=clock, approvers=approvers)  # type: ignore[arg-type]
     try:
-        yield World(engine, db, api, writer, clock, reconciler)
+        yield World(engine, db, api, writer, clock, reconciler, approvers)
     finally:
         db.close()
 
@@ -568,7 +588,10 @@ async def test_a_second_approval_by_someone_else_for_a_step_already_approved_is_
     assert late.status["phase"] == "Refused"
 
 
-async def test_an_approval_without_an_approver_is_applied_in_the_name_of_nobody_known(world: World) -> None:
+async def test_an_approval_without_an_approver_is_applied_in_the_name_of_nobody_known_when_claims_are_trusted(
+    world: World,
+) -> None:
+    world.approvers.trusts_claims = True
     uid = await waiting_for_approval(world)
 
     outcome = await world.reconciler.approval_created(approval_body("ok", {"execution": "deploy-1", "step": "go"}))
@@ -665,3 +688,148 @@ async def test_an_approval_whose_status_already_has_a_phase_gets_an_empty_outcom
     assert await world.history(uid) == before
     assert world.api.gets == [] and world.api.events == []
     assert "go" in (await world.engine.state_of(uid)).approvals
+
+
+# -- References are names in the object's own namespace -------------------------------------
+
+PATHS_OUT = [
+    pytest.param("../../team-b/workflows/payroll", id="parent-path-to-another-namespace"),
+    pytest.param("payroll/../../../team-b/workflows/payroll", id="path-through-a-name"),
+    pytest.param("%2e%2e%2fteam-b", id="percent-encoded-path"),
+    pytest.param("payroll\n", id="trailing-newline"),
+    pytest.param("Payroll", id="uppercase"),
+    pytest.param("a" * 254, id="254-characters"),
+]
+
+
+@pytest.mark.parametrize("reference", PATHS_OUT)
+async def test_an_execution_whose_workflow_is_not_a_name_is_refused_naming_the_field_and_nothing_is_read(
+    world: World, reference: str
+) -> None:
+    # Even if the CRD schema let it through: the name never reaches a request path.
+    world.api.put("Workflow", {**body("payroll", SIMPLE), "metadata": {"namespace": "team-b", "name": "payroll"}})
+    execution = add_execution(world, "run-1", reference)
+
+    outcome = await world.reconciler.execution_seen(ObjectView.of(execution), first_attempt=True)
+
+    assert outcome.status["phase"] == "Failed"
+    accepted = conditions_by_type(outcome.status)["Accepted"]
+    assert (accepted["status"], accepted["reason"]) == ("False", "InvalidReference")
+    assert accepted["message"].startswith("spec.workflow ")
+    assert "is not a Kubernetes object name" in accepted["message"] and "253 characters" in accepted["message"]
+    assert outcome.event is not None and outcome.event[:2] == ("Warning", "InvalidReference")
+    assert world.api.gets == [] and world.api.patches == []
+    assert await world.db.run(world.db.store.list_executions) == []
+    assert await world.db.run(world.db.store.get_workflow, "team-b/payroll") is None
+
+
+@pytest.mark.parametrize("reference", PATHS_OUT)
+async def test_an_approval_whose_execution_is_not_a_name_is_refused_naming_the_field_and_nothing_is_read(
+    world: World, reference: str
+) -> None:
+    uid = await waiting_for_approval(world)
+    before = await world.history(uid)
+    world.api.gets.clear()
+
+    outcome = await world.reconciler.approval_created(
+        approval_body("sneaky", {"execution": reference, "step": "go", "approver": "mallory"})
+    )
+
+    assert outcome.status["phase"] == "Refused"
+    assert outcome.status["message"].startswith("spec.execution ")
+    assert "is not a Kubernetes object name" in outcome.status["message"]
+    assert outcome.event is not None and outcome.event[:2] == ("Warning", "Refused")
+    assert world.api.gets == [] and world.api.events == []
+    assert await world.history(uid) == before
+
+
+@pytest.mark.parametrize(
+    ("namespace", "name"),
+    [("team-a", "../team-b/payroll"), ("team-a", "x/y"), ("team-a/..", "payroll"), ("", "payroll"), ("ns", "")],
+)
+def test_the_workflow_key_is_built_only_from_valid_names(namespace: str, name: str) -> None:
+    with pytest.raises(InvalidName, match=r"is not a Kubernetes (object|namespace) name|must name an object"):
+        workflow_key(namespace, name)
+
+
+def test_the_workflow_key_of_valid_names_is_namespace_slash_name() -> None:
+    assert workflow_key("team-a", "payroll.v2") == "team-a/payroll.v2"
+
+
+# -- Payload limits ----------------------------------------------------------------------------
+
+
+async def test_an_execution_input_over_the_payload_limit_is_refused_naming_the_limit(world: World) -> None:
+    world.reconciler.max_payload_bytes = 1024
+    add_workflow(world, "pipeline", SIMPLE)
+    execution = add_execution(world, "run-1", "pipeline", input={"blob": "x" * 2000})
+
+    outcome = await world.reconciler.execution_seen(ObjectView.of(execution), first_attempt=True)
+
+    accepted = conditions_by_type(outcome.status)["Accepted"]
+    assert (outcome.status["phase"], accepted["reason"]) == ("Failed", "InputTooLarge")
+    assert (
+        accepted["message"]
+        == "spec.input is 2011 bytes of JSON, over the 1024-byte payload limit (--max-payload-bytes)"
+    )
+    assert await world.db.run(world.db.store.list_executions) == []
+
+
+async def test_an_approval_payload_over_the_payload_limit_is_refused_naming_the_limit(world: World) -> None:
+    uid = await waiting_for_approval(world)
+    world.reconciler.max_payload_bytes = 1024
+
+    outcome = await world.reconciler.approval_created(
+        approval_body("big", {"execution": "deploy-1", "step": "go", "approver": "alice", "payload": "x" * 2000})
+    )
+
+    assert outcome.status["phase"] == "Refused"
+    assert "spec.payload is 2002 bytes of JSON, over the 1024-byte payload limit" in outcome.status["message"]
+    assert "go" in (await world.engine.state_of(uid)).approvals
+
+
+# -- Who approved ------------------------------------------------------------------------------
+
+
+async def test_an_approval_is_refused_when_its_approver_cannot_be_verified_and_the_step_keeps_waiting(
+    world: World,
+) -> None:
+    uid = await waiting_for_approval(world)
+    before = await world.history(uid)
+    world.approvers.answer = "the approver cannot be verified: no MutatingAdmissionPolicy ...; install it"
+
+    outcome = await world.reconciler.approval_created(
+        approval_body("ok-go", {"execution": "deploy-1", "step": "go", "approver": "the-ceo"})
+    )
+
+    assert outcome.status["phase"] == "Refused"
+    assert outcome.status["message"] == world.approvers.answer
+    assert outcome.event == ("Warning", "Refused", world.approvers.answer)
+    assert await world.history(uid) == before
+    assert world.api.events == []
+
+
+async def test_an_approval_with_no_approver_stamped_is_refused_although_the_policy_is_installed(
+    world: World,
+) -> None:
+    uid = await waiting_for_approval(world)
+    before = await world.history(uid)
+
+    outcome = await world.reconciler.approval_created(approval_body("old", {"execution": "deploy-1", "step": "go"}))
+
+    assert outcome.status["phase"] == "Refused"
+    assert "the approver cannot be verified: spec.approver is empty" in outcome.status["message"]
+    assert await world.history(uid) == before
+
+
+async def test_an_unreachable_policy_check_retries_the_approval_instead_of_deciding(world: World) -> None:
+    uid = await waiting_for_approval(world)
+    before = await world.history(uid)
+    world.approvers.unreachable = True
+
+    with pytest.raises(Retry, match="could not read the admission policies"):
+        await world.reconciler.approval_created(
+            approval_body("ok-go", {"execution": "deploy-1", "step": "go", "approver": "alice"})
+        )
+
+    assert await world.history(uid) == before

@@ -1,0 +1,68 @@
+"""kopf's last-handled record stays small whatever the object holds, and still shows what changed."""
+
+from __future__ import annotations
+
+import copy
+import json
+from typing import Any
+
+import kopf
+
+from cerebelum_operator.kube.operator import _settings
+
+ANNOTATION_LIMIT = 256 * 1024  # the API server's limit on all of an object's annotations together
+KEY = "kopf.zalando.org/last-handled-configuration"
+
+
+def execution(input_: Any, **metadata: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "cerebelum.io/v1alpha1",
+        "kind": "Execution",
+        "metadata": {"name": "big", "namespace": "team-a", "uid": "u-1", **metadata},
+        "spec": {"workflow": "pipeline", "input": input_},
+        "status": {"phase": "Running"},
+    }
+
+
+def recorded(raw: dict[str, Any]) -> tuple[Any, str]:
+    """The essence the operator's kopf settings build, and the annotation it would write."""
+    storage = _settings().persistence.diffbase_storage
+    body = kopf.Body(raw)
+    essence = storage.build(body=body)
+    patch = kopf.Patch()
+    storage.store(body=body, patch=patch, essence=essence)
+    return essence, patch["metadata"]["annotations"][KEY]
+
+
+def test_an_input_of_a_mebibyte_is_recorded_in_under_a_kibibyte() -> None:
+    _, annotation = recorded(execution({"blob": "x" * 1024 * 1024}))
+
+    assert len(annotation) < 1024, len(annotation)
+
+
+def test_a_long_label_or_annotation_value_is_recorded_as_a_digest_and_kopf_s_own_are_kept() -> None:
+    progress = '{"started": "2025-01-01T00:00:00", "retries": 0}'
+    raw = execution(
+        {},
+        labels={"team": "a"},
+        annotations={"note": "y" * ANNOTATION_LIMIT, "kopf.zalando.org/execution_seen": progress},
+    )
+
+    essence, annotation = recorded(raw)
+
+    assert len(annotation) < 1024, len(annotation)
+    assert essence["metadata"]["labels"] == {"team": "a"}
+    assert essence["metadata"]["annotations"]["note"].startswith("sha256:")
+
+
+def test_a_change_to_the_spec_changes_the_record_and_nothing_else_does() -> None:
+    first = execution({"n": 1})
+    same_spec = copy.deepcopy(first)
+    same_spec["status"] = {"phase": "Succeeded"}
+    changed = execution({"n": 2})
+
+    essences = [recorded(raw)[0] for raw in (first, same_spec, changed)]
+
+    assert essences[0] == essences[1]
+    assert essences[0]["spec"] != essences[2]["spec"]  # what an update handler on field "spec" compares
+    assert json.loads(recorded(first)[1]) == essences[0]  # fetch reads back what store wrote
