@@ -28,7 +28,7 @@ def test_every_operator_option_reaches_its_configuration(monkeypatch: pytest.Mon
         *("--address", "127.0.0.1:9999", "--db", "sqlite:////tmp/x.db", "-n", "team-a", "-n", "team-b"),
         *("--lease-namespace", "ops", "--lease-name", "lead", "--identity", "pod-1", "--lease-duration", "9"),
         *("--status-interval", "0.25", "--api-qps", "12", "--max-payload-bytes", "4096"),
-        *("--health-address", "127.0.0.1:8081"),
+        *("--health-address", "127.0.0.1:8081", "--trust-claimed-approver"),
     ]
     result = CliRunner().invoke(app, args)
 
@@ -41,6 +41,19 @@ def test_every_operator_option_reaches_its_configuration(monkeypatch: pytest.Mon
     assert (config.lease_namespace, config.lease_name, config.identity) == ("ops", "lead", "pod-1")
     assert (config.lease_duration_s, config.status_interval_s, config.api_writes_per_second) == (9, 0.25, 12.0)
     assert config.health_address == "127.0.0.1:8081"
+    assert config.trust_claimed_approver is True
+
+
+def test_approvers_are_verified_unless_the_operator_is_told_to_trust_claims(monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: list[OperatorConfig] = []
+
+    async def fake_run(config: OperatorConfig) -> int:
+        seen.append(config)
+        return 0
+
+    monkeypatch.setattr(operator_module, "run_operator", fake_run)
+    assert CliRunner().invoke(app, ["operator"]).exit_code == 0
+    assert seen[0].trust_claimed_approver is False
 
 
 def test_an_exit_status_from_the_operator_is_the_command_s(monkeypatch: pytest.MonkeyPatch) -> None:
