@@ -10,10 +10,13 @@ from typing import Any, TypeVar
 import grpc
 
 from ..engine import CommandRejected
+from ..engine.decide import CommandTooLarge
 from ..model import InputInvalid, WorkflowInvalid
+from ..model.limits import TextTooLong
 from ..runtime import ExecutionNotFound, WorkflowNotFound
 from ..store import ConcurrencyConflict, StoreUnavailable
 from .auth import AuthUnavailable, PermissionDenied, Unauthenticated
+from .limits import check_request
 from .payloads import PayloadError, PayloadTooLarge
 
 __all__ = ["Context", "InvalidRequest", "grpc_errors"]
@@ -34,12 +37,14 @@ _CODES: list[tuple[type[BaseException], grpc.StatusCode]] = [
     (PermissionDenied, grpc.StatusCode.PERMISSION_DENIED),
     (AuthUnavailable, grpc.StatusCode.UNAVAILABLE),
     (PayloadTooLarge, grpc.StatusCode.RESOURCE_EXHAUSTED),
+    (TextTooLong, grpc.StatusCode.INVALID_ARGUMENT),
     (PayloadError, grpc.StatusCode.INVALID_ARGUMENT),
     (InvalidRequest, grpc.StatusCode.INVALID_ARGUMENT),
     (WorkflowInvalid, grpc.StatusCode.INVALID_ARGUMENT),
     (InputInvalid, grpc.StatusCode.INVALID_ARGUMENT),
     (ExecutionNotFound, grpc.StatusCode.NOT_FOUND),
     (WorkflowNotFound, grpc.StatusCode.NOT_FOUND),
+    (CommandTooLarge, grpc.StatusCode.RESOURCE_EXHAUSTED),
     (CommandRejected, grpc.StatusCode.FAILED_PRECONDITION),
     (ConcurrencyConflict, grpc.StatusCode.ABORTED),
     # The database is restarting: callers retry (the SDK re-submits results) instead of giving up.
@@ -50,11 +55,15 @@ _CODES: list[tuple[type[BaseException], grpc.StatusCode]] = [
 def grpc_errors(
     method: Callable[..., Awaitable[T]],
 ) -> Callable[..., Awaitable[T]]:
-    """Turn known errors into statuses; log and hide anything unexpected as INTERNAL."""
+    """Check the request's strings, turn known errors into statuses; hide anything unexpected as INTERNAL.
+
+    Every RPC of both services passes here, so this is the one place string limits are applied.
+    """
 
     @functools.wraps(method)
     async def wrapper(self: Any, request: Any, context: Context) -> T:
         try:
+            check_request(request, method.__name__)
             return await method(self, request, context)
         except Exception as exc:
             for error_type, code in _CODES:

@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
-__all__ = ["DEFAULT_MAX_PAYLOAD_BYTES", "PayloadError", "PayloadTooLarge", "dump_json", "parse_json"]
+from ..model.limits import DEFAULT_MAX_PAYLOAD_BYTES
 
-DEFAULT_MAX_PAYLOAD_BYTES = 2 * 1024 * 1024
+__all__ = ["DEFAULT_MAX_PAYLOAD_BYTES", "PayloadError", "PayloadTooLarge", "dump_json", "parse_json"]
 
 
 class PayloadError(ValueError):

@@ -5,11 +5,14 @@ from __future__ import annotations
 from cerebelum.v1 import worker_pb2 as pb
 from cerebelum.v1 import worker_pb2_grpc as pb_grpc
 
-from ..engine import Reply
+from ..engine import ExecutionState, Reply
 from ..engine import commands as cmd
 from ..engine.decide import parse_token
-from ..runtime import Dispatcher, EngineService
-from .auth import Identity
+from ..model import WorkflowDefinition
+from ..model.limits import MAX_MESSAGE
+from ..runtime import Dispatcher, EngineService, namespace_of
+from ..runtime.engine_service import Authorize
+from .auth import Identity, PermissionDenied
 from .errors import Context, InvalidRequest, grpc_errors
 from .guard import Guard
 from .payloads import dump_json, parse_json
@@ -21,13 +24,22 @@ _DISPOSITION = {
     Reply.DUPLICATE: pb.CompleteTaskResponse.DUPLICATE,
     Reply.STALE: pb.CompleteTaskResponse.STALE,
 }
-MAX_MESSAGE_CHARS = 8 * 1024
+MAX_MESSAGE_CHARS = MAX_MESSAGE
 
 
 def _require(value: str, field: str, rpc: str) -> str:
     if not value:
         raise InvalidRequest(f"{rpc}: {field} is required")
     return value
+
+
+def _task_of(token: str, rpc: str) -> tuple[str, str]:
+    """(execution id, step) named by a task token."""
+    try:
+        execution_id, step, _, _, _ = parse_token(token)
+    except ValueError:
+        raise InvalidRequest(f"{rpc}: malformed task_token {token!r}") from None
+    return execution_id, step
 
 
 class WorkerServicer(pb_grpc.WorkerServiceServicer):
@@ -39,13 +51,24 @@ class WorkerServicer(pb_grpc.WorkerServiceServicer):
         self.max_payload_bytes = max_payload_bytes
         self.guard = guard or Guard()
 
-    def _check_task(self, identity: Identity, token: str) -> None:
-        """A worker may heartbeat or complete only a task it could have polled."""
+    def _task_access(self, identity: Identity, token: str, step: str) -> Authorize | None:
+        """A check that the caller could have polled this task: its queue and namespace allowed.
+
+        Judged from the engine's record (the execution's workflow key, the step's queue in its
+        definition), never from the dispatcher's, which does not know a task before it is
+        scheduled: so a token guessed ahead of time is judged like any other.
+        """
         if not self.guard.enabled:
-            return
-        scope = self.dispatcher.scope_of(token)
-        if scope is not None:
-            self.guard.policy.check_worker_task(identity, *scope)
+            return None
+        policy = self.guard.policy
+
+        def authorize(definition: WorkflowDefinition, state: ExecutionState) -> None:
+            config = definition.steps.get(step)
+            if config is None or config.is_approval:
+                raise PermissionDenied(f"task {token!r} is not a task of execution {state.execution_id!r}")
+            policy.check_worker_task(identity, config.task_queue, namespace_of(state.workflow))
+
+        return authorize
 
     @grpc_errors
     async def PollTask(self, request: pb.PollTaskRequest, context: Context) -> pb.PollTaskResponse:
@@ -83,7 +106,12 @@ class WorkerServicer(pb_grpc.WorkerServiceServicer):
     async def Heartbeat(self, request: pb.HeartbeatRequest, context: Context) -> pb.HeartbeatResponse:
         _require(request.task_token, "task_token", "Heartbeat")
         _require(request.worker_id, "worker_id", "Heartbeat")
-        self._check_task(await self.guard.identify(context), request.task_token)
+        identity = await self.guard.identify(context)
+        if self.guard.enabled:
+            execution_id, step = _task_of(request.task_token, "Heartbeat")
+            authorize = self._task_access(identity, request.task_token, step)
+            assert authorize is not None
+            await self.engine.authorize(execution_id, authorize)
         progress = parse_json(request.progress_json, what="heartbeat progress", limit=64 * 1024)
         result = await self.dispatcher.heartbeat(
             token=request.task_token, worker_id=request.worker_id, progress=progress
@@ -97,17 +125,17 @@ class WorkerServicer(pb_grpc.WorkerServiceServicer):
     @grpc_errors
     async def CompleteTask(self, request: pb.CompleteTaskRequest, context: Context) -> pb.CompleteTaskResponse:
         token = _require(request.task_token, "task_token", "CompleteTask")
-        _require(request.worker_id, "worker_id", "CompleteTask")
-        self._check_task(await self.guard.identify(context), token)
-        try:
-            execution_id, step, _, _, _ = parse_token(token)
-        except ValueError:
-            raise InvalidRequest(f"CompleteTask: malformed task_token {token!r}") from None
+        worker_id = _require(request.worker_id, "worker_id", "CompleteTask")
+        identity = await self.guard.identify(context)
+        execution_id, step = _task_of(token, "CompleteTask")
         outcome = self._outcome(request, step)
-        holder = self.dispatcher.holder_of(token)
-        if holder is not None and holder != request.worker_id:
-            return pb.CompleteTaskResponse(disposition=pb.CompleteTaskResponse.STALE)
-        decision = await self.engine.handle(execution_id, cmd.TaskCompleted(token, outcome))
+        # Access and lease holder are both judged under the execution's lock, from its own record:
+        # the holder by `decide` (the attempt's StepStarted), the namespace and queue here.
+        decision = await self.engine.handle(
+            execution_id,
+            cmd.TaskCompleted(token, outcome, worker_id=worker_id),
+            authorize=self._task_access(identity, token, step),
+        )
         return pb.CompleteTaskResponse(disposition=_DISPOSITION[decision.reply])
 
     def _outcome(self, request: pb.CompleteTaskRequest, step: str) -> cmd.Outcome:

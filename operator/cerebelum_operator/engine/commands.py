@@ -80,8 +80,16 @@ class TaskStarted:
 
 @dataclass(frozen=True, slots=True)
 class TaskCompleted:
+    """A worker's outcome for a task it holds.
+
+    Accepted only while the attempt is leased, and, when ``worker_id`` is given, only from the
+    worker that holds the lease. The worker service always gives it; None is for the engine's
+    own in-process callers, which name no worker.
+    """
+
     token: str
     outcome: Outcome
+    worker_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

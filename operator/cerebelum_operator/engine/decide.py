@@ -10,22 +10,36 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from ..model import CompiledDiverge, StepConfig, WorkflowDefinition
+from ..model import CompiledDiverge, InputInvalid, StepConfig, WorkflowDefinition, limits
 from ..model.durations import MAX_DURATION_MS
 from . import actions as act
 from . import commands as cmd
 from . import events as ev
 from .expressions import ExpressionError, evaluate, evaluate_condition, to_json
 from .retry import backoff_ms
-from .state import ExecutionPhase, ExecutionState, StepPhase, apply_event, approval_result
+from .state import ExecutionPhase, ExecutionState, StepPhase, apply_event, approval_result, result_entry_size
 
-__all__ = ["DEFAULT_MAX_HISTORY_EVENTS", "CommandRejected", "Decision", "Reply", "decide", "parse_token"]
+__all__ = [
+    "ARGUMENTS_TOO_LARGE",
+    "DEFAULT_MAX_HISTORY_EVENTS",
+    "DEFAULT_MAX_TASK_BYTES",
+    "CommandRejected",
+    "CommandTooLarge",
+    "Decision",
+    "Reply",
+    "decide",
+    "parse_token",
+]
 
 JSON = Any
 
 # Every event is kept and an execution is rebuilt from all of them: a history without bound
 # would make each rebuild slower and the store larger. Long loops should continue as new.
 DEFAULT_MAX_HISTORY_EVENTS = 20_000
+# A task carries the input and every result so far; past the gRPC message limit its PollTask
+# reply could not be sent after its lease was committed, and the lease would expire forever.
+DEFAULT_MAX_TASK_BYTES = limits.task_budget(limits.DEFAULT_MAX_PAYLOAD_BYTES)
+ARGUMENTS_TOO_LARGE = "ArgumentsTooLarge"
 
 
 class Reply(StrEnum):
@@ -36,6 +50,10 @@ class Reply(StrEnum):
 
 class CommandRejected(ValueError):
     """The command does not apply to the execution as it is (e.g. no approval pending)."""
+
+
+class CommandTooLarge(CommandRejected):
+    """Applying the command would make what the execution's tasks carry exceed the limit."""
 
 
 @dataclass
@@ -59,23 +77,33 @@ def decide(
     *,
     now_ms: int,
     max_history_events: int = DEFAULT_MAX_HISTORY_EVENTS,
+    max_task_bytes: int = DEFAULT_MAX_TASK_BYTES,
 ) -> Decision:
     """Apply one command to (a copy of) the state and return what must be recorded.
 
     A decision that takes the history to ``max_history_events`` also fails the execution, naming
     the limit: the last events of one decision may pass it by the few that decision made.
+    ``max_task_bytes`` bounds what a task carries (input and results): the step whose output
+    would pass it fails for good, and an approval or input that would pass it is refused.
     """
-    return _Decider(definition, state.clone(), now_ms, max_history_events).run(command)
+    _check_strings(command)
+    return _Decider(definition, state.clone(), now_ms, max_history_events, max_task_bytes).run(command)
 
 
 class _Decider:
     def __init__(
-        self, definition: WorkflowDefinition, state: ExecutionState, now_ms: int, max_history_events: int
+        self,
+        definition: WorkflowDefinition,
+        state: ExecutionState,
+        now_ms: int,
+        max_history_events: int,
+        max_task_bytes: int,
     ) -> None:
         self.definition = definition
         self.state = state
         self.now = now_ms
         self.max_history_events = max_history_events
+        self.max_task_bytes = max_task_bytes
         self.decision = Decision(state=state)
 
     # -- plumbing --------------------------------------------------------------------------
@@ -131,6 +159,12 @@ class _Decider:
             self.decision.reply = Reply.DUPLICATE
             return
         self.definition.validate_input(command.input)
+        size = limits.json_size(command.input)
+        if size + 64 > self.max_task_bytes:
+            raise InputInvalid(
+                f"the input is {limits.describe_size(size)}, over the {limits.describe_size(self.max_task_bytes)}"
+                " limit of what a task carries"
+            )
         self.emit(ev.ExecutionStarted(command.workflow, command.input, self.definition.spec_hash))
         self.advance()
 
@@ -174,8 +208,19 @@ class _Decider:
         if found is None:
             return
         step, attempt = found
+        live = self.state.steps[step]
+        # Only the lease holder's outcome counts: a task nobody leased, or another worker's
+        # lease, is not the caller's to finish (it is recorded nowhere).
+        if live.phase != StepPhase.RUNNING or (command.worker_id is not None and live.worker_id != command.worker_id):
+            self.decision.reply = Reply.STALE
+            return
         token, outcome = command.token, command.outcome
         self.do(act.DeleteTask(token))
+        problem = self.outcome_overflow(step, outcome)
+        if problem is not None:
+            self.fail_attempt(step, attempt, token, ARGUMENTS_TOO_LARGE, problem, retryable=False)
+            self.advance()
+            return
         match outcome:
             case cmd.OutcomeSuccess():
                 self.succeed(step, attempt, token, outcome.output)
@@ -246,6 +291,9 @@ class _Decider:
     def approve(self, command: cmd.Approve) -> None:
         self.pending_approval(command.step)
         approval = self.state.approvals[command.step]
+        problem = self.overflow(command.step, approval_result(command.approver, command.payload, approval))
+        if problem is not None:
+            raise CommandTooLarge(f"approval of {problem}")
         if approval.timer_id is not None:
             self.do(act.CancelTimer(approval.timer_id))
         step = command.step
@@ -272,9 +320,10 @@ class _Decider:
         approval = self.state.approvals[command.step]
         if approval.timer_id is not None:
             self.do(act.CancelTimer(approval.timer_id))
-        self.emit(ev.ApprovalRejected(command.step, command.approver, command.reason, command.request_id))
+        reason = command.reason[: limits.MAX_REASON]  # free text is cut, like a failure message
+        self.emit(ev.ApprovalRejected(command.step, command.approver, reason, command.request_id))
         attempt = self.state.steps[command.step].attempt
-        reason = command.reason or "no reason given"
+        reason = reason or "no reason given"
         self.fail_attempt(
             command.step,
             attempt,
@@ -291,7 +340,7 @@ class _Decider:
             self.decision.reply = Reply.DUPLICATE
             return
         self.stop_everything()
-        self.emit(ev.ExecutionCancelled(command.reason or "cancelled"))
+        self.emit(ev.ExecutionCancelled(command.reason[: limits.MAX_REASON] or "cancelled"))
 
     def redrive(self, command: cmd.Redrive) -> None:
         step = self.state.dead_letters.get(command.dead_letter_id)
@@ -306,6 +355,27 @@ class _Decider:
         self.advance()
 
     # -- outcomes --------------------------------------------------------------------------
+
+    def outcome_overflow(self, step: str, outcome: cmd.Outcome) -> str | None:
+        match outcome:
+            case cmd.OutcomeSuccess() | cmd.OutcomeSleep():
+                return self.overflow(step, outcome.output)
+            case cmd.OutcomeApproval():  # the data becomes part of the approved step's result
+                return self.overflow(step, approval_result("", None, None) | {"data": outcome.data})
+        return None
+
+    def overflow(self, step: str, result: JSON) -> str | None:
+        """Why ``result`` as the step's result would make the next tasks carry too much, or None."""
+        entry = result_entry_size(step, result)
+        total = self.state.carried_bytes - self.state.result_sizes.get(step, 0) + entry
+        if total <= self.max_task_bytes:
+            return None
+        size = limits.describe_size
+        return (
+            f"step {step!r}: its result is {size(entry)}, and with the input and the earlier results a task"
+            f" would carry {size(total)}, over the {size(self.max_task_bytes)} limit of what a task carries"
+            " (twice the payload limit plus 1 MiB, less protocol overhead); pass large data by reference"
+        )
 
     def variables(self, **extra: JSON) -> dict[str, JSON]:
         return {"input": self.state.input, "steps": dict(self.state.results), **extra}
@@ -534,10 +604,50 @@ class _Decider:
             except ExpressionError as exc:
                 self.fail_execution(str(exc), None)
                 return
+            size = limits.json_size(output)
+            if size > self.max_task_bytes:  # GetExecution must still be able to send it
+                self.fail_execution(
+                    f"output: the expression gave {limits.describe_size(size)}, over the"
+                    f" {limits.describe_size(self.max_task_bytes)} limit of what an execution carries",
+                    None,
+                )
+                return
         else:
             last = self.definition.positions[-1]
             output = self.state.results.get(last[0]) if len(last) == 1 else {n: self.state.results.get(n) for n in last}
         self.emit(ev.ExecutionSucceeded(output))
+
+
+def _check_strings(command: cmd.Command) -> None:
+    """Refuse a command carrying a string over its limit (model/limits.py), naming the field.
+
+    The API refuses these first (INVALID_ARGUMENT); this guards every other caller, such as the
+    operator applying an Approval, so no history ever holds one.
+    """
+    texts: list[tuple[str, str | None, int]] = []
+    match command:
+        case cmd.Start():
+            texts.append(("workflow", command.workflow, limits.MAX_WORKFLOW_KEY))
+        case cmd.TaskStarted():
+            texts.append(("worker_id", command.worker_id, limits.MAX_WORKER_ID))
+        case cmd.TaskCompleted():
+            texts.append(("worker_id", command.worker_id, limits.MAX_WORKER_ID))
+            # Free text (failure messages, reasons) is cut to its limit, not refused.
+            match command.outcome:
+                case cmd.OutcomeFailure():
+                    texts.append(("error type", command.outcome.error_type, limits.MAX_ERROR_TYPE))
+                case cmd.OutcomeApproval():
+                    texts.append(("approval kind", command.outcome.approval_kind, limits.MAX_APPROVAL_KIND))
+        case cmd.Approve() | cmd.Reject():
+            texts.append(("step", command.step, limits.MAX_NAME))
+            texts.append(("approver", command.approver, limits.MAX_APPROVER))
+            texts.append(("request id", command.request_id, limits.MAX_REQUEST_ID))
+    try:
+        for what, value, limit in texts:
+            if value is not None:
+                limits.check_text(value, what=what, limit=limit)
+    except limits.TextTooLong as exc:
+        raise CommandRejected(str(exc)) from None
 
 
 def _bounded(delay_ms: int) -> int:

@@ -11,6 +11,7 @@ from enum import StrEnum
 from typing import Any
 
 from ..model import WorkflowDefinition
+from ..model.limits import json_size
 from .events import (
     ApprovalGranted,
     ApprovalRejected,
@@ -43,6 +44,7 @@ __all__ = [
     "apply_event",
     "approval_result",
     "fold",
+    "result_entry_size",
 ]
 
 JSON = Any
@@ -124,6 +126,9 @@ class ExecutionState:
     position: int = -1
     steps: dict[str, StepState] = field(default_factory=dict)
     results: dict[str, JSON] = field(default_factory=dict)
+    # What the next task would carry, kept as results change so the size rule costs O(1) per step.
+    result_sizes: dict[str, int] = field(default_factory=dict)
+    carried_bytes: int = 0
     finished_tokens: set[str] = field(default_factory=set)
     jump_counts: dict[str, int] = field(default_factory=dict)
     pending_jump: tuple[str, str, str] | None = None
@@ -152,6 +157,7 @@ class ExecutionState:
             steps=dict(self.steps),
             owned_steps=set(),
             results=dict(self.results),
+            result_sizes=dict(self.result_sizes),
             finished_tokens=set(self.finished_tokens),
             jump_counts=dict(self.jump_counts),
             sleeps=dict(self.sleeps),
@@ -172,6 +178,17 @@ class ExecutionState:
         if owned is not None:
             owned.add(name)
         return state
+
+    def set_result(self, name: str, value: JSON) -> None:
+        self.drop_result(name)
+        size = result_entry_size(name, value)
+        self.results[name] = value
+        self.result_sizes[name] = size
+        self.carried_bytes += size
+
+    def drop_result(self, name: str) -> None:
+        self.results.pop(name, None)
+        self.carried_bytes -= self.result_sizes.pop(name, 0)
 
     def reset_step(self, name: str) -> None:
         """Forget the step's progress (a goto back over it), keeping its attempt count."""
@@ -197,6 +214,14 @@ class ExecutionState:
 
     def wake_at_ms(self) -> int | None:
         return min((s.wake_at_ms for s in self.sleeps.values()), default=None)
+
+
+_ARGUMENTS_FRAME = len('{"input":,"results":{}}')
+
+
+def result_entry_size(name: str, value: JSON) -> int:
+    """Bytes a result adds to a task's arguments: its key, its value and a separator."""
+    return json_size(name) + 1 + json_size(value) + 1
 
 
 def approval_result(approver: str, payload: JSON, request: PendingApproval | None) -> dict[str, JSON]:
@@ -231,6 +256,7 @@ def apply_event(state: ExecutionState, definition: WorkflowDefinition, recorded:
             state.started = True
             state.workflow = event.workflow
             state.input = event.input
+            state.carried_bytes = _ARGUMENTS_FRAME + json_size(event.input) + sum(state.result_sizes.values())
             state.phase = ExecutionPhase.RUNNING
             state.created_at_ms = at
         case StepScheduled():
@@ -253,7 +279,7 @@ def apply_event(state: ExecutionState, definition: WorkflowDefinition, recorded:
             state.finished_tokens.add(event.token)
             step.phase, step.settled, step.finished_at_ms = StepPhase.SUCCEEDED, True, at
             step.token = None
-            state.results[event.step] = event.output
+            state.set_result(event.step, event.output)
             if event.goto is not None and event.rule is not None:
                 state.pending_jump = (event.rule, event.step, event.goto)
         case StepFailed():
@@ -265,7 +291,7 @@ def apply_event(state: ExecutionState, definition: WorkflowDefinition, recorded:
             step.finished_at_ms = at
             if event.continued:
                 step.settled = True
-                state.results[event.step] = {"error": {"type": event.error_type, "message": event.message}}
+                state.set_result(event.step, {"error": {"type": event.error_type, "message": event.message}})
             if event.goto is not None and event.rule is not None:
                 state.pending_jump = (event.rule, event.step, event.goto)
         case StepRetryAfter():
@@ -304,7 +330,7 @@ def apply_event(state: ExecutionState, definition: WorkflowDefinition, recorded:
             request = state.approvals.pop(event.step, None)
             step = state.step(event.step)
             step.phase, step.settled, step.finished_at_ms = StepPhase.SUCCEEDED, True, at
-            state.results[event.step] = approval_result(event.approver, event.payload, request)
+            state.set_result(event.step, approval_result(event.approver, event.payload, request))
             if event.goto is not None and event.rule is not None:
                 state.pending_jump = (event.rule, event.step, event.goto)
         case ApprovalRejected() | ApprovalTimedOut():
@@ -338,8 +364,8 @@ def _jump(state: ExecutionState, definition: WorkflowDefinition, event: JumpTake
         for index in range(target, origin + 1):
             for name in definition.positions[index]:
                 state.reset_step(name)
-                state.results.pop(name, None)
+                state.drop_result(name)
     for name in definition.positions[target]:
         state.reset_step(name)
-        state.results.pop(name, None)
+        state.drop_result(name)
     state.position = target

@@ -483,18 +483,6 @@ class Dispatcher:
             cancel_requested=leased.cancel_requested, lease_lost=False, lease_expires_at_ms=leased.lease_expires_at_ms
         )
 
-    def holder_of(self, token: str) -> str | None:
-        leased = self._leased.get(token)
-        return leased.worker_id if leased else None
-
-    def scope_of(self, token: str) -> tuple[str, str] | None:
-        """(task queue, namespace) of a task this dispatcher knows, queued or leased."""
-        leased = self._leased.get(token)
-        if leased is not None:
-            return leased.task_queue, leased.namespace
-        queued = self._queued.get(token)
-        return (queued.task_queue, queued.namespace) if queued is not None else None
-
     # -- internals -----------------------------------------------------------------------
 
     def _enqueue(self, task: _Queued) -> None:

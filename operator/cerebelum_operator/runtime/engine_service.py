@@ -18,12 +18,14 @@ from ..engine import DEFAULT_MAX_HISTORY_EVENTS, Decision, ExecutionPhase, Execu
 from ..engine import commands as cmd
 from ..engine.actions import Action
 from ..model import WorkflowDefinition, compile_workflow
+from ..model.limits import DEFAULT_MAX_PAYLOAD_BYTES, task_budget
 from ..store import AppendRequest, ConcurrencyConflict, ExecutionExists, ExecutionRow, ExecutionSummary, NewExecution
 from .clock import Clock
 from .database import Database
 
 __all__ = [
     "ActionListener",
+    "Authorize",
     "ChangeListener",
     "EagerDispatch",
     "EngineService",
@@ -35,6 +37,9 @@ log = logging.getLogger(__name__)
 
 ActionListener = Callable[[str, str, list[Action]], Awaitable[None] | None]
 ChangeListener = Callable[[str, ExecutionState], None]
+# Raises unless the caller may send the command, judged from the engine's own record of the
+# execution (its definition and state), under the execution's lock.
+Authorize = Callable[[WorkflowDefinition, ExecutionState], None]
 
 
 _DORMANT = frozenset({ExecutionPhase.SLEEPING, ExecutionPhase.WAITING_FOR_APPROVAL})
@@ -73,10 +78,12 @@ class EngineService:
         clock: Clock,
         cache_size: int = 10_000,
         max_history_events: int = DEFAULT_MAX_HISTORY_EVENTS,
+        max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
     ) -> None:
         self.db = db
         self.clock = clock
         self.max_history_events = max_history_events
+        self.max_task_bytes = task_budget(max_payload_bytes)
         self._cache: OrderedDict[str, _Cached] = OrderedDict()
         self._cache_size = cache_size
         self._locks: dict[str, asyncio.Lock] = {}
@@ -135,6 +142,7 @@ class EngineService:
             cmd.Start(workflow, input),
             now_ms=now,
             max_history_events=self.max_history_events,
+            max_task_bytes=self.max_task_bytes,
         )
         assert decision.state is not None
         new = NewExecution(workflow=workflow, spec=row.spec, spec_hash=definition.spec_hash, input=input)
@@ -168,23 +176,35 @@ class EngineService:
             last_seq=decision.state.last_seq,
         )
 
-    async def handle(self, execution_id: str, command: cmd.Command) -> Decision:
-        """Decide and persist one command; retried on a concurrency conflict after reloading."""
+    async def handle(self, execution_id: str, command: cmd.Command, *, authorize: Authorize | None = None) -> Decision:
+        """Decide and persist one command; retried on a concurrency conflict after reloading.
+
+        ``authorize`` runs on the loaded state inside the execution's lock, before deciding: an
+        access decision made earlier, or from another component's view of the execution, could
+        judge a task the engine has not scheduled yet.
+        """
         lock = self._locks.setdefault(execution_id, asyncio.Lock())
         try:
             async with lock:
-                return await self._handle_locked(execution_id, command)
+                return await self._handle_locked(execution_id, command, authorize)
         finally:
             # Correctness rests on expected_seq, not on this lock: dropping it early costs nothing.
             if execution_id not in self._cache and not lock.locked() and self._locks.get(execution_id) is lock:
                 del self._locks[execution_id]
 
-    async def _handle_locked(self, execution_id: str, command: cmd.Command) -> Decision:
+    async def _handle_locked(self, execution_id: str, command: cmd.Command, authorize: Authorize | None) -> Decision:
         for _ in range(5):
             cached = await self._load(execution_id)
+            if authorize is not None:
+                authorize(cached.definition, cached.state)
             now = self.clock.now_ms()
             decision = decide(
-                cached.definition, cached.state, command, now_ms=now, max_history_events=self.max_history_events
+                cached.definition,
+                cached.state,
+                command,
+                now_ms=now,
+                max_history_events=self.max_history_events,
+                max_task_bytes=self.max_task_bytes,
             )
             assert decision.state is not None
             if not decision.events and not decision.actions:
@@ -211,6 +231,11 @@ class EngineService:
 
     async def state_of(self, execution_id: str) -> ExecutionState:
         return (await self._load(execution_id)).state
+
+    async def authorize(self, execution_id: str, authorize: Authorize) -> None:
+        """Run an access check on the engine's record of the execution (cached: no store read)."""
+        cached = await self._load(execution_id)
+        authorize(cached.definition, cached.state)
 
     async def wait_terminal(self, execution_id: str, timeout_s: float) -> None:
         """Return when the execution reaches a terminal phase or the timeout passes."""
@@ -255,7 +280,14 @@ class EngineService:
         refused: list[cmd.TaskStarted] = []
         for started in reserved:
             assert merged.state is not None
-            lease = decide(definition, merged.state, started, now_ms=now, max_history_events=self.max_history_events)
+            lease = decide(
+                definition,
+                merged.state,
+                started,
+                now_ms=now,
+                max_history_events=self.max_history_events,
+                max_task_bytes=self.max_task_bytes,
+            )
             if lease.reply != Reply.ACCEPTED or not lease.events:
                 refused.append(started)
                 continue

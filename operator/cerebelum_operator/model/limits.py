@@ -1,0 +1,83 @@
+"""Size limits on what the engine stores and hands out, in one place for the API and the engine.
+
+Every string a caller gives that ends up in a history (worker ids, error types, approvers,
+reasons, ids, names) has a length limit: an event is read back whole, so one 2 MiB worker id
+would make every later GetHistory of its execution exceed the gRPC message limit. Payloads
+(JSON) have their own byte limit; what a task carries (the input and every result so far) has a
+total, derived from the message limit the server sends with.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Final
+
+__all__ = [
+    "DEFAULT_MAX_PAYLOAD_BYTES",
+    "MAX_APPROVAL_KIND",
+    "MAX_APPROVER",
+    "MAX_ERROR_TYPE",
+    "MAX_EXECUTION_ID",
+    "MAX_MESSAGE",
+    "MAX_NAME",
+    "MAX_REASON",
+    "MAX_REQUEST_ID",
+    "MAX_TASK_TOKEN",
+    "MAX_WORKER_ID",
+    "MAX_WORKFLOW_KEY",
+    "PROTOCOL_OVERHEAD_BYTES",
+    "TextTooLong",
+    "check_text",
+    "describe_size",
+    "json_size",
+    "message_limit",
+    "task_budget",
+]
+
+DEFAULT_MAX_PAYLOAD_BYTES: Final = 2 * 1024 * 1024
+
+MAX_WORKER_ID: Final = 256
+MAX_ERROR_TYPE: Final = 256
+MAX_APPROVAL_KIND: Final = 256
+# A Kubernetes username: "system:serviceaccount:" + a 63-character namespace + a 253-character name.
+MAX_APPROVER: Final = 512
+MAX_REASON: Final = 8 * 1024  # a rejection or cancel reason, like a failure message
+MAX_MESSAGE: Final = 8 * 1024  # failure messages are cut to this, not refused: a stack's summary
+MAX_REQUEST_ID: Final = 256
+MAX_NAME: Final = 253  # workflow, step and queue names: a Kubernetes object name's length
+MAX_WORKFLOW_KEY: Final = 63 + 1 + MAX_NAME  # "namespace/name" in the operator
+MAX_EXECUTION_ID: Final = 128
+MAX_TASK_TOKEN: Final = 1024  # "<execution>/<step>/<attempt>/<poll>/<seq>"
+
+# Room in a PollTask reply for everything beside the arguments: token, ids, names, framing.
+PROTOCOL_OVERHEAD_BYTES: Final = 64 * 1024
+
+
+class TextTooLong(ValueError):
+    """A string over its limit; the message names the field and the limit."""
+
+
+def check_text(value: str, *, what: str, limit: int) -> str:
+    """``value`` unchanged when it is at most ``limit`` characters; raises TextTooLong otherwise."""
+    if len(value) > limit:
+        raise TextTooLong(f"{what} is {len(value)} characters long, over the limit of {limit}")
+    return value
+
+
+def message_limit(max_payload_bytes: int) -> int:
+    """The gRPC message limit the server sends and receives with: two payloads and a margin."""
+    return 2 * max_payload_bytes + 1024 * 1024
+
+
+def task_budget(max_payload_bytes: int) -> int:
+    """The most a task's arguments (input and results so far) may weigh, as sent to a worker."""
+    return message_limit(max_payload_bytes) - PROTOCOL_OVERHEAD_BYTES
+
+
+def json_size(value: Any) -> int:
+    """Bytes of ``value`` as the API writes it (compact JSON, ASCII escapes): deterministic."""
+    return 4 if value is None else len(json.dumps(value, separators=(",", ":")))
+
+
+def describe_size(n: int) -> str:
+    return f"{n / 1024 / 1024:.1f} MiB" if n >= 1024 * 1024 else f"{n / 1024:.1f} KiB"
