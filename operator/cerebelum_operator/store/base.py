@@ -24,7 +24,9 @@ __all__ = [
     "ExecutionRow",
     "ExecutionSummary",
     "NewExecution",
+    "StoreCorrupted",
     "StoreError",
+    "StoreLocked",
     "StoreUnavailable",
     "TaskRow",
     "TimerRow",
@@ -45,6 +47,18 @@ class StoreUnavailable(StoreError):
     interrupts a commit, the write may or may not have landed: callers that write decide again
     from a reloaded state, never from what they meant to write.
     """
+
+
+class StoreCorrupted(StoreError):
+    """The database's file or pages are damaged ("file is not a database", "disk image is malformed").
+
+    Permanent: unlike `StoreUnavailable`, retrying cannot help, so callers must not be told to;
+    the database has to be restored from a backup or repaired by hand.
+    """
+
+
+class StoreLocked(StoreError):
+    """Another engine already runs on this store; two would time out each other's leases."""
 
 
 class ConcurrencyConflict(StoreError):
@@ -168,7 +182,17 @@ class EventStore(abc.ABC):
         """Apply pending versioned migrations; return the schema version. Safe to run twice."""
 
     @abc.abstractmethod
-    def close(self) -> None: ...
+    def close(self) -> None:
+        """Release the connections, and the exclusive claim if `claim_exclusively` took one."""
+
+    def claim_exclusively(self) -> None:
+        """Refuse (`StoreLocked`) if another engine runs on this store; else keep it ours until `close`.
+
+        Only the engine calls this: tools and tests may still open the store beside it. A store
+        whose database serialises engines by other means (PostgreSQL behind the operator's Lease)
+        does nothing.
+        """
+        return
 
     # -- workflows (the dev-mode registry; in Kubernetes they are CRs) -----------------------
     @abc.abstractmethod

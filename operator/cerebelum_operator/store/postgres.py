@@ -31,8 +31,9 @@ class PostgresEventStore(SqlEventStore):
     """Writes run at READ COMMITTED: the guarded UPDATE of `last_seq` is what serialises appenders."""
 
     def __init__(self, url: str | URL, *, pool_size: int = 5) -> None:
+        url = normalise_url(url)
         engine = create_engine(
-            normalise_url(url),
+            url,
             pool_size=pool_size,
             max_overflow=pool_size,
             # No pre-ping (a round trip per transaction): after a server restart one transaction
@@ -41,7 +42,11 @@ class PostgresEventStore(SqlEventStore):
             json_serializer=dumps_json,
         )
         # Single-statement reads need no transaction: skip BEGIN/ROLLBACK round trips.
-        super().__init__(engine, read_options={"isolation_level": "AUTOCOMMIT"})
+        super().__init__(
+            engine,
+            label=url.render_as_string(hide_password=True),
+            read_options={"isolation_level": "AUTOCOMMIT"},
+        )
 
     def _insert_or_ignore(self, table: Table) -> Insert:
         return pg_insert(table).on_conflict_do_nothing()

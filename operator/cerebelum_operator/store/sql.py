@@ -45,6 +45,7 @@ from .base import (
     ExecutionRow,
     ExecutionSummary,
     NewExecution,
+    StoreCorrupted,
     StoreUnavailable,
     TaskRow,
     TimerRow,
@@ -52,7 +53,7 @@ from .base import (
 )
 from .migrations import apply_migrations
 
-__all__ = ["SqlEventStore", "dumps_json"]
+__all__ = ["SqlEventStore", "dumps_json", "is_corruption"]
 
 _TERMINAL_PHASES = [p.value for p in ExecutionPhase if p.terminal]
 
@@ -89,10 +90,12 @@ class SqlEventStore(EventStore):
         self,
         engine: Engine,
         *,
+        label: str,
         read_options: dict[str, Any] | None = None,
         write_options: dict[str, Any] | None = None,
     ) -> None:
         # Two views of one connection pool: reads and writes may need to begin differently.
+        self.label = label  # names the database in errors (a path, or a URL without its password)
         self._engine = engine
         self._read_engine = engine.execution_options(**read_options) if read_options else engine
         self._write_engine = engine.execution_options(**write_options) if write_options else engine
@@ -203,13 +206,13 @@ class SqlEventStore(EventStore):
 
     @contextlib.contextmanager
     def _read(self) -> Iterator[Connection]:
-        with _unavailable_as_store_error(), self._read_engine.connect() as conn:
+        with _translate_errors(self.label), self._read_engine.connect() as conn:
             yield conn
 
     @contextlib.contextmanager
     def _write(self) -> Iterator[Connection]:
         """A transaction; its commit (on leaving) is inside the translation of connection errors too."""
-        with _unavailable_as_store_error(), self._write_engine.begin() as conn:
+        with _translate_errors(self.label), self._write_engine.begin() as conn:
             yield conn
 
     # -- lifecycle ----------------------------------------------------------------------------------
@@ -461,19 +464,41 @@ class SqlEventStore(EventStore):
 
 # -- binding one action to its statement's parameters ------------------------------------------------------
 @contextlib.contextmanager
-def _unavailable_as_store_error() -> Iterator[None]:
-    """The database went away (or is busy past its timeout): `StoreUnavailable`, not a driver error.
+def _translate_errors(label: str) -> Iterator[None]:
+    """Driver errors as the store's own: `StoreCorrupted` (permanent) or `StoreUnavailable` (retry).
 
-    SQLAlchemy has already invalidated the connection, so the next call gets a fresh one.
+    Corruption is told apart first: SQLite reports some of it through OperationalError, and a
+    damaged file answered as "unavailable" would have every caller retry forever. On
+    `StoreUnavailable` SQLAlchemy has already invalidated the connection, so the next call gets
+    a fresh one.
     """
     try:
         yield
-    except (OperationalError, InterfaceError) as error:
-        raise StoreUnavailable(f"the database is unavailable: {error.orig or error}") from error
     except DBAPIError as error:
+        if is_corruption(error.orig):
+            raise StoreCorrupted(
+                f"the database {label} is corrupt ({error.orig}): restore it from a backup; retrying cannot help"
+            ) from error
+        if isinstance(error, OperationalError | InterfaceError):
+            raise StoreUnavailable(f"the database is unavailable: {error.orig or error}") from error
         if not error.connection_invalidated:
             raise
         raise StoreUnavailable(f"the database dropped the connection: {error.orig or error}") from error
+
+
+# SQLite's primary result codes for a damaged file (extended codes keep them in the low byte).
+_SQLITE_CORRUPT = 11
+_SQLITE_NOTADB = 26
+# PostgreSQL's SQLSTATEs for damaged data: data_corrupted, index_corrupted.
+_PG_CORRUPTION_STATES = frozenset({"XX001", "XX002"})
+
+
+def is_corruption(orig: BaseException | None) -> bool:
+    """Whether a driver error says the database itself is damaged (not busy, not gone)."""
+    code = getattr(orig, "sqlite_errorcode", None)
+    if isinstance(code, int) and code & 0xFF in (_SQLITE_CORRUPT, _SQLITE_NOTADB):
+        return True
+    return getattr(orig, "sqlstate", None) in _PG_CORRUPTION_STATES
 
 
 def _fold_leases(actions: Sequence[Action]) -> tuple[Sequence[Action], dict[str, LeaseTask]]:

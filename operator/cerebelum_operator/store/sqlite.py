@@ -5,10 +5,21 @@ so that writes can start with BEGIN IMMEDIATE: the write lock is taken up front,
 two writers queue on `busy_timeout` instead of failing with "database is locked"
 when a read transaction tries to upgrade. Reads run each statement on its own, which
 in WAL mode never blocks and is never blocked by a writer.
+
+Two engines on one file would each time out the other's leases, so the engine claims the file
+with an `flock` on a sidecar `<file>.lock` for its lifetime (`claim_exclusively`); the kernel
+drops it when the process dies, however it dies. A damaged file is refused by `migrate`, before
+anything is served from it.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import logging
+import os
+import sqlite3
+import time
 from pathlib import Path
 from typing import Any
 
@@ -18,9 +29,15 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.pool import ConnectionPoolEntry, StaticPool
 from sqlalchemy.sql.dml import Insert
 
-from .sql import SqlEventStore, dumps_json
+from .base import StoreCorrupted, StoreLocked
+from .sql import SqlEventStore, dumps_json, is_corruption
 
-__all__ = ["SqliteEventStore"]
+__all__ = ["DEFAULT_INTEGRITY_CHECK_S", "SqliteEventStore"]
+
+log = logging.getLogger(__name__)
+
+DEFAULT_INTEGRITY_CHECK_S = 5.0
+_HEADER = b"SQLite format 3\x00"
 
 _SYNCHRONOUS = ("OFF", "NORMAL", "FULL", "EXTRA")
 _WRITE_OPTION = "cerebelum_write"
@@ -29,14 +46,17 @@ _WRITE_OPTION = "cerebelum_write"
 class SqliteEventStore(SqlEventStore):
     """SQLite through the standard library driver; `synchronous=NORMAL` unless the URL asks otherwise."""
 
-    def __init__(self, url: str | URL) -> None:
+    def __init__(self, url: str | URL, *, integrity_check_s: float = DEFAULT_INTEGRITY_CHECK_S) -> None:
         url = make_url(url)
+        self.integrity_check_s = integrity_check_s
+        self._lock_fd: int | None = None
         synchronous = str(url.query.get("synchronous", "NORMAL")).upper()
         if synchronous not in _SYNCHRONOUS:
             raise ValueError(f"synchronous must be one of {', '.join(_SYNCHRONOUS)}, not {synchronous!r}")
         url = url.difference_update_query(["synchronous"])
         database = url.database or ""
         in_memory = database in ("", ":memory:")
+        self.path = None if in_memory else Path(database).absolute()
         if in_memory:
             # Every connection to :memory: is a new database: share one, used by one thread at a time.
             engine = create_engine(
@@ -67,7 +87,91 @@ class SqliteEventStore(SqlEventStore):
             if conn.get_execution_options().get(_WRITE_OPTION):
                 conn.exec_driver_sql("BEGIN IMMEDIATE")
 
-        super().__init__(engine, write_options={_WRITE_OPTION: True})
+        super().__init__(engine, label=str(self.path or ":memory:"), write_options={_WRITE_OPTION: True})
+
+    def claim_exclusively(self) -> None:
+        if self.path is None or self._lock_fd is not None:
+            return
+        lock_path = self.path.with_name(self.path.name + ".lock")
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "unknown"
+            os.close(fd)
+            raise StoreLocked(
+                f"the SQLite store {self.path} is in use by another engine (pid {holder}, lock {lock_path}):"
+                " stop it first, or give this one another --db"
+            ) from None
+        except BaseException:
+            os.close(fd)
+            raise
+        # Not needed for the lock (flock is), only to name the holder to whoever is refused.
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        self._lock_fd = fd
+
+    def close(self) -> None:
+        super().close()
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)  # releases the flock; the file stays, unlinking it would race
+            self._lock_fd = None
+
+    def migrate(self) -> int:
+        self.verify()
+        return super().migrate()
+
+    def verify(self) -> None:
+        """Refuse (`StoreCorrupted`) a file that is not a SQLite database or whose pages are damaged.
+
+        The header is always read; `PRAGMA quick_check` (every page, not the indexes' contents)
+        runs for at most `integrity_check_s` seconds, so a huge store still starts promptly,
+        checked as far as the budget went.
+        """
+        if self.path is None or not self.path.exists():
+            return
+        with self.path.open("rb") as file:
+            header = file.read(len(_HEADER))
+        if header and header != _HEADER:
+            raise StoreCorrupted(
+                f"{self.path} is not a SQLite database (its first bytes are {header[:16]!r}, not the SQLite"
+                " header): give --db a new file, or restore this one from a backup"
+            )
+        problems = self._quick_check(self.path)
+        if problems:
+            shown = "; ".join(problems[:5])
+            raise StoreCorrupted(
+                f"the SQLite store {self.path} is corrupt ({shown}): restore it from a backup, or try"
+                f" `sqlite3 {self.path} .recover`; the engine will not start on it"
+            )
+
+    def _quick_check(self, path: Path) -> list[str]:
+        deadline = time.monotonic() + self.integrity_check_s
+        connection = sqlite3.connect(path, timeout=5.0)
+        try:
+            # Called every 10,000 virtual-machine instructions; a true result interrupts the check.
+            connection.set_progress_handler(lambda: time.monotonic() > deadline, 10_000)
+            try:
+                rows = connection.execute("PRAGMA quick_check(20)").fetchall()
+            except sqlite3.OperationalError as error:
+                if time.monotonic() <= deadline:
+                    raise
+                log.warning(
+                    "%s: integrity check stopped after %.0f s (%s); the rest is checked when read",
+                    path,
+                    self.integrity_check_s,
+                    error,
+                )
+                return []
+            except sqlite3.DatabaseError as error:
+                if is_corruption(error):
+                    return [str(error)]
+                raise
+        finally:
+            with contextlib.suppress(sqlite3.Error):
+                connection.close()
+        results = [line for (row,) in rows for line in str(row).splitlines()]
+        return [] if results == ["ok"] else [r for r in results if r.strip()]
 
     def _insert_or_ignore(self, table: Table) -> Insert:
         return sqlite_insert(table).on_conflict_do_nothing()
