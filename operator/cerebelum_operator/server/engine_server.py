@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import resource
 import signal
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +20,7 @@ from ..api import DEFAULT_MAX_PAYLOAD_BYTES, Guard, WorkerServicer, WorkflowServ
 from ..engine import DEFAULT_MAX_HISTORY_EVENTS
 from ..runtime import Clock, Database, Dispatcher, EngineService, SystemClock, TimerService
 from ..store import open_store
+from ..store.base import StoreCorrupted, StoreLocked
 from .handlers import strict_service_handler
 
 __all__ = ["DEFAULT_ADDRESS", "DEFAULT_DATABASE_URL", "EngineServer", "ServerConfig", "TlsFiles"]
@@ -48,8 +50,19 @@ class TlsFiles:
         )
 
 
+# Descriptors kept back from the connection cap for the store, the log, kube clients and such.
+_RESERVED_DESCRIPTORS = 256
+
+
 @dataclass(frozen=True, kw_only=True)
 class ServerConfig:
+    """What the engine process serves, and the limits that keep one client from starving the rest.
+
+    The connection limits exist because a connection costs a descriptor before its caller is
+    authenticated: without them, a thousand sockets that never finish HTTP/2's opening (or that
+    open it and then sit idle) used every descriptor, and real workers could not connect.
+    """
+
     address: str = DEFAULT_ADDRESS
     database_url: str = DEFAULT_DATABASE_URL
     max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES
@@ -58,6 +71,24 @@ class ServerConfig:
     max_history_events: int = DEFAULT_MAX_HISTORY_EVENTS
     tls: TlsFiles | None = None
     guard: Guard = field(default_factory=Guard)
+    # Connections open at once; further ones are closed on accept (lowered to fit the descriptors).
+    max_connections: int = 4096
+    # A connection must finish the TLS and HTTP/2 handshakes (client preface and SETTINGS) this fast.
+    handshake_timeout_ms: int = 5_000
+    # A connection with no call in flight this long is closed (GOAWAY); clients reconnect when needed.
+    max_connection_idle_ms: int = 120_000
+    # Calls in flight on one connection; more wait on the client's side.
+    max_concurrent_streams: int = 1_000
+
+    def __post_init__(self) -> None:
+        for name in ("max_connections", "handshake_timeout_ms", "max_concurrent_streams"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, not {getattr(self, name)}")
+        if self.max_connection_idle_ms <= self.max_poll_wait_ms:
+            raise ValueError(
+                f"max_connection_idle_ms ({self.max_connection_idle_ms}) must exceed max_poll_wait_ms"
+                f" ({self.max_poll_wait_ms}): a worker between two long polls is not idle"
+            )
 
 
 class EngineServer:
@@ -73,9 +104,23 @@ class EngineServer:
 
     async def start(self) -> None:
         store = open_store(self.config.database_url)
-        version = store.migrate()
+        try:
+            # Claimed before anything reads the store: a second engine must not even migrate it.
+            store.claim_exclusively()
+            version = store.migrate()
+        except (StoreLocked, StoreCorrupted) as error:
+            store.close()
+            raise OSError(f"cannot start the engine: {error}") from error
+        except BaseException:
+            store.close()
+            raise
         db = self._db = Database(store)
-        engine = self._engine = EngineService(db, clock=self.clock, max_history_events=self.config.max_history_events)
+        engine = self._engine = EngineService(
+            db,
+            clock=self.clock,
+            max_history_events=self.config.max_history_events,
+            max_payload_bytes=self.config.max_payload_bytes,
+        )
         self._dispatcher = Dispatcher(
             db,
             engine,
@@ -86,14 +131,7 @@ class EngineServer:
         self._timers = TimerService(db, engine, clock=self.clock)
         await self._dispatcher.start()
         await self._timers.start()
-        message_limit = 2 * self.config.max_payload_bytes + 1024 * 1024
-        server = self._server = grpc.aio.server(
-            options=[
-                ("grpc.max_receive_message_length", message_limit),
-                ("grpc.max_send_message_length", message_limit),
-                ("grpc.so_reuseport", 0),
-            ]
-        )
+        server = self._server = grpc.aio.server(options=self.grpc_options(descriptors=raise_descriptor_limit()))
         guard = self.config.guard
         worker = WorkerServicer(engine, self._dispatcher, max_payload_bytes=self.config.max_payload_bytes, guard=guard)
         workflows = WorkflowServicer(engine, max_payload_bytes=self.config.max_payload_bytes, guard=guard)
@@ -118,6 +156,37 @@ class EngineServer:
             _redact(self.config.database_url),
             version,
         )
+
+    def grpc_options(self, *, descriptors: int) -> list[tuple[str, int]]:
+        """The gRPC server's options; `descriptors` is the process's open-file limit."""
+        config = self.config
+        message_limit = 2 * config.max_payload_bytes + 1024 * 1024
+        connections = max(16, min(config.max_connections, descriptors - _RESERVED_DESCRIPTORS))
+        if connections < config.max_connections:
+            log.warning(
+                "at most %d connections at once (not %d): the open-file limit is %d",
+                connections,
+                config.max_connections,
+                descriptors,
+            )
+        return [
+            ("grpc.max_receive_message_length", message_limit),
+            ("grpc.max_send_message_length", message_limit),
+            ("grpc.so_reuseport", 0),
+            ("grpc.max_allowed_incoming_connections", connections),
+            ("grpc.server_handshake_timeout_ms", config.handshake_timeout_ms),
+            ("grpc.max_connection_idle_ms", config.max_connection_idle_ms),
+            ("grpc.max_concurrent_streams", config.max_concurrent_streams),
+            # Keepalive enforcement: a client may ping at most every 10 s, and only while it has
+            # calls in flight (a long poll counts); two strikes and the connection is closed.
+            ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
+            ("grpc.keepalive_permit_without_calls", 0),
+            ("grpc.http2.max_ping_strikes", 2),
+            # Our own pings find dead peers of calls in flight (a worker whose host vanished).
+            ("grpc.keepalive_time_ms", 60_000),
+            ("grpc.keepalive_timeout_ms", 20_000),
+            ("grpc.http2.max_pings_without_data", 2),
+        ]
 
     @property
     def engine(self) -> EngineService:
@@ -153,6 +222,21 @@ class EngineServer:
         await stopping.wait()
         log.info("stopping")
         await self.stop()
+
+
+def raise_descriptor_limit() -> int:
+    """Raise the soft open-file limit to the hard one (each connection is a descriptor); the new soft limit."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY:
+        hard = 1 << 20  # Linux refuses an infinite NOFILE; macOS's kernel caps it lower anyway
+    if soft != resource.RLIM_INFINITY and soft < hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
+        except (ValueError, OSError) as error:
+            log.warning("cannot raise the open-file limit from %d to %d: %s", soft, hard, error)
+            return int(soft)
+        return int(hard)
+    return int(hard if soft == resource.RLIM_INFINITY else soft)
 
 
 def _redact(url: str) -> str:
