@@ -3,6 +3,7 @@ what it renders to the real API server. (The operator tests run with this chart'
 
 from __future__ import annotations
 
+import base64
 import secrets
 from pathlib import Path
 from typing import Any
@@ -24,8 +25,25 @@ VALUES_SETS: dict[str, list[str]] = {
     ],
     "no-crds-no-policy": ["--set", "crds.install=false", "--set", "approvalPolicy.enabled=false"],
     "access-policy-and-tls": [
-        *("--set-json", 'auth.accessPolicy={"workers":[{"subjects":["system:serviceaccount:ops:*"],"namespaces":["*"],"queues":["q"]}]}'),
-        *("--set", "tls.existingSecret=cerebelum-tls"),
+        *(
+            "--set-json",
+            'auth.accessPolicy={"workers":[{"subjects":["system:serviceaccount:ops:*"],"namespaces":["*"],"queues":["q"]}]}',
+        ),
+        *("--set", "tls.enabled=true", "--set", "tls.existingSecret=cerebelum-tls"),
+    ],
+    "tls-generated": ["--set", "tls.enabled=true"],
+    "tls-cert-manager": [
+        *("--set", "tls.enabled=true", "--set", "tls.certManager.enabled=true"),
+        *(
+            "--set",
+            "tls.certManager.issuerRef.name=cluster-ca",
+            "--set",
+            "tls.certManager.issuerRef.kind=ClusterIssuer",
+        ),
+    ],
+    "exposed-with-tls": [
+        *("--set", "service.type=LoadBalancer", "--set", "tls.enabled=true"),
+        *("--set-json", 'networkPolicy.grpc.extraFrom=[{"ipBlock":{"cidr":"10.0.0.0/8"}}]'),
     ],
     "no-auth": ["--set", "auth.mode=none"],
 }
@@ -209,3 +227,222 @@ def test_an_access_policy_renders_to_a_file_the_operator_parses_and_tls_mounts_t
 def test_auth_none_renders_no_policy_and_no_token_options() -> None:
     args = operator_container(documents(render(*VALUES_SETS["no-auth"])))["args"]
     assert "--auth=none" in args and not any(arg.startswith("--token-audience") for arg in args)
+
+
+def rules_of(role: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """(apiGroup, resource, verb) for every permission a Role or ClusterRole grants."""
+    return [
+        (group, resource, verb)
+        for rule in role["rules"]
+        for group in rule["apiGroups"]
+        for resource in rule["resources"]
+        for verb in rule["verbs"]
+    ]
+
+
+ADMISSION_POLICY_READS = {
+    ("admissionregistration.k8s.io", resource, verb)
+    for resource in ("mutatingadmissionpolicies", "mutatingadmissionpolicybindings")
+    for verb in ("get", "list", "watch")
+}
+
+
+def test_with_watch_namespaces_the_operator_writes_only_through_a_role_in_each_of_them() -> None:
+    docs = documents(render("--set", "watchNamespaces={team-a,team-b}", "--show-only", "templates/rbac.yaml"))
+    (cluster_role,) = by_kind(docs, "ClusterRole")
+    cluster_wide = set(rules_of(cluster_role))
+    assert not any(group == "cerebelum.io" or resource == "events" for group, resource, _ in cluster_wide)
+    assert {verb for _, _, verb in cluster_wide} - {"get", "list", "watch"} == {"create"}
+    assert [(g, r) for g, r, v in cluster_wide if v == "create"] == [("authentication.k8s.io", "tokenreviews")]
+    assert cluster_wide >= ADMISSION_POLICY_READS
+    roles = {(r["metadata"]["namespace"], r["metadata"]["name"]): r for r in by_kind(docs, "Role")}
+    assert set(roles) == {
+        ("team-a", "cerebelum"),
+        ("team-b", "cerebelum"),
+        ("cerebelum-system", "cerebelum-leader-election"),
+    }
+    for namespace in ("team-a", "team-b"):
+        granted = set(rules_of(roles[(namespace, "cerebelum")]))
+        assert ("cerebelum.io", "executions", "patch") in granted
+        assert ("cerebelum.io", "executions/status", "patch") in granted
+        assert ("events.k8s.io", "events", "create") in granted
+    bindings = {(b["metadata"]["namespace"], b["roleRef"]["name"]): b for b in by_kind(docs, "RoleBinding")}
+    for namespace in ("team-a", "team-b"):
+        (subject,) = bindings[(namespace, "cerebelum")]["subjects"]
+        assert subject == {"kind": "ServiceAccount", "name": "cerebelum", "namespace": "cerebelum-system"}
+
+
+def test_serving_every_namespace_one_cluster_role_holds_it_all_including_the_admission_policy_check() -> None:
+    docs = documents(render("--show-only", "templates/rbac.yaml"))
+    (cluster_role,) = by_kind(docs, "ClusterRole")
+    granted = set(rules_of(cluster_role))
+    assert ("cerebelum.io", "executions", "patch") in granted and granted >= ADMISSION_POLICY_READS
+    assert [r["metadata"]["name"] for r in by_kind(docs, "Role")] == ["cerebelum-leader-election"]
+
+
+def network_policy(*values: str) -> dict[str, Any]:
+    (policy,) = by_kind(documents(render(*values)), "NetworkPolicy")
+    return policy
+
+
+def test_by_default_a_network_policy_admits_grpc_only_from_worker_pods_and_lets_the_operator_reach_dns_and_the_api() -> (
+    None
+):
+    spec = network_policy()["spec"]
+    assert spec["podSelector"]["matchLabels"] == {
+        "app.kubernetes.io/name": "cerebelum",
+        "app.kubernetes.io/instance": "cerebelum",
+    }
+    assert spec["policyTypes"] == ["Ingress", "Egress"]
+    grpc, metrics = spec["ingress"]
+    assert grpc["ports"] == [{"port": "grpc", "protocol": "TCP"}]
+    worker_labels = {"app.kubernetes.io/part-of": "cerebelum", "app.kubernetes.io/component": "worker"}
+    assert grpc["from"] == [{"namespaceSelector": {}, "podSelector": {"matchLabels": worker_labels}}]
+    assert metrics["ports"] == [{"port": "http", "protocol": "TCP"}]
+    # The worker chart's pods carry exactly the labels the policy admits.
+    from tests.chart.test_worker_chart import render as render_worker
+
+    (worker,) = [d for d in render_worker() if d["kind"] == "Deployment"]
+    assert worker_labels.items() <= worker["spec"]["template"]["metadata"]["labels"].items()
+    dns, api = spec["egress"]
+    assert {p["port"] for p in dns["ports"]} == {53} and "to" not in dns
+    assert {p["port"] for p in api["ports"]} == {443, 6443}
+    assert len(spec["egress"]) == 2, "SQLite: no database to reach"
+
+
+def test_the_network_policy_follows_its_values_and_lets_the_operator_reach_postgresql() -> None:
+    spec = network_policy(
+        *VALUES_SETS["postgresql"],
+        *("--set-json", 'networkPolicy.grpc.namespaceSelector={"matchLabels":{"team":"payments"}}'),
+        *("--set-json", 'networkPolicy.egress.database.to=[{"ipBlock":{"cidr":"10.9.0.0/16"}}]'),
+        *("--set", "networkPolicy.egress.database.port=6432", "--set-json", "networkPolicy.metricsFrom=[]"),
+    )["spec"]
+    (grpc,) = spec["ingress"]
+    assert grpc["from"][0]["namespaceSelector"] == {"matchLabels": {"team": "payments"}}
+    database = spec["egress"][2]
+    assert database == {"ports": [{"port": 6432, "protocol": "TCP"}], "to": [{"ipBlock": {"cidr": "10.9.0.0/16"}}]}
+    assert not by_kind(documents(render("--set", "networkPolicy.enabled=false")), "NetworkPolicy")
+
+
+def test_tls_with_cert_manager_asks_for_a_certificate_for_every_name_of_the_service() -> None:
+    docs = documents(render(*VALUES_SETS["tls-cert-manager"], "--set", "tls.extraDnsNames={engine.example.com}"))
+    (certificate,) = by_kind(docs, "Certificate")
+    assert certificate["spec"]["secretName"] == "cerebelum-tls"
+    assert certificate["spec"]["issuerRef"] == {
+        "name": "cluster-ca",
+        "kind": "ClusterIssuer",
+        "group": "cert-manager.io",
+    }
+    assert certificate["spec"]["dnsNames"] == [
+        "cerebelum",
+        "cerebelum.cerebelum-system",
+        "cerebelum.cerebelum-system.svc",
+        "cerebelum.cerebelum-system.svc.cluster.local",
+        "engine.example.com",
+    ]
+    container = operator_container(docs)
+    assert {"--tls-cert=/etc/cerebelum/tls/tls.crt", "--tls-key=/etc/cerebelum/tls/tls.key"} <= set(container["args"])
+    (deployment,) = by_kind(docs, "Deployment")
+    volumes = {v["name"]: v for v in deployment["spec"]["template"]["spec"]["volumes"]}
+    assert volumes["tls"]["secret"]["secretName"] == "cerebelum-tls"
+    assert not by_kind(docs, "Secret"), "cert-manager writes the Secret"
+
+
+@pytest.mark.parametrize(
+    ("values", "complaint"),
+    [
+        (
+            ["--set", "auth.mode=none", "--set", "networkPolicy.enabled=false"],
+            "auth.mode=none with networkPolicy.enabled=false lets every pod in the cluster take",
+        ),
+        (
+            ["--set", "auth.mode=none", "--set", "service.type=NodePort", "--set", "tls.enabled=true"],
+            "auth.mode=none with service.type=NodePort serves unauthenticated gRPC outside the cluster",
+        ),
+        (
+            ["--set", "service.type=LoadBalancer"],
+            "service.type=LoadBalancer with tls.enabled=false sends workers' tokens and step payloads in plaintext",
+        ),
+        (
+            ["--set", "service.type=LoadBalancer", "--set", "tls.enabled=true"],
+            "list them in networkPolicy.grpc.extraFrom",
+        ),
+        (
+            ["--set", "auth.mode=none", "--set-json", 'auth.accessPolicy={"clients":[{"subjects":["group:ops"]}]}'],
+            "auth.accessPolicy is enforced only with auth.mode=kubernetes",
+        ),
+        (["--set", "tls.existingSecret=mine"], "tls.existingSecret is set but tls.enabled=false"),
+        (["--set", "tls.certManager.enabled=true"], "tls.certManager.enabled=true but tls.enabled=false"),
+        (
+            ["--set", "tls.enabled=true", "--set", "tls.certManager.enabled=true", "--set", "tls.existingSecret=x"],
+            "tls.existingSecret and tls.certManager.enabled both name where the certificate comes from",
+        ),
+        (
+            ["--set", "tls.enabled=true", "--set", "tls.certManager.enabled=true"],
+            "tls.certManager.enabled=true needs tls.certManager.issuerRef.name",
+        ),
+        (["--set", "tls.enable=true"], "additional properties 'enable' not allowed"),
+        (["--set", "networkPolicy.grpc.podSelector.matchLabel.a=b"], "additional properties 'matchLabel' not allowed"),
+        (
+            ["--set-json", 'auth.accessPolicy={"workers":[{"subjects":["system:serviceaccount:ops:*"]}]}'],
+            "missing properties 'namespaces', 'queues'",
+        ),
+    ],
+    ids=[
+        "no-auth-no-network-policy",
+        "no-auth-exposed",
+        "exposed-plaintext",
+        "exposed-behind-the-policy",
+        "policy-without-auth",
+        "secret-without-tls",
+        "cert-manager-without-tls",
+        "two-certificate-sources",
+        "cert-manager-without-issuer",
+        "tls-typo",
+        "selector-typo",
+        "open-worker-rule",
+    ],
+)
+def test_unsafe_combinations_of_values_are_refused_naming_the_values_and_the_way_out(
+    values: list[str], complaint: str
+) -> None:
+    result = helm("template", "cerebelum", str(CHART), "--kube-version", KUBE_VERSION, *values, check=False)
+    assert result.returncode != 0, "rendered"
+    assert complaint in result.stderr, result.stderr
+
+
+def test_the_certificate_helm_generates_is_served_by_the_engine_and_trusted_through_the_worker_chart_s_ca(
+    tmp_path: Path,
+) -> None:
+    from cerebelum import Client, TlsSettings, UnavailableError
+    from tests.chart.test_worker_chart import render as render_worker
+    from tests.support.security import GuardedEngine
+
+    (secret,) = by_kind(documents(render(*VALUES_SETS["tls-generated"])), "Secret")
+    assert secret["type"] == "kubernetes.io/tls"
+    files = {key: base64.b64decode(value) for key, value in secret["data"].items()}
+    for key, content in files.items():
+        (tmp_path / key).write_bytes(content)
+    assert b"PRIVATE KEY" in files["tls.key"] and files["ca.crt"] != files["tls.crt"]
+    # The CA goes to the workers through the worker chart, as the NOTES say.
+    worker_docs = render_worker("--set-file", f"engine.tls.ca={tmp_path / 'ca.crt'}")
+    (config_map,) = [d for d in worker_docs if d["kind"] == "ConfigMap"]
+    (tmp_path / "worker-ca.crt").write_text(config_map["data"]["ca.crt"])
+
+    token = "chart-tls-test-token-0123456789"
+    engine = GuardedEngine(
+        database_url=f"sqlite:///{tmp_path / 'engine.db'}",
+        log_path=tmp_path / "engine.log",
+        extra_args=("--token", token, "--tls-cert", str(tmp_path / "tls.crt"), "--tls-key", str(tmp_path / "tls.key")),
+    )
+    engine.launch()
+    try:
+        assert engine.serving(timeout=30), engine.log_path.read_text()
+        trusted = TlsSettings(ca_file=str(tmp_path / "worker-ca.crt"), server_name="cerebelum.cerebelum-system.svc")
+        with Client(engine.address, token=token, tls=trusted, timeout=10) as client:
+            assert client.list_workflows() == []
+        wrong_name = TlsSettings(ca_file=str(tmp_path / "worker-ca.crt"), server_name="elsewhere.example")
+        with Client(engine.address, token=token, tls=wrong_name, timeout=3) as client, pytest.raises(UnavailableError):
+            client.list_workflows()
+    finally:
+        engine.stop()

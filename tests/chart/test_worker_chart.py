@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import secrets
 from pathlib import Path
 from typing import Any
@@ -60,3 +61,38 @@ def test_the_worker_chart_manifests_are_accepted_by_the_api_server(control_plane
     applied = control_plane.kubectl("apply", "-n", namespace, "-f", "-", input=manifests, check=False)
     assert applied.returncode == 0, applied.stderr
     assert "deployment.apps/provision-worker created" in applied.stdout
+
+
+CA = "-----BEGIN CERTIFICATE-----\nMIIBfake\n-----END CERTIFICATE-----\n"
+
+
+def test_given_the_engine_s_ca_workers_dial_tls_and_verify_it_from_a_mounted_config_map() -> None:
+    docs = render("--set-json", f"engine.tls.ca={json.dumps(CA)}", "--set", "engine.tls.serverName=engine.internal")
+    (config_map,) = [d for d in docs if d["kind"] == "ConfigMap"]
+    assert config_map["metadata"]["name"] == "provision-worker-engine-ca"
+    assert config_map["data"]["ca.crt"].strip() == CA.strip()
+    worker = container(docs)
+    env = {e["name"]: e.get("value") for e in worker["env"]}
+    assert env["CEREBELUM_TLS"] == "true" and env["CEREBELUM_TLS_CA"] == "/etc/cerebelum/tls/ca.crt"
+    assert env["CEREBELUM_TLS_SERVER_NAME"] == "engine.internal"
+    assert {"name": "engine-ca", "mountPath": "/etc/cerebelum/tls", "readOnly": True} in worker["volumeMounts"]
+    (deployment,) = [d for d in docs if d["kind"] == "Deployment"]
+    volumes = {v["name"]: v for v in deployment["spec"]["template"]["spec"]["volumes"]}
+    assert volumes["engine-ca"]["configMap"]["name"] == "provision-worker-engine-ca"
+
+
+@pytest.mark.parametrize(
+    ("values", "complaint"),
+    [
+        (
+            ["--set-json", f"engine.tls.ca={json.dumps(CA)}", "--set", "engine.tls.caSecret.name=engine-ca"],
+            "engine.tls.ca and engine.tls.caSecret.name both give the engine's CA: set only one",
+        ),
+        (["--set", "engine.tls.ca=not a certificate"], "at '/engine/tls/ca'"),
+    ],
+    ids=["two-cas", "not-pem"],
+)
+def test_a_contradictory_or_malformed_engine_ca_is_refused(values: list[str], complaint: str) -> None:
+    result = helm("template", "w", str(WORKER_CHART), "--kube-version", KUBE_VERSION, *values, check=False)
+    assert result.returncode != 0
+    assert complaint in result.stderr, result.stderr

@@ -33,3 +33,15 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 {{- define "cerebelum-worker.tokenDir" -}}
 /var/run/secrets/cerebelum
 {{- end -}}
+
+{{/* Whether the workers dial the engine over TLS, and where the CA they verify it with is mounted. */}}
+{{- define "cerebelum-worker.tls" -}}
+{{- if and .Values.engine.tls.ca .Values.engine.tls.caSecret.name -}}
+{{- fail "engine.tls.ca and engine.tls.caSecret.name both give the engine's CA: set only one" -}}
+{{- end -}}
+{{- if or .Values.engine.tls.enabled .Values.engine.tls.ca .Values.engine.tls.caSecret.name -}}true{{- end -}}
+{{- end -}}
+
+{{- define "cerebelum-worker.caDir" -}}
+/etc/cerebelum/tls
+{{- end -}}

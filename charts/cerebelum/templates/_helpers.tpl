@@ -31,3 +31,49 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 {{- define "cerebelum.image" -}}
 {{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) -}}
 {{- end -}}
+
+{{/* The Secret holding the gRPC endpoint's certificate (tls.crt, tls.key; ca.crt when generated). */}}
+{{- define "cerebelum.tlsSecretName" -}}
+{{- default (printf "%s-tls" (include "cerebelum.fullname" .)) .Values.tls.existingSecret -}}
+{{- end -}}
+
+{{/* The names workers may dial the Service by; every certificate the chart makes holds them all. */}}
+{{- define "cerebelum.dnsNames" -}}
+{{- $name := include "cerebelum.fullname" . -}}
+{{- $names := list $name (printf "%s.%s" $name .Release.Namespace) (printf "%s.%s.svc" $name .Release.Namespace) (printf "%s.%s.svc.cluster.local" $name .Release.Namespace) -}}
+{{- concat $names .Values.tls.extraDnsNames | uniq | toJson -}}
+{{- end -}}
+
+{{/* Refuse combinations of values that would be unsafe or could not work, naming the values and
+     the way out. (The schema checks each value alone; these span several.) */}}
+{{- define "cerebelum.validate" -}}
+{{- $v := .Values -}}
+{{- $exposed := ne $v.service.type "ClusterIP" -}}
+{{- if and (eq $v.auth.mode "none") (not $v.networkPolicy.enabled) -}}
+{{- fail "auth.mode=none with networkPolicy.enabled=false lets every pod in the cluster take any namespace's tasks and start executions: use auth.mode=kubernetes, or keep the NetworkPolicy on" -}}
+{{- end -}}
+{{- if and (eq $v.auth.mode "none") $exposed -}}
+{{- fail (printf "auth.mode=none with service.type=%s serves unauthenticated gRPC outside the cluster: use auth.mode=kubernetes or service.type=ClusterIP" $v.service.type) -}}
+{{- end -}}
+{{- if and $exposed (not $v.tls.enabled) -}}
+{{- fail (printf "service.type=%s with tls.enabled=false sends workers' tokens and step payloads in plaintext outside the cluster: set tls.enabled=true" $v.service.type) -}}
+{{- end -}}
+{{- if and $exposed $v.networkPolicy.enabled (not $v.networkPolicy.grpc.extraFrom) -}}
+{{- fail (printf "service.type=%s: the NetworkPolicy admits only pods matching networkPolicy.grpc, so clients outside the cluster cannot connect: list them in networkPolicy.grpc.extraFrom (e.g. an ipBlock)" $v.service.type) -}}
+{{- end -}}
+{{- if and (eq $v.auth.mode "none") $v.auth.accessPolicy -}}
+{{- fail "auth.accessPolicy is enforced only with auth.mode=kubernetes; with auth.mode=none nobody is identified and the policy would be ignored" -}}
+{{- end -}}
+{{- if and $v.tls.existingSecret (not $v.tls.enabled) -}}
+{{- fail "tls.existingSecret is set but tls.enabled=false, so gRPC would be plaintext: set tls.enabled=true" -}}
+{{- end -}}
+{{- if and $v.tls.certManager.enabled (not $v.tls.enabled) -}}
+{{- fail "tls.certManager.enabled=true but tls.enabled=false, so gRPC would be plaintext: set tls.enabled=true" -}}
+{{- end -}}
+{{- if and $v.tls.certManager.enabled $v.tls.existingSecret -}}
+{{- fail "tls.existingSecret and tls.certManager.enabled both name where the certificate comes from: set only one" -}}
+{{- end -}}
+{{- if and $v.tls.enabled $v.tls.certManager.enabled (not $v.tls.certManager.issuerRef.name) -}}
+{{- fail "tls.certManager.enabled=true needs tls.certManager.issuerRef.name: the cert-manager Issuer or ClusterIssuer that signs the certificate" -}}
+{{- end -}}
+{{- end -}}
