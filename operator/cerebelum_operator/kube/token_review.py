@@ -4,6 +4,12 @@ Each token is sent once to a TokenReview with our audience (``cerebelum`` by def
 token minted for another audience (the pod's default API token, say) is refused. Answers are
 cached for a short while, keyed by the token's hash, and concurrent checks of one token share a
 single review: a thousand long-polls do not become a thousand API calls.
+
+Anyone who reaches the port can present a token, so two limits keep strangers from costing us:
+reviews of tokens we have never accepted are rate limited by a token bucket (beyond it the caller
+is told to retry; no review is sent), and acceptances and refusals are cached apart, each bounded,
+so a flood of random tokens evicts only other refusals, never a real worker's acceptance. A
+worker accepted before is re-reviewed when its acceptance expires whatever the bucket holds.
 """
 
 from __future__ import annotations
@@ -13,7 +19,8 @@ import hashlib
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import TypeVar
 
 import httpx2
 from lightkube import AsyncClient
@@ -23,11 +30,35 @@ from lightkube.resources.authentication_v1 import TokenReview
 
 from ..api import AuthUnavailable, Identity, Unauthenticated
 
-__all__ = ["DEFAULT_AUDIENCE", "TokenReviewAuthenticator"]
+__all__ = ["DEFAULT_AUDIENCE", "ReviewBudget", "TokenReviewAuthenticator"]
 
 log = logging.getLogger(__name__)
 
 DEFAULT_AUDIENCE = "cerebelum"
+
+V = TypeVar("V")
+
+
+class ReviewBudget:
+    """A token bucket: `burst` reviews at once, refilled at `per_second`; time from `clock` (seconds)."""
+
+    def __init__(self, *, per_second: float, burst: int, clock: Callable[[], float]) -> None:
+        if per_second <= 0 or burst < 1:
+            raise ValueError(f"a review budget needs per_second > 0 and burst >= 1, not {per_second} and {burst}")
+        self.per_second = per_second
+        self.burst = burst
+        self._clock = clock
+        self._tokens = float(burst)
+        self._at = clock()
+
+    def take(self) -> bool:
+        now = self._clock()
+        self._tokens = min(float(self.burst), self._tokens + (now - self._at) * self.per_second)
+        self._at = now
+        if self._tokens < 1.0:
+            return False
+        self._tokens -= 1.0
+        return True
 
 
 class TokenReviewAuthenticator:
@@ -38,42 +69,65 @@ class TokenReviewAuthenticator:
         audiences: Sequence[str] = (DEFAULT_AUDIENCE,),
         accepted_ttl_s: float = 60.0,
         refused_ttl_s: float = 5.0,
-        max_entries: int = 4096,
+        max_accepted: int = 4096,
+        max_refused: int = 4096,
+        reviews_per_second: float = 20.0,
+        review_burst: int = 100,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        if max_accepted < 1 or max_refused < 1:
+            raise ValueError(f"the token caches need room for one entry at least, not {max_accepted}/{max_refused}")
         self.client = client
         self.audiences = list(audiences)
         self.accepted_ttl_s = accepted_ttl_s
         self.refused_ttl_s = refused_ttl_s
-        self.max_entries = max_entries
+        self.max_accepted = max_accepted
+        self.max_refused = max_refused
+        self.budget = ReviewBudget(per_second=reviews_per_second, burst=review_burst, clock=clock)
         self.reviews = 0  # TokenReviews sent, for tests and metrics
-        self._cache: OrderedDict[str, tuple[float, Identity | str]] = OrderedDict()
+        self.throttled = 0  # reviews of unknown tokens refused by the budget
+        self._clock = clock
+        # Expired acceptances stay (until evicted by newer ones): they mark a token as a known worker's.
+        self._accepted: OrderedDict[str, tuple[float, Identity]] = OrderedDict()
+        self._refused: OrderedDict[str, tuple[float, str]] = OrderedDict()
         self._in_flight: dict[str, asyncio.Future[Identity | str]] = {}
 
     async def authenticate(self, token: str) -> Identity:
         key = hashlib.sha256(token.encode()).hexdigest()
-        cached = self._cache.get(key)
-        if cached is not None and cached[0] > time.monotonic():
-            return _verdict(cached[1])
+        now = self._clock()
+        accepted = self._accepted.get(key)
+        if accepted is not None and accepted[0] > now:
+            self._accepted.move_to_end(key)
+            return accepted[1]
+        refused = self._refused.get(key)
+        if refused is not None and refused[0] > now:
+            raise Unauthenticated(refused[1])
         pending = self._in_flight.get(key)
-        if pending is None:
-            pending = asyncio.get_running_loop().create_future()
-            self._in_flight[key] = pending
-            try:
-                outcome = await self._review(token)
-            except Exception as error:
-                pending.set_exception(error)
-                pending.exception()  # retrieved: no "never retrieved" warning when nobody else waits
-                raise
-            except BaseException:
-                pending.cancel()
-                raise
-            finally:
-                del self._in_flight[key]
-            ttl = self.accepted_ttl_s if isinstance(outcome, Identity) else self.refused_ttl_s
-            self._remember(key, outcome, time.monotonic() + ttl)
-            pending.set_result(outcome)
-            return _verdict(outcome)
-        return _verdict(await asyncio.shield(pending))
+        if pending is not None:
+            return _verdict(await asyncio.shield(pending))
+        if accepted is None and not self.budget.take():
+            self.throttled += 1
+            raise AuthUnavailable(
+                "too many unknown tokens to review: at most"
+                f" {self.budget.per_second:g} TokenReviews per second (bursts of {self.budget.burst});"
+                " try again shortly"
+            )
+        pending = asyncio.get_running_loop().create_future()
+        self._in_flight[key] = pending
+        try:
+            outcome = await self._review(token)
+        except Exception as error:
+            pending.set_exception(error)
+            pending.exception()  # retrieved: no "never retrieved" warning when nobody else waits
+            raise
+        except BaseException:
+            pending.cancel()
+            raise
+        finally:
+            del self._in_flight[key]
+        self._remember(key, outcome)
+        pending.set_result(outcome)
+        return _verdict(outcome)
 
     async def _review(self, token: str) -> Identity | str:
         """The identity, or the reason the API server gave for refusing the token."""
@@ -96,11 +150,21 @@ class TokenReviewAuthenticator:
             return f"token refused: it is for {status.audiences}, not {self.audiences}"
         return Identity(status.user.username, tuple(status.user.groups or ()))
 
-    def _remember(self, key: str, outcome: Identity | str, expires_at: float) -> None:
-        self._cache[key] = (expires_at, outcome)
-        self._cache.move_to_end(key)
-        while len(self._cache) > self.max_entries:
-            self._cache.popitem(last=False)
+    def _remember(self, key: str, outcome: Identity | str) -> None:
+        now = self._clock()
+        if isinstance(outcome, Identity):
+            self._refused.pop(key, None)
+            _put(self._accepted, key, (now + self.accepted_ttl_s, outcome), self.max_accepted)
+        else:
+            self._accepted.pop(key, None)  # revoked: its next failure must cost from the budget
+            _put(self._refused, key, (now + self.refused_ttl_s, outcome), self.max_refused)
+
+
+def _put(cache: OrderedDict[str, V], key: str, value: V, limit: int) -> None:
+    cache[key] = value
+    cache.move_to_end(key)
+    while len(cache) > limit:
+        cache.popitem(last=False)
 
 
 def _verdict(outcome: Identity | str) -> Identity:
