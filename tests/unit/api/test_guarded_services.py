@@ -6,6 +6,7 @@ is a table of tokens, standing in for the TokenReview the operator makes (tested
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -198,3 +199,119 @@ async def test_an_approval_records_the_authenticated_user(server: EngineServer, 
     approved = [json.loads(e.data_json) for e in history.events if e.type == "ApprovalGranted"]
     assert approved, [e.type for e in history.events]
     assert approved[0]["approver"] == ALICE
+
+
+# -- completions judged from the engine's own record, under the execution's lock ----------------
+
+RACE_STEPS = [f"s{index:02d}" for index in range(20)]
+RACE_FLOW = {"taskQueue": "jobs", "timeline": RACE_STEPS}
+FORGERIES_PER_STEP = 12
+
+
+def completion(token: str, worker_id: str, output: str) -> worker_pb2.CompleteTaskRequest:
+    return worker_pb2.CompleteTaskRequest(
+        task_token=token, worker_id=worker_id, success=worker_pb2.Success(output_json=json.dumps(output))
+    )
+
+
+async def test_a_completion_of_another_namespace_s_task_not_yet_scheduled_is_refused(
+    server: EngineServer, channel: grpc.aio.Channel
+) -> None:
+    db = server.engine.db
+    await db.run(db.store.put_workflow, "team-b/race", RACE_FLOW, now_ms=server.clock.now_ms())
+    await server.engine.start("team-b/race", {}, execution_id="exec-b")
+    stub = worker_pb2_grpc.WorkerServiceStub(channel)
+    ahead = "exec-b/s01/1/0/5"  # what the next task's token will be: nobody knows it yet
+
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await stub.CompleteTask(completion(ahead, "w-token-b", "forged"), metadata=bearer("token-a"))
+
+    assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    assert "'team-b'" in (refused.value.details() or "")
+
+
+async def test_a_worker_flooding_completions_of_another_namespace_s_next_task_never_gets_one_accepted(
+    server: EngineServer, channel: grpc.aio.Channel
+) -> None:
+    """The race of issue 13: team-b's worker completes a step while team-a's worker, claiming
+    team-b's worker id, floods the predictable token of the task that completion schedules."""
+    db = server.engine.db
+    await db.run(db.store.put_workflow, "team-b/race", RACE_FLOW, now_ms=server.clock.now_ms())
+    await server.engine.start("team-b/race", {}, execution_id="exec-b")
+    stub = worker_pb2_grpc.WorkerServiceStub(channel)
+    attempts, accepted, codes = 0, 0, set()
+    for index, step in enumerate(RACE_STEPS):
+        poll_request = worker_pb2.PollTaskRequest(
+            worker_id="w-token-b", task_queue="jobs", steps=RACE_STEPS, wait_ms=5_000
+        )
+        task = (await stub.PollTask(poll_request, metadata=bearer("token-b"))).task
+        assert task.step == step, f"a forged completion finished step {RACE_STEPS[index - 1]}"
+        real = stub.CompleteTask(completion(task.task_token, "w-token-b", step), metadata=bearer("token-b"))
+        if index + 1 == len(RACE_STEPS):
+            await real
+            break
+        seq = int(task.task_token.rsplit("/", 1)[1])
+        predicted = f"exec-b/{RACE_STEPS[index + 1]}/1/0/{seq + 3}"  # after StepStarted, StepCompleted
+        forged = [
+            stub.CompleteTask(completion(predicted, "w-token-b", "forged"), metadata=bearer("token-a"))
+            for _ in range(FORGERIES_PER_STEP)
+        ]
+        replies = await asyncio.gather(real, *forged, return_exceptions=True)
+        assert not isinstance(replies[0], BaseException), replies[0]
+        for reply in replies[1:]:
+            attempts += 1
+            if isinstance(reply, grpc.aio.AioRpcError):
+                codes.add(reply.code())
+            elif reply.disposition == worker_pb2.CompleteTaskResponse.ACCEPTED:
+                accepted += 1
+
+    state = await server.engine.state_of("exec-b")
+    assert attempts >= 200
+    assert accepted == 0
+    assert codes <= {grpc.StatusCode.PERMISSION_DENIED}
+    assert state.phase.value == "Succeeded"
+    assert state.results == {step: step for step in RACE_STEPS}
+
+
+async def test_a_completion_for_a_task_nobody_leased_is_stale_even_from_its_own_namespace(
+    server: EngineServer, channel: grpc.aio.Channel
+) -> None:
+    await start_in(server, "team-a", "exec-a")
+    state = await server.engine.state_of("exec-a")
+    queued = state.steps["work"].token
+    assert queued is not None
+    stub = worker_pb2_grpc.WorkerServiceStub(channel)
+
+    unleased = await stub.CompleteTask(completion(queued, "w-token-a", "unleased"), metadata=bearer("token-a"))
+
+    assert unleased.disposition == worker_pb2.CompleteTaskResponse.STALE
+    assert (await server.engine.state_of("exec-a")).steps["work"].phase.value == "Scheduled"
+    task = await poll(channel, "token-a")
+    other = await stub.CompleteTask(completion(task.task_token, "another-worker", "x"), metadata=bearer("token-a"))
+    holder = await stub.CompleteTask(completion(task.task_token, "w-token-a", "real"), metadata=bearer("token-a"))
+    assert other.disposition == worker_pb2.CompleteTaskResponse.STALE
+    assert holder.disposition == worker_pb2.CompleteTaskResponse.ACCEPTED
+    assert (await server.engine.state_of("exec-a")).results["work"] == "real"
+
+
+async def test_a_heartbeat_for_a_task_of_a_namespace_the_worker_is_not_allowed_is_refused_even_before_it_exists(
+    server: EngineServer, channel: grpc.aio.Channel
+) -> None:
+    db = server.engine.db
+    await db.run(db.store.put_workflow, "team-b/race", RACE_FLOW, now_ms=server.clock.now_ms())
+    await server.engine.start("team-b/race", {}, execution_id="exec-b")
+    stub = worker_pb2_grpc.WorkerServiceStub(channel)
+    task = (
+        await stub.PollTask(
+            worker_pb2.PollTaskRequest(worker_id="w-token-b", task_queue="jobs", steps=RACE_STEPS, wait_ms=2_000),
+            metadata=bearer("token-b"),
+        )
+    ).task
+
+    for token in (task.task_token, "exec-b/s01/1/0/5"):  # leased now, and the next one, not scheduled yet
+        beat = worker_pb2.HeartbeatRequest(task_token=token, worker_id="w-token-b")
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await stub.Heartbeat(beat, metadata=bearer("token-a"))
+        assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED, token
+    own = worker_pb2.HeartbeatRequest(task_token=task.task_token, worker_id="w-token-b")
+    assert not (await stub.Heartbeat(own, metadata=bearer("token-b"))).lease_lost

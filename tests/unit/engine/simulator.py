@@ -8,6 +8,7 @@ from typing import Any
 from cerebelum_operator.engine import ExecutionState, Reply, decide, fold
 from cerebelum_operator.engine import actions as act
 from cerebelum_operator.engine import commands as cmd
+from cerebelum_operator.engine.decide import DEFAULT_MAX_TASK_BYTES
 from cerebelum_operator.engine.events import RecordedEvent
 from cerebelum_operator.model import WorkflowDefinition, compile_workflow
 
@@ -23,15 +24,18 @@ class Simulator:
     cancelled: set[str] = field(default_factory=set)
     timers: dict[str, int] = field(default_factory=dict)
     dead_letters: set[str] = field(default_factory=set)
+    max_task_bytes: int = DEFAULT_MAX_TASK_BYTES
 
     @classmethod
-    def start(cls, spec: dict[str, Any], input: Any = None) -> Simulator:
-        sim = cls(compile_workflow(spec), ExecutionState(execution_id="ex1"))
+    def start(
+        cls, spec: dict[str, Any], input: Any = None, *, max_task_bytes: int = DEFAULT_MAX_TASK_BYTES
+    ) -> Simulator:
+        sim = cls(compile_workflow(spec), ExecutionState(execution_id="ex1"), max_task_bytes=max_task_bytes)
         sim.send(cmd.Start("wf", input))
         return sim
 
     def send(self, command: cmd.Command) -> Reply:
-        decision = decide(self.definition, self.state, command, now_ms=self.now_ms)
+        decision = decide(self.definition, self.state, command, now_ms=self.now_ms, max_task_bytes=self.max_task_bytes)
         assert decision.state is not None
         self.state = decision.state
         self.history.extend(decision.events)
@@ -67,7 +71,7 @@ class Simulator:
         task = self.task(step)
         self.now_ms = max(self.now_ms, task.visible_at_ms)
         self.send(cmd.TaskStarted(task.token, worker))
-        return self.send(cmd.TaskCompleted(task.token, outcome or cmd.OutcomeSuccess({step: True})))
+        return self.send(cmd.TaskCompleted(task.token, outcome or cmd.OutcomeSuccess({step: True}), worker_id=worker))
 
     def fire_timers(self) -> None:
         for timer_id, at in sorted(self.timers.items(), key=lambda kv: kv[1]):
