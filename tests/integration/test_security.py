@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import json
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
+import grpc
 import pytest
+from google.protobuf.message import Message
 
 from cerebelum import Client, TlsSettings, UnauthenticatedError, UnavailableError
+from cerebelum.v1 import worker_pb2, workflow_pb2
+from cerebelum.v1.worker_pb2_grpc import WorkerServiceStub
+from cerebelum.v1.workflow_pb2_grpc import WorkflowServiceStub
 from tests.support.processes import WorkerPool, wait_until
 from tests.support.security import CREDENTIAL_VARIABLES, GuardedEngine, self_signed_certificate
 
@@ -121,3 +128,174 @@ def test_dev_refuses_a_token_too_short_to_be_a_secret(tmp_path: Path) -> None:
     assert engine.process is not None
     assert engine.process.wait(timeout=30) != 0
     assert "at least 16 characters" in engine.log_path.read_text()
+
+
+# -- size limits: strings the engine stores, and what a task carries ---------------------------
+
+BIG = 16 * 1024 * 1024
+MIB = 1024 * 1024
+
+
+@pytest.fixture(scope="module")
+def open_engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GuardedEngine]:
+    """One `cerebelum dev` (default 2 MiB payload limit) shared by the size tests."""
+    directory = tmp_path_factory.mktemp("limits")
+    engine = GuardedEngine(database_url=f"sqlite:///{directory / 'engine.db'}", log_path=directory / "engine.log")
+    engine.start()
+    yield engine
+    engine.stop()
+
+
+@pytest.fixture(scope="module")
+def stubs(open_engine: GuardedEngine) -> Iterator[tuple[WorkerServiceStub, WorkflowServiceStub]]:
+    options = [("grpc.max_receive_message_length", BIG), ("grpc.max_send_message_length", BIG)]
+    with grpc.insecure_channel(open_engine.address, options=options) as channel:
+        yield WorkerServiceStub(channel), WorkflowServiceStub(channel)
+
+
+def started(workflows: WorkflowServiceStub, name: str, spec: dict[str, Any]) -> str:
+    workflows.ApplyWorkflow(workflow_pb2.ApplyWorkflowRequest(name=name, spec_json=json.dumps(spec)), timeout=30)
+    return workflows.StartExecution(workflow_pb2.StartExecutionRequest(workflow=name), timeout=30).id
+
+
+def take(workers: WorkerServiceStub, queue: str, step: str, worker_id: str = "w1") -> worker_pb2.Task:
+    request = worker_pb2.PollTaskRequest(worker_id=worker_id, task_queue=queue, steps=[step], wait_ms=10_000)
+    task = workers.PollTask(request, timeout=30).task
+    assert task.step == step
+    return task
+
+
+def finish(workers: WorkerServiceStub, task: worker_pb2.Task, output: Any, worker_id: str = "w1") -> int:
+    request = worker_pb2.CompleteTaskRequest(
+        task_token=task.task_token, worker_id=worker_id, success=worker_pb2.Success(output_json=json.dumps(output))
+    )
+    return workers.CompleteTask(request, timeout=30).disposition
+
+
+TWO_MIB_TEXT = "x" * (2 * MIB)
+OVERSIZED: list[tuple[str, str, Callable[[str, str], tuple[str, Message]]]] = [
+    (
+        "PollTask: worker_id",
+        "256",
+        lambda _id, _token: (
+            "PollTask",
+            worker_pb2.PollTaskRequest(worker_id=TWO_MIB_TEXT, task_queue="sizes", steps=["a"], wait_ms=200),
+        ),
+    ),
+    (
+        "CompleteTask: failure.type",
+        "256",
+        lambda _id, token: (
+            "CompleteTask",
+            worker_pb2.CompleteTaskRequest(
+                task_token=token, worker_id="w1", failure=worker_pb2.Failure(type=TWO_MIB_TEXT, message="m")
+            ),
+        ),
+    ),
+    (
+        "CompleteTask: approval.kind",
+        "256",
+        lambda _id, token: (
+            "CompleteTask",
+            worker_pb2.CompleteTaskRequest(
+                task_token=token, worker_id="w1", approval=worker_pb2.ApprovalRequest(kind=TWO_MIB_TEXT)
+            ),
+        ),
+    ),
+    (
+        "CompleteTask: worker_id",
+        "256",
+        lambda _id, token: (
+            "CompleteTask",
+            worker_pb2.CompleteTaskRequest(task_token=token, worker_id=TWO_MIB_TEXT, success=worker_pb2.Success()),
+        ),
+    ),
+    (
+        "Approve: approver",
+        "512",
+        lambda execution, _token: (
+            "Approve",
+            workflow_pb2.ApproveRequest(id=execution, step="a", approver=TWO_MIB_TEXT),
+        ),
+    ),
+    (
+        "Reject: reason",
+        "8192",
+        lambda execution, _token: (
+            "Reject",
+            workflow_pb2.RejectRequest(id=execution, step="a", approver="alice", reason=TWO_MIB_TEXT),
+        ),
+    ),
+    (
+        "CancelExecution: reason",
+        "8192",
+        lambda execution, _token: (
+            "CancelExecution",
+            workflow_pb2.CancelExecutionRequest(id=execution, reason=TWO_MIB_TEXT),
+        ),
+    ),
+]
+
+
+@pytest.mark.parametrize(("field", "limit", "build"), OVERSIZED, ids=[field for field, _, _ in OVERSIZED])
+def test_a_two_mib_string_is_refused_naming_the_field_and_its_limit_and_the_execution_stays_readable(
+    stubs: tuple[WorkerServiceStub, WorkflowServiceStub],
+    field: str,
+    limit: str,
+    build: Callable[[str, str], tuple[str, Message]],
+) -> None:
+    workers, workflows = stubs
+    execution = started(workflows, "sizes", {"taskQueue": "sizes", "timeline": ["a"]})
+    task = take(workers, "sizes", "a")
+    rpc, request = build(execution, task.task_token)
+    service = workers if rpc in ("PollTask", "CompleteTask") else workflows
+
+    with pytest.raises(grpc.RpcError) as refused:
+        getattr(service, rpc)(request, timeout=30)
+
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT, refused.value.details()
+    assert f"{field} is {2 * MIB} characters long, over the limit of {limit}" in (refused.value.details() or "")
+    workflows.GetExecution(workflow_pb2.GetExecutionRequest(id=execution), timeout=30)
+    history = workflows.GetHistory(workflow_pb2.GetHistoryRequest(id=execution), timeout=30)
+    assert max(len(event.data_json) for event in history.events) < 1024
+    assert finish(workers, task, "done") == worker_pb2.CompleteTaskResponse.ACCEPTED
+
+
+def test_the_step_whose_output_would_make_the_next_task_too_big_to_send_fails_at_once_naming_it(
+    stubs: tuple[WorkerServiceStub, WorkflowServiceStub],
+) -> None:
+    """Three outputs under the 2 MiB payload limit would make a 5.7 MB PollTask reply, over the 5 MiB
+    message limit: before, its lease expired again and again and the execution failed as LeaseExpired."""
+    workers, workflows = stubs
+    execution = started(workflows, "carry", {"taskQueue": "carry", "timeline": ["a", "b", "c", "d"]})
+    output = "y" * (19 * MIB // 10)
+    for step in ("a", "b"):
+        assert finish(workers, take(workers, "carry", step), output) == worker_pb2.CompleteTaskResponse.ACCEPTED
+    assert finish(workers, take(workers, "carry", "c"), output) == worker_pb2.CompleteTaskResponse.ACCEPTED
+
+    info = workflows.WaitExecution(workflow_pb2.WaitExecutionRequest(id=execution, wait_ms=30_000), timeout=40)
+    assert info.phase == "Failed"
+    assert "ArgumentsTooLarge" in info.error and "step 'c'" in info.error, info.error
+    assert "over the 4.9 MiB limit of what a task carries" in info.error, info.error
+    assert "LeaseExpired" not in info.error
+
+
+def test_an_approval_payload_that_would_make_the_next_task_too_big_is_refused_naming_the_limit(
+    stubs: tuple[WorkerServiceStub, WorkflowServiceStub],
+) -> None:
+    workers, workflows = stubs
+    spec = {"taskQueue": "gate", "timeline": ["a", "b", "go", "c"], "steps": {"go": {"approval": {}}}}
+    execution = started(workflows, "gate", spec)
+    for step in ("a", "b"):
+        finish(workers, take(workers, "gate", step), "y" * (19 * MIB // 10))
+    approve = workflow_pb2.ApproveRequest(id=execution, step="go", approver="alice")
+
+    approve.payload_json = json.dumps("z" * (19 * MIB // 10))
+    with pytest.raises(grpc.RpcError) as refused:
+        workflows.Approve(approve, timeout=30)
+    assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert "over the 4.9 MiB limit of what a task carries" in (refused.value.details() or "")
+
+    approve.payload_json = json.dumps("ok")
+    assert workflows.Approve(approve, timeout=30).phase == "Running"
+    finish(workers, take(workers, "gate", "c"), "done")
