@@ -148,15 +148,18 @@ def test_bad_values_fail_before_anything_is_installed_naming_the_value(values: l
 
 
 @pytest.mark.kube
-@pytest.mark.parametrize("values", ["default", "standby-with-metrics"])
+@pytest.mark.parametrize("values", ["default", "standby-with-metrics", "tls-generated"])
 def test_every_manifest_the_chart_renders_is_accepted_by_the_api_server(
     control_plane: ControlPlane, crds: list[str], values: str
 ) -> None:
     release = f"cb-{secrets.token_hex(3)}"
     namespace = f"chart-{secrets.token_hex(3)}"
     control_plane.kubectl("create", "namespace", namespace)
+    for watched in ("team-a", "team-b"):  # standby-with-metrics puts a Role in each
+        control_plane.kubectl("create", "namespace", watched, check=False)
     manifests = render(*VALUES_SETS[values], release=release, namespace=namespace)
-    applied = control_plane.kubectl("apply", "-n", namespace, "-f", "-", input=manifests, check=False)
+    # Every namespaced object names its namespace, as `helm install` applies it.
+    applied = control_plane.kubectl("apply", "-f", "-", input=manifests, check=False)
     assert applied.returncode == 0, applied.stderr
     fullname = f"{release}-cerebelum"  # the release name does not say "cerebelum"
     created = {line.split()[0] for line in applied.stdout.splitlines() if line.endswith(" created")}
@@ -166,6 +169,7 @@ def test_every_manifest_the_chart_renders_is_accepted_by_the_api_server(
         "serviceaccount",
         "clusterrole.rbac.authorization.k8s.io",
         "poddisruptionbudget.policy",
+        "networkpolicy.networking.k8s.io",
     ):
         assert f"{kind}/{fullname}" in created, applied.stdout
     assert f"role.rbac.authorization.k8s.io/{fullname}-leader-election" in created, applied.stdout
