@@ -299,3 +299,22 @@ def test_an_approval_payload_that_would_make_the_next_task_too_big_is_refused_na
     approve.payload_json = json.dumps("ok")
     assert workflows.Approve(approve, timeout=30).phase == "Running"
     finish(workers, take(workers, "gate", "c"), "done")
+
+
+def test_a_history_of_large_results_is_read_in_pages_that_each_fit_the_message_limit(
+    stubs: tuple[WorkerServiceStub, WorkflowServiceStub],
+) -> None:
+    workers, workflows = stubs
+    execution = started(workflows, "pages", {"taskQueue": "pages", "timeline": ["a", "b"]})
+    for step in ("a", "b"):
+        finish(workers, take(workers, "pages", step), "y" * (19 * MIB // 10))  # b's is the output too: 5.7 MB
+    events: list[Any] = []
+    while True:
+        request = workflow_pb2.GetHistoryRequest(id=execution, after_seq=events[-1].seq if events else 0, limit=1000)
+        page = workflows.GetHistory(request, timeout=30).events
+        if not page:
+            break
+        events.extend(page)
+    assert [e.seq for e in events] == list(range(1, len(events) + 1))
+    assert events[-1].type == "ExecutionSucceeded"
+    assert sum(len(e.data_json) for e in events) > 5 * MIB

@@ -15,6 +15,7 @@ from cerebelum.v1 import workflow_pb2_grpc as pb_grpc
 from ..engine import ExecutionState
 from ..engine import commands as cmd
 from ..model import compile_workflow
+from ..model.limits import task_budget
 from ..runtime import EngineService, ExecutionNotFound, WorkflowNotFound
 from ..store import ExecutionRow, WorkflowRow
 from .auth import ANONYMOUS, Identity, PermissionDenied
@@ -111,6 +112,8 @@ class WorkflowServicer(pb_grpc.WorkflowServiceServicer):
         self.store = engine.db.store
         self.db = engine.db
         self.max_payload_bytes = max_payload_bytes
+        # A page of history stops short of the message limit: events of large payloads add up.
+        self.history_page_bytes = task_budget(max_payload_bytes)
 
     async def _info(self, execution_id: str) -> pb.ExecutionInfo:
         row = await self.db.run(self.store.get_execution, execution_id)
@@ -183,12 +186,15 @@ class WorkflowServicer(pb_grpc.WorkflowServiceServicer):
         events = await self.db.run(
             self.store.load_history, request.id, after_seq=request.after_seq, limit=min(request.limit or 500, 1000)
         )
-        return pb.GetHistoryResponse(
-            events=[
-                pb.HistoryEvent(seq=e.seq, type=e.event.kind, at_ms=e.at_ms, data_json=dump_json(e.event.to_data()))
-                for e in events
-            ]
-        )
+        page: list[pb.HistoryEvent] = []
+        size = 0
+        for e in events:
+            data = dump_json(e.event.to_data())
+            size += len(data) + 64
+            if page and size > self.history_page_bytes:
+                break  # the caller asks again after the last seq it got
+            page.append(pb.HistoryEvent(seq=e.seq, type=e.event.kind, at_ms=e.at_ms, data_json=data))
+        return pb.GetHistoryResponse(events=page)
 
     @grpc_errors
     @_client_rpc
