@@ -146,7 +146,7 @@ log "installing the operator (charts/cerebelum)"
 # default a ServiceAccount takes only its own namespace's tasks).
 h upgrade --install cerebelum "$ROOT/charts/cerebelum" -n "$SYSTEM_NS" --create-namespace \
   --set image.repository=cerebelum-operator --set image.tag=e2e --set image.pullPolicy=Never \
-  --set-json "auth.accessPolicy={\"workers\":[{\"subjects\":[\"system:serviceaccount:$SYSTEM_NS:*\"],\"namespaces\":[\"$NS\"]}]}" \
+  --set-json "auth.accessPolicy={\"workers\":[{\"subjects\":[\"system:serviceaccount:$SYSTEM_NS:*\"],\"namespaces\":[\"$NS\"],\"queues\":[\"*\"]}]}" \
   --wait --timeout 5m
 log "installing the workers (charts/cerebelum-worker)"
 h upgrade --install provision-worker "$ROOT/charts/cerebelum-worker" -n "$SYSTEM_NS" \
