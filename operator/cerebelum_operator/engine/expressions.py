@@ -9,6 +9,9 @@ from typing import Any
 
 import cel
 
+from ..model import CelExpression
+from ..model.cel_cost import MAX_CEL_COST, data_bounds
+
 __all__ = ["ExpressionError", "evaluate", "evaluate_condition", "to_json"]
 
 
@@ -16,15 +19,29 @@ class ExpressionError(Exception):
     """A CEL expression failed at run time (a missing field, a wrong type)."""
 
 
-def evaluate(program: cel.Program, variables: dict[str, Any], *, where: str) -> Any:
+def evaluate(program: CelExpression, variables: dict[str, Any], *, where: str) -> Any:
+    """Run an expression, or refuse it when its worst case on these variables is over the budget.
+
+    The CEL library evaluates synchronously with no limit of its own, so the bound is checked
+    first, from the sizes of the variables it reads (deterministic, so a replay decides alike).
+    """
+    if program.cost.depends_on_data:
+        bounds = data_bounds(value for name, value in variables.items() if name in program.variables)
+        cost = program.cost.estimate(bounds)
+        if cost > MAX_CEL_COST:
+            raise ExpressionError(
+                f"{where}: CEL expression {program.source!r} was not run: its estimated cost {cost:,} on this"
+                f" data (lists up to {bounds.length:,} items, strings up to {bounds.chars:,} characters) exceeds"
+                f" the limit {MAX_CEL_COST:,}"
+            )
     try:
-        return program.execute(variables)
+        return program.program.execute(variables)
     except Exception as exc:  # the CEL runtime raises several unrelated types
         detail = str(exc) or type(exc).__name__
         raise ExpressionError(f"{where}: CEL expression {program.source!r} failed: {detail}") from None
 
 
-def evaluate_condition(program: cel.Program, variables: dict[str, Any], *, where: str) -> bool:
+def evaluate_condition(program: CelExpression, variables: dict[str, Any], *, where: str) -> bool:
     value = evaluate(program, variables, where=where)
     if not isinstance(value, bool):
         raise ExpressionError(f"{where}: CEL condition {program.source!r} gave {value!r}, not true or false")

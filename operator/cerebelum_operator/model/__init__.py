@@ -1,6 +1,7 @@
 """The workflow model: the spec users write and its compiled, validated form."""
 
 from .compile import (
+    CelExpression,
     CompiledBranch,
     CompiledDiverge,
     Retry,
@@ -26,6 +27,7 @@ from .spec import (
 __all__ = [
     "ApprovalSpec",
     "BranchRule",
+    "CelExpression",
     "CompiledBranch",
     "CompiledDiverge",
     "DivergeRule",

@@ -20,6 +20,7 @@ import referencing.jsonschema
 from pydantic import ValidationError
 from referencing.exceptions import Unresolvable
 
+from .cel_cost import MAX_CEL_COST, CelCost, CelSyntaxError, CelTooDeep, parse_cost_model
 from .durations import parse_duration
 from .errors import InputInvalid, SpecProblem, WorkflowInvalid
 from .spec import DivergeRule, RetryPolicy, WorkflowSpec
@@ -29,6 +30,7 @@ __all__ = [
     "MAX_DEPTH",
     "MAX_PARALLEL_STEPS",
     "RESERVED_STEP_NAMES",
+    "CelExpression",
     "CompiledBranch",
     "CompiledDiverge",
     "Retry",
@@ -77,13 +79,26 @@ class StepConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class CelExpression:
+    """A compiled CEL program with its cost model, so evaluation can refuse what would run long."""
+
+    program: cel.Program
+    cost: CelCost
+    variables: frozenset[str]
+
+    @property
+    def source(self) -> str:
+        return self.program.source
+
+
+@dataclass(frozen=True, slots=True)
 class CompiledDiverge:
     key: str
     step: str
     match_error_type: str | None
     match_message_contains: str | None
     match_result: Mapping[str, Any] | None
-    when: cel.Program | None
+    when: CelExpression | None
     then: Literal["retry", "fail", "continue", "goto"]
     goto: str | None
     max_iterations: int | None
@@ -101,7 +116,7 @@ class CompiledDiverge:
 class CompiledBranch:
     key: str
     step: str
-    when: cel.Program
+    when: CelExpression
     goto: str
     max_iterations: int | None
 
@@ -116,7 +131,7 @@ class WorkflowDefinition:
     steps: Mapping[str, StepConfig]
     diverge: Mapping[str, tuple[CompiledDiverge, ...]]
     branch: Mapping[str, tuple[CompiledBranch, ...]]
-    output: cel.Program | None
+    output: CelExpression | None
     input_schema: Mapping[str, Any] | None
     _input_validator: Any = field(default=None, repr=False, compare=False)
 
@@ -225,7 +240,7 @@ def compile_workflow(spec: WorkflowSpec | Mapping[str, Any]) -> WorkflowDefiniti
     return _Compiler(spec).run()
 
 
-def _compile_cel(source: str, path: str, problems: list[SpecProblem]) -> cel.Program | None:
+def _compile_cel(source: str, path: str, problems: list[SpecProblem]) -> CelExpression | None:
     if not source.strip():
         problems.append(SpecProblem(path, "CEL expression is empty"))
         return None
@@ -235,11 +250,33 @@ def _compile_cel(source: str, path: str, problems: list[SpecProblem]) -> cel.Pro
         )
         return None
     try:
-        return cel.compile(source)
+        cost: CelCost | None = parse_cost_model(source)
+        unreadable = ""
+    except CelTooDeep as exc:  # before the CEL library, whose parser recurses natively
+        problems.append(SpecProblem(path, f"CEL expression is {exc}"))
+        return None
+    except CelSyntaxError as exc:
+        cost, unreadable = None, str(exc)
+    try:
+        program = cel.compile(source)
     except (ValueError, RuntimeError) as exc:
         first_line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         problems.append(SpecProblem(path, f"CEL expression does not compile: {first_line}"))
         return None
+    if cost is None:  # CEL accepts it but its cost cannot be bounded: refused, not run unbounded
+        problems.append(SpecProblem(path, f"CEL expression cannot be read by the cost estimate: {unreadable}"))
+        return None
+    if cost.static_cost > MAX_CEL_COST:
+        problems.append(
+            SpecProblem(
+                path,
+                f"CEL expression's estimated cost is {cost.static_cost:,}, over the limit of {MAX_CEL_COST:,}"
+                " (a comprehension such as all() or map() costs the size of its range times the cost of its"
+                " body, so nested comprehensions multiply)",
+            )
+        )
+        return None
+    return CelExpression(program, cost, frozenset(program.variables()))
 
 
 def _retry(policy: RetryPolicy) -> Retry:

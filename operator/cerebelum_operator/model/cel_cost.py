@@ -1,0 +1,447 @@
+"""A worst-case cost estimate for CEL expressions, so none can run long inside `decide`.
+
+The CEL library evaluates synchronously, on the event loop, with no cost limit and no AST to
+inspect, so this module reads the expression itself (a small parser for CEL's grammar) and
+bounds its cost the way Kubernetes and cel-go do: every node costs one unit, a comprehension
+macro multiplies its body's cost by the size of its range, list literals have their own size,
+and values that come from data (`input`, `steps`, `result`, `error`) are as large as the
+largest list, map or string found in them. The estimate depends only on the expression and
+the variables, so it is deterministic and a replayed `decide` refuses exactly what it refused.
+
+A unit is about one evaluated node; `map` and `filter` also pay one unit per element copied,
+because the evaluator copies its accumulator on every item (quadratic: 3,000 items take 1 s).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = [
+    "MAX_CEL_COST",
+    "MAX_CEL_NESTING",
+    "Bounds",
+    "CelCost",
+    "CelSyntaxError",
+    "CelTooDeep",
+    "data_bounds",
+    "estimate_cost",
+    "parse_cost_model",
+]
+
+# About 100 ms of the evaluator on the reference machine at worst (docs/workflow-reference.md).
+MAX_CEL_COST = 400_000
+# Brackets, calls and comprehensions inside one another; realistic expressions nest under ten.
+MAX_CEL_NESTING = 32
+# String work (contains, matches, +, ==) is a memory scan: a unit per this many characters.
+_CHARS_PER_UNIT = 100
+_BIG = 2**62
+_MACROS = frozenset({"all", "exists", "exists_one", "existsOne", "map", "filter"})
+_PASS_THROUGH = frozenset({"dyn", "string", "bytes"})
+_STRING_SCANS = frozenset({"contains", "startsWith", "endsWith"})
+_SCALAR = frozenset(
+    {"int", "uint", "double", "bool", "type", "timestamp", "duration", "size"}
+    | {f"get{part}" for part in ("FullYear", "Month", "Date", "DayOfMonth", "DayOfYear", "DayOfWeek")}
+    | {f"get{part}" for part in ("Hours", "Minutes", "Seconds", "Milliseconds")}
+)
+
+
+class CelSyntaxError(ValueError):
+    """The estimator cannot read the expression (so it is refused rather than run unbounded)."""
+
+
+class CelTooDeep(CelSyntaxError):
+    """The expression nests deeper than MAX_CEL_NESTING."""
+
+
+@dataclass(frozen=True, slots=True)
+class Bounds:
+    """How large data can be: the longest list or map, the longest string, all nodes together."""
+
+    length: int
+    chars: int
+    total: int
+
+
+# ---------------------------------------------------------------------------------------------
+# Tokens
+
+_TOKEN = re.compile(
+    r"""
+    (?P<space>\s+|//[^\r\n]*)
+  | (?P<string>(?:[rR][bB]?|[bB][rR]?)?
+      (?:'''(?:\\.|[^\\])*?'''
+      |\"\"\"(?:\\.|[^\\])*?\"\"\"|'(?:\\.|[^'\\\r\n])*'|"(?:\\.|[^"\\\r\n])*"))
+  | (?P<number>0[xX][0-9a-fA-F]+[uU]?|(?:[0-9]+\.[0-9]*|\.[0-9]+|[0-9]+)(?:[eE][+-]?[0-9]+)?[uU]?)
+  | (?P<ident>[_a-zA-Z][_a-zA-Z0-9]*)
+  | (?P<op>\|\||&&|==|!=|<=|>=|[-+*/%!<>?:.,()\[\]{}])
+    """,
+    re.VERBOSE | re.DOTALL,
+)
+
+
+def _tokens(source: str) -> list[tuple[str, str]]:
+    out: list[tuple[str, str]] = []
+    position = 0
+    while position < len(source):
+        match = _TOKEN.match(source, position)
+        if match is None:
+            raise CelSyntaxError(f"unexpected character {source[position]!r} at offset {position}")
+        kind = match.lastgroup or ""
+        if kind != "space":
+            out.append((kind, match.group()))
+        position = match.end()
+    out.append(("end", ""))
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Abstract values: what the estimate knows of a value's size
+
+
+@dataclass(frozen=True, slots=True)
+class _Shape:
+    length: int = 0  # elements of a list or map
+    chars: int = 0  # characters of a string or bytes
+    total: int = 1  # nodes of the whole value, for equality and `in`
+    element: _Shape | None = None  # of a list, or the keys and values of a map
+    data: bool = False  # from the variables: its elements are as large as itself
+
+    def item(self) -> _Shape:
+        if self.data:
+            return self
+        return self.element or _SCALAR_SHAPE
+
+    def flat(self) -> tuple[int, int, int]:
+        length, chars, total = self.length, self.chars, self.total
+        inner = None if self.data else self.element
+        while inner is not None:
+            length, chars, total = max(length, inner.length), max(chars, inner.chars), max(total, inner.total)
+            inner = None if inner.data else inner.element
+        return length, chars, total
+
+
+_SCALAR_SHAPE = _Shape()
+
+
+def _union(shapes: Iterable[_Shape]) -> _Shape:
+    items = list(shapes)
+    if not items:
+        return _SCALAR_SHAPE
+    if any(s.data for s in items):
+        flats = [s.flat() for s in items]
+        return _Shape(max(f[0] for f in flats), max(f[1] for f in flats), max(f[2] for f in flats), data=True)
+    elements = [s.element for s in items if s.element is not None]
+    return _Shape(
+        max(s.length for s in items),
+        max(s.chars for s in items),
+        max(s.total for s in items),
+        _union(elements) if elements else None,
+    )
+
+
+def _scan(chars: int) -> int:
+    return -(-chars // _CHARS_PER_UNIT)
+
+
+# ---------------------------------------------------------------------------------------------
+# Syntax: the parser builds cost functions directly, evaluated later with the data's bounds.
+
+_Env = Mapping[str, "_Shape"]
+
+
+@dataclass(frozen=True, slots=True)
+class _Node:
+    kind: str
+    value: str = ""
+    children: tuple[_Node, ...] = ()
+    size: int = 0  # characters of a string literal
+
+
+_LEVELS: tuple[frozenset[str], ...] = (
+    frozenset({"||"}),
+    frozenset({"&&"}),
+    frozenset({"<", "<=", ">", ">=", "==", "!=", "in"}),
+    frozenset({"+", "-"}),
+    frozenset({"*", "/", "%"}),
+)
+
+
+@dataclass
+class _Parser:
+    tokens: list[tuple[str, str]]
+    position: int = 0
+    depth: int = 0
+
+    def peek(self) -> tuple[str, str]:
+        return self.tokens[self.position]
+
+    def next(self) -> tuple[str, str]:
+        token = self.tokens[self.position]
+        self.position += 1
+        return token
+
+    def expect(self, text: str) -> None:
+        kind, value = self.next()
+        if value != text or kind not in ("op", "ident"):
+            raise CelSyntaxError(f"expected {text!r}, found {value or 'the end'!r}")
+
+    def accept(self, text: str) -> bool:
+        kind, value = self.peek()
+        if kind == "op" and value == text:
+            self.position += 1
+            return True
+        return False
+
+    def enter(self) -> None:
+        self.depth += 1
+        if self.depth > MAX_CEL_NESTING:
+            raise CelTooDeep(f"nested more than {MAX_CEL_NESTING} levels deep (the limit)")
+
+    def expression(self) -> _Node:
+        self.enter()
+        condition = self.binary(0)
+        if self.accept("?"):
+            then = self.binary(0)
+            self.expect(":")
+            otherwise = self.expression()
+            condition = _Node("cond", children=(condition, then, otherwise))
+        self.depth -= 1
+        return condition
+
+    def binary(self, level: int) -> _Node:
+        if level == len(_LEVELS):
+            return self.unary()
+        left = self.binary(level + 1)
+        while True:
+            kind, value = self.peek()
+            if kind not in ("op", "ident") or value not in _LEVELS[level]:
+                return left
+            self.position += 1
+            left = _Node("binary", value, (left, self.binary(level + 1)))
+
+    def unary(self) -> _Node:
+        if self.accept("!") or self.accept("-"):
+            self.enter()
+            operand = self.unary()
+            self.depth -= 1
+            return _Node("unary", children=(operand,))
+        return self.member()
+
+    def member(self) -> _Node:
+        node = self.primary()
+        while True:
+            if self.accept("."):
+                kind, name = self.next()
+                if kind != "ident":
+                    raise CelSyntaxError(f"expected a field name after '.', found {name or 'the end'!r}")
+                node = self.call(name, node) if self.accept("(") else _Node("select", name, (node,))
+            elif self.accept("["):
+                self.enter()
+                index = self.expression()
+                self.expect("]")
+                self.depth -= 1
+                node = _Node("index", children=(node, index))
+            else:
+                return node
+
+    def arguments(self, closing: str) -> list[_Node]:
+        self.enter()
+        items: list[_Node] = []
+        while not self.accept(closing):
+            items.append(self.expression())
+            if not self.accept(","):
+                self.expect(closing)
+                break
+        self.depth -= 1
+        return items
+
+    def call(self, name: str, target: _Node | None) -> _Node:
+        args = self.arguments(")")
+        if target is not None and name in _MACROS and len(args) in (2, 3) and args[0].kind == "ident":
+            return _Node("macro", name, (target, *args))
+        return _Node("call", name, ((target,) if target is not None else ()) + tuple(args))
+
+    def primary(self) -> _Node:
+        kind, value = self.next()
+        if kind == "number":
+            return _Node("literal")
+        if kind == "string":
+            return _Node("literal", size=len(value))
+        if kind == "ident":
+            if value in ("true", "false", "null"):
+                return _Node("literal")
+            if self.accept("("):
+                return self.call(value, None)
+            if self.accept("{"):  # a message literal: its fields are what it costs
+                return _Node("map", children=tuple(self.entries()))
+            return _Node("ident", value)
+        if kind == "op":
+            if value == ".":  # a leading dot names the root scope
+                return self.primary()
+            if value == "(":
+                inner = self.expression()
+                self.expect(")")
+                return inner
+            if value == "[":
+                return _Node("list", children=tuple(self.arguments("]")))
+            if value == "{":
+                return _Node("map", children=tuple(self.entries()))
+        raise CelSyntaxError(f"unexpected {value or 'end of expression'!r}")
+
+    def entries(self) -> list[_Node]:
+        self.enter()
+        items: list[_Node] = []
+        while not self.accept("}"):
+            key_kind, _ = self.peek()
+            if key_kind == "ident" and self.tokens[self.position + 1][1] == ":":  # a message field
+                self.position += 1
+                items.append(_Node("literal"))
+            else:
+                items.append(self.expression())
+            self.expect(":")
+            items.append(self.expression())
+            if not self.accept(","):
+                self.expect("}")
+                break
+        self.depth -= 1
+        return items
+
+
+def _cost(node: _Node, env: _Env, data: _Shape) -> tuple[int, _Shape]:
+    kind = node.kind
+    if kind == "literal":
+        return 1, _Shape(chars=node.size) if node.size else _SCALAR_SHAPE
+    if kind == "ident":
+        return 1, env.get(node.value, data)
+    if kind in ("list", "map"):
+        parts = [_cost(child, env, data) for child in node.children]
+        count = len(parts) if kind == "list" else len(parts) // 2
+        return 1 + sum(c for c, _ in parts), _Shape(
+            length=count,
+            total=1 + sum(s.total for _, s in parts),
+            element=_union(s for _, s in parts) if parts else None,
+        )
+    if kind == "macro":
+        return _macro(node, env, data)
+    parts = [_cost(child, env, data) for child in node.children]
+    cost = 1 + sum(c for c, _ in parts)
+    shapes = [s for _, s in parts]
+    if kind in ("select", "index"):
+        return cost, shapes[0].item()
+    if kind == "unary":
+        return cost, _SCALAR_SHAPE
+    if kind == "cond":
+        return cost, _union(shapes[1:])
+    if kind == "binary":
+        return _binary(node.value, cost, shapes[0], shapes[1])
+    name = node.value  # a call: the target, if any, is the first argument
+    if name == "has" or name in _SCALAR:
+        return cost + sum(_scan(s.chars) for s in shapes), _SCALAR_SHAPE
+    if name in _STRING_SCANS:
+        return cost + sum(_scan(s.chars) for s in shapes), _SCALAR_SHAPE
+    if name == "matches":  # the pattern is compiled on every call
+        return cost + _scan(shapes[0].chars) + sum(s.chars for s in shapes[1:]), _SCALAR_SHAPE
+    if name in _PASS_THROUGH:
+        return cost + sum(_scan(s.chars) for s in shapes), _union(shapes)
+    # Anything else (optional.of, a function a later library adds): linear in its arguments,
+    # and its result no larger than them, a string's characters counted as elements.
+    flat = [s.flat() for s in shapes]
+    length = max((max(f[0], f[1]) for f in flat), default=0)
+    chars = max((f[1] for f in flat), default=0)
+    total = sum(f[2] for f in flat) + chars
+    return cost + sum(f[0] + _scan(f[1]) for f in flat), _Shape(length, chars, total, data=True)
+
+
+def _binary(operator: str, cost: int, left: _Shape, right: _Shape) -> tuple[int, _Shape]:
+    if operator == "+":
+        elements = [s.item() for s in (left, right) if s.data or s.element is not None]
+        joined = _Shape(
+            left.length + right.length,
+            left.chars + right.chars,
+            left.total + right.total,
+            _union(elements) if elements else None,
+            data=left.data or right.data,
+        )
+        return cost + joined.length + _scan(joined.chars), joined
+    if operator in ("==", "!="):
+        return cost + min(left.total, right.total) + _scan(min(left.chars, right.chars)), _SCALAR_SHAPE
+    if operator == "in":
+        return cost + right.total + _scan(right.chars), _SCALAR_SHAPE
+    if operator in ("<", "<=", ">", ">="):
+        return cost + _scan(min(left.chars, right.chars)), _SCALAR_SHAPE
+    return cost, _SCALAR_SHAPE
+
+
+def _macro(node: _Node, env: _Env, data: _Shape) -> tuple[int, _Shape]:
+    target, variable, *body = node.children
+    range_cost, range_shape = _cost(target, env, data)
+    count = range_shape.length
+    inner = {**env, variable.value: range_shape.item()}
+    parts = [_cost(child, inner, data) for child in body]
+    per_item = 2 + sum(c for c, _ in parts)
+    cost = range_cost + 1 + count * per_item
+    if node.value == "map":
+        produced = parts[-1][1]
+        copies = count * (count + 1) // 2
+        return cost + copies, _Shape(length=count, total=1 + count * produced.total, element=produced)
+    if node.value == "filter":
+        return cost + count * (count + 1) // 2, range_shape
+    return cost, _SCALAR_SHAPE
+
+
+# ---------------------------------------------------------------------------------------------
+# The public face
+
+
+@dataclass(frozen=True, slots=True)
+class CelCost:
+    """An expression's cost model: its cost on the smallest data, and whether data can raise it."""
+
+    static_cost: int
+    depends_on_data: bool
+    _tree: _Node = field(repr=False, compare=False)
+
+    def estimate(self, bounds: Bounds) -> int:
+        """The worst-case cost when every data value is within `bounds`."""
+        if not self.depends_on_data:
+            return self.static_cost
+        return estimate_cost(self._tree, bounds)
+
+
+def estimate_cost(tree: _Node, bounds: Bounds) -> int:
+    data = _Shape(bounds.length, bounds.chars, max(bounds.total, 1), data=True)
+    return _cost(tree, {}, data)[0]
+
+
+def parse_cost_model(source: str) -> CelCost:
+    """Read an expression the CEL library accepted; raise CelSyntaxError if this parser cannot."""
+    parser = _Parser(_tokens(source))
+    tree = parser.expression()
+    kind, value = parser.peek()
+    if kind != "end":
+        raise CelSyntaxError(f"unexpected {value!r} after the end of the expression")
+    static = estimate_cost(tree, Bounds(0, 0, 1))
+    # Literal sizes are below the static cost, so data this large shows any dependence on data.
+    return CelCost(static, estimate_cost(tree, Bounds(_BIG, _BIG, _BIG)) != static, tree)
+
+
+def data_bounds(values: Iterable[Any]) -> Bounds:
+    """The largest list or map, the longest string and the node count across JSON values."""
+    length = chars = total = 0
+    stack = list(values)
+    while stack:
+        value = stack.pop()
+        total += 1
+        if isinstance(value, dict):
+            length = max(length, len(value))
+            stack.extend(value.keys())
+            stack.extend(value.values())
+        elif isinstance(value, list | tuple):
+            length = max(length, len(value))
+            stack.extend(value)
+        elif isinstance(value, str | bytes):
+            chars = max(chars, len(value))
+    return Bounds(length, chars, total)
