@@ -287,6 +287,7 @@ def only_task(harness: Harness, step: str) -> str:
 def test_a_retry_after_of_any_uint64_delay_is_bounded_to_what_the_store_can_hold() -> None:
     harness = started({"timeline": ["a"]})
     token = only_task(harness, "a")
+    harness.start_task(token, "w1")
     harness.send(cmd.TaskCompleted(token, cmd.OutcomeRetryAfter(2**64 - 1)))
     assert harness.tasks[only_task(harness, "a")].visible_at_ms == harness.now_ms + MAX_DURATION_MS
     harness.check_state()
@@ -308,6 +309,7 @@ def test_a_diverge_retry_on_a_result_that_exhausts_max_attempts_dead_letters_the
     (dead_letter,) = harness.dead_letters
     harness.send(cmd.Redrive(dead_letter))  # the next round's dead letter gets an id of its own
     for _ in range(2):
+        harness.start_task(only_task(harness, "a"), "w1")
         harness.send(cmd.TaskCompleted(only_task(harness, "a"), cmd.OutcomeSuccess({"status": "pending"})))
     assert len(harness.dead_letters) == 2
     harness.check_state()
@@ -320,6 +322,7 @@ def test_a_diverge_retry_on_a_result_that_exhausts_max_attempts_dead_letters_the
 )
 def test_a_diverge_condition_failing_at_run_time_ends_the_history_with_the_failure(outcome: cmd.Outcome) -> None:
     harness = started({"timeline": ["a", "b"], "diverge": {"a": [{"when": "result.missing.deeper", "then": "fail"}]}})
+    harness.start_task(only_task(harness, "a"), "w1")
     harness.send(cmd.TaskCompleted(only_task(harness, "a"), outcome))
     assert harness.history[-1].event.kind == "ExecutionFailed"
     assert "diverge.a[0]" in (harness.state.error or "")
@@ -337,6 +340,7 @@ def test_an_approval_whose_diverge_rule_jumps_waits_for_its_group_and_survives_a
     )
     harness.send(cmd.Approve("go", "alice"))
     harness.check_state()  # the pending jump is in the history, not only in memory
+    harness.start_task(only_task(harness, "b"), "w1")
     harness.send(cmd.TaskCompleted(only_task(harness, "b"), cmd.OutcomeSuccess(1)))
     assert [t.step for t in harness.tasks.values()] == ["d"]
     assert harness.state.steps["c"].phase == StepPhase.SKIPPED
@@ -358,6 +362,7 @@ def test_an_output_expression_of_a_cel_type_json_has_no_literal_for_is_stored_as
     expression: str, output: Any
 ) -> None:
     harness = started({"timeline": ["a"], "output": expression})
+    harness.start_task(only_task(harness, "a"), "w1")
     harness.send(cmd.TaskCompleted(only_task(harness, "a"), cmd.OutcomeSuccess(None)))
     assert harness.state.phase == ExecutionPhase.SUCCEEDED and harness.state.output == output
     harness.check_state()
@@ -365,6 +370,7 @@ def test_an_output_expression_of_a_cel_type_json_has_no_literal_for_is_stored_as
 
 def test_an_output_expression_giving_nan_fails_the_execution_naming_the_output() -> None:
     harness = started({"timeline": ["a"], "output": "double('nan')"})
+    harness.start_task(only_task(harness, "a"), "w1")
     harness.send(cmd.TaskCompleted(only_task(harness, "a"), cmd.OutcomeSuccess(None)))
     assert harness.state.phase == ExecutionPhase.FAILED
     assert "output: CEL gave nan" in (harness.state.error or "")

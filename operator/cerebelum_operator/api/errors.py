@@ -14,7 +14,7 @@ from ..engine.decide import CommandTooLarge
 from ..model import InputInvalid, WorkflowInvalid
 from ..model.limits import TextTooLong
 from ..runtime import ExecutionNotFound, WorkflowNotFound
-from ..store import ConcurrencyConflict, StoreUnavailable
+from ..store import ConcurrencyConflict, StoreCorrupted, StoreUnavailable
 from .auth import AuthUnavailable, PermissionDenied, Unauthenticated
 from .limits import check_request
 from .payloads import PayloadError, PayloadTooLarge
@@ -47,6 +47,8 @@ _CODES: list[tuple[type[BaseException], grpc.StatusCode]] = [
     (CommandTooLarge, grpc.StatusCode.RESOURCE_EXHAUSTED),
     (CommandRejected, grpc.StatusCode.FAILED_PRECONDITION),
     (ConcurrencyConflict, grpc.StatusCode.ABORTED),
+    # The store's file is damaged: retrying cannot help, and the message names the file.
+    (StoreCorrupted, grpc.StatusCode.DATA_LOSS),
     # The database is restarting: callers retry (the SDK re-submits results) instead of giving up.
     (StoreUnavailable, grpc.StatusCode.UNAVAILABLE),
 ]

@@ -18,9 +18,9 @@ from cerebelum.v1 import worker_pb2, workflow_pb2
 
 from ..api import DEFAULT_MAX_PAYLOAD_BYTES, Guard, WorkerServicer, WorkflowServicer
 from ..engine import DEFAULT_MAX_HISTORY_EVENTS
+from ..model.limits import message_limit as grpc_message_limit
 from ..runtime import Clock, Database, Dispatcher, EngineService, SystemClock, TimerService
-from ..store import open_store
-from ..store.base import StoreCorrupted, StoreLocked
+from ..store import StoreCorrupted, StoreLocked, open_store
 from .handlers import strict_service_handler
 
 __all__ = ["DEFAULT_ADDRESS", "DEFAULT_DATABASE_URL", "EngineServer", "ServerConfig", "TlsFiles"]
@@ -160,7 +160,7 @@ class EngineServer:
     def grpc_options(self, *, descriptors: int) -> list[tuple[str, int]]:
         """The gRPC server's options; `descriptors` is the process's open-file limit."""
         config = self.config
-        message_limit = 2 * config.max_payload_bytes + 1024 * 1024
+        message_limit = grpc_message_limit(config.max_payload_bytes)
         connections = max(16, min(config.max_connections, descriptors - _RESERVED_DESCRIPTORS))
         if connections < config.max_connections:
             log.warning(
