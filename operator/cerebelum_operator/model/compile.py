@@ -23,6 +23,7 @@ from referencing.exceptions import Unresolvable
 from .cel_cost import MAX_CEL_COST, CelCost, CelSyntaxError, CelTooDeep, parse_cost_model
 from .durations import parse_duration
 from .errors import InputInvalid, SpecProblem, WorkflowInvalid
+from .patterns import MAX_SCHEMA_NODES, pattern_problems, with_linear_patterns
 from .spec import DivergeRule, RetryPolicy, WorkflowSpec
 
 __all__ = [
@@ -514,17 +515,72 @@ class _Compiler:
         except Exception as exc:  # jsonschema trips on some malformed keywords ($schema: 5)
             self.problem("input", f"not a valid JSON Schema: {type(exc).__name__}: {exc}")
             return None
-        for where, message in _unresolvable_refs(schema, validator_class):
+        refs, graph = _resolve_refs(schema, validator_class)
+        for where, message in refs:
             self.problem(where, message)
-        return validator_class(schema)
+        for where_parts, message in pattern_problems(schema, ["input"]):
+            self.problem(format_path(where_parts), message)
+        if not refs:
+            self._schema_size(schema, graph)
+        return with_linear_patterns(validator_class)(schema)
+
+    def _schema_size(self, schema: Mapping[str, Any], graph: _SchemaGraph) -> None:
+        """Refuse a schema whose $refs loop in place (endless recursion) or multiply past the bound."""
+        state: dict[int, int] = {}  # 1: on the path, 2: done
+
+        def loops(node: int) -> bool:
+            state[node] = 1
+            for child in graph.in_place.get(node, ()):
+                if state.get(child) == 1 or (child not in state and loops(child)):
+                    return True
+            state[node] = 2
+            return False
+
+        if any(node not in state and loops(node) for node in list(graph.in_place)):
+            self.problem(
+                "input",
+                "the input schema's $refs form a loop that never moves into the value (a $ref back to a"
+                " schema that contains it, through allOf/anyOf/oneOf/not/if/$ref): validation would never end",
+            )
+            return
+        sizes: dict[int, int] = {}
+
+        def size(node: int) -> int:
+            if node not in sizes:
+                sizes[node] = 0  # a loop through properties/items is bounded by the value's own depth
+                total = 1
+                for child in (*graph.in_place.get(node, ()), *graph.nested.get(node, ())):
+                    total = min(total + size(child), MAX_SCHEMA_NODES + 1)
+                sizes[node] = total
+            return sizes[node]
+
+        expanded = size(id(schema))
+        if expanded > MAX_SCHEMA_NODES:
+            self.problem(
+                "input",
+                f"the input schema expands to more than {MAX_SCHEMA_NODES:,} subschemas once its $refs are followed"
+                f" (the limit): refs that use their target more than once multiply",
+            )
 
 
 # Keywords whose values are data, not schemas: a "$ref" key inside them is not a reference.
 _DATA_KEYWORDS = frozenset({"const", "enum", "default", "examples"})
 
 
-def _unresolvable_refs(schema: Mapping[str, Any], validator_class: Any) -> list[tuple[str, str]]:
-    """(place, message) for every $ref of the input schema that does not resolve inside it.
+# Keywords whose subschemas apply to the same value; the others move into a part of it.
+_IN_PLACE = frozenset({"allOf", "anyOf", "oneOf", "not", "if", "then", "else", "dependentSchemas", "$ref"})
+
+
+@dataclass
+class _SchemaGraph:
+    """Subschema edges by id: those applied to the same value, and those applied to a part of it."""
+
+    in_place: dict[int, list[int]] = field(default_factory=dict)
+    nested: dict[int, list[int]] = field(default_factory=dict)
+
+
+def _resolve_refs(schema: Mapping[str, Any], validator_class: Any) -> tuple[list[tuple[str, str]], _SchemaGraph]:
+    """(place, message) for every $ref of the input schema that does not resolve inside it, and its graph.
 
     Nothing is fetched: a reference to another document cannot be checked, so it is refused
     here rather than failing every execution's start.
@@ -536,25 +592,34 @@ def _unresolvable_refs(schema: Mapping[str, Any], validator_class: Any) -> list[
         root, specification.create_resource(schema)
     )
     found: list[tuple[str, str]] = []
+    graph = _SchemaGraph()
 
-    def walk(node: Any, path: list[str | int], resolver: Any) -> None:  # referencing.Resolver, not exported
+    def edges(node: Any, key: str | None) -> list[int]:
+        return graph.in_place.setdefault(id(node), []) if key in _IN_PLACE else graph.nested.setdefault(id(node), [])
+
+    def walk(node: Any, path: list[str | int], resolver: Any, owner: Any, key: str | None) -> None:
+        # resolver: a referencing.Resolver, not exported; owner: the schema this node belongs to
         if isinstance(node, Mapping):
+            if owner is not None:
+                edges(owner, key).append(id(node))
             if path and isinstance(node.get("$id"), str):
                 resolver = resolver.in_subresource(specification.create_resource(node))
             ref = node.get("$ref")
             if isinstance(ref, str):
                 try:
-                    resolver.lookup(ref)
+                    target = resolver.lookup(ref).contents
+                    if isinstance(target, Mapping):
+                        edges(node, "$ref").append(id(target))
                 except Unresolvable:
                     found.append(
                         (format_path([*path, "$ref"]), f"$ref {ref!r} does not resolve inside the input schema")
                     )
-            for key, child in node.items():
-                if key not in _DATA_KEYWORDS:
-                    walk(child, [*path, key], resolver)
+            for child_key, child in node.items():
+                if child_key not in _DATA_KEYWORDS:
+                    walk(child, [*path, child_key], resolver, node, child_key)
         elif isinstance(node, list):
             for index, child in enumerate(node):
-                walk(child, [*path, index], resolver)
+                walk(child, [*path, index], resolver, owner, key)
 
-    walk(schema, ["input"], registry.crawl().resolver(base_uri=root))
-    return found
+    walk(schema, ["input"], registry.crawl().resolver(base_uri=root), None, None)
+    return found, graph
