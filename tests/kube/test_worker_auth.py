@@ -149,3 +149,115 @@ def test_workers_take_only_their_own_namespace_s_tasks_and_a_stranger_takes_none
         wait_for_jsonpath(control_plane, "execution/theirs", second, "{.status.phase}", "Succeeded", timeout=60)
     finally:
         pool.stop_all()
+
+
+def test_a_worker_of_another_namespace_flooding_predicted_task_tokens_never_completes_a_step(
+    control_plane: ControlPlane,
+    guarded_operator: OperatorProcess,
+    namespace: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Issue 13, finding 3, against the real operator: the forger knows the token scheme.
+
+    A task token is `<execution uid>/<step>/<attempt>/<poll>/<seq>` and the uid is on the
+    Execution object, so a worker of the first namespace can predict every token of the second
+    namespace's timeline and race its worker for each of them. Not one forged output may count.
+    """
+    import asyncio
+
+    import grpc
+
+    from cerebelum.v1 import worker_pb2, worker_pb2_grpc
+
+    victim_namespace: str = guarded_operator.second_namespace  # type: ignore[attr-defined]
+    steps = [f"s{i}" for i in range(1, 21)]
+    names = [f"victim-{n}" for n in range(4)]
+    documents: list[dict[str, object]] = [
+        {
+            "apiVersion": "cerebelum.io/v1alpha1",
+            "kind": "Workflow",
+            "metadata": {"name": "payroll"},
+            "spec": {"taskQueue": "test", "timeline": steps},
+        },
+        *(
+            {
+                "apiVersion": "cerebelum.io/v1alpha1",
+                "kind": "Execution",
+                "metadata": {"name": name},
+                "spec": {"workflow": "payroll", "input": {}},
+            }
+            for name in names
+        ),
+    ]
+    forger_token = mint_token(control_plane, namespace, "forger", audience="cerebelum")
+    ledger = tmp_path / "ledger.jsonl"
+    ledger.touch()
+    pool = WorkerPool(script=WORKER_SCRIPT, address=guarded_operator.address, ledger=ledger, log_dir=tmp_path)
+    outcomes: dict[str, int] = {}
+
+    async def flood(uids: list[str], done: asyncio.Event) -> None:
+        # Step s_i is scheduled by the event after s_(i-1) completes: its token's seq is 3i - 1.
+        tokens = [f"{uid}/{step}/1/0/{3 * i - 1}" for uid in uids for i, step in enumerate(steps, start=1)]
+        metadata = (("authorization", f"Bearer {forger_token}"),)
+        async with grpc.aio.insecure_channel(guarded_operator.address) as channel:
+            stub = worker_pb2_grpc.WorkerServiceStub(channel)
+
+            async def forge(token: str) -> None:
+                request = worker_pb2.CompleteTaskRequest(
+                    task_token=token,
+                    worker_id="forger",
+                    success=worker_pb2.Success(output_json=b'{"forged": true}'),
+                )
+                try:
+                    reply = await stub.CompleteTask(request, metadata=metadata, timeout=10)
+                    key = worker_pb2.CompleteTaskResponse.Disposition.Name(reply.disposition)
+                except grpc.aio.AioRpcError as error:
+                    key = error.code().name
+                outcomes[key] = outcomes.get(key, 0) + 1
+
+            while not done.is_set():
+                await asyncio.gather(*(forge(token) for token in tokens))
+
+    async def attack() -> None:
+        result = apply_yaml(control_plane, yaml.safe_dump_all(documents), namespace=victim_namespace)
+        assert result.returncode == 0, result.stderr
+        uids = [
+            control_plane.kubectl(
+                "get", f"execution/{name}", "-n", victim_namespace, "-o", "jsonpath={.metadata.uid}"
+            ).stdout.strip()
+            for name in names
+        ]
+        done = asyncio.Event()
+        flooding = asyncio.create_task(flood(uids, done))
+        # The flood is running before the victim's worker can take the first step.
+        await asyncio.to_thread(wait_until, lambda: sum(outcomes.values()) > 0, timeout=30, what="the flood")
+        monkeypatch.delenv("CEREBELUM_TOKEN_FILE", raising=False)
+        monkeypatch.setenv(
+            "CEREBELUM_TOKEN", mint_token(control_plane, victim_namespace, "worker", audience="cerebelum")
+        )
+        pool.start()
+        try:
+            for name in names:
+                await asyncio.to_thread(
+                    wait_for_jsonpath,
+                    control_plane,
+                    f"execution/{name}",
+                    victim_namespace,
+                    "{.status.phase}",
+                    "Succeeded",
+                    timeout=120,
+                )
+        finally:
+            done.set()
+            await flooding
+
+    try:
+        asyncio.run(attack())
+    finally:
+        pool.stop_all()
+    print(f"forged completions by answer: {outcomes}")
+    assert outcomes.get("ACCEPTED", 0) == 0, outcomes
+    assert outcomes.get("PERMISSION_DENIED", 0) > 0, outcomes
+    ran = {(r["execution"], r["step"]) for r in read_ledger(ledger)}
+    assert len(ran) == len(names) * len(steps), "every step of the victim's executions ran on its own worker"
