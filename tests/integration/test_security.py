@@ -215,7 +215,7 @@ OVERSIZED: list[tuple[str, str, Callable[[str, str], tuple[str, Message]]]] = [
         "512",
         lambda execution, _token: (
             "Approve",
-            workflow_pb2.ApproveRequest(id=execution, step="a", approver=TWO_MIB_TEXT),
+            workflow_pb2.ApproveRequest(id=execution, step="gate", approver=TWO_MIB_TEXT),
         ),
     ),
     (
@@ -223,7 +223,7 @@ OVERSIZED: list[tuple[str, str, Callable[[str, str], tuple[str, Message]]]] = [
         "8192",
         lambda execution, _token: (
             "Reject",
-            workflow_pb2.RejectRequest(id=execution, step="a", approver="alice", reason=TWO_MIB_TEXT),
+            workflow_pb2.RejectRequest(id=execution, step="gate", approver="alice", reason=TWO_MIB_TEXT),
         ),
     ),
     (
@@ -245,7 +245,9 @@ def test_a_two_mib_string_is_refused_naming_the_field_and_its_limit_and_the_exec
     build: Callable[[str, str], tuple[str, Message]],
 ) -> None:
     workers, workflows = stubs
-    execution = started(workflows, "sizes", {"taskQueue": "sizes", "timeline": ["a"]})
+    # "gate" waits for a person beside "a", so Approve and Reject meet a real pending approval.
+    spec = {"taskQueue": "sizes", "timeline": [["a", "gate"]], "steps": {"gate": {"approval": {"timeout": "1h"}}}}
+    execution = started(workflows, "sizes", spec)
     task = take(workers, "sizes", "a")
     rpc, request = build(execution, task.task_token)
     service = workers if rpc in ("PollTask", "CompleteTask") else workflows
