@@ -25,8 +25,10 @@ def evaluate(program: CelExpression, variables: dict[str, Any], *, where: str) -
     The CEL library evaluates synchronously with no limit of its own, so the bound is checked
     first, from the sizes of the variables it reads (deterministic, so a replay decides alike).
     """
+    # Only the variables it names: the library converts every value it is given, at a cost of its own.
+    variables = {name: value for name, value in variables.items() if name in program.variables}
     if program.cost.depends_on_data:
-        bounds = data_bounds(value for name, value in variables.items() if name in program.variables)
+        bounds = data_bounds(variables.values())
         cost = program.cost.estimate(bounds)
         if cost > MAX_CEL_COST:
             raise ExpressionError(

@@ -143,7 +143,7 @@ def _union(shapes: Iterable[_Shape]) -> _Shape:
 
 
 def _scan(chars: int) -> int:
-    return -(-chars // _CHARS_PER_UNIT)
+    return 1 + chars // _CHARS_PER_UNIT  # a string shorter than a unit costs as much as an empty one
 
 
 # ---------------------------------------------------------------------------------------------
