@@ -12,6 +12,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
+from ..model.limits import MAX_APPROVER
 from .names import MAX_NAME_LENGTH, NAME_PATTERN
 
 __all__ = [
@@ -139,7 +140,9 @@ class ApprovalSpec(_Resource):
     payload: Any = Field(default=None, description="Passed to later steps as the approval step's result.")
     reason: str = Field(default="", max_length=4096)
     approver: str | None = Field(
-        default=None, description="Who decided; stamped from the request's user by the admission policy."
+        default=None,
+        max_length=MAX_APPROVER,
+        description="Who decided; stamped from the request's user by the admission policy.",
     )
 
 

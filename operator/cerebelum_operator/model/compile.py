@@ -24,7 +24,7 @@ from .cel_cost import MAX_CEL_COST, CelCost, CelSyntaxError, CelTooDeep, parse_c
 from .durations import parse_duration
 from .errors import InputInvalid, SpecProblem, WorkflowInvalid
 from .patterns import MAX_SCHEMA_NODES, pattern_problems, with_linear_patterns
-from .spec import DivergeRule, RetryPolicy, WorkflowSpec
+from .spec import MAX_CEL_CHARS, DivergeRule, RetryPolicy, WorkflowSpec
 
 __all__ = [
     "MAX_CEL_CHARS",
@@ -42,9 +42,6 @@ __all__ = [
 ]
 
 RESERVED_STEP_NAMES = frozenset({"input", "ctx", "context", "steps", "result", "error"})
-# The CEL library recurses natively while parsing and evaluating: some 20,000 chained operators
-# overflow its stack and kill the process, so expressions are bounded well below that.
-MAX_CEL_CHARS = 4096
 # Nesting of the document: pydantic refuses to serialise past 255 levels, and no spec needs 64.
 MAX_DEPTH = 64
 # Steps of one parallel group: each is a task and several events in one decision, and the whole

@@ -13,6 +13,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
 from .durations import DURATION_PATTERN, parse_duration
+from .limits import MAX_APPROVAL_KIND, MAX_ERROR_TYPE, MAX_MESSAGE, MAX_NAME
 
 __all__ = [
     "ApprovalSpec",
@@ -33,8 +34,16 @@ def _valid_duration(text: str) -> str:
     return text
 
 
-Duration = Annotated[str, AfterValidator(_valid_duration), Field(pattern=DURATION_PATTERN)]
-StepName = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_.-]{0,62}$")]
+# Every string of a spec is bounded: the spec is copied into the store and its names, kinds and
+# error types end up in events, tasks and the CRD's validation cost (model/limits.py says why).
+Duration = Annotated[str, AfterValidator(_valid_duration), Field(max_length=64, pattern=DURATION_PATTERN)]
+StepName = Annotated[str, Field(max_length=63, pattern=r"^[A-Za-z_][A-Za-z0-9_.-]{0,62}$")]
+QueueName = Annotated[str, Field(min_length=1, max_length=MAX_NAME)]
+ErrorType = Annotated[str, Field(min_length=1, max_length=MAX_ERROR_TYPE)]
+# The CEL library recurses natively while parsing and evaluating: some 20,000 chained operators
+# overflow its stack and kill the process, so expressions are bounded well below that.
+MAX_CEL_CHARS = 4096
+CelSource = Annotated[str, Field(max_length=MAX_CEL_CHARS)]
 
 
 class _Spec(BaseModel):
@@ -49,14 +58,14 @@ class RetryPolicy(_Spec):
     backoff_coefficient: float = Field(default=2.0, ge=1.0, le=100.0)
     max_interval: Duration = "1m"
     jitter: float = Field(default=0.1, ge=0.0, le=1.0, description="Fraction of each delay randomised.")
-    non_retryable_errors: list[str] = Field(default_factory=list)
+    non_retryable_errors: list[ErrorType] = Field(default_factory=list)
 
 
 class ApprovalSpec(_Spec):
     """A built-in step that waits for a human; no worker runs it."""
 
     timeout: Duration | None = None
-    kind: str = "approval"
+    kind: str = Field(default="approval", min_length=1, max_length=MAX_APPROVAL_KIND)
 
 
 class StepSpec(_Spec):
@@ -65,7 +74,7 @@ class StepSpec(_Spec):
     timeout: Duration | None = None
     heartbeat_timeout: Duration | None = None
     retry: RetryPolicy | None = None
-    task_queue: str | None = None
+    task_queue: QueueName | None = None
     approval: ApprovalSpec | None = None
 
 
@@ -77,8 +86,8 @@ class StepDefaults(_Spec):
 
 
 class ErrorMatch(_Spec):
-    type: str | None = None
-    message_contains: str | None = None
+    type: ErrorType | None = None
+    message_contains: str | None = Field(default=None, max_length=MAX_MESSAGE)
 
 
 class OutcomeMatch(_Spec):
@@ -92,7 +101,7 @@ class DivergeRule(_Spec):
     """On a step's outcome: the first matching rule decides what happens next."""
 
     match: OutcomeMatch | None = None
-    when: str | None = Field(default=None, description="CEL over result, error, input and steps.")
+    when: CelSource | None = Field(default=None, description="CEL over result, error, input and steps.")
     then: Literal["retry", "fail", "continue"] | None = None
     goto: StepName | None = None
     max_iterations: int | None = Field(default=None, ge=1, le=10_000)
@@ -101,7 +110,7 @@ class DivergeRule(_Spec):
 class BranchRule(_Spec):
     """After a step succeeds: the first rule whose CEL condition is true jumps to its target."""
 
-    when: str
+    when: CelSource
     goto: StepName
     max_iterations: int | None = Field(default=None, ge=1, le=10_000)
 
@@ -110,11 +119,11 @@ TimelineEntry = StepName | list[StepName]
 
 
 class WorkflowSpec(_Spec):
-    task_queue: str = "default"
+    task_queue: QueueName = "default"
     input: dict[str, Any] | None = Field(default=None, description="JSON Schema for the input.")
     defaults: StepDefaults = Field(default_factory=StepDefaults)
     timeline: list[TimelineEntry] = Field(min_length=1)
     steps: dict[str, StepSpec] = Field(default_factory=dict)
     diverge: dict[str, list[DivergeRule]] = Field(default_factory=dict)
     branch: dict[str, list[BranchRule]] = Field(default_factory=dict)
-    output: str | None = Field(default=None, description="CEL over input and steps.")
+    output: CelSource | None = Field(default=None, description="CEL over input and steps.")

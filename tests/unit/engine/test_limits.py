@@ -11,7 +11,7 @@ from cerebelum_operator.engine import actions as act
 from cerebelum_operator.engine import commands as cmd
 from cerebelum_operator.engine import events as ev
 from cerebelum_operator.engine.decide import CommandTooLarge
-from cerebelum_operator.model import InputInvalid, compile_workflow
+from cerebelum_operator.model import InputInvalid, WorkflowInvalid, compile_workflow
 
 from .simulator import Simulator
 
@@ -187,3 +187,31 @@ def test_free_text_reasons_are_cut_to_their_limit_not_refused() -> None:
     sim.send(cmd.Cancel("r" * 50_000))
     (cancelled,) = [r.event for r in sim.history if isinstance(r.event, ev.ExecutionCancelled)]
     assert cancelled.reason == "r" * 8 * 1024
+
+
+@pytest.mark.parametrize(
+    ("spec", "named"),
+    [
+        ({"taskQueue": "q" * 254, "timeline": ["a"]}, "taskQueue: String should have at most 253 characters"),
+        (
+            {"timeline": ["a"], "steps": {"a": {"approval": {"kind": "k" * 257}}}},
+            "steps.a.approval.kind: String should have at most 256 characters",
+        ),
+        (
+            {"timeline": ["a"], "defaults": {"retry": {"nonRetryableErrors": ["E" * 257]}}},
+            "defaults.retry.nonRetryableErrors[0]: String should have at most 256 characters",
+        ),
+        (
+            {"timeline": ["a"], "diverge": {"a": [{"match": {"error": {"type": "E" * 257}}, "then": "fail"}]}},
+            "diverge.a[0].match.error.type: String should have at most 256 characters",
+        ),
+        ({"timeline": ["a"], "output": "1" * 4097}, "output: String should have at most 4096 characters"),
+    ],
+)
+def test_a_workflow_string_over_its_limit_is_refused_at_apply_naming_its_place(
+    spec: dict[str, object], named: str
+) -> None:
+    """Spec strings reach events and task rows (an approval kind, a queue): each has a limit."""
+    with pytest.raises(WorkflowInvalid) as refused:
+        compile_workflow(spec)
+    assert named in str(refused.value)

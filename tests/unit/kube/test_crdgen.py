@@ -337,3 +337,14 @@ def test_the_generator_imports_no_kubernetes_client() -> None:
     loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
 
     assert loaded.strip() == "[]"
+
+
+@pytest.mark.parametrize("kind", ["Workflow", "Execution", "Approval"])
+def test_every_string_a_user_writes_in_a_spec_has_a_length_limit(kind: str) -> None:
+    """Issue 13: every string the engine stores has a limit, and the API server enforces it first."""
+    unbounded = [
+        path
+        for path, node in nodes(schema_of(kind, "spec"))
+        if node.get("type") == "string" and "maxLength" not in node and "enum" not in node
+    ]
+    assert unbounded == []
