@@ -27,7 +27,9 @@ def evaluate(program: CelExpression, variables: dict[str, Any], *, where: str) -
     """
     # Only the variables it names: the library converts every value it is given, at a cost of its own.
     variables = {name: value for name, value in variables.items() if name in program.variables}
-    if program.cost.depends_on_data:
+    # A static cost over the limit reaches here only from an execution that started under an older
+    # release (compile_workflow(started=True)): refused here like any other.
+    if program.cost.depends_on_data or program.cost.static_cost > MAX_CEL_COST:
         bounds = data_bounds(variables.values())
         cost = program.cost.estimate(bounds)
         if cost > MAX_CEL_COST:

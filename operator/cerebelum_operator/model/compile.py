@@ -231,14 +231,20 @@ def _locate(document: Any, loc: tuple[str | int, ...]) -> str | None:
     return format_path(path)
 
 
-def compile_workflow(spec: WorkflowSpec | Mapping[str, Any]) -> WorkflowDefinition:
-    """Check a spec's meaning and resolve defaults; raise WorkflowInvalid listing every problem."""
+def compile_workflow(spec: WorkflowSpec | Mapping[str, Any], *, started: bool = False) -> WorkflowDefinition:
+    """Check a spec's meaning and resolve defaults; raise WorkflowInvalid listing every problem.
+
+    ``started``: the spec is the snapshot of an execution that started under an older release.
+    The checks that only guard what a new start would run are relaxed, so an upgrade never
+    strands it: its input was validated when it started (schema patterns never run again), and
+    every CEL evaluation is still refused past its cost limit at run time.
+    """
     if not isinstance(spec, WorkflowSpec):
         spec = parse_workflow(spec)
-    return _Compiler(spec).run()
+    return _Compiler(spec, started=started).run()
 
 
-def _compile_cel(source: str, path: str, problems: list[SpecProblem]) -> CelExpression | None:
+def _compile_cel(source: str, path: str, problems: list[SpecProblem], *, started: bool = False) -> CelExpression | None:
     if not source.strip():
         problems.append(SpecProblem(path, "CEL expression is empty"))
         return None
@@ -264,7 +270,7 @@ def _compile_cel(source: str, path: str, problems: list[SpecProblem]) -> CelExpr
     if cost is None:  # CEL accepts it but its cost cannot be bounded: refused, not run unbounded
         problems.append(SpecProblem(path, f"CEL expression cannot be read by the cost estimate: {unreadable}"))
         return None
-    if cost.static_cost > MAX_CEL_COST:
+    if cost.static_cost > MAX_CEL_COST and not started:
         problems.append(
             SpecProblem(
                 path,
@@ -289,14 +295,18 @@ def _retry(policy: RetryPolicy) -> Retry:
 
 
 class _Compiler:
-    def __init__(self, spec: WorkflowSpec) -> None:
+    def __init__(self, spec: WorkflowSpec, *, started: bool) -> None:
         self.spec = spec
+        self.started = started
         self.problems: list[SpecProblem] = []
         self.where: dict[str, str] = {}
         self.positions: list[tuple[str, ...]] = []
 
     def problem(self, path: str, message: str) -> None:
         self.problems.append(SpecProblem(path, message))
+
+    def cel(self, source: str, path: str) -> CelExpression | None:
+        return _compile_cel(source, path, self.problems, started=self.started)
 
     def run(self) -> WorkflowDefinition:
         self._timeline()
@@ -305,7 +315,7 @@ class _Compiler:
         diverge = self._diverge()
         branch = self._branch()
         self._loops(diverge, branch)
-        output = _compile_cel(self.spec.output, "output", self.problems) if self.spec.output is not None else None
+        output = self.cel(self.spec.output, "output") if self.spec.output is not None else None
         validator = self._input_schema()
         if not self.problems:
             self._reachability(diverge, branch)
@@ -404,7 +414,7 @@ class _Compiler:
         if match is not None and match.error is not None and match.result is not None:
             self.problem(path, "match either an error or a result, not both")
             return None
-        when = _compile_cel(rule.when, f"{path}.when", self.problems) if rule.when is not None else None
+        when = self.cel(rule.when, f"{path}.when") if rule.when is not None else None
         if rule.goto is not None:
             self._goto_target(f"{path}.goto", rule.goto)
         return CompiledDiverge(
@@ -425,7 +435,7 @@ class _Compiler:
             out = []
             for index, rule in enumerate(rules):
                 path = f"branch.{step}[{index}]"
-                program = _compile_cel(rule.when, f"{path}.when", self.problems)
+                program = self.cel(rule.when, f"{path}.when")
                 self._goto_target(f"{path}.goto", rule.goto)
                 if program is not None:
                     out.append(CompiledBranch(path, step, program, rule.goto, rule.max_iterations))
@@ -515,7 +525,7 @@ class _Compiler:
         refs, graph = _resolve_refs(schema, validator_class)
         for where, message in refs:
             self.problem(where, message)
-        for where_parts, message in pattern_problems(schema, ["input"]):
+        for where_parts, message in () if self.started else pattern_problems(schema, ["input"]):
             self.problem(format_path(where_parts), message)
         if not refs:
             self._schema_size(schema, graph)

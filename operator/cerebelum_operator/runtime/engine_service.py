@@ -110,16 +110,20 @@ class EngineService:
         """Called with (execution_id, new state) after every committed decision; must not block."""
         self._change_listeners.append(listener)
 
-    def definition_for(self, spec: dict[str, Any]) -> WorkflowDefinition:
+    def definition_for(self, spec: dict[str, Any], *, started: bool = False) -> WorkflowDefinition:
         """Compile a spec once; specs are immutable once an execution snapshots them.
 
         Keyed by the spec's own JSON first: compiling (CEL, JSON Schema) costs far more than
         serialising, and every start and every reload asks for the definition again.
+        ``started``: the snapshot of a started execution, compiled with the checks that guard only
+        new starts relaxed, so a release with stricter rules never strands it.
         """
         source = json.dumps(spec, sort_keys=True, separators=(",", ":"))
+        if started:
+            source = "started:" + source
         cached = self._definitions_by_source.get(source)
         if cached is None:
-            definition = compile_workflow(spec)
+            definition = compile_workflow(spec, started=started)
             cached = self._definitions.setdefault(definition.spec_hash, definition)
             self._definitions_by_source[source] = cached
         return cached
@@ -308,7 +312,7 @@ class EngineService:
         if loaded is None:
             raise ExecutionNotFound(f"execution {execution_id!r} not found")
         row, history = loaded
-        definition = self.definition_for(row.spec)
+        definition = self.definition_for(row.spec, started=True)
         cached = _Cached(definition, fold(definition, execution_id, history), row.workflow)
         self._remember(execution_id, cached)
         return cached

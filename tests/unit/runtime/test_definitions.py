@@ -6,6 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from cerebelum_operator.engine import ExecutionPhase, Reply
+from cerebelum_operator.engine import commands as cmd
+from cerebelum_operator.model import WorkflowInvalid, compile_workflow
 from cerebelum_operator.runtime import Database, EngineService, SystemClock
 from cerebelum_operator.runtime import engine_service as engine_service_module
 from cerebelum_operator.store import open_store
@@ -23,9 +26,9 @@ def test_an_equal_spec_is_compiled_once_and_a_changed_one_again(
     compiled: list[object] = []
     real_compile = engine_service_module.compile_workflow
 
-    def counting_compile(spec: dict) -> object:
+    def counting_compile(spec: dict, **options: bool) -> object:
         compiled.append(spec)
-        return real_compile(spec)
+        return real_compile(spec, **options)
 
     monkeypatch.setattr(engine_service_module, "compile_workflow", counting_compile)
     store = open_store(f"sqlite:///{tmp_path / 'engine.db'}")
@@ -42,3 +45,48 @@ def test_an_equal_spec_is_compiled_once_and_a_changed_one_again(
     assert again is first
     assert changed is not first and changed.spec_hash != first.spec_hash
     assert len(compiled) == 2
+
+
+# Valid under the release before issue 13, refused at apply now: a lookahead pattern RE2 cannot
+# run, and an output expression whose static cost is over the limit.
+OLDER_RULES_SPEC = {
+    "taskQueue": "q",
+    "timeline": ["a"],
+    "input": {"type": "object", "properties": {"code": {"type": "string", "pattern": "^(?!x)"}}},
+    "output": "[1,2,3,4,5,6,7,8].all(a, [1,2,3,4,5,6,7,8].all(b, [1,2,3,4,5,6,7,8].all(c,"
+    " [1,2,3,4,5,6,7,8].all(d, [1,2,3,4,5,6,7,8].all(e, [1,2,3,4,5,6,7,8].all(f, true))))))",
+}
+
+
+async def test_an_execution_started_before_stricter_rules_still_finishes_after_the_upgrade(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with pytest.raises(WorkflowInvalid, match="output: CEL expression's estimated cost"):
+        compile_workflow(OLDER_RULES_SPEC)
+    store = open_store(f"sqlite:///{tmp_path / 'engine.db'}")
+    store.migrate()
+    db = Database(store)
+    try:
+        # The older release: its compile knew neither rule.
+        monkeypatch.setattr(
+            engine_service_module, "compile_workflow", lambda spec, **_: compile_workflow(spec, started=True)
+        )
+        older = EngineService(db, clock=SystemClock())
+        await db.run(store.put_workflow, "legacy", OLDER_RULES_SPEC, now_ms=0)
+        await older.start("legacy", {}, execution_id="e1")
+        monkeypatch.undo()
+
+        upgraded = EngineService(db, clock=SystemClock())  # a new process: nothing cached
+        (token,) = [step.token for step in (await upgraded.state_of("e1")).steps.values() if step.token]
+        assert (await upgraded.handle("e1", cmd.TaskStarted(token, "w1"))).reply == Reply.ACCEPTED
+        done = await upgraded.handle("e1", cmd.TaskCompleted(token, cmd.OutcomeSuccess({}), worker_id="w1"))
+        state = await upgraded.state_of("e1")
+        with pytest.raises(WorkflowInvalid, match=r"input\.properties\.code\.pattern"):
+            await upgraded.start("legacy", {}, execution_id="e2")  # new starts obey the new rules
+    finally:
+        db.close()
+
+    assert done.reply == Reply.ACCEPTED
+    # The expression over the limit is still never run: the execution fails naming it.
+    assert state.phase == ExecutionPhase.FAILED
+    assert "was not run: its estimated cost" in str(state.error)
