@@ -10,7 +10,6 @@ import logging
 import resource
 import signal
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import grpc
 
@@ -22,6 +21,7 @@ from ..model.limits import message_limit as grpc_message_limit
 from ..runtime import Clock, Database, Dispatcher, EngineService, SystemClock, TimerService
 from ..store import StoreCorrupted, StoreLocked, open_store
 from .handlers import strict_service_handler
+from .tls import TlsFiles
 
 __all__ = ["DEFAULT_ADDRESS", "DEFAULT_DATABASE_URL", "EngineServer", "ServerConfig", "TlsFiles"]
 
@@ -29,25 +29,6 @@ log = logging.getLogger(__name__)
 
 DEFAULT_ADDRESS = "127.0.0.1:7450"
 DEFAULT_DATABASE_URL = "sqlite:///.cerebelum/dev.db"
-
-
-@dataclass(frozen=True, kw_only=True)
-class TlsFiles:
-    """PEM files for the gRPC endpoint; with ``client_ca`` clients must present a certificate too."""
-
-    certificate: Path
-    private_key: Path
-    client_ca: Path | None = None
-
-    def credentials(self) -> grpc.ServerCredentials:
-        try:
-            pair = (self.private_key.read_bytes(), self.certificate.read_bytes())
-            client_ca = self.client_ca.read_bytes() if self.client_ca is not None else None
-        except OSError as exc:
-            raise OSError(f"cannot read the TLS files: {exc}") from None
-        return grpc.ssl_server_credentials(
-            [pair], root_certificates=client_ca, require_client_auth=client_ca is not None
-        )
 
 
 # Descriptors kept back from the connection cap for the store, the log, kube clients and such.

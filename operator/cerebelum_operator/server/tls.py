@@ -1,0 +1,137 @@
+"""The gRPC endpoint's TLS files, reread when they change so a renewed certificate is served at once.
+
+cert-manager renews the Secret before the certificate expires and the kubelet swaps the mounted
+files (a `..data` symlink points to the new ones); the engine must serve the new pair on new
+connections without a restart. grpcio asks a fetcher for the configuration on every handshake:
+ours compares the files' stat (of the resolved files, so a swapped symlink counts) with the last
+one and rereads only when it differs. A pair that cannot be read, or whose key does not match its
+certificate (half written, or one file replaced before the other), keeps the previous
+configuration and is reported once; handshakes never fail because of it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import ssl
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+
+__all__ = ["CertificateReloader", "TlsFiles"]
+
+log = logging.getLogger(__name__)
+
+# (st_ino, st_mtime_ns, st_size) of each file, certificate, key and client CA, in that order.
+Stamp = tuple[tuple[int, int, int] | None, ...]
+
+
+@dataclass(frozen=True, kw_only=True)
+class TlsFiles:
+    """PEM files for the gRPC endpoint; with ``client_ca`` clients must present a certificate too."""
+
+    certificate: Path
+    private_key: Path
+    client_ca: Path | None = None
+
+    def credentials(self) -> grpc.ServerCredentials:
+        """Server credentials that follow the files: a renewed pair is served on new connections."""
+        return CertificateReloader(self).credentials()
+
+    def stamp(self) -> Stamp:
+        """The files' identity and version; `os.stat` follows symlinks, so a swapped `..data` shows."""
+        return tuple(_stat(path) for path in (self.certificate, self.private_key, self.client_ca))
+
+    def configuration(self) -> grpc.ServerCertificateConfiguration:
+        """The files read and checked (the key must match the certificate); OSError if they are not usable."""
+        try:
+            certificate, key = self.certificate.read_bytes(), self.private_key.read_bytes()
+            client_ca = self.client_ca.read_bytes() if self.client_ca is not None else None
+        except OSError as exc:
+            raise OSError(f"cannot read the TLS files: {exc}") from None
+        _check(self, client_ca)
+        return grpc.ssl_server_certificate_configuration([(key, certificate)], root_certificates=client_ca)
+
+
+class CertificateReloader:
+    """The certificate-configuration fetcher grpcio calls on each new connection.
+
+    Cheap when nothing changed (three `stat` calls); it never raises, since a failure here would
+    fail the handshake: a pair that is not usable keeps the previous one, with one warning for
+    each version of the files that is not.
+    """
+
+    def __init__(self, files: TlsFiles) -> None:
+        self.files = files
+        self._lock = threading.Lock()
+        self._stamp = files.stamp()
+        self.initial = files.configuration()
+        if files.stamp() != self._stamp:
+            # Replaced while being read: look again on the first connection.
+            self._stamp = ()
+        self._refused: Stamp | None = None
+
+    def credentials(self) -> grpc.ServerCredentials:
+        # grpcio's stubs say the fetcher returns a configuration; its documentation says None is "unchanged".
+        return grpc.dynamic_ssl_server_credentials(
+            self.initial,
+            self.fetch,  # type: ignore[arg-type]
+            require_client_authentication=self.files.client_ca is not None,
+        )
+
+    def fetch(self) -> grpc.ServerCertificateConfiguration | None:
+        """A new configuration if the files changed and are usable, else None (keep serving the last)."""
+        try:
+            stamp = self.files.stamp()
+            if stamp == self._stamp:
+                return None
+            # Another handshake is rereading them: this one keeps the current pair.
+            if not self._lock.acquire(blocking=False):
+                return None
+            try:
+                return self._reload(stamp)
+            finally:
+                self._lock.release()
+        except Exception:  # an exception here would fail the handshake
+            log.exception("checking the TLS files failed; serving the previous certificate")
+            return None
+
+    def _reload(self, stamp: Stamp) -> grpc.ServerCertificateConfiguration | None:
+        if stamp == self._stamp:
+            return None
+        try:
+            configuration = self.files.configuration()
+        except OSError as exc:
+            if stamp != self._refused:
+                self._refused = stamp
+                log.warning("TLS files changed but are not usable (%s); serving the previous certificate", exc)
+            return None
+        if self.files.stamp() != stamp:
+            return None  # replaced while being read: the next connection rereads them
+        self._stamp, self._refused = stamp, None
+        log.info("TLS certificate reloaded from %s", self.files.certificate)
+        return configuration
+
+
+def _stat(path: Path | None) -> tuple[int, int, int] | None:
+    if path is None:
+        return None
+    try:
+        result = os.stat(path)
+    except OSError:
+        return (0, 0, -1)  # missing or unreadable: a version of its own, refused when read
+    return (result.st_ino, result.st_mtime_ns, result.st_size)
+
+
+def _check(files: TlsFiles, client_ca: bytes | None) -> None:
+    """OSError unless the key matches the certificate and the client CA parses (ssl reads paths)."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    try:
+        # No password: an encrypted key is refused, never prompted for.
+        context.load_cert_chain(files.certificate, files.private_key, password=lambda: b"")
+        if client_ca is not None:
+            context.load_verify_locations(cadata=client_ca.decode("ascii", errors="replace"))
+    except (ssl.SSLError, ValueError) as exc:
+        raise OSError(f"the TLS files are not a usable certificate and key: {exc}") from None
