@@ -15,15 +15,13 @@ from typing import Any, Literal
 
 import cel
 import jsonschema
-import referencing
-import referencing.jsonschema
 from pydantic import ValidationError
 from referencing.exceptions import Unresolvable
 
 from .cel_cost import MAX_CEL_COST, CelCost, CelSyntaxError, CelTooDeep, parse_cost_model
 from .durations import parse_duration
-from .errors import InputInvalid, SpecProblem, WorkflowInvalid
-from .patterns import MAX_SCHEMA_NODES, pattern_problems, with_linear_patterns
+from .errors import InputInvalid, SpecProblem, WorkflowInvalid, format_path
+from .input_schema import compile_input_schema
 from .spec import MAX_CEL_CHARS, DivergeRule, RetryPolicy, WorkflowSpec
 
 __all__ = [
@@ -168,17 +166,6 @@ def parse_workflow(document: Mapping[str, Any]) -> WorkflowSpec:
         raise WorkflowInvalid(problems or [SpecProblem("", str(exc))]) from None
 
 
-def format_path(parts: tuple[str | int, ...] | list[str | int]) -> str:
-    """`branch.check[0].when`: names joined by dots, list positions in brackets."""
-    text = ""
-    for part in parts:
-        if isinstance(part, int):
-            text += f"[{part}]"
-        else:
-            text += f".{part}" if text else str(part)
-    return text
-
-
 def _check_json(value: Any, path: tuple[str | int, ...], problems: list[SpecProblem]) -> None:
     """Refuse what JSON (and so the stored spec and the CRD) cannot carry, and absurd nesting."""
     if len(path) > MAX_DEPTH:
@@ -316,7 +303,7 @@ class _Compiler:
         branch = self._branch()
         self._loops(diverge, branch)
         output = self.cel(self.spec.output, "output") if self.spec.output is not None else None
-        validator = self._input_schema()
+        validator = compile_input_schema(self.spec.input, started=self.started, problems=self.problems)
         if not self.problems:
             self._reachability(diverge, branch)
         if self.problems:
@@ -502,131 +489,3 @@ class _Compiler:
             if i not in seen:
                 for name in members:
                     self.problem(self.where[name], f"step {name!r} is unreachable: every path jumps over it")
-
-    def _input_schema(self) -> Any:
-        schema = self.spec.input
-        if schema is None:
-            return None
-        dialect = schema.get("$schema")
-        if dialect is not None and not isinstance(dialect, str):
-            self.problem("input.$schema", "must be a string: the URI of a JSON Schema dialect")
-            return None
-        try:
-            # An unknown dialect means the latest draft, as jsonschema does (without its warning).
-            validator_class = jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator)
-            validator_class.check_schema(schema)
-        except jsonschema.exceptions.SchemaError as exc:
-            where = format_path(["input", *exc.path])
-            self.problem(where, f"not a valid JSON Schema: {exc.message}")
-            return None
-        except Exception as exc:  # jsonschema trips on some malformed keywords ($schema: 5)
-            self.problem("input", f"not a valid JSON Schema: {type(exc).__name__}: {exc}")
-            return None
-        refs, graph = _resolve_refs(schema, validator_class)
-        for where, message in refs:
-            self.problem(where, message)
-        for where_parts, message in () if self.started else pattern_problems(schema, ["input"]):
-            self.problem(format_path(where_parts), message)
-        if not refs:
-            self._schema_size(schema, graph)
-        return with_linear_patterns(validator_class)(schema)
-
-    def _schema_size(self, schema: Mapping[str, Any], graph: _SchemaGraph) -> None:
-        """Refuse a schema whose $refs loop in place (endless recursion) or multiply past the bound."""
-        state: dict[int, int] = {}  # 1: on the path, 2: done
-
-        def loops(node: int) -> bool:
-            state[node] = 1
-            for child in graph.in_place.get(node, ()):
-                if state.get(child) == 1 or (child not in state and loops(child)):
-                    return True
-            state[node] = 2
-            return False
-
-        if any(node not in state and loops(node) for node in list(graph.in_place)):
-            self.problem(
-                "input",
-                "the input schema's $refs form a loop that never moves into the value (a $ref back to a"
-                " schema that contains it, through allOf/anyOf/oneOf/not/if/$ref): validation would never end",
-            )
-            return
-        sizes: dict[int, int] = {}
-
-        def size(node: int) -> int:
-            if node not in sizes:
-                sizes[node] = 0  # a loop through properties/items is bounded by the value's own depth
-                total = 1
-                for child in (*graph.in_place.get(node, ()), *graph.nested.get(node, ())):
-                    total = min(total + size(child), MAX_SCHEMA_NODES + 1)
-                sizes[node] = total
-            return sizes[node]
-
-        expanded = size(id(schema))
-        if expanded > MAX_SCHEMA_NODES:
-            self.problem(
-                "input",
-                f"the input schema expands to more than {MAX_SCHEMA_NODES:,} subschemas once its $refs are followed"
-                f" (the limit): refs that use their target more than once multiply",
-            )
-
-
-# Keywords whose values are data, not schemas: a "$ref" key inside them is not a reference.
-_DATA_KEYWORDS = frozenset({"const", "enum", "default", "examples"})
-
-
-# Keywords whose subschemas apply to the same value; the others move into a part of it.
-_IN_PLACE = frozenset({"allOf", "anyOf", "oneOf", "not", "if", "then", "else", "dependentSchemas", "$ref"})
-
-
-@dataclass
-class _SchemaGraph:
-    """Subschema edges by id: those applied to the same value, and those applied to a part of it."""
-
-    in_place: dict[int, list[int]] = field(default_factory=dict)
-    nested: dict[int, list[int]] = field(default_factory=dict)
-
-
-def _resolve_refs(schema: Mapping[str, Any], validator_class: Any) -> tuple[list[tuple[str, str]], _SchemaGraph]:
-    """(place, message) for every $ref of the input schema that does not resolve inside it, and its graph.
-
-    Nothing is fetched: a reference to another document cannot be checked, so it is refused
-    here rather than failing every execution's start.
-    """
-    dialect = validator_class.META_SCHEMA.get("$schema", "")
-    specification = referencing.jsonschema.specification_with(dialect, default=referencing.jsonschema.DRAFT202012)
-    root = "urn:cerebelum:input"
-    registry: referencing.Registry[Any] = referencing.Registry().with_resource(
-        root, specification.create_resource(schema)
-    )
-    found: list[tuple[str, str]] = []
-    graph = _SchemaGraph()
-
-    def edges(node: Any, key: str | None) -> list[int]:
-        return graph.in_place.setdefault(id(node), []) if key in _IN_PLACE else graph.nested.setdefault(id(node), [])
-
-    def walk(node: Any, path: list[str | int], resolver: Any, owner: Any, key: str | None) -> None:
-        # resolver: a referencing.Resolver, not exported; owner: the schema this node belongs to
-        if isinstance(node, Mapping):
-            if owner is not None:
-                edges(owner, key).append(id(node))
-            if path and isinstance(node.get("$id"), str):
-                resolver = resolver.in_subresource(specification.create_resource(node))
-            ref = node.get("$ref")
-            if isinstance(ref, str):
-                try:
-                    target = resolver.lookup(ref).contents
-                    if isinstance(target, Mapping):
-                        edges(node, "$ref").append(id(target))
-                except Unresolvable:
-                    found.append(
-                        (format_path([*path, "$ref"]), f"$ref {ref!r} does not resolve inside the input schema")
-                    )
-            for child_key, child in node.items():
-                if child_key not in _DATA_KEYWORDS:
-                    walk(child, [*path, child_key], resolver, node, child_key)
-        elif isinstance(node, list):
-            for index, child in enumerate(node):
-                walk(child, [*path, index], resolver, owner, key)
-
-    walk(schema, ["input"], registry.crawl().resolver(base_uri=root), None, None)
-    return found, graph

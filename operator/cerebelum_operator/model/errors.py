@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["InputInvalid", "SpecProblem", "WorkflowInvalid"]
+__all__ = ["InputInvalid", "SpecProblem", "WorkflowInvalid", "format_path"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,3 +26,14 @@ class WorkflowInvalid(ValueError):
 
 class InputInvalid(ValueError):
     """An execution's input does not satisfy the workflow's input schema."""
+
+
+def format_path(parts: tuple[str | int, ...] | list[str | int]) -> str:
+    """`branch.check[0].when`: names joined by dots, list positions in brackets."""
+    text = ""
+    for part in parts:
+        if isinstance(part, int):
+            text += f"[{part}]"
+        else:
+            text += f".{part}" if text else str(part)
+    return text
