@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
 import typer
+from rich.text import Text
 
 from cerebelum import CerebelumError, Client
 
@@ -74,7 +75,7 @@ def _client(address: str) -> Client:
 
 
 def _fail(message: str, code: int = 1) -> NoReturn:
-    console.print(f"[red]error:[/red] {message}", highlight=False)
+    console.print(Text.assemble(("error:", "red"), f" {message}"))
     raise typer.Exit(code)
 
 

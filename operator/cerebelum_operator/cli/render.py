@@ -8,10 +8,13 @@ from typing import Any
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 __all__ = ["console", "execution_table", "history_table", "show_execution", "when"]
 
-console = Console(width=None if Console().is_terminal else 160)
+# User text (errors, names, payloads) is never markup: "[/path]" in an error message must print as
+# written, not crash the command. Styles are given as Text objects instead.
+console = Console(width=None if Console().is_terminal else 160, markup=False, highlight=False, emoji=False)
 
 _PHASE_STYLE = {
     "Succeeded": "green",
@@ -39,9 +42,8 @@ def age(value: datetime | None) -> str:
     return f"{max(seconds, 0)}s"
 
 
-def phase(text: str) -> str:
-    style = _PHASE_STYLE.get(text)
-    return f"[{style}]{text}[/{style}]" if style else text
+def phase(text: str) -> Text:
+    return Text(text, style=_PHASE_STYLE.get(text, ""))
 
 
 def compact(value: Any, limit: int = 80) -> str:
@@ -67,9 +69,9 @@ def execution_table(executions: list[Any]) -> Table:
 
 
 def show_execution(execution: Any) -> None:
-    console.print(f"[bold]Execution[/bold] {execution.id}")
+    console.print(Text.assemble(("Execution", "bold"), f" {execution.id}"))
     console.print(f"  Workflow:  {execution.workflow}")
-    console.print(f"  Phase:     {phase(execution.phase)}")
+    console.print(Text.assemble("  Phase:     ", phase(execution.phase)))
     console.print(f"  Created:   {when(execution.created_at)}")
     console.print(f"  Updated:   {when(execution.updated_at)}")
     if execution.wake_at is not None:
@@ -79,7 +81,7 @@ def show_execution(execution: Any) -> None:
     if execution.output is not None:
         console.print(f"  Output:    {compact(execution.output)}")
     if execution.error:
-        console.print(f"  Error:     [red]{execution.error}[/red]")
+        console.print(Text.assemble("  Error:     ", (execution.error, "red")))
     if execution.steps:
         table = Table(box=None, header_style="bold", title="Steps", title_justify="left")
         for column in ("STEP", "PHASE", "ATTEMPTS", "STARTED", "FINISHED", "LAST ERROR"):
@@ -97,8 +99,11 @@ def show_execution(execution: Any) -> None:
     for approval in execution.pending_approvals:
         timeout = f", times out {when(approval.timeout_at)}" if approval.timeout_at else ""
         console.print(
-            f"[magenta]Waiting for approval[/magenta] of step {approval.step} ({approval.kind}{timeout}): "
-            f"cerebelum approve {execution.id} {approval.step}"
+            Text.assemble(
+                ("Waiting for approval", "magenta"),
+                f" of step {approval.step} ({approval.kind}{timeout}):",
+                f" cerebelum approve {execution.id} {approval.step}",
+            )
         )
 
 

@@ -1,0 +1,74 @@
+"""User text printed by the CLI is shown as written, never read as Rich markup.
+
+An error containing `[/path]` used to crash `wait`, `describe` and `history` with a MarkupError
+traceback, and `[red]` vanished from messages (issue 15). A real `cerebelum dev` and the real
+commands, as a user runs them.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Iterator
+
+import pytest
+
+from cerebelum import Client
+from tests.support.processes import ROOT, EngineProcess
+
+pytestmark = pytest.mark.slow
+
+REASON = "disk [/path] is full; see [red]alerts[/red] and [bold]"
+
+
+@pytest.fixture(scope="module")
+def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EngineProcess]:
+    directory = tmp_path_factory.mktemp("cli-text")
+    process = EngineProcess(database_url=f"sqlite:///{directory / 'engine.db'}", log_path=directory / "engine.log")
+    process.start()
+    yield process
+    process.stop()
+
+
+def cerebelum(engine: EngineProcess, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "cerebelum_operator.cli", *args, "--address", engine.address],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=60,
+        check=False,
+    )
+
+
+def shown(finished: subprocess.CompletedProcess[str]) -> str:
+    """What the command printed, with the terminal's line wrapping undone."""
+    return " ".join((finished.stdout + finished.stderr).split())
+
+
+@pytest.fixture(scope="module")
+def rejected(engine: EngineProcess) -> str:
+    with Client(engine.address) as client:
+        client.apply_workflow("gated", {"timeline": ["gate"], "steps": {"gate": {"approval": {"timeout": "1h"}}}})
+        execution = client.start("gated")
+    rejecting = cerebelum(engine, "reject", execution.id, "gate", "--reason", REASON)
+    assert rejecting.returncode == 0, shown(rejecting)
+    return execution.id
+
+
+@pytest.mark.parametrize("command", ["wait", "describe", "history"])
+def test_an_error_that_looks_like_markup_is_printed_as_written(
+    engine: EngineProcess, rejected: str, command: str
+) -> None:
+    finished = cerebelum(engine, command, rejected)
+
+    assert "Traceback" not in finished.stderr, finished.stderr
+    assert REASON in shown(finished)
+    assert finished.returncode == (1 if command == "wait" else 0), shown(finished)
+
+
+def test_a_failure_message_that_looks_like_markup_keeps_its_brackets(engine: EngineProcess) -> None:
+    finished = cerebelum(engine, "describe", "no-such-[red]execution[/red]")
+
+    assert finished.returncode == 1
+    assert "execution 'no-such-[red]execution[/red]' not found" in shown(finished)
