@@ -72,3 +72,55 @@ def test_a_failure_message_that_looks_like_markup_keeps_its_brackets(engine: Eng
 
     assert finished.returncode == 1
     assert "execution 'no-such-[red]execution[/red]' not found" in shown(finished)
+
+
+# -- output for scripts: `-o json|yaml` on every command that prints a table, times in RFC 3339 --
+
+RFC3339 = r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$"
+
+
+@pytest.mark.parametrize(
+    "command",
+    [("get", "executions"), ("get", "workflows"), ("dlq", "list"), ("describe", "ID"), ("history", "ID")],
+    ids=" ".join,
+)
+@pytest.mark.parametrize("output", ["json", "yaml"])
+def test_every_command_that_prints_a_table_also_prints_json_and_yaml(
+    engine: EngineProcess, rejected: str, command: tuple[str, ...], output: str
+) -> None:
+    import json
+
+    import yaml
+
+    args = [rejected if part == "ID" else part for part in command]
+    finished = cerebelum(engine, *args, "-o", output)
+
+    assert finished.returncode == 0, shown(finished)
+    document = json.loads(finished.stdout) if output == "json" else yaml.safe_load(finished.stdout)
+    assert isinstance(document, list | dict), finished.stdout  # a table would parse as text, or not at all
+
+
+def test_describe_as_json_says_everything_the_table_shows_with_rfc3339_times(
+    engine: EngineProcess, rejected: str
+) -> None:
+    import json
+    import re
+
+    document = json.loads(cerebelum(engine, "describe", rejected, "-o", "json").stdout)
+
+    assert document["phase"] == "Failed" and REASON in document["error"]
+    for field in ("createdAt", "updatedAt"):
+        assert re.match(RFC3339, document[field]), document[field]
+    (step,) = document["steps"]
+    assert step["name"] == "gate" and re.match(RFC3339, step["startedAt"]), step
+    events = json.loads(cerebelum(engine, "history", rejected, "-o", "json").stdout)
+    assert all(re.match(RFC3339, event["at"]) for event in events), events
+
+
+def test_an_output_format_the_cli_does_not_know_is_refused_naming_the_choices(
+    engine: EngineProcess, rejected: str
+) -> None:
+    finished = cerebelum(engine, "describe", rejected, "-o", "xml")
+
+    assert finished.returncode == 2
+    assert "'xml' is not one of" in shown(finished) and "'table', 'json', 'yaml'" in shown(finished)

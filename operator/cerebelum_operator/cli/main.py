@@ -18,7 +18,7 @@ from ..api import DEFAULT_MAX_PAYLOAD_BYTES
 from ..engine import DEFAULT_MAX_HISTORY_EVENTS
 from ..server import DEFAULT_ADDRESS, DEFAULT_DATABASE_URL
 from .documents import DocumentError, read_workflows
-from .render import console, execution_table, history_table, show_execution
+from .render import Output, console, emit, execution_table, history_table, show_execution
 
 __all__ = ["app", "main"]
 
@@ -32,7 +32,7 @@ AddressOption = Annotated[
     str,
     typer.Option("--address", envvar="CEREBELUM_ADDRESS", help="Engine gRPC address."),
 ]
-OutputOption = Annotated[str, typer.Option("--output", "-o", help="table or json")]
+OutputOption = Annotated[Output, typer.Option("--output", "-o", help="table, json or yaml")]
 TlsCertOption = Annotated[
     Path | None, typer.Option("--tls-cert", help="Serve gRPC over TLS with this PEM certificate (chain).")
 ]
@@ -321,7 +321,7 @@ def get_executions(
     workflow: Annotated[str | None, typer.Option(help="Only this workflow.")] = None,
     phase: Annotated[str | None, typer.Option(help="Only this phase.")] = None,
     limit: int = 50,
-    output: OutputOption = "table",
+    output: OutputOption = Output.TABLE,
     address: AddressOption = DEFAULT_ADDRESS,
 ) -> None:
     """List executions, newest first."""
@@ -329,47 +329,50 @@ def get_executions(
         executions = _client(address).list(workflow=workflow, phase=phase, limit=limit)
     except CerebelumError as exc:
         _fail(str(exc))
-    if output == "json":
-        print(_as_json([_execution_dict(e) for e in executions]))
-    else:
+    if output is Output.TABLE:
         console.print(execution_table(executions))
+    else:
+        emit(executions, output)
 
 
 @get_app.command("workflows")
-def get_workflows(address: AddressOption = DEFAULT_ADDRESS) -> None:
+def get_workflows(output: OutputOption = Output.TABLE, address: AddressOption = DEFAULT_ADDRESS) -> None:
     """List applied workflows."""
     try:
         workflows = _client(address).list_workflows()
     except CerebelumError as exc:
         _fail(str(exc))
+    if output is not Output.TABLE:
+        emit(workflows, output)
+        return
     for workflow in workflows:
         console.print(f"{workflow.name}\tversion {workflow.version}")
 
 
 @app.command()
-def describe(execution_id: str, output: OutputOption = "table", address: AddressOption = DEFAULT_ADDRESS) -> None:
+def describe(execution_id: str, output: OutputOption = Output.TABLE, address: AddressOption = DEFAULT_ADDRESS) -> None:
     """Show an execution: phase, steps, pending approvals."""
     try:
         execution = _client(address).get(execution_id)
     except CerebelumError as exc:
         _fail(str(exc))
-    if output == "json":
-        print(_as_json(_execution_dict(execution)))
-    else:
+    if output is Output.TABLE:
         show_execution(execution)
+    else:
+        emit(execution, output)
 
 
 @app.command()
-def history(execution_id: str, output: OutputOption = "table", address: AddressOption = DEFAULT_ADDRESS) -> None:
+def history(execution_id: str, output: OutputOption = Output.TABLE, address: AddressOption = DEFAULT_ADDRESS) -> None:
     """Show an execution's event history."""
     try:
         events = _client(address).history(execution_id)
     except CerebelumError as exc:
         _fail(str(exc))
-    if output == "json":
-        print(_as_json([{"seq": e.seq, "type": e.type, "at": e.at, "data": e.data} for e in events]))
-    else:
+    if output is Output.TABLE:
         console.print(history_table(events))
+    else:
+        emit(events, output)
 
 
 @app.command()
@@ -423,6 +426,7 @@ def cancel(
 @dlq_app.command("list")
 def dlq_list(
     execution: Annotated[str | None, typer.Option(help="Only this execution.")] = None,
+    output: OutputOption = Output.TABLE,
     address: AddressOption = DEFAULT_ADDRESS,
 ) -> None:
     """List open dead letters."""
@@ -430,6 +434,9 @@ def dlq_list(
         letters = _client(address).dead_letters(execution_id=execution)
     except CerebelumError as exc:
         _fail(str(exc))
+    if output is not Output.TABLE:
+        emit(letters, output)
+        return
     if not letters:
         console.print("no dead letters")
     for letter in letters:
@@ -444,23 +451,6 @@ def dlq_redrive(dead_letter_id: str, address: AddressOption = DEFAULT_ADDRESS) -
     except CerebelumError as exc:
         _fail(str(exc))
     console.print(f"execution/{execution.id} redriven; now {execution.phase}")
-
-
-def _execution_dict(execution: Any) -> dict[str, Any]:
-    return {
-        "id": execution.id,
-        "workflow": execution.workflow,
-        "phase": execution.phase,
-        "currentSteps": list(execution.current_steps),
-        "input": execution.input,
-        "output": execution.output,
-        "error": execution.error,
-        "eventCount": execution.event_count,
-        "steps": [
-            {"name": s.name, "phase": s.phase, "attempts": s.attempts, "lastError": s.last_error}
-            for s in execution.steps
-        ],
-    }
 
 
 def main() -> None:

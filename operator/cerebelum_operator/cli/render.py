@@ -2,15 +2,28 @@
 
 from __future__ import annotations
 
+import dataclasses
+import enum
 import json
 from datetime import UTC, datetime
 from typing import Any
 
+import yaml
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-__all__ = ["console", "execution_table", "history_table", "show_execution", "when"]
+__all__ = [
+    "Output",
+    "console",
+    "emit",
+    "execution_table",
+    "history_table",
+    "rfc3339",
+    "show_execution",
+    "to_document",
+    "when",
+]
 
 # User text (errors, names, payloads) is never markup: "[/path]" in an error message must print as
 # written, not crash the command. Styles are given as Text objects instead.
@@ -24,6 +37,46 @@ _PHASE_STYLE = {
     "Sleeping": "cyan",
     "Running": "blue",
 }
+
+
+class Output(enum.StrEnum):
+    """What `-o` accepts; typer refuses anything else, naming the choices."""
+
+    TABLE = "table"
+    JSON = "json"
+    YAML = "yaml"
+
+
+def rfc3339(value: datetime) -> str:
+    """UTC with milliseconds and a `Z`: what scripts and other tools parse without guessing."""
+    return value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def to_document(value: Any) -> Any:
+    """A client model as plain JSON data: camelCase keys, times in RFC 3339, nothing left out."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {_camel(field.name): to_document(getattr(value, field.name)) for field in dataclasses.fields(value)}
+    if isinstance(value, datetime):
+        return rfc3339(value)
+    if isinstance(value, dict):
+        return {str(key): to_document(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [to_document(item) for item in value]
+    return value
+
+
+def _camel(name: str) -> str:
+    first, *rest = name.split("_")
+    return first + "".join(part.title() for part in rest)
+
+
+def emit(value: Any, output: Output) -> None:
+    """Print `value` as JSON or YAML for scripts (plain stdout, never styled or wrapped)."""
+    document = to_document(value)
+    if output is Output.YAML:
+        print(yaml.safe_dump(document, sort_keys=False, allow_unicode=True), end="")
+    else:
+        print(json.dumps(document, indent=2, ensure_ascii=False))
 
 
 def when(value: datetime | None) -> str:
