@@ -14,7 +14,7 @@ from collections.abc import Iterator
 import pytest
 
 from cerebelum import Client
-from tests.support.processes import ROOT, EngineProcess
+from tests.support.processes import ROOT, EngineProcess, sqlite_engine
 
 pytestmark = pytest.mark.slow
 
@@ -23,11 +23,8 @@ REASON = "disk [/path] is full; see [red]alerts[/red] and [bold]"
 
 @pytest.fixture(scope="module")
 def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EngineProcess]:
-    directory = tmp_path_factory.mktemp("cli-text")
-    process = EngineProcess(database_url=f"sqlite:///{directory / 'engine.db'}", log_path=directory / "engine.log")
-    process.start()
-    yield process
-    process.stop()
+    with sqlite_engine(tmp_path_factory.mktemp("cli-text")) as process:
+        yield process
 
 
 def cerebelum(engine: EngineProcess, *args: str) -> subprocess.CompletedProcess[str]:

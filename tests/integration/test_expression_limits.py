@@ -5,13 +5,12 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from cerebelum import CerebelumError, Client, Execution
-from tests.support.processes import EngineProcess, wait_until
+from tests.support.processes import EngineProcess, sqlite_engine, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -29,11 +28,8 @@ def nested_all(levels: int) -> str:
 
 @pytest.fixture(scope="module")
 def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EngineProcess]:
-    directory: Path = tmp_path_factory.mktemp("expression-limits")
-    process = EngineProcess(database_url=f"sqlite:///{directory / 'engine.db'}", log_path=directory / "engine.log")
-    process.start()
-    yield process
-    process.stop()
+    with sqlite_engine(tmp_path_factory.mktemp("expression-limits")) as process:
+        yield process
 
 
 @pytest.fixture

@@ -48,6 +48,13 @@ def answer(port: int, trusted_ca: Path) -> grpc.StatusCode:
     return grpc.StatusCode.OK
 
 
+async def served_to(port: int, trusted_ca: Path, *, what: str) -> None:
+    """Wait until a new client trusting only `trusted_ca` is answered."""
+    await asyncio.to_thread(
+        wait_until, lambda: answer(port, trusted_ca) == grpc.StatusCode.OK, timeout=10, interval=0.1, what=what
+    )
+
+
 async def serving(tmp_path: Path, tls: TlsFiles) -> EngineServer:
     config = ServerConfig(address="127.0.0.1:0", database_url=f"sqlite:///{tmp_path / 'engine.db'}", tls=tls)
     server = EngineServer(config)
@@ -71,13 +78,7 @@ async def test_a_renewed_certificate_is_served_to_new_connections_and_the_old_on
 
             renew(b, live)
 
-            await asyncio.to_thread(
-                wait_until,
-                lambda: answer(server.port, b[0]) == grpc.StatusCode.OK,
-                timeout=10,
-                interval=0.1,
-                what="a client trusting only the renewed certificate to be served",
-            )
+            await served_to(server.port, b[0], what="a client trusting only the renewed certificate to be served")
             assert await asyncio.to_thread(answer, server.port, a[0]) == grpc.StatusCode.UNAVAILABLE
             # The connection opened before the renewal is not dropped.
             await stub.ListWorkflows(workflow_pb2.ListWorkflowsRequest(), timeout=5)
@@ -104,13 +105,7 @@ async def test_a_half_renewed_pair_keeps_the_previous_certificate_and_warns_once
         assert "KEY_VALUES_MISMATCH" in warnings[0].getMessage() or "key" in warnings[0].getMessage().lower()
 
         renew(b, live)
-        await asyncio.to_thread(
-            wait_until,
-            lambda: answer(server.port, b[0]) == grpc.StatusCode.OK,
-            timeout=10,
-            interval=0.1,
-            what="the completed pair to be served",
-        )
+        await served_to(server.port, b[0], what="the completed pair to be served")
     finally:
         await server.stop(0)
 
@@ -137,13 +132,7 @@ async def test_a_kubelet_style_symlink_swap_is_followed(tmp_path: Path) -> None:
         assert await asyncio.to_thread(answer, server.port, a[0]) == grpc.StatusCode.OK
         publish("..2024_02_01", b)
         shutil.rmtree(volume / "..2024_01_01")
-        await asyncio.to_thread(
-            wait_until,
-            lambda: answer(server.port, b[0]) == grpc.StatusCode.OK,
-            timeout=10,
-            interval=0.1,
-            what="the swapped certificate to be served",
-        )
+        await served_to(server.port, b[0], what="the swapped certificate to be served")
         assert await asyncio.to_thread(answer, server.port, a[0]) == grpc.StatusCode.UNAVAILABLE
     finally:
         await server.stop(0)

@@ -62,27 +62,26 @@ def test_a_store_opened_without_a_claim_still_works_beside_the_engine(tmp_path: 
         reader.close()
 
 
-def test_a_file_that_is_not_a_sqlite_database_is_refused_at_open_naming_the_file(tmp_path: Path) -> None:
-    path = tmp_path / "engine.db"
-    path.write_bytes(b"this is a text file, not a database\n" * 200)
+def assert_refused_at_open(path: Path, message: str) -> None:
     store = open_store(f"sqlite:///{path}")
     try:
-        with pytest.raises(StoreCorrupted, match=rf"{path} is not a SQLite database"):
+        with pytest.raises(StoreCorrupted, match=message):
             store.migrate()
     finally:
         store.close()
+
+
+def test_a_file_that_is_not_a_sqlite_database_is_refused_at_open_naming_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "engine.db"
+    path.write_bytes(b"this is a text file, not a database\n" * 200)
+    assert_refused_at_open(path, rf"{path} is not a SQLite database")
 
 
 def test_a_database_with_a_damaged_page_is_refused_at_open_naming_the_file(tmp_path: Path) -> None:
     path = tmp_path / "engine.db"
     store_with_an_execution(path)
     damage_table(path, "executions")
-    store = open_store(f"sqlite:///{path}")
-    try:
-        with pytest.raises(StoreCorrupted, match=rf"{path} is corrupt"):
-            store.migrate()
-    finally:
-        store.close()
+    assert_refused_at_open(path, rf"{path} is corrupt")
 
 
 def test_damage_found_while_running_is_a_permanent_error_naming_the_file_not_unavailable(tmp_path: Path) -> None:

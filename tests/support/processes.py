@@ -8,13 +8,15 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import grpc
 
-__all__ = ["EngineProcess", "WorkerProcess", "free_port", "wait_until"]
+__all__ = ["EngineProcess", "WorkerProcess", "free_port", "sqlite_engine", "wait_until"]
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -103,6 +105,17 @@ class EngineProcess:
                 self.process.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 self.process.kill()
+
+
+@contextmanager
+def sqlite_engine(directory: Path) -> Iterator[EngineProcess]:
+    """A `cerebelum dev` serving a new SQLite file in `directory`, stopped on leaving."""
+    process = EngineProcess(database_url=f"sqlite:///{directory / 'engine.db'}", log_path=directory / "engine.log")
+    process.start()
+    try:
+        yield process
+    finally:
+        process.stop()
 
 
 @dataclass

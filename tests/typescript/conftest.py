@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 from cerebelum import Client, Execution
-from tests.support.processes import ROOT, EngineProcess
+from tests.support.processes import ROOT, EngineProcess, sqlite_engine
 
 PACKAGE = ROOT / "worker-sdk" / "typescript"
 TS_WORKER = PACKAGE / "build" / "test" / "workers" / "ledger-worker.js"
@@ -59,10 +59,8 @@ def node() -> str:
 
 @pytest.fixture
 def engine(tmp_path: Path) -> Iterator[EngineProcess]:
-    process = EngineProcess(database_url=f"sqlite:///{tmp_path / 'engine.db'}", log_path=tmp_path / "engine.log")
-    process.start()
-    yield process
-    process.stop()
+    with sqlite_engine(tmp_path) as process:
+        yield process
 
 
 @pytest.fixture

@@ -208,6 +208,13 @@ RACE_FLOW = {"taskQueue": "jobs", "timeline": RACE_STEPS}
 FORGERIES_PER_STEP = 12
 
 
+async def start_team_b_race(server: EngineServer) -> None:
+    """Execution `exec-b` of team-b's race workflow, whose next tokens anyone can predict."""
+    db = server.engine.db
+    await db.run(db.store.put_workflow, "team-b/race", RACE_FLOW, now_ms=server.clock.now_ms())
+    await server.engine.start("team-b/race", {}, execution_id="exec-b")
+
+
 def completion(token: str, worker_id: str, output: str) -> worker_pb2.CompleteTaskRequest:
     return worker_pb2.CompleteTaskRequest(
         task_token=token, worker_id=worker_id, success=worker_pb2.Success(output_json=json.dumps(output))
@@ -217,9 +224,7 @@ def completion(token: str, worker_id: str, output: str) -> worker_pb2.CompleteTa
 async def test_a_completion_of_another_namespace_s_task_not_yet_scheduled_is_refused(
     server: EngineServer, channel: grpc.aio.Channel
 ) -> None:
-    db = server.engine.db
-    await db.run(db.store.put_workflow, "team-b/race", RACE_FLOW, now_ms=server.clock.now_ms())
-    await server.engine.start("team-b/race", {}, execution_id="exec-b")
+    await start_team_b_race(server)
     stub = worker_pb2_grpc.WorkerServiceStub(channel)
     ahead = "exec-b/s01/1/0/5"  # what the next task's token will be: nobody knows it yet
 
@@ -235,9 +240,7 @@ async def test_a_worker_flooding_completions_of_another_namespace_s_next_task_ne
 ) -> None:
     """The race of issue 13: team-b's worker completes a step while team-a's worker, claiming
     team-b's worker id, floods the predictable token of the task that completion schedules."""
-    db = server.engine.db
-    await db.run(db.store.put_workflow, "team-b/race", RACE_FLOW, now_ms=server.clock.now_ms())
-    await server.engine.start("team-b/race", {}, execution_id="exec-b")
+    await start_team_b_race(server)
     stub = worker_pb2_grpc.WorkerServiceStub(channel)
     attempts, accepted, codes = 0, 0, set()
     for index, step in enumerate(RACE_STEPS):
@@ -297,9 +300,7 @@ async def test_a_completion_for_a_task_nobody_leased_is_stale_even_from_its_own_
 async def test_a_heartbeat_for_a_task_of_a_namespace_the_worker_is_not_allowed_is_refused_even_before_it_exists(
     server: EngineServer, channel: grpc.aio.Channel
 ) -> None:
-    db = server.engine.db
-    await db.run(db.store.put_workflow, "team-b/race", RACE_FLOW, now_ms=server.clock.now_ms())
-    await server.engine.start("team-b/race", {}, execution_id="exec-b")
+    await start_team_b_race(server)
     stub = worker_pb2_grpc.WorkerServiceStub(channel)
     task = (
         await stub.PollTask(
