@@ -24,7 +24,6 @@ _DISPOSITION = {
     Reply.DUPLICATE: pb.CompleteTaskResponse.DUPLICATE,
     Reply.STALE: pb.CompleteTaskResponse.STALE,
 }
-MAX_MESSAGE_CHARS = MAX_MESSAGE
 
 
 def _require(value: str, field: str, rpc: str) -> str:
@@ -148,7 +147,7 @@ class WorkerServicer(pb_grpc.WorkerServiceServicer):
             case "failure":
                 failure = request.failure
                 return cmd.OutcomeFailure(
-                    failure.type or "Error", failure.message[:MAX_MESSAGE_CHARS], retryable=not failure.non_retryable
+                    failure.type or "Error", failure.message[:MAX_MESSAGE], retryable=not failure.non_retryable
                 )
             case "retry_after":
                 return cmd.OutcomeRetryAfter(request.retry_after.delay_ms)
@@ -160,7 +159,7 @@ class WorkerServicer(pb_grpc.WorkerServiceServicer):
                 data = parse_json(approval.data_json, what=f"approval data of step {step!r}", limit=limit)
                 return cmd.OutcomeApproval(approval.kind or "approval", approval.timeout_ms or None, data)
             case "cancelled":
-                return cmd.OutcomeCancelled(request.cancelled.message[:MAX_MESSAGE_CHARS])
+                return cmd.OutcomeCancelled(request.cancelled.message[:MAX_MESSAGE])
         raise InvalidRequest(
             "CompleteTask: an outcome (success, failure, retry_after, sleep, approval, cancelled) is required"
         )
