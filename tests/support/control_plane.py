@@ -148,12 +148,20 @@ class ControlPlane:
         extra_apiserver_args: Sequence[str] = (),
         keep_dir: bool = False,
         parent_dir: str | None = None,
+        address: str = "127.0.0.1",
+        node_name: str | None = None,
     ) -> None:
+        """``address``: where the API server listens and what it advertises (a node's pods reach it there).
+        ``node_name``: run as the control plane of a real node (tests/support/node.py): a kubelet
+        certificate for that node, the Node authorizer, ServiceAccount admission and the endpoint
+        reconciler, which a bare API server leaves off because nothing else runs."""
         self.bin_dir = Path(bin_dir) if bin_dir else None
         self.startup_timeout = startup_timeout
         self.extra_apiserver_args = list(extra_apiserver_args)
         self.keep_dir = keep_dir
         self.parent_dir = parent_dir
+        self.address = address
+        self.node_name = node_name
 
         self.dir: Path | None = None
         self.kubeconfig: Path | None = None
@@ -301,8 +309,16 @@ class ControlPlane:
             "basicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\n"
             "extendedKeyUsage=serverAuth\nsubjectAltName=IP:127.0.0.1,DNS:localhost,"
             "DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,"
-            "DNS:kubernetes.default.svc.cluster.local,IP:10.96.0.1\n",
+            "DNS:kubernetes.default.svc.cluster.local,IP:10.96.0.1"
+            + ("" if self.address == "127.0.0.1" else f",IP:{self.address}")
+            + "\n",
         )
+        if self.node_name is not None:
+            issue(
+                "kubelet",
+                f"/O=system:nodes/CN=system:node:{self.node_name}",
+                "basicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=clientAuth\n",
+            )
         issue(
             "admin",
             "/O=system:masters/CN=cerebelum-admin",
@@ -381,31 +397,44 @@ class ControlPlane:
     def _start_apiserver(self) -> None:
         assert self.dir is not None and self.bin_dir is not None and self.etcd_url
         port = _free_port()
-        self.server = f"https://127.0.0.1:{port}"
+        self.server = f"https://{self.address}:{port}"
         pki = self.dir / "pki"
+        if self.node_name is None:
+            mode = [
+                "--authorization-mode=RBAC",
+                # No controller-manager creates the per-namespace "default" SA.
+                "--disable-admission-plugins=ServiceAccount",
+                # The "kubernetes" Service's Endpoints may not point at loopback.
+                "--endpoint-reconciler-type=none",
+            ]
+        else:
+            mode = [
+                "--authorization-mode=Node,RBAC",
+                "--enable-admission-plugins=NodeRestriction",
+                # For logs, exec and port-forward: the kubelet trusts the test CA's clients.
+                f"--kubelet-client-certificate={pki / 'admin.crt'}",
+                f"--kubelet-client-key={pki / 'admin.key'}",
+                "--kubelet-preferred-address-types=InternalIP",
+            ]
         self._spawn(
             "kube-apiserver",
             [
                 str(self.bin_dir / "kube-apiserver"),
                 f"--etcd-servers={self.etcd_url}",
-                "--bind-address=127.0.0.1",
-                "--advertise-address=127.0.0.1",
+                f"--bind-address={self.address}",
+                f"--advertise-address={self.address}",
                 f"--secure-port={port}",
                 f"--cert-dir={self.dir / 'apiserver-certs'}",
                 f"--tls-cert-file={pki / 'apiserver.crt'}",
                 f"--tls-private-key-file={pki / 'apiserver.key'}",
                 f"--client-ca-file={pki / 'ca.crt'}",
                 f"--token-auth-file={pki / 'tokens.csv'}",
-                "--authorization-mode=RBAC",
+                *mode,
                 f"--service-account-issuer={SERVICE_ACCOUNT_ISSUER}",
                 f"--service-account-key-file={pki / 'sa.pub'}",
                 f"--service-account-signing-key-file={pki / 'sa.key'}",
                 f"--service-cluster-ip-range={SERVICE_CLUSTER_IP_RANGE}",
-                # No controller-manager creates the per-namespace "default" SA.
-                "--disable-admission-plugins=ServiceAccount",
                 "--allow-privileged=true",
-                # The "kubernetes" Service's Endpoints may not point at loopback.
-                "--endpoint-reconciler-type=none",
                 "--profiling=false",
                 *self.extra_apiserver_args,
             ],
