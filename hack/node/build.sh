@@ -58,7 +58,8 @@ BIN="$DEST/bin"
 # Kubernetes release its source came from.
 declare -A STAMPS=(
   [kubernetes]="kubernetes=$K8S_VERSION"
-  [coredns]="coredns=$COREDNS_VERSION"
+  # The recipe (which plugins) is part of what was built, not only the version.
+  [coredns]="coredns=$COREDNS_VERSION+$(cat "$COREDNS_MOD/main.go" "$COREDNS_MOD/go.mod" | sha256sum | cut -c1-12)"
   [pause]="pause=$K8S_VERSION"
 )
 declare -A BINARIES=(

@@ -7,7 +7,8 @@
 //
 // It reads the stock kubeadm Corefile (errors, health, ready, kubernetes,
 // prometheus, forward, cache, loop, reload, loadbalance) plus log and hosts;
-// whoami and log make up CoreDNS's default config when there is no Corefile.
+// whoami and log make up CoreDNS's default config when there is no Corefile;
+// bind keeps the test node's DNS on the node's own address.
 // Built by hack/node/build.sh; the CoreDNS version is the one go.mod requires.
 package main
 
@@ -16,6 +17,7 @@ import (
 	"github.com/coredns/coredns/coremain"
 
 	// The plugins, each registering its directive in init().
+	_ "github.com/coredns/coredns/plugin/bind"
 	_ "github.com/coredns/coredns/plugin/cache"
 	_ "github.com/coredns/coredns/plugin/errors"
 	_ "github.com/coredns/coredns/plugin/forward"
@@ -35,6 +37,7 @@ import (
 // above: a plugin sees the effects of every plugin after it in this list.
 var directives = []string{
 	"reload",
+	"bind",
 	"ready",
 	"health",
 	"prometheus",
