@@ -104,9 +104,14 @@ def ensure_host_packages() -> None:
         raise NodeError(f"{NODE_PACKAGES} failed with exit code {proc.returncode}")
 
 
+#: Set to a directory of image archives with an ``images.txt`` to skip hack/images/build.sh.
+IMAGES_DIR_ENV = "CEREBELUM_IMAGES_DIR"
+
+
 def ensure_images() -> dict[str, Path]:
     """The project's images, built from its Dockerfiles: ``{name:tag: archive}``."""
-    out = _run_script(IMAGES_BUILD)
+    override = os.environ.get(IMAGES_DIR_ENV)
+    out = Path(override) if override else _run_script(IMAGES_BUILD)
     listing = out / "images.txt"
     images: dict[str, Path] = {}
     for line in listing.read_text().splitlines():
