@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import fcntl
 import gzip
 import hashlib
 import io
@@ -50,6 +51,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import IO
 
 from tests.support.control_plane import ControlPlane, ControlPlaneError, _free_port, _pdeathsig, _tail
 
@@ -58,6 +60,7 @@ NODE_BUILD = REPO_ROOT / "hack" / "node" / "build.sh"
 NODE_PACKAGES = REPO_ROOT / "hack" / "node" / "packages.sh"
 IMAGES_BUILD = REPO_ROOT / "hack" / "images" / "build.sh"
 
+HOST_LOCK = "/run/cerebelum-node.lock"
 NODE_NAME = "cerebelum-node"
 NODE_IP = "10.250.0.1"
 NODE_LINK = "cbl-node0"  # a veth end holding NODE_IP
@@ -233,6 +236,7 @@ class NodeCluster:
         self._logs: dict[str, Path] = {}
         self._netns_before: set[str] = set()
         self._proxy_config: Path | None = None
+        self._host_lock: IO[str] | None = None
 
     # ------------------------------------------------------------------ public
 
@@ -253,6 +257,10 @@ class NodeCluster:
         if problems := host_problems():
             raise NodeError("; ".join(problems))
         t0 = time.monotonic()
+        # One node per host: its address, interfaces and iptables chains are fixed names. A second
+        # test session waits here for the first to finish instead of tearing its network down.
+        self._host_lock = open(HOST_LOCK, "w")  # noqa: SIM115 - held until stop()
+        fcntl.flock(self._host_lock, fcntl.LOCK_EX)
         # Short paths: unix socket names are limited to 107 bytes.
         self.dir = Path(tempfile.mkdtemp(prefix="cbl-node-", dir="/var/tmp"))
         atexit.register(self.stop)
@@ -301,6 +309,9 @@ class NodeCluster:
         if not self.keep_dir:
             shutil.rmtree(self.dir, ignore_errors=True)
         self.dir = None
+        if self._host_lock is not None:
+            self._host_lock.close()  # releases the flock
+            self._host_lock = None
         with contextlib.suppress(Exception):
             atexit.unregister(self.stop)
 
