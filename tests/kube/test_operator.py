@@ -17,7 +17,14 @@ import yaml
 
 from tests.integration.conftest import WORKER_SCRIPT, read_ledger
 from tests.support.control_plane import ControlPlane
-from tests.support.kube import apply_yaml, kubectl_json, token_kubeconfig, wait_for_jsonpath
+from tests.support.kube import (
+    OPERATOR_NAMESPACE,
+    apply_yaml,
+    kubectl_json,
+    service_account_kubeconfig,
+    token_kubeconfig,
+    wait_for_jsonpath,
+)
 from tests.support.processes import OperatorProcess, WorkerProcess, free_port, wait_until
 
 from .operator_fixtures import StartWorker
@@ -343,6 +350,141 @@ def test_a_second_operator_waits_for_the_lease_and_takes_over_the_executions_whe
         assert ("s2", worker_on_standby.process.pid) in runs, "the standby, now leader, dispatched the rest"
     finally:
         standby.stop()
+
+
+ROLE_LABEL = "cerebelum.io/role"
+
+
+def create_pod(control_plane: ControlPlane, name: str, labels: dict[str, str] | None = None) -> None:
+    """A Pod object for an operator process to label (no kubelet runs it: the object is all it needs)."""
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "labels": {"app.kubernetes.io/name": "cerebelum", **(labels or {})}},
+        "spec": {"containers": [{"name": "operator", "image": "cerebelum/operator:test"}]},
+    }
+    apply(control_plane, OPERATOR_NAMESPACE, pod)
+
+
+def role_of(control_plane: ControlPlane, pod: str) -> str | None:
+    labels = kubectl_json(control_plane, "get", f"pod/{pod}", "-n", OPERATOR_NAMESPACE)["metadata"].get("labels", {})
+    role: str | None = labels.get(ROLE_LABEL)
+    return role
+
+
+def wait_role(control_plane: ControlPlane, pod: str, role: str) -> None:
+    wait_until(lambda: role_of(control_plane, pod) == role, timeout=30, what=f"pod {pod} labelled {role}")
+
+
+def audited_order(audit_log: Path, refs: dict[str, tuple[str, str]]) -> list[str]:
+    """The writes to the objects `refs` names ({tag: (resource, name)}) in cerebelum-system, in order."""
+    by_ref = {ref: tag for tag, ref in refs.items()}
+    order = []
+    for line in audit_log.read_text().splitlines():
+        entry = json.loads(line)
+        ref = entry.get("objectRef") or {}
+        if entry.get("stage") != "ResponseComplete" or ref.get("namespace") != OPERATOR_NAMESPACE:
+            continue
+        tag = by_ref.get((ref.get("resource"), ref.get("name")))
+        if tag is not None and entry.get("verb") in ("create", "update", "patch"):
+            order.append(f"{entry['verb']} {tag}")
+    return order
+
+
+def test_with_pod_role_labels_a_standby_is_ready_and_the_leader_label_follows_the_lease_across_a_hand_over(
+    control_plane: ControlPlane,
+    crds: list[str],
+    operator_rbac: None,
+    namespace: str,
+    audit_log: Path,
+    tmp_path: Path,
+) -> None:
+    """Two replicas as the chart runs them: both Ready, one labelled leader, which the gRPC Service selects."""
+    lease = f"labels-{namespace}"
+    first_pod, second_pod = f"{namespace}-first", f"{namespace}-second"
+    create_pod(control_plane, first_pod)
+    # As a container restarted after losing the Lease finds its pod: still labelled leader.
+    create_pod(control_plane, second_pod, {ROLE_LABEL: "leader"})
+    kubeconfig = service_account_kubeconfig(control_plane, tmp_path / "operator.kubeconfig")
+
+    def replica(pod: str, health_port: int) -> OperatorProcess:
+        return OperatorProcess(
+            database_url=f"sqlite:///{tmp_path / 'operator.db'}",
+            log_path=tmp_path / f"{pod}.log",
+            kubeconfig=kubeconfig,
+            identity=pod,
+            extra_args=(
+                *("--namespace", namespace, "--lease-name", lease, "--auth", "none"),
+                *("--health-address", f"127.0.0.1:{health_port}", "--pod-role-label"),
+            ),
+        )
+
+    first_port, second_port = free_port(), free_port()
+    first, second = replica(first_pod, first_port), replica(second_pod, second_port)
+    first.start()
+    try:
+        wait_role(control_plane, first_pod, "leader")
+        assert probe(first_port, "/readyz") == (200, {"ready": True, "role": "leader"})
+
+        second.launch()
+        wait_role(control_plane, second_pod, "standby")
+        wait_until(lambda: probe(second_port, "/readyz")[0] == 200, timeout=10, what="the standby to be Ready")
+        assert probe(second_port, "/readyz") == (200, {"ready": True, "role": "standby"})
+        assert not second.serving(timeout=1), "a Ready standby still serves no worker"
+        assert "cerebelum_leader 0.0" in scrape(second_port)
+        assert role_of(control_plane, first_pod) == "leader"
+
+        first.stop()  # a clean stop labels the pod standby, then hands the lease over
+        assert first.process is not None and first.process.returncode == 0, first.log_path.read_text()[-3000:]
+        assert role_of(control_plane, first_pod) == "standby"
+        second.wait_ready(timeout=20)
+        wait_role(control_plane, second_pod, "leader")
+        assert probe(second_port, "/readyz") == (200, {"ready": True, "role": "leader"})
+        assert 'cerebelum_kube_api_writes_total{kind="pod_role"} 2.0' in scrape(second_port)
+    finally:
+        first.stop()
+        second.stop()
+        print(
+            f"--- first ---\n{first.log_path.read_text()[-4000:]}\n--- second ---\n{second.log_path.read_text()[-4000:]}"
+        )
+    assert role_of(control_plane, second_pod) == "standby"
+
+    writes = audited_order(
+        audit_log, {"lease": ("leases", lease), "first": ("pods", first_pod), "second": ("pods", second_pod)}
+    )
+    # first labels itself standby, leader, standby; second standby, leader, standby. The hand-over:
+    # first's last label comes before it releases the lease, and second labels itself leader only
+    # after it took the lease: never two pods labelled leader, with nothing else in between.
+    assert writes.count("patch first") == 3 and writes.count("patch second") == 3, writes
+    first_standby = [i for i, write in enumerate(writes) if write == "patch first"][2]
+    second_leader = [i for i, write in enumerate(writes) if write == "patch second"][1]
+    assert writes[first_standby + 1 : second_leader] == ["update lease", "update lease"], writes
+
+
+def test_an_operator_told_to_label_a_pod_that_does_not_exist_exits_naming_it(
+    control_plane: ControlPlane, crds: list[str], operator_rbac: None, namespace: str, tmp_path: Path
+) -> None:
+    lost = OperatorProcess(
+        database_url=f"sqlite:///{tmp_path / 'lost.db'}",
+        log_path=tmp_path / "lost.log",
+        kubeconfig=service_account_kubeconfig(control_plane, tmp_path / "operator.kubeconfig"),
+        identity=f"{namespace}-nowhere",
+        extra_args=(
+            "--namespace",
+            namespace,
+            "--lease-name",
+            f"lost-{namespace}",
+            "--auth",
+            "none",
+            "--pod-role-label",
+        ),
+    )
+    lost.launch()
+    assert lost.process is not None
+    assert lost.process.wait(timeout=30) == 77
+    log = lost.log_path.read_text()
+    assert f"cannot label pod {OPERATOR_NAMESPACE}/{namespace}-nowhere" in log and "NotFound" in log
+    assert "waiting for lease" not in log and "holding lease" not in log
 
 
 def test_an_execution_created_before_its_workflow_waits_pending_and_starts_once_the_workflow_exists(

@@ -180,8 +180,20 @@ def operator(
         int, typer.Option(help="Largest step input or output accepted, in bytes.")
     ] = DEFAULT_MAX_PAYLOAD_BYTES,
     health_address: Annotated[
-        str | None, typer.Option(help="Serve /healthz and /readyz (ready only on the leader), e.g. 0.0.0.0:8080.")
+        str | None,
+        typer.Option(
+            help="Serve /healthz, /readyz (ready: the leader; a standby too with --pod-role-label) and /metrics,"
+            " e.g. 0.0.0.0:8080."
+        ),
     ] = None,
+    pod_role_label: Annotated[
+        bool,
+        typer.Option(
+            help="Label this pod (--identity/POD_NAME in --lease-namespace/POD_NAMESPACE) cerebelum.io/role=leader"
+            " or standby, for a Service that selects the leader by it; a standby is then Ready. Needs get and"
+            " patch on pods there."
+        ),
+    ] = False,
     max_history_events: Annotated[
         int, typer.Option(min=100, help="Events an execution may record before it is failed (continue as new).")
     ] = DEFAULT_MAX_HISTORY_EVENTS,
@@ -222,6 +234,15 @@ def operator(
 
     if auth not in ("none", "kubernetes"):
         _fail(f"--auth must be 'none' or 'kubernetes', not {auth!r}")
+    identity = identity or socket.gethostname()
+    if pod_role_label:
+        from ..kube.names import InvalidName, namespace_name, object_name
+
+        try:
+            object_name(identity, field="--identity (POD_NAME)")
+            namespace_name(lease_namespace, field="--lease-namespace (POD_NAMESPACE)")
+        except InvalidName as exc:
+            _fail(f"--pod-role-label labels the pod this runs in: {exc}")
     policy = None
     if access_policy is not None:
         if auth == "none":
@@ -252,7 +273,7 @@ def operator(
         namespaces=tuple(namespace or ()),
         lease_namespace=lease_namespace,
         lease_name=lease_name,
-        identity=identity or socket.gethostname(),
+        identity=identity,
         lease_duration_s=lease_duration,
         status_interval_s=status_interval,
         api_writes_per_second=api_qps,
@@ -261,6 +282,7 @@ def operator(
         token_audiences=tuple(token_audience or ("cerebelum",)),
         access_policy=policy,
         trust_claimed_approver=trust_claimed_approver,
+        pod_role_label=pod_role_label,
     )
     try:
         raise typer.Exit(asyncio.run(run_operator(config)))

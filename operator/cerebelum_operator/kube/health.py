@@ -1,8 +1,17 @@
 """Liveness and readiness over HTTP, served from the first moment, before the Lease is ours.
 
 `/healthz` answers 200 while the process runs (a standby waiting for the Lease is healthy).
-`/readyz` answers 200 only on the leader with its engine serving, so a Service in front of the
-replicas sends workers to the one instance that dispatches. `/metrics` is Prometheus text.
+`/readyz` answers 200 on the leader once its engine serves. On a standby it depends on how the
+Service in front of the replicas finds the leader:
+
+- with pod role labels (`--pod-role-label`, as the chart runs it) the Service selects the pod
+  labelled `cerebelum.io/role: leader` (`kube/pod_role.py`), so readiness only says "this
+  replica is healthy": a standby that has labelled itself `standby` is Ready (200, role
+  standby). Rollouts, `helm --wait` and the PodDisruptionBudget then count it as available;
+- without them readiness is what routes: only the leader is Ready (a standby answers 503), or
+  the Service would send workers to an instance that does not dispatch.
+
+`/metrics` is Prometheus text.
 """
 
 from __future__ import annotations
@@ -16,10 +25,14 @@ __all__ = ["HealthServer"]
 
 
 class HealthServer:
-    def __init__(self, address: str, *, metrics: OperatorMetrics | None = None) -> None:
+    def __init__(self, address: str, *, metrics: OperatorMetrics | None = None, standby_ready: bool = False) -> None:
         host, _, port = address.rpartition(":")
         self.host = host or "0.0.0.0"
         self.port = int(port)
+        # Whether a standby may be Ready at all: only when something other than readiness (the
+        # pod role label) keeps workers away from it.
+        self.standby_ready = standby_ready
+        # The current role is in place: the standby label written, or the leader's engine serving.
         self.ready = False
         self.role = "standby"
         self.metrics = metrics
@@ -42,8 +55,12 @@ class HealthServer:
     async def _healthz(self, request: web.Request) -> web.Response:
         return web.json_response({"status": "ok", "role": self.role})
 
+    def is_ready(self) -> bool:
+        return self.ready and (self.role == "leader" or self.standby_ready)
+
     async def _readyz(self, request: web.Request) -> web.Response:
-        return web.json_response({"ready": self.ready, "role": self.role}, status=200 if self.ready else 503)
+        ready = self.is_ready()
+        return web.json_response({"ready": ready, "role": self.role}, status=200 if ready else 503)
 
     async def _metrics(self, request: web.Request) -> web.Response:
         body = self.metrics.render() if self.metrics is not None else b""

@@ -13,6 +13,7 @@ import logging
 import os
 import signal
 import socket
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
@@ -29,6 +30,7 @@ from .handlers import build_registry
 from .health import HealthServer
 from .leader import LeaseElector
 from .metrics import OperatorMetrics
+from .pod_role import LEADER, STANDBY, PodRoleLabeler
 from .reconciler import Reconciler
 from .status_writer import FINALIZER, StatusWriter
 from .token_review import DEFAULT_AUDIENCE, TokenReviewAuthenticator
@@ -58,6 +60,9 @@ class OperatorConfig:
     access_policy: AccessPolicy | None = None  # default: AccessPolicy.kubernetes_default()
     # Believe an Approval's spec.approver even when no admission policy stamps it (default: refuse).
     trust_claimed_approver: bool = False
+    # Label this instance's pod (`identity` in `lease_namespace`) cerebelum.io/role=leader|standby,
+    # for a Service that selects the leader by it; standbys are then Ready (kube/pod_role.py).
+    pod_role_label: bool = False
 
 
 def _guard(config: OperatorConfig, api: KubeApi) -> Guard:
@@ -102,7 +107,11 @@ async def run_operator(config: OperatorConfig) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     metrics = OperatorMetrics()
-    health = HealthServer(config.health_address, metrics=metrics) if config.health_address else None
+    health = (
+        HealthServer(config.health_address, metrics=metrics, standby_ready=config.pod_role_label)
+        if config.health_address
+        else None
+    )
     if health is not None:
         await health.start()
     api = KubeApi.from_env(instance=config.identity, on_write=lambda kind: metrics.api_writes.labels(kind=kind).inc())
@@ -129,7 +138,29 @@ async def _lead(
         lease_duration_s=config.lease_duration_s,
         renew_every_s=max(1.0, config.lease_duration_s / 3),
     )
-    acquire = asyncio.create_task(elector.acquire())
+    labeler = (
+        PodRoleLabeler(
+            api.client,
+            namespace=config.lease_namespace,
+            name=config.identity,
+            on_write=lambda: metrics.api_writes.labels(kind="pod_role").inc(),
+        )
+        if config.pod_role_label
+        else None
+    )
+
+    async def stand_by() -> None:
+        if labeler is not None:
+            # Before anything else: a restarted container may still carry `leader` from its last
+            # run, and it must not become Ready (hence reachable through the Service) with it.
+            await labeler.ensure(STANDBY)
+        if health is not None:
+            health.ready = True  # Ready as a standby only with the label (HealthServer.standby_ready)
+        await elector.acquire()
+        if health is not None:
+            health.ready = False  # not Ready while the engine starts
+
+    acquire = asyncio.create_task(stand_by())
     stopping = asyncio.create_task(stop.wait())
     await asyncio.wait({acquire, stopping}, return_when=asyncio.FIRST_COMPLETED)
     stopping.cancel()
@@ -140,6 +171,9 @@ async def _lead(
 
     def lease_lost() -> None:
         # Exit at once: a successor may already hold the lease, and we must not dispatch beside it.
+        # The pod keeps its `leader` label (no time to write it), but it is not Ready while its
+        # container restarts, so the Service does not send it workers, and the restarted
+        # container labels itself `standby` before it can be Ready again (stand_by above).
         os._exit(EXIT_LEASE_LOST)
 
     holding = asyncio.create_task(elector.hold(lease_lost), name="lease")
@@ -165,6 +199,8 @@ async def _lead(
             approvers=await _approver_check(config, api, server.clock),
             max_payload_bytes=config.server.max_payload_bytes,
         )
+        if labeler is not None and not await labeler.ensure(LEADER, until=stop):
+            return 0  # stopped while the label could not be written; the finally block cleans up
         if health is not None:
             health.role, health.ready = "leader", True
         log.info("operator ready: gRPC on %s, watching %s", config.server.address, list(config.namespaces) or "all")
@@ -185,9 +221,16 @@ async def _lead(
             await holding
         # Every step runs even if one fails (grpc's stop can raise CancelledError while workers
         # are long-polling): the Lease must be handed over, or a successor waits out its duration.
-        steps = [("engine", server.stop), ("lease", elector.release)]
+        steps: list[tuple[str, Callable[[], Awaitable[object]]]] = [
+            ("engine", server.stop),
+            ("lease", elector.release),
+        ]
         if writer is not None:
             steps.insert(0, ("status writer", writer.stop))
+        if labeler is not None:
+            # `standby` before the Lease goes: the Service stops sending workers here before a
+            # successor can label itself `leader` (best effort: the pod is going away anyway).
+            steps.insert(0, ("pod role label", lambda: labeler.try_label(STANDBY)))
         for name, stop_step in steps:
             try:
                 await stop_step()
