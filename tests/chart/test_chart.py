@@ -138,8 +138,17 @@ def test_switching_off_the_crds_and_the_policy_leaves_them_out() -> None:
         (["--set", "storage.type=postgresql"], "at '/storage/postgresql/existingSecret'"),
         (["--set", "operator.logLevel=loud"], "at '/operator/logLevel'"),
         (["--set", "image.pullPolicy=Sometimes"], "at '/image/pullPolicy'"),
+        (["--set", "podLabels.cerebelum\\.io/role=leader"], "at '/podLabels'"),
     ],
-    ids=["typo", "two-replicas-on-sqlite", "unknown-store", "postgresql-without-secret", "log-level", "pull-policy"],
+    ids=[
+        "typo",
+        "two-replicas-on-sqlite",
+        "unknown-store",
+        "postgresql-without-secret",
+        "log-level",
+        "pull-policy",
+        "pod-labels-with-the-role",
+    ],
 )
 def test_bad_values_fail_before_anything_is_installed_naming_the_value(values: list[str], complaint: str) -> None:
     result = helm("template", "cerebelum", str(CHART), "--kube-version", KUBE_VERSION, *values, check=False)
@@ -282,6 +291,41 @@ def test_serving_every_namespace_one_cluster_role_holds_it_all_including_the_adm
     granted = set(rules_of(cluster_role))
     assert ("cerebelum.io", "executions", "patch") in granted and granted >= ADMISSION_POLICY_READS
     assert [r["metadata"]["name"] for r in by_kind(docs, "Role")] == ["cerebelum-leader-election"]
+
+
+def test_workers_reach_the_pod_labelled_leader_while_every_replica_may_be_ready_and_is_scraped() -> None:
+    docs = documents(render(*VALUES_SETS["standby-with-metrics"]))
+    services = {s["metadata"]["name"]: s["spec"] for s in by_kind(docs, "Service")}
+    selector = {"app.kubernetes.io/name": "cerebelum", "app.kubernetes.io/instance": "cerebelum"}
+    assert services["cerebelum"]["selector"] == {**selector, "cerebelum.io/role": "leader"}
+    assert services["cerebelum-metrics"]["selector"] == selector, "the standbys' metrics are scraped too"
+    (deployment,) = by_kind(docs, "Deployment")
+    assert deployment["spec"]["replicas"] == 2
+    assert "cerebelum.io/role" not in deployment["spec"]["selector"]["matchLabels"]
+    assert "cerebelum.io/role" not in deployment["spec"]["template"]["metadata"]["labels"], "each pod sets its own"
+    container = operator_container(docs)
+    assert "--pod-role-label" in container["args"]
+    env = {e["name"]: e.get("valueFrom", {}).get("fieldRef", {}).get("fieldPath") for e in container["env"]}
+    assert (env["POD_NAME"], env["POD_NAMESPACE"]) == ("metadata.name", "metadata.namespace")
+    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    (budget,) = by_kind(docs, "PodDisruptionBudget")
+    assert budget["spec"]["selector"]["matchLabels"] == selector
+
+
+@pytest.mark.parametrize("watch", [[], ["--set", "watchNamespaces={team-a,team-b}"]], ids=["cluster", "namespaces"])
+def test_the_operator_may_label_pods_only_in_the_release_namespace_and_do_nothing_else_to_them(
+    watch: list[str],
+) -> None:
+    docs = documents(render(*watch, "--show-only", "templates/rbac.yaml"))
+    pods = {
+        (doc["kind"], doc["metadata"].get("namespace"), doc["metadata"]["name"]): sorted(
+            verb for group, resource, verb in rules_of(doc) if (group, resource) == ("", "pods")
+        )
+        for doc in by_kind(docs, "Role") + by_kind(docs, "ClusterRole")
+    }
+    assert {ref: verbs for ref, verbs in pods.items() if verbs} == {
+        ("Role", "cerebelum-system", "cerebelum-leader-election"): ["get", "patch"]
+    }
 
 
 def network_policy(*values: str) -> dict[str, Any]:
