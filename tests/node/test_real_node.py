@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from tests.support.helm import helm_binary
-from tests.support.node import NodeCluster
+from tests.support.node import NODE_NAME, NodeCluster
 
 # Pods start in seconds, but a step waits out real sleeps and a Lease hand-over: minutes, not the default 120 s.
 pytestmark = [pytest.mark.node, pytest.mark.timeout(420)]
@@ -124,6 +124,10 @@ class Cluster:
         return "\n".join(parts)[-20000:]
 
 
+def volume_gid(path: Path) -> int:
+    return path.stat().st_gid
+
+
 def _image_args(image: tuple[str, str]) -> list[str]:
     return ["--set", f"image.repository={image[0]}", "--set", f"image.tag={image[1]}"]
 
@@ -133,11 +137,12 @@ def cluster(node: NodeCluster) -> Iterator[Cluster]:
     """Both charts installed as docs/install.md says, with the provision and e2e workers running."""
     c = Cluster(node)
     assert node.dir is not None
-    # What a storage provisioner does on a small cluster (kind's local-path provisioner): a host
-    # directory any pod user may write, as a PersistentVolume for the operator's SQLite claim.
+    # A pre-made local PersistentVolume for the operator's SQLite claim (there is no provisioner):
+    # a root-owned directory, as a fresh disk is, so the pod can write only through the chart's
+    # fsGroup, which the kubelet applies to local volumes as CSI drivers do to theirs.
     volume = node.dir / "volumes" / "operator-data"
     volume.mkdir(parents=True)
-    volume.chmod(0o777)
+    volume.chmod(0o755)
     c.k(
         "apply",
         "-f",
@@ -152,7 +157,18 @@ def cluster(node: NodeCluster) -> Iterator[Cluster]:
                     "capacity": {"storage": "5Gi"},
                     "accessModes": ["ReadWriteOnce"],
                     "persistentVolumeReclaimPolicy": "Retain",
-                    "hostPath": {"path": str(volume), "type": "Directory"},
+                    "local": {"path": str(volume)},
+                    "nodeAffinity": {
+                        "required": {
+                            "nodeSelectorTerms": [
+                                {
+                                    "matchExpressions": [
+                                        {"key": "kubernetes.io/hostname", "operator": "In", "values": [NODE_NAME]}
+                                    ]
+                                }
+                            ]
+                        }
+                    },
                 },
             }
         ),
@@ -198,6 +214,7 @@ def test_the_charts_install_with_their_defaults_and_the_operator_writes_its_stor
     store = cluster.node.dir / "volumes" / "operator-data" / "cerebelum.db"
     cluster.wait("the operator's SQLite store on the volume", store.exists, timeout=60)
     assert store.stat().st_uid == 10001
+    assert store.stat().st_gid == 10001 and volume_gid(store.parent) == 10001  # fsGroup at work
     for release in ("provision-worker", "sleep-worker", "work-worker", "ts-worker"):
         assert cluster.ready_pods(f"app.kubernetes.io/instance={release}"), release
 
