@@ -28,7 +28,7 @@ on, but nothing masquerades pod traffic and CoreDNS forwards nowhere.
 
 Run as a script to get a cluster for manual use::
 
-    sudo python3 tests/support/node.py     # prints KUBECONFIG=..., Ctrl-C stops
+    sudo .venv/bin/python -m tests.support.node   # from the repo root; prints KUBECONFIG=..., Ctrl-C stops
 """
 
 from __future__ import annotations
