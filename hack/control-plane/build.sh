@@ -26,12 +26,8 @@ ETCD_MOD="$HERE/etcd"
 log() { printf '[control-plane] %s\n' "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
 
-req_version() { # req_version GO_MOD MODULE_PATH -> version in its require lines
-  awk -v m="$2" '
-    /^replace[ (]/ { inrep = 1 } inrep && /^\)/ { inrep = 0; next } inrep { next }
-    ($1 == m && $2 ~ /^v/) { print $2; exit }
-    ($1 == "require" && $2 == m) { print $3; exit }' "$1"
-}
+# shellcheck source=../lib/kube-build.sh
+source "$HERE/../lib/kube-build.sh"  # req_version, k8s_ldflags
 
 pin() { # pin K8S_VERSION [ETCD_VERSION]: regenerate both go.mod/go.sum
   local v=$1 ev=${2:-} sv gomod
@@ -111,13 +107,7 @@ export CGO_ENABLED=0
 export GOFLAGS="${GOFLAGS:-} -buildvcs=false -mod=readonly"
 NICE=(nice -n "${CEREBELUM_BUILD_NICE:-10}")
 
-k8s_minor=${K8S_VERSION#v1.}; k8s_minor=${k8s_minor%%.*}
-ver_x() { printf -- "-X %s/version.%s=%s " "$1" "$2" "$3"; }
-K8S_LDFLAGS="-s -w"
-for p in k8s.io/component-base k8s.io/client-go/pkg; do
-  K8S_LDFLAGS+=" $(ver_x $p gitVersion "$K8S_VERSION")$(ver_x $p gitMajor 1)$(ver_x $p gitMinor "$k8s_minor")"
-  K8S_LDFLAGS+="$(ver_x $p gitTreeState clean)$(ver_x $p buildDate 1970-01-01T00:00:00Z)"
-done
+K8S_LDFLAGS=$(k8s_ldflags "$K8S_VERSION")
 
 total_start=$SECONDS
 log "building etcd $ETCD_VERSION (go $(go env GOVERSION), GOCACHE=$(go env GOCACHE))"

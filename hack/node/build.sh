@@ -30,12 +30,8 @@ K8S_CMDS=(kubelet kube-controller-manager kube-scheduler kube-proxy)
 log() { printf '[node] %s\n' "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
 
-req_version() { # req_version GO_MOD MODULE_PATH -> version in its require lines
-  awk -v m="$2" '
-    /^replace[ (]/ { inrep = 1 } inrep && /^\)/ { inrep = 0; next } inrep { next }
-    ($1 == m && $2 ~ /^v/) { print $2; exit }
-    ($1 == "require" && $2 == m) { print $3; exit }' "$1"
-}
+# shellcheck source=../lib/kube-build.sh
+source "$HERE/../lib/kube-build.sh"  # req_version, k8s_ldflags
 
 case "${1:-}" in
   --print-dir | "") ;;
@@ -111,13 +107,7 @@ if ! part_done kubernetes; then
   # The same flags as kube-apiserver in hack/control-plane/build.sh (no build
   # tags, -trimpath, CGO_ENABLED=0), so the packages they share come from the
   # Go build cache, and the same version stamp: `kubelet --version` prints it.
-  k8s_minor=${K8S_VERSION#v1.}; k8s_minor=${k8s_minor%%.*}
-  ver_x() { printf -- "-X %s/version.%s=%s " "$1" "$2" "$3"; }
-  K8S_LDFLAGS="-s -w"
-  for p in k8s.io/component-base k8s.io/client-go/pkg; do
-    K8S_LDFLAGS+=" $(ver_x $p gitVersion "$K8S_VERSION")$(ver_x $p gitMajor 1)$(ver_x $p gitMinor "$k8s_minor")"
-    K8S_LDFLAGS+="$(ver_x $p gitTreeState clean)$(ver_x $p buildDate 1970-01-01T00:00:00Z)"
-  done
+  K8S_LDFLAGS=$(k8s_ldflags "$K8S_VERSION")
   pkgs=()
   for c in "${K8S_CMDS[@]}"; do pkgs+=("k8s.io/kubernetes/cmd/$c"); done
   log "building ${K8S_CMDS[*]} $K8S_VERSION (go $(go env GOVERSION), GOCACHE=$(go env GOCACHE))"
