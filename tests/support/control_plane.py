@@ -137,6 +137,25 @@ def _pdeathsig() -> None:  # runs in the child between fork and exec
         pass
 
 
+def spawn_logged(argv: list[str], *, log: Path, cwd: Path) -> subprocess.Popen[bytes]:
+    """Start ``argv`` with its output appended to ``log`` (after a header line naming the command)."""
+    with open(log, "ab") as out:
+        out.write(f"\n=== {' '.join(argv)}\n".encode())
+        out.flush()
+        return subprocess.Popen(
+            argv,
+            cwd=cwd,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            # Die with the test process, unless started off the main thread
+            # (PDEATHSIG fires when the *thread* that forked exits).
+            preexec_fn=_pdeathsig
+            if sys.platform.startswith("linux") and threading.current_thread() is threading.main_thread()
+            else None,
+        )
+
+
 class ControlPlane:
     """etcd + kube-apiserver on loopback, in a fresh temp dir, on free ports."""
 
@@ -339,23 +358,8 @@ class ControlPlane:
 
     def _spawn(self, name: str, argv: list[str]) -> subprocess.Popen:
         assert self.dir is not None
-        log = self.dir / f"{name}.log"
-        self._logs[name] = log
-        with open(log, "ab") as out:
-            out.write(f"\n=== {' '.join(argv)}\n".encode())
-            out.flush()
-            proc = subprocess.Popen(
-                argv,
-                cwd=self.dir,
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                # Die with the test process, unless started off the main thread
-                # (PDEATHSIG fires when the *thread* that forked exits).
-                preexec_fn=_pdeathsig
-                if sys.platform.startswith("linux") and threading.current_thread() is threading.main_thread()
-                else None,
-            )
+        self._logs[name] = self.dir / f"{name}.log"
+        proc = spawn_logged(argv, log=self._logs[name], cwd=self.dir)
         self._procs[name] = proc
         return proc
 

@@ -53,7 +53,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO
 
-from tests.support.control_plane import ControlPlane, ControlPlaneError, _free_port, _pdeathsig, _tail
+from tests.support.control_plane import ControlPlane, ControlPlaneError, _free_port, _tail, spawn_logged
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 NODE_BUILD = REPO_ROOT / "hack" / "node" / "build.sh"
@@ -340,19 +340,8 @@ class NodeCluster:
 
     def _spawn(self, name: str, argv: list[str]) -> None:
         assert self.dir is not None
-        log = self.dir / f"{name}.log"
-        self._logs[name] = log
-        with open(log, "ab") as out:
-            out.write(f"\n=== {' '.join(argv)}\n".encode())
-            out.flush()
-            self._procs[name] = subprocess.Popen(
-                argv,
-                cwd=self.dir,
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                preexec_fn=_pdeathsig,
-            )
+        self._logs[name] = self.dir / f"{name}.log"
+        self._procs[name] = spawn_logged(argv, log=self._logs[name], cwd=self.dir)
 
     def _terminate(self, name: str) -> None:
         proc = self._procs.pop(name, None)
