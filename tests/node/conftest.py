@@ -23,9 +23,12 @@ def _unavailable(reason: str) -> NoReturn:
     pytest.skip(reason)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def node() -> Iterator[NodeCluster]:
-    """A control plane plus one real node, with the project's images imported into its runtime."""
+    """A control plane plus one real node, with the project's images imported into its runtime.
+
+    Package-scoped: the node and its pods stop once tests/node is done, not at the session's end.
+    """
     if problems := host_problems():
         _unavailable("; ".join(problems))
     try:
