@@ -10,6 +10,8 @@ replica that takes the Lease when the leader's pod is deleted.
 from __future__ import annotations
 
 import json
+import os
+import re
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -17,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from tests.support.helm import helm_binary
 from tests.support.node import NODE_NAME, NodeCluster
@@ -64,22 +67,29 @@ class Cluster:
                 raise AssertionError(f"{what}: not within {timeout:.0f}s\n{self.dump()}")
             time.sleep(0.5)
 
-    def execution(self, name: str) -> dict[str, Any]:
-        status: dict[str, Any] = self.json("execution", name).get("status") or {}
+    def execution(self, name: str, *, ns: str = NS) -> dict[str, Any]:
+        status: dict[str, Any] = self.json("execution", name, ns=ns).get("status") or {}
         return status
 
-    def phase(self, name: str) -> str:
-        return str(self.execution(name).get("phase") or "")
+    def phase(self, name: str, *, ns: str = NS) -> str:
+        return str(self.execution(name, ns=ns).get("phase") or "")
 
-    def wait_phase(self, name: str, phase: str, *, timeout: float = 180) -> dict[str, Any]:
+    def wait_phase(self, name: str, phase: str, *, ns: str = NS, timeout: float = 180) -> dict[str, Any]:
         def reached() -> bool:
-            now = self.phase(name)
+            now = self.phase(name, ns=ns)
             if now in TERMINAL and now != phase:
-                raise AssertionError(f"execution {name} ended {now}, not {phase}: {self.execution(name)}")
+                raise AssertionError(f"execution {name} ended {now}, not {phase}: {self.execution(name, ns=ns)}")
             return now == phase
 
         self.wait(f"execution {name} {phase}", reached, timeout=timeout)
-        return self.execution(name)
+        return self.execution(name, ns=ns)
+
+    def sh(self, command: str) -> None:
+        """Run a documented shell command as written, with this cluster's kubeconfig and helm."""
+        env = {**self.node.env, "PATH": f"{helm_binary().parent}:{os.environ['PATH']}"}
+        proc = subprocess.run(["bash", "-c", command], cwd=ROOT, env=env, capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise AssertionError(f"{command!r} failed:\n{proc.stdout}{proc.stderr}\n{self.dump()}")
 
     def create_execution(self, name: str, workflow: str, input: dict[str, Any]) -> None:
         doc = {
@@ -113,6 +123,7 @@ class Cluster:
         parts = []
         for args, ns in (
             (("get", "pods,deployments,pvc,executions", "-o", "wide"), NS),
+            (("get", "pods,executions,approvals", "-o", "wide"), "default"),
             (("get", "pods,deployments,pvc,leases", "-o", "wide"), SYSTEM_NS),
             (("get", "events", "--sort-by=.lastTimestamp"), SYSTEM_NS),
             (("get", "events", "--sort-by=.lastTimestamp"), NS),
@@ -122,6 +133,21 @@ class Cluster:
             proc = self.node.kubectl(*args, "-n", ns, check=False)
             parts.append(f"--- kubectl {' '.join(args)} -n {ns}\n{proc.stdout}{proc.stderr}")
         return "\n".join(parts)[-20000:]
+
+
+def readme_kubernetes_commands() -> list[str]:
+    """The README's "On Kubernetes" commands, as written; only the worker image is a placeholder."""
+    section = (ROOT / "README.md").read_text().split("## On Kubernetes", 1)[1]
+    match = re.search(r"```bash\n(.*?)```", section, re.DOTALL)
+    assert match is not None, "the README's 'On Kubernetes' section has no bash block"
+    # The chart's default worker image name, which the node has for the example worker's image.
+    block = match.group(1).replace("<your worker image>", "cerebelum/example-worker")
+    return [line for line in block.splitlines() if line.strip()]
+
+
+README_COMMANDS = readme_kubernetes_commands()
+WATCH = next(c for c in README_COMMANDS if " -w" in c)  # blocks until interrupted: not run
+APPROVE = README_COMMANDS[-1]
 
 
 def volume_gid(path: Path) -> int:
@@ -173,13 +199,17 @@ def cluster(node: NodeCluster) -> Iterator[Cluster]:
             }
         ),
     )
-    c.helm(
-        "install", "cerebelum", str(ROOT / "charts" / "cerebelum"), "-n", SYSTEM_NS, "--create-namespace",
-        *_image_args(OPERATOR_IMAGE), "--wait", "--timeout", "5m",
-    )  # fmt: skip
+    # The images under the names the charts use by default (`image.repository`, appVersion tag),
+    # so the README's commands install them as written: nothing can be pulled here.
+    chart_version = yaml.safe_load((ROOT / "charts" / "cerebelum" / "Chart.yaml").read_text())["appVersion"]
+    node.tag_image(f"{OPERATOR_IMAGE[0]}:{OPERATOR_IMAGE[1]}", f"docker.io/cerebelum/operator:{chart_version}")
+    node.tag_image(f"{WORKER_IMAGE[0]}:{WORKER_IMAGE[1]}", f"docker.io/cerebelum/example-worker:{chart_version}")
+    for command in README_COMMANDS:
+        if command not in (WATCH, APPROVE):  # the approval comes when the example waits for it
+            c.sh(command)
+    c.k("rollout", "status", "deployment/cerebelum", "--timeout=300s", ns=SYSTEM_NS)
     c.k("create", "namespace", NS, ns=None)
     for release, values, image in (
-        ("provision-worker", [], WORKER_IMAGE),
         ("sleep-worker", ["-f", str(ROOT / "e2e" / "sleep-worker-values.yaml")], WORKER_IMAGE),
         ("work-worker", ["-f", str(ROOT / "e2e" / "work-worker-values.yaml")], WORKER_IMAGE),
         ("ts-worker", ["-f", str(ROOT / "e2e" / "ts-worker-values.yaml")], TS_WORKER_IMAGE),
@@ -190,7 +220,6 @@ def cluster(node: NodeCluster) -> Iterator[Cluster]:
         )  # fmt: skip
     c.k(
         "apply",
-        "-f", str(ROOT / "examples" / "provision" / "workflow.yaml"),
         "-f", str(ROOT / "e2e" / "sleep-workflow.yaml"),
         "-f", str(ROOT / "e2e" / "work-workflow.yaml"),
         "-f", str(ROOT / "e2e" / "ts-workflow.yaml"),
@@ -215,17 +244,21 @@ def test_the_charts_install_with_their_defaults_and_the_operator_writes_its_stor
     cluster.wait("the operator's SQLite store on the volume", store.exists, timeout=60)
     assert store.stat().st_uid == 10001
     assert store.stat().st_gid == 10001 and volume_gid(store.parent) == 10001  # fsGroup at work
-    for release in ("provision-worker", "sleep-worker", "work-worker", "ts-worker"):
+    for release in ("sleep-worker", "work-worker", "ts-worker"):
         assert cluster.ready_pods(f"app.kubernetes.io/instance={release}"), release
+    cluster.wait(
+        "the README's worker is Ready",
+        lambda: bool(cluster.ready_pods("app.kubernetes.io/instance=provision-worker", ns="default")),
+    )
 
 
-def test_the_provision_example_runs_through_its_approval_with_workers_reaching_the_operator_by_its_service(
+def test_the_readme_kubernetes_tour_runs_as_written_with_the_worker_reaching_the_operator_by_its_service(
     cluster: Cluster,
 ) -> None:
-    cluster.k("create", "-f", str(ROOT / "examples" / "provision" / "execution.yaml"))
-    cluster.wait_phase("provision-eu-1", "WaitingForApproval")
-    cluster.k("create", "-f", str(ROOT / "examples" / "provision" / "approval.yaml"))
-    status = cluster.wait_phase("provision-eu-1", "Succeeded")
+    # The fixture ran the README's commands up to the approval; the example now waits for it.
+    cluster.wait_phase("provision-eu-1", "WaitingForApproval", ns="default")
+    cluster.sh(APPROVE)
+    status = cluster.wait_phase("provision-eu-1", "Succeeded", ns="default")
     assert status["output"]["server"] and status["output"]["ip"]
     # The approver is who created the Approval (the chart's admission policy stamps it), not a claim.
     assert status["output"]["approvedBy"] == "cerebelum-admin"

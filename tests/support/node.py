@@ -416,6 +416,10 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
             timeout=60,
         )
 
+    def tag_image(self, source: str, target: str) -> None:
+        """Give an imported image another name, e.g. the one a chart uses by default."""
+        self._ctr("images", "tag", "--force", source, target)
+
     def _ctr(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         proc = subprocess.run(
             ["ctr", f"--address={self.containerd_socket}", "--namespace=k8s.io", *args], capture_output=True, text=True
