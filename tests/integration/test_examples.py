@@ -30,3 +30,11 @@ def test_the_provision_example_runs_to_succeeded_and_prints_its_history() -> Non
     for event in ("StepFailed", "StepRetryAfter", "ApprovalGranted", "SleepStarted", "JumpTaken", "ExecutionSucceeded"):
         assert event in out, f"{event} missing from the printed history"
     assert "send_welcome_email" not in out.split("$ cerebelum history", 1)[1]
+
+
+def test_the_readme_shows_the_workflow_file_it_names_exactly_as_it_is() -> None:
+    readme = (ROOT / "README.md").read_text()
+    named = "The workflow (`examples/provision/workflow.yaml`):"
+    assert named in readme
+    block = readme.split(named, 1)[1].split("```yaml\n", 1)[1].split("```", 1)[0]
+    assert block == (ROOT / "examples" / "provision" / "workflow.yaml").read_text()
