@@ -17,6 +17,10 @@ The schema fails closed: a worker rule must name its namespaces and queues (noth
 "all"), and a field the policy does not honour is refused rather than ignored. ``clients`` rules
 take ``subjects`` only, because a client may act on every namespace: a policy that seemed to
 confine a client to one namespace would be a lie.
+
+Every call must present a token (when the engine asks for one at all) except the methods named
+in :data:`HEALTH_METHODS` and :data:`REFLECTION_METHODS`; the server's gate enforces that for
+every service it serves (``server.gate``).
 """
 
 from __future__ import annotations
@@ -28,10 +32,23 @@ from typing import Any
 
 from .auth import Identity, PermissionDenied
 
-__all__ = ["ALL_NAMESPACES", "AccessPolicy", "AccessRule", "PolicyError"]
+__all__ = ["ALL_NAMESPACES", "HEALTH_METHODS", "REFLECTION_METHODS", "AccessPolicy", "AccessRule", "PolicyError"]
 
 SELF = "$self"
 ALL_NAMESPACES = None
+
+# Answered without a token: a kubelet's gRPC probe or a load balancer has none, and the answer
+# says only whether the engine serves. Nothing else of grpc.health.v1 is exempt.
+HEALTH_METHODS = frozenset({"/grpc.health.v1.Health/Check", "/grpc.health.v1.Health/Watch"})
+# Answered without a token unless the engine runs with --no-reflection: reflection tells the API's
+# schema, which the published .proto files tell anyway. v1 is named for when grpcio serves it;
+# until then clients (grpcurl) get UNIMPLEMENTED there and ask v1alpha.
+REFLECTION_METHODS = frozenset(
+    {
+        "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
+        "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
+    }
+)
 
 
 class PolicyError(ValueError):

@@ -124,6 +124,9 @@ def dev(
     tls_cert: TlsCertOption = None,
     tls_key: TlsKeyOption = None,
     tls_client_ca: TlsClientCaOption = None,
+    reflection: Annotated[
+        bool, typer.Option(help="Serve gRPC server reflection (the API's schema, for grpcurl), without a token.")
+    ] = True,
     log_level: Annotated[str, typer.Option(help="debug, info, warning")] = "info",
 ) -> None:
     """Run the engine in one process on SQLite: no cluster needed."""
@@ -149,6 +152,7 @@ def dev(
         guard=guard,
         tls=_tls(tls_cert, tls_key, tls_client_ca),
         max_history_events=max_history_events,
+        reflection=reflection,
     )
     server = EngineServer(config)
     try:
@@ -220,6 +224,9 @@ def operator(
     tls_cert: TlsCertOption = None,
     tls_key: TlsKeyOption = None,
     tls_client_ca: TlsClientCaOption = None,
+    reflection: Annotated[
+        bool, typer.Option(help="Serve gRPC server reflection (the API's schema, for grpcurl), without a token.")
+    ] = True,
     log_level: Annotated[str, typer.Option(help="debug, info, warning")] = "info",
 ) -> None:
     """Run the Kubernetes operator: reconcile Workflows, Executions and Approvals, serve workers."""
@@ -269,6 +276,7 @@ def operator(
             max_payload_bytes=max_payload_bytes,
             max_history_events=max_history_events,
             tls=_tls(tls_cert, tls_key, tls_client_ca),
+            reflection=reflection,
         ),
         namespaces=tuple(namespace or ()),
         lease_namespace=lease_namespace,

@@ -12,14 +12,19 @@ import signal
 from dataclasses import dataclass, field
 
 import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1.health import aio as health_aio  # type: ignore[attr-defined]  # not in grpc-stubs
+from grpc_reflection.v1alpha import reflection
 
 from cerebelum.v1 import worker_pb2, workflow_pb2
 
 from ..api import DEFAULT_MAX_PAYLOAD_BYTES, Guard, WorkerServicer, WorkflowServicer
+from ..api.access import HEALTH_METHODS, REFLECTION_METHODS
 from ..engine import DEFAULT_MAX_HISTORY_EVENTS
 from ..model.limits import message_limit as grpc_message_limit
 from ..runtime import Clock, Database, Dispatcher, EngineService, SystemClock, TimerService
 from ..store import StoreCorrupted, StoreLocked, open_store
+from .gate import AuthenticationGate
 from .handlers import strict_service_handler
 from .tls import TlsFiles
 
@@ -29,6 +34,11 @@ log = logging.getLogger(__name__)
 
 DEFAULT_ADDRESS = "127.0.0.1:7450"
 DEFAULT_DATABASE_URL = "sqlite:///.cerebelum/dev.db"
+
+# The services the engine serves, by their full names (what health checks and reflection name).
+WORKER_SERVICE = worker_pb2.DESCRIPTOR.services_by_name["WorkerService"]
+WORKFLOW_SERVICE = workflow_pb2.DESCRIPTOR.services_by_name["WorkflowService"]
+HEALTH_SERVICE = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
 
 
 # Descriptors kept back from the connection cap for the store, the log, kube clients and such.
@@ -60,6 +70,8 @@ class ServerConfig:
     max_connection_idle_ms: int = 120_000
     # Calls in flight on one connection; more wait on the client's side.
     max_concurrent_streams: int = 1_000
+    # Server reflection (the API's schema, for grpcurl and such), served without a token.
+    reflection: bool = True
 
     def __post_init__(self) -> None:
         for name in ("max_connections", "handshake_timeout_ms", "max_concurrent_streams"):
@@ -81,6 +93,7 @@ class EngineServer:
         self._engine: EngineService | None = None
         self._dispatcher: Dispatcher | None = None
         self._timers: TimerService | None = None
+        self._health: health_aio.HealthServicer | None = None
         self.port = 0
 
     async def start(self) -> None:
@@ -112,16 +125,28 @@ class EngineServer:
         self._timers = TimerService(db, engine, clock=self.clock)
         await self._dispatcher.start()
         await self._timers.start()
-        server = self._server = grpc.aio.server(options=self.grpc_options(descriptors=raise_descriptor_limit()))
         guard = self.config.guard
+        exempt = HEALTH_METHODS | (REFLECTION_METHODS if self.config.reflection else frozenset())
+        server = self._server = grpc.aio.server(
+            options=self.grpc_options(descriptors=raise_descriptor_limit()),
+            interceptors=[AuthenticationGate(guard, exempt=exempt)] if guard.enabled else None,
+        )
         worker = WorkerServicer(engine, self._dispatcher, max_payload_bytes=self.config.max_payload_bytes, guard=guard)
         workflows = WorkflowServicer(engine, max_payload_bytes=self.config.max_payload_bytes, guard=guard)
         server.add_generic_rpc_handlers(
             (
-                strict_service_handler(worker, worker_pb2.DESCRIPTOR.services_by_name["WorkerService"]),
-                strict_service_handler(workflows, workflow_pb2.DESCRIPTOR.services_by_name["WorkflowService"]),
+                strict_service_handler(worker, WORKER_SERVICE),
+                strict_service_handler(workflows, WORKFLOW_SERVICE),
             )
         )
+        # grpc.health.v1: SERVING overall ("") and for each service until stop() begins.
+        health = self._health = health_aio.HealthServicer()
+        for name in ("", WORKER_SERVICE.full_name, WORKFLOW_SERVICE.full_name):
+            await health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        health_pb2_grpc.add_HealthServicer_to_server(health, server)
+        if self.config.reflection:
+            names = (WORKER_SERVICE.full_name, WORKFLOW_SERVICE.full_name, HEALTH_SERVICE, reflection.SERVICE_NAME)
+            reflection.enable_server_reflection(names, server)
         if self.config.tls is not None:
             self.port = server.add_secure_port(self.config.address, self.config.tls.credentials())
         else:
@@ -177,6 +202,9 @@ class EngineServer:
         return self._engine
 
     async def stop(self, grace_s: float = 2.0) -> None:
+        if self._health is not None:
+            # First, so a probe or a load balancer watching health stops sending before the port closes.
+            await self._health.enter_graceful_shutdown()
         if self._server is not None:
             try:
                 await self._server.stop(grace_s)
