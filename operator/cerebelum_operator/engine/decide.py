@@ -450,7 +450,7 @@ class _Decider:
                 self.schedule(step, attempt=attempt + 1, poll=0, visible_at=self.now + delay)
             else:
                 failed()
-                self.give_up(step, attempt, token, f"{described} (after {attempt} attempts)", dead_letter)
+                self.give_up(step, attempt, token, f"{described} (after {_attempts(attempt)})", dead_letter)
         else:
             failed()
             self.give_up(step, attempt, token, f"{described} (not retryable)", dead_letter)
@@ -462,7 +462,7 @@ class _Decider:
             self.schedule(step, attempt=attempt + 1, poll=0, visible_at=self.now + delay)
         else:
             dead_letter_id = f"{self.state.execution_id}/{step}/{attempt}/result/{self.state.last_seq + 1}"
-            self.give_up(step, attempt, dead_letter_id, f"{why} (after {attempt} attempts)", True)
+            self.give_up(step, attempt, dead_letter_id, f"{why} (after {_attempts(attempt)})", True)
 
     def give_up(self, step: str, attempt: int, token: str, described: str, dead_letter: bool) -> None:
         if dead_letter:
@@ -648,6 +648,10 @@ def _check_strings(command: cmd.Command) -> None:
                 limits.check_text(value, what=what, limit=limit)
     except limits.TextTooLong as exc:
         raise CommandRejected(str(exc)) from None
+
+
+def _attempts(count: int) -> str:
+    return "1 attempt" if count == 1 else f"{count} attempts"
 
 
 def _bounded(delay_ms: int) -> int:

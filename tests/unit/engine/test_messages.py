@@ -1,0 +1,18 @@
+"""What the engine's messages say to a person (issue 15): counts pluralised, unknown names named."""
+
+from __future__ import annotations
+
+from cerebelum_operator.engine import ExecutionPhase
+from cerebelum_operator.engine import commands as cmd
+
+from .simulator import Simulator
+
+FAIL = cmd.OutcomeFailure("Boom", "it broke")
+
+
+def test_a_step_that_gave_up_after_one_attempt_says_attempt_in_the_singular() -> None:
+    sim = Simulator.start({"timeline": ["a"], "defaults": {"retry": {"maxAttempts": 1}}})
+    sim.run("a", FAIL)
+    assert sim.state.phase == ExecutionPhase.FAILED
+    assert "(after 1 attempt)" in (sim.state.error or ""), sim.state.error
+
