@@ -15,10 +15,10 @@ from rich.text import Text
 from cerebelum import CerebelumError, Client
 
 from ..api import DEFAULT_MAX_PAYLOAD_BYTES
-from ..engine import DEFAULT_MAX_HISTORY_EVENTS
+from ..engine import DEFAULT_MAX_HISTORY_EVENTS, ExecutionPhase
 from ..server import DEFAULT_ADDRESS, DEFAULT_DATABASE_URL
 from .documents import DocumentError, read_workflows
-from .render import Output, console, emit, execution_table, history_table, show_execution
+from .render import Output, console, emit, err_console, execution_table, history_table, show_execution
 
 __all__ = ["app", "main"]
 
@@ -27,6 +27,9 @@ get_app = typer.Typer(help="List workflows or executions.", no_args_is_help=True
 dlq_app = typer.Typer(help="The dead-letter queue: steps that ran out of retries.", no_args_is_help=True)
 app.add_typer(get_app, name="get")
 app.add_typer(dlq_app, name="dlq")
+
+DEFAULT_LIST_LIMIT = 50
+MAX_LIST_LIMIT = 1000  # what the engine returns at most in one ListExecutions
 
 AddressOption = Annotated[
     str,
@@ -341,20 +344,29 @@ def wait_command(
 @get_app.command("executions")
 def get_executions(
     workflow: Annotated[str | None, typer.Option(help="Only this workflow.")] = None,
-    phase: Annotated[str | None, typer.Option(help="Only this phase.")] = None,
-    limit: int = 50,
+    phase: Annotated[ExecutionPhase | None, typer.Option(help="Only this phase.")] = None,
+    limit: Annotated[
+        int, typer.Option(min=1, max=MAX_LIST_LIMIT, help="Show at most this many, the newest.")
+    ] = DEFAULT_LIST_LIMIT,
     output: OutputOption = Output.TABLE,
     address: AddressOption = DEFAULT_ADDRESS,
 ) -> None:
     """List executions, newest first."""
     try:
-        executions = _client(address).list(workflow=workflow, phase=phase, limit=limit)
+        # One more than shown: the only way to know, without a count from the engine, that rows were left out.
+        executions = _client(address).list(
+            workflow=workflow, phase=None if phase is None else phase.value, limit=min(limit + 1, MAX_LIST_LIMIT)
+        )
     except CerebelumError as exc:
         _fail(str(exc))
-    if output is Output.TABLE:
-        console.print(execution_table(executions))
-    else:
+    more = len(executions) > limit
+    executions = executions[:limit]
+    if output is not Output.TABLE:
         emit(executions, output)
+        return
+    console.print(execution_table(executions))
+    if more:
+        err_console.print(f"showing {limit} of at least {limit + 1}; --limit to see more")
 
 
 @get_app.command("workflows")
@@ -437,11 +449,17 @@ def cancel(
     reason: Annotated[str, typer.Option(help="Why.")] = "cancelled from the CLI",
     address: AddressOption = DEFAULT_ADDRESS,
 ) -> None:
-    """Cancel an execution; running steps are told at their next heartbeat."""
+    """Cancel an execution; running steps are told at their next heartbeat. Exit 1 if it had already ended."""
+    client = _client(address)
     try:
-        execution = _client(address).cancel(execution_id, reason=reason)
+        # The engine answers a cancel of an ended execution with the execution as it is, no error:
+        # look first, so that "already Cancelled" is not reported as a cancel done now.
+        before = client.get(execution_id)
+        execution = before if before.is_terminal else client.cancel(execution_id, reason=reason)
     except CerebelumError as exc:
         _fail(str(exc))
+    if before.is_terminal or execution.phase != "Cancelled":
+        _fail(f"execution {execution.id} already ended {execution.phase}; nothing to cancel")
     console.print(f"execution/{execution.id} {execution.phase}")
 
 

@@ -1,0 +1,128 @@
+"""What a new user trips on in the CLI's commands (issue 15): each as a user runs it, against a real `cerebelum dev`."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+
+import pytest
+
+from cerebelum import Client
+from tests.support.processes import ROOT, EngineProcess, sqlite_engine
+
+pytestmark = pytest.mark.slow
+
+GATED = {"timeline": ["gate"], "steps": {"gate": {"approval": {"timeout": "1h"}}}}
+
+
+@pytest.fixture(scope="module")
+def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EngineProcess]:
+    with sqlite_engine(tmp_path_factory.mktemp("cli-commands")) as process:
+        yield process
+
+
+@pytest.fixture(scope="module")
+def client(engine: EngineProcess) -> Iterator[Client]:
+    with Client(engine.address) as client:
+        client.apply_workflow("gated", GATED)
+        yield client
+
+
+def cerebelum(engine: EngineProcess, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "cerebelum_operator.cli", *args, "--address", engine.address],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=60,
+        check=False,
+    )
+
+
+def shown(finished: subprocess.CompletedProcess[str]) -> str:
+    """What the command printed, with the terminal's line wrapping undone."""
+    return " ".join((finished.stdout + finished.stderr).split())
+
+
+# -- get executions -----------------------------------------------------------------------------
+
+
+def test_a_phase_that_does_not_exist_is_refused_naming_the_phases(engine: EngineProcess, client: Client) -> None:
+    finished = cerebelum(engine, "get", "executions", "--phase", "Bogus")
+
+    assert finished.returncode == 2, shown(finished)
+    assert "'Bogus' is not one of" in shown(finished)
+    for phase in ("'Pending'", "'Running'", "'WaitingForApproval'", "'Succeeded'", "'Failed'", "'Cancelled'"):
+        assert phase in shown(finished)
+    client.apply_workflow("phased", GATED)
+    client.start("phased")
+    cancelled = client.cancel(client.start("phased").id)
+    known = cerebelum(engine, "get", "executions", "--workflow", "phased", "--phase", "Cancelled", "-o", "json")
+    assert known.returncode == 0, shown(known)
+    assert [e["id"] for e in json.loads(known.stdout)] == [cancelled.id]
+
+
+def test_a_table_cut_short_by_the_limit_says_so_on_stderr_and_json_and_yaml_stay_clean(
+    engine: EngineProcess, client: Client
+) -> None:
+    import yaml
+
+    client.apply_workflow("listed", GATED)
+    listed = [client.start("listed").id for _ in range(3)]
+
+    cut = cerebelum(engine, "get", "executions", "--workflow", "listed", "--limit", "2")
+
+    assert cut.returncode == 0, shown(cut)
+    assert sum(line.split()[0] in listed for line in cut.stdout.splitlines() if line.split()) == 2
+    assert cut.stderr.strip() == "showing 2 of at least 3; --limit to see more"
+    whole = cerebelum(engine, "get", "executions", "--workflow", "listed", "--limit", "3")
+    assert whole.returncode == 0 and whole.stderr == "", shown(whole)
+    assert all(id in whole.stdout for id in listed)
+    for output in ("json", "yaml"):
+        data = cerebelum(engine, "get", "executions", "--workflow", "listed", "--limit", "2", "-o", output)
+        assert data.returncode == 0 and data.stderr == "", shown(data)
+        assert [e["id"] for e in yaml.safe_load(data.stdout)] == listed[:0:-1]
+
+
+# -- history and wording ------------------------------------------------------------------------
+
+
+def test_an_event_of_no_step_shows_an_empty_step_not_none(engine: EngineProcess, client: Client) -> None:
+    client.apply_workflow("badoutput", {**GATED, "output": "steps.gate.nosuchfield"})
+    execution = client.start("badoutput")
+    assert client.approve(execution.id, "gate", approver="me").phase == "Failed"
+
+    finished = cerebelum(engine, "history", execution.id)
+
+    assert finished.returncode == 0, shown(finished)
+    (failed,) = [line for line in finished.stdout.splitlines() if "ExecutionFailed" in line]
+    assert "None" not in failed.split(), failed
+
+
+# -- cancel -------------------------------------------------------------------------------------
+
+
+def test_cancelling_an_execution_twice_cancels_it_then_says_it_already_ended(
+    engine: EngineProcess, client: Client
+) -> None:
+    execution = client.start("gated")
+
+    first = cerebelum(engine, "cancel", execution.id)
+    second = cerebelum(engine, "cancel", execution.id)
+
+    assert first.returncode == 0 and shown(first) == f"execution/{execution.id} Cancelled", shown(first)
+    assert second.returncode == 1, shown(second)
+    assert f"execution {execution.id} already ended Cancelled; nothing to cancel" in shown(second)
+
+
+def test_cancelling_a_succeeded_execution_names_its_phase_and_fails(engine: EngineProcess, client: Client) -> None:
+    execution = client.start("gated")
+    client.approve(execution.id, "gate", approver="me")
+
+    finished = cerebelum(engine, "cancel", execution.id)
+
+    assert finished.returncode == 1, shown(finished)
+    assert f"execution {execution.id} already ended Succeeded; nothing to cancel" in shown(finished)
+    assert client.get(execution.id).phase == "Succeeded"
