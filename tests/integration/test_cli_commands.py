@@ -126,3 +126,44 @@ def test_cancelling_a_succeeded_execution_names_its_phase_and_fails(engine: Engi
     assert finished.returncode == 1, shown(finished)
     assert f"execution {execution.id} already ended Succeeded; nothing to cancel" in shown(finished)
     assert client.get(execution.id).phase == "Succeeded"
+
+
+# -- start --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("output", ["json", "yaml"])
+def test_start_prints_the_execution_for_scripts_saying_it_started_it(
+    engine: EngineProcess, client: Client, output: str
+) -> None:
+    import yaml
+
+    finished = cerebelum(engine, "start", "gated", "--input", '{"n": 1}', "-o", output)
+
+    assert finished.returncode == 0, shown(finished)
+    document = yaml.safe_load(finished.stdout)
+    assert document["workflow"] == "gated" and document["started"] is True and document["input"] == {"n": 1}
+    assert client.get(document["id"]).phase == "WaitingForApproval"
+
+
+def test_starting_an_existing_id_again_says_it_was_not_started_again(engine: EngineProcess, client: Client) -> None:
+    first = cerebelum(engine, "start", "gated", "--id", "again-1", "--input", '{"n": 1}')
+    again = cerebelum(engine, "start", "gated", "--id", "again-1", "--input", '{"n": 1}')
+    as_json = cerebelum(engine, "start", "gated", "--id", "again-1", "--input", '{"n": 1}', "-o", "json")
+
+    assert first.returncode == 0 and shown(first) == "execution/again-1 started", shown(first)
+    assert again.returncode == 0 and shown(again) == "execution/again-1 already exists (not started again)"
+    assert as_json.returncode == 0, shown(as_json)
+    assert json.loads(as_json.stdout)["started"] is False and json.loads(as_json.stdout)["id"] == "again-1"
+
+
+def test_starting_an_existing_id_with_another_input_is_refused_naming_the_id(
+    engine: EngineProcess, client: Client
+) -> None:
+    client.start("gated", {"n": 1}, execution_id="differs-1")
+
+    finished = cerebelum(engine, "start", "gated", "--id", "differs-1", "--input", '{"n": 2}')
+
+    assert finished.returncode == 1, shown(finished)
+    assert "execution 'differs-1' already exists with a different input" in shown(finished)
+    assert "started" not in shown(finished).replace("not started again", "")
+    assert client.get("differs-1").input == {"n": 1}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 import json
 import logging
 import os
@@ -12,13 +13,22 @@ from typing import Annotated, Any, NoReturn
 import typer
 from rich.text import Text
 
-from cerebelum import CerebelumError, Client
+from cerebelum import CerebelumError, Client, NotFoundError
 
 from ..api import DEFAULT_MAX_PAYLOAD_BYTES
 from ..engine import DEFAULT_MAX_HISTORY_EVENTS, ExecutionPhase
 from ..server import DEFAULT_ADDRESS, DEFAULT_DATABASE_URL
 from .documents import DocumentError, read_workflows
-from .render import Output, console, emit, err_console, execution_table, history_table, show_execution
+from .render import (
+    Output,
+    console,
+    emit,
+    err_console,
+    execution_table,
+    history_table,
+    show_execution,
+    to_document,
+)
 
 __all__ = ["app", "main"]
 
@@ -95,19 +105,35 @@ def _as_json(value: Any) -> str:
     return json.dumps(value, indent=2, default=str)
 
 
-def _wait_and_report(client: Client, execution_id: str, timeout: float | None) -> None:
-    """Wait for the end, print phase and output; exit 1 unless Succeeded, 2 on timeout."""
+def _wait_and_report(
+    client: Client, execution_id: str, timeout: float | None, *, output: Output = Output.TABLE, started: bool = True
+) -> None:
+    """Wait for the end, print phase and output; exit 1 unless Succeeded, 2 on timeout.
+
+    As JSON or YAML the final execution is the one document on stdout, and the exit code says the rest.
+    """
     try:
         final = client.wait(execution_id, timeout=timeout)
     except TimeoutError:
         _fail(f"execution still running after {timeout}s", code=2)
     except CerebelumError as exc:
         _fail(str(exc))
+    if output is not Output.TABLE:
+        emit(_started_document(final, started=started), output)
+        if final.phase != "Succeeded":
+            raise typer.Exit(1)
+        return
     console.print(f"execution/{final.id} {final.phase}")
     if final.output is not None:
         console.print_json(_as_json(final.output))
     if final.phase != "Succeeded":
         _fail(final.error or final.phase)
+
+
+def _started_document(execution: Any, *, started: bool) -> dict[str, Any]:
+    """The execution for scripts, with whether this command started it or found it already there."""
+    document = to_document(execution)
+    return {"id": document.pop("id"), "workflow": document.pop("workflow"), "started": started, **document}
 
 
 @app.command()
@@ -310,25 +336,61 @@ def apply(
         _fail(str(exc))
 
 
+class StartOutput(enum.StrEnum):
+    """What `start -o` accepts: text keeps the `execution/<id> started` line."""
+
+    TEXT = "text"
+    JSON = "json"
+    YAML = "yaml"
+
+
 @app.command()
 def start(
     workflow: str,
     input: Annotated[str | None, typer.Option("--input", "-i", help="Input as JSON.")] = None,
-    execution_id: Annotated[str | None, typer.Option("--id", help="Execution id (idempotent).")] = None,
+    execution_id: Annotated[
+        str | None, typer.Option("--id", help="Execution id: starting it again with the same input starts nothing.")
+    ] = None,
     wait: Annotated[bool, typer.Option(help="Wait for the end; exit non-zero unless Succeeded.")] = False,
     timeout: Annotated[float | None, typer.Option(help="Seconds to wait with --wait.")] = None,
+    output: Annotated[StartOutput, typer.Option("--output", "-o", help="text, json or yaml")] = StartOutput.TEXT,
     address: AddressOption = DEFAULT_ADDRESS,
 ) -> None:
     """Start an execution of a workflow."""
     client = _client(address)
+    value = _json_arg(input, "--input")
     try:
-        execution = client.start(workflow, _json_arg(input, "--input"), execution_id=execution_id)
-        console.print(f"execution/{execution.id} started")
-        if not wait:
-            return
+        # The engine answers a start of an existing id (same workflow and input) with that execution:
+        # look first, so that it is not reported as started now.
+        existed = execution_id is not None and _exists(client, execution_id)
+        execution = client.start(workflow, value, execution_id=execution_id)
     except CerebelumError as exc:
         _fail(str(exc))
-    _wait_and_report(client, execution.id, timeout)
+    documents = Output.TABLE if output is StartOutput.TEXT else Output(output.value)
+    if wait:
+        if documents is Output.TABLE:
+            console.print(_started_line(execution.id, existed))
+        _wait_and_report(client, execution.id, timeout, output=documents, started=not existed)
+    elif documents is Output.TABLE:
+        console.print(_started_line(execution.id, existed))
+    else:
+        emit(_started_document(execution, started=not existed), documents)
+
+
+def _exists(client: Client, execution_id: str) -> bool:
+    try:
+        client.get(execution_id)
+    except NotFoundError:
+        return False
+    return True
+
+
+def _started_line(execution_id: str, existed: bool) -> str:
+    return (
+        f"execution/{execution_id} already exists (not started again)"
+        if existed
+        else f"execution/{execution_id} started"
+    )
 
 
 @app.command("wait")
