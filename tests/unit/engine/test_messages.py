@@ -15,4 +15,3 @@ def test_a_step_that_gave_up_after_one_attempt_says_attempt_in_the_singular() ->
     sim.run("a", FAIL)
     assert sim.state.phase == ExecutionPhase.FAILED
     assert "(after 1 attempt)" in (sim.state.error or ""), sim.state.error
-
