@@ -167,3 +167,19 @@ def test_starting_an_existing_id_with_another_input_is_refused_naming_the_id(
     assert "execution 'differs-1' already exists with a different input" in shown(finished)
     assert "started" not in shown(finished).replace("not started again", "")
     assert client.get("differs-1").input == {"n": 1}
+
+
+# -- approve ------------------------------------------------------------------------------------
+
+
+def test_approving_a_step_the_workflow_does_not_have_names_it_and_the_pending_ones(
+    engine: EngineProcess, client: Client
+) -> None:
+    execution = client.start("gated")
+
+    finished = cerebelum(engine, "approve", execution.id, "nosuchstep")
+
+    assert finished.returncode == 1, shown(finished)
+    assert "workflow 'gated' has no step 'nosuchstep' (its steps: gate)" in shown(finished)
+    assert f"execution '{execution.id}' waits for the approval of: gate" in shown(finished)
+    assert client.get(execution.id).phase == "WaitingForApproval"

@@ -283,6 +283,12 @@ class _Decider:
     def pending_approval(self, step: str) -> None:
         if step not in self.state.approvals:
             pending = ", ".join(sorted(self.state.approvals)) or "none"
+            if step not in self.definition.steps:  # a typo: say so, not "not pending"
+                raise CommandRejected(
+                    f"workflow {self.state.workflow!r} has no step {step!r} (its steps: "
+                    f"{', '.join(self.definition.steps)}); execution {self.state.execution_id!r} waits for the"
+                    f" approval of: {pending}"
+                )
             raise CommandRejected(
                 f"no approval is pending for step {step!r} of execution {self.state.execution_id!r} "
                 f"(pending: {pending})"

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from cerebelum_operator.engine import ExecutionPhase
+import pytest
+
+from cerebelum_operator.engine import CommandRejected, ExecutionPhase
 from cerebelum_operator.engine import commands as cmd
 
 from .simulator import Simulator
@@ -15,3 +17,14 @@ def test_a_step_that_gave_up_after_one_attempt_says_attempt_in_the_singular() ->
     sim.run("a", FAIL)
     assert sim.state.phase == ExecutionPhase.FAILED
     assert "(after 1 attempt)" in (sim.state.error or ""), sim.state.error
+
+
+def test_approving_a_step_the_workflow_does_not_have_names_the_step_and_what_is_pending() -> None:
+    sim = Simulator.start({"timeline": ["a", "gate"], "steps": {"gate": {"approval": {}}}})
+    sim.run("a")
+
+    with pytest.raises(CommandRejected) as rejected:
+        sim.send(cmd.Approve("nosuchstep", "alice"))
+
+    assert "has no step 'nosuchstep' (its steps: a, gate)" in str(rejected.value)
+    assert "waits for the approval of: gate" in str(rejected.value)
