@@ -183,3 +183,19 @@ def test_approving_a_step_the_workflow_does_not_have_names_it_and_the_pending_on
     assert "workflow 'gated' has no step 'nosuchstep' (its steps: gate)" in shown(finished)
     assert f"execution '{execution.id}' waits for the approval of: gate" in shown(finished)
     assert client.get(execution.id).phase == "WaitingForApproval"
+
+
+def test_a_start_without_the_input_the_workflow_requires_says_to_pass_one(
+    engine: EngineProcess, client: Client
+) -> None:
+    client.apply_workflow("needy", {**GATED, "input": {"type": "object", "required": ["region"]}})
+
+    missing = cerebelum(engine, "start", "needy")
+    wrong = cerebelum(engine, "start", "needy", "--input", "{}")
+
+    assert missing.returncode == 1, shown(missing)
+    assert "the workflow 'needy' requires an input (an object) and none was given; pass --input '{...}'" in shown(
+        missing
+    )
+    assert "None is not of type" not in shown(missing)
+    assert wrong.returncode == 1 and "'region' is a required property" in shown(wrong), shown(wrong)

@@ -365,6 +365,8 @@ def start(
         existed = execution_id is not None and _exists(client, execution_id)
         execution = client.start(workflow, value, execution_id=execution_id)
     except CerebelumError as exc:
+        if input is None and "requires an input" in exc.message:
+            _fail(f"{exc.message}; pass --input '{{...}}'")
         _fail(str(exc))
     documents = Output.TABLE if output is StartOutput.TEXT else Output(output.value)
     if wait:

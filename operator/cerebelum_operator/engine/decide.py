@@ -40,6 +40,14 @@ DEFAULT_MAX_HISTORY_EVENTS = 20_000
 # reply could not be sent after its lease was committed, and the lease would expire forever.
 DEFAULT_MAX_TASK_BYTES = limits.task_budget(limits.DEFAULT_MAX_PAYLOAD_BYTES)
 ARGUMENTS_TOO_LARGE = "ArgumentsTooLarge"
+_A_TYPE = {
+    "object": "an object",
+    "array": "an array",
+    "string": "a string",
+    "integer": "an integer",
+    "number": "a number",
+    "boolean": "a boolean",
+}
 
 
 class Reply(StrEnum):
@@ -158,7 +166,16 @@ class _Decider:
         if self.state.started:
             self.decision.reply = Reply.DUPLICATE
             return
-        self.definition.validate_input(command.input)
+        try:
+            self.definition.validate_input(command.input)
+        except InputInvalid:
+            if command.input is not None:
+                raise
+            # "None is not of type 'object'" reads as a bug in the engine; the caller forgot the input.
+            kind = _A_TYPE.get(str((self.definition.input_schema or {}).get("type")))
+            raise InputInvalid(
+                f"the workflow {command.workflow!r} requires an input{f' ({kind})' if kind else ''} and none was given"
+            ) from None
         size = limits.json_size(command.input)
         if size + 64 > self.max_task_bytes:
             raise InputInvalid(

@@ -6,6 +6,7 @@ import pytest
 
 from cerebelum_operator.engine import CommandRejected, ExecutionPhase
 from cerebelum_operator.engine import commands as cmd
+from cerebelum_operator.model import InputInvalid
 
 from .simulator import Simulator
 
@@ -28,3 +29,14 @@ def test_approving_a_step_the_workflow_does_not_have_names_the_step_and_what_is_
 
     assert "has no step 'nosuchstep' (its steps: a, gate)" in str(rejected.value)
     assert "waits for the approval of: gate" in str(rejected.value)
+
+
+def test_a_missing_input_names_the_workflow_and_the_input_it_requires() -> None:
+    spec = {"timeline": ["a"], "input": {"type": "object", "required": ["region"]}}
+
+    with pytest.raises(InputInvalid) as refused:
+        Simulator.start(spec, None)
+
+    assert str(refused.value) == "the workflow 'wf' requires an input (an object) and none was given"
+    with pytest.raises(InputInvalid, match="'region' is a required property"):  # a given input: the schema's words
+        Simulator.start(spec, {})
