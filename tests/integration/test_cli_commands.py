@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -199,3 +200,48 @@ def test_a_start_without_the_input_the_workflow_requires_says_to_pass_one(
     )
     assert "None is not of type" not in shown(missing)
     assert wrong.returncode == 1 and "'region' is a required property" in shown(wrong), shown(wrong)
+
+
+# -- apply --------------------------------------------------------------------------------------
+
+MIXED = """\
+apiVersion: cerebelum.io/v1alpha1
+kind: Workflow
+metadata: {name: first-good}
+spec: {timeline: [a]}
+---
+apiVersion: cerebelum.io/v1alpha1
+kind: Workflow
+metadata: {name: no-retries}
+spec:
+  timeline: [a]
+  steps: {a: {retry: {maxAttempts: 0}}}
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: settings}
+---
+apiVersion: cerebelum.io/v1alpha1
+kind: Workflow
+metadata: {name: last-good}
+spec: {timeline: [b]}
+"""
+
+
+def test_a_file_with_invalid_documents_applies_none_and_names_each_bad_one(
+    engine: EngineProcess, client: Client, tmp_path: Path
+) -> None:
+    path = tmp_path / "mixed.yaml"
+    path.write_text(MIXED)
+
+    finished = cerebelum(engine, "apply", "-f", str(path))
+
+    assert finished.returncode == 1, shown(finished)
+    assert "nothing applied: 2 of 4 documents are invalid" in shown(finished)
+    assert "document 2 (no-retries): spec: steps.a.retry.maxAttempts" in shown(finished)
+    assert "document 3 (settings): kind 'ConfigMap' is not supported here" in shown(finished)
+    assert not {"first-good", "no-retries", "last-good"} & {w.name for w in client.list_workflows()}
+    path.write_text(MIXED.split("---\n")[0] + "---\n" + MIXED.split("---\n")[3])
+    fixed = cerebelum(engine, "apply", "-f", str(path))
+    assert fixed.returncode == 0, shown(fixed)
+    assert {"first-good", "last-good"} <= {w.name for w in client.list_workflows()}

@@ -324,14 +324,16 @@ def apply(
     file: Annotated[Path, typer.Option("--filename", "-f", help="Workflow YAML or JSON ('-' for stdin).")],
     address: AddressOption = DEFAULT_ADDRESS,
 ) -> None:
-    """Create or update the Workflows in a file."""
-    client = _client(address)
+    """Create or update the Workflows in a file: all of them, or none if any is invalid."""
     try:
-        for name, spec in read_workflows(file):
-            info = client.apply_workflow(name, spec)
-            console.print(f"workflow/{info.name} applied (version {info.version})")
+        workflows = read_workflows(file)
     except DocumentError as exc:
         _fail(str(exc))
+    client = _client(address)
+    try:
+        for workflow in workflows:
+            info = client.apply_workflow(workflow.name, workflow.spec)
+            console.print(f"workflow/{info.name} applied (version {info.version})")
     except CerebelumError as exc:
         _fail(str(exc))
 
