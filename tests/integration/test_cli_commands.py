@@ -245,3 +245,33 @@ def test_a_file_with_invalid_documents_applies_none_and_names_each_bad_one(
     fixed = cerebelum(engine, "apply", "-f", str(path))
     assert fixed.returncode == 0, shown(fixed)
     assert {"first-good", "last-good"} <= {w.name for w in client.list_workflows()}
+
+
+# -- wait ---------------------------------------------------------------------------------------
+
+TWO_GATES = {"timeline": ["first", "second"], "steps": {"first": {"approval": {}}, "second": {"approval": {}}}}
+
+
+def test_wait_with_progress_prints_each_step_it_reaches_on_stderr_and_the_end_on_stdout(
+    engine: EngineProcess, client: Client
+) -> None:
+    client.apply_workflow("two-gates", TWO_GATES)
+    execution = client.start("two-gates")
+    command = [sys.executable, "-m", "cerebelum_operator.cli", "wait", execution.id, "--progress"]
+    waiting = subprocess.Popen(
+        [*command, "--address", engine.address], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT
+    )
+    try:
+        assert waiting.stderr is not None
+        first = waiting.stderr.readline()  # blocks until the command has printed it
+        client.approve(execution.id, "first", approver="me")
+        second = waiting.stderr.readline()
+        client.approve(execution.id, "second", approver="me")
+        stdout, rest = waiting.communicate(timeout=60)
+    finally:
+        waiting.kill()
+
+    assert first.strip() == f"execution/{execution.id} WaitingForApproval (step first)"
+    assert second.strip() == f"execution/{execution.id} WaitingForApproval (step second)"
+    assert rest == "" and waiting.returncode == 0
+    assert stdout.splitlines()[0] == f"execution/{execution.id} Succeeded"

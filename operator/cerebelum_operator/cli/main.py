@@ -7,13 +7,14 @@ import json
 import logging
 import os
 import sys
+import time
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.text import Text
 
-from cerebelum import CerebelumError, Client, NotFoundError
+from cerebelum import CerebelumError, Client, Execution, NotFoundError
 
 from ..api import DEFAULT_MAX_PAYLOAD_BYTES
 from ..engine import DEFAULT_MAX_HISTORY_EVENTS, ExecutionPhase
@@ -105,15 +106,57 @@ def _as_json(value: Any) -> str:
     return json.dumps(value, indent=2, default=str)
 
 
+ProgressOption = Annotated[
+    bool | None,
+    typer.Option(
+        "--progress/--no-progress",
+        help="Print phase and step changes on stderr while waiting (default: when stderr is a terminal).",
+    ),
+]
+PROGRESS_EVERY_S = 0.5
+
+
+def _wait(client: Client, execution_id: str, timeout: float | None, *, progress: bool) -> Execution:
+    """The ended execution; with `progress`, each change of phase or current step on stderr meanwhile.
+
+    The engine tells of the end only, so progress asks for the execution between short waits.
+    """
+    if not progress:
+        return client.wait(execution_id, timeout=timeout)
+    deadline = None if timeout is None else time.monotonic() + timeout
+    shown: tuple[str, tuple[str, ...]] | None = None
+    while True:
+        current = client.get(execution_id)
+        if current.is_terminal:
+            return current
+        if (current.phase, current.current_steps) != shown:
+            shown = (current.phase, current.current_steps)
+            steps = f" (step {', '.join(current.current_steps)})" if current.current_steps else ""
+            err_console.print(f"execution/{execution_id} {current.phase}{steps}")
+        left = None if deadline is None else deadline - time.monotonic()
+        if left is not None and left < 0.01:  # a wait of 0 ms would mean the server's longest wait
+            raise TimeoutError(f"execution {execution_id!r} is still {current.phase} after {timeout} s")
+        try:
+            return client.wait(execution_id, timeout=PROGRESS_EVERY_S if left is None else min(PROGRESS_EVERY_S, left))
+        except TimeoutError:
+            continue
+
+
 def _wait_and_report(
-    client: Client, execution_id: str, timeout: float | None, *, output: Output = Output.TABLE, started: bool = True
+    client: Client,
+    execution_id: str,
+    timeout: float | None,
+    *,
+    output: Output = Output.TABLE,
+    started: bool = True,
+    progress: bool | None = None,
 ) -> None:
     """Wait for the end, print phase and output; exit 1 unless Succeeded, 2 on timeout.
 
     As JSON or YAML the final execution is the one document on stdout, and the exit code says the rest.
     """
     try:
-        final = client.wait(execution_id, timeout=timeout)
+        final = _wait(client, execution_id, timeout, progress=err_console.is_terminal if progress is None else progress)
     except TimeoutError:
         _fail(f"execution still running after {timeout}s", code=2)
     except CerebelumError as exc:
@@ -355,6 +398,7 @@ def start(
     ] = None,
     wait: Annotated[bool, typer.Option(help="Wait for the end; exit non-zero unless Succeeded.")] = False,
     timeout: Annotated[float | None, typer.Option(help="Seconds to wait with --wait.")] = None,
+    progress: ProgressOption = None,
     output: Annotated[StartOutput, typer.Option("--output", "-o", help="text, json or yaml")] = StartOutput.TEXT,
     address: AddressOption = DEFAULT_ADDRESS,
 ) -> None:
@@ -374,7 +418,7 @@ def start(
     if wait:
         if documents is Output.TABLE:
             console.print(_started_line(execution.id, existed))
-        _wait_and_report(client, execution.id, timeout, output=documents, started=not existed)
+        _wait_and_report(client, execution.id, timeout, output=documents, started=not existed, progress=progress)
     elif documents is Output.TABLE:
         console.print(_started_line(execution.id, existed))
     else:
@@ -401,10 +445,11 @@ def _started_line(execution_id: str, existed: bool) -> str:
 def wait_command(
     execution_id: str,
     timeout: Annotated[float | None, typer.Option(help="Seconds to wait.")] = None,
+    progress: ProgressOption = None,
     address: AddressOption = DEFAULT_ADDRESS,
 ) -> None:
     """Wait for an execution to end; exit non-zero unless it Succeeded."""
-    _wait_and_report(_client(address), execution_id, timeout)
+    _wait_and_report(_client(address), execution_id, timeout, progress=progress)
 
 
 @get_app.command("executions")

@@ -30,7 +30,7 @@ __all__ = [
 # written, not crash the command. Styles are given as Text objects instead.
 console = Console(width=None if Console().is_terminal else 160, markup=False, highlight=False, emoji=False)
 # Notes for the person at the terminal (progress, "more rows exist"): never mixed into what scripts parse.
-err_console = Console(stderr=True, markup=False, highlight=False, emoji=False)
+err_console = Console(stderr=True, soft_wrap=True, markup=False, highlight=False, emoji=False)
 
 _PHASE_STYLE = {
     "Succeeded": "green",
