@@ -13,7 +13,7 @@ from ..engine import CommandRejected
 from ..engine.decide import CommandTooLarge
 from ..model import InputInvalid, WorkflowInvalid
 from ..model.limits import TextTooLong
-from ..runtime import ExecutionNotFound, WorkflowNotFound
+from ..runtime import ExecutionConflict, ExecutionNotFound, WorkflowNotFound
 from ..store import ConcurrencyConflict, StoreCorrupted, StoreUnavailable
 from .auth import AuthUnavailable, PermissionDenied, Unauthenticated
 from .limits import check_request
@@ -44,6 +44,7 @@ _CODES: list[tuple[type[BaseException], grpc.StatusCode]] = [
     (InputInvalid, grpc.StatusCode.INVALID_ARGUMENT),
     (ExecutionNotFound, grpc.StatusCode.NOT_FOUND),
     (WorkflowNotFound, grpc.StatusCode.NOT_FOUND),
+    (ExecutionConflict, grpc.StatusCode.ALREADY_EXISTS),
     (CommandTooLarge, grpc.StatusCode.RESOURCE_EXHAUSTED),
     (CommandRejected, grpc.StatusCode.FAILED_PRECONDITION),
     (ConcurrencyConflict, grpc.StatusCode.ABORTED),

@@ -2,23 +2,34 @@
 
 from __future__ import annotations
 
+import enum
 import json
 import logging
 import os
 import sys
+import time
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.text import Text
 
-from cerebelum import CerebelumError, Client
+from cerebelum import CerebelumError, Client, Execution, NotFoundError
 
 from ..api import DEFAULT_MAX_PAYLOAD_BYTES
-from ..engine import DEFAULT_MAX_HISTORY_EVENTS
+from ..engine import DEFAULT_MAX_HISTORY_EVENTS, ExecutionPhase
 from ..server import DEFAULT_ADDRESS, DEFAULT_DATABASE_URL
 from .documents import DocumentError, read_workflows
-from .render import Output, console, emit, execution_table, history_table, show_execution
+from .render import (
+    Output,
+    console,
+    emit,
+    err_console,
+    execution_table,
+    history_table,
+    show_execution,
+    to_document,
+)
 
 __all__ = ["app", "main"]
 
@@ -27,6 +38,9 @@ get_app = typer.Typer(help="List workflows or executions.", no_args_is_help=True
 dlq_app = typer.Typer(help="The dead-letter queue: steps that ran out of retries.", no_args_is_help=True)
 app.add_typer(get_app, name="get")
 app.add_typer(dlq_app, name="dlq")
+
+DEFAULT_LIST_LIMIT = 50
+MAX_LIST_LIMIT = 1000  # what the engine returns at most in one ListExecutions
 
 AddressOption = Annotated[
     str,
@@ -92,19 +106,77 @@ def _as_json(value: Any) -> str:
     return json.dumps(value, indent=2, default=str)
 
 
-def _wait_and_report(client: Client, execution_id: str, timeout: float | None) -> None:
-    """Wait for the end, print phase and output; exit 1 unless Succeeded, 2 on timeout."""
+ProgressOption = Annotated[
+    bool | None,
+    typer.Option(
+        "--progress/--no-progress",
+        help="Print phase and step changes on stderr while waiting (default: when stderr is a terminal).",
+    ),
+]
+PROGRESS_EVERY_S = 0.5
+
+
+def _wait(client: Client, execution_id: str, timeout: float | None, *, progress: bool) -> Execution:
+    """The ended execution; with `progress`, each change of phase or current step on stderr meanwhile.
+
+    The engine tells of the end only, so progress asks for the execution between short waits.
+    """
+    if not progress:
+        return client.wait(execution_id, timeout=timeout)
+    deadline = None if timeout is None else time.monotonic() + timeout
+    shown: tuple[str, tuple[str, ...]] | None = None
+    while True:
+        current = client.get(execution_id)
+        if current.is_terminal:
+            return current
+        if (current.phase, current.current_steps) != shown:
+            shown = (current.phase, current.current_steps)
+            steps = f" (step {', '.join(current.current_steps)})" if current.current_steps else ""
+            err_console.print(f"execution/{execution_id} {current.phase}{steps}")
+        left = None if deadline is None else deadline - time.monotonic()
+        if left is not None and left < 0.01:  # a wait of 0 ms would mean the server's longest wait
+            raise TimeoutError(f"execution {execution_id!r} is still {current.phase} after {timeout} s")
+        try:
+            return client.wait(execution_id, timeout=PROGRESS_EVERY_S if left is None else min(PROGRESS_EVERY_S, left))
+        except TimeoutError:
+            continue
+
+
+def _wait_and_report(
+    client: Client,
+    execution_id: str,
+    timeout: float | None,
+    *,
+    output: Output = Output.TABLE,
+    started: bool = True,
+    progress: bool | None = None,
+) -> None:
+    """Wait for the end, print phase and output; exit 1 unless Succeeded, 2 on timeout.
+
+    As JSON or YAML the final execution is the one document on stdout, and the exit code says the rest.
+    """
     try:
-        final = client.wait(execution_id, timeout=timeout)
+        final = _wait(client, execution_id, timeout, progress=err_console.is_terminal if progress is None else progress)
     except TimeoutError:
         _fail(f"execution still running after {timeout}s", code=2)
     except CerebelumError as exc:
         _fail(str(exc))
+    if output is not Output.TABLE:
+        emit(_started_document(final, started=started), output)
+        if final.phase != "Succeeded":
+            raise typer.Exit(1)
+        return
     console.print(f"execution/{final.id} {final.phase}")
     if final.output is not None:
         console.print_json(_as_json(final.output))
     if final.phase != "Succeeded":
         _fail(final.error or final.phase)
+
+
+def _started_document(execution: Any, *, started: bool) -> dict[str, Any]:
+    """The execution for scripts, with whether this command started it or found it already there."""
+    document = to_document(execution)
+    return {"id": document.pop("id"), "workflow": document.pop("workflow"), "started": started, **document}
 
 
 @app.command()
@@ -303,66 +375,117 @@ def apply(
     file: Annotated[Path, typer.Option("--filename", "-f", help="Workflow YAML or JSON ('-' for stdin).")],
     address: AddressOption = DEFAULT_ADDRESS,
 ) -> None:
-    """Create or update the Workflows in a file."""
-    client = _client(address)
+    """Create or update the Workflows in a file: all of them, or none if any is invalid."""
     try:
-        for name, spec in read_workflows(file):
-            info = client.apply_workflow(name, spec)
-            console.print(f"workflow/{info.name} applied (version {info.version})")
+        workflows = read_workflows(file)
     except DocumentError as exc:
         _fail(str(exc))
+    client = _client(address)
+    try:
+        for workflow in workflows:
+            info = client.apply_workflow(workflow.name, workflow.spec)
+            console.print(f"workflow/{info.name} applied (version {info.version})")
     except CerebelumError as exc:
         _fail(str(exc))
+
+
+class StartOutput(enum.StrEnum):
+    """What `start -o` accepts: text keeps the `execution/<id> started` line."""
+
+    TEXT = "text"
+    JSON = "json"
+    YAML = "yaml"
 
 
 @app.command()
 def start(
     workflow: str,
     input: Annotated[str | None, typer.Option("--input", "-i", help="Input as JSON.")] = None,
-    execution_id: Annotated[str | None, typer.Option("--id", help="Execution id (idempotent).")] = None,
+    execution_id: Annotated[
+        str | None, typer.Option("--id", help="Execution id: starting it again with the same input starts nothing.")
+    ] = None,
     wait: Annotated[bool, typer.Option(help="Wait for the end; exit non-zero unless Succeeded.")] = False,
     timeout: Annotated[float | None, typer.Option(help="Seconds to wait with --wait.")] = None,
+    progress: ProgressOption = None,
+    output: Annotated[StartOutput, typer.Option("--output", "-o", help="text, json or yaml")] = StartOutput.TEXT,
     address: AddressOption = DEFAULT_ADDRESS,
 ) -> None:
     """Start an execution of a workflow."""
     client = _client(address)
+    value = _json_arg(input, "--input")
     try:
-        execution = client.start(workflow, _json_arg(input, "--input"), execution_id=execution_id)
-        console.print(f"execution/{execution.id} started")
-        if not wait:
-            return
+        # The engine answers a start of an existing id (same workflow and input) with that execution:
+        # look first, so that it is not reported as started now.
+        existed = execution_id is not None and _exists(client, execution_id)
+        execution = client.start(workflow, value, execution_id=execution_id)
     except CerebelumError as exc:
+        if input is None and "requires an input" in exc.message:
+            _fail(f"{exc.message}; pass --input '{{...}}'")
         _fail(str(exc))
-    _wait_and_report(client, execution.id, timeout)
+    documents = Output.TABLE if output is StartOutput.TEXT else Output(output.value)
+    if wait:
+        if documents is Output.TABLE:
+            console.print(_started_line(execution.id, existed))
+        _wait_and_report(client, execution.id, timeout, output=documents, started=not existed, progress=progress)
+    elif documents is Output.TABLE:
+        console.print(_started_line(execution.id, existed))
+    else:
+        emit(_started_document(execution, started=not existed), documents)
+
+
+def _exists(client: Client, execution_id: str) -> bool:
+    try:
+        client.get(execution_id)
+    except NotFoundError:
+        return False
+    return True
+
+
+def _started_line(execution_id: str, existed: bool) -> str:
+    return (
+        f"execution/{execution_id} already exists (not started again)"
+        if existed
+        else f"execution/{execution_id} started"
+    )
 
 
 @app.command("wait")
 def wait_command(
     execution_id: str,
     timeout: Annotated[float | None, typer.Option(help="Seconds to wait.")] = None,
+    progress: ProgressOption = None,
     address: AddressOption = DEFAULT_ADDRESS,
 ) -> None:
     """Wait for an execution to end; exit non-zero unless it Succeeded."""
-    _wait_and_report(_client(address), execution_id, timeout)
+    _wait_and_report(_client(address), execution_id, timeout, progress=progress)
 
 
 @get_app.command("executions")
 def get_executions(
     workflow: Annotated[str | None, typer.Option(help="Only this workflow.")] = None,
-    phase: Annotated[str | None, typer.Option(help="Only this phase.")] = None,
-    limit: int = 50,
+    phase: Annotated[ExecutionPhase | None, typer.Option(help="Only this phase.")] = None,
+    limit: Annotated[
+        int, typer.Option(min=1, max=MAX_LIST_LIMIT, help="Show at most this many, the newest.")
+    ] = DEFAULT_LIST_LIMIT,
     output: OutputOption = Output.TABLE,
     address: AddressOption = DEFAULT_ADDRESS,
 ) -> None:
     """List executions, newest first."""
     try:
-        executions = _client(address).list(workflow=workflow, phase=phase, limit=limit)
+        # One more than shown: the only way to know, without a count from the engine, that rows were left out.
+        executions = _client(address).list(
+            workflow=workflow, phase=None if phase is None else phase.value, limit=min(limit + 1, MAX_LIST_LIMIT)
+        )
     except CerebelumError as exc:
         _fail(str(exc))
-    if output is Output.TABLE:
-        console.print(execution_table(executions))
-    else:
+    more = len(executions) > limit
+    executions = executions[:limit]
+    if output is not Output.TABLE:
         emit(executions, output)
+        return
+    console.print(execution_table(executions))
+    if more:
+        err_console.print(f"showing {limit} of at least {limit + 1}; --limit to see more")
 
 
 @get_app.command("workflows")
@@ -445,11 +568,17 @@ def cancel(
     reason: Annotated[str, typer.Option(help="Why.")] = "cancelled from the CLI",
     address: AddressOption = DEFAULT_ADDRESS,
 ) -> None:
-    """Cancel an execution; running steps are told at their next heartbeat."""
+    """Cancel an execution; running steps are told at their next heartbeat. Exit 1 if it had already ended."""
+    client = _client(address)
     try:
-        execution = _client(address).cancel(execution_id, reason=reason)
+        # The engine answers a cancel of an ended execution with the execution as it is, no error:
+        # look first, so that "already Cancelled" is not reported as a cancel done now.
+        before = client.get(execution_id)
+        execution = before if before.is_terminal else client.cancel(execution_id, reason=reason)
     except CerebelumError as exc:
         _fail(str(exc))
+    if before.is_terminal or execution.phase != "Cancelled":
+        _fail(f"execution {execution.id} already ended {execution.phase}; nothing to cancel")
     console.print(f"execution/{execution.id} {execution.phase}")
 
 

@@ -17,6 +17,7 @@ __all__ = [
     "Output",
     "console",
     "emit",
+    "err_console",
     "execution_table",
     "history_table",
     "rfc3339",
@@ -28,6 +29,8 @@ __all__ = [
 # User text (errors, names, payloads) is never markup: "[/path]" in an error message must print as
 # written, not crash the command. Styles are given as Text objects instead.
 console = Console(width=None if Console().is_terminal else 160, markup=False, highlight=False, emoji=False)
+# Notes for the person at the terminal (progress, "more rows exist"): never mixed into what scripts parse.
+err_console = Console(stderr=True, soft_wrap=True, markup=False, highlight=False, emoji=False)
 
 _PHASE_STYLE = {
     "Succeeded": "green",
@@ -180,7 +183,7 @@ def history_table(events: list[Any]) -> Table:
             when(event.at)[11:],
             str(offset),
             event.type,
-            str(data.get("step", "")),
+            str(data.get("step") or ""),
             _event_detail(event.type, data),
         )
     return table

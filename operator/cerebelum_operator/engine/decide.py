@@ -40,6 +40,14 @@ DEFAULT_MAX_HISTORY_EVENTS = 20_000
 # reply could not be sent after its lease was committed, and the lease would expire forever.
 DEFAULT_MAX_TASK_BYTES = limits.task_budget(limits.DEFAULT_MAX_PAYLOAD_BYTES)
 ARGUMENTS_TOO_LARGE = "ArgumentsTooLarge"
+_A_TYPE = {
+    "object": "an object",
+    "array": "an array",
+    "string": "a string",
+    "integer": "an integer",
+    "number": "a number",
+    "boolean": "a boolean",
+}
 
 
 class Reply(StrEnum):
@@ -158,7 +166,16 @@ class _Decider:
         if self.state.started:
             self.decision.reply = Reply.DUPLICATE
             return
-        self.definition.validate_input(command.input)
+        try:
+            self.definition.validate_input(command.input)
+        except InputInvalid:
+            if command.input is not None:
+                raise
+            # "None is not of type 'object'" reads as a bug in the engine; the caller forgot the input.
+            kind = _A_TYPE.get(str((self.definition.input_schema or {}).get("type")))
+            raise InputInvalid(
+                f"the workflow {command.workflow!r} requires an input{f' ({kind})' if kind else ''} and none was given"
+            ) from None
         size = limits.json_size(command.input)
         if size + 64 > self.max_task_bytes:
             raise InputInvalid(
@@ -283,6 +300,12 @@ class _Decider:
     def pending_approval(self, step: str) -> None:
         if step not in self.state.approvals:
             pending = ", ".join(sorted(self.state.approvals)) or "none"
+            if step not in self.definition.steps:  # a typo: say so, not "not pending"
+                raise CommandRejected(
+                    f"workflow {self.state.workflow!r} has no step {step!r} (its steps: "
+                    f"{', '.join(self.definition.steps)}); execution {self.state.execution_id!r} waits for the"
+                    f" approval of: {pending}"
+                )
             raise CommandRejected(
                 f"no approval is pending for step {step!r} of execution {self.state.execution_id!r} "
                 f"(pending: {pending})"
@@ -450,7 +473,7 @@ class _Decider:
                 self.schedule(step, attempt=attempt + 1, poll=0, visible_at=self.now + delay)
             else:
                 failed()
-                self.give_up(step, attempt, token, f"{described} (after {attempt} attempts)", dead_letter)
+                self.give_up(step, attempt, token, f"{described} (after {_attempts(attempt)})", dead_letter)
         else:
             failed()
             self.give_up(step, attempt, token, f"{described} (not retryable)", dead_letter)
@@ -462,7 +485,7 @@ class _Decider:
             self.schedule(step, attempt=attempt + 1, poll=0, visible_at=self.now + delay)
         else:
             dead_letter_id = f"{self.state.execution_id}/{step}/{attempt}/result/{self.state.last_seq + 1}"
-            self.give_up(step, attempt, dead_letter_id, f"{why} (after {attempt} attempts)", True)
+            self.give_up(step, attempt, dead_letter_id, f"{why} (after {_attempts(attempt)})", True)
 
     def give_up(self, step: str, attempt: int, token: str, described: str, dead_letter: bool) -> None:
         if dead_letter:
@@ -648,6 +671,10 @@ def _check_strings(command: cmd.Command) -> None:
                 limits.check_text(value, what=what, limit=limit)
     except limits.TextTooLong as exc:
         raise CommandRejected(str(exc)) from None
+
+
+def _attempts(count: int) -> str:
+    return "1 attempt" if count == 1 else f"{count} attempts"
 
 
 def _bounded(delay_ms: int) -> int:

@@ -3,7 +3,7 @@
 from .clock import Clock, SystemClock
 from .database import Database
 from .dispatcher import Dispatcher, GrantedTask, HeartbeatResult, namespace_of
-from .engine_service import EngineService, ExecutionNotFound, WorkflowNotFound
+from .engine_service import EngineService, ExecutionConflict, ExecutionNotFound, WorkflowNotFound
 from .timers import TimerService
 
 __all__ = [
@@ -11,6 +11,7 @@ __all__ = [
     "Database",
     "Dispatcher",
     "EngineService",
+    "ExecutionConflict",
     "ExecutionNotFound",
     "GrantedTask",
     "HeartbeatResult",

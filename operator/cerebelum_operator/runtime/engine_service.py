@@ -63,6 +63,28 @@ class WorkflowNotFound(LookupError):
     pass
 
 
+class ExecutionConflict(Exception):
+    """A start names an existing execution's id with another workflow or input: it is not started again.
+
+    Returning the existing one, as for a retried start, would tell the caller its input ran when it did not.
+    """
+
+
+def _existing(row: ExecutionRow, workflow: str, input: Any) -> ExecutionRow:
+    """The execution a start found under its id, if that start asked for the same thing."""
+    if row.workflow != workflow:
+        raise ExecutionConflict(
+            f"execution {row.execution_id!r} already exists, of workflow {row.workflow!r}, not {workflow!r};"
+            " it was not started again: choose another id"
+        )
+    if row.input != input:
+        raise ExecutionConflict(
+            f"execution {row.execution_id!r} already exists with a different input; it was not started again:"
+            " choose another id"
+        )
+    return row
+
+
 @dataclass
 class _Cached:
     definition: WorkflowDefinition
@@ -131,12 +153,15 @@ class EngineService:
     # -- commands ------------------------------------------------------------------------
 
     async def start(self, workflow: str, input: Any, *, execution_id: str) -> ExecutionRow:
-        """Start an execution; a second start with the same id returns the first one."""
+        """Start an execution; a second start with the same id, workflow and input returns the first one.
+
+        The same id with another workflow or input raises `ExecutionConflict`.
+        """
         row = await self.db.run(self.db.store.get_workflow, workflow)
         if row is None:
             existing = await self.db.run(self.db.store.get_execution, execution_id)
             if existing is not None:
-                return existing
+                return _existing(existing, workflow, input)
             raise WorkflowNotFound(f"workflow {workflow!r} not found: apply it first")
         definition = self.definition_for(row.spec)
         now = self.clock.now_ms()
@@ -160,7 +185,7 @@ class EngineService:
         except ExecutionExists:
             existing = await self.db.run(self.db.store.get_execution, execution_id)
             assert existing is not None
-            return existing
+            return _existing(existing, workflow, input)
         assert decision.state is not None
         self._remember_or_forget(execution_id, _Cached(definition, decision.state, workflow))
         await self._publish(execution_id, decision)
