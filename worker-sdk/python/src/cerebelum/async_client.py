@@ -98,7 +98,8 @@ class AsyncClient:
         return await self._run(ops.list_workflows())
 
     async def start(self, workflow: str, input: Any = None, *, execution_id: str | None = None) -> Execution:
-        """Start an execution; a second start with the same ``execution_id`` returns the first one."""
+        """Start an execution. The same ``execution_id`` again, with the same workflow and input, returns
+        the first execution; with another workflow or input it raises ``AlreadyExistsError``."""
         return await self._run(ops.start(workflow, input, execution_id))
 
     async def get(self, id: str) -> Execution:

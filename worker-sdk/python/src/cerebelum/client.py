@@ -90,7 +90,8 @@ class Client:
         return self._run(ops.list_workflows())
 
     def start(self, workflow: str, input: Any = None, *, execution_id: str | None = None) -> Execution:
-        """Start an execution; a second start with the same ``execution_id`` returns the first one."""
+        """Start an execution. The same ``execution_id`` again, with the same workflow and input, returns
+        the first execution; with another workflow or input it raises ``AlreadyExistsError``."""
         return self._run(ops.start(workflow, input, execution_id))
 
     def get(self, id: str) -> Execution:

@@ -55,7 +55,10 @@ export interface ListWorkflowsResponse {
 export interface StartExecutionRequest {
   workflow: string;
   inputJson: string;
-  /** Optional; a second start with the same id returns the first execution. */
+  /**
+   * Optional; a second start with the same id, workflow and input returns the first execution;
+   * with another workflow or input it is refused with ALREADY_EXISTS.
+   */
   executionId: string;
 }
 
