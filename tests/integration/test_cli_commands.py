@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from cerebelum import Client
-from tests.support.processes import ROOT, EngineProcess, sqlite_engine
+from tests.support.processes import ROOT, EngineProcess, run_cli, sqlite_engine
 
 pytestmark = pytest.mark.slow
 
@@ -32,14 +32,7 @@ def client(engine: EngineProcess) -> Iterator[Client]:
 
 
 def cerebelum(engine: EngineProcess, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "cerebelum_operator.cli", *args, "--address", engine.address],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=60,
-        check=False,
-    )
+    return run_cli(engine, *args)
 
 
 def shown(finished: subprocess.CompletedProcess[str]) -> str:

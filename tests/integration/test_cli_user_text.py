@@ -8,13 +8,12 @@ commands, as a user runs them.
 from __future__ import annotations
 
 import subprocess
-import sys
 from collections.abc import Iterator
 
 import pytest
 
 from cerebelum import Client
-from tests.support.processes import ROOT, EngineProcess, sqlite_engine
+from tests.support.processes import EngineProcess, run_cli, sqlite_engine
 
 pytestmark = pytest.mark.slow
 
@@ -28,14 +27,7 @@ def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EngineProcess]:
 
 
 def cerebelum(engine: EngineProcess, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "cerebelum_operator.cli", *args, "--address", engine.address],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=60,
-        check=False,
-    )
+    return run_cli(engine, *args)
 
 
 def shown(finished: subprocess.CompletedProcess[str]) -> str:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.processes import ROOT, EngineProcess, sqlite_engine
+from tests.support.processes import ROOT, EngineProcess, run_cli, sqlite_engine
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
 
@@ -40,14 +40,7 @@ def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EngineProcess]:
 
 
 def cli(engine: EngineProcess, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "cerebelum_operator.cli", *args, "--address", engine.address],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=60,
-        check=False,
-    )
+    return run_cli(engine, *args)
 
 
 @pytest.mark.parametrize("sdk", sorted(READMES))

@@ -107,6 +107,18 @@ class EngineProcess:
                 self.process.kill()
 
 
+def run_cli(engine: EngineProcess, *args: str) -> subprocess.CompletedProcess[str]:
+    """`cerebelum ARGS --address <engine>`, as a user runs it; never raises on a non-zero exit."""
+    return subprocess.run(
+        [sys.executable, "-m", "cerebelum_operator.cli", *args, "--address", engine.address],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=60,
+        check=False,
+    )
+
+
 @contextmanager
 def sqlite_engine(directory: Path) -> Iterator[EngineProcess]:
     """A `cerebelum dev` serving a new SQLite file in `directory`, stopped on leaving."""

@@ -115,7 +115,7 @@ async def test_a_request_that_hangs_is_an_attempt_that_failed() -> None:
         async def patch(self, resource: Any, name: str, obj: Any, **kwargs: Any) -> None:
             self.patches.append((resource, name, obj, kwargs))
             if len(self.patches) == 1:
-                await asyncio.sleep(60)
+                await asyncio.Event().wait()  # hangs until the labeller gives up on it
 
     client = HangingOnce()
     assert await asyncio.wait_for(labeler(client).ensure(STANDBY), timeout=5) is True
