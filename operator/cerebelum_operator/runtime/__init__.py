@@ -1,6 +1,6 @@
 """The engine at run time: decisions persisted, tasks dispatched, timers fired. No transport here."""
 
-from .clock import Clock, SystemClock
+from .clock import Clock, FakeClock, SystemClock
 from .database import Database
 from .dispatcher import Dispatcher, GrantedTask, HeartbeatResult, namespace_of
 from .engine_service import EngineService, ExecutionConflict, ExecutionNotFound, WorkflowNotFound
@@ -13,6 +13,7 @@ __all__ = [
     "EngineService",
     "ExecutionConflict",
     "ExecutionNotFound",
+    "FakeClock",
     "GrantedTask",
     "HeartbeatResult",
     "SystemClock",

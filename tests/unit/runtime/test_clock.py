@@ -74,3 +74,36 @@ def test_a_new_clock_re_anchors_to_the_corrected_wall_time() -> None:
     clock_on(fake)
     fake.wall += HOUR_NS
     assert clock_on(fake).now_ms() == (START_WALL_NS + HOUR_NS) // 1_000_000
+
+
+async def test_fake_clock_wakes_sleepers_in_deadline_order_only_when_advanced() -> None:
+    import asyncio
+
+    from cerebelum_operator.runtime import FakeClock
+
+    clock = FakeClock(start_ms=1_000)
+    woke: list[str] = []
+
+    async def sleeper(name: str, seconds: float) -> None:
+        await clock.sleep(seconds)
+        woke.append(f"{name}@{clock.now_ms()}")
+
+    tasks = [asyncio.create_task(sleeper("late", 2.0)), asyncio.create_task(sleeper("early", 0.5))]
+    await clock.wait_for_sleepers(2)
+    assert woke == []
+    await clock.advance(1.0)
+    assert woke == ["early@1500"]
+    assert clock.now_ms() == 2_000
+    await clock.advance(1.0)
+    assert woke == ["early@1500", "late@3000"]
+    await asyncio.gather(*tasks)
+    assert clock.sleepers == 0
+
+
+async def test_waiting_for_sleepers_that_never_come_fails_with_a_clear_message() -> None:
+    import pytest
+
+    from cerebelum_operator.runtime import FakeClock
+
+    with pytest.raises(AssertionError, match="expected 1 sleeper"):
+        await FakeClock().wait_for_sleepers(1, within=0.05)
