@@ -115,6 +115,7 @@ class TaskExecutor:
             if error is not None:
                 if attempt.reason is not None:  # it stopped because we asked it to
                     return self._cancelled(token, attempt.reason, error)
+                _log_failure(task, error)
                 return failure_report(token, worker_id, error)
             return value_report(token, worker_id, value)
         finally:
@@ -127,6 +128,22 @@ class TaskExecutor:
             return failure_report(token, self._worker_id, shutdown)
         message = str(exc) or "the step was cancelled"
         return cancelled_report(token, self._worker_id, message)
+
+
+def _log_failure(task: worker_pb2.Task, error: BaseException) -> None:
+    """Leave the traceback in the worker's log too: the report may be refused, or not shown."""
+    final = isinstance(error, ApplicationError) and error.non_retryable
+    log.log(
+        logging.ERROR if final else logging.WARNING,
+        "step %s of execution %s failed on attempt %d (%s): %s: %s",
+        task.step,
+        task.execution_id,
+        task.attempt,
+        "not retryable" if final else "retryable",
+        type(error).__name__,
+        error,
+        exc_info=error,
+    )
 
 
 def _arguments(task: worker_pb2.Task) -> dict[str, Any]:
