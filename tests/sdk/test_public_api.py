@@ -31,6 +31,7 @@ EXPECTED = [
     "RetryAfter",
     "ServerError",
     "Sleep",
+    "StepCancelled",
     "StepContext",
     "StepStatus",
     "TlsSettings",

@@ -11,8 +11,8 @@ from concurrent.futures import Executor
 from typing import Any
 
 from cerebelum.context import StepContext
-from cerebelum.errors import ApplicationError, NonRetryableError
-from cerebelum.heartbeat import CancelReason, Heartbeater, HeartbeatRpc
+from cerebelum.errors import ApplicationError, CancelReason, NonRetryableError
+from cerebelum.heartbeat import Heartbeater, HeartbeatRpc
 from cerebelum.reports import cancelled_report, failure_report, value_report
 from cerebelum.steps import StepDefinition
 from cerebelum.v1 import worker_pb2
@@ -20,6 +20,9 @@ from cerebelum.v1 import worker_pb2
 __all__ = ["Attempt", "TaskExecutor"]
 
 log = logging.getLogger("cerebelum.worker")
+
+_LOST: frozenset[CancelReason] = frozenset({"lease_lost", "heartbeat_timeout"})
+"""The task is no longer this worker's: its outcome is dropped."""
 
 
 class Attempt:
@@ -36,13 +39,14 @@ class Attempt:
         self.stopping = False
 
     def cancel(self, reason: CancelReason) -> None:
-        """Stop the step: async steps get ``CancelledError``; sync steps see ``ctx.cancelled``.
+        """Stop the step: async steps get ``CancelledError``; sync steps see ``ctx.cancelled`` and
+        ``StepCancelled`` from their next ``ctx.heartbeat()``.
 
         On shutdown a sync step is abandoned (its thread cannot be interrupted).
         """
-        if self.reason is None or reason == "lease_lost":
+        if self.reason is None or reason in _LOST:
             self.reason = reason
-        self.ctx._mark_cancelled()
+        self.ctx._mark_cancelled(reason)
         if self.in_step and not self.stopping and (self.is_async or reason == "shutdown"):
             self.stopping = True
             self.task.cancel()
@@ -100,6 +104,7 @@ class TaskExecutor:
                 else:
                     call = functools.partial(definition.fn, *args, **kwargs)
                     value = await loop.run_in_executor(self._thread_pool, call)
+                ctx._check_returned(value)
             except asyncio.CancelledError as exc:
                 if not attempt.stopping and current.cancelling():
                     raise  # not ours: the worker itself is being torn down
@@ -109,6 +114,14 @@ class TaskExecutor:
             attempt.in_step = False
             if attempt.stopping and current.cancelling():
                 current.uncancel()
+            if attempt.reason == "heartbeat_timeout":
+                log.warning(
+                    "dropping the outcome of %s/%s: it did not heartbeat within its heartbeat timeout (%.1f s)",
+                    task.execution_id,
+                    task.step,
+                    task.lease_ms / 1000,
+                )
+                return None
             if attempt.reason == "lease_lost":
                 log.info("dropping the outcome of %s/%s: its lease was lost", task.execution_id, task.step)
                 return None
