@@ -150,7 +150,8 @@ class StepEnvironment:
 
     async def run_async(self, fn: Callable[..., Any], /) -> StepResult:
         """Run ``fn`` to its end (a sync ``fn`` in a thread, as a worker runs it)."""
-        definition = StepDefinition(self.step or getattr(fn, "__name__", "step"), fn)
+        name: str = self.step or getattr(fn, "__name__", None) or "step"
+        definition = StepDefinition(name, fn)
         task = self._task(definition.name)
         loop = asyncio.get_running_loop()
         ctx = StepContext(task, self.worker_id, loop)
