@@ -147,7 +147,10 @@ class WorkerServicer(pb_grpc.WorkerServiceServicer):
             case "failure":
                 failure = request.failure
                 return cmd.OutcomeFailure(
-                    failure.type or "Error", failure.message[:MAX_MESSAGE], retryable=not failure.non_retryable
+                    failure.type or "Error",
+                    failure.message[:MAX_MESSAGE],
+                    retryable=not failure.non_retryable,
+                    stacktrace=failure.stacktrace,  # cut to its limit by `decide`, as it records it
                 )
             case "retry_after":
                 return cmd.OutcomeRetryAfter(request.retry_after.delay_ms)

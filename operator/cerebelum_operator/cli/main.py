@@ -503,14 +503,25 @@ def get_workflows(output: OutputOption = Output.TABLE, address: AddressOption = 
 
 
 @app.command()
-def describe(execution_id: str, output: OutputOption = Output.TABLE, address: AddressOption = DEFAULT_ADDRESS) -> None:
-    """Show an execution: phase, steps, pending approvals."""
+def describe(
+    execution_id: str,
+    stacktraces: Annotated[
+        bool,
+        typer.Option(
+            "--stacktraces",
+            help="Show the stack trace of every step's last failure (by default: of failed and retrying steps).",
+        ),
+    ] = False,
+    output: OutputOption = Output.TABLE,
+    address: AddressOption = DEFAULT_ADDRESS,
+) -> None:
+    """Show an execution: phase, steps, pending approvals, and the stack traces of failed steps."""
     try:
         execution = _client(address).get(execution_id)
     except CerebelumError as exc:
         _fail(str(exc))
     if output is Output.TABLE:
-        show_execution(execution)
+        show_execution(execution, stacktraces=stacktraces)
     else:
         emit(execution, output)
 

@@ -250,7 +250,15 @@ class _Decider:
             case cmd.OutcomeSleep():
                 self.succeed(step, attempt, token, outcome.output, sleep_ms=_bounded(outcome.duration_ms))
             case cmd.OutcomeFailure():
-                self.fail_attempt(step, attempt, token, outcome.error_type, outcome.message, outcome.retryable)
+                self.fail_attempt(
+                    step,
+                    attempt,
+                    token,
+                    outcome.error_type,
+                    outcome.message,
+                    outcome.retryable,
+                    stacktrace=limits.cut_middle(outcome.stacktrace, limit=limits.MAX_STACKTRACE, what="stack trace"),
+                )
             case cmd.OutcomeCancelled():
                 self.fail_attempt(step, attempt, token, "Cancelled", outcome.message, retryable=True)
             case cmd.OutcomeRetryAfter():
@@ -484,6 +492,7 @@ class _Decider:
         retryable: bool,
         *,
         dead_letter: bool = True,
+        stacktrace: str = "",
     ) -> None:
         if self.state.phase.terminal:
             return
@@ -493,7 +502,11 @@ class _Decider:
         described = f"{error_type}: {message}"
 
         def failed(**fields: Any) -> None:
-            self.emit(ev.StepFailed(step, attempt, token, error_type, message, policy_retryable, **fields))
+            self.emit(
+                ev.StepFailed(
+                    step, attempt, token, error_type, message, policy_retryable, stacktrace=stacktrace, **fields
+                )
+            )
 
         try:
             rule = self.match_diverge(step, result=None, error=error)
