@@ -326,7 +326,8 @@ class _Decider:
         """
         live = self.state.steps.get(timer.step)
         if (
-            live is None
+            timer.execution_id != self.state.execution_id
+            or live is None
             or live.token is None
             or live.phase not in (StepPhase.SCHEDULED, StepPhase.RETRYING)
             or TaskToken.parse(live.token).seq != timer.seq

@@ -72,6 +72,15 @@ def test_the_timer_of_a_task_leased_meanwhile_is_stale_and_changes_nothing() -> 
     assert len(sim.history) == events and sim.state.steps["a"].phase == StepPhase.RUNNING
 
 
+def test_a_timer_naming_another_execution_or_task_changes_nothing() -> None:
+    sim = Simulator.start(spec())
+    events = len(sim.history)
+
+    assert sim.send(cmd.TimerFired("ex2/schedule-to-start/a/2")) == Reply.STALE
+    assert sim.send(cmd.TimerFired("ex1/schedule-to-start/a/99")) == Reply.STALE
+    assert len(sim.history) == events and sim.state.steps["a"].phase == StepPhase.SCHEDULED
+
+
 def test_a_diverge_rule_on_the_error_type_can_retry_the_step() -> None:
     rules = {"a": [{"match": {"error": {"type": "ScheduleToStartTimeout"}}, "then": "retry"}]}
     sim = Simulator.start(spec(diverge=rules))
