@@ -7,7 +7,7 @@ from cerebelum.v1 import worker_pb2_grpc as pb_grpc
 
 from ..engine import ExecutionState, Reply
 from ..engine import commands as cmd
-from ..engine.decide import parse_token
+from ..engine.ids import TaskToken
 from ..model import WorkflowDefinition
 from ..model.limits import MAX_MESSAGE
 from ..runtime import Dispatcher, EngineService, namespace_of
@@ -35,10 +35,10 @@ def _require(value: str, field: str, rpc: str) -> str:
 def _task_of(token: str, rpc: str) -> tuple[str, str]:
     """(execution id, step) named by a task token."""
     try:
-        execution_id, step, _, _, _ = parse_token(token)
-    except ValueError:
-        raise InvalidRequest(f"{rpc}: malformed task_token {token!r}") from None
-    return execution_id, step
+        parsed = TaskToken.parse(token)
+    except ValueError as exc:
+        raise InvalidRequest(f"{rpc}: malformed task_token: {exc}") from None
+    return parsed.execution_id, parsed.step
 
 
 class WorkerServicer(pb_grpc.WorkerServiceServicer):
@@ -147,7 +147,10 @@ class WorkerServicer(pb_grpc.WorkerServiceServicer):
             case "failure":
                 failure = request.failure
                 return cmd.OutcomeFailure(
-                    failure.type or "Error", failure.message[:MAX_MESSAGE], retryable=not failure.non_retryable
+                    failure.type or "Error",
+                    failure.message[:MAX_MESSAGE],
+                    retryable=not failure.non_retryable,
+                    stacktrace=failure.stacktrace,  # cut to its limit by `decide`, as it records it
                 )
             case "retry_after":
                 return cmd.OutcomeRetryAfter(request.retry_after.delay_ms)

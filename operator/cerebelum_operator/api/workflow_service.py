@@ -91,6 +91,7 @@ def execution_info(row: ExecutionRow, state: ExecutionState | None = None) -> pb
                     started_at_ms=step.started_at_ms or 0,
                     finished_at_ms=step.finished_at_ms or 0,
                     last_error=step.last_error or "",
+                    last_stacktrace=step.last_stacktrace,
                 )
             )
         for name, approval in state.approvals.items():

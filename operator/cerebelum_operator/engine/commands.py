@@ -38,6 +38,7 @@ class OutcomeFailure:
     error_type: str
     message: str
     retryable: bool = True
+    stacktrace: str = ""  # as the worker sent it; `decide` cuts it to limits.MAX_STACKTRACE
 
 
 @dataclass(frozen=True, slots=True)

@@ -109,6 +109,8 @@ class StepFailed(Event):
     continued: bool = False
     rule: str | None = None
     goto: str | None = None
+    # The worker's stack trace, cut to limits.MAX_STACKTRACE; "" in histories written before it was kept.
+    stacktrace: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -92,6 +92,7 @@ class StepState:
     started_at_ms: int | None = None
     finished_at_ms: int | None = None
     last_error: str | None = None
+    last_stacktrace: str = ""  # of the failure in last_error, when its worker sent one
     settled: bool = False
     total_attempts: int = 0
 
@@ -286,6 +287,7 @@ def apply_event(state: ExecutionState, definition: WorkflowDefinition, recorded:
             step = state.step(event.step)
             state.finished_tokens.add(event.token)
             step.last_error = f"{event.error_type}: {event.message}"
+            step.last_stacktrace = event.stacktrace
             step.token = None
             step.phase = StepPhase.FAILED
             step.finished_at_ms = at

@@ -51,6 +51,8 @@ class StepStatus:
     started_at: datetime | None
     finished_at: datetime | None
     last_error: str | None
+    last_stacktrace: str | None = None
+    """The stack trace the worker sent with the failure in ``last_error``, if any."""
 
     @classmethod
     def from_proto(cls, step: workflow_pb2.StepInfo) -> StepStatus:
@@ -61,6 +63,7 @@ class StepStatus:
             started_at=_time(step.started_at_ms),
             finished_at=_time(step.finished_at_ms),
             last_error=step.last_error or None,
+            last_stacktrace=step.last_stacktrace or None,
         )
 
 

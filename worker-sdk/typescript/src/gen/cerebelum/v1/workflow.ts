@@ -72,7 +72,13 @@ export interface StepInfo {
   attempts: number;
   startedAtMs: number;
   finishedAtMs: number;
+  /** "<type>: <message>" of the step's last failed attempt. */
   lastError: string;
+  /**
+   * The stack trace its worker sent with that failure (cut in the middle past 32 KiB); empty when
+   * none was sent, or the failure was recorded before the engine kept stack traces.
+   */
+  lastStacktrace: string;
 }
 
 export interface PendingApproval {
@@ -567,7 +573,7 @@ export const StartExecutionRequest: MessageFns<StartExecutionRequest> = {
 };
 
 function createBaseStepInfo(): StepInfo {
-  return { name: "", phase: "", attempts: 0, startedAtMs: 0, finishedAtMs: 0, lastError: "" };
+  return { name: "", phase: "", attempts: 0, startedAtMs: 0, finishedAtMs: 0, lastError: "", lastStacktrace: "" };
 }
 
 export const StepInfo: MessageFns<StepInfo> = {
@@ -589,6 +595,9 @@ export const StepInfo: MessageFns<StepInfo> = {
     }
     if (message.lastError !== "") {
       writer.uint32(50).string(message.lastError);
+    }
+    if (message.lastStacktrace !== "") {
+      writer.uint32(58).string(message.lastStacktrace);
     }
     return writer;
   },
@@ -654,6 +663,14 @@ export const StepInfo: MessageFns<StepInfo> = {
             message.lastError = reader.string();
             continue;
           }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.lastStacktrace = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -677,6 +694,7 @@ export const StepInfo: MessageFns<StepInfo> = {
     message.startedAtMs = object.startedAtMs ?? 0;
     message.finishedAtMs = object.finishedAtMs ?? 0;
     message.lastError = object.lastError ?? "";
+    message.lastStacktrace = object.lastStacktrace ?? "";
     return message;
   },
 };
