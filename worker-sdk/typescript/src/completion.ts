@@ -25,7 +25,7 @@ const MAX_FALLBACK_MESSAGE = 2_000;
  * Sends one `CompleteTaskRequest` until it is acknowledged.
  *
  * ACCEPTED, DUPLICATE and STALE all count as acknowledged. Transient errors (and a token file
- * that cannot be read) are retried with backoff (100 ms doubling to 5 s) without limit; aborting
+ * that cannot be read) are retried with jittered backoff (below 100 ms doubling to 5 s) without limit; aborting
  * `signal` gives up. An outcome refused as too large or invalid is replaced by a non-retryable
  * failure carrying the server's message.
  */
