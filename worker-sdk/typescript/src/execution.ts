@@ -70,14 +70,14 @@ export class TaskExecutor {
     const definition = this.#steps.get(task.step);
     if (definition === undefined) {
       const unknown = new NonRetryableError(`this worker has no step '${task.step}'`, { type: "UnknownStep" });
-      return failureReport(token, workerId, unknown);
+      return this.#failed(task, unknown);
     }
     let input: unknown;
     let results: StepResults;
     try {
       ({ input, results } = readArguments(task, definition));
     } catch (error) {
-      return failureReport(token, workerId, error);
+      return this.#failed(task, error);
     }
     const ctx = new StepContext(task, workerId, results);
     const attempt = new Attempt(ctx);
@@ -107,13 +107,26 @@ export class TaskExecutor {
         if (attempt.reason !== undefined) {
           return this.#cancelled(token, attempt.reason, settled.error); // it stopped because we asked it to
         }
-        return failureReport(token, workerId, settled.error);
+        return this.#failed(task, settled.error);
       }
       return valueReport(token, workerId, settled.value);
     } finally {
       heartbeater.stop();
       this.#attempts.delete(token);
     }
+  }
+
+  /** The failure report of `error`, logged with its stack trace so a failing step leaves one behind. */
+  #failed(task: Task, error: unknown): CompleteTaskRequest {
+    const report = failureReport(task.taskToken, this.#workerId, error);
+    const failure = report.outcome?.$case === "failure" ? report.outcome.value : undefined;
+    const retry = failure?.nonRetryable ? "not retryable" : "retryable";
+    this.#log.warn(
+      `step ${task.step} of execution ${task.executionId} failed on attempt ${task.attempt} (${retry}): ` +
+        `${failure?.type ?? "Error"}: ${failure?.message ?? ""}`,
+      error,
+    );
+    return report;
   }
 
   #cancelled(token: string, reason: CancelReason, error: unknown): CompleteTaskRequest {

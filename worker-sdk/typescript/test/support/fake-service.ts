@@ -66,6 +66,8 @@ export class FakeWorkerService {
   completeAttempts = 0;
   /** [code, message] answered to the next CompleteTask calls, in order. */
   completeErrors: Array<[status, string]> = [];
+  /** Answered to every PollTask while set (undefined: hand out tasks). */
+  pollError: [status, string] | undefined;
   /** Answered to every CompleteTask carrying a success (undefined: accept). */
   rejectSuccess: [status, string] | undefined;
   address = "";
@@ -78,6 +80,10 @@ export class FakeWorkerService {
       pollTask: (call, callback) => {
         this.polls.push(call.request);
         this.pollMetadata.push(flatten(call.metadata));
+        if (this.pollError !== undefined) {
+          callback(fail(...this.pollError));
+          return;
+        }
         const task = this.#tasks.shift();
         if (task !== undefined) {
           callback(null, { task });
@@ -183,23 +189,27 @@ function flatten(metadata: Metadata): Record<string, string> {
   return out;
 }
 
-/** Records log lines instead of printing them. */
+/** Records log lines (and the errors logged with them) instead of printing them. */
 export class MemoryLogger {
-  readonly lines: Array<{ level: string; message: string }> = [];
+  readonly lines: Array<{ level: string; message: string; error?: unknown }> = [];
   debug(message: string): void {
     this.lines.push({ level: "debug", message });
   }
   info(message: string): void {
     this.lines.push({ level: "info", message });
   }
-  warn(message: string): void {
-    this.lines.push({ level: "warn", message });
+  warn(message: string, error?: unknown): void {
+    this.lines.push({ level: "warn", message, error });
   }
-  error(message: string): void {
-    this.lines.push({ level: "error", message });
+  error(message: string, error?: unknown): void {
+    this.lines.push({ level: "error", message, error });
   }
   matching(level: string, text: string): string[] {
     return this.lines.filter((l) => l.level === level && l.message.includes(text)).map((l) => l.message);
+  }
+  /** The error logged with the first `level` line containing `text`. */
+  errorOf(level: string, text: string): unknown {
+    return this.lines.find((l) => l.level === level && l.message.includes(text))?.error;
   }
 }
 
