@@ -22,6 +22,12 @@ export type HeartbeatRpc = (
  * beats after the step called `ctx.heartbeat()` since the last beat, so a stuck step loses its
  * lease. Requests from `ctx.heartbeat()` are sent at once when the last beat is at least one
  * interval old, otherwise at the next interval. Between beats there is only one timer.
+ *
+ * With `heartbeatRequired` it also keeps its own account of the lease: granted for `leaseMs`
+ * when the task arrived, and for `leaseMs` from the sending of each acknowledged beat (a lower
+ * bound of what the engine grants). When that runs out with no beat in flight that could still
+ * have extended it, the step has missed its heartbeat timeout: it is told at once
+ * (`heartbeat_timeout`) rather than never, as it would be if it stopped calling `ctx.heartbeat()`.
  */
 export class Heartbeater {
   readonly intervalMs: number;
@@ -37,6 +43,12 @@ export class Heartbeater {
   #lastSent: number;
   #timer: NodeJS.Timeout | undefined;
   #inflight: AbortController | undefined;
+  /** When the beat in flight was sent. */
+  #inflightSentAt = 0;
+  readonly #leaseMs: number;
+  /** Until when the lease is surely held, by this worker's clock (only kept with `heartbeatRequired`). */
+  #leaseUntil: number;
+  #leaseTimer: NodeJS.Timeout | undefined;
 
   constructor(options: {
     rpc: HeartbeatRpc;
@@ -52,13 +64,17 @@ export class Heartbeater {
     this.#ctx = options.ctx;
     this.#onCancel = options.onCancel;
     this.#log = options.log;
-    this.intervalMs = (options.task.leaseMs || DEFAULT_LEASE_MS) / 3;
+    this.#leaseMs = options.task.leaseMs || DEFAULT_LEASE_MS;
+    this.intervalMs = this.#leaseMs / 3;
     this.#auto = !options.task.heartbeatRequired;
+    const granted = performance.now(); // the lease was granted just now
+    this.#leaseUntil = granted + this.#leaseMs;
     if (this.#auto) {
-      this.#lastSent = performance.now(); // the lease was granted just now
+      this.#lastSent = granted;
       this.#schedule(this.#lastSent + this.intervalMs);
     } else {
       this.#lastSent = Number.NEGATIVE_INFINITY;
+      this.#watchLease();
     }
     this.#ctx._setNotifier(() => this.request());
   }
@@ -66,6 +82,11 @@ export class Heartbeater {
   /** `ctx.heartbeat()` was called: beat now if allowed, else at the next interval. */
   request(): void {
     if (this.#stopped) {
+      return;
+    }
+    // A step that blocks the event loop keeps timers from firing: look at the lease clock here too.
+    if (!this.#auto && this.#leaseExpired()) {
+      this.#timedOut();
       return;
     }
     this.#dirty = true;
@@ -86,8 +107,48 @@ export class Heartbeater {
     this.#stopped = true;
     this.#ctx._setNotifier(undefined);
     this.#cancelTimer();
+    clearTimeout(this.#leaseTimer);
+    this.#leaseTimer = undefined;
     this.#inflight?.abort();
     this.#inflight = undefined;
+  }
+
+  /** The latest the lease can be held: its known end, or what the beat in flight may extend it to. */
+  #leaseEnd(): number {
+    const pending = this.#inflight === undefined ? Number.NEGATIVE_INFINITY : this.#inflightSentAt + this.#leaseMs;
+    return Math.max(this.#leaseUntil, pending);
+  }
+
+  #leaseExpired(): boolean {
+    return performance.now() >= this.#leaseEnd();
+  }
+
+  /** Arms the one timer that checks the lease when it would run out. */
+  #watchLease(): void {
+    clearTimeout(this.#leaseTimer);
+    this.#leaseTimer = setTimeout(
+      () => {
+        this.#leaseTimer = undefined;
+        if (this.#stopped) {
+          return;
+        }
+        if (this.#leaseExpired()) {
+          this.#timedOut();
+        } else {
+          this.#watchLease();
+        }
+      },
+      Math.max(0, this.#leaseEnd() - performance.now()),
+    );
+  }
+
+  #timedOut(): void {
+    this.#log.warn(
+      `step ${this.#ctx.step} of execution ${this.#ctx.executionId} did not heartbeat within its heartbeat ` +
+        `timeout of ${this.#leaseMs / 1000} s: its lease is lost, stopping it`,
+    );
+    this.stop();
+    this.#onCancel("heartbeat_timeout");
   }
 
   #schedule(at: number): void {
@@ -114,6 +175,7 @@ export class Heartbeater {
   #send(): void {
     this.#dirty = false;
     this.#lastSent = performance.now();
+    this.#inflightSentAt = this.#lastSent;
     const request: HeartbeatRequest = {
       taskToken: this.#token,
       workerId: this.#workerId,
@@ -144,6 +206,10 @@ export class Heartbeater {
       if (reply.cancelRequested) {
         this.#onCancel("cancel_requested");
       }
+      this.#leaseUntil = Math.max(this.#leaseUntil, this.#inflightSentAt + this.#leaseMs);
+    }
+    if (!this.#auto) {
+      this.#watchLease(); // a failed beat extended nothing: the lease may already be over
     }
     if (this.#auto || this.#dirty) {
       this.#schedule(this.#lastSent + this.intervalMs);
