@@ -23,11 +23,12 @@ export type HeartbeatRpc = (
  * lease. Requests from `ctx.heartbeat()` are sent at once when the last beat is at least one
  * interval old, otherwise at the next interval. Between beats there is only one timer.
  *
- * With `heartbeatRequired` it also keeps its own account of the lease: granted for `leaseMs`
- * when the task arrived, and for `leaseMs` from the sending of each acknowledged beat (a lower
- * bound of what the engine grants). When that runs out with no beat in flight that could still
- * have extended it, the step has missed its heartbeat timeout: it is told at once
- * (`heartbeat_timeout`) rather than never, as it would be if it stopped calling `ctx.heartbeat()`.
+ * With `heartbeatRequired` (then `leaseMs` is the step's heartbeat timeout) it also tells the
+ * step when it missed that timeout (`heartbeat_timeout`), which the engine would otherwise only
+ * record: when the step has not called `ctx.heartbeat()` for `leaseMs`, or when a beat has been
+ * in flight for longer than it can take (the step blocks the event loop, so nothing goes out).
+ * Beats that fail while the step keeps calling do not count: in an outage the engine decides,
+ * and a later reply says `lease_lost` if the lease is gone.
  */
 export class Heartbeater {
   readonly intervalMs: number;
@@ -46,8 +47,10 @@ export class Heartbeater {
   /** When the beat in flight was sent. */
   #inflightSentAt = 0;
   readonly #leaseMs: number;
-  /** Until when the lease is surely held, by this worker's clock (only kept with `heartbeatRequired`). */
-  #leaseUntil: number;
+  /** How long a beat may be in flight before the event loop must have been blocked. */
+  readonly #stuckMs: number;
+  /** When the step last called `ctx.heartbeat()` (the task's arrival before that). */
+  #lastCalled: number;
   #leaseTimer: NodeJS.Timeout | undefined;
 
   constructor(options: {
@@ -67,8 +70,9 @@ export class Heartbeater {
     this.#leaseMs = options.task.leaseMs || DEFAULT_LEASE_MS;
     this.intervalMs = this.#leaseMs / 3;
     this.#auto = !options.task.heartbeatRequired;
+    this.#stuckMs = Math.max(this.#leaseMs, this.#rpcTimeoutMs());
     const granted = performance.now(); // the lease was granted just now
-    this.#leaseUntil = granted + this.#leaseMs;
+    this.#lastCalled = granted;
     if (this.#auto) {
       this.#lastSent = granted;
       this.#schedule(this.#lastSent + this.intervalMs);
@@ -84,11 +88,12 @@ export class Heartbeater {
     if (this.#stopped) {
       return;
     }
-    // A step that blocks the event loop keeps timers from firing: look at the lease clock here too.
-    if (!this.#auto && this.#leaseExpired()) {
+    // A step that blocks the event loop keeps timers from firing: look here too.
+    if (!this.#auto && this.#overdue()) {
       this.#timedOut();
       return;
     }
+    this.#lastCalled = performance.now();
     this.#dirty = true;
     if (this.#inflight !== undefined) {
       return; // rescheduled when the beat in flight finishes
@@ -113,17 +118,21 @@ export class Heartbeater {
     this.#inflight = undefined;
   }
 
-  /** The latest the lease can be held: its known end, or what the beat in flight may extend it to. */
-  #leaseEnd(): number {
-    const pending = this.#inflight === undefined ? Number.NEGATIVE_INFINITY : this.#inflightSentAt + this.#leaseMs;
-    return Math.max(this.#leaseUntil, pending);
+  /** When the step is overdue: its heartbeat timeout after its last call, or a beat stuck in flight. */
+  #deadline(): number {
+    const missed = this.#lastCalled + this.#leaseMs;
+    return this.#inflight === undefined ? missed : Math.min(missed, this.#inflightSentAt + this.#stuckMs);
   }
 
-  #leaseExpired(): boolean {
-    return performance.now() >= this.#leaseEnd();
+  #overdue(): boolean {
+    return performance.now() >= this.#deadline();
   }
 
-  /** Arms the one timer that checks the lease when it would run out. */
+  #rpcTimeoutMs(): number {
+    return Math.max(1_000, this.intervalMs);
+  }
+
+  /** Arms the one timer that checks, at the deadline, whether the step is overdue. */
   #watchLease(): void {
     clearTimeout(this.#leaseTimer);
     this.#leaseTimer = setTimeout(
@@ -132,13 +141,13 @@ export class Heartbeater {
         if (this.#stopped) {
           return;
         }
-        if (this.#leaseExpired()) {
+        if (this.#overdue()) {
           this.#timedOut();
         } else {
           this.#watchLease();
         }
       },
-      Math.max(0, this.#leaseEnd() - performance.now()),
+      Math.max(0, this.#deadline() - performance.now()),
     );
   }
 
@@ -189,7 +198,7 @@ export class Heartbeater {
   async #beat(request: HeartbeatRequest, inflight: AbortController): Promise<void> {
     let reply: HeartbeatResponse | undefined;
     try {
-      reply = await this.#rpc(request, { timeoutMs: Math.max(1_000, this.intervalMs), signal: inflight.signal });
+      reply = await this.#rpc(request, { timeoutMs: this.#rpcTimeoutMs(), signal: inflight.signal });
     } catch (error) {
       this.#log.debug(`heartbeat for ${this.#ctx.step} failed: ${describeError(error)}`);
     }
@@ -206,10 +215,6 @@ export class Heartbeater {
       if (reply.cancelRequested) {
         this.#onCancel("cancel_requested");
       }
-      this.#leaseUntil = Math.max(this.#leaseUntil, this.#inflightSentAt + this.#leaseMs);
-    }
-    if (!this.#auto) {
-      this.#watchLease(); // a failed beat extended nothing: the lease may already be over
     }
     if (this.#auto || this.#dirty) {
       this.#schedule(this.#lastSent + this.intervalMs);

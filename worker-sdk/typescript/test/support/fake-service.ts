@@ -63,6 +63,8 @@ export class FakeWorkerService {
   readonly heartbeats: Array<{ request: HeartbeatRequest; at: number }> = [];
   readonly completions: CompleteTaskRequest[] = [];
   heartbeatReply: HeartbeatResponse = { cancelRequested: false, leaseLost: false, leaseExpiresAtMs: 0 };
+  /** Answered to every Heartbeat while set (undefined: `heartbeatReply`). */
+  heartbeatError: [status, string] | undefined;
   completeAttempts = 0;
   /** [code, message] answered to the next CompleteTask calls, in order. */
   completeErrors: Array<[status, string]> = [];
@@ -117,6 +119,10 @@ export class FakeWorkerService {
       },
       heartbeat: (call, callback) => {
         this.heartbeats.push({ request: call.request, at: performance.now() });
+        if (this.heartbeatError !== undefined) {
+          callback(fail(...this.heartbeatError));
+          return;
+        }
         callback(null, this.heartbeatReply);
       },
       completeTask: (call, callback) => {

@@ -2,6 +2,8 @@ import assert from "node:assert/strict";
 import { afterEach, beforeEach, test } from "node:test";
 import { setTimeout as delay } from "node:timers/promises";
 
+import { status } from "@grpc/grpc-js";
+
 import { CancelledError, type StepContext } from "@cerebelum/worker";
 
 import { eventually, FakeWorkerService, makeTask, outputOf, running, testWorker } from "../support/fake-service.js";
@@ -198,6 +200,23 @@ test("a step that keeps heartbeating within its heartbeat timeout is never told 
   });
 });
 
+test("a step that keeps heartbeating while its beats fail is left to the engine, not stopped by the worker", async () => {
+  const { worker } = testWorker(service);
+  worker.step("through-outage", async (ctx) => {
+    for (let i = 0; i < 20; i += 1) {
+      ctx.heartbeat({ i });
+      await delay(50);
+    }
+    return ctx.cancelled ? "told" : "held";
+  });
+  await running(worker, async () => {
+    service.heartbeatError = [status.UNAVAILABLE, "the engine is restarting"];
+    const task = makeTask("through-outage", { leaseMs: 300, heartbeatRequired: true });
+    assert.equal(outputOf(await service.runTask(task)), "held");
+    assert.ok(service.heartbeatsOf(task.taskToken).length >= 2, "beats were tried");
+  });
+});
+
 test("ctx.heartbeat throws once the engine says the lease is gone", async () => {
   const { worker } = testWorker(service);
   let thrown: unknown;
@@ -244,6 +263,7 @@ test("a step that blocks the event loop past its heartbeat timeout learns it fro
     await eventually(() => blockedFor > 0, 5_000, "the loop to end");
     assert.ok(thrown instanceof CancelledError, String(thrown));
     assert.equal(thrown.reason, "heartbeat_timeout");
-    assert.ok(blockedFor >= 190 && blockedFor < 2_000, `stopped after ${Math.round(blockedFor)} ms`);
+    // The beat sent first cannot come back while the loop runs: past its 1 s call timeout it is stuck.
+    assert.ok(blockedFor >= 950 && blockedFor < 2_500, `stopped after ${Math.round(blockedFor)} ms`);
   });
 });
