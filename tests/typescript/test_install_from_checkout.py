@@ -22,7 +22,7 @@ def install_commands() -> list[str]:
     return [line.split("#", 1)[0].strip() for line in match.group(1).splitlines() if line.strip()]
 
 
-def test_the_readme_install_commands_pack_the_sdk_from_a_fresh_checkout_and_a_project_imports_it(
+def test_the_readme_install_commands_pack_the_sdk_from_a_fresh_checkout_and_a_project_imports_it_and_its_testing_kit(
     tmp_path: Path,
 ) -> None:
     checkout = tmp_path / "checkout"
@@ -47,11 +47,12 @@ def test_the_readme_install_commands_pack_the_sdk_from_a_fresh_checkout_and_a_pr
             "node",
             "--input-type=module",
             "-e",
-            "const m = await import('@cerebelum/worker'); console.log(typeof m.Worker);",
+            "const m = await import('@cerebelum/worker'); const t = await import('@cerebelum/worker/testing');"
+            " console.log(typeof m.Worker, typeof t.StepEnvironment);",
         ],
         cwd=project,
         capture_output=True,
         text=True,
         timeout=60,
     )
-    assert imported.stdout.strip() == "function", imported.stderr
+    assert imported.stdout.strip() == "function function", "the testing kit ships too: " + imported.stderr
