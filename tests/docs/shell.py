@@ -21,7 +21,7 @@ import pytest
 
 from .blocks import ROOT
 
-__all__ = ["Ran", "Shell", "commands", "needs_namespaces"]
+__all__ = ["Ran", "Shell", "checkout_copy", "commands", "needs_namespaces", "shell"]
 
 VENV_BIN = str(ROOT / ".venv" / "bin")
 
@@ -37,6 +37,15 @@ def needs_namespaces() -> None:
         if os.environ.get("CI", "").lower() == "true":
             pytest.fail(reason, pytrace=False)
         pytest.skip(reason)
+
+
+def checkout_copy(where: Path) -> Path:
+    """A folder that looks like the checkout to a doc's commands (links to it), for commands that
+    write files where they run."""
+    where.mkdir(parents=True, exist_ok=True)
+    for name in ("scripts", "examples", "worker-sdk", ".venv", "pyproject.toml", "README.md", "operator"):
+        (where / name).symlink_to(ROOT / name)
+    return where
 
 
 def commands(block: str) -> list[str]:
@@ -68,7 +77,9 @@ class Ran:
 class Shell:
     """One bash; `run` sends it one command and waits for that command's exit status."""
 
-    def __init__(self, workdir: Path, *, env: dict[str, str] | None = None, network: bool = False) -> None:
+    def __init__(
+        self, workdir: Path, *, env: dict[str, str] | None = None, network: bool = False, cwd: Path = ROOT
+    ) -> None:
         self.workdir = workdir
         self.count = 0
         self.transcript: list[Ran] = []
@@ -78,12 +89,13 @@ class Shell:
         for name in ("VIRTUAL_ENV", "CEREBELUM_ADDRESS", "CEREBELUM_TOKEN", "CEREBELUM_TOKEN_FILE", "CEREBELUM_TLS_CA"):
             base.pop(name, None)
         base.update(env or {})
-        (ROOT / ".cerebelum").mkdir(exist_ok=True)
+        (cwd / ".cerebelum").mkdir(exist_ok=True)
+        workdir.mkdir(parents=True, exist_ok=True)
         self.log = (workdir / "shell.log").open("wb")
         self.process = subprocess.Popen(
             ["unshare", *([] if network else ["--net"]), "--mount", "--pid", "--fork", "--kill-child",
              "--mount-proc", "bash", "--noprofile", "--norc"],
-            stdin=subprocess.PIPE, stdout=self.log, stderr=subprocess.STDOUT, cwd=ROOT, env=base,
+            stdin=subprocess.PIPE, stdout=self.log, stderr=subprocess.STDOUT, cwd=cwd, env=base,
         )  # fmt: skip
         self.must(("" if network else "ip link set lo up && ") + "mount -t tmpfs tmpfs .cerebelum", timeout=30)
 
@@ -145,10 +157,12 @@ class Shell:
 
 
 @contextmanager
-def shell(workdir: Path, *, env: dict[str, str] | None = None, network: bool = False) -> Iterator[Shell]:
-    """A Shell; with `network`, on the machine's network (to reach the package registry)."""
+def shell(
+    workdir: Path, *, env: dict[str, str] | None = None, network: bool = False, cwd: Path = ROOT
+) -> Iterator[Shell]:
+    """A Shell in `cwd`; with `network`, on the machine's network (to reach the package registry)."""
     needs_namespaces()
-    sh = Shell(workdir, env=env, network=network)
+    sh = Shell(workdir, env=env, network=network, cwd=cwd)
     try:
         yield sh
     finally:
