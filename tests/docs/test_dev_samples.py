@@ -76,6 +76,9 @@ def test_the_readme_tour_runs_as_written_to_succeeded(sh: Shell) -> None:
             execution_id = match.group(1)
         if command.startswith("cerebelum get executions"):
             assert execution_id in ran.stdout and "provision-server" in ran.stdout, ran
+            # The comment names the table's columns.
+            columns = command.split("#", 1)[1].strip().split(", ")
+            assert " ".join(ran.stdout.splitlines()[0].split()) == " ".join(columns), ran
         if command.startswith("cerebelum wait"):
             assert "Succeeded" in ran.stdout, ran
         if command.startswith("cerebelum history"):
