@@ -64,25 +64,49 @@ def by_doc(doc: str) -> list[Block]:
     return [b for b in BLOCKS if b.doc == doc]
 
 
+def block(doc: str, first: str) -> Block:
+    (found,) = [b for b in by_doc(doc) if b.text.startswith(first)]
+    return found
+
+
+# (doc, how the block starts) for every block this module runs; the refusals are the console blocks.
+INSTALL = [
+    ("docs/kubernetes.md", "helm install cerebelum charts/cerebelum -n cerebelum-system --create-namespace\n"),
+    ("docs/install.md", "helm upgrade cerebelum"),
+    ("docs/install.md", "helm uninstall cerebelum"),
+    ("docs/install.md", "helm install cerebelum charts/cerebelum -n cerebelum-system --create-namespace --set tls"),
+    ("docs/install.md", "kubectl -n cerebelum-system create secret generic cerebelum-db"),
+    ("docs/images-and-workers.md", "helm install billing-worker"),
+    ("docs/images-and-workers.md", "kubectl -n cerebelum-system create secret generic billing-engine-token"),
+]
+GUIDE = [
+    "cerebelum operator",
+    "CEREBELUM_ADDRESS=",
+    "kubectl create -f examples/provision/approval.yaml",
+    "cerebelum history",
+]
+
+
 def test_every_block_marked_for_this_module_has_a_test_here() -> None:
-    handled = {"docs/install.md": 2, "docs/crd-reference.md": 2, "docs/kubernetes.md": 4}
-    assert {doc: len(by_doc(doc)) for doc in handled} == handled
-    assert len(BLOCKS) == sum(handled.values())
+    handled = [block(doc, first) for doc, first in INSTALL]
+    handled += [block("docs/kubernetes.md", first) for first in GUIDE]
+    handled += [b for b in BLOCKS if b.language == "console" or b.doc == "docs/crd-reference.md"]
+    assert sorted(b.where for b in handled) == sorted(b.where for b in BLOCKS)
 
 
 @pytest.mark.parametrize("index", [0, 1])
 def test_the_install_guide_shows_helm_refusing_bad_values_with_the_error_helm_prints(
     index: int, reader_env: dict[str, str], tmp_path: Path
 ) -> None:
-    block = by_doc("docs/install.md")[index]
-    command, *expected = block.text.splitlines()
-    assert command.startswith("$ "), block.where
+    sample = [b for b in by_doc("docs/install.md") if b.language == "console"][index]
+    command, *expected = sample.text.splitlines()
+    assert command.startswith("$ "), sample.where
     with shell(tmp_path, env=reader_env, network=True) as sh:
         ran = sh.run(command[2:])
     assert ran.returncode != 0, ran
     # The doc's lines may break where helm's do not: the words and their order are what it promises.
     assert ran.stderr.split() == " ".join(expected).split(), (
-        f"{block.where}: the doc shows\n{chr(10).join(expected)}\nhelm printed\n{ran.stderr}"
+        f"{sample.where}: the doc shows\n{chr(10).join(expected)}\nhelm printed\n{ran.stderr}"
     )
 
 
@@ -90,9 +114,9 @@ def test_the_crd_reference_examples_are_admitted_as_written(control_plane: Contr
     control_plane.kubectl("apply", "-f", str(Path(__file__).resolve().parents[2] / "crds"))
     control_plane.kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd", "--all")
     control_plane.kubectl("create", "namespace", "crd-examples")
-    for block in by_doc("docs/crd-reference.md"):
-        created = control_plane.kubectl("create", "-n", "crd-examples", "-f", "-", input=block.text)
-        assert "created" in created.stdout, (block.where, created.stdout, created.stderr)
+    for example in by_doc("docs/crd-reference.md"):
+        created = control_plane.kubectl("create", "-n", "crd-examples", "-f", "-", input=example.text)
+        assert "created" in created.stdout, (example.where, created.stdout, created.stderr)
 
 
 def port_is_free(port: int) -> bool:
@@ -117,7 +141,7 @@ def test_the_kubernetes_guide_runs_the_operator_from_a_machine_to_an_approved_ex
     control_plane.kubectl("apply", "-f", "-", input=manifests)
     control_plane.kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd", "--all")
 
-    operator, start, approve, history = (commands(b.text) for b in by_doc("docs/kubernetes.md"))
+    operator, start, approve, history = (commands(block("docs/kubernetes.md", first).text) for first in GUIDE)
     with shell(tmp_path, env=reader_env, network=True) as sh:
         # The guide's store is /var/lib/cerebelum/engine.db: a tmpfs there, in the shell's mounts only.
         sh.must("mkdir -p /var/lib/cerebelum && mount -t tmpfs tmpfs /var/lib/cerebelum")
@@ -159,3 +183,57 @@ def run_guide(sh: Shell, operator: list[str], start: list[str], approve: list[st
     (command,) = history
     shown = sh.must(command.replace("<status.executionId>", execution_id))
     assert "ExecutionSucceeded" in shown.stdout, shown
+
+
+@pytest.fixture
+def fresh_api_server() -> Iterator[ControlPlane]:
+    """An API server of this test's own: the charts' CRDs and cluster-wide objects come and go."""
+    try:
+        bin_dir = ensure_binaries()
+    except ControlPlaneError as e:
+        unavailable(f"no control plane binaries: {e}")
+    with ControlPlane(bin_dir) as started:
+        yield started
+
+
+def test_the_helm_commands_of_the_guides_install_upgrade_and_uninstall_as_written(
+    fresh_api_server: ControlPlane, tmp_path: Path
+) -> None:
+    """On an API server without nodes: Helm's side of each command (the objects, what is kept);
+    tests/node runs the pods."""
+    cp = fresh_api_server
+    env = {"KUBECONFIG": str(cp.kubeconfig), "PATH": f"{helm_binary().parent}{os.pathsep}{os.environ['PATH']}"}
+
+    def kubectl(*args: str) -> str:
+        return str(cp.kubectl(*args).stdout)
+
+    with shell(tmp_path, env=env, network=True) as sh:
+
+        def run(index: int) -> None:
+            doc, first = INSTALL[index]
+            for command in commands(block(doc, first).text):
+                sh.must(command)
+
+        run(0)  # kubernetes.md's install, with the defaults
+        assert "cerebelum" in kubectl("-n", "cerebelum-system", "get", "deployment", "-o", "name")
+        run(1)  # upgrade --reuse-values
+        assert "cerebelum\t" in sh.must("helm list -n cerebelum-system").stdout
+        run(2)  # uninstall keeps the CRDs and the SQLite claim
+        kubectl("get", "crd", "workflows.cerebelum.io", "executions.cerebelum.io", "approvals.cerebelum.io")
+        kubectl("-n", "cerebelum-system", "get", "pvc", "cerebelum-data")
+        run(3)  # with TLS: Helm generates the CA and certificate into <fullname>-tls
+        assert kubectl("-n", "cerebelum-system", "get", "secret", "cerebelum-tls", "-o", "jsonpath={.data.ca\\.crt}")
+        sh.must("helm uninstall cerebelum -n cerebelum-system")  # (the harness's), for the next install
+        run(4)  # PostgreSQL from a Secret, two replicas, metrics
+        assert (
+            kubectl("-n", "cerebelum-system", "get", "deployment", "cerebelum", "-o", "jsonpath={.spec.replicas}")
+            == "2"
+        )
+        assert "cerebelum-metrics" in kubectl("-n", "cerebelum-system", "get", "service", "-o", "name")
+        run(5)  # a worker release, then its engine token from a Secret
+        run(6)
+        env_vars = kubectl(
+            "-n", "cerebelum-system", "get", "deployment", "-l", "app.kubernetes.io/instance=billing-worker",
+            "-o", "jsonpath={.items[0].spec.template.spec.containers[0].env}",
+        )  # fmt: skip
+        assert "billing-engine-token" in env_vars and "CEREBELUM_TOKEN" in env_vars, env_vars
