@@ -18,7 +18,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["DOCS", "NOT_SAMPLES", "ROOT", "Block", "all_blocks", "blocks_in", "marked_for"]
+__all__ = ["DOCS", "NOT_SAMPLES", "ROOT", "Block", "all_blocks", "blocks_in", "marked_for", "parse"]
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -59,7 +59,11 @@ class Block:
 
 
 def blocks_in(doc: str) -> list[Block]:
-    text = (ROOT / doc).read_text()
+    return parse((ROOT / doc).read_text(), doc=doc)
+
+
+def parse(text: str, *, doc: str) -> list[Block]:
+    """The fenced blocks of a markdown text; a marker counts only on the line right before a fence."""
     blocks = []
     for match in _FENCE.finditer(text):
         before = text[: match.start()]

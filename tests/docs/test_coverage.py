@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from .blocks import NOT_SAMPLES, ROOT, Block, all_blocks
+from .blocks import DOCS, NOT_SAMPLES, ROOT, Block, all_blocks, parse
 
 BLOCKS = [block for block in all_blocks() if block.language not in NOT_SAMPLES]
 
@@ -64,3 +64,20 @@ NOT_RUN = [b for b in BLOCKS if b.how == "not-run"]
 @pytest.mark.parametrize("block", NOT_RUN, ids=_ids(NOT_RUN))
 def test_a_block_not_run_says_why(block: Block) -> None:
     assert len(block.what.split()) >= 3, f"{block.where}: say why it is not run, not just {block.what!r}"
+
+
+def test_a_marker_counts_only_on_the_line_right_before_its_block() -> None:
+    text = (
+        "<!-- not-run: a reason given here -->\n```sh\nls\n```\n\n"
+        "<!-- not-run: too far from its block -->\n\n```sh\npwd\n```\n"
+        "```text\noutput\n```\n"
+    )
+    first, second, output = parse(text, doc="x.md")
+    assert (first.how, first.what, first.text, first.line) == ("not-run", "a reason given here", "ls\n", 2)
+    assert second.how is None and second.text == "pwd\n"
+    assert output.language == "text"
+
+
+def test_the_docs_checked_are_the_readme_every_doc_but_those_others_test_and_the_sdk_readmes() -> None:
+    assert DOCS[0] == "README.md" and DOCS[-2:] == ["worker-sdk/python/README.md", "worker-sdk/typescript/README.md"]
+    assert "docs/workers-outside-kubernetes.md" in DOCS and "docs/typescript-sdk.md" not in DOCS
