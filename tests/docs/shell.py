@@ -43,7 +43,17 @@ def checkout_copy(where: Path) -> Path:
     """A folder that looks like the checkout to a doc's commands (links to it), for commands that
     write files where they run."""
     where.mkdir(parents=True, exist_ok=True)
-    for name in ("scripts", "examples", "worker-sdk", ".venv", "pyproject.toml", "README.md", "operator"):
+    for name in (
+        "scripts",
+        "examples",
+        "worker-sdk",
+        ".venv",
+        "pyproject.toml",
+        "README.md",
+        "operator",
+        "charts",
+        "crds",
+    ):
         (where / name).symlink_to(ROOT / name)
     return where
 

@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
@@ -24,7 +25,7 @@ from tests.support.control_plane import ControlPlane, ControlPlaneError, ensure_
 from tests.support.helm import helm_binary, render
 
 from .blocks import Block, marked_for
-from .shell import Shell, commands, shell
+from .shell import Shell, checkout_copy, commands, shell
 
 pytestmark = [pytest.mark.kube, pytest.mark.slow, pytest.mark.timeout(300)]
 
@@ -76,6 +77,7 @@ INSTALL = [
     ("docs/install.md", "helm uninstall cerebelum"),
     ("docs/install.md", "helm install cerebelum charts/cerebelum -n cerebelum-system --create-namespace --set tls"),
     ("docs/install.md", "kubectl -n cerebelum-system create secret generic cerebelum-db"),
+    ("docs/install.md", "kubectl -n cerebelum-system get secret cerebelum-tls"),
     ("docs/images-and-workers.md", "helm install billing-worker"),
     ("docs/images-and-workers.md", "kubectl -n cerebelum-system create secret generic billing-engine-token"),
 ]
@@ -207,7 +209,8 @@ def test_the_helm_commands_of_the_guides_install_upgrade_and_uninstall_as_writte
     def kubectl(*args: str) -> str:
         return str(cp.kubectl(*args).stdout)
 
-    with shell(tmp_path, env=env, network=True) as sh:
+    # install.md's pipe writes engine-ca.crt where it runs: a folder linking to the checkout.
+    with shell(tmp_path / "shell", env=env, network=True, cwd=checkout_copy(tmp_path / "checkout")) as sh:
 
         def run(index: int) -> None:
             doc, first = INSTALL[index]
@@ -223,6 +226,12 @@ def test_the_helm_commands_of_the_guides_install_upgrade_and_uninstall_as_writte
         kubectl("-n", "cerebelum-system", "get", "pvc", "cerebelum-data")
         run(3)  # with TLS: Helm generates the CA and certificate into <fullname>-tls
         assert kubectl("-n", "cerebelum-system", "get", "secret", "cerebelum-tls", "-o", "jsonpath={.data.ca\\.crt}")
+        run(5)  # its CA to a worker release in another namespace, from the file the pipe wrote
+        ca = (tmp_path / "checkout" / "engine-ca.crt").read_text()
+        assert ca.startswith("-----BEGIN CERTIFICATE-----"), ca
+        configmaps = json.loads(kubectl("-n", "team-a", "get", "configmap", "-o", "json"))["items"]
+        shown = [value for item in configmaps for value in item.get("data", {}).values()]
+        assert ca in shown, "the worker chart's CA ConfigMap holds the engine's CA"
         sh.must("helm uninstall cerebelum -n cerebelum-system")  # (the harness's), for the next install
         run(4)  # PostgreSQL from a Secret, two replicas, metrics
         assert (
@@ -230,8 +239,8 @@ def test_the_helm_commands_of_the_guides_install_upgrade_and_uninstall_as_writte
             == "2"
         )
         assert "cerebelum-metrics" in kubectl("-n", "cerebelum-system", "get", "service", "-o", "name")
-        run(5)  # a worker release, then its engine token from a Secret
-        run(6)
+        run(6)  # a worker release, then its engine token from a Secret
+        run(7)
         env_vars = kubectl(
             "-n", "cerebelum-system", "get", "deployment", "-l", "app.kubernetes.io/instance=billing-worker",
             "-o", "jsonpath={.items[0].spec.template.spec.containers[0].env}",
