@@ -172,8 +172,20 @@ def shell(
 ) -> Iterator[Shell]:
     """A Shell in `cwd`; with `network`, on the machine's network (to reach the package registry)."""
     needs_namespaces()
+    before = checkout_status()
     sh = Shell(workdir, env=env, network=network, cwd=cwd)
     try:
         yield sh
     finally:
         sh.close()
+    # A doc's commands leave the reader's checkout as it was (stores go to .cerebelum/, ignored).
+    after = checkout_status()
+    assert after == before, f"the commands changed the checkout:\n{after}"
+
+
+def checkout_status() -> str:
+    """`git status` of the checkout, untracked files included."""
+    status = subprocess.run(
+        ["git", "status", "--porcelain", "--untracked-files=all"], cwd=ROOT, capture_output=True, text=True, check=False
+    )
+    return status.stdout

@@ -145,18 +145,20 @@ def test_the_kubernetes_guide_runs_the_operator_from_a_machine_to_an_approved_ex
 
     operator, start, approve, history = (commands(block("docs/kubernetes.md", first).text) for first in GUIDE)
     with shell(tmp_path, env=reader_env, network=True) as sh:
-        # The guide's store is /var/lib/cerebelum/engine.db: a tmpfs there, in the shell's mounts only.
-        sh.must("mkdir -p /var/lib/cerebelum && mount -t tmpfs tmpfs /var/lib/cerebelum")
         sh.must("source scripts/setup.sh")  # the reader's `cerebelum` and `python`, as in the README
         try:
-            run_guide(sh, operator, start, approve, history)
+            run_guide(sh, operator, start, approve, history, log=tmp_path / "operator.log")
         except AssertionError as failure:
-            raise AssertionError(f"{failure}\n{sh.background_logs()}") from None
+            operator_log = (tmp_path / "operator.log").read_text()[-4000:]
+            raise AssertionError(f"{failure}\n--- the operator:\n{operator_log}\n{sh.background_logs()}") from None
 
 
-def run_guide(sh: Shell, operator: list[str], start: list[str], approve: list[str], history: list[str]) -> None:
+def run_guide(
+    sh: Shell, operator: list[str], start: list[str], approve: list[str], history: list[str], *, log: Path
+) -> None:
     (run_operator, _production_comment) = operator
-    sh.must(f"{run_operator} >operator.log 2>&1 &")
+    # Its store is .cerebelum/operator.db, in the shell's own tmpfs (tests/docs/shell.py).
+    sh.must(f"{run_operator} >{log} 2>&1 &")
     sh.wait_for("the operator's engine", "cerebelum get workflows", lambda r: r.returncode == 0, timeout=120)
     for command in start:
         if command.endswith(" -w"):
