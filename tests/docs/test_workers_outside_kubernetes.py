@@ -46,5 +46,7 @@ def test_the_guide_runs_a_worker_with_a_token_and_tls_to_succeeded_and_a_caller_
     assert no_token.returncode != 0 and "Unauthenticated: no credentials" in no_token.stdout + no_token.stderr, no_token
     plaintext = sh.run("env -u CEREBELUM_TLS_CA cerebelum get workflows")
     assert plaintext.returncode != 0, plaintext
+    # The worker said where it connected, on stderr, as the guide shows.
+    assert "serving task queue 'infra' at localhost:7450" in sh.background_logs()
     described = sh.must("cerebelum describe vm-1 -o json")
     assert '"send_welcome_email"' in described.stdout and '"Skipped"' in described.stdout, described
