@@ -138,6 +138,14 @@ def _children(node: dict[str, Any], path: str) -> list[str]:
     return []
 
 
+# How tests/docs knows each example is tested (see tests/docs/blocks.py).
+EXAMPLE_MARKERS = {
+    "Workflow": f"<!-- same-as: {WORKFLOW_EXAMPLE.as_posix()} -->",
+    "Execution": "<!-- run: tests/docs/test_kube_samples.py -->",
+    "Approval": "<!-- run: tests/docs/test_kube_samples.py -->",
+}
+
+
 def render_reference(crds: list[dict[str, Any]], workflow_example: str) -> str:
     examples = {"Workflow": workflow_example, "Execution": EXECUTION_EXAMPLE, "Approval": APPROVAL_EXAMPLE}
     out = [
@@ -164,7 +172,8 @@ def render_reference(crds: list[dict[str, Any]], workflow_example: str) -> str:
             out += ["", f"### {names['kind']} {part}", "", "| field | type | description | constraints |"]
             out += ["| --- | --- | --- | --- |"]
             out += _rows(schema["properties"][part], part, part in schema.get("required", []))
-        out += ["", f"### {names['kind']} example", "", "```yaml", examples[names["kind"]].rstrip("\n"), "```", ""]
+        out += ["", f"### {names['kind']} example", "", EXAMPLE_MARKERS[names["kind"]], "```yaml"]
+        out += [examples[names["kind"]].rstrip("\n"), "```", ""]
     return "\n".join(out)
 
 

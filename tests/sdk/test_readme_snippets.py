@@ -17,6 +17,13 @@ def python_block_after(heading: str, *, containing: str = "") -> str:
     return next(block for block in blocks if containing in block)
 
 
+# The blocks this module runs as written (tests/docs checks that the README marks them so).
+DOC_BLOCKS = [
+    python_block_after("## Testing steps"),
+    python_block_after("### Heartbeats and cancellation", containing="def export"),
+]
+
+
 def complete_worker() -> dict[str, Any]:
     namespace: dict[str, Any] = {"__name__": "readme_worker"}  # not "__main__": the worker is not run
     exec(python_block_after("## A complete worker"), namespace)

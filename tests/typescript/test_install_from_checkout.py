@@ -15,11 +15,18 @@ from .conftest import PACKAGE
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
 
-def install_commands() -> list[str]:
+def install_block() -> str:
     section = (PACKAGE / "README.md").read_text().split("## Install", 1)[1]
     match = re.search(r"```sh\n(.*?)```", section, re.DOTALL)
     assert match is not None, "the README's Install section has no sh block"
-    return [line.split("#", 1)[0].strip() for line in match.group(1).splitlines() if line.strip()]
+    return match.group(1)
+
+
+def install_commands() -> list[str]:
+    return [line.split("#", 1)[0].strip() for line in install_block().splitlines() if line.strip()]
+
+
+DOC_BLOCKS = [install_block()]  # run as written below (tests/docs checks the README marks it so)
 
 
 def test_the_readme_install_commands_pack_the_sdk_from_a_fresh_checkout_and_a_project_imports_it_and_its_testing_kit(
