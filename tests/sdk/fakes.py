@@ -66,6 +66,7 @@ class FakeWorkerService(worker_pb2_grpc.WorkerServiceServicer):
         self.poll_metadata: list[dict[str, str]] = []
         self.heartbeats: list[worker_pb2.HeartbeatRequest] = []
         self.heartbeat_reply = worker_pb2.HeartbeatResponse()
+        self.heartbeat_error: tuple[grpc.StatusCode, str] | None = None
         self.completions: list[worker_pb2.CompleteTaskRequest] = []
         self.complete_attempts = 0
         # (code, message) answered to the next CompleteTask calls, in order.
@@ -91,6 +92,8 @@ class FakeWorkerService(worker_pb2_grpc.WorkerServiceServicer):
         self, request: worker_pb2.HeartbeatRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> worker_pb2.HeartbeatResponse:
         self.heartbeats.append(request)
+        if self.heartbeat_error is not None:
+            await context.abort(*self.heartbeat_error)
         return self.heartbeat_reply
 
     async def CompleteTask(

@@ -7,6 +7,8 @@ import json
 import time
 from typing import Any
 
+import grpc
+
 from cerebelum import StepCancelled, StepContext, Worker
 from cerebelum.v1 import worker_pb2
 
@@ -304,3 +306,25 @@ async def test_a_step_that_heartbeats_in_time_keeps_its_lease(worker_service: Fa
         done = await worker_service.run_task(make_task("diligent", lease_ms=300, heartbeat_required=True), timeout=15)
 
     assert json.loads(done.success.output_json) == "done"
+
+
+async def test_a_step_that_keeps_calling_heartbeat_is_not_stopped_while_the_engine_cannot_answer(
+    worker_service: FakeWorkerService,
+) -> None:
+    """The engine decides whether a lease ran out (it renews every lease after a restart): a step
+    that keeps calling ``ctx.heartbeat()`` through an outage finishes and reports its result."""
+    worker = make_worker(worker_service)
+    worker_service.heartbeat_error = (grpc.StatusCode.UNAVAILABLE, "engine restarting")
+
+    @worker.step()
+    def diligent(ctx: StepContext) -> str:
+        for n in range(40):  # 0.8 s, well past one 300 ms lease, every beat refused
+            ctx.heartbeat(n)
+            time.sleep(0.02)
+        return "done"
+
+    async with running(worker):
+        done = await worker_service.run_task(make_task("diligent", lease_ms=300, heartbeat_required=True), timeout=15)
+
+    assert json.loads(done.success.output_json) == "done"
+    assert worker_service.heartbeats, "the worker kept trying to beat"

@@ -32,11 +32,13 @@ class Heartbeater:
     least one interval old, otherwise at the next interval. No timer, task or thread exists between
     beats other than event-loop timer handles.
 
-    With ``heartbeat_required`` the worker also knows when the lease must have run out: the
-    server extends it to "now + lease" before it answers a beat (and granted it before the task
-    arrived), so once ``lease_ms`` has passed since the last answer (or since the task arrived)
-    with no beat in flight, the server has timed the step out. The step is then cancelled with
-    reason ``heartbeat_timeout`` without waiting for a beat that may never come.
+    With ``heartbeat_required`` the worker also stops a step that stopped heartbeating: once
+    ``lease_ms`` has passed since the step last called ``ctx.heartbeat()`` (or since the task
+    arrived) with no beat in flight, the server has timed it out, so the step is cancelled with
+    reason ``heartbeat_timeout`` without waiting for a beat that may never come. The clock runs
+    from the step's own calls, not from answers: while the engine cannot answer (a restart, after
+    which it renews every lease) a step that keeps heartbeating keeps running and the engine
+    decides, as in the TypeScript SDK.
     """
 
     __slots__ = (
@@ -101,6 +103,10 @@ class Heartbeater:
         if self._stopped:
             return
         self._dirty = True
+        if not self._auto:
+            self._expires_at = self._loop.time() + self._lease
+            if self._inflight is None:
+                self._arm_expiry()
         if self._inflight is not None:
             return  # rescheduled when the beat in flight finishes
         due = self._last_sent + self._interval
