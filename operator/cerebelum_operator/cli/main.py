@@ -95,6 +95,12 @@ def _fail(message: str, code: int = 1) -> NoReturn:
     raise typer.Exit(code)
 
 
+def _fail_config(problem: Exception, code: int) -> NoReturn:
+    """A start-up problem of a long-running command: one unwrapped line on stderr, beside its logs."""
+    err_console.print(Text.assemble(("error:", "red"), f" {problem}"))
+    raise typer.Exit(code)
+
+
 def _json_arg(text: str | None, what: str) -> Any:
     if text is None:
         return None
@@ -314,7 +320,8 @@ def operator(
     import yaml
 
     from ..api import AccessPolicy, PolicyError
-    from ..kube.operator import OperatorConfig, run_operator
+    from ..kube.client import NoKubeConfig, load_kube_config
+    from ..kube.operator import EXIT_NO_KUBECONFIG, OperatorConfig, run_operator
     from ..server import ServerConfig
 
     if auth not in ("none", "kubernetes"):
@@ -337,6 +344,10 @@ def operator(
         except (OSError, yaml.YAMLError, PolicyError) as exc:
             _fail(f"--access-policy {access_policy}: {exc}")
 
+    try:
+        load_kube_config()  # before anything starts or logs: no cluster is one line, not a traceback
+    except NoKubeConfig as exc:
+        _fail_config(exc, EXIT_NO_KUBECONFIG)
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if auth == "none":
         logging.getLogger("cerebelum").warning(
@@ -372,6 +383,8 @@ def operator(
     )
     try:
         raise typer.Exit(asyncio.run(run_operator(config)))
+    except NoKubeConfig as exc:
+        _fail_config(exc, EXIT_NO_KUBECONFIG)
     except OSError as exc:
         _fail(str(exc))
 

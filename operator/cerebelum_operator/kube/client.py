@@ -7,24 +7,38 @@ them; kopf makes its own calls for watching and for the handlers' patches.
 from __future__ import annotations
 
 import logging
+import os
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
+import yaml
 from lightkube import AsyncClient, KubeConfig
-from lightkube.core.exceptions import ApiError
+from lightkube.config.kubeconfig import DEFAULT_KUBECONFIG, SERVICE_ACCOUNT
+from lightkube.core.exceptions import ApiError, ConfigError
 from lightkube.generic_resource import create_namespaced_resource
 from lightkube.models.core_v1 import ObjectReference
 from lightkube.models.meta_v1 import ObjectMeta
 from lightkube.resources.events_v1 import Event
 from lightkube.types import PatchType
 
+from ..runtime import Clock, SystemClock
 from .names import namespace_name, object_name
 from .resources import API_VERSION, GROUP, VERSION
 
-__all__ = ["Approval", "Execution", "KubeApi", "ObjectRef", "Workflow", "is_not_found"]
+__all__ = [
+    "Approval",
+    "Execution",
+    "KubeApi",
+    "NoKubeConfig",
+    "ObjectRef",
+    "Workflow",
+    "is_not_found",
+    "load_kube_config",
+]
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +51,47 @@ Approval = create_namespaced_resource(GROUP, VERSION, "Approval", "approvals")
 _RESOURCES: dict[str, Any] = {"Execution": Execution, "Approval": Approval, "Workflow": Workflow}
 
 CONTROLLER_NAME = "cerebelum.io/operator"
+
+
+class NoKubeConfig(Exception):
+    """No way to reach the Kubernetes API: the message says where the operator looked."""
+
+
+def load_kube_config(
+    *, service_account: str = SERVICE_ACCOUNT, default_kubeconfig: str = DEFAULT_KUBECONFIG
+) -> KubeConfig:
+    """lightkube's order (the pod's ServiceAccount, then $KUBECONFIG, then ~/.kube/config), with one
+    error naming every place it looked instead of a traceback about the last one."""
+    token = Path(service_account) / "token"
+    if token.is_file() and os.environ.get("KUBERNETES_SERVICE_HOST"):
+        try:
+            return KubeConfig.from_service_account(service_account=service_account)
+        except (ConfigError, OSError, KeyError) as error:
+            raise NoKubeConfig(f"the in-cluster service account in {service_account} is unusable: {error}") from None
+    chosen = os.environ.get("KUBECONFIG")
+    if chosen and os.pathsep in chosen:
+        raise NoKubeConfig(f"KUBECONFIG={chosen} lists several files; the operator reads one: name one file")
+    path = Path(chosen or default_kubeconfig).expanduser()
+    if not path.is_file():
+        pod = f"no {token}" if not token.is_file() else "KUBERNETES_SERVICE_HOST is not set"
+        where = f"KUBECONFIG={chosen} does not exist" if chosen else f"KUBECONFIG is not set and {path} does not exist"
+        raise NoKubeConfig(f"cannot find a Kubernetes configuration: not in a pod ({pod}), {where}")
+    try:
+        config = KubeConfig.from_file(path)
+        config.get()  # a file with no current context fails here, not in the client
+    except (ConfigError, OSError, ValueError, KeyError, TypeError, AttributeError, yaml.YAMLError) as error:
+        raise NoKubeConfig(f"the kubeconfig {path} is unusable: {_problem(error)}") from None
+    return config
+
+
+def _problem(error: Exception) -> str:
+    """One line about what is wrong in a kubeconfig."""
+    if isinstance(error, yaml.MarkedYAMLError) and error.problem_mark is not None:
+        mark = error.problem_mark
+        return f"not YAML: {error.problem} at line {mark.line + 1}, column {mark.column + 1}"
+    if isinstance(error, KeyError):
+        return f"it has no {error}"
+    return " ".join(str(error).split()) or type(error).__name__
 
 
 def is_not_found(error: ApiError) -> bool:
@@ -58,22 +113,40 @@ class ObjectRef:
 
 class KubeApi:
     def __init__(
-        self, client: AsyncClient, *, instance: str | None = None, on_write: Callable[[str], None] | None = None
+        self,
+        client: AsyncClient,
+        *,
+        instance: str | None = None,
+        on_write: Callable[[str], None] | None = None,
+        clock: Clock | None = None,
     ) -> None:
         self.client = client
         self.instance = instance or socket.gethostname()
         self._on_write = on_write
+        self._clock: Clock = clock or SystemClock()
+        self._last_event_us = 0
 
     def _count(self, kind: str) -> None:
         if self._on_write is not None:
             self._on_write(kind)
 
     @classmethod
-    def from_env(cls, *, instance: str | None = None, on_write: Callable[[str], None] | None = None) -> KubeApi:
-        """In a pod: the mounted ServiceAccount; elsewhere: $KUBECONFIG or ~/.kube/config."""
-        config = KubeConfig.from_env()
+    def from_env(
+        cls,
+        *,
+        instance: str | None = None,
+        on_write: Callable[[str], None] | None = None,
+        clock: Clock | None = None,
+        service_account: str = SERVICE_ACCOUNT,
+        default_kubeconfig: str = DEFAULT_KUBECONFIG,
+    ) -> KubeApi:
+        """In a pod: the mounted ServiceAccount; elsewhere: $KUBECONFIG or ~/.kube/config.
+
+        Raises `NoKubeConfig`, saying where it looked, when none of them gives a configuration.
+        """
+        config = load_kube_config(service_account=service_account, default_kubeconfig=default_kubeconfig)
         client = AsyncClient(config=config, field_manager="cerebelum-operator")
-        return cls(client, instance=instance, on_write=on_write)
+        return cls(client, instance=instance, on_write=on_write, clock=clock)
 
     async def close(self) -> None:
         await self.client.close()
