@@ -2,6 +2,14 @@
 
 Kept in one place so every write is counted (`writes`) and rate-limited by the callers that batch
 them; kopf makes its own calls for watching and for the handlers' patches.
+
+Events go through the core (v1) Events API, as client-go's `record` recorder sends them, not
+events.k8s.io: `kubectl describe` sorts an object's Events by `lastTimestamp` alone (whole
+seconds), which events.k8s.io refuses to set, so Events written there only with `eventTime`
+came out in the API server's list order, which is name order, which `generateName` made random.
+Here every Event carries first/last timestamps and a count of 1, and its name is the object's
+name and a hex microsecond stamp that grows with each Event: within one second (a tie for
+kubectl's sort, which leaves an already sorted list as it is) name order is the order they happened.
 """
 
 from __future__ import annotations
@@ -22,7 +30,7 @@ from lightkube.core.exceptions import ApiError, ConfigError
 from lightkube.generic_resource import create_namespaced_resource
 from lightkube.models.core_v1 import ObjectReference
 from lightkube.models.meta_v1 import ObjectMeta
-from lightkube.resources.events_v1 import Event
+from lightkube.resources.core_v1 import Event
 from lightkube.types import PatchType
 
 from ..runtime import Clock, SystemClock
@@ -36,6 +44,7 @@ __all__ = [
     "NoKubeConfig",
     "ObjectRef",
     "Workflow",
+    "event_name",
     "is_not_found",
     "load_kube_config",
 ]
@@ -51,6 +60,15 @@ Approval = create_namespaced_resource(GROUP, VERSION, "Approval", "approvals")
 _RESOURCES: dict[str, Any] = {"Execution": Execution, "Approval": Approval, "Workflow": Workflow}
 
 CONTROLLER_NAME = "cerebelum.io/operator"
+_MAX_NAME = 253  # a DNS-1123 subdomain
+_NOTE_CHARS = 1024  # the API server's limit on an Event's note
+
+
+def event_name(object_name: str, stamp_us: int) -> str:
+    """`<object>.<hex stamp>`, as client-go names Events: a later stamp sorts later by name, since
+    microseconds since the epoch have 13 hex digits from 1979 to 2112."""
+    suffix = f".{stamp_us:x}"
+    return object_name[: _MAX_NAME - len(suffix)].rstrip("-.") + suffix
 
 
 class NoKubeConfig(Exception):
@@ -181,20 +199,30 @@ class KubeApi:
             patch_type=PatchType.MERGE,
         )
 
+    def _event_stamp_us(self) -> int:
+        """Now in microseconds, and later than the last Event's even when the clock has not moved."""
+        self._last_event_us = max(round(self._clock.now_s() * 1_000_000), self._last_event_us + 1)
+        return self._last_event_us
+
     async def post_event(self, ref: ObjectRef, *, type_: str, reason: str, note: str, action: str) -> None:
         """A Kubernetes Event about `ref`; losing one is logged, never fatal."""
-        now = datetime.now(tz=UTC)
+        stamp_us = self._event_stamp_us()
+        at = datetime.fromtimestamp(stamp_us / 1_000_000, tz=UTC)
         event = Event(
-            metadata=ObjectMeta(generateName=f"{ref.name}-", namespace=ref.namespace),
-            eventTime=now,
-            action=action,
-            reason=reason,
-            note=note[:1024],
-            type=type_,
-            regarding=ObjectReference(
+            metadata=ObjectMeta(name=event_name(ref.name, stamp_us), namespace=ref.namespace),
+            involvedObject=ObjectReference(
                 apiVersion=API_VERSION, kind=ref.kind, name=ref.name, namespace=ref.namespace, uid=ref.uid
             ),
-            reportingController=CONTROLLER_NAME,
+            type=type_,
+            reason=reason,
+            message=note[:_NOTE_CHARS],
+            action=action,
+            eventTime=at,
+            # What `kubectl describe` sorts on and counts; the API server keeps whole seconds.
+            firstTimestamp=at,
+            lastTimestamp=at,
+            count=1,
+            reportingComponent=CONTROLLER_NAME,
             reportingInstance=self.instance[:128],
         )
         self._count("events")

@@ -6,8 +6,9 @@ from typing import Any
 
 import pytest
 
-from cerebelum_operator.kube.client import KubeApi, ObjectRef, Workflow
+from cerebelum_operator.kube.client import KubeApi, ObjectRef, Workflow, event_name
 from cerebelum_operator.kube.names import InvalidName
+from cerebelum_operator.runtime import FakeClock
 
 
 class RecordingClient:
@@ -47,3 +48,58 @@ async def test_a_get_or_status_patch_of_something_that_is_not_a_name_is_refused_
         await api.patch_status(ObjectRef(kind="Execution", namespace=namespace, name=name, uid="u"), {"phase": "X"})
 
     assert client.calls == []
+
+
+class EventSink:
+    """Stands in for lightkube's AsyncClient: keeps each object created."""
+
+    def __init__(self) -> None:
+        self.created: list[Any] = []
+
+    async def create(self, obj: Any) -> Any:
+        self.created.append(obj)
+        return obj
+
+
+async def test_events_carry_what_kubectl_describe_sorts_on_and_names_that_sort_in_the_order_they_were_posted() -> None:
+    sink = EventSink()
+    clock = FakeClock(start_ms=1_780_000_000_000)
+    api = KubeApi(sink, instance="op-0", clock=clock)  # type: ignore[arg-type]
+    ref = ObjectRef(kind="Execution", namespace="team-a", name="run1", uid="u-1")
+
+    for reason in ("Started", "WaitingForApproval", "Approved"):  # the clock does not move between them
+        await api.post_event(ref, type_="Normal", reason=reason, note=reason, action="Project")
+    await clock.advance(2.5)
+    await api.post_event(ref, type_="Normal", reason="Succeeded", note="done", action="Project")
+
+    events = [e.to_dict() for e in sink.created]
+    assert [e["apiVersion"] for e in events] == ["v1"] * 4
+    names = [e["metadata"]["name"] for e in events]
+    assert names == sorted(names) and len(set(names)) == 4
+    assert all(name.startswith("run1.") for name in names)
+    first = events[0]
+    assert first["lastTimestamp"] == first["firstTimestamp"] == first["eventTime"]
+    assert first["lastTimestamp"].startswith("2026-05-28T")  # the injected clock's time, not the machine's
+    assert first["count"] == 1
+    assert first["involvedObject"] == {
+        "apiVersion": "cerebelum.io/v1alpha1",
+        "kind": "Execution",
+        "name": "run1",
+        "namespace": "team-a",
+        "uid": "u-1",
+    }
+    assert (first["reportingComponent"], first["reportingInstance"], first["action"]) == (
+        "cerebelum.io/operator",
+        "op-0",
+        "Project",
+    )
+    assert [e["message"] for e in events] == ["Started", "WaitingForApproval", "Approved", "done"]
+
+
+def test_an_event_name_is_a_kubernetes_name_however_long_the_object_s_name_is() -> None:
+    stamp = 1_780_000_000_000_000
+    assert event_name("run1", stamp) == f"run1.{stamp:x}"
+    long = "a" * 238 + "-" + "b" * 14  # 253 characters: cut to 239 for ".<13 hex digits>", ending in "-"
+    name = event_name(long, stamp)
+    assert len(name) <= 253 and name.endswith(f"a.{stamp:x}")
+    assert event_name("x", stamp) < event_name("x", stamp + 1) < event_name("x", stamp + 16)
