@@ -3,7 +3,6 @@ with no cluster to talk to it says where it looked, in one line."""
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import subprocess
@@ -23,27 +22,6 @@ from cerebelum_operator.kube.operator import EXIT_NO_KUBECONFIG, OperatorConfig
 
 ROOT = Path(__file__).resolve().parents[3]
 SERVICE_ACCOUNT = "/var/run/secrets/kubernetes.io/serviceaccount"
-
-
-def _kubeconfig(path: Path) -> Path:
-    """A kubeconfig naming a cluster nobody serves: enough to start the (faked) operator."""
-    config = {
-        "apiVersion": "v1",
-        "kind": "Config",
-        "clusters": [{"name": "c", "cluster": {"server": "https://127.0.0.1:1"}}],
-        "users": [{"name": "u", "user": {"token": "t"}}],
-        "contexts": [{"name": "x", "context": {"cluster": "c", "user": "u"}}],
-        "current-context": "x",
-    }
-    path.write_text(json.dumps(config))
-    return path
-
-
-@pytest.fixture(autouse=True)
-def kubeconfig(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
-    path = _kubeconfig(tmp_path / "kubeconfig")
-    monkeypatch.setenv("KUBECONFIG", str(path))
-    return path
 
 
 def _operator_without_a_cluster(home: Path, **env: str) -> subprocess.CompletedProcess[str]:
