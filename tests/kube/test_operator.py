@@ -7,6 +7,7 @@ to the chart's RBAC; the worker is a real process too, and keeps a ledger of eve
 from __future__ import annotations
 
 import json
+import ssl
 import time
 import urllib.error
 import urllib.request
@@ -62,6 +63,22 @@ def probe(port: int, path: str) -> tuple[int, object]:
         return error.code, json.loads(error.read())
 
 
+def server_table(control_plane: ControlPlane, path: str) -> dict:
+    """GET `path` as a meta.k8s.io Table, the way `kubectl get` asks the API server for columns."""
+    request = urllib.request.Request(
+        f"{control_plane.server}{path}",
+        headers={
+            "Accept": "application/json;as=Table;g=meta.k8s.io;v=v1",
+            "Authorization": f"Bearer {control_plane.admin_token}",
+        },
+    )
+    context = ssl.create_default_context(cafile=str(control_plane.ca_file))
+    with urllib.request.urlopen(request, timeout=30, context=context) as response:
+        table: dict = json.loads(response.read())
+    assert table["kind"] == "Table", table
+    return table
+
+
 def scrape(port: int) -> str:
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
         return response.read().decode()
@@ -104,6 +121,25 @@ def test_an_execution_applied_with_kubectl_runs_to_succeeded_and_the_printer_col
     events = kubectl_json(control_plane, "get", "events.events.k8s.io", "-n", namespace)["items"]
     reasons = {e["reason"] for e in events if e["regarding"]["name"] == "three-1"}
     assert {"Started", "Succeeded"} <= reasons, reasons
+    succeeded = {c["type"]: c for c in shown["conditions"]}["Succeeded"]
+    assert succeeded["message"].startswith("finished after 4 steps in "), succeeded
+
+    # -o wide: the API server's Table (what kubectl asks for) has the wide columns, filled.
+    table_of = server_table(control_plane, f"/apis/cerebelum.io/v1alpha1/namespaces/{namespace}/executions")
+    wide = [c["name"] for c in table_of["columnDefinitions"] if c.get("priority") == 1]
+    assert wide == ["Started", "Finished", "Events", "Execution-ID", "Message"], table_of["columnDefinitions"]
+    names = [c["name"] for c in table_of["columnDefinitions"]]
+    (row,) = table_of["rows"]
+    cells = dict(zip(names, row["cells"], strict=True))
+    assert cells["Execution-ID"] == shown["executionId"]
+    assert cells["Events"] == shown["eventCount"]
+    assert cells["Message"] == succeeded["message"]
+    assert cells["Started"] and cells["Finished"] and "<invalid>" not in (cells["Started"], cells["Finished"])
+    printed = control_plane.kubectl("get", "executions", "-n", namespace, "-o", "wide").stdout.splitlines()
+    assert printed[0].split() == [
+        *("NAME", "PHASE", "WORKFLOW", "STEP", "AGE", "STARTED", "FINISHED", "EVENTS", "EXECUTION-ID", "MESSAGE")
+    ]
+    assert shown["executionId"] in printed[1] and "finished after 4 steps in" in printed[1]
 
 
 def test_an_invalid_workflow_is_marked_invalid_and_an_execution_of_it_fails_naming_the_problem(
