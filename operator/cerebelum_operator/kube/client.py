@@ -61,7 +61,7 @@ _RESOURCES: dict[str, Any] = {"Execution": Execution, "Approval": Approval, "Wor
 
 CONTROLLER_NAME = "cerebelum.io/operator"
 _MAX_NAME = 253  # a DNS-1123 subdomain
-_NOTE_CHARS = 1024  # the API server's limit on an Event's note
+_NOTE_BYTES = 1024  # the API server's limit on an Event's note, in bytes
 
 
 def event_name(object_name: str, stamp_us: int) -> str:
@@ -206,27 +206,39 @@ class KubeApi:
 
     async def post_event(self, ref: ObjectRef, *, type_: str, reason: str, note: str, action: str) -> None:
         """A Kubernetes Event about `ref`; losing one is logged, never fatal."""
-        stamp_us = self._event_stamp_us()
-        at = datetime.fromtimestamp(stamp_us / 1_000_000, tz=UTC)
-        event = Event(
-            metadata=ObjectMeta(name=event_name(ref.name, stamp_us), namespace=ref.namespace),
-            involvedObject=ObjectReference(
-                apiVersion=API_VERSION, kind=ref.kind, name=ref.name, namespace=ref.namespace, uid=ref.uid
-            ),
-            type=type_,
-            reason=reason,
-            message=note[:_NOTE_CHARS],
-            action=action,
-            eventTime=at,
-            # What `kubectl describe` sorts on and counts; the API server keeps whole seconds.
-            firstTimestamp=at,
-            lastTimestamp=at,
-            count=1,
-            reportingComponent=CONTROLLER_NAME,
-            reportingInstance=self.instance[:128],
-        )
         self._count("events")
-        try:
-            await self.client.create(event)
-        except ApiError as error:
-            log.warning("could not post event %s on %r: %s", reason, ref, error)
+        for _ in range(3):  # a name taken (another instance, the same microsecond): the next one
+            stamp_us = self._event_stamp_us()
+            at = datetime.fromtimestamp(stamp_us // 1_000_000, tz=UTC).replace(microsecond=stamp_us % 1_000_000)
+            event = Event(
+                metadata=ObjectMeta(name=event_name(ref.name, stamp_us), namespace=ref.namespace),
+                involvedObject=ObjectReference(
+                    apiVersion=API_VERSION, kind=ref.kind, name=ref.name, namespace=ref.namespace, uid=ref.uid
+                ),
+                type=type_,
+                reason=reason,
+                message=_cut_utf8(note, _NOTE_BYTES),
+                action=action,
+                eventTime=at,
+                # What `kubectl describe` sorts on and counts; the API server keeps whole seconds.
+                firstTimestamp=at,
+                lastTimestamp=at,
+                count=1,
+                reportingComponent=CONTROLLER_NAME,
+                reportingInstance=self.instance[:128],
+            )
+            try:
+                await self.client.create(event)
+                return
+            except ApiError as error:
+                if error.status.code != 409:
+                    log.warning("could not post event %s on %r: %s", reason, ref, error)
+                    return
+        log.warning("could not post event %s on %r: its names were taken", reason, ref)
+
+
+def _cut_utf8(text: str, limit: int) -> str:
+    """At most `limit` bytes of UTF-8 (the API server counts bytes), ending in "…" when cut."""
+    if len(text.encode()) <= limit:
+        return text
+    return text.encode()[: limit - len("…".encode())].decode(errors="ignore") + "…"

@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from lightkube.core.exceptions import ApiError
+from lightkube.models.meta_v1 import Status
 
 from cerebelum_operator.kube.client import KubeApi, ObjectRef, Workflow, event_name
 from cerebelum_operator.kube.names import InvalidName
@@ -103,3 +105,37 @@ def test_an_event_name_is_a_kubernetes_name_however_long_the_object_s_name_is() 
     name = event_name(long, stamp)
     assert len(name) <= 253 and name.endswith(f"a.{stamp:x}")
     assert event_name("x", stamp) < event_name("x", stamp + 1) < event_name("x", stamp + 16)
+
+
+EXEC = ObjectRef(kind="Execution", namespace="team-a", name="run1", uid="u-1")
+
+
+class TakenNames(EventSink):
+    """The first `taken` names are in use already (409), as another instance's Event would be."""
+
+    def __init__(self, taken: int) -> None:
+        super().__init__()
+        self.taken = taken
+        self.tried: list[str] = []
+
+    async def create(self, obj: Any) -> Any:
+        self.tried.append(obj.metadata.name)
+        if len(self.tried) <= self.taken:
+            raise ApiError(status=Status(code=409, reason="AlreadyExists", message="exists"))
+        return await super().create(obj)
+
+
+async def test_an_event_whose_name_is_taken_is_posted_under_the_next_one() -> None:
+    sink = TakenNames(taken=1)
+    api = KubeApi(sink, instance="op-0", clock=FakeClock())  # type: ignore[arg-type]
+    await api.post_event(EXEC, type_="Normal", reason="Started", note="n", action="Reconcile")
+    assert len(sink.tried) == 2 and sink.tried[0] < sink.tried[1]
+    assert [e.metadata.name for e in sink.created] == [sink.tried[1]]
+
+
+async def test_a_long_note_is_cut_to_the_api_server_s_limit_in_bytes_not_characters() -> None:
+    sink = EventSink()
+    api = KubeApi(sink, instance="op-0", clock=FakeClock())  # type: ignore[arg-type]
+    await api.post_event(EXEC, type_="Warning", reason="Failed", note="é" * 2000, action="Project")
+    (event,) = sink.created
+    assert len(event.message.encode()) <= 1024 and event.message.endswith("é…")
