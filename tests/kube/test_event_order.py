@@ -27,7 +27,7 @@ REASONS = [f"Step{n:02d}" for n in range(1, 15)]  # 14: more than kubectl's inse
 def describe_event_reasons(control_plane: ControlPlane, namespace: str, name: str) -> list[str]:
     """The Reason column of the Events table `kubectl describe` prints."""
     text = control_plane.kubectl("describe", "execution", name, "-n", namespace).stdout
-    lines = text[text.index("\nEvents:") :].splitlines()[1:]
+    lines = text[text.index("\nEvents:") + 1 :].splitlines()[1:]
     header = lines[0].split()
     assert header[:2] == ["Type", "Reason"], lines[:2]
     return [line.split()[1] for line in lines[2:] if line.strip()]
