@@ -17,20 +17,11 @@ from lightkube import AsyncClient, KubeConfig
 
 from cerebelum_operator.kube.client import KubeApi, ObjectRef
 from tests.support.control_plane import ControlPlane
-from tests.support.kube import kubectl_json, service_account_kubeconfig
+from tests.support.kube import describe_event_reasons, kubectl_json, service_account_kubeconfig
 
 pytestmark = pytest.mark.kube
 
 REASONS = [f"Step{n:02d}" for n in range(1, 15)]  # 14: more than kubectl's insertion-sort cut-off (12)
-
-
-def describe_event_reasons(control_plane: ControlPlane, namespace: str, name: str) -> list[str]:
-    """The Reason column of the Events table `kubectl describe` prints."""
-    text = control_plane.kubectl("describe", "execution", name, "-n", namespace).stdout
-    lines = text[text.index("\nEvents:") + 1 :].splitlines()[1:]
-    header = lines[0].split()
-    assert header[:2] == ["Type", "Reason"], lines[:2]
-    return [line.split()[1] for line in lines[2:] if line.strip()]
 
 
 async def test_kubectl_describe_lists_an_execution_s_events_in_the_order_they_were_posted(

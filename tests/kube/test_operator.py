@@ -21,6 +21,7 @@ from tests.support.control_plane import ControlPlane
 from tests.support.kube import (
     OPERATOR_NAMESPACE,
     apply_yaml,
+    describe_event_reasons,
     kubectl_json,
     service_account_kubeconfig,
     token_kubeconfig,
@@ -242,6 +243,13 @@ def test_an_approval_resource_continues_the_waiting_step_and_records_who_approve
     assert approved == [f"step go_live of gated-1 approved by {alice}"], approved
     granted = [e for e in history if e["kind"] == "ApprovalGranted"]
     assert [(e["data"]["approver"], e["data"]["payload"]) for e in granted] == [(alice, {"ticket": "CHG-7"})]
+    # kubectl describe lists the Events in the order they happened, on every run.
+    in_order = ["Started", "WaitingForApproval", "Approved", "Succeeded"]
+    wait_until(
+        lambda: describe_event_reasons(control_plane, namespace, "gated-1") == in_order,
+        timeout=30,
+        what=f"kubectl describe to list {in_order}",
+    )
 
 
 def test_an_approval_for_a_step_that_is_not_waiting_is_refused_with_the_reason(
