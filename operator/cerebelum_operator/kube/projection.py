@@ -143,7 +143,7 @@ def _where_it_stands(state: ExecutionState, phase: ExecutionPhase, limits: Proje
         return f"waiting for an Approval of step {names}"
     if phase == ExecutionPhase.SLEEPING:
         return f"sleeping until {rfc3339(state.wake_at_ms())}"
-    return "running; status.currentStep names its steps"
+    return "running"
 
 
 _SUCCEEDED_CONDITION = {
