@@ -166,7 +166,7 @@ def render_reference(crds: list[dict[str, Any]], workflow_example: str) -> str:
         schema = version["schema"]["openAPIV3Schema"]
         aliases = ", ".join(f"`{name}`" for name in [names["plural"], *names.get("shortNames", [])])
         out += [f"## {names['kind']}", "", schema["description"], "", f"Names: {aliases}.", ""]
-        out += ["Printer columns (`kubectl get`; the last ones only with `-o wide`):", ""]
+        out += ["Printer columns (`kubectl get`, and `kubectl get -o wide`):", ""]
         out += ["| column | type | JSONPath | shown |", "| --- | --- | --- | --- |"]
         out += [
             f"| {c['name']} | {c['type']} | `{c['jsonPath']}` | {'`-o wide`' if c.get('priority') else 'always'} |"
