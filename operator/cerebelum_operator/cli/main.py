@@ -95,12 +95,6 @@ def _fail(message: str, code: int = 1) -> NoReturn:
     raise typer.Exit(code)
 
 
-def _fail_config(problem: Exception, code: int) -> NoReturn:
-    """A start-up problem of a long-running command: one unwrapped line on stderr, beside its logs."""
-    err_console.print(Text.assemble(("error:", "red"), f" {problem}"))
-    raise typer.Exit(code)
-
-
 def _json_arg(text: str | None, what: str) -> Any:
     if text is None:
         return None
@@ -347,7 +341,7 @@ def operator(
     try:
         load_kube_config()  # before anything starts or logs: no cluster is one line, not a traceback
     except NoKubeConfig as exc:
-        _fail_config(exc, EXIT_NO_KUBECONFIG)
+        _fail(str(exc), EXIT_NO_KUBECONFIG)
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if auth == "none":
         logging.getLogger("cerebelum").warning(
@@ -384,7 +378,7 @@ def operator(
     try:
         raise typer.Exit(asyncio.run(run_operator(config)))
     except NoKubeConfig as exc:
-        _fail_config(exc, EXIT_NO_KUBECONFIG)
+        _fail(str(exc), EXIT_NO_KUBECONFIG)
     except OSError as exc:
         _fail(str(exc))
 
