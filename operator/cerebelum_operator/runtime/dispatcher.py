@@ -164,8 +164,9 @@ class Dispatcher:
             timer.cancel()
             del self._futures[waiter]
             if not future.done():
-                self.book.stop_waiting(waiter)  # a reservation in flight now stays for the worker's next poll
                 future.cancel()
+            if future.cancelled():  # a reservation in flight now stays for the worker's next poll
+                self.book.stop_waiting(waiter)
         return None if future.cancelled() else future.result()
 
     async def heartbeat(self, *, token: str, worker_id: str, progress: Any) -> HeartbeatResult:
