@@ -198,6 +198,25 @@ class Dispatcher:
             self._wakeup.set()
 
     async def _grant(self, task: QueuedTask, worker_id: str) -> GrantedTask | None:
+        """Lease a task a poll took; a poll cancelled meanwhile (its worker went away) loses nothing.
+
+        The lease is decided to the end even then: cancelled half-way, its commit might land
+        unseen, leaving the task neither offered again nor leased in the book, so its execution
+        would wait until the next restart. A lease that lands is kept for the worker's next poll
+        (or expires like any other), as for eager dispatch.
+        """
+        leasing = asyncio.ensure_future(self._lease(task, worker_id))
+        try:
+            return await asyncio.shield(leasing)
+        except asyncio.CancelledError:
+            leasing.add_done_callback(self._keep_for_worker)
+            raise
+
+    def _keep_for_worker(self, leasing: asyncio.Future[GrantedTask | None]) -> None:
+        if not leasing.cancelled() and leasing.exception() is None and (granted := leasing.result()) is not None:
+            self._hand_out(self.book.give_back(granted, self.clock.now_ms()))
+
+    async def _lease(self, task: QueuedTask, worker_id: str) -> GrantedTask | None:
         try:
             decision = await self.engine.handle(task.execution_id, cmd.TaskStarted(task.token, worker_id))
         except ExecutionNotFound:

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import pytest
 
+from cerebelum_operator.engine import ExecutionState
 from cerebelum_operator.engine import commands as cmd
 from cerebelum_operator.runtime import Database, Dispatcher, EngineService, FakeClock
 from cerebelum_operator.store import open_store
@@ -17,6 +18,16 @@ SPEC = {
     "timeline": ["a"],
     "defaults": {"lease": "2s", "retry": {"maxAttempts": 3, "initialInterval": "1s"}},
 }
+
+
+async def eventually(
+    read: Callable[[], Awaitable[ExecutionState]], holds: Callable[[ExecutionState], bool], *, within: float = 30.0
+) -> None:
+    """Wait (in real time, bounded) until the engine's work in its store thread shows."""
+    deadline = asyncio.get_running_loop().time() + within
+    while not holds(await read()):
+        assert asyncio.get_running_loop().time() < deadline, "the condition never held"
+        await asyncio.sleep(0.01)
 
 
 @pytest.fixture
@@ -77,10 +88,7 @@ async def test_an_expired_lease_keeps_its_last_progress_for_the_next_attempt(
     assert engine.live_steps(state)["a"].progress == {"rows": 500}, "describe reads it while it runs"
 
     await clock.advance(2.5)  # the worker went silent: the sweep (asleep on the clock) times the lease out
-    for _ in range(100):
-        if (await engine.state_of("e2")).steps["a"].attempt == 2:
-            break
-        await asyncio.sleep(0.01)
+    await eventually(lambda: engine.state_of("e2"), lambda state: state.steps["a"].attempt == 2)
     failed = (await engine.state_of("e2")).steps["a"]
     assert failed.last_error is not None and failed.last_error.startswith("LeaseExpired")
 
@@ -109,3 +117,38 @@ async def test_a_failed_attempt_hands_its_progress_to_the_next_and_a_success_cle
     assert second is not None and second.last_progress == "page 7"
     await engine.handle("e3", cmd.TaskCompleted(second.token, cmd.OutcomeSuccess(1), worker_id="w1"))
     assert (await engine.state_of("e3")).steps["a"].last_progress is None
+
+
+async def test_a_poll_cancelled_while_its_task_is_being_leased_leaves_the_lease_for_its_workers_next_poll(
+    dispatcher: Dispatcher, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Seen in the chaos suite: a worker SIGKILLed while its poll was leasing a task stranded the
+    # task (taken from the queue, its lease never seen), so its execution stayed Running.
+    engine = dispatcher.engine
+    await engine.start("w", {}, execution_id="e4")
+    real_handle = engine.handle
+    leasing = asyncio.Event()
+    commit = asyncio.Event()
+
+    async def slow_handle(execution_id: str, command: cmd.Command) -> object:
+        if isinstance(command, cmd.TaskStarted):
+            leasing.set()
+            await commit.wait()  # the commit is in flight when the poll is cancelled
+        return await real_handle(execution_id, command)
+
+    monkeypatch.setattr(engine, "handle", slow_handle)
+    poll = asyncio.create_task(dispatcher.poll(worker_id="w1", task_queue="q", steps=["a"], wait_ms=0))
+    await asyncio.wait_for(leasing.wait(), 5)
+    poll.cancel()  # the worker went away
+    with pytest.raises(asyncio.CancelledError):
+        await poll
+    commit.set()
+    await eventually(lambda: engine.state_of("e4"), lambda state: state.steps["a"].phase.value == "Running")
+    deadline = asyncio.get_running_loop().time() + 30
+    again = None
+    while again is None:  # the lease lands in the store's thread, then is kept for w1
+        assert await dispatcher.poll(worker_id="w2", task_queue="q", steps=["a"], wait_ms=0) is None
+        again = await dispatcher.poll(worker_id="w1", task_queue="q", steps=["a"], wait_ms=0)
+        assert asyncio.get_running_loop().time() < deadline, "the lease that landed never reached its worker"
+        await asyncio.sleep(0.01)
+    assert again.step == "a" and again.execution_id == "e4"
