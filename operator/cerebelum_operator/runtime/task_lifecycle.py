@@ -27,7 +27,8 @@ Invariants (each checked by tests/unit/runtime/test_task_lifecycle.py):
 4. A ready task inside its sticky window goes only to its sticky worker; after the window, to the
    oldest-waiting poller that serves its (task queue, step, namespace); a poll takes the oldest
    ready task it may take.
-5. A lease whose poller stopped listening before it committed is kept for that worker's next poll
+5. A lease whose poller stopped listening before it committed (an eager reservation, or a poll
+   cancelled while the glue leased the task it took) is kept for that worker's next poll
    (undelivered), and handed out only while the worker still holds it; a lease nobody collects
    expires like any other.
 6. A lease expires at its heartbeat deadline (``lease_ms`` after the last heartbeat, never past the
