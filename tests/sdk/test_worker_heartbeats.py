@@ -81,6 +81,25 @@ async def test_a_required_heartbeat_is_sent_with_the_latest_progress(worker_serv
     assert progress == [{"copied": 1}, {"copied": 2}]
 
 
+async def test_a_retried_step_reads_the_progress_its_previous_attempt_last_sent(
+    worker_service: FakeWorkerService,
+) -> None:
+    worker = make_worker(worker_service)
+    seen: list[Any] = []
+
+    @worker.step()
+    async def resume(ctx: StepContext) -> None:
+        seen.append(ctx.last_progress)
+
+    retry = make_task("resume", attempt=2)
+    retry.last_progress_json = '{"page": 7}'
+    async with running(worker):
+        await worker_service.run_task(make_task("resume"))
+        await worker_service.run_task(retry)
+
+    assert seen == [None, {"page": 7}]
+
+
 async def test_a_sync_step_can_heartbeat_from_its_thread(worker_service: FakeWorkerService) -> None:
     worker = make_worker(worker_service)
 

@@ -98,6 +98,7 @@ class WorkerServicer(pb_grpc.WorkerServiceServicer):
                 lease_ms=granted.lease_ms,
                 heartbeat_required=granted.heartbeat_required,
                 poll=granted.poll,
+                last_progress_json=dump_json(granted.last_progress),
             )
         )
 
@@ -132,7 +133,8 @@ class WorkerServicer(pb_grpc.WorkerServiceServicer):
         # the holder by `decide` (the attempt's StepStarted), the namespace and queue here.
         decision = await self.engine.handle(
             execution_id,
-            cmd.TaskCompleted(token, outcome, worker_id=worker_id),
+            # A failed attempt's last progress is kept for the next attempt (Task.last_progress_json).
+            cmd.TaskCompleted(token, outcome, worker_id=worker_id, progress=self.dispatcher.progress_of(token)),
             authorize=self._task_access(identity, token, step),
         )
         return pb.CompleteTaskResponse(disposition=_DISPOSITION[decision.reply])

@@ -180,6 +180,11 @@ def show_execution(execution: Any, *, stacktraces: bool = False) -> None:
                 printable(step.last_error or ""),
             )
         console.print(table)
+        for step in execution.steps:  # Text, never markup: progress and hints carry user text
+            if step.progress is not None:
+                console.print(Text(printable(f"  Progress of {step.name}: {compact(step.progress, 200)}")))
+            if step.waiting_hint:
+                console.print(Text(printable(f"  Step {step.name} waits: {step.waiting_hint}"), style="yellow"))
     for approval in execution.pending_approvals:
         timeout = f", times out {when(approval.timeout_at)}" if approval.timeout_at else ""
         console.print(

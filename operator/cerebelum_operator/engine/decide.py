@@ -223,6 +223,7 @@ class _Decider:
                 command.worker_id,
                 lease_expires_at_ms=self.now + min(config.lease_ms, config.timeout_ms),
                 attempt_deadline_ms=self.now + config.timeout_ms,
+                last_progress=self.state.steps[step].last_progress,
             )
         )
 
@@ -258,9 +259,12 @@ class _Decider:
                     outcome.message,
                     outcome.retryable,
                     stacktrace=limits.cut_middle(outcome.stacktrace, limit=limits.MAX_STACKTRACE, what="stack trace"),
+                    progress=command.progress,
                 )
             case cmd.OutcomeCancelled():
-                self.fail_attempt(step, attempt, token, "Cancelled", outcome.message, retryable=True)
+                self.fail_attempt(
+                    step, attempt, token, "Cancelled", outcome.message, retryable=True, progress=command.progress
+                )
             case cmd.OutcomeRetryAfter():
                 retry_at = self.now + _bounded(outcome.delay_ms)
                 self.emit(ev.StepRetryAfter(step, attempt, token, retry_at))
@@ -281,7 +285,7 @@ class _Decider:
             "lease": ("LeaseExpired", "the worker stopped answering before the step finished"),
         }[command.kind]
         self.do(act.DeleteTask(command.token))
-        self.fail_attempt(step, attempt, command.token, error_type, message, retryable=True)
+        self.fail_attempt(step, attempt, command.token, error_type, message, retryable=True, progress=command.progress)
         self.advance()
 
     def timer_fired(self, command: cmd.TimerFired) -> None:
@@ -494,6 +498,7 @@ class _Decider:
         *,
         dead_letter: bool = True,
         stacktrace: str = "",
+        progress: JSON = None,
     ) -> None:
         if self.state.phase.terminal:
             return
@@ -505,7 +510,15 @@ class _Decider:
         def failed(**fields: Any) -> None:
             self.emit(
                 ev.StepFailed(
-                    step, attempt, token, error_type, message, policy_retryable, stacktrace=stacktrace, **fields
+                    step,
+                    attempt,
+                    token,
+                    error_type,
+                    message,
+                    policy_retryable,
+                    stacktrace=stacktrace,
+                    last_progress=progress,
+                    **fields,
                 )
             )
 

@@ -95,6 +95,7 @@ class StepState:
     last_stacktrace: str = ""  # of the failure in last_error, when its worker sent one
     settled: bool = False
     total_attempts: int = 0
+    last_progress: JSON = None  # the last failed attempt's heartbeat progress, for the next attempt
 
     @property
     def in_flight(self) -> bool:
@@ -280,6 +281,7 @@ def apply_event(state: ExecutionState, definition: WorkflowDefinition, recorded:
             state.finished_tokens.add(event.token)
             step.phase, step.settled, step.finished_at_ms = StepPhase.SUCCEEDED, True, at
             step.token = None
+            step.last_progress = None
             state.set_result(event.step, event.output)
             if event.goto is not None and event.rule is not None:
                 state.pending_jump = (event.rule, event.step, event.goto)
@@ -291,8 +293,11 @@ def apply_event(state: ExecutionState, definition: WorkflowDefinition, recorded:
             step.token = None
             step.phase = StepPhase.FAILED
             step.finished_at_ms = at
+            if event.last_progress is not None:
+                step.last_progress = event.last_progress
             if event.continued:
                 step.settled = True
+                step.last_progress = None
                 state.set_result(event.step, {"error": {"type": event.error_type, "message": event.message}})
             if event.goto is not None and event.rule is not None:
                 state.pending_jump = (event.rule, event.step, event.goto)

@@ -2,7 +2,7 @@
 import type { Duration } from "./durations.js";
 import { CancelledError, type CancelReason, leaseGone, NonRetryableError } from "./errors.js";
 import type { Task } from "./gen/cerebelum/v1/worker.js";
-import { dumps } from "./jsoncodec.js";
+import { dumps, loads } from "./jsoncodec.js";
 import {
   type ApprovalOptions,
   type ApprovalRequest,
@@ -39,6 +39,12 @@ export class StepContext {
   /** The outputs of the earlier steps, by step name. */
   readonly results: StepResults;
   /**
+   * The progress the step's previous attempt last sent (`heartbeat`) before it failed or its
+   * lease expired, so a retry can resume where it stopped; `null` on a first attempt or when no
+   * earlier attempt sent any.
+   */
+  readonly lastProgress: unknown;
+  /**
    * Aborted when the server asks to stop the step, its lease is lost (the engine said so, or a
    * step that must heartbeat did not within its heartbeat timeout), or the worker is shutting
    * down; its `reason` is a {@link CancelledError}. Pass it to `fetch`, timers and other APIs.
@@ -60,6 +66,7 @@ export class StepContext {
     this.workerId = workerId;
     this.deadline = task.attemptDeadlineMs > 0 ? new Date(task.attemptDeadlineMs) : null;
     this.results = results;
+    this.lastProgress = loads(task.lastProgressJson);
     this.#controller = new AbortController();
     this.signal = this.#controller.signal;
   }
@@ -83,9 +90,9 @@ export class StepContext {
 
   /**
    * Records `progress` (any JSON value; `cerebelum describe` shows the latest progress of a
-   * running step) and asks for a heartbeat soon. Never blocks. When the task requires heartbeats
-   * (the workflow set a `heartbeatTimeout`), the lease is only extended while the step keeps
-   * calling this.
+   * running step, and the next attempt gets it as `lastProgress` if this one fails) and asks
+   * for a heartbeat soon. Never blocks. When the task requires heartbeats (the workflow set a
+   * `heartbeatTimeout`), the lease is only extended while the step keeps calling this.
    *
    * Throws the {@link CancelledError} of `signal` once the lease is gone (reason `lease_lost` or
    * `heartbeat_timeout`): the task is no longer this worker's and its outcome would be dropped,

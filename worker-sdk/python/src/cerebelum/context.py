@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 
 from cerebelum.durations import Duration, duration_ms
 from cerebelum.errors import CancelReason, NonRetryableError, StepCancelled
-from cerebelum.jsoncodec import dumps
+from cerebelum.jsoncodec import dumps, loads
 from cerebelum.outcomes import ApprovalRequest, Outcome, RetryAfter, Sleep, helper_name
 from cerebelum.v1 import worker_pb2
 
@@ -32,6 +32,7 @@ class StepContext:
         "_cancel_event",
         "_cancel_reason",
         "_cancelled",
+        "_last_progress",
         "_loop",
         "_loop_thread",
         "_notify",
@@ -63,6 +64,7 @@ class StepContext:
         self._notify: Callable[[], None] | None = None
         self._on_heartbeat: Callable[[Any], None] | None = None  # the testing kit records calls here
         self._progress_json = ""
+        self._last_progress: Any = loads(task.last_progress_json)
         self._cancelled = False
         self._cancel_reason: CancelReason | None = None
         self._cancel_event: asyncio.Event | None = None
@@ -104,6 +106,15 @@ class StepContext:
     def progress_json(self) -> str:
         """The last progress recorded by :meth:`heartbeat`, as JSON text (``""`` when none)."""
         return self._progress_json
+
+    @property
+    def last_progress(self) -> Any:
+        """The progress the step's previous attempt last sent before it failed or its lease expired.
+
+        ``None`` on a first attempt or when no earlier attempt sent any: a retried step can resume
+        where the failed one stopped, as with Temporal's heartbeat details.
+        """
+        return self._last_progress
 
     # -- cancellation -----------------------------------------------------------------------
 

@@ -22,6 +22,7 @@ export interface TaskSpec {
   attempt?: number;
   poll?: number;
   argumentsJson?: string;
+  lastProgressJson?: string;
 }
 
 export function makeTask(step: string, spec: TaskSpec = {}): Task {
@@ -39,6 +40,7 @@ export function makeTask(step: string, spec: TaskSpec = {}): Task {
     leaseMs: spec.leaseMs ?? 30_000,
     heartbeatRequired: spec.heartbeatRequired ?? false,
     poll,
+    lastProgressJson: spec.lastProgressJson ?? "",
   };
 }
 

@@ -267,3 +267,17 @@ test("a step that blocks the event loop past its heartbeat timeout learns it fro
     assert.ok(blockedFor >= 950 && blockedFor < 2_500, `stopped after ${Math.round(blockedFor)} ms`);
   });
 });
+
+test("a retried step reads the progress its previous attempt last sent, and a first attempt reads null", async () => {
+  const { worker } = testWorker(service);
+  const seen: unknown[] = [];
+  worker.step("resume", async (ctx) => {
+    seen.push(ctx.lastProgress);
+    return "ok";
+  });
+  await running(worker, async () => {
+    await service.runTask(makeTask("resume"), 5_000);
+    await service.runTask(makeTask("resume", { attempt: 2, lastProgressJson: '{"page":7}' }), 5_000);
+    assert.deepEqual(seen, [null, { page: 7 }]);
+  });
+});

@@ -79,6 +79,13 @@ export interface StepInfo {
    * none was sent, or the failure was recorded before the engine kept stack traces.
    */
   lastStacktrace: string;
+  /** The latest heartbeat progress (JSON) of the running attempt; "" without one. */
+  progressJson: string;
+  /**
+   * Why a step that has waited for a worker a while may wait forever, e.g.
+   * "no worker has polled queue Q for step S in the last 60 s"; "" otherwise.
+   */
+  waitingHint: string;
 }
 
 export interface PendingApproval {
@@ -573,7 +580,17 @@ export const StartExecutionRequest: MessageFns<StartExecutionRequest> = {
 };
 
 function createBaseStepInfo(): StepInfo {
-  return { name: "", phase: "", attempts: 0, startedAtMs: 0, finishedAtMs: 0, lastError: "", lastStacktrace: "" };
+  return {
+    name: "",
+    phase: "",
+    attempts: 0,
+    startedAtMs: 0,
+    finishedAtMs: 0,
+    lastError: "",
+    lastStacktrace: "",
+    progressJson: "",
+    waitingHint: "",
+  };
 }
 
 export const StepInfo: MessageFns<StepInfo> = {
@@ -598,6 +615,12 @@ export const StepInfo: MessageFns<StepInfo> = {
     }
     if (message.lastStacktrace !== "") {
       writer.uint32(58).string(message.lastStacktrace);
+    }
+    if (message.progressJson !== "") {
+      writer.uint32(66).string(message.progressJson);
+    }
+    if (message.waitingHint !== "") {
+      writer.uint32(74).string(message.waitingHint);
     }
     return writer;
   },
@@ -671,6 +694,22 @@ export const StepInfo: MessageFns<StepInfo> = {
             message.lastStacktrace = reader.string();
             continue;
           }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.progressJson = reader.string();
+            continue;
+          }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            message.waitingHint = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -695,6 +734,8 @@ export const StepInfo: MessageFns<StepInfo> = {
     message.finishedAtMs = object.finishedAtMs ?? 0;
     message.lastError = object.lastError ?? "";
     message.lastStacktrace = object.lastStacktrace ?? "";
+    message.progressJson = object.progressJson ?? "";
+    message.waitingHint = object.waitingHint ?? "";
     return message;
   },
 };
