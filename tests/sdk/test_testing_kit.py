@@ -45,10 +45,18 @@ def test_the_context_describes_the_task_the_test_asked_for() -> None:
             poll=ctx.poll,
             worker_id=ctx.worker_id,
             deadline=ctx.deadline,
+            last_progress=ctx.last_progress,
         )
 
     StepEnvironment(
-        execution_id="e", workflow="w", step="named", attempt=2, poll=4, worker_id="me", deadline=deadline
+        execution_id="e",
+        workflow="w",
+        step="named",
+        attempt=2,
+        poll=4,
+        worker_id="me",
+        deadline=deadline,
+        last_progress={"done": 40},
     ).run(inspect)
 
     assert seen == {
@@ -59,6 +67,7 @@ def test_the_context_describes_the_task_the_test_asked_for() -> None:
         "poll": 4,
         "worker_id": "me",
         "deadline": deadline,
+        "last_progress": {"done": 40},
     }
 
 

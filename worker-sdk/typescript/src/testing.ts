@@ -50,6 +50,8 @@ export interface StepEnvironmentOptions {
   workerId?: string | undefined;
   /** `ctx.deadline`; default `null`. */
   deadline?: Date | null | undefined;
+  /** `ctx.lastProgress`: what the previous attempt last sent with `ctx.heartbeat()`; default `null`. */
+  lastProgress?: unknown;
   /** Called on every `ctx.heartbeat()` with the progress it carries; may call {@link StepEnvironment.cancel}. */
   onHeartbeat?: ((progress: unknown) => void) | undefined;
   /** Where the worker's log lines go (a failing step's stack trace among them); default nowhere. */
@@ -163,6 +165,7 @@ export class StepEnvironment {
       argumentsJson: JSON.stringify({ input, results: options.results ?? {} }),
       attemptDeadlineMs: options.deadline ? options.deadline.getTime() : 0,
       leaseMs: 0,
+      lastProgressJson: options.lastProgress === undefined ? "" : JSON.stringify(options.lastProgress),
       heartbeatRequired: false,
     };
   }

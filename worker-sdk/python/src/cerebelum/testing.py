@@ -79,7 +79,8 @@ class StepEnvironment:
     """Runs step functions (async or sync) with a fake :class:`~cerebelum.StepContext`.
 
     ``input`` is the workflow input and ``results`` the outputs of earlier steps, by step name,
-    as a worker receives them. ``step`` defaults to the function's name. ``on_heartbeat`` is
+    as a worker receives them; ``last_progress`` is what the previous attempt last sent with
+    ``ctx.heartbeat(...)`` (``ctx.last_progress``). ``step`` defaults to the function's name. ``on_heartbeat`` is
     called with the progress of every ``ctx.heartbeat(...)``, in the step's thread (it may call
     :meth:`cancel`); :attr:`heartbeats` lists that progress too. One environment may run many
     steps, one at a time.
@@ -97,6 +98,7 @@ class StepEnvironment:
         poll: int = 0,
         worker_id: str = "test-worker",
         deadline: datetime | None = None,
+        last_progress: Any = None,
         on_heartbeat: Callable[[Any], None] | None = None,
     ) -> None:
         if attempt < 1:
@@ -110,6 +112,7 @@ class StepEnvironment:
         self.poll = poll
         self.worker_id = worker_id
         self.deadline = deadline
+        self.last_progress = last_progress
         self.on_heartbeat = on_heartbeat
         self.heartbeats: list[Any] = []
         self._pending: CancelReason | None = None
@@ -194,6 +197,7 @@ class StepEnvironment:
             arguments_json=dumps({"input": self.input, "results": self.results}),
             attempt_deadline_ms=deadline_ms,
             poll=self.poll,
+            last_progress_json="" if self.last_progress is None else dumps(self.last_progress),
         )
 
 

@@ -25,6 +25,7 @@ test("the fake context carries the options, with defaults for the rest", async (
     poll: ctx.poll,
     deadline: ctx.deadline?.toISOString() ?? null,
     results: ctx.results,
+    lastProgress: ctx.lastProgress,
   });
   assert.deepEqual(await new StepEnvironment().run(describe), {
     outcome: "success",
@@ -35,6 +36,7 @@ test("the fake context carries the options, with defaults for the rest", async (
       poll: 0,
       deadline: null,
       results: {},
+      lastProgress: null,
     },
   });
   const env = new StepEnvironment({
@@ -46,6 +48,7 @@ test("the fake context carries the options, with defaults for the rest", async (
     workerId: "w",
     deadline: new Date("2030-01-01T00:00:00Z"),
     results: { validate: { ok: true } },
+    lastProgress: { done: 40 },
   });
   const result = await env.run(describe, { id: 1 });
   assert.ok(result.outcome === "success");
@@ -56,6 +59,7 @@ test("the fake context carries the options, with defaults for the rest", async (
     poll: 2,
     deadline: "2030-01-01T00:00:00.000Z",
     results: { validate: { ok: true } },
+    lastProgress: { done: 40 },
   });
 });
 
