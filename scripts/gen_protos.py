@@ -11,11 +11,14 @@ import shutil
 import sys
 import tempfile
 from collections.abc import Callable
+from importlib import resources
 from pathlib import Path
 
 from grpc_tools import protoc
 
 ROOT = Path(__file__).resolve().parent.parent
+# google/protobuf/*.proto (Timestamp), shipped with grpc_tools' protoc.
+WELL_KNOWN_TYPES = Path(str(resources.files("grpc_tools") / "_proto"))
 PROTO_ROOT = ROOT / "proto"
 OUT_ROOT = ROOT / "worker-sdk" / "python" / "src"
 PACKAGE = Path("cerebelum") / "v1"
@@ -26,6 +29,7 @@ def generate(out_root: Path) -> list[Path]:
     args = [
         "grpc_tools.protoc",
         f"--proto_path={PROTO_ROOT}",
+        f"--proto_path={WELL_KNOWN_TYPES}",
         f"--python_out={out_root}",
         f"--pyi_out={out_root}",
         f"--grpc_python_out={out_root}",

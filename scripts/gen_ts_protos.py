@@ -11,7 +11,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from gen_protos import sync_generated  # this script's folder is on sys.path
+from gen_protos import WELL_KNOWN_TYPES, sync_generated  # this script's folder is on sys.path
 from grpc_tools import protoc
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -44,6 +44,7 @@ def generate(out_root: Path) -> list[Path]:
     args = [
         "grpc_tools.protoc",
         f"--proto_path={PROTO_ROOT}",
+        f"--proto_path={WELL_KNOWN_TYPES}",
         f"--plugin=protoc-gen-ts_proto={PLUGIN}",
         f"--ts_proto_out={out_root}",
         f"--ts_proto_opt={TS_PROTO_OPTIONS}",

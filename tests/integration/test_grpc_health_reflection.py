@@ -213,3 +213,41 @@ async def test_a_health_method_other_than_check_and_watch_still_needs_the_token(
             assert await call(b"", metadata=[("authorization", f"Bearer {TOKEN}")]) == b""
     finally:
         await server.stop(None)
+
+
+@pytest.mark.slow
+def test_grpcurl_reads_times_as_rfc_3339_timestamps_beside_the_deprecated_milliseconds(
+    grpcurl: Path, tokened_engine: GuardedEngine
+) -> None:
+    """A client that is not ours sees google.protobuf.Timestamp (RFC 3339 in its JSON), and an old
+    client's `*_ms` field still carries the same instant."""
+    auth = ("-H", f"authorization: Bearer {TOKEN}", tokened_engine.address)
+    spec = {"timeline": ["gate"], "steps": {"gate": {"approval": {"timeout": "1h"}}}}
+
+    def call(method: str, body: dict[str, Any]) -> dict[str, Any]:
+        done = run_grpcurl(grpcurl, "-d", json.dumps(body), *auth, f"cerebelum.v1.WorkflowService/{method}")
+        assert done.returncode == 0, done.stderr
+        reply: dict[str, Any] = json.loads(done.stdout)
+        return reply
+
+    workflow = call("ApplyWorkflow", {"name": "stamped", "specJson": json.dumps(spec)})
+    call("StartExecution", {"workflow": "stamped", "executionId": "ex-stamped", "inputJson": "{}"})
+    execution = call("GetExecution", {"id": "ex-stamped"})
+
+    def epoch_ms(rfc3339: str) -> int:
+        from datetime import datetime
+
+        return round(datetime.fromisoformat(rfc3339.replace("Z", "+00:00")).timestamp() * 1000)
+
+    assert workflow["updated_at"].endswith("Z")
+    assert epoch_ms(workflow["updated_at"]) == int(workflow["updated_at_ms"])
+    assert epoch_ms(execution["created_at"]) == int(execution["created_at_ms"])
+    assert epoch_ms(execution["updated_at"]) == int(execution["updated_at_ms"])
+    [approval] = execution["pending_approvals"]
+    assert epoch_ms(approval["timeout_at"]) == int(approval["timeout_at_ms"])
+    assert epoch_ms(approval["timeout_at"]) - epoch_ms(execution["created_at"]) >= 3_600_000 - 5_000
+    assert "wake_at" not in execution, "an execution that is not sleeping has no wake time"
+
+    history = call("GetHistory", {"id": "ex-stamped"})
+    for event in history["events"]:
+        assert epoch_ms(event["at"]) == int(event["at_ms"]), event

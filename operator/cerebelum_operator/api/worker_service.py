@@ -16,6 +16,7 @@ from .auth import Identity, PermissionDenied
 from .errors import Context, InvalidRequest, grpc_errors
 from .guard import Guard
 from .payloads import dump_json, parse_json
+from .times import timestamp
 
 __all__ = ["WorkerServicer"]
 
@@ -95,6 +96,7 @@ class WorkerServicer(pb_grpc.WorkerServiceServicer):
                 idempotency_key=f"{granted.execution_id}/{granted.step}/{granted.attempt}",
                 arguments_json=dump_json(granted.arguments),
                 attempt_deadline_ms=granted.attempt_deadline_ms,
+                attempt_deadline=timestamp(granted.attempt_deadline_ms),
                 lease_ms=granted.lease_ms,
                 heartbeat_required=granted.heartbeat_required,
                 poll=granted.poll,
@@ -120,6 +122,7 @@ class WorkerServicer(pb_grpc.WorkerServiceServicer):
             cancel_requested=result.cancel_requested,
             lease_lost=result.lease_lost,
             lease_expires_at_ms=result.lease_expires_at_ms,
+            lease_expires_at=timestamp(result.lease_expires_at_ms),
         )
 
     @grpc_errors

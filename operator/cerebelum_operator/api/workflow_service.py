@@ -23,6 +23,7 @@ from .auth import ANONYMOUS, Identity, PermissionDenied
 from .errors import Context, InvalidRequest, grpc_errors
 from .guard import Guard
 from .payloads import dump_json, parse_json
+from .times import timestamp
 
 __all__ = ["WorkflowServicer"]
 
@@ -65,7 +66,11 @@ def _approver(claimed: str, rpc: str) -> str:
 
 def _workflow_info(row: WorkflowRow) -> pb.WorkflowInfo:
     return pb.WorkflowInfo(
-        name=row.name, spec_json=dump_json(row.spec), version=row.version, updated_at_ms=row.updated_at_ms
+        name=row.name,
+        spec_json=dump_json(row.spec),
+        version=row.version,
+        updated_at_ms=row.updated_at_ms,
+        updated_at=timestamp(row.updated_at_ms),
     )
 
 
@@ -84,6 +89,9 @@ def execution_info(
         created_at_ms=row.created_at_ms,
         updated_at_ms=row.updated_at_ms,
         wake_at_ms=row.wake_at_ms or 0,
+        created_at=timestamp(row.created_at_ms),
+        updated_at=timestamp(row.updated_at_ms),
+        wake_at=timestamp(row.wake_at_ms),
         event_count=row.last_seq,
     )
     if state is not None:
@@ -96,6 +104,8 @@ def execution_info(
                     attempts=step.total_attempts,
                     started_at_ms=step.started_at_ms or 0,
                     finished_at_ms=step.finished_at_ms or 0,
+                    started_at=timestamp(step.started_at_ms),
+                    finished_at=timestamp(step.finished_at_ms),
                     last_error=step.last_error or "",
                     last_stacktrace=step.last_stacktrace,
                     progress_json=dump_json(now.progress),
@@ -109,6 +119,7 @@ def execution_info(
                     kind=approval.approval_kind,
                     data_json=dump_json(approval.data),
                     timeout_at_ms=approval.timeout_at_ms or 0,
+                    timeout_at=timestamp(approval.timeout_at_ms),
                 )
             )
     return info
@@ -203,7 +214,9 @@ class WorkflowServicer(pb_grpc.WorkflowServiceServicer):
             size += len(data) + 64
             if page and size > self.history_page_bytes:
                 break  # the caller asks again after the last seq it got
-            page.append(pb.HistoryEvent(seq=e.seq, type=e.event.kind, at_ms=e.at_ms, data_json=data))
+            page.append(
+                pb.HistoryEvent(seq=e.seq, type=e.event.kind, at_ms=e.at_ms, at=timestamp(e.at_ms), data_json=data)
+            )
         return pb.GetHistoryResponse(events=page)
 
     @grpc_errors
@@ -250,6 +263,7 @@ class WorkflowServicer(pb_grpc.WorkflowServiceServicer):
                     attempt=r.attempt,
                     error=r.error,
                     created_at_ms=r.created_at_ms,
+                    created_at=timestamp(r.created_at_ms),
                 )
                 for r in rows
             ]

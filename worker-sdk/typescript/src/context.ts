@@ -64,7 +64,8 @@ export class StepContext {
     this.poll = task.poll;
     this.idempotencyKey = task.idempotencyKey;
     this.workerId = workerId;
-    this.deadline = task.attemptDeadlineMs > 0 ? new Date(task.attemptDeadlineMs) : null;
+    // The Timestamp; an engine before 0.2 sends only the deprecated milliseconds.
+    this.deadline = task.attemptDeadline ?? (task.attemptDeadlineMs > 0 ? new Date(task.attemptDeadlineMs) : null);
     this.results = results;
     this.lastProgress = loads(task.lastProgressJson);
     this.#controller = new AbortController();

@@ -164,6 +164,7 @@ export class StepEnvironment {
       idempotencyKey: `${executionId}/${step}/${attempt}`,
       argumentsJson: JSON.stringify({ input, results: options.results ?? {} }),
       attemptDeadlineMs: options.deadline ? options.deadline.getTime() : 0,
+      attemptDeadline: options.deadline ?? undefined,
       leaseMs: 0,
       lastProgressJson: options.lastProgress === undefined ? "" : JSON.stringify(options.lastProgress),
       heartbeatRequired: false,

@@ -6,13 +6,14 @@ import asyncio
 import contextlib
 import threading
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, TypeVar
 
 from cerebelum.durations import Duration, duration_ms
 from cerebelum.errors import CancelReason, NonRetryableError, StepCancelled
 from cerebelum.jsoncodec import dumps, loads
 from cerebelum.outcomes import ApprovalRequest, Outcome, RetryAfter, Sleep, helper_name
+from cerebelum.times import instant
 from cerebelum.v1 import worker_pb2
 
 __all__ = ["StepContext"]
@@ -57,8 +58,7 @@ class StepContext:
         self.idempotency_key: str = task.idempotency_key
         self.worker_id: str = worker_id
         self.poll: int = task.poll
-        ms = task.attempt_deadline_ms
-        self.deadline: datetime | None = datetime.fromtimestamp(ms / 1000, UTC) if ms > 0 else None
+        self.deadline: datetime | None = instant(task, "attempt_deadline")
         self._loop = loop
         self._loop_thread = threading.get_ident()
         self._notify: Callable[[], None] | None = None

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from cerebelum.jsoncodec import loads
+from cerebelum.times import instant
 from cerebelum.v1 import workflow_pb2
 
 __all__ = [
@@ -23,10 +24,6 @@ TERMINAL_PHASES = frozenset({"Succeeded", "Failed", "Cancelled"})
 """Execution phases after which nothing changes."""
 
 
-def _time(ms: int) -> datetime | None:
-    return datetime.fromtimestamp(ms / 1000, UTC) if ms else None
-
-
 @dataclass(frozen=True, slots=True)
 class WorkflowInfo:
     name: str
@@ -37,7 +34,7 @@ class WorkflowInfo:
     @classmethod
     def from_proto(cls, info: workflow_pb2.WorkflowInfo) -> WorkflowInfo:
         spec = loads(info.spec_json) or {}
-        return cls(name=info.name, spec=spec, version=info.version, updated_at=_time(info.updated_at_ms))
+        return cls(name=info.name, spec=spec, version=info.version, updated_at=instant(info, "updated_at"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,8 +61,8 @@ class StepStatus:
             name=step.name,
             phase=step.phase,
             attempts=step.attempts,
-            started_at=_time(step.started_at_ms),
-            finished_at=_time(step.finished_at_ms),
+            started_at=instant(step, "started_at"),
+            finished_at=instant(step, "finished_at"),
             last_error=step.last_error or None,
             last_stacktrace=step.last_stacktrace or None,
             progress=loads(step.progress_json),
@@ -88,7 +85,7 @@ class PendingApproval:
             step=approval.step,
             kind=approval.kind,
             data=loads(approval.data_json),
-            timeout_at=_time(approval.timeout_at_ms),
+            timeout_at=instant(approval, "timeout_at"),
         )
 
 
@@ -130,9 +127,9 @@ class Execution:
             input=loads(info.input_json),
             output=loads(info.output_json),
             error=info.error or None,
-            created_at=_time(info.created_at_ms),
-            updated_at=_time(info.updated_at_ms),
-            wake_at=_time(info.wake_at_ms),
+            created_at=instant(info, "created_at"),
+            updated_at=instant(info, "updated_at"),
+            wake_at=instant(info, "wake_at"),
             event_count=info.event_count,
             steps=tuple(StepStatus.from_proto(step) for step in info.steps),
             pending_approvals=tuple(PendingApproval.from_proto(a) for a in info.pending_approvals),
@@ -148,7 +145,7 @@ class HistoryEvent:
 
     @classmethod
     def from_proto(cls, event: workflow_pb2.HistoryEvent) -> HistoryEvent:
-        return cls(seq=event.seq, type=event.type, at=_time(event.at_ms), data=loads(event.data_json))
+        return cls(seq=event.seq, type=event.type, at=instant(event, "at"), data=loads(event.data_json))
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,5 +167,5 @@ class DeadLetter:
             step=letter.step,
             attempt=letter.attempt,
             error=letter.error or None,
-            created_at=_time(letter.created_at_ms),
+            created_at=instant(letter, "created_at"),
         )

@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
+from google.protobuf.timestamp_pb2 import Timestamp
+
 from cerebelum.context import StepContext
 from cerebelum.errors import CancelReason
 from cerebelum.execution import Attempt, conclude, run_attempt
@@ -196,6 +198,7 @@ class StepEnvironment:
             idempotency_key=f"{self.execution_id}/{step}/{self.attempt}",
             arguments_json=dumps({"input": self.input, "results": self.results}),
             attempt_deadline_ms=deadline_ms,
+            attempt_deadline=None if self.deadline is None else _timestamp(self.deadline),
             poll=self.poll,
             last_progress_json="" if self.last_progress is None else dumps(self.last_progress),
         )
@@ -237,3 +240,9 @@ def _result(report: worker_pb2.CompleteTaskRequest | None, error: BaseException 
         ),
         exception=error,
     )
+
+
+def _timestamp(when: datetime) -> Timestamp:
+    stamp = Timestamp()
+    stamp.FromDatetime(when)
+    return stamp

@@ -23,6 +23,9 @@ export interface TaskSpec {
   poll?: number;
   argumentsJson?: string;
   lastProgressJson?: string;
+  /** The deadline as an engine of this release sends it (both fields) unless overridden. */
+  attemptDeadline?: Date | undefined;
+  attemptDeadlineMs?: number;
 }
 
 export function makeTask(step: string, spec: TaskSpec = {}): Task {
@@ -36,7 +39,8 @@ export function makeTask(step: string, spec: TaskSpec = {}): Task {
     attempt,
     idempotencyKey: `ex-1/${step}/${attempt}`,
     argumentsJson: spec.argumentsJson ?? JSON.stringify({ input: spec.input ?? null, results: spec.results ?? {} }),
-    attemptDeadlineMs: 1_900_000_000_000,
+    attemptDeadlineMs: spec.attemptDeadlineMs ?? 1_900_000_000_000,
+    attemptDeadline: "attemptDeadline" in spec ? spec.attemptDeadline : new Date(1_900_000_000_000),
     leaseMs: spec.leaseMs ?? 30_000,
     heartbeatRequired: spec.heartbeatRequired ?? false,
     poll,
@@ -64,7 +68,7 @@ export class FakeWorkerService {
   readonly pollMetadata: Array<Record<string, string>> = [];
   readonly heartbeats: Array<{ request: HeartbeatRequest; at: number }> = [];
   readonly completions: CompleteTaskRequest[] = [];
-  heartbeatReply: HeartbeatResponse = { cancelRequested: false, leaseLost: false, leaseExpiresAtMs: 0 };
+  heartbeatReply: HeartbeatResponse = { cancelRequested: false, leaseLost: false, leaseExpiresAtMs: 0, leaseExpiresAt: undefined };
   /** Answered to every Heartbeat while set (undefined: `heartbeatReply`). */
   heartbeatError: [status, string] | undefined;
   completeAttempts = 0;

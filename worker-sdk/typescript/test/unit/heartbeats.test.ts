@@ -122,7 +122,7 @@ test("cancel_requested aborts ctx.signal and a step that stops is reported cance
     return "not reached";
   });
   await running(worker, async () => {
-    service.heartbeatReply = { cancelRequested: true, leaseLost: false, leaseExpiresAtMs: 0 };
+    service.heartbeatReply = { cancelRequested: true, leaseLost: false, leaseExpiresAtMs: 0, leaseExpiresAt: undefined };
     const completion = await service.runTask(makeTask("wait", { leaseMs: 150 }));
     assert.deepEqual(completion.outcome, { $case: "cancelled", value: { message: "the step was cancelled" } });
     assert.ok(reason instanceof CancelledError);
@@ -137,7 +137,7 @@ test("a step that still returns after cancel_requested reports its value", async
     return "finished anyway";
   });
   await running(worker, async () => {
-    service.heartbeatReply = { cancelRequested: true, leaseLost: false, leaseExpiresAtMs: 0 };
+    service.heartbeatReply = { cancelRequested: true, leaseLost: false, leaseExpiresAtMs: 0, leaseExpiresAt: undefined };
     assert.equal(outputOf(await service.runTask(makeTask("stubborn", { leaseMs: 150 }))), "finished anyway");
   });
 });
@@ -152,7 +152,7 @@ test("a lost lease aborts the step and drops its outcome", async () => {
     return "late";
   });
   await running(worker, async () => {
-    service.heartbeatReply = { cancelRequested: false, leaseLost: true, leaseExpiresAtMs: 0 };
+    service.heartbeatReply = { cancelRequested: false, leaseLost: true, leaseExpiresAtMs: 0, leaseExpiresAt: undefined };
     const task = makeTask("orphan", { leaseMs: 150 });
     service.push(task);
     await eventually(() => ended, 3_000, "the step to see its lost lease");
@@ -234,7 +234,7 @@ test("ctx.heartbeat throws once the engine says the lease is gone", async () => 
     return "looped";
   });
   await running(worker, async () => {
-    service.heartbeatReply = { cancelRequested: false, leaseLost: true, leaseExpiresAtMs: 0 };
+    service.heartbeatReply = { cancelRequested: false, leaseLost: true, leaseExpiresAtMs: 0, leaseExpiresAt: undefined };
     service.push(makeTask("looping", { leaseMs: 150 }));
     await eventually(() => thrown !== undefined, 3_000, "heartbeat to throw");
     assert.ok(thrown instanceof CancelledError);

@@ -130,6 +130,15 @@ test("the context describes the task", async () => {
   });
 });
 
+test("the deadline is read from the Timestamp, or from the milliseconds an older engine sends", async () => {
+  const deadlineOf = async (spec: Parameters<typeof makeTask>[1]) =>
+    (outputOf(await service.runTask(makeTask("context", spec))) as { deadline: string | null }).deadline;
+  const at = new Date("2031-05-06T07:08:09.010Z");
+  assert.equal(await deadlineOf({ attemptDeadline: at, attemptDeadlineMs: 0 }), at.toISOString());
+  assert.equal(await deadlineOf({ attemptDeadline: undefined, attemptDeadlineMs: at.getTime() }), at.toISOString());
+  assert.equal(await deadlineOf({ attemptDeadline: undefined, attemptDeadlineMs: 0 }), null);
+});
+
 test("a step that returns nothing succeeds with null", async () => {
   assert.equal(outputOf(await service.runTask(makeTask("nothing"))), null);
 });

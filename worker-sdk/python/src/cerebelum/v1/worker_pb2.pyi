@@ -1,3 +1,6 @@
+import datetime
+
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
@@ -20,7 +23,7 @@ class PollTaskRequest(_message.Message):
     def __init__(self, worker_id: _Optional[str] = ..., task_queue: _Optional[str] = ..., steps: _Optional[_Iterable[str]] = ..., wait_ms: _Optional[int] = ...) -> None: ...
 
 class Task(_message.Message):
-    __slots__ = ("task_token", "execution_id", "workflow", "step", "attempt", "idempotency_key", "arguments_json", "attempt_deadline_ms", "lease_ms", "heartbeat_required", "poll", "last_progress_json")
+    __slots__ = ("task_token", "execution_id", "workflow", "step", "attempt", "idempotency_key", "arguments_json", "attempt_deadline_ms", "lease_ms", "heartbeat_required", "poll", "last_progress_json", "attempt_deadline")
     TASK_TOKEN_FIELD_NUMBER: _ClassVar[int]
     EXECUTION_ID_FIELD_NUMBER: _ClassVar[int]
     WORKFLOW_FIELD_NUMBER: _ClassVar[int]
@@ -33,6 +36,7 @@ class Task(_message.Message):
     HEARTBEAT_REQUIRED_FIELD_NUMBER: _ClassVar[int]
     POLL_FIELD_NUMBER: _ClassVar[int]
     LAST_PROGRESS_JSON_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPT_DEADLINE_FIELD_NUMBER: _ClassVar[int]
     task_token: str
     execution_id: str
     workflow: str
@@ -45,7 +49,8 @@ class Task(_message.Message):
     heartbeat_required: bool
     poll: int
     last_progress_json: str
-    def __init__(self, task_token: _Optional[str] = ..., execution_id: _Optional[str] = ..., workflow: _Optional[str] = ..., step: _Optional[str] = ..., attempt: _Optional[int] = ..., idempotency_key: _Optional[str] = ..., arguments_json: _Optional[str] = ..., attempt_deadline_ms: _Optional[int] = ..., lease_ms: _Optional[int] = ..., heartbeat_required: bool = ..., poll: _Optional[int] = ..., last_progress_json: _Optional[str] = ...) -> None: ...
+    attempt_deadline: _timestamp_pb2.Timestamp
+    def __init__(self, task_token: _Optional[str] = ..., execution_id: _Optional[str] = ..., workflow: _Optional[str] = ..., step: _Optional[str] = ..., attempt: _Optional[int] = ..., idempotency_key: _Optional[str] = ..., arguments_json: _Optional[str] = ..., attempt_deadline_ms: _Optional[int] = ..., lease_ms: _Optional[int] = ..., heartbeat_required: bool = ..., poll: _Optional[int] = ..., last_progress_json: _Optional[str] = ..., attempt_deadline: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class PollTaskResponse(_message.Message):
     __slots__ = ("task",)
@@ -64,14 +69,16 @@ class HeartbeatRequest(_message.Message):
     def __init__(self, task_token: _Optional[str] = ..., worker_id: _Optional[str] = ..., progress_json: _Optional[str] = ...) -> None: ...
 
 class HeartbeatResponse(_message.Message):
-    __slots__ = ("cancel_requested", "lease_lost", "lease_expires_at_ms")
+    __slots__ = ("cancel_requested", "lease_lost", "lease_expires_at_ms", "lease_expires_at")
     CANCEL_REQUESTED_FIELD_NUMBER: _ClassVar[int]
     LEASE_LOST_FIELD_NUMBER: _ClassVar[int]
     LEASE_EXPIRES_AT_MS_FIELD_NUMBER: _ClassVar[int]
+    LEASE_EXPIRES_AT_FIELD_NUMBER: _ClassVar[int]
     cancel_requested: bool
     lease_lost: bool
     lease_expires_at_ms: int
-    def __init__(self, cancel_requested: bool = ..., lease_lost: bool = ..., lease_expires_at_ms: _Optional[int] = ...) -> None: ...
+    lease_expires_at: _timestamp_pb2.Timestamp
+    def __init__(self, cancel_requested: bool = ..., lease_lost: bool = ..., lease_expires_at_ms: _Optional[int] = ..., lease_expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class Success(_message.Message):
     __slots__ = ("output_json",)

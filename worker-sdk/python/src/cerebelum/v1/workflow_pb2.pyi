@@ -1,3 +1,6 @@
+import datetime
+
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
@@ -15,16 +18,18 @@ class ApplyWorkflowRequest(_message.Message):
     def __init__(self, name: _Optional[str] = ..., spec_json: _Optional[str] = ...) -> None: ...
 
 class WorkflowInfo(_message.Message):
-    __slots__ = ("name", "spec_json", "version", "updated_at_ms")
+    __slots__ = ("name", "spec_json", "version", "updated_at_ms", "updated_at")
     NAME_FIELD_NUMBER: _ClassVar[int]
     SPEC_JSON_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     UPDATED_AT_MS_FIELD_NUMBER: _ClassVar[int]
+    UPDATED_AT_FIELD_NUMBER: _ClassVar[int]
     name: str
     spec_json: str
     version: int
     updated_at_ms: int
-    def __init__(self, name: _Optional[str] = ..., spec_json: _Optional[str] = ..., version: _Optional[int] = ..., updated_at_ms: _Optional[int] = ...) -> None: ...
+    updated_at: _timestamp_pb2.Timestamp
+    def __init__(self, name: _Optional[str] = ..., spec_json: _Optional[str] = ..., version: _Optional[int] = ..., updated_at_ms: _Optional[int] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class GetWorkflowRequest(_message.Message):
     __slots__ = ("name",)
@@ -53,7 +58,7 @@ class StartExecutionRequest(_message.Message):
     def __init__(self, workflow: _Optional[str] = ..., input_json: _Optional[str] = ..., execution_id: _Optional[str] = ...) -> None: ...
 
 class StepInfo(_message.Message):
-    __slots__ = ("name", "phase", "attempts", "started_at_ms", "finished_at_ms", "last_error", "last_stacktrace", "progress_json", "waiting_hint")
+    __slots__ = ("name", "phase", "attempts", "started_at_ms", "finished_at_ms", "last_error", "last_stacktrace", "progress_json", "waiting_hint", "started_at", "finished_at")
     NAME_FIELD_NUMBER: _ClassVar[int]
     PHASE_FIELD_NUMBER: _ClassVar[int]
     ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
@@ -63,6 +68,8 @@ class StepInfo(_message.Message):
     LAST_STACKTRACE_FIELD_NUMBER: _ClassVar[int]
     PROGRESS_JSON_FIELD_NUMBER: _ClassVar[int]
     WAITING_HINT_FIELD_NUMBER: _ClassVar[int]
+    STARTED_AT_FIELD_NUMBER: _ClassVar[int]
+    FINISHED_AT_FIELD_NUMBER: _ClassVar[int]
     name: str
     phase: str
     attempts: int
@@ -72,22 +79,26 @@ class StepInfo(_message.Message):
     last_stacktrace: str
     progress_json: str
     waiting_hint: str
-    def __init__(self, name: _Optional[str] = ..., phase: _Optional[str] = ..., attempts: _Optional[int] = ..., started_at_ms: _Optional[int] = ..., finished_at_ms: _Optional[int] = ..., last_error: _Optional[str] = ..., last_stacktrace: _Optional[str] = ..., progress_json: _Optional[str] = ..., waiting_hint: _Optional[str] = ...) -> None: ...
+    started_at: _timestamp_pb2.Timestamp
+    finished_at: _timestamp_pb2.Timestamp
+    def __init__(self, name: _Optional[str] = ..., phase: _Optional[str] = ..., attempts: _Optional[int] = ..., started_at_ms: _Optional[int] = ..., finished_at_ms: _Optional[int] = ..., last_error: _Optional[str] = ..., last_stacktrace: _Optional[str] = ..., progress_json: _Optional[str] = ..., waiting_hint: _Optional[str] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., finished_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class PendingApproval(_message.Message):
-    __slots__ = ("step", "kind", "data_json", "timeout_at_ms")
+    __slots__ = ("step", "kind", "data_json", "timeout_at_ms", "timeout_at")
     STEP_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
     DATA_JSON_FIELD_NUMBER: _ClassVar[int]
     TIMEOUT_AT_MS_FIELD_NUMBER: _ClassVar[int]
+    TIMEOUT_AT_FIELD_NUMBER: _ClassVar[int]
     step: str
     kind: str
     data_json: str
     timeout_at_ms: int
-    def __init__(self, step: _Optional[str] = ..., kind: _Optional[str] = ..., data_json: _Optional[str] = ..., timeout_at_ms: _Optional[int] = ...) -> None: ...
+    timeout_at: _timestamp_pb2.Timestamp
+    def __init__(self, step: _Optional[str] = ..., kind: _Optional[str] = ..., data_json: _Optional[str] = ..., timeout_at_ms: _Optional[int] = ..., timeout_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class ExecutionInfo(_message.Message):
-    __slots__ = ("id", "workflow", "phase", "current_steps", "input_json", "output_json", "error", "created_at_ms", "updated_at_ms", "wake_at_ms", "event_count", "steps", "pending_approvals")
+    __slots__ = ("id", "workflow", "phase", "current_steps", "input_json", "output_json", "error", "created_at_ms", "updated_at_ms", "wake_at_ms", "event_count", "steps", "pending_approvals", "created_at", "updated_at", "wake_at")
     ID_FIELD_NUMBER: _ClassVar[int]
     WORKFLOW_FIELD_NUMBER: _ClassVar[int]
     PHASE_FIELD_NUMBER: _ClassVar[int]
@@ -101,6 +112,9 @@ class ExecutionInfo(_message.Message):
     EVENT_COUNT_FIELD_NUMBER: _ClassVar[int]
     STEPS_FIELD_NUMBER: _ClassVar[int]
     PENDING_APPROVALS_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    UPDATED_AT_FIELD_NUMBER: _ClassVar[int]
+    WAKE_AT_FIELD_NUMBER: _ClassVar[int]
     id: str
     workflow: str
     phase: str
@@ -114,7 +128,10 @@ class ExecutionInfo(_message.Message):
     event_count: int
     steps: _containers.RepeatedCompositeFieldContainer[StepInfo]
     pending_approvals: _containers.RepeatedCompositeFieldContainer[PendingApproval]
-    def __init__(self, id: _Optional[str] = ..., workflow: _Optional[str] = ..., phase: _Optional[str] = ..., current_steps: _Optional[_Iterable[str]] = ..., input_json: _Optional[str] = ..., output_json: _Optional[str] = ..., error: _Optional[str] = ..., created_at_ms: _Optional[int] = ..., updated_at_ms: _Optional[int] = ..., wake_at_ms: _Optional[int] = ..., event_count: _Optional[int] = ..., steps: _Optional[_Iterable[_Union[StepInfo, _Mapping]]] = ..., pending_approvals: _Optional[_Iterable[_Union[PendingApproval, _Mapping]]] = ...) -> None: ...
+    created_at: _timestamp_pb2.Timestamp
+    updated_at: _timestamp_pb2.Timestamp
+    wake_at: _timestamp_pb2.Timestamp
+    def __init__(self, id: _Optional[str] = ..., workflow: _Optional[str] = ..., phase: _Optional[str] = ..., current_steps: _Optional[_Iterable[str]] = ..., input_json: _Optional[str] = ..., output_json: _Optional[str] = ..., error: _Optional[str] = ..., created_at_ms: _Optional[int] = ..., updated_at_ms: _Optional[int] = ..., wake_at_ms: _Optional[int] = ..., event_count: _Optional[int] = ..., steps: _Optional[_Iterable[_Union[StepInfo, _Mapping]]] = ..., pending_approvals: _Optional[_Iterable[_Union[PendingApproval, _Mapping]]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., wake_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class GetExecutionRequest(_message.Message):
     __slots__ = ("id",)
@@ -149,16 +166,18 @@ class GetHistoryRequest(_message.Message):
     def __init__(self, id: _Optional[str] = ..., after_seq: _Optional[int] = ..., limit: _Optional[int] = ...) -> None: ...
 
 class HistoryEvent(_message.Message):
-    __slots__ = ("seq", "type", "at_ms", "data_json")
+    __slots__ = ("seq", "type", "at_ms", "data_json", "at")
     SEQ_FIELD_NUMBER: _ClassVar[int]
     TYPE_FIELD_NUMBER: _ClassVar[int]
     AT_MS_FIELD_NUMBER: _ClassVar[int]
     DATA_JSON_FIELD_NUMBER: _ClassVar[int]
+    AT_FIELD_NUMBER: _ClassVar[int]
     seq: int
     type: str
     at_ms: int
     data_json: str
-    def __init__(self, seq: _Optional[int] = ..., type: _Optional[str] = ..., at_ms: _Optional[int] = ..., data_json: _Optional[str] = ...) -> None: ...
+    at: _timestamp_pb2.Timestamp
+    def __init__(self, seq: _Optional[int] = ..., type: _Optional[str] = ..., at_ms: _Optional[int] = ..., data_json: _Optional[str] = ..., at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class GetHistoryResponse(_message.Message):
     __slots__ = ("events",)
@@ -207,20 +226,22 @@ class CancelExecutionRequest(_message.Message):
     def __init__(self, id: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
 
 class DeadLetter(_message.Message):
-    __slots__ = ("id", "execution_id", "step", "attempt", "error", "created_at_ms")
+    __slots__ = ("id", "execution_id", "step", "attempt", "error", "created_at_ms", "created_at")
     ID_FIELD_NUMBER: _ClassVar[int]
     EXECUTION_ID_FIELD_NUMBER: _ClassVar[int]
     STEP_FIELD_NUMBER: _ClassVar[int]
     ATTEMPT_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
     CREATED_AT_MS_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
     id: str
     execution_id: str
     step: str
     attempt: int
     error: str
     created_at_ms: int
-    def __init__(self, id: _Optional[str] = ..., execution_id: _Optional[str] = ..., step: _Optional[str] = ..., attempt: _Optional[int] = ..., error: _Optional[str] = ..., created_at_ms: _Optional[int] = ...) -> None: ...
+    created_at: _timestamp_pb2.Timestamp
+    def __init__(self, id: _Optional[str] = ..., execution_id: _Optional[str] = ..., step: _Optional[str] = ..., attempt: _Optional[int] = ..., error: _Optional[str] = ..., created_at_ms: _Optional[int] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class ListDeadLettersRequest(_message.Message):
     __slots__ = ("execution_id",)

@@ -18,6 +18,7 @@ import {
   type ServiceError,
   type UntypedServiceImplementation,
 } from "@grpc/grpc-js";
+import { Timestamp } from "../../google/protobuf/timestamp.js";
 
 export const protobufPackage = "cerebelum.v1";
 
@@ -49,7 +50,12 @@ export interface Task {
   idempotencyKey: string;
   /** JSON object: {"input": <workflow input>, "results": {<step>: <output>}}. */
   argumentsJson: string;
-  /** The attempt must finish before this instant (unix epoch ms). */
+  /**
+   * The attempt must finish before this instant (unix epoch ms; 0: no deadline).
+   * Replaced by attempt_deadline, removed in v2.
+   *
+   * @deprecated
+   */
   attemptDeadlineMs: number;
   /** The lease runs out this long after the last heartbeat. */
   leaseMs: number;
@@ -66,6 +72,8 @@ export interface Task {
    * stopped; "" for a first attempt or when no earlier attempt reported any.
    */
   lastProgressJson: string;
+  /** The attempt must finish before this instant; unset: no deadline. */
+  attemptDeadline: Date | undefined;
 }
 
 export interface PollTaskResponse {
@@ -90,7 +98,13 @@ export interface HeartbeatResponse {
   cancelRequested: boolean;
   /** The task is no longer this worker's (lease expired or execution ended). */
   leaseLost: boolean;
+  /**
+   * Epoch milliseconds; replaced by lease_expires_at, removed in v2.
+   *
+   * @deprecated
+   */
   leaseExpiresAtMs: number;
+  leaseExpiresAt: Date | undefined;
 }
 
 export interface Success {
@@ -260,6 +274,7 @@ function createBaseTask(): Task {
     heartbeatRequired: false,
     poll: 0,
     lastProgressJson: "",
+    attemptDeadline: undefined,
   };
 }
 
@@ -300,6 +315,9 @@ export const Task: MessageFns<Task> = {
     }
     if (message.lastProgressJson !== "") {
       writer.uint32(98).string(message.lastProgressJson);
+    }
+    if (message.attemptDeadline !== undefined) {
+      Timestamp.encode(toTimestamp(message.attemptDeadline), writer.uint32(106).fork()).join();
     }
     return writer;
   },
@@ -413,6 +431,14 @@ export const Task: MessageFns<Task> = {
             message.lastProgressJson = reader.string();
             continue;
           }
+          case 13: {
+            if (tag !== 106) {
+              break;
+            }
+
+            message.attemptDeadline = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -442,6 +468,7 @@ export const Task: MessageFns<Task> = {
     message.heartbeatRequired = object.heartbeatRequired ?? false;
     message.poll = object.poll ?? 0;
     message.lastProgressJson = object.lastProgressJson ?? "";
+    message.attemptDeadline = object.attemptDeadline ?? undefined;
     return message;
   },
 };
@@ -581,7 +608,7 @@ export const HeartbeatRequest: MessageFns<HeartbeatRequest> = {
 };
 
 function createBaseHeartbeatResponse(): HeartbeatResponse {
-  return { cancelRequested: false, leaseLost: false, leaseExpiresAtMs: 0 };
+  return { cancelRequested: false, leaseLost: false, leaseExpiresAtMs: 0, leaseExpiresAt: undefined };
 }
 
 export const HeartbeatResponse: MessageFns<HeartbeatResponse> = {
@@ -594,6 +621,9 @@ export const HeartbeatResponse: MessageFns<HeartbeatResponse> = {
     }
     if (message.leaseExpiresAtMs !== 0) {
       writer.uint32(24).int64(message.leaseExpiresAtMs);
+    }
+    if (message.leaseExpiresAt !== undefined) {
+      Timestamp.encode(toTimestamp(message.leaseExpiresAt), writer.uint32(34).fork()).join();
     }
     return writer;
   },
@@ -635,6 +665,14 @@ export const HeartbeatResponse: MessageFns<HeartbeatResponse> = {
             message.leaseExpiresAtMs = longToNumber(reader.int64());
             continue;
           }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.leaseExpiresAt = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -655,6 +693,7 @@ export const HeartbeatResponse: MessageFns<HeartbeatResponse> = {
     message.cancelRequested = object.cancelRequested ?? false;
     message.leaseLost = object.leaseLost ?? false;
     message.leaseExpiresAtMs = object.leaseExpiresAtMs ?? 0;
+    message.leaseExpiresAt = object.leaseExpiresAt ?? undefined;
     return message;
   },
 };
@@ -1411,6 +1450,18 @@ export type DeepPartial<T> = T extends Builtin ? T
   : T extends { $case: string; value: unknown } ? { $case: T["$case"]; value?: DeepPartial<T["value"]> }
   : T extends {} ? { [K in keyof T]?: DeepPartial<T[K]> }
   : Partial<T>;
+
+function toTimestamp(date: Date): Timestamp {
+  const seconds = Math.trunc(date.getTime() / 1_000);
+  const nanos = (date.getTime() % 1_000) * 1_000_000;
+  return { seconds, nanos };
+}
+
+function fromTimestamp(t: Timestamp): Date {
+  let millis = (t.seconds || 0) * 1_000;
+  millis += (t.nanos || 0) / 1_000_000;
+  return new globalThis.Date(millis);
+}
 
 function longToNumber(int64: { toString(): string }): number {
   const num = globalThis.Number(int64.toString());

@@ -18,6 +18,7 @@ import {
   type ServiceError,
   type UntypedServiceImplementation,
 } from "@grpc/grpc-js";
+import { Timestamp } from "../../google/protobuf/timestamp.js";
 
 export const protobufPackage = "cerebelum.v1";
 
@@ -38,7 +39,13 @@ export interface WorkflowInfo {
   name: string;
   specJson: string;
   version: number;
+  /**
+   * Epoch milliseconds; replaced by updated_at, removed in v2.
+   *
+   * @deprecated
+   */
   updatedAtMs: number;
+  updatedAt: Date | undefined;
 }
 
 export interface GetWorkflowRequest {
@@ -70,7 +77,13 @@ export interface StepInfo {
    */
   phase: string;
   attempts: number;
+  /**
+   * Epoch milliseconds; replaced by started_at and finished_at, removed in v2.
+   *
+   * @deprecated
+   */
   startedAtMs: number;
+  /** @deprecated */
   finishedAtMs: number;
   /** "<type>: <message>" of the step's last failed attempt. */
   lastError: string;
@@ -86,13 +99,23 @@ export interface StepInfo {
    * "no worker has polled queue Q for step S in the last 60 s"; "" otherwise.
    */
   waitingHint: string;
+  /** Unset until the step first started / finished. */
+  startedAt: Date | undefined;
+  finishedAt: Date | undefined;
 }
 
 export interface PendingApproval {
   step: string;
   kind: string;
   dataJson: string;
+  /**
+   * Epoch milliseconds; replaced by timeout_at, removed in v2.
+   *
+   * @deprecated
+   */
   timeoutAtMs: number;
+  /** Unset when the approval has no timeout. */
+  timeoutAt: Date | undefined;
 }
 
 export interface ExecutionInfo {
@@ -104,12 +127,25 @@ export interface ExecutionInfo {
   inputJson: string;
   outputJson: string;
   error: string;
+  /**
+   * Epoch milliseconds; replaced by created_at, updated_at and wake_at, removed in v2.
+   *
+   * @deprecated
+   */
   createdAtMs: number;
+  /** @deprecated */
   updatedAtMs: number;
+  /** @deprecated */
   wakeAtMs: number;
   eventCount: number;
   steps: StepInfo[];
   pendingApprovals: PendingApproval[];
+  createdAt: Date | undefined;
+  updatedAt:
+    | Date
+    | undefined;
+  /** When a sleeping execution wakes; unset when it is not sleeping. */
+  wakeAt: Date | undefined;
 }
 
 export interface GetExecutionRequest {
@@ -136,8 +172,14 @@ export interface GetHistoryRequest {
 export interface HistoryEvent {
   seq: number;
   type: string;
+  /**
+   * Epoch milliseconds; replaced by at, removed in v2.
+   *
+   * @deprecated
+   */
   atMs: number;
   dataJson: string;
+  at: Date | undefined;
 }
 
 export interface GetHistoryResponse {
@@ -174,7 +216,13 @@ export interface DeadLetter {
   step: string;
   attempt: number;
   error: string;
+  /**
+   * Epoch milliseconds; replaced by created_at, removed in v2.
+   *
+   * @deprecated
+   */
   createdAtMs: number;
+  createdAt: Date | undefined;
 }
 
 export interface ListDeadLettersRequest {
@@ -257,7 +305,7 @@ export const ApplyWorkflowRequest: MessageFns<ApplyWorkflowRequest> = {
 };
 
 function createBaseWorkflowInfo(): WorkflowInfo {
-  return { name: "", specJson: "", version: 0, updatedAtMs: 0 };
+  return { name: "", specJson: "", version: 0, updatedAtMs: 0, updatedAt: undefined };
 }
 
 export const WorkflowInfo: MessageFns<WorkflowInfo> = {
@@ -273,6 +321,9 @@ export const WorkflowInfo: MessageFns<WorkflowInfo> = {
     }
     if (message.updatedAtMs !== 0) {
       writer.uint32(32).int64(message.updatedAtMs);
+    }
+    if (message.updatedAt !== undefined) {
+      Timestamp.encode(toTimestamp(message.updatedAt), writer.uint32(42).fork()).join();
     }
     return writer;
   },
@@ -322,6 +373,14 @@ export const WorkflowInfo: MessageFns<WorkflowInfo> = {
             message.updatedAtMs = longToNumber(reader.int64());
             continue;
           }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.updatedAt = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -343,6 +402,7 @@ export const WorkflowInfo: MessageFns<WorkflowInfo> = {
     message.specJson = object.specJson ?? "";
     message.version = object.version ?? 0;
     message.updatedAtMs = object.updatedAtMs ?? 0;
+    message.updatedAt = object.updatedAt ?? undefined;
     return message;
   },
 };
@@ -590,6 +650,8 @@ function createBaseStepInfo(): StepInfo {
     lastStacktrace: "",
     progressJson: "",
     waitingHint: "",
+    startedAt: undefined,
+    finishedAt: undefined,
   };
 }
 
@@ -621,6 +683,12 @@ export const StepInfo: MessageFns<StepInfo> = {
     }
     if (message.waitingHint !== "") {
       writer.uint32(74).string(message.waitingHint);
+    }
+    if (message.startedAt !== undefined) {
+      Timestamp.encode(toTimestamp(message.startedAt), writer.uint32(82).fork()).join();
+    }
+    if (message.finishedAt !== undefined) {
+      Timestamp.encode(toTimestamp(message.finishedAt), writer.uint32(90).fork()).join();
     }
     return writer;
   },
@@ -710,6 +778,22 @@ export const StepInfo: MessageFns<StepInfo> = {
             message.waitingHint = reader.string();
             continue;
           }
+          case 10: {
+            if (tag !== 82) {
+              break;
+            }
+
+            message.startedAt = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 11: {
+            if (tag !== 90) {
+              break;
+            }
+
+            message.finishedAt = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -736,12 +820,14 @@ export const StepInfo: MessageFns<StepInfo> = {
     message.lastStacktrace = object.lastStacktrace ?? "";
     message.progressJson = object.progressJson ?? "";
     message.waitingHint = object.waitingHint ?? "";
+    message.startedAt = object.startedAt ?? undefined;
+    message.finishedAt = object.finishedAt ?? undefined;
     return message;
   },
 };
 
 function createBasePendingApproval(): PendingApproval {
-  return { step: "", kind: "", dataJson: "", timeoutAtMs: 0 };
+  return { step: "", kind: "", dataJson: "", timeoutAtMs: 0, timeoutAt: undefined };
 }
 
 export const PendingApproval: MessageFns<PendingApproval> = {
@@ -757,6 +843,9 @@ export const PendingApproval: MessageFns<PendingApproval> = {
     }
     if (message.timeoutAtMs !== 0) {
       writer.uint32(32).int64(message.timeoutAtMs);
+    }
+    if (message.timeoutAt !== undefined) {
+      Timestamp.encode(toTimestamp(message.timeoutAt), writer.uint32(42).fork()).join();
     }
     return writer;
   },
@@ -806,6 +895,14 @@ export const PendingApproval: MessageFns<PendingApproval> = {
             message.timeoutAtMs = longToNumber(reader.int64());
             continue;
           }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.timeoutAt = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -827,6 +924,7 @@ export const PendingApproval: MessageFns<PendingApproval> = {
     message.kind = object.kind ?? "";
     message.dataJson = object.dataJson ?? "";
     message.timeoutAtMs = object.timeoutAtMs ?? 0;
+    message.timeoutAt = object.timeoutAt ?? undefined;
     return message;
   },
 };
@@ -846,6 +944,9 @@ function createBaseExecutionInfo(): ExecutionInfo {
     eventCount: 0,
     steps: [],
     pendingApprovals: [],
+    createdAt: undefined,
+    updatedAt: undefined,
+    wakeAt: undefined,
   };
 }
 
@@ -889,6 +990,15 @@ export const ExecutionInfo: MessageFns<ExecutionInfo> = {
     }
     for (const v of message.pendingApprovals) {
       PendingApproval.encode(v!, writer.uint32(106).fork()).join();
+    }
+    if (message.createdAt !== undefined) {
+      Timestamp.encode(toTimestamp(message.createdAt), writer.uint32(114).fork()).join();
+    }
+    if (message.updatedAt !== undefined) {
+      Timestamp.encode(toTimestamp(message.updatedAt), writer.uint32(122).fork()).join();
+    }
+    if (message.wakeAt !== undefined) {
+      Timestamp.encode(toTimestamp(message.wakeAt), writer.uint32(130).fork()).join();
     }
     return writer;
   },
@@ -1010,6 +1120,30 @@ export const ExecutionInfo: MessageFns<ExecutionInfo> = {
             message.pendingApprovals.push(PendingApproval.decode(reader, reader.uint32()));
             continue;
           }
+          case 14: {
+            if (tag !== 114) {
+              break;
+            }
+
+            message.createdAt = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 15: {
+            if (tag !== 122) {
+              break;
+            }
+
+            message.updatedAt = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 16: {
+            if (tag !== 130) {
+              break;
+            }
+
+            message.wakeAt = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1040,6 +1174,9 @@ export const ExecutionInfo: MessageFns<ExecutionInfo> = {
     message.eventCount = object.eventCount ?? 0;
     message.steps = object.steps?.map((e) => StepInfo.fromPartial(e)) || [];
     message.pendingApprovals = object.pendingApprovals?.map((e) => PendingApproval.fromPartial(e)) || [];
+    message.createdAt = object.createdAt ?? undefined;
+    message.updatedAt = object.updatedAt ?? undefined;
+    message.wakeAt = object.wakeAt ?? undefined;
     return message;
   },
 };
@@ -1313,7 +1450,7 @@ export const GetHistoryRequest: MessageFns<GetHistoryRequest> = {
 };
 
 function createBaseHistoryEvent(): HistoryEvent {
-  return { seq: 0, type: "", atMs: 0, dataJson: "" };
+  return { seq: 0, type: "", atMs: 0, dataJson: "", at: undefined };
 }
 
 export const HistoryEvent: MessageFns<HistoryEvent> = {
@@ -1329,6 +1466,9 @@ export const HistoryEvent: MessageFns<HistoryEvent> = {
     }
     if (message.dataJson !== "") {
       writer.uint32(34).string(message.dataJson);
+    }
+    if (message.at !== undefined) {
+      Timestamp.encode(toTimestamp(message.at), writer.uint32(42).fork()).join();
     }
     return writer;
   },
@@ -1378,6 +1518,14 @@ export const HistoryEvent: MessageFns<HistoryEvent> = {
             message.dataJson = reader.string();
             continue;
           }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.at = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1399,6 +1547,7 @@ export const HistoryEvent: MessageFns<HistoryEvent> = {
     message.type = object.type ?? "";
     message.atMs = object.atMs ?? 0;
     message.dataJson = object.dataJson ?? "";
+    message.at = object.at ?? undefined;
     return message;
   },
 };
@@ -1775,7 +1924,7 @@ export const CancelExecutionRequest: MessageFns<CancelExecutionRequest> = {
 };
 
 function createBaseDeadLetter(): DeadLetter {
-  return { id: "", executionId: "", step: "", attempt: 0, error: "", createdAtMs: 0 };
+  return { id: "", executionId: "", step: "", attempt: 0, error: "", createdAtMs: 0, createdAt: undefined };
 }
 
 export const DeadLetter: MessageFns<DeadLetter> = {
@@ -1797,6 +1946,9 @@ export const DeadLetter: MessageFns<DeadLetter> = {
     }
     if (message.createdAtMs !== 0) {
       writer.uint32(48).int64(message.createdAtMs);
+    }
+    if (message.createdAt !== undefined) {
+      Timestamp.encode(toTimestamp(message.createdAt), writer.uint32(58).fork()).join();
     }
     return writer;
   },
@@ -1862,6 +2014,14 @@ export const DeadLetter: MessageFns<DeadLetter> = {
             message.createdAtMs = longToNumber(reader.int64());
             continue;
           }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.createdAt = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1885,6 +2045,7 @@ export const DeadLetter: MessageFns<DeadLetter> = {
     message.attempt = object.attempt ?? 0;
     message.error = object.error ?? "";
     message.createdAtMs = object.createdAtMs ?? 0;
+    message.createdAt = object.createdAt ?? undefined;
     return message;
   },
 };
@@ -2417,6 +2578,18 @@ export type DeepPartial<T> = T extends Builtin ? T
   : T extends { $case: string; value: unknown } ? { $case: T["$case"]; value?: DeepPartial<T["value"]> }
   : T extends {} ? { [K in keyof T]?: DeepPartial<T[K]> }
   : Partial<T>;
+
+function toTimestamp(date: Date): Timestamp {
+  const seconds = Math.trunc(date.getTime() / 1_000);
+  const nanos = (date.getTime() % 1_000) * 1_000_000;
+  return { seconds, nanos };
+}
+
+function fromTimestamp(t: Timestamp): Date {
+  let millis = (t.seconds || 0) * 1_000;
+  millis += (t.nanos || 0) / 1_000_000;
+  return new globalThis.Date(millis);
+}
 
 function longToNumber(int64: { toString(): string }): number {
   const num = globalThis.Number(int64.toString());
