@@ -9,8 +9,9 @@ from typing import Any
 
 from cerebelum import StepContext, Worker
 from cerebelum.v1 import worker_pb2
+from tests.support.waiting import eventually
 
-from .fakes import FakeWorkerService, eventually, make_task, running
+from .fakes import FakeWorkerService, make_task, running
 
 
 def make_worker(service: FakeWorkerService) -> Worker:

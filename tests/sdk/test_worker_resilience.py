@@ -10,8 +10,9 @@ import grpc
 import pytest
 
 from cerebelum import Worker
+from tests.support.waiting import eventually
 
-from .fakes import FakeWorkerService, eventually, free_port, make_task, running, serve_worker_service
+from .fakes import FakeWorkerService, free_port, make_task, running, serve_worker_service
 
 
 def make_worker(service: FakeWorkerService, *, max_concurrency: int = 10, drain_timeout: float = 30.0) -> Worker:
@@ -214,7 +215,7 @@ async def test_an_idle_worker_keeps_max_pollers_polls_in_flight_but_never_more_t
         return None
 
     async with running(worker):
-        await eventually(lambda: len(worker_service.polls) >= in_flight, message=f"{in_flight} polls")
+        await eventually(lambda: len(worker_service.polls) >= in_flight, what=f"{in_flight} polls")
         await asyncio.sleep(0.3)  # no further poll arrives while these are held (poll_wait is 5 s)
         assert len(worker_service.polls) == in_flight
 
