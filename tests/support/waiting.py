@@ -11,7 +11,9 @@ import asyncio
 import time
 from collections.abc import Callable
 
-__all__ = ["DEFAULT_WITHIN", "eventually", "wait_until"]
+from cerebelum_operator.runtime import FakeClock
+
+__all__ = ["DEFAULT_WITHIN", "advance_until", "eventually", "wait_until"]
 
 # Generous on purpose: the bound is only reached when the test fails, so it costs nothing otherwise.
 DEFAULT_WITHIN = 30.0
@@ -37,3 +39,15 @@ def wait_until(
         if time.monotonic() > deadline:
             raise AssertionError(f"{what}: not reached within {within:g} s")
         time.sleep(interval)
+
+
+async def advance_until(
+    clock: FakeClock, check: Callable[[], object], *, step: float, what: str, within: float = DEFAULT_WITHIN
+) -> None:
+    """Move the fake clock `step` seconds at a time until `check()` is true (bounded in real time)."""
+    deadline = time.monotonic() + within
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: not reached within {within:g} s (fake clock at {clock.now_s():.3f})")
+        await clock.advance(step)
+        await asyncio.sleep(0)
