@@ -22,7 +22,7 @@ from cerebelum_operator.kube.approvers import Unreachable
 from cerebelum_operator.kube.client import ObjectRef
 from cerebelum_operator.kube.names import InvalidName
 from cerebelum_operator.kube.reconciler import ObjectView, Outcome, Reconciler, Retry, workflow_key
-from cerebelum_operator.runtime import Database, EngineService
+from cerebelum_operator.runtime import Database, EngineService, FakeClock
 from cerebelum_operator.store import open_store
 
 NS = "team-a"
@@ -39,14 +39,6 @@ UNKNOWN_GOTO = {"timeline": ["fetch", "store"], "branch": {"fetch": [{"when": "t
 
 
 # -- fakes ---------------------------------------------------------------------------------
-
-
-class ManualClock:
-    def __init__(self, now_ms: int = NOW_MS) -> None:
-        self.now = now_ms
-
-    def now_ms(self) -> int:
-        return self.now
 
 
 @dataclass
@@ -143,7 +135,7 @@ class World:
     db: Database
     api: FakeApi
     writer: FakeWriter
-    clock: ManualClock
+    clock: FakeClock
     reconciler: Reconciler
     approvers: FakeApprovers
 
@@ -160,7 +152,7 @@ async def world(tmp_path: Path) -> AsyncIterator[World]:
     store = open_store(f"sqlite:///{tmp_path / 'store.db'}")
     store.migrate()
     db = Database(store)
-    clock = ManualClock()
+    clock = FakeClock(start_ms=NOW_MS)
     engine = EngineService(db, clock=clock)
     api = FakeApi()
     writer = FakeWriter()
