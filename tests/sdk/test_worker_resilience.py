@@ -126,13 +126,12 @@ async def test_shutdown_lets_a_running_step_finish_and_report(worker_service: Fa
 
     task = asyncio.create_task(worker.run_async())
     await worker_service.tasks.put(make_task("finishing", token="first"))
-    async with asyncio.timeout(5):
+    async with asyncio.timeout(30):
         await started.wait()
         # The worker has spare capacity, so every poller polls again while the step runs; let
         # those polls arrive before taking the count, or a slow machine races the snapshot.
         pollers = min(worker.max_pollers, worker.max_concurrency)
-        while len(worker_service.polls) < pollers + 1:
-            await asyncio.sleep(0.005)
+        await eventually(lambda: len(worker_service.polls) >= pollers + 1, what="the pollers polling again")
     polls_before_shutdown = len(worker_service.polls)
     async with asyncio.timeout(10):
         await worker.shutdown()
