@@ -69,10 +69,12 @@ class StatusWriter:
         burst: int = 200,
         concurrency: int = 8,
         limits: ProjectionLimits | None = None,
+        bucket: TokenBucket | None = None,
     ) -> None:
+        """`bucket`: the API write budget shared with the other writers; one of `writes_per_second`/`burst` if None."""
         self.engine = engine
         self.api = api
-        self.bucket = TokenBucket(rate=writes_per_second, burst=burst, clock=clock)
+        self.bucket = bucket if bucket is not None else TokenBucket(rate=writes_per_second, burst=burst, clock=clock)
         self._clock = clock
         self._min_interval_s = min_interval_s
         self._limits = limits or ProjectionLimits()

@@ -169,7 +169,9 @@ async def test_an_operator_forbidden_to_read_the_policies_refuses_naming_the_per
 
 
 async def test_a_failing_api_server_is_unreachable_not_a_verdict() -> None:
-    check = AdmissionPolicyCheck(FakeReader(error=api_error(503, "ServiceUnavailable", "etcd down")), clock=FakeClock(start_ms=NOW_MS))
+    check = AdmissionPolicyCheck(
+        FakeReader(error=api_error(503, "ServiceUnavailable", "etcd down")), clock=FakeClock(start_ms=NOW_MS)
+    )
 
     with pytest.raises(Unreachable, match="etcd down"):
         await check.problem()

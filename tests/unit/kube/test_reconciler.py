@@ -550,6 +550,22 @@ async def test_approving_a_waiting_step_applies_it_records_the_approver_and_payl
     assert world.writer.bucket.taken == 1
 
 
+async def test_a_reconciler_given_the_operator_s_write_bucket_spends_from_it_not_the_writer_s(world: World) -> None:
+    shared = FakeBucket()
+    world.reconciler = Reconciler(
+        world.engine,
+        world.api,  # type: ignore[arg-type]
+        world.writer,  # type: ignore[arg-type]
+        clock=world.clock,
+        approvers=world.approvers,
+        writes=shared,  # type: ignore[arg-type]
+    )
+    await waiting_for_approval(world)
+    approval = approval_body("ok-go", {"execution": "deploy-1", "step": "go", "approver": "alice"})
+    assert (await world.reconciler.approval_created(approval)).status["phase"] == "Applied"
+    assert (shared.taken, world.writer.bucket.taken) == (1, 0)
+
+
 async def test_an_approval_delivered_again_after_a_restart_stays_applied_and_is_not_recorded_twice(
     world: World,
 ) -> None:

@@ -21,6 +21,7 @@ from cerebelum_operator.engine import commands as cmd
 from cerebelum_operator.engine.events import RecordedEvent
 from cerebelum_operator.kube.client import ObjectRef
 from cerebelum_operator.kube.projection import ProjectionLimits, project_execution
+from cerebelum_operator.kube.rate_limit import TokenBucket
 from cerebelum_operator.kube.status_writer import StatusWriter
 from cerebelum_operator.runtime import ExecutionNotFound, FakeClock
 from tests.support.waiting import advance_until, eventually
@@ -437,3 +438,17 @@ async def test_writes_across_many_executions_share_one_token_bucket(
         # The (index+1)th write needs index+1 tokens: the burst plus what the rate refilled by then.
         assert index + 1 <= burst + rate * (at - begun) + 1e-6
     assert api.patches[-1][2] - begun >= (count - burst) / rate - 1e-6
+
+
+async def test_a_writer_given_the_operator_s_bucket_spends_from_it(
+    engine: FakeEngine, api: FakeKubeApi, clock: FakeClock, make_writer: WriterFactory
+) -> None:
+    shared = TokenBucket(rate=1.0, burst=1, clock=clock)
+    assert shared.try_take()  # another writer spent the only token
+    engine.commit_sim("ex1", started({"timeline": ["a"]}))
+    writer = await make_writer(min_interval_s=0.05, bucket=shared)
+    writer.track("ex1", ref_for("ex1"), status=None, generation=1)
+    await clock.wait_for_sleepers(1)  # waiting for a token of the shared bucket
+    assert api.patches == []
+    await advance_until(clock, lambda: api.patches, step=0.1, what="the write once a token came back")
+    assert api.patches[0][2] - NOW_MS / 1000 >= 1.0 - 1e-6
