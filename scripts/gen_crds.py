@@ -138,6 +138,14 @@ def _children(node: dict[str, Any], path: str) -> list[str]:
     return []
 
 
+# How tests/docs knows each example is tested (see tests/docs/blocks.py).
+EXAMPLE_MARKERS = {
+    "Workflow": f"<!-- same-as: {WORKFLOW_EXAMPLE.as_posix()} -->",
+    "Execution": "<!-- run: tests/docs/test_kube_samples.py -->",
+    "Approval": "<!-- run: tests/docs/test_kube_samples.py -->",
+}
+
+
 def render_reference(crds: list[dict[str, Any]], workflow_example: str) -> str:
     examples = {"Workflow": workflow_example, "Execution": EXECUTION_EXAMPLE, "Approval": APPROVAL_EXAMPLE}
     out = [
@@ -158,13 +166,18 @@ def render_reference(crds: list[dict[str, Any]], workflow_example: str) -> str:
         schema = version["schema"]["openAPIV3Schema"]
         aliases = ", ".join(f"`{name}`" for name in [names["plural"], *names.get("shortNames", [])])
         out += [f"## {names['kind']}", "", schema["description"], "", f"Names: {aliases}.", ""]
-        out += ["Printer columns (`kubectl get`):", "", "| column | type | JSONPath |", "| --- | --- | --- |"]
-        out += [f"| {c['name']} | {c['type']} | `{c['jsonPath']}` |" for c in version["additionalPrinterColumns"]]
+        out += ["Printer columns (`kubectl get`, and `kubectl get -o wide`):", ""]
+        out += ["| column | type | JSONPath | shown |", "| --- | --- | --- | --- |"]
+        out += [
+            f"| {c['name']} | {c['type']} | `{c['jsonPath']}` | {'`-o wide`' if c.get('priority') else 'always'} |"
+            for c in version["additionalPrinterColumns"]
+        ]
         for part in ("spec", "status"):
             out += ["", f"### {names['kind']} {part}", "", "| field | type | description | constraints |"]
             out += ["| --- | --- | --- | --- |"]
             out += _rows(schema["properties"][part], part, part in schema.get("required", []))
-        out += ["", f"### {names['kind']} example", "", "```yaml", examples[names["kind"]].rstrip("\n"), "```", ""]
+        out += ["", f"### {names['kind']} example", "", EXAMPLE_MARKERS[names["kind"]], "```yaml"]
+        out += [examples[names["kind"]].rstrip("\n"), "```", ""]
     return "\n".join(out)
 
 

@@ -33,6 +33,15 @@ def block(readme: Path, after: str, language: str) -> str:
     return match.group(1)
 
 
+# The blocks this module runs as written (tests/docs checks that each doc marks them so).
+DOC_BLOCKS = [
+    block(READMES["python"], "## A complete worker", "python"),
+    block(READMES["python"], "## A complete worker", "yaml"),
+    block(READMES["typescript"], "## A complete worker", "yaml"),
+    block(READMES["python"], "## Clients", "python"),
+]
+
+
 @pytest.fixture(scope="module")
 def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EngineProcess]:
     with sqlite_engine(tmp_path_factory.mktemp("sdk-readmes")) as process:

@@ -129,8 +129,8 @@ def test_with_watch_namespaces_the_operator_serves_its_namespace_and_its_token_i
 
     assert can("patch", "executions.cerebelum.io/status", "-n", r.team_a)
     assert not can("patch", "executions.cerebelum.io/status", "-n", r.team_b)
-    assert can("create", "events.events.k8s.io", "-n", r.team_a)
-    assert not can("create", "events.events.k8s.io", "-n", r.team_b)
+    assert can("create", "events", "-n", r.team_a)
+    assert not can("create", "events", "-n", r.team_b)
     # What stays cluster-wide: TokenReviews, and reading the approver admission policy.
     assert can("create", "tokenreviews.authentication.k8s.io")
     assert can("list", "mutatingadmissionpolicies.admissionregistration.k8s.io")

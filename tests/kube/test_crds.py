@@ -225,6 +225,7 @@ def full_execution_status() -> dict[str, Any]:
                 started_at="2026-01-01T00:00:00.000Z",
                 finished_at="2026-01-01T00:00:01.000Z",
                 error="QuotaExceeded",
+                previous_attempt_error="Timeout: no heartbeat for 30s",
             )
         ],
         steps_omitted=3,

@@ -7,6 +7,7 @@ to the chart's RBAC; the worker is a real process too, and keeps a ledger of eve
 from __future__ import annotations
 
 import json
+import ssl
 import time
 import urllib.error
 import urllib.request
@@ -20,6 +21,7 @@ from tests.support.control_plane import ControlPlane
 from tests.support.kube import (
     OPERATOR_NAMESPACE,
     apply_yaml,
+    describe_event_reasons,
     kubectl_json,
     service_account_kubeconfig,
     token_kubeconfig,
@@ -61,6 +63,22 @@ def probe(port: int, path: str) -> tuple[int, object]:
             return response.status, json.loads(response.read())
     except urllib.error.HTTPError as error:
         return error.code, json.loads(error.read())
+
+
+def server_table(control_plane: ControlPlane, path: str) -> dict:
+    """GET `path` as a meta.k8s.io Table, the way `kubectl get` asks the API server for columns."""
+    request = urllib.request.Request(
+        f"{control_plane.server}{path}",
+        headers={
+            "Accept": "application/json;as=Table;g=meta.k8s.io;v=v1",
+            "Authorization": f"Bearer {control_plane.admin_token}",
+        },
+    )
+    context = ssl.create_default_context(cafile=str(control_plane.ca_file))
+    with urllib.request.urlopen(request, timeout=30, context=context) as response:
+        table: dict = json.loads(response.read())
+    assert table["kind"] == "Table", table
+    return table
 
 
 def scrape(port: int) -> str:
@@ -105,6 +123,25 @@ def test_an_execution_applied_with_kubectl_runs_to_succeeded_and_the_printer_col
     events = kubectl_json(control_plane, "get", "events.events.k8s.io", "-n", namespace)["items"]
     reasons = {e["reason"] for e in events if e["regarding"]["name"] == "three-1"}
     assert {"Started", "Succeeded"} <= reasons, reasons
+    succeeded = {c["type"]: c for c in shown["conditions"]}["Succeeded"]
+    assert succeeded["message"].startswith("finished after 4 steps in "), succeeded
+
+    # -o wide: the API server's Table (what kubectl asks for) has the wide columns, filled.
+    table_of = server_table(control_plane, f"/apis/cerebelum.io/v1alpha1/namespaces/{namespace}/executions")
+    wide = [c["name"] for c in table_of["columnDefinitions"] if c.get("priority") == 1]
+    assert wide == ["Started", "Finished", "Events", "Execution-ID", "Message"], table_of["columnDefinitions"]
+    names = [c["name"] for c in table_of["columnDefinitions"]]
+    (row,) = table_of["rows"]
+    cells = dict(zip(names, row["cells"], strict=True))
+    assert cells["Execution-ID"] == shown["executionId"]
+    assert cells["Events"] == shown["eventCount"]
+    assert cells["Message"] == succeeded["message"]
+    assert cells["Started"] and cells["Finished"] and "<invalid>" not in (cells["Started"], cells["Finished"])
+    printed = control_plane.kubectl("get", "executions", "-n", namespace, "-o", "wide").stdout.splitlines()
+    assert printed[0].split() == [
+        *("NAME", "PHASE", "WORKFLOW", "STEP", "AGE", "STARTED", "FINISHED", "EVENTS", "EXECUTION-ID", "MESSAGE")
+    ]
+    assert shown["executionId"] in printed[1] and "finished after 4 steps in" in printed[1]
 
 
 def test_an_invalid_workflow_is_marked_invalid_and_an_execution_of_it_fails_naming_the_problem(
@@ -207,6 +244,13 @@ def test_an_approval_resource_continues_the_waiting_step_and_records_who_approve
     assert approved == [f"step go_live of gated-1 approved by {alice}"], approved
     granted = [e for e in history if e["kind"] == "ApprovalGranted"]
     assert [(e["data"]["approver"], e["data"]["payload"]) for e in granted] == [(alice, {"ticket": "CHG-7"})]
+    # kubectl describe lists the Events in the order they happened, on every run.
+    in_order = ["Started", "WaitingForApproval", "Approved", "Succeeded"]
+    wait_until(
+        lambda: describe_event_reasons(control_plane, namespace, "gated-1") == in_order,
+        timeout=30,
+        what=f"kubectl describe to list {in_order}",
+    )
 
 
 def test_an_approval_for_a_step_that_is_not_waiting_is_refused_with_the_reason(

@@ -135,16 +135,22 @@ class Cluster:
         return "\n".join(parts)[-20000:]
 
 
-def readme_kubernetes_commands() -> list[str]:
-    """The README's "On Kubernetes" commands, as written; only the worker image is a placeholder."""
+def readme_kubernetes_block() -> str:
+    """The README's "On Kubernetes" block, as written."""
     section = (ROOT / "README.md").read_text().split("## On Kubernetes", 1)[1]
     match = re.search(r"```bash\n(.*?)```", section, re.DOTALL)
     assert match is not None, "the README's 'On Kubernetes' section has no bash block"
+    return match.group(1)
+
+
+def readme_kubernetes_commands() -> list[str]:
+    """The README's "On Kubernetes" commands; only the worker image is a placeholder."""
     # The chart's default worker image name, which the node has for the example worker's image.
-    block = match.group(1).replace("<your worker image>", "cerebelum/example-worker")
+    block = readme_kubernetes_block().replace("<your worker image>", "cerebelum/example-worker")
     return [line for line in block.splitlines() if line.strip()]
 
 
+DOC_BLOCKS = [readme_kubernetes_block()]  # checked by tests/docs: this module runs them as written
 README_COMMANDS = readme_kubernetes_commands()
 WATCH = next(c for c in README_COMMANDS if " -w" in c)  # blocks until interrupted: not run
 APPROVE = README_COMMANDS[-1]

@@ -55,9 +55,12 @@ class FakeWorkerService(worker_pb2_grpc.WorkerServiceServicer):
     def __init__(self) -> None:
         self.tasks: asyncio.Queue[worker_pb2.Task] = asyncio.Queue()
         self.polls: list[worker_pb2.PollTaskRequest] = []
+        # (code, message) answered to the next PollTask calls, in order.
+        self.poll_errors: list[tuple[grpc.StatusCode, str]] = []
         self.poll_metadata: list[dict[str, str]] = []
         self.heartbeats: list[worker_pb2.HeartbeatRequest] = []
         self.heartbeat_reply = worker_pb2.HeartbeatResponse()
+        self.heartbeat_error: tuple[grpc.StatusCode, str] | None = None
         self.completions: list[worker_pb2.CompleteTaskRequest] = []
         self.complete_attempts = 0
         # (code, message) answered to the next CompleteTask calls, in order.
@@ -71,6 +74,8 @@ class FakeWorkerService(worker_pb2_grpc.WorkerServiceServicer):
     ) -> worker_pb2.PollTaskResponse:
         self.polls.append(request)
         self.poll_metadata.append({key: str(value) for key, value in context.invocation_metadata() or ()})
+        if self.poll_errors:
+            await context.abort(*self.poll_errors.pop(0))
         try:
             task = await asyncio.wait_for(self.tasks.get(), request.wait_ms / 1000)
         except TimeoutError:
@@ -81,6 +86,8 @@ class FakeWorkerService(worker_pb2_grpc.WorkerServiceServicer):
         self, request: worker_pb2.HeartbeatRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> worker_pb2.HeartbeatResponse:
         self.heartbeats.append(request)
+        if self.heartbeat_error is not None:
+            await context.abort(*self.heartbeat_error)
         return self.heartbeat_reply
 
     async def CompleteTask(

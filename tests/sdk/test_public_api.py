@@ -31,6 +31,7 @@ EXPECTED = [
     "RetryAfter",
     "ServerError",
     "Sleep",
+    "StepCancelled",
     "StepContext",
     "StepStatus",
     "TlsSettings",
@@ -64,3 +65,9 @@ def test_server_errors_are_cerebelum_errors_and_step_errors_are_not() -> None:
     for cls in server_errors:
         assert issubclass(cls, cerebelum.CerebelumError) == (cls not in step_errors), cls
     assert issubclass(cerebelum.NonRetryableError, cerebelum.ApplicationError)
+
+
+def test_the_testing_kit_exports_exactly_its_public_api() -> None:
+    import cerebelum.testing
+
+    assert cerebelum.testing.__all__ == ["Failure", "ResultKind", "StepEnvironment", "StepResult"]

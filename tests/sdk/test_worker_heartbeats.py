@@ -7,7 +7,9 @@ import json
 import time
 from typing import Any
 
-from cerebelum import StepContext, Worker
+import grpc
+
+from cerebelum import StepCancelled, StepContext, Worker
 from cerebelum.v1 import worker_pb2
 from tests.support.waiting import eventually
 
@@ -55,10 +57,10 @@ async def test_no_heartbeat_is_sent_when_required_but_the_step_never_calls_it(
 
     @worker.step()
     async def silent() -> None:
-        await asyncio.sleep(0.5)
+        await asyncio.sleep(0.5)  # more than one heartbeat interval, less than the lease
 
     async with running(worker):
-        await worker_service.run_task(make_task("silent", lease_ms=300, heartbeat_required=True))
+        await worker_service.run_task(make_task("silent", lease_ms=1200, heartbeat_required=True))
 
     assert worker_service.heartbeats == []
 
@@ -78,6 +80,25 @@ async def test_a_required_heartbeat_is_sent_with_the_latest_progress(worker_serv
 
     progress = [json.loads(beat.progress_json) for beat in worker_service.heartbeats]
     assert progress == [{"copied": 1}, {"copied": 2}]
+
+
+async def test_a_retried_step_reads_the_progress_its_previous_attempt_last_sent(
+    worker_service: FakeWorkerService,
+) -> None:
+    worker = make_worker(worker_service)
+    seen: list[Any] = []
+
+    @worker.step()
+    async def resume(ctx: StepContext) -> None:
+        seen.append(ctx.last_progress)
+
+    retry = make_task("resume", attempt=2)
+    retry.last_progress_json = '{"page": 7}'
+    async with running(worker):
+        await worker_service.run_task(make_task("resume"))
+        await worker_service.run_task(retry)
+
+    assert seen == [None, {"page": 7}]
 
 
 async def test_a_sync_step_can_heartbeat_from_its_thread(worker_service: FakeWorkerService) -> None:
@@ -183,3 +204,147 @@ async def test_a_lost_lease_stops_the_step_and_drops_its_result(worker_service: 
 
     assert [c.task_token for c in worker_service.completions] == ["later"]
     assert len(worker_service.heartbeats) == 1  # none after the lease was lost
+
+
+async def test_a_sync_step_learns_from_its_next_heartbeat_that_it_was_cancelled(
+    worker_service: FakeWorkerService,
+) -> None:
+    worker = make_worker(worker_service)
+    worker_service.heartbeat_reply = worker_pb2.HeartbeatResponse(cancel_requested=True)
+    raised: list[StepCancelled] = []
+
+    @worker.step()
+    def batch(ctx: StepContext) -> str:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                ctx.heartbeat({"at": time.monotonic()})
+            except StepCancelled as exc:
+                raised.append(exc)
+                raise
+            time.sleep(0.01)
+        return "never told"
+
+    async with running(worker):
+        done = await worker_service.run_task(make_task("batch", lease_ms=300, heartbeat_required=True))
+
+    assert done.WhichOneof("outcome") == "cancelled"
+    assert done.cancelled.message == "the step was cancelled on request"
+    assert [exc.reason for exc in raised] == ["cancel_requested"]
+
+
+async def test_a_sync_step_learns_from_its_next_heartbeat_that_its_lease_was_lost(
+    worker_service: FakeWorkerService,
+) -> None:
+    worker = make_worker(worker_service)
+    worker_service.heartbeat_reply = worker_pb2.HeartbeatResponse(lease_lost=True)
+    reasons: list[str | None] = []
+
+    @worker.step()
+    def batch(ctx: StepContext) -> str:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                ctx.heartbeat()
+            except StepCancelled as exc:
+                reasons.append(exc.reason)
+                raise
+            time.sleep(0.01)
+        return "never told"
+
+    async with running(worker):
+        await worker_service.tasks.put(make_task("batch", lease_ms=300, heartbeat_required=True))
+        await eventually(lambda: reasons != [] and worker.active_steps == 0, timeout=15)
+
+    assert reasons == ["lease_lost"]
+    assert worker_service.completions == []  # the task is someone else's now
+
+
+async def test_a_sync_step_that_misses_its_heartbeat_timeout_learns_it_timed_out(
+    worker_service: FakeWorkerService,
+) -> None:
+    worker = make_worker(worker_service)
+    seen: list[tuple[bool, str | None, str]] = []
+
+    @worker.step()
+    def stuck(ctx: StepContext) -> str:
+        deadline = time.monotonic() + 10
+        while not ctx.cancelled and time.monotonic() < deadline:
+            time.sleep(0.01)  # busy, never heartbeats
+        try:
+            ctx.heartbeat()
+            raised = "nothing"
+        except StepCancelled as exc:
+            raised = str(exc)
+        seen.append((ctx.cancelled, ctx.cancel_reason, raised))
+        return "too late"
+
+    async with running(worker):
+        await worker_service.tasks.put(make_task("stuck", lease_ms=300, heartbeat_required=True))
+        await eventually(lambda: seen != [] and worker.active_steps == 0, timeout=15)
+
+    assert seen == [
+        (True, "heartbeat_timeout", "the step did not heartbeat within its heartbeat timeout: its lease is gone")
+    ]
+    assert worker_service.heartbeats == []
+    assert worker_service.completions == []  # the engine timed the attempt out; this result is dropped
+
+
+async def test_an_async_step_that_misses_its_heartbeat_timeout_is_cancelled(
+    worker_service: FakeWorkerService,
+) -> None:
+    worker = make_worker(worker_service)
+    stopped = asyncio.Event()
+
+    @worker.step()
+    async def stuck(ctx: StepContext) -> None:
+        try:
+            await asyncio.sleep(30)
+        finally:
+            stopped.set()
+
+    async with running(worker):
+        await worker_service.tasks.put(make_task("stuck", lease_ms=300, heartbeat_required=True))
+        async with asyncio.timeout(10):
+            await stopped.wait()
+        await eventually(lambda: worker.active_steps == 0)
+
+    assert worker_service.completions == []
+
+
+async def test_a_step_that_heartbeats_in_time_keeps_its_lease(worker_service: FakeWorkerService) -> None:
+    worker = make_worker(worker_service)
+
+    @worker.step()
+    def diligent(ctx: StepContext) -> str:
+        for n in range(40):  # 0.8 s, well past one 300 ms lease
+            ctx.heartbeat(n)
+            time.sleep(0.02)
+        return "done"
+
+    async with running(worker):
+        done = await worker_service.run_task(make_task("diligent", lease_ms=300, heartbeat_required=True), timeout=15)
+
+    assert json.loads(done.success.output_json) == "done"
+
+
+async def test_a_step_that_keeps_calling_heartbeat_is_not_stopped_while_the_engine_cannot_answer(
+    worker_service: FakeWorkerService,
+) -> None:
+    """The engine decides whether a lease ran out (it renews every lease after a restart): a step
+    that keeps calling ``ctx.heartbeat()`` through an outage finishes and reports its result."""
+    worker = make_worker(worker_service)
+    worker_service.heartbeat_error = (grpc.StatusCode.UNAVAILABLE, "engine restarting")
+
+    @worker.step()
+    def diligent(ctx: StepContext) -> str:
+        for n in range(40):  # 0.8 s, well past one 300 ms lease, every beat refused
+            ctx.heartbeat(n)
+            time.sleep(0.02)
+        return "done"
+
+    async with running(worker):
+        done = await worker_service.run_task(make_task("diligent", lease_ms=300, heartbeat_required=True), timeout=15)
+
+    assert json.loads(done.success.output_json) == "done"
+    assert worker_service.heartbeats, "the worker kept trying to beat"

@@ -222,3 +222,27 @@ async def test_an_idle_worker_keeps_max_pollers_polls_in_flight_but_never_more_t
 def test_max_pollers_must_be_at_least_one() -> None:
     with pytest.raises(ValueError, match="max_pollers must be at least 1"):
         Worker("q", max_pollers=0)
+
+
+async def test_each_new_reason_of_an_outage_is_logged_once_and_identical_repeats_are_not(
+    worker_service: FakeWorkerService, caplog: pytest.LogCaptureFixture
+) -> None:
+    worker = Worker("q", address=worker_service.address, poll_wait=0.5, max_pollers=1)
+    worker_service.poll_errors = [
+        *[(grpc.StatusCode.UNAVAILABLE, "engine restarting")] * 3,
+        *[(grpc.StatusCode.UNAUTHENTICATED, "a token is required")] * 3,
+    ]
+
+    @worker.step()
+    async def noop() -> None: ...
+
+    with caplog.at_level(logging.INFO, logger="cerebelum.worker"):
+        async with running(worker):
+            await worker_service.run_task(make_task("noop"), timeout=15)
+        messages = [(r.levelno, r.getMessage()) for r in caplog.records]
+
+    warnings = [m for level, m in messages if level == logging.WARNING and "cannot poll" in m]
+    assert len(warnings) == 2, warnings
+    assert "UNAVAILABLE: engine restarting" in warnings[0]
+    assert "UNAUTHENTICATED: a token is required" in warnings[1]
+    assert len([m for _, m in messages if "polling q again" in m]) == 1

@@ -126,3 +126,16 @@ def wait_for_jsonpath(
 
 def apply_yaml(control_plane: ControlPlane, text: str, *, namespace: str) -> subprocess.CompletedProcess[str]:
     return control_plane.kubectl("apply", "-n", namespace, "-f", "-", input=text, check=False)
+
+
+def describe_event_reasons(
+    control_plane: ControlPlane, namespace: str, name: str, kind: str = "execution"
+) -> list[str]:
+    """The Reason column of the Events table `kubectl describe` prints, top to bottom."""
+    text = control_plane.kubectl("describe", kind, name, "-n", namespace).stdout
+    if "\nEvents:" not in text or "Events:\t<none>" in text or "Events:  <none>" in text:
+        return []
+    lines = text[text.index("\nEvents:") + 1 :].splitlines()[1:]
+    header = lines[0].split()
+    assert header[:2] == ["Type", "Reason"], lines[:2]
+    return [line.split()[1] for line in lines[2:] if line.strip()]

@@ -15,14 +15,21 @@ from .conftest import PACKAGE
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
 
-def install_commands() -> list[str]:
+def install_block() -> str:
     section = (PACKAGE / "README.md").read_text().split("## Install", 1)[1]
     match = re.search(r"```sh\n(.*?)```", section, re.DOTALL)
     assert match is not None, "the README's Install section has no sh block"
-    return [line.split("#", 1)[0].strip() for line in match.group(1).splitlines() if line.strip()]
+    return match.group(1)
 
 
-def test_the_readme_install_commands_pack_the_sdk_from_a_fresh_checkout_and_a_project_imports_it(
+def install_commands() -> list[str]:
+    return [line.split("#", 1)[0].strip() for line in install_block().splitlines() if line.strip()]
+
+
+DOC_BLOCKS = [install_block()]  # run as written below (tests/docs checks the README marks it so)
+
+
+def test_the_readme_install_commands_pack_the_sdk_from_a_fresh_checkout_and_a_project_imports_it_and_its_testing_kit(
     tmp_path: Path,
 ) -> None:
     checkout = tmp_path / "checkout"
@@ -47,11 +54,12 @@ def test_the_readme_install_commands_pack_the_sdk_from_a_fresh_checkout_and_a_pr
             "node",
             "--input-type=module",
             "-e",
-            "const m = await import('@cerebelum/worker'); console.log(typeof m.Worker);",
+            "const m = await import('@cerebelum/worker'); const t = await import('@cerebelum/worker/testing');"
+            " console.log(typeof m.Worker, typeof t.StepEnvironment);",
         ],
         cwd=project,
         capture_output=True,
         text=True,
         timeout=60,
     )
-    assert imported.stdout.strip() == "function", imported.stderr
+    assert imported.stdout.strip() == "function function", "the testing kit ships too: " + imported.stderr

@@ -24,6 +24,9 @@ def complete_worker() -> str:
     return match.group(1)
 
 
+DOC_BLOCKS = [complete_worker()]  # run as written below (tests/docs checks the README marks it so)
+
+
 def build_example(tmp_name: str) -> Path:
     """Compile the README's worker with the package's strict settings; return the .js path."""
     folder = PACKAGE / "build" / tmp_name

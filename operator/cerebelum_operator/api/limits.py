@@ -18,7 +18,8 @@ __all__ = ["DEFAULT_TEXT_LIMIT", "TEXT_LIMITS", "check_request"]
 
 DEFAULT_TEXT_LIMIT: Final = 1024
 
-# None: not refused here (a failure message is cut to limits.MAX_MESSAGE; a stack trace is not stored).
+# None: not refused here, cut instead (a failure message to limits.MAX_MESSAGE, a stack trace to
+# limits.MAX_STACKTRACE): refusing would lose the failure they describe.
 TEXT_LIMITS: Final[dict[str, int | None]] = {
     "worker_id": limits.MAX_WORKER_ID,
     "task_queue": limits.MAX_NAME,

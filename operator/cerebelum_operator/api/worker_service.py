@@ -7,7 +7,7 @@ from cerebelum.v1 import worker_pb2_grpc as pb_grpc
 
 from ..engine import ExecutionState, Reply
 from ..engine import commands as cmd
-from ..engine.decide import parse_token
+from ..engine.ids import TaskToken
 from ..model import WorkflowDefinition
 from ..model.limits import MAX_MESSAGE
 from ..runtime import Dispatcher, EngineService, namespace_of
@@ -35,10 +35,10 @@ def _require(value: str, field: str, rpc: str) -> str:
 def _task_of(token: str, rpc: str) -> tuple[str, str]:
     """(execution id, step) named by a task token."""
     try:
-        execution_id, step, _, _, _ = parse_token(token)
-    except ValueError:
-        raise InvalidRequest(f"{rpc}: malformed task_token {token!r}") from None
-    return execution_id, step
+        parsed = TaskToken.parse(token)
+    except ValueError as exc:
+        raise InvalidRequest(f"{rpc}: malformed task_token: {exc}") from None
+    return parsed.execution_id, parsed.step
 
 
 class WorkerServicer(pb_grpc.WorkerServiceServicer):
@@ -98,6 +98,7 @@ class WorkerServicer(pb_grpc.WorkerServiceServicer):
                 lease_ms=granted.lease_ms,
                 heartbeat_required=granted.heartbeat_required,
                 poll=granted.poll,
+                last_progress_json=dump_json(granted.last_progress),
             )
         )
 
@@ -132,7 +133,8 @@ class WorkerServicer(pb_grpc.WorkerServiceServicer):
         # the holder by `decide` (the attempt's StepStarted), the namespace and queue here.
         decision = await self.engine.handle(
             execution_id,
-            cmd.TaskCompleted(token, outcome, worker_id=worker_id),
+            # A failed attempt's last progress is kept for the next attempt (Task.last_progress_json).
+            cmd.TaskCompleted(token, outcome, worker_id=worker_id, progress=self.dispatcher.progress_of(token)),
             authorize=self._task_access(identity, token, step),
         )
         return pb.CompleteTaskResponse(disposition=_DISPOSITION[decision.reply])
@@ -147,7 +149,10 @@ class WorkerServicer(pb_grpc.WorkerServiceServicer):
             case "failure":
                 failure = request.failure
                 return cmd.OutcomeFailure(
-                    failure.type or "Error", failure.message[:MAX_MESSAGE], retryable=not failure.non_retryable
+                    failure.type or "Error",
+                    failure.message[:MAX_MESSAGE],
+                    retryable=not failure.non_retryable,
+                    stacktrace=failure.stacktrace,  # cut to its limit by `decide`, as it records it
                 )
             case "retry_after":
                 return cmd.OutcomeRetryAfter(request.retry_after.delay_ms)

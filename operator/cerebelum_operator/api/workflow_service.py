@@ -6,7 +6,7 @@ import contextvars
 import functools
 import re
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, TypeVar
 
 from cerebelum.v1 import workflow_pb2 as pb
@@ -17,6 +17,7 @@ from ..engine import commands as cmd
 from ..model import compile_workflow
 from ..model.limits import task_budget
 from ..runtime import EngineService, ExecutionNotFound, WorkflowNotFound
+from ..runtime.engine_service import LiveStep
 from ..store import ExecutionRow, WorkflowRow
 from .auth import ANONYMOUS, Identity, PermissionDenied
 from .errors import Context, InvalidRequest, grpc_errors
@@ -30,6 +31,7 @@ EXECUTION_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
 MAX_WAIT_MS = 60_000
 
 T = TypeVar("T")
+_NOTHING_LIVE = LiveStep()
 _caller: contextvars.ContextVar[Identity] = contextvars.ContextVar("caller", default=ANONYMOUS)
 
 
@@ -67,7 +69,10 @@ def _workflow_info(row: WorkflowRow) -> pb.WorkflowInfo:
     )
 
 
-def execution_info(row: ExecutionRow, state: ExecutionState | None = None) -> pb.ExecutionInfo:
+def execution_info(
+    row: ExecutionRow, state: ExecutionState | None = None, live: Mapping[str, LiveStep] | None = None
+) -> pb.ExecutionInfo:
+    """The execution view; ``live`` adds what the dispatcher knows of running and waiting steps."""
     info = pb.ExecutionInfo(
         id=row.execution_id,
         workflow=row.workflow,
@@ -83,6 +88,7 @@ def execution_info(row: ExecutionRow, state: ExecutionState | None = None) -> pb
     )
     if state is not None:
         for name, step in state.steps.items():
+            now = (live or {}).get(name, _NOTHING_LIVE)
             info.steps.append(
                 pb.StepInfo(
                     name=name,
@@ -91,6 +97,9 @@ def execution_info(row: ExecutionRow, state: ExecutionState | None = None) -> pb
                     started_at_ms=step.started_at_ms or 0,
                     finished_at_ms=step.finished_at_ms or 0,
                     last_error=step.last_error or "",
+                    last_stacktrace=step.last_stacktrace,
+                    progress_json=dump_json(now.progress),
+                    waiting_hint=now.waiting_hint or "",
                 )
             )
         for name, approval in state.approvals.items():
@@ -117,7 +126,8 @@ class WorkflowServicer(pb_grpc.WorkflowServiceServicer):
         row = await self.engine.get_execution(execution_id)
         if row is None:
             raise ExecutionNotFound(f"execution {execution_id!r} not found")
-        return execution_info(row, await self.engine.state_of(execution_id))
+        state = await self.engine.state_of(execution_id)
+        return execution_info(row, state, self.engine.live_steps(state))
 
     @grpc_errors
     @_client_rpc

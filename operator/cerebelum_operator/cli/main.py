@@ -27,6 +27,7 @@ from .render import (
     err_console,
     execution_table,
     history_table,
+    printable,
     show_execution,
     to_document,
 )
@@ -89,7 +90,8 @@ def _client(address: str) -> Client:
 
 
 def _fail(message: str, code: int = 1) -> NoReturn:
-    console.print(Text.assemble(("error:", "red"), f" {message}"))
+    """Print the error on stderr (stdout is for what scripts parse) and exit non-zero."""
+    err_console.print(Text.assemble(("error:", "red"), f" {printable(message)}"))
     raise typer.Exit(code)
 
 
@@ -231,6 +233,10 @@ def dev(
         asyncio.run(server.serve_until_signalled())
     except OSError as exc:
         _fail(str(exc))
+    except RuntimeError as exc:
+        if "Failed to bind" not in str(exc):  # gRPC's only word for a port it cannot listen on
+            raise
+        _fail(f"cannot serve gRPC on {address}: the port is in use (another engine?) or not this host's; --address")
 
 
 @app.command()
@@ -308,7 +314,8 @@ def operator(
     import yaml
 
     from ..api import AccessPolicy, PolicyError
-    from ..kube.operator import OperatorConfig, run_operator
+    from ..kube.client import NoKubeConfig, load_kube_config
+    from ..kube.operator import EXIT_NO_KUBECONFIG, OperatorConfig, run_operator
     from ..server import ServerConfig
 
     if auth not in ("none", "kubernetes"):
@@ -331,6 +338,10 @@ def operator(
         except (OSError, yaml.YAMLError, PolicyError) as exc:
             _fail(f"--access-policy {access_policy}: {exc}")
 
+    try:
+        load_kube_config()  # before anything starts or logs: no cluster is one line, not a traceback
+    except NoKubeConfig as exc:
+        _fail(str(exc), EXIT_NO_KUBECONFIG)
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if auth == "none":
         logging.getLogger("cerebelum").warning(
@@ -366,6 +377,8 @@ def operator(
     )
     try:
         raise typer.Exit(asyncio.run(run_operator(config)))
+    except NoKubeConfig as exc:
+        _fail(str(exc), EXIT_NO_KUBECONFIG)
     except OSError as exc:
         _fail(str(exc))
 
@@ -503,14 +516,25 @@ def get_workflows(output: OutputOption = Output.TABLE, address: AddressOption = 
 
 
 @app.command()
-def describe(execution_id: str, output: OutputOption = Output.TABLE, address: AddressOption = DEFAULT_ADDRESS) -> None:
-    """Show an execution: phase, steps, pending approvals."""
+def describe(
+    execution_id: str,
+    stacktraces: Annotated[
+        bool,
+        typer.Option(
+            "--stacktraces",
+            help="Show the stack trace of every step's last failure (by default: of failed and retrying steps).",
+        ),
+    ] = False,
+    output: OutputOption = Output.TABLE,
+    address: AddressOption = DEFAULT_ADDRESS,
+) -> None:
+    """Show an execution: phase, steps, pending approvals, and the stack traces of failed steps."""
     try:
         execution = _client(address).get(execution_id)
     except CerebelumError as exc:
         _fail(str(exc))
     if output is Output.TABLE:
-        show_execution(execution)
+        show_execution(execution, stacktraces=stacktraces)
     else:
         emit(execution, output)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import json
+import re
 from datetime import UTC, datetime
 from typing import Any
 
@@ -20,6 +21,7 @@ __all__ = [
     "err_console",
     "execution_table",
     "history_table",
+    "printable",
     "rfc3339",
     "show_execution",
     "to_document",
@@ -124,7 +126,33 @@ def execution_table(executions: list[Any]) -> Table:
     return table
 
 
-def show_execution(execution: Any) -> None:
+# Control characters other than newline and tab, shown escaped: a worker's text must not move the
+# cursor or recolour the terminal (Rich drops a few, such as BEL and CR, but passes ESC sequences).
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def printable(text: str) -> str:
+    return _CONTROL.sub(lambda match: f"\\x{ord(match.group()):02x}", text)
+
+
+def _show_stacktraces(execution: Any, *, every_step: bool) -> None:
+    """The stack trace of each step's last failure: of failed and retrying steps, or of all with `every_step`."""
+    for step in execution.steps:
+        trace = step.last_stacktrace
+        if not trace or not (every_step or step.phase in ("Failed", "Retrying")):
+            continue
+        console.print()
+        console.print(
+            Text.assemble(
+                ("Stack trace", "bold"),
+                f" of step {step.name}, last failure: ",
+                (printable(step.last_error or ""), "red"),
+            )
+        )
+        console.print(Text(printable(trace.rstrip("\n"))), soft_wrap=True)
+
+
+def show_execution(execution: Any, *, stacktraces: bool = False) -> None:
     console.print(Text.assemble(("Execution", "bold"), f" {execution.id}"))
     console.print(f"  Workflow:  {execution.workflow}")
     console.print(Text.assemble("  Phase:     ", phase(execution.phase)))
@@ -137,7 +165,7 @@ def show_execution(execution: Any) -> None:
     if execution.output is not None:
         console.print(f"  Output:    {compact(execution.output)}")
     if execution.error:
-        console.print(Text.assemble("  Error:     ", (execution.error, "red")))
+        console.print(Text.assemble("  Error:     ", (printable(execution.error), "red")))
     if execution.steps:
         table = Table(box=None, header_style="bold", title="Steps", title_justify="left")
         for column in ("STEP", "PHASE", "ATTEMPTS", "STARTED", "FINISHED", "LAST ERROR"):
@@ -149,24 +177,34 @@ def show_execution(execution: Any) -> None:
                 str(step.attempts),
                 when(step.started_at),
                 when(step.finished_at),
-                step.last_error or "",
+                printable(step.last_error or ""),
             )
         console.print(table)
+        for step in execution.steps:  # Text, never markup: progress and hints carry user text
+            if step.progress is not None:
+                console.print(Text(printable(f"  Progress of {step.name}: {compact(step.progress, 200)}")))
+            if step.waiting_hint:
+                console.print(Text(printable(f"  Step {step.name} waits: {step.waiting_hint}"), style="yellow"))
     for approval in execution.pending_approvals:
         timeout = f", times out {when(approval.timeout_at)}" if approval.timeout_at else ""
         console.print(
             Text.assemble(
                 ("Waiting for approval", "magenta"),
-                f" of step {approval.step} ({approval.kind}{timeout}):",
+                f" of step {approval.step} ({printable(approval.kind)}{timeout}):",
                 f" cerebelum approve {execution.id} {approval.step}",
             )
         )
+    _show_stacktraces(execution, every_step=stacktraces)
 
 
 def _event_detail(event_type: str, data: dict[str, Any]) -> str:
     skip = {"step", "token", "timer_id", "spec_hash", "visible_at_ms", "task_queue", "timeout_at_ms", "wake_at_ms"}
     parts = [f"{k}={compact(v, 60)}" for k, v in data.items() if k not in skip and v not in (None, False, "")]
-    return " ".join(parts)
+    trace = data.get("stacktrace")
+    if isinstance(trace, str) and trace:  # too long for a row: describe and -o json show it whole
+        parts = [part for part in parts if not part.startswith("stacktrace=")]
+        parts.append(f"stacktrace=({trace.count(chr(10)) + 1} lines)")
+    return printable(" ".join(parts))
 
 
 def history_table(events: list[Any]) -> Table:

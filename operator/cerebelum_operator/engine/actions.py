@@ -41,6 +41,7 @@ class LeaseTask:
     worker_id: str
     lease_expires_at_ms: int
     attempt_deadline_ms: int
+    last_progress: JSON = None  # the step's previous attempt's last heartbeat progress, for the worker
 
 
 @dataclass(frozen=True, slots=True)

@@ -38,6 +38,7 @@ class OutcomeFailure:
     error_type: str
     message: str
     retryable: bool = True
+    stacktrace: str = ""  # as the worker sent it; `decide` cuts it to limits.MAX_STACKTRACE
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,12 +91,14 @@ class TaskCompleted:
     token: str
     outcome: Outcome
     worker_id: str | None = None
+    progress: JSON = None  # the attempt's last heartbeat progress, kept for the next attempt if it fails
 
 
 @dataclass(frozen=True, slots=True)
 class TaskTimedOut:
     token: str
     kind: Literal["start_to_close", "heartbeat", "lease"]
+    progress: JSON = None  # the attempt's last heartbeat progress, kept for the next attempt
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,11 +11,12 @@ from enum import StrEnum
 from typing import Any
 
 from ..model import CompiledDiverge, InputInvalid, StepConfig, WorkflowDefinition, limits
-from ..model.durations import MAX_DURATION_MS
+from ..model.durations import MAX_DURATION_MS, format_duration
 from . import actions as act
 from . import commands as cmd
 from . import events as ev
 from .expressions import ExpressionError, evaluate, evaluate_condition, to_json
+from .ids import ApprovalRejection, ApprovalTimeout, RejectedResult, TaskToken, TimerId, TimerKind
 from .retry import backoff_ms
 from .state import ExecutionPhase, ExecutionState, StepPhase, apply_event, approval_result, result_entry_size
 
@@ -23,6 +24,7 @@ __all__ = [
     "ARGUMENTS_TOO_LARGE",
     "DEFAULT_MAX_HISTORY_EVENTS",
     "DEFAULT_MAX_TASK_BYTES",
+    "SCHEDULE_TO_START_TIMEOUT",
     "CommandRejected",
     "CommandTooLarge",
     "Decision",
@@ -40,6 +42,7 @@ DEFAULT_MAX_HISTORY_EVENTS = 20_000
 # reply could not be sent after its lease was committed, and the lease would expire forever.
 DEFAULT_MAX_TASK_BYTES = limits.task_budget(limits.DEFAULT_MAX_PAYLOAD_BYTES)
 ARGUMENTS_TOO_LARGE = "ArgumentsTooLarge"
+SCHEDULE_TO_START_TIMEOUT = "ScheduleToStartTimeout"
 _A_TYPE = {
     "object": "an object",
     "array": "an array",
@@ -73,9 +76,9 @@ class Decision:
 
 
 def parse_token(token: str) -> tuple[str, str, int, int, int]:
-    """(execution_id, step, attempt, poll, seq) from a task token."""
-    execution_id, step, attempt, poll, seq = token.rsplit("/", 4)
-    return execution_id, step, int(attempt), int(poll), int(seq)
+    """(execution_id, step, attempt, poll, seq) from a task token; `ids.TaskToken.parse` in a tuple."""
+    parsed = TaskToken.parse(token)
+    return parsed.execution_id, parsed.step, parsed.attempt, parsed.poll, parsed.seq
 
 
 def decide(
@@ -188,10 +191,11 @@ class _Decider:
     def current_task(self, token: str) -> tuple[str, int] | None:
         """(step, attempt) when `token` is the step's live task; sets the reply otherwise."""
         try:
-            _, step, attempt, _, _ = parse_token(token)
+            parsed = TaskToken.parse(token)
         except ValueError:
             self.decision.reply = Reply.STALE
             return None
+        step, attempt = parsed.step, parsed.attempt
         if token in self.state.finished_tokens:
             self.decision.reply = Reply.DUPLICATE
             return None
@@ -210,6 +214,8 @@ class _Decider:
             self.decision.reply = Reply.STALE
             return
         config = self.config(step)
+        if config.schedule_to_start_ms is not None:
+            self.do(act.CancelTimer(TimerId.for_task(TaskToken.parse(command.token)).encode()))
         self.emit(ev.StepStarted(step, attempt, command.token, command.worker_id))
         self.do(
             act.LeaseTask(
@@ -217,6 +223,7 @@ class _Decider:
                 command.worker_id,
                 lease_expires_at_ms=self.now + min(config.lease_ms, config.timeout_ms),
                 attempt_deadline_ms=self.now + config.timeout_ms,
+                last_progress=self.state.steps[step].last_progress,
             )
         )
 
@@ -244,9 +251,20 @@ class _Decider:
             case cmd.OutcomeSleep():
                 self.succeed(step, attempt, token, outcome.output, sleep_ms=_bounded(outcome.duration_ms))
             case cmd.OutcomeFailure():
-                self.fail_attempt(step, attempt, token, outcome.error_type, outcome.message, outcome.retryable)
+                self.fail_attempt(
+                    step,
+                    attempt,
+                    token,
+                    outcome.error_type,
+                    outcome.message,
+                    outcome.retryable,
+                    stacktrace=limits.cut_middle(outcome.stacktrace, limit=limits.MAX_STACKTRACE, what="stack trace"),
+                    progress=command.progress,
+                )
             case cmd.OutcomeCancelled():
-                self.fail_attempt(step, attempt, token, "Cancelled", outcome.message, retryable=True)
+                self.fail_attempt(
+                    step, attempt, token, "Cancelled", outcome.message, retryable=True, progress=command.progress
+                )
             case cmd.OutcomeRetryAfter():
                 retry_at = self.now + _bounded(outcome.delay_ms)
                 self.emit(ev.StepRetryAfter(step, attempt, token, retry_at))
@@ -267,7 +285,7 @@ class _Decider:
             "lease": ("LeaseExpired", "the worker stopped answering before the step finished"),
         }[command.kind]
         self.do(act.DeleteTask(command.token))
-        self.fail_attempt(step, attempt, command.token, error_type, message, retryable=True)
+        self.fail_attempt(step, attempt, command.token, error_type, message, retryable=True, progress=command.progress)
         self.advance()
 
     def timer_fired(self, command: cmd.TimerFired) -> None:
@@ -275,6 +293,13 @@ class _Decider:
             self.decision.reply = Reply.STALE
             return
         self.do(act.CancelTimer(command.timer_id))
+        try:
+            timer = TimerId.parse(command.timer_id)
+        except ValueError:
+            timer = None
+        if timer is not None and timer.kind == TimerKind.SCHEDULE_TO_START:
+            self.schedule_to_start_expired(timer)
+            return
         for step, sleep in self.state.sleeps.items():
             if sleep.timer_id == command.timer_id:
                 self.emit(ev.SleepEnded(step, command.timer_id))
@@ -287,7 +312,7 @@ class _Decider:
                 self.fail_attempt(
                     step,
                     attempt,
-                    f"approval:{command.timer_id}",
+                    ApprovalTimeout(TimerId.parse(command.timer_id)).encode(),
                     "ApprovalTimedOut",
                     "nobody approved the step before its timeout",
                     retryable=False,
@@ -296,6 +321,36 @@ class _Decider:
                 self.advance()
                 return
         self.decision.reply = Reply.STALE
+
+    def schedule_to_start_expired(self, timer: TimerId) -> None:
+        """No worker took the task in time: the attempt fails, for good unless a diverge rule retries.
+
+        Not retryable by default (as in Temporal): another attempt would wait on the same queue for
+        the same absent workers, so the step's diverge rules or its dead letter decide instead.
+        """
+        live = self.state.steps.get(timer.step)
+        if (
+            timer.execution_id != self.state.execution_id
+            or live is None
+            or live.token is None
+            or live.phase not in (StepPhase.SCHEDULED, StepPhase.RETRYING)
+            or TaskToken.parse(live.token).seq != timer.seq
+        ):
+            self.decision.reply = Reply.STALE  # leased, or superseded, before the timer fired
+            return
+        token, config = live.token, self.config(timer.step)
+        waited = format_duration(config.schedule_to_start_ms or 0)
+        self.do(act.DeleteTask(token))
+        self.fail_attempt(
+            timer.step,
+            live.attempt,
+            token,
+            SCHEDULE_TO_START_TIMEOUT,
+            f"no worker took the task within the step's scheduleToStartTimeout ({waited}): is a worker polling"
+            f" task queue {config.task_queue!r} for step {timer.step!r}?",
+            retryable=False,
+        )
+        self.advance()
 
     def pending_approval(self, step: str) -> None:
         if step not in self.state.approvals:
@@ -350,7 +405,7 @@ class _Decider:
         self.fail_attempt(
             command.step,
             attempt,
-            f"approval:{command.step}:{self.state.last_seq}",
+            ApprovalRejection(command.step, self.state.last_seq).encode(),
             "ApprovalRejected",
             f"rejected by {command.approver}: {reason}",
             retryable=False,
@@ -417,7 +472,7 @@ class _Decider:
         if sleep_ms is not None and sleep_ms > 0 and not rerun:
             # A result the rules retry or fail is not accepted, so the sleep that came with it is
             # not taken: a retry beside a live sleep would leave that sleep's timer behind.
-            timer_id = f"{self.state.execution_id}/sleep/{step}/{self.state.last_seq}"
+            timer_id = TimerId(self.state.execution_id, TimerKind.SLEEP, step, self.state.last_seq).encode()
             wake_at = self.now + sleep_ms
             self.emit(ev.SleepStarted(step, timer_id, wake_at))
             self.do(act.StartTimer(timer_id, wake_at))
@@ -442,6 +497,8 @@ class _Decider:
         retryable: bool,
         *,
         dead_letter: bool = True,
+        stacktrace: str = "",
+        progress: JSON = None,
     ) -> None:
         if self.state.phase.terminal:
             return
@@ -451,7 +508,19 @@ class _Decider:
         described = f"{error_type}: {message}"
 
         def failed(**fields: Any) -> None:
-            self.emit(ev.StepFailed(step, attempt, token, error_type, message, policy_retryable, **fields))
+            self.emit(
+                ev.StepFailed(
+                    step,
+                    attempt,
+                    token,
+                    error_type,
+                    message,
+                    policy_retryable,
+                    stacktrace=stacktrace,
+                    last_progress=progress,
+                    **fields,
+                )
+            )
 
         try:
             rule = self.match_diverge(step, result=None, error=error)
@@ -484,7 +553,7 @@ class _Decider:
             delay = backoff_ms(config.retry, failed_attempt=attempt, seed=seed)
             self.schedule(step, attempt=attempt + 1, poll=0, visible_at=self.now + delay)
         else:
-            dead_letter_id = f"{self.state.execution_id}/{step}/{attempt}/result/{self.state.last_seq + 1}"
+            dead_letter_id = RejectedResult(self.state.execution_id, step, attempt, self.state.last_seq + 1).encode()
             self.give_up(step, attempt, dead_letter_id, f"{why} (after {_attempts(attempt)})", True)
 
     def give_up(self, step: str, attempt: int, token: str, described: str, dead_letter: bool) -> None:
@@ -501,9 +570,11 @@ class _Decider:
         self.emit(ev.ExecutionFailed(reason, step))
 
     def stop_everything(self) -> None:
-        for state in self.state.steps.values():
+        for name, state in self.state.steps.items():
             if state.in_flight and state.token is not None:
                 self.do(act.CancelTask(state.token))
+                if state.phase != StepPhase.RUNNING and self.config(name).schedule_to_start_ms is not None:
+                    self.do(act.CancelTimer(TimerId.for_task(TaskToken.parse(state.token)).encode()))
         for sleep in self.state.sleeps.values():
             self.do(act.CancelTimer(sleep.timer_id))
         for approval in self.state.approvals.values():
@@ -546,8 +617,12 @@ class _Decider:
         if config.is_approval:
             self.request_approval(step, config.approval_kind or "approval", None, config.approval_timeout_ms, None)
             return
-        token = f"{self.state.execution_id}/{step}/{attempt}/{poll}/{self.state.last_seq + 1}"
+        task = TaskToken(self.state.execution_id, step, attempt, poll, self.state.last_seq + 1)
+        token = task.encode()
         self.emit(ev.StepScheduled(step, attempt, poll, token, config.task_queue, visible_at))
+        if config.schedule_to_start_ms is not None:
+            # Counted from when the task becomes visible: a retry's backoff is not time spent waiting.
+            self.do(act.StartTimer(TimerId.for_task(task).encode(), visible_at + config.schedule_to_start_ms))
         self.do(
             act.ScheduleTask(
                 token=token,
@@ -567,7 +642,7 @@ class _Decider:
     def request_approval(self, step: str, kind: str, data: JSON, timeout_ms: int | None, token: str | None) -> None:
         timer_id = timeout_at = None
         if timeout_ms is not None:
-            timer_id = f"{self.state.execution_id}/approval/{step}/{self.state.last_seq + 1}"
+            timer_id = TimerId(self.state.execution_id, TimerKind.APPROVAL, step, self.state.last_seq + 1).encode()
             timeout_at = self.now + timeout_ms
             self.do(act.StartTimer(timer_id, timeout_at))
         self.emit(ev.ApprovalRequested(step, kind, data, timer_id, timeout_at, token))

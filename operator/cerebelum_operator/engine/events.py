@@ -109,6 +109,10 @@ class StepFailed(Event):
     continued: bool = False
     rule: str | None = None
     goto: str | None = None
+    # The worker's stack trace, cut to limits.MAX_STACKTRACE; "" in histories written before it was kept.
+    stacktrace: str = ""
+    # The attempt's last heartbeat progress, handed to the step's next attempt (absent in old histories).
+    last_progress: JSON = None
 
 
 @dataclass(frozen=True, slots=True)

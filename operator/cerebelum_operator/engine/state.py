@@ -92,8 +92,10 @@ class StepState:
     started_at_ms: int | None = None
     finished_at_ms: int | None = None
     last_error: str | None = None
+    last_stacktrace: str = ""  # of the failure in last_error, when its worker sent one
     settled: bool = False
     total_attempts: int = 0
+    last_progress: JSON = None  # the last failed attempt's heartbeat progress, for the next attempt
 
     @property
     def in_flight(self) -> bool:
@@ -279,6 +281,7 @@ def apply_event(state: ExecutionState, definition: WorkflowDefinition, recorded:
             state.finished_tokens.add(event.token)
             step.phase, step.settled, step.finished_at_ms = StepPhase.SUCCEEDED, True, at
             step.token = None
+            step.last_progress = None
             state.set_result(event.step, event.output)
             if event.goto is not None and event.rule is not None:
                 state.pending_jump = (event.rule, event.step, event.goto)
@@ -286,11 +289,15 @@ def apply_event(state: ExecutionState, definition: WorkflowDefinition, recorded:
             step = state.step(event.step)
             state.finished_tokens.add(event.token)
             step.last_error = f"{event.error_type}: {event.message}"
+            step.last_stacktrace = event.stacktrace
             step.token = None
             step.phase = StepPhase.FAILED
             step.finished_at_ms = at
+            if event.last_progress is not None:
+                step.last_progress = event.last_progress
             if event.continued:
                 step.settled = True
+                step.last_progress = None
                 state.set_result(event.step, {"error": {"type": event.error_type, "message": event.message}})
             if event.goto is not None and event.rule is not None:
                 state.pending_jump = (event.rule, event.step, event.goto)

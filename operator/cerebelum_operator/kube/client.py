@@ -2,29 +2,52 @@
 
 Kept in one place so every write is counted (`writes`) and rate-limited by the callers that batch
 them; kopf makes its own calls for watching and for the handlers' patches.
+
+Events go through the core (v1) Events API, as client-go's `record` recorder sends them, not
+events.k8s.io: `kubectl describe` sorts an object's Events by `lastTimestamp` alone (whole
+seconds), which events.k8s.io refuses to set, so Events written there only with `eventTime`
+came out in the API server's list order, which is name order, which `generateName` made random.
+Here every Event carries first/last timestamps and a count of 1, and its name is the object's
+name and a hex microsecond stamp that grows with each Event: within one second (a tie for
+kubectl's sort, which leaves an already sorted list as it is) name order is the order they happened.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
+import yaml
 from lightkube import AsyncClient, KubeConfig
-from lightkube.core.exceptions import ApiError
+from lightkube.config.kubeconfig import DEFAULT_KUBECONFIG, SERVICE_ACCOUNT
+from lightkube.core.exceptions import ApiError, ConfigError
 from lightkube.generic_resource import create_namespaced_resource
 from lightkube.models.core_v1 import ObjectReference
 from lightkube.models.meta_v1 import ObjectMeta
-from lightkube.resources.events_v1 import Event
+from lightkube.resources.core_v1 import Event
 from lightkube.types import PatchType
 
+from ..runtime import Clock, SystemClock
 from .names import namespace_name, object_name
 from .resources import API_VERSION, GROUP, VERSION
 
-__all__ = ["Approval", "Execution", "KubeApi", "ObjectRef", "Workflow", "is_not_found"]
+__all__ = [
+    "Approval",
+    "Execution",
+    "KubeApi",
+    "NoKubeConfig",
+    "ObjectRef",
+    "Workflow",
+    "event_name",
+    "is_not_found",
+    "load_kube_config",
+]
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +60,56 @@ Approval = create_namespaced_resource(GROUP, VERSION, "Approval", "approvals")
 _RESOURCES: dict[str, Any] = {"Execution": Execution, "Approval": Approval, "Workflow": Workflow}
 
 CONTROLLER_NAME = "cerebelum.io/operator"
+_MAX_NAME = 253  # a DNS-1123 subdomain
+_NOTE_BYTES = 1024  # the API server's limit on an Event's note, in bytes
+
+
+def event_name(object_name: str, stamp_us: int) -> str:
+    """`<object>.<hex stamp>`, as client-go names Events: a later stamp sorts later by name, since
+    microseconds since the epoch have 13 hex digits from 1979 to 2112."""
+    suffix = f".{stamp_us:x}"
+    return object_name[: _MAX_NAME - len(suffix)].rstrip("-.") + suffix
+
+
+class NoKubeConfig(Exception):
+    """No way to reach the Kubernetes API: the message says where the operator looked."""
+
+
+def load_kube_config(
+    *, service_account: str = SERVICE_ACCOUNT, default_kubeconfig: str = DEFAULT_KUBECONFIG
+) -> KubeConfig:
+    """lightkube's order (the pod's ServiceAccount, then $KUBECONFIG, then ~/.kube/config), with one
+    error naming every place it looked instead of a traceback about the last one."""
+    token = Path(service_account) / "token"
+    if token.is_file() and os.environ.get("KUBERNETES_SERVICE_HOST"):
+        try:
+            return KubeConfig.from_service_account(service_account=service_account)
+        except (ConfigError, OSError, KeyError) as error:
+            raise NoKubeConfig(f"the in-cluster service account in {service_account} is unusable: {error}") from None
+    chosen = os.environ.get("KUBECONFIG")
+    if chosen and os.pathsep in chosen:
+        raise NoKubeConfig(f"KUBECONFIG={chosen} lists several files; the operator reads one: name one file")
+    path = Path(chosen or default_kubeconfig).expanduser()
+    if not path.is_file():
+        pod = f"no {token}" if not token.is_file() else "KUBERNETES_SERVICE_HOST is not set"
+        where = f"KUBECONFIG={chosen} does not exist" if chosen else f"KUBECONFIG is not set and {path} does not exist"
+        raise NoKubeConfig(f"cannot find a Kubernetes configuration: not in a pod ({pod}), {where}")
+    try:
+        config = KubeConfig.from_file(path)
+        config.get()  # a file with no current context fails here, not in the client
+    except (ConfigError, OSError, ValueError, KeyError, TypeError, AttributeError, yaml.YAMLError) as error:
+        raise NoKubeConfig(f"the kubeconfig {path} is unusable: {_problem(error)}") from None
+    return config
+
+
+def _problem(error: Exception) -> str:
+    """One line about what is wrong in a kubeconfig."""
+    if isinstance(error, yaml.MarkedYAMLError) and error.problem_mark is not None:
+        mark = error.problem_mark
+        return f"not YAML: {error.problem} at line {mark.line + 1}, column {mark.column + 1}"
+    if isinstance(error, KeyError):
+        return f"it has no {error}"
+    return " ".join(str(error).split()) or type(error).__name__
 
 
 def is_not_found(error: ApiError) -> bool:
@@ -58,22 +131,40 @@ class ObjectRef:
 
 class KubeApi:
     def __init__(
-        self, client: AsyncClient, *, instance: str | None = None, on_write: Callable[[str], None] | None = None
+        self,
+        client: AsyncClient,
+        *,
+        instance: str | None = None,
+        on_write: Callable[[str], None] | None = None,
+        clock: Clock | None = None,
     ) -> None:
         self.client = client
         self.instance = instance or socket.gethostname()
         self._on_write = on_write
+        self._clock: Clock = clock or SystemClock()
+        self._last_event_us = 0
 
     def _count(self, kind: str) -> None:
         if self._on_write is not None:
             self._on_write(kind)
 
     @classmethod
-    def from_env(cls, *, instance: str | None = None, on_write: Callable[[str], None] | None = None) -> KubeApi:
-        """In a pod: the mounted ServiceAccount; elsewhere: $KUBECONFIG or ~/.kube/config."""
-        config = KubeConfig.from_env()
+    def from_env(
+        cls,
+        *,
+        instance: str | None = None,
+        on_write: Callable[[str], None] | None = None,
+        clock: Clock | None = None,
+        service_account: str = SERVICE_ACCOUNT,
+        default_kubeconfig: str = DEFAULT_KUBECONFIG,
+    ) -> KubeApi:
+        """In a pod: the mounted ServiceAccount; elsewhere: $KUBECONFIG or ~/.kube/config.
+
+        Raises `NoKubeConfig`, saying where it looked, when none of them gives a configuration.
+        """
+        config = load_kube_config(service_account=service_account, default_kubeconfig=default_kubeconfig)
         client = AsyncClient(config=config, field_manager="cerebelum-operator")
-        return cls(client, instance=instance, on_write=on_write)
+        return cls(client, instance=instance, on_write=on_write, clock=clock)
 
     async def close(self) -> None:
         await self.client.close()
@@ -108,24 +199,46 @@ class KubeApi:
             patch_type=PatchType.MERGE,
         )
 
+    def _event_stamp_us(self) -> int:
+        """Now in microseconds, and later than the last Event's even when the clock has not moved."""
+        self._last_event_us = max(round(self._clock.now_s() * 1_000_000), self._last_event_us + 1)
+        return self._last_event_us
+
     async def post_event(self, ref: ObjectRef, *, type_: str, reason: str, note: str, action: str) -> None:
         """A Kubernetes Event about `ref`; losing one is logged, never fatal."""
-        now = datetime.now(tz=UTC)
-        event = Event(
-            metadata=ObjectMeta(generateName=f"{ref.name}-", namespace=ref.namespace),
-            eventTime=now,
-            action=action,
-            reason=reason,
-            note=note[:1024],
-            type=type_,
-            regarding=ObjectReference(
-                apiVersion=API_VERSION, kind=ref.kind, name=ref.name, namespace=ref.namespace, uid=ref.uid
-            ),
-            reportingController=CONTROLLER_NAME,
-            reportingInstance=self.instance[:128],
-        )
         self._count("events")
-        try:
-            await self.client.create(event)
-        except ApiError as error:
-            log.warning("could not post event %s on %r: %s", reason, ref, error)
+        for _ in range(3):  # a name taken (another instance, the same microsecond): the next one
+            stamp_us = self._event_stamp_us()
+            at = datetime.fromtimestamp(stamp_us // 1_000_000, tz=UTC).replace(microsecond=stamp_us % 1_000_000)
+            event = Event(
+                metadata=ObjectMeta(name=event_name(ref.name, stamp_us), namespace=ref.namespace),
+                involvedObject=ObjectReference(
+                    apiVersion=API_VERSION, kind=ref.kind, name=ref.name, namespace=ref.namespace, uid=ref.uid
+                ),
+                type=type_,
+                reason=reason,
+                message=_cut_utf8(note, _NOTE_BYTES),
+                action=action,
+                eventTime=at,
+                # What `kubectl describe` sorts on and counts; the API server keeps whole seconds.
+                firstTimestamp=at,
+                lastTimestamp=at,
+                count=1,
+                reportingComponent=CONTROLLER_NAME,
+                reportingInstance=self.instance[:128],
+            )
+            try:
+                await self.client.create(event)
+                return
+            except ApiError as error:
+                if error.status.code != 409:
+                    log.warning("could not post event %s on %r: %s", reason, ref, error)
+                    return
+        log.warning("could not post event %s on %r: its names were taken", reason, ref)
+
+
+def _cut_utf8(text: str, limit: int) -> str:
+    """At most `limit` bytes of UTF-8 (the API server counts bytes), ending in "…" when cut."""
+    if len(text.encode()) <= limit:
+        return text
+    return text.encode()[: limit - len("…".encode())].decode(errors="ignore") + "…"

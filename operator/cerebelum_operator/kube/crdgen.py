@@ -313,10 +313,15 @@ def _status(model: type[BaseModel]) -> dict[str, Any]:
 
 
 _READY = '.status.conditions[?(@.type=="Ready")]'
+_SUCCEEDED = '.status.conditions[?(@.type=="Succeeded")]'
 
 
-def _column(name: str, json_path: str, kind: str = "string") -> dict[str, str]:
-    return {"name": name, "type": kind, "jsonPath": json_path}
+def _column(name: str, json_path: str, kind: str = "string", *, wide: bool = False) -> dict[str, Any]:
+    """A `kubectl get` column; a `wide` one (priority 1) only with `-o wide`."""
+    column: dict[str, Any] = {"name": name, "type": kind, "jsonPath": json_path}
+    if wide:
+        column["priority"] = 1
+    return column
 
 
 def _crd(
@@ -326,7 +331,7 @@ def _crd(
     purpose: str,
     spec: dict[str, Any],
     status: dict[str, Any],
-    columns: list[dict[str, str]],
+    columns: list[dict[str, Any]],
     short_names: tuple[str, ...] = (),
 ) -> dict[str, Any]:
     names: dict[str, Any] = {"kind": kind, "listKind": f"{kind}List", "plural": plural, "singular": kind.lower()}
@@ -381,6 +386,10 @@ def build_crds() -> list[dict[str, Any]]:
                 _column("Ready", f"{_READY}.status"),
                 _column("Reason", f"{_READY}.reason"),
                 _column("Age", ".metadata.creationTimestamp", "date"),
+                _column("Steps", ".status.steps", "integer", wide=True),
+                _column("Generation", ".metadata.generation", "integer", wide=True),
+                _column("Compiled", ".status.observedGeneration", "integer", wide=True),
+                _column("Message", f"{_READY}.message", wide=True),
             ],
             short_names=("wf",),
         ),
@@ -396,6 +405,11 @@ def build_crds() -> list[dict[str, Any]]:
                 _column("Workflow", ".spec.workflow"),
                 _column("Step", ".status.currentStep"),
                 _column("Age", ".metadata.creationTimestamp", "date"),
+                _column("Started", ".status.startedAt", "date", wide=True),
+                _column("Finished", ".status.finishedAt", "date", wide=True),
+                _column("Events", ".status.eventCount", "integer", wide=True),
+                _column("Execution-ID", ".status.executionId", wide=True),
+                _column("Message", f"{_SUCCEEDED}.message", wide=True),
             ],
             short_names=("exec",),
         ),
@@ -412,6 +426,7 @@ def build_crds() -> list[dict[str, Any]]:
                 _column("Approver", ".spec.approver"),
                 _column("Phase", ".status.phase"),
                 _column("Age", ".metadata.creationTimestamp", "date"),
+                _column("Message", ".status.message", wide=True),
             ],
         ),
     ]

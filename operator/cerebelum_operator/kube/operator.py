@@ -25,7 +25,7 @@ from ..runtime import Clock
 from ..server import EngineServer, ServerConfig
 from .approvers import AdmissionPolicyCheck, ApproverCheck, TrustClaimedApprover, Unreachable
 from .bookkeeping import DigestDiffBaseStorage
-from .client import KubeApi
+from .client import KubeApi, NoKubeConfig
 from .handlers import build_registry
 from .health import HealthServer
 from .leader import LeaseElector
@@ -35,12 +35,20 @@ from .reconciler import Reconciler
 from .status_writer import FINALIZER, StatusWriter
 from .token_review import DEFAULT_AUDIENCE, TokenReviewAuthenticator
 
-__all__ = ["OperatorConfig", "run_operator"]
+__all__ = [
+    "EXIT_API_REFUSED",
+    "EXIT_LEASE_LOST",
+    "EXIT_NO_KUBECONFIG",
+    "NoKubeConfig",
+    "OperatorConfig",
+    "run_operator",
+]
 
 log = logging.getLogger(__name__)
 
 EXIT_LEASE_LOST = 75
 EXIT_API_REFUSED = 77
+EXIT_NO_KUBECONFIG = 78  # sysexits' EX_CONFIG
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -102,20 +110,21 @@ def _settings() -> kopf.OperatorSettings:
 
 
 async def run_operator(config: OperatorConfig) -> int:
+    """Run until SIGTERM/SIGINT; `NoKubeConfig` before anything starts when no cluster is configured."""
+    metrics = OperatorMetrics()
+    api = KubeApi.from_env(instance=config.identity, on_write=lambda kind: metrics.api_writes.labels(kind=kind).inc())
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    metrics = OperatorMetrics()
     health = (
         HealthServer(config.health_address, metrics=metrics, standby_ready=config.pod_role_label)
         if config.health_address
         else None
     )
-    if health is not None:
-        await health.start()
-    api = KubeApi.from_env(instance=config.identity, on_write=lambda kind: metrics.api_writes.labels(kind=kind).inc())
     try:
+        if health is not None:
+            await health.start()
         return await _lead(config, api, stop, health, metrics)
     except ApiError as error:
         log.error("the Kubernetes API refused the operator (%s): %s", error.status.reason, error.status.message)

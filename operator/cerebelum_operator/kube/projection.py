@@ -2,6 +2,10 @@
 
 Every list is capped and every free-text field cut, so the object stays small however long the
 history grows; the full history and the full output stay in the store (`cerebelum history`).
+
+What `kubectl describe` shows must not mislead: a step's `error` is there only while the step is
+Failed; an earlier attempt's error on a step that ran again (Retrying, Running, Succeeded) is its
+`previousAttemptError`. Every condition says in words where the execution stands.
 """
 
 from __future__ import annotations
@@ -13,11 +17,12 @@ from typing import Any
 
 from ..engine import ExecutionState
 from ..engine.events import RecordedEvent
-from ..engine.state import ExecutionPhase
+from ..engine.state import ExecutionPhase, StepPhase, StepState
 
 __all__ = [
     "ProjectionLimits",
     "condition",
+    "duration_text",
     "merge_conditions",
     "project_execution",
     "rfc3339",
@@ -86,6 +91,61 @@ def _current_step(names: list[str], limit: int) -> str | None:
     return ", ".join(shown) or None
 
 
+def _step_status(name: str, step: StepState, limits: ProjectionLimits) -> dict[str, JSON]:
+    failed = step.phase == StepPhase.FAILED
+    error = _cut(step.last_error, limits.step_error_chars)
+    return {
+        "name": name,
+        "phase": step.phase.value,
+        "attempts": max(step.total_attempts, step.attempt),
+        "startedAt": rfc3339(step.started_at_ms),
+        "finishedAt": rfc3339(step.finished_at_ms),
+        "error": error if failed else None,
+        "previousAttemptError": None if failed else error,
+    }
+
+
+def _plural(count: int, noun: str) -> str:
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
+
+
+def duration_text(ms: int) -> str:
+    """A short human duration: "850 ms", "4.2 s", "3 min 20 s", "2 h 5 min", "3 d 4 h"."""
+    ms = max(0, ms)
+    if ms < 1000:
+        return f"{ms} ms"
+    if ms < 60_000:
+        return f"{ms / 1000:.1f} s"
+    seconds = ms // 1000
+    for unit, size, smaller, smaller_size in (("d", 86_400, "h", 3600), ("h", 3600, "min", 60), ("min", 60, "s", 1)):
+        if seconds >= size:
+            rest = (seconds % size) // smaller_size
+            return f"{seconds // size} {unit}" + (f" {rest} {smaller}" if rest else "")
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _where_it_stands(state: ExecutionState, phase: ExecutionPhase, limits: ProjectionLimits) -> str:
+    """The Succeeded condition's message: how it ended, or what it does or waits for.
+
+    While it runs the message changes with the phase only, not with each step (`currentStep` has
+    those), so a step that finishes does not also rewrite the conditions.
+    """
+    if phase == ExecutionPhase.SUCCEEDED:
+        done = sum(1 for step in state.steps.values() if step.phase == StepPhase.SUCCEEDED)
+        took = duration_text(state.updated_at_ms - state.created_at_ms)
+        return f"finished after {_plural(done, 'step')} in {took}"
+    if phase.terminal:
+        return _cut(state.error, limits.error_chars) or phase.value.lower()
+    if phase == ExecutionPhase.PENDING:
+        return "waiting for the engine to start it"
+    if phase == ExecutionPhase.WAITING_FOR_APPROVAL:
+        names = _current_step(list(state.approvals), limits.current_step_chars)
+        return f"waiting for an Approval of step {names}"
+    if phase == ExecutionPhase.SLEEPING:
+        return f"sleeping until {rfc3339(state.wake_at_ms())}"
+    return "running"
+
+
 _SUCCEEDED_CONDITION = {
     ExecutionPhase.SUCCEEDED: ("True", "Succeeded"),
     ExecutionPhase.FAILED: ("False", "Failed"),
@@ -104,17 +164,7 @@ def project_execution(
 ) -> dict[str, JSON]:
     """The status for `state`; `recent` is the history's tail (its last event has seq == last_seq)."""
     phase = state.display_phase()
-    steps = [
-        {
-            "name": name,
-            "phase": step.phase.value,
-            "attempts": max(step.total_attempts, step.attempt),
-            "startedAt": rfc3339(step.started_at_ms),
-            "finishedAt": rfc3339(step.finished_at_ms),
-            "error": _cut(step.last_error, limits.step_error_chars),
-        }
-        for name, step in state.steps.items()
-    ]
+    steps = [_step_status(name, step, limits) for name, step in state.steps.items()]
     omitted = max(0, len(steps) - limits.steps)
     pending = next(iter(state.approvals.items()), None)
     terminal_status, terminal_reason = _SUCCEEDED_CONDITION.get(state.phase, ("Unknown", phase.value))
@@ -126,7 +176,7 @@ def project_execution(
                 "Succeeded",
                 terminal_status,
                 terminal_reason,
-                _cut(state.error, limits.error_chars) or "",
+                _where_it_stands(state, phase, limits),
                 now_ms=now_ms,
                 generation=generation,
             ),

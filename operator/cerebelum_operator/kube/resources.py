@@ -82,7 +82,14 @@ class StepStatus(_Resource):
     attempts: int = 0
     started_at: str | None = Field(default=None, description="RFC 3339.")
     finished_at: str | None = Field(default=None, description="RFC 3339.")
-    error: str | None = Field(default=None, description="The last error, cut to 512 characters.")
+    error: str | None = Field(
+        default=None, description="Why the step failed (on a Failed step only), cut to 512 characters."
+    )
+    previous_attempt_error: str | None = Field(
+        default=None,
+        description="The error of an earlier attempt of a step that ran again (Retrying, Running, Succeeded, ...),"
+        " cut to 512 characters.",
+    )
 
 
 class RecentEvent(_Resource):

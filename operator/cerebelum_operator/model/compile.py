@@ -68,6 +68,7 @@ class StepConfig:
     retry: Retry
     approval_kind: str | None = None
     approval_timeout_ms: int | None = None
+    schedule_to_start_ms: int | None = None  # None: a task waits for a worker as long as it takes
 
     @property
     def is_approval(self) -> bool:
@@ -361,6 +362,7 @@ class _Compiler:
                 heartbeat = (own.heartbeat_timeout if own else None) or defaults.heartbeat_timeout
                 retry = (own.retry if own else None) or defaults.retry
                 approval = own.approval if own else None
+                to_start = self._schedule_to_start(name, own.schedule_to_start_timeout if own else None, approval)
                 configs[name] = StepConfig(
                     name=name,
                     position=position,
@@ -371,8 +373,28 @@ class _Compiler:
                     retry=_retry(retry),
                     approval_kind=approval.kind if approval else None,
                     approval_timeout_ms=(parse_duration(approval.timeout) if approval and approval.timeout else None),
+                    schedule_to_start_ms=to_start,
                 )
         return configs
+
+    def _schedule_to_start(self, name: str, own: str | None, approval: object | None) -> int | None:
+        """The step's scheduleToStartTimeout in ms; an approval step has no task, so none."""
+        if approval is not None:
+            if own is not None:
+                self.problem(
+                    f"steps.{name}.scheduleToStartTimeout", "an approval step has no task for a worker to start"
+                )
+            return None
+        text, path = (
+            (own, f"steps.{name}") if own is not None else (self.spec.defaults.schedule_to_start_timeout, "defaults")
+        )
+        if text is None:
+            return None
+        milliseconds = parse_duration(text)
+        if milliseconds <= 0:
+            self.problem(f"{path}.scheduleToStartTimeout", "must be longer than 0s: no worker could take the task")
+            return None
+        return milliseconds
 
     def _goto_target(self, path: str, target: str) -> None:
         if target not in self.where:

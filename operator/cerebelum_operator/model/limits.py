@@ -22,12 +22,14 @@ __all__ = [
     "MAX_NAME",
     "MAX_REASON",
     "MAX_REQUEST_ID",
+    "MAX_STACKTRACE",
     "MAX_TASK_TOKEN",
     "MAX_WORKER_ID",
     "MAX_WORKFLOW_KEY",
     "PROTOCOL_OVERHEAD_BYTES",
     "TextTooLong",
     "check_text",
+    "cut_middle",
     "describe_size",
     "json_size",
     "message_limit",
@@ -43,6 +45,7 @@ MAX_APPROVAL_KIND: Final = 256
 MAX_APPROVER: Final = 512
 MAX_REASON: Final = 8 * 1024  # a rejection or cancel reason, like a failure message
 MAX_MESSAGE: Final = 8 * 1024  # failure messages are cut to this, not refused: a stack's summary
+MAX_STACKTRACE: Final = 32 * 1024  # a failed step's stack trace, cut in the middle past this
 MAX_REQUEST_ID: Final = 256
 MAX_NAME: Final = 253  # workflow, step and queue names: a Kubernetes object name's length
 MAX_WORKFLOW_KEY: Final = 63 + 1 + MAX_NAME  # "namespace/name" in the operator
@@ -62,6 +65,27 @@ def check_text(value: str, *, what: str, limit: int) -> str:
     if len(value) > limit:
         raise TextTooLong(f"{what} is {len(value)} characters long, over the limit of {limit}")
     return value
+
+
+def cut_middle(text: str, *, limit: int, what: str) -> str:
+    """``text`` when at most ``limit`` characters; otherwise its two ends around a marker, ``limit`` in all.
+
+    For a stack trace: cut, not refused, because refusing would lose the failure it explains, and
+    its ends are what matter (Python writes the innermost frame and the exception last, JavaScript
+    first); a deep recursion repeats the middle.
+    """
+    if len(text) <= limit:
+        return text
+
+    def marker(cut: int) -> str:
+        return f"\n… [{cut:,} characters of the {what} cut here: it is kept to {limit:,}] …\n"
+
+    # Sized for the longest count first, so the text with the real count is never over the limit.
+    keep = limit - len(marker(len(text)))
+    if keep <= 0:  # a limit too small for the marker
+        return text[:limit]
+    head, tail = keep - keep // 2, keep // 2
+    return text[:head] + marker(len(text) - keep) + (text[len(text) - tail :] if tail else "")
 
 
 def message_limit(max_payload_bytes: int) -> int:

@@ -73,7 +73,10 @@ class StepSpec(_Spec):
 
     timeout: Duration | None = None
     heartbeat_timeout: Duration | None = None
-    retry: RetryPolicy | None = None
+    schedule_to_start_timeout: Duration | None = Field(
+        default=None, description="Fail the attempt when no worker takes its task within this."
+    )
+    retry: RetryPolicy | None = Field(default=None, description="Replaces defaults.retry whole (not merged).")
     task_queue: QueueName | None = None
     approval: ApprovalSpec | None = None
 
@@ -81,6 +84,9 @@ class StepSpec(_Spec):
 class StepDefaults(_Spec):
     timeout: Duration = "5m"
     heartbeat_timeout: Duration | None = None
+    schedule_to_start_timeout: Duration | None = Field(
+        default=None, description="Fail an attempt when no worker takes its task within this (not retried)."
+    )
     lease: Duration = Field(default="30s", description="How long a worker that stopped answering keeps its task.")
     retry: RetryPolicy = Field(default_factory=RetryPolicy)
 

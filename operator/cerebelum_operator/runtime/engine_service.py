@@ -40,6 +40,8 @@ __all__ = [
     "EagerDispatch",
     "EngineService",
     "ExecutionNotFound",
+    "LiveStep",
+    "TaskView",
     "WorkflowNotFound",
 ]
 
@@ -63,6 +65,24 @@ class EagerDispatch(Protocol):
 
     def release(self, commands: Sequence[cmd.TaskStarted]) -> None:
         """The commit failed or the lease was refused: the pollers wait again."""
+
+
+class TaskView(Protocol):
+    """What the dispatcher knows of a task now and the history does not: progress, who polls for it."""
+
+    def progress_of(self, token: str) -> Any:
+        """The latest heartbeat progress of a leased task (None without one)."""
+
+    def waiting_hint(self, token: str) -> str | None:
+        """Why a task that waits long for a worker may never get one, or None."""
+
+
+@dataclass(frozen=True, slots=True)
+class LiveStep:
+    """A step's task as the dispatcher sees it now (`EngineService.live_steps`)."""
+
+    progress: Any = None
+    waiting_hint: str | None = None
 
 
 class ExecutionNotFound(LookupError):
@@ -125,6 +145,7 @@ class EngineService:
         self._change_listeners: list[ChangeListener] = []
         self._terminal_waiters: dict[str, list[asyncio.Future[None]]] = {}
         self._eager: EagerDispatch | None = None
+        self._task_view: TaskView | None = None
 
     def set_eager_dispatch(self, eager: EagerDispatch) -> None:
         """Lease new tasks to waiting workers within the decision that scheduled them.
@@ -133,6 +154,24 @@ class EngineService:
         commit, not that plus a second one for the lease.
         """
         self._eager = eager
+
+    def set_task_view(self, view: TaskView) -> None:
+        """Where `live_steps` reads what is not in the history (the dispatcher)."""
+        self._task_view = view
+
+    def live_steps(self, state: ExecutionState) -> dict[str, LiveStep]:
+        """Each in-flight step's latest heartbeat progress, or why its task may wait for a worker forever."""
+        view = self._task_view
+        if view is None:
+            return {}
+        live: dict[str, LiveStep] = {}
+        for name, step in state.steps.items():
+            if step.token is None or not step.in_flight:
+                continue
+            progress, hint = view.progress_of(step.token), view.waiting_hint(step.token)
+            if progress is not None or hint is not None:
+                live[name] = LiveStep(progress=progress, waiting_hint=hint)
+        return live
 
     def add_listener(self, listener: ActionListener) -> None:
         """Called with (execution_id, workflow, actions) after every committed decision."""

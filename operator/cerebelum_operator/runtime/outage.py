@@ -1,42 +1,40 @@
-"""Say once that a dependency is down and once that it is back, however often a loop retries it.
-
-A sweep that runs ten times a second and fails on every expired lease would otherwise write
-thousands of identical warnings during one outage, hiding everything else in the log.
-"""
+"""One warning per outage: a loop that fails every tenth of a second says so once, then once when it recovers."""
 
 from __future__ import annotations
 
 import logging
 
-from .clock import Clock
-
 __all__ = ["OutageLog"]
 
 
 class OutageLog:
-    """One WARNING when an outage starts, one INFO (with its length) when it ends."""
+    """Logs the first failure of an outage as a warning and the first success after it as info.
 
-    def __init__(self, logger: logging.Logger, *, down: str, back: str, clock: Clock) -> None:
-        """`down` is formatted with the error (``{error}``), `back` with the outage's length (``{seconds}``)."""
-        self._log = logger
-        self._down = down
-        self._back = back
-        self._clock = clock
-        self._since: float | None = None
+    A sweep or a retry loop that hits an unavailable dependency on every round would otherwise
+    log a line per round (ten a second, per item), burying the one line that matters.
+    """
+
+    __slots__ = ("_down", "_logger", "_recovered", "_what")
+
+    def __init__(self, logger: logging.Logger, *, what: str, recovered: str) -> None:
+        self._logger = logger
+        self._what = what
+        self._recovered = recovered
+        self._down = False
 
     @property
-    def ongoing(self) -> bool:
-        return self._since is not None
+    def down(self) -> bool:
+        """True between a failure and the next success."""
+        return self._down
 
     def failed(self, error: BaseException) -> None:
-        """A call failed: warn if this starts an outage, stay quiet if one is under way."""
-        if self._since is None:
-            self._since = self._clock.now_s()
-            self._log.warning(self._down.format(error=error))
+        """Warn, unless this outage was already reported."""
+        if not self._down:
+            self._down = True
+            self._logger.warning("%s (%s)", self._what, error)
 
     def succeeded(self) -> None:
-        """A call worked: if an outage was under way, say it ended and how long it lasted."""
-        if self._since is not None:
-            seconds = max(0.0, self._clock.now_s() - self._since)
-            self._since = None
-            self._log.info(self._back.format(seconds=f"{seconds:.1f}"))
+        """End the outage, saying so once."""
+        if self._down:
+            self._down = False
+            self._logger.info("%s", self._recovered)

@@ -233,8 +233,13 @@ def test_the_three_crds_are_namespaced_with_one_served_stored_version_a_status_s
     assert "shortNames" not in crds["Approval"]["spec"]["names"]
 
 
-def columns(kind: str) -> list[tuple[str, str, str]]:
-    return [(c["name"], c["type"], c["jsonPath"]) for c in version(kind)["additionalPrinterColumns"]]
+def columns(kind: str, *, wide: bool = False) -> list[tuple[str, str, str]]:
+    """The columns `kubectl get` shows; with `wide`, those only `-o wide` adds (priority 1)."""
+    return [
+        (c["name"], c["type"], c["jsonPath"])
+        for c in version(kind)["additionalPrinterColumns"]
+        if c.get("priority", 0) == (1 if wide else 0)
+    ]
 
 
 AGE = ("Age", "date", ".metadata.creationTimestamp")
@@ -248,12 +253,31 @@ def test_a_workflow_shows_ready_reason_and_age() -> None:
     ]
 
 
+def test_a_workflow_shows_its_steps_generations_and_ready_message_with_o_wide() -> None:
+    assert columns("Workflow", wide=True) == [
+        ("Steps", "integer", ".status.steps"),
+        ("Generation", "integer", ".metadata.generation"),
+        ("Compiled", "integer", ".status.observedGeneration"),
+        ("Message", "string", '.status.conditions[?(@.type=="Ready")].message'),
+    ]
+
+
 def test_an_execution_shows_phase_workflow_step_and_age() -> None:
     assert columns("Execution") == [
         ("Phase", "string", ".status.phase"),
         ("Workflow", "string", ".spec.workflow"),
         ("Step", "string", ".status.currentStep"),
         AGE,
+    ]
+
+
+def test_an_execution_shows_when_it_started_and_finished_its_events_id_and_message_with_o_wide() -> None:
+    assert columns("Execution", wide=True) == [
+        ("Started", "date", ".status.startedAt"),
+        ("Finished", "date", ".status.finishedAt"),
+        ("Events", "integer", ".status.eventCount"),
+        ("Execution-ID", "string", ".status.executionId"),
+        ("Message", "string", '.status.conditions[?(@.type=="Succeeded")].message'),
     ]
 
 
@@ -266,6 +290,13 @@ def test_an_approval_shows_execution_step_decision_approver_phase_and_age() -> N
         ("Phase", "string", ".status.phase"),
         AGE,
     ]
+    assert columns("Approval", wide=True) == [("Message", "string", ".status.message")]
+
+
+def test_every_wide_column_comes_after_the_default_ones() -> None:
+    for kind in ("Workflow", "Execution", "Approval"):
+        priorities = [c.get("priority", 0) for c in version(kind)["additionalPrinterColumns"]]
+        assert priorities == sorted(priorities) and priorities[-1] == 1, kind
 
 
 @pytest.mark.parametrize(("kind", "message"), [("Execution", "Execution"), ("Approval", "Approval")])

@@ -1,9 +1,14 @@
-"""`cerebelum operator`'s options reach the operator's configuration; `operator` and `dev` default to safe."""
+"""`cerebelum operator`'s options reach the operator's configuration; `operator` and `dev` default to safe;
+with no cluster to talk to it says where it looked, in one line."""
 
 from __future__ import annotations
 
 import logging
+import os
+import subprocess
+import sys
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -12,7 +17,85 @@ from typer.testing import CliRunner
 from cerebelum_operator import server as server_module
 from cerebelum_operator.cli.main import app
 from cerebelum_operator.kube import operator as operator_module
-from cerebelum_operator.kube.operator import OperatorConfig
+from cerebelum_operator.kube.client import NoKubeConfig, load_kube_config
+from cerebelum_operator.kube.operator import EXIT_NO_KUBECONFIG, OperatorConfig
+
+ROOT = Path(__file__).resolve().parents[3]
+SERVICE_ACCOUNT = "/var/run/secrets/kubernetes.io/serviceaccount"
+
+
+def _operator_without_a_cluster(home: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    """`cerebelum operator` as a user runs it on a machine with no kubeconfig and outside any pod."""
+    clean = {k: v for k, v in os.environ.items() if k not in ("KUBECONFIG", "KUBERNETES_SERVICE_HOST")}
+    return subprocess.run(
+        [sys.executable, "-m", "cerebelum_operator.cli", "operator", "--db", f"sqlite:///{home / 'e.db'}"],
+        env={**clean, "HOME": str(home), **env},
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=60,
+        check=False,
+    )
+
+
+@pytest.mark.skipif(os.path.exists(SERVICE_ACCOUNT), reason="runs in a pod")
+def test_the_operator_with_no_cluster_configured_says_where_it_looked_in_one_line_and_exits_non_zero(
+    tmp_path: Path,
+) -> None:
+    result = _operator_without_a_cluster(tmp_path)
+
+    assert result.returncode == EXIT_NO_KUBECONFIG, result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+    (line,) = result.stderr.splitlines()
+    assert line.startswith("error: cannot find a Kubernetes configuration: not in a pod"), line
+    assert f"no {SERVICE_ACCOUNT}/token" in line
+    assert f"KUBECONFIG is not set and {tmp_path / '.kube' / 'config'} does not exist" in line
+    assert result.stdout == ""
+
+
+@pytest.mark.skipif(os.path.exists(SERVICE_ACCOUNT), reason="runs in a pod")
+def test_the_operator_names_a_kubeconfig_it_was_given_that_does_not_exist(tmp_path: Path) -> None:
+    result = _operator_without_a_cluster(tmp_path, KUBECONFIG=str(tmp_path / "nope.yaml"))
+
+    assert result.returncode == EXIT_NO_KUBECONFIG, result.stderr
+    (line,) = result.stderr.splitlines()
+    assert f"KUBECONFIG={tmp_path / 'nope.yaml'} does not exist" in line
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        (": [", "not YAML: expected <block end>, but found ':' at line 1, column 1"),
+        ("apiVersion: v1\nkind: Config\n", "it has no 'clusters'"),
+        ("apiVersion: v1\nkind: Config\nclusters: []\nusers: []\ncontexts: []\n", "No current context set"),
+    ],
+)
+def test_an_unusable_kubeconfig_is_named_with_what_is_wrong_in_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, text: str, problem: str
+) -> None:
+    path = tmp_path / "config"
+    path.write_text(text)
+    monkeypatch.setenv("KUBECONFIG", str(path))
+
+    with pytest.raises(NoKubeConfig) as raised:
+        load_kube_config(service_account=str(tmp_path / "no-account"))
+
+    assert str(raised.value).startswith(f"the kubeconfig {path} is unusable: {problem}")
+    assert "\n" not in str(raised.value)
+
+
+def test_a_service_account_outside_a_pod_is_not_mistaken_for_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    account = tmp_path / "account"
+    account.mkdir()
+    (account / "token").write_text("t")
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.delenv("KUBECONFIG")
+
+    with pytest.raises(NoKubeConfig, match=r"not in a pod \(KUBERNETES_SERVICE_HOST is not set\)"):
+        load_kube_config(service_account=str(account))
 
 
 def test_every_operator_option_reaches_its_configuration(monkeypatch: pytest.MonkeyPatch) -> None:

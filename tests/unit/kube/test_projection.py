@@ -16,6 +16,7 @@ from cerebelum_operator.engine.events import RecordedEvent
 from cerebelum_operator.kube.projection import (
     ProjectionLimits,
     condition,
+    duration_text,
     merge_conditions,
     project_execution,
     rfc3339,
@@ -143,7 +144,29 @@ def test_steps_show_their_attempts_and_times() -> None:
     assert step["attempts"] == 2
     assert step["startedAt"] == rfc3339(NOW_MS)
     assert step["finishedAt"] == rfc3339(NOW_MS + 1000)
-    assert step["error"] == "Boom: first"
+
+
+def test_a_step_that_succeeded_on_a_retry_shows_the_earlier_error_as_a_previous_attempt_s_not_as_its_own() -> None:
+    spec = {"timeline": ["a"], "defaults": {"retry": {"maxAttempts": 3, "initialInterval": "1s", "jitter": 0}}}
+    sim = Simulator.start(spec)
+    sim.run("a", cmd.OutcomeFailure("Boom", "first"))
+
+    (retrying,) = project(sim.state, sim.history)["steps"]
+    assert retrying["phase"] == "Retrying"
+    assert (retrying["error"], retrying["previousAttemptError"]) == (None, "Boom: first")
+
+    sim.run("a")
+    (step,) = project(sim.state, sim.history)["steps"]
+    assert step["phase"] == "Succeeded"
+    assert step["error"] is None, "kubectl describe would show a Succeeded step with an error"
+    assert step["previousAttemptError"] == "Boom: first"
+
+
+def test_a_failed_step_shows_its_error_as_its_own() -> None:
+    sim = Simulator.start({"timeline": ["a"], "defaults": {"retry": {"maxAttempts": 1}}})
+    sim.run("a", cmd.OutcomeFailure("Boom", "last"))
+    (step,) = project(sim.state, sim.history)["steps"]
+    assert (step["phase"], step["error"], step["previousAttemptError"]) == ("Failed", "Boom: last", None)
 
 
 # -- output --------------------------------------------------------------------------------
@@ -265,7 +288,7 @@ def test_the_status_stays_small_in_the_worst_case(ending: str, char: str, budget
     assert len(sim.history) > 400
     status = project(sim.state, sim.history)
     assert len(status["steps"]) == LIMITS.steps
-    assert all(step["error"] is not None for step in status["steps"])
+    assert all((step["error"] or step["previousAttemptError"]) is not None for step in status["steps"])
     assert (status["output"] is not None) is (ending == "succeeded")
     # As the API server stores it (UTF-8); for ASCII text that is exactly json.dumps' length.
     assert json_size(status, escaped=False) < budget
@@ -383,21 +406,98 @@ def _ended(phase: str) -> Simulator:
 
 
 @pytest.mark.parametrize(
-    ("phase", "status", "message_part"),
-    [("Succeeded", "True", ""), ("Failed", "False", "it broke"), ("Cancelled", "False", "user asked")],
+    ("phase", "status", "message"),
+    [
+        ("Succeeded", "True", "finished after 1 step in 0 ms"),
+        ("Failed", "False", "step 'a' failed: Boom: it broke"),
+        ("Cancelled", "False", "user asked"),
+    ],
 )
-def test_a_terminal_phase_sets_the_succeeded_condition(phase: str, status: str, message_part: str) -> None:
+def test_a_terminal_phase_sets_the_succeeded_condition_with_a_message(phase: str, status: str, message: str) -> None:
     sim = _ended(phase)
     projected = project(sim.state, sim.history, generation=4)
     succeeded_condition = by_type(projected)["Succeeded"]
     assert projected["phase"] == phase
     assert succeeded_condition["status"] == status
     assert succeeded_condition["reason"] == phase
-    assert message_part in succeeded_condition["message"]
-    assert (succeeded_condition["message"] == "") is (phase == "Succeeded")
+    assert succeeded_condition["message"].startswith(message), succeeded_condition["message"]
     assert succeeded_condition["observedGeneration"] == 4
     assert projected["observedGeneration"] == 4
     assert by_type(projected)["Accepted"]["status"] == "True"
+
+
+def test_the_succeeded_condition_says_how_many_steps_finished_and_how_long_it_took() -> None:
+    sim = Simulator.start({"timeline": ["a", ["b", "c"]]})
+    sim.now_ms += 4_200
+    run_all(sim, ["a", "b", "c"])
+    assert sim.state.phase == ExecutionPhase.SUCCEEDED
+    assert by_type(project(sim.state, sim.history))["Succeeded"]["message"] == "finished after 3 steps in 4.2 s"
+
+
+def test_an_unfinished_execution_s_condition_says_what_it_does_or_waits_for_and_changes_with_the_phase_only() -> None:
+    spec = {
+        "timeline": ["a", ["b", "c"], "go", "d"],
+        "steps": {"go": {"approval": {}}},
+        "defaults": {"retry": {"maxAttempts": 3, "initialInterval": "1s", "jitter": 0}},
+    }
+    sim = Simulator.start(spec)
+
+    def message() -> str:
+        return str(by_type(project(sim.state, sim.history))["Succeeded"]["message"])
+
+    running = "running"
+    assert message() == running
+    sim.run("a", cmd.OutcomeFailure("Boom", "first"))
+    assert message() == running
+    run_all(sim, ["a", "b", "c"])
+    assert message() == "waiting for an Approval of step go"
+    sim.send(cmd.Approve("go", "alice"))
+    sim.run("d", cmd.OutcomeSleep(60_000, None))
+    assert message() == f"sleeping until {rfc3339(sim.now_ms + 60_000)}"
+
+
+@pytest.mark.parametrize(
+    "scenario", ["running", "approval", "sleeping", "succeeded", "failed", "cancelled", "many steps"]
+)
+def test_every_condition_has_a_message(scenario: str) -> None:
+    sim = Simulator.start({"timeline": ["a", "go", "b"], "steps": {"go": {"approval": {"timeout": "1h"}}}})
+    match scenario:
+        case "approval":
+            sim.run("a")
+        case "sleeping":
+            sim.run("a", cmd.OutcomeSleep(1000, None))
+        case "succeeded":
+            sim.run("a")
+            sim.send(cmd.Approve("go", "alice"))
+            sim.run("b")
+        case "failed":
+            sim.run("a")
+            sim.send(cmd.Reject("go", "bob", "no"))
+        case "cancelled":
+            sim.send(cmd.Cancel())
+        case "many steps":
+            sim = succeeded([f"s{i}" for i in range(100)])
+    conditions = project(sim.state, sim.history)["conditions"]
+    assert {c["type"] for c in conditions} == {"Accepted", "Succeeded"}
+    assert all(c["message"] for c in conditions), conditions
+
+
+@pytest.mark.parametrize(
+    ("ms", "text"),
+    [
+        (0, "0 ms"),
+        (850, "850 ms"),
+        (4_200, "4.2 s"),
+        (59_949, "59.9 s"),
+        (60_000, "1 min"),
+        (200_000, "3 min 20 s"),
+        (7_500_000, "2 h 5 min"),
+        (3 * 86_400_000 + 4 * 3_600_000 + 5_000, "3 d 4 h"),
+        (-5, "0 ms"),
+    ],
+)
+def test_durations_read_as_a_person_would_say_them(ms: int, text: str) -> None:
+    assert duration_text(ms) == text
 
 
 def test_an_unfinished_execution_has_an_unknown_succeeded_condition_named_after_its_phase() -> None:

@@ -1,25 +1,45 @@
-/** Exponential backoff for reconnecting and re-submitting. */
+/** Exponential backoff with full jitter for reconnecting and re-submitting. */
+
+export interface BackoffOptions {
+  /** The ceiling of the first delay (default 100 ms). */
+  initialMs?: number | undefined;
+  /** The ceiling never grows past this (default 5 s). */
+  maximumMs?: number | undefined;
+  /** A source of numbers in [0, 1), as `Math.random` (the default); tests pass a fixed one. */
+  random?: (() => number) | undefined;
+}
+
+/**
+ * Delays with "full jitter": each is a random duration between 0 and a ceiling that starts at
+ * `initialMs` and doubles up to `maximumMs`. Without the randomness, hundreds of workers cut off
+ * by the same engine restart would retry in lockstep and hit it together every time.
+ */
 export class Backoff {
   readonly initialMs: number;
   readonly maximumMs: number;
-  #next: number;
+  readonly #random: () => number;
+  #ceiling: number;
 
-  /** Delays that start at `initialMs` and double up to `maximumMs` until {@link reset}. */
-  constructor(initialMs = 100, maximumMs = 5_000) {
-    this.initialMs = initialMs;
-    this.maximumMs = maximumMs;
-    this.#next = initialMs;
+  constructor(options: BackoffOptions = {}) {
+    this.initialMs = options.initialMs ?? 100;
+    this.maximumMs = options.maximumMs ?? 5_000;
+    if (!(this.initialMs > 0 && this.maximumMs >= this.initialMs)) {
+      throw new RangeError("a backoff needs 0 < initialMs <= maximumMs");
+    }
+    this.#random = options.random ?? Math.random;
+    this.#ceiling = this.initialMs;
   }
 
-  /** The delay to wait now; the following one is twice as long (capped). */
+  /** The delay to wait now, in [0, ceiling); the ceiling then doubles (up to `maximumMs`). */
   next(): number {
-    const delay = this.#next;
-    this.#next = Math.min(delay * 2, this.maximumMs);
-    return delay;
+    const ceiling = this.#ceiling;
+    this.#ceiling = Math.min(ceiling * 2, this.maximumMs);
+    const fraction = Math.min(Math.max(this.#random(), 0), 1);
+    return fraction * ceiling;
   }
 
   reset(): void {
-    this.#next = this.initialMs;
+    this.#ceiling = this.initialMs;
   }
 }
 

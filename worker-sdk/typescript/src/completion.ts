@@ -5,6 +5,7 @@ import { Backoff, pause } from "./backoff.js";
 import { describeError, isServiceError } from "./connection.js";
 import type { CompleteTaskRequest, CompleteTaskResponse } from "./gen/cerebelum/v1/worker.js";
 import type { Logger } from "./log.js";
+import { OutageLog } from "./outage.js";
 import { invalidPayloadReport } from "./reports.js";
 
 export type CompleteRpc = (
@@ -25,7 +26,7 @@ const MAX_FALLBACK_MESSAGE = 2_000;
  * Sends one `CompleteTaskRequest` until it is acknowledged.
  *
  * ACCEPTED, DUPLICATE and STALE all count as acknowledged. Transient errors (and a token file
- * that cannot be read) are retried with backoff (100 ms doubling to 5 s) without limit; aborting
+ * that cannot be read) are retried with jittered backoff (below 100 ms doubling to 5 s) without limit; aborting
  * `signal` gives up. An outcome refused as too large or invalid is replaced by a non-retryable
  * failure carrying the server's message.
  */
@@ -43,6 +44,7 @@ export class Completer {
   /** The acknowledgement, or `null` when the server refused the report for good or `signal` gave up. */
   async submit(request: CompleteTaskRequest, signal?: AbortSignal): Promise<CompleteTaskResponse | null> {
     let backoff: Backoff | undefined;
+    let outage: OutageLog | undefined;
     let current = request;
     while (!signal?.aborted) {
       try {
@@ -52,10 +54,9 @@ export class Completer {
           break;
         }
         if (!isServiceError(error) || TRANSIENT.has(error.code)) {
-          if (backoff === undefined) {
-            backoff = new Backoff();
-            this.#log.warn(`cannot report ${what(current)} (${describeError(error)}); retrying`);
-          }
+          backoff ??= new Backoff();
+          outage ??= new OutageLog(this.#log, `cannot report ${what(current)}`);
+          outage.failed(error);
           await pause(backoff.next(), signal);
           continue;
         }

@@ -1,16 +1,17 @@
 /** `StepContext`: what a running step knows about its task, plus heartbeats, cancellation and outcomes. */
 import type { Duration } from "./durations.js";
-import { CancelledError, type CancelReason, NonRetryableError } from "./errors.js";
+import { CancelledError, type CancelReason, leaseGone, NonRetryableError } from "./errors.js";
 import type { Task } from "./gen/cerebelum/v1/worker.js";
-import { dumps } from "./jsoncodec.js";
+import { dumps, loads } from "./jsoncodec.js";
 import {
   type ApprovalOptions,
   type ApprovalRequest,
+  buildApproval,
+  buildRetryAfter,
+  buildSleep,
+  OutcomeLedger,
   type RetryAfter,
-  requestApproval,
-  retryAfter,
   type Sleep,
-  sleep,
 } from "./outcomes.js";
 
 /** Outputs of the earlier steps of the execution, by step name. */
@@ -38,13 +39,21 @@ export class StepContext {
   /** The outputs of the earlier steps, by step name. */
   readonly results: StepResults;
   /**
-   * Aborted when the server asks to stop the step, its lease is lost, or the worker is shutting
+   * The progress the step's previous attempt last sent (`heartbeat`) before it failed or its
+   * lease expired, so a retry can resume where it stopped; `null` on a first attempt or when no
+   * earlier attempt sent any.
+   */
+  readonly lastProgress: unknown;
+  /**
+   * Aborted when the server asks to stop the step, its lease is lost (the engine said so, or a
+   * step that must heartbeat did not within its heartbeat timeout), or the worker is shutting
    * down; its `reason` is a {@link CancelledError}. Pass it to `fetch`, timers and other APIs.
    */
   readonly signal: AbortSignal;
   readonly #controller: AbortController;
   #progressJson = "";
   #notify: (() => void) | undefined;
+  readonly #outcomes = new OutcomeLedger();
 
   /** Made by the worker for each task it runs. */
   constructor(task: Task, workerId: string, results: StepResults) {
@@ -57,6 +66,7 @@ export class StepContext {
     this.workerId = workerId;
     this.deadline = task.attemptDeadlineMs > 0 ? new Date(task.attemptDeadlineMs) : null;
     this.results = results;
+    this.lastProgress = loads(task.lastProgressJson);
     this.#controller = new AbortController();
     this.signal = this.#controller.signal;
   }
@@ -79,15 +89,23 @@ export class StepContext {
   // -- heartbeats -----------------------------------------------------------------------------
 
   /**
-   * Records `progress` (any JSON value, shown by `cerebelum describe`) and asks for a heartbeat
-   * soon. Never blocks. When the task requires heartbeats, the lease is only extended while the
-   * step keeps calling this.
+   * Records `progress` (any JSON value; `cerebelum describe` shows the latest progress of a
+   * running step, and the next attempt gets it as `lastProgress` if this one fails) and asks
+   * for a heartbeat soon. Never blocks. When the task requires heartbeats (the workflow set a
+   * `heartbeatTimeout`), the lease is only extended while the step keeps calling this.
+   *
+   * Throws the {@link CancelledError} of `signal` once the lease is gone (reason `lease_lost` or
+   * `heartbeat_timeout`): the task is no longer this worker's and its outcome would be dropped,
+   * so a loop that heartbeats stops there. Cancellation (`cancel_requested`) does not throw here.
    */
   heartbeat(progress?: unknown): void {
     if (progress !== undefined) {
       this.#progressJson = dumps(progress);
     }
     this.#notify?.();
+    if (this.signal.aborted && leaseGone((this.signal.reason as CancelledError).reason)) {
+      throw this.signal.reason;
+    }
   }
 
   /** The last progress recorded by {@link heartbeat}, as JSON text (`""` when none). */
@@ -116,18 +134,26 @@ export class StepContext {
 
   // -- outcomes -------------------------------------------------------------------------------
 
+  // An outcome takes effect only when the step returns it: one built here and not returned (a
+  // call without `return`, or with `await`) fails the step as `OutcomeNotReturned`, naming it.
+
   /** Return this to run the step again after `delay` (milliseconds or `"30s"`); not a failure. */
   retryAfter(delay: Duration): RetryAfter {
-    return retryAfter(delay);
+    return buildRetryAfter(delay, "ctx.retryAfter", this.#outcomes);
   }
 
   /** Return this: the step succeeded with `output`, then the execution sleeps `duration` durably. */
   sleep<T = null>(duration: Duration, output?: T): Sleep<T | null> {
-    return sleep(duration, output);
+    return buildSleep(duration, output, "ctx.sleep", this.#outcomes);
   }
 
   /** Return this to wait for a human to approve or reject the step. */
   requestApproval<D = null>(options: ApprovalOptions<D> = {}): ApprovalRequest<D | null> {
-    return requestApproval(options);
+    return buildApproval(options, "ctx.requestApproval", this.#outcomes);
+  }
+
+  /** @internal The outcomes this step built, checked against what it returned. */
+  get _outcomes(): OutcomeLedger {
+    return this.#outcomes;
   }
 }

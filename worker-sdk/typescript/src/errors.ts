@@ -33,18 +33,28 @@ export class NonRetryableError extends ApplicationError {
   }
 }
 
-/** Why a running step is being stopped. */
-export type CancelReason = "cancel_requested" | "lease_lost" | "shutdown";
+/**
+ * Why a running step is being stopped: the execution or step was cancelled, the engine said the
+ * lease is gone, the step did not heartbeat within its heartbeat timeout, or the worker is
+ * shutting down.
+ */
+export type CancelReason = "cancel_requested" | "lease_lost" | "heartbeat_timeout" | "shutdown";
 
 const MESSAGES: Readonly<Record<CancelReason, string>> = {
   cancel_requested: "the step was cancelled",
   lease_lost: "the step's lease was lost",
+  heartbeat_timeout: "the step did not heartbeat within its heartbeat timeout, so its lease is lost",
   shutdown: "the worker is shutting down",
 };
 
+/** True for the reasons after which the task is no longer this worker's (its outcome is dropped). */
+export function leaseGone(reason: CancelReason | undefined): boolean {
+  return reason === "lease_lost" || reason === "heartbeat_timeout";
+}
+
 /**
- * The reason of `ctx.signal` once it is aborted (`ctx.signal.throwIfAborted()` throws it):
- * the execution or step was cancelled, the lease was lost, or the worker is shutting down.
+ * The reason of `ctx.signal` once it is aborted (`ctx.signal.throwIfAborted()` throws it, and
+ * so does `ctx.heartbeat()` once the lease is gone); `reason` says why.
  */
 export class CancelledError extends Error {
   readonly reason: CancelReason;

@@ -1,9 +1,10 @@
 /** Runs one task's step: reads its arguments, runs it, and builds the report of how it ended. */
 import { StepContext, type StepResults } from "./context.js";
-import { ApplicationError, type CancelReason, NonRetryableError } from "./errors.js";
+import { ApplicationError, type CancelReason, leaseGone, NonRetryableError } from "./errors.js";
 import type { CompleteTaskRequest, Task } from "./gen/cerebelum/v1/worker.js";
 import { Heartbeater, type HeartbeatRpc } from "./heartbeat.js";
 import type { Logger } from "./log.js";
+import { withLedger } from "./outcomes.js";
 import { cancelledReport, failureReport, valueReport } from "./reports.js";
 import type { StepDefinition } from "./steps.js";
 
@@ -26,7 +27,7 @@ class Attempt {
    * stops waiting for it at once.
    */
   cancel(reason: CancelReason): void {
-    if (this.reason === undefined || reason === "lease_lost") {
+    if (this.reason === undefined || leaseGone(reason)) {
       this.reason = reason;
     }
     this.ctx._cancel(reason);
@@ -38,24 +39,42 @@ class Attempt {
 
 type Settled = { ok: true; value: unknown } | { ok: false; error: unknown };
 
+/** What keeps one task's lease: started with the step, stopped when it ends. */
+export interface Beats {
+  stop(): void;
+}
+
+/** Starts the heartbeats of a task; `onCancel` stops its step. */
+export type BeatsFactory = (task: Task, ctx: StepContext, onCancel: (reason: CancelReason) => void) => Beats;
+
 /** Runs tasks and returns their `CompleteTaskRequest` (`null` when the lease was lost). */
 export class TaskExecutor {
   readonly #steps: ReadonlyMap<string, StepDefinition>;
   readonly #workerId: string;
-  readonly #heartbeatRpc: HeartbeatRpc;
+  readonly #beats: BeatsFactory;
   readonly #log: Logger;
   readonly #attempts = new Map<string, Attempt>();
 
+  /** Heartbeats go through `heartbeatRpc`, or are started by `beats` (the testing kit records them). */
   constructor(options: {
     steps: ReadonlyMap<string, StepDefinition>;
     workerId: string;
-    heartbeatRpc: HeartbeatRpc;
+    heartbeatRpc?: HeartbeatRpc | undefined;
+    beats?: BeatsFactory | undefined;
     log: Logger;
   }) {
     this.#steps = options.steps;
     this.#workerId = options.workerId;
-    this.#heartbeatRpc = options.heartbeatRpc;
     this.#log = options.log;
+    const rpc = options.heartbeatRpc;
+    this.#beats =
+      options.beats ??
+      ((task, ctx, onCancel) => {
+        if (rpc === undefined) {
+          throw new Error("a TaskExecutor needs heartbeatRpc or beats");
+        }
+        return new Heartbeater({ rpc, task, workerId: this.#workerId, ctx, onCancel, log: this.#log });
+      });
   }
 
   cancelAll(reason: CancelReason): void {
@@ -70,50 +89,59 @@ export class TaskExecutor {
     const definition = this.#steps.get(task.step);
     if (definition === undefined) {
       const unknown = new NonRetryableError(`this worker has no step '${task.step}'`, { type: "UnknownStep" });
-      return failureReport(token, workerId, unknown);
+      return this.#failed(task, unknown);
     }
     let input: unknown;
     let results: StepResults;
     try {
       ({ input, results } = readArguments(task, definition));
     } catch (error) {
-      return failureReport(token, workerId, error);
+      return this.#failed(task, error);
     }
     const ctx = new StepContext(task, workerId, results);
     const attempt = new Attempt(ctx);
-    const heartbeater = new Heartbeater({
-      rpc: this.#heartbeatRpc,
-      task,
-      workerId,
-      ctx,
-      onCancel: (reason) => attempt.cancel(reason),
-      log: this.#log,
-    });
     this.#attempts.set(token, attempt);
+    const heartbeater = this.#beats(task, ctx, (reason) => attempt.cancel(reason));
     try {
       const handler = definition.handler as (ctx: StepContext, input: unknown) => unknown;
       let settled: Settled;
       try {
-        const running = Promise.resolve().then(() => handler(ctx, input));
-        settled = { ok: true, value: await Promise.race([running, attempt.abandoned]) };
+        const running = Promise.resolve().then(() => withLedger(ctx._outcomes, () => handler(ctx, input)));
+        const value = await Promise.race([running, attempt.abandoned]);
+        ctx._outcomes.checkReturned(task.step, value);
+        settled = { ok: true, value };
       } catch (error) {
         settled = { ok: false, error };
       }
-      if (attempt.reason === "lease_lost") {
-        this.#log.info(`dropping the outcome of ${task.executionId}/${task.step}: its lease was lost`);
+      if (leaseGone(attempt.reason)) {
+        const why = attempt.reason === "heartbeat_timeout" ? "it missed its heartbeat timeout" : "its lease was lost";
+        this.#log.info(`dropping the outcome of ${task.executionId}/${task.step}: ${why}`);
         return null;
       }
       if (!settled.ok) {
         if (attempt.reason !== undefined) {
           return this.#cancelled(token, attempt.reason, settled.error); // it stopped because we asked it to
         }
-        return failureReport(token, workerId, settled.error);
+        return this.#failed(task, settled.error);
       }
       return valueReport(token, workerId, settled.value);
     } finally {
       heartbeater.stop();
       this.#attempts.delete(token);
     }
+  }
+
+  /** The failure report of `error`, logged with its stack trace so a failing step leaves one behind. */
+  #failed(task: Task, error: unknown): CompleteTaskRequest {
+    const report = failureReport(task.taskToken, this.#workerId, error);
+    const failure = report.outcome?.$case === "failure" ? report.outcome.value : undefined;
+    const retry = failure?.nonRetryable ? "not retryable" : "retryable";
+    this.#log.warn(
+      `step ${task.step} of execution ${task.executionId} failed on attempt ${task.attempt} (${retry}): ` +
+        `${failure?.type ?? "Error"}: ${failure?.message ?? ""}`,
+      error,
+    );
+    return report;
   }
 
   #cancelled(token: string, reason: CancelReason, error: unknown): CompleteTaskRequest {

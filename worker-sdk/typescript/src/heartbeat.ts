@@ -22,6 +22,13 @@ export type HeartbeatRpc = (
  * beats after the step called `ctx.heartbeat()` since the last beat, so a stuck step loses its
  * lease. Requests from `ctx.heartbeat()` are sent at once when the last beat is at least one
  * interval old, otherwise at the next interval. Between beats there is only one timer.
+ *
+ * With `heartbeatRequired` (then `leaseMs` is the step's heartbeat timeout) it also tells the
+ * step when it missed that timeout (`heartbeat_timeout`), which the engine would otherwise only
+ * record: when the step has not called `ctx.heartbeat()` for `leaseMs`, or when a beat has been
+ * in flight for longer than it can take (the step blocks the event loop, so nothing goes out).
+ * Beats that fail while the step keeps calling do not count: in an outage the engine decides,
+ * and a later reply says `lease_lost` if the lease is gone.
  */
 export class Heartbeater {
   readonly intervalMs: number;
@@ -37,6 +44,14 @@ export class Heartbeater {
   #lastSent: number;
   #timer: NodeJS.Timeout | undefined;
   #inflight: AbortController | undefined;
+  /** When the beat in flight was sent. */
+  #inflightSentAt = 0;
+  readonly #leaseMs: number;
+  /** How long a beat may be in flight before the event loop must have been blocked. */
+  readonly #stuckMs: number;
+  /** When the step last called `ctx.heartbeat()` (the task's arrival before that). */
+  #lastCalled: number;
+  #leaseTimer: NodeJS.Timeout | undefined;
 
   constructor(options: {
     rpc: HeartbeatRpc;
@@ -52,13 +67,18 @@ export class Heartbeater {
     this.#ctx = options.ctx;
     this.#onCancel = options.onCancel;
     this.#log = options.log;
-    this.intervalMs = (options.task.leaseMs || DEFAULT_LEASE_MS) / 3;
+    this.#leaseMs = options.task.leaseMs || DEFAULT_LEASE_MS;
+    this.intervalMs = this.#leaseMs / 3;
     this.#auto = !options.task.heartbeatRequired;
+    this.#stuckMs = Math.max(this.#leaseMs, this.#rpcTimeoutMs());
+    const granted = performance.now(); // the lease was granted just now
+    this.#lastCalled = granted;
     if (this.#auto) {
-      this.#lastSent = performance.now(); // the lease was granted just now
+      this.#lastSent = granted;
       this.#schedule(this.#lastSent + this.intervalMs);
     } else {
       this.#lastSent = Number.NEGATIVE_INFINITY;
+      this.#watchLease();
     }
     this.#ctx._setNotifier(() => this.request());
   }
@@ -68,6 +88,12 @@ export class Heartbeater {
     if (this.#stopped) {
       return;
     }
+    // A step that blocks the event loop keeps timers from firing: look here too.
+    if (!this.#auto && this.#overdue()) {
+      this.#timedOut();
+      return;
+    }
+    this.#lastCalled = performance.now();
     this.#dirty = true;
     if (this.#inflight !== undefined) {
       return; // rescheduled when the beat in flight finishes
@@ -86,8 +112,52 @@ export class Heartbeater {
     this.#stopped = true;
     this.#ctx._setNotifier(undefined);
     this.#cancelTimer();
+    clearTimeout(this.#leaseTimer);
+    this.#leaseTimer = undefined;
     this.#inflight?.abort();
     this.#inflight = undefined;
+  }
+
+  /** When the step is overdue: its heartbeat timeout after its last call, or a beat stuck in flight. */
+  #deadline(): number {
+    const missed = this.#lastCalled + this.#leaseMs;
+    return this.#inflight === undefined ? missed : Math.min(missed, this.#inflightSentAt + this.#stuckMs);
+  }
+
+  #overdue(): boolean {
+    return performance.now() >= this.#deadline();
+  }
+
+  #rpcTimeoutMs(): number {
+    return Math.max(1_000, this.intervalMs);
+  }
+
+  /** Arms the one timer that checks, at the deadline, whether the step is overdue. */
+  #watchLease(): void {
+    clearTimeout(this.#leaseTimer);
+    this.#leaseTimer = setTimeout(
+      () => {
+        this.#leaseTimer = undefined;
+        if (this.#stopped) {
+          return;
+        }
+        if (this.#overdue()) {
+          this.#timedOut();
+        } else {
+          this.#watchLease();
+        }
+      },
+      Math.max(0, this.#deadline() - performance.now()),
+    );
+  }
+
+  #timedOut(): void {
+    this.#log.warn(
+      `step ${this.#ctx.step} of execution ${this.#ctx.executionId} did not heartbeat within its heartbeat ` +
+        `timeout of ${this.#leaseMs / 1000} s: its lease is lost, stopping it`,
+    );
+    this.stop();
+    this.#onCancel("heartbeat_timeout");
   }
 
   #schedule(at: number): void {
@@ -114,6 +184,7 @@ export class Heartbeater {
   #send(): void {
     this.#dirty = false;
     this.#lastSent = performance.now();
+    this.#inflightSentAt = this.#lastSent;
     const request: HeartbeatRequest = {
       taskToken: this.#token,
       workerId: this.#workerId,
@@ -127,7 +198,7 @@ export class Heartbeater {
   async #beat(request: HeartbeatRequest, inflight: AbortController): Promise<void> {
     let reply: HeartbeatResponse | undefined;
     try {
-      reply = await this.#rpc(request, { timeoutMs: Math.max(1_000, this.intervalMs), signal: inflight.signal });
+      reply = await this.#rpc(request, { timeoutMs: this.#rpcTimeoutMs(), signal: inflight.signal });
     } catch (error) {
       this.#log.debug(`heartbeat for ${this.#ctx.step} failed: ${describeError(error)}`);
     }

@@ -3,7 +3,8 @@
 export interface Logger {
   debug(message: string): void;
   info(message: string): void;
-  warn(message: string): void;
+  /** `error`, when given, is what went wrong: the console logger prints its stack trace. */
+  warn(message: string, error?: unknown): void;
   error(message: string, error?: unknown): void;
 }
 
@@ -29,7 +30,7 @@ export function consoleLogger(level?: LogLevel): Logger {
   return {
     debug: (message) => write("debug", message),
     info: (message) => write("info", message),
-    warn: (message) => write("warn", message),
+    warn: (message, error) => write("warn", message, error),
     error: (message, error) => write("error", message, error),
   };
 }

@@ -4,11 +4,12 @@ import { performance } from "node:perf_hooks";
 import { Backoff, pause } from "./backoff.js";
 import { Completer } from "./completion.js";
 import { defaultWorkerId, resolveAddress } from "./config.js";
-import { describeError, resolveTls, resolveTokenSource, type TlsOptions, WorkerConnection } from "./connection.js";
+import { resolveTls, resolveTokenSource, type TlsOptions, WorkerConnection } from "./connection.js";
 import { type Duration, durationMs } from "./durations.js";
 import { TaskExecutor } from "./execution.js";
 import type { PollTaskRequest, Task } from "./gen/cerebelum/v1/worker.js";
 import { consoleLogger, type Logger } from "./log.js";
+import { OutageLog } from "./outage.js";
 import type { StepDefinition, StepHandler, StepOptions } from "./steps.js";
 
 /** Milliseconds a long poll may take beyond its wait before it is abandoned. */
@@ -117,6 +118,7 @@ export class Worker {
   readonly #stop = new AbortController();
   readonly #giveUp = new AbortController();
   #started = false;
+  #hasToken = false;
   #finished: Promise<void> | undefined;
   #executor: TaskExecutor | undefined;
 
@@ -240,10 +242,9 @@ export class Worker {
   }
 
   async #serve(): Promise<void> {
-    const connection = new WorkerConnection(this.address, {
-      tls: this.#tls,
-      tokens: resolveTokenSource(this.#tokenOption, this.#tokenFileOption),
-    });
+    const tokens = resolveTokenSource(this.#tokenOption, this.#tokenFileOption);
+    this.#hasToken = tokens !== undefined;
+    const connection = new WorkerConnection(this.address, { tls: this.#tls, tokens });
     try {
       const executor = new TaskExecutor({
         steps: this.#steps,
@@ -253,9 +254,7 @@ export class Worker {
       });
       this.#executor = executor;
       const completer = new Completer((request, options) => connection.complete(request, options), this.#log);
-      this.#log.info(
-        `worker ${this.workerId} polling ${this.taskQueue} at ${this.address} for ${this.stepNames.join(", ")}`,
-      );
+      this.#log.info(this.#startLine());
       await this.#pollLoop(connection, executor, completer);
       await this.#drain(executor);
     } finally {
@@ -264,10 +263,20 @@ export class Worker {
     }
   }
 
+  /** The line logged at start-up: where the worker polls, for what, and how much at once. */
+  #startLine(): string {
+    const pollers = Math.min(this.maxPollers, this.maxConcurrency);
+    const security = `${this.#tls === undefined ? "plaintext" : "TLS"}, ${this.#hasToken ? "with a token" : "no token"}`;
+    return (
+      `worker ${this.workerId} started: task queue ${this.taskQueue} at ${this.address} (${security}); ` +
+      `steps ${this.stepNames.join(", ")}; up to ${this.maxConcurrency} at once, ${pollers} pollers`
+    );
+  }
+
   async #pollLoop(connection: WorkerConnection, executor: TaskExecutor, completer: Completer): Promise<void> {
     const slots = new Slots(this.maxConcurrency);
     const pollers = Math.min(this.maxPollers, this.maxConcurrency);
-    const outage = { since: undefined as number | undefined };
+    const outage = new OutageLog(this.#log, `cannot poll ${this.taskQueue} at ${this.address}`);
     const request: PollTaskRequest = {
       workerId: this.workerId,
       taskQueue: this.taskQueue,
@@ -289,18 +298,14 @@ export class Worker {
           if (stop.aborted) {
             return;
           }
-          if (outage.since === undefined) {
-            outage.since = performance.now();
-            this.#log.warn(`cannot poll ${this.taskQueue} at ${this.address} (${describeError(error)}); retrying`);
-          }
+          outage.failed(error);
           await pause(backoff.next(), stop);
           continue;
         }
         backoff.reset();
-        if (outage.since !== undefined) {
-          const seconds = ((performance.now() - outage.since) / 1000).toFixed(1);
-          this.#log.info(`polling ${this.taskQueue} again after ${seconds} s`);
-          outage.since = undefined;
+        const seconds = outage.recovered();
+        if (seconds !== undefined) {
+          this.#log.info(`polling ${this.taskQueue} again after ${seconds.toFixed(1)} s`);
         }
         if (task === undefined) {
           slots.release();

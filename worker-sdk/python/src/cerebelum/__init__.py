@@ -22,6 +22,7 @@ from cerebelum.errors import (
     PermissionDeniedError,
     ResourceExhaustedError,
     ServerError,
+    StepCancelled,
     UnauthenticatedError,
     UnavailableError,
 )
@@ -61,6 +62,7 @@ __all__ = [
     "RetryAfter",
     "ServerError",
     "Sleep",
+    "StepCancelled",
     "StepContext",
     "StepStatus",
     "TlsSettings",

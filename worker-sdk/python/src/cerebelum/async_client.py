@@ -14,14 +14,11 @@ from cerebelum.config import resolve_address
 from cerebelum.connection import TlsSettings, open_aio_channel, resolve_tls, resolve_token_source
 from cerebelum.errors import error_from_rpc
 from cerebelum.models import DeadLetter, Execution, HistoryEvent, WorkflowInfo
+from cerebelum.stubs import workflow_methods
 
 __all__ = ["AsyncClient"]
 
 T = TypeVar("T")
-
-
-def _serialize(message: Message) -> bytes:
-    return message.SerializeToString()
 
 
 class AsyncClient:
@@ -67,12 +64,7 @@ class AsyncClient:
     def _method(self, name: str) -> grpc.aio.UnaryUnaryMultiCallable[Message, Any]:
         if self._channel is None:
             self._channel = open_aio_channel(self.address, tls=self._tls, tokens=self._tokens)
-            self._methods = {
-                method: self._channel.unary_unary(
-                    ops.SERVICE + method, request_serializer=_serialize, response_deserializer=reply.FromString
-                )
-                for method, reply in ops.METHODS.items()
-            }
+            self._methods = workflow_methods(self._channel)
         return self._methods[name]
 
     async def _run(self, operation: ops.Operation[T]) -> T:

@@ -7,21 +7,17 @@ from types import TracebackType
 from typing import Any, TypeVar, cast
 
 import grpc
-from google.protobuf.message import Message
 
 from cerebelum import operations as ops
 from cerebelum.config import resolve_address
 from cerebelum.connection import TlsSettings, open_channel, resolve_tls, resolve_token_source
 from cerebelum.errors import error_from_rpc
 from cerebelum.models import DeadLetter, Execution, HistoryEvent, WorkflowInfo
+from cerebelum.stubs import workflow_methods
 
 __all__ = ["Client"]
 
 T = TypeVar("T")
-
-
-def _serialize(message: Message) -> bytes:
-    return message.SerializeToString()
 
 
 class Client:
@@ -46,12 +42,7 @@ class Client:
         self.address = resolve_address(address)
         self.timeout = timeout
         self._channel = open_channel(self.address, tls=resolve_tls(tls), tokens=resolve_token_source(token, token_file))
-        self._methods = {
-            name: self._channel.unary_unary(
-                ops.SERVICE + name, request_serializer=_serialize, response_deserializer=reply.FromString
-            )
-            for name, reply in ops.METHODS.items()
-        }
+        self._methods = workflow_methods(self._channel)
 
     def __repr__(self) -> str:
         return f"Client(address={self.address!r})"

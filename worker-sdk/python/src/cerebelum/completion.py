@@ -8,6 +8,7 @@ import logging
 import grpc
 
 from cerebelum.backoff import Backoff
+from cerebelum.outage import Outage, describe
 from cerebelum.reports import invalid_payload_report
 from cerebelum.v1 import worker_pb2
 
@@ -31,7 +32,8 @@ class Completer:
     """Sends one ``CompleteTaskRequest`` until it is acknowledged.
 
     ACCEPTED, DUPLICATE and STALE all count as acknowledged. Transient errors are retried with
-    backoff (0.1 s doubling to 5 s) without limit; the caller cancels to give up. An outcome
+    jittered backoff (random delays below 0.1 s, the bound doubling to 5 s) without limit, each
+    new kind of error logged once; the caller cancels to give up. An outcome
     refused as too large or invalid is replaced by a non-retryable failure carrying the
     server's message.
     """
@@ -44,16 +46,17 @@ class Completer:
 
     async def submit(self, request: worker_pb2.CompleteTaskRequest) -> worker_pb2.CompleteTaskResponse | None:
         """Returns the acknowledgement, or ``None`` when the server refused the report for good."""
-        backoff: Backoff | None = None
+        backoff = Backoff()
+        outage = Outage()
+        loop = asyncio.get_running_loop()
         while True:
             try:
                 return await self._rpc(request, timeout=self._timeout)
             except grpc.aio.AioRpcError as exc:
                 code = exc.code()
                 if code in _TRANSIENT:
-                    if backoff is None:
-                        backoff = Backoff()
-                        log.warning("cannot report %s (%s: %s); retrying", _what(request), code.name, exc.details())
+                    if outage.failed(exc, loop.time()):
+                        log.warning("cannot report %s (%s); retrying", _what(request), describe(exc))
                     await asyncio.sleep(backoff.next())
                     continue
                 replacement = self._replacement(request, code, exc.details() or "")

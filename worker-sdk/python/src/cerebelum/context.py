@@ -7,14 +7,17 @@ import contextlib
 import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from cerebelum.durations import Duration, duration_ms
-from cerebelum.jsoncodec import dumps
-from cerebelum.outcomes import ApprovalRequest, RetryAfter, Sleep
+from cerebelum.errors import CancelReason, NonRetryableError, StepCancelled
+from cerebelum.jsoncodec import dumps, loads
+from cerebelum.outcomes import ApprovalRequest, Outcome, RetryAfter, Sleep, helper_name
 from cerebelum.v1 import worker_pb2
 
 __all__ = ["StepContext"]
+
+_O = TypeVar("_O", RetryAfter, Sleep, ApprovalRequest)
 
 
 class StepContext:
@@ -27,10 +30,14 @@ class StepContext:
 
     __slots__ = (
         "_cancel_event",
+        "_cancel_reason",
         "_cancelled",
+        "_last_progress",
         "_loop",
         "_loop_thread",
         "_notify",
+        "_on_heartbeat",
+        "_outcomes",
         "_progress_json",
         "attempt",
         "deadline",
@@ -55,9 +62,13 @@ class StepContext:
         self._loop = loop
         self._loop_thread = threading.get_ident()
         self._notify: Callable[[], None] | None = None
+        self._on_heartbeat: Callable[[Any], None] | None = None  # the testing kit records calls here
         self._progress_json = ""
+        self._last_progress: Any = loads(task.last_progress_json)
         self._cancelled = False
+        self._cancel_reason: CancelReason | None = None
         self._cancel_event: asyncio.Event | None = None
+        self._outcomes: list[Outcome] = []
 
     def __repr__(self) -> str:
         return (
@@ -72,7 +83,14 @@ class StepContext:
 
         Never blocks; safe to call from sync steps running in worker threads. When the task
         requires heartbeats, the lease is only extended while the step keeps calling this.
+        Raises :class:`~cerebelum.StepCancelled` once the step must stop (see
+        :attr:`cancel_reason`), so a sync step stops at its next heartbeat.
         """
+        reason = self._cancel_reason
+        if reason is not None:
+            raise StepCancelled(reason)
+        if self._on_heartbeat is not None:
+            self._on_heartbeat(progress)
         if progress is not None:
             self._progress_json = dumps(progress)
         notify = self._notify
@@ -89,12 +107,27 @@ class StepContext:
         """The last progress recorded by :meth:`heartbeat`, as JSON text (``""`` when none)."""
         return self._progress_json
 
+    @property
+    def last_progress(self) -> Any:
+        """The progress the step's previous attempt last sent before it failed or its lease expired.
+
+        ``None`` on a first attempt or when no earlier attempt sent any: a retried step can resume
+        where the failed one stopped, as with Temporal's heartbeat details.
+        """
+        return self._last_progress
+
     # -- cancellation -----------------------------------------------------------------------
 
     @property
     def cancelled(self) -> bool:
-        """True once the server asked to stop the step (or its lease was lost, or the worker is stopping)."""
+        """True once the step must stop: the server asked, its lease is gone, or the worker is stopping."""
         return self._cancelled
+
+    @property
+    def cancel_reason(self) -> CancelReason | None:
+        """Why the step must stop (``"cancel_requested"``, ``"heartbeat_timeout"``,
+        ``"lease_lost"``, ``"shutdown"``), or ``None`` while it may go on."""
+        return self._cancel_reason
 
     async def wait_cancelled(self) -> None:
         """Return once :attr:`cancelled` becomes true."""
@@ -104,29 +137,48 @@ class StepContext:
             self._cancel_event = asyncio.Event()
         await self._cancel_event.wait()
 
-    def _mark_cancelled(self) -> None:
+    def _mark_cancelled(self, reason: CancelReason) -> None:
+        """Called on the event loop's thread. A lost lease outranks an earlier reason."""
+        if self._cancel_reason is None or reason in ("lease_lost", "heartbeat_timeout"):
+            self._cancel_reason = reason
         self._cancelled = True
         if self._cancel_event is not None:
             self._cancel_event.set()
 
     # -- outcomes ---------------------------------------------------------------------------
+    # An outcome only takes effect when the step returns it. The context remembers the outcomes
+    # it built so that one built and not returned (``ctx.sleep(...)`` without ``return``) fails
+    # the step loudly instead of being ignored.
 
-    @staticmethod
-    def retry_after(seconds: Duration) -> RetryAfter:
+    def retry_after(self, seconds: Duration) -> RetryAfter:
         """Return this from the step to run it again after ``seconds`` (not counted as a failure)."""
-        return RetryAfter(delay_ms=duration_ms(seconds))
+        return self._built(RetryAfter(delay_ms=duration_ms(seconds)))
 
-    @staticmethod
-    def sleep(duration: Duration, result: Any = None) -> Sleep:
+    def sleep(self, duration: Duration, result: Any = None) -> Sleep:
         """Return this from the step: it succeeded with ``result``, then the execution sleeps ``duration``."""
-        return Sleep(duration_ms=duration_ms(duration), result=result)
+        return self._built(Sleep(duration_ms=duration_ms(duration), result=result))
 
-    @staticmethod
     def request_approval(
-        *, kind: str = "approval", timeout: Duration | None = None, data: Any = None
+        self, *, kind: str = "approval", timeout: Duration | None = None, data: Any = None
     ) -> ApprovalRequest:
         """Return this from the step to wait for a human to approve or reject it.
 
         ``timeout`` of ``None`` waits forever; ``data`` is shown to the approver.
         """
-        return ApprovalRequest(kind=kind, timeout_ms=0 if timeout is None else duration_ms(timeout), data=data)
+        timeout_ms = 0 if timeout is None else duration_ms(timeout)
+        return self._built(ApprovalRequest(kind=kind, timeout_ms=timeout_ms, data=data))
+
+    def _built(self, outcome: _O) -> _O:
+        self._outcomes.append(outcome)
+        return outcome
+
+    def _check_returned(self, value: Any) -> None:
+        """Raise when the step built an outcome but returned something else."""
+        if not self._outcomes or any(value is outcome for outcome in self._outcomes):
+            return
+        helper = helper_name(self._outcomes[-1])
+        raise NonRetryableError(
+            f"step {self.step!r} called {helper} but returned {type(value).__name__} instead of the outcome: "
+            f"write `return {helper}` (an outcome only takes effect when the step returns it)",
+            type="OutcomeNotReturned",
+        )

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 import grpc
 
 __all__ = [
     "AbortedError",
     "AlreadyExistsError",
     "ApplicationError",
+    "CancelReason",
     "CerebelumError",
     "DeadlineExceededError",
     "FailedPreconditionError",
@@ -17,6 +20,7 @@ __all__ = [
     "PermissionDeniedError",
     "ResourceExhaustedError",
     "ServerError",
+    "StepCancelled",
     "UnauthenticatedError",
     "UnavailableError",
     "code_name",
@@ -43,6 +47,30 @@ class NonRetryableError(ApplicationError):
 
     def __init__(self, message: str, *, type: str | None = None) -> None:
         super().__init__(message, type=type, non_retryable=True)
+
+
+CancelReason = Literal["cancel_requested", "heartbeat_timeout", "lease_lost", "shutdown"]
+"""Why a step must stop: the engine asked, it missed its heartbeat timeout, its task was taken
+away, or the worker is stopping."""
+
+_CANCEL_MESSAGES: dict[CancelReason, str] = {
+    "cancel_requested": "the step was cancelled on request",
+    "heartbeat_timeout": "the step did not heartbeat within its heartbeat timeout: its lease is gone",
+    "lease_lost": "the step's lease was lost: its task is no longer this worker's",
+    "shutdown": "the worker is shutting down",
+}
+
+
+class StepCancelled(Exception):
+    """Raised by ``ctx.heartbeat()`` once the step must stop; ``reason`` says why.
+
+    Sync steps run in threads that cannot be interrupted: this is how they learn, at their next
+    heartbeat, that they were cancelled or timed out. Let it propagate (clean up in ``finally``).
+    """
+
+    def __init__(self, reason: CancelReason) -> None:
+        super().__init__(_CANCEL_MESSAGES[reason])
+        self.reason: CancelReason = reason
 
 
 class CerebelumError(Exception):

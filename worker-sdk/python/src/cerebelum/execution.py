@@ -11,15 +11,18 @@ from concurrent.futures import Executor
 from typing import Any
 
 from cerebelum.context import StepContext
-from cerebelum.errors import ApplicationError, NonRetryableError
-from cerebelum.heartbeat import CancelReason, Heartbeater, HeartbeatRpc
+from cerebelum.errors import ApplicationError, CancelReason, NonRetryableError
+from cerebelum.heartbeat import Heartbeater, HeartbeatRpc
 from cerebelum.reports import cancelled_report, failure_report, value_report
 from cerebelum.steps import StepDefinition
 from cerebelum.v1 import worker_pb2
 
-__all__ = ["Attempt", "TaskExecutor"]
+__all__ = ["Attempt", "TaskExecutor", "conclude", "run_attempt"]
 
 log = logging.getLogger("cerebelum.worker")
+
+_LOST: frozenset[CancelReason] = frozenset({"lease_lost", "heartbeat_timeout"})
+"""The task is no longer this worker's: its outcome is dropped."""
 
 
 class Attempt:
@@ -36,13 +39,14 @@ class Attempt:
         self.stopping = False
 
     def cancel(self, reason: CancelReason) -> None:
-        """Stop the step: async steps get ``CancelledError``; sync steps see ``ctx.cancelled``.
+        """Stop the step: async steps get ``CancelledError``; sync steps see ``ctx.cancelled`` and
+        ``StepCancelled`` from their next ``ctx.heartbeat()``.
 
         On shutdown a sync step is abandoned (its thread cannot be interrupted).
         """
-        if self.reason is None or reason == "lease_lost":
+        if self.reason is None or reason in _LOST:
             self.reason = reason
-        self.ctx._mark_cancelled()
+        self.ctx._mark_cancelled(reason)
         if self.in_step and not self.stopping and (self.is_async or reason == "shutdown"):
             self.stopping = True
             self.task.cancel()
@@ -90,43 +94,82 @@ class TaskExecutor:
         )
         self._attempts[token] = attempt
         try:
-            value: Any = None
-            error: BaseException | None = None
-            try:
-                args, kwargs = definition.bind(_arguments(task), ctx)
-                attempt.in_step = True
-                if definition.is_async:
-                    value = await definition.fn(*args, **kwargs)
-                else:
-                    call = functools.partial(definition.fn, *args, **kwargs)
-                    value = await loop.run_in_executor(self._thread_pool, call)
-            except asyncio.CancelledError as exc:
-                if not attempt.stopping and current.cancelling():
-                    raise  # not ours: the worker itself is being torn down
-                error = exc
-            except Exception as exc:
-                error = exc
-            attempt.in_step = False
-            if attempt.stopping and current.cancelling():
-                current.uncancel()
-            if attempt.reason == "lease_lost":
-                log.info("dropping the outcome of %s/%s: its lease was lost", task.execution_id, task.step)
-                return None
-            if error is not None:
-                if attempt.reason is not None:  # it stopped because we asked it to
-                    return self._cancelled(token, attempt.reason, error)
-                return failure_report(token, worker_id, error)
-            return value_report(token, worker_id, value)
+            value, error = await run_attempt(definition, task, attempt, self._thread_pool)
+            return conclude(task, worker_id, attempt, value, error)
         finally:
             heartbeater.stop()
             del self._attempts[token]
 
-    def _cancelled(self, token: str, reason: CancelReason, exc: BaseException) -> worker_pb2.CompleteTaskRequest:
-        if reason == "shutdown":
+
+async def run_attempt(
+    definition: StepDefinition, task: worker_pb2.Task, attempt: Attempt, thread_pool: Executor | None
+) -> tuple[Any, BaseException | None]:
+    """Call the step in ``attempt`` (whose ``task`` must be the current task): its value, or what it raised."""
+    ctx, current = attempt.ctx, attempt.task
+    value: Any = None
+    error: BaseException | None = None
+    try:
+        args, kwargs = definition.bind(_arguments(task), ctx)
+        attempt.in_step = True
+        if definition.is_async:
+            value = await definition.fn(*args, **kwargs)
+        else:
+            call = functools.partial(definition.fn, *args, **kwargs)
+            value = await asyncio.get_running_loop().run_in_executor(thread_pool, call)
+        ctx._check_returned(value)
+    except asyncio.CancelledError as exc:
+        if not attempt.stopping and current.cancelling():
+            raise  # not ours: the worker itself is being torn down
+        error = exc
+    except Exception as exc:
+        error = exc
+    attempt.in_step = False
+    if attempt.stopping and current.cancelling():
+        current.uncancel()
+    return value, error
+
+
+def conclude(
+    task: worker_pb2.Task, worker_id: str, attempt: Attempt, value: Any, error: BaseException | None
+) -> worker_pb2.CompleteTaskRequest | None:
+    """The report of how the attempt ended (``None``: the task is no longer ours, report nothing)."""
+    token = task.task_token
+    if attempt.reason == "heartbeat_timeout":
+        log.warning(
+            "dropping the outcome of %s/%s: it did not heartbeat within its heartbeat timeout (%.1f s)",
+            task.execution_id,
+            task.step,
+            task.lease_ms / 1000,
+        )
+        return None
+    if attempt.reason == "lease_lost":
+        log.info("dropping the outcome of %s/%s: its lease was lost", task.execution_id, task.step)
+        return None
+    if error is not None:
+        if attempt.reason == "shutdown":
             shutdown = ApplicationError("the worker shut down before the step finished", type="WorkerShutdown")
-            return failure_report(token, self._worker_id, shutdown)
-        message = str(exc) or "the step was cancelled"
-        return cancelled_report(token, self._worker_id, message)
+            return failure_report(token, worker_id, shutdown)
+        if attempt.reason is not None:  # it stopped because we asked it to
+            return cancelled_report(token, worker_id, str(error) or "the step was cancelled")
+        _log_failure(task, error)
+        return failure_report(token, worker_id, error)
+    return value_report(token, worker_id, value)
+
+
+def _log_failure(task: worker_pb2.Task, error: BaseException) -> None:
+    """Leave the traceback in the worker's log too: the report may be refused, or not shown."""
+    final = isinstance(error, ApplicationError) and error.non_retryable
+    log.log(
+        logging.ERROR if final else logging.WARNING,
+        "step %s of execution %s failed on attempt %d (%s): %s: %s",
+        task.step,
+        task.execution_id,
+        task.attempt,
+        "not retryable" if final else "retryable",
+        type(error).__name__,
+        error,
+        exc_info=error,
+    )
 
 
 def _arguments(task: worker_pb2.Task) -> dict[str, Any]:

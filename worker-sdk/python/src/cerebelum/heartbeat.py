@@ -6,21 +6,20 @@ import asyncio
 import logging
 import math
 from collections.abc import Callable
-from typing import Literal
 
 import grpc
 
 from cerebelum.context import StepContext
+from cerebelum.errors import CancelReason
 from cerebelum.v1 import worker_pb2
 
-__all__ = ["DEFAULT_LEASE_MS", "CancelReason", "HeartbeatRpc", "Heartbeater"]
+__all__ = ["DEFAULT_LEASE_MS", "HeartbeatRpc", "Heartbeater"]
 
 log = logging.getLogger("cerebelum.worker")
 
 DEFAULT_LEASE_MS = 30_000
 """Lease assumed when a task carries none."""
 
-CancelReason = Literal["cancel_requested", "lease_lost", "shutdown"]
 HeartbeatRpc = grpc.aio.UnaryUnaryMultiCallable[worker_pb2.HeartbeatRequest, worker_pb2.HeartbeatResponse]
 
 
@@ -31,16 +30,27 @@ class Heartbeater:
     it only beats after the step called ``ctx.heartbeat()`` since the last beat, so a stuck step
     loses its lease. Requests from ``ctx.heartbeat()`` are sent at once when the last beat is at
     least one interval old, otherwise at the next interval. No timer, task or thread exists between
-    beats other than one event-loop timer handle.
+    beats other than event-loop timer handles.
+
+    With ``heartbeat_required`` the worker also stops a step that stopped heartbeating: once
+    ``lease_ms`` has passed since the step last called ``ctx.heartbeat()`` (or since the task
+    arrived) with no beat in flight, the server has timed it out, so the step is cancelled with
+    reason ``heartbeat_timeout`` without waiting for a beat that may never come. The clock runs
+    from the step's own calls, not from answers: while the engine cannot answer (a restart, after
+    which it renews every lease) a step that keeps heartbeating keeps running and the engine
+    decides, as in the TypeScript SDK.
     """
 
     __slots__ = (
         "_auto",
         "_ctx",
         "_dirty",
+        "_expires_at",
+        "_expiry",
         "_inflight",
         "_interval",
         "_last_sent",
+        "_lease",
         "_loop",
         "_on_cancel",
         "_rpc",
@@ -66,12 +76,17 @@ class Heartbeater:
         self._worker_id = worker_id
         self._ctx = ctx
         self._on_cancel = on_cancel
-        self._interval = (task.lease_ms or DEFAULT_LEASE_MS) / 3000
+        self._lease = (task.lease_ms or DEFAULT_LEASE_MS) / 1000
+        self._interval = self._lease / 3
         self._auto = not task.heartbeat_required
         self._dirty = False
         self._stopped = False
         self._inflight: asyncio.Task[None] | None = None
         self._timer: asyncio.TimerHandle | None = None
+        self._expiry: asyncio.TimerHandle | None = None
+        self._expires_at = loop.time() + self._lease
+        if not self._auto:
+            self._arm_expiry()
         if self._auto:
             self._last_sent = loop.time()  # the lease was granted just now
             self._timer = loop.call_at(self._last_sent + self._interval, self._fire)
@@ -88,6 +103,10 @@ class Heartbeater:
         if self._stopped:
             return
         self._dirty = True
+        if not self._auto:
+            self._expires_at = self._loop.time() + self._lease
+            if self._inflight is None:
+                self._arm_expiry()
         if self._inflight is not None:
             return  # rescheduled when the beat in flight finishes
         due = self._last_sent + self._interval
@@ -102,6 +121,9 @@ class Heartbeater:
         self._stopped = True
         self._ctx._notify = None
         self._cancel_timer()
+        if self._expiry is not None:
+            self._expiry.cancel()
+            self._expiry = None
         if self._inflight is not None:
             self._inflight.cancel()
             self._inflight = None
@@ -110,6 +132,18 @@ class Heartbeater:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+
+    def _arm_expiry(self) -> None:
+        if self._expiry is not None:
+            self._expiry.cancel()
+        self._expiry = self._loop.call_at(self._expires_at, self._expired)
+
+    def _expired(self) -> None:
+        self._expiry = None
+        if self._stopped or self._inflight is not None:
+            return  # a beat is on its way: its answer extends the lease or says it is lost
+        self.stop()
+        self._on_cancel("heartbeat_timeout")
 
     def _fire(self) -> None:
         self._timer = None
@@ -143,7 +177,10 @@ class Heartbeater:
                 self.stop()
                 self._on_cancel("lease_lost")
                 return
+            self._expires_at = self._loop.time() + self._lease
             if reply.cancel_requested:
                 self._on_cancel("cancel_requested")
+        if not self._auto and not self._stopped:
+            self._arm_expiry()  # from the new answer, or again if it fired while the beat was out
         if self._auto or self._dirty:
             self._timer = self._loop.call_at(self._last_sent + self._interval, self._fire)

@@ -43,7 +43,9 @@ class WorkflowInfo:
 @dataclass(frozen=True, slots=True)
 class StepStatus:
     """One step of an execution. ``phase`` is Pending, Scheduled, Running, Retrying,
-    WaitingForApproval, Succeeded, Failed, Skipped or Cancelled."""
+    WaitingForApproval, Succeeded, Failed, Skipped or Cancelled. ``progress`` is the running
+    attempt's latest heartbeat progress; ``waiting_hint`` says why a step that waits long for a
+    worker may never get one (no worker polls its queue, or none serves the step)."""
 
     name: str
     phase: str
@@ -51,6 +53,10 @@ class StepStatus:
     started_at: datetime | None
     finished_at: datetime | None
     last_error: str | None
+    last_stacktrace: str | None = None
+    """The stack trace the worker sent with the failure in ``last_error``, if any."""
+    progress: Any = None
+    waiting_hint: str | None = None
 
     @classmethod
     def from_proto(cls, step: workflow_pb2.StepInfo) -> StepStatus:
@@ -61,6 +67,9 @@ class StepStatus:
             started_at=_time(step.started_at_ms),
             finished_at=_time(step.finished_at_ms),
             last_error=step.last_error or None,
+            last_stacktrace=step.last_stacktrace or None,
+            progress=loads(step.progress_json),
+            waiting_hint=step.waiting_hint or None,
         )
 
 

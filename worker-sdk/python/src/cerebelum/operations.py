@@ -18,8 +18,6 @@ from cerebelum.models import DeadLetter, Execution, HistoryEvent, WorkflowInfo
 from cerebelum.v1 import workflow_pb2 as pb
 
 __all__ = [
-    "METHODS",
-    "SERVICE",
     "Call",
     "Operation",
     "apply_workflow",
@@ -38,24 +36,6 @@ __all__ = [
 ]
 
 T = TypeVar("T")
-
-SERVICE = "/cerebelum.v1.WorkflowService/"
-METHODS: dict[str, type[Message]] = {
-    "ApplyWorkflow": pb.WorkflowInfo,
-    "GetWorkflow": pb.WorkflowInfo,
-    "ListWorkflows": pb.ListWorkflowsResponse,
-    "StartExecution": pb.ExecutionInfo,
-    "GetExecution": pb.ExecutionInfo,
-    "ListExecutions": pb.ListExecutionsResponse,
-    "GetHistory": pb.GetHistoryResponse,
-    "WaitExecution": pb.ExecutionInfo,
-    "Approve": pb.ExecutionInfo,
-    "Reject": pb.ExecutionInfo,
-    "CancelExecution": pb.ExecutionInfo,
-    "ListDeadLetters": pb.ListDeadLettersResponse,
-    "RedriveDeadLetter": pb.ExecutionInfo,
-}
-"""WorkflowService method name -> reply message type."""
 
 MAX_WAIT_MS = 30_000
 HISTORY_PAGE = 1000

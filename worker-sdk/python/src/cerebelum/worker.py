@@ -16,7 +16,10 @@ from cerebelum.completion import Completer
 from cerebelum.config import default_worker_id, resolve_address
 from cerebelum.connection import TlsSettings, open_aio_channel, resolve_tls, resolve_token_source
 from cerebelum.execution import TaskExecutor
+from cerebelum.logs import default_logging
+from cerebelum.outage import Outage, describe
 from cerebelum.steps import StepDefinition
+from cerebelum.stubs import worker_rpcs
 from cerebelum.v1 import worker_pb2
 
 __all__ = ["Worker"]
@@ -25,18 +28,8 @@ log = logging.getLogger("cerebelum.worker")
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-_SERVICE = "/cerebelum.v1.WorkerService/"
 _POLL_MARGIN = 10.0  # seconds a long poll may take beyond its wait before it is abandoned
 _SUBMIT_GRACE = 5.0  # seconds to report the steps cancelled when the drain timeout ran out
-
-
-class _Outage:
-    """When the pollers of one worker last lost the server (None while they reach it)."""
-
-    __slots__ = ("since",)
-
-    def __init__(self) -> None:
-        self.since: float | None = None
 
 
 class Worker:
@@ -145,9 +138,14 @@ class Worker:
 
     # -- running ----------------------------------------------------------------------------
 
-    def run(self) -> None:
-        """Run until SIGTERM or SIGINT, then drain gracefully (a second signal stops at once)."""
-        asyncio.run(self._run_with_signals())
+    def run(self, *, configure_logging: bool = True) -> None:
+        """Run until SIGTERM or SIGINT, then drain gracefully (a second signal stops at once).
+
+        With ``configure_logging`` (the default), when neither the ``cerebelum`` logger nor the
+        root logger has a handler, the worker's INFO and higher lines go to stderr while it runs.
+        """
+        with default_logging(enabled=configure_logging):
+            asyncio.run(self._run_with_signals())
 
     async def _run_with_signals(self) -> None:
         loop = asyncio.get_running_loop()
@@ -193,31 +191,21 @@ class Worker:
             else None
         )
         try:
+            rpcs = worker_rpcs(channel)
             self._executor = TaskExecutor(
-                steps=self._steps,
-                worker_id=self.worker_id,
-                heartbeat_rpc=channel.unary_unary(
-                    _SERVICE + "Heartbeat",
-                    request_serializer=worker_pb2.HeartbeatRequest.SerializeToString,
-                    response_deserializer=worker_pb2.HeartbeatResponse.FromString,
-                ),
-                thread_pool=pool,
+                steps=self._steps, worker_id=self.worker_id, heartbeat_rpc=rpcs.heartbeat, thread_pool=pool
             )
-            completer = Completer(
-                channel.unary_unary(
-                    _SERVICE + "CompleteTask",
-                    request_serializer=worker_pb2.CompleteTaskRequest.SerializeToString,
-                    response_deserializer=worker_pb2.CompleteTaskResponse.FromString,
-                ),
+            completer = Completer(rpcs.complete)
+            log.info(
+                "worker %s serving task queue %r at %s%s: steps %s; up to %d at once",
+                self.worker_id,
+                self.task_queue,
+                self.address,
+                " (TLS)" if self._tls is not None else "",
+                ", ".join(self._steps),
+                self.max_concurrency,
             )
-            poll = channel.unary_unary(
-                _SERVICE + "PollTask",
-                request_serializer=worker_pb2.PollTaskRequest.SerializeToString,
-                response_deserializer=worker_pb2.PollTaskResponse.FromString,
-            )
-            steps = ", ".join(self._steps)
-            log.info("worker %s polling %s at %s for %s", self.worker_id, self.task_queue, self.address, steps)
-            self._poller = asyncio.get_running_loop().create_task(self._poll_loop(poll, self._executor, completer))
+            self._poller = asyncio.get_running_loop().create_task(self._poll_loop(rpcs.poll, self._executor, completer))
             try:
                 await self._poller
             except asyncio.CancelledError:
@@ -253,7 +241,7 @@ class Worker:
     ) -> None:
         slots = asyncio.Semaphore(self.max_concurrency)
         pollers = min(self.max_pollers, self.max_concurrency)
-        outage = _Outage()
+        outage = Outage()
         await asyncio.gather(*(self._poll_one(poll, executor, completer, slots, outage) for _ in range(pollers)))
 
     async def _poll_one(
@@ -262,9 +250,9 @@ class Worker:
         executor: TaskExecutor,
         completer: Completer,
         slots: asyncio.Semaphore,
-        outage: _Outage,
+        outage: Outage,
     ) -> None:
-        """One of the concurrent pollers; they share the slots, and one outage is reported once."""
+        """One of the concurrent pollers; they share the slots and the outage (each reason logged once)."""
         loop = asyncio.get_running_loop()
         request = worker_pb2.PollTaskRequest(
             worker_id=self.worker_id,
@@ -287,15 +275,14 @@ class Worker:
                 reply = await poll(request, timeout=timeout)
             except Exception as exc:
                 slots.release()
-                if outage.since is None:
-                    outage.since = loop.time()
-                    log.warning("cannot poll %s at %s (%s); retrying", self.task_queue, self.address, _why(exc))
+                if outage.failed(exc, loop.time()):
+                    log.warning("cannot poll %s at %s (%s); retrying", self.task_queue, self.address, describe(exc))
                 await asyncio.sleep(backoff.next())
                 continue
             backoff.reset()
-            if outage.since is not None:
-                log.info("polling %s again after %.1f s", self.task_queue, loop.time() - outage.since)
-                outage.since = None
+            lasted = outage.recovered(loop.time())
+            if lasted is not None:
+                log.info("polling %s again after %.1f s", self.task_queue, lasted)
             if not reply.HasField("task"):
                 slots.release()
                 continue
@@ -330,9 +317,3 @@ class Worker:
             task.cancel()
         if pending:
             await asyncio.wait(pending)
-
-
-def _why(exc: Exception) -> str:
-    if isinstance(exc, grpc.aio.AioRpcError):
-        return f"{exc.code().name}: {exc.details()}"
-    return f"{type(exc).__name__}: {exc}"

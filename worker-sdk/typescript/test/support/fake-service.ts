@@ -22,6 +22,7 @@ export interface TaskSpec {
   attempt?: number;
   poll?: number;
   argumentsJson?: string;
+  lastProgressJson?: string;
 }
 
 export function makeTask(step: string, spec: TaskSpec = {}): Task {
@@ -39,6 +40,7 @@ export function makeTask(step: string, spec: TaskSpec = {}): Task {
     leaseMs: spec.leaseMs ?? 30_000,
     heartbeatRequired: spec.heartbeatRequired ?? false,
     poll,
+    lastProgressJson: spec.lastProgressJson ?? "",
   };
 }
 
@@ -63,9 +65,13 @@ export class FakeWorkerService {
   readonly heartbeats: Array<{ request: HeartbeatRequest; at: number }> = [];
   readonly completions: CompleteTaskRequest[] = [];
   heartbeatReply: HeartbeatResponse = { cancelRequested: false, leaseLost: false, leaseExpiresAtMs: 0 };
+  /** Answered to every Heartbeat while set (undefined: `heartbeatReply`). */
+  heartbeatError: [status, string] | undefined;
   completeAttempts = 0;
   /** [code, message] answered to the next CompleteTask calls, in order. */
   completeErrors: Array<[status, string]> = [];
+  /** Answered to every PollTask while set (undefined: hand out tasks). */
+  pollError: [status, string] | undefined;
   /** Answered to every CompleteTask carrying a success (undefined: accept). */
   rejectSuccess: [status, string] | undefined;
   address = "";
@@ -78,6 +84,10 @@ export class FakeWorkerService {
       pollTask: (call, callback) => {
         this.polls.push(call.request);
         this.pollMetadata.push(flatten(call.metadata));
+        if (this.pollError !== undefined) {
+          callback(fail(...this.pollError));
+          return;
+        }
         const task = this.#tasks.shift();
         if (task !== undefined) {
           callback(null, { task });
@@ -111,6 +121,10 @@ export class FakeWorkerService {
       },
       heartbeat: (call, callback) => {
         this.heartbeats.push({ request: call.request, at: performance.now() });
+        if (this.heartbeatError !== undefined) {
+          callback(fail(...this.heartbeatError));
+          return;
+        }
         callback(null, this.heartbeatReply);
       },
       completeTask: (call, callback) => {
@@ -183,23 +197,27 @@ function flatten(metadata: Metadata): Record<string, string> {
   return out;
 }
 
-/** Records log lines instead of printing them. */
+/** Records log lines (and the errors logged with them) instead of printing them. */
 export class MemoryLogger {
-  readonly lines: Array<{ level: string; message: string }> = [];
+  readonly lines: Array<{ level: string; message: string; error?: unknown }> = [];
   debug(message: string): void {
     this.lines.push({ level: "debug", message });
   }
   info(message: string): void {
     this.lines.push({ level: "info", message });
   }
-  warn(message: string): void {
-    this.lines.push({ level: "warn", message });
+  warn(message: string, error?: unknown): void {
+    this.lines.push({ level: "warn", message, error });
   }
-  error(message: string): void {
-    this.lines.push({ level: "error", message });
+  error(message: string, error?: unknown): void {
+    this.lines.push({ level: "error", message, error });
   }
   matching(level: string, text: string): string[] {
     return this.lines.filter((l) => l.level === level && l.message.includes(text)).map((l) => l.message);
+  }
+  /** The error logged with the first `level` line containing `text`. */
+  errorOf(level: string, text: string): unknown {
+    return this.lines.find((l) => l.level === level && l.message.includes(text))?.error;
   }
 }
 

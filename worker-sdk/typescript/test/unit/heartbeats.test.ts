@@ -2,6 +2,8 @@ import assert from "node:assert/strict";
 import { afterEach, beforeEach, test } from "node:test";
 import { setTimeout as delay } from "node:timers/promises";
 
+import { status } from "@grpc/grpc-js";
+
 import { CancelledError, type StepContext } from "@cerebelum/worker";
 
 import { eventually, FakeWorkerService, makeTask, outputOf, running, testWorker } from "../support/fake-service.js";
@@ -72,7 +74,7 @@ test("with heartbeatRequired a beat is only sent after the step called heartbeat
     return "done";
   });
   await running(worker, async () => {
-    const task = makeTask("quiet", { leaseMs: 300, heartbeatRequired: true });
+    const task = makeTask("quiet", { leaseMs: 3_000, heartbeatRequired: true });
     await service.runTask(task);
     const beats = service.heartbeatsOf(task.taskToken);
     assert.deepEqual(
@@ -157,5 +159,125 @@ test("a lost lease aborts the step and drops its outcome", async () => {
     await eventually(() => log.matching("info", "its lease was lost").length === 1, 1_000, "the drop to be logged");
     assert.equal(service.completion(task.taskToken), undefined);
     assert.equal(service.heartbeatsOf(task.taskToken).length, 1, "no beats after the lease was lost");
+  });
+});
+
+test("a step that must heartbeat and does not is told when its heartbeat timeout passes, and its outcome dropped", async () => {
+  const { worker, log } = testWorker(service);
+  let reason: unknown;
+  let waited = 0;
+  worker.step("stuck", async (ctx) => {
+    const began = performance.now();
+    reason = await aborted(ctx); // stands for work that never calls ctx.heartbeat()
+    waited = performance.now() - began;
+    return "too late";
+  });
+  await running(worker, async () => {
+    const task = makeTask("stuck", { leaseMs: 300, heartbeatRequired: true });
+    service.push(task);
+    await eventually(() => reason !== undefined, 5_000, "the step to learn of its timeout");
+    assert.ok(reason instanceof CancelledError);
+    assert.equal(reason.reason, "heartbeat_timeout");
+    assert.ok(waited >= 250, `told after ${Math.round(waited)} ms; the heartbeat timeout is 300 ms`);
+    await eventually(() => log.matching("info", "it missed its heartbeat timeout").length === 1, 2_000, "the drop");
+    assert.equal(log.matching("warn", "did not heartbeat within its heartbeat timeout of 0.3 s").length, 1);
+    assert.equal(service.completion(task.taskToken), undefined);
+  });
+});
+
+test("a step that keeps heartbeating within its heartbeat timeout is never told it timed out", async () => {
+  const { worker } = testWorker(service);
+  worker.step("steady", async (ctx) => {
+    for (let i = 0; i < 12; i += 1) {
+      ctx.heartbeat({ i });
+      await delay(50);
+    }
+    return ctx.cancelled ? "told" : "held";
+  });
+  await running(worker, async () => {
+    const task = makeTask("steady", { leaseMs: 300, heartbeatRequired: true });
+    assert.equal(outputOf(await service.runTask(task)), "held");
+  });
+});
+
+test("a step that keeps heartbeating while its beats fail is left to the engine, not stopped by the worker", async () => {
+  const { worker } = testWorker(service);
+  worker.step("through-outage", async (ctx) => {
+    for (let i = 0; i < 20; i += 1) {
+      ctx.heartbeat({ i });
+      await delay(50);
+    }
+    return ctx.cancelled ? "told" : "held";
+  });
+  await running(worker, async () => {
+    service.heartbeatError = [status.UNAVAILABLE, "the engine is restarting"];
+    const task = makeTask("through-outage", { leaseMs: 300, heartbeatRequired: true });
+    assert.equal(outputOf(await service.runTask(task)), "held");
+    assert.ok(service.heartbeatsOf(task.taskToken).length >= 2, "beats were tried");
+  });
+});
+
+test("ctx.heartbeat throws once the engine says the lease is gone", async () => {
+  const { worker } = testWorker(service);
+  let thrown: unknown;
+  worker.step("looping", async (ctx) => {
+    try {
+      for (let i = 0; i < 200; i += 1) {
+        ctx.heartbeat();
+        await delay(20);
+      }
+    } catch (error) {
+      thrown = error;
+      throw error;
+    }
+    thrown = "never";
+    return "looped";
+  });
+  await running(worker, async () => {
+    service.heartbeatReply = { cancelRequested: false, leaseLost: true, leaseExpiresAtMs: 0 };
+    service.push(makeTask("looping", { leaseMs: 150 }));
+    await eventually(() => thrown !== undefined, 3_000, "heartbeat to throw");
+    assert.ok(thrown instanceof CancelledError);
+    assert.equal(thrown.reason, "lease_lost");
+  });
+});
+
+test("a step that blocks the event loop past its heartbeat timeout learns it from ctx.heartbeat", async () => {
+  const { worker } = testWorker(service);
+  let thrown: unknown;
+  let blockedFor = 0;
+  worker.step("cpu-bound", (ctx) => {
+    const began = performance.now();
+    try {
+      while (performance.now() - began < 3_000) {
+        ctx.heartbeat(); // no reply can arrive while this loop holds the event loop
+      }
+    } catch (error) {
+      thrown = error;
+    }
+    blockedFor = performance.now() - began;
+    return "stopped";
+  });
+  await running(worker, async () => {
+    service.push(makeTask("cpu-bound", { leaseMs: 200, heartbeatRequired: true }));
+    await eventually(() => blockedFor > 0, 5_000, "the loop to end");
+    assert.ok(thrown instanceof CancelledError, String(thrown));
+    assert.equal(thrown.reason, "heartbeat_timeout");
+    // The beat sent first cannot come back while the loop runs: past its 1 s call timeout it is stuck.
+    assert.ok(blockedFor >= 950 && blockedFor < 2_500, `stopped after ${Math.round(blockedFor)} ms`);
+  });
+});
+
+test("a retried step reads the progress its previous attempt last sent, and a first attempt reads null", async () => {
+  const { worker } = testWorker(service);
+  const seen: unknown[] = [];
+  worker.step("resume", async (ctx) => {
+    seen.push(ctx.lastProgress);
+    return "ok";
+  });
+  await running(worker, async () => {
+    await service.runTask(makeTask("resume"), 5_000);
+    await service.runTask(makeTask("resume", { attempt: 2, lastProgressJson: '{"page":7}' }), 5_000);
+    assert.deepEqual(seen, [null, { page: 7 }]);
   });
 });

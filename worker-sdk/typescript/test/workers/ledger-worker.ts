@@ -9,11 +9,14 @@
  *   ask                   -> asks for an approval of kind "refund" with input.amount
  *   after                 -> returns what the steps before it returned
  *   big, odd              -> return input.payload_bytes characters, or a lone surrogate
+ *   boom                  -> throws a TypeError (its stack trace should reach the worker's log)
+ *   deaf                  -> heartbeats once, then waits input.hold_s seconds without listening to
+ *                            ctx.signal; records "told" when the worker aborts it, "finished" after
  */
 import { appendFileSync, closeSync, fsyncSync, openSync } from "node:fs";
 import { setTimeout as delay } from "node:timers/promises";
 
-import { type StepContext, Worker } from "@cerebelum/worker";
+import { type CancelledError, type StepContext, Worker } from "@cerebelum/worker";
 
 const LEDGER = process.env["LEDGER"] ?? "";
 const worker = new Worker({ taskQueue: process.env["TASK_QUEUE"] ?? "test", maxConcurrency: 20 });
@@ -107,6 +110,20 @@ worker.step("big", (ctx, input: Input) => {
 worker.step("odd", (ctx) => {
   record(ctx, "run");
   return { text: "half a pair: \ud800" }; // JSON.stringify escapes it; it is not Unicode text
+});
+
+worker.step("boom", (ctx) => {
+  record(ctx, "run");
+  throw new TypeError(`boom on attempt ${ctx.attempt}`);
+});
+
+worker.step("deaf", async (ctx, input: Input) => {
+  record(ctx, "run");
+  ctx.heartbeat("started");
+  ctx.signal.addEventListener("abort", () => record(ctx, `told ${(ctx.signal.reason as CancelledError).reason}`));
+  await delay((input.hold_s ?? 5) * 1000); // stands for work that cannot be interrupted
+  record(ctx, "finished");
+  return "finished";
 });
 
 process.stderr.write(`worker ${process.pid} ready\n`);

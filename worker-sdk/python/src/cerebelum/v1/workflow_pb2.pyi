@@ -53,20 +53,26 @@ class StartExecutionRequest(_message.Message):
     def __init__(self, workflow: _Optional[str] = ..., input_json: _Optional[str] = ..., execution_id: _Optional[str] = ...) -> None: ...
 
 class StepInfo(_message.Message):
-    __slots__ = ("name", "phase", "attempts", "started_at_ms", "finished_at_ms", "last_error")
+    __slots__ = ("name", "phase", "attempts", "started_at_ms", "finished_at_ms", "last_error", "last_stacktrace", "progress_json", "waiting_hint")
     NAME_FIELD_NUMBER: _ClassVar[int]
     PHASE_FIELD_NUMBER: _ClassVar[int]
     ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
     STARTED_AT_MS_FIELD_NUMBER: _ClassVar[int]
     FINISHED_AT_MS_FIELD_NUMBER: _ClassVar[int]
     LAST_ERROR_FIELD_NUMBER: _ClassVar[int]
+    LAST_STACKTRACE_FIELD_NUMBER: _ClassVar[int]
+    PROGRESS_JSON_FIELD_NUMBER: _ClassVar[int]
+    WAITING_HINT_FIELD_NUMBER: _ClassVar[int]
     name: str
     phase: str
     attempts: int
     started_at_ms: int
     finished_at_ms: int
     last_error: str
-    def __init__(self, name: _Optional[str] = ..., phase: _Optional[str] = ..., attempts: _Optional[int] = ..., started_at_ms: _Optional[int] = ..., finished_at_ms: _Optional[int] = ..., last_error: _Optional[str] = ...) -> None: ...
+    last_stacktrace: str
+    progress_json: str
+    waiting_hint: str
+    def __init__(self, name: _Optional[str] = ..., phase: _Optional[str] = ..., attempts: _Optional[int] = ..., started_at_ms: _Optional[int] = ..., finished_at_ms: _Optional[int] = ..., last_error: _Optional[str] = ..., last_stacktrace: _Optional[str] = ..., progress_json: _Optional[str] = ..., waiting_hint: _Optional[str] = ...) -> None: ...
 
 class PendingApproval(_message.Message):
     __slots__ = ("step", "kind", "data_json", "timeout_at_ms")

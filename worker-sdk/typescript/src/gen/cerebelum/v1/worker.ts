@@ -60,6 +60,12 @@ export interface Task {
   heartbeatRequired: boolean;
   /** Count of retry_after polls of this attempt so far. */
   poll: number;
+  /**
+   * The last heartbeat progress (JSON, at most 64 KiB) of the step's previous
+   * attempt that failed or whose lease expired, so a retry can resume where it
+   * stopped; "" for a first attempt or when no earlier attempt reported any.
+   */
+  lastProgressJson: string;
 }
 
 export interface PollTaskResponse {
@@ -70,7 +76,12 @@ export interface PollTaskResponse {
 export interface HeartbeatRequest {
   taskToken: string;
   workerId: string;
-  /** Optional JSON progress shown in `cerebelum describe`. */
+  /**
+   * Optional JSON progress, at most 64 KiB. While the step runs it is shown by
+   * `cerebelum describe` (StepInfo.progress_json); if the attempt then fails or
+   * its lease expires, the step's next attempt receives it as
+   * Task.last_progress_json. An empty value keeps the last progress sent.
+   */
   progressJson: string;
 }
 
@@ -248,6 +259,7 @@ function createBaseTask(): Task {
     leaseMs: 0,
     heartbeatRequired: false,
     poll: 0,
+    lastProgressJson: "",
   };
 }
 
@@ -285,6 +297,9 @@ export const Task: MessageFns<Task> = {
     }
     if (message.poll !== 0) {
       writer.uint32(88).uint32(message.poll);
+    }
+    if (message.lastProgressJson !== "") {
+      writer.uint32(98).string(message.lastProgressJson);
     }
     return writer;
   },
@@ -390,6 +405,14 @@ export const Task: MessageFns<Task> = {
             message.poll = reader.uint32();
             continue;
           }
+          case 12: {
+            if (tag !== 98) {
+              break;
+            }
+
+            message.lastProgressJson = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -418,6 +441,7 @@ export const Task: MessageFns<Task> = {
     message.leaseMs = object.leaseMs ?? 0;
     message.heartbeatRequired = object.heartbeatRequired ?? false;
     message.poll = object.poll ?? 0;
+    message.lastProgressJson = object.lastProgressJson ?? "";
     return message;
   },
 };

@@ -72,7 +72,20 @@ export interface StepInfo {
   attempts: number;
   startedAtMs: number;
   finishedAtMs: number;
+  /** "<type>: <message>" of the step's last failed attempt. */
   lastError: string;
+  /**
+   * The stack trace its worker sent with that failure (cut in the middle past 32 KiB); empty when
+   * none was sent, or the failure was recorded before the engine kept stack traces.
+   */
+  lastStacktrace: string;
+  /** The latest heartbeat progress (JSON) of the running attempt; "" without one. */
+  progressJson: string;
+  /**
+   * Why a step that has waited for a worker a while may wait forever, e.g.
+   * "no worker has polled queue Q for step S in the last 60 s"; "" otherwise.
+   */
+  waitingHint: string;
 }
 
 export interface PendingApproval {
@@ -567,7 +580,17 @@ export const StartExecutionRequest: MessageFns<StartExecutionRequest> = {
 };
 
 function createBaseStepInfo(): StepInfo {
-  return { name: "", phase: "", attempts: 0, startedAtMs: 0, finishedAtMs: 0, lastError: "" };
+  return {
+    name: "",
+    phase: "",
+    attempts: 0,
+    startedAtMs: 0,
+    finishedAtMs: 0,
+    lastError: "",
+    lastStacktrace: "",
+    progressJson: "",
+    waitingHint: "",
+  };
 }
 
 export const StepInfo: MessageFns<StepInfo> = {
@@ -589,6 +612,15 @@ export const StepInfo: MessageFns<StepInfo> = {
     }
     if (message.lastError !== "") {
       writer.uint32(50).string(message.lastError);
+    }
+    if (message.lastStacktrace !== "") {
+      writer.uint32(58).string(message.lastStacktrace);
+    }
+    if (message.progressJson !== "") {
+      writer.uint32(66).string(message.progressJson);
+    }
+    if (message.waitingHint !== "") {
+      writer.uint32(74).string(message.waitingHint);
     }
     return writer;
   },
@@ -654,6 +686,30 @@ export const StepInfo: MessageFns<StepInfo> = {
             message.lastError = reader.string();
             continue;
           }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.lastStacktrace = reader.string();
+            continue;
+          }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.progressJson = reader.string();
+            continue;
+          }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            message.waitingHint = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -677,6 +733,9 @@ export const StepInfo: MessageFns<StepInfo> = {
     message.startedAtMs = object.startedAtMs ?? 0;
     message.finishedAtMs = object.finishedAtMs ?? 0;
     message.lastError = object.lastError ?? "";
+    message.lastStacktrace = object.lastStacktrace ?? "";
+    message.progressJson = object.progressJson ?? "";
+    message.waitingHint = object.waitingHint ?? "";
     return message;
   },
 };

@@ -1,0 +1,611 @@
+"""The dispatcher's task lifecycle as a pure core: every state a task passes through, and its rules.
+
+`TaskBook` holds no futures, opens no connections and reads no clock: each call takes ``now_ms``
+and returns what to do (``Offer``: hand this to that waiting poller; ``Expiry``: time this lease
+out). `Dispatcher` is the thin async glue around it that talks to the engine, the store and the
+waiting pollers, as `engine.decide` is pure with `runtime` doing the I/O.
+
+One task, by its token::
+
+    ScheduleTask ─► queued: future (visible_at_ms ahead) ──promote──► ready
+    ready ─► sticky: only its previous worker may take it until its window ends, then shared
+    ready ─► offered (to a waiting poller, or taken by a poll) ─► the glue asks the engine to lease it
+    ready ─► reserved (eager dispatch: a waiting poller set aside while the engine decides)
+    offered/reserved ── LeaseTask (the lease committed) ─► leased ─► delivered, or undelivered
+    offered/reserved ── lease refused ─► dropped;  store error ─► future again (retry_after_error_ms)
+    reserved ── commit failed (release) ─► ready again, the poller waiting again
+    leased ── heartbeat ─► leased (expiry moved, progress kept) ── deadline passed ─► Expiry
+    queued ── CancelTask/DeleteTask ─► gone;  leased ── CancelTask ─► cancel requested;  DeleteTask ─► gone
+
+Invariants (each checked by tests/unit/runtime/test_task_lifecycle.py):
+
+1. A token is queued or leased, never both; a reserved task is a queued one with a poller set aside.
+2. A worker receives a `GrantedTask` only for a token that a `LeaseTask` (a committed lease) made
+   leased to that very worker: so a task reaches a worker only after its lease is durable.
+3. A waiting poller is offered at most one thing, and leaves the waiting list when it is; a poller
+   that stopped listening is never offered anything.
+4. A ready task inside its sticky window goes only to its sticky worker; after the window, to the
+   oldest-waiting poller that serves its (task queue, step, namespace); a poll takes the oldest
+   ready task it may take.
+5. A lease whose poller stopped listening before it committed (an eager reservation, or a poll
+   cancelled while the glue leased the task it took) is kept for that worker's next poll
+   (undelivered), and handed out only while the worker still holds it; a lease nobody collects
+   expires like any other.
+6. A lease expires at its heartbeat deadline (``lease_ms`` after the last heartbeat, never past the
+   attempt's deadline) or at the attempt's deadline, whichever comes first.
+7. Every poll is recorded per task queue and per (task queue, step), in bounded maps, so a step
+   that waits can say whether any worker serves it (`waiting_hint`).
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal, NamedTuple
+
+from ..engine import actions as act
+from ..store import TaskRow
+
+__all__ = [
+    "Expiry",
+    "GrantedTask",
+    "HeartbeatResult",
+    "Lease",
+    "Offer",
+    "QueuedTask",
+    "TaskBook",
+    "Waiter",
+    "namespace_of",
+]
+
+JSON = Any
+# How many task queues, and (queue, step) pairs, whose last poll is remembered: a worker may
+# name any queue, so the maps are bounded; the least recently polled are forgotten first.
+MAX_POLL_RECORDS = 10_000
+
+
+def namespace_of(workflow: str) -> str:
+    """The namespace of a workflow key: ``ns`` of ``ns/name`` (operator), ``""`` in dev mode."""
+    return workflow.rpartition("/")[0]
+
+
+@dataclass(slots=True)
+class QueuedTask:
+    token: str
+    execution_id: str
+    namespace: str
+    step: str
+    attempt: int
+    poll: int
+    task_queue: str
+    visible_at_ms: int
+    sticky_worker_id: str | None
+    sticky_until_ms: int
+    arguments: JSON
+    timeout_ms: int
+    lease_ms: int
+    heartbeat_required: bool
+
+
+def _queued_from(
+    source: TaskRow | act.ScheduleTask,
+    execution_id: str,
+    workflow: str,
+    *,
+    sticky_worker_id: str | None,
+    sticky_until_ms: int,
+) -> QueuedTask:
+    """A queue entry from a stored task row (at start) or a fresh ScheduleTask action."""
+    return QueuedTask(
+        token=source.token,
+        execution_id=execution_id,
+        namespace=namespace_of(workflow),
+        step=source.step,
+        attempt=source.attempt,
+        poll=source.poll,
+        task_queue=source.task_queue,
+        visible_at_ms=source.visible_at_ms,
+        sticky_worker_id=sticky_worker_id,
+        sticky_until_ms=sticky_until_ms,
+        arguments=source.arguments,
+        timeout_ms=source.timeout_ms,
+        lease_ms=source.lease_ms,
+        heartbeat_required=source.heartbeat_required,
+    )
+
+
+@dataclass(slots=True)
+class Lease:
+    token: str
+    execution_id: str
+    worker_id: str
+    task_queue: str
+    namespace: str
+    lease_ms: int
+    heartbeat_required: bool
+    lease_expires_at_ms: int
+    attempt_deadline_ms: int
+    cancel_requested: bool = False
+    progress: JSON = None  # the latest heartbeat's
+    last_progress: JSON = None  # the previous attempt's last, handed to this one
+
+
+@dataclass(frozen=True, slots=True)
+class GrantedTask:
+    token: str
+    execution_id: str
+    workflow: str
+    step: str
+    attempt: int
+    poll: int
+    arguments: JSON
+    attempt_deadline_ms: int
+    lease_ms: int
+    heartbeat_required: bool
+    last_progress: JSON = None
+
+
+@dataclass(frozen=True, slots=True)
+class HeartbeatResult:
+    cancel_requested: bool
+    lease_lost: bool
+    lease_expires_at_ms: int
+
+
+@dataclass(eq=False, slots=True)
+class Waiter:
+    """A poll waiting for a task; identity is the poll (two polls of one worker are two waiters)."""
+
+    worker_id: str
+    task_queue: str
+    steps: frozenset[str]
+    namespaces: frozenset[str] | None  # None: tasks of every namespace
+    listening: bool = True
+
+    def accepts(self, step: str, namespace: str) -> bool:
+        return self.listening and step in self.steps and (self.namespaces is None or namespace in self.namespaces)
+
+
+class Offer(NamedTuple):
+    """Hand ``item`` to ``waiter``: a queued task it must lease, or a task already leased to it."""
+
+    waiter: Waiter
+    item: QueuedTask | GrantedTask
+
+
+class Expiry(NamedTuple):
+    """Time out this lease; ``progress`` is its last heartbeat's, kept for the next attempt."""
+
+    token: str
+    execution_id: str
+    kind: Literal["start_to_close", "heartbeat", "lease"]
+    progress: JSON
+
+
+@dataclass(slots=True)
+class _Reservation:
+    waiter: Waiter
+    workflow: str
+
+
+class _ReadyTasks:
+    """Tasks a worker may take now, indexed so a poll never scans the queue.
+
+    By (task queue, step, namespace) in arrival order; a task inside its sticky window waits
+    under its worker instead, and moves to the shared index when the window ends (`expire`).
+    With 100,000 queued tasks a poll costs one lookup per step and namespace the worker serves.
+    """
+
+    def __init__(self) -> None:
+        self._by_step: dict[tuple[str, str, str], dict[str, QueuedTask]] = {}
+        self._namespaces: dict[tuple[str, str], set[str]] = {}  # (queue, step) -> namespaces seen
+        self._sticky: dict[str, dict[str, QueuedTask]] = {}
+        self._windows: list[tuple[int, int, str]] = []  # (sticky_until_ms, order, token)
+        self._holder: dict[str, dict[str, QueuedTask]] = {}  # token -> the dict it sits in
+        self._order: dict[str, int] = {}
+        self._counter = itertools.count()
+
+    def __contains__(self, token: str) -> bool:
+        return token in self._holder
+
+    def add(self, task: QueuedTask, now_ms: int) -> None:
+        previous = self._holder.pop(task.token, None)
+        if previous is not None:
+            previous.pop(task.token, None)
+        order = self._order.setdefault(task.token, next(self._counter))
+        if task.sticky_worker_id is not None and now_ms < task.sticky_until_ms:
+            holder = self._sticky.setdefault(task.sticky_worker_id, {})
+            heapq.heappush(self._windows, (task.sticky_until_ms, order, task.token))
+        else:
+            key = (task.task_queue, task.step, task.namespace)
+            if key not in self._by_step:
+                self._by_step[key] = {}
+                self._namespaces.setdefault((task.task_queue, task.step), set()).add(task.namespace)
+            holder = self._by_step[key]
+        holder[task.token] = task
+        self._holder[task.token] = holder
+
+    def remove(self, token: str) -> QueuedTask | None:
+        holder = self._holder.pop(token, None)
+        self._order.pop(token, None)
+        return None if holder is None else holder.pop(token, None)
+
+    def take(
+        self, task_queue: str, worker_id: str, wanted: frozenset[str], namespaces: frozenset[str] | None
+    ) -> QueuedTask | None:
+        """This worker's sticky task first, else the oldest task of the steps and namespaces it serves."""
+        for token, task in (self._sticky.get(worker_id) or {}).items():
+            if (
+                task.task_queue == task_queue
+                and task.step in wanted
+                and (namespaces is None or task.namespace in namespaces)
+            ):
+                return self.remove(token)
+        oldest: QueuedTask | None = None
+        for step in wanted:
+            seen = self._namespaces.get((task_queue, step))
+            if not seen:
+                continue
+            for namespace in seen if namespaces is None else seen & namespaces:
+                tasks = self._by_step.get((task_queue, step, namespace))
+                if tasks:
+                    head = next(iter(tasks.values()))
+                    if oldest is None or self._order[head.token] < self._order[oldest.token]:
+                        oldest = head
+        return None if oldest is None else self.remove(oldest.token)
+
+    def expire(self, now_ms: int) -> list[QueuedTask]:
+        """Tasks whose sticky window ended, moved where any worker can take them."""
+        moved: list[QueuedTask] = []
+        while self._windows and self._windows[0][0] <= now_ms:
+            _, _, token = heapq.heappop(self._windows)
+            holder = self._holder.get(token)
+            task = holder.get(token) if holder is not None else None
+            if task is None or holder is self._by_step.get((task.task_queue, task.step, task.namespace)):
+                continue
+            self.add(task, now_ms)  # past its window now: into the shared index, keeping its place
+            moved.append(task)
+        return moved
+
+    def next_window_end_ms(self) -> int | None:
+        return self._windows[0][0] if self._windows else None
+
+
+def _remember(seen: dict[Any, int], key: Any, now_ms: int) -> None:
+    """Record `key` as seen now, keeping `seen` ordered oldest first and bounded."""
+    seen.pop(key, None)
+    seen[key] = now_ms
+    while len(seen) > MAX_POLL_RECORDS:
+        del seen[next(iter(seen))]
+
+
+class TaskBook:
+    """Every task the dispatcher knows, and the pollers waiting for one; pure and clock-free."""
+
+    def __init__(self, *, sticky_window_ms: int = 100) -> None:
+        self.sticky_window_ms = sticky_window_ms
+        self._future: list[tuple[int, int, str]] = []  # (visible_at_ms, order, token)
+        self._queued: dict[str, QueuedTask] = {}
+        self._ready = _ReadyTasks()
+        self._leased: dict[str, Lease] = {}
+        self._waiting: dict[str, list[Waiter]] = {}  # task queue -> waiters, oldest first
+        self._reserved: dict[str, _Reservation] = {}  # token -> the waiter set aside for it
+        self._undelivered: dict[str, list[GrantedTask]] = {}  # worker -> leased while it was not polling
+        self._polled_queue: dict[str, int] = {}
+        self._polled_step: dict[tuple[str, str], int] = {}
+        self._counter = itertools.count()
+        self._wakeup = False
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def queued(self, token: str) -> QueuedTask | None:
+        return self._queued.get(token)
+
+    def lease(self, token: str) -> Lease | None:
+        return self._leased.get(token)
+
+    def counts(self) -> tuple[int, int]:
+        """(queued, leased) tasks."""
+        return len(self._queued), len(self._leased)
+
+    def take_wakeup(self) -> bool:
+        """True once after a change that may bring the next due time forward (a future task, a window)."""
+        wakeup, self._wakeup = self._wakeup, False
+        return wakeup
+
+    def next_due_ms(self) -> int | None:
+        """When a future task becomes visible or a sticky window ends next, if ever."""
+        dues = [d for d in (self._future[0][0] if self._future else None, self._ready.next_window_end_ms()) if d]
+        return min(dues) if dues else None
+
+    # -- restart ---------------------------------------------------------------------------
+
+    def load(self, rows: Iterable[TaskRow], now_ms: int) -> None:
+        """Rebuild from the store; a lease held at a restart gets a fresh period to reconnect."""
+        for row in rows:
+            if row.state == "leased" and row.worker_id is not None:
+                self._leased[row.token] = Lease(
+                    token=row.token,
+                    execution_id=row.execution_id,
+                    worker_id=row.worker_id,
+                    task_queue=row.task_queue,
+                    namespace=namespace_of(row.workflow),
+                    lease_ms=row.lease_ms,
+                    heartbeat_required=row.heartbeat_required,
+                    lease_expires_at_ms=max(row.lease_expires_at_ms or 0, now_ms + row.lease_ms),
+                    attempt_deadline_ms=row.attempt_deadline_ms or now_ms + row.timeout_ms,
+                    cancel_requested=row.cancel_requested,
+                    progress=row.progress,
+                )
+            else:
+                task = _queued_from(row, row.execution_id, row.workflow, sticky_worker_id=None, sticky_until_ms=0)
+                self._enqueue(task, now_ms)
+
+    # -- the engine's actions --------------------------------------------------------------
+
+    def apply(self, execution_id: str, workflow: str, action: act.Action, now_ms: int) -> list[Offer]:
+        """Follow one committed action; what to hand to which waiting poller as a result."""
+        match action:
+            case act.ScheduleTask():
+                task = _queued_from(
+                    action,
+                    execution_id,
+                    workflow,
+                    sticky_worker_id=action.sticky_worker_id,
+                    sticky_until_ms=max(now_ms, action.visible_at_ms) + self.sticky_window_ms,
+                )
+                return self._enqueue(task, now_ms)
+            case act.LeaseTask():
+                return self._leased_now(execution_id, workflow, action, now_ms)
+            case act.DeleteTask():
+                self.drop(action.token)
+                self._leased.pop(action.token, None)
+            case act.CancelTask():
+                self.drop(action.token)
+                leased = self._leased.get(action.token)
+                if leased is not None:
+                    leased.cancel_requested = True
+        return []
+
+    def _leased_now(self, execution_id: str, workflow: str, action: act.LeaseTask, now_ms: int) -> list[Offer]:
+        queued = self._queued.get(action.token)
+        reservation = self._reserved.pop(action.token, None)
+        self._leased[action.token] = Lease(
+            token=action.token,
+            execution_id=execution_id,
+            worker_id=action.worker_id,
+            task_queue=queued.task_queue if queued else "",
+            namespace=namespace_of(workflow),
+            lease_ms=queued.lease_ms if queued else action.lease_expires_at_ms - now_ms,
+            heartbeat_required=queued.heartbeat_required if queued else False,
+            lease_expires_at_ms=action.lease_expires_at_ms,
+            attempt_deadline_ms=action.attempt_deadline_ms,
+            last_progress=action.last_progress,
+        )
+        self.drop(action.token)
+        if reservation is None or queued is None:
+            return []
+        granted = self.granted(queued, reservation.workflow)
+        assert granted is not None
+        waiter = reservation.waiter
+        if not waiter.listening:  # it stopped waiting meanwhile: its worker's next poll takes it
+            self._undelivered.setdefault(waiter.worker_id, []).append(granted)
+            return []
+        waiter.listening = False
+        return [Offer(waiter, granted)]
+
+    def granted(self, task: QueuedTask, workflow: str) -> GrantedTask | None:
+        """What the worker receives once `task`'s lease has committed; None if it is not leased."""
+        leased = self._leased.get(task.token)
+        if leased is None:
+            return None
+        return GrantedTask(
+            token=task.token,
+            execution_id=task.execution_id,
+            workflow=workflow,
+            step=task.step,
+            attempt=task.attempt,
+            poll=task.poll,
+            arguments=task.arguments,
+            attempt_deadline_ms=leased.attempt_deadline_ms,
+            lease_ms=task.lease_ms,
+            heartbeat_required=task.heartbeat_required,
+            last_progress=leased.last_progress,
+        )
+
+    # -- eager dispatch --------------------------------------------------------------------
+
+    def reserve(self, workflow: str, actions: Sequence[act.Action], now_ms: int) -> list[tuple[str, str]]:
+        """Set aside a waiting poller for each new task one may take now: (token, worker id) pairs."""
+        reserved: list[tuple[str, str]] = []
+        for action in actions:
+            if not isinstance(action, act.ScheduleTask) or action.visible_at_ms > now_ms:
+                continue
+            eligible = [
+                w for w in self._waiting.get(action.task_queue, ()) if w.accepts(action.step, namespace_of(workflow))
+            ]
+            if action.sticky_worker_id is None:
+                waiter = eligible[0] if eligible else None
+            else:
+                waiter = next((w for w in eligible if w.worker_id == action.sticky_worker_id), None)
+            if waiter is None:
+                continue
+            self._waiting[action.task_queue].remove(waiter)
+            self._reserved[action.token] = _Reservation(waiter, workflow)
+            reserved.append((action.token, waiter.worker_id))
+        return reserved
+
+    def release(self, tokens: Iterable[str], now_ms: int) -> list[Offer]:
+        """The commit failed or the lease was refused: each poller waits again, each task is offered again."""
+        offers: list[Offer] = []
+        for token in tokens:
+            reservation = self._reserved.pop(token, None)
+            if reservation is None:
+                continue
+            if reservation.waiter.listening:
+                self._waiting.setdefault(reservation.waiter.task_queue, []).append(reservation.waiter)
+            queued = self._queued.get(token)
+            if queued is not None and token not in self._ready:
+                offers += self._put_back(queued, now_ms)
+        return offers
+
+    # -- polls -----------------------------------------------------------------------------
+
+    def polled(self, task_queue: str, steps: Iterable[str], now_ms: int) -> None:
+        """Record a poll, for `waiting_hint`."""
+        _remember(self._polled_queue, task_queue, now_ms)
+        for step in steps:
+            _remember(self._polled_step, (task_queue, step), now_ms)
+
+    def take(
+        self, worker_id: str, task_queue: str, steps: frozenset[str], namespaces: frozenset[str] | None
+    ) -> QueuedTask | GrantedTask | None:
+        """What a poll gets at once: a lease kept for this worker, else a ready task to lease, else None."""
+        pending = self._undelivered.get(worker_id)
+        while pending:
+            granted = pending.pop(0)
+            leased = self._leased.get(granted.token)
+            if leased is not None and leased.worker_id == worker_id and granted.step in steps:
+                if not pending:
+                    del self._undelivered[worker_id]
+                return granted
+        self._undelivered.pop(worker_id, None)
+        return self._ready.take(task_queue, worker_id, steps, namespaces)
+
+    def wait(self, worker_id: str, task_queue: str, steps: frozenset[str], namespaces: frozenset[str] | None) -> Waiter:
+        """A poll that found nothing waits here for an offer."""
+        waiter = Waiter(worker_id, task_queue, steps, namespaces)
+        self._waiting.setdefault(task_queue, []).append(waiter)
+        return waiter
+
+    def stop_waiting(self, waiter: Waiter) -> None:
+        """The poll timed out or was cancelled: it is offered nothing more (a reservation turns undelivered)."""
+        waiter.listening = False
+        waiting = self._waiting.get(waiter.task_queue)
+        if waiting is not None and waiter in waiting:
+            waiting.remove(waiter)
+            if not waiting:
+                del self._waiting[waiter.task_queue]
+
+    def give_back(self, item: QueuedTask | GrantedTask, now_ms: int) -> list[Offer]:
+        """A poller that stopped waiting returns what it was offered: a task, or a lease kept for its worker."""
+        if isinstance(item, GrantedTask):
+            leased = self._leased.get(item.token)
+            if leased is not None:
+                self._undelivered.setdefault(leased.worker_id, []).append(item)
+            return []
+        return self._put_back(item, now_ms)
+
+    def drop(self, token: str) -> None:
+        """Forget a queued task: leased, refused, deleted or its execution gone."""
+        if self._queued.pop(token, None) is not None:
+            self._ready.remove(token)
+
+    def offer_later(self, token: str, delay_ms: int, now_ms: int) -> None:
+        """Make a queued task visible again only after `delay_ms` (the store failed to lease it)."""
+        task = self._queued.get(token)
+        if task is None:
+            return
+        self._ready.remove(token)
+        task.visible_at_ms = now_ms + delay_ms
+        heapq.heappush(self._future, (task.visible_at_ms, next(self._counter), token))
+        self._wakeup = True
+
+    # -- time ------------------------------------------------------------------------------
+
+    def promote(self, now_ms: int) -> list[Offer]:
+        """Tasks whose backoff ended become ready; tasks whose sticky window ended go to anyone."""
+        offers: list[Offer] = []
+        while self._future and self._future[0][0] <= now_ms:
+            _, _, token = heapq.heappop(self._future)
+            task = self._queued.get(token)
+            if task is not None and task.visible_at_ms <= now_ms:
+                self._ready.add(task, now_ms)
+                offers += self._offer(task, now_ms)
+        for task in self._ready.expire(now_ms):
+            offers += self._offer(task, now_ms)
+        return offers
+
+    def expired(self, now_ms: int) -> list[Expiry]:
+        """Leases whose worker went silent, or whose attempt ran past its deadline."""
+        expiries: list[Expiry] = []
+        for lease in self._leased.values():
+            if lease.attempt_deadline_ms <= now_ms:
+                expiries.append(Expiry(lease.token, lease.execution_id, "start_to_close", lease.progress))
+            elif lease.lease_expires_at_ms <= now_ms:
+                kind: Literal["heartbeat", "lease"] = "heartbeat" if lease.heartbeat_required else "lease"
+                expiries.append(Expiry(lease.token, lease.execution_id, kind, lease.progress))
+        return expiries
+
+    def forget_lease(self, token: str) -> None:
+        """The engine no longer knows the lease (the execution ended or is gone)."""
+        self._leased.pop(token, None)
+
+    def heartbeat(self, token: str, worker_id: str, progress: JSON, now_ms: int) -> HeartbeatResult:
+        """Extend the holder's lease (never past the attempt's deadline) and keep its progress."""
+        leased = self._leased.get(token)
+        if leased is None or leased.worker_id != worker_id:
+            return HeartbeatResult(cancel_requested=False, lease_lost=True, lease_expires_at_ms=0)
+        leased.lease_expires_at_ms = min(now_ms + leased.lease_ms, leased.attempt_deadline_ms)
+        if progress is not None:
+            leased.progress = progress
+        return HeartbeatResult(
+            cancel_requested=leased.cancel_requested, lease_lost=False, lease_expires_at_ms=leased.lease_expires_at_ms
+        )
+
+    # -- what a waiting step is waiting for ------------------------------------------------
+
+    def waiting_hint(self, token: str, now_ms: int, *, after_ms: int = 5_000, window_ms: int = 60_000) -> str | None:
+        """Why a task visible for `after_ms` still waits, when no worker that polled lately serves it."""
+        task = self._queued.get(token)
+        if task is None or task.token not in self._ready or now_ms - task.visible_at_ms < after_ms:
+            return None
+        queue, step = task.task_queue, task.step
+        waiters = self._waiting.get(queue, ())
+        if any(step in w.steps for w in waiters):
+            return None
+        seconds = window_ms // 1000
+        if not waiters and now_ms - self._polled_queue.get(queue, -window_ms - 1) > window_ms:
+            return f"no worker has polled queue {queue} for step {step} in the last {seconds} s"
+        if now_ms - self._polled_step.get((queue, step), -window_ms - 1) > window_ms:
+            return f"workers poll queue {queue} but none serves step {step} (in the last {seconds} s)"
+        return None
+
+    # -- internals -------------------------------------------------------------------------
+
+    def _enqueue(self, task: QueuedTask, now_ms: int) -> list[Offer]:
+        self._queued[task.token] = task
+        if task.token in self._reserved:  # its lease is being decided for the waiter set aside
+            return []
+        if task.visible_at_ms > now_ms:
+            heapq.heappush(self._future, (task.visible_at_ms, next(self._counter), task.token))
+            self._wakeup = True
+            return []
+        self._ready.add(task, now_ms)
+        return self._offer(task, now_ms)
+
+    def _put_back(self, task: QueuedTask, now_ms: int) -> list[Offer]:
+        if task.token not in self._queued:
+            return []
+        self._ready.add(task, now_ms)
+        return self._offer(task, now_ms)
+
+    def _offer(self, task: QueuedTask, now_ms: int) -> list[Offer]:
+        """Give a ready task to a waiting poller: its sticky worker first, then anyone allowed."""
+        waiting = self._waiting.get(task.task_queue)
+        if not waiting or task.token in self._reserved:
+            return []
+        eligible = [w for w in waiting if w.accepts(task.step, task.namespace)]
+        if not eligible:
+            return []
+        chosen = next((w for w in eligible if w.worker_id == task.sticky_worker_id), None)
+        if chosen is None:
+            if task.sticky_worker_id is not None and now_ms < task.sticky_until_ms:
+                self._wakeup = True  # offered to anyone when the window ends
+                return []
+            chosen = eligible[0]
+        self._ready.remove(task.token)
+        self.stop_waiting(chosen)
+        return [Offer(chosen, task)]

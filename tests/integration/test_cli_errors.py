@@ -1,0 +1,95 @@
+"""Every CLI error goes to stderr with a non-zero exit, so stdout stays what scripts parse (issue 15).
+
+They used to be printed on stdout: `id=$(cerebelum ... )` captured "error: ..." as if it were data.
+A real `cerebelum dev` and the real commands, as a user runs them.
+"""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from cerebelum import Client
+from tests.support.processes import ROOT, EngineProcess, run_cli, sqlite_engine
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EngineProcess]:
+    with sqlite_engine(tmp_path_factory.mktemp("cli-errors")) as process:
+        yield process
+
+
+@pytest.fixture(scope="module")
+def rejected(engine: EngineProcess) -> str:
+    with Client(engine.address) as client:
+        client.apply_workflow("gated", {"timeline": ["gate"], "steps": {"gate": {"approval": {}}}})
+        execution = client.start("gated")
+        client.reject(execution.id, "gate", approver="ann", reason="not today")
+    return execution.id
+
+
+def error_only(finished: subprocess.CompletedProcess[str], *expected: str) -> None:
+    assert finished.returncode == 1, (finished.stdout, finished.stderr)
+    assert finished.stdout == ""
+    assert finished.stderr.startswith("error: ") and "Traceback" not in finished.stderr, finished.stderr
+    for text in expected:
+        assert text in " ".join(finished.stderr.split()), finished.stderr
+
+
+FAILING = [
+    (("describe", "no-such"), "execution 'no-such' not found"),
+    (("history", "no-such"), "execution 'no-such' not found"),
+    (("start", "gated", "--input", "{bad"), "--input is not valid JSON"),
+    (("start", "no-such-workflow"), "no-such-workflow"),
+    (("approve", "no-such", "gate"), "execution 'no-such' not found"),
+    (("dlq", "redrive", "no-such"), "no-such"),
+    (("apply", "-f", "/no/such/file.yaml"), "cannot read /no/such/file.yaml"),
+]
+
+
+@pytest.mark.parametrize(("args", "expected"), [pytest.param(*case, id=" ".join(case[0])) for case in FAILING])
+def test_a_command_that_fails_prints_its_error_on_stderr_only(
+    engine: EngineProcess, args: tuple[str, ...], expected: str
+) -> None:
+    error_only(run_cli(engine, *args), expected)
+
+
+def test_cancelling_an_ended_execution_is_an_error_on_stderr(engine: EngineProcess, rejected: str) -> None:
+    error_only(run_cli(engine, "cancel", rejected), f"execution {rejected} already ended Failed")
+
+
+def test_waiting_for_a_failed_execution_prints_the_phase_on_stdout_and_the_error_on_stderr(
+    engine: EngineProcess, rejected: str
+) -> None:
+    finished = run_cli(engine, "wait", rejected, "--no-progress")
+
+    assert finished.returncode == 1
+    assert finished.stdout.strip() == f"execution/{rejected} Failed"
+    assert "error: " in finished.stderr and "rejected by ann: not today" in finished.stderr
+
+
+def test_a_dev_engine_on_a_port_in_use_says_so_without_a_traceback(tmp_path: Path) -> None:
+    database = f"sqlite:///{tmp_path / 'engine.db'}"
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        address = f"127.0.0.1:{taken.getsockname()[1]}"
+        finished = subprocess.run(
+            [sys.executable, "-m", "cerebelum_operator.cli", "dev", "--address", address, "--db", database],
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+            timeout=60,
+            check=False,
+        )
+
+    assert finished.returncode == 1, finished.stderr
+    assert f"error: cannot serve gRPC on {address}: the port is in use" in " ".join(finished.stderr.split())
+    assert "Traceback" not in finished.stderr and finished.stdout == ""

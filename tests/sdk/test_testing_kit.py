@@ -1,0 +1,207 @@
+"""cerebelum.testing runs a step the way a worker does, without an engine or a protobuf Task."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from pydantic import BaseModel
+
+from cerebelum import ApplicationError, NonRetryableError, StepCancelled, StepContext
+from cerebelum.outcomes import ApprovalRequest, RetryAfter, Sleep
+from cerebelum.testing import StepEnvironment, StepResult
+
+
+class Order(BaseModel):
+    id: str
+    amount: int
+
+
+async def charge(input: Order, ctx: StepContext) -> dict[str, Any]:
+    return {"order": input.id, "charged": input.amount, "key": ctx.idempotency_key}
+
+
+def test_a_step_gets_its_input_validated_and_its_output_after_the_json_round_trip() -> None:
+    env = StepEnvironment(input={"id": "o-1", "amount": 42}, execution_id="ex-9", attempt=3)
+
+    result = env.run(charge)
+
+    assert result == StepResult(kind="success", output={"order": "o-1", "charged": 42, "key": "ex-9/charge/3"})
+
+
+def test_the_context_describes_the_task_the_test_asked_for() -> None:
+    deadline = datetime(2030, 1, 2, 3, 4, 5, tzinfo=UTC)
+    seen: dict[str, Any] = {}
+
+    def inspect(ctx: StepContext) -> None:
+        seen.update(
+            execution_id=ctx.execution_id,
+            workflow=ctx.workflow,
+            step=ctx.step,
+            attempt=ctx.attempt,
+            poll=ctx.poll,
+            worker_id=ctx.worker_id,
+            deadline=ctx.deadline,
+        )
+
+    StepEnvironment(
+        execution_id="e", workflow="w", step="named", attempt=2, poll=4, worker_id="me", deadline=deadline
+    ).run(inspect)
+
+    assert seen == {
+        "execution_id": "e",
+        "workflow": "w",
+        "step": "named",
+        "attempt": 2,
+        "poll": 4,
+        "worker_id": "me",
+        "deadline": deadline,
+    }
+
+
+def test_earlier_results_fill_parameters_of_their_name() -> None:
+    def receipt(charge: dict[str, Any]) -> str:
+        return f"receipt for {charge['order']}"
+
+    result = StepEnvironment(results={"charge": {"order": "o-1"}}).run(receipt)
+
+    assert result.output == "receipt for o-1"
+
+
+def test_a_missing_or_invalid_input_is_the_failure_a_worker_reports() -> None:
+    result = StepEnvironment(input={"id": "o-1"}).run(charge)
+
+    assert result.kind == "failure"
+    assert result.failure is not None
+    assert (result.failure.type, result.failure.non_retryable) == ("InvalidArgument", True)
+    assert "parameter 'input' does not accept the workflow input" in result.failure.message
+
+
+@pytest.mark.parametrize(
+    ("step", "expected"),
+    [
+        (lambda ctx: ctx.sleep("1h", result={"ok": 1}), {"kind": "sleep", "output": {"ok": 1}}),
+        (lambda ctx: ctx.retry_after("30s"), {"kind": "retry_after"}),
+        (lambda ctx: ctx.request_approval(kind="refund", timeout="2h", data={"n": 1}), {"kind": "approval"}),
+    ],
+)
+def test_outcomes_are_returned_as_the_engine_receives_them(step: Any, expected: dict[str, Any]) -> None:
+    def outcome(ctx: StepContext) -> Any:
+        return step(ctx)
+
+    result = StepEnvironment().run(outcome)
+
+    assert result.kind == expected["kind"]
+    assert result.output == expected.get("output")
+    assert (result.sleep, result.retry_after, result.approval) == {
+        "sleep": (Sleep(duration_ms=3_600_000, result={"ok": 1}), None, None),
+        "retry_after": (None, RetryAfter(delay_ms=30_000), None),
+        "approval": (None, None, ApprovalRequest(kind="refund", timeout_ms=7_200_000, data={"n": 1})),
+    }[result.kind]
+
+
+def test_an_exception_is_a_failure_with_its_type_and_stack_trace_and_the_exception_itself() -> None:
+    boom = ApplicationError("card declined", type="Declined")
+
+    def pay() -> None:
+        raise boom
+
+    result = StepEnvironment().run(pay)
+
+    assert result.failure is not None
+    assert (result.failure.type, result.failure.message, result.failure.non_retryable) == (
+        "Declined",
+        "card declined",
+        False,
+    )
+    assert "in pay" in result.failure.stacktrace
+    assert result.exception is boom
+
+
+def test_an_outcome_built_and_not_returned_fails_as_in_a_worker() -> None:
+    def forgetful(ctx: StepContext) -> None:
+        ctx.retry_after(5)
+
+    result = StepEnvironment().run(forgetful)
+
+    assert result.failure is not None
+    assert result.failure.type == "OutcomeNotReturned"
+    assert isinstance(result.exception, NonRetryableError)
+
+
+def test_heartbeats_are_recorded_in_order_from_a_sync_step() -> None:
+    def copy(ctx: StepContext) -> int:
+        for n in range(3):
+            ctx.heartbeat({"copied": n})
+        ctx.heartbeat()
+        return 3
+
+    env = StepEnvironment()
+    result = env.run(copy)
+
+    assert result.output == 3
+    assert env.heartbeats == [{"copied": 0}, {"copied": 1}, {"copied": 2}, None]
+
+
+def test_a_sync_step_cancelled_at_its_second_heartbeat_gets_step_cancelled_from_the_third() -> None:
+    calls: list[int] = []
+
+    def batch(ctx: StepContext) -> str:
+        for n in range(5):
+            ctx.heartbeat(n)
+            calls.append(n)
+        return "all done"
+
+    env = StepEnvironment(on_heartbeat=lambda progress: env.cancel() if progress == 1 else None)
+    result = env.run(batch)
+
+    assert calls == [0, 1]
+    assert result.kind == "cancelled"
+    assert result.cancelled == "the step was cancelled on request"
+    assert isinstance(result.exception, StepCancelled)
+    assert result.exception.reason == "cancel_requested"
+
+
+async def test_an_async_step_is_cancelled_at_its_await_by_a_concurrent_cancel() -> None:
+    started = asyncio.Event()
+
+    async def slow(ctx: StepContext) -> str:
+        started.set()
+        await asyncio.sleep(60)
+        return "late"
+
+    env = StepEnvironment()
+    run = asyncio.create_task(env.run_async(slow))
+    async with asyncio.timeout(10):
+        await started.wait()
+    env.cancel()
+    async with asyncio.timeout(10):
+        result = await run
+
+    assert result.kind == "cancelled"
+    assert isinstance(result.exception, asyncio.CancelledError)
+
+
+def test_a_lost_lease_drops_the_outcome() -> None:
+    def stuck(ctx: StepContext) -> str:
+        deadline = time.monotonic() + 10
+        while not ctx.cancelled and time.monotonic() < deadline:
+            time.sleep(0.001)
+        return f"stopped: {ctx.cancel_reason}"
+
+    env = StepEnvironment()
+    env.cancel("heartbeat_timeout")  # before it starts: it starts cancelled
+    result = env.run(stuck)
+
+    assert result.kind == "dropped"
+
+
+def test_run_inside_an_event_loop_points_to_run_async() -> None:
+    async def inside() -> None:
+        StepEnvironment().run(charge)
+
+    with pytest.raises(RuntimeError, match=r"await env.run_async\(fn\)"):
+        asyncio.run(inside())

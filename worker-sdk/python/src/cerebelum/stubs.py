@@ -1,0 +1,34 @@
+"""The generated gRPC stubs (``*_pb2_grpc``), given the types their generated code lacks.
+
+The method paths and (de)serializers come from the generated code only, so they cannot drift
+from ``proto/``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import grpc
+
+from cerebelum.v1 import worker_pb2, worker_pb2_grpc, workflow_pb2_grpc
+
+__all__ = ["WorkerRpcs", "worker_rpcs", "workflow_methods"]
+
+
+class WorkerRpcs(NamedTuple):
+    """The ``WorkerService`` calls a worker makes."""
+
+    poll: grpc.aio.UnaryUnaryMultiCallable[worker_pb2.PollTaskRequest, worker_pb2.PollTaskResponse]
+    heartbeat: grpc.aio.UnaryUnaryMultiCallable[worker_pb2.HeartbeatRequest, worker_pb2.HeartbeatResponse]
+    complete: grpc.aio.UnaryUnaryMultiCallable[worker_pb2.CompleteTaskRequest, worker_pb2.CompleteTaskResponse]
+
+
+def worker_rpcs(channel: grpc.aio.Channel) -> WorkerRpcs:
+    stub = worker_pb2_grpc.WorkerServiceStub(channel)  # type: ignore[no-untyped-call]
+    return WorkerRpcs(poll=stub.PollTask, heartbeat=stub.Heartbeat, complete=stub.CompleteTask)
+
+
+def workflow_methods(channel: grpc.Channel | grpc.aio.Channel) -> dict[str, Any]:
+    """``WorkflowService`` method name -> its callable on ``channel`` (blocking or asyncio)."""
+    stub = workflow_pb2_grpc.WorkflowServiceStub(channel)  # type: ignore[no-untyped-call]
+    return {name: value for name, value in vars(stub).items() if not name.startswith("_")}

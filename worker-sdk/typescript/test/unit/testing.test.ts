@@ -1,0 +1,160 @@
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import { setTimeout as delay } from "node:timers/promises";
+
+import { CancelledError, type StepContext } from "@cerebelum/worker";
+import { StepEnvironment } from "@cerebelum/worker/testing";
+
+import { MemoryLogger } from "../support/fake-service.js";
+
+/** Resolves when `ctx.signal` aborts. */
+function aborted(ctx: StepContext): Promise<void> {
+  return new Promise((resolve) => {
+    if (ctx.signal.aborted) {
+      resolve();
+    }
+    ctx.signal.addEventListener("abort", () => resolve(), { once: true });
+  });
+}
+
+test("the fake context carries the options, with defaults for the rest", async () => {
+  const describe = (ctx: StepContext, input: unknown) => ({
+    input,
+    ids: [ctx.executionId, ctx.workflow, ctx.step, ctx.workerId, ctx.idempotencyKey],
+    attempt: ctx.attempt,
+    poll: ctx.poll,
+    deadline: ctx.deadline?.toISOString() ?? null,
+    results: ctx.results,
+  });
+  assert.deepEqual(await new StepEnvironment().run(describe), {
+    outcome: "success",
+    output: {
+      input: null,
+      ids: ["test-execution", "test-workflow", "step", "test-worker", "test-execution/step/1"],
+      attempt: 1,
+      poll: 0,
+      deadline: null,
+      results: {},
+    },
+  });
+  const env = new StepEnvironment({
+    executionId: "ex-7",
+    workflow: "orders",
+    step: "charge",
+    attempt: 3,
+    poll: 2,
+    workerId: "w",
+    deadline: new Date("2030-01-01T00:00:00Z"),
+    results: { validate: { ok: true } },
+  });
+  const result = await env.run(describe, { id: 1 });
+  assert.ok(result.outcome === "success");
+  assert.deepEqual(result.output, {
+    input: { id: 1 },
+    ids: ["ex-7", "orders", "charge", "w", "ex-7/charge/3"],
+    attempt: 3,
+    poll: 2,
+    deadline: "2030-01-01T00:00:00.000Z",
+    results: { validate: { ok: true } },
+  });
+});
+
+test("outcomes, JSON encoding and input checks are the worker's", async () => {
+  const env = new StepEnvironment();
+  assert.deepEqual(await env.run((ctx) => ctx.sleep("1d", { at: new Date(0) })), {
+    outcome: "sleep",
+    durationMs: 86_400_000,
+    output: { at: "1970-01-01T00:00:00.000Z" },
+  });
+  assert.deepEqual(await env.run((ctx) => ctx.requestApproval({ kind: "refund", data: { amount: 5 } })), {
+    outcome: "approval",
+    kind: "refund",
+    timeoutMs: 0,
+    data: { amount: 5 },
+  });
+  const nan = await env.run(() => Number.NaN);
+  assert.ok(nan.outcome === "failure");
+  assert.deepEqual([nan.type, nan.nonRetryable], ["InvalidOutput", true]);
+  const forgot = await env.run((ctx) => {
+    ctx.retryAfter("1s");
+    return 1;
+  });
+  assert.ok(forgot.outcome === "failure");
+  assert.equal(forgot.type, "OutcomeNotReturned");
+  const refused = await env.run((_ctx, input: number) => input, "x", {
+    parseInput: (value) => {
+      if (typeof value !== "number") throw new Error("not a number");
+      return value;
+    },
+  });
+  assert.ok(refused.outcome === "failure");
+  assert.equal(refused.type, "InvalidArgument");
+  assert.match(refused.message, /does not accept the workflow input: not a number/);
+});
+
+test("a failure is logged with its stack trace to the given logger", async () => {
+  const log = new MemoryLogger();
+  const result = await new StepEnvironment({ logger: log }).run(() => {
+    throw new RangeError("too far");
+  });
+  assert.ok(result.outcome === "failure");
+  assert.equal(result.type, "RangeError");
+  const logged = log.errorOf("warn", "step step of execution test-execution failed on attempt 1");
+  assert.ok(logged instanceof RangeError);
+  assert.equal(logged.stack, result.stacktrace);
+});
+
+test("cancel aborts the running step's signal; a step that returns anyway reports its value", async () => {
+  const env = new StepEnvironment();
+  const running = env.run(async (ctx) => {
+    await aborted(ctx);
+    return (ctx.signal.reason as CancelledError).reason;
+  });
+  await delay(1);
+  env.cancel();
+  assert.deepEqual(await running, { outcome: "success", output: "cancel_requested" });
+});
+
+test("cancel before run starts the next run cancelled", async () => {
+  const env = new StepEnvironment();
+  env.cancel();
+  assert.deepEqual(await env.run((ctx) => ctx.signal.throwIfAborted()), {
+    outcome: "cancelled",
+    message: "the step was cancelled",
+  });
+  assert.deepEqual(await env.run(() => "fresh"), { outcome: "success", output: "fresh" });
+});
+
+test("a lost lease makes ctx.heartbeat throw and drops the outcome", async () => {
+  let thrown: unknown;
+  const env: StepEnvironment = new StepEnvironment({ onHeartbeat: () => env.cancel("heartbeat_timeout") });
+  const result = await env.run((ctx) => {
+    try {
+      ctx.heartbeat("beat");
+    } catch (error) {
+      thrown = error;
+    }
+    return "late";
+  });
+  assert.deepEqual(result, { outcome: "dropped", reason: "heartbeat_timeout" });
+  assert.ok(thrown instanceof CancelledError);
+  assert.equal(thrown.reason, "heartbeat_timeout");
+  assert.deepEqual(env.heartbeats, ["beat"]);
+});
+
+test("shutdown stops waiting for a step that ignores its signal", async () => {
+  const env = new StepEnvironment();
+  const running = env.run(() => new Promise(() => undefined));
+  await delay(1);
+  env.cancel("shutdown");
+  const result = await running;
+  assert.ok(result.outcome === "failure");
+  assert.deepEqual([result.type, result.nonRetryable], ["WorkerShutdown", false]);
+});
+
+test("one environment runs one step at a time", async () => {
+  const env = new StepEnvironment();
+  const running = env.run(() => delay(20, "done"));
+  await assert.rejects(env.run(() => 1), /already running a step/);
+  assert.deepEqual(await running, { outcome: "success", output: "done" });
+});
