@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 
 from cerebelum import CerebelumError, Client, Execution
-from tests.support.processes import EngineProcess, sqlite_engine, wait_until
+from tests.support.processes import EngineProcess, sqlite_engine
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -80,7 +81,7 @@ def test_an_expression_whose_cost_explodes_with_run_time_data_fails_its_executio
     light = client.start("cubic", {"items": [1, 2, 3]})
     for execution in (heavy, light):
         wait_until(
-            lambda e=execution: client.get(e.id).phase == "WaitingForApproval", timeout=30, what="the approval gate"
+            lambda e=execution: client.get(e.id).phase == "WaitingForApproval", within=30, what="the approval gate"
         )
 
     refused, _ = in_background(lambda: client.approve(heavy.id, "gate", approver="alice"))

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from cerebelum import Client
-from tests.support.processes import EngineProcess, WorkerProcess, wait_until
+from tests.support.processes import EngineProcess, WorkerProcess
+from tests.support.waiting import wait_until
 
 from .conftest import read_ledger
 
@@ -23,7 +24,7 @@ def test_an_execution_sleeping_when_the_engine_is_killed_finishes_after_its_wake
     start_worker()
     client.apply_workflow("napper", {"taskQueue": "test", "timeline": ["a", "nap", "after"]})
     execution = client.start("napper", {"sleep_ms": 3000})
-    wait_until(lambda: client.get(execution.id).phase == "Sleeping", timeout=30, what="the sleep")
+    wait_until(lambda: client.get(execution.id).phase == "Sleeping", within=30, what="the sleep")
     wake_at = client.get(execution.id).wake_at
     assert wake_at is not None
     engine.restart()
@@ -48,7 +49,7 @@ def test_a_worker_killed_mid_step_loses_its_lease_and_another_worker_finishes_th
         },
     )
     execution = client.start("slowpoke", {"hold_s": 1.5})
-    wait_until(lambda: any(r["event"] == "start" for r in read_ledger(ledger)), timeout=30, what="the step to start")
+    wait_until(lambda: any(r["event"] == "start" for r in read_ledger(ledger)), within=30, what="the step to start")
     first.kill()
     second = start_worker()
     final = client.wait(execution.id, timeout=60)
@@ -93,7 +94,7 @@ def test_an_approval_given_after_an_engine_restart_continues_the_execution(
         {"taskQueue": "test", "timeline": ["a", "gate", "after"], "steps": {"gate": {"approval": {"timeout": "1h"}}}},
     )
     execution = client.start("gated", {})
-    wait_until(lambda: client.get(execution.id).phase == "WaitingForApproval", timeout=30, what="the approval")
+    wait_until(lambda: client.get(execution.id).phase == "WaitingForApproval", within=30, what="the approval")
     engine.restart()
     client.approve(execution.id, "gate", approver="alice", payload={"ticket": "CHG-1"})
     final = client.wait(execution.id, timeout=60)

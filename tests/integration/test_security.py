@@ -15,8 +15,9 @@ from cerebelum import Client, TlsSettings, UnauthenticatedError, UnavailableErro
 from cerebelum.v1 import worker_pb2, workflow_pb2
 from cerebelum.v1.worker_pb2_grpc import WorkerServiceStub
 from cerebelum.v1.workflow_pb2_grpc import WorkflowServiceStub
-from tests.support.processes import WorkerPool, wait_until
+from tests.support.processes import WorkerPool
 from tests.support.security import CREDENTIAL_VARIABLES, GuardedEngine, self_signed_certificate
+from tests.support.waiting import wait_until
 
 from .conftest import WORKER_SCRIPT
 
@@ -74,7 +75,7 @@ def test_a_worker_without_the_token_takes_no_task_and_one_with_it_finishes_the_e
             client.apply_workflow("guarded", FLOW)
             execution = client.start("guarded", {})
             wait_until(
-                lambda: "UNAUTHENTICATED" in stranger.log_path.read_text(), timeout=30, what="the stranger's refusal"
+                lambda: "UNAUTHENTICATED" in stranger.log_path.read_text(), within=30, what="the stranger's refusal"
             )
             assert "StepStarted" not in [event.type for event in client.history(execution.id)]
             assert ledger.read_text() == ""

@@ -19,8 +19,9 @@ import pytest
 
 from cerebelum import Client, ServerError
 from cerebelum_operator.server import EngineServer, ServerConfig
-from tests.support.processes import ROOT, EngineProcess, free_port, wait_until
+from tests.support.processes import ROOT, EngineProcess, free_port
 from tests.support.sqlite_damage import damage_table
+from tests.support.waiting import wait_until
 
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 EMPTY_SETTINGS = b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"  # length 0, type SETTINGS, no flags, stream 0
@@ -166,7 +167,7 @@ def test_a_thousand_sockets_sending_only_the_http2_preface_are_closed_by_the_han
             open_ones[:] = [sock for sock in open_ones if not closed_by_peer(sock)]
             return not open_ones
 
-        wait_until(all_closed, timeout=30, interval=0.2, what="the server to close the preface-only sockets")
+        wait_until(all_closed, within=30, interval=0.2, what="the server to close the preface-only sockets")
         # The handshake timeout (5 s) closed them, not a default of minutes.
         assert time.monotonic() - started < 20
         with Client(address=engine.address) as client:
@@ -199,7 +200,7 @@ async def test_an_idle_http2_connection_is_closed_after_the_idle_limit(tmp_path:
             open_ones[:] = [sock for sock in open_ones if not closed_by_peer(sock)]
             return not open_ones
 
-        await asyncio.to_thread(wait_until, all_closed, timeout=15, interval=0.1, what="idle connections closed")
+        await asyncio.to_thread(wait_until, all_closed, within=15, interval=0.1, what="idle connections closed")
         for sock in sockets:
             sock.close()
     finally:
@@ -216,7 +217,7 @@ async def test_connections_over_the_cap_are_closed_at_once_and_the_server_keeps_
             refused.extend(sock for sock in sockets if sock not in refused and closed_by_peer(sock))
             return len(refused) >= 40
 
-        await asyncio.to_thread(wait_until, forty_refused, timeout=3, what="connections over the cap refused")
+        await asyncio.to_thread(wait_until, forty_refused, within=3, what="connections over the cap refused")
         for sock in sockets:
             sock.close()
 

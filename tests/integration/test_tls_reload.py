@@ -18,8 +18,8 @@ import pytest
 from cerebelum.v1 import workflow_pb2
 from cerebelum.v1.workflow_pb2_grpc import WorkflowServiceStub
 from cerebelum_operator.server import EngineServer, ServerConfig, TlsFiles
-from tests.support.processes import wait_until
 from tests.support.security import self_signed_certificate
+from tests.support.waiting import wait_until
 
 
 def certificate(directory: Path) -> tuple[Path, Path]:
@@ -51,7 +51,7 @@ def answer(port: int, trusted_ca: Path) -> grpc.StatusCode:
 async def served_to(port: int, trusted_ca: Path, *, what: str) -> None:
     """Wait until a new client trusting only `trusted_ca` is answered."""
     await asyncio.to_thread(
-        wait_until, lambda: answer(port, trusted_ca) == grpc.StatusCode.OK, timeout=10, interval=0.1, what=what
+        wait_until, lambda: answer(port, trusted_ca) == grpc.StatusCode.OK, within=30, interval=0.1, what=what
     )
 
 

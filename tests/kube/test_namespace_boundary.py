@@ -24,7 +24,8 @@ from tests.support.kube import (
     service_account_kubeconfig,
     wait_for_jsonpath,
 )
-from tests.support.processes import OperatorProcess, wait_until
+from tests.support.processes import OperatorProcess
+from tests.support.waiting import wait_until
 
 from .operator_fixtures import StartWorker
 
@@ -153,7 +154,7 @@ def operator_without_approval_policy(
         user = f"system:serviceaccount:{namespace}:stamp-probe"
         wait_until(
             lambda: stamps_approvers(control_plane, namespace, token, user),
-            timeout=60,
+            within=60,
             what="the restored approval policy to stamp approvers again",
         )
 

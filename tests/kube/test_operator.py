@@ -27,7 +27,8 @@ from tests.support.kube import (
     token_kubeconfig,
     wait_for_jsonpath,
 )
-from tests.support.processes import OperatorProcess, WorkerProcess, free_port, wait_until
+from tests.support.processes import OperatorProcess, WorkerProcess, free_port
+from tests.support.waiting import wait_until
 
 from .operator_fixtures import StartWorker
 
@@ -88,7 +89,7 @@ def scrape(port: int) -> str:
 def wait_for_slow_step(ledger: Path) -> None:
     wait_until(
         lambda: any(r["step"] == "slow" and r["event"] == "start" for r in read_ledger(ledger)),
-        timeout=30,
+        within=30,
         what="the slow step to start",
     )
 
@@ -328,12 +329,12 @@ def test_deleting_a_running_execution_cancels_its_step_on_the_worker(
 
     wait_until(
         lambda: any(r["execution"] == uid and r["event"] == "cancelled" for r in read_ledger(ledger)),
-        timeout=30,
+        within=30,
         what="the worker to see the cancellation",
     )
     wait_until(
         lambda: control_plane.kubectl("get", "execution/long-1", "-n", namespace, check=False).returncode != 0,
-        timeout=30,
+        within=30,
         what="the Execution to be gone",
     )
     assert [e["kind"] for e in operator.history(uid)][-1] == "ExecutionCancelled"
@@ -417,7 +418,7 @@ def role_of(control_plane: ControlPlane, pod: str) -> str | None:
 
 
 def wait_role(control_plane: ControlPlane, pod: str, role: str) -> None:
-    wait_until(lambda: role_of(control_plane, pod) == role, timeout=30, what=f"pod {pod} labelled {role}")
+    wait_until(lambda: role_of(control_plane, pod) == role, within=30, what=f"pod {pod} labelled {role}")
 
 
 def audited_order(audit_log: Path, refs: dict[str, tuple[str, str]]) -> list[str]:
@@ -472,7 +473,7 @@ def test_with_pod_role_labels_a_standby_is_ready_and_the_leader_label_follows_th
 
         second.launch()
         wait_role(control_plane, second_pod, "standby")
-        wait_until(lambda: probe(second_port, "/readyz")[0] == 200, timeout=10, what="the standby to be Ready")
+        wait_until(lambda: probe(second_port, "/readyz")[0] == 200, within=10, what="the standby to be Ready")
         assert probe(second_port, "/readyz") == (200, {"ready": True, "role": "standby"})
         assert not second.serving(timeout=1), "a Ready standby still serves no worker"
         assert "cerebelum_leader 0.0" in scrape(second_port)

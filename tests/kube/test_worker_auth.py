@@ -20,7 +20,8 @@ from cerebelum_operator.kube.token_review import TokenReviewAuthenticator
 from tests.integration.conftest import WORKER_SCRIPT, read_ledger
 from tests.support.control_plane import ControlPlane
 from tests.support.kube import apply_yaml, service_account_kubeconfig, token_kubeconfig, wait_for_jsonpath
-from tests.support.processes import OperatorProcess, WorkerPool, wait_until
+from tests.support.processes import OperatorProcess, WorkerPool
+from tests.support.waiting import wait_until
 
 pytestmark = [pytest.mark.kube, pytest.mark.slow]
 
@@ -137,7 +138,7 @@ def test_workers_take_only_their_own_namespace_s_tasks_and_a_stranger_takes_none
         apply_flow(control_plane, second, "theirs")
         apply_flow(control_plane, namespace, "ours")
         wait_for_jsonpath(control_plane, "execution/ours", namespace, "{.status.phase}", "Succeeded", timeout=60)
-        wait_until(lambda: "UNAUTHENTICATED" in stranger.log_path.read_text(), timeout=30, what="the refusal")
+        wait_until(lambda: "UNAUTHENTICATED" in stranger.log_path.read_text(), within=30, what="the refusal")
         assert {r["execution"] for r in read_ledger(ledger)} == {
             control_plane.kubectl("get", "execution/ours", "-n", namespace, "-o", "jsonpath={.metadata.uid}").stdout
         }
@@ -231,7 +232,7 @@ def test_a_worker_of_another_namespace_flooding_predicted_task_tokens_never_comp
         done = asyncio.Event()
         flooding = asyncio.create_task(flood(uids, done))
         # The flood is running before the victim's worker can take the first step.
-        await asyncio.to_thread(wait_until, lambda: sum(outcomes.values()) > 0, timeout=30, what="the flood")
+        await asyncio.to_thread(wait_until, lambda: sum(outcomes.values()) > 0, within=30, what="the flood")
         monkeypatch.delenv("CEREBELUM_TOKEN_FILE", raising=False)
         monkeypatch.setenv(
             "CEREBELUM_TOKEN", mint_token(control_plane, victim_namespace, "worker", audience="cerebelum")

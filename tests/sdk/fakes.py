@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -13,6 +13,7 @@ import grpc
 
 from cerebelum import Worker
 from cerebelum.v1 import worker_pb2, worker_pb2_grpc, workflow_pb2, workflow_pb2_grpc
+from tests.support.waiting import eventually
 
 
 def free_port() -> int:
@@ -46,13 +47,6 @@ def make_task(
         heartbeat_required=heartbeat_required,
         poll=poll,
     )
-
-
-async def eventually(predicate: Callable[[], bool], timeout: float = 5.0, message: str = "condition") -> None:
-    async with asyncio.timeout(timeout):
-        while not predicate():
-            await asyncio.sleep(0.005)
-    assert predicate(), message
 
 
 class FakeWorkerService(worker_pb2_grpc.WorkerServiceServicer):
@@ -114,7 +108,9 @@ class FakeWorkerService(worker_pb2_grpc.WorkerServiceServicer):
     async def run_task(self, task: worker_pb2.Task, timeout: float = 5.0) -> worker_pb2.CompleteTaskRequest:
         """Queue ``task`` and return its completion."""
         await self.tasks.put(task)
-        await eventually(lambda: self.completion(task.task_token) is not None, timeout, "the task's completion")
+        await eventually(
+            lambda: self.completion(task.task_token) is not None, within=timeout, what="the task's completion"
+        )
         completion = self.completion(task.task_token)
         assert completion is not None
         return completion

@@ -11,8 +11,9 @@ import grpc
 
 from cerebelum import StepCancelled, StepContext, Worker
 from cerebelum.v1 import worker_pb2
+from tests.support.waiting import eventually
 
-from .fakes import FakeWorkerService, eventually, make_task, running
+from .fakes import FakeWorkerService, make_task, running
 
 
 def make_worker(service: FakeWorkerService) -> Worker:
@@ -253,7 +254,7 @@ async def test_a_sync_step_learns_from_its_next_heartbeat_that_its_lease_was_los
 
     async with running(worker):
         await worker_service.tasks.put(make_task("batch", lease_ms=300, heartbeat_required=True))
-        await eventually(lambda: reasons != [] and worker.active_steps == 0, timeout=15)
+        await eventually(lambda: reasons != [] and worker.active_steps == 0, within=15)
 
     assert reasons == ["lease_lost"]
     assert worker_service.completions == []  # the task is someone else's now
@@ -280,7 +281,7 @@ async def test_a_sync_step_that_misses_its_heartbeat_timeout_learns_it_timed_out
 
     async with running(worker):
         await worker_service.tasks.put(make_task("stuck", lease_ms=300, heartbeat_required=True))
-        await eventually(lambda: seen != [] and worker.active_steps == 0, timeout=15)
+        await eventually(lambda: seen != [] and worker.active_steps == 0, within=15)
 
     assert seen == [
         (True, "heartbeat_timeout", "the step did not heartbeat within its heartbeat timeout: its lease is gone")

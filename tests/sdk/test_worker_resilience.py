@@ -10,8 +10,9 @@ import grpc
 import pytest
 
 from cerebelum import Worker
+from tests.support.waiting import eventually
 
-from .fakes import FakeWorkerService, eventually, free_port, make_task, running, serve_worker_service
+from .fakes import FakeWorkerService, free_port, make_task, running, serve_worker_service
 
 
 def make_worker(service: FakeWorkerService, *, max_concurrency: int = 10, drain_timeout: float = 30.0) -> Worker:
@@ -125,13 +126,12 @@ async def test_shutdown_lets_a_running_step_finish_and_report(worker_service: Fa
 
     task = asyncio.create_task(worker.run_async())
     await worker_service.tasks.put(make_task("finishing", token="first"))
-    async with asyncio.timeout(5):
+    async with asyncio.timeout(30):
         await started.wait()
         # The worker has spare capacity, so every poller polls again while the step runs; let
         # those polls arrive before taking the count, or a slow machine races the snapshot.
         pollers = min(worker.max_pollers, worker.max_concurrency)
-        while len(worker_service.polls) < pollers + 1:
-            await asyncio.sleep(0.005)
+        await eventually(lambda: len(worker_service.polls) >= pollers + 1, what="the pollers polling again")
     polls_before_shutdown = len(worker_service.polls)
     async with asyncio.timeout(10):
         await worker.shutdown()
@@ -214,7 +214,7 @@ async def test_an_idle_worker_keeps_max_pollers_polls_in_flight_but_never_more_t
         return None
 
     async with running(worker):
-        await eventually(lambda: len(worker_service.polls) >= in_flight, message=f"{in_flight} polls")
+        await eventually(lambda: len(worker_service.polls) >= in_flight, what=f"{in_flight} polls")
         await asyncio.sleep(0.3)  # no further poll arrives while these are held (poll_wait is 5 s)
         assert len(worker_service.polls) == in_flight
 

@@ -8,7 +8,9 @@ import signal
 import sys
 import textwrap
 
-from .fakes import FakeWorkerService, eventually, make_task
+from tests.support.waiting import eventually
+
+from .fakes import FakeWorkerService, make_task
 
 WORKER_SCRIPT = textwrap.dedent(
     """
@@ -41,9 +43,9 @@ async def test_sigterm_lets_the_running_step_finish_report_and_the_process_exit(
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
     try:
-        await eventually(lambda: bool(worker_service.polls), timeout=30, message="the worker's first poll")
+        await eventually(lambda: bool(worker_service.polls), within=30, what="the worker's first poll")
         await worker_service.tasks.put(make_task("slow", lease_ms=300, token="slow"))
-        await eventually(lambda: bool(worker_service.heartbeats), message="the step is running")
+        await eventually(lambda: bool(worker_service.heartbeats), what="the step is running")
         process.send_signal(signal.SIGTERM)
         async with asyncio.timeout(15):
             stdout, stderr = await process.communicate()

@@ -11,6 +11,7 @@ import pytest
 from pydantic import BaseModel
 
 from cerebelum import StepContext, Worker
+from tests.support.waiting import eventually
 
 from .fakes import FakeWorkerService, make_task, running
 
@@ -235,7 +236,6 @@ async def test_steps_of_one_worker_run_concurrently(worker_service: FakeWorkerSe
     async with running(worker):
         for n in range(3):
             await worker_service.tasks.put(make_task("wait_for_gate", token=f"t{n}"))
-        async with asyncio.timeout(5):
+        async with asyncio.timeout(30):
             await gate.wait()
-            while len(worker_service.completions) < 3:
-                await asyncio.sleep(0.005)
+            await eventually(lambda: len(worker_service.completions) >= 3, what="three completions")

@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 
 from cerebelum import Client
-from tests.support.processes import free_port, wait_until
+from tests.support.processes import free_port
 from tests.support.security import CREDENTIAL_VARIABLES, GuardedEngine
+from tests.support.waiting import wait_until
 
 from .conftest import Workers, read_ledger
 
@@ -35,7 +36,7 @@ def test_a_failing_typescript_step_leaves_its_stack_trace_in_the_worker_log(work
     final = client.wait(execution.id, timeout=60)
     assert final.phase == "Failed"
     line = f"step boom of execution {execution.id} failed on attempt 1 (retryable): TypeError: boom on attempt 1"
-    wait_until(lambda: line in worker.log(), timeout=10, what="the failure's log line")
+    wait_until(lambda: line in worker.log(), within=10, what="the failure's log line")
     trace = worker.log().split(line, 1)[1]
     assert trace.startswith("\nTypeError: boom on attempt 1\n    at "), trace[:500]
     assert "ledger-worker.js" in trace.split("\n\n", 1)[0]
@@ -67,10 +68,10 @@ def test_after_an_outage_the_worker_logs_each_distinct_reason_once(
     try:
         worker = workers.typescript()
         refusals = lambda: [line for line in worker.log().splitlines() if "cannot poll test" in line]  # noqa: E731
-        wait_until(lambda: len(refusals()) == 1, timeout=30, what="the first failure")
+        wait_until(lambda: len(refusals()) == 1, within=30, what="the first failure")
         assert "(UNAVAILABLE: " in refusals()[0]
         late_engine.start()
-        wait_until(lambda: len(refusals()) == 2, timeout=30, what="the engine's refusal")
+        wait_until(lambda: len(refusals()) == 2, within=30, what="the engine's refusal")
         assert "(UNAUTHENTICATED: " in refusals()[1]
         assert "the engine wants a valid bearer token" in refusals()[1]
         time.sleep(3)  # several more refused polls (the backoff stays below 5 s)
@@ -106,4 +107,4 @@ def test_a_typescript_step_that_cannot_be_interrupted_learns_it_missed_its_heart
     assert 0.9 <= told_after < 4, f"told {told_after:.1f} s after it started; the heartbeat timeout is 1 s"
     assert "finished" not in runs or runs["finished"] > runs["told heartbeat_timeout"]
     assert "did not heartbeat within its heartbeat timeout of 1 s" in worker.log()
-    wait_until(lambda: "it missed its heartbeat timeout" in worker.log(), timeout=15, what="the outcome's drop")
+    wait_until(lambda: "it missed its heartbeat timeout" in worker.log(), within=15, what="the outcome's drop")

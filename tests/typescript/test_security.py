@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from cerebelum import Client, TlsSettings
-from tests.support.processes import wait_until
 from tests.support.security import CREDENTIAL_VARIABLES, GuardedEngine, self_signed_certificate
+from tests.support.waiting import wait_until
 
 from .conftest import Workers, read_ledger
 
@@ -77,7 +77,7 @@ def test_a_typescript_worker_without_the_token_takes_no_task_and_one_with_the_to
     with Client(tokened_engine.address, token=TOKEN) as client:
         client.apply_workflow("guarded", FLOW)
         execution = client.start("guarded", {"sleep_ms": 10})
-        wait_until(lambda: "UNAUTHENTICATED" in stranger.log(), timeout=30, what="the stranger's refusal")
+        wait_until(lambda: "UNAUTHENTICATED" in stranger.log(), within=30, what="the stranger's refusal")
         assert "StepStarted" not in [event.type for event in client.history(execution.id)]
         assert read_ledger(workers.ledger) == []
         token_file = tmp_path / "token"

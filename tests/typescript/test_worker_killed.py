@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from cerebelum import Client
-from tests.support.processes import wait_until
+from tests.support.waiting import wait_until
 
 from .conftest import Workers, event_types, read_ledger
 
@@ -27,7 +27,7 @@ def test_a_typescript_worker_killed_mid_step_loses_its_lease_and_another_typescr
     first = workers.typescript()
     client.apply_workflow("slowpoke", SLOWPOKE)
     execution = client.start("slowpoke", {"hold_s": 1.5})
-    wait_until(lambda: any(r["event"] == "start" for r in read_ledger(ledger)), timeout=30, what="the step to start")
+    wait_until(lambda: any(r["event"] == "start" for r in read_ledger(ledger)), within=30, what="the step to start")
     first.kill()
     second = workers.typescript()
     final = client.wait(execution.id, timeout=60)
@@ -49,7 +49,7 @@ def test_a_typescript_worker_sent_sigterm_mid_step_finishes_the_step_reports_it_
     worker = workers.typescript()
     client.apply_workflow("slowpoke", SLOWPOKE)
     execution = client.start("slowpoke", {"hold_s": 1.5})
-    wait_until(lambda: any(r["event"] == "start" for r in read_ledger(ledger)), timeout=30, what="the step to start")
+    wait_until(lambda: any(r["event"] == "start" for r in read_ledger(ledger)), within=30, what="the step to start")
     began = time.monotonic()
     assert worker.terminate(timeout=20) == 0, worker.log()
     assert time.monotonic() - began < 10

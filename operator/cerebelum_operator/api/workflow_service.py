@@ -129,14 +129,12 @@ class WorkflowServicer(pb_grpc.WorkflowServiceServicer):
     def __init__(self, engine: EngineService, *, max_payload_bytes: int, guard: Guard | None = None) -> None:
         self.engine = engine
         self.guard = guard or Guard()
-        self.store = engine.db.store
-        self.db = engine.db
         self.max_payload_bytes = max_payload_bytes
         # A page of history stops short of the message limit: events of large payloads add up.
         self.history_page_bytes = task_budget(max_payload_bytes)
 
     async def _info(self, execution_id: str) -> pb.ExecutionInfo:
-        row = await self.db.run(self.store.get_execution, execution_id)
+        row = await self.engine.get_execution(execution_id)
         if row is None:
             raise ExecutionNotFound(f"execution {execution_id!r} not found")
         state = await self.engine.state_of(execution_id)
@@ -153,14 +151,13 @@ class WorkflowServicer(pb_grpc.WorkflowServiceServicer):
         if not isinstance(spec, dict):
             raise InvalidRequest("workflow spec must be a JSON object")
         compile_workflow(spec)
-        now = self.engine.clock.now_ms()
-        row = await self.db.run(self.store.put_workflow, request.name, spec, now_ms=now)
+        row = await self.engine.put_workflow(request.name, spec)
         return _workflow_info(row)
 
     @grpc_errors
     @_client_rpc
     async def GetWorkflow(self, request: pb.GetWorkflowRequest, context: Context) -> pb.WorkflowInfo:
-        row = await self.db.run(self.store.get_workflow, request.name)
+        row = await self.engine.get_workflow(request.name)
         if row is None:
             raise WorkflowNotFound(f"workflow {request.name!r} not found")
         return _workflow_info(row)
@@ -168,7 +165,7 @@ class WorkflowServicer(pb_grpc.WorkflowServiceServicer):
     @grpc_errors
     @_client_rpc
     async def ListWorkflows(self, request: pb.ListWorkflowsRequest, context: Context) -> pb.ListWorkflowsResponse:
-        rows = await self.db.run(self.store.list_workflows)
+        rows = await self.engine.list_workflows()
         return pb.ListWorkflowsResponse(workflows=[_workflow_info(r) for r in rows])
 
     @grpc_errors
@@ -191,8 +188,7 @@ class WorkflowServicer(pb_grpc.WorkflowServiceServicer):
     @grpc_errors
     @_client_rpc
     async def ListExecutions(self, request: pb.ListExecutionsRequest, context: Context) -> pb.ListExecutionsResponse:
-        rows = await self.db.run(
-            self.store.list_executions,
+        rows = await self.engine.list_executions(
             workflow=request.workflow or None,
             phase=request.phase or None,
             limit=min(request.limit or 100, 1000),
@@ -202,10 +198,10 @@ class WorkflowServicer(pb_grpc.WorkflowServiceServicer):
     @grpc_errors
     @_client_rpc
     async def GetHistory(self, request: pb.GetHistoryRequest, context: Context) -> pb.GetHistoryResponse:
-        if await self.db.run(self.store.get_execution, request.id) is None:
+        if await self.engine.get_execution(request.id) is None:
             raise ExecutionNotFound(f"execution {request.id!r} not found")
-        events = await self.db.run(
-            self.store.load_history, request.id, after_seq=request.after_seq, limit=min(request.limit or 500, 1000)
+        events = await self.engine.load_history(
+            request.id, after_seq=request.after_seq, limit=min(request.limit or 500, 1000)
         )
         page: list[pb.HistoryEvent] = []
         size = 0
@@ -253,7 +249,7 @@ class WorkflowServicer(pb_grpc.WorkflowServiceServicer):
     @grpc_errors
     @_client_rpc
     async def ListDeadLetters(self, request: pb.ListDeadLettersRequest, context: Context) -> pb.ListDeadLettersResponse:
-        rows = await self.db.run(self.store.list_dead_letters, execution_id=request.execution_id or None)
+        rows = await self.engine.list_dead_letters(execution_id=request.execution_id or None)
         return pb.ListDeadLettersResponse(
             dead_letters=[
                 pb.DeadLetter(
@@ -272,7 +268,7 @@ class WorkflowServicer(pb_grpc.WorkflowServiceServicer):
     @grpc_errors
     @_client_rpc
     async def RedriveDeadLetter(self, request: pb.RedriveDeadLetterRequest, context: Context) -> pb.ExecutionInfo:
-        row = await self.db.run(self.store.get_dead_letter, request.id)
+        row = await self.engine.get_dead_letter(request.id)
         if row is None or row.resolved_at_ms is not None:
             raise ExecutionNotFound(f"dead letter {request.id!r} not found (or already redriven)")
         await self.engine.handle(row.execution_id, cmd.Redrive(request.id))

@@ -29,7 +29,7 @@ def build_registry(reconciler: Reconciler) -> kopf.OperatorRegistry:
             patch.setdefault("status", {}).update(outcome.status)
         if outcome.event is not None:
             type_, reason, note = outcome.event
-            await reconciler.writer.bucket.take()
+            await reconciler.writes.take()
             await reconciler.api.post_event(view.ref(kind), type_=type_, reason=reason, note=note, action="Reconcile")
 
     @kopf.on.resume(GROUP, VERSION, "workflows", registry=registry)

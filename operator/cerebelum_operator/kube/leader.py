@@ -1,17 +1,15 @@
 """One active operator at a time, by a coordination.k8s.io Lease (as client-go's leader election).
 
 Only the holder runs the engine, so two replicas never dispatch the same task. Expiry is judged
-by the local monotonic clock from when this instance last *saw* the record change, never by
-comparing wall clocks across machines. A holder that cannot renew before its lease runs out
-stops itself (`on_lost`): it is better to exit and be restarted than to dispatch beside a new
-leader.
+by this instance's own clock (the injected `Clock`: monotonic in production) from when it last
+*saw* the record change, never by comparing wall clocks across machines. A holder that cannot
+renew before its lease runs out stops itself (`on_lost`): it is better to exit and be restarted
+than to dispatch beside a new leader.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
@@ -20,6 +18,9 @@ from lightkube.core.exceptions import ApiError
 from lightkube.models.coordination_v1 import LeaseSpec
 from lightkube.models.meta_v1 import ObjectMeta
 from lightkube.resources.coordination_v1 import Lease
+
+from ..runtime import Clock, SystemClock
+from ..runtime.deadline import wait_for
 
 __all__ = ["LeaseElector"]
 
@@ -37,6 +38,7 @@ class LeaseElector:
         lease_duration_s: int = 15,
         renew_every_s: float = 5.0,
         retry_every_s: float = 2.0,
+        clock: Clock | None = None,
     ) -> None:
         self.client = client
         self.namespace = namespace
@@ -45,6 +47,7 @@ class LeaseElector:
         self.lease_duration_s = lease_duration_s
         self.renew_every_s = renew_every_s
         self.retry_every_s = retry_every_s
+        self.clock = clock or SystemClock()
         self._observed: tuple[str | None, object] | None = None
         self._observed_at = 0.0
         self._renewed_at = 0.0
@@ -56,7 +59,7 @@ class LeaseElector:
             if not announced:
                 log.info("waiting for lease %s/%s to be free", self.namespace, self.name)
                 announced = True
-            await asyncio.sleep(self.retry_every_s)
+            await self.clock.sleep(self.retry_every_s)
         log.info("holding lease %s/%s as %s", self.namespace, self.name, self.identity)
 
     async def hold(self, on_lost: Callable[[], None]) -> None:
@@ -66,11 +69,11 @@ class LeaseElector:
         keep this instance believing it leads after its lease ran out.
         """
         while True:
-            await asyncio.sleep(self.renew_every_s)
+            await self.clock.sleep(self.renew_every_s)
             trust_until = self._renewed_at + self.lease_duration_s - self.renew_every_s
             try:
-                renewed = await asyncio.wait_for(
-                    self._try_acquire_or_renew(), timeout=max(0.05, trust_until - time.monotonic())
+                renewed = await wait_for(
+                    self._try_acquire_or_renew(), within=max(0.05, trust_until - self.clock.now_s()), clock=self.clock
                 )
             except TimeoutError:
                 log.warning("lease renewal did not answer in time")
@@ -80,7 +83,7 @@ class LeaseElector:
                 renewed = False
             if renewed:
                 continue
-            if time.monotonic() >= trust_until:
+            if self.clock.now_s() >= trust_until:
                 log.error("lost lease %s/%s; stopping so that no two instances dispatch", self.namespace, self.name)
                 on_lost()
                 return
@@ -97,7 +100,7 @@ class LeaseElector:
             log.warning("could not release lease: %s", error)
 
     async def _try_acquire_or_renew(self) -> bool:
-        now = datetime.now(tz=UTC)
+        now = datetime.fromtimestamp(self.clock.now_ms() / 1000, tz=UTC)
         try:
             lease = await self.client.get(Lease, self.name, namespace=self.namespace)
         except ApiError as error:
@@ -118,10 +121,10 @@ class LeaseElector:
         record = (spec.holderIdentity, spec.renewTime)
         if self._observed != record:
             self._observed = record
-            self._observed_at = time.monotonic()
+            self._observed_at = self.clock.now_s()
         held_by_other = spec.holderIdentity not in (None, "", self.identity)
         duration = spec.leaseDurationSeconds or self.lease_duration_s
-        if held_by_other and time.monotonic() - self._observed_at < duration:
+        if held_by_other and self.clock.now_s() - self._observed_at < duration:
             return False
         if spec.holderIdentity != self.identity:
             spec.leaseTransitions = (spec.leaseTransitions or 0) + 1
@@ -140,5 +143,5 @@ class LeaseElector:
             if conflict.status.code == 409:
                 return False
             raise
-        self._renewed_at = time.monotonic()
+        self._renewed_at = self.clock.now_s()
         return True

@@ -11,6 +11,7 @@ the Service cannot select serves nobody, and a pod still labelled `leader` from 
 must not become Ready. An API server that refuses outright (403, 404: no permission, or no such
 pod) is not retried: the error reaches the caller, as any refusal of the operator does. On the
 way down the label is best effort: one bounded attempt, because the pod is going away anyway.
+Retries and the attempt's bound run on the injected clock, so the tests move a fake one.
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ from lightkube.core.exceptions import ApiError
 from lightkube.resources.core_v1 import Pod
 from lightkube.types import PatchType
 
+from ..runtime import Clock, SystemClock
+from ..runtime.deadline import wait_for
 from .names import namespace_name, object_name
 
 __all__ = ["LEADER", "ROLE_LABEL", "STANDBY", "PodRoleLabeler", "Role"]
@@ -58,6 +61,7 @@ class PodRoleLabeler:
         on_write: Callable[[], None] | None = None,
         retry_every_s: float = 2.0,
         attempt_timeout_s: float = 10.0,
+        clock: Clock | None = None,
     ) -> None:
         self.client = client
         self.namespace = namespace_name(namespace)
@@ -65,6 +69,7 @@ class PodRoleLabeler:
         self.on_write = on_write
         self.retry_every_s = retry_every_s
         self.attempt_timeout_s = attempt_timeout_s
+        self.clock = clock or SystemClock()
 
     def __repr__(self) -> str:
         return f"pod {self.namespace}/{self.name}"
@@ -74,9 +79,10 @@ class PodRoleLabeler:
         if self.on_write is not None:
             self.on_write()
         patch = {"metadata": {"labels": {ROLE_LABEL: role}}}
-        await asyncio.wait_for(
+        await wait_for(
             self.client.patch(Pod, self.name, patch, namespace=self.namespace, patch_type=PatchType.MERGE),
-            timeout=self.attempt_timeout_s,
+            within=self.attempt_timeout_s,
+            clock=self.clock,
         )
 
     async def ensure(self, role: Role, *, until: asyncio.Event | None = None) -> bool:
@@ -116,10 +122,10 @@ class PodRoleLabeler:
                 else:
                     log.warning("labelling %r %s=%s failed again (%r); retrying", self, ROLE_LABEL, role, error)
                 if until is None:
-                    await asyncio.sleep(self.retry_every_s)
+                    await self.clock.sleep(self.retry_every_s)
                 else:
                     try:
-                        await asyncio.wait_for(until.wait(), timeout=self.retry_every_s)
+                        await wait_for(until.wait(), within=self.retry_every_s, clock=self.clock)
                     except TimeoutError:
                         pass
                     else:

@@ -17,11 +17,12 @@ from ..engine import CommandRejected
 from ..engine import commands as cmd
 from ..engine import events as ev
 from ..model import InputInvalid, WorkflowInvalid
-from ..runtime import Clock, EngineService, ExecutionNotFound
+from ..runtime import Clock, EngineService, ExecutionNotFound, WorkflowKey
 from .approvers import ApproverCheck, Unreachable
 from .client import Execution, KubeApi, ObjectRef, Workflow
 from .names import InvalidName, namespace_name, object_name
 from .projection import condition, merge_conditions
+from .rate_limit import TokenBucket
 from .status_writer import StatusWriter
 
 __all__ = ["Outcome", "Reconciler", "Retry", "plain", "workflow_key"]
@@ -44,9 +45,10 @@ def workflow_key(namespace: str, name: str) -> str:
     """Workflows live in the store under namespace/name: names are unique only per namespace.
 
     Both parts are checked as Kubernetes names (`InvalidName` otherwise): the key's prefix is the
-    namespace whose workers may take the tasks, so a name holding a '/' must never shift it.
+    namespace whose workers may take the tasks, so a name holding a '/' must never shift it. The
+    key itself is the runtime's `WorkflowKey`, which the dispatcher reads the namespace back from.
     """
-    return f"{namespace_name(namespace)}/{object_name(name, field='workflow name')}"
+    return str(WorkflowKey(namespace_name(namespace), object_name(name, field="workflow name")))
 
 
 def json_size(value: JSON) -> int:
@@ -104,13 +106,16 @@ class Reconciler:
         *,
         clock: Clock,
         approvers: ApproverCheck,
+        writes: TokenBucket | None = None,
         max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
     ) -> None:
+        """`writes`: the API write budget; the status writer's bucket unless one is given to both."""
         self.engine = engine
         self.api = api
         self.writer = writer
         self.clock = clock
         self.approvers = approvers
+        self.writes = writes if writes is not None else writer.bucket
         self.max_payload_bytes = max_payload_bytes
         self._stored_specs: dict[str, dict[str, JSON]] = {}
 
@@ -129,19 +134,18 @@ class Reconciler:
                 status=self._conditions(workflow, ready),
                 event=("Warning", "Invalid", str(invalid)),
             )
-        await self._store_workflow(workflow_key(workflow.namespace, workflow.name), workflow.spec, now)
+        await self._store_workflow(workflow_key(workflow.namespace, workflow.name), workflow.spec)
         message = f"{len(definition.steps)} steps compiled"
         ready = condition("Ready", "True", "Compiled", message, now_ms=now, generation=workflow.generation)
         status = self._conditions(workflow, ready)
         status["steps"] = len(definition.steps)
         return Outcome(status=status)
 
-    async def _store_workflow(self, key: str, spec: dict[str, JSON], now: int) -> None:
+    async def _store_workflow(self, key: str, spec: dict[str, JSON]) -> None:
         """Write the spec to the store only when it changed: executions start by the hundred."""
         if self._stored_specs.get(key) == spec:
             return
-        db = self.engine.db
-        await db.run(db.store.put_workflow, key, spec, now_ms=now)
+        await self.engine.put_workflow(key, spec)
         self._stored_specs[key] = spec
 
     @staticmethod
@@ -155,8 +159,7 @@ class Reconciler:
 
     async def execution_seen(self, execution: ObjectView, *, first_attempt: bool) -> Outcome:
         """Start the execution (once, by uid) or, if it already runs, project it again."""
-        db = self.engine.db
-        existing = await db.run(db.store.get_execution, execution.uid)
+        existing = await self.engine.get_execution(execution.uid)
         if existing is not None:
             self._track(execution)
             return Outcome()
@@ -175,7 +178,7 @@ class Reconciler:
         if workflow is None:
             message = f"workflow {workflow_name!r} not found in namespace {execution.namespace}: apply it first"
             if first_attempt:
-                await self.writer.bucket.take()
+                await self.writes.take()
                 await self.api.patch_status(
                     execution.ref("Execution"),
                     self._accepted(execution, "False", "WorkflowNotFound", message, now, phase="Pending"),
@@ -186,7 +189,7 @@ class Reconciler:
             self.engine.definition_for(spec)
         except WorkflowInvalid as invalid:
             return self._refuse(execution, "WorkflowInvalid", f"workflow {workflow_name!r} is invalid: {invalid}", now)
-        await self._store_workflow(workflow_key(execution.namespace, workflow_name), spec, now)
+        await self._store_workflow(workflow_key(execution.namespace, workflow_name), spec)
         try:
             await self.engine.start(
                 workflow_key(execution.namespace, workflow_name),
@@ -290,7 +293,7 @@ class Reconciler:
         verb = "rejected" if isinstance(command, cmd.Reject) else "approved"
         message = f"step {step} of {execution_name} {verb} by {approver}"
         ref = ObjectRef(kind="Execution", namespace=approval.namespace, name=execution_name, uid=execution_id)
-        await self.writer.bucket.take()
+        await self.writes.take()
         await self.api.post_event(
             ref,
             type_="Normal",
@@ -304,8 +307,7 @@ class Reconciler:
         """Whether the history holds this very decision: the same Approval object's, by its uid."""
         if command.request_id is None:
             return False
-        db = self.engine.db
-        history = await db.run(db.store.load_history, execution_id)
+        history = await self.engine.load_history(execution_id)
         return any(
             isinstance(recorded.event, ev.ApprovalGranted | ev.ApprovalRejected)
             and recorded.event.request_id == command.request_id

@@ -3,15 +3,14 @@
 The engine commits many events per second; the API server must see a handful of writes per
 execution, never one per event. A change only marks the execution dirty; a single loop patches
 each dirty execution at most once per `min_interval_s`, sends only the fields that changed, and
-spends API writes from one token bucket shared with the Events and finalizer patches.
+spends API writes from one token bucket (`rate_limit.TokenBucket`) shared with the Events and
+finalizer patches. Its waits run on the injected clock, so its tests move a fake one.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,11 +18,12 @@ from lightkube.core.exceptions import ApiError
 
 from ..engine import ExecutionState
 from ..engine.state import ExecutionPhase
-from ..runtime import Clock, EngineService, ExecutionNotFound
+from ..runtime import Clock, EngineService, ExecutionNotFound, Wakeup
 from .client import KubeApi, ObjectRef, is_not_found
 from .projection import ProjectionLimits, project_execution
+from .rate_limit import TokenBucket
 
-__all__ = ["FINALIZER", "TERMINAL_PHASES", "StatusWriter", "TokenBucket"]
+__all__ = ["FINALIZER", "TERMINAL_PHASES", "StatusWriter"]
 
 log = logging.getLogger(__name__)
 
@@ -49,28 +49,6 @@ def _without_nulls(value: JSON) -> JSON:
     return value
 
 
-class TokenBucket:
-    """At most `rate` acquisitions per second on average, `burst` at once."""
-
-    def __init__(self, *, rate: float, burst: int) -> None:
-        self.rate = rate
-        self.burst = burst
-        self._tokens = float(burst)
-        self._updated = time.monotonic()
-        self._lock = asyncio.Lock()
-
-    async def take(self) -> None:
-        async with self._lock:
-            while True:
-                now = time.monotonic()
-                self._tokens = min(self.burst, self._tokens + (now - self._updated) * self.rate)
-                self._updated = now
-                if self._tokens >= 1:
-                    self._tokens -= 1
-                    return
-                await asyncio.sleep((1 - self._tokens) / self.rate)
-
-
 @dataclass
 class _Tracked:
     ref: ObjectRef
@@ -91,17 +69,19 @@ class StatusWriter:
         burst: int = 200,
         concurrency: int = 8,
         limits: ProjectionLimits | None = None,
+        bucket: TokenBucket | None = None,
     ) -> None:
+        """`bucket`: the API write budget shared with the other writers; one of `writes_per_second`/`burst` if None."""
         self.engine = engine
         self.api = api
-        self.bucket = TokenBucket(rate=writes_per_second, burst=burst)
+        self.bucket = bucket if bucket is not None else TokenBucket(rate=writes_per_second, burst=burst, clock=clock)
         self._clock = clock
         self._min_interval_s = min_interval_s
         self._limits = limits or ProjectionLimits()
         self._tracked: dict[str, _Tracked] = {}
         self._dirty: set[str] = set()
         self._in_flight: set[str] = set()
-        self._wakeup = asyncio.Event()
+        self._wakeup = Wakeup(clock=clock)
         self._slots = asyncio.Semaphore(concurrency)
         self._loop_task: asyncio.Task[None] | None = None
         self._flushes: set[asyncio.Task[None]] = set()
@@ -124,18 +104,23 @@ class StatusWriter:
     def tracked(self, execution_id: str) -> bool:
         return execution_id in self._tracked
 
+    @property
+    def idle(self) -> bool:
+        """Nothing waits to be written and no write is in flight: only a change can cause a write now."""
+        return not self._dirty and not self._in_flight and not self._flushes
+
     def on_change(self, execution_id: str, state: ExecutionState) -> None:
         if execution_id in self._tracked:
             self.mark(execution_id)
 
     def mark(self, execution_id: str) -> None:
         self._dirty.add(execution_id)
-        self._wakeup.set()
+        self._wakeup.poke()
 
     # -- the loop ------------------------------------------------------------------------
 
     async def start(self) -> None:
-        self._loop_task = asyncio.create_task(self._run(), name="status-writer")
+        self._loop_task = asyncio.create_task(self._wakeup.run(self._start_due), name="status-writer")
 
     async def stop(self) -> None:
         if self._loop_task is not None:
@@ -145,29 +130,26 @@ class StatusWriter:
             task.cancel()
         await asyncio.gather(*self._flushes, return_exceptions=True)
 
-    async def _run(self) -> None:
-        while True:
-            self._wakeup.clear()
-            now = time.monotonic()
-            next_due: float | None = None
-            for execution_id in list(self._dirty):
-                tracked = self._tracked.get(execution_id)
-                if tracked is None:
-                    self._dirty.discard(execution_id)
-                    continue
-                if execution_id in self._in_flight:
-                    continue
-                if tracked.next_write_at > now:
-                    next_due = tracked.next_write_at if next_due is None else min(next_due, tracked.next_write_at)
-                    continue
+    async def _start_due(self) -> float | None:
+        """Start a flush of each dirty execution whose interval has passed; seconds until the next is due."""
+        now = self._clock.now_s()
+        next_due: float | None = None
+        for execution_id in list(self._dirty):
+            tracked = self._tracked.get(execution_id)
+            if tracked is None:
                 self._dirty.discard(execution_id)
-                self._in_flight.add(execution_id)
-                task = asyncio.create_task(self._flush(execution_id, tracked))
-                self._flushes.add(task)
-                task.add_done_callback(self._flushes.discard)
-            timeout = None if next_due is None else max(0.0, next_due - time.monotonic())
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wakeup.wait(), timeout)
+                continue
+            if execution_id in self._in_flight:
+                continue
+            if tracked.next_write_at > now:
+                next_due = tracked.next_write_at if next_due is None else min(next_due, tracked.next_write_at)
+                continue
+            self._dirty.discard(execution_id)
+            self._in_flight.add(execution_id)
+            task = asyncio.create_task(self._flush(execution_id, tracked))
+            self._flushes.add(task)
+            task.add_done_callback(self._flushes.discard)
+        return None if next_due is None else max(0.0, next_due - self._clock.now_s())
 
     async def _flush(self, execution_id: str, tracked: _Tracked) -> None:
         try:
@@ -179,25 +161,24 @@ class StatusWriter:
                 self.forget(execution_id)
                 return
             log.warning("status of %r not written (%s); retrying", tracked.ref, error)
-            tracked.next_write_at = time.monotonic() + self._min_interval_s
+            tracked.next_write_at = self._clock.now_s() + self._min_interval_s
             self._dirty.add(execution_id)
         except ExecutionNotFound:
             self.forget(execution_id)
         except Exception:
             log.exception("status of %r not written; retrying", tracked.ref)
-            tracked.next_write_at = time.monotonic() + max(self._min_interval_s, 1.0)
+            tracked.next_write_at = self._clock.now_s() + max(self._min_interval_s, 1.0)
             self._dirty.add(execution_id)
         finally:
             self._in_flight.discard(execution_id)
-            self._wakeup.set()
+            self._wakeup.poke()
 
     async def _write(self, execution_id: str, tracked: _Tracked) -> None:
         # Take the write token first: while we wait, more events coalesce into this one write.
         await self.bucket.take()
         state = await self.engine.state_of(execution_id)
-        db = self.engine.db
         after_seq = max(0, state.last_seq - self._limits.recent_events)
-        recent = await db.run(db.store.load_history, execution_id, after_seq=after_seq)
+        recent = await self.engine.load_history(execution_id, after_seq=after_seq)
         status = project_execution(
             state,
             recent=recent,
@@ -213,7 +194,7 @@ class StatusWriter:
         }
         if changed:
             await self.api.patch_status(tracked.ref, changed)
-            tracked.next_write_at = time.monotonic() + self._min_interval_s
+            tracked.next_write_at = self._clock.now_s() + self._min_interval_s
         previous_phase = tracked.written.get("phase")
         tracked.written = status
         phase = status["phase"]

@@ -6,10 +6,11 @@ cached for a short while, keyed by the token's hash, and concurrent checks of on
 single review: a thousand long-polls do not become a thousand API calls.
 
 Anyone who reaches the port can present a token, so two limits keep strangers from costing us:
-reviews of tokens we have never accepted are rate limited by a token bucket (beyond it the caller
-is told to retry; no review is sent), and acceptances and refusals are cached apart, each bounded,
-so a flood of random tokens evicts only other refusals, never a real worker's acceptance. A
-worker accepted before is re-reviewed when its acceptance expires whatever the bucket holds.
+reviews of tokens we have never accepted are rate limited by a token bucket (`rate_limit`, on the
+injected clock: beyond it the caller is told to retry; no review is sent), and acceptances and
+refusals are cached apart, each bounded, so a flood of random tokens evicts only other refusals,
+never a real worker's acceptance. A worker accepted before is re-reviewed when its acceptance
+expires whatever the bucket holds.
 """
 
 from __future__ import annotations
@@ -17,9 +18,8 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-import time
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import TypeVar
 
 import httpx2
@@ -29,36 +29,16 @@ from lightkube.models.authentication_v1 import TokenReviewSpec
 from lightkube.resources.authentication_v1 import TokenReview
 
 from ..api import AuthUnavailable, Identity, Unauthenticated
+from ..runtime import Clock, SystemClock
+from .rate_limit import TokenBucket
 
-__all__ = ["DEFAULT_AUDIENCE", "ReviewBudget", "TokenReviewAuthenticator"]
+__all__ = ["DEFAULT_AUDIENCE", "TokenReviewAuthenticator"]
 
 log = logging.getLogger(__name__)
 
 DEFAULT_AUDIENCE = "cerebelum"
 
 V = TypeVar("V")
-
-
-class ReviewBudget:
-    """A token bucket: `burst` reviews at once, refilled at `per_second`; time from `clock` (seconds)."""
-
-    def __init__(self, *, per_second: float, burst: int, clock: Callable[[], float]) -> None:
-        if per_second <= 0 or burst < 1:
-            raise ValueError(f"a review budget needs per_second > 0 and burst >= 1, not {per_second} and {burst}")
-        self.per_second = per_second
-        self.burst = burst
-        self._clock = clock
-        self._tokens = float(burst)
-        self._at = clock()
-
-    def take(self) -> bool:
-        now = self._clock()
-        self._tokens = min(float(self.burst), self._tokens + (now - self._at) * self.per_second)
-        self._at = now
-        if self._tokens < 1.0:
-            return False
-        self._tokens -= 1.0
-        return True
 
 
 class TokenReviewAuthenticator:
@@ -73,7 +53,7 @@ class TokenReviewAuthenticator:
         max_refused: int = 4096,
         reviews_per_second: float = 20.0,
         review_burst: int = 100,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Clock | None = None,
     ) -> None:
         if max_accepted < 1 or max_refused < 1:
             raise ValueError(f"the token caches need room for one entry at least, not {max_accepted}/{max_refused}")
@@ -83,10 +63,10 @@ class TokenReviewAuthenticator:
         self.refused_ttl_s = refused_ttl_s
         self.max_accepted = max_accepted
         self.max_refused = max_refused
-        self.budget = ReviewBudget(per_second=reviews_per_second, burst=review_burst, clock=clock)
+        self._clock = clock or SystemClock()
+        self.budget = TokenBucket(rate=reviews_per_second, burst=review_burst, clock=self._clock)
         self.reviews = 0  # TokenReviews sent, for tests and metrics
         self.throttled = 0  # reviews of unknown tokens refused by the budget
-        self._clock = clock
         # Expired acceptances stay (until evicted by newer ones): they mark a token as a known worker's.
         self._accepted: OrderedDict[str, tuple[float, Identity]] = OrderedDict()
         self._refused: OrderedDict[str, tuple[float, str]] = OrderedDict()
@@ -94,7 +74,7 @@ class TokenReviewAuthenticator:
 
     async def authenticate(self, token: str) -> Identity:
         key = hashlib.sha256(token.encode()).hexdigest()
-        now = self._clock()
+        now = self._clock.now_s()
         accepted = self._accepted.get(key)
         if accepted is not None and accepted[0] > now:
             self._accepted.move_to_end(key)
@@ -105,11 +85,11 @@ class TokenReviewAuthenticator:
         pending = self._in_flight.get(key)
         if pending is not None:
             return _verdict(await asyncio.shield(pending))
-        if accepted is None and not self.budget.take():
+        if accepted is None and not self.budget.try_take():
             self.throttled += 1
             raise AuthUnavailable(
                 "too many unknown tokens to review: at most"
-                f" {self.budget.per_second:g} TokenReviews per second (bursts of {self.budget.burst});"
+                f" {self.budget.rate:g} TokenReviews per second (bursts of {self.budget.burst});"
                 " try again shortly"
             )
         pending = asyncio.get_running_loop().create_future()
@@ -151,7 +131,7 @@ class TokenReviewAuthenticator:
         return Identity(status.user.username, tuple(status.user.groups or ()))
 
     def _remember(self, key: str, outcome: Identity | str) -> None:
-        now = self._clock()
+        now = self._clock.now_s()
         if isinstance(outcome, Identity):
             self._refused.pop(key, None)
             _put(self._accepted, key, (now + self.accepted_ttl_s, outcome), self.max_accepted)

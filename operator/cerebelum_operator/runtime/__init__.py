@@ -2,9 +2,12 @@
 
 from .clock import Clock, FakeClock, SystemClock
 from .database import Database
-from .dispatcher import Dispatcher, GrantedTask, HeartbeatResult, namespace_of
+from .dispatcher import Dispatcher, GrantedTask, HeartbeatResult
 from .engine_service import EngineService, ExecutionConflict, ExecutionNotFound, WorkflowNotFound
+from .outage import OutageLog
 from .timers import TimerService
+from .wakeup import Wakeup
+from .workflow_key import WorkflowKey, namespace_of
 
 __all__ = [
     "Clock",
@@ -16,8 +19,11 @@ __all__ = [
     "FakeClock",
     "GrantedTask",
     "HeartbeatResult",
+    "OutageLog",
     "SystemClock",
     "TimerService",
+    "Wakeup",
+    "WorkflowKey",
     "WorkflowNotFound",
     "namespace_of",
 ]

@@ -17,9 +17,19 @@ from typing import Any, Protocol
 from ..engine import DEFAULT_MAX_HISTORY_EVENTS, Decision, ExecutionPhase, ExecutionState, Reply, decide, fold
 from ..engine import commands as cmd
 from ..engine.actions import Action
+from ..engine.events import RecordedEvent
 from ..model import WorkflowDefinition, compile_workflow
 from ..model.limits import DEFAULT_MAX_PAYLOAD_BYTES, task_budget
-from ..store import AppendRequest, ConcurrencyConflict, ExecutionExists, ExecutionRow, ExecutionSummary, NewExecution
+from ..store import (
+    AppendRequest,
+    ConcurrencyConflict,
+    DeadLetterRow,
+    ExecutionExists,
+    ExecutionRow,
+    ExecutionSummary,
+    NewExecution,
+    WorkflowRow,
+)
 from .clock import Clock
 from .database import Database
 
@@ -322,6 +332,43 @@ class EngineService:
                 waiters.remove(future)
             if not waiters:
                 self._terminal_waiters.pop(execution_id, None)
+
+    # -- reads and writes for the API and the operator ----------------------------------------
+    # The one door to the store for the layers above: they never reach `db.store` themselves,
+    # so every call runs on the database's executor and the store can change behind this class.
+
+    async def get_workflow(self, name: str) -> WorkflowRow | None:
+        return await self.db.run(self.db.store.get_workflow, name)
+
+    async def list_workflows(self) -> list[WorkflowRow]:
+        return await self.db.run(self.db.store.list_workflows)
+
+    async def put_workflow(self, name: str, spec: dict[str, Any]) -> WorkflowRow:
+        """Create or replace a workflow's spec, stamped with this engine's clock."""
+        return await self.db.run(self.db.store.put_workflow, name, spec, now_ms=self.clock.now_ms())
+
+    async def get_execution(self, execution_id: str) -> ExecutionRow | None:
+        """The execution's stored row (its summary), or None if it never started."""
+        return await self.db.run(self.db.store.get_execution, execution_id)
+
+    async def list_executions(
+        self, *, workflow: str | None = None, phase: str | None = None, limit: int = 100
+    ) -> list[ExecutionRow]:
+        """Newest first."""
+        return await self.db.run(self.db.store.list_executions, workflow=workflow, phase=phase, limit=limit)
+
+    async def load_history(
+        self, execution_id: str, *, after_seq: int = 0, limit: int | None = None
+    ) -> list[RecordedEvent]:
+        """The execution's events after `after_seq`, in order (at most `limit`)."""
+        return await self.db.run(self.db.store.load_history, execution_id, after_seq=after_seq, limit=limit)
+
+    async def get_dead_letter(self, dead_letter_id: str) -> DeadLetterRow | None:
+        return await self.db.run(self.db.store.get_dead_letter, dead_letter_id)
+
+    async def list_dead_letters(self, *, execution_id: str | None = None) -> list[DeadLetterRow]:
+        """Dead letters not redriven yet, of one execution or of all."""
+        return await self.db.run(self.db.store.list_dead_letters, execution_id=execution_id)
 
     # -- internals -----------------------------------------------------------------------
 

@@ -6,7 +6,6 @@ A sleeping execution costs one row, not a coroutine, so a million of them wait f
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import heapq
 import logging
 
@@ -16,6 +15,7 @@ from ..engine import commands as cmd
 from .clock import Clock
 from .database import Database
 from .engine_service import EngineService, ExecutionNotFound
+from .wakeup import Wakeup
 
 __all__ = ["TimerService"]
 
@@ -44,13 +44,13 @@ class TimerService:
         self._heap: list[tuple[int, str, str]] = []
         self._known: set[str] = set()
         self._loaded_until_ms = 0
-        self._wakeup = asyncio.Event()
+        self._wakeup = Wakeup(clock=clock)
         self._task: asyncio.Task[None] | None = None
         engine.add_listener(self.on_actions)
 
     async def start(self) -> None:
         await self._refill()
-        self._task = asyncio.create_task(self._loop(), name="timers")
+        self._task = asyncio.create_task(self._wakeup.run(self._fire_due), name="timers")
 
     async def stop(self) -> None:
         if self._task is not None:
@@ -72,7 +72,7 @@ class TimerService:
             return
         self._known.add(timer_id)
         heapq.heappush(self._heap, (fire_at_ms, timer_id, execution_id))
-        self._wakeup.set()
+        self._wakeup.poke()
 
     async def _refill(self) -> None:
         until = self.clock.now_ms() + self.horizon_ms
@@ -82,28 +82,25 @@ class TimerService:
         # With a full batch, later timers may be missing: only trust the window up to the last one.
         self._loaded_until_ms = rows[-1].fire_at_ms if len(rows) >= self.batch else until
 
-    async def _loop(self) -> None:
-        while True:
+    async def _fire_due(self) -> float:
+        """Fire what is due, refill the window when half of it has passed; seconds until more is due."""
+        now = self.clock.now_ms()
+        while self._heap and self._heap[0][0] <= now:
+            _, timer_id, execution_id = heapq.heappop(self._heap)
+            if timer_id not in self._known:
+                continue
+            self._known.discard(timer_id)
+            # Many at once, so their decisions share commits: 100k timers due together must
+            # not cost 100k transactions one after the other. The gate bounds the work in flight.
+            await self._gate.acquire()
+            firing = asyncio.create_task(self._fire_and_release(timer_id, execution_id))
+            self._firing.add(firing)
+            firing.add_done_callback(self._firing.discard)
             now = self.clock.now_ms()
-            while self._heap and self._heap[0][0] <= now:
-                _, timer_id, execution_id = heapq.heappop(self._heap)
-                if timer_id not in self._known:
-                    continue
-                self._known.discard(timer_id)
-                # Many at once, so their decisions share commits: 100k timers due together must
-                # not cost 100k transactions one after the other. The gate bounds the work in flight.
-                await self._gate.acquire()
-                firing = asyncio.create_task(self._fire_and_release(timer_id, execution_id))
-                self._firing.add(firing)
-                firing.add_done_callback(self._firing.discard)
-                now = self.clock.now_ms()
-            if now >= self._loaded_until_ms - self.horizon_ms // 2:
-                await self._refill()
-            next_due = self._heap[0][0] if self._heap else self._loaded_until_ms
-            sleep_s = max(0.001, min((next_due - self.clock.now_ms()) / 1000, self.horizon_ms / 2000))
-            self._wakeup.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wakeup.wait(), sleep_s)
+        if now >= self._loaded_until_ms - self.horizon_ms // 2:
+            await self._refill()
+        next_due = self._heap[0][0] if self._heap else self._loaded_until_ms
+        return max(0.001, min((next_due - self.clock.now_ms()) / 1000, self.horizon_ms / 2000))
 
     async def _fire_and_release(self, timer_id: str, execution_id: str) -> None:
         try:

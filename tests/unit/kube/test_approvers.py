@@ -16,6 +16,7 @@ from lightkube.core.exceptions import ApiError
 from lightkube.resources.admissionregistration_v1 import MutatingAdmissionPolicy, MutatingAdmissionPolicyBinding
 
 from cerebelum_operator.kube.approvers import AdmissionPolicyCheck, Unreachable, approver_policy_problem
+from cerebelum_operator.runtime import FakeClock
 from tests.support.helm import render
 
 NOW_MS = 1_700_000_000_000
@@ -113,14 +114,6 @@ def test_wildcard_rules_count(chart_policy: tuple[dict[str, Any], dict[str, Any]
 # -- the check against an API server -----------------------------------------------------------
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = NOW_MS
-
-    def now_ms(self) -> int:
-        return self.now
-
-
 @dataclass
 class FakeReader:
     policies: list[dict[str, Any]] = field(default_factory=list)
@@ -150,14 +143,14 @@ async def test_the_check_reads_the_cluster_at_most_once_per_period_and_sees_a_bi
     chart_policy: tuple[dict[str, Any], dict[str, Any]],
 ) -> None:
     policy, binding = chart_policy
-    reader, clock = FakeReader([policy], [binding]), Clock()
+    reader, clock = FakeReader([policy], [binding]), FakeClock(start_ms=NOW_MS)
     check = AdmissionPolicyCheck(reader, clock=clock, ttl_ms=5_000)
 
     assert await check.problem() is None
     reader.bindings = []
-    clock.now += 4_999
+    await clock.advance(4.999)
     assert await check.problem() is None and check.reads == 1
-    clock.now += 1
+    await clock.advance(0.001)
     problem = await check.problem()
 
     assert check.reads == 2
@@ -167,7 +160,7 @@ async def test_the_check_reads_the_cluster_at_most_once_per_period_and_sees_a_bi
 
 async def test_an_operator_forbidden_to_read_the_policies_refuses_naming_the_permission_it_needs() -> None:
     forbidden = api_error(403, "Forbidden", 'mutatingadmissionpolicies is forbidden: User "op" cannot list')
-    check = AdmissionPolicyCheck(FakeReader(error=forbidden), clock=Clock())
+    check = AdmissionPolicyCheck(FakeReader(error=forbidden), clock=FakeClock(start_ms=NOW_MS))
 
     problem = await check.problem()
 
@@ -176,7 +169,9 @@ async def test_an_operator_forbidden_to_read_the_policies_refuses_naming_the_per
 
 
 async def test_a_failing_api_server_is_unreachable_not_a_verdict() -> None:
-    check = AdmissionPolicyCheck(FakeReader(error=api_error(503, "ServiceUnavailable", "etcd down")), clock=Clock())
+    check = AdmissionPolicyCheck(
+        FakeReader(error=api_error(503, "ServiceUnavailable", "etcd down")), clock=FakeClock(start_ms=NOW_MS)
+    )
 
     with pytest.raises(Unreachable, match="etcd down"):
         await check.problem()

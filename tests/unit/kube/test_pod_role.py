@@ -1,4 +1,7 @@
-"""The operator's pod role label (kube/pod_role.py), readiness with and without it, and its CLI option."""
+"""The operator's pod role label (kube/pod_role.py), readiness with and without it, and its CLI option.
+
+Retries and the attempt bound run on a `FakeClock` the tests move; nothing waits for real time.
+"""
 
 from __future__ import annotations
 
@@ -19,6 +22,8 @@ from cerebelum_operator.kube.health import HealthServer
 from cerebelum_operator.kube.names import InvalidName
 from cerebelum_operator.kube.operator import OperatorConfig
 from cerebelum_operator.kube.pod_role import LEADER, ROLE_LABEL, STANDBY, PodRoleLabeler
+from cerebelum_operator.runtime import FakeClock
+from tests.support.waiting import advance_until, eventually
 
 
 def api_error(code: int) -> ApiError:
@@ -38,7 +43,7 @@ class FakeClient:
             raise self.failures.pop(0)
 
 
-def labeler(client: FakeClient, writes: list[str] | None = None) -> PodRoleLabeler:
+def labeler(client: FakeClient, writes: list[str] | None = None, *, clock: FakeClock | None = None) -> PodRoleLabeler:
     return PodRoleLabeler(
         client,  # type: ignore[arg-type]
         namespace="cerebelum-system",
@@ -46,6 +51,7 @@ def labeler(client: FakeClient, writes: list[str] | None = None) -> PodRoleLabel
         on_write=(lambda: writes.append("pod_role")) if writes is not None else None,
         retry_every_s=0.01,
         attempt_timeout_s=0.5,
+        clock=clock or FakeClock(),
     )
 
 
@@ -71,10 +77,12 @@ async def test_a_label_is_a_merge_patch_of_the_own_pod_s_role_label_only_and_cou
 async def test_on_the_way_up_a_label_that_fails_for_now_is_retried_until_written_and_said_loudly(
     failure: BaseException, caplog: pytest.LogCaptureFixture
 ) -> None:
-    client = FakeClient(failure, failure, failure)
+    client, clock = FakeClient(failure, failure, failure), FakeClock()
 
     with caplog.at_level(logging.INFO, logger="cerebelum_operator.kube.pod_role"):
-        assert await labeler(client).ensure(LEADER) is True
+        ensuring = asyncio.create_task(labeler(client, clock=clock).ensure(LEADER))
+        await advance_until(clock, ensuring.done, step=0.01, what="the label written")
+        assert ensuring.result() is True
 
     assert len(client.patches) == 4
     levels = [(r.levelno, r.getMessage()) for r in caplog.records]
@@ -102,12 +110,17 @@ async def test_a_refusal_is_not_retried_but_raised_naming_what_the_operator_need
 
 
 async def test_retrying_stops_when_the_operator_is_told_to_stop() -> None:
-    client = FakeClient(*[api_error(503)] * 1000)
+    client, clock = FakeClient(*[api_error(503)] * 1000), FakeClock()
     stop = asyncio.Event()
-    asyncio.get_running_loop().call_later(0.05, stop.set)
+    ensuring = asyncio.create_task(labeler(client, clock=clock).ensure(LEADER, until=stop))
+    await advance_until(clock, lambda: len(client.patches) >= 3, step=0.01, what="three attempts")
+    await clock.wait_for_sleepers(1)  # between two attempts
 
-    assert await asyncio.wait_for(labeler(client).ensure(LEADER, until=stop), timeout=5) is False
-    assert 1 <= len(client.patches) < 1000
+    stop.set()
+
+    await eventually(ensuring.done, what="ensure returning")
+    assert ensuring.result() is False
+    assert 3 <= len(client.patches) < 1000
 
 
 async def test_a_request_that_hangs_is_an_attempt_that_failed() -> None:
@@ -117,8 +130,14 @@ async def test_a_request_that_hangs_is_an_attempt_that_failed() -> None:
             if len(self.patches) == 1:
                 await asyncio.Event().wait()  # hangs until the labeller gives up on it
 
-    client = HangingOnce()
-    assert await asyncio.wait_for(labeler(client).ensure(STANDBY), timeout=5) is True
+    client, clock = HangingOnce(), FakeClock()
+    ensuring = asyncio.create_task(labeler(client, clock=clock).ensure(STANDBY))
+    await eventually(lambda: client.patches, what="the first attempt")
+    await clock.wait_for_sleepers(1)  # the attempt's bound
+    await clock.advance(0.49)
+    assert not ensuring.done() and len(client.patches) == 1, "gave up on the attempt before its bound"
+    await advance_until(clock, ensuring.done, step=0.01, what="the label written")
+    assert ensuring.result() is True
     assert len(client.patches) == 2
 
 

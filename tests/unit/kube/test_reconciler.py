@@ -22,7 +22,7 @@ from cerebelum_operator.kube.approvers import Unreachable
 from cerebelum_operator.kube.client import ObjectRef
 from cerebelum_operator.kube.names import InvalidName
 from cerebelum_operator.kube.reconciler import ObjectView, Outcome, Reconciler, Retry, workflow_key
-from cerebelum_operator.runtime import Database, EngineService
+from cerebelum_operator.runtime import Database, EngineService, FakeClock
 from cerebelum_operator.store import open_store
 
 NS = "team-a"
@@ -39,14 +39,6 @@ UNKNOWN_GOTO = {"timeline": ["fetch", "store"], "branch": {"fetch": [{"when": "t
 
 
 # -- fakes ---------------------------------------------------------------------------------
-
-
-class ManualClock:
-    def __init__(self, now_ms: int = NOW_MS) -> None:
-        self.now = now_ms
-
-    def now_ms(self) -> int:
-        return self.now
 
 
 @dataclass
@@ -143,7 +135,7 @@ class World:
     db: Database
     api: FakeApi
     writer: FakeWriter
-    clock: ManualClock
+    clock: FakeClock
     reconciler: Reconciler
     approvers: FakeApprovers
 
@@ -160,7 +152,7 @@ async def world(tmp_path: Path) -> AsyncIterator[World]:
     store = open_store(f"sqlite:///{tmp_path / 'store.db'}")
     store.migrate()
     db = Database(store)
-    clock = ManualClock()
+    clock = FakeClock(start_ms=NOW_MS)
     engine = EngineService(db, clock=clock)
     api = FakeApi()
     writer = FakeWriter()
@@ -556,6 +548,22 @@ async def test_approving_a_waiting_step_applies_it_records_the_approver_and_payl
     assert (posted.type_, posted.reason) == ("Normal", "Approved")
     assert "alice@example.com" in posted.note
     assert world.writer.bucket.taken == 1
+
+
+async def test_a_reconciler_given_the_operator_s_write_bucket_spends_from_it_not_the_writer_s(world: World) -> None:
+    shared = FakeBucket()
+    world.reconciler = Reconciler(
+        world.engine,
+        world.api,  # type: ignore[arg-type]
+        world.writer,  # type: ignore[arg-type]
+        clock=world.clock,
+        approvers=world.approvers,
+        writes=shared,  # type: ignore[arg-type]
+    )
+    await waiting_for_approval(world)
+    approval = approval_body("ok-go", {"execution": "deploy-1", "step": "go", "approver": "alice"})
+    assert (await world.reconciler.approval_created(approval)).status["phase"] == "Applied"
+    assert (shared.taken, world.writer.bucket.taken) == (1, 0)
 
 
 async def test_an_approval_delivered_again_after_a_restart_stays_applied_and_is_not_recorded_twice(

@@ -1,10 +1,13 @@
-"""The status writer: coalesced, diffed, rate-limited writes of Execution status, with a fake engine and API."""
+"""The status writer: coalesced, diffed, rate-limited writes of Execution status, with a fake engine and API.
+
+Time is a `FakeClock`: intervals and the token bucket pass only when a test advances it, and a test
+waits for what it expects (a write, the writer idle), never for a length of real time.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import copy
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,8 +21,10 @@ from cerebelum_operator.engine import commands as cmd
 from cerebelum_operator.engine.events import RecordedEvent
 from cerebelum_operator.kube.client import ObjectRef
 from cerebelum_operator.kube.projection import ProjectionLimits, project_execution
-from cerebelum_operator.kube.status_writer import StatusWriter, TokenBucket
-from cerebelum_operator.runtime import ExecutionNotFound
+from cerebelum_operator.kube.rate_limit import TokenBucket
+from cerebelum_operator.kube.status_writer import StatusWriter
+from cerebelum_operator.runtime import ExecutionNotFound, FakeClock
+from tests.support.waiting import advance_until, eventually
 
 from ..engine.simulator import Simulator
 
@@ -34,23 +39,6 @@ def api_error(code: int) -> ApiError:
 # -- fakes ---------------------------------------------------------------------------------
 
 
-class FakeStore:
-    def __init__(self, engine: FakeEngine) -> None:
-        self.engine = engine
-
-    def load_history(self, execution_id: str, *, after_seq: int = 0, limit: int | None = None) -> list[RecordedEvent]:
-        records = [r for r in self.engine.histories[execution_id] if r.seq > after_seq]
-        return records[:limit] if limit is not None else records
-
-
-class FakeDatabase:
-    def __init__(self, store: FakeStore) -> None:
-        self.store = store
-
-    async def run(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
-        return fn(*args, **kwargs)
-
-
 class FakeEngine:
     """Holds each execution's state and history as a Simulator left them; tells listeners of every commit."""
 
@@ -59,7 +47,6 @@ class FakeEngine:
         self.states: dict[str, ExecutionState] = {}
         self.histories: dict[str, list[RecordedEvent]] = {}
         self.reads: list[str] = []
-        self.db = FakeDatabase(FakeStore(self))
 
     def add_change_listener(self, listener: Callable[[str, ExecutionState], None]) -> None:
         self.listeners.append(listener)
@@ -70,6 +57,12 @@ class FakeEngine:
         if state is None:
             raise ExecutionNotFound(execution_id)
         return state
+
+    async def load_history(
+        self, execution_id: str, *, after_seq: int = 0, limit: int | None = None
+    ) -> list[RecordedEvent]:
+        records = [r for r in self.histories[execution_id] if r.seq > after_seq]
+        return records[:limit] if limit is not None else records
 
     def commit(self, execution_id: str, state: ExecutionState, history: list[RecordedEvent]) -> None:
         self.states[execution_id] = state
@@ -83,6 +76,7 @@ class FakeEngine:
 
 @dataclass
 class FakeKubeApi:
+    clock: FakeClock
     patches: list[tuple[ObjectRef, dict[str, Any], float]] = field(default_factory=list)
     events: list[dict[str, Any]] = field(default_factory=list)
     attempts: int = 0
@@ -92,7 +86,7 @@ class FakeKubeApi:
         self.attempts += 1
         if self.failures:
             raise self.failures.pop(0)
-        self.patches.append((ref, copy.deepcopy(status), time.monotonic()))
+        self.patches.append((ref, copy.deepcopy(status), self.clock.now_s()))
 
     async def post_event(self, ref: ObjectRef, *, type_: str, reason: str, note: str, action: str) -> None:
         self.events.append({"ref": ref, "type": type_, "reason": reason, "note": note, "action": action})
@@ -121,11 +115,6 @@ def stored(value: Any) -> Any:
     return value
 
 
-class FixedClock:
-    def now_ms(self) -> int:
-        return NOW_MS
-
-
 def ref_for(name: str) -> ObjectRef:
     return ObjectRef(kind="Execution", namespace="default", name=name, uid=f"uid-{name}")
 
@@ -142,33 +131,30 @@ def expected_status(engine: FakeEngine, execution_id: str, *, generation: int | 
     )
 
 
-async def eventually(check: Callable[[], bool], *, within: float = 5.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + within
-    while not check():
-        if time.monotonic() > deadline:
-            pytest.fail(f"{what} not reached within {within} s")
-        await asyncio.sleep(0.01)
-
-
 @pytest.fixture
 def engine() -> FakeEngine:
     return FakeEngine()
 
 
 @pytest.fixture
-def api() -> FakeKubeApi:
-    return FakeKubeApi()
+def clock() -> FakeClock:
+    return FakeClock(start_ms=NOW_MS)
+
+
+@pytest.fixture
+def api(clock: FakeClock) -> FakeKubeApi:
+    return FakeKubeApi(clock)
 
 
 WriterFactory = Callable[..., Awaitable[StatusWriter]]
 
 
 @pytest.fixture
-async def make_writer(engine: FakeEngine, api: FakeKubeApi) -> AsyncIterator[WriterFactory]:
+async def make_writer(engine: FakeEngine, api: FakeKubeApi, clock: FakeClock) -> AsyncIterator[WriterFactory]:
     writers: list[StatusWriter] = []
 
     async def make(**options: Any) -> StatusWriter:
-        writer = StatusWriter(engine, api, clock=FixedClock(), **options)  # type: ignore[arg-type]
+        writer = StatusWriter(engine, api, clock=clock, **options)  # type: ignore[arg-type]
         await writer.start()
         writers.append(writer)
         return writer
@@ -196,7 +182,7 @@ def snapshots(sim: Simulator, steps: list[str]) -> Iterator[tuple[ExecutionState
 
 
 async def test_a_burst_of_changes_becomes_at_most_two_status_writes(
-    engine: FakeEngine, api: FakeKubeApi, make_writer: WriterFactory
+    engine: FakeEngine, api: FakeKubeApi, clock: FakeClock, make_writer: WriterFactory
 ) -> None:
     names = [f"s{i:03d}" for i in range(101)]
     sim = started({"timeline": names})
@@ -212,15 +198,18 @@ async def test_a_burst_of_changes_becomes_at_most_two_status_writes(
         await asyncio.sleep(0)
 
     final = changes[-1][0]
-    await eventually(lambda: api.merged(ref).get("eventCount") == final.last_seq, what="the final state written")
-    await asyncio.sleep(0.5)
+    await eventually(lambda: api.patches_of(ref), what="the first write")
+    await advance_until(
+        clock, lambda: api.merged(ref).get("eventCount") == final.last_seq, step=0.25, what="the final state written"
+    )
+    await eventually(lambda: writer.idle, what="the writer idle")
     assert 1 <= len(api.patches_of(ref)) <= 2
     assert api.merged(ref) == without_nulls(expected_status(engine, "ex1"))
     assert writer.tracked("ex1")
 
 
 async def test_only_the_fields_that_changed_are_sent(
-    engine: FakeEngine, api: FakeKubeApi, make_writer: WriterFactory
+    engine: FakeEngine, api: FakeKubeApi, clock: FakeClock, make_writer: WriterFactory
 ) -> None:
     sim = started({"timeline": ["a", "b", "c"]})
     engine.commit_sim("ex1", sim)
@@ -233,6 +222,7 @@ async def test_only_the_fields_that_changed_are_sent(
 
     sim.send(cmd.TaskStarted(sim.task("a").token, "w1"))
     engine.commit_sim("ex1", sim)
+    await clock.advance(0.05)
     await eventually(lambda: len(api.patches_of(ref)) == 2, what="the second write")
     second = api.patches_of(ref)[1]
     now = expected_status(engine, "ex1")
@@ -251,7 +241,7 @@ async def test_an_object_that_already_shows_the_status_is_not_written_again(
     ref = ref_for("ex1")
     writer.track("ex1", ref, status=expected_status(engine, "ex1"), generation=1)
     await eventually(lambda: "ex1" in engine.reads, what="the state read")
-    await asyncio.sleep(0.2)
+    await eventually(lambda: writer.idle, what="the writer idle")
     assert api.patches == []
     assert writer.tracked("ex1")
 
@@ -268,7 +258,7 @@ async def test_an_untracked_execution_is_never_written(
         engine.commit_sim("other", other_sim)
         await asyncio.sleep(0)
     await eventually(lambda: len(api.patches) == 1, what="the tracked execution's write")
-    await asyncio.sleep(0.2)
+    await eventually(lambda: writer.idle, what="the writer idle")
     assert [ref for ref, _, _ in api.patches] == [tracked_ref]
     assert "other" not in engine.reads
     assert not writer.tracked("other")
@@ -307,7 +297,13 @@ def _finish(sim: Simulator, phase: str) -> None:
     ],
 )
 async def test_a_terminal_phase_posts_its_event_once_and_forgets_the_execution(
-    engine: FakeEngine, api: FakeKubeApi, make_writer: WriterFactory, phase: str, type_: str, note: str
+    engine: FakeEngine,
+    api: FakeKubeApi,
+    clock: FakeClock,
+    make_writer: WriterFactory,
+    phase: str,
+    type_: str,
+    note: str,
 ) -> None:
     sim = started({"timeline": ["a"]})
     engine.commit_sim("ex1", sim)
@@ -319,6 +315,7 @@ async def test_a_terminal_phase_posts_its_event_once_and_forgets_the_execution(
 
     _finish(sim, phase)
     engine.commit_sim("ex1", sim)
+    await clock.advance(0.05)
     await eventually(lambda: not writer.tracked("ex1"), what="forgetting the finished execution")
     assert api.merged(ref)["phase"] == phase
     assert api.merged(ref)["finishedAt"] is not None
@@ -332,7 +329,8 @@ async def test_a_terminal_phase_posts_its_event_once_and_forgets_the_execution(
     for _ in range(5):
         engine.commit_sim("ex1", sim)
         writer.on_change("ex1", sim.state)
-    await asyncio.sleep(0.2)
+    await clock.advance(1.0)
+    await eventually(lambda: writer.idle, what="the writer idle")
     assert len(api.events) == 1
     assert len(api.patches) == writes
 
@@ -351,7 +349,7 @@ async def test_a_terminal_phase_the_object_already_shows_posts_no_second_event(
 
 
 async def test_waiting_for_an_approval_posts_an_event_naming_the_step(
-    engine: FakeEngine, api: FakeKubeApi, make_writer: WriterFactory
+    engine: FakeEngine, api: FakeKubeApi, clock: FakeClock, make_writer: WriterFactory
 ) -> None:
     sim = started({"timeline": ["a", "go"], "steps": {"go": {"approval": {}}}})
     engine.commit_sim("ex1", sim)
@@ -361,6 +359,7 @@ async def test_waiting_for_an_approval_posts_an_event_naming_the_step(
     await eventually(lambda: len(api.patches_of(ref)) == 1, what="the first write")
     sim.run("a")
     engine.commit_sim("ex1", sim)
+    await clock.advance(0.05)
     await eventually(lambda: len(api.events) == 1, what="the approval event")
     assert (api.events[0]["type"], api.events[0]["reason"]) == ("Normal", "WaitingForApproval")
     assert api.events[0]["note"] == "step go waits for an Approval"
@@ -371,7 +370,7 @@ async def test_waiting_for_an_approval_posts_an_event_naming_the_step(
 
 
 async def test_a_deleted_object_makes_the_writer_forget_the_execution(
-    engine: FakeEngine, api: FakeKubeApi, make_writer: WriterFactory
+    engine: FakeEngine, api: FakeKubeApi, clock: FakeClock, make_writer: WriterFactory
 ) -> None:
     sim = started({"timeline": ["a", "b"]})
     engine.commit_sim("ex1", sim)
@@ -381,7 +380,8 @@ async def test_a_deleted_object_makes_the_writer_forget_the_execution(
     await eventually(lambda: not writer.tracked("ex1"), what="forgetting the execution")
     sim.run("a")
     engine.commit_sim("ex1", sim)
-    await asyncio.sleep(0.3)
+    await clock.advance(1.0)
+    await eventually(lambda: writer.idle, what="the writer idle")
     assert api.attempts == 1
     assert api.patches == []
 
@@ -392,19 +392,28 @@ async def test_a_deleted_object_makes_the_writer_forget_the_execution(
     ids=["500", "409", "429", "not-an-api-error"],
 )
 async def test_any_other_write_error_is_retried_later(
-    engine: FakeEngine, api: FakeKubeApi, make_writer: WriterFactory, error: Exception, delay: float
+    engine: FakeEngine, api: FakeKubeApi, clock: FakeClock, make_writer: WriterFactory, error: Exception, delay: float
 ) -> None:
     sim = started({"timeline": ["a", "b"]})
     engine.commit_sim("ex1", sim)
     api.failures.append(error)
     writer = await make_writer(min_interval_s=0.1)
     ref = ref_for("ex1")
-    failed_at = time.monotonic()
+    failed_at = clock.now_s()
     writer.track("ex1", ref, status=None, generation=1)
-    await eventually(lambda: len(api.patches_of(ref)) == 1, within=10.0, what="the retried write")
+    await eventually(lambda: api.attempts == 1, what="the failed write")
+    await clock.wait_for_sleepers(1)  # the writer sleeps until the retry is due, it does not spin
+    await clock.advance(delay * 0.9)
+    assert api.attempts == 1, "retried before its delay"
+    await clock.advance(delay * 0.1)
+    await eventually(lambda: len(api.patches_of(ref)) == 1, what="the retried write")
     assert api.attempts == 2
-    assert api.patches[0][2] - failed_at >= delay
-    assert api.patches_of(ref)[0] == without_nulls(expected_status(engine, "ex1"))
+    assert api.patches[0][2] - failed_at >= delay - 1e-6
+    written, expected = api.patches_of(ref)[0], without_nulls(expected_status(engine, "ex1"))
+    # The conditions carry the time of the write, which the retry moved on: compare the rest.
+    assert {k: v for k, v in written.items() if k != "conditions"} == {
+        k: v for k, v in expected.items() if k != "conditions"
+    }
     assert writer.tracked("ex1")
 
 
@@ -412,63 +421,34 @@ async def test_any_other_write_error_is_retried_later(
 
 
 async def test_writes_across_many_executions_share_one_token_bucket(
-    engine: FakeEngine, api: FakeKubeApi, make_writer: WriterFactory
+    engine: FakeEngine, api: FakeKubeApi, clock: FakeClock, make_writer: WriterFactory
 ) -> None:
     rate, burst, count = 20.0, 5, 25
     for i in range(count):
         engine.commit_sim(f"ex{i}", started({"timeline": ["a"]}))
-    begun = time.monotonic()
+    begun = clock.now_s()
     writer = await make_writer(min_interval_s=0.05, writes_per_second=rate, burst=burst)
     for i in range(count):
         writer.track(f"ex{i}", ref_for(f"ex{i}"), status=None, generation=1)
-    await eventually(lambda: len(api.patches) == count, within=15.0, what="every execution written")
+    await eventually(lambda: len(api.patches) == burst, what="the burst written at once")
+    await clock.wait_for_sleepers(1)  # the next write waits for a token
+    assert len(api.patches) == burst
+    await advance_until(clock, lambda: len(api.patches) == count, step=0.01, what="every execution written")
     for index, (_, _, at) in enumerate(api.patches):
         # The (index+1)th write needs index+1 tokens: the burst plus what the rate refilled by then.
-        assert index + 1 <= burst + rate * (at - begun) + 1
-    assert api.patches[-1][2] - begun >= (count - burst - 1) / rate
+        assert index + 1 <= burst + rate * (at - begun) + 1e-6
+    assert api.patches[-1][2] - begun >= (count - burst) / rate - 1e-6
 
 
-async def test_the_token_bucket_lets_a_burst_through_at_once_then_makes_callers_wait() -> None:
-    bucket = TokenBucket(rate=2.0, burst=10)
-    begun = time.monotonic()
-    for _ in range(10):
-        await bucket.take()
-    burst_took = time.monotonic() - begun
-    await bucket.take()
-    eleventh_took = time.monotonic() - begun
-    assert burst_took < 0.4
-    assert eleventh_took >= 0.45
-
-
-async def test_the_token_bucket_allows_about_rate_acquisitions_per_second() -> None:
-    rate, burst = 50.0, 5
-    bucket = TokenBucket(rate=rate, burst=burst)
-    begun = time.monotonic()
-    taken = 0
-    while time.monotonic() - begun < 1.0:
-        await bucket.take()
-        taken += 1
-    elapsed = time.monotonic() - begun
-    assert taken <= burst + rate * elapsed + 1
-    assert taken >= rate * elapsed * 0.5
-
-
-async def test_the_token_bucket_shares_its_rate_among_concurrent_callers() -> None:
-    rate, burst = 40.0, 4
-    bucket = TokenBucket(rate=rate, burst=burst)
-    counts = [0, 0, 0, 0]
-
-    async def taker(index: int) -> None:
-        while True:
-            await bucket.take()
-            counts[index] += 1
-
-    begun = time.monotonic()
-    tasks = [asyncio.create_task(taker(i)) for i in range(len(counts))]
-    await asyncio.sleep(1.0)
-    for task in tasks:
-        task.cancel()
-    await asyncio.gather(*tasks, return_exceptions=True)
-    elapsed = time.monotonic() - begun
-    assert sum(counts) <= burst + rate * elapsed + 1
-    assert sum(counts) >= rate * elapsed * 0.5
+async def test_a_writer_given_the_operator_s_bucket_spends_from_it(
+    engine: FakeEngine, api: FakeKubeApi, clock: FakeClock, make_writer: WriterFactory
+) -> None:
+    shared = TokenBucket(rate=1.0, burst=1, clock=clock)
+    assert shared.try_take()  # another writer spent the only token
+    engine.commit_sim("ex1", started({"timeline": ["a"]}))
+    writer = await make_writer(min_interval_s=0.05, bucket=shared)
+    writer.track("ex1", ref_for("ex1"), status=None, generation=1)
+    await clock.wait_for_sleepers(1)  # waiting for a token of the shared bucket
+    assert api.patches == []
+    await advance_until(clock, lambda: api.patches, step=0.1, what="the write once a token came back")
+    assert api.patches[0][2] - NOW_MS / 1000 >= 1.0 - 1e-6

@@ -13,6 +13,7 @@ from lightkube.resources.authentication_v1 import TokenReview
 
 from cerebelum_operator.api import AuthUnavailable, Unauthenticated
 from cerebelum_operator.kube.token_review import TokenReviewAuthenticator
+from cerebelum_operator.runtime import FakeClock
 
 WORKER_TOKEN = "the-worker's-projected-token"
 WORKER = "system:serviceaccount:team-a:worker"
@@ -40,14 +41,6 @@ class FakeApiServer:
     @property
     def total(self) -> int:
         return sum(self.reviews.values())
-
-
-@dataclass
-class FakeClock:
-    now: float = 1_000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def authenticator(api: FakeApiServer, clock: FakeClock, **options: Any) -> TokenReviewAuthenticator:
@@ -85,7 +78,7 @@ async def test_the_review_budget_refills_at_its_rate() -> None:
     await try_random_tokens(auth, 60)
     assert api.total == 50
 
-    clock.now += 0.5
+    await clock.advance(0.5)
     refused, throttled = await try_random_tokens(auth, 20)
 
     assert (api.total, refused, len(throttled)) == (60, 10, 10)
@@ -107,7 +100,7 @@ async def test_a_known_worker_is_re_reviewed_when_its_acceptance_expires_even_wi
     api, clock = FakeApiServer(), FakeClock()
     auth = authenticator(api, clock, reviews_per_second=1, review_burst=5)
     await auth.authenticate(WORKER_TOKEN)
-    clock.now += 61  # past the acceptance's 60 s
+    await clock.advance(61)  # past the acceptance's 60 s
     _, throttled = await try_random_tokens(auth, 20)
     assert throttled, "the flood should have spent the budget"
 
@@ -125,5 +118,5 @@ async def test_a_refused_token_presented_again_is_answered_from_the_cache() -> N
 
 
 def test_a_review_budget_without_room_is_refused() -> None:
-    with pytest.raises(ValueError, match="per_second > 0 and burst >= 1"):
+    with pytest.raises(ValueError, match="a rate > 0 and a burst >= 1"):
         authenticator(FakeApiServer(), FakeClock(), review_burst=0)

@@ -35,6 +35,6 @@ async def test_a_start_with_an_existing_id_and_another_input_is_refused_naming_t
     with pytest.raises(ExecutionConflict, match="execution 'e1' already exists, of workflow 'gated', not 'other'"):
         await engine.start("other", {"n": 1}, execution_id="e1")
 
-    stored = await engine.db.run(engine.db.store.get_execution, "e1")
+    stored = await engine.get_execution("e1")
     assert again.created_at_ms == first.created_at_ms and again.input == {"n": 1}
     assert stored is not None and stored.input == {"n": 1}

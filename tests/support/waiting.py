@@ -1,0 +1,53 @@
+"""Wait for a condition, never for a length of time: the one `eventually` (async) and `wait_until` (sync).
+
+A test that sleeps "long enough" for something to happen fails on a busy machine and wastes time
+on an idle one. These poll the condition and give up only after a generous bound, naming what
+did not happen.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+
+from cerebelum_operator.runtime import FakeClock
+
+__all__ = ["DEFAULT_WITHIN", "advance_until", "eventually", "wait_until"]
+
+# Generous on purpose: the bound is only reached when the test fails, so it costs nothing otherwise.
+DEFAULT_WITHIN = 30.0
+
+
+async def eventually(
+    check: Callable[[], object], *, within: float = DEFAULT_WITHIN, what: str = "the condition", interval: float = 0.005
+) -> None:
+    """Return once `check()` is true; fail naming `what` if it is still false after `within` seconds."""
+    deadline = time.monotonic() + within
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: not reached within {within:g} s")
+        await asyncio.sleep(interval)
+
+
+def wait_until(
+    check: Callable[[], object], *, within: float = DEFAULT_WITHIN, what: str = "the condition", interval: float = 0.05
+) -> None:
+    """The same for tests without an event loop (processes, clusters): poll every `interval` seconds."""
+    deadline = time.monotonic() + within
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: not reached within {within:g} s")
+        time.sleep(interval)
+
+
+async def advance_until(
+    clock: FakeClock, check: Callable[[], object], *, step: float, what: str, within: float = DEFAULT_WITHIN
+) -> None:
+    """Move the fake clock `step` seconds at a time until `check()` is true (bounded in real time)."""
+    deadline = time.monotonic() + within
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: not reached within {within:g} s (fake clock at {clock.now_s():.3f})")
+        await clock.advance(step)
+        await asyncio.sleep(0)
