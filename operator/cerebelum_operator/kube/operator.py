@@ -21,7 +21,7 @@ import kopf
 from lightkube.core.exceptions import ApiError
 
 from ..api import AccessPolicy, Guard
-from ..runtime import Clock
+from ..runtime import Clock, SystemClock
 from ..server import EngineServer, ServerConfig
 from .approvers import AdmissionPolicyCheck, ApproverCheck, TrustClaimedApprover, Unreachable
 from .bookkeeping import DigestDiffBaseStorage
@@ -31,6 +31,7 @@ from .health import HealthServer
 from .leader import LeaseElector
 from .metrics import OperatorMetrics
 from .pod_role import LEADER, STANDBY, PodRoleLabeler
+from .rate_limit import TokenBucket
 from .reconciler import Reconciler
 from .status_writer import FINALIZER, StatusWriter
 from .token_review import DEFAULT_AUDIENCE, TokenReviewAuthenticator
@@ -73,11 +74,11 @@ class OperatorConfig:
     pod_role_label: bool = False
 
 
-def _guard(config: OperatorConfig, api: KubeApi) -> Guard:
+def _guard(config: OperatorConfig, api: KubeApi, clock: Clock) -> Guard:
     if config.auth == "none":
         log.warning("--auth none: whoever reaches %s can take tasks and start executions", config.server.address)
         return Guard()
-    authenticator = TokenReviewAuthenticator(api.client, audiences=config.token_audiences)
+    authenticator = TokenReviewAuthenticator(api.client, audiences=config.token_audiences, clock=clock)
     return Guard(authenticator, policy=config.access_policy or AccessPolicy.kubernetes_default())
 
 
@@ -139,6 +140,8 @@ async def _lead(
     config: OperatorConfig, api: KubeApi, stop: asyncio.Event, health: HealthServer | None, metrics: OperatorMetrics
 ) -> int:
     """Wait for the Lease (or a stop), then run the engine and kopf until stopped."""
+    # One clock for every part that waits or times out (docs/architecture.md, "Time").
+    clock = SystemClock()
     elector = LeaseElector(
         api.client,
         namespace=config.lease_namespace,
@@ -146,6 +149,7 @@ async def _lead(
         identity=config.identity,
         lease_duration_s=config.lease_duration_s,
         renew_every_s=max(1.0, config.lease_duration_s / 3),
+        clock=clock,
     )
     labeler = (
         PodRoleLabeler(
@@ -153,6 +157,7 @@ async def _lead(
             namespace=config.lease_namespace,
             name=config.identity,
             on_write=lambda: metrics.api_writes.labels(kind="pod_role").inc(),
+            clock=clock,
         )
         if config.pod_role_label
         else None
@@ -186,26 +191,23 @@ async def _lead(
         os._exit(EXIT_LEASE_LOST)
 
     holding = asyncio.create_task(elector.hold(lease_lost), name="lease")
-    server = EngineServer(replace(config.server, guard=_guard(config, api)))
+    server = EngineServer(replace(config.server, guard=_guard(config, api, clock)), clock=clock)
     writer: StatusWriter | None = None
     try:
         await server.start()
         server.engine.add_change_listener(metrics.on_change)
         metrics.leader.set(1)
-        writer = StatusWriter(
-            server.engine,
-            api,
-            clock=server.clock,
-            min_interval_s=config.status_interval_s,
-            writes_per_second=config.api_writes_per_second,
-        )
+        # One API write budget for the status writer and the reconciler's own writes.
+        writes = TokenBucket(rate=config.api_writes_per_second, burst=200, clock=clock)
+        writer = StatusWriter(server.engine, api, clock=clock, min_interval_s=config.status_interval_s, bucket=writes)
         await writer.start()
         reconciler = Reconciler(
             server.engine,
             api,
             writer,
-            clock=server.clock,
-            approvers=await _approver_check(config, api, server.clock),
+            clock=clock,
+            writes=writes,
+            approvers=await _approver_check(config, api, clock),
             max_payload_bytes=config.server.max_payload_bytes,
         )
         if labeler is not None and not await labeler.ensure(LEADER, until=stop):

@@ -23,7 +23,9 @@ from .clock import Clock
 from .database import Database
 from .engine_service import EngineService, ExecutionNotFound
 from .outage import OutageLog
-from .task_lifecycle import GrantedTask, HeartbeatResult, Offer, QueuedTask, TaskBook, Waiter, namespace_of
+from .task_lifecycle import GrantedTask, HeartbeatResult, Offer, QueuedTask, TaskBook, Waiter
+from .wakeup import Wakeup
+from .workflow_key import namespace_of
 
 __all__ = ["Dispatcher", "GrantedTask", "HeartbeatResult", "namespace_of"]
 
@@ -51,7 +53,7 @@ class Dispatcher:
         self.retry_after_error_ms = retry_after_error_ms
         self.book = TaskBook(sticky_window_ms=sticky_window_ms)
         self._futures: dict[Waiter, asyncio.Future[QueuedTask | GrantedTask]] = {}
-        self._wakeup = asyncio.Event()
+        self._wakeup = Wakeup(clock=clock)
         self._tasks: list[asyncio.Task[None]] = []
         self._workflows: dict[str, str] = {}
         self._store_outage = OutageLog(
@@ -195,7 +197,7 @@ class Dispatcher:
 
     def _wake_if_needed(self) -> None:
         if self.book.take_wakeup():
-            self._wakeup.set()
+            self._wakeup.poke()
 
     async def _grant(self, task: QueuedTask, worker_id: str) -> GrantedTask | None:
         """Lease a task a poll took; a poll cancelled meanwhile (its worker went away) loses nothing.
@@ -241,25 +243,21 @@ class Dispatcher:
         workflow = decision.state.workflow if decision.state else self._workflows.get(task.execution_id, "")
         return self.book.granted(task, workflow)
 
-    async def _nap(self, seconds: float) -> None:
-        """Sleep on the clock, or less when the book has something new that comes due sooner."""
-        self._wakeup.clear()
-        sleeper = asyncio.ensure_future(self.clock.sleep(seconds))
-        woken = asyncio.ensure_future(self._wakeup.wait())
-        try:
-            await asyncio.wait({sleeper, woken}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            sleeper.cancel()
-            woken.cancel()
-
     async def _promote_loop(self) -> None:
-        """Move tasks whose backoff ended to the ready queues; re-offer tasks whose stickiness ran out."""
-        while True:
+        """Move tasks whose backoff ended to the ready queues; re-offer tasks whose stickiness ran out.
+
+        Sleeps on the shared wake-up loop (`runtime.wakeup`): until the next due time, or less
+        when the book has something new that comes due sooner (a poke is never lost).
+        """
+
+        async def promote() -> float:
             now = self.clock.now_ms()
             self._hand_out(self.book.promote(now))
             self.book.take_wakeup()
             next_due = self.book.next_due_ms() or now + 1000
-            await self._nap(max(0.001, min((next_due - now) / 1000, self.sticky_window_ms / 1000 or 0.05, 1.0)))
+            return max(0.001, min((next_due - now) / 1000, self.sticky_window_ms / 1000 or 0.05, 1.0))
+
+        await self._wakeup.run(promote)
 
     async def _sweep_loop(self) -> None:
         """Time out leases whose worker went silent and attempts that ran past their timeout."""

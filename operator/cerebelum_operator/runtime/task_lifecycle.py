@@ -47,6 +47,7 @@ from typing import Any, Literal, NamedTuple
 
 from ..engine import actions as act
 from ..store import TaskRow
+from .workflow_key import namespace_of
 
 __all__ = [
     "Expiry",
@@ -57,18 +58,12 @@ __all__ = [
     "QueuedTask",
     "TaskBook",
     "Waiter",
-    "namespace_of",
 ]
 
 JSON = Any
 # How many task queues, and (queue, step) pairs, whose last poll is remembered: a worker may
 # name any queue, so the maps are bounded; the least recently polled are forgotten first.
 MAX_POLL_RECORDS = 10_000
-
-
-def namespace_of(workflow: str) -> str:
-    """The namespace of a workflow key: ``ns`` of ``ns/name`` (operator), ``""`` in dev mode."""
-    return workflow.rpartition("/")[0]
 
 
 @dataclass(slots=True)

@@ -35,5 +35,10 @@ class WorkflowKey:
 
 
 def namespace_of(key: str) -> str:
-    """The namespace of a workflow key: ``ns`` of ``ns/name``, ``""`` in dev mode."""
-    return WorkflowKey.parse(key).namespace
+    """The namespace of a workflow key: ``ns`` of ``ns/name``, ``""`` in dev mode.
+
+    A reader, so it never raises: the dispatcher asks it of every task, including one whose
+    workflow is not known yet (``""``), and must not fail there. It splits where
+    `WorkflowKey.parse` does, so the two always agree on keys the entry points store.
+    """
+    return key.rpartition("/")[0]

@@ -29,3 +29,7 @@ def test_a_part_that_would_shift_the_namespace_is_refused(namespace: str, name: 
 def test_a_key_no_entry_point_stores_is_refused_when_read() -> None:
     with pytest.raises(ValueError, match="neither holding '/'"):
         WorkflowKey.parse("team-a/x/y")
+
+
+def test_reading_the_namespace_of_an_unknown_workflow_never_raises() -> None:
+    assert namespace_of("") == ""
