@@ -160,6 +160,7 @@ class EngineServer:
             reason, in_use = _why_not_listening(self.config.address)
             advice = "stop what holds it or choose another" if in_use else "choose another"
             await self.stop(grace_s=0)  # the dispatcher, timers and store started above
+            self._server = self._health = self._timers = self._dispatcher = self._db = None  # stopped once
             raise OSError(f"cannot listen on {self.config.address}: {reason}; {advice} with --address HOST:PORT")
         await server.start()
         log.info(
