@@ -271,6 +271,7 @@ def _why_not_listening(address: str) -> tuple[str, bool]:
     for family, kind, proto, _name, sockaddr in infos:
         try:
             with socket.socket(family, kind, proto) as probe:
+                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as gRPC binds: TIME_WAIT is no conflict
                 probe.bind(sockaddr)
         except OSError as error:
             reason = error.strerror or str(error)
