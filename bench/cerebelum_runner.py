@@ -34,6 +34,7 @@ from bench.common import (  # noqa: E402
     database_size_mb,
     percentile,
     process_tree_rss_mb,
+    recorded_at,
     sqlite_files_mb,
     wait_until,
 )
@@ -213,7 +214,7 @@ def latency(store_url: str, sizes: Sizes, work: Path) -> tuple[dict[str, Any], s
             assert final.phase == "Succeeded", final.error
             starts = [int(line.split()[1]) for line in ledger.read_text().splitlines()]
             gaps_us.extend((b - a) / 1000 for a, b in itertools.pairwise(starts))
-            done = [e.at for e in client.history(run.id) if e.type == "StepCompleted"]
+            done = [recorded_at(e) for e in client.history(run.id) if e.type == "StepCompleted"]
             history_gaps_ms.extend((b - a).total_seconds() * 1000 for a, b in itertools.pairwise(done))
     figures = {
         "p50_ms": round(statistics.median(gaps_us) / 1000, 3),

@@ -7,20 +7,32 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
+from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
+
+if TYPE_CHECKING:  # the peers' runners import this module too; only the type is needed
+    from cerebelum import HistoryEvent
 
 __all__ = [
     "Result",
     "database_size_mb",
     "percentile",
     "process_tree_rss_mb",
+    "recorded_at",
     "sqlite_files_mb",
     "wait_until",
 ]
+
+
+def recorded_at(event: HistoryEvent) -> datetime:
+    """When the engine recorded `event`; every recorded event has a time, and a figure needs it."""
+    if event.at is None:
+        raise RuntimeError(f"history event {event.seq} ({event.type}) has no time")
+    return event.at
 
 
 @dataclass(frozen=True)

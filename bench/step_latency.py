@@ -10,10 +10,14 @@ from __future__ import annotations
 import argparse
 import itertools
 import statistics
+import sys
 import time
+from pathlib import Path
 
-from harness import running_engine
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repository, for bench.*
 
+from bench.common import recorded_at
+from bench.harness import running_engine
 from cerebelum import Client
 
 
@@ -41,7 +45,7 @@ def main() -> int:
                 final = client.wait(execution.id, timeout=120)
                 walls.append(time.perf_counter() - began)
                 assert final.phase == "Succeeded", final.error
-                done = [e.at for e in client.history(execution.id) if e.type == "StepCompleted"]
+                done = [recorded_at(e) for e in client.history(execution.id) if e.type == "StepCompleted"]
                 gaps.extend((b - a).total_seconds() * 1000 for a, b in itertools.pairwise(done))
         print(f"store: {db.split(':')[0]}; {args.runs} executions x {args.steps} sequential no-op steps")
         print(

@@ -8,10 +8,14 @@ the benchmark suite's; this is the quick measurement.
 from __future__ import annotations
 
 import argparse
+import sys
 import time
+from pathlib import Path
 
-from harness import running_engine
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repository, for bench.*
 
+from bench.common import recorded_at
+from bench.harness import running_engine
 from cerebelum import Client
 
 
@@ -36,8 +40,8 @@ def main() -> int:
             firsts, lasts = [], []
             for execution_id in ids:
                 history = client.history(execution_id)
-                firsts.append(history[0].at)
-                lasts.append(history[-1].at)
+                firsts.append(recorded_at(history[0]))
+                lasts.append(recorded_at(history[-1]))
         total = args.executions * args.steps
         engine_seconds = (max(lasts) - min(firsts)).total_seconds()
         print(

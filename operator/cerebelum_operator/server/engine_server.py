@@ -6,9 +6,11 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import resource
 import signal
+import socket
 from dataclasses import dataclass, field
 
 import grpc
@@ -147,12 +149,19 @@ class EngineServer:
         if self.config.reflection:
             names = (WORKER_SERVICE.full_name, WORKFLOW_SERVICE.full_name, HEALTH_SERVICE, reflection.SERVICE_NAME)
             reflection.enable_server_reflection(names, server)
-        if self.config.tls is not None:
-            self.port = server.add_secure_port(self.config.address, self.config.tls.credentials())
-        else:
-            self.port = server.add_insecure_port(self.config.address)
+        try:
+            if self.config.tls is not None:
+                self.port = server.add_secure_port(self.config.address, self.config.tls.credentials())
+            else:
+                self.port = server.add_insecure_port(self.config.address)
+        except RuntimeError:  # grpcio says only "Failed to bind to address"
+            self.port = 0
         if self.port == 0:
-            raise OSError(f"cannot listen on {self.config.address}: address in use or not valid")
+            reason, in_use = _why_not_listening(self.config.address)
+            advice = "stop what holds it or choose another" if in_use else "choose another"
+            await self.stop(grace_s=0)  # the dispatcher, timers and store started above
+            self._server = self._health = self._timers = self._dispatcher = self._db = None  # stopped once
+            raise OSError(f"cannot listen on {self.config.address}: {reason}; {advice} with --address HOST:PORT")
         await server.start()
         log.info(
             "cerebelum engine serving on %s (%s, %s; store %s, schema v%d)",
@@ -246,6 +255,28 @@ def raise_descriptor_limit() -> int:
             return int(soft)
         return int(hard)
     return int(hard if soft == resource.RLIM_INFINITY else soft)
+
+
+def _why_not_listening(address: str) -> tuple[str, bool]:
+    """The operating system's reason a TCP address cannot be bound (grpcio gives none), and whether it is in use."""
+    host, _, port = address.rpartition(":")
+    host = host.removeprefix("[").removesuffix("]")
+    unknown = ("the address is in use or not valid", False)
+    if address.startswith(("unix:", "unix-abstract:")) or not port.isdigit():
+        return unknown
+    try:
+        infos = socket.getaddrinfo(host or None, int(port), type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except (OSError, UnicodeError, OverflowError) as error:
+        return f"the host or port is not valid ({error})", False
+    for family, kind, proto, _name, sockaddr in infos:
+        try:
+            with socket.socket(family, kind, proto) as probe:
+                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as gRPC binds: TIME_WAIT is no conflict
+                probe.bind(sockaddr)
+        except OSError as error:
+            reason = error.strerror or str(error)
+            return reason[:1].lower() + reason[1:], error.errno == errno.EADDRINUSE
+    return unknown
 
 
 def _redact(url: str) -> str:

@@ -74,7 +74,7 @@ class AsyncClient:
                 try:
                     reply = await self._method(call.method)(call.request, timeout=call.timeout or self.timeout)
                 except grpc.aio.AioRpcError as exc:
-                    raise error_from_rpc(exc) from None
+                    raise error_from_rpc(exc, tls=self._tls is not None) from None
                 call = operation.send(reply)
         except StopIteration as stop:
             return cast(T, stop.value)

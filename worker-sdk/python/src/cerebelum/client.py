@@ -41,7 +41,8 @@ class Client:
     ) -> None:
         self.address = resolve_address(address)
         self.timeout = timeout
-        self._channel = open_channel(self.address, tls=resolve_tls(tls), tokens=resolve_token_source(token, token_file))
+        self._tls = resolve_tls(tls)
+        self._channel = open_channel(self.address, tls=self._tls, tokens=resolve_token_source(token, token_file))
         self._methods = workflow_methods(self._channel)
 
     def __repr__(self) -> str:
@@ -65,7 +66,7 @@ class Client:
                 try:
                     reply = self._methods[call.method](call.request, timeout=call.timeout or self.timeout)
                 except grpc.RpcError as exc:
-                    raise error_from_rpc(exc) from None
+                    raise error_from_rpc(exc, tls=self._tls is not None) from None
                 call = operation.send(reply)
         except StopIteration as stop:
             return cast(T, stop.value)

@@ -150,11 +150,30 @@ def code_name(code: grpc.StatusCode) -> str:
     return "".join(part.capitalize() for part in code.name.split("_"))
 
 
-def error_from_rpc(exc: grpc.RpcError) -> CerebelumError:
-    """Translate a gRPC error (sync or aio) into the matching :class:`CerebelumError` subclass."""
+def error_from_rpc(exc: grpc.RpcError, *, tls: bool | None = None) -> CerebelumError:
+    """Translate a gRPC error (sync or aio) into the matching :class:`CerebelumError` subclass.
+
+    ``tls`` says whether the channel encrypts; when given, a failure to connect that looks like a
+    TLS mismatch says so, since gRPC reports a plaintext client at a TLS engine only as "Socket closed".
+    """
     try:
         code = exc.code()
         details = exc.details() or ""
     except Exception:  # a bare RpcError without status (should not happen)
         return ServerError(str(exc), "Unknown")
+    if code == grpc.StatusCode.UNAVAILABLE and tls is not None:
+        details += _tls_hint(details, tls=tls)
     return _BY_CODE.get(code, ServerError)(details, code_name(code))
+
+
+def _tls_hint(details: str, *, tls: bool) -> str:
+    if not tls and "Socket closed" in details:
+        return (
+            " (the engine may require TLS: set CEREBELUM_TLS=1, and CEREBELUM_TLS_CA to its CA's PEM file"
+            " if a private CA signed its certificate)"
+        )
+    if tls and "WRONG_VERSION_NUMBER" in details:
+        return " (the engine may not serve TLS: unset CEREBELUM_TLS and CEREBELUM_TLS_CA)"
+    if tls and "CERTIFICATE_VERIFY_FAILED" in details:
+        return " (the engine's certificate is not trusted: set CEREBELUM_TLS_CA to the PEM file of its CA)"
+    return ""
