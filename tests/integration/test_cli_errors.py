@@ -6,16 +6,13 @@ A real `cerebelum dev` and the real commands, as a user runs them.
 
 from __future__ import annotations
 
-import socket
 import subprocess
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from cerebelum import Client
-from tests.support.processes import ROOT, EngineProcess, run_cli, sqlite_engine
+from tests.support.processes import EngineProcess, run_cli, sqlite_engine
 
 pytestmark = pytest.mark.slow
 
@@ -73,23 +70,3 @@ def test_waiting_for_a_failed_execution_prints_the_phase_on_stdout_and_the_error
     assert finished.returncode == 1
     assert finished.stdout.strip() == f"execution/{rejected} Failed"
     assert "error: " in finished.stderr and "rejected by ann: not today" in finished.stderr
-
-
-def test_a_dev_engine_on_a_port_in_use_says_so_without_a_traceback(tmp_path: Path) -> None:
-    database = f"sqlite:///{tmp_path / 'engine.db'}"
-    with socket.socket() as taken:
-        taken.bind(("127.0.0.1", 0))
-        taken.listen()
-        address = f"127.0.0.1:{taken.getsockname()[1]}"
-        finished = subprocess.run(
-            [sys.executable, "-m", "cerebelum_operator.cli", "dev", "--address", address, "--db", database],
-            capture_output=True,
-            text=True,
-            cwd=ROOT,
-            timeout=60,
-            check=False,
-        )
-
-    assert finished.returncode == 1, finished.stderr
-    assert f"error: cannot serve gRPC on {address}: the port is in use" in " ".join(finished.stderr.split())
-    assert "Traceback" not in finished.stderr and finished.stdout == ""

@@ -52,7 +52,7 @@ def test_cerebelum_dev_on_a_port_in_use_exits_with_one_line_naming_the_address_a
     address = f"127.0.0.1:{taken_port}"
     out = _cli("dev", "--address", address, "--db", f"sqlite:///{tmp_path / 'engine.db'}")
     assert out.returncode == 1
-    assert _one_line(out.stdout) == (
+    assert _one_line(out.stderr).endswith(  # after the engine's own log lines
         f"error: cannot listen on {address}: address already in use; stop what holds it or choose another"
         " with --address HOST:PORT"
     )
@@ -94,7 +94,7 @@ def test_a_plaintext_cli_at_a_tls_engine_is_told_the_engine_may_require_tls(
     engine, _ = tls_engine
     out = _cli("get", "executions", "--address", engine.address)
     assert out.returncode == 1
-    message = _one_line(out.stdout)
+    message = _one_line(out.stderr)
     assert message.startswith("error: Unavailable:")
     assert "the engine may require TLS: set CEREBELUM_TLS=1, and CEREBELUM_TLS_CA" in message
 
@@ -103,7 +103,7 @@ def test_a_tls_cli_that_does_not_trust_the_engine_s_certificate_is_told_to_set_t
     tls_engine: tuple[GuardedEngine, Path],
 ) -> None:
     engine, cert = tls_engine
-    untrusted = _one_line(_cli("get", "executions", "--address", engine.address, CEREBELUM_TLS="1").stdout)
+    untrusted = _one_line(_cli("get", "executions", "--address", engine.address, CEREBELUM_TLS="1").stderr)
     assert "the engine's certificate is not trusted: set CEREBELUM_TLS_CA" in untrusted
     trusted = _cli("get", "executions", "--address", engine.address, CEREBELUM_TLS_CA=str(cert))
     assert trusted.returncode == 0, trusted.stdout + trusted.stderr
@@ -118,7 +118,7 @@ def test_a_tls_cli_at_a_plaintext_engine_is_told_the_engine_may_not_serve_tls(tm
     finally:
         engine.stop()
     assert out.returncode == 1
-    assert "the engine may not serve TLS: unset CEREBELUM_TLS and CEREBELUM_TLS_CA" in _one_line(out.stdout)
+    assert "the engine may not serve TLS: unset CEREBELUM_TLS and CEREBELUM_TLS_CA" in _one_line(out.stderr)
 
 
 def test_a_cli_at_a_closed_port_gets_no_tls_hint() -> None:
@@ -127,5 +127,5 @@ def test_a_cli_at_a_closed_port_gets_no_tls_hint() -> None:
         closed = probe.getsockname()[1]
     out = _cli("get", "executions", "--address", f"127.0.0.1:{closed}")
     assert out.returncode == 1
-    assert "Connection refused" in out.stdout
-    assert "TLS" not in out.stdout
+    assert "Connection refused" in out.stderr
+    assert "TLS" not in out.stderr

@@ -231,12 +231,8 @@ def dev(
     server = EngineServer(config)
     try:
         asyncio.run(server.serve_until_signalled())
-    except OSError as exc:
+    except OSError as exc:  # a store that cannot open, an address that cannot be bound (named by the server)
         _fail(str(exc))
-    except RuntimeError as exc:
-        if "Failed to bind" not in str(exc):  # gRPC's only word for a port it cannot listen on
-            raise
-        _fail(f"cannot serve gRPC on {address}: the port is in use (another engine?) or not this host's; --address")
 
 
 @app.command()
