@@ -11,6 +11,7 @@ Failed; an earlier attempt's error on a step that ran again (Retrying, Running, 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -18,6 +19,7 @@ from typing import Any
 from ..engine import ExecutionState
 from ..engine.events import RecordedEvent
 from ..engine.state import ExecutionPhase, StepPhase, StepState
+from ..runtime.engine_service import LiveStep
 
 __all__ = [
     "ProjectionLimits",
@@ -41,6 +43,7 @@ class ProjectionLimits:
     error_chars: int = 1024
     step_error_chars: int = 512
     current_step_chars: int = 256
+    progress_chars: int = 512
 
 
 def rfc3339(ms: int | None) -> str | None:
@@ -91,9 +94,10 @@ def _current_step(names: list[str], limit: int) -> str | None:
     return ", ".join(shown) or None
 
 
-def _step_status(name: str, step: StepState, limits: ProjectionLimits) -> dict[str, JSON]:
+def _step_status(name: str, step: StepState, live: LiveStep | None, limits: ProjectionLimits) -> dict[str, JSON]:
     failed = step.phase == StepPhase.FAILED
     error = _cut(step.last_error, limits.step_error_chars)
+    progress = None if live is None or live.progress is None else json.dumps(live.progress, separators=(",", ":"))
     return {
         "name": name,
         "phase": step.phase.value,
@@ -102,6 +106,7 @@ def _step_status(name: str, step: StepState, limits: ProjectionLimits) -> dict[s
         "finishedAt": rfc3339(step.finished_at_ms),
         "error": error if failed else None,
         "previousAttemptError": None if failed else error,
+        "progress": _cut(progress, limits.progress_chars),
     }
 
 
@@ -161,10 +166,15 @@ def project_execution(
     generation: int | None,
     now_ms: int,
     limits: ProjectionLimits = ProjectionLimits(),
+    live: Mapping[str, LiveStep] | None = None,
 ) -> dict[str, JSON]:
-    """The status for `state`; `recent` is the history's tail (its last event has seq == last_seq)."""
+    """The status for `state`; `recent` is the history's tail (its last event has seq == last_seq).
+
+    `live` is what the dispatcher knows now of in-flight steps (heartbeat progress, why a task
+    waits), from `EngineService.live_steps`.
+    """
     phase = state.display_phase()
-    steps = [_step_status(name, step, limits) for name, step in state.steps.items()]
+    steps = [_step_status(name, step, (live or {}).get(name), limits) for name, step in state.steps.items()]
     omitted = max(0, len(steps) - limits.steps)
     pending = next(iter(state.approvals.items()), None)
     terminal_status, terminal_reason = _SUCCEEDED_CONDITION.get(state.phase, ("Unknown", phase.value))

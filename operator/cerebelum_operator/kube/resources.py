@@ -90,6 +90,11 @@ class StepStatus(_Resource):
         description="The error of an earlier attempt of a step that ran again (Retrying, Running, Succeeded, ...),"
         " cut to 512 characters.",
     )
+    progress: str | None = Field(
+        default=None,
+        description="The latest heartbeat progress (JSON text) of a running step, cut to 512 characters;"
+        " the full value is in `cerebelum describe`.",
+    )
 
 
 class RecentEvent(_Resource):

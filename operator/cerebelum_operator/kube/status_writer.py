@@ -86,6 +86,7 @@ class StatusWriter:
         self._loop_task: asyncio.Task[None] | None = None
         self._flushes: set[asyncio.Task[None]] = set()
         engine.add_change_listener(self.on_change)
+        engine.add_progress_listener(self.on_progress)
 
     # -- tracking ------------------------------------------------------------------------
 
@@ -110,6 +111,11 @@ class StatusWriter:
         return not self._dirty and not self._in_flight and not self._flushes
 
     def on_change(self, execution_id: str, state: ExecutionState) -> None:
+        if execution_id in self._tracked:
+            self.mark(execution_id)
+
+    def on_progress(self, execution_id: str) -> None:
+        """A running step reported new progress: written like any change, at most every `min_interval_s`."""
         if execution_id in self._tracked:
             self.mark(execution_id)
 
@@ -186,6 +192,7 @@ class StatusWriter:
             generation=tracked.generation,
             now_ms=self._clock.now_ms(),
             limits=self._limits,
+            live=self.engine.live_steps(state),
         )
         changed = {
             key: value

@@ -18,6 +18,7 @@ from typing import Any
 from ..engine import Reply
 from ..engine import actions as act
 from ..engine import commands as cmd
+from ..engine.ids import TaskToken
 from ..store import StoreUnavailable, TaskRow
 from .clock import Clock
 from .database import Database
@@ -172,9 +173,12 @@ class Dispatcher:
         return None if future.cancelled() else future.result()
 
     async def heartbeat(self, *, token: str, worker_id: str, progress: Any) -> HeartbeatResult:
+        before = self.progress_of(token)
         result = self.book.heartbeat(token, worker_id, progress, self.clock.now_ms())
         if result.lease_lost:
             return result
+        if progress is not None and progress != before:
+            self.engine.progress_changed(TaskToken.parse(token).execution_id)
         await self.db.run(
             self.db.store.extend_lease,
             token,

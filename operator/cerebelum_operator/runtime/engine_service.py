@@ -143,6 +143,7 @@ class EngineService:
         self._definitions_by_source: dict[str, WorkflowDefinition] = {}
         self._listeners: list[ActionListener] = []
         self._change_listeners: list[ChangeListener] = []
+        self._progress_listeners: list[Callable[[str], None]] = []
         self._terminal_waiters: dict[str, list[asyncio.Future[None]]] = {}
         self._eager: EagerDispatch | None = None
         self._task_view: TaskView | None = None
@@ -176,6 +177,19 @@ class EngineService:
     def add_listener(self, listener: ActionListener) -> None:
         """Called with (execution_id, workflow, actions) after every committed decision."""
         self._listeners.append(listener)
+
+    def add_progress_listener(self, listener: Callable[[str], None]) -> None:
+        """Called with the execution id when a running step's heartbeat brings new progress; must not block.
+
+        Progress is not in the history (a heartbeat decides nothing), so the change listeners do
+        not hear of it; the operator's status writer listens here to show it on the Execution.
+        """
+        self._progress_listeners.append(listener)
+
+    def progress_changed(self, execution_id: str) -> None:
+        """The dispatcher's word that a step of `execution_id` reported new progress."""
+        for listener in self._progress_listeners:
+            listener(execution_id)
 
     def add_change_listener(self, listener: ChangeListener) -> None:
         """Called with (execution_id, new state) after every committed decision; must not block."""

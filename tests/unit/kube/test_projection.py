@@ -22,6 +22,7 @@ from cerebelum_operator.kube.projection import (
     rfc3339,
 )
 from cerebelum_operator.kube.resources import ExecutionStatus
+from cerebelum_operator.runtime.engine_service import LiveStep
 
 from ..engine.simulator import Simulator
 
@@ -40,6 +41,7 @@ def project(
     now_ms: int = NOW_MS,
     generation: int | None = 7,
     limits: ProjectionLimits = LIMITS,
+    live: dict[str, LiveStep] | None = None,
 ) -> dict[str, Any]:
     return project_execution(
         state,
@@ -48,6 +50,7 @@ def project(
         generation=generation,
         now_ms=now_ms,
         limits=limits,
+        live=live,
     )
 
 
@@ -523,3 +526,23 @@ def test_merging_a_changed_status_takes_the_new_transition_time() -> None:
 def test_merging_into_no_conditions_adds_the_updates() -> None:
     new = condition("Accepted", "True", "Started", now_ms=3_000)
     assert merge_conditions([], [new]) == [new]
+
+
+def test_a_running_step_shows_its_latest_heartbeat_progress_cut_to_its_limit() -> None:
+    sim = Simulator.start({"timeline": ["batch", "report"]})
+    sim.send(cmd.TaskStarted(sim.task("batch").token, "w1"))
+    steps = project(sim.state, sim.history, live={"batch": LiveStep(progress={"done": 40})})["steps"]
+    assert [s.get("progress") for s in steps] == ['{"done":40}']
+
+    huge = {"rows": list(range(1000))}
+    (step,) = project(sim.state, sim.history, live={"batch": LiveStep(progress=huge)})["steps"]
+    assert len(step["progress"]) <= LIMITS.progress_chars + 40
+    assert step["progress"].startswith('{"rows":[0,1,2')
+    ExecutionStatus.model_validate(project(sim.state, sim.history, live={"batch": LiveStep(progress=huge)}))
+
+
+def test_a_step_without_progress_shows_none() -> None:
+    sim = Simulator.start({"timeline": ["batch"]})
+    sim.send(cmd.TaskStarted(sim.task("batch").token, "w1"))
+    (step,) = project(sim.state, sim.history)["steps"]
+    assert step["progress"] is None

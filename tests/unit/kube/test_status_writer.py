@@ -24,6 +24,7 @@ from cerebelum_operator.kube.projection import ProjectionLimits, project_executi
 from cerebelum_operator.kube.rate_limit import TokenBucket
 from cerebelum_operator.kube.status_writer import StatusWriter
 from cerebelum_operator.runtime import ExecutionNotFound, FakeClock
+from cerebelum_operator.runtime.engine_service import LiveStep
 from tests.support.waiting import advance_until, eventually
 
 from ..engine.simulator import Simulator
@@ -44,12 +45,26 @@ class FakeEngine:
 
     def __init__(self) -> None:
         self.listeners: list[Callable[[str, ExecutionState], None]] = []
+        self.progress_listeners: list[Callable[[str], None]] = []
+        self.progress: dict[str, dict[str, LiveStep]] = {}
         self.states: dict[str, ExecutionState] = {}
         self.histories: dict[str, list[RecordedEvent]] = {}
         self.reads: list[str] = []
 
     def add_change_listener(self, listener: Callable[[str, ExecutionState], None]) -> None:
         self.listeners.append(listener)
+
+    def add_progress_listener(self, listener: Callable[[str], None]) -> None:
+        self.progress_listeners.append(listener)
+
+    def live_steps(self, state: ExecutionState) -> dict[str, LiveStep]:
+        return dict(self.progress.get(state.execution_id, {}))
+
+    def heartbeat(self, execution_id: str, step: str, progress: Any) -> None:
+        """A running step reports progress: no decision, only the progress listeners hear of it."""
+        self.progress.setdefault(execution_id, {})[step] = LiveStep(progress=progress)
+        for listener in self.progress_listeners:
+            listener(execution_id)
 
     async def state_of(self, execution_id: str) -> ExecutionState:
         self.reads.append(execution_id)
@@ -452,3 +467,26 @@ async def test_a_writer_given_the_operator_s_bucket_spends_from_it(
     assert api.patches == []
     await advance_until(clock, lambda: api.patches, step=0.1, what="the write once a token came back")
     assert api.patches[0][2] - NOW_MS / 1000 >= 1.0 - 1e-6
+
+
+async def test_new_heartbeat_progress_of_a_running_step_is_written_though_no_decision_changed_the_state(
+    engine: FakeEngine, api: FakeKubeApi, clock: FakeClock, make_writer: WriterFactory
+) -> None:
+    sim = started({"timeline": ["batch"]})
+    sim.send(cmd.TaskStarted(sim.task("batch").token, "w1"))
+    engine.commit_sim("ex1", sim)
+    writer = await make_writer(min_interval_s=1.0)
+    ref = ref_for("ex1")
+    writer.track("ex1", ref, status=None, generation=1)
+    await eventually(lambda: api.patches_of(ref), what="the first write")
+    await eventually(lambda: writer.idle, what="the writer idle")
+    (step,) = api.merged(ref)["steps"]
+    assert step["phase"] == "Running" and step.get("progress") is None
+
+    engine.heartbeat("ex1", "batch", {"done": 40, "of": 100})
+    await advance_until(
+        clock,
+        lambda: api.merged(ref)["steps"][0].get("progress") == '{"done":40,"of":100}',
+        step=0.25,
+        what="the progress written",
+    )

@@ -152,3 +152,21 @@ async def test_a_poll_cancelled_while_its_task_is_being_leased_leaves_the_lease_
         assert asyncio.get_running_loop().time() < deadline, "the lease that landed never reached its worker"
         await asyncio.sleep(0.01)
     assert again.step == "a" and again.execution_id == "e4"
+
+
+async def test_a_heartbeat_with_new_progress_tells_the_progress_listeners_and_a_repeat_does_not(
+    dispatcher: Dispatcher,
+) -> None:
+    engine = dispatcher.engine
+    heard: list[str] = []
+    engine.add_progress_listener(heard.append)
+    await engine.start("w", {}, execution_id="e4")
+    task = await dispatcher.poll(worker_id="w1", task_queue="q", steps=["a"], wait_ms=0)
+    assert task is not None
+
+    await dispatcher.heartbeat(token=task.token, worker_id="w1", progress=None)
+    assert heard == [], "a beat without progress changes nothing to show"
+    await dispatcher.heartbeat(token=task.token, worker_id="w1", progress={"page": 1})
+    await dispatcher.heartbeat(token=task.token, worker_id="w1", progress={"page": 1})
+    await dispatcher.heartbeat(token=task.token, worker_id="w1", progress={"page": 2})
+    assert heard == ["e4", "e4"]
