@@ -248,7 +248,7 @@ def test_an_approval_resource_continues_the_waiting_step_and_records_who_approve
     in_order = ["Started", "WaitingForApproval", "Approved", "Succeeded"]
     wait_until(
         lambda: describe_event_reasons(control_plane, namespace, "gated-1") == in_order,
-        timeout=30,
+        within=30,
         what=f"kubectl describe to list {in_order}",
     )
 

@@ -99,7 +99,7 @@ def test_a_typescript_step_that_cannot_be_interrupted_learns_it_missed_its_heart
     assert [f["error_type"] for f in failed] == ["HeartbeatTimeout"]
     wait_until(
         lambda: any(r["event"] == "told heartbeat_timeout" for r in read_ledger(ledger)),
-        timeout=10,
+        within=10,
         what="the step to be told",
     )
     runs = {r["event"]: r["at"] for r in read_ledger(ledger) if r["execution"] == execution.id}
