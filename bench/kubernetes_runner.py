@@ -75,7 +75,8 @@ RUN_TIMEOUT_S = 900.0
 CREATE_CONCURRENCY = 8  # connections creating Executions at once
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
-# Start the no-op worker with INFO logging, so its "polling" line says when it is ready.
+# Start the no-op worker with INFO logging, so its start-up line says when it is ready.
+READY_LINE = " serving task queue "  # the SDK's start-up line, logged as its pollers start
 _WORKER_BOOT = (
     "import logging, runpy, sys; logging.basicConfig(level=logging.INFO);"
     " runpy.run_path(sys.argv[1], run_name='__main__')"
@@ -281,7 +282,7 @@ def running_workers(address: str, count: int, work_dir: Path) -> Iterator[list[s
                     )
                 )
         deadline = time.monotonic() + 60
-        while not all(" polling " in path.read_text(errors="replace") for path in logs):
+        while not all(READY_LINE in path.read_text(errors="replace") for path in logs):
             for worker, path in zip(workers, logs, strict=True):
                 if worker.poll() is not None:
                     raise BenchError(f"a worker exited ({worker.returncode}):\n{path.read_text()[-3000:]}")

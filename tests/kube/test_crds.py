@@ -226,6 +226,7 @@ def full_execution_status() -> dict[str, Any]:
                 finished_at="2026-01-01T00:00:01.000Z",
                 error="QuotaExceeded",
                 previous_attempt_error="Timeout: no heartbeat for 30s",
+                progress='{"done": 3, "of": 10}',
             )
         ],
         steps_omitted=3,
@@ -247,7 +248,23 @@ def full_execution_status() -> dict[str, Any]:
         ],
         observed_generation=1,
     )
-    return status.model_dump(by_alias=True, mode="json")
+    dumped = status.model_dump(by_alias=True, mode="json")
+    unset = _null_paths(dumped)
+    assert not unset, f"set these fields too (a merge patch deletes a null, so the test would not see them): {unset}"
+    return dumped
+
+
+def _null_paths(value: Any, path: str = "status") -> list[str]:
+    """Where a dumped status still holds null: a field added to the model but not to this test."""
+    if value is None:
+        return [path]
+    if path == "status.output":  # the user's own JSON, where a null is data
+        return []
+    if isinstance(value, dict):
+        return [hit for key, item in value.items() for hit in _null_paths(item, f"{path}.{key}")]
+    if isinstance(value, list):
+        return [hit for index, item in enumerate(value) for hit in _null_paths(item, f"{path}[{index}]")]
+    return []
 
 
 def test_an_execution_status_with_every_field_set_is_stored_unpruned(
