@@ -87,8 +87,8 @@ def test_the_quick_run_gives_every_system_its_figures_and_writes_a_table_and_cha
 
     text = doc.read_text()
     assert "## Targets" in text and "## Machine" in text
-    for scenario in SCENARIOS.values():
-        assert f"## {scenario.title}" in text
+    for described in SCENARIOS.values():
+        assert f"## {described.title}" in text
     charts = {path.name for path in (tmp_path / "benchmarks").glob("*.png")}
     assert charts == {f"{name}.png" for name in SCENARIOS}
     for chart in charts:

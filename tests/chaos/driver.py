@@ -526,7 +526,7 @@ class ChaosRun:
         all_events = sorted(e.at_ms for history in histories.values() for e in history)
         progress_after = []  # kill -> the first event a restarted engine committed
         in_flight = []  # executions that had started and not finished at each kill
-        finish_after = []  # kill -> the end of each execution that was in flight at it
+        finish_after: list[float] = []  # kill -> the end of each execution that was in flight at it
         spans = [
             (history[0].at_ms / 1000, history[-1].at_ms / 1000)
             for history in histories.values()

@@ -16,7 +16,7 @@ import json
 import os
 import sys
 import time
-from typing import Any
+from typing import Any, TypeVar
 
 from cerebelum import ApplicationError, NonRetryableError, StepContext, Worker
 
@@ -39,6 +39,9 @@ def record(ctx: StepContext, event: str, **extra: Any) -> None:
     os.write(LEDGER_FD, (json.dumps(line, separators=(",", ":")) + "\n").encode())
 
 
+T = TypeVar("T")
+
+
 async def work(ctx: StepContext, input: dict[str, Any]) -> None:
     """A side effect that takes a little time, so kills land in the middle of steps too."""
     record(ctx, "start")
@@ -50,7 +53,7 @@ def fail(ctx: StepContext, error: ApplicationError) -> ApplicationError:
     return error
 
 
-def done(ctx: StepContext, value: Any, outcome: str = "ok") -> Any:
+def done(ctx: StepContext, value: T, outcome: str = "ok") -> T:
     record(ctx, "end", outcome=outcome)
     return value
 

@@ -25,6 +25,7 @@ def render(
 
 def container(docs: list[dict[str, Any]]) -> dict[str, Any]:
     (deployment,) = [d for d in docs if d["kind"] == "Deployment"]
+    only: dict[str, Any]
     (only,) = deployment["spec"]["template"]["spec"]["containers"]
     return only
 

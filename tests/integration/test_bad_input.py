@@ -80,7 +80,9 @@ def test_a_malformed_grpc_request_gets_invalid_argument_while_the_engine_serves_
 ) -> None:
     client.apply_workflow("fine", {"taskQueue": "test", "timeline": ["a"]})
     with grpc.insecure_channel(engine.address) as channel:
-        raw = channel.unary_unary("/cerebelum.v1.WorkerService/CompleteTask")
+        raw = channel.unary_unary(
+            "/cerebelum.v1.WorkerService/CompleteTask", request_serializer=None, response_deserializer=None
+        )
         with pytest.raises(grpc.RpcError) as undecodable:
             raw(b"\xff\xff\xff\xff garbage", timeout=10)
         assert undecodable.value.code() == grpc.StatusCode.INVALID_ARGUMENT

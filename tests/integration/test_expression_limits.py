@@ -80,9 +80,11 @@ def test_an_expression_whose_cost_explodes_with_run_time_data_fails_its_executio
     heavy = client.start("cubic", {"items": list(range(1000))})  # 10^9 iterations if it were run
     light = client.start("cubic", {"items": [1, 2, 3]})
     for execution in (heavy, light):
-        wait_until(
-            lambda e=execution: client.get(e.id).phase == "WaitingForApproval", within=30, what="the approval gate"
-        )
+
+        def gated(e: Execution = execution) -> bool:
+            return client.get(e.id).phase == "WaitingForApproval"
+
+        wait_until(gated, within=30, what="the approval gate")
 
     refused, _ = in_background(lambda: client.approve(heavy.id, "gate", approver="alice"))
     approved: Execution = answers_within(lambda: client.approve(light.id, "gate", approver="bob"), 10)

@@ -177,8 +177,9 @@ async def test_a_cerebelum_method_without_the_token_is_refused_by_the_engine_tha
     async with grpc.aio.insecure_channel(f"127.0.0.1:{engine_server.port}") as channel:
         checked = await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest())
         assert checked.status == SERVING
+        workflows = workflow_pb2_grpc.WorkflowServiceStub(channel)  # type: ignore[no-untyped-call]  # generated stub: untyped
         with pytest.raises(grpc.aio.AioRpcError) as refused:
-            await workflow_pb2_grpc.WorkflowServiceStub(channel).ListWorkflows(workflow_pb2.ListWorkflowsRequest())
+            await workflows.ListWorkflows(workflow_pb2.ListWorkflowsRequest())
         assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED
 
 
@@ -202,7 +203,9 @@ async def test_a_health_method_other_than_check_and_watch_still_needs_the_token(
     await server.start()
     try:
         async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
-            call = channel.unary_unary("/grpc.health.v1.Health/List")
+            call = channel.unary_unary(
+                "/grpc.health.v1.Health/List", request_serializer=None, response_deserializer=None
+            )
             with pytest.raises(grpc.aio.AioRpcError) as refused:
                 await call(b"")
             assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED

@@ -151,17 +151,21 @@ def open_engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GuardedEng
 def stubs(open_engine: GuardedEngine) -> Iterator[tuple[WorkerServiceStub, WorkflowServiceStub]]:
     options = [("grpc.max_receive_message_length", BIG), ("grpc.max_send_message_length", BIG)]
     with grpc.insecure_channel(open_engine.address, options=options) as channel:
-        yield WorkerServiceStub(channel), WorkflowServiceStub(channel)
+        # The generated gRPC stubs carry no types.
+        yield WorkerServiceStub(channel), WorkflowServiceStub(channel)  # type: ignore[no-untyped-call]
 
 
 def started(workflows: WorkflowServiceStub, name: str, spec: dict[str, Any]) -> str:
     workflows.ApplyWorkflow(workflow_pb2.ApplyWorkflowRequest(name=name, spec_json=json.dumps(spec)), timeout=30)
-    return workflows.StartExecution(workflow_pb2.StartExecutionRequest(workflow=name), timeout=30).id
+    reply: workflow_pb2.ExecutionInfo = workflows.StartExecution(
+        workflow_pb2.StartExecutionRequest(workflow=name), timeout=30
+    )
+    return reply.id
 
 
 def take(workers: WorkerServiceStub, queue: str, step: str, worker_id: str = "w1") -> worker_pb2.Task:
     request = worker_pb2.PollTaskRequest(worker_id=worker_id, task_queue=queue, steps=[step], wait_ms=10_000)
-    task = workers.PollTask(request, timeout=30).task
+    task: worker_pb2.Task = workers.PollTask(request, timeout=30).task
     assert task.step == step
     return task
 
@@ -170,7 +174,8 @@ def finish(workers: WorkerServiceStub, task: worker_pb2.Task, output: Any, worke
     request = worker_pb2.CompleteTaskRequest(
         task_token=task.task_token, worker_id=worker_id, success=worker_pb2.Success(output_json=json.dumps(output))
     )
-    return workers.CompleteTask(request, timeout=30).disposition
+    reply: worker_pb2.CompleteTaskResponse = workers.CompleteTask(request, timeout=30)
+    return reply.disposition
 
 
 TWO_MIB_TEXT = "x" * (2 * MIB)

@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import TypedDict, Unpack
 
 import pytest
 
@@ -178,7 +179,14 @@ def test_a_thousand_sockets_sending_only_the_http2_preface_are_closed_by_the_han
         engine.stop()
 
 
-async def serving(tmp_path: Path, **limits: int) -> EngineServer:
+class Limits(TypedDict, total=False):
+    """The `ServerConfig` limits a test sets (the rest keep their defaults)."""
+
+    max_connections: int
+    max_connection_idle_ms: int
+
+
+async def serving(tmp_path: Path, **limits: Unpack[Limits]) -> EngineServer:
     config = ServerConfig(
         address="127.0.0.1:0",
         database_url=f"sqlite:///{tmp_path / 'engine.db'}",

@@ -68,7 +68,7 @@ def apply(control_plane: ControlPlane, namespace: str, *documents: dict[str, obj
     assert result.returncode == 0, result.stderr
 
 
-FLOW = {"taskQueue": "test", "timeline": ["only"]}
+FLOW: dict[str, object] = {"taskQueue": "test", "timeline": ["only"]}
 
 
 def patch_execution(control_plane: ControlPlane, token: str, namespace: str, name: str) -> int:

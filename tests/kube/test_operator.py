@@ -11,7 +11,9 @@ import ssl
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -38,7 +40,7 @@ pytestmark = pytest.mark.kube
 Document = dict[str, object]
 
 
-def workflow(name: str, timeline: list[object], **extra: object) -> Document:
+def workflow(name: str, timeline: Sequence[object], **extra: object) -> Document:
     spec = {"taskQueue": "test", "timeline": timeline, **extra}
     return {"apiVersion": "cerebelum.io/v1alpha1", "kind": "Workflow", "metadata": {"name": name}, "spec": spec}
 
@@ -53,7 +55,7 @@ def apply(control_plane: ControlPlane, namespace: str, *documents: Document) -> 
     assert result.returncode == 0, result.stderr
 
 
-def status(control_plane: ControlPlane, namespace: str, resource: str) -> dict:
+def status(control_plane: ControlPlane, namespace: str, resource: str) -> dict[str, Any]:
     return kubectl_json(control_plane, "get", resource, "-n", namespace).get("status") or {}
 
 
@@ -65,7 +67,7 @@ def probe(port: int, path: str) -> tuple[int, object]:
         return error.code, json.loads(error.read())
 
 
-def server_table(control_plane: ControlPlane, path: str) -> dict:
+def server_table(control_plane: ControlPlane, path: str) -> dict[str, Any]:
     """GET `path` as a meta.k8s.io Table, the way `kubectl get` asks the API server for columns."""
     request = urllib.request.Request(
         f"{control_plane.server}{path}",
@@ -76,14 +78,15 @@ def server_table(control_plane: ControlPlane, path: str) -> dict:
     )
     context = ssl.create_default_context(cafile=str(control_plane.ca_file))
     with urllib.request.urlopen(request, timeout=30, context=context) as response:
-        table: dict = json.loads(response.read())
+        table: dict[str, Any] = json.loads(response.read())
     assert table["kind"] == "Table", table
     return table
 
 
 def scrape(port: int) -> str:
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
-        return response.read().decode()
+        text: str = response.read().decode()
+    return text
 
 
 def wait_for_slow_step(ledger: Path) -> None:
@@ -392,6 +395,7 @@ def test_a_second_operator_waits_for_the_lease_and_takes_over_the_executions_whe
         assert 'cerebelum_kube_api_writes_total{kind="status"}' in metrics
         runs = [(r["step"], r["pid"]) for r in read_ledger(ledger) if r["event"] == "run"]
         assert [step for step, _ in runs].count("s1") == 1
+        assert worker_on_standby.process is not None
         assert ("s2", worker_on_standby.process.pid) in runs, "the standby, now leader, dispatched the rest"
     finally:
         standby.stop()
@@ -402,7 +406,7 @@ ROLE_LABEL = "cerebelum.io/role"
 
 def create_pod(control_plane: ControlPlane, name: str, labels: dict[str, str] | None = None) -> None:
     """A Pod object for an operator process to label (no kubelet runs it: the object is all it needs)."""
-    pod = {
+    pod: Document = {
         "apiVersion": "v1",
         "kind": "Pod",
         "metadata": {"name": name, "labels": {"app.kubernetes.io/name": "cerebelum", **(labels or {})}},
@@ -423,11 +427,11 @@ def wait_role(control_plane: ControlPlane, pod: str, role: str) -> None:
 
 def audited_order(audit_log: Path, refs: dict[str, tuple[str, str]]) -> list[str]:
     """The writes to the objects `refs` names ({tag: (resource, name)}) in cerebelum-system, in order."""
-    by_ref = {ref: tag for tag, ref in refs.items()}
+    by_ref: dict[tuple[str | None, str | None], str] = {ref: tag for tag, ref in refs.items()}
     order = []
     for line in audit_log.read_text().splitlines():
         entry = json.loads(line)
-        ref = entry.get("objectRef") or {}
+        ref: dict[str, Any] = entry.get("objectRef") or {}
         if entry.get("stage") != "ResponseComplete" or ref.get("namespace") != OPERATOR_NAMESPACE:
             continue
         tag = by_ref.get((ref.get("resource"), ref.get("name")))

@@ -181,16 +181,16 @@ def test_a_worker_of_another_namespace_flooding_predicted_task_tokens_never_comp
             "metadata": {"name": "payroll"},
             "spec": {"taskQueue": "test", "timeline": steps},
         },
-        *(
-            {
-                "apiVersion": "cerebelum.io/v1alpha1",
-                "kind": "Execution",
-                "metadata": {"name": name},
-                "spec": {"workflow": "payroll", "input": {}},
-            }
-            for name in names
-        ),
     ]
+    documents.extend(
+        {
+            "apiVersion": "cerebelum.io/v1alpha1",
+            "kind": "Execution",
+            "metadata": {"name": name},
+            "spec": {"workflow": "payroll", "input": {}},
+        }
+        for name in names
+    )
     forger_token = mint_token(control_plane, namespace, "forger", audience="cerebelum")
     ledger = tmp_path / "ledger.jsonl"
     ledger.touch()
@@ -202,13 +202,13 @@ def test_a_worker_of_another_namespace_flooding_predicted_task_tokens_never_comp
         tokens = [f"{uid}/{step}/1/0/{3 * i - 1}" for uid in uids for i, step in enumerate(steps, start=1)]
         metadata = (("authorization", f"Bearer {forger_token}"),)
         async with grpc.aio.insecure_channel(guarded_operator.address) as channel:
-            stub = worker_pb2_grpc.WorkerServiceStub(channel)
+            stub = worker_pb2_grpc.WorkerServiceStub(channel)  # type: ignore[no-untyped-call]  # generated stub: untyped
 
             async def forge(token: str) -> None:
                 request = worker_pb2.CompleteTaskRequest(
                     task_token=token,
                     worker_id="forger",
-                    success=worker_pb2.Success(output_json=b'{"forged": true}'),
+                    success=worker_pb2.Success(output_json='{"forged": true}'),
                 )
                 try:
                     reply = await stub.CompleteTask(request, metadata=metadata, timeout=10)

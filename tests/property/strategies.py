@@ -207,7 +207,7 @@ def _diverge_rule(draw: st.DrawFn, layout: Layout, source: str) -> dict[str, Any
 
 
 def _branch_rule(draw: st.DrawFn, layout: Layout, source: str) -> dict[str, Any]:
-    rule = {"when": draw(BRANCH_CONDITIONS)}
+    rule: dict[str, Any] = {"when": draw(BRANCH_CONDITIONS)}
     rule.update(_goto_rule(draw, layout, source))
     last = len(layout.positions) - 1
     # An unconditional goto stops the fall-through; from the last position it cannot hide a step.
@@ -502,12 +502,13 @@ def unknown_field(draw: st.DrawFn, spec: Spec) -> Broken:
 def contradictory_diverge_rule(draw: st.DrawFn, spec: Spec) -> Broken:
     step = _pick_step(draw, spec)
     choice = draw(st.sampled_from(["then-and-goto", "neither", "nothing-to-match", "error-and-result"]))
-    rule: dict[str, Any] = {
+    rules: dict[str, dict[str, Any]] = {
         "then-and-goto": {"match": {"error": {"type": "Boom"}}, "then": "fail", "goto": step, "maxIterations": 1},
         "neither": {"match": {"error": {"type": "Boom"}}},
         "nothing-to-match": {"then": "fail", "match": {}},
         "error-and-result": {"match": {"error": {"type": "Boom"}, "result": {"ok": True}}, "then": "fail"},
-    }[choice]
+    }
+    rule = rules[choice]
     index = _add_rule(spec, "diverge", step, rule)
     return Broken(spec, (f"diverge.{step}[{index}]",), "a diverge rule that cannot decide")
 

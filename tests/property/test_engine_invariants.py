@@ -220,7 +220,7 @@ class EngineMachine(RuleBasedStateMachine):
 def test_the_engine_keeps_its_invariants_under_any_sequence_of_commands() -> None:
     run_state_machine_as_test(
         EngineMachine,
-        settings=settings(max_examples=min(2 * settings.default.max_examples, 1_000), stateful_step_count=80),
+        settings=settings(max_examples=min(2 * settings().max_examples, 1_000), stateful_step_count=80),
     )
 
 

@@ -34,7 +34,7 @@ from .grpc_server import (
 from .strategies import invalid_specs, valid_specs
 
 FUZZ = settings(
-    max_examples=max(10, settings.default.max_examples // 3),
+    max_examples=max(10, settings().max_examples // 3),
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow, HealthCheck.data_too_large],
 )
 # What a server may answer to a bad request; never INTERNAL, UNKNOWN, or no answer at all.
@@ -145,6 +145,7 @@ def scalar(field: FieldDescriptor) -> st.SearchStrategy[Any]:
     if field.type == FieldDescriptor.TYPE_BOOL:
         return st.booleans()
     if field.type == FieldDescriptor.TYPE_ENUM:
+        assert field.enum_type is not None
         return st.sampled_from([v.number for v in field.enum_type.values])
     low, high = INT_RANGES[field.type]
     return st.one_of(st.integers(low, high), st.sampled_from([low, high, 0, 1]))
@@ -161,10 +162,11 @@ def messages(draw: st.DrawFn, descriptor: Descriptor, depth: int = 0) -> Message
             continue
         if oneof is None and not draw(st.booleans()):
             continue
-        repeated = field.label == FieldDescriptor.LABEL_REPEATED
+        repeated = field.is_repeated
         if field.type == FieldDescriptor.TYPE_MESSAGE:
             if depth > 2:
                 continue
+            assert field.message_type is not None
             values = draw(
                 st.lists(messages(field.message_type, depth + 1), min_size=1, max_size=1 if not repeated else 3)
             )
@@ -511,6 +513,7 @@ def test_a_payload_nested_too_deep_for_the_parser_gets_invalid_argument(
         "output_json": ("WorkerService/CompleteTask", worker_pb2.CompleteTaskRequest(task_token=TOKEN, worker_id="w")),
     }[where]
     if where == "output_json":
+        assert isinstance(request, worker_pb2.CompleteTaskRequest)
         request.success.output_json = DEEP_JSON
     else:
         setattr(request, where, DEEP_JSON)

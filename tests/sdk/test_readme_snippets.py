@@ -13,7 +13,7 @@ README = Path(__file__).resolve().parents[2] / "worker-sdk" / "python" / "README
 
 def python_block_after(heading: str, *, containing: str = "") -> str:
     section = README.read_text().split(heading, 1)[1]
-    blocks = re.findall(r"```python\n(.*?)```", section, re.DOTALL)
+    blocks: list[str] = re.findall(r"```python\n(.*?)```", section, re.DOTALL)
     return next(block for block in blocks if containing in block)
 
 

@@ -100,7 +100,12 @@ def run_worker_until_it_cannot_poll(mode: str, tmp_path: Path) -> str:
     ) as process:
         stderr = process.stderr
         assert stderr is not None
-        reader = threading.Thread(target=lambda: [lines.put(line) for line in stderr], daemon=True)
+
+        def read() -> None:
+            for line in stderr:
+                lines.put(line)
+
+        reader = threading.Thread(target=read, daemon=True)
         reader.start()
         try:
             while not any("cannot poll" in line for line in seen):

@@ -111,7 +111,8 @@ def _check_bin_dir(bin_dir: Path) -> None:
 def _free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+        port: int = s.getsockname()[1]
+        return port
 
 
 def _tail(path: Path, lines: int = 40) -> str:
@@ -191,7 +192,7 @@ class ControlPlane:
         self.admin_token: str | None = None
         self.etcd_url: str | None = None
         self.startup_seconds: float | None = None
-        self._procs: dict[str, subprocess.Popen] = {}
+        self._procs: dict[str, subprocess.Popen[bytes]] = {}
         self._logs: dict[str, Path] = {}
 
     # ------------------------------------------------------------------ public
@@ -252,7 +253,7 @@ class ControlPlane:
 
     def kubectl(
         self, *args: str, check: bool = True, input: str | None = None, token: str | None = None
-    ) -> subprocess.CompletedProcess:
+    ) -> subprocess.CompletedProcess[str]:
         """Run kubectl (from PATH) against this control plane; as ``token``'s user if given."""
         cmd = ["kubectl", "--kubeconfig", str(self.kubeconfig)]
         if token is not None:
@@ -356,7 +357,7 @@ class ControlPlane:
         self.client_cert_file = pki / "admin.crt"
         self.client_key_file = pki / "admin.key"
 
-    def _spawn(self, name: str, argv: list[str]) -> subprocess.Popen:
+    def _spawn(self, name: str, argv: list[str]) -> subprocess.Popen[bytes]:
         assert self.dir is not None
         self._logs[name] = self.dir / f"{name}.log"
         proc = spawn_logged(argv, log=self._logs[name], cwd=self.dir)

@@ -67,7 +67,10 @@ def test_after_an_outage_the_worker_logs_each_distinct_reason_once(
     workers = Workers(node=node, address=late_engine.address, ledger=ledger, log_dir=tmp_path)
     try:
         worker = workers.typescript()
-        refusals = lambda: [line for line in worker.log().splitlines() if "cannot poll test" in line]  # noqa: E731
+
+        def refusals() -> list[str]:
+            return [line for line in worker.log().splitlines() if "cannot poll test" in line]
+
         wait_until(lambda: len(refusals()) == 1, within=30, what="the first failure")
         assert "(UNAVAILABLE: " in refusals()[0]
         late_engine.start()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
+from typing import Any
 
 from cerebelum import StepContext, Worker
 
@@ -20,13 +21,13 @@ def charge_the_card(card: str) -> None:
 
 
 @worker.step()
-async def explode(ctx: StepContext, input: dict) -> dict:
+async def explode(ctx: StepContext, input: dict[str, Any]) -> dict[str, Any]:
     charge_the_card("4242")
     return {}
 
 
 @worker.step()
-async def slowly(ctx: StepContext, input: dict) -> dict:
+async def slowly(ctx: StepContext, input: dict[str, Any]) -> dict[str, Any]:
     await asyncio.sleep(2)
     return {"slowly": "done"}
 

@@ -13,6 +13,7 @@ import json
 import os
 import sys
 import time
+from typing import Any
 
 from cerebelum import StepContext, Worker
 
@@ -40,7 +41,7 @@ def record(ctx: StepContext, event: str) -> None:
 
 
 def plain(name: str) -> None:
-    async def step(ctx: StepContext, input: dict) -> dict:
+    async def step(ctx: StepContext, input: dict[str, Any]) -> dict[str, Any]:
         record(ctx, "run")
         return {"step": name, "attempt": ctx.attempt}
 
@@ -53,13 +54,13 @@ for step_name in [f"s{i}" for i in range(1, 21)] + ["a", "b", "c", "after"]:
 
 
 @worker.step()
-async def nap(ctx: StepContext, input: dict) -> object:
+async def nap(ctx: StepContext, input: dict[str, Any]) -> object:
     record(ctx, "run")
     return ctx.sleep(f"{int(input.get('sleep_ms', 1000))}ms", result={"napped": True})
 
 
 @worker.step()
-async def slow(ctx: StepContext, input: dict) -> dict:
+async def slow(ctx: StepContext, input: dict[str, Any]) -> dict[str, Any]:
     record(ctx, "start")
     deadline = time.monotonic() + float(input.get("hold_s", 5))
     try:
@@ -74,7 +75,7 @@ async def slow(ctx: StepContext, input: dict) -> dict:
 
 
 @worker.step()
-async def big(ctx: StepContext, input: dict) -> dict:
+async def big(ctx: StepContext, input: dict[str, Any]) -> dict[str, Any]:
     record(ctx, "run")
     return {"blob": "x" * int(input["payload_bytes"])}
 

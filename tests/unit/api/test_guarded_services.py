@@ -75,8 +75,8 @@ async def start_in(server: EngineServer, namespace: str, execution_id: str) -> N
 
 
 async def poll(channel: grpc.aio.Channel, token: str, *, queue: str = "jobs", wait_ms: int = 300) -> worker_pb2.Task:
-    stub = worker_pb2_grpc.WorkerServiceStub(channel)
-    reply = await stub.PollTask(
+    stub = worker_pb2_grpc.WorkerServiceStub(channel)  # type: ignore[no-untyped-call]  # generated stub: untyped
+    reply: worker_pb2.PollTaskResponse = await stub.PollTask(
         worker_pb2.PollTaskRequest(worker_id=f"w-{token}", task_queue=queue, steps=["work"], wait_ms=wait_ms),
         metadata=bearer(token),
     )
@@ -84,7 +84,7 @@ async def poll(channel: grpc.aio.Channel, token: str, *, queue: str = "jobs", wa
 
 
 async def test_a_poll_without_a_token_is_refused_as_unauthenticated(channel: grpc.aio.Channel) -> None:
-    stub = worker_pb2_grpc.WorkerServiceStub(channel)
+    stub = worker_pb2_grpc.WorkerServiceStub(channel)  # type: ignore[no-untyped-call]  # generated stub: untyped
     with pytest.raises(grpc.aio.AioRpcError) as refused:
         await stub.PollTask(worker_pb2.PollTaskRequest(worker_id="w", task_queue="jobs", steps=["work"]))
     assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED
@@ -141,7 +141,7 @@ async def test_a_worker_cannot_complete_a_task_of_a_namespace_it_is_not_allowed(
 ) -> None:
     await start_in(server, "team-b", "exec-b")
     task = await poll(channel, "token-b")
-    stub = worker_pb2_grpc.WorkerServiceStub(channel)
+    stub = worker_pb2_grpc.WorkerServiceStub(channel)  # type: ignore[no-untyped-call]  # generated stub: untyped
     request = worker_pb2.CompleteTaskRequest(
         task_token=task.task_token,
         worker_id="w-token-b",  # even claiming the holder's worker id
@@ -159,7 +159,7 @@ async def test_a_worker_cannot_complete_a_task_of_a_namespace_it_is_not_allowed(
 
 
 async def test_only_the_policy_s_clients_may_call_the_workflow_service(channel: grpc.aio.Channel) -> None:
-    stub = workflow_pb2_grpc.WorkflowServiceStub(channel)
+    stub = workflow_pb2_grpc.WorkflowServiceStub(channel)  # type: ignore[no-untyped-call]  # generated stub: untyped
     with pytest.raises(grpc.aio.AioRpcError) as refused:
         await stub.ListWorkflows(workflow_pb2.ListWorkflowsRequest(), metadata=bearer("token-a"))
     assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED
@@ -171,7 +171,8 @@ async def test_only_the_policy_s_clients_may_call_the_workflow_service(channel: 
 async def approval_waiting(server: EngineServer, channel: grpc.aio.Channel) -> None:
     await start_in(server, "team-a", "exec-a")
     task = await poll(channel, "token-a")
-    await worker_pb2_grpc.WorkerServiceStub(channel).CompleteTask(
+    stub = worker_pb2_grpc.WorkerServiceStub(channel)  # type: ignore[no-untyped-call]  # generated stub: untyped
+    await stub.CompleteTask(
         worker_pb2.CompleteTaskRequest(
             task_token=task.task_token, worker_id="w-token-a", success=worker_pb2.Success(output_json="1")
         ),
@@ -181,7 +182,7 @@ async def approval_waiting(server: EngineServer, channel: grpc.aio.Channel) -> N
 
 async def test_an_approver_cannot_claim_to_be_someone_else(server: EngineServer, channel: grpc.aio.Channel) -> None:
     await approval_waiting(server, channel)
-    stub = workflow_pb2_grpc.WorkflowServiceStub(channel)
+    stub = workflow_pb2_grpc.WorkflowServiceStub(channel)  # type: ignore[no-untyped-call]  # generated stub: untyped
     with pytest.raises(grpc.aio.AioRpcError) as refused:
         await stub.Approve(
             workflow_pb2.ApproveRequest(id="exec-a", step="go_live", approver="the-cto"), metadata=bearer("token-alice")
@@ -193,7 +194,7 @@ async def test_an_approver_cannot_claim_to_be_someone_else(server: EngineServer,
 
 async def test_an_approval_records_the_authenticated_user(server: EngineServer, channel: grpc.aio.Channel) -> None:
     await approval_waiting(server, channel)
-    stub = workflow_pb2_grpc.WorkflowServiceStub(channel)
+    stub = workflow_pb2_grpc.WorkflowServiceStub(channel)  # type: ignore[no-untyped-call]  # generated stub: untyped
     await stub.Approve(workflow_pb2.ApproveRequest(id="exec-a", step="go_live"), metadata=bearer("token-alice"))
     history = await stub.GetHistory(workflow_pb2.GetHistoryRequest(id="exec-a"), metadata=bearer("token-alice"))
     approved = [json.loads(e.data_json) for e in history.events if e.type == "ApprovalGranted"]
@@ -225,7 +226,7 @@ async def test_a_completion_of_another_namespace_s_task_not_yet_scheduled_is_ref
     server: EngineServer, channel: grpc.aio.Channel
 ) -> None:
     await start_team_b_race(server)
-    stub = worker_pb2_grpc.WorkerServiceStub(channel)
+    stub = worker_pb2_grpc.WorkerServiceStub(channel)  # type: ignore[no-untyped-call]  # generated stub: untyped
     ahead = "exec-b/s01/1/0/5"  # what the next task's token will be: nobody knows it yet
 
     with pytest.raises(grpc.aio.AioRpcError) as refused:
@@ -241,7 +242,7 @@ async def test_a_worker_flooding_completions_of_another_namespace_s_next_task_ne
     """The race of issue 13: team-b's worker completes a step while team-a's worker, claiming
     team-b's worker id, floods the predictable token of the task that completion schedules."""
     await start_team_b_race(server)
-    stub = worker_pb2_grpc.WorkerServiceStub(channel)
+    stub = worker_pb2_grpc.WorkerServiceStub(channel)  # type: ignore[no-untyped-call]  # generated stub: untyped
     attempts, accepted, codes = 0, 0, set()
     for index, step in enumerate(RACE_STEPS):
         poll_request = worker_pb2.PollTaskRequest(
@@ -265,6 +266,8 @@ async def test_a_worker_flooding_completions_of_another_namespace_s_next_task_ne
             attempts += 1
             if isinstance(reply, grpc.aio.AioRpcError):
                 codes.add(reply.code())
+            elif isinstance(reply, BaseException):
+                raise reply
             elif reply.disposition == worker_pb2.CompleteTaskResponse.ACCEPTED:
                 accepted += 1
 
@@ -283,7 +286,7 @@ async def test_a_completion_for_a_task_nobody_leased_is_stale_even_from_its_own_
     state = await server.engine.state_of("exec-a")
     queued = state.steps["work"].token
     assert queued is not None
-    stub = worker_pb2_grpc.WorkerServiceStub(channel)
+    stub = worker_pb2_grpc.WorkerServiceStub(channel)  # type: ignore[no-untyped-call]  # generated stub: untyped
 
     unleased = await stub.CompleteTask(completion(queued, "w-token-a", "unleased"), metadata=bearer("token-a"))
 
@@ -301,7 +304,7 @@ async def test_a_heartbeat_for_a_task_of_a_namespace_the_worker_is_not_allowed_i
     server: EngineServer, channel: grpc.aio.Channel
 ) -> None:
     await start_team_b_race(server)
-    stub = worker_pb2_grpc.WorkerServiceStub(channel)
+    stub = worker_pb2_grpc.WorkerServiceStub(channel)  # type: ignore[no-untyped-call]  # generated stub: untyped
     task = (
         await stub.PollTask(
             worker_pb2.PollTaskRequest(worker_id="w-token-b", task_queue="jobs", steps=RACE_STEPS, wait_ms=2_000),

@@ -61,7 +61,7 @@ def test_redriving_a_dead_letter_revives_the_execution_from_that_step() -> None:
     sim.run("a", FAIL)
     (dead_letter,) = sim.dead_letters
     sim.send(cmd.Redrive(dead_letter))
-    assert sim.state.phase == ExecutionPhase.RUNNING and sim.task("a").attempt == 1
+    assert (sim.state.phase, sim.task("a").attempt) == (ExecutionPhase.RUNNING, 1)
     sim.run("a")
     sim.run("b")
     assert sim.state.phase == ExecutionPhase.SUCCEEDED and not sim.dead_letters

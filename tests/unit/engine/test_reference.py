@@ -44,7 +44,7 @@ def test_a_steps_retry_replaces_the_default_retry_whole() -> None:
     charge, ship = definition.steps["charge"].retry, definition.steps["ship"].retry
 
     assert (charge.max_attempts, charge.initial_interval_ms, charge.non_retryable_errors) == (2, 1000, frozenset())
-    assert (ship.max_attempts, ship.initial_interval_ms, ship.non_retryable_errors) == (5, 10_000, {"Fraud"})
+    assert (ship.max_attempts, ship.initial_interval_ms, ship.non_retryable_errors) == (5, 10_000, frozenset({"Fraud"}))
 
 
 def test_a_workflow_ending_in_a_parallel_group_outputs_each_members_result_by_name() -> None:

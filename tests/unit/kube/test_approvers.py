@@ -35,7 +35,7 @@ def variant(document: dict[str, Any], path: str, value: Any) -> dict[str, Any]:
     """A copy with the field at the dotted `path` set to `value` (None: removed)."""
     changed = copy.deepcopy(document)
     *parents, last = path.split(".")
-    node = changed
+    node: Any = changed  # dicts and, at digit parts, lists
     for part in parents:
         node = node.setdefault(part, {}) if not part.isdigit() else node[int(part)]
     if value is None:

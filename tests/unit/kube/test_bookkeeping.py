@@ -14,17 +14,24 @@ ANNOTATION_LIMIT = 256 * 1024  # the API server's limit on all of an object's an
 KEY = "kopf.zalando.org/last-handled-configuration"
 
 
-def execution(input_: Any, **metadata: Any) -> dict[str, Any]:
-    return {
+def execution(
+    input_: Any, *, labels: dict[str, str] | None = None, annotations: dict[str, str] | None = None
+) -> kopf.RawBody:
+    body: kopf.RawBody = {
         "apiVersion": "cerebelum.io/v1alpha1",
         "kind": "Execution",
-        "metadata": {"name": "big", "namespace": "team-a", "uid": "u-1", **metadata},
+        "metadata": {"name": "big", "namespace": "team-a", "uid": "u-1"},
         "spec": {"workflow": "pipeline", "input": input_},
         "status": {"phase": "Running"},
     }
+    if labels is not None:
+        body["metadata"]["labels"] = labels
+    if annotations is not None:
+        body["metadata"]["annotations"] = annotations
+    return body
 
 
-def recorded(raw: dict[str, Any]) -> tuple[Any, str]:
+def recorded(raw: kopf.RawBody) -> tuple[Any, str]:
     """The essence the operator's kopf settings build, and the annotation it would write."""
     storage = _settings().persistence.diffbase_storage
     body = kopf.Body(raw)

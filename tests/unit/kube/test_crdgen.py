@@ -33,7 +33,8 @@ def version(kind: str) -> dict[str, Any]:
 
 def schema_of(kind: str, part: str) -> dict[str, Any]:
     root: dict[str, Any] = version(kind)["schema"]["openAPIV3Schema"]
-    return root["properties"][part]
+    schema: dict[str, Any] = root["properties"][part]
+    return schema
 
 
 def nodes(schema: dict[str, Any], path: str = "") -> Iterator[tuple[str, dict[str, Any]]]:

@@ -56,7 +56,7 @@ def labeler(client: FakeClient, writes: list[str] | None = None, *, clock: FakeC
 
 
 async def test_a_label_is_a_merge_patch_of_the_own_pod_s_role_label_only_and_counts_as_a_write() -> None:
-    client, writes = FakeClient(), []
+    client, writes = FakeClient(), list[str]()
 
     assert await labeler(client, writes).ensure(LEADER) is True
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -24,9 +25,9 @@ def test_an_equal_spec_is_compiled_once_and_a_changed_one_again(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     compiled: list[object] = []
-    real_compile = engine_service_module.compile_workflow
+    real_compile = compile_workflow  # the function engine_service imports from the model
 
-    def counting_compile(spec: dict, **options: bool) -> object:
+    def counting_compile(spec: dict[str, Any], **options: bool) -> object:
         compiled.append(spec)
         return real_compile(spec, **options)
 

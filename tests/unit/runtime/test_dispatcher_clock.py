@@ -71,7 +71,9 @@ async def test_a_waiting_poll_gets_the_new_task_leased_in_the_commit_that_schedu
     await dispatcher.engine.start("w", {}, execution_id="e1")
     granted = await asyncio.wait_for(poll, 5)
     assert granted is not None and granted.step == "a" and granted.last_progress is None
-    kinds = [e.event.kind for e in (await dispatcher.db.run(dispatcher.db.store.load_execution, "e1"))[1]]
+    loaded = await dispatcher.db.run(dispatcher.db.store.load_execution, "e1")
+    assert loaded is not None
+    kinds = [e.event.kind for e in loaded[1]]
     assert kinds == ["ExecutionStarted", "StepScheduled", "StepStarted"], "eager: leased in the same decision"
 
 
@@ -109,7 +111,9 @@ async def test_a_failed_attempt_hands_its_progress_to_the_next_and_a_success_cle
     failure = cmd.OutcomeFailure("Boom", "it broke")
     progress = dispatcher.progress_of(first.token)
     await engine.handle("e3", cmd.TaskCompleted(first.token, failure, worker_id="w1", progress=progress))
-    history = (await dispatcher.db.run(dispatcher.db.store.load_execution, "e3"))[1]
+    loaded = await dispatcher.db.run(dispatcher.db.store.load_execution, "e3")
+    assert loaded is not None
+    history = loaded[1]
     failed = [e.event for e in history if e.event.kind == "StepFailed"]
     assert failed and failed[0].to_data()["last_progress"] == "page 7", "recorded in the history"
     await clock.advance(1.5)
