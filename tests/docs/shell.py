@@ -43,17 +43,9 @@ def checkout_copy(where: Path) -> Path:
     """A folder that looks like the checkout to a doc's commands (links to it), for commands that
     write files where they run."""
     where.mkdir(parents=True, exist_ok=True)
-    for name in (
-        "scripts",
-        "examples",
-        "worker-sdk",
-        ".venv",
-        "pyproject.toml",
-        "README.md",
-        "operator",
-        "charts",
-        "crds",
-    ):
+    # Every top-level entry but git's and the stores' folders, so a file the setup comes to read
+    # (requirements.lock was one) is there without this list knowing it.
+    for name in sorted(entry.name for entry in ROOT.iterdir() if entry.name not in {".git", ".cerebelum"}):
         (where / name).symlink_to(ROOT / name)
     return where
 
