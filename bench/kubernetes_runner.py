@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import ctypes
 import http.client
 import json
 import os
@@ -87,9 +86,11 @@ class BenchError(RuntimeError):
     """The run could not be carried out (a process died, a deadline passed)."""
 
 
-def _die_with_parent() -> None:  # in the child, between fork and exec
-    with contextlib.suppress(Exception):
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+def _dying_with_parent(argv: list[str]) -> list[str]:
+    """`argv` under util-linux's setpriv, which has the kernel SIGKILL it when this process's forking
+    thread dies, so nothing leaks; no Python runs between fork and exec (a preexec_fn there can
+    abort or deadlock once gRPC's threads run in the parent)."""
+    return ["setpriv", "--pdeathsig", "KILL", "--", *argv]
 
 
 @dataclass
@@ -99,12 +100,11 @@ class _Operator(OperatorProcess):
     def launch(self) -> None:
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
-                [sys.executable, *self.command()],
+                _dying_with_parent([sys.executable, *self.command()]),
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 cwd=ROOT,
                 env=self.environment(),
-                preexec_fn=_die_with_parent,
             )
         self.starts += 1
 
@@ -273,12 +273,11 @@ def running_workers(address: str, count: int, work_dir: Path) -> Iterator[list[s
                 workers.append(
                     subprocess.Popen(
                         # work_dir in the command line only names the process as this run's.
-                        [sys.executable, "-c", _WORKER_BOOT, str(WORKER_SCRIPT), str(work_dir)],
+                        _dying_with_parent([sys.executable, "-c", _WORKER_BOOT, str(WORKER_SCRIPT), str(work_dir)]),
                         env=env,
                         stdout=log,
                         stderr=subprocess.STDOUT,
                         cwd=ROOT,
-                        preexec_fn=_die_with_parent,
                     )
                 )
         deadline = time.monotonic() + 60
@@ -315,10 +314,9 @@ def profiling(pid: int, out_dir: Path | None, *, native: bool = False) -> Iterat
     # --native resolves the C frames (grpc's Cython, ssl) but must pause the process for each sample.
     command += ["--native"] if native else ["--nonblocking"]
     recorder = subprocess.Popen(
-        command,
+        _dying_with_parent(command),
         stdout=subprocess.DEVNULL,
         stderr=(out_dir / "py-spy.log").open("ab"),
-        preexec_fn=_die_with_parent,
     )
     time.sleep(0.5)  # let it attach before the measured work begins
     try:

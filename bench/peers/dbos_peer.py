@@ -33,7 +33,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import ctypes
 import dataclasses
 import importlib.metadata
 import itertools
@@ -412,10 +411,11 @@ class Records:
         return float(self.scalar(q, n=name))
 
 
-def _die_with_parent() -> None:
-    """Runs in the child before exec: the kernel SIGKILLs it if the runner dies, so nothing leaks."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+def _dying_with_parent(argv: list[str]) -> list[str]:
+    """`argv` under util-linux's setpriv, which has the kernel SIGKILL it when this process's forking
+    thread dies, so nothing leaks; no Python runs between fork and exec (a preexec_fn there can
+    abort or deadlock once gRPC's threads run in the parent)."""
+    return ["setpriv", "--pdeathsig", "KILL", "--", *argv]
 
 
 @dataclass
@@ -431,7 +431,7 @@ class Children:
         for key, value in options.items():
             argv += [f"--{key}", str(value)]
         log = (self.workdir / f"{role}-{len(self.processes)}.log").open("wb")
-        process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent)
+        process = subprocess.Popen(_dying_with_parent(argv), stdout=log, stderr=subprocess.STDOUT)
         log.close()
         self.processes.append(process)
         return process, result

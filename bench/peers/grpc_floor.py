@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import ctypes
 import json
 import os
 import signal
@@ -133,9 +132,11 @@ def child_main(args: argparse.Namespace) -> None:
 # --------------------------------------------------------------------------------------------------
 
 
-def _die_with_parent() -> None:
-    """In the child before exec: the kernel kills it if the runner dies, so nothing is left behind."""
-    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+def _dying_with_parent(argv: list[str]) -> list[str]:
+    """`argv` under util-linux's setpriv, which has the kernel SIGKILL it when this process's forking
+    thread dies, so nothing leaks; no Python runs between fork and exec (a preexec_fn there can
+    abort or deadlock once gRPC's threads run in the parent)."""
+    return ["setpriv", "--pdeathsig", "KILL", "--", *argv]
 
 
 class Children:
@@ -152,7 +153,7 @@ class Children:
         for key, value in options.items():
             argv += [f"--{key.replace('_', '-')}", str(value)]
         with (self.workdir / f"{name}.log").open("wb") as log:
-            process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent)
+            process = subprocess.Popen(_dying_with_parent(argv), stdout=log, stderr=subprocess.STDOUT)
         self.processes.append(process)
         return process, result
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import ctypes
 import dataclasses
 import itertools
 import json
@@ -102,27 +101,25 @@ class Outcome:
 # Processes: every child gets its own process group (so the server's whole tree can be killed at
 # once) and dies with the runner (PR_SET_PDEATHSIG), so no server or worker outlives a killed run.
 
-_LIBC = ctypes.CDLL(None, use_errno=True) if sys.platform == "linux" else None
-_PR_SET_PDEATHSIG = 1
 _CHILDREN: list[subprocess.Popen[bytes]] = []
 
 
-def _die_with_parent() -> None:
-    """Child-side preexec hook: be SIGKILLed when the runner's thread that spawned us goes away."""
-    if _LIBC is not None:
-        _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+def _dying_with_parent(argv: list[str]) -> list[str]:
+    """`argv` under util-linux's setpriv, which has the kernel SIGKILL it when this process's forking
+    thread dies, so nothing leaks; no Python runs between fork and exec (a preexec_fn there can
+    abort or deadlock once gRPC's threads run in the parent)."""
+    return ["setpriv", "--pdeathsig", "KILL", "--", *argv]
 
 
 def spawn(command: Sequence[str], log: Path) -> subprocess.Popen[bytes]:
     """Start a child in its own session, its output in `log` (kept for error messages)."""
     with log.open("ab") as sink:
         process = subprocess.Popen(
-            list(command),
+            _dying_with_parent(list(command)),
             stdin=subprocess.DEVNULL,
             stdout=sink,
             stderr=subprocess.STDOUT,
             start_new_session=True,
-            preexec_fn=_die_with_parent,
         )
     _CHILDREN.append(process)
     return process

@@ -34,17 +34,15 @@ class LowFileLimitEngine(EngineProcess):
 
     def launch(self) -> None:
         hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
-
-        def lower_the_soft_limit() -> None:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (1024, hard))
-
+        # util-linux's prlimit rather than a preexec_fn: no Python between fork and exec, where it
+        # can abort the child once gRPC's threads run in the test process.
+        soft_limit = ["prlimit", f"--nofile=1024:{'unlimited' if hard == resource.RLIM_INFINITY else hard}", "--"]
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
-                [sys.executable, *self.command()],
+                [*soft_limit, sys.executable, *self.command()],
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 cwd=ROOT,
-                preexec_fn=lower_the_soft_limit,
             )
         self.starts += 1
 

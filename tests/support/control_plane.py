@@ -129,31 +129,21 @@ def _openssl(*args: str, cwd: Path) -> None:
         raise ControlPlaneError(f"openssl {' '.join(args)} failed:\n{proc.stdout}")
 
 
-def _pdeathsig() -> None:  # runs in the child between fork and exec
-    try:
-        import ctypes
-
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except Exception:
-        pass
-
-
 def spawn_logged(argv: list[str], *, log: Path, cwd: Path) -> subprocess.Popen[bytes]:
     """Start ``argv`` with its output appended to ``log`` (after a header line naming the command)."""
     with open(log, "ab") as out:
         out.write(f"\n=== {' '.join(argv)}\n".encode())
         out.flush()
+        # Die with the test process (util-linux's setpriv sets PR_SET_PDEATHSIG, then execs), unless
+        # started off the main thread: the signal fires when the *thread* that forked exits. Not a
+        # preexec_fn: Python code between fork and exec aborts the child once gRPC's threads run here.
+        dies_with_us = sys.platform.startswith("linux") and threading.current_thread() is threading.main_thread()
         return subprocess.Popen(
-            argv,
+            ["setpriv", "--pdeathsig", "KILL", "--", *argv] if dies_with_us else argv,
             cwd=cwd,
             stdin=subprocess.DEVNULL,
             stdout=out,
             stderr=subprocess.STDOUT,
-            # Die with the test process, unless started off the main thread
-            # (PDEATHSIG fires when the *thread* that forked exits).
-            preexec_fn=_pdeathsig
-            if sys.platform.startswith("linux") and threading.current_thread() is threading.main_thread()
-            else None,
         )
 
 
