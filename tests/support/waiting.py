@@ -8,8 +8,9 @@ did not happen.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from cerebelum_operator.runtime import FakeClock
 
@@ -20,14 +21,23 @@ DEFAULT_WITHIN = 30.0
 
 
 async def eventually(
-    check: Callable[[], object], *, within: float = DEFAULT_WITHIN, what: str = "the condition", interval: float = 0.005
+    check: Callable[[], object | Awaitable[object]],
+    *,
+    within: float = DEFAULT_WITHIN,
+    what: str = "the condition",
+    interval: float = 0.005,
 ) -> None:
-    """Return once `check()` is true; fail naming `what` if it is still false after `within` seconds."""
+    """Return once `check()` (a coroutine function too) is true; fail naming `what` if it is still
+    false after `within` seconds."""
     deadline = time.monotonic() + within
-    while not check():
+    while not await _settled(check()):
         if time.monotonic() > deadline:
             raise AssertionError(f"{what}: not reached within {within:g} s")
         await asyncio.sleep(interval)
+
+
+async def _settled(value: object) -> object:
+    return await value if inspect.isawaitable(value) else value
 
 
 def wait_until(

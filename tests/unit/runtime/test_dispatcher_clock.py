@@ -3,31 +3,21 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
-from cerebelum_operator.engine import ExecutionState
 from cerebelum_operator.engine import commands as cmd
 from cerebelum_operator.runtime import Database, Dispatcher, EngineService, FakeClock
 from cerebelum_operator.store import open_store
+from tests.support.waiting import eventually
 
 SPEC = {
     "taskQueue": "q",
     "timeline": ["a"],
     "defaults": {"lease": "2s", "retry": {"maxAttempts": 3, "initialInterval": "1s"}},
 }
-
-
-async def eventually(
-    read: Callable[[], Awaitable[ExecutionState]], holds: Callable[[ExecutionState], bool], *, within: float = 30.0
-) -> None:
-    """Wait (in real time, bounded) until the engine's work in its store thread shows."""
-    deadline = asyncio.get_running_loop().time() + within
-    while not holds(await read()):
-        assert asyncio.get_running_loop().time() < deadline, "the condition never held"
-        await asyncio.sleep(0.01)
 
 
 @pytest.fixture
@@ -90,7 +80,11 @@ async def test_an_expired_lease_keeps_its_last_progress_for_the_next_attempt(
     assert engine.live_steps(state)["a"].progress == {"rows": 500}, "describe reads it while it runs"
 
     await clock.advance(2.5)  # the worker went silent: the sweep (asleep on the clock) times the lease out
-    await eventually(lambda: engine.state_of("e2"), lambda state: state.steps["a"].attempt == 2)
+
+    async def second_attempt() -> bool:
+        return (await engine.state_of("e2")).steps["a"].attempt == 2
+
+    await eventually(second_attempt, what="the second attempt, in the store's thread")
     failed = (await engine.state_of("e2")).steps["a"]
     assert failed.last_error is not None and failed.last_error.startswith("LeaseExpired")
 
@@ -147,7 +141,11 @@ async def test_a_poll_cancelled_while_its_task_is_being_leased_leaves_the_lease_
     with pytest.raises(asyncio.CancelledError):
         await poll
     commit.set()
-    await eventually(lambda: engine.state_of("e4"), lambda state: state.steps["a"].phase.value == "Running")
+
+    async def running() -> bool:
+        return (await engine.state_of("e4")).steps["a"].phase.value == "Running"
+
+    await eventually(running, what="the lease committed in the store's thread")
     deadline = asyncio.get_running_loop().time() + 30
     again = None
     while again is None:  # the lease lands in the store's thread, then is kept for w1
