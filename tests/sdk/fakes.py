@@ -31,6 +31,7 @@ def make_task(
     lease_ms: int = 30_000,
     heartbeat_required: bool = False,
     attempt: int = 1,
+    run: int = 1,
     poll: int = 0,
     execution_id: str = "ex-1",
 ) -> worker_pb2.Task:
@@ -40,7 +41,8 @@ def make_task(
         workflow="wf",
         step=step,
         attempt=attempt,
-        idempotency_key=f"{execution_id}/{step}/{attempt}",
+        run=run,
+        idempotency_key=f"{execution_id}/{step}/{run}",
         arguments_json=json.dumps({"input": input, "results": results or {}}),
         attempt_deadline_ms=1_900_000_000_000,
         lease_ms=lease_ms,

@@ -29,7 +29,19 @@ def test_a_step_gets_its_input_validated_and_its_output_after_the_json_round_tri
 
     result = env.run(charge)
 
-    assert result == StepResult(kind="success", output={"order": "o-1", "charged": 42, "key": "ex-9/charge/3"})
+    # The key names the run (1 by default), not the attempt: a retry of the same run shares it.
+    assert result == StepResult(kind="success", output={"order": "o-1", "charged": 42, "key": "ex-9/charge/1"})
+
+
+def test_the_idempotency_key_names_the_run_the_test_asked_for_whatever_the_attempt() -> None:
+    keys = [
+        StepEnvironment(input={"id": "o", "amount": 1}, execution_id="e", run=run, attempt=attempt).run(charge).output
+        for run, attempt in ((2, 1), (2, 3), (3, 1))
+    ]
+
+    assert [k["key"] for k in keys] == ["e/charge/2", "e/charge/2", "e/charge/3"]
+    with pytest.raises(ValueError, match="run is 1-based"):
+        StepEnvironment(run=0)
 
 
 def test_the_context_describes_the_task_the_test_asked_for() -> None:
@@ -42,6 +54,7 @@ def test_the_context_describes_the_task_the_test_asked_for() -> None:
             workflow=ctx.workflow,
             step=ctx.step,
             attempt=ctx.attempt,
+            run=ctx.run,
             poll=ctx.poll,
             worker_id=ctx.worker_id,
             deadline=ctx.deadline,
@@ -53,6 +66,7 @@ def test_the_context_describes_the_task_the_test_asked_for() -> None:
         workflow="w",
         step="named",
         attempt=2,
+        run=5,
         poll=4,
         worker_id="me",
         deadline=deadline,
@@ -64,6 +78,7 @@ def test_the_context_describes_the_task_the_test_asked_for() -> None:
         "workflow": "w",
         "step": "named",
         "attempt": 2,
+        "run": 5,
         "poll": 4,
         "worker_id": "me",
         "deadline": deadline,

@@ -131,7 +131,7 @@ async def test_the_context_goes_to_a_parameter_annotated_step_context_or_named_c
         contexts.append(ctx)
 
     async with running(worker):
-        await worker_service.run_task(make_task("annotated", attempt=2, poll=3, execution_id="ex-9"))
+        await worker_service.run_task(make_task("annotated", attempt=2, run=4, poll=3, execution_id="ex-9"))
         await worker_service.run_task(make_task("named"))
 
     first, second = contexts
@@ -143,7 +143,7 @@ async def test_the_context_goes_to_a_parameter_annotated_step_context_or_named_c
         2,
         3,
     )
-    assert (first.idempotency_key, first.worker_id) == ("ex-9/annotated/2", "w-ctx")
+    assert (first.run, first.idempotency_key, first.worker_id) == (4, "ex-9/annotated/4", "w-ctx")
     assert first.deadline is not None and first.deadline.year == 2030
     assert second.step == "named"
 

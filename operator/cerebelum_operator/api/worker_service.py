@@ -93,7 +93,9 @@ class WorkerServicer(pb_grpc.WorkerServiceServicer):
                 workflow=granted.workflow,
                 step=granted.step,
                 attempt=granted.attempt,
-                idempotency_key=f"{granted.execution_id}/{granted.step}/{granted.attempt}",
+                # Unique per run of the step, the same across its retries (docs/reliability.md).
+                idempotency_key=f"{granted.execution_id}/{granted.step}/{granted.run}",
+                run=granted.run,
                 arguments_json=dump_json(granted.arguments),
                 attempt_deadline_ms=granted.attempt_deadline_ms,
                 attempt_deadline=timestamp(granted.attempt_deadline_ms),

@@ -42,6 +42,7 @@ class LeaseTask:
     lease_expires_at_ms: int
     attempt_deadline_ms: int
     last_progress: JSON = None  # the step's previous attempt's last heartbeat progress, for the worker
+    run: int = 1  # which run of the step this attempt belongs to (the idempotency key's last part)
 
 
 @dataclass(frozen=True, slots=True)

@@ -224,6 +224,7 @@ class _Decider:
                 lease_expires_at_ms=self.now + min(config.lease_ms, config.timeout_ms),
                 attempt_deadline_ms=self.now + config.timeout_ms,
                 last_progress=self.state.steps[step].last_progress,
+                run=self.state.steps[step].run,
             )
         )
 

@@ -96,6 +96,9 @@ class StepState:
     settled: bool = False
     total_attempts: int = 0
     last_progress: JSON = None  # the last failed attempt's heartbeat progress, for the next attempt
+    # Runs of the step in this execution: 1 for the first, +1 each time a jump or a redrive starts
+    # it over. Retries and retry_after polls belong to the run they retry (the idempotency key).
+    run: int = 0
 
     @property
     def in_flight(self) -> bool:
@@ -193,8 +196,9 @@ class ExecutionState:
         self.carried_bytes -= self.result_sizes.pop(name, 0)
 
     def reset_step(self, name: str) -> None:
-        """Forget the step's progress (a goto back over it), keeping its attempt count."""
-        self.steps[name] = StepState(total_attempts=self.steps[name].total_attempts if name in self.steps else 0)
+        """Forget the step's progress (a goto back over it), keeping its attempt and run counts."""
+        old = self.steps.get(name)
+        self.steps[name] = StepState(total_attempts=old.total_attempts, run=old.run) if old else StepState()
         if self.owned_steps is not None:
             self.owned_steps.add(name)
 
@@ -265,6 +269,8 @@ def apply_event(state: ExecutionState, definition: WorkflowDefinition, recorded:
             step = state.step(event.step)
             state.position = definition.position_of(event.step)
             step.phase = StepPhase.RETRYING if event.attempt > 1 or event.poll > 0 else StepPhase.SCHEDULED
+            if step.attempt == 0:  # fresh, or started over by a jump or a redrive: a new run
+                step.run += 1
             if event.attempt != step.attempt:
                 step.total_attempts += 1
             step.attempt, step.poll, step.token = event.attempt, event.poll, event.token
@@ -324,6 +330,8 @@ def apply_event(state: ExecutionState, definition: WorkflowDefinition, recorded:
             step = state.step(event.step)
             state.position = definition.position_of(event.step)
             if event.token is None:
+                if step.attempt == 0:
+                    step.run += 1
                 step.attempt += 1
                 step.total_attempts += 1
             else:

@@ -125,6 +125,7 @@ class Lease:
     cancel_requested: bool = False
     progress: JSON = None  # the latest heartbeat's
     last_progress: JSON = None  # the previous attempt's last, handed to this one
+    run: int = 1  # the step's run this attempt belongs to
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,6 +141,7 @@ class GrantedTask:
     lease_ms: int
     heartbeat_required: bool
     last_progress: JSON = None
+    run: int = 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -378,6 +380,7 @@ class TaskBook:
             lease_expires_at_ms=action.lease_expires_at_ms,
             attempt_deadline_ms=action.attempt_deadline_ms,
             last_progress=action.last_progress,
+            run=action.run,
         )
         self.drop(action.token)
         if reservation is None or queued is None:
@@ -408,6 +411,7 @@ class TaskBook:
             lease_ms=task.lease_ms,
             heartbeat_required=task.heartbeat_required,
             last_progress=leased.last_progress,
+            run=leased.run,
         )
 
     # -- eager dispatch --------------------------------------------------------------------

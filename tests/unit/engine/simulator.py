@@ -21,6 +21,7 @@ class Simulator:
     history: list[RecordedEvent] = field(default_factory=list)
     tasks: dict[str, act.ScheduleTask] = field(default_factory=dict)
     leased: set[str] = field(default_factory=set)
+    leases: list[act.LeaseTask] = field(default_factory=list)  # every lease granted, in order
     cancelled: set[str] = field(default_factory=set)
     timers: dict[str, int] = field(default_factory=dict)
     dead_letters: set[str] = field(default_factory=set)
@@ -45,6 +46,7 @@ class Simulator:
                     self.tasks[action.token] = action
                 case act.LeaseTask():
                     self.leased.add(action.token)
+                    self.leases.append(action)
                 case act.DeleteTask():
                     self.tasks.pop(action.token, None)
                     self.leased.discard(action.token)

@@ -19,7 +19,7 @@ export type StepResults = Readonly<Record<string, unknown>>;
 
 /**
  * Passed to every step as its first argument. Describes the task (`executionId`, `workflow`,
- * `step`, `attempt`, `poll`, `idempotencyKey`, `deadline`), gives the earlier steps' outputs
+ * `step`, `attempt`, `run`, `poll`, `idempotencyKey`, `deadline`), gives the earlier steps' outputs
  * (`results`, `result(name)`), records progress (`heartbeat`), tells of cancellation (`signal`,
  * `cancelled`) and builds outcomes (`retryAfter`, `sleep`, `requestApproval`).
  */
@@ -29,9 +29,14 @@ export class StepContext {
   readonly step: string;
   /** 1-based attempt number; `retryAfter` keeps it. */
   readonly attempt: number;
+  /**
+   * 1-based run of the step in the execution: 1 for its first run, +1 each time a loop (a branch
+   * or diverge `goto`) or a dead-letter redrive starts it over; the same for all its attempts.
+   */
+  readonly run: number;
   /** How many `retryAfter` polls of this attempt came before. */
   readonly poll: number;
-  /** `"<executionId>/<step>/<attempt>"`, stable for one attempt. */
+  /** `"<executionId>/<step>/<run>"`: unique per run of the step, the same for every retry of that run. */
   readonly idempotencyKey: string;
   readonly workerId: string;
   /** When the attempt must finish, or `null`. */
@@ -61,6 +66,7 @@ export class StepContext {
     this.workflow = task.workflow;
     this.step = task.step;
     this.attempt = task.attempt;
+    this.run = task.run;
     this.poll = task.poll;
     this.idempotencyKey = task.idempotencyKey;
     this.workerId = workerId;

@@ -44,6 +44,8 @@ export interface StepEnvironmentOptions {
   workflow?: string | undefined;
   /** `ctx.attempt`, 1-based; default 1. */
   attempt?: number | undefined;
+  /** `ctx.run`, 1-based, the last part of `ctx.idempotencyKey`; default 1. */
+  run?: number | undefined;
   /** `ctx.poll`; default 0. */
   poll?: number | undefined;
   /** `ctx.workerId`; default `"test-worker"`. */
@@ -154,6 +156,7 @@ export class StepEnvironment {
     const options = this.#options;
     const executionId = options.executionId ?? "test-execution";
     const attempt = options.attempt ?? 1;
+    const run = options.run ?? 1;
     return {
       taskToken: `test-${executionId}-${step}-${attempt}`,
       executionId,
@@ -161,7 +164,8 @@ export class StepEnvironment {
       step,
       attempt,
       poll: options.poll ?? 0,
-      idempotencyKey: `${executionId}/${step}/${attempt}`,
+      run,
+      idempotencyKey: `${executionId}/${step}/${run}`,
       argumentsJson: JSON.stringify({ input, results: options.results ?? {} }),
       attemptDeadlineMs: options.deadline ? options.deadline.getTime() : 0,
       attemptDeadline: options.deadline ?? undefined,

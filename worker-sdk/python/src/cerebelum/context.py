@@ -25,8 +25,10 @@ class StepContext:
     """Passed to a step that declares a parameter annotated ``StepContext`` (or named ``ctx``).
 
     Attributes describe the task: ``execution_id``, ``workflow``, ``step``, ``attempt`` (1-based),
-    ``idempotency_key`` (stable for one attempt), ``worker_id``, ``poll`` (how many ``retry_after``
-    polls of this attempt came before) and ``deadline`` (when the attempt must finish, or ``None``).
+    ``run`` (1-based: which run of the step in the execution, +1 each time a loop or a redrive
+    starts it over), ``idempotency_key`` (``"<execution_id>/<step>/<run>"``: unique per run, the
+    same for every retry of it), ``worker_id``, ``poll`` (how many ``retry_after`` polls of this
+    attempt came before) and ``deadline`` (when the attempt must finish, or ``None``).
     """
 
     __slots__ = (
@@ -45,6 +47,7 @@ class StepContext:
         "execution_id",
         "idempotency_key",
         "poll",
+        "run",
         "step",
         "worker_id",
         "workflow",
@@ -55,6 +58,7 @@ class StepContext:
         self.workflow: str = task.workflow
         self.step: str = task.step
         self.attempt: int = task.attempt
+        self.run: int = task.run
         self.idempotency_key: str = task.idempotency_key
         self.worker_id: str = worker_id
         self.poll: int = task.poll
@@ -73,7 +77,7 @@ class StepContext:
     def __repr__(self) -> str:
         return (
             f"StepContext(execution_id={self.execution_id!r}, step={self.step!r}, "
-            f"attempt={self.attempt}, poll={self.poll})"
+            f"run={self.run}, attempt={self.attempt}, poll={self.poll})"
         )
 
     # -- heartbeats -------------------------------------------------------------------------

@@ -81,7 +81,8 @@ class StepEnvironment:
     """Runs step functions (async or sync) with a fake :class:`~cerebelum.StepContext`.
 
     ``input`` is the workflow input and ``results`` the outputs of earlier steps, by step name,
-    as a worker receives them; ``last_progress`` is what the previous attempt last sent with
+    as a worker receives them; ``run`` is the step's run in the execution (``ctx.run``, the last
+    part of ``ctx.idempotency_key``); ``last_progress`` is what the previous attempt last sent with
     ``ctx.heartbeat(...)`` (``ctx.last_progress``). ``step`` defaults to the function's name. ``on_heartbeat`` is
     called with the progress of every ``ctx.heartbeat(...)``, in the step's thread (it may call
     :meth:`cancel`); :attr:`heartbeats` lists that progress too. One environment may run many
@@ -97,6 +98,7 @@ class StepEnvironment:
         execution_id: str = "test-execution",
         workflow: str = "test-workflow",
         attempt: int = 1,
+        run: int = 1,
         poll: int = 0,
         worker_id: str = "test-worker",
         deadline: datetime | None = None,
@@ -105,12 +107,15 @@ class StepEnvironment:
     ) -> None:
         if attempt < 1:
             raise ValueError("attempt is 1-based")
+        if run < 1:
+            raise ValueError("run is 1-based")
         self.input = input
         self.results = dict(results or {})
         self.step = step
         self.execution_id = execution_id
         self.workflow = workflow
         self.attempt = attempt
+        self.run_number = run  # `run` is the method that runs a step
         self.poll = poll
         self.worker_id = worker_id
         self.deadline = deadline
@@ -195,7 +200,8 @@ class StepEnvironment:
             workflow=self.workflow,
             step=step,
             attempt=self.attempt,
-            idempotency_key=f"{self.execution_id}/{step}/{self.attempt}",
+            idempotency_key=f"{self.execution_id}/{step}/{self.run_number}",
+            run=self.run_number,
             arguments_json=dumps({"input": self.input, "results": self.results}),
             attempt_deadline_ms=deadline_ms,
             attempt_deadline=None if self.deadline is None else _timestamp(self.deadline),

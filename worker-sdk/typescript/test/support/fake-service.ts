@@ -20,6 +20,7 @@ export interface TaskSpec {
   leaseMs?: number;
   heartbeatRequired?: boolean;
   attempt?: number;
+  run?: number;
   poll?: number;
   argumentsJson?: string;
   lastProgressJson?: string;
@@ -30,6 +31,7 @@ export interface TaskSpec {
 
 export function makeTask(step: string, spec: TaskSpec = {}): Task {
   const attempt = spec.attempt ?? 1;
+  const run = spec.run ?? 1;
   const poll = spec.poll ?? 0;
   return {
     taskToken: spec.token ?? `token-${step}-${attempt}-${poll}-${Math.random().toString(16).slice(2, 8)}`,
@@ -37,7 +39,8 @@ export function makeTask(step: string, spec: TaskSpec = {}): Task {
     workflow: "wf",
     step,
     attempt,
-    idempotencyKey: `ex-1/${step}/${attempt}`,
+    run,
+    idempotencyKey: `ex-1/${step}/${run}`,
     argumentsJson: spec.argumentsJson ?? JSON.stringify({ input: spec.input ?? null, results: spec.results ?? {} }),
     attemptDeadlineMs: spec.attemptDeadlineMs ?? 1_900_000_000_000,
     attemptDeadline: "attemptDeadline" in spec ? spec.attemptDeadline : new Date(1_900_000_000_000),

@@ -33,7 +33,7 @@ before(async () => {
     .step("charge", async (_ctx, input: Order): Promise<Receipt> => ({ order: input.id, charged: input.amount }))
     .step("receipt", (ctx) => {
       const charge = ctx.result<Receipt>("charge");
-      return `receipt for ${charge.order} (${ctx.idempotencyKey}, attempt ${ctx.attempt}, poll ${ctx.poll})`;
+      return `receipt for ${charge.order} (${ctx.idempotencyKey}, run ${ctx.run}, attempt ${ctx.attempt}, poll ${ctx.poll})`;
     })
     .step("context", (ctx) => ({
       executionId: ctx.executionId,
@@ -113,8 +113,13 @@ test("a step gets the workflow input and returns its output as JSON", async () =
 });
 
 test("a step reads earlier steps' outputs by name from the task's results", async () => {
-  const task = makeTask("receipt", { results: { charge: { order: "o-9", charged: 1 } }, attempt: 2, poll: 1 });
-  assert.equal(outputOf(await service.runTask(task)), "receipt for o-9 (ex-1/receipt/2, attempt 2, poll 1)");
+  const task = makeTask("receipt", {
+    results: { charge: { order: "o-9", charged: 1 } },
+    attempt: 2,
+    run: 3,
+    poll: 1,
+  });
+  assert.equal(outputOf(await service.runTask(task)), "receipt for o-9 (ex-1/receipt/3, run 3, attempt 2, poll 1)");
 });
 
 test("the context describes the task", async () => {

@@ -46,7 +46,11 @@ export interface Task {
   step: string;
   /** 1-based attempt number; retry_after polls keep the same attempt. */
   attempt: number;
-  /** Stable for one attempt: "<execution_id>/<step>/<attempt>". */
+  /**
+   * "<execution_id>/<step>/<run>": unique per run of the step in the execution,
+   * the same for every attempt and retry_after poll of that run. An engine that
+   * predates `run` sends "<execution_id>/<step>/<attempt>".
+   */
   idempotencyKey: string;
   /** JSON object: {"input": <workflow input>, "results": {<step>: <output>}}. */
   argumentsJson: string;
@@ -73,7 +77,15 @@ export interface Task {
    */
   lastProgressJson: string;
   /** The attempt must finish before this instant; unset: no deadline. */
-  attemptDeadline: Date | undefined;
+  attemptDeadline:
+    | Date
+    | undefined;
+  /**
+   * 1-based run of the step in this execution: 1 for its first run, +1 each time
+   * a jump (branch or diverge goto) or a dead-letter redrive starts it over; the
+   * same for every attempt of that run. 0 from an engine that predates it.
+   */
+  run: number;
 }
 
 export interface PollTaskResponse {
@@ -275,6 +287,7 @@ function createBaseTask(): Task {
     poll: 0,
     lastProgressJson: "",
     attemptDeadline: undefined,
+    run: 0,
   };
 }
 
@@ -318,6 +331,9 @@ export const Task: MessageFns<Task> = {
     }
     if (message.attemptDeadline !== undefined) {
       Timestamp.encode(toTimestamp(message.attemptDeadline), writer.uint32(106).fork()).join();
+    }
+    if (message.run !== 0) {
+      writer.uint32(112).uint32(message.run);
     }
     return writer;
   },
@@ -439,6 +455,14 @@ export const Task: MessageFns<Task> = {
             message.attemptDeadline = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
             continue;
           }
+          case 14: {
+            if (tag !== 112) {
+              break;
+            }
+
+            message.run = reader.uint32();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -469,6 +493,7 @@ export const Task: MessageFns<Task> = {
     message.poll = object.poll ?? 0;
     message.lastProgressJson = object.lastProgressJson ?? "";
     message.attemptDeadline = object.attemptDeadline ?? undefined;
+    message.run = object.run ?? 0;
     return message;
   },
 };
