@@ -89,6 +89,7 @@ def decide(
     now_ms: int,
     max_history_events: int = DEFAULT_MAX_HISTORY_EVENTS,
     max_task_bytes: int = DEFAULT_MAX_TASK_BYTES,
+    max_input_bytes: int = limits.DEFAULT_MAX_PAYLOAD_BYTES,
 ) -> Decision:
     """Apply one command to (a copy of) the state and return what must be recorded.
 
@@ -96,9 +97,10 @@ def decide(
     the limit: the last events of one decision may pass it by the few that decision made.
     ``max_task_bytes`` bounds what a task carries (input and results): the step whose output
     would pass it fails for good, and an approval or input that would pass it is refused.
+    ``max_input_bytes`` (the payload limit) bounds an input the schema's defaults made larger.
     """
     _check_strings(command)
-    return _Decider(definition, state.clone(), now_ms, max_history_events, max_task_bytes).run(command)
+    return _Decider(definition, state.clone(), now_ms, max_history_events, max_task_bytes, max_input_bytes).run(command)
 
 
 class _Decider:
@@ -109,12 +111,14 @@ class _Decider:
         now_ms: int,
         max_history_events: int,
         max_task_bytes: int,
+        max_input_bytes: int,
     ) -> None:
         self.definition = definition
         self.state = state
         self.now = now_ms
         self.max_history_events = max_history_events
         self.max_task_bytes = max_task_bytes
+        self.max_input_bytes = max_input_bytes
         self.decision = Decision(state=state)
 
     # -- plumbing --------------------------------------------------------------------------
@@ -169,8 +173,16 @@ class _Decider:
         if self.state.started:
             self.decision.reply = Reply.DUPLICATE
             return
+        # Filled here, not by the caller, so ExecutionStarted records the filled input: replay never fills.
+        input = self.definition.with_input_defaults(command.input)
+        if input is not command.input and limits.json_size(input) > self.max_input_bytes:
+            raise InputInvalid(
+                f"the input with the input schema's defaults filled in is"
+                f" {limits.describe_size(limits.json_size(input))}, over the"
+                f" {limits.describe_size(self.max_input_bytes)} payload limit"
+            )
         try:
-            self.definition.validate_input(command.input)
+            self.definition.validate_input(input)
         except InputInvalid:
             if command.input is not None:
                 raise
@@ -179,13 +191,13 @@ class _Decider:
             raise InputInvalid(
                 f"the workflow {command.workflow!r} requires an input{f' ({kind})' if kind else ''} and none was given"
             ) from None
-        size = limits.json_size(command.input)
+        size = limits.json_size(input)
         if size + 64 > self.max_task_bytes:
             raise InputInvalid(
                 f"the input is {limits.describe_size(size)}, over the {limits.describe_size(self.max_task_bytes)}"
                 " limit of what a task carries"
             )
-        self.emit(ev.ExecutionStarted(command.workflow, command.input, self.definition.spec_hash))
+        self.emit(ev.ExecutionStarted(command.workflow, input, self.definition.spec_hash))
         self.advance()
 
     def current_task(self, token: str) -> tuple[str, int] | None:

@@ -21,6 +21,7 @@ from referencing.exceptions import Unresolvable
 from .cel_cost import MAX_CEL_COST, CelCost, CelSyntaxError, CelTooDeep, parse_cost_model
 from .durations import parse_duration
 from .errors import InputInvalid, SpecProblem, WorkflowInvalid, format_path
+from .input_defaults import defaults_filler
 from .input_schema import compile_input_schema
 from .spec import MAX_CEL_CHARS, DivergeRule, RetryPolicy, WorkflowSpec
 
@@ -131,9 +132,18 @@ class WorkflowDefinition:
     output: CelExpression | None
     input_schema: Mapping[str, Any] | None
     _input_validator: Any = field(default=None, repr=False, compare=False)
+    _input_defaults: Any = field(default=None, repr=False, compare=False)
 
     def position_of(self, step: str) -> int:
         return self.steps[step].position
+
+    def with_input_defaults(self, value: Any) -> Any:
+        """``value`` with the input schema's ``default``s filled in where properties are missing.
+
+        A new execution's input is filled before it is validated, and the filled input is what
+        its ``ExecutionStarted`` records, so a replay never fills again.
+        """
+        return value if self._input_defaults is None else self._input_defaults.fill(value)
 
     def validate_input(self, value: Any) -> None:
         """Raise InputInvalid naming the first violation of the input schema."""
@@ -320,6 +330,7 @@ class _Compiler:
             output=output,
             input_schema=self.spec.input,
             _input_validator=validator,
+            _input_defaults=None if validator is None else defaults_filler(validator),
         )
 
     def _timeline(self) -> None:

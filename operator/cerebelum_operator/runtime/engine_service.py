@@ -136,6 +136,7 @@ class EngineService:
         self.clock = clock
         self.max_history_events = max_history_events
         self.max_task_bytes = task_budget(max_payload_bytes)
+        self.max_payload_bytes = max_payload_bytes
         self._cache: OrderedDict[str, _Cached] = OrderedDict()
         self._cache_size = cache_size
         self._locks: dict[str, asyncio.Lock] = {}
@@ -224,7 +225,9 @@ class EngineService:
         if row is None:
             existing = await self.db.run(self.db.store.get_execution, execution_id)
             if existing is not None:
-                return _existing(existing, workflow, input)
+                # It recorded its input with its schema's defaults filled in: compare like with like.
+                filled = self.definition_for(existing.spec, started=True).with_input_defaults(input)
+                return _existing(existing, workflow, filled)
             raise WorkflowNotFound(f"workflow {workflow!r} not found: apply it first")
         definition = self.definition_for(row.spec)
         now = self.clock.now_ms()
@@ -235,8 +238,10 @@ class EngineService:
             now_ms=now,
             max_history_events=self.max_history_events,
             max_task_bytes=self.max_task_bytes,
+            max_input_bytes=self.max_payload_bytes,
         )
         assert decision.state is not None
+        input = decision.state.input  # with the input schema's defaults filled in
         new = NewExecution(workflow=workflow, spec=row.spec, spec_hash=definition.spec_hash, input=input)
         try:
             decision, reserved = self._with_eager_leases(execution_id, definition, decision, now)
