@@ -41,6 +41,14 @@ class Timeline:
     attempts: dict[str, int] = field(default_factory=dict)  # highest attempt of the current round
     landed: int | None = None  # position a jump just moved to
     terminal: bool = False
+    jumps: dict[str, int] = field(default_factory=dict)  # JumpTaken per rule
+
+    def bound(self, rule: str) -> int | None:
+        """The maxIterations of the branch or diverge rule keyed ``rule``."""
+        bounds = {r.key: r.max_iterations for group in self.definition.branch.values() for r in group}
+        bounds |= {r.key: r.max_iterations for group in self.definition.diverge.values() for r in group}
+        check(rule in bounds, f"an event names rule {rule}, which the workflow does not have")
+        return bounds[rule]
 
     def members(self, position: int) -> tuple[str, ...]:
         return self.definition.positions[position] if position >= 0 else ()
@@ -101,7 +109,22 @@ class Timeline:
                 self.sleeping.add(event.step)
             case ev.SleepEnded():
                 self.sleeping.discard(event.step)
+            case ev.JumpLimitReached():
+                # A loop cut at its bound says so, and only then: its rule jumped exactly `bound` times.
+                assert event.rule is not None
+                check(self.bound(event.rule) == event.bound, f"{event.rule} refused with bound {event.bound}")
+                check(self.jumps.get(event.rule, 0) == event.bound, f"{event.rule} refused before its bound")
+                origin = self.definition.position_of(event.step)
+                check(self.definition.position_of(event.target) <= origin, f"{event.rule}: a forward goto refused")
+                check(origin == self.position, f"{event.rule} refused from {origin}, not the current {self.position}")
             case ev.JumpTaken():
+                self.jumps[event.rule] = self.jumps.get(event.rule, 0) + 1
+                bound = self.bound(event.rule)
+                origin, target = (self.definition.position_of(s) for s in (event.from_step, event.to_step))
+                check(
+                    bound is None or target > origin or self.jumps[event.rule] <= bound,
+                    f"{event.rule} jumped past its bound {bound}",
+                )
                 check(self.position_done(), f"jump {event.rule} before position {self.position} completed")
                 origin = self.definition.position_of(event.from_step)
                 target = self.definition.position_of(event.to_step)

@@ -112,6 +112,10 @@ def execution_info(
                     waiting_hint=now.waiting_hint or "",
                 )
             )
+        for rule, cut in state.jump_limits.items():
+            info.jump_limits.append(
+                pb.JumpLimit(rule=rule, step=cut.step, target=cut.target, bound=cut.bound, times=cut.times)
+            )
         for name, approval in state.approvals.items():
             info.pending_approvals.append(
                 pb.PendingApproval(

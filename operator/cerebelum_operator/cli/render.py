@@ -185,6 +185,17 @@ def show_execution(execution: Any, *, stacktraces: bool = False) -> None:
                 console.print(Text(printable(f"  Progress of {step.name}: {compact(step.progress, 200)}")))
             if step.waiting_hint:
                 console.print(Text(printable(f"  Step {step.name} waits: {step.waiting_hint}"), style="yellow"))
+    for cut in execution.jump_limits:  # Text, never markup: names come from the spec
+        again = f", refused {cut.times} times" if cut.times > 1 else ""
+        console.print(
+            Text(
+                printable(
+                    f"  Loop cut: {cut.rule} stopped jumping from {cut.step} back to {cut.target}"
+                    f" after {cut.bound} (maxIterations){again}"
+                ),
+                style="yellow",
+            )
+        )
     for approval in execution.pending_approvals:
         timeout = f", times out {when(approval.timeout_at)}" if approval.timeout_at else ""
         console.print(

@@ -120,6 +120,8 @@ class _Decider:
         self.max_task_bytes = max_task_bytes
         self.max_input_bytes = max_input_bytes
         self.decision = Decision(state=state)
+        # Gotos refused by their bound while rules were matched, recorded after the event they follow.
+        self.refused_jumps: list[ev.JumpLimitReached] = []
 
     # -- plumbing --------------------------------------------------------------------------
 
@@ -128,7 +130,13 @@ class _Decider:
         recorded = ev.RecordedEvent(seq=seq, at_ms=self.now, event=event)
         apply_event(self.state, self.definition, recorded)
         self.decision.events.append(recorded)
+        self.record_refused_jumps()  # after the step's outcome, whose diverge rules refused them
         return seq
+
+    def record_refused_jumps(self) -> None:
+        refused, self.refused_jumps = self.refused_jumps, []
+        for event in refused:
+            self.emit(event)
 
     def do(self, action: act.Action) -> None:
         self.decision.actions.append(action)
@@ -579,6 +587,7 @@ class _Decider:
     def fail_execution(self, reason: str, step: str | None) -> None:
         if self.state.phase.terminal:
             return
+        self.record_refused_jumps()  # what was refused before the failure, recorded before it
         self.stop_everything()
         self.emit(ev.ExecutionFailed(reason, step))
 
@@ -618,10 +627,15 @@ class _Decider:
         return None
 
     def jump_allowed(self, key: str, step: str, target: str | None, bound: int | None) -> bool:
+        """False for a backward goto whose rule already jumped ``bound`` times: that is recorded."""
         if target is None:
             return False
         backward = self.definition.position_of(target) <= self.definition.position_of(step)
-        return not (backward and bound is not None and self.state.jump_counts.get(key, 0) >= bound)
+        if backward and bound is not None and self.state.jump_counts.get(key, 0) >= bound:
+            # Otherwise the loop is cut in silence and the execution may succeed without a sign of it.
+            self.refused_jumps.append(ev.JumpLimitReached(step, target, bound, key))
+            return False
+        return True
 
     # -- moving along the timeline ---------------------------------------------------------
 
@@ -705,7 +719,9 @@ class _Decider:
                     self.fail_execution(str(exc), name)
                     return None
                 if taken and self.jump_allowed(rule.key, name, rule.goto, rule.max_iterations):
+                    self.record_refused_jumps()
                     return rule.key, name, rule.goto
+        self.record_refused_jumps()
         return None
 
     def finish(self) -> None:

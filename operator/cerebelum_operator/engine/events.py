@@ -20,6 +20,7 @@ __all__ = [
     "ExecutionFailed",
     "ExecutionStarted",
     "ExecutionSucceeded",
+    "JumpLimitReached",
     "JumpTaken",
     "RecordedEvent",
     "SleepEnded",
@@ -208,6 +209,21 @@ class JumpTaken(Event):
 
 
 @dataclass(frozen=True, slots=True)
+class JumpLimitReached(Event):
+    """A backward goto matched but was not taken: its rule had jumped ``bound`` times (maxIterations).
+
+    The timeline goes on as if the rule had not matched; this records that a loop was cut.
+    New kind: histories written before it never hold one, so they load unchanged.
+    """
+
+    kind: ClassVar[str] = "JumpLimitReached"
+    step: str
+    target: str
+    bound: int
+    rule: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class ExecutionSucceeded(Event):
     kind: ClassVar[str] = "ExecutionSucceeded"
     output: JSON
@@ -244,6 +260,7 @@ _EVENT_TYPES: dict[str, type[Event]] = {
         ApprovalRejected,
         ApprovalTimedOut,
         JumpTaken,
+        JumpLimitReached,
         ExecutionSucceeded,
         ExecutionFailed,
         ExecutionCancelled,

@@ -22,6 +22,7 @@ from .events import (
     ExecutionFailed,
     ExecutionStarted,
     ExecutionSucceeded,
+    JumpLimitReached,
     JumpTaken,
     RecordedEvent,
     SleepEnded,
@@ -37,6 +38,7 @@ from .events import (
 __all__ = [
     "ExecutionPhase",
     "ExecutionState",
+    "JumpLimit",
     "PendingApproval",
     "PendingSleep",
     "StepPhase",
@@ -106,6 +108,16 @@ class StepState:
 
 
 @dataclass(frozen=True, slots=True)
+class JumpLimit:
+    """A loop cut at its bound: the rule's goto from ``step`` to ``target`` was refused after ``bound`` jumps."""
+
+    step: str
+    target: str
+    bound: int
+    times: int = 1  # how often it was refused
+
+
+@dataclass(frozen=True, slots=True)
 class PendingSleep:
     timer_id: str
     wake_at_ms: int
@@ -136,6 +148,7 @@ class ExecutionState:
     carried_bytes: int = 0
     finished_tokens: set[str] = field(default_factory=set)
     jump_counts: dict[str, int] = field(default_factory=dict)
+    jump_limits: dict[str, JumpLimit] = field(default_factory=dict)  # by rule (or "step->target")
     pending_jump: tuple[str, str, str] | None = None
     sleeps: dict[str, PendingSleep] = field(default_factory=dict)
     approvals: dict[str, PendingApproval] = field(default_factory=dict)
@@ -165,6 +178,7 @@ class ExecutionState:
             result_sizes=dict(self.result_sizes),
             finished_tokens=set(self.finished_tokens),
             jump_counts=dict(self.jump_counts),
+            jump_limits=dict(self.jump_limits),
             sleeps=dict(self.sleeps),
             approvals=dict(self.approvals),
             dead_letters=dict(self.dead_letters),
@@ -352,6 +366,10 @@ def apply_event(state: ExecutionState, definition: WorkflowDefinition, recorded:
             state.approvals.pop(event.step, None)
         case JumpTaken():
             _jump(state, definition, event)
+        case JumpLimitReached():
+            key = event.rule or f"{event.step}->{event.target}"
+            before = state.jump_limits.get(key)
+            state.jump_limits[key] = JumpLimit(event.step, event.target, event.bound, before.times + 1 if before else 1)
         case ExecutionSucceeded():
             state.phase = ExecutionPhase.SUCCEEDED
             state.output = event.output

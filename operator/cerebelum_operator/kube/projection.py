@@ -138,7 +138,7 @@ def _where_it_stands(state: ExecutionState, phase: ExecutionPhase, limits: Proje
     if phase == ExecutionPhase.SUCCEEDED:
         done = sum(1 for step in state.steps.values() if step.phase == StepPhase.SUCCEEDED)
         took = duration_text(state.updated_at_ms - state.created_at_ms)
-        return f"finished after {_plural(done, 'step')} in {took}"
+        return f"finished after {_plural(done, 'step')} in {took}{_loops_cut(state)}"
     if phase.terminal:
         return _cut(state.error, limits.error_chars) or phase.value.lower()
     if phase == ExecutionPhase.PENDING:
@@ -149,6 +149,16 @@ def _where_it_stands(state: ExecutionState, phase: ExecutionPhase, limits: Proje
     if phase == ExecutionPhase.SLEEPING:
         return f"sleeping until {rfc3339(state.wake_at_ms())}"
     return "running"
+
+
+def _loops_cut(state: ExecutionState) -> str:
+    """ "; loop branch.b[0] cut at maxIterations 2" for loops cut at their bound (their events may
+    have scrolled out of recentEvents), the first three named."""
+    if not state.jump_limits:
+        return ""
+    named = [f"{rule} cut at maxIterations {cut.bound}" for rule, cut in list(state.jump_limits.items())[:3]]
+    more = len(state.jump_limits) - len(named)
+    return "; loop " + ", ".join(named) + (f" and {more} more" if more else "")
 
 
 _SUCCEEDED_CONDITION = {

@@ -546,3 +546,17 @@ def test_a_step_without_progress_shows_none() -> None:
     sim.send(cmd.TaskStarted(sim.task("batch").token, "w1"))
     (step,) = project(sim.state, sim.history)["steps"]
     assert step["progress"] is None
+
+
+def test_a_loop_cut_at_its_bound_shows_in_recent_events_and_in_the_succeeded_condition() -> None:
+    spec = {"timeline": ["a", "b"], "branch": {"b": [{"when": "result.b == true", "goto": "a", "maxIterations": 1}]}}
+    sim = Simulator.start(spec)
+    run_all(sim, ["a", "b", "a", "b"])
+
+    status = project(sim.state, sim.history)
+
+    assert {"type": "JumpLimitReached", "step": "b"}.items() <= status["recentEvents"][-2].items()
+    (succeeded,) = [c for c in status["conditions"] if c["type"] == "Succeeded"]
+    assert succeeded["status"] == "True"
+    assert succeeded["message"].endswith("; loop branch.b[0] cut at maxIterations 1")
+    ExecutionStatus.model_validate(status)

@@ -15,6 +15,7 @@ __all__ = [
     "DeadLetter",
     "Execution",
     "HistoryEvent",
+    "JumpLimit",
     "PendingApproval",
     "StepStatus",
     "WorkflowInfo",
@@ -90,6 +91,22 @@ class PendingApproval:
 
 
 @dataclass(frozen=True, slots=True)
+class JumpLimit:
+    """A loop cut at its bound: rule ``rule`` of step ``step`` matched ``times`` more times after
+    jumping back to ``target`` ``bound`` times (its ``maxIterations``), and the execution went on."""
+
+    rule: str
+    step: str
+    target: str
+    bound: int
+    times: int
+
+    @classmethod
+    def from_proto(cls, cut: workflow_pb2.JumpLimit) -> JumpLimit:
+        return cls(rule=cut.rule, step=cut.step, target=cut.target, bound=cut.bound, times=cut.times)
+
+
+@dataclass(frozen=True, slots=True)
 class Execution:
     """One run of a workflow. ``phase`` is Pending, Running, Sleeping, WaitingForApproval,
     Succeeded, Failed or Cancelled; ``input``/``output`` are parsed JSON (``None`` when empty)."""
@@ -107,6 +124,8 @@ class Execution:
     event_count: int
     steps: tuple[StepStatus, ...]
     pending_approvals: tuple[PendingApproval, ...]
+    jump_limits: tuple[JumpLimit, ...] = ()
+    """Loops cut at their ``maxIterations``: empty when every loop ended by its own condition."""
 
     @property
     def is_terminal(self) -> bool:
@@ -133,6 +152,7 @@ class Execution:
             event_count=info.event_count,
             steps=tuple(StepStatus.from_proto(step) for step in info.steps),
             pending_approvals=tuple(PendingApproval.from_proto(a) for a in info.pending_approvals),
+            jump_limits=tuple(JumpLimit.from_proto(cut) for cut in info.jump_limits),
         )
 
 

@@ -118,6 +118,22 @@ export interface PendingApproval {
   timeoutAt: Date | undefined;
 }
 
+/**
+ * A loop cut at its bound: a branch or diverge rule's backward goto matched but
+ * was refused, because the rule had already jumped max_iterations times.
+ */
+export interface JumpLimit {
+  /** The rule, e.g. "branch.check[0]". */
+  rule: string;
+  /** The step whose rule matched, and where its goto would have gone. */
+  step: string;
+  target: string;
+  /** Its maxIterations. */
+  bound: number;
+  /** How many times the jump was refused. */
+  times: number;
+}
+
 export interface ExecutionInfo {
   id: string;
   workflow: string;
@@ -145,7 +161,11 @@ export interface ExecutionInfo {
     | Date
     | undefined;
   /** When a sleeping execution wakes; unset when it is not sleeping. */
-  wakeAt: Date | undefined;
+  wakeAt:
+    | Date
+    | undefined;
+  /** Loops cut at their maxIterations (JumpLimitReached events), one per rule. */
+  jumpLimits: JumpLimit[];
 }
 
 export interface GetExecutionRequest {
@@ -929,6 +949,109 @@ export const PendingApproval: MessageFns<PendingApproval> = {
   },
 };
 
+function createBaseJumpLimit(): JumpLimit {
+  return { rule: "", step: "", target: "", bound: 0, times: 0 };
+}
+
+export const JumpLimit: MessageFns<JumpLimit> = {
+  encode(message: JumpLimit, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.rule !== "") {
+      writer.uint32(10).string(message.rule);
+    }
+    if (message.step !== "") {
+      writer.uint32(18).string(message.step);
+    }
+    if (message.target !== "") {
+      writer.uint32(26).string(message.target);
+    }
+    if (message.bound !== 0) {
+      writer.uint32(32).uint32(message.bound);
+    }
+    if (message.times !== 0) {
+      writer.uint32(40).uint32(message.times);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): JumpLimit {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseJumpLimit();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.rule = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.step = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.target = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.bound = reader.uint32();
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.times = reader.uint32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create(base?: DeepPartial<JumpLimit>): JumpLimit {
+    return JumpLimit.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<JumpLimit>): JumpLimit {
+    const message = createBaseJumpLimit();
+    message.rule = object.rule ?? "";
+    message.step = object.step ?? "";
+    message.target = object.target ?? "";
+    message.bound = object.bound ?? 0;
+    message.times = object.times ?? 0;
+    return message;
+  },
+};
+
 function createBaseExecutionInfo(): ExecutionInfo {
   return {
     id: "",
@@ -947,6 +1070,7 @@ function createBaseExecutionInfo(): ExecutionInfo {
     createdAt: undefined,
     updatedAt: undefined,
     wakeAt: undefined,
+    jumpLimits: [],
   };
 }
 
@@ -999,6 +1123,9 @@ export const ExecutionInfo: MessageFns<ExecutionInfo> = {
     }
     if (message.wakeAt !== undefined) {
       Timestamp.encode(toTimestamp(message.wakeAt), writer.uint32(130).fork()).join();
+    }
+    for (const v of message.jumpLimits) {
+      JumpLimit.encode(v!, writer.uint32(138).fork()).join();
     }
     return writer;
   },
@@ -1144,6 +1271,14 @@ export const ExecutionInfo: MessageFns<ExecutionInfo> = {
             message.wakeAt = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
             continue;
           }
+          case 17: {
+            if (tag !== 138) {
+              break;
+            }
+
+            message.jumpLimits.push(JumpLimit.decode(reader, reader.uint32()));
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1177,6 +1312,7 @@ export const ExecutionInfo: MessageFns<ExecutionInfo> = {
     message.createdAt = object.createdAt ?? undefined;
     message.updatedAt = object.updatedAt ?? undefined;
     message.wakeAt = object.wakeAt ?? undefined;
+    message.jumpLimits = object.jumpLimits?.map((e) => JumpLimit.fromPartial(e)) || [];
     return message;
   },
 };
