@@ -95,6 +95,19 @@ def test_earlier_results_fill_parameters_of_their_name() -> None:
     assert result.output == "receipt for o-1"
 
 
+def test_ctx_result_reads_an_earlier_steps_output_by_any_name_and_a_missing_one_fails_for_good() -> None:
+    def notify(ctx: StepContext) -> str:
+        return f"sent {ctx.result('send-receipt')['id']}"
+
+    env = StepEnvironment(results={"send-receipt": {"id": "r-1"}})
+
+    assert env.run(notify).output == "sent r-1"
+    missing = StepEnvironment(results={"charge": 1}).run(notify)
+    assert missing.kind == "failure" and missing.failure is not None
+    assert (missing.failure.type, missing.failure.non_retryable) == ("MissingArgument", True)
+    assert "needs the result of step 'send-receipt', which has none" in missing.failure.message
+
+
 def test_a_missing_or_invalid_input_is_the_failure_a_worker_reports() -> None:
     result = StepEnvironment(input={"id": "o-1"}).run(charge)
 

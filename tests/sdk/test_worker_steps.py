@@ -166,6 +166,35 @@ async def test_a_missing_result_fails_the_attempt_for_good_naming_the_parameter_
     assert "'ship'" in done.failure.message
 
 
+async def test_ctx_result_reads_an_earlier_steps_output_by_a_name_no_parameter_can_have(
+    worker_service: FakeWorkerService,
+) -> None:
+    worker = make_worker(worker_service)
+
+    @worker.step()
+    def notify(ctx: StepContext) -> str:
+        receipt = ctx.result("send-receipt")
+        return f"{receipt} ({sorted(ctx.results)})"
+
+    @worker.step()
+    async def missing(ctx: StepContext) -> object:
+        return ctx.result("send-receit")
+
+    async with running(worker):
+        done = await worker_service.run_task(make_task("notify", results={"send-receipt": "r-1", "charge": 2}))
+        failed = await worker_service.run_task(make_task("missing", results={"send-receipt": "r-1"}))
+
+    assert done.WhichOneof("outcome") == "success" and json.loads(done.success.output_json) == (
+        "r-1 (['charge', 'send-receipt'])"
+    )
+    assert failed.WhichOneof("outcome") == "failure"
+    assert (failed.failure.type, failed.failure.non_retryable) == ("MissingArgument", True)
+    assert failed.failure.message == (
+        "step 'missing' needs the result of step 'send-receit', which has none "
+        "(is the step name right, and does this step come after it?)"
+    )
+
+
 async def test_a_parameter_with_a_default_takes_it_when_the_result_is_missing(
     worker_service: FakeWorkerService,
 ) -> None:

@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import datetime
+from types import MappingProxyType
 from typing import Any, TypeVar
 
 from cerebelum.durations import Duration, duration_ms
@@ -29,6 +30,8 @@ class StepContext:
     starts it over), ``idempotency_key`` (``"<execution_id>/<step>/<run>"``: unique per run, the
     same for every retry of it), ``worker_id``, ``poll`` (how many ``retry_after`` polls of this
     attempt came before) and ``deadline`` (when the attempt must finish, or ``None``).
+    :attr:`results` and :meth:`result` give the earlier steps' outputs by name, including names
+    that cannot be parameters (``send-receipt``).
     """
 
     __slots__ = (
@@ -42,6 +45,7 @@ class StepContext:
         "_on_heartbeat",
         "_outcomes",
         "_progress_json",
+        "_results",
         "attempt",
         "deadline",
         "execution_id",
@@ -73,12 +77,38 @@ class StepContext:
         self._cancel_reason: CancelReason | None = None
         self._cancel_event: asyncio.Event | None = None
         self._outcomes: list[Outcome] = []
+        self._results: Mapping[str, Any] = MappingProxyType({})
 
     def __repr__(self) -> str:
         return (
             f"StepContext(execution_id={self.execution_id!r}, step={self.step!r}, "
             f"run={self.run}, attempt={self.attempt}, poll={self.poll})"
         )
+
+    # -- earlier steps' outputs -------------------------------------------------------------
+
+    @property
+    def results(self) -> Mapping[str, Any]:
+        """The outputs of the earlier steps, by step name (read-only)."""
+        return self._results
+
+    def result(self, name: str) -> Any:
+        """The output of the earlier step ``name``, for names a parameter cannot have (``send-receipt``).
+
+        Raises a non-retryable ``MissingArgument`` failure when that step has no output (a wrong
+        name, or a step this one does not come after), as the TypeScript SDK's ``ctx.result``.
+        """
+        if name not in self._results:
+            raise NonRetryableError(
+                f"step {self.step!r} needs the result of step {name!r}, which has none "
+                "(is the step name right, and does this step come after it?)",
+                type="MissingArgument",
+            )
+        return self._results[name]
+
+    def _set_results(self, results: Any) -> None:
+        """Called by the worker with the task's ``results``, parsed once for the parameters and for this."""
+        self._results = MappingProxyType(results if isinstance(results, dict) else {})
 
     # -- heartbeats -------------------------------------------------------------------------
 

@@ -109,7 +109,9 @@ async def run_attempt(
     value: Any = None
     error: BaseException | None = None
     try:
-        args, kwargs = definition.bind(_arguments(task), ctx)
+        arguments = _arguments(task)
+        ctx._set_results(arguments.get("results"))
+        args, kwargs = definition.bind(arguments, ctx)
         attempt.in_step = True
         if definition.is_async:
             value = await definition.fn(*args, **kwargs)
