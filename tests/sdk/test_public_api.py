@@ -23,6 +23,7 @@ EXPECTED = [
     "FailedPreconditionError",
     "HistoryEvent",
     "InvalidArgumentError",
+    "JumpLimit",
     "NonRetryableError",
     "NotFoundError",
     "PendingApproval",
