@@ -18,7 +18,7 @@ from ..engine import DEFAULT_MAX_HISTORY_EVENTS, Decision, ExecutionPhase, Execu
 from ..engine import commands as cmd
 from ..engine.actions import Action
 from ..engine.events import RecordedEvent
-from ..model import WorkflowDefinition, compile_workflow
+from ..model import WorkflowDefinition, WorkflowInvalid, compile_workflow
 from ..model.limits import DEFAULT_MAX_PAYLOAD_BYTES, task_budget
 from ..store import (
     AppendRequest,
@@ -100,14 +100,18 @@ class ExecutionConflict(Exception):
     """
 
 
-def _existing(row: ExecutionRow, workflow: str, input: Any) -> ExecutionRow:
-    """The execution a start found under its id, if that start asked for the same thing."""
+def _existing(row: ExecutionRow, workflow: str, input: Any, filled: Any) -> ExecutionRow:
+    """The execution a start found under its id, if that start asked for the same thing.
+
+    ``filled`` is ``input`` with the defaults of the execution's own input schema: what it
+    recorded, unless it started before defaults were filled (then ``input`` itself).
+    """
     if row.workflow != workflow:
         raise ExecutionConflict(
             f"execution {row.execution_id!r} already exists, of workflow {row.workflow!r}, not {workflow!r};"
             " it was not started again: choose another id"
         )
-    if row.input != input:
+    if row.input != filled and row.input != input:
         raise ExecutionConflict(
             f"execution {row.execution_id!r} already exists with a different input; it was not started again:"
             " choose another id"
@@ -214,6 +218,14 @@ class EngineService:
             self._definitions_by_source[source] = cached
         return cached
 
+    def _existing(self, row: ExecutionRow, workflow: str, input: Any) -> ExecutionRow:
+        """`_existing`, with ``input`` filled by the defaults of the spec the execution started with."""
+        try:
+            filled = self.definition_for(row.spec, started=True).with_input_defaults(input)
+        except WorkflowInvalid:  # a snapshot this release no longer compiles: compare as given
+            filled = input
+        return _existing(row, workflow, input, filled)
+
     # -- commands ------------------------------------------------------------------------
 
     async def start(self, workflow: str, input: Any, *, execution_id: str) -> ExecutionRow:
@@ -225,9 +237,7 @@ class EngineService:
         if row is None:
             existing = await self.db.run(self.db.store.get_execution, execution_id)
             if existing is not None:
-                # It recorded its input with its schema's defaults filled in: compare like with like.
-                filled = self.definition_for(existing.spec, started=True).with_input_defaults(input)
-                return _existing(existing, workflow, filled)
+                return self._existing(existing, workflow, input)
             raise WorkflowNotFound(f"workflow {workflow!r} not found: apply it first")
         definition = self.definition_for(row.spec)
         now = self.clock.now_ms()
@@ -241,7 +251,7 @@ class EngineService:
             max_input_bytes=self.max_payload_bytes,
         )
         assert decision.state is not None
-        input = decision.state.input  # with the input schema's defaults filled in
+        raw, input = input, decision.state.input  # with the input schema's defaults filled in
         new = NewExecution(workflow=workflow, spec=row.spec, spec_hash=definition.spec_hash, input=input)
         try:
             decision, reserved = self._with_eager_leases(execution_id, definition, decision, now)
@@ -253,7 +263,7 @@ class EngineService:
         except ExecutionExists:
             existing = await self.db.run(self.db.store.get_execution, execution_id)
             assert existing is not None
-            return _existing(existing, workflow, input)
+            return self._existing(existing, workflow, raw)
         assert decision.state is not None
         self._remember_or_forget(execution_id, _Cached(definition, decision.state, workflow))
         await self._publish(execution_id, decision)

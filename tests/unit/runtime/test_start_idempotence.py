@@ -38,3 +38,21 @@ async def test_a_start_with_an_existing_id_and_another_input_is_refused_naming_t
     stored = await engine.get_execution("e1")
     assert again.created_at_ms == first.created_at_ms and again.input == {"n": 1}
     assert stored is not None and stored.input == {"n": 1}
+
+
+DEFAULTED = {**SPEC, "input": {"type": "object", "properties": {"region": {"default": "eu"}}}}
+
+
+async def test_a_retried_start_is_recognised_though_the_execution_recorded_its_input_with_defaults(
+    engine: EngineService,
+) -> None:
+    await engine.db.run(engine.db.store.put_workflow, "defaulted", DEFAULTED, now_ms=0)
+    first = await engine.start("defaulted", {"n": 1}, execution_id="d1")
+    await engine.db.run(engine.db.store.put_workflow, "defaulted", SPEC, now_ms=1)  # the workflow changed since
+
+    again = await engine.start("defaulted", {"n": 1}, execution_id="d1")
+
+    assert first.input == again.input == {"n": 1, "region": "eu"}
+    assert again.created_at_ms == first.created_at_ms
+    with pytest.raises(ExecutionConflict, match="already exists with a different input"):
+        await engine.start("defaulted", {"n": 1, "region": "us"}, execution_id="d1")
