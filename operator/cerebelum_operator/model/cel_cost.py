@@ -327,6 +327,27 @@ def _plain_text(token: str) -> str | None:
 
 
 def _cost(node: CelNode, env: _Env, data: _Shape) -> tuple[int, _Shape]:
+    """The node's cost and the shape of its value.
+
+    A chain (`a || b || …`, `x.a.b`, `x.f().g()`) nests as deep as it is long, its first child
+    innermost: that spine is walked in a loop, so a long chain cannot exhaust Python's stack.
+    Other nesting is bounded by the parser (MAX_CEL_NESTING).
+    """
+    spine = [node]
+    while _chained(spine[-1]):
+        spine.append(spine[-1].children[0])
+    result = _node_cost(spine.pop(), env, data, None)
+    while spine:
+        result = _node_cost(spine.pop(), env, data, result)
+    return result
+
+
+def _chained(node: CelNode) -> bool:
+    return node.kind in ("binary", "select", "index", "macro") or (node.kind == "call" and node.member)
+
+
+def _node_cost(node: CelNode, env: _Env, data: _Shape, first: tuple[int, _Shape] | None) -> tuple[int, _Shape]:
+    """One node's cost; `first`, when given, is that of its first child, already computed."""
     kind = node.kind
     if kind == "literal":
         return 1, _Shape(chars=node.size) if node.size else _SCALAR_SHAPE
@@ -341,8 +362,9 @@ def _cost(node: CelNode, env: _Env, data: _Shape) -> tuple[int, _Shape]:
             element=_union(s for _, s in parts) if parts else None,
         )
     if kind == "macro":
-        return _macro(node, env, data)
-    parts = [_cost(child, env, data) for child in node.children]
+        return _macro(node, env, data, first)
+    rest = node.children if first is None else node.children[1:]
+    parts = ([] if first is None else [first]) + [_cost(child, env, data) for child in rest]
     cost = 1 + sum(c for c, _ in parts)
     shapes = [s for _, s in parts]
     if kind in ("select", "index"):
@@ -391,9 +413,9 @@ def _binary(operator: str, cost: int, left: _Shape, right: _Shape) -> tuple[int,
     return cost, _SCALAR_SHAPE
 
 
-def _macro(node: CelNode, env: _Env, data: _Shape) -> tuple[int, _Shape]:
+def _macro(node: CelNode, env: _Env, data: _Shape, first: tuple[int, _Shape] | None) -> tuple[int, _Shape]:
     target, variable, *body = node.children
-    range_cost, range_shape = _cost(target, env, data)
+    range_cost, range_shape = first if first is not None else _cost(target, env, data)
     count = range_shape.length
     inner = {**env, variable.value: range_shape.item()}
     parts = [_cost(child, inner, data) for child in body]
