@@ -22,9 +22,11 @@ __all__ = [
     "EXPRESSION_VARIABLES",
     "FUNCTIONS",
     "MAX_NAME_PROBLEMS",
+    "MAX_SUGGESTIONS",
     "METHODS",
     "NAMESPACED_FUNCTIONS",
     "TYPE_NAMES",
+    "Suggestions",
     "check_names",
 ]
 
@@ -88,14 +90,27 @@ METHODS: Mapping[str, frozenset[int]] = {
     "map": frozenset({2, 3}),
 }
 
+# "Did you mean" hints per workflow; past them a problem is reported without one.
+MAX_SUGGESTIONS = 20
+
 # Problems reported per expression: the first few say what is wrong, and finding close matches
 # for every name of a long expression among a thousand steps would cost more than it tells.
 MAX_NAME_PROBLEMS = 5
 
 
-def _suggest(name: str, candidates: Iterable[str]) -> str:
-    close = difflib.get_close_matches(name, list(candidates), n=1)
-    return f"; did you mean {close[0]!r}?" if close else ""
+class Suggestions:
+    """ "Did you mean" hints with a budget: each compares a name with every candidate (a thousand
+    step names take some 0.1 s), so one workflow's many unknown names cannot make apply slow."""
+
+    def __init__(self, budget: int = MAX_SUGGESTIONS) -> None:
+        self.remaining = budget
+
+    def __call__(self, name: str, candidates: Iterable[str]) -> str:
+        if self.remaining <= 0:
+            return ""
+        self.remaining -= 1
+        close = difflib.get_close_matches(name, list(candidates), n=1)
+        return f"; did you mean {close[0]!r}?" if close else ""
 
 
 def _arguments(counts: frozenset[int]) -> str:
@@ -104,8 +119,9 @@ def _arguments(counts: frozenset[int]) -> str:
 
 
 class _Checker:
-    def __init__(self, construct: str, steps: Collection[str]) -> None:
+    def __init__(self, construct: str, steps: Collection[str], suggest: Suggestions) -> None:
         self.construct = construct
+        self.suggest = suggest
         self.variables = frozenset(EXPRESSION_VARIABLES[construct])
         self.steps = steps
         self.bound: dict[str, int] = {}  # comprehension variables in scope, with their nesting
@@ -137,13 +153,13 @@ class _Checker:
         visible = sorted(self.variables)
         elsewhere = [c for c, names in EXPRESSION_VARIABLES.items() if name in names and c != self.construct]
         where = f" ({name!r} is seen only by {_constructs(elsewhere)})" if elsewhere else ""
-        hint = "" if where else _suggest(name, [*self.bound, *visible])
+        hint = "" if where else self.suggest(name, [*self.bound, *visible])
         return f"unknown name {name!r}; this expression can see {', '.join(visible)}{where}{hint}"
 
-    def unknown_step(self, name: str) -> None:
+    def unknown_step(self, name: str, written: str) -> None:
         self.report(
             f"step {name}",
-            lambda: f"unknown step {name!r} in steps.{name}: it is not in the timeline{_suggest(name, self.steps)}",
+            lambda: f"unknown step {name!r} in {written}: it is not in the timeline{self.suggest(name, self.steps)}",
         )
 
     def call(self, node: CelNode) -> list[CelNode]:
@@ -160,7 +176,7 @@ class _Checker:
             else:
                 self.report(
                     f"function {qualified}",
-                    lambda: f"unknown function {qualified!r}{_suggest(qualified, NAMESPACED_FUNCTIONS)}",
+                    lambda: f"unknown function {qualified!r}{self.suggest(qualified, NAMESPACED_FUNCTIONS)}",
                 )
             return list(arguments)
         self.arity(name, METHODS, len(arguments), FUNCTIONS, "not a method: write {name}(x)", method=True)
@@ -185,7 +201,7 @@ class _Checker:
         elif name in other:
             self.report(f"{what} {name}", lambda: f"{name!r} is {other_form.format(name=name)}")
         else:
-            self.report(f"{what} {name}", lambda: f"unknown {what} {name!r}{_suggest(name, table)}")
+            self.report(f"{what} {name}", lambda: f"unknown {what} {name!r}{self.suggest(name, table)}")
 
     def walk(self, root: CelNode) -> None:
         stack: list[CelNode | tuple[bool, str]] = [root]
@@ -204,12 +220,12 @@ class _Checker:
                     self.unknown_name(node.value)
             elif kind == "select" and self.is_steps(node.children[0]):
                 if "steps" in self.variables and node.value not in self.steps:
-                    self.unknown_step(node.value)
+                    self.unknown_step(node.value, f"steps.{node.value}")
                 stack.append(node.children[0])
             elif kind == "index" and self.is_steps(node.children[0]):
                 key = node.children[1]
                 if "steps" in self.variables and key.text is not None and key.text not in self.steps:
-                    self.unknown_step(key.text)
+                    self.unknown_step(key.text, f"steps[{key.text!r}]")
                 stack.extend(node.children)
             elif kind == "macro":
                 target, bound, *body = node.children
@@ -232,12 +248,15 @@ def _constructs(names: list[str]) -> str:
 _PLACES = {"branch": "branch rules", "diverge": "diverge rules", "output": "output"}
 
 
-def check_names(tree: CelNode, *, construct: str, steps: Collection[str]) -> list[str]:
+def check_names(
+    tree: CelNode, *, construct: str, steps: Collection[str], suggest: Suggestions | None = None
+) -> list[str]:
     """The problems of the names an expression uses, at most MAX_NAME_PROBLEMS and a count of the rest.
 
-    `construct` is a key of EXPRESSION_VARIABLES; `steps` the workflow's step names.
+    `construct` is a key of EXPRESSION_VARIABLES; `steps` the workflow's step names; `suggest`
+    the workflow's budget of hints, shared by its expressions.
     """
-    checker = _Checker(construct, steps)
+    checker = _Checker(construct, steps, suggest or Suggestions())
     checker.walk(tree)
     problems = checker.problems
     if checker.more:

@@ -18,7 +18,7 @@ import jsonschema
 from pydantic import ValidationError
 from referencing.exceptions import Unresolvable
 
-from .cel_check import check_names
+from .cel_check import Suggestions, check_names
 from .cel_cost import MAX_CEL_COST, CelCost, CelSyntaxError, CelTooDeep, parse_cost_model
 from .durations import parse_duration
 from .errors import InputInvalid, SpecProblem, WorkflowInvalid, format_path
@@ -241,6 +241,7 @@ def _compile_cel(
     *,
     construct: str,
     steps: Collection[str],
+    suggest: Suggestions | None = None,
     started: bool = False,
 ) -> CelExpression | None:
     """Compile one expression; `construct` (a key of cel_check.EXPRESSION_VARIABLES) says what it sees."""
@@ -280,7 +281,7 @@ def _compile_cel(
         )
         return None
     # Not for a started execution's snapshot: applied before this check, it runs as it did.
-    names = [] if started else check_names(cost.tree, construct=construct, steps=steps)
+    names = [] if started else check_names(cost.tree, construct=construct, steps=steps, suggest=suggest)
     if names:
         problems.extend(SpecProblem(path, message) for message in names)
         return None
@@ -305,13 +306,20 @@ class _Compiler:
         self.problems: list[SpecProblem] = []
         self.where: dict[str, str] = {}
         self.positions: list[tuple[str, ...]] = []
+        self.suggestions = Suggestions()  # "did you mean" hints, shared by all the expressions
 
     def problem(self, path: str, message: str) -> None:
         self.problems.append(SpecProblem(path, message))
 
     def cel(self, source: str, path: str, *, construct: str) -> CelExpression | None:
         return _compile_cel(
-            source, path, self.problems, construct=construct, steps=self.where.keys(), started=self.started
+            source,
+            path,
+            self.problems,
+            construct=construct,
+            steps=self.where.keys(),
+            suggest=self.suggestions,
+            started=self.started,
         )
 
     def run(self) -> WorkflowDefinition:

@@ -18,6 +18,7 @@ from cerebelum_operator.model.cel_check import (
     EXPRESSION_VARIABLES,
     FUNCTIONS,
     MAX_NAME_PROBLEMS,
+    MAX_SUGGESTIONS,
     METHODS,
     NAMESPACED_FUNCTIONS,
     check_names,
@@ -93,7 +94,7 @@ def refusal(construct: str, source: str) -> str:
             "steps.fetc.id",
             "unknown step 'fetc' in steps.fetc: it is not in the timeline; did you mean 'fetch'?",
         ),
-        pytest.param("output", "steps['stroe'].id", "unknown step 'stroe' in steps.stroe", id="indexed-step"),
+        pytest.param("output", "steps['stroe'].id", "unknown step 'stroe' in steps['stroe']", id="indexed-step"),
         pytest.param("output", "has(steps.nothing.id)", "unknown step 'nothing' in steps.nothing", id="step-in-has"),
         pytest.param(
             "branch",
@@ -195,6 +196,17 @@ def test_the_longest_expression_against_a_thousand_steps_is_checked_in_linear_ti
     assert len(check_names(bad_tree, construct="output", steps=set(steps))) == 1
     # Milliseconds on the reference machine; the bound only catches a quadratic walk.
     assert time.perf_counter() - began < 1.0
+
+
+def test_a_workflow_gets_a_few_did_you_mean_hints_in_all_not_one_per_problem() -> None:
+    steps = [f"step_{i}" for i in range(300)]
+    rules = [{"when": f"steps.stepp_{i}.ok", "goto": "step_299"} for i in range(60)]
+    spec = {"timeline": steps, "branch": {"step_0": rules}}
+
+    message = refusal_of(spec)
+
+    assert message.count("unknown step 'stepp_") == 60  # every problem, each with its place
+    assert message.count("did you mean") == MAX_SUGGESTIONS
 
 
 # -- The allow-list is what the runtime evaluates --------------------------------------------
