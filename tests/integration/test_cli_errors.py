@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import subprocess
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -56,6 +57,34 @@ def test_a_command_that_fails_prints_its_error_on_stderr_only(
     engine: EngineProcess, args: tuple[str, ...], expected: str
 ) -> None:
     error_only(run_cli(engine, *args), expected)
+
+
+MISSPELT = """\
+kind: Workflow
+metadata: {name: misspelt}
+spec:
+  timeline: [fetch, check, store]
+  branch:
+    check:
+      - when: "inptu.retry && steps.fetc.ok"
+        goto: store
+"""
+
+
+def test_applying_a_workflow_whose_cel_names_are_unknown_fails_naming_each_place_on_stderr(
+    engine: EngineProcess, tmp_path: Path
+) -> None:
+    document = tmp_path / "misspelt.yaml"
+    document.write_text(MISSPELT)
+
+    error_only(
+        run_cli(engine, "apply", "-f", str(document)),
+        "branch.check[0].when: unknown name 'inptu'; this expression can see input, result, steps;"
+        " did you mean 'input'?",
+        "branch.check[0].when: unknown step 'fetc' in steps.fetc: it is not in the timeline; did you mean 'fetch'?",
+    )
+    with Client(engine.address) as client:
+        assert "misspelt" not in [workflow.name for workflow in client.list_workflows()]
 
 
 def test_cancelling_an_ended_execution_is_an_error_on_stderr(engine: EngineProcess, rejected: str) -> None:

@@ -72,6 +72,13 @@ def test_the_issues_costly_output_expression_is_refused_at_apply_naming_its_cost
     assert time.monotonic() - started < 5
 
 
+def test_a_misspelt_name_in_cel_is_refused_by_the_server_at_apply_not_by_the_execution_later(client: Client) -> None:
+    with pytest.raises(CerebelumError, match=r"output: unknown name 'inptu'; this expression can see input, steps"):
+        client.apply_workflow("misspelt", {**GATED, "output": "inptu.total"})
+    with pytest.raises(CerebelumError, match=r"output: unknown function 'nosuchfn'"):
+        client.apply_workflow("misspelt", {**GATED, "output": "nosuchfn(input)"})
+
+
 def test_an_expression_whose_cost_explodes_with_run_time_data_fails_its_execution_while_another_finishes(
     client: Client,
 ) -> None:

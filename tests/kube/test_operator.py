@@ -147,15 +147,22 @@ def test_an_execution_applied_with_kubectl_runs_to_succeeded_and_the_printer_col
     assert shown["executionId"] in printed[1] and "finished after 4 steps in" in printed[1]
 
 
+@pytest.mark.parametrize(
+    ("extra", "named"),
+    [
+        pytest.param({"steps": {"nope": {"timeout": "1m"}}}, "nope", id="unknown-step-entry"),
+        pytest.param(
+            {"branch": {"a": [{"when": "reslt.retry", "goto": "b"}]}},
+            "branch.a[0].when: unknown name 'reslt'; this expression can see input, result, steps;"
+            " did you mean 'result'?",
+            id="misspelt-cel-name",
+        ),
+    ],
+)
 def test_an_invalid_workflow_is_marked_invalid_and_an_execution_of_it_fails_naming_the_problem(
-    control_plane: ControlPlane, namespace: str, operator: OperatorProcess
+    control_plane: ControlPlane, namespace: str, operator: OperatorProcess, extra: dict[str, object], named: str
 ) -> None:
-    apply(
-        control_plane,
-        namespace,
-        workflow("broken", ["a", "b"], steps={"nope": {"timeout": "1m"}}),
-        execution("broken-1", "broken"),
-    )
+    apply(control_plane, namespace, workflow("broken", ["a", "b"], **extra), execution("broken-1", "broken"))
 
     wait_for_jsonpath(
         control_plane,
@@ -166,11 +173,11 @@ def test_an_invalid_workflow_is_marked_invalid_and_an_execution_of_it_fails_nami
         timeout=30,
     )
     ready = status(control_plane, namespace, "workflow/broken")["conditions"][0]
-    assert ready["status"] == "False" and "nope" in ready["message"], ready
+    assert ready["status"] == "False" and named in ready["message"], ready
     wait_phase(control_plane, namespace, "broken-1", "Failed")
     accepted = {c["type"]: c for c in status(control_plane, namespace, "execution/broken-1")["conditions"]}["Accepted"]
     assert accepted["status"] == "False" and accepted["reason"] == "WorkflowInvalid", accepted
-    assert "nope" in accepted["message"], accepted
+    assert named in accepted["message"], accepted
 
 
 def test_an_execution_whose_input_breaks_the_input_schema_is_refused_with_the_reason(

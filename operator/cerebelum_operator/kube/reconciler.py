@@ -51,6 +51,15 @@ def workflow_key(namespace: str, name: str) -> str:
     return str(WorkflowKey(namespace_name(namespace), object_name(name, field="workflow name")))
 
 
+def _ready_status(view: ObjectView) -> str | None:
+    """The recorded Ready condition's status ("True", "False"), or None when there is none."""
+    for entry in view.status.get("conditions") or []:
+        if isinstance(entry, Mapping) and entry.get("type") == "Ready":
+            status = entry.get("status")
+            return status if isinstance(status, str) else None
+    return None
+
+
 def json_size(value: JSON) -> int:
     """Bytes of the value's compact JSON, as the gRPC API counts a payload."""
     return len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode())
@@ -122,18 +131,26 @@ class Reconciler:
     # -- Workflow ------------------------------------------------------------------------
 
     async def workflow_changed(self, workflow: ObjectView) -> Outcome:
-        """Compile the spec; keep it in the store (executions snapshot it) and say Ready or Invalid."""
-        if workflow.status.get("observedGeneration") == workflow.generation and workflow.status.get("conditions"):
-            return Outcome()
+        """Compile the spec; keep it in the store (executions snapshot it) and say Ready or Invalid.
+
+        A generation already observed is compiled again (on the operator's resume, after an
+        upgrade), but written only when its verdict changed: a Workflow Ready under an older
+        release whose rules this one refuses turns Invalid, naming the place, and the reverse.
+        """
+        recorded = _ready_status(workflow) if workflow.status.get("observedGeneration") == workflow.generation else None
         now = self.clock.now_ms()
         try:
             definition = self.engine.definition_for(workflow.spec)
         except WorkflowInvalid as invalid:
+            if recorded == "False":
+                return Outcome()
             ready = condition("Ready", "False", "Invalid", str(invalid), now_ms=now, generation=workflow.generation)
             return Outcome(
                 status=self._conditions(workflow, ready),
                 event=("Warning", "Invalid", str(invalid)),
             )
+        if recorded == "True":
+            return Outcome()
         await self._store_workflow(workflow_key(workflow.namespace, workflow.name), workflow.spec)
         message = f"{len(definition.steps)} steps compiled"
         ready = condition("Ready", "True", "Compiled", message, now_ms=now, generation=workflow.generation)

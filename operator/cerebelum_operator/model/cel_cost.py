@@ -24,6 +24,7 @@ __all__ = [
     "MAX_CEL_NESTING",
     "Bounds",
     "CelCost",
+    "CelNode",
     "CelSyntaxError",
     "CelTooDeep",
     "data_bounds",
@@ -153,11 +154,15 @@ _Env = Mapping[str, "_Shape"]
 
 
 @dataclass(frozen=True, slots=True)
-class _Node:
+class CelNode:
+    """A node of the parsed expression; `model.cel_check` walks the same tree for names."""
+
     kind: str
     value: str = ""
-    children: tuple[_Node, ...] = ()
+    children: tuple[CelNode, ...] = ()
     size: int = 0  # characters of a string literal
+    member: bool = False  # a call written as a method, `x.f()`: its first child is the target
+    text: str | None = None  # a string literal's text, when it has no escapes and is not bytes
 
 
 _LEVELS: tuple[frozenset[str], ...] = (
@@ -200,18 +205,18 @@ class _Parser:
         if self.depth > MAX_CEL_NESTING:
             raise CelTooDeep(f"nested more than {MAX_CEL_NESTING} levels deep (the limit)")
 
-    def expression(self) -> _Node:
+    def expression(self) -> CelNode:
         self.enter()
         condition = self.binary(0)
         if self.accept("?"):
             then = self.binary(0)
             self.expect(":")
             otherwise = self.expression()
-            condition = _Node("cond", children=(condition, then, otherwise))
+            condition = CelNode("cond", children=(condition, then, otherwise))
         self.depth -= 1
         return condition
 
-    def binary(self, level: int) -> _Node:
+    def binary(self, level: int) -> CelNode:
         if level == len(_LEVELS):
             return self.unary()
         left = self.binary(level + 1)
@@ -220,36 +225,36 @@ class _Parser:
             if kind not in ("op", "ident") or value not in _LEVELS[level]:
                 return left
             self.position += 1
-            left = _Node("binary", value, (left, self.binary(level + 1)))
+            left = CelNode("binary", value, (left, self.binary(level + 1)))
 
-    def unary(self) -> _Node:
+    def unary(self) -> CelNode:
         if self.accept("!") or self.accept("-"):
             self.enter()
             operand = self.unary()
             self.depth -= 1
-            return _Node("unary", children=(operand,))
+            return CelNode("unary", children=(operand,))
         return self.member()
 
-    def member(self) -> _Node:
+    def member(self) -> CelNode:
         node = self.primary()
         while True:
             if self.accept("."):
                 kind, name = self.next()
                 if kind != "ident":
                     raise CelSyntaxError(f"expected a field name after '.', found {name or 'the end'!r}")
-                node = self.call(name, node) if self.accept("(") else _Node("select", name, (node,))
+                node = self.call(name, node) if self.accept("(") else CelNode("select", name, (node,))
             elif self.accept("["):
                 self.enter()
                 index = self.expression()
                 self.expect("]")
                 self.depth -= 1
-                node = _Node("index", children=(node, index))
+                node = CelNode("index", children=(node, index))
             else:
                 return node
 
-    def arguments(self, closing: str) -> list[_Node]:
+    def arguments(self, closing: str) -> list[CelNode]:
         self.enter()
-        items: list[_Node] = []
+        items: list[CelNode] = []
         while not self.accept(closing):
             items.append(self.expression())
             if not self.accept(","):
@@ -258,26 +263,27 @@ class _Parser:
         self.depth -= 1
         return items
 
-    def call(self, name: str, target: _Node | None) -> _Node:
+    def call(self, name: str, target: CelNode | None) -> CelNode:
         args = self.arguments(")")
         if target is not None and name in _MACROS and len(args) in (2, 3) and args[0].kind == "ident":
-            return _Node("macro", name, (target, *args))
-        return _Node("call", name, ((target,) if target is not None else ()) + tuple(args))
+            return CelNode("macro", name, (target, *args))
+        children = ((target,) if target is not None else ()) + tuple(args)
+        return CelNode("call", name, children, member=target is not None)
 
-    def primary(self) -> _Node:
+    def primary(self) -> CelNode:
         kind, value = self.next()
         if kind == "number":
-            return _Node("literal")
+            return CelNode("literal")
         if kind == "string":
-            return _Node("literal", size=len(value))
+            return CelNode("literal", size=len(value), text=_plain_text(value))
         if kind == "ident":
             if value in ("true", "false", "null"):
-                return _Node("literal")
+                return CelNode("literal")
             if self.accept("("):
                 return self.call(value, None)
             if self.accept("{"):  # a message literal: its fields are what it costs
-                return _Node("map", children=tuple(self.entries()))
-            return _Node("ident", value)
+                return CelNode("map", children=tuple(self.entries()))
+            return CelNode("ident", value)
         if kind == "op":
             if value == ".":  # a leading dot names the root scope
                 return self.primary()
@@ -286,19 +292,19 @@ class _Parser:
                 self.expect(")")
                 return inner
             if value == "[":
-                return _Node("list", children=tuple(self.arguments("]")))
+                return CelNode("list", children=tuple(self.arguments("]")))
             if value == "{":
-                return _Node("map", children=tuple(self.entries()))
+                return CelNode("map", children=tuple(self.entries()))
         raise CelSyntaxError(f"unexpected {value or 'end of expression'!r}")
 
-    def entries(self) -> list[_Node]:
+    def entries(self) -> list[CelNode]:
         self.enter()
-        items: list[_Node] = []
+        items: list[CelNode] = []
         while not self.accept("}"):
             key_kind, _ = self.peek()
             if key_kind == "ident" and self.tokens[self.position + 1][1] == ":":  # a message field
                 self.position += 1
-                items.append(_Node("literal"))
+                items.append(CelNode("literal"))
             else:
                 items.append(self.expression())
             self.expect(":")
@@ -310,7 +316,38 @@ class _Parser:
         return items
 
 
-def _cost(node: _Node, env: _Env, data: _Shape) -> tuple[int, _Shape]:
+def _plain_text(token: str) -> str | None:
+    """A string literal's value when reading it needs no escapes; None for bytes or escapes."""
+    prefix = len(token) - len(token.lstrip("rRbB"))
+    flags, quoted = token[:prefix].lower(), token[prefix:]
+    if "b" in flags or ("r" not in flags and "\\" in quoted):
+        return None
+    quote = 3 if quoted[:3] in ("'''", '"""') else 1
+    return quoted[quote:-quote]
+
+
+def _cost(node: CelNode, env: _Env, data: _Shape) -> tuple[int, _Shape]:
+    """The node's cost and the shape of its value.
+
+    A chain (`a || b || …`, `x.a.b`, `x.f().g()`) nests as deep as it is long, its first child
+    innermost: that spine is walked in a loop, so a long chain cannot exhaust Python's stack.
+    Other nesting is bounded by the parser (MAX_CEL_NESTING).
+    """
+    spine = [node]
+    while _chained(spine[-1]):
+        spine.append(spine[-1].children[0])
+    result = _node_cost(spine.pop(), env, data, None)
+    while spine:
+        result = _node_cost(spine.pop(), env, data, result)
+    return result
+
+
+def _chained(node: CelNode) -> bool:
+    return node.kind in ("binary", "select", "index", "macro") or (node.kind == "call" and node.member)
+
+
+def _node_cost(node: CelNode, env: _Env, data: _Shape, first: tuple[int, _Shape] | None) -> tuple[int, _Shape]:
+    """One node's cost; `first`, when given, is that of its first child, already computed."""
     kind = node.kind
     if kind == "literal":
         return 1, _Shape(chars=node.size) if node.size else _SCALAR_SHAPE
@@ -325,8 +362,9 @@ def _cost(node: _Node, env: _Env, data: _Shape) -> tuple[int, _Shape]:
             element=_union(s for _, s in parts) if parts else None,
         )
     if kind == "macro":
-        return _macro(node, env, data)
-    parts = [_cost(child, env, data) for child in node.children]
+        return _macro(node, env, data, first)
+    rest = node.children if first is None else node.children[1:]
+    parts = ([] if first is None else [first]) + [_cost(child, env, data) for child in rest]
     cost = 1 + sum(c for c, _ in parts)
     shapes = [s for _, s in parts]
     if kind in ("select", "index"):
@@ -375,9 +413,9 @@ def _binary(operator: str, cost: int, left: _Shape, right: _Shape) -> tuple[int,
     return cost, _SCALAR_SHAPE
 
 
-def _macro(node: _Node, env: _Env, data: _Shape) -> tuple[int, _Shape]:
+def _macro(node: CelNode, env: _Env, data: _Shape, first: tuple[int, _Shape] | None) -> tuple[int, _Shape]:
     target, variable, *body = node.children
-    range_cost, range_shape = _cost(target, env, data)
+    range_cost, range_shape = first if first is not None else _cost(target, env, data)
     count = range_shape.length
     inner = {**env, variable.value: range_shape.item()}
     parts = [_cost(child, inner, data) for child in body]
@@ -402,7 +440,7 @@ class CelCost:
 
     static_cost: int
     depends_on_data: bool
-    _tree: _Node = field(repr=False, compare=False)
+    _tree: CelNode = field(repr=False, compare=False)
 
     def estimate(self, bounds: Bounds) -> int:
         """The worst-case cost when every data value is within `bounds`."""
@@ -410,8 +448,13 @@ class CelCost:
             return self.static_cost
         return estimate_cost(self._tree, bounds)
 
+    @property
+    def tree(self) -> CelNode:
+        """The parsed expression."""
+        return self._tree
 
-def estimate_cost(tree: _Node, bounds: Bounds) -> int:
+
+def estimate_cost(tree: CelNode, bounds: Bounds) -> int:
     data = _Shape(bounds.length, bounds.chars, max(bounds.total, 1), data=True)
     return _cost(tree, {}, data)[0]
 

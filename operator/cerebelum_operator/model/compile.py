@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -18,6 +18,7 @@ import jsonschema
 from pydantic import ValidationError
 from referencing.exceptions import Unresolvable
 
+from .cel_check import Suggestions, check_names
 from .cel_cost import MAX_CEL_COST, CelCost, CelSyntaxError, CelTooDeep, parse_cost_model
 from .durations import parse_duration
 from .errors import InputInvalid, SpecProblem, WorkflowInvalid, format_path
@@ -234,15 +235,26 @@ def compile_workflow(spec: WorkflowSpec | Mapping[str, Any], *, started: bool = 
 
     ``started``: the spec is the snapshot of an execution that started under an older release.
     The checks that only guard what a new start would run are relaxed, so an upgrade never
-    strands it: its input was validated when it started (schema patterns never run again), and
-    every CEL evaluation is still refused past its cost limit at run time.
+    strands it: its input was validated when it started (schema patterns never run again),
+    every CEL evaluation is still refused past its cost limit at run time, and the names its CEL
+    uses are not checked (an unknown one fails the evaluation that reaches it, as before).
     """
     if not isinstance(spec, WorkflowSpec):
         spec = parse_workflow(spec)
     return _Compiler(spec, started=started).run()
 
 
-def _compile_cel(source: str, path: str, problems: list[SpecProblem], *, started: bool = False) -> CelExpression | None:
+def _compile_cel(
+    source: str,
+    path: str,
+    problems: list[SpecProblem],
+    *,
+    construct: str,
+    steps: Collection[str],
+    suggest: Suggestions | None = None,
+    started: bool = False,
+) -> CelExpression | None:
+    """Compile one expression; `construct` (a key of cel_check.EXPRESSION_VARIABLES) says what it sees."""
     if not source.strip():
         problems.append(SpecProblem(path, "CEL expression is empty"))
         return None
@@ -278,6 +290,11 @@ def _compile_cel(source: str, path: str, problems: list[SpecProblem], *, started
             )
         )
         return None
+    # Not for a started execution's snapshot: applied before this check, it runs as it did.
+    names = [] if started else check_names(cost.tree, construct=construct, steps=steps, suggest=suggest)
+    if names:
+        problems.extend(SpecProblem(path, message) for message in names)
+        return None
     return CelExpression(program, cost, frozenset(program.variables()))
 
 
@@ -299,12 +316,21 @@ class _Compiler:
         self.problems: list[SpecProblem] = []
         self.where: dict[str, str] = {}
         self.positions: list[tuple[str, ...]] = []
+        self.suggestions = Suggestions()  # "did you mean" hints, shared by all the expressions
 
     def problem(self, path: str, message: str) -> None:
         self.problems.append(SpecProblem(path, message))
 
-    def cel(self, source: str, path: str) -> CelExpression | None:
-        return _compile_cel(source, path, self.problems, started=self.started)
+    def cel(self, source: str, path: str, *, construct: str) -> CelExpression | None:
+        return _compile_cel(
+            source,
+            path,
+            self.problems,
+            construct=construct,
+            steps=self.where.keys(),
+            suggest=self.suggestions,
+            started=self.started,
+        )
 
     def run(self) -> WorkflowDefinition:
         self._timeline()
@@ -313,7 +339,7 @@ class _Compiler:
         diverge = self._diverge()
         branch = self._branch()
         self._loops(diverge, branch)
-        output = self.cel(self.spec.output, "output") if self.spec.output is not None else None
+        output = self.cel(self.spec.output, "output", construct="output") if self.spec.output is not None else None
         validator = compile_input_schema(self.spec.input, started=self.started, problems=self.problems)
         if not self.problems:
             self._reachability(diverge, branch)
@@ -434,7 +460,7 @@ class _Compiler:
         if match is not None and match.error is not None and match.result is not None:
             self.problem(path, "match either an error or a result, not both")
             return None
-        when = self.cel(rule.when, f"{path}.when") if rule.when is not None else None
+        when = self.cel(rule.when, f"{path}.when", construct="diverge") if rule.when is not None else None
         if rule.goto is not None:
             self._goto_target(f"{path}.goto", rule.goto)
         return CompiledDiverge(
@@ -455,7 +481,7 @@ class _Compiler:
             out = []
             for index, rule in enumerate(rules):
                 path = f"branch.{step}[{index}]"
-                program = self.cel(rule.when, f"{path}.when")
+                program = self.cel(rule.when, f"{path}.when", construct="branch")
                 self._goto_target(f"{path}.goto", rule.goto)
                 if program is not None:
                     out.append(CompiledBranch(path, step, program, rule.goto, rule.max_iterations))

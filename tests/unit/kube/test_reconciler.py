@@ -21,6 +21,7 @@ from cerebelum_operator.engine import events as ev
 from cerebelum_operator.kube.approvers import Unreachable
 from cerebelum_operator.kube.client import ObjectRef
 from cerebelum_operator.kube.names import InvalidName
+from cerebelum_operator.kube.projection import condition
 from cerebelum_operator.kube.reconciler import ObjectView, Outcome, Reconciler, Retry, workflow_key
 from cerebelum_operator.runtime import Database, EngineService, FakeClock
 from cerebelum_operator.store import open_store
@@ -294,6 +295,34 @@ async def test_a_workflow_with_a_new_generation_is_compiled_again(world: World) 
     assert outcome.status["steps"] == 3
     stored = await world.db.run(world.db.store.get_workflow, workflow_key(NS, "pipeline"))
     assert stored is not None and stored.spec == {"timeline": ["fetch", "store", "notify"]}
+
+
+async def test_a_workflow_ready_under_older_rules_turns_invalid_on_the_next_pass_naming_the_place(
+    world: World,
+) -> None:
+    # Ready at generation 2 under a release that did not check CEL names; the operator resumes.
+    spec = {"timeline": ["fetch", "store"], "branch": {"fetch": [{"when": "inptu.x", "goto": "store"}]}}
+    ready = condition("Ready", "True", "Compiled", "2 steps compiled", now_ms=0, generation=2)
+    workflow = body("pipeline", spec, generation=2, status={"conditions": [ready], "observedGeneration": 2})
+
+    outcome = await world.reconciler.workflow_changed(ObjectView.of(workflow))
+
+    marked = conditions_by_type(outcome.status)["Ready"]
+    assert (marked["status"], marked["reason"]) == ("False", "Invalid")
+    assert "branch.fetch[0].when: unknown name 'inptu'" in marked["message"]
+    assert outcome.event is not None and outcome.event[:2] == ("Warning", "Invalid")
+    again = await world.reconciler.workflow_changed(ObjectView.of(with_status(workflow, outcome)))
+    assert again == Outcome()  # written once: the verdict did not change on the pass after
+
+
+async def test_a_workflow_invalid_at_its_generation_that_now_compiles_turns_ready_and_is_stored(world: World) -> None:
+    invalid = condition("Ready", "False", "Invalid", "older rules", now_ms=0, generation=5)
+    workflow = body("pipeline", SIMPLE, generation=5, status={"conditions": [invalid], "observedGeneration": 5})
+
+    outcome = await world.reconciler.workflow_changed(ObjectView.of(workflow))
+
+    assert conditions_by_type(outcome.status)["Ready"]["status"] == "True"
+    assert await world.db.run(world.db.store.get_workflow, workflow_key(NS, "pipeline")) is not None
 
 
 @pytest.mark.parametrize(

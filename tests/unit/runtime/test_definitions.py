@@ -91,3 +91,40 @@ async def test_an_execution_started_before_stricter_rules_still_finishes_after_t
     # The expression over the limit is still never run: the execution fails naming it.
     assert state.phase == ExecutionPhase.FAILED
     assert "was not run: its estimated cost" in str(state.error)
+
+
+# Valid before issue 16, refused at apply now: a misspelt name, in a rule its execution never reaches.
+UNCHECKED_NAMES_SPEC = {
+    "taskQueue": "q",
+    "timeline": ["a"],
+    "diverge": {"a": [{"match": {"error": {"type": "Never"}}, "when": "inptu.retry", "then": "retry"}]},
+}
+
+
+async def test_an_execution_started_before_the_cel_name_check_still_finishes_and_new_starts_are_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = open_store(f"sqlite:///{tmp_path / 'engine.db'}")
+    store.migrate()
+    db = Database(store)
+    try:
+        monkeypatch.setattr(  # the older release: its compile did not check names
+            engine_service_module, "compile_workflow", lambda spec, **_: compile_workflow(spec, started=True)
+        )
+        older = EngineService(db, clock=SystemClock())
+        await db.run(store.put_workflow, "legacy", UNCHECKED_NAMES_SPEC, now_ms=0)
+        await older.start("legacy", {}, execution_id="e1")
+        monkeypatch.undo()
+
+        upgraded = EngineService(db, clock=SystemClock())  # a new process: nothing cached
+        (token,) = [step.token for step in (await upgraded.state_of("e1")).steps.values() if step.token]
+        assert (await upgraded.handle("e1", cmd.TaskStarted(token, "w1"))).reply == Reply.ACCEPTED
+        done = await upgraded.handle("e1", cmd.TaskCompleted(token, cmd.OutcomeSuccess({}), worker_id="w1"))
+        state = await upgraded.state_of("e1")
+        with pytest.raises(WorkflowInvalid, match=r"diverge\.a\[0\]\.when: unknown name 'inptu'"):
+            await upgraded.start("legacy", {}, execution_id="e2")
+    finally:
+        db.close()
+
+    assert done.reply == Reply.ACCEPTED
+    assert state.phase == ExecutionPhase.SUCCEEDED

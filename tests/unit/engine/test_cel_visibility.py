@@ -1,0 +1,62 @@
+"""`cel_check.EXPRESSION_VARIABLES` is what `decide` really gives each kind of expression.
+
+The apply-time check refuses a name its row does not list, so the row must be exactly what the
+engine passes: each name listed evaluates, and each one not listed fails at run time. The
+workflows are compiled as started snapshots so the check itself does not stop them first.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from cerebelum_operator.engine import ExecutionPhase, ExecutionState
+from cerebelum_operator.engine import commands as cmd
+from cerebelum_operator.model import compile_workflow
+from cerebelum_operator.model.cel_check import EXPRESSION_VARIABLES
+
+from .simulator import Simulator
+
+ALL_NAMES = sorted({name for names in EXPRESSION_VARIABLES.values() for name in names})
+
+
+def spec_with(construct: str, source: str) -> dict[str, Any]:
+    spec: dict[str, Any] = {"timeline": ["a", "b", "c"]}
+    if construct == "branch":
+        spec["branch"] = {"a": [{"when": source, "goto": "c"}]}
+    elif construct == "diverge":
+        spec["diverge"] = {"a": [{"when": source, "then": "continue"}]}
+    else:
+        assert construct == "output"
+        spec["output"] = source
+    return spec
+
+
+def run(construct: str, name: str) -> Simulator:
+    """Run a workflow whose one expression of this construct reads `name`."""
+    definition = compile_workflow(spec_with(construct, f"{name} == {name}"), started=True)
+    sim = Simulator(definition, ExecutionState(execution_id="ex1"))
+    sim.send(cmd.Start("wf", {"k": 1}))
+    for step in ("a", "b", "c"):
+        if sim.state.phase != ExecutionPhase.RUNNING:
+            break
+        if any(t.step == step for t in sim.tasks.values()):
+            sim.run(step)
+    return sim
+
+
+@pytest.mark.parametrize(
+    ("construct", "name"),
+    [(construct, name) for construct in EXPRESSION_VARIABLES for name in ALL_NAMES],
+)
+def test_a_name_is_listed_for_an_expression_exactly_when_decide_gives_it_that_variable(
+    construct: str, name: str
+) -> None:
+    sim = run(construct, name)
+
+    if name in EXPRESSION_VARIABLES[construct]:
+        assert sim.state.phase == ExecutionPhase.SUCCEEDED, sim.state.error
+    else:
+        assert sim.state.phase == ExecutionPhase.FAILED
+        assert name in (sim.state.error or "")
