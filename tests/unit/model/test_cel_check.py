@@ -7,7 +7,6 @@ shown to fail there too, so apply refuses exactly what would have failed an exec
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import pytest
@@ -185,17 +184,15 @@ def test_one_expression_reports_each_problem_once_and_at_most_a_few_with_a_count
     assert problems[-1].endswith(f"(and {20 - MAX_NAME_PROBLEMS} more problems of names)")
 
 
-def test_the_longest_expression_against_a_thousand_steps_is_checked_in_linear_time() -> None:
+def test_the_longest_expression_against_a_thousand_steps_reports_its_one_unknown_step_once() -> None:
     steps = [f"step_{i}" for i in range(1000)]
     source = " || ".join(["steps.step_1.ok"] * 1000)[:MAX_CEL_CHARS].rsplit(" || ", 1)[0]
     unknown = " || ".join(["steps.stepp_1.ok"] * 1000)[:MAX_CEL_CHARS].rsplit(" || ", 1)[0]
     tree, bad_tree = parse_cost_model(source).tree, parse_cost_model(unknown).tree
 
-    began = time.perf_counter()
+    # Its time is measured, not asserted here (docs/workflow-reference.md: about 3 ms).
     assert check_names(tree, construct="output", steps=set(steps)) == []
     assert len(check_names(bad_tree, construct="output", steps=set(steps))) == 1
-    # Milliseconds on the reference machine; the bound only catches a quadratic walk.
-    assert time.perf_counter() - began < 1.0
 
 
 def test_a_workflow_gets_a_few_did_you_mean_hints_in_all_not_one_per_problem() -> None:
