@@ -67,6 +67,15 @@ def probe(port: int, path: str) -> tuple[int, object]:
         return error.code, json.loads(error.read())
 
 
+def answers(port: int) -> bool:
+    """Whether an HTTP server listens on ``port`` (any status counts)."""
+    try:
+        probe(port, "/healthz")
+    except (ConnectionError, urllib.error.URLError, TimeoutError):
+        return False
+    return True
+
+
 def server_table(control_plane: ControlPlane, path: str) -> dict[str, Any]:
     """GET `path` as a meta.k8s.io Table, the way `kubectl get` asks the API server for columns."""
     request = urllib.request.Request(
@@ -369,8 +378,13 @@ def test_a_second_operator_waits_for_the_lease_and_takes_over_the_executions_whe
     )
     standby.launch()
     try:
+        # Wait for the standby to say so (a busy machine may take a while to get there)...
+        wait_until(
+            lambda: "waiting for lease" in standby.log_path.read_text(), what="the standby waiting for the lease"
+        )
+        wait_until(lambda: answers(health_port), what="the standby's health endpoint")
+        # ...then check it still does not serve workers while the leader holds the lease.
         assert not standby.serving(timeout=4), "a standby must not serve workers while another holds the lease"
-        assert "waiting for lease" in standby.log_path.read_text()
         assert probe(health_port, "/healthz") == (200, {"status": "ok", "role": "standby"})
         assert probe(health_port, "/readyz") == (503, {"ready": False, "role": "standby"})
         assert "cerebelum_leader 0.0" in scrape(health_port)

@@ -67,6 +67,25 @@ def audited_writes(audit_log: Path, *, user: str = OPERATOR_USER, namespace: str
     return counts
 
 
+def audited_writes_per_object(
+    audit_log: Path, write: str, *, namespace: str, user: str = OPERATOR_USER
+) -> Counter[str]:
+    """How many times `user` made the write `write` ('verb resource[/subresource]') to each object, by name."""
+    counts: Counter[str] = Counter()
+    if not audit_log.exists():
+        return counts
+    verb, _, resource = write.partition(" ")
+    for line in audit_log.read_text().splitlines():
+        entry: dict[str, Any] = json.loads(line)
+        if entry.get("stage") != "ResponseComplete" or entry.get("user", {}).get("username") != user:
+            continue
+        ref = entry.get("objectRef") or {}
+        written = ref.get("resource", "?") + (f"/{ref['subresource']}" if ref.get("subresource") else "")
+        if entry.get("verb") == verb and written == resource and ref.get("namespace") == namespace:
+            counts[ref.get("name", "?")] += 1
+    return counts
+
+
 def install_operator_rbac(control_plane: ControlPlane) -> None:
     """The chart's ServiceAccount, RBAC and approver policy, rendered by helm and applied."""
     control_plane.kubectl("create", "namespace", OPERATOR_NAMESPACE, check=False)
