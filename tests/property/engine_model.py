@@ -99,12 +99,19 @@ class Timeline:
             case ev.ApprovalRequested() if event.token is None:
                 self.enter(event.step, "asked approval for")
                 self.attempt(event.step, self.attempts.get(event.step, 0) + 1)
+            case ev.StepSkipped():  # its `when` was false as it was reached
+                self.enter(event.step, "skipped")
+                self.settled.add(event.step)
             case ev.StepCompleted():
                 self.settled.add(event.step)
             case ev.StepFailed() if event.continued:
                 self.settled.add(event.step)
             case ev.ApprovalGranted():
                 self.settled.add(event.step)
+            case ev.SleepStarted() if event.timer_step:  # a timer step starts: one attempt, no task
+                self.enter(event.step, "started the timer of")
+                self.attempt(event.step, self.attempts.get(event.step, 0) + 1)
+                self.sleeping.add(event.step)
             case ev.SleepStarted():
                 self.sleeping.add(event.step)
             case ev.SleepEnded():

@@ -93,6 +93,10 @@ def retry_policies() -> st.SearchStrategy[dict[str, Any]]:
     )
 
 
+# Step conditions: constant, or reading the input or an earlier result that may be absent.
+WHEN = ["true", "false", "input != null", "size(steps) % 2 == 0"]
+
+
 @st.composite
 def step_settings(draw: st.DrawFn) -> dict[str, Any]:
     settings = draw(
@@ -106,9 +110,14 @@ def step_settings(draw: st.DrawFn) -> dict[str, Any]:
             },
         )
     )
-    if draw(st.integers(0, 3)) == 0:  # a built-in approval step, no worker
+    kind = draw(st.integers(0, 5))
+    if kind == 0:  # a built-in approval step, no worker
         approval = {"timeout": durations(), "kind": st.sampled_from(["go-live", "ok"])}
         settings["approval"] = draw(st.fixed_dictionaries({}, optional=approval))
+    elif kind == 1:  # a timer step, no worker: it takes none of a worker's settings
+        settings = {"timer": {"duration": draw(durations())}}
+    if draw(st.integers(0, 3)) == 0:
+        settings["when"] = draw(st.sampled_from(WHEN))
     return settings
 
 
@@ -242,6 +251,8 @@ def valid_specs(draw: st.DrawFn, *, max_steps: int = 6, with_input: bool | None 
         }
     if draw(st.booleans()):
         spec["output"] = draw(st.sampled_from(OUTPUTS))
+    if draw(st.integers(0, 3)) == 0:
+        spec["timeout"] = draw(durations())
     if with_input is True or (with_input is None and draw(st.booleans())):
         spec["input"] = draw(input_schemas())
     return spec

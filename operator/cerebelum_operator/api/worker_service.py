@@ -64,7 +64,7 @@ class WorkerServicer(pb_grpc.WorkerServiceServicer):
 
         def authorize(definition: WorkflowDefinition, state: ExecutionState) -> None:
             config = definition.steps.get(step)
-            if config is None or config.is_approval:
+            if config is None or not config.has_task:
                 raise PermissionDenied(f"task {token!r} is not a task of execution {state.execution_id!r}")
             policy.check_worker_task(identity, config.task_queue, namespace_of(state.workflow))
 

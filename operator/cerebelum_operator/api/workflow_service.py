@@ -112,6 +112,9 @@ def execution_info(
                     waiting_hint=now.waiting_hint or "",
                 )
             )
+        deadline = None if state.phase.terminal else timestamp(state.deadline_ms)
+        if deadline is not None:
+            info.deadline.CopyFrom(deadline)
         for rule, cut in state.jump_limits.items():
             info.jump_limits.append(
                 pb.JumpLimit(rule=rule, step=cut.step, target=cut.target, bound=cut.bound, times=cut.times)

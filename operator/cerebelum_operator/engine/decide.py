@@ -7,6 +7,7 @@ actions in one transaction; if that fails, nothing happened.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
@@ -205,8 +206,19 @@ class _Decider:
                 f"the input is {limits.describe_size(size)}, over the {limits.describe_size(self.max_task_bytes)}"
                 " limit of what a task carries"
             )
-        self.emit(ev.ExecutionStarted(command.workflow, input, self.definition.spec_hash))
+        deadline = self.start_deadline()
+        self.emit(ev.ExecutionStarted(command.workflow, input, self.definition.spec_hash, deadline))
+        self.arm_deadline()
         self.advance()
+
+    def start_deadline(self) -> int | None:
+        """The workflow timeout's deadline counted from now (the start, or a redrive), or None."""
+        timeout = self.definition.timeout_ms
+        return None if timeout is None else self.now + min(timeout, MAX_DURATION_MS)
+
+    def arm_deadline(self) -> None:
+        if self.state.deadline_timer_id is not None and self.state.deadline_ms is not None:
+            self.do(act.StartTimer(self.state.deadline_timer_id, self.state.deadline_ms))
 
     def current_task(self, token: str) -> tuple[str, int] | None:
         """(step, attempt) when `token` is the step's live task; sets the reply otherwise."""
@@ -321,9 +333,15 @@ class _Decider:
         if timer is not None and timer.kind == TimerKind.SCHEDULE_TO_START:
             self.schedule_to_start_expired(timer)
             return
+        if timer is not None and timer.kind == TimerKind.DEADLINE:
+            self.deadline_passed(command.timer_id)
+            return
         for step, sleep in self.state.sleeps.items():
             if sleep.timer_id == command.timer_id:
                 self.emit(ev.SleepEnded(step, command.timer_id))
+                live = self.state.steps.get(step)
+                if live is not None and live.phase == StepPhase.SLEEPING:  # a timer step: it is done
+                    self.succeed(step, live.attempt, command.timer_id, {"wokeAt": _rfc3339(self.now)})
                 self.advance()
                 return
         for step, approval in self.state.approvals.items():
@@ -342,6 +360,15 @@ class _Decider:
                 self.advance()
                 return
         self.decision.reply = Reply.STALE
+
+    def deadline_passed(self, timer_id: str) -> None:
+        if timer_id != self.state.deadline_timer_id:  # superseded by a redrive's new deadline
+            self.decision.reply = Reply.STALE
+            return
+        timeout = format_duration(self.definition.timeout_ms or 0)
+        self.fail_execution(
+            f"WorkflowTimeout: the execution did not finish within the workflow's timeout ({timeout})", None
+        )
 
     def schedule_to_start_expired(self, timer: TimerId) -> None:
         """No worker took the task in time: the attempt fails, for good unless a diverge rule retries.
@@ -449,7 +476,8 @@ class _Decider:
             )
         if self.state.phase != ExecutionPhase.FAILED:
             raise CommandRejected(f"only a failed execution can be redriven; it is {self.state.phase.value}")
-        self.emit(ev.DeadLetterRedriven(step, command.dead_letter_id))
+        self.emit(ev.DeadLetterRedriven(step, command.dead_letter_id, self.start_deadline()))
+        self.arm_deadline()
         self.do(act.ResolveDeadLetter(command.dead_letter_id))
         self.advance()
 
@@ -602,6 +630,11 @@ class _Decider:
         for approval in self.state.approvals.values():
             if approval.timer_id is not None:
                 self.do(act.CancelTimer(approval.timer_id))
+        self.disarm_deadline()
+
+    def disarm_deadline(self) -> None:
+        if self.state.deadline_timer_id is not None:
+            self.do(act.CancelTimer(self.state.deadline_timer_id))
 
     def match_diverge(self, step: str, *, result: JSON, error: dict[str, str] | None) -> CompiledDiverge | None:
         for rule in self.definition.diverge.get(step, ()):
@@ -644,6 +677,9 @@ class _Decider:
         if config.is_approval:
             self.request_approval(step, config.approval_kind or "approval", None, config.approval_timeout_ms, None)
             return
+        if config.is_timer:
+            self.start_timer_step(step, config)
+            return
         task = TaskToken(self.state.execution_id, step, attempt, poll, self.state.last_seq + 1)
         token = task.encode()
         self.emit(ev.StepScheduled(step, attempt, poll, token, config.task_queue, visible_at))
@@ -666,6 +702,22 @@ class _Decider:
             )
         )
 
+    def start_timer_step(self, step: str, config: StepConfig) -> None:
+        if config.timer_until is not None:
+            where = f"steps.{step}.timer.until"
+            try:
+                wake_at = _epoch_ms(evaluate(config.timer_until, self.variables(), where=where), where=where)
+            except ExpressionError as exc:
+                self.fail_execution(str(exc), step)
+                return
+        else:
+            wake_at = self.now + (config.timer_duration_ms or 0)
+        # A time already past wakes at once; one past the longest duration is brought within it.
+        wake_at = min(max(wake_at, self.now), self.now + MAX_DURATION_MS)
+        timer_id = TimerId(self.state.execution_id, TimerKind.TIMER, step, self.state.last_seq + 1).encode()
+        self.emit(ev.SleepStarted(step, timer_id, wake_at, timer_step=True))
+        self.do(act.StartTimer(timer_id, wake_at))
+
     def request_approval(self, step: str, kind: str, data: JSON, timeout_ms: int | None, token: str | None) -> None:
         timer_id = timeout_at = None
         if timeout_ms is not None:
@@ -685,8 +737,10 @@ class _Decider:
                 if not all(s.settled for s in steps):
                     for name, s in zip(members, steps, strict=True):
                         if s.phase == StepPhase.PENDING:
-                            self.schedule(name, attempt=1, poll=0, visible_at=self.now)
-                    return
+                            self.reach(name)
+                    if not all(self.state.steps[name].settled for name in members) or self.finished():
+                        return
+                    continue  # every member left was skipped: the position is done
                 if self.state.sleeps:
                     return
                 jump = self.next_jump(members)
@@ -700,7 +754,23 @@ class _Decider:
                 self.finish()
                 return
             for name in positions[position + 1]:
-                self.schedule(name, attempt=1, poll=0, visible_at=self.now)
+                self.reach(name)  # the loop goes on: past the position at once if each was skipped
+                if self.finished():
+                    return
+
+    def reach(self, step: str) -> None:
+        """The timeline reached the step: it runs, or its ``when`` is false and it is skipped."""
+        when = self.config(step).when
+        if when is not None:
+            try:
+                runs = evaluate_condition(when, self.variables(), where=f"steps.{step}.when")
+            except ExpressionError as exc:
+                self.fail_execution(str(exc), step)
+                return
+            if not runs:
+                self.emit(ev.StepSkipped(step))
+                return
+        self.schedule(step, attempt=1, poll=0, visible_at=self.now)
 
     def finished(self) -> bool:
         return self.state.phase.terminal
@@ -742,6 +812,7 @@ class _Decider:
         else:
             last = self.definition.positions[-1]
             output = self.state.results.get(last[0]) if len(last) == 1 else {n: self.state.results.get(n) for n in last}
+        self.disarm_deadline()
         self.emit(ev.ExecutionSucceeded(output))
 
 
@@ -775,6 +846,25 @@ def _check_strings(command: cmd.Command) -> None:
                 limits.check_text(value, what=what, limit=limit)
     except limits.TextTooLong as exc:
         raise CommandRejected(str(exc)) from None
+
+
+def _rfc3339(epoch_ms: int) -> str:
+    return datetime.fromtimestamp(epoch_ms / 1000, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _epoch_ms(value: Any, *, where: str) -> int:
+    """A CEL timestamp, or RFC 3339 text with its offset, as epoch milliseconds."""
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value)
+        except ValueError:
+            raise ExpressionError(f"{where}: {value[:80]!r} is not an RFC 3339 timestamp") from None
+        if value.tzinfo is None:
+            raise ExpressionError(f"{where}: the timestamp has no offset (add Z for UTC)")
+    if not isinstance(value, datetime):
+        raise ExpressionError(f"{where}: gave a {type(value).__name__}, not a timestamp (use timestamp('...'))")
+    aware = value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+    return int(aware.timestamp() * 1000)
 
 
 def _attempts(count: int) -> str:

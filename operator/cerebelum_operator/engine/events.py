@@ -30,6 +30,7 @@ __all__ = [
     "StepFailed",
     "StepRetryAfter",
     "StepScheduled",
+    "StepSkipped",
     "StepStarted",
     "event_from_record",
 ]
@@ -60,6 +61,9 @@ class ExecutionStarted(Event):
     workflow: str
     input: JSON
     spec_hash: str
+    # When the workflow's `timeout` ends the execution (epoch ms); None without one, and in histories
+    # written before workflow timeouts existed.
+    deadline_ms: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +77,17 @@ class StepScheduled(Event):
     token: str
     task_queue: str
     visible_at_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class StepSkipped(Event):
+    """The step's ``when`` was false as the timeline reached it: it did not run and has no result.
+
+    New kind: histories written before it never hold one, so they load unchanged.
+    """
+
+    kind: ClassVar[str] = "StepSkipped"
+    step: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,17 +154,24 @@ class StepDeadLettered(Event):
 
 @dataclass(frozen=True, slots=True)
 class DeadLetterRedriven(Event):
+    """A redrive; ``deadline_ms`` is the workflow timeout started afresh from it (None without one)."""
+
     kind: ClassVar[str] = "DeadLetterRedriven"
     step: str
     dead_letter_id: str
+    deadline_ms: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class SleepStarted(Event):
+    """A step sleeps: after its result (``ctx.sleep``), or as a timer step (``timer_step``), which
+    the SleepEnded completes. ``timer_step`` is False in histories written before timer steps."""
+
     kind: ClassVar[str] = "SleepStarted"
     step: str
     timer_id: str
     wake_at_ms: int
+    timer_step: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -247,6 +269,7 @@ _EVENT_TYPES: dict[str, type[Event]] = {
     for cls in (
         ExecutionStarted,
         StepScheduled,
+        StepSkipped,
         StepStarted,
         StepCompleted,
         StepFailed,

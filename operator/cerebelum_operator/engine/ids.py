@@ -17,6 +17,7 @@ from enum import StrEnum
 from typing import Self
 
 __all__ = [
+    "DEADLINE_STEP",
     "ApprovalRejection",
     "ApprovalTimeout",
     "AttemptRef",
@@ -82,6 +83,11 @@ class TimerKind(StrEnum):
     SLEEP = "sleep"  # a step's ctx.sleep: wakes the execution
     APPROVAL = "approval"  # an approval's timeout
     SCHEDULE_TO_START = "schedule-to-start"  # a task no worker took within scheduleToStartTimeout
+    TIMER = "timer"  # a timer step's wake-up
+    DEADLINE = "deadline"  # the workflow's timeout; its step part is DEADLINE_STEP
+
+
+DEADLINE_STEP = "workflow"
 
 
 @dataclass(frozen=True, slots=True)

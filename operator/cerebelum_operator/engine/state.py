@@ -32,8 +32,10 @@ from .events import (
     StepFailed,
     StepRetryAfter,
     StepScheduled,
+    StepSkipped,
     StepStarted,
 )
+from .ids import DEADLINE_STEP, TimerId, TimerKind
 
 __all__ = [
     "ExecutionPhase",
@@ -75,6 +77,7 @@ class StepPhase(StrEnum):
     RUNNING = "Running"
     RETRYING = "Retrying"
     WAITING_FOR_APPROVAL = "WaitingForApproval"
+    SLEEPING = "Sleeping"  # a timer step waiting to wake
     SUCCEEDED = "Succeeded"
     FAILED = "Failed"
     SKIPPED = "Skipped"
@@ -82,6 +85,7 @@ class StepPhase(StrEnum):
 
 
 _IN_FLIGHT = frozenset({StepPhase.SCHEDULED, StepPhase.RUNNING, StepPhase.RETRYING})
+_WAITING = frozenset({StepPhase.WAITING_FOR_APPROVAL, StepPhase.SLEEPING})  # on the engine, not a worker
 
 
 @dataclass(slots=True)
@@ -154,6 +158,8 @@ class ExecutionState:
     approvals: dict[str, PendingApproval] = field(default_factory=dict)
     dead_letters: dict[str, str] = field(default_factory=dict)
     last_worker_id: str | None = None
+    deadline_ms: int | None = None  # the workflow timeout's deadline
+    deadline_timer_id: str | None = None
     output: JSON = None
     error: str | None = None
     created_at_ms: int = 0
@@ -229,7 +235,7 @@ class ExecutionState:
         return ExecutionPhase.RUNNING
 
     def current_steps(self) -> list[str]:
-        names = [n for n, s in self.steps.items() if s.in_flight or s.phase == StepPhase.WAITING_FOR_APPROVAL]
+        names = [n for n, s in self.steps.items() if s.in_flight or s.phase in _WAITING]
         return names or list(self.sleeps)
 
     def wake_at_ms(self) -> int | None:
@@ -258,7 +264,7 @@ def fold(definition: WorkflowDefinition, execution_id: str, history: list[Record
 
 def _settle_in_flight(state: ExecutionState, at_ms: int) -> None:
     for name, shared in list(state.steps.items()):
-        if shared.in_flight or shared.phase == StepPhase.WAITING_FOR_APPROVAL:
+        if shared.in_flight or shared.phase in _WAITING:
             step = state.step(name)
             step.phase = StepPhase.CANCELLED
             step.finished_at_ms = at_ms
@@ -279,6 +285,7 @@ def apply_event(state: ExecutionState, definition: WorkflowDefinition, recorded:
             state.carried_bytes = _ARGUMENTS_FRAME + json_size(event.input) + sum(state.result_sizes.values())
             state.phase = ExecutionPhase.RUNNING
             state.created_at_ms = at
+            _set_deadline(state, event.deadline_ms, recorded.seq)
         case StepScheduled():
             step = state.step(event.step)
             state.position = definition.position_of(event.step)
@@ -290,6 +297,12 @@ def apply_event(state: ExecutionState, definition: WorkflowDefinition, recorded:
             step.attempt, step.poll, step.token = event.attempt, event.poll, event.token
             step.settled = False
             step.finished_at_ms = None
+        case StepSkipped():
+            step = state.step(event.step)
+            state.position = definition.position_of(event.step)
+            step.phase, step.settled, step.token = StepPhase.SKIPPED, True, None
+            step.started_at_ms, step.finished_at_ms = None, at
+            state.drop_result(event.step)
         case StepStarted():
             step = state.step(event.step)
             step.phase = StepPhase.RUNNING
@@ -327,6 +340,8 @@ def apply_event(state: ExecutionState, definition: WorkflowDefinition, recorded:
             state.dead_letters[event.dead_letter_id] = event.step
         case DeadLetterRedriven():
             state.dead_letters.pop(event.dead_letter_id, None)
+            if event.deadline_ms is not None:
+                _set_deadline(state, event.deadline_ms, recorded.seq)
             state.phase = ExecutionPhase.RUNNING
             state.error = None
             for name in definition.positions[state.position]:
@@ -338,6 +353,15 @@ def apply_event(state: ExecutionState, definition: WorkflowDefinition, recorded:
                     member.settled = False
         case SleepStarted():
             state.sleeps[event.step] = PendingSleep(event.timer_id, event.wake_at_ms)
+            if event.timer_step:
+                step = state.step(event.step)
+                state.position = definition.position_of(event.step)
+                if step.attempt == 0:
+                    step.run += 1
+                step.attempt += 1
+                step.total_attempts += 1
+                step.phase, step.token, step.settled = StepPhase.SLEEPING, None, False
+                step.started_at_ms, step.finished_at_ms = at, None
         case SleepEnded():
             state.sleeps.pop(event.step, None)
         case ApprovalRequested():
@@ -381,6 +405,13 @@ def apply_event(state: ExecutionState, definition: WorkflowDefinition, recorded:
             state.phase = ExecutionPhase.CANCELLED
             state.error = event.reason or "cancelled"
             _settle_in_flight(state, at)
+
+
+def _set_deadline(state: ExecutionState, deadline_ms: int | None, seq: int) -> None:
+    state.deadline_ms = deadline_ms
+    state.deadline_timer_id = (
+        None if deadline_ms is None else TimerId(state.execution_id, TimerKind.DEADLINE, DEADLINE_STEP, seq).encode()
+    )
 
 
 def _jump(state: ExecutionState, definition: WorkflowDefinition, event: JumpTaken) -> None:

@@ -36,6 +36,8 @@ EXPRESSION_VARIABLES: Mapping[str, tuple[str, ...]] = {
     "branch": ("input", "steps", "result"),
     "diverge": ("input", "steps", "result", "error"),
     "output": ("input", "steps"),
+    "timer": ("input", "steps"),
+    "when": ("input", "steps"),
 }
 
 # Identifiers the library resolves by itself: type values, as in `type(x) == string`.

@@ -24,7 +24,7 @@ from .durations import parse_duration
 from .errors import InputInvalid, SpecProblem, WorkflowInvalid, format_path
 from .input_defaults import defaults_filler
 from .input_schema import compile_input_schema
-from .spec import MAX_CEL_CHARS, DivergeRule, RetryPolicy, WorkflowSpec
+from .spec import MAX_CEL_CHARS, DivergeRule, RetryPolicy, StepSpec, WorkflowSpec
 
 __all__ = [
     "MAX_CEL_CHARS",
@@ -71,10 +71,22 @@ class StepConfig:
     approval_kind: str | None = None
     approval_timeout_ms: int | None = None
     schedule_to_start_ms: int | None = None  # None: a task waits for a worker as long as it takes
+    timer_duration_ms: int | None = None  # a timer step that waits this long
+    timer_until: CelExpression | None = None  # a timer step that waits until this CEL timestamp
+    when: CelExpression | None = None  # the step runs only when this is true as it is reached
 
     @property
     def is_approval(self) -> bool:
         return self.approval_kind is not None
+
+    @property
+    def is_timer(self) -> bool:
+        return self.timer_duration_ms is not None or self.timer_until is not None
+
+    @property
+    def has_task(self) -> bool:
+        """Whether a worker runs the step (approval and timer steps are the engine's own)."""
+        return not (self.is_approval or self.is_timer)
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +100,14 @@ class CelExpression:
     @property
     def source(self) -> str:
         return self.program.source
+
+    # Equal when the source is: the library's Program has no equality of its own, so two
+    # compilations of one spec would otherwise differ.
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, CelExpression) and other.source == self.source
+
+    def __hash__(self) -> int:
+        return hash(self.source)
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,6 +152,7 @@ class WorkflowDefinition:
     branch: Mapping[str, tuple[CompiledBranch, ...]]
     output: CelExpression | None
     input_schema: Mapping[str, Any] | None
+    timeout_ms: int | None = None  # the whole execution's deadline, counted from its start
     _input_validator: Any = field(default=None, repr=False, compare=False)
     _input_defaults: Any = field(default=None, repr=False, compare=False)
 
@@ -341,6 +362,7 @@ class _Compiler:
         self._loops(diverge, branch)
         output = self.cel(self.spec.output, "output", construct="output") if self.spec.output is not None else None
         validator = compile_input_schema(self.spec.input, started=self.started, problems=self.problems)
+        timeout_ms = self._workflow_timeout()
         if not self.problems:
             self._reachability(diverge, branch)
         if self.problems:
@@ -355,9 +377,18 @@ class _Compiler:
             branch=branch,
             output=output,
             input_schema=self.spec.input,
+            timeout_ms=timeout_ms,
             _input_validator=validator,
             _input_defaults=None if validator is None else defaults_filler(validator),
         )
+
+    def _workflow_timeout(self) -> int | None:
+        if self.spec.timeout is None:
+            return None
+        milliseconds = parse_duration(self.spec.timeout)
+        if milliseconds <= 0:
+            self.problem("timeout", "must be longer than 0s: every execution would fail at its start")
+        return milliseconds
 
     def _timeline(self) -> None:
         for index, entry in enumerate(self.spec.timeline):
@@ -399,7 +430,10 @@ class _Compiler:
                 heartbeat = (own.heartbeat_timeout if own else None) or defaults.heartbeat_timeout
                 retry = (own.retry if own else None) or defaults.retry
                 approval = own.approval if own else None
-                to_start = self._schedule_to_start(name, own.schedule_to_start_timeout if own else None, approval)
+                timer = own.timer if own else None
+                builtin = approval or timer
+                to_start = self._schedule_to_start(name, own.schedule_to_start_timeout if own else None, builtin)
+                duration_ms, until = self._timer(name, own) if own is not None and timer is not None else (None, None)
                 configs[name] = StepConfig(
                     name=name,
                     position=position,
@@ -411,15 +445,38 @@ class _Compiler:
                     approval_kind=approval.kind if approval else None,
                     approval_timeout_ms=(parse_duration(approval.timeout) if approval and approval.timeout else None),
                     schedule_to_start_ms=to_start,
+                    timer_duration_ms=duration_ms,
+                    timer_until=until,
+                    when=self.cel(own.when, f"steps.{name}.when", construct="when") if own and own.when else None,
                 )
         return configs
 
-    def _schedule_to_start(self, name: str, own: str | None, approval: object | None) -> int | None:
-        """The step's scheduleToStartTimeout in ms; an approval step has no task, so none."""
-        if approval is not None:
+    def _timer(self, name: str, own: StepSpec) -> tuple[int | None, CelExpression | None]:
+        """(duration in ms, until expression) of a timer step; problems for what it cannot honour."""
+        timer, path = own.timer, f"steps.{name}.timer"
+        assert timer is not None
+        if own.approval is not None:
+            self.problem(path, "a step is a timer or an approval, not both")
+        # What only a worker's task would use: refused rather than silently ignored.
+        for field_name in ("timeout", "heartbeat_timeout", "retry", "task_queue"):
+            if getattr(own, field_name) is not None:
+                camel = "".join(part.title() if i else part for i, part in enumerate(field_name.split("_")))
+                self.problem(f"steps.{name}.{camel}", "a timer step has no task for a worker: it takes no " + camel)
+        if (timer.duration is None) == (timer.until is None):
+            self.problem(path, "a timer needs exactly one of 'duration' or 'until'")
+            return None, None
+        if timer.duration is not None:
+            return parse_duration(timer.duration), None
+        assert timer.until is not None
+        return None, self.cel(timer.until, f"{path}.until", construct="timer")
+
+    def _schedule_to_start(self, name: str, own: str | None, builtin: object | None) -> int | None:
+        """The step's scheduleToStartTimeout in ms; an approval or timer step has no task, so none."""
+        if builtin is not None:
             if own is not None:
                 self.problem(
-                    f"steps.{name}.scheduleToStartTimeout", "an approval step has no task for a worker to start"
+                    f"steps.{name}.scheduleToStartTimeout",
+                    "an approval or timer step has no task for a worker to start",
                 )
             return None
         text, path = (

@@ -25,6 +25,7 @@ __all__ = [
     "RetryPolicy",
     "StepDefaults",
     "StepSpec",
+    "TimerSpec",
     "WorkflowSpec",
 ]
 
@@ -68,6 +69,15 @@ class ApprovalSpec(_Spec):
     kind: str = Field(default="approval", min_length=1, max_length=MAX_APPROVAL_KIND)
 
 
+class TimerSpec(_Spec):
+    """A built-in step that waits, with no worker: for a duration, or until a CEL timestamp."""
+
+    duration: Duration | None = None
+    until: CelSource | None = Field(
+        default=None, description="CEL over input and steps giving a timestamp (or RFC 3339 text) to wake at."
+    )
+
+
 class StepSpec(_Spec):
     """Per-step settings; anything unset comes from the workflow's defaults."""
 
@@ -79,6 +89,10 @@ class StepSpec(_Spec):
     retry: RetryPolicy | None = Field(default=None, description="Replaces defaults.retry whole (not merged).")
     task_queue: QueueName | None = None
     approval: ApprovalSpec | None = None
+    timer: TimerSpec | None = None
+    when: CelSource | None = Field(
+        default=None, description="CEL over input and steps: when false as the step is reached, it is skipped."
+    )
 
 
 class StepDefaults(_Spec):
@@ -133,3 +147,6 @@ class WorkflowSpec(_Spec):
     diverge: dict[str, list[DivergeRule]] = Field(default_factory=dict)
     branch: dict[str, list[BranchRule]] = Field(default_factory=dict)
     output: CelSource | None = Field(default=None, description="CEL over input and steps.")
+    timeout: Duration | None = Field(
+        default=None, description="The whole execution fails when it has not finished within this of its start."
+    )

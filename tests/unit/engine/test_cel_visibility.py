@@ -27,6 +27,11 @@ def spec_with(construct: str, source: str) -> dict[str, Any]:
         spec["branch"] = {"a": [{"when": source, "goto": "c"}]}
     elif construct == "diverge":
         spec["diverge"] = {"a": [{"when": source, "then": "continue"}]}
+    elif construct == "timer":
+        stamp = "timestamp('2020-01-01T00:00:00Z')"
+        spec["steps"] = {"b": {"timer": {"until": f"({source}) ? {stamp} : {stamp}"}}}
+    elif construct == "when":
+        spec["steps"] = {"b": {"when": source}}
     else:
         assert construct == "output"
         spec["output"] = source
@@ -43,6 +48,7 @@ def run(construct: str, name: str) -> Simulator:
             break
         if any(t.step == step for t in sim.tasks.values()):
             sim.run(step)
+        sim.fire_timers()
     return sim
 
 

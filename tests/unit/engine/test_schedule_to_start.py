@@ -144,7 +144,7 @@ def test_a_redriven_step_gets_a_new_timer() -> None:
     [
         (
             {"timeline": ["gate"], "steps": {"gate": {"approval": {}, "scheduleToStartTimeout": "1m"}}},
-            "steps.gate.scheduleToStartTimeout: an approval step has no task for a worker to start",
+            "steps.gate.scheduleToStartTimeout: an approval or timer step has no task for a worker to start",
         ),
         (
             {"timeline": ["a"], "defaults": {"scheduleToStartTimeout": "0s"}},

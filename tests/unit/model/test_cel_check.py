@@ -35,12 +35,22 @@ def workflow(construct: str, source: str) -> dict[str, Any]:
         spec["branch"] = {"check": [{"when": source, "goto": "store"}]}
     elif construct == "diverge":
         spec["diverge"] = {"check": [{"when": source, "then": "continue"}]}
+    elif construct == "timer":
+        spec["steps"] = {"check": {"timer": {"until": source}}}
+    elif construct == "when":
+        spec["steps"] = {"check": {"when": source}}
     else:
         spec["output"] = source
     return spec
 
 
-PLACES = {"branch": "branch.check[0].when", "diverge": "diverge.check[0].when", "output": "output"}
+PLACES = {
+    "branch": "branch.check[0].when",
+    "diverge": "diverge.check[0].when",
+    "output": "output",
+    "timer": "steps.check.timer.until",
+    "when": "steps.check.when",
+}
 
 
 def refusal(construct: str, source: str) -> str:

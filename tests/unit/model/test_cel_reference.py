@@ -18,7 +18,13 @@ from cerebelum_operator.model.cel_check import (
 )
 
 REFERENCE = Path(__file__).resolve().parents[3] / "docs" / "workflow-reference.md"
-PLACES = {"branch": "branch.<step>[i].when", "diverge": "diverge.<step>[i].when", "output": "output"}
+PLACES = {
+    "branch": "branch.<step>[i].when",
+    "diverge": "diverge.<step>[i].when",
+    "output": "output",
+    "timer": "steps.<step>.timer.until",
+    "when": "steps.<step>.when",
+}
 
 
 def section() -> str:

@@ -126,6 +126,8 @@ class Execution:
     pending_approvals: tuple[PendingApproval, ...]
     jump_limits: tuple[JumpLimit, ...] = ()
     """Loops cut at their ``maxIterations``: empty when every loop ended by its own condition."""
+    deadline: datetime | None = None
+    """When the workflow's ``timeout`` fails the execution; ``None`` without one, or once it ended."""
 
     @property
     def is_terminal(self) -> bool:
@@ -153,6 +155,7 @@ class Execution:
             steps=tuple(StepStatus.from_proto(step) for step in info.steps),
             pending_approvals=tuple(PendingApproval.from_proto(a) for a in info.pending_approvals),
             jump_limits=tuple(JumpLimit.from_proto(cut) for cut in info.jump_limits),
+            deadline=instant(info, "deadline"),
         )
 
 

@@ -166,6 +166,8 @@ export interface ExecutionInfo {
     | undefined;
   /** Loops cut at their maxIterations (JumpLimitReached events), one per rule. */
   jumpLimits: JumpLimit[];
+  /** When the workflow's timeout fails the execution; unset without a timeout, and once it ended. */
+  deadline: Date | undefined;
 }
 
 export interface GetExecutionRequest {
@@ -1071,6 +1073,7 @@ function createBaseExecutionInfo(): ExecutionInfo {
     updatedAt: undefined,
     wakeAt: undefined,
     jumpLimits: [],
+    deadline: undefined,
   };
 }
 
@@ -1126,6 +1129,9 @@ export const ExecutionInfo: MessageFns<ExecutionInfo> = {
     }
     for (const v of message.jumpLimits) {
       JumpLimit.encode(v!, writer.uint32(138).fork()).join();
+    }
+    if (message.deadline !== undefined) {
+      Timestamp.encode(toTimestamp(message.deadline), writer.uint32(146).fork()).join();
     }
     return writer;
   },
@@ -1279,6 +1285,14 @@ export const ExecutionInfo: MessageFns<ExecutionInfo> = {
             message.jumpLimits.push(JumpLimit.decode(reader, reader.uint32()));
             continue;
           }
+          case 18: {
+            if (tag !== 146) {
+              break;
+            }
+
+            message.deadline = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1313,6 +1327,7 @@ export const ExecutionInfo: MessageFns<ExecutionInfo> = {
     message.updatedAt = object.updatedAt ?? undefined;
     message.wakeAt = object.wakeAt ?? undefined;
     message.jumpLimits = object.jumpLimits?.map((e) => JumpLimit.fromPartial(e)) || [];
+    message.deadline = object.deadline ?? undefined;
     return message;
   },
 };

@@ -1,0 +1,89 @@
+"""The workflow-language samples of the reference, run through the engine core as written.
+
+Each YAML block marked for this module is a workflow spec. It is compiled as `apply` compiles it
+and run by `decide` on a fake clock (timers fire at once, approvals are granted, every task
+succeeds with ``{<step>: true}`` unless the sample says otherwise), and the sample's own comments
+say what must come of it:
+
+- ``# input: <JSON>``: the execution's input;
+- ``# output of <step>: <JSON>``: what the worker returns for that step;
+- ``# fails: <step>``: that step's every attempt fails with error type ``Boom``;
+- ``# expect: <phase>``: the execution's phase at the end (``Succeeded`` when not said);
+- ``# ran: <steps>`` / ``# never ran: <steps>`` / ``# skipped: <steps>``: steps that must have run,
+  must not have, or must have been skipped.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+import pytest
+import yaml
+
+from cerebelum_operator.engine import ExecutionState, StepPhase
+from cerebelum_operator.engine import commands as cmd
+from cerebelum_operator.model import compile_workflow
+from tests.unit.engine.simulator import Simulator
+
+from .blocks import Block, marked_for
+
+BLOCKS = marked_for(__file__)
+DOC_BLOCKS = [block.text for block in BLOCKS]  # tests/docs/test_coverage.py: each is run below
+_COMMENT = re.compile(r"^\s*# (input|output of [\w.-]+|fails|expect|ran|never ran|skipped): (.*)$", re.MULTILINE)
+MAX_STEPS = 500  # commands sent before a sample is called stuck
+
+
+def says(block: Block) -> dict[str, str]:
+    return {key: value.strip() for key, value in _COMMENT.findall(block.text)}
+
+
+def names(text: str | None) -> set[str]:
+    return set((text or "").replace(",", " ").split())
+
+
+def drive(sim: Simulator, outputs: dict[str, Any], failing: set[str]) -> None:
+    for _ in range(MAX_STEPS):
+        if sim.state.phase.terminal:
+            return
+        if sim.tasks:
+            task = next(iter(sim.tasks.values()))
+            outcome: cmd.Outcome = (
+                cmd.OutcomeFailure("Boom", "the sample's failing step")
+                if task.step in failing
+                else cmd.OutcomeSuccess(outputs.get(task.step, {task.step: True}))
+            )
+            sim.run(task.step, outcome)
+        elif sim.state.approvals:
+            sim.send(cmd.Approve(next(iter(sim.state.approvals)), "sample-approver", None))
+        elif sim.timers:
+            sim.fire_timers()
+        else:
+            raise AssertionError(f"stuck: nothing to run, approve or fire at phase {sim.state.phase}")
+    raise AssertionError(f"still {sim.state.phase} after {MAX_STEPS} commands")
+
+
+@pytest.mark.parametrize("block", BLOCKS, ids=[block.where for block in BLOCKS])
+def test_a_language_sample_compiles_and_runs_to_what_it_says(block: Block) -> None:
+    said = says(block)
+    outputs = {
+        key.removeprefix("output of "): json.loads(value) for key, value in said.items() if key.startswith("output of ")
+    }
+    sim = Simulator(compile_workflow(yaml.safe_load(block.text)), ExecutionState(execution_id="sample"))
+    sim.send(cmd.Start("sample", json.loads(said["input"]) if "input" in said else None))
+
+    drive(sim, outputs, names(said.get("fails")))
+
+    assert sim.state.phase.value == said.get("expect", "Succeeded"), sim.state.error
+    ran = {name for name, step in sim.state.steps.items() if step.total_attempts > 0}
+    assert names(said.get("ran")) <= ran, f"ran only {sorted(ran)}"
+    assert not names(said.get("never ran")) & ran, f"ran {sorted(ran)}"
+    skipped = {name for name, step in sim.state.steps.items() if step.phase == StepPhase.SKIPPED}
+    assert names(said.get("skipped")) <= skipped, f"skipped {sorted(skipped)}"
+
+
+def test_every_construct_of_the_language_has_a_sample_here() -> None:
+    samples = "\n".join(DOC_BLOCKS)
+    for construct in ("timer:", "when:", "timeout:"):
+        assert construct in samples, f"the reference has no run sample using {construct}"
