@@ -170,6 +170,26 @@ def test_a_malformed_diverge_rule_is_refused_by_a_cel_rule(
     assert message in result.stderr
 
 
+@pytest.mark.parametrize(
+    ("rule", "message"),
+    [
+        ("{when: 'true'}", "a branch rule needs exactly one of 'goto' or 'then'"),
+        ("{when: 'true', goto: b, then: succeed}", "a branch rule needs exactly one of 'goto' or 'then'"),
+        ("{when: 'true', then: retry}", "must be one of: succeed, fail"),
+    ],
+)
+def test_a_malformed_branch_rule_is_refused_by_a_cel_rule(
+    control_plane: ControlPlane, namespace: str, rule: str, message: str
+) -> None:
+    bad = workflow("branching", f"{{timeline: [a, b], branch: {{a: [{rule}]}}}}")
+
+    result = kubectl(control_plane, "apply", "-n", namespace, "-f", "-", input=bad)
+
+    assert result.returncode != 0
+    assert "spec.branch[a][0]" in result.stderr
+    assert message in result.stderr
+
+
 def test_an_execution_whose_spec_is_changed_is_refused_but_its_labels_may_change(
     control_plane: ControlPlane, namespace: str
 ) -> None:

@@ -146,6 +146,10 @@ class Timeline:
                 for name in self.members(self.position):
                     if name not in self.settled:
                         self.attempts.pop(name, None)
+            case ev.ExecutionSucceeded() if event.rule is not None:  # then: succeed, from where it stands
+                self.bound(event.rule)  # a rule of the workflow
+                self.sleeping.clear()
+                self.terminal = True
             case ev.ExecutionSucceeded():
                 check(self.position == len(self.definition.positions) - 1, "succeeded before the last position")
                 check(self.position_done(), "succeeded before the last position completed")

@@ -209,7 +209,9 @@ def _diverge_rule(draw: st.DrawFn, layout: Layout, source: str) -> dict[str, Any
     if match_kind == "none" or draw(st.booleans()):
         rule["when"] = draw(DIVERGE_CONDITIONS)
     if draw(st.booleans()):
-        rule["then"] = draw(st.sampled_from(["retry", "fail", "continue"]))
+        rule["then"] = draw(st.sampled_from(["retry", "fail", "continue", "succeed"]))
+        if rule["then"] == "fail" and draw(st.booleans()):
+            rule["message"] = "declared"
     else:
         rule.update(_goto_rule(draw, layout, source))
     return rule
@@ -217,6 +219,9 @@ def _diverge_rule(draw: st.DrawFn, layout: Layout, source: str) -> dict[str, Any
 
 def _branch_rule(draw: st.DrawFn, layout: Layout, source: str) -> dict[str, Any]:
     rule: dict[str, Any] = {"when": draw(BRANCH_CONDITIONS)}
+    if draw(st.integers(0, 4)) == 0:  # ends the execution; conditional, so no step is hidden
+        rule["then"] = draw(st.sampled_from(["succeed", "fail"]))
+        return rule
     rule.update(_goto_rule(draw, layout, source))
     last = len(layout.positions) - 1
     # An unconditional goto stops the fall-through; from the last position it cannot hide a step.

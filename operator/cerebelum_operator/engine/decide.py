@@ -530,7 +530,11 @@ class _Decider:
 
     def follow_success_rule(self, step: str, attempt: int, rule: CompiledDiverge) -> None:
         if rule.then == "fail":
-            self.fail_execution(f"step {step!r} succeeded with a result that {rule.key} sends to fail", step)
+            self.fail_execution(
+                f"step {step!r} succeeded with a result that {rule.key} sends to fail{_reason(rule.message)}", step
+            )
+        elif rule.then == "succeed":
+            self.end_successfully(rule.key, step)
         elif rule.then == "retry":
             self.retry_or_dead_letter(
                 step, attempt, f"RetriesExhausted: the result matched {rule.key}", seed=f"{step}/{attempt}"
@@ -581,9 +585,14 @@ class _Decider:
             failed(continued=True)
         elif rule is not None and rule.then == "goto":
             failed(continued=True, rule=rule.key, goto=rule.goto)
+        elif rule is not None and rule.then == "succeed":
+            failed(continued=True)
+            self.end_successfully(rule.key, step)
         elif rule is not None and rule.then == "fail":
             failed()
-            self.fail_execution(f"step {step!r} failed ({described}); {rule.key} sends it to fail", step)
+            self.fail_execution(
+                f"step {step!r} failed ({described}); {rule.key} sends it to fail{_reason(rule.message)}", step
+            )
         elif (rule is not None and rule.then == "retry") or policy_retryable:
             if attempt < config.retry.max_attempts:
                 delay = backoff_ms(config.retry, failed_attempt=attempt, seed=token)
@@ -611,6 +620,14 @@ class _Decider:
             self.emit(ev.StepDeadLettered(step, attempt, token, error_type, message))
             self.do(act.AddDeadLetter(token, step, attempt, described))
         self.fail_execution(f"step {step!r} failed: {described}", step)
+
+    def end_successfully(self, rule: str, step: str) -> None:
+        """A rule's ``then: succeed``: the execution ends now, what else is in flight is cancelled."""
+        if self.state.phase.terminal:
+            return
+        self.record_refused_jumps()
+        self.stop_everything()
+        self.finish(ended_by=(rule, step))
 
     def fail_execution(self, reason: str, step: str | None) -> None:
         if self.state.phase.terminal:
@@ -788,13 +805,26 @@ class _Decider:
                 except ExpressionError as exc:
                     self.fail_execution(str(exc), name)
                     return None
-                if taken and self.jump_allowed(rule.key, name, rule.goto, rule.max_iterations):
+                if taken and rule.goto is None:  # then: succeed or fail, ending the execution here
+                    if rule.then == "succeed":
+                        self.end_successfully(rule.key, name)
+                    else:
+                        self.fail_execution(
+                            f"{rule.key} ended the execution after step {name!r}{_reason(rule.message)}", name
+                        )
+                    return None
+                if (
+                    taken
+                    and rule.goto is not None
+                    and self.jump_allowed(rule.key, name, rule.goto, rule.max_iterations)
+                ):
                     self.record_refused_jumps()
                     return rule.key, name, rule.goto
         self.record_refused_jumps()
         return None
 
-    def finish(self) -> None:
+    def finish(self, *, ended_by: tuple[str, str] | None = None) -> None:
+        """Succeed: at the end of the timeline, or early by the rule and step in ``ended_by``."""
         if self.definition.output is not None:
             try:
                 output = to_json(evaluate(self.definition.output, self.variables(), where="output"), where="output")
@@ -809,11 +839,13 @@ class _Decider:
                     None,
                 )
                 return
+        elif ended_by is not None:  # the result of the step whose rule ended it
+            output = self.state.results.get(ended_by[1])
         else:
             last = self.definition.positions[-1]
             output = self.state.results.get(last[0]) if len(last) == 1 else {n: self.state.results.get(n) for n in last}
         self.disarm_deadline()
-        self.emit(ev.ExecutionSucceeded(output))
+        self.emit(ev.ExecutionSucceeded(output, None if ended_by is None else ended_by[0]))
 
 
 def _check_strings(command: cmd.Command) -> None:
@@ -846,6 +878,10 @@ def _check_strings(command: cmd.Command) -> None:
                 limits.check_text(value, what=what, limit=limit)
     except limits.TextTooLong as exc:
         raise CommandRejected(str(exc)) from None
+
+
+def _reason(message: str | None) -> str:
+    return "" if message is None else f": {message}"
 
 
 def _rfc3339(epoch_ms: int) -> str:

@@ -247,8 +247,12 @@ class JumpLimitReached(Event):
 
 @dataclass(frozen=True, slots=True)
 class ExecutionSucceeded(Event):
+    """The end; ``rule`` names the branch or diverge rule that ended it early (``then: succeed``),
+    None at the end of the timeline and in histories written before such rules."""
+
     kind: ClassVar[str] = "ExecutionSucceeded"
     output: JSON
+    rule: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

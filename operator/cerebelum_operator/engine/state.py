@@ -397,6 +397,7 @@ def apply_event(state: ExecutionState, definition: WorkflowDefinition, recorded:
         case ExecutionSucceeded():
             state.phase = ExecutionPhase.SUCCEEDED
             state.output = event.output
+            _settle_in_flight(state, at)  # a rule that ends early leaves a group's other members
         case ExecutionFailed():
             state.phase = ExecutionPhase.FAILED
             state.error = event.reason

@@ -118,9 +118,10 @@ class CompiledDiverge:
     match_message_contains: str | None
     match_result: Mapping[str, Any] | None
     when: CelExpression | None
-    then: Literal["retry", "fail", "continue", "goto"]
+    then: Literal["retry", "fail", "continue", "succeed", "goto"]
     goto: str | None
     max_iterations: int | None
+    message: str | None = None  # the failure's reason, with then: fail
 
     @property
     def matches_failures(self) -> bool:
@@ -136,8 +137,10 @@ class CompiledBranch:
     key: str
     step: str
     when: CelExpression
-    goto: str
+    goto: str | None  # None: the rule ends the execution, as ``then`` says
     max_iterations: int | None
+    then: Literal["goto", "succeed", "fail"] = "goto"
+    message: str | None = None
 
 
 @dataclass(frozen=True)
@@ -508,8 +511,10 @@ class _Compiler:
 
     def _diverge_rule(self, step: str, index: int, path: str, rule: DivergeRule) -> CompiledDiverge | None:
         if (rule.then is None) == (rule.goto is None):
-            self.problem(path, "a diverge rule needs exactly one of 'then' (retry, fail, continue) or 'goto'")
+            self.problem(path, "a diverge rule needs exactly one of 'then' (retry, fail, continue, succeed) or 'goto'")
             return None
+        if rule.message is not None and rule.then != "fail":
+            self.problem(f"{path}.message", "a message is the reason of a failure: it goes with then: fail")
         match = rule.match
         if rule.when is None and (match is None or (match.error is None and match.result is None)):
             self.problem(path, "a diverge rule needs 'match' (error or result) or a 'when' condition")
@@ -530,6 +535,7 @@ class _Compiler:
             then="goto" if rule.goto is not None else rule.then or "continue",
             goto=rule.goto,
             max_iterations=rule.max_iterations,
+            message=rule.message,
         )
 
     def _branch(self) -> dict[str, tuple[CompiledBranch, ...]]:
@@ -539,9 +545,16 @@ class _Compiler:
             for index, rule in enumerate(rules):
                 path = f"branch.{step}[{index}]"
                 program = self.cel(rule.when, f"{path}.when", construct="branch")
-                self._goto_target(f"{path}.goto", rule.goto)
+                if (rule.then is None) == (rule.goto is None):
+                    self.problem(path, "a branch rule needs exactly one of 'goto' or 'then' (succeed, fail)")
+                    continue
+                if rule.message is not None and rule.then != "fail":
+                    self.problem(f"{path}.message", "a message is the reason of a failure: it goes with then: fail")
+                if rule.goto is not None:
+                    self._goto_target(f"{path}.goto", rule.goto)
                 if program is not None:
-                    out.append(CompiledBranch(path, step, program, rule.goto, rule.max_iterations))
+                    then = rule.then or "goto"
+                    out.append(CompiledBranch(path, step, program, rule.goto, rule.max_iterations, then, rule.message))
             compiled[step] = tuple(out)
         return compiled
 
@@ -558,9 +571,20 @@ class _Compiler:
                     jumps.append((d.key, d.step, d.goto, d.max_iterations, False))
         for branch_rules in branch.values():
             for b in branch_rules:
-                if b.goto in self.where:
+                if b.goto is not None and b.goto in self.where:
                     jumps.append((b.key, b.step, b.goto, b.max_iterations, b.when.source.strip() == "true"))
         return jumps
+
+    def _endings(
+        self,
+        diverge: Mapping[str, tuple[CompiledDiverge, ...]],
+        branch: Mapping[str, tuple[CompiledBranch, ...]],
+    ) -> set[str]:
+        """Steps after which the execution always ends: an unconditional branch rule that ends it."""
+        del diverge  # a diverge rule matches some outcomes only
+        return {
+            b.step for rules in branch.values() for b in rules if b.goto is None and b.when.source.strip() == "true"
+        }
 
     def _position(self, step: str) -> int:
         return next(i for i, members in enumerate(self.positions) if step in members)
@@ -591,6 +615,8 @@ class _Compiler:
             edges[origin].add(self._position(target))
             if unconditional:
                 falls_through[origin] = False
+        for step in self._endings(diverge, branch):
+            falls_through[self._position(step)] = False
         for i in range(len(self.positions) - 1):
             if falls_through[i]:
                 edges[i].add(i + 1)

@@ -122,17 +122,25 @@ class DivergeRule(_Spec):
 
     match: OutcomeMatch | None = None
     when: CelSource | None = Field(default=None, description="CEL over result, error, input and steps.")
-    then: Literal["retry", "fail", "continue"] | None = None
+    then: Literal["retry", "fail", "continue", "succeed"] | None = None
     goto: StepName | None = None
     max_iterations: int | None = Field(default=None, ge=1, le=10_000)
+    message: str | None = Field(
+        default=None, max_length=MAX_MESSAGE, description="The failure's reason, with then: fail."
+    )
 
 
 class BranchRule(_Spec):
-    """After a step succeeds: the first rule whose CEL condition is true jumps to its target."""
+    """After a step succeeds: the first rule whose CEL condition is true jumps to its target,
+    or ends the execution (``then: succeed`` or ``fail``)."""
 
     when: CelSource
-    goto: StepName
+    goto: StepName | None = None
+    then: Literal["succeed", "fail"] | None = None
     max_iterations: int | None = Field(default=None, ge=1, le=10_000)
+    message: str | None = Field(
+        default=None, max_length=MAX_MESSAGE, description="The failure's reason, with then: fail."
+    )
 
 
 TimelineEntry = StepName | list[StepName]
