@@ -9,6 +9,7 @@ say what must come of it:
 - ``# output of <step>: <JSON>``: what the worker returns for that step;
 - ``# fails: <step>``: that step's every attempt fails with error type ``Boom``;
 - ``# expect: <phase>``: the execution's phase at the end (``Succeeded`` when not said);
+- ``# execution output: <JSON>``: the execution's output at the end;
 - ``# ran: <steps>`` / ``# never ran: <steps>`` / ``# skipped: <steps>``: steps that must have run,
   must not have, or must have been skipped.
 """
@@ -31,7 +32,9 @@ from .blocks import Block, marked_for
 
 BLOCKS = marked_for(__file__)
 DOC_BLOCKS = [block.text for block in BLOCKS]  # tests/docs/test_coverage.py: each is run below
-_COMMENT = re.compile(r"^\s*# (input|output of [\w.-]+|fails|expect|ran|never ran|skipped): (.*)$", re.MULTILINE)
+_COMMENT = re.compile(
+    r"^\s*# (input|output of [\w.-]+|fails|expect|execution output|ran|never ran|skipped): (.*)$", re.MULTILINE
+)
 MAX_STEPS = 500  # commands sent before a sample is called stuck
 
 
@@ -76,6 +79,8 @@ def test_a_language_sample_compiles_and_runs_to_what_it_says(block: Block) -> No
     drive(sim, outputs, names(said.get("fails")))
 
     assert sim.state.phase.value == said.get("expect", "Succeeded"), sim.state.error
+    if "execution output" in said:
+        assert sim.state.output == json.loads(said["execution output"])
     ran = {name for name, step in sim.state.steps.items() if step.total_attempts > 0}
     assert names(said.get("ran")) <= ran, f"ran only {sorted(ran)}"
     assert not names(said.get("never ran")) & ran, f"ran {sorted(ran)}"
@@ -85,5 +90,5 @@ def test_a_language_sample_compiles_and_runs_to_what_it_says(block: Block) -> No
 
 def test_every_construct_of_the_language_has_a_sample_here() -> None:
     samples = "\n".join(DOC_BLOCKS)
-    for construct in ("timer:", "when:", "timeout:"):
+    for construct in ("timer:", "when:", "timeout:", "then: succeed", "then: fail", "vars:", "set:"):
         assert construct in samples, f"the reference has no run sample using {construct}"

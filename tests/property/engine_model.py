@@ -99,6 +99,8 @@ class Timeline:
             case ev.ApprovalRequested() if event.token is None:
                 self.enter(event.step, "asked approval for")
                 self.attempt(event.step, self.attempts.get(event.step, 0) + 1)
+            case ev.VariablesSet():  # right after the step's accepted result
+                check(event.step in self.settled, f"variables set by {event.step!r}, which has not settled")
             case ev.StepSkipped():  # its `when` was false as it was reached
                 self.enter(event.step, "skipped")
                 self.settled.add(event.step)

@@ -244,6 +244,10 @@ def valid_specs(draw: st.DrawFn, *, max_steps: int = 6, with_input: bool | None 
     configured = draw(st.lists(st.sampled_from(names), max_size=len(names), unique=True))
     if configured:
         spec["steps"] = {name: draw(step_settings()) for name in configured}
+    if draw(st.integers(0, 3)) == 0:  # a counter some steps bump, kept across loops
+        spec["vars"] = {"n": 0}
+        for name in draw(st.lists(st.sampled_from(names), max_size=2, unique=True)):
+            spec.setdefault("steps", {}).setdefault(name, {})["set"] = {"n": "vars.n + 1"}
     diverging = draw(st.lists(st.sampled_from(names), max_size=3, unique=True))
     if diverging:
         spec["diverge"] = {
@@ -500,6 +504,10 @@ def missing_field(draw: st.DrawFn, spec: Spec) -> Broken:
     rule = {"when": "false", "goto": step, "maxIterations": 1}
     del rule[choice]
     index = _add_rule(spec, "branch", step, rule)
+    if choice == "goto":  # goto or then: neither is required alone, one of them is
+        return Broken(
+            spec, (f"branch.{step}[{index}]", "needs exactly one of 'goto' or 'then'"), "a branch rule going nowhere"
+        )
     return Broken(spec, (f"branch.{step}[{index}].{choice}", "required"), "a branch rule missing a field")
 
 

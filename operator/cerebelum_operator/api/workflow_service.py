@@ -112,6 +112,8 @@ def execution_info(
                     waiting_hint=now.waiting_hint or "",
                 )
             )
+        if state.vars:
+            info.vars_json = dump_json(state.vars)
         deadline = None if state.phase.terminal else timestamp(state.deadline_ms)
         if deadline is not None:
             info.deadline.CopyFrom(deadline)

@@ -164,6 +164,8 @@ def show_execution(execution: Any, *, stacktraces: bool = False) -> None:
         console.print(f"  Deadline:  {when(execution.deadline)} (the workflow's timeout)")
     console.print(f"  Events:    {execution.event_count}")
     console.print(f"  Input:     {compact(execution.input)}")
+    if execution.vars is not None:
+        console.print(Text(printable(f"  Variables: {compact(execution.vars)}")))
     if execution.output is not None:
         console.print(f"  Output:    {compact(execution.output)}")
     if execution.error:

@@ -19,7 +19,15 @@ from . import events as ev
 from .expressions import ExpressionError, evaluate, evaluate_condition, to_json
 from .ids import ApprovalRejection, ApprovalTimeout, RejectedResult, TaskToken, TimerId, TimerKind
 from .retry import backoff_ms
-from .state import ExecutionPhase, ExecutionState, StepPhase, apply_event, approval_result, result_entry_size
+from .state import (
+    ExecutionPhase,
+    ExecutionState,
+    StepPhase,
+    apply_event,
+    approval_result,
+    result_entry_size,
+    variables_entry_size,
+)
 
 __all__ = [
     "ARGUMENTS_TOO_LARGE",
@@ -437,6 +445,9 @@ class _Decider:
         self.emit(
             ev.ApprovalGranted(step, command.approver, command.payload, rule_key, goto, request_id=command.request_id)
         )
+        rerun = rule is not None and rule.then in ("retry", "fail")
+        if not rerun and not self.assign(step, result):
+            return
         if rule is not None and goto is None:
             self.follow_success_rule(step, self.state.steps[step].attempt, rule)
         self.advance()
@@ -505,7 +516,40 @@ class _Decider:
         )
 
     def variables(self, **extra: JSON) -> dict[str, JSON]:
-        return {"input": self.state.input, "steps": dict(self.state.results), **extra}
+        return {"input": self.state.input, "steps": dict(self.state.results), "vars": self.state.vars, **extra}
+
+    def assign(self, step: str, result: JSON) -> bool:
+        """Run the step's ``set`` on its accepted result; False when that failed the execution.
+
+        Every expression sees the variables as they were before any of them is assigned.
+        """
+        assignments = self.config(step).assign
+        if not assignments:
+            return True
+        values: dict[str, JSON] = {}
+        try:
+            seen = self.variables(result=result)
+            for name, program in assignments:
+                where = f"steps.{step}.set.{name}"
+                values[name] = to_json(evaluate(program, seen, where=where), where=where)
+        except ExpressionError as exc:
+            self.fail_execution(str(exc), step)
+            return False
+        size = variables_entry_size(self.state.vars | values)
+        total = self.state.carried_bytes - self.state.vars_bytes + size
+        describe = limits.describe_size
+        if size > limits.MAX_VARIABLES_BYTES or total > self.max_task_bytes:
+            limit, what = (
+                (limits.MAX_VARIABLES_BYTES, "the limit of all variables")
+                if size > limits.MAX_VARIABLES_BYTES
+                else (self.max_task_bytes, "with the input and results, the limit of what a task carries")
+            )
+            self.fail_execution(
+                f"steps.{step}.set: the variables would be {describe(size)}, over {describe(limit)}, {what}", step
+            )
+            return False
+        self.emit(ev.VariablesSet(step, values))
+        return True
 
     def succeed(self, step: str, attempt: int, token: str, output: JSON, *, sleep_ms: int | None = None) -> None:
         try:
@@ -518,6 +562,8 @@ class _Decider:
         goto = rule.goto if rule is not None and rule.then == "goto" else None
         self.emit(ev.StepCompleted(step, attempt, token, output, rule.key if rule is not None and goto else None, goto))
         rerun = rule is not None and rule.then in ("retry", "fail")
+        if not rerun and not self.assign(step, output):
+            return
         if sleep_ms is not None and sleep_ms > 0 and not rerun:
             # A result the rules retry or fail is not accepted, so the sleep that came with it is
             # not taken: a retry beside a live sleep would leave that sleep's timer behind.
@@ -710,7 +756,7 @@ class _Decider:
                 attempt=attempt,
                 poll=poll,
                 task_queue=config.task_queue,
-                arguments={"input": self.state.input, "results": dict(self.state.results)},
+                arguments=self.task_arguments(),
                 visible_at_ms=visible_at,
                 timeout_ms=config.timeout_ms,
                 lease_ms=config.lease_ms,
@@ -734,6 +780,12 @@ class _Decider:
         timer_id = TimerId(self.state.execution_id, TimerKind.TIMER, step, self.state.last_seq + 1).encode()
         self.emit(ev.SleepStarted(step, timer_id, wake_at, timer_step=True))
         self.do(act.StartTimer(timer_id, wake_at))
+
+    def task_arguments(self) -> dict[str, JSON]:
+        arguments = {"input": self.state.input, "results": dict(self.state.results)}
+        if self.definition.variables:  # only then: a worker of an older SDK never sees the key
+            arguments["vars"] = dict(self.state.vars)
+        return arguments
 
     def request_approval(self, step: str, kind: str, data: JSON, timeout_ms: int | None, token: str | None) -> None:
         timer_id = timeout_at = None

@@ -32,6 +32,7 @@ __all__ = [
     "StepScheduled",
     "StepSkipped",
     "StepStarted",
+    "VariablesSet",
     "event_from_record",
 ]
 
@@ -246,6 +247,18 @@ class JumpLimitReached(Event):
 
 
 @dataclass(frozen=True, slots=True)
+class VariablesSet(Event):
+    """A step's ``set`` assigned workflow variables after it succeeded: ``values`` by name.
+
+    New kind: histories written before it never hold one, so they load unchanged.
+    """
+
+    kind: ClassVar[str] = "VariablesSet"
+    step: str
+    values: dict[str, JSON]
+
+
+@dataclass(frozen=True, slots=True)
 class ExecutionSucceeded(Event):
     """The end; ``rule`` names the branch or diverge rule that ended it early (``then: succeed``),
     None at the end of the timeline and in histories written before such rules."""
@@ -288,6 +301,7 @@ _EVENT_TYPES: dict[str, type[Event]] = {
         ApprovalTimedOut,
         JumpTaken,
         JumpLimitReached,
+        VariablesSet,
         ExecutionSucceeded,
         ExecutionFailed,
         ExecutionCancelled,

@@ -34,6 +34,7 @@ from .events import (
     StepScheduled,
     StepSkipped,
     StepStarted,
+    VariablesSet,
 )
 from .ids import DEADLINE_STEP, TimerId, TimerKind
 
@@ -49,6 +50,7 @@ __all__ = [
     "approval_result",
     "fold",
     "result_entry_size",
+    "variables_entry_size",
 ]
 
 JSON = Any
@@ -158,6 +160,8 @@ class ExecutionState:
     approvals: dict[str, PendingApproval] = field(default_factory=dict)
     dead_letters: dict[str, str] = field(default_factory=dict)
     last_worker_id: str | None = None
+    vars: dict[str, JSON] = field(default_factory=dict)  # the workflow's variables, kept across jumps
+    vars_bytes: int = 0  # what they add to a task's arguments (0 when the workflow declares none)
     deadline_ms: int | None = None  # the workflow timeout's deadline
     deadline_timer_id: str | None = None
     output: JSON = None
@@ -188,6 +192,7 @@ class ExecutionState:
             sleeps=dict(self.sleeps),
             approvals=dict(self.approvals),
             dead_letters=dict(self.dead_letters),
+            vars=dict(self.vars),
         )
 
     def step(self, name: str) -> StepState:
@@ -250,6 +255,11 @@ def result_entry_size(name: str, value: JSON) -> int:
     return json_size(name) + 1 + json_size(value) + 1
 
 
+def variables_entry_size(variables: dict[str, JSON]) -> int:
+    """Bytes the variables add to a task's arguments: ``,"vars":`` and their JSON."""
+    return len(',"vars":') + json_size(variables)
+
+
 def approval_result(approver: str, payload: JSON, request: PendingApproval | None) -> dict[str, JSON]:
     """What an approved step gives later steps (and its diverge rules)."""
     return {"approved": True, "approver": approver, "payload": payload, "data": request.data if request else None}
@@ -282,7 +292,12 @@ def apply_event(state: ExecutionState, definition: WorkflowDefinition, recorded:
             state.started = True
             state.workflow = event.workflow
             state.input = event.input
-            state.carried_bytes = _ARGUMENTS_FRAME + json_size(event.input) + sum(state.result_sizes.values())
+            if definition.variables:
+                state.vars = dict(definition.variables)
+                state.vars_bytes = variables_entry_size(state.vars)
+            state.carried_bytes = (
+                _ARGUMENTS_FRAME + json_size(event.input) + sum(state.result_sizes.values()) + state.vars_bytes
+            )
             state.phase = ExecutionPhase.RUNNING
             state.created_at_ms = at
             _set_deadline(state, event.deadline_ms, recorded.seq)
@@ -388,6 +403,11 @@ def apply_event(state: ExecutionState, definition: WorkflowDefinition, recorded:
                 state.pending_jump = (event.rule, event.step, event.goto)
         case ApprovalRejected() | ApprovalTimedOut():
             state.approvals.pop(event.step, None)
+        case VariablesSet():
+            state.vars.update(event.values)
+            size = variables_entry_size(state.vars)
+            state.carried_bytes += size - state.vars_bytes
+            state.vars_bytes = size
         case JumpTaken():
             _jump(state, definition, event)
         case JumpLimitReached():

@@ -33,11 +33,12 @@ __all__ = [
 # The variables `engine.decide` passes to each kind of expression (its `variables()` calls).
 # A new construct that evaluates CEL adds its row here, and the reference's table follows.
 EXPRESSION_VARIABLES: Mapping[str, tuple[str, ...]] = {
-    "branch": ("input", "steps", "result"),
-    "diverge": ("input", "steps", "result", "error"),
-    "output": ("input", "steps"),
-    "timer": ("input", "steps"),
-    "when": ("input", "steps"),
+    "branch": ("input", "steps", "vars", "result"),
+    "diverge": ("input", "steps", "vars", "result", "error"),
+    "output": ("input", "steps", "vars"),
+    "set": ("input", "steps", "vars", "result"),
+    "timer": ("input", "steps", "vars"),
+    "when": ("input", "steps", "vars"),
 }
 
 # Identifiers the library resolves by itself: type values, as in `type(x) == string`.
@@ -244,10 +245,18 @@ class _Checker:
 
 
 def _constructs(names: list[str]) -> str:
-    return " and ".join(_PLACES[name] for name in names)
+    places = [_PLACES[name] for name in names]
+    return places[0] if len(places) == 1 else f"{', '.join(places[:-1])} and {places[-1]}"
 
 
-_PLACES = {"branch": "branch rules", "diverge": "diverge rules", "output": "output"}
+_PLACES = {
+    "branch": "branch rules",
+    "diverge": "diverge rules",
+    "output": "output",
+    "set": "steps' set",
+    "timer": "timer steps' until",
+    "when": "steps' when",
+}
 
 
 def check_names(

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import re
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -18,6 +19,7 @@ import jsonschema
 from pydantic import ValidationError
 from referencing.exceptions import Unresolvable
 
+from . import limits
 from .cel_check import Suggestions, check_names
 from .cel_cost import MAX_CEL_COST, CelCost, CelSyntaxError, CelTooDeep, parse_cost_model
 from .durations import parse_duration
@@ -44,6 +46,7 @@ __all__ = [
 RESERVED_STEP_NAMES = frozenset({"input", "ctx", "context", "steps", "result", "error"})
 # Nesting of the document: pydantic refuses to serialise past 255 levels, and no spec needs 64.
 MAX_DEPTH = 64
+_VARIABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
 # Steps of one parallel group: each is a task and several events in one decision, and the whole
 # group is joined in memory; past a thousand, a step that fans out itself is the better shape.
 MAX_PARALLEL_STEPS = 1000
@@ -74,6 +77,7 @@ class StepConfig:
     timer_duration_ms: int | None = None  # a timer step that waits this long
     timer_until: CelExpression | None = None  # a timer step that waits until this CEL timestamp
     when: CelExpression | None = None  # the step runs only when this is true as it is reached
+    assign: tuple[tuple[str, CelExpression], ...] = ()  # `set`: variables assigned after it succeeds
 
     @property
     def is_approval(self) -> bool:
@@ -156,6 +160,12 @@ class WorkflowDefinition:
     output: CelExpression | None
     input_schema: Mapping[str, Any] | None
     timeout_ms: int | None = None  # the whole execution's deadline, counted from its start
+
+    @property
+    def variables(self) -> Mapping[str, Any]:
+        """The declared workflow variables with their initial values."""
+        return self.spec.vars
+
     _input_validator: Any = field(default=None, repr=False, compare=False)
     _input_defaults: Any = field(default=None, repr=False, compare=False)
 
@@ -366,6 +376,7 @@ class _Compiler:
         output = self.cel(self.spec.output, "output", construct="output") if self.spec.output is not None else None
         validator = compile_input_schema(self.spec.input, started=self.started, problems=self.problems)
         timeout_ms = self._workflow_timeout()
+        self._variables()
         if not self.problems:
             self._reachability(diverge, branch)
         if self.problems:
@@ -451,8 +462,41 @@ class _Compiler:
                     timer_duration_ms=duration_ms,
                     timer_until=until,
                     when=self.cel(own.when, f"steps.{name}.when", construct="when") if own and own.when else None,
+                    assign=self._assignments(name, own.set) if own and own.set else (),
                 )
         return configs
+
+    def _assignments(self, name: str, assign: Mapping[str, str]) -> tuple[tuple[str, CelExpression], ...]:
+        compiled = []
+        for variable, source in assign.items():
+            path = f"steps.{name}.set.{variable}"
+            if variable not in self.spec.vars:
+                declared = ", ".join(sorted(self.spec.vars)) or "none"
+                self.problem(path, f"unknown variable {variable!r}: declare it in vars (declared: {declared})")
+                continue
+            program = self.cel(source, path, construct="set")
+            if program is not None:
+                compiled.append((variable, program))
+        return tuple(compiled)
+
+    def _variables(self) -> None:
+        # Names are checked here, not by the spec's types: the CRD schema has no pattern for map keys.
+        for name in self.spec.vars:
+            if not _VARIABLE_NAME.fullmatch(name):
+                self.problem(
+                    f"vars.{name}",
+                    "a variable name is read in CEL as vars.<name>: a letter or '_', then letters, digits"
+                    " or '_', at most 63 characters",
+                )
+        if len(self.spec.vars) > limits.MAX_VARIABLES:
+            self.problem("vars", f"{len(self.spec.vars)} variables, over the limit of {limits.MAX_VARIABLES}")
+        size = limits.json_size(self.spec.vars)
+        if size > limits.MAX_VARIABLES_BYTES:
+            self.problem(
+                "vars",
+                f"the initial values are {limits.describe_size(size)}, over the"
+                f" {limits.describe_size(limits.MAX_VARIABLES_BYTES)} limit of all variables",
+            )
 
     def _timer(self, name: str, own: StepSpec) -> tuple[int | None, CelExpression | None]:
         """(duration in ms, until expression) of a timer step; problems for what it cannot honour."""

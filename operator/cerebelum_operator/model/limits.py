@@ -24,6 +24,8 @@ __all__ = [
     "MAX_REQUEST_ID",
     "MAX_STACKTRACE",
     "MAX_TASK_TOKEN",
+    "MAX_VARIABLES",
+    "MAX_VARIABLES_BYTES",
     "MAX_WORKER_ID",
     "MAX_WORKFLOW_KEY",
     "PROTOCOL_OVERHEAD_BYTES",
@@ -51,6 +53,9 @@ MAX_NAME: Final = 253  # workflow, step and queue names: a Kubernetes object nam
 MAX_WORKFLOW_KEY: Final = 63 + 1 + MAX_NAME  # "namespace/name" in the operator
 MAX_EXECUTION_ID: Final = 128
 MAX_TASK_TOKEN: Final = 1024  # "<execution>/<step>/<attempt>/<poll>/<seq>"
+# Workflow variables travel with every task and are shown by `describe`: small state, not data.
+MAX_VARIABLES: Final = 100
+MAX_VARIABLES_BYTES: Final = 256 * 1024
 
 # Room in a PollTask reply for everything beside the arguments: token, ids, names, framing.
 PROTOCOL_OVERHEAD_BYTES: Final = 64 * 1024

@@ -91,7 +91,11 @@ class StepSpec(_Spec):
     approval: ApprovalSpec | None = None
     timer: TimerSpec | None = None
     when: CelSource | None = Field(
-        default=None, description="CEL over input and steps: when false as the step is reached, it is skipped."
+        default=None, description="CEL over input, steps and vars: when false as the step is reached, it is skipped."
+    )
+    set: dict[str, CelSource] | None = Field(
+        default=None,
+        description="Workflow variables assigned after the step succeeds: CEL over result, input, steps and vars.",
     )
 
 
@@ -157,4 +161,8 @@ class WorkflowSpec(_Spec):
     output: CelSource | None = Field(default=None, description="CEL over input and steps.")
     timeout: Duration | None = Field(
         default=None, description="The whole execution fails when it has not finished within this of its start."
+    )
+    vars: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Workflow variables and their initial values; steps' `set` assigns them, CEL reads `vars`.",
     )

@@ -39,6 +39,9 @@ def workflow(construct: str, source: str) -> dict[str, Any]:
         spec["steps"] = {"check": {"timer": {"until": source}}}
     elif construct == "when":
         spec["steps"] = {"check": {"when": source}}
+    elif construct == "set":
+        spec["vars"] = {"seen": None}
+        spec["steps"] = {"check": {"set": {"seen": source}}}
     else:
         spec["output"] = source
     return spec
@@ -50,6 +53,7 @@ PLACES = {
     "output": "output",
     "timer": "steps.check.timer.until",
     "when": "steps.check.when",
+    "set": "steps.check.set.seen",
 }
 
 
@@ -65,20 +69,21 @@ def refusal(construct: str, source: str) -> str:
         pytest.param(
             "branch",
             "inptu.x > 1",
-            "unknown name 'inptu'; this expression can see input, result, steps; did you mean 'input'?",
+            "unknown name 'inptu'; this expression can see input, result, steps, vars; did you mean 'input'?",
             id="misspelt-variable",
         ),
         pytest.param(
             "output",
             "result.id",
-            "unknown name 'result'; this expression can see input, steps"
-            " ('result' is seen only by branch rules and diverge rules)",
+            "unknown name 'result'; this expression can see input, steps, vars"
+            " ('result' is seen only by branch rules, diverge rules and steps' set)",
             id="result-in-output",
         ),
         pytest.param(
             "branch",
             "error.type == 'Timeout'",
-            "unknown name 'error'; this expression can see input, result, steps ('error' is seen only by diverge rules)",
+            "unknown name 'error'; this expression can see input, result, steps, vars"
+            " ('error' is seen only by diverge rules)",
             id="error-in-a-branch",
         ),
         pytest.param("diverge", "nosuchfn(result)", "unknown function 'nosuchfn'", id="unknown-function"),

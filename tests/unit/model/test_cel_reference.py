@@ -24,6 +24,7 @@ PLACES = {
     "output": "output",
     "timer": "steps.<step>.timer.until",
     "when": "steps.<step>.when",
+    "set": "steps.<step>.set.<variable>",
 }
 
 

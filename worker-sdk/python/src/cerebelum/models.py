@@ -128,6 +128,8 @@ class Execution:
     """Loops cut at their ``maxIterations``: empty when every loop ended by its own condition."""
     deadline: datetime | None = None
     """When the workflow's ``timeout`` fails the execution; ``None`` without one, or once it ended."""
+    vars: Any = None
+    """The workflow variables as they are now (a dict); ``None`` when the workflow declares none."""
 
     @property
     def is_terminal(self) -> bool:
@@ -156,6 +158,7 @@ class Execution:
             pending_approvals=tuple(PendingApproval.from_proto(a) for a in info.pending_approvals),
             jump_limits=tuple(JumpLimit.from_proto(cut) for cut in info.jump_limits),
             deadline=instant(info, "deadline"),
+            vars=loads(info.vars_json),
         )
 
 

@@ -167,7 +167,11 @@ export interface ExecutionInfo {
   /** Loops cut at their maxIterations (JumpLimitReached events), one per rule. */
   jumpLimits: JumpLimit[];
   /** When the workflow's timeout fails the execution; unset without a timeout, and once it ended. */
-  deadline: Date | undefined;
+  deadline:
+    | Date
+    | undefined;
+  /** The workflow variables (JSON object) as they are now; "" when the workflow declares none. */
+  varsJson: string;
 }
 
 export interface GetExecutionRequest {
@@ -1074,6 +1078,7 @@ function createBaseExecutionInfo(): ExecutionInfo {
     wakeAt: undefined,
     jumpLimits: [],
     deadline: undefined,
+    varsJson: "",
   };
 }
 
@@ -1132,6 +1137,9 @@ export const ExecutionInfo: MessageFns<ExecutionInfo> = {
     }
     if (message.deadline !== undefined) {
       Timestamp.encode(toTimestamp(message.deadline), writer.uint32(146).fork()).join();
+    }
+    if (message.varsJson !== "") {
+      writer.uint32(154).string(message.varsJson);
     }
     return writer;
   },
@@ -1293,6 +1301,14 @@ export const ExecutionInfo: MessageFns<ExecutionInfo> = {
             message.deadline = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
             continue;
           }
+          case 19: {
+            if (tag !== 154) {
+              break;
+            }
+
+            message.varsJson = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1328,6 +1344,7 @@ export const ExecutionInfo: MessageFns<ExecutionInfo> = {
     message.wakeAt = object.wakeAt ?? undefined;
     message.jumpLimits = object.jumpLimits?.map((e) => JumpLimit.fromPartial(e)) || [];
     message.deadline = object.deadline ?? undefined;
+    message.varsJson = object.varsJson ?? "";
     return message;
   },
 };
