@@ -23,6 +23,7 @@ from cerebelum_operator.model.cel_check import (
     check_names,
 )
 from cerebelum_operator.model.cel_cost import parse_cost_model
+from cerebelum_operator.model.errors import MAX_MESSAGE_CHARS
 from cerebelum_operator.model.spec import MAX_CEL_CHARS
 
 TIMELINE = ["fetch", "check", "store"]
@@ -215,10 +216,12 @@ def test_a_workflow_gets_a_few_did_you_mean_hints_in_all_not_one_per_problem() -
     rules = [{"when": f"steps.stepp_{i}.ok", "goto": "step_299"} for i in range(60)]
     spec = {"timeline": steps, "branch": {"step_0": rules}}
 
-    message = refusal_of(spec)
+    with pytest.raises(WorkflowInvalid) as refused:
+        compile_workflow(spec)
 
-    assert message.count("unknown step 'stepp_") == 60  # every problem, each with its place
-    assert message.count("did you mean") == MAX_SUGGESTIONS
+    problems = [str(problem) for problem in refused.value.problems]
+    assert sum("unknown step 'stepp_" in p for p in problems) == 60  # every problem, each with its place
+    assert sum("did you mean" in p for p in problems) == MAX_SUGGESTIONS
 
 
 # -- The allow-list is what the runtime evaluates --------------------------------------------
@@ -321,3 +324,22 @@ def test_what_the_check_refuses_really_fails_in_the_engine(source: str) -> None:
 
 def test_the_table_of_what_each_expression_sees_names_every_construct_that_compiles_cel() -> None:
     assert set(EXPRESSION_VARIABLES) == set(PLACES)
+
+
+def test_a_workflow_with_thousands_of_bad_expressions_gets_a_bounded_message_counting_the_rest() -> None:
+    steps = [f"s{i}" for i in range(1000)]
+    spec = {
+        "timeline": steps,
+        "branch": {
+            name: [{"when": f"nosuch{j}(result)", "goto": name, "maxIterations": 1} for j in range(3)] for name in steps
+        },
+    }
+    with pytest.raises(WorkflowInvalid) as refused:
+        compile_workflow(spec)
+
+    message = str(refused.value)
+    assert len(refused.value.problems) == 3000
+    assert len(message) <= MAX_MESSAGE_CHARS + 100
+    assert message.startswith("branch.s0[0].when: unknown function 'nosuch0'")
+    listed = message.count("unknown function")
+    assert message.endswith(f"; and {3000 - listed} more problems")
