@@ -7,7 +7,7 @@ say what must come of it:
 
 - ``# input: <JSON>``: the execution's input;
 - ``# output of <step>: <JSON>``: what the worker returns for that step;
-- ``# fails: <step>``: that step's every attempt fails with error type ``Boom``;
+- ``# fails: <steps>``: their every attempt fails, with error type ``Boom`` or ``# error type: <type>``;
 - ``# expect: <phase>``: the execution's phase at the end (``Succeeded`` when not said);
 - ``# execution output: <JSON>``: the execution's output at the end;
 - ``# ran: <steps>`` / ``# never ran: <steps>`` / ``# skipped: <steps>``: steps that must have run,
@@ -33,7 +33,8 @@ from .blocks import Block, marked_for
 BLOCKS = marked_for(__file__)
 DOC_BLOCKS = [block.text for block in BLOCKS]  # tests/docs/test_coverage.py: each is run below
 _COMMENT = re.compile(
-    r"^\s*# (input|output of [\w.-]+|fails|expect|execution output|ran|never ran|skipped): (.*)$", re.MULTILINE
+    r"^\s*# (input|output of [\w.-]+|fails|error type|expect|execution output|ran|never ran|skipped): (.*)$",
+    re.MULTILINE,
 )
 MAX_STEPS = 500  # commands sent before a sample is called stuck
 
@@ -46,14 +47,14 @@ def names(text: str | None) -> set[str]:
     return set((text or "").replace(",", " ").split())
 
 
-def drive(sim: Simulator, outputs: dict[str, Any], failing: set[str]) -> None:
+def drive(sim: Simulator, outputs: dict[str, Any], failing: set[str], error_type: str) -> None:
     for _ in range(MAX_STEPS):
         if sim.state.phase.terminal:
             return
         if sim.tasks:
             task = next(iter(sim.tasks.values()))
             outcome: cmd.Outcome = (
-                cmd.OutcomeFailure("Boom", "the sample's failing step")
+                cmd.OutcomeFailure(error_type, "the sample's failing step")
                 if task.step in failing
                 else cmd.OutcomeSuccess(outputs.get(task.step, {task.step: True}))
             )
@@ -76,7 +77,7 @@ def test_a_language_sample_compiles_and_runs_to_what_it_says(block: Block) -> No
     sim = Simulator(compile_workflow(yaml.safe_load(block.text)), ExecutionState(execution_id="sample"))
     sim.send(cmd.Start("sample", json.loads(said["input"]) if "input" in said else None))
 
-    drive(sim, outputs, names(said.get("fails")))
+    drive(sim, outputs, names(said.get("fails")), said.get("error type", "Boom"))
 
     assert sim.state.phase.value == said.get("expect", "Succeeded"), sim.state.error
     if "execution output" in said:
@@ -90,5 +91,5 @@ def test_a_language_sample_compiles_and_runs_to_what_it_says(block: Block) -> No
 
 def test_every_construct_of_the_language_has_a_sample_here() -> None:
     samples = "\n".join(DOC_BLOCKS)
-    for construct in ("timer:", "when:", "timeout:", "then: succeed", "then: fail", "vars:", "set:"):
+    for construct in ("timer:", "when:", "timeout:", "then: succeed", "then: fail", "vars:", "set:", "afterRetries:"):
         assert construct in samples, f"the reference has no run sample using {construct}"

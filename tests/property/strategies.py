@@ -214,6 +214,8 @@ def _diverge_rule(draw: st.DrawFn, layout: Layout, source: str) -> dict[str, Any
             rule["message"] = "declared"
     else:
         rule.update(_goto_rule(draw, layout, source))
+    if match_kind not in ("result", "none") and rule.get("then") != "retry" and draw(st.booleans()):
+        rule["afterRetries"] = True
     return rule
 
 

@@ -623,6 +623,9 @@ class _Decider:
 
         try:
             rule = self.match_diverge(step, result=None, error=error)
+            if rule is None and not (policy_retryable and attempt < config.retry.max_attempts):
+                # The policy gives up on it: now the rules that wait for that have their say.
+                rule = self.match_diverge(step, result=None, error=error, after_retries=True)
         except ExpressionError as exc:
             failed()
             self.fail_execution(str(exc), step)
@@ -699,8 +702,14 @@ class _Decider:
         if self.state.deadline_timer_id is not None:
             self.do(act.CancelTimer(self.state.deadline_timer_id))
 
-    def match_diverge(self, step: str, *, result: JSON, error: dict[str, str] | None) -> CompiledDiverge | None:
+    def match_diverge(
+        self, step: str, *, result: JSON, error: dict[str, str] | None, after_retries: bool = False
+    ) -> CompiledDiverge | None:
+        """The first rule matching the outcome; ``after_retries``: only the rules that wait for the
+        retry policy to give up (``afterRetries``), otherwise only the others."""
         for rule in self.definition.diverge.get(step, ()):
+            if rule.after_retries != after_retries:
+                continue
             if error is not None and not rule.matches_failures:
                 continue
             if error is None and not rule.matches_successes:

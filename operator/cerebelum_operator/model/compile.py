@@ -126,6 +126,7 @@ class CompiledDiverge:
     goto: str | None
     max_iterations: int | None
     message: str | None = None  # the failure's reason, with then: fail
+    after_retries: bool = False  # consulted only once the retry policy gave up on a failure
 
     @property
     def matches_failures(self) -> bool:
@@ -133,7 +134,7 @@ class CompiledDiverge:
 
     @property
     def matches_successes(self) -> bool:
-        return self.match_error_type is None and self.match_message_contains is None
+        return self.match_error_type is None and self.match_message_contains is None and not self.after_retries
 
 
 @dataclass(frozen=True, slots=True)
@@ -559,6 +560,12 @@ class _Compiler:
             return None
         if rule.message is not None and rule.then != "fail":
             self.problem(f"{path}.message", "a message is the reason of a failure: it goes with then: fail")
+        if rule.after_retries and rule.then == "retry":
+            self.problem(f"{path}.afterRetries", "a rule consulted once the retries are spent cannot retry")
+        if rule.after_retries and rule.match is not None and rule.match.result is not None:
+            self.problem(
+                f"{path}.afterRetries", "retries follow failures: a rule matching a result has none to wait for"
+            )
         match = rule.match
         if rule.when is None and (match is None or (match.error is None and match.result is None)):
             self.problem(path, "a diverge rule needs 'match' (error or result) or a 'when' condition")
@@ -580,6 +587,7 @@ class _Compiler:
             goto=rule.goto,
             max_iterations=rule.max_iterations,
             message=rule.message,
+            after_retries=rule.after_retries,
         )
 
     def _branch(self) -> dict[str, tuple[CompiledBranch, ...]]:

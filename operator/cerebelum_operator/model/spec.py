@@ -129,6 +129,10 @@ class DivergeRule(_Spec):
     then: Literal["retry", "fail", "continue", "succeed"] | None = None
     goto: StepName | None = None
     max_iterations: int | None = Field(default=None, ge=1, le=10_000)
+    after_retries: bool = Field(
+        default=False,
+        description="Consulted only once the retry policy gave up on a failure (attempts spent, or not retryable).",
+    )
     message: str | None = Field(
         default=None, max_length=MAX_MESSAGE, description="The failure's reason, with then: fail."
     )
