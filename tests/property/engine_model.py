@@ -42,6 +42,9 @@ class Timeline:
     landed: int | None = None  # position a jump just moved to
     terminal: bool = False
     jumps: dict[str, int] = field(default_factory=dict)  # JumpTaken per rule
+    ending: list[str] | None = None  # the handlers of an ExecutionEnding, until the end
+    handled: list[str] = field(default_factory=list)  # handlers completed in this ending
+    failed_handlers: set[str] = field(default_factory=set)  # handlers that failed for good
 
     def bound(self, rule: str) -> int | None:
         """The maxIterations of the branch or diverge rule keyed ``rule``."""
@@ -90,8 +93,48 @@ class Timeline:
         check(attempt <= limit, f"step {step!r} ran attempt {attempt}, over retry.maxAttempts={limit}")
         self.attempts[step] = attempt
 
+    def handler(self, event: ev.Event) -> bool:
+        """Check an event of a compensation or finally step; False for any other event."""
+        step = getattr(event, "step", None)
+        if step is None or step not in self.definition.steps or not self.definition.steps[step].handler:
+            check(
+                self.ending is None
+                or isinstance(event, ev.ExecutionSucceeded | ev.ExecutionFailed | ev.ExecutionCancelled),
+                f"{event.kind} of the timeline while the execution ends",
+            )
+            return False
+        check(self.ending is not None and step in self.ending, f"{event.kind} of handler {step!r} outside its ending")
+        if isinstance(event, ev.StepScheduled):
+            assert self.ending is not None
+            done = self.ending[: self.ending.index(step)]
+            check(all(name in self.handled or name in self.failed_handlers for name in done), f"{step!r} out of order")
+            self.attempt(step, event.attempt)
+        if isinstance(event, ev.StepCompleted):
+            check(step not in self.handled, f"handler {step!r} completed twice in one ending")
+            self.handled.append(step)
+        if isinstance(event, ev.StepFailed) and event.retry_at_ms is None:
+            self.failed_handlers.add(step)
+        return True
+
     def apply(self, event: ev.Event) -> None:
         check(not self.terminal or isinstance(event, ev.DeadLetterRedriven), f"{event.kind} after the end")
+        if isinstance(event, ev.ExecutionEnding):
+            check(self.ending is None, "a second ExecutionEnding before the end")
+            check(len(set(event.handlers)) == len(event.handlers), f"a handler twice in {event.handlers}")
+            self.ending, self.handled, self.failed_handlers = list(event.handlers), [], set()
+            for name in event.handlers:
+                self.attempts.pop(name, None)
+            self.sleeping.clear()
+            return
+        if self.handler(event):
+            return
+        if isinstance(event, ev.ExecutionSucceeded | ev.ExecutionFailed | ev.ExecutionCancelled) and self.ending:
+            complete = all(n in self.handled or n in self.failed_handlers for n in self.ending)
+            check(complete or isinstance(event, ev.ExecutionCancelled), f"{event.kind} before its handlers ran")
+            self.ending = None
+            self.terminal = True
+            self.sleeping.clear()
+            return
         match event:
             case ev.StepScheduled():
                 self.enter(event.step, "scheduled")

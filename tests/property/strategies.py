@@ -246,6 +246,11 @@ def valid_specs(draw: st.DrawFn, *, max_steps: int = 6, with_input: bool | None 
     configured = draw(st.lists(st.sampled_from(names), max_size=len(names), unique=True))
     if configured:
         spec["steps"] = {name: draw(step_settings()) for name in configured}
+    # Compensations and finally steps ("-" keeps their names apart from the timeline's).
+    for name in draw(st.lists(st.sampled_from(names), max_size=3, unique=True)):
+        spec.setdefault("steps", {}).setdefault(name, {})["compensate"] = f"undo-{name}"
+    if draw(st.integers(0, 3)) == 0:
+        spec["finally"] = ["finally-1"] if draw(st.booleans()) else ["finally-1", "finally-2"]
     if draw(st.integers(0, 3)) == 0:  # a counter some steps bump, kept across loops
         spec["vars"] = {"n": 0}
         for name in draw(st.lists(st.sampled_from(names), max_size=2, unique=True)):

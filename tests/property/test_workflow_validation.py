@@ -43,9 +43,14 @@ def reordered(value: Any) -> Any:
 def test_a_valid_spec_compiles_and_every_timeline_step_gets_settings(spec: dict[str, Any]) -> None:
     definition = compile_workflow(spec)
     names = [n for entry in spec["timeline"] for n in ([entry] if isinstance(entry, str) else entry)]
-    assert sorted(definition.steps) == sorted(names)
+    handlers = [
+        *spec.get("finally", []),
+        *(s["compensate"] for s in spec.get("steps", {}).values() if "compensate" in s),
+    ]
+    assert sorted(definition.steps) == sorted(names + handlers)
     for name, config in definition.steps.items():
-        assert definition.positions[config.position].count(name) == 1
+        assert config.handler == (name in handlers)
+        assert config.handler or definition.positions[config.position].count(name) == 1
         assert config.timeout_ms > 0 and config.lease_ms > 0 and config.retry.max_attempts >= 1
 
 

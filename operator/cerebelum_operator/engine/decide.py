@@ -20,6 +20,7 @@ from .expressions import ExpressionError, evaluate, evaluate_condition, to_json
 from .ids import ApprovalRejection, ApprovalTimeout, RejectedResult, TaskToken, TimerId, TimerKind
 from .retry import backoff_ms
 from .state import (
+    Ending,
     ExecutionPhase,
     ExecutionState,
     StepPhase,
@@ -240,8 +241,8 @@ class _Decider:
             self.decision.reply = Reply.DUPLICATE
             return None
         live = self.state.steps.get(step)
-        if self.state.phase.terminal or live is None or live.token != token:
-            self.decision.reply = Reply.STALE
+        if self.state.phase.terminal or live is None or live.token != token or live.phase == StepPhase.CANCELLED:
+            self.decision.reply = Reply.STALE  # (cancelled: by the ending, before its token was dropped)
             return None
         return step, attempt
 
@@ -370,7 +371,8 @@ class _Decider:
         self.decision.reply = Reply.STALE
 
     def deadline_passed(self, timer_id: str) -> None:
-        if timer_id != self.state.deadline_timer_id:  # superseded by a redrive's new deadline
+        # Superseded by a redrive's new deadline, or disarmed as the execution began to end.
+        if timer_id != self.state.deadline_timer_id or self.state.ending is not None:
             self.decision.reply = Reply.STALE
             return
         timeout = format_duration(self.definition.timeout_ms or 0)
@@ -476,8 +478,14 @@ class _Decider:
         if self.state.phase.terminal:
             self.decision.reply = Reply.DUPLICATE
             return
+        reason = command.reason[: limits.MAX_REASON] or "cancelled"
+        if self.state.ending is None and self.ending_plan(ExecutionPhase.CANCELLED)[0]:
+            self.begin_ending(ExecutionPhase.CANCELLED, reason=reason)
+            return
+        if self.state.ending is not None:  # a second cancel does not wait for the handlers
+            reason = f"{reason} (before its compensation and finally steps finished)"
         self.stop_everything()
-        self.emit(ev.ExecutionCancelled(command.reason[: limits.MAX_REASON] or "cancelled"))
+        self.emit(ev.ExecutionCancelled(reason))
 
     def redrive(self, command: cmd.Redrive) -> None:
         step = self.state.dead_letters.get(command.dead_letter_id)
@@ -487,6 +495,11 @@ class _Decider:
             )
         if self.state.phase != ExecutionPhase.FAILED:
             raise CommandRejected(f"only a failed execution can be redriven; it is {self.state.phase.value}")
+        if self.state.compensated:
+            raise CommandRejected(
+                f"execution {self.state.execution_id!r} ran its compensations: what its steps did was undone,"
+                " so it cannot go on; start a new execution"
+            )
         self.emit(ev.DeadLetterRedriven(step, command.dead_letter_id, self.start_deadline()))
         self.arm_deadline()
         self.do(act.ResolveDeadLetter(command.dead_letter_id))
@@ -621,6 +634,14 @@ class _Decider:
                 )
             )
 
+        if config.handler:  # a compensation or finally step: its retry policy, then the next one
+            if policy_retryable and attempt < config.retry.max_attempts:
+                delay = backoff_ms(config.retry, failed_attempt=attempt, seed=token)
+                failed(retry_at_ms=self.now + delay)
+                self.schedule(step, attempt=attempt + 1, poll=0, visible_at=self.now + delay)
+            else:
+                failed()
+            return
         try:
             rule = self.match_diverge(step, result=None, error=error)
             if rule is None and not (policy_retryable and attempt < config.retry.max_attempts):
@@ -681,9 +702,73 @@ class _Decider:
     def fail_execution(self, reason: str, step: str | None) -> None:
         if self.state.phase.terminal:
             return
+        if self.state.ending is None and self.ending_plan(ExecutionPhase.FAILED)[0]:
+            self.begin_ending(ExecutionPhase.FAILED, reason=reason, step=step)
+            return
         self.record_refused_jumps()  # what was refused before the failure, recorded before it
         self.stop_everything()
         self.emit(ev.ExecutionFailed(reason, step))
+
+    # -- ending: compensation and finally steps ----------------------------------------------
+
+    def ending_plan(self, outcome: ExecutionPhase) -> tuple[list[str], int]:
+        """(handlers, how many are compensations): the compensations of the completed steps,
+        latest first, unless it succeeded; then the finally steps."""
+        compensations = []
+        if outcome != ExecutionPhase.SUCCEEDED:
+            for step in reversed(self.state.completed):
+                handler = self.config(step).compensate
+                if handler is not None:
+                    compensations.append(handler)
+        return [*compensations, *self.definition.finally_steps], len(compensations)
+
+    def begin_ending(
+        self,
+        outcome: ExecutionPhase,
+        *,
+        reason: str | None = None,
+        step: str | None = None,
+        output: JSON = None,
+        rule: str | None = None,
+    ) -> None:
+        """Stop what is in flight and run the handlers one by one; the terminal event follows them."""
+        self.record_refused_jumps()
+        self.stop_everything()
+        handlers, compensations = self.ending_plan(outcome)
+        self.emit(ev.ExecutionEnding(outcome.value, handlers, reason, step, output, rule, compensations))
+        self.continue_ending()
+
+    def continue_ending(self) -> None:
+        ending = self.state.ending
+        assert ending is not None
+        failures = []
+        for index, name in enumerate(ending.handlers):
+            live = self.state.steps.get(name)
+            if live is None or live.phase == StepPhase.PENDING:
+                self.schedule(name, attempt=1, poll=0, visible_at=self.now)
+                return
+            if live.phase == StepPhase.FAILED:
+                kind = "compensation" if index < ending.compensations else "finally step"
+                failures.append(f"{kind} {name!r} failed: {live.last_error}")
+            elif live.phase != StepPhase.SUCCEEDED or name in self.state.sleeps:
+                return  # running, retrying, or waiting
+        self.conclude(ending, failures)
+
+    def conclude(self, ending: Ending, failures: list[str]) -> None:
+        """The terminal event, once every handler ran: a handler that failed for good is said."""
+        after = "; ".join(failures)
+        self.disarm_deadline()
+        if ending.outcome == ExecutionPhase.SUCCEEDED:
+            if failures:
+                self.emit(ev.ExecutionFailed(f"the execution succeeded, but its {after}", None))
+            else:
+                self.emit(ev.ExecutionSucceeded(ending.output, ending.rule))
+        elif ending.outcome == ExecutionPhase.CANCELLED:
+            reason = ending.reason or "cancelled"
+            self.emit(ev.ExecutionCancelled(f"{reason}; then its {after}" if failures else reason))
+        else:
+            reason = ending.reason or "failed"
+            self.emit(ev.ExecutionFailed(f"{reason}; then its {after}" if failures else reason, ending.step))
 
     def stop_everything(self) -> None:
         for name, state in self.state.steps.items():
@@ -765,7 +850,7 @@ class _Decider:
                 attempt=attempt,
                 poll=poll,
                 task_queue=config.task_queue,
-                arguments=self.task_arguments(),
+                arguments=self.task_arguments(config),
                 visible_at_ms=visible_at,
                 timeout_ms=config.timeout_ms,
                 lease_ms=config.lease_ms,
@@ -790,10 +875,20 @@ class _Decider:
         self.emit(ev.SleepStarted(step, timer_id, wake_at, timer_step=True))
         self.do(act.StartTimer(timer_id, wake_at))
 
-    def task_arguments(self) -> dict[str, JSON]:
+    def task_arguments(self, config: StepConfig) -> dict[str, JSON]:
         arguments = {"input": self.state.input, "results": dict(self.state.results)}
         if self.definition.variables:  # only then: a worker of an older SDK never sees the key
             arguments["vars"] = dict(self.state.vars)
+        ending = self.state.ending
+        if config.handler and ending is not None:  # how the execution is ending, for its handlers
+            # The output only when the task can carry it beside the rest (it may be as large).
+            fits = limits.json_size(ending.output) + self.state.carried_bytes + 16 * 1024 <= self.max_task_bytes
+            arguments["outcome"] = {
+                "phase": ending.outcome.value,
+                "reason": ending.reason,
+                "step": ending.step,
+                "output": ending.output if fits else None,
+            }
         return arguments
 
     def request_approval(self, step: str, kind: str, data: JSON, timeout_ms: int | None, token: str | None) -> None:
@@ -808,6 +903,9 @@ class _Decider:
         """Move along the timeline as far as settled steps allow."""
         positions = self.definition.positions
         while not self.state.phase.terminal:
+            if self.state.ending is not None:
+                self.continue_ending()
+                return
             position = self.state.position
             if position >= 0:
                 members = positions[position]
@@ -851,7 +949,8 @@ class _Decider:
         self.schedule(step, attempt=1, poll=0, visible_at=self.now)
 
     def finished(self) -> bool:
-        return self.state.phase.terminal
+        """Nothing more of the timeline runs: the execution ended, or is running its handlers."""
+        return self.state.phase.terminal or self.state.ending is not None
 
     def next_jump(self, members: tuple[str, ...]) -> tuple[str, str, str] | None:
         if self.state.pending_jump is not None:
@@ -905,8 +1004,12 @@ class _Decider:
         else:
             last = self.definition.positions[-1]
             output = self.state.results.get(last[0]) if len(last) == 1 else {n: self.state.results.get(n) for n in last}
+        rule = None if ended_by is None else ended_by[0]
+        if self.definition.finally_steps:
+            self.begin_ending(ExecutionPhase.SUCCEEDED, output=output, rule=rule)
+            return
         self.disarm_deadline()
-        self.emit(ev.ExecutionSucceeded(output, None if ended_by is None else ended_by[0]))
+        self.emit(ev.ExecutionSucceeded(output, rule))
 
 
 def _check_strings(command: cmd.Command) -> None:

@@ -17,6 +17,7 @@ __all__ = [
     "DeadLetterRedriven",
     "Event",
     "ExecutionCancelled",
+    "ExecutionEnding",
     "ExecutionFailed",
     "ExecutionStarted",
     "ExecutionSucceeded",
@@ -259,6 +260,25 @@ class VariablesSet(Event):
 
 
 @dataclass(frozen=True, slots=True)
+class ExecutionEnding(Event):
+    """The execution will end as ``outcome`` (Succeeded, Failed or Cancelled) once its
+    ``handlers`` ran, in this order: the compensations of its completed steps, latest first,
+    then its finally steps. What was in flight is cancelled. The terminal event follows them.
+
+    New kind: histories written before it never hold one, so they load unchanged.
+    """
+
+    kind: ClassVar[str] = "ExecutionEnding"
+    outcome: str
+    handlers: list[str]
+    reason: str | None = None  # of a failure or cancellation
+    step: str | None = None  # the failed step
+    output: JSON = None  # of a success
+    rule: str | None = None  # that ended it early
+    compensations: int = 0  # how many of the handlers are compensations (the first ones)
+
+
+@dataclass(frozen=True, slots=True)
 class ExecutionSucceeded(Event):
     """The end; ``rule`` names the branch or diverge rule that ended it early (``then: succeed``),
     None at the end of the timeline and in histories written before such rules."""
@@ -302,6 +322,7 @@ _EVENT_TYPES: dict[str, type[Event]] = {
         JumpTaken,
         JumpLimitReached,
         VariablesSet,
+        ExecutionEnding,
         ExecutionSucceeded,
         ExecutionFailed,
         ExecutionCancelled,

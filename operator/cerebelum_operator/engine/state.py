@@ -19,6 +19,7 @@ from .events import (
     ApprovalTimedOut,
     DeadLetterRedriven,
     ExecutionCancelled,
+    ExecutionEnding,
     ExecutionFailed,
     ExecutionStarted,
     ExecutionSucceeded,
@@ -39,6 +40,7 @@ from .events import (
 from .ids import DEADLINE_STEP, TimerId, TimerKind
 
 __all__ = [
+    "Ending",
     "ExecutionPhase",
     "ExecutionState",
     "JumpLimit",
@@ -124,6 +126,19 @@ class JumpLimit:
 
 
 @dataclass(frozen=True, slots=True)
+class Ending:
+    """An execution running its compensation and finally steps before it ends (ExecutionEnding)."""
+
+    outcome: ExecutionPhase
+    handlers: tuple[str, ...]
+    reason: str | None
+    step: str | None
+    output: JSON
+    rule: str | None
+    compensations: int
+
+
+@dataclass(frozen=True, slots=True)
 class PendingSleep:
     timer_id: str
     wake_at_ms: int
@@ -162,6 +177,10 @@ class ExecutionState:
     last_worker_id: str | None = None
     vars: dict[str, JSON] = field(default_factory=dict)  # the workflow's variables, kept across jumps
     vars_bytes: int = 0  # what they add to a task's arguments (0 when the workflow declares none)
+    # Compensable steps that completed, in the order of their last completion (each once).
+    completed: list[str] = field(default_factory=list)
+    ending: Ending | None = None
+    compensated: bool = False  # an ending ran compensations: the timeline cannot be redriven
     deadline_ms: int | None = None  # the workflow timeout's deadline
     deadline_timer_id: str | None = None
     output: JSON = None
@@ -193,6 +212,7 @@ class ExecutionState:
             approvals=dict(self.approvals),
             dead_letters=dict(self.dead_letters),
             vars=dict(self.vars),
+            completed=list(self.completed),
         )
 
     def step(self, name: str) -> StepState:
@@ -303,7 +323,7 @@ def apply_event(state: ExecutionState, definition: WorkflowDefinition, recorded:
             _set_deadline(state, event.deadline_ms, recorded.seq)
         case StepScheduled():
             step = state.step(event.step)
-            state.position = definition.position_of(event.step)
+            _enter(state, definition, event.step)
             step.phase = StepPhase.RETRYING if event.attempt > 1 or event.poll > 0 else StepPhase.SCHEDULED
             if step.attempt == 0:  # fresh, or started over by a jump or a redrive: a new run
                 step.run += 1
@@ -314,7 +334,7 @@ def apply_event(state: ExecutionState, definition: WorkflowDefinition, recorded:
             step.finished_at_ms = None
         case StepSkipped():
             step = state.step(event.step)
-            state.position = definition.position_of(event.step)
+            _enter(state, definition, event.step)
             step.phase, step.settled, step.token = StepPhase.SKIPPED, True, None
             step.started_at_ms, step.finished_at_ms = None, at
             state.drop_result(event.step)
@@ -331,6 +351,7 @@ def apply_event(state: ExecutionState, definition: WorkflowDefinition, recorded:
             step.token = None
             step.last_progress = None
             state.set_result(event.step, event.output)
+            _completed(state, definition, event.step)
             if event.goto is not None and event.rule is not None:
                 state.pending_jump = (event.rule, event.step, event.goto)
         case StepFailed():
@@ -370,7 +391,7 @@ def apply_event(state: ExecutionState, definition: WorkflowDefinition, recorded:
             state.sleeps[event.step] = PendingSleep(event.timer_id, event.wake_at_ms)
             if event.timer_step:
                 step = state.step(event.step)
-                state.position = definition.position_of(event.step)
+                _enter(state, definition, event.step)
                 if step.attempt == 0:
                     step.run += 1
                 step.attempt += 1
@@ -381,7 +402,7 @@ def apply_event(state: ExecutionState, definition: WorkflowDefinition, recorded:
             state.sleeps.pop(event.step, None)
         case ApprovalRequested():
             step = state.step(event.step)
-            state.position = definition.position_of(event.step)
+            _enter(state, definition, event.step)
             if event.token is None:
                 if step.attempt == 0:
                     step.run += 1
@@ -399,6 +420,7 @@ def apply_event(state: ExecutionState, definition: WorkflowDefinition, recorded:
             step = state.step(event.step)
             step.phase, step.settled, step.finished_at_ms = StepPhase.SUCCEEDED, True, at
             state.set_result(event.step, approval_result(event.approver, event.payload, request))
+            _completed(state, definition, event.step)
             if event.goto is not None and event.rule is not None:
                 state.pending_jump = (event.rule, event.step, event.goto)
         case ApprovalRejected() | ApprovalTimedOut():
@@ -414,18 +436,50 @@ def apply_event(state: ExecutionState, definition: WorkflowDefinition, recorded:
             key = event.rule or f"{event.step}->{event.target}"
             before = state.jump_limits.get(key)
             state.jump_limits[key] = JumpLimit(event.step, event.target, event.bound, before.times + 1 if before else 1)
+        case ExecutionEnding():
+            _settle_in_flight(state, at)
+            state.ending = Ending(
+                ExecutionPhase(event.outcome),
+                tuple(event.handlers),
+                event.reason,
+                event.step,
+                event.output,
+                event.rule,
+                event.compensations,
+            )
+            state.compensated = state.compensated or event.compensations > 0
+            for name in event.handlers:  # each runs afresh in this ending
+                state.reset_step(name)
+                state.drop_result(name)
         case ExecutionSucceeded():
+            state.ending = None
             state.phase = ExecutionPhase.SUCCEEDED
             state.output = event.output
             _settle_in_flight(state, at)  # a rule that ends early leaves a group's other members
         case ExecutionFailed():
+            state.ending = None
             state.phase = ExecutionPhase.FAILED
             state.error = event.reason
             _settle_in_flight(state, at)
         case ExecutionCancelled():
+            state.ending = None
             state.phase = ExecutionPhase.CANCELLED
             state.error = event.reason or "cancelled"
             _settle_in_flight(state, at)
+
+
+def _enter(state: ExecutionState, definition: WorkflowDefinition, step: str) -> None:
+    """The timeline is at the step's position; a compensation or finally step has none."""
+    position = definition.position_of(step)
+    if position >= 0:
+        state.position = position
+
+
+def _completed(state: ExecutionState, definition: WorkflowDefinition, step: str) -> None:
+    if definition.steps[step].compensate is not None:
+        if step in state.completed:
+            state.completed.remove(step)
+        state.completed.append(step)
 
 
 def _set_deadline(state: ExecutionState, deadline_ms: int | None, seq: int) -> None:

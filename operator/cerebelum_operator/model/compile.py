@@ -77,6 +77,8 @@ class StepConfig:
     timer_duration_ms: int | None = None  # a timer step that waits this long
     timer_until: CelExpression | None = None  # a timer step that waits until this CEL timestamp
     when: CelExpression | None = None  # the step runs only when this is true as it is reached
+    compensate: str | None = None  # the handler step that undoes this one
+    handler: bool = False  # a compensation or finally step: not in the timeline (position -1)
     assign: tuple[tuple[str, CelExpression], ...] = ()  # `set`: variables assigned after it succeeds
 
     @property
@@ -170,7 +172,10 @@ class WorkflowDefinition:
     _input_validator: Any = field(default=None, repr=False, compare=False)
     _input_defaults: Any = field(default=None, repr=False, compare=False)
 
+    finally_steps: tuple[str, ...] = ()
+
     def position_of(self, step: str) -> int:
+        """The step's position in the timeline; -1 for a compensation or finally step."""
         return self.steps[step].position
 
     def with_input_defaults(self, value: Any) -> Any:
@@ -369,6 +374,7 @@ class _Compiler:
 
     def run(self) -> WorkflowDefinition:
         self._timeline()
+        self._handlers()
         self._references()
         steps = self._step_configs()
         diverge = self._diverge()
@@ -393,6 +399,7 @@ class _Compiler:
             output=output,
             input_schema=self.spec.input,
             timeout_ms=timeout_ms,
+            finally_steps=tuple(self.spec.finally_),
             _input_validator=validator,
             _input_defaults=None if validator is None else defaults_filler(validator),
         )
@@ -429,16 +436,58 @@ class _Compiler:
                 self.where[name] = here
             self.positions.append(tuple(members))
 
+    def _handlers(self) -> None:
+        """Compensation and finally steps: named, run on workers, never in the timeline."""
+        self.handlers: dict[str, str] = {}  # name -> the place that names it
+        for index, name in enumerate(self.spec.finally_):
+            self._handler(name, f"finally[{index}]")
+        for step, own in self.spec.steps.items():
+            if own.compensate is not None:
+                if step not in self.where:
+                    continue  # an unknown step: said by _references
+                self._handler(own.compensate, f"steps.{step}.compensate")
+
+    def _handler(self, name: str, path: str) -> None:
+        if name in self.where:
+            self.problem(
+                path, f"{name!r} is a step of the timeline: a compensation or finally step runs only at the end"
+            )
+        elif name in self.handlers:
+            self.problem(path, f"{name!r} is already a compensation or finally step, at {self.handlers[name]}")
+        elif name in RESERVED_STEP_NAMES:
+            self.problem(path, f"step name {name!r} is reserved (it names a step argument)")
+        else:
+            self.handlers[name] = path
+            own = self.spec.steps.get(name)
+            if own is None:
+                return
+            for field_name, camel in (
+                ("approval", "approval"),
+                ("timer", "timer"),
+                ("when", "when"),
+                ("set", "set"),
+                ("compensate", "compensate"),
+            ):
+                if getattr(own, field_name) is not None:
+                    self.problem(f"steps.{name}.{camel}", "a compensation or finally step runs a worker's task only")
+
     def _references(self) -> None:
         for section in ("steps", "diverge", "branch"):
             for name in getattr(self.spec, section):
-                if name not in self.where:
+                if name in self.handlers:
+                    if section != "steps":
+                        self.problem(
+                            f"{section}.{name}",
+                            f"{name!r} is a compensation or finally step: it has no {section} rules",
+                        )
+                elif name not in self.where:
                     self.problem(f"{section}.{name}", f"unknown step {name!r}: it is not in the timeline")
 
     def _step_configs(self) -> dict[str, StepConfig]:
         defaults = self.spec.defaults
         configs: dict[str, StepConfig] = {}
-        for position, members in enumerate(self.positions):
+        placed = [*enumerate(self.positions), (-1, tuple(self.handlers))]
+        for position, members in placed:
             for name in members:
                 own = self.spec.steps.get(name)
                 timeout = (own.timeout if own else None) or defaults.timeout
@@ -464,6 +513,8 @@ class _Compiler:
                     timer_until=until,
                     when=self.cel(own.when, f"steps.{name}.when", construct="when") if own and own.when else None,
                     assign=self._assignments(name, own.set) if own and own.set else (),
+                    compensate=own.compensate if own else None,
+                    handler=position < 0,
                 )
         return configs
 

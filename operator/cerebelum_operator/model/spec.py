@@ -93,6 +93,10 @@ class StepSpec(_Spec):
     when: CelSource | None = Field(
         default=None, description="CEL over input, steps and vars: when false as the step is reached, it is skipped."
     )
+    compensate: StepName | None = Field(
+        default=None,
+        description="The step that undoes this one, run once if the execution fails or is cancelled after it.",
+    )
     set: dict[str, CelSource] | None = Field(
         default=None,
         description="Workflow variables assigned after the step succeeds: CEL over result, input, steps and vars.",
@@ -165,6 +169,12 @@ class WorkflowSpec(_Spec):
     output: CelSource | None = Field(default=None, description="CEL over input and steps.")
     timeout: Duration | None = Field(
         default=None, description="The whole execution fails when it has not finished within this of its start."
+    )
+    finally_: list[StepName] = Field(
+        default_factory=list,
+        alias="finally",
+        max_length=100,
+        description="Steps run in order when the execution ends: succeeded, failed, cancelled or timed out.",
     )
     vars: dict[str, Any] = Field(
         default_factory=dict,
