@@ -27,6 +27,7 @@ def make_task(
     *,
     input: Any = None,
     results: dict[str, Any] | None = None,
+    vars: dict[str, Any] | None = None,
     token: str | None = None,
     lease_ms: int = 30_000,
     heartbeat_required: bool = False,
@@ -35,6 +36,9 @@ def make_task(
     poll: int = 0,
     execution_id: str = "ex-1",
 ) -> worker_pb2.Task:
+    arguments: dict[str, Any] = {"input": input, "results": results or {}}
+    if vars is not None:  # absent, as from a workflow without variables or an engine before them
+        arguments["vars"] = vars
     return worker_pb2.Task(
         task_token=token or f"token-{step}-{attempt}-{poll}",
         execution_id=execution_id,
@@ -43,7 +47,7 @@ def make_task(
         attempt=attempt,
         run=run,
         idempotency_key=f"{execution_id}/{step}/{run}",
-        arguments_json=json.dumps({"input": input, "results": results or {}}),
+        arguments_json=json.dumps(arguments),
         attempt_deadline_ms=1_900_000_000_000,
         lease_ms=lease_ms,
         heartbeat_required=heartbeat_required,

@@ -108,6 +108,26 @@ def test_ctx_result_reads_an_earlier_steps_output_by_any_name_and_a_missing_one_
     assert "needs the result of step 'send-receipt', which has none" in missing.failure.message
 
 
+def test_vars_given_to_the_environment_are_the_steps_read_only_ctx_vars() -> None:
+    def next_page(ctx: StepContext) -> dict[str, Any]:
+        try:
+            ctx.vars["cursor"] = None  # type: ignore[index]
+        except TypeError:
+            return {"page": ctx.vars["cursor"] + 1, "attempts": ctx.vars["attempts"]}
+        return {"changed": True}
+
+    env = StepEnvironment(vars={"cursor": 3, "attempts": 1})
+
+    assert env.run(next_page) == StepResult(kind="success", output={"page": 4, "attempts": 1})
+
+
+def test_without_vars_the_environment_gives_the_step_empty_ctx_vars() -> None:
+    def count(ctx: StepContext) -> int:
+        return len(ctx.vars)
+
+    assert StepEnvironment(results={"charge": 1}).run(count) == StepResult(kind="success", output=0)
+
+
 def test_a_missing_or_invalid_input_is_the_failure_a_worker_reports() -> None:
     result = StepEnvironment(input={"id": "o-1"}).run(charge)
 

@@ -195,6 +195,67 @@ async def test_ctx_result_reads_an_earlier_steps_output_by_a_name_no_parameter_c
     )
 
 
+async def test_ctx_vars_holds_the_workflow_variables_the_task_carries(worker_service: FakeWorkerService) -> None:
+    worker = make_worker(worker_service)
+
+    @worker.step()
+    def fetch_page(ctx: StepContext) -> dict[str, Any]:
+        return {"page": ctx.vars["cursor"]["page"] + 1, "vars": dict(ctx.vars)}
+
+    variables = {"attempts": 2, "cursor": {"page": 3}, "last_error": None}
+    async with running(worker):
+        done = await worker_service.run_task(make_task("fetch_page", results={"start": 1}, vars=variables))
+
+    assert done.WhichOneof("outcome") == "success"
+    assert json.loads(done.success.output_json) == {"page": 4, "vars": variables}
+
+
+@pytest.mark.parametrize(
+    "arguments",
+    [
+        {"input": 1, "results": {}},
+        {"input": 1, "results": {}, "vars": None},
+        {"input": 1, "results": {}, "vars": [["attempts", 2]]},
+        {"input": 1, "results": {}, "vars": "attempts=2"},
+    ],
+    ids=["without-the-key", "null", "a-list", "a-string"],
+)
+async def test_ctx_vars_is_empty_when_the_task_carries_no_vars_object(
+    worker_service: FakeWorkerService, arguments: dict[str, Any]
+) -> None:
+    worker = make_worker(worker_service)
+
+    @worker.step()
+    def count(ctx: StepContext) -> dict[str, Any]:
+        return {"vars": dict(ctx.vars)}
+
+    task = make_task("count")
+    task.arguments_json = json.dumps(arguments)
+    async with running(worker):
+        done = await worker_service.run_task(task)
+
+    assert done.WhichOneof("outcome") == "success"
+    assert json.loads(done.success.output_json) == {"vars": {}}
+
+
+async def test_a_step_cannot_change_ctx_vars_it_returns_a_result_the_workflow_sets_them_from(
+    worker_service: FakeWorkerService,
+) -> None:
+    worker = make_worker(worker_service)
+
+    @worker.step()
+    def bump(ctx: StepContext) -> int:
+        ctx.vars["attempts"] = ctx.vars["attempts"] + 1  # type: ignore[index]
+        return 0
+
+    async with running(worker):
+        done = await worker_service.run_task(make_task("bump", vars={"attempts": 2}))
+
+    assert done.WhichOneof("outcome") == "failure"
+    assert done.failure.type == "TypeError"
+    assert "does not support item assignment" in done.failure.message
+
+
 async def test_a_parameter_with_a_default_takes_it_when_the_result_is_missing(
     worker_service: FakeWorkerService,
 ) -> None:

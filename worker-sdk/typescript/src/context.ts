@@ -17,11 +17,15 @@ import {
 /** Outputs of the earlier steps of the execution, by step name. */
 export type StepResults = Readonly<Record<string, unknown>>;
 
+/** The workflow's variables (its `vars:`), by name. */
+export type WorkflowVars = Readonly<Record<string, unknown>>;
+
 /**
  * Passed to every step as its first argument. Describes the task (`executionId`, `workflow`,
  * `step`, `attempt`, `run`, `poll`, `idempotencyKey`, `deadline`), gives the earlier steps' outputs
- * (`results`, `result(name)`), records progress (`heartbeat`), tells of cancellation (`signal`,
- * `cancelled`) and builds outcomes (`retryAfter`, `sleep`, `requestApproval`).
+ * (`results`, `result(name)`) and the workflow's variables (`vars`), records progress
+ * (`heartbeat`), tells of cancellation (`signal`, `cancelled`) and builds outcomes (`retryAfter`,
+ * `sleep`, `requestApproval`).
  */
 export class StepContext {
   readonly executionId: string;
@@ -44,6 +48,14 @@ export class StepContext {
   /** The outputs of the earlier steps, by step name. */
   readonly results: StepResults;
   /**
+   * The workflow's variables (its `vars:`) as they were when this task was scheduled; frozen.
+   * Variables carry state across loops and steps (a counter, a cursor, the last error) and are
+   * assigned by the workflow's `set`. A step cannot change them here: it returns a result, and
+   * the workflow's `steps.<name>.set` reads that result to assign them. Empty when the workflow
+   * declares no variables (or the engine predates them).
+   */
+  readonly vars: WorkflowVars;
+  /**
    * The progress the step's previous attempt last sent (`heartbeat`) before it failed or its
    * lease expired, so a retry can resume where it stopped; `null` on a first attempt or when no
    * earlier attempt sent any.
@@ -61,7 +73,7 @@ export class StepContext {
   readonly #outcomes = new OutcomeLedger();
 
   /** Made by the worker for each task it runs. */
-  constructor(task: Task, workerId: string, results: StepResults) {
+  constructor(task: Task, workerId: string, results: StepResults, { vars = {} }: { vars?: WorkflowVars } = {}) {
     this.executionId = task.executionId;
     this.workflow = task.workflow;
     this.step = task.step;
@@ -73,6 +85,7 @@ export class StepContext {
     // The Timestamp; an engine before 0.2 sends only the deprecated milliseconds.
     this.deadline = task.attemptDeadline ?? (task.attemptDeadlineMs > 0 ? new Date(task.attemptDeadlineMs) : null);
     this.results = results;
+    this.vars = Object.freeze({ ...vars });
     this.lastProgress = loads(task.lastProgressJson);
     this.#controller = new AbortController();
     this.signal = this.#controller.signal;

@@ -1,5 +1,5 @@
 /** Runs one task's step: reads its arguments, runs it, and builds the report of how it ended. */
-import { StepContext, type StepResults } from "./context.js";
+import { StepContext, type StepResults, type WorkflowVars } from "./context.js";
 import { ApplicationError, type CancelReason, leaseGone, NonRetryableError } from "./errors.js";
 import type { CompleteTaskRequest, Task } from "./gen/cerebelum/v1/worker.js";
 import { Heartbeater, type HeartbeatRpc } from "./heartbeat.js";
@@ -93,12 +93,13 @@ export class TaskExecutor {
     }
     let input: unknown;
     let results: StepResults;
+    let vars: WorkflowVars;
     try {
-      ({ input, results } = readArguments(task, definition));
+      ({ input, results, vars } = readArguments(task, definition));
     } catch (error) {
       return this.#failed(task, error);
     }
-    const ctx = new StepContext(task, workerId, results);
+    const ctx = new StepContext(task, workerId, results, { vars });
     const attempt = new Attempt(ctx);
     this.#attempts.set(token, attempt);
     const heartbeater = this.#beats(task, ctx, (reason) => attempt.cancel(reason));
@@ -154,8 +155,15 @@ export class TaskExecutor {
   }
 }
 
-/** The task's `{"input": ..., "results": {...}}`, with the input checked by the step's `parseInput`. */
-function readArguments(task: Task, definition: StepDefinition): { input: unknown; results: StepResults } {
+/**
+ * The task's `{"input": ..., "results": {...}, "vars": {...}}`, with the input checked by the step's
+ * `parseInput`. A missing or non-object `results` or `vars` is empty (`vars` is absent when the
+ * workflow declares no variables, and from engines before them).
+ */
+function readArguments(
+  task: Task,
+  definition: StepDefinition,
+): { input: unknown; results: StepResults; vars: WorkflowVars } {
   let parsed: unknown;
   try {
     parsed = task.argumentsJson === "" ? {} : JSON.parse(task.argumentsJson);
@@ -167,14 +175,14 @@ function readArguments(task: Task, definition: StepDefinition): { input: unknown
   if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed)) {
     throw new NonRetryableError("the task's arguments are not a JSON object", { type: "InvalidArgument" });
   }
-  const { input = null, results } = parsed as { input?: unknown; results?: unknown };
-  const outputs: StepResults =
-    typeof results === "object" && results !== null && !Array.isArray(results) ? (results as StepResults) : {};
+  const { input = null, results, vars } = parsed as { input?: unknown; results?: unknown; vars?: unknown };
+  const outputs = jsonObject(results);
+  const variables = jsonObject(vars);
   if (definition.parseInput === undefined) {
-    return { input, results: outputs };
+    return { input, results: outputs, vars: variables };
   }
   try {
-    return { input: definition.parseInput(input), results: outputs };
+    return { input: definition.parseInput(input), results: outputs, vars: variables };
   } catch (error) {
     const why = error instanceof Error ? error.message : String(error);
     throw new NonRetryableError(`step '${definition.name}' does not accept the workflow input: ${why}`, {
@@ -182,4 +190,10 @@ function readArguments(task: Task, definition: StepDefinition): { input: unknown
       cause: error,
     });
   }
+}
+
+/** `value` when it is a JSON object, else an empty one (as a missing `results` or `vars` is). */
+function jsonObject(value: unknown): Readonly<Record<string, unknown>> {
+  const isObject = typeof value === "object" && value !== null && !Array.isArray(value);
+  return isObject ? (value as Record<string, unknown>) : {};
 }

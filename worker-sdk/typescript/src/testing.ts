@@ -36,6 +36,8 @@ export type StepOutcome =
 export interface StepEnvironmentOptions {
   /** The outputs of the earlier steps, by step name (`ctx.results`); default none. */
   results?: Record<string, unknown> | undefined;
+  /** The workflow's variables, by name (`ctx.vars`); default none. */
+  vars?: Record<string, unknown> | undefined;
   /** `ctx.step`; default `"step"`. */
   step?: string | undefined;
   /** `ctx.executionId`; default `"test-execution"`. */
@@ -166,7 +168,7 @@ export class StepEnvironment {
       poll: options.poll ?? 0,
       run,
       idempotencyKey: `${executionId}/${step}/${run}`,
-      argumentsJson: JSON.stringify({ input, results: options.results ?? {} }),
+      argumentsJson: JSON.stringify({ input, results: options.results ?? {}, vars: options.vars ?? {} }),
       attemptDeadlineMs: options.deadline ? options.deadline.getTime() : 0,
       attemptDeadline: options.deadline ?? undefined,
       leaseMs: 0,

@@ -31,7 +31,7 @@ class StepContext:
     same for every retry of it), ``worker_id``, ``poll`` (how many ``retry_after`` polls of this
     attempt came before) and ``deadline`` (when the attempt must finish, or ``None``).
     :attr:`results` and :meth:`result` give the earlier steps' outputs by name, including names
-    that cannot be parameters (``send-receipt``).
+    that cannot be parameters (``send-receipt``); :attr:`vars` gives the workflow's variables.
     """
 
     __slots__ = (
@@ -46,6 +46,7 @@ class StepContext:
         "_outcomes",
         "_progress_json",
         "_results",
+        "_vars",
         "attempt",
         "deadline",
         "execution_id",
@@ -78,6 +79,7 @@ class StepContext:
         self._cancel_event: asyncio.Event | None = None
         self._outcomes: list[Outcome] = []
         self._results: Mapping[str, Any] = MappingProxyType({})
+        self._vars: Mapping[str, Any] = MappingProxyType({})
 
     def __repr__(self) -> str:
         return (
@@ -109,6 +111,23 @@ class StepContext:
     def _set_results(self, results: Any) -> None:
         """Called by the worker with the task's ``results``, parsed once for the parameters and for this."""
         self._results = MappingProxyType(results if isinstance(results, dict) else {})
+
+    # -- workflow variables -----------------------------------------------------------------
+
+    @property
+    def vars(self) -> Mapping[str, Any]:
+        """The workflow's variables (its ``vars:``) as they were when this task was scheduled (read-only).
+
+        Variables carry state across loops and steps (a counter, a cursor, the last error): the
+        workflow assigns them with ``set``. A step cannot change them here: it returns a result,
+        and the workflow's ``steps.<name>.set`` reads that result to assign them. Empty when the
+        workflow declares no variables (or the engine predates them).
+        """
+        return self._vars
+
+    def _set_vars(self, variables: Any) -> None:
+        """Called by the worker with the task's ``vars`` (absent, or not a JSON object: none)."""
+        self._vars = MappingProxyType(variables if isinstance(variables, dict) else {})
 
     # -- heartbeats -------------------------------------------------------------------------
 

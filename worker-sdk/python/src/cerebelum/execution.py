@@ -111,6 +111,7 @@ async def run_attempt(
     try:
         arguments = _arguments(task)
         ctx._set_results(arguments.get("results"))
+        ctx._set_vars(arguments.get("vars"))
         args, kwargs = definition.bind(arguments, ctx)
         attempt.in_step = True
         if definition.is_async:

@@ -80,11 +80,12 @@ class _Running:
 class StepEnvironment:
     """Runs step functions (async or sync) with a fake :class:`~cerebelum.StepContext`.
 
-    ``input`` is the workflow input and ``results`` the outputs of earlier steps, by step name,
-    as a worker receives them; ``run`` is the step's run in the execution (``ctx.run``, the last
-    part of ``ctx.idempotency_key``); ``last_progress`` is what the previous attempt last sent with
-    ``ctx.heartbeat(...)`` (``ctx.last_progress``). ``step`` defaults to the function's name. ``on_heartbeat`` is
-    called with the progress of every ``ctx.heartbeat(...)``, in the step's thread (it may call
+    ``input`` is the workflow input, ``results`` the outputs of earlier steps, by step name, and
+    ``vars`` the workflow's variables (``ctx.vars``), as a worker receives them; ``run`` is the
+    step's run in the execution (``ctx.run``, the last part of ``ctx.idempotency_key``);
+    ``last_progress`` is what the previous attempt last sent with ``ctx.heartbeat(...)``
+    (``ctx.last_progress``). ``step`` defaults to the function's name. ``on_heartbeat`` is called
+    with the progress of every ``ctx.heartbeat(...)``, in the step's thread (it may call
     :meth:`cancel`); :attr:`heartbeats` lists that progress too. One environment may run many
     steps, one at a time.
     """
@@ -94,6 +95,7 @@ class StepEnvironment:
         *,
         input: Any = None,
         results: dict[str, Any] | None = None,
+        vars: dict[str, Any] | None = None,
         step: str | None = None,
         execution_id: str = "test-execution",
         workflow: str = "test-workflow",
@@ -111,6 +113,7 @@ class StepEnvironment:
             raise ValueError("run is 1-based")
         self.input = input
         self.results = dict(results or {})
+        self.vars = dict(vars or {})
         self.step = step
         self.execution_id = execution_id
         self.workflow = workflow
@@ -202,7 +205,7 @@ class StepEnvironment:
             attempt=self.attempt,
             idempotency_key=f"{self.execution_id}/{step}/{self.run_number}",
             run=self.run_number,
-            arguments_json=dumps({"input": self.input, "results": self.results}),
+            arguments_json=dumps({"input": self.input, "results": self.results, "vars": self.vars}),
             attempt_deadline_ms=deadline_ms,
             attempt_deadline=None if self.deadline is None else _timestamp(self.deadline),
             poll=self.poll,

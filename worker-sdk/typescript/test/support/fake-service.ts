@@ -16,6 +16,8 @@ import {
 export interface TaskSpec {
   input?: unknown;
   results?: Record<string, unknown>;
+  /** The task's `vars`; absent (as from a workflow without variables, or an older engine) unless given. */
+  vars?: Record<string, unknown>;
   token?: string;
   leaseMs?: number;
   heartbeatRequired?: boolean;
@@ -41,7 +43,9 @@ export function makeTask(step: string, spec: TaskSpec = {}): Task {
     attempt,
     run,
     idempotencyKey: `ex-1/${step}/${run}`,
-    argumentsJson: spec.argumentsJson ?? JSON.stringify({ input: spec.input ?? null, results: spec.results ?? {} }),
+    argumentsJson:
+      spec.argumentsJson ??
+      JSON.stringify({ input: spec.input ?? null, results: spec.results ?? {}, vars: spec.vars }),
     attemptDeadlineMs: spec.attemptDeadlineMs ?? 1_900_000_000_000,
     attemptDeadline: "attemptDeadline" in spec ? spec.attemptDeadline : new Date(1_900_000_000_000),
     leaseMs: spec.leaseMs ?? 30_000,

@@ -44,6 +44,12 @@ before(async () => {
       results: ctx.results,
       isContext: ctx instanceof StepContext,
     }))
+    .step("vars", (ctx) => ({ vars: ctx.vars, page: (ctx.vars.cursor as { page: number } | undefined)?.page ?? null }))
+    .step("bump-var", (ctx) => {
+      // @ts-expect-error: ctx.vars is read-only; a step returns a result that the workflow's `set` reads
+      ctx.vars.attempts = 3;
+      return ctx.vars;
+    })
     .step("nothing", () => undefined)
     .step("poller", (ctx): string | RetryAfter => (ctx.poll < 2 ? ctx.retryAfter("1.5s") : "ready"))
     .step("nap", (ctx) => ctx.sleep("3d", { napped: true }))
@@ -133,6 +139,26 @@ test("the context describes the task", async () => {
     results: { a: 1 },
     isContext: true,
   });
+});
+
+test("ctx.vars holds the workflow variables the task carries", async () => {
+  const vars = { attempts: 2, cursor: { page: 3 }, lastError: null };
+  const output = outputOf(await service.runTask(makeTask("vars", { results: { start: 1 }, vars })));
+  assert.deepEqual(output, { vars, page: 3 });
+});
+
+test("ctx.vars is empty when the task has no vars key, or one that is not an object", async () => {
+  for (const vars of [undefined, null, [["attempts", 2]], "attempts=2", 2]) {
+    const argumentsJson = JSON.stringify({ input: 1, results: {}, vars });
+    const output = outputOf(await service.runTask(makeTask("vars", { argumentsJson })));
+    assert.deepEqual(output, { vars: {}, page: null }, `vars: ${JSON.stringify(vars)}`);
+  }
+});
+
+test("a step cannot change ctx.vars: assigning one throws", async () => {
+  const failure = failureOf(await service.runTask(makeTask("bump-var", { vars: { attempts: 2 } })));
+  assert.equal(failure.type, "TypeError");
+  assert.match(failure.message, /read only property 'attempts'/);
 });
 
 test("the deadline is read from the Timestamp, or from the milliseconds an older engine sends", async () => {

@@ -67,6 +67,13 @@ test("the fake context carries the options, with defaults for the rest", async (
   });
 });
 
+test("vars given to the environment are the step's frozen ctx.vars, none by default", async () => {
+  const read = (ctx: StepContext) => ({ vars: ctx.vars, frozen: Object.isFrozen(ctx.vars) });
+  const env = new StepEnvironment({ vars: { cursor: 3, attempts: 1 } });
+  assert.deepEqual(await env.run(read), { outcome: "success", output: { vars: { cursor: 3, attempts: 1 }, frozen: true } });
+  assert.deepEqual(await new StepEnvironment().run(read), { outcome: "success", output: { vars: {}, frozen: true } });
+});
+
 test("outcomes, JSON encoding and input checks are the worker's", async () => {
   const env = new StepEnvironment();
   assert.deepEqual(await env.run((ctx) => ctx.sleep("1d", { at: new Date(0) })), {
