@@ -91,5 +91,16 @@ def test_a_language_sample_compiles_and_runs_to_what_it_says(block: Block) -> No
 
 def test_every_construct_of_the_language_has_a_sample_here() -> None:
     samples = "\n".join(DOC_BLOCKS)
-    for construct in ("timer:", "when:", "timeout:", "then: succeed", "then: fail", "vars:", "set:", "afterRetries:", "compensate:", "finally:"):
+    for construct in (
+        "timer:",
+        "when:",
+        "timeout:",
+        "then: succeed",
+        "then: fail",
+        "vars:",
+        "set:",
+        "afterRetries:",
+        "compensate:",
+        "finally:",
+    ):
         assert construct in samples, f"the reference has no run sample using {construct}"

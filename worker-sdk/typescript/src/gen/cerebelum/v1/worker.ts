@@ -52,7 +52,11 @@ export interface Task {
    * predates `run` sends "<execution_id>/<step>/<attempt>".
    */
   idempotencyKey: string;
-  /** JSON object: {"input": <workflow input>, "results": {<step>: <output>}}. */
+  /**
+   * JSON object: {"input": <workflow input>, "results": {<step>: <output>}}, plus
+   * "vars": {<name>: <value>} when the workflow declares variables, and for a
+   * compensation or finally step "outcome": {"phase", "reason", "step", "output"}.
+   */
   argumentsJson: string;
   /**
    * The attempt must finish before this instant (unix epoch ms; 0: no deadline).
