@@ -29,10 +29,12 @@ from tests.support.kube import (
     token_kubeconfig,
     wait_for_jsonpath,
 )
-from tests.support.processes import OperatorProcess, WorkerProcess, free_port
+from tests.support.processes import OperatorProcess, WorkerPool, WorkerProcess, free_port
 from tests.support.waiting import wait_until
 
 from .operator_fixtures import StartWorker
+
+SAGA_WORKER = Path(__file__).parents[1] / "integration" / "workers" / "saga_worker.py"
 
 pytestmark = pytest.mark.kube
 
@@ -330,6 +332,34 @@ def test_the_operator_sigkilled_during_a_sleep_and_during_a_running_step_finishe
         assert runs.count((uid, "s1")) == 1, "a step completed before the kill must not run again"
         assert runs.count((uid, "s2")) == 1
     assert operator.starts == 2
+
+
+def test_a_failed_execution_is_compensated_through_the_operator_across_an_operator_sigkill(
+    control_plane: ControlPlane, namespace: str, operator: OperatorProcess, ledger: Path, tmp_path: Path
+) -> None:
+    pool = WorkerPool(script=SAGA_WORKER, address=operator.address, ledger=ledger, log_dir=tmp_path)
+    pool.start()
+    try:
+        saga = workflow(
+            "saga",
+            ["book", "pay"],
+            steps={"book": {"compensate": "unbook"}, "unbook": {"heartbeatTimeout": "20s"}},
+            **{"finally": ["notify"]},
+        )
+        apply(control_plane, namespace, saga, execution("saga-1", "saga", {"fail_pay": True, "hold_s": 2}))
+        wait_until(
+            lambda: any(r["step"] == "unbook" and r["event"] == "start" for r in read_ledger(ledger)),
+            within=60,
+            what="the compensation",
+        )
+        operator.restart()  # SIGKILL while the compensation runs
+
+        wait_phase(control_plane, namespace, "saga-1", "Failed", timeout=90)
+        runs = [(r["step"], r["event"]) for r in read_ledger(ledger)]
+        assert runs.count(("unbook", "run")) == 1 and runs.count(("notify", "run")) == 1
+        assert "card declined" in status(control_plane, namespace, "execution/saga-1")["error"]
+    finally:
+        pool.stop_all()
 
 
 def test_deleting_a_running_execution_cancels_its_step_on_the_worker(
