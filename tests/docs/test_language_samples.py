@@ -25,6 +25,7 @@ import yaml
 
 from cerebelum_operator.engine import ExecutionState, StepPhase
 from cerebelum_operator.engine import commands as cmd
+from cerebelum_operator.engine.ids import TaskToken
 from cerebelum_operator.model import compile_workflow
 from tests.unit.engine.simulator import Simulator
 
@@ -52,13 +53,13 @@ def drive(sim: Simulator, outputs: dict[str, Any], failing: set[str], error_type
         if sim.state.phase.terminal:
             return
         if sim.tasks:
-            task = next(iter(sim.tasks.values()))
+            step = TaskToken.parse(next(iter(sim.tasks.values())).token).step
             outcome: cmd.Outcome = (
                 cmd.OutcomeFailure(error_type, "the sample's failing step")
-                if task.step in failing
-                else cmd.OutcomeSuccess(outputs.get(task.step, {task.step: True}))
+                if step in failing
+                else cmd.OutcomeSuccess(outputs.get(step, {step: True}))
             )
-            sim.run(task.step, outcome)
+            sim.run(step, outcome)
         elif sim.state.approvals:
             sim.send(cmd.Approve(next(iter(sim.state.approvals)), "sample-approver", None))
         elif sim.timers:

@@ -86,6 +86,8 @@ class WorkerServicer(pb_grpc.WorkerServiceServicer):
         )
         if granted is None:
             return pb.PollTaskResponse()
+        # `granted.step` is the function to run; the workflow's step is the token's.
+        workflow_step = TaskToken.parse(granted.token).step
         return pb.PollTaskResponse(
             task=pb.Task(
                 task_token=granted.token,
@@ -93,8 +95,9 @@ class WorkerServicer(pb_grpc.WorkerServiceServicer):
                 workflow=granted.workflow,
                 step=granted.step,
                 attempt=granted.attempt,
+                workflow_step=workflow_step,
                 # Unique per run of the step, the same across its retries (docs/reliability.md).
-                idempotency_key=f"{granted.execution_id}/{granted.step}/{granted.run}",
+                idempotency_key=f"{granted.execution_id}/{workflow_step}/{granted.run}",
                 run=granted.run,
                 arguments_json=dump_json(granted.arguments),
                 attempt_deadline_ms=granted.attempt_deadline_ms,

@@ -837,6 +837,19 @@ class _Decider:
         if config.is_timer:
             self.start_timer_step(step, config)
             return
+        try:
+            arguments = self.task_arguments(config)
+        except ExpressionError as exc:
+            self.fail_execution(str(exc), step)
+            return
+        size = limits.json_size(arguments.get("args"))
+        if size and self.state.carried_bytes + size > self.max_task_bytes:
+            self.fail_execution(
+                f"steps.{step}.args: the arguments are {limits.describe_size(size)}; with the input and results"
+                f" a task would carry more than the {limits.describe_size(self.max_task_bytes)} limit",
+                step,
+            )
+            return
         task = TaskToken(self.state.execution_id, step, attempt, poll, self.state.last_seq + 1)
         token = task.encode()
         self.emit(ev.StepScheduled(step, attempt, poll, token, config.task_queue, visible_at))
@@ -846,11 +859,11 @@ class _Decider:
         self.do(
             act.ScheduleTask(
                 token=token,
-                step=step,
+                step=config.function or step,  # what a worker must have registered to take it
                 attempt=attempt,
                 poll=poll,
                 task_queue=config.task_queue,
-                arguments=self.task_arguments(config),
+                arguments=arguments,
                 visible_at_ms=visible_at,
                 timeout_ms=config.timeout_ms,
                 lease_ms=config.lease_ms,
@@ -879,6 +892,12 @@ class _Decider:
         arguments = {"input": self.state.input, "results": dict(self.state.results)}
         if self.definition.variables:  # only then: a worker of an older SDK never sees the key
             arguments["vars"] = dict(self.state.vars)
+        if config.args:  # every expression on the state as it is now, as the attempt is scheduled
+            seen = self.variables()
+            arguments["args"] = {
+                key: to_json(evaluate(program, seen, where=f"steps.{config.name}.args.{key}"), where=key)
+                for key, program in config.args
+            }
         ending = self.state.ending
         if config.handler and ending is not None:  # how the execution is ending, for its handlers
             # The output only when the task can carry it beside the rest (it may be as large).

@@ -33,6 +33,7 @@ __all__ = [
 # The variables `engine.decide` passes to each kind of expression (its `variables()` calls).
 # A new construct that evaluates CEL adds its row here, and the reference's table follows.
 EXPRESSION_VARIABLES: Mapping[str, tuple[str, ...]] = {
+    "args": ("input", "steps", "vars"),
     "branch": ("input", "steps", "vars", "result"),
     "diverge": ("input", "steps", "vars", "result", "error"),
     "output": ("input", "steps", "vars"),
@@ -250,6 +251,7 @@ def _constructs(names: list[str]) -> str:
 
 
 _PLACES = {
+    "args": "steps' args",
     "branch": "branch rules",
     "diverge": "diverge rules",
     "output": "output",

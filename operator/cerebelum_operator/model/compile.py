@@ -78,6 +78,8 @@ class StepConfig:
     timer_until: CelExpression | None = None  # a timer step that waits until this CEL timestamp
     when: CelExpression | None = None  # the step runs only when this is true as it is reached
     compensate: str | None = None  # the handler step that undoes this one
+    function: str | None = None  # the worker function that runs it, when not the one named like it
+    args: tuple[tuple[str, CelExpression], ...] = ()  # its arguments, evaluated as it is scheduled
     handler: bool = False  # a compensation or finally step: not in the timeline (position -1)
     assign: tuple[tuple[str, CelExpression], ...] = ()  # `set`: variables assigned after it succeeds
 
@@ -515,6 +517,8 @@ class _Compiler:
                     assign=self._assignments(name, own.set) if own and own.set else (),
                     compensate=own.compensate if own else None,
                     handler=position < 0,
+                    function=own.function if own else None,
+                    args=self._args(name, own) if own is not None else (),
                 )
         return configs
 
@@ -529,6 +533,22 @@ class _Compiler:
             program = self.cel(source, path, construct="set")
             if program is not None:
                 compiled.append((variable, program))
+        return tuple(compiled)
+
+    def _args(self, name: str, own: StepSpec) -> tuple[tuple[str, CelExpression], ...]:
+        if (own.function is not None or own.args is not None) and (own.approval or own.timer):
+            field_name = "function" if own.function is not None else "args"
+            self.problem(f"steps.{name}.{field_name}", "an approval or timer step runs no worker function")
+            return ()
+        compiled = []
+        for key, source in (own.args or {}).items():
+            path = f"steps.{name}.args.{key}"
+            if not _VARIABLE_NAME.fullmatch(key):
+                self.problem(path, "an argument is a parameter's name: a letter or '_', then letters, digits or '_'")
+                continue
+            program = self.cel(source, path, construct="args")
+            if program is not None:
+                compiled.append((key, program))
         return tuple(compiled)
 
     def _variables(self) -> None:

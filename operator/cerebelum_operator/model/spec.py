@@ -93,6 +93,13 @@ class StepSpec(_Spec):
     when: CelSource | None = Field(
         default=None, description="CEL over input, steps and vars: when false as the step is reached, it is skipped."
     )
+    function: StepName | None = Field(
+        default=None,
+        description="The worker function that runs this step (by default the one registered under its name).",
+    )
+    args: dict[str, CelSource] | None = Field(
+        default=None, description="Arguments for the function, each CEL over input, steps and vars."
+    )
     compensate: StepName | None = Field(
         default=None,
         description="The step that undoes this one, run once if the execution fails or is cancelled after it.",

@@ -10,6 +10,7 @@ from cerebelum_operator.engine import actions as act
 from cerebelum_operator.engine import commands as cmd
 from cerebelum_operator.engine.decide import DEFAULT_MAX_TASK_BYTES
 from cerebelum_operator.engine.events import RecordedEvent
+from cerebelum_operator.engine.ids import TaskToken
 from cerebelum_operator.model import WorkflowDefinition, compile_workflow
 
 
@@ -64,7 +65,8 @@ class Simulator:
         return decision.reply
 
     def task(self, step: str) -> act.ScheduleTask:
-        matching = [t for t in self.tasks.values() if t.step == step]
+        # By the workflow's step, which the token names (`t.step` is the function a worker runs).
+        matching = [t for t in self.tasks.values() if TaskToken.parse(t.token).step == step]
         assert len(matching) == 1, f"expected one task for {step}, have {list(self.tasks)}"
         return matching[0]
 

@@ -32,6 +32,8 @@ def spec_with(construct: str, source: str) -> dict[str, Any]:
         spec["steps"] = {"b": {"timer": {"until": f"({source}) ? {stamp} : {stamp}"}}}
     elif construct == "when":
         spec["steps"] = {"b": {"when": source}}
+    elif construct == "args":
+        spec["steps"] = {"b": {"args": {"seen": source}}}
     elif construct == "set":
         spec["vars"] = {"seen": None}
         spec["steps"] = {"a": {"set": {"seen": source}}}

@@ -40,6 +40,8 @@ def workflow(construct: str, source: str) -> dict[str, Any]:
         spec["steps"] = {"check": {"timer": {"until": source}}}
     elif construct == "when":
         spec["steps"] = {"check": {"when": source}}
+    elif construct == "args":
+        spec["steps"] = {"check": {"args": {"seen": source}}}
     elif construct == "set":
         spec["vars"] = {"seen": None}
         spec["steps"] = {"check": {"set": {"seen": source}}}
@@ -55,6 +57,7 @@ PLACES = {
     "timer": "steps.check.timer.until",
     "when": "steps.check.when",
     "set": "steps.check.set.seen",
+    "args": "steps.check.args.seen",
 }
 
 

@@ -25,6 +25,7 @@ PLACES = {
     "timer": "steps.<step>.timer.until",
     "when": "steps.<step>.when",
     "set": "steps.<step>.set.<variable>",
+    "args": "steps.<step>.args.<name>",
 }
 
 

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19\x63\x65rebelum/v1/worker.proto\x12\x0c\x63\x65rebelum.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"X\n\x0fPollTaskRequest\x12\x11\n\tworker_id\x18\x01 \x01(\t\x12\x12\n\ntask_queue\x18\x02 \x01(\t\x12\r\n\x05steps\x18\x03 \x03(\t\x12\x0f\n\x07wait_ms\x18\x04 \x01(\r\"\xce\x02\n\x04Task\x12\x12\n\ntask_token\x18\x01 \x01(\t\x12\x14\n\x0c\x65xecution_id\x18\x02 \x01(\t\x12\x10\n\x08workflow\x18\x03 \x01(\t\x12\x0c\n\x04step\x18\x04 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x05 \x01(\r\x12\x17\n\x0fidempotency_key\x18\x06 \x01(\t\x12\x16\n\x0e\x61rguments_json\x18\x07 \x01(\t\x12\x1f\n\x13\x61ttempt_deadline_ms\x18\x08 \x01(\x03\x42\x02\x18\x01\x12\x10\n\x08lease_ms\x18\t \x01(\r\x12\x1a\n\x12heartbeat_required\x18\n \x01(\x08\x12\x0c\n\x04poll\x18\x0b \x01(\r\x12\x1a\n\x12last_progress_json\x18\x0c \x01(\t\x12\x34\n\x10\x61ttempt_deadline\x18\r \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0b\n\x03run\x18\x0e \x01(\r\"B\n\x10PollTaskResponse\x12%\n\x04task\x18\x01 \x01(\x0b\x32\x12.cerebelum.v1.TaskH\x00\x88\x01\x01\x42\x07\n\x05_task\"P\n\x10HeartbeatRequest\x12\x12\n\ntask_token\x18\x01 \x01(\t\x12\x11\n\tworker_id\x18\x02 \x01(\t\x12\x15\n\rprogress_json\x18\x03 \x01(\t\"\x98\x01\n\x11HeartbeatResponse\x12\x18\n\x10\x63\x61ncel_requested\x18\x01 \x01(\x08\x12\x12\n\nlease_lost\x18\x02 \x01(\x08\x12\x1f\n\x13lease_expires_at_ms\x18\x03 \x01(\x03\x42\x02\x18\x01\x12\x34\n\x10lease_expires_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x1e\n\x07Success\x12\x13\n\x0boutput_json\x18\x01 \x01(\t\"S\n\x07\x46\x61ilure\x12\x0c\n\x04type\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x15\n\rnon_retryable\x18\x03 \x01(\x08\x12\x12\n\nstacktrace\x18\x04 \x01(\t\"\x1e\n\nRetryAfter\x12\x10\n\x08\x64\x65lay_ms\x18\x01 \x01(\x04\"1\n\x05Sleep\x12\x13\n\x0b\x64uration_ms\x18\x01 \x01(\x04\x12\x13\n\x0boutput_json\x18\x02 \x01(\t\"F\n\x0f\x41pprovalRequest\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x12\n\ntimeout_ms\x18\x02 \x01(\x04\x12\x11\n\tdata_json\x18\x03 \x01(\t\"\x1c\n\tCancelled\x12\x0f\n\x07message\x18\x01 \x01(\t\"\xd3\x02\n\x13\x43ompleteTaskRequest\x12\x12\n\ntask_token\x18\x01 \x01(\t\x12\x11\n\tworker_id\x18\x02 \x01(\t\x12(\n\x07success\x18\x03 \x01(\x0b\x32\x15.cerebelum.v1.SuccessH\x00\x12(\n\x07\x66\x61ilure\x18\x04 \x01(\x0b\x32\x15.cerebelum.v1.FailureH\x00\x12/\n\x0bretry_after\x18\x05 \x01(\x0b\x32\x18.cerebelum.v1.RetryAfterH\x00\x12$\n\x05sleep\x18\x06 \x01(\x0b\x32\x13.cerebelum.v1.SleepH\x00\x12\x31\n\x08\x61pproval\x18\x07 \x01(\x0b\x32\x1d.cerebelum.v1.ApprovalRequestH\x00\x12,\n\tcancelled\x18\x08 \x01(\x0b\x32\x17.cerebelum.v1.CancelledH\x00\x42\t\n\x07outcome\"\xaf\x01\n\x14\x43ompleteTaskResponse\x12\x43\n\x0b\x64isposition\x18\x01 \x01(\x0e\x32..cerebelum.v1.CompleteTaskResponse.Disposition\"R\n\x0b\x44isposition\x12\x1b\n\x17\x44ISPOSITION_UNSPECIFIED\x10\x00\x12\x0c\n\x08\x41\x43\x43\x45PTED\x10\x01\x12\r\n\tDUPLICATE\x10\x02\x12\t\n\x05STALE\x10\x03\x32\xff\x01\n\rWorkerService\x12I\n\x08PollTask\x12\x1d.cerebelum.v1.PollTaskRequest\x1a\x1e.cerebelum.v1.PollTaskResponse\x12L\n\tHeartbeat\x12\x1e.cerebelum.v1.HeartbeatRequest\x1a\x1f.cerebelum.v1.HeartbeatResponse\x12U\n\x0c\x43ompleteTask\x12!.cerebelum.v1.CompleteTaskRequest\x1a\".cerebelum.v1.CompleteTaskResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19\x63\x65rebelum/v1/worker.proto\x12\x0c\x63\x65rebelum.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"X\n\x0fPollTaskRequest\x12\x11\n\tworker_id\x18\x01 \x01(\t\x12\x12\n\ntask_queue\x18\x02 \x01(\t\x12\r\n\x05steps\x18\x03 \x03(\t\x12\x0f\n\x07wait_ms\x18\x04 \x01(\r\"\xe5\x02\n\x04Task\x12\x12\n\ntask_token\x18\x01 \x01(\t\x12\x14\n\x0c\x65xecution_id\x18\x02 \x01(\t\x12\x10\n\x08workflow\x18\x03 \x01(\t\x12\x0c\n\x04step\x18\x04 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x05 \x01(\r\x12\x17\n\x0fidempotency_key\x18\x06 \x01(\t\x12\x16\n\x0e\x61rguments_json\x18\x07 \x01(\t\x12\x1f\n\x13\x61ttempt_deadline_ms\x18\x08 \x01(\x03\x42\x02\x18\x01\x12\x10\n\x08lease_ms\x18\t \x01(\r\x12\x1a\n\x12heartbeat_required\x18\n \x01(\x08\x12\x0c\n\x04poll\x18\x0b \x01(\r\x12\x1a\n\x12last_progress_json\x18\x0c \x01(\t\x12\x34\n\x10\x61ttempt_deadline\x18\r \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0b\n\x03run\x18\x0e \x01(\r\x12\x15\n\rworkflow_step\x18\x0f \x01(\t\"B\n\x10PollTaskResponse\x12%\n\x04task\x18\x01 \x01(\x0b\x32\x12.cerebelum.v1.TaskH\x00\x88\x01\x01\x42\x07\n\x05_task\"P\n\x10HeartbeatRequest\x12\x12\n\ntask_token\x18\x01 \x01(\t\x12\x11\n\tworker_id\x18\x02 \x01(\t\x12\x15\n\rprogress_json\x18\x03 \x01(\t\"\x98\x01\n\x11HeartbeatResponse\x12\x18\n\x10\x63\x61ncel_requested\x18\x01 \x01(\x08\x12\x12\n\nlease_lost\x18\x02 \x01(\x08\x12\x1f\n\x13lease_expires_at_ms\x18\x03 \x01(\x03\x42\x02\x18\x01\x12\x34\n\x10lease_expires_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x1e\n\x07Success\x12\x13\n\x0boutput_json\x18\x01 \x01(\t\"S\n\x07\x46\x61ilure\x12\x0c\n\x04type\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x15\n\rnon_retryable\x18\x03 \x01(\x08\x12\x12\n\nstacktrace\x18\x04 \x01(\t\"\x1e\n\nRetryAfter\x12\x10\n\x08\x64\x65lay_ms\x18\x01 \x01(\x04\"1\n\x05Sleep\x12\x13\n\x0b\x64uration_ms\x18\x01 \x01(\x04\x12\x13\n\x0boutput_json\x18\x02 \x01(\t\"F\n\x0f\x41pprovalRequest\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x12\n\ntimeout_ms\x18\x02 \x01(\x04\x12\x11\n\tdata_json\x18\x03 \x01(\t\"\x1c\n\tCancelled\x12\x0f\n\x07message\x18\x01 \x01(\t\"\xd3\x02\n\x13\x43ompleteTaskRequest\x12\x12\n\ntask_token\x18\x01 \x01(\t\x12\x11\n\tworker_id\x18\x02 \x01(\t\x12(\n\x07success\x18\x03 \x01(\x0b\x32\x15.cerebelum.v1.SuccessH\x00\x12(\n\x07\x66\x61ilure\x18\x04 \x01(\x0b\x32\x15.cerebelum.v1.FailureH\x00\x12/\n\x0bretry_after\x18\x05 \x01(\x0b\x32\x18.cerebelum.v1.RetryAfterH\x00\x12$\n\x05sleep\x18\x06 \x01(\x0b\x32\x13.cerebelum.v1.SleepH\x00\x12\x31\n\x08\x61pproval\x18\x07 \x01(\x0b\x32\x1d.cerebelum.v1.ApprovalRequestH\x00\x12,\n\tcancelled\x18\x08 \x01(\x0b\x32\x17.cerebelum.v1.CancelledH\x00\x42\t\n\x07outcome\"\xaf\x01\n\x14\x43ompleteTaskResponse\x12\x43\n\x0b\x64isposition\x18\x01 \x01(\x0e\x32..cerebelum.v1.CompleteTaskResponse.Disposition\"R\n\x0b\x44isposition\x12\x1b\n\x17\x44ISPOSITION_UNSPECIFIED\x10\x00\x12\x0c\n\x08\x41\x43\x43\x45PTED\x10\x01\x12\r\n\tDUPLICATE\x10\x02\x12\t\n\x05STALE\x10\x03\x32\xff\x01\n\rWorkerService\x12I\n\x08PollTask\x12\x1d.cerebelum.v1.PollTaskRequest\x1a\x1e.cerebelum.v1.PollTaskResponse\x12L\n\tHeartbeat\x12\x1e.cerebelum.v1.HeartbeatRequest\x1a\x1f.cerebelum.v1.HeartbeatResponse\x12U\n\x0c\x43ompleteTask\x12!.cerebelum.v1.CompleteTaskRequest\x1a\".cerebelum.v1.CompleteTaskResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -39,31 +39,31 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_POLLTASKREQUEST']._serialized_start=76
   _globals['_POLLTASKREQUEST']._serialized_end=164
   _globals['_TASK']._serialized_start=167
-  _globals['_TASK']._serialized_end=501
-  _globals['_POLLTASKRESPONSE']._serialized_start=503
-  _globals['_POLLTASKRESPONSE']._serialized_end=569
-  _globals['_HEARTBEATREQUEST']._serialized_start=571
-  _globals['_HEARTBEATREQUEST']._serialized_end=651
-  _globals['_HEARTBEATRESPONSE']._serialized_start=654
-  _globals['_HEARTBEATRESPONSE']._serialized_end=806
-  _globals['_SUCCESS']._serialized_start=808
-  _globals['_SUCCESS']._serialized_end=838
-  _globals['_FAILURE']._serialized_start=840
-  _globals['_FAILURE']._serialized_end=923
-  _globals['_RETRYAFTER']._serialized_start=925
-  _globals['_RETRYAFTER']._serialized_end=955
-  _globals['_SLEEP']._serialized_start=957
-  _globals['_SLEEP']._serialized_end=1006
-  _globals['_APPROVALREQUEST']._serialized_start=1008
-  _globals['_APPROVALREQUEST']._serialized_end=1078
-  _globals['_CANCELLED']._serialized_start=1080
-  _globals['_CANCELLED']._serialized_end=1108
-  _globals['_COMPLETETASKREQUEST']._serialized_start=1111
-  _globals['_COMPLETETASKREQUEST']._serialized_end=1450
-  _globals['_COMPLETETASKRESPONSE']._serialized_start=1453
-  _globals['_COMPLETETASKRESPONSE']._serialized_end=1628
-  _globals['_COMPLETETASKRESPONSE_DISPOSITION']._serialized_start=1546
-  _globals['_COMPLETETASKRESPONSE_DISPOSITION']._serialized_end=1628
-  _globals['_WORKERSERVICE']._serialized_start=1631
-  _globals['_WORKERSERVICE']._serialized_end=1886
+  _globals['_TASK']._serialized_end=524
+  _globals['_POLLTASKRESPONSE']._serialized_start=526
+  _globals['_POLLTASKRESPONSE']._serialized_end=592
+  _globals['_HEARTBEATREQUEST']._serialized_start=594
+  _globals['_HEARTBEATREQUEST']._serialized_end=674
+  _globals['_HEARTBEATRESPONSE']._serialized_start=677
+  _globals['_HEARTBEATRESPONSE']._serialized_end=829
+  _globals['_SUCCESS']._serialized_start=831
+  _globals['_SUCCESS']._serialized_end=861
+  _globals['_FAILURE']._serialized_start=863
+  _globals['_FAILURE']._serialized_end=946
+  _globals['_RETRYAFTER']._serialized_start=948
+  _globals['_RETRYAFTER']._serialized_end=978
+  _globals['_SLEEP']._serialized_start=980
+  _globals['_SLEEP']._serialized_end=1029
+  _globals['_APPROVALREQUEST']._serialized_start=1031
+  _globals['_APPROVALREQUEST']._serialized_end=1101
+  _globals['_CANCELLED']._serialized_start=1103
+  _globals['_CANCELLED']._serialized_end=1131
+  _globals['_COMPLETETASKREQUEST']._serialized_start=1134
+  _globals['_COMPLETETASKREQUEST']._serialized_end=1473
+  _globals['_COMPLETETASKRESPONSE']._serialized_start=1476
+  _globals['_COMPLETETASKRESPONSE']._serialized_end=1651
+  _globals['_COMPLETETASKRESPONSE_DISPOSITION']._serialized_start=1569
+  _globals['_COMPLETETASKRESPONSE_DISPOSITION']._serialized_end=1651
+  _globals['_WORKERSERVICE']._serialized_start=1654
+  _globals['_WORKERSERVICE']._serialized_end=1909
 # @@protoc_insertion_point(module_scope)

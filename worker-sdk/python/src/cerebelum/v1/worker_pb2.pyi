@@ -23,7 +23,7 @@ class PollTaskRequest(_message.Message):
     def __init__(self, worker_id: _Optional[str] = ..., task_queue: _Optional[str] = ..., steps: _Optional[_Iterable[str]] = ..., wait_ms: _Optional[int] = ...) -> None: ...
 
 class Task(_message.Message):
-    __slots__ = ("task_token", "execution_id", "workflow", "step", "attempt", "idempotency_key", "arguments_json", "attempt_deadline_ms", "lease_ms", "heartbeat_required", "poll", "last_progress_json", "attempt_deadline", "run")
+    __slots__ = ("task_token", "execution_id", "workflow", "step", "attempt", "idempotency_key", "arguments_json", "attempt_deadline_ms", "lease_ms", "heartbeat_required", "poll", "last_progress_json", "attempt_deadline", "run", "workflow_step")
     TASK_TOKEN_FIELD_NUMBER: _ClassVar[int]
     EXECUTION_ID_FIELD_NUMBER: _ClassVar[int]
     WORKFLOW_FIELD_NUMBER: _ClassVar[int]
@@ -38,6 +38,7 @@ class Task(_message.Message):
     LAST_PROGRESS_JSON_FIELD_NUMBER: _ClassVar[int]
     ATTEMPT_DEADLINE_FIELD_NUMBER: _ClassVar[int]
     RUN_FIELD_NUMBER: _ClassVar[int]
+    WORKFLOW_STEP_FIELD_NUMBER: _ClassVar[int]
     task_token: str
     execution_id: str
     workflow: str
@@ -52,7 +53,8 @@ class Task(_message.Message):
     last_progress_json: str
     attempt_deadline: _timestamp_pb2.Timestamp
     run: int
-    def __init__(self, task_token: _Optional[str] = ..., execution_id: _Optional[str] = ..., workflow: _Optional[str] = ..., step: _Optional[str] = ..., attempt: _Optional[int] = ..., idempotency_key: _Optional[str] = ..., arguments_json: _Optional[str] = ..., attempt_deadline_ms: _Optional[int] = ..., lease_ms: _Optional[int] = ..., heartbeat_required: bool = ..., poll: _Optional[int] = ..., last_progress_json: _Optional[str] = ..., attempt_deadline: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., run: _Optional[int] = ...) -> None: ...
+    workflow_step: str
+    def __init__(self, task_token: _Optional[str] = ..., execution_id: _Optional[str] = ..., workflow: _Optional[str] = ..., step: _Optional[str] = ..., attempt: _Optional[int] = ..., idempotency_key: _Optional[str] = ..., arguments_json: _Optional[str] = ..., attempt_deadline_ms: _Optional[int] = ..., lease_ms: _Optional[int] = ..., heartbeat_required: bool = ..., poll: _Optional[int] = ..., last_progress_json: _Optional[str] = ..., attempt_deadline: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., run: _Optional[int] = ..., workflow_step: _Optional[str] = ...) -> None: ...
 
 class PollTaskResponse(_message.Message):
     __slots__ = ("task",)

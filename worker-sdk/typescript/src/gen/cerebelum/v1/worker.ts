@@ -54,8 +54,9 @@ export interface Task {
   idempotencyKey: string;
   /**
    * JSON object: {"input": <workflow input>, "results": {<step>: <output>}}, plus
-   * "vars": {<name>: <value>} when the workflow declares variables, and for a
-   * compensation or finally step "outcome": {"phase", "reason", "step", "output"}.
+   * "vars": {<name>: <value>} when the workflow declares variables, "args":
+   * {<name>: <value>} when the step has args, and for a compensation or finally
+   * step "outcome": {"phase", "reason", "step", "output"}.
    */
   argumentsJson: string;
   /**
@@ -90,6 +91,12 @@ export interface Task {
    * same for every attempt of that run. 0 from an engine that predates it.
    */
   run: number;
+  /**
+   * The workflow's step this task runs. `step` is the registered function to run:
+   * the same name, unless the step names another function (steps.<name>.function).
+   * Empty from an engine that predates it: then it is `step`.
+   */
+  workflowStep: string;
 }
 
 export interface PollTaskResponse {
@@ -292,6 +299,7 @@ function createBaseTask(): Task {
     lastProgressJson: "",
     attemptDeadline: undefined,
     run: 0,
+    workflowStep: "",
   };
 }
 
@@ -338,6 +346,9 @@ export const Task: MessageFns<Task> = {
     }
     if (message.run !== 0) {
       writer.uint32(112).uint32(message.run);
+    }
+    if (message.workflowStep !== "") {
+      writer.uint32(122).string(message.workflowStep);
     }
     return writer;
   },
@@ -467,6 +478,14 @@ export const Task: MessageFns<Task> = {
             message.run = reader.uint32();
             continue;
           }
+          case 15: {
+            if (tag !== 122) {
+              break;
+            }
+
+            message.workflowStep = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -498,6 +517,7 @@ export const Task: MessageFns<Task> = {
     message.lastProgressJson = object.lastProgressJson ?? "";
     message.attemptDeadline = object.attemptDeadline ?? undefined;
     message.run = object.run ?? 0;
+    message.workflowStep = object.workflowStep ?? "";
     return message;
   },
 };
