@@ -79,7 +79,7 @@ def test_applying_a_workflow_whose_cel_names_are_unknown_fails_naming_each_place
 
     error_only(
         run_cli(engine, "apply", "-f", str(document)),
-        "branch.check[0].when: unknown name 'inptu'; this expression can see input, result, steps, vars;"
+        "branch.check[0].when: unknown name 'inptu'; this expression can see input, phases, result, steps, vars;"
         " did you mean 'input'?",
         "branch.check[0].when: unknown step 'fetc' in steps.fetc: it is not in the timeline; did you mean 'fetch'?",
     )

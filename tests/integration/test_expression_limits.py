@@ -73,7 +73,9 @@ def test_the_issues_costly_output_expression_is_refused_at_apply_naming_its_cost
 
 
 def test_a_misspelt_name_in_cel_is_refused_by_the_server_at_apply_not_by_the_execution_later(client: Client) -> None:
-    with pytest.raises(CerebelumError, match=r"output: unknown name 'inptu'; this expression can see input, steps"):
+    with pytest.raises(
+        CerebelumError, match=r"output: unknown name 'inptu'; this expression can see input, phases, steps"
+    ):
         client.apply_workflow("misspelt", {**GATED, "output": "inptu.total"})
     with pytest.raises(CerebelumError, match=r"output: unknown function 'nosuchfn'"):
         client.apply_workflow("misspelt", {**GATED, "output": "nosuchfn(input)"})

@@ -164,7 +164,7 @@ def test_an_execution_applied_with_kubectl_runs_to_succeeded_and_the_printer_col
         pytest.param({"steps": {"nope": {"timeout": "1m"}}}, "nope", id="unknown-step-entry"),
         pytest.param(
             {"branch": {"a": [{"when": "reslt.retry", "goto": "b"}]}},
-            "branch.a[0].when: unknown name 'reslt'; this expression can see input, result, steps, vars;"
+            "branch.a[0].when: unknown name 'reslt'; this expression can see input, phases, result, steps, vars;"
             " did you mean 'result'?",
             id="misspelt-cel-name",
         ),

@@ -109,7 +109,7 @@ class Timeline:
             done = self.ending[: self.ending.index(step)]
             check(all(name in self.handled or name in self.failed_handlers for name in done), f"{step!r} out of order")
             self.attempt(step, event.attempt)
-        if isinstance(event, ev.StepCompleted):
+        if isinstance(event, ev.StepCompleted | ev.ApprovalGranted):  # a handler may ask for an approval
             check(step not in self.handled, f"handler {step!r} completed twice in one ending")
             self.handled.append(step)
         if isinstance(event, ev.StepFailed) and event.retry_at_ms is None:
@@ -139,6 +139,8 @@ class Timeline:
             case ev.StepScheduled():
                 self.enter(event.step, "scheduled")
                 self.attempt(event.step, event.attempt)
+                waits = self.definition.steps[event.step].depends_on
+                check(all(d in self.settled for d in waits), f"{event.step!r} ran before what it depends on, {waits}")
             case ev.ApprovalRequested() if event.token is None:
                 self.enter(event.step, "asked approval for")
                 self.attempt(event.step, self.attempts.get(event.step, 0) + 1)

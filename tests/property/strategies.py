@@ -246,6 +246,12 @@ def valid_specs(draw: st.DrawFn, *, max_steps: int = 6, with_input: bool | None 
     configured = draw(st.lists(st.sampled_from(names), max_size=len(names), unique=True))
     if configured:
         spec["steps"] = {name: draw(step_settings()) for name in configured}
+    # Graphs inside groups: a member waits for earlier members of its group (so no cycle).
+    for entry in timeline:
+        if isinstance(entry, list) and len(entry) > 1 and draw(st.booleans()):
+            later = draw(st.sampled_from(entry[1:]))
+            waits = draw(st.lists(st.sampled_from(entry[: entry.index(later)]), min_size=1, unique=True))
+            spec.setdefault("steps", {}).setdefault(later, {})["dependsOn"] = waits
     # Compensations and finally steps ("-" keeps their names apart from the timeline's).
     for name in draw(st.lists(st.sampled_from(names), max_size=3, unique=True)):
         spec.setdefault("steps", {}).setdefault(name, {})["compensate"] = f"undo-{name}"

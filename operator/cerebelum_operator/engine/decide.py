@@ -24,6 +24,7 @@ from .state import (
     ExecutionPhase,
     ExecutionState,
     StepPhase,
+    StepState,
     apply_event,
     approval_result,
     result_entry_size,
@@ -529,7 +530,10 @@ class _Decider:
         )
 
     def variables(self, **extra: JSON) -> dict[str, JSON]:
-        return {"input": self.state.input, "steps": dict(self.state.results), "vars": self.state.vars, **extra}
+        seen = {"input": self.state.input, "steps": dict(self.state.results), "vars": self.state.vars, **extra}
+        if self.definition.uses_phases:  # O(steps): built only for a workflow that reads it
+            seen["phases"] = {name: step.phase.value for name, step in self.state.steps.items()}
+        return seen
 
     def assign(self, step: str, result: JSON) -> bool:
         """Run the step's ``set`` on its accepted result; False when that failed the execution.
@@ -928,14 +932,18 @@ class _Decider:
             position = self.state.position
             if position >= 0:
                 members = positions[position]
-                steps = [self.state.step(name) for name in members]
-                if not all(s.settled for s in steps):
-                    for name, s in zip(members, steps, strict=True):
-                        if s.phase == StepPhase.PENDING:
+                if not self.settled(members):
+                    reached = False
+                    for name in members:
+                        # Read, not made: a step that waits (dependsOn) has no state until reached.
+                        if (self.state.steps.get(name) or _NOT_REACHED).phase == StepPhase.PENDING and self.ready(name):
                             self.reach(name)
-                    if not all(self.state.steps[name].settled for name in members) or self.finished():
+                            reached = True
+                            if self.finished():
+                                return
+                    if not self.settled(members) and not reached:
                         return
-                    continue  # every member left was skipped: the position is done
+                    continue  # a member skipped may have readied another; or the position is done
                 if self.state.sleeps:
                     return
                 jump = self.next_jump(members)
@@ -949,13 +957,31 @@ class _Decider:
                 self.finish()
                 return
             for name in positions[position + 1]:
-                self.reach(name)  # the loop goes on: past the position at once if each was skipped
-                if self.finished():
-                    return
+                if not self.config(name).depends_on:  # the others once what they wait for settled
+                    self.reach(name)  # the loop goes on: past the position at once if each was skipped
+                    if self.finished():
+                        return
+
+    def settled(self, members: tuple[str, ...]) -> bool:
+        steps = self.state.steps
+        return all(name in steps and steps[name].settled for name in members)
+
+    def ready(self, step: str) -> bool:
+        """Every step it depends on (dependsOn) has settled: succeeded, failed past, or skipped."""
+        steps = self.state.steps  # read only: a step state made here would not be in a replay
+        return all(name in steps and steps[name].settled for name in self.config(step).depends_on)
 
     def reach(self, step: str) -> None:
-        """The timeline reached the step: it runs, or its ``when`` is false and it is skipped."""
-        when = self.config(step).when
+        """The timeline reached the step: it runs, or its ``when`` is false and it is skipped.
+
+        With dependsOn and no ``when``, it runs when what it depends on succeeded or was skipped,
+        and is skipped when one of them failed (a diverge rule continued past it), as Argo does.
+        """
+        config = self.config(step)
+        when = config.when
+        if when is None and any(self.state.steps[name].phase == StepPhase.FAILED for name in config.depends_on):
+            self.emit(ev.StepSkipped(step))
+            return
         if when is not None:
             try:
                 runs = evaluate_condition(when, self.variables(), where=f"steps.{step}.when")
@@ -1061,6 +1087,9 @@ def _check_strings(command: cmd.Command) -> None:
                 limits.check_text(value, what=what, limit=limit)
     except limits.TextTooLong as exc:
         raise CommandRejected(str(exc)) from None
+
+
+_NOT_REACHED = StepState()  # never changed: what advance() reads for a step with no state yet
 
 
 def _reason(message: str | None) -> str:

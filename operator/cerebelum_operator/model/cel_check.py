@@ -33,13 +33,13 @@ __all__ = [
 # The variables `engine.decide` passes to each kind of expression (its `variables()` calls).
 # A new construct that evaluates CEL adds its row here, and the reference's table follows.
 EXPRESSION_VARIABLES: Mapping[str, tuple[str, ...]] = {
-    "args": ("input", "steps", "vars"),
-    "branch": ("input", "steps", "vars", "result"),
-    "diverge": ("input", "steps", "vars", "result", "error"),
-    "output": ("input", "steps", "vars"),
-    "set": ("input", "steps", "vars", "result"),
-    "timer": ("input", "steps", "vars"),
-    "when": ("input", "steps", "vars"),
+    "args": ("input", "steps", "vars", "phases"),
+    "branch": ("input", "steps", "vars", "phases", "result"),
+    "diverge": ("input", "steps", "vars", "phases", "result", "error"),
+    "output": ("input", "steps", "vars", "phases"),
+    "set": ("input", "steps", "vars", "phases", "result"),
+    "timer": ("input", "steps", "vars", "phases"),
+    "when": ("input", "steps", "vars", "phases"),
 }
 
 # Identifiers the library resolves by itself: type values, as in `type(x) == string`.

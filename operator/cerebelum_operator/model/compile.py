@@ -79,6 +79,7 @@ class StepConfig:
     when: CelExpression | None = None  # the step runs only when this is true as it is reached
     compensate: str | None = None  # the handler step that undoes this one
     function: str | None = None  # the worker function that runs it, when not the one named like it
+    depends_on: tuple[str, ...] = ()  # members of its parallel group it waits for
     args: tuple[tuple[str, CelExpression], ...] = ()  # its arguments, evaluated as it is scheduled
     handler: bool = False  # a compensation or finally step: not in the timeline (position -1)
     assign: tuple[tuple[str, CelExpression], ...] = ()  # `set`: variables assigned after it succeeds
@@ -175,6 +176,7 @@ class WorkflowDefinition:
     _input_defaults: Any = field(default=None, repr=False, compare=False)
 
     finally_steps: tuple[str, ...] = ()
+    uses_phases: bool = False  # some expression reads `phases`, which costs O(steps) to build
 
     def position_of(self, step: str) -> int:
         """The step's position in the timeline; -1 for a compensation or finally step."""
@@ -340,6 +342,21 @@ def _compile_cel(
     return CelExpression(program, cost, frozenset(program.variables()))
 
 
+def _expressions(
+    steps: Mapping[str, StepConfig],
+    diverge: Mapping[str, tuple[CompiledDiverge, ...]],
+    branch: Mapping[str, tuple[CompiledBranch, ...]],
+    output: CelExpression | None,
+) -> list[CelExpression]:
+    """Every CEL expression of a workflow."""
+    found = [rule.when for rules in diverge.values() for rule in rules if rule.when is not None]
+    found += [rule.when for rules in branch.values() for rule in rules]
+    for config in steps.values():
+        found += [e for e in (config.when, config.timer_until) if e is not None]
+        found += [program for _, program in (*config.assign, *config.args)]
+    return found + ([output] if output is not None else [])
+
+
 def _retry(policy: RetryPolicy) -> Retry:
     return Retry(
         max_attempts=policy.max_attempts,
@@ -386,6 +403,7 @@ class _Compiler:
         validator = compile_input_schema(self.spec.input, started=self.started, problems=self.problems)
         timeout_ms = self._workflow_timeout()
         self._variables()
+        self._dependencies()
         if not self.problems:
             self._reachability(diverge, branch)
         if self.problems:
@@ -402,9 +420,51 @@ class _Compiler:
             input_schema=self.spec.input,
             timeout_ms=timeout_ms,
             finally_steps=tuple(self.spec.finally_),
+            uses_phases=any("phases" in program.variables for program in _expressions(steps, diverge, branch, output)),
             _input_validator=validator,
             _input_defaults=None if validator is None else defaults_filler(validator),
         )
+
+    def _dependencies(self) -> None:
+        """dependsOn names members of the step's own parallel group, with no cycle among them."""
+        graph: dict[str, tuple[str, ...]] = {}
+        for name, own in self.spec.steps.items():
+            if not own.depends_on or name not in self.where:
+                if own.depends_on and name in self.handlers:
+                    self.problem(f"steps.{name}.dependsOn", "a compensation or finally step runs in its own order")
+                continue
+            group = next(members for members in self.positions if name in members)
+            for index, dependency in enumerate(own.depends_on):
+                path = f"steps.{name}.dependsOn[{index}]"
+                if dependency == name:
+                    self.problem(path, f"step {name!r} cannot wait for itself")
+                elif dependency not in group:
+                    where = self.where.get(dependency)
+                    self.problem(
+                        path,
+                        f"step {dependency!r} is not in the parallel group of {name!r}"
+                        + (f" (it is at {where}; the timeline already orders the two)" if where else ": no such step"),
+                    )
+            graph[name] = tuple(d for d in own.depends_on if d in group and d != name)
+        # A cycle: depth-first search, each step visited once.
+        state: dict[str, int] = {}  # 1: on the path, 2: done
+        for start in graph:
+            stack = [(start, iter(graph.get(start, ())))]
+            state[start] = state.get(start) or 1
+            if state[start] == 2:
+                continue
+            while stack:
+                node, children = stack[-1]
+                child = next(children, None)
+                if child is None:
+                    state[node] = 2
+                    stack.pop()
+                elif state.get(child) == 1:
+                    self.problem(f"steps.{node}.dependsOn", f"a cycle: {node!r} waits for {child!r}, which waits back")
+                    return
+                elif child not in state:
+                    state[child] = 1
+                    stack.append((child, iter(graph.get(child, ()))))
 
     def _workflow_timeout(self) -> int | None:
         if self.spec.timeout is None:
@@ -518,6 +578,7 @@ class _Compiler:
                     compensate=own.compensate if own else None,
                     handler=position < 0,
                     function=own.function if own else None,
+                    depends_on=tuple(own.depends_on) if own else (),
                     args=self._args(name, own) if own is not None else (),
                 )
         return configs

@@ -93,6 +93,11 @@ class StepSpec(_Spec):
     when: CelSource | None = Field(
         default=None, description="CEL over input, steps and vars: when false as the step is reached, it is skipped."
     )
+    depends_on: list[StepName] = Field(
+        default_factory=list,
+        max_length=1000,
+        description="Steps of the same parallel group this one waits for (a graph inside the group).",
+    )
     function: StepName | None = Field(
         default=None,
         description="The worker function that runs this step (by default the one registered under its name).",

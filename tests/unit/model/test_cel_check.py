@@ -73,20 +73,20 @@ def refusal(construct: str, source: str) -> str:
         pytest.param(
             "branch",
             "inptu.x > 1",
-            "unknown name 'inptu'; this expression can see input, result, steps, vars; did you mean 'input'?",
+            "unknown name 'inptu'; this expression can see input, phases, result, steps, vars; did you mean 'input'?",
             id="misspelt-variable",
         ),
         pytest.param(
             "output",
             "result.id",
-            "unknown name 'result'; this expression can see input, steps, vars"
+            "unknown name 'result'; this expression can see input, phases, steps, vars"
             " ('result' is seen only by branch rules, diverge rules and steps' set)",
             id="result-in-output",
         ),
         pytest.param(
             "branch",
             "error.type == 'Timeout'",
-            "unknown name 'error'; this expression can see input, result, steps, vars"
+            "unknown name 'error'; this expression can see input, phases, result, steps, vars"
             " ('error' is seen only by diverge rules)",
             id="error-in-a-branch",
         ),
@@ -117,19 +117,19 @@ def refusal(construct: str, source: str) -> str:
         pytest.param(
             "branch",
             "result.items.all(x, x > 0) && x > 1",
-            "unknown name 'x'; this expression can see input, result, steps",
+            "unknown name 'x'; this expression can see input, phases, result, steps",
             id="comprehension-variable-after-its-body",
         ),
         pytest.param(
             "output",
             "x.all(x, x)",
-            "unknown name 'x'; this expression can see input, steps",
+            "unknown name 'x'; this expression can see input, phases, steps",
             id="comprehension-variable-in-its-own-range",
         ),
         pytest.param(
             "output",
             "[1].map(x, x).map(y, x + y)",
-            "unknown name 'x'; this expression can see input, steps",
+            "unknown name 'x'; this expression can see input, phases, steps",
             id="comprehension-variable-in-a-sibling",
         ),
     ],
