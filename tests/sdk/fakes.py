@@ -28,6 +28,7 @@ def make_task(
     input: Any = None,
     results: dict[str, Any] | None = None,
     vars: dict[str, Any] | None = None,
+    outcome: dict[str, Any] | None = None,
     token: str | None = None,
     lease_ms: int = 30_000,
     heartbeat_required: bool = False,
@@ -39,6 +40,8 @@ def make_task(
     arguments: dict[str, Any] = {"input": input, "results": results or {}}
     if vars is not None:  # absent, as from a workflow without variables or an engine before them
         arguments["vars"] = vars
+    if outcome is not None:  # only a compensation or finally step's task carries it
+        arguments["outcome"] = outcome
     return worker_pb2.Task(
         task_token=token or f"token-{step}-{attempt}-{poll}",
         execution_id=execution_id,

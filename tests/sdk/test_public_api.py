@@ -20,6 +20,7 @@ EXPECTED = [
     "DeadlineExceededError",
     "Duration",
     "Execution",
+    "ExecutionOutcome",
     "FailedPreconditionError",
     "HistoryEvent",
     "InvalidArgumentError",

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from pydantic import BaseModel
 
-from cerebelum import ApplicationError, NonRetryableError, StepCancelled, StepContext
+from cerebelum import ApplicationError, ExecutionOutcome, NonRetryableError, StepCancelled, StepContext
 from cerebelum.outcomes import ApprovalRequest, RetryAfter, Sleep
 from cerebelum.testing import StepEnvironment, StepResult
 
@@ -126,6 +126,38 @@ def test_without_vars_the_environment_gives_the_step_empty_ctx_vars() -> None:
         return len(ctx.vars)
 
     assert StepEnvironment(results={"charge": 1}).run(count) == StepResult(kind="success", output=0)
+
+
+def test_an_outcome_given_to_the_environment_is_the_compensation_steps_ctx_outcome() -> None:
+    def cancel_hotel(ctx: StepContext) -> dict[str, Any]:
+        if ctx.outcome is None or ctx.outcome.phase == "Succeeded":
+            return {"skipped": True}
+        return {"refund": ctx.results["hotel"], "because": ctx.outcome.reason, "after": ctx.outcome.step}
+
+    ending = ExecutionOutcome(phase="Failed", reason="card declined", step="pay")
+    env = StepEnvironment(results={"hotel": "h-1"}, outcome=ending)
+
+    result = env.run(cancel_hotel)
+
+    assert result == StepResult(kind="success", output={"refund": "h-1", "because": "card declined", "after": "pay"})
+
+
+def test_the_outcome_reaches_the_step_through_the_json_round_trip_a_worker_makes() -> None:
+    seen: list[ExecutionOutcome | None] = []
+
+    def notify(ctx: StepContext) -> None:
+        seen.append(ctx.outcome)
+
+    StepEnvironment(outcome=ExecutionOutcome(phase="Succeeded", output={"trip": ("t", 1)})).run(notify)
+
+    assert seen == [ExecutionOutcome(phase="Succeeded", reason=None, step=None, output={"trip": ["t", 1]})]
+
+
+def test_without_an_outcome_the_environment_runs_an_ordinary_step_whose_ctx_outcome_is_none() -> None:
+    def charge(ctx: StepContext) -> bool:
+        return ctx.outcome is None
+
+    assert StepEnvironment(vars={"attempts": 1}).run(charge) == StepResult(kind="success", output=True)
 
 
 def test_a_missing_or_invalid_input_is_the_failure_a_worker_reports() -> None:

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from pydantic import BaseModel
 
-from cerebelum import StepContext, Worker
+from cerebelum import ExecutionOutcome, StepContext, Worker
 from tests.support.waiting import eventually
 
 from .fakes import FakeWorkerService, make_task, running
@@ -254,6 +254,107 @@ async def test_a_step_cannot_change_ctx_vars_it_returns_a_result_the_workflow_se
     assert done.WhichOneof("outcome") == "failure"
     assert done.failure.type == "TypeError"
     assert "does not support item assignment" in done.failure.message
+
+
+async def test_ctx_outcome_tells_a_compensation_step_how_the_execution_ended(
+    worker_service: FakeWorkerService,
+) -> None:
+    worker = make_worker(worker_service)
+    seen: list[ExecutionOutcome | None] = []
+
+    @worker.step(name="cancel-hotel")
+    def cancel_hotel(ctx: StepContext) -> str:
+        seen.append(ctx.outcome)
+        return "cancelled"
+
+    ending = {"phase": "Failed", "reason": "card declined", "step": "pay", "output": None}
+    async with running(worker):
+        done = await worker_service.run_task(make_task("cancel-hotel", results={"hotel": "h-1"}, outcome=ending))
+
+    assert done.WhichOneof("outcome") == "success"
+    assert seen == [ExecutionOutcome(phase="Failed", reason="card declined", step="pay", output=None)]
+
+
+async def test_ctx_outcome_gives_a_finally_step_the_output_of_an_execution_that_succeeded(
+    worker_service: FakeWorkerService,
+) -> None:
+    worker = make_worker(worker_service)
+
+    @worker.step()
+    def notify(ctx: StepContext) -> dict[str, Any]:
+        assert ctx.outcome is not None
+        return {"phase": ctx.outcome.phase, "reason": ctx.outcome.reason, "output": ctx.outcome.output}
+
+    ending = {"phase": "Succeeded", "reason": None, "step": None, "output": {"trip": "t-1"}}
+    async with running(worker):
+        done = await worker_service.run_task(make_task("notify", outcome=ending))
+
+    assert done.WhichOneof("outcome") == "success"
+    assert json.loads(done.success.output_json) == {"phase": "Succeeded", "reason": None, "output": {"trip": "t-1"}}
+
+
+@pytest.mark.parametrize(
+    "arguments",
+    [
+        {"input": 1, "results": {}},
+        {"input": 1, "results": {}, "outcome": None},
+        {"input": 1, "results": {}, "outcome": ["Failed", "card declined"]},
+        {"input": 1, "results": {}, "outcome": "Failed"},
+        {"input": 1, "results": {}, "outcome": {"reason": "card declined", "step": "pay"}},
+        {"input": 1, "results": {}, "outcome": {"phase": 3, "reason": "card declined"}},
+    ],
+    ids=["without-the-key", "null", "a-list", "a-string", "without-a-phase", "a-phase-not-a-string"],
+)
+async def test_ctx_outcome_is_none_when_the_task_carries_no_outcome_object_with_a_phase(
+    worker_service: FakeWorkerService, arguments: dict[str, Any]
+) -> None:
+    worker = make_worker(worker_service)
+    seen: list[ExecutionOutcome | None] = []
+
+    @worker.step()
+    def charge(ctx: StepContext) -> int:
+        seen.append(ctx.outcome)
+        return 0
+
+    task = make_task("charge")
+    task.arguments_json = json.dumps(arguments)
+    async with running(worker):
+        done = await worker_service.run_task(task)
+
+    assert done.WhichOneof("outcome") == "success"
+    assert seen == [None]
+
+
+async def test_a_reason_or_step_that_is_not_text_is_read_as_none_beside_a_valid_phase(
+    worker_service: FakeWorkerService,
+) -> None:
+    worker = make_worker(worker_service)
+    seen: list[ExecutionOutcome | None] = []
+
+    @worker.step()
+    def notify(ctx: StepContext) -> None:
+        seen.append(ctx.outcome)
+
+    ending = {"phase": "Cancelled", "reason": {"text": "stop"}, "step": 7}
+    async with running(worker):
+        await worker_service.run_task(make_task("notify", outcome=ending))
+
+    assert seen == [ExecutionOutcome(phase="Cancelled", reason=None, step=None, output=None)]
+
+
+async def test_a_step_cannot_change_ctx_outcome(worker_service: FakeWorkerService) -> None:
+    worker = make_worker(worker_service)
+
+    @worker.step()
+    def notify(ctx: StepContext) -> None:
+        assert ctx.outcome is not None
+        ctx.outcome.phase = "Succeeded"  # type: ignore[misc]
+
+    async with running(worker):
+        done = await worker_service.run_task(make_task("notify", outcome={"phase": "Failed"}))
+
+    assert done.WhichOneof("outcome") == "failure"
+    assert done.failure.type == "FrozenInstanceError"
 
 
 async def test_a_parameter_with_a_default_takes_it_when_the_result_is_missing(

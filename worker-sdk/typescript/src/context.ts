@@ -21,11 +21,28 @@ export type StepResults = Readonly<Record<string, unknown>>;
 export type WorkflowVars = Readonly<Record<string, unknown>>;
 
 /**
+ * How the execution ended, given to its compensation and finally steps as `ctx.outcome`. Those
+ * steps run only once the execution ends, and often must act on how: tell the customer the
+ * booking failed and why, or skip work when it succeeded.
+ */
+export interface ExecutionOutcome {
+  /** `"Failed"`, `"Cancelled"` or `"Succeeded"`. */
+  readonly phase: string;
+  /** Why it failed or was cancelled, else `null`. */
+  readonly reason: string | null;
+  /** The step that failed, when one did, else `null`. */
+  readonly step: string | null;
+  /** The output of an execution that succeeded; `null` otherwise, or when the task could not carry it too. */
+  readonly output: unknown;
+}
+
+/**
  * Passed to every step as its first argument. Describes the task (`executionId`, `workflow`,
  * `step`, `attempt`, `run`, `poll`, `idempotencyKey`, `deadline`), gives the earlier steps' outputs
- * (`results`, `result(name)`) and the workflow's variables (`vars`), records progress
- * (`heartbeat`), tells of cancellation (`signal`, `cancelled`) and builds outcomes (`retryAfter`,
- * `sleep`, `requestApproval`).
+ * (`results`, `result(name)`) and the workflow's variables (`vars`), tells a compensation or
+ * finally step how the execution ended (`outcome`), records progress (`heartbeat`), tells of
+ * cancellation (`signal`, `cancelled`) and builds outcomes (`retryAfter`, `sleep`,
+ * `requestApproval`).
  */
 export class StepContext {
   readonly executionId: string;
@@ -56,6 +73,11 @@ export class StepContext {
    */
   readonly vars: WorkflowVars;
   /**
+   * How the execution ended, for a compensation or finally step; frozen. `null` for any other
+   * step: only those run once the execution ends.
+   */
+  readonly outcome: ExecutionOutcome | null;
+  /**
    * The progress the step's previous attempt last sent (`heartbeat`) before it failed or its
    * lease expired, so a retry can resume where it stopped; `null` on a first attempt or when no
    * earlier attempt sent any.
@@ -73,7 +95,12 @@ export class StepContext {
   readonly #outcomes = new OutcomeLedger();
 
   /** Made by the worker for each task it runs. */
-  constructor(task: Task, workerId: string, results: StepResults, { vars = {} }: { vars?: WorkflowVars } = {}) {
+  constructor(
+    task: Task,
+    workerId: string,
+    results: StepResults,
+    { vars = {}, outcome = null }: { vars?: WorkflowVars; outcome?: ExecutionOutcome | null } = {},
+  ) {
     this.executionId = task.executionId;
     this.workflow = task.workflow;
     this.step = task.step;
@@ -86,6 +113,7 @@ export class StepContext {
     this.deadline = task.attemptDeadline ?? (task.attemptDeadlineMs > 0 ? new Date(task.attemptDeadlineMs) : null);
     this.results = results;
     this.vars = Object.freeze({ ...vars });
+    this.outcome = outcome === null ? null : Object.freeze({ ...outcome });
     this.lastProgress = loads(task.lastProgressJson);
     this.#controller = new AbortController();
     this.signal = this.#controller.signal;

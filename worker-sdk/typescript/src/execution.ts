@@ -1,5 +1,5 @@
 /** Runs one task's step: reads its arguments, runs it, and builds the report of how it ended. */
-import { StepContext, type StepResults, type WorkflowVars } from "./context.js";
+import { type ExecutionOutcome, StepContext, type StepResults, type WorkflowVars } from "./context.js";
 import { ApplicationError, type CancelReason, leaseGone, NonRetryableError } from "./errors.js";
 import type { CompleteTaskRequest, Task } from "./gen/cerebelum/v1/worker.js";
 import { Heartbeater, type HeartbeatRpc } from "./heartbeat.js";
@@ -94,12 +94,13 @@ export class TaskExecutor {
     let input: unknown;
     let results: StepResults;
     let vars: WorkflowVars;
+    let outcome: ExecutionOutcome | null;
     try {
-      ({ input, results, vars } = readArguments(task, definition));
+      ({ input, results, vars, outcome } = readArguments(task, definition));
     } catch (error) {
       return this.#failed(task, error);
     }
-    const ctx = new StepContext(task, workerId, results, { vars });
+    const ctx = new StepContext(task, workerId, results, { vars, outcome });
     const attempt = new Attempt(ctx);
     this.#attempts.set(token, attempt);
     const heartbeater = this.#beats(task, ctx, (reason) => attempt.cancel(reason));
@@ -156,14 +157,15 @@ export class TaskExecutor {
 }
 
 /**
- * The task's `{"input": ..., "results": {...}, "vars": {...}}`, with the input checked by the step's
- * `parseInput`. A missing or non-object `results` or `vars` is empty (`vars` is absent when the
- * workflow declares no variables, and from engines before them).
+ * The task's `{"input": ..., "results": {...}, "vars": {...}, "outcome": {...}}`, with the input
+ * checked by the step's `parseInput`. A missing or non-object `results` or `vars` is empty (`vars`
+ * is absent when the workflow declares no variables, and from engines before them); `outcome` is
+ * there only for a compensation or finally step, else `null`.
  */
 function readArguments(
   task: Task,
   definition: StepDefinition,
-): { input: unknown; results: StepResults; vars: WorkflowVars } {
+): { input: unknown; results: StepResults; vars: WorkflowVars; outcome: ExecutionOutcome | null } {
   let parsed: unknown;
   try {
     parsed = task.argumentsJson === "" ? {} : JSON.parse(task.argumentsJson);
@@ -175,14 +177,13 @@ function readArguments(
   if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed)) {
     throw new NonRetryableError("the task's arguments are not a JSON object", { type: "InvalidArgument" });
   }
-  const { input = null, results, vars } = parsed as { input?: unknown; results?: unknown; vars?: unknown };
-  const outputs = jsonObject(results);
-  const variables = jsonObject(vars);
+  const { input = null, results, vars, outcome } = parsed as Record<string, unknown>;
+  const context = { results: jsonObject(results), vars: jsonObject(vars), outcome: executionOutcome(outcome) };
   if (definition.parseInput === undefined) {
-    return { input, results: outputs, vars: variables };
+    return { input, ...context };
   }
   try {
-    return { input: definition.parseInput(input), results: outputs, vars: variables };
+    return { input: definition.parseInput(input), ...context };
   } catch (error) {
     const why = error instanceof Error ? error.message : String(error);
     throw new NonRetryableError(`step '${definition.name}' does not accept the workflow input: ${why}`, {
@@ -196,4 +197,17 @@ function readArguments(
 function jsonObject(value: unknown): Readonly<Record<string, unknown>> {
   const isObject = typeof value === "object" && value !== null && !Array.isArray(value);
   return isObject ? (value as Record<string, unknown>) : {};
+}
+
+/**
+ * The task's `outcome`: `null` when absent, not an object or without a string `phase` (any step
+ * but a compensation or finally step); a `reason` or `step` that is not text is `null`.
+ */
+function executionOutcome(value: unknown): ExecutionOutcome | null {
+  const { phase, reason, step, output = null } = jsonObject(value);
+  if (typeof phase !== "string") {
+    return null;
+  }
+  const text = (field: unknown) => (typeof field === "string" ? field : null);
+  return { phase, reason: text(reason), step: text(step), output };
 }

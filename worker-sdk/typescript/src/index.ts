@@ -19,7 +19,7 @@ export {
   TOKEN_FILE_ENV,
   type TlsOptions,
 } from "./connection.js";
-export { StepContext, type StepResults, type WorkflowVars } from "./context.js";
+export { type ExecutionOutcome, StepContext, type StepResults, type WorkflowVars } from "./context.js";
 export { type Duration, durationMs, parseDuration } from "./durations.js";
 export {
   ApplicationError,

@@ -9,7 +9,7 @@
  * assert.deepEqual(result, { outcome: "success", output: { order: "o-1", charged: 42 } });
  * ```
  */
-import type { StepContext } from "./context.js";
+import type { ExecutionOutcome, StepContext } from "./context.js";
 import type { CancelReason } from "./errors.js";
 import { type BeatsFactory, TaskExecutor } from "./execution.js";
 import type { CompleteTaskRequest, Task } from "./gen/cerebelum/v1/worker.js";
@@ -38,6 +38,11 @@ export interface StepEnvironmentOptions {
   results?: Record<string, unknown> | undefined;
   /** The workflow's variables, by name (`ctx.vars`); default none. */
   vars?: Record<string, unknown> | undefined;
+  /**
+   * How the execution ended (`ctx.outcome`), to test a compensation or finally step; `reason`,
+   * `step` and `output` default to `null`. Default none: an ordinary step, whose `ctx.outcome` is `null`.
+   */
+  outcome?: (Pick<ExecutionOutcome, "phase"> & Partial<ExecutionOutcome>) | undefined;
   /** `ctx.step`; default `"step"`. */
   step?: string | undefined;
   /** `ctx.executionId`; default `"test-execution"`. */
@@ -159,6 +164,7 @@ export class StepEnvironment {
     const executionId = options.executionId ?? "test-execution";
     const attempt = options.attempt ?? 1;
     const run = options.run ?? 1;
+    const ending = options.outcome; // only a compensation or finally step's task has the key
     return {
       taskToken: `test-${executionId}-${step}-${attempt}`,
       executionId,
@@ -168,7 +174,17 @@ export class StepEnvironment {
       poll: options.poll ?? 0,
       run,
       idempotencyKey: `${executionId}/${step}/${run}`,
-      argumentsJson: JSON.stringify({ input, results: options.results ?? {}, vars: options.vars ?? {} }),
+      argumentsJson: JSON.stringify({
+        input,
+        results: options.results ?? {},
+        vars: options.vars ?? {},
+        outcome: ending && {
+          phase: ending.phase,
+          reason: ending.reason ?? null,
+          step: ending.step ?? null,
+          output: ending.output ?? null,
+        },
+      }),
       attemptDeadlineMs: options.deadline ? options.deadline.getTime() : 0,
       attemptDeadline: options.deadline ?? undefined,
       leaseMs: 0,

@@ -7,7 +7,7 @@ Write steps and run them with :class:`Worker`; start and steer executions with
 from cerebelum.async_client import AsyncClient
 from cerebelum.client import Client
 from cerebelum.connection import TlsSettings
-from cerebelum.context import StepContext
+from cerebelum.context import ExecutionOutcome, StepContext
 from cerebelum.durations import Duration, parse_duration
 from cerebelum.errors import (
     AbortedError,
@@ -52,6 +52,7 @@ __all__ = [
     "DeadlineExceededError",
     "Duration",
     "Execution",
+    "ExecutionOutcome",
     "FailedPreconditionError",
     "HistoryEvent",
     "InvalidArgumentError",

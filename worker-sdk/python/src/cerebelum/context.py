@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import threading
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from types import MappingProxyType
 from typing import Any, TypeVar
@@ -17,9 +18,26 @@ from cerebelum.outcomes import ApprovalRequest, Outcome, RetryAfter, Sleep, help
 from cerebelum.times import instant
 from cerebelum.v1 import worker_pb2
 
-__all__ = ["StepContext"]
+__all__ = ["ExecutionOutcome", "StepContext"]
 
 _O = TypeVar("_O", RetryAfter, Sleep, ApprovalRequest)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ExecutionOutcome:
+    """How the execution ended, given to its compensation and finally steps as ``ctx.outcome``.
+
+    Those steps run only once the execution ends, and often must act on how: tell the customer
+    the booking failed and why, or skip work when it succeeded. ``phase`` is ``"Failed"``,
+    ``"Cancelled"`` or ``"Succeeded"``; ``reason`` why it failed or was cancelled; ``step`` the
+    step that failed, when one did; ``output`` the output of an execution that succeeded (``None``
+    when the task could not carry it beside the rest).
+    """
+
+    phase: str
+    reason: str | None = None
+    step: str | None = None
+    output: Any = None
 
 
 class StepContext:
@@ -31,7 +49,8 @@ class StepContext:
     same for every retry of it), ``worker_id``, ``poll`` (how many ``retry_after`` polls of this
     attempt came before) and ``deadline`` (when the attempt must finish, or ``None``).
     :attr:`results` and :meth:`result` give the earlier steps' outputs by name, including names
-    that cannot be parameters (``send-receipt``); :attr:`vars` gives the workflow's variables.
+    that cannot be parameters (``send-receipt``); :attr:`vars` gives the workflow's variables, and
+    :attr:`outcome` tells a compensation or finally step how the execution ended.
     """
 
     __slots__ = (
@@ -43,6 +62,7 @@ class StepContext:
         "_loop_thread",
         "_notify",
         "_on_heartbeat",
+        "_outcome",
         "_outcomes",
         "_progress_json",
         "_results",
@@ -80,6 +100,7 @@ class StepContext:
         self._outcomes: list[Outcome] = []
         self._results: Mapping[str, Any] = MappingProxyType({})
         self._vars: Mapping[str, Any] = MappingProxyType({})
+        self._outcome: ExecutionOutcome | None = None
 
     def __repr__(self) -> str:
         return (
@@ -128,6 +149,29 @@ class StepContext:
     def _set_vars(self, variables: Any) -> None:
         """Called by the worker with the task's ``vars`` (absent, or not a JSON object: none)."""
         self._vars = MappingProxyType(variables if isinstance(variables, dict) else {})
+
+    # -- how the execution ended ------------------------------------------------------------
+
+    @property
+    def outcome(self) -> ExecutionOutcome | None:
+        """How the execution ended (:class:`ExecutionOutcome`), for a compensation or finally step.
+
+        ``None`` for any other step: only those run once the execution ends.
+        """
+        return self._outcome
+
+    def _set_outcome(self, outcome: Any) -> None:
+        """Called by the worker with the task's ``outcome`` (absent, not an object, no string ``phase``: none)."""
+        if not isinstance(outcome, dict) or not isinstance(outcome.get("phase"), str):
+            self._outcome = None
+            return
+        reason, step = outcome.get("reason"), outcome.get("step")
+        self._outcome = ExecutionOutcome(
+            phase=outcome["phase"],
+            reason=reason if isinstance(reason, str) else None,
+            step=step if isinstance(step, str) else None,
+            output=outcome.get("output"),
+        )
 
     # -- heartbeats -------------------------------------------------------------------------
 

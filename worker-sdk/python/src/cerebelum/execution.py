@@ -112,6 +112,7 @@ async def run_attempt(
         arguments = _arguments(task)
         ctx._set_results(arguments.get("results"))
         ctx._set_vars(arguments.get("vars"))
+        ctx._set_outcome(arguments.get("outcome"))
         args, kwargs = definition.bind(arguments, ctx)
         attempt.in_step = True
         if definition.is_async:

@@ -26,7 +26,7 @@ from typing import Any, Literal
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from cerebelum.context import StepContext
+from cerebelum.context import ExecutionOutcome, StepContext
 from cerebelum.errors import CancelReason
 from cerebelum.execution import Attempt, conclude, run_attempt
 from cerebelum.jsoncodec import dumps
@@ -80,8 +80,9 @@ class _Running:
 class StepEnvironment:
     """Runs step functions (async or sync) with a fake :class:`~cerebelum.StepContext`.
 
-    ``input`` is the workflow input, ``results`` the outputs of earlier steps, by step name, and
-    ``vars`` the workflow's variables (``ctx.vars``), as a worker receives them; ``run`` is the
+    ``input`` is the workflow input, ``results`` the outputs of earlier steps, by step name,
+    ``vars`` the workflow's variables (``ctx.vars``), and ``outcome`` how the execution ended, for
+    a compensation or finally step (``ctx.outcome``), as a worker receives them; ``run`` is the
     step's run in the execution (``ctx.run``, the last part of ``ctx.idempotency_key``);
     ``last_progress`` is what the previous attempt last sent with ``ctx.heartbeat(...)``
     (``ctx.last_progress``). ``step`` defaults to the function's name. ``on_heartbeat`` is called
@@ -96,6 +97,7 @@ class StepEnvironment:
         input: Any = None,
         results: dict[str, Any] | None = None,
         vars: dict[str, Any] | None = None,
+        outcome: ExecutionOutcome | None = None,
         step: str | None = None,
         execution_id: str = "test-execution",
         workflow: str = "test-workflow",
@@ -114,6 +116,7 @@ class StepEnvironment:
         self.input = input
         self.results = dict(results or {})
         self.vars = dict(vars or {})
+        self.outcome = outcome
         self.step = step
         self.execution_id = execution_id
         self.workflow = workflow
@@ -205,12 +208,24 @@ class StepEnvironment:
             attempt=self.attempt,
             idempotency_key=f"{self.execution_id}/{step}/{self.run_number}",
             run=self.run_number,
-            arguments_json=dumps({"input": self.input, "results": self.results, "vars": self.vars}),
+            arguments_json=dumps(self._arguments()),
             attempt_deadline_ms=deadline_ms,
             attempt_deadline=None if self.deadline is None else _timestamp(self.deadline),
             poll=self.poll,
             last_progress_json="" if self.last_progress is None else dumps(self.last_progress),
         )
+
+    def _arguments(self) -> dict[str, Any]:
+        arguments: dict[str, Any] = {"input": self.input, "results": self.results, "vars": self.vars}
+        if self.outcome is not None:  # only a compensation or finally step's task has the key
+            outcome = self.outcome
+            arguments["outcome"] = {
+                "phase": outcome.phase,
+                "reason": outcome.reason,
+                "step": outcome.step,
+                "output": outcome.output,
+            }
+        return arguments
 
 
 def _loads(text: str) -> Any:

@@ -18,6 +18,8 @@ export interface TaskSpec {
   results?: Record<string, unknown>;
   /** The task's `vars`; absent (as from a workflow without variables, or an older engine) unless given. */
   vars?: Record<string, unknown>;
+  /** The task's `outcome`; absent (as for any step but a compensation or finally step) unless given. */
+  outcome?: Record<string, unknown>;
   token?: string;
   leaseMs?: number;
   heartbeatRequired?: boolean;
@@ -45,7 +47,12 @@ export function makeTask(step: string, spec: TaskSpec = {}): Task {
     idempotencyKey: `ex-1/${step}/${run}`,
     argumentsJson:
       spec.argumentsJson ??
-      JSON.stringify({ input: spec.input ?? null, results: spec.results ?? {}, vars: spec.vars }),
+      JSON.stringify({
+        input: spec.input ?? null,
+        results: spec.results ?? {},
+        vars: spec.vars,
+        outcome: spec.outcome,
+      }),
     attemptDeadlineMs: spec.attemptDeadlineMs ?? 1_900_000_000_000,
     attemptDeadline: "attemptDeadline" in spec ? spec.attemptDeadline : new Date(1_900_000_000_000),
     leaseMs: spec.leaseMs ?? 30_000,

@@ -50,6 +50,14 @@ before(async () => {
       ctx.vars.attempts = 3;
       return ctx.vars;
     })
+    .step("cancel-hotel", (ctx) => ({ outcome: ctx.outcome, frozen: Object.isFrozen(ctx.outcome) }))
+    .step("rewrite-outcome", (ctx) => {
+      if (ctx.outcome !== null) {
+        // @ts-expect-error: ctx.outcome is read-only: it says how the execution ended
+        ctx.outcome.phase = "Succeeded";
+      }
+      return ctx.outcome;
+    })
     .step("nothing", () => undefined)
     .step("poller", (ctx): string | RetryAfter => (ctx.poll < 2 ? ctx.retryAfter("1.5s") : "ready"))
     .step("nap", (ctx) => ctx.sleep("3d", { napped: true }))
@@ -159,6 +167,39 @@ test("a step cannot change ctx.vars: assigning one throws", async () => {
   const failure = failureOf(await service.runTask(makeTask("bump-var", { vars: { attempts: 2 } })));
   assert.equal(failure.type, "TypeError");
   assert.match(failure.message, /read only property 'attempts'/);
+});
+
+test("ctx.outcome tells a compensation or finally step how the execution ended, frozen", async () => {
+  const failed = { phase: "Failed", reason: "card declined", step: "pay", output: null };
+  const task = makeTask("cancel-hotel", { results: { hotel: "h-1" }, outcome: failed });
+  const output = outputOf(await service.runTask(task));
+  assert.deepEqual(output, { outcome: failed, frozen: true });
+  const succeeded = { phase: "Succeeded", reason: null, step: null, output: { trip: "t-1" } };
+  assert.deepEqual(outputOf(await service.runTask(makeTask("cancel-hotel", { outcome: succeeded }))), {
+    outcome: succeeded,
+    frozen: true,
+  });
+});
+
+test("ctx.outcome is null when the task has no outcome key, or one not an object with a text phase", async () => {
+  const malformed = [undefined, null, ["Failed", "card declined"], "Failed", { reason: "card declined" }, { phase: 3 }];
+  for (const outcome of malformed) {
+    const argumentsJson = JSON.stringify({ input: 1, results: {}, outcome });
+    const output = outputOf(await service.runTask(makeTask("cancel-hotel", { argumentsJson })));
+    assert.deepEqual(output, { outcome: null, frozen: true }, `outcome: ${JSON.stringify(outcome)}`);
+  }
+});
+
+test("a reason or step of ctx.outcome that is not text is null, a missing output null", async () => {
+  const outcome = { phase: "Cancelled", reason: { text: "stop" }, step: 7 };
+  const output = outputOf(await service.runTask(makeTask("cancel-hotel", { outcome })));
+  assert.deepEqual(output, { outcome: { phase: "Cancelled", reason: null, step: null, output: null }, frozen: true });
+});
+
+test("a step cannot change ctx.outcome: assigning to it throws", async () => {
+  const failure = failureOf(await service.runTask(makeTask("rewrite-outcome", { outcome: { phase: "Failed" } })));
+  assert.equal(failure.type, "TypeError");
+  assert.match(failure.message, /read only property 'phase'/);
 });
 
 test("the deadline is read from the Timestamp, or from the milliseconds an older engine sends", async () => {

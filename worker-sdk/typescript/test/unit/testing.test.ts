@@ -74,6 +74,36 @@ test("vars given to the environment are the step's frozen ctx.vars, none by defa
   assert.deepEqual(await new StepEnvironment().run(read), { outcome: "success", output: { vars: {}, frozen: true } });
 });
 
+test("an outcome given to the environment is the compensation step's frozen ctx.outcome", async () => {
+  const cancelHotel = (ctx: StepContext) => {
+    if (ctx.outcome === null || ctx.outcome.phase === "Succeeded") {
+      return { skipped: true };
+    }
+    const { reason, step } = ctx.outcome;
+    return { refund: ctx.results.hotel, because: reason, after: step, frozen: Object.isFrozen(ctx.outcome) };
+  };
+  const env = new StepEnvironment({
+    results: { hotel: "h-1" },
+    outcome: { phase: "Failed", reason: "card declined", step: "pay" },
+  });
+  assert.deepEqual(await env.run(cancelHotel), {
+    outcome: "success",
+    output: { refund: "h-1", because: "card declined", after: "pay", frozen: true },
+  });
+});
+
+test("the environment's outcome fills what it leaves out with null, and without one ctx.outcome is null", async () => {
+  const read = (ctx: StepContext) => ({ outcome: ctx.outcome });
+  assert.deepEqual(await new StepEnvironment({ outcome: { phase: "Succeeded", output: { trip: "t-1" } } }).run(read), {
+    outcome: "success",
+    output: { outcome: { phase: "Succeeded", reason: null, step: null, output: { trip: "t-1" } } },
+  });
+  assert.deepEqual(await new StepEnvironment({ vars: { attempts: 1 } }).run(read), {
+    outcome: "success",
+    output: { outcome: null },
+  });
+});
+
 test("outcomes, JSON encoding and input checks are the worker's", async () => {
   const env = new StepEnvironment();
   assert.deepEqual(await env.run((ctx) => ctx.sleep("1d", { at: new Date(0) })), {
