@@ -846,7 +846,7 @@ class _Decider:
         except ExpressionError as exc:
             self.fail_execution(str(exc), step)
             return
-        size = limits.json_size(arguments.get("args"))
+        size = limits.json_size(arguments["args"]) if "args" in arguments else 0
         if size and self.state.carried_bytes + size > self.max_task_bytes:
             self.fail_execution(
                 f"steps.{step}.args: the arguments are {limits.describe_size(size)}; with the input and results"

@@ -40,10 +40,14 @@ class ProjectionLimits:
     recent_events: int = 10
     steps: int = 64
     output_bytes: int = 4096
+    # Texts are cut to these many bytes of JSON in UTF-8 (characters, for plain ASCII).
     error_chars: int = 1024
     step_error_chars: int = 512
     current_step_chars: int = 256
     progress_chars: int = 512
+    # The whole status, as JSON: fewer steps are listed (the settled ones go first) to stay within.
+    # With every other field at its own cap the rest takes some 10 KiB, so steps always get room.
+    status_bytes: int = 16 * 1024
 
 
 def rfc3339(ms: int | None) -> str | None:
@@ -78,9 +82,23 @@ def merge_conditions(previous: list[dict[str, JSON]], updates: list[dict[str, JS
 
 
 def _cut(text: str | None, limit: int) -> str | None:
-    if text is None or len(text) <= limit:
+    """``text`` within ``limit`` bytes of JSON as the API server stores it (UTF-8: a character
+    JSON escapes, or that is not ASCII, counts for 2 to 6), cut with a "…" when it is longer: the
+    status's size is bounded in bytes whatever the text."""
+    if text is None or _escaped(text) <= limit:
         return text
-    return text[: limit - 1] + "…"
+    low, high = 0, min(len(text), limit)  # the longest prefix that fits with the marker
+    while low < high:
+        middle = (low + high + 1) // 2
+        if _escaped(text[:middle]) + _escaped("…") <= limit:
+            low = middle
+        else:
+            high = middle - 1
+    return text[:low] + "…"
+
+
+def _escaped(text: str) -> int:
+    return len(json.dumps(text, ensure_ascii=False).encode()) - 2
 
 
 def _current_step(names: list[str], limit: int) -> str | None:
@@ -230,7 +248,31 @@ def project_execution(
         "observedGeneration": generation,
     }
     status.update(_output_fields(state.output, limits.output_bytes))
-    return status
+    return _within(status, limits.status_bytes)
+
+
+def _size(value: JSON) -> int:
+    """Bytes of JSON as UTF-8, measured with json's spaces: at least what the API server stores."""
+    return len(json.dumps(value, ensure_ascii=False).encode())
+
+
+def _within(status: dict[str, JSON], budget: int) -> dict[str, JSON]:
+    """The status with steps left out until its JSON fits ``budget`` bytes: Succeeded and Skipped
+    steps first, oldest first, so what failed, runs or waits stays in view."""
+    total = _size(status)
+    if total <= budget:
+        return status
+    steps: list[dict[str, JSON]] = status["steps"]
+    sizes = [_size(step) + 1 for step in steps]
+    order = sorted(range(len(steps)), key=lambda i: (steps[i]["phase"] not in ("Succeeded", "Skipped"), i))
+    dropped: set[int] = set()
+    for index in order:
+        if total <= budget:
+            break
+        dropped.add(index)
+        total -= sizes[index]
+    kept = [step for i, step in enumerate(steps) if i not in dropped]
+    return {**status, "steps": kept, "stepsOmitted": (status["stepsOmitted"] or 0) + len(dropped) or None}
 
 
 def _output_fields(output: JSON, cap: int) -> dict[str, JSON]:
