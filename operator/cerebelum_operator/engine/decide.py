@@ -35,6 +35,7 @@ __all__ = [
     "ARGUMENTS_TOO_LARGE",
     "DEFAULT_MAX_HISTORY_EVENTS",
     "DEFAULT_MAX_TASK_BYTES",
+    "EXPRESSION_ERROR",
     "SCHEDULE_TO_START_TIMEOUT",
     "CommandRejected",
     "CommandTooLarge",
@@ -53,6 +54,7 @@ DEFAULT_MAX_HISTORY_EVENTS = 20_000
 # reply could not be sent after its lease was committed, and the lease would expire forever.
 DEFAULT_MAX_TASK_BYTES = limits.task_budget(limits.DEFAULT_MAX_PAYLOAD_BYTES)
 ARGUMENTS_TOO_LARGE = "ArgumentsTooLarge"
+EXPRESSION_ERROR = "ExpressionError"  # the dead letter of a step whose CEL failed at run time
 SCHEDULE_TO_START_TIMEOUT = "ScheduleToStartTimeout"
 _A_TYPE = {
     "object": "an object",
@@ -439,7 +441,7 @@ class _Decider:
             rule = self.match_diverge(step, result=result, error=None)
         except ExpressionError as exc:
             self.emit(ev.ApprovalGranted(step, command.approver, command.payload, request_id=command.request_id))
-            self.fail_execution(str(exc), step)
+            self.park(step, str(exc))
             return
         # A goto is recorded in the event: the jump may wait for the rest of a parallel group,
         # and a replay must know it is pending.
@@ -550,7 +552,7 @@ class _Decider:
                 where = f"steps.{step}.set.{name}"
                 values[name] = to_json(evaluate(program, seen, where=where), where=where)
         except ExpressionError as exc:
-            self.fail_execution(str(exc), step)
+            self.park(step, str(exc))
             return False
         size = variables_entry_size(self.state.vars | values)
         total = self.state.carried_bytes - self.state.vars_bytes + size
@@ -574,7 +576,7 @@ class _Decider:
         except ExpressionError as exc:
             # The step did succeed: record that, then the rule that could not be evaluated.
             self.emit(ev.StepCompleted(step, attempt, token, output))
-            self.fail_execution(str(exc), step)
+            self.park(step, str(exc))
             return
         goto = rule.goto if rule is not None and rule.then == "goto" else None
         self.emit(ev.StepCompleted(step, attempt, token, output, rule.key if rule is not None and goto else None, goto))
@@ -653,7 +655,7 @@ class _Decider:
                 rule = self.match_diverge(step, result=None, error=error, after_retries=True)
         except ExpressionError as exc:
             failed()
-            self.fail_execution(str(exc), step)
+            self.park(step, str(exc))
             return
         if rule is not None and rule.then == "continue":
             failed(continued=True)
@@ -694,6 +696,18 @@ class _Decider:
             self.emit(ev.StepDeadLettered(step, attempt, token, error_type, message))
             self.do(act.AddDeadLetter(token, step, attempt, described))
         self.fail_execution(f"step {step!r} failed: {described}", step)
+
+    def park(self, step: str, message: str) -> None:
+        """A CEL expression of the step failed at run time: fail the execution with the step in the
+        dead-letter queue, so a redrive runs it (and its expressions) again once what they read is
+        fixed, instead of leaving nothing to redrive."""
+        if self.finished():
+            return
+        attempt = self.state.steps[step].attempt if step in self.state.steps else 0
+        dead_letter_id = RejectedResult(self.state.execution_id, step, attempt, self.state.last_seq + 1).encode()
+        self.emit(ev.StepDeadLettered(step, attempt, dead_letter_id, EXPRESSION_ERROR, message))
+        self.do(act.AddDeadLetter(dead_letter_id, step, attempt, f"{EXPRESSION_ERROR}: {message}"))
+        self.fail_execution(message, step)
 
     def end_successfully(self, rule: str, step: str) -> None:
         """A rule's ``then: succeed``: the execution ends now, what else is in flight is cancelled."""
@@ -844,7 +858,7 @@ class _Decider:
         try:
             arguments = self.task_arguments(config)
         except ExpressionError as exc:
-            self.fail_execution(str(exc), step)
+            self.park(step, str(exc))
             return
         size = limits.json_size(arguments["args"]) if "args" in arguments else 0
         if size and self.state.carried_bytes + size > self.max_task_bytes:
@@ -882,7 +896,7 @@ class _Decider:
             try:
                 wake_at = _epoch_ms(evaluate(config.timer_until, self.variables(), where=where), where=where)
             except ExpressionError as exc:
-                self.fail_execution(str(exc), step)
+                self.park(step, str(exc))
                 return
         else:
             wake_at = self.now + (config.timer_duration_ms or 0)
@@ -986,7 +1000,7 @@ class _Decider:
             try:
                 runs = evaluate_condition(when, self.variables(), where=f"steps.{step}.when")
             except ExpressionError as exc:
-                self.fail_execution(str(exc), step)
+                self.park(step, str(exc))
                 return
             if not runs:
                 self.emit(ev.StepSkipped(step))
@@ -1008,7 +1022,7 @@ class _Decider:
                 try:
                     taken = evaluate_condition(rule.when, variables, where=rule.key)
                 except ExpressionError as exc:
-                    self.fail_execution(str(exc), name)
+                    self.park(name, str(exc))
                     return None
                 if taken and rule.goto is None:  # then: succeed or fail, ending the execution here
                     if rule.then == "succeed":
