@@ -46,7 +46,7 @@ def test_a_failed_payment_is_compensated_once_across_an_engine_sigkill_then_fina
 ) -> None:
     workers.start()
     client.apply_workflow("saga", SAGA)
-    client.start("saga", {"fail_pay": True, "hold_s": 2}, execution_id="s1")
+    client.start("saga", {"fail_pay": True, "hold_s": 5}, execution_id="s1")
     wait_until(lambda: runs_of(ledger, "s1")[("unbook", "start")] >= 1, within=60, what="the compensation")
 
     engine.restart()  # SIGKILL while the compensation runs

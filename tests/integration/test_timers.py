@@ -16,7 +16,8 @@ from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.slow
 
-NAP = {"timeline": ["nap"], "steps": {"nap": {"timer": {"duration": "2s"}}}}
+# Long enough that the checks and the SIGKILL below come before it ends, even on a busy machine.
+NAP = {"timeline": ["nap"], "steps": {"nap": {"timer": {"duration": "10s"}}}}
 # An approval nobody gives: only the workflow's timeout can end it.
 FORGOTTEN = {"timeline": ["gate"], "steps": {"gate": {"approval": {"timeout": "1h"}}}, "timeout": "3s"}
 
@@ -42,11 +43,15 @@ def test_a_timer_step_wakes_after_an_engine_sigkill_and_the_execution_succeeds(
 def test_the_workflow_timeout_fails_a_stuck_execution_and_describe_shows_its_deadline(
     engine: EngineProcess, client: Client
 ) -> None:
-    client.apply_workflow("forgotten", FORGOTTEN)
-    client.start("forgotten", {}, execution_id="f1")
-    described = json.loads(run_cli(engine, "describe", "f1", "-o", "json").stdout)
+    # A deadline far away to read in describe (a busy machine may take seconds to start the CLI),
+    # and one that passes to fail an execution.
+    client.apply_workflow("patient", {**FORGOTTEN, "timeout": "1h"})
+    client.start("patient", {}, execution_id="p1")
+    described = json.loads(run_cli(engine, "describe", "p1", "-o", "json").stdout)
     assert described["phase"] == "WaitingForApproval"
     assert described["deadline"].endswith("Z"), described
+    client.apply_workflow("forgotten", FORGOTTEN)
+    client.start("forgotten", {}, execution_id="f1")
 
     finished = client.wait("f1", timeout=60)
     assert finished.phase == "Failed"

@@ -346,7 +346,7 @@ def test_a_failed_execution_is_compensated_through_the_operator_across_an_operat
             steps={"book": {"compensate": "unbook"}, "unbook": {"heartbeatTimeout": "20s"}},
             **{"finally": ["notify"]},
         )
-        apply(control_plane, namespace, saga, execution("saga-1", "saga", {"fail_pay": True, "hold_s": 2}))
+        apply(control_plane, namespace, saga, execution("saga-1", "saga", {"fail_pay": True, "hold_s": 5}))
         wait_until(
             lambda: any(r["step"] == "unbook" and r["event"] == "start" for r in read_ledger(ledger)),
             within=60,
