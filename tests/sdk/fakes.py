@@ -29,6 +29,8 @@ def make_task(
     results: dict[str, Any] | None = None,
     vars: dict[str, Any] | None = None,
     outcome: dict[str, Any] | None = None,
+    args: dict[str, Any] | None = None,
+    workflow_step: str = "",
     token: str | None = None,
     lease_ms: int = 30_000,
     heartbeat_required: bool = False,
@@ -42,14 +44,17 @@ def make_task(
         arguments["vars"] = vars
     if outcome is not None:  # only a compensation or finally step's task carries it
         arguments["outcome"] = outcome
+    if args is not None:  # only a step with args carries them
+        arguments["args"] = args
     return worker_pb2.Task(
         task_token=token or f"token-{step}-{attempt}-{poll}",
         execution_id=execution_id,
         workflow="wf",
-        step=step,
+        step=step,  # the function to run
+        workflow_step=workflow_step,  # empty, as from an engine before it, unless given
         attempt=attempt,
         run=run,
-        idempotency_key=f"{execution_id}/{step}/{run}",
+        idempotency_key=f"{execution_id}/{workflow_step or step}/{run}",
         arguments_json=json.dumps(arguments),
         attempt_deadline_ms=1_900_000_000_000,
         lease_ms=lease_ms,

@@ -128,6 +128,51 @@ def test_without_vars_the_environment_gives_the_step_empty_ctx_vars() -> None:
     assert StepEnvironment(results={"charge": 1}).run(count) == StepResult(kind="success", output=0)
 
 
+def resize(ctx: StepContext, width: int, url: str) -> dict[str, Any]:
+    return {"step": ctx.step, "function": ctx.function, "width": width, "url": url, "key": ctx.idempotency_key}
+
+
+def test_args_and_workflow_step_let_one_function_be_tested_as_each_step_it_serves() -> None:
+    fetched = {"fetch": {"url": "s3://i/1.png"}}
+    small = StepEnvironment(results=fetched, args={"width": "128", "url": "s3://i/1.png"}, workflow_step="small")
+    large = StepEnvironment(results=fetched, args={"width": 1024, "url": "s3://i/1.png"}, workflow_step="large")
+
+    assert small.run(resize).output == {
+        "step": "small",
+        "function": "resize",
+        "width": 128,
+        "url": "s3://i/1.png",
+        "key": "test-execution/small/1",
+    }
+    assert large.run(resize).output == {
+        "step": "large",
+        "function": "resize",
+        "width": 1024,
+        "url": "s3://i/1.png",
+        "key": "test-execution/large/1",
+    }
+
+
+def test_the_environments_args_are_the_steps_read_only_ctx_args_and_none_by_default() -> None:
+    def read(ctx: StepContext) -> dict[str, Any]:
+        try:
+            ctx.args["width"] = 0  # type: ignore[index]
+        except TypeError:
+            return dict(ctx.args)
+        return {"changed": True}
+
+    assert StepEnvironment(args={"width": 128}).run(read).output == {"width": 128}
+    assert StepEnvironment().run(read).output == {}
+
+
+def test_without_workflow_step_ctx_step_is_the_function_the_environment_runs() -> None:
+    def names(ctx: StepContext) -> list[str]:
+        return [ctx.step, ctx.function]
+
+    assert StepEnvironment().run(names).output == ["names", "names"]
+    assert StepEnvironment(step="resize").run(names).output == ["resize", "resize"]
+
+
 def test_an_outcome_given_to_the_environment_is_the_compensation_steps_ctx_outcome() -> None:
     def cancel_hotel(ctx: StepContext) -> dict[str, Any]:
         if ctx.outcome is None or ctx.outcome.phase == "Succeeded":

@@ -357,6 +357,185 @@ async def test_a_step_cannot_change_ctx_outcome(worker_service: FakeWorkerServic
     assert done.failure.type == "FrozenInstanceError"
 
 
+async def test_a_step_that_names_a_function_runs_it_with_ctx_step_the_workflow_step_and_ctx_function_the_function(
+    worker_service: FakeWorkerService,
+) -> None:
+    worker = make_worker(worker_service)
+    seen: list[tuple[str, str, str]] = []
+
+    @worker.step()
+    def resize(ctx: StepContext) -> None:
+        seen.append((ctx.step, ctx.function, ctx.idempotency_key))
+
+    async with running(worker):
+        done = await worker_service.run_task(make_task("resize", workflow_step="small", run=2))
+
+    assert done.WhichOneof("outcome") == "success"
+    assert seen == [("small", "resize", "ex-1/small/2")]
+    assert list(worker_service.polls[0].steps) == ["resize"], "the worker asks for the function it registered"
+
+
+async def test_a_task_from_an_engine_before_workflow_step_gives_ctx_step_the_same_name_as_ctx_function(
+    worker_service: FakeWorkerService,
+) -> None:
+    worker = make_worker(worker_service)
+    seen: list[tuple[str, str]] = []
+
+    @worker.step()
+    def resize(ctx: StepContext) -> None:
+        seen.append((ctx.step, ctx.function))
+
+    async with running(worker):
+        await worker_service.run_task(make_task("resize"))
+
+    assert seen == [("resize", "resize")]
+
+
+async def test_a_task_for_a_function_the_worker_lacks_fails_for_good_naming_it_and_the_workflow_step(
+    worker_service: FakeWorkerService,
+) -> None:
+    worker = make_worker(worker_service)
+
+    @worker.step()
+    def fetch() -> None: ...
+
+    async with running(worker):
+        done = await worker_service.run_task(make_task("resize", workflow_step="small"))
+
+    assert (done.failure.type, done.failure.non_retryable) == ("UnknownStep", True)
+    assert done.failure.message == "this worker has no step 'resize' (to run step 'small')"
+
+
+async def test_args_fill_the_parameters_of_their_names_converted_by_their_annotations(
+    worker_service: FakeWorkerService,
+) -> None:
+    worker = make_worker(worker_service)
+
+    @worker.step()
+    def resize(width: int, url: str, order: Order) -> dict[str, Any]:
+        return {"width": width, "url": url, "order": order.id, "types": [type(width).__name__, type(order).__name__]}
+
+    arguments = {"width": "128", "url": "s3://i/1.png", "order": {"id": "o-1", "amount": "42"}}
+    async with running(worker):
+        done = await worker_service.run_task(make_task("resize", workflow_step="small", args=arguments))
+
+    assert done.WhichOneof("outcome") == "success"
+    assert json.loads(done.success.output_json) == {
+        "width": 128,
+        "url": "s3://i/1.png",
+        "order": "o-1",
+        "types": ["int", "Order"],
+    }
+
+
+async def test_an_argument_outranks_an_earlier_steps_result_of_the_same_name_and_leaves_input_and_ctx_alone(
+    worker_service: FakeWorkerService,
+) -> None:
+    worker = make_worker(worker_service)
+
+    @worker.step()
+    def resize(ctx: StepContext, input: dict[str, Any], width: int, fetch: dict[str, Any]) -> dict[str, Any]:
+        return {"width": width, "fetch": fetch, "input": input, "ctx": isinstance(ctx, StepContext)}
+
+    task = make_task(
+        "resize",
+        workflow_step="large",
+        input={"width": 512},
+        results={"width": 1, "fetch": {"url": "s3://i/1.png"}},
+        args={"width": 1024, "input": "not the input", "ctx": "not the context"},
+    )
+    async with running(worker):
+        done = await worker_service.run_task(task)
+
+    assert json.loads(done.success.output_json) == {
+        "width": 1024,
+        "fetch": {"url": "s3://i/1.png"},
+        "input": {"width": 512},
+        "ctx": True,
+    }
+
+
+async def test_an_argument_its_parameter_does_not_accept_fails_for_good_naming_the_argument_step_and_function(
+    worker_service: FakeWorkerService,
+) -> None:
+    worker = make_worker(worker_service)
+
+    @worker.step()
+    def resize(width: int) -> int:
+        return width
+
+    async with running(worker):
+        done = await worker_service.run_task(make_task("resize", workflow_step="small", args={"width": "wide"}))
+
+    assert (done.failure.type, done.failure.non_retryable) == ("InvalidArgument", True)
+    assert done.failure.message.startswith(
+        "step 'small' (function 'resize'): parameter 'width' does not accept the argument 'width': "
+    )
+
+
+async def test_a_parameter_with_neither_an_argument_nor_a_result_fails_for_good_naming_the_workflow_step(
+    worker_service: FakeWorkerService,
+) -> None:
+    worker = make_worker(worker_service)
+
+    @worker.step()
+    def resize(width: int, url: str) -> None: ...
+
+    async with running(worker):
+        done = await worker_service.run_task(make_task("resize", workflow_step="small", args={"width": 128}))
+
+    assert (done.failure.type, done.failure.non_retryable) == ("MissingArgument", True)
+    assert done.failure.message == (
+        "step 'small' (function 'resize'): parameter 'url' needs an argument of that name or the result of step "
+        "'url', and has neither (is the step name right, and does this step depend on it?)"
+    )
+
+
+async def test_ctx_args_holds_the_arguments_the_task_carries_read_only(worker_service: FakeWorkerService) -> None:
+    worker = make_worker(worker_service)
+
+    @worker.step()
+    def resize(ctx: StepContext) -> dict[str, Any]:
+        try:
+            ctx.args["width"] = 0  # type: ignore[index]
+        except TypeError:
+            return dict(ctx.args)
+        return {"changed": True}
+
+    async with running(worker):
+        done = await worker_service.run_task(make_task("resize", args={"width": 128, "url": "s3://i/1.png"}))
+
+    assert json.loads(done.success.output_json) == {"width": 128, "url": "s3://i/1.png"}
+
+
+@pytest.mark.parametrize(
+    "arguments",
+    [
+        {"input": 1, "results": {}},
+        {"input": 1, "results": {}, "args": None},
+        {"input": 1, "results": {}, "args": [["width", 128]]},
+        {"input": 1, "results": {}, "args": "width=128"},
+    ],
+    ids=["without-the-key", "null", "a-list", "a-string"],
+)
+async def test_ctx_args_is_empty_when_the_task_carries_no_args_object(
+    worker_service: FakeWorkerService, arguments: dict[str, Any]
+) -> None:
+    worker = make_worker(worker_service)
+
+    @worker.step()
+    def resize(ctx: StepContext, width: int = 64) -> dict[str, Any]:
+        return {"args": dict(ctx.args), "width": width}
+
+    task = make_task("resize")
+    task.arguments_json = json.dumps(arguments)
+    async with running(worker):
+        done = await worker_service.run_task(task)
+
+    assert done.WhichOneof("outcome") == "success"
+    assert json.loads(done.success.output_json) == {"args": {}, "width": 64}
+
+
 async def test_a_parameter_with_a_default_takes_it_when_the_result_is_missing(
     worker_service: FakeWorkerService,
 ) -> None:

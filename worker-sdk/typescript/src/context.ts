@@ -20,6 +20,9 @@ export type StepResults = Readonly<Record<string, unknown>>;
 /** The workflow's variables (its `vars:`), by name. */
 export type WorkflowVars = Readonly<Record<string, unknown>>;
 
+/** The arguments a workflow step passes the function it runs (its `args:`), by name. */
+export type StepArgs = Readonly<Record<string, unknown>>;
+
 /**
  * How the execution ended, given to its compensation and finally steps as `ctx.outcome`. Those
  * steps run only once the execution ends, and often must act on how: tell the customer the
@@ -38,16 +41,22 @@ export interface ExecutionOutcome {
 
 /**
  * Passed to every step as its first argument. Describes the task (`executionId`, `workflow`,
- * `step`, `attempt`, `run`, `poll`, `idempotencyKey`, `deadline`), gives the earlier steps' outputs
- * (`results`, `result(name)`) and the workflow's variables (`vars`), tells a compensation or
- * finally step how the execution ended (`outcome`), records progress (`heartbeat`), tells of
- * cancellation (`signal`, `cancelled`) and builds outcomes (`retryAfter`, `sleep`,
- * `requestApproval`).
+ * `step`, `function`, `attempt`, `run`, `poll`, `idempotencyKey`, `deadline`), gives the earlier
+ * steps' outputs (`results`, `result(name)`), the workflow step's arguments (`args`) and the
+ * workflow's variables (`vars`), tells a compensation or finally step how the execution ended
+ * (`outcome`), records progress (`heartbeat`), tells of cancellation (`signal`, `cancelled`) and
+ * builds outcomes (`retryAfter`, `sleep`, `requestApproval`).
  */
 export class StepContext {
   readonly executionId: string;
   readonly workflow: string;
+  /** The workflow's step this task runs: the name `describe`, the history and `results` use. */
   readonly step: string;
+  /**
+   * The registered step handler running it: the same name as `step`, unless the workflow step
+   * names another with `function:` (so one handler serves many steps, each with its `args`).
+   */
+  readonly function: string;
   /** 1-based attempt number; `retryAfter` keeps it. */
   readonly attempt: number;
   /**
@@ -72,6 +81,13 @@ export class StepContext {
    * declares no variables (or the engine predates them).
    */
   readonly vars: WorkflowVars;
+  /**
+   * The arguments the workflow step passes the handler (its `args:`, computed by the engine as
+   * the task was scheduled), by name; frozen. So one handler serves many steps (`small` and
+   * `large` both run `resize`, each with its own `width`). Empty when the step has none (or the
+   * engine predates them).
+   */
+  readonly args: StepArgs;
   /**
    * How the execution ended, for a compensation or finally step; frozen. `null` for any other
    * step: only those run once the execution ends.
@@ -99,11 +115,17 @@ export class StepContext {
     task: Task,
     workerId: string,
     results: StepResults,
-    { vars = {}, outcome = null }: { vars?: WorkflowVars; outcome?: ExecutionOutcome | null } = {},
+    {
+      vars = {},
+      outcome = null,
+      args = {},
+    }: { vars?: WorkflowVars; outcome?: ExecutionOutcome | null; args?: StepArgs } = {},
   ) {
     this.executionId = task.executionId;
     this.workflow = task.workflow;
-    this.step = task.step;
+    // `task.step` is the handler to run; `workflowStep` is empty from an engine that predates it.
+    this.step = task.workflowStep || task.step;
+    this.function = task.step;
     this.attempt = task.attempt;
     this.run = task.run;
     this.poll = task.poll;
@@ -113,6 +135,7 @@ export class StepContext {
     this.deadline = task.attemptDeadline ?? (task.attemptDeadlineMs > 0 ? new Date(task.attemptDeadlineMs) : null);
     this.results = results;
     this.vars = Object.freeze({ ...vars });
+    this.args = Object.freeze({ ...args });
     this.outcome = outcome === null ? null : Object.freeze({ ...outcome });
     this.lastProgress = loads(task.lastProgressJson);
     this.#controller = new AbortController();

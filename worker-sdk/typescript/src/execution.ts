@@ -1,5 +1,5 @@
 /** Runs one task's step: reads its arguments, runs it, and builds the report of how it ended. */
-import { type ExecutionOutcome, StepContext, type StepResults, type WorkflowVars } from "./context.js";
+import { type ExecutionOutcome, type StepArgs, StepContext, type StepResults, type WorkflowVars } from "./context.js";
 import { ApplicationError, type CancelReason, leaseGone, NonRetryableError } from "./errors.js";
 import type { CompleteTaskRequest, Task } from "./gen/cerebelum/v1/worker.js";
 import { Heartbeater, type HeartbeatRpc } from "./heartbeat.js";
@@ -86,21 +86,23 @@ export class TaskExecutor {
   async run(task: Task): Promise<CompleteTaskRequest | null> {
     const token = task.taskToken;
     const workerId = this.#workerId;
-    const definition = this.#steps.get(task.step);
+    const definition = this.#steps.get(task.step); // the handler to run, which may serve many workflow steps
     if (definition === undefined) {
-      const unknown = new NonRetryableError(`this worker has no step '${task.step}'`, { type: "UnknownStep" });
+      const serving = ["", task.step].includes(task.workflowStep) ? "" : ` (to run step '${task.workflowStep}')`;
+      const unknown = new NonRetryableError(`this worker has no step '${task.step}'${serving}`, { type: "UnknownStep" });
       return this.#failed(task, unknown);
     }
     let input: unknown;
     let results: StepResults;
     let vars: WorkflowVars;
     let outcome: ExecutionOutcome | null;
+    let args: StepArgs;
     try {
-      ({ input, results, vars, outcome } = readArguments(task, definition));
+      ({ input, results, vars, outcome, args } = readArguments(task, definition));
     } catch (error) {
       return this.#failed(task, error);
     }
-    const ctx = new StepContext(task, workerId, results, { vars, outcome });
+    const ctx = new StepContext(task, workerId, results, { vars, outcome, args });
     const attempt = new Attempt(ctx);
     this.#attempts.set(token, attempt);
     const heartbeater = this.#beats(task, ctx, (reason) => attempt.cancel(reason));
@@ -110,14 +112,14 @@ export class TaskExecutor {
       try {
         const running = Promise.resolve().then(() => withLedger(ctx._outcomes, () => handler(ctx, input)));
         const value = await Promise.race([running, attempt.abandoned]);
-        ctx._outcomes.checkReturned(task.step, value);
+        ctx._outcomes.checkReturned(ctx.step, value);
         settled = { ok: true, value };
       } catch (error) {
         settled = { ok: false, error };
       }
       if (leaseGone(attempt.reason)) {
         const why = attempt.reason === "heartbeat_timeout" ? "it missed its heartbeat timeout" : "its lease was lost";
-        this.#log.info(`dropping the outcome of ${task.executionId}/${task.step}: ${why}`);
+        this.#log.info(`dropping the outcome of ${task.executionId}/${ctx.step}: ${why}`);
         return null;
       }
       if (!settled.ok) {
@@ -139,7 +141,7 @@ export class TaskExecutor {
     const failure = report.outcome?.$case === "failure" ? report.outcome.value : undefined;
     const retry = failure?.nonRetryable ? "not retryable" : "retryable";
     this.#log.warn(
-      `step ${task.step} of execution ${task.executionId} failed on attempt ${task.attempt} (${retry}): ` +
+      `step ${workflowStep(task)} of execution ${task.executionId} failed on attempt ${task.attempt} (${retry}): ` +
         `${failure?.type ?? "Error"}: ${failure?.message ?? ""}`,
       error,
     );
@@ -156,16 +158,28 @@ export class TaskExecutor {
   }
 }
 
+/** The workflow's step a task runs: `workflowStep`, or `step` from an engine that predates it. */
+function workflowStep(task: Task): string {
+  return task.workflowStep || task.step;
+}
+
+/** The workflow's step in an error message, and the handler it runs when that has another name. */
+function describeStep(task: Task): string {
+  const step = workflowStep(task);
+  return step === task.step ? `step '${step}'` : `step '${step}' (function '${task.step}')`;
+}
+
 /**
- * The task's `{"input": ..., "results": {...}, "vars": {...}, "outcome": {...}}`, with the input
- * checked by the step's `parseInput`. A missing or non-object `results` or `vars` is empty (`vars`
- * is absent when the workflow declares no variables, and from engines before them); `outcome` is
- * there only for a compensation or finally step, else `null`.
+ * The task's `{"input": ..., "results": {...}, "vars": {...}, "args": {...}, "outcome": {...}}`,
+ * with the input checked by the step's `parseInput`. A missing or non-object `results`, `vars` or
+ * `args` is empty (`vars` is absent when the workflow declares no variables, `args` when the step
+ * has none, and both from engines before them); `outcome` is there only for a compensation or
+ * finally step, else `null`.
  */
 function readArguments(
   task: Task,
   definition: StepDefinition,
-): { input: unknown; results: StepResults; vars: WorkflowVars; outcome: ExecutionOutcome | null } {
+): { input: unknown; results: StepResults; vars: WorkflowVars; outcome: ExecutionOutcome | null; args: StepArgs } {
   let parsed: unknown;
   try {
     parsed = task.argumentsJson === "" ? {} : JSON.parse(task.argumentsJson);
@@ -177,8 +191,13 @@ function readArguments(
   if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed)) {
     throw new NonRetryableError("the task's arguments are not a JSON object", { type: "InvalidArgument" });
   }
-  const { input = null, results, vars, outcome } = parsed as Record<string, unknown>;
-  const context = { results: jsonObject(results), vars: jsonObject(vars), outcome: executionOutcome(outcome) };
+  const { input = null, results, vars, outcome, args } = parsed as Record<string, unknown>;
+  const context = {
+    results: jsonObject(results),
+    vars: jsonObject(vars),
+    outcome: executionOutcome(outcome),
+    args: jsonObject(args),
+  };
   if (definition.parseInput === undefined) {
     return { input, ...context };
   }
@@ -186,14 +205,14 @@ function readArguments(
     return { input: definition.parseInput(input), ...context };
   } catch (error) {
     const why = error instanceof Error ? error.message : String(error);
-    throw new NonRetryableError(`step '${definition.name}' does not accept the workflow input: ${why}`, {
+    throw new NonRetryableError(`${describeStep(task)} does not accept the workflow input: ${why}`, {
       type: "InvalidArgument",
       cause: error,
     });
   }
 }
 
-/** `value` when it is a JSON object, else an empty one (as a missing `results` or `vars` is). */
+/** `value` when it is a JSON object, else an empty one (as a missing `results`, `vars` or `args` is). */
 function jsonObject(value: unknown): Readonly<Record<string, unknown>> {
   const isObject = typeof value === "object" && value !== null && !Array.isArray(value);
   return isObject ? (value as Record<string, unknown>) : {};

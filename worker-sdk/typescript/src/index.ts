@@ -19,7 +19,13 @@ export {
   TOKEN_FILE_ENV,
   type TlsOptions,
 } from "./connection.js";
-export { type ExecutionOutcome, StepContext, type StepResults, type WorkflowVars } from "./context.js";
+export {
+  type ExecutionOutcome,
+  type StepArgs,
+  StepContext,
+  type StepResults,
+  type WorkflowVars,
+} from "./context.js";
 export { type Duration, durationMs, parseDuration } from "./durations.js";
 export {
   ApplicationError,

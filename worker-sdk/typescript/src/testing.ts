@@ -39,12 +39,22 @@ export interface StepEnvironmentOptions {
   /** The workflow's variables, by name (`ctx.vars`); default none. */
   vars?: Record<string, unknown> | undefined;
   /**
+   * The arguments the workflow step passes the handler (its `args:`), by name (`ctx.args`);
+   * default none. With `workflowStep`, one handler can be tested as each of the steps it serves.
+   */
+  args?: Record<string, unknown> | undefined;
+  /**
    * How the execution ended (`ctx.outcome`), to test a compensation or finally step; `reason`,
    * `step` and `output` default to `null`. Default none: an ordinary step, whose `ctx.outcome` is `null`.
    */
   outcome?: (Pick<ExecutionOutcome, "phase"> & Partial<ExecutionOutcome>) | undefined;
-  /** `ctx.step`; default `"step"`. */
+  /**
+   * The name the handler is registered under (`ctx.function`, and `ctx.step` without
+   * `workflowStep`); default `"step"`.
+   */
   step?: string | undefined;
+  /** The workflow's step the handler runs for (`ctx.step`, and in `ctx.idempotencyKey`); default `step`. */
+  workflowStep?: string | undefined;
   /** `ctx.executionId`; default `"test-execution"`. */
   executionId?: string | undefined;
   /** `ctx.workflow`; default `"test-workflow"`. */
@@ -165,19 +175,24 @@ export class StepEnvironment {
     const attempt = options.attempt ?? 1;
     const run = options.run ?? 1;
     const ending = options.outcome; // only a compensation or finally step's task has the key
+    const workflowStep = options.workflowStep || step; // the engine's keys are the workflow step's
+    const args = options.args ?? {};
     return {
-      taskToken: `test-${executionId}-${step}-${attempt}`,
+      taskToken: `test-${executionId}-${workflowStep}-${attempt}`,
       executionId,
       workflow: options.workflow ?? "test-workflow",
       step,
+      workflowStep,
       attempt,
       poll: options.poll ?? 0,
       run,
-      idempotencyKey: `${executionId}/${step}/${run}`,
+      idempotencyKey: `${executionId}/${workflowStep}/${run}`,
       argumentsJson: JSON.stringify({
         input,
         results: options.results ?? {},
         vars: options.vars ?? {},
+        // As from the engine: only a step with args has the key.
+        args: Object.keys(args).length > 0 ? args : undefined,
         outcome: ending && {
           phase: ending.phase,
           reason: ending.reason ?? null,

@@ -43,17 +43,21 @@ class ExecutionOutcome:
 class StepContext:
     """Passed to a step that declares a parameter annotated ``StepContext`` (or named ``ctx``).
 
-    Attributes describe the task: ``execution_id``, ``workflow``, ``step``, ``attempt`` (1-based),
-    ``run`` (1-based: which run of the step in the execution, +1 each time a loop or a redrive
-    starts it over), ``idempotency_key`` (``"<execution_id>/<step>/<run>"``: unique per run, the
-    same for every retry of it), ``worker_id``, ``poll`` (how many ``retry_after`` polls of this
-    attempt came before) and ``deadline`` (when the attempt must finish, or ``None``).
-    :attr:`results` and :meth:`result` give the earlier steps' outputs by name, including names
-    that cannot be parameters (``send-receipt``); :attr:`vars` gives the workflow's variables, and
-    :attr:`outcome` tells a compensation or finally step how the execution ended.
+    Attributes describe the task: ``execution_id``, ``workflow``, ``step`` (the workflow's step),
+    ``function`` (the registered function running it: the same name, unless the workflow step
+    names another with ``function:``), ``attempt`` (1-based), ``run`` (1-based: which run of the
+    step in the execution, +1 each time a loop or a redrive starts it over), ``idempotency_key``
+    (``"<execution_id>/<step>/<run>"``: unique per run, the same for every retry of it),
+    ``worker_id``, ``poll`` (how many ``retry_after`` polls of this attempt came before) and
+    ``deadline`` (when the attempt must finish, or ``None``). :attr:`results` and :meth:`result`
+    give the earlier steps' outputs by name, including names that cannot be parameters
+    (``send-receipt``); :attr:`args` gives the arguments the workflow step passes its function,
+    :attr:`vars` the workflow's variables, and :attr:`outcome` tells a compensation or finally
+    step how the execution ended.
     """
 
     __slots__ = (
+        "_args",
         "_cancel_event",
         "_cancel_reason",
         "_cancelled",
@@ -70,6 +74,7 @@ class StepContext:
         "attempt",
         "deadline",
         "execution_id",
+        "function",
         "idempotency_key",
         "poll",
         "run",
@@ -81,7 +86,10 @@ class StepContext:
     def __init__(self, task: worker_pb2.Task, worker_id: str, loop: asyncio.AbstractEventLoop) -> None:
         self.execution_id: str = task.execution_id
         self.workflow: str = task.workflow
-        self.step: str = task.step
+        # `Task.step` is the function to run; the workflow's step is `workflow_step`, empty from an
+        # engine that predates it (then they are the same).
+        self.step: str = task.workflow_step or task.step
+        self.function: str = task.step
         self.attempt: int = task.attempt
         self.run: int = task.run
         self.idempotency_key: str = task.idempotency_key
@@ -100,11 +108,12 @@ class StepContext:
         self._outcomes: list[Outcome] = []
         self._results: Mapping[str, Any] = MappingProxyType({})
         self._vars: Mapping[str, Any] = MappingProxyType({})
+        self._args: Mapping[str, Any] = MappingProxyType({})
         self._outcome: ExecutionOutcome | None = None
 
     def __repr__(self) -> str:
         return (
-            f"StepContext(execution_id={self.execution_id!r}, step={self.step!r}, "
+            f"StepContext(execution_id={self.execution_id!r}, step={self.step!r}, function={self.function!r}, "
             f"run={self.run}, attempt={self.attempt}, poll={self.poll})"
         )
 
@@ -132,6 +141,22 @@ class StepContext:
     def _set_results(self, results: Any) -> None:
         """Called by the worker with the task's ``results``, parsed once for the parameters and for this."""
         self._results = MappingProxyType(results if isinstance(results, dict) else {})
+
+    # -- the workflow step's arguments ------------------------------------------------------
+
+    @property
+    def args(self) -> Mapping[str, Any]:
+        """The arguments the workflow step passes its function (its ``args:``), by name (read-only).
+
+        So one function serves many steps (``small`` and ``large`` both run ``resize``, each with
+        its own ``width``). A parameter of the function named like an argument gets it too. Empty
+        when the step has none (or the engine predates them).
+        """
+        return self._args
+
+    def _set_args(self, arguments: Any) -> None:
+        """Called by the worker with the task's ``args`` (absent, or not a JSON object: none)."""
+        self._args = MappingProxyType(arguments if isinstance(arguments, dict) else {})
 
     # -- workflow variables -----------------------------------------------------------------
 

@@ -75,9 +75,10 @@ class TaskExecutor:
 
     async def run(self, task: worker_pb2.Task) -> worker_pb2.CompleteTaskRequest | None:
         token, worker_id = task.task_token, self._worker_id
-        definition = self._steps.get(task.step)
+        definition = self._steps.get(task.step)  # the function to run, which may serve many workflow steps
         if definition is None:
-            unknown = NonRetryableError(f"this worker has no step {task.step!r}", type="UnknownStep")
+            serving = f" (to run step {task.workflow_step!r})" if task.workflow_step not in ("", task.step) else ""
+            unknown = NonRetryableError(f"this worker has no step {task.step!r}{serving}", type="UnknownStep")
             return failure_report(token, worker_id, unknown)
         loop = asyncio.get_running_loop()
         current = asyncio.current_task()
@@ -113,6 +114,7 @@ async def run_attempt(
         ctx._set_results(arguments.get("results"))
         ctx._set_vars(arguments.get("vars"))
         ctx._set_outcome(arguments.get("outcome"))
+        ctx._set_args(arguments.get("args"))
         args, kwargs = definition.bind(arguments, ctx)
         attempt.in_step = True
         if definition.is_async:
@@ -137,17 +139,17 @@ def conclude(
     task: worker_pb2.Task, worker_id: str, attempt: Attempt, value: Any, error: BaseException | None
 ) -> worker_pb2.CompleteTaskRequest | None:
     """The report of how the attempt ended (``None``: the task is no longer ours, report nothing)."""
-    token = task.task_token
+    token, step = task.task_token, attempt.ctx.step  # the workflow's step, not the function it runs
     if attempt.reason == "heartbeat_timeout":
         log.warning(
             "dropping the outcome of %s/%s: it did not heartbeat within its heartbeat timeout (%.1f s)",
             task.execution_id,
-            task.step,
+            step,
             task.lease_ms / 1000,
         )
         return None
     if attempt.reason == "lease_lost":
-        log.info("dropping the outcome of %s/%s: its lease was lost", task.execution_id, task.step)
+        log.info("dropping the outcome of %s/%s: its lease was lost", task.execution_id, step)
         return None
     if error is not None:
         if attempt.reason == "shutdown":
@@ -155,18 +157,18 @@ def conclude(
             return failure_report(token, worker_id, shutdown)
         if attempt.reason is not None:  # it stopped because we asked it to
             return cancelled_report(token, worker_id, str(error) or "the step was cancelled")
-        _log_failure(task, error)
+        _log_failure(task, step, error)
         return failure_report(token, worker_id, error)
     return value_report(token, worker_id, value)
 
 
-def _log_failure(task: worker_pb2.Task, error: BaseException) -> None:
+def _log_failure(task: worker_pb2.Task, step: str, error: BaseException) -> None:
     """Leave the traceback in the worker's log too: the report may be refused, or not shown."""
     final = isinstance(error, ApplicationError) and error.non_retryable
     log.log(
         logging.ERROR if final else logging.WARNING,
         "step %s of execution %s failed on attempt %d (%s): %s: %s",
-        task.step,
+        step,
         task.execution_id,
         task.attempt,
         "not retryable" if final else "retryable",

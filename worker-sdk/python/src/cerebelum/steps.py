@@ -23,7 +23,7 @@ StepFunction = Callable[..., Any]
 class _Source(Enum):
     CONTEXT = "context"
     INPUT = "input"
-    RESULT = "result"
+    NAMED = "named"  # an argument of the workflow step of that name, else the result of that step
 
 
 _NO_DEFAULT: Any = inspect.Parameter.empty
@@ -41,9 +41,13 @@ class _Parameter:
 class StepDefinition:
     """A registered step: its name, function and precomputed parameter plan.
 
-    Parameter rules: annotated ``StepContext`` (or named ``ctx``) gets the context, ``input`` gets
-    the workflow input, any other name gets the output of the earlier step of that name.
-    Annotated parameters are validated and converted with a pydantic ``TypeAdapter``.
+    Parameter rules, first match wins: annotated ``StepContext`` (or named ``ctx``) gets the
+    context; ``input`` gets the workflow input; a name that is a key of the workflow step's
+    ``args`` gets that argument (``ctx.args``), so one function serves many steps, each passing
+    its own; any other name gets the output of the earlier step of that name; a parameter with
+    a default takes it when neither is there. An argument thus wins over a step's result of the
+    same name, and an argument named ``input`` or ``ctx`` is only in ``ctx.args``. Annotated
+    parameters are validated and converted with a pydantic ``TypeAdapter``, arguments as results.
     """
 
     __slots__ = ("fn", "is_async", "name", "parameters")
@@ -72,20 +76,25 @@ class StepDefinition:
                 if value is None and param.default is not _NO_DEFAULT:
                     value = param.default
                 elif param.adapter is not None:
-                    value = self._validate(param, value, "the workflow input")
+                    value = self._validate(ctx, param, value, "the workflow input")
+            elif param.name in ctx.args:  # the workflow step's own argument outranks a result
+                value = ctx.args[param.name]
+                if param.adapter is not None:
+                    value = self._validate(ctx, param, value, f"the argument {param.name!r}")
             else:
                 if results is None:
                     results = arguments.get("results") or {}
                 if param.name in results:
                     value = results[param.name]
                     if param.adapter is not None:
-                        value = self._validate(param, value, f"the result of step {param.name!r}")
+                        value = self._validate(ctx, param, value, f"the result of step {param.name!r}")
                 elif param.default is not _NO_DEFAULT:
                     value = param.default
                 else:
                     raise NonRetryableError(
-                        f"step {self.name!r}: parameter {param.name!r} needs the result of step {param.name!r}, "
-                        "which has none (is the step name right, and does this step depend on it?)",
+                        f"{_where(ctx)}: parameter {param.name!r} needs an argument of that name or the result "
+                        f"of step {param.name!r}, and has neither (is the step name right, and does this step "
+                        "depend on it?)",
                         type="MissingArgument",
                     )
             if param.positional:
@@ -94,15 +103,22 @@ class StepDefinition:
                 kwargs[param.name] = value
         return args, kwargs
 
-    def _validate(self, param: _Parameter, value: Any, what: str) -> Any:
+    def _validate(self, ctx: StepContext, param: _Parameter, value: Any, what: str) -> Any:
         assert param.adapter is not None
         try:
             return param.adapter.validate_python(value)
         except pydantic.ValidationError as exc:
             raise NonRetryableError(
-                f"step {self.name!r}: parameter {param.name!r} does not accept {what}: {exc}",
+                f"{_where(ctx)}: parameter {param.name!r} does not accept {what}: {exc}",
                 type="InvalidArgument",
             ) from exc
+
+
+def _where(ctx: StepContext) -> str:
+    """The workflow step, in an error message; and the function it runs, when that has another name."""
+    if ctx.function == ctx.step:
+        return f"step {ctx.step!r}"
+    return f"step {ctx.step!r} (function {ctx.function!r})"
 
 
 def _plan(step: str, fn: StepFunction) -> tuple[_Parameter, ...]:
@@ -120,7 +136,7 @@ def _plan(step: str, fn: StepFunction) -> tuple[_Parameter, ...]:
         if param.name == "ctx" or _is_context(hint):
             plan.append(_Parameter(param.name, _Source.CONTEXT, None, _NO_DEFAULT, positional))
             continue
-        source = _Source.INPUT if param.name == "input" else _Source.RESULT
+        source = _Source.INPUT if param.name == "input" else _Source.NAMED
         adapter = None if hint in (inspect.Parameter.empty, Any, object) else TypeAdapter(hint)
         plan.append(_Parameter(param.name, source, adapter, param.default, positional))
     return tuple(plan)

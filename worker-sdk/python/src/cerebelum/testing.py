@@ -81,11 +81,15 @@ class StepEnvironment:
     """Runs step functions (async or sync) with a fake :class:`~cerebelum.StepContext`.
 
     ``input`` is the workflow input, ``results`` the outputs of earlier steps, by step name,
-    ``vars`` the workflow's variables (``ctx.vars``), and ``outcome`` how the execution ended, for
-    a compensation or finally step (``ctx.outcome``), as a worker receives them; ``run`` is the
-    step's run in the execution (``ctx.run``, the last part of ``ctx.idempotency_key``);
-    ``last_progress`` is what the previous attempt last sent with ``ctx.heartbeat(...)``
-    (``ctx.last_progress``). ``step`` defaults to the function's name. ``on_heartbeat`` is called
+    ``args`` the arguments the workflow step passes the function (``ctx.args``, and the
+    parameters of those names), ``vars`` the workflow's variables (``ctx.vars``), and ``outcome``
+    how the execution ended, for a compensation or finally step (``ctx.outcome``), as a worker
+    receives them; ``run`` is the step's run in the execution (``ctx.run``, the last part of
+    ``ctx.idempotency_key``); ``last_progress`` is what the previous attempt last sent with
+    ``ctx.heartbeat(...)`` (``ctx.last_progress``). ``step`` is the name the function is
+    registered under (``ctx.function``), by default the function's name; ``workflow_step`` the
+    workflow's step it runs for (``ctx.step``), by default ``step``: with ``args``, one function
+    can be tested as each of the steps it serves. ``on_heartbeat`` is called
     with the progress of every ``ctx.heartbeat(...)``, in the step's thread (it may call
     :meth:`cancel`); :attr:`heartbeats` lists that progress too. One environment may run many
     steps, one at a time.
@@ -98,7 +102,9 @@ class StepEnvironment:
         results: dict[str, Any] | None = None,
         vars: dict[str, Any] | None = None,
         outcome: ExecutionOutcome | None = None,
+        args: dict[str, Any] | None = None,
         step: str | None = None,
+        workflow_step: str | None = None,
         execution_id: str = "test-execution",
         workflow: str = "test-workflow",
         attempt: int = 1,
@@ -117,7 +123,9 @@ class StepEnvironment:
         self.results = dict(results or {})
         self.vars = dict(vars or {})
         self.outcome = outcome
+        self.args = dict(args or {})
         self.step = step
+        self.workflow_step = workflow_step
         self.execution_id = execution_id
         self.workflow = workflow
         self.attempt = attempt
@@ -198,13 +206,15 @@ class StepEnvironment:
         if self.on_heartbeat is not None:
             self.on_heartbeat(progress)
 
-    def _task(self, step: str) -> worker_pb2.Task:
+    def _task(self, function: str) -> worker_pb2.Task:
         deadline_ms = 0 if self.deadline is None else round(self.deadline.timestamp() * 1000)
+        step = self.workflow_step or function  # the engine's keys are the workflow step's
         return worker_pb2.Task(
             task_token=f"test-{self.execution_id}-{step}-{self.attempt}-{self.poll}",
             execution_id=self.execution_id,
             workflow=self.workflow,
-            step=step,
+            step=function,
+            workflow_step=step,
             attempt=self.attempt,
             idempotency_key=f"{self.execution_id}/{step}/{self.run_number}",
             run=self.run_number,
@@ -217,6 +227,8 @@ class StepEnvironment:
 
     def _arguments(self) -> dict[str, Any]:
         arguments: dict[str, Any] = {"input": self.input, "results": self.results, "vars": self.vars}
+        if self.args:  # as from the engine: only a step with args has the key
+            arguments["args"] = self.args
         if self.outcome is not None:  # only a compensation or finally step's task has the key
             outcome = self.outcome
             arguments["outcome"] = {

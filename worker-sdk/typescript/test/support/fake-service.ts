@@ -20,6 +20,10 @@ export interface TaskSpec {
   vars?: Record<string, unknown>;
   /** The task's `outcome`; absent (as for any step but a compensation or finally step) unless given. */
   outcome?: Record<string, unknown>;
+  /** The task's `args`; absent (as for a step without args, or from an older engine) unless given. */
+  args?: Record<string, unknown>;
+  /** The workflow's step (`Task.workflowStep`; `step` is the handler); empty, as from an older engine, unless given. */
+  workflowStep?: string;
   token?: string;
   leaseMs?: number;
   heartbeatRequired?: boolean;
@@ -42,15 +46,17 @@ export function makeTask(step: string, spec: TaskSpec = {}): Task {
     executionId: "ex-1",
     workflow: "wf",
     step,
+    workflowStep: spec.workflowStep ?? "",
     attempt,
     run,
-    idempotencyKey: `ex-1/${step}/${run}`,
+    idempotencyKey: `ex-1/${spec.workflowStep || step}/${run}`,
     argumentsJson:
       spec.argumentsJson ??
       JSON.stringify({
         input: spec.input ?? null,
         results: spec.results ?? {},
         vars: spec.vars,
+        args: spec.args,
         outcome: spec.outcome,
       }),
     attemptDeadlineMs: spec.attemptDeadlineMs ?? 1_900_000_000_000,

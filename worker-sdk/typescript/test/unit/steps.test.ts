@@ -58,6 +58,23 @@ before(async () => {
       }
       return ctx.outcome;
     })
+    .step("resize", (ctx) => ({
+      step: ctx.step,
+      function: ctx.function,
+      key: ctx.idempotencyKey,
+      args: ctx.args,
+      frozen: Object.isFrozen(ctx.args),
+    }))
+    .step("rewrite-args", (ctx) => {
+      // @ts-expect-error: ctx.args is read-only: the workflow step computes its arguments
+      ctx.args.width = 0;
+      return ctx.args;
+    })
+    .step("resize-checked", (ctx) => ctx.args, {
+      parseInput: () => {
+        throw new Error("no input expected");
+      },
+    })
     .step("nothing", () => undefined)
     .step("poller", (ctx): string | RetryAfter => (ctx.poll < 2 ? ctx.retryAfter("1.5s") : "ready"))
     .step("nap", (ctx) => ctx.sleep("3d", { napped: true }))
@@ -200,6 +217,51 @@ test("a step cannot change ctx.outcome: assigning to it throws", async () => {
   const failure = failureOf(await service.runTask(makeTask("rewrite-outcome", { outcome: { phase: "Failed" } })));
   assert.equal(failure.type, "TypeError");
   assert.match(failure.message, /read only property 'phase'/);
+});
+
+test("a workflow step that names a function runs it, ctx.step the workflow step and ctx.function the function", async () => {
+  const task = makeTask("resize", { workflowStep: "small", run: 2, args: { width: 128, url: "s3://i/1.png" } });
+  assert.deepEqual(outputOf(await service.runTask(task)), {
+    step: "small",
+    function: "resize",
+    key: "ex-1/small/2",
+    args: { width: 128, url: "s3://i/1.png" },
+    frozen: true,
+  });
+});
+
+test("a task from an engine before workflowStep gives ctx.step the same name as ctx.function", async () => {
+  const output = outputOf(await service.runTask(makeTask("resize"))) as { step: string; function: string };
+  assert.deepEqual([output.step, output.function], ["resize", "resize"]);
+});
+
+test("ctx.args is empty when the task has no args key, or one that is not an object", async () => {
+  for (const args of [undefined, null, [["width", 128]], "width=128", 128]) {
+    const argumentsJson = JSON.stringify({ input: 1, results: {}, args });
+    const output = outputOf(await service.runTask(makeTask("resize", { argumentsJson }))) as { args: unknown };
+    assert.deepEqual(output.args, {}, `args: ${JSON.stringify(args)}`);
+  }
+});
+
+test("a step cannot change ctx.args: assigning one throws", async () => {
+  const failure = failureOf(await service.runTask(makeTask("rewrite-args", { args: { width: 128 } })));
+  assert.equal(failure.type, "TypeError");
+  assert.match(failure.message, /read only property 'width'/);
+});
+
+test("a task for a function this worker lacks fails for good naming it and the workflow step", async () => {
+  const failure = failureOf(await service.runTask(makeTask("crop", { workflowStep: "thumbnail" })));
+  assert.deepEqual([failure.type, failure.nonRetryable], ["UnknownStep", true]);
+  assert.equal(failure.message, "this worker has no step 'crop' (to run step 'thumbnail')");
+});
+
+test("an input the function refuses fails naming the workflow step and the function", async () => {
+  const failure = failureOf(await service.runTask(makeTask("resize-checked", { workflowStep: "small", input: 1 })));
+  assert.equal(failure.type, "InvalidArgument");
+  assert.equal(
+    failure.message,
+    "step 'small' (function 'resize-checked') does not accept the workflow input: no input expected",
+  );
 });
 
 test("the deadline is read from the Timestamp, or from the milliseconds an older engine sends", async () => {

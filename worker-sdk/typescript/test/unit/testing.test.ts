@@ -74,6 +74,34 @@ test("vars given to the environment are the step's frozen ctx.vars, none by defa
   assert.deepEqual(await new StepEnvironment().run(read), { outcome: "success", output: { vars: {}, frozen: true } });
 });
 
+test("args and workflowStep let one handler be tested as each of the steps it serves", async () => {
+  const resize = (ctx: StepContext) => ({
+    step: ctx.step,
+    function: ctx.function,
+    key: ctx.idempotencyKey,
+    width: ctx.args.width,
+    frozen: Object.isFrozen(ctx.args),
+  });
+  const small = new StepEnvironment({ step: "resize", workflowStep: "small", args: { width: 128 } });
+  const large = new StepEnvironment({ step: "resize", workflowStep: "large", args: { width: 1024 } });
+  assert.deepEqual(await small.run(resize), {
+    outcome: "success",
+    output: { step: "small", function: "resize", key: "test-execution/small/1", width: 128, frozen: true },
+  });
+  assert.deepEqual(await large.run(resize), {
+    outcome: "success",
+    output: { step: "large", function: "resize", key: "test-execution/large/1", width: 1024, frozen: true },
+  });
+});
+
+test("without args ctx.args is empty, and without workflowStep ctx.step is the step option", async () => {
+  const read = (ctx: StepContext) => ({ names: [ctx.step, ctx.function], args: ctx.args });
+  assert.deepEqual(await new StepEnvironment({ step: "resize" }).run(read), {
+    outcome: "success",
+    output: { names: ["resize", "resize"], args: {} },
+  });
+});
+
 test("an outcome given to the environment is the compensation step's frozen ctx.outcome", async () => {
   const cancelHotel = (ctx: StepContext) => {
     if (ctx.outcome === null || ctx.outcome.phase === "Succeeded") {
