@@ -42,8 +42,8 @@ __all__ = [
 
 PRESERVE = "x-kubernetes-preserve-unknown-fields"
 
-#: CRD-only bounds on `diverge`: without them the apiserver's CEL cost estimate for the per-rule
-#: checks (unbounded map of unbounded lists) exceeds its budget and the CRD is refused.
+#: CRD-only bounds on `diverge` and `branch`: without them the apiserver's CEL cost estimate for
+#: the per-rule checks (unbounded map of unbounded lists) exceeds its budget and the CRD is refused.
 MAX_DIVERGE_STEPS = 1000
 MAX_DIVERGE_RULES = 100
 
@@ -289,8 +289,9 @@ def _immutable_spec(model: type[BaseModel], kind: str) -> dict[str, Any]:
 def _workflow_spec() -> dict[str, Any]:
     """WorkflowSpec plus the checks of compile_workflow that are cheap in CEL, with the bounds they need."""
     spec = structural_schema(WorkflowSpec)
-    _node(spec, "diverge")["maxProperties"] = MAX_DIVERGE_STEPS
-    _node(spec, "diverge", "*")["maxItems"] = MAX_DIVERGE_RULES
+    for section in ("diverge", "branch"):
+        _node(spec, section)["maxProperties"] = MAX_DIVERGE_STEPS
+        _node(spec, section, "*")["maxItems"] = MAX_DIVERGE_RULES
     rule = _node(spec, "diverge", "*", "[]")
     _validate(
         rule,
