@@ -433,3 +433,40 @@ def test_the_cerebelum_category_lists_all_three_kinds(control_plane: ControlPlan
         "execution.cerebelum.io/run-3",
         "workflow.cerebelum.io/provision-server",
     ]
+
+
+def test_a_workflow_using_every_construct_of_the_language_is_stored_as_written(
+    control_plane: ControlPlane, namespace: str
+) -> None:
+    spec = {
+        "timeline": ["reserve", ["ship-eu", "ship-us", "report"], "wait", "pay"],
+        "timeout": "1h",
+        "vars": {"tries": 0, "seen": {"nested": [1, "two", None, True]}},
+        "finally": ["notify"],
+        "steps": {
+            "reserve": {"compensate": "release", "set": {"tries": "vars.tries + 1"}},
+            "ship-eu": {"when": "'eu' in input.regions", "function": "ship", "args": {"region": "'eu'"}},
+            "ship-us": {"when": "'us' in input.regions", "function": "ship", "args": {"region": "'us'"}},
+            "report": {"dependsOn": ["ship-eu", "ship-us"], "when": "phases['ship-eu'] != 'Failed'"},
+            "wait": {"timer": {"until": "timestamp(input.payAt)"}},
+            "release": {"retry": {"maxAttempts": 5}},
+        },
+        "diverge": {
+            "pay": [{"match": {"error": {"type": "Timeout"}}, "afterRetries": True, "then": "fail", "message": "no"}]
+        },
+        "branch": {"reserve": [{"when": "result.cached", "then": "succeed"}]},
+    }
+    document = json.dumps(
+        {"apiVersion": "cerebelum.io/v1alpha1", "kind": "Workflow", "metadata": {"name": "everything"}, "spec": spec}
+    )
+
+    applied = kubectl(control_plane, "apply", "-n", namespace, "-f", "-", input=document)
+
+    assert applied.returncode == 0, applied.stderr
+    stored = get(control_plane, namespace, "workflow/everything")["spec"]
+    for key, value in spec.items():
+        if key not in ("steps", "diverge"):
+            assert stored[key] == value, key
+    assert stored["steps"]["report"]["dependsOn"] == ["ship-eu", "ship-us"]
+    assert stored["steps"]["ship-eu"]["args"] == {"region": "'eu'"}
+    assert stored["diverge"]["pay"][0]["afterRetries"] is True
