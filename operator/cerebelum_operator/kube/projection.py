@@ -161,6 +161,14 @@ def _where_it_stands(state: ExecutionState, phase: ExecutionPhase, limits: Proje
         return _cut(state.error, limits.error_chars) or phase.value.lower()
     if phase == ExecutionPhase.PENDING:
         return "waiting for the engine to start it"
+    if state.ending is not None:  # its compensation and finally steps run before it ends
+        return (
+            _cut(
+                f"ending as {state.ending.outcome.value}: running its compensation and finally steps",
+                limits.error_chars,
+            )
+            or ""
+        )
     if phase == ExecutionPhase.WAITING_FOR_APPROVAL:
         names = _current_step(list(state.approvals), limits.current_step_chars)
         return f"waiting for an Approval of step {names}"

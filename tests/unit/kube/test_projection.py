@@ -581,3 +581,16 @@ def test_a_thousand_steps_with_long_names_errors_and_progress_make_a_status_unde
 def test_a_status_within_the_budget_is_left_whole() -> None:
     sim = succeeded(["a", "b", "c"])
     assert project(sim.state, sim.history)["stepsOmitted"] is None
+
+
+def test_an_execution_running_its_compensations_says_how_it_is_ending() -> None:
+    spec = {"timeline": ["a", "b"], "steps": {"a": {"compensate": "undo"}}, "defaults": {"retry": {"maxAttempts": 1}}}
+    sim = Simulator.start(spec)
+    sim.run("a")
+    sim.run("b", cmd.OutcomeFailure("Boom", "no"))
+
+    status = project(sim.state, sim.history)
+
+    assert status["phase"] == "Running" and status["currentStep"] == "undo"
+    message = by_type(status)["Succeeded"]["message"]
+    assert message == "ending as Failed: running its compensation and finally steps"
