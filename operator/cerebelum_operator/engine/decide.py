@@ -7,7 +7,6 @@ actions in one transaction; if that fails, nothing happened.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
@@ -15,12 +14,14 @@ from ..model import CompiledDiverge, InputInvalid, StepConfig, WorkflowDefinitio
 from ..model.durations import MAX_DURATION_MS, format_duration
 from . import actions as act
 from . import commands as cmd
+from . import ending, timer_steps
 from . import events as ev
+from .arguments import task_arguments
+from .command_checks import CommandRejected, check_strings
 from .expressions import ExpressionError, evaluate, evaluate_condition, to_json
 from .ids import ApprovalRejection, ApprovalTimeout, RejectedResult, TaskToken, TimerId, TimerKind
 from .retry import backoff_ms
 from .state import (
-    Ending,
     ExecutionPhase,
     ExecutionState,
     StepPhase,
@@ -72,10 +73,6 @@ class Reply(StrEnum):
     STALE = "stale"
 
 
-class CommandRejected(ValueError):
-    """The command does not apply to the execution as it is (e.g. no approval pending)."""
-
-
 class CommandTooLarge(CommandRejected):
     """Applying the command would make what the execution's tasks carry exceed the limit."""
 
@@ -112,7 +109,7 @@ def decide(
     would pass it fails for good, and an approval or input that would pass it is refused.
     ``max_input_bytes`` (the payload limit) bounds an input the schema's defaults made larger.
     """
-    _check_strings(command)
+    check_strings(command)
     return _Decider(definition, state.clone(), now_ms, max_history_events, max_task_bytes, max_input_bytes).run(command)
 
 
@@ -353,7 +350,7 @@ class _Decider:
                 self.emit(ev.SleepEnded(step, command.timer_id))
                 live = self.state.steps.get(step)
                 if live is not None and live.phase == StepPhase.SLEEPING:  # a timer step: it is done
-                    self.succeed(step, live.attempt, command.timer_id, {"wokeAt": _rfc3339(self.now)})
+                    self.succeed(step, live.attempt, command.timer_id, {"wokeAt": timer_steps.rfc3339(self.now)})
                 self.advance()
                 return
         for step, approval in self.state.approvals.items():
@@ -730,15 +727,7 @@ class _Decider:
     # -- ending: compensation and finally steps ----------------------------------------------
 
     def ending_plan(self, outcome: ExecutionPhase) -> tuple[list[str], int]:
-        """(handlers, how many are compensations): the compensations of the completed steps,
-        latest first, unless it succeeded; then the finally steps."""
-        compensations = []
-        if outcome != ExecutionPhase.SUCCEEDED:
-            for step in reversed(self.state.completed):
-                handler = self.config(step).compensate
-                if handler is not None:
-                    compensations.append(handler)
-        return [*compensations, *self.definition.finally_steps], len(compensations)
+        return ending.plan(self.definition, self.state, outcome)
 
     def begin_ending(
         self,
@@ -757,36 +746,13 @@ class _Decider:
         self.continue_ending()
 
     def continue_ending(self) -> None:
-        ending = self.state.ending
-        assert ending is not None
-        failures = []
-        for index, name in enumerate(ending.handlers):
-            live = self.state.steps.get(name)
-            if live is None or live.phase == StepPhase.PENDING:
-                self.schedule(name, attempt=1, poll=0, visible_at=self.now)
-                return
-            if live.phase == StepPhase.FAILED:
-                kind = "compensation" if index < ending.compensations else "finally step"
-                failures.append(f"{kind} {name!r} failed: {live.last_error}")
-            elif live.phase != StepPhase.SUCCEEDED or name in self.state.sleeps:
-                return  # running, retrying, or waiting
-        self.conclude(ending, failures)
-
-    def conclude(self, ending: Ending, failures: list[str]) -> None:
-        """The terminal event, once every handler ran: a handler that failed for good is said."""
-        after = "; ".join(failures)
-        self.disarm_deadline()
-        if ending.outcome == ExecutionPhase.SUCCEEDED:
-            if failures:
-                self.emit(ev.ExecutionFailed(f"the execution succeeded, but its {after}", None))
-            else:
-                self.emit(ev.ExecutionSucceeded(ending.output, ending.rule))
-        elif ending.outcome == ExecutionPhase.CANCELLED:
-            reason = ending.reason or "cancelled"
-            self.emit(ev.ExecutionCancelled(f"{reason}; then its {after}" if failures else reason))
-        else:
-            reason = ending.reason or "failed"
-            self.emit(ev.ExecutionFailed(f"{reason}; then its {after}" if failures else reason, ending.step))
+        assert self.state.ending is not None
+        match ending.next_handler(self.state, self.state.ending):
+            case ending.Schedule(step):
+                self.schedule(step, attempt=1, poll=0, visible_at=self.now)
+            case ending.Concluded(failures):
+                self.disarm_deadline()
+                self.emit(ending.terminal_event(self.state.ending, failures))
 
     def stop_everything(self) -> None:
         for name, state in self.state.steps.items():
@@ -856,7 +822,8 @@ class _Decider:
             self.start_timer_step(step, config)
             return
         try:
-            arguments = self.task_arguments(config)
+            seen = self.variables() if config.args else {}
+            arguments = task_arguments(self.definition, self.state, config, seen, max_task_bytes=self.max_task_bytes)
         except ExpressionError as exc:
             self.park(step, str(exc))
             return
@@ -891,42 +858,14 @@ class _Decider:
         )
 
     def start_timer_step(self, step: str, config: StepConfig) -> None:
-        if config.timer_until is not None:
-            where = f"steps.{step}.timer.until"
-            try:
-                wake_at = _epoch_ms(evaluate(config.timer_until, self.variables(), where=where), where=where)
-            except ExpressionError as exc:
-                self.park(step, str(exc))
-                return
-        else:
-            wake_at = self.now + (config.timer_duration_ms or 0)
-        # A time already past wakes at once; one past the longest duration is brought within it.
-        wake_at = min(max(wake_at, self.now), self.now + MAX_DURATION_MS)
+        try:
+            wake_at = timer_steps.wake_at(config, self.variables(), now_ms=self.now)
+        except ExpressionError as exc:
+            self.park(step, str(exc))
+            return
         timer_id = TimerId(self.state.execution_id, TimerKind.TIMER, step, self.state.last_seq + 1).encode()
         self.emit(ev.SleepStarted(step, timer_id, wake_at, timer_step=True))
         self.do(act.StartTimer(timer_id, wake_at))
-
-    def task_arguments(self, config: StepConfig) -> dict[str, JSON]:
-        arguments = {"input": self.state.input, "results": dict(self.state.results)}
-        if self.definition.variables:  # only then: a worker of an older SDK never sees the key
-            arguments["vars"] = dict(self.state.vars)
-        if config.args:  # every expression on the state as it is now, as the attempt is scheduled
-            seen = self.variables()
-            arguments["args"] = {
-                key: to_json(evaluate(program, seen, where=f"steps.{config.name}.args.{key}"), where=key)
-                for key, program in config.args
-            }
-        ending = self.state.ending
-        if config.handler and ending is not None:  # how the execution is ending, for its handlers
-            # The output only when the task can carry it beside the rest (it may be as large).
-            fits = limits.json_size(ending.output) + self.state.carried_bytes + 16 * 1024 <= self.max_task_bytes
-            arguments["outcome"] = {
-                "phase": ending.outcome.value,
-                "reason": ending.reason,
-                "step": ending.step,
-                "output": ending.output if fits else None,
-            }
-        return arguments
 
     def request_approval(self, step: str, kind: str, data: JSON, timeout_ms: int | None, token: str | None) -> None:
         timer_id = timeout_at = None
@@ -1071,62 +1010,11 @@ class _Decider:
         self.emit(ev.ExecutionSucceeded(output, rule))
 
 
-def _check_strings(command: cmd.Command) -> None:
-    """Refuse a command carrying a string over its limit (model/limits.py), naming the field.
-
-    The API refuses these first (INVALID_ARGUMENT); this guards every other caller, such as the
-    operator applying an Approval, so no history ever holds one.
-    """
-    texts: list[tuple[str, str | None, int]] = []
-    match command:
-        case cmd.Start():
-            texts.append(("workflow", command.workflow, limits.MAX_WORKFLOW_KEY))
-        case cmd.TaskStarted():
-            texts.append(("worker_id", command.worker_id, limits.MAX_WORKER_ID))
-        case cmd.TaskCompleted():
-            texts.append(("worker_id", command.worker_id, limits.MAX_WORKER_ID))
-            # Free text (failure messages, reasons) is cut to its limit, not refused.
-            match command.outcome:
-                case cmd.OutcomeFailure():
-                    texts.append(("error type", command.outcome.error_type, limits.MAX_ERROR_TYPE))
-                case cmd.OutcomeApproval():
-                    texts.append(("approval kind", command.outcome.approval_kind, limits.MAX_APPROVAL_KIND))
-        case cmd.Approve() | cmd.Reject():
-            texts.append(("step", command.step, limits.MAX_NAME))
-            texts.append(("approver", command.approver, limits.MAX_APPROVER))
-            texts.append(("request id", command.request_id, limits.MAX_REQUEST_ID))
-    try:
-        for what, value, limit in texts:
-            if value is not None:
-                limits.check_text(value, what=what, limit=limit)
-    except limits.TextTooLong as exc:
-        raise CommandRejected(str(exc)) from None
-
-
 _NOT_REACHED = StepState()  # never changed: what advance() reads for a step with no state yet
 
 
 def _reason(message: str | None) -> str:
     return "" if message is None else f": {message}"
-
-
-def _rfc3339(epoch_ms: int) -> str:
-    return datetime.fromtimestamp(epoch_ms / 1000, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def _epoch_ms(value: Any, *, where: str) -> int:
-    """A CEL timestamp, or RFC 3339 text with its offset, as epoch milliseconds."""
-    if isinstance(value, str):
-        try:
-            value = datetime.fromisoformat(value)
-        except ValueError:
-            raise ExpressionError(f"{where}: {value[:80]!r} is not an RFC 3339 timestamp") from None
-        if value.tzinfo is None:
-            raise ExpressionError(f"{where}: the timestamp has no offset (add Z for UTC)")
-    if not isinstance(value, datetime):
-        raise ExpressionError(f"{where}: gave a {type(value).__name__}, not a timestamp (use timestamp('...'))")
-    aware = value if value.tzinfo is not None else value.replace(tzinfo=UTC)
-    return int(aware.timestamp() * 1000)
 
 
 def _attempts(count: int) -> str:
