@@ -280,5 +280,5 @@ class WorkflowServicer(pb_grpc.WorkflowServiceServicer):
         row = await self.engine.get_dead_letter(request.id)
         if row is None or row.resolved_at_ms is not None:
             raise ExecutionNotFound(f"dead letter {request.id!r} not found (or already redriven)")
-        await self.engine.handle(row.execution_id, cmd.Redrive(request.id))
+        await self.engine.redrive(row.execution_id, request.id, with_current_workflow=request.with_current_workflow)
         return await self._info(row.execution_id)

@@ -623,10 +623,20 @@ def dlq_list(
 
 
 @dlq_app.command("redrive")
-def dlq_redrive(dead_letter_id: str, address: AddressOption = DEFAULT_ADDRESS) -> None:
+def dlq_redrive(
+    dead_letter_id: str,
+    with_current_workflow: Annotated[
+        bool,
+        typer.Option(
+            "--with-current-workflow",
+            help="Run the execution on its Workflow's current spec from now on (one that fixed an expression).",
+        ),
+    ] = False,
+    address: AddressOption = DEFAULT_ADDRESS,
+) -> None:
     """Run a dead-lettered step again; its execution comes back to life."""
     try:
-        execution = _client(address).redrive(dead_letter_id)
+        execution = _client(address).redrive(dead_letter_id, with_current_workflow=with_current_workflow)
     except CerebelumError as exc:
         _fail(str(exc))
     console.print(f"execution/{execution.id} redriven; now {execution.phase}")

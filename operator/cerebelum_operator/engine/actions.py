@@ -12,6 +12,7 @@ __all__ = [
     "CancelTimer",
     "DeleteTask",
     "LeaseTask",
+    "ReplaceSpec",
     "ResolveDeadLetter",
     "ScheduleTask",
     "StartTimer",
@@ -71,6 +72,14 @@ class CancelTimer:
 
 
 @dataclass(frozen=True, slots=True)
+class ReplaceSpec:
+    """The execution runs on this spec from now on: a redrive adopted its Workflow's current one."""
+
+    spec: JSON
+    spec_hash: str
+
+
+@dataclass(frozen=True, slots=True)
 class AddDeadLetter:
     dead_letter_id: str
     step: str
@@ -84,5 +93,13 @@ class ResolveDeadLetter:
 
 
 Action = (
-    ScheduleTask | LeaseTask | DeleteTask | CancelTask | StartTimer | CancelTimer | AddDeadLetter | ResolveDeadLetter
+    ScheduleTask
+    | LeaseTask
+    | DeleteTask
+    | CancelTask
+    | StartTimer
+    | CancelTimer
+    | AddDeadLetter
+    | ResolveDeadLetter
+    | ReplaceSpec
 )

@@ -130,6 +130,8 @@ class Cancel:
 @dataclass(frozen=True, slots=True)
 class Redrive:
     dead_letter_id: str
+    # Run on the definition `decide` is given, which is the Workflow's current spec, from now on.
+    adopt_spec: bool = False
 
 
 Command = Start | TaskStarted | TaskCompleted | TaskTimedOut | TimerFired | Approve | Reject | Cancel | Redrive

@@ -500,7 +500,10 @@ class _Decider:
                 f"execution {self.state.execution_id!r} ran its compensations: what its steps did was undone,"
                 " so it cannot go on; start a new execution"
             )
-        self.emit(ev.DeadLetterRedriven(step, command.dead_letter_id, self.start_deadline()))
+        adopted = self.definition.spec_hash if command.adopt_spec else None
+        self.emit(ev.DeadLetterRedriven(step, command.dead_letter_id, self.start_deadline(), adopted))
+        if adopted is not None:
+            self.do(act.ReplaceSpec(self.definition.spec.model_dump(mode="json", by_alias=True), adopted))
         self.arm_deadline()
         self.do(act.ResolveDeadLetter(command.dead_letter_id))
         self.advance()

@@ -162,6 +162,7 @@ class DeadLetterRedriven(Event):
     step: str
     dead_letter_id: str
     deadline_ms: int | None = None
+    spec_hash: str | None = None  # the Workflow's spec the execution adopted with this redrive
 
 
 @dataclass(frozen=True, slots=True)

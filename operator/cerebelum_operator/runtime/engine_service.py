@@ -14,7 +14,16 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from ..engine import DEFAULT_MAX_HISTORY_EVENTS, Decision, ExecutionPhase, ExecutionState, Reply, decide, fold
+from ..engine import (
+    DEFAULT_MAX_HISTORY_EVENTS,
+    CommandRejected,
+    Decision,
+    ExecutionPhase,
+    ExecutionState,
+    Reply,
+    decide,
+    fold,
+)
 from ..engine import commands as cmd
 from ..engine.actions import Action
 from ..engine.events import RecordedEvent
@@ -201,7 +210,7 @@ class EngineService:
         self._change_listeners.append(listener)
 
     def definition_for(self, spec: dict[str, Any], *, started: bool = False) -> WorkflowDefinition:
-        """Compile a spec once; specs are immutable once an execution snapshots them.
+        """Compile a spec once; a spec never changes (an execution adopts another at a redrive).
 
         Keyed by the spec's own JSON first: compiling (CEL, JSON Schema) costs far more than
         serialising, and every start and every reload asks for the definition again.
@@ -227,6 +236,31 @@ class EngineService:
         return _existing(row, workflow, input, filled)
 
     # -- commands ------------------------------------------------------------------------
+
+    async def redrive(self, execution_id: str, dead_letter_id: str, *, with_current_workflow: bool = False) -> None:
+        """Redrive a dead letter; ``with_current_workflow``: on the execution's Workflow as it is now.
+
+        The new spec must keep the execution's shape (the same timeline and the same steps), so its
+        history folds alike under it; what may change is every setting, rule and expression.
+        """
+        if not with_current_workflow:
+            await self.handle(execution_id, cmd.Redrive(dead_letter_id))
+            return
+        state = await self.state_of(execution_id)
+        row = await self.db.run(self.db.store.get_workflow, state.workflow)
+        if row is None:
+            raise WorkflowNotFound(f"workflow {state.workflow!r} not found: it was deleted")
+        current = self.definition_for(row.spec)
+
+        def adopt(own: WorkflowDefinition) -> WorkflowDefinition:
+            if current.positions != own.positions or set(current.steps) != set(own.steps):
+                raise CommandRejected(
+                    f"workflow {state.workflow!r} changed its timeline or steps since execution {execution_id!r}"
+                    " started: only its settings, rules and expressions may change for a redrive to adopt it"
+                )
+            return current
+
+        await self.handle(execution_id, cmd.Redrive(dead_letter_id, adopt_spec=True), adopt=adopt)
 
     async def start(self, workflow: str, input: Any, *, execution_id: str) -> ExecutionRow:
         """Start an execution; a second start with the same id, workflow and input returns the first one.
@@ -283,7 +317,14 @@ class EngineService:
             last_seq=decision.state.last_seq,
         )
 
-    async def handle(self, execution_id: str, command: cmd.Command, *, authorize: Authorize | None = None) -> Decision:
+    async def handle(
+        self,
+        execution_id: str,
+        command: cmd.Command,
+        *,
+        authorize: Authorize | None = None,
+        adopt: Callable[[WorkflowDefinition], WorkflowDefinition] | None = None,
+    ) -> Decision:
         """Decide and persist one command; retried on a concurrency conflict after reloading.
 
         ``authorize`` runs on the loaded state inside the execution's lock, before deciding: an
@@ -293,20 +334,28 @@ class EngineService:
         lock = self._locks.setdefault(execution_id, asyncio.Lock())
         try:
             async with lock:
-                return await self._handle_locked(execution_id, command, authorize)
+                return await self._handle_locked(execution_id, command, authorize, adopt)
         finally:
             # Correctness rests on expected_seq, not on this lock: dropping it early costs nothing.
             if execution_id not in self._cache and not lock.locked() and self._locks.get(execution_id) is lock:
                 del self._locks[execution_id]
 
-    async def _handle_locked(self, execution_id: str, command: cmd.Command, authorize: Authorize | None) -> Decision:
+    async def _handle_locked(
+        self,
+        execution_id: str,
+        command: cmd.Command,
+        authorize: Authorize | None,
+        adopt: Callable[[WorkflowDefinition], WorkflowDefinition] | None,
+    ) -> Decision:
+        """``adopt``: the definition to decide with (and keep) instead of the execution's own, from it."""
         for _ in range(5):
             cached = await self._load(execution_id)
             if authorize is not None:
                 authorize(cached.definition, cached.state)
+            definition = cached.definition if adopt is None else adopt(cached.definition)
             now = self.clock.now_ms()
             decision = decide(
-                cached.definition,
+                definition,
                 cached.state,
                 command,
                 now_ms=now,
@@ -330,6 +379,7 @@ class EngineService:
                 self._cache.pop(execution_id, None)
                 raise
             cached.state = merged.state
+            cached.definition = definition
             self._remember_or_forget(execution_id, cached)
             await self._publish(execution_id, merged)
             decision.state = merged.state

@@ -226,7 +226,8 @@ class EventStore(abc.ABC):
           DeleteTask -> delete the row (no error if absent);
           CancelTask -> delete a queued row, or set cancel_requested on a leased one;
           StartTimer -> insert (replace) a timer row;  CancelTimer -> delete it (no error if absent);
-          AddDeadLetter -> insert;  ResolveDeadLetter -> set resolved_at_ms = summary.updated_at_ms.
+          AddDeadLetter -> insert;  ResolveDeadLetter -> set resolved_at_ms = summary.updated_at_ms;
+          ReplaceSpec -> set the execution's spec and spec_hash (a redrive that adopted a new one).
         """
 
     def append_batch(self, requests: Sequence[AppendRequest]) -> list[Exception | None]:

@@ -28,6 +28,7 @@ from ..engine.actions import (
     CancelTimer,
     DeleteTask,
     LeaseTask,
+    ReplaceSpec,
     ResolveDeadLetter,
     ScheduleTask,
     StartTimer,
@@ -187,6 +188,8 @@ class SqlEventStore(EventStore):
 
         self._insert_dead_letter = insert(d)
         self._resolve_dead_letter = update(d).where(d.c.dead_letter_id == bindparam("b_dead_letter_id"))
+        x = schema.executions
+        self._replace_spec = update(x).where(x.c.execution_id == bindparam("b_execution_id"))
         self._select_dead_letter = select(*self._dead_letter_columns).where(
             d.c.dead_letter_id == bindparam("b_dead_letter_id")
         )
@@ -202,6 +205,7 @@ class SqlEventStore(EventStore):
             CancelTimer: ((self._delete_timer,), _timer_id_params),
             AddDeadLetter: ((self._insert_dead_letter,), _dead_letter_params),
             ResolveDeadLetter: ((self._resolve_dead_letter,), _resolve_params),
+            ReplaceSpec: ((self._replace_spec,), _spec_params),
         }
 
     @contextlib.contextmanager
@@ -574,6 +578,10 @@ def _dead_letter_params(a: AddDeadLetter, c: _AppendContext) -> dict[str, Any]:
         "created_at_ms": c.now_ms,
         "resolved_at_ms": None,
     }
+
+
+def _spec_params(a: ReplaceSpec, c: _AppendContext) -> dict[str, Any]:
+    return {"b_execution_id": c.execution_id, "spec": a.spec, "spec_hash": a.spec_hash}
 
 
 def _resolve_params(a: ResolveDeadLetter, c: _AppendContext) -> dict[str, Any]:

@@ -114,6 +114,7 @@ class Client:
     def dead_letters(self, *, execution_id: str | None = None) -> builtins.list[DeadLetter]:
         return self._run(ops.dead_letters(execution_id))
 
-    def redrive(self, dead_letter_id: str) -> Execution:
-        """Run a dead-lettered step again."""
-        return self._run(ops.redrive(dead_letter_id))
+    def redrive(self, dead_letter_id: str, *, with_current_workflow: bool = False) -> Execution:
+        """Run a dead-lettered step again; ``with_current_workflow``: on the Workflow's current spec
+        from now on (a fixed expression, say), refused when its timeline or steps changed."""
+        return self._run(ops.redrive(dead_letter_id, with_current_workflow=with_current_workflow))

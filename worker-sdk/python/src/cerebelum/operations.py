@@ -137,5 +137,6 @@ def dead_letters(execution_id: str | None) -> Operation[list[DeadLetter]]:
     return [DeadLetter.from_proto(letter) for letter in reply.dead_letters]
 
 
-def redrive(dead_letter_id: str) -> Operation[Execution]:
-    return (yield from _execution(Call("RedriveDeadLetter", pb.RedriveDeadLetterRequest(id=dead_letter_id))))
+def redrive(dead_letter_id: str, *, with_current_workflow: bool = False) -> Operation[Execution]:
+    request = pb.RedriveDeadLetterRequest(id=dead_letter_id, with_current_workflow=with_current_workflow)
+    return (yield from _execution(Call("RedriveDeadLetter", request)))

@@ -276,7 +276,9 @@ class ListDeadLettersResponse(_message.Message):
     def __init__(self, dead_letters: _Optional[_Iterable[_Union[DeadLetter, _Mapping]]] = ...) -> None: ...
 
 class RedriveDeadLetterRequest(_message.Message):
-    __slots__ = ("id",)
+    __slots__ = ("id", "with_current_workflow")
     ID_FIELD_NUMBER: _ClassVar[int]
+    WITH_CURRENT_WORKFLOW_FIELD_NUMBER: _ClassVar[int]
     id: str
-    def __init__(self, id: _Optional[str] = ...) -> None: ...
+    with_current_workflow: bool
+    def __init__(self, id: _Optional[str] = ..., with_current_workflow: bool = ...) -> None: ...

@@ -261,6 +261,11 @@ export interface ListDeadLettersResponse {
 
 export interface RedriveDeadLetterRequest {
   id: string;
+  /**
+   * Run the execution on its Workflow's current spec from now on (one that fixed an expression,
+   * say); refused when the timeline or the steps changed. False: on the spec it started with.
+   */
+  withCurrentWorkflow: boolean;
 }
 
 function createBaseApplyWorkflowRequest(): ApplyWorkflowRequest {
@@ -2329,13 +2334,16 @@ export const ListDeadLettersResponse: MessageFns<ListDeadLettersResponse> = {
 };
 
 function createBaseRedriveDeadLetterRequest(): RedriveDeadLetterRequest {
-  return { id: "" };
+  return { id: "", withCurrentWorkflow: false };
 }
 
 export const RedriveDeadLetterRequest: MessageFns<RedriveDeadLetterRequest> = {
   encode(message: RedriveDeadLetterRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     if (message.id !== "") {
       writer.uint32(10).string(message.id);
+    }
+    if (message.withCurrentWorkflow !== false) {
+      writer.uint32(16).bool(message.withCurrentWorkflow);
     }
     return writer;
   },
@@ -2361,6 +2369,14 @@ export const RedriveDeadLetterRequest: MessageFns<RedriveDeadLetterRequest> = {
             message.id = reader.string();
             continue;
           }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.withCurrentWorkflow = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2379,6 +2395,7 @@ export const RedriveDeadLetterRequest: MessageFns<RedriveDeadLetterRequest> = {
   fromPartial(object: DeepPartial<RedriveDeadLetterRequest>): RedriveDeadLetterRequest {
     const message = createBaseRedriveDeadLetterRequest();
     message.id = object.id ?? "";
+    message.withCurrentWorkflow = object.withCurrentWorkflow ?? false;
     return message;
   },
 };
