@@ -657,7 +657,16 @@ class _Decider:
             failed()
             self.park(step, str(exc))
             return
-        if rule is not None and rule.then == "continue":
+        # Continued past, the error becomes the step's result, carried by later tasks like any.
+        carried = (
+            None
+            if rule is None or rule.then not in ("continue", "goto", "succeed")
+            else self.overflow(step, {"error": error})
+        )
+        if carried is not None:
+            failed()
+            self.fail_execution(f"{ARGUMENTS_TOO_LARGE}: {carried}", step)
+        elif rule is not None and rule.then == "continue":
             failed(continued=True)
         elif rule is not None and rule.then == "goto":
             failed(continued=True, rule=rule.key, goto=rule.goto)

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from cerebelum_operator.engine import CommandRejected, ExecutionPhase, StepPhase
+from cerebelum_operator.engine import CommandRejected, ExecutionPhase, ExecutionState, StepPhase
 from cerebelum_operator.engine import commands as cmd
 from cerebelum_operator.engine import events as ev
 from cerebelum_operator.model import WorkflowInvalid, compile_workflow
@@ -186,3 +186,18 @@ def test_handlers_the_engine_cannot_honour_are_refused(spec: dict[str, Any], pro
     with pytest.raises(WorkflowInvalid) as refused:
         compile_workflow(spec)
     assert problem in str(refused.value)
+
+
+def test_errors_continued_past_cannot_make_later_tasks_carry_more_than_the_limit() -> None:
+    names = [f"s{i}" for i in range(40)]
+    spec = {"timeline": [names, "after"], "diverge": {n: [{"when": "true", "then": "continue"}] for n in names}}
+    sim = Simulator(compile_workflow(spec), ExecutionState(execution_id="ex1"), max_task_bytes=64 * 1024)
+    sim.send(cmd.Start("wf", None))
+    for name in names:
+        if sim.state.phase.terminal:
+            break
+        sim.run(name, cmd.OutcomeFailure("Boom", "x" * 4000))
+
+    assert phase(sim) == ExecutionPhase.FAILED
+    assert (sim.state.error or "").startswith("ArgumentsTooLarge: step ")
+    assert sim.state.carried_bytes <= 64 * 1024
