@@ -48,6 +48,10 @@ def test_a_failed_payment_is_compensated_once_across_an_engine_sigkill_then_fina
     client.apply_workflow("saga", SAGA)
     client.start("saga", {"fail_pay": True, "hold_s": 5}, execution_id="s1")
     wait_until(lambda: runs_of(ledger, "s1")[("unbook", "start")] >= 1, within=60, what="the compensation")
+    running = client.get("s1")
+    assert (running.phase, running.ending, running.current_steps) == ("Running", "Failed", ("unbook",))
+    described = run_cli(engine, "describe", "s1").stdout
+    assert "Ending:    as Failed, once its compensation and finally steps ran" in described, described
 
     engine.restart()  # SIGKILL while the compensation runs
     finished = client.wait("s1", timeout=90)

@@ -114,6 +114,8 @@ def execution_info(
             )
         if state.vars:
             info.vars_json = dump_json(state.vars)
+        if state.ending is not None:
+            info.ending = state.ending.outcome.value
         deadline = None if state.phase.terminal else timestamp(state.deadline_ms)
         if deadline is not None:
             info.deadline.CopyFrom(deadline)

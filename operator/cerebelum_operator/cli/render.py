@@ -160,6 +160,8 @@ def show_execution(execution: Any, *, stacktraces: bool = False) -> None:
     console.print(f"  Updated:   {when(execution.updated_at)}")
     if execution.wake_at is not None:
         console.print(f"  Wakes at:  {when(execution.wake_at)}")
+    if execution.ending is not None:
+        console.print(f"  Ending:    as {execution.ending}, once its compensation and finally steps ran")
     if execution.deadline is not None:
         console.print(f"  Deadline:  {when(execution.deadline)} (the workflow's timeout)")
     console.print(f"  Events:    {execution.event_count}")

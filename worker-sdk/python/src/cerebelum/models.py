@@ -130,6 +130,9 @@ class Execution:
     """When the workflow's ``timeout`` fails the execution; ``None`` without one, or once it ended."""
     vars: Any = None
     """The workflow variables as they are now (a dict); ``None`` when the workflow declares none."""
+    ending: str | None = None
+    """While its compensation and finally steps run: how it will end (Succeeded, Failed or
+    Cancelled); ``None`` otherwise."""
 
     @property
     def is_terminal(self) -> bool:
@@ -159,6 +162,7 @@ class Execution:
             jump_limits=tuple(JumpLimit.from_proto(cut) for cut in info.jump_limits),
             deadline=instant(info, "deadline"),
             vars=loads(info.vars_json),
+            ending=info.ending or None,
         )
 
 

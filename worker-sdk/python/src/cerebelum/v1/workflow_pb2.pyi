@@ -112,7 +112,7 @@ class JumpLimit(_message.Message):
     def __init__(self, rule: _Optional[str] = ..., step: _Optional[str] = ..., target: _Optional[str] = ..., bound: _Optional[int] = ..., times: _Optional[int] = ...) -> None: ...
 
 class ExecutionInfo(_message.Message):
-    __slots__ = ("id", "workflow", "phase", "current_steps", "input_json", "output_json", "error", "created_at_ms", "updated_at_ms", "wake_at_ms", "event_count", "steps", "pending_approvals", "created_at", "updated_at", "wake_at", "jump_limits", "deadline", "vars_json")
+    __slots__ = ("id", "workflow", "phase", "current_steps", "input_json", "output_json", "error", "created_at_ms", "updated_at_ms", "wake_at_ms", "event_count", "steps", "pending_approvals", "created_at", "updated_at", "wake_at", "jump_limits", "deadline", "vars_json", "ending")
     ID_FIELD_NUMBER: _ClassVar[int]
     WORKFLOW_FIELD_NUMBER: _ClassVar[int]
     PHASE_FIELD_NUMBER: _ClassVar[int]
@@ -132,6 +132,7 @@ class ExecutionInfo(_message.Message):
     JUMP_LIMITS_FIELD_NUMBER: _ClassVar[int]
     DEADLINE_FIELD_NUMBER: _ClassVar[int]
     VARS_JSON_FIELD_NUMBER: _ClassVar[int]
+    ENDING_FIELD_NUMBER: _ClassVar[int]
     id: str
     workflow: str
     phase: str
@@ -151,7 +152,8 @@ class ExecutionInfo(_message.Message):
     jump_limits: _containers.RepeatedCompositeFieldContainer[JumpLimit]
     deadline: _timestamp_pb2.Timestamp
     vars_json: str
-    def __init__(self, id: _Optional[str] = ..., workflow: _Optional[str] = ..., phase: _Optional[str] = ..., current_steps: _Optional[_Iterable[str]] = ..., input_json: _Optional[str] = ..., output_json: _Optional[str] = ..., error: _Optional[str] = ..., created_at_ms: _Optional[int] = ..., updated_at_ms: _Optional[int] = ..., wake_at_ms: _Optional[int] = ..., event_count: _Optional[int] = ..., steps: _Optional[_Iterable[_Union[StepInfo, _Mapping]]] = ..., pending_approvals: _Optional[_Iterable[_Union[PendingApproval, _Mapping]]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., wake_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., jump_limits: _Optional[_Iterable[_Union[JumpLimit, _Mapping]]] = ..., deadline: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., vars_json: _Optional[str] = ...) -> None: ...
+    ending: str
+    def __init__(self, id: _Optional[str] = ..., workflow: _Optional[str] = ..., phase: _Optional[str] = ..., current_steps: _Optional[_Iterable[str]] = ..., input_json: _Optional[str] = ..., output_json: _Optional[str] = ..., error: _Optional[str] = ..., created_at_ms: _Optional[int] = ..., updated_at_ms: _Optional[int] = ..., wake_at_ms: _Optional[int] = ..., event_count: _Optional[int] = ..., steps: _Optional[_Iterable[_Union[StepInfo, _Mapping]]] = ..., pending_approvals: _Optional[_Iterable[_Union[PendingApproval, _Mapping]]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., wake_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., jump_limits: _Optional[_Iterable[_Union[JumpLimit, _Mapping]]] = ..., deadline: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., vars_json: _Optional[str] = ..., ending: _Optional[str] = ...) -> None: ...
 
 class GetExecutionRequest(_message.Message):
     __slots__ = ("id",)

@@ -172,6 +172,11 @@ export interface ExecutionInfo {
     | undefined;
   /** The workflow variables (JSON object) as they are now; "" when the workflow declares none. */
   varsJson: string;
+  /**
+   * While its compensation and finally steps run (phase Running): how it will end, Succeeded,
+   * Failed or Cancelled; "" otherwise.
+   */
+  ending: string;
 }
 
 export interface GetExecutionRequest {
@@ -1084,6 +1089,7 @@ function createBaseExecutionInfo(): ExecutionInfo {
     jumpLimits: [],
     deadline: undefined,
     varsJson: "",
+    ending: "",
   };
 }
 
@@ -1145,6 +1151,9 @@ export const ExecutionInfo: MessageFns<ExecutionInfo> = {
     }
     if (message.varsJson !== "") {
       writer.uint32(154).string(message.varsJson);
+    }
+    if (message.ending !== "") {
+      writer.uint32(162).string(message.ending);
     }
     return writer;
   },
@@ -1314,6 +1323,14 @@ export const ExecutionInfo: MessageFns<ExecutionInfo> = {
             message.varsJson = reader.string();
             continue;
           }
+          case 20: {
+            if (tag !== 162) {
+              break;
+            }
+
+            message.ending = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1350,6 +1367,7 @@ export const ExecutionInfo: MessageFns<ExecutionInfo> = {
     message.jumpLimits = object.jumpLimits?.map((e) => JumpLimit.fromPartial(e)) || [];
     message.deadline = object.deadline ?? undefined;
     message.varsJson = object.varsJson ?? "";
+    message.ending = object.ending ?? "";
     return message;
   },
 };
