@@ -15,6 +15,7 @@ from cerebelum_operator.engine import ExecutionPhase, ExecutionState
 from cerebelum_operator.engine import commands as cmd
 from cerebelum_operator.model import compile_workflow
 from cerebelum_operator.model.cel_check import EXPRESSION_VARIABLES
+from tests.support.cel_constructs import expression_spec
 
 from .simulator import Simulator
 
@@ -22,25 +23,10 @@ ALL_NAMES = sorted({name for names in EXPRESSION_VARIABLES.values() for name in 
 
 
 def spec_with(construct: str, source: str) -> dict[str, Any]:
-    spec: dict[str, Any] = {"timeline": ["a", "b", "c"]}
-    if construct == "branch":
-        spec["branch"] = {"a": [{"when": source, "goto": "c"}]}
-    elif construct == "diverge":
-        spec["diverge"] = {"a": [{"when": source, "then": "continue"}]}
-    elif construct == "timer":
+    if construct == "timer":  # a condition made a timestamp, already past: the timer wakes at once
         stamp = "timestamp('2020-01-01T00:00:00Z')"
-        spec["steps"] = {"b": {"timer": {"until": f"({source}) ? {stamp} : {stamp}"}}}
-    elif construct == "when":
-        spec["steps"] = {"b": {"when": source}}
-    elif construct == "args":
-        spec["steps"] = {"b": {"args": {"seen": source}}}
-    elif construct == "set":
-        spec["vars"] = {"seen": None}
-        spec["steps"] = {"a": {"set": {"seen": source}}}
-    else:
-        assert construct == "output"
-        spec["output"] = source
-    return spec
+        source = f"({source}) ? {stamp} : {stamp}"
+    return expression_spec(construct, source, timeline=["a", "b", "c"], on="a", reached="b", target="c")
 
 
 def run(construct: str, name: str) -> Simulator:

@@ -25,29 +25,14 @@ from cerebelum_operator.model.cel_check import (
 from cerebelum_operator.model.cel_cost import parse_cost_model
 from cerebelum_operator.model.errors import MAX_MESSAGE_CHARS
 from cerebelum_operator.model.spec import MAX_CEL_CHARS
+from tests.support.cel_constructs import expression_spec
 
 TIMELINE = ["fetch", "check", "store"]
 
 
 def workflow(construct: str, source: str) -> dict[str, Any]:
     """A workflow with `source` as the one expression of the given construct."""
-    spec: dict[str, Any] = {"timeline": TIMELINE}
-    if construct == "branch":
-        spec["branch"] = {"check": [{"when": source, "goto": "store"}]}
-    elif construct == "diverge":
-        spec["diverge"] = {"check": [{"when": source, "then": "continue"}]}
-    elif construct == "timer":
-        spec["steps"] = {"check": {"timer": {"until": source}}}
-    elif construct == "when":
-        spec["steps"] = {"check": {"when": source}}
-    elif construct == "args":
-        spec["steps"] = {"check": {"args": {"seen": source}}}
-    elif construct == "set":
-        spec["vars"] = {"seen": None}
-        spec["steps"] = {"check": {"set": {"seen": source}}}
-    else:
-        spec["output"] = source
-    return spec
+    return expression_spec(construct, source, timeline=TIMELINE, on="check", reached="check", target="store")
 
 
 PLACES = {

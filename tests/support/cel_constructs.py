@@ -1,0 +1,32 @@
+"""A workflow whose one CEL expression is of a given construct (a key of EXPRESSION_VARIABLES)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["expression_spec"]
+
+
+def expression_spec(
+    construct: str, source: str, *, timeline: list[str], on: str, reached: str, target: str
+) -> dict[str, Any]:
+    """``source`` placed as ``construct``: a rule or ``set`` on step ``on``, a ``when``, ``args`` or
+    ``timer.until`` of step ``reached``, a branch jumping to ``target``, or the ``output``."""
+    spec: dict[str, Any] = {"timeline": timeline}
+    if construct == "branch":
+        spec["branch"] = {on: [{"when": source, "goto": target}]}
+    elif construct == "diverge":
+        spec["diverge"] = {on: [{"when": source, "then": "continue"}]}
+    elif construct == "timer":
+        spec["steps"] = {reached: {"timer": {"until": source}}}
+    elif construct == "when":
+        spec["steps"] = {reached: {"when": source}}
+    elif construct == "args":
+        spec["steps"] = {reached: {"args": {"seen": source}}}
+    elif construct == "set":
+        spec["vars"] = {"seen": None}
+        spec["steps"] = {on: {"set": {"seen": source}}}
+    else:
+        assert construct == "output", construct
+        spec["output"] = source
+    return spec
