@@ -10,9 +10,9 @@ import asyncio
 import json
 import logging
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from ..engine import (
     DEFAULT_MAX_HISTORY_EVENTS,
@@ -54,6 +54,7 @@ __all__ = [
     "WorkflowNotFound",
 ]
 
+T = TypeVar("T")
 log = logging.getLogger(__name__)
 
 ActionListener = Callable[[str, str, list[Action]], Awaitable[None] | None]
@@ -160,6 +161,7 @@ class EngineService:
         self._progress_listeners: list[Callable[[str], None]] = []
         self._terminal_waiters: dict[str, list[asyncio.Future[None]]] = {}
         self._eager: EagerDispatch | None = None
+        self._finishing: set[asyncio.Future[Any]] = set()  # decisions whose callers went away
         self._task_view: TaskView | None = None
 
     def set_eager_dispatch(self, eager: EagerDispatch) -> None:
@@ -265,8 +267,12 @@ class EngineService:
     async def start(self, workflow: str, input: Any, *, execution_id: str) -> ExecutionRow:
         """Start an execution; a second start with the same id, workflow and input returns the first one.
 
-        The same id with another workflow or input raises `ExecutionConflict`.
+        The same id with another workflow or input raises `ExecutionConflict`. Runs to its end
+        even if the caller is cancelled (see `_to_the_end`).
         """
+        return await self._to_the_end(self._start(workflow, input, execution_id=execution_id))
+
+    async def _start(self, workflow: str, input: Any, *, execution_id: str) -> ExecutionRow:
         row = await self.db.run(self.db.store.get_workflow, workflow)
         if row is None:
             existing = await self.db.run(self.db.store.get_execution, execution_id)
@@ -329,8 +335,18 @@ class EngineService:
 
         ``authorize`` runs on the loaded state inside the execution's lock, before deciding: an
         access decision made earlier, or from another component's view of the execution, could
-        judge a task the engine has not scheduled yet.
+        judge a task the engine has not scheduled yet. Runs to its end even if the caller is
+        cancelled (see `_to_the_end`).
         """
+        return await self._to_the_end(self._handle_serially(execution_id, command, authorize, adopt))
+
+    async def _handle_serially(
+        self,
+        execution_id: str,
+        command: cmd.Command,
+        authorize: Authorize | None,
+        adopt: Callable[[WorkflowDefinition], WorkflowDefinition] | None,
+    ) -> Decision:
         lock = self._locks.setdefault(execution_id, asyncio.Lock())
         try:
             async with lock:
@@ -450,6 +466,27 @@ class EngineService:
         return await self.db.run(self.db.store.list_dead_letters, execution_id=execution_id)
 
     # -- internals -----------------------------------------------------------------------
+
+    async def _to_the_end(self, work: Coroutine[Any, Any, T]) -> T:
+        """Run `work` to its end even if the caller is cancelled, which still sees the cancellation.
+
+        A caller goes away mid-decision when its worker's connection drops (the API server then
+        cancels the call). Cancelled while awaiting its commit, a decision could land in the store
+        without ever being published: the dispatcher would not learn of the tasks it scheduled, and
+        they would wait, offered to nobody, until the next restart. Found by the operator chaos test.
+        """
+        running = asyncio.ensure_future(work)
+        try:
+            return await asyncio.shield(running)
+        except asyncio.CancelledError:
+            self._finishing.add(running)  # a strong reference until it ends
+            running.add_done_callback(self._finished_alone)
+            raise
+
+    def _finished_alone(self, running: asyncio.Future[Any]) -> None:
+        self._finishing.discard(running)
+        if not running.cancelled() and (error := running.exception()) is not None:
+            log.info("a decision whose caller went away failed: %s: %s", type(error).__name__, error)
 
     async def _commit(self, request: AppendRequest, reserved: list[cmd.TaskStarted]) -> None:
         """Group-commit one decision; a failure gives the reserved pollers back."""
