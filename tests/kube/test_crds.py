@@ -439,7 +439,7 @@ def test_a_workflow_using_every_construct_of_the_language_is_stored_as_written(
     control_plane: ControlPlane, namespace: str
 ) -> None:
     spec = {
-        "timeline": ["reserve", ["ship-eu", "ship-us", "report"], "wait", "pay"],
+        "timeline": ["reserve", ["ship-eu", "ship-us", "report"], "wait", "label", "pay"],
         "timeout": "1h",
         "vars": {"tries": 0, "seen": {"nested": [1, "two", None, True]}},
         "finally": ["notify"],
@@ -449,6 +449,10 @@ def test_a_workflow_using_every_construct_of_the_language_is_stored_as_written(
             "ship-us": {"when": "'us' in input.regions", "function": "ship", "args": {"region": "'us'"}},
             "report": {"dependsOn": ["ship-eu", "ship-us"], "when": "phases['ship-eu'] != 'Failed'"},
             "wait": {"timer": {"until": "timestamp(input.payAt)"}},
+            "label": {
+                "forEach": {"items": "input.parcels", "concurrency": 20, "onItemFailure": "collect"},
+                "args": {"parcel": "item", "position": "index"},
+            },
             "release": {"retry": {"maxAttempts": 5}},
         },
         "diverge": {
@@ -470,3 +474,4 @@ def test_a_workflow_using_every_construct_of_the_language_is_stored_as_written(
     assert stored["steps"]["report"]["dependsOn"] == ["ship-eu", "ship-us"]
     assert stored["steps"]["ship-eu"]["args"] == {"region": "'eu'"}
     assert stored["diverge"]["pay"][0]["afterRetries"] is True
+    assert stored["steps"]["label"]["forEach"] == {"items": "input.parcels", "concurrency": 20, "onItemFailure": "collect"}

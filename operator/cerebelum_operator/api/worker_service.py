@@ -87,7 +87,12 @@ class WorkerServicer(pb_grpc.WorkerServiceServicer):
         if granted is None:
             return pb.PollTaskResponse()
         # `granted.step` is the function to run; the workflow's step is the token's.
-        workflow_step = TaskToken.parse(granted.token).step
+        parsed = TaskToken.parse(granted.token)
+        workflow_step = parsed.step
+        # Unique per run of the step (and per item of a forEach step), the same across its retries.
+        key = f"{granted.execution_id}/{workflow_step}/{granted.run}"
+        if parsed.item is not None:
+            key += f"/{parsed.item}"
         return pb.PollTaskResponse(
             task=pb.Task(
                 task_token=granted.token,
@@ -96,8 +101,7 @@ class WorkerServicer(pb_grpc.WorkerServiceServicer):
                 step=granted.step,
                 attempt=granted.attempt,
                 workflow_step=workflow_step,
-                # Unique per run of the step, the same across its retries (docs/reliability.md).
-                idempotency_key=f"{granted.execution_id}/{workflow_step}/{granted.run}",
+                idempotency_key=key,  # docs/reliability.md
                 run=granted.run,
                 arguments_json=dump_json(granted.arguments),
                 attempt_deadline_ms=granted.attempt_deadline_ms,

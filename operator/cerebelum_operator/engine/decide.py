@@ -19,6 +19,7 @@ from . import events as ev
 from .arguments import task_arguments
 from .command_checks import CommandRejected, check_strings
 from .expressions import ExpressionError, evaluate, evaluate_condition, to_json
+from .fan_out import FanOutDecisions, item_of
 from .ids import ApprovalRejection, ApprovalTimeout, RejectedResult, TaskToken, TimerId, TimerKind
 from .retry import backoff_ms
 from .state import (
@@ -113,7 +114,7 @@ def decide(
     return _Decider(definition, state.clone(), now_ms, max_history_events, max_task_bytes, max_input_bytes).run(command)
 
 
-class _Decider:
+class _Decider(FanOutDecisions):
     def __init__(
         self,
         definition: WorkflowDefinition,
@@ -150,6 +151,9 @@ class _Decider:
 
     def do(self, action: act.Action) -> None:
         self.decision.actions.append(action)
+
+    def refuse(self, *, duplicate: bool) -> None:
+        self.decision.reply = Reply.DUPLICATE if duplicate else Reply.STALE
 
     def config(self, step: str) -> StepConfig:
         return self.definition.steps[step]
@@ -247,6 +251,9 @@ class _Decider:
         return step, attempt
 
     def task_started(self, command: cmd.TaskStarted) -> None:
+        if (item := item_of(command.token)) is not None:
+            self.item_started(item, command)
+            return
         found = self.current_task(command.token)
         if found is None:
             return
@@ -270,6 +277,10 @@ class _Decider:
         )
 
     def task_completed(self, command: cmd.TaskCompleted) -> None:
+        if (item := item_of(command.token)) is not None:
+            self.item_completed(item, command)
+            self.advance()
+            return
         found = self.current_task(command.token)
         if found is None:
             return
@@ -317,15 +328,19 @@ class _Decider:
         self.advance()
 
     def task_timed_out(self, command: cmd.TaskTimedOut) -> None:
-        found = self.current_task(command.token)
-        if found is None:
-            return
-        step, attempt = found
         error_type, message = {
             "start_to_close": ("StartToCloseTimeout", "the attempt ran past the step's timeout"),
             "heartbeat": ("HeartbeatTimeout", "the step sent no heartbeat within its heartbeatTimeout"),
             "lease": ("LeaseExpired", "the worker stopped answering before the step finished"),
         }[command.kind]
+        if (item := item_of(command.token)) is not None:
+            self.item_timed_out(item, command, error_type, message)
+            self.advance()
+            return
+        found = self.current_task(command.token)
+        if found is None:
+            return
+        step, attempt = found
         self.do(act.DeleteTask(command.token))
         self.fail_attempt(step, attempt, command.token, error_type, message, retryable=True, progress=command.progress)
         self.advance()
@@ -570,16 +585,28 @@ class _Decider:
         self.emit(ev.VariablesSet(step, values))
         return True
 
-    def succeed(self, step: str, attempt: int, token: str, output: JSON, *, sleep_ms: int | None = None) -> None:
+    def succeed(
+        self,
+        step: str,
+        attempt: int,
+        token: str,
+        output: JSON,
+        *,
+        sleep_ms: int | None = None,
+        collected: bool = False,
+    ) -> None:
+        """``collected``: a forEach step's result, ``output``, which its event folds from the items'."""
+        recorded = None if collected else output
         try:
             rule = self.match_diverge(step, result=output, error=None)
         except ExpressionError as exc:
             # The step did succeed: record that, then the rule that could not be evaluated.
-            self.emit(ev.StepCompleted(step, attempt, token, output))
+            self.emit(ev.StepCompleted(step, attempt, token, recorded, collected=collected))
             self.park(step, str(exc))
             return
         goto = rule.goto if rule is not None and rule.then == "goto" else None
-        self.emit(ev.StepCompleted(step, attempt, token, output, rule.key if rule is not None and goto else None, goto))
+        rule_key = rule.key if rule is not None and goto else None
+        self.emit(ev.StepCompleted(step, attempt, token, recorded, rule_key, goto, collected=collected))
         rerun = rule is not None and rule.then in ("retry", "fail")
         if not rerun and not self.assign(step, output):
             return
@@ -772,6 +799,9 @@ class _Decider:
                 self.do(act.CancelTask(state.token))
                 if state.phase != StepPhase.RUNNING and self.config(name).schedule_to_start_ms is not None:
                     self.do(act.CancelTimer(TimerId.for_task(TaskToken.parse(state.token)).encode()))
+        for fan in self.state.fan_outs.values():
+            for live in fan.live.values():
+                self.do(act.CancelTask(live.token))
         for sleep in self.state.sleeps.values():
             self.do(act.CancelTimer(sleep.timer_id))
         for approval in self.state.approvals.values():
@@ -832,6 +862,9 @@ class _Decider:
             return
         if config.is_timer:
             self.start_timer_step(step, config)
+            return
+        if config.for_each is not None:
+            self.start_fan_out(step, config)
             return
         try:
             seen = self.variables() if config.args else {}

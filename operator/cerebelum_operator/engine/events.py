@@ -21,6 +21,9 @@ __all__ = [
     "ExecutionFailed",
     "ExecutionStarted",
     "ExecutionSucceeded",
+    "ForEachStarted",
+    "ItemCompleted",
+    "ItemFailed",
     "JumpLimitReached",
     "JumpTaken",
     "RecordedEvent",
@@ -110,6 +113,10 @@ class StepCompleted(Event):
     output: JSON
     rule: str | None = None
     goto: str | None = None
+    # A forEach step: its result is its items' outcomes in item order, folded from their events
+    # (``output`` is None, so the history does not hold every item's output twice). New field:
+    # histories written before it never set it, so they load unchanged.
+    collected: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,6 +138,50 @@ class StepFailed(Event):
     stacktrace: str = ""
     # The attempt's last heartbeat progress, handed to the step's next attempt (absent in old histories).
     last_progress: JSON = None
+
+
+@dataclass(frozen=True, slots=True)
+class ForEachStarted(Event):
+    """A forEach step reached: its list, evaluated now, and the first items scheduled.
+
+    Items ``0 .. min(concurrency, len(items)) - 1`` are scheduled by this event (tokens with its
+    seq); each item's final outcome schedules the next unscheduled one (`ItemCompleted`,
+    `ItemFailed`), so scheduling needs no event of its own: a 10,000-item step writes about
+    10,000 events. New kind: histories written before it never hold one, so they load unchanged.
+    """
+
+    kind: ClassVar[str] = "ForEachStarted"
+    step: str
+    items: list[JSON]
+    concurrency: int
+
+
+@dataclass(frozen=True, slots=True)
+class ItemCompleted(Event):
+    """One item of a forEach step succeeded; the next unscheduled item is scheduled (this seq). New kind."""
+
+    kind: ClassVar[str] = "ItemCompleted"
+    step: str
+    item: int
+    attempt: int
+    token: str
+    output: JSON
+
+
+@dataclass(frozen=True, slots=True)
+class ItemFailed(Event):
+    """An attempt of one item failed: retried at ``retry_at_ms`` (a new token with this seq), or
+    for good (then its error is its place in a ``collect`` result, and the next item is scheduled;
+    under failFast the step fails next). New kind."""
+
+    kind: ClassVar[str] = "ItemFailed"
+    step: str
+    item: int
+    attempt: int
+    token: str
+    error_type: str
+    message: str
+    retry_at_ms: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -312,6 +363,9 @@ _EVENT_TYPES: dict[str, type[Event]] = {
         StepCompleted,
         StepFailed,
         StepRetryAfter,
+        ForEachStarted,
+        ItemCompleted,
+        ItemFailed,
         StepDeadLettered,
         DeadLetterRedriven,
         SleepStarted,

@@ -55,7 +55,9 @@ class TaskToken:
     """One task of one attempt: ``<execution>/<step>/<attempt>/<poll>/<seq>``.
 
     ``poll`` counts the retry-after runs of the attempt; ``seq`` is the seq of the StepScheduled
-    event that made the task, which makes every token of an execution unique.
+    event that made the task, which makes every token of an execution unique. An item of a
+    forEach step writes its index after the step, ``<step>[<item>]`` (a step name holds no ``[``),
+    and ``seq`` is that of the event that scheduled the item.
     """
 
     execution_id: str
@@ -63,19 +65,28 @@ class TaskToken:
     attempt: int
     poll: int
     seq: int
+    item: int | None = None
 
     def encode(self) -> str:
-        return f"{self.execution_id}/{self.step}/{self.attempt}/{self.poll}/{self.seq}"
+        step = self.step if self.item is None else f"{self.step}[{self.item}]"
+        return f"{self.execution_id}/{step}/{self.attempt}/{self.poll}/{self.seq}"
 
     @classmethod
     def parse(cls, text: str) -> Self:
         execution_id, step, attempt, poll, seq = _split(text, 5, "task token")
+        item = None
+        if step.endswith("]"):
+            step, bracket, index = step[:-1].partition("[")
+            if not bracket or not step:
+                raise InvalidId(f"{text!r}: the step {step!r} is not a step name or a step's item")
+            item = _count(index, "item", text)
         return cls(
             execution_id,
             step,
             _count(attempt, "attempt", text),
             _count(poll, "poll", text),
             _count(seq, "seq", text),
+            item,
         )
 
 

@@ -34,6 +34,8 @@ __all__ = [
 # A new construct that evaluates CEL adds its row here, and the reference's table follows.
 EXPRESSION_VARIABLES: Mapping[str, tuple[str, ...]] = {
     "args": ("input", "steps", "vars", "phases"),
+    "itemArgs": ("input", "steps", "vars", "phases", "item", "index"),
+    "items": ("input", "steps", "vars", "phases"),
     "branch": ("input", "steps", "vars", "phases", "result"),
     "diverge": ("input", "steps", "vars", "phases", "result", "error"),
     "output": ("input", "steps", "vars", "phases"),
@@ -252,6 +254,8 @@ def _constructs(names: list[str]) -> str:
 
 _PLACES = {
     "args": "steps' args",
+    "itemArgs": "the args of forEach steps",
+    "items": "forEach items",
     "branch": "branch rules",
     "diverge": "diverge rules",
     "output": "output",

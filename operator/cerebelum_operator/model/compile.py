@@ -36,6 +36,7 @@ __all__ = [
     "CelExpression",
     "CompiledBranch",
     "CompiledDiverge",
+    "ForEach",
     "Retry",
     "StepConfig",
     "WorkflowDefinition",
@@ -83,6 +84,7 @@ class StepConfig:
     args: tuple[tuple[str, CelExpression], ...] = ()  # its arguments, evaluated as it is scheduled
     handler: bool = False  # a compensation or finally step: not in the timeline (position -1)
     assign: tuple[tuple[str, CelExpression], ...] = ()  # `set`: variables assigned after it succeeds
+    for_each: ForEach | None = None  # a fan-out: one task per item of a run-time list
 
     @property
     def is_approval(self) -> bool:
@@ -96,6 +98,16 @@ class StepConfig:
     def has_task(self) -> bool:
         """Whether a worker runs the step (approval and timer steps are the engine's own)."""
         return not (self.is_approval or self.is_timer)
+
+
+@dataclass(frozen=True, slots=True)
+class ForEach:
+    """A step run once per item: the list's expression, items in flight at once, and what a failed
+    item does (``collect``: its error takes its place in the result; else it fails the step)."""
+
+    items: CelExpression
+    concurrency: int
+    collect: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -353,6 +365,7 @@ def _expressions(
     found += [rule.when for rules in branch.values() for rule in rules]
     for config in steps.values():
         found += [e for e in (config.when, config.timer_until) if e is not None]
+        found += [config.for_each.items] if config.for_each is not None else []
         found += [program for _, program in (*config.assign, *config.args)]
     return found + ([output] if output is not None else [])
 
@@ -580,6 +593,7 @@ class _Compiler:
                     function=own.function if own else None,
                     depends_on=tuple(own.depends_on) if own else (),
                     args=self._args(name, own) if own is not None else (),
+                    for_each=self._for_each(name, own, position) if own is not None and own.for_each else None,
                 )
         return configs
 
@@ -596,6 +610,25 @@ class _Compiler:
                 compiled.append((variable, program))
         return tuple(compiled)
 
+    def _for_each(self, name: str, own: StepSpec, position: int) -> ForEach | None:
+        """A fan-out step: only a worker's task fans out, and only settings that apply per item."""
+        spec, path = own.for_each, f"steps.{name}.forEach"
+        assert spec is not None
+        if own.approval or own.timer:
+            self.problem(path, "an approval or timer step runs no worker: only a task can fan out")
+        if position < 0:
+            self.problem(path, "a compensation or finally step runs once: it cannot fan out")
+        if own.schedule_to_start_timeout is not None or (
+            self.spec.defaults.schedule_to_start_timeout is not None and own.approval is None and own.timer is None
+        ):
+            self.problem(
+                path, "scheduleToStartTimeout does not apply to the items of a forEach step yet: remove one of them"
+            )
+        items = self.cel(spec.items, f"{path}.items", construct="items")
+        if items is None:
+            return None
+        return ForEach(items=items, concurrency=spec.concurrency, collect=spec.on_item_failure == "collect")
+
     def _args(self, name: str, own: StepSpec) -> tuple[tuple[str, CelExpression], ...]:
         if (own.function is not None or own.args is not None) and (own.approval or own.timer):
             field_name = "function" if own.function is not None else "args"
@@ -607,7 +640,7 @@ class _Compiler:
             if not _VARIABLE_NAME.fullmatch(key):
                 self.problem(path, "an argument is a parameter's name: a letter or '_', then letters, digits or '_'")
                 continue
-            program = self.cel(source, path, construct="args")
+            program = self.cel(source, path, construct="itemArgs" if own.for_each else "args")
             if program is not None:
                 compiled.append((key, program))
         return tuple(compiled)

@@ -55,6 +55,10 @@ MAX_EXECUTION_ID: Final = 128
 MAX_TASK_TOKEN: Final = 1024  # "<execution>/<step>/<attempt>/<poll>/<seq>"
 # Workflow variables travel with every task and are shown by `describe`: small state, not data.
 MAX_VARIABLES: Final = 100
+# A forEach step: items of its list, and items in flight at once. Each item's outcome is one event,
+# so 10,000 items stay well inside the default history limit of 20,000 events.
+MAX_FOR_EACH_ITEMS: Final = 10_000
+MAX_FOR_EACH_CONCURRENCY: Final = 1000
 MAX_VARIABLES_BYTES: Final = 256 * 1024
 
 # Room in a PollTask reply for everything beside the arguments: token, ids, names, framing.

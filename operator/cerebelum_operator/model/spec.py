@@ -13,7 +13,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
 from .durations import DURATION_PATTERN, parse_duration
-from .limits import MAX_APPROVAL_KIND, MAX_ERROR_TYPE, MAX_MESSAGE, MAX_NAME
+from .limits import MAX_APPROVAL_KIND, MAX_ERROR_TYPE, MAX_FOR_EACH_CONCURRENCY, MAX_MESSAGE, MAX_NAME
 
 __all__ = [
     "ApprovalSpec",
@@ -21,6 +21,7 @@ __all__ = [
     "DivergeRule",
     "Duration",
     "ErrorMatch",
+    "ForEachSpec",
     "OutcomeMatch",
     "RetryPolicy",
     "StepDefaults",
@@ -78,6 +79,18 @@ class TimerSpec(_Spec):
     )
 
 
+class ForEachSpec(_Spec):
+    """Run the step once per item of a list computed as the step is reached (a fan-out)."""
+
+    items: CelSource = Field(description="CEL over input, steps and vars giving the list (at most 10,000 items).")
+    concurrency: int = Field(default=100, ge=1, le=MAX_FOR_EACH_CONCURRENCY, description="Items in flight at once.")
+    on_item_failure: Literal["failFast", "collect"] = Field(
+        default="failFast",
+        description="failFast: the first item whose retries run out fails the step and stops the others;"
+        " collect: every item runs, a failed one's place in the result holds its error.",
+    )
+
+
 class StepSpec(_Spec):
     """Per-step settings; anything unset comes from the workflow's defaults."""
 
@@ -112,6 +125,9 @@ class StepSpec(_Spec):
     set: dict[str, CelSource] | None = Field(
         default=None,
         description="Workflow variables assigned after the step succeeds: CEL over result, input, steps and vars.",
+    )
+    for_each: ForEachSpec | None = Field(
+        default=None, description="Run the step once per item of a run-time list; its result is their list."
     )
 
 

@@ -119,6 +119,10 @@ class Dispatcher:
     def waiting_hint(self, token: str) -> str | None:
         return self.book.waiting_hint(token, self.clock.now_ms())
 
+    def holder_of(self, token: str) -> str | None:
+        lease = self.book.lease(token)
+        return None if lease is None else lease.worker_id
+
     # -- worker calls --------------------------------------------------------------------
 
     async def poll(

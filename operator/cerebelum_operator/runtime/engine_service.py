@@ -27,6 +27,7 @@ from ..engine import (
 from ..engine import commands as cmd
 from ..engine.actions import Action
 from ..engine.events import RecordedEvent
+from ..engine.fan_out import item_of
 from ..model import WorkflowDefinition, WorkflowInvalid, compile_workflow
 from ..model.limits import DEFAULT_MAX_PAYLOAD_BYTES, task_budget
 from ..store import (
@@ -85,6 +86,9 @@ class TaskView(Protocol):
 
     def waiting_hint(self, token: str) -> str | None:
         """Why a task that waits long for a worker may never get one, or None."""
+
+    def holder_of(self, token: str) -> str | None:
+        """The worker a task is leased to now, or None when it is not leased."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -368,6 +372,8 @@ class EngineService:
             cached = await self._load(execution_id)
             if authorize is not None:
                 authorize(cached.definition, cached.state)
+            if not self._holds_item(command):
+                return Decision(reply=Reply.STALE, state=cached.state)
             definition = cached.definition if adopt is None else adopt(cached.definition)
             now = self.clock.now_ms()
             decision = decide(
@@ -488,6 +494,18 @@ class EngineService:
         if not running.cancelled() and (error := running.exception()) is not None:
             log.info("a decision whose caller went away failed: %s: %s", type(error).__name__, error)
 
+    def _holds_item(self, command: cmd.Command) -> bool:
+        """An item's completion counts only from the worker its task is leased to.
+
+        The history does not record who leased an item (`engine.fan_out`): the tasks table does,
+        and the dispatcher's book mirrors it, changed only by committed decisions under this same
+        lock. A task the dispatcher never leased has no holder, so nobody's completion counts.
+        """
+        if not isinstance(command, cmd.TaskCompleted) or command.worker_id is None or item_of(command.token) is None:
+            return True
+        view = self._task_view
+        return view is None or view.holder_of(command.token) == command.worker_id
+
     async def _commit(self, request: AppendRequest, reserved: list[cmd.TaskStarted]) -> None:
         """Group-commit one decision; a failure gives the reserved pollers back."""
         try:
@@ -519,7 +537,7 @@ class EngineService:
                 max_history_events=self.max_history_events,
                 max_task_bytes=self.max_task_bytes,
             )
-            if lease.reply != Reply.ACCEPTED or not lease.events:
+            if lease.reply != Reply.ACCEPTED or not (lease.events or lease.actions):  # an item's: actions only
                 refused.append(started)
                 continue
             merged.events.extend(lease.events)

@@ -26,6 +26,8 @@ def spec_with(construct: str, source: str) -> dict[str, Any]:
     if construct == "timer":  # a condition made a timestamp, already past: the timer wakes at once
         stamp = "timestamp('2020-01-01T00:00:00Z')"
         source = f"({source}) ? {stamp} : {stamp}"
+    if construct == "items":  # a condition made a list of one item
+        source = f"({source}) ? [1] : [1]"
     return expression_spec(construct, source, timeline=["a", "b", "c"], on="a", reached="b", target="c")
 
 

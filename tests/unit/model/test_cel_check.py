@@ -43,6 +43,8 @@ PLACES = {
     "when": "steps.check.when",
     "set": "steps.check.set.seen",
     "args": "steps.check.args.seen",
+    "items": "steps.check.forEach.items",
+    "itemArgs": "steps.check.args.seen",
 }
 
 

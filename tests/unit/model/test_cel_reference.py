@@ -26,6 +26,8 @@ PLACES = {
     "when": "steps.<step>.when",
     "set": "steps.<step>.set.<variable>",
     "args": "steps.<step>.args.<name>",
+    "items": "steps.<step>.forEach.items",
+    "itemArgs": "steps.<step>.args.<name> (forEach)",
 }
 
 
