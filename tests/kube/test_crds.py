@@ -474,4 +474,8 @@ def test_a_workflow_using_every_construct_of_the_language_is_stored_as_written(
     assert stored["steps"]["report"]["dependsOn"] == ["ship-eu", "ship-us"]
     assert stored["steps"]["ship-eu"]["args"] == {"region": "'eu'"}
     assert stored["diverge"]["pay"][0]["afterRetries"] is True
-    assert stored["steps"]["label"]["forEach"] == {"items": "input.parcels", "concurrency": 20, "onItemFailure": "collect"}
+    assert stored["steps"]["label"]["forEach"] == {
+        "items": "input.parcels",
+        "concurrency": 20,
+        "onItemFailure": "collect",
+    }
