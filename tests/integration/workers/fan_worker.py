@@ -24,10 +24,14 @@ async def parcels(ctx: StepContext, input: dict[str, Any]) -> dict[str, Any]:
     return {"names": [f"p{i}" for i in range(int(input["count"]))]}
 
 
+def record(position: int, attempt: int) -> None:
+    with open(LEDGER, "a") as ledger:
+        ledger.write(json.dumps({"position": position, "attempt": attempt, "at": time.time()}) + "\n")
+
+
 @worker.step()
 async def label(ctx: StepContext, parcel: str, position: int, broken: bool) -> dict[str, Any]:
-    with open(LEDGER, "a") as ledger:
-        ledger.write(json.dumps({"position": position, "attempt": ctx.attempt, "at": time.time()}) + "\n")
+    record(position, ctx.attempt)
     if broken:
         raise NonRetryableError(f"parcel {parcel} has no address", type="NoAddress")
     return {"label": parcel.upper(), "key": ctx.idempotency_key}
