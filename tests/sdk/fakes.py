@@ -30,6 +30,8 @@ def make_task(
     vars: dict[str, Any] | None = None,
     outcome: dict[str, Any] | None = None,
     args: dict[str, Any] | None = None,
+    item: Any = None,
+    index: int | None = None,
     workflow_step: str = "",
     token: str | None = None,
     lease_ms: int = 30_000,
@@ -46,6 +48,11 @@ def make_task(
         arguments["outcome"] = outcome
     if args is not None:  # only a step with args carries them
         arguments["args"] = args
+    key = f"{execution_id}/{workflow_step or step}/{run}"
+    if index is not None:  # only a forEach step's task carries them, its key ending with the index
+        arguments["item"] = item
+        arguments["index"] = index
+        key = f"{key}/{index}"
     return worker_pb2.Task(
         task_token=token or f"token-{step}-{attempt}-{poll}",
         execution_id=execution_id,
@@ -54,7 +61,7 @@ def make_task(
         workflow_step=workflow_step,  # empty, as from an engine before it, unless given
         attempt=attempt,
         run=run,
-        idempotency_key=f"{execution_id}/{workflow_step or step}/{run}",
+        idempotency_key=key,
         arguments_json=json.dumps(arguments),
         attempt_deadline_ms=1_900_000_000_000,
         lease_ms=lease_ms,

@@ -165,6 +165,44 @@ def test_the_environments_args_are_the_steps_read_only_ctx_args_and_none_by_defa
     assert StepEnvironment().run(read).output == {}
 
 
+def item_of(ctx: StepContext) -> dict[str, Any]:
+    return {"item": ctx.item, "index": ctx.index, "key": ctx.idempotency_key}
+
+
+def test_an_item_and_index_given_to_the_environment_are_the_foreach_steps_ctx_item_and_ctx_index() -> None:
+    env = StepEnvironment(item={"id": "o-7", "tags": ("a", "b")}, index=2, execution_id="ex-9", run=3)
+
+    result = env.run(item_of)
+
+    # The item went through JSON as the engine's does; the key names the item after the run.
+    assert result == StepResult(
+        kind="success", output={"item": {"id": "o-7", "tags": ["a", "b"]}, "index": 2, "key": "ex-9/item_of/3/2"}
+    )
+
+
+def test_an_item_alone_is_at_index_0_and_an_index_alone_is_a_null_item() -> None:
+    assert StepEnvironment(item="o-7").run(item_of).output == {
+        "item": "o-7",
+        "index": 0,
+        "key": "test-execution/item_of/1/0",
+    }
+    assert StepEnvironment(index=4).run(item_of).output == {
+        "item": None,
+        "index": 4,
+        "key": "test-execution/item_of/1/4",
+    }
+    with pytest.raises(ValueError, match="index is 0-based"):
+        StepEnvironment(item="o-7", index=-1)
+
+
+def test_without_an_item_the_environment_runs_an_ordinary_step_whose_ctx_item_and_ctx_index_are_none() -> None:
+    assert StepEnvironment(args={"width": 128}).run(item_of).output == {
+        "item": None,
+        "index": None,
+        "key": "test-execution/item_of/1",
+    }
+
+
 def test_without_workflow_step_ctx_step_is_the_function_the_environment_runs() -> None:
     def names(ctx: StepContext) -> list[str]:
         return [ctx.step, ctx.function]

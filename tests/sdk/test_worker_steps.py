@@ -536,6 +536,66 @@ async def test_ctx_args_is_empty_when_the_task_carries_no_args_object(
     assert json.loads(done.success.output_json) == {"args": {}, "width": 64}
 
 
+async def test_ctx_item_and_ctx_index_are_the_item_a_foreach_steps_task_carries_and_its_position(
+    worker_service: FakeWorkerService,
+) -> None:
+    worker = make_worker(worker_service)
+
+    @worker.step()
+    def charge_order(ctx: StepContext) -> dict[str, Any]:
+        return {"item": ctx.item, "index": ctx.index, "key": ctx.idempotency_key}
+
+    order = {"id": "o-7", "amount": 42}
+    async with running(worker):
+        done = await worker_service.run_task(make_task("charge_order", item=order, index=2, run=3))
+
+    assert done.WhichOneof("outcome") == "success"
+    assert json.loads(done.success.output_json) == {"item": order, "index": 2, "key": "ex-1/charge_order/3/2"}
+
+
+async def test_an_item_that_is_null_still_has_its_index(worker_service: FakeWorkerService) -> None:
+    worker = make_worker(worker_service)
+
+    @worker.step()
+    def check(ctx: StepContext) -> list[Any]:
+        return [ctx.item, ctx.index]
+
+    async with running(worker):
+        done = await worker_service.run_task(make_task("check", item=None, index=0))
+
+    assert json.loads(done.success.output_json) == [None, 0]
+
+
+@pytest.mark.parametrize(
+    "arguments",
+    [
+        {"input": 1, "results": {}},
+        {"input": 1, "results": {}, "item": {"id": "o-7"}},
+        {"input": 1, "results": {}, "item": {"id": "o-7"}, "index": None},
+        {"input": 1, "results": {}, "item": {"id": "o-7"}, "index": "2"},
+        {"input": 1, "results": {}, "item": {"id": "o-7"}, "index": -1},
+        {"input": 1, "results": {}, "item": {"id": "o-7"}, "index": True},
+    ],
+    ids=["without-the-keys", "without-an-index", "null-index", "a-string-index", "a-negative-index", "a-bool-index"],
+)
+async def test_ctx_item_and_ctx_index_are_none_when_the_task_carries_no_item_index(
+    worker_service: FakeWorkerService, arguments: dict[str, Any]
+) -> None:
+    worker = make_worker(worker_service)
+
+    @worker.step()
+    def check(ctx: StepContext) -> list[Any]:
+        return [ctx.item, ctx.index]
+
+    task = make_task("check")
+    task.arguments_json = json.dumps(arguments)
+    async with running(worker):
+        done = await worker_service.run_task(task)
+
+    assert done.WhichOneof("outcome") == "success"
+    assert json.loads(done.success.output_json) == [None, None]
+
+
 async def test_a_parameter_with_a_default_takes_it_when_the_result_is_missing(
     worker_service: FakeWorkerService,
 ) -> None:

@@ -42,9 +42,9 @@ export interface ExecutionOutcome {
 /**
  * Passed to every step as its first argument. Describes the task (`executionId`, `workflow`,
  * `step`, `function`, `attempt`, `run`, `poll`, `idempotencyKey`, `deadline`), gives the earlier
- * steps' outputs (`results`, `result(name)`), the workflow step's arguments (`args`) and the
- * workflow's variables (`vars`), tells a compensation or finally step how the execution ended
- * (`outcome`), records progress (`heartbeat`), tells of cancellation (`signal`, `cancelled`) and
+ * steps' outputs (`results`, `result(name)`), the workflow step's arguments (`args`), the
+ * workflow's variables (`vars`) and the item a `forEach` step's task runs for (`item`, `index`),
+ * tells a compensation or finally step how the execution ended (`outcome`), records progress (`heartbeat`), tells of cancellation (`signal`, `cancelled`) and
  * builds outcomes (`retryAfter`, `sleep`, `requestApproval`).
  */
 export class StepContext {
@@ -66,7 +66,10 @@ export class StepContext {
   readonly run: number;
   /** How many `retryAfter` polls of this attempt came before. */
   readonly poll: number;
-  /** `"<executionId>/<step>/<run>"`: unique per run of the step, the same for every retry of that run. */
+  /**
+   * `"<executionId>/<step>/<run>"`, with `"/<index>"` after it for an item of a `forEach` step:
+   * unique per run of the step (and item), the same for every retry of that run.
+   */
   readonly idempotencyKey: string;
   readonly workerId: string;
   /** When the attempt must finish, or `null`. */
@@ -88,6 +91,21 @@ export class StepContext {
    * engine predates them).
    */
   readonly args: StepArgs;
+  /**
+   * The item this task runs for, when its workflow step is a `forEach` step: such a step runs its
+   * handler once per item of a list the workflow computes at run time (the orders of a batch, the
+   * pages to fetch), so the handler handles one item and never sees the list. The JSON value the
+   * list holds there. `null` for any other step (or from an engine that predates `forEach`); an
+   * item that is itself `null` is `null` too, and `index` tells the two apart.
+   */
+  readonly item: unknown;
+  /**
+   * The 0-based position of `item` in the list, or `null` when the step is not a `forEach` step.
+   * Items may run concurrently and finish in any order; the index tells which one this is (to
+   * label its output, or to read a sibling list). It is also the last part of `idempotencyKey`,
+   * so the retries of one item share a key and no two items do.
+   */
+  readonly index: number | null;
   /**
    * How the execution ended, for a compensation or finally step; frozen. `null` for any other
    * step: only those run once the execution ends.
@@ -119,7 +137,15 @@ export class StepContext {
       vars = {},
       outcome = null,
       args = {},
-    }: { vars?: WorkflowVars; outcome?: ExecutionOutcome | null; args?: StepArgs } = {},
+      item = null,
+      index = null,
+    }: {
+      vars?: WorkflowVars;
+      outcome?: ExecutionOutcome | null;
+      args?: StepArgs;
+      item?: unknown;
+      index?: number | null;
+    } = {},
   ) {
     this.executionId = task.executionId;
     this.workflow = task.workflow;
@@ -136,6 +162,9 @@ export class StepContext {
     this.results = results;
     this.vars = Object.freeze({ ...vars });
     this.args = Object.freeze({ ...args });
+    // Together or not at all: without an index the task is not an item's.
+    this.index = index;
+    this.item = index === null ? null : item;
     this.outcome = outcome === null ? null : Object.freeze({ ...outcome });
     this.lastProgress = loads(task.lastProgressJson);
     this.#controller = new AbortController();

@@ -97,12 +97,14 @@ export class TaskExecutor {
     let vars: WorkflowVars;
     let outcome: ExecutionOutcome | null;
     let args: StepArgs;
+    let item: unknown;
+    let index: number | null;
     try {
-      ({ input, results, vars, outcome, args } = readArguments(task, definition));
+      ({ input, results, vars, outcome, args, item, index } = readArguments(task, definition));
     } catch (error) {
       return this.#failed(task, error);
     }
-    const ctx = new StepContext(task, workerId, results, { vars, outcome, args });
+    const ctx = new StepContext(task, workerId, results, { vars, outcome, args, item, index });
     const attempt = new Attempt(ctx);
     this.#attempts.set(token, attempt);
     const heartbeater = this.#beats(task, ctx, (reason) => attempt.cancel(reason));
@@ -170,16 +172,25 @@ function describeStep(task: Task): string {
 }
 
 /**
- * The task's `{"input": ..., "results": {...}, "vars": {...}, "args": {...}, "outcome": {...}}`,
- * with the input checked by the step's `parseInput`. A missing or non-object `results`, `vars` or
- * `args` is empty (`vars` is absent when the workflow declares no variables, `args` when the step
- * has none, and both from engines before them); `outcome` is there only for a compensation or
- * finally step, else `null`.
+ * The task's `{"input": ..., "results": {...}, "vars": {...}, "args": {...}, "outcome": {...},
+ * "item": ..., "index": n}`, with the input checked by the step's `parseInput`. A missing or
+ * non-object `results`, `vars` or `args` is empty (`vars` is absent when the workflow declares no
+ * variables, `args` when the step has none, and both from engines before them); `outcome` is there
+ * only for a compensation or finally step, else `null`; `item` and `index` only for a `forEach`
+ * step's task, else both `null`.
  */
 function readArguments(
   task: Task,
   definition: StepDefinition,
-): { input: unknown; results: StepResults; vars: WorkflowVars; outcome: ExecutionOutcome | null; args: StepArgs } {
+): {
+  input: unknown;
+  results: StepResults;
+  vars: WorkflowVars;
+  outcome: ExecutionOutcome | null;
+  args: StepArgs;
+  item: unknown;
+  index: number | null;
+} {
   let parsed: unknown;
   try {
     parsed = task.argumentsJson === "" ? {} : JSON.parse(task.argumentsJson);
@@ -191,12 +202,16 @@ function readArguments(
   if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed)) {
     throw new NonRetryableError("the task's arguments are not a JSON object", { type: "InvalidArgument" });
   }
-  const { input = null, results, vars, outcome, args } = parsed as Record<string, unknown>;
+  const { input = null, results, vars, outcome, args, item = null, index } = parsed as Record<string, unknown>;
+  // An item's task has an index that is a whole number from 0; without one, neither is there.
+  const isItem = typeof index === "number" && Number.isInteger(index) && index >= 0;
   const context = {
     results: jsonObject(results),
     vars: jsonObject(vars),
     outcome: executionOutcome(outcome),
     args: jsonObject(args),
+    item: isItem ? item : null,
+    index: isItem ? index : null,
   };
   if (definition.parseInput === undefined) {
     return { input, ...context };

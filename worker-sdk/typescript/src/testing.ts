@@ -44,6 +44,17 @@ export interface StepEnvironmentOptions {
    */
   args?: Record<string, unknown> | undefined;
   /**
+   * The item of a `forEach` step's task (`ctx.item`; any JSON value, `null` included). Giving
+   * `item` or `index` makes the task an item's: `index` defaults to 0 then. Default none: an
+   * ordinary step, whose `ctx.item` and `ctx.index` are `null`.
+   */
+  item?: unknown;
+  /**
+   * The item's 0-based position in the list (`ctx.index`, and the last part of
+   * `ctx.idempotencyKey`, as the engine builds it); `item` defaults to `null` then. Default none.
+   */
+  index?: number | undefined;
+  /**
    * How the execution ended (`ctx.outcome`), to test a compensation or finally step; `reason`,
    * `step` and `output` default to `null`. Default none: an ordinary step, whose `ctx.outcome` is `null`.
    */
@@ -95,6 +106,10 @@ export class StepEnvironment {
   #reason: CancelReason | undefined;
 
   constructor(options: StepEnvironmentOptions = {}) {
+    const index = options.index;
+    if (index !== undefined && !(Number.isInteger(index) && index >= 0)) {
+      throw new RangeError(`index is 0-based: a whole number from 0, not ${index}`);
+    }
     this.#options = options;
   }
 
@@ -177,6 +192,10 @@ export class StepEnvironment {
     const ending = options.outcome; // only a compensation or finally step's task has the key
     const workflowStep = options.workflowStep || step; // the engine's keys are the workflow step's
     const args = options.args ?? {};
+    // As from the engine: only a forEach step's task has an item and index, and its key ends with the index.
+    const isItem = options.item !== undefined || options.index !== undefined;
+    const index = isItem ? (options.index ?? 0) : undefined;
+    const key = `${executionId}/${workflowStep}/${run}`;
     return {
       taskToken: `test-${executionId}-${workflowStep}-${attempt}`,
       executionId,
@@ -186,7 +205,7 @@ export class StepEnvironment {
       attempt,
       poll: options.poll ?? 0,
       run,
-      idempotencyKey: `${executionId}/${workflowStep}/${run}`,
+      idempotencyKey: index === undefined ? key : `${key}/${index}`,
       argumentsJson: JSON.stringify({
         input,
         results: options.results ?? {},
@@ -199,6 +218,8 @@ export class StepEnvironment {
           step: ending.step ?? null,
           output: ending.output ?? null,
         },
+        item: isItem ? (options.item ?? null) : undefined,
+        index,
       }),
       attemptDeadlineMs: options.deadline ? options.deadline.getTime() : 0,
       attemptDeadline: options.deadline ?? undefined,

@@ -47,13 +47,14 @@ class StepContext:
     ``function`` (the registered function running it: the same name, unless the workflow step
     names another with ``function:``), ``attempt`` (1-based), ``run`` (1-based: which run of the
     step in the execution, +1 each time a loop or a redrive starts it over), ``idempotency_key``
-    (``"<execution_id>/<step>/<run>"``: unique per run, the same for every retry of it),
-    ``worker_id``, ``poll`` (how many ``retry_after`` polls of this attempt came before) and
-    ``deadline`` (when the attempt must finish, or ``None``). :attr:`results` and :meth:`result`
-    give the earlier steps' outputs by name, including names that cannot be parameters
-    (``send-receipt``); :attr:`args` gives the arguments the workflow step passes its function,
-    :attr:`vars` the workflow's variables, and :attr:`outcome` tells a compensation or finally
-    step how the execution ended.
+    (``"<execution_id>/<step>/<run>"``, with ``"/<index>"`` after it for an item of a ``forEach``
+    step: unique per run and item, the same for every retry of it), ``worker_id``, ``poll`` (how
+    many ``retry_after`` polls of this attempt came before) and ``deadline`` (when the attempt
+    must finish, or ``None``). :attr:`results` and :meth:`result` give the earlier steps' outputs
+    by name, including names that cannot be parameters (``send-receipt``); :attr:`args` gives the
+    arguments the workflow step passes its function, :attr:`vars` the workflow's variables,
+    :attr:`item` and :attr:`index` the item a ``forEach`` step's task runs for, and
+    :attr:`outcome` tells a compensation or finally step how the execution ended.
     """
 
     __slots__ = (
@@ -61,6 +62,8 @@ class StepContext:
         "_cancel_event",
         "_cancel_reason",
         "_cancelled",
+        "_index",
+        "_item",
         "_last_progress",
         "_loop",
         "_loop_thread",
@@ -109,6 +112,8 @@ class StepContext:
         self._results: Mapping[str, Any] = MappingProxyType({})
         self._vars: Mapping[str, Any] = MappingProxyType({})
         self._args: Mapping[str, Any] = MappingProxyType({})
+        self._item: Any = None
+        self._index: int | None = None
         self._outcome: ExecutionOutcome | None = None
 
     def __repr__(self) -> str:
@@ -174,6 +179,41 @@ class StepContext:
     def _set_vars(self, variables: Any) -> None:
         """Called by the worker with the task's ``vars`` (absent, or not a JSON object: none)."""
         self._vars = MappingProxyType(variables if isinstance(variables, dict) else {})
+
+    # -- the item of a forEach step ---------------------------------------------------------
+
+    @property
+    def item(self) -> Any:
+        """The item this task runs for, when its workflow step is a ``forEach`` step; else ``None``.
+
+        A ``forEach`` step runs its function once per item of a list the workflow computes at run
+        time (the orders of a batch, the pages to fetch), so the function handles one item and
+        never sees the list. The item is the JSON value the list holds there. ``None`` for any
+        other step (or from an engine that predates ``forEach``); an item that is itself ``null``
+        is ``None`` too, and :attr:`index` tells the two apart.
+        """
+        return self._item
+
+    @property
+    def index(self) -> int | None:
+        """The 0-based position of :attr:`item` in the list, or ``None`` when the step is not a ``forEach`` step.
+
+        Items may run concurrently and finish in any order; the index tells which one this is (to
+        label its output, or to read a sibling list). It is also the last part of
+        :attr:`idempotency_key`, so the retries of one item share a key and no two items do.
+        """
+        return self._index
+
+    def _set_item(self, item: Any, index: Any) -> None:
+        """Called by the worker with the task's ``item`` and ``index``.
+
+        Only a ``forEach`` step's task carries them; without an ``index`` that is a non-negative
+        integer (absent, or not one) the task is not an item's, and both are ``None``.
+        """
+        if isinstance(index, int) and not isinstance(index, bool) and index >= 0:
+            self._item, self._index = item, index
+        else:
+            self._item, self._index = None, None
 
     # -- how the execution ended ------------------------------------------------------------
 

@@ -115,6 +115,7 @@ async def run_attempt(
         ctx._set_vars(arguments.get("vars"))
         ctx._set_outcome(arguments.get("outcome"))
         ctx._set_args(arguments.get("args"))
+        ctx._set_item(arguments.get("item"), arguments.get("index"))
         args, kwargs = definition.bind(arguments, ctx)
         attempt.in_step = True
         if definition.is_async:

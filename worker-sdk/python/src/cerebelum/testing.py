@@ -84,13 +84,15 @@ class StepEnvironment:
     ``args`` the arguments the workflow step passes the function (``ctx.args``, and the
     parameters of those names), ``vars`` the workflow's variables (``ctx.vars``), and ``outcome``
     how the execution ended, for a compensation or finally step (``ctx.outcome``), as a worker
-    receives them; ``run`` is the step's run in the execution (``ctx.run``, the last part of
-    ``ctx.idempotency_key``); ``last_progress`` is what the previous attempt last sent with
-    ``ctx.heartbeat(...)`` (``ctx.last_progress``). ``step`` is the name the function is
-    registered under (``ctx.function``), by default the function's name; ``workflow_step`` the
-    workflow's step it runs for (``ctx.step``), by default ``step``: with ``args``, one function
-    can be tested as each of the steps it serves. ``on_heartbeat`` is called
-    with the progress of every ``ctx.heartbeat(...)``, in the step's thread (it may call
+    receives them; ``item`` and ``index`` make the task an item's of a ``forEach`` step
+    (``ctx.item``, and ``ctx.index``, 0-based, which then ends ``ctx.idempotency_key``): giving
+    either gives both, ``index`` 0 and ``item`` ``None`` unless given. ``run`` is the step's run
+    in the execution (``ctx.run``, in ``ctx.idempotency_key``); ``last_progress`` is what the
+    previous attempt last sent with ``ctx.heartbeat(...)`` (``ctx.last_progress``). ``step`` is
+    the name the function is registered under (``ctx.function``), by default the function's name;
+    ``workflow_step`` the workflow's step it runs for (``ctx.step``), by default ``step``: with
+    ``args``, one function can be tested as each of the steps it serves. ``on_heartbeat`` is
+    called with the progress of every ``ctx.heartbeat(...)``, in the step's thread (it may call
     :meth:`cancel`); :attr:`heartbeats` lists that progress too. One environment may run many
     steps, one at a time.
     """
@@ -103,6 +105,8 @@ class StepEnvironment:
         vars: dict[str, Any] | None = None,
         outcome: ExecutionOutcome | None = None,
         args: dict[str, Any] | None = None,
+        item: Any = None,
+        index: int | None = None,
         step: str | None = None,
         workflow_step: str | None = None,
         execution_id: str = "test-execution",
@@ -119,11 +123,16 @@ class StepEnvironment:
             raise ValueError("attempt is 1-based")
         if run < 1:
             raise ValueError("run is 1-based")
+        if index is not None and index < 0:
+            raise ValueError("index is 0-based")
         self.input = input
         self.results = dict(results or {})
         self.vars = dict(vars or {})
         self.outcome = outcome
         self.args = dict(args or {})
+        self.item = item
+        # The task is an item's when either is given (an item of `null` needs its index).
+        self.index = index if index is not None or item is None else 0
         self.step = step
         self.workflow_step = workflow_step
         self.execution_id = execution_id
@@ -209,6 +218,9 @@ class StepEnvironment:
     def _task(self, function: str) -> worker_pb2.Task:
         deadline_ms = 0 if self.deadline is None else round(self.deadline.timestamp() * 1000)
         step = self.workflow_step or function  # the engine's keys are the workflow step's
+        key = f"{self.execution_id}/{step}/{self.run_number}"
+        if self.index is not None:  # as the engine builds an item's key
+            key = f"{key}/{self.index}"
         return worker_pb2.Task(
             task_token=f"test-{self.execution_id}-{step}-{self.attempt}-{self.poll}",
             execution_id=self.execution_id,
@@ -216,7 +228,7 @@ class StepEnvironment:
             step=function,
             workflow_step=step,
             attempt=self.attempt,
-            idempotency_key=f"{self.execution_id}/{step}/{self.run_number}",
+            idempotency_key=key,
             run=self.run_number,
             arguments_json=dumps(self._arguments()),
             attempt_deadline_ms=deadline_ms,
@@ -229,6 +241,9 @@ class StepEnvironment:
         arguments: dict[str, Any] = {"input": self.input, "results": self.results, "vars": self.vars}
         if self.args:  # as from the engine: only a step with args has the key
             arguments["args"] = self.args
+        if self.index is not None:  # only a forEach step's task has the keys
+            arguments["item"] = self.item
+            arguments["index"] = self.index
         if self.outcome is not None:  # only a compensation or finally step's task has the key
             outcome = self.outcome
             arguments["outcome"] = {

@@ -22,6 +22,12 @@ export interface TaskSpec {
   outcome?: Record<string, unknown>;
   /** The task's `args`; absent (as for a step without args, or from an older engine) unless given. */
   args?: Record<string, unknown>;
+  /**
+   * The task's `item` and `index`, both there (and the key ending with the index) when `index` is
+   * given, as for a `forEach` step's task; absent unless given.
+   */
+  item?: unknown;
+  index?: number;
   /** The workflow's step (`Task.workflowStep`; `step` is the handler); empty, as from an older engine, unless given. */
   workflowStep?: string;
   token?: string;
@@ -41,6 +47,7 @@ export function makeTask(step: string, spec: TaskSpec = {}): Task {
   const attempt = spec.attempt ?? 1;
   const run = spec.run ?? 1;
   const poll = spec.poll ?? 0;
+  const key = `ex-1/${spec.workflowStep || step}/${run}`;
   return {
     taskToken: spec.token ?? `token-${step}-${attempt}-${poll}-${Math.random().toString(16).slice(2, 8)}`,
     executionId: "ex-1",
@@ -49,7 +56,7 @@ export function makeTask(step: string, spec: TaskSpec = {}): Task {
     workflowStep: spec.workflowStep ?? "",
     attempt,
     run,
-    idempotencyKey: `ex-1/${spec.workflowStep || step}/${run}`,
+    idempotencyKey: spec.index === undefined ? key : `${key}/${spec.index}`,
     argumentsJson:
       spec.argumentsJson ??
       JSON.stringify({
@@ -58,6 +65,8 @@ export function makeTask(step: string, spec: TaskSpec = {}): Task {
         vars: spec.vars,
         args: spec.args,
         outcome: spec.outcome,
+        item: spec.index === undefined ? undefined : (spec.item ?? null),
+        index: spec.index,
       }),
     attemptDeadlineMs: spec.attemptDeadlineMs ?? 1_900_000_000_000,
     attemptDeadline: "attemptDeadline" in spec ? spec.attemptDeadline : new Date(1_900_000_000_000),

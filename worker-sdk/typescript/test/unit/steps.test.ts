@@ -65,6 +65,7 @@ before(async () => {
       args: ctx.args,
       frozen: Object.isFrozen(ctx.args),
     }))
+    .step("charge-order", (ctx) => ({ item: ctx.item, index: ctx.index, key: ctx.idempotencyKey }))
     .step("rewrite-args", (ctx) => {
       // @ts-expect-error: ctx.args is read-only: the workflow step computes its arguments
       ctx.args.width = 0;
@@ -247,6 +248,25 @@ test("a step cannot change ctx.args: assigning one throws", async () => {
   const failure = failureOf(await service.runTask(makeTask("rewrite-args", { args: { width: 128 } })));
   assert.equal(failure.type, "TypeError");
   assert.match(failure.message, /read only property 'width'/);
+});
+
+test("ctx.item and ctx.index are the item a forEach step's task carries and its position", async () => {
+  const order = { id: "o-7", amount: 42 };
+  const output = outputOf(await service.runTask(makeTask("charge-order", { item: order, index: 2, run: 3 })));
+  assert.deepEqual(output, { item: order, index: 2, key: "ex-1/charge-order/3/2" });
+});
+
+test("an item that is null still has its index", async () => {
+  const output = outputOf(await service.runTask(makeTask("charge-order", { item: null, index: 0 })));
+  assert.deepEqual(output, { item: null, index: 0, key: "ex-1/charge-order/1/0" });
+});
+
+test("ctx.item and ctx.index are null when the task has no index key, or one that is not a whole number from 0", async () => {
+  for (const index of [undefined, null, "2", -1, 1.5, true]) {
+    const argumentsJson = JSON.stringify({ input: 1, results: {}, item: { id: "o-7" }, index });
+    const output = outputOf(await service.runTask(makeTask("charge-order", { argumentsJson })));
+    assert.deepEqual(output, { item: null, index: null, key: "ex-1/charge-order/1" }, `index: ${JSON.stringify(index)}`);
+  }
 });
 
 test("a task for a function this worker lacks fails for good naming it and the workflow step", async () => {

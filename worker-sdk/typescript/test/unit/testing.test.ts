@@ -102,6 +102,34 @@ test("without args ctx.args is empty, and without workflowStep ctx.step is the s
   });
 });
 
+test("an item and index given to the environment are the forEach step's ctx.item and ctx.index", async () => {
+  const read = (ctx: StepContext) => ({ item: ctx.item, index: ctx.index, key: ctx.idempotencyKey });
+  const env = new StepEnvironment({ step: "charge", executionId: "ex-9", run: 3, item: { id: "o-7" }, index: 2 });
+  // The key names the item after the run, as the engine builds it.
+  assert.deepEqual(await env.run(read), {
+    outcome: "success",
+    output: { item: { id: "o-7" }, index: 2, key: "ex-9/charge/3/2" },
+  });
+});
+
+test("an item alone is at index 0, an index alone is a null item, and without either both are null", async () => {
+  const read = (ctx: StepContext) => ({ item: ctx.item, index: ctx.index, key: ctx.idempotencyKey });
+  assert.deepEqual(await new StepEnvironment({ step: "charge", item: "o-7" }).run(read), {
+    outcome: "success",
+    output: { item: "o-7", index: 0, key: "test-execution/charge/1/0" },
+  });
+  assert.deepEqual(await new StepEnvironment({ step: "charge", index: 4 }).run(read), {
+    outcome: "success",
+    output: { item: null, index: 4, key: "test-execution/charge/1/4" },
+  });
+  assert.deepEqual(await new StepEnvironment({ step: "charge", args: { width: 128 } }).run(read), {
+    outcome: "success",
+    output: { item: null, index: null, key: "test-execution/charge/1" },
+  });
+  assert.throws(() => new StepEnvironment({ index: -1 }), /index is 0-based/);
+  assert.throws(() => new StepEnvironment({ index: 1.5 }), /index is 0-based/);
+});
+
 test("an outcome given to the environment is the compensation step's frozen ctx.outcome", async () => {
   const cancelHotel = (ctx: StepContext) => {
     if (ctx.outcome === null || ctx.outcome.phase === "Succeeded") {
