@@ -8,6 +8,8 @@ say what must come of it:
 - ``# input: <JSON>``: the execution's input;
 - ``# output of <step>: <JSON>``: what the worker returns for that step;
 - ``# fails: <steps>``: their every attempt fails, with error type ``Boom`` or ``# error type: <type>``;
+- ``# failing items: <indices>``: those items of a forEach step fail (the others return
+  ``{<step>: <item>}``, or the step's ``output of``);
 - ``# expect: <phase>``: the execution's phase at the end (``Succeeded`` when not said);
 - ``# execution output: <JSON>``: the execution's output at the end;
 - ``# ran: <steps>`` / ``# never ran: <steps>`` / ``# skipped: <steps>``: steps that must have run,
@@ -34,7 +36,7 @@ from .blocks import Block, marked_for
 BLOCKS = marked_for(__file__)
 DOC_BLOCKS = [block.text for block in BLOCKS]  # tests/docs/test_coverage.py: each is run below
 _COMMENT = re.compile(
-    r"^\s*# (input|output of [\w.-]+|fails|error type|expect|execution output|ran|never ran|skipped): (.*)$",
+    r"^\s*# (input|output of [\w.-]+|fails|failing items|error type|expect|execution output|ran|never ran|skipped): (.*)$",
     re.MULTILINE,
 )
 MAX_STEPS = 500  # commands sent before a sample is called stuck
@@ -48,18 +50,29 @@ def names(text: str | None) -> set[str]:
     return set((text or "").replace(",", " ").split())
 
 
+def _items(text: str | None) -> list[tuple[str, str]]:
+    """``label[1], label[3]`` as (step, index) pairs."""
+    return re.findall(r"([\w.-]+)\[(\d+)\]", text or "")
+
+
 def drive(sim: Simulator, outputs: dict[str, Any], failing: set[str], error_type: str) -> None:
     for _ in range(MAX_STEPS):
         if sim.state.phase.terminal:
             return
         if sim.tasks:
-            step = TaskToken.parse(next(iter(sim.tasks.values())).token).step
+            task = next(iter(sim.tasks.values()))
+            parsed = TaskToken.parse(task.token)
+            step = parsed.step
+            fails = step in failing or (parsed.item is not None and f"{step}[{parsed.item}]" in failing)
+            default = {step: task.arguments["item"]} if parsed.item is not None else {step: True}
             outcome: cmd.Outcome = (
-                cmd.OutcomeFailure(error_type, "the sample's failing step")
-                if step in failing
-                else cmd.OutcomeSuccess(outputs.get(step, {step: True}))
+                cmd.OutcomeFailure(error_type, "the sample's failing step", retryable=True)
+                if fails
+                else cmd.OutcomeSuccess(outputs.get(step, default))
             )
-            sim.run(step, outcome)
+            sim.now_ms = max(sim.now_ms, task.visible_at_ms)
+            sim.send(cmd.TaskStarted(task.token, "w1"))
+            sim.send(cmd.TaskCompleted(task.token, outcome, worker_id="w1"))
         elif sim.state.approvals:
             sim.send(cmd.Approve(next(iter(sim.state.approvals)), "sample-approver", None))
         elif sim.timers:
@@ -78,7 +91,8 @@ def test_a_language_sample_compiles_and_runs_to_what_it_says(block: Block) -> No
     sim = Simulator(compile_workflow(yaml.safe_load(block.text)), ExecutionState(execution_id="sample"))
     sim.send(cmd.Start("sample", json.loads(said["input"]) if "input" in said else None))
 
-    drive(sim, outputs, names(said.get("fails")), said.get("error type", "Boom"))
+    failing = names(said.get("fails")) | {f"{step}[{index}]" for step, index in _items(said.get("failing items"))}
+    drive(sim, outputs, failing, said.get("error type", "Boom"))
 
     assert sim.state.phase.value == said.get("expect", "Succeeded"), sim.state.error
     if "execution output" in said:
@@ -103,5 +117,6 @@ def test_every_construct_of_the_language_has_a_sample_here() -> None:
         "afterRetries:",
         "compensate:",
         "finally:",
+        "forEach:",
     ):
         assert construct in samples, f"the reference has no run sample using {construct}"
