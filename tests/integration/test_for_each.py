@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from cerebelum import Client
-from tests.support.processes import EngineProcess, WorkerPool
+from tests.support.processes import EngineProcess, WorkerPool, run_cli
 
 pytestmark = pytest.mark.slow
 
@@ -70,12 +70,18 @@ def test_a_thousand_items_survive_an_engine_sigkill_each_recorded_once_and_none_
 
     wait_for(lambda: len(completed_items(client, "fan-1")) >= 200, within=120, what="200 items completed")
     done_before_the_kill = len(completed_items(client, "fan-1"))
+    (step,) = [s for s in client.get("fan-1").steps if s.name == "label"]
+    assert step.items is not None and step.items.total == 1000
+    assert step.items.done >= 200 and 0 < step.items.in_flight <= 50 and step.items.failed == 0
+    described = run_cli(engine, "describe", "fan-1").stdout
+    assert "Items of label: " in described and "of 1,000 done" in described
     engine.kill()
     engine.start()
     finished = Client(address=engine.address).wait("fan-1", timeout=300)
 
     assert done_before_the_kill < 900, "the engine was killed in the middle of the fan-out"
     assert finished.phase == "Succeeded", finished.error
+    assert [s.items for s in finished.steps] == [None, None], "progress of items only while they run"
     assert finished.output == [{"label": f"P{i}", "key": f"fan-1/label/1/{i}"} for i in range(1000)]
     with Client(address=engine.address) as again:
         history = again.history("fan-1")

@@ -14,6 +14,7 @@ from cerebelum.v1 import workflow_pb2_grpc as pb_grpc
 
 from ..engine import ExecutionState
 from ..engine import commands as cmd
+from ..engine.state import FanOut
 from ..model import compile_workflow
 from ..model.limits import task_budget
 from ..runtime import EngineService, ExecutionNotFound, WorkflowNotFound
@@ -64,6 +65,12 @@ def _approver(claimed: str, rpc: str) -> str:
     return caller.username
 
 
+def _items_progress(fan: FanOut | None) -> pb.ItemsProgress | None:
+    if fan is None:
+        return None
+    return pb.ItemsProgress(total=len(fan.items), done=fan.done, failed=fan.failed, in_flight=len(fan.live))
+
+
 def _workflow_info(row: WorkflowRow) -> pb.WorkflowInfo:
     return pb.WorkflowInfo(
         name=row.name,
@@ -110,6 +117,7 @@ def execution_info(
                     last_stacktrace=step.last_stacktrace,
                     progress_json=dump_json(now.progress),
                     waiting_hint=now.waiting_hint or "",
+                    items=_items_progress(state.fan_outs.get(name)),
                 )
             )
         if state.vars:

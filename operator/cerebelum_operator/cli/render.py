@@ -191,6 +191,17 @@ def show_execution(execution: Any, *, stacktraces: bool = False) -> None:
                 console.print(Text(printable(f"  Progress of {step.name}: {compact(step.progress, 200)}")))
             if step.waiting_hint:
                 console.print(Text(printable(f"  Step {step.name} waits: {step.waiting_hint}"), style="yellow"))
+            if step.items is not None:
+                items = step.items
+                failed = f", {items.failed:,} failed" if items.failed else ""
+                console.print(
+                    Text(
+                        printable(
+                            f"  Items of {step.name}: {items.done:,} of {items.total:,} done{failed},"
+                            f" {items.in_flight:,} in flight"
+                        )
+                    )
+                )
     for cut in execution.jump_limits:  # Text, never markup: names come from the spec
         again = f", refused {cut.times} times" if cut.times > 1 else ""
         console.print(

@@ -39,6 +39,17 @@ class WorkflowInfo:
 
 
 @dataclass(frozen=True, slots=True)
+class ItemsProgress:
+    """A running forEach step's items: all of them, those settled (succeeded or failed for good),
+    those failed for good, and those with a task now (running, queued or waiting to retry)."""
+
+    total: int
+    done: int
+    failed: int
+    in_flight: int
+
+
+@dataclass(frozen=True, slots=True)
 class StepStatus:
     """One step of an execution. ``phase`` is Pending, Scheduled, Running, Retrying,
     WaitingForApproval, Succeeded, Failed, Skipped or Cancelled. ``progress`` is the running
@@ -55,6 +66,8 @@ class StepStatus:
     """The stack trace the worker sent with the failure in ``last_error``, if any."""
     progress: Any = None
     waiting_hint: str | None = None
+    items: ItemsProgress | None = None
+    """Where a running forEach step stands; ``None`` for any other step, and once it ended."""
 
     @classmethod
     def from_proto(cls, step: workflow_pb2.StepInfo) -> StepStatus:
@@ -68,6 +81,11 @@ class StepStatus:
             last_stacktrace=step.last_stacktrace or None,
             progress=loads(step.progress_json),
             waiting_hint=step.waiting_hint or None,
+            items=(
+                ItemsProgress(step.items.total, step.items.done, step.items.failed, step.items.in_flight)
+                if step.HasField("items")
+                else None
+            ),
         )
 
 

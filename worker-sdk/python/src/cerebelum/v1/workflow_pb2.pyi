@@ -58,7 +58,7 @@ class StartExecutionRequest(_message.Message):
     def __init__(self, workflow: _Optional[str] = ..., input_json: _Optional[str] = ..., execution_id: _Optional[str] = ...) -> None: ...
 
 class StepInfo(_message.Message):
-    __slots__ = ("name", "phase", "attempts", "started_at_ms", "finished_at_ms", "last_error", "last_stacktrace", "progress_json", "waiting_hint", "started_at", "finished_at")
+    __slots__ = ("name", "phase", "attempts", "started_at_ms", "finished_at_ms", "last_error", "last_stacktrace", "progress_json", "waiting_hint", "started_at", "finished_at", "items")
     NAME_FIELD_NUMBER: _ClassVar[int]
     PHASE_FIELD_NUMBER: _ClassVar[int]
     ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
@@ -70,6 +70,7 @@ class StepInfo(_message.Message):
     WAITING_HINT_FIELD_NUMBER: _ClassVar[int]
     STARTED_AT_FIELD_NUMBER: _ClassVar[int]
     FINISHED_AT_FIELD_NUMBER: _ClassVar[int]
+    ITEMS_FIELD_NUMBER: _ClassVar[int]
     name: str
     phase: str
     attempts: int
@@ -81,7 +82,20 @@ class StepInfo(_message.Message):
     waiting_hint: str
     started_at: _timestamp_pb2.Timestamp
     finished_at: _timestamp_pb2.Timestamp
-    def __init__(self, name: _Optional[str] = ..., phase: _Optional[str] = ..., attempts: _Optional[int] = ..., started_at_ms: _Optional[int] = ..., finished_at_ms: _Optional[int] = ..., last_error: _Optional[str] = ..., last_stacktrace: _Optional[str] = ..., progress_json: _Optional[str] = ..., waiting_hint: _Optional[str] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., finished_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    items: ItemsProgress
+    def __init__(self, name: _Optional[str] = ..., phase: _Optional[str] = ..., attempts: _Optional[int] = ..., started_at_ms: _Optional[int] = ..., finished_at_ms: _Optional[int] = ..., last_error: _Optional[str] = ..., last_stacktrace: _Optional[str] = ..., progress_json: _Optional[str] = ..., waiting_hint: _Optional[str] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., finished_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., items: _Optional[_Union[ItemsProgress, _Mapping]] = ...) -> None: ...
+
+class ItemsProgress(_message.Message):
+    __slots__ = ("total", "done", "failed", "in_flight")
+    TOTAL_FIELD_NUMBER: _ClassVar[int]
+    DONE_FIELD_NUMBER: _ClassVar[int]
+    FAILED_FIELD_NUMBER: _ClassVar[int]
+    IN_FLIGHT_FIELD_NUMBER: _ClassVar[int]
+    total: int
+    done: int
+    failed: int
+    in_flight: int
+    def __init__(self, total: _Optional[int] = ..., done: _Optional[int] = ..., failed: _Optional[int] = ..., in_flight: _Optional[int] = ...) -> None: ...
 
 class PendingApproval(_message.Message):
     __slots__ = ("step", "kind", "data_json", "timeout_at_ms", "timeout_at")

@@ -101,7 +101,22 @@ export interface StepInfo {
   waitingHint: string;
   /** Unset until the step first started / finished. */
   startedAt: Date | undefined;
-  finishedAt: Date | undefined;
+  finishedAt:
+    | Date
+    | undefined;
+  /** A forEach step's items while it runs; unset for any other step, and once the step ended. */
+  items: ItemsProgress | undefined;
+}
+
+/**
+ * Where a running forEach step stands: its items, those settled (succeeded or failed for good),
+ * those failed for good, and those with a task now (running, queued or waiting to retry).
+ */
+export interface ItemsProgress {
+  total: number;
+  done: number;
+  failed: number;
+  inFlight: number;
 }
 
 export interface PendingApproval {
@@ -688,6 +703,7 @@ function createBaseStepInfo(): StepInfo {
     waitingHint: "",
     startedAt: undefined,
     finishedAt: undefined,
+    items: undefined,
   };
 }
 
@@ -725,6 +741,9 @@ export const StepInfo: MessageFns<StepInfo> = {
     }
     if (message.finishedAt !== undefined) {
       Timestamp.encode(toTimestamp(message.finishedAt), writer.uint32(90).fork()).join();
+    }
+    if (message.items !== undefined) {
+      ItemsProgress.encode(message.items, writer.uint32(98).fork()).join();
     }
     return writer;
   },
@@ -830,6 +849,14 @@ export const StepInfo: MessageFns<StepInfo> = {
             message.finishedAt = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
             continue;
           }
+          case 12: {
+            if (tag !== 98) {
+              break;
+            }
+
+            message.items = ItemsProgress.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -858,6 +885,100 @@ export const StepInfo: MessageFns<StepInfo> = {
     message.waitingHint = object.waitingHint ?? "";
     message.startedAt = object.startedAt ?? undefined;
     message.finishedAt = object.finishedAt ?? undefined;
+    message.items = (object.items !== undefined && object.items !== null)
+      ? ItemsProgress.fromPartial(object.items)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseItemsProgress(): ItemsProgress {
+  return { total: 0, done: 0, failed: 0, inFlight: 0 };
+}
+
+export const ItemsProgress: MessageFns<ItemsProgress> = {
+  encode(message: ItemsProgress, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.total !== 0) {
+      writer.uint32(8).uint32(message.total);
+    }
+    if (message.done !== 0) {
+      writer.uint32(16).uint32(message.done);
+    }
+    if (message.failed !== 0) {
+      writer.uint32(24).uint32(message.failed);
+    }
+    if (message.inFlight !== 0) {
+      writer.uint32(32).uint32(message.inFlight);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ItemsProgress {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseItemsProgress();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.total = reader.uint32();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.done = reader.uint32();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.failed = reader.uint32();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.inFlight = reader.uint32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create(base?: DeepPartial<ItemsProgress>): ItemsProgress {
+    return ItemsProgress.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ItemsProgress>): ItemsProgress {
+    const message = createBaseItemsProgress();
+    message.total = object.total ?? 0;
+    message.done = object.done ?? 0;
+    message.failed = object.failed ?? 0;
+    message.inFlight = object.inFlight ?? 0;
     return message;
   },
 };
