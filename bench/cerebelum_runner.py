@@ -42,7 +42,7 @@ from cerebelum import AsyncClient, Client  # noqa: E402
 from tests.support.processes import free_port  # noqa: E402
 
 SYSTEM = "Cerebelum"
-SCENARIOS = ("latency", "throughput", "fanout", "hibernation", "recovery")
+SCENARIOS = ("latency", "throughput", "fanout", "map", "hibernation", "recovery")
 
 
 @dataclass(frozen=True)
@@ -53,14 +53,15 @@ class Sizes:
     steps: int
     workers: int
     fanout: int
+    map_items: int
     hibernating: int
     recovering: int
 
     @classmethod
     def of(cls, *, quick: bool) -> Sizes:
         if quick:
-            return cls(20, 1, 20, 3, 2, 10, 200, 100)
-        return cls(200, 3, 200, 10, 4, 100, 100_000, 10_000)
+            return cls(20, 1, 20, 3, 2, 10, 20, 200, 100)
+        return cls(200, 3, 200, 10, 4, 100, 1_000, 100_000, 10_000)
 
 
 # -- the engine and its workers as processes ---------------------------------------------------------------
@@ -275,6 +276,43 @@ def fanout(store_url: str, sizes: Sizes, work: Path) -> tuple[dict[str, Any], st
     return figures, notes
 
 
+MAX_FOR_EACH_CONCURRENCY = 1000  # the highest forEach.concurrency a spec may ask for
+
+
+def fan_map(store_url: str, sizes: Sizes, work: Path) -> tuple[dict[str, Any], str]:
+    count = sizes.map_items
+    concurrency = min(count, MAX_FOR_EACH_CONCURRENCY)
+    spec = {
+        "taskQueue": "bench",
+        "timeline": ["items", "each"],
+        "steps": {
+            "each": {
+                "function": "item_step",
+                "forEach": {"items": "steps.items", "concurrency": concurrency},
+                "args": {"value": "item"},
+            }
+        },
+    }
+    walls: list[float] = []
+    with engine(store_url) as dev, workers(dev.address, 1), Client(address=dev.address) as client:
+        client.apply_workflow("map", spec)
+        for attempt in range(4):  # the first one warms up
+            began = time.perf_counter()
+            run = client.start("map", {"count": count})
+            final = client.wait(run.id, timeout=300)
+            assert final.phase == "Succeeded", final.error
+            if attempt:
+                walls.append((time.perf_counter() - began) * 1000)
+            assert final.output == list(range(count)), "the forEach step's result is not every item's output in order"
+    figures = {"wall_ms": round(statistics.median(walls), 1), "items": count}
+    notes = (
+        f"median of 3 runs after a warm-up; a step returns the list of {count} items, then one forEach step "
+        f"(concurrency {concurrency}) runs a no-op worker function per item, one worker process (concurrency 200); "
+        "start request to seen finished, the output checked to be every item's result in order"
+    )
+    return figures, notes
+
+
 def _sleepers(dev: DevEngine, history: History, count: int, wake_at_ms: int | None) -> tuple[float, float]:
     """Start `count` executions of `nap -> s1`; (seconds to start them, seconds until all sleep)."""
     with Client(address=dev.address) as client:
@@ -377,6 +415,7 @@ def main() -> int:
             "latency": "latency_steps",
             "throughput": "executions",
             "fanout": "fanout",
+            "map": "map_items",
             "hibernation": "hibernating",
             "recovery": "recovering",
         }[args.scenario]
@@ -388,9 +427,13 @@ def main() -> int:
             with store(args.store, args.postgres_url, work) as second:
                 figures, notes = hibernation(url, sizes, work, second_store=second)
         else:
-            figures, notes = {"latency": latency, "throughput": throughput, "fanout": fanout, "recovery": recovery}[
-                args.scenario
-            ](url, sizes, work)
+            figures, notes = {
+                "latency": latency,
+                "throughput": throughput,
+                "fanout": fanout,
+                "map": fan_map,
+                "recovery": recovery,
+            }[args.scenario](url, sizes, work)
     Result(SYSTEM, _version(), label, args.scenario, figures, notes).write(args.out)
     return 0
 

@@ -1,4 +1,5 @@
-"""The benchmark worker: no-op steps s1..s200, and `nap`, which sleeps (one day, or until `wakeAt`).
+"""The benchmark worker: no-op steps s1..s200, `nap`, which sleeps (one day, or until `wakeAt`), and
+`items` and `item_step` for the map scenario (a list of input["count"] numbers, then one step per number).
 
 With BENCH_LEDGER set, every step appends "<step> <epoch ns>" to that file when it starts, so
 the latency scenario reads step-to-step times at microsecond resolution.
@@ -40,6 +41,18 @@ async def nap(input: Any, ctx: StepContext) -> Any:
     wake_at = input.get("wakeAt") if isinstance(input, dict) else None
     duration_ms = DAY_MS if wake_at is None else max(1, int(wake_at) - time.time_ns() // 1_000_000)
     return ctx.sleep(duration_ms / 1000)
+
+
+@worker.step(name="items")
+async def items(input: Any) -> list[int]:
+    """The map scenario's run-time list: 0 .. input["count"] - 1."""
+    return list(range(int(input["count"])))
+
+
+@worker.step(name="item_step")
+async def item_step(value: int) -> int:
+    """The no-op step run once per item of the list; it returns its item."""
+    return value
 
 
 if __name__ == "__main__":

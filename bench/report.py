@@ -65,6 +65,15 @@ SCENARIOS: dict[str, Scenario] = {
         "ms (lower is better)",
         True,
     ),
+    "map": Scenario(
+        "Fan-out over a run-time list",
+        "one execution whose first step returns a list of items, then one no-op step per item, all scheduled at "
+        "once; start to finish",
+        (Column("wall_ms", "wall ms"), Column("items", "items")),
+        ("wall_ms",),
+        "ms (lower is better)",
+        True,
+    ),
     "hibernation": Scenario(
         "Hibernation",
         "executions asleep for a day: memory and store size; then all due at once",

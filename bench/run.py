@@ -24,7 +24,7 @@ sys.path.insert(0, str(ROOT))
 from bench.common import Result  # noqa: E402
 from bench.report import write_report  # noqa: E402
 
-SCENARIOS = ("latency", "throughput", "fanout", "hibernation", "recovery", "kubernetes")
+SCENARIOS = ("latency", "throughput", "fanout", "map", "hibernation", "recovery", "kubernetes")
 
 
 @dataclass(frozen=True)
@@ -51,7 +51,7 @@ class Runner:
         return command
 
 
-ENGINE_SCENARIOS = ("latency", "throughput", "fanout", "hibernation", "recovery")
+ENGINE_SCENARIOS = ("latency", "throughput", "fanout", "map", "hibernation", "recovery")
 RUNNERS = (
     Runner("cerebelum-sqlite", "cerebelum_runner.py", "sqlite", ENGINE_SCENARIOS),
     # 100,000 sleepers is the SQLite target; on PostgreSQL a fifth of it keeps the run within the hour.

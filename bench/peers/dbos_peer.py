@@ -56,7 +56,7 @@ import sqlalchemy as sa
 from dbos import DBOS, DBOSClient, DBOSConfig, EnqueueOptions, SetWorkflowID
 
 ROOT = Path(__file__).resolve().parents[2]
-SCENARIOS = ("latency", "throughput", "fanout", "hibernation", "recovery", "kubernetes")
+SCENARIOS = ("latency", "throughput", "fanout", "map", "hibernation", "recovery", "kubernetes")
 NO_KUBERNETES = "DBOS Transact is a library inside the application's processes; it has no Kubernetes operator"
 APP_NAME = "cerebelum_bench"
 APP_VERSION = "bench-1"  # fixed, so a restarted process recovers what its predecessor left, whatever the code hash
@@ -66,9 +66,12 @@ SEQUENTIAL = "bench_sequential"  # registered workflow names, which the DBOS cli
 STEP = "bench_step"
 ASYNC_STEP = "bench_async_step"
 AFTER_SLEEP_STEP = "bench_after_sleep"
+ITEMS_STEP = "bench_items"  # the map scenario's list step
+ITEM_STEP = "bench_item"  # the map scenario's per-item step
 SLEEP_RECORD = "DBOS.sleep"  # operation_outputs.function_name of a durable sleep's checkpoint
 LATENCY_WORKFLOW_ID = "latency-measured"
 FANOUT_WORKFLOW_ID = "fanout-measured"
+MAP_WORKFLOW_ID = "map-measured"
 CREATION_CONCURRENCY = 64  # start requests in flight while creating sleepers; more only queues on the pool
 SLOW_POLL_S = 1.0  # how often the runner looks while thousands of workflows are being created or woken
 EXECUTOR_THREADS = 64  # DBOS's thread pool (unbounded by default) for processes holding thousands of async workflows
@@ -114,6 +117,27 @@ async def fan(width: int) -> int:
     tasks = [asyncio.create_task(noop_async_step()) for _ in range(width)]
     await asyncio.gather(*tasks)
     return width
+
+
+@DBOS.step(name=ITEMS_STEP)
+async def make_items(count: int) -> list[int]:
+    """The map scenario's first step: the list of items, known only once it ran."""
+    return list(range(count))
+
+
+@DBOS.step(name=ITEM_STEP)
+async def item_step(item: int) -> int:
+    """The map scenario's per-item no-op step: it returns its item."""
+    return item
+
+
+@DBOS.workflow(name="bench_map")
+async def fan_map(count: int) -> int:
+    """A step returning `count` items, then one step per item, started as tasks in order and gathered."""
+    items = await make_items(count)
+    tasks = [asyncio.create_task(item_step(item)) for item in items]
+    outputs = await asyncio.gather(*tasks)
+    return len(outputs)
 
 
 @DBOS.workflow(name="bench_sleeper")
@@ -215,6 +239,25 @@ def child_fanout(args: argparse.Namespace) -> None:
     DBOS.destroy()
 
 
+def child_map(args: argparse.Namespace) -> None:
+    _launch(args.url)
+
+    async def measure() -> float:
+        await (await DBOS.start_workflow_async(fan_map, min(args.n, 10))).get_result()  # warm-up
+        began = time.perf_counter()
+        with SetWorkflowID(MAP_WORKFLOW_ID):
+            handle = await DBOS.start_workflow_async(fan_map, args.n)
+        ran = await handle.get_result()
+        wall_ms = (time.perf_counter() - began) * 1000
+        if ran != args.n:
+            raise RuntimeError(f"the map workflow gathered {ran} items, not {args.n}")
+        return wall_ms
+
+    wall_ms = asyncio.run(measure())
+    _write_json(args.result, {"wall_ms": wall_ms})
+    DBOS.destroy()
+
+
 def child_sleepers(args: argparse.Namespace) -> None:
     """Start N sleepers (bounded start requests in flight), report, then keep them asleep until SIGTERM."""
     # Bounded: every async DB call goes through DBOS's thread pool, which is otherwise unbounded and
@@ -253,6 +296,7 @@ CHILDREN: dict[str, Callable[[argparse.Namespace], None]] = {
     "worker": child_worker,
     "driver": child_driver,
     "fanout": child_fanout,
+    "map": child_map,
     "sleepers": child_sleepers,
     "serve": child_serve,
 }
@@ -270,12 +314,13 @@ class Sizes:
     throughput_steps: int
     throughput_workers: int
     fanout_steps: int
+    map_items: int
     hibernation_executions: int
     recovery_executions: int
 
 
-FULL = Sizes(False, 200, 200, 10, 4, 100, HIBERNATION_FULL, RECOVERY_FULL)
-QUICK = Sizes(True, 20, 20, 3, 2, 10, 200, 100)
+FULL = Sizes(False, 200, 200, 10, 4, 100, 1_000, HIBERNATION_FULL, RECOVERY_FULL)
+QUICK = Sizes(True, 20, 20, 3, 2, 10, 20, 200, 100)
 
 
 @dataclass
@@ -625,6 +670,27 @@ def scenario_fanout(store: Store, sizes: Sizes, workdir: Path) -> Outcome:
     return Outcome({"wall_ms": round(wall_ms, 2), "steps": n}, notes)
 
 
+def scenario_map(store: Store, sizes: Sizes, workdir: Path) -> Outcome:
+    url = store.fresh()
+    n = sizes.map_items
+    with children(workdir) as group:
+        process, result = group.spawn("map", url, n=n)
+        wall_ms = float(read_result(result, process, group, timeout=120 + n, what="the map workflow")["wall_ms"])
+    with Records(url) as records:
+        table = records.table("operation_outputs")
+        query = f"SELECT count(*) FROM {table} WHERE workflow_uuid = :w AND function_name = :f"
+        listed = records.scalar(query, w=MAP_WORKFLOW_ID, f=ITEMS_STEP)
+        recorded = records.scalar(query, w=MAP_WORKFLOW_ID, f=ITEM_STEP)
+    if int(listed) != 1 or int(recorded) != n:
+        raise RuntimeError(f"the map workflow recorded {listed} list steps and {recorded} item steps, not 1 and {n}")
+    notes = (
+        f"One async workflow whose first async step returns a list of {n} items, then starts one no-op async step "
+        "per item as asyncio tasks and gathers them (DBOS's pattern for parallel steps), after a warm-up; wall from "
+        f"start_workflow_async until its result, in the same process; {IN_PROCESS}."
+    )
+    return Outcome({"wall_ms": round(wall_ms, 2), "items": n}, notes)
+
+
 def _creation_timeout(n: int) -> float:
     return 120 + n / 10
 
@@ -766,6 +832,7 @@ SCENARIO_RUNNERS: dict[str, Callable[[Store, Sizes, Path], Outcome]] = {
     "latency": scenario_latency,
     "throughput": scenario_throughput,
     "fanout": scenario_fanout,
+    "map": scenario_map,
     "hibernation": scenario_hibernation,
     "recovery": scenario_recovery,
 }

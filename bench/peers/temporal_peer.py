@@ -41,6 +41,7 @@ if str(HERE) not in sys.path:
 from temporal_workflows import (  # noqa: E402
     TASK_QUEUE,
     FanoutWorkflow,
+    MapWorkflow,
     SequenceWorkflow,
     SleepPlan,
     SleepWorkflow,
@@ -52,7 +53,7 @@ from temporalio.api.workflowservice.v1 import DescribeNamespaceRequest, Describe
 from temporalio.client import Client, WorkflowHistory  # noqa: E402
 
 INSTALL_SCRIPT = HERE / "install-temporal.sh"
-SCENARIOS = ("latency", "throughput", "fanout", "hibernation", "recovery", "kubernetes")
+SCENARIOS = ("latency", "throughput", "fanout", "map", "hibernation", "recovery", "kubernetes")
 WARMUP_STEPS = 10
 START_CONCURRENCY = 200  # start requests in flight at once when creating many executions
 HISTORY_CONCURRENCY = 100  # history reads in flight at once (after a measurement)
@@ -72,6 +73,7 @@ class Sizes:
     throughput_steps: int
     throughput_workers: int
     fanout_steps: int
+    map_items: int
     hibernation_executions: int
     recovery_executions: int
     sleepers_workers: int  # worker processes for hibernation and recovery (the README leaves it open)
@@ -85,8 +87,8 @@ class Sizes:
 # the tens of thousands and were retried, and it completed about one execution a second (10,000 is
 # more than the dev server's 8,096-entry mutable-state cache, which may be why; another benchmark
 # was loading the machine too). The figures' `executions` says which N was run.
-FULL = Sizes(200, 200, 10, 4, 100, 5_000, 5_000, 2)
-QUICK = Sizes(20, 20, 3, 2, 10, 200, 100, 1)
+FULL = Sizes(200, 200, 10, 4, 100, 1_000, 5_000, 5_000, 2)
+QUICK = Sizes(20, 20, 3, 2, 10, 20, 200, 100, 1)
 
 
 @dataclass
@@ -562,6 +564,29 @@ async def fanout(binary: Path, sizes: Sizes) -> Outcome:
     return Outcome(figures, notes)
 
 
+async def fan_map(binary: Path, sizes: Sizes) -> Outcome:
+    """One execution: an activity returns N items, then one no-op activity per item in parallel; wall time."""
+    count = sizes.map_items
+    async with environment(binary, workers=1) as env:
+        await warm_up(env.client)
+        began = time.perf_counter()
+        handle = await env.client.start_workflow(MapWorkflow.run, count, id="map", task_queue=TASK_QUEUE)
+        ran = await handle.result()
+        wall = time.perf_counter() - began
+        history = await handle.fetch_history()
+    if ran != count or len(event_times(history, STEP_COMPLETED)) != count + 1:
+        raise RuntimeError(f"the map workflow did not run its list step and {count} item activities")
+    recorded = event_times(history, EXECUTION_COMPLETED)[0] - event_times(history, EXECUTION_STARTED)[0]
+    figures = {"wall_ms": round(wall * 1000, 1), "items": count}
+    notes = (
+        f"One workflow running an activity that returns a list of {count} items, then one no-op activity per item"
+        f" scheduled at once (asyncio.gather) on 1 worker process (max 100 concurrent activities), after a warm-up"
+        f" workflow; wall time from the start request to the result (the history's start-to-completion span was"
+        f" {recorded * 1000:.1f} ms)." + incidents([history])
+    )
+    return Outcome(figures, notes)
+
+
 async def hibernation(binary: Path, sizes: Sizes) -> Outcome:
     """Two waves in fresh servers: N executions asleep for a day (memory, store), then N waking at one instant."""
     count, workers = sizes.hibernation_executions, sizes.sleepers_workers
@@ -659,6 +684,7 @@ RUNNERS: dict[str, Callable[[Path, Sizes], Any]] = {
     "latency": latency,
     "throughput": throughput,
     "fanout": fanout,
+    "map": fan_map,
     "hibernation": hibernation,
     "recovery": recovery,
 }

@@ -1,4 +1,4 @@
-"""The Temporal benchmark's workflows, its no-op activity, and the worker process that serves them.
+"""The Temporal benchmark's workflows, its no-op activities, and the worker process that serves them.
 
 They live apart from the runner (`temporal_peer.py`) because Temporal's default sandboxed workflow
 runner re-imports a workflow's module for every workflow run it starts or replays: a small module
@@ -16,7 +16,18 @@ from temporalio import activity, workflow
 from temporalio.client import Client
 from temporalio.worker import Worker
 
-__all__ = ["TASK_QUEUE", "FanoutWorkflow", "SequenceWorkflow", "SleepPlan", "SleepWorkflow", "noop", "serve"]
+__all__ = [
+    "TASK_QUEUE",
+    "FanoutWorkflow",
+    "MapWorkflow",
+    "SequenceWorkflow",
+    "SleepPlan",
+    "SleepWorkflow",
+    "echo",
+    "make_items",
+    "noop",
+    "serve",
+]
 
 TASK_QUEUE = "bench"
 # A no-op takes milliseconds; 30 s leaves room for a loaded two-core machine. It is also how long
@@ -28,6 +39,18 @@ STEP_TIMEOUT = timedelta(seconds=30)
 @activity.defn
 async def noop() -> None:
     """A step that does nothing, so the benchmark measures the engine and not the step's work."""
+
+
+@activity.defn
+async def make_items(count: int) -> list[int]:
+    """The map shape's first step: the list of items, known only once it ran."""
+    return list(range(count))
+
+
+@activity.defn
+async def echo(item: int) -> int:
+    """The map shape's per-item step: does nothing but return its item."""
+    return item
 
 
 async def _step() -> None:
@@ -54,6 +77,19 @@ class FanoutWorkflow:
     async def run(self, steps: int) -> int:
         await asyncio.gather(*(_step() for _ in range(steps)))
         return steps
+
+
+@workflow.defn
+class MapWorkflow:
+    """An activity returning `count` items, then one no-op activity per item, all scheduled at once (the map shape)."""
+
+    @workflow.run
+    async def run(self, count: int) -> int:
+        items = await workflow.execute_activity(make_items, count, start_to_close_timeout=STEP_TIMEOUT)
+        outputs = await asyncio.gather(
+            *(workflow.execute_activity(echo, item, start_to_close_timeout=STEP_TIMEOUT) for item in items)
+        )
+        return len(outputs)
 
 
 @dataclass(frozen=True)
@@ -86,8 +122,8 @@ async def serve(address: str, identity: str) -> None:
     worker = Worker(
         client,
         task_queue=TASK_QUEUE,
-        workflows=[SequenceWorkflow, FanoutWorkflow, SleepWorkflow],
-        activities=[noop],
+        workflows=[SequenceWorkflow, FanoutWorkflow, MapWorkflow, SleepWorkflow],
+        activities=[noop, make_items, echo],
         # High enough that the worker's slots are never the limit (a fanout of 100 fits at once).
         max_concurrent_activities=100,
         max_concurrent_workflow_tasks=100,
