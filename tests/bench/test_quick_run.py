@@ -28,6 +28,7 @@ CONTRACT = {
     "latency": {"p50_ms", "p99_ms", "samples"},
     "throughput": {"steps_per_s", "wall_steps_per_s", "executions", "steps", "workers"},
     "fanout": {"wall_ms", "steps"},
+    "map": {"wall_ms", "items"},
     "hibernation": {"executions", "rss_mb", "store_mb", "create_s", "wake_s"},
     "recovery": {"executions", "recover_s"},
     "kubernetes": {"steps_per_s", "api_writes_per_s", "api_writes_per_execution", "executions", "steps"},

@@ -15,6 +15,7 @@ from cerebelum_operator.engine import CommandRejected, Decision, ExecutionState,
 from cerebelum_operator.engine import actions as act
 from cerebelum_operator.engine import commands as cmd
 from cerebelum_operator.engine import events as ev
+from cerebelum_operator.engine.ids import TaskToken
 from cerebelum_operator.model import InputInvalid, WorkflowDefinition
 
 INT64_MAX = 2**63 - 1
@@ -45,6 +46,9 @@ class Timeline:
     ending: list[str] | None = None  # the handlers of an ExecutionEnding, until the end
     handled: list[str] = field(default_factory=list)  # handlers completed in this ending
     failed_handlers: set[str] = field(default_factory=set)  # handlers that failed for good
+    items_done: dict[str, set[int]] = field(default_factory=dict)  # forEach items settled, this round
+    item_attempts: dict[tuple[str, int], int] = field(default_factory=dict)
+    item_counts: dict[str, int] = field(default_factory=dict)  # the list's length, this run
 
     def bound(self, rule: str) -> int | None:
         """The maxIterations of the branch or diverge rule keyed ``rule``."""
@@ -136,6 +140,24 @@ class Timeline:
             self.sleeping.clear()
             return
         match event:
+            case ev.ForEachStarted():
+                self.enter(event.step, "fanned out")
+                self.attempt(event.step, self.attempts.get(event.step, 0) + 1)
+                self.items_done[event.step] = set()
+                self.item_counts[event.step] = len(event.items)
+                for key in [k for k in self.item_attempts if k[0] == event.step]:
+                    del self.item_attempts[key]
+            case ev.ItemCompleted() | ev.ItemFailed():
+                step, item = event.step, event.item
+                check(step in self.items_done and step not in self.settled, f"item {item} of {step!r} outside its run")
+                check(item not in self.items_done[step], f"item {item} of {step!r} settled twice in one run")
+                limit = self.definition.steps[step].retry.max_attempts
+                previous = self.item_attempts.get((step, item), 0)
+                check(event.attempt in (previous, previous + 1), f"item {item} of {step!r} skipped an attempt")
+                check(event.attempt <= limit, f"item {item} of {step!r} ran attempt {event.attempt} over {limit}")
+                self.item_attempts[(step, item)] = event.attempt
+                if not isinstance(event, ev.ItemFailed) or event.retry_at_ms is None:
+                    self.items_done[step].add(item)
             case ev.StepScheduled():
                 self.enter(event.step, "scheduled")
                 self.attempt(event.step, event.attempt)
@@ -150,6 +172,10 @@ class Timeline:
                 self.enter(event.step, "skipped")
                 self.settled.add(event.step)
             case ev.StepCompleted():
+                if event.collected:
+                    done = self.items_done.pop(event.step, set())
+                    count = self.item_counts.get(event.step, -1)
+                    check(done == set(range(count)), f"{event.step!r} collected {sorted(done)} of {count} items")
                 self.settled.add(event.step)
             case ev.StepFailed() if event.continued:
                 self.settled.add(event.step)
@@ -267,8 +293,18 @@ class Harness:
             check(decision.reply in (Reply.DUPLICATE, Reply.STALE), f"{decision.reply} on a finished execution")
         scheduled = {r.event.token for r in decision.events if isinstance(r.event, ev.StepScheduled)}
         tasks = {a.token for a in decision.actions if isinstance(a, act.ScheduleTask)}
-        check(scheduled == tasks, f"StepScheduled events {scheduled} but ScheduleTask actions {tasks}")
-        for token in scheduled:
+        items = {token for token in tasks if TaskToken.parse(token).item is not None}
+        check(scheduled == tasks - items, f"StepScheduled events {scheduled} but ScheduleTask actions {tasks}")
+        stopped = {a.token for a in decision.actions if isinstance(a, act.CancelTask | act.DeleteTask)}
+        for token in items:  # an item's task: in flight as the fold says, unless the decision stopped it
+            parsed = TaskToken.parse(token)
+            fan = decision.state.fan_outs.get(parsed.step)
+            live = None if fan is None or parsed.item is None else fan.live.get(parsed.item)
+            check(
+                (live is not None and live.token == token) or token in stopped,
+                f"item task {token!r} not in flight in the state",
+            )
+        for token in scheduled | items:
             check(token not in self.tokens, f"task token {token!r} used twice")
             self.tokens.add(token)
         for action in decision.actions:

@@ -116,6 +116,14 @@ def step_settings(draw: st.DrawFn) -> dict[str, Any]:
         settings["approval"] = draw(st.fixed_dictionaries({}, optional=approval))
     elif kind == 1:  # a timer step, no worker: it takes none of a worker's settings
         settings = {"timer": {"duration": draw(durations())}}
+    elif kind == 2:  # a fan-out over a short list, items in flight one to three at a time
+        settings["forEach"] = {
+            "items": draw(
+                st.sampled_from(["[]", "[1]", "[1, 2, 3]", "[1, 2, 3, 4, 5]", "input == null ? [] : [0, 1]"])
+            ),
+            "concurrency": draw(st.integers(1, 3)),
+            "onItemFailure": draw(st.sampled_from(["failFast", "collect"])),
+        }
     if draw(st.integers(0, 3)) == 0:
         settings["when"] = draw(st.sampled_from(WHEN))
     return settings
