@@ -2,6 +2,7 @@
 
     python bench/run.py            # the full run (tens of minutes), writes docs/benchmarks.md
     python bench/run.py --quick    # tiny sizes, into a temporary directory: proves the harness runs
+    python bench/run.py --update --scenarios map   # measure these again, keep the last run's others
 
 Each runner is a separate script writing one JSON result (see bench/README.md); a runner that
 fails is reported as such in the document, and makes a --quick run exit non-zero.
@@ -119,6 +120,11 @@ def main() -> int:
     parser.add_argument("--runners", nargs="*", choices=[r.key for r in RUNNERS], default=[r.key for r in RUNNERS])
     parser.add_argument("--doc", type=Path, default=None, help="where to write the report (default: docs/)")
     parser.add_argument("--timeout", type=float, default=None, help="seconds per runner and scenario")
+    parser.add_argument(
+        "--update",
+        action="store_true",
+        help="measure only the chosen scenarios and runners; the report keeps the last run's other results, saying so",
+    )
     args = parser.parse_args()
     doc = args.doc or (Path(tempfile.mkdtemp(prefix="bench-quick-")) / "benchmarks.md" if args.quick else None)
     doc = doc or ROOT / "docs" / "benchmarks.md"
@@ -148,12 +154,42 @@ def main() -> int:
     finally:
         postgres.stop()
     command = "python bench/run.py" + (" --quick" if args.quick else "")
-    write_report(collected, doc, quick=args.quick, command=command, wall_s=time.monotonic() - began)
+    kept: list[Result] = []
+    if args.update:
+        command += " --update --scenarios " + " ".join(args.scenarios)
+        measured = {(r.scenario, key) for r, key in zip(collected, _keys(args), strict=True)}
+        kept = [
+            Result.read(results / f"{runner.key}--{scenario}.json")
+            for scenario in SCENARIOS
+            for runner in RUNNERS
+            if scenario in runner.scenarios
+            and (scenario, runner.key) not in measured
+            and (results / f"{runner.key}--{scenario}.json").exists()
+        ]
+    ordered = sorted([*collected, *kept], key=lambda r: SCENARIOS.index(r.scenario))  # stable: runners' order
+    write_report(
+        ordered,
+        doc,
+        quick=args.quick,
+        command=command,
+        wall_s=time.monotonic() - began,
+        updated=sorted({r.scenario for r in collected}, key=SCENARIOS.index) if args.update else None,
+    )
     print(f"wrote {doc} in {time.monotonic() - began:.0f} s")
     failed = [r for r in collected if r.failed]
     for result in failed:
         print(f"FAILED: {result.system} {result.scenario}: {result.failed}")
     return 1 if failed else 0
+
+
+def _keys(args: argparse.Namespace) -> list[str]:
+    """The runner of each result `main` collects, in its order."""
+    return [
+        runner.key
+        for scenario in args.scenarios
+        for runner in RUNNERS
+        if runner.key in args.runners and scenario in runner.scenarios
+    ]
 
 
 if __name__ == "__main__":
