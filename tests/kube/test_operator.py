@@ -35,6 +35,7 @@ from tests.support.waiting import wait_until
 from .operator_fixtures import StartWorker
 
 SAGA_WORKER = Path(__file__).parents[1] / "integration" / "workers" / "saga_worker.py"
+FAN_WORKER = Path(__file__).parents[1] / "integration" / "workers" / "fan_worker.py"
 
 pytestmark = pytest.mark.kube
 
@@ -358,6 +359,39 @@ def test_a_failed_execution_is_compensated_through_the_operator_across_an_operat
         runs = [(r["step"], r["event"]) for r in read_ledger(ledger)]
         assert runs.count(("unbook", "run")) == 1 and runs.count(("notify", "run")) == 1
         assert "card declined" in status(control_plane, namespace, "execution/saga-1")["error"]
+    finally:
+        pool.stop_all()
+
+
+def test_a_thousand_item_fan_out_finishes_through_the_operator_across_an_operator_sigkill(
+    control_plane: ControlPlane, namespace: str, operator: OperatorProcess, ledger: Path, tmp_path: Path
+) -> None:
+    pool = WorkerPool(script=FAN_WORKER, address=operator.address, ledger=ledger, log_dir=tmp_path)
+    pool.start()
+    try:
+        labelling = workflow(
+            "labelling",
+            ["parcels", "label"],
+            steps={
+                "label": {
+                    "forEach": {"items": "steps.parcels.names", "concurrency": 50},
+                    "args": {"parcel": "item", "position": "index", "broken": "false"},
+                }
+            },
+        )
+        apply(control_plane, namespace, labelling, execution("fan-1", "labelling", {"count": 1000}))
+        wait_until(lambda: len(ledger.read_text().splitlines()) >= 200, within=120, what="200 items run")
+        operator.restart()  # SIGKILL in the middle of the fan-out
+
+        wait_phase(control_plane, namespace, "fan-1", "Succeeded", timeout=180)
+        uid = kubectl_json(control_plane, "get", "execution/fan-1", "-n", namespace)["metadata"]["uid"]
+        history = operator.history(uid)
+        items = [e["data"]["item"] for e in history if e["kind"] == "ItemCompleted"]
+        assert sorted(items) == list(range(1000)), "each item's outcome recorded exactly once"
+        stored = kubectl_json(control_plane, "get", "execution/fan-1", "-n", namespace)["status"]
+        assert len(json.dumps(stored).encode()) <= 16 * 1024, "the status stays small whatever the fan-out"
+        assert [step["name"] for step in stored["steps"]] == ["parcels", "label"]
+        assert operator.starts == 2
     finally:
         pool.stop_all()
 
