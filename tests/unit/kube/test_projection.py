@@ -306,6 +306,22 @@ def test_the_status_stays_bounded_however_many_steps_run_at_once() -> None:
     assert status["currentStep"].endswith(f"(+{1000 - len(shown)} more)")
 
 
+def test_a_ten_thousand_item_fan_out_is_one_small_step_entry_that_its_items_do_not_change() -> None:
+    spec = {"timeline": ["fan"], "steps": {"fan": {"forEach": {"items": "input.items", "concurrency": 1000}}}}
+    sim = Simulator.start(spec, {"items": [LONG_NAME] * 10_000})
+    before = project(sim.state, sim.history[-1:])
+    live = sim.state.fan_outs["fan"].live
+    for task in list(live.values())[:500]:
+        sim.send(cmd.TaskStarted(task.token, "w1"))
+        sim.send(cmd.TaskCompleted(task.token, cmd.OutcomeSuccess(LONG_NAME), worker_id="w1"))
+    after = project(sim.state, sim.history[-1:])
+
+    assert [step["name"] for step in after["steps"]] == ["fan"] and after["steps"][0]["phase"] == "Running"
+    assert json_size(after) <= LIMITS.status_bytes
+    unchanged = ("steps", "currentStep", "phase", "conditions")
+    assert {k: before[k] for k in unchanged} == {k: after[k] for k in unchanged}, "the items are not listed"
+
+
 # -- what the execution waits for ----------------------------------------------------------
 
 
