@@ -45,6 +45,20 @@ class LeaseTask:
     last_progress: JSON = None  # the step's previous attempt's last heartbeat progress, for the worker
     run: int = 1  # which run of the step this attempt belongs to (the idempotency key's last part)
 
+    @classmethod
+    def now(
+        cls, token: str, worker_id: str, *, lease_ms: int, timeout_ms: int, now_ms: int, last_progress: JSON, run: int
+    ) -> LeaseTask:
+        """A lease granted at ``now_ms``: it lapses after ``lease_ms`` unless renewed, never past the timeout."""
+        return cls(
+            token,
+            worker_id,
+            lease_expires_at_ms=now_ms + min(lease_ms, timeout_ms),
+            attempt_deadline_ms=now_ms + timeout_ms,
+            last_progress=last_progress,
+            run=run,
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class DeleteTask:

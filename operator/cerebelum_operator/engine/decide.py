@@ -266,11 +266,12 @@ class _Decider(FanOutDecisions):
             self.do(act.CancelTimer(TimerId.for_task(TaskToken.parse(command.token)).encode()))
         self.emit(ev.StepStarted(step, attempt, command.token, command.worker_id))
         self.do(
-            act.LeaseTask(
+            act.LeaseTask.now(
                 command.token,
                 command.worker_id,
-                lease_expires_at_ms=self.now + min(config.lease_ms, config.timeout_ms),
-                attempt_deadline_ms=self.now + config.timeout_ms,
+                lease_ms=config.lease_ms,
+                timeout_ms=config.timeout_ms,
+                now_ms=self.now,
                 last_progress=self.state.steps[step].last_progress,
                 run=self.state.steps[step].run,
             )

@@ -184,11 +184,12 @@ class FanOutDecisions:
             return
         config = self.config(parsed.step)
         self.do(
-            act.LeaseTask(
+            act.LeaseTask.now(
                 command.token,
                 command.worker_id,
-                lease_expires_at_ms=self.now + min(config.lease_ms, config.timeout_ms),
-                attempt_deadline_ms=self.now + config.timeout_ms,
+                lease_ms=config.lease_ms,
+                timeout_ms=config.timeout_ms,
+                now_ms=self.now,
                 last_progress=None,
                 run=self.state.steps[parsed.step].run,
             )

@@ -425,14 +425,7 @@ def apply_event(state: ExecutionState, definition: WorkflowDefinition, recorded:
         case StepRetryAfter():
             state.finished_tokens.add(event.token)
         case ForEachStarted():
-            step = state.step(event.step)
-            _enter(state, definition, event.step)
-            if step.attempt == 0:
-                step.run += 1
-            step.attempt += 1
-            step.total_attempts += 1
-            step.phase, step.token, step.settled = StepPhase.RUNNING, None, False
-            step.started_at_ms, step.finished_at_ms = at, None
+            _engine_attempt(state, definition, event.step, StepPhase.RUNNING, at)
             config = definition.steps[event.step].for_each
             count = len(event.items)
             fan = state.fan_outs[event.step] = FanOut(
@@ -481,14 +474,7 @@ def apply_event(state: ExecutionState, definition: WorkflowDefinition, recorded:
         case SleepStarted():
             state.sleeps[event.step] = PendingSleep(event.timer_id, event.wake_at_ms)
             if event.timer_step:
-                step = state.step(event.step)
-                _enter(state, definition, event.step)
-                if step.attempt == 0:
-                    step.run += 1
-                step.attempt += 1
-                step.total_attempts += 1
-                step.phase, step.token, step.settled = StepPhase.SLEEPING, None, False
-                step.started_at_ms, step.finished_at_ms = at, None
+                _engine_attempt(state, definition, event.step, StepPhase.SLEEPING, at)
         case SleepEnded():
             state.sleeps.pop(event.step, None)
         case ApprovalRequested():
@@ -557,6 +543,20 @@ def apply_event(state: ExecutionState, definition: WorkflowDefinition, recorded:
             state.phase = ExecutionPhase.CANCELLED
             state.error = event.reason or "cancelled"
             _settle_in_flight(state, at)
+
+
+def _engine_attempt(
+    state: ExecutionState, definition: WorkflowDefinition, name: str, phase: StepPhase, at: int
+) -> None:
+    """An attempt with no task of its own begins (a timer step, a fan-out): a new run if fresh."""
+    step = state.step(name)
+    _enter(state, definition, name)
+    if step.attempt == 0:
+        step.run += 1
+    step.attempt += 1
+    step.total_attempts += 1
+    step.phase, step.token, step.settled = phase, None, False
+    step.started_at_ms, step.finished_at_ms = at, None
 
 
 def _schedule_next_item(state: ExecutionState, step: str, fan: FanOut, seq: int, at_ms: int) -> None:
