@@ -865,7 +865,7 @@ class _Decider(FanOutDecisions):
             self.start_timer_step(step, config)
             return
         if config.for_each is not None:
-            self.start_fan_out(step, config)
+            self.start_fan_out(step, config, visible_at)
             return
         try:
             seen = self.variables() if config.args else {}

@@ -154,6 +154,7 @@ class ForEachStarted(Event):
     step: str
     items: list[JSON]
     concurrency: int
+    visible_at_ms: int | None = None  # when its first items may start (a retry's backoff); None: at once
 
 
 @dataclass(frozen=True, slots=True)

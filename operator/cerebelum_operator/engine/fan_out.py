@@ -83,8 +83,8 @@ class FanOutDecisions:
 
     # -- starting -------------------------------------------------------------------------
 
-    def start_fan_out(self, step: str, config: StepConfig) -> None:
-        """Evaluate the list, record it, and schedule the first ``concurrency`` items."""
+    def start_fan_out(self, step: str, config: StepConfig, visible_at: int) -> None:
+        """Evaluate the list, record it, and schedule the first ``concurrency`` items from ``visible_at``."""
         assert config.for_each is not None
         where = f"steps.{step}.forEach.items"
         try:
@@ -96,7 +96,8 @@ class FanOutDecisions:
         if problem is not None:
             self.park(step, problem)
             return
-        self.emit(ev.ForEachStarted(step, items, config.for_each.concurrency))
+        later = visible_at if visible_at > self.now else None  # a retry of the whole step waits its backoff
+        self.emit(ev.ForEachStarted(step, items, config.for_each.concurrency, later))
         if not items:
             self.collect(step)
             return

@@ -437,7 +437,7 @@ def apply_event(state: ExecutionState, definition: WorkflowDefinition, recorded:
                 outcome_bytes=1 + max(count, 1),
             )
             for _ in range(min(event.concurrency, count)):
-                _schedule_next_item(state, event.step, fan, recorded.seq, at)
+                _schedule_next_item(state, event.step, fan, recorded.seq, event.visible_at_ms or at)
         case ItemCompleted():
             fan = state.fan_outs[event.step]
             fan.live.pop(event.item, None)

@@ -176,6 +176,21 @@ def test_a_list_over_the_item_limit_or_not_a_list_parks_the_step_in_the_dead_let
     assert "gave an object, not a list" in (not_a_list.state.error or "")
 
 
+def test_a_diverge_retry_of_the_failed_step_runs_every_item_again_after_the_steps_backoff() -> None:
+    spec = fan_spec(concurrency=2)
+    spec["steps"]["fan"]["retry"] = {"maxAttempts": 2, "initialInterval": "10s", "jitter": 0}
+    spec["diverge"] = {"fan": [{"match": {"error": {"type": "Broken"}}, "then": "retry"}]}
+    sim = Simulator.start(spec)
+    sim.run("list", cmd.OutcomeSuccess({"numbers": [1, 2]}))
+    failed_at = sim.now_ms
+    run_item(sim, 0, cmd.OutcomeFailure("Broken", "x", retryable=False))
+
+    again = items_of(sim)
+    assert sorted(again) == [0, 1] and sim.state.steps["fan"].attempt == 2
+    assert all(sim.tasks[t.encode()].visible_at_ms == failed_at + 10_000 for t in again.values())
+    assert sim.replayed() == sim.state
+
+
 def test_a_redrive_runs_the_whole_fan_out_again_as_a_new_run() -> None:
     sim = started([1, 2], concurrency=2)
     run_item(sim, 0, cmd.OutcomeFailure("Broken", "x", retryable=False))
