@@ -11,34 +11,16 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Coroutine
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from cerebelum_operator.engine import commands as cmd
-from cerebelum_operator.runtime import Database, Dispatcher, EngineService, FakeClock
-from cerebelum_operator.store import AppendRequest, open_store
+from cerebelum_operator.runtime import Dispatcher, EngineService, FakeClock
+from cerebelum_operator.store import AppendRequest
 from tests.support.waiting import advance_until, eventually
 
 SPEC = {"taskQueue": "q", "timeline": ["a", ["b", "c"]]}
-
-
-@pytest.fixture
-async def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
-async def engine(tmp_path: Path, clock: FakeClock) -> AsyncIterator[EngineService]:
-    store = open_store(f"sqlite:///{tmp_path / 'engine.db'}")
-    store.migrate()
-    store.put_workflow("w", SPEC, now_ms=0)
-    db = Database(store)
-    try:
-        yield EngineService(db, clock=clock)
-    finally:
-        db.close()
 
 
 @pytest.fixture

@@ -9,34 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 
 from cerebelum_operator.engine import commands as cmd
-from cerebelum_operator.runtime import Database, Dispatcher, EngineService, FakeClock
-from cerebelum_operator.store import open_store
+from cerebelum_operator.runtime import Dispatcher, EngineService, FakeClock
 from tests.support.waiting import advance_until, eventually
 
 SPEC = {"taskQueue": "q", "timeline": ["a"]}
-
-
-@pytest.fixture
-async def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
-async def engine(tmp_path: Path, clock: FakeClock) -> AsyncIterator[EngineService]:
-    store = open_store(f"sqlite:///{tmp_path / 'engine.db'}")
-    store.migrate()
-    store.put_workflow("w", SPEC, now_ms=0)
-    db = Database(store)
-    try:
-        yield EngineService(db, clock=clock)
-    finally:
-        db.close()
 
 
 async def test_a_task_whose_lease_the_store_refused_is_offered_again_after_a_pause_not_at_once(

@@ -8,28 +8,14 @@ service checks a completion's worker against it. A real SQLite store, on a fake 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 
 from cerebelum_operator.engine import Reply
 from cerebelum_operator.engine import commands as cmd
-from cerebelum_operator.runtime import Database, Dispatcher, EngineService, FakeClock
-from cerebelum_operator.store import open_store
+from cerebelum_operator.runtime import Dispatcher, EngineService, FakeClock
 
 SPEC = {"taskQueue": "q", "timeline": ["fan"], "steps": {"fan": {"forEach": {"items": "[1, 2]"}}}}
-
-
-@pytest.fixture
-async def engine(tmp_path: Path) -> AsyncIterator[EngineService]:
-    store = open_store(f"sqlite:///{tmp_path / 'engine.db'}")
-    store.migrate()
-    store.put_workflow("w", SPEC, now_ms=0)
-    db = Database(store)
-    try:
-        yield EngineService(db, clock=FakeClock())
-    finally:
-        db.close()
 
 
 @pytest.fixture
