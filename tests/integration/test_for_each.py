@@ -9,7 +9,6 @@ SQLite and on PostgreSQL.
 from __future__ import annotations
 
 import json
-import time
 from collections import defaultdict
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,6 +18,7 @@ import pytest
 
 from cerebelum import Client
 from tests.support.processes import EngineProcess, WorkerPool, run_cli
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -53,13 +53,6 @@ def completed_items(client: Client, execution_id: str) -> list[Any]:
     return [e for e in client.history(execution_id) if e.type == "ItemCompleted"]
 
 
-def wait_for(check: Any, *, within: float, what: str) -> None:
-    deadline = time.monotonic() + within
-    while not check():
-        assert time.monotonic() < deadline, f"{what}: not within {within} s"
-        time.sleep(0.05)
-
-
 def test_a_thousand_items_survive_an_engine_sigkill_each_recorded_once_and_none_run_after_it_completed(
     engine: EngineProcess, workers: WorkerPool, client: Client, ledger: Path
 ) -> None:
@@ -68,7 +61,7 @@ def test_a_thousand_items_survive_an_engine_sigkill_each_recorded_once_and_none_
     client.apply_workflow("labelling", labelling(concurrency=50))
     client.start("labelling", {"count": 1000, "failing": []}, execution_id="fan-1")
 
-    wait_for(lambda: len(completed_items(client, "fan-1")) >= 200, within=120, what="200 items completed")
+    wait_until(lambda: len(completed_items(client, "fan-1")) >= 200, within=120, what="200 items completed")
     done_before_the_kill = len(completed_items(client, "fan-1"))
     (step,) = [s for s in client.get("fan-1").steps if s.name == "label"]
     assert step.items is not None and step.items.total == 1000
