@@ -8,7 +8,10 @@ from ..model import StepConfig, WorkflowDefinition, limits
 from .expressions import evaluate, to_json
 from .state import ExecutionState
 
-__all__ = ["task_arguments"]
+__all__ = ["ARGUMENTS_TOO_LARGE", "task_arguments"]
+
+# The error type of a step (or item) whose result would make what a task carries too large.
+ARGUMENTS_TOO_LARGE = "ArgumentsTooLarge"
 
 # Room left beside the rest of a task for the outcome's other fields and the protocol.
 _OUTCOME_MARGIN = 16 * 1024

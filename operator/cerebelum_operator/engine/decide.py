@@ -16,10 +16,10 @@ from . import actions as act
 from . import commands as cmd
 from . import ending, timer_steps
 from . import events as ev
-from .arguments import task_arguments
+from .arguments import ARGUMENTS_TOO_LARGE, task_arguments
 from .command_checks import CommandRejected, check_strings
 from .expressions import ExpressionError, evaluate, evaluate_condition, to_json
-from .fan_out import FanOutDecisions, item_of
+from .fan_out import FanOutDecisions, parsed_token
 from .ids import ApprovalRejection, ApprovalTimeout, RejectedResult, TaskToken, TimerId, TimerKind
 from .retry import backoff_ms
 from .state import (
@@ -55,7 +55,6 @@ DEFAULT_MAX_HISTORY_EVENTS = 20_000
 # A task carries the input and every result so far; past the gRPC message limit its PollTask
 # reply could not be sent after its lease was committed, and the lease would expire forever.
 DEFAULT_MAX_TASK_BYTES = limits.task_budget(limits.DEFAULT_MAX_PAYLOAD_BYTES)
-ARGUMENTS_TOO_LARGE = "ArgumentsTooLarge"
 EXPRESSION_ERROR = "ExpressionError"  # the dead letter of a step whose CEL failed at run time
 SCHEDULE_TO_START_TIMEOUT = "ScheduleToStartTimeout"
 _A_TYPE = {
@@ -233,11 +232,12 @@ class _Decider(FanOutDecisions):
         if self.state.deadline_timer_id is not None and self.state.deadline_ms is not None:
             self.do(act.StartTimer(self.state.deadline_timer_id, self.state.deadline_ms))
 
-    def current_task(self, token: str) -> tuple[str, int] | None:
-        """(step, attempt) when `token` is the step's live task; sets the reply otherwise."""
-        try:
-            parsed = TaskToken.parse(token)
-        except ValueError:
+    def current_task(self, token: str, parsed: TaskToken | None) -> tuple[str, int] | None:
+        """(step, attempt) when `token` is the step's live task; sets the reply otherwise.
+
+        ``parsed`` is the token parsed once by the caller (None when malformed).
+        """
+        if parsed is None:
             self.decision.reply = Reply.STALE
             return None
         step, attempt = parsed.step, parsed.attempt
@@ -251,10 +251,11 @@ class _Decider(FanOutDecisions):
         return step, attempt
 
     def task_started(self, command: cmd.TaskStarted) -> None:
-        if (item := item_of(command.token)) is not None:
-            self.item_started(item, command)
+        parsed = parsed_token(command.token)
+        if parsed is not None and parsed.item is not None:
+            self.item_started(parsed, command)
             return
-        found = self.current_task(command.token)
+        found = self.current_task(command.token, parsed)
         if found is None:
             return
         step, attempt = found
@@ -278,11 +279,12 @@ class _Decider(FanOutDecisions):
         )
 
     def task_completed(self, command: cmd.TaskCompleted) -> None:
-        if (item := item_of(command.token)) is not None:
-            self.item_completed(item, command)
+        parsed = parsed_token(command.token)
+        if parsed is not None and parsed.item is not None:
+            self.item_completed(parsed, command)
             self.advance()
             return
-        found = self.current_task(command.token)
+        found = self.current_task(command.token, parsed)
         if found is None:
             return
         step, attempt = found
@@ -334,11 +336,12 @@ class _Decider(FanOutDecisions):
             "heartbeat": ("HeartbeatTimeout", "the step sent no heartbeat within its heartbeatTimeout"),
             "lease": ("LeaseExpired", "the worker stopped answering before the step finished"),
         }[command.kind]
-        if (item := item_of(command.token)) is not None:
-            self.item_timed_out(item, command, error_type, message)
+        parsed = parsed_token(command.token)
+        if parsed is not None and parsed.item is not None:
+            self.item_timed_out(parsed, command, error_type, message)
             self.advance()
             return
-        found = self.current_task(command.token)
+        found = self.current_task(command.token, parsed)
         if found is None:
             return
         step, attempt = found

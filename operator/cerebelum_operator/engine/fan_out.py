@@ -21,25 +21,29 @@ from ..model import StepConfig, WorkflowDefinition, limits
 from . import actions as act
 from . import commands as cmd
 from . import events as ev
-from .arguments import task_arguments
+from .arguments import ARGUMENTS_TOO_LARGE, task_arguments
 from .expressions import ExpressionError, evaluate, to_json
 from .ids import TaskToken
 from .retry import backoff_ms
 from .state import ExecutionState, LiveItem
 
-__all__ = ["FanOutDecisions", "item_of"]
+__all__ = ["FanOutDecisions", "item_of", "parsed_token"]
 
 JSON = Any
-ARGUMENTS_TOO_LARGE = "ArgumentsTooLarge"
+
+
+def parsed_token(token: str) -> TaskToken | None:
+    """The parsed token, or None when it is malformed."""
+    try:
+        return TaskToken.parse(token)
+    except ValueError:
+        return None
 
 
 def item_of(token: str) -> TaskToken | None:
     """The parsed token when it names an item of a forEach step, else None (also when malformed)."""
-    try:
-        parsed = TaskToken.parse(token)
-    except ValueError:
-        return None
-    return parsed if parsed.item is not None else None
+    parsed = parsed_token(token)
+    return parsed if parsed is not None and parsed.item is not None else None
 
 
 class FanOutDecisions:
