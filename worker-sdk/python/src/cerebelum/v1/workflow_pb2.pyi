@@ -126,7 +126,7 @@ class JumpLimit(_message.Message):
     def __init__(self, rule: _Optional[str] = ..., step: _Optional[str] = ..., target: _Optional[str] = ..., bound: _Optional[int] = ..., times: _Optional[int] = ...) -> None: ...
 
 class ExecutionInfo(_message.Message):
-    __slots__ = ("id", "workflow", "phase", "current_steps", "input_json", "output_json", "error", "created_at_ms", "updated_at_ms", "wake_at_ms", "event_count", "steps", "pending_approvals", "created_at", "updated_at", "wake_at", "jump_limits", "deadline", "vars_json", "ending")
+    __slots__ = ("id", "workflow", "phase", "current_steps", "input_json", "output_json", "error", "created_at_ms", "updated_at_ms", "wake_at_ms", "event_count", "steps", "pending_approvals", "created_at", "updated_at", "wake_at", "jump_limits", "deadline", "vars_json", "ending", "queued_signals", "signal_waits", "parent_id", "parent_step", "children", "continued_from", "continued_as", "first_run_id", "run")
     ID_FIELD_NUMBER: _ClassVar[int]
     WORKFLOW_FIELD_NUMBER: _ClassVar[int]
     PHASE_FIELD_NUMBER: _ClassVar[int]
@@ -147,6 +147,15 @@ class ExecutionInfo(_message.Message):
     DEADLINE_FIELD_NUMBER: _ClassVar[int]
     VARS_JSON_FIELD_NUMBER: _ClassVar[int]
     ENDING_FIELD_NUMBER: _ClassVar[int]
+    QUEUED_SIGNALS_FIELD_NUMBER: _ClassVar[int]
+    SIGNAL_WAITS_FIELD_NUMBER: _ClassVar[int]
+    PARENT_ID_FIELD_NUMBER: _ClassVar[int]
+    PARENT_STEP_FIELD_NUMBER: _ClassVar[int]
+    CHILDREN_FIELD_NUMBER: _ClassVar[int]
+    CONTINUED_FROM_FIELD_NUMBER: _ClassVar[int]
+    CONTINUED_AS_FIELD_NUMBER: _ClassVar[int]
+    FIRST_RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    RUN_FIELD_NUMBER: _ClassVar[int]
     id: str
     workflow: str
     phase: str
@@ -167,7 +176,50 @@ class ExecutionInfo(_message.Message):
     deadline: _timestamp_pb2.Timestamp
     vars_json: str
     ending: str
-    def __init__(self, id: _Optional[str] = ..., workflow: _Optional[str] = ..., phase: _Optional[str] = ..., current_steps: _Optional[_Iterable[str]] = ..., input_json: _Optional[str] = ..., output_json: _Optional[str] = ..., error: _Optional[str] = ..., created_at_ms: _Optional[int] = ..., updated_at_ms: _Optional[int] = ..., wake_at_ms: _Optional[int] = ..., event_count: _Optional[int] = ..., steps: _Optional[_Iterable[_Union[StepInfo, _Mapping]]] = ..., pending_approvals: _Optional[_Iterable[_Union[PendingApproval, _Mapping]]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., wake_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., jump_limits: _Optional[_Iterable[_Union[JumpLimit, _Mapping]]] = ..., deadline: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., vars_json: _Optional[str] = ..., ending: _Optional[str] = ...) -> None: ...
+    queued_signals: _containers.RepeatedCompositeFieldContainer[QueuedSignal]
+    signal_waits: _containers.RepeatedCompositeFieldContainer[SignalWait]
+    parent_id: str
+    parent_step: str
+    children: _containers.RepeatedCompositeFieldContainer[ChildExecution]
+    continued_from: str
+    continued_as: str
+    first_run_id: str
+    run: int
+    def __init__(self, id: _Optional[str] = ..., workflow: _Optional[str] = ..., phase: _Optional[str] = ..., current_steps: _Optional[_Iterable[str]] = ..., input_json: _Optional[str] = ..., output_json: _Optional[str] = ..., error: _Optional[str] = ..., created_at_ms: _Optional[int] = ..., updated_at_ms: _Optional[int] = ..., wake_at_ms: _Optional[int] = ..., event_count: _Optional[int] = ..., steps: _Optional[_Iterable[_Union[StepInfo, _Mapping]]] = ..., pending_approvals: _Optional[_Iterable[_Union[PendingApproval, _Mapping]]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., wake_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., jump_limits: _Optional[_Iterable[_Union[JumpLimit, _Mapping]]] = ..., deadline: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., vars_json: _Optional[str] = ..., ending: _Optional[str] = ..., queued_signals: _Optional[_Iterable[_Union[QueuedSignal, _Mapping]]] = ..., signal_waits: _Optional[_Iterable[_Union[SignalWait, _Mapping]]] = ..., parent_id: _Optional[str] = ..., parent_step: _Optional[str] = ..., children: _Optional[_Iterable[_Union[ChildExecution, _Mapping]]] = ..., continued_from: _Optional[str] = ..., continued_as: _Optional[str] = ..., first_run_id: _Optional[str] = ..., run: _Optional[int] = ...) -> None: ...
+
+class QueuedSignal(_message.Message):
+    __slots__ = ("name", "data_json", "sender", "received_at")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    DATA_JSON_FIELD_NUMBER: _ClassVar[int]
+    SENDER_FIELD_NUMBER: _ClassVar[int]
+    RECEIVED_AT_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    data_json: str
+    sender: str
+    received_at: _timestamp_pb2.Timestamp
+    def __init__(self, name: _Optional[str] = ..., data_json: _Optional[str] = ..., sender: _Optional[str] = ..., received_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class SignalWait(_message.Message):
+    __slots__ = ("step", "name", "timeout_at")
+    STEP_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    TIMEOUT_AT_FIELD_NUMBER: _ClassVar[int]
+    step: str
+    name: str
+    timeout_at: _timestamp_pb2.Timestamp
+    def __init__(self, step: _Optional[str] = ..., name: _Optional[str] = ..., timeout_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class ChildExecution(_message.Message):
+    __slots__ = ("step", "id", "workflow", "phase")
+    STEP_FIELD_NUMBER: _ClassVar[int]
+    ID_FIELD_NUMBER: _ClassVar[int]
+    WORKFLOW_FIELD_NUMBER: _ClassVar[int]
+    PHASE_FIELD_NUMBER: _ClassVar[int]
+    step: str
+    id: str
+    workflow: str
+    phase: str
+    def __init__(self, step: _Optional[str] = ..., id: _Optional[str] = ..., workflow: _Optional[str] = ..., phase: _Optional[str] = ...) -> None: ...
 
 class GetExecutionRequest(_message.Message):
     __slots__ = ("id",)
@@ -260,6 +312,34 @@ class CancelExecutionRequest(_message.Message):
     id: str
     reason: str
     def __init__(self, id: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class SignalExecutionRequest(_message.Message):
+    __slots__ = ("id", "name", "data_json", "request_id")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    DATA_JSON_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    name: str
+    data_json: str
+    request_id: str
+    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., data_json: _Optional[str] = ..., request_id: _Optional[str] = ...) -> None: ...
+
+class SignalWithStartRequest(_message.Message):
+    __slots__ = ("workflow", "execution_id", "input_json", "name", "data_json", "request_id")
+    WORKFLOW_FIELD_NUMBER: _ClassVar[int]
+    EXECUTION_ID_FIELD_NUMBER: _ClassVar[int]
+    INPUT_JSON_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    DATA_JSON_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    workflow: str
+    execution_id: str
+    input_json: str
+    name: str
+    data_json: str
+    request_id: str
+    def __init__(self, workflow: _Optional[str] = ..., execution_id: _Optional[str] = ..., input_json: _Optional[str] = ..., name: _Optional[str] = ..., data_json: _Optional[str] = ..., request_id: _Optional[str] = ...) -> None: ...
 
 class DeadLetter(_message.Message):
     __slots__ = ("id", "execution_id", "step", "attempt", "error", "created_at_ms", "created_at")

@@ -99,6 +99,16 @@ class WorkflowServiceStub(object):
                 request_serializer=cerebelum_dot_v1_dot_workflow__pb2.RedriveDeadLetterRequest.SerializeToString,
                 response_deserializer=cerebelum_dot_v1_dot_workflow__pb2.ExecutionInfo.FromString,
                 _registered_method=True)
+        self.SignalExecution = channel.unary_unary(
+                '/cerebelum.v1.WorkflowService/SignalExecution',
+                request_serializer=cerebelum_dot_v1_dot_workflow__pb2.SignalExecutionRequest.SerializeToString,
+                response_deserializer=cerebelum_dot_v1_dot_workflow__pb2.ExecutionInfo.FromString,
+                _registered_method=True)
+        self.SignalWithStart = channel.unary_unary(
+                '/cerebelum.v1.WorkflowService/SignalWithStart',
+                request_serializer=cerebelum_dot_v1_dot_workflow__pb2.SignalWithStartRequest.SerializeToString,
+                response_deserializer=cerebelum_dot_v1_dot_workflow__pb2.ExecutionInfo.FromString,
+                _registered_method=True)
 
 
 class WorkflowServiceServicer(object):
@@ -183,6 +193,21 @@ class WorkflowServiceServicer(object):
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SignalExecution(self, request, context):
+        """Deliver a named signal to a running execution: queued, in order, until a signal step takes it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SignalWithStart(self, request, context):
+        """Start the execution unless it exists (same rules as StartExecution), then deliver the signal,
+        in one transaction when it is started here.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_WorkflowServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -249,6 +274,16 @@ def add_WorkflowServiceServicer_to_server(servicer, server):
             'RedriveDeadLetter': grpc.unary_unary_rpc_method_handler(
                     servicer.RedriveDeadLetter,
                     request_deserializer=cerebelum_dot_v1_dot_workflow__pb2.RedriveDeadLetterRequest.FromString,
+                    response_serializer=cerebelum_dot_v1_dot_workflow__pb2.ExecutionInfo.SerializeToString,
+            ),
+            'SignalExecution': grpc.unary_unary_rpc_method_handler(
+                    servicer.SignalExecution,
+                    request_deserializer=cerebelum_dot_v1_dot_workflow__pb2.SignalExecutionRequest.FromString,
+                    response_serializer=cerebelum_dot_v1_dot_workflow__pb2.ExecutionInfo.SerializeToString,
+            ),
+            'SignalWithStart': grpc.unary_unary_rpc_method_handler(
+                    servicer.SignalWithStart,
+                    request_deserializer=cerebelum_dot_v1_dot_workflow__pb2.SignalWithStartRequest.FromString,
                     response_serializer=cerebelum_dot_v1_dot_workflow__pb2.ExecutionInfo.SerializeToString,
             ),
     }
@@ -602,6 +637,60 @@ class WorkflowService(object):
             target,
             '/cerebelum.v1.WorkflowService/RedriveDeadLetter',
             cerebelum_dot_v1_dot_workflow__pb2.RedriveDeadLetterRequest.SerializeToString,
+            cerebelum_dot_v1_dot_workflow__pb2.ExecutionInfo.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SignalExecution(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cerebelum.v1.WorkflowService/SignalExecution',
+            cerebelum_dot_v1_dot_workflow__pb2.SignalExecutionRequest.SerializeToString,
+            cerebelum_dot_v1_dot_workflow__pb2.ExecutionInfo.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SignalWithStart(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cerebelum.v1.WorkflowService/SignalWithStart',
+            cerebelum_dot_v1_dot_workflow__pb2.SignalWithStartRequest.SerializeToString,
             cerebelum_dot_v1_dot_workflow__pb2.ExecutionInfo.FromString,
             options,
             channel_credentials,

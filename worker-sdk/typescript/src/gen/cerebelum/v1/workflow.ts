@@ -26,7 +26,7 @@ export const protobufFileName = "cerebelum/v1/workflow.proto";
 
 /**
  * The client protocol: apply workflows, start executions, read their state
- * and history, and steer them (approve, reject, cancel, redrive).
+ * and history, and steer them (approve, reject, signal, cancel, redrive).
  */
 
 export interface ApplyWorkflowRequest {
@@ -152,7 +152,10 @@ export interface JumpLimit {
 export interface ExecutionInfo {
   id: string;
   workflow: string;
-  /** Pending | Running | Sleeping | WaitingForApproval | Succeeded | Failed | Cancelled */
+  /**
+   * Pending | Running | Sleeping | WaitingForApproval | WaitingForSignal | Succeeded | Failed | Cancelled
+   * | ContinuedAsNew
+   */
   phase: string;
   currentSteps: string[];
   inputJson: string;
@@ -192,6 +195,47 @@ export interface ExecutionInfo {
    * Failed or Cancelled; "" otherwise.
    */
   ending: string;
+  /** Signals received and not yet taken by a signal step, oldest first. */
+  queuedSignals: QueuedSignal[];
+  /** Steps waiting for a signal now. */
+  signalWaits: SignalWait[];
+  /** The execution that started this one as a child, and the step that did; "" for a top-level one. */
+  parentId: string;
+  parentStep: string;
+  /** The child executions this one started, oldest first. */
+  children: ChildExecution[];
+  /**
+   * Continue-as-new: the run that ended to start this one ("" for a first run), the run this one
+   * started as it ended ("" unless phase is ContinuedAsNew), the chain's first run and this run's
+   * number in it (1 for the first).
+   */
+  continuedFrom: string;
+  continuedAs: string;
+  firstRunId: string;
+  run: number;
+}
+
+export interface QueuedSignal {
+  name: string;
+  dataJson: string;
+  /** The authenticated identity that sent it. */
+  sender: string;
+  receivedAt: Date | undefined;
+}
+
+export interface SignalWait {
+  step: string;
+  name: string;
+  /** Unset when the wait has no timeout. */
+  timeoutAt: Date | undefined;
+}
+
+export interface ChildExecution {
+  step: string;
+  id: string;
+  workflow: string;
+  /** Running | Succeeded | Failed | Cancelled | Abandoned, as the parent last heard. */
+  phase: string;
 }
 
 export interface GetExecutionRequest {
@@ -254,6 +298,25 @@ export interface RejectRequest {
 export interface CancelExecutionRequest {
   id: string;
   reason: string;
+}
+
+export interface SignalExecutionRequest {
+  id: string;
+  name: string;
+  /** JSON; "" for null. */
+  dataJson: string;
+  /** Optional: a signal sent again with the same request id is delivered once. */
+  requestId: string;
+}
+
+export interface SignalWithStartRequest {
+  workflow: string;
+  /** Required: the execution to signal, started under this id if it does not exist. */
+  executionId: string;
+  inputJson: string;
+  name: string;
+  dataJson: string;
+  requestId: string;
 }
 
 export interface DeadLetter {
@@ -1211,6 +1274,15 @@ function createBaseExecutionInfo(): ExecutionInfo {
     deadline: undefined,
     varsJson: "",
     ending: "",
+    queuedSignals: [],
+    signalWaits: [],
+    parentId: "",
+    parentStep: "",
+    children: [],
+    continuedFrom: "",
+    continuedAs: "",
+    firstRunId: "",
+    run: 0,
   };
 }
 
@@ -1275,6 +1347,33 @@ export const ExecutionInfo: MessageFns<ExecutionInfo> = {
     }
     if (message.ending !== "") {
       writer.uint32(162).string(message.ending);
+    }
+    for (const v of message.queuedSignals) {
+      QueuedSignal.encode(v!, writer.uint32(170).fork()).join();
+    }
+    for (const v of message.signalWaits) {
+      SignalWait.encode(v!, writer.uint32(178).fork()).join();
+    }
+    if (message.parentId !== "") {
+      writer.uint32(186).string(message.parentId);
+    }
+    if (message.parentStep !== "") {
+      writer.uint32(194).string(message.parentStep);
+    }
+    for (const v of message.children) {
+      ChildExecution.encode(v!, writer.uint32(202).fork()).join();
+    }
+    if (message.continuedFrom !== "") {
+      writer.uint32(210).string(message.continuedFrom);
+    }
+    if (message.continuedAs !== "") {
+      writer.uint32(218).string(message.continuedAs);
+    }
+    if (message.firstRunId !== "") {
+      writer.uint32(226).string(message.firstRunId);
+    }
+    if (message.run !== 0) {
+      writer.uint32(232).uint32(message.run);
     }
     return writer;
   },
@@ -1452,6 +1551,78 @@ export const ExecutionInfo: MessageFns<ExecutionInfo> = {
             message.ending = reader.string();
             continue;
           }
+          case 21: {
+            if (tag !== 170) {
+              break;
+            }
+
+            message.queuedSignals.push(QueuedSignal.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 22: {
+            if (tag !== 178) {
+              break;
+            }
+
+            message.signalWaits.push(SignalWait.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 23: {
+            if (tag !== 186) {
+              break;
+            }
+
+            message.parentId = reader.string();
+            continue;
+          }
+          case 24: {
+            if (tag !== 194) {
+              break;
+            }
+
+            message.parentStep = reader.string();
+            continue;
+          }
+          case 25: {
+            if (tag !== 202) {
+              break;
+            }
+
+            message.children.push(ChildExecution.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 26: {
+            if (tag !== 210) {
+              break;
+            }
+
+            message.continuedFrom = reader.string();
+            continue;
+          }
+          case 27: {
+            if (tag !== 218) {
+              break;
+            }
+
+            message.continuedAs = reader.string();
+            continue;
+          }
+          case 28: {
+            if (tag !== 226) {
+              break;
+            }
+
+            message.firstRunId = reader.string();
+            continue;
+          }
+          case 29: {
+            if (tag !== 232) {
+              break;
+            }
+
+            message.run = reader.uint32();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1489,6 +1660,276 @@ export const ExecutionInfo: MessageFns<ExecutionInfo> = {
     message.deadline = object.deadline ?? undefined;
     message.varsJson = object.varsJson ?? "";
     message.ending = object.ending ?? "";
+    message.queuedSignals = object.queuedSignals?.map((e) => QueuedSignal.fromPartial(e)) || [];
+    message.signalWaits = object.signalWaits?.map((e) => SignalWait.fromPartial(e)) || [];
+    message.parentId = object.parentId ?? "";
+    message.parentStep = object.parentStep ?? "";
+    message.children = object.children?.map((e) => ChildExecution.fromPartial(e)) || [];
+    message.continuedFrom = object.continuedFrom ?? "";
+    message.continuedAs = object.continuedAs ?? "";
+    message.firstRunId = object.firstRunId ?? "";
+    message.run = object.run ?? 0;
+    return message;
+  },
+};
+
+function createBaseQueuedSignal(): QueuedSignal {
+  return { name: "", dataJson: "", sender: "", receivedAt: undefined };
+}
+
+export const QueuedSignal: MessageFns<QueuedSignal> = {
+  encode(message: QueuedSignal, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.name !== "") {
+      writer.uint32(10).string(message.name);
+    }
+    if (message.dataJson !== "") {
+      writer.uint32(18).string(message.dataJson);
+    }
+    if (message.sender !== "") {
+      writer.uint32(26).string(message.sender);
+    }
+    if (message.receivedAt !== undefined) {
+      Timestamp.encode(toTimestamp(message.receivedAt), writer.uint32(34).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): QueuedSignal {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseQueuedSignal();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.name = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.dataJson = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.sender = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.receivedAt = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create(base?: DeepPartial<QueuedSignal>): QueuedSignal {
+    return QueuedSignal.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<QueuedSignal>): QueuedSignal {
+    const message = createBaseQueuedSignal();
+    message.name = object.name ?? "";
+    message.dataJson = object.dataJson ?? "";
+    message.sender = object.sender ?? "";
+    message.receivedAt = object.receivedAt ?? undefined;
+    return message;
+  },
+};
+
+function createBaseSignalWait(): SignalWait {
+  return { step: "", name: "", timeoutAt: undefined };
+}
+
+export const SignalWait: MessageFns<SignalWait> = {
+  encode(message: SignalWait, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.step !== "") {
+      writer.uint32(10).string(message.step);
+    }
+    if (message.name !== "") {
+      writer.uint32(18).string(message.name);
+    }
+    if (message.timeoutAt !== undefined) {
+      Timestamp.encode(toTimestamp(message.timeoutAt), writer.uint32(26).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SignalWait {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSignalWait();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.step = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.name = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.timeoutAt = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create(base?: DeepPartial<SignalWait>): SignalWait {
+    return SignalWait.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<SignalWait>): SignalWait {
+    const message = createBaseSignalWait();
+    message.step = object.step ?? "";
+    message.name = object.name ?? "";
+    message.timeoutAt = object.timeoutAt ?? undefined;
+    return message;
+  },
+};
+
+function createBaseChildExecution(): ChildExecution {
+  return { step: "", id: "", workflow: "", phase: "" };
+}
+
+export const ChildExecution: MessageFns<ChildExecution> = {
+  encode(message: ChildExecution, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.step !== "") {
+      writer.uint32(10).string(message.step);
+    }
+    if (message.id !== "") {
+      writer.uint32(18).string(message.id);
+    }
+    if (message.workflow !== "") {
+      writer.uint32(26).string(message.workflow);
+    }
+    if (message.phase !== "") {
+      writer.uint32(34).string(message.phase);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ChildExecution {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseChildExecution();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.step = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.id = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.workflow = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.phase = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create(base?: DeepPartial<ChildExecution>): ChildExecution {
+    return ChildExecution.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ChildExecution>): ChildExecution {
+    const message = createBaseChildExecution();
+    message.step = object.step ?? "";
+    message.id = object.id ?? "";
+    message.workflow = object.workflow ?? "";
+    message.phase = object.phase ?? "";
     return message;
   },
 };
@@ -2235,6 +2676,212 @@ export const CancelExecutionRequest: MessageFns<CancelExecutionRequest> = {
   },
 };
 
+function createBaseSignalExecutionRequest(): SignalExecutionRequest {
+  return { id: "", name: "", dataJson: "", requestId: "" };
+}
+
+export const SignalExecutionRequest: MessageFns<SignalExecutionRequest> = {
+  encode(message: SignalExecutionRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.id !== "") {
+      writer.uint32(10).string(message.id);
+    }
+    if (message.name !== "") {
+      writer.uint32(18).string(message.name);
+    }
+    if (message.dataJson !== "") {
+      writer.uint32(26).string(message.dataJson);
+    }
+    if (message.requestId !== "") {
+      writer.uint32(34).string(message.requestId);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SignalExecutionRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSignalExecutionRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.id = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.name = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.dataJson = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.requestId = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create(base?: DeepPartial<SignalExecutionRequest>): SignalExecutionRequest {
+    return SignalExecutionRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<SignalExecutionRequest>): SignalExecutionRequest {
+    const message = createBaseSignalExecutionRequest();
+    message.id = object.id ?? "";
+    message.name = object.name ?? "";
+    message.dataJson = object.dataJson ?? "";
+    message.requestId = object.requestId ?? "";
+    return message;
+  },
+};
+
+function createBaseSignalWithStartRequest(): SignalWithStartRequest {
+  return { workflow: "", executionId: "", inputJson: "", name: "", dataJson: "", requestId: "" };
+}
+
+export const SignalWithStartRequest: MessageFns<SignalWithStartRequest> = {
+  encode(message: SignalWithStartRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.workflow !== "") {
+      writer.uint32(10).string(message.workflow);
+    }
+    if (message.executionId !== "") {
+      writer.uint32(18).string(message.executionId);
+    }
+    if (message.inputJson !== "") {
+      writer.uint32(26).string(message.inputJson);
+    }
+    if (message.name !== "") {
+      writer.uint32(34).string(message.name);
+    }
+    if (message.dataJson !== "") {
+      writer.uint32(42).string(message.dataJson);
+    }
+    if (message.requestId !== "") {
+      writer.uint32(50).string(message.requestId);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SignalWithStartRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSignalWithStartRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.workflow = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.executionId = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.inputJson = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.name = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.dataJson = reader.string();
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.requestId = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create(base?: DeepPartial<SignalWithStartRequest>): SignalWithStartRequest {
+    return SignalWithStartRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<SignalWithStartRequest>): SignalWithStartRequest {
+    const message = createBaseSignalWithStartRequest();
+    message.workflow = object.workflow ?? "";
+    message.executionId = object.executionId ?? "";
+    message.inputJson = object.inputJson ?? "";
+    message.name = object.name ?? "";
+    message.dataJson = object.dataJson ?? "";
+    message.requestId = object.requestId ?? "";
+    return message;
+  },
+};
+
 function createBaseDeadLetter(): DeadLetter {
   return { id: "", executionId: "", step: "", attempt: 0, error: "", createdAtMs: 0, createdAt: undefined };
 }
@@ -2667,6 +3314,31 @@ export const WorkflowServiceService = {
     responseSerialize: (value: ExecutionInfo): Buffer => Buffer.from(ExecutionInfo.encode(value).finish()),
     responseDeserialize: (value: Buffer): ExecutionInfo => ExecutionInfo.decode(value),
   },
+  /** Deliver a named signal to a running execution: queued, in order, until a signal step takes it. */
+  signalExecution: {
+    path: "/cerebelum.v1.WorkflowService/SignalExecution" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: SignalExecutionRequest): Buffer =>
+      Buffer.from(SignalExecutionRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): SignalExecutionRequest => SignalExecutionRequest.decode(value),
+    responseSerialize: (value: ExecutionInfo): Buffer => Buffer.from(ExecutionInfo.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ExecutionInfo => ExecutionInfo.decode(value),
+  },
+  /**
+   * Start the execution unless it exists (same rules as StartExecution), then deliver the signal,
+   * in one transaction when it is started here.
+   */
+  signalWithStart: {
+    path: "/cerebelum.v1.WorkflowService/SignalWithStart" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: SignalWithStartRequest): Buffer =>
+      Buffer.from(SignalWithStartRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): SignalWithStartRequest => SignalWithStartRequest.decode(value),
+    responseSerialize: (value: ExecutionInfo): Buffer => Buffer.from(ExecutionInfo.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ExecutionInfo => ExecutionInfo.decode(value),
+  },
 } as const;
 
 export interface WorkflowServiceServer extends UntypedServiceImplementation {
@@ -2684,6 +3356,13 @@ export interface WorkflowServiceServer extends UntypedServiceImplementation {
   cancelExecution: handleUnaryCall<CancelExecutionRequest, ExecutionInfo>;
   listDeadLetters: handleUnaryCall<ListDeadLettersRequest, ListDeadLettersResponse>;
   redriveDeadLetter: handleUnaryCall<RedriveDeadLetterRequest, ExecutionInfo>;
+  /** Deliver a named signal to a running execution: queued, in order, until a signal step takes it. */
+  signalExecution: handleUnaryCall<SignalExecutionRequest, ExecutionInfo>;
+  /**
+   * Start the execution unless it exists (same rules as StartExecution), then deliver the signal,
+   * in one transaction when it is started here.
+   */
+  signalWithStart: handleUnaryCall<SignalWithStartRequest, ExecutionInfo>;
 }
 
 export interface WorkflowServiceClient extends Client {
@@ -2879,6 +3558,41 @@ export interface WorkflowServiceClient extends Client {
   ): ClientUnaryCall;
   redriveDeadLetter(
     request: RedriveDeadLetterRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ExecutionInfo) => void,
+  ): ClientUnaryCall;
+  /** Deliver a named signal to a running execution: queued, in order, until a signal step takes it. */
+  signalExecution(
+    request: SignalExecutionRequest,
+    callback: (error: ServiceError | null, response: ExecutionInfo) => void,
+  ): ClientUnaryCall;
+  signalExecution(
+    request: SignalExecutionRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ExecutionInfo) => void,
+  ): ClientUnaryCall;
+  signalExecution(
+    request: SignalExecutionRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ExecutionInfo) => void,
+  ): ClientUnaryCall;
+  /**
+   * Start the execution unless it exists (same rules as StartExecution), then deliver the signal,
+   * in one transaction when it is started here.
+   */
+  signalWithStart(
+    request: SignalWithStartRequest,
+    callback: (error: ServiceError | null, response: ExecutionInfo) => void,
+  ): ClientUnaryCall;
+  signalWithStart(
+    request: SignalWithStartRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ExecutionInfo) => void,
+  ): ClientUnaryCall;
+  signalWithStart(
+    request: SignalWithStartRequest,
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: ExecutionInfo) => void,
