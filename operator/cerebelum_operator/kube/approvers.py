@@ -1,10 +1,12 @@
-"""Whether an Approval's `spec.approver` can be believed: is the admission policy that stamps it installed?
+"""Whether an Approval's `spec.approver` (or a Signal's `spec.sender`) can be believed: is the
+admission policy that stamps it installed?
 
-kopf handlers never see who created an object, so the operator cannot tell who approved; the
-chart's MutatingAdmissionPolicy writes the requesting user into `spec.approver` on create. Without
-that policy (or its binding) `spec.approver` is whatever the creator typed, so the operator refuses
-Approvals unless it finds a bound policy that covers every Approval (default closed), or it was
-started with `--trust-claimed-approver`.
+kopf handlers never see who created an object, so the operator cannot tell who approved or who
+sent a signal; the chart's MutatingAdmissionPolicies write the requesting user into
+`spec.approver` of every new Approval and `spec.sender` of every new Signal. Without such a
+policy (or its binding) the field is whatever the creator typed, so the operator refuses those
+objects unless it finds a bound policy that covers every one of them (default closed), or it was
+started with `--trust-claimed-approver` (which also trusts a claimed sender).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from lightkube.core.exceptions import ApiError
@@ -21,23 +24,43 @@ from ..runtime import Clock
 from .resources import GROUP, VERSION
 
 __all__ = [
+    "APPROVER",
+    "SENDER",
     "AdmissionPolicyCheck",
     "ApproverCheck",
     "PolicyReader",
+    "Stamp",
     "TrustClaimedApprover",
     "Unreachable",
     "approver_policy_problem",
+    "stamp_policy_problem",
 ]
 
 log = logging.getLogger(__name__)
 
 JSON = Any
 
-REMEDY = (
-    "install the approval policy (Helm value approvalPolicy.enabled=true: a MutatingAdmissionPolicy and its "
-    "binding that write the requesting user into spec.approver of every new Approval), or start the operator "
-    "with --trust-claimed-approver to accept the approver an Approval claims"
-)
+
+@dataclass(frozen=True, slots=True)
+class Stamp:
+    """A field that admission stamps with the requesting user on every new object of one resource."""
+
+    kind: str  # Approval
+    resource: str  # approvals
+    field: str  # approver
+
+    @property
+    def remedy(self) -> str:
+        return (
+            f"install the chart's admission policies (Helm value approvalPolicy.enabled=true: a "
+            f"MutatingAdmissionPolicy and its binding that write the requesting user into spec.{self.field} of "
+            f"every new {self.kind}), or start the operator with --trust-claimed-approver to accept the "
+            f"{self.field} a {self.kind} claims"
+        )
+
+
+APPROVER = Stamp("Approval", "approvals", "approver")
+SENDER = Stamp("Signal", "signals", "sender")
 PERMISSION = (
     "get, list and watch on mutatingadmissionpolicies and mutatingadmissionpolicybindings "
     "(admissionregistration.k8s.io)"
@@ -49,20 +72,21 @@ class Unreachable(Exception):
 
 
 class ApproverCheck(Protocol):
-    #: Whether a missing `spec.approver` is acceptable (recorded as unknown) rather than refused.
+    #: Whether a missing stamped field is acceptable (recorded as unknown) rather than refused.
     trusts_claims: bool
 
-    async def problem(self) -> str | None:
-        """None when `spec.approver` is trustworthy; otherwise why not and what to install."""
+    async def problem(self, stamp: Stamp = APPROVER) -> str | None:
+        """None when the stamped field (`spec.approver` by default) is trustworthy; otherwise why not
+        and what to install."""
         ...
 
 
 class TrustClaimedApprover:
-    """The opt-out: believe whatever `spec.approver` says (`--trust-claimed-approver`)."""
+    """The opt-out: believe whatever `spec.approver` or `spec.sender` says (`--trust-claimed-approver`)."""
 
     trusts_claims = True
 
-    async def problem(self) -> str | None:
+    async def problem(self, stamp: Stamp = APPROVER) -> str | None:
         return None
 
 
@@ -80,29 +104,31 @@ class AdmissionPolicyCheck:
         self.clock = clock
         self.ttl_ms = ttl_ms
         self.reads = 0
-        self._answer: tuple[int, str | None] | None = None
+        self._listed: tuple[int, list[dict[str, JSON]], list[dict[str, JSON]], str | None] | None = None
 
-    async def problem(self) -> str | None:
+    async def problem(self, stamp: Stamp = APPROVER) -> str | None:
+        """Both stamps are judged from one read of the policies, made at most every `ttl_ms`."""
         now = self.clock.now_ms()
-        if self._answer is not None and now < self._answer[0]:
-            return self._answer[1]
-        self.reads += 1
-        try:
-            policies = await self.api.list_all(MutatingAdmissionPolicy)
-            bindings = await self.api.list_all(MutatingAdmissionPolicyBinding)
-        except ApiError as error:
-            if error.status.code not in (401, 403, 404):
-                raise Unreachable(f"could not read the admission policies: {error.status.message}") from error
-            # Forbidden: the chart's RBAC is older than the operator; not found: the API server has no such API.
-            found = (
-                f"the operator could not read the admission policies ({error.status.reason}: {error.status.message})"
-            )
-            answer: str | None = f"{found}; it needs {PERMISSION}"
-        else:
-            answer = approver_policy_problem(policies, bindings)
+        if self._listed is None or now >= self._listed[0]:
+            self.reads += 1
+            try:
+                policies = await self.api.list_all(MutatingAdmissionPolicy)
+                bindings = await self.api.list_all(MutatingAdmissionPolicyBinding)
+            except ApiError as error:
+                if error.status.code not in (401, 403, 404):
+                    raise Unreachable(f"could not read the admission policies: {error.status.message}") from error
+                # Forbidden: the chart's RBAC is older than the operator; not found: the API server has no such API.
+                found = (
+                    f"the operator could not read the admission policies "
+                    f"({error.status.reason}: {error.status.message})"
+                )
+                self._listed = (now + self.ttl_ms, [], [], f"{found}; it needs {PERMISSION}")
+            else:
+                self._listed = (now + self.ttl_ms, policies, bindings, None)
+        _, policies, bindings, unreadable = self._listed
+        answer = unreadable or stamp_policy_problem(policies, bindings, stamp)
         if answer is not None:
-            answer = f"the approver cannot be verified: {answer}; {REMEDY}"
-        self._answer = (now + self.ttl_ms, answer)
+            answer = f"the {stamp.field} cannot be verified: {answer}; {stamp.remedy}"
         return answer
 
 
@@ -110,50 +136,61 @@ def approver_policy_problem(
     policies: Sequence[Mapping[str, JSON]], bindings: Sequence[Mapping[str, JSON]]
 ) -> str | None:
     """None if some bound policy overwrites `spec.approver` of every new Approval; else what is missing."""
-    stamping = [policy for policy in policies if _stamps_every_approver(policy)]
+    return stamp_policy_problem(policies, bindings, APPROVER)
+
+
+def stamp_policy_problem(
+    policies: Sequence[Mapping[str, JSON]], bindings: Sequence[Mapping[str, JSON]], stamp: Stamp
+) -> str | None:
+    """None if some bound policy overwrites `spec.<field>` of every new object of the stamp's
+    resource; else what is missing."""
+    stamping = [policy for policy in policies if _stamps_every(policy, stamp)]
     if not stamping:
-        return "no MutatingAdmissionPolicy writes request.userInfo.username into spec.approver of every new Approval"
+        return (
+            f"no MutatingAdmissionPolicy writes request.userInfo.username into spec.{stamp.field} "
+            f"of every new {stamp.kind}"
+        )
     names = {str((policy.get("metadata") or {}).get("name")) for policy in stamping}
-    if any(_binds_everywhere(binding, names) for binding in bindings):
+    if any(_binds_everywhere(binding, names, stamp) for binding in bindings):
         return None
     listed = ", ".join(sorted(names))
     return f"the MutatingAdmissionPolicy {listed} is not bound to every namespace (no MutatingAdmissionPolicyBinding)"
 
 
-def _stamps_every_approver(policy: Mapping[str, JSON]) -> bool:
+def _stamps_every(policy: Mapping[str, JSON], stamp: Stamp) -> bool:
     spec: Mapping[str, JSON] = policy.get("spec") or {}
     if spec.get("failurePolicy", "Fail") != "Fail" or spec.get("matchConditions") or spec.get("paramKind"):
-        return False  # it may let an Approval through unstamped
+        return False  # it may let an object through unstamped
     constraints: Mapping[str, JSON] = spec.get("matchConstraints") or {}
-    if not _covers(constraints):
+    if not _covers(constraints, stamp):
         return False
-    return any(_writes_approver(mutation) for mutation in spec.get("mutations") or [])
+    return any(_writes(mutation, stamp) for mutation in spec.get("mutations") or [])
 
 
-def _binds_everywhere(binding: Mapping[str, JSON], names: set[str]) -> bool:
+def _binds_everywhere(binding: Mapping[str, JSON], names: set[str], stamp: Stamp) -> bool:
     spec: Mapping[str, JSON] = binding.get("spec") or {}
     if spec.get("policyName") not in names:
         return False
     matched: Mapping[str, JSON] = spec.get("matchResources") or {}
-    return _covers(matched, rules_optional=True)
+    return _covers(matched, stamp, rules_optional=True)
 
 
-def _covers(match: Mapping[str, JSON], *, rules_optional: bool = False) -> bool:
-    """Whether a match (the policy's constraints, a binding's resources) takes in every Approval create."""
+def _covers(match: Mapping[str, JSON], stamp: Stamp, *, rules_optional: bool = False) -> bool:
+    """Whether a match (the policy's constraints, a binding's resources) takes in every create of the resource."""
     for selector in ("namespaceSelector", "objectSelector"):
         chosen = match.get(selector) or {}
         if chosen.get("matchLabels") or chosen.get("matchExpressions"):
             return False
-    if any(_rule_takes_approvals(rule) for rule in match.get("excludeResourceRules") or []):
-        return False  # even one excluded name is an Approval nobody stamps
+    if any(_rule_takes(rule, stamp) for rule in match.get("excludeResourceRules") or []):
+        return False  # even one excluded name is an object nobody stamps
     rules = match.get("resourceRules") or []
     if not rules:
         return rules_optional
-    return any(_rule_takes_approvals(rule) and not rule.get("resourceNames") for rule in rules)
+    return any(_rule_takes(rule, stamp) and not rule.get("resourceNames") for rule in rules)
 
 
-def _rule_takes_approvals(rule: Mapping[str, JSON]) -> bool:
-    """Whether the rule matches creating Approvals (some of them, if it lists resourceNames)."""
+def _rule_takes(rule: Mapping[str, JSON], stamp: Stamp) -> bool:
+    """Whether the rule matches creating the stamp's resource (some of them, if it lists resourceNames)."""
 
     def has(key: str, *values: str) -> bool:
         return bool(set(rule.get(key) or []) & {"*", *values})
@@ -162,12 +199,12 @@ def _rule_takes_approvals(rule: Mapping[str, JSON]) -> bool:
     return (
         has("apiGroups", GROUP)
         and has("apiVersions", VERSION)
-        and has("resources", "approvals", "*/*")
+        and has("resources", stamp.resource, "*/*")
         and has("operations", "CREATE")
         and scope in ("*", "Namespaced")
     )
 
 
-def _writes_approver(mutation: Mapping[str, JSON]) -> bool:
+def _writes(mutation: Mapping[str, JSON], stamp: Stamp) -> bool:
     text = json.dumps(mutation)
-    return "request.userInfo.username" in text and "approver" in text
+    return "request.userInfo.username" in text and stamp.field in text

@@ -1,4 +1,5 @@
-"""Whether the operator believes `spec.approver`: only when a bound admission policy stamps every Approval.
+"""Whether the operator believes `spec.approver` (and a Signal's `spec.sender`): only when a bound
+admission policy stamps every Approval (every Signal).
 
 The policy documents are the chart's own template (rendered by helm), then changed one field at a
 time; the reader is a fake that serves them, and fails as a forbidden or broken API server would.
@@ -15,20 +16,65 @@ import yaml
 from lightkube.core.exceptions import ApiError
 from lightkube.resources.admissionregistration_v1 import MutatingAdmissionPolicy, MutatingAdmissionPolicyBinding
 
-from cerebelum_operator.kube.approvers import AdmissionPolicyCheck, Unreachable, approver_policy_problem
+from cerebelum_operator.kube.approvers import (
+    APPROVER,
+    SENDER,
+    AdmissionPolicyCheck,
+    Unreachable,
+    approver_policy_problem,
+    stamp_policy_problem,
+)
 from cerebelum_operator.runtime import FakeClock
 from tests.support.helm import render
 
 NOW_MS = 1_700_000_000_000
 
 
+def chart_documents(suffix: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The chart's MutatingAdmissionPolicy named `...-<suffix>` and its binding."""
+    documents = list(yaml.safe_load_all(render("--show-only=templates/approval-policy.yaml", namespace="ops")))
+    (policy,) = [
+        d for d in documents if d["kind"] == "MutatingAdmissionPolicy" and d["metadata"]["name"].endswith(suffix)
+    ]
+    (binding,) = [
+        d for d in documents if d["kind"] == "MutatingAdmissionPolicyBinding" and d["metadata"]["name"].endswith(suffix)
+    ]
+    return policy, binding
+
+
 @pytest.fixture(scope="module")
 def chart_policy() -> tuple[dict[str, Any], dict[str, Any]]:
-    """The chart's MutatingAdmissionPolicy and its binding, as the API server would list them."""
-    documents = list(yaml.safe_load_all(render("--show-only=templates/approval-policy.yaml", namespace="ops")))
-    (policy,) = [d for d in documents if d["kind"] == "MutatingAdmissionPolicy"]
-    (binding,) = [d for d in documents if d["kind"] == "MutatingAdmissionPolicyBinding"]
-    return policy, binding
+    """The chart's approver MutatingAdmissionPolicy and its binding, as the API server would list them."""
+    return chart_documents("-approval-approver")
+
+
+@pytest.fixture(scope="module")
+def sender_policy() -> tuple[dict[str, Any], dict[str, Any]]:
+    """The chart's sender MutatingAdmissionPolicy and its binding."""
+    return chart_documents("-signal-sender")
+
+
+def test_the_chart_s_sender_policy_makes_the_sender_verifiable_and_the_approver_policy_does_not(
+    chart_policy: tuple[dict[str, Any], dict[str, Any]], sender_policy: tuple[dict[str, Any], dict[str, Any]]
+) -> None:
+    assert stamp_policy_problem([sender_policy[0]], [sender_policy[1]], SENDER) is None
+    assert stamp_policy_problem([sender_policy[0]], [sender_policy[1]], APPROVER) is not None
+    problem = stamp_policy_problem([chart_policy[0]], [chart_policy[1]], SENDER)
+    assert problem == "no MutatingAdmissionPolicy writes request.userInfo.username into spec.sender of every new Signal"
+
+
+async def test_one_read_of_the_policies_answers_for_approvers_and_senders_and_names_the_missing_one(
+    chart_policy: tuple[dict[str, Any], dict[str, Any]],
+) -> None:
+    reader = FakeReader([chart_policy[0]], [chart_policy[1]])
+    check = AdmissionPolicyCheck(reader, clock=FakeClock(start_ms=NOW_MS))
+
+    assert await check.problem(APPROVER) is None
+    problem = await check.problem(SENDER)
+
+    assert check.reads == 1
+    assert problem is not None and problem.startswith("the sender cannot be verified: ")
+    assert "spec.sender of every new Signal" in problem and "--trust-claimed-approver" in problem
 
 
 def variant(document: dict[str, Any], path: str, value: Any) -> dict[str, Any]:
