@@ -43,6 +43,7 @@ __all__ = [
     "KubeApi",
     "NoKubeConfig",
     "ObjectRef",
+    "Signal",
     "Workflow",
     "event_name",
     "is_not_found",
@@ -56,8 +57,9 @@ JSON = Any
 Workflow = create_namespaced_resource(GROUP, VERSION, "Workflow", "workflows")
 Execution = create_namespaced_resource(GROUP, VERSION, "Execution", "executions")
 Approval = create_namespaced_resource(GROUP, VERSION, "Approval", "approvals")
+Signal = create_namespaced_resource(GROUP, VERSION, "Signal", "signals")
 
-_RESOURCES: dict[str, Any] = {"Execution": Execution, "Approval": Approval, "Workflow": Workflow}
+_RESOURCES: dict[str, Any] = {"Execution": Execution, "Approval": Approval, "Workflow": Workflow, "Signal": Signal}
 
 CONTROLLER_NAME = "cerebelum.io/operator"
 _MAX_NAME = 253  # a DNS-1123 subdomain
@@ -180,6 +182,21 @@ class KubeApi:
                 return None
             raise
         result: dict[str, JSON] = obj.to_dict()
+        return result
+
+    async def create(self, resource: type[Any], body: dict[str, JSON]) -> dict[str, JSON] | None:
+        """Create the object `body` describes; None when an object of that name exists already."""
+        meta = body["metadata"]
+        object_name(meta["name"], field="name")
+        namespace_name(meta["namespace"])
+        self._count("objects")
+        try:
+            created = await self.client.create(resource(body))  # namespaced by its metadata
+        except ApiError as error:
+            if error.status.code == 409:
+                return None
+            raise
+        result: dict[str, JSON] = created.to_dict()
         return result
 
     async def list_all(self, resource: type[Any]) -> list[dict[str, JSON]]:

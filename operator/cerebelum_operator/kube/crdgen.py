@@ -29,6 +29,8 @@ from .resources import (
     ApprovalStatus,
     ExecutionSpec,
     ExecutionStatus,
+    SignalSpec,
+    SignalStatus,
     WorkflowStatus,
 )
 
@@ -379,7 +381,7 @@ def _crd(
 
 
 def build_crds() -> list[dict[str, Any]]:
-    """The Workflow, Execution and Approval CRDs (apiextensions.k8s.io/v1), in that order."""
+    """The Workflow, Execution, Approval and Signal CRDs (apiextensions.k8s.io/v1), in that order."""
     return [
         _crd(
             kind="Workflow",
@@ -415,6 +417,8 @@ def build_crds() -> list[dict[str, Any]]:
                 _column("Finished", ".status.finishedAt", "date", wide=True),
                 _column("Events", ".status.eventCount", "integer", wide=True),
                 _column("Execution-ID", ".status.executionId", wide=True),
+                _column("Run", ".status.run", "integer", wide=True),
+                _column("Parent", ".status.parent.name", wide=True),
                 _column("Message", f"{_SUCCEEDED}.message", wide=True),
             ],
             short_names=("exec",),
@@ -432,6 +436,22 @@ def build_crds() -> list[dict[str, Any]]:
                 _column("Approver", ".spec.approver"),
                 _column("Phase", ".status.phase"),
                 _column("Age", ".metadata.creationTimestamp", "date"),
+                _column("Message", ".status.message", wide=True),
+            ],
+        ),
+        _crd(
+            kind="Signal",
+            plural="signals",
+            purpose="A named signal, with data, for an Execution's signal steps; the operator delivers it once.",
+            spec=_immutable_spec(SignalSpec, "Signal"),
+            status=_status(SignalStatus),
+            columns=[
+                _column("Execution", ".spec.execution"),
+                _column("Signal", ".spec.name"),
+                _column("Sender", ".spec.sender"),
+                _column("Phase", ".status.phase"),
+                _column("Age", ".metadata.creationTimestamp", "date"),
+                _column("Run-ID", ".status.runId", wide=True),
                 _column("Message", ".status.message", wide=True),
             ],
         ),

@@ -68,4 +68,14 @@ def build_registry(reconciler: Reconciler) -> kopf.OperatorRegistry:
             raise kopf.TemporaryError(str(wait), delay=wait.delay_s) from None
         await apply(outcome, view, "Approval", patch)
 
+    @kopf.on.resume(GROUP, VERSION, "signals", registry=registry)
+    @kopf.on.create(GROUP, VERSION, "signals", registry=registry)
+    async def signal_created(body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
+        view = ObjectView.of(body)
+        try:
+            outcome = await reconciler.signal_created(view)
+        except Retry as wait:
+            raise kopf.TemporaryError(str(wait), delay=wait.delay_s) from None
+        await apply(outcome, view, "Signal", patch)
+
     return registry

@@ -8,6 +8,7 @@ and the CRD schemas carry the same pattern (`NAME_PATTERN`), so the API server r
 
 from __future__ import annotations
 
+import hashlib
 import re
 
 __all__ = [
@@ -16,6 +17,7 @@ __all__ = [
     "NAMESPACE_PATTERN",
     "NAME_PATTERN",
     "InvalidName",
+    "child_object_name",
     "namespace_name",
     "object_name",
 ]
@@ -69,3 +71,22 @@ def namespace_name(value: object, *, field: str = "namespace") -> str:
             field=field,
         )
     return value
+
+
+_NOT_IN_LABEL = re.compile(r"[^a-z0-9]+")
+_STEP_PART = 63
+
+
+def child_object_name(parent_name: str, step: str, child_id: str) -> str:
+    """The name of the Execution object the operator creates for a child execution:
+    ``<parent name>-<step, lowercased, other characters as '-'>-<8 hex of the child's engine id>``.
+
+    Deterministic (a retried create finds its first), unique per child (a retried attempt or a
+    loop starts a child with another engine id), within 253 characters (the parent's name is cut
+    first) and a valid object name whatever the step's name.
+    """
+    digest = hashlib.sha256(child_id.encode()).hexdigest()[:8]
+    part = _NOT_IN_LABEL.sub("-", step.lower()).strip("-")[:_STEP_PART].strip("-")
+    suffix = f"-{part}-{digest}" if part else f"-{digest}"
+    head = parent_name[: MAX_NAME_LENGTH - len(suffix)].rstrip("-.")
+    return object_name(head + suffix, field="child Execution name")

@@ -2,7 +2,7 @@
 
 Start order is what makes resurrection safe: take the Lease first (so no second instance
 dispatches), then start the engine, which reloads leases, tasks and timers from the store, then
-let kopf list every Workflow, Execution and Approval and reconcile each again.
+let kopf list every Workflow, Execution, Approval and Signal and reconcile each again.
 """
 
 from __future__ import annotations
@@ -193,6 +193,7 @@ async def _lead(
     holding = asyncio.create_task(elector.hold(lease_lost), name="lease")
     server = EngineServer(replace(config.server, guard=_guard(config, api, clock)), clock=clock)
     writer: StatusWriter | None = None
+    reconciler: Reconciler | None = None
     try:
         await server.start()
         server.engine.add_change_listener(metrics.on_change)
@@ -238,6 +239,8 @@ async def _lead(
         ]
         if writer is not None:
             steps.insert(0, ("status writer", writer.stop))
+        if reconciler is not None:
+            steps.insert(0, ("child objects", reconciler.children.stop))
         if labeler is not None:
             # `standby` before the Lease goes: the Service stops sending workers here before a
             # successor can label itself `leader` (best effort: the pod is going away anyway).

@@ -18,8 +18,9 @@ from typing import Any
 
 from ..engine import ExecutionState
 from ..engine.events import RecordedEvent
-from ..engine.state import ExecutionPhase, StepPhase, StepState
+from ..engine.state import ChildLink, ExecutionPhase, StepPhase, StepState
 from ..runtime.engine_service import LiveStep
+from .names import child_object_name
 
 __all__ = [
     "ProjectionLimits",
@@ -45,6 +46,7 @@ class ProjectionLimits:
     step_error_chars: int = 512
     current_step_chars: int = 256
     progress_chars: int = 512
+    children: int = 8  # the running ones first, then the latest that ended
     # The whole status, as JSON: fewer steps are listed (the settled ones go first) to stay within.
     # With every other field at its own cap the rest takes some 10 KiB, so steps always get room.
     status_bytes: int = 16 * 1024
@@ -174,6 +176,9 @@ def _where_it_stands(state: ExecutionState, phase: ExecutionPhase, limits: Proje
         return f"waiting for an Approval of step {names}"
     if phase == ExecutionPhase.SLEEPING:
         return f"sleeping until {rfc3339(state.wake_at_ms())}"
+    if phase == ExecutionPhase.WAITING_FOR_SIGNAL:
+        names = _current_step(sorted({wait.name for wait in state.signal_waits.values()}), limits.current_step_chars)
+        return f"waiting for a Signal named {names}"
     return "running"
 
 
@@ -194,6 +199,27 @@ _SUCCEEDED_CONDITION = {
 }
 
 
+def _children(state: ExecutionState, object_name: str | None, cap: int) -> list[dict[str, JSON]]:
+    """The running children, then the latest that ended, up to `cap`, in the order they started."""
+    live = sorted(state.live_children.values())
+    chosen = set(live[-cap:])
+    for index in range(len(state.children) - 1, -1, -1):
+        if len(chosen) >= cap:
+            break
+        chosen.add(index)
+    return [_child(state.children[index], object_name) for index in sorted(chosen)]
+
+
+def _child(link: ChildLink, object_name: str | None) -> dict[str, JSON]:
+    return {
+        "step": link.step,
+        "name": child_object_name(object_name, link.step, link.child_id) if object_name else "",
+        "executionId": link.child_id,
+        "workflow": link.workflow,
+        "phase": link.phase,
+    }
+
+
 def project_execution(
     state: ExecutionState,
     *,
@@ -203,11 +229,15 @@ def project_execution(
     now_ms: int,
     limits: ProjectionLimits = ProjectionLimits(),
     live: Mapping[str, LiveStep] | None = None,
+    object_name: str | None = None,
+    parent_name: str | None = None,
 ) -> dict[str, JSON]:
     """The status for `state`; `recent` is the history's tail (its last event has seq == last_seq).
 
     `live` is what the dispatcher knows now of in-flight steps (heartbeat progress, why a task
-    waits), from `EngineService.live_steps`.
+    waits), from `EngineService.live_steps`. `object_name` is the Execution's own name (its
+    children's objects are named from it); `parent_name` the owner Execution of a child's object.
+    `state` is a continue-as-new chain's latest run: `executionId` stays the chain's first run.
     """
     phase = state.display_phase()
     steps = [_step_status(name, step, (live or {}).get(name), limits) for name, step in state.steps.items()]
@@ -228,8 +258,11 @@ def project_execution(
             ),
         ],
     )
+    children = _children(state, object_name, limits.children)
     status: dict[str, JSON] = {
-        "executionId": state.execution_id,
+        "executionId": state.chain_id,
+        "run": state.run,
+        "runId": state.execution_id,
         "phase": phase.value,
         "currentStep": _current_step(state.current_steps(), limits.current_step_chars),
         "startedAt": rfc3339(state.created_at_ms or None),
@@ -252,6 +285,14 @@ def project_execution(
         ],
         "eventCount": state.last_seq,
         "error": _cut(state.error, limits.error_chars),
+        "parent": (
+            {"name": parent_name, "executionId": state.parent_id, "step": state.parent_step}
+            if state.parent_id is not None
+            else None
+        ),
+        "children": children,
+        "childCount": len(state.children) or None,
+        "childrenOmitted": (len(state.children) - len(children)) or None,
         "conditions": conditions,
         "observedGeneration": generation,
     }
@@ -265,22 +306,28 @@ def _size(value: JSON) -> int:
 
 
 def _within(status: dict[str, JSON], budget: int) -> dict[str, JSON]:
-    """The status with steps left out until its JSON fits ``budget`` bytes: Succeeded and Skipped
-    steps first, oldest first, so what failed, runs or waits stays in view."""
+    """The status with steps, then children, left out until its JSON fits ``budget`` bytes:
+    settled ones first, oldest first, so what failed, runs or waits stays in view."""
     total = _size(status)
     if total <= budget:
         return status
-    steps: list[dict[str, JSON]] = status["steps"]
-    sizes = [_size(step) + 1 for step in steps]
-    order = sorted(range(len(steps)), key=lambda i: (steps[i]["phase"] not in ("Succeeded", "Skipped"), i))
-    dropped: set[int] = set()
-    for index in order:
-        if total <= budget:
-            break
-        dropped.add(index)
-        total -= sizes[index]
-    kept = [step for i, step in enumerate(steps) if i not in dropped]
-    return {**status, "steps": kept, "stepsOmitted": (status["stepsOmitted"] or 0) + len(dropped) or None}
+    status = dict(status)
+    for field, omitted, settled in (
+        ("steps", "stepsOmitted", ("Succeeded", "Skipped")),
+        ("children", "childrenOmitted", ("Succeeded", "Abandoned", "Cancelled")),
+    ):
+        entries: list[dict[str, JSON]] = status[field]
+        sizes = [_size(entry) + 1 for entry in entries]
+        order = sorted(range(len(entries)), key=lambda i: (entries[i]["phase"] not in settled, i))
+        dropped: set[int] = set()
+        for index in order:
+            if total <= budget:
+                break
+            dropped.add(index)
+            total -= sizes[index]
+        status[field] = [entry for i, entry in enumerate(entries) if i not in dropped]
+        status[omitted] = (status[omitted] or 0) + len(dropped) or None
+    return status
 
 
 def _output_fields(output: JSON, cap: int) -> dict[str, JSON]:

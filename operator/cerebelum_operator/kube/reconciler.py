@@ -6,10 +6,8 @@ and the engine's own idempotency (an execution id is the Execution's uid) absorb
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
 from ..api import DEFAULT_MAX_PAYLOAD_BYTES
@@ -19,26 +17,20 @@ from ..engine import events as ev
 from ..model import InputInvalid, WorkflowInvalid
 from ..runtime import Clock, EngineService, ExecutionNotFound, WorkflowKey
 from .approvers import ApproverCheck, Unreachable
+from .children import CHILD_ANNOTATION, ChildObjects, ChildRefused, owner_of, verify_child
 from .client import Execution, KubeApi, ObjectRef, Workflow
 from .names import InvalidName, namespace_name, object_name
-from .projection import condition, merge_conditions
+from .projection import condition
 from .rate_limit import TokenBucket
+from .signals import deliver_signal
 from .status_writer import StatusWriter
+from .views import ObjectView, Outcome, Retry, json_size, plain, too_large, with_condition
 
-__all__ = ["Outcome", "Reconciler", "Retry", "plain", "workflow_key"]
+__all__ = ["ObjectView", "Outcome", "Reconciler", "Retry", "json_size", "plain", "workflow_key"]
 
 log = logging.getLogger(__name__)
 
 JSON = Any
-
-
-def plain(value: Any) -> JSON:
-    """A deep, mutable, plain-JSON copy of a kopf body view."""
-    if isinstance(value, Mapping):
-        return {str(k): plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [plain(v) for v in value]
-    return value
 
 
 def workflow_key(namespace: str, name: str) -> str:
@@ -60,50 +52,16 @@ def _ready_status(view: ObjectView) -> str | None:
     return None
 
 
-def json_size(value: JSON) -> int:
-    """Bytes of the value's compact JSON, as the gRPC API counts a payload."""
-    return len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode())
+# Refusals that end an Execution for good (its spec or annotations are immutable in what they say).
+_FINAL_REFUSALS = frozenset({"InvalidReference", "InputTooLarge", "WorkflowInvalid", "InputInvalid", "InvalidChild"})
 
 
-class Retry(Exception):
-    """Not possible yet (e.g. the Workflow does not exist): try again after `delay_s`."""
-
-    def __init__(self, message: str, *, delay_s: float) -> None:
-        super().__init__(message)
-        self.delay_s = delay_s
-
-
-@dataclass
-class Outcome:
-    """What a handler wants written back: a status patch and, maybe, an Event."""
-
-    status: dict[str, JSON] = field(default_factory=dict)
-    event: tuple[str, str, str] | None = None  # (type, reason, note)
-
-
-@dataclass(frozen=True)
-class ObjectView:
-    namespace: str
-    name: str
-    uid: str
-    generation: int | None
-    spec: dict[str, JSON]
-    status: dict[str, JSON]
-
-    @classmethod
-    def of(cls, body: Mapping[str, Any]) -> ObjectView:
-        meta = body.get("metadata") or {}
-        return cls(
-            namespace=str(meta.get("namespace")),
-            name=str(meta.get("name")),
-            uid=str(meta.get("uid")),
-            generation=meta.get("generation"),
-            spec=plain(body.get("spec") or {}),
-            status=plain(body.get("status") or {}),
-        )
-
-    def ref(self, kind: str) -> ObjectRef:
-        return ObjectRef(kind=kind, namespace=self.namespace, name=self.name, uid=self.uid)
+def _accepted_reason(view: ObjectView) -> str | None:
+    for entry in view.status.get("conditions") or []:
+        if isinstance(entry, Mapping) and entry.get("type") == "Accepted" and entry.get("status") == "False":
+            reason = entry.get("reason")
+            return reason if isinstance(reason, str) else None
+    return None
 
 
 class Reconciler:
@@ -126,6 +84,7 @@ class Reconciler:
         self.approvers = approvers
         self.writes = writes if writes is not None else writer.bucket
         self.max_payload_bytes = max_payload_bytes
+        self.children = ChildObjects(engine, api, writer, bucket=self.writes)
         self._stored_specs: dict[str, dict[str, JSON]] = {}
 
     # -- Workflow ------------------------------------------------------------------------
@@ -167,18 +126,24 @@ class Reconciler:
 
     @staticmethod
     def _conditions(view: ObjectView, update: dict[str, JSON]) -> dict[str, JSON]:
-        return {
-            "conditions": merge_conditions(list(view.status.get("conditions") or []), [update]),
-            "observedGeneration": view.generation,
-        }
+        return with_condition(view, update)
 
     # -- Execution -----------------------------------------------------------------------
 
     async def execution_seen(self, execution: ObjectView, *, first_attempt: bool) -> Outcome:
-        """Start the execution (once, by uid) or, if it already runs, project it again."""
+        """Start the execution (once, by uid) or, if it already runs, project it again.
+
+        An object with the child annotation is the view of a child the engine already runs: it is
+        projected, never started, once `children.verify_child` accepts it.
+        """
+        if execution.status.get("phase") == "Failed" and _accepted_reason(execution) in _FINAL_REFUSALS:
+            return Outcome()  # refused before: refusals are final, the spec is immutable
+        if CHILD_ANNOTATION in execution.annotations:
+            return await self._child_seen(execution)
         existing = await self.engine.get_execution(execution.uid)
         if existing is not None:
-            self._track(execution)
+            self._track(execution, execution.uid)
+            await self.children.ensure_children(execution.ref("Execution"), execution.uid)
             return Outcome()
         if execution.status.get("conditions") and execution.status.get("phase") == "Failed":
             return Outcome()  # refused before: refusals are final, the spec is immutable
@@ -215,19 +180,55 @@ class Reconciler:
             )
         except InputInvalid as invalid:
             return self._refuse(execution, "InputInvalid", str(invalid), now)
-        self._track(execution)
+        self._track(execution, execution.uid)
         return Outcome(event=("Normal", "Started", f"execution {execution.uid} of workflow {workflow_name} started"))
 
     def _too_large(self, field: str, value: JSON) -> str | None:
-        size = json_size(value)
-        if size <= self.max_payload_bytes:
-            return None
-        limit = self.max_payload_bytes
-        return f"{field} is {size} bytes of JSON, over the {limit}-byte payload limit (--max-payload-bytes)"
+        return too_large(field, value, self.max_payload_bytes)
 
-    def _track(self, execution: ObjectView) -> None:
+    def _track(self, execution: ObjectView, engine_id: str, *, parent_name: str | None = None) -> None:
         self.writer.track(
-            execution.uid, execution.ref("Execution"), status=execution.status, generation=execution.generation
+            engine_id,
+            execution.ref("Execution"),
+            status=execution.status,
+            generation=execution.generation,
+            parent_name=parent_name,
+        )
+
+    async def _child_seen(self, execution: ObjectView) -> Outcome:
+        """Project the child execution the object's annotation names, once it is verified."""
+        now = self.clock.now_ms()
+        try:
+            engine_id = await self.engine_id_of(execution)
+        except ChildRefused as refused:
+            return self._refuse(execution, "InvalidChild", str(refused), now)
+        owner = owner_of(execution.owners)
+        self._track(execution, engine_id, parent_name=owner.name if owner is not None else None)
+        await self.children.ensure_children(execution.ref("Execution"), engine_id)
+        if execution.status.get("executionId") == engine_id:
+            return Outcome()  # seen before (a resume)
+        parent = owner.name if owner is not None else "?"
+        return Outcome(event=("Normal", "Started", f"child execution {engine_id} of {parent} started"))
+
+    async def engine_id_of(self, execution: ObjectView) -> str:
+        """The engine execution the object views: its uid, or for a child's object the annotated id,
+        verified (`ChildRefused` otherwise)."""
+        claimed = execution.annotations.get(CHILD_ANNOTATION)
+        if claimed is None:
+            return execution.uid
+        owner = owner_of(execution.owners)
+        owner_engine_id = None
+        if owner is not None:
+            found = await self.api.get(Execution, execution.namespace, object_name(owner.name, field="owner name"))
+            if found is not None and str(found["metadata"].get("uid")) == owner.uid:
+                annotations = found["metadata"].get("annotations") or {}
+                owner_engine_id = str(annotations.get(CHILD_ANNOTATION) or owner.uid)
+        return await verify_child(
+            self.engine,
+            namespace=execution.namespace,
+            claimed=claimed,
+            owner=owner,
+            owner_engine_id=owner_engine_id,
         )
 
     def _refuse(self, execution: ObjectView, reason: str, message: str, now: int) -> Outcome:
@@ -242,16 +243,26 @@ class Reconciler:
         return {"phase": phase, **self._conditions(execution, update)}
 
     async def execution_deleted(self, execution: ObjectView) -> None:
-        """Cancel work in flight; kopf then drops the finalizer and the delete completes."""
+        """Cancel work in flight (a chain's latest run); kopf then drops the finalizer and the delete completes.
+
+        A child's object cancels its child only once verified: deleting an object that merely
+        claims an execution cancels nothing.
+        """
         try:
-            state = await self.engine.state_of(execution.uid)
+            engine_id = await self.engine_id_of(execution)
+        except (ChildRefused, InvalidName) as refused:
+            log.info("deleting %s/%s cancels nothing: %s", execution.namespace, execution.name, refused)
+            return
+        try:
+            run = await self.engine.latest_run(engine_id)
+            state = await self.engine.state_of(run)
         except ExecutionNotFound:
             state = None
         if state is not None and not state.phase.terminal:
-            await self.engine.handle(execution.uid, cmd.Cancel(reason=f"Execution {execution.name} was deleted"))
+            await self.engine.handle(run, cmd.Cancel(reason=f"Execution {execution.name} was deleted"))
             where = f"{execution.namespace}/{execution.name}"
-            log.info("cancelled %s: its Execution %s was deleted", execution.uid, where)
-        self.writer.forget(execution.uid)
+            log.info("cancelled %s: its Execution %s was deleted", run, where)
+        self.writer.forget(engine_id)
 
     # -- Approval ------------------------------------------------------------------------
 
@@ -344,3 +355,9 @@ class Reconciler:
         status = {"phase": phase, "message": message, "approver": approver, **self._conditions(approval, applied)}
         event = None if phase == "Applied" else ("Warning", "Refused", message)
         return Outcome(status=status, event=event)
+
+    # -- Signal --------------------------------------------------------------------------
+
+    async def signal_created(self, signal: ObjectView) -> Outcome:
+        """Deliver the Signal once to the named Execution's latest run (`kube/signals.py`)."""
+        return await deliver_signal(self, signal)

@@ -12,7 +12,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
-from ..model.limits import MAX_APPROVER
+from ..model.limits import MAX_APPROVER, MAX_EXECUTION_ID, MAX_SIGNAL_NAME
 from .names import MAX_NAME_LENGTH, NAME_PATTERN
 
 __all__ = [
@@ -21,11 +21,15 @@ __all__ = [
     "VERSION",
     "ApprovalSpec",
     "ApprovalStatus",
+    "ChildStatus",
     "Condition",
     "ExecutionSpec",
     "ExecutionStatus",
+    "ParentStatus",
     "PendingApprovalStatus",
     "RecentEvent",
+    "SignalSpec",
+    "SignalStatus",
     "StepStatus",
     "WorkflowStatus",
 ]
@@ -114,12 +118,42 @@ class PendingApprovalStatus(_Resource):
     timeout_at: str | None = Field(default=None, description="RFC 3339 time the approval step times out.")
 
 
+class ParentStatus(_Resource):
+    """The execution whose child step started this one (the Execution that owns this object)."""
+
+    name: str | None = Field(default=None, description="The parent Execution's name, in this namespace.")
+    execution_id: str | None = Field(default=None, description="The parent run's engine id.")
+    step: str | None = Field(default=None, description="The parent's child step that started this execution.")
+
+
+class ChildStatus(_Resource):
+    """A child execution started by one of this execution's child steps."""
+
+    step: str = Field(description="The child step that started it.")
+    name: str = Field(description="The child's Execution object, in this namespace, owned by this one.")
+    execution_id: str = Field(description="The child's engine id (the `cerebelum.io/execution-id` annotation).")
+    workflow: str = Field(description="The child's Workflow, in this namespace.")
+    phase: str = Field(description="Running, or how it ended: Succeeded, Failed, Cancelled, Abandoned.")
+
+
 class ExecutionStatus(_Resource):
     """A bounded projection of the history; the full history stays in the store."""
 
-    execution_id: str | None = Field(default=None, description="The engine's id: the Execution's uid.")
+    execution_id: str | None = Field(
+        default=None,
+        description="The engine's id: the Execution's uid (a child's: its `cerebelum.io/execution-id` annotation);"
+        " for a continue-as-new chain, its first run's id.",
+    )
+    run: int | None = Field(
+        default=None, description="Which run of a continue-as-new chain this status shows: the latest (1, 2, ...)."
+    )
+    run_id: str | None = Field(
+        default=None, description="The engine id of the run shown: `executionId` for run 1, `<executionId>:run-<n>`."
+    )
     phase: str | None = Field(
-        default=None, description="Pending, Running, Sleeping, WaitingForApproval, Succeeded, Failed or Cancelled."
+        default=None,
+        description="Pending, Running, Sleeping, WaitingForApproval, WaitingForSignal, Succeeded, Failed or"
+        " Cancelled: the latest run's.",
     )
     current_step: str | None = Field(default=None, description="The steps running or waiting, comma-separated.")
     started_at: str | None = Field(default=None, description="RFC 3339.")
@@ -134,6 +168,12 @@ class ExecutionStatus(_Resource):
     output_truncated: bool | None = Field(default=None, description="True when the output is too large to show.")
     output_bytes: int | None = Field(default=None, description="The size of the output's JSON.")
     error: str | None = Field(default=None, description="Why the execution failed, cut when long.")
+    parent: ParentStatus | None = Field(default=None, description="For a child execution: its parent.")
+    children: list[ChildStatus] = Field(
+        default_factory=list, description="Child executions: the running ones first, then the latest that ended."
+    )
+    child_count: int | None = Field(default=None, description="How many children the current run started.")
+    children_omitted: int | None = Field(default=None, description="Children left out to keep the object small.")
     conditions: list[Condition] = Field(default_factory=list)
     observed_generation: int | None = None
 
@@ -166,5 +206,49 @@ class ApprovalStatus(_Resource):
     )
     message: str | None = None
     approver: str | None = Field(default=None, description="The approver recorded in the history.")
+    conditions: list[Condition] = Field(default_factory=list)
+    observed_generation: int | None = None
+
+
+class SignalSpec(_Resource):
+    """A named signal sent to an Execution in this namespace. Immutable; `sender` is set by admission."""
+
+    execution: str = Field(
+        min_length=1,
+        max_length=MAX_NAME_LENGTH,
+        pattern=NAME_PATTERN,
+        description="Name of an Execution in this namespace (a name, not a path); a continue-as-new chain's"
+        " latest run receives it.",
+    )
+    name: str = Field(
+        min_length=1,
+        max_length=MAX_SIGNAL_NAME,
+        pattern=r"^[A-Za-z_][A-Za-z0-9_.-]*$",
+        description="The signal's name, as a signal step of the execution's workflow waits for it.",
+    )
+    data: Any = Field(
+        default=None, description="The signal's data (JSON), within the payload limit (--max-payload-bytes)."
+    )
+    sender: str | None = Field(
+        default=None,
+        max_length=MAX_APPROVER,
+        description="Who sent it; stamped from the request's user by the admission policy.",
+    )
+
+
+class SignalStatus(_Resource):
+    """Whether the operator delivered the signal to the engine; it does so once."""
+
+    phase: Literal["Delivered", "Refused"] | None = Field(
+        default=None,
+        description="Delivered: queued in the execution until a signal step takes it; Refused: it could not be"
+        " (see message).",
+    )
+    message: str | None = None
+    sender: str | None = Field(default=None, description="The sender recorded in the history.")
+    run_id: str | None = Field(
+        default=None, max_length=MAX_EXECUTION_ID, description="The engine id of the run it was delivered to."
+    )
+    handled_at: str | None = Field(default=None, description="RFC 3339 time it was delivered or refused.")
     conditions: list[Condition] = Field(default_factory=list)
     observed_generation: int | None = None

@@ -5,6 +5,10 @@ execution, never one per event. A change only marks the execution dirty; a singl
 each dirty execution at most once per `min_interval_s`, sends only the fields that changed, and
 spends API writes from one token bucket (`rate_limit.TokenBucket`) shared with the Events and
 finalizer patches. Its waits run on the injected clock, so its tests move a fake one.
+
+An object is tracked by the engine id it views (its uid, or a child's annotation), which is a
+continue-as-new chain's first run: when the run it projects ends `ContinuedAsNew`, the writer
+moves on to the chain's latest run and keeps writing into the same object.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ FINALIZER = "cerebelum.io/cancel-on-delete"
 
 _PHASE_EVENTS = {
     "WaitingForApproval": ("Normal", "WaitingForApproval", "step {step} waits for an Approval"),
+    "WaitingForSignal": ("Normal", "WaitingForSignal", "step {step} waits for a Signal"),
     "Succeeded": ("Normal", "Succeeded", "execution succeeded"),
     "Failed": ("Warning", "Failed", "execution failed: {error}"),
     "Cancelled": ("Normal", "Cancelled", "execution cancelled"),
@@ -53,6 +58,8 @@ def _without_nulls(value: JSON) -> JSON:
 class _Tracked:
     ref: ObjectRef
     generation: int | None
+    run_id: str  # the run projected now: the chain's latest known
+    parent_name: str | None = None
     written: dict[str, JSON] = field(default_factory=dict)
     next_write_at: float = 0.0
 
@@ -79,6 +86,7 @@ class StatusWriter:
         self._min_interval_s = min_interval_s
         self._limits = limits or ProjectionLimits()
         self._tracked: dict[str, _Tracked] = {}
+        self._chains: dict[str, str] = {}  # a later run's id -> the tracked first run's
         self._dirty: set[str] = set()
         self._in_flight: set[str] = set()
         self._wakeup = Wakeup(clock=clock)
@@ -91,19 +99,35 @@ class StatusWriter:
     # -- tracking ------------------------------------------------------------------------
 
     def track(
-        self, execution_id: str, ref: ObjectRef, *, status: dict[str, JSON] | None, generation: int | None
+        self,
+        execution_id: str,
+        ref: ObjectRef,
+        *,
+        status: dict[str, JSON] | None,
+        generation: int | None,
+        parent_name: str | None = None,
     ) -> None:
-        """Project `execution_id` onto `ref`; `status` is what the object shows now."""
+        """Project `execution_id` (and the runs that continue it) onto `ref`; `status` is what the
+        object shows now; `parent_name`: the owner Execution of a child's object."""
         if execution_id not in self._tracked:
-            self._tracked[execution_id] = _Tracked(ref, generation, dict(status or {}))
+            self._tracked[execution_id] = _Tracked(
+                ref, generation, execution_id, parent_name=parent_name, written=dict(status or {})
+            )
         self.mark(execution_id)
 
     def forget(self, execution_id: str) -> None:
-        self._tracked.pop(execution_id, None)
+        tracked = self._tracked.pop(execution_id, None)
+        if tracked is not None:
+            self._chains.pop(tracked.run_id, None)
         self._dirty.discard(execution_id)
 
     def tracked(self, execution_id: str) -> bool:
         return execution_id in self._tracked
+
+    def ref_of(self, execution_id: str) -> ObjectRef | None:
+        """The object that shows `execution_id` (a chain's first run), if one is tracked."""
+        tracked = self._tracked.get(execution_id)
+        return tracked.ref if tracked is not None else None
 
     @property
     def idle(self) -> bool:
@@ -111,13 +135,14 @@ class StatusWriter:
         return not self._dirty and not self._in_flight and not self._flushes
 
     def on_change(self, execution_id: str, state: ExecutionState) -> None:
-        if execution_id in self._tracked:
-            self.mark(execution_id)
+        if state.chain_id in self._tracked:  # the run itself, or a later run of a tracked chain
+            self.mark(state.chain_id)
 
     def on_progress(self, execution_id: str) -> None:
         """A running step reported new progress: written like any change, at most every `min_interval_s`."""
-        if execution_id in self._tracked:
-            self.mark(execution_id)
+        key = self._chains.get(execution_id, execution_id)
+        if key in self._tracked:
+            self.mark(key)
 
     def mark(self, execution_id: str) -> None:
         self._dirty.add(execution_id)
@@ -182,9 +207,22 @@ class StatusWriter:
     async def _write(self, execution_id: str, tracked: _Tracked) -> None:
         # Take the write token first: while we wait, more events coalesce into this one write.
         await self.bucket.take()
-        state = await self.engine.state_of(execution_id)
+        state = await self.engine.state_of(tracked.run_id)
+        if state.phase == ExecutionPhase.CONTINUED_AS_NEW:
+            latest = await self.engine.latest_run(execution_id)
+            if latest != tracked.run_id:
+                self._chains.pop(tracked.run_id, None)
+                tracked.run_id = latest
+                self._chains[latest] = execution_id
+                state = await self.engine.state_of(latest)
+            if state.phase == ExecutionPhase.CONTINUED_AS_NEW:
+                # The relay has not started the next run yet: look again soon, and never show a
+                # run that ended this way as the object's phase (it is not how the chain stands).
+                tracked.next_write_at = self._clock.now_s() + self._min_interval_s
+                self._dirty.add(execution_id)
+                return
         after_seq = max(0, state.last_seq - self._limits.recent_events)
-        recent = await self.engine.load_history(execution_id, after_seq=after_seq)
+        recent = await self.engine.load_history(tracked.run_id, after_seq=after_seq)
         status = project_execution(
             state,
             recent=recent,
@@ -193,6 +231,8 @@ class StatusWriter:
             now_ms=self._clock.now_ms(),
             limits=self._limits,
             live=self.engine.live_steps(state),
+            object_name=tracked.ref.name,
+            parent_name=tracked.parent_name,
         )
         changed = {
             key: value

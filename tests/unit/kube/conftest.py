@@ -8,7 +8,9 @@ from pathlib import Path
 
 import pytest
 
-__all__ = ["kubeconfig", "write_kubeconfig"]
+from .world import world
+
+__all__ = ["kubeconfig", "world", "write_kubeconfig"]
 
 
 def write_kubeconfig(path: Path) -> Path:

@@ -79,7 +79,7 @@ def test_the_structural_check_catches_pydantics_raw_schema() -> None:
     assert any("no type" in p for p in problems)
 
 
-@pytest.mark.parametrize("kind", ["Workflow", "Execution", "Approval"])
+@pytest.mark.parametrize("kind", ["Workflow", "Execution", "Approval", "Signal"])
 def test_every_schema_node_of_each_crd_is_structural(kind: str) -> None:
     schema = version(kind)["schema"]["openAPIV3Schema"]
 
@@ -164,6 +164,7 @@ def test_an_optional_literal_becomes_a_cel_rule_because_the_apiserver_refuses_nu
         ("Workflow", resources.WorkflowStatus),
         ("Execution", resources.ExecutionStatus),
         ("Approval", resources.ApprovalStatus),
+        ("Signal", resources.SignalStatus),
     ],
 )
 def test_each_status_schema_has_every_field_of_its_model_and_the_optional_ones_are_nullable(
@@ -179,7 +180,7 @@ def test_each_status_schema_has_every_field_of_its_model_and_the_optional_ones_a
 
 
 def test_conditions_are_a_list_map_keyed_by_type() -> None:
-    for kind in ("Workflow", "Execution", "Approval"):
+    for kind in ("Workflow", "Execution", "Approval", "Signal"):
         conditions = schema_of(kind, "status")["properties"]["conditions"]
 
         assert conditions["x-kubernetes-list-type"] == "map"
@@ -214,10 +215,10 @@ def test_a_union_of_two_models_is_left_unchecked_rather_than_half_checked() -> N
 # ------------------------------------------------------------------------------ CRD objects, files
 
 
-def test_the_three_crds_are_namespaced_with_one_served_stored_version_a_status_subresource_and_a_category() -> None:
+def test_the_four_crds_are_namespaced_with_one_served_stored_version_a_status_subresource_and_a_category() -> None:
     crds = crds_by_kind()
 
-    assert sorted(crds) == ["Approval", "Execution", "Workflow"]
+    assert sorted(crds) == ["Approval", "Execution", "Signal", "Workflow"]
     for kind, crd in crds.items():
         names = crd["spec"]["names"]
         assert crd["apiVersion"] == "apiextensions.k8s.io/v1"
@@ -232,6 +233,7 @@ def test_the_three_crds_are_namespaced_with_one_served_stored_version_a_status_s
     assert crds["Workflow"]["spec"]["names"]["shortNames"] == ["wf"]
     assert crds["Execution"]["spec"]["names"]["shortNames"] == ["exec"]
     assert "shortNames" not in crds["Approval"]["spec"]["names"]
+    assert "shortNames" not in crds["Signal"]["spec"]["names"]
 
 
 def columns(kind: str, *, wide: bool = False) -> list[tuple[str, str, str]]:
@@ -272,12 +274,14 @@ def test_an_execution_shows_phase_workflow_step_and_age() -> None:
     ]
 
 
-def test_an_execution_shows_when_it_started_and_finished_its_events_id_and_message_with_o_wide() -> None:
+def test_an_execution_shows_when_it_started_and_finished_its_events_id_run_parent_and_message_with_o_wide() -> None:
     assert columns("Execution", wide=True) == [
         ("Started", "date", ".status.startedAt"),
         ("Finished", "date", ".status.finishedAt"),
         ("Events", "integer", ".status.eventCount"),
         ("Execution-ID", "string", ".status.executionId"),
+        ("Run", "integer", ".status.run"),
+        ("Parent", "string", ".status.parent.name"),
         ("Message", "string", '.status.conditions[?(@.type=="Succeeded")].message'),
     ]
 
@@ -294,14 +298,30 @@ def test_an_approval_shows_execution_step_decision_approver_phase_and_age() -> N
     assert columns("Approval", wide=True) == [("Message", "string", ".status.message")]
 
 
+def test_a_signal_shows_execution_name_sender_phase_and_age_and_the_run_it_reached_with_o_wide() -> None:
+    assert columns("Signal") == [
+        ("Execution", "string", ".spec.execution"),
+        ("Signal", "string", ".spec.name"),
+        ("Sender", "string", ".spec.sender"),
+        ("Phase", "string", ".status.phase"),
+        AGE,
+    ]
+    assert columns("Signal", wide=True) == [
+        ("Run-ID", "string", ".status.runId"),
+        ("Message", "string", ".status.message"),
+    ]
+
+
 def test_every_wide_column_comes_after_the_default_ones() -> None:
-    for kind in ("Workflow", "Execution", "Approval"):
+    for kind in ("Workflow", "Execution", "Approval", "Signal"):
         priorities = [c.get("priority", 0) for c in version(kind)["additionalPrinterColumns"]]
         assert priorities == sorted(priorities) and priorities[-1] == 1, kind
 
 
-@pytest.mark.parametrize(("kind", "message"), [("Execution", "Execution"), ("Approval", "Approval")])
-def test_execution_and_approval_specs_are_immutable_by_a_transition_rule(kind: str, message: str) -> None:
+@pytest.mark.parametrize(
+    ("kind", "message"), [("Execution", "Execution"), ("Approval", "Approval"), ("Signal", "Signal")]
+)
+def test_execution_approval_and_signal_specs_are_immutable_by_a_transition_rule(kind: str, message: str) -> None:
     rules = schema_of(kind, "spec")["x-kubernetes-validations"]
 
     assert rules == [{"rule": "self == oldSelf", "message": f"spec is immutable: create a new {message}"}]
@@ -325,6 +345,7 @@ def test_the_committed_crd_files_equal_build_crds_and_say_they_are_generated() -
     assert [p.name for p in committed] == [
         "approvals.cerebelum.io.yaml",
         "executions.cerebelum.io.yaml",
+        "signals.cerebelum.io.yaml",
         "workflows.cerebelum.io.yaml",
     ]
     for crd in build_crds():
@@ -371,7 +392,7 @@ def test_the_generator_imports_no_kubernetes_client() -> None:
     assert loaded.strip() == "[]"
 
 
-@pytest.mark.parametrize("kind", ["Workflow", "Execution", "Approval"])
+@pytest.mark.parametrize("kind", ["Workflow", "Execution", "Approval", "Signal"])
 def test_every_string_a_user_writes_in_a_spec_has_a_length_limit(kind: str) -> None:
     """Issue 13: every string the engine stores has a limit, and the API server enforces it first."""
     unbounded = [

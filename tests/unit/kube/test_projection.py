@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from cerebelum_operator.engine import ExecutionPhase, ExecutionState
 from cerebelum_operator.engine import commands as cmd
 from cerebelum_operator.engine.events import RecordedEvent
+from cerebelum_operator.engine.state import ChildLink
 from cerebelum_operator.kube.projection import (
     ProjectionLimits,
     condition,
@@ -610,3 +611,58 @@ def test_an_execution_running_its_compensations_says_how_it_is_ending() -> None:
     assert status["phase"] == "Running" and status["currentStep"] == "undo"
     message = by_type(status)["Succeeded"]["message"]
     assert message == "ending as Failed: running its compensation and finally steps"
+
+
+# -- parents, children and continue-as-new chains (issue 17) --------------------------------
+
+
+def test_ten_thousand_children_with_the_longest_names_beside_a_thousand_steps_keep_the_status_under_16_kib() -> None:
+    names = [f"{LONG_NAME}{i:04d}" for i in range(1000)]
+    sim = Simulator.start({"timeline": [names]})
+    state = sim.state.clone()
+    step, workflow = "c" * 63, "w" * 253
+    state.children = [
+        ChildLink(step, f"{'x' * 100}:{i:027d}", workflow, phase="Running" if i % 2 else "Succeeded")
+        for i in range(10_000)
+    ]
+    state.live_children = {f"{step}{i}": i for i in range(1, 10_000, 2)}
+    state.parent_id, state.parent_step = "p" * 128, step
+
+    status = project_execution(
+        state,
+        recent=sim.history,
+        previous_conditions=[],
+        generation=1,
+        now_ms=NOW_MS,
+        object_name="o" * 253,
+        parent_name="q" * 253,
+    )
+
+    assert json_size(status, escaped=False) <= LIMITS.status_bytes
+    assert 0 < len(status["children"]) <= LIMITS.children
+    assert {child["phase"] for child in status["children"]} == {"Running"}, "running children are shown first"
+    assert status["childCount"] == 10_000
+    assert status["childrenOmitted"] == 10_000 - len(status["children"])
+    assert all(len(child["name"]) <= 253 for child in status["children"])
+    assert status["parent"] == {"name": "q" * 253, "executionId": "p" * 128, "step": step}
+    ExecutionStatus.model_validate(status)
+
+
+def test_a_later_run_of_a_chain_shows_the_first_run_s_id_its_own_id_and_its_number() -> None:
+    sim = Simulator.start({"timeline": ["a"]})
+    state = sim.state.clone()
+    state.execution_id, state.first_run_id, state.run = "uid-1:run-3", "uid-1", 3
+
+    status = project(state, sim.history)
+
+    assert (status["executionId"], status["runId"], status["run"]) == ("uid-1", "uid-1:run-3", 3)
+
+
+def test_an_execution_waiting_for_a_signal_says_which_in_its_succeeded_condition() -> None:
+    sim = Simulator.start({"timeline": ["w"], "steps": {"w": {"signal": {"name": "ready"}}}})
+
+    status = project(sim.state, sim.history)
+
+    assert status["phase"] == "WaitingForSignal"
+    (succeeded,) = [c for c in status["conditions"] if c["type"] == "Succeeded"]
+    assert succeeded["message"] == "waiting for a Signal named ready"

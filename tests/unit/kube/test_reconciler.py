@@ -1,251 +1,39 @@
 """The reconciler: what the operator does for each Workflow, Execution and Approval.
 
-A real engine over a real SQLite store in a temp dir; a fake Kubernetes API that serves
-Workflow and Execution bodies from a dict and records every status patch and Event; a fake
-status writer that records what it was told to track and forget.
+The world (a real engine and store, a fake API and writer) is in `world.py`.
 """
 
 from __future__ import annotations
 
-import copy
-from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from cerebelum_operator.engine import ExecutionPhase
-from cerebelum_operator.engine import commands as cmd
 from cerebelum_operator.engine import events as ev
-from cerebelum_operator.kube.approvers import Unreachable
-from cerebelum_operator.kube.client import ObjectRef
 from cerebelum_operator.kube.names import InvalidName
 from cerebelum_operator.kube.projection import condition
 from cerebelum_operator.kube.reconciler import ObjectView, Outcome, Reconciler, Retry, workflow_key
-from cerebelum_operator.runtime import Database, EngineService, FakeClock
-from cerebelum_operator.store import open_store
 
-NS = "team-a"
-NOW_MS = 1_700_000_000_000
-
-SIMPLE = {"timeline": ["fetch", "store"]}
-APPROVAL_AFTER_FIRST = {"timeline": ["prepare", "go", "finish"], "steps": {"go": {"approval": {}}}}
-TYPED_INPUT = {
-    "timeline": ["fetch"],
-    "input": {"type": "object", "properties": {"count": {"type": "integer"}}, "required": ["count"]},
-}
-UNKNOWN_STEP = {"timeline": ["fetch"], "steps": {"ghost": {"timeout": "1m"}}}
-UNKNOWN_GOTO = {"timeline": ["fetch", "store"], "branch": {"fetch": [{"when": "true", "goto": "nowhere"}]}}
-
-
-# -- fakes ---------------------------------------------------------------------------------
-
-
-@dataclass
-class Patch:
-    ref: ObjectRef
-    status: dict[str, Any]
-
-
-@dataclass
-class PostedEvent:
-    ref: ObjectRef
-    type_: str
-    reason: str
-    note: str
-    action: str
-
-
-@dataclass
-class FakeApi:
-    """Serves bodies keyed by (kind, namespace, name); records patches and Events."""
-
-    objects: dict[tuple[str, str, str], dict[str, Any]] = field(default_factory=dict)
-    patches: list[Patch] = field(default_factory=list)
-    events: list[PostedEvent] = field(default_factory=list)
-    gets: list[tuple[str, str, str]] = field(default_factory=list)
-
-    def put(self, kind: str, body: dict[str, Any]) -> None:
-        meta = body["metadata"]
-        self.objects[(kind, meta["namespace"], meta["name"])] = body
-
-    async def get(self, resource: type[Any], namespace: str, name: str) -> dict[str, Any] | None:
-        kind = resource._api_info.resource.kind
-        self.gets.append((kind, namespace, name))
-        body = self.objects.get((kind, namespace, name))
-        return copy.deepcopy(body) if body is not None else None
-
-    async def patch_status(self, ref: ObjectRef, status: dict[str, Any]) -> None:
-        self.patches.append(Patch(ref, copy.deepcopy(status)))
-
-    async def post_event(self, ref: ObjectRef, *, type_: str, reason: str, note: str, action: str) -> None:
-        self.events.append(PostedEvent(ref, type_, reason, note, action))
-
-
-class FakeBucket:
-    def __init__(self) -> None:
-        self.taken = 0
-
-    async def take(self) -> None:
-        self.taken += 1
-
-
-class FakeWriter:
-    def __init__(self) -> None:
-        self.tracked: dict[str, ObjectRef] = {}
-        self.track_calls: list[str] = []
-        self.forgotten: list[str] = []
-        self.marked: list[str] = []
-        self.bucket = FakeBucket()
-
-    def track(
-        self, execution_id: str, ref: ObjectRef, *, status: dict[str, Any] | None, generation: int | None
-    ) -> None:
-        self.track_calls.append(execution_id)
-        self.tracked.setdefault(execution_id, ref)
-        self.mark(execution_id)
-
-    def forget(self, execution_id: str) -> None:
-        self.tracked.pop(execution_id, None)
-        self.forgotten.append(execution_id)
-
-    def mark(self, execution_id: str) -> None:
-        self.marked.append(execution_id)
-
-
-@dataclass
-class FakeApprovers:
-    """The approver check: verified (the default), unverifiable, unreachable, or trusting claims."""
-
-    answer: str | None = None
-    trusts_claims: bool = False
-    unreachable: bool = False
-    asked: int = 0
-
-    async def problem(self) -> str | None:
-        self.asked += 1
-        if self.unreachable:
-            raise Unreachable("could not read the admission policies: connection refused")
-        return self.answer
-
-
-@dataclass
-class World:
-    engine: EngineService
-    db: Database
-    api: FakeApi
-    writer: FakeWriter
-    clock: FakeClock
-    reconciler: Reconciler
-    approvers: FakeApprovers
-
-    async def history(self, execution_id: str) -> list[ev.Event]:
-        records = await self.db.run(self.db.store.load_history, execution_id)
-        return [r.event for r in records]
-
-    async def execution_row(self, execution_id: str) -> Any:
-        return await self.db.run(self.db.store.get_execution, execution_id)
-
-
-@pytest.fixture
-async def world(tmp_path: Path) -> AsyncIterator[World]:
-    store = open_store(f"sqlite:///{tmp_path / 'store.db'}")
-    store.migrate()
-    db = Database(store)
-    clock = FakeClock(start_ms=NOW_MS)
-    engine = EngineService(db, clock=clock)
-    api = FakeApi()
-    writer = FakeWriter()
-    approvers = FakeApprovers()
-    reconciler = Reconciler(engine, api, writer, clock=clock, approvers=approvers)  # type: ignore[arg-type]
-    try:
-        yield World(engine, db, api, writer, clock, reconciler, approvers)
-    finally:
-        db.close()
-
-
-# -- bodies --------------------------------------------------------------------------------
-
-
-def body(
-    name: str,
-    spec: dict[str, Any],
-    *,
-    uid: str | None = None,
-    generation: int = 1,
-    status: dict[str, Any] | None = None,
-) -> dict[str, Any]:
-    return {
-        "metadata": {
-            "namespace": NS,
-            "name": name,
-            "uid": uid or f"uid-{name}",
-            "generation": generation,
-            "finalizers": [],
-        },
-        "spec": copy.deepcopy(spec),
-        "status": copy.deepcopy(status or {}),
-    }
-
-
-def add_workflow(world: World, name: str, spec: dict[str, Any]) -> dict[str, Any]:
-    workflow = body(name, spec)
-    world.api.put("Workflow", workflow)
-    return workflow
-
-
-def add_execution(
-    world: World, name: str, workflow: str, *, input: Any = None, uid: str | None = None
-) -> dict[str, Any]:
-    spec: dict[str, Any] = {"workflow": workflow}
-    if input is not None:
-        spec["input"] = input
-    execution = body(name, spec, uid=uid or f"uid-{name}")
-    world.api.put("Execution", execution)
-    return execution
-
-
-def with_status(original: dict[str, Any], outcome: Outcome) -> dict[str, Any]:
-    """The body as the API server holds it after the handler's status patch was applied."""
-    updated = copy.deepcopy(original)
-    updated["status"] = {**updated.get("status", {}), **copy.deepcopy(outcome.status)}
-    return updated
-
-
-def conditions_by_type(status: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    return {c["type"]: c for c in status.get("conditions", [])}
-
-
-async def started_execution(world: World, name: str, workflow: str, spec: dict[str, Any], **kw: Any) -> str:
-    add_workflow(world, workflow, spec)
-    execution = add_execution(world, name, workflow, **kw)
-    await world.reconciler.execution_seen(ObjectView.of(execution), first_attempt=True)
-    return str(execution["metadata"]["uid"])
-
-
-async def complete_step(world: World, execution_id: str, step: str, output: Any) -> None:
-    """What a worker does through the dispatcher: start the step's task, then report success."""
-    state = await world.engine.state_of(execution_id)
-    token = state.steps[step].token
-    assert token is not None
-    await world.engine.handle(execution_id, cmd.TaskStarted(token, "worker-1"))
-    await world.engine.handle(execution_id, cmd.TaskCompleted(token, cmd.OutcomeSuccess(output)))
-
-
-async def waiting_for_approval(world: World) -> str:
-    """An execution whose first step finished and whose step `go` now waits for an Approval."""
-    execution_id = await started_execution(world, "deploy-1", "deploy", APPROVAL_AFTER_FIRST, input={"env": "prod"})
-    await complete_step(world, execution_id, "prepare", {"ready": True})
-    state = await world.engine.state_of(execution_id)
-    assert state.display_phase() == ExecutionPhase.WAITING_FOR_APPROVAL
-    assert "go" in state.approvals
-    return execution_id
-
-
-def approval_body(name: str, spec: dict[str, Any], *, status: dict[str, Any] | None = None) -> ObjectView:
-    return ObjectView.of(body(name, spec, status=status))
-
+from .world import (
+    APPROVAL_AFTER_FIRST,
+    NS,
+    SIMPLE,
+    TYPED_INPUT,
+    UNKNOWN_GOTO,
+    UNKNOWN_STEP,
+    FakeBucket,
+    World,
+    add_execution,
+    add_workflow,
+    approval_body,
+    body,
+    complete_step,
+    conditions_by_type,
+    started_execution,
+    waiting_for_approval,
+    with_status,
+)
 
 # -- Workflow ------------------------------------------------------------------------------
 
@@ -373,8 +161,8 @@ async def test_execution_seen_starts_one_engine_execution_whose_id_is_the_uid_wi
     started = [e for e in history if isinstance(e, ev.ExecutionStarted)]
     assert len(started) == 1
     assert started[0].input == {"n": 7}
-    assert world.writer.tracked["0f0e-uid"].name == "run-1"
-    assert world.writer.tracked["0f0e-uid"].kind == "Execution"
+    assert world.writer.refs["0f0e-uid"].name == "run-1"
+    assert world.writer.refs["0f0e-uid"].kind == "Execution"
     assert world.api.patches == []
 
 
@@ -395,7 +183,7 @@ async def test_execution_seen_twice_and_again_on_a_later_attempt_still_starts_ex
     executions = await world.db.run(world.db.store.list_executions)
     assert [e.execution_id for e in executions] == [execution.uid]
     assert world.writer.track_calls == [execution.uid] * 3
-    assert list(world.writer.tracked) == [execution.uid]
+    assert list(world.writer.refs) == [execution.uid]
 
 
 async def test_a_missing_workflow_retries_and_marks_the_execution_pending_on_the_first_attempt_only(
@@ -504,7 +292,7 @@ async def test_an_input_that_breaks_the_input_schema_fails_as_input_invalid_and_
 
 async def test_deleting_a_running_execution_records_execution_cancelled_and_forgets_it(world: World) -> None:
     uid = await started_execution(world, "run-1", "pipeline", SIMPLE)
-    assert world.writer.tracked.get(uid) is not None
+    assert world.writer.refs.get(uid) is not None
     execution = ObjectView.of(world.api.objects[("Execution", NS, "run-1")])
 
     await world.reconciler.execution_deleted(execution)
@@ -514,7 +302,7 @@ async def test_deleting_a_running_execution_records_execution_cancelled_and_forg
     assert len(cancelled) == 1
     assert "run-1" in cancelled[0].reason
     assert (await world.engine.state_of(uid)).phase == ExecutionPhase.CANCELLED
-    assert uid not in world.writer.tracked
+    assert uid not in world.writer.refs
     assert world.writer.forgotten == [uid]
 
 
