@@ -94,6 +94,7 @@ def test_the_default_values_render_a_hardened_operator_on_sqlite_whose_history_o
     assert sorted(c["metadata"]["name"] for c in crds) == [
         "approvals.cerebelum.io",
         "executions.cerebelum.io",
+        "signals.cerebelum.io",
         "workflows.cerebelum.io",
     ]
     assert all(c["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep" for c in crds)
@@ -209,6 +210,7 @@ def test_helm_install_succeeds_and_uninstall_keeps_the_crds_the_resources_and_th
         assert sorted(kept) == [
             "customresourcedefinition.apiextensions.k8s.io/approvals.cerebelum.io",
             "customresourcedefinition.apiextensions.k8s.io/executions.cerebelum.io",
+            "customresourcedefinition.apiextensions.k8s.io/signals.cerebelum.io",
             "customresourcedefinition.apiextensions.k8s.io/workflows.cerebelum.io",
         ]
         assert fresh.kubectl("get", "workflow/provision-server", "-n", "default", check=False).returncode == 0
@@ -284,6 +286,20 @@ def test_with_watch_namespaces_the_operator_writes_only_through_a_role_in_each_o
     for namespace in ("team-a", "team-b"):
         (subject,) = bindings[(namespace, "cerebelum")]["subjects"]
         assert subject == {"kind": "ServiceAccount", "name": "cerebelum", "namespace": "cerebelum-system"}
+
+
+def test_the_operator_may_create_executions_for_children_and_read_and_patch_signals_and_nothing_more() -> None:
+    """Issue 17: the least the operator needs for Signals and child Executions (no update, no delete)."""
+    for values in ((), ("--set", "watchNamespaces={team-a}")):
+        docs = documents(render(*values, "--show-only", "templates/rbac.yaml"))
+        roles = by_kind(docs, "Role" if values else "ClusterRole")
+        granted = {rule for role in roles for rule in rules_of(role) if rule[0] == "cerebelum.io"}
+        kinds = ("workflows", "executions", "approvals", "signals")
+        assert granted == {
+            *(("cerebelum.io", kind, verb) for kind in kinds for verb in ("get", "list", "watch", "patch")),
+            ("cerebelum.io", "executions", "create"),
+            *(("cerebelum.io", f"{kind}/status", verb) for kind in kinds for verb in ("get", "patch")),
+        }, values
 
 
 def test_serving_every_namespace_one_cluster_role_holds_it_all_including_the_admission_policy_check() -> None:
