@@ -11,8 +11,10 @@ from typing import Any
 import pytest
 
 from cerebelum_operator.kube.resources import (
+    ChildStatus,
     Condition,
     ExecutionStatus,
+    ParentStatus,
     PendingApprovalStatus,
     RecentEvent,
     StepStatus,
@@ -57,15 +59,18 @@ def table(control_plane: ControlPlane, namespace: str, resource: str) -> list[li
 # ------------------------------------------------------------------------------------- accepted
 
 
-def test_the_three_crds_are_accepted_and_established(control_plane: ControlPlane, crds: list[str]) -> None:
-    assert sorted(crds) == ["approvals.cerebelum.io", "executions.cerebelum.io", "workflows.cerebelum.io"]
+ALL_FOUR = ["approvals.cerebelum.io", "executions.cerebelum.io", "signals.cerebelum.io", "workflows.cerebelum.io"]
+
+
+def test_the_four_crds_are_accepted_and_established(control_plane: ControlPlane, crds: list[str]) -> None:
+    assert sorted(crds) == ALL_FOUR
     for name in crds:
         crd = json.loads(kubectl(control_plane, "get", "crd", name, "-o", "json").stdout)
         conditions = {c["type"]: c["status"] for c in crd["status"]["conditions"]}
         assert conditions["NamesAccepted"] == "True", name
         assert conditions["Established"] == "True", name
     resources = kubectl(control_plane, "api-resources", "--api-group=cerebelum.io", "-o", "name").stdout.split()
-    assert sorted(resources) == ["approvals.cerebelum.io", "executions.cerebelum.io", "workflows.cerebelum.io"]
+    assert sorted(resources) == ALL_FOUR
 
 
 def test_the_provision_example_passes_server_side_dry_run_with_the_crd_defaults_filled_in(
@@ -87,7 +92,7 @@ def test_every_example_in_the_crd_reference_passes_server_side_dry_run(
 ) -> None:
     examples = re.findall(r"```yaml\n(.*?)```", REFERENCE.read_text(), flags=re.DOTALL)
 
-    assert len(examples) == 3
+    assert len(examples) == 4
     for example in examples:
         result = kubectl(control_plane, "apply", "--dry-run=server", "-n", namespace, "-f", "-", input=example)
         assert result.returncode == 0, example + result.stderr
@@ -229,6 +234,8 @@ def full_execution_status() -> dict[str, Any]:
     """Every ExecutionStatus field set, as the operator's patches spell them."""
     status = ExecutionStatus(
         execution_id="3f2c",
+        run=2,
+        run_id="3f2c:run-2",
         phase="WaitingForApproval",
         current_step="approve_go_live",
         started_at="2026-01-01T00:00:00.000Z",
@@ -256,6 +263,18 @@ def full_execution_status() -> dict[str, Any]:
         output_truncated=False,
         output_bytes=52,
         error="boom",
+        parent=ParentStatus(name="orders-1", execution_id="p1", step="charge"),
+        children=[
+            ChildStatus(
+                step="notify",
+                name="run-1-notify-0a1b2c3d",
+                execution_id="3f2c:run-2:notify:1.1",
+                workflow="notifier",
+                phase="Running",
+            )
+        ],
+        child_count=3,
+        children_omitted=2,
         conditions=[
             Condition(
                 type="Succeeded",
@@ -418,21 +437,73 @@ def test_kubectl_get_workflows_shows_the_ready_condition(control_plane: ControlP
     assert rows[1][:3] == ["provision-server", "False", "Invalid"]
 
 
-def test_the_cerebelum_category_lists_all_three_kinds(control_plane: ControlPlane, namespace: str) -> None:
+def test_the_cerebelum_category_lists_all_four_kinds(control_plane: ControlPlane, namespace: str) -> None:
     kubectl(control_plane, "apply", "-n", namespace, "-f", str(EXAMPLE))
     kubectl(control_plane, "apply", "-n", namespace, "-f", "-", input=execution("run-3"))
     approval = (
         "apiVersion: cerebelum.io/v1alpha1\nkind: Approval\nmetadata: {name: go}\nspec: {execution: run-3, step: s}\n"
     )
     kubectl(control_plane, "apply", "-n", namespace, "-f", "-", input=approval)
+    kubectl(control_plane, "apply", "-n", namespace, "-f", "-", input=signal("ping", "run-3"))
 
     names = kubectl(control_plane, "get", "cerebelum", "-n", namespace, "-o", "name").stdout.split()
 
     assert sorted(names) == [
         "approval.cerebelum.io/go",
         "execution.cerebelum.io/run-3",
+        "signal.cerebelum.io/ping",
         "workflow.cerebelum.io/provision-server",
     ]
+
+
+def signal(name: str, execution_name: str, signal_name: str = "ready") -> str:
+    return (
+        f"apiVersion: cerebelum.io/v1alpha1\nkind: Signal\nmetadata: {{name: {name}}}\n"
+        f"spec: {{execution: {json.dumps(execution_name)}, name: {json.dumps(signal_name)}, data: {{n: 1}}}}\n"
+    )
+
+
+def test_a_signal_naming_a_path_or_a_bad_signal_name_is_refused_and_its_spec_is_immutable(
+    control_plane: ControlPlane, namespace: str
+) -> None:
+    path = kubectl(control_plane, "create", "-n", namespace, "-f", "-", input=signal("a", "../../b/executions/x"))
+    bad_name = kubectl(control_plane, "create", "-n", namespace, "-f", "-", input=signal("b", "x", "no spaces"))
+    created = kubectl(control_plane, "apply", "-n", namespace, "-f", "-", input=signal("c", "x"))
+    changed = kubectl(control_plane, "apply", "-n", namespace, "-f", "-", input=signal("c", "x", "other"))
+
+    assert path.returncode != 0 and "spec.execution" in path.stderr
+    assert bad_name.returncode != 0 and "spec.name" in bad_name.stderr
+    assert created.returncode == 0, created.stderr
+    assert changed.returncode != 0 and "spec is immutable: create a new Signal" in changed.stderr
+
+
+def test_a_signal_phase_may_be_delivered_or_refused_and_kubectl_get_shows_it(
+    control_plane: ControlPlane, namespace: str
+) -> None:
+    kubectl(control_plane, "apply", "-n", namespace, "-f", "-", input=signal("go", "run-9"))
+
+    def set_phase(value: str) -> subprocess.CompletedProcess[str]:
+        status = {"status": {"phase": value, "runId": "u:run-2", "message": "delivered"}}
+        return kubectl(
+            control_plane,
+            "patch",
+            "-n",
+            namespace,
+            "signal/go",
+            "--subresource=status",
+            "--type=merge",
+            "-p",
+            json.dumps(status),
+        )
+
+    bogus, delivered = set_phase("Done"), set_phase("Delivered")
+
+    assert bogus.returncode != 0 and "must be one of: Delivered, Refused" in bogus.stderr
+    assert delivered.returncode == 0, delivered.stderr
+    rows = table(control_plane, namespace, "signals")
+    assert rows[0] == ["NAME", "EXECUTION", "SIGNAL", "SENDER", "PHASE", "AGE"]
+    sender = get(control_plane, namespace, "signal/go")["spec"].get("sender", "")
+    assert rows[1][:5] == ["go", "run-9", "ready", sender, "Delivered"]
 
 
 def test_a_workflow_using_every_construct_of_the_language_is_stored_as_written(
