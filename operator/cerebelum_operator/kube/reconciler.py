@@ -23,7 +23,7 @@ from .names import InvalidName, namespace_name, object_name
 from .projection import condition
 from .rate_limit import TokenBucket
 from .signals import deliver_signal
-from .status_writer import StatusWriter
+from .status_writer import TERMINAL_PHASES, StatusWriter
 from .views import ObjectView, Outcome, Retry, json_size, plain, too_large, with_condition
 
 __all__ = ["ObjectView", "Outcome", "Reconciler", "Retry", "json_size", "plain", "workflow_key"]
@@ -143,7 +143,8 @@ class Reconciler:
         existing = await self.engine.get_execution(execution.uid)
         if existing is not None:
             self._track(execution, execution.uid)
-            await self.children.ensure_children(execution.ref("Execution"), execution.uid)
+            if execution.status.get("phase") not in TERMINAL_PHASES:  # a finished one has no running child
+                await self.children.ensure_children(execution.ref("Execution"), execution.uid)
             return Outcome()
         if execution.status.get("conditions") and execution.status.get("phase") == "Failed":
             return Outcome()  # refused before: refusals are final, the spec is immutable
@@ -219,7 +220,11 @@ class Reconciler:
         owner = owner_of(execution.owners)
         owner_engine_id = None
         if owner is not None:
-            found = await self.api.get(Execution, execution.namespace, object_name(owner.name, field="owner name"))
+            try:
+                owner_name = object_name(owner.name, field="ownerReferences[].name")
+            except InvalidName as invalid:
+                raise ChildRefused(str(invalid)) from None
+            found = await self.api.get(Execution, execution.namespace, owner_name)
             if found is not None and str(found["metadata"].get("uid")) == owner.uid:
                 annotations = found["metadata"].get("annotations") or {}
                 owner_engine_id = str(annotations.get(CHILD_ANNOTATION) or owner.uid)
@@ -250,7 +255,7 @@ class Reconciler:
         """
         try:
             engine_id = await self.engine_id_of(execution)
-        except (ChildRefused, InvalidName) as refused:
+        except ChildRefused as refused:
             log.info("deleting %s/%s cancels nothing: %s", execution.namespace, execution.name, refused)
             return
         try:

@@ -160,6 +160,7 @@ async def test_an_object_claiming_an_execution_that_is_not_its_owner_s_child_is_
     [
         pytest.param(None, "but no Execution owns this object", id="no-owner"),
         pytest.param(("orders-1", "some-other-uid"), "is not in this namespace any more", id="owner-uid-differs"),
+        pytest.param(("../../team-b/executions/x", "u"), "is not a Kubernetes object name", id="owner-name-a-path"),
     ],
 )
 async def test_an_object_claiming_a_child_without_its_parent_as_owner_is_refused(
