@@ -144,17 +144,21 @@ def test_an_execution_applied_with_kubectl_runs_to_succeeded_and_the_printer_col
     # -o wide: the API server's Table (what kubectl asks for) has the wide columns, filled.
     table_of = server_table(control_plane, f"/apis/cerebelum.io/v1alpha1/namespaces/{namespace}/executions")
     wide = [c["name"] for c in table_of["columnDefinitions"] if c.get("priority") == 1]
-    assert wide == ["Started", "Finished", "Events", "Execution-ID", "Message"], table_of["columnDefinitions"]
+    assert wide == ["Started", "Finished", "Events", "Execution-ID", "Run", "Parent", "Message"], table_of[
+        "columnDefinitions"
+    ]
     names = [c["name"] for c in table_of["columnDefinitions"]]
     (row,) = table_of["rows"]
     cells = dict(zip(names, row["cells"], strict=True))
     assert cells["Execution-ID"] == shown["executionId"]
     assert cells["Events"] == shown["eventCount"]
     assert cells["Message"] == succeeded["message"]
+    assert (cells["Run"], cells["Parent"]) == (1, None), "a first run, no parent"
     assert cells["Started"] and cells["Finished"] and "<invalid>" not in (cells["Started"], cells["Finished"])
     printed = control_plane.kubectl("get", "executions", "-n", namespace, "-o", "wide").stdout.splitlines()
     assert printed[0].split() == [
-        *("NAME", "PHASE", "WORKFLOW", "STEP", "AGE", "STARTED", "FINISHED", "EVENTS", "EXECUTION-ID", "MESSAGE")
+        *("NAME", "PHASE", "WORKFLOW", "STEP", "AGE", "STARTED", "FINISHED", "EVENTS", "EXECUTION-ID", "RUN"),
+        *("PARENT", "MESSAGE"),
     ]
     assert shown["executionId"] in printed[1] and "finished after 4 steps in" in printed[1]
 
