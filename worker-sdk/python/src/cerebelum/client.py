@@ -118,3 +118,36 @@ class Client:
         """Run a dead-lettered step again; ``with_current_workflow``: on the Workflow's current spec
         from now on (a fixed expression, say), refused when its timeline or steps changed."""
         return self._run(ops.redrive(dead_letter_id, with_current_workflow=with_current_workflow))
+
+    # -- signals (issue 17) ---------------------------------------------------------------------
+
+    def signal(self, id: str, name: str, data: Any = None, *, request_id: str | None = None) -> Execution:
+        """Send the signal ``name`` with ``data`` (any JSON value) to a running execution.
+
+        The engine queues it, in order, until a signal step waiting for ``name`` takes it, so it is
+        never lost when no step waits yet. Pass ``request_id`` when the call may be retried (a
+        timeout, a restarted script): a signal sent again with the same id is delivered once.
+        Returns the execution as it is just after the delivery.
+        """
+        return self._run(ops.signal(id, name, data, request_id))
+
+    def signal_with_start(
+        self,
+        workflow: str,
+        *,
+        execution_id: str,
+        input: Any = None,
+        signal: str,
+        data: Any = None,
+        request_id: str | None = None,
+    ) -> Execution:
+        """Signal the execution ``execution_id``, starting it first (``workflow`` with ``input``)
+        unless it exists.
+
+        One call where a ``get``, ``start`` and ``signal`` would race another sender: when it is
+        started here, the start and the signal are one transaction, so no step can run before the
+        signal is queued. An ``execution_id`` that exists is treated as by :meth:`start` (the same
+        execution again), then signalled. It is required: it is what makes a second sender find the
+        execution the first one started.
+        """
+        return self._run(ops.signal_with_start(workflow, execution_id, input, signal, data, request_id))

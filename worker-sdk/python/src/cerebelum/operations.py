@@ -31,6 +31,8 @@ __all__ = [
     "list_workflows",
     "redrive",
     "reject",
+    "signal",
+    "signal_with_start",
     "start",
     "wait",
 ]
@@ -140,3 +142,32 @@ def dead_letters(execution_id: str | None) -> Operation[list[DeadLetter]]:
 def redrive(dead_letter_id: str, *, with_current_workflow: bool = False) -> Operation[Execution]:
     request = pb.RedriveDeadLetterRequest(id=dead_letter_id, with_current_workflow=with_current_workflow)
     return (yield from _execution(Call("RedriveDeadLetter", request)))
+
+
+# -- signals (issue 17) -------------------------------------------------------------------------
+
+
+def _payload(value: Any) -> str:
+    """JSON text, "" for ``None`` (the engine reads "" as null)."""
+    return "" if value is None else dumps(value)
+
+
+def signal(execution_id: str, name: str, data: Any, request_id: str | None) -> Operation[Execution]:
+    request = pb.SignalExecutionRequest(
+        id=execution_id, name=name, data_json=_payload(data), request_id=request_id or ""
+    )
+    return (yield from _execution(Call("SignalExecution", request)))
+
+
+def signal_with_start(
+    workflow: str, execution_id: str, input: Any, name: str, data: Any, request_id: str | None
+) -> Operation[Execution]:
+    request = pb.SignalWithStartRequest(
+        workflow=workflow,
+        execution_id=execution_id,
+        input_json=_payload(input),
+        name=name,
+        data_json=_payload(data),
+        request_id=request_id or "",
+    )
+    return (yield from _execution(Call("SignalWithStart", request)))
