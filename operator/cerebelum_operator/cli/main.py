@@ -602,6 +602,99 @@ def cancel(
     console.print(f"execution/{execution.id} {execution.phase}")
 
 
+# -- signals (issue 17) -----------------------------------------------------------------------------
+
+DataOption = Annotated[str | None, typer.Option("--data", "-d", help="The signal's payload as JSON (default: null).")]
+DataFileOption = Annotated[
+    Path | None, typer.Option("--data-file", help="Read the payload's JSON from this file ('-' for stdin).")
+]
+RequestIdOption = Annotated[
+    str | None,
+    typer.Option("--request-id", help="Deliver once: the same signal sent again with this id is not queued twice."),
+]
+
+
+def _signal_data(data: str | None, data_file: Path | None) -> Any:
+    """The payload from --data or --data-file (one of them, or neither for null)."""
+    if data is not None and data_file is not None:
+        _fail("give the payload with --data or with --data-file, not both", code=2)
+    if data_file is None:
+        return _json_arg(data, "--data")
+    try:
+        text = sys.stdin.read() if str(data_file) == "-" else data_file.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        _fail(f"--data-file {data_file}: {exc}")
+    return _json_arg(text, f"--data-file {data_file}")
+
+
+def _queued(execution: Execution) -> str:
+    count = len(execution.queued_signals)
+    return f" ({count} signal{'' if count == 1 else 's'} queued)" if count else ""
+
+
+@app.command("signal")
+def signal_command(
+    execution_id: str,
+    name: str,
+    data: DataOption = None,
+    data_file: DataFileOption = None,
+    request_id: RequestIdOption = None,
+    output: Annotated[StartOutput, typer.Option("--output", "-o", help="text, json or yaml")] = StartOutput.TEXT,
+    address: AddressOption = DEFAULT_ADDRESS,
+) -> None:
+    """Send a signal to a running execution: queued, in order, until a signal step takes it."""
+    value = _signal_data(data, data_file)
+    try:
+        execution = _client(address).signal(execution_id, name, value, request_id=request_id)
+    except CerebelumError as exc:
+        _fail(str(exc))
+    if output is not StartOutput.TEXT:
+        emit(execution, Output(output.value))
+        return
+    console.print(
+        Text(printable(f"execution/{execution.id} signal {name} sent; now {execution.phase}{_queued(execution)}"))
+    )
+
+
+@app.command("signal-with-start")
+def signal_with_start_command(
+    workflow: str,
+    name: str,
+    execution_id: Annotated[
+        str, typer.Option("--id", help="The execution to signal; started under this id unless it exists.")
+    ],
+    input: Annotated[
+        str | None, typer.Option("--input", "-i", help="Input as JSON, used only when it is started here.")
+    ] = None,
+    data: DataOption = None,
+    data_file: DataFileOption = None,
+    request_id: RequestIdOption = None,
+    output: Annotated[StartOutput, typer.Option("--output", "-o", help="text, json or yaml")] = StartOutput.TEXT,
+    address: AddressOption = DEFAULT_ADDRESS,
+) -> None:
+    """Signal an execution, starting it first unless it exists (in one step: no race with another sender)."""
+    value = _signal_data(data, data_file)
+    start_input = _json_arg(input, "--input")
+    client = _client(address)
+    try:
+        # The engine answers either way with the execution: look first, so that "started" is true only when it was.
+        existed = _exists(client, execution_id)
+        execution = client.signal_with_start(
+            workflow, execution_id=execution_id, input=start_input, signal=name, data=value, request_id=request_id
+        )
+    except CerebelumError as exc:
+        if input is None and "requires an input" in exc.message:
+            _fail(f"{exc.message}; pass --input '{{...}}'")
+        _fail(str(exc))
+    if output is not StartOutput.TEXT:
+        emit(_started_document(execution, started=not existed), Output(output.value))
+        return
+    how = "already existed (not started again), signal" if existed else "started, signal"
+    console.print(
+        Text(printable(f"execution/{execution.id} {how} {name} sent; now {execution.phase}{_queued(execution)}"))
+    )
+
+
 @dlq_app.command("list")
 def dlq_list(
     execution: Annotated[str | None, typer.Option(help="Only this execution.")] = None,
