@@ -200,15 +200,19 @@ def test_signalling_an_execution_that_does_not_exist_or_has_ended_is_refused_nam
     assert client.get(ended.id).phase == "Cancelled"
 
 
-def test_a_signal_name_that_looks_like_markup_is_printed_as_written(engine: EngineProcess, client: Client) -> None:
+def test_a_signal_no_step_of_the_workflow_waits_for_is_refused_naming_it_as_written(
+    engine: EngineProcess, client: Client
+) -> None:
     execution = client.start("greet")
     waiting(client, execution.id, "wait_name")
 
     finished = cerebelum(engine, "signal", execution.id, "[bold]other[/bold]", "--data", "1")
 
-    assert finished.returncode == 0, shown(finished)
-    assert "signal [bold]other[/bold] sent" in shown(finished)
-    assert [s.name for s in client.get(execution.id).queued_signals] == ["[bold]other[/bold]"]
+    assert finished.returncode == 1 and finished.stdout == "", shown(finished)
+    assert finished.stderr.startswith("error:") and "Traceback" not in finished.stderr, shown(finished)
+    assert "'[bold]other[/bold]'" in shown(finished), "the name is printed as written, not as markup"
+    assert "name" in shown(finished).split("wait for:", 1)[1], "the error names the signals the workflow waits for"
+    assert client.get(execution.id).queued_signals == ()
     client.cancel(execution.id)
 
 

@@ -125,7 +125,8 @@ class Client:
         """Send the signal ``name`` with ``data`` (any JSON value) to a running execution.
 
         The engine queues it, in order, until a signal step waiting for ``name`` takes it, so it is
-        never lost when no step waits yet. Pass ``request_id`` when the call may be retried (a
+        never lost when no step waits yet (a name none of the workflow's signal steps waits for is
+        refused: it would wait forever). Pass ``request_id`` when the call may be retried (a
         timeout, a restarted script): a signal sent again with the same id is delivered once.
         Returns the execution as it is just after the delivery.
         """
