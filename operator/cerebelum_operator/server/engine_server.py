@@ -24,7 +24,7 @@ from ..api import DEFAULT_MAX_PAYLOAD_BYTES, Guard, WorkerServicer, WorkflowServ
 from ..api.access import HEALTH_METHODS, REFLECTION_METHODS
 from ..engine import DEFAULT_MAX_HISTORY_EVENTS
 from ..model.limits import message_limit as grpc_message_limit
-from ..runtime import Clock, Database, Dispatcher, EngineService, SystemClock, TimerService
+from ..runtime import Clock, Database, Dispatcher, EngineService, Relay, SystemClock, TimerService
 from ..store import StoreCorrupted, StoreLocked, open_store
 from .gate import AuthenticationGate
 from .handlers import strict_service_handler
@@ -95,6 +95,7 @@ class EngineServer:
         self._engine: EngineService | None = None
         self._dispatcher: Dispatcher | None = None
         self._timers: TimerService | None = None
+        self._relay: Relay | None = None
         self._health: health_aio.HealthServicer | None = None
         self.port = 0
 
@@ -125,8 +126,10 @@ class EngineServer:
             max_poll_wait_ms=self.config.max_poll_wait_ms,
         )
         self._timers = TimerService(db, engine, clock=self.clock)
+        self._relay = Relay(db, engine, clock=self.clock)
         await self._dispatcher.start()
         await self._timers.start()
+        await self._relay.start()
         guard = self.config.guard
         exempt = HEALTH_METHODS | (REFLECTION_METHODS if self.config.reflection else frozenset())
         server = self._server = grpc.aio.server(
@@ -160,7 +163,7 @@ class EngineServer:
             reason, in_use = _why_not_listening(self.config.address)
             advice = "stop what holds it or choose another" if in_use else "choose another"
             await self.stop(grace_s=0)  # the dispatcher, timers and store started above
-            self._server = self._health = self._timers = self._dispatcher = self._db = None  # stopped once
+            self._server = self._health = self._timers = self._relay = self._dispatcher = self._db = None
             raise OSError(f"cannot listen on {self.config.address}: {reason}; {advice} with --address HOST:PORT")
         await server.start()
         log.info(
@@ -224,6 +227,8 @@ class EngineServer:
                 if current is not None and current.cancelling():
                     raise
                 log.debug("grpc server stop raised CancelledError; continuing the shutdown")
+        if self._relay is not None:
+            await self._relay.stop()
         if self._timers is not None:
             await self._timers.stop()
         if self._dispatcher is not None:
