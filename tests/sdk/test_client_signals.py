@@ -195,3 +195,37 @@ async def test_the_async_client_signals_and_signals_with_start_the_same_way(
     assert [(s.name, s.data) for s in started.queued_signals] == [("paid", True)]
     _, request = workflow_service.requests[0]
     assert request.request_id == "a-1"
+
+
+def test_wait_returns_a_run_that_continued_as_new_unless_told_to_follow_the_chain(
+    client: Client, workflow_service: FakeWorkflowService
+) -> None:
+    continued = workflow_pb2.ExecutionInfo(id="order-7", phase="ContinuedAsNew", continued_as="order-7-run-2")
+    last = workflow_pb2.ExecutionInfo(id="order-7-run-2", phase="Succeeded", first_run_id="order-7", run=2)
+    workflow_service.wait_replies = [continued, continued, last]
+
+    ended_run = client.wait("order-7")
+    chain_end = client.wait("order-7", follow_runs=True)
+
+    assert (ended_run.phase, ended_run.continued_as) == ("ContinuedAsNew", "order-7-run-2")
+    assert (chain_end.id, chain_end.phase, chain_end.run) == ("order-7-run-2", "Succeeded", 2)
+    waits = [request for method, request in workflow_service.requests if method == "WaitExecution"]
+    assert [(request.id, request.follow_runs) for request in waits] == [
+        ("order-7", False),
+        ("order-7", True),
+        ("order-7", True),
+    ]
+
+
+async def test_get_asks_for_the_latest_run_of_a_chain_only_when_told(workflow_service: FakeWorkflowService) -> None:
+    workflow_service.executions["order-7"] = workflow_pb2.ExecutionInfo(id="order-7", phase="ContinuedAsNew")
+
+    with Client(workflow_service.address) as client:
+        client.get("order-7")
+        client.get("order-7", latest_run=True)
+    async with AsyncClient(workflow_service.address) as aio:
+        await aio.get("order-7", latest_run=True)
+        await aio.wait("order-7", follow_runs=False)
+
+    gets = [request.latest_run for method, request in workflow_service.requests if method == "GetExecution"]
+    assert gets == [False, True, True]

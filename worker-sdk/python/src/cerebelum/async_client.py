@@ -94,8 +94,11 @@ class AsyncClient:
         the first execution; with another workflow or input it raises ``AlreadyExistsError``."""
         return await self._run(ops.start(workflow, input, execution_id))
 
-    async def get(self, id: str) -> Execution:
-        return await self._run(ops.get(id))
+    async def get(self, id: str, *, latest_run: bool = False) -> Execution:
+        """The execution ``id``; with ``latest_run``, the latest run of the continue-as-new chain
+        ``id`` belongs to (any run's id finds it), so a caller that kept the first id sees where the
+        chain is now."""
+        return await self._run(ops.get(id, latest_run))
 
     async def list(
         self, *, workflow: str | None = None, phase: str | None = None, limit: int = 100
@@ -106,9 +109,20 @@ class AsyncClient:
         """All events after ``after_seq``, fetched page by page."""
         return await self._run(ops.history(id, after_seq))
 
-    async def wait(self, id: str, *, timeout: float | None = None) -> Execution:  # noqa: ASYNC109
-        """Wait until the execution is terminal; ``TimeoutError`` after ``timeout`` seconds."""
-        return await self._run(ops.wait(id, timeout))
+    async def wait(
+        self,
+        id: str,
+        *,
+        timeout: float | None = None,  # noqa: ASYNC109
+        follow_runs: bool = False,
+    ) -> Execution:
+        """Wait until the execution is terminal; ``TimeoutError`` after ``timeout`` seconds.
+
+        A run that continued as new is terminal (phase ContinuedAsNew, ``continued_as`` names the
+        next); with ``follow_runs`` the wait goes on to the end of the whole chain instead, and
+        returns its last run.
+        """
+        return await self._run(ops.wait(id, timeout, follow_runs))
 
     async def approve(self, id: str, step: str, *, approver: str, payload: Any = None) -> Execution:
         return await self._run(ops.approve(id, step, approver, payload))

@@ -86,8 +86,11 @@ class Client:
         the first execution; with another workflow or input it raises ``AlreadyExistsError``."""
         return self._run(ops.start(workflow, input, execution_id))
 
-    def get(self, id: str) -> Execution:
-        return self._run(ops.get(id))
+    def get(self, id: str, *, latest_run: bool = False) -> Execution:
+        """The execution ``id``; with ``latest_run``, the latest run of the continue-as-new chain
+        ``id`` belongs to (any run's id finds it), so a caller that kept the first id sees where the
+        chain is now."""
+        return self._run(ops.get(id, latest_run))
 
     def list(
         self, *, workflow: str | None = None, phase: str | None = None, limit: int = 100
@@ -98,9 +101,14 @@ class Client:
         """All events after ``after_seq``, fetched page by page."""
         return self._run(ops.history(id, after_seq))
 
-    def wait(self, id: str, *, timeout: float | None = None) -> Execution:
-        """Block until the execution is terminal; ``TimeoutError`` after ``timeout`` seconds."""
-        return self._run(ops.wait(id, timeout))
+    def wait(self, id: str, *, timeout: float | None = None, follow_runs: bool = False) -> Execution:
+        """Block until the execution is terminal; ``TimeoutError`` after ``timeout`` seconds.
+
+        A run that continued as new is terminal (phase ContinuedAsNew, ``continued_as`` names the
+        next); with ``follow_runs`` the wait goes on to the end of the whole chain instead, and
+        returns its last run.
+        """
+        return self._run(ops.wait(id, timeout, follow_runs))
 
     def approve(self, id: str, step: str, *, approver: str, payload: Any = None) -> Execution:
         return self._run(ops.approve(id, step, approver, payload))

@@ -83,8 +83,9 @@ def start(workflow: str, input: Any = None, execution_id: str | None = None) -> 
     return (yield from _execution(Call("StartExecution", request)))
 
 
-def get(execution_id: str) -> Operation[Execution]:
-    return (yield from _execution(Call("GetExecution", pb.GetExecutionRequest(id=execution_id))))
+def get(execution_id: str, latest_run: bool = False) -> Operation[Execution]:
+    request = pb.GetExecutionRequest(id=execution_id, latest_run=latest_run)
+    return (yield from _execution(Call("GetExecution", request)))
 
 
 def list_executions(workflow: str | None, phase: str | None, limit: int) -> Operation[list[Execution]]:
@@ -104,14 +105,15 @@ def history(execution_id: str, after_seq: int) -> Operation[list[HistoryEvent]]:
         after_seq = events[-1].seq
 
 
-def wait(execution_id: str, timeout: float | None) -> Operation[Execution]:
+def wait(execution_id: str, timeout: float | None, follow_runs: bool = False) -> Operation[Execution]:
     deadline = None if timeout is None else time.monotonic() + timeout
     while True:
         remaining_ms = MAX_WAIT_MS if deadline is None else max(0, round((deadline - time.monotonic()) * 1000))
         wait_ms = min(MAX_WAIT_MS, remaining_ms)
-        request = pb.WaitExecutionRequest(id=execution_id, wait_ms=wait_ms)
+        request = pb.WaitExecutionRequest(id=execution_id, wait_ms=wait_ms, follow_runs=follow_runs)
         execution = yield from _execution(Call("WaitExecution", request, timeout=wait_ms / 1000 + _WAIT_MARGIN))
-        if execution.is_terminal:
+        # Following runs, a run that continued as new is not the end: its next run may not exist yet.
+        if execution.is_terminal and not (follow_runs and execution.phase == "ContinuedAsNew"):
             return execution
         if deadline is not None and time.monotonic() >= deadline:
             raise TimeoutError(f"execution {execution_id!r} is still {execution.phase} after {timeout} s")
