@@ -222,23 +222,34 @@ export class Client {
     return executionFromProto(await this.#call(this.#client.startExecution, request));
   }
 
-  async getExecution(id: string): Promise<Execution> {
-    return executionFromProto(await this.#call(this.#client.getExecution, { id }));
+  /**
+   * The execution `id`; with `latestRun`, the latest run of the continue-as-new chain `id`
+   * belongs to (any run's id finds it), so a caller that kept the first id sees where it is now.
+   */
+  async getExecution(id: string, options: { latestRun?: boolean | undefined } = {}): Promise<Execution> {
+    return executionFromProto(await this.#call(this.#client.getExecution, { id, latestRun: options.latestRun ?? false }));
   }
 
   /**
    * Resolves with the execution once it is terminal; rejects with {@link WaitTimeoutError} after
    * `timeout` (default: waits as long as it takes). The engine holds each request up to 30 s and
-   * answers at once when the execution ends, so this is no polling loop.
+   * answers at once when the execution ends, so this is no polling loop. A run that continued as
+   * new is terminal (`continuedAs` names the next); with `followRuns` the wait goes on to the end
+   * of the whole chain and resolves with its last run.
    */
-  async waitExecution(id: string, options: { timeout?: Duration | undefined } = {}): Promise<Execution> {
+  async waitExecution(
+    id: string,
+    options: { timeout?: Duration | undefined; followRuns?: boolean | undefined } = {},
+  ): Promise<Execution> {
+    const followRuns = options.followRuns ?? false;
     const timeoutMs = options.timeout === undefined ? undefined : durationMs(options.timeout);
     const deadline = timeoutMs === undefined ? undefined : Date.now() + timeoutMs;
     for (;;) {
       const waitMs = deadline === undefined ? MAX_WAIT_MS : Math.min(MAX_WAIT_MS, Math.max(0, deadline - Date.now()));
-      const info = await this.#call(this.#client.waitExecution, { id, waitMs }, waitMs + WAIT_MARGIN_MS);
+      const info = await this.#call(this.#client.waitExecution, { id, waitMs, followRuns }, waitMs + WAIT_MARGIN_MS);
       const execution = executionFromProto(info);
-      if (execution.isTerminal) {
+      // Following runs, a run that continued as new is not the end: its next run may not exist yet.
+      if (execution.isTerminal && !(followRuns && execution.phase === "ContinuedAsNew")) {
         return execution;
       }
       if (deadline !== undefined && Date.now() >= deadline) {

@@ -4,6 +4,7 @@ import { afterEach, beforeEach, test } from "node:test";
 import { CerebelumError, Client, TERMINAL_PHASES, WaitTimeoutError } from "@cerebelum/worker";
 import {
   ExecutionInfo,
+  type GetExecutionRequest,
   type SignalExecutionRequest,
   type SignalWithStartRequest,
   type StartExecutionRequest,
@@ -202,8 +203,44 @@ test("waitExecution asks again until the execution is terminal", async () => {
 
   assert.deepEqual([execution.phase, execution.output], ["Succeeded", "done"]);
   assert.deepEqual(
-    service.sent<WaitExecutionRequest>("waitExecution").map((r) => r.waitMs),
-    [30_000, 30_000, 30_000],
+    service.sent<WaitExecutionRequest>("waitExecution").map((r) => [r.waitMs, r.followRuns]),
+    [
+      [30_000, false],
+      [30_000, false],
+      [30_000, false],
+    ],
+  );
+});
+
+test("waitExecution returns a run that continued as new unless told to follow the chain", async () => {
+  const continued = ExecutionInfo.fromPartial({ id: "order-7", phase: "ContinuedAsNew", continuedAs: "order-7-run-2" });
+  const last = ExecutionInfo.fromPartial({ id: "order-7-run-2", phase: "Succeeded", firstRunId: "order-7", run: 2 });
+  service.waitReplies = [continued, continued, last];
+
+  const endedRun = await client.waitExecution("order-7");
+  const chainEnd = await client.waitExecution("order-7", { followRuns: true });
+
+  assert.deepEqual([endedRun.phase, endedRun.continuedAs, endedRun.isTerminal], ["ContinuedAsNew", "order-7-run-2", true]);
+  assert.deepEqual([chainEnd.id, chainEnd.phase, chainEnd.run], ["order-7-run-2", "Succeeded", 2]);
+  assert.deepEqual(
+    service.sent<WaitExecutionRequest>("waitExecution").map((r) => [r.id, r.followRuns]),
+    [
+      ["order-7", false],
+      ["order-7", true],
+      ["order-7", true],
+    ],
+  );
+});
+
+test("getExecution asks for the latest run of a chain only when told", async () => {
+  service.executions.set("order-7", ExecutionInfo.fromPartial({ id: "order-7", phase: "ContinuedAsNew" }));
+
+  await client.getExecution("order-7");
+  await client.getExecution("order-7", { latestRun: true });
+
+  assert.deepEqual(
+    service.sent<GetExecutionRequest>("getExecution").map((r) => r.latestRun),
+    [false, true],
   );
 });
 
