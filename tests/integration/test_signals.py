@@ -291,11 +291,12 @@ def test_the_client_queues_early_signals_in_order_and_delivers_a_retried_one_onc
     assert final.output == [0, 1], "the second step takes the oldest b"
 
 
-def test_signal_with_start_from_the_client_starts_once_then_signals_the_same_execution(client: Client) -> None:
+def test_signal_with_start_from_the_client_starts_once_then_signals_the_execution_as_it_is(client: Client) -> None:
     started = client.signal_with_start("two", execution_id="swS-py", input={"k": 1}, signal="a", data="A")
-    again = client.signal_with_start("two", execution_id="swS-py", input={"k": 1}, signal="b", data="B")
+    again = client.signal_with_start("two", execution_id="swS-py", input={"k": 2}, signal="b", data="B")
 
     assert started.id == again.id == "swS-py"
+    assert again.input == {"k": 1}, "the input only starts an execution; an existing one keeps its own"
     final = client.wait("swS-py", timeout=30)
     assert (final.input, final.output) == ({"k": 1}, ["A", "B"])
 

@@ -169,8 +169,9 @@ class AsyncClient:
 
         One call where a ``get``, ``start`` and ``signal`` would race another sender: when it is
         started here, the start and the signal are one transaction, so no step can run before the
-        signal is queued. An ``execution_id`` that exists is treated as by :meth:`start` (the same
-        execution again), then signalled. It is required: it is what makes a second sender find the
+        signal is queued. An execution that exists is signalled as it is: ``workflow`` and ``input``
+        only start one, and are not compared with what it started with (a second sender need not
+        know them). ``execution_id`` is required: it is what makes a second sender find the
         execution the first one started.
         """
         return await self._run(ops.signal_with_start(workflow, execution_id, input, signal, data, request_id))
