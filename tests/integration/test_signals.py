@@ -311,3 +311,56 @@ async def test_the_async_client_signals_and_signals_with_start(engine: EnginePro
         second = await aio.wait(execution.id, timeout=30)
 
     assert (first.output, second.output) == ("Di", "Ed")
+
+
+# -- children and continue-as-new, as the clients see them ----------------------------------------
+
+PARENT = {"timeline": ["kid"], "steps": {"kid": {"child": {"workflow": "greet"}}}}
+# Each run waits for "tick"; "again" continues as new, anything else ends the chain with it.
+CHAIN = {
+    "timeline": ["tick", "again"],
+    "steps": {
+        "tick": {"signal": {"name": "tick", "timeout": "1h"}},
+        "again": {"continueAsNew": {}, "when": "steps.tick.data == 'again'"},
+    },
+    "output": "steps.tick.data",
+}
+
+
+def test_a_parent_lists_its_child_and_the_child_names_its_parent_and_step(client: Client) -> None:
+    client.apply_workflow("parent", PARENT)
+    parent = client.start("parent")
+    children: list[str] = []
+
+    def child_started() -> bool:
+        children[:] = [child.id for child in client.get(parent.id).children]
+        return bool(children) and any(w.step == "wait_name" for w in client.get(children[0]).signal_waits)
+
+    wait_until(child_started, what="the child started and waiting for its signal")
+    (kid,) = client.get(parent.id).children
+    child = client.get(kid.id)
+
+    assert (kid.step, kid.workflow, kid.phase) == ("kid", "greet", "Running")
+    assert (child.parent_id, child.parent_step, child.workflow) == (parent.id, "kid", "greet")
+    client.signal(kid.id, "name", "Kid")
+    assert client.wait(parent.id, timeout=30).phase == "Succeeded"
+    assert client.wait(kid.id, timeout=30).output == "Kid"
+
+
+def test_a_chain_of_runs_is_followed_by_its_first_id(client: Client) -> None:
+    client.apply_workflow("chain", CHAIN)
+    first = client.start("chain", {"order": 7})
+    waiting(client, first.id, "tick")
+
+    client.signal(first.id, "tick", "again")
+    ended_run = client.wait(first.id, timeout=30)
+    assert ended_run.phase == "ContinuedAsNew" and ended_run.continued_as is not None
+    wait_until(lambda: client.get(first.id, latest_run=True).id != first.id, what="the second run started")
+    second = client.get(first.id, latest_run=True)
+    assert (second.continued_from, second.first_run_id, second.run) == (first.id, first.id, 2)
+    assert second.id == ended_run.continued_as
+    waiting(client, second.id, "tick")
+    client.signal(second.id, "tick", "stop")
+
+    final = client.wait(first.id, timeout=30, follow_runs=True)
+    assert (final.id, final.phase, final.output, final.run) == (second.id, "Succeeded", "stop", 2)
