@@ -364,3 +364,26 @@ def test_a_chain_of_runs_is_followed_by_its_first_id(client: Client) -> None:
 
     final = client.wait(first.id, timeout=30, follow_runs=True)
     assert (final.id, final.phase, final.output, final.run) == (second.id, "Succeeded", "stop", 2)
+
+
+@pytest.mark.parametrize("progress", ["--no-progress", "--progress"])
+def test_cli_wait_reports_a_run_that_continued_and_follows_the_chain_when_asked(
+    engine: EngineProcess, client: Client, progress: str
+) -> None:
+    client.apply_workflow("chain", CHAIN)
+    first = client.start("chain")
+    waiting(client, first.id, "tick")
+    client.signal(first.id, "tick", "again")
+    wait_until(lambda: client.get(first.id, latest_run=True).id != first.id, what="the second run started")
+    second = client.get(first.id, latest_run=True)
+
+    ended_run = cerebelum(engine, "wait", first.id, progress, "--timeout", "30")
+    waiting(client, second.id, "tick")
+    client.signal(second.id, "tick", "stop")
+    chain_end = cerebelum(engine, "wait", first.id, "--follow-runs", progress, "--timeout", "30")
+
+    assert ended_run.returncode == 1, shown(ended_run)
+    assert f"execution/{first.id} ContinuedAsNew" in ended_run.stdout
+    assert f"continued as new as {second.id}; --follow-runs" in shown(ended_run)
+    assert chain_end.returncode == 0, shown(chain_end)
+    assert chain_end.stdout.splitlines()[0] == f"execution/{second.id} Succeeded", shown(chain_end)

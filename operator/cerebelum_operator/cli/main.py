@@ -118,18 +118,21 @@ ProgressOption = Annotated[
 PROGRESS_EVERY_S = 0.5
 
 
-def _wait(client: Client, execution_id: str, timeout: float | None, *, progress: bool) -> Execution:
-    """The ended execution; with `progress`, each change of phase or current step on stderr meanwhile.
+def _wait(
+    client: Client, execution_id: str, timeout: float | None, *, progress: bool, follow_runs: bool = False
+) -> Execution:
+    """The ended execution; with `progress`, each change of phase or current step on stderr meanwhile;
+    with `follow_runs`, the last run of its continue-as-new chain once the chain ended.
 
     The engine tells of the end only, so progress asks for the execution between short waits.
     """
     if not progress:
-        return client.wait(execution_id, timeout=timeout)
+        return client.wait(execution_id, timeout=timeout, follow_runs=follow_runs)
     deadline = None if timeout is None else time.monotonic() + timeout
     shown: tuple[str, tuple[str, ...]] | None = None
     while True:
-        current = client.get(execution_id)
-        if current.is_terminal:
+        current = client.get(execution_id, latest_run=follow_runs)
+        if current.is_terminal and not (follow_runs and current.phase == "ContinuedAsNew"):
             return current
         if (current.phase, current.current_steps) != shown:
             shown = (current.phase, current.current_steps)
@@ -139,7 +142,11 @@ def _wait(client: Client, execution_id: str, timeout: float | None, *, progress:
         if left is not None and left < 0.01:  # a wait of 0 ms would mean the server's longest wait
             raise TimeoutError(f"execution {execution_id!r} is still {current.phase} after {timeout} s")
         try:
-            return client.wait(execution_id, timeout=PROGRESS_EVERY_S if left is None else min(PROGRESS_EVERY_S, left))
+            return client.wait(
+                execution_id,
+                timeout=PROGRESS_EVERY_S if left is None else min(PROGRESS_EVERY_S, left),
+                follow_runs=follow_runs,
+            )
         except TimeoutError:
             continue
 
@@ -152,13 +159,20 @@ def _wait_and_report(
     output: Output = Output.TABLE,
     started: bool = True,
     progress: bool | None = None,
+    follow_runs: bool = False,
 ) -> None:
     """Wait for the end, print phase and output; exit 1 unless Succeeded, 2 on timeout.
 
     As JSON or YAML the final execution is the one document on stdout, and the exit code says the rest.
     """
     try:
-        final = _wait(client, execution_id, timeout, progress=err_console.is_terminal if progress is None else progress)
+        final = _wait(
+            client,
+            execution_id,
+            timeout,
+            progress=err_console.is_terminal if progress is None else progress,
+            follow_runs=follow_runs,
+        )
     except TimeoutError:
         _fail(f"execution still running after {timeout}s", code=2)
     except CerebelumError as exc:
@@ -171,6 +185,8 @@ def _wait_and_report(
     console.print(f"execution/{final.id} {final.phase}")
     if final.output is not None:
         console.print_json(_as_json(final.output))
+    if final.phase == "ContinuedAsNew":
+        _fail(f"this run continued as new as {final.continued_as}; --follow-runs waits for the last run's end")
     if final.phase != "Succeeded":
         _fail(final.error or final.phase)
 
@@ -463,10 +479,17 @@ def wait_command(
     execution_id: str,
     timeout: Annotated[float | None, typer.Option(help="Seconds to wait.")] = None,
     progress: ProgressOption = None,
+    follow_runs: Annotated[
+        bool,
+        typer.Option(
+            "--follow-runs",
+            help="Wait for the end of the continue-as-new chain the execution belongs to, and report its last run.",
+        ),
+    ] = False,
     address: AddressOption = DEFAULT_ADDRESS,
 ) -> None:
     """Wait for an execution to end; exit non-zero unless it Succeeded."""
-    _wait_and_report(_client(address), execution_id, timeout, progress=progress)
+    _wait_and_report(_client(address), execution_id, timeout, progress=progress, follow_runs=follow_runs)
 
 
 @get_app.command("executions")
