@@ -367,7 +367,7 @@ def test_a_chain_of_runs_is_followed_by_its_first_id(client: Client) -> None:
 
 
 @pytest.mark.parametrize("progress", ["--no-progress", "--progress"])
-def test_cli_wait_reports_a_run_that_continued_and_follows_the_chain_when_asked(
+def test_cli_wait_follows_the_chain_and_reports_the_run_itself_with_this_run(
     engine: EngineProcess, client: Client, progress: str
 ) -> None:
     client.apply_workflow("chain", CHAIN)
@@ -377,13 +377,17 @@ def test_cli_wait_reports_a_run_that_continued_and_follows_the_chain_when_asked(
     wait_until(lambda: client.get(first.id, latest_run=True).id != first.id, what="the second run started")
     second = client.get(first.id, latest_run=True)
 
-    ended_run = cerebelum(engine, "wait", first.id, progress, "--timeout", "30")
+    ended_run = cerebelum(engine, "wait", first.id, "--this-run", progress, "--timeout", "30")
     waiting(client, second.id, "tick")
     client.signal(second.id, "tick", "stop")
-    chain_end = cerebelum(engine, "wait", first.id, "--follow-runs", progress, "--timeout", "30")
+    chain_end = cerebelum(engine, "wait", first.id, progress, "--timeout", "30")
+    described = cerebelum(engine, "describe", first.id)
 
     assert ended_run.returncode == 1, shown(ended_run)
     assert f"execution/{first.id} ContinuedAsNew" in ended_run.stdout
-    assert f"continued as new as {second.id}; --follow-runs" in shown(ended_run)
+    assert f"continued as new as {second.id}; without --this-run, wait follows the chain" in shown(ended_run)
+    assert described.returncode == 0, shown(described)
+    assert f"Execution {second.id}" in described.stdout
+    assert f"Run:       2 of the chain {first.id} (continued from {first.id})" in described.stdout
     assert chain_end.returncode == 0, shown(chain_end)
     assert chain_end.stdout.splitlines()[0] == f"execution/{second.id} Succeeded", shown(chain_end)

@@ -48,6 +48,13 @@ AddressOption = Annotated[
     typer.Option("--address", envvar="CEREBELUM_ADDRESS", help="Engine gRPC address."),
 ]
 OutputOption = Annotated[Output, typer.Option("--output", "-o", help="table, json or yaml")]
+ThisRunOption = Annotated[
+    bool,
+    typer.Option(
+        "--this-run",
+        help="The run named, even if it continued as new (by default: the latest run of its chain).",
+    ),
+]
 TlsCertOption = Annotated[
     Path | None, typer.Option("--tls-cert", help="Serve gRPC over TLS with this PEM certificate (chain).")
 ]
@@ -186,7 +193,7 @@ def _wait_and_report(
     if final.output is not None:
         console.print_json(_as_json(final.output))
     if final.phase == "ContinuedAsNew":
-        _fail(f"this run continued as new as {final.continued_as}; --follow-runs waits for the last run's end")
+        _fail(f"this run continued as new as {final.continued_as}; without --this-run, wait follows the chain")
     if final.phase != "Succeeded":
         _fail(final.error or final.phase)
 
@@ -479,17 +486,14 @@ def wait_command(
     execution_id: str,
     timeout: Annotated[float | None, typer.Option(help="Seconds to wait.")] = None,
     progress: ProgressOption = None,
-    follow_runs: Annotated[
-        bool,
-        typer.Option(
-            "--follow-runs",
-            help="Wait for the end of the continue-as-new chain the execution belongs to, and report its last run.",
-        ),
-    ] = False,
+    this_run: ThisRunOption = False,
     address: AddressOption = DEFAULT_ADDRESS,
 ) -> None:
-    """Wait for an execution to end; exit non-zero unless it Succeeded."""
-    _wait_and_report(_client(address), execution_id, timeout, progress=progress, follow_runs=follow_runs)
+    """Wait for an execution to end; exit non-zero unless it Succeeded.
+
+    An execution that continues as new ends with the last run of its chain, which is waited for.
+    """
+    _wait_and_report(_client(address), execution_id, timeout, progress=progress, follow_runs=not this_run)
 
 
 @get_app.command("executions")
@@ -544,12 +548,14 @@ def describe(
             help="Show the stack trace of every step's last failure (by default: of failed and retrying steps).",
         ),
     ] = False,
+    this_run: ThisRunOption = False,
     output: OutputOption = Output.TABLE,
     address: AddressOption = DEFAULT_ADDRESS,
 ) -> None:
-    """Show an execution: phase, steps, pending approvals, and the stack traces of failed steps."""
+    """Show an execution: phase, steps, signals, children, its chain of runs, pending approvals, and
+    the stack traces of failed steps. An execution that continued as new is shown at its latest run."""
     try:
-        execution = _client(address).get(execution_id)
+        execution = _client(address).get(execution_id, latest_run=not this_run)
     except CerebelumError as exc:
         _fail(str(exc))
     if output is Output.TABLE:
