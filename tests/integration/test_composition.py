@@ -171,7 +171,7 @@ def test_cancelling_a_parent_cancels_its_running_child(workers: WorkerPool, clie
     client.apply_workflow("compose-greeting", COMPOSE_GREETING)
     client.apply_workflow("hello-child", HELLO_CHILD)
     client.start("hello-child", {"name": "World", "hold_s": 600}, execution_id="parent-2")
-    wait_until(lambda: client.get("parent-2").children != [], within=60, what="the child to be started")
+    wait_until(lambda: len(client.get("parent-2").children) == 1, within=60, what="the child to be started")
     client.cancel("parent-2", reason="changed my mind")
 
     child = client.wait("parent-2:compose:1.1", timeout=60)
