@@ -31,14 +31,14 @@ def _applied_versions(url: str) -> list[int]:
 
 
 def test_migrate_creates_the_schema_and_records_its_version(unmigrated_store: EventStore, store_url: str) -> None:
-    assert unmigrated_store.migrate() == latest_version() == 1
-    assert _applied_versions(store_url) == [1]
+    assert unmigrated_store.migrate() == latest_version() == 2
+    assert _applied_versions(store_url) == [1, 2]
 
 
 def test_migrate_is_idempotent(unmigrated_store: EventStore, store_url: str) -> None:
     first = unmigrated_store.migrate()
     assert unmigrated_store.migrate() == first
-    assert _applied_versions(store_url) == [1]
+    assert _applied_versions(store_url) == [1, 2]
 
 
 def test_the_migrated_schema_matches_the_declared_tables_and_indexes(store: EventStore, store_url: str) -> None:
@@ -74,8 +74,8 @@ def test_two_stores_migrating_at_once_apply_each_version_once(store_url: str) ->
     for s in stores:
         s.close()
     assert errors == []
-    assert results == [1, 1]
-    assert _applied_versions(store_url) == [1]
+    assert results == [2, 2]
+    assert _applied_versions(store_url) == [1, 2]
 
 
 def test_data_survives_closing_and_reopening_the_store(store: EventStore, appender: Appender, store_url: str) -> None:
@@ -85,7 +85,7 @@ def test_data_survives_closing_and_reopening_the_store(store: EventStore, append
 
     reopened = open_store(store_url)
     try:
-        assert reopened.migrate() == 1
+        assert reopened.migrate() == latest_version()
         assert reopened.get_workflow("orders") is not None
         execution = reopened.get_execution("e1")
         assert execution is not None
@@ -100,7 +100,7 @@ def test_data_survives_closing_and_reopening_the_store(store: EventStore, append
 def test_an_in_memory_sqlite_store_works_for_tests() -> None:
     store = open_store("sqlite:///:memory:")
     try:
-        assert store.migrate() == 1
+        assert store.migrate() == latest_version()
         store.append(
             "e1",
             expected_seq=0,
@@ -158,3 +158,27 @@ def test_postgresql_urls_are_normalised_to_psycopg_3(url: str) -> None:
     normalised = normalise_url(url)
     assert normalised.drivername == "postgresql+psycopg"
     assert normalised.render_as_string(hide_password=False) == "postgresql+psycopg://u:p@db:5432/c"
+
+
+def test_a_store_written_at_version_1_upgrades_to_the_latest_keeping_its_executions(store_url: str) -> None:
+    from cerebelum_operator.store.migrations import MIGRATIONS, apply_migrations
+
+    old = open_store(store_url)
+    try:
+        # What a release with only migration 1 did: its frozen DDL, then an execution written.
+        private = old._write, old._lock_migrations  # type: ignore[attr-defined]
+        assert apply_migrations(*private, migrations=MIGRATIONS[:1]) == 1
+        Appender(old).start("e1", input={"order": 7})
+    finally:
+        old.close()
+    upgraded = open_store(store_url)
+    try:
+        assert upgraded.migrate() == latest_version()
+        assert _applied_versions(store_url) == [m.version for m in MIGRATIONS]
+        execution = upgraded.get_execution("e1")
+        assert execution is not None and execution.input == {"order": 7}
+        assert upgraded.load_history("e1")[0].event == ev.ExecutionStarted(
+            workflow="orders", input={"order": 7}, spec_hash="h1"
+        )
+    finally:
+        upgraded.close()

@@ -11,7 +11,7 @@ def expression_spec(
     construct: str, source: str, *, timeline: list[str], on: str, reached: str, target: str
 ) -> dict[str, Any]:
     """``source`` placed as ``construct``: a rule or ``set`` on step ``on``, a ``when``, ``args`` or
-    ``timer.until``, ``forEach.items`` or a forEach step's ``args`` of step ``reached``, a branch jumping to ``target``, or the ``output``."""
+    ``timer.until``, ``forEach.items``, a forEach step's ``args`` or a child's ``input`` of step ``reached``, a branch jumping to ``target``, or the ``output``."""
     spec: dict[str, Any] = {"timeline": timeline}
     if construct == "branch":
         spec["branch"] = {on: [{"when": source, "goto": target}]}
@@ -27,6 +27,8 @@ def expression_spec(
         spec["steps"] = {reached: {"forEach": {"items": source}}}
     elif construct == "itemArgs":
         spec["steps"] = {reached: {"forEach": {"items": "[1]"}, "args": {"seen": source}}}
+    elif construct == "startInput":  # a child's input (a continueAsNew step's is alike)
+        spec["steps"] = {reached: {"child": {"workflow": "other", "input": source}}}
     elif construct == "set":
         spec["vars"] = {"seen": None}
         spec["steps"] = {on: {"set": {"seen": source}}}

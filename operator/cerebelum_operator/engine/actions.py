@@ -15,6 +15,7 @@ __all__ = [
     "ReplaceSpec",
     "ResolveDeadLetter",
     "ScheduleTask",
+    "SendMessage",
     "StartTimer",
 ]
 
@@ -106,6 +107,22 @@ class ResolveDeadLetter:
     dead_letter_id: str
 
 
+@dataclass(frozen=True, slots=True)
+class SendMessage:
+    """A message to another execution, kept in the outbox with this decision and relayed after it.
+
+    ``kind`` is ``start`` (start ``target`` as a child or the next run: ``body`` says how) or
+    ``command`` (a `ChildFinished` or `Cancel` for ``target``). ``seq`` orders the messages of one
+    sender: a child's start is relayed before its cancel.
+    """
+
+    message_id: str
+    kind: str
+    target: str
+    seq: int
+    body: JSON
+
+
 Action = (
     ScheduleTask
     | LeaseTask
@@ -116,4 +133,5 @@ Action = (
     | AddDeadLetter
     | ResolveDeadLetter
     | ReplaceSpec
+    | SendMessage
 )

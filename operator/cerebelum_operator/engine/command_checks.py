@@ -5,11 +5,15 @@ from __future__ import annotations
 from ..model import limits
 from . import commands as cmd
 
-__all__ = ["CommandRejected", "check_strings"]
+__all__ = ["CommandRejected", "CommandTooLarge", "check_strings"]
 
 
 class CommandRejected(ValueError):
     """The command does not apply to the execution as it is (e.g. no approval pending)."""
+
+
+class CommandTooLarge(CommandRejected):
+    """Applying the command would pass a size limit: what tasks carry, or the signal queue's."""
 
 
 def check_strings(command: cmd.Command) -> None:
@@ -32,6 +36,10 @@ def check_strings(command: cmd.Command) -> None:
                     texts.append(("error type", command.outcome.error_type, limits.MAX_ERROR_TYPE))
                 case cmd.OutcomeApproval():
                     texts.append(("approval kind", command.outcome.approval_kind, limits.MAX_APPROVAL_KIND))
+        case cmd.Signal():
+            texts.append(("signal name", command.name, limits.MAX_SIGNAL_NAME))
+            texts.append(("sender", command.sender, limits.MAX_APPROVER))
+            texts.append(("request id", command.request_id, limits.MAX_REQUEST_ID))
         case cmd.Approve() | cmd.Reject():
             texts.append(("step", command.step, limits.MAX_NAME))
             texts.append(("approver", command.approver, limits.MAX_APPROVER))

@@ -8,6 +8,7 @@ from typing import Any, Literal
 __all__ = [
     "Approve",
     "Cancel",
+    "ChildFinished",
     "Command",
     "Outcome",
     "OutcomeApproval",
@@ -18,6 +19,7 @@ __all__ = [
     "OutcomeSuccess",
     "Redrive",
     "Reject",
+    "Signal",
     "Start",
     "TaskCompleted",
     "TaskStarted",
@@ -71,6 +73,11 @@ Outcome = OutcomeSuccess | OutcomeFailure | OutcomeRetryAfter | OutcomeSleep | O
 class Start:
     workflow: str
     input: JSON
+    parent_id: str | None = None  # a child's parent execution, and its step that started it
+    parent_step: str | None = None
+    continued_from: str | None = None  # continue-as-new: the run this one continues
+    first_run_id: str | None = None
+    run: int = 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,6 +130,26 @@ class Reject:
 
 
 @dataclass(frozen=True, slots=True)
+class Signal:
+    """Deliver a named signal; ``sender`` is the authenticated identity that sent it."""
+
+    name: str
+    data: JSON = None
+    sender: str = ""
+    request_id: str | None = None  # a signal sent again with the same id is delivered once
+
+
+@dataclass(frozen=True, slots=True)
+class ChildFinished:
+    """A child execution ended (its ``child_id`` is its chain's first run): told by the outbox relay."""
+
+    child_id: str
+    phase: str
+    output: JSON = None
+    error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Cancel:
     reason: str = ""
 
@@ -134,4 +161,16 @@ class Redrive:
     adopt_spec: bool = False
 
 
-Command = Start | TaskStarted | TaskCompleted | TaskTimedOut | TimerFired | Approve | Reject | Cancel | Redrive
+Command = (
+    Start
+    | TaskStarted
+    | TaskCompleted
+    | TaskTimedOut
+    | TimerFired
+    | Approve
+    | Reject
+    | Cancel
+    | Redrive
+    | Signal
+    | ChildFinished
+)

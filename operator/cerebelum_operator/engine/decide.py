@@ -17,7 +17,8 @@ from . import commands as cmd
 from . import ending, timer_steps
 from . import events as ev
 from .arguments import ARGUMENTS_TOO_LARGE, task_arguments
-from .command_checks import CommandRejected, check_strings
+from .command_checks import CommandRejected, CommandTooLarge, check_strings
+from .composition import CompositionDecisions
 from .expressions import ExpressionError, evaluate, evaluate_condition, to_json
 from .fan_out import FanOutDecisions, parsed_token
 from .ids import ApprovalRejection, ApprovalTimeout, RejectedResult, TaskToken, TimerId, TimerKind
@@ -73,10 +74,6 @@ class Reply(StrEnum):
     STALE = "stale"
 
 
-class CommandTooLarge(CommandRejected):
-    """Applying the command would make what the execution's tasks carry exceed the limit."""
-
-
 @dataclass
 class Decision:
     events: list[ev.RecordedEvent] = field(default_factory=list)
@@ -113,7 +110,7 @@ def decide(
     return _Decider(definition, state.clone(), now_ms, max_history_events, max_task_bytes, max_input_bytes).run(command)
 
 
-class _Decider(FanOutDecisions):
+class _Decider(FanOutDecisions, CompositionDecisions):
     def __init__(
         self,
         definition: WorkflowDefinition,
@@ -132,6 +129,8 @@ class _Decider(FanOutDecisions):
         self.decision = Decision(state=state)
         # Gotos refused by their bound while rules were matched, recorded after the event they follow.
         self.refused_jumps: list[ev.JumpLimitReached] = []
+        self.first_seq = state.last_seq + 1  # with a counter, names the decision's outbox messages
+        self.messages_sent = 0
 
     # -- plumbing --------------------------------------------------------------------------
 
@@ -160,6 +159,7 @@ class _Decider(FanOutDecisions):
     def run(self, command: cmd.Command) -> Decision:
         if not self.state.started and not isinstance(command, cmd.Start):
             raise CommandRejected(f"execution {self.state.execution_id!r} has not started")
+        was_terminal = self.state.phase.terminal
         match command:
             case cmd.Start():
                 self.start(command)
@@ -179,13 +179,19 @@ class _Decider(FanOutDecisions):
                 self.cancel(command)
             case cmd.Redrive():
                 self.redrive(command)
+            case cmd.Signal():
+                self.signal(command)
+            case cmd.ChildFinished():
+                self.child_finished(command)
         if self.state.last_seq >= self.max_history_events and not self.state.phase.terminal:
             self.fail_execution(
                 f"the history reached {self.state.last_seq} events, the limit of {self.max_history_events}"
-                " (--max-history-events): continue as new, starting a new execution with this one's state"
-                " as its input",
+                " (--max-history-events): a loop this long should end its run with a continueAsNew step,"
+                " which starts the next run with a fresh history",
                 None,
             )
+        if self.state.phase.terminal and not was_terminal:
+            self.tell_parent()
         return self.decision
 
     # -- commands --------------------------------------------------------------------------
@@ -219,7 +225,19 @@ class _Decider(FanOutDecisions):
                 " limit of what a task carries"
             )
         deadline = self.start_deadline()
-        self.emit(ev.ExecutionStarted(command.workflow, input, self.definition.spec_hash, deadline))
+        self.emit(
+            ev.ExecutionStarted(
+                command.workflow,
+                input,
+                self.definition.spec_hash,
+                deadline,
+                parent_id=command.parent_id,
+                parent_step=command.parent_step,
+                continued_from=command.continued_from,
+                first_run_id=command.first_run_id,
+                run=command.run,
+            )
+        )
         self.arm_deadline()
         self.advance()
 
@@ -372,6 +390,8 @@ class _Decider(FanOutDecisions):
                     self.succeed(step, live.attempt, command.timer_id, {"wokeAt": timer_steps.rfc3339(self.now)})
                 self.advance()
                 return
+        if timer is not None and timer.kind == TimerKind.SIGNAL and self.signal_timed_out(command.timer_id):
+            return
         for step, approval in self.state.approvals.items():
             if approval.timer_id == command.timer_id:
                 self.emit(ev.ApprovalTimedOut(step))
@@ -811,6 +831,10 @@ class _Decider(FanOutDecisions):
         for approval in self.state.approvals.values():
             if approval.timer_id is not None:
                 self.do(act.CancelTimer(approval.timer_id))
+        for wait in self.state.signal_waits.values():
+            if wait.timer_id is not None:
+                self.do(act.CancelTimer(wait.timer_id))
+        self.cancel_children()
         self.disarm_deadline()
 
     def disarm_deadline(self) -> None:
@@ -869,6 +893,15 @@ class _Decider(FanOutDecisions):
             return
         if config.for_each is not None:
             self.start_fan_out(step, config, visible_at)
+            return
+        if config.signal is not None:
+            self.start_signal_wait(step, config)
+            return
+        if config.child is not None:
+            self.start_child(step, config)
+            return
+        if config.continue_as_new is not None:
+            self.continue_as_new(step, config)
             return
         try:
             seen = self.variables() if config.args else {}

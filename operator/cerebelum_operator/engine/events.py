@@ -14,9 +14,12 @@ __all__ = [
     "ApprovalRejected",
     "ApprovalRequested",
     "ApprovalTimedOut",
+    "ChildEnded",
+    "ChildStarted",
     "DeadLetterRedriven",
     "Event",
     "ExecutionCancelled",
+    "ExecutionContinuedAsNew",
     "ExecutionEnding",
     "ExecutionFailed",
     "ExecutionStarted",
@@ -27,6 +30,10 @@ __all__ = [
     "JumpLimitReached",
     "JumpTaken",
     "RecordedEvent",
+    "SignalDelivered",
+    "SignalReceived",
+    "SignalWaitStarted",
+    "SignalWaitTimedOut",
     "SleepEnded",
     "SleepStarted",
     "StepCompleted",
@@ -69,6 +76,14 @@ class ExecutionStarted(Event):
     # When the workflow's `timeout` ends the execution (epoch ms); None without one, and in histories
     # written before workflow timeouts existed.
     deadline_ms: int | None = None
+    # A child's parent and the parent's step that started it (None for a top-level execution).
+    parent_id: str | None = None
+    parent_step: str | None = None
+    # Continue-as-new: the run that ended to start this one, the chain's first run, this run's number.
+    # All optional with defaults: histories written before them load unchanged (issue 17).
+    continued_from: str | None = None
+    first_run_id: str | None = None
+    run: int = 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -354,6 +369,78 @@ class ExecutionCancelled(Event):
     reason: str
 
 
+@dataclass(frozen=True, slots=True)
+class SignalReceived(Event):
+    """A signal reached the execution: it waits in the queue until a signal step of its name takes it.
+
+    New kind (issue 17): histories written before it never hold one, so they load unchanged.
+    """
+
+    kind: ClassVar[str] = "SignalReceived"
+    name: str
+    data: JSON
+    sender: str
+    request_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SignalWaitStarted(Event):
+    """A signal step began to wait for a signal of ``name`` (none was queued)."""
+
+    kind: ClassVar[str] = "SignalWaitStarted"
+    step: str
+    name: str
+    timer_id: str | None = None
+    timeout_at_ms: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SignalDelivered(Event):
+    """A signal step took the queued signal received at ``signal_seq``; a StepCompleted follows."""
+
+    kind: ClassVar[str] = "SignalDelivered"
+    step: str
+    signal_seq: int
+
+
+@dataclass(frozen=True, slots=True)
+class SignalWaitTimedOut(Event):
+    kind: ClassVar[str] = "SignalWaitTimedOut"
+    step: str
+
+
+@dataclass(frozen=True, slots=True)
+class ChildStarted(Event):
+    """A child step asked for its child execution (started by the outbox relay after this commits)."""
+
+    kind: ClassVar[str] = "ChildStarted"
+    step: str
+    child_id: str
+    workflow: str
+    input: JSON
+    abandon: bool = False  # onParentCancel: abandon
+
+
+@dataclass(frozen=True, slots=True)
+class ChildEnded(Event):
+    """The child ended as ``phase``; the step's StepCompleted or StepFailed follows."""
+
+    kind: ClassVar[str] = "ChildEnded"
+    step: str
+    child_id: str
+    phase: str
+
+
+@dataclass(frozen=True, slots=True)
+class ExecutionContinuedAsNew(Event):
+    """The run ended and ``next_id`` continues it with ``input`` (started by the outbox relay)."""
+
+    kind: ClassVar[str] = "ExecutionContinuedAsNew"
+    next_id: str
+    input: JSON
+    step: str | None = None
+
+
 _EVENT_TYPES: dict[str, type[Event]] = {
     cls.kind: cls
     for cls in (
@@ -378,6 +465,13 @@ _EVENT_TYPES: dict[str, type[Event]] = {
         JumpTaken,
         JumpLimitReached,
         VariablesSet,
+        SignalReceived,
+        SignalWaitStarted,
+        SignalDelivered,
+        SignalWaitTimedOut,
+        ChildStarted,
+        ChildEnded,
+        ExecutionContinuedAsNew,
         ExecutionEnding,
         ExecutionSucceeded,
         ExecutionFailed,

@@ -12,6 +12,7 @@ and raises `InvalidId` (a ValueError) naming the problem for anything else. Step
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Self
@@ -27,6 +28,9 @@ __all__ = [
     "TaskToken",
     "TimerId",
     "TimerKind",
+    "child_id",
+    "message_id",
+    "next_run_id",
     "parse_attempt_ref",
     "parse_dead_letter_id",
 ]
@@ -96,6 +100,7 @@ class TimerKind(StrEnum):
     SCHEDULE_TO_START = "schedule-to-start"  # a task no worker took within scheduleToStartTimeout
     TIMER = "timer"  # a timer step's wake-up
     DEADLINE = "deadline"  # the workflow's timeout; its step part is DEADLINE_STEP
+    SIGNAL = "signal"  # a signal step's timeout
 
 
 DEADLINE_STEP = "workflow"
@@ -209,3 +214,33 @@ def parse_attempt_ref(text: str) -> AttemptRef:
         rest = text.removeprefix("approval:")
         return ApprovalTimeout.parse(text) if "/" in rest else ApprovalRejection.parse(text)
     return TaskToken.parse(text)
+
+
+_MAX_EXECUTION_ID = 128  # model.limits.MAX_EXECUTION_ID, which the engine may not import here
+
+
+def _bounded_id(readable: str, *parts: object) -> str:
+    """``readable`` when it fits an execution id, else a digest of its parts (still deterministic)."""
+    if len(readable) <= _MAX_EXECUTION_ID:
+        return readable
+    digest = hashlib.sha256("/".join(str(p) for p in parts).encode()).hexdigest()[:40]
+    return f"x-{digest}"
+
+
+def child_id(parent_id: str, step: str, run: int, attempt: int) -> str:
+    """The id of the child a step's attempt starts: ``<parent>:<step>:<run>.<attempt>``.
+
+    Deterministic, so a replayed decision and a relayed start agree, and a retried attempt or a
+    loop back over the step starts a new child instead of finding the old one.
+    """
+    return _bounded_id(f"{parent_id}:{step}:{run}.{attempt}", "child", parent_id, step, run, attempt)
+
+
+def next_run_id(first_run_id: str, run: int) -> str:
+    """The id of a continue-as-new chain's run number ``run`` (2 and up): ``<first>:run-<n>``."""
+    return _bounded_id(f"{first_run_id}:run-{run}", "run", first_run_id, run)
+
+
+def message_id(execution_id: str, seq: int, index: int) -> str:
+    """An outbox message: the ``index``-th one the decision ending at ``seq`` of the execution sent."""
+    return f"{execution_id}/message/{seq}/{index}"

@@ -17,8 +17,11 @@ from .events import (
     ApprovalRejected,
     ApprovalRequested,
     ApprovalTimedOut,
+    ChildEnded,
+    ChildStarted,
     DeadLetterRedriven,
     ExecutionCancelled,
+    ExecutionContinuedAsNew,
     ExecutionEnding,
     ExecutionFailed,
     ExecutionStarted,
@@ -29,6 +32,10 @@ from .events import (
     JumpLimitReached,
     JumpTaken,
     RecordedEvent,
+    SignalDelivered,
+    SignalReceived,
+    SignalWaitStarted,
+    SignalWaitTimedOut,
     SleepEnded,
     SleepStarted,
     StepCompleted,
@@ -43,6 +50,7 @@ from .events import (
 from .ids import DEADLINE_STEP, TaskToken, TimerId, TimerKind
 
 __all__ = [
+    "ChildLink",
     "Ending",
     "ExecutionPhase",
     "ExecutionState",
@@ -51,6 +59,8 @@ __all__ = [
     "LiveItem",
     "PendingApproval",
     "PendingSleep",
+    "QueuedSignal",
+    "SignalWaiting",
     "StepPhase",
     "StepState",
     "apply_event",
@@ -68,16 +78,23 @@ class ExecutionPhase(StrEnum):
     RUNNING = "Running"
     SLEEPING = "Sleeping"
     WAITING_FOR_APPROVAL = "WaitingForApproval"
+    WAITING_FOR_SIGNAL = "WaitingForSignal"
     SUCCEEDED = "Succeeded"
     FAILED = "Failed"
     CANCELLED = "Cancelled"
+    CONTINUED_AS_NEW = "ContinuedAsNew"  # the run ended; its next run carries the execution on
 
     @property
     def terminal(self) -> bool:
         return self in _TERMINAL
 
 
-_TERMINAL = {ExecutionPhase.SUCCEEDED, ExecutionPhase.FAILED, ExecutionPhase.CANCELLED}
+_TERMINAL = {
+    ExecutionPhase.SUCCEEDED,
+    ExecutionPhase.FAILED,
+    ExecutionPhase.CANCELLED,
+    ExecutionPhase.CONTINUED_AS_NEW,
+}
 
 
 class StepPhase(StrEnum):
@@ -86,6 +103,7 @@ class StepPhase(StrEnum):
     RUNNING = "Running"
     RETRYING = "Retrying"
     WAITING_FOR_APPROVAL = "WaitingForApproval"
+    WAITING_FOR_SIGNAL = "WaitingForSignal"
     SLEEPING = "Sleeping"  # a timer step waiting to wake
     SUCCEEDED = "Succeeded"
     FAILED = "Failed"
@@ -94,7 +112,8 @@ class StepPhase(StrEnum):
 
 
 _IN_FLIGHT = frozenset({StepPhase.SCHEDULED, StepPhase.RUNNING, StepPhase.RETRYING})
-_WAITING = frozenset({StepPhase.WAITING_FOR_APPROVAL, StepPhase.SLEEPING})  # on the engine, not a worker
+# On the engine or someone outside, not a worker.
+_WAITING = frozenset({StepPhase.WAITING_FOR_APPROVAL, StepPhase.WAITING_FOR_SIGNAL, StepPhase.SLEEPING})
 
 
 @dataclass(slots=True)
@@ -200,6 +219,39 @@ class PendingApproval:
     requested_at_ms: int | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class QueuedSignal:
+    """A signal received and not taken yet; ``seq`` is its SignalReceived's."""
+
+    seq: int
+    name: str
+    data: JSON
+    sender: str
+    received_at_ms: int
+    size: int
+
+
+@dataclass(frozen=True, slots=True)
+class SignalWaiting:
+    """A signal step waiting; ``seq`` (its SignalWaitStarted's) orders steps waiting for one name."""
+
+    name: str
+    seq: int
+    timer_id: str | None
+    timeout_at_ms: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class ChildLink:
+    """A child this execution started: ``phase`` as the parent last heard (Running until it ends)."""
+
+    step: str
+    child_id: str
+    workflow: str
+    phase: str = "Running"
+    abandon: bool = False
+
+
 @dataclass(slots=True)
 class ExecutionState:
     execution_id: str
@@ -226,6 +278,19 @@ class ExecutionState:
     # Compensable steps that completed, in the order of their last completion (each once).
     completed: list[str] = field(default_factory=list)
     fan_outs: dict[str, FanOut] = field(default_factory=dict)  # forEach steps running, by step
+    # Signals received and not taken yet, oldest first; their request ids (all, for duplicates).
+    signals: list[QueuedSignal] = field(default_factory=list)
+    signal_bytes: int = 0
+    signal_request_ids: set[str] = field(default_factory=set)
+    signal_waits: dict[str, SignalWaiting] = field(default_factory=dict)  # by step
+    children: list[ChildLink] = field(default_factory=list)  # every child started, oldest first
+    live_children: dict[str, int] = field(default_factory=dict)  # step -> index in children
+    parent_id: str | None = None
+    parent_step: str | None = None
+    continued_from: str | None = None
+    continued_as: str | None = None
+    first_run_id: str | None = None  # None: this is the chain's first run (or there is no chain)
+    run: int = 1
     ending: Ending | None = None
     compensated: bool = False  # an ending ran compensations: the timeline cannot be redriven
     deadline_ms: int | None = None  # the workflow timeout's deadline
@@ -261,6 +326,11 @@ class ExecutionState:
             vars=dict(self.vars),
             completed=list(self.completed),
             fan_outs={name: fan.copy() for name, fan in self.fan_outs.items()},
+            signals=list(self.signals),
+            signal_request_ids=set(self.signal_request_ids),
+            signal_waits=dict(self.signal_waits),
+            children=list(self.children),
+            live_children=dict(self.live_children),
         )
 
     def step(self, name: str) -> StepState:
@@ -304,6 +374,8 @@ class ExecutionState:
             return ExecutionPhase.RUNNING
         if self.approvals:
             return ExecutionPhase.WAITING_FOR_APPROVAL
+        if self.signal_waits:
+            return ExecutionPhase.WAITING_FOR_SIGNAL
         if self.sleeps:
             return ExecutionPhase.SLEEPING
         return ExecutionPhase.RUNNING
@@ -314,6 +386,11 @@ class ExecutionState:
 
     def wake_at_ms(self) -> int | None:
         return min((s.wake_at_ms for s in self.sleeps.values()), default=None)
+
+    @property
+    def chain_id(self) -> str:
+        """The continue-as-new chain's name: its first run's id (this one's for a first run)."""
+        return self.first_run_id or self.execution_id
 
 
 _ARGUMENTS_FRAME = len('{"input":,"results":{}}')
@@ -350,6 +427,11 @@ def _settle_in_flight(state: ExecutionState, at_ms: int) -> None:
     state.approvals.clear()
     state.sleeps.clear()
     state.fan_outs.clear()
+    state.signal_waits.clear()
+    for index in state.live_children.values():  # the parent asked for their cancel, or left them
+        link = state.children[index]
+        state.children[index] = replace(link, phase="Abandoned" if link.abandon else "Cancelled")
+    state.live_children.clear()
 
 
 def apply_event(state: ExecutionState, definition: WorkflowDefinition, recorded: RecordedEvent) -> None:
@@ -371,6 +453,8 @@ def apply_event(state: ExecutionState, definition: WorkflowDefinition, recorded:
             state.phase = ExecutionPhase.RUNNING
             state.created_at_ms = at
             _set_deadline(state, event.deadline_ms, recorded.seq)
+            state.parent_id, state.parent_step = event.parent_id, event.parent_step
+            state.continued_from, state.first_run_id, state.run = event.continued_from, event.first_run_id, event.run
         case StepScheduled():
             step = state.step(event.step)
             _enter(state, definition, event.step)
@@ -502,6 +586,41 @@ def apply_event(state: ExecutionState, definition: WorkflowDefinition, recorded:
                 state.pending_jump = (event.rule, event.step, event.goto)
         case ApprovalRejected() | ApprovalTimedOut():
             state.approvals.pop(event.step, None)
+        case SignalReceived():
+            size = json_size(event.data)
+            state.signals.append(QueuedSignal(recorded.seq, event.name, event.data, event.sender, at, size))
+            state.signal_bytes += size
+            if event.request_id is not None:
+                state.signal_request_ids.add(event.request_id)
+        case SignalWaitStarted():
+            _engine_attempt(state, definition, event.step, StepPhase.WAITING_FOR_SIGNAL, at)
+            state.signal_waits[event.step] = SignalWaiting(
+                event.name, recorded.seq, event.timer_id, event.timeout_at_ms
+            )
+        case SignalDelivered():
+            if event.step not in state.signal_waits:  # taken at once, with no wait recorded
+                _engine_attempt(state, definition, event.step, StepPhase.RUNNING, at)
+            state.signal_waits.pop(event.step, None)
+            for index, queued in enumerate(state.signals):
+                if queued.seq == event.signal_seq:
+                    del state.signals[index]
+                    state.signal_bytes -= queued.size
+                    break
+        case SignalWaitTimedOut():
+            state.signal_waits.pop(event.step, None)
+        case ChildStarted():
+            _engine_attempt(state, definition, event.step, StepPhase.RUNNING, at)
+            state.live_children[event.step] = len(state.children)
+            state.children.append(ChildLink(event.step, event.child_id, event.workflow, abandon=event.abandon))
+        case ChildEnded():
+            index = state.live_children.pop(event.step, -1)
+            if index >= 0:
+                state.children[index] = replace(state.children[index], phase=event.phase)
+        case ExecutionContinuedAsNew():
+            state.ending = None
+            state.phase = ExecutionPhase.CONTINUED_AS_NEW
+            state.continued_as = event.next_id
+            _settle_in_flight(state, at)
         case VariablesSet():
             state.vars.update(event.values)
             size = variables_entry_size(state.vars)

@@ -40,6 +40,7 @@ EXPRESSION_VARIABLES: Mapping[str, tuple[str, ...]] = {
     "diverge": ("input", "steps", "vars", "phases", "result", "error"),
     "output": ("input", "steps", "vars", "phases"),
     "set": ("input", "steps", "vars", "phases", "result"),
+    "startInput": ("input", "steps", "vars", "phases"),
     "timer": ("input", "steps", "vars", "phases"),
     "when": ("input", "steps", "vars", "phases"),
 }

@@ -22,6 +22,7 @@ from referencing.exceptions import Unresolvable
 from . import limits
 from .cel_check import Suggestions, check_names
 from .cel_cost import MAX_CEL_COST, CelCost, CelSyntaxError, CelTooDeep, parse_cost_model
+from .composition import ChildStart, ContinueAsNew, SignalWait, compile_composition
 from .durations import parse_duration
 from .errors import InputInvalid, SpecProblem, WorkflowInvalid, format_path
 from .input_defaults import defaults_filler
@@ -85,6 +86,9 @@ class StepConfig:
     handler: bool = False  # a compensation or finally step: not in the timeline (position -1)
     assign: tuple[tuple[str, CelExpression], ...] = ()  # `set`: variables assigned after it succeeds
     for_each: ForEach | None = None  # a fan-out: one task per item of a run-time list
+    signal: SignalWait | None = None  # waits for a named signal
+    child: ChildStart | None = None  # runs another workflow as a child
+    continue_as_new: ContinueAsNew | None = None  # ends the run, starting the next one
 
     @property
     def is_approval(self) -> bool:
@@ -96,8 +100,15 @@ class StepConfig:
 
     @property
     def has_task(self) -> bool:
-        """Whether a worker runs the step (approval and timer steps are the engine's own)."""
-        return not (self.is_approval or self.is_timer)
+        """Whether a worker runs the step (approval, timer, signal, child and continueAsNew steps
+        are the engine's own)."""
+        return not (
+            self.is_approval
+            or self.is_timer
+            or self.signal is not None
+            or self.child is not None
+            or self.continue_as_new is not None
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,6 +200,11 @@ class WorkflowDefinition:
 
     finally_steps: tuple[str, ...] = ()
     uses_phases: bool = False  # some expression reads `phases`, which costs O(steps) to build
+
+    @property
+    def signal_names(self) -> frozenset[str]:
+        """The names of the signals its signal steps wait for: a signal of another name is refused."""
+        return frozenset(config.signal.name for config in self.steps.values() if config.signal is not None)
 
     def position_of(self, step: str) -> int:
         """The step's position in the timeline; -1 for a compensation or finally step."""
@@ -366,6 +382,12 @@ def _expressions(
     for config in steps.values():
         found += [e for e in (config.when, config.timer_until) if e is not None]
         found += [config.for_each.items] if config.for_each is not None else []
+        found += [config.child.input] if config.child is not None and config.child.input is not None else []
+        found += (
+            [config.continue_as_new.input]
+            if config.continue_as_new is not None and config.continue_as_new.input is not None
+            else []
+        )
         found += [program for _, program in (*config.assign, *config.args)]
     return found + ([output] if output is not None else [])
 
@@ -570,7 +592,18 @@ class _Compiler:
                 retry = (own.retry if own else None) or defaults.retry
                 approval = own.approval if own else None
                 timer = own.timer if own else None
-                builtin = approval or timer
+                signal, child, continue_as_new = (
+                    compile_composition(
+                        name,
+                        own,
+                        problem=self.problem,
+                        cel=lambda source, path: self.cel(source, path, construct="startInput"),
+                        handler=position < 0,
+                    )
+                    if own is not None
+                    else (None, None, None)
+                )
+                builtin = approval or timer or signal or child or continue_as_new
                 to_start = self._schedule_to_start(name, own.schedule_to_start_timeout if own else None, builtin)
                 duration_ms, until = self._timer(name, own) if own is not None and timer is not None else (None, None)
                 configs[name] = StepConfig(
@@ -594,6 +627,9 @@ class _Compiler:
                     depends_on=tuple(own.depends_on) if own else (),
                     args=self._args(name, own) if own is not None else (),
                     for_each=self._for_each(name, own, position) if own is not None and own.for_each else None,
+                    signal=signal,
+                    child=child,
+                    continue_as_new=continue_as_new,
                 )
         return configs
 

@@ -20,8 +20,11 @@ __all__ = [
     "MAX_EXECUTION_ID",
     "MAX_MESSAGE",
     "MAX_NAME",
+    "MAX_QUEUED_SIGNALS",
+    "MAX_QUEUED_SIGNAL_BYTES",
     "MAX_REASON",
     "MAX_REQUEST_ID",
+    "MAX_SIGNAL_NAME",
     "MAX_STACKTRACE",
     "MAX_TASK_TOKEN",
     "MAX_VARIABLES",
@@ -60,6 +63,9 @@ MAX_VARIABLES: Final = 100
 MAX_FOR_EACH_ITEMS: Final = 10_000
 MAX_FOR_EACH_CONCURRENCY: Final = 1000
 MAX_VARIABLES_BYTES: Final = 256 * 1024
+MAX_SIGNAL_NAME: Final = 63  # a signal's name: a signal step's `name`, as the spec's pattern allows
+MAX_QUEUED_SIGNALS: Final = 1000  # signals received and not taken yet, per execution
+MAX_QUEUED_SIGNAL_BYTES: Final = 4 * 1024 * 1024  # their payloads' JSON, together
 
 # Room in a PollTask reply for everything beside the arguments: token, ids, names, framing.
 PROTOCOL_OVERHEAD_BYTES: Final = 64 * 1024

@@ -18,12 +18,15 @@ from .limits import MAX_APPROVAL_KIND, MAX_ERROR_TYPE, MAX_FOR_EACH_CONCURRENCY,
 __all__ = [
     "ApprovalSpec",
     "BranchRule",
+    "ChildSpec",
+    "ContinueAsNewSpec",
     "DivergeRule",
     "Duration",
     "ErrorMatch",
     "ForEachSpec",
     "OutcomeMatch",
     "RetryPolicy",
+    "SignalSpec",
     "StepDefaults",
     "StepSpec",
     "TimerSpec",
@@ -91,6 +94,43 @@ class ForEachSpec(_Spec):
     )
 
 
+SignalName = Annotated[str, Field(max_length=63, pattern=r"^[A-Za-z_][A-Za-z0-9_.-]{0,62}$")]
+WorkflowName = Annotated[str, Field(min_length=1, max_length=MAX_NAME, pattern=r"^[^/]+$")]
+
+
+class SignalSpec(_Spec):
+    """A built-in step that waits for a named signal; no worker runs it.
+
+    Its result is ``{"name", "data", "sender", "receivedAt"}`` of the signal it took: the oldest
+    one of that name the execution received and no step took yet.
+    """
+
+    name: SignalName
+    timeout: Duration | None = Field(
+        default=None, description="Fail the step (SignalTimedOut, not retried) when no signal came within this."
+    )
+
+
+class ChildSpec(_Spec):
+    """A built-in step that starts another workflow of this namespace and waits for its end."""
+
+    workflow: WorkflowName = Field(description="The child's Workflow, looked up in this workflow's namespace.")
+    input: CelSource | None = Field(default=None, description="CEL over input, steps and vars: the child's input.")
+    on_parent_cancel: Literal["cancel", "abandon"] = Field(
+        default="cancel",
+        description="cancel: when this execution is cancelled or fails while the child runs, the child is"
+        " cancelled; abandon: the child runs on.",
+    )
+
+
+class ContinueAsNewSpec(_Spec):
+    """A built-in step that ends this run and starts the next run of the same logical execution."""
+
+    input: CelSource | None = Field(
+        default=None, description="CEL over input, steps and vars: the next run's input (by default this run's)."
+    )
+
+
 class StepSpec(_Spec):
     """Per-step settings; anything unset comes from the workflow's defaults."""
 
@@ -128,6 +168,11 @@ class StepSpec(_Spec):
     )
     for_each: ForEachSpec | None = Field(
         default=None, description="Run the step once per item of a run-time list; its result is their list."
+    )
+    signal: SignalSpec | None = Field(default=None, description="Wait for a named signal; no worker runs it.")
+    child: ChildSpec | None = Field(default=None, description="Run another workflow as a child and wait for it.")
+    continue_as_new: ContinueAsNewSpec | None = Field(
+        default=None, description="End this run and start the next one of the same execution, with a new input."
     )
 
 

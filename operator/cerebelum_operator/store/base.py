@@ -23,6 +23,7 @@ __all__ = [
     "ExecutionExists",
     "ExecutionRow",
     "ExecutionSummary",
+    "MessageRow",
     "NewExecution",
     "StoreCorrupted",
     "StoreError",
@@ -86,6 +87,21 @@ class NewExecution:
     spec: dict[str, JSON]
     spec_hash: str
     input: JSON
+    # A continue-as-new run after the first: (the chain's first run id, this run's number).
+    chain: tuple[str, int] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class MessageRow:
+    """A message of the outbox: from ``execution_id``'s decision to ``target`` (see engine.actions.SendMessage)."""
+
+    message_id: str
+    execution_id: str
+    kind: str
+    target: str
+    seq: int
+    body: JSON
+    created_at_ms: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -306,3 +322,16 @@ class EventStore(abc.ABC):
 
     @abc.abstractmethod
     def get_dead_letter(self, dead_letter_id: str) -> DeadLetterRow | None: ...
+
+    # -- the outbox and continue-as-new chains ---------------------------------------------------
+    @abc.abstractmethod
+    def pending_messages(self, *, limit: int) -> list[MessageRow]:
+        """Outbox messages not delivered yet, oldest first (by time, then each sender's seq)."""
+
+    @abc.abstractmethod
+    def delete_message(self, message_id: str) -> None:
+        """The message was delivered (or can never be): it leaves the outbox."""
+
+    @abc.abstractmethod
+    def latest_run(self, first_run_id: str) -> str | None:
+        """The id of the latest run of the chain that ``first_run_id`` began; None when it has no later run."""

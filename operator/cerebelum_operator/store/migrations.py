@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from sqlalchemy import Connection, insert, select
 
 from . import schema
+from .versions import v001_initial, v002_composition
 
 __all__ = ["MIGRATIONS", "Migration", "apply_migrations", "latest_version"]
 
@@ -28,15 +29,11 @@ class Migration:
     apply: Callable[[Connection], None]
 
 
-def _v1_create_everything(conn: Connection) -> None:
-    # `schema` describes the *latest* schema. Before any later migration changes one of
-    # these tables, freeze this step by copying the version-1 definitions in here.
-    tables = [t for t in schema.metadata.sorted_tables if t is not schema.schema_migrations]
-    schema.metadata.create_all(conn, tables=tables)
-
-
+# Each version's DDL is frozen in its own module (`versions/`): `schema` describes the latest
+# tables, and a test checks that applying every version yields exactly those.
 MIGRATIONS: tuple[Migration, ...] = (
-    Migration(1, "workflows, executions, events, tasks, timers and dead letters", _v1_create_everything),
+    Migration(1, v001_initial.DESCRIPTION, v001_initial.apply),
+    Migration(2, v002_composition.DESCRIPTION, v002_composition.apply),
 )
 
 

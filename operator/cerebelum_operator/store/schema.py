@@ -25,8 +25,10 @@ __all__ = [
     "JSONValue",
     "dead_letters",
     "events",
+    "execution_runs",
     "executions",
     "metadata",
+    "outbox",
     "schema_migrations",
     "tasks",
     "timers",
@@ -147,4 +149,28 @@ dead_letters = Table(
     Column("created_at_ms", BigInteger, nullable=False),
     Column("resolved_at_ms", BigInteger),
     Index(None, "execution_id"),
+)
+
+# Messages from one execution's decision to another execution (start a child, start the next run,
+# tell a parent its child ended, cancel a child), written in the decision's transaction and
+# relayed after it commits; a row goes when its message was delivered (`runtime/relay.py`).
+outbox = Table(
+    "outbox",
+    metadata,
+    Column("message_id", Text, primary_key=True),
+    Column("execution_id", Text, _execution_fk(), nullable=False),
+    Column("kind", Text, nullable=False),
+    Column("body", JSONValue, nullable=False),
+    Column("created_at_ms", BigInteger, nullable=False),
+    Index(None, "created_at_ms"),
+)
+
+# The runs after the first of a continue-as-new chain: the chain is named by its first run's id.
+execution_runs = Table(
+    "execution_runs",
+    metadata,
+    Column("first_run_id", Text, nullable=False),
+    Column("run", Integer, nullable=False),
+    Column("execution_id", Text, _execution_fk(), nullable=False),
+    PrimaryKeyConstraint("first_run_id", "run"),
 )

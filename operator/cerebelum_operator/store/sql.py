@@ -31,6 +31,7 @@ from ..engine.actions import (
     ReplaceSpec,
     ResolveDeadLetter,
     ScheduleTask,
+    SendMessage,
     StartTimer,
 )
 from ..engine.events import RecordedEvent, event_from_record
@@ -45,6 +46,7 @@ from .base import (
     ExecutionExists,
     ExecutionRow,
     ExecutionSummary,
+    MessageRow,
     NewExecution,
     StoreCorrupted,
     StoreUnavailable,
@@ -194,6 +196,22 @@ class SqlEventStore(EventStore):
             d.c.dead_letter_id == bindparam("b_dead_letter_id")
         )
 
+        o, r = schema.outbox, schema.execution_runs
+        self._insert_message = self._insert_or_ignore(o)
+        self._delete_message = delete(o).where(o.c.message_id == bindparam("b_message_id"))
+        self._pending_messages = (
+            select(o.c.message_id, o.c.execution_id, o.c.kind, o.c.body, o.c.created_at_ms)
+            .order_by(o.c.created_at_ms, o.c.message_id)
+            .limit(bindparam("b_limit"))
+        )
+        self._insert_run = insert(r)
+        self._latest_run = (
+            select(r.c.execution_id)
+            .where(r.c.first_run_id == bindparam("b_first_run_id"))
+            .order_by(r.c.run.desc())
+            .limit(1)
+        )
+
         # Each action kind: (statements to run, how to bind one action). Consecutive actions of
         # one kind run as a single executemany per statement, which keeps their order.
         self._action_handlers: dict[type, tuple[tuple[Any, ...], _ActionParams]] = {
@@ -206,6 +224,7 @@ class SqlEventStore(EventStore):
             AddDeadLetter: ((self._insert_dead_letter,), _dead_letter_params),
             ResolveDeadLetter: ((self._resolve_dead_letter,), _resolve_params),
             ReplaceSpec: ((self._replace_spec,), _spec_params),
+            SendMessage: ((self._insert_message,), _message_params),
         }
 
     @contextlib.contextmanager
@@ -350,6 +369,9 @@ class SqlEventStore(EventStore):
             )
             if conn.execute(self._insert_execution, index_row).first() is None:
                 raise ExecutionExists(f"execution {execution_id!r} already exists")
+            if new_execution.chain is not None:
+                first_run_id, run = new_execution.chain
+                conn.execute(self._insert_run, {"first_run_id": first_run_id, "run": run, "execution_id": execution_id})
         if actions:
             with self._batched(conn):
                 actions, leases = _fold_leases(actions)
@@ -464,6 +486,26 @@ class SqlEventStore(EventStore):
         with self._read() as conn:
             row = conn.execute(self._select_dead_letter, {"b_dead_letter_id": dead_letter_id}).first()
         return None if row is None else DeadLetterRow(*row)
+
+    # -- the outbox and continue-as-new chains --------------------------------------------------------
+    def pending_messages(self, *, limit: int) -> list[MessageRow]:
+        with self._read() as conn:
+            rows = conn.execute(self._pending_messages, {"b_limit": limit}).all()
+        messages = [
+            MessageRow(message_id, execution_id, kind, body["target"], body["seq"], body["body"], created_at_ms)
+            for message_id, execution_id, kind, body, created_at_ms in rows
+        ]
+        # One sender's messages in the order it sent them (a child's start before its cancel).
+        return sorted(messages, key=lambda m: (m.created_at_ms, m.execution_id, m.seq, m.message_id))
+
+    def delete_message(self, message_id: str) -> None:
+        with self._write() as conn:
+            conn.execute(self._delete_message, {"b_message_id": message_id})
+
+    def latest_run(self, first_run_id: str) -> str | None:
+        with self._read() as conn:
+            latest: str | None = conn.execute(self._latest_run, {"b_first_run_id": first_run_id}).scalar()
+        return latest
 
 
 # -- binding one action to its statement's parameters ------------------------------------------------------
@@ -582,6 +624,16 @@ def _dead_letter_params(a: AddDeadLetter, c: _AppendContext) -> dict[str, Any]:
 
 def _spec_params(a: ReplaceSpec, c: _AppendContext) -> dict[str, Any]:
     return {"b_execution_id": c.execution_id, "spec": a.spec, "spec_hash": a.spec_hash}
+
+
+def _message_params(a: SendMessage, c: _AppendContext) -> dict[str, Any]:
+    return {
+        "message_id": a.message_id,
+        "execution_id": c.execution_id,
+        "kind": a.kind,
+        "body": {"target": a.target, "seq": a.seq, "body": a.body},
+        "created_at_ms": c.now_ms,
+    }
 
 
 def _resolve_params(a: ResolveDeadLetter, c: _AppendContext) -> dict[str, Any]:

@@ -27,6 +27,7 @@ class Simulator:
     timers: dict[str, int] = field(default_factory=dict)
     dead_letters: set[str] = field(default_factory=set)
     max_task_bytes: int = DEFAULT_MAX_TASK_BYTES
+    messages: list[act.SendMessage] = field(default_factory=list)  # the outbox, every message in order
 
     @classmethod
     def start(
@@ -62,7 +63,21 @@ class Simulator:
                     self.dead_letters.add(action.dead_letter_id)
                 case act.ResolveDeadLetter():
                     self.dead_letters.discard(action.dead_letter_id)
+                case act.SendMessage():
+                    self.messages.append(action)
         return decision.reply
+
+    def started_children(self) -> list[act.SendMessage]:
+        """The start messages of children (not of a next run), in order."""
+        return [
+            m for m in self.messages if m.kind == "start" and "parentStep" in m.body and "continuedFrom" not in m.body
+        ]
+
+    def finish_children(self, phase: str = "Succeeded", output: Any = None, error: str | None = None) -> None:
+        """Tell the execution that every child it is waiting for ended so."""
+        live = [self.state.children[i].child_id for i in self.state.live_children.values()]
+        for child in live:
+            self.send(cmd.ChildFinished(child, phase, output, error))
 
     def task(self, step: str) -> act.ScheduleTask:
         # By the workflow's step, which the token names (`t.step` is the function a worker runs).

@@ -42,6 +42,7 @@ def run(construct: str, name: str) -> Simulator:
         if any(t.step == step for t in sim.tasks.values()):
             sim.run(step)
         sim.fire_timers()
+        sim.finish_children()
     return sim
 
 

@@ -48,7 +48,7 @@ def test_an_execution_whose_history_reaches_the_limit_fails_naming_it_and_sugges
     assert state.phase.value == "Failed"
     assert state.error is not None
     assert "limit of 100" in state.error and "--max-history-events" in state.error
-    assert "continue as new" in state.error
+    assert "continueAsNew step" in state.error
     assert 100 <= state.last_seq <= 104  # one decision may pass the limit by the events it made
     cancelled = [a for a in decision.actions if isinstance(a, act.CancelTask)]
     scheduled = [a for a in decision.actions if isinstance(a, act.ScheduleTask)]
