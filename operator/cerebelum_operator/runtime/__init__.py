@@ -5,6 +5,7 @@ from .database import Database
 from .dispatcher import Dispatcher, GrantedTask, HeartbeatResult
 from .engine_service import EngineService, ExecutionConflict, ExecutionNotFound, WorkflowNotFound
 from .outage import OutageLog
+from .schedules import ScheduleInvalid, ScheduleNotFound, ScheduleService, ScheduleView
 from .timers import TimerService
 from .wakeup import Wakeup
 from .workflow_key import WorkflowKey, namespace_of
@@ -20,6 +21,10 @@ __all__ = [
     "GrantedTask",
     "HeartbeatResult",
     "OutageLog",
+    "ScheduleInvalid",
+    "ScheduleNotFound",
+    "ScheduleService",
+    "ScheduleView",
     "SystemClock",
     "TimerService",
     "Wakeup",

@@ -24,7 +24,7 @@ from ..api import DEFAULT_MAX_PAYLOAD_BYTES, Guard, WorkerServicer, WorkflowServ
 from ..api.access import HEALTH_METHODS, REFLECTION_METHODS
 from ..engine import DEFAULT_MAX_HISTORY_EVENTS
 from ..model.limits import message_limit as grpc_message_limit
-from ..runtime import Clock, Database, Dispatcher, EngineService, SystemClock, TimerService
+from ..runtime import Clock, Database, Dispatcher, EngineService, ScheduleService, SystemClock, TimerService
 from ..store import StoreCorrupted, StoreLocked, open_store
 from .gate import AuthenticationGate
 from .handlers import strict_service_handler
@@ -95,6 +95,7 @@ class EngineServer:
         self._engine: EngineService | None = None
         self._dispatcher: Dispatcher | None = None
         self._timers: TimerService | None = None
+        self._schedules: ScheduleService | None = None
         self._health: health_aio.HealthServicer | None = None
         self.port = 0
 
@@ -127,6 +128,8 @@ class EngineServer:
         self._timers = TimerService(db, engine, clock=self.clock)
         await self._dispatcher.start()
         await self._timers.start()
+        self._schedules = ScheduleService(db, engine, clock=self.clock)
+        await self._schedules.start()
         guard = self.config.guard
         exempt = HEALTH_METHODS | (REFLECTION_METHODS if self.config.reflection else frozenset())
         server = self._server = grpc.aio.server(
@@ -161,6 +164,7 @@ class EngineServer:
             advice = "stop what holds it or choose another" if in_use else "choose another"
             await self.stop(grace_s=0)  # the dispatcher, timers and store started above
             self._server = self._health = self._timers = self._dispatcher = self._db = None  # stopped once
+            self._schedules = None
             raise OSError(f"cannot listen on {self.config.address}: {reason}; {advice} with --address HOST:PORT")
         await server.start()
         log.info(
@@ -210,6 +214,13 @@ class EngineServer:
             raise RuntimeError("the engine server is not started")
         return self._engine
 
+    @property
+    def schedules(self) -> ScheduleService:
+        """The running schedule service: the door to schedules for an embedding process (the operator)."""
+        if self._schedules is None:
+            raise RuntimeError("the engine server is not started")
+        return self._schedules
+
     async def stop(self, grace_s: float = 2.0) -> None:
         if self._health is not None:
             # First, so a probe or a load balancer watching health stops sending before the port closes.
@@ -224,6 +235,8 @@ class EngineServer:
                 if current is not None and current.cancelling():
                     raise
                 log.debug("grpc server stop raised CancelledError; continuing the shutdown")
+        if self._schedules is not None:
+            await self._schedules.stop()
         if self._timers is not None:
             await self._timers.stop()
         if self._dispatcher is not None:
