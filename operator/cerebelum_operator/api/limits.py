@@ -34,6 +34,7 @@ TEXT_LIMITS: Final[dict[str, int | None]] = {
     "id": limits.MAX_TASK_TOKEN,  # an execution's id, or a dead letter's (a task token)
     "approver": limits.MAX_APPROVER,
     "reason": limits.MAX_REASON,
+    "note": limits.MAX_REASON,  # a schedule's pause note
     "phase": 64,
     "message": None,
     "stacktrace": None,

@@ -1,4 +1,4 @@
-"""One process: store, engine, dispatcher, timers and the gRPC endpoint.
+"""One process: store, engine, dispatcher, timers, schedules and the gRPC endpoint.
 
 `cerebelum dev` runs this on SQLite; the operator (Kubernetes) embeds the same pieces.
 """
@@ -18,9 +18,9 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio  # type: ignore[attr-defined]  # not in grpc-stubs
 from grpc_reflection.v1alpha import reflection
 
-from cerebelum.v1 import worker_pb2, workflow_pb2
+from cerebelum.v1 import schedule_pb2, worker_pb2, workflow_pb2
 
-from ..api import DEFAULT_MAX_PAYLOAD_BYTES, Guard, WorkerServicer, WorkflowServicer
+from ..api import DEFAULT_MAX_PAYLOAD_BYTES, Guard, ScheduleServicer, WorkerServicer, WorkflowServicer
 from ..api.access import HEALTH_METHODS, REFLECTION_METHODS
 from ..engine import DEFAULT_MAX_HISTORY_EVENTS
 from ..model.limits import message_limit as grpc_message_limit
@@ -40,6 +40,7 @@ DEFAULT_DATABASE_URL = "sqlite:///.cerebelum/dev.db"
 # The services the engine serves, by their full names (what health checks and reflection name).
 WORKER_SERVICE = worker_pb2.DESCRIPTOR.services_by_name["WorkerService"]
 WORKFLOW_SERVICE = workflow_pb2.DESCRIPTOR.services_by_name["WorkflowService"]
+SCHEDULE_SERVICE = schedule_pb2.DESCRIPTOR.services_by_name["ScheduleService"]
 HEALTH_SERVICE = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
 
 
@@ -138,19 +139,27 @@ class EngineServer:
         )
         worker = WorkerServicer(engine, self._dispatcher, max_payload_bytes=self.config.max_payload_bytes, guard=guard)
         workflows = WorkflowServicer(engine, max_payload_bytes=self.config.max_payload_bytes, guard=guard)
+        schedules = ScheduleServicer(self._schedules, max_payload_bytes=self.config.max_payload_bytes, guard=guard)
         server.add_generic_rpc_handlers(
             (
                 strict_service_handler(worker, WORKER_SERVICE),
                 strict_service_handler(workflows, WORKFLOW_SERVICE),
+                strict_service_handler(schedules, SCHEDULE_SERVICE),
             )
         )
         # grpc.health.v1: SERVING overall ("") and for each service until stop() begins.
         health = self._health = health_aio.HealthServicer()
-        for name in ("", WORKER_SERVICE.full_name, WORKFLOW_SERVICE.full_name):
+        for name in ("", WORKER_SERVICE.full_name, WORKFLOW_SERVICE.full_name, SCHEDULE_SERVICE.full_name):
             await health.set(name, health_pb2.HealthCheckResponse.SERVING)
         health_pb2_grpc.add_HealthServicer_to_server(health, server)
         if self.config.reflection:
-            names = (WORKER_SERVICE.full_name, WORKFLOW_SERVICE.full_name, HEALTH_SERVICE, reflection.SERVICE_NAME)
+            names = (
+                WORKER_SERVICE.full_name,
+                WORKFLOW_SERVICE.full_name,
+                SCHEDULE_SERVICE.full_name,
+                HEALTH_SERVICE,
+                reflection.SERVICE_NAME,
+            )
             reflection.enable_server_reflection(names, server)
         try:
             if self.config.tls is not None:
