@@ -175,7 +175,7 @@ class ScheduleSpec(BaseModel):
         return None if self.cron is None else CRON_MACROS.get(self.cron.strip().lower(), self.cron.strip())
 
     def to_document(self) -> dict[str, Any]:
-        """The spec as JSON, camelCase, without defaults left unset: what the store and the wire keep."""
+        """The spec as JSON, camelCase, defaults filled in: what the store and the wire keep."""
         return self.model_dump(mode="json", by_alias=True, exclude_none=True)
 
 

@@ -93,7 +93,7 @@ export interface ScheduleFire {
 
 export interface ScheduleInfo {
   name: string;
-  /** The spec as stored (camelCase JSON, defaults left out). */
+  /** The spec as stored (camelCase JSON, every default filled in). */
   specJson: string;
   workflow: string;
   paused: boolean;
