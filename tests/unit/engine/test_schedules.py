@@ -316,3 +316,8 @@ def test_a_refused_start_is_recorded_as_failed_not_started() -> None:
 def test_the_state_reads_back_equal_from_its_stored_form() -> None:
     result = plan(spec(catchupWindow="25s"), ScheduleState(cursor_ms=0), key="r", now_ms=100 * SECOND, running=False)
     assert ScheduleState.from_data(result.state.to_data()) == result.state
+
+
+@pytest.mark.parametrize("cron", ["0 0 L * *", "0 0 LW * *", "0 0 * * 5L", "0 0 * * MON#2", "0 9 * JAN MON-FRI"])
+def test_the_cron_forms_the_reference_names_are_accepted(cron: str) -> None:
+    assert next_due_ms(spec(cron=cron), at(2026, 1, 1)) is not None
