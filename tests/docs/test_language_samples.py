@@ -10,6 +10,11 @@ say what must come of it:
 - ``# fails: <steps>``: their every attempt fails, with error type ``Boom`` or ``# error type: <type>``;
 - ``# failing items: <indices>``: those items of a forEach step fail (the others return
   ``{<step>: <item>}``, or the step's ``output of``);
+- ``# signals: <name> <JSON>; <name> <JSON>``: signals sent right after the start, in order (they
+  wait in the queue until a signal step takes them);
+- a child step's child ends as its ``# output of <step>`` says (``{<step>: true}`` by default), or
+  fails if the step is in ``# fails``;
+- ``# next input: <JSON>``: the input a ``continueAsNew`` step gave the next run;
 - ``# expect: <phase>``: the execution's phase at the end (``Succeeded`` when not said);
 - ``# execution output: <JSON>``: the execution's output at the end;
 - ``# ran: <steps>`` / ``# never ran: <steps>`` / ``# skipped: <steps>``: steps that must have run,
@@ -36,7 +41,8 @@ from .blocks import Block, marked_for
 BLOCKS = marked_for(__file__)
 DOC_BLOCKS = [block.text for block in BLOCKS]  # tests/docs/test_coverage.py: each is run below
 _COMMENT = re.compile(
-    r"^\s*# (input|output of [\w.-]+|fails|failing items|error type|expect|execution output|ran|never ran|skipped): (.*)$",
+    r"^\s*# (input|output of [\w.-]+|fails|failing items|error type|signals|next input|expect|execution output|ran"
+    r"|never ran|skipped): (.*)$",
     re.MULTILINE,
 )
 MAX_STEPS = 500  # commands sent before a sample is called stuck
@@ -73,6 +79,13 @@ def drive(sim: Simulator, outputs: dict[str, Any], failing: set[str], error_type
             sim.now_ms = max(sim.now_ms, task.visible_at_ms)
             sim.send(cmd.TaskStarted(task.token, "w1"))
             sim.send(cmd.TaskCompleted(task.token, outcome, worker_id="w1"))
+        elif sim.state.live_children:
+            step, index = next(iter(sim.state.live_children.items()))
+            child = sim.state.children[index].child_id
+            if step in failing:
+                sim.send(cmd.ChildFinished(child, "Failed", None, "the sample's failing child"))
+            else:
+                sim.send(cmd.ChildFinished(child, "Succeeded", outputs.get(step, {step: True})))
         elif sim.state.approvals:
             sim.send(cmd.Approve(next(iter(sim.state.approvals)), "sample-approver", None))
         elif sim.timers:
@@ -90,6 +103,9 @@ def test_a_language_sample_compiles_and_runs_to_what_it_says(block: Block) -> No
     }
     sim = Simulator(compile_workflow(yaml.safe_load(block.text)), ExecutionState(execution_id="sample"))
     sim.send(cmd.Start("sample", json.loads(said["input"]) if "input" in said else None))
+    for signal in filter(None, (part.strip() for part in said.get("signals", "").split(";"))):
+        name, _, data = signal.partition(" ")
+        sim.send(cmd.Signal(name, json.loads(data or "null"), sender="sample-sender"))
 
     failing = names(said.get("fails")) | {f"{step}[{index}]" for step, index in _items(said.get("failing items"))}
     drive(sim, outputs, failing, said.get("error type", "Boom"))
@@ -97,6 +113,8 @@ def test_a_language_sample_compiles_and_runs_to_what_it_says(block: Block) -> No
     assert sim.state.phase.value == said.get("expect", "Succeeded"), sim.state.error
     if "execution output" in said:
         assert sim.state.output == json.loads(said["execution output"])
+    if "next input" in said:
+        assert [m.body["input"] for m in sim.messages if "continuedFrom" in m.body] == [json.loads(said["next input"])]
     ran = {name for name, step in sim.state.steps.items() if step.total_attempts > 0}
     assert names(said.get("ran")) <= ran, f"ran only {sorted(ran)}"
     assert not names(said.get("never ran")) & ran, f"ran {sorted(ran)}"
@@ -118,5 +136,8 @@ def test_every_construct_of_the_language_has_a_sample_here() -> None:
         "compensate:",
         "finally:",
         "forEach:",
+        "signal:",
+        "child:",
+        "continueAsNew:",
     ):
         assert construct in samples, f"the reference has no run sample using {construct}"

@@ -33,6 +33,7 @@ TEXT_LIMITS: Final[dict[str, int | None]] = {
     "execution_id": limits.MAX_EXECUTION_ID,
     "id": limits.MAX_TASK_TOKEN,  # an execution's id, or a dead letter's (a task token)
     "approver": limits.MAX_APPROVER,
+    "request_id": limits.MAX_REQUEST_ID,
     "reason": limits.MAX_REASON,
     "note": limits.MAX_REASON,  # a schedule's pause note
     "phase": 64,

@@ -131,6 +131,7 @@ def execution_info(
             info.jump_limits.append(
                 pb.JumpLimit(rule=rule, step=cut.step, target=cut.target, bound=cut.bound, times=cut.times)
             )
+        _composition(info, state)
         for name, approval in state.approvals.items():
             info.pending_approvals.append(
                 pb.PendingApproval(
@@ -142,6 +143,42 @@ def execution_info(
                 )
             )
     return info
+
+
+def _composition(info: pb.ExecutionInfo, state: ExecutionState) -> None:
+    """Signals queued and waited for, the parent and children, and the continue-as-new chain."""
+    for queued in state.signals:
+        info.queued_signals.append(
+            pb.QueuedSignal(
+                name=queued.name,
+                data_json=dump_json(queued.data),
+                sender=queued.sender,
+                received_at=timestamp(queued.received_at_ms),
+            )
+        )
+    for step, wait in state.signal_waits.items():
+        waiting = pb.SignalWait(step=step, name=wait.name)
+        timeout_at = timestamp(wait.timeout_at_ms)
+        if timeout_at is not None:
+            waiting.timeout_at.CopyFrom(timeout_at)
+        info.signal_waits.append(waiting)
+    info.parent_id = state.parent_id or ""
+    info.parent_step = state.parent_step or ""
+    for link in state.children:
+        info.children.append(
+            pb.ChildExecution(step=link.step, id=link.child_id, workflow=link.workflow, phase=link.phase)
+        )
+    info.continued_from = state.continued_from or ""
+    info.continued_as = state.continued_as or ""
+    info.first_run_id = state.chain_id
+    info.run = state.run
+
+
+def _signal(name: str, data_json: str, request_id: str, *, limit: int) -> cmd.Signal:
+    if not name:
+        raise InvalidRequest("a signal's name is required")
+    data = parse_json(data_json, what="signal data", limit=limit)
+    return cmd.Signal(name, data, sender=_caller.get().username, request_id=request_id or None)
 
 
 class WorkflowServicer(pb_grpc.WorkflowServiceServicer):
@@ -202,7 +239,8 @@ class WorkflowServicer(pb_grpc.WorkflowServiceServicer):
     @grpc_errors
     @_client_rpc
     async def GetExecution(self, request: pb.GetExecutionRequest, context: Context) -> pb.ExecutionInfo:
-        return await self._info(request.id)
+        execution_id = await self.engine.latest_run(request.id) if request.latest_run else request.id
+        return await self._info(execution_id)
 
     @grpc_errors
     @_client_rpc
@@ -237,8 +275,20 @@ class WorkflowServicer(pb_grpc.WorkflowServiceServicer):
     @grpc_errors
     @_client_rpc
     async def WaitExecution(self, request: pb.WaitExecutionRequest, context: Context) -> pb.ExecutionInfo:
-        await self.engine.wait_terminal(request.id, min(request.wait_ms or MAX_WAIT_MS, MAX_WAIT_MS) / 1000)
-        return await self._info(request.id)
+        wait_s = min(request.wait_ms or MAX_WAIT_MS, MAX_WAIT_MS) / 1000
+        if not request.follow_runs:
+            await self.engine.wait_terminal(request.id, wait_s)
+            return await self._info(request.id)
+        deadline = self.engine.clock.now_ms() + wait_s * 1000
+        execution_id = await self.engine.latest_run(request.id)
+        while True:  # a run that continues as new ends; its next run is the one to wait for
+            left = (deadline - self.engine.clock.now_ms()) / 1000
+            if left > 0:
+                await self.engine.wait_terminal(execution_id, left)
+            latest = await self.engine.latest_run(execution_id)
+            if latest == execution_id or left <= 0:
+                return await self._info(latest)
+            execution_id = latest
 
     @grpc_errors
     @_client_rpc
@@ -258,6 +308,30 @@ class WorkflowServicer(pb_grpc.WorkflowServiceServicer):
         approver = _approver(request.approver, "Reject")
         await self.engine.handle(request.id, cmd.Reject(request.step, approver, request.reason))
         return await self._info(request.id)
+
+    @grpc_errors
+    @_client_rpc
+    async def SignalExecution(self, request: pb.SignalExecutionRequest, context: Context) -> pb.ExecutionInfo:
+        signal = _signal(request.name, request.data_json, request.request_id, limit=self.max_payload_bytes)
+        await self.engine.signal(request.id, signal)
+        return await self._info(request.id)
+
+    @grpc_errors
+    @_client_rpc
+    async def SignalWithStart(self, request: pb.SignalWithStartRequest, context: Context) -> pb.ExecutionInfo:
+        if not request.workflow:
+            raise InvalidRequest("SignalWithStart: workflow is required")
+        if not EXECUTION_ID.match(request.execution_id):
+            raise InvalidRequest(
+                f"SignalWithStart: execution id {request.execution_id!r} is required and must use letters,"
+                " digits, '_', '.', ':', '-'"
+            )
+        signal = _signal(request.name, request.data_json, request.request_id, limit=self.max_payload_bytes)
+        value: Any = parse_json(request.input_json, what="execution input", limit=self.max_payload_bytes)
+        row = await self.engine.signal_with_start(
+            request.workflow, value, execution_id=request.execution_id, signal=signal
+        )
+        return await self._info(row.execution_id)
 
     @grpc_errors
     @_client_rpc

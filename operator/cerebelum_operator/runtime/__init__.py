@@ -3,8 +3,9 @@
 from .clock import Clock, FakeClock, SystemClock
 from .database import Database
 from .dispatcher import Dispatcher, GrantedTask, HeartbeatResult
-from .engine_service import EngineService, ExecutionConflict, ExecutionNotFound, WorkflowNotFound
+from .engine_service import EngineService, ExecutionConflict, ExecutionNotFound, Origin, WorkflowNotFound
 from .outage import OutageLog
+from .relay import Relay
 from .schedules import ScheduleInvalid, ScheduleNotFound, ScheduleService, ScheduleView
 from .timers import TimerService
 from .wakeup import Wakeup
@@ -20,7 +21,9 @@ __all__ = [
     "FakeClock",
     "GrantedTask",
     "HeartbeatResult",
+    "Origin",
     "OutageLog",
+    "Relay",
     "ScheduleInvalid",
     "ScheduleNotFound",
     "ScheduleService",

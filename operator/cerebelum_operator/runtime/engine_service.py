@@ -65,7 +65,9 @@ ChangeListener = Callable[[str, ExecutionState], None]
 Authorize = Callable[[WorkflowDefinition, ExecutionState], None]
 
 
-_DORMANT = frozenset({ExecutionPhase.SLEEPING, ExecutionPhase.WAITING_FOR_APPROVAL})
+_DORMANT = frozenset(
+    {ExecutionPhase.SLEEPING, ExecutionPhase.WAITING_FOR_APPROVAL, ExecutionPhase.WAITING_FOR_SIGNAL}
+)
 
 
 class EagerDispatch(Protocol):
@@ -101,6 +103,17 @@ class LiveStep:
 
 class ExecutionNotFound(LookupError):
     pass
+
+
+@dataclass(frozen=True, slots=True)
+class Origin:
+    """Where a started execution comes from: a parent's child step, or the run it continues."""
+
+    parent_id: str | None = None
+    parent_step: str | None = None
+    continued_from: str | None = None
+    first_run_id: str | None = None
+    run: int = 1
 
 
 class WorkflowNotFound(LookupError):
@@ -268,27 +281,88 @@ class EngineService:
 
         await self.handle(execution_id, cmd.Redrive(dead_letter_id, adopt_spec=True), adopt=adopt)
 
-    async def start(self, workflow: str, input: Any, *, execution_id: str) -> ExecutionRow:
+    async def start(
+        self,
+        workflow: str,
+        input: Any,
+        *,
+        execution_id: str,
+        origin: Origin | None = None,
+        spec: dict[str, Any] | None = None,
+        then: cmd.Command | None = None,
+    ) -> ExecutionRow:
         """Start an execution; a second start with the same id, workflow and input returns the first one.
 
         The same id with another workflow or input raises `ExecutionConflict`. Runs to its end
-        even if the caller is cancelled (see `_to_the_end`).
+        even if the caller is cancelled (see `_to_the_end`). ``origin``: the parent or the run
+        this one continues; ``spec``: run on this spec instead of the workflow's stored one (a
+        next run whose Workflow was deleted); ``then``: a command decided right after the start
+        and committed with it (signal-with-start), refused whole if it is refused.
         """
-        return await self._to_the_end(self._start(workflow, input, execution_id=execution_id))
+        row, _ = await self._to_the_end(
+            self._start(workflow, input, execution_id=execution_id, origin=origin or Origin(), spec=spec, then=then)
+        )
+        return row
 
-    async def _start(self, workflow: str, input: Any, *, execution_id: str) -> ExecutionRow:
+    async def signal(self, execution_id: str, signal: cmd.Signal, *, authorize: Authorize | None = None) -> Decision:
+        """Deliver a signal: queued in the execution's history until a signal step takes it."""
+        return await self.handle(execution_id, signal, authorize=authorize)
+
+    async def signal_with_start(
+        self, workflow: str, input: Any, *, execution_id: str, signal: cmd.Signal
+    ) -> ExecutionRow:
+        """Deliver a signal, starting the execution first (in the same commit) if it does not exist."""
+        existing = await self.db.run(self.db.store.get_execution, execution_id)
+        if existing is None:
+            row, created = await self._to_the_end(
+                self._start(workflow, input, execution_id=execution_id, origin=Origin(), spec=None, then=signal)
+            )
+            if created:
+                return row
+        await self.handle(execution_id, signal)  # it exists: started by someone else meanwhile, or before
+        found = await self.db.run(self.db.store.get_execution, execution_id)
+        assert found is not None
+        return found
+
+    async def latest_run(self, execution_id: str) -> str:
+        """The latest run of the continue-as-new chain ``execution_id`` belongs to (itself if none)."""
+        state = await self.state_of(execution_id)
+        latest = await self.db.run(self.db.store.latest_run, state.chain_id)
+        return latest or execution_id
+
+    async def _start(
+        self,
+        workflow: str,
+        input: Any,
+        *,
+        execution_id: str,
+        origin: Origin,
+        spec: dict[str, Any] | None,
+        then: cmd.Command | None,
+    ) -> tuple[ExecutionRow, bool]:
+        """The execution, and whether this call created it (False: it existed already)."""
         row = await self.db.run(self.db.store.get_workflow, workflow)
-        if row is None:
+        stored_spec = spec if spec is not None else (row.spec if row is not None else None)
+        if stored_spec is None:
             existing = await self.db.run(self.db.store.get_execution, execution_id)
             if existing is not None:
-                return self._existing(existing, workflow, input)
+                return self._existing(existing, workflow, input), False
             raise WorkflowNotFound(f"workflow {workflow!r} not found: apply it first")
-        definition = self.definition_for(row.spec)
+        definition = self.definition_for(stored_spec, started=spec is not None)
         now = self.clock.now_ms()
+        start = cmd.Start(
+            workflow,
+            input,
+            parent_id=origin.parent_id,
+            parent_step=origin.parent_step,
+            continued_from=origin.continued_from,
+            first_run_id=origin.first_run_id,
+            run=origin.run,
+        )
         decision = decide(
             definition,
             ExecutionState(execution_id=execution_id),
-            cmd.Start(workflow, input),
+            start,
             now_ms=now,
             max_history_events=self.max_history_events,
             max_task_bytes=self.max_task_bytes,
@@ -296,7 +370,25 @@ class EngineService:
         )
         assert decision.state is not None
         raw, input = input, decision.state.input  # with the input schema's defaults filled in
-        new = NewExecution(workflow=workflow, spec=row.spec, spec_hash=definition.spec_hash, input=input)
+        if then is not None:
+            following = decide(
+                definition,
+                decision.state,
+                then,
+                now_ms=now,
+                max_history_events=self.max_history_events,
+                max_task_bytes=self.max_task_bytes,
+            )
+            decision = Decision(
+                decision.events + following.events,
+                decision.actions + following.actions,
+                decision.reply,
+                following.state,
+            )
+        chain = (origin.first_run_id, origin.run) if origin.first_run_id is not None else None
+        new = NewExecution(
+            workflow=workflow, spec=stored_spec, spec_hash=definition.spec_hash, input=input, chain=chain
+        )
         try:
             decision, reserved = self._with_eager_leases(execution_id, definition, decision, now)
             assert decision.state is not None
@@ -307,14 +399,14 @@ class EngineService:
         except ExecutionExists:
             existing = await self.db.run(self.db.store.get_execution, execution_id)
             assert existing is not None
-            return self._existing(existing, workflow, raw)
+            return self._existing(existing, workflow, raw), False
         assert decision.state is not None
         self._remember_or_forget(execution_id, _Cached(definition, decision.state, workflow))
         await self._publish(execution_id, decision)
         return ExecutionRow(
             execution_id=execution_id,
             workflow=workflow,
-            spec=row.spec,
+            spec=stored_spec,
             spec_hash=definition.spec_hash,
             input=input,
             phase=summary.phase,
@@ -325,7 +417,7 @@ class EngineService:
             created_at_ms=now,
             updated_at_ms=now,
             last_seq=decision.state.last_seq,
-        )
+        ), True
 
     async def handle(
         self,

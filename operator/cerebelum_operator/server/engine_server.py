@@ -24,7 +24,7 @@ from ..api import DEFAULT_MAX_PAYLOAD_BYTES, Guard, ScheduleServicer, WorkerServ
 from ..api.access import HEALTH_METHODS, REFLECTION_METHODS
 from ..engine import DEFAULT_MAX_HISTORY_EVENTS
 from ..model.limits import message_limit as grpc_message_limit
-from ..runtime import Clock, Database, Dispatcher, EngineService, ScheduleService, SystemClock, TimerService
+from ..runtime import Clock, Database, Dispatcher, EngineService, Relay, ScheduleService, SystemClock, TimerService
 from ..store import StoreCorrupted, StoreLocked, open_store
 from .gate import AuthenticationGate
 from .handlers import strict_service_handler
@@ -97,6 +97,7 @@ class EngineServer:
         self._dispatcher: Dispatcher | None = None
         self._timers: TimerService | None = None
         self._schedules: ScheduleService | None = None
+        self._relay: Relay | None = None
         self._health: health_aio.HealthServicer | None = None
         self.port = 0
 
@@ -127,8 +128,10 @@ class EngineServer:
             max_poll_wait_ms=self.config.max_poll_wait_ms,
         )
         self._timers = TimerService(db, engine, clock=self.clock)
+        self._relay = Relay(db, engine, clock=self.clock)
         await self._dispatcher.start()
         await self._timers.start()
+        await self._relay.start()
         self._schedules = ScheduleService(db, engine, clock=self.clock)
         await self._schedules.start()
         guard = self.config.guard
@@ -172,7 +175,7 @@ class EngineServer:
             reason, in_use = _why_not_listening(self.config.address)
             advice = "stop what holds it or choose another" if in_use else "choose another"
             await self.stop(grace_s=0)  # the dispatcher, timers and store started above
-            self._server = self._health = self._timers = self._dispatcher = self._db = None  # stopped once
+            self._server = self._health = self._timers = self._relay = self._dispatcher = self._db = None
             self._schedules = None
             raise OSError(f"cannot listen on {self.config.address}: {reason}; {advice} with --address HOST:PORT")
         await server.start()
@@ -246,6 +249,8 @@ class EngineServer:
                 log.debug("grpc server stop raised CancelledError; continuing the shutdown")
         if self._schedules is not None:
             await self._schedules.stop()
+        if self._relay is not None:
+            await self._relay.stop()
         if self._timers is not None:
             await self._timers.stop()
         if self._dispatcher is not None:

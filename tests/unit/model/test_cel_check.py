@@ -45,6 +45,7 @@ PLACES = {
     "args": "steps.check.args.seen",
     "items": "steps.check.forEach.items",
     "itemArgs": "steps.check.args.seen",
+    "startInput": "steps.check.child.input",
 }
 
 

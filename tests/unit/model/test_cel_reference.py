@@ -28,6 +28,7 @@ PLACES = {
     "args": "steps.<step>.args.<name>",
     "items": "steps.<step>.forEach.items",
     "itemArgs": "steps.<step>.args.<name> (forEach)",
+    "startInput": "steps.<step>.child.input",
 }
 
 

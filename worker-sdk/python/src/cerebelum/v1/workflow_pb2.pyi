@@ -222,10 +222,12 @@ class ChildExecution(_message.Message):
     def __init__(self, step: _Optional[str] = ..., id: _Optional[str] = ..., workflow: _Optional[str] = ..., phase: _Optional[str] = ...) -> None: ...
 
 class GetExecutionRequest(_message.Message):
-    __slots__ = ("id",)
+    __slots__ = ("id", "latest_run")
     ID_FIELD_NUMBER: _ClassVar[int]
+    LATEST_RUN_FIELD_NUMBER: _ClassVar[int]
     id: str
-    def __init__(self, id: _Optional[str] = ...) -> None: ...
+    latest_run: bool
+    def __init__(self, id: _Optional[str] = ..., latest_run: bool = ...) -> None: ...
 
 class ListExecutionsRequest(_message.Message):
     __slots__ = ("workflow", "phase", "limit")
@@ -274,12 +276,14 @@ class GetHistoryResponse(_message.Message):
     def __init__(self, events: _Optional[_Iterable[_Union[HistoryEvent, _Mapping]]] = ...) -> None: ...
 
 class WaitExecutionRequest(_message.Message):
-    __slots__ = ("id", "wait_ms")
+    __slots__ = ("id", "wait_ms", "follow_runs")
     ID_FIELD_NUMBER: _ClassVar[int]
     WAIT_MS_FIELD_NUMBER: _ClassVar[int]
+    FOLLOW_RUNS_FIELD_NUMBER: _ClassVar[int]
     id: str
     wait_ms: int
-    def __init__(self, id: _Optional[str] = ..., wait_ms: _Optional[int] = ...) -> None: ...
+    follow_runs: bool
+    def __init__(self, id: _Optional[str] = ..., wait_ms: _Optional[int] = ..., follow_runs: bool = ...) -> None: ...
 
 class ApproveRequest(_message.Message):
     __slots__ = ("id", "step", "approver", "payload_json")

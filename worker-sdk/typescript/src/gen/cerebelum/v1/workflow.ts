@@ -240,6 +240,8 @@ export interface ChildExecution {
 
 export interface GetExecutionRequest {
   id: string;
+  /** Continue-as-new: answer with the latest run of the chain the id belongs to. */
+  latestRun: boolean;
 }
 
 export interface ListExecutionsRequest {
@@ -279,6 +281,11 @@ export interface GetHistoryResponse {
 export interface WaitExecutionRequest {
   id: string;
   waitMs: number;
+  /**
+   * Continue-as-new: wait for the chain's end, not the run's (a run that continued is not its end),
+   * and answer with its latest run.
+   */
+  followRuns: boolean;
 }
 
 export interface ApproveRequest {
@@ -1935,13 +1942,16 @@ export const ChildExecution: MessageFns<ChildExecution> = {
 };
 
 function createBaseGetExecutionRequest(): GetExecutionRequest {
-  return { id: "" };
+  return { id: "", latestRun: false };
 }
 
 export const GetExecutionRequest: MessageFns<GetExecutionRequest> = {
   encode(message: GetExecutionRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     if (message.id !== "") {
       writer.uint32(10).string(message.id);
+    }
+    if (message.latestRun !== false) {
+      writer.uint32(16).bool(message.latestRun);
     }
     return writer;
   },
@@ -1967,6 +1977,14 @@ export const GetExecutionRequest: MessageFns<GetExecutionRequest> = {
             message.id = reader.string();
             continue;
           }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.latestRun = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1985,6 +2003,7 @@ export const GetExecutionRequest: MessageFns<GetExecutionRequest> = {
   fromPartial(object: DeepPartial<GetExecutionRequest>): GetExecutionRequest {
     const message = createBaseGetExecutionRequest();
     message.id = object.id ?? "";
+    message.latestRun = object.latestRun ?? false;
     return message;
   },
 };
@@ -2361,7 +2380,7 @@ export const GetHistoryResponse: MessageFns<GetHistoryResponse> = {
 };
 
 function createBaseWaitExecutionRequest(): WaitExecutionRequest {
-  return { id: "", waitMs: 0 };
+  return { id: "", waitMs: 0, followRuns: false };
 }
 
 export const WaitExecutionRequest: MessageFns<WaitExecutionRequest> = {
@@ -2371,6 +2390,9 @@ export const WaitExecutionRequest: MessageFns<WaitExecutionRequest> = {
     }
     if (message.waitMs !== 0) {
       writer.uint32(16).uint32(message.waitMs);
+    }
+    if (message.followRuns !== false) {
+      writer.uint32(24).bool(message.followRuns);
     }
     return writer;
   },
@@ -2404,6 +2426,14 @@ export const WaitExecutionRequest: MessageFns<WaitExecutionRequest> = {
             message.waitMs = reader.uint32();
             continue;
           }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.followRuns = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2423,6 +2453,7 @@ export const WaitExecutionRequest: MessageFns<WaitExecutionRequest> = {
     const message = createBaseWaitExecutionRequest();
     message.id = object.id ?? "";
     message.waitMs = object.waitMs ?? 0;
+    message.followRuns = object.followRuns ?? false;
     return message;
   },
 };
