@@ -1,4 +1,5 @@
-"""docs/schedules.md's samples, run as written against a real `cerebelum dev` on SQLite."""
+"""docs/schedules.md's samples (and coming-from-temporal.md's cron one), run as written against a real
+`cerebelum dev` on SQLite."""
 
 from __future__ import annotations
 
@@ -24,9 +25,9 @@ DOC_BLOCKS = [block.text for block in BLOCKS]  # tests/docs/test_coverage.py: ea
 HELLO = {"taskQueue": "hello", "timeline": ["greet"]}
 
 
-def the_block(language: str) -> Block:
-    found = [b for b in BLOCKS if b.language == language]
-    assert len(found) == 1, f"one {language} block of docs/schedules.md marked for this module, found {len(found)}"
+def the_block(language: str, doc: str = "docs/schedules.md") -> Block:
+    found = [b for b in BLOCKS if b.language == language and b.doc == doc]
+    assert len(found) == 1, f"one {language} block of {doc} marked for this module, found {len(found)}"
     return found[0]
 
 
@@ -36,6 +37,7 @@ def engine(tmp_path: Path) -> Iterator[EngineProcess]:
     process.start()
     with Client(address=process.address) as client:
         client.apply_workflow("hello", HELLO)  # the doc's "any workflow you applied"
+        client.apply_workflow("greeting", HELLO)  # coming-from-temporal.md's
     yield process
     process.stop()
 
@@ -76,3 +78,12 @@ def test_the_python_sample_runs_as_written(engine: EngineProcess, monkeypatch: p
     assert lines[1].startswith("every-ten-minutes-trigger-"), lines
     with Client(address=engine.address) as client:
         assert client.list_schedules() == [], "the sample deletes what it created"
+
+
+def test_temporals_hello_cron_as_a_schedule_runs_as_written(engine: EngineProcess) -> None:
+    (command,) = commands(the_block("sh", "docs/coming-from-temporal.md").text)
+    ran = run_cli(engine, *shlex.split(command)[1:])
+    assert ran.returncode == 0, ran.stderr
+    described = json.loads(run_cli(engine, "schedule", "describe", "hello-cron", "-o", "json").stdout)
+    assert described["spec"]["cron"] == "* * * * *"
+    assert described["nextDue"].endswith(":00.000Z"), "every minute, on the minute"
