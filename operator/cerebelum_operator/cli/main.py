@@ -31,6 +31,7 @@ from .render import (
     show_execution,
     to_document,
 )
+from .schedules import schedule_app
 
 __all__ = ["app", "main"]
 
@@ -39,6 +40,7 @@ get_app = typer.Typer(help="List workflows or executions.", no_args_is_help=True
 dlq_app = typer.Typer(help="The dead-letter queue: steps that ran out of retries.", no_args_is_help=True)
 app.add_typer(get_app, name="get")
 app.add_typer(dlq_app, name="dlq")
+app.add_typer(schedule_app, name="schedule")
 
 DEFAULT_LIST_LIMIT = 50
 MAX_LIST_LIMIT = 1000  # what the engine returns at most in one ListExecutions

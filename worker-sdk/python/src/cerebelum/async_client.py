@@ -14,14 +14,15 @@ from cerebelum.config import resolve_address
 from cerebelum.connection import TlsSettings, open_aio_channel, resolve_tls, resolve_token_source
 from cerebelum.errors import error_from_rpc
 from cerebelum.models import DeadLetter, Execution, HistoryEvent, WorkflowInfo
-from cerebelum.stubs import workflow_methods
+from cerebelum.schedules import AsyncScheduleMethods
+from cerebelum.stubs import client_methods
 
 __all__ = ["AsyncClient"]
 
 T = TypeVar("T")
 
 
-class AsyncClient:
+class AsyncClient(AsyncScheduleMethods):
     """Asyncio client of the Cerebelum ``WorkflowService``; see :class:`~cerebelum.Client`.
 
     The channel opens on first use, inside the running event loop. Use as an async context
@@ -64,7 +65,7 @@ class AsyncClient:
     def _method(self, name: str) -> grpc.aio.UnaryUnaryMultiCallable[Message, Any]:
         if self._channel is None:
             self._channel = open_aio_channel(self.address, tls=self._tls, tokens=self._tokens)
-            self._methods = workflow_methods(self._channel)
+            self._methods = client_methods(self._channel)
         return self._methods[name]
 
     async def _run(self, operation: ops.Operation[T]) -> T:

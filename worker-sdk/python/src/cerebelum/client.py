@@ -13,14 +13,15 @@ from cerebelum.config import resolve_address
 from cerebelum.connection import TlsSettings, open_channel, resolve_tls, resolve_token_source
 from cerebelum.errors import error_from_rpc
 from cerebelum.models import DeadLetter, Execution, HistoryEvent, WorkflowInfo
-from cerebelum.stubs import workflow_methods
+from cerebelum.schedules import ScheduleMethods
+from cerebelum.stubs import client_methods
 
 __all__ = ["Client"]
 
 T = TypeVar("T")
 
 
-class Client:
+class Client(ScheduleMethods):
     """Blocking client of the Cerebelum ``WorkflowService``.
 
     ``address`` defaults to ``$CEREBELUM_ADDRESS`` or ``127.0.0.1:7450``; ``token``,
@@ -43,7 +44,7 @@ class Client:
         self.timeout = timeout
         self._tls = resolve_tls(tls)
         self._channel = open_channel(self.address, tls=self._tls, tokens=resolve_token_source(token, token_file))
-        self._methods = workflow_methods(self._channel)
+        self._methods = client_methods(self._channel)
 
     def __repr__(self) -> str:
         return f"Client(address={self.address!r})"
