@@ -41,7 +41,7 @@ def rows() -> dict[str, str]:
             continue
         first = re.split(r"(?<!\\)\|", line)[1]
         for usage in re.findall(r"`(cerebelum [^`]*)`", first):
-            words = list(itertools.takewhile(lambda word: re.fullmatch(r"[a-z]+", word), usage.split()))
+            words = list(itertools.takewhile(lambda word: re.fullmatch(r"[a-z][a-z-]*", word), usage.split()))
             found[" ".join(words)] = line
     return found
 

@@ -19,7 +19,7 @@ from google.protobuf.message import DecodeError, Message
 from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
-from cerebelum.v1 import worker_pb2, workflow_pb2
+from cerebelum.v1 import schedule_pb2, worker_pb2, workflow_pb2
 
 from .grpc_server import (
     CALL_TIMEOUT_S,
@@ -51,6 +51,7 @@ REFUSALS = {
 SERVICES = [
     worker_pb2.DESCRIPTOR.services_by_name["WorkerService"],
     workflow_pb2.DESCRIPTOR.services_by_name["WorkflowService"],
+    schedule_pb2.DESCRIPTOR.services_by_name["ScheduleService"],
 ]
 METHODS: list[tuple[str, Any]] = [
     (f"/{service.full_name}/{method.name}", message_factory.GetMessageClass(method.input_type))
@@ -434,7 +435,9 @@ def test_a_completion_with_a_live_tokens_shape_but_a_wrong_attempt_is_stale(
 @FUZZ
 @given(
     method=st.one_of(
-        st.from_regex(r"/cerebelum\.v1\.(WorkerService|WorkflowService)/[A-Z][A-Za-z]{0,15}", fullmatch=True),
+        st.from_regex(
+            r"/cerebelum\.v1\.(WorkerService|WorkflowService|ScheduleService)/[A-Z][A-Za-z]{0,15}", fullmatch=True
+        ),
         st.from_regex(r"/[a-z][a-z.]{0,15}\.[A-Z][A-Za-z]{0,10}/[A-Z][A-Za-z]{0,10}", fullmatch=True),
     ),
     body=st.binary(max_size=40),

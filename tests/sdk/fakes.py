@@ -269,3 +269,28 @@ class FakeWorkflowService(workflow_pb2_grpc.WorkflowServiceServicer):
             context.abort(grpc.StatusCode.NOT_FOUND, f"dead letter {request.id!r} not found")
         assert letter is not None
         return self._execution(letter.execution_id, context)
+
+    # -- signals (issue 17) ---------------------------------------------------------------------
+
+    def SignalExecution(
+        self, request: workflow_pb2.SignalExecutionRequest, context: grpc.ServicerContext
+    ) -> workflow_pb2.ExecutionInfo:
+        """Queues the signal on the execution, as the engine does while no signal step takes it."""
+        self._record("SignalExecution", request, context)
+        info = self._execution(request.id, context)
+        info.queued_signals.add(
+            name=request.name, data_json=request.data_json, sender="fake"
+        ).received_at.FromMilliseconds(1_700_000_002_000)
+        return info
+
+    def SignalWithStart(
+        self, request: workflow_pb2.SignalWithStartRequest, context: grpc.ServicerContext
+    ) -> workflow_pb2.ExecutionInfo:
+        self._record("SignalWithStart", request, context)
+        if request.execution_id not in self.executions:
+            self.executions[request.execution_id] = workflow_pb2.ExecutionInfo(
+                id=request.execution_id, workflow=request.workflow, phase="Pending", input_json=request.input_json
+            )
+        info = self.executions[request.execution_id]
+        info.queued_signals.add(name=request.name, data_json=request.data_json, sender="fake")
+        return info

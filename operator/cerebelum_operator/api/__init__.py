@@ -1,9 +1,10 @@
-"""The gRPC surface: WorkerService for workers, WorkflowService for clients."""
+"""The gRPC surface: WorkerService for workers, WorkflowService and ScheduleService for clients."""
 
 from .access import AccessPolicy, AccessRule, PolicyError
 from .auth import Authenticator, AuthUnavailable, Identity, StaticTokenAuthenticator, Unauthenticated
 from .guard import Guard
 from .payloads import DEFAULT_MAX_PAYLOAD_BYTES
+from .schedule_service import ScheduleServicer
 from .worker_service import WorkerServicer
 from .workflow_service import WorkflowServicer, execution_info
 
@@ -16,6 +17,7 @@ __all__ = [
     "Guard",
     "Identity",
     "PolicyError",
+    "ScheduleServicer",
     "StaticTokenAuthenticator",
     "Unauthenticated",
     "WorkerServicer",

@@ -8,10 +8,13 @@ A policy is a list of rules, loaded from YAML (``cerebelum operator --access-pol
         queues: ["billing", "billing-*"]                 # "*": any
     clients:
       - subjects: ["group:cerebelum-admins"]
+        schedules: true                                  # may also manage schedules (default: no)
 
 A worker polling a queue gets tasks only of the namespaces its rules allow for that queue; a
 queue no rule allows is refused with a message naming the queue. ``clients`` may call the
-WorkflowService (start, approve, cancel, read).
+WorkflowService (start, approve, cancel, read); the ScheduleService only with ``schedules: true``,
+because a schedule starts executions on its own, long after its author left: a right of its own,
+closed unless granted.
 
 The schema fails closed: a worker rule must name its namespaces and queues (nothing defaults to
 "all"), and a field the policy does not honour is refused rather than ignored. ``clients`` rules
@@ -60,6 +63,7 @@ class AccessRule:
     subjects: tuple[str, ...]
     namespaces: tuple[str, ...]  # no default: a rule says what it grants (a client rule: nothing)
     queues: tuple[str, ...]
+    schedules: bool = False  # a client rule: may it also manage schedules (the ScheduleService)?
 
     def applies_to(self, identity: Identity) -> bool:
         for subject in self.subjects:
@@ -96,7 +100,7 @@ class AccessPolicy:
     @classmethod
     def allow_all(cls) -> AccessPolicy:
         """Every caller may do everything: dev mode, and the operator with ``--auth none``."""
-        anyone = AccessRule(subjects=("*",), namespaces=("*",), queues=("*",))
+        anyone = AccessRule(subjects=("*",), namespaces=("*",), queues=("*",), schedules=True)
         return cls(workers=(anyone,), clients=(anyone,))
 
     @classmethod
@@ -142,6 +146,13 @@ class AccessPolicy:
         if not any(rule.applies_to(identity) for rule in self.clients):
             raise PermissionDenied(f"{identity.username!r} may not call {rpc} (access policy 'clients')")
 
+    def check_schedules(self, identity: Identity, rpc: str) -> None:
+        """Raise unless a ``clients`` rule with ``schedules: true`` applies to the caller."""
+        if not any(rule.schedules and rule.applies_to(identity) for rule in self.clients):
+            raise PermissionDenied(
+                f"{identity.username!r} may not call {rpc} (access policy: no 'clients' rule with 'schedules: true')"
+            )
+
 
 def _rules(items: Any, section: str) -> Iterable[AccessRule]:
     if items is None:
@@ -160,7 +171,7 @@ def _rules(items: Any, section: str) -> Iterable[AccessRule]:
                     " executions of every namespace. Grant the client API only to subjects trusted with all of"
                     " them, and confine namespace users with Kubernetes RBAC on the custom resources instead"
                 )
-            allowed = {"subjects"}
+            allowed = {"subjects", "schedules"}
         else:
             allowed = {"subjects", "namespaces", "queues"}
         unknown = set(item) - allowed
@@ -168,7 +179,10 @@ def _rules(items: Any, section: str) -> Iterable[AccessRule]:
             raise PolicyError(f"{where}: unknown field(s) {sorted(unknown)}; expected {sorted(allowed)}")
         subjects = _strings(item.get("subjects"), f"{where}.subjects")
         if section == "clients":
-            yield AccessRule(subjects=subjects, namespaces=(), queues=())
+            schedules = item.get("schedules", False)
+            if not isinstance(schedules, bool):
+                raise PolicyError(f"{where}.schedules: expected true or false")
+            yield AccessRule(subjects=subjects, namespaces=(), queues=(), schedules=schedules)
             continue
         for required, example in (
             ("namespaces", '["$self"] or ["team-a"]; "*" for all'),

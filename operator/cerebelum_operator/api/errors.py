@@ -13,8 +13,8 @@ from ..engine import CommandRejected
 from ..engine.decide import CommandTooLarge
 from ..model import InputInvalid, WorkflowInvalid
 from ..model.limits import TextTooLong
-from ..runtime import ExecutionConflict, ExecutionNotFound, WorkflowNotFound
-from ..store import ConcurrencyConflict, StoreCorrupted, StoreUnavailable
+from ..runtime import ExecutionConflict, ExecutionNotFound, ScheduleInvalid, ScheduleNotFound, WorkflowNotFound
+from ..store import ConcurrencyConflict, ScheduleExists, StoreCorrupted, StoreUnavailable
 from .auth import AuthUnavailable, PermissionDenied, Unauthenticated
 from .limits import check_request
 from .payloads import PayloadError, PayloadTooLarge
@@ -44,6 +44,9 @@ _CODES: list[tuple[type[BaseException], grpc.StatusCode]] = [
     (InputInvalid, grpc.StatusCode.INVALID_ARGUMENT),
     (ExecutionNotFound, grpc.StatusCode.NOT_FOUND),
     (WorkflowNotFound, grpc.StatusCode.NOT_FOUND),
+    (ScheduleNotFound, grpc.StatusCode.NOT_FOUND),
+    (ScheduleInvalid, grpc.StatusCode.INVALID_ARGUMENT),
+    (ScheduleExists, grpc.StatusCode.ALREADY_EXISTS),
     (ExecutionConflict, grpc.StatusCode.ALREADY_EXISTS),
     (CommandTooLarge, grpc.StatusCode.RESOURCE_EXHAUSTED),
     (CommandRejected, grpc.StatusCode.FAILED_PRECONDITION),

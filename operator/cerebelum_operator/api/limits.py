@@ -35,6 +35,7 @@ TEXT_LIMITS: Final[dict[str, int | None]] = {
     "approver": limits.MAX_APPROVER,
     "request_id": limits.MAX_REQUEST_ID,
     "reason": limits.MAX_REASON,
+    "note": limits.MAX_REASON,  # a schedule's pause note
     "phase": 64,
     "message": None,
     "stacktrace": None,

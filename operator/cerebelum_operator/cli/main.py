@@ -31,6 +31,7 @@ from .render import (
     show_execution,
     to_document,
 )
+from .schedules import schedule_app
 
 __all__ = ["app", "main"]
 
@@ -39,6 +40,7 @@ get_app = typer.Typer(help="List workflows or executions.", no_args_is_help=True
 dlq_app = typer.Typer(help="The dead-letter queue: steps that ran out of retries.", no_args_is_help=True)
 app.add_typer(get_app, name="get")
 app.add_typer(dlq_app, name="dlq")
+app.add_typer(schedule_app, name="schedule")
 
 DEFAULT_LIST_LIMIT = 50
 MAX_LIST_LIMIT = 1000  # what the engine returns at most in one ListExecutions
@@ -48,6 +50,13 @@ AddressOption = Annotated[
     typer.Option("--address", envvar="CEREBELUM_ADDRESS", help="Engine gRPC address."),
 ]
 OutputOption = Annotated[Output, typer.Option("--output", "-o", help="table, json or yaml")]
+ThisRunOption = Annotated[
+    bool,
+    typer.Option(
+        "--this-run",
+        help="The run named, even if it continued as new (by default: the latest run of its chain).",
+    ),
+]
 TlsCertOption = Annotated[
     Path | None, typer.Option("--tls-cert", help="Serve gRPC over TLS with this PEM certificate (chain).")
 ]
@@ -118,18 +127,21 @@ ProgressOption = Annotated[
 PROGRESS_EVERY_S = 0.5
 
 
-def _wait(client: Client, execution_id: str, timeout: float | None, *, progress: bool) -> Execution:
-    """The ended execution; with `progress`, each change of phase or current step on stderr meanwhile.
+def _wait(
+    client: Client, execution_id: str, timeout: float | None, *, progress: bool, follow_runs: bool = False
+) -> Execution:
+    """The ended execution; with `progress`, each change of phase or current step on stderr meanwhile;
+    with `follow_runs`, the last run of its continue-as-new chain once the chain ended.
 
     The engine tells of the end only, so progress asks for the execution between short waits.
     """
     if not progress:
-        return client.wait(execution_id, timeout=timeout)
+        return client.wait(execution_id, timeout=timeout, follow_runs=follow_runs)
     deadline = None if timeout is None else time.monotonic() + timeout
     shown: tuple[str, tuple[str, ...]] | None = None
     while True:
-        current = client.get(execution_id)
-        if current.is_terminal:
+        current = client.get(execution_id, latest_run=follow_runs)
+        if current.is_terminal and not (follow_runs and current.phase == "ContinuedAsNew"):
             return current
         if (current.phase, current.current_steps) != shown:
             shown = (current.phase, current.current_steps)
@@ -139,7 +151,11 @@ def _wait(client: Client, execution_id: str, timeout: float | None, *, progress:
         if left is not None and left < 0.01:  # a wait of 0 ms would mean the server's longest wait
             raise TimeoutError(f"execution {execution_id!r} is still {current.phase} after {timeout} s")
         try:
-            return client.wait(execution_id, timeout=PROGRESS_EVERY_S if left is None else min(PROGRESS_EVERY_S, left))
+            return client.wait(
+                execution_id,
+                timeout=PROGRESS_EVERY_S if left is None else min(PROGRESS_EVERY_S, left),
+                follow_runs=follow_runs,
+            )
         except TimeoutError:
             continue
 
@@ -152,13 +168,20 @@ def _wait_and_report(
     output: Output = Output.TABLE,
     started: bool = True,
     progress: bool | None = None,
+    follow_runs: bool = False,
 ) -> None:
     """Wait for the end, print phase and output; exit 1 unless Succeeded, 2 on timeout.
 
     As JSON or YAML the final execution is the one document on stdout, and the exit code says the rest.
     """
     try:
-        final = _wait(client, execution_id, timeout, progress=err_console.is_terminal if progress is None else progress)
+        final = _wait(
+            client,
+            execution_id,
+            timeout,
+            progress=err_console.is_terminal if progress is None else progress,
+            follow_runs=follow_runs,
+        )
     except TimeoutError:
         _fail(f"execution still running after {timeout}s", code=2)
     except CerebelumError as exc:
@@ -171,6 +194,8 @@ def _wait_and_report(
     console.print(f"execution/{final.id} {final.phase}")
     if final.output is not None:
         console.print_json(_as_json(final.output))
+    if final.phase == "ContinuedAsNew":
+        _fail(f"this run continued as new as {final.continued_as}; without --this-run, wait follows the chain")
     if final.phase != "Succeeded":
         _fail(final.error or final.phase)
 
@@ -463,10 +488,14 @@ def wait_command(
     execution_id: str,
     timeout: Annotated[float | None, typer.Option(help="Seconds to wait.")] = None,
     progress: ProgressOption = None,
+    this_run: ThisRunOption = False,
     address: AddressOption = DEFAULT_ADDRESS,
 ) -> None:
-    """Wait for an execution to end; exit non-zero unless it Succeeded."""
-    _wait_and_report(_client(address), execution_id, timeout, progress=progress)
+    """Wait for an execution to end; exit non-zero unless it Succeeded.
+
+    An execution that continues as new ends with the last run of its chain, which is waited for.
+    """
+    _wait_and_report(_client(address), execution_id, timeout, progress=progress, follow_runs=not this_run)
 
 
 @get_app.command("executions")
@@ -521,12 +550,14 @@ def describe(
             help="Show the stack trace of every step's last failure (by default: of failed and retrying steps).",
         ),
     ] = False,
+    this_run: ThisRunOption = False,
     output: OutputOption = Output.TABLE,
     address: AddressOption = DEFAULT_ADDRESS,
 ) -> None:
-    """Show an execution: phase, steps, pending approvals, and the stack traces of failed steps."""
+    """Show an execution: phase, steps, signals, children, its chain of runs, pending approvals, and
+    the stack traces of failed steps. An execution that continued as new is shown at its latest run."""
     try:
-        execution = _client(address).get(execution_id)
+        execution = _client(address).get(execution_id, latest_run=not this_run)
     except CerebelumError as exc:
         _fail(str(exc))
     if output is Output.TABLE:
@@ -600,6 +631,99 @@ def cancel(
     if before.is_terminal or execution.phase != "Cancelled":
         _fail(f"execution {execution.id} already ended {execution.phase}; nothing to cancel")
     console.print(f"execution/{execution.id} {execution.phase}")
+
+
+# -- signals (issue 17) -----------------------------------------------------------------------------
+
+DataOption = Annotated[str | None, typer.Option("--data", "-d", help="The signal's payload as JSON (default: null).")]
+DataFileOption = Annotated[
+    Path | None, typer.Option("--data-file", help="Read the payload's JSON from this file ('-' for stdin).")
+]
+RequestIdOption = Annotated[
+    str | None,
+    typer.Option("--request-id", help="Deliver once: the same signal sent again with this id is not queued twice."),
+]
+
+
+def _signal_data(data: str | None, data_file: Path | None) -> Any:
+    """The payload from --data or --data-file (one of them, or neither for null)."""
+    if data is not None and data_file is not None:
+        _fail("give the payload with --data or with --data-file, not both", code=2)
+    if data_file is None:
+        return _json_arg(data, "--data")
+    try:
+        text = sys.stdin.read() if str(data_file) == "-" else data_file.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        _fail(f"--data-file {data_file}: {exc}")
+    return _json_arg(text, f"--data-file {data_file}")
+
+
+def _queued(execution: Execution) -> str:
+    count = len(execution.queued_signals)
+    return f" ({count} signal{'' if count == 1 else 's'} queued)" if count else ""
+
+
+@app.command("signal")
+def signal_command(
+    execution_id: str,
+    name: str,
+    data: DataOption = None,
+    data_file: DataFileOption = None,
+    request_id: RequestIdOption = None,
+    output: Annotated[StartOutput, typer.Option("--output", "-o", help="text, json or yaml")] = StartOutput.TEXT,
+    address: AddressOption = DEFAULT_ADDRESS,
+) -> None:
+    """Send a signal to a running execution: queued, in order, until a signal step takes it."""
+    value = _signal_data(data, data_file)
+    try:
+        execution = _client(address).signal(execution_id, name, value, request_id=request_id)
+    except CerebelumError as exc:
+        _fail(str(exc))
+    if output is not StartOutput.TEXT:
+        emit(execution, Output(output.value))
+        return
+    console.print(
+        Text(printable(f"execution/{execution.id} signal {name} sent; now {execution.phase}{_queued(execution)}"))
+    )
+
+
+@app.command("signal-with-start")
+def signal_with_start_command(
+    workflow: str,
+    name: str,
+    execution_id: Annotated[
+        str, typer.Option("--id", help="The execution to signal; started under this id unless it exists.")
+    ],
+    input: Annotated[
+        str | None, typer.Option("--input", "-i", help="Input as JSON, used only when it is started here.")
+    ] = None,
+    data: DataOption = None,
+    data_file: DataFileOption = None,
+    request_id: RequestIdOption = None,
+    output: Annotated[StartOutput, typer.Option("--output", "-o", help="text, json or yaml")] = StartOutput.TEXT,
+    address: AddressOption = DEFAULT_ADDRESS,
+) -> None:
+    """Signal an execution, starting it first unless it exists (in one step: no race with another sender)."""
+    value = _signal_data(data, data_file)
+    start_input = _json_arg(input, "--input")
+    client = _client(address)
+    try:
+        # The engine answers either way with the execution: look first, so that "started" is true only when it was.
+        existed = _exists(client, execution_id)
+        execution = client.signal_with_start(
+            workflow, execution_id=execution_id, input=start_input, signal=name, data=value, request_id=request_id
+        )
+    except CerebelumError as exc:
+        if input is None and "requires an input" in exc.message:
+            _fail(f"{exc.message}; pass --input '{{...}}'")
+        _fail(str(exc))
+    if output is not StartOutput.TEXT:
+        emit(_started_document(execution, started=not existed), Output(output.value))
+        return
+    how = "already existed (not started again), signal" if existed else "started, signal"
+    console.print(
+        Text(printable(f"execution/{execution.id} {how} {name} sent; now {execution.phase}{_queued(execution)}"))
+    )
 
 
 @dlq_app.command("list")

@@ -39,6 +39,8 @@ _PHASE_STYLE = {
     "Failed": "red",
     "Cancelled": "yellow",
     "WaitingForApproval": "magenta",
+    "WaitingForSignal": "magenta",
+    "ContinuedAsNew": "cyan",
     "Sleeping": "cyan",
     "Running": "blue",
 }
@@ -164,6 +166,7 @@ def show_execution(execution: Any, *, stacktraces: bool = False) -> None:
         console.print(f"  Ending:    as {execution.ending}, once its compensation and finally steps ran")
     if execution.deadline is not None:
         console.print(f"  Deadline:  {when(execution.deadline)} (the workflow's timeout)")
+    _show_links(execution)
     console.print(f"  Events:    {execution.event_count}")
     console.print(f"  Input:     {compact(execution.input)}")
     if execution.vars is not None:
@@ -213,6 +216,7 @@ def show_execution(execution: Any, *, stacktraces: bool = False) -> None:
                 style="yellow",
             )
         )
+    _show_signals(execution)
     for approval in execution.pending_approvals:
         timeout = f", times out {when(approval.timeout_at)}" if approval.timeout_at else ""
         console.print(
@@ -223,6 +227,51 @@ def show_execution(execution: Any, *, stacktraces: bool = False) -> None:
             )
         )
     _show_stacktraces(execution, every_step=stacktraces)
+
+
+MAX_CHILDREN_SHOWN = 20  # the latest; `-o json` has them all
+MAX_SIGNALS_SHOWN = 20  # the oldest queued, the ones the next signal steps take
+
+
+def _show_links(execution: Any) -> None:
+    """Its place in a continue-as-new chain, and its parent. Text, never markup: ids are the user's."""
+    if execution.run > 1 or execution.continued_as:
+        where = f"  Run:       {execution.run} of the chain {execution.first_run_id}"
+        if execution.continued_from:
+            where += f" (continued from {execution.continued_from})"
+        if execution.continued_as:
+            where += f"; continued as {execution.continued_as}"
+        console.print(Text(printable(where)))
+    if execution.parent_id:
+        console.print(Text(printable(f"  Parent:    {execution.parent_id} (its step {execution.parent_step})")))
+
+
+def _show_signals(execution: Any) -> None:
+    """Children, steps waiting for a signal and the signals queued, each a line of plain text."""
+    children = execution.children
+    if children:
+        table = Table(box=None, header_style="bold", title="Children", title_justify="left")
+        for column in ("STEP", "CHILD", "WORKFLOW", "PHASE"):
+            table.add_column(column)
+        for child in children[-MAX_CHILDREN_SHOWN:]:
+            table.add_row(printable(child.step), printable(child.id), printable(child.workflow), phase(child.phase))
+        console.print(table)
+        if len(children) > MAX_CHILDREN_SHOWN:
+            console.print(f"  ({len(children) - MAX_CHILDREN_SHOWN:,} earlier children: -o json lists them all)")
+    for wait in execution.signal_waits:
+        timeout = f", times out {when(wait.timeout_at)}" if wait.timeout_at else ""
+        console.print(
+            Text.assemble(
+                ("Waiting for signal", "magenta"),
+                printable(f" {wait.name} at step {wait.step}{timeout}: cerebelum signal {execution.id} {wait.name}"),
+            )
+        )
+    queued = execution.queued_signals
+    for signal in queued[:MAX_SIGNALS_SHOWN]:
+        line = f"  Queued signal {signal.name} from {signal.sender or 'anonymous'} at {when(signal.received_at)}:"
+        console.print(Text(printable(f"{line} {compact(signal.data, 80)}")))
+    if len(queued) > MAX_SIGNALS_SHOWN:
+        console.print(f"  ({len(queued) - MAX_SIGNALS_SHOWN:,} more queued signals: -o json lists them all)")
 
 
 def _event_detail(event_type: str, data: dict[str, Any]) -> str:

@@ -134,13 +134,14 @@ class CompositionDecisions:
 
     def signal(self, command: cmd.Signal) -> None:
         state = self.state
+        # First: a sender retrying a signal that was delivered hears so, even once the execution ended.
+        if command.request_id is not None and command.request_id in state.signal_request_ids:
+            self.refuse(duplicate=True)
+            return
         if state.phase.terminal:
             raise CommandRejected(
                 f"execution {state.execution_id!r} has ended ({state.phase.value}): no signal can reach it any more"
             )
-        if command.request_id is not None and command.request_id in state.signal_request_ids:
-            self.refuse(duplicate=True)
-            return
         names = self.definition.signal_names
         if command.name not in names:
             waits = ", ".join(sorted(names)) or "none"

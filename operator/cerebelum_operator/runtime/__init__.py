@@ -6,6 +6,7 @@ from .dispatcher import Dispatcher, GrantedTask, HeartbeatResult
 from .engine_service import EngineService, ExecutionConflict, ExecutionNotFound, Origin, WorkflowNotFound
 from .outage import OutageLog
 from .relay import Relay
+from .schedules import ScheduleInvalid, ScheduleNotFound, ScheduleService, ScheduleView
 from .timers import TimerService
 from .wakeup import Wakeup
 from .workflow_key import WorkflowKey, namespace_of
@@ -23,6 +24,10 @@ __all__ = [
     "Origin",
     "OutageLog",
     "Relay",
+    "ScheduleInvalid",
+    "ScheduleNotFound",
+    "ScheduleService",
+    "ScheduleView",
     "SystemClock",
     "TimerService",
     "Wakeup",

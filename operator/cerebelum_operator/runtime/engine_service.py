@@ -65,7 +65,7 @@ ChangeListener = Callable[[str, ExecutionState], None]
 Authorize = Callable[[WorkflowDefinition, ExecutionState], None]
 
 
-_DORMANT = frozenset({ExecutionPhase.SLEEPING, ExecutionPhase.WAITING_FOR_APPROVAL})
+_DORMANT = frozenset({ExecutionPhase.SLEEPING, ExecutionPhase.WAITING_FOR_APPROVAL, ExecutionPhase.WAITING_FOR_SIGNAL})
 
 
 class EagerDispatch(Protocol):

@@ -1,4 +1,4 @@
-"""One process: store, engine, dispatcher, timers and the gRPC endpoint.
+"""One process: store, engine, dispatcher, timers, schedules and the gRPC endpoint.
 
 `cerebelum dev` runs this on SQLite; the operator (Kubernetes) embeds the same pieces.
 """
@@ -18,13 +18,13 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio  # type: ignore[attr-defined]  # not in grpc-stubs
 from grpc_reflection.v1alpha import reflection
 
-from cerebelum.v1 import worker_pb2, workflow_pb2
+from cerebelum.v1 import schedule_pb2, worker_pb2, workflow_pb2
 
-from ..api import DEFAULT_MAX_PAYLOAD_BYTES, Guard, WorkerServicer, WorkflowServicer
+from ..api import DEFAULT_MAX_PAYLOAD_BYTES, Guard, ScheduleServicer, WorkerServicer, WorkflowServicer
 from ..api.access import HEALTH_METHODS, REFLECTION_METHODS
 from ..engine import DEFAULT_MAX_HISTORY_EVENTS
 from ..model.limits import message_limit as grpc_message_limit
-from ..runtime import Clock, Database, Dispatcher, EngineService, Relay, SystemClock, TimerService
+from ..runtime import Clock, Database, Dispatcher, EngineService, Relay, ScheduleService, SystemClock, TimerService
 from ..store import StoreCorrupted, StoreLocked, open_store
 from .gate import AuthenticationGate
 from .handlers import strict_service_handler
@@ -40,6 +40,7 @@ DEFAULT_DATABASE_URL = "sqlite:///.cerebelum/dev.db"
 # The services the engine serves, by their full names (what health checks and reflection name).
 WORKER_SERVICE = worker_pb2.DESCRIPTOR.services_by_name["WorkerService"]
 WORKFLOW_SERVICE = workflow_pb2.DESCRIPTOR.services_by_name["WorkflowService"]
+SCHEDULE_SERVICE = schedule_pb2.DESCRIPTOR.services_by_name["ScheduleService"]
 HEALTH_SERVICE = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
 
 
@@ -95,6 +96,7 @@ class EngineServer:
         self._engine: EngineService | None = None
         self._dispatcher: Dispatcher | None = None
         self._timers: TimerService | None = None
+        self._schedules: ScheduleService | None = None
         self._relay: Relay | None = None
         self._health: health_aio.HealthServicer | None = None
         self.port = 0
@@ -130,6 +132,8 @@ class EngineServer:
         await self._dispatcher.start()
         await self._timers.start()
         await self._relay.start()
+        self._schedules = ScheduleService(db, engine, clock=self.clock)
+        await self._schedules.start()
         guard = self.config.guard
         exempt = HEALTH_METHODS | (REFLECTION_METHODS if self.config.reflection else frozenset())
         server = self._server = grpc.aio.server(
@@ -138,19 +142,27 @@ class EngineServer:
         )
         worker = WorkerServicer(engine, self._dispatcher, max_payload_bytes=self.config.max_payload_bytes, guard=guard)
         workflows = WorkflowServicer(engine, max_payload_bytes=self.config.max_payload_bytes, guard=guard)
+        schedules = ScheduleServicer(self._schedules, max_payload_bytes=self.config.max_payload_bytes, guard=guard)
         server.add_generic_rpc_handlers(
             (
                 strict_service_handler(worker, WORKER_SERVICE),
                 strict_service_handler(workflows, WORKFLOW_SERVICE),
+                strict_service_handler(schedules, SCHEDULE_SERVICE),
             )
         )
         # grpc.health.v1: SERVING overall ("") and for each service until stop() begins.
         health = self._health = health_aio.HealthServicer()
-        for name in ("", WORKER_SERVICE.full_name, WORKFLOW_SERVICE.full_name):
+        for name in ("", WORKER_SERVICE.full_name, WORKFLOW_SERVICE.full_name, SCHEDULE_SERVICE.full_name):
             await health.set(name, health_pb2.HealthCheckResponse.SERVING)
         health_pb2_grpc.add_HealthServicer_to_server(health, server)
         if self.config.reflection:
-            names = (WORKER_SERVICE.full_name, WORKFLOW_SERVICE.full_name, HEALTH_SERVICE, reflection.SERVICE_NAME)
+            names = (
+                WORKER_SERVICE.full_name,
+                WORKFLOW_SERVICE.full_name,
+                SCHEDULE_SERVICE.full_name,
+                HEALTH_SERVICE,
+                reflection.SERVICE_NAME,
+            )
             reflection.enable_server_reflection(names, server)
         try:
             if self.config.tls is not None:
@@ -164,6 +176,7 @@ class EngineServer:
             advice = "stop what holds it or choose another" if in_use else "choose another"
             await self.stop(grace_s=0)  # the dispatcher, timers and store started above
             self._server = self._health = self._timers = self._relay = self._dispatcher = self._db = None
+            self._schedules = None
             raise OSError(f"cannot listen on {self.config.address}: {reason}; {advice} with --address HOST:PORT")
         await server.start()
         log.info(
@@ -213,6 +226,13 @@ class EngineServer:
             raise RuntimeError("the engine server is not started")
         return self._engine
 
+    @property
+    def schedules(self) -> ScheduleService:
+        """The running schedule service: the door to schedules for an embedding process (the operator)."""
+        if self._schedules is None:
+            raise RuntimeError("the engine server is not started")
+        return self._schedules
+
     async def stop(self, grace_s: float = 2.0) -> None:
         if self._health is not None:
             # First, so a probe or a load balancer watching health stops sending before the port closes.
@@ -227,6 +247,8 @@ class EngineServer:
                 if current is not None and current.cancelling():
                     raise
                 log.debug("grpc server stop raised CancelledError; continuing the shutdown")
+        if self._schedules is not None:
+            await self._schedules.stop()
         if self._relay is not None:
             await self._relay.stop()
         if self._timers is not None:

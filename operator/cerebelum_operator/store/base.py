@@ -25,6 +25,8 @@ __all__ = [
     "ExecutionSummary",
     "MessageRow",
     "NewExecution",
+    "ScheduleExists",
+    "ScheduleRow",
     "StoreCorrupted",
     "StoreError",
     "StoreLocked",
@@ -70,6 +72,10 @@ class ExecutionExists(StoreError):
     """An execution with this id already exists."""
 
 
+class ScheduleExists(StoreError):
+    """A schedule with this key already exists."""
+
+
 @dataclass(frozen=True, slots=True)
 class WorkflowRow:
     name: str
@@ -89,6 +95,19 @@ class NewExecution:
     input: JSON
     # A continue-as-new run after the first: (the chain's first run id, this run's number).
     chain: tuple[str, int] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ScheduleRow:
+    """A schedule: its spec as written and the core's state, both JSON (`engine.schedules`)."""
+
+    key: str
+    spec: dict[str, JSON]
+    state: dict[str, JSON]
+    next_fire_at_ms: int | None
+    revision: int
+    created_at_ms: int
+    updated_at_ms: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -335,3 +354,39 @@ class EventStore(abc.ABC):
     @abc.abstractmethod
     def latest_run(self, first_run_id: str) -> str | None:
         """The id of the latest run of the chain that ``first_run_id`` began; None when it has no later run."""
+
+    # -- schedules -------------------------------------------------------------------------------
+    @abc.abstractmethod
+    def create_schedule(
+        self, key: str, *, spec: dict[str, JSON], state: dict[str, JSON], next_fire_at_ms: int | None, now_ms: int
+    ) -> ScheduleRow:
+        """A new schedule at revision 1; ScheduleExists when the key is taken."""
+
+    @abc.abstractmethod
+    def update_schedule(
+        self,
+        key: str,
+        *,
+        expected_revision: int,
+        state: dict[str, JSON],
+        next_fire_at_ms: int | None,
+        now_ms: int,
+        spec: dict[str, JSON] | None = None,
+    ) -> ScheduleRow | None:
+        """Write the state (and the spec, when given) if the row is still at ``expected_revision``.
+
+        None when it is not (another writer came first) or the schedule is gone: read it again.
+        A fire's state is written alone, after its executions started; their ids, derived from
+        the due times, make a start repeated after a lost write a no-op (docs/architecture.md).
+        """
+
+    @abc.abstractmethod
+    def get_schedule(self, key: str) -> ScheduleRow | None: ...
+
+    @abc.abstractmethod
+    def list_schedules(self, *, namespace: str | None = None) -> list[ScheduleRow]:
+        """By key; ``namespace``: only the keys ``namespace/…`` ("" for dev mode's bare names)."""
+
+    @abc.abstractmethod
+    def delete_schedule(self, key: str) -> bool:
+        """Whether there was such a schedule."""

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from sqlalchemy import Connection, insert, select
 
 from . import schema
-from .versions import v001_initial, v002_composition
+from .versions import v001_initial, v002_composition, v003_schedules
 
 __all__ = ["MIGRATIONS", "Migration", "apply_migrations", "latest_version"]
 
@@ -34,6 +34,7 @@ class Migration:
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, v001_initial.DESCRIPTION, v001_initial.apply),
     Migration(2, v002_composition.DESCRIPTION, v002_composition.apply),
+    Migration(3, v003_schedules.DESCRIPTION, v003_schedules.apply),
 )
 
 

@@ -29,6 +29,7 @@ __all__ = [
     "executions",
     "metadata",
     "outbox",
+    "schedules",
     "schema_migrations",
     "tasks",
     "timers",
@@ -173,4 +174,20 @@ execution_runs = Table(
     Column("run", Integer, nullable=False),
     Column("execution_id", Text, _execution_fk(), nullable=False),
     PrimaryKeyConstraint("first_run_id", "run"),
+)
+
+# Schedules (issue 17): the spec as written, the core's state (`engine.schedules.ScheduleState`)
+# and the next fire time for listing. `revision` goes up on every write: a writer that read an
+# older one lost a race and reads again (`update_schedule`).
+schedules = Table(
+    "schedules",
+    metadata,
+    Column("key", Text, primary_key=True),
+    Column("spec", JSONValue, nullable=False),
+    Column("state", JSONValue, nullable=False),
+    Column("next_fire_at_ms", BigInteger),
+    Column("revision", Integer, nullable=False),
+    Column("created_at_ms", BigInteger, nullable=False),
+    Column("updated_at_ms", BigInteger, nullable=False),
+    Index(None, "next_fire_at_ms"),
 )

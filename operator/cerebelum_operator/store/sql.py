@@ -55,6 +55,7 @@ from .base import (
     WorkflowRow,
 )
 from .migrations import apply_migrations
+from .sql_schedules import SqlSchedules
 
 __all__ = ["SqlEventStore", "dumps_json", "is_corruption"]
 
@@ -86,7 +87,7 @@ class _AppendContext:
         self.leases = leases  # tasks scheduled and leased by the same decision: inserted leased
 
 
-class SqlEventStore(EventStore):
+class SqlEventStore(SqlSchedules, EventStore):
     """The whole contract in portable SQLAlchemy Core; see `SqliteEventStore`, `PostgresEventStore`."""
 
     def __init__(
@@ -103,6 +104,7 @@ class SqlEventStore(EventStore):
         self._read_engine = engine.execution_options(**read_options) if read_options else engine
         self._write_engine = engine.execution_options(**write_options) if write_options else engine
         self._build_statements()
+        self._schedule_statements()
 
     # -- what differs per database ----------------------------------------------------------------
     @abc.abstractmethod

@@ -118,3 +118,27 @@ def test_a_worker_rule_must_name_its_namespaces_and_queues_because_nothing_defau
     del rule[missing]
     with pytest.raises(PolicyError, match=rf"workers\[0\]\.{missing} is required \(nothing defaults to all\)"):
         AccessPolicy.from_document({"workers": [rule]})
+
+
+def test_by_default_nobody_may_manage_schedules() -> None:
+    with pytest.raises(PermissionDenied, match="may not call CreateSchedule"):
+        AccessPolicy.kubernetes_default().check_schedules(ADMIN, "CreateSchedule")
+
+
+def test_a_client_rule_grants_schedules_only_when_it_says_so() -> None:
+    policy = AccessPolicy.from_document(
+        {"clients": [{"subjects": ["group:cerebelum-admins"]}, {"subjects": ["ops"], "schedules": True}]}
+    )
+    policy.check_client(ADMIN, "StartExecution")
+    with pytest.raises(PermissionDenied, match="no 'clients' rule with 'schedules: true'"):
+        policy.check_schedules(ADMIN, "TriggerSchedule")
+    policy.check_schedules(Identity("ops"), "TriggerSchedule")
+
+
+def test_dev_mode_allows_schedules() -> None:
+    AccessPolicy.allow_all().check_schedules(Identity("anyone"), "DeleteSchedule")
+
+
+def test_a_schedules_grant_that_is_not_a_boolean_is_refused_naming_the_field() -> None:
+    with pytest.raises(PolicyError, match=r"clients\[0\]\.schedules: expected true or false"):
+        AccessPolicy.from_document({"clients": [{"subjects": ["ops"], "schedules": "yes"}]})

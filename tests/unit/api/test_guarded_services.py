@@ -14,7 +14,7 @@ from pathlib import Path
 import grpc
 import pytest
 
-from cerebelum.v1 import worker_pb2, worker_pb2_grpc, workflow_pb2, workflow_pb2_grpc
+from cerebelum.v1 import schedule_pb2, schedule_pb2_grpc, worker_pb2, worker_pb2_grpc, workflow_pb2, workflow_pb2_grpc
 from cerebelum_operator.api import AccessPolicy, Guard, Identity, Unauthenticated
 from cerebelum_operator.server import EngineServer, ServerConfig
 
@@ -319,3 +319,15 @@ async def test_a_heartbeat_for_a_task_of_a_namespace_the_worker_is_not_allowed_i
         assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED, token
     own = worker_pb2.HeartbeatRequest(task_token=task.task_token, worker_id="w-token-b")
     assert not (await stub.Heartbeat(own, metadata=bearer("token-b"))).lease_lost
+
+
+async def test_a_client_without_the_schedules_grant_may_not_create_a_schedule(channel: grpc.aio.Channel) -> None:
+    stub = schedule_pb2_grpc.ScheduleServiceStub(channel)  # type: ignore[no-untyped-call]  # generated stub: untyped
+    request = schedule_pb2.CreateScheduleRequest(name="nightly", spec_json='{"workflow": "w", "cron": "@daily"}')
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await stub.CreateSchedule(request, metadata=bearer("token-alice"))
+    assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    assert "'schedules: true'" in (refused.value.details() or "")
+    with pytest.raises(grpc.aio.AioRpcError) as anonymous:
+        await stub.ListSchedules(schedule_pb2.ListSchedulesRequest())
+    assert anonymous.value.code() == grpc.StatusCode.UNAUTHENTICATED

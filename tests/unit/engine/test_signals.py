@@ -129,3 +129,13 @@ def test_two_parallel_steps_waiting_for_one_name_are_served_in_the_order_they_be
     sim.send(cmd.Signal("go", 2))
     assert sim.state.phase == ExecutionPhase.SUCCEEDED
     assert sim.state.results[taken_first]["data"] == 1
+
+
+def test_a_signal_resent_with_its_request_id_after_the_execution_ended_is_a_duplicate_not_an_error() -> None:
+    sim = Simulator.start({"timeline": ["w"], "steps": {"w": {"signal": {"name": "go"}}}})
+    sim.send(cmd.Signal("go", 1, request_id="r1"))
+    assert sim.state.phase == ExecutionPhase.SUCCEEDED
+
+    assert sim.send(cmd.Signal("go", 1, request_id="r1")) == Reply.DUPLICATE
+    with pytest.raises(CommandRejected, match="has ended"):
+        sim.send(cmd.Signal("go", 1, request_id="r2"))

@@ -107,7 +107,8 @@ export function resolveTls(tls?: boolean | TlsOptions): TlsOptions | undefined {
   return { caFile, serverName: process.env[TLS_SERVER_NAME_ENV] || undefined };
 }
 
-function channelCredentials(tls: TlsOptions | undefined): ChannelCredentials {
+/** @internal The credentials of a channel: plaintext, or TLS verifying the server (and a client certificate for mTLS). */
+export function channelCredentials(tls: TlsOptions | undefined): ChannelCredentials {
   if (tls === undefined) {
     return credentials.createInsecure();
   }
@@ -134,12 +135,61 @@ export interface CallOptions {
   signal?: AbortSignal | undefined;
 }
 
-type Unary<Req, Res> = (
+/** @internal A generated client's unary method, as grpc-js types it. */
+export type Unary<Req, Res> = (
   request: Req,
   metadata: Metadata,
   options: { deadline: number },
   callback: (error: ServiceError | null, response: Res) => void,
 ) => ClientUnaryCall;
+
+/** @internal The options of a channel to `tls`'s server (its name overridden when `serverName` is set). */
+export function channelOptions(tls: TlsOptions | undefined): Record<string, number | string> {
+  const options: Record<string, number | string> = { ...CHANNEL_OPTIONS };
+  const serverName = tls?.serverName;
+  if (serverName) {
+    options["grpc.ssl_target_name_override"] = serverName;
+    options["grpc.default_authority"] = serverName;
+  }
+  return options;
+}
+
+/**
+ * @internal One unary call of a generated `client` as a promise: the bearer token of `tokens`,
+ * the deadline of `options`, cancelled when its signal aborts.
+ */
+export function callUnary<Req, Res>(
+  client: object,
+  method: Unary<Req, Res>,
+  request: Req,
+  tokens: TokenSource | undefined,
+  options: CallOptions,
+): Promise<Res> {
+  return new Promise<Res>((resolve, reject) => {
+    const { signal } = options;
+    if (signal?.aborted) {
+      reject(signal.reason);
+      return;
+    }
+    let metadata: Metadata;
+    try {
+      metadata = tokens?.metadata() ?? new Metadata();
+    } catch (error) {
+      reject(error);
+      return;
+    }
+    const onAbort = (): void => call.cancel();
+    const call = method.call(client, request, metadata, { deadline: Date.now() + options.timeoutMs }, (error, response) => {
+      signal?.removeEventListener("abort", onAbort);
+      if (error) {
+        reject(error);
+      } else {
+        resolve(response);
+      }
+    });
+    signal?.addEventListener("abort", onAbort, { once: true });
+  });
+}
 
 /** The worker service's three calls as promises, each with the bearer token and a deadline. */
 export class WorkerConnection {
@@ -150,13 +200,7 @@ export class WorkerConnection {
   constructor(address: string, options: { tls?: TlsOptions | undefined; tokens?: TokenSource | undefined } = {}) {
     this.address = address;
     this.#tokens = options.tokens;
-    const channelOptions: Record<string, number | string> = { ...CHANNEL_OPTIONS };
-    const serverName = options.tls?.serverName;
-    if (serverName) {
-      channelOptions["grpc.ssl_target_name_override"] = serverName;
-      channelOptions["grpc.default_authority"] = serverName;
-    }
-    this.#client = new WorkerServiceClient(address, channelCredentials(options.tls), channelOptions);
+    this.#client = new WorkerServiceClient(address, channelCredentials(options.tls), channelOptions(options.tls));
   }
 
   poll(request: PollTaskRequest, options: CallOptions): Promise<PollTaskResponse> {
@@ -176,35 +220,6 @@ export class WorkerConnection {
   }
 
   #unary<Req, Res>(method: Unary<Req, Res>, request: Req, options: CallOptions): Promise<Res> {
-    return new Promise<Res>((resolve, reject) => {
-      const { signal } = options;
-      if (signal?.aborted) {
-        reject(signal.reason);
-        return;
-      }
-      let metadata: Metadata;
-      try {
-        metadata = this.#tokens?.metadata() ?? new Metadata();
-      } catch (error) {
-        reject(error);
-        return;
-      }
-      const onAbort = (): void => call.cancel();
-      const call = method.call(
-        this.#client,
-        request,
-        metadata,
-        { deadline: Date.now() + options.timeoutMs },
-        (error, response) => {
-          signal?.removeEventListener("abort", onAbort);
-          if (error) {
-            reject(error);
-          } else {
-            resolve(response);
-          }
-        },
-      );
-      signal?.addEventListener("abort", onAbort, { once: true });
-    });
+    return callUnary(this.#client, method, request, this.#tokens, options);
   }
 }

@@ -1,5 +1,6 @@
 /**
- * `@cerebelum/worker`: run the steps of Cerebelum workflows in TypeScript.
+ * `@cerebelum/worker`: run the steps of Cerebelum workflows in TypeScript, and start, signal and
+ * wait for their executions with `Client`.
  *
  * ```ts
  * import { Worker } from "@cerebelum/worker";
@@ -9,6 +10,21 @@
  * await worker.run();
  * ```
  */
+export {
+  type ChildExecution,
+  CerebelumError,
+  Client,
+  type ClientOptions,
+  type Execution,
+  type JumpLimit,
+  type PendingApproval,
+  type QueuedSignal,
+  type SignalWait,
+  type SignalWithStartOptions,
+  type StepStatus,
+  TERMINAL_PHASES,
+  WaitTimeoutError,
+} from "./client.js";
 export { ADDRESS_ENV, DEFAULT_ADDRESS } from "./config.js";
 export {
   DEFAULT_TOKEN_FILE,

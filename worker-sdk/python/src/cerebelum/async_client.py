@@ -14,14 +14,15 @@ from cerebelum.config import resolve_address
 from cerebelum.connection import TlsSettings, open_aio_channel, resolve_tls, resolve_token_source
 from cerebelum.errors import error_from_rpc
 from cerebelum.models import DeadLetter, Execution, HistoryEvent, WorkflowInfo
-from cerebelum.stubs import workflow_methods
+from cerebelum.schedules import AsyncScheduleMethods
+from cerebelum.stubs import client_methods
 
 __all__ = ["AsyncClient"]
 
 T = TypeVar("T")
 
 
-class AsyncClient:
+class AsyncClient(AsyncScheduleMethods):
     """Asyncio client of the Cerebelum ``WorkflowService``; see :class:`~cerebelum.Client`.
 
     The channel opens on first use, inside the running event loop. Use as an async context
@@ -64,7 +65,7 @@ class AsyncClient:
     def _method(self, name: str) -> grpc.aio.UnaryUnaryMultiCallable[Message, Any]:
         if self._channel is None:
             self._channel = open_aio_channel(self.address, tls=self._tls, tokens=self._tokens)
-            self._methods = workflow_methods(self._channel)
+            self._methods = client_methods(self._channel)
         return self._methods[name]
 
     async def _run(self, operation: ops.Operation[T]) -> T:
@@ -94,8 +95,11 @@ class AsyncClient:
         the first execution; with another workflow or input it raises ``AlreadyExistsError``."""
         return await self._run(ops.start(workflow, input, execution_id))
 
-    async def get(self, id: str) -> Execution:
-        return await self._run(ops.get(id))
+    async def get(self, id: str, *, latest_run: bool = False) -> Execution:
+        """The execution ``id``; with ``latest_run``, the latest run of the continue-as-new chain
+        ``id`` belongs to (any run's id finds it), so a caller that kept the first id sees where the
+        chain is now."""
+        return await self._run(ops.get(id, latest_run))
 
     async def list(
         self, *, workflow: str | None = None, phase: str | None = None, limit: int = 100
@@ -106,9 +110,20 @@ class AsyncClient:
         """All events after ``after_seq``, fetched page by page."""
         return await self._run(ops.history(id, after_seq))
 
-    async def wait(self, id: str, *, timeout: float | None = None) -> Execution:  # noqa: ASYNC109
-        """Wait until the execution is terminal; ``TimeoutError`` after ``timeout`` seconds."""
-        return await self._run(ops.wait(id, timeout))
+    async def wait(
+        self,
+        id: str,
+        *,
+        timeout: float | None = None,  # noqa: ASYNC109
+        follow_runs: bool = False,
+    ) -> Execution:
+        """Wait until the execution is terminal; ``TimeoutError`` after ``timeout`` seconds.
+
+        A run that continued as new is terminal (phase ContinuedAsNew, ``continued_as`` names the
+        next); with ``follow_runs`` the wait goes on to the end of the whole chain instead, and
+        returns its last run.
+        """
+        return await self._run(ops.wait(id, timeout, follow_runs))
 
     async def approve(self, id: str, step: str, *, approver: str, payload: Any = None) -> Execution:
         return await self._run(ops.approve(id, step, approver, payload))
@@ -126,3 +141,38 @@ class AsyncClient:
         """Run a dead-lettered step again; ``with_current_workflow``: on the Workflow's current spec
         from now on (a fixed expression, say), refused when its timeline or steps changed."""
         return await self._run(ops.redrive(dead_letter_id, with_current_workflow=with_current_workflow))
+
+    # -- signals (issue 17) ---------------------------------------------------------------------
+
+    async def signal(self, id: str, name: str, data: Any = None, *, request_id: str | None = None) -> Execution:
+        """Send the signal ``name`` with ``data`` (any JSON value) to a running execution.
+
+        The engine queues it, in order, until a signal step waiting for ``name`` takes it, so it is
+        never lost when no step waits yet (a name none of the workflow's signal steps waits for is
+        refused: it would wait forever). Pass ``request_id`` when the call may be retried (a
+        timeout, a restarted script): a signal sent again with the same id is delivered once.
+        Returns the execution as it is just after the delivery.
+        """
+        return await self._run(ops.signal(id, name, data, request_id))
+
+    async def signal_with_start(
+        self,
+        workflow: str,
+        *,
+        execution_id: str,
+        input: Any = None,
+        signal: str,
+        data: Any = None,
+        request_id: str | None = None,
+    ) -> Execution:
+        """Signal the execution ``execution_id``, starting it first (``workflow`` with ``input``)
+        unless it exists.
+
+        One call where a ``get``, ``start`` and ``signal`` would race another sender: when it is
+        started here, the start and the signal are one transaction, so no step can run before the
+        signal is queued. An execution that exists is signalled as it is: ``workflow`` and ``input``
+        only start one, and are not compared with what it started with (a second sender need not
+        know them). ``execution_id`` is required: it is what makes a second sender find the
+        execution the first one started.
+        """
+        return await self._run(ops.signal_with_start(workflow, execution_id, input, signal, data, request_id))

@@ -13,14 +13,15 @@ from cerebelum.config import resolve_address
 from cerebelum.connection import TlsSettings, open_channel, resolve_tls, resolve_token_source
 from cerebelum.errors import error_from_rpc
 from cerebelum.models import DeadLetter, Execution, HistoryEvent, WorkflowInfo
-from cerebelum.stubs import workflow_methods
+from cerebelum.schedules import ScheduleMethods
+from cerebelum.stubs import client_methods
 
 __all__ = ["Client"]
 
 T = TypeVar("T")
 
 
-class Client:
+class Client(ScheduleMethods):
     """Blocking client of the Cerebelum ``WorkflowService``.
 
     ``address`` defaults to ``$CEREBELUM_ADDRESS`` or ``127.0.0.1:7450``; ``token``,
@@ -43,7 +44,7 @@ class Client:
         self.timeout = timeout
         self._tls = resolve_tls(tls)
         self._channel = open_channel(self.address, tls=self._tls, tokens=resolve_token_source(token, token_file))
-        self._methods = workflow_methods(self._channel)
+        self._methods = client_methods(self._channel)
 
     def __repr__(self) -> str:
         return f"Client(address={self.address!r})"
@@ -86,8 +87,11 @@ class Client:
         the first execution; with another workflow or input it raises ``AlreadyExistsError``."""
         return self._run(ops.start(workflow, input, execution_id))
 
-    def get(self, id: str) -> Execution:
-        return self._run(ops.get(id))
+    def get(self, id: str, *, latest_run: bool = False) -> Execution:
+        """The execution ``id``; with ``latest_run``, the latest run of the continue-as-new chain
+        ``id`` belongs to (any run's id finds it), so a caller that kept the first id sees where the
+        chain is now."""
+        return self._run(ops.get(id, latest_run))
 
     def list(
         self, *, workflow: str | None = None, phase: str | None = None, limit: int = 100
@@ -98,9 +102,14 @@ class Client:
         """All events after ``after_seq``, fetched page by page."""
         return self._run(ops.history(id, after_seq))
 
-    def wait(self, id: str, *, timeout: float | None = None) -> Execution:
-        """Block until the execution is terminal; ``TimeoutError`` after ``timeout`` seconds."""
-        return self._run(ops.wait(id, timeout))
+    def wait(self, id: str, *, timeout: float | None = None, follow_runs: bool = False) -> Execution:
+        """Block until the execution is terminal; ``TimeoutError`` after ``timeout`` seconds.
+
+        A run that continued as new is terminal (phase ContinuedAsNew, ``continued_as`` names the
+        next); with ``follow_runs`` the wait goes on to the end of the whole chain instead, and
+        returns its last run.
+        """
+        return self._run(ops.wait(id, timeout, follow_runs))
 
     def approve(self, id: str, step: str, *, approver: str, payload: Any = None) -> Execution:
         return self._run(ops.approve(id, step, approver, payload))
@@ -118,3 +127,38 @@ class Client:
         """Run a dead-lettered step again; ``with_current_workflow``: on the Workflow's current spec
         from now on (a fixed expression, say), refused when its timeline or steps changed."""
         return self._run(ops.redrive(dead_letter_id, with_current_workflow=with_current_workflow))
+
+    # -- signals (issue 17) ---------------------------------------------------------------------
+
+    def signal(self, id: str, name: str, data: Any = None, *, request_id: str | None = None) -> Execution:
+        """Send the signal ``name`` with ``data`` (any JSON value) to a running execution.
+
+        The engine queues it, in order, until a signal step waiting for ``name`` takes it, so it is
+        never lost when no step waits yet (a name none of the workflow's signal steps waits for is
+        refused: it would wait forever). Pass ``request_id`` when the call may be retried (a
+        timeout, a restarted script): a signal sent again with the same id is delivered once.
+        Returns the execution as it is just after the delivery.
+        """
+        return self._run(ops.signal(id, name, data, request_id))
+
+    def signal_with_start(
+        self,
+        workflow: str,
+        *,
+        execution_id: str,
+        input: Any = None,
+        signal: str,
+        data: Any = None,
+        request_id: str | None = None,
+    ) -> Execution:
+        """Signal the execution ``execution_id``, starting it first (``workflow`` with ``input``)
+        unless it exists.
+
+        One call where a ``get``, ``start`` and ``signal`` would race another sender: when it is
+        started here, the start and the signal are one transaction, so no step can run before the
+        signal is queued. An execution that exists is signalled as it is: ``workflow`` and ``input``
+        only start one, and are not compared with what it started with (a second sender need not
+        know them). ``execution_id`` is required: it is what makes a second sender find the
+        execution the first one started.
+        """
+        return self._run(ops.signal_with_start(workflow, execution_id, input, signal, data, request_id))

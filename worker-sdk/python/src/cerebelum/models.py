@@ -12,17 +12,21 @@ from cerebelum.v1 import workflow_pb2
 
 __all__ = [
     "TERMINAL_PHASES",
+    "ChildExecution",
     "DeadLetter",
     "Execution",
     "HistoryEvent",
     "JumpLimit",
     "PendingApproval",
+    "QueuedSignal",
+    "SignalWait",
     "StepStatus",
     "WorkflowInfo",
 ]
 
-TERMINAL_PHASES = frozenset({"Succeeded", "Failed", "Cancelled"})
-"""Execution phases after which nothing changes."""
+TERMINAL_PHASES = frozenset({"Succeeded", "Failed", "Cancelled", "ContinuedAsNew"})
+"""Execution phases after which nothing changes (a run that continued as new ended: its chain
+goes on in ``continued_as``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,10 +128,62 @@ class JumpLimit:
         return cls(rule=cut.rule, step=cut.step, target=cut.target, bound=cut.bound, times=cut.times)
 
 
+# -- signals, children and continue-as-new (issue 17) ---------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class QueuedSignal:
+    """A signal the execution received and no signal step has taken yet; ``data`` is parsed JSON,
+    ``sender`` the authenticated identity that sent it."""
+
+    name: str
+    data: Any
+    sender: str
+    received_at: datetime | None
+
+    @classmethod
+    def from_proto(cls, signal: workflow_pb2.QueuedSignal) -> QueuedSignal:
+        return cls(
+            name=signal.name,
+            data=loads(signal.data_json),
+            sender=signal.sender,
+            received_at=instant(signal, "received_at"),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class SignalWait:
+    """A signal step waiting now for the signal ``name``; ``timeout_at`` is ``None`` without a timeout."""
+
+    step: str
+    name: str
+    timeout_at: datetime | None
+
+    @classmethod
+    def from_proto(cls, wait: workflow_pb2.SignalWait) -> SignalWait:
+        return cls(step=wait.step, name=wait.name, timeout_at=instant(wait, "timeout_at"))
+
+
+@dataclass(frozen=True, slots=True)
+class ChildExecution:
+    """An execution the step ``step`` started as a child. ``phase`` is Running, Succeeded, Failed,
+    Cancelled or Abandoned as the parent last heard: :meth:`Client.get` of ``id`` tells more."""
+
+    step: str
+    id: str
+    workflow: str
+    phase: str
+
+    @classmethod
+    def from_proto(cls, child: workflow_pb2.ChildExecution) -> ChildExecution:
+        return cls(step=child.step, id=child.id, workflow=child.workflow, phase=child.phase)
+
+
 @dataclass(frozen=True, slots=True)
 class Execution:
     """One run of a workflow. ``phase`` is Pending, Running, Sleeping, WaitingForApproval,
-    Succeeded, Failed or Cancelled; ``input``/``output`` are parsed JSON (``None`` when empty)."""
+    WaitingForSignal, Succeeded, Failed, Cancelled or ContinuedAsNew; ``input``/``output`` are
+    parsed JSON (``None`` when empty)."""
 
     id: str
     workflow: str
@@ -151,6 +207,25 @@ class Execution:
     ending: str | None = None
     """While its compensation and finally steps run: how it will end (Succeeded, Failed or
     Cancelled); ``None`` otherwise."""
+    queued_signals: tuple[QueuedSignal, ...] = ()
+    """Signals received and not yet taken by a signal step, oldest first (the order steps take them)."""
+    signal_waits: tuple[SignalWait, ...] = ()
+    """The signal steps waiting now, with the signal each waits for."""
+    parent_id: str | None = None
+    """The execution that started this one as a child; ``None`` for a top-level execution."""
+    parent_step: str | None = None
+    """The parent's step that started this one; ``None`` for a top-level execution."""
+    children: tuple[ChildExecution, ...] = ()
+    """The child executions this one started, oldest first."""
+    continued_from: str | None = None
+    """The run that ended by continuing as new into this one; ``None`` for a chain's first run."""
+    continued_as: str | None = None
+    """The run this one continued as when it ended (phase ContinuedAsNew); ``None`` otherwise."""
+    first_run_id: str = ""
+    """The first run of this continue-as-new chain: the id to follow a chain by (this run's own id
+    when it is the first)."""
+    run: int = 1
+    """This run's number in its chain, 1 for the first."""
 
     @property
     def is_terminal(self) -> bool:
@@ -181,6 +256,16 @@ class Execution:
             deadline=instant(info, "deadline"),
             vars=loads(info.vars_json),
             ending=info.ending or None,
+            queued_signals=tuple(QueuedSignal.from_proto(signal) for signal in info.queued_signals),
+            signal_waits=tuple(SignalWait.from_proto(wait) for wait in info.signal_waits),
+            parent_id=info.parent_id or None,
+            parent_step=info.parent_step or None,
+            children=tuple(ChildExecution.from_proto(child) for child in info.children),
+            continued_from=info.continued_from or None,
+            continued_as=info.continued_as or None,
+            # An engine before signals (issue 17) sends neither: no chain then, so every run is its own first.
+            first_run_id=info.first_run_id or info.id,
+            run=info.run or 1,
         )
 
 

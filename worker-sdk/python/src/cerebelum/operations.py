@@ -31,6 +31,8 @@ __all__ = [
     "list_workflows",
     "redrive",
     "reject",
+    "signal",
+    "signal_with_start",
     "start",
     "wait",
 ]
@@ -81,8 +83,9 @@ def start(workflow: str, input: Any = None, execution_id: str | None = None) -> 
     return (yield from _execution(Call("StartExecution", request)))
 
 
-def get(execution_id: str) -> Operation[Execution]:
-    return (yield from _execution(Call("GetExecution", pb.GetExecutionRequest(id=execution_id))))
+def get(execution_id: str, latest_run: bool = False) -> Operation[Execution]:
+    request = pb.GetExecutionRequest(id=execution_id, latest_run=latest_run)
+    return (yield from _execution(Call("GetExecution", request)))
 
 
 def list_executions(workflow: str | None, phase: str | None, limit: int) -> Operation[list[Execution]]:
@@ -102,14 +105,15 @@ def history(execution_id: str, after_seq: int) -> Operation[list[HistoryEvent]]:
         after_seq = events[-1].seq
 
 
-def wait(execution_id: str, timeout: float | None) -> Operation[Execution]:
+def wait(execution_id: str, timeout: float | None, follow_runs: bool = False) -> Operation[Execution]:
     deadline = None if timeout is None else time.monotonic() + timeout
     while True:
         remaining_ms = MAX_WAIT_MS if deadline is None else max(0, round((deadline - time.monotonic()) * 1000))
         wait_ms = min(MAX_WAIT_MS, remaining_ms)
-        request = pb.WaitExecutionRequest(id=execution_id, wait_ms=wait_ms)
+        request = pb.WaitExecutionRequest(id=execution_id, wait_ms=wait_ms, follow_runs=follow_runs)
         execution = yield from _execution(Call("WaitExecution", request, timeout=wait_ms / 1000 + _WAIT_MARGIN))
-        if execution.is_terminal:
+        # Following runs, a run that continued as new is not the end: its next run may not exist yet.
+        if execution.is_terminal and not (follow_runs and execution.phase == "ContinuedAsNew"):
             return execution
         if deadline is not None and time.monotonic() >= deadline:
             raise TimeoutError(f"execution {execution_id!r} is still {execution.phase} after {timeout} s")
@@ -140,3 +144,32 @@ def dead_letters(execution_id: str | None) -> Operation[list[DeadLetter]]:
 def redrive(dead_letter_id: str, *, with_current_workflow: bool = False) -> Operation[Execution]:
     request = pb.RedriveDeadLetterRequest(id=dead_letter_id, with_current_workflow=with_current_workflow)
     return (yield from _execution(Call("RedriveDeadLetter", request)))
+
+
+# -- signals (issue 17) -------------------------------------------------------------------------
+
+
+def _payload(value: Any) -> str:
+    """JSON text, "" for ``None`` (the engine reads "" as null)."""
+    return "" if value is None else dumps(value)
+
+
+def signal(execution_id: str, name: str, data: Any, request_id: str | None) -> Operation[Execution]:
+    request = pb.SignalExecutionRequest(
+        id=execution_id, name=name, data_json=_payload(data), request_id=request_id or ""
+    )
+    return (yield from _execution(Call("SignalExecution", request)))
+
+
+def signal_with_start(
+    workflow: str, execution_id: str, input: Any, name: str, data: Any, request_id: str | None
+) -> Operation[Execution]:
+    request = pb.SignalWithStartRequest(
+        workflow=workflow,
+        execution_id=execution_id,
+        input_json=_payload(input),
+        name=name,
+        data_json=_payload(data),
+        request_id=request_id or "",
+    )
+    return (yield from _execution(Call("SignalWithStart", request)))

@@ -10,9 +10,9 @@ from typing import Any, NamedTuple
 
 import grpc
 
-from cerebelum.v1 import worker_pb2, worker_pb2_grpc, workflow_pb2_grpc
+from cerebelum.v1 import schedule_pb2_grpc, worker_pb2, worker_pb2_grpc, workflow_pb2_grpc
 
-__all__ = ["WorkerRpcs", "worker_rpcs", "workflow_methods"]
+__all__ = ["WorkerRpcs", "client_methods", "worker_rpcs", "workflow_methods"]
 
 
 class WorkerRpcs(NamedTuple):
@@ -32,3 +32,12 @@ def workflow_methods(channel: grpc.Channel | grpc.aio.Channel) -> dict[str, Any]
     """``WorkflowService`` method name -> its callable on ``channel`` (blocking or asyncio)."""
     stub = workflow_pb2_grpc.WorkflowServiceStub(channel)  # type: ignore[no-untyped-call]
     return {name: value for name, value in vars(stub).items() if not name.startswith("_")}
+
+
+def client_methods(channel: grpc.Channel | grpc.aio.Channel) -> dict[str, Any]:
+    """Every client RPC by method name: ``WorkflowService``'s and ``ScheduleService``'s (no name is in both)."""
+    schedules = schedule_pb2_grpc.ScheduleServiceStub(channel)  # type: ignore[no-untyped-call]
+    return {
+        **workflow_methods(channel),
+        **{name: value for name, value in vars(schedules).items() if not name.startswith("_")},
+    }
