@@ -29,10 +29,11 @@ from .ids import TimerId, TimerKind, child_id, message_id, next_run_id
 from .state import ExecutionPhase, ExecutionState, QueuedSignal
 from .timer_steps import rfc3339
 
-__all__ = ["SIGNAL_TIMED_OUT", "CompositionDecisions", "signal_result"]
+__all__ = ["CARRIED_REQUEST_IDS", "SIGNAL_TIMED_OUT", "CompositionDecisions", "signal_result"]
 
 JSON = Any
 SIGNAL_TIMED_OUT = "SignalTimedOut"
+CARRIED_REQUEST_IDS = 1_000  # the most recent request ids a next run still knows as delivered
 
 
 def signal_result(signal: QueuedSignal) -> dict[str, JSON]:
@@ -307,6 +308,10 @@ class CompositionDecisions:
             "run": run,
             "parentId": state.parent_id,
             "parentStep": state.parent_step,
+            # Signals no step took are the next run's, in order; the last request ids keep resent
+            # signals duplicates across the runs.
+            "signals": [{"name": s.name, "data": s.data, "sender": s.sender} for s in state.signals],
+            "requestIds": list(state.signal_request_ids)[-CARRIED_REQUEST_IDS:],
         }
         self.send("start", next_id, body)
 
