@@ -9,6 +9,7 @@ keeps firing, never by sleeping.
 
 from __future__ import annotations
 
+import itertools
 import json
 from datetime import UTC, datetime
 from typing import Any
@@ -141,7 +142,7 @@ def test_an_execution_claiming_another_schedule_s_fire_is_refused(
                     "uid": other_uid,
                     "controller": True,
                 }
-            ],  # fmt: skip
+            ],
         },
         "spec": {"workflow": "nap"},
     }
@@ -169,7 +170,7 @@ def test_a_sigkill_and_restart_of_the_operator_between_fires_fires_each_due_time
     ids = [f["metadata"]["annotations"][CHILD_ANNOTATION] for f in fires]
     assert len(set(ids)) == len(ids), ids
     dues = sorted(due_of(engine_id) for engine_id in ids)
-    gaps = {(later - earlier).total_seconds() for earlier, later in zip(dues, dues[1:], strict=False)}
+    gaps = {(later - earlier).total_seconds() for earlier, later in itertools.pairwise(dues)}
     assert gaps == {2.0}, f"every due time fired once, none twice, none skipped: {dues}"
     wait_until(
         lambda: status(control_plane, namespace, "schedule/steady").get("started", 0) >= len(ids),

@@ -80,13 +80,16 @@ def fired_by(key: str, claimed: str) -> bool:
     if not claimed.startswith(base):
         return False
     rest = claimed[len(base) :]
-    if _DUE.fullmatch(rest):
-        due = datetime.strptime(rest, "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
-        return scheduled_id(key, int(due.timestamp()) * 1000) == claimed
-    triggered = _TRIGGERED.fullmatch(rest)
-    if triggered:
-        moment = datetime.strptime(triggered.group(1), "%Y%m%dT%H%M%S").replace(tzinfo=UTC)
-        return trigger_execution_id(key, int(moment.timestamp()) * 1000 + int(triggered.group(2))) == claimed
+    try:
+        if _DUE.fullmatch(rest):
+            due = datetime.strptime(rest, "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
+            return scheduled_id(key, int(due.timestamp()) * 1000) == claimed
+        triggered = _TRIGGERED.fullmatch(rest)
+        if triggered:
+            moment = datetime.strptime(triggered.group(1), "%Y%m%dT%H%M%S").replace(tzinfo=UTC)
+            return trigger_execution_id(key, int(moment.timestamp()) * 1000 + int(triggered.group(2))) == claimed
+    except ValueError:  # digits that are no time (a 99th second): no schedule gave it
+        return False
     return False
 
 
