@@ -1,7 +1,7 @@
 """The schedule service: the pure core (`engine.schedules`) on the store, the engine and the clock.
 
-It is also the one door to schedules for the layers above (the API, and later the `Schedule`
-reconciler, which will call `put` and `delete` with keys ``namespace/name``), as `EngineService`
+It is also the one door to schedules for the layers above (the API, and the `Schedule`
+reconciler, which calls `put` and `delete` with keys ``namespace/name``), as `EngineService`
 is for workflows and executions: every write is serialised per schedule here, so a fire and a
 pause never race, and the store's revision check catches anything else.
 
