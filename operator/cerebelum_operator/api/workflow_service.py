@@ -313,8 +313,8 @@ class WorkflowServicer(pb_grpc.WorkflowServiceServicer):
     @_client_rpc
     async def SignalExecution(self, request: pb.SignalExecutionRequest, context: Context) -> pb.ExecutionInfo:
         signal = _signal(request.name, request.data_json, request.request_id, limit=self.max_payload_bytes)
-        await self.engine.signal(request.id, signal)
-        return await self._info(request.id)
+        reached = await self.engine.signal(request.id, signal)
+        return await self._info(reached)
 
     @grpc_errors
     @_client_rpc

@@ -78,6 +78,7 @@ class Start:
     continued_from: str | None = None  # continue-as-new: the run this one continues
     first_run_id: str | None = None
     run: int = 1
+    carried_request_ids: tuple[str, ...] = ()  # the previous run's signals' request ids
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,22 +17,24 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..model import InputInvalid, StepConfig, WorkflowDefinition, limits
+from ..model import InputInvalid, StepConfig, limits
 from ..model.durations import format_duration
 from . import actions as act
 from . import commands as cmd
 from . import events as ev
 from .arguments import ARGUMENTS_TOO_LARGE
 from .command_checks import CommandRejected, CommandTooLarge
+from .decider_parts import DeciderParts
 from .expressions import ExpressionError, evaluate, to_json
 from .ids import TimerId, TimerKind, child_id, message_id, next_run_id
-from .state import ExecutionPhase, ExecutionState, QueuedSignal
+from .state import ExecutionPhase, QueuedSignal
 from .timer_steps import rfc3339
 
-__all__ = ["SIGNAL_TIMED_OUT", "CompositionDecisions", "signal_result"]
+__all__ = ["CARRIED_REQUEST_IDS", "SIGNAL_TIMED_OUT", "CompositionDecisions", "signal_result"]
 
 JSON = Any
 SIGNAL_TIMED_OUT = "SignalTimedOut"
+CARRIED_REQUEST_IDS = 1_000  # the most recent request ids a next run still knows as delivered
 
 
 def signal_result(signal: QueuedSignal) -> dict[str, JSON]:
@@ -45,64 +47,11 @@ def signal_result(signal: QueuedSignal) -> dict[str, JSON]:
     }
 
 
-class CompositionDecisions:
-    """Mixed into the decider; the attributes and methods below are the decider's."""
+class CompositionDecisions(DeciderParts):
+    """Mixed into the decider (see `DeciderParts` for what it calls on it)."""
 
-    definition: WorkflowDefinition
-    state: ExecutionState
-    now: int
-    max_input_bytes: int
     messages_sent: int
     first_seq: int
-
-    def emit(self, event: ev.Event) -> int:
-        raise NotImplementedError
-
-    def do(self, action: act.Action) -> None:
-        raise NotImplementedError
-
-    def config(self, step: str) -> StepConfig:
-        raise NotImplementedError
-
-    def variables(self, **extra: JSON) -> dict[str, JSON]:
-        raise NotImplementedError
-
-    def refuse(self, *, duplicate: bool) -> None:
-        raise NotImplementedError
-
-    def park(self, step: str, message: str) -> None:
-        raise NotImplementedError
-
-    def fail_execution(self, reason: str, step: str | None) -> None:
-        raise NotImplementedError
-
-    def overflow(self, step: str, result: JSON) -> str | None:
-        raise NotImplementedError
-
-    def succeed(self, step: str, attempt: int, token: str, output: JSON) -> None:
-        raise NotImplementedError
-
-    def fail_attempt(
-        self,
-        step: str,
-        attempt: int,
-        token: str,
-        error_type: str,
-        message: str,
-        retryable: bool,
-        *,
-        dead_letter: bool = True,
-    ) -> None:
-        raise NotImplementedError
-
-    def advance(self) -> None:
-        raise NotImplementedError
-
-    def record_refused_jumps(self) -> None:
-        raise NotImplementedError
-
-    def stop_everything(self) -> None:
-        raise NotImplementedError
 
     # -- messages ---------------------------------------------------------------------------
 
@@ -307,6 +256,10 @@ class CompositionDecisions:
             "run": run,
             "parentId": state.parent_id,
             "parentStep": state.parent_step,
+            # Signals no step took are the next run's, in order; the last request ids keep resent
+            # signals duplicates across the runs.
+            "signals": [{"name": s.name, "data": s.data, "sender": s.sender} for s in state.signals],
+            "requestIds": list(state.signal_request_ids)[-CARRIED_REQUEST_IDS:],
         }
         self.send("start", next_id, body)
 

@@ -236,6 +236,7 @@ class _Decider(FanOutDecisions, CompositionDecisions):
                 continued_from=command.continued_from,
                 first_run_id=command.first_run_id,
                 run=command.run,
+                carried_request_ids=list(command.carried_request_ids) or None,
             )
         )
         self.arm_deadline()

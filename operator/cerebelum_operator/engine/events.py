@@ -84,6 +84,9 @@ class ExecutionStarted(Event):
     continued_from: str | None = None
     first_run_id: str | None = None
     run: int = 1
+    # The request ids of the signals the previous run received (its last 1,000): a signal sent
+    # again after the run continued as new is still a duplicate.
+    carried_request_ids: list[str] | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,15 +17,16 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from ..model import StepConfig, WorkflowDefinition, limits
+from ..model import StepConfig, limits
 from . import actions as act
 from . import commands as cmd
 from . import events as ev
 from .arguments import ARGUMENTS_TOO_LARGE, task_arguments
+from .decider_parts import DeciderParts
 from .expressions import ExpressionError, evaluate, to_json
 from .ids import TaskToken
 from .retry import backoff_ms
-from .state import ExecutionState, LiveItem
+from .state import LiveItem
 
 __all__ = ["FanOutDecisions", "item_of", "parsed_token"]
 
@@ -46,44 +47,8 @@ def item_of(token: str) -> TaskToken | None:
     return parsed if parsed is not None and parsed.item is not None else None
 
 
-class FanOutDecisions:
-    """Mixed into the decider; the attributes and methods below are the decider's."""
-
-    definition: WorkflowDefinition
-    state: ExecutionState
-    now: int
-    max_task_bytes: int
-    max_input_bytes: int
-
-    def emit(self, event: ev.Event) -> int:
-        raise NotImplementedError
-
-    def do(self, action: act.Action) -> None:
-        raise NotImplementedError
-
-    def config(self, step: str) -> StepConfig:
-        raise NotImplementedError
-
-    def variables(self, **extra: JSON) -> dict[str, JSON]:
-        raise NotImplementedError
-
-    def refuse(self, *, duplicate: bool) -> None:
-        raise NotImplementedError
-
-    def park(self, step: str, message: str) -> None:
-        raise NotImplementedError
-
-    def fail_execution(self, reason: str, step: str | None) -> None:
-        raise NotImplementedError
-
-    def overflow(self, step: str, result: JSON) -> str | None:
-        raise NotImplementedError
-
-    def fail_attempt(self, step: str, attempt: int, token: str, error_type: str, message: str, retryable: bool) -> None:
-        raise NotImplementedError
-
-    def succeed(self, step: str, attempt: int, token: str, output: JSON, *, collected: bool = False) -> None:
-        raise NotImplementedError
+class FanOutDecisions(DeciderParts):
+    """Mixed into the decider (see `DeciderParts` for what it calls on it)."""
 
     # -- starting -------------------------------------------------------------------------
 

@@ -281,7 +281,7 @@ class ExecutionState:
     # Signals received and not taken yet, oldest first; their request ids (all, for duplicates).
     signals: list[QueuedSignal] = field(default_factory=list)
     signal_bytes: int = 0
-    signal_request_ids: set[str] = field(default_factory=set)
+    signal_request_ids: dict[str, None] = field(default_factory=dict)  # in the order received
     signal_waits: dict[str, SignalWaiting] = field(default_factory=dict)  # by step
     children: list[ChildLink] = field(default_factory=list)  # every child started, oldest first
     live_children: dict[str, int] = field(default_factory=dict)  # step -> index in children
@@ -327,7 +327,7 @@ class ExecutionState:
             completed=list(self.completed),
             fan_outs={name: fan.copy() for name, fan in self.fan_outs.items()},
             signals=list(self.signals),
-            signal_request_ids=set(self.signal_request_ids),
+            signal_request_ids=dict(self.signal_request_ids),
             signal_waits=dict(self.signal_waits),
             children=list(self.children),
             live_children=dict(self.live_children),
@@ -454,6 +454,7 @@ def apply_event(state: ExecutionState, definition: WorkflowDefinition, recorded:
             state.created_at_ms = at
             _set_deadline(state, event.deadline_ms, recorded.seq)
             state.parent_id, state.parent_step = event.parent_id, event.parent_step
+            state.signal_request_ids.update(dict.fromkeys(event.carried_request_ids or ()))
             state.continued_from, state.first_run_id, state.run = event.continued_from, event.first_run_id, event.run
         case StepScheduled():
             step = state.step(event.step)
@@ -591,7 +592,7 @@ def apply_event(state: ExecutionState, definition: WorkflowDefinition, recorded:
             state.signals.append(QueuedSignal(recorded.seq, event.name, event.data, event.sender, at, size))
             state.signal_bytes += size
             if event.request_id is not None:
-                state.signal_request_ids.add(event.request_id)
+                state.signal_request_ids[event.request_id] = None
         case SignalWaitStarted():
             _engine_attempt(state, definition, event.step, StepPhase.WAITING_FOR_SIGNAL, at)
             state.signal_waits[event.step] = SignalWaiting(

@@ -112,6 +112,7 @@ class Origin:
     continued_from: str | None = None
     first_run_id: str | None = None
     run: int = 1
+    carried_request_ids: tuple[str, ...] = ()
 
 
 class WorkflowNotFound(LookupError):
@@ -288,6 +289,7 @@ class EngineService:
         origin: Origin | None = None,
         spec: dict[str, Any] | None = None,
         then: cmd.Command | None = None,
+        carried: Sequence[cmd.Signal] = (),
     ) -> ExecutionRow:
         """Start an execution; a second start with the same id, workflow and input returns the first one.
 
@@ -295,16 +297,42 @@ class EngineService:
         even if the caller is cancelled (see `_to_the_end`). ``origin``: the parent or the run
         this one continues; ``spec``: run on this spec instead of the workflow's stored one (a
         next run whose Workflow was deleted); ``then``: a command decided right after the start
-        and committed with it (signal-with-start), refused whole if it is refused.
+        and committed with it (signal-with-start), refused whole if it is refused; ``carried``:
+        the signals a previous run left queued, received after the start in the same commit (one
+        the new run refuses, its name no longer awaited, is dropped and logged).
         """
         row, _ = await self._to_the_end(
-            self._start(workflow, input, execution_id=execution_id, origin=origin or Origin(), spec=spec, then=then)
+            self._start(
+                workflow,
+                input,
+                execution_id=execution_id,
+                origin=origin or Origin(),
+                spec=spec,
+                then=then,
+                carried=carried,
+            )
         )
         return row
 
-    async def signal(self, execution_id: str, signal: cmd.Signal, *, authorize: Authorize | None = None) -> Decision:
-        """Deliver a signal: queued in the execution's history until a signal step takes it."""
-        return await self.handle(execution_id, signal, authorize=authorize)
+    async def signal(self, execution_id: str, signal: cmd.Signal) -> str:
+        """Deliver a signal to the latest run of the execution's chain; the id of the run it reached.
+
+        A run that continued as new hands the signal on: it is delivered to the next run (waited
+        for a moment when the relay has not started it yet), so a sender needs only the first id.
+        """
+        target = await self.latest_run(execution_id)
+        for attempt in range(40):
+            try:
+                await self.handle(target, signal)
+                return target
+            except CommandRejected:
+                if (await self.state_of(target)).phase != ExecutionPhase.CONTINUED_AS_NEW or attempt == 39:
+                    raise
+            following = await self.latest_run(target)
+            if following == target:  # the relay starts the next run within moments
+                await self.clock.sleep(0.05)
+            target = following
+        raise AssertionError("unreachable")
 
     async def signal_with_start(
         self, workflow: str, input: Any, *, execution_id: str, signal: cmd.Signal
@@ -313,7 +341,9 @@ class EngineService:
         existing = await self.db.run(self.db.store.get_execution, execution_id)
         if existing is None:
             row, created = await self._to_the_end(
-                self._start(workflow, input, execution_id=execution_id, origin=Origin(), spec=None, then=signal)
+                self._start(
+                    workflow, input, execution_id=execution_id, origin=Origin(), spec=None, then=signal, carried=()
+                )
             )
             if created:
                 return row
@@ -337,6 +367,7 @@ class EngineService:
         origin: Origin,
         spec: dict[str, Any] | None,
         then: cmd.Command | None,
+        carried: Sequence[cmd.Signal],
     ) -> tuple[ExecutionRow, bool]:
         """The execution, and whether this call created it (False: it existed already)."""
         row = await self.db.run(self.db.store.get_workflow, workflow)
@@ -356,6 +387,7 @@ class EngineService:
             continued_from=origin.continued_from,
             first_run_id=origin.first_run_id,
             run=origin.run,
+            carried_request_ids=origin.carried_request_ids,
         )
         decision = decide(
             definition,
@@ -368,15 +400,21 @@ class EngineService:
         )
         assert decision.state is not None
         raw, input = input, decision.state.input  # with the input schema's defaults filled in
-        if then is not None:
-            following = decide(
-                definition,
-                decision.state,
-                then,
-                now_ms=now,
-                max_history_events=self.max_history_events,
-                max_task_bytes=self.max_task_bytes,
-            )
+        for following_command in ([then] if then is not None else []) + list(carried):
+            try:
+                following = decide(
+                    definition,
+                    decision.state,
+                    following_command,
+                    now_ms=now,
+                    max_history_events=self.max_history_events,
+                    max_task_bytes=self.max_task_bytes,
+                )
+            except CommandRejected as refused:
+                if following_command is then:
+                    raise
+                log.warning("a signal carried over to %s was dropped: %s", execution_id, refused)
+                continue
             decision = Decision(
                 decision.events + following.events,
                 decision.actions + following.actions,

@@ -157,9 +157,13 @@ class Relay:
             continued_from=body["continuedFrom"],
             first_run_id=body["firstRunId"],
             run=body["run"],
+            carried_request_ids=tuple(body.get("requestIds", ())),
         )
+        carried = [cmd.Signal(s["name"], s["data"], sender=s["sender"]) for s in body.get("signals", ())]
         try:
-            await self.engine.start(body["workflow"], body["input"], execution_id=next_id, origin=origin)
+            await self.engine.start(
+                body["workflow"], body["input"], execution_id=next_id, origin=origin, carried=carried
+            )
             return
         except (WorkflowNotFound, InputInvalid, WorkflowInvalid) as exc:
             log.info("run %s starts on its previous run's spec: %s", next_id, exc)
@@ -168,7 +172,7 @@ class Relay:
             log.warning("run %s cannot start: its previous run %s is gone", next_id, body["continuedFrom"])
             return
         await self.engine.start(
-            body["workflow"], body["input"], execution_id=next_id, origin=origin, spec=previous.spec
+            body["workflow"], body["input"], execution_id=next_id, origin=origin, spec=previous.spec, carried=carried
         )
 
     async def _command(self, row: MessageRow) -> None:

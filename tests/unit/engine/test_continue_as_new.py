@@ -33,6 +33,8 @@ def test_a_continue_as_new_step_ends_the_run_and_asks_for_the_next_with_the_new_
         "run": 2,
         "parentId": None,
         "parentStep": None,
+        "signals": [],
+        "requestIds": [],
     }
     assert sim.replayed() == sim.state
 

@@ -148,3 +148,36 @@ async def test_signal_with_start_refused_starts_nothing(engine: EngineService, r
     with pytest.raises(CommandRejected, match="no signal step for a signal named 'nope'"):
         await engine.signal_with_start("greeter", {"name": "a"}, execution_id="g", signal=cmd.Signal("nope"))
     assert await engine.get_execution("g") is None
+
+
+async def test_signals_no_run_took_are_the_next_runs_and_a_resent_one_stays_a_duplicate(
+    engine: EngineService, relay: Relay
+) -> None:
+    await engine.put_workflow(
+        "gated",
+        {
+            "timeline": ["gate", "tick", "again"],
+            "steps": {
+                "gate": {"signal": {"name": "gate"}},
+                "tick": {"signal": {"name": "tick"}},
+                "again": {"continueAsNew": {}},
+            },
+        },
+    )
+    await engine.start("gated", None, execution_id="g")
+    for n in range(3):  # queued: the run waits at its gate
+        await engine.signal("g", cmd.Signal("tick", n, sender="ops", request_id=f"r{n}"))
+    assert await engine.signal("g", cmd.Signal("gate")) == "g"
+    await relay.idle()
+
+    first, second = await engine.state_of("g"), await engine.state_of("g:run-2")
+    assert first.results["tick"]["data"] == 0
+    assert [(s.name, s.data, s.sender) for s in second.signals] == [("tick", 1, "ops"), ("tick", 2, "ops")]
+
+    events = len(await engine.load_history("g:run-2"))
+    assert await engine.signal("g", cmd.Signal("tick", 1, request_id="r1")) == "g:run-2"  # resent: a duplicate
+    assert len(await engine.load_history("g:run-2")) == events
+    await engine.signal("g", cmd.Signal("gate"))
+    await relay.idle()
+    assert (await engine.state_of("g:run-2")).results["tick"]["data"] == 1
+    assert [s.data for s in (await engine.state_of("g:run-3")).signals] == [2]

@@ -64,9 +64,14 @@ async def test_a_schedule_fires_when_the_clock_reaches_its_due_time_and_not_befo
     await clock.advance(0.1)
     first = execution_id("report", START_MS + 10_000)
     await eventually(lambda: engine.get_execution(first), what="the first fire")
+
+    async def recorded() -> bool:  # the fire's state is written just after its start
+        view = await schedules.get("report")
+        return view is not None and view.state.last_due_ms == START_MS + 10_000
+
+    await eventually(recorded, what="the fire recorded")
     view_after = await schedules.get("report")
     assert view_after is not None
-    assert view_after.state.last_due_ms == START_MS + 10_000
     assert view_after.next_fire_at_ms == START_MS + 20_000
 
 

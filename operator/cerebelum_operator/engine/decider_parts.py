@@ -1,0 +1,77 @@
+"""What the decider's construct mixins (`fan_out`, `composition`) may call on the decider.
+
+The mixins hold the rules of one construct family each; `decide._Decider` inherits them all and
+implements what is declared here, so each mixin type-checks against one shared declaration.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..model import StepConfig, WorkflowDefinition
+from . import actions as act
+from . import events as ev
+from .state import ExecutionState
+
+__all__ = ["DeciderParts"]
+
+JSON = Any
+
+
+class DeciderParts:
+    """The decider's attributes and the methods its mixins share; `decide._Decider` defines them."""
+
+    definition: WorkflowDefinition
+    state: ExecutionState
+    now: int
+    max_task_bytes: int
+    max_input_bytes: int
+
+    def emit(self, event: ev.Event) -> int:
+        raise NotImplementedError
+
+    def do(self, action: act.Action) -> None:
+        raise NotImplementedError
+
+    def config(self, step: str) -> StepConfig:
+        raise NotImplementedError
+
+    def variables(self, **extra: JSON) -> dict[str, JSON]:
+        raise NotImplementedError
+
+    def refuse(self, *, duplicate: bool) -> None:
+        raise NotImplementedError
+
+    def park(self, step: str, message: str) -> None:
+        raise NotImplementedError
+
+    def fail_execution(self, reason: str, step: str | None) -> None:
+        raise NotImplementedError
+
+    def overflow(self, step: str, result: JSON) -> str | None:
+        raise NotImplementedError
+
+    def fail_attempt(
+        self,
+        step: str,
+        attempt: int,
+        token: str,
+        error_type: str,
+        message: str,
+        retryable: bool,
+        *,
+        dead_letter: bool = True,
+    ) -> None:
+        raise NotImplementedError
+
+    def succeed(self, step: str, attempt: int, token: str, output: JSON, *, collected: bool = False) -> None:
+        raise NotImplementedError
+
+    def advance(self) -> None:
+        raise NotImplementedError
+
+    def record_refused_jumps(self) -> None:
+        raise NotImplementedError
+
+    def stop_everything(self) -> None:
+        raise NotImplementedError
