@@ -94,6 +94,7 @@ def test_the_default_values_render_a_hardened_operator_on_sqlite_whose_history_o
     assert sorted(c["metadata"]["name"] for c in crds) == [
         "approvals.cerebelum.io",
         "executions.cerebelum.io",
+        "schedules.cerebelum.io",
         "signals.cerebelum.io",
         "workflows.cerebelum.io",
     ]
@@ -210,6 +211,7 @@ def test_helm_install_succeeds_and_uninstall_keeps_the_crds_the_resources_and_th
         assert sorted(kept) == [
             "customresourcedefinition.apiextensions.k8s.io/approvals.cerebelum.io",
             "customresourcedefinition.apiextensions.k8s.io/executions.cerebelum.io",
+            "customresourcedefinition.apiextensions.k8s.io/schedules.cerebelum.io",
             "customresourcedefinition.apiextensions.k8s.io/signals.cerebelum.io",
             "customresourcedefinition.apiextensions.k8s.io/workflows.cerebelum.io",
         ]
@@ -288,13 +290,13 @@ def test_with_watch_namespaces_the_operator_writes_only_through_a_role_in_each_o
         assert subject == {"kind": "ServiceAccount", "name": "cerebelum", "namespace": "cerebelum-system"}
 
 
-def test_the_operator_may_create_executions_for_children_and_read_and_patch_signals_and_nothing_more() -> None:
-    """Issue 17: the least the operator needs for Signals and child Executions (no update, no delete)."""
+def test_the_operator_may_create_executions_and_read_and_patch_signals_and_schedules_and_nothing_more() -> None:
+    """Issue 17: the least the operator needs for Signals, child Executions and Schedules (no update, no delete)."""
     for values in ((), ("--set", "watchNamespaces={team-a}")):
         docs = documents(render(*values, "--show-only", "templates/rbac.yaml"))
         roles = by_kind(docs, "Role" if values else "ClusterRole")
         granted = {rule for role in roles for rule in rules_of(role) if rule[0] == "cerebelum.io"}
-        kinds = ("workflows", "executions", "approvals", "signals")
+        kinds = ("workflows", "executions", "approvals", "signals", "schedules")
         assert granted == {
             *(("cerebelum.io", kind, verb) for kind in kinds for verb in ("get", "list", "watch", "patch")),
             ("cerebelum.io", "executions", "create"),

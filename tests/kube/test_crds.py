@@ -59,18 +59,24 @@ def table(control_plane: ControlPlane, namespace: str, resource: str) -> list[li
 # ------------------------------------------------------------------------------------- accepted
 
 
-ALL_FOUR = ["approvals.cerebelum.io", "executions.cerebelum.io", "signals.cerebelum.io", "workflows.cerebelum.io"]
+ALL_FIVE = [
+    "approvals.cerebelum.io",
+    "executions.cerebelum.io",
+    "schedules.cerebelum.io",
+    "signals.cerebelum.io",
+    "workflows.cerebelum.io",
+]
 
 
-def test_the_four_crds_are_accepted_and_established(control_plane: ControlPlane, crds: list[str]) -> None:
-    assert sorted(crds) == ALL_FOUR
+def test_the_five_crds_are_accepted_and_established(control_plane: ControlPlane, crds: list[str]) -> None:
+    assert sorted(crds) == ALL_FIVE
     for name in crds:
         crd = json.loads(kubectl(control_plane, "get", "crd", name, "-o", "json").stdout)
         conditions = {c["type"]: c["status"] for c in crd["status"]["conditions"]}
         assert conditions["NamesAccepted"] == "True", name
         assert conditions["Established"] == "True", name
     resources = kubectl(control_plane, "api-resources", "--api-group=cerebelum.io", "-o", "name").stdout.split()
-    assert sorted(resources) == ALL_FOUR
+    assert sorted(resources) == ALL_FIVE
 
 
 def test_the_provision_example_passes_server_side_dry_run_with_the_crd_defaults_filled_in(
@@ -92,7 +98,7 @@ def test_every_example_in_the_crd_reference_passes_server_side_dry_run(
 ) -> None:
     examples = re.findall(r"```yaml\n(.*?)```", REFERENCE.read_text(), flags=re.DOTALL)
 
-    assert len(examples) == 4
+    assert len(examples) == 5
     for example in examples:
         result = kubectl(control_plane, "apply", "--dry-run=server", "-n", namespace, "-f", "-", input=example)
         assert result.returncode == 0, example + result.stderr

@@ -37,6 +37,7 @@ __all__ = [
     "ChildRefused",
     "Owner",
     "child_body",
+    "owned_execution_body",
     "owner_of",
     "verify_child",
 ]
@@ -68,11 +69,11 @@ class Owner:
     uid: str
 
 
-def owner_of(owners: Sequence[Mapping[str, JSON]]) -> Owner | None:
-    """The controlling owner when it is an Execution of this API group, else None."""
+def owner_of(owners: Sequence[Mapping[str, JSON]], *, kind: str = "Execution") -> Owner | None:
+    """The controlling owner when it is a `kind` (an Execution, or a Schedule) of this API group, else None."""
     for owner in owners:
         group = str(owner.get("apiVersion", "")).split("/", 1)[0]
-        if owner.get("kind") == "Execution" and group == API_VERSION.split("/", 1)[0] and owner.get("controller"):
+        if owner.get("kind") == kind and group == API_VERSION.split("/", 1)[0] and owner.get("controller"):
             return Owner(str(owner.get("name")), str(owner.get("uid")))
     return None
 
@@ -122,7 +123,30 @@ async def verify_child(
 
 def child_body(parent: ObjectRef, *, child_id: str, step: str, workflow: str, input: JSON) -> dict[str, JSON]:
     """The Execution object of a child: owned by `parent`, annotated with the child's engine id."""
-    annotations = {CHILD_ANNOTATION: child_id, PARENT_STEP_ANNOTATION: step}
+    return owned_execution_body(
+        parent,
+        name=child_object_name(parent.name, step, child_id),
+        execution_id=child_id,
+        labels={PARENT_LABEL: parent.uid},
+        annotations={PARENT_STEP_ANNOTATION: step},
+        workflow=workflow,
+        input=input,
+    )
+
+
+def owned_execution_body(
+    owner: ObjectRef,
+    *,
+    name: str,
+    execution_id: str,
+    labels: Mapping[str, str],
+    annotations: Mapping[str, str],
+    workflow: str,
+    input: JSON,
+) -> dict[str, JSON]:
+    """An Execution object viewing engine execution `execution_id`, controlled by `owner` (an
+    Execution or a Schedule of this group), its input copied up to `MAX_CHILD_INPUT_BYTES`."""
+    annotations = {CHILD_ANNOTATION: execution_id, **annotations}
     spec: dict[str, JSON] = {"workflow": workflow}
     size = len(json.dumps(input, separators=(",", ":"), ensure_ascii=False).encode())
     if size <= MAX_CHILD_INPUT_BYTES:
@@ -133,16 +157,16 @@ def child_body(parent: ObjectRef, *, child_id: str, step: str, workflow: str, in
         "apiVersion": API_VERSION,
         "kind": "Execution",
         "metadata": {
-            "name": child_object_name(parent.name, step, child_id),
-            "namespace": parent.namespace,
-            "labels": {PARENT_LABEL: parent.uid},
+            "name": name,
+            "namespace": owner.namespace,
+            "labels": dict(labels),
             "annotations": annotations,
             "ownerReferences": [
                 {
                     "apiVersion": API_VERSION,
-                    "kind": "Execution",
-                    "name": parent.name,
-                    "uid": parent.uid,
+                    "kind": owner.kind,
+                    "name": owner.name,
+                    "uid": owner.uid,
                     "controller": True,
                 }
             ],

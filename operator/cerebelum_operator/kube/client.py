@@ -43,6 +43,7 @@ __all__ = [
     "KubeApi",
     "NoKubeConfig",
     "ObjectRef",
+    "Schedule",
     "Signal",
     "Workflow",
     "event_name",
@@ -58,8 +59,15 @@ Workflow = create_namespaced_resource(GROUP, VERSION, "Workflow", "workflows")
 Execution = create_namespaced_resource(GROUP, VERSION, "Execution", "executions")
 Approval = create_namespaced_resource(GROUP, VERSION, "Approval", "approvals")
 Signal = create_namespaced_resource(GROUP, VERSION, "Signal", "signals")
+Schedule = create_namespaced_resource(GROUP, VERSION, "Schedule", "schedules")
 
-_RESOURCES: dict[str, Any] = {"Execution": Execution, "Approval": Approval, "Workflow": Workflow, "Signal": Signal}
+_RESOURCES: dict[str, Any] = {
+    "Execution": Execution,
+    "Approval": Approval,
+    "Workflow": Workflow,
+    "Signal": Signal,
+    "Schedule": Schedule,
+}
 
 CONTROLLER_NAME = "cerebelum.io/operator"
 _MAX_NAME = 253  # a DNS-1123 subdomain

@@ -21,7 +21,9 @@ from pydantic import BaseModel
 from pydantic.json_schema import GenerateJsonSchema, JsonSchemaValue
 from pydantic_core import core_schema
 
+from ..engine.schedule_spec import ScheduleSpec
 from ..model.spec import WorkflowSpec
+from .names import MAX_NAME_LENGTH, NAME_PATTERN
 from .resources import (
     GROUP,
     VERSION,
@@ -29,6 +31,7 @@ from .resources import (
     ApprovalStatus,
     ExecutionSpec,
     ExecutionStatus,
+    ScheduleStatus,
     SignalSpec,
     SignalStatus,
     WorkflowStatus,
@@ -311,6 +314,27 @@ def _workflow_spec() -> dict[str, Any]:
     return spec
 
 
+def _schedule_spec() -> dict[str, Any]:
+    """The engine's ScheduleSpec, with `workflow` a Workflow's name in the Schedule's namespace, never a path."""
+    spec = structural_schema(ScheduleSpec)
+    spec["description"] = (
+        "When to start which Workflow of this namespace with which input; what to do when fires overlap or"
+        " were missed. Changing it fires from now on (past due times of the new timing are not caught up)."
+    )
+    workflow = _node(spec, "workflow")
+    workflow.clear()
+    workflow.update(
+        {
+            "type": "string",
+            "description": "Name of a Workflow in this namespace (a name, not a path).",
+            "pattern": NAME_PATTERN,
+            "minLength": 1,
+            "maxLength": MAX_NAME_LENGTH,
+        }
+    )
+    return _tidy(spec)
+
+
 def _status(model: type[BaseModel]) -> dict[str, Any]:
     status = structural_schema(model)
     conditions = _node(status, "conditions")
@@ -381,7 +405,7 @@ def _crd(
 
 
 def build_crds() -> list[dict[str, Any]]:
-    """The Workflow, Execution, Approval and Signal CRDs (apiextensions.k8s.io/v1), in that order."""
+    """The Workflow, Execution, Approval, Signal and Schedule CRDs (apiextensions.k8s.io/v1), in that order."""
     return [
         _crd(
             kind="Workflow",
@@ -454,5 +478,28 @@ def build_crds() -> list[dict[str, Any]]:
                 _column("Run-ID", ".status.runId", wide=True),
                 _column("Message", ".status.message", wide=True),
             ],
+        ),
+        _crd(
+            kind="Schedule",
+            plural="schedules",
+            purpose="Starts a Workflow of this namespace on a cron expression (in a time zone) or at an interval;"
+            " each fire is an Execution owned by the Schedule. Durable: it fires once per due time across"
+            " restarts of the operator.",
+            spec=_schedule_spec(),
+            status=_status(ScheduleStatus),
+            columns=[
+                _column("Workflow", ".spec.workflow"),
+                _column("Schedule", ".status.schedule"),
+                _column("Timezone", ".spec.timezone"),
+                _column("Paused", ".spec.paused", "boolean"),
+                _column("Last-Fire", ".status.lastFireTime", "date"),
+                _column("Next-Fire", ".status.nextFireTime"),
+                _column("Age", ".metadata.creationTimestamp", "date"),
+                _column("Ready", f"{_READY}.status", wide=True),
+                _column("Last-Execution", ".status.lastExecution", wide=True),
+                _column("Note", ".spec.note", wide=True),
+                _column("Message", f"{_READY}.message", wide=True),
+            ],
+            short_names=("sched",),
         ),
     ]

@@ -78,4 +78,20 @@ def build_registry(reconciler: Reconciler) -> kopf.OperatorRegistry:
             raise kopf.TemporaryError(str(wait), delay=wait.delay_s) from None
         await apply(outcome, view, "Signal", patch)
 
+    @kopf.on.resume(GROUP, VERSION, "schedules", registry=registry)
+    @kopf.on.create(GROUP, VERSION, "schedules", registry=registry)
+    @kopf.on.update(GROUP, VERSION, "schedules", field="spec", registry=registry)
+    async def schedule_changed(body: kopf.Body, patch: kopf.Patch, retry: int, **_: Any) -> None:
+        view = ObjectView.of(body)
+        try:
+            outcome = await reconciler.schedule_changed(view, first_attempt=retry == 0)
+        except Retry as wait:
+            raise kopf.TemporaryError(str(wait), delay=wait.delay_s) from None
+        await apply(outcome, view, "Schedule", patch)
+
+    # A finalizer (kopf's, named ours): the engine's schedule must stop before the object goes.
+    @kopf.on.delete(GROUP, VERSION, "schedules", registry=registry)
+    async def schedule_deleted(body: kopf.Body, **_: Any) -> None:
+        await reconciler.schedule_deleted(ObjectView.of(body))
+
     return registry

@@ -2,7 +2,7 @@
 
 Start order is what makes resurrection safe: take the Lease first (so no second instance
 dispatches), then start the engine, which reloads leases, tasks and timers from the store, then
-let kopf list every Workflow, Execution, Approval and Signal and reconcile each again.
+let kopf list every Workflow, Execution, Approval, Signal and Schedule and reconcile each again.
 """
 
 from __future__ import annotations
@@ -210,6 +210,8 @@ async def _lead(
             writes=writes,
             approvers=await _approver_check(config, api, clock),
             max_payload_bytes=config.server.max_payload_bytes,
+            schedules=server.schedules,
+            schedule_status_interval_s=config.status_interval_s,
         )
         if labeler is not None and not await labeler.ensure(LEADER, until=stop):
             return 0  # stopped while the label could not be written; the finally block cleans up
@@ -241,6 +243,8 @@ async def _lead(
             steps.insert(0, ("status writer", writer.stop))
         if reconciler is not None:
             steps.insert(0, ("child objects", reconciler.children.stop))
+            if reconciler.schedule_objects is not None:
+                steps.insert(0, ("schedule objects", reconciler.schedule_objects.stop))
         if labeler is not None:
             # `standby` before the Lease goes: the Service stops sending workers here before a
             # successor can label itself `leader` (best effort: the pod is going away anyway).

@@ -15,13 +15,15 @@ from ..engine import CommandRejected
 from ..engine import commands as cmd
 from ..engine import events as ev
 from ..model import InputInvalid, WorkflowInvalid
-from ..runtime import Clock, EngineService, ExecutionNotFound, WorkflowKey
+from ..runtime import Clock, EngineService, ExecutionNotFound, ScheduleInvalid, ScheduleService, WorkflowKey
+from ..runtime.schedules import parse_spec
 from .approvers import ApproverCheck, Unreachable
 from .children import CHILD_ANNOTATION, ChildObjects, ChildRefused, owner_of, verify_child
-from .client import Execution, KubeApi, ObjectRef, Workflow
+from .client import Execution, KubeApi, ObjectRef, Schedule, Workflow
 from .names import InvalidName, namespace_name, object_name
 from .projection import condition
 from .rate_limit import TokenBucket
+from .schedules import ScheduleObjects, project_schedule, schedule_key, verify_scheduled
 from .signals import deliver_signal
 from .status_writer import TERMINAL_PHASES, StatusWriter
 from .views import ObjectView, Outcome, Retry, json_size, plain, too_large, with_condition
@@ -41,6 +43,17 @@ def workflow_key(namespace: str, name: str) -> str:
     key itself is the runtime's `WorkflowKey`, which the dispatcher reads the namespace back from.
     """
     return str(WorkflowKey(namespace_name(namespace), object_name(name, field="workflow name")))
+
+
+def _spec_problem(invalid: Exception) -> str:
+    """A refused Schedule spec, its fields named as in the object (`spec.cron`)."""
+    text = str(invalid)
+    prefix = "schedule spec is not valid: "
+    if text.startswith(prefix):
+        text = prefix + "; ".join(
+            problem if problem.startswith("spec") else f"spec.{problem}" for problem in text[len(prefix) :].split("; ")
+        )
+    return text
 
 
 def _ready_status(view: ObjectView) -> str | None:
@@ -75,8 +88,11 @@ class Reconciler:
         approvers: ApproverCheck,
         writes: TokenBucket | None = None,
         max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
+        schedules: ScheduleService | None = None,
+        schedule_status_interval_s: float = 1.0,
     ) -> None:
-        """`writes`: the API write budget; the status writer's bucket unless one is given to both."""
+        """`writes`: the API write budget; the status writer's bucket unless one is given to both;
+        `schedules`: the engine's schedule service, for Schedule objects (none: they are refused)."""
         self.engine = engine
         self.api = api
         self.writer = writer
@@ -85,6 +101,14 @@ class Reconciler:
         self.writes = writes if writes is not None else writer.bucket
         self.max_payload_bytes = max_payload_bytes
         self.children = ChildObjects(engine, api, writer, bucket=self.writes)
+        self.schedules = schedules
+        self.schedule_objects = (
+            None
+            if schedules is None
+            else ScheduleObjects(
+                schedules, engine, api, bucket=self.writes, clock=clock, min_interval_s=schedule_status_interval_s
+            )
+        )
         self._stored_specs: dict[str, dict[str, JSON]] = {}
 
     # -- Workflow ------------------------------------------------------------------------
@@ -208,6 +232,9 @@ class Reconciler:
         await self.children.ensure_children(execution.ref("Execution"), engine_id)
         if execution.status.get("executionId") == engine_id:
             return Outcome()  # seen before (a resume)
+        scheduler = owner_of(execution.owners, kind="Schedule")
+        if scheduler is not None:
+            return Outcome(event=("Normal", "Started", f"execution {engine_id} started by schedule {scheduler.name}"))
         parent = owner.name if owner is not None else "?"
         return Outcome(event=("Normal", "Started", f"child execution {engine_id} of {parent} started"))
 
@@ -217,6 +244,20 @@ class Reconciler:
         claimed = execution.annotations.get(CHILD_ANNOTATION)
         if claimed is None:
             return execution.uid
+        scheduler = owner_of(execution.owners, kind="Schedule")
+        if scheduler is not None:
+            try:
+                scheduler_name = object_name(scheduler.name, field="ownerReferences[].name")
+            except InvalidName as invalid:
+                raise ChildRefused(str(invalid)) from None
+            found = await self.api.get(Schedule, execution.namespace, scheduler_name)
+            return await verify_scheduled(
+                self.engine,
+                namespace=execution.namespace,
+                claimed=claimed,
+                owner=scheduler,
+                owner_found=found is not None and str(found["metadata"].get("uid")) == scheduler.uid,
+            )
         owner = owner_of(execution.owners)
         owner_engine_id = None
         if owner is not None:
@@ -268,6 +309,77 @@ class Reconciler:
             where = f"{execution.namespace}/{execution.name}"
             log.info("cancelled %s: its Execution %s was deleted", run, where)
         self.writer.forget(engine_id)
+
+    # -- Schedule ------------------------------------------------------------------------
+
+    async def schedule_changed(self, schedule: ObjectView, *, first_attempt: bool) -> Outcome:
+        """Put the Schedule into the engine's schedule service (an unchanged spec changes nothing).
+
+        Its Workflow is stored first (a fire starts it from the store); an invalid spec is
+        refused with a Ready condition naming the field, and the engine keeps what it had.
+        """
+        now = self.clock.now_ms()
+        if self.schedules is None or self.schedule_objects is None:
+            return self._schedule_ready(schedule, "False", "Unsupported", "this operator runs no schedule service", now)
+        try:
+            key = schedule_key(schedule.namespace, schedule.name)
+            workflow_name = object_name(schedule.spec.get("workflow"), field="spec.workflow")
+            spec = parse_spec({**schedule.spec, "workflow": workflow_key(schedule.namespace, workflow_name)})
+        except (InvalidName, ScheduleInvalid, ValueError) as invalid:
+            return self._schedule_ready(schedule, "False", "InvalidSpec", _spec_problem(invalid), now, warn=True)
+        workflow = await self.api.get(Workflow, schedule.namespace, workflow_name)
+        if workflow is None:
+            message = f"workflow {workflow_name!r} not found in namespace {schedule.namespace}: apply it first"
+            if first_attempt:
+                await self.writes.take()
+                await self.api.patch_status(
+                    schedule.ref("Schedule"),
+                    self._schedule_ready(schedule, "False", "WorkflowNotFound", message, now).status,
+                )
+            raise Retry(message, delay_s=5.0)
+        workflow_spec = plain(workflow.get("spec") or {})
+        try:
+            self.engine.definition_for(workflow_spec)
+        except WorkflowInvalid as invalid:
+            message = f"workflow {workflow_name!r} is invalid: {invalid}"
+            if first_attempt:
+                await self.writes.take()
+                await self.api.patch_status(
+                    schedule.ref("Schedule"),
+                    self._schedule_ready(schedule, "False", "WorkflowInvalid", message, now).status,
+                )
+            raise Retry(message, delay_s=30.0) from None
+        await self._store_workflow(spec.workflow, workflow_spec)
+        self.schedule_objects.register(key, schedule.ref("Schedule"), status=schedule.status)
+        view = await self.schedules.put(key, spec)
+        await self.schedule_objects.ensure(key)
+        message = (
+            "paused: " + (view.spec.note or "no note")
+            if view.spec.paused
+            else f"fires {project_schedule(view, schedule_name=schedule.name)['schedule']}"
+        )
+        outcome = self._schedule_ready(schedule, "True", "Scheduled", message, now)
+        outcome.status.update(project_schedule(view, schedule_name=schedule.name))
+        return outcome
+
+    async def schedule_deleted(self, schedule: ObjectView) -> None:
+        """Stop firing; the Executions it started go on (Kubernetes deletes them with it, which cancels them)."""
+        if self.schedules is None or self.schedule_objects is None:
+            return
+        key = schedule_key(schedule.namespace, schedule.name)
+        self.schedule_objects.forget(key)
+        if await self.schedules.delete(key):
+            log.info("schedule %s deleted: it fires no more", key)
+
+    def _schedule_ready(
+        self, schedule: ObjectView, value: str, reason: str, message: str, now: int, *, warn: bool = False
+    ) -> Outcome:
+        update = condition("Ready", value, reason, message, now_ms=now, generation=schedule.generation)
+        status = self._conditions(schedule, update)
+        previous = {c.get("type"): c for c in schedule.status.get("conditions") or [] if isinstance(c, Mapping)}
+        changed = (previous.get("Ready") or {}).get("message") != message
+        event = ("Warning", reason, message) if warn and changed else None
+        return Outcome(status=status, event=event)
 
     # -- Approval ------------------------------------------------------------------------
 

@@ -28,6 +28,8 @@ __all__ = [
     "ParentStatus",
     "PendingApprovalStatus",
     "RecentEvent",
+    "ScheduleFireStatus",
+    "ScheduleStatus",
     "SignalSpec",
     "SignalStatus",
     "StepStatus",
@@ -251,4 +253,51 @@ class SignalStatus(_Resource):
     )
     handled_at: str | None = Field(default=None, description="RFC 3339 time it was delivered or refused.")
     conditions: list[Condition] = Field(default_factory=list)
+    observed_generation: int | None = None
+
+
+class ScheduleFireStatus(_Resource):
+    """One settled due time of a Schedule (or several consecutive missed ones)."""
+
+    due_time: str = Field(description="RFC 3339 due time (the last one, for several missed ones).")
+    fired_at: str = Field(description="RFC 3339 time it was settled.")
+    outcome: Literal["started", "triggered", "skipped", "buffered", "missed", "failed"] = Field(
+        description="started, triggered (by hand), skipped (overlap), buffered (bufferOne), missed (later than"
+        " the catch-up window) or failed (the start was refused)."
+    )
+    execution_id: str | None = Field(default=None, description="The engine id of the execution it started.")
+    execution: str | None = Field(
+        default=None, description="The Execution object of that execution, in this namespace, owned by this Schedule."
+    )
+    reason: str | None = Field(default=None, description="Why it was skipped, missed or failed, cut when long.")
+    count: int | None = Field(default=None, description="How many consecutive due times were missed, when more than 1.")
+
+
+class ScheduleStatus(_Resource):
+    """The schedule as the engine keeps it: the last and next fire times, counts and the latest fires."""
+
+    schedule: str | None = Field(
+        default=None, description="The timing in one line: the cron expression, or every <interval>."
+    )
+    paused: bool | None = Field(default=None, description="Whether it fires nothing (spec.paused, as accepted).")
+    note: str | None = Field(default=None, description="Why it is paused.")
+    last_fire_time: str | None = Field(default=None, description="RFC 3339 time the last execution was started.")
+    last_due_time: str | None = Field(default=None, description="RFC 3339 due time of the last execution started.")
+    last_execution: str | None = Field(default=None, description="The engine id of the last execution started.")
+    next_fire_time: str | None = Field(
+        default=None,
+        description="RFC 3339 time it fires next (the due time plus its jitter); none when paused or over.",
+    )
+    next_due_time: str | None = Field(default=None, description="RFC 3339 next due time.")
+    started: int | None = Field(default=None, description="Executions started (by due times and by hand).")
+    skipped: int | None = Field(default=None, description="Due times the overlap policy skipped.")
+    missed: int | None = Field(default=None, description="Due times later than the catch-up window, dropped.")
+    failed: int | None = Field(default=None, description="Starts the engine refused.")
+    recent_fires: list[ScheduleFireStatus] = Field(
+        default_factory=list, description="The latest settled due times, oldest first (at most 10)."
+    )
+    conditions: list[Condition] = Field(
+        default_factory=list,
+        description="Ready: True (Scheduled), or False (InvalidSpec, WorkflowNotFound, WorkflowInvalid) saying why.",
+    )
     observed_generation: int | None = None

@@ -1,7 +1,7 @@
 """The schedule service: the pure core (`engine.schedules`) on the store, the engine and the clock.
 
-It is also the one door to schedules for the layers above (the API, and later the `Schedule`
-reconciler, which will call `put` and `delete` with keys ``namespace/name``), as `EngineService`
+It is also the one door to schedules for the layers above (the API, and the `Schedule`
+reconciler, which calls `put` and `delete` with keys ``namespace/name``), as `EngineService`
 is for workflows and executions: every write is serialised per schedule here, so a fire and a
 pause never race, and the store's revision check catches anything else.
 
@@ -31,9 +31,11 @@ from .database import Database
 from .engine_service import EngineService, ExecutionConflict, ExecutionNotFound, WorkflowNotFound
 from .wakeup import Wakeup
 
-__all__ = ["ScheduleInvalid", "ScheduleNotFound", "ScheduleService", "ScheduleView", "parse_spec"]
+__all__ = ["Listener", "ScheduleInvalid", "ScheduleNotFound", "ScheduleService", "ScheduleView", "parse_spec"]
 
 Change = Callable[[ScheduleSpec, ScheduleState, int], tuple[ScheduleSpec, ScheduleState]]
+#: Told of every schedule written (a fire, a skip, a put, a pause...), with its view, after the write.
+Listener = Callable[["ScheduleView"], None]
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +87,22 @@ class ScheduleService:
         self._locks: dict[str, asyncio.Lock] = {}
         self._wakeup = Wakeup(clock=clock)
         self._task: asyncio.Task[None] | None = None
+        self._listeners: list[Listener] = []
         engine.add_change_listener(self._on_change)
+
+    def add_listener(self, listener: Listener) -> None:
+        """Call ``listener(view)`` after each write of a schedule (synchronously: it must not block)."""
+        self._listeners.append(listener)
+
+    def _written(self, row: ScheduleRow) -> ScheduleRow:
+        if self._listeners:
+            view = self._view(row)
+            for listener in self._listeners:
+                try:
+                    listener(view)
+                except Exception:
+                    log.exception("a schedule listener failed on %s", row.key)
+        return row
 
     # -- lifecycle -------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -115,6 +132,7 @@ class ScheduleService:
                 next_fire_at_ms=self._next_fire_at(key, spec, state),
                 now_ms=now,
             )
+            self._written(row)
             self._plan_soon(key)
         return self._view(row)
 
@@ -137,6 +155,7 @@ class ScheduleService:
                     next_fire_at_ms=self._next_fire_at(key, spec, state),
                     now_ms=now,
                 )
+                self._written(row)
             elif parse_spec(row.spec) != spec:
                 row = await self._rewrite(key, lambda _spec, state, now: (spec, state.settled_until(now)))
             self._plan_soon(key)
@@ -267,7 +286,7 @@ class ScheduleService:
         )
         if stored is None:  # only this service writes, under the key's lock: someone else is on the store
             raise StoreError(f"schedule {row.key!r} changed under this engine (revision {row.revision})")
-        return stored
+        return self._written(stored)
 
     async def _running(self, execution_id: str | None) -> bool:
         if execution_id is None:
@@ -309,7 +328,7 @@ class ScheduleService:
                 now_ms=now,
             )
             if written is not None:
-                return written
+                return self._written(written)
         raise StoreError(f"schedule {key!r} kept changing; try again")
 
     @staticmethod

@@ -215,10 +215,10 @@ def test_a_union_of_two_models_is_left_unchecked_rather_than_half_checked() -> N
 # ------------------------------------------------------------------------------ CRD objects, files
 
 
-def test_the_four_crds_are_namespaced_with_one_served_stored_version_a_status_subresource_and_a_category() -> None:
+def test_the_five_crds_are_namespaced_with_one_served_stored_version_a_status_subresource_and_a_category() -> None:
     crds = crds_by_kind()
 
-    assert sorted(crds) == ["Approval", "Execution", "Signal", "Workflow"]
+    assert sorted(crds) == ["Approval", "Execution", "Schedule", "Signal", "Workflow"]
     for kind, crd in crds.items():
         names = crd["spec"]["names"]
         assert crd["apiVersion"] == "apiextensions.k8s.io/v1"
@@ -345,6 +345,7 @@ def test_the_committed_crd_files_equal_build_crds_and_say_they_are_generated() -
     assert [p.name for p in committed] == [
         "approvals.cerebelum.io.yaml",
         "executions.cerebelum.io.yaml",
+        "schedules.cerebelum.io.yaml",
         "signals.cerebelum.io.yaml",
         "workflows.cerebelum.io.yaml",
     ]
