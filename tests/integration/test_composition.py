@@ -198,11 +198,14 @@ def test_hello_continue_as_new_runs_ten_runs_across_an_engine_sigkill_each_run_o
         runs = sorted(e.id for e in again.list(limit=100))
         last = again.get("loop:run-11")
         first = again.get("loop")
+    described = run_cli(engine, "describe", "loop").stdout  # the chain's latest run, and its runs
 
     assert runs == sorted(["loop", *(f"loop:run-{n}" for n in range(2, 12))])
     assert last.output == 10
     assert (last.run, last.first_run_id, last.continued_from) == (11, "loop", "loop:run-10")
     assert (first.phase, first.continued_as) == ("ContinuedAsNew", "loop:run-2")
+    assert "Execution loop:run-11" in described
+    assert "Runs:      loop, …, loop:run-8, loop:run-9, loop:run-10, loop:run-11" in described
 
 
 def _exists(client: Client, execution_id: str) -> bool:

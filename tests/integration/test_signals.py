@@ -389,5 +389,6 @@ def test_cli_wait_follows_the_chain_and_reports_the_run_itself_with_this_run(
     assert described.returncode == 0, shown(described)
     assert f"Execution {second.id}" in described.stdout
     assert f"Run:       2 of the chain {first.id} (continued from {first.id})" in described.stdout
+    assert f"Runs:      {first.id}, {second.id}" in described.stdout
     assert chain_end.returncode == 0, shown(chain_end)
     assert chain_end.stdout.splitlines()[0] == f"execution/{second.id} Succeeded", shown(chain_end)

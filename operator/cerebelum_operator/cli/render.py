@@ -14,6 +14,8 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from ..engine.ids import next_run_id
+
 __all__ = [
     "Output",
     "console",
@@ -242,8 +244,20 @@ def _show_links(execution: Any) -> None:
         if execution.continued_as:
             where += f"; continued as {execution.continued_as}"
         console.print(Text(printable(where)))
+        console.print(Text(printable(f"  Runs:      {_runs(execution)}")))
     if execution.parent_id:
         console.print(Text(printable(f"  Parent:    {execution.parent_id} (its step {execution.parent_step})")))
+
+
+def _runs(execution: Any) -> str:
+    """The chain's runs up to this one (and the next, if it continued): their ids are deterministic."""
+    last = execution.run + (1 if execution.continued_as else 0)
+    numbers = list(range(1, last + 1))
+    if len(numbers) > 6:
+        numbers = [1, 0, *numbers[-4:]]  # 0: the runs left out
+    first = execution.first_run_id
+    names = [first if n == 1 else "…" if n == 0 else next_run_id(first, n) for n in numbers]
+    return ", ".join(names)
 
 
 def _show_signals(execution: Any) -> None:
