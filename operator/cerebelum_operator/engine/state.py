@@ -279,6 +279,8 @@ class ExecutionState:
     completed: list[str] = field(default_factory=list)
     fan_outs: dict[str, FanOut] = field(default_factory=dict)  # forEach steps running, by step
     # Signals received and not taken yet, oldest first; their request ids (all, for duplicates).
+    # These two and `children` grow with the execution: `clone` shares them, so `apply_event`
+    # replaces them instead of changing them in place (a decision copies none of them).
     signals: list[QueuedSignal] = field(default_factory=list)
     signal_bytes: int = 0
     signal_request_ids: dict[str, None] = field(default_factory=dict)  # in the order received
@@ -326,10 +328,7 @@ class ExecutionState:
             vars=dict(self.vars),
             completed=list(self.completed),
             fan_outs={name: fan.copy() for name, fan in self.fan_outs.items()},
-            signals=list(self.signals),
-            signal_request_ids=dict(self.signal_request_ids),
             signal_waits=dict(self.signal_waits),
-            children=list(self.children),
             live_children=dict(self.live_children),
         )
 
@@ -428,9 +427,12 @@ def _settle_in_flight(state: ExecutionState, at_ms: int) -> None:
     state.sleeps.clear()
     state.fan_outs.clear()
     state.signal_waits.clear()
-    for index in state.live_children.values():  # the parent asked for their cancel, or left them
-        link = state.children[index]
-        state.children[index] = replace(link, phase="Abandoned" if link.abandon else "Cancelled")
+    if state.live_children:  # the parent asked for their cancel, or left them
+        children = list(state.children)
+        for index in state.live_children.values():
+            link = children[index]
+            children[index] = replace(link, phase="Abandoned" if link.abandon else "Cancelled")
+        state.children = children
     state.live_children.clear()
 
 
@@ -454,7 +456,8 @@ def apply_event(state: ExecutionState, definition: WorkflowDefinition, recorded:
             state.created_at_ms = at
             _set_deadline(state, event.deadline_ms, recorded.seq)
             state.parent_id, state.parent_step = event.parent_id, event.parent_step
-            state.signal_request_ids.update(dict.fromkeys(event.carried_request_ids or ()))
+            if event.carried_request_ids:
+                state.signal_request_ids = dict.fromkeys(event.carried_request_ids)
             state.continued_from, state.first_run_id, state.run = event.continued_from, event.first_run_id, event.run
         case StepScheduled():
             step = state.step(event.step)
@@ -589,10 +592,10 @@ def apply_event(state: ExecutionState, definition: WorkflowDefinition, recorded:
             state.approvals.pop(event.step, None)
         case SignalReceived():
             size = json_size(event.data)
-            state.signals.append(QueuedSignal(recorded.seq, event.name, event.data, event.sender, at, size))
+            state.signals = [*state.signals, QueuedSignal(recorded.seq, event.name, event.data, event.sender, at, size)]
             state.signal_bytes += size
             if event.request_id is not None:
-                state.signal_request_ids[event.request_id] = None
+                state.signal_request_ids = {**state.signal_request_ids, event.request_id: None}
         case SignalWaitStarted():
             _engine_attempt(state, definition, event.step, StepPhase.WAITING_FOR_SIGNAL, at)
             state.signal_waits[event.step] = SignalWaiting(
@@ -604,7 +607,7 @@ def apply_event(state: ExecutionState, definition: WorkflowDefinition, recorded:
             state.signal_waits.pop(event.step, None)
             for index, queued in enumerate(state.signals):
                 if queued.seq == event.signal_seq:
-                    del state.signals[index]
+                    state.signals = state.signals[:index] + state.signals[index + 1 :]
                     state.signal_bytes -= queued.size
                     break
         case SignalWaitTimedOut():
@@ -612,11 +615,15 @@ def apply_event(state: ExecutionState, definition: WorkflowDefinition, recorded:
         case ChildStarted():
             _engine_attempt(state, definition, event.step, StepPhase.RUNNING, at)
             state.live_children[event.step] = len(state.children)
-            state.children.append(ChildLink(event.step, event.child_id, event.workflow, abandon=event.abandon))
+            state.children = [
+                *state.children,
+                ChildLink(event.step, event.child_id, event.workflow, abandon=event.abandon),
+            ]
         case ChildEnded():
             index = state.live_children.pop(event.step, -1)
             if index >= 0:
-                state.children[index] = replace(state.children[index], phase=event.phase)
+                ended = replace(state.children[index], phase=event.phase)
+                state.children = [*state.children[:index], ended, *state.children[index + 1 :]]
         case ExecutionContinuedAsNew():
             state.ending = None
             state.phase = ExecutionPhase.CONTINUED_AS_NEW
