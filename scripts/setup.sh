@@ -27,6 +27,10 @@ LOCK="$ROOT/requirements.lock"
 want="$(cat "$ROOT/pyproject.toml" "$ROOT/worker-sdk/python/pyproject.toml" "$LOCK" | sha256sum | cut -c1-16)"
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   echo "setup: installing cerebelum (SDK, engine, dev and benchmark tools) from requirements.lock"
+  # The locked pip first: the one a new venv bundles (23.x on Debian's 3.11) refuses a hashed lock
+  # whose packages ask for extras of a pinned package as soon as a newer release of it is published.
+  awk '/^pip==/ {p = 1; print; next} p && /^[[:space:]]/ {print; next} {p = 0}' "$LOCK" > "$VENV/pip.lock"
+  "$VENV/bin/python" -m pip install --quiet --require-hashes --no-deps -r "$VENV/pip.lock"
   "$VENV/bin/python" -m pip install --quiet --require-hashes -r "$LOCK"
   "$VENV/bin/python" -m pip install --quiet --no-deps --no-build-isolation -e "$ROOT/worker-sdk/python" -e "$ROOT"
   echo "$want" > "$stamp"
