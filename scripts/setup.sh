@@ -29,7 +29,15 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   echo "setup: installing cerebelum (SDK, engine, dev and benchmark tools) from requirements.lock"
   # The locked pip first: the one a new venv bundles (23.x on Debian's 3.11) refuses a hashed lock
   # whose packages ask for extras of a pinned package as soon as a newer release of it is published.
-  awk '/^pip==/ {p = 1; print; next} p && /^[[:space:]]/ {print; next} {p = 0}' "$LOCK" > "$VENV/pip.lock"
+  # (pure bash: setup needs nothing beyond coreutils before the venv exists)
+  in_pip=0
+  while IFS= read -r line; do
+    case "$line" in
+      pip==*) in_pip=1; printf '%s\n' "$line" ;;
+      [[:space:]]*) if [ "$in_pip" = 1 ]; then printf '%s\n' "$line"; fi ;;
+      *) in_pip=0 ;;
+    esac
+  done < "$LOCK" > "$VENV/pip.lock"
   "$VENV/bin/python" -m pip install --quiet --require-hashes --no-deps -r "$VENV/pip.lock"
   "$VENV/bin/python" -m pip install --quiet --require-hashes -r "$LOCK"
   "$VENV/bin/python" -m pip install --quiet --no-deps --no-build-isolation -e "$ROOT/worker-sdk/python" -e "$ROOT"

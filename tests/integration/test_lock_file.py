@@ -88,18 +88,23 @@ def test_setup_installs_third_party_packages_only_from_the_hashed_lock_and_the_p
     tmp_path: Path,
 ) -> None:
     root = _copy_of_the_repo(tmp_path)
-    calls = _setup_with_a_recording_python(root, tmp_path / "venv")
+    venv = tmp_path / "venv"
+    calls = _setup_with_a_recording_python(root, venv)
     assert calls == [
+        f"-m pip install --quiet --require-hashes --no-deps -r {venv}/pip.lock",
         f"-m pip install --quiet --require-hashes -r {root}/requirements.lock",
         f"-m pip install --quiet --no-deps --no-build-isolation -e {root}/worker-sdk/python -e {root}",
     ]
+    pip_lock = (venv / "pip.lock").read_text().splitlines()
+    assert pip_lock[0].startswith("pip==") and len(pip_lock) >= 2, "the locked pip first, with its hashes"
+    assert all(line.startswith("    --hash=sha256:") for line in pip_lock[1:]), pip_lock
 
 
 def test_setup_installs_again_when_the_lock_changes_and_does_nothing_when_nothing_changed(tmp_path: Path) -> None:
     root = _copy_of_the_repo(tmp_path)
     venv = tmp_path / "venv"
-    assert len(_setup_with_a_recording_python(root, venv)) == 2
+    assert len(_setup_with_a_recording_python(root, venv)) == 3
     assert _setup_with_a_recording_python(root, venv) == []
     lock = root / "requirements.lock"
     lock.write_text(lock.read_text().replace("pip==", "pip==0", 1))
-    assert len(_setup_with_a_recording_python(root, venv)) == 2
+    assert len(_setup_with_a_recording_python(root, venv)) == 3
