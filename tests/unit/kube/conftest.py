@@ -3,14 +3,27 @@ with a fake operator get one naming a cluster nobody serves (they never connect)
 
 from __future__ import annotations
 
+import importlib
 import json
 from pathlib import Path
 
 import pytest
+import typer
 
 from .world import world
 
-__all__ = ["kubeconfig", "world", "write_kubeconfig"]
+__all__ = ["in_process_exit", "kubeconfig", "world", "write_kubeconfig"]
+
+
+@pytest.fixture(autouse=True)
+def in_process_exit(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The command ends its process with os._exit after a clean stop; in a test it raises instead."""
+
+    def exit_in_process(code: int) -> None:
+        raise typer.Exit(code)
+
+    cli_main = importlib.import_module("cerebelum_operator.cli.main")  # the package exports a function `main`
+    monkeypatch.setattr(cli_main, "_exit_after_clean_stop", exit_in_process)
 
 
 def write_kubeconfig(path: Path) -> Path:
