@@ -11,19 +11,21 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class PollTaskRequest(_message.Message):
-    __slots__ = ("worker_id", "task_queue", "steps", "wait_ms")
+    __slots__ = ("worker_id", "task_queue", "steps", "wait_ms", "workflows")
     WORKER_ID_FIELD_NUMBER: _ClassVar[int]
     TASK_QUEUE_FIELD_NUMBER: _ClassVar[int]
     STEPS_FIELD_NUMBER: _ClassVar[int]
     WAIT_MS_FIELD_NUMBER: _ClassVar[int]
+    WORKFLOWS_FIELD_NUMBER: _ClassVar[int]
     worker_id: str
     task_queue: str
     steps: _containers.RepeatedScalarFieldContainer[str]
     wait_ms: int
-    def __init__(self, worker_id: _Optional[str] = ..., task_queue: _Optional[str] = ..., steps: _Optional[_Iterable[str]] = ..., wait_ms: _Optional[int] = ...) -> None: ...
+    workflows: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, worker_id: _Optional[str] = ..., task_queue: _Optional[str] = ..., steps: _Optional[_Iterable[str]] = ..., wait_ms: _Optional[int] = ..., workflows: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class Task(_message.Message):
-    __slots__ = ("task_token", "execution_id", "workflow", "step", "attempt", "idempotency_key", "arguments_json", "attempt_deadline_ms", "lease_ms", "heartbeat_required", "poll", "last_progress_json", "attempt_deadline", "run", "workflow_step")
+    __slots__ = ("task_token", "execution_id", "workflow", "step", "attempt", "idempotency_key", "arguments_json", "attempt_deadline_ms", "lease_ms", "heartbeat_required", "poll", "last_progress_json", "attempt_deadline", "run", "workflow_step", "workflow_task")
     TASK_TOKEN_FIELD_NUMBER: _ClassVar[int]
     EXECUTION_ID_FIELD_NUMBER: _ClassVar[int]
     WORKFLOW_FIELD_NUMBER: _ClassVar[int]
@@ -39,6 +41,7 @@ class Task(_message.Message):
     ATTEMPT_DEADLINE_FIELD_NUMBER: _ClassVar[int]
     RUN_FIELD_NUMBER: _ClassVar[int]
     WORKFLOW_STEP_FIELD_NUMBER: _ClassVar[int]
+    WORKFLOW_TASK_FIELD_NUMBER: _ClassVar[int]
     task_token: str
     execution_id: str
     workflow: str
@@ -54,7 +57,44 @@ class Task(_message.Message):
     attempt_deadline: _timestamp_pb2.Timestamp
     run: int
     workflow_step: str
-    def __init__(self, task_token: _Optional[str] = ..., execution_id: _Optional[str] = ..., workflow: _Optional[str] = ..., step: _Optional[str] = ..., attempt: _Optional[int] = ..., idempotency_key: _Optional[str] = ..., arguments_json: _Optional[str] = ..., attempt_deadline_ms: _Optional[int] = ..., lease_ms: _Optional[int] = ..., heartbeat_required: bool = ..., poll: _Optional[int] = ..., last_progress_json: _Optional[str] = ..., attempt_deadline: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., run: _Optional[int] = ..., workflow_step: _Optional[str] = ...) -> None: ...
+    workflow_task: WorkflowTask
+    def __init__(self, task_token: _Optional[str] = ..., execution_id: _Optional[str] = ..., workflow: _Optional[str] = ..., step: _Optional[str] = ..., attempt: _Optional[int] = ..., idempotency_key: _Optional[str] = ..., arguments_json: _Optional[str] = ..., attempt_deadline_ms: _Optional[int] = ..., lease_ms: _Optional[int] = ..., heartbeat_required: bool = ..., poll: _Optional[int] = ..., last_progress_json: _Optional[str] = ..., attempt_deadline: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., run: _Optional[int] = ..., workflow_step: _Optional[str] = ..., workflow_task: _Optional[_Union[WorkflowTask, _Mapping]] = ...) -> None: ...
+
+class WorkflowTask(_message.Message):
+    __slots__ = ("function", "history_after_seq", "history_json", "started_seq")
+    FUNCTION_FIELD_NUMBER: _ClassVar[int]
+    HISTORY_AFTER_SEQ_FIELD_NUMBER: _ClassVar[int]
+    HISTORY_JSON_FIELD_NUMBER: _ClassVar[int]
+    STARTED_SEQ_FIELD_NUMBER: _ClassVar[int]
+    function: str
+    history_after_seq: int
+    history_json: str
+    started_seq: int
+    def __init__(self, function: _Optional[str] = ..., history_after_seq: _Optional[int] = ..., history_json: _Optional[str] = ..., started_seq: _Optional[int] = ...) -> None: ...
+
+class GetWorkflowHistoryRequest(_message.Message):
+    __slots__ = ("task_token", "worker_id", "after_seq", "limit")
+    TASK_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    WORKER_ID_FIELD_NUMBER: _ClassVar[int]
+    AFTER_SEQ_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    task_token: str
+    worker_id: str
+    after_seq: int
+    limit: int
+    def __init__(self, task_token: _Optional[str] = ..., worker_id: _Optional[str] = ..., after_seq: _Optional[int] = ..., limit: _Optional[int] = ...) -> None: ...
+
+class GetWorkflowHistoryResponse(_message.Message):
+    __slots__ = ("history_json",)
+    HISTORY_JSON_FIELD_NUMBER: _ClassVar[int]
+    history_json: str
+    def __init__(self, history_json: _Optional[str] = ...) -> None: ...
+
+class WorkflowCommands(_message.Message):
+    __slots__ = ("commands_json",)
+    COMMANDS_JSON_FIELD_NUMBER: _ClassVar[int]
+    commands_json: str
+    def __init__(self, commands_json: _Optional[str] = ...) -> None: ...
 
 class PollTaskResponse(_message.Message):
     __slots__ = ("task",)
@@ -133,7 +173,7 @@ class Cancelled(_message.Message):
     def __init__(self, message: _Optional[str] = ...) -> None: ...
 
 class CompleteTaskRequest(_message.Message):
-    __slots__ = ("task_token", "worker_id", "success", "failure", "retry_after", "sleep", "approval", "cancelled")
+    __slots__ = ("task_token", "worker_id", "success", "failure", "retry_after", "sleep", "approval", "cancelled", "workflow_commands")
     TASK_TOKEN_FIELD_NUMBER: _ClassVar[int]
     WORKER_ID_FIELD_NUMBER: _ClassVar[int]
     SUCCESS_FIELD_NUMBER: _ClassVar[int]
@@ -142,6 +182,7 @@ class CompleteTaskRequest(_message.Message):
     SLEEP_FIELD_NUMBER: _ClassVar[int]
     APPROVAL_FIELD_NUMBER: _ClassVar[int]
     CANCELLED_FIELD_NUMBER: _ClassVar[int]
+    WORKFLOW_COMMANDS_FIELD_NUMBER: _ClassVar[int]
     task_token: str
     worker_id: str
     success: Success
@@ -150,7 +191,8 @@ class CompleteTaskRequest(_message.Message):
     sleep: Sleep
     approval: ApprovalRequest
     cancelled: Cancelled
-    def __init__(self, task_token: _Optional[str] = ..., worker_id: _Optional[str] = ..., success: _Optional[_Union[Success, _Mapping]] = ..., failure: _Optional[_Union[Failure, _Mapping]] = ..., retry_after: _Optional[_Union[RetryAfter, _Mapping]] = ..., sleep: _Optional[_Union[Sleep, _Mapping]] = ..., approval: _Optional[_Union[ApprovalRequest, _Mapping]] = ..., cancelled: _Optional[_Union[Cancelled, _Mapping]] = ...) -> None: ...
+    workflow_commands: WorkflowCommands
+    def __init__(self, task_token: _Optional[str] = ..., worker_id: _Optional[str] = ..., success: _Optional[_Union[Success, _Mapping]] = ..., failure: _Optional[_Union[Failure, _Mapping]] = ..., retry_after: _Optional[_Union[RetryAfter, _Mapping]] = ..., sleep: _Optional[_Union[Sleep, _Mapping]] = ..., approval: _Optional[_Union[ApprovalRequest, _Mapping]] = ..., cancelled: _Optional[_Union[Cancelled, _Mapping]] = ..., workflow_commands: _Optional[_Union[WorkflowCommands, _Mapping]] = ...) -> None: ...
 
 class CompleteTaskResponse(_message.Message):
     __slots__ = ("disposition",)

@@ -50,6 +50,11 @@ class WorkerServiceStub(object):
                 request_serializer=cerebelum_dot_v1_dot_worker__pb2.CompleteTaskRequest.SerializeToString,
                 response_deserializer=cerebelum_dot_v1_dot_worker__pb2.CompleteTaskResponse.FromString,
                 _registered_method=True)
+        self.GetWorkflowHistory = channel.unary_unary(
+                '/cerebelum.v1.WorkerService/GetWorkflowHistory',
+                request_serializer=cerebelum_dot_v1_dot_worker__pb2.GetWorkflowHistoryRequest.SerializeToString,
+                response_deserializer=cerebelum_dot_v1_dot_worker__pb2.GetWorkflowHistoryResponse.FromString,
+                _registered_method=True)
 
 
 class WorkerServiceServicer(object):
@@ -78,6 +83,14 @@ class WorkerServiceServicer(object):
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetWorkflowHistory(self, request, context):
+        """The history of the execution of a workflow task the caller holds, after after_seq: for a
+        worker that does not hold the execution in its cache, or a history longer than a task carries.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_WorkerServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -95,6 +108,11 @@ def add_WorkerServiceServicer_to_server(servicer, server):
                     servicer.CompleteTask,
                     request_deserializer=cerebelum_dot_v1_dot_worker__pb2.CompleteTaskRequest.FromString,
                     response_serializer=cerebelum_dot_v1_dot_worker__pb2.CompleteTaskResponse.SerializeToString,
+            ),
+            'GetWorkflowHistory': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetWorkflowHistory,
+                    request_deserializer=cerebelum_dot_v1_dot_worker__pb2.GetWorkflowHistoryRequest.FromString,
+                    response_serializer=cerebelum_dot_v1_dot_worker__pb2.GetWorkflowHistoryResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -179,6 +197,33 @@ class WorkerService(object):
             '/cerebelum.v1.WorkerService/CompleteTask',
             cerebelum_dot_v1_dot_worker__pb2.CompleteTaskRequest.SerializeToString,
             cerebelum_dot_v1_dot_worker__pb2.CompleteTaskResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetWorkflowHistory(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cerebelum.v1.WorkerService/GetWorkflowHistory',
+            cerebelum_dot_v1_dot_worker__pb2.GetWorkflowHistoryRequest.SerializeToString,
+            cerebelum_dot_v1_dot_worker__pb2.GetWorkflowHistoryResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -126,7 +126,7 @@ class JumpLimit(_message.Message):
     def __init__(self, rule: _Optional[str] = ..., step: _Optional[str] = ..., target: _Optional[str] = ..., bound: _Optional[int] = ..., times: _Optional[int] = ...) -> None: ...
 
 class ExecutionInfo(_message.Message):
-    __slots__ = ("id", "workflow", "phase", "current_steps", "input_json", "output_json", "error", "created_at_ms", "updated_at_ms", "wake_at_ms", "event_count", "steps", "pending_approvals", "created_at", "updated_at", "wake_at", "jump_limits", "deadline", "vars_json", "ending", "queued_signals", "signal_waits", "parent_id", "parent_step", "children", "continued_from", "continued_as", "first_run_id", "run")
+    __slots__ = ("id", "workflow", "phase", "current_steps", "input_json", "output_json", "error", "created_at_ms", "updated_at_ms", "wake_at_ms", "event_count", "steps", "pending_approvals", "created_at", "updated_at", "wake_at", "jump_limits", "deadline", "vars_json", "ending", "queued_signals", "signal_waits", "parent_id", "parent_step", "children", "continued_from", "continued_as", "first_run_id", "run", "workflow_task_error")
     ID_FIELD_NUMBER: _ClassVar[int]
     WORKFLOW_FIELD_NUMBER: _ClassVar[int]
     PHASE_FIELD_NUMBER: _ClassVar[int]
@@ -156,6 +156,7 @@ class ExecutionInfo(_message.Message):
     CONTINUED_AS_FIELD_NUMBER: _ClassVar[int]
     FIRST_RUN_ID_FIELD_NUMBER: _ClassVar[int]
     RUN_FIELD_NUMBER: _ClassVar[int]
+    WORKFLOW_TASK_ERROR_FIELD_NUMBER: _ClassVar[int]
     id: str
     workflow: str
     phase: str
@@ -185,7 +186,8 @@ class ExecutionInfo(_message.Message):
     continued_as: str
     first_run_id: str
     run: int
-    def __init__(self, id: _Optional[str] = ..., workflow: _Optional[str] = ..., phase: _Optional[str] = ..., current_steps: _Optional[_Iterable[str]] = ..., input_json: _Optional[str] = ..., output_json: _Optional[str] = ..., error: _Optional[str] = ..., created_at_ms: _Optional[int] = ..., updated_at_ms: _Optional[int] = ..., wake_at_ms: _Optional[int] = ..., event_count: _Optional[int] = ..., steps: _Optional[_Iterable[_Union[StepInfo, _Mapping]]] = ..., pending_approvals: _Optional[_Iterable[_Union[PendingApproval, _Mapping]]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., wake_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., jump_limits: _Optional[_Iterable[_Union[JumpLimit, _Mapping]]] = ..., deadline: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., vars_json: _Optional[str] = ..., ending: _Optional[str] = ..., queued_signals: _Optional[_Iterable[_Union[QueuedSignal, _Mapping]]] = ..., signal_waits: _Optional[_Iterable[_Union[SignalWait, _Mapping]]] = ..., parent_id: _Optional[str] = ..., parent_step: _Optional[str] = ..., children: _Optional[_Iterable[_Union[ChildExecution, _Mapping]]] = ..., continued_from: _Optional[str] = ..., continued_as: _Optional[str] = ..., first_run_id: _Optional[str] = ..., run: _Optional[int] = ...) -> None: ...
+    workflow_task_error: str
+    def __init__(self, id: _Optional[str] = ..., workflow: _Optional[str] = ..., phase: _Optional[str] = ..., current_steps: _Optional[_Iterable[str]] = ..., input_json: _Optional[str] = ..., output_json: _Optional[str] = ..., error: _Optional[str] = ..., created_at_ms: _Optional[int] = ..., updated_at_ms: _Optional[int] = ..., wake_at_ms: _Optional[int] = ..., event_count: _Optional[int] = ..., steps: _Optional[_Iterable[_Union[StepInfo, _Mapping]]] = ..., pending_approvals: _Optional[_Iterable[_Union[PendingApproval, _Mapping]]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., wake_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., jump_limits: _Optional[_Iterable[_Union[JumpLimit, _Mapping]]] = ..., deadline: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., vars_json: _Optional[str] = ..., ending: _Optional[str] = ..., queued_signals: _Optional[_Iterable[_Union[QueuedSignal, _Mapping]]] = ..., signal_waits: _Optional[_Iterable[_Union[SignalWait, _Mapping]]] = ..., parent_id: _Optional[str] = ..., parent_step: _Optional[str] = ..., children: _Optional[_Iterable[_Union[ChildExecution, _Mapping]]] = ..., continued_from: _Optional[str] = ..., continued_as: _Optional[str] = ..., first_run_id: _Optional[str] = ..., run: _Optional[int] = ..., workflow_task_error: _Optional[str] = ...) -> None: ...
 
 class QueuedSignal(_message.Message):
     __slots__ = ("name", "data_json", "sender", "received_at")

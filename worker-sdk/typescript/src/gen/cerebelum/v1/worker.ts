@@ -37,6 +37,11 @@ export interface PollTaskRequest {
   steps: string[];
   /** How long the server may hold the request when no task is ready. */
   waitMs: number;
+  /**
+   * Code workflow functions this worker runs: their workflow tasks are offered too
+   * (docs/code-workflows-protocol.md).
+   */
+  workflows: string[];
 }
 
 export interface Task {
@@ -97,6 +102,48 @@ export interface Task {
    * Empty from an engine that predates it: then it is `step`.
    */
   workflowStep: string;
+  /** Set for a workflow task of a code workflow: run its code, answer with workflow_commands. */
+  workflowTask: WorkflowTask | undefined;
+}
+
+/** A workflow task (docs/code-workflows-protocol.md): the history the code must see. */
+export interface WorkflowTask {
+  /** The registered workflow function to run. */
+  function: string;
+  /**
+   * history_json holds the events after this seq: 0 for the whole history; otherwise the seq up to
+   * which this worker completed the execution's previous workflow task.
+   */
+  historyAfterSeq: number;
+  /**
+   * JSON array of events {"seq", "type", "at", "data"}, seq ascending; cut at 2 MiB, when the
+   * rest is read with GetWorkflowHistory.
+   */
+  historyJson: string;
+  /** The seq of this task's WorkflowTaskStarted event: the code must see every event up to it. */
+  startedSeq: number;
+}
+
+export interface GetWorkflowHistoryRequest {
+  taskToken: string;
+  workerId: string;
+  afterSeq: number;
+  /** At most this many events (capped by the server; 0: the server's page size). */
+  limit: number;
+}
+
+export interface GetWorkflowHistoryResponse {
+  /**
+   * JSON array of events, as WorkflowTask.history_json; empty when none is left up to the task's
+   * WorkflowTaskStarted.
+   */
+  historyJson: string;
+}
+
+/** What workflow code issued while it ran for a workflow task (docs/code-workflows-protocol.md). */
+export interface WorkflowCommands {
+  /** JSON array of command objects, in the order the code issued them. */
+  commandsJson: string;
 }
 
 export interface PollTaskResponse {
@@ -174,6 +221,7 @@ export interface CompleteTaskRequest {
     | { $case: "sleep"; value: Sleep }
     | { $case: "approval"; value: ApprovalRequest }
     | { $case: "cancelled"; value: Cancelled }
+    | { $case: "workflowCommands"; value: WorkflowCommands }
     | undefined;
 }
 
@@ -193,7 +241,7 @@ export enum CompleteTaskResponse_Disposition {
 }
 
 function createBasePollTaskRequest(): PollTaskRequest {
-  return { workerId: "", taskQueue: "", steps: [], waitMs: 0 };
+  return { workerId: "", taskQueue: "", steps: [], waitMs: 0, workflows: [] };
 }
 
 export const PollTaskRequest: MessageFns<PollTaskRequest> = {
@@ -209,6 +257,9 @@ export const PollTaskRequest: MessageFns<PollTaskRequest> = {
     }
     if (message.waitMs !== 0) {
       writer.uint32(32).uint32(message.waitMs);
+    }
+    for (const v of message.workflows) {
+      writer.uint32(42).string(v!);
     }
     return writer;
   },
@@ -258,6 +309,14 @@ export const PollTaskRequest: MessageFns<PollTaskRequest> = {
             message.waitMs = reader.uint32();
             continue;
           }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.workflows.push(reader.string());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -279,6 +338,7 @@ export const PollTaskRequest: MessageFns<PollTaskRequest> = {
     message.taskQueue = object.taskQueue ?? "";
     message.steps = object.steps?.map((e) => e) || [];
     message.waitMs = object.waitMs ?? 0;
+    message.workflows = object.workflows?.map((e) => e) || [];
     return message;
   },
 };
@@ -300,6 +360,7 @@ function createBaseTask(): Task {
     attemptDeadline: undefined,
     run: 0,
     workflowStep: "",
+    workflowTask: undefined,
   };
 }
 
@@ -349,6 +410,9 @@ export const Task: MessageFns<Task> = {
     }
     if (message.workflowStep !== "") {
       writer.uint32(122).string(message.workflowStep);
+    }
+    if (message.workflowTask !== undefined) {
+      WorkflowTask.encode(message.workflowTask, writer.uint32(130).fork()).join();
     }
     return writer;
   },
@@ -486,6 +550,14 @@ export const Task: MessageFns<Task> = {
             message.workflowStep = reader.string();
             continue;
           }
+          case 16: {
+            if (tag !== 130) {
+              break;
+            }
+
+            message.workflowTask = WorkflowTask.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -518,6 +590,301 @@ export const Task: MessageFns<Task> = {
     message.attemptDeadline = object.attemptDeadline ?? undefined;
     message.run = object.run ?? 0;
     message.workflowStep = object.workflowStep ?? "";
+    message.workflowTask = (object.workflowTask !== undefined && object.workflowTask !== null)
+      ? WorkflowTask.fromPartial(object.workflowTask)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseWorkflowTask(): WorkflowTask {
+  return { function: "", historyAfterSeq: 0, historyJson: "", startedSeq: 0 };
+}
+
+export const WorkflowTask: MessageFns<WorkflowTask> = {
+  encode(message: WorkflowTask, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.function !== "") {
+      writer.uint32(10).string(message.function);
+    }
+    if (message.historyAfterSeq !== 0) {
+      writer.uint32(16).int64(message.historyAfterSeq);
+    }
+    if (message.historyJson !== "") {
+      writer.uint32(26).string(message.historyJson);
+    }
+    if (message.startedSeq !== 0) {
+      writer.uint32(32).int64(message.startedSeq);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): WorkflowTask {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseWorkflowTask();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.function = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.historyAfterSeq = longToNumber(reader.int64());
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.historyJson = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.startedSeq = longToNumber(reader.int64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create(base?: DeepPartial<WorkflowTask>): WorkflowTask {
+    return WorkflowTask.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<WorkflowTask>): WorkflowTask {
+    const message = createBaseWorkflowTask();
+    message.function = object.function ?? "";
+    message.historyAfterSeq = object.historyAfterSeq ?? 0;
+    message.historyJson = object.historyJson ?? "";
+    message.startedSeq = object.startedSeq ?? 0;
+    return message;
+  },
+};
+
+function createBaseGetWorkflowHistoryRequest(): GetWorkflowHistoryRequest {
+  return { taskToken: "", workerId: "", afterSeq: 0, limit: 0 };
+}
+
+export const GetWorkflowHistoryRequest: MessageFns<GetWorkflowHistoryRequest> = {
+  encode(message: GetWorkflowHistoryRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.taskToken !== "") {
+      writer.uint32(10).string(message.taskToken);
+    }
+    if (message.workerId !== "") {
+      writer.uint32(18).string(message.workerId);
+    }
+    if (message.afterSeq !== 0) {
+      writer.uint32(24).int64(message.afterSeq);
+    }
+    if (message.limit !== 0) {
+      writer.uint32(32).uint32(message.limit);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GetWorkflowHistoryRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseGetWorkflowHistoryRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.taskToken = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.workerId = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.afterSeq = longToNumber(reader.int64());
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.limit = reader.uint32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create(base?: DeepPartial<GetWorkflowHistoryRequest>): GetWorkflowHistoryRequest {
+    return GetWorkflowHistoryRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<GetWorkflowHistoryRequest>): GetWorkflowHistoryRequest {
+    const message = createBaseGetWorkflowHistoryRequest();
+    message.taskToken = object.taskToken ?? "";
+    message.workerId = object.workerId ?? "";
+    message.afterSeq = object.afterSeq ?? 0;
+    message.limit = object.limit ?? 0;
+    return message;
+  },
+};
+
+function createBaseGetWorkflowHistoryResponse(): GetWorkflowHistoryResponse {
+  return { historyJson: "" };
+}
+
+export const GetWorkflowHistoryResponse: MessageFns<GetWorkflowHistoryResponse> = {
+  encode(message: GetWorkflowHistoryResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.historyJson !== "") {
+      writer.uint32(10).string(message.historyJson);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GetWorkflowHistoryResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseGetWorkflowHistoryResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.historyJson = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create(base?: DeepPartial<GetWorkflowHistoryResponse>): GetWorkflowHistoryResponse {
+    return GetWorkflowHistoryResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<GetWorkflowHistoryResponse>): GetWorkflowHistoryResponse {
+    const message = createBaseGetWorkflowHistoryResponse();
+    message.historyJson = object.historyJson ?? "";
+    return message;
+  },
+};
+
+function createBaseWorkflowCommands(): WorkflowCommands {
+  return { commandsJson: "" };
+}
+
+export const WorkflowCommands: MessageFns<WorkflowCommands> = {
+  encode(message: WorkflowCommands, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.commandsJson !== "") {
+      writer.uint32(10).string(message.commandsJson);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): WorkflowCommands {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseWorkflowCommands();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.commandsJson = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create(base?: DeepPartial<WorkflowCommands>): WorkflowCommands {
+    return WorkflowCommands.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<WorkflowCommands>): WorkflowCommands {
+    const message = createBaseWorkflowCommands();
+    message.commandsJson = object.commandsJson ?? "";
     return message;
   },
 };
@@ -1180,6 +1547,9 @@ export const CompleteTaskRequest: MessageFns<CompleteTaskRequest> = {
       case "cancelled":
         Cancelled.encode(message.outcome.value, writer.uint32(66).fork()).join();
         break;
+      case "workflowCommands":
+        WorkflowCommands.encode(message.outcome.value, writer.uint32(74).fork()).join();
+        break;
     }
     return writer;
   },
@@ -1261,6 +1631,14 @@ export const CompleteTaskRequest: MessageFns<CompleteTaskRequest> = {
             message.outcome = { $case: "cancelled", value: Cancelled.decode(reader, reader.uint32()) };
             continue;
           }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            message.outcome = { $case: "workflowCommands", value: WorkflowCommands.decode(reader, reader.uint32()) };
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1314,6 +1692,12 @@ export const CompleteTaskRequest: MessageFns<CompleteTaskRequest> = {
       case "cancelled": {
         if (object.outcome?.value !== undefined && object.outcome?.value !== null) {
           message.outcome = { $case: "cancelled", value: Cancelled.fromPartial(object.outcome.value) };
+        }
+        break;
+      }
+      case "workflowCommands": {
+        if (object.outcome?.value !== undefined && object.outcome?.value !== null) {
+          message.outcome = { $case: "workflowCommands", value: WorkflowCommands.fromPartial(object.outcome.value) };
         }
         break;
       }
@@ -1414,6 +1798,21 @@ export const WorkerServiceService = {
       Buffer.from(CompleteTaskResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): CompleteTaskResponse => CompleteTaskResponse.decode(value),
   },
+  /**
+   * The history of the execution of a workflow task the caller holds, after after_seq: for a
+   * worker that does not hold the execution in its cache, or a history longer than a task carries.
+   */
+  getWorkflowHistory: {
+    path: "/cerebelum.v1.WorkerService/GetWorkflowHistory" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: GetWorkflowHistoryRequest): Buffer =>
+      Buffer.from(GetWorkflowHistoryRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): GetWorkflowHistoryRequest => GetWorkflowHistoryRequest.decode(value),
+    responseSerialize: (value: GetWorkflowHistoryResponse): Buffer =>
+      Buffer.from(GetWorkflowHistoryResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): GetWorkflowHistoryResponse => GetWorkflowHistoryResponse.decode(value),
+  },
 } as const;
 
 export interface WorkerServiceServer extends UntypedServiceImplementation {
@@ -1426,6 +1825,11 @@ export interface WorkerServiceServer extends UntypedServiceImplementation {
   heartbeat: handleUnaryCall<HeartbeatRequest, HeartbeatResponse>;
   /** Reports the outcome of one task. Idempotent by task token. */
   completeTask: handleUnaryCall<CompleteTaskRequest, CompleteTaskResponse>;
+  /**
+   * The history of the execution of a workflow task the caller holds, after after_seq: for a
+   * worker that does not hold the execution in its cache, or a history longer than a task carries.
+   */
+  getWorkflowHistory: handleUnaryCall<GetWorkflowHistoryRequest, GetWorkflowHistoryResponse>;
 }
 
 export interface WorkerServiceClient extends Client {
@@ -1479,6 +1883,25 @@ export interface WorkerServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: CompleteTaskResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * The history of the execution of a workflow task the caller holds, after after_seq: for a
+   * worker that does not hold the execution in its cache, or a history longer than a task carries.
+   */
+  getWorkflowHistory(
+    request: GetWorkflowHistoryRequest,
+    callback: (error: ServiceError | null, response: GetWorkflowHistoryResponse) => void,
+  ): ClientUnaryCall;
+  getWorkflowHistory(
+    request: GetWorkflowHistoryRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: GetWorkflowHistoryResponse) => void,
+  ): ClientUnaryCall;
+  getWorkflowHistory(
+    request: GetWorkflowHistoryRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: GetWorkflowHistoryResponse) => void,
   ): ClientUnaryCall;
 }
 

@@ -213,6 +213,11 @@ export interface ExecutionInfo {
   continuedAs: string;
   firstRunId: string;
   run: number;
+  /**
+   * A code workflow whose last workflow task failed (e.g. "NonDeterminism: …"): retried until one
+   * completes, such as when fixed code is deployed; "" otherwise, and for a YAML workflow.
+   */
+  workflowTaskError: string;
 }
 
 export interface QueuedSignal {
@@ -1290,6 +1295,7 @@ function createBaseExecutionInfo(): ExecutionInfo {
     continuedAs: "",
     firstRunId: "",
     run: 0,
+    workflowTaskError: "",
   };
 }
 
@@ -1381,6 +1387,9 @@ export const ExecutionInfo: MessageFns<ExecutionInfo> = {
     }
     if (message.run !== 0) {
       writer.uint32(232).uint32(message.run);
+    }
+    if (message.workflowTaskError !== "") {
+      writer.uint32(242).string(message.workflowTaskError);
     }
     return writer;
   },
@@ -1630,6 +1639,14 @@ export const ExecutionInfo: MessageFns<ExecutionInfo> = {
             message.run = reader.uint32();
             continue;
           }
+          case 30: {
+            if (tag !== 242) {
+              break;
+            }
+
+            message.workflowTaskError = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1676,6 +1693,7 @@ export const ExecutionInfo: MessageFns<ExecutionInfo> = {
     message.continuedAs = object.continuedAs ?? "";
     message.firstRunId = object.firstRunId ?? "";
     message.run = object.run ?? 0;
+    message.workflowTaskError = object.workflowTaskError ?? "";
     return message;
   },
 };
