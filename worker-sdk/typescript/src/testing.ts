@@ -226,6 +226,7 @@ export class StepEnvironment {
       leaseMs: 0,
       lastProgressJson: options.lastProgress === undefined ? "" : JSON.stringify(options.lastProgress),
       heartbeatRequired: false,
+      workflowTask: undefined,
     };
   }
 
@@ -254,6 +255,7 @@ export class StepEnvironment {
         };
       case "cancelled":
         return { outcome: "cancelled", message: outcome.value.message };
+      case "workflowCommands": // a step task is never answered with workflow commands
       case undefined:
         throw new Error("the step ended without an outcome");
     }

@@ -282,6 +282,7 @@ export class Worker {
       taskQueue: this.taskQueue,
       steps: this.stepNames.slice(),
       waitMs: this.pollWaitMs,
+      workflows: [], // code workflows run on the Python SDK for now (docs/code-workflows-protocol.md)
     };
     const pollOne = async (): Promise<void> => {
       const stop = this.#stop.signal;

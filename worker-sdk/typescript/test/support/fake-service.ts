@@ -74,6 +74,7 @@ export function makeTask(step: string, spec: TaskSpec = {}): Task {
     heartbeatRequired: spec.heartbeatRequired ?? false,
     poll,
     lastProgressJson: spec.lastProgressJson ?? "",
+    workflowTask: undefined,
   };
 }
 
@@ -159,6 +160,9 @@ export class FakeWorkerService {
           return;
         }
         callback(null, this.heartbeatReply);
+      },
+      getWorkflowHistory: (_call, callback) => {
+        callback(fail(status.UNIMPLEMENTED, "this fake serves step tasks only"));
       },
       completeTask: (call, callback) => {
         this.completeAttempts += 1;
