@@ -520,7 +520,7 @@ def missing_field(draw: st.DrawFn, spec: Spec) -> Broken:
     choice = draw(st.sampled_from(["timeline", "when", "goto"]))
     if choice == "timeline":
         del spec["timeline"]
-        return Broken(spec, ("timeline", "required"), "no timeline")
+        return Broken(spec, ("timeline", "needs a timeline"), "no timeline")
     step = _pick_step(draw, spec)
     rule = {"when": "false", "goto": step, "maxIterations": 1}
     del rule[choice]

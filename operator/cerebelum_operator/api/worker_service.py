@@ -7,16 +7,18 @@ from cerebelum.v1 import worker_pb2_grpc as pb_grpc
 
 from ..engine import ExecutionState, Reply
 from ..engine import commands as cmd
-from ..engine.ids import TaskToken
+from ..engine.ids import WORKFLOW_TASK_PREFIX, WORKFLOW_TASK_STEP, TaskToken
 from ..model import WorkflowDefinition
 from ..model.limits import MAX_MESSAGE
 from ..runtime import Dispatcher, EngineService, namespace_of
 from ..runtime.engine_service import Authorize
+from ..runtime.task_lifecycle import GrantedTask
 from .auth import Identity, PermissionDenied
 from .errors import Context, InvalidRequest, grpc_errors
 from .guard import Guard
 from .payloads import dump_json, parse_json
 from .times import timestamp
+from .workflow_history import HISTORY_PAGE_EVENTS, history_page
 
 __all__ = ["WorkerServicer"]
 
@@ -63,7 +65,10 @@ class WorkerServicer(pb_grpc.WorkerServiceServicer):
         policy = self.guard.policy
 
         def authorize(definition: WorkflowDefinition, state: ExecutionState) -> None:
-            config = definition.steps.get(step)
+            if step == WORKFLOW_TASK_STEP and definition.code is not None:
+                policy.check_worker_task(identity, definition.code.task_queue, namespace_of(state.workflow))
+                return
+            config = definition.steps.get(step) or state.code_steps.get(step)
             if config is None or not config.has_task:
                 raise PermissionDenied(f"task {token!r} is not a task of execution {state.execution_id!r}")
             policy.check_worker_task(identity, config.task_queue, namespace_of(state.workflow))
@@ -74,13 +79,13 @@ class WorkerServicer(pb_grpc.WorkerServiceServicer):
     async def PollTask(self, request: pb.PollTaskRequest, context: Context) -> pb.PollTaskResponse:
         _require(request.worker_id, "worker_id", "PollTask")
         _require(request.task_queue, "task_queue", "PollTask")
-        if not request.steps:
-            raise InvalidRequest("PollTask: steps is empty; register at least one step")
+        if not request.steps and not request.workflows:
+            raise InvalidRequest("PollTask: steps and workflows are empty; register at least one of either")
         identity = await self.guard.identify(context)
         granted = await self.dispatcher.poll(
             worker_id=request.worker_id,
             task_queue=request.task_queue,
-            steps=request.steps,
+            steps=[*request.steps, *(WORKFLOW_TASK_PREFIX + name for name in request.workflows)],
             wait_ms=request.wait_ms,
             namespaces=self.guard.policy.worker_namespaces(identity, request.task_queue),
         )
@@ -88,6 +93,8 @@ class WorkerServicer(pb_grpc.WorkerServiceServicer):
             return pb.PollTaskResponse()
         # `granted.step` is the function to run; the workflow's step is the token's.
         parsed = TaskToken.parse(granted.token)
+        if parsed.step == WORKFLOW_TASK_STEP:
+            return pb.PollTaskResponse(task=await self._workflow_task(granted, request.worker_id))
         workflow_step = parsed.step
         # Unique per run of the step (and per item of a forEach step), the same across its retries.
         key = f"{granted.execution_id}/{workflow_step}/{granted.run}"
@@ -112,6 +119,60 @@ class WorkerServicer(pb_grpc.WorkerServiceServicer):
                 last_progress_json=dump_json(granted.last_progress),
             )
         )
+
+    async def _workflow_task(self, granted: GrantedTask, worker_id: str) -> pb.Task:
+        """A workflow task with the history its code must see: after what this worker saw last, when
+        it completed the execution's last workflow task; otherwise the whole history."""
+        state = await self.engine.state_of(granted.execution_id)
+        live = state.workflow_task
+        started_seq = live.started_seq if live is not None and live.token == granted.token else state.last_seq
+        sticky = state.sticky
+        after = sticky[1] if sticky is not None and sticky[0] == worker_id else 0
+        events = await self.engine.load_history(
+            granted.execution_id, after_seq=after, limit=min(HISTORY_PAGE_EVENTS, started_seq - after)
+        )
+        return pb.Task(
+            task_token=granted.token,
+            execution_id=granted.execution_id,
+            workflow=granted.workflow,
+            step=granted.step,
+            workflow_step=WORKFLOW_TASK_STEP,
+            attempt=granted.attempt,
+            idempotency_key=f"{granted.execution_id}/{WORKFLOW_TASK_STEP}/{granted.attempt}",
+            run=1,
+            arguments_json="{}",
+            attempt_deadline_ms=granted.attempt_deadline_ms,
+            attempt_deadline=timestamp(granted.attempt_deadline_ms),
+            lease_ms=granted.lease_ms,
+            workflow_task=pb.WorkflowTask(
+                function=granted.step.removeprefix(WORKFLOW_TASK_PREFIX),
+                history_after_seq=after,
+                history_json=history_page(events, until_seq=started_seq),
+                started_seq=started_seq,
+            ),
+        )
+
+    @grpc_errors
+    async def GetWorkflowHistory(
+        self, request: pb.GetWorkflowHistoryRequest, context: Context
+    ) -> pb.GetWorkflowHistoryResponse:
+        token = _require(request.task_token, "task_token", "GetWorkflowHistory")
+        worker_id = _require(request.worker_id, "worker_id", "GetWorkflowHistory")
+        await self.guard.identify(context)
+        execution_id, step = _task_of(token, "GetWorkflowHistory")
+        if step != WORKFLOW_TASK_STEP:
+            raise InvalidRequest("GetWorkflowHistory: the task_token is not a workflow task's")
+        state = await self.engine.state_of(execution_id)
+        live = state.workflow_task
+        # Only the holder of the live task reads: the history is the execution's whole record.
+        if live is None or live.token != token or live.worker_id != worker_id:
+            raise PermissionDenied(
+                f"GetWorkflowHistory: worker {worker_id!r} does not hold workflow task {token!r} (any more)"
+            )
+        after = max(0, request.after_seq)
+        limit = min(request.limit or HISTORY_PAGE_EVENTS, HISTORY_PAGE_EVENTS, max(0, live.started_seq - after))
+        events = await self.engine.load_history(execution_id, after_seq=after, limit=limit) if limit else []
+        return pb.GetWorkflowHistoryResponse(history_json=history_page(events, until_seq=live.started_seq))
 
     @grpc_errors
     async def Heartbeat(self, request: pb.HeartbeatRequest, context: Context) -> pb.HeartbeatResponse:
@@ -177,6 +238,12 @@ class WorkerServicer(pb_grpc.WorkerServiceServicer):
                 return cmd.OutcomeApproval(approval.kind or "approval", approval.timeout_ms or None, data)
             case "cancelled":
                 return cmd.OutcomeCancelled(request.cancelled.message[:MAX_MESSAGE])
+            case "workflow_commands":
+                commands = parse_json(
+                    request.workflow_commands.commands_json, what="the workflow task's commands", limit=limit
+                )
+                return cmd.OutcomeWorkflowCommands(commands)
         raise InvalidRequest(
-            "CompleteTask: an outcome (success, failure, retry_after, sleep, approval, cancelled) is required"
+            "CompleteTask: an outcome (success, failure, retry_after, sleep, approval, cancelled,"
+            " workflow_commands) is required"
         )

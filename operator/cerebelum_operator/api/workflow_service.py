@@ -172,6 +172,7 @@ def _composition(info: pb.ExecutionInfo, state: ExecutionState) -> None:
     info.continued_as = state.continued_as or ""
     info.first_run_id = state.chain_id
     info.run = state.run
+    info.workflow_task_error = state.workflow_task_error or ""
 
 
 def _signal(name: str, data_json: str, request_id: str, *, limit: int) -> cmd.Signal:

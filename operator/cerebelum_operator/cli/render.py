@@ -247,6 +247,15 @@ def _show_links(execution: Any) -> None:
         console.print(Text(printable(f"  Runs:      {_runs(execution)}")))
     if execution.parent_id:
         console.print(Text(printable(f"  Parent:    {execution.parent_id} (its step {execution.parent_step})")))
+    error = getattr(execution, "workflow_task_error", None)
+    if error:
+        console.print(
+            Text.assemble(
+                ("  Workflow task failing: ", "red"),
+                printable(error),
+                " (retried until one completes: deploy fixed worker code; `cerebelum replay` checks it)",
+            )
+        )
 
 
 def _runs(execution: Any) -> str:

@@ -17,6 +17,7 @@ __all__ = [
     "OutcomeRetryAfter",
     "OutcomeSleep",
     "OutcomeSuccess",
+    "OutcomeWorkflowCommands",
     "Redrive",
     "Reject",
     "Signal",
@@ -66,7 +67,22 @@ class OutcomeCancelled:
     message: str
 
 
-Outcome = OutcomeSuccess | OutcomeFailure | OutcomeRetryAfter | OutcomeSleep | OutcomeApproval | OutcomeCancelled
+@dataclass(frozen=True, slots=True)
+class OutcomeWorkflowCommands:
+    """What a code workflow's code issued for a workflow task: the commands as its worker sent them."""
+
+    commands: JSON
+
+
+Outcome = (
+    OutcomeSuccess
+    | OutcomeFailure
+    | OutcomeRetryAfter
+    | OutcomeSleep
+    | OutcomeApproval
+    | OutcomeCancelled
+    | OutcomeWorkflowCommands
+)
 
 
 @dataclass(frozen=True, slots=True)

@@ -92,7 +92,7 @@ class CompositionDecisions(DeciderParts):
                 f"execution {state.execution_id!r} has ended ({state.phase.value}): no signal can reach it any more"
             )
         names = self.definition.signal_names
-        if command.name not in names:
+        if command.name not in names and not self.definition.is_code:  # code may wait for any name
             waits = ", ".join(sorted(names)) or "none"
             raise CommandRejected(
                 f"workflow {state.workflow!r} has no signal step for a signal named {command.name!r}"
@@ -174,7 +174,10 @@ class CompositionDecisions(DeciderParts):
     def start_child(self, step: str, config: StepConfig) -> None:
         spec = config.child
         assert spec is not None
-        input = self._evaluated_input(step, spec.input, f"steps.{step}.child.input", default=None)
+        if self.definition.is_code:  # the code gave the input itself
+            input = self.state.code_args.get(step)
+        else:
+            input = self._evaluated_input(step, spec.input, f"steps.{step}.child.input", default=None)
         if input is _PARKED:
             return
         live = self.state.steps.get(step)
@@ -236,6 +239,10 @@ class CompositionDecisions(DeciderParts):
         input = self._evaluated_input(step, spec.input, where, default=self.state.input)
         if input is _PARKED:
             return
+        self.continue_with(step, input, where=where)
+
+    def continue_with(self, step: str | None, input: JSON, *, where: str = "continueAsNew") -> None:
+        """End this run and start the next with ``input`` (a step's, or a code workflow's command)."""
         try:
             input = self.definition.with_input_defaults(input)
             self.definition.validate_input(input)

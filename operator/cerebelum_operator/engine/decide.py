@@ -10,18 +10,27 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from ..model import CompiledDiverge, InputInvalid, StepConfig, WorkflowDefinition, limits
+from ..model import CompiledDiverge, InputInvalid, Retry, StepConfig, WorkflowDefinition, limits
 from ..model.durations import MAX_DURATION_MS, format_duration
 from . import actions as act
 from . import commands as cmd
 from . import ending, timer_steps
 from . import events as ev
 from .arguments import ARGUMENTS_TOO_LARGE, task_arguments
+from .code_decisions import CodeDecisions
 from .command_checks import CommandRejected, CommandTooLarge, check_strings
 from .composition import CompositionDecisions
 from .expressions import ExpressionError, evaluate, evaluate_condition, to_json
 from .fan_out import FanOutDecisions, parsed_token
-from .ids import ApprovalRejection, ApprovalTimeout, RejectedResult, TaskToken, TimerId, TimerKind
+from .ids import (
+    WORKFLOW_TASK_STEP,
+    ApprovalRejection,
+    ApprovalTimeout,
+    RejectedResult,
+    TaskToken,
+    TimerId,
+    TimerKind,
+)
 from .retry import backoff_ms
 from .state import (
     ExecutionPhase,
@@ -110,7 +119,7 @@ def decide(
     return _Decider(definition, state.clone(), now_ms, max_history_events, max_task_bytes, max_input_bytes).run(command)
 
 
-class _Decider(FanOutDecisions, CompositionDecisions):
+class _Decider(FanOutDecisions, CompositionDecisions, CodeDecisions):
     def __init__(
         self,
         definition: WorkflowDefinition,
@@ -154,6 +163,8 @@ class _Decider(FanOutDecisions, CompositionDecisions):
         self.decision.reply = Reply.DUPLICATE if duplicate else Reply.STALE
 
     def config(self, step: str) -> StepConfig:
+        if self.definition.is_code:  # a code workflow's steps are its commands, while they live
+            return self.state.code_steps.get(step) or _SETTLED_CODE_STEP
         return self.definition.steps[step]
 
     def run(self, command: cmd.Command) -> Decision:
@@ -271,6 +282,9 @@ class _Decider(FanOutDecisions, CompositionDecisions):
 
     def task_started(self, command: cmd.TaskStarted) -> None:
         parsed = parsed_token(command.token)
+        if parsed is not None and parsed.step == WORKFLOW_TASK_STEP:
+            self.workflow_task_started(command)
+            return
         if parsed is not None and parsed.item is not None:
             self.item_started(parsed, command)
             return
@@ -299,6 +313,9 @@ class _Decider(FanOutDecisions, CompositionDecisions):
 
     def task_completed(self, command: cmd.TaskCompleted) -> None:
         parsed = parsed_token(command.token)
+        if parsed is not None and parsed.step == WORKFLOW_TASK_STEP:
+            self.workflow_task_completed(command)
+            return
         if parsed is not None and parsed.item is not None:
             self.item_completed(parsed, command)
             self.advance()
@@ -347,6 +364,9 @@ class _Decider(FanOutDecisions, CompositionDecisions):
             case cmd.OutcomeApproval():
                 timeout = None if outcome.timeout_ms is None else _bounded(outcome.timeout_ms)
                 self.request_approval(step, outcome.approval_kind, outcome.data, timeout, token)
+            case cmd.OutcomeWorkflowCommands():
+                message = "a step task is answered with its outcome, not with workflow commands"
+                self.fail_attempt(step, attempt, token, "InvalidOutcome", message, retryable=False)
         self.advance()
 
     def task_timed_out(self, command: cmd.TaskTimedOut) -> None:
@@ -356,6 +376,9 @@ class _Decider(FanOutDecisions, CompositionDecisions):
             "lease": ("LeaseExpired", "the worker stopped answering before the step finished"),
         }[command.kind]
         parsed = parsed_token(command.token)
+        if parsed is not None and parsed.step == WORKFLOW_TASK_STEP:
+            self.workflow_task_timed_out(command)
+            return
         if parsed is not None and parsed.item is not None:
             self.item_timed_out(parsed, command, error_type, message)
             self.advance()
@@ -453,7 +476,7 @@ class _Decider(FanOutDecisions, CompositionDecisions):
     def pending_approval(self, step: str) -> None:
         if step not in self.state.approvals:
             pending = ", ".join(sorted(self.state.approvals)) or "none"
-            if step not in self.definition.steps:  # a typo: say so, not "not pending"
+            if step not in self.definition.steps and not self.definition.is_code:  # a typo: say so
                 raise CommandRejected(
                     f"workflow {self.state.workflow!r} has no step {step!r} (its steps: "
                     f"{', '.join(self.definition.steps)}); execution {self.state.execution_id!r} waits for the"
@@ -519,6 +542,8 @@ class _Decider(FanOutDecisions, CompositionDecisions):
             self.decision.reply = Reply.DUPLICATE
             return
         reason = command.reason[: limits.MAX_REASON] or "cancelled"
+        if self.definition.is_code and self.request_code_cancel(reason):
+            return
         if self.state.ending is None and self.ending_plan(ExecutionPhase.CANCELLED)[0]:
             self.begin_ending(ExecutionPhase.CANCELLED, reason=reason)
             return
@@ -752,6 +777,8 @@ class _Decider(FanOutDecisions, CompositionDecisions):
             self.give_up(step, attempt, dead_letter_id, f"{why} (after {_attempts(attempt)})", True)
 
     def give_up(self, step: str, attempt: int, token: str, described: str, dead_letter: bool) -> None:
+        if self.definition.is_code:  # the code sees the step fail (its StepFailed) and decides
+            return
         if dead_letter:
             error_type, _, message = described.partition(": ")
             self.emit(ev.StepDeadLettered(step, attempt, token, error_type, message))
@@ -835,6 +862,8 @@ class _Decider(FanOutDecisions, CompositionDecisions):
         for wait in self.state.signal_waits.values():
             if wait.timer_id is not None:
                 self.do(act.CancelTimer(wait.timer_id))
+        if self.state.workflow_task is not None:
+            self.do(act.CancelTask(self.state.workflow_task.token))
         self.cancel_children()
         self.disarm_deadline()
 
@@ -906,11 +935,15 @@ class _Decider(FanOutDecisions, CompositionDecisions):
             return
         try:
             seen = self.variables() if config.args else {}
-            arguments = task_arguments(self.definition, self.state, config, seen, max_task_bytes=self.max_task_bytes)
+            arguments = (
+                self.code_task_arguments(step)
+                if self.definition.is_code
+                else task_arguments(self.definition, self.state, config, seen, max_task_bytes=self.max_task_bytes)
+            )
         except ExpressionError as exc:
             self.park(step, str(exc))
             return
-        size = limits.json_size(arguments["args"]) if "args" in arguments else 0
+        size = limits.json_size(arguments["args"]) if "args" in arguments and not self.definition.is_code else 0
         if size and self.state.carried_bytes + size > self.max_task_bytes:
             self.fail_execution(
                 f"steps.{step}.args: the arguments are {limits.describe_size(size)}; with the input and results"
@@ -959,7 +992,10 @@ class _Decider(FanOutDecisions, CompositionDecisions):
         self.emit(ev.ApprovalRequested(step, kind, data, timer_id, timeout_at, token))
 
     def advance(self) -> None:
-        """Move along the timeline as far as settled steps allow."""
+        """Move along the timeline as far as settled steps allow (a code workflow: let its code see)."""
+        if self.definition.is_code:
+            self.code_advance()
+            return
         positions = self.definition.positions
         while not self.state.phase.terminal:
             if self.state.ending is not None:
@@ -1094,6 +1130,16 @@ class _Decider(FanOutDecisions, CompositionDecisions):
 
 
 _NOT_REACHED = StepState()  # never changed: what advance() reads for a step with no state yet
+# What a code workflow's step that settled is configured as: nothing more runs for it.
+_SETTLED_CODE_STEP = StepConfig(
+    name="",
+    position=-1,
+    task_queue="",
+    timeout_ms=0,
+    lease_ms=0,
+    heartbeat_required=False,
+    retry=Retry(1, 0, 1.0, 0, 0.0, frozenset()),
+)
 
 
 def _reason(message: str | None) -> str:

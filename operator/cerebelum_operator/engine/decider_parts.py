@@ -75,3 +75,21 @@ class DeciderParts:
 
     def stop_everything(self) -> None:
         raise NotImplementedError
+
+    def schedule(self, step: str, *, attempt: int, poll: int, visible_at: int) -> None:
+        raise NotImplementedError
+
+    def start_timer_step(self, step: str, config: StepConfig) -> None:
+        raise NotImplementedError
+
+    def request_approval(self, step: str, kind: str, data: JSON, timeout_ms: int | None, token: str | None) -> None:
+        raise NotImplementedError
+
+    def start_signal_wait(self, step: str, config: StepConfig) -> None:
+        raise NotImplementedError
+
+    def start_child(self, step: str, config: StepConfig) -> None:
+        raise NotImplementedError
+
+    def continue_with(self, step: str | None, input: JSON, *, where: str = "continueAsNew") -> None:
+        raise NotImplementedError

@@ -18,6 +18,7 @@ __all__ = [
     "ChildStarted",
     "DeadLetterRedriven",
     "Event",
+    "ExecutionCancelRequested",
     "ExecutionCancelled",
     "ExecutionContinuedAsNew",
     "ExecutionEnding",
@@ -44,6 +45,10 @@ __all__ = [
     "StepSkipped",
     "StepStarted",
     "VariablesSet",
+    "WorkflowTaskCompleted",
+    "WorkflowTaskFailed",
+    "WorkflowTaskScheduled",
+    "WorkflowTaskStarted",
     "event_from_record",
 ]
 
@@ -444,6 +449,60 @@ class ExecutionContinuedAsNew(Event):
     step: str | None = None
 
 
+# -- code workflows (docs/code-workflows-protocol.md). New kinds: histories written before them never
+# hold one; an engine of an earlier release refuses a history that does, naming the kind.
+
+
+@dataclass(frozen=True, slots=True)
+class WorkflowTaskScheduled(Event):
+    """A code workflow's code has something new to see: a workflow task for its workers exists."""
+
+    kind: ClassVar[str] = "WorkflowTaskScheduled"
+    token: str
+    attempt: int
+    task_queue: str
+    visible_at_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class WorkflowTaskStarted(Event):
+    """A worker leased the workflow task: its time is what the code's ``now()`` gives."""
+
+    kind: ClassVar[str] = "WorkflowTaskStarted"
+    token: str
+    worker_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class WorkflowTaskCompleted(Event):
+    """The code ran for the task and issued ``commands`` (normalised, each with its ``step``)."""
+
+    kind: ClassVar[str] = "WorkflowTaskCompleted"
+    token: str
+    worker_id: str
+    commands: list[JSON]
+
+
+@dataclass(frozen=True, slots=True)
+class WorkflowTaskFailed(Event):
+    """The task produced nothing (non-determinism, a lost worker): it runs again at ``retry_at_ms``."""
+
+    kind: ClassVar[str] = "WorkflowTaskFailed"
+    token: str
+    error_type: str
+    message: str
+    retry_at_ms: int
+    stacktrace: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ExecutionCancelRequested(Event):
+    """A code workflow is asked to stop: its code sees a cancellation and decides how it ends."""
+
+    kind: ClassVar[str] = "ExecutionCancelRequested"
+    reason: str
+
+
 _EVENT_TYPES: dict[str, type[Event]] = {
     cls.kind: cls
     for cls in (
@@ -479,6 +538,11 @@ _EVENT_TYPES: dict[str, type[Event]] = {
         ExecutionSucceeded,
         ExecutionFailed,
         ExecutionCancelled,
+        WorkflowTaskScheduled,
+        WorkflowTaskStarted,
+        WorkflowTaskCompleted,
+        WorkflowTaskFailed,
+        ExecutionCancelRequested,
     )
 }
 

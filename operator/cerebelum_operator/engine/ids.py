@@ -19,6 +19,8 @@ from typing import Self
 
 __all__ = [
     "DEADLINE_STEP",
+    "WORKFLOW_TASK_PREFIX",
+    "WORKFLOW_TASK_STEP",
     "ApprovalRejection",
     "ApprovalTimeout",
     "AttemptRef",
@@ -104,6 +106,11 @@ class TimerKind(StrEnum):
 
 
 DEADLINE_STEP = "workflow"
+# The step part of a code workflow's workflow task tokens: no step name can be it (it holds an @).
+WORKFLOW_TASK_STEP = "@workflow"
+# A workflow task's "function" for the dispatcher: the workflow function, after this (no step's
+# function name holds a colon), so a worker is offered the workflow tasks of what it registered.
+WORKFLOW_TASK_PREFIX = "workflow:"
 
 
 @dataclass(frozen=True, slots=True)

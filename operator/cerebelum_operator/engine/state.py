@@ -10,7 +10,7 @@ from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any
 
-from ..model import WorkflowDefinition
+from ..model import StepConfig, WorkflowDefinition, code_step_config
 from ..model.limits import json_size
 from .events import (
     ApprovalGranted,
@@ -21,6 +21,7 @@ from .events import (
     ChildStarted,
     DeadLetterRedriven,
     ExecutionCancelled,
+    ExecutionCancelRequested,
     ExecutionContinuedAsNew,
     ExecutionEnding,
     ExecutionFailed,
@@ -46,6 +47,10 @@ from .events import (
     StepSkipped,
     StepStarted,
     VariablesSet,
+    WorkflowTaskCompleted,
+    WorkflowTaskFailed,
+    WorkflowTaskScheduled,
+    WorkflowTaskStarted,
 )
 from .ids import DEADLINE_STEP, TaskToken, TimerId, TimerKind
 
@@ -63,6 +68,7 @@ __all__ = [
     "SignalWaiting",
     "StepPhase",
     "StepState",
+    "WorkflowTask",
     "apply_event",
     "approval_result",
     "fold",
@@ -252,6 +258,16 @@ class ChildLink:
     abandon: bool = False
 
 
+@dataclass(frozen=True, slots=True)
+class WorkflowTask:
+    """A code workflow's workflow task, scheduled or (``started_seq`` set) held by ``worker_id``."""
+
+    token: str
+    attempt: int
+    worker_id: str | None = None
+    started_seq: int = 0
+
+
 @dataclass(slots=True)
 class ExecutionState:
     execution_id: str
@@ -299,6 +315,20 @@ class ExecutionState:
     deadline_timer_id: str | None = None
     output: JSON = None
     error: str | None = None
+    # A code workflow (engine/code_decisions.py): its live commands' steps and their arguments (a
+    # settled one is dropped), the next command id, whether the code has events to see that no
+    # workflow task started since, the workflow task, and the failures of the last ones.
+    code_steps: dict[str, StepConfig] = field(default_factory=dict)
+    code_args: dict[str, JSON] = field(default_factory=dict)
+    next_command_id: int = 1
+    code_pending: bool = False
+    workflow_task: WorkflowTask | None = None
+    workflow_task_failures: int = 0
+    workflow_task_error: str | None = None  # "<type>: <message>" while its workflow tasks fail
+    # The worker that completed the last workflow task and that task's WorkflowTaskStarted seq: the
+    # next task carries only the history after it when the same worker takes it.
+    sticky: tuple[str, int] | None = None
+    cancel_requested: str | None = None  # the reason, once a cancel was asked of the code
     created_at_ms: int = 0
     updated_at_ms: int = 0
     last_seq: int = 0
@@ -330,6 +360,8 @@ class ExecutionState:
             fan_outs={name: fan.copy() for name, fan in self.fan_outs.items()},
             signal_waits=dict(self.signal_waits),
             live_children=dict(self.live_children),
+            code_steps=dict(self.code_steps),
+            code_args=dict(self.code_args),
         )
 
     def step(self, name: str) -> StepState:
@@ -459,6 +491,7 @@ def apply_event(state: ExecutionState, definition: WorkflowDefinition, recorded:
             if event.carried_request_ids:
                 state.signal_request_ids = dict.fromkeys(event.carried_request_ids)
             state.continued_from, state.first_run_id, state.run = event.continued_from, event.first_run_id, event.run
+            state.code_pending = definition.is_code
         case StepScheduled():
             step = state.step(event.step)
             _enter(state, definition, event.step)
@@ -491,6 +524,7 @@ def apply_event(state: ExecutionState, definition: WorkflowDefinition, recorded:
             fan = state.fan_outs.pop(event.step, None)
             state.set_result(event.step, fan.outcomes if event.collected and fan is not None else event.output)
             _completed(state, definition, event.step)
+            _code_step_settled(state, event.step)
             if event.goto is not None and event.rule is not None:
                 state.pending_jump = (event.rule, event.step, event.goto)
         case StepFailed():
@@ -510,6 +544,9 @@ def apply_event(state: ExecutionState, definition: WorkflowDefinition, recorded:
                 state.set_result(event.step, {"error": {"type": event.error_type, "message": event.message}})
             if event.goto is not None and event.rule is not None:
                 state.pending_jump = (event.rule, event.step, event.goto)
+            if definition.is_code and event.retry_at_ms is None:  # a code step failed for good
+                step.settled = True
+                _code_step_settled(state, event.step)
         case StepRetryAfter():
             state.finished_tokens.add(event.token)
         case ForEachStarted():
@@ -586,6 +623,7 @@ def apply_event(state: ExecutionState, definition: WorkflowDefinition, recorded:
             step.phase, step.settled, step.finished_at_ms = StepPhase.SUCCEEDED, True, at
             state.set_result(event.step, approval_result(event.approver, event.payload, request))
             _completed(state, definition, event.step)
+            _code_step_settled(state, event.step)
             if event.goto is not None and event.rule is not None:
                 state.pending_jump = (event.rule, event.step, event.goto)
         case ApprovalRejected() | ApprovalTimedOut():
@@ -670,6 +708,48 @@ def apply_event(state: ExecutionState, definition: WorkflowDefinition, recorded:
             state.phase = ExecutionPhase.CANCELLED
             state.error = event.reason or "cancelled"
             _settle_in_flight(state, at)
+        case WorkflowTaskScheduled():
+            state.workflow_task = WorkflowTask(event.token, event.attempt)
+        case WorkflowTaskStarted():
+            if state.workflow_task is not None:
+                state.workflow_task = replace(state.workflow_task, worker_id=event.worker_id, started_seq=recorded.seq)
+                state.code_pending = False  # the task carries everything up to here
+        case WorkflowTaskCompleted():
+            started = state.workflow_task.started_seq if state.workflow_task is not None else 0
+            state.workflow_task, state.workflow_task_failures, state.workflow_task_error = None, 0, None
+            state.sticky = (event.worker_id, started)
+            _record_commands(state, definition, event.commands)
+        case WorkflowTaskFailed():
+            state.workflow_task = None
+            state.workflow_task_failures += 1
+            state.workflow_task_error = f"{event.error_type}: {event.message}"
+            state.sticky = None  # the next task replays from the start, on any worker
+            state.code_pending = True  # what this one was to show is still to be seen
+        case ExecutionCancelRequested():
+            state.cancel_requested = event.reason
+            state.code_pending = True
+
+
+def _code_step_settled(state: ExecutionState, step: str) -> None:
+    """A code workflow's command finished: the code has news, and the step's config is let go."""
+    if state.code_steps.pop(step, None) is not None:
+        state.code_args.pop(step, None)
+        state.code_pending = True
+
+
+def _record_commands(state: ExecutionState, definition: WorkflowDefinition, commands: list[JSON]) -> None:
+    code = definition.code
+    for command in commands:
+        if "id" in command:
+            state.next_command_id = max(state.next_command_id, command["id"] + 1)
+        step = command.get("step")
+        if step is None or code is None:
+            continue
+        state.code_steps[step] = code_step_config(code, step, command["type"], command)
+        if command["type"] == "step":
+            state.code_args[step] = command.get("args")
+        elif command["type"] == "child":
+            state.code_args[step] = command.get("input")
 
 
 def _engine_attempt(
@@ -703,14 +783,16 @@ def _item_settled(fan: FanOut, item: int, outcome: JSON) -> None:
 
 
 def _enter(state: ExecutionState, definition: WorkflowDefinition, step: str) -> None:
-    """The timeline is at the step's position; a compensation or finally step has none."""
-    position = definition.position_of(step)
-    if position >= 0:
-        state.position = position
+    """The timeline is at the step's position; a compensation or finally step, or a code workflow's
+    step, has none."""
+    config = definition.steps.get(step)
+    if config is not None and config.position >= 0:
+        state.position = config.position
 
 
 def _completed(state: ExecutionState, definition: WorkflowDefinition, step: str) -> None:
-    if definition.steps[step].compensate is not None:
+    config = definition.steps.get(step)
+    if config is not None and config.compensate is not None:
         if step in state.completed:
             state.completed.remove(step)
         state.completed.append(step)

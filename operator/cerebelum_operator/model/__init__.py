@@ -1,5 +1,6 @@
 """The workflow model: the spec users write and its compiled, validated form."""
 
+from .code import CodeCommandInvalid, CodeConfig, code_step_config
 from .compile import (
     CelExpression,
     CompiledBranch,
@@ -30,6 +31,8 @@ __all__ = [
     "ApprovalSpec",
     "BranchRule",
     "CelExpression",
+    "CodeCommandInvalid",
+    "CodeConfig",
     "CompiledBranch",
     "CompiledDiverge",
     "DivergeRule",
@@ -48,6 +51,7 @@ __all__ = [
     "WorkflowDefinition",
     "WorkflowInvalid",
     "WorkflowSpec",
+    "code_step_config",
     "compile_workflow",
     "format_duration",
     "parse_duration",

@@ -22,6 +22,7 @@ from referencing.exceptions import Unresolvable
 from . import limits
 from .cel_check import Suggestions, check_names
 from .cel_cost import MAX_CEL_COST, CelCost, CelSyntaxError, CelTooDeep, parse_cost_model
+from .code import CodeConfig, check_code_spec
 from .composition import ChildStart, ContinueAsNew, SignalWait, compile_composition
 from .durations import parse_duration
 from .errors import InputInvalid, SpecProblem, WorkflowInvalid, format_path
@@ -200,6 +201,11 @@ class WorkflowDefinition:
 
     finally_steps: tuple[str, ...] = ()
     uses_phases: bool = False  # some expression reads `phases`, which costs O(steps) to build
+    code: CodeConfig | None = None  # a code workflow: its function runs the orchestration on workers
+
+    @property
+    def is_code(self) -> bool:
+        return self.code is not None
 
     @property
     def signal_names(self) -> frozenset[str]:
@@ -392,7 +398,8 @@ def _expressions(
     return found + ([output] if output is not None else [])
 
 
-def _retry(policy: RetryPolicy) -> Retry:
+def retry_config(policy: RetryPolicy) -> Retry:
+    """The compiled form of a retry policy."""
     return Retry(
         max_attempts=policy.max_attempts,
         initial_interval_ms=parse_duration(policy.initial_interval),
@@ -427,6 +434,7 @@ class _Compiler:
         )
 
     def run(self) -> WorkflowDefinition:
+        code = check_code_spec(self.spec, self.problem)
         self._timeline()
         self._handlers()
         self._references()
@@ -439,7 +447,7 @@ class _Compiler:
         timeout_ms = self._workflow_timeout()
         self._variables()
         self._dependencies()
-        if not self.problems:
+        if not self.problems and code is None:
             self._reachability(diverge, branch)
         if self.problems:
             raise WorkflowInvalid(self.problems)
@@ -458,6 +466,7 @@ class _Compiler:
             uses_phases=any("phases" in program.variables for program in _expressions(steps, diverge, branch, output)),
             _input_validator=validator,
             _input_defaults=None if validator is None else defaults_filler(validator),
+            code=code,
         )
 
     def _dependencies(self) -> None:
@@ -613,7 +622,7 @@ class _Compiler:
                     timeout_ms=parse_duration(timeout),
                     lease_ms=parse_duration(heartbeat) if heartbeat else parse_duration(defaults.lease),
                     heartbeat_required=heartbeat is not None,
-                    retry=_retry(retry),
+                    retry=retry_config(retry),
                     approval_kind=approval.kind if approval else None,
                     approval_timeout_ms=(parse_duration(approval.timeout) if approval and approval.timeout else None),
                     schedule_to_start_ms=to_start,

@@ -19,6 +19,7 @@ __all__ = [
     "ApprovalSpec",
     "BranchRule",
     "ChildSpec",
+    "CodeSpec",
     "ContinueAsNewSpec",
     "DivergeRule",
     "Duration",
@@ -231,11 +232,26 @@ class BranchRule(_Spec):
 TimelineEntry = StepName | list[StepName]
 
 
+class CodeSpec(_Spec):
+    """A code workflow: a function that workers registered runs the orchestration, with replay."""
+
+    function: StepName = Field(description="The workflow function workers registered (@worker.workflow()).")
+    task_queue: QueueName | None = Field(
+        default=None, description="Where its workflow tasks go; by default the workflow's taskQueue."
+    )
+
+
 class WorkflowSpec(_Spec):
     task_queue: QueueName = "default"
     input: dict[str, Any] | None = Field(default=None, description="JSON Schema for the input.")
     defaults: StepDefaults = Field(default_factory=StepDefaults)
-    timeline: list[TimelineEntry] = Field(min_length=1)
+    timeline: list[TimelineEntry] = Field(
+        default_factory=list, description="The steps in order (a list is a parallel group); or `code`."
+    )
+    code: CodeSpec | None = Field(
+        default=None,
+        description="A code workflow: the function that orchestrates it, run by workers, instead of a timeline.",
+    )
     steps: dict[str, StepSpec] = Field(default_factory=dict)
     diverge: dict[str, list[DivergeRule]] = Field(default_factory=dict)
     branch: dict[str, list[BranchRule]] = Field(default_factory=dict)

@@ -93,7 +93,7 @@ def test_a_timeline_entry_is_left_to_the_operator_because_step_or_list_has_no_st
     timeline = schema_of("Workflow", "spec")["properties"]["timeline"]
 
     assert timeline["type"] == "array"
-    assert timeline["minItems"] == 1
+    assert "minItems" not in timeline, "a code workflow has none: the operator's compile asks for one or `code`"
     assert timeline["items"] == {PRESERVE: True}
 
 

@@ -226,6 +226,9 @@ class Execution:
     when it is the first)."""
     run: int = 1
     """This run's number in its chain, 1 for the first."""
+    workflow_task_error: str | None = None
+    """A code workflow whose workflow tasks fail (``"NonDeterminism: …"``): retried until one
+    completes, such as when fixed code is deployed; ``None`` otherwise."""
 
     @property
     def is_terminal(self) -> bool:
@@ -266,6 +269,7 @@ class Execution:
             # An engine before signals (issue 17) sends neither: no chain then, so every run is its own first.
             first_run_id=info.first_run_id or info.id,
             run=info.run or 1,
+            workflow_task_error=info.workflow_task_error or None,
         )
 
 
