@@ -157,6 +157,7 @@ class WorkerProcess:
     log_path: Path
     task_queue: str = "test"
     process: subprocess.Popen[bytes] | None = None
+    extra_env: dict[str, str] = field(default_factory=dict)
 
     def start(self) -> WorkerProcess:
         env = {
@@ -165,6 +166,7 @@ class WorkerProcess:
             "LEDGER": str(self.ledger),
             "TASK_QUEUE": self.task_queue,
             "PYTHONUNBUFFERED": "1",
+            **self.extra_env,
         }
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
@@ -196,12 +198,14 @@ class WorkerPool:
     log_dir: Path
     workers: list[WorkerProcess] = field(default_factory=list)
 
-    def start(self) -> WorkerProcess:
+    def start(self, **env: str) -> WorkerProcess:
+        """A new worker process; ``env`` is added to its environment (CODE_VERSION="2", say)."""
         worker = WorkerProcess(
             script=self.script,
             address=self.address,
             ledger=self.ledger,
             log_path=self.log_dir / f"worker-{len(self.workers)}.log",
+            extra_env=env,
         ).start()
         self.workers.append(worker)
         return worker

@@ -285,6 +285,7 @@ def project_execution(
         ],
         "eventCount": state.last_seq,
         "error": _cut(state.error, limits.error_chars),
+        "workflowTaskError": _cut(state.workflow_task_error, limits.error_chars),
         "parent": (
             {"name": parent_name, "executionId": state.parent_id, "step": state.parent_step}
             if state.parent_id is not None

@@ -170,6 +170,11 @@ class ExecutionStatus(_Resource):
     output_truncated: bool | None = Field(default=None, description="True when the output is too large to show.")
     output_bytes: int | None = Field(default=None, description="The size of the output's JSON.")
     error: str | None = Field(default=None, description="Why the execution failed, cut when long.")
+    workflow_task_error: str | None = Field(
+        default=None,
+        description="A code workflow whose workflow tasks fail (NonDeterminism: ...): retried until fixed code"
+        " completes one; cut when long.",
+    )
     parent: ParentStatus | None = Field(default=None, description="For a child execution: its parent.")
     children: list[ChildStatus] = Field(
         default_factory=list, description="Child executions: the running ones first, then the latest that ended."
