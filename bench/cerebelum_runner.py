@@ -43,6 +43,17 @@ from tests.support.processes import free_port  # noqa: E402
 
 SYSTEM = "Cerebelum"
 SCENARIOS = ("latency", "throughput", "fanout", "map", "hibernation", "recovery")
+CODE_SCENARIOS = ("latency", "throughput", "fanout")  # also measured as code workflows (--code)
+CODE = {"on": False}  # --code: the scenarios' workflows are the worker's code (bench/cerebelum_worker.py)
+
+
+def chain_workflow(client: Client, name: str, steps: list[str]) -> Any:
+    """Apply ``name``: the steps in a row, as a timeline or (with --code) as the worker's `chain`; its input."""
+    if CODE["on"]:
+        client.apply_workflow(name, {"taskQueue": "bench", "code": {"function": "chain"}})
+        return {"steps": len(steps)}
+    client.apply_workflow(name, {"taskQueue": "bench", "timeline": steps})
+    return {}
 
 
 @dataclass(frozen=True)
@@ -205,12 +216,12 @@ def latency(store_url: str, sizes: Sizes, work: Path) -> tuple[dict[str, Any], s
     gaps_us: list[float] = []
     history_gaps_ms: list[float] = []
     with engine(store_url) as dev, workers(dev.address, 1, ledger=ledger), Client(address=dev.address) as client:
-        client.apply_workflow("latency", {"taskQueue": "bench", "timeline": steps})
-        warm = client.start("latency", {})
+        input = chain_workflow(client, "latency", steps)
+        warm = client.start("latency", input)
         assert client.wait(warm.id, timeout=120).phase == "Succeeded"
         for _ in range(sizes.latency_runs):
             ledger.write_text("")
-            run = client.start("latency", {})
+            run = client.start("latency", input)
             final = client.wait(run.id, timeout=120)
             assert final.phase == "Succeeded", final.error
             starts = [int(line.split()[1]) for line in ledger.read_text().splitlines()]
@@ -236,9 +247,9 @@ def throughput(store_url: str, sizes: Sizes, work: Path) -> tuple[dict[str, Any]
     steps = [f"s{i}" for i in range(1, sizes.steps + 1)]
     with engine(store_url) as dev, workers(dev.address, sizes.workers):
         with Client(address=dev.address) as client:
-            client.apply_workflow("throughput", {"taskQueue": "bench", "timeline": steps})
+            input = chain_workflow(client, "throughput", steps)
         began = time.monotonic()
-        ids = asyncio.run(start_many(dev.address, "throughput", [{}] * sizes.executions))
+        ids = asyncio.run(start_many(dev.address, "throughput", [input] * sizes.executions))
         phases = asyncio.run(wait_all(dev.address, ids, wait_s=600))
         wall = time.monotonic() - began
         assert set(phases) == {"Succeeded"}, phases
@@ -264,10 +275,13 @@ def fanout(store_url: str, sizes: Sizes, work: Path) -> tuple[dict[str, Any], st
     group = [f"s{i}" for i in range(1, sizes.fanout + 1)]
     walls: list[float] = []
     with engine(store_url) as dev, workers(dev.address, 1), Client(address=dev.address) as client:
-        client.apply_workflow("fanout", {"taskQueue": "bench", "timeline": [group]})
+        if CODE["on"]:
+            client.apply_workflow("fanout", {"taskQueue": "bench", "code": {"function": "fan"}})
+        else:
+            client.apply_workflow("fanout", {"taskQueue": "bench", "timeline": [group]})
         for attempt in range(4):  # the first one warms up
             began = time.perf_counter()
-            run = client.start("fanout", {})
+            run = client.start("fanout", {"steps": len(group)})
             assert client.wait(run.id, timeout=120).phase == "Succeeded"
             if attempt:
                 walls.append((time.perf_counter() - began) * 1000)
@@ -408,7 +422,11 @@ def main() -> int:
     parser.add_argument("--store", choices=("sqlite", "postgres"), default="sqlite")
     parser.add_argument("--postgres-url", default=None)
     parser.add_argument("--size", type=int, default=None, help="override the scenario's main size")
+    parser.add_argument("--code", action="store_true", help="the workflows as code (latency, throughput, fanout)")
     args = parser.parse_args()
+    CODE["on"] = args.code
+    if args.code and args.scenario not in CODE_SCENARIOS:
+        parser.error(f"--code measures {', '.join(CODE_SCENARIOS)}")
     sizes = Sizes.of(quick=args.quick)
     if args.size is not None:
         field_name = {
@@ -434,7 +452,9 @@ def main() -> int:
                 "map": fan_map,
                 "recovery": recovery,
             }[args.scenario](url, sizes, work)
-    Result(SYSTEM, _version(), label, args.scenario, figures, notes).write(args.out)
+    if args.code:
+        notes += "; the workflow is code a worker runs (workflow tasks, replayed from the history when not cached)"
+    Result(f"{SYSTEM} code" if args.code else SYSTEM, _version(), label, args.scenario, figures, notes).write(args.out)
     return 0
 
 

@@ -1,4 +1,5 @@
-"""The benchmark worker: no-op steps s1..s200, `nap`, which sleeps (one day, or until `wakeAt`), and
+"""The benchmark worker: no-op steps s1..s200, the code workflows `chain` and `fan` over them,
+`nap`, which sleeps (one day, or until `wakeAt`), and
 `items` and `item_step` for the map scenario (a list of input["count"] numbers, then one step per number).
 
 With BENCH_LEDGER set, every step appends "<step> <epoch ns>" to that file when it starts, so
@@ -7,11 +8,12 @@ the latency scenario reads step-to-step times at microsecond resolution.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
 from typing import Any
 
-from cerebelum import StepContext, Worker
+from cerebelum import StepContext, Worker, WorkflowContext
 
 DAY_MS = 86_400_000
 
@@ -53,6 +55,19 @@ async def items(input: Any) -> list[int]:
 async def item_step(value: int) -> int:
     """The no-op step run once per item of the list; it returns its item."""
     return value
+
+
+@worker.workflow()
+async def chain(wf: WorkflowContext, input: Any) -> None:
+    """The latency and throughput shape as code: steps s1..sN in a row."""
+    for index in range(1, int(input["steps"]) + 1):
+        await wf.step(f"s{index}")
+
+
+@worker.workflow()
+async def fan(wf: WorkflowContext, input: Any) -> None:
+    """The fan-out shape as code: steps s1..sN at once."""
+    await asyncio.gather(*(wf.step(f"s{index}") for index in range(1, int(input["steps"]) + 1)))
 
 
 if __name__ == "__main__":

@@ -178,9 +178,23 @@ def _machine() -> list[str]:
 
 
 def _find(results: list[Result], system: str, scenario: str, store_prefix: str = "") -> Result | None:
+    if system.endswith(" code"):
+        return next(
+            (
+                r
+                for r in results
+                if r.system == system
+                and r.scenario == scenario
+                and r.store.startswith(store_prefix)
+                and r.figures
+                and not r.failed
+            ),
+            None,
+        )
     for result in results:
         if (
             result.system.startswith(system)
+            and not result.system.startswith(f"{system} code")  # the code workflows are asked by name
             and result.scenario == scenario
             and result.store.startswith(store_prefix)
             and result.figures
@@ -220,6 +234,20 @@ def _target_lines(results: list[Result]) -> list[str]:
             row(label, shown, ours_tp >= factor * theirs)
         else:
             row(label, "-", None)
+
+    code_p50 = figure(_find(results, "Cerebelum code", "latency", "SQLite"), "p50_ms")
+    row(
+        "code workflows: step-to-step p50 < 5 ms (SQLite)",
+        f"{_cell(code_p50)} ms" if code_p50 else "-",
+        None if code_p50 is None else code_p50 < 5,
+    )
+    code_tp = figure(_find(results, "Cerebelum code", "throughput", "SQLite"), "steps_per_s")
+    temporal_tp = figure(_find(results, "Temporal", "throughput", ""), "steps_per_s")
+    if code_tp and temporal_tp:
+        shown = f"{code_tp / temporal_tp:.1f}x ({_cell(code_tp)} vs {_cell(temporal_tp)} steps/s)"
+        row("code workflows: throughput >= 5x Temporal dev server", shown, code_tp >= 5 * temporal_tp)
+    else:
+        row("code workflows: throughput >= 5x Temporal dev server", "-", None)
 
     sleeping = _find(results, "Cerebelum", "hibernation", "SQLite")
     rss, count = figure(sleeping, "rss_mb"), figure(sleeping, "executions")

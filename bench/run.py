@@ -38,9 +38,10 @@ class Runner:
     scenarios: tuple[str, ...]
     full_sizes: tuple[tuple[str, int], ...] = ()  # (scenario, size) where the full size is smaller
     size_option: str = "--size"
+    extra: tuple[str, ...] = ()  # more options for the script, such as --code
 
     def command(self, scenario: str, out: Path, *, quick: bool, postgres_url: str | None) -> list[str]:
-        command = [sys.executable, str(HERE / self.script), "--scenario", scenario, "--out", str(out)]
+        command = [sys.executable, str(HERE / self.script), "--scenario", scenario, "--out", str(out), *self.extra]
         if quick:
             command.append("--quick")
         elif scenario in dict(self.full_sizes):
@@ -57,6 +58,10 @@ RUNNERS = (
     Runner("cerebelum-sqlite", "cerebelum_runner.py", "sqlite", ENGINE_SCENARIOS),
     # 100,000 sleepers is the SQLite target; on PostgreSQL a fifth of it keeps the run within the hour.
     Runner("cerebelum-postgres", "cerebelum_runner.py", "postgres", ENGINE_SCENARIOS, (("hibernation", 20_000),)),
+    # The same shapes with the workflow as code, run by the worker (issue 18): Temporal's model.
+    Runner(
+        "cerebelum-code-sqlite", "cerebelum_runner.py", "sqlite", ("latency", "throughput", "fanout"), extra=("--code",)
+    ),
     Runner("cerebelum-kubernetes", "kubernetes_runner.py", None, ("kubernetes",)),
     # DBOS creates about 60 workflows a second on SQLite: 5,000 keeps each of these under five minutes.
     Runner(
