@@ -90,6 +90,8 @@ class DeterministicLoop(asyncio.AbstractEventLoop):
         for task in self._tasks:
             if not task.done():
                 task._log_destroy_pending = False  # type: ignore[attr-defined]
+            elif not task.cancelled():
+                task.exception()  # seen: the task's outcome was reported, or the instance is dropped
         self._tasks.clear()
         self._ready.clear()
 
