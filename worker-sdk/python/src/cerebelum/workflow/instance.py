@@ -74,7 +74,8 @@ class WorkflowInstance:
         self.ctx._learn(recorded)
 
     def close(self) -> None:
-        """Stop the code's pending coroutines (the instance is evicted)."""
+        """Stop the code's pending coroutines (the instance is evicted), quietly: as if replaying."""
+        self.ctx._begin(self.ctx.now(), [])
         self.loop.close_tasks()
         self.loop.close()
 

@@ -12,6 +12,7 @@ import asyncio
 import collections
 import contextvars
 import logging
+import weakref
 from collections.abc import Callable, Coroutine, Generator
 from typing import Any, TypeVar
 
@@ -42,7 +43,7 @@ class DeterministicLoop(asyncio.AbstractEventLoop):
         self._running = False
         self._max_callbacks = max_callbacks
         self._exception_handler: Any = None
-        self._tasks: list[asyncio.Task[Any]] = []
+        self._tasks: weakref.WeakSet[asyncio.Task[Any]] = weakref.WeakSet()
         self.violation: WorkflowTaskError | None = None
         """The first determinism rule the code broke, even if the code caught the error."""
 
@@ -85,12 +86,10 @@ class DeterministicLoop(asyncio.AbstractEventLoop):
         try:
             self.violation = None
             self.run_until_idle()
-        except Exception:  # the code refused to stop: drop it without the "destroyed but pending" warning
+        except Exception:  # the code refused to stop: drop it (its tasks do not log "destroyed but pending")
             log.debug("a workflow's code did not stop when its instance was evicted", exc_info=True)
-        for task in self._tasks:
-            if not task.done():
-                task._log_destroy_pending = False  # type: ignore[attr-defined]
-            elif not task.cancelled():
+        for task in list(self._tasks):
+            if task.done() and not task.cancelled():
                 task.exception()  # seen: the task's outcome was reported, or the instance is dropped
         self._tasks.clear()
         self._ready.clear()
@@ -126,8 +125,8 @@ class DeterministicLoop(asyncio.AbstractEventLoop):
         context: contextvars.Context | None = None,
     ) -> asyncio.Task[T]:
         task = asyncio.Task(coro, loop=self, name=name, context=context)
-        self._tasks = [t for t in self._tasks if not t.done()] if len(self._tasks) > 64 else self._tasks
-        self._tasks.append(task)
+        task._log_destroy_pending = False  # type: ignore[attr-defined]  # waiting on a command is its normal state
+        self._tasks.add(task)
         return task
 
     def call_soon(  # type: ignore[override]
