@@ -1,7 +1,8 @@
 """Cerebelum worker SDK and clients.
 
 Write steps and run them with :class:`Worker`; start and steer executions with
-:class:`Client` (blocking) or :class:`AsyncClient` (asyncio).
+:class:`Client` (blocking) or :class:`AsyncClient` (asyncio). Workflows as code
+(``@worker.workflow()``) get a :class:`WorkflowContext`; :func:`replay` checks a history against them.
 """
 
 from cerebelum.async_client import AsyncClient
@@ -41,16 +42,35 @@ from cerebelum.models import (
 )
 from cerebelum.outcomes import ApprovalRequest, RetryAfter, Sleep
 from cerebelum.worker import Worker
+from cerebelum.workflow import (
+    ApprovalRejectedError,
+    ApprovalTimedOutError,
+    ChildFailedError,
+    NonDeterminismError,
+    ReplayResult,
+    RetryPolicy,
+    Signal,
+    SignalTimedOutError,
+    StepFailedError,
+    StepOptions,
+    WorkflowContext,
+    WorkflowStepError,
+    WorkflowTaskError,
+    replay,
+)
 
 __all__ = [
     "TERMINAL_PHASES",
     "AbortedError",
     "AlreadyExistsError",
     "ApplicationError",
+    "ApprovalRejectedError",
     "ApprovalRequest",
+    "ApprovalTimedOutError",
     "AsyncClient",
     "CerebelumError",
     "ChildExecution",
+    "ChildFailedError",
     "Client",
     "DeadLetter",
     "DeadlineExceededError",
@@ -61,23 +81,34 @@ __all__ = [
     "HistoryEvent",
     "InvalidArgumentError",
     "JumpLimit",
+    "NonDeterminismError",
     "NonRetryableError",
     "NotFoundError",
     "PendingApproval",
     "PermissionDeniedError",
     "QueuedSignal",
+    "ReplayResult",
     "ResourceExhaustedError",
     "RetryAfter",
+    "RetryPolicy",
     "ServerError",
+    "Signal",
+    "SignalTimedOutError",
     "SignalWait",
     "Sleep",
     "StepCancelled",
     "StepContext",
+    "StepFailedError",
+    "StepOptions",
     "StepStatus",
     "TlsSettings",
     "UnauthenticatedError",
     "UnavailableError",
     "Worker",
+    "WorkflowContext",
     "WorkflowInfo",
+    "WorkflowStepError",
+    "WorkflowTaskError",
     "parse_duration",
+    "replay",
 ]

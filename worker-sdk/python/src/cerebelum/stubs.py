@@ -21,11 +21,16 @@ class WorkerRpcs(NamedTuple):
     poll: grpc.aio.UnaryUnaryMultiCallable[worker_pb2.PollTaskRequest, worker_pb2.PollTaskResponse]
     heartbeat: grpc.aio.UnaryUnaryMultiCallable[worker_pb2.HeartbeatRequest, worker_pb2.HeartbeatResponse]
     complete: grpc.aio.UnaryUnaryMultiCallable[worker_pb2.CompleteTaskRequest, worker_pb2.CompleteTaskResponse]
+    history: grpc.aio.UnaryUnaryMultiCallable[
+        worker_pb2.GetWorkflowHistoryRequest, worker_pb2.GetWorkflowHistoryResponse
+    ]  # workflow tasks: the history a task does not carry
 
 
 def worker_rpcs(channel: grpc.aio.Channel) -> WorkerRpcs:
     stub = worker_pb2_grpc.WorkerServiceStub(channel)  # type: ignore[no-untyped-call]
-    return WorkerRpcs(poll=stub.PollTask, heartbeat=stub.Heartbeat, complete=stub.CompleteTask)
+    return WorkerRpcs(
+        poll=stub.PollTask, heartbeat=stub.Heartbeat, complete=stub.CompleteTask, history=stub.GetWorkflowHistory
+    )
 
 
 def workflow_methods(channel: grpc.Channel | grpc.aio.Channel) -> dict[str, Any]:

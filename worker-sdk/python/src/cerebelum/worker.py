@@ -1,8 +1,9 @@
-"""``Worker``: registers steps, polls for their tasks, runs them and reports their outcomes."""
+"""``Worker``: registers steps and workflow functions, polls for their tasks, runs them and reports their outcomes."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 from collections.abc import Callable
@@ -21,6 +22,8 @@ from cerebelum.outage import Outage, describe
 from cerebelum.steps import StepDefinition
 from cerebelum.stubs import worker_rpcs
 from cerebelum.v1 import worker_pb2
+from cerebelum.workflow.definition import WorkflowDefinition
+from cerebelum.workflow.tasks import WorkflowTaskHandler
 
 __all__ = ["Worker"]
 
@@ -53,6 +56,10 @@ class Worker:
     ``max_pollers`` polls in flight (one poll waits a round trip per task). A long poll
         waits up to ``poll_wait`` seconds. On shutdown, running steps get ``drain_timeout`` seconds
         to finish and report.
+
+        Workflow functions (``@worker.workflow()``) run their workflow tasks inline, without taking a
+        step's slot; up to ``max_cached_workflows`` executions stay live in memory, so that their next
+        task applies only the new events instead of replaying the whole history.
     """
 
     def __init__(
@@ -68,6 +75,7 @@ class Worker:
         max_pollers: int = 4,
         poll_wait: float = 10.0,
         drain_timeout: float = 30.0,
+        max_cached_workflows: int = 1000,
     ) -> None:
         if not task_queue:
             raise ValueError("task_queue must not be empty")
@@ -79,6 +87,8 @@ class Worker:
             raise ValueError("poll_wait must be positive")
         if drain_timeout < 0:
             raise ValueError("drain_timeout must not be negative")
+        if max_cached_workflows < 0:
+            raise ValueError("max_cached_workflows must not be negative")
         self.task_queue = task_queue
         self.address = resolve_address(address)
         self.worker_id = worker_id or default_worker_id()
@@ -86,9 +96,12 @@ class Worker:
         self.max_pollers = max_pollers
         self.poll_wait = poll_wait
         self.drain_timeout = drain_timeout
+        self.max_cached_workflows = max_cached_workflows
         self._tokens = resolve_token_source(token, token_file)
         self._tls = resolve_tls(tls)
         self._steps: dict[str, StepDefinition] = {}
+        self._workflows: dict[str, WorkflowDefinition] = {}
+        self._workflow_handler: WorkflowTaskHandler | None = None
         self._started = False
         self._stop_requested = False
         self._running: set[asyncio.Task[None]] = set()
@@ -122,9 +135,45 @@ class Worker:
             if self._started:
                 raise RuntimeError("steps must be registered before the worker starts")
             self._steps[step_name] = StepDefinition(step_name, func)
+            if not hasattr(func, "__cerebelum_step__"):  # so that wf.step(func) names the registered step
+                with contextlib.suppress(AttributeError, TypeError):
+                    func.__cerebelum_step__ = step_name  # type: ignore[attr-defined]
             return func
 
         return register(fn) if fn is not None else register
+
+    @overload
+    def workflow(self, fn: F, /) -> F: ...
+
+    @overload
+    def workflow(self, fn: None = None, /, *, name: str | None = None) -> Callable[[F], F]: ...
+
+    def workflow(self, fn: Callable[..., Any] | None = None, /, *, name: str | None = None) -> Any:
+        """Register a workflow function: ``async def f(wf: WorkflowContext, input)`` (or just ``(wf)``).
+
+        Use as ``@worker.workflow()``, ``@worker.workflow(name="x")`` or ``@worker.workflow``. The name
+        (what a Workflow's ``spec.code.function`` names) defaults to the function's. The function is
+        returned unchanged.
+        """
+
+        def register(func: Callable[..., Any]) -> Callable[..., Any]:
+            workflow_name = name or func.__name__
+            if workflow_name in self._workflows:
+                raise ValueError(f"workflow {workflow_name!r} is already registered")
+            if self._started:
+                raise RuntimeError("workflows must be registered before the worker starts")
+            self._workflows[workflow_name] = WorkflowDefinition(workflow_name, func)
+            if not hasattr(func, "__cerebelum_workflow__"):  # so that wf.child(func) names it
+                with contextlib.suppress(AttributeError, TypeError):
+                    func.__cerebelum_workflow__ = workflow_name  # type: ignore[attr-defined]
+            return func
+
+        return register(fn) if fn is not None else register
+
+    @property
+    def workflow_names(self) -> tuple[str, ...]:
+        """Names of the registered workflow functions, in registration order."""
+        return tuple(self._workflows)
 
     @property
     def step_names(self) -> tuple[str, ...]:
@@ -177,8 +226,8 @@ class Worker:
         """Poll and run tasks until :meth:`shutdown` is called, then drain and return."""
         if self._started:
             raise RuntimeError("this worker is already running (or has run)")
-        if not self._steps:
-            raise RuntimeError("register at least one step before running the worker")
+        if not self._steps and not self._workflows:
+            raise RuntimeError("register at least one step or workflow before running the worker")
         self._started = True
         if self._stop_requested:
             return
@@ -195,14 +244,21 @@ class Worker:
             self._executor = TaskExecutor(
                 steps=self._steps, worker_id=self.worker_id, heartbeat_rpc=rpcs.heartbeat, thread_pool=pool
             )
+            self._workflow_handler = WorkflowTaskHandler(
+                workflows=self._workflows,
+                worker_id=self.worker_id,
+                history_rpc=rpcs.history,
+                max_cached_workflows=self.max_cached_workflows,
+            )
             completer = Completer(rpcs.complete)
             log.info(
-                "worker %s serving task queue %r at %s%s: steps %s; up to %d at once",
+                "worker %s serving task queue %r at %s%s: steps %s%s; up to %d at once",
                 self.worker_id,
                 self.task_queue,
                 self.address,
                 " (TLS)" if self._tls is not None else "",
-                ", ".join(self._steps),
+                ", ".join(self._steps) or "none",
+                f"; workflows {', '.join(self._workflows)}" if self._workflows else "",
                 self.max_concurrency,
             )
             self._poller = asyncio.get_running_loop().create_task(self._poll_loop(rpcs.poll, self._executor, completer))
@@ -216,6 +272,8 @@ class Worker:
             await self._drain(self._executor)
         finally:
             self._stop_requested = True
+            if self._workflow_handler is not None:
+                self._workflow_handler.close()
             await channel.close(None)
             if pool is not None:
                 pool.shutdown(wait=False, cancel_futures=True)
@@ -254,12 +312,7 @@ class Worker:
     ) -> None:
         """One of the concurrent pollers; they share the slots and the outage (each reason logged once)."""
         loop = asyncio.get_running_loop()
-        request = worker_pb2.PollTaskRequest(
-            worker_id=self.worker_id,
-            task_queue=self.task_queue,
-            steps=list(self._steps),
-            wait_ms=round(self.poll_wait * 1000),
-        )
+        request = self._poll_request()
         timeout = self.poll_wait + _POLL_MARGIN
         backoff = Backoff()
 
@@ -268,6 +321,11 @@ class Worker:
             slots.release()
             if not task.cancelled() and (exc := task.exception()) is not None:
                 log.error("a task handler failed", exc_info=exc)
+
+        def workflow_finished(task: asyncio.Task[None]) -> None:
+            self._running.discard(task)
+            if not task.cancelled() and (exc := task.exception()) is not None:
+                log.error("a workflow task handler failed", exc_info=exc)
 
         while not self._stop_requested:
             await slots.acquire()
@@ -286,9 +344,30 @@ class Worker:
             if not reply.HasField("task"):
                 slots.release()
                 continue
+            if reply.task.HasField("workflow_task"):
+                # A short activation: it runs without a step's slot, so workflows never starve steps.
+                slots.release()
+                task = loop.create_task(self._handle_workflow(reply.task, completer))
+                self._running.add(task)
+                task.add_done_callback(workflow_finished)
+                continue
             task = loop.create_task(self._handle(reply.task, executor, completer))
             self._running.add(task)
             task.add_done_callback(finished)
+
+    def _poll_request(self) -> worker_pb2.PollTaskRequest:
+        return worker_pb2.PollTaskRequest(
+            worker_id=self.worker_id,
+            task_queue=self.task_queue,
+            steps=list(self._steps),
+            workflows=list(self._workflows),
+            wait_ms=round(self.poll_wait * 1000),
+        )
+
+    async def _handle_workflow(self, task: worker_pb2.Task, completer: Completer) -> None:
+        assert self._workflow_handler is not None
+        report = await self._workflow_handler.run(task)
+        await completer.submit(report)
 
     async def _handle(self, task: worker_pb2.Task, executor: TaskExecutor, completer: Completer) -> None:
         report = await executor.run(task)
