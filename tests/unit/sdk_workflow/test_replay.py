@@ -7,9 +7,10 @@ from typing import Any
 
 import pytest
 
-from cerebelum.workflow import NonDeterminismError, replay
+from cerebelum import HistoryEvent
+from cerebelum.workflow import NonDeterminismError, WorkflowContext, WorkflowStepError, replay
 from cerebelum.workflow.definition import WorkflowDefinition
-from cerebelum.workflow.history import parse_events
+from cerebelum.workflow.history import parse_events, parse_time
 from cerebelum.workflow.replay import Replayer
 
 from . import workflows as w
@@ -287,3 +288,64 @@ def test_a_history_whose_end_event_disagrees_with_the_code_is_non_deterministic(
     events[-1] = {**events[-1], "type": "ExecutionSucceeded"}
     with pytest.raises(NonDeterminismError, match="ExecutionSucceeded"):
         replay(w.failing, events)
+
+
+async def waits_and_reports(wf: WorkflowContext, input: str) -> str:
+    try:
+        if input == "approval":
+            await wf.wait_for_approval("ok", timeout="1m")
+        elif input == "signal":
+            await wf.wait_for_signal("go", timeout="1m")
+        elif input == "child":
+            await wf.child(waits_and_reports, "x")
+        else:
+            await wf.step("s")
+    except WorkflowStepError as exc:
+        return f"{type(exc).__name__} {exc.error_type} {exc.step}"
+    return "no error"
+
+
+@pytest.mark.parametrize(
+    ("kind", "error_type", "raised"),
+    [
+        ("approval", "ApprovalTimedOut", "ApprovalTimedOutError"),
+        ("approval", "ApprovalRejected", "ApprovalRejectedError"),
+        ("signal", "SignalTimedOut", "SignalTimedOutError"),
+        ("child", "ChildFailed", "ChildFailedError"),
+        ("child", "ChildCancelled", "ChildFailedError"),
+        ("step", "Boom", "StepFailedError"),
+    ],
+)
+def test_each_final_failure_raises_its_own_error_class(kind: str, error_type: str, raised: str) -> None:
+    def fail(command: Command) -> tuple[str, dict[str, Any]]:
+        return "StepFailed", {"error_type": error_type, "message": "m", "retry_at_ms": None, "continued": False}
+
+    sim = Simulation(waits_and_reports, input=kind, respond=fail)
+    sim.run()
+    step = sim.issued[0][0]["step"]
+    assert sim.outcome == {"type": "complete", "output": f"{raised} {error_type} {step}"}
+
+
+def test_a_cancel_requested_before_the_code_ever_ran_cancels_it() -> None:
+    history = History()
+    history.cancel_requested("too late")
+    _, started = history.task_started()
+    assert first_run(w.polling, history, started) == [{"type": "cancelled", "message": "too late"}]
+
+
+def test_replay_reads_the_clients_history_events() -> None:
+    sim = Simulation(w.two_steps, input={"id": "o", "amount": 1})
+    sim.run()
+    events = [
+        HistoryEvent(seq=e["seq"], type=e["type"], at=parse_time(e["at"]), data=e["data"]) for e in sim.history.events
+    ]
+    assert replay(w.two_steps, events).outcome == sim.outcome
+
+
+def first_run(fn: Callable[..., Any], history: History, started: int) -> list[Command]:
+    replayer = Replayer(WorkflowDefinition(fn.__name__, fn), execution_id="ex-1", workflow="wf")
+    try:
+        replayer.feed(parse_events(history.events))
+        return replayer.run_live(started)
+    finally:
+        replayer.close()
