@@ -12,10 +12,13 @@ EXPECTED = [
     "AbortedError",
     "AlreadyExistsError",
     "ApplicationError",
+    "ApprovalRejectedError",
     "ApprovalRequest",
+    "ApprovalTimedOutError",
     "AsyncClient",
     "CerebelumError",
     "ChildExecution",
+    "ChildFailedError",
     "Client",
     "DeadLetter",
     "DeadlineExceededError",
@@ -26,25 +29,36 @@ EXPECTED = [
     "HistoryEvent",
     "InvalidArgumentError",
     "JumpLimit",
+    "NonDeterminismError",
     "NonRetryableError",
     "NotFoundError",
     "PendingApproval",
     "PermissionDeniedError",
     "QueuedSignal",
+    "ReplayResult",
     "ResourceExhaustedError",
     "RetryAfter",
+    "RetryPolicy",
     "ServerError",
+    "Signal",
+    "SignalTimedOutError",
     "SignalWait",
     "Sleep",
     "StepCancelled",
     "StepContext",
+    "StepFailedError",
+    "StepOptions",
     "StepStatus",
     "TlsSettings",
     "UnauthenticatedError",
     "UnavailableError",
     "Worker",
+    "WorkflowContext",
     "WorkflowInfo",
+    "WorkflowStepError",
+    "WorkflowTaskError",
     "parse_duration",
+    "replay",
 ]
 
 
@@ -66,7 +80,24 @@ def test_every_sdk_module_declares_what_it_exports() -> None:
 
 def test_server_errors_are_cerebelum_errors_and_step_errors_are_not() -> None:
     step_errors = {cerebelum.ApplicationError, cerebelum.NonRetryableError}
-    server_errors = [getattr(cerebelum, name) for name in EXPECTED if name.endswith("Error")]
+    # Raised in workflow code by its context, or by a replay: never by the server.
+    workflow_errors = {
+        cerebelum.WorkflowStepError,
+        cerebelum.StepFailedError,
+        cerebelum.ApprovalRejectedError,
+        cerebelum.ApprovalTimedOutError,
+        cerebelum.SignalTimedOutError,
+        cerebelum.ChildFailedError,
+        cerebelum.NonDeterminismError,
+        cerebelum.WorkflowTaskError,
+    }
+    for cls in workflow_errors:
+        assert not issubclass(cls, cerebelum.CerebelumError), cls
+    server_errors = [
+        getattr(cerebelum, name)
+        for name in EXPECTED
+        if name.endswith("Error") and getattr(cerebelum, name) not in workflow_errors
+    ]
     for cls in server_errors:
         assert issubclass(cls, cerebelum.CerebelumError) == (cls not in step_errors), cls
     assert issubclass(cerebelum.NonRetryableError, cerebelum.ApplicationError)

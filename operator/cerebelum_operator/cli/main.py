@@ -34,6 +34,7 @@ from .render import (
     show_execution,
     to_document,
 )
+from .replay import replay_command
 from .schedules import schedule_app
 
 __all__ = ["app", "main"]
@@ -44,6 +45,7 @@ dlq_app = typer.Typer(help="The dead-letter queue: steps that ran out of retries
 app.add_typer(get_app, name="get")
 app.add_typer(dlq_app, name="dlq")
 app.add_typer(schedule_app, name="schedule")
+app.command("replay")(replay_command)
 
 DEFAULT_LIST_LIMIT = 50
 MAX_LIST_LIMIT = 1000  # what the engine returns at most in one ListExecutions

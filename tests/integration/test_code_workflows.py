@@ -1,0 +1,158 @@
+"""Code workflows on a real engine, store and worker processes (issue 18).
+
+The seed's section 4.1 scenario as code: a loop of checks with durable sleeps between them, an
+approval and parallel steps; the worker holding the workflow SIGKILLed during a sleep (another
+worker replays the history and carries on), and separately the engine SIGKILLed. No completed
+step runs again, and the history has no gap. Then non-determinism: code changed under an
+execution in flight fails its workflow task (never the execution) with the event and the
+command named, `cerebelum replay` catches the same change from a saved history, and fixed code
+lets the execution finish. On SQLite and on PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from cerebelum import Client
+from tests.support.processes import ROOT, EngineProcess, WorkerPool, run_cli
+from tests.support.waiting import wait_until
+
+pytestmark = pytest.mark.slow
+
+WORKER = Path(__file__).parent / "workers" / "provision_worker.py"
+PROVISION = {"taskQueue": "test", "code": {"function": "provision"}}
+ND_DEMO = {"taskQueue": "test", "code": {"function": "nd_demo"}}
+
+
+@pytest.fixture
+def workers(engine: EngineProcess, ledger: Path, tmp_path: Path) -> Iterator[WorkerPool]:
+    pool = WorkerPool(script=WORKER, address=engine.address, ledger=ledger, log_dir=tmp_path)
+    yield pool
+    pool.stop_all()
+
+
+def ledger_runs(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def events(client: Client, execution_id: str) -> list[Any]:
+    return list(client.history(execution_id))
+
+
+def sleeping(client: Client, execution_id: str) -> bool:
+    history = events(client, execution_id)
+    started = sum(1 for e in history if e.type == "SleepStarted")
+    ended = sum(1 for e in history if e.type == "SleepEnded")
+    return started > ended
+
+
+def assert_each_step_ran_once_and_the_history_has_no_gap(client: Client, ledger: Path, execution_id: str) -> None:
+    runs = Counter(run["step"] for run in ledger_runs(ledger) if run["execution"] == execution_id)
+    assert runs and max(runs.values()) == 1, f"a completed step ran again: {runs}"
+    seqs = [e.seq for e in events(client, execution_id)]
+    assert seqs == list(range(1, len(seqs) + 1))
+
+
+def test_the_wait_for_ip_loop_survives_a_worker_sigkill_during_a_sleep_replaying_on_another_worker(
+    engine: EngineProcess, workers: WorkerPool, client: Client, ledger: Path
+) -> None:
+    client.apply_workflow("provision", PROVISION)
+    first = workers.start()
+    client.start("provision", {"region": "ams3", "poll": "2s"}, execution_id="prov-1")
+    wait_until(lambda: sleeping(client, "prov-1"), within=60, what="the first durable sleep")
+
+    first.kill()  # the worker holding the workflow in its cache, in the middle of the loop
+    workers.start()
+    wait_until(
+        lambda: client.get("prov-1").phase == "WaitingForApproval", within=90, what="the loop to end on another worker"
+    )
+    approved = run_cli(engine, "approve", "prov-1", "go_live", "--approver", "ops@example.com")
+    assert approved.returncode == 0, approved.stderr
+    finished = client.wait("prov-1", timeout=90)
+
+    assert finished.phase == "Succeeded", finished.error
+    assert finished.output == {"ip": "10.0.0.7", "approver": "ops@example.com", "hosts": ["a", "b", "c"]}
+    assert_each_step_ran_once_and_the_history_has_no_gap(client, ledger, "prov-1")
+    history = events(client, "prov-1")
+    takers = {e.data["worker_id"] for e in history if e.type == "WorkflowTaskStarted"}
+    assert len(takers) == 2, "the second worker replayed the history the first one had cached"
+    assert sum(1 for e in history if e.type == "SleepEnded") == 2, "three checks, a durable sleep between each"
+
+
+def test_the_wait_for_ip_loop_survives_an_engine_sigkill_during_a_sleep(
+    engine: EngineProcess, workers: WorkerPool, client: Client, ledger: Path
+) -> None:
+    client.apply_workflow("provision", PROVISION)
+    workers.start()
+    client.start("provision", {"region": "fra1", "poll": "2s"}, execution_id="prov-2")
+    wait_until(lambda: sleeping(client, "prov-2"), within=60, what="the first durable sleep")
+
+    engine.kill()
+    engine.start()
+    with Client(address=engine.address) as again:
+        wait_until(
+            lambda: again.get("prov-2").phase == "WaitingForApproval", within=90, what="the loop after the restart"
+        )
+        again.approve("prov-2", "go_live", approver="ops@example.com")
+        finished = again.wait("prov-2", timeout=90)
+        assert finished.phase == "Succeeded", finished.error
+        assert_each_step_ran_once_and_the_history_has_no_gap(again, ledger, "prov-2")
+
+
+def test_changed_code_fails_the_workflow_task_naming_the_event_and_fixed_code_finishes_the_execution(
+    engine: EngineProcess, workers: WorkerPool, client: Client, ledger: Path, tmp_path: Path
+) -> None:
+    client.apply_workflow("nd-demo", ND_DEMO)
+    original = workers.start()
+    client.start("nd-demo", {}, execution_id="nd-1")
+    wait_until(lambda: client.get("nd-1").phase == "WaitingForSignal", within=60, what="the wait for a signal")
+    saved = tmp_path / "nd-1.json"
+    dumped = run_cli(engine, "history", "nd-1", "-o", "json")
+    assert dumped.returncode == 0, dumped.stderr
+    saved.write_text(dumped.stdout)
+
+    # The check a team runs before deploying: the renamed step is caught from the saved history.
+    assert replay(saved, version="1").returncode == 0
+    caught = replay(saved, version="2")
+    assert caught.returncode == 1
+    assert "non-determinism" in caught.stdout and "renamed" in caught.stdout and "first" in caught.stdout
+
+    original.kill()
+    changed = workers.start(CODE_VERSION="2")
+    client.signal("nd-1", "go", "go")  # the code has something to see: a worker replays it
+    wait_until(lambda: client.get("nd-1").workflow_task_error is not None, within=60, what="the failing task")
+    info = client.get("nd-1")
+    assert info.phase not in ("Failed", "Succeeded")
+    assert info.workflow_task_error is not None and info.workflow_task_error.startswith("NonDeterminism")
+    described = run_cli(engine, "describe", "nd-1").stdout
+    assert "Workflow task failing: NonDeterminism" in described
+
+    changed.kill()
+    workers.start(CODE_VERSION="1")  # the fix deployed
+    finished = client.wait("nd-1", timeout=90)
+    assert finished.phase == "Succeeded", finished.error
+    assert finished.output == "first then go then first"
+    assert finished.workflow_task_error is None
+    assert not any(run["function"] == "renamed" for run in ledger_runs(ledger)), "the changed code ran no step"
+
+
+def replay(history: Path, *, version: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "cerebelum_operator.cli", "replay", str(history)]
+        + ["--function", "tests.integration.workers.provision_worker:nd_demo"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, "CODE_VERSION": version, "LEDGER": "/dev/null"},
+        timeout=60,
+        check=False,
+    )
