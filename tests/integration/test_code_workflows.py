@@ -147,8 +147,10 @@ def test_changed_code_fails_the_workflow_task_naming_the_event_and_fixed_code_fi
 
 def replay(history: Path, *, version: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "cerebelum_operator.cli", "replay", str(history)]
-        + ["--function", "tests.integration.workers.provision_worker:nd_demo"],
+        [
+            *(sys.executable, "-m", "cerebelum_operator.cli", "replay", str(history)),
+            *("--function", "tests.integration.workers.provision_worker:nd_demo"),
+        ],
         capture_output=True,
         text=True,
         cwd=ROOT,
