@@ -42,8 +42,8 @@ from cerebelum import AsyncClient, Client  # noqa: E402
 from tests.support.processes import free_port  # noqa: E402
 
 SYSTEM = "Cerebelum"
-SCENARIOS = ("latency", "throughput", "fanout", "map", "hibernation", "recovery")
-CODE_SCENARIOS = ("latency", "throughput", "fanout")  # also measured as code workflows (--code)
+SCENARIOS = ("latency", "throughput", "fanout", "map", "hibernation", "recovery", "code-scale")
+CODE_SCENARIOS = ("latency", "throughput", "fanout", "code-scale")  # measured as code workflows (--code)
 CODE = {"on": False}  # --code: the scenarios' workflows are the worker's code (bench/cerebelum_worker.py)
 
 
@@ -327,6 +327,47 @@ def fan_map(store_url: str, sizes: Sizes, work: Path) -> tuple[dict[str, Any], s
     return figures, notes
 
 
+def code_scale(store_url: str, sizes: Sizes, work: Path) -> tuple[dict[str, Any], str]:
+    """A loop of many iterations continuing as new, then a worker holding many executions in its cache."""
+    iterations, per_run, cached = (1_000, 250, 100) if sizes.latency_runs == 1 else (10_000, 2_000, 1_000)
+    env = {**os.environ, "BENCH_MAX_CACHED": str(cached)}
+    with engine(store_url) as dev, Client(address=dev.address) as client:
+        env["CEREBELUM_ADDRESS"] = dev.address
+        worker = subprocess.Popen([sys.executable, str(HERE / "cerebelum_worker.py")], env=env)
+        try:
+            client.apply_workflow("counter", {"taskQueue": "bench", "code": {"function": "counter"}})
+            client.apply_workflow("parked", {"taskQueue": "bench", "code": {"function": "parked"}})
+            began = time.monotonic()
+            run = client.start("counter", {"count": 0, "until": iterations, "per_run": per_run})
+            final = client.wait(run.id, timeout=3600, follow_runs=True)
+            loop_s = time.monotonic() - began
+            assert final.phase == "Succeeded", final.error
+            assert final.output == iterations, final.output
+            runs = final.run
+            before = process_tree_rss_mb(worker.pid)
+            ids = asyncio.run(start_many(dev.address, "parked", [{}] * cached))
+            wait_until(lambda: all(client.get(i).phase == "WaitingForSignal" for i in ids), 600, every=1.0)
+            after = process_tree_rss_mb(worker.pid)
+        finally:
+            worker.terminate()
+            worker.wait(timeout=30)
+    figures = {
+        "iterations": iterations,
+        "runs": runs,
+        "loop_s": round(loop_s, 1),
+        "iterations_per_s": round(iterations / loop_s, 1),
+        "cached": cached,
+        "worker_rss_mb": round(after, 1),
+        "kb_per_cached": round((after - before) * 1024 / cached, 1),
+    }
+    notes = (
+        f"one code workflow counting to {iterations:,} with a step per iteration, continuing as new every"
+        f" {per_run:,} (each run's history stays small); then {cached:,} executions parked on a signal after one"
+        " step, all held in one worker's cache: its RSS, and the growth per cached execution"
+    )
+    return figures, notes
+
+
 def _sleepers(dev: DevEngine, history: History, count: int, wake_at_ms: int | None) -> tuple[float, float]:
     """Start `count` executions of `nap -> s1`; (seconds to start them, seconds until all sleep)."""
     with Client(address=dev.address) as client:
@@ -436,6 +477,7 @@ def main() -> int:
             "map": "map_items",
             "hibernation": "hibernating",
             "recovery": "recovering",
+            "code-scale": "recovering",
         }[args.scenario]
         sizes = replace(sizes, **{field_name: args.size})
     work = Path(tempfile.mkdtemp(prefix="cerebelum-bench-"))
@@ -451,6 +493,7 @@ def main() -> int:
                 "fanout": fanout,
                 "map": fan_map,
                 "recovery": recovery,
+                "code-scale": code_scale,
             }[args.scenario](url, sizes, work)
     if args.code:
         notes += "; the workflow is code a worker runs (workflow tasks, replayed from the history when not cached)"

@@ -19,6 +19,7 @@ DAY_MS = 86_400_000
 
 worker = Worker(
     task_queue="bench",
+    max_cached_workflows=int(os.environ.get("BENCH_MAX_CACHED", "1000")),
     max_concurrency=int(os.environ.get("BENCH_CONCURRENCY", "200")),
     max_pollers=int(os.environ.get("BENCH_POLLERS", "16")),
 )
@@ -62,6 +63,29 @@ async def chain(wf: WorkflowContext, input: Any) -> None:
     """The latency and throughput shape as code: steps s1..sN in a row."""
     for index in range(1, int(input["steps"]) + 1):
         await wf.step(f"s{index}")
+
+
+@worker.step(name="tick")
+async def tick(n: int) -> int:
+    return n + 1
+
+
+@worker.workflow()
+async def counter(wf: WorkflowContext, input: Any) -> int:
+    """Counts to input["until"] with a step per iteration, continuing as new every input["per_run"]."""
+    count = int(input["count"])
+    for _ in range(int(input["per_run"])):
+        if count >= int(input["until"]):
+            return count
+        count = await wf.step(tick, n=count)
+    wf.continue_as_new({**input, "count": count})
+
+
+@worker.workflow()
+async def parked(wf: WorkflowContext, input: Any) -> Any:
+    """One step, then a wait for a signal that never comes: it stays in the worker's cache."""
+    await wf.step("s1")
+    return (await wf.wait_for_signal("never")).data
 
 
 @worker.workflow()

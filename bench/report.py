@@ -97,6 +97,22 @@ SCENARIOS: dict[str, Scenario] = {
         "seconds (lower is better)",
         True,
     ),
+    "code-scale": Scenario(
+        "Code workflows at scale",
+        "a code workflow looping with a step per iteration, continuing as new; then a worker holding many cached"
+        " executions",
+        (
+            Column("iterations", "iterations"),
+            Column("runs", "runs"),
+            Column("iterations_per_s", "iterations/s"),
+            Column("cached", "cached executions"),
+            Column("worker_rss_mb", "worker RSS MB"),
+            Column("kb_per_cached", "KB per cached"),
+        ),
+        ("worker_rss_mb",),
+        "MB of worker memory (lower is better)",
+        True,
+    ),
     "kubernetes": Scenario(
         "Kubernetes mode",
         "the throughput shape through the operator and the real kube-apiserver",

@@ -25,7 +25,7 @@ sys.path.insert(0, str(ROOT))
 from bench.common import Result  # noqa: E402
 from bench.report import write_report  # noqa: E402
 
-SCENARIOS = ("latency", "throughput", "fanout", "map", "hibernation", "recovery", "kubernetes")
+SCENARIOS = ("latency", "throughput", "fanout", "map", "hibernation", "recovery", "code-scale", "kubernetes")
 
 
 @dataclass(frozen=True)
@@ -60,7 +60,11 @@ RUNNERS = (
     Runner("cerebelum-postgres", "cerebelum_runner.py", "postgres", ENGINE_SCENARIOS, (("hibernation", 20_000),)),
     # The same shapes with the workflow as code, run by the worker (issue 18): Temporal's model.
     Runner(
-        "cerebelum-code-sqlite", "cerebelum_runner.py", "sqlite", ("latency", "throughput", "fanout"), extra=("--code",)
+        "cerebelum-code-sqlite",
+        "cerebelum_runner.py",
+        "sqlite",
+        ("latency", "throughput", "fanout", "code-scale"),
+        extra=("--code",),
     ),
     Runner("cerebelum-kubernetes", "kubernetes_runner.py", None, ("kubernetes",)),
     # DBOS creates about 60 workflows a second on SQLite: 5,000 keeps each of these under five minutes.
