@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 
 from cerebelum import Client
-from tests.support.processes import ROOT, EngineProcess, WorkerPool, run_cli
+from tests.support.processes import ROOT, EngineProcess, WorkerPool, WorkerProcess, run_cli
 from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.slow
@@ -143,6 +143,45 @@ def test_changed_code_fails_the_workflow_task_naming_the_event_and_fixed_code_fi
     assert finished.output == "first then go then first"
     assert finished.workflow_task_error is None
     assert not any(run["function"] == "renamed" for run in ledger_runs(ledger)), "the changed code ran no step"
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)  # the loop is the point, not the store
+def test_a_loop_of_a_thousand_iterations_continues_as_new_every_250_and_ends_with_the_count(
+    engine: EngineProcess, workers: WorkerPool, client: Client
+) -> None:
+    client.apply_workflow("counter", {"taskQueue": "test", "code": {"function": "counter"}})
+    workers.start()
+    client.start("counter", {"count": 0, "until": 1000, "per_run": 250}, execution_id="count-1")
+
+    finished = client.wait("count-1", timeout=180, follow_runs=True)
+
+    assert finished.phase == "Succeeded", finished.error
+    assert finished.output == 1000
+    assert finished.run == 5, "four runs of 250 iterations, and a fifth that sees the count reached"
+    runs = [client.get(f"count-1:run-{n}") if n > 1 else client.get("count-1") for n in range(1, 6)]
+    assert [run.phase for run in runs] == ["ContinuedAsNew"] * 4 + ["Succeeded"]
+    assert max(run.event_count for run in runs) < 2000, "each run's history stays small"
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_the_guide_s_example_runs_as_a_reader_runs_it(engine: EngineProcess, ledger: Path, tmp_path: Path) -> None:
+    example = ROOT / "examples" / "code-provision"
+    applied = run_cli(engine, "apply", "-f", str(example / "workflow.yaml"))
+    assert applied.returncode == 0, applied.stderr
+    worker = WorkerProcess(
+        script=example / "worker.py", address=engine.address, ledger=ledger, log_path=tmp_path / "example.log"
+    ).start()
+    try:
+        started = run_cli(engine, "start", "provision-code", "--input", '{"region": "ams3"}', "--id", "guide-1")
+        assert started.returncode == 0, started.stderr
+        with Client(address=engine.address) as client:
+            wait_until(lambda: client.get("guide-1").phase == "WaitingForApproval", within=60, what="the approval")
+            assert run_cli(engine, "approve", "guide-1", "go_live").returncode == 0
+            finished = client.wait("guide-1", timeout=60)
+    finally:
+        worker.stop()
+    assert finished.phase == "Succeeded", finished.error
+    assert finished.output == {"ip": "203.0.113.10", "hosts": ["web-1", "web-2"]}
 
 
 def replay(history: Path, *, version: str) -> subprocess.CompletedProcess[str]:
