@@ -169,6 +169,9 @@ class ChildFinished:
 @dataclass(frozen=True, slots=True)
 class Cancel:
     reason: str = ""
+    # A code workflow's code is shown a first cancel and may clean up; a forced one (a deleted
+    # Execution object, a second cancel) stops the execution at once, as for a YAML workflow.
+    force: bool = False
 
 
 @dataclass(frozen=True, slots=True)

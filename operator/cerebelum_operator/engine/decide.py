@@ -542,7 +542,7 @@ class _Decider(FanOutDecisions, CompositionDecisions, CodeDecisions):
             self.decision.reply = Reply.DUPLICATE
             return
         reason = command.reason[: limits.MAX_REASON] or "cancelled"
-        if self.definition.is_code and self.request_code_cancel(reason):
+        if self.definition.is_code and not command.force and self.request_code_cancel(reason):
             return
         if self.state.ending is None and self.ending_plan(ExecutionPhase.CANCELLED)[0]:
             self.begin_ending(ExecutionPhase.CANCELLED, reason=reason)

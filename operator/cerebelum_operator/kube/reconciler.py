@@ -305,7 +305,8 @@ class Reconciler:
         except ExecutionNotFound:
             state = None
         if state is not None and not state.phase.terminal:
-            await self.engine.handle(run, cmd.Cancel(reason=f"Execution {execution.name} was deleted"))
+            # Forced: with the object gone nobody could ask again, so a code workflow stops at once.
+            await self.engine.handle(run, cmd.Cancel(reason=f"Execution {execution.name} was deleted", force=True))
             where = f"{execution.namespace}/{execution.name}"
             log.info("cancelled %s: its Execution %s was deleted", run, where)
         self.writer.forget(engine_id)

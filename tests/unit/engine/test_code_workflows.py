@@ -263,3 +263,14 @@ def test_the_workflow_timeout_fails_a_code_workflow_and_cancels_its_workflow_tas
     assert phase(sim) == ExecutionPhase.FAILED
     assert "WorkflowTimeout" in (sim.state.error or "")
     assert task.token in sim.cancelled
+
+
+def test_a_forced_cancel_stops_a_code_workflow_at_once() -> None:
+    sim = Simulator.start(CODE)
+    answer(sim, [step(1, "long")])
+
+    sim.send(cmd.Cancel("its Execution object was deleted", force=True))
+
+    assert phase(sim) == ExecutionPhase.CANCELLED
+    assert "ExecutionCancelRequested" not in sim.kinds()
+    assert "long#1" in {TaskToken.parse(t).step for t in sim.cancelled}
