@@ -78,7 +78,7 @@ async def counter(wf: WorkflowContext, input: Any) -> int:
         if count >= int(input["until"]):
             return count
         count = await wf.step(tick, n=count)
-    wf.continue_as_new({**input, "count": count})
+    return wf.continue_as_new({**input, "count": count})
 
 
 @worker.workflow()

@@ -3,6 +3,7 @@
 provision(input)  the workflow: create a server, poll it up to 30 times with a durable sleep
                   between polls, wait for the approval `go_live`, configure its hosts in parallel
 nd_demo(input)    a step, a signal, a step: CODE_VERSION=2 renames its first step (non-determinism)
+counter(input)    counts with a step per iteration, continuing as new every `per_run` iterations
 
 Every step run is appended to $LEDGER, so a test can check that no completed step ran twice.
 """
@@ -85,6 +86,22 @@ async def nd_demo(wf: WorkflowContext, input: dict[str, Any]) -> str:
     result = await (wf.step(first) if VERSION != "2" else wf.step(renamed))
     go = await wf.wait_for_signal("go")
     return f"{result} then {go.data} then {await wf.step(first)}"
+
+
+@worker.step()
+async def tick(n: int) -> int:
+    return n + 1
+
+
+@worker.workflow()
+async def counter(wf: WorkflowContext, input: dict[str, Any]) -> int:
+    """Counts to input["until"] one step at a time, continuing as new every input["per_run"] steps."""
+    count = int(input["count"])
+    for _ in range(int(input["per_run"])):
+        if count >= int(input["until"]):
+            return count
+        count = await wf.step(tick, n=count)
+    return wf.continue_as_new({**input, "count": count})
 
 
 if __name__ == "__main__":
