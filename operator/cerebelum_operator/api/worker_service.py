@@ -128,9 +128,11 @@ class WorkerServicer(pb_grpc.WorkerServiceServicer):
         started_seq = live.started_seq if live is not None and live.token == granted.token else state.last_seq
         sticky = state.sticky
         after = sticky[1] if sticky is not None and sticky[0] == worker_id else 0
-        events = await self.engine.load_history(
-            granted.execution_id, after_seq=after, limit=min(HISTORY_PAGE_EVENTS, started_seq - after)
-        )
+        events = self.engine.recent_events(granted.execution_id, after_seq=after, until_seq=started_seq)
+        if events is None:  # not in memory (a whole history, or an execution read back from the store)
+            events = await self.engine.load_history(
+                granted.execution_id, after_seq=after, limit=min(HISTORY_PAGE_EVENTS, started_seq - after)
+            )
         return pb.Task(
             task_token=granted.token,
             execution_id=granted.execution_id,

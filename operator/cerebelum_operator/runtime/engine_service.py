@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
@@ -145,11 +145,23 @@ def _existing(row: ExecutionRow, workflow: str, input: Any, filled: Any) -> Exec
     return row
 
 
+# A code workflow's latest events, kept with its cached state: its workflow tasks carry the events
+# since the last one, which a worker holding the execution asks for on every decision.
+RECENT_EVENTS = 128
+
+
 @dataclass
 class _Cached:
     definition: WorkflowDefinition
     state: ExecutionState
     workflow: str
+    recent: deque[RecordedEvent] | None = None  # a code workflow's last RECENT_EVENTS events
+
+    def keep(self, events: Sequence[RecordedEvent]) -> None:
+        if self.definition.is_code:
+            if self.recent is None:
+                self.recent = deque(maxlen=RECENT_EVENTS)
+            self.recent.extend(events)
 
 
 class EngineService:
@@ -530,6 +542,7 @@ class EngineService:
                 raise
             cached.state = merged.state
             cached.definition = definition
+            cached.keep(merged.events)
             self._remember_or_forget(execution_id, cached)
             await self._publish(execution_id, merged)
             decision.state = merged.state
@@ -538,6 +551,15 @@ class EngineService:
 
     async def state_of(self, execution_id: str) -> ExecutionState:
         return (await self._load(execution_id)).state
+
+    def recent_events(self, execution_id: str, *, after_seq: int, until_seq: int) -> list[RecordedEvent] | None:
+        """A code workflow's events after ``after_seq`` up to ``until_seq`` from memory, when the cache
+        still holds them all (a sticky workflow task's); None when they must be read from the store."""
+        cached = self._cache.get(execution_id)
+        recent = None if cached is None else cached.recent
+        if not recent or recent[0].seq > after_seq + 1 or recent[-1].seq < until_seq:
+            return None
+        return [event for event in recent if after_seq < event.seq <= until_seq]
 
     async def authorize(self, execution_id: str, authorize: Authorize) -> None:
         """Run an access check on the engine's record of the execution (cached: no store read)."""
@@ -687,6 +709,7 @@ class EngineService:
         row, history = loaded
         definition = self.definition_for(row.spec, started=True)
         cached = _Cached(definition, fold(definition, execution_id, history), row.workflow)
+        cached.keep(history[-RECENT_EVENTS:])
         self._remember(execution_id, cached)
         return cached
 
