@@ -76,7 +76,7 @@ def test_workflows_are_registered_by_name_and_refused_twice_or_when_not_async() 
         def sync(wf: WorkflowContext) -> None: ...
 
 
-def test_the_poll_request_lists_the_workflows_beside_the_steps() -> None:
+def test_step_pollers_ask_for_the_steps_and_workflow_pollers_for_the_workflows() -> None:
     worker = Worker("q", poll_wait=2)
 
     @worker.step()
@@ -84,8 +84,50 @@ def test_the_poll_request_lists_the_workflows_beside_the_steps() -> None:
         return user
 
     worker.workflow()(greet)
-    request = worker._poll_request()
-    assert (list(request.steps), list(request.workflows), request.wait_ms) == (["lookup"], ["greet"], 2000)
+    steps, workflows = worker._poll_request(steps=True), worker._poll_request(steps=False)
+    assert (list(steps.steps), list(steps.workflows), steps.wait_ms) == (["lookup"], [], 2000)
+    assert (list(workflows.steps), list(workflows.workflows), workflows.wait_ms) == ([], ["greet"], 2000)
+
+
+async def test_a_step_holding_every_slot_does_not_stop_workflow_tasks(engine: WorkflowEngine) -> None:
+    worker = Worker("q", address=engine.address, poll_wait=1, max_concurrency=1)
+    release = asyncio.Event()
+
+    @worker.step()
+    async def lookup(user: str) -> str:
+        await release.wait()
+        return user
+
+    worker.workflow()(greet)
+    history = History("ann")
+    token, started = history.task_started()
+    workflow_task = worker_pb2.Task(
+        task_token=token,
+        execution_id="ex-1",
+        workflow="greet",
+        workflow_task=worker_pb2.WorkflowTask(
+            function="greet", history_after_seq=0, history_json=json.dumps(history.events), started_seq=started
+        ),
+    )
+    step_task = worker_pb2.Task(
+        task_token="ex-2/lookup#1/1/0/5",
+        execution_id="ex-2",
+        workflow="greet",
+        step="lookup",
+        workflow_step="lookup#1",
+        attempt=1,
+        arguments_json=json.dumps({"input": None, "results": {}, "args": {"user": "bob"}}),
+        lease_ms=30_000,
+    )
+    async with running(worker):
+        await engine.tasks.put(step_task)
+        async with asyncio.timeout(10):
+            while not worker.active_steps:  # the only slot is taken, and stays taken
+                await asyncio.sleep(0.01)
+        answered = await engine.answer(workflow_task)
+        assert answered.WhichOneof("outcome") == "workflow_commands"
+        assert engine.completion(step_task.task_token) is None, "the step still runs"
+        release.set()
 
 
 def test_a_registered_step_is_named_by_wf_step_under_its_registered_name() -> None:

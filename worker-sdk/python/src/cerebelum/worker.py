@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar, overload
 
@@ -297,28 +297,47 @@ class Worker:
         executor: TaskExecutor,
         completer: Completer,
     ) -> None:
+        """Step pollers bounded by the step slots and, apart, workflow pollers bounded by nothing: a
+        workflow task is a short activation, and steps that fill every slot must not stop the code
+        of other executions from moving on (as Temporal keeps workflow and activity slots apart)."""
         slots = asyncio.Semaphore(self.max_concurrency)
-        pollers = min(self.max_pollers, self.max_concurrency)
         outage = Outage()
-        await asyncio.gather(*(self._poll_one(poll, executor, completer, slots, outage) for _ in range(pollers)))
+        pollers: list[Coroutine[Any, Any, None]] = []
+        if self._steps:
+            request = self._poll_request(steps=True)
+            pollers += [
+                self._poll_one(poll, request, executor, completer, slots, outage)
+                for _ in range(min(self.max_pollers, self.max_concurrency))
+            ]
+        if self._workflows:
+            request = self._poll_request(steps=False)
+            pollers += [
+                self._poll_one(poll, request, executor, completer, None, outage) for _ in range(self.max_pollers)
+            ]
+        await asyncio.gather(*pollers)
 
     async def _poll_one(
         self,
         poll: grpc.aio.UnaryUnaryMultiCallable[worker_pb2.PollTaskRequest, worker_pb2.PollTaskResponse],
+        request: worker_pb2.PollTaskRequest,
         executor: TaskExecutor,
         completer: Completer,
-        slots: asyncio.Semaphore,
+        slots: asyncio.Semaphore | None,
         outage: Outage,
     ) -> None:
-        """One of the concurrent pollers; they share the slots and the outage (each reason logged once)."""
+        """One of the concurrent pollers; step pollers share the slots (``None`` for a workflow
+        poller), and all share the outage (each reason logged once)."""
         loop = asyncio.get_running_loop()
-        request = self._poll_request()
         timeout = self.poll_wait + _POLL_MARGIN
         backoff = Backoff()
 
+        def release() -> None:
+            if slots is not None:
+                slots.release()
+
         def finished(task: asyncio.Task[None]) -> None:
             self._running.discard(task)
-            slots.release()
+            release()
             if not task.cancelled() and (exc := task.exception()) is not None:
                 log.error("a task handler failed", exc_info=exc)
 
@@ -328,11 +347,12 @@ class Worker:
                 log.error("a workflow task handler failed", exc_info=exc)
 
         while not self._stop_requested:
-            await slots.acquire()
+            if slots is not None:
+                await slots.acquire()
             try:
                 reply = await poll(request, timeout=timeout)
             except Exception as exc:
-                slots.release()
+                release()
                 if outage.failed(exc, loop.time()):
                     log.warning("cannot poll %s at %s (%s); retrying", self.task_queue, self.address, describe(exc))
                 await asyncio.sleep(backoff.next())
@@ -342,11 +362,10 @@ class Worker:
             if lasted is not None:
                 log.info("polling %s again after %.1f s", self.task_queue, lasted)
             if not reply.HasField("task"):
-                slots.release()
+                release()
                 continue
             if reply.task.HasField("workflow_task"):
-                # A short activation: it runs without a step's slot, so workflows never starve steps.
-                slots.release()
+                release()  # (a step poller never gets one: it asks for steps only)
                 task = loop.create_task(self._handle_workflow(reply.task, completer))
                 self._running.add(task)
                 task.add_done_callback(workflow_finished)
@@ -355,12 +374,13 @@ class Worker:
             self._running.add(task)
             task.add_done_callback(finished)
 
-    def _poll_request(self) -> worker_pb2.PollTaskRequest:
+    def _poll_request(self, *, steps: bool) -> worker_pb2.PollTaskRequest:
+        """A step poller's request (its steps) or a workflow poller's (its workflows)."""
         return worker_pb2.PollTaskRequest(
             worker_id=self.worker_id,
             task_queue=self.task_queue,
-            steps=list(self._steps),
-            workflows=list(self._workflows),
+            steps=list(self._steps) if steps else [],
+            workflows=[] if steps else list(self._workflows),
             wait_ms=round(self.poll_wait * 1000),
         )
 
