@@ -31,6 +31,7 @@ CONTRACT = {
     "map": {"wall_ms", "items"},
     "hibernation": {"executions", "rss_mb", "store_mb", "create_s", "wake_s"},
     "recovery": {"executions", "recover_s"},
+    "code-scale": {"iterations", "runs", "loop_s", "iterations_per_s", "cached", "worker_rss_mb", "kb_per_cached"},
     "kubernetes": {"steps_per_s", "api_writes_per_s", "api_writes_per_execution", "executions", "steps"},
 }
 
