@@ -160,10 +160,13 @@ class WorkerServicer(pb_grpc.WorkerServiceServicer):
     ) -> pb.GetWorkflowHistoryResponse:
         token = _require(request.task_token, "task_token", "GetWorkflowHistory")
         worker_id = _require(request.worker_id, "worker_id", "GetWorkflowHistory")
-        await self.guard.identify(context)
+        identity = await self.guard.identify(context)
         execution_id, step = _task_of(token, "GetWorkflowHistory")
         if step != WORKFLOW_TASK_STEP:
             raise InvalidRequest("GetWorkflowHistory: the task_token is not a workflow task's")
+        authorize = self._task_access(identity, token, step)
+        if authorize is not None:  # the caller's namespace and queue first: a worker id is only a claim
+            await self.engine.authorize(execution_id, authorize)
         state = await self.engine.state_of(execution_id)
         live = state.workflow_task
         # Only the holder of the live task reads: the history is the execution's whole record.

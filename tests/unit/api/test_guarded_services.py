@@ -331,3 +331,32 @@ async def test_a_client_without_the_schedules_grant_may_not_create_a_schedule(ch
     with pytest.raises(grpc.aio.AioRpcError) as anonymous:
         await stub.ListSchedules(schedule_pb2.ListSchedulesRequest())
     assert anonymous.value.code() == grpc.StatusCode.UNAUTHENTICATED
+
+
+CODE_FLOW = {"taskQueue": "jobs", "code": {"function": "flow"}}
+
+
+async def test_only_a_worker_of_the_execution_s_namespace_holding_its_workflow_task_reads_its_history(
+    server: EngineServer, channel: grpc.aio.Channel
+) -> None:
+    db = server.engine.db
+    await db.run(db.store.put_workflow, "team-b/code", CODE_FLOW, now_ms=server.clock.now_ms())
+    await server.engine.start("team-b/code", {"secret": "payroll"}, execution_id="exec-code")
+    stub = worker_pb2_grpc.WorkerServiceStub(channel)  # type: ignore[no-untyped-call]  # generated stub: untyped
+    reply = await stub.PollTask(
+        worker_pb2.PollTaskRequest(worker_id="w-b", task_queue="jobs", workflows=["flow"], wait_ms=300),
+        metadata=bearer("token-b"),
+    )
+    task = reply.task
+    assert task.workflow_task.started_seq > 0
+    assert "payroll" in task.workflow_task.history_json
+
+    def read(token: str, worker_id: str) -> worker_pb2.GetWorkflowHistoryRequest:
+        return worker_pb2.GetWorkflowHistoryRequest(task_token=task.task_token, worker_id=worker_id, after_seq=0)
+
+    owned = await stub.GetWorkflowHistory(read("token-b", "w-b"), metadata=bearer("token-b"))
+    assert "payroll" in owned.history_json
+    for token, worker_id in (("token-a", "w-b"), ("token-b", "someone-else")):
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await stub.GetWorkflowHistory(read(token, worker_id), metadata=bearer(token))
+        assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED, (token, worker_id)
