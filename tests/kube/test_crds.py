@@ -269,6 +269,7 @@ def full_execution_status() -> dict[str, Any]:
         output_truncated=False,
         output_bytes=52,
         error="boom",
+        workflow_task_error="NonDeterminism: WorkflowTaskCompleted (seq 4) recorded step 'a' as command 1",
         parent=ParentStatus(name="orders-1", execution_id="p1", step="charge"),
         children=[
             ChildStatus(
