@@ -14,6 +14,7 @@ from cerebelum import Worker
 from cerebelum.v1 import worker_pb2
 from cerebelum.workflow import WorkflowContext
 from tests.sdk.fakes import FakeWorkerService, running, serve_worker_service
+from tests.support.waiting import eventually
 
 from .histories import History
 
@@ -121,9 +122,7 @@ async def test_a_step_holding_every_slot_does_not_stop_workflow_tasks(engine: Wo
     )
     async with running(worker):
         await engine.tasks.put(step_task)
-        async with asyncio.timeout(10):
-            while not worker.active_steps:  # the only slot is taken, and stays taken
-                await asyncio.sleep(0.01)
+        await eventually(lambda: worker.active_steps, what="the step to take the only slot")  # and keep it
         answered = await engine.answer(workflow_task)
         assert answered.WhichOneof("outcome") == "workflow_commands"
         assert engine.completion(step_task.task_token) is None, "the step still runs"
