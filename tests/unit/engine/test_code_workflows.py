@@ -245,6 +245,10 @@ def test_bad_commands_are_refused_whole_naming_the_command_and_the_problem() -> 
         ([{"type": "complete", "output": 1}, step(1, "a")], "command 2: nothing may follow 'complete'"),
         ([step(n + 1, "a") for n in range(MAX_COMMANDS_PER_TASK + 1)], "over the limit of 1000"),
         ([{"type": "child", "id": 1, "workflow": "Not_A_Name"}], "is not a Workflow name"),
+        # A child's Workflow is looked up in this execution's namespace: a path to another is no name.
+        ([{"type": "child", "id": 1, "workflow": "team-b/payroll"}], "is not a Workflow name"),
+        ([{"type": "approval", "id": 1, "name": "x" * 64}], "at most 63 characters"),
+        ([{"type": "patch", "id": 1, "patch": "p" * 64}], "text of 1 to 63 characters"),
     ]
     for commands, expected in cases:
         sim = Simulator.start(CODE)
