@@ -247,7 +247,7 @@ def _show_links(execution: Any) -> None:
         console.print(Text(printable(f"  Runs:      {_runs(execution)}")))
     if execution.parent_id:
         console.print(Text(printable(f"  Parent:    {execution.parent_id} (its step {execution.parent_step})")))
-    error = getattr(execution, "workflow_task_error", None)
+    error = execution.workflow_task_error
     if error:
         console.print(
             Text.assemble(
