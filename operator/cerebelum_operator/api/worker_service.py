@@ -12,13 +12,13 @@ from ..model import WorkflowDefinition
 from ..model.limits import MAX_MESSAGE
 from ..runtime import Dispatcher, EngineService, namespace_of
 from ..runtime.engine_service import Authorize
-from ..runtime.task_lifecycle import GrantedTask
+from ..runtime.task_lifecycle import GrantedTask, Waiter
 from .auth import Identity, PermissionDenied
 from .errors import Context, InvalidRequest, grpc_errors
 from .guard import Guard
 from .payloads import dump_json, parse_json
 from .times import timestamp
-from .workflow_history import HISTORY_PAGE_EVENTS, history_page
+from .workflow_history import HISTORY_PAGE_EVENTS, history_page, history_page_to
 
 __all__ = ["WorkerServicer"]
 
@@ -44,6 +44,33 @@ def _task_of(token: str, rpc: str) -> tuple[str, str]:
     return parsed.execution_id, parsed.step
 
 
+def _step_task(granted: GrantedTask, parsed: TaskToken) -> pb.Task:
+    """A step's task as a worker receives it; ``parsed``: its token (the workflow's step is the token's,
+    ``granted.step`` the function to run)."""
+    workflow_step = parsed.step
+    # Unique per run of the step (and per item of a forEach step), the same across its retries.
+    key = f"{granted.execution_id}/{workflow_step}/{granted.run}"
+    if parsed.item is not None:
+        key += f"/{parsed.item}"
+    return pb.Task(
+        task_token=granted.token,
+        execution_id=granted.execution_id,
+        workflow=granted.workflow,
+        step=granted.step,
+        attempt=granted.attempt,
+        workflow_step=workflow_step,
+        idempotency_key=key,  # docs/reliability.md
+        run=granted.run,
+        arguments_json=dump_json(granted.arguments),
+        attempt_deadline_ms=granted.attempt_deadline_ms,
+        attempt_deadline=timestamp(granted.attempt_deadline_ms),
+        lease_ms=granted.lease_ms,
+        heartbeat_required=granted.heartbeat_required,
+        poll=granted.poll,
+        last_progress_json=dump_json(granted.last_progress),
+    )
+
+
 class WorkerServicer(pb_grpc.WorkerServiceServicer):
     def __init__(
         self, engine: EngineService, dispatcher: Dispatcher, *, max_payload_bytes: int, guard: Guard | None = None
@@ -53,7 +80,7 @@ class WorkerServicer(pb_grpc.WorkerServiceServicer):
         self.max_payload_bytes = max_payload_bytes
         self.guard = guard or Guard()
 
-    def _task_access(self, identity: Identity, token: str, step: str) -> Authorize | None:
+    def _task_access(self, identity: Identity, token: str, step: str, *, continues: bool = False) -> Authorize | None:
         """A check that the caller could have polled this task: its queue and namespace allowed.
 
         Judged from the engine's record (the execution's workflow key, the step's queue in its
@@ -72,6 +99,8 @@ class WorkerServicer(pb_grpc.WorkerServiceServicer):
             if config is None or not config.has_task:
                 raise PermissionDenied(f"task {token!r} is not a task of execution {state.execution_id!r}")
             policy.check_worker_task(identity, config.task_queue, namespace_of(state.workflow))
+            if continues and definition.code is not None:  # it also answers a workflow task
+                policy.check_worker_task(identity, definition.code.task_queue, namespace_of(state.workflow))
 
         return authorize
 
@@ -95,30 +124,7 @@ class WorkerServicer(pb_grpc.WorkerServiceServicer):
         parsed = TaskToken.parse(granted.token)
         if parsed.step == WORKFLOW_TASK_STEP:
             return pb.PollTaskResponse(task=await self._workflow_task(granted, request.worker_id))
-        workflow_step = parsed.step
-        # Unique per run of the step (and per item of a forEach step), the same across its retries.
-        key = f"{granted.execution_id}/{workflow_step}/{granted.run}"
-        if parsed.item is not None:
-            key += f"/{parsed.item}"
-        return pb.PollTaskResponse(
-            task=pb.Task(
-                task_token=granted.token,
-                execution_id=granted.execution_id,
-                workflow=granted.workflow,
-                step=granted.step,
-                attempt=granted.attempt,
-                workflow_step=workflow_step,
-                idempotency_key=key,  # docs/reliability.md
-                run=granted.run,
-                arguments_json=dump_json(granted.arguments),
-                attempt_deadline_ms=granted.attempt_deadline_ms,
-                attempt_deadline=timestamp(granted.attempt_deadline_ms),
-                lease_ms=granted.lease_ms,
-                heartbeat_required=granted.heartbeat_required,
-                poll=granted.poll,
-                last_progress_json=dump_json(granted.last_progress),
-            )
-        )
+        return pb.PollTaskResponse(task=_step_task(granted, parsed))
 
     async def _workflow_task(self, granted: GrantedTask, worker_id: str) -> pb.Task:
         """A workflow task with the history its code must see: after what this worker saw last, when
@@ -207,15 +213,70 @@ class WorkerServicer(pb_grpc.WorkerServiceServicer):
         identity = await self.guard.identify(context)
         execution_id, step = _task_of(token, "CompleteTask")
         outcome = self._outcome(request, step)
-        # Access and lease holder are both judged under the execution's lock, from its own record:
-        # the holder by `decide` (the attempt's StepStarted), the namespace and queue here.
-        decision = await self.engine.handle(
-            execution_id,
-            # A failed attempt's last progress is kept for the next attempt (Task.last_progress_json).
-            cmd.TaskCompleted(token, outcome, worker_id=worker_id, progress=self.dispatcher.progress_of(token)),
-            authorize=self._task_access(identity, token, step),
+        continuation = self._continuation(request, outcome)
+        standby = self._stand_by(request, identity)
+        try:
+            # Access and lease holder are both judged under the execution's lock, from its own record:
+            # the holder by `decide` (the attempt's StepStarted), the namespace and queue here.
+            decision = await self.engine.handle(
+                execution_id,
+                # A failed attempt's last progress is kept for the next attempt (Task.last_progress_json).
+                cmd.TaskCompleted(
+                    token,
+                    outcome,
+                    worker_id=worker_id,
+                    progress=self.dispatcher.progress_of(token),
+                    continuation=continuation,
+                ),
+                authorize=self._task_access(identity, token, step, continues=continuation is not None),
+            )
+        finally:
+            granted = self.dispatcher.collect(standby) if standby is not None else None
+        reply = pb.CompleteTaskResponse(disposition=_DISPOSITION[decision.reply])
+        if continuation is not None and decision.continued_seq is not None:
+            reply.workflow_task.CopyFrom(
+                await self._continued(execution_id, continuation.after_seq, decision.continued_seq)
+            )
+        if granted is not None:
+            reply.next_task.CopyFrom(_step_task(granted, TaskToken.parse(granted.token)))
+        return reply
+
+    def _stand_by(self, request: pb.CompleteTaskRequest, identity: Identity) -> Waiter | None:
+        """With ``poll_next``, the completion stands by for the worker's next step task (not a workflow
+        task: a step's slot runs steps); None when it asks for none or may poll none of that queue."""
+        if not request.HasField("poll_next"):
+            return None
+        poll = request.poll_next
+        _require(poll.task_queue, "poll_next.task_queue", "CompleteTask")
+        if not poll.steps:
+            return None
+        try:
+            namespaces = self.guard.policy.worker_namespaces(identity, poll.task_queue)
+        except PermissionDenied:
+            return None  # the outcome still counts; the worker's own polls say why
+        return self.dispatcher.stand_by(
+            worker_id=request.worker_id, task_queue=poll.task_queue, steps=poll.steps, namespaces=namespaces
         )
-        return pb.CompleteTaskResponse(disposition=_DISPOSITION[decision.reply])
+
+    def _continuation(self, request: pb.CompleteTaskRequest, outcome: cmd.Outcome) -> cmd.Continuation | None:
+        if not request.HasField("workflow_continuation"):
+            return None
+        if not isinstance(outcome, cmd.OutcomeSuccess):
+            raise InvalidRequest("CompleteTask: a workflow_continuation goes only with a step's success")
+        sent = request.workflow_continuation
+        commands = parse_json(sent.commands_json, what="the continuation's commands", limit=self.max_payload_bytes)
+        return cmd.Continuation(after_seq=sent.after_seq, time_ms=sent.time_ms, commands=commands)
+
+    async def _continued(self, execution_id: str, after_seq: int, started_seq: int) -> pb.ContinuedWorkflowTask:
+        """The recorded continuation's events, as the sticky workflow task it stands for would carry them."""
+        events = self.engine.recent_events(execution_id, after_seq=after_seq, until_seq=started_seq)
+        if events is None:
+            events = await self.engine.load_history(
+                execution_id, after_seq=after_seq, limit=min(HISTORY_PAGE_EVENTS, started_seq - after_seq)
+            )
+        history, last = history_page_to(events, until_seq=started_seq)
+        whole = last == started_seq and events[0].seq == after_seq + 1  # else the worker replays next time
+        return pb.ContinuedWorkflowTask(started_seq=started_seq, history_json=history if whole else "")
 
     def _outcome(self, request: pb.CompleteTaskRequest, step: str) -> cmd.Outcome:
         limit = self.max_payload_bytes

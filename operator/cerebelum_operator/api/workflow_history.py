@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from ..engine.events import RecordedEvent
 from ..engine.timer_steps import rfc3339
 
-__all__ = ["HISTORY_PAGE_BYTES", "HISTORY_PAGE_EVENTS", "history_page"]
+__all__ = ["HISTORY_PAGE_BYTES", "HISTORY_PAGE_EVENTS", "history_page", "history_page_to"]
 
 HISTORY_PAGE_EVENTS = 2_000  # read from the store at once; the rest comes by GetWorkflowHistory
 HISTORY_PAGE_BYTES = 2 * 1024 * 1024  # a page stops past this (one event at least): the task stays small
@@ -17,8 +17,14 @@ HISTORY_PAGE_BYTES = 2 * 1024 * 1024  # a page stops past this (one event at lea
 def history_page(events: Sequence[RecordedEvent], *, until_seq: int) -> str:
     """A JSON array of ``{"seq", "type", "at", "data"}``, the objects `cerebelum history -o json`
     writes, up to ``until_seq`` and about ``HISTORY_PAGE_BYTES``; the caller asks for the rest."""
+    return history_page_to(events, until_seq=until_seq)[0]
+
+
+def history_page_to(events: Sequence[RecordedEvent], *, until_seq: int) -> tuple[str, int]:
+    """`history_page`, and the seq of its last event (0 when it holds none)."""
     parts: list[str] = []
     size = 2
+    last = 0
     for recorded in events:
         if recorded.seq > until_seq:
             break
@@ -35,4 +41,5 @@ def history_page(events: Sequence[RecordedEvent], *, until_seq: int) -> str:
             break
         parts.append(text)
         size += len(text) + 1
-    return "[" + ",".join(parts) + "]"
+        last = recorded.seq
+    return "[" + ",".join(parts) + "]", last

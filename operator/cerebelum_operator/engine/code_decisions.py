@@ -106,19 +106,7 @@ class CodeDecisions(DeciderParts):
         outcome = command.outcome
         match outcome:
             case cmd.OutcomeWorkflowCommands():
-                code = self.definition.code
-                assert code is not None
-                try:
-                    commands = normalise_commands(self.state, code, outcome.commands)
-                except CommandsInvalid as exc:
-                    self.workflow_task_failed(command.token, "InvalidCommands", str(exc))
-                    return
-                self.emit(ev.WorkflowTaskCompleted(command.token, task.worker_id, commands))
-                for entry in commands:
-                    self.run_command(entry)
-                    if self.ended():  # a terminal command, or a limit that ended the execution
-                        return
-                self.code_advance()
+                self.record_commands(command.token, task.worker_id, outcome.commands)
             case cmd.OutcomeFailure():
                 stacktrace = limits.cut_middle(outcome.stacktrace, limit=limits.MAX_STACKTRACE, what="stack trace")
                 self.workflow_task_failed(command.token, outcome.error_type, outcome.message, stacktrace)
@@ -128,6 +116,72 @@ class CodeDecisions(DeciderParts):
                     "WorkflowTaskError",
                     f"a workflow task is answered with workflow commands or a failure, not {type(outcome).__name__}",
                 )
+
+    def record_commands(self, token: str, worker_id: str, sent: JSON) -> bool:
+        """Check, record and run what the code issued for the live task ``token``; False when refused."""
+        code = self.definition.code
+        assert code is not None
+        try:
+            commands = normalise_commands(self.state, code, sent)
+        except CommandsInvalid as exc:
+            self.workflow_task_failed(token, "InvalidCommands", str(exc))
+            return False
+        self.emit(ev.WorkflowTaskCompleted(token, worker_id, commands))
+        for entry in commands:
+            self.run_command(entry)
+            if self.ended():  # a terminal command, or a limit that ended the execution
+                return True
+        self.code_advance()
+        return True
+
+    # -- continuations: the code run on a step's result by the step's worker ------------------------
+
+    def may_continue(self, worker_id: str | None, continuation: cmd.Continuation) -> bool:
+        """Whether a continuation sent with a step's outcome may stand for the next workflow task.
+
+        Judged before the outcome: the code must have seen everything (no task scheduled, nothing
+        pending), and the sender must hold its instance where the continuation says (the sticky
+        worker, at its last task's seq). The code's time must lie between its previous time and now,
+        so `now()` never goes back and never runs ahead of the engine's clock.
+        """
+        state = self.state
+        return (
+            self.definition.is_code
+            and worker_id is not None
+            and not state.phase.terminal
+            and state.workflow_task is None
+            and not state.code_pending
+            and state.sticky == (worker_id, continuation.after_seq)
+            and state.code_time_ms <= continuation.time_ms <= self.now
+        )
+
+    def continue_inline(self, step: str, mark: int, worker_id: str, continuation: cmd.Continuation) -> bool:
+        """Record the continuation as a workflow task started and completed by its worker; False (and
+        nothing recorded) unless the step's success, as recorded from ``mark`` on, is all the code sees."""
+        new = self.decision.events[mark:]
+        if (
+            len(new) != 1
+            or not isinstance(new[0].event, ev.StepCompleted)
+            or new[0].event.step != step
+            or self.state.phase.terminal
+            or self.state.workflow_task is not None
+        ):
+            return False
+        code = self.definition.code
+        assert code is not None
+        attempt = self.state.workflow_task_failures + 1
+        token = TaskToken(self.state.execution_id, WORKFLOW_TASK_STEP, attempt, 0, self.state.last_seq + 1).encode()
+        self.emit(ev.WorkflowTaskScheduled(token, attempt, code.task_queue, self.now))
+        started = self.emit(ev.WorkflowTaskStarted(token, worker_id, time_ms=continuation.time_ms))
+        if self.record_commands(token, worker_id, continuation.commands):
+            self.decision.continued_seq = started
+        return True
+
+    def code_worker(self) -> str | None:
+        """The worker holding the code's instance: its steps go there first, where a step's result can
+        continue the code at once (`continue_inline`)."""
+        sticky = self.state.sticky
+        return sticky[0] if sticky is not None else None
 
     def workflow_task_timed_out(self, command: cmd.TaskTimedOut) -> None:
         task = self.state.workflow_task

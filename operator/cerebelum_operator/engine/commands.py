@@ -10,6 +10,7 @@ __all__ = [
     "Cancel",
     "ChildFinished",
     "Command",
+    "Continuation",
     "Outcome",
     "OutcomeApproval",
     "OutcomeCancelled",
@@ -116,6 +117,21 @@ class TaskCompleted:
     outcome: Outcome
     worker_id: str | None = None
     progress: JSON = None  # the attempt's last heartbeat progress, kept for the next attempt if it fails
+    continuation: Continuation | None = None  # a code step's success only
+
+
+@dataclass(frozen=True, slots=True)
+class Continuation:
+    """What a code workflow's code issued when its worker ran it on a step's result, sent with that result.
+
+    ``after_seq``: the ``WorkflowTaskStarted`` the worker's instance saw last; ``time_ms``: the
+    instant the code ran at (its ``now()``). Recorded as a workflow task of its own, in the same
+    commit as the step's completion, only when that result is all the code had not seen.
+    """
+
+    after_seq: int
+    time_ms: int
+    commands: JSON
 
 
 @dataclass(frozen=True, slots=True)

@@ -89,6 +89,8 @@ class Decision:
     actions: list[act.Action] = field(default_factory=list)
     reply: Reply = Reply.ACCEPTED
     state: ExecutionState | None = None
+    # The seq of the WorkflowTaskStarted that recorded a step completion's continuation, when it did.
+    continued_seq: int | None = None
 
 
 def parse_token(token: str) -> tuple[str, str, int, int, int]:
@@ -331,6 +333,8 @@ class _Decider(FanOutDecisions, CompositionDecisions, CodeDecisions):
             self.decision.reply = Reply.STALE
             return
         token, outcome = command.token, command.outcome
+        continues = command.continuation is not None and self.may_continue(command.worker_id, command.continuation)
+        mark = len(self.decision.events)
         self.do(act.DeleteTask(token))
         problem = self.outcome_overflow(step, outcome)
         if problem is not None:
@@ -367,6 +371,13 @@ class _Decider(FanOutDecisions, CompositionDecisions, CodeDecisions):
             case cmd.OutcomeWorkflowCommands():
                 message = "a step task is answered with its outcome, not with workflow commands"
                 self.fail_attempt(step, attempt, token, "InvalidOutcome", message, retryable=False)
+        if (
+            continues
+            and command.worker_id is not None
+            and command.continuation is not None
+            and self.continue_inline(step, mark, command.worker_id, command.continuation)
+        ):
+            return  # the continuation took the workflow task's place
         self.advance()
 
     def task_timed_out(self, command: cmd.TaskTimedOut) -> None:
@@ -969,7 +980,7 @@ class _Decider(FanOutDecisions, CompositionDecisions, CodeDecisions):
                 timeout_ms=config.timeout_ms,
                 lease_ms=config.lease_ms,
                 heartbeat_required=config.heartbeat_required,
-                sticky_worker_id=self.state.last_worker_id,
+                sticky_worker_id=self.code_worker() if self.definition.is_code else self.state.last_worker_id,
             )
         )
 

@@ -6,12 +6,15 @@ implements what is declared here, so each mixin type-checks against one shared d
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..model import StepConfig, WorkflowDefinition
 from . import actions as act
 from . import events as ev
 from .state import ExecutionState
+
+if TYPE_CHECKING:
+    from .decide import Decision
 
 __all__ = ["DeciderParts"]
 
@@ -26,6 +29,7 @@ class DeciderParts:
     now: int
     max_task_bytes: int
     max_input_bytes: int
+    decision: Decision
 
     def emit(self, event: ev.Event) -> int:
         raise NotImplementedError

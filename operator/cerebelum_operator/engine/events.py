@@ -471,6 +471,15 @@ class WorkflowTaskStarted(Event):
     kind: ClassVar[str] = "WorkflowTaskStarted"
     token: str
     worker_id: str
+    # The code's `now()` when the worker ran it before the task was recorded (a continuation sent with
+    # a step's result); None: the event's own time. Left out of the stored data when None.
+    time_ms: int | None = None
+
+    def to_data(self) -> dict[str, JSON]:
+        data: dict[str, JSON] = {"token": self.token, "worker_id": self.worker_id}
+        if self.time_ms is not None:
+            data["time_ms"] = self.time_ms
+        return data
 
 
 @dataclass(frozen=True, slots=True)

@@ -328,6 +328,7 @@ class ExecutionState:
     # The worker that completed the last workflow task and that task's WorkflowTaskStarted seq: the
     # next task carries only the history after it when the same worker takes it.
     sticky: tuple[str, int] | None = None
+    code_time_ms: int = 0  # the code's now() at its last workflow task: never goes back
     cancel_requested: str | None = None  # the reason, once a cancel was asked of the code
     created_at_ms: int = 0
     updated_at_ms: int = 0
@@ -714,6 +715,7 @@ def apply_event(state: ExecutionState, definition: WorkflowDefinition, recorded:
             if state.workflow_task is not None:
                 state.workflow_task = replace(state.workflow_task, worker_id=event.worker_id, started_seq=recorded.seq)
                 state.code_pending = False  # the task carries everything up to here
+                state.code_time_ms = event.time_ms if event.time_ms is not None else recorded.at_ms
         case WorkflowTaskCompleted():
             started = state.workflow_task.started_seq if state.workflow_task is not None else 0
             state.workflow_task, state.workflow_task_failures, state.workflow_task_error = None, 0, None

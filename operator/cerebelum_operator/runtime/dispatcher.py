@@ -139,7 +139,7 @@ class Dispatcher:
         ``namespaces`` limits the tasks to those namespaces' executions (None: any).
         """
         wanted = frozenset(steps)
-        self.book.polled(task_queue, wanted, self.clock.now_ms())
+        self.book.polled(task_queue, wanted, self.clock.now_ms(), worker_id=worker_id)
         deadline = self.clock.now_s() + min(max(wait_ms, 0), self.max_poll_wait_ms) / 1000
         while True:
             candidate = self.book.take(worker_id, task_queue, wanted, namespaces)
@@ -155,6 +155,29 @@ class Dispatcher:
             granted = await self._grant(candidate, worker_id)
             if granted is not None:
                 return granted
+
+    def stand_by(
+        self, *, worker_id: str, task_queue: str, steps: Iterable[str], namespaces: frozenset[str] | None = None
+    ) -> Waiter:
+        """A completing worker offers its freed slot: a task that decisions lease eagerly meanwhile (its
+        execution's next step above all) may go to it, for the completion's reply. End with `collect`."""
+        waiter = self.book.wait(worker_id, task_queue, frozenset(steps), namespaces, in_reply=True)
+        self._futures[waiter] = asyncio.get_running_loop().create_future()
+        return waiter
+
+    def collect(self, waiter: Waiter) -> GrantedTask | None:
+        """What a `stand_by` got: a task leased to its worker, or None (it stops standing by; a lease
+        still being committed for it is kept for the worker's next poll, as for a cancelled poll)."""
+        future = self._futures.pop(waiter)
+        if not future.done():
+            future.cancel()
+            self.book.stop_waiting(waiter)
+            return None
+        item = future.result()
+        if isinstance(item, GrantedTask):
+            return item
+        self._hand_out(self.book.give_back(item, self.clock.now_ms()))  # never offered one: in_reply
+        return None
 
     async def _wait(self, waiter: Waiter, seconds: float) -> QueuedTask | GrantedTask | None:
         """Wait for an offer on the clock; a poll that stops (timeout, cancel) gives back what came late."""

@@ -160,6 +160,9 @@ class Waiter:
     steps: frozenset[str]
     namespaces: frozenset[str] | None  # None: tasks of every namespace
     listening: bool = True
+    # A completion standing by for its worker's next task (CompleteTaskRequest.poll_next): it takes
+    # only a task leased in a decision (eager dispatch), never a queued one that needs a lease of its own.
+    in_reply: bool = False
 
     def accepts(self, step: str, namespace: str) -> bool:
         return self.listening and step in self.steps and (self.namespaces is None or namespace in self.namespaces)
@@ -292,6 +295,9 @@ class TaskBook:
         self._undelivered: dict[str, list[GrantedTask]] = {}  # worker -> leased while it was not polling
         self._polled_queue: dict[str, int] = {}
         self._polled_step: dict[tuple[str, str], int] = {}
+        # (worker, task queue, steps polled for): what each recent worker serves, so that a task is
+        # kept for a sticky worker only if that worker takes such tasks.
+        self._serves: dict[str, set[tuple[str, frozenset[str]]]] = {}  # oldest worker first, bounded
         self._counter = itertools.count()
         self._wakeup = False
 
@@ -346,11 +352,12 @@ class TaskBook:
         """Follow one committed action; what to hand to which waiting poller as a result."""
         match action:
             case act.ScheduleTask():
+                sticky = action.sticky_worker_id
                 task = _queued_from(
                     action,
                     execution_id,
                     workflow,
-                    sticky_worker_id=action.sticky_worker_id,
+                    sticky_worker_id=sticky if sticky is not None and self.serves(sticky, action) else None,
                     sticky_until_ms=max(now_ms, action.visible_at_ms) + self.sticky_window_ms,
                 )
                 return self._enqueue(task, now_ms)
@@ -452,11 +459,31 @@ class TaskBook:
 
     # -- polls -----------------------------------------------------------------------------
 
-    def polled(self, task_queue: str, steps: Iterable[str], now_ms: int) -> None:
-        """Record a poll, for `waiting_hint`."""
+    def polled(self, task_queue: str, steps: Iterable[str], now_ms: int, *, worker_id: str | None = None) -> None:
+        """Record a poll, for `waiting_hint`, and, with ``worker_id``, for `serves`."""
         _remember(self._polled_queue, task_queue, now_ms)
-        for step in steps:
+        wanted = frozenset(steps)
+        for step in wanted:
             _remember(self._polled_step, (task_queue, step), now_ms)
+        if worker_id is not None:
+            self._served(worker_id, task_queue, wanted)
+
+    def _served(self, worker_id: str, task_queue: str, wanted: frozenset[str]) -> None:
+        served = self._serves.pop(worker_id, None) or set()
+        served.add((task_queue, wanted))  # a worker polls with a few sets only (its steps, its workflows)
+        self._serves[worker_id] = served
+        while len(self._serves) > MAX_POLL_RECORDS:
+            del self._serves[next(iter(self._serves))]
+
+    def serves(self, worker_id: str, action: act.ScheduleTask) -> bool:
+        """Whether ``worker_id`` polled lately for tasks like ``action``'s.
+
+        A task waits out its sticky window only for a worker that would take it: a worker that runs
+        other steps (a YAML workflow's next step on another kind of worker, a code workflow's step
+        whose worker runs only workflow code) would leave it waiting for nothing.
+        """
+        served = self._serves.get(worker_id, ())
+        return any(queue == action.task_queue and action.step in wanted for queue, wanted in served)
 
     def take(
         self, worker_id: str, task_queue: str, steps: frozenset[str], namespaces: frozenset[str] | None
@@ -473,10 +500,24 @@ class TaskBook:
         self._undelivered.pop(worker_id, None)
         return self._ready.take(task_queue, worker_id, steps, namespaces)
 
-    def wait(self, worker_id: str, task_queue: str, steps: frozenset[str], namespaces: frozenset[str] | None) -> Waiter:
-        """A poll that found nothing waits here for an offer."""
-        waiter = Waiter(worker_id, task_queue, steps, namespaces)
-        self._waiting.setdefault(task_queue, []).append(waiter)
+    def wait(
+        self,
+        worker_id: str,
+        task_queue: str,
+        steps: frozenset[str],
+        namespaces: frozenset[str] | None,
+        *,
+        in_reply: bool = False,
+    ) -> Waiter:
+        """A poll that found nothing waits here for an offer; ``in_reply``: a completion that stands by
+        for its worker's next task, first in line for what the decisions meanwhile lease eagerly."""
+        waiter = Waiter(worker_id, task_queue, steps, namespaces, in_reply=in_reply)
+        waiting = self._waiting.setdefault(task_queue, [])
+        if in_reply:
+            waiting.insert(0, waiter)
+        else:
+            waiting.append(waiter)
+        self._served(worker_id, task_queue, steps)
         return waiter
 
     def stop_waiting(self, waiter: Waiter) -> None:
@@ -596,7 +637,7 @@ class TaskBook:
         waiting = self._waiting.get(task.task_queue)
         if not waiting or task.token in self._reserved:
             return []
-        eligible = [w for w in waiting if w.accepts(task.step, task.namespace)]
+        eligible = [w for w in waiting if not w.in_reply and w.accepts(task.step, task.namespace)]
         if not eligible:
             return []
         chosen = next((w for w in eligible if w.worker_id == task.sticky_worker_id), None)

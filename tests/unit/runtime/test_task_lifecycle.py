@@ -122,6 +122,7 @@ def test_a_sticky_task_goes_to_its_previous_worker_even_when_another_waits_longe
 
 def test_inside_its_window_a_sticky_task_is_neither_offered_nor_taken_by_another_worker() -> None:
     book = TaskBook(sticky_window_ms=100)
+    book.polled("q", ["a"], T0 - 5, worker_id="w1")  # w1 ran the previous step: it serves "a"
     other = waiting(book, "w2")
     assert book.apply("e", "wf", schedule(sticky="w1"), T0) == []
     assert book.take_wakeup()
@@ -134,6 +135,7 @@ def test_inside_its_window_a_sticky_task_is_neither_offered_nor_taken_by_another
 
 def test_after_its_window_a_sticky_task_nobody_waits_for_is_taken_by_any_poll() -> None:
     book = TaskBook(sticky_window_ms=100)
+    book.polled("q", ["a"], T0 - 5, worker_id="w1")
     book.apply("e", "wf", schedule(sticky="w1"), T0)
     assert book.promote(T0 + 100) == []
     taken = take(book, "w9")
@@ -142,6 +144,7 @@ def test_after_its_window_a_sticky_task_nobody_waits_for_is_taken_by_any_poll() 
 
 def test_the_sticky_worker_takes_its_task_before_older_shared_ones() -> None:
     book = TaskBook(sticky_window_ms=100)
+    book.polled("q", ["a"], T0 - 5, worker_id="w1")
     book.apply("e1", "wf", schedule("e1/a/1/0/1"), T0)
     book.apply("e2", "wf", schedule("e2/a/1/0/1", sticky="w1"), T0)
     taken = take(book, "w1")
@@ -150,10 +153,29 @@ def test_the_sticky_worker_takes_its_task_before_older_shared_ones() -> None:
 
 def test_a_sticky_window_starts_when_a_task_in_backoff_becomes_visible() -> None:
     book = TaskBook(sticky_window_ms=100)
+    book.polled("q", ["a"], T0 - 5, worker_id="w1")
     book.apply("e", "wf", schedule(visible_at=T0 + 1_000, sticky="w1"), T0)
     other = waiting(book, "w2")
     assert book.promote(T0 + 1_000) == [], "visible now, but w1's for its window"
     assert [o.waiter for o in book.promote(T0 + 1_100)] == [other]
+
+
+def test_a_task_is_not_kept_for_a_sticky_worker_that_never_polled_for_its_step() -> None:
+    # A YAML workflow's next step on another kind of worker, or a code workflow's step whose
+    # workflow worker runs no steps: waiting out the window for that worker would only delay it.
+    book = TaskBook(sticky_window_ms=100)
+    book.polled("q", ["workflow:f"], T0 - 5, worker_id="w1")
+    book.polled("other-queue", ["a"], T0 - 5, worker_id="w1")
+    other = waiting(book, "w2")
+    offers = book.apply("e", "wf", schedule(sticky="w1"), T0)
+    assert [(o.waiter, o.item.token) for o in offers] == [(other, "e/a/1/0/1")]
+
+
+def test_a_task_is_not_kept_for_a_sticky_worker_the_book_never_saw() -> None:
+    book = TaskBook(sticky_window_ms=100)
+    book.apply("e", "wf", schedule(sticky="gone"), T0)
+    taken = take(book, "w2")
+    assert taken is not None and taken.token == "e/a/1/0/1"
 
 
 # -- leased ---------------------------------------------------------------------------------

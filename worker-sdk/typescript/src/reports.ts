@@ -7,7 +7,7 @@ import { OUTCOME as OUTCOME_TAG, outcomeOf } from "./outcomes.js";
 type Outcome = NonNullable<CompleteTaskRequest["outcome"]>;
 
 function report(taskToken: string, workerId: string, outcome: Outcome): CompleteTaskRequest {
-  return { taskToken, workerId, outcome };
+  return { taskToken, workerId, outcome, workflowContinuation: undefined, pollNext: undefined };
 }
 
 /** Report a returned value: an outcome (`RetryAfter`, `Sleep`, `ApprovalRequest`) or a success. */

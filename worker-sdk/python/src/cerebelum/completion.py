@@ -73,6 +73,11 @@ class Completer:
         kind = _REFUSED.get(code)
         if kind is None:
             return None
+        if request.HasField("workflow_continuation"):  # the code's commands, maybe: the step's result alone
+            plain = worker_pb2.CompleteTaskRequest()
+            plain.CopyFrom(request)
+            plain.ClearField("workflow_continuation")
+            return plain
         outcome = request.WhichOneof("outcome")
         if outcome in ("success", "sleep", "approval"):
             return invalid_payload_report(request, kind, details or f"the server refused the step's {outcome}")

@@ -109,6 +109,7 @@ class Worker:
         self._finished: asyncio.Event | None = None
         self._executor: TaskExecutor | None = None
         self._signal_tasks: set[asyncio.Task[None]] = set()
+        self._next_poll = worker_pb2.PollTaskRequest()  # set at start: what a step's report asks for next
 
     def __repr__(self) -> str:
         return f"Worker(task_queue={self.task_queue!r}, address={self.address!r}, worker_id={self.worker_id!r})"
@@ -251,6 +252,8 @@ class Worker:
                 max_cached_workflows=self.max_cached_workflows,
             )
             completer = Completer(rpcs.complete)
+            self._next_poll = self._poll_request(steps=True)
+            self._next_poll.wait_ms = 0
             log.info(
                 "worker %s serving task queue %r at %s%s: steps %s%s; up to %d at once",
                 self.worker_id,
@@ -390,9 +393,37 @@ class Worker:
         await completer.submit(report)
 
     async def _handle(self, task: worker_pb2.Task, executor: TaskExecutor, completer: Completer) -> None:
+        """Run a step task and report it; the report asks for this slot's next task (``poll_next``), and
+        a task that comes back with the acknowledgement runs here in turn: one round trip per step."""
+        next_task: worker_pb2.Task | None = task
+        while next_task is not None:
+            next_task = await self._run_one(next_task, executor, completer)
+
+    async def _run_one(
+        self, task: worker_pb2.Task, executor: TaskExecutor, completer: Completer
+    ) -> worker_pb2.Task | None:
         report = await executor.run(task)
-        if report is not None:
-            await completer.submit(report)
+        if report is None:
+            return None
+        if not self._stop_requested:
+            report.poll_next.CopyFrom(self._next_poll)
+        handler = self._workflow_handler
+        continuation = None
+        if handler is not None and report.WhichOneof("outcome") == "success" and task.execution_id in handler.cache:
+            # This worker holds the step's code workflow: run it on the result now, so that the result
+            # and the code's next commands are recorded in one commit (no workflow task round trip).
+            continuation = handler.continue_after(task, report.success.output_json)
+            if continuation is not None:
+                report.workflow_continuation.CopyFrom(continuation.message)
+        reply = None
+        try:
+            reply = await completer.submit(report)
+        finally:
+            if continuation is not None:
+                assert handler is not None
+                handler.settle(continuation, reply)
+        # Leased to this worker: run it even if a stop began meanwhile (the drain waits for it).
+        return reply.next_task if reply is not None and reply.HasField("next_task") else None
 
     async def _drain(self, executor: TaskExecutor) -> None:
         running = set(self._running)

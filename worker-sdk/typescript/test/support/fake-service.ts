@@ -176,7 +176,7 @@ export class FakeWorkerService {
           return;
         }
         this.completions.push(call.request);
-        callback(null, { disposition: CompleteTaskResponse_Disposition.ACCEPTED });
+        callback(null, { disposition: CompleteTaskResponse_Disposition.ACCEPTED, workflowTask: undefined });
       },
     };
     this.#server.addService(WorkerServiceService, implementation);

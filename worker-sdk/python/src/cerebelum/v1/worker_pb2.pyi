@@ -173,7 +173,7 @@ class Cancelled(_message.Message):
     def __init__(self, message: _Optional[str] = ...) -> None: ...
 
 class CompleteTaskRequest(_message.Message):
-    __slots__ = ("task_token", "worker_id", "success", "failure", "retry_after", "sleep", "approval", "cancelled", "workflow_commands")
+    __slots__ = ("task_token", "worker_id", "success", "failure", "retry_after", "sleep", "approval", "cancelled", "workflow_commands", "workflow_continuation", "poll_next")
     TASK_TOKEN_FIELD_NUMBER: _ClassVar[int]
     WORKER_ID_FIELD_NUMBER: _ClassVar[int]
     SUCCESS_FIELD_NUMBER: _ClassVar[int]
@@ -183,6 +183,8 @@ class CompleteTaskRequest(_message.Message):
     APPROVAL_FIELD_NUMBER: _ClassVar[int]
     CANCELLED_FIELD_NUMBER: _ClassVar[int]
     WORKFLOW_COMMANDS_FIELD_NUMBER: _ClassVar[int]
+    WORKFLOW_CONTINUATION_FIELD_NUMBER: _ClassVar[int]
+    POLL_NEXT_FIELD_NUMBER: _ClassVar[int]
     task_token: str
     worker_id: str
     success: Success
@@ -192,10 +194,30 @@ class CompleteTaskRequest(_message.Message):
     approval: ApprovalRequest
     cancelled: Cancelled
     workflow_commands: WorkflowCommands
-    def __init__(self, task_token: _Optional[str] = ..., worker_id: _Optional[str] = ..., success: _Optional[_Union[Success, _Mapping]] = ..., failure: _Optional[_Union[Failure, _Mapping]] = ..., retry_after: _Optional[_Union[RetryAfter, _Mapping]] = ..., sleep: _Optional[_Union[Sleep, _Mapping]] = ..., approval: _Optional[_Union[ApprovalRequest, _Mapping]] = ..., cancelled: _Optional[_Union[Cancelled, _Mapping]] = ..., workflow_commands: _Optional[_Union[WorkflowCommands, _Mapping]] = ...) -> None: ...
+    workflow_continuation: WorkflowContinuation
+    poll_next: PollTaskRequest
+    def __init__(self, task_token: _Optional[str] = ..., worker_id: _Optional[str] = ..., success: _Optional[_Union[Success, _Mapping]] = ..., failure: _Optional[_Union[Failure, _Mapping]] = ..., retry_after: _Optional[_Union[RetryAfter, _Mapping]] = ..., sleep: _Optional[_Union[Sleep, _Mapping]] = ..., approval: _Optional[_Union[ApprovalRequest, _Mapping]] = ..., cancelled: _Optional[_Union[Cancelled, _Mapping]] = ..., workflow_commands: _Optional[_Union[WorkflowCommands, _Mapping]] = ..., workflow_continuation: _Optional[_Union[WorkflowContinuation, _Mapping]] = ..., poll_next: _Optional[_Union[PollTaskRequest, _Mapping]] = ...) -> None: ...
+
+class WorkflowContinuation(_message.Message):
+    __slots__ = ("after_seq", "time_ms", "commands_json")
+    AFTER_SEQ_FIELD_NUMBER: _ClassVar[int]
+    TIME_MS_FIELD_NUMBER: _ClassVar[int]
+    COMMANDS_JSON_FIELD_NUMBER: _ClassVar[int]
+    after_seq: int
+    time_ms: int
+    commands_json: str
+    def __init__(self, after_seq: _Optional[int] = ..., time_ms: _Optional[int] = ..., commands_json: _Optional[str] = ...) -> None: ...
+
+class ContinuedWorkflowTask(_message.Message):
+    __slots__ = ("started_seq", "history_json")
+    STARTED_SEQ_FIELD_NUMBER: _ClassVar[int]
+    HISTORY_JSON_FIELD_NUMBER: _ClassVar[int]
+    started_seq: int
+    history_json: str
+    def __init__(self, started_seq: _Optional[int] = ..., history_json: _Optional[str] = ...) -> None: ...
 
 class CompleteTaskResponse(_message.Message):
-    __slots__ = ("disposition",)
+    __slots__ = ("disposition", "workflow_task", "next_task")
     class Disposition(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
         __slots__ = ()
         DISPOSITION_UNSPECIFIED: _ClassVar[CompleteTaskResponse.Disposition]
@@ -207,5 +229,9 @@ class CompleteTaskResponse(_message.Message):
     DUPLICATE: CompleteTaskResponse.Disposition
     STALE: CompleteTaskResponse.Disposition
     DISPOSITION_FIELD_NUMBER: _ClassVar[int]
+    WORKFLOW_TASK_FIELD_NUMBER: _ClassVar[int]
+    NEXT_TASK_FIELD_NUMBER: _ClassVar[int]
     disposition: CompleteTaskResponse.Disposition
-    def __init__(self, disposition: _Optional[_Union[CompleteTaskResponse.Disposition, str]] = ...) -> None: ...
+    workflow_task: ContinuedWorkflowTask
+    next_task: Task
+    def __init__(self, disposition: _Optional[_Union[CompleteTaskResponse.Disposition, str]] = ..., workflow_task: _Optional[_Union[ContinuedWorkflowTask, _Mapping]] = ..., next_task: _Optional[_Union[Task, _Mapping]] = ...) -> None: ...

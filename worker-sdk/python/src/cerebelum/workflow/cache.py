@@ -41,6 +41,13 @@ class WorkflowCache:
             _, evicted = self._entries.popitem(last=False)
             evicted.close()
 
+    def put_back(self, execution_id: str, replayer: Replayer) -> None:
+        """Keep ``replayer`` unless a task put a newer instance of the execution meanwhile (then close it)."""
+        if execution_id in self._entries:
+            replayer.close()
+            return
+        self.put(execution_id, replayer)
+
     def clear(self) -> None:
         while self._entries:
             _, replayer = self._entries.popitem()

@@ -9,7 +9,7 @@ from typing import Any, NamedTuple
 
 from cerebelum.workflow.errors import WorkflowTaskError
 
-__all__ = ["Event", "HistoryInput", "parse_events", "parse_time"]
+__all__ = ["Event", "HistoryInput", "code_time", "from_epoch_ms", "parse_events", "parse_time"]
 
 
 class Event(NamedTuple):
@@ -76,3 +76,17 @@ def _event(item: Any) -> Event:
     if not isinstance(data, dict):
         raise WorkflowTaskError(f"history: the data of event seq {seq} is not an object")
     return Event(seq, kind, parse_time(at), data)
+
+
+def from_epoch_ms(ms: int) -> datetime:
+    """An instant given in unix epoch milliseconds, as an aware UTC datetime."""
+    return datetime.fromtimestamp(ms / 1000, tz=UTC)
+
+
+def code_time(event: Event) -> datetime:
+    """What the code's ``now()`` gives for a ``WorkflowTaskStarted``: the time the worker ran it at, when
+    it ran before the task was recorded (``time_ms``, a continuation), else the event's own time."""
+    ms = event.data.get("time_ms")
+    if isinstance(ms, int) and not isinstance(ms, bool):
+        return from_epoch_ms(ms)
+    return event.at

@@ -14,7 +14,7 @@ from typing import Any
 from cerebelum.workflow.commands import TERMINAL_TYPES, describe, first_difference
 from cerebelum.workflow.definition import WorkflowDefinition, WorkflowFunction, workflow_name
 from cerebelum.workflow.errors import NonDeterminismError, WorkflowTaskError
-from cerebelum.workflow.history import Event, HistoryInput, parse_events
+from cerebelum.workflow.history import Event, HistoryInput, code_time, parse_events
 from cerebelum.workflow.instance import CANCEL_REQUESTED, WorkflowInstance
 from cerebelum.workflow.loop import DEFAULT_MAX_CALLBACKS
 
@@ -84,6 +84,7 @@ class Replayer:
         self._pending: list[Event] = []
         self._open: _Activation | None = None
         self._sent: tuple[str, list[dict[str, Any]]] | None = None  # the live activation's token and commands
+        self._speculated: tuple[str, list[dict[str, Any]]] | None = None  # a continuation's step and commands
 
     @property
     def open_task(self) -> int | None:
@@ -109,6 +110,60 @@ class Replayer:
         commands = self._activate(activation, expected=None)
         self._sent = (activation.token, commands)
         return commands
+
+    @property
+    def can_continue(self) -> bool:
+        """Whether the code has seen all it was given and waits: it may run on a step's result now."""
+        instance = self.instance
+        return (
+            instance is not None
+            and not instance.finished
+            and self._open is None
+            and not self._pending
+            and self._speculated is None
+        )
+
+    def continue_with(self, *, step: str, output: Any, now: datetime) -> list[dict[str, Any]]:
+        """Run the code on step ``step``'s result before the engine recorded it; the commands it issued.
+
+        The engine records them as the next workflow task if that result is all the code had not
+        seen (:meth:`adopt`); otherwise this instance ran ahead of the history and must be dropped.
+        """
+        if not self.can_continue or self.instance is None:
+            raise WorkflowTaskError("this instance has events to see first: it cannot run on a step's result")
+        outcome = Event(0, "StepCompleted", now, {"step": step, "output": output})
+        commands = self.instance.activate(now=now, outcomes=[outcome], expected=None)
+        self._speculated = (step, commands)
+        return commands
+
+    def adopt(self, events: list[Event], started_seq: int) -> None:
+        """The engine recorded the continuation as the workflow task started at ``started_seq``; ``events``
+        are the history after :attr:`last_seq` up to it. Raises :class:`StaleInstanceError` when they
+        are not what the continuation ran on (the instance must then be dropped)."""
+        speculated, self._speculated = self._speculated, None
+        if speculated is None:
+            raise StaleInstanceError("no continuation ran on this instance")
+        self.feed(events)
+        activation = self._open
+        if activation is None or activation.seq != started_seq or self.last_seq != started_seq:
+            raise StaleInstanceError(
+                f"the continuation's events do not end with its WorkflowTaskStarted (seq {started_seq})"
+            )
+        outcomes = self._pending[: activation.pending]
+        if (
+            len(outcomes) != 1
+            or outcomes[0].type != "StepCompleted"
+            or outcomes[0].data.get("step") != speculated[0]
+            or len(self._pending) != activation.pending
+        ):
+            raise StaleInstanceError(f"the workflow task at seq {started_seq} shows other news than the step's result")
+        del self._pending[: activation.pending]
+        self._open = None
+        commands = speculated[1]
+        self.activations += 1
+        if commands and commands[-1].get("type") in TERMINAL_TYPES:
+            self.outcome = commands[-1]
+        self._sent = (activation.token, commands)
 
     def close(self) -> None:
         if self.instance is not None:
@@ -139,7 +194,7 @@ class Replayer:
                     f"a workflow task started at seq {event.seq} before the one this worker answered was recorded"
                 )
             # A task started before and never finished (its lease ran out) produced nothing: replaced.
-            self._open = _Activation(event.seq, str(data.get("token", "")), event.at, len(self._pending))
+            self._open = _Activation(event.seq, str(data.get("token", "")), code_time(event), len(self._pending))
         elif kind == "WorkflowTaskCompleted":
             self._completed(event)
         elif kind == "WorkflowTaskFailed":

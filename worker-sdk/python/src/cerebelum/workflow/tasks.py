@@ -4,20 +4,21 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 import traceback
-from collections.abc import Awaitable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Protocol
 
 from cerebelum.v1 import worker_pb2
 from cerebelum.workflow.cache import WorkflowCache
 from cerebelum.workflow.commands import TERMINAL_TYPES
 from cerebelum.workflow.definition import WorkflowDefinition
-from cerebelum.workflow.errors import NonDeterminismError
-from cerebelum.workflow.history import Event, parse_events
+from cerebelum.workflow.errors import NonDeterminismError, WorkflowTaskError
+from cerebelum.workflow.history import Event, from_epoch_ms, parse_events
 from cerebelum.workflow.loop import DEFAULT_MAX_CALLBACKS
 from cerebelum.workflow.replay import Replayer, StaleInstanceError
 
-__all__ = ["HistoryRpc", "WorkflowTaskHandler"]
+__all__ = ["Continuation", "HistoryRpc", "WorkflowTaskHandler"]
 
 log = logging.getLogger("cerebelum.worker")
 
@@ -30,6 +31,17 @@ class HistoryRpc(Protocol):
     def __call__(
         self, request: worker_pb2.GetWorkflowHistoryRequest, *, timeout: float | None = None
     ) -> Awaitable[worker_pb2.GetWorkflowHistoryResponse]: ...
+
+
+class Continuation:
+    """The code of a cached execution run on a step's result, waiting for the engine's word (`settle`)."""
+
+    __slots__ = ("execution_id", "message", "replayer")
+
+    def __init__(self, execution_id: str, replayer: Replayer, message: worker_pb2.WorkflowContinuation) -> None:
+        self.execution_id = execution_id
+        self.replayer = replayer
+        self.message = message
 
 
 class WorkflowTaskHandler:
@@ -47,11 +59,13 @@ class WorkflowTaskHandler:
         history_rpc: HistoryRpc,
         max_cached_workflows: int = 1000,
         max_callbacks: int = DEFAULT_MAX_CALLBACKS,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self._workflows = workflows
         self._worker_id = worker_id
         self._history_rpc = history_rpc
         self._max_callbacks = max_callbacks
+        self._clock = clock  # epoch seconds: a continuation's now()
         self.cache = WorkflowCache(max_cached_workflows)
 
     async def run(self, task: worker_pb2.Task) -> worker_pb2.CompleteTaskRequest:
@@ -80,6 +94,54 @@ class WorkflowTaskHandler:
 
     def close(self) -> None:
         self.cache.clear()
+
+    # -- continuations: a step's result and the code's next commands in one report ---------------------
+
+    def continue_after(self, task: worker_pb2.Task, output_json: str) -> Continuation | None:
+        """Run the cached code of ``task``'s execution on this step result, for the report to carry.
+
+        ``None`` when this worker does not hold the execution ready to run (not cached, or it has
+        news to see first) or the code failed: the engine then schedules a workflow task as usual.
+        """
+        replayer = self.cache.take(task.execution_id)
+        if replayer is None:
+            return None
+        if not replayer.can_continue:
+            self.cache.put(task.execution_id, replayer)
+            return None
+        time_ms = int(self._clock() * 1000)
+        try:
+            output = json.loads(output_json) if output_json else None
+            commands = replayer.continue_with(
+                step=task.workflow_step or task.step, output=output, now=from_epoch_ms(time_ms)
+            )
+        except Exception as exc:  # the workflow task that follows runs it again and reports it
+            log.info("workflow %s: not continued on the step's result (%s)", task.execution_id, exc)
+            replayer.close()
+            return None
+        message = worker_pb2.WorkflowContinuation(
+            after_seq=replayer.last_seq, time_ms=time_ms, commands_json=json.dumps(commands, separators=(",", ":"))
+        )
+        return Continuation(task.execution_id, replayer, message)
+
+    def settle(self, continuation: Continuation, reply: worker_pb2.CompleteTaskResponse | None) -> None:
+        """Keep the instance if the engine recorded its continuation; otherwise it ran ahead of the
+        history and is dropped (the next workflow task replays the execution)."""
+        replayer = continuation.replayer
+        recorded = reply.workflow_task if reply is not None and reply.HasField("workflow_task") else None
+        if recorded is None or not recorded.history_json:
+            replayer.close()
+            return
+        try:
+            replayer.adopt(parse_events(recorded.history_json), recorded.started_seq)
+        except WorkflowTaskError as exc:
+            log.info("workflow %s: dropped after its continuation (%s)", continuation.execution_id, exc)
+            replayer.close()
+            return
+        if replayer.outcome is not None:
+            replayer.close()  # the execution ends: nothing will follow
+            return
+        self.cache.put_back(continuation.execution_id, replayer)
 
     async def _activate(
         self, task: worker_pb2.Task, definition: WorkflowDefinition

@@ -223,10 +223,56 @@ export interface CompleteTaskRequest {
     | { $case: "cancelled"; value: Cancelled }
     | { $case: "workflowCommands"; value: WorkflowCommands }
     | undefined;
+  /**
+   * With a step's success only: the worker holding the step's code workflow in its sticky cache ran
+   * the code on this result and sends what it issued, so that the step's completion and the next
+   * workflow task are one commit (docs/code-workflows-protocol.md, "Continuing on the step's worker").
+   * The engine takes it only when this result is the only news for the code; otherwise it schedules
+   * a workflow task as usual and the worker drops what it ran.
+   */
+  workflowContinuation:
+    | WorkflowContinuation
+    | undefined;
+  /**
+   * Also a poll that does not wait: the worker has room for its next task (the slot this outcome
+   * frees). A task this outcome's decision schedules for a worker that poll_next serves may be leased
+   * to this worker in the same commit and come back as CompleteTaskResponse.next_task, so a step
+   * costs one round trip. Its worker_id is this request's; wait_ms is ignored.
+   */
+  pollNext: PollTaskRequest | undefined;
+}
+
+export interface WorkflowContinuation {
+  /** The seq of the WorkflowTaskStarted this worker's instance saw last (its previous task's). */
+  afterSeq: number;
+  /**
+   * The instant the code ran at (unix epoch ms): what its now() gave; recorded in the task's
+   * WorkflowTaskStarted as time_ms.
+   */
+  timeMs: number;
+  /** JSON array of the commands the code issued, as WorkflowCommands.commands_json. */
+  commandsJson: string;
+}
+
+/** A workflow continuation the engine recorded: its WorkflowTaskStarted is at started_seq. */
+export interface ContinuedWorkflowTask {
+  startedSeq: number;
+  /**
+   * The events after the continuation's after_seq up to started_seq, as WorkflowTask.history_json:
+   * what a sticky workflow task would have carried. Empty when they did not fit (the worker then
+   * drops its instance and replays at its next task).
+   */
+  historyJson: string;
 }
 
 export interface CompleteTaskResponse {
   disposition: CompleteTaskResponse_Disposition;
+  /** Set when the request's workflow_continuation was recorded. */
+  workflowTask:
+    | ContinuedWorkflowTask
+    | undefined;
+  /** The worker's next task, leased to it, when the request had poll_next and one was ready for it. */
+  nextTask?: Task | undefined;
 }
 
 export enum CompleteTaskResponse_Disposition {
@@ -1517,7 +1563,7 @@ export const Cancelled: MessageFns<Cancelled> = {
 };
 
 function createBaseCompleteTaskRequest(): CompleteTaskRequest {
-  return { taskToken: "", workerId: "", outcome: undefined };
+  return { taskToken: "", workerId: "", outcome: undefined, workflowContinuation: undefined, pollNext: undefined };
 }
 
 export const CompleteTaskRequest: MessageFns<CompleteTaskRequest> = {
@@ -1550,6 +1596,12 @@ export const CompleteTaskRequest: MessageFns<CompleteTaskRequest> = {
       case "workflowCommands":
         WorkflowCommands.encode(message.outcome.value, writer.uint32(74).fork()).join();
         break;
+    }
+    if (message.workflowContinuation !== undefined) {
+      WorkflowContinuation.encode(message.workflowContinuation, writer.uint32(82).fork()).join();
+    }
+    if (message.pollNext !== undefined) {
+      PollTaskRequest.encode(message.pollNext, writer.uint32(90).fork()).join();
     }
     return writer;
   },
@@ -1639,6 +1691,22 @@ export const CompleteTaskRequest: MessageFns<CompleteTaskRequest> = {
             message.outcome = { $case: "workflowCommands", value: WorkflowCommands.decode(reader, reader.uint32()) };
             continue;
           }
+          case 10: {
+            if (tag !== 82) {
+              break;
+            }
+
+            message.workflowContinuation = WorkflowContinuation.decode(reader, reader.uint32());
+            continue;
+          }
+          case 11: {
+            if (tag !== 90) {
+              break;
+            }
+
+            message.pollNext = PollTaskRequest.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1702,18 +1770,176 @@ export const CompleteTaskRequest: MessageFns<CompleteTaskRequest> = {
         break;
       }
     }
+    message.workflowContinuation = (object.workflowContinuation !== undefined && object.workflowContinuation !== null)
+      ? WorkflowContinuation.fromPartial(object.workflowContinuation)
+      : undefined;
+    message.pollNext = (object.pollNext !== undefined && object.pollNext !== null)
+      ? PollTaskRequest.fromPartial(object.pollNext)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseWorkflowContinuation(): WorkflowContinuation {
+  return { afterSeq: 0, timeMs: 0, commandsJson: "" };
+}
+
+export const WorkflowContinuation: MessageFns<WorkflowContinuation> = {
+  encode(message: WorkflowContinuation, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.afterSeq !== 0) {
+      writer.uint32(8).int64(message.afterSeq);
+    }
+    if (message.timeMs !== 0) {
+      writer.uint32(16).int64(message.timeMs);
+    }
+    if (message.commandsJson !== "") {
+      writer.uint32(26).string(message.commandsJson);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): WorkflowContinuation {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseWorkflowContinuation();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.afterSeq = longToNumber(reader.int64());
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.timeMs = longToNumber(reader.int64());
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.commandsJson = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create(base?: DeepPartial<WorkflowContinuation>): WorkflowContinuation {
+    return WorkflowContinuation.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<WorkflowContinuation>): WorkflowContinuation {
+    const message = createBaseWorkflowContinuation();
+    message.afterSeq = object.afterSeq ?? 0;
+    message.timeMs = object.timeMs ?? 0;
+    message.commandsJson = object.commandsJson ?? "";
+    return message;
+  },
+};
+
+function createBaseContinuedWorkflowTask(): ContinuedWorkflowTask {
+  return { startedSeq: 0, historyJson: "" };
+}
+
+export const ContinuedWorkflowTask: MessageFns<ContinuedWorkflowTask> = {
+  encode(message: ContinuedWorkflowTask, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.startedSeq !== 0) {
+      writer.uint32(8).int64(message.startedSeq);
+    }
+    if (message.historyJson !== "") {
+      writer.uint32(18).string(message.historyJson);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ContinuedWorkflowTask {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseContinuedWorkflowTask();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.startedSeq = longToNumber(reader.int64());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.historyJson = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create(base?: DeepPartial<ContinuedWorkflowTask>): ContinuedWorkflowTask {
+    return ContinuedWorkflowTask.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ContinuedWorkflowTask>): ContinuedWorkflowTask {
+    const message = createBaseContinuedWorkflowTask();
+    message.startedSeq = object.startedSeq ?? 0;
+    message.historyJson = object.historyJson ?? "";
     return message;
   },
 };
 
 function createBaseCompleteTaskResponse(): CompleteTaskResponse {
-  return { disposition: 0 };
+  return { disposition: 0, workflowTask: undefined, nextTask: undefined };
 }
 
 export const CompleteTaskResponse: MessageFns<CompleteTaskResponse> = {
   encode(message: CompleteTaskResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     if (message.disposition !== 0) {
       writer.uint32(8).int32(message.disposition);
+    }
+    if (message.workflowTask !== undefined) {
+      ContinuedWorkflowTask.encode(message.workflowTask, writer.uint32(18).fork()).join();
+    }
+    if (message.nextTask !== undefined) {
+      Task.encode(message.nextTask, writer.uint32(26).fork()).join();
     }
     return writer;
   },
@@ -1739,6 +1965,22 @@ export const CompleteTaskResponse: MessageFns<CompleteTaskResponse> = {
             message.disposition = reader.int32() as any;
             continue;
           }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.workflowTask = ContinuedWorkflowTask.decode(reader, reader.uint32());
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.nextTask = Task.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1757,6 +1999,12 @@ export const CompleteTaskResponse: MessageFns<CompleteTaskResponse> = {
   fromPartial(object: DeepPartial<CompleteTaskResponse>): CompleteTaskResponse {
     const message = createBaseCompleteTaskResponse();
     message.disposition = object.disposition ?? 0;
+    message.workflowTask = (object.workflowTask !== undefined && object.workflowTask !== null)
+      ? ContinuedWorkflowTask.fromPartial(object.workflowTask)
+      : undefined;
+    message.nextTask = (object.nextTask !== undefined && object.nextTask !== null)
+      ? Task.fromPartial(object.nextTask)
+      : undefined;
     return message;
   },
 };
