@@ -88,6 +88,8 @@ class FakeWorkerService(worker_pb2_grpc.WorkerServiceServicer):
         self.complete_errors: list[tuple[grpc.StatusCode, str]] = []
         # code answered to every CompleteTask carrying a success (None: accept).
         self.reject_success: tuple[grpc.StatusCode, str] | None = None
+        # The task handed back with the acknowledgement of a completion, by the completed task's token.
+        self.next_tasks: dict[str, worker_pb2.Task] = {}
         self.address = ""
 
     async def PollTask(
@@ -121,7 +123,11 @@ class FakeWorkerService(worker_pb2_grpc.WorkerServiceServicer):
         if self.reject_success is not None and request.WhichOneof("outcome") == "success":
             await context.abort(*self.reject_success)
         self.completions.append(request)
-        return worker_pb2.CompleteTaskResponse(disposition=worker_pb2.CompleteTaskResponse.ACCEPTED)
+        reply = worker_pb2.CompleteTaskResponse(disposition=worker_pb2.CompleteTaskResponse.ACCEPTED)
+        following = self.next_tasks.pop(request.task_token, None)
+        if following is not None:
+            reply.next_task.CopyFrom(following)
+        return reply
 
     def completion(self, token: str) -> worker_pb2.CompleteTaskRequest | None:
         return next((c for c in self.completions if c.task_token == token), None)

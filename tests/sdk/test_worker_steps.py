@@ -669,3 +669,34 @@ async def test_steps_of_one_worker_run_concurrently(worker_service: FakeWorkerSe
         async with asyncio.timeout(30):
             await gate.wait()
             await eventually(lambda: len(worker_service.completions) >= 3, what="three completions")
+
+
+async def test_a_report_asks_for_the_slot_s_next_task_and_one_handed_back_runs_without_a_poll(
+    worker_service: FakeWorkerService,
+) -> None:
+    worker = Worker("orders", address=worker_service.address, poll_wait=0.5, worker_id="w-next")
+
+    @worker.step()
+    async def first() -> str:
+        return "one"
+
+    @worker.step()
+    async def second() -> str:
+        return "two"
+
+    worker_service.next_tasks["t-first"] = make_task("second", token="t-second")
+    async with running(worker):
+        report = await worker_service.run_task(make_task("first", token="t-first"))
+        await eventually(
+            lambda: worker_service.completion("t-second") is not None, what="the handed-back task's report"
+        )
+
+    poll = report.poll_next
+    assert (poll.worker_id, poll.task_queue, list(poll.steps), poll.wait_ms) == (
+        "w-next",
+        "orders",
+        ["first", "second"],
+        0,
+    )
+    done = worker_service.completion("t-second")
+    assert done is not None and json.loads(done.success.output_json) == "two"

@@ -8,7 +8,7 @@ from typing import Any
 from cerebelum_operator.engine import ExecutionState, Reply, decide, fold
 from cerebelum_operator.engine import actions as act
 from cerebelum_operator.engine import commands as cmd
-from cerebelum_operator.engine.decide import DEFAULT_MAX_TASK_BYTES
+from cerebelum_operator.engine.decide import DEFAULT_MAX_TASK_BYTES, Decision
 from cerebelum_operator.engine.events import RecordedEvent
 from cerebelum_operator.engine.ids import TaskToken
 from cerebelum_operator.model import WorkflowDefinition, compile_workflow
@@ -28,6 +28,7 @@ class Simulator:
     dead_letters: set[str] = field(default_factory=set)
     max_task_bytes: int = DEFAULT_MAX_TASK_BYTES
     messages: list[act.SendMessage] = field(default_factory=list)  # the outbox, every message in order
+    last_decision: Decision | None = None
 
     @classmethod
     def start(
@@ -40,6 +41,7 @@ class Simulator:
     def send(self, command: cmd.Command) -> Reply:
         decision = decide(self.definition, self.state, command, now_ms=self.now_ms, max_task_bytes=self.max_task_bytes)
         assert decision.state is not None
+        self.last_decision = decision
         self.state = decision.state
         self.history.extend(decision.events)
         for action in decision.actions:

@@ -297,6 +297,28 @@ def test_eager_dispatch_skips_tasks_in_backoff_and_pollers_of_other_steps() -> N
     assert book.reserve("wf", [schedule(visible_at=T0 + 1)], T0) == []
 
 
+def test_a_completion_standing_by_is_reserved_before_the_same_worker_s_waiting_polls() -> None:
+    book = TaskBook()
+    waiting(book, "w1")
+    in_reply = book.wait("w1", "q", frozenset({"a"}), EVERY, in_reply=True)
+    action = schedule(sticky="w1")
+    assert book.reserve("wf", [action], T0) == [("e/a/1/0/1", "w1")]
+    book.apply("e", "wf", action, T0)
+    offers = book.apply("e", "wf", lease(), T0)
+    assert [o.waiter for o in offers] == [in_reply], "the next task goes back in the completion's reply"
+
+
+def test_a_completion_standing_by_is_never_offered_a_queued_task_that_would_need_a_lease_of_its_own() -> None:
+    book = TaskBook()
+    in_reply = book.wait("w1", "q", frozenset({"a"}), EVERY, in_reply=True)
+    assert book.apply("e", "wf", schedule(), T0) == []
+    poller = waiting(book, "w2")
+    book.stop_waiting(in_reply)
+    taken = take(book, "w2")
+    assert taken is not None and taken.token == "e/a/1/0/1", "still queued for the polls"
+    assert poller.listening
+
+
 def test_a_released_reservation_puts_the_poller_back_and_offers_it_the_task() -> None:
     book = TaskBook()
     waiter = waiting(book, "w1")
