@@ -63,7 +63,7 @@ def assert_each_step_ran_once_and_the_history_has_no_gap(client: Client, ledger:
 
 
 def test_the_wait_for_ip_loop_survives_a_worker_sigkill_during_a_sleep_replaying_on_another_worker(
-    engine: EngineProcess, workers: WorkerPool, client: Client, ledger: Path
+    engine: EngineProcess, workers: WorkerPool, client: Client, ledger: Path, tmp_path: Path
 ) -> None:
     client.apply_workflow("provision", PROVISION)
     first = workers.start()
@@ -86,6 +86,16 @@ def test_the_wait_for_ip_loop_survives_a_worker_sigkill_during_a_sleep_replaying
     takers = {e.data["worker_id"] for e in history if e.type == "WorkflowTaskStarted"}
     assert len(takers) == 2, "the second worker replayed the history the first one had cached"
     assert sum(1 for e in history if e.type == "SleepEnded") == 2, "three checks, a durable sleep between each"
+    # A step's result and the code's next commands went in one commit where the step's worker held the
+    # code (a continuation: its task's WorkflowTaskStarted carries the code's time), and the history
+    # such tasks make replays as any other.
+    assert any("time_ms" in e.data for e in history if e.type == "WorkflowTaskStarted")
+    saved = tmp_path / "prov-1.json"
+    dumped = run_cli(engine, "history", "prov-1", "-o", "json")
+    assert dumped.returncode == 0, dumped.stderr
+    saved.write_text(dumped.stdout)
+    replayed = replay(saved, version="1", function="provision")
+    assert replayed.returncode == 0, replayed.stdout + replayed.stderr
 
 
 def test_the_wait_for_ip_loop_survives_an_engine_sigkill_during_a_sleep(
@@ -184,11 +194,11 @@ def test_the_guide_s_example_runs_as_a_reader_runs_it(engine: EngineProcess, led
     assert finished.output == {"ip": "203.0.113.10", "hosts": ["web-1", "web-2"]}
 
 
-def replay(history: Path, *, version: str) -> subprocess.CompletedProcess[str]:
+def replay(history: Path, *, version: str, function: str = "nd_demo") -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [
             *(sys.executable, "-m", "cerebelum_operator.cli", "replay", str(history)),
-            *("--function", "tests.integration.workers.provision_worker:nd_demo"),
+            *("--function", f"tests.integration.workers.provision_worker:{function}"),
         ],
         capture_output=True,
         text=True,

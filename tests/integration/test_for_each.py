@@ -54,10 +54,11 @@ def completed_items(client: Client, execution_id: str) -> list[Any]:
 
 
 def test_a_thousand_items_survive_an_engine_sigkill_each_recorded_once_and_none_run_after_it_completed(
-    engine: EngineProcess, workers: WorkerPool, client: Client, ledger: Path
+    engine: EngineProcess, workers: WorkerPool, client: Client, ledger: Path, tmp_path: Path
 ) -> None:
-    workers.start()
-    workers.start()
+    gate = tmp_path / "gate"  # items from 400 on wait for it: the kill comes while they run
+    workers.start(GATE=str(gate), GATE_FROM="400")
+    workers.start(GATE=str(gate), GATE_FROM="400")
     client.apply_workflow("labelling", labelling(concurrency=50))
     client.start("labelling", {"count": 1000, "failing": []}, execution_id="fan-1")
 
@@ -70,6 +71,7 @@ def test_a_thousand_items_survive_an_engine_sigkill_each_recorded_once_and_none_
     assert "Items of label: " in described and "of 1,000 done" in described
     engine.kill()
     engine.start()
+    gate.touch()
     finished = Client(address=engine.address).wait("fan-1", timeout=300)
 
     assert done_before_the_kill < 900, "the engine was killed in the middle of the fan-out"

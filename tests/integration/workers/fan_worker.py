@@ -2,11 +2,14 @@
 
 parcels -> the list: ``input.count`` parcel names
 label   -> run once per parcel (a forEach step's item, passed as the ``parcel`` argument);
-           fails for good for the positions in ``input.failing``; writes each run to the ledger
+           fails for good for the positions in ``input.failing``; writes each run to the ledger;
+           with $GATE set, the positions from $GATE_FROM on wait until the file $GATE exists
+           (so a test can stop the engine while items are certainly still running)
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import sys
@@ -32,6 +35,10 @@ def record(position: int, attempt: int) -> None:
 @worker.step()
 async def label(ctx: StepContext, parcel: str, position: int, broken: bool) -> dict[str, Any]:
     record(position, ctx.attempt)
+    gate = os.environ.get("GATE")
+    if gate and position >= int(os.environ.get("GATE_FROM", "0")):
+        while not await asyncio.to_thread(os.path.exists, gate):
+            await asyncio.sleep(0.05)
     if broken:
         raise NonRetryableError(f"parcel {parcel} has no address", type="NoAddress")
     return {"label": parcel.upper(), "key": ctx.idempotency_key}
