@@ -284,6 +284,8 @@ export class Worker {
       waitMs: this.pollWaitMs,
       workflows: [], // code workflows run on the Python SDK for now (docs/code-workflows-protocol.md)
     };
+    // What a step's report asks for: the next task for the slot it frees, handed back in the reply.
+    const next: PollTaskRequest = { ...request, waitMs: 0 };
     const pollOne = async (): Promise<void> => {
       const stop = this.#stop.signal;
       const backoff = new Backoff();
@@ -312,7 +314,7 @@ export class Worker {
           slots.release();
           continue;
         }
-        const handled: Promise<void> = this.#handle(task, executor, completer)
+        const handled: Promise<void> = this.#handle(task, executor, completer, next)
           .catch((error: unknown) => this.#log.error("a task handler failed", error))
           .finally(() => {
             this.#running.delete(handled);
@@ -324,10 +326,22 @@ export class Worker {
     await Promise.all(Array.from({ length: pollers }, pollOne));
   }
 
-  async #handle(task: Task, executor: TaskExecutor, completer: Completer): Promise<void> {
-    const report = await executor.run(task);
-    if (report !== null) {
-      await completer.submit(report, this.#giveUp.signal);
+  /**
+   * Runs a task and reports it; the report asks for this slot's next task (`pollNext`), and a task
+   * that comes back with the acknowledgement runs here in turn: one round trip per step.
+   */
+  async #handle(first: Task, executor: TaskExecutor, completer: Completer, next: PollTaskRequest): Promise<void> {
+    let task: Task | undefined = first;
+    while (task !== undefined) {
+      const report = await executor.run(task);
+      if (report === null) {
+        return;
+      }
+      if (!this.#stop.signal.aborted) {
+        report.pollNext = next;
+      }
+      const reply = await completer.submit(report, this.#giveUp.signal);
+      task = reply?.nextTask; // leased to this worker: run even if a stop began meanwhile (the drain waits)
     }
   }
 

@@ -108,6 +108,8 @@ export class FakeWorkerService {
   pollError: [status, string] | undefined;
   /** Answered to every CompleteTask carrying a success (undefined: accept). */
   rejectSuccess: [status, string] | undefined;
+  /** The task handed back with the acknowledgement of a completion, by the completed task's token. */
+  readonly nextTasks = new Map<string, Task>();
   address = "";
   readonly #server = new Server();
   readonly #tasks: Task[] = [];
@@ -176,7 +178,9 @@ export class FakeWorkerService {
           return;
         }
         this.completions.push(call.request);
-        callback(null, { disposition: CompleteTaskResponse_Disposition.ACCEPTED, workflowTask: undefined });
+        const nextTask = this.nextTasks.get(call.request.taskToken);
+        this.nextTasks.delete(call.request.taskToken);
+        callback(null, { disposition: CompleteTaskResponse_Disposition.ACCEPTED, workflowTask: undefined, nextTask });
       },
     };
     this.#server.addService(WorkerServiceService, implementation);

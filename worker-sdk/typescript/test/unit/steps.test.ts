@@ -11,7 +11,7 @@ import {
 } from "@cerebelum/worker";
 import type { CompleteTaskRequest } from "@cerebelum/worker/proto/worker";
 
-import { FakeWorkerService, makeTask, outputOf, testWorker } from "../support/fake-service.js";
+import { eventually, FakeWorkerService, makeTask, outputOf, testWorker } from "../support/fake-service.js";
 
 interface Order {
   id: string;
@@ -136,6 +136,19 @@ test("the worker polls its queue for exactly the registered steps", async () => 
   assert.equal(poll.workerId, worker.workerId);
   assert.deepEqual(poll.steps, worker.stepNames);
   assert.ok(poll.steps.includes("charge") && poll.steps.includes("validated"));
+});
+
+test("a report asks for the slot's next task, and one handed back runs without a poll", async () => {
+  const second = makeTask("charge", { input: { id: "o-2", amount: 7 } });
+  const first = makeTask("nothing");
+  service.nextTasks.set(first.taskToken, second);
+  const report = await service.runTask(first);
+  await eventually(() => service.completion(second.taskToken) !== undefined, 5_000, "the handed-back task's report");
+  assert.equal(report.pollNext?.taskQueue, "test");
+  assert.equal(report.pollNext?.workerId, worker.workerId);
+  assert.equal(report.pollNext?.waitMs, 0);
+  assert.deepEqual(report.pollNext?.steps, worker.stepNames);
+  assert.deepEqual(outputOf(service.completion(second.taskToken)!), { order: "o-2", charged: 7 });
 });
 
 test("a step gets the workflow input and returns its output as JSON", async () => {
