@@ -59,6 +59,31 @@ def test_cerebelum_dev_on_a_port_in_use_exits_with_one_line_naming_the_address_a
     assert "Traceback" not in out.stdout + out.stderr
 
 
+def test_cerebelum_dev_on_a_store_a_newer_release_changed_past_what_it_reads_exits_saying_what_to_do(
+    tmp_path: Path,
+) -> None:
+    from sqlalchemy import create_engine, update
+
+    from cerebelum_operator.store import open_store
+    from cerebelum_operator.store.schema import store_compatibility
+
+    url = f"sqlite:///{tmp_path / 'engine.db'}"
+    store = open_store(url)
+    store.migrate()
+    store.close()
+    engine = create_engine(url)  # what a newer release left: histories with events of a newer format
+    with engine.begin() as conn:
+        conn.execute(update(store_compatibility).where(store_compatibility.c.name == "events").values(version=99))
+    engine.dispose()
+
+    out = _cli("dev", "--address", "127.0.0.1:0", "--db", url)
+
+    assert out.returncode == 1
+    assert "store's histories hold events of format 99, written by a newer release" in _one_line(out.stderr)
+    assert "restore a backup taken before the upgrade" in _one_line(out.stderr)
+    assert "Traceback" not in out.stdout + out.stderr
+
+
 async def test_the_engine_server_with_tls_on_a_port_in_use_raises_a_clear_error_and_releases_the_store(
     tmp_path: Path, taken_port: int
 ) -> None:

@@ -31,14 +31,14 @@ def _applied_versions(url: str) -> list[int]:
 
 
 def test_migrate_creates_the_schema_and_records_its_version(unmigrated_store: EventStore, store_url: str) -> None:
-    assert unmigrated_store.migrate() == latest_version() == 3
-    assert _applied_versions(store_url) == [1, 2, 3]
+    assert unmigrated_store.migrate() == latest_version() == 4
+    assert _applied_versions(store_url) == [1, 2, 3, 4]
 
 
 def test_migrate_is_idempotent(unmigrated_store: EventStore, store_url: str) -> None:
     first = unmigrated_store.migrate()
     assert unmigrated_store.migrate() == first
-    assert _applied_versions(store_url) == [1, 2, 3]
+    assert _applied_versions(store_url) == [1, 2, 3, 4]
 
 
 def test_the_migrated_schema_matches_the_declared_tables_and_indexes(store: EventStore, store_url: str) -> None:
@@ -74,8 +74,8 @@ def test_two_stores_migrating_at_once_apply_each_version_once(store_url: str) ->
     for s in stores:
         s.close()
     assert errors == []
-    assert results == [3, 3]
-    assert _applied_versions(store_url) == [1, 2, 3]
+    assert results == [4, 4]
+    assert _applied_versions(store_url) == [1, 2, 3, 4]
 
 
 def test_data_survives_closing_and_reopening_the_store(store: EventStore, appender: Appender, store_url: str) -> None:

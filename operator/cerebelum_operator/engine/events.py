@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any, ClassVar
 
 __all__ = [
+    "EVENT_FORMAT",
     "ApprovalGranted",
     "ApprovalRejected",
     "ApprovalRequested",
@@ -54,6 +55,12 @@ __all__ = [
 
 JSON = Any
 
+# The newest event format this engine reads and writes. Raised whenever an event kind or field is
+# added that an engine of the previous format would refuse; the store records the newest format
+# its histories hold, and an engine that reads less refuses the store at start (a rollback is safe
+# or refused, never half-run). 1: every event up to issue 18; 2: WorkflowTaskStarted.time_ms.
+EVENT_FORMAT = 2
+
 
 @dataclass(frozen=True, slots=True)
 class Event:
@@ -61,6 +68,10 @@ class Event:
 
     def to_data(self) -> dict[str, JSON]:
         return asdict(self)
+
+    def format_version(self) -> int:
+        """The oldest event format that can read this event as stored (see `EVENT_FORMAT`)."""
+        return 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -480,6 +491,9 @@ class WorkflowTaskStarted(Event):
         if self.time_ms is not None:
             data["time_ms"] = self.time_ms
         return data
+
+    def format_version(self) -> int:
+        return 1 if self.time_ms is None else 2
 
 
 @dataclass(frozen=True, slots=True)

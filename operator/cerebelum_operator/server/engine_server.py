@@ -25,7 +25,7 @@ from ..api.access import HEALTH_METHODS, REFLECTION_METHODS
 from ..engine import DEFAULT_MAX_HISTORY_EVENTS
 from ..model.limits import message_limit as grpc_message_limit
 from ..runtime import Clock, Database, Dispatcher, EngineService, Relay, ScheduleService, SystemClock, TimerService
-from ..store import StoreCorrupted, StoreLocked, open_store
+from ..store import StoreCorrupted, StoreLocked, StoreTooNew, open_store
 from .gate import AuthenticationGate
 from .handlers import strict_service_handler
 from .tls import TlsFiles
@@ -107,7 +107,7 @@ class EngineServer:
             # Claimed before anything reads the store: a second engine must not even migrate it.
             store.claim_exclusively()
             version = store.migrate()
-        except (StoreLocked, StoreCorrupted) as error:
+        except (StoreLocked, StoreCorrupted, StoreTooNew) as error:
             store.close()
             raise OSError(f"cannot start the engine: {error}") from error
         except BaseException:

@@ -30,6 +30,7 @@ __all__ = [
     "StoreCorrupted",
     "StoreError",
     "StoreLocked",
+    "StoreTooNew",
     "StoreUnavailable",
     "TaskRow",
     "TimerRow",
@@ -62,6 +63,11 @@ class StoreCorrupted(StoreError):
 
 class StoreLocked(StoreError):
     """Another engine already runs on this store; two would time out each other's leases."""
+
+
+class StoreTooNew(StoreError):
+    """A newer release changed this store in a way this engine cannot read (its schema, or events of
+    a newer format in the histories): refused before anything runs, so a rollback never half-works."""
 
 
 class ConcurrencyConflict(StoreError):

@@ -14,10 +14,12 @@ from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 
-from sqlalchemy import Connection, insert, select
+from sqlalchemy import Connection, insert, inspect, select, update
 
+from ..engine.events import EVENT_FORMAT
 from . import schema
-from .versions import v001_initial, v002_composition, v003_schedules
+from .base import StoreTooNew
+from .versions import v001_initial, v002_composition, v003_schedules, v004_compatibility
 
 __all__ = ["MIGRATIONS", "Migration", "apply_migrations", "latest_version"]
 
@@ -27,6 +29,9 @@ class Migration:
     version: int
     description: str
     apply: Callable[[Connection], None]
+    # True when engines of earlier versions can no longer run on the migrated store (a column they
+    # read changed, not only tables added): the store then refuses them at start.
+    breaking: bool = False
 
 
 # Each version's DDL is frozen in its own module (`versions/`): `schema` describes the latest
@@ -35,6 +40,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, v001_initial.DESCRIPTION, v001_initial.apply),
     Migration(2, v002_composition.DESCRIPTION, v002_composition.apply),
     Migration(3, v003_schedules.DESCRIPTION, v003_schedules.apply),
+    Migration(4, v004_compatibility.DESCRIPTION, v004_compatibility.apply),
 )
 
 
@@ -61,6 +67,7 @@ def apply_migrations(
         lock(conn)
         schema.schema_migrations.create(conn, checkfirst=True)
         applied = _applied(conn)
+        check_compatible(conn, applied, known=migrations[-1].version if migrations else 0)
     for migration in _pending(migrations, applied):
         with begin() as conn:
             lock(conn)
@@ -71,8 +78,50 @@ def apply_migrations(
                         version=migration.version, applied_at_ms=int(time.time() * 1000)
                     )
                 )
+                if migration.breaking:
+                    conn.execute(
+                        update(schema.store_compatibility)
+                        .where(schema.store_compatibility.c.name == "schema_readable_by")
+                        .values(version=migration.version)
+                    )
         applied.add(migration.version)
     return max(applied, default=0)
+
+
+def check_compatible(conn: Connection, applied: set[int], *, known: int, events_format: int = EVENT_FORMAT) -> None:
+    """Raise `StoreTooNew` when a newer release left this store in a state this engine cannot run on.
+
+    A schema newer than ``known`` is refused unless the release that migrated it said engines of
+    ``known`` may still read it (`schema_readable_by`, raised only by a breaking migration); events
+    of a format newer than this engine reads are refused whatever the schema. Stores from before
+    migration 4 have no such record: nothing newer can have written them.
+    """
+    newest = max(applied, default=0)
+    if newest < 4 and newest <= known:
+        return
+    if not inspect(conn).has_table(schema.store_compatibility.name):
+        if newest > known:  # migrated by a newer release that keeps no record: cannot say it is safe
+            raise StoreTooNew(_too_new_schema(newest, known, newest))
+        return
+    needs = dict(conn.execute(select(schema.store_compatibility.c.name, schema.store_compatibility.c.version)).all())
+    readable_by = int(needs.get("schema_readable_by", newest))
+    if newest > known and readable_by > known:
+        raise StoreTooNew(_too_new_schema(newest, known, readable_by))
+    written = int(needs.get("events", 1))
+    if written > events_format:
+        raise StoreTooNew(
+            f"the store's histories hold events of format {written}, written by a newer release; this engine"
+            f" reads formats up to {events_format}, so it would fail on them: run that release (or a newer one)"
+            " again, or restore a backup taken before the upgrade"
+        )
+
+
+def _too_new_schema(newest: int, known: int, readable_by: int) -> str:
+    return (
+        f"the store's schema is at version {newest}, migrated by a newer release, which engines before"
+        f" schema version {readable_by} cannot run on; this engine knows versions up to {known}: run that"
+        " release (or a newer one) again, or restore a backup taken before the upgrade"
+    )
 
 
 def _pending(migrations: tuple[Migration, ...], applied: set[int]) -> Iterator[Migration]:

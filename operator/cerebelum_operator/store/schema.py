@@ -31,6 +31,7 @@ __all__ = [
     "outbox",
     "schedules",
     "schema_migrations",
+    "store_compatibility",
     "tasks",
     "timers",
     "workflows",
@@ -190,4 +191,13 @@ schedules = Table(
     Column("created_at_ms", BigInteger, nullable=False),
     Column("updated_at_ms", BigInteger, nullable=False),
     Index(None, "next_fire_at_ms"),
+)
+
+# What an engine must know to run on this store (migration 4): the oldest schema version whose
+# engine may read it (`schema_readable_by`) and the newest event format in the histories (`events`).
+store_compatibility = Table(
+    "store_compatibility",
+    metadata,
+    Column("name", Text, primary_key=True),
+    Column("version", Integer, nullable=False),
 )

@@ -105,6 +105,7 @@ class SqlEventStore(SqlSchedules, EventStore):
         self._write_engine = engine.execution_options(**write_options) if write_options else engine
         self._build_statements()
         self._schedule_statements()
+        self._events_format = 0  # the newest event format recorded as written (0: not read yet)
 
     # -- what differs per database ----------------------------------------------------------------
     @abc.abstractmethod
@@ -134,6 +135,13 @@ class SqlEventStore(SqlSchedules, EventStore):
             schema.tasks,
             schema.timers,
             schema.dead_letters,
+        )
+        sc = schema.store_compatibility
+        self._select_events_format = select(sc.c.version).where(sc.c.name == "events")
+        self._raise_events_format = (
+            update(sc)
+            .where(sc.c.name == "events", sc.c.version < bindparam("b_version"))
+            .values(version=bindparam("b_version"))
         )
         self._workflow_columns = _columns(w, WorkflowRow)
         self._execution_columns = _columns(x, ExecutionRow)
@@ -242,7 +250,10 @@ class SqlEventStore(SqlSchedules, EventStore):
 
     # -- lifecycle ----------------------------------------------------------------------------------
     def migrate(self) -> int:
-        return apply_migrations(self._write, self._lock_migrations)
+        version = apply_migrations(self._write, self._lock_migrations)
+        with self._read() as conn:
+            self._events_format = int(conn.execute(self._select_events_format).scalar() or 0)
+        return version
 
     def close(self) -> None:
         self._engine.dispose()
@@ -294,6 +305,8 @@ class SqlEventStore(SqlSchedules, EventStore):
         with self._write() as conn:
             self._append_on(conn, request, event_rows)
             self._insert_event_rows(conn, event_rows)
+            recorded = self._record_events_format(conn, [request])
+        self._events_format = max(self._events_format, recorded)
 
     def append_batch(self, requests: Sequence[AppendRequest]) -> list[Exception | None]:
         """One transaction for the whole batch; if any request fails, each is retried on its own.
@@ -308,11 +321,25 @@ class SqlEventStore(SqlSchedules, EventStore):
                     for request in requests:
                         self._append_on(conn, request, event_rows)
                     self._insert_event_rows(conn, event_rows)
+                    recorded = self._record_events_format(conn, requests)
             except Exception:
                 pass  # rolled back; isolate the failing request below
             else:
+                self._events_format = max(self._events_format, recorded)
                 return [None] * len(requests)
         return super().append_batch(requests)
+
+    def _record_events_format(self, conn: Connection, requests: Sequence[AppendRequest]) -> int:
+        """Record, in the append's transaction, that the histories now hold events of a newer format
+        than the store says (an engine that reads less then refuses the store); 0 when nothing new.
+        Only a store this process migrated knows the recorded format (the engine's always does)."""
+        if not self._events_format:
+            return 0
+        newest = max((r.event.format_version() for request in requests for r in request.events), default=0)
+        if newest <= self._events_format:
+            return 0
+        conn.execute(self._raise_events_format, {"b_version": newest})
+        return newest
 
     def _insert_event_rows(self, conn: Connection, event_rows: list[dict[str, Any]]) -> None:
         """All the batch's events in one executemany: nothing else in the transaction reads them."""
