@@ -130,3 +130,23 @@ def test_an_engine_sigkilled_across_due_times_fires_each_once_when_it_returns(
     assert schedule["missed"] == 0, "every missed due time was within the catch-up window"
     assert schedule["started"] == len(ids)
     assert schedule["note"] == "the test is over"
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)  # the cron expression is the point
+def test_a_cron_schedule_in_a_time_zone_fires_on_its_next_minute_and_the_run_succeeds(
+    engine: EngineProcess, greeter: WorkerPool, client: Client
+) -> None:
+    cli_ok(
+        engine,
+        *("schedule", "create", "minutely"),
+        *("--workflow", "hello-cron", "--cron", "* * * * *", "--timezone", "Asia/Kolkata"),
+        *("--input", '{"name": "cron"}'),
+    )
+    due = due_ms(described(engine, "minutely")["nextDue"])
+    assert due % 60_000 == 0, "on a minute's boundary (Kolkata is UTC+5:30: whole minutes too)"
+
+    wait_until(lambda: fired(client, "minutely"), within=WITHIN, what="the fire on the next minute")
+
+    [first] = fired(client, "minutely")
+    assert first == execution_id("minutely", due)
+    assert client.wait(first, timeout=WITHIN).output == {"greeting": "Hello, cron!"}

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..model import InputInvalid, StepConfig, limits
+from ..model import CompiledBranch, CompiledDiverge, InputInvalid, StepConfig, limits
 from ..model.durations import format_duration
 from . import actions as act
 from . import commands as cmd
@@ -241,6 +241,15 @@ class CompositionDecisions(DeciderParts):
             return
         self.continue_with(step, input, where=where)
 
+    def continue_by_rule(self, step: str, rule: CompiledDiverge | CompiledBranch, **seen: JSON) -> None:
+        """A rule's ``then: continueAsNew``: the next run's input is its CEL over what the rule saw
+        (``seen``: the step's result or error), or this run's input."""
+        where = f"{rule.key}.input"
+        input = self._evaluated_input(step, rule.input, where, default=self.state.input, seen=seen)
+        if input is _PARKED:
+            return
+        self.continue_with(step, input, where=where)
+
     def continue_with(self, step: str | None, input: JSON, *, where: str = "continueAsNew") -> None:
         """End this run and start the next with ``input`` (a step's, or a code workflow's command)."""
         try:
@@ -270,11 +279,13 @@ class CompositionDecisions(DeciderParts):
         }
         self.send("start", next_id, body)
 
-    def _evaluated_input(self, step: str, program: Any, where: str, *, default: JSON) -> JSON:
+    def _evaluated_input(
+        self, step: str, program: Any, where: str, *, default: JSON, seen: dict[str, JSON] | None = None
+    ) -> JSON:
         if program is None:
             return default
         try:
-            value = to_json(evaluate(program, self.variables(), where=where), where=where)
+            value = to_json(evaluate(program, self.variables(**(seen or {})), where=where), where=where)
         except ExpressionError as exc:
             self.park(step, str(exc))
             return _PARKED

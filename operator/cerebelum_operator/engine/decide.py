@@ -688,6 +688,8 @@ class _Decider(FanOutDecisions, CompositionDecisions, CodeDecisions):
             )
         elif rule.then == "succeed":
             self.end_successfully(rule.key, step)
+        elif rule.then == "continueAsNew":
+            self.continue_by_rule(step, rule, result=self.state.results.get(step))
         elif rule.then == "retry":
             self.retry_or_dead_letter(
                 step, attempt, f"RetriesExhausted: the result matched {rule.key}", seed=f"{step}/{attempt}"
@@ -748,7 +750,7 @@ class _Decider(FanOutDecisions, CompositionDecisions, CodeDecisions):
         # Continued past, the error becomes the step's result, carried by later tasks like any.
         carried = (
             None
-            if rule is None or rule.then not in ("continue", "goto", "succeed")
+            if rule is None or rule.then not in ("continue", "goto", "succeed", "continueAsNew")
             else self.overflow(step, {"error": error})
         )
         if carried is not None:
@@ -761,6 +763,9 @@ class _Decider(FanOutDecisions, CompositionDecisions, CodeDecisions):
         elif rule is not None and rule.then == "succeed":
             failed(continued=True)
             self.end_successfully(rule.key, step)
+        elif rule is not None and rule.then == "continueAsNew":
+            failed(continued=True)
+            self.continue_by_rule(step, rule, error=error)
         elif rule is not None and rule.then == "fail":
             failed()
             self.fail_execution(
@@ -1093,9 +1098,11 @@ class _Decider(FanOutDecisions, CompositionDecisions, CodeDecisions):
                 except ExpressionError as exc:
                     self.park(name, str(exc))
                     return None
-                if taken and rule.goto is None:  # then: succeed or fail, ending the execution here
+                if taken and rule.goto is None:  # then: succeed, fail or continueAsNew, ending the run here
                     if rule.then == "succeed":
                         self.end_successfully(rule.key, name)
+                    elif rule.then == "continueAsNew":
+                        self.continue_by_rule(name, rule, result=self.state.results.get(name))
                     else:
                         self.fail_execution(
                             f"{rule.key} ended the execution after step {name!r}{_reason(rule.message)}", name

@@ -301,12 +301,12 @@ def _workflow_spec() -> dict[str, Any]:
     _validate(
         rule,
         "has(self.then) != has(self.goto)",
-        "a diverge rule needs exactly one of 'then' (retry, fail, continue, succeed) or 'goto'",
+        "a diverge rule needs exactly one of 'then' (retry, fail, continue, succeed, continueAsNew) or 'goto'",
     )
     _validate(
         _node(spec, "branch", "*", "[]"),
         "has(self.then) != has(self.goto)",
-        "a branch rule needs exactly one of 'goto' or 'then' (succeed, fail)",
+        "a branch rule needs exactly one of 'goto' or 'then' (succeed, fail, continueAsNew)",
     )
     _validate(
         _node(rule, "match"), "!(has(self.error) && has(self.result))", "match either an error or a result, not both"

@@ -151,11 +151,12 @@ class CompiledDiverge:
     match_message_contains: str | None
     match_result: Mapping[str, Any] | None
     when: CelExpression | None
-    then: Literal["retry", "fail", "continue", "succeed", "goto"]
+    then: Literal["retry", "fail", "continue", "succeed", "goto", "continueAsNew"]
     goto: str | None
     max_iterations: int | None
     message: str | None = None  # the failure's reason, with then: fail
     after_retries: bool = False  # consulted only once the retry policy gave up on a failure
+    input: CelExpression | None = None  # the next run's input, with then: continueAsNew
 
     @property
     def matches_failures(self) -> bool:
@@ -171,10 +172,11 @@ class CompiledBranch:
     key: str
     step: str
     when: CelExpression
-    goto: str | None  # None: the rule ends the execution, as ``then`` says
+    goto: str | None  # None: the rule ends the execution (or the run), as ``then`` says
     max_iterations: int | None
-    then: Literal["goto", "succeed", "fail"] = "goto"
+    then: Literal["goto", "succeed", "fail", "continueAsNew"] = "goto"
     message: str | None = None
+    input: CelExpression | None = None  # the next run's input, with then: continueAsNew
 
 
 @dataclass(frozen=True)
@@ -385,6 +387,8 @@ def _expressions(
     """Every CEL expression of a workflow."""
     found = [rule.when for rules in diverge.values() for rule in rules if rule.when is not None]
     found += [rule.when for rules in branch.values() for rule in rules]
+    found += [rule.input for rules in diverge.values() for rule in rules if rule.input is not None]
+    found += [rule.input for rules in branch.values() for rule in rules if rule.input is not None]
     for config in steps.values():
         found += [e for e in (config.when, config.timer_until) if e is not None]
         found += [config.for_each.items] if config.for_each is not None else []
@@ -766,10 +770,14 @@ class _Compiler:
 
     def _diverge_rule(self, step: str, index: int, path: str, rule: DivergeRule) -> CompiledDiverge | None:
         if (rule.then is None) == (rule.goto is None):
-            self.problem(path, "a diverge rule needs exactly one of 'then' (retry, fail, continue, succeed) or 'goto'")
+            self.problem(
+                path,
+                "a diverge rule needs exactly one of 'then' (retry, fail, continue, succeed, continueAsNew) or 'goto'",
+            )
             return None
         if rule.message is not None and rule.then != "fail":
             self.problem(f"{path}.message", "a message is the reason of a failure: it goes with then: fail")
+        next_input = self._next_input(rule.then, rule.input, path, construct="diverge")
         if rule.after_retries and rule.then == "retry":
             self.problem(f"{path}.afterRetries", "a rule consulted once the retries are spent cannot retry")
         if rule.after_retries and rule.match is not None and rule.match.result is not None:
@@ -798,7 +806,17 @@ class _Compiler:
             max_iterations=rule.max_iterations,
             message=rule.message,
             after_retries=rule.after_retries,
+            input=next_input,
         )
+
+    def _next_input(self, then: str | None, source: str | None, path: str, *, construct: str) -> CelExpression | None:
+        """A rule's next-run input: CEL, allowed only with ``then: continueAsNew``."""
+        if source is None:
+            return None
+        if then != "continueAsNew":
+            self.problem(f"{path}.input", "an input is the next run's: it goes with then: continueAsNew")
+            return None
+        return self.cel(source, f"{path}.input", construct=construct)
 
     def _branch(self) -> dict[str, tuple[CompiledBranch, ...]]:
         compiled: dict[str, tuple[CompiledBranch, ...]] = {}
@@ -808,15 +826,22 @@ class _Compiler:
                 path = f"branch.{step}[{index}]"
                 program = self.cel(rule.when, f"{path}.when", construct="branch")
                 if (rule.then is None) == (rule.goto is None):
-                    self.problem(path, "a branch rule needs exactly one of 'goto' or 'then' (succeed, fail)")
+                    self.problem(
+                        path, "a branch rule needs exactly one of 'goto' or 'then' (succeed, fail, continueAsNew)"
+                    )
                     continue
                 if rule.message is not None and rule.then != "fail":
                     self.problem(f"{path}.message", "a message is the reason of a failure: it goes with then: fail")
+                next_input = self._next_input(rule.then, rule.input, path, construct="branch")
                 if rule.goto is not None:
                     self._goto_target(f"{path}.goto", rule.goto)
                 if program is not None:
                     then = rule.then or "goto"
-                    out.append(CompiledBranch(path, step, program, rule.goto, rule.max_iterations, then, rule.message))
+                    out.append(
+                        CompiledBranch(
+                            path, step, program, rule.goto, rule.max_iterations, then, rule.message, next_input
+                        )
+                    )
             compiled[step] = tuple(out)
         return compiled
 

@@ -204,8 +204,12 @@ class DivergeRule(_Spec):
 
     match: OutcomeMatch | None = None
     when: CelSource | None = Field(default=None, description="CEL over result, error, input and steps.")
-    then: Literal["retry", "fail", "continue", "succeed"] | None = None
+    then: Literal["retry", "fail", "continue", "succeed", "continueAsNew"] | None = None
     goto: StepName | None = None
+    input: CelSource | None = Field(
+        default=None,
+        description="With then: continueAsNew, the next run's input (CEL); this run's input when not given.",
+    )
     max_iterations: int | None = Field(default=None, ge=1, le=10_000)
     after_retries: bool = Field(
         default=False,
@@ -218,11 +222,16 @@ class DivergeRule(_Spec):
 
 class BranchRule(_Spec):
     """After a step succeeds: the first rule whose CEL condition is true jumps to its target,
-    or ends the execution (``then: succeed`` or ``fail``)."""
+    ends the execution (``then: succeed`` or ``fail``), or ends the run and starts the next
+    (``then: continueAsNew``)."""
 
     when: CelSource
     goto: StepName | None = None
-    then: Literal["succeed", "fail"] | None = None
+    then: Literal["succeed", "fail", "continueAsNew"] | None = None
+    input: CelSource | None = Field(
+        default=None,
+        description="With then: continueAsNew, the next run's input (CEL); this run's input when not given.",
+    )
     max_iterations: int | None = Field(default=None, ge=1, le=10_000)
     message: str | None = Field(
         default=None, max_length=MAX_MESSAGE, description="The failure's reason, with then: fail."

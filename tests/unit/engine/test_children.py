@@ -66,6 +66,36 @@ def test_a_failed_child_is_a_failed_attempt_and_the_retry_starts_a_new_child() -
     assert "after 2 attempts" in (sim.state.error or "")
 
 
+def test_a_diverge_rule_sees_a_failed_child_s_error_and_can_continue_past_it_or_jump() -> None:
+    spec = {
+        **PARENT,
+        "timeline": ["prepare", "run_child", "after", "fallback"],
+        "diverge": {
+            "run_child": [
+                {"match": {"error": {"type": "ChildFailed", "messageContains": "quota"}}, "goto": "fallback"},
+                {"match": {"error": {"type": "ChildFailed"}}, "afterRetries": True, "then": "continue"},
+            ]
+        },
+    }
+    jumped = started(Simulator.start(spec))
+    jumped.finish_children("Failed", error="quota exceeded")
+    assert "fallback" in {t.step for t in jumped.tasks.values()}, "the quota rule jumped past 'after'"
+    assert [m.target for m in jumped.started_children()] == ["ex1:run_child:1.1"], "no retry: a rule took it"
+
+    continued = started(Simulator.start(spec))
+    continued.finish_children("Failed", error="boom")
+    continued.fire_timers()  # the retry policy first (2 attempts), then the rule waiting for it
+    continued.finish_children("Failed", error="boom again")
+    assert continued.state.phase == ExecutionPhase.RUNNING
+    assert continued.state.results["run_child"] == {
+        "error": {
+            "type": "ChildFailed",
+            "message": "child execution 'ex1:run_child:1.2' of workflow 'greeter' failed: boom again",
+        }
+    }
+    assert continued.task("after") is not None
+
+
 def test_a_late_or_repeated_end_of_a_child_changes_nothing() -> None:
     sim = started(Simulator.start(PARENT))
     first = sim.started_children()[0].target

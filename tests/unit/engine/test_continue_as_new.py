@@ -68,3 +68,60 @@ def test_a_continuing_child_does_not_tell_its_parent_it_ended() -> None:
 
     assert [m.kind for m in sim.messages] == ["start"]
     assert sim.messages[0].body["parentId"] == "p"
+
+
+PAGES = {
+    "input": {"type": "object", "properties": {"cursor": {"type": "integer"}}, "required": ["cursor"]},
+    "timeline": ["fetch", "store"],
+    "branch": {
+        "fetch": [
+            {"when": "result.next == null", "then": "succeed"},
+            {"when": "result.count >= 100", "then": "continueAsNew", "input": "{'cursor': result.next}"},
+        ]
+    },
+}
+
+
+def test_a_branch_rule_continues_as_new_with_an_input_made_from_the_step_s_result() -> None:
+    sim = Simulator.start(PAGES, {"cursor": 0})
+    sim.run("fetch", cmd.OutcomeSuccess({"next": 250, "count": 100}))
+
+    assert sim.state.phase == ExecutionPhase.CONTINUED_AS_NEW
+    [start] = sim.messages
+    assert start.body["input"] == {"cursor": 250}
+    assert "store" not in sim.tasks, "the run ended at the rule: the rest of the timeline is the next run's"
+    assert sim.replayed() == sim.state
+
+
+def test_a_branch_rule_that_does_not_match_lets_the_timeline_go_on() -> None:
+    sim = Simulator.start(PAGES, {"cursor": 0})
+    sim.run("fetch", cmd.OutcomeSuccess({"next": 250, "count": 3}))
+    assert sim.state.phase == ExecutionPhase.RUNNING
+    assert sim.task("store") is not None
+
+
+def test_a_diverge_rule_continues_as_new_on_a_failure_with_this_run_s_input_when_it_names_none() -> None:
+    spec = {
+        "input": {"type": "object"},
+        "timeline": ["poll"],
+        "steps": {"poll": {"retry": {"maxAttempts": 1}}},
+        "diverge": {"poll": [{"match": {"error": {"type": "Stale"}}, "then": "continueAsNew"}]},
+    }
+    sim = Simulator.start(spec, {"since": 7})
+    sim.run("poll", cmd.OutcomeFailure("Stale", "the cursor expired", retryable=False))
+
+    assert sim.state.phase == ExecutionPhase.CONTINUED_AS_NEW
+    assert sim.messages[0].body["input"] == {"since": 7}
+    kinds = sim.kinds()
+    assert kinds[-2:] == ["StepFailed", "ExecutionContinuedAsNew"]
+
+
+def test_an_input_on_a_rule_that_does_not_continue_as_new_is_refused_naming_it() -> None:
+    import pytest
+
+    from cerebelum_operator.model import WorkflowInvalid
+
+    spec = {**PAGES, "branch": {"fetch": [{"when": "true", "then": "succeed", "input": "{'cursor': 1}"}]}}
+    with pytest.raises(WorkflowInvalid) as refused:
+        compile_workflow(spec)
+    assert "branch.fetch[0].input: an input is the next run's: it goes with then: continueAsNew" in str(refused.value)
