@@ -247,9 +247,8 @@ class WorkerServicer(pb_grpc.WorkerServiceServicer):
         if not request.HasField("poll_next"):
             return None
         poll = request.poll_next
-        _require(poll.task_queue, "poll_next.task_queue", "CompleteTask")
-        if not poll.steps:
-            return None
+        if not poll.task_queue or not poll.steps:
+            return None  # nothing to stand by for; never a reason to refuse the outcome itself
         try:
             namespaces = self.guard.policy.worker_namespaces(identity, poll.task_queue)
         except PermissionDenied:

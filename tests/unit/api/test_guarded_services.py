@@ -360,3 +360,45 @@ async def test_only_a_worker_of_the_execution_s_namespace_holding_its_workflow_t
         with pytest.raises(grpc.aio.AioRpcError) as refused:
             await stub.GetWorkflowHistory(read(token, worker_id), metadata=bearer(token))
         assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED, (token, worker_id)
+
+
+async def test_a_continuation_needs_the_right_to_answer_the_code_s_workflow_tasks_not_only_the_step_s(
+    server: EngineServer, channel: grpc.aio.Channel
+) -> None:
+    from cerebelum_operator.engine import commands as cmd
+
+    db = server.engine.db
+    spec = {"taskQueue": "jobs", "code": {"function": "flow", "taskQueue": "brains"}}  # workers may poll jobs only
+    await db.run(db.store.put_workflow, "team-b/split", spec, now_ms=server.clock.now_ms())
+    await server.engine.start("team-b/split", {}, execution_id="exec-split")
+    live = (await server.engine.state_of("exec-split")).workflow_task
+    assert live is not None  # answered in-process, as a worker allowed on 'brains' would
+    await server.engine.handle("exec-split", cmd.TaskStarted(live.token, "w-b"))
+    commands = [{"type": "step", "id": 1, "function": "work", "args": {}}]
+    await server.engine.handle(
+        "exec-split", cmd.TaskCompleted(live.token, cmd.OutcomeWorkflowCommands(commands), worker_id="w-b")
+    )
+    task = await poll(channel, "token-b")
+    assert task.workflow_step == "work#1"
+    sticky = (await server.engine.state_of("exec-split")).sticky
+    assert sticky is not None
+    stub = worker_pb2_grpc.WorkerServiceStub(channel)  # type: ignore[no-untyped-call]  # generated stub: untyped
+    report = worker_pb2.CompleteTaskRequest(
+        task_token=task.task_token,
+        worker_id="w-token-b",
+        success=worker_pb2.Success(output_json="1"),
+        workflow_continuation=worker_pb2.WorkflowContinuation(
+            after_seq=sticky[1], time_ms=server.clock.now_ms(), commands_json='[{"type": "complete", "output": 1}]'
+        ),
+    )
+
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await stub.CompleteTask(report, metadata=bearer("token-b"))
+
+    assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    assert "brains" in (refused.value.details() or "")
+    assert (await server.engine.state_of("exec-split")).phase.value == "Running", "nothing was recorded"
+    report.ClearField("workflow_continuation")
+    accepted = await stub.CompleteTask(report, metadata=bearer("token-b"))
+    assert accepted.disposition == worker_pb2.CompleteTaskResponse.ACCEPTED
+    assert not accepted.HasField("workflow_task")
