@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from cerebelum_operator.runtime import Database, EngineService, FakeClock
+from cerebelum_operator.runtime import Database, Dispatcher, EngineService, FakeClock
 
 
 @pytest.fixture
@@ -28,3 +28,15 @@ async def engine(tmp_path: Path, clock: FakeClock, request: pytest.FixtureReques
         yield EngineService(db, clock=clock)
     finally:
         db.close()
+
+
+@pytest.fixture
+async def dispatcher(engine: EngineService, clock: FakeClock) -> AsyncIterator[Dispatcher]:
+    """The engine's dispatcher, started, its loops asleep on the fake clock."""
+    dispatcher = Dispatcher(engine.db, engine, clock=clock)
+    await dispatcher.start()
+    await clock.wait_for_sleepers(2)  # the promote and sweep loops
+    try:
+        yield dispatcher
+    finally:
+        await dispatcher.stop()

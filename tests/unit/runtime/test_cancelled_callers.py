@@ -10,7 +10,7 @@ On a fake clock, with a real SQLite store.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import Coroutine
 from typing import Any
 
 import pytest
@@ -21,17 +21,6 @@ from cerebelum_operator.store import AppendRequest
 from tests.support.waiting import advance_until, eventually
 
 SPEC = {"taskQueue": "q", "timeline": ["a", ["b", "c"]]}
-
-
-@pytest.fixture
-async def dispatcher(engine: EngineService, clock: FakeClock) -> AsyncIterator[Dispatcher]:
-    dispatcher = Dispatcher(engine.db, engine, clock=clock)
-    await dispatcher.start()
-    await clock.wait_for_sleepers(2)  # the promote and sweep loops
-    try:
-        yield dispatcher
-    finally:
-        await dispatcher.stop()
 
 
 async def _cancelled_while_committing(

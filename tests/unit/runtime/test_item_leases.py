@@ -7,26 +7,11 @@ service checks a completion's worker against it. A real SQLite store, on a fake 
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
-import pytest
-
 from cerebelum_operator.engine import Reply
 from cerebelum_operator.engine import commands as cmd
-from cerebelum_operator.runtime import Dispatcher, EngineService, FakeClock
+from cerebelum_operator.runtime import Dispatcher, EngineService
 
 SPEC = {"taskQueue": "q", "timeline": ["fan"], "steps": {"fan": {"forEach": {"items": "[1, 2]"}}}}
-
-
-@pytest.fixture
-async def dispatcher(engine: EngineService) -> AsyncIterator[Dispatcher]:
-    assert isinstance(engine.clock, FakeClock)
-    dispatcher = Dispatcher(engine.db, engine, clock=engine.clock)
-    await dispatcher.start()
-    try:
-        yield dispatcher
-    finally:
-        await dispatcher.stop()
 
 
 async def test_an_items_completion_counts_only_from_the_worker_holding_its_lease(

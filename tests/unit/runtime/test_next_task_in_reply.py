@@ -3,26 +3,11 @@ leased in the same commit, in its reply: one round trip per step. A real SQLite 
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
-import pytest
-
 from cerebelum_operator.engine import Reply
 from cerebelum_operator.engine import commands as cmd
-from cerebelum_operator.runtime import Dispatcher, EngineService, FakeClock
+from cerebelum_operator.runtime import Dispatcher, EngineService
 
 SPEC = {"taskQueue": "q", "timeline": ["a", "b"]}
-
-
-@pytest.fixture
-async def dispatcher(engine: EngineService) -> AsyncIterator[Dispatcher]:
-    assert isinstance(engine.clock, FakeClock)
-    dispatcher = Dispatcher(engine.db, engine, clock=engine.clock)
-    await dispatcher.start()
-    try:
-        yield dispatcher
-    finally:
-        await dispatcher.stop()
 
 
 async def test_the_next_step_is_leased_in_the_completion_s_commit_and_handed_back_with_it(
