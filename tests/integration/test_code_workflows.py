@@ -96,6 +96,9 @@ def test_the_wait_for_ip_loop_survives_a_worker_sigkill_during_a_sleep_replaying
     saved.write_text(dumped.stdout)
     replayed = replay(saved, version="1", function="provision")
     assert replayed.returncode == 0, replayed.stdout + replayed.stderr
+    lines = tmp_path / "prov-1.jsonl"  # as the retention period exports a history: one event a line
+    lines.write_text("".join(json.dumps(event) + "\n" for event in json.loads(dumped.stdout)))
+    assert replay(lines, version="1", function="provision").returncode == 0
 
 
 def test_the_wait_for_ip_loop_survives_an_engine_sigkill_during_a_sleep(

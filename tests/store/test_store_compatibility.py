@@ -48,7 +48,7 @@ def _recorded(url: str) -> dict[str, int]:
 def test_a_new_store_records_the_schema_older_engines_may_read_and_the_first_event_format(
     store: EventStore, store_url: str
 ) -> None:
-    assert latest_version() == 4
+    assert latest_version() >= 4
     assert _recorded(store_url) == {"schema_readable_by": 3, "events": 1}
 
 
@@ -63,12 +63,12 @@ def test_an_engine_refuses_a_store_whose_newer_schema_it_cannot_read_naming_both
     finally:
         again.close()
     message = str(refused.value)
-    assert "schema is at version 9" in message and "knows versions up to 4" in message
+    assert "schema is at version 9" in message and f"knows versions up to {latest_version()}" in message
     assert "restore a backup taken before the upgrade" in message
 
 
 def test_an_engine_runs_on_a_newer_schema_its_release_said_it_may_still_read(store: EventStore, store_url: str) -> None:
-    _as_if_a_newer_release_ran(store_url, schema=9, readable_by=4)  # a newer release that only added tables
+    _as_if_a_newer_release_ran(store_url, schema=9, readable_by=latest_version())  # one that only added tables
     again = open_store(store_url)
     try:
         assert again.migrate() == 9

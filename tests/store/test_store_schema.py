@@ -10,7 +10,7 @@ from sqlalchemy import Engine, create_engine, inspect, select
 
 from cerebelum_operator.engine import events as ev
 from cerebelum_operator.store import EventStore, ExecutionSummary, NewExecution, open_store
-from cerebelum_operator.store.migrations import latest_version
+from cerebelum_operator.store.migrations import MIGRATIONS, latest_version
 from cerebelum_operator.store.postgres import normalise_url
 from cerebelum_operator.store.schema import metadata, schema_migrations
 
@@ -31,14 +31,14 @@ def _applied_versions(url: str) -> list[int]:
 
 
 def test_migrate_creates_the_schema_and_records_its_version(unmigrated_store: EventStore, store_url: str) -> None:
-    assert unmigrated_store.migrate() == latest_version() == 4
-    assert _applied_versions(store_url) == [1, 2, 3, 4]
+    assert unmigrated_store.migrate() == latest_version() == MIGRATIONS[-1].version
+    assert _applied_versions(store_url) == [m.version for m in MIGRATIONS] == list(range(1, latest_version() + 1))
 
 
 def test_migrate_is_idempotent(unmigrated_store: EventStore, store_url: str) -> None:
     first = unmigrated_store.migrate()
     assert unmigrated_store.migrate() == first
-    assert _applied_versions(store_url) == [1, 2, 3, 4]
+    assert _applied_versions(store_url) == [m.version for m in MIGRATIONS]
 
 
 def test_the_migrated_schema_matches_the_declared_tables_and_indexes(store: EventStore, store_url: str) -> None:
@@ -74,8 +74,8 @@ def test_two_stores_migrating_at_once_apply_each_version_once(store_url: str) ->
     for s in stores:
         s.close()
     assert errors == []
-    assert results == [4, 4]
-    assert _applied_versions(store_url) == [1, 2, 3, 4]
+    assert results == [latest_version()] * 2
+    assert _applied_versions(store_url) == [m.version for m in MIGRATIONS]
 
 
 def test_data_survives_closing_and_reopening_the_store(store: EventStore, appender: Appender, store_url: str) -> None:

@@ -35,6 +35,7 @@ class EngineProcess:
     port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
     starts: int = 0
+    extra_args: tuple[str, ...] = ()  # more `cerebelum dev` options (--retention 1s, say)
 
     @property
     def address(self) -> str:
@@ -44,6 +45,7 @@ class EngineProcess:
         return [
             *("-m", "cerebelum_operator.cli", "dev"),
             *("--address", self.address, "--db", self.database_url, "--log-level", "info"),
+            *self.extra_args,
         ]
 
     def environment(self) -> dict[str, str]:

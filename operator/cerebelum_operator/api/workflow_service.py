@@ -193,7 +193,7 @@ class WorkflowServicer(pb_grpc.WorkflowServiceServicer):
     async def _info(self, execution_id: str) -> pb.ExecutionInfo:
         row = await self.engine.get_execution(execution_id)
         if row is None:
-            raise ExecutionNotFound(f"execution {execution_id!r} not found")
+            raise await self.engine.missing(execution_id)
         state = await self.engine.state_of(execution_id)
         return execution_info(row, state, self.engine.live_steps(state))
 
@@ -257,7 +257,7 @@ class WorkflowServicer(pb_grpc.WorkflowServiceServicer):
     @_client_rpc
     async def GetHistory(self, request: pb.GetHistoryRequest, context: Context) -> pb.GetHistoryResponse:
         if await self.engine.get_execution(request.id) is None:
-            raise ExecutionNotFound(f"execution {request.id!r} not found")
+            raise await self.engine.missing(request.id)
         events = await self.engine.load_history(
             request.id, after_seq=request.after_seq, limit=min(request.limit or 500, 1000)
         )

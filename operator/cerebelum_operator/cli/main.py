@@ -205,6 +205,23 @@ def _wait_and_report(
         _fail(final.error or final.phase)
 
 
+def _retention(period: str | None, export: Path | None) -> int | None:
+    """``--retention`` in milliseconds; refuses a bad one, and an export directory without it."""
+    from ..model.durations import parse_duration
+
+    if period is None:
+        if export is not None:
+            _fail("--retention-export writes what --retention removes: give --retention too")
+        return None
+    try:
+        milliseconds = parse_duration(period)
+    except ValueError as exc:
+        _fail(f"--retention: {exc}")
+    if milliseconds <= 0:
+        _fail(f"--retention must be a positive duration, not {period!r}")
+    return milliseconds
+
+
 def _started_document(execution: Any, *, started: bool) -> dict[str, Any]:
     """The execution for scripts, with whether this command started it or found it already there."""
     document = to_document(execution)
@@ -231,6 +248,16 @@ def dev(
     reflection: Annotated[
         bool, typer.Option(help="Serve gRPC server reflection (the API's schema, for grpcurl), without a token.")
     ] = True,
+    retention: Annotated[
+        str | None,
+        typer.Option(
+            help="Remove executions from the store this long after they ended (30d, 12h); default: keep them."
+        ),
+    ] = None,
+    retention_export: Annotated[
+        Path | None,
+        typer.Option(help="Before removing an execution, write its history here as JSON lines (<id>.jsonl)."),
+    ] = None,
     log_level: Annotated[str, typer.Option(help="debug, info, warning")] = "info",
 ) -> None:
     """Run the engine in one process on SQLite: no cluster needed."""
@@ -257,6 +284,8 @@ def dev(
         tls=_tls(tls_cert, tls_key, tls_client_ca),
         max_history_events=max_history_events,
         reflection=reflection,
+        retention_ms=_retention(retention, retention_export),
+        retention_export=retention_export,
     )
     server = EngineServer(config)
     _report_crashes()

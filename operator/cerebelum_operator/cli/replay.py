@@ -91,11 +91,17 @@ def _replay_one(workflow: Any, path: Path) -> Replayed:
     name = "<stdin>" if str(path) == "-" else str(path)
     try:
         text = sys.stdin.read() if str(path) == "-" else path.read_text()
-        history = json.loads(text)
+        history = _history(text)
     except (OSError, ValueError) as exc:
         return Replayed(name, False, 0, 0, f"cannot read a history: {exc}")
     if not isinstance(history, list):
-        return Replayed(name, False, 0, 0, "a history is the JSON array `cerebelum history ID -o json` writes")
+        return Replayed(
+            name,
+            False,
+            0,
+            0,
+            "a history is the JSON array `cerebelum history ID -o json` writes, or the JSON lines of an export",
+        )
     try:
         result = replay(workflow, history, execution_id=_execution_id(history))
     except NonDeterminismError as exc:
@@ -103,6 +109,17 @@ def _replay_one(workflow: Any, path: Path) -> Replayed:
     except Exception as exc:  # a history that is not one, or code that fails outside its workflow
         return Replayed(name, False, 0, 0, f"{type(exc).__name__}: {exc}")
     return Replayed(name, True, result.activations, len(result.commands), None)
+
+
+def _history(text: str) -> Any:
+    """A JSON array of events, or JSON lines of them (an execution the retention period exported)."""
+    try:
+        return json.loads(text)
+    except ValueError:
+        lines = [line for line in text.splitlines() if line.strip()]
+        if len(lines) < 2:
+            raise
+        return [json.loads(line) for line in lines]
 
 
 def _execution_id(history: list[Any]) -> str:

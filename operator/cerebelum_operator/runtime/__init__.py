@@ -6,6 +6,7 @@ from .dispatcher import Dispatcher, GrantedTask, HeartbeatResult
 from .engine_service import EngineService, ExecutionConflict, ExecutionNotFound, Origin, WorkflowNotFound
 from .outage import OutageLog
 from .relay import Relay
+from .retention import RetentionService
 from .schedules import ScheduleInvalid, ScheduleNotFound, ScheduleService, ScheduleView
 from .timers import TimerService
 from .wakeup import Wakeup
@@ -24,6 +25,7 @@ __all__ = [
     "Origin",
     "OutageLog",
     "Relay",
+    "RetentionService",
     "ScheduleInvalid",
     "ScheduleNotFound",
     "ScheduleService",

@@ -28,6 +28,7 @@ from ..engine import commands as cmd
 from ..engine.actions import Action
 from ..engine.events import RecordedEvent
 from ..engine.fan_out import item_of
+from ..engine.timer_steps import rfc3339
 from ..model import WorkflowDefinition, WorkflowInvalid, compile_workflow
 from ..model.limits import DEFAULT_MAX_PAYLOAD_BYTES, task_budget
 from ..store import (
@@ -35,6 +36,7 @@ from ..store import (
     ConcurrencyConflict,
     DeadLetterRow,
     ExecutionExists,
+    ExecutionRetired,
     ExecutionRow,
     ExecutionSummary,
     NewExecution,
@@ -444,6 +446,8 @@ class EngineService:
             await self._commit(
                 AppendRequest(execution_id, 0, decision.events, decision.actions, summary, new), reserved
             )
+        except ExecutionRetired:
+            raise ExecutionConflict(f"{await self.missing(execution_id)}: its id is not used again") from None
         except ExecutionExists:
             existing = await self.db.run(self.db.store.get_execution, execution_id)
             assert existing is not None
@@ -698,6 +702,29 @@ class EngineService:
             self._eager.release(refused)
         return merged, granted
 
+    async def missing(self, execution_id: str) -> ExecutionNotFound:
+        """The error for an execution the store does not hold: when the retention period removed it
+        and where its history went, if it did; else plainly not found."""
+        retired = await self.db.run(self.db.store.get_retired, execution_id)
+        if retired is None:
+            return ExecutionNotFound(f"execution {execution_id!r} not found")
+        where = (
+            f"its history was exported to {retired.export}"
+            if retired.export
+            else "its history was not exported (no export directory was set)"
+        )
+        return ExecutionNotFound(
+            f"execution {execution_id!r} ({retired.phase}, ended {rfc3339(retired.finished_at_ms)}) was removed"
+            f" from the store on {rfc3339(retired.retired_at_ms)} by the retention period; {where}"
+        )
+
+    def forget(self, execution_id: str) -> None:
+        """Drop what is kept in memory of an execution removed from the store."""
+        self._cache.pop(execution_id, None)
+        lock = self._locks.get(execution_id)
+        if lock is not None and not lock.locked():
+            del self._locks[execution_id]
+
     async def _load(self, execution_id: str) -> _Cached:
         cached = self._cache.get(execution_id)
         if cached is not None:
@@ -705,7 +732,7 @@ class EngineService:
             return cached
         loaded = await self.db.run(self.db.store.load_execution, execution_id)
         if loaded is None:
-            raise ExecutionNotFound(f"execution {execution_id!r} not found")
+            raise await self.missing(execution_id)
         row, history = loaded
         definition = self.definition_for(row.spec, started=True)
         cached = _Cached(definition, fold(definition, execution_id, history), row.workflow)

@@ -12,6 +12,7 @@ import resource
 import signal
 import socket
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -24,7 +25,17 @@ from ..api import DEFAULT_MAX_PAYLOAD_BYTES, Guard, ScheduleServicer, WorkerServ
 from ..api.access import HEALTH_METHODS, REFLECTION_METHODS
 from ..engine import DEFAULT_MAX_HISTORY_EVENTS
 from ..model.limits import message_limit as grpc_message_limit
-from ..runtime import Clock, Database, Dispatcher, EngineService, Relay, ScheduleService, SystemClock, TimerService
+from ..runtime import (
+    Clock,
+    Database,
+    Dispatcher,
+    EngineService,
+    Relay,
+    RetentionService,
+    ScheduleService,
+    SystemClock,
+    TimerService,
+)
 from ..store import StoreCorrupted, StoreLocked, StoreTooNew, open_store
 from .gate import AuthenticationGate
 from .handlers import strict_service_handler
@@ -75,11 +86,19 @@ class ServerConfig:
     max_concurrent_streams: int = 1_000
     # Server reflection (the API's schema, for grpcurl and such), served without a token.
     reflection: bool = True
+    # The store's retention period: executions that ended this long ago are removed (None: kept for
+    # ever), their histories first exported as JSON lines into `retention_export` when it is set.
+    retention_ms: int | None = None
+    retention_export: Path | None = None
 
     def __post_init__(self) -> None:
         for name in ("max_connections", "handshake_timeout_ms", "max_concurrent_streams"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, not {getattr(self, name)}")
+        if self.retention_ms is not None and self.retention_ms <= 0:
+            raise ValueError(f"the retention period must be positive, not {self.retention_ms} ms")
+        if self.retention_export is not None and self.retention_ms is None:
+            raise ValueError("an export directory for the retention period needs a retention period")
         if self.max_connection_idle_ms <= self.max_poll_wait_ms:
             raise ValueError(
                 f"max_connection_idle_ms ({self.max_connection_idle_ms}) must exceed max_poll_wait_ms"
@@ -97,6 +116,7 @@ class EngineServer:
         self._dispatcher: Dispatcher | None = None
         self._timers: TimerService | None = None
         self._schedules: ScheduleService | None = None
+        self._retention: RetentionService | None = None
         self._relay: Relay | None = None
         self._health: health_aio.HealthServicer | None = None
         self.port = 0
@@ -134,6 +154,15 @@ class EngineServer:
         await self._relay.start()
         self._schedules = ScheduleService(db, engine, clock=self.clock)
         await self._schedules.start()
+        if self.config.retention_ms is not None:
+            self._retention = RetentionService(
+                db,
+                engine,
+                clock=self.clock,
+                period_ms=self.config.retention_ms,
+                export_dir=self.config.retention_export,
+            )
+            await self._retention.start()
         guard = self.config.guard
         exempt = HEALTH_METHODS | (REFLECTION_METHODS if self.config.reflection else frozenset())
         server = self._server = grpc.aio.server(
@@ -176,7 +205,7 @@ class EngineServer:
             advice = "stop what holds it or choose another" if in_use else "choose another"
             await self.stop(grace_s=0)  # the dispatcher, timers and store started above
             self._server = self._health = self._timers = self._relay = self._dispatcher = self._db = None
-            self._schedules = None
+            self._schedules = self._retention = None
             raise OSError(f"cannot listen on {self.config.address}: {reason}; {advice} with --address HOST:PORT")
         await server.start()
         log.info(
@@ -247,6 +276,8 @@ class EngineServer:
                 if current is not None and current.cancelling():
                     raise
                 log.debug("grpc server stop raised CancelledError; continuing the shutdown")
+        if self._retention is not None:
+            await self._retention.stop()
         if self._schedules is not None:
             await self._schedules.stop()
         if self._relay is not None:

@@ -21,10 +21,12 @@ __all__ = [
     "DeadLetterRow",
     "EventStore",
     "ExecutionExists",
+    "ExecutionRetired",
     "ExecutionRow",
     "ExecutionSummary",
     "MessageRow",
     "NewExecution",
+    "RetiredExecution",
     "ScheduleExists",
     "ScheduleRow",
     "StoreCorrupted",
@@ -76,6 +78,11 @@ class ConcurrencyConflict(StoreError):
 
 class ExecutionExists(StoreError):
     """An execution with this id already exists."""
+
+
+class ExecutionRetired(ExecutionExists):
+    """An execution with this id ran and was removed by the retention period: its id is not reused, or
+    a start retried after the removal would run the whole execution again."""
 
 
 class ScheduleExists(StoreError):
@@ -201,6 +208,19 @@ class TimerRow:
 
 
 @dataclass(frozen=True, slots=True)
+class RetiredExecution:
+    """An execution the retention period removed: when it finished, when it went, and where its
+    history was exported (None: removed without export)."""
+
+    execution_id: str
+    workflow: str
+    phase: str
+    finished_at_ms: int
+    retired_at_ms: int
+    export: str | None
+
+
+@dataclass(frozen=True, slots=True)
 class DeadLetterRow:
     dead_letter_id: str
     execution_id: str
@@ -297,6 +317,19 @@ class EventStore(abc.ABC):
 
     @abc.abstractmethod
     def get_execution(self, execution_id: str) -> ExecutionRow | None: ...
+
+    # -- retention ------------------------------------------------------------------------
+    @abc.abstractmethod
+    def finished_before(self, cutoff_ms: int, *, limit: int) -> list[str]:
+        """Ids of executions that ended before ``cutoff_ms`` (their last change), oldest first."""
+
+    @abc.abstractmethod
+    def retire(self, execution_id: str, *, retired_at_ms: int, export: str | None) -> RetiredExecution | None:
+        """Remove an ended execution and everything of it in one transaction, leaving a `RetiredExecution`;
+        None (nothing removed) when it is not there or has not ended (a redrive may have reopened it)."""
+
+    @abc.abstractmethod
+    def get_retired(self, execution_id: str) -> RetiredExecution | None: ...
 
     def load_execution(self, execution_id: str) -> tuple[ExecutionRow, list[RecordedEvent]] | None:
         """The execution and its whole history in one call: what the engine needs to rebuild it."""

@@ -29,6 +29,7 @@ __all__ = [
     "executions",
     "metadata",
     "outbox",
+    "retired_executions",
     "schedules",
     "schema_migrations",
     "store_compatibility",
@@ -92,6 +93,7 @@ executions = Table(
     Index(None, "phase"),
     Index(None, "workflow", "created_at_ms"),
     Index(None, "created_at_ms"),
+    Index(None, "updated_at_ms"),  # migration 5: the oldest finished ones, for the retention period
 )
 
 events = Table(
@@ -200,4 +202,16 @@ store_compatibility = Table(
     metadata,
     Column("name", Text, primary_key=True),
     Column("version", Integer, nullable=False),
+)
+
+# Executions the retention period removed (migration 5): when, and where their history went.
+retired_executions = Table(
+    "retired_executions",
+    metadata,
+    Column("execution_id", Text, primary_key=True),
+    Column("workflow", Text, nullable=False),
+    Column("phase", Text, nullable=False),
+    Column("finished_at_ms", BigInteger, nullable=False),
+    Column("retired_at_ms", BigInteger, nullable=False),
+    Column("export", Text),
 )

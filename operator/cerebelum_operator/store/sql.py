@@ -44,10 +44,12 @@ from .base import (
     DeadLetterRow,
     EventStore,
     ExecutionExists,
+    ExecutionRetired,
     ExecutionRow,
     ExecutionSummary,
     MessageRow,
     NewExecution,
+    RetiredExecution,
     StoreCorrupted,
     StoreUnavailable,
     TaskRow,
@@ -60,6 +62,7 @@ from .sql_schedules import SqlSchedules
 __all__ = ["SqlEventStore", "dumps_json", "is_corruption"]
 
 _TERMINAL_PHASES = [p.value for p in ExecutionPhase if p.terminal]
+_RETIRED_SINCE = 5  # the schema version that has retired_executions
 
 
 def dumps_json(value: JSON) -> str:
@@ -106,6 +109,7 @@ class SqlEventStore(SqlSchedules, EventStore):
         self._build_statements()
         self._schedule_statements()
         self._events_format = 0  # the newest event format recorded as written (0: not read yet)
+        self._schema_version = 0  # what `migrate` left; tools that open a store without it skip newer tables
 
     # -- what differs per database ----------------------------------------------------------------
     @abc.abstractmethod
@@ -157,6 +161,8 @@ class SqlEventStore(SqlSchedules, EventStore):
         self._update_workflow = update(w).where(w.c.name == bindparam("b_name"))
 
         self._insert_execution = self._insert_or_ignore(x).returning(x.c.execution_id)
+        rx = schema.retired_executions
+        self._select_retired_id = select(rx.c.execution_id).where(rx.c.execution_id == bindparam("b_execution_id"))
         self._advance_execution = (
             update(x)
             .where(x.c.execution_id == bindparam("b_execution_id"), x.c.last_seq == bindparam("b_expected_seq"))
@@ -250,7 +256,7 @@ class SqlEventStore(SqlSchedules, EventStore):
 
     # -- lifecycle ----------------------------------------------------------------------------------
     def migrate(self) -> int:
-        version = apply_migrations(self._write, self._lock_migrations)
+        version = self._schema_version = apply_migrations(self._write, self._lock_migrations)
         with self._read() as conn:
             self._events_format = int(conn.execute(self._select_events_format).scalar() or 0)
         return version
@@ -396,6 +402,9 @@ class SqlEventStore(SqlSchedules, EventStore):
                 input=new_execution.input,
                 created_at_ms=summary.updated_at_ms,
             )
+            retired_known = self._schema_version >= _RETIRED_SINCE
+            if retired_known and conn.execute(self._select_retired_id, {"b_execution_id": execution_id}).first():
+                raise ExecutionRetired(f"execution {execution_id!r} ran and was removed by the retention period")
             if conn.execute(self._insert_execution, index_row).first() is None:
                 raise ExecutionExists(f"execution {execution_id!r} already exists")
             if new_execution.chain is not None:
@@ -424,6 +433,50 @@ class SqlEventStore(SqlSchedules, EventStore):
         with self._read() as conn:
             row = conn.execute(self._select_execution, {"b_execution_id": execution_id}).first()
         return None if row is None else ExecutionRow(*row)
+
+    # -- retention ------------------------------------------------------------------------------------
+    def finished_before(self, cutoff_ms: int, *, limit: int) -> list[str]:
+        x = schema.executions
+        query = (
+            select(x.c.execution_id)
+            .where(x.c.updated_at_ms < cutoff_ms, x.c.phase.in_(_TERMINAL_PHASES))
+            .order_by(x.c.updated_at_ms, x.c.execution_id)
+            .limit(limit)
+        )
+        with self._read() as conn:
+            return list(conn.scalars(query))
+
+    def retire(self, execution_id: str, *, retired_at_ms: int, export: str | None) -> RetiredExecution | None:
+        x, r = schema.executions, schema.retired_executions
+        with self._write() as conn:
+            row = conn.execute(
+                select(x.c.workflow, x.c.phase, x.c.updated_at_ms).where(x.c.execution_id == execution_id)
+            ).first()
+            if row is None or row.phase not in _TERMINAL_PHASES:
+                return None
+            for table in (
+                schema.events,
+                schema.tasks,
+                schema.timers,
+                schema.dead_letters,
+                schema.outbox,
+                schema.execution_runs,
+            ):
+                conn.execute(delete(table).where(table.c.execution_id == execution_id))
+            conn.execute(delete(x).where(x.c.execution_id == execution_id))
+            retired = RetiredExecution(execution_id, row.workflow, row.phase, row.updated_at_ms, retired_at_ms, export)
+            conn.execute(self._insert_or_replace(r, "execution_id").values(**_retired_values(retired)))
+        return retired
+
+    def get_retired(self, execution_id: str) -> RetiredExecution | None:
+        r = schema.retired_executions
+        with self._read() as conn:
+            row = conn.execute(
+                select(
+                    r.c.execution_id, r.c.workflow, r.c.phase, r.c.finished_at_ms, r.c.retired_at_ms, r.c.export
+                ).where(r.c.execution_id == execution_id)
+            ).first()
+        return None if row is None else RetiredExecution(*row)
 
     def load_execution(self, execution_id: str) -> tuple[ExecutionRow, list[RecordedEvent]] | None:
         with self._read() as conn:
@@ -667,3 +720,14 @@ def _message_params(a: SendMessage, c: _AppendContext) -> dict[str, Any]:
 
 def _resolve_params(a: ResolveDeadLetter, c: _AppendContext) -> dict[str, Any]:
     return {"b_dead_letter_id": a.dead_letter_id, "resolved_at_ms": c.now_ms}
+
+
+def _retired_values(retired: RetiredExecution) -> dict[str, Any]:
+    return {
+        "execution_id": retired.execution_id,
+        "workflow": retired.workflow,
+        "phase": retired.phase,
+        "finished_at_ms": retired.finished_at_ms,
+        "retired_at_ms": retired.retired_at_ms,
+        "export": retired.export,
+    }
