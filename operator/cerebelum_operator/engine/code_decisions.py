@@ -22,13 +22,17 @@ from .code_commands import CommandsInvalid, normalise_commands
 from .decider_parts import DeciderParts
 from .ids import WORKFLOW_TASK_PREFIX, WORKFLOW_TASK_STEP, TaskToken
 
-__all__ = ["WORKFLOW_TASK_TIMEOUT_MS", "CodeDecisions", "workflow_task_retry_delay_ms"]
+__all__ = ["MAX_CLOCK_SKEW_MS", "WORKFLOW_TASK_TIMEOUT_MS", "CodeDecisions", "workflow_task_retry_delay_ms"]
 
 JSON = Any
 # A worker answers a workflow task within this or loses it to another (a replay is fast: the
 # code only waits on the engine). Also the lease: a dead worker's task moves on after it.
 WORKFLOW_TASK_TIMEOUT_MS = 10_000
 _MAX_RETRY_DELAY_MS = 10 * 60_000
+# How far ahead of the engine's clock a worker's clock may be for its continuation to count (hosts
+# kept by NTP are within milliseconds). The code's time never goes back: a workflow task that starts
+# before the code's last time is given that time (`workflow_task_started`).
+MAX_CLOCK_SKEW_MS = 1_000
 
 
 def workflow_task_retry_delay_ms(failures_before: int) -> int:
@@ -78,7 +82,8 @@ class CodeDecisions(DeciderParts):
         if task is None or task.token != command.token or task.worker_id is not None:
             self.refuse(duplicate=False)
             return
-        self.emit(ev.WorkflowTaskStarted(command.token, command.worker_id))
+        behind = self.state.code_time_ms > self.now  # a continuation's worker ran ahead of this clock
+        self.emit(ev.WorkflowTaskStarted(command.token, command.worker_id, self.state.code_time_ms if behind else None))
         self.do(
             act.LeaseTask.now(
                 command.token,
@@ -141,8 +146,8 @@ class CodeDecisions(DeciderParts):
 
         Judged before the outcome: the code must have seen everything (no task scheduled, nothing
         pending), and the sender must hold its instance where the continuation says (the sticky
-        worker, at its last task's seq). The code's time must lie between its previous time and now,
-        so `now()` never goes back and never runs ahead of the engine's clock.
+        worker, at its last task's seq). The code's time must not be before its previous time (so
+        `now()` never goes back) nor more than `MAX_CLOCK_SKEW_MS` after the engine's now.
         """
         state = self.state
         return (
@@ -152,7 +157,7 @@ class CodeDecisions(DeciderParts):
             and state.workflow_task is None
             and not state.code_pending
             and state.sticky == (worker_id, continuation.after_seq)
-            and state.code_time_ms <= continuation.time_ms <= self.now
+            and state.code_time_ms <= continuation.time_ms <= self.now + MAX_CLOCK_SKEW_MS
         )
 
     def continue_inline(self, step: str, mark: int, worker_id: str, continuation: cmd.Continuation) -> bool:

@@ -11,6 +11,7 @@ from typing import Any
 from cerebelum_operator.engine import ExecutionPhase, Reply
 from cerebelum_operator.engine import actions as act
 from cerebelum_operator.engine import commands as cmd
+from cerebelum_operator.engine.code_decisions import MAX_CLOCK_SKEW_MS
 from cerebelum_operator.engine.ids import WORKFLOW_TASK_STEP, TaskToken
 
 from .simulator import Simulator
@@ -121,14 +122,30 @@ def test_a_continuation_is_not_recorded_when_the_code_has_other_news_to_see() ->
     assert "b#3" not in {TaskToken.parse(t).step for t in sim.tasks}
 
 
-def test_a_continuation_whose_time_is_before_the_code_s_last_time_or_after_now_is_not_recorded() -> None:
+def test_a_continuation_whose_time_is_before_the_code_s_last_time_or_past_the_clock_skew_is_not_recorded() -> None:
     for time_ms in (-1, +1):
         sim = started(Simulator.start(CODE))
         sim.now_ms += 10
-        when = sim.state.code_time_ms - 1 if time_ms < 0 else sim.now_ms + 1
+        when = sim.state.code_time_ms - 1 if time_ms < 0 else sim.now_ms + MAX_CLOCK_SKEW_MS + 1
         complete_with(sim, [step(2, "b")], time_ms=when)
         assert sim.last_decision is not None and sim.last_decision.continued_seq is None, time_ms
         assert sim.kinds()[-1] == "WorkflowTaskScheduled"
+
+
+def test_a_worker_clock_a_little_ahead_still_continues_and_the_code_s_time_never_goes_back() -> None:
+    sim = started(Simulator.start(CODE))
+    ahead = sim.now_ms + 400  # the worker's clock runs 400 ms ahead of the engine's
+    complete_with(sim, [step(2, "b"), {"type": "sleep", "id": 3, "duration": "1ms"}], time_ms=ahead)
+    assert sim.last_decision is not None and sim.last_decision.continued_seq is not None
+    sim.run("b#2", worker="w2")  # on another worker: no continuation, a workflow task as usual
+    sim.fire_timers()
+    task = workflow_task(sim)
+    sim.send(cmd.TaskStarted(task.token, "w1"))
+
+    started_again = sim.history[-1].event
+    assert started_again.kind == "WorkflowTaskStarted"
+    assert started_again.time_ms == ahead, "started before the code's last time: given that time"  # type: ignore[attr-defined]
+    assert sim.state.code_time_ms == ahead
 
 
 def test_a_continuation_with_a_failed_step_is_not_recorded_the_failure_is() -> None:
