@@ -48,7 +48,7 @@ class CodeDecisions(DeciderParts):
     def code_advance(self) -> None:
         """Schedule a workflow task when the code has events to see and none is scheduled or running."""
         state = self.state
-        if state.phase.terminal or state.workflow_task is not None or not state.code_pending:
+        if state.phase.terminal or state.workflow_task is not None or not state.code_pending or state.holds:
             return
         self.schedule_workflow_task(visible_at=self.now)
 
@@ -156,6 +156,7 @@ class CodeDecisions(DeciderParts):
             and not state.phase.terminal
             and state.workflow_task is None
             and not state.code_pending
+            and not state.holds
             and state.sticky == (worker_id, continuation.after_seq)
             and state.code_time_ms <= continuation.time_ms <= self.now + MAX_CLOCK_SKEW_MS
         )

@@ -40,6 +40,9 @@ def check_strings(command: cmd.Command) -> None:
             texts.append(("signal name", command.name, limits.MAX_SIGNAL_NAME))
             texts.append(("sender", command.sender, limits.MAX_APPROVER))
             texts.append(("request id", command.request_id, limits.MAX_REQUEST_ID))
+        case cmd.Pause() | cmd.Resume():
+            texts.append(("by", command.by, limits.MAX_APPROVER))
+            texts.append(("source", command.source, limits.MAX_NAME))
         case cmd.Approve() | cmd.Reject():
             texts.append(("step", command.step, limits.MAX_NAME))
             texts.append(("approver", command.approver, limits.MAX_APPROVER))

@@ -19,8 +19,10 @@ __all__ = [
     "OutcomeSleep",
     "OutcomeSuccess",
     "OutcomeWorkflowCommands",
+    "Pause",
     "Redrive",
     "Reject",
+    "Resume",
     "Signal",
     "Start",
     "TaskCompleted",
@@ -197,6 +199,23 @@ class Redrive:
     adopt_spec: bool = False
 
 
+@dataclass(frozen=True, slots=True)
+class Pause:
+    """Start nothing new until resumed (see `events.ExecutionPaused`); a second pause by one source is a duplicate."""
+
+    reason: str = ""
+    by: str = ""
+    source: str = "user"
+
+
+@dataclass(frozen=True, slots=True)
+class Resume:
+    """Lift ``source``'s pause; resuming what that source did not pause is a duplicate."""
+
+    by: str = ""
+    source: str = "user"
+
+
 Command = (
     Start
     | TaskStarted
@@ -209,4 +228,6 @@ Command = (
     | Redrive
     | Signal
     | ChildFinished
+    | Pause
+    | Resume
 )

@@ -31,6 +31,7 @@ from .ids import (
     TimerId,
     TimerKind,
 )
+from .pause import PauseDecisions
 from .retry import backoff_ms
 from .state import (
     ExecutionPhase,
@@ -121,7 +122,7 @@ def decide(
     return _Decider(definition, state.clone(), now_ms, max_history_events, max_task_bytes, max_input_bytes).run(command)
 
 
-class _Decider(FanOutDecisions, CompositionDecisions, CodeDecisions):
+class _Decider(FanOutDecisions, CompositionDecisions, CodeDecisions, PauseDecisions):
     def __init__(
         self,
         definition: WorkflowDefinition,
@@ -196,6 +197,10 @@ class _Decider(FanOutDecisions, CompositionDecisions, CodeDecisions):
                 self.signal(command)
             case cmd.ChildFinished():
                 self.child_finished(command)
+            case cmd.Pause():
+                self.pause(command)
+            case cmd.Resume():
+                self.resume(command)
         if self.state.last_seq >= self.max_history_events and not self.state.phase.terminal:
             self.fail_execution(
                 f"the history reached {self.state.last_seq} events, the limit of {self.max_history_events}"
@@ -930,6 +935,9 @@ class _Decider(FanOutDecisions, CompositionDecisions, CodeDecisions):
     # -- moving along the timeline ---------------------------------------------------------
 
     def schedule(self, step: str, *, attempt: int, poll: int, visible_at: int) -> None:
+        if self.state.holds:
+            self.hold_step(step, attempt=attempt, poll=poll, visible_at=visible_at)
+            return
         config = self.config(step)
         if config.is_approval:
             self.request_approval(step, config.approval_kind or "approval", None, config.approval_timeout_ms, None)

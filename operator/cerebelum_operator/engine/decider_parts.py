@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from ..model import StepConfig, WorkflowDefinition
 from . import actions as act
 from . import events as ev
-from .state import ExecutionState
+from .state import ExecutionState, LiveItem
 
 if TYPE_CHECKING:
     from .decide import Decision
@@ -96,4 +96,10 @@ class DeciderParts:
         raise NotImplementedError
 
     def continue_with(self, step: str | None, input: JSON, *, where: str = "continueAsNew") -> None:
+        raise NotImplementedError
+
+    def schedule_item(self, step: str, config: StepConfig, item: int, live: LiveItem) -> bool:
+        raise NotImplementedError
+
+    def code_advance(self) -> None:
         raise NotImplementedError

@@ -24,6 +24,8 @@ __all__ = [
     "ExecutionContinuedAsNew",
     "ExecutionEnding",
     "ExecutionFailed",
+    "ExecutionPaused",
+    "ExecutionResumed",
     "ExecutionStarted",
     "ExecutionSucceeded",
     "ForEachStarted",
@@ -41,6 +43,7 @@ __all__ = [
     "StepCompleted",
     "StepDeadLettered",
     "StepFailed",
+    "StepHeld",
     "StepRetryAfter",
     "StepScheduled",
     "StepSkipped",
@@ -58,8 +61,9 @@ JSON = Any
 # The newest event format this engine reads and writes. Raised whenever an event kind or field is
 # added that an engine of the previous format would refuse; the store records the newest format
 # its histories hold, and an engine that reads less refuses the store at start (a rollback is safe
-# or refused, never half-run). 1: every event up to issue 18; 2: WorkflowTaskStarted.time_ms.
-EVENT_FORMAT = 2
+# or refused, never half-run). 1: every event up to issue 18; 2: WorkflowTaskStarted.time_ms;
+# 3: ExecutionPaused, ExecutionResumed and StepHeld (issue 19).
+EVENT_FORMAT = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -526,6 +530,50 @@ class ExecutionCancelRequested(Event):
     reason: str
 
 
+@dataclass(frozen=True, slots=True)
+class ExecutionPaused(Event):
+    """A hold is put on the execution: it starts nothing new until every hold is lifted.
+
+    ``source`` names who holds it ("user" for a pause asked through the API, "Execution" for a
+    Kubernetes Execution's ``spec.paused``), so one source's resume leaves another's hold in place.
+    Steps queued but not started are taken back and held with the steps reached later.
+    """
+
+    kind: ClassVar[str] = "ExecutionPaused"
+    source: str
+    reason: str
+    by: str
+
+    def format_version(self) -> int:
+        return 3
+
+
+@dataclass(frozen=True, slots=True)
+class ExecutionResumed(Event):
+    """A hold is lifted; with none left, the held steps are scheduled (in the order they were held)."""
+
+    kind: ClassVar[str] = "ExecutionResumed"
+    source: str
+    by: str
+
+    def format_version(self) -> int:
+        return 3
+
+
+@dataclass(frozen=True, slots=True)
+class StepHeld(Event):
+    """The timeline reached the step (or its retry) while the execution was paused: it waits for the resume."""
+
+    kind: ClassVar[str] = "StepHeld"
+    step: str
+    attempt: int
+    poll: int
+    visible_at_ms: int
+
+    def format_version(self) -> int:
+        return 3
+
+
 _EVENT_TYPES: dict[str, type[Event]] = {
     cls.kind: cls
     for cls in (
@@ -566,6 +614,9 @@ _EVENT_TYPES: dict[str, type[Event]] = {
         WorkflowTaskCompleted,
         WorkflowTaskFailed,
         ExecutionCancelRequested,
+        ExecutionPaused,
+        ExecutionResumed,
+        StepHeld,
     )
 }
 

@@ -101,6 +101,8 @@ class FanOutDecisions(DeciderParts):
 
     def schedule_item(self, step: str, config: StepConfig, item: int, live: LiveItem) -> bool:
         """One item's task: the step's arguments with ``item`` and ``index``; False if that ended the execution."""
+        if live.held:
+            return True  # made while paused: scheduled when the execution resumes (engine/pause.py)
         value = self.state.fan_outs[step].items[item]
         try:
             seen = self.variables(item=value, index=item) if config.args else {}

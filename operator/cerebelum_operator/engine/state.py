@@ -25,6 +25,8 @@ from .events import (
     ExecutionContinuedAsNew,
     ExecutionEnding,
     ExecutionFailed,
+    ExecutionPaused,
+    ExecutionResumed,
     ExecutionStarted,
     ExecutionSucceeded,
     ForEachStarted,
@@ -42,6 +44,7 @@ from .events import (
     StepCompleted,
     StepDeadLettered,
     StepFailed,
+    StepHeld,
     StepRetryAfter,
     StepScheduled,
     StepSkipped,
@@ -60,6 +63,8 @@ __all__ = [
     "ExecutionPhase",
     "ExecutionState",
     "FanOut",
+    "HeldStep",
+    "Hold",
     "JumpLimit",
     "LiveItem",
     "PendingApproval",
@@ -89,6 +94,7 @@ class ExecutionPhase(StrEnum):
     FAILED = "Failed"
     CANCELLED = "Cancelled"
     CONTINUED_AS_NEW = "ContinuedAsNew"  # the run ended; its next run carries the execution on
+    PAUSED = "Paused"  # shown only: a hold is on it (`ExecutionState.holds`); what runs may finish
 
     @property
     def terminal(self) -> bool:
@@ -111,6 +117,7 @@ class StepPhase(StrEnum):
     WAITING_FOR_APPROVAL = "WaitingForApproval"
     WAITING_FOR_SIGNAL = "WaitingForSignal"
     SLEEPING = "Sleeping"  # a timer step waiting to wake
+    HELD = "Held"  # reached while the execution was paused: scheduled when it resumes
     SUCCEEDED = "Succeeded"
     FAILED = "Failed"
     SKIPPED = "Skipped"
@@ -118,6 +125,7 @@ class StepPhase(StrEnum):
 
 
 _IN_FLIGHT = frozenset({StepPhase.SCHEDULED, StepPhase.RUNNING, StepPhase.RETRYING})
+_QUEUED = frozenset({StepPhase.SCHEDULED, StepPhase.RETRYING})  # a worker has not started it
 # On the engine or someone outside, not a worker.
 _WAITING = frozenset({StepPhase.WAITING_FOR_APPROVAL, StepPhase.WAITING_FOR_SIGNAL, StepPhase.SLEEPING})
 
@@ -139,6 +147,7 @@ class StepState:
     # Runs of the step in this execution: 1 for the first, +1 each time a jump or a redrive starts
     # it over. Retries and retry_after polls belong to the run they retry (the idempotency key).
     run: int = 0
+    visible_at_ms: int = 0  # its task's, while queued: a held retry keeps its backoff
 
     @property
     def in_flight(self) -> bool:
@@ -169,6 +178,24 @@ class Ending:
 
 
 @dataclass(frozen=True, slots=True)
+class Hold:
+    """Why an execution is paused, and who asked (see `ExecutionPaused`)."""
+
+    reason: str
+    by: str
+    at_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class HeldStep:
+    """A step the timeline reached while paused (or whose queued task a pause took back)."""
+
+    attempt: int
+    poll: int
+    visible_at_ms: int
+
+
+@dataclass(frozen=True, slots=True)
 class LiveItem:
     """An item of a forEach step with a task: its attempt, its token, when the task is visible, and
     the seq of the event that scheduled it (`decide` schedules the tasks of the event it emitted)."""
@@ -177,6 +204,7 @@ class LiveItem:
     token: str
     visible_at_ms: int
     seq: int
+    held: bool = False  # made while paused: its task is scheduled when the execution resumes
 
 
 @dataclass(slots=True)
@@ -330,6 +358,10 @@ class ExecutionState:
     sticky: tuple[str, int] | None = None
     code_time_ms: int = 0  # the code's now() at its last workflow task: never goes back
     cancel_requested: str | None = None  # the reason, once a cancel was asked of the code
+    # Pauses in force, by source (ExecutionPaused): while any is, nothing new starts, and the
+    # steps reached wait in `held_steps`, in the order they were held.
+    holds: dict[str, Hold] = field(default_factory=dict)
+    held_steps: dict[str, HeldStep] = field(default_factory=dict)
     created_at_ms: int = 0
     updated_at_ms: int = 0
     last_seq: int = 0
@@ -363,6 +395,8 @@ class ExecutionState:
             live_children=dict(self.live_children),
             code_steps=dict(self.code_steps),
             code_args=dict(self.code_args),
+            holds=dict(self.holds),
+            held_steps=dict(self.held_steps),
         )
 
     def step(self, name: str) -> StepState:
@@ -402,6 +436,8 @@ class ExecutionState:
         """Running, or what the execution waits for when nothing runs."""
         if self.phase.terminal or not self.started:
             return self.phase
+        if self.holds:
+            return ExecutionPhase.PAUSED
         if any(s.in_flight for s in self.steps.values()):
             return ExecutionPhase.RUNNING
         if self.approvals:
@@ -414,7 +450,11 @@ class ExecutionState:
 
     def current_steps(self) -> list[str]:
         names = [n for n, s in self.steps.items() if s.in_flight or s.phase in _WAITING]
-        return names or list(self.sleeps)
+        return names or list(self.sleeps) or list(self.held_steps)
+
+    def queued_steps(self) -> list[str]:
+        """Steps whose task is queued and not started: a pause takes them back."""
+        return [name for name, step in self.steps.items() if step.phase in _QUEUED and step.token is not None]
 
     def wake_at_ms(self) -> int | None:
         return min((s.wake_at_ms for s in self.sleeps.values()), default=None)
@@ -452,12 +492,13 @@ def fold(definition: WorkflowDefinition, execution_id: str, history: list[Record
 
 def _settle_in_flight(state: ExecutionState, at_ms: int) -> None:
     for name, shared in list(state.steps.items()):
-        if shared.in_flight or shared.phase in _WAITING:
+        if shared.in_flight or shared.phase in _WAITING or shared.phase == StepPhase.HELD:
             step = state.step(name)
             step.phase = StepPhase.CANCELLED
             step.finished_at_ms = at_ms
     state.approvals.clear()
     state.sleeps.clear()
+    state.held_steps.clear()
     state.fan_outs.clear()
     state.signal_waits.clear()
     if state.live_children:  # the parent asked for their cancel, or left them
@@ -504,6 +545,7 @@ def apply_event(state: ExecutionState, definition: WorkflowDefinition, recorded:
             step.attempt, step.poll, step.token = event.attempt, event.poll, event.token
             step.settled = False
             step.finished_at_ms = None
+            step.visible_at_ms = event.visible_at_ms
         case StepSkipped():
             step = state.step(event.step)
             _enter(state, definition, event.step)
@@ -574,7 +616,9 @@ def apply_event(state: ExecutionState, definition: WorkflowDefinition, recorded:
             fan.live.pop(event.item, None)
             if event.retry_at_ms is not None:
                 token = TaskToken(state.execution_id, event.step, event.attempt + 1, 0, recorded.seq, event.item)
-                fan.live[event.item] = LiveItem(event.attempt + 1, token.encode(), event.retry_at_ms, recorded.seq)
+                fan.live[event.item] = LiveItem(
+                    event.attempt + 1, token.encode(), event.retry_at_ms, recorded.seq, held=bool(state.holds)
+                )
             else:
                 fan.failed += 1
                 if fan.first_failure is None:
@@ -730,6 +774,34 @@ def apply_event(state: ExecutionState, definition: WorkflowDefinition, recorded:
         case ExecutionCancelRequested():
             state.cancel_requested = event.reason
             state.code_pending = True
+        case ExecutionPaused():
+            _pause(state, event, at)
+        case ExecutionResumed():
+            state.holds.pop(event.source, None)
+            if not state.holds:  # `decide` schedules what was held, each by an event of its own
+                state.held_steps.clear()
+                for fan in state.fan_outs.values():
+                    fan.live = {item: replace(live, held=False) for item, live in fan.live.items()}
+        case StepHeld():
+            step = state.step(event.step)
+            _enter(state, definition, event.step)
+            step.phase, step.token, step.settled, step.finished_at_ms = StepPhase.HELD, None, False, None
+            state.held_steps[event.step] = HeldStep(event.attempt, event.poll, event.visible_at_ms)
+
+
+def _pause(state: ExecutionState, event: ExecutionPaused, at: int) -> None:
+    """Put the hold on; the first one takes back queued tasks (`decide` cancels them in the same decision)."""
+    first = not state.holds
+    state.holds[event.source] = Hold(event.reason, event.by, at)
+    if not first:
+        return
+    for name in state.queued_steps():
+        step = state.step(name)
+        state.held_steps[name] = HeldStep(step.attempt, step.poll, step.visible_at_ms)
+        step.phase, step.token = StepPhase.HELD, None
+    task = state.workflow_task
+    if task is not None and not task.started_seq:
+        state.workflow_task = None  # the code still has to see what it was to show (code_pending)
 
 
 def _code_step_settled(state: ExecutionState, step: str) -> None:
@@ -774,7 +846,8 @@ def _schedule_next_item(state: ExecutionState, step: str, fan: FanOut, seq: int,
     if item >= len(fan.items):
         return
     fan.next_item += 1
-    fan.live[item] = LiveItem(1, TaskToken(state.execution_id, step, 1, 0, seq, item).encode(), at_ms, seq)
+    token = TaskToken(state.execution_id, step, 1, 0, seq, item).encode()
+    fan.live[item] = LiveItem(1, token, at_ms, seq, held=bool(state.holds))
 
 
 def _item_settled(fan: FanOut, item: int, outcome: JSON) -> None:
