@@ -18,6 +18,7 @@ from ..engine.state import FanOut
 from ..model import compile_workflow
 from ..model.limits import task_budget
 from ..runtime import EngineService, ExecutionNotFound, WorkflowNotFound
+from ..runtime.bulk import DEFAULT_BULK_LIMIT, BulkAction, BulkOutcome, BulkQuery, run_bulk, select
 from ..runtime.engine_service import LiveStep
 from ..store import ExecutionRow, WorkflowRow
 from .auth import ANONYMOUS, Identity, PermissionDenied
@@ -173,6 +174,14 @@ def _composition(info: pb.ExecutionInfo, state: ExecutionState) -> None:
     info.first_run_id = state.chain_id
     info.run = state.run
     info.workflow_task_error = state.workflow_task_error or ""
+    for source, hold in state.holds.items():
+        info.pauses.append(pb.ExecutionPause(source=source, reason=hold.reason, by=hold.by, at=timestamp(hold.at_ms)))
+
+
+def _actor() -> str:
+    """Who to record as having paused or resumed: the authenticated caller, "" without a token."""
+    caller = _caller.get()
+    return caller.username if caller.authenticated and not caller.shared else ""
 
 
 def _signal(name: str, data_json: str, request_id: str, *, limit: int) -> cmd.Signal:
@@ -339,6 +348,47 @@ class WorkflowServicer(pb_grpc.WorkflowServiceServicer):
     async def CancelExecution(self, request: pb.CancelExecutionRequest, context: Context) -> pb.ExecutionInfo:
         await self.engine.handle(request.id, cmd.Cancel(request.reason or "cancelled"))
         return await self._info(request.id)
+
+    @grpc_errors
+    @_client_rpc
+    async def PauseExecution(self, request: pb.PauseExecutionRequest, context: Context) -> pb.ExecutionInfo:
+        await self.engine.handle(request.id, cmd.Pause(request.reason, _actor()))
+        return await self._info(request.id)
+
+    @grpc_errors
+    @_client_rpc
+    async def ResumeExecution(self, request: pb.ResumeExecutionRequest, context: Context) -> pb.ExecutionInfo:
+        await self.engine.handle(request.id, cmd.Resume(_actor()))
+        return await self._info(request.id)
+
+    @grpc_errors
+    @_client_rpc
+    async def BulkExecutions(self, request: pb.BulkExecutionsRequest, context: Context) -> pb.BulkExecutionsResponse:
+        try:
+            action = BulkAction(request.action)
+        except ValueError:
+            raise InvalidRequest(
+                f"BulkExecutions: action {request.action!r} is not one of {', '.join(a.value for a in BulkAction)}"
+            ) from None
+        query = BulkQuery(
+            ids=tuple(request.ids),
+            workflow=request.workflow or None,
+            phase=request.phase or None,
+            everything=request.all,
+            limit=request.limit or DEFAULT_BULK_LIMIT,
+        )
+        problem = query.problem()
+        if problem is not None:
+            raise InvalidRequest(f"BulkExecutions: {problem}")
+        ids, truncated = await select(self.engine, query)
+        if request.dry_run:
+            outcomes = [BulkOutcome(execution_id, "unchanged") for execution_id in ids]
+        else:
+            outcomes = await run_bulk(self.engine, action, ids, reason=request.reason, by=_actor())
+        return pb.BulkExecutionsResponse(
+            outcomes=[pb.BulkOutcome(id=o.execution_id, result=o.result, error=o.error) for o in outcomes],
+            truncated=truncated,
+        )
 
     @grpc_errors
     @_client_rpc

@@ -22,6 +22,8 @@ from cerebelum import CerebelumError, Client, Execution, NotFoundError
 from ..api import DEFAULT_MAX_PAYLOAD_BYTES
 from ..engine import DEFAULT_MAX_HISTORY_EVENTS, ExecutionPhase
 from ..server import DEFAULT_ADDRESS, DEFAULT_DATABASE_URL
+from .common import AddressOption, OutputOption, client, fail
+from .control import control_commands
 from .documents import DocumentError, read_workflows
 from .render import (
     Output,
@@ -50,11 +52,6 @@ app.command("replay")(replay_command)
 DEFAULT_LIST_LIMIT = 50
 MAX_LIST_LIMIT = 1000  # what the engine returns at most in one ListExecutions
 
-AddressOption = Annotated[
-    str,
-    typer.Option("--address", envvar="CEREBELUM_ADDRESS", help="Engine gRPC address."),
-]
-OutputOption = Annotated[Output, typer.Option("--output", "-o", help="table, json or yaml")]
 ThisRunOption = Annotated[
     bool,
     typer.Option(
@@ -99,14 +96,8 @@ def _is_loopback(address: str) -> bool:
         return False  # a host name or a wildcard: it may resolve to any interface
 
 
-def _client(address: str) -> Client:
-    return Client(address=address)
-
-
-def _fail(message: str, code: int = 1) -> NoReturn:
-    """Print the error on stderr (stdout is for what scripts parse) and exit non-zero."""
-    err_console.print(Text.assemble(("error:", "red"), f" {printable(message)}"))
-    raise typer.Exit(code)
+_client = client
+_fail = fail
 
 
 def _json_arg(text: str | None, what: str) -> Any:
@@ -821,6 +812,10 @@ def dlq_redrive(
     except CerebelumError as exc:
         _fail(str(exc))
     console.print(f"execution/{execution.id} redriven; now {execution.phase}")
+
+
+for _name, _command in control_commands.items():  # listed in --help after the commands above
+    app.command(_name)(_command)
 
 
 def main() -> None:

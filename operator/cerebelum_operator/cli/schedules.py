@@ -10,7 +10,7 @@ import json
 import sys
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
 import typer
@@ -18,11 +18,12 @@ import yaml
 from rich.table import Table
 from rich.text import Text
 
-from cerebelum import CerebelumError, Client
+from cerebelum import CerebelumError
 from cerebelum.schedules import Schedule
 
 from ..server import DEFAULT_ADDRESS
-from .render import Output, console, emit, err_console, printable, rfc3339
+from .common import AddressOption, OutputOption, client, fail
+from .render import Output, console, emit, printable, rfc3339
 
 __all__ = ["schedule_app"]
 
@@ -30,17 +31,8 @@ schedule_app = typer.Typer(
     help="Schedules: start a workflow on a cron expression or an interval.", no_args_is_help=True
 )
 
-AddressOption = Annotated[str, typer.Option("--address", envvar="CEREBELUM_ADDRESS", help="Engine gRPC address.")]
-OutputOption = Annotated[Output, typer.Option("--output", "-o", help="table, json or yaml")]
-
-
-def _fail(message: str, code: int = 1) -> NoReturn:
-    err_console.print(Text.assemble(("error:", "red"), f" {printable(message)}"))
-    raise typer.Exit(code)
-
-
-def _client(address: str) -> Client:
-    return Client(address=address)
+_fail = fail
+_client = client
 
 
 def _documents(path: Path) -> list[tuple[str, dict[str, Any]]]:

@@ -4,6 +4,7 @@ Behaviour is driven by the step's input so one worker serves every test workflow
   input.sleep_ms       -> step "nap" asks the engine for a durable sleep of that long
   input.hold_s         -> step "slow" heartbeats for that long before finishing (or until cancelled)
   input.payload_bytes  -> step "big" returns a string that long
+  input.gate           -> step "gated" runs until that file exists (a test opens it when ready)
 """
 
 from __future__ import annotations
@@ -72,6 +73,16 @@ async def slow(ctx: StepContext, input: dict[str, Any]) -> dict[str, Any]:
         raise
     record(ctx, "run")
     return {"slow": "done", "pid": os.getpid()}
+
+
+@worker.step()
+async def gated(ctx: StepContext, input: dict[str, Any]) -> dict[str, Any]:
+    record(ctx, "start")
+    while not await asyncio.to_thread(os.path.exists, input["gate"]):
+        ctx.heartbeat(None)
+        await asyncio.sleep(0.05)
+    record(ctx, "run")
+    return {"gated": "opened"}
 
 
 @worker.step()

@@ -29,9 +29,11 @@ from cerebelum.errors import (
 )
 from cerebelum.models import (
     TERMINAL_PHASES,
+    BulkOutcome,
     ChildExecution,
     DeadLetter,
     Execution,
+    ExecutionPause,
     HistoryEvent,
     JumpLimit,
     PendingApproval,
@@ -40,6 +42,7 @@ from cerebelum.models import (
     StepStatus,
     WorkflowInfo,
 )
+from cerebelum.operations import BulkResult
 from cerebelum.outcomes import ApprovalRequest, RetryAfter, Sleep
 from cerebelum.worker import Worker
 from cerebelum.workflow import (
@@ -68,6 +71,8 @@ __all__ = [
     "ApprovalRequest",
     "ApprovalTimedOutError",
     "AsyncClient",
+    "BulkOutcome",
+    "BulkResult",
     "CerebelumError",
     "ChildExecution",
     "ChildFailedError",
@@ -77,6 +82,7 @@ __all__ = [
     "Duration",
     "Execution",
     "ExecutionOutcome",
+    "ExecutionPause",
     "FailedPreconditionError",
     "HistoryEvent",
     "InvalidArgumentError",

@@ -120,6 +120,43 @@ class Client(ScheduleMethods):
     def cancel(self, id: str, *, reason: str = "") -> Execution:
         return self._run(ops.cancel(id, reason))
 
+    def pause(self, id: str, *, reason: str = "") -> Execution:
+        """Hold the execution: it starts nothing new (steps, retries, timers, children) until
+        :meth:`resume`; steps already running finish. Pausing a paused one changes nothing."""
+        return self._run(ops.pause(id, reason))
+
+    def resume(self, id: str) -> Execution:
+        """Lift :meth:`pause`'s hold; the steps it held start in the order they were reached."""
+        return self._run(ops.resume(id))
+
+    def bulk(
+        self,
+        action: str,
+        *,
+        ids: builtins.list[str] | None = None,
+        workflow: str | None = None,
+        phase: str | None = None,
+        everything: bool = False,
+        limit: int = 1000,
+        reason: str = "",
+        dry_run: bool = False,
+    ) -> ops.BulkResult:
+        """``action`` ("cancel", "pause", "resume" or "redrive") on each of ``ids``, or on the newest
+        ``limit`` executions of ``workflow`` and/or in ``phase`` (``everything``: all of them), each on
+        its own; every outcome is returned, and ``truncated`` says more matched than ``limit``."""
+        return self._run(
+            ops.bulk(
+                action,
+                ids=ids,
+                workflow=workflow,
+                phase=phase,
+                everything=everything,
+                limit=limit,
+                reason=reason,
+                dry_run=dry_run,
+            )
+        )
+
     def dead_letters(self, *, execution_id: str | None = None) -> builtins.list[DeadLetter]:
         return self._run(ops.dead_letters(execution_id))
 

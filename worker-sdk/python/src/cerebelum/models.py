@@ -12,9 +12,11 @@ from cerebelum.v1 import workflow_pb2
 
 __all__ = [
     "TERMINAL_PHASES",
+    "BulkOutcome",
     "ChildExecution",
     "DeadLetter",
     "Execution",
+    "ExecutionPause",
     "HistoryEvent",
     "JumpLimit",
     "PendingApproval",
@@ -180,10 +182,38 @@ class ChildExecution:
 
 
 @dataclass(frozen=True, slots=True)
+class ExecutionPause:
+    """A pause holding an execution: ``source`` is "user" (:meth:`Client.pause`) or "Execution" (a
+    Kubernetes Execution's ``spec.paused``); ``by`` the authenticated caller, "" without a token."""
+
+    source: str
+    reason: str
+    by: str
+    at: datetime | None
+
+    @classmethod
+    def from_proto(cls, pause: workflow_pb2.ExecutionPause) -> ExecutionPause:
+        return cls(source=pause.source, reason=pause.reason, by=pause.by, at=instant(pause, "at"))
+
+
+@dataclass(frozen=True, slots=True)
+class BulkOutcome:
+    """What a bulk action did to one execution: ``result`` is "done", "unchanged" or "failed" (``error`` says why)."""
+
+    id: str
+    result: str
+    error: str | None
+
+    @classmethod
+    def from_proto(cls, outcome: workflow_pb2.BulkOutcome) -> BulkOutcome:
+        return cls(id=outcome.id, result=outcome.result, error=outcome.error or None)
+
+
+@dataclass(frozen=True, slots=True)
 class Execution:
     """One run of a workflow. ``phase`` is Pending, Running, Sleeping, WaitingForApproval,
-    WaitingForSignal, Succeeded, Failed, Cancelled or ContinuedAsNew; ``input``/``output`` are
-    parsed JSON (``None`` when empty)."""
+    WaitingForSignal, Paused, Succeeded, Failed, Cancelled or ContinuedAsNew; ``input``/``output``
+    are parsed JSON (``None`` when empty)."""
 
     id: str
     workflow: str
@@ -229,6 +259,8 @@ class Execution:
     workflow_task_error: str | None = None
     """A code workflow whose workflow tasks fail (``"NonDeterminism: …"``): retried until one
     completes, such as when fixed code is deployed; ``None`` otherwise."""
+    pauses: tuple[ExecutionPause, ...] = ()
+    """The pauses holding it (phase Paused): it starts nothing new until each is lifted."""
 
     @property
     def is_terminal(self) -> bool:
@@ -270,6 +302,7 @@ class Execution:
             first_run_id=info.first_run_id or info.id,
             run=info.run or 1,
             workflow_task_error=info.workflow_task_error or None,
+            pauses=tuple(ExecutionPause.from_proto(pause) for pause in info.pauses),
         )
 
 

@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 from google.protobuf.message import Message
 
 from cerebelum.jsoncodec import dumps
-from cerebelum.models import DeadLetter, Execution, HistoryEvent, WorkflowInfo
+from cerebelum.models import BulkOutcome, DeadLetter, Execution, HistoryEvent, WorkflowInfo
 from cerebelum.v1 import workflow_pb2 as pb
 
 __all__ = [
@@ -134,6 +134,47 @@ def reject(execution_id: str, step: str, approver: str, reason: str) -> Operatio
 def cancel(execution_id: str, reason: str) -> Operation[Execution]:
     request = pb.CancelExecutionRequest(id=execution_id, reason=reason)
     return (yield from _execution(Call("CancelExecution", request)))
+
+
+def pause(execution_id: str, reason: str) -> Operation[Execution]:
+    return (yield from _execution(Call("PauseExecution", pb.PauseExecutionRequest(id=execution_id, reason=reason))))
+
+
+def resume(execution_id: str) -> Operation[Execution]:
+    return (yield from _execution(Call("ResumeExecution", pb.ResumeExecutionRequest(id=execution_id))))
+
+
+@dataclass(frozen=True, slots=True)
+class BulkResult:
+    """Each execution's outcome, and whether more matched than the limit let through."""
+
+    outcomes: list[BulkOutcome]
+    truncated: bool
+
+
+def bulk(
+    action: str,
+    *,
+    ids: list[str] | None,
+    workflow: str | None,
+    phase: str | None,
+    everything: bool,
+    limit: int,
+    reason: str,
+    dry_run: bool,
+) -> Operation[BulkResult]:
+    request = pb.BulkExecutionsRequest(
+        action=action,
+        ids=ids or [],
+        workflow=workflow or "",
+        phase=phase or "",
+        all=everything,
+        limit=limit,
+        reason=reason,
+        dry_run=dry_run,
+    )
+    reply = yield Call("BulkExecutions", request)
+    return BulkResult([BulkOutcome.from_proto(o) for o in reply.outcomes], reply.truncated)
 
 
 def dead_letters(execution_id: str | None) -> Operation[list[DeadLetter]]:

@@ -109,6 +109,21 @@ class WorkflowServiceStub(object):
                 request_serializer=cerebelum_dot_v1_dot_workflow__pb2.SignalWithStartRequest.SerializeToString,
                 response_deserializer=cerebelum_dot_v1_dot_workflow__pb2.ExecutionInfo.FromString,
                 _registered_method=True)
+        self.PauseExecution = channel.unary_unary(
+                '/cerebelum.v1.WorkflowService/PauseExecution',
+                request_serializer=cerebelum_dot_v1_dot_workflow__pb2.PauseExecutionRequest.SerializeToString,
+                response_deserializer=cerebelum_dot_v1_dot_workflow__pb2.ExecutionInfo.FromString,
+                _registered_method=True)
+        self.ResumeExecution = channel.unary_unary(
+                '/cerebelum.v1.WorkflowService/ResumeExecution',
+                request_serializer=cerebelum_dot_v1_dot_workflow__pb2.ResumeExecutionRequest.SerializeToString,
+                response_deserializer=cerebelum_dot_v1_dot_workflow__pb2.ExecutionInfo.FromString,
+                _registered_method=True)
+        self.BulkExecutions = channel.unary_unary(
+                '/cerebelum.v1.WorkflowService/BulkExecutions',
+                request_serializer=cerebelum_dot_v1_dot_workflow__pb2.BulkExecutionsRequest.SerializeToString,
+                response_deserializer=cerebelum_dot_v1_dot_workflow__pb2.BulkExecutionsResponse.FromString,
+                _registered_method=True)
 
 
 class WorkflowServiceServicer(object):
@@ -208,6 +223,29 @@ class WorkflowServiceServicer(object):
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def PauseExecution(self, request, context):
+        """Hold the execution: it starts nothing new (steps, retries, timers, children) until resumed;
+        what runs finishes. Pausing a paused one again changes nothing.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ResumeExecution(self, request, context):
+        """Lift the pause that PauseExecution put on; the steps held start, in the order they were held.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def BulkExecutions(self, request, context):
+        """Cancel, pause, resume or redrive every execution a query matches (or the ids given), each on
+        its own: one that cannot is reported and the others go on.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_WorkflowServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -285,6 +323,21 @@ def add_WorkflowServiceServicer_to_server(servicer, server):
                     servicer.SignalWithStart,
                     request_deserializer=cerebelum_dot_v1_dot_workflow__pb2.SignalWithStartRequest.FromString,
                     response_serializer=cerebelum_dot_v1_dot_workflow__pb2.ExecutionInfo.SerializeToString,
+            ),
+            'PauseExecution': grpc.unary_unary_rpc_method_handler(
+                    servicer.PauseExecution,
+                    request_deserializer=cerebelum_dot_v1_dot_workflow__pb2.PauseExecutionRequest.FromString,
+                    response_serializer=cerebelum_dot_v1_dot_workflow__pb2.ExecutionInfo.SerializeToString,
+            ),
+            'ResumeExecution': grpc.unary_unary_rpc_method_handler(
+                    servicer.ResumeExecution,
+                    request_deserializer=cerebelum_dot_v1_dot_workflow__pb2.ResumeExecutionRequest.FromString,
+                    response_serializer=cerebelum_dot_v1_dot_workflow__pb2.ExecutionInfo.SerializeToString,
+            ),
+            'BulkExecutions': grpc.unary_unary_rpc_method_handler(
+                    servicer.BulkExecutions,
+                    request_deserializer=cerebelum_dot_v1_dot_workflow__pb2.BulkExecutionsRequest.FromString,
+                    response_serializer=cerebelum_dot_v1_dot_workflow__pb2.BulkExecutionsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -692,6 +745,87 @@ class WorkflowService(object):
             '/cerebelum.v1.WorkflowService/SignalWithStart',
             cerebelum_dot_v1_dot_workflow__pb2.SignalWithStartRequest.SerializeToString,
             cerebelum_dot_v1_dot_workflow__pb2.ExecutionInfo.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PauseExecution(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cerebelum.v1.WorkflowService/PauseExecution',
+            cerebelum_dot_v1_dot_workflow__pb2.PauseExecutionRequest.SerializeToString,
+            cerebelum_dot_v1_dot_workflow__pb2.ExecutionInfo.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ResumeExecution(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cerebelum.v1.WorkflowService/ResumeExecution',
+            cerebelum_dot_v1_dot_workflow__pb2.ResumeExecutionRequest.SerializeToString,
+            cerebelum_dot_v1_dot_workflow__pb2.ExecutionInfo.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def BulkExecutions(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cerebelum.v1.WorkflowService/BulkExecutions',
+            cerebelum_dot_v1_dot_workflow__pb2.BulkExecutionsRequest.SerializeToString,
+            cerebelum_dot_v1_dot_workflow__pb2.BulkExecutionsResponse.FromString,
             options,
             channel_credentials,
             insecure,

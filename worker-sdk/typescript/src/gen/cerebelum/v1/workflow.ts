@@ -218,6 +218,60 @@ export interface ExecutionInfo {
    * completes, such as when fixed code is deployed; "" otherwise, and for a YAML workflow.
    */
   workflowTaskError: string;
+  /**
+   * The pauses holding the execution (phase Paused), by source: "user" for PauseExecution,
+   * "Execution" for a Kubernetes Execution's spec.paused.
+   */
+  pauses: ExecutionPause[];
+}
+
+export interface ExecutionPause {
+  source: string;
+  reason: string;
+  /** Who paused it: the authenticated caller ("" when the engine asks for no token). */
+  by: string;
+  at: Date | undefined;
+}
+
+export interface PauseExecutionRequest {
+  id: string;
+  reason: string;
+}
+
+export interface ResumeExecutionRequest {
+  id: string;
+}
+
+export interface BulkExecutionsRequest {
+  /** "cancel", "pause", "resume" or "redrive" (every open dead letter of each execution). */
+  action: string;
+  /**
+   * The executions: these ids, or those the query matches (workflow and phase, both optional but
+   * not both empty without ids: a bulk action on everything must say so with all = true).
+   */
+  ids: string[];
+  workflow: string;
+  phase: string;
+  all: boolean;
+  /** At most this many, newest first (default 1,000; at most 10,000). */
+  limit: number;
+  /** The reason recorded by cancel and pause. */
+  reason: string;
+  /** List what would be acted on, and act on nothing. */
+  dryRun: boolean;
+}
+
+export interface BulkOutcome {
+  id: string;
+  /** "done", "unchanged" (already so: paused, ended, ...) or "failed". */
+  result: string;
+  error: string;
+}
+
+export interface BulkExecutionsResponse {
+  outcomes: BulkOutcome[];
+  /** More executions matched than the limit let through. */
+  truncated: boolean;
 }
 
 export interface QueuedSignal {
@@ -1296,6 +1350,7 @@ function createBaseExecutionInfo(): ExecutionInfo {
     firstRunId: "",
     run: 0,
     workflowTaskError: "",
+    pauses: [],
   };
 }
 
@@ -1390,6 +1445,9 @@ export const ExecutionInfo: MessageFns<ExecutionInfo> = {
     }
     if (message.workflowTaskError !== "") {
       writer.uint32(242).string(message.workflowTaskError);
+    }
+    for (const v of message.pauses) {
+      ExecutionPause.encode(v!, writer.uint32(250).fork()).join();
     }
     return writer;
   },
@@ -1647,6 +1705,14 @@ export const ExecutionInfo: MessageFns<ExecutionInfo> = {
             message.workflowTaskError = reader.string();
             continue;
           }
+          case 31: {
+            if (tag !== 250) {
+              break;
+            }
+
+            message.pauses.push(ExecutionPause.decode(reader, reader.uint32()));
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1694,6 +1760,505 @@ export const ExecutionInfo: MessageFns<ExecutionInfo> = {
     message.firstRunId = object.firstRunId ?? "";
     message.run = object.run ?? 0;
     message.workflowTaskError = object.workflowTaskError ?? "";
+    message.pauses = object.pauses?.map((e) => ExecutionPause.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseExecutionPause(): ExecutionPause {
+  return { source: "", reason: "", by: "", at: undefined };
+}
+
+export const ExecutionPause: MessageFns<ExecutionPause> = {
+  encode(message: ExecutionPause, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.source !== "") {
+      writer.uint32(10).string(message.source);
+    }
+    if (message.reason !== "") {
+      writer.uint32(18).string(message.reason);
+    }
+    if (message.by !== "") {
+      writer.uint32(26).string(message.by);
+    }
+    if (message.at !== undefined) {
+      Timestamp.encode(toTimestamp(message.at), writer.uint32(34).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ExecutionPause {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseExecutionPause();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.source = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.reason = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.by = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.at = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create(base?: DeepPartial<ExecutionPause>): ExecutionPause {
+    return ExecutionPause.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ExecutionPause>): ExecutionPause {
+    const message = createBaseExecutionPause();
+    message.source = object.source ?? "";
+    message.reason = object.reason ?? "";
+    message.by = object.by ?? "";
+    message.at = object.at ?? undefined;
+    return message;
+  },
+};
+
+function createBasePauseExecutionRequest(): PauseExecutionRequest {
+  return { id: "", reason: "" };
+}
+
+export const PauseExecutionRequest: MessageFns<PauseExecutionRequest> = {
+  encode(message: PauseExecutionRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.id !== "") {
+      writer.uint32(10).string(message.id);
+    }
+    if (message.reason !== "") {
+      writer.uint32(18).string(message.reason);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): PauseExecutionRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBasePauseExecutionRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.id = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.reason = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create(base?: DeepPartial<PauseExecutionRequest>): PauseExecutionRequest {
+    return PauseExecutionRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<PauseExecutionRequest>): PauseExecutionRequest {
+    const message = createBasePauseExecutionRequest();
+    message.id = object.id ?? "";
+    message.reason = object.reason ?? "";
+    return message;
+  },
+};
+
+function createBaseResumeExecutionRequest(): ResumeExecutionRequest {
+  return { id: "" };
+}
+
+export const ResumeExecutionRequest: MessageFns<ResumeExecutionRequest> = {
+  encode(message: ResumeExecutionRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.id !== "") {
+      writer.uint32(10).string(message.id);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ResumeExecutionRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseResumeExecutionRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.id = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create(base?: DeepPartial<ResumeExecutionRequest>): ResumeExecutionRequest {
+    return ResumeExecutionRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ResumeExecutionRequest>): ResumeExecutionRequest {
+    const message = createBaseResumeExecutionRequest();
+    message.id = object.id ?? "";
+    return message;
+  },
+};
+
+function createBaseBulkExecutionsRequest(): BulkExecutionsRequest {
+  return { action: "", ids: [], workflow: "", phase: "", all: false, limit: 0, reason: "", dryRun: false };
+}
+
+export const BulkExecutionsRequest: MessageFns<BulkExecutionsRequest> = {
+  encode(message: BulkExecutionsRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.action !== "") {
+      writer.uint32(10).string(message.action);
+    }
+    for (const v of message.ids) {
+      writer.uint32(18).string(v!);
+    }
+    if (message.workflow !== "") {
+      writer.uint32(26).string(message.workflow);
+    }
+    if (message.phase !== "") {
+      writer.uint32(34).string(message.phase);
+    }
+    if (message.all !== false) {
+      writer.uint32(40).bool(message.all);
+    }
+    if (message.limit !== 0) {
+      writer.uint32(48).uint32(message.limit);
+    }
+    if (message.reason !== "") {
+      writer.uint32(58).string(message.reason);
+    }
+    if (message.dryRun !== false) {
+      writer.uint32(64).bool(message.dryRun);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): BulkExecutionsRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseBulkExecutionsRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.action = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.ids.push(reader.string());
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.workflow = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.phase = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.all = reader.bool();
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.limit = reader.uint32();
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.reason = reader.string();
+            continue;
+          }
+          case 8: {
+            if (tag !== 64) {
+              break;
+            }
+
+            message.dryRun = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create(base?: DeepPartial<BulkExecutionsRequest>): BulkExecutionsRequest {
+    return BulkExecutionsRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<BulkExecutionsRequest>): BulkExecutionsRequest {
+    const message = createBaseBulkExecutionsRequest();
+    message.action = object.action ?? "";
+    message.ids = object.ids?.map((e) => e) || [];
+    message.workflow = object.workflow ?? "";
+    message.phase = object.phase ?? "";
+    message.all = object.all ?? false;
+    message.limit = object.limit ?? 0;
+    message.reason = object.reason ?? "";
+    message.dryRun = object.dryRun ?? false;
+    return message;
+  },
+};
+
+function createBaseBulkOutcome(): BulkOutcome {
+  return { id: "", result: "", error: "" };
+}
+
+export const BulkOutcome: MessageFns<BulkOutcome> = {
+  encode(message: BulkOutcome, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.id !== "") {
+      writer.uint32(10).string(message.id);
+    }
+    if (message.result !== "") {
+      writer.uint32(18).string(message.result);
+    }
+    if (message.error !== "") {
+      writer.uint32(26).string(message.error);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): BulkOutcome {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseBulkOutcome();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.id = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.result = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.error = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create(base?: DeepPartial<BulkOutcome>): BulkOutcome {
+    return BulkOutcome.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<BulkOutcome>): BulkOutcome {
+    const message = createBaseBulkOutcome();
+    message.id = object.id ?? "";
+    message.result = object.result ?? "";
+    message.error = object.error ?? "";
+    return message;
+  },
+};
+
+function createBaseBulkExecutionsResponse(): BulkExecutionsResponse {
+  return { outcomes: [], truncated: false };
+}
+
+export const BulkExecutionsResponse: MessageFns<BulkExecutionsResponse> = {
+  encode(message: BulkExecutionsResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.outcomes) {
+      BulkOutcome.encode(v!, writer.uint32(10).fork()).join();
+    }
+    if (message.truncated !== false) {
+      writer.uint32(16).bool(message.truncated);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): BulkExecutionsResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseBulkExecutionsResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.outcomes.push(BulkOutcome.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.truncated = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create(base?: DeepPartial<BulkExecutionsResponse>): BulkExecutionsResponse {
+    return BulkExecutionsResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<BulkExecutionsResponse>): BulkExecutionsResponse {
+    const message = createBaseBulkExecutionsResponse();
+    message.outcomes = object.outcomes?.map((e) => BulkOutcome.fromPartial(e)) || [];
+    message.truncated = object.truncated ?? false;
     return message;
   },
 };
@@ -3388,6 +3953,46 @@ export const WorkflowServiceService = {
     responseSerialize: (value: ExecutionInfo): Buffer => Buffer.from(ExecutionInfo.encode(value).finish()),
     responseDeserialize: (value: Buffer): ExecutionInfo => ExecutionInfo.decode(value),
   },
+  /**
+   * Hold the execution: it starts nothing new (steps, retries, timers, children) until resumed;
+   * what runs finishes. Pausing a paused one again changes nothing.
+   */
+  pauseExecution: {
+    path: "/cerebelum.v1.WorkflowService/PauseExecution" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: PauseExecutionRequest): Buffer =>
+      Buffer.from(PauseExecutionRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): PauseExecutionRequest => PauseExecutionRequest.decode(value),
+    responseSerialize: (value: ExecutionInfo): Buffer => Buffer.from(ExecutionInfo.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ExecutionInfo => ExecutionInfo.decode(value),
+  },
+  /** Lift the pause that PauseExecution put on; the steps held start, in the order they were held. */
+  resumeExecution: {
+    path: "/cerebelum.v1.WorkflowService/ResumeExecution" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ResumeExecutionRequest): Buffer =>
+      Buffer.from(ResumeExecutionRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ResumeExecutionRequest => ResumeExecutionRequest.decode(value),
+    responseSerialize: (value: ExecutionInfo): Buffer => Buffer.from(ExecutionInfo.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ExecutionInfo => ExecutionInfo.decode(value),
+  },
+  /**
+   * Cancel, pause, resume or redrive every execution a query matches (or the ids given), each on
+   * its own: one that cannot is reported and the others go on.
+   */
+  bulkExecutions: {
+    path: "/cerebelum.v1.WorkflowService/BulkExecutions" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: BulkExecutionsRequest): Buffer =>
+      Buffer.from(BulkExecutionsRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): BulkExecutionsRequest => BulkExecutionsRequest.decode(value),
+    responseSerialize: (value: BulkExecutionsResponse): Buffer =>
+      Buffer.from(BulkExecutionsResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): BulkExecutionsResponse => BulkExecutionsResponse.decode(value),
+  },
 } as const;
 
 export interface WorkflowServiceServer extends UntypedServiceImplementation {
@@ -3412,6 +4017,18 @@ export interface WorkflowServiceServer extends UntypedServiceImplementation {
    * in one transaction when it is started here.
    */
   signalWithStart: handleUnaryCall<SignalWithStartRequest, ExecutionInfo>;
+  /**
+   * Hold the execution: it starts nothing new (steps, retries, timers, children) until resumed;
+   * what runs finishes. Pausing a paused one again changes nothing.
+   */
+  pauseExecution: handleUnaryCall<PauseExecutionRequest, ExecutionInfo>;
+  /** Lift the pause that PauseExecution put on; the steps held start, in the order they were held. */
+  resumeExecution: handleUnaryCall<ResumeExecutionRequest, ExecutionInfo>;
+  /**
+   * Cancel, pause, resume or redrive every execution a query matches (or the ids given), each on
+   * its own: one that cannot is reported and the others go on.
+   */
+  bulkExecutions: handleUnaryCall<BulkExecutionsRequest, BulkExecutionsResponse>;
 }
 
 export interface WorkflowServiceClient extends Client {
@@ -3645,6 +4262,60 @@ export interface WorkflowServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: ExecutionInfo) => void,
+  ): ClientUnaryCall;
+  /**
+   * Hold the execution: it starts nothing new (steps, retries, timers, children) until resumed;
+   * what runs finishes. Pausing a paused one again changes nothing.
+   */
+  pauseExecution(
+    request: PauseExecutionRequest,
+    callback: (error: ServiceError | null, response: ExecutionInfo) => void,
+  ): ClientUnaryCall;
+  pauseExecution(
+    request: PauseExecutionRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ExecutionInfo) => void,
+  ): ClientUnaryCall;
+  pauseExecution(
+    request: PauseExecutionRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ExecutionInfo) => void,
+  ): ClientUnaryCall;
+  /** Lift the pause that PauseExecution put on; the steps held start, in the order they were held. */
+  resumeExecution(
+    request: ResumeExecutionRequest,
+    callback: (error: ServiceError | null, response: ExecutionInfo) => void,
+  ): ClientUnaryCall;
+  resumeExecution(
+    request: ResumeExecutionRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ExecutionInfo) => void,
+  ): ClientUnaryCall;
+  resumeExecution(
+    request: ResumeExecutionRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ExecutionInfo) => void,
+  ): ClientUnaryCall;
+  /**
+   * Cancel, pause, resume or redrive every execution a query matches (or the ids given), each on
+   * its own: one that cannot is reported and the others go on.
+   */
+  bulkExecutions(
+    request: BulkExecutionsRequest,
+    callback: (error: ServiceError | null, response: BulkExecutionsResponse) => void,
+  ): ClientUnaryCall;
+  bulkExecutions(
+    request: BulkExecutionsRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: BulkExecutionsResponse) => void,
+  ): ClientUnaryCall;
+  bulkExecutions(
+    request: BulkExecutionsRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: BulkExecutionsResponse) => void,
   ): ClientUnaryCall;
 }
 
