@@ -105,3 +105,35 @@ def test_bulk_actions_pause_and_cancel_what_a_query_matches_and_report_each_exec
     results = {o["id"]: (o["result"], o["error"]) for o in partly["outcomes"]}
     assert results["o1"] == ("done", None)
     assert results["nope"][0] == "failed" and "not found" in results["nope"][1]
+
+
+def test_a_reset_runs_again_from_a_step_keeping_the_results_before_it_and_cancels_the_old_run(
+    engine: EngineProcess,
+    client: Client,
+    start_worker: Callable[[], WorkerProcess],
+    ledger: Path,
+    tmp_path: Path,
+) -> None:
+    gate = tmp_path / "gate"
+    client.apply_workflow("stuck", {"timeline": ["a", "gated", "b"], "taskQueue": "test"})
+    start_worker()
+    client.start("stuck", {"gate": str(gate)}, execution_id="old")
+    wait_until(
+        lambda: any(e["step"] == "gated" and e["event"] == "start" for e in read_ledger(ledger)),
+        within=60,
+        what="the gated step running",
+    )
+
+    reset = run_cli(engine, "reset", "old", "gated", "--new-id", "again", "--reason", "stuck", "-o", "json")
+    assert reset.returncode == 0, reset.stderr
+    assert json.loads(reset.stdout)["resetFrom"] == "old"
+    gate.touch()  # the new run's gated step may finish now
+
+    finished = client.wait("again", timeout=60)
+    assert finished.phase == "Succeeded", finished.error
+    assert client.get("old").phase == "Cancelled" and client.get("old").error == "stuck"
+    assert runs(ledger, "old", "a") and not runs(ledger, "again", "a")  # carried, not run again
+    assert len(runs(ledger, "again", "gated")) == len(runs(ledger, "again", "b")) == 1
+    history = client.history("again")
+    carried = next(e for e in history if e.type == "ExecutionReset")
+    assert carried.data["from_id"] == "old" and set(carried.data["results"]) == {"a"}

@@ -20,6 +20,7 @@ from ..model.limits import task_budget
 from ..runtime import EngineService, ExecutionNotFound, WorkflowNotFound
 from ..runtime.bulk import DEFAULT_BULK_LIMIT, BulkAction, BulkOutcome, BulkQuery, run_bulk, select
 from ..runtime.engine_service import LiveStep
+from ..runtime.resets import reset_execution
 from ..store import ExecutionRow, WorkflowRow
 from .auth import ANONYMOUS, Identity, PermissionDenied
 from .errors import Context, InvalidRequest, grpc_errors
@@ -174,6 +175,7 @@ def _composition(info: pb.ExecutionInfo, state: ExecutionState) -> None:
     info.first_run_id = state.chain_id
     info.run = state.run
     info.workflow_task_error = state.workflow_task_error or ""
+    info.reset_from = state.reset_from or ""
     for source, hold in state.holds.items():
         info.pauses.append(pb.ExecutionPause(source=source, reason=hold.reason, by=hold.by, at=timestamp(hold.at_ms)))
 
@@ -360,6 +362,17 @@ class WorkflowServicer(pb_grpc.WorkflowServiceServicer):
     async def ResumeExecution(self, request: pb.ResumeExecutionRequest, context: Context) -> pb.ExecutionInfo:
         await self.engine.handle(request.id, cmd.Resume(_actor()))
         return await self._info(request.id)
+
+    @grpc_errors
+    @_client_rpc
+    async def ResetExecution(self, request: pb.ResetExecutionRequest, context: Context) -> pb.ExecutionInfo:
+        if not request.step:
+            raise InvalidRequest("ResetExecution: step is required")
+        new_id = request.new_id or f"{request.id[:110]}-reset-{uuid.uuid4().hex[:8]}"
+        if not EXECUTION_ID.match(new_id):
+            raise InvalidRequest(f"new execution id {new_id!r} is not valid: use letters, digits, '_', '.', ':', '-'")
+        row = await reset_execution(self.engine, request.id, request.step, new_id=new_id, reason=request.reason)
+        return await self._info(row.execution_id)
 
     @grpc_errors
     @_client_rpc

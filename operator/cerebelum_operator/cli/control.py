@@ -1,4 +1,5 @@
-"""`cerebelum pause`, `resume` and `bulk`: hold executions, let them go, act on many at once.
+"""`cerebelum pause`, `resume`, `reset` and `bulk`: hold executions, let them go, run one again
+from a step, act on many at once.
 
 `pause ID` and `resume ID` act on one execution and print it; with a query (`--workflow`,
 `--phase`, or `--all`) instead of ids they act on every execution it matches, like
@@ -85,9 +86,32 @@ def bulk_command(
     _bulk(action, ids, workflow, phase, everything, limit, reason, dry_run, output, address)
 
 
+def reset_command(
+    execution_id: Annotated[str, typer.Argument(help="The execution to reset.")],
+    step: Annotated[str, typer.Argument(help="The step of the timeline the new run starts at.")],
+    new_id: Annotated[str | None, typer.Option(help="The new execution's id (default: <id>-reset-<random>).")] = None,
+    reason: ReasonOption = "",
+    output: OutputOption = Output.TABLE,
+    address: AddressOption = DEFAULT_ADDRESS,
+) -> None:
+    """Run an execution again from a step: a new execution on the workflow's current spec that keeps
+    the results of the steps before it; the old one is cancelled if it still runs."""
+    try:
+        execution = client(address).reset(execution_id, step, new_id=new_id, reason=reason)
+    except CerebelumError as exc:
+        fail(str(exc))
+    if output is not Output.TABLE:
+        emit(execution, output)
+        return
+    console.print(
+        Text(printable(f"execution/{execution.id} started at step {step} from {execution_id}; now {execution.phase}"))
+    )
+
+
 control_commands: dict[str, Callable[..., None]] = {
     "pause": pause_command,
     "resume": resume_command,
+    "reset": reset_command,
     "bulk": bulk_command,
 }
 

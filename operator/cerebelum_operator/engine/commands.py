@@ -22,6 +22,7 @@ __all__ = [
     "Pause",
     "Redrive",
     "Reject",
+    "ResetPoint",
     "Resume",
     "Signal",
     "Start",
@@ -89,6 +90,18 @@ Outcome = (
 
 
 @dataclass(frozen=True, slots=True)
+class ResetPoint:
+    """What a reset run carries (engine/reset.py): the run it comes from, its first step, and the
+    steps before that step as the old run left them."""
+
+    from_id: str
+    step: str
+    results: dict[str, JSON]
+    phases: dict[str, str]  # every step before the point: Succeeded, Failed (continued past) or Skipped
+    vars: dict[str, JSON] | None
+
+
+@dataclass(frozen=True, slots=True)
 class Start:
     workflow: str
     input: JSON
@@ -98,6 +111,7 @@ class Start:
     first_run_id: str | None = None
     run: int = 1
     carried_request_ids: tuple[str, ...] = ()  # the previous run's signals' request ids
+    reset: ResetPoint | None = None  # a reset run: start at this step, carrying the ones before it
 
 
 @dataclass(frozen=True, slots=True)

@@ -258,6 +258,20 @@ class _Decider(FanOutDecisions, CompositionDecisions, CodeDecisions, PauseDecisi
             )
         )
         self.arm_deadline()
+        if command.reset is not None:
+            self.start_at(command.reset)
+            return
+        self.advance()
+
+    def start_at(self, point: cmd.ResetPoint) -> None:
+        """A reset run: carry the steps before ``point.step``, then reach its position (its rules are
+        not evaluated again: the old run went on from there)."""
+        self.emit(ev.ExecutionReset(point.from_id, point.step, point.results, point.phases, point.vars))
+        for name in self.definition.positions[self.definition.position_of(point.step)]:
+            if not self.config(name).depends_on:
+                self.reach(name)
+                if self.finished():
+                    return
         self.advance()
 
     def start_deadline(self) -> int | None:

@@ -25,6 +25,7 @@ __all__ = [
     "ExecutionEnding",
     "ExecutionFailed",
     "ExecutionPaused",
+    "ExecutionReset",
     "ExecutionResumed",
     "ExecutionStarted",
     "ExecutionSucceeded",
@@ -62,7 +63,7 @@ JSON = Any
 # added that an engine of the previous format would refuse; the store records the newest format
 # its histories hold, and an engine that reads less refuses the store at start (a rollback is safe
 # or refused, never half-run). 1: every event up to issue 18; 2: WorkflowTaskStarted.time_ms;
-# 3: ExecutionPaused, ExecutionResumed and StepHeld (issue 19).
+# 3: ExecutionPaused, ExecutionResumed, StepHeld and ExecutionReset (issue 19).
 EVENT_FORMAT = 3
 
 
@@ -574,6 +575,22 @@ class StepHeld(Event):
         return 3
 
 
+@dataclass(frozen=True, slots=True)
+class ExecutionReset(Event):
+    """This run is a reset of ``from_id`` to ``step``: the steps before it are not run again, they
+    keep the phases and results (and the workflow variables) the old run had there."""
+
+    kind: ClassVar[str] = "ExecutionReset"
+    from_id: str
+    step: str
+    results: dict[str, JSON]
+    phases: dict[str, str]
+    vars: dict[str, JSON] | None = None
+
+    def format_version(self) -> int:
+        return 3
+
+
 _EVENT_TYPES: dict[str, type[Event]] = {
     cls.kind: cls
     for cls in (
@@ -617,6 +634,7 @@ _EVENT_TYPES: dict[str, type[Event]] = {
         ExecutionPaused,
         ExecutionResumed,
         StepHeld,
+        ExecutionReset,
     )
 }
 

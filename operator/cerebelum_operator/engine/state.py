@@ -26,6 +26,7 @@ from .events import (
     ExecutionEnding,
     ExecutionFailed,
     ExecutionPaused,
+    ExecutionReset,
     ExecutionResumed,
     ExecutionStarted,
     ExecutionSucceeded,
@@ -362,6 +363,7 @@ class ExecutionState:
     # steps reached wait in `held_steps`, in the order they were held.
     holds: dict[str, Hold] = field(default_factory=dict)
     held_steps: dict[str, HeldStep] = field(default_factory=dict)
+    reset_from: str | None = None  # a reset run: the execution it was reset from (ExecutionReset)
     created_at_ms: int = 0
     updated_at_ms: int = 0
     last_seq: int = 0
@@ -782,11 +784,31 @@ def apply_event(state: ExecutionState, definition: WorkflowDefinition, recorded:
                 state.held_steps.clear()
                 for fan in state.fan_outs.values():
                     fan.live = {item: replace(live, held=False) for item, live in fan.live.items()}
+        case ExecutionReset():
+            _carry(state, definition, event)
         case StepHeld():
             step = state.step(event.step)
             _enter(state, definition, event.step)
             step.phase, step.token, step.settled, step.finished_at_ms = StepPhase.HELD, None, False, None
             state.held_steps[event.step] = HeldStep(event.attempt, event.poll, event.visible_at_ms)
+
+
+def _carry(state: ExecutionState, definition: WorkflowDefinition, event: ExecutionReset) -> None:
+    """A reset run begins with the old run's steps before its first step, settled as they were."""
+    state.reset_from = event.from_id
+    for name, phase in event.phases.items():
+        step = state.step(name)
+        step.phase, step.settled, step.run = StepPhase(phase), True, 1
+        if step.phase == StepPhase.SUCCEEDED:
+            _completed(state, definition, name)
+    for name, value in event.results.items():
+        state.set_result(name, value)
+    if event.vars is not None:
+        state.vars = dict(event.vars)
+        size = variables_entry_size(state.vars)
+        state.carried_bytes += size - state.vars_bytes
+        state.vars_bytes = size
+    state.position = definition.position_of(event.step) - 1
 
 
 def _pause(state: ExecutionState, event: ExecutionPaused, at: int) -> None:

@@ -304,6 +304,7 @@ class EngineService:
         spec: dict[str, Any] | None = None,
         then: cmd.Command | None = None,
         carried: Sequence[cmd.Signal] = (),
+        reset: cmd.ResetPoint | None = None,
     ) -> ExecutionRow:
         """Start an execution; a second start with the same id, workflow and input returns the first one.
 
@@ -313,7 +314,8 @@ class EngineService:
         next run whose Workflow was deleted); ``then``: a command decided right after the start
         and committed with it (signal-with-start), refused whole if it is refused; ``carried``:
         the signals a previous run left queued, received after the start in the same commit (one
-        the new run refuses, its name no longer awaited, is dropped and logged).
+        the new run refuses, its name no longer awaited, is dropped and logged); ``reset``: a reset
+        run, starting at its step (runtime/resets.py).
         """
         row, _ = await self._to_the_end(
             self._start(
@@ -324,6 +326,7 @@ class EngineService:
                 spec=spec,
                 then=then,
                 carried=carried,
+                reset=reset,
             )
         )
         return row
@@ -382,6 +385,7 @@ class EngineService:
         spec: dict[str, Any] | None,
         then: cmd.Command | None,
         carried: Sequence[cmd.Signal],
+        reset: cmd.ResetPoint | None = None,
     ) -> tuple[ExecutionRow, bool]:
         """The execution, and whether this call created it (False: it existed already)."""
         row = await self.db.run(self.db.store.get_workflow, workflow)
@@ -402,6 +406,7 @@ class EngineService:
             first_run_id=origin.first_run_id,
             run=origin.run,
             carried_request_ids=origin.carried_request_ids,
+            reset=reset,
         )
         decision = decide(
             definition,

@@ -143,6 +143,12 @@ class AsyncClient(AsyncScheduleMethods):
         """Lift :meth:`pause`'s hold; the steps it held start in the order they were reached."""
         return await self._run(ops.resume(id))
 
+    async def reset(self, id: str, step: str, *, new_id: str | None = None, reason: str = "") -> Execution:
+        """Start a new execution (``new_id``, or a generated one) at ``step`` of the timeline, on the
+        workflow's current spec, keeping the results of the steps before it from ``id``, which is
+        cancelled if it still runs. Returns the new execution."""
+        return await self._run(ops.reset(id, step, new_id=new_id, reason=reason))
+
     async def bulk(
         self,
         action: str,

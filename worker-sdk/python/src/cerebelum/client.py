@@ -129,6 +129,12 @@ class Client(ScheduleMethods):
         """Lift :meth:`pause`'s hold; the steps it held start in the order they were reached."""
         return self._run(ops.resume(id))
 
+    def reset(self, id: str, step: str, *, new_id: str | None = None, reason: str = "") -> Execution:
+        """Start a new execution (``new_id``, or a generated one) at ``step`` of the timeline, on the
+        workflow's current spec, keeping the results of the steps before it from ``id``, which is
+        cancelled if it still runs. Returns the new execution."""
+        return self._run(ops.reset(id, step, new_id=new_id, reason=reason))
+
     def bulk(
         self,
         action: str,

@@ -261,6 +261,8 @@ class Execution:
     completes, such as when fixed code is deployed; ``None`` otherwise."""
     pauses: tuple[ExecutionPause, ...] = ()
     """The pauses holding it (phase Paused): it starts nothing new until each is lifted."""
+    reset_from: str | None = None
+    """A reset run (:meth:`Client.reset`): the execution it was reset from; ``None`` otherwise."""
 
     @property
     def is_terminal(self) -> bool:
@@ -303,6 +305,7 @@ class Execution:
             run=info.run or 1,
             workflow_task_error=info.workflow_task_error or None,
             pauses=tuple(ExecutionPause.from_proto(pause) for pause in info.pauses),
+            reset_from=info.reset_from or None,
         )
 
 

@@ -144,6 +144,11 @@ def resume(execution_id: str) -> Operation[Execution]:
     return (yield from _execution(Call("ResumeExecution", pb.ResumeExecutionRequest(id=execution_id))))
 
 
+def reset(execution_id: str, step: str, *, new_id: str | None, reason: str) -> Operation[Execution]:
+    request = pb.ResetExecutionRequest(id=execution_id, step=step, new_id=new_id or "", reason=reason)
+    return (yield from _execution(Call("ResetExecution", request)))
+
+
 @dataclass(frozen=True, slots=True)
 class BulkResult:
     """Each execution's outcome, and whether more matched than the limit let through."""

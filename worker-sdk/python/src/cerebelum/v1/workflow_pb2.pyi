@@ -126,7 +126,7 @@ class JumpLimit(_message.Message):
     def __init__(self, rule: _Optional[str] = ..., step: _Optional[str] = ..., target: _Optional[str] = ..., bound: _Optional[int] = ..., times: _Optional[int] = ...) -> None: ...
 
 class ExecutionInfo(_message.Message):
-    __slots__ = ("id", "workflow", "phase", "current_steps", "input_json", "output_json", "error", "created_at_ms", "updated_at_ms", "wake_at_ms", "event_count", "steps", "pending_approvals", "created_at", "updated_at", "wake_at", "jump_limits", "deadline", "vars_json", "ending", "queued_signals", "signal_waits", "parent_id", "parent_step", "children", "continued_from", "continued_as", "first_run_id", "run", "workflow_task_error", "pauses")
+    __slots__ = ("id", "workflow", "phase", "current_steps", "input_json", "output_json", "error", "created_at_ms", "updated_at_ms", "wake_at_ms", "event_count", "steps", "pending_approvals", "created_at", "updated_at", "wake_at", "jump_limits", "deadline", "vars_json", "ending", "queued_signals", "signal_waits", "parent_id", "parent_step", "children", "continued_from", "continued_as", "first_run_id", "run", "workflow_task_error", "reset_from", "pauses")
     ID_FIELD_NUMBER: _ClassVar[int]
     WORKFLOW_FIELD_NUMBER: _ClassVar[int]
     PHASE_FIELD_NUMBER: _ClassVar[int]
@@ -157,6 +157,7 @@ class ExecutionInfo(_message.Message):
     FIRST_RUN_ID_FIELD_NUMBER: _ClassVar[int]
     RUN_FIELD_NUMBER: _ClassVar[int]
     WORKFLOW_TASK_ERROR_FIELD_NUMBER: _ClassVar[int]
+    RESET_FROM_FIELD_NUMBER: _ClassVar[int]
     PAUSES_FIELD_NUMBER: _ClassVar[int]
     id: str
     workflow: str
@@ -188,8 +189,9 @@ class ExecutionInfo(_message.Message):
     first_run_id: str
     run: int
     workflow_task_error: str
+    reset_from: str
     pauses: _containers.RepeatedCompositeFieldContainer[ExecutionPause]
-    def __init__(self, id: _Optional[str] = ..., workflow: _Optional[str] = ..., phase: _Optional[str] = ..., current_steps: _Optional[_Iterable[str]] = ..., input_json: _Optional[str] = ..., output_json: _Optional[str] = ..., error: _Optional[str] = ..., created_at_ms: _Optional[int] = ..., updated_at_ms: _Optional[int] = ..., wake_at_ms: _Optional[int] = ..., event_count: _Optional[int] = ..., steps: _Optional[_Iterable[_Union[StepInfo, _Mapping]]] = ..., pending_approvals: _Optional[_Iterable[_Union[PendingApproval, _Mapping]]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., wake_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., jump_limits: _Optional[_Iterable[_Union[JumpLimit, _Mapping]]] = ..., deadline: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., vars_json: _Optional[str] = ..., ending: _Optional[str] = ..., queued_signals: _Optional[_Iterable[_Union[QueuedSignal, _Mapping]]] = ..., signal_waits: _Optional[_Iterable[_Union[SignalWait, _Mapping]]] = ..., parent_id: _Optional[str] = ..., parent_step: _Optional[str] = ..., children: _Optional[_Iterable[_Union[ChildExecution, _Mapping]]] = ..., continued_from: _Optional[str] = ..., continued_as: _Optional[str] = ..., first_run_id: _Optional[str] = ..., run: _Optional[int] = ..., workflow_task_error: _Optional[str] = ..., pauses: _Optional[_Iterable[_Union[ExecutionPause, _Mapping]]] = ...) -> None: ...
+    def __init__(self, id: _Optional[str] = ..., workflow: _Optional[str] = ..., phase: _Optional[str] = ..., current_steps: _Optional[_Iterable[str]] = ..., input_json: _Optional[str] = ..., output_json: _Optional[str] = ..., error: _Optional[str] = ..., created_at_ms: _Optional[int] = ..., updated_at_ms: _Optional[int] = ..., wake_at_ms: _Optional[int] = ..., event_count: _Optional[int] = ..., steps: _Optional[_Iterable[_Union[StepInfo, _Mapping]]] = ..., pending_approvals: _Optional[_Iterable[_Union[PendingApproval, _Mapping]]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., wake_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., jump_limits: _Optional[_Iterable[_Union[JumpLimit, _Mapping]]] = ..., deadline: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., vars_json: _Optional[str] = ..., ending: _Optional[str] = ..., queued_signals: _Optional[_Iterable[_Union[QueuedSignal, _Mapping]]] = ..., signal_waits: _Optional[_Iterable[_Union[SignalWait, _Mapping]]] = ..., parent_id: _Optional[str] = ..., parent_step: _Optional[str] = ..., children: _Optional[_Iterable[_Union[ChildExecution, _Mapping]]] = ..., continued_from: _Optional[str] = ..., continued_as: _Optional[str] = ..., first_run_id: _Optional[str] = ..., run: _Optional[int] = ..., workflow_task_error: _Optional[str] = ..., reset_from: _Optional[str] = ..., pauses: _Optional[_Iterable[_Union[ExecutionPause, _Mapping]]] = ...) -> None: ...
 
 class ExecutionPause(_message.Message):
     __slots__ = ("source", "reason", "by", "at")
@@ -216,6 +218,18 @@ class ResumeExecutionRequest(_message.Message):
     ID_FIELD_NUMBER: _ClassVar[int]
     id: str
     def __init__(self, id: _Optional[str] = ...) -> None: ...
+
+class ResetExecutionRequest(_message.Message):
+    __slots__ = ("id", "step", "new_id", "reason")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    STEP_FIELD_NUMBER: _ClassVar[int]
+    NEW_ID_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    step: str
+    new_id: str
+    reason: str
+    def __init__(self, id: _Optional[str] = ..., step: _Optional[str] = ..., new_id: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
 
 class BulkExecutionsRequest(_message.Message):
     __slots__ = ("action", "ids", "workflow", "phase", "all", "limit", "reason", "dry_run")

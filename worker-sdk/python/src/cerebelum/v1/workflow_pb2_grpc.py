@@ -124,6 +124,11 @@ class WorkflowServiceStub(object):
                 request_serializer=cerebelum_dot_v1_dot_workflow__pb2.BulkExecutionsRequest.SerializeToString,
                 response_deserializer=cerebelum_dot_v1_dot_workflow__pb2.BulkExecutionsResponse.FromString,
                 _registered_method=True)
+        self.ResetExecution = channel.unary_unary(
+                '/cerebelum.v1.WorkflowService/ResetExecution',
+                request_serializer=cerebelum_dot_v1_dot_workflow__pb2.ResetExecutionRequest.SerializeToString,
+                response_deserializer=cerebelum_dot_v1_dot_workflow__pb2.ExecutionInfo.FromString,
+                _registered_method=True)
 
 
 class WorkflowServiceServicer(object):
@@ -246,6 +251,14 @@ class WorkflowServiceServicer(object):
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ResetExecution(self, request, context):
+        """Start a new execution on the workflow's current spec at a step of the timeline, keeping the
+        results of the steps before it from this one (which is cancelled if it still runs).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_WorkflowServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -338,6 +351,11 @@ def add_WorkflowServiceServicer_to_server(servicer, server):
                     servicer.BulkExecutions,
                     request_deserializer=cerebelum_dot_v1_dot_workflow__pb2.BulkExecutionsRequest.FromString,
                     response_serializer=cerebelum_dot_v1_dot_workflow__pb2.BulkExecutionsResponse.SerializeToString,
+            ),
+            'ResetExecution': grpc.unary_unary_rpc_method_handler(
+                    servicer.ResetExecution,
+                    request_deserializer=cerebelum_dot_v1_dot_workflow__pb2.ResetExecutionRequest.FromString,
+                    response_serializer=cerebelum_dot_v1_dot_workflow__pb2.ExecutionInfo.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -826,6 +844,33 @@ class WorkflowService(object):
             '/cerebelum.v1.WorkflowService/BulkExecutions',
             cerebelum_dot_v1_dot_workflow__pb2.BulkExecutionsRequest.SerializeToString,
             cerebelum_dot_v1_dot_workflow__pb2.BulkExecutionsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ResetExecution(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cerebelum.v1.WorkflowService/ResetExecution',
+            cerebelum_dot_v1_dot_workflow__pb2.ResetExecutionRequest.SerializeToString,
+            cerebelum_dot_v1_dot_workflow__pb2.ExecutionInfo.FromString,
             options,
             channel_credentials,
             insecure,

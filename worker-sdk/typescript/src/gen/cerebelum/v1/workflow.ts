@@ -218,6 +218,8 @@ export interface ExecutionInfo {
    * completes, such as when fixed code is deployed; "" otherwise, and for a YAML workflow.
    */
   workflowTaskError: string;
+  /** A reset run: the execution it was reset from ("" otherwise). */
+  resetFrom: string;
   /**
    * The pauses holding the execution (phase Paused), by source: "user" for PauseExecution,
    * "Execution" for a Kubernetes Execution's spec.paused.
@@ -240,6 +242,16 @@ export interface PauseExecutionRequest {
 
 export interface ResumeExecutionRequest {
   id: string;
+}
+
+export interface ResetExecutionRequest {
+  id: string;
+  /** The step of the timeline the new run starts at. */
+  step: string;
+  /** The new execution's id; "" for "<id>-reset-<random>". */
+  newId: string;
+  /** Why, recorded as the cancel reason when the execution still runs. */
+  reason: string;
 }
 
 export interface BulkExecutionsRequest {
@@ -1350,6 +1362,7 @@ function createBaseExecutionInfo(): ExecutionInfo {
     firstRunId: "",
     run: 0,
     workflowTaskError: "",
+    resetFrom: "",
     pauses: [],
   };
 }
@@ -1445,6 +1458,9 @@ export const ExecutionInfo: MessageFns<ExecutionInfo> = {
     }
     if (message.workflowTaskError !== "") {
       writer.uint32(242).string(message.workflowTaskError);
+    }
+    if (message.resetFrom !== "") {
+      writer.uint32(258).string(message.resetFrom);
     }
     for (const v of message.pauses) {
       ExecutionPause.encode(v!, writer.uint32(250).fork()).join();
@@ -1705,6 +1721,14 @@ export const ExecutionInfo: MessageFns<ExecutionInfo> = {
             message.workflowTaskError = reader.string();
             continue;
           }
+          case 32: {
+            if (tag !== 258) {
+              break;
+            }
+
+            message.resetFrom = reader.string();
+            continue;
+          }
           case 31: {
             if (tag !== 250) {
               break;
@@ -1760,6 +1784,7 @@ export const ExecutionInfo: MessageFns<ExecutionInfo> = {
     message.firstRunId = object.firstRunId ?? "";
     message.run = object.run ?? 0;
     message.workflowTaskError = object.workflowTaskError ?? "";
+    message.resetFrom = object.resetFrom ?? "";
     message.pauses = object.pauses?.map((e) => ExecutionPause.fromPartial(e)) || [];
     return message;
   },
@@ -1974,6 +1999,97 @@ export const ResumeExecutionRequest: MessageFns<ResumeExecutionRequest> = {
   fromPartial(object: DeepPartial<ResumeExecutionRequest>): ResumeExecutionRequest {
     const message = createBaseResumeExecutionRequest();
     message.id = object.id ?? "";
+    return message;
+  },
+};
+
+function createBaseResetExecutionRequest(): ResetExecutionRequest {
+  return { id: "", step: "", newId: "", reason: "" };
+}
+
+export const ResetExecutionRequest: MessageFns<ResetExecutionRequest> = {
+  encode(message: ResetExecutionRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.id !== "") {
+      writer.uint32(10).string(message.id);
+    }
+    if (message.step !== "") {
+      writer.uint32(18).string(message.step);
+    }
+    if (message.newId !== "") {
+      writer.uint32(26).string(message.newId);
+    }
+    if (message.reason !== "") {
+      writer.uint32(34).string(message.reason);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ResetExecutionRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseResetExecutionRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.id = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.step = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.newId = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.reason = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create(base?: DeepPartial<ResetExecutionRequest>): ResetExecutionRequest {
+    return ResetExecutionRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ResetExecutionRequest>): ResetExecutionRequest {
+    const message = createBaseResetExecutionRequest();
+    message.id = object.id ?? "";
+    message.step = object.step ?? "";
+    message.newId = object.newId ?? "";
+    message.reason = object.reason ?? "";
     return message;
   },
 };
@@ -3993,6 +4109,20 @@ export const WorkflowServiceService = {
       Buffer.from(BulkExecutionsResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): BulkExecutionsResponse => BulkExecutionsResponse.decode(value),
   },
+  /**
+   * Start a new execution on the workflow's current spec at a step of the timeline, keeping the
+   * results of the steps before it from this one (which is cancelled if it still runs).
+   */
+  resetExecution: {
+    path: "/cerebelum.v1.WorkflowService/ResetExecution" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ResetExecutionRequest): Buffer =>
+      Buffer.from(ResetExecutionRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ResetExecutionRequest => ResetExecutionRequest.decode(value),
+    responseSerialize: (value: ExecutionInfo): Buffer => Buffer.from(ExecutionInfo.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ExecutionInfo => ExecutionInfo.decode(value),
+  },
 } as const;
 
 export interface WorkflowServiceServer extends UntypedServiceImplementation {
@@ -4029,6 +4159,11 @@ export interface WorkflowServiceServer extends UntypedServiceImplementation {
    * its own: one that cannot is reported and the others go on.
    */
   bulkExecutions: handleUnaryCall<BulkExecutionsRequest, BulkExecutionsResponse>;
+  /**
+   * Start a new execution on the workflow's current spec at a step of the timeline, keeping the
+   * results of the steps before it from this one (which is cancelled if it still runs).
+   */
+  resetExecution: handleUnaryCall<ResetExecutionRequest, ExecutionInfo>;
 }
 
 export interface WorkflowServiceClient extends Client {
@@ -4316,6 +4451,25 @@ export interface WorkflowServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: BulkExecutionsResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Start a new execution on the workflow's current spec at a step of the timeline, keeping the
+   * results of the steps before it from this one (which is cancelled if it still runs).
+   */
+  resetExecution(
+    request: ResetExecutionRequest,
+    callback: (error: ServiceError | null, response: ExecutionInfo) => void,
+  ): ClientUnaryCall;
+  resetExecution(
+    request: ResetExecutionRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ExecutionInfo) => void,
+  ): ClientUnaryCall;
+  resetExecution(
+    request: ResetExecutionRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ExecutionInfo) => void,
   ): ClientUnaryCall;
 }
 
