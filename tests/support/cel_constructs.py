@@ -29,6 +29,8 @@ def expression_spec(
         spec["steps"] = {reached: {"forEach": {"items": "[1]"}, "args": {"seen": source}}}
     elif construct == "startInput":  # a child's input (a continueAsNew step's is alike)
         spec["steps"] = {reached: {"child": {"workflow": "other", "input": source}}}
+    elif construct == "flowControl":  # a condition made a priority
+        spec["flowControl"] = {"priority": f"({source}) ? 1 : 0"}
     elif construct == "set":
         spec["vars"] = {"seen": None}
         spec["steps"] = {on: {"set": {"seen": source}}}

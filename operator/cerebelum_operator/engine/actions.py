@@ -8,15 +8,18 @@ from typing import Any
 __all__ = [
     "Action",
     "AddDeadLetter",
+    "AdmitFlowSlot",
     "CancelTask",
     "CancelTimer",
     "DeleteTask",
+    "FreeFlowSlot",
     "LeaseTask",
     "ReplaceSpec",
     "ResolveDeadLetter",
     "ScheduleTask",
     "SendMessage",
     "StartTimer",
+    "WaitForFlowSlot",
 ]
 
 JSON = Any
@@ -123,6 +126,30 @@ class SendMessage:
     body: JSON
 
 
+@dataclass(frozen=True, slots=True)
+class WaitForFlowSlot:
+    """The execution waits for a slot of its flow key (a row of the store's ``flow_slots``).
+
+    The rows are the one record of who runs and who waits per key, written with the decisions
+    that change it, so the admission service (runtime/flow_control.py) rebuilds its book from
+    them after a restart and never admits past a limit.
+    """
+
+    flow_key: str
+    priority: int
+    limit: int
+
+
+@dataclass(frozen=True, slots=True)
+class AdmitFlowSlot:
+    """The execution was given its slot: it counts against its key's limit until it ends."""
+
+
+@dataclass(frozen=True, slots=True)
+class FreeFlowSlot:
+    """The execution ended (or waits no longer): its slot, or its place in line, is given up."""
+
+
 Action = (
     ScheduleTask
     | LeaseTask
@@ -134,4 +161,7 @@ Action = (
     | ResolveDeadLetter
     | ReplaceSpec
     | SendMessage
+    | WaitForFlowSlot
+    | AdmitFlowSlot
+    | FreeFlowSlot
 )

@@ -22,6 +22,7 @@ from .command_checks import CommandRejected, CommandTooLarge, check_strings
 from .composition import CompositionDecisions
 from .expressions import ExpressionError, evaluate, evaluate_condition, to_json
 from .fan_out import FanOutDecisions, parsed_token
+from .flow import flow_of
 from .ids import (
     WORKFLOW_TASK_STEP,
     ApprovalRejection,
@@ -210,6 +211,7 @@ class _Decider(FanOutDecisions, CompositionDecisions, CodeDecisions, PauseDecisi
             )
         if self.state.phase.terminal and not was_terminal:
             self.tell_parent()
+            self.free_slot()
         return self.decision
 
     # -- commands --------------------------------------------------------------------------
@@ -242,6 +244,7 @@ class _Decider(FanOutDecisions, CompositionDecisions, CodeDecisions, PauseDecisi
                 f"the input is {limits.describe_size(size)}, over the {limits.describe_size(self.max_task_bytes)}"
                 " limit of what a task carries"
             )
+        flow = flow_of(self.definition, input)  # before anything is recorded: a failure refuses the start
         deadline = self.start_deadline()
         self.emit(
             ev.ExecutionStarted(
@@ -257,6 +260,9 @@ class _Decider(FanOutDecisions, CompositionDecisions, CodeDecisions, PauseDecisi
                 carried_request_ids=list(command.carried_request_ids) or None,
             )
         )
+        if flow is not None:
+            self.emit(ev.FlowAssigned(flow.key, flow.priority))
+            self.wait_for_slot()
         self.arm_deadline()
         if command.reset is not None:
             self.start_at(command.reset)
@@ -601,6 +607,7 @@ class _Decider(FanOutDecisions, CompositionDecisions, CodeDecisions, PauseDecisi
             self.do(act.ReplaceSpec(self.definition.spec.model_dump(mode="json", by_alias=True), adopted))
         self.arm_deadline()
         self.do(act.ResolveDeadLetter(command.dead_letter_id))
+        self.wait_for_slot()  # back in line: a redrive does not pass those waiting for its key
         self.advance()
 
     # -- outcomes --------------------------------------------------------------------------

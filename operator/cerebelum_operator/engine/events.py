@@ -29,6 +29,7 @@ __all__ = [
     "ExecutionResumed",
     "ExecutionStarted",
     "ExecutionSucceeded",
+    "FlowAssigned",
     "ForEachStarted",
     "ItemCompleted",
     "ItemFailed",
@@ -63,7 +64,7 @@ JSON = Any
 # added that an engine of the previous format would refuse; the store records the newest format
 # its histories hold, and an engine that reads less refuses the store at start (a rollback is safe
 # or refused, never half-run). 1: every event up to issue 18; 2: WorkflowTaskStarted.time_ms;
-# 3: ExecutionPaused, ExecutionResumed, StepHeld and ExecutionReset (issue 19).
+# 3: ExecutionPaused, ExecutionResumed, StepHeld, ExecutionReset and FlowAssigned (issue 19).
 EVENT_FORMAT = 3
 
 
@@ -591,6 +592,18 @@ class ExecutionReset(Event):
         return 3
 
 
+@dataclass(frozen=True, slots=True)
+class FlowAssigned(Event):
+    """The execution's flow key and priority (flowControl), computed from its input at the start."""
+
+    kind: ClassVar[str] = "FlowAssigned"
+    key: str
+    priority: int
+
+    def format_version(self) -> int:
+        return 3
+
+
 _EVENT_TYPES: dict[str, type[Event]] = {
     cls.kind: cls
     for cls in (
@@ -635,6 +648,7 @@ _EVENT_TYPES: dict[str, type[Event]] = {
         ExecutionResumed,
         StepHeld,
         ExecutionReset,
+        FlowAssigned,
     )
 }
 

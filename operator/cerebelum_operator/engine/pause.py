@@ -23,6 +23,7 @@ from . import commands as cmd
 from . import events as ev
 from .command_checks import CommandRejected
 from .decider_parts import DeciderParts
+from .flow import CONCURRENCY, queued_reason
 from .state import StepPhase
 
 __all__ = ["PauseDecisions"]
@@ -70,6 +71,8 @@ class PauseDecisions(DeciderParts):
             else []
         )
         self.emit(ev.ExecutionResumed(command.source, command.by))
+        if command.source == CONCURRENCY:
+            self.do(act.AdmitFlowSlot())
         if state.holds:
             return  # another source still holds it
         for step, spot in held:
@@ -84,6 +87,22 @@ class PauseDecisions(DeciderParts):
                 return
         if self.definition.is_code:
             self.code_advance()
+
+    def wait_for_slot(self) -> None:
+        """With a concurrency limit, hold the execution until the admission service gives it a slot."""
+        flow = self.definition.flow_control
+        key = self.state.flow_key
+        if flow is None or flow.concurrency is None or key is None:
+            return
+        if CONCURRENCY not in self.state.holds:
+            self.pause(cmd.Pause(queued_reason(key, flow.concurrency), "", source=CONCURRENCY))
+        self.do(act.WaitForFlowSlot(key, self.state.priority, flow.concurrency))
+
+    def free_slot(self) -> None:
+        """The execution ended: its slot (or its place in line) goes to the next of its key."""
+        flow = self.definition.flow_control
+        if flow is not None and flow.concurrency is not None and self.state.flow_key is not None:
+            self.do(act.FreeFlowSlot())
 
     def hold_step(self, step: str, *, attempt: int, poll: int, visible_at: int) -> None:
         """The timeline reached ``step`` while paused: remember it, to schedule when resumed."""

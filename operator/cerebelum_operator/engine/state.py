@@ -30,6 +30,7 @@ from .events import (
     ExecutionResumed,
     ExecutionStarted,
     ExecutionSucceeded,
+    FlowAssigned,
     ForEachStarted,
     ItemCompleted,
     ItemFailed,
@@ -96,6 +97,7 @@ class ExecutionPhase(StrEnum):
     CANCELLED = "Cancelled"
     CONTINUED_AS_NEW = "ContinuedAsNew"  # the run ended; its next run carries the execution on
     PAUSED = "Paused"  # shown only: a hold is on it (`ExecutionState.holds`); what runs may finish
+    QUEUED = "Queued"  # shown only: the one hold is flow control's, waiting for a slot of its key
 
     @property
     def terminal(self) -> bool:
@@ -364,6 +366,8 @@ class ExecutionState:
     holds: dict[str, Hold] = field(default_factory=dict)
     held_steps: dict[str, HeldStep] = field(default_factory=dict)
     reset_from: str | None = None  # a reset run: the execution it was reset from (ExecutionReset)
+    flow_key: str | None = None  # flowControl's key and priority (FlowAssigned); None without it
+    priority: int = 0
     created_at_ms: int = 0
     updated_at_ms: int = 0
     last_seq: int = 0
@@ -439,7 +443,7 @@ class ExecutionState:
         if self.phase.terminal or not self.started:
             return self.phase
         if self.holds:
-            return ExecutionPhase.PAUSED
+            return ExecutionPhase.QUEUED if self.holds.keys() == {"concurrency"} else ExecutionPhase.PAUSED
         if any(s.in_flight for s in self.steps.values()):
             return ExecutionPhase.RUNNING
         if self.approvals:
@@ -786,6 +790,8 @@ def apply_event(state: ExecutionState, definition: WorkflowDefinition, recorded:
                     fan.live = {item: replace(live, held=False) for item, live in fan.live.items()}
         case ExecutionReset():
             _carry(state, definition, event)
+        case FlowAssigned():
+            state.flow_key, state.priority = event.key, event.priority
         case StepHeld():
             step = state.step(event.step)
             _enter(state, definition, event.step)

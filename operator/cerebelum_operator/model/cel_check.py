@@ -38,6 +38,7 @@ EXPRESSION_VARIABLES: Mapping[str, tuple[str, ...]] = {
     "items": ("input", "steps", "vars", "phases"),
     "branch": ("input", "steps", "vars", "phases", "result"),
     "diverge": ("input", "steps", "vars", "phases", "result", "error"),
+    "flowControl": ("input",),
     "output": ("input", "steps", "vars", "phases"),
     "set": ("input", "steps", "vars", "phases", "result"),
     "startInput": ("input", "steps", "vars", "phases"),
@@ -259,8 +260,10 @@ _PLACES = {
     "items": "forEach items",
     "branch": "branch rules",
     "diverge": "diverge rules",
+    "flowControl": "flowControl's key and priority",
     "output": "output",
     "set": "steps' set",
+    "startInput": "child and continueAsNew inputs",
     "timer": "timer steps' until",
     "when": "steps' when",
 }

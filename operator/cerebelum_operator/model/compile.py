@@ -179,6 +179,16 @@ class CompiledBranch:
     input: CelExpression | None = None  # the next run's input, with then: continueAsNew
 
 
+@dataclass(frozen=True, slots=True)
+class FlowControl:
+    """A workflow's flow control, compiled: its key and priority are CEL over the input only."""
+
+    key: CelExpression | None
+    concurrency: int | None
+    priority: CelExpression | None
+    rate_limit: tuple[int, int] | None  # (tasks, period in ms) per key
+
+
 @dataclass(frozen=True)
 class WorkflowDefinition:
     """A validated workflow: positions of the timeline and every step's resolved settings."""
@@ -204,6 +214,7 @@ class WorkflowDefinition:
     finally_steps: tuple[str, ...] = ()
     uses_phases: bool = False  # some expression reads `phases`, which costs O(steps) to build
     code: CodeConfig | None = None  # a code workflow: its function runs the orchestration on workers
+    flow_control: FlowControl | None = None
 
     @property
     def is_code(self) -> bool:
@@ -449,6 +460,7 @@ class _Compiler:
         output = self.cel(self.spec.output, "output", construct="output") if self.spec.output is not None else None
         validator = compile_input_schema(self.spec.input, started=self.started, problems=self.problems)
         timeout_ms = self._workflow_timeout()
+        flow_control = self._flow_control()
         self._variables()
         self._dependencies()
         if not self.problems and code is None:
@@ -467,6 +479,7 @@ class _Compiler:
             input_schema=self.spec.input,
             timeout_ms=timeout_ms,
             finally_steps=tuple(self.spec.finally_),
+            flow_control=flow_control,
             uses_phases=any("phases" in program.variables for program in _expressions(steps, diverge, branch, output)),
             _input_validator=validator,
             _input_defaults=None if validator is None else defaults_filler(validator),
@@ -513,6 +526,26 @@ class _Compiler:
                 elif child not in state:
                     state[child] = 1
                     stack.append((child, iter(graph.get(child, ()))))
+
+    def _flow_control(self) -> FlowControl | None:
+        flow = self.spec.flow_control
+        if flow is None:
+            return None
+        key = self.cel(flow.key, "flowControl.key", construct="flowControl") if flow.key is not None else None
+        priority = (
+            self.cel(flow.priority, "flowControl.priority", construct="flowControl")
+            if flow.priority is not None
+            else None
+        )
+        rate = None
+        if flow.rate_limit is not None:
+            period = parse_duration(flow.rate_limit.per)
+            if period <= 0:
+                self.problem("flowControl.rateLimit.per", "must be longer than 0s")
+            rate = (flow.rate_limit.tasks, period)
+        if flow.concurrency is None and flow.priority is None and flow.rate_limit is None:
+            self.problem("flowControl", "says nothing to do: give concurrency, priority or rateLimit")
+        return FlowControl(key, flow.concurrency, priority, rate)
 
     def _workflow_timeout(self) -> int | None:
         if self.spec.timeout is None:

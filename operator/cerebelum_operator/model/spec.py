@@ -24,8 +24,10 @@ __all__ = [
     "DivergeRule",
     "Duration",
     "ErrorMatch",
+    "FlowControlSpec",
     "ForEachSpec",
     "OutcomeMatch",
+    "RateLimitSpec",
     "RetryPolicy",
     "SignalSpec",
     "StepDefaults",
@@ -250,6 +252,35 @@ class CodeSpec(_Spec):
     )
 
 
+class RateLimitSpec(_Spec):
+    """At most ``tasks`` tasks handed out per ``per`` (for each flow key)."""
+
+    tasks: int = Field(ge=1, le=1_000_000)
+    per: Duration = "1s"
+
+
+class FlowControlSpec(_Spec):
+    """Who waits for whom: executions grouped by a key, a limit per key, priorities and rates."""
+
+    key: CelSource | None = Field(
+        default=None,
+        description="CEL over `input`: the execution's flow key (a customer id); absent: one key for the workflow.",
+    )
+    concurrency: int | None = Field(
+        default=None,
+        ge=1,
+        le=100_000,
+        description="At most this many executions of a key run at once; the others wait, Queued, oldest first.",
+    )
+    priority: CelSource | None = Field(
+        default=None,
+        description="CEL over `input`, an integer from -1000 to 1000 (default 0): higher runs first, per key.",
+    )
+    rate_limit: RateLimitSpec | None = Field(
+        default=None, description="At most this many of a key's tasks handed out per period."
+    )
+
+
 class WorkflowSpec(_Spec):
     task_queue: QueueName = "default"
     input: dict[str, Any] | None = Field(default=None, description="JSON Schema for the input.")
@@ -277,4 +308,8 @@ class WorkflowSpec(_Spec):
     vars: dict[str, Any] = Field(
         default_factory=dict,
         description="Workflow variables and their initial values; steps' `set` assigns them, CEL reads `vars`.",
+    )
+    flow_control: FlowControlSpec | None = Field(
+        default=None,
+        description="Concurrency limits per key, priorities and rate limits, exact across the engine's restarts.",
     )

@@ -9,6 +9,7 @@ from .base import (
     ExecutionRetired,
     ExecutionRow,
     ExecutionSummary,
+    FlowSlotRow,
     MessageRow,
     NewExecution,
     RetiredExecution,
@@ -21,6 +22,7 @@ from .base import (
     StoreUnavailable,
     TaskRow,
     TimerRow,
+    WorkflowPauseRow,
     WorkflowRow,
 )
 from .open import open_store
@@ -34,6 +36,7 @@ __all__ = [
     "ExecutionRetired",
     "ExecutionRow",
     "ExecutionSummary",
+    "FlowSlotRow",
     "MessageRow",
     "NewExecution",
     "RetiredExecution",
@@ -46,6 +49,7 @@ __all__ = [
     "StoreUnavailable",
     "TaskRow",
     "TimerRow",
+    "WorkflowPauseRow",
     "WorkflowRow",
     "open_store",
 ]

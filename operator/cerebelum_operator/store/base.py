@@ -24,6 +24,7 @@ __all__ = [
     "ExecutionRetired",
     "ExecutionRow",
     "ExecutionSummary",
+    "FlowSlotRow",
     "MessageRow",
     "NewExecution",
     "RetiredExecution",
@@ -36,6 +37,7 @@ __all__ = [
     "StoreUnavailable",
     "TaskRow",
     "TimerRow",
+    "WorkflowPauseRow",
     "WorkflowRow",
 ]
 
@@ -208,6 +210,29 @@ class TimerRow:
 
 
 @dataclass(frozen=True, slots=True)
+class FlowSlotRow:
+    """An execution of a workflow with a concurrency limit: its key and place, running or waiting."""
+
+    execution_id: str
+    workflow: str
+    flow_key: str
+    priority: int
+    limit: int
+    running: bool
+    since_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class WorkflowPauseRow:
+    """A paused workflow: its new executions start held until it is resumed."""
+
+    workflow: str
+    reason: str
+    by: str
+    at_ms: int
+
+
+@dataclass(frozen=True, slots=True)
 class RetiredExecution:
     """An execution the retention period removed: when it finished, when it went, and where its
     history was exported (None: removed without export)."""
@@ -288,7 +313,9 @@ class EventStore(abc.ABC):
           CancelTask -> delete a queued row, or set cancel_requested on a leased one;
           StartTimer -> insert (replace) a timer row;  CancelTimer -> delete it (no error if absent);
           AddDeadLetter -> insert;  ResolveDeadLetter -> set resolved_at_ms = summary.updated_at_ms;
-          ReplaceSpec -> set the execution's spec and spec_hash (a redrive that adopted a new one).
+          ReplaceSpec -> set the execution's spec and spec_hash (a redrive that adopted a new one);
+          WaitForFlowSlot -> insert the execution's flow slot, waiting (replace one left by a redrive);
+          AdmitFlowSlot -> mark it running;  FreeFlowSlot -> delete it (no error if absent).
         """
 
     def append_batch(self, requests: Sequence[AppendRequest]) -> list[Exception | None]:
@@ -330,6 +357,25 @@ class EventStore(abc.ABC):
 
     @abc.abstractmethod
     def get_retired(self, execution_id: str) -> RetiredExecution | None: ...
+
+    # -- flow control ---------------------------------------------------------------------
+    @abc.abstractmethod
+    def list_flow_slots(self) -> list[FlowSlotRow]:
+        """Every execution that holds or waits for a slot of its flow key, oldest first."""
+
+    @abc.abstractmethod
+    def put_workflow_pause(self, workflow: str, *, reason: str, by: str, now_ms: int) -> WorkflowPauseRow: ...
+
+    @abc.abstractmethod
+    def delete_workflow_pause(self, workflow: str) -> bool:
+        """False when the workflow was not paused."""
+
+    @abc.abstractmethod
+    def list_workflow_pauses(self) -> list[WorkflowPauseRow]: ...
+
+    @abc.abstractmethod
+    def held_executions(self, workflow: str, *, after_id: str, limit: int) -> list[str]:
+        """Ids of the workflow's executions shown Paused or Queued after ``after_id``, in id order."""
 
     def load_execution(self, execution_id: str) -> tuple[ExecutionRow, list[RecordedEvent]] | None:
         """The execution and its whole history in one call: what the engine needs to rebuild it."""

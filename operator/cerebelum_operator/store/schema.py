@@ -27,6 +27,7 @@ __all__ = [
     "events",
     "execution_runs",
     "executions",
+    "flow_slots",
     "metadata",
     "outbox",
     "retired_executions",
@@ -35,6 +36,7 @@ __all__ = [
     "store_compatibility",
     "tasks",
     "timers",
+    "workflow_pauses",
     "workflows",
 ]
 
@@ -214,4 +216,30 @@ retired_executions = Table(
     Column("finished_at_ms", BigInteger, nullable=False),
     Column("retired_at_ms", BigInteger, nullable=False),
     Column("export", Text),
+)
+
+# Flow control (migration 6): one row per execution of a workflow with a concurrency limit, from its
+# start (waiting) through its admission (running) to its end (deleted), written with the decisions
+# that change it; the admission service's book is rebuilt from these rows after a restart.
+flow_slots = Table(
+    "flow_slots",
+    metadata,
+    Column("execution_id", Text, _execution_fk(), primary_key=True),
+    Column("workflow", Text, nullable=False),
+    Column("flow_key", Text, nullable=False),
+    Column("priority", Integer, nullable=False),
+    Column("slot_limit", Integer, nullable=False),
+    Column("running", Boolean, nullable=False),
+    Column("since_ms", BigInteger, nullable=False),
+    Index(None, "workflow", "flow_key"),
+)
+
+# Paused workflows (migration 6): their new executions start held until the workflow is resumed.
+workflow_pauses = Table(
+    "workflow_pauses",
+    metadata,
+    Column("workflow", Text, primary_key=True),
+    Column("reason", Text, nullable=False),
+    Column("paused_by", Text, nullable=False),
+    Column("paused_at_ms", BigInteger, nullable=False),
 )

@@ -24,15 +24,18 @@ from sqlalchemy.sql.dml import Insert
 from ..engine.actions import (
     Action,
     AddDeadLetter,
+    AdmitFlowSlot,
     CancelTask,
     CancelTimer,
     DeleteTask,
+    FreeFlowSlot,
     LeaseTask,
     ReplaceSpec,
     ResolveDeadLetter,
     ScheduleTask,
     SendMessage,
     StartTimer,
+    WaitForFlowSlot,
 )
 from ..engine.events import RecordedEvent, event_from_record
 from ..engine.state import ExecutionPhase
@@ -57,6 +60,7 @@ from .base import (
     WorkflowRow,
 )
 from .migrations import apply_migrations
+from .sql_flow import SqlFlowControl
 from .sql_schedules import SqlSchedules
 
 __all__ = ["SqlEventStore", "dumps_json", "is_corruption"]
@@ -90,7 +94,7 @@ class _AppendContext:
         self.leases = leases  # tasks scheduled and leased by the same decision: inserted leased
 
 
-class SqlEventStore(SqlSchedules, EventStore):
+class SqlEventStore(SqlSchedules, SqlFlowControl, EventStore):
     """The whole contract in portable SQLAlchemy Core; see `SqliteEventStore`, `PostgresEventStore`."""
 
     def __init__(
@@ -228,6 +232,11 @@ class SqlEventStore(SqlSchedules, EventStore):
             .limit(1)
         )
 
+        fs = schema.flow_slots
+        self._wait_for_slot = self._insert_or_replace(fs, "execution_id")
+        self._admit_slot = update(fs).where(fs.c.execution_id == bindparam("b_execution_id")).values(running=True)
+        self._free_slot = delete(fs).where(fs.c.execution_id == bindparam("b_execution_id"))
+
         # Each action kind: (statements to run, how to bind one action). Consecutive actions of
         # one kind run as a single executemany per statement, which keeps their order.
         self._action_handlers: dict[type, tuple[tuple[Any, ...], _ActionParams]] = {
@@ -241,6 +250,9 @@ class SqlEventStore(SqlSchedules, EventStore):
             ResolveDeadLetter: ((self._resolve_dead_letter,), _resolve_params),
             ReplaceSpec: ((self._replace_spec,), _spec_params),
             SendMessage: ((self._insert_message,), _message_params),
+            WaitForFlowSlot: ((self._wait_for_slot,), _wait_for_slot_params),
+            AdmitFlowSlot: ((self._admit_slot,), _execution_params),
+            FreeFlowSlot: ((self._free_slot,), _execution_params),
         }
 
     @contextlib.contextmanager
@@ -678,6 +690,22 @@ def _lease_params(a: LeaseTask, c: _AppendContext) -> dict[str, Any]:
         "lease_expires_at_ms": a.lease_expires_at_ms,
         "attempt_deadline_ms": a.attempt_deadline_ms,
     }
+
+
+def _wait_for_slot_params(a: WaitForFlowSlot, c: _AppendContext) -> dict[str, Any]:
+    return {
+        "execution_id": c.execution_id,
+        "workflow": c.workflow,
+        "flow_key": a.flow_key,
+        "priority": a.priority,
+        "slot_limit": a.limit,
+        "running": False,
+        "since_ms": c.now_ms,
+    }
+
+
+def _execution_params(a: AdmitFlowSlot | FreeFlowSlot, c: _AppendContext) -> dict[str, Any]:
+    return {"b_execution_id": c.execution_id}
 
 
 def _token_params(a: DeleteTask | CancelTask, c: _AppendContext) -> dict[str, Any]:

@@ -13,7 +13,7 @@ import pytest
 
 from cerebelum_operator.engine import ExecutionPhase, ExecutionState
 from cerebelum_operator.engine import commands as cmd
-from cerebelum_operator.model import compile_workflow
+from cerebelum_operator.model import InputInvalid, compile_workflow
 from cerebelum_operator.model.cel_check import EXPRESSION_VARIABLES
 from tests.support.cel_constructs import expression_spec
 
@@ -53,6 +53,16 @@ def run(construct: str, name: str) -> Simulator:
 def test_a_name_is_listed_for_an_expression_exactly_when_decide_gives_it_that_variable(
     construct: str, name: str
 ) -> None:
+    if construct == "flowControl":  # evaluated before the start: a failure refuses it
+        definition = compile_workflow(spec_with(construct, f"{name} == {name}"), started=True)
+        sim = Simulator(definition, ExecutionState(execution_id="ex1"))
+        if name in EXPRESSION_VARIABLES[construct]:
+            sim.send(cmd.Start("wf", {"k": 1}))
+            assert sim.state.priority == 1
+        else:
+            with pytest.raises(InputInvalid, match=name):
+                sim.send(cmd.Start("wf", {"k": 1}))
+        return
     sim = run(construct, name)
 
     if name in EXPRESSION_VARIABLES[construct]:

@@ -46,6 +46,7 @@ PLACES = {
     "items": "steps.check.forEach.items",
     "itemArgs": "steps.check.args.seen",
     "startInput": "steps.check.child.input",
+    "flowControl": "flowControl.priority",
 }
 
 
@@ -315,6 +316,11 @@ def test_what_the_check_refuses_really_fails_in_the_engine(source: str) -> None:
 
 def test_the_table_of_what_each_expression_sees_names_every_construct_that_compiles_cel() -> None:
     assert set(EXPRESSION_VARIABLES) == set(PLACES)
+
+
+def test_a_name_seen_by_every_construct_but_this_one_names_them_all_in_the_message() -> None:
+    message = refusal("flowControl", "steps.check.x == 1")
+    assert "'steps' is seen only by" in message and "child and continueAsNew inputs" in message
 
 
 def test_a_workflow_with_thousands_of_bad_expressions_gets_a_bounded_message_counting_the_rest() -> None:

@@ -29,6 +29,7 @@ PLACES = {
     "items": "steps.<step>.forEach.items",
     "itemArgs": "steps.<step>.args.<name> (forEach)",
     "startInput": "steps.<step>.child.input",
+    "flowControl": "flowControl.key, flowControl.priority",
 }
 
 

@@ -1,0 +1,73 @@
+"""An execution's flow key and priority, from its input (issue 19, flow control).
+
+Pure and deterministic: `decide` records them once at the start (`FlowAssigned`), and the
+admission service and the dispatcher read them from there. Both are CEL over the input only.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from ..model import InputInvalid, WorkflowDefinition
+from .expressions import ExpressionError, evaluate
+
+__all__ = ["CONCURRENCY", "MAX_FLOW_KEY", "MAX_PRIORITY", "Flow", "flow_of", "queued_reason"]
+
+MAX_FLOW_KEY = 256  # characters: a key is stored with every slot and task of its executions
+MAX_PRIORITY = 1_000
+CONCURRENCY = "concurrency"  # the source of the hold on an execution waiting for a slot
+
+
+@dataclass(frozen=True, slots=True)
+class Flow:
+    key: str
+    priority: int
+
+
+def flow_of(definition: WorkflowDefinition, input: Any) -> Flow | None:
+    """The execution's key and priority; None when the workflow has no flow control.
+
+    Raises `InputInvalid` naming the expression when one fails or gives a value it cannot use:
+    the start is refused, as for an input its schema refuses.
+    """
+    flow = definition.flow_control
+    if flow is None:
+        return None
+    seen = {"input": input}
+    key = ""
+    if flow.key is not None:
+        value = _run(flow.key, seen, "flowControl.key")
+        if isinstance(value, bool) or not isinstance(value, str | int | float):
+            raise InputInvalid(f"flowControl.key: gave {_kind(value)}; a key must be a string or a number")
+        key = value if isinstance(value, str) else json.dumps(value)
+        if len(key) > MAX_FLOW_KEY:
+            raise InputInvalid(f"flowControl.key: gave {len(key):,} characters, over the limit of {MAX_FLOW_KEY}")
+    priority = 0
+    if flow.priority is not None:
+        value = _run(flow.priority, seen, "flowControl.priority")
+        if isinstance(value, bool) or not isinstance(value, int) or abs(value) > MAX_PRIORITY:
+            raise InputInvalid(
+                f"flowControl.priority: gave {value!r}; a priority is an integer from {-MAX_PRIORITY} to {MAX_PRIORITY}"
+            )
+        priority = value
+    return Flow(key, priority)
+
+
+def queued_reason(key: str, limit: int) -> str:
+    """What a waiting execution says (its hold's reason, shown with phase Queued)."""
+    of = f"key {key!r}" if key else "the workflow"
+    running = "1 execution runs" if limit == 1 else f"{limit} executions run"
+    return f"waiting for a slot: at most {running} at once for {of}"
+
+
+def _run(program: Any, seen: dict[str, Any], where: str) -> Any:
+    try:
+        return evaluate(program, seen, where=where)
+    except ExpressionError as exc:
+        raise InputInvalid(str(exc)) from None
+
+
+def _kind(value: Any) -> str:
+    return "null" if value is None else f"a {type(value).__name__}"
