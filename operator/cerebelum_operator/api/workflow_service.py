@@ -14,14 +14,16 @@ from cerebelum.v1 import workflow_pb2_grpc as pb_grpc
 
 from ..engine import ExecutionState
 from ..engine import commands as cmd
+from ..engine.pause import MAX_PAUSE_REASON
 from ..engine.state import FanOut
 from ..model import compile_workflow
 from ..model.limits import task_budget
 from ..runtime import EngineService, ExecutionNotFound, WorkflowNotFound
 from ..runtime.bulk import DEFAULT_BULK_LIMIT, BulkAction, BulkOutcome, BulkQuery, run_bulk, select
 from ..runtime.engine_service import LiveStep
+from ..runtime.flow_control import WORKFLOW_PAUSE, FlowControlService
 from ..runtime.resets import reset_execution
-from ..store import ExecutionRow, WorkflowRow
+from ..store import ExecutionRow, WorkflowPauseRow, WorkflowRow
 from .auth import ANONYMOUS, Identity, PermissionDenied
 from .errors import Context, InvalidRequest, grpc_errors
 from .guard import Guard
@@ -73,14 +75,19 @@ def _items_progress(fan: FanOut | None) -> pb.ItemsProgress | None:
     return pb.ItemsProgress(total=len(fan.items), done=fan.done, failed=fan.failed, in_flight=len(fan.live))
 
 
-def _workflow_info(row: WorkflowRow) -> pb.WorkflowInfo:
-    return pb.WorkflowInfo(
+def _workflow_info(row: WorkflowRow, pause: WorkflowPauseRow | None = None) -> pb.WorkflowInfo:
+    info = pb.WorkflowInfo(
         name=row.name,
         spec_json=dump_json(row.spec),
         version=row.version,
         updated_at_ms=row.updated_at_ms,
         updated_at=timestamp(row.updated_at_ms),
     )
+    if pause is not None:
+        info.pause.CopyFrom(
+            pb.ExecutionPause(source=WORKFLOW_PAUSE, reason=pause.reason, by=pause.by, at=timestamp(pause.at_ms))
+        )
+    return info
 
 
 def execution_info(
@@ -194,8 +201,16 @@ def _signal(name: str, data_json: str, request_id: str, *, limit: int) -> cmd.Si
 
 
 class WorkflowServicer(pb_grpc.WorkflowServiceServicer):
-    def __init__(self, engine: EngineService, *, max_payload_bytes: int, guard: Guard | None = None) -> None:
+    def __init__(
+        self,
+        engine: EngineService,
+        *,
+        max_payload_bytes: int,
+        guard: Guard | None = None,
+        flow_control: FlowControlService | None = None,
+    ) -> None:
         self.engine = engine
+        self.flow_control = flow_control
         self.guard = guard or Guard()
         self.max_payload_bytes = max_payload_bytes
         # A page of history stops short of the message limit: events of large payloads add up.
@@ -220,7 +235,7 @@ class WorkflowServicer(pb_grpc.WorkflowServiceServicer):
             raise InvalidRequest("workflow spec must be a JSON object")
         compile_workflow(spec)
         row = await self.engine.put_workflow(request.name, spec)
-        return _workflow_info(row)
+        return _workflow_info(row, self._pause_of(row.name))
 
     @grpc_errors
     @_client_rpc
@@ -228,13 +243,40 @@ class WorkflowServicer(pb_grpc.WorkflowServiceServicer):
         row = await self.engine.get_workflow(request.name)
         if row is None:
             raise WorkflowNotFound(f"workflow {request.name!r} not found")
-        return _workflow_info(row)
+        return _workflow_info(row, self._pause_of(row.name))
 
     @grpc_errors
     @_client_rpc
     async def ListWorkflows(self, request: pb.ListWorkflowsRequest, context: Context) -> pb.ListWorkflowsResponse:
         rows = await self.engine.list_workflows()
-        return pb.ListWorkflowsResponse(workflows=[_workflow_info(r) for r in rows])
+        return pb.ListWorkflowsResponse(workflows=[_workflow_info(r, self._pause_of(r.name)) for r in rows])
+
+    def _pause_of(self, workflow: str) -> WorkflowPauseRow | None:
+        return None if self.flow_control is None else self.flow_control.pause_of(workflow)
+
+    def _flow(self, rpc: str) -> FlowControlService:
+        if self.flow_control is None:
+            raise InvalidRequest(f"{rpc}: this engine does not pause workflows")
+        return self.flow_control
+
+    @grpc_errors
+    @_client_rpc
+    async def PauseWorkflow(self, request: pb.PauseWorkflowRequest, context: Context) -> pb.WorkflowInfo:
+        row = await self.engine.get_workflow(request.name)
+        if row is None:
+            raise WorkflowNotFound(f"workflow {request.name!r} not found")
+        reason = request.reason[:MAX_PAUSE_REASON] or f"workflow {request.name!r} is paused"
+        pause = await self._flow("PauseWorkflow").pause_workflow(request.name, reason=reason, by=_actor())
+        return _workflow_info(row, pause)
+
+    @grpc_errors
+    @_client_rpc
+    async def ResumeWorkflow(self, request: pb.ResumeWorkflowRequest, context: Context) -> pb.WorkflowInfo:
+        row = await self.engine.get_workflow(request.name)
+        if row is None:
+            raise WorkflowNotFound(f"workflow {request.name!r} not found")
+        await self._flow("ResumeWorkflow").resume_workflow(request.name, by=_actor())
+        return _workflow_info(row)
 
     @grpc_errors
     @_client_rpc

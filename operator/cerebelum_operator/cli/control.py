@@ -108,10 +108,45 @@ def reset_command(
     )
 
 
+def pause_workflow_command(
+    name: Annotated[str, typer.Argument(help="The workflow.")],
+    reason: ReasonOption = "",
+    output: OutputOption = Output.TABLE,
+    address: AddressOption = DEFAULT_ADDRESS,
+) -> None:
+    """Pause a workflow: its new executions start held (Paused) until resumed; running ones go on."""
+    try:
+        workflow = client(address).pause_workflow(name, reason=reason)
+    except CerebelumError as exc:
+        fail(str(exc))
+    if output is not Output.TABLE:
+        emit(workflow, output)
+        return
+    console.print(Text(printable(f"workflow/{workflow.name} paused: new executions wait until it is resumed")))
+
+
+def resume_workflow_command(
+    name: Annotated[str, typer.Argument(help="The workflow.")],
+    output: OutputOption = Output.TABLE,
+    address: AddressOption = DEFAULT_ADDRESS,
+) -> None:
+    """Resume a paused workflow: the executions its pause held go on."""
+    try:
+        workflow = client(address).resume_workflow(name)
+    except CerebelumError as exc:
+        fail(str(exc))
+    if output is not Output.TABLE:
+        emit(workflow, output)
+        return
+    console.print(Text(printable(f"workflow/{workflow.name} resumed")))
+
+
 control_commands: dict[str, Callable[..., None]] = {
     "pause": pause_command,
     "resume": resume_command,
     "reset": reset_command,
+    "pause-workflow": pause_workflow_command,
+    "resume-workflow": resume_workflow_command,
     "bulk": bulk_command,
 }
 

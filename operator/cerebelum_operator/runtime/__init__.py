@@ -4,6 +4,7 @@ from .clock import Clock, FakeClock, SystemClock
 from .database import Database
 from .dispatcher import Dispatcher, GrantedTask, HeartbeatResult
 from .engine_service import EngineService, ExecutionConflict, ExecutionNotFound, Origin, WorkflowNotFound
+from .flow_control import FlowControlService
 from .outage import OutageLog
 from .relay import Relay
 from .retention import RetentionService
@@ -20,6 +21,7 @@ __all__ = [
     "ExecutionConflict",
     "ExecutionNotFound",
     "FakeClock",
+    "FlowControlService",
     "GrantedTask",
     "HeartbeatResult",
     "Origin",

@@ -40,6 +40,7 @@ from ..store import (
     ExecutionRow,
     ExecutionSummary,
     NewExecution,
+    WorkflowPauseRow,
     WorkflowRow,
 )
 from .clock import Clock
@@ -152,6 +153,10 @@ def _existing(row: ExecutionRow, workflow: str, input: Any, filled: Any) -> Exec
 RECENT_EVENTS = 128
 
 
+def _held_by(pause: WorkflowPauseRow | None) -> cmd.Pause | None:
+    return None if pause is None else cmd.Pause(pause.reason, pause.by, source="workflow")
+
+
 @dataclass
 class _Cached:
     definition: WorkflowDefinition
@@ -187,6 +192,7 @@ class EngineService:
         self._definitions: dict[str, WorkflowDefinition] = {}
         self._definitions_by_source: dict[str, WorkflowDefinition] = {}
         self._listeners: list[ActionListener] = []
+        self._workflow_pause: Callable[[str], WorkflowPauseRow | None] = lambda workflow: None
         self._change_listeners: list[ChangeListener] = []
         self._progress_listeners: list[Callable[[str], None]] = []
         self._terminal_waiters: dict[str, list[asyncio.Future[None]]] = {}
@@ -201,6 +207,11 @@ class EngineService:
         commit, not that plus a second one for the lease.
         """
         self._eager = eager
+
+    def set_workflow_pauses(self, pause_of: Callable[[str], WorkflowPauseRow | None]) -> None:
+        """Where a start learns whether its workflow is paused (runtime/flow_control.py): then it
+        starts held, in the same decision, so nothing of it is dispatched before the pause is lifted."""
+        self._workflow_pause = pause_of
 
     def set_task_view(self, view: TaskView) -> None:
         """Where `live_steps` reads what is not in the history (the dispatcher)."""
@@ -407,6 +418,7 @@ class EngineService:
             run=origin.run,
             carried_request_ids=origin.carried_request_ids,
             reset=reset,
+            workflow_pause=_held_by(self._workflow_pause(workflow)),
         )
         decision = decide(
             definition,

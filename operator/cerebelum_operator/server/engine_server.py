@@ -30,6 +30,7 @@ from ..runtime import (
     Database,
     Dispatcher,
     EngineService,
+    FlowControlService,
     Relay,
     RetentionService,
     ScheduleService,
@@ -117,6 +118,7 @@ class EngineServer:
         self._timers: TimerService | None = None
         self._schedules: ScheduleService | None = None
         self._retention: RetentionService | None = None
+        self._flow: FlowControlService | None = None
         self._relay: Relay | None = None
         self._health: health_aio.HealthServicer | None = None
         self.port = 0
@@ -149,6 +151,8 @@ class EngineServer:
         )
         self._timers = TimerService(db, engine, clock=self.clock)
         self._relay = Relay(db, engine, clock=self.clock)
+        self._flow = FlowControlService(db, engine, clock=self.clock)
+        await self._flow.start()  # before anything starts an execution: a paused workflow holds it
         await self._dispatcher.start()
         await self._timers.start()
         await self._relay.start()
@@ -170,7 +174,9 @@ class EngineServer:
             interceptors=[AuthenticationGate(guard, exempt=exempt)] if guard.enabled else None,
         )
         worker = WorkerServicer(engine, self._dispatcher, max_payload_bytes=self.config.max_payload_bytes, guard=guard)
-        workflows = WorkflowServicer(engine, max_payload_bytes=self.config.max_payload_bytes, guard=guard)
+        workflows = WorkflowServicer(
+            engine, max_payload_bytes=self.config.max_payload_bytes, guard=guard, flow_control=self._flow
+        )
         schedules = ScheduleServicer(self._schedules, max_payload_bytes=self.config.max_payload_bytes, guard=guard)
         server.add_generic_rpc_handlers(
             (
@@ -286,6 +292,8 @@ class EngineServer:
             await self._timers.stop()
         if self._dispatcher is not None:
             await self._dispatcher.stop()
+        if self._flow is not None:
+            await self._flow.stop()
         if self._db is not None:
             self._db.close()
 

@@ -129,6 +129,15 @@ class Client(ScheduleMethods):
         """Lift :meth:`pause`'s hold; the steps it held start in the order they were reached."""
         return self._run(ops.resume(id))
 
+    def pause_workflow(self, name: str, *, reason: str = "") -> WorkflowInfo:
+        """New executions of the workflow start held (phase Paused) until :meth:`resume_workflow`;
+        those already running go on."""
+        return self._run(ops.pause_workflow(name, reason))
+
+    def resume_workflow(self, name: str) -> WorkflowInfo:
+        """Lift the workflow's pause: every execution it held resumes."""
+        return self._run(ops.resume_workflow(name))
+
     def reset(self, id: str, step: str, *, new_id: str | None = None, reason: str = "") -> Execution:
         """Start a new execution (``new_id``, or a generated one) at ``step`` of the timeline, on the
         workflow's current spec, keeping the results of the steps before it from ``id``, which is

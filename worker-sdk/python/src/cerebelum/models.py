@@ -32,19 +32,6 @@ goes on in ``continued_as``)."""
 
 
 @dataclass(frozen=True, slots=True)
-class WorkflowInfo:
-    name: str
-    spec: dict[str, Any]
-    version: int
-    updated_at: datetime | None
-
-    @classmethod
-    def from_proto(cls, info: workflow_pb2.WorkflowInfo) -> WorkflowInfo:
-        spec = loads(info.spec_json) or {}
-        return cls(name=info.name, spec=spec, version=info.version, updated_at=instant(info, "updated_at"))
-
-
-@dataclass(frozen=True, slots=True)
 class ItemsProgress:
     """A running forEach step's items: all of them, those settled (succeeded or failed for good),
     those failed for good, and those with a task now (running, queued or waiting to retry)."""
@@ -194,6 +181,22 @@ class ExecutionPause:
     @classmethod
     def from_proto(cls, pause: workflow_pb2.ExecutionPause) -> ExecutionPause:
         return cls(source=pause.source, reason=pause.reason, by=pause.by, at=instant(pause, "at"))
+
+
+@dataclass(frozen=True, slots=True)
+class WorkflowInfo:
+    name: str
+    spec: dict[str, Any]
+    version: int
+    updated_at: datetime | None
+    pause: ExecutionPause | None = None
+    """Set while the workflow is paused: its new executions start held (phase Paused)."""
+
+    @classmethod
+    def from_proto(cls, info: workflow_pb2.WorkflowInfo) -> WorkflowInfo:
+        spec = loads(info.spec_json) or {}
+        pause = ExecutionPause.from_proto(info.pause) if info.HasField("pause") else None
+        return cls(name=info.name, spec=spec, version=info.version, updated_at=instant(info, "updated_at"), pause=pause)
 
 
 @dataclass(frozen=True, slots=True)

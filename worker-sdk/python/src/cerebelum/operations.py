@@ -144,6 +144,16 @@ def resume(execution_id: str) -> Operation[Execution]:
     return (yield from _execution(Call("ResumeExecution", pb.ResumeExecutionRequest(id=execution_id))))
 
 
+def pause_workflow(name: str, reason: str) -> Operation[WorkflowInfo]:
+    reply = yield Call("PauseWorkflow", pb.PauseWorkflowRequest(name=name, reason=reason))
+    return WorkflowInfo.from_proto(reply)
+
+
+def resume_workflow(name: str) -> Operation[WorkflowInfo]:
+    reply = yield Call("ResumeWorkflow", pb.ResumeWorkflowRequest(name=name))
+    return WorkflowInfo.from_proto(reply)
+
+
 def reset(execution_id: str, step: str, *, new_id: str | None, reason: str) -> Operation[Execution]:
     request = pb.ResetExecutionRequest(id=execution_id, step=step, new_id=new_id or "", reason=reason)
     return (yield from _execution(Call("ResetExecution", request)))

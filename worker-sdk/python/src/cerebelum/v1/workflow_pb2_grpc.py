@@ -129,6 +129,16 @@ class WorkflowServiceStub(object):
                 request_serializer=cerebelum_dot_v1_dot_workflow__pb2.ResetExecutionRequest.SerializeToString,
                 response_deserializer=cerebelum_dot_v1_dot_workflow__pb2.ExecutionInfo.FromString,
                 _registered_method=True)
+        self.PauseWorkflow = channel.unary_unary(
+                '/cerebelum.v1.WorkflowService/PauseWorkflow',
+                request_serializer=cerebelum_dot_v1_dot_workflow__pb2.PauseWorkflowRequest.SerializeToString,
+                response_deserializer=cerebelum_dot_v1_dot_workflow__pb2.WorkflowInfo.FromString,
+                _registered_method=True)
+        self.ResumeWorkflow = channel.unary_unary(
+                '/cerebelum.v1.WorkflowService/ResumeWorkflow',
+                request_serializer=cerebelum_dot_v1_dot_workflow__pb2.ResumeWorkflowRequest.SerializeToString,
+                response_deserializer=cerebelum_dot_v1_dot_workflow__pb2.WorkflowInfo.FromString,
+                _registered_method=True)
 
 
 class WorkflowServiceServicer(object):
@@ -259,6 +269,21 @@ class WorkflowServiceServicer(object):
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def PauseWorkflow(self, request, context):
+        """New executions of the workflow start held (phase Paused) until ResumeWorkflow; those already
+        running go on.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ResumeWorkflow(self, request, context):
+        """Lift the workflow's pause; every execution it held resumes.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_WorkflowServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -356,6 +381,16 @@ def add_WorkflowServiceServicer_to_server(servicer, server):
                     servicer.ResetExecution,
                     request_deserializer=cerebelum_dot_v1_dot_workflow__pb2.ResetExecutionRequest.FromString,
                     response_serializer=cerebelum_dot_v1_dot_workflow__pb2.ExecutionInfo.SerializeToString,
+            ),
+            'PauseWorkflow': grpc.unary_unary_rpc_method_handler(
+                    servicer.PauseWorkflow,
+                    request_deserializer=cerebelum_dot_v1_dot_workflow__pb2.PauseWorkflowRequest.FromString,
+                    response_serializer=cerebelum_dot_v1_dot_workflow__pb2.WorkflowInfo.SerializeToString,
+            ),
+            'ResumeWorkflow': grpc.unary_unary_rpc_method_handler(
+                    servicer.ResumeWorkflow,
+                    request_deserializer=cerebelum_dot_v1_dot_workflow__pb2.ResumeWorkflowRequest.FromString,
+                    response_serializer=cerebelum_dot_v1_dot_workflow__pb2.WorkflowInfo.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -871,6 +906,60 @@ class WorkflowService(object):
             '/cerebelum.v1.WorkflowService/ResetExecution',
             cerebelum_dot_v1_dot_workflow__pb2.ResetExecutionRequest.SerializeToString,
             cerebelum_dot_v1_dot_workflow__pb2.ExecutionInfo.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PauseWorkflow(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cerebelum.v1.WorkflowService/PauseWorkflow',
+            cerebelum_dot_v1_dot_workflow__pb2.PauseWorkflowRequest.SerializeToString,
+            cerebelum_dot_v1_dot_workflow__pb2.WorkflowInfo.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ResumeWorkflow(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cerebelum.v1.WorkflowService/ResumeWorkflow',
+            cerebelum_dot_v1_dot_workflow__pb2.ResumeWorkflowRequest.SerializeToString,
+            cerebelum_dot_v1_dot_workflow__pb2.WorkflowInfo.FromString,
             options,
             channel_credentials,
             insecure,

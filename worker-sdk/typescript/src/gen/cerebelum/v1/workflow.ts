@@ -45,7 +45,20 @@ export interface WorkflowInfo {
    * @deprecated
    */
   updatedAtMs: number;
-  updatedAt: Date | undefined;
+  updatedAt:
+    | Date
+    | undefined;
+  /** Set while the workflow is paused (PauseWorkflow); its source is "workflow". */
+  pause: ExecutionPause | undefined;
+}
+
+export interface PauseWorkflowRequest {
+  name: string;
+  reason: string;
+}
+
+export interface ResumeWorkflowRequest {
+  name: string;
 }
 
 export interface GetWorkflowRequest {
@@ -497,7 +510,7 @@ export const ApplyWorkflowRequest: MessageFns<ApplyWorkflowRequest> = {
 };
 
 function createBaseWorkflowInfo(): WorkflowInfo {
-  return { name: "", specJson: "", version: 0, updatedAtMs: 0, updatedAt: undefined };
+  return { name: "", specJson: "", version: 0, updatedAtMs: 0, updatedAt: undefined, pause: undefined };
 }
 
 export const WorkflowInfo: MessageFns<WorkflowInfo> = {
@@ -516,6 +529,9 @@ export const WorkflowInfo: MessageFns<WorkflowInfo> = {
     }
     if (message.updatedAt !== undefined) {
       Timestamp.encode(toTimestamp(message.updatedAt), writer.uint32(42).fork()).join();
+    }
+    if (message.pause !== undefined) {
+      ExecutionPause.encode(message.pause, writer.uint32(50).fork()).join();
     }
     return writer;
   },
@@ -573,6 +589,14 @@ export const WorkflowInfo: MessageFns<WorkflowInfo> = {
             message.updatedAt = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
             continue;
           }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.pause = ExecutionPause.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -595,6 +619,131 @@ export const WorkflowInfo: MessageFns<WorkflowInfo> = {
     message.version = object.version ?? 0;
     message.updatedAtMs = object.updatedAtMs ?? 0;
     message.updatedAt = object.updatedAt ?? undefined;
+    message.pause = (object.pause !== undefined && object.pause !== null)
+      ? ExecutionPause.fromPartial(object.pause)
+      : undefined;
+    return message;
+  },
+};
+
+function createBasePauseWorkflowRequest(): PauseWorkflowRequest {
+  return { name: "", reason: "" };
+}
+
+export const PauseWorkflowRequest: MessageFns<PauseWorkflowRequest> = {
+  encode(message: PauseWorkflowRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.name !== "") {
+      writer.uint32(10).string(message.name);
+    }
+    if (message.reason !== "") {
+      writer.uint32(18).string(message.reason);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): PauseWorkflowRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBasePauseWorkflowRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.name = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.reason = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create(base?: DeepPartial<PauseWorkflowRequest>): PauseWorkflowRequest {
+    return PauseWorkflowRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<PauseWorkflowRequest>): PauseWorkflowRequest {
+    const message = createBasePauseWorkflowRequest();
+    message.name = object.name ?? "";
+    message.reason = object.reason ?? "";
+    return message;
+  },
+};
+
+function createBaseResumeWorkflowRequest(): ResumeWorkflowRequest {
+  return { name: "" };
+}
+
+export const ResumeWorkflowRequest: MessageFns<ResumeWorkflowRequest> = {
+  encode(message: ResumeWorkflowRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.name !== "") {
+      writer.uint32(10).string(message.name);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ResumeWorkflowRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseResumeWorkflowRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.name = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create(base?: DeepPartial<ResumeWorkflowRequest>): ResumeWorkflowRequest {
+    return ResumeWorkflowRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ResumeWorkflowRequest>): ResumeWorkflowRequest {
+    const message = createBaseResumeWorkflowRequest();
+    message.name = object.name ?? "";
     return message;
   },
 };
@@ -4123,6 +4272,30 @@ export const WorkflowServiceService = {
     responseSerialize: (value: ExecutionInfo): Buffer => Buffer.from(ExecutionInfo.encode(value).finish()),
     responseDeserialize: (value: Buffer): ExecutionInfo => ExecutionInfo.decode(value),
   },
+  /**
+   * New executions of the workflow start held (phase Paused) until ResumeWorkflow; those already
+   * running go on.
+   */
+  pauseWorkflow: {
+    path: "/cerebelum.v1.WorkflowService/PauseWorkflow" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: PauseWorkflowRequest): Buffer => Buffer.from(PauseWorkflowRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): PauseWorkflowRequest => PauseWorkflowRequest.decode(value),
+    responseSerialize: (value: WorkflowInfo): Buffer => Buffer.from(WorkflowInfo.encode(value).finish()),
+    responseDeserialize: (value: Buffer): WorkflowInfo => WorkflowInfo.decode(value),
+  },
+  /** Lift the workflow's pause; every execution it held resumes. */
+  resumeWorkflow: {
+    path: "/cerebelum.v1.WorkflowService/ResumeWorkflow" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ResumeWorkflowRequest): Buffer =>
+      Buffer.from(ResumeWorkflowRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ResumeWorkflowRequest => ResumeWorkflowRequest.decode(value),
+    responseSerialize: (value: WorkflowInfo): Buffer => Buffer.from(WorkflowInfo.encode(value).finish()),
+    responseDeserialize: (value: Buffer): WorkflowInfo => WorkflowInfo.decode(value),
+  },
 } as const;
 
 export interface WorkflowServiceServer extends UntypedServiceImplementation {
@@ -4164,6 +4337,13 @@ export interface WorkflowServiceServer extends UntypedServiceImplementation {
    * results of the steps before it from this one (which is cancelled if it still runs).
    */
   resetExecution: handleUnaryCall<ResetExecutionRequest, ExecutionInfo>;
+  /**
+   * New executions of the workflow start held (phase Paused) until ResumeWorkflow; those already
+   * running go on.
+   */
+  pauseWorkflow: handleUnaryCall<PauseWorkflowRequest, WorkflowInfo>;
+  /** Lift the workflow's pause; every execution it held resumes. */
+  resumeWorkflow: handleUnaryCall<ResumeWorkflowRequest, WorkflowInfo>;
 }
 
 export interface WorkflowServiceClient extends Client {
@@ -4470,6 +4650,41 @@ export interface WorkflowServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: ExecutionInfo) => void,
+  ): ClientUnaryCall;
+  /**
+   * New executions of the workflow start held (phase Paused) until ResumeWorkflow; those already
+   * running go on.
+   */
+  pauseWorkflow(
+    request: PauseWorkflowRequest,
+    callback: (error: ServiceError | null, response: WorkflowInfo) => void,
+  ): ClientUnaryCall;
+  pauseWorkflow(
+    request: PauseWorkflowRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: WorkflowInfo) => void,
+  ): ClientUnaryCall;
+  pauseWorkflow(
+    request: PauseWorkflowRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: WorkflowInfo) => void,
+  ): ClientUnaryCall;
+  /** Lift the workflow's pause; every execution it held resumes. */
+  resumeWorkflow(
+    request: ResumeWorkflowRequest,
+    callback: (error: ServiceError | null, response: WorkflowInfo) => void,
+  ): ClientUnaryCall;
+  resumeWorkflow(
+    request: ResumeWorkflowRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: WorkflowInfo) => void,
+  ): ClientUnaryCall;
+  resumeWorkflow(
+    request: ResumeWorkflowRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: WorkflowInfo) => void,
   ): ClientUnaryCall;
 }
 

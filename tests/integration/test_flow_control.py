@@ -1,0 +1,88 @@
+"""Flow control and paused workflows on a real engine and real workers, SQLite and PostgreSQL (issue 19).
+
+The limit is checked from the histories alone: each execution runs from its admission (the
+`ExecutionResumed` of its "concurrency" hold) to its end, and no two of one key may overlap.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+
+import pytest
+
+from cerebelum import Client
+from tests.support.processes import EngineProcess, WorkerProcess, run_cli
+from tests.support.waiting import wait_until
+
+pytestmark = pytest.mark.slow
+
+ONE_PER_CUSTOMER = {
+    "timeline": ["a", "nap", "b"],
+    "taskQueue": "test",
+    "flowControl": {"key": "input.customer", "concurrency": 1, "priority": "input.urgent ? 1 : 0"},
+}
+ENDS = {"ExecutionSucceeded", "ExecutionFailed", "ExecutionCancelled", "ExecutionContinuedAsNew"}
+
+
+def running_interval(client: Client, execution_id: str) -> tuple[float, float]:
+    """From its admission to its end, as its history says."""
+    history = client.history(execution_id)
+    admitted = [e.at for e in history if e.type == "ExecutionResumed" and e.data["source"] == "concurrency"]
+    ended = [e.at for e in history if e.type in ENDS]
+    assert len(admitted) == 1 and len(ended) == 1, [e.type for e in history]
+    assert admitted[0] is not None and ended[0] is not None
+    return admitted[0].timestamp(), ended[0].timestamp()
+
+
+def test_one_execution_per_key_runs_at_a_time_across_an_engine_sigkill_and_waiting_ones_say_why(
+    engine: EngineProcess, client: Client, start_worker: Callable[[], WorkerProcess]
+) -> None:
+    client.apply_workflow("orders", ONE_PER_CUSTOMER)
+    keys = {"acme": 4, "zeta": 3}
+    ids = [f"{key}-{n}" for key, count in keys.items() for n in range(count)]
+    for execution_id in ids:
+        customer = execution_id.split("-")[0]
+        client.start("orders", {"customer": customer, "urgent": False, "sleep_ms": 300}, execution_id=execution_id)
+
+    waiting = json.loads(run_cli(engine, "describe", "acme-3", "-o", "json").stdout)
+    assert waiting["phase"] == "Queued", waiting
+    assert "at most 1 execution runs at once for key 'acme'" in waiting["pauses"][0]["reason"]
+
+    start_worker()
+    wait_until(lambda: client.get("acme-0").is_terminal, within=60, what="the first of acme done")
+    engine.restart()  # SIGKILL while others run, sleep and wait for their turn
+
+    with Client(engine.address) as again:
+        for execution_id in ids:
+            finished = again.wait(execution_id, timeout=120)
+            assert finished.phase == "Succeeded", (execution_id, finished.error)
+        for key, count in keys.items():
+            spans = sorted(running_interval(again, f"{key}-{n}") for n in range(count))
+            for (_, end), (start, _) in zip(spans, spans[1:], strict=False):
+                assert start >= end, f"two executions of {key!r} ran at once: {spans}"
+
+
+def test_a_paused_workflow_holds_its_new_executions_until_it_is_resumed(
+    engine: EngineProcess, client: Client, start_worker: Callable[[], WorkerProcess]
+) -> None:
+    client.apply_workflow("quiet", {"timeline": ["a"], "taskQueue": "test"})
+    start_worker()
+    client.start("quiet", {}, execution_id="before")
+    assert client.wait("before", timeout=60).phase == "Succeeded"
+
+    paused = run_cli(engine, "pause-workflow", "quiet", "--reason", "release freeze", "-o", "json")
+    assert paused.returncode == 0, paused.stderr
+    assert json.loads(paused.stdout)["pause"]["reason"] == "release freeze"
+    client.start("quiet", {}, execution_id="during")
+    held = client.get("during")
+    assert held.phase == "Paused" and [p.source for p in held.pauses] == ["workflow"]
+    assert held.step("a").phase == "Held"  # type: ignore[union-attr]
+    listed = json.loads(run_cli(engine, "get", "workflows", "-o", "json").stdout)
+    assert [w["pause"]["reason"] for w in listed if w["name"] == "quiet"] == ["release freeze"]
+
+    resumed = run_cli(engine, "resume-workflow", "quiet")
+    assert resumed.returncode == 0, resumed.stderr
+    assert client.wait("during", timeout=60).phase == "Succeeded"
+    client.start("quiet", {}, execution_id="after")
+    assert client.wait("after", timeout=60).phase == "Succeeded"
