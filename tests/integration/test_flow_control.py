@@ -6,6 +6,7 @@ The limit is checked from the histories alone: each execution runs from its admi
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections.abc import Callable
 
@@ -59,7 +60,7 @@ def test_one_execution_per_key_runs_at_a_time_across_an_engine_sigkill_and_waiti
             assert finished.phase == "Succeeded", (execution_id, finished.error)
         for key, count in keys.items():
             spans = sorted(running_interval(again, f"{key}-{n}") for n in range(count))
-            for (_, end), (start, _) in zip(spans, spans[1:], strict=False):
+            for (_, end), (start, _) in itertools.pairwise(spans):
                 assert start >= end, f"two executions of {key!r} ran at once: {spans}"
 
 
