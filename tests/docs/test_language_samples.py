@@ -19,6 +19,8 @@ say what must come of it:
 - ``# execution output: <JSON>``: the execution's output at the end;
 - ``# ran: <steps>`` / ``# never ran: <steps>`` / ``# skipped: <steps>``: steps that must have run,
   must not have, or must have been skipped.
+
+An execution waiting for a flow-control slot is admitted, as the only one of its key would be.
 """
 
 from __future__ import annotations
@@ -88,6 +90,8 @@ def drive(sim: Simulator, outputs: dict[str, Any], failing: set[str], error_type
                 sim.send(cmd.ChildFinished(child, "Succeeded", outputs.get(step, {step: True})))
         elif sim.state.approvals:
             sim.send(cmd.Approve(next(iter(sim.state.approvals)), "sample-approver", None))
+        elif "concurrency" in sim.state.holds:  # a lone execution of its key: admitted at once
+            sim.send(cmd.Resume("flow control", source="concurrency"))
         elif sim.timers:
             sim.fire_timers()
         else:
