@@ -5,6 +5,7 @@ Behaviour is driven by the step's input so one worker serves every test workflow
   input.hold_s         -> step "slow" heartbeats for that long before finishing (or until cancelled)
   input.payload_bytes  -> step "big" returns a string that long
   input.gate           -> step "gated" runs until that file exists (a test opens it when ready)
+  step "flaky"         -> fails its first attempt, succeeds after
 """
 
 from __future__ import annotations
@@ -83,6 +84,14 @@ async def gated(ctx: StepContext, input: dict[str, Any]) -> dict[str, Any]:
         await asyncio.sleep(0.05)
     record(ctx, "run")
     return {"gated": "opened"}
+
+
+@worker.step()
+async def flaky(ctx: StepContext, input: dict[str, Any]) -> dict[str, Any]:
+    record(ctx, "run")
+    if ctx.attempt == 1:
+        raise RuntimeError("the first attempt fails")
+    return {"flaky": ctx.attempt}
 
 
 @worker.step()
