@@ -51,7 +51,8 @@ def main() -> int:
     known = subprocess.run(["git", "-C", str(ROOT), "cat-file", "-e", f"{REVISION}^{{commit}}"], capture_output=True)
     if known.returncode != 0:
         if args.check and SNAPSHOT.is_file():
-            print(f"{SNAPSHOT.relative_to(ROOT)}: revision {REVISION[:12]} is not in this checkout's history; not compared")
+            where = SNAPSHOT.relative_to(ROOT)
+            print(f"{where}: revision {REVISION[:12]} is not in this checkout's history; not compared")
             return 0
         print(f"revision {REVISION} is not in this checkout's history", file=sys.stderr)
         return 1
