@@ -112,7 +112,7 @@ class Start:
     run: int = 1
     carried_request_ids: tuple[str, ...] = ()  # the previous run's signals' request ids
     reset: ResetPoint | None = None  # a reset run: start at this step, carrying the ones before it
-    workflow_pause: Pause | None = None  # its workflow is paused: it starts held by this pause
+    pauses: tuple[Pause, ...] = ()  # holds it starts with (a paused workflow, an Execution's annotation)
 
 
 @dataclass(frozen=True, slots=True)

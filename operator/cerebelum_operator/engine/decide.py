@@ -263,8 +263,8 @@ class _Decider(FanOutDecisions, CompositionDecisions, CodeDecisions, PauseDecisi
         if flow is not None:
             self.emit(ev.FlowAssigned(flow.key, flow.priority))
             self.wait_for_slot()
-        if command.workflow_pause is not None:
-            self.pause(command.workflow_pause)
+        for pause in command.pauses:
+            self.pause(pause)
         self.arm_deadline()
         if command.reset is not None:
             self.start_at(command.reset)

@@ -537,7 +537,7 @@ class ExecutionPaused(Event):
     """A hold is put on the execution: it starts nothing new until every hold is lifted.
 
     ``source`` names who holds it ("user" for a pause asked through the API, "Execution" for a
-    Kubernetes Execution's ``spec.paused``), so one source's resume leaves another's hold in place.
+    Kubernetes Execution's pause annotation), so one source's resume leaves another's hold in place.
     Steps queued but not started are taken back and held with the steps reached later.
     """
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import kopf
 
-from .reconciler import ObjectView, Outcome, Reconciler, Retry
+from .reconciler import PAUSED_ANNOTATION, ObjectView, Outcome, Reconciler, Retry
 from .resources import GROUP, VERSION
 from .status_writer import TERMINAL_PHASES
 
@@ -48,6 +48,12 @@ def build_registry(reconciler: Reconciler) -> kopf.OperatorRegistry:
         except Retry as wait:
             raise kopf.TemporaryError(str(wait), delay=wait.delay_s) from None
         await apply(outcome, view, "Execution", patch)
+
+    @kopf.on.update(
+        GROUP, VERSION, "executions", field=("metadata", "annotations", PAUSED_ANNOTATION), registry=registry
+    )
+    async def execution_paused(body: kopf.Body, **_: Any) -> None:
+        await reconciler.execution_paused(ObjectView.of(body))
 
     def in_flight(status: kopf.Status, **_: Any) -> bool:
         return status.get("phase") not in TERMINAL_PHASES

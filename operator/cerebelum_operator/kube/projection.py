@@ -171,6 +171,9 @@ def _where_it_stands(state: ExecutionState, phase: ExecutionPhase, limits: Proje
             )
             or ""
         )
+    if phase in (ExecutionPhase.PAUSED, ExecutionPhase.QUEUED):
+        why = "; ".join(f"{hold.reason}" + (f" (by {hold.by})" if hold.by else "") for hold in state.holds.values())
+        return _cut(f"{phase.value.lower()}: {why}", limits.error_chars) or phase.value.lower()
     if phase == ExecutionPhase.WAITING_FOR_APPROVAL:
         names = _current_step(list(state.approvals), limits.current_step_chars)
         return f"waiting for an Approval of step {names}"

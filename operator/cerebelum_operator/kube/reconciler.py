@@ -28,7 +28,17 @@ from .signals import deliver_signal
 from .status_writer import TERMINAL_PHASES, StatusWriter
 from .views import ObjectView, Outcome, Retry, json_size, plain, too_large, with_condition
 
-__all__ = ["ObjectView", "Outcome", "Reconciler", "Retry", "json_size", "plain", "workflow_key"]
+__all__ = [
+    "PAUSED_ANNOTATION",
+    "ObjectView",
+    "Outcome",
+    "Reconciler",
+    "Retry",
+    "json_size",
+    "paused",
+    "plain",
+    "workflow_key",
+]
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +76,19 @@ def _ready_status(view: ObjectView) -> str | None:
 
 
 # Refusals that end an Execution for good (its spec or annotations are immutable in what they say).
+# An Execution's pause: the annotation `cerebelum.io/paused: "true"` (the spec is immutable; an
+# annotation may change, and `kubectl annotate executions -l ...` pauses many at once). The engine
+# records it as a hold of its own source, so this pause and one made with `cerebelum pause`
+# (source "user") are lifted each by its own.
+PAUSED_ANNOTATION = "cerebelum.io/paused"
+_PAUSED = cmd.Pause(f"annotation {PAUSED_ANNOTATION} is true", "", source="Execution")
+_RESUMED = cmd.Resume("", source="Execution")
+
+
+def paused(execution: ObjectView) -> bool:
+    return execution.annotations.get(PAUSED_ANNOTATION) == "true"
+
+
 _FINAL_REFUSALS = frozenset({"InvalidReference", "InputTooLarge", "WorkflowInvalid", "InputInvalid", "InvalidChild"})
 
 
@@ -166,6 +189,7 @@ class Reconciler:
             return await self._child_seen(execution)
         existing = await self.engine.get_execution(execution.uid)
         if existing is not None:
+            await self.execution_paused(execution)  # the annotation changed while no operator watched
             self._track(execution, execution.uid)
             if execution.status.get("phase") not in TERMINAL_PHASES:  # a finished one has no running child
                 await self.children.ensure_children(execution.ref("Execution"), execution.uid)
@@ -202,11 +226,22 @@ class Reconciler:
                 workflow_key(execution.namespace, workflow_name),
                 execution.spec.get("input"),
                 execution_id=execution.uid,
+                hold=_PAUSED if paused(execution) else None,
             )
         except InputInvalid as invalid:
             return self._refuse(execution, "InputInvalid", str(invalid), now)
         self._track(execution, execution.uid)
         return Outcome(event=("Normal", "Started", f"execution {execution.uid} of workflow {workflow_name} started"))
+
+    async def execution_paused(self, execution: ObjectView) -> None:
+        """Hold the execution while it has the pause annotation, and let it go when it has it no more."""
+        if execution.status.get("phase") in TERMINAL_PHASES:
+            return
+        command: cmd.Command = _PAUSED if paused(execution) else _RESUMED
+        try:
+            await self.engine.handle(execution.uid, command)
+        except (ExecutionNotFound, CommandRejected):
+            return  # not started yet (the start takes the annotation), or it ended meanwhile
 
     def _too_large(self, field: str, value: JSON) -> str | None:
         return too_large(field, value, self.max_payload_bytes)

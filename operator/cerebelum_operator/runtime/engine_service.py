@@ -153,8 +153,8 @@ def _existing(row: ExecutionRow, workflow: str, input: Any, filled: Any) -> Exec
 RECENT_EVENTS = 128
 
 
-def _held_by(pause: WorkflowPauseRow | None) -> cmd.Pause | None:
-    return None if pause is None else cmd.Pause(pause.reason, pause.by, source="workflow")
+def _held_by(pause: WorkflowPauseRow | None) -> tuple[cmd.Pause, ...]:
+    return () if pause is None else (cmd.Pause(pause.reason, pause.by, source="workflow"),)
 
 
 @dataclass
@@ -316,6 +316,7 @@ class EngineService:
         then: cmd.Command | None = None,
         carried: Sequence[cmd.Signal] = (),
         reset: cmd.ResetPoint | None = None,
+        hold: cmd.Pause | None = None,
     ) -> ExecutionRow:
         """Start an execution; a second start with the same id, workflow and input returns the first one.
 
@@ -326,7 +327,8 @@ class EngineService:
         and committed with it (signal-with-start), refused whole if it is refused; ``carried``:
         the signals a previous run left queued, received after the start in the same commit (one
         the new run refuses, its name no longer awaited, is dropped and logged); ``reset``: a reset
-        run, starting at its step (runtime/resets.py).
+        run, starting at its step (runtime/resets.py); ``hold``: a pause it starts with (a Kubernetes
+        Execution created with its pause annotation), in its first decision.
         """
         row, _ = await self._to_the_end(
             self._start(
@@ -338,6 +340,7 @@ class EngineService:
                 then=then,
                 carried=carried,
                 reset=reset,
+                hold=hold,
             )
         )
         return row
@@ -397,6 +400,7 @@ class EngineService:
         then: cmd.Command | None,
         carried: Sequence[cmd.Signal],
         reset: cmd.ResetPoint | None = None,
+        hold: cmd.Pause | None = None,
     ) -> tuple[ExecutionRow, bool]:
         """The execution, and whether this call created it (False: it existed already)."""
         row = await self.db.run(self.db.store.get_workflow, workflow)
@@ -418,7 +422,7 @@ class EngineService:
             run=origin.run,
             carried_request_ids=origin.carried_request_ids,
             reset=reset,
-            workflow_pause=_held_by(self._workflow_pause(workflow)),
+            pauses=_held_by(self._workflow_pause(workflow)) + ((hold,) if hold is not None else ()),
         )
         decision = decide(
             definition,

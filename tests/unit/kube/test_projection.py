@@ -666,3 +666,29 @@ def test_an_execution_waiting_for_a_signal_says_which_in_its_succeeded_condition
     assert status["phase"] == "WaitingForSignal"
     (succeeded,) = [c for c in status["conditions"] if c["type"] == "Succeeded"]
     assert succeeded["message"] == "waiting for a Signal named ready"
+
+
+# -- pauses (issue 19) ---------------------------------------------------------------------
+
+
+def test_a_paused_execution_shows_phase_paused_and_says_why_and_who_in_its_condition() -> None:
+    sim = Simulator.start({"timeline": ["a", "b"]})
+    sim.send(cmd.Pause("database maintenance", "alice"))
+
+    status = project(sim.state, sim.history)
+
+    assert status["phase"] == "Paused"
+    assert by_type(status)["Succeeded"]["message"] == "paused: database maintenance (by alice)"
+    assert [s["phase"] for s in status["steps"] if s["name"] == "a"] == ["Held"]
+
+
+def test_an_execution_waiting_for_a_slot_shows_queued_and_its_key() -> None:
+    sim = Simulator.start({"timeline": ["a"], "flowControl": {"key": "input.c", "concurrency": 1}}, {"c": "acme"})
+
+    status = project(sim.state, sim.history)
+
+    assert status["phase"] == "Queued"
+    assert (
+        "queued: waiting for a slot: at most 1 execution runs at once for key 'acme'"
+        in by_type(status)["Succeeded"]["message"]
+    )

@@ -170,8 +170,9 @@ class ChildExecution:
 
 @dataclass(frozen=True, slots=True)
 class ExecutionPause:
-    """A pause holding an execution: ``source`` is "user" (:meth:`Client.pause`) or "Execution" (a
-    Kubernetes Execution's ``spec.paused``); ``by`` the authenticated caller, "" without a token."""
+    """A pause holding an execution: ``source`` is "user" (:meth:`Client.pause`), "workflow", "concurrency"
+    or "Execution" (a Kubernetes Execution's ``cerebelum.io/paused`` annotation); ``by`` the
+    authenticated caller, "" without a token."""
 
     source: str
     reason: str

@@ -235,7 +235,7 @@ export interface ExecutionInfo {
   resetFrom: string;
   /**
    * The pauses holding the execution (phase Paused), by source: "user" for PauseExecution,
-   * "Execution" for a Kubernetes Execution's spec.paused.
+   * "Execution" for a Kubernetes Execution's annotation cerebelum.io/paused.
    */
   pauses: ExecutionPause[];
 }
