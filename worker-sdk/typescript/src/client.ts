@@ -111,7 +111,10 @@ export interface ChildExecution {
 export interface Execution {
   readonly id: string;
   readonly workflow: string;
-  /** Pending, Running, Sleeping, WaitingForApproval, WaitingForSignal, Succeeded, Failed, Cancelled or ContinuedAsNew. */
+  /**
+   * Pending, Running, Sleeping, WaitingForApproval, WaitingForSignal, Paused, Queued, Succeeded, Failed,
+   * Cancelled or ContinuedAsNew.
+   */
   readonly phase: string;
   /** True in the phases of {@link TERMINAL_PHASES}. */
   readonly isTerminal: boolean;
@@ -149,6 +152,18 @@ export interface Execution {
   readonly firstRunId: string;
   /** This run's number in its chain, 1 for the first. */
   readonly run: number;
+  /** The pauses holding it (phase Paused or Queued), by source: "user", "workflow", "concurrency", "Execution". */
+  readonly pauses: readonly ExecutionPause[];
+  /** A reset run: the execution it was reset from; `null` otherwise. */
+  readonly resetFrom: string | null;
+}
+
+/** Why an execution is held, who held it (the authenticated caller, "" without a token) and when. */
+export interface ExecutionPause {
+  readonly source: string;
+  readonly reason: string;
+  readonly by: string;
+  readonly at: Date | null;
 }
 
 /** An error answered by the engine: `code` is the gRPC status in CamelCase (`"NotFound"`), `message` the server's. */
@@ -291,6 +306,19 @@ export class Client {
     return executionFromProto(await this.#call(this.#client.approve, request));
   }
 
+  /**
+   * Hold an execution: it starts nothing new (steps, retries, timers, children) until {@link resume};
+   * steps already running finish. Pausing a paused execution changes nothing.
+   */
+  async pause(id: string, options: { reason?: string | undefined } = {}): Promise<Execution> {
+    return executionFromProto(await this.#call(this.#client.pauseExecution, { id, reason: options.reason ?? "" }));
+  }
+
+  /** Lift {@link pause}'s hold: the steps it held start in the order they were reached. */
+  async resume(id: string): Promise<Execution> {
+    return executionFromProto(await this.#call(this.#client.resumeExecution, { id }));
+  }
+
   /** Cancel an execution; its running steps are told at their next heartbeat. */
   async cancel(id: string, options: { reason?: string | undefined } = {}): Promise<Execution> {
     return executionFromProto(await this.#call(this.#client.cancelExecution, { id, reason: options.reason ?? "" }));
@@ -398,5 +426,12 @@ export function executionFromProto(info: ExecutionInfo): Execution {
     // An engine before signals sends neither: no chain then, so every run is its own first.
     firstRunId: info.firstRunId || info.id,
     run: info.run || 1,
+    pauses: info.pauses.map((pause) => ({
+      source: pause.source,
+      reason: pause.reason,
+      by: pause.by,
+      at: instant(pause.at),
+    })),
+    resetFrom: info.resetFrom || null,
   };
 }

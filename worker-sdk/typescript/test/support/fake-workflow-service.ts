@@ -3,6 +3,7 @@ import { type handleUnaryCall, type Metadata, Server, ServerCredentials, type Se
 
 import {
   ExecutionInfo,
+  type PauseExecutionRequest,
   type SignalExecutionRequest,
   WorkflowServiceService,
   type WorkflowServiceServer,
@@ -52,6 +53,18 @@ export class FakeWorkflowService {
       reject: unimplemented(),
       listDeadLetters: unimplemented(),
       redriveDeadLetter: unimplemented(),
+      bulkExecutions: unimplemented(),
+      resetExecution: unimplemented(),
+      pauseWorkflow: unimplemented(),
+      resumeWorkflow: unimplemented(),
+      pauseExecution: execution<PauseExecutionRequest>("pauseExecution", (info, request) => {
+        info.phase = "Paused";
+        info.pauses.push({ source: "user", reason: request.reason, by: "", at: new Date(1_700_000_003_000) });
+      }),
+      resumeExecution: execution("resumeExecution", (info) => {
+        info.phase = "Running";
+        info.pauses.splice(0);
+      }),
       startExecution: (call, callback) => {
         this.requests.push({ method: "startExecution", request: call.request, metadata: flatten(call.metadata) });
         const info = ExecutionInfo.fromPartial({

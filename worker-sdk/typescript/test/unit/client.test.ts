@@ -270,6 +270,22 @@ test("approve and cancel send what they are given", async () => {
   assert.equal(cancelled.phase, "Cancelled");
 });
 
+test("pause and resume send the id and reason and read the pauses back", async () => {
+  service.executions.set("ex-1", ExecutionInfo.fromPartial({ id: "ex-1", phase: "Running" }));
+
+  const paused = await client.pause("ex-1", { reason: "maintenance" });
+  assert.equal(paused.phase, "Paused");
+  assert.deepEqual(
+    paused.pauses.map((p) => [p.source, p.reason, p.at?.toISOString()]),
+    [["user", "maintenance", "2023-11-14T22:13:23.000Z"]],
+  );
+  const resumed = await client.resume("ex-1");
+
+  assert.deepEqual(service.sent("pauseExecution"), [{ id: "ex-1", reason: "maintenance" }]);
+  assert.deepEqual(service.sent("resumeExecution"), [{ id: "ex-1" }]);
+  assert.deepEqual([resumed.phase, resumed.pauses, resumed.resetFrom], ["Running", [], null]);
+});
+
 test("the address comes from the option, else CEREBELUM_ADDRESS, else 127.0.0.1:7450", () => {
   const clients = [new Client()];
   process.env["CEREBELUM_ADDRESS"] = "engine:7450";
