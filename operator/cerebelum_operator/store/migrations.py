@@ -19,7 +19,14 @@ from sqlalchemy import Connection, insert, inspect, select, update
 from ..engine.events import EVENT_FORMAT
 from . import schema
 from .base import StoreTooNew
-from .versions import v001_initial, v002_composition, v003_schedules, v004_compatibility, v005_retention
+from .versions import (
+    v001_initial,
+    v002_composition,
+    v003_schedules,
+    v004_compatibility,
+    v005_retention,
+    v006_task_queues,
+)
 
 __all__ = ["MIGRATIONS", "Migration", "apply_migrations", "latest_version"]
 
@@ -42,6 +49,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(3, v003_schedules.DESCRIPTION, v003_schedules.apply),
     Migration(4, v004_compatibility.DESCRIPTION, v004_compatibility.apply),
     Migration(5, v005_retention.DESCRIPTION, v005_retention.apply),
+    Migration(6, v006_task_queues.DESCRIPTION, v006_task_queues.apply),
 )
 
 

@@ -13,11 +13,11 @@ import contextlib
 import json
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
-from dataclasses import fields
+from dataclasses import asdict, fields
 from itertools import groupby
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Table, bindparam, delete, insert, select, update
+from sqlalchemy import BigInteger, Connection, Engine, Table, bindparam, delete, exists, insert, or_, select, update
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.sql.dml import Insert
 
@@ -35,6 +35,7 @@ from ..engine.actions import (
     StartTimer,
 )
 from ..engine.events import RecordedEvent, event_from_record
+from ..engine.flow import RateLimit
 from ..engine.state import ExecutionPhase
 from . import schema
 from .base import (
@@ -52,7 +53,9 @@ from .base import (
     RetiredExecution,
     StoreCorrupted,
     StoreUnavailable,
+    TaskQueueRow,
     TaskRow,
+    TaskStartRow,
     TimerRow,
     WorkflowRow,
 )
@@ -75,7 +78,7 @@ def _columns(table: Table, row_type: type[Any]) -> list[Any]:
     return [table.c[f.name] for f in fields(row_type)]
 
 
-_ActionParams = Callable[[Any, "_AppendContext"], dict[str, Any]]
+_ActionParams = Callable[[Any, "_AppendContext"], dict[str, Any] | None]
 
 
 class _AppendContext:
@@ -195,6 +198,27 @@ class SqlEventStore(SqlSchedules, EventStore):
         self._select_task = select(*self._task_columns).where(t.c.token == bindparam("b_token"))
         self._select_tasks = select(*self._task_columns).order_by(t.c.visible_at_ms, t.c.token)
 
+        q, ts = schema.task_queues, schema.task_starts
+        self._task_queue_columns = _columns(q, TaskQueueRow)
+        self._upsert_task_queue = self._insert_or_replace(q, "name")
+        self._select_task_queues = select(*self._task_queue_columns).order_by(q.c.name)
+        limited = or_(
+            t.c.key_rate_count.is_not(None),
+            exists().where(q.c.name == t.c.task_queue, q.c.rate_count.is_not(None)),
+        )
+        self._record_start = insert(ts).from_select(
+            ["token", "task_queue", "flow_key", "started_at_ms"],
+            select(t.c.token, t.c.task_queue, t.c.flow_key, bindparam("b_now_ms", type_=BigInteger)).where(
+                t.c.token == bindparam("b_token"), t.c.state == "leased", limited
+            ),
+        )
+        self._select_starts = (
+            select(ts.c.token, ts.c.task_queue, ts.c.flow_key, ts.c.started_at_ms)
+            .where(ts.c.started_at_ms > bindparam("b_since_ms"))
+            .order_by(ts.c.started_at_ms)
+        )
+        self._prune_starts = delete(ts).where(ts.c.started_at_ms < bindparam("b_before_ms"))
+
         self._upsert_timer = self._insert_or_replace(tm, "timer_id")
         self._delete_timer = delete(tm).where(tm.c.timer_id == bindparam("b_timer_id"))
         self._due_timers = (
@@ -230,17 +254,19 @@ class SqlEventStore(SqlSchedules, EventStore):
 
         # Each action kind: (statements to run, how to bind one action). Consecutive actions of
         # one kind run as a single executemany per statement, which keeps their order.
-        self._action_handlers: dict[type, tuple[tuple[Any, ...], _ActionParams]] = {
-            ScheduleTask: ((self._insert_task,), _schedule_params),
-            LeaseTask: ((self._lease_task,), _lease_params),
-            DeleteTask: ((self._delete_task,), _token_params),
-            CancelTask: ((self._delete_queued_task, self._flag_leased_task), _token_params),
-            StartTimer: ((self._upsert_timer,), _timer_params),
-            CancelTimer: ((self._delete_timer,), _timer_id_params),
-            AddDeadLetter: ((self._insert_dead_letter,), _dead_letter_params),
-            ResolveDeadLetter: ((self._resolve_dead_letter,), _resolve_params),
-            ReplaceSpec: ((self._replace_spec,), _spec_params),
-            SendMessage: ((self._insert_message,), _message_params),
+        # A binder returning None leaves that action out of that statement (a start is recorded only
+        # for a task leased by the decision).
+        self._action_handlers: dict[type, tuple[tuple[Any, _ActionParams], ...]] = {
+            ScheduleTask: ((self._insert_task, _schedule_params), (self._record_start, _eager_start_params)),
+            LeaseTask: ((self._lease_task, _lease_params), (self._record_start, _start_params)),
+            DeleteTask: ((self._delete_task, _token_params),),
+            CancelTask: ((self._delete_queued_task, _token_params), (self._flag_leased_task, _token_params)),
+            StartTimer: ((self._upsert_timer, _timer_params),),
+            CancelTimer: ((self._delete_timer, _timer_id_params),),
+            AddDeadLetter: ((self._insert_dead_letter, _dead_letter_params),),
+            ResolveDeadLetter: ((self._resolve_dead_letter, _resolve_params),),
+            ReplaceSpec: ((self._replace_spec, _spec_params),),
+            SendMessage: ((self._insert_message, _message_params),),
         }
 
     @contextlib.contextmanager
@@ -424,10 +450,11 @@ class SqlEventStore(SqlSchedules, EventStore):
 
     def _apply_actions(self, conn: Connection, actions: Iterable[Action], context: _AppendContext) -> None:
         for kind, group in groupby(actions, key=type):
-            statements, params = self._action_handlers[kind]
-            rows = [params(action, context) for action in group]
-            for statement in statements:
-                conn.execute(statement, rows)
+            batch = list(group)
+            for statement, params in self._action_handlers[kind]:
+                rows = [row for action in batch if (row := params(action, context)) is not None]
+                if rows:
+                    conn.execute(statement, rows)
 
     def get_execution(self, execution_id: str) -> ExecutionRow | None:
         with self._read() as conn:
@@ -517,6 +544,33 @@ class SqlEventStore(SqlSchedules, EventStore):
         with self._read() as conn:
             rows = conn.execute(query).all()
         return [TaskRow(*r) for r in rows]
+
+    def list_task_queues(self) -> list[TaskQueueRow]:
+        with self._read() as conn:
+            return [TaskQueueRow(*r) for r in conn.execute(self._select_task_queues)]
+
+    def put_task_queue(
+        self, name: str, *, paused: bool, note: str, rate_limit: RateLimit | None, now_ms: int
+    ) -> TaskQueueRow:
+        row = TaskQueueRow(
+            name,
+            paused,
+            note,
+            None if rate_limit is None else rate_limit.count,
+            None if rate_limit is None else rate_limit.period_ms,
+            now_ms,
+        )
+        with self._write() as conn:
+            conn.execute(self._upsert_task_queue, asdict(row))
+        return row
+
+    def task_starts_since(self, since_ms: int) -> list[TaskStartRow]:
+        with self._read() as conn:
+            return [TaskStartRow(*r) for r in conn.execute(self._select_starts, {"b_since_ms": since_ms})]
+
+    def prune_task_starts(self, before_ms: int) -> int:
+        with self._write() as conn:
+            return conn.execute(self._prune_starts, {"b_before_ms": before_ms}).rowcount
 
     def get_task(self, token: str) -> TaskRow | None:
         with self._read() as conn:
@@ -668,7 +722,19 @@ def _schedule_params(a: ScheduleTask, c: _AppendContext) -> dict[str, Any]:
         "cancel_requested": False,
         "progress": None,
         "workflow": c.workflow,
+        "priority": a.priority,
+        "flow_key": a.flow_key,
+        "key_rate_count": None if a.key_rate_limit is None else a.key_rate_limit.count,
+        "key_rate_period_ms": None if a.key_rate_limit is None else a.key_rate_limit.period_ms,
     }
+
+
+def _start_params(a: LeaseTask, c: _AppendContext) -> dict[str, Any]:
+    return {"b_token": a.token, "b_now_ms": c.now_ms}
+
+
+def _eager_start_params(a: ScheduleTask, c: _AppendContext) -> dict[str, Any] | None:
+    return {"b_token": a.token, "b_now_ms": c.now_ms} if a.token in c.leases else None
 
 
 def _lease_params(a: LeaseTask, c: _AppendContext) -> dict[str, Any]:
