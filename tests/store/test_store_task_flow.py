@@ -58,9 +58,9 @@ def test_a_lease_records_a_start_at_the_decisions_time_only_when_a_rate_limit_co
     )
     leases = [LeaseTask(t, "w1", 12_000, 32_000) for t in ("free", "paused-only", "queue-limited", "key-limited")]
     appender.append("e1", actions=leases, at_ms=7_000)
-    assert sorted(store.task_starts_since(0), key=lambda r: r.token) == [
-        TaskStartRow("key-limited", "default", "acme", 7_000),
-        TaskStartRow("queue-limited", "limited", None, 7_000),
+    assert sorted(store.live_task_starts(0), key=lambda r: r.token) == [
+        TaskStartRow("key-limited", "default", "acme", 7_000, 7_500),
+        TaskStartRow("queue-limited", "limited", None, 7_000, 8_000),
     ]
 
 
@@ -69,16 +69,19 @@ def test_a_task_scheduled_and_leased_in_one_decision_records_its_start_too(
 ) -> None:
     task = _keyed("eager", limit=RateLimit(1, 1000))
     appender.start("e1", at_ms=3_000, actions=[task, LeaseTask("eager", "w1", 12_000, 32_000)])
-    assert store.task_starts_since(0) == [TaskStartRow("eager", "default", "acme", 3_000)]
+    assert store.live_task_starts(0) == [TaskStartRow("eager", "default", "acme", 3_000, 4_000)]
 
 
-def test_starts_are_read_after_a_time_and_pruned_before_one(store: EventStore, appender: Appender) -> None:
+def test_a_start_lives_for_the_longest_period_that_counted_it_then_is_pruned(
+    store: EventStore, appender: Appender
+) -> None:
+    store.put_task_queue("default", paused=False, note="", rate_limit=RateLimit(9, 5_000), now_ms=0)
     appender.start("e1", actions=[_keyed(f"t{i}", limit=RateLimit(9, 1000)) for i in range(3)])
     for i, at_ms in enumerate((1_000, 2_000, 3_000)):
         appender.append("e1", actions=[LeaseTask(f"t{i}", "w1", 12_000, 32_000)], at_ms=at_ms)
-    assert [r.token for r in store.task_starts_since(1_000)] == ["t1", "t2"]
-    assert store.prune_task_starts(2_500) == 2
-    assert [r.token for r in store.task_starts_since(0)] == ["t2"]
+    assert [(r.token, r.expires_at_ms) for r in store.live_task_starts(6_000)] == [("t1", 7_000), ("t2", 8_000)]
+    assert store.prune_task_starts(7_000) == 2
+    assert [r.token for r in store.live_task_starts(0)] == ["t2"]
 
 
 def test_a_task_row_written_by_an_engine_of_schema_5_gets_priority_0_and_no_key(

@@ -240,6 +240,7 @@ class TaskStartRow:
     task_queue: str
     flow_key: str | None
     started_at_ms: int
+    expires_at_ms: int  # the start plus the longest period that counted it: no window sees it after
 
 
 @dataclass(frozen=True, slots=True)
@@ -421,12 +422,12 @@ class EventStore(abc.ABC):
         """Create or replace a queue's setting."""
 
     @abc.abstractmethod
-    def task_starts_since(self, since_ms: int) -> list[TaskStartRow]:
-        """Starts recorded after ``since_ms``, oldest first: the windows a restarted engine rebuilds."""
+    def live_task_starts(self, now_ms: int) -> list[TaskStartRow]:
+        """Starts some window still sees at ``now_ms``, oldest first: what a restarted engine rebuilds."""
 
     @abc.abstractmethod
-    def prune_task_starts(self, before_ms: int) -> int:
-        """Forget starts older than every window (``before_ms``); how many went."""
+    def prune_task_starts(self, now_ms: int) -> int:
+        """Forget the starts no window sees any more; how many went."""
 
     # -- timers and dead letters -------------------------------------------------------------------
     @abc.abstractmethod

@@ -244,5 +244,6 @@ task_starts = Table(
     Column("task_queue", Text, nullable=False),
     Column("flow_key", Text),
     Column("started_at_ms", BigInteger, nullable=False),
-    Index(None, "started_at_ms"),
+    Column("expires_at_ms", BigInteger, nullable=False),
+    Index(None, "expires_at_ms"),
 )

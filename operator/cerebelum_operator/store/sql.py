@@ -17,7 +17,22 @@ from dataclasses import asdict, fields
 from itertools import groupby
 from typing import Any
 
-from sqlalchemy import BigInteger, Connection, Engine, Table, bindparam, delete, exists, insert, or_, select, update
+from sqlalchemy import (
+    BigInteger,
+    Connection,
+    Engine,
+    Table,
+    bindparam,
+    case,
+    delete,
+    exists,
+    func,
+    insert,
+    literal,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.sql.dml import Insert
 
@@ -206,18 +221,27 @@ class SqlEventStore(SqlSchedules, EventStore):
             t.c.key_rate_count.is_not(None),
             exists().where(q.c.name == t.c.task_queue, q.c.rate_count.is_not(None)),
         )
+        now = bindparam("b_now_ms", type_=BigInteger)
+        queue_period = func.coalesce(
+            select(q.c.rate_period_ms).where(q.c.name == t.c.task_queue).scalar_subquery(), literal(0, BigInteger)
+        )
+        key_period = func.coalesce(t.c.key_rate_period_ms, literal(0, BigInteger))
         self._record_start = insert(ts).from_select(
-            ["token", "task_queue", "flow_key", "started_at_ms"],
-            select(t.c.token, t.c.task_queue, t.c.flow_key, bindparam("b_now_ms", type_=BigInteger)).where(
-                t.c.token == bindparam("b_token"), t.c.state == "leased", limited
-            ),
+            ["token", "task_queue", "flow_key", "started_at_ms", "expires_at_ms"],
+            select(
+                t.c.token,
+                t.c.task_queue,
+                t.c.flow_key,
+                now,
+                now + case((key_period > queue_period, key_period), else_=queue_period),
+            ).where(t.c.token == bindparam("b_token"), t.c.state == "leased", limited),
         )
         self._select_starts = (
-            select(ts.c.token, ts.c.task_queue, ts.c.flow_key, ts.c.started_at_ms)
-            .where(ts.c.started_at_ms > bindparam("b_since_ms"))
+            select(*_columns(ts, TaskStartRow))
+            .where(ts.c.expires_at_ms > bindparam("b_now_ms"))
             .order_by(ts.c.started_at_ms)
         )
-        self._prune_starts = delete(ts).where(ts.c.started_at_ms < bindparam("b_before_ms"))
+        self._prune_starts = delete(ts).where(ts.c.expires_at_ms <= bindparam("b_now_ms"))
 
         self._upsert_timer = self._insert_or_replace(tm, "timer_id")
         self._delete_timer = delete(tm).where(tm.c.timer_id == bindparam("b_timer_id"))
@@ -564,13 +588,13 @@ class SqlEventStore(SqlSchedules, EventStore):
             conn.execute(self._upsert_task_queue, asdict(row))
         return row
 
-    def task_starts_since(self, since_ms: int) -> list[TaskStartRow]:
+    def live_task_starts(self, now_ms: int) -> list[TaskStartRow]:
         with self._read() as conn:
-            return [TaskStartRow(*r) for r in conn.execute(self._select_starts, {"b_since_ms": since_ms})]
+            return [TaskStartRow(*r) for r in conn.execute(self._select_starts, {"b_now_ms": now_ms})]
 
-    def prune_task_starts(self, before_ms: int) -> int:
+    def prune_task_starts(self, now_ms: int) -> int:
         with self._write() as conn:
-            return conn.execute(self._prune_starts, {"b_before_ms": before_ms}).rowcount
+            return conn.execute(self._prune_starts, {"b_now_ms": now_ms}).rowcount
 
     def get_task(self, token: str) -> TaskRow | None:
         with self._read() as conn:

@@ -3,10 +3,11 @@
 ``tasks`` gains what a task carries for the dispatcher: ``priority`` (NOT NULL, default 0),
 ``flow_key`` and its rate limit (``key_rate_count`` per ``key_rate_period_ms``), nullable. Two new
 tables: ``task_queues``, an engine-wide setting per queue (paused, a rate limit), and
-``task_starts``, the start (lease) time of each task a rate limit counted, written in the lease's
-own transaction, so a restarted engine rebuilds every window from durable facts instead of
-starting it empty. Only columns with defaults and new tables: an engine of schema 5 still runs on
-a store at version 6 (its tasks get priority 0 and no key; it neither pauses nor limits anything).
+``task_starts``, the start (lease) time of each task a rate limit counted and until when a window
+may see it (the longest period that counted it), written in the lease's own transaction, so a
+restarted engine rebuilds every window from durable facts instead of starting it empty. Only
+columns with defaults and new tables: an engine of schema 5 still runs on a store at version 6
+(its tasks get priority 0 and no key; it neither pauses nor limits anything).
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ def apply(conn: Connection) -> None:
         Column("task_queue", Text, nullable=False),
         Column("flow_key", Text),
         Column("started_at_ms", BigInteger, nullable=False),
-        Index(None, "started_at_ms"),
+        Column("expires_at_ms", BigInteger, nullable=False),
+        Index(None, "expires_at_ms"),
     )
     metadata.create_all(conn, tables=[queues, starts])
