@@ -52,7 +52,7 @@ def test_a_lease_records_a_start_at_the_decisions_time_only_when_a_rate_limit_co
         actions=[
             appender.schedule("free"),
             appender.schedule("paused-only", task_queue="paused"),
-            _keyed("queue-limited", queue="limited", key=None),
+            _keyed("queue-limited", queue="limited", key="acme"),  # keyed, but no key limit counts it
             _keyed("key-limited", key="acme", limit=RateLimit(2, 500)),
         ],
     )

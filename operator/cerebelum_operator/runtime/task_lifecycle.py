@@ -380,6 +380,7 @@ class TaskBook:
         self._parked: dict[str | None, set[_Bucket]] = {}
         self._reopen: list[tuple[int, int, str, str | None]] = []  # (at_ms, order, "queue"|"key", name)
         self._reopen_at: dict[tuple[str, str | None], int] = {}
+        self._trimmed_at_ms = 0
 
     # -- reading ---------------------------------------------------------------------------
 
@@ -695,7 +696,9 @@ class TaskBook:
             offers += self._reopened(kind, name, now_ms)
         if self._reopen_at == {} and len(self._reopen) > 0:
             self._reopen.clear()
-        self.gate.trim(now_ms)
+        if now_ms - self._trimmed_at_ms >= 1000:  # O(windows): not on every promotion
+            self._trimmed_at_ms = now_ms
+            self.gate.trim(now_ms)
         return offers
 
     def expired(self, now_ms: int) -> list[Expiry]:

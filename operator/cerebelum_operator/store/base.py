@@ -238,7 +238,7 @@ class TaskStartRow:
 
     token: str
     task_queue: str
-    flow_key: str | None
+    flow_key: str | None  # set only when the task's key limit counted it
     started_at_ms: int
     expires_at_ms: int  # the start plus the longest period that counted it: no window sees it after
 

@@ -231,7 +231,7 @@ class SqlEventStore(SqlSchedules, EventStore):
             select(
                 t.c.token,
                 t.c.task_queue,
-                t.c.flow_key,
+                case((t.c.key_rate_count.is_not(None), t.c.flow_key), else_=None),  # a key's window counts it
                 now,
                 now + case((key_period > queue_period, key_period), else_=queue_period),
             ).where(t.c.token == bindparam("b_token"), t.c.state == "leased", limited),
