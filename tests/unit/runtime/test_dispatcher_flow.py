@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from cerebelum_operator.engine import ExecutionPhase, Reply
+from cerebelum_operator.engine import commands as cmd
 from cerebelum_operator.engine.flow import RateLimit
 from cerebelum_operator.runtime import Database, Dispatcher, EngineService, FakeClock, TaskQueueService
 from cerebelum_operator.store import open_store
@@ -112,3 +114,19 @@ async def test_a_rate_limit_is_kept_across_a_restart_from_the_starts_the_store_r
         assert all(b - a >= 1000 for a, b in zip(starts, starts[2:], strict=False)), starts
     finally:
         await second.stop()
+
+
+async def test_a_task_running_when_its_queue_is_paused_finishes_and_its_outcome_is_accepted(
+    first: Engine, clock: FakeClock
+) -> None:
+    await first.engine.start("w", {}, execution_id="e1")
+    granted = await first.dispatcher.poll(worker_id="w1", task_queue="q", steps=["a"], wait_ms=0)
+    assert granted is not None
+    await first.queues.pause("q")
+    heartbeat = await first.dispatcher.heartbeat(token=granted.token, worker_id="w1", progress=None)
+    assert not heartbeat.lease_lost and not heartbeat.cancel_requested
+    decision = await first.engine.handle(
+        "e1", cmd.TaskCompleted(granted.token, cmd.OutcomeSuccess({"ok": True}), worker_id="w1")
+    )
+    assert decision.reply == Reply.ACCEPTED
+    assert (await first.engine.state_of("e1")).phase == ExecutionPhase.SUCCEEDED
