@@ -19,7 +19,9 @@ from tests.integration.conftest import read_ledger
 from tests.support.processes import EngineProcess, WorkerProcess, run_cli
 from tests.support.waiting import wait_until
 
-RATE, PERIOD_MS = 2, 1000
+# Long enough that the engine is back (a second or three) well inside the window of the first starts:
+# an engine that restarted with an empty window would start the next ones at once.
+RATE, PERIOD_MS = 3, 10_000
 
 
 def cli_ok(engine: EngineProcess, *args: str) -> str:
@@ -53,18 +55,18 @@ def test_a_paused_queue_holds_its_work_and_a_rate_limit_holds_across_an_engine_k
     engine: EngineProcess, client: Client, start_worker: Callable[..., WorkerProcess], ledger: Path
 ) -> None:
     """One engine per database (its start is most of the cost): queue `held` paused, queue `test`
-    limited to 2/s; the engine is SIGKILLed once some limited steps ran, and comes back with both."""
+    limited to 3 per 10 s; the engine is SIGKILLed once 3 limited steps ran, and comes back with both."""
     client.apply_workflow("held", {"taskQueue": "held", "timeline": ["a"]})
     client.apply_workflow("limited", {"taskQueue": "test", "timeline": ["a"]})
     cli_ok(engine, "queue", "pause", "held", "--note", "maintenance")
-    assert "limited to 2/1s" in cli_ok(engine, "queue", "limit", "test", f"{RATE}/1s")
+    assert "limited to 3/10s" in cli_ok(engine, "queue", "limit", "test", f"{RATE}/10s")
     start_worker(TASK_QUEUE="held")
     start_worker()
     held = [client.start("held", {}, execution_id=f"held-{i}").id for i in range(3)]
     limited = [client.start("limited", {}, execution_id=f"limited-{i}").id for i in range(6)]
     hint = "task queue 'held' is paused (maintenance)"
     wait_until(lambda: all(client.get(i).steps[0].waiting_hint == hint for i in held), what="the paused hint")
-    wait_until(lambda: len(read_ledger(ledger)) >= 3, within=60, what="three limited steps to run")
+    wait_until(lambda: len(read_ledger(ledger)) >= RATE, within=60, what="the first window's steps to run")
 
     engine.kill()  # SIGKILL: the pause and the window must come back from the store
     engine.start()
@@ -72,7 +74,7 @@ def test_a_paused_queue_holds_its_work_and_a_rate_limit_holds_across_an_engine_k
         wait_until(lambda: queue_polled(engine, "held"), what="the held queue's worker to poll again")
         queues = {q["name"]: q for q in json.loads(cli_ok(engine, "queue", "list", "-o", "json"))}
         assert (queues["held"]["paused"], queues["held"]["ready"], queues["held"]["waitingReason"]) == (True, 3, hint)
-        assert queues["test"]["rateLimit"]["text"] == "2/1s"
+        assert queues["test"]["rateLimit"]["text"] == "3/10s"
         wait_until(lambda: all_succeeded(fresh, limited), within=90, what="every limited execution to succeed")
         times = start_times(fresh, limited)
         assert len(times) >= len(limited)
