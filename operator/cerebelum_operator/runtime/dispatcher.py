@@ -112,9 +112,15 @@ class Dispatcher:
             self._hand_out(self.book.apply(execution_id, workflow, action, now))
         self._wake_if_needed()
 
-    def reserve(self, execution_id: str, workflow: str, actions: Sequence[act.Action]) -> list[cmd.TaskStarted]:
-        """Eager dispatch: set aside a waiting poller for each new task one can take now."""
-        reserved = self.book.reserve(workflow, actions, self.clock.now_ms())
+    def reserve(
+        self, execution_id: str, workflow: str, actions: Sequence[act.Action], *, now_ms: int | None = None
+    ) -> list[cmd.TaskStarted]:
+        """Eager dispatch: set aside a waiting poller for each new task one can take now.
+
+        ``now_ms``: the time the decision read (its events' time); with it, rate-limited tasks are
+        leased eagerly too (`TaskBook.reserve`).
+        """
+        reserved = self.book.reserve(workflow, actions, self.clock.now_ms(), decision_now_ms=now_ms)
         return [cmd.TaskStarted(token, worker_id) for token, worker_id in reserved]
 
     def release(self, commands: Sequence[cmd.TaskStarted]) -> None:

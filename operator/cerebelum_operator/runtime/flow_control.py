@@ -207,6 +207,15 @@ class FlowGate:
             self._keys.setdefault(key, RateWindow()).record(at_ms)
             self._key_spans[key] = max(self._key_spans.get(key, 0), limit.period_ms)
 
+    def assume_started(self, token: str, at_ms: int) -> None:
+        """A lease whose commit may have landed unseen: its charge turns into a start (never forgotten)."""
+        charge = self.uncharge(token)
+        if charge is not None:
+            if charge.queue is not None:
+                self._queues[charge.queue].record(at_ms)
+            if charge.key is not None:
+                self._keys[charge.key].record(at_ms)
+
     def trim(self, now_ms: int) -> None:
         """Forget starts older than every window, and windows with nothing left (bounded memory)."""
         for queue, window in list(self._queues.items()):

@@ -514,16 +514,26 @@ class TaskBook:
 
     # -- eager dispatch --------------------------------------------------------------------
 
-    def reserve(self, workflow: str, actions: Sequence[act.Action], now_ms: int) -> list[tuple[str, str]]:
-        """Set aside a waiting poller for each new task one may take now: (token, worker id) pairs."""
+    def reserve(
+        self, workflow: str, actions: Sequence[act.Action], now_ms: int, *, decision_now_ms: int | None = None
+    ) -> list[tuple[str, str]]:
+        """Set aside a waiting poller for each new task one may take now: (token, worker id) pairs.
+
+        A task a rate limit counts is reserved only when the caller says when its decision read the
+        clock (``decision_now_ms``, the time its eager lease's StepStarted will bear): it is admitted
+        at that time, so the history never shows a start earlier than its admission. Without it,
+        such a task is admitted (and leased) after its commit instead.
+        """
         reserved: list[tuple[str, str]] = []
         for action in actions:
             if not isinstance(action, act.ScheduleTask) or action.visible_at_ms > now_ms:
                 continue
-            if self.gate.queue_block(action.task_queue, now_ms) is not None or self.gate.limits(
-                action.task_queue, action.flow_key, action.key_rate_limit
-            ):
-                continue  # held back, or counted by a rate limit: admitted (and leased) after its commit
+            key, limit = action.flow_key, action.key_rate_limit
+            if self.gate.limits(action.task_queue, key, limit):
+                if decision_now_ms is None or self.gate.block(action.task_queue, key, limit, decision_now_ms):
+                    continue
+            elif self.gate.queue_block(action.task_queue, now_ms) is not None:
+                continue  # paused
             eligible = [
                 w for w in self._waiting.get(action.task_queue, ()) if w.accepts(action.step, namespace_of(workflow))
             ]
@@ -535,6 +545,7 @@ class TaskBook:
                 continue
             self._waiting[action.task_queue].remove(waiter)
             self._reserved[action.token] = _Reservation(waiter, workflow)
+            self.gate.charge(action.token, action.task_queue, key, limit)
             reserved.append((action.token, waiter.worker_id))
         return reserved
 
@@ -545,6 +556,8 @@ class TaskBook:
             reservation = self._reserved.pop(token, None)
             if reservation is None:
                 continue
+            # A failed commit may have landed: a rate-limited task's place stays taken, as a start.
+            self.gate.assume_started(token, now_ms)
             if reservation.waiter.listening:
                 self._waiting.setdefault(reservation.waiter.task_queue, []).append(reservation.waiter)
             queued = self._queued.get(token)

@@ -119,3 +119,27 @@ def test_queue_stats_count_what_waits_and_why() -> None:
     stats = book.queue_stats(T0)["q"]
     assert (stats.ready, stats.scheduled, stats.running, stats.pollers) == (1, 1, 0, 1)
     assert stats.block is not None and stats.block.reason == "task queue 'q' is paused (deploy)"
+
+
+def test_a_rate_limited_task_is_leased_eagerly_only_when_admitted_at_its_decisions_time() -> None:
+    book = TaskBook()
+    book.set_control("q", QueueControl(rate_limit=RateLimit(1, 1000)), T0)
+    waiting(book, "w1")
+    waiting(book, "w2")
+    assert book.reserve("wf", [schedule("t1")], T0 + 5, decision_now_ms=T0) == [("t1", "w1")]
+    assert book.reserve("wf", [schedule("t2")], T0 + 5, decision_now_ms=T0) == [], "t1 holds the only place"
+    book.apply("e", "wf", schedule("t1"), T0 + 5)
+    book.apply("e", "wf", lease("t1", "w1", at=T0), T0 + 5)
+    assert book.reserve("wf", [schedule("t3")], T0 + 1004, decision_now_ms=T0 + 1004) == []
+    assert book.reserve("wf", [schedule("t3")], T0 + 1005, decision_now_ms=T0 + 1005) == [("t3", "w2")]
+
+
+def test_an_eager_commit_that_failed_keeps_its_place_taken_as_a_start() -> None:
+    book = TaskBook()
+    book.set_control("q", QueueControl(rate_limit=RateLimit(1, 1000)), T0)
+    waiting(book, "w1")
+    assert book.reserve("wf", [schedule("t1")], T0, decision_now_ms=T0) == [("t1", "w1")]
+    book.release(["t1"], T0 + 2)  # the commit failed: it may have landed
+    book.apply("e", "wf", schedule("t2"), T0 + 3)
+    assert take(book, at=T0 + 3) is None
+    assert take(book, at=T0 + 1002) == "t2"
