@@ -7,7 +7,7 @@ import dataclasses
 from sqlalchemy import create_engine, insert
 
 from cerebelum_operator.engine.actions import LeaseTask, ScheduleTask
-from cerebelum_operator.engine.flow import RateLimit
+from cerebelum_operator.engine.rates import RateLimit
 from cerebelum_operator.store import EventStore, TaskStartRow
 from cerebelum_operator.store.postgres import normalise_url
 from cerebelum_operator.store.schema import tasks

@@ -9,7 +9,7 @@ from typing import Any, TypeVar
 from cerebelum.v1 import task_queue_pb2 as pb
 from cerebelum.v1 import task_queue_pb2_grpc as pb_grpc
 
-from ..engine.flow import MAX_RATE_PERIOD_MS, RateLimit
+from ..engine.rates import MAX_RATE_PERIOD_MS, RateLimit
 from ..runtime import TaskQueueService, TaskQueueView
 from .errors import Context, InvalidRequest, grpc_errors
 from .guard import Guard

@@ -26,7 +26,7 @@ from cerebelum.errors import error_from_rpc
 from cerebelum.v1 import task_queue_pb2 as pb
 from cerebelum.v1 import task_queue_pb2_grpc as pb_grpc
 
-from ..engine.flow import MAX_RATE_PERIOD_MS, format_period
+from ..engine.rates import MAX_RATE_PERIOD_MS, format_period
 from ..server import DEFAULT_ADDRESS
 from .render import Output, console, emit, err_console, printable, rfc3339
 

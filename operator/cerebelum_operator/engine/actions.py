@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from .flow import RateLimit
+from .rates import RateLimit
 
 __all__ = [
     "Action",

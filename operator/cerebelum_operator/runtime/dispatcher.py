@@ -23,8 +23,8 @@ from ..store import StoreUnavailable, TaskRow
 from .clock import Clock
 from .database import Database
 from .engine_service import EngineService, ExecutionNotFound
-from .flow_control import QueueControl
 from .outage import OutageLog
+from .queue_gate import QueueControl
 from .task_lifecycle import GrantedTask, HeartbeatResult, Offer, QueuedTask, QueueStats, TaskBook, Waiter
 from .wakeup import Wakeup
 from .workflow_key import namespace_of

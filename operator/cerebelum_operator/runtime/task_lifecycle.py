@@ -52,10 +52,10 @@ from dataclasses import dataclass
 from typing import Any, Literal, NamedTuple
 
 from ..engine import actions as act
-from ..engine.flow import RateLimit
+from ..engine.rates import RateLimit
 from ..store import TaskRow
 from .fair_queue import FairQueue
-from .flow_control import Block, FlowGate, QueueControl
+from .queue_gate import Block, FlowGate, QueueControl
 from .workflow_key import namespace_of
 
 __all__ = [

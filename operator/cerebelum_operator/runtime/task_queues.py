@@ -12,12 +12,12 @@ import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from ..engine.flow import RateLimit
+from ..engine.rates import RateLimit
 from ..store import TaskQueueRow
 from .clock import Clock
 from .database import Database
 from .dispatcher import Dispatcher
-from .flow_control import Block, QueueControl
+from .queue_gate import Block, QueueControl
 from .task_lifecycle import QueueStats
 
 __all__ = ["TaskQueueService", "TaskQueueView"]

@@ -14,7 +14,7 @@ from typing import Any
 
 from ..engine.actions import Action
 from ..engine.events import RecordedEvent
-from ..engine.flow import RateLimit
+from ..engine.rates import RateLimit
 
 __all__ = [
     "AppendRequest",

@@ -225,7 +225,7 @@ retired_executions = Table(
 )
 
 # Flow control of task queues (migration 6): an engine-wide setting per queue, and the starts that a
-# rate limit counted, so a window survives a restart (`runtime/flow_control.py`).
+# rate limit counted, so a window survives a restart (`runtime/queue_gate.py`).
 task_queues = Table(
     "task_queues",
     metadata,

@@ -50,7 +50,7 @@ from ..engine.actions import (
     StartTimer,
 )
 from ..engine.events import RecordedEvent, event_from_record
-from ..engine.flow import RateLimit
+from ..engine.rates import RateLimit
 from ..engine.state import ExecutionPhase
 from . import schema
 from .base import (

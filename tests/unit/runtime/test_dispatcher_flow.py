@@ -10,7 +10,7 @@ import pytest
 
 from cerebelum_operator.engine import ExecutionPhase, Reply
 from cerebelum_operator.engine import commands as cmd
-from cerebelum_operator.engine.flow import RateLimit
+from cerebelum_operator.engine.rates import RateLimit
 from cerebelum_operator.runtime import Database, Dispatcher, EngineService, FakeClock, TaskQueueService
 from cerebelum_operator.store import open_store
 

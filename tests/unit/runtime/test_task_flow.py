@@ -5,8 +5,8 @@ from __future__ import annotations
 import dataclasses
 
 from cerebelum_operator.engine import actions as act
-from cerebelum_operator.engine.flow import RateLimit
-from cerebelum_operator.runtime.flow_control import QueueControl
+from cerebelum_operator.engine.rates import RateLimit
+from cerebelum_operator.runtime.queue_gate import QueueControl
 from cerebelum_operator.runtime.task_lifecycle import QueuedTask, TaskBook
 
 from .test_task_lifecycle import EVERY, T0, lease, schedule, waiting

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import random
 
-from cerebelum_operator.engine.flow import RateLimit
-from cerebelum_operator.runtime.flow_control import Block, FlowGate, QueueControl, RateWindow
+from cerebelum_operator.engine.rates import RateLimit
+from cerebelum_operator.runtime.queue_gate import Block, FlowGate, QueueControl, RateWindow
 from cerebelum_operator.store import TaskStartRow
 
 TEN_PER_S = RateLimit(10, 1000)

@@ -29,7 +29,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
-from ..engine.flow import MAX_RATE_PERIOD_MS, RateLimit
+from ..engine.rates import MAX_RATE_PERIOD_MS, RateLimit
 from ..store import TaskStartRow
 
 __all__ = ["Block", "FlowGate", "QueueControl", "RateWindow"]
