@@ -141,6 +141,30 @@ tasks = Table(
     Index(None, "state", "lease_expires_at_ms"),
 )
 
+# Flow control of task queues (migration 6): an engine-wide setting per queue, and the starts that a
+# rate limit counted, so a window survives a restart (`runtime/queue_gate.py`).
+task_queues = Table(
+    "task_queues",
+    metadata,
+    Column("name", Text, primary_key=True),
+    Column("paused", Boolean, nullable=False),
+    Column("note", Text, nullable=False),
+    Column("rate_count", Integer),
+    Column("rate_period_ms", BigInteger),
+    Column("updated_at_ms", BigInteger, nullable=False),
+)
+
+task_starts = Table(
+    "task_starts",
+    metadata,
+    Column("token", Text, nullable=False),
+    Column("task_queue", Text, nullable=False),
+    Column("flow_key", Text),
+    Column("started_at_ms", BigInteger, nullable=False),
+    Column("expires_at_ms", BigInteger, nullable=False),
+    Index(None, "expires_at_ms"),
+)
+
 timers = Table(
     "timers",
     metadata,
@@ -222,28 +246,4 @@ retired_executions = Table(
     Column("finished_at_ms", BigInteger, nullable=False),
     Column("retired_at_ms", BigInteger, nullable=False),
     Column("export", Text),
-)
-
-# Flow control of task queues (migration 6): an engine-wide setting per queue, and the starts that a
-# rate limit counted, so a window survives a restart (`runtime/queue_gate.py`).
-task_queues = Table(
-    "task_queues",
-    metadata,
-    Column("name", Text, primary_key=True),
-    Column("paused", Boolean, nullable=False),
-    Column("note", Text, nullable=False),
-    Column("rate_count", Integer),
-    Column("rate_period_ms", BigInteger),
-    Column("updated_at_ms", BigInteger, nullable=False),
-)
-
-task_starts = Table(
-    "task_starts",
-    metadata,
-    Column("token", Text, nullable=False),
-    Column("task_queue", Text, nullable=False),
-    Column("flow_key", Text),
-    Column("started_at_ms", BigInteger, nullable=False),
-    Column("expires_at_ms", BigInteger, nullable=False),
-    Index(None, "expires_at_ms"),
 )

@@ -93,7 +93,7 @@ def _columns(table: Table, row_type: type[Any]) -> list[Any]:
     return [table.c[f.name] for f in fields(row_type)]
 
 
-_ActionParams = Callable[[Any, "_AppendContext"], dict[str, Any] | None]
+_ActionParams = Callable[[Any, "_AppendContext"], dict[str, Any]]
 
 
 class _AppendContext:
@@ -278,19 +278,17 @@ class SqlEventStore(SqlSchedules, EventStore):
 
         # Each action kind: (statements to run, how to bind one action). Consecutive actions of
         # one kind run as a single executemany per statement, which keeps their order.
-        # A binder returning None leaves that action out of that statement (a start is recorded only
-        # for a task leased by the decision).
-        self._action_handlers: dict[type, tuple[tuple[Any, _ActionParams], ...]] = {
-            ScheduleTask: ((self._insert_task, _schedule_params), (self._record_start, _eager_start_params)),
-            LeaseTask: ((self._lease_task, _lease_params), (self._record_start, _start_params)),
-            DeleteTask: ((self._delete_task, _token_params),),
-            CancelTask: ((self._delete_queued_task, _token_params), (self._flag_leased_task, _token_params)),
-            StartTimer: ((self._upsert_timer, _timer_params),),
-            CancelTimer: ((self._delete_timer, _timer_id_params),),
-            AddDeadLetter: ((self._insert_dead_letter, _dead_letter_params),),
-            ResolveDeadLetter: ((self._resolve_dead_letter, _resolve_params),),
-            ReplaceSpec: ((self._replace_spec, _spec_params),),
-            SendMessage: ((self._insert_message, _message_params),),
+        self._action_handlers: dict[type, tuple[tuple[Any, ...], _ActionParams]] = {
+            ScheduleTask: ((self._insert_task,), _schedule_params),
+            LeaseTask: ((self._lease_task,), _lease_params),
+            DeleteTask: ((self._delete_task,), _token_params),
+            CancelTask: ((self._delete_queued_task, self._flag_leased_task), _token_params),
+            StartTimer: ((self._upsert_timer,), _timer_params),
+            CancelTimer: ((self._delete_timer,), _timer_id_params),
+            AddDeadLetter: ((self._insert_dead_letter,), _dead_letter_params),
+            ResolveDeadLetter: ((self._resolve_dead_letter,), _resolve_params),
+            ReplaceSpec: ((self._replace_spec,), _spec_params),
+            SendMessage: ((self._insert_message,), _message_params),
         }
 
     @contextlib.contextmanager
@@ -473,12 +471,23 @@ class SqlEventStore(SqlSchedules, EventStore):
         return ConcurrencyConflict(f"execution {execution_id!r} is at seq {last_seq}, not {expected_seq}")
 
     def _apply_actions(self, conn: Connection, actions: Iterable[Action], context: _AppendContext) -> None:
+        actions = list(actions)
         for kind, group in groupby(actions, key=type):
-            batch = list(group)
-            for statement, params in self._action_handlers[kind]:
-                rows = [row for action in batch if (row := params(action, context)) is not None]
-                if rows:
-                    conn.execute(statement, rows)
+            statements, params = self._action_handlers[kind]
+            rows = [params(action, context) for action in group]
+            for statement in statements:
+                conn.execute(statement, rows)
+        self._record_starts(conn, actions, context)
+
+    def _record_starts(self, conn: Connection, actions: Sequence[Action], context: _AppendContext) -> None:
+        """Each task this decision leased that a rate limit counts: its start, at the decision's time.
+
+        After the actions, so each task row already says leased (one lease and its start, one
+        transaction: a restarted engine rebuilds its rate windows from these rows).
+        """
+        leased = [a.token for a in actions if isinstance(a, LeaseTask)] + list(context.leases)
+        if leased:
+            conn.execute(self._record_start, [{"b_token": token, "b_now_ms": context.now_ms} for token in leased])
 
     def get_execution(self, execution_id: str) -> ExecutionRow | None:
         with self._read() as conn:
@@ -751,14 +760,6 @@ def _schedule_params(a: ScheduleTask, c: _AppendContext) -> dict[str, Any]:
         "key_rate_count": None if a.key_rate_limit is None else a.key_rate_limit.count,
         "key_rate_period_ms": None if a.key_rate_limit is None else a.key_rate_limit.period_ms,
     }
-
-
-def _start_params(a: LeaseTask, c: _AppendContext) -> dict[str, Any]:
-    return {"b_token": a.token, "b_now_ms": c.now_ms}
-
-
-def _eager_start_params(a: ScheduleTask, c: _AppendContext) -> dict[str, Any] | None:
-    return {"b_token": a.token, "b_now_ms": c.now_ms} if a.token in c.leases else None
 
 
 def _lease_params(a: LeaseTask, c: _AppendContext) -> dict[str, Any]:
