@@ -97,6 +97,21 @@ SCENARIOS: dict[str, Scenario] = {
         "seconds (lower is better)",
         True,
     ),
+    "flow-control": Scenario(
+        "Flow control's cost",
+        "the throughput shape twice on one engine: without flow control, then with a task queue rate limit that "
+        "never binds",
+        (
+            Column("off_steps_per_s", "steps/s without"),
+            Column("on_steps_per_s", "steps/s with a limit"),
+            Column("cost_pct", "cost %"),
+            Column("executions", "executions"),
+            Column("steps", "steps each"),
+        ),
+        ("off_steps_per_s", "on_steps_per_s"),
+        "steps per second (higher is better)",
+        False,
+    ),
     "code-scale": Scenario(
         "Code workflows at scale",
         "a code workflow looping with a step per iteration, continuing as new; then a worker holding many cached"

@@ -25,7 +25,17 @@ sys.path.insert(0, str(ROOT))
 from bench.common import Result  # noqa: E402
 from bench.report import write_report  # noqa: E402
 
-SCENARIOS = ("latency", "throughput", "fanout", "map", "hibernation", "recovery", "code-scale", "kubernetes")
+SCENARIOS = (
+    "latency",
+    "throughput",
+    "fanout",
+    "map",
+    "hibernation",
+    "recovery",
+    "code-scale",
+    "kubernetes",
+    "flow-control",
+)
 
 
 @dataclass(frozen=True)
@@ -67,6 +77,9 @@ RUNNERS = (
         extra=("--code",),
     ),
     Runner("cerebelum-kubernetes", "kubernetes_runner.py", None, ("kubernetes",)),
+    # Throughput with and without a task queue rate limit, in the same run (issue 19: its cost).
+    Runner("cerebelum-flow-sqlite", "cerebelum_runner.py", "sqlite", ("flow-control",)),
+    Runner("cerebelum-flow-postgres", "cerebelum_runner.py", "postgres", ("flow-control",)),
     # DBOS creates about 60 workflows a second on SQLite: 5,000 keeps each of these under five minutes.
     Runner(
         "dbos-sqlite",

@@ -29,7 +29,12 @@ from tests.support.processes import ROOT
 from tests.support.security import CREDENTIAL_VARIABLES, GuardedEngine
 
 TOKEN = "dev-token-for-the-health-tests"
-SERVICES = ("cerebelum.v1.WorkerService", "cerebelum.v1.WorkflowService", "cerebelum.v1.ScheduleService")
+SERVICES = (
+    "cerebelum.v1.WorkerService",
+    "cerebelum.v1.WorkflowService",
+    "cerebelum.v1.ScheduleService",
+    "cerebelum.v1.TaskQueueService",
+)
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 

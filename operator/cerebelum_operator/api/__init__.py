@@ -1,10 +1,11 @@
-"""The gRPC surface: WorkerService for workers, WorkflowService and ScheduleService for clients."""
+"""The gRPC surface: WorkerService for workers, WorkflowService, ScheduleService and TaskQueueService for clients."""
 
 from .access import AccessPolicy, AccessRule, PolicyError
 from .auth import Authenticator, AuthUnavailable, Identity, StaticTokenAuthenticator, Unauthenticated
 from .guard import Guard
 from .payloads import DEFAULT_MAX_PAYLOAD_BYTES
 from .schedule_service import ScheduleServicer
+from .task_queue_service import TaskQueueServicer
 from .worker_service import WorkerServicer
 from .workflow_service import WorkflowServicer, execution_info
 
@@ -19,6 +20,7 @@ __all__ = [
     "PolicyError",
     "ScheduleServicer",
     "StaticTokenAuthenticator",
+    "TaskQueueServicer",
     "Unauthenticated",
     "WorkerServicer",
     "WorkflowServicer",

@@ -9,12 +9,14 @@ A policy is a list of rules, loaded from YAML (``cerebelum operator --access-pol
     clients:
       - subjects: ["group:cerebelum-admins"]
         schedules: true                                  # may also manage schedules (default: no)
+        taskQueues: true                                 # may pause and rate-limit task queues (default: no)
 
 A worker polling a queue gets tasks only of the namespaces its rules allow for that queue; a
 queue no rule allows is refused with a message naming the queue. ``clients`` may call the
 WorkflowService (start, approve, cancel, read); the ScheduleService only with ``schedules: true``,
 because a schedule starts executions on its own, long after its author left: a right of its own,
-closed unless granted.
+closed unless granted. The TaskQueueService (pause, resume, rate limits) needs ``taskQueues:
+true``: a task queue is shared by every namespace, so its setting is an operator's, not a tenant's.
 
 The schema fails closed: a worker rule must name its namespaces and queues (nothing defaults to
 "all"), and a field the policy does not honour is refused rather than ignored. ``clients`` rules
@@ -64,6 +66,7 @@ class AccessRule:
     namespaces: tuple[str, ...]  # no default: a rule says what it grants (a client rule: nothing)
     queues: tuple[str, ...]
     schedules: bool = False  # a client rule: may it also manage schedules (the ScheduleService)?
+    task_queues: bool = False  # a client rule: may it pause and rate-limit task queues (TaskQueueService)?
 
     def applies_to(self, identity: Identity) -> bool:
         for subject in self.subjects:
@@ -100,7 +103,7 @@ class AccessPolicy:
     @classmethod
     def allow_all(cls) -> AccessPolicy:
         """Every caller may do everything: dev mode, and the operator with ``--auth none``."""
-        anyone = AccessRule(subjects=("*",), namespaces=("*",), queues=("*",), schedules=True)
+        anyone = AccessRule(subjects=("*",), namespaces=("*",), queues=("*",), schedules=True, task_queues=True)
         return cls(workers=(anyone,), clients=(anyone,))
 
     @classmethod
@@ -153,6 +156,13 @@ class AccessPolicy:
                 f"{identity.username!r} may not call {rpc} (access policy: no 'clients' rule with 'schedules: true')"
             )
 
+    def check_task_queues(self, identity: Identity, rpc: str) -> None:
+        """Raise unless a ``clients`` rule with ``taskQueues: true`` applies to the caller."""
+        if not any(rule.task_queues and rule.applies_to(identity) for rule in self.clients):
+            raise PermissionDenied(
+                f"{identity.username!r} may not call {rpc} (access policy: no 'clients' rule with 'taskQueues: true')"
+            )
+
 
 def _rules(items: Any, section: str) -> Iterable[AccessRule]:
     if items is None:
@@ -171,7 +181,7 @@ def _rules(items: Any, section: str) -> Iterable[AccessRule]:
                     " executions of every namespace. Grant the client API only to subjects trusted with all of"
                     " them, and confine namespace users with Kubernetes RBAC on the custom resources instead"
                 )
-            allowed = {"subjects", "schedules"}
+            allowed = {"subjects", "schedules", "taskQueues"}
         else:
             allowed = {"subjects", "namespaces", "queues"}
         unknown = set(item) - allowed
@@ -182,7 +192,10 @@ def _rules(items: Any, section: str) -> Iterable[AccessRule]:
             schedules = item.get("schedules", False)
             if not isinstance(schedules, bool):
                 raise PolicyError(f"{where}.schedules: expected true or false")
-            yield AccessRule(subjects=subjects, namespaces=(), queues=(), schedules=schedules)
+            task_queues = item.get("taskQueues", False)
+            if not isinstance(task_queues, bool):
+                raise PolicyError(f"{where}.taskQueues: expected true or false")
+            yield AccessRule(subjects=subjects, namespaces=(), queues=(), schedules=schedules, task_queues=task_queues)
             continue
         for required, example in (
             ("namespaces", '["$self"] or ["team-a"]; "*" for all'),

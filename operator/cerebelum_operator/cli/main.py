@@ -25,6 +25,7 @@ from ..server import DEFAULT_ADDRESS, DEFAULT_DATABASE_URL
 from .common import AddressOption, OutputOption, client, fail
 from .control import control_commands
 from .documents import DocumentError, read_workflows
+from .queues import queue_app
 from .render import (
     Output,
     console,
@@ -47,6 +48,7 @@ dlq_app = typer.Typer(help="The dead-letter queue: steps that ran out of retries
 app.add_typer(get_app, name="get")
 app.add_typer(dlq_app, name="dlq")
 app.add_typer(schedule_app, name="schedule")
+app.add_typer(queue_app, name="queue")
 app.command("replay")(replay_command)
 
 DEFAULT_LIST_LIMIT = 50

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from .rates import RateLimit
+
 __all__ = [
     "Action",
     "AddDeadLetter",
@@ -38,6 +40,13 @@ class ScheduleTask:
     lease_ms: int
     heartbeat_required: bool
     sticky_worker_id: str | None
+    # Flow control (issue 19), kept with the task in the store. Higher ``priority`` is handed out
+    # first; within one priority the dispatcher takes turns between ``flow_key``s (None: the
+    # queue's unkeyed tasks, one key of their own), and at most ``key_rate_limit`` tasks of that
+    # key start per period.
+    priority: int = 0
+    flow_key: str | None = None
+    key_rate_limit: RateLimit | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,6 +9,7 @@ from .outage import OutageLog
 from .relay import Relay
 from .retention import RetentionService
 from .schedules import ScheduleInvalid, ScheduleNotFound, ScheduleService, ScheduleView
+from .task_queues import TaskQueueService, TaskQueueView
 from .timers import TimerService
 from .wakeup import Wakeup
 from .workflow_key import WorkflowKey, namespace_of
@@ -33,6 +34,8 @@ __all__ = [
     "ScheduleService",
     "ScheduleView",
     "SystemClock",
+    "TaskQueueService",
+    "TaskQueueView",
     "TimerService",
     "Wakeup",
     "WorkflowKey",

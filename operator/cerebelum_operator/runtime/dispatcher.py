@@ -24,7 +24,8 @@ from .clock import Clock
 from .database import Database
 from .engine_service import EngineService, ExecutionNotFound
 from .outage import OutageLog
-from .task_lifecycle import GrantedTask, HeartbeatResult, Offer, QueuedTask, TaskBook, Waiter
+from .queue_gate import QueueControl
+from .task_lifecycle import GrantedTask, HeartbeatResult, Offer, QueuedTask, QueueStats, TaskBook, Waiter
 from .wakeup import Wakeup
 from .workflow_key import namespace_of
 
@@ -44,6 +45,7 @@ class Dispatcher:
         max_poll_wait_ms: int = 30_000,
         sweep_interval_s: float = 0.1,
         retry_after_error_ms: int = 1000,
+        prune_interval_ms: int = 60_000,
     ) -> None:
         self.db = db
         self.engine = engine
@@ -52,6 +54,7 @@ class Dispatcher:
         self.max_poll_wait_ms = max_poll_wait_ms
         self.sweep_interval_s = sweep_interval_s
         self.retry_after_error_ms = retry_after_error_ms
+        self.prune_interval_ms = prune_interval_ms
         self.book = TaskBook(sticky_window_ms=sticky_window_ms)
         self._futures: dict[Waiter, asyncio.Future[QueuedTask | GrantedTask]] = {}
         self._wakeup = Wakeup(clock=clock)
@@ -70,12 +73,24 @@ class Dispatcher:
 
     async def start(self) -> None:
         """Rebuild the book from the store; leases held at a restart get a fresh period."""
+        # Flow control first: the windows rebuilt from the starts the store recorded, not empty.
+        now = self.clock.now_ms()
+        queues = await self.db.run(self.db.store.list_task_queues)
+        starts = await self.db.run(self.db.store.live_task_starts, now)
+        controls = {q.name: QueueControl(paused=q.paused, note=q.note, rate_limit=q.rate_limit) for q in queues}
+        self.book.gate.load(controls, starts, now)
         rows: list[TaskRow] = await self.db.run(self.db.store.load_tasks)
         for row in rows:
             self._workflows[row.execution_id] = row.workflow
         self.book.load(rows, self.clock.now_ms())
         queued, leased = self.book.counts()
-        log.info("dispatcher loaded %d queued and %d leased tasks", queued, leased)
+        log.info(
+            "dispatcher loaded %d queued and %d leased tasks, %d queue settings and %d recent starts",
+            queued,
+            leased,
+            len(controls),
+            len(starts),
+        )
         self._tasks = [
             asyncio.create_task(self._promote_loop(), name="dispatcher-promote"),
             asyncio.create_task(self._sweep_loop(), name="dispatcher-sweep"),
@@ -97,14 +112,28 @@ class Dispatcher:
             self._hand_out(self.book.apply(execution_id, workflow, action, now))
         self._wake_if_needed()
 
-    def reserve(self, execution_id: str, workflow: str, actions: Sequence[act.Action]) -> list[cmd.TaskStarted]:
-        """Eager dispatch: set aside a waiting poller for each new task one can take now."""
-        reserved = self.book.reserve(workflow, actions, self.clock.now_ms())
+    def reserve(
+        self, execution_id: str, workflow: str, actions: Sequence[act.Action], *, now_ms: int | None = None
+    ) -> list[cmd.TaskStarted]:
+        """Eager dispatch: set aside a waiting poller for each new task one can take now.
+
+        ``now_ms``: the time the decision read (its events' time); with it, rate-limited tasks are
+        leased eagerly too (`TaskBook.reserve`).
+        """
+        reserved = self.book.reserve(workflow, actions, self.clock.now_ms(), decision_now_ms=now_ms)
         return [cmd.TaskStarted(token, worker_id) for token, worker_id in reserved]
 
     def release(self, commands: Sequence[cmd.TaskStarted]) -> None:
         self._hand_out(self.book.release((c.token for c in commands), self.clock.now_ms()))
         self._wake_if_needed()
+
+    def set_control(self, task_queue: str, control: QueueControl) -> None:
+        """A queue's setting changed (already written to the store): apply it, and serve waiting polls."""
+        self._hand_out(self.book.set_control(task_queue, control, self.clock.now_ms()))
+        self._wake_if_needed()
+
+    def queue_stats(self) -> dict[str, QueueStats]:
+        return self.book.queue_stats(self.clock.now_ms())
 
     def remember_workflow(self, execution_id: str, workflow: str) -> None:
         self._workflows[execution_id] = workflow
@@ -142,7 +171,7 @@ class Dispatcher:
         self.book.polled(task_queue, wanted, self.clock.now_ms(), worker_id=worker_id)
         deadline = self.clock.now_s() + min(max(wait_ms, 0), self.max_poll_wait_ms) / 1000
         while True:
-            candidate = self.book.take(worker_id, task_queue, wanted, namespaces)
+            candidate = self.book.take(worker_id, task_queue, wanted, namespaces, now_ms=self.clock.now_ms())
             if candidate is None:
                 remaining = deadline - self.clock.now_s()
                 if remaining <= 0:
@@ -291,10 +320,18 @@ class Dispatcher:
         await self._wakeup.run(promote)
 
     async def _sweep_loop(self) -> None:
-        """Time out leases whose worker went silent and attempts that ran past their timeout."""
+        """Time out leases whose worker went silent and attempts that ran past their timeout; now and
+        then, forget the recorded starts no rate window sees any more."""
+        pruned_at = self.clock.now_ms()
         while True:
             await self.clock.sleep(self.sweep_interval_s)
             await self.sweep()
+            if self.clock.now_ms() - pruned_at >= self.prune_interval_ms:
+                pruned_at = self.clock.now_ms()
+                try:
+                    await self.db.run(self.db.store.prune_task_starts, pruned_at)
+                except StoreUnavailable as error:
+                    self._store_outage.failed(error)
 
     async def sweep(self) -> None:
         """One round of the sweep: tell the engine of each expired lease, with its last progress."""

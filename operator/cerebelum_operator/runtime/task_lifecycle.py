@@ -35,18 +35,27 @@ Invariants (each checked by tests/unit/runtime/test_task_lifecycle.py):
    attempt's deadline) or at the attempt's deadline, whichever comes first.
 7. Every poll is recorded per task queue and per (task queue, step), in bounded maps, so a step
    that waits can say whether any worker serves it (`waiting_hint`).
+8. Flow control (issue 19): a task is offered, taken or reserved only while its queue is not
+   paused and its queue's and its flow key's rate limits have room (`FlowGate`); from then until
+   its lease is known it holds a place in those windows. Among the ready tasks a poll may take,
+   a higher priority goes first, and within a priority flow keys take turns (`FairQueue`). A task
+   that a rate limit counts is never leased eagerly: its lease is decided after it was admitted,
+   so the history's start time is never earlier than the admission.
 """
 
 from __future__ import annotations
 
 import heapq
 import itertools
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, NamedTuple
 
 from ..engine import actions as act
+from ..engine.rates import RateLimit
 from ..store import TaskRow
+from .fair_queue import FairQueue
+from .queue_gate import Block, FlowGate, QueueControl
 from .workflow_key import namespace_of
 
 __all__ = [
@@ -55,6 +64,7 @@ __all__ = [
     "HeartbeatResult",
     "Lease",
     "Offer",
+    "QueueStats",
     "QueuedTask",
     "TaskBook",
     "Waiter",
@@ -82,6 +92,9 @@ class QueuedTask:
     timeout_ms: int
     lease_ms: int
     heartbeat_required: bool
+    priority: int = 0
+    flow_key: str | None = None
+    key_rate_limit: RateLimit | None = None
 
 
 def _queued_from(
@@ -108,6 +121,9 @@ def _queued_from(
         timeout_ms=source.timeout_ms,
         lease_ms=source.lease_ms,
         heartbeat_required=source.heartbeat_required,
+        priority=source.priority,
+        flow_key=source.flow_key,
+        key_rate_limit=source.key_rate_limit,
     )
 
 
@@ -184,87 +200,145 @@ class Expiry(NamedTuple):
     progress: JSON
 
 
+@dataclass(frozen=True, slots=True)
+class QueueStats:
+    """What `cerebelum queue list` shows of a task queue besides its setting."""
+
+    ready: int  # visible, waiting for a worker (held back or not)
+    scheduled: int  # in backoff or a start delay
+    running: int  # leased
+    pollers: int  # polls waiting now
+    last_poll_ms: int | None
+    block: Block | None  # why its tasks wait, if they do (paused, its rate used up)
+
+
 @dataclass(slots=True)
 class _Reservation:
     waiter: Waiter
     workflow: str
 
 
+Admit = Callable[[QueuedTask], bool]
+_Bucket = tuple[str, str, str]  # (task queue, step, namespace)
+
+
 class _ReadyTasks:
     """Tasks a worker may take now, indexed so a poll never scans the queue.
 
-    By (task queue, step, namespace) in arrival order; a task inside its sticky window waits
-    under its worker instead, and moves to the shared index when the window ends (`expire`).
-    With 100,000 queued tasks a poll costs one lookup per step and namespace the worker serves.
+    By (task queue, step, namespace), each a `FairQueue` (priority, then turns between flow
+    keys, then arrival); a task inside its sticky window waits under its worker instead, and
+    moves to the shared index when the window ends (`expire`). With 100,000 queued tasks a poll
+    costs one lookup per step and namespace the worker serves, and O(log n) to take.
     """
 
     def __init__(self) -> None:
-        self._by_step: dict[tuple[str, str, str], dict[str, QueuedTask]] = {}
+        self._by_step: dict[_Bucket, FairQueue[QueuedTask]] = {}
         self._namespaces: dict[tuple[str, str], set[str]] = {}  # (queue, step) -> namespaces seen
         self._sticky: dict[str, dict[str, QueuedTask]] = {}
         self._windows: list[tuple[int, int, str]] = []  # (sticky_until_ms, order, token)
-        self._holder: dict[str, dict[str, QueuedTask]] = {}  # token -> the dict it sits in
+        self._where: dict[str, str | _Bucket] = {}  # token -> its sticky worker, or its bucket
         self._order: dict[str, int] = {}
         self._counter = itertools.count()
 
     def __contains__(self, token: str) -> bool:
-        return token in self._holder
+        return token in self._where
 
     def add(self, task: QueuedTask, now_ms: int) -> None:
-        previous = self._holder.pop(task.token, None)
-        if previous is not None:
-            previous.pop(task.token, None)
+        self._detach(task.token)
         order = self._order.setdefault(task.token, next(self._counter))
         if task.sticky_worker_id is not None and now_ms < task.sticky_until_ms:
-            holder = self._sticky.setdefault(task.sticky_worker_id, {})
+            self._sticky.setdefault(task.sticky_worker_id, {})[task.token] = task
             heapq.heappush(self._windows, (task.sticky_until_ms, order, task.token))
+            self._where[task.token] = task.sticky_worker_id
         else:
-            key = (task.task_queue, task.step, task.namespace)
-            if key not in self._by_step:
-                self._by_step[key] = {}
+            bucket = (task.task_queue, task.step, task.namespace)
+            if bucket not in self._by_step:
+                self._by_step[bucket] = FairQueue()
                 self._namespaces.setdefault((task.task_queue, task.step), set()).add(task.namespace)
-            holder = self._by_step[key]
-        holder[task.token] = task
-        self._holder[task.token] = holder
+            self._by_step[bucket].add(task, order)
+            self._where[task.token] = bucket
+
+    def _detach(self, token: str) -> QueuedTask | None:
+        where = self._where.pop(token, None)
+        if where is None:
+            return None
+        if isinstance(where, str):
+            sticky = self._sticky[where]
+            task = sticky.pop(token)
+            if not sticky:
+                del self._sticky[where]
+            return task
+        return self._by_step[where].remove(token)
 
     def remove(self, token: str) -> QueuedTask | None:
-        holder = self._holder.pop(token, None)
         self._order.pop(token, None)
-        return None if holder is None else holder.pop(token, None)
+        return self._detach(token)
+
+    def bucket_of(self, token: str) -> _Bucket | None:
+        where = self._where.get(token)
+        return None if where is None or isinstance(where, str) else where
+
+    def unpark(self, bucket: _Bucket, flow_key: str | None) -> None:
+        queue = self._by_step.get(bucket)
+        if queue is not None:
+            queue.unpark(flow_key)
 
     def take(
-        self, task_queue: str, worker_id: str, wanted: frozenset[str], namespaces: frozenset[str] | None
+        self,
+        task_queue: str,
+        worker_id: str,
+        wanted: frozenset[str],
+        namespaces: frozenset[str] | None,
+        admit: Admit,
+        refused: list[tuple[_Bucket, QueuedTask]],
     ) -> QueuedTask | None:
-        """This worker's sticky task first, else the oldest task of the steps and namespaces it serves."""
+        """This worker's sticky task first, else the first task by priority and turn of the steps and
+        namespaces it serves that ``admit`` lets start (the refused heads go to ``refused``)."""
         for token, task in (self._sticky.get(worker_id) or {}).items():
             if (
                 task.task_queue == task_queue
                 and task.step in wanted
                 and (namespaces is None or task.namespace in namespaces)
+                and admit(task)
             ):
                 return self.remove(token)
-        oldest: QueuedTask | None = None
+        best: tuple[tuple[int, int, int], QueuedTask, _Bucket] | None = None
         for step in wanted:
             seen = self._namespaces.get((task_queue, step))
             if not seen:
                 continue
             for namespace in seen if namespaces is None else seen & namespaces:
-                tasks = self._by_step.get((task_queue, step, namespace))
-                if tasks:
-                    head = next(iter(tasks.values()))
-                    if oldest is None or self._order[head.token] < self._order[oldest.token]:
-                        oldest = head
-        return None if oldest is None else self.remove(oldest.token)
+                bucket = (task_queue, step, namespace)
+                tasks = self._by_step.get(bucket)
+                if not tasks:
+                    continue
+
+                def admitted(task: QueuedTask, bucket: _Bucket = bucket) -> bool:
+                    if admit(task):
+                        return True
+                    refused.append((bucket, task))
+                    return False
+
+                found = tasks.peek(admitted)
+                if found is not None and (best is None or found[0] < best[0]):
+                    best = (found[0], found[1], bucket)
+        if best is None:
+            return None
+        _, task, bucket = best
+        self._by_step[bucket].pop(task)
+        self._where.pop(task.token, None)
+        self._order.pop(task.token, None)
+        return task
 
     def expire(self, now_ms: int) -> list[QueuedTask]:
         """Tasks whose sticky window ended, moved where any worker can take them."""
         moved: list[QueuedTask] = []
         while self._windows and self._windows[0][0] <= now_ms:
             _, _, token = heapq.heappop(self._windows)
-            holder = self._holder.get(token)
-            task = holder.get(token) if holder is not None else None
-            if task is None or holder is self._by_step.get((task.task_queue, task.step, task.namespace)):
+            where = self._where.get(token)
+            if not isinstance(where, str):
                 continue
+            task = self._sticky[where][token]
             self.add(task, now_ms)  # past its window now: into the shared index, keeping its place
             moved.append(task)
         return moved
@@ -300,6 +374,13 @@ class TaskBook:
         self._serves: dict[str, set[tuple[str, frozenset[str]]]] = {}  # oldest worker first, bounded
         self._counter = itertools.count()
         self._wakeup = False
+        # Flow control: the gate, the keys it refused per bucket (parked until their window has
+        # room), and when to look again at a held-back queue or key (lazy entries).
+        self.gate = FlowGate()
+        self._parked: dict[str | None, set[_Bucket]] = {}
+        self._reopen: list[tuple[int, int, str, str | None]] = []  # (at_ms, order, "queue"|"key", name)
+        self._reopen_at: dict[tuple[str, str | None], int] = {}
+        self._trimmed_at_ms = 0
 
     # -- reading ---------------------------------------------------------------------------
 
@@ -319,8 +400,16 @@ class TaskBook:
         return wakeup
 
     def next_due_ms(self) -> int | None:
-        """When a future task becomes visible or a sticky window ends next, if ever."""
-        dues = [d for d in (self._future[0][0] if self._future else None, self._ready.next_window_end_ms()) if d]
+        """When a future task becomes visible, a sticky window ends or a held-back queue or key may go."""
+        dues = [
+            d
+            for d in (
+                self._future[0][0] if self._future else None,
+                self._ready.next_window_end_ms(),
+                self._reopen[0][0] if self._reopen else None,
+            )
+            if d
+        ]
         return min(dues) if dues else None
 
     # -- restart ---------------------------------------------------------------------------
@@ -376,6 +465,8 @@ class TaskBook:
     def _leased_now(self, execution_id: str, workflow: str, action: act.LeaseTask, now_ms: int) -> list[Offer]:
         queued = self._queued.get(action.token)
         reservation = self._reserved.pop(action.token, None)
+        if queued is not None:  # seen after its commit: its start is recorded no earlier than its decision
+            self._started(queued, now_ms)
         self._leased[action.token] = Lease(
             token=action.token,
             execution_id=execution_id,
@@ -423,12 +514,26 @@ class TaskBook:
 
     # -- eager dispatch --------------------------------------------------------------------
 
-    def reserve(self, workflow: str, actions: Sequence[act.Action], now_ms: int) -> list[tuple[str, str]]:
-        """Set aside a waiting poller for each new task one may take now: (token, worker id) pairs."""
+    def reserve(
+        self, workflow: str, actions: Sequence[act.Action], now_ms: int, *, decision_now_ms: int | None = None
+    ) -> list[tuple[str, str]]:
+        """Set aside a waiting poller for each new task one may take now: (token, worker id) pairs.
+
+        A task a rate limit counts is reserved only when the caller says when its decision read the
+        clock (``decision_now_ms``, the time its eager lease's StepStarted will bear): it is admitted
+        at that time, so the history never shows a start earlier than its admission. Without it,
+        such a task is admitted (and leased) after its commit instead.
+        """
         reserved: list[tuple[str, str]] = []
         for action in actions:
             if not isinstance(action, act.ScheduleTask) or action.visible_at_ms > now_ms:
                 continue
+            key, limit = action.flow_key, action.key_rate_limit
+            if self.gate.limits(action.task_queue, key, limit):
+                if decision_now_ms is None or self.gate.block(action.task_queue, key, limit, decision_now_ms):
+                    continue
+            elif self.gate.queue_block(action.task_queue, now_ms) is not None:
+                continue  # paused
             eligible = [
                 w for w in self._waiting.get(action.task_queue, ()) if w.accepts(action.step, namespace_of(workflow))
             ]
@@ -440,6 +545,7 @@ class TaskBook:
                 continue
             self._waiting[action.task_queue].remove(waiter)
             self._reserved[action.token] = _Reservation(waiter, workflow)
+            self.gate.charge(action.token, action.task_queue, key, limit)
             reserved.append((action.token, waiter.worker_id))
         return reserved
 
@@ -450,6 +556,8 @@ class TaskBook:
             reservation = self._reserved.pop(token, None)
             if reservation is None:
                 continue
+            # A failed commit may have landed: a rate-limited task's place stays taken, as a start.
+            self.gate.assume_started(token, now_ms)
             if reservation.waiter.listening:
                 self._waiting.setdefault(reservation.waiter.task_queue, []).append(reservation.waiter)
             queued = self._queued.get(token)
@@ -486,7 +594,13 @@ class TaskBook:
         return any(queue == action.task_queue and action.step in wanted for queue, wanted in served)
 
     def take(
-        self, worker_id: str, task_queue: str, steps: frozenset[str], namespaces: frozenset[str] | None
+        self,
+        worker_id: str,
+        task_queue: str,
+        steps: frozenset[str],
+        namespaces: frozenset[str] | None,
+        *,
+        now_ms: int,
     ) -> QueuedTask | GrantedTask | None:
         """What a poll gets at once: a lease kept for this worker, else a ready task to lease, else None."""
         pending = self._undelivered.get(worker_id)
@@ -498,7 +612,25 @@ class TaskBook:
                     del self._undelivered[worker_id]
                 return granted
         self._undelivered.pop(worker_id, None)
-        return self._ready.take(task_queue, worker_id, steps, namespaces)
+        return self._take_ready(task_queue, worker_id, steps, namespaces, now_ms)
+
+    def _take_ready(
+        self, task_queue: str, worker_id: str, steps: frozenset[str], namespaces: frozenset[str] | None, now_ms: int
+    ) -> QueuedTask | None:
+        """The first ready task this poll may take that flow control lets start, charged to its windows."""
+        if self._held_back(task_queue, now_ms):
+            return None
+        refused: list[tuple[_Bucket, QueuedTask]] = []
+
+        def admit(task: QueuedTask) -> bool:
+            return self.gate.key_block(task.flow_key, task.key_rate_limit, now_ms) is None
+
+        task = self._ready.take(task_queue, worker_id, steps, namespaces, admit, refused)
+        for bucket, held in refused:
+            self._park(bucket, held, now_ms)
+        if task is not None:
+            self.gate.charge(task.token, task.task_queue, task.flow_key, task.key_rate_limit)
+        return task
 
     def wait(
         self,
@@ -542,6 +674,7 @@ class TaskBook:
         """Forget a queued task: leased, refused, deleted or its execution gone."""
         if self._queued.pop(token, None) is not None:
             self._ready.remove(token)
+            self._uncharge(token)
 
     def offer_later(self, token: str, delay_ms: int, now_ms: int) -> None:
         """Make a queued task visible again only after `delay_ms` (the store failed to lease it)."""
@@ -549,6 +682,8 @@ class TaskBook:
         if task is None:
             return
         self._ready.remove(token)
+        # The lease's commit may have landed unseen: counted as a start, so no limit is ever passed.
+        self._started(task, now_ms)
         task.visible_at_ms = now_ms + delay_ms
         heapq.heappush(self._future, (task.visible_at_ms, next(self._counter), token))
         self._wakeup = True
@@ -566,6 +701,17 @@ class TaskBook:
                 offers += self._offer(task, now_ms)
         for task in self._ready.expire(now_ms):
             offers += self._offer(task, now_ms)
+        while self._reopen and self._reopen[0][0] <= now_ms:
+            _, _, kind, name = heapq.heappop(self._reopen)
+            if self._reopen_at.get((kind, name), now_ms + 1) > now_ms:
+                continue  # a stale entry: moved later, or done already
+            del self._reopen_at[(kind, name)]
+            offers += self._reopened(kind, name, now_ms)
+        if self._reopen_at == {} and len(self._reopen) > 0:
+            self._reopen.clear()
+        if now_ms - self._trimmed_at_ms >= 1000:  # O(windows): not on every promotion
+            self._trimmed_at_ms = now_ms
+            self.gate.trim(now_ms)
         return offers
 
     def expired(self, now_ms: int) -> list[Expiry]:
@@ -600,7 +746,12 @@ class TaskBook:
     def waiting_hint(self, token: str, now_ms: int, *, after_ms: int = 5_000, window_ms: int = 60_000) -> str | None:
         """Why a task visible for `after_ms` still waits, when no worker that polled lately serves it."""
         task = self._queued.get(token)
-        if task is None or task.token not in self._ready or now_ms - task.visible_at_ms < after_ms:
+        if task is None or task.token not in self._ready:
+            return None
+        block = self.gate.block(task.task_queue, task.flow_key, task.key_rate_limit, now_ms)
+        if block is not None:
+            return block.reason
+        if now_ms - task.visible_at_ms < after_ms:
             return None
         queue, step = task.task_queue, task.step
         waiters = self._waiting.get(queue, ())
@@ -629,11 +780,13 @@ class TaskBook:
     def _put_back(self, task: QueuedTask, now_ms: int) -> list[Offer]:
         if task.token not in self._queued:
             return []
+        self._uncharge(task.token)
         self._ready.add(task, now_ms)
         return self._offer(task, now_ms)
 
     def _offer(self, task: QueuedTask, now_ms: int) -> list[Offer]:
-        """Give a ready task to a waiting poller: its sticky worker first, then anyone allowed."""
+        """A task became ready: the oldest waiting poller that serves it takes its first admitted task
+        (this one, or one before it by priority and turn); inside its window, only its sticky worker."""
         waiting = self._waiting.get(task.task_queue)
         if not waiting or task.token in self._reserved:
             return []
@@ -646,6 +799,108 @@ class TaskBook:
                 self._wakeup = True  # offered to anyone when the window ends
                 return []
             chosen = eligible[0]
-        self._ready.remove(task.token)
-        self.stop_waiting(chosen)
-        return [Offer(chosen, task)]
+        return self._serve(chosen, now_ms)
+
+    def _serve(self, waiter: Waiter, now_ms: int) -> list[Offer]:
+        taken = self._take_ready(waiter.task_queue, waiter.worker_id, waiter.steps, waiter.namespaces, now_ms)
+        if taken is None:
+            return []
+        self.stop_waiting(waiter)
+        return [Offer(waiter, taken)]
+
+    def _feed(self, task_queue: str, now_ms: int) -> list[Offer]:
+        """Flow control let more go (resumed, a window has room): each waiting poll takes what it may."""
+        offers: list[Offer] = []
+        for waiter in list(self._waiting.get(task_queue, ())):
+            if self._held_back(task_queue, now_ms):
+                break
+            if not waiter.in_reply:
+                offers += self._serve(waiter, now_ms)
+        return offers
+
+    # -- flow control ----------------------------------------------------------------------
+
+    def set_control(self, task_queue: str, control: QueueControl, now_ms: int) -> list[Offer]:
+        """A queue's new setting (paused, resumed, a limit): what waiting polls may take now."""
+        self.gate.set_control(task_queue, control)
+        return self._feed(task_queue, now_ms)
+
+    def queue_stats(self, now_ms: int) -> dict[str, QueueStats]:
+        """Every queue with tasks, polls or a setting: what waits in it and why (O(tasks): for admins)."""
+        ready: dict[str, int] = {}
+        scheduled: dict[str, int] = {}
+        running: dict[str, int] = {}
+        for task in self._queued.values():
+            counts = ready if task.token in self._ready or task.token in self._reserved else scheduled
+            counts[task.task_queue] = counts.get(task.task_queue, 0) + 1
+        for lease in self._leased.values():
+            running[lease.task_queue] = running.get(lease.task_queue, 0) + 1
+        names = set(ready) | set(scheduled) | set(running) | set(self._waiting) | set(self.gate.controls())
+        names |= set(self._polled_queue)
+        return {
+            name: QueueStats(
+                ready=ready.get(name, 0),
+                scheduled=scheduled.get(name, 0),
+                running=running.get(name, 0),
+                pollers=sum(1 for w in self._waiting.get(name, ()) if w.listening),
+                last_poll_ms=self._polled_queue.get(name),
+                block=self.gate.queue_block(name, now_ms),
+            )
+            for name in sorted(names)
+        }
+
+    def _held_back(self, task_queue: str, now_ms: int) -> bool:
+        block = self.gate.queue_block(task_queue, now_ms)
+        if block is None:
+            return False
+        if block.until_ms is not None:
+            self._reopen_later("queue", task_queue, block.until_ms)
+        return True
+
+    def _park(self, bucket: _Bucket, task: QueuedTask, now_ms: int) -> None:
+        """A key's window is full: its tasks in ``bucket`` wait until it has room (or a lease resolves)."""
+        self._parked.setdefault(task.flow_key, set()).add(bucket)
+        block = self.gate.key_block(task.flow_key, task.key_rate_limit, now_ms)
+        if block is not None and block.until_ms is not None:
+            self._reopen_later("key", task.flow_key, block.until_ms)
+
+    def _reopen_later(self, kind: str, name: str | None, at_ms: int) -> None:
+        current = self._reopen_at.get((kind, name))
+        if current is not None and current <= at_ms:
+            return
+        self._reopen_at[(kind, name)] = at_ms
+        heapq.heappush(self._reopen, (at_ms, next(self._counter), kind, name))
+        self._wakeup = True
+
+    def _reopened(self, kind: str, name: str | None, now_ms: int) -> list[Offer]:
+        """Look again at a queue or key that flow control held back: its waiting polls may take more."""
+        if kind == "queue":
+            return self._feed(name or "", now_ms)
+        queues: set[str] = set()
+        for bucket in self._parked.pop(name, ()):
+            self._ready.unpark(bucket, name)
+            queues.add(bucket[0])
+        offers: list[Offer] = []
+        for queue in sorted(queues):
+            offers += self._feed(queue, now_ms)
+        return offers
+
+    def _started(self, task: QueuedTask, now_ms: int) -> None:
+        """Record a start; what it held back in flight now waits for a known time."""
+        self.gate.started(task.token, task.task_queue, task.flow_key, task.key_rate_limit, now_ms)
+        block = self.gate.queue_block(task.task_queue, now_ms)
+        if block is not None and block.until_ms is not None:
+            self._reopen_later("queue", task.task_queue, block.until_ms)
+        block = self.gate.key_block(task.flow_key, task.key_rate_limit, now_ms)
+        if block is not None and block.until_ms is not None:
+            self._reopen_later("key", task.flow_key, block.until_ms)
+
+    def _uncharge(self, token: str) -> None:
+        """The task's place in its windows is free again (never leased): look again at what it held back."""
+        charge = self.gate.uncharge(token)
+        if charge is None:
+            return
+        if charge.queue is not None:
+            self._reopen_later("queue", charge.queue, 0)
+        if charge.key is not None:
+            self._reopen_later("key", charge.key, 0)

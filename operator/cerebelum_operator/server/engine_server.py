@@ -19,9 +19,16 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio  # type: ignore[attr-defined]  # not in grpc-stubs
 from grpc_reflection.v1alpha import reflection
 
-from cerebelum.v1 import schedule_pb2, worker_pb2, workflow_pb2
+from cerebelum.v1 import schedule_pb2, task_queue_pb2, worker_pb2, workflow_pb2
 
-from ..api import DEFAULT_MAX_PAYLOAD_BYTES, Guard, ScheduleServicer, WorkerServicer, WorkflowServicer
+from ..api import (
+    DEFAULT_MAX_PAYLOAD_BYTES,
+    Guard,
+    ScheduleServicer,
+    TaskQueueServicer,
+    WorkerServicer,
+    WorkflowServicer,
+)
 from ..api.access import HEALTH_METHODS, REFLECTION_METHODS
 from ..engine import DEFAULT_MAX_HISTORY_EVENTS
 from ..model.limits import message_limit as grpc_message_limit
@@ -35,6 +42,7 @@ from ..runtime import (
     RetentionService,
     ScheduleService,
     SystemClock,
+    TaskQueueService,
     TimerService,
 )
 from ..store import StoreCorrupted, StoreLocked, StoreTooNew, open_store
@@ -53,6 +61,7 @@ DEFAULT_DATABASE_URL = "sqlite:///.cerebelum/dev.db"
 WORKER_SERVICE = worker_pb2.DESCRIPTOR.services_by_name["WorkerService"]
 WORKFLOW_SERVICE = workflow_pb2.DESCRIPTOR.services_by_name["WorkflowService"]
 SCHEDULE_SERVICE = schedule_pb2.DESCRIPTOR.services_by_name["ScheduleService"]
+TASK_QUEUE_SERVICE = task_queue_pb2.DESCRIPTOR.services_by_name["TaskQueueService"]
 HEALTH_SERVICE = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
 
 
@@ -178,16 +187,19 @@ class EngineServer:
             engine, max_payload_bytes=self.config.max_payload_bytes, guard=guard, flow_control=self._flow
         )
         schedules = ScheduleServicer(self._schedules, max_payload_bytes=self.config.max_payload_bytes, guard=guard)
+        task_queues = TaskQueueServicer(TaskQueueService(db, self._dispatcher, clock=self.clock), guard=guard)
         server.add_generic_rpc_handlers(
             (
                 strict_service_handler(worker, WORKER_SERVICE),
                 strict_service_handler(workflows, WORKFLOW_SERVICE),
                 strict_service_handler(schedules, SCHEDULE_SERVICE),
+                strict_service_handler(task_queues, TASK_QUEUE_SERVICE),
             )
         )
         # grpc.health.v1: SERVING overall ("") and for each service until stop() begins.
         health = self._health = health_aio.HealthServicer()
-        for name in ("", WORKER_SERVICE.full_name, WORKFLOW_SERVICE.full_name, SCHEDULE_SERVICE.full_name):
+        services = (WORKER_SERVICE, WORKFLOW_SERVICE, SCHEDULE_SERVICE, TASK_QUEUE_SERVICE)
+        for name in ("", *(service.full_name for service in services)):
             await health.set(name, health_pb2.HealthCheckResponse.SERVING)
         health_pb2_grpc.add_HealthServicer_to_server(health, server)
         if self.config.reflection:
@@ -195,6 +207,7 @@ class EngineServer:
                 WORKER_SERVICE.full_name,
                 WORKFLOW_SERVICE.full_name,
                 SCHEDULE_SERVICE.full_name,
+                TASK_QUEUE_SERVICE.full_name,
                 HEALTH_SERVICE,
                 reflection.SERVICE_NAME,
             )

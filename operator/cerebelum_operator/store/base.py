@@ -14,6 +14,7 @@ from typing import Any
 
 from ..engine.actions import Action
 from ..engine.events import RecordedEvent
+from ..engine.rates import RateLimit
 
 __all__ = [
     "AppendRequest",
@@ -35,7 +36,9 @@ __all__ = [
     "StoreLocked",
     "StoreTooNew",
     "StoreUnavailable",
+    "TaskQueueRow",
     "TaskRow",
+    "TaskStartRow",
     "TimerRow",
     "WorkflowPauseRow",
     "WorkflowRow",
@@ -200,6 +203,46 @@ class TaskRow:
     cancel_requested: bool
     progress: JSON
     workflow: str
+    # Flow control (migration 7): what the dispatcher orders and limits the task by.
+    priority: int = 0
+    flow_key: str | None = None
+    key_rate_count: int | None = None
+    key_rate_period_ms: int | None = None
+
+    @property
+    def key_rate_limit(self) -> RateLimit | None:
+        if self.key_rate_count is None or self.key_rate_period_ms is None:
+            return None
+        return RateLimit(self.key_rate_count, self.key_rate_period_ms)
+
+
+@dataclass(frozen=True, slots=True)
+class TaskQueueRow:
+    """An engine-wide setting of one task queue: paused (and why), and its rate limit."""
+
+    name: str
+    paused: bool
+    note: str
+    rate_count: int | None
+    rate_period_ms: int | None
+    updated_at_ms: int
+
+    @property
+    def rate_limit(self) -> RateLimit | None:
+        if self.rate_count is None or self.rate_period_ms is None:
+            return None
+        return RateLimit(self.rate_count, self.rate_period_ms)
+
+
+@dataclass(frozen=True, slots=True)
+class TaskStartRow:
+    """A task a rate limit counted, and when its lease committed (its StepStarted's time)."""
+
+    token: str
+    task_queue: str
+    flow_key: str | None  # set only when the task's key limit counted it
+    started_at_ms: int
+    expires_at_ms: int  # the start plus the longest period that counted it: no window sees it after
 
 
 @dataclass(frozen=True, slots=True)
@@ -410,6 +453,27 @@ class EventStore(abc.ABC):
 
     @abc.abstractmethod
     def delete_task(self, token: str) -> None: ...
+
+    # -- task queues' flow control (migration 7) ---------------------------------------------------
+    # A LeaseTask of a task with a key rate limit, or of a queue with a rate limit, also records a
+    # `TaskStartRow` at the decision's time, in the lease's own transaction.
+    @abc.abstractmethod
+    def list_task_queues(self) -> list[TaskQueueRow]:
+        """Every queue with a setting, by name."""
+
+    @abc.abstractmethod
+    def put_task_queue(
+        self, name: str, *, paused: bool, note: str, rate_limit: RateLimit | None, now_ms: int
+    ) -> TaskQueueRow:
+        """Create or replace a queue's setting."""
+
+    @abc.abstractmethod
+    def live_task_starts(self, now_ms: int) -> list[TaskStartRow]:
+        """Starts some window still sees at ``now_ms``, oldest first: what a restarted engine rebuilds."""
+
+    @abc.abstractmethod
+    def prune_task_starts(self, now_ms: int) -> int:
+        """Forget the starts no window sees any more; how many went."""
 
     # -- timers and dead letters -------------------------------------------------------------------
     @abc.abstractmethod

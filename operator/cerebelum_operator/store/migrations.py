@@ -26,6 +26,7 @@ from .versions import (
     v004_compatibility,
     v005_retention,
     v006_flow_control,
+    v007_task_queues,
 )
 
 __all__ = ["MIGRATIONS", "Migration", "apply_migrations", "latest_version"]
@@ -50,6 +51,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(4, v004_compatibility.DESCRIPTION, v004_compatibility.apply),
     Migration(5, v005_retention.DESCRIPTION, v005_retention.apply),
     Migration(6, v006_flow_control.DESCRIPTION, v006_flow_control.apply),
+    Migration(7, v007_task_queues.DESCRIPTION, v007_task_queues.apply),
 )
 
 

@@ -18,6 +18,7 @@ from sqlalchemy import (
     PrimaryKeyConstraint,
     Table,
     Text,
+    text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 
@@ -34,6 +35,8 @@ __all__ = [
     "schedules",
     "schema_migrations",
     "store_compatibility",
+    "task_queues",
+    "task_starts",
     "tasks",
     "timers",
     "workflow_pauses",
@@ -131,8 +134,37 @@ tasks = Table(
     Column("cancel_requested", Boolean, nullable=False),
     Column("progress", JSONValue),
     Column("workflow", Text, nullable=False),
+    # Migration 7: flow control (what the dispatcher orders and limits tasks by).
+    Column("priority", Integer, nullable=False, server_default=text("0")),
+    Column("flow_key", Text),
+    Column("key_rate_count", Integer),
+    Column("key_rate_period_ms", BigInteger),
     Index(None, "state", "task_queue", "visible_at_ms"),
     Index(None, "state", "lease_expires_at_ms"),
+)
+
+# Flow control of task queues (migration 7): an engine-wide setting per queue, and the starts that a
+# rate limit counted, so a window survives a restart (`runtime/queue_gate.py`).
+task_queues = Table(
+    "task_queues",
+    metadata,
+    Column("name", Text, primary_key=True),
+    Column("paused", Boolean, nullable=False),
+    Column("note", Text, nullable=False),
+    Column("rate_count", Integer),
+    Column("rate_period_ms", BigInteger),
+    Column("updated_at_ms", BigInteger, nullable=False),
+)
+
+task_starts = Table(
+    "task_starts",
+    metadata,
+    Column("token", Text, nullable=False),
+    Column("task_queue", Text, nullable=False),
+    Column("flow_key", Text),
+    Column("started_at_ms", BigInteger, nullable=False),
+    Column("expires_at_ms", BigInteger, nullable=False),
+    Index(None, "expires_at_ms"),
 )
 
 timers = Table(

@@ -13,11 +13,26 @@ import contextlib
 import json
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
-from dataclasses import fields
+from dataclasses import asdict, fields
 from itertools import groupby
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Table, bindparam, delete, insert, select, update
+from sqlalchemy import (
+    BigInteger,
+    Connection,
+    Engine,
+    Table,
+    bindparam,
+    case,
+    delete,
+    exists,
+    func,
+    insert,
+    literal,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.sql.dml import Insert
 
@@ -38,6 +53,7 @@ from ..engine.actions import (
     WaitForFlowSlot,
 )
 from ..engine.events import RecordedEvent, event_from_record
+from ..engine.rates import RateLimit
 from ..engine.state import ExecutionPhase
 from . import schema
 from .base import (
@@ -55,7 +71,9 @@ from .base import (
     RetiredExecution,
     StoreCorrupted,
     StoreUnavailable,
+    TaskQueueRow,
     TaskRow,
+    TaskStartRow,
     TimerRow,
     WorkflowRow,
 )
@@ -198,6 +216,36 @@ class SqlEventStore(SqlSchedules, SqlFlowControl, EventStore):
         )
         self._select_task = select(*self._task_columns).where(t.c.token == bindparam("b_token"))
         self._select_tasks = select(*self._task_columns).order_by(t.c.visible_at_ms, t.c.token)
+
+        q, ts = schema.task_queues, schema.task_starts
+        self._task_queue_columns = _columns(q, TaskQueueRow)
+        self._upsert_task_queue = self._insert_or_replace(q, "name")
+        self._select_task_queues = select(*self._task_queue_columns).order_by(q.c.name)
+        limited = or_(
+            t.c.key_rate_count.is_not(None),
+            exists().where(q.c.name == t.c.task_queue, q.c.rate_count.is_not(None)),
+        )
+        now = bindparam("b_now_ms", type_=BigInteger)
+        queue_period = func.coalesce(
+            select(q.c.rate_period_ms).where(q.c.name == t.c.task_queue).scalar_subquery(), literal(0, BigInteger)
+        )
+        key_period = func.coalesce(t.c.key_rate_period_ms, literal(0, BigInteger))
+        self._record_start = insert(ts).from_select(
+            ["token", "task_queue", "flow_key", "started_at_ms", "expires_at_ms"],
+            select(
+                t.c.token,
+                t.c.task_queue,
+                case((t.c.key_rate_count.is_not(None), t.c.flow_key), else_=None),  # a key's window counts it
+                now,
+                now + case((key_period > queue_period, key_period), else_=queue_period),
+            ).where(t.c.token == bindparam("b_token"), t.c.state == "leased", limited),
+        )
+        self._select_starts = (
+            select(*_columns(ts, TaskStartRow))
+            .where(ts.c.expires_at_ms > bindparam("b_now_ms"))
+            .order_by(ts.c.started_at_ms)
+        )
+        self._prune_starts = delete(ts).where(ts.c.expires_at_ms <= bindparam("b_now_ms"))
 
         self._upsert_timer = self._insert_or_replace(tm, "timer_id")
         self._delete_timer = delete(tm).where(tm.c.timer_id == bindparam("b_timer_id"))
@@ -435,11 +483,23 @@ class SqlEventStore(SqlSchedules, SqlFlowControl, EventStore):
         return ConcurrencyConflict(f"execution {execution_id!r} is at seq {last_seq}, not {expected_seq}")
 
     def _apply_actions(self, conn: Connection, actions: Iterable[Action], context: _AppendContext) -> None:
+        actions = list(actions)
         for kind, group in groupby(actions, key=type):
             statements, params = self._action_handlers[kind]
             rows = [params(action, context) for action in group]
             for statement in statements:
                 conn.execute(statement, rows)
+        self._record_starts(conn, actions, context)
+
+    def _record_starts(self, conn: Connection, actions: Sequence[Action], context: _AppendContext) -> None:
+        """Each task this decision leased that a rate limit counts: its start, at the decision's time.
+
+        After the actions, so each task row already says leased (one lease and its start, one
+        transaction: a restarted engine rebuilds its rate windows from these rows).
+        """
+        leased = [a.token for a in actions if isinstance(a, LeaseTask)] + list(context.leases)
+        if leased:
+            conn.execute(self._record_start, [{"b_token": token, "b_now_ms": context.now_ms} for token in leased])
 
     def get_execution(self, execution_id: str) -> ExecutionRow | None:
         with self._read() as conn:
@@ -529,6 +589,33 @@ class SqlEventStore(SqlSchedules, SqlFlowControl, EventStore):
         with self._read() as conn:
             rows = conn.execute(query).all()
         return [TaskRow(*r) for r in rows]
+
+    def list_task_queues(self) -> list[TaskQueueRow]:
+        with self._read() as conn:
+            return [TaskQueueRow(*r) for r in conn.execute(self._select_task_queues)]
+
+    def put_task_queue(
+        self, name: str, *, paused: bool, note: str, rate_limit: RateLimit | None, now_ms: int
+    ) -> TaskQueueRow:
+        row = TaskQueueRow(
+            name,
+            paused,
+            note,
+            None if rate_limit is None else rate_limit.count,
+            None if rate_limit is None else rate_limit.period_ms,
+            now_ms,
+        )
+        with self._write() as conn:
+            conn.execute(self._upsert_task_queue, asdict(row))
+        return row
+
+    def live_task_starts(self, now_ms: int) -> list[TaskStartRow]:
+        with self._read() as conn:
+            return [TaskStartRow(*r) for r in conn.execute(self._select_starts, {"b_now_ms": now_ms})]
+
+    def prune_task_starts(self, now_ms: int) -> int:
+        with self._write() as conn:
+            return conn.execute(self._prune_starts, {"b_now_ms": now_ms}).rowcount
 
     def get_task(self, token: str) -> TaskRow | None:
         with self._read() as conn:
@@ -680,6 +767,10 @@ def _schedule_params(a: ScheduleTask, c: _AppendContext) -> dict[str, Any]:
         "cancel_requested": False,
         "progress": None,
         "workflow": c.workflow,
+        "priority": a.priority,
+        "flow_key": a.flow_key,
+        "key_rate_count": None if a.key_rate_limit is None else a.key_rate_limit.count,
+        "key_rate_period_ms": None if a.key_rate_limit is None else a.key_rate_limit.period_ms,
     }
 
 

@@ -53,7 +53,7 @@ def waiting(book: TaskBook, worker: str, *, steps: tuple[str, ...] = ("a",), que
 
 
 def take(book: TaskBook, worker: str, *, steps: tuple[str, ...] = ("a",), queue: str = "q") -> Any:
-    return book.take(worker, queue, frozenset(steps), EVERY)
+    return book.take(worker, queue, frozenset(steps), EVERY, now_ms=T0)
 
 
 # -- scheduled -> ready -> offered --------------------------------------------------------
@@ -81,11 +81,11 @@ def test_a_poll_takes_only_the_steps_queue_and_namespaces_it_serves_oldest_first
     book.apply("e1", "ns1/wf", schedule("e1/a/1/0/1"), T0)
     book.apply("e2", "ns2/wf", schedule("e2/a/1/0/1"), T0)
     book.apply("e3", "ns2/wf", schedule("e3/b/1/0/1", step="b"), T0)
-    assert book.take("w", "other-queue", frozenset({"a", "b"}), EVERY) is None
-    assert book.take("w", "q", frozenset({"c"}), EVERY) is None
-    only_ns2 = book.take("w", "q", frozenset({"a", "b"}), frozenset({"ns2"}))
+    assert book.take("w", "other-queue", frozenset({"a", "b"}), EVERY, now_ms=T0) is None
+    assert book.take("w", "q", frozenset({"c"}), EVERY, now_ms=T0) is None
+    only_ns2 = book.take("w", "q", frozenset({"a", "b"}), frozenset({"ns2"}), now_ms=T0)
     assert only_ns2 is not None and only_ns2.token == "e2/a/1/0/1"
-    oldest = book.take("w", "q", frozenset({"a", "b"}), EVERY)
+    oldest = book.take("w", "q", frozenset({"a", "b"}), EVERY, now_ms=T0)
     assert oldest is not None and oldest.token == "e1/a/1/0/1"
 
 

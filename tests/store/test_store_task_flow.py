@@ -1,0 +1,116 @@
+"""Flow control in the store (migration 7): a task's priority and key, queue settings, durable starts."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from sqlalchemy import create_engine, insert
+
+from cerebelum_operator.engine.actions import LeaseTask, ScheduleTask
+from cerebelum_operator.engine.rates import RateLimit
+from cerebelum_operator.store import EventStore, TaskStartRow
+from cerebelum_operator.store.postgres import normalise_url
+from cerebelum_operator.store.schema import tasks
+
+from .helpers import Appender
+
+
+def _keyed(
+    token: str, *, queue: str = "default", key: str | None = "acme", limit: RateLimit | None = None
+) -> ScheduleTask:
+    return dataclasses.replace(
+        Appender.schedule(token, task_queue=queue), priority=5, flow_key=key, key_rate_limit=limit
+    )
+
+
+def test_a_task_keeps_its_priority_flow_key_and_key_rate_limit(store: EventStore, appender: Appender) -> None:
+    appender.start("e1", actions=[_keyed("t1", limit=RateLimit(3, 1000)), appender.schedule("t2")])
+    t1, t2 = store.get_task("t1"), store.get_task("t2")
+    assert t1 is not None and t2 is not None
+    assert (t1.priority, t1.flow_key, t1.key_rate_limit) == (5, "acme", RateLimit(3, 1000))
+    assert (t2.priority, t2.flow_key, t2.key_rate_limit) == (0, None, None)
+
+
+def test_a_queue_setting_is_created_replaced_and_listed_by_name(store: EventStore) -> None:
+    store.put_task_queue("emails", paused=True, note="maintenance", rate_limit=None, now_ms=1)
+    store.put_task_queue("billing", paused=False, note="", rate_limit=RateLimit(10, 1000), now_ms=2)
+    store.put_task_queue("emails", paused=False, note="", rate_limit=RateLimit(1, 60_000), now_ms=3)
+    rows = store.list_task_queues()
+    assert [(r.name, r.paused, r.rate_limit, r.updated_at_ms) for r in rows] == [
+        ("billing", False, RateLimit(10, 1000), 2),
+        ("emails", False, RateLimit(1, 60_000), 3),
+    ]
+
+
+def test_a_lease_records_a_start_at_the_decisions_time_only_when_a_rate_limit_counts_it(
+    store: EventStore, appender: Appender
+) -> None:
+    store.put_task_queue("limited", paused=False, note="", rate_limit=RateLimit(5, 1000), now_ms=0)
+    store.put_task_queue("paused", paused=True, note="", rate_limit=None, now_ms=0)
+    appender.start(
+        "e1",
+        actions=[
+            appender.schedule("free"),
+            appender.schedule("paused-only", task_queue="paused"),
+            _keyed("queue-limited", queue="limited", key="acme"),  # keyed, but no key limit counts it
+            _keyed("key-limited", key="acme", limit=RateLimit(2, 500)),
+        ],
+    )
+    leases = [LeaseTask(t, "w1", 12_000, 32_000) for t in ("free", "paused-only", "queue-limited", "key-limited")]
+    appender.append("e1", actions=leases, at_ms=7_000)
+    assert sorted(store.live_task_starts(0), key=lambda r: r.token) == [
+        TaskStartRow("key-limited", "default", "acme", 7_000, 7_500),
+        TaskStartRow("queue-limited", "limited", None, 7_000, 8_000),
+    ]
+
+
+def test_a_task_scheduled_and_leased_in_one_decision_records_its_start_too(
+    store: EventStore, appender: Appender
+) -> None:
+    task = _keyed("eager", limit=RateLimit(1, 1000))
+    appender.start("e1", at_ms=3_000, actions=[task, LeaseTask("eager", "w1", 12_000, 32_000)])
+    assert store.live_task_starts(0) == [TaskStartRow("eager", "default", "acme", 3_000, 4_000)]
+
+
+def test_a_start_lives_for_the_longest_period_that_counted_it_then_is_pruned(
+    store: EventStore, appender: Appender
+) -> None:
+    store.put_task_queue("default", paused=False, note="", rate_limit=RateLimit(9, 5_000), now_ms=0)
+    appender.start("e1", actions=[_keyed(f"t{i}", limit=RateLimit(9, 1000)) for i in range(3)])
+    for i, at_ms in enumerate((1_000, 2_000, 3_000)):
+        appender.append("e1", actions=[LeaseTask(f"t{i}", "w1", 12_000, 32_000)], at_ms=at_ms)
+    assert [(r.token, r.expires_at_ms) for r in store.live_task_starts(6_000)] == [("t1", 7_000), ("t2", 8_000)]
+    assert store.prune_task_starts(7_000) == 2
+    assert [r.token for r in store.live_task_starts(0)] == ["t2"]
+
+
+def test_a_task_row_written_by_an_engine_of_schema_5_gets_priority_0_and_no_key(
+    store: EventStore, appender: Appender, store_url: str
+) -> None:
+    """An older engine inserts tasks without the new columns: their defaults keep such rows valid."""
+    appender.start("e1")
+    new_columns = {"priority", "flow_key", "key_rate_count", "key_rate_period_ms"}
+    row = dict.fromkeys(c.name for c in tasks.columns if c.name not in new_columns) | {
+        "token": "old",
+        "execution_id": "e1",
+        "step": "a",
+        "attempt": 1,
+        "poll": 0,
+        "task_queue": "default",
+        "visible_at_ms": 0,
+        "timeout_ms": 1,
+        "lease_ms": 1,
+        "heartbeat_required": False,
+        "state": "queued",
+        "cancel_requested": False,
+        "workflow": "w",
+    }
+    engine = create_engine(normalise_url(store_url) if store_url.startswith("postgresql") else store_url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(insert(tasks).values(**row))
+    finally:
+        engine.dispose()
+    task = store.get_task("old")
+    assert task is not None
+    assert (task.priority, task.flow_key, task.key_rate_limit) == (0, None, None)

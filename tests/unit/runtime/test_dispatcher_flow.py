@@ -1,0 +1,132 @@
+"""Pause and rate limits through the dispatcher and the store, on a fake clock, across a restart."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from cerebelum_operator.engine import ExecutionPhase, Reply
+from cerebelum_operator.engine import commands as cmd
+from cerebelum_operator.engine.rates import RateLimit
+from cerebelum_operator.runtime import Database, Dispatcher, EngineService, FakeClock, TaskQueueService
+from cerebelum_operator.store import open_store
+
+SPEC = {"taskQueue": "q", "timeline": ["a"], "defaults": {"lease": "30s"}}
+
+
+class Engine:
+    """One engine process: store, engine, dispatcher and queue settings, started on the fake clock."""
+
+    def __init__(self, path: Path, clock: FakeClock) -> None:
+        store = open_store(f"sqlite:///{path}")
+        store.migrate()
+        store.put_workflow("w", SPEC, now_ms=0)
+        self.db = Database(store)
+        self.engine = EngineService(self.db, clock=clock)
+        self.dispatcher = Dispatcher(self.db, self.engine, clock=clock)
+        self.queues = TaskQueueService(self.db, self.dispatcher, clock=clock)
+
+    async def stop(self) -> None:
+        await self.dispatcher.stop()
+        self.db.close()
+
+
+@pytest.fixture
+async def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+async def first(tmp_path: Path, clock: FakeClock) -> AsyncIterator[Engine]:
+    engine = Engine(tmp_path / "engine.db", clock)
+    await engine.dispatcher.start()
+    try:
+        yield engine
+    finally:
+        await engine.stop()
+
+
+async def _started_at(engine: Engine, execution_id: str) -> int | None:
+    history = await engine.db.run(engine.db.store.load_history, execution_id)
+    return next((e.at_ms for e in history if e.event.kind == "StepStarted"), None)
+
+
+async def test_a_paused_queue_holds_its_tasks_across_a_poll_and_hands_them_out_when_resumed(
+    first: Engine, clock: FakeClock
+) -> None:
+    await first.queues.pause("q", note="deploy")
+    await first.engine.start("w", {}, execution_id="e1")
+    assert await first.dispatcher.poll(worker_id="w1", task_queue="q", steps=["a"], wait_ms=0) is None
+    state = await first.engine.state_of("e1")
+    token = state.steps["a"].token
+    assert token is not None
+    assert first.dispatcher.waiting_hint(token) == "task queue 'q' is paused (deploy)"
+    [view] = await first.queues.list()
+    assert (view.name, view.paused, view.ready, view.note) == ("q", True, 1, "deploy")
+
+    poll = asyncio.create_task(first.dispatcher.poll(worker_id="w1", task_queue="q", steps=["a"], wait_ms=20_000))
+    await clock.advance(5)
+    assert not poll.done()
+    await first.queues.resume("q")
+    granted = await asyncio.wait_for(poll, 5)
+    assert granted is not None and granted.execution_id == "e1"
+
+
+async def test_a_pause_survives_a_restart(first: Engine, clock: FakeClock, tmp_path: Path) -> None:
+    await first.queues.pause("q")
+    await first.engine.start("w", {}, execution_id="e1")
+    await first.stop()
+    second = Engine(tmp_path / "engine.db", clock)
+    await second.dispatcher.start()
+    try:
+        assert await second.dispatcher.poll(worker_id="w1", task_queue="q", steps=["a"], wait_ms=0) is None
+        await second.queues.resume("q")
+        assert await second.dispatcher.poll(worker_id="w1", task_queue="q", steps=["a"], wait_ms=0) is not None
+    finally:
+        await second.stop()
+
+
+async def test_a_rate_limit_is_kept_across_a_restart_from_the_starts_the_store_recorded(
+    first: Engine, clock: FakeClock, tmp_path: Path
+) -> None:
+    await first.queues.set_rate_limit("q", RateLimit(2, 1000))
+    for i in range(4):
+        await first.engine.start("w", {}, execution_id=f"e{i}")
+    polls = [await first.dispatcher.poll(worker_id="w1", task_queue="q", steps=["a"], wait_ms=0) for _ in range(3)]
+    assert [p is not None for p in polls] == [True, True, False]
+    await clock.advance(0.3)
+    await first.stop()  # as if killed: nothing but the store is left
+
+    second = Engine(tmp_path / "engine.db", clock)
+    await second.dispatcher.start()
+    try:
+        assert await second.dispatcher.poll(worker_id="w1", task_queue="q", steps=["a"], wait_ms=0) is None
+        token = (await second.engine.state_of("e2")).steps["a"].token
+        assert token is not None and second.dispatcher.waiting_hint(token) == "rate limited: queue 'q' 2/1s"
+        await clock.advance(0.7)
+        later = [await second.dispatcher.poll(worker_id="w1", task_queue="q", steps=["a"], wait_ms=0) for _ in range(3)]
+        assert [p is not None for p in later] == [True, True, False]
+        starts = sorted([t for i in range(4) if (t := await _started_at(second, f"e{i}")) is not None])
+        assert len(starts) == 4
+        assert all(b - a >= 1000 for a, b in zip(starts, starts[2:], strict=False)), starts
+    finally:
+        await second.stop()
+
+
+async def test_a_task_running_when_its_queue_is_paused_finishes_and_its_outcome_is_accepted(
+    first: Engine, clock: FakeClock
+) -> None:
+    await first.engine.start("w", {}, execution_id="e1")
+    granted = await first.dispatcher.poll(worker_id="w1", task_queue="q", steps=["a"], wait_ms=0)
+    assert granted is not None
+    await first.queues.pause("q")
+    heartbeat = await first.dispatcher.heartbeat(token=granted.token, worker_id="w1", progress=None)
+    assert not heartbeat.lease_lost and not heartbeat.cancel_requested
+    decision = await first.engine.handle(
+        "e1", cmd.TaskCompleted(granted.token, cmd.OutcomeSuccess({"ok": True}), worker_id="w1")
+    )
+    assert decision.reply == Reply.ACCEPTED
+    assert (await first.engine.state_of("e1")).phase == ExecutionPhase.SUCCEEDED
