@@ -72,6 +72,7 @@ class CodeDecisions(DeciderParts):
                 lease_ms=WORKFLOW_TASK_TIMEOUT_MS,
                 heartbeat_required=False,
                 sticky_worker_id=sticky[0] if sticky is not None else None,
+                **self.task_flow(rate_limited=False),
             )
         )
 

@@ -1017,6 +1017,7 @@ class _Decider(FanOutDecisions, CompositionDecisions, CodeDecisions, PauseDecisi
                 lease_ms=config.lease_ms,
                 heartbeat_required=config.heartbeat_required,
                 sticky_worker_id=self.code_worker() if self.definition.is_code else self.state.last_worker_id,
+                **self.task_flow(),
             )
         )
 

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from ..model import StepConfig, WorkflowDefinition
 from . import actions as act
 from . import events as ev
+from .flow import task_flow
 from .state import ExecutionState, LiveItem
 
 if TYPE_CHECKING:
@@ -103,3 +104,8 @@ class DeciderParts:
 
     def code_advance(self) -> None:
         raise NotImplementedError
+
+    def task_flow(self, *, rate_limited: bool = True) -> dict[str, Any]:
+        """The flow-control fields of a ScheduleTask (priority, flow_key, key_rate_limit)."""
+        flow = task_flow(self.definition, self.state, rate_limited=rate_limited)
+        return {"priority": flow.priority, "flow_key": flow.flow_key, "key_rate_limit": flow.key_rate_limit}

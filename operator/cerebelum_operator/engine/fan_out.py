@@ -132,6 +132,7 @@ class FanOutDecisions(DeciderParts):
                 lease_ms=config.lease_ms,
                 heartbeat_required=config.heartbeat_required,
                 sticky_worker_id=None,  # items spread over the workers, not after the previous step
+                **self.task_flow(),
             )
         )
         return True

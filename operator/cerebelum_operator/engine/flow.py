@@ -12,8 +12,10 @@ from typing import Any
 
 from ..model import InputInvalid, WorkflowDefinition
 from .expressions import ExpressionError, evaluate
+from .rates import RateLimit
+from .state import ExecutionState
 
-__all__ = ["CONCURRENCY", "MAX_FLOW_KEY", "MAX_PRIORITY", "Flow", "flow_of", "queued_reason"]
+__all__ = ["CONCURRENCY", "MAX_FLOW_KEY", "MAX_PRIORITY", "Flow", "TaskFlow", "flow_of", "queued_reason", "task_flow"]
 
 MAX_FLOW_KEY = 256  # characters: a key is stored with every slot and task of its executions
 MAX_PRIORITY = 1_000
@@ -53,6 +55,33 @@ def flow_of(definition: WorkflowDefinition, input: Any) -> Flow | None:
             )
         priority = value
     return Flow(key, priority)
+
+
+@dataclass(frozen=True, slots=True)
+class TaskFlow:
+    """What a task carries for the dispatcher's ordering and limits (`actions.ScheduleTask`)."""
+
+    priority: int = 0
+    flow_key: str | None = None
+    key_rate_limit: RateLimit | None = None
+
+
+NO_FLOW = TaskFlow()
+
+
+def task_flow(definition: WorkflowDefinition, state: ExecutionState, *, rate_limited: bool = True) -> TaskFlow:
+    """The execution's priority, its key (scoped by its workflow: keys of two workflows never share a
+    turn or a window) and the key's rate limit, for its tasks; ``rate_limited``: False for a code
+    workflow's workflow tasks, which orchestrate and do no work of the key."""
+    flow = definition.flow_control
+    if flow is None or state.flow_key is None:
+        return NO_FLOW
+    rate = flow.rate_limit
+    return TaskFlow(
+        priority=state.priority,
+        flow_key=f"{state.workflow}/{state.flow_key}",
+        key_rate_limit=RateLimit(*rate) if rate is not None and rate_limited else None,
+    )
 
 
 def queued_reason(key: str, limit: int) -> str:

@@ -74,8 +74,13 @@ _DORMANT = frozenset({ExecutionPhase.SLEEPING, ExecutionPhase.WAITING_FOR_APPROV
 class EagerDispatch(Protocol):
     """Hands a task to a worker already waiting for it, in the same commit that scheduled it."""
 
-    def reserve(self, execution_id: str, workflow: str, actions: Sequence[Action]) -> list[cmd.TaskStarted]:
-        """Set aside a waiting poller for each task it can take now; the leases to decide."""
+    def reserve(
+        self, execution_id: str, workflow: str, actions: Sequence[Action], *, now_ms: int | None = None
+    ) -> list[cmd.TaskStarted]:
+        """Set aside a waiting poller for each task it can take now; the leases to decide.
+
+        ``now_ms``: the time the decision read, which its leases' StepStarted record: a rate limit
+        counts the start at that time, so rate-limited tasks may be leased eagerly too."""
 
     def release(self, commands: Sequence[cmd.TaskStarted]) -> None:
         """The commit failed or the lease was refused: the pollers wait again."""
@@ -696,7 +701,7 @@ class EngineService:
         """The decision plus the leases of its new tasks to workers already waiting for them."""
         if self._eager is None or decision.state is None or decision.state.phase.terminal:
             return decision, []
-        reserved = self._eager.reserve(execution_id, decision.state.workflow, decision.actions)
+        reserved = self._eager.reserve(execution_id, decision.state.workflow, decision.actions, now_ms=now)
         if not reserved:
             return decision, []
         merged = Decision(list(decision.events), list(decision.actions), decision.reply, decision.state)

@@ -9,6 +9,7 @@ import pytest
 from cerebelum_operator.engine import ExecutionPhase, Reply, StepPhase
 from cerebelum_operator.engine import actions as act
 from cerebelum_operator.engine import commands as cmd
+from cerebelum_operator.engine.rates import RateLimit
 from cerebelum_operator.model import InputInvalid, WorkflowInvalid, compile_workflow
 
 from .simulator import Simulator
@@ -112,3 +113,29 @@ def test_a_duplicate_admission_changes_nothing() -> None:
     sim = Simulator.start(LIMITED, {"customer": "acme", "gold": False})
     sim.send(cmd.Resume("flow control", source="concurrency"))
     assert sim.send(cmd.Resume("flow control", source="concurrency")) == Reply.DUPLICATE
+
+
+def test_tasks_carry_the_priority_the_key_scoped_by_workflow_and_the_key_s_rate_for_the_dispatcher() -> None:
+    spec = {**LIMITED, "flowControl": {**LIMITED["flowControl"], "rateLimit": {"tasks": 5, "per": "2s"}}}
+    sim = Simulator.start(spec, {"customer": "acme", "gold": True})
+    sim.send(cmd.Resume("flow control", source="concurrency"))
+
+    task = sim.task("a")
+    assert (task.priority, task.flow_key) == (10, "wf/acme")
+    assert task.key_rate_limit == RateLimit(5, 2_000)
+
+
+def test_a_code_workflow_s_workflow_tasks_have_the_priority_and_key_but_no_rate() -> None:
+    code = {
+        "code": {"function": "f", "taskQueue": "brains"},
+        "flowControl": {"key": "input.c", "priority": "3", "rateLimit": {"tasks": 1, "per": "1s"}},
+    }
+    sim = Simulator.start(code, {"c": "k"})
+    task = next(iter(sim.tasks.values()))
+    assert (task.priority, task.flow_key, task.key_rate_limit) == (3, "wf/k", None)
+
+
+def test_tasks_of_a_workflow_without_flow_control_carry_the_defaults() -> None:
+    sim = Simulator.start({"timeline": ["a"]})
+    task = sim.task("a")
+    assert (task.priority, task.flow_key, task.key_rate_limit) == (0, None, None)
