@@ -9,10 +9,12 @@ from __future__ import annotations
 import itertools
 import json
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
 from cerebelum import Client
+from tests.integration.conftest import read_ledger
 from tests.support.processes import EngineProcess, WorkerProcess, run_cli
 from tests.support.waiting import wait_until
 
@@ -87,3 +89,39 @@ def test_a_paused_workflow_holds_its_new_executions_until_it_is_resumed(
     assert client.wait("during", timeout=60).phase == "Succeeded"
     client.start("quiet", {}, execution_id="after")
     assert client.wait("after", timeout=60).phase == "Succeeded"
+
+
+def test_a_key_s_rate_limit_holds_from_the_histories_and_a_higher_priority_goes_first(
+    engine: EngineProcess, client: Client, start_worker: Callable[..., WorkerProcess], ledger: Path
+) -> None:
+    client.apply_workflow(
+        "metered",
+        {
+            "timeline": ["a"],
+            "taskQueue": "test",
+            "flowControl": {
+                "key": "input.customer",
+                "priority": "input.urgent ? 10 : 0",
+                "rateLimit": {"tasks": 2, "per": "2s"},
+            },
+        },
+    )
+    ids = [f"m{n}" for n in range(5)]
+    for execution_id in ids:  # queued with no worker: the order they go out in is the dispatcher's
+        client.start("metered", {"customer": "acme", "urgent": False}, execution_id=execution_id)
+    client.start("metered", {"customer": "zeta", "urgent": True}, execution_id="urgent")
+    start_worker(MAX_CONCURRENCY="1")
+
+    for execution_id in [*ids, "urgent"]:
+        assert client.wait(execution_id, timeout=60).phase == "Succeeded"
+    order = [e["execution"] for e in read_ledger(ledger) if e["step"] == "a"]
+    assert order[0] == "urgent", order
+    starts = sorted(
+        event.at.timestamp()
+        for execution_id in ids
+        for event in client.history(execution_id)
+        if event.type == "StepStarted" and event.at is not None
+    )
+    assert len(starts) == 5
+    for first, third in zip(starts, starts[2:], strict=False):
+        assert third - first >= 2.0 - 0.002, f"three of key 'acme' started within 2 s: {starts}"

@@ -20,7 +20,9 @@ from typing import Any
 from cerebelum import StepContext, Worker
 
 LEDGER = os.environ["LEDGER"]
-worker = Worker(task_queue=os.environ.get("TASK_QUEUE", "test"), max_concurrency=20)
+worker = Worker(
+    task_queue=os.environ.get("TASK_QUEUE", "test"), max_concurrency=int(os.environ.get("MAX_CONCURRENCY", "20"))
+)
 
 
 def record(ctx: StepContext, event: str) -> None:
