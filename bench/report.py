@@ -99,16 +99,18 @@ SCENARIOS: dict[str, Scenario] = {
     ),
     "flow-control": Scenario(
         "Flow control's cost",
-        "the throughput shape twice on one engine: without flow control, then with a task queue rate limit that "
-        "never binds",
+        "the throughput shape on one engine: without flow control, with a task queue rate limit that never "
+        "binds, and with a Workflow's flowControl (20 keys; concurrency, key rate and priority that never bind)",
         (
             Column("off_steps_per_s", "steps/s without"),
-            Column("on_steps_per_s", "steps/s with a limit"),
+            Column("on_steps_per_s", "steps/s with a queue limit"),
             Column("cost_pct", "cost %"),
+            Column("keyed_steps_per_s", "steps/s with flowControl"),
+            Column("keyed_cost_pct", "cost %"),
             Column("executions", "executions"),
             Column("steps", "steps each"),
         ),
-        ("off_steps_per_s", "on_steps_per_s"),
+        ("off_steps_per_s", "on_steps_per_s", "keyed_steps_per_s"),
         "steps per second (higher is better)",
         False,
     ),
