@@ -33,7 +33,13 @@ CONTRACT = {
     "recovery": {"executions", "recover_s"},
     "code-scale": {"iterations", "runs", "loop_s", "iterations_per_s", "cached", "worker_rss_mb", "kb_per_cached"},
     "kubernetes": {"steps_per_s", "api_writes_per_s", "api_writes_per_execution", "executions", "steps"},
-    "flow-control": {"off_steps_per_s", "on_steps_per_s", "keyed_steps_per_s", "executions", "steps"},  # costs may be <= 0
+    "flow-control": {
+        "off_steps_per_s",
+        "on_steps_per_s",
+        "keyed_steps_per_s",
+        "executions",
+        "steps",
+    },  # costs may be <= 0
 }
 
 
