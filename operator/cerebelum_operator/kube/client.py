@@ -211,12 +211,20 @@ class KubeApi:
         """Every object of a cluster-scoped kind (e.g. the admission policies), as plain dicts."""
         return [obj.to_dict() async for obj in self.client.list(resource)]
 
-    async def list_referring(self, resource: type[Any], namespace: str, *, execution: str) -> list[tuple[str, str]]:
-        """(name, uid) of each object of `resource` in `namespace` whose ``spec.execution`` is
-        `execution`, selected by the API server (the CRDs make that field selectable)."""
+    async def list_selected(
+        self,
+        resource: type[Any],
+        namespace: str,
+        *,
+        fields: dict[str, str] | None = None,
+        labels: dict[str, str] | None = None,
+    ) -> list[tuple[str, str]]:
+        """(name, uid) of each object of `resource` in `namespace` that the API server selects by
+        `fields` (those a CRD declares selectable, e.g. ``spec.execution``) and `labels`."""
         namespace = namespace_name(namespace)
-        object_name(execution, field="spec.execution")
-        listed = self.client.list(resource, namespace=namespace, fields={"spec.execution": execution})
+        by_field: dict[str, Any] | None = None if fields is None else dict(fields)
+        by_label: dict[str, Any] | None = None if labels is None else dict(labels)
+        listed = self.client.list(resource, namespace=namespace, fields=by_field, labels=by_label)
         return [(str(obj.metadata.name), str(obj.metadata.uid)) async for obj in listed]
 
     async def delete(self, resource: type[Any], namespace: str, name: str, *, uid: str) -> bool:

@@ -24,8 +24,10 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..runtime import Clock, EngineService, Wakeup
+from .children import PARENT_LABEL
 from .client import Approval, Execution, KubeApi, ObjectRef, Signal
 from .expiry import EXPIRING_PHASES, ExpiryQueue, TtlPolicy, due_at_ms
+from .names import object_name
 from .rate_limit import TokenBucket
 
 __all__ = ["ExecutionExpirer"]
@@ -126,12 +128,22 @@ class ExecutionExpirer:
         return declared if isinstance(declared, str) else None
 
     async def _delete(self, ref: ObjectRef) -> None:
-        """Its Approvals and Signals, then the object itself, only while it is still that object (by uid)."""
+        """Its Approvals and Signals, then the object itself, only while it is still that object (by uid).
+
+        A parent's object waits for its children's objects to go first: deleting it would have a
+        garbage collector delete them too, cancelling a child that runs on (abandoned), and without
+        one they would be left with no owner, which is how a forged child looks.
+        """
         current = await self.api.get(Execution, ref.namespace, ref.name)
         if current is None or str(current["metadata"].get("uid")) != ref.uid:
             return  # deleted already (and perhaps made again: a namesake is not ours to touch)
+        if await self.api.list_selected(Execution, ref.namespace, labels={PARENT_LABEL: ref.uid}):
+            log.debug("%r waits for its children's Execution objects to go first", ref)
+            self._retry(ref)
+            return
+        execution = {"spec.execution": object_name(ref.name, field="name")}
         for kind in (Approval, Signal):
-            for name, uid in await self.api.list_referring(kind, ref.namespace, execution=ref.name):
+            for name, uid in await self.api.list_selected(kind, ref.namespace, fields=execution):
                 await self.bucket.take()
                 await self.api.delete(kind, ref.namespace, name, uid=uid)
         await self.bucket.take()

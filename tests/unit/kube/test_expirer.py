@@ -10,6 +10,7 @@ from typing import Any, cast
 
 import pytest
 
+from cerebelum_operator.kube.children import PARENT_LABEL
 from cerebelum_operator.kube.client import ObjectRef
 from cerebelum_operator.kube.expirer import ExecutionExpirer
 from cerebelum_operator.kube.expiry import TtlPolicy
@@ -36,7 +37,8 @@ class FakeEngine:
 
 @dataclass
 class FakeApi:
-    """Objects by (kind, name) -> (uid, spec.execution); records deletes in order."""
+    """Objects by (kind, name) -> (uid, what it refers to: an Approval's or Signal's spec.execution,
+    a child Execution's parent uid); records deletes in order."""
 
     objects: dict[tuple[str, str], tuple[str, str | None]] = field(default_factory=dict)
     deleted: list[tuple[str, str]] = field(default_factory=list)
@@ -46,8 +48,20 @@ class FakeApi:
         found = self.objects.get((resource._api_info.resource.kind, name))
         return None if found is None else {"metadata": {"name": name, "uid": found[0]}}
 
-    async def list_referring(self, resource: type[Any], namespace: str, *, execution: str) -> list[tuple[str, str]]:
+    async def list_selected(
+        self,
+        resource: type[Any],
+        namespace: str,
+        *,
+        fields: dict[str, str] | None = None,
+        labels: dict[str, str] | None = None,
+    ) -> list[tuple[str, str]]:
         kind = resource._api_info.resource.kind
+        if labels is not None:  # children by their parent's uid
+            parent = labels[PARENT_LABEL]
+            return [(name, uid) for (k, name), (uid, ref) in self.objects.items() if k == kind and ref == parent]
+        assert fields is not None
+        execution = fields["spec.execution"]
         return [(name, uid) for (k, name), (uid, ref) in self.objects.items() if k == kind and ref == execution]
 
     async def delete(self, resource: type[Any], namespace: str, name: str, *, uid: str) -> bool:
@@ -171,3 +185,18 @@ async def test_an_object_still_running_is_never_queued(expirer: ExecutionExpirer
     expirer.notice(ref("busy"), {"phase": "Running", "finishedAt": None}, run_id=None)
     await settle()
     assert expirer.idle
+
+
+async def test_a_parents_object_waits_for_its_childrens_objects_to_go_first(
+    expirer: ExecutionExpirer, api: FakeApi, clock: FakeClock
+) -> None:
+    api.objects = {("Execution", "parent"): ("uid-parent", None), ("Execution", "parent-child"): ("c1", "uid-parent")}
+    expirer.notice(ref("parent"), finished(clock), run_id=None)
+    await settle()
+    await clock.advance(61)
+    await settle()
+    assert api.deleted == [], "deleting it would cascade to a child that may run on"
+    del api.objects[("Execution", "parent-child")]  # the child's own time-to-live passed
+    await clock.advance(31)
+    await settle()
+    assert api.deleted == [("Execution", "parent")]
