@@ -47,10 +47,12 @@ class ExecutionExpirer:
         policy: TtlPolicy,
         bucket: TokenBucket,
         batch: int = 50,
+        concurrency: int = 8,
         retry_s: float = 60.0,
     ) -> None:
         """`bucket`: the API write budget shared with the status writer, so a burst of deletions
-        (the first start after an upgrade that sets a default) never crowds out status writes."""
+        (the first start after an upgrade that sets a default) never crowds out status writes;
+        `concurrency`: objects deleted at once (each takes four reads and a few deletes)."""
         self.engine = engine
         self.api = api
         self.clock = clock
@@ -62,6 +64,7 @@ class ExecutionExpirer:
         self.deleted = 0
         self._noticed: dict[ObjectRef, tuple[dict[str, JSON], str | None]] = {}
         self._wakeup = Wakeup(clock=clock)
+        self._slots = asyncio.Semaphore(concurrency)
         self._task: asyncio.Task[None] | None = None
 
     @property
@@ -76,8 +79,19 @@ class ExecutionExpirer:
         self._noticed[ref] = (dict(status), run_id)
         self._wakeup.poke()
 
-    def on_finished(self, ref: ObjectRef, status: dict[str, JSON]) -> None:
-        """The status writer's finish listener: the status it projected names the run it shows."""
+    def expire_now(self, ref: ObjectRef) -> None:
+        """The object's history is gone from the store (the retention period removed it, so it is past
+        every time-to-live the cap allows): the object goes at once, whatever its status says."""
+        self._noticed.pop(ref, None)
+        self.queue.put(ref, self.clock.now_ms())
+        self._wakeup.poke()
+
+    def on_finished(self, ref: ObjectRef, status: dict[str, JSON] | None) -> None:
+        """The status writer's finish listener: the status it projected names the run it shows;
+        None when the history is gone from the store."""
+        if status is None:
+            self.expire_now(ref)
+            return
         run_id = status.get("runId")
         self.notice(ref, status, run_id=run_id if isinstance(run_id, str) else None)
 
@@ -105,16 +119,20 @@ class ExecutionExpirer:
                 self.queue.discard(ref)
             else:
                 self.queue.put(ref, due)
-        for ref in self.queue.pop_due(self.clock.now_ms(), limit=self.batch):
+        due_now = self.queue.pop_due(self.clock.now_ms(), limit=self.batch)
+        await asyncio.gather(*(self._delete_or_retry(ref) for ref in due_now))
+        due = self.queue.next_due_ms()
+        if due is None:
+            return None
+        return max(0.0, (due - self.clock.now_ms()) / 1000)
+
+    async def _delete_or_retry(self, ref: ObjectRef) -> None:
+        async with self._slots:
             try:
                 await self._delete(ref)
             except Exception as error:
                 log.warning("could not delete %r (%r); trying again in %.0f s", ref, error, self.retry_s)
                 self._retry(ref)
-        due = self.queue.next_due_ms()
-        if due is None:
-            return None
-        return max(0.0, (due - self.clock.now_ms()) / 1000)
 
     def _retry(self, ref: ObjectRef) -> None:
         self.queue.put(ref, self.clock.now_ms() + round(self.retry_s * 1000))

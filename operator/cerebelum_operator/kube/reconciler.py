@@ -15,7 +15,15 @@ from ..engine import CommandRejected
 from ..engine import commands as cmd
 from ..engine import events as ev
 from ..model import InputInvalid, WorkflowInvalid
-from ..runtime import Clock, EngineService, ExecutionNotFound, ScheduleInvalid, ScheduleService, WorkflowKey
+from ..runtime import (
+    Clock,
+    EngineService,
+    ExecutionConflict,
+    ExecutionNotFound,
+    ScheduleInvalid,
+    ScheduleService,
+    WorkflowKey,
+)
 from ..runtime.schedules import parse_spec
 from .approvers import ApproverCheck, Unreachable
 from .children import CHILD_ANNOTATION, ChildObjects, ChildRefused, owner_of, verify_child
@@ -179,10 +187,7 @@ class Reconciler:
             return await self._child_seen(execution)
         existing = await self.engine.get_execution(execution.uid)
         if existing is None and execution.status.get("phase") in TERMINAL_PHASES:
-            # It ran and finished, and the store's retention period has removed its history since:
-            # nothing to start again (its id is never reused); the object only waits for its time-to-live.
-            self._expire_unstored(execution)
-            return Outcome()
+            return self._history_gone(execution)
         if existing is not None:
             self._track(execution, execution.uid)
             if execution.status.get("phase") not in TERMINAL_PHASES:  # a finished one has no running child
@@ -224,8 +229,20 @@ class Reconciler:
             )
         except InputInvalid as invalid:
             return self._refuse(execution, "InputInvalid", str(invalid), now)
+        except ExecutionConflict:
+            # Its id ran before: the execution finished (before its status said so) and the store's
+            # retention period has removed its history since. Never started again; the object goes.
+            return self._history_gone(execution)
         self._track(execution, execution.uid)
         return Outcome(event=("Normal", "Started", f"execution {execution.uid} of workflow {workflow_name} started"))
+
+    def _history_gone(self, execution: ObjectView) -> Outcome:
+        """The object of an execution the store's retention period removed: past every time-to-live
+        the cap allows, so it is deleted at once (without an expirer, it is left as it is)."""
+        log.info("%s/%s: its history was removed from the store", execution.namespace, execution.name)
+        if self.expirer is not None:
+            self.expirer.expire_now(execution.ref("Execution"))
+        return Outcome()
 
     def _expire_unstored(self, execution: ObjectView) -> None:
         """An object with no history in the store expires after the operator's default time-to-live."""

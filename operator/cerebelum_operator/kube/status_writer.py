@@ -44,8 +44,9 @@ _PHASE_EVENTS = {
     "Cancelled": ("Normal", "Cancelled", "execution cancelled"),
 }
 TERMINAL_PHASES = frozenset(phase.value for phase in ExecutionPhase if phase.terminal)
-# Told of each object whose status the writer found finished: (the object, that status).
-FinishListener = Callable[[ObjectRef, dict[str, JSON]], None]
+# Told of each object whose status the writer found finished: (the object, that status), or
+# (the object, None) when its history is gone from the store (the retention period removed it).
+FinishListener = Callable[[ObjectRef, dict[str, JSON] | None], None]
 
 
 def _without_nulls(value: JSON) -> JSON:
@@ -120,7 +121,8 @@ class StatusWriter:
         self.mark(execution_id)
 
     def add_finish_listener(self, listener: FinishListener) -> None:
-        """Called once the object's status is finished, also for one resumed already finished."""
+        """Called once the object's status is finished, also for one resumed already finished, and
+        with None for one whose history is gone from the store."""
         self._finish_listeners.append(listener)
 
     def forget(self, execution_id: str) -> None:
@@ -204,6 +206,8 @@ class StatusWriter:
             self._dirty.add(execution_id)
         except ExecutionNotFound:
             self.forget(execution_id)
+            for listener in self._finish_listeners:
+                listener(tracked.ref, None)
         except Exception:
             log.exception("status of %r not written; retrying", tracked.ref)
             tracked.next_write_at = self._clock.now_s() + max(self._min_interval_s, 1.0)

@@ -200,3 +200,12 @@ async def test_a_parents_object_waits_for_its_childrens_objects_to_go_first(
     await clock.advance(31)
     await settle()
     assert api.deleted == [("Execution", "parent")]
+
+
+async def test_an_object_whose_history_is_gone_from_the_store_is_deleted_at_once(
+    expirer: ExecutionExpirer, api: FakeApi
+) -> None:
+    api.objects = {("Execution", "order-1"): ("uid-order-1", None)}
+    expirer.on_finished(ref("order-1"), None)  # what the status writer says when the store lost it
+    await settle()
+    assert api.deleted == [("Execution", "order-1")]
