@@ -63,13 +63,15 @@ class ExecutionExpirer:
         self.queue: ExpiryQueue[ObjectRef] = ExpiryQueue()
         self.deleted = 0
         self._noticed: dict[ObjectRef, tuple[dict[str, JSON], str | None]] = {}
+        # Noticed objects whose time-to-live could not be read (the store unavailable): when to try again.
+        self._look_again: dict[ObjectRef, tuple[int, tuple[dict[str, JSON], str | None]]] = {}
         self._wakeup = Wakeup(clock=clock)
         self._slots = asyncio.Semaphore(concurrency)
         self._task: asyncio.Task[None] | None = None
 
     @property
     def idle(self) -> bool:
-        return not self._noticed and not self.queue
+        return not self._noticed and not self.queue and not self._look_again
 
     def notice(self, ref: ObjectRef, status: Mapping[str, JSON], *, run_id: str | None) -> None:
         """The object `ref` shows `status`; `run_id`: the engine run it shows (its spec says the
@@ -106,13 +108,18 @@ class ExecutionExpirer:
 
     async def _step(self) -> float | None:
         """Schedule what was noticed, delete what is due; seconds until the next is due."""
+        now = self.clock.now_ms()
+        for ref, (at_ms, noticed) in list(self._look_again.items()):
+            if at_ms <= now:
+                del self._look_again[ref]
+                self._noticed.setdefault(ref, noticed)
         while self._noticed:
             ref, (status, run_id) = self._noticed.popitem()
             try:
                 ttl_ms = self.policy.ttl_ms(await self._declared_ttl(run_id))
             except Exception:
-                log.exception("the time-to-live of %r is unknown; looking again later", ref)
-                self._retry(ref)
+                log.exception("the time-to-live of %r is unknown; looking again in %.0f s", ref, self.retry_s)
+                self._look_again[ref] = (self.clock.now_ms() + round(self.retry_s * 1000), (status, run_id))
                 continue
             due = due_at_ms(status, ttl_ms=ttl_ms)
             if due is None:
@@ -121,10 +128,11 @@ class ExecutionExpirer:
                 self.queue.put(ref, due)
         due_now = self.queue.pop_due(self.clock.now_ms(), limit=self.batch)
         await asyncio.gather(*(self._delete_or_retry(ref) for ref in due_now))
+        dues = [at_ms for at_ms, _ in self._look_again.values()]
         due = self.queue.next_due_ms()
-        if due is None:
-            return None
-        return max(0.0, (due - self.clock.now_ms()) / 1000)
+        if due is not None:
+            dues.append(due)
+        return max(0.0, (min(dues) - self.clock.now_ms()) / 1000) if dues else None
 
     async def _delete_or_retry(self, ref: ObjectRef) -> None:
         async with self._slots:

@@ -29,8 +29,12 @@ class Row:
 @dataclass
 class FakeEngine:
     specs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    failing: int = 0
 
     async def get_execution(self, execution_id: str) -> Row | None:
+        if self.failing:
+            self.failing -= 1
+            raise ConnectionError("the store is away")
         spec = self.specs.get(execution_id)
         return None if spec is None else Row(spec)
 
@@ -209,3 +213,17 @@ async def test_an_object_whose_history_is_gone_from_the_store_is_deleted_at_once
     expirer.on_finished(ref("order-1"), None)  # what the status writer says when the store lost it
     await settle()
     assert api.deleted == [("Execution", "order-1")]
+
+
+async def test_a_time_to_live_the_store_could_not_say_is_read_again_later_never_guessed(
+    expirer: ExecutionExpirer, api: FakeApi, engine: FakeEngine, clock: FakeClock
+) -> None:
+    engine.specs["run-1"] = {"ttlAfterFinished": "never"}
+    engine.failing = 1
+    api.objects = {("Execution", "order-1"): ("uid-order-1", None)}
+    expirer.notice(ref("order-1"), finished(clock), run_id="run-1")
+    await settle()
+    await clock.advance(3600)
+    await settle()
+    assert api.deleted == [] and len(expirer.queue) == 0, "kept for ever, as its Workflow says"
+    assert expirer.idle
