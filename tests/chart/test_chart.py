@@ -290,8 +290,9 @@ def test_with_watch_namespaces_the_operator_writes_only_through_a_role_in_each_o
         assert subject == {"kind": "ServiceAccount", "name": "cerebelum", "namespace": "cerebelum-system"}
 
 
-def test_the_operator_may_create_executions_and_read_and_patch_signals_and_schedules_and_nothing_more() -> None:
-    """Issue 17: the least the operator needs for Signals, child Executions and Schedules (no update, no delete)."""
+def test_the_operator_may_create_executions_delete_them_with_their_approvals_and_signals_and_nothing_more() -> None:
+    """Issue 17: the least the operator needs for Signals, child Executions and Schedules (no update);
+    issue 19: delete, for finished Executions past their time-to-live and what names them."""
     for values in ((), ("--set", "watchNamespaces={team-a}")):
         docs = documents(render(*values, "--show-only", "templates/rbac.yaml"))
         roles = by_kind(docs, "Role" if values else "ClusterRole")
@@ -300,6 +301,7 @@ def test_the_operator_may_create_executions_and_read_and_patch_signals_and_sched
         assert granted == {
             *(("cerebelum.io", kind, verb) for kind in kinds for verb in ("get", "list", "watch", "patch")),
             ("cerebelum.io", "executions", "create"),
+            *(("cerebelum.io", kind, "delete") for kind in ("executions", "approvals", "signals")),
             *(("cerebelum.io", f"{kind}/status", verb) for kind in kinds for verb in ("get", "patch")),
         }, values
 

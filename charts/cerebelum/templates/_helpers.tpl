@@ -70,6 +70,12 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 {{- if and $v.tls.certManager.enabled (not $v.tls.enabled) -}}
 {{- fail "tls.certManager.enabled=true but tls.enabled=false, so gRPC would be plaintext: set tls.enabled=true" -}}
 {{- end -}}
+{{- if and $v.storage.retention.export.enabled (not $v.storage.retention.period) -}}
+{{- fail "storage.retention.export.enabled writes what storage.retention.period removes: set storage.retention.period too" -}}
+{{- end -}}
+{{- if and $v.storage.retention.period (eq $v.operator.executionTtl "never") -}}
+{{- fail "storage.retention.period removes histories, but operator.executionTtl=never keeps Execution objects for ever: they would outlive their histories; set operator.executionTtl to the period or less" -}}
+{{- end -}}
 {{- if and $v.tls.certManager.enabled $v.tls.existingSecret -}}
 {{- fail "tls.existingSecret and tls.certManager.enabled both name where the certificate comes from: set only one" -}}
 {{- end -}}

@@ -355,6 +355,24 @@ def operator(
     reflection: Annotated[
         bool, typer.Option(help="Serve gRPC server reflection (the API's schema, for grpcurl), without a token.")
     ] = True,
+    execution_ttl: Annotated[
+        str,
+        typer.Option(
+            help="Delete a finished Execution object (and its Approvals and Signals) this long after it ended"
+            " when its Workflow sets no ttlAfterFinished (1h, 7d); never: keep it. The history stays in the store."
+        ),
+    ] = "never",
+    retention: Annotated[
+        str | None,
+        typer.Option(
+            help="Remove executions from the store this long after they ended (30d); at least --execution-ttl."
+            " Default: keep them."
+        ),
+    ] = None,
+    retention_export: Annotated[
+        Path | None,
+        typer.Option(help="Before removing an execution, write its history here as JSON lines (<id>.jsonl)."),
+    ] = None,
     log_level: Annotated[str, typer.Option(help="debug, info, warning")] = "info",
 ) -> None:
     """Run the Kubernetes operator: reconcile Workflows, Executions and Approvals, serve workers."""
@@ -388,6 +406,17 @@ def operator(
         except (OSError, yaml.YAMLError, PolicyError) as exc:
             _fail(f"--access-policy {access_policy}: {exc}")
 
+    from ..kube.expiry import TtlPolicy, parse_ttl
+
+    retention_ms = _retention(retention, retention_export)
+    try:
+        execution_ttl_ms = parse_ttl(execution_ttl)
+    except ValueError as exc:
+        _fail(f"--execution-ttl: {exc}, or never")
+    try:
+        TtlPolicy(default_ms=execution_ttl_ms, retention_ms=retention_ms)
+    except ValueError as exc:
+        _fail(str(exc))
     try:
         load_kube_config()  # before anything starts or logs: no cluster is one line, not a traceback
     except NoKubeConfig as exc:
@@ -410,6 +439,8 @@ def operator(
             max_history_events=max_history_events,
             tls=_tls(tls_cert, tls_key, tls_client_ca),
             reflection=reflection,
+            retention_ms=retention_ms,
+            retention_export=retention_export,
         ),
         namespaces=tuple(namespace or ()),
         lease_namespace=lease_namespace,
@@ -424,6 +455,7 @@ def operator(
         access_policy=policy,
         trust_claimed_approver=trust_claimed_approver,
         pod_role_label=pod_role_label,
+        execution_ttl_ms=execution_ttl_ms,
     )
     _report_crashes()
     try:

@@ -211,6 +211,41 @@ class KubeApi:
         """Every object of a cluster-scoped kind (e.g. the admission policies), as plain dicts."""
         return [obj.to_dict() async for obj in self.client.list(resource)]
 
+    async def list_selected(
+        self,
+        resource: type[Any],
+        namespace: str,
+        *,
+        fields: dict[str, str] | None = None,
+        labels: dict[str, str] | None = None,
+    ) -> list[tuple[str, str]]:
+        """(name, uid) of each object of `resource` in `namespace` that the API server selects by
+        `fields` (those a CRD declares selectable, e.g. ``spec.execution``) and `labels`."""
+        namespace = namespace_name(namespace)
+        by_field: dict[str, Any] | None = None if fields is None else dict(fields)
+        by_label: dict[str, Any] | None = None if labels is None else dict(labels)
+        listed = self.client.list(resource, namespace=namespace, fields=by_field, labels=by_label)
+        return [(str(obj.metadata.name), str(obj.metadata.uid)) async for obj in listed]
+
+    async def delete(self, resource: type[Any], namespace: str, name: str, *, uid: str) -> bool:
+        """Delete the object if it is still the one with `uid`; False when it is gone or is a namesake
+        made since (the API server checks the uid: a precondition, so no read races the delete)."""
+        name = object_name(name, field="name")
+        namespace = namespace_name(namespace)
+        self._count("deletes")
+        # lightkube's delete sends no body, and preconditions travel only in one (DeleteOptions).
+        generic = self.client._client
+        request = generic.prepare_request("delete", res=resource, name=name, namespace=namespace)
+        request.data = {"apiVersion": "v1", "kind": "DeleteOptions", "preconditions": {"uid": uid}}
+        response = await generic.send(generic.build_adapter_request(request))  # type: ignore[no-untyped-call]
+        try:
+            generic.handle_response("delete", response, request)
+        except ApiError as error:
+            if error.status.code in (404, 409):
+                return False
+            raise
+        return True
+
     async def patch_status(self, ref: ObjectRef, status: dict[str, JSON]) -> None:
         resource = _RESOURCES[ref.kind]
         name = object_name(ref.name, field="name")

@@ -365,7 +365,9 @@ def _crd(
     status: dict[str, Any],
     columns: list[dict[str, Any]],
     short_names: tuple[str, ...] = (),
+    selectable: tuple[str, ...] = (),
 ) -> dict[str, Any]:
+    """`selectable`: fields a list may filter on server-side (`fieldSelector`), as JSON paths."""
     names: dict[str, Any] = {"kind": kind, "listKind": f"{kind}List", "plural": plural, "singular": kind.lower()}
     if short_names:
         names["shortNames"] = list(short_names)
@@ -382,25 +384,21 @@ def _crd(
             "status": status,
         },
     }
+    version: dict[str, Any] = {
+        "name": VERSION,
+        "served": True,
+        "storage": True,
+        "subresources": {"status": {}},
+        "additionalPrinterColumns": columns,
+    }
+    if selectable:
+        version["selectableFields"] = [{"jsonPath": path} for path in selectable]
+    version["schema"] = {"openAPIV3Schema": _tidy(schema)}
     return {
         "apiVersion": "apiextensions.k8s.io/v1",
         "kind": "CustomResourceDefinition",
         "metadata": {"name": f"{plural}.{GROUP}"},
-        "spec": {
-            "group": GROUP,
-            "names": names,
-            "scope": "Namespaced",
-            "versions": [
-                {
-                    "name": VERSION,
-                    "served": True,
-                    "storage": True,
-                    "subresources": {"status": {}},
-                    "additionalPrinterColumns": columns,
-                    "schema": {"openAPIV3Schema": _tidy(schema)},
-                }
-            ],
-        },
+        "spec": {"group": GROUP, "names": names, "scope": "Namespaced", "versions": [version]},
     }
 
 
@@ -462,6 +460,8 @@ def build_crds() -> list[dict[str, Any]]:
                 _column("Age", ".metadata.creationTimestamp", "date"),
                 _column("Message", ".status.message", wide=True),
             ],
+            # The operator deletes them with their Execution (its time-to-live), found by this field.
+            selectable=(".spec.execution",),
         ),
         _crd(
             kind="Signal",
@@ -478,6 +478,8 @@ def build_crds() -> list[dict[str, Any]]:
                 _column("Run-ID", ".status.runId", wide=True),
                 _column("Message", ".status.message", wide=True),
             ],
+            # The operator deletes them with their Execution (its time-to-live), found by this field.
+            selectable=(".spec.execution",),
         ),
         _crd(
             kind="Schedule",

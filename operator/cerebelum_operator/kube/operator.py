@@ -26,6 +26,8 @@ from ..server import EngineServer, ServerConfig
 from .approvers import AdmissionPolicyCheck, ApproverCheck, TrustClaimedApprover, Unreachable
 from .bookkeeping import DigestDiffBaseStorage
 from .client import KubeApi, NoKubeConfig
+from .expirer import ExecutionExpirer
+from .expiry import TtlPolicy
 from .handlers import build_registry
 from .health import HealthServer
 from .leader import LeaseElector
@@ -72,6 +74,15 @@ class OperatorConfig:
     # Label this instance's pod (`identity` in `lease_namespace`) cerebelum.io/role=leader|standby,
     # for a Service that selects the leader by it; standbys are then Ready (kube/pod_role.py).
     pod_role_label: bool = False
+    # How long a finished Execution object stays when its Workflow sets no `ttlAfterFinished`
+    # (None: for ever). Never longer than the store's retention period (`server.retention_ms`).
+    execution_ttl_ms: int | None = None
+
+    def __post_init__(self) -> None:
+        self.ttl_policy()  # refuses a time-to-live longer than the store's retention period
+
+    def ttl_policy(self) -> TtlPolicy:
+        return TtlPolicy(default_ms=self.execution_ttl_ms, retention_ms=self.server.retention_ms)
 
 
 def _guard(config: OperatorConfig, api: KubeApi, clock: Clock) -> Guard:
@@ -194,6 +205,7 @@ async def _lead(
     server = EngineServer(replace(config.server, guard=_guard(config, api, clock)), clock=clock)
     writer: StatusWriter | None = None
     reconciler: Reconciler | None = None
+    expirer: ExecutionExpirer | None = None
     try:
         await server.start()
         server.engine.add_change_listener(metrics.on_change)
@@ -202,6 +214,9 @@ async def _lead(
         writes = TokenBucket(rate=config.api_writes_per_second, burst=200, clock=clock)
         writer = StatusWriter(server.engine, api, clock=clock, min_interval_s=config.status_interval_s, bucket=writes)
         await writer.start()
+        expirer = ExecutionExpirer(server.engine, api, clock=clock, policy=config.ttl_policy(), bucket=writes)
+        writer.add_finish_listener(expirer.on_finished)
+        await expirer.start()
         reconciler = Reconciler(
             server.engine,
             api,
@@ -212,6 +227,7 @@ async def _lead(
             max_payload_bytes=config.server.max_payload_bytes,
             schedules=server.schedules,
             schedule_status_interval_s=config.status_interval_s,
+            expirer=expirer,
         )
         if labeler is not None and not await labeler.ensure(LEADER, until=stop):
             return 0  # stopped while the label could not be written; the finally block cleans up
@@ -241,6 +257,8 @@ async def _lead(
         ]
         if writer is not None:
             steps.insert(0, ("status writer", writer.stop))
+        if expirer is not None:
+            steps.insert(0, ("execution expiry", expirer.stop))
         if reconciler is not None:
             steps.insert(0, ("child objects", reconciler.children.stop))
             if reconciler.schedule_objects is not None:

@@ -15,11 +15,20 @@ from ..engine import CommandRejected
 from ..engine import commands as cmd
 from ..engine import events as ev
 from ..model import InputInvalid, WorkflowInvalid
-from ..runtime import Clock, EngineService, ExecutionNotFound, ScheduleInvalid, ScheduleService, WorkflowKey
+from ..runtime import (
+    Clock,
+    EngineService,
+    ExecutionConflict,
+    ExecutionNotFound,
+    ScheduleInvalid,
+    ScheduleService,
+    WorkflowKey,
+)
 from ..runtime.schedules import parse_spec
 from .approvers import ApproverCheck, Unreachable
 from .children import CHILD_ANNOTATION, ChildObjects, ChildRefused, owner_of, verify_child
 from .client import Execution, KubeApi, ObjectRef, Schedule, Workflow
+from .expirer import ExecutionExpirer
 from .names import InvalidName, namespace_name, object_name
 from .projection import condition
 from .rate_limit import TokenBucket
@@ -113,9 +122,11 @@ class Reconciler:
         max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
         schedules: ScheduleService | None = None,
         schedule_status_interval_s: float = 1.0,
+        expirer: ExecutionExpirer | None = None,
     ) -> None:
         """`writes`: the API write budget; the status writer's bucket unless one is given to both;
-        `schedules`: the engine's schedule service, for Schedule objects (none: they are refused)."""
+        `schedules`: the engine's schedule service, for Schedule objects (none: they are refused);
+        `expirer`: deletes finished Execution objects after their time-to-live (none: kept)."""
         self.engine = engine
         self.api = api
         self.writer = writer
@@ -132,6 +143,7 @@ class Reconciler:
                 schedules, engine, api, bucket=self.writes, clock=clock, min_interval_s=schedule_status_interval_s
             )
         )
+        self.expirer = expirer
         self._stored_specs: dict[str, dict[str, JSON]] = {}
 
     # -- Workflow ------------------------------------------------------------------------
@@ -181,13 +193,24 @@ class Reconciler:
         """Start the execution (once, by uid) or, if it already runs, project it again.
 
         An object with the child annotation is the view of a child the engine already runs: it is
-        projected, never started, once `children.verify_child` accepts it.
+        projected, never started, once `children.verify_child` accepts it. An object with no
+        history in the store (refused, or removed by the store's retention) is handed to the
+        expirer here; the others are when the status writer finds them finished.
         """
+        outcome = await self._execution_seen(execution, first_attempt=first_attempt)
+        if self.expirer is not None and outcome.status.get("phase") == "Failed":  # refused now
+            self.expirer.notice(execution.ref("Execution"), {**execution.status, **outcome.status}, run_id=None)
+        return outcome
+
+    async def _execution_seen(self, execution: ObjectView, *, first_attempt: bool) -> Outcome:
         if execution.status.get("phase") == "Failed" and _accepted_reason(execution) in _FINAL_REFUSALS:
+            self._expire_unstored(execution)
             return Outcome()  # refused before: refusals are final, the spec is immutable
         if CHILD_ANNOTATION in execution.annotations:
             return await self._child_seen(execution)
         existing = await self.engine.get_execution(execution.uid)
+        if existing is None and execution.status.get("phase") in TERMINAL_PHASES:
+            return self._history_gone(execution)
         if existing is not None:
             await self.execution_paused(execution)  # the annotation changed while no operator watched
             self._track(execution, execution.uid)
@@ -195,6 +218,7 @@ class Reconciler:
                 await self.children.ensure_children(execution.ref("Execution"), execution.uid)
             return Outcome()
         if execution.status.get("conditions") and execution.status.get("phase") == "Failed":
+            self._expire_unstored(execution)
             return Outcome()  # refused before: refusals are final, the spec is immutable
         now = self.clock.now_ms()
         try:
@@ -230,6 +254,10 @@ class Reconciler:
             )
         except InputInvalid as invalid:
             return self._refuse(execution, "InputInvalid", str(invalid), now)
+        except ExecutionConflict:
+            # Its id ran before: the execution finished (before its status said so) and the store's
+            # retention period has removed its history since. Never started again; the object goes.
+            return self._history_gone(execution)
         self._track(execution, execution.uid)
         return Outcome(event=("Normal", "Started", f"execution {execution.uid} of workflow {workflow_name} started"))
 
@@ -242,6 +270,19 @@ class Reconciler:
             await self.engine.handle(execution.uid, command)
         except (ExecutionNotFound, CommandRejected):
             return  # not started yet (the start takes the annotation), or it ended meanwhile
+
+    def _history_gone(self, execution: ObjectView) -> Outcome:
+        """The object of an execution the store's retention period removed: past every time-to-live
+        the cap allows, so it is deleted at once (without an expirer, it is left as it is)."""
+        log.info("%s/%s: its history was removed from the store", execution.namespace, execution.name)
+        if self.expirer is not None:
+            self.expirer.expire_now(execution.ref("Execution"))
+        return Outcome()
+
+    def _expire_unstored(self, execution: ObjectView) -> None:
+        """An object with no history in the store expires after the operator's default time-to-live."""
+        if self.expirer is not None:
+            self.expirer.notice(execution.ref("Execution"), execution.status, run_id=None)
 
     def _too_large(self, field: str, value: JSON) -> str | None:
         return too_large(field, value, self.max_payload_bytes)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,7 +28,7 @@ from .client import KubeApi, ObjectRef, is_not_found
 from .projection import ProjectionLimits, project_execution
 from .rate_limit import TokenBucket
 
-__all__ = ["FINALIZER", "TERMINAL_PHASES", "StatusWriter"]
+__all__ = ["FINALIZER", "TERMINAL_PHASES", "FinishListener", "StatusWriter"]
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +44,9 @@ _PHASE_EVENTS = {
     "Cancelled": ("Normal", "Cancelled", "execution cancelled"),
 }
 TERMINAL_PHASES = frozenset(phase.value for phase in ExecutionPhase if phase.terminal)
+# Told of each object whose status the writer found finished: (the object, that status), or
+# (the object, None) when its history is gone from the store (the retention period removed it).
+FinishListener = Callable[[ObjectRef, dict[str, JSON] | None], None]
 
 
 def _without_nulls(value: JSON) -> JSON:
@@ -93,6 +97,7 @@ class StatusWriter:
         self._slots = asyncio.Semaphore(concurrency)
         self._loop_task: asyncio.Task[None] | None = None
         self._flushes: set[asyncio.Task[None]] = set()
+        self._finish_listeners: list[FinishListener] = []
         engine.add_change_listener(self.on_change)
         engine.add_progress_listener(self.on_progress)
 
@@ -114,6 +119,11 @@ class StatusWriter:
                 ref, generation, execution_id, parent_name=parent_name, written=dict(status or {})
             )
         self.mark(execution_id)
+
+    def add_finish_listener(self, listener: FinishListener) -> None:
+        """Called once the object's status is finished, also for one resumed already finished, and
+        with None for one whose history is gone from the store."""
+        self._finish_listeners.append(listener)
 
     def forget(self, execution_id: str) -> None:
         tracked = self._tracked.pop(execution_id, None)
@@ -196,6 +206,8 @@ class StatusWriter:
             self._dirty.add(execution_id)
         except ExecutionNotFound:
             self.forget(execution_id)
+            for listener in self._finish_listeners:
+                listener(tracked.ref, None)
         except Exception:
             log.exception("status of %r not written; retrying", tracked.ref)
             tracked.next_write_at = self._clock.now_s() + max(self._min_interval_s, 1.0)
@@ -252,3 +264,5 @@ class StatusWriter:
             await self.api.post_event(tracked.ref, type_=type_, reason=reason, note=note, action="Project")
         if phase in TERMINAL_PHASES:
             self.forget(execution_id)
+            for listener in self._finish_listeners:
+                listener(tracked.ref, status)

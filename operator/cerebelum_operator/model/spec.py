@@ -42,9 +42,22 @@ def _valid_duration(text: str) -> str:
     return text
 
 
+def _valid_ttl(text: str) -> str:
+    if text != "never":
+        try:
+            parse_duration(text)
+        except ValueError as bad:
+            raise ValueError(f"{bad}, or never") from None
+    return text
+
+
 # Every string of a spec is bounded: the spec is copied into the store and its names, kinds and
 # error types end up in events, tasks and the CRD's validation cost (model/limits.py says why).
 Duration = Annotated[str, AfterValidator(_valid_duration), Field(max_length=64, pattern=DURATION_PATTERN)]
+# A time-to-live: a duration, or "never" (kept for ever).
+TimeToLive = Annotated[
+    str, AfterValidator(_valid_ttl), Field(max_length=64, pattern=f"^(never|{DURATION_PATTERN[1:-1]})$")
+]
 StepName = Annotated[str, Field(max_length=63, pattern=r"^[A-Za-z_][A-Za-z0-9_.-]{0,62}$")]
 QueueName = Annotated[str, Field(min_length=1, max_length=MAX_NAME)]
 ErrorType = Annotated[str, Field(min_length=1, max_length=MAX_ERROR_TYPE)]
@@ -312,4 +325,10 @@ class WorkflowSpec(_Spec):
     flow_control: FlowControlSpec | None = Field(
         default=None,
         description="Concurrency limits per key, priorities and rate limits, exact across the engine's restarts.",
+    )
+    ttl_after_finished: TimeToLive | None = Field(
+        default=None,
+        description="Kubernetes: how long an Execution object is kept once it finished, then deleted with its"
+        " Approvals and Signals (the history stays in the store); `never` keeps it; unset: the operator's"
+        " --execution-ttl. The execution keeps the value it started with.",
     )
