@@ -31,6 +31,8 @@ TEXT_LIMITS: Final[dict[str, int | None]] = {
     "kind": limits.MAX_APPROVAL_KIND,
     "workflow": limits.MAX_WORKFLOW_KEY,
     "execution_id": limits.MAX_EXECUTION_ID,
+    "ids": limits.MAX_EXECUTION_ID,  # a bulk action's executions
+    "new_id": limits.MAX_EXECUTION_ID,  # a reset's new execution
     "id": limits.MAX_TASK_TOKEN,  # an execution's id, or a dead letter's (a task token)
     "approver": limits.MAX_APPROVER,
     "request_id": limits.MAX_REQUEST_ID,
