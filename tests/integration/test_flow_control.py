@@ -15,6 +15,7 @@ import pytest
 
 from cerebelum import Client
 from tests.integration.conftest import read_ledger
+from tests.support.flow import running_span
 from tests.support.processes import EngineProcess, WorkerProcess, run_cli
 from tests.support.waiting import wait_until
 
@@ -25,17 +26,6 @@ ONE_PER_CUSTOMER = {
     "taskQueue": "test",
     "flowControl": {"key": "input.customer", "concurrency": 1, "priority": "input.urgent ? 1 : 0"},
 }
-ENDS = {"ExecutionSucceeded", "ExecutionFailed", "ExecutionCancelled", "ExecutionContinuedAsNew"}
-
-
-def running_interval(client: Client, execution_id: str) -> tuple[float, float]:
-    """From its admission to its end, as its history says."""
-    history = client.history(execution_id)
-    admitted = [e.at for e in history if e.type == "ExecutionResumed" and e.data["source"] == "concurrency"]
-    ended = [e.at for e in history if e.type in ENDS]
-    assert len(admitted) == 1 and len(ended) == 1, [e.type for e in history]
-    assert admitted[0] is not None and ended[0] is not None
-    return admitted[0].timestamp(), ended[0].timestamp()
 
 
 def test_one_execution_per_key_runs_at_a_time_across_an_engine_sigkill_and_waiting_ones_say_why(
@@ -61,7 +51,7 @@ def test_one_execution_per_key_runs_at_a_time_across_an_engine_sigkill_and_waiti
             finished = again.wait(execution_id, timeout=120)
             assert finished.phase == "Succeeded", (execution_id, finished.error)
         for key, count in keys.items():
-            spans = sorted(running_interval(again, f"{key}-{n}") for n in range(count))
+            spans = sorted(running_span(again, f"{key}-{n}") for n in range(count))
             for (_, end), (start, _) in itertools.pairwise(spans):
                 assert start >= end, f"two executions of {key!r} ran at once: {spans}"
 

@@ -16,6 +16,7 @@ import yaml
 
 from cerebelum import Client
 from tests.support.control_plane import ControlPlane
+from tests.support.flow import running_span
 from tests.support.kube import apply_yaml, kubectl_json, wait_for_jsonpath
 from tests.support.processes import OperatorProcess
 from tests.support.waiting import wait_until
@@ -23,8 +24,6 @@ from tests.support.waiting import wait_until
 from .operator_fixtures import StartWorker
 
 pytestmark = pytest.mark.kube
-
-ENDS = {"ExecutionSucceeded", "ExecutionFailed", "ExecutionCancelled"}
 
 
 def resource(kind: str, name: str, spec: Mapping[str, object], **metadata: object) -> dict[str, object]:
@@ -52,15 +51,6 @@ def held(control_plane: ControlPlane, namespace: str, name: str, step: str) -> b
 
 def uid_of(control_plane: ControlPlane, namespace: str, name: str) -> str:
     return str(kubectl_json(control_plane, "get", f"execution/{name}", "-n", namespace)["metadata"]["uid"])
-
-
-def running_span(client: Client, execution_id: str) -> tuple[float, float]:
-    """From its admission to its end, as its history says."""
-    history = client.history(execution_id)
-    admitted = [e.at for e in history if e.type == "ExecutionResumed" and e.data["source"] == "concurrency"]
-    ended = [e.at for e in history if e.type in ENDS]
-    assert len(admitted) == len(ended) == 1 and admitted[0] and ended[0], [e.type for e in history]
-    return admitted[0].timestamp(), ended[0].timestamp()
 
 
 def message(control_plane: ControlPlane, namespace: str, name: str) -> str:

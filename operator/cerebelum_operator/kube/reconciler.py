@@ -212,7 +212,8 @@ class Reconciler:
         if existing is None and execution.status.get("phase") in TERMINAL_PHASES:
             return self._history_gone(execution)
         if existing is not None:
-            await self.execution_paused(execution)  # the annotation changed while no operator watched
+            if paused(execution) or execution.status.get("phase") == "Paused":
+                await self.execution_paused(execution)  # the annotation changed while no operator watched
             self._track(execution, execution.uid)
             if execution.status.get("phase") not in TERMINAL_PHASES:  # a finished one has no running child
                 await self.children.ensure_children(execution.ref("Execution"), execution.uid)
