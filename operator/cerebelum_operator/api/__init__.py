@@ -1,7 +1,14 @@
 """The gRPC surface: WorkerService for workers, WorkflowService, ScheduleService and TaskQueueService for clients."""
 
 from .access import AccessPolicy, AccessRule, PolicyError
-from .auth import Authenticator, AuthUnavailable, Identity, StaticTokenAuthenticator, Unauthenticated
+from .auth import (
+    Authenticator,
+    AuthUnavailable,
+    Identity,
+    StaticTokenAuthenticator,
+    TokenFileAuthenticator,
+    Unauthenticated,
+)
 from .guard import Guard
 from .payloads import DEFAULT_MAX_PAYLOAD_BYTES
 from .schedule_service import ScheduleServicer
@@ -21,6 +28,7 @@ __all__ = [
     "ScheduleServicer",
     "StaticTokenAuthenticator",
     "TaskQueueServicer",
+    "TokenFileAuthenticator",
     "Unauthenticated",
     "WorkerServicer",
     "WorkflowServicer",

@@ -10,6 +10,8 @@ A policy is a list of rules, loaded from YAML (``cerebelum operator --access-pol
       - subjects: ["group:cerebelum-admins"]
         schedules: true                                  # may also manage schedules (default: no)
         taskQueues: true                                 # may pause and rate-limit task queues (default: no)
+      - subjects: ["group:cerebelum-viewers"]
+        readOnly: true                                   # may read executions and workflows, not act
 
 A worker polling a queue gets tasks only of the namespaces its rules allow for that queue; a
 queue no rule allows is refused with a message naming the queue. ``clients`` may call the
@@ -17,6 +19,8 @@ WorkflowService (start, approve, cancel, read); the ScheduleService only with ``
 because a schedule starts executions on its own, long after its author left: a right of its own,
 closed unless granted. The TaskQueueService (pause, resume, rate limits) needs ``taskQueues:
 true``: a task queue is shared by every namespace, so its setting is an operator's, not a tenant's.
+A rule with ``readOnly: true`` grants only the reading calls (:data:`READ_RPCS`): the web UI shows
+such a caller every page and no action, and the API refuses its actions.
 
 The schema fails closed: a worker rule must name its namespaces and queues (nothing defaults to
 "all"), and a field the policy does not honour is refused rather than ignored. ``clients`` rules
@@ -37,7 +41,15 @@ from typing import Any
 
 from .auth import Identity, PermissionDenied
 
-__all__ = ["ALL_NAMESPACES", "HEALTH_METHODS", "REFLECTION_METHODS", "AccessPolicy", "AccessRule", "PolicyError"]
+__all__ = [
+    "ALL_NAMESPACES",
+    "HEALTH_METHODS",
+    "READ_RPCS",
+    "REFLECTION_METHODS",
+    "AccessPolicy",
+    "AccessRule",
+    "PolicyError",
+]
 
 SELF = "$self"
 ALL_NAMESPACES = None
@@ -55,6 +67,19 @@ REFLECTION_METHODS = frozenset(
     }
 )
 
+# The WorkflowService calls that change nothing: what a ``readOnly`` client rule grants.
+READ_RPCS = frozenset(
+    {
+        "GetWorkflow",
+        "ListWorkflows",
+        "GetExecution",
+        "ListExecutions",
+        "GetHistory",
+        "WaitExecution",
+        "ListDeadLetters",
+    }
+)
+
 
 class PolicyError(ValueError):
     """An access policy document that cannot be used; the message names the field."""
@@ -67,6 +92,7 @@ class AccessRule:
     queues: tuple[str, ...]
     schedules: bool = False  # a client rule: may it also manage schedules (the ScheduleService)?
     task_queues: bool = False  # a client rule: may it pause and rate-limit task queues (TaskQueueService)?
+    read_only: bool = False  # a client rule: only the reading calls (READ_RPCS), no action
 
     def applies_to(self, identity: Identity) -> bool:
         for subject in self.subjects:
@@ -145,9 +171,24 @@ class AccessPolicy:
             where = f"namespace {namespace!r}" if namespace else "the default namespace"
             raise PermissionDenied(f"{identity.username!r} may not take tasks of {where} (access policy)")
 
+    def client_access(self, identity: Identity) -> str | None:
+        """What the ``clients`` rules grant the caller: "act" (every call), "read" (READ_RPCS) or None."""
+        granted: str | None = None
+        for rule in self.clients:
+            if rule.applies_to(identity):
+                if not rule.read_only:
+                    return "act"
+                granted = "read"
+        return granted
+
     def check_client(self, identity: Identity, rpc: str) -> None:
-        if not any(rule.applies_to(identity) for rule in self.clients):
+        access = self.client_access(identity)
+        if access is None:
             raise PermissionDenied(f"{identity.username!r} may not call {rpc} (access policy 'clients')")
+        if access == "read" and rpc not in READ_RPCS:
+            raise PermissionDenied(
+                f"{identity.username!r} may not call {rpc}: its access policy rules are 'readOnly: true'"
+            )
 
     def check_schedules(self, identity: Identity, rpc: str) -> None:
         """Raise unless a ``clients`` rule with ``schedules: true`` applies to the caller."""
@@ -181,7 +222,7 @@ def _rules(items: Any, section: str) -> Iterable[AccessRule]:
                     " executions of every namespace. Grant the client API only to subjects trusted with all of"
                     " them, and confine namespace users with Kubernetes RBAC on the custom resources instead"
                 )
-            allowed = {"subjects", "schedules", "taskQueues"}
+            allowed = {"subjects", "schedules", "taskQueues", "readOnly"}
         else:
             allowed = {"subjects", "namespaces", "queues"}
         unknown = set(item) - allowed
@@ -195,7 +236,22 @@ def _rules(items: Any, section: str) -> Iterable[AccessRule]:
             task_queues = item.get("taskQueues", False)
             if not isinstance(task_queues, bool):
                 raise PolicyError(f"{where}.taskQueues: expected true or false")
-            yield AccessRule(subjects=subjects, namespaces=(), queues=(), schedules=schedules, task_queues=task_queues)
+            read_only = item.get("readOnly", False)
+            if not isinstance(read_only, bool):
+                raise PolicyError(f"{where}.readOnly: expected true or false")
+            if read_only and (schedules or task_queues):
+                raise PolicyError(
+                    f"{where}: a readOnly rule cannot also grant schedules or taskQueues, which act;"
+                    " grant those in a rule of their own"
+                )
+            yield AccessRule(
+                subjects=subjects,
+                namespaces=(),
+                queues=(),
+                schedules=schedules,
+                task_queues=task_queues,
+                read_only=read_only,
+            )
             continue
         for required, example in (
             ("namespaces", '["$self"] or ["team-a"]; "*" for all'),

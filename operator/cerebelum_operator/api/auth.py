@@ -8,10 +8,11 @@ chart turns authentication on.
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 __all__ = [
     "ANONYMOUS",
@@ -20,6 +21,7 @@ __all__ = [
     "Identity",
     "PermissionDenied",
     "StaticTokenAuthenticator",
+    "TokenFileAuthenticator",
     "Unauthenticated",
     "bearer_token",
 ]
@@ -78,6 +80,48 @@ class StaticTokenAuthenticator:
         if not hmac.compare_digest(token.encode(), self._token):
             raise Unauthenticated("the bearer token is not valid")
         return self._identity
+
+
+class TokenFileAuthenticator:
+    """Several people, each with a token of their own (``cerebelum dev --tokens FILE``)::
+
+        tokens:
+          - token: "a-secret-of-16-or-more-characters"
+            user: alice
+            groups: [admins]
+
+    Each token names a person, so an approval made with it records that person, and an access
+    policy can tell people apart (one may act, another only read).
+    """
+
+    def __init__(self, document: Any) -> None:
+        if not isinstance(document, dict) or set(document) != {"tokens"} or not isinstance(document["tokens"], list):
+            raise ValueError("expected a mapping with one key, 'tokens': a list of {token, user, groups}")
+        self._identities: dict[bytes, Identity] = {}
+        for index, entry in enumerate(document["tokens"]):
+            where = f"tokens[{index}]"
+            if not isinstance(entry, dict) or not set(entry) <= {"token", "user", "groups"}:
+                raise ValueError(f"{where}: expected a mapping of token, user and (optional) groups")
+            token, user, groups = entry.get("token"), entry.get("user"), entry.get("groups", [])
+            if not isinstance(token, str) or len(token) < 16:
+                raise ValueError(f"{where}.token: a string of at least 16 characters")
+            if not isinstance(user, str) or not user or len(user) > 253:
+                raise ValueError(f"{where}.user: a name of 1 to 253 characters")
+            if not isinstance(groups, list) or not all(isinstance(g, str) and g for g in groups):
+                raise ValueError(f"{where}.groups: a list of names")
+            digest = hashlib.sha256(token.encode()).digest()
+            if digest in self._identities:
+                raise ValueError(f"{where}.token: the same token is given twice")
+            self._identities[digest] = Identity(user, tuple(groups))
+        if not self._identities:
+            raise ValueError("tokens: the list is empty")
+
+    async def authenticate(self, token: str) -> Identity:
+        # Compared by digest (a dictionary lookup of a hash is not a timing oracle for the token).
+        identity = self._identities.get(hashlib.sha256(token.encode()).digest())
+        if identity is None:
+            raise Unauthenticated("the bearer token is not valid")
+        return identity
 
 
 def bearer_token(metadata: Sequence[tuple[str, str | bytes]] | None) -> str:

@@ -142,3 +142,37 @@ def test_dev_mode_allows_schedules() -> None:
 def test_a_schedules_grant_that_is_not_a_boolean_is_refused_naming_the_field() -> None:
     with pytest.raises(PolicyError, match=r"clients\[0\]\.schedules: expected true or false"):
         AccessPolicy.from_document({"clients": [{"subjects": ["ops"], "schedules": "yes"}]})
+
+
+VIEWER = Identity("victor", groups=("viewers",))
+
+
+def test_a_read_only_client_rule_grants_the_reading_calls_and_refuses_every_action() -> None:
+    policy = AccessPolicy.from_document(
+        {"clients": [{"subjects": ["group:cerebelum-admins"]}, {"subjects": ["group:viewers"], "readOnly": True}]}
+    )
+    for rpc in ("GetExecution", "ListExecutions", "GetHistory", "ListWorkflows", "ListDeadLetters"):
+        policy.check_client(VIEWER, rpc)
+    for rpc in ("Approve", "CancelExecution", "StartExecution", "RedriveDeadLetter", "PauseExecution"):
+        with pytest.raises(PermissionDenied, match=f"'victor' may not call {rpc}: .*readOnly"):
+            policy.check_client(VIEWER, rpc)
+    policy.check_client(ADMIN, "Approve")
+    assert (policy.client_access(VIEWER), policy.client_access(ADMIN), policy.client_access(PAYMENTS_WORKER)) == (
+        "read",
+        "act",
+        None,
+    )
+
+
+def test_a_rule_that_acts_wins_over_a_read_only_one_for_the_same_caller() -> None:
+    policy = AccessPolicy.from_document(
+        {"clients": [{"subjects": ["victor"], "readOnly": True}, {"subjects": ["group:viewers"]}]}
+    )
+    policy.check_client(VIEWER, "Approve")
+
+
+def test_a_read_only_rule_cannot_also_grant_what_acts() -> None:
+    with pytest.raises(PolicyError, match=r"clients\[0\]: a readOnly rule cannot also grant schedules"):
+        AccessPolicy.from_document({"clients": [{"subjects": ["victor"], "readOnly": True, "schedules": True}]})
+    with pytest.raises(PolicyError, match=r"clients\[0\].readOnly: expected true or false"):
+        AccessPolicy.from_document({"clients": [{"subjects": ["victor"], "readOnly": "yes"}]})
