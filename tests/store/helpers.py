@@ -28,6 +28,7 @@ class Appender:
         input: Any = None,
         actions: Sequence[Action] = (),
         phase: str = "Running",
+        labels: dict[str, str] | None = None,
     ) -> None:
         started = ev.ExecutionStarted(workflow=workflow, input=input, spec_hash="h1")
         self.store.append(
@@ -36,7 +37,9 @@ class Appender:
             events=[ev.RecordedEvent(1, at_ms, started)],
             actions=actions,
             summary=self.summary(phase=phase, at_ms=at_ms),
-            new_execution=NewExecution(workflow=workflow, spec={"steps": [{"name": "a"}]}, spec_hash="h1", input=input),
+            new_execution=NewExecution(
+                workflow=workflow, spec={"steps": [{"name": "a"}]}, spec_hash="h1", input=input, labels=labels or {}
+            ),
         )
         self.last_seq[execution_id] = 1
 

@@ -14,6 +14,7 @@ from .compile import (
 )
 from .durations import DurationError, format_duration, parse_duration
 from .errors import InputInvalid, SpecProblem, WorkflowInvalid
+from .labels import MAX_LABELS, LabelsInvalid, check_labels
 from .spec import (
     ApprovalSpec,
     BranchRule,
@@ -28,6 +29,7 @@ from .spec import (
 )
 
 __all__ = [
+    "MAX_LABELS",
     "ApprovalSpec",
     "BranchRule",
     "CelExpression",
@@ -41,6 +43,7 @@ __all__ = [
     "ForEach",
     "ForEachSpec",
     "InputInvalid",
+    "LabelsInvalid",
     "OutcomeMatch",
     "Retry",
     "RetryPolicy",
@@ -51,6 +54,7 @@ __all__ = [
     "WorkflowDefinition",
     "WorkflowInvalid",
     "WorkflowSpec",
+    "check_labels",
     "code_step_config",
     "compile_workflow",
     "format_duration",

@@ -10,7 +10,7 @@ import asyncio
 import json
 import logging
 from collections import OrderedDict, deque
-from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
@@ -29,17 +29,20 @@ from ..engine.actions import Action
 from ..engine.events import RecordedEvent
 from ..engine.fan_out import item_of
 from ..engine.timer_steps import rfc3339
-from ..model import WorkflowDefinition, WorkflowInvalid, compile_workflow
+from ..model import WorkflowDefinition, WorkflowInvalid, check_labels, compile_workflow
 from ..model.limits import DEFAULT_MAX_PAYLOAD_BYTES, task_budget
 from ..store import (
     AppendRequest,
     ConcurrencyConflict,
     DeadLetterRow,
     ExecutionExists,
+    ExecutionPage,
+    ExecutionQuery,
     ExecutionRetired,
     ExecutionRow,
     ExecutionSummary,
     NewExecution,
+    PageCursor,
     WorkflowPauseRow,
     WorkflowRow,
 )
@@ -322,6 +325,7 @@ class EngineService:
         carried: Sequence[cmd.Signal] = (),
         reset: cmd.ResetPoint | None = None,
         hold: cmd.Pause | None = None,
+        labels: Mapping[str, str] | None = None,
     ) -> ExecutionRow:
         """Start an execution; a second start with the same id, workflow and input returns the first one.
 
@@ -333,8 +337,11 @@ class EngineService:
         the signals a previous run left queued, received after the start in the same commit (one
         the new run refuses, its name no longer awaited, is dropped and logged); ``reset``: a reset
         run, starting at its step (runtime/resets.py); ``hold``: a pause it starts with (a Kubernetes
-        Execution created with its pause annotation), in its first decision.
+        Execution created with its pause annotation), in its first decision; ``labels``: what
+        listings filter it by (`model.labels` syntax, else `LabelsInvalid`), stored with its row. A
+        repeated start finds the first one whatever labels it gives: labels never change.
         """
+        checked = check_labels(labels or {})
         row, _ = await self._to_the_end(
             self._start(
                 workflow,
@@ -346,6 +353,7 @@ class EngineService:
                 carried=carried,
                 reset=reset,
                 hold=hold,
+                labels=checked,
             )
         )
         return row
@@ -371,14 +379,29 @@ class EngineService:
         raise AssertionError("unreachable")
 
     async def signal_with_start(
-        self, workflow: str, input: Any, *, execution_id: str, signal: cmd.Signal
+        self,
+        workflow: str,
+        input: Any,
+        *,
+        execution_id: str,
+        signal: cmd.Signal,
+        labels: Mapping[str, str] | None = None,
     ) -> ExecutionRow:
-        """Deliver a signal, starting the execution first (in the same commit) if it does not exist."""
+        """Deliver a signal, starting the execution first (in the same commit) if it does not exist;
+        ``labels`` are the started execution's (checked even when it exists, so a bad one always fails)."""
+        checked = check_labels(labels or {})
         existing = await self.db.run(self.db.store.get_execution, execution_id)
         if existing is None:
             row, created = await self._to_the_end(
                 self._start(
-                    workflow, input, execution_id=execution_id, origin=Origin(), spec=None, then=signal, carried=()
+                    workflow,
+                    input,
+                    execution_id=execution_id,
+                    origin=Origin(),
+                    spec=None,
+                    then=signal,
+                    carried=(),
+                    labels=checked,
                 )
             )
             if created:
@@ -406,6 +429,7 @@ class EngineService:
         carried: Sequence[cmd.Signal],
         reset: cmd.ResetPoint | None = None,
         hold: cmd.Pause | None = None,
+        labels: Mapping[str, str] | None = None,
     ) -> tuple[ExecutionRow, bool]:
         """The execution, and whether this call created it (False: it existed already)."""
         row = await self.db.run(self.db.store.get_workflow, workflow)
@@ -463,7 +487,12 @@ class EngineService:
             )
         chain = (origin.first_run_id, origin.run) if origin.first_run_id is not None else None
         new = NewExecution(
-            workflow=workflow, spec=stored_spec, spec_hash=definition.spec_hash, input=input, chain=chain
+            workflow=workflow,
+            spec=stored_spec,
+            spec_hash=definition.spec_hash,
+            input=input,
+            chain=chain,
+            labels=labels or {},
         )
         try:
             decision, reserved = self._with_eager_leases(execution_id, definition, decision, now)
@@ -637,6 +666,20 @@ class EngineService:
     ) -> list[ExecutionRow]:
         """Newest first."""
         return await self.db.run(self.db.store.list_executions, workflow=workflow, phase=phase, limit=limit)
+
+    async def list_executions_page(
+        self, query: ExecutionQuery, *, after: PageCursor | None = None, limit: int = 50
+    ) -> ExecutionPage:
+        """A page of the executions ``query`` matches, newest first, and the cursor of the next."""
+        return await self.db.run(self.db.store.list_executions_page, query, after=after, limit=limit)
+
+    async def count_executions(self, query: ExecutionQuery) -> dict[str, int]:
+        """How many executions ``query`` matches in each phase, whatever phases it names."""
+        return await self.db.run(self.db.store.count_executions_by_phase, query)
+
+    async def labels_of(self, execution_ids: Sequence[str]) -> dict[str, dict[str, str]]:
+        """The labels of each of these executions that has any."""
+        return await self.db.run(self.db.store.labels_of, list(execution_ids))
 
     async def load_history(
         self, execution_id: str, *, after_seq: int = 0, limit: int | None = None

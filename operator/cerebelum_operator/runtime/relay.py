@@ -160,9 +160,12 @@ class Relay:
             carried_request_ids=tuple(body.get("requestIds", ())),
         )
         carried = [cmd.Signal(s["name"], s["data"], sender=s["sender"]) for s in body.get("signals", ())]
+        # One chain, one set of labels: the next run is listed under the labels the first was given
+        # (read from the previous run's row; none when retention removed it meanwhile).
+        labels = (await self.engine.labels_of([body["continuedFrom"]])).get(body["continuedFrom"])
         try:
             await self.engine.start(
-                body["workflow"], body["input"], execution_id=next_id, origin=origin, carried=carried
+                body["workflow"], body["input"], execution_id=next_id, origin=origin, carried=carried, labels=labels
             )
             return
         except (WorkflowNotFound, InputInvalid, WorkflowInvalid) as exc:
@@ -172,7 +175,13 @@ class Relay:
             log.warning("run %s cannot start: its previous run %s is gone", next_id, body["continuedFrom"])
             return
         await self.engine.start(
-            body["workflow"], body["input"], execution_id=next_id, origin=origin, spec=previous.spec, carried=carried
+            body["workflow"],
+            body["input"],
+            execution_id=next_id,
+            origin=origin,
+            spec=previous.spec,
+            carried=carried,
+            labels=labels,
         )
 
     async def _command(self, row: MessageRow) -> None:

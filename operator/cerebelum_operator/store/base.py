@@ -8,8 +8,10 @@ two lines of the engine leaves a consistent state.
 from __future__ import annotations
 
 import abc
-from collections.abc import Sequence
-from dataclasses import dataclass
+import base64
+import binascii
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from ..engine.actions import Action
@@ -22,12 +24,15 @@ __all__ = [
     "DeadLetterRow",
     "EventStore",
     "ExecutionExists",
+    "ExecutionPage",
+    "ExecutionQuery",
     "ExecutionRetired",
     "ExecutionRow",
     "ExecutionSummary",
     "FlowSlotRow",
     "MessageRow",
     "NewExecution",
+    "PageCursor",
     "RetiredExecution",
     "ScheduleExists",
     "ScheduleRow",
@@ -113,6 +118,8 @@ class NewExecution:
     input: JSON
     # A continue-as-new run after the first: (the chain's first run id, this run's number).
     chain: tuple[str, int] | None = None
+    # Written with the execution row, in its transaction (migration 8); validated by `model.labels`.
+    labels: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,6 +187,63 @@ class ExecutionRow:
     created_at_ms: int
     updated_at_ms: int
     last_seq: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ExecutionQuery:
+    """Which executions a listing shows; every filter given must hold (an empty one is not applied)."""
+
+    workflow: str | None = None
+    phases: tuple[str, ...] = ()  # any of them; () = all
+    labels: tuple[tuple[str, str], ...] = ()  # every (key, value) must match
+    created_from_ms: int | None = None  # inclusive
+    created_to_ms: int | None = None  # exclusive
+    id_contains: str | None = None  # a substring of the execution id, ASCII case ignored (% and _ are literal)
+
+
+# A token holds a time and an execution id (at most 128 characters): anything much longer is not one.
+MAX_PAGE_TOKEN = 512
+
+
+@dataclass(frozen=True, slots=True)
+class PageCursor:
+    """Where a page ended: the last row's (created_at_ms, execution_id), the listing's sort key.
+
+    A keyset, not an offset: the next page starts strictly after this key, so executions started
+    meanwhile (newer, on earlier pages) never shift it, and it costs the same on page 1 and 1,000.
+    """
+
+    created_at_ms: int
+    execution_id: str
+
+    def encode(self) -> str:
+        """An opaque URL-safe token (base64url, unpadded): callers hand it back, never read it."""
+        raw = f"{self.created_at_ms}:{self.execution_id}".encode()
+        return base64.urlsafe_b64encode(raw).decode("ascii").rstrip("=")
+
+    @classmethod
+    def decode(cls, token: str) -> PageCursor:
+        """The cursor a token encodes; ValueError for anything `encode` did not make."""
+        if not token or len(token) > MAX_PAGE_TOKEN:
+            raise ValueError("not a page token of this listing (empty, or too long)")
+        try:
+            raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
+            created, _, execution_id = raw.partition(":")
+            created_at_ms = int(created)
+        except (binascii.Error, UnicodeDecodeError, ValueError):
+            raise ValueError("not a page token of this listing") from None
+        cursor = cls(created_at_ms, execution_id)
+        if not execution_id or cursor.encode() != token:  # only what `encode` makes: one token per cursor
+            raise ValueError("not a page token of this listing")
+        return cursor
+
+
+@dataclass(frozen=True, slots=True)
+class ExecutionPage:
+    """One page of a listing, newest first, and where the next one starts (None: this was the last)."""
+
+    rows: list[ExecutionRow]
+    next: PageCursor | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -430,6 +494,22 @@ class EventStore(abc.ABC):
         self, *, workflow: str | None = None, phase: str | None = None, limit: int = 100
     ) -> list[ExecutionRow]:
         """Newest first."""
+
+    @abc.abstractmethod
+    def list_executions_page(self, query: ExecutionQuery, *, after: PageCursor | None, limit: int) -> ExecutionPage:
+        """Up to ``limit`` executions matching ``query`` after the cursor, newest first (created_at_ms,
+        then execution_id, both descending); ``next`` is None when no row follows."""
+
+    @abc.abstractmethod
+    def count_executions_by_phase(self, query: ExecutionQuery) -> dict[str, int]:
+        """How many executions match ``query`` in each phase (phases with none are absent).
+
+        ``query.phases`` is ignored: a listing filtered by phase still shows every phase's count.
+        """
+
+    @abc.abstractmethod
+    def labels_of(self, execution_ids: Sequence[str]) -> dict[str, dict[str, str]]:
+        """The labels of each of these executions that has any (one without labels is absent)."""
 
     @abc.abstractmethod
     def active_execution_ids(self) -> list[str]:

@@ -27,6 +27,7 @@ from .versions import (
     v005_retention,
     v006_flow_control,
     v007_task_queues,
+    v008_labels,
 )
 
 __all__ = ["MIGRATIONS", "Migration", "apply_migrations", "latest_version"]
@@ -52,6 +53,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(5, v005_retention.DESCRIPTION, v005_retention.apply),
     Migration(6, v006_flow_control.DESCRIPTION, v006_flow_control.apply),
     Migration(7, v007_task_queues.DESCRIPTION, v007_task_queues.apply),
+    Migration(8, v008_labels.DESCRIPTION, v008_labels.apply),
 )
 
 

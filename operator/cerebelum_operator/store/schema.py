@@ -26,6 +26,7 @@ __all__ = [
     "JSONValue",
     "dead_letters",
     "events",
+    "execution_labels",
     "execution_runs",
     "executions",
     "flow_slots",
@@ -99,6 +100,18 @@ executions = Table(
     Index(None, "workflow", "created_at_ms"),
     Index(None, "created_at_ms"),
     Index(None, "updated_at_ms"),  # migration 5: the oldest finished ones, for the retention period
+    Index(None, "phase", "created_at_ms"),  # migration 8: the newest first of some phases
+)
+
+# An execution's labels (migration 8), written with its row; what listings filter by.
+execution_labels = Table(
+    "execution_labels",
+    metadata,
+    Column("execution_id", Text, _execution_fk(), nullable=False),
+    Column("key", Text, nullable=False),
+    Column("value", Text, nullable=False),
+    PrimaryKeyConstraint("execution_id", "key"),
+    Index(None, "key", "value", "execution_id"),
 )
 
 events = Table(

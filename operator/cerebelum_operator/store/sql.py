@@ -79,12 +79,14 @@ from .base import (
 )
 from .migrations import apply_migrations
 from .sql_flow import SqlFlowControl
+from .sql_listing import SqlListing, label_rows
 from .sql_schedules import SqlSchedules
 
 __all__ = ["SqlEventStore", "dumps_json", "is_corruption"]
 
 _TERMINAL_PHASES = [p.value for p in ExecutionPhase if p.terminal]
 _RETIRED_SINCE = 5  # the schema version that has retired_executions
+_LABELS_SINCE = 8  # the schema version that has execution_labels
 
 
 def dumps_json(value: JSON) -> str:
@@ -112,7 +114,7 @@ class _AppendContext:
         self.leases = leases  # tasks scheduled and leased by the same decision: inserted leased
 
 
-class SqlEventStore(SqlSchedules, SqlFlowControl, EventStore):
+class SqlEventStore(SqlSchedules, SqlFlowControl, SqlListing, EventStore):
     """The whole contract in portable SQLAlchemy Core; see `SqliteEventStore`, `PostgresEventStore`."""
 
     def __init__(
@@ -183,6 +185,7 @@ class SqlEventStore(SqlSchedules, SqlFlowControl, EventStore):
         self._update_workflow = update(w).where(w.c.name == bindparam("b_name"))
 
         self._insert_execution = self._insert_or_ignore(x).returning(x.c.execution_id)
+        self._insert_labels = insert(schema.execution_labels)
         rx = schema.retired_executions
         self._select_retired_id = select(rx.c.execution_id).where(rx.c.execution_id == bindparam("b_execution_id"))
         self._advance_execution = (
@@ -467,6 +470,8 @@ class SqlEventStore(SqlSchedules, SqlFlowControl, EventStore):
                 raise ExecutionRetired(f"execution {execution_id!r} ran and was removed by the retention period")
             if conn.execute(self._insert_execution, index_row).first() is None:
                 raise ExecutionExists(f"execution {execution_id!r} already exists")
+            if new_execution.labels:
+                conn.execute(self._insert_labels, label_rows(execution_id, new_execution.labels))
             if new_execution.chain is not None:
                 first_run_id, run = new_execution.chain
                 conn.execute(self._insert_run, {"first_run_id": first_run_id, "run": run, "execution_id": execution_id})
@@ -533,6 +538,7 @@ class SqlEventStore(SqlSchedules, SqlFlowControl, EventStore):
                 schema.dead_letters,
                 schema.outbox,
                 schema.execution_runs,
+                *((schema.execution_labels,) if self._schema_version >= _LABELS_SINCE else ()),
             ):
                 conn.execute(delete(table).where(table.c.execution_id == execution_id))
             conn.execute(delete(x).where(x.c.execution_id == execution_id))
