@@ -21,7 +21,7 @@ from cerebelum import CerebelumError, Client, Execution, NotFoundError
 
 from ..api import DEFAULT_MAX_PAYLOAD_BYTES
 from ..engine import DEFAULT_MAX_HISTORY_EVENTS, ExecutionPhase
-from ..server import DEFAULT_ADDRESS, DEFAULT_DATABASE_URL
+from ..server import DEFAULT_ADDRESS, DEFAULT_DATABASE_URL, DEFAULT_UI_ADDRESS
 from .common import AddressOption, OutputOption, client, fail
 from .control import control_commands
 from .documents import DocumentError, read_workflows
@@ -251,20 +251,57 @@ def dev(
         Path | None,
         typer.Option(help="Before removing an execution, write its history here as JSON lines (<id>.jsonl)."),
     ] = None,
+    tokens: Annotated[
+        Path | None,
+        typer.Option(help="YAML: a token per person ({tokens: [{token, user, groups}]}), instead of one --token."),
+    ] = None,
+    access_policy: Annotated[
+        Path | None,
+        typer.Option(
+            help="YAML: what each caller may do (clients: readOnly, schedules...); needs --token or --tokens."
+        ),
+    ] = None,
+    ui_address: Annotated[
+        str,
+        typer.Option(help="Where to serve the web UI; 'off': no UI."),
+    ] = DEFAULT_UI_ADDRESS,
     log_level: Annotated[str, typer.Option(help="debug, info, warning")] = "info",
 ) -> None:
     """Run the engine in one process on SQLite: no cluster needed."""
     import asyncio
 
-    from ..api import Guard, StaticTokenAuthenticator
+    import yaml
+
+    from ..api import AccessPolicy, Guard, PolicyError, StaticTokenAuthenticator, TokenFileAuthenticator
     from ..server import EngineServer, ServerConfig
 
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if token and tokens:
+        _fail("give --token or --tokens, not both")
+    policy = None
+    if access_policy is not None:
+        if not (token or tokens):
+            _fail("--access-policy needs callers who say who they are: --token or --tokens")
+        try:
+            policy = AccessPolicy.from_document(yaml.safe_load(access_policy.read_text()))
+        except (OSError, yaml.YAMLError, PolicyError) as exc:
+            _fail(f"--access-policy {access_policy}: {exc}")
     try:
-        guard = Guard(StaticTokenAuthenticator(token)) if token else Guard()
+        if tokens is not None:
+            guard = Guard(TokenFileAuthenticator(yaml.safe_load(tokens.read_text())), policy=policy)
+        else:
+            guard = Guard(StaticTokenAuthenticator(token), policy=policy) if token else Guard()
+    except (OSError, yaml.YAMLError) as exc:
+        _fail(f"--tokens {tokens}: {exc}")
     except ValueError as exc:
-        _fail(f"--token: {exc}")
-    if not token and not _is_loopback(address):
+        _fail(f"--tokens {tokens}: {exc}" if tokens else f"--token: {exc}")
+    ui = None if ui_address == "off" else ui_address
+    if ui is not None and not guard.enabled and not _is_loopback(ui):
+        _fail(
+            f"--ui-address {ui} is reachable from other machines: without --token or --tokens anyone who"
+            " reaches it could act on every execution; set one, or bind a loopback address"
+        )
+    if not (token or tokens) and not _is_loopback(address):
         _fail(
             f"--address {address} is reachable from other machines: serving it without --token would let anyone"
             " who reaches it take tasks; set --token (16+ characters) or bind a loopback address such as"
@@ -279,6 +316,9 @@ def dev(
         reflection=reflection,
         retention_ms=_retention(retention, retention_export),
         retention_export=retention_export,
+        ui_address=ui,
+        # The default address taken (a second engine on this machine): serve on without the UI.
+        ui_optional=ui_address == DEFAULT_UI_ADDRESS,
     )
     server = EngineServer(config)
     _report_crashes()
@@ -373,6 +413,10 @@ def operator(
         Path | None,
         typer.Option(help="Before removing an execution, write its history here as JSON lines (<id>.jsonl)."),
     ] = None,
+    ui_address: Annotated[
+        str | None,
+        typer.Option(help="Serve the web UI here (0.0.0.0:7452 in a pod); default: no UI."),
+    ] = None,
     log_level: Annotated[str, typer.Option(help="debug, info, warning")] = "info",
 ) -> None:
     """Run the Kubernetes operator: reconcile Workflows, Executions and Approvals, serve workers."""
@@ -441,6 +485,7 @@ def operator(
             reflection=reflection,
             retention_ms=retention_ms,
             retention_export=retention_export,
+            ui_address=ui_address,
         ),
         namespaces=tuple(namespace or ()),
         lease_namespace=lease_namespace,

@@ -1,5 +1,12 @@
 """Assembles the engine into a serving process (dev mode; the operator embeds the same)."""
 
-from .engine_server import DEFAULT_ADDRESS, DEFAULT_DATABASE_URL, EngineServer, ServerConfig, TlsFiles
+from .engine_server import (
+    DEFAULT_ADDRESS,
+    DEFAULT_DATABASE_URL,
+    DEFAULT_UI_ADDRESS,
+    EngineServer,
+    ServerConfig,
+    TlsFiles,
+)
 
-__all__ = ["DEFAULT_ADDRESS", "DEFAULT_DATABASE_URL", "EngineServer", "ServerConfig", "TlsFiles"]
+__all__ = ["DEFAULT_ADDRESS", "DEFAULT_DATABASE_URL", "DEFAULT_UI_ADDRESS", "EngineServer", "ServerConfig", "TlsFiles"]

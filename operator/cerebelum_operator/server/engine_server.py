@@ -11,6 +11,7 @@ import logging
 import resource
 import signal
 import socket
+import ssl
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -46,16 +47,18 @@ from ..runtime import (
     TimerService,
 )
 from ..store import StoreCorrupted, StoreLocked, StoreTooNew, open_store
+from ..web import ChangeFeed, Sessions, WebServer, WebServices
 from .gate import AuthenticationGate
 from .handlers import strict_service_handler
 from .tls import TlsFiles
 
-__all__ = ["DEFAULT_ADDRESS", "DEFAULT_DATABASE_URL", "EngineServer", "ServerConfig", "TlsFiles"]
+__all__ = ["DEFAULT_ADDRESS", "DEFAULT_DATABASE_URL", "DEFAULT_UI_ADDRESS", "EngineServer", "ServerConfig", "TlsFiles"]
 
 log = logging.getLogger(__name__)
 
 DEFAULT_ADDRESS = "127.0.0.1:7450"
 DEFAULT_DATABASE_URL = "sqlite:///.cerebelum/dev.db"
+DEFAULT_UI_ADDRESS = "127.0.0.1:7451"
 
 # The services the engine serves, by their full names (what health checks and reflection name).
 WORKER_SERVICE = worker_pb2.DESCRIPTOR.services_by_name["WorkerService"]
@@ -100,6 +103,10 @@ class ServerConfig:
     # ever), their histories first exported as JSON lines into `retention_export` when it is set.
     retention_ms: int | None = None
     retention_export: Path | None = None
+    # Where to serve the web UI (HOST:PORT); None: no UI. Same authentication and access policy.
+    ui_address: str | None = None
+    # When the UI's address cannot be bound, serve on without it (a warning) instead of failing.
+    ui_optional: bool = False
 
     def __post_init__(self) -> None:
         for name in ("max_connections", "handshake_timeout_ms", "max_concurrent_streams"):
@@ -130,7 +137,9 @@ class EngineServer:
         self._flow: FlowControlService | None = None
         self._relay: Relay | None = None
         self._health: health_aio.HealthServicer | None = None
+        self._web: WebServer | None = None
         self.port = 0
+        self.ui_port = 0
 
     async def start(self) -> None:
         store = open_store(self.config.database_url)
@@ -227,6 +236,12 @@ class EngineServer:
             self._schedules = self._retention = None
             raise OSError(f"cannot listen on {self.config.address}: {reason}; {advice} with --address HOST:PORT")
         await server.start()
+        if self.config.ui_address is not None:
+            try:
+                await self._start_ui(self.config.ui_address)
+            except BaseException:
+                await self.stop(grace_s=0)
+                raise
         log.info(
             "cerebelum engine serving on %s (%s, %s; store %s, schema v%d)",
             self.config.address,
@@ -235,6 +250,35 @@ class EngineServer:
             _redact(self.config.database_url),
             version,
         )
+
+    async def _start_ui(self, address: str) -> None:
+        engine = self.engine
+        feed = ChangeFeed(clock=self.clock)
+        engine.add_change_listener(lambda execution_id, _state: feed.changed(execution_id))
+        engine.add_progress_listener(feed.changed)
+        tls = self.config.tls
+        services = WebServices(
+            engine=engine,
+            sessions=Sessions(self.config.guard, secure_cookie=tls is not None),
+            clock=self.clock,
+            feed=feed,
+            flow_control=self._flow,
+            schedules=self._schedules,
+        )
+        context = None
+        if tls is not None:
+            context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            context.load_cert_chain(tls.certificate, tls.private_key)
+        web = WebServer(services, address=address, ssl_context=context)
+        try:
+            await web.start()
+        except OSError as error:
+            if not self.config.ui_optional:
+                raise
+            log.warning("%s; serving on without the UI (choose another with --ui-address)", error)
+            return
+        self._web = web
+        self.ui_port = web.port
 
     def grpc_options(self, *, descriptors: int) -> list[tuple[str, int]]:
         """The gRPC server's options; `descriptors` is the process's open-file limit."""
@@ -285,6 +329,9 @@ class EngineServer:
         if self._health is not None:
             # First, so a probe or a load balancer watching health stops sending before the port closes.
             await self._health.enter_graceful_shutdown()
+        if self._web is not None:
+            await self._web.stop()
+            self._web = None
         if self._server is not None:
             try:
                 await self._server.stop(grace_s)
