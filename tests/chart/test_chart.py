@@ -4,6 +4,7 @@ what it renders to the real API server. (The operator tests run with this chart'
 from __future__ import annotations
 
 import base64
+import json
 import secrets
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,12 @@ from tests.support.control_plane import ControlPlane
 from tests.support.helm import CHART, KUBE_VERSION, helm, render
 
 ROOT = Path(__file__).resolve().parents[2]
+
+# The ingress-nginx controller's pods, admitted to the web UI behind an Ingress.
+INGRESS_NGINX = {
+    "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "ingress-nginx"}},
+    "podSelector": {"matchLabels": {"app.kubernetes.io/name": "ingress-nginx"}},
+}
 
 VALUES_SETS: dict[str, list[str]] = {
     "default": [],
@@ -46,6 +53,16 @@ VALUES_SETS: dict[str, list[str]] = {
         *("--set-json", 'networkPolicy.grpc.extraFrom=[{"ipBlock":{"cidr":"10.0.0.0/8"}}]'),
     ],
     "no-auth": ["--set", "auth.mode=none"],
+    "ui-ingress": [
+        *("--set", "ui.ingress.enabled=true", "--set", "ui.ingress.className=nginx"),
+        *("--set", "ui.ingress.annotations.cert-manager\\.io/cluster-issuer=letsencrypt"),
+        *(
+            "--set-json",
+            'ui.ingress.hosts=[{"host":"cerebelum.corp.example","paths":[{"path":"/","pathType":"Prefix"}]}]',
+        ),
+        *("--set-json", 'ui.ingress.tls=[{"secretName":"cerebelum-ui-tls","hosts":["cerebelum.corp.example"]}]'),
+        *("--set-json", f"networkPolicy.uiFrom={json.dumps([INGRESS_NGINX])}"),
+    ],
 }
 
 
@@ -99,7 +116,7 @@ def test_the_default_values_render_a_hardened_operator_on_sqlite_whose_history_o
         "workflows.cerebelum.io",
     ]
     assert all(c["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep" for c in crds)
-    (service,) = by_kind(docs, "Service")
+    (service,) = [s for s in by_kind(docs, "Service") if s["metadata"]["name"] == "cerebelum"]
     assert service["spec"]["ports"] == [{"name": "grpc", "port": 7450, "targetPort": "grpc", "appProtocol": "grpc"}]
     assert by_kind(docs, "PodDisruptionBudget") and by_kind(docs, "MutatingAdmissionPolicy")
 
@@ -160,7 +177,7 @@ def test_bad_values_fail_before_anything_is_installed_naming_the_value(values: l
 
 
 @pytest.mark.kube
-@pytest.mark.parametrize("values", ["default", "standby-with-metrics", "tls-generated"])
+@pytest.mark.parametrize("values", ["default", "standby-with-metrics", "tls-generated", "ui-ingress"])
 def test_every_manifest_the_chart_renders_is_accepted_by_the_api_server(
     control_plane: ControlPlane, crds: list[str], values: str
 ) -> None:
@@ -184,6 +201,9 @@ def test_every_manifest_the_chart_renders_is_accepted_by_the_api_server(
         "networkpolicy.networking.k8s.io",
     ):
         assert f"{kind}/{fullname}" in created, applied.stdout
+    assert f"service/{fullname}-ui" in created, applied.stdout
+    if values == "ui-ingress":
+        assert f"ingress.networking.k8s.io/{fullname}-ui" in created, applied.stdout
     assert f"role.rbac.authorization.k8s.io/{fullname}-leader-election" in created, applied.stdout
     deployment = control_plane.kubectl("get", "deployment", fullname, "-n", namespace, "-o", "yaml").stdout
     assert "readOnlyRootFilesystem: true" in deployment

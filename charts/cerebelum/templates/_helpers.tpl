@@ -44,6 +44,19 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 {{- concat $names .Values.tls.extraDnsNames | uniq | toJson -}}
 {{- end -}}
 
+{{/* "true" when the web UI is on, else "". `helm upgrade --reuse-values` from a chart without the UI
+     renders with that chart's values, where `ui` is missing: the UI stays off, and turning it on
+     needs the new defaults too (--reset-then-reuse-values). */}}
+{{- define "cerebelum.uiEnabled" -}}
+{{- $ui := .Values.ui | default dict -}}
+{{- if $ui.enabled -}}
+{{- if not (and $ui.port $ui.service $ui.ingress) -}}
+{{- fail "ui.enabled=true, but ui.port, ui.service or ui.ingress is missing: the values come from a chart without the UI (helm upgrade --reuse-values); upgrade with --reset-then-reuse-values to take the new defaults" -}}
+{{- end -}}
+true
+{{- end -}}
+{{- end -}}
+
 {{/* Refuse combinations of values that would be unsafe or could not work, naming the values and
      the way out. (The schema checks each value alone; these span several.) */}}
 {{- define "cerebelum.validate" -}}
@@ -75,6 +88,24 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 {{- end -}}
 {{- if and $v.storage.retention.period (eq $v.operator.executionTtl "never") -}}
 {{- fail "storage.retention.period removes histories, but operator.executionTtl=never keeps Execution objects for ever: they would outlive their histories; set operator.executionTtl to the period or less" -}}
+{{- end -}}
+{{- $ui := $v.ui | default dict -}}
+{{- $uiOn := include "cerebelum.uiEnabled" . -}}
+{{- if and ($ui.ingress | default dict).enabled (not $uiOn) -}}
+{{- fail "ui.ingress.enabled=true but ui.enabled=false: there is no UI to route to; set ui.enabled=true or drop the Ingress" -}}
+{{- end -}}
+{{- if $uiOn -}}
+{{- if has (int $ui.port) (list 7450 8080) -}}
+{{- fail (printf "ui.port=%d is taken on the pod (7450: gRPC, 8080: health and metrics): choose another port" (int $ui.port)) -}}
+{{- end -}}
+{{- $uiExposed := or $ui.ingress.enabled (ne $ui.service.type "ClusterIP") -}}
+{{- $uiBy := ternary "ui.ingress.enabled=true" (printf "ui.service.type=%s" $ui.service.type) (eq $ui.ingress.enabled true) -}}
+{{- if and $uiExposed (eq $v.auth.mode "none") -}}
+{{- fail (printf "auth.mode=none with %s serves the web UI without a login outside the cluster: use auth.mode=kubernetes, or reach the UI with kubectl port-forward" $uiBy) -}}
+{{- end -}}
+{{- if and $uiExposed $v.networkPolicy.enabled (not $v.networkPolicy.uiFrom) -}}
+{{- fail (printf "%s: the NetworkPolicy admits no pod to the web UI, so nothing can reach it: list the Ingress controller's pods (or the load balancer's addresses) in networkPolicy.uiFrom" $uiBy) -}}
+{{- end -}}
 {{- end -}}
 {{- if and $v.tls.certManager.enabled $v.tls.existingSecret -}}
 {{- fail "tls.existingSecret and tls.certManager.enabled both name where the certificate comes from: set only one" -}}
