@@ -60,8 +60,18 @@ if command -v npm >/dev/null 2>&1; then
     echo "setup: building the TypeScript SDK (dist/)"
     (cd "$TS_SDK" && npm run --silent build)
   fi
+  # ui/: the web UI's checks, axe-core (the browser tests' accessibility audit) and TypeScript
+  # (type-checking the UI's browser JavaScript); pinned, installed the same way.
+  UI="$ROOT/ui"
+  ui_stamp="$UI/node_modules/.cerebelum-installed"
+  ui_want="$(cat "$UI/package.json" "$UI/package-lock.json" | sha256sum | cut -c1-16)"
+  if [ ! -f "$ui_stamp" ] || [ "$(cat "$ui_stamp")" != "$ui_want" ]; then
+    echo "setup: installing the UI checks' dependencies (npm ci in ui/)"
+    (cd "$UI" && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error)
+    echo "$ui_want" > "$ui_stamp"
+  fi
 else
-  echo "setup: npm not found: the TypeScript SDK is not set up (its tests skip, and fail in CI)"
+  echo "setup: npm not found: the TypeScript SDK and ui/ are not set up (their tests skip, and fail in CI)"
 fi
 )
 _cerebelum_status=$?

@@ -7,6 +7,8 @@ import signal
 import socket
 import subprocess
 import sys
+import time
+import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -36,15 +38,25 @@ class EngineProcess:
     process: subprocess.Popen[bytes] | None = None
     starts: int = 0
     extra_args: tuple[str, ...] = ()  # more `cerebelum dev` options (--retention 1s, say)
+    ui_port: int | None = None  # serve the web UI there too (--ui-address); ready once /healthz answers
 
     @property
     def address(self) -> str:
         return f"127.0.0.1:{self.port}"
 
+    @property
+    def ui_url(self) -> str:
+        """The web UI's base URL (no trailing slash)."""
+        if self.ui_port is None:
+            raise AttributeError("this engine serves no UI: give it a ui_port")
+        return f"http://127.0.0.1:{self.ui_port}"
+
     def command(self) -> list[str]:
+        ui = ("--ui-address", f"127.0.0.1:{self.ui_port}") if self.ui_port is not None else ()
         return [
             *("-m", "cerebelum_operator.cli", "dev"),
             *("--address", self.address, "--db", self.database_url, "--log-level", "info"),
+            *ui,
             *self.extra_args,
         ]
 
@@ -77,9 +89,28 @@ class EngineProcess:
             channel.close()
         return True
 
+    def ui_serving(self, timeout: float) -> bool:
+        """Whether GET /healthz on the UI port answers 200 within `timeout` seconds."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                with urllib.request.urlopen(f"{self.ui_url}/healthz", timeout=2) as response:
+                    if response.status == 200:
+                        return True
+            except OSError:  # refused while starting; URLError and HTTPError are OSErrors
+                pass
+            if time.monotonic() > deadline or (self.process is not None and self.process.poll() is not None):
+                return False
+            time.sleep(0.05)
+
     def wait_ready(self, *, timeout: float) -> None:
+        began = time.monotonic()
         if not self.serving(timeout):
             raise AssertionError(f"engine did not start; log:\n{self.log_path.read_text()[-3000:]}")
+        if self.ui_port is not None and not self.ui_serving(max(1.0, timeout - (time.monotonic() - began))):
+            raise AssertionError(
+                f"the engine's UI did not answer GET {self.ui_url}/healthz; log:\n{self.log_path.read_text()[-3000:]}"
+            )
 
     def kill(self) -> None:
         assert self.process is not None
