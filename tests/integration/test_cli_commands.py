@@ -70,7 +70,7 @@ def test_a_table_cut_short_by_the_limit_says_so_on_stderr_and_json_and_yaml_stay
 
     assert cut.returncode == 0, shown(cut)
     assert sum(line.split()[0] in listed for line in cut.stdout.splitlines() if line.split()) == 2
-    assert cut.stderr.strip() == "showing 2 of at least 3; --limit to see more"
+    assert " ".join(cut.stderr.split()).startswith("showing 2; --limit to see more, or --page-token ")
     whole = cerebelum(engine, "get", "executions", "--workflow", "listed", "--limit", "3")
     assert whole.returncode == 0 and whole.stderr == "", shown(whole)
     assert all(id in whole.stdout for id in listed)
@@ -78,6 +78,73 @@ def test_a_table_cut_short_by_the_limit_says_so_on_stderr_and_json_and_yaml_stay
         data = cerebelum(engine, "get", "executions", "--workflow", "listed", "--limit", "2", "-o", output)
         assert data.returncode == 0 and data.stderr == "", shown(data)
         assert [e["id"] for e in yaml.safe_load(data.stdout)] == listed[:0:-1]
+
+
+def test_labels_given_at_start_filter_the_listing_with_phases_times_and_id_text_page_by_page(
+    engine: EngineProcess, client: Client
+) -> None:
+    client.apply_workflow("labelled", GATED)
+    for n in range(3):
+        started = cerebelum(engine, "start", "labelled", "--id", f"lab-{n}", "--label", "team=billing", "-l", f"n={n}")
+        assert started.returncode == 0, shown(started)
+    cerebelum(engine, "start", "labelled", "--id", "lab-other", "--label", "team=ops")
+    client.cancel("lab-0")
+    assert client.get("lab-1").labels == {"team": "billing", "n": "1"}
+
+    def listed(*args: str) -> list[str]:
+        finished = cerebelum(engine, "get", "executions", "--workflow", "labelled", *args, "-o", "json")
+        assert finished.returncode == 0, shown(finished)
+        return [e["id"] for e in json.loads(finished.stdout)]
+
+    assert listed("--label", "team=billing") == ["lab-2", "lab-1", "lab-0"]
+    assert listed("--label", "team=billing", "--label", "n=2") == ["lab-2"]
+    assert listed("--phase", "Cancelled", "--phase", "Succeeded") == ["lab-0"]
+    assert listed("--id-contains", "LAB-O") == ["lab-other"]
+    assert listed("--since", "2000-01-01T00:00:00Z", "--until", "2000-01-02T00:00:00+02:00") == []
+    assert len(listed("--since", "2000-01-01T00:00:00Z")) == 4
+
+    ids: list[str] = []
+    token = ""
+    for _ in range(3):  # pages of 2 until there is no next one
+        page = json.loads(
+            cerebelum(
+                engine,
+                "get",
+                "executions",
+                "--label",
+                "team=billing",
+                "--limit",
+                "2",
+                "--page-token",
+                token,
+                "-o",
+                "json",
+            ).stdout
+        )
+        ids += [e["id"] for e in page["executions"]]
+        token = page["nextPageToken"]
+        if token is None:
+            break
+    assert ids == ["lab-2", "lab-1", "lab-0"]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("start", "labelled", "--label", "team"), "--label 'team': write KEY=VALUE"),
+        (("start", "labelled", "--label", "team=no way"), "label 'team'='no way'"),
+        (("get", "executions", "--since", "yesterday"), "--since 'yesterday' is not an RFC 3339 time"),
+        (("get", "executions", "--until", "2024-05-01T12:00:00"), "has no time zone"),
+        (("get", "executions", "--page-token", "garbage!"), "page_token: not a page token"),
+    ],
+)
+def test_a_bad_label_time_or_page_token_is_refused_naming_it(
+    engine: EngineProcess, client: Client, args: tuple[str, ...], message: str
+) -> None:
+    client.apply_workflow("labelled", GATED)
+    finished = cerebelum(engine, *args)
+    assert finished.returncode != 0
+    assert message in shown(finished)
 
 
 # -- history and wording ------------------------------------------------------------------------

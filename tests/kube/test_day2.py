@@ -124,3 +124,29 @@ def test_flow_control_queues_an_execution_behind_the_one_of_its_key_and_says_why
     with Client(address=operator.address) as client:
         spans = [running_span(client, uid_of(control_plane, namespace, name)) for name in ("acme-1", "acme-2")]
     assert spans[1][0] >= spans[0][1], f"acme-2 ran before acme-1 ended: {spans}"
+
+
+def test_an_executions_labels_are_its_labels_in_the_engine_and_too_many_refuse_it_with_the_reason(
+    control_plane: ControlPlane, namespace: str, operator: OperatorProcess
+) -> None:
+    nap = {"timeline": ["nap"], "steps": {"nap": {"timer": {"duration": "1s"}}}}
+    labels = {"team": "billing", "app.kubernetes.io/part-of": "shop"}
+    apply(
+        control_plane,
+        namespace,
+        resource("Workflow", "labelled", nap),
+        resource("Execution", "labelled-1", {"workflow": "labelled", "input": {}}, labels=labels),
+        resource(
+            "Execution", "labelled-2", {"workflow": "labelled", "input": {}}, labels={f"k{n}": "v" for n in range(33)}
+        ),
+    )
+    wait_for_jsonpath(control_plane, "execution/labelled-1", namespace, "{.status.phase}", "Succeeded", timeout=30)
+    wait_for_jsonpath(control_plane, "execution/labelled-2", namespace, "{.status.phase}", "Failed", timeout=30)
+    with Client(address=operator.address) as client:
+        assert client.get(uid_of(control_plane, namespace, "labelled-1")).labels == labels
+        assert [e.id for e in client.list(labels={"team": "billing"})] == [
+            uid_of(control_plane, namespace, "labelled-1")
+        ]
+    conditions = {c["type"]: c for c in status(control_plane, namespace, "labelled-2")["conditions"]}
+    assert conditions["Accepted"]["reason"] == "LabelsInvalid", conditions
+    assert "metadata.labels: an execution has at most 32 labels, not 33" in conditions["Accepted"]["message"]

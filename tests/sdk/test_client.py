@@ -207,6 +207,33 @@ def test_list_filters_by_workflow_and_phase(client: Client, workflow_service: Fa
     assert (request.workflow, request.phase, request.limit) == ("orders", "Succeeded", 10)
 
 
+def test_list_page_sends_every_filter_and_returns_the_next_token(
+    client: Client, workflow_service: FakeWorkflowService
+) -> None:
+
+    page = client.list_page(
+        phases=["Failed", "Cancelled"],
+        labels={"team": "billing"},
+        created_after=datetime(2024, 5, 1, tzinfo=UTC),
+        created_before=datetime(2024, 5, 2, tzinfo=UTC),
+        id_contains="ord",
+        page_token="tok",
+        limit=5,
+    )
+
+    _, request = workflow_service.requests[-1]
+    assert (request.phase, list(request.phases), dict(request.labels)) == (
+        "",
+        ["Failed", "Cancelled"],
+        {"team": "billing"},
+    )
+    assert (request.created_after.ToSeconds(), request.created_before.ToSeconds()) == (1714521600, 1714608000)
+    assert (request.id_contains, request.page_token, request.limit) == ("ord", "tok", 5)
+    assert page.next_page_token is None  # the fake answers one page
+    with pytest.raises(ValueError, match="must be an aware datetime"):
+        client.list_page(created_after=datetime(2024, 5, 1))
+
+
 async def test_the_async_client_has_the_same_methods_and_errors(workflow_service: FakeWorkflowService) -> None:
     workflow_service.executions["ex-1"] = finished_execution()
     workflow_service.wait_replies = [workflow_pb2.ExecutionInfo(id="ex-1", phase="Running"), finished_execution()]

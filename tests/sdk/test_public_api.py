@@ -26,6 +26,7 @@ EXPECTED = [
     "DeadlineExceededError",
     "Duration",
     "Execution",
+    "ExecutionList",
     "ExecutionOutcome",
     "ExecutionPause",
     "FailedPreconditionError",

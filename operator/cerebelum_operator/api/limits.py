@@ -7,14 +7,15 @@ request later is bounded too: a name not in the table gets the default limit. JS
 
 from __future__ import annotations
 
-from typing import Final
+from typing import Any, Final
 
 from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import Message
 
-from ..model import limits
+from ..model import labels, limits
+from ..store.base import MAX_PAGE_TOKEN
 
-__all__ = ["DEFAULT_TEXT_LIMIT", "TEXT_LIMITS", "check_request"]
+__all__ = ["DEFAULT_TEXT_LIMIT", "MAP_LIMITS", "TEXT_LIMITS", "check_request"]
 
 DEFAULT_TEXT_LIMIT: Final = 1024
 
@@ -39,8 +40,18 @@ TEXT_LIMITS: Final[dict[str, int | None]] = {
     "reason": limits.MAX_REASON,
     "note": limits.MAX_REASON,  # a schedule's pause note
     "phase": 64,
+    "phases": 64,  # a listing's phases
+    "id_contains": limits.MAX_EXECUTION_ID,  # a listing's text in the id
+    "page_token": MAX_PAGE_TOKEN,
     "message": None,
     "stacktrace": None,
+}
+
+
+# Maps of strings by field name: (the key's limit, the value's). Labels are checked for their syntax
+# where they are used (`model.labels`); this only keeps a huge one from being read at all.
+MAP_LIMITS: Final[dict[str, tuple[int, int]]] = {
+    "labels": (labels.MAX_LABEL_PREFIX + 1 + labels.MAX_LABEL_NAME, labels.MAX_LABEL_VALUE),
 }
 
 
@@ -52,7 +63,9 @@ def check_request(request: Message, rpc: str) -> None:
 def _check(message: Message, rpc: str, prefix: str) -> None:
     for field, value in message.ListFields():
         path = f"{prefix}{field.name}"
-        if field.type == FieldDescriptor.TYPE_MESSAGE:
+        if field.type == FieldDescriptor.TYPE_MESSAGE and _is_map(field):
+            _check_map(field, value, rpc, path)
+        elif field.type == FieldDescriptor.TYPE_MESSAGE:
             for item in value if field.is_repeated else (value,):
                 _check(item, rpc, f"{path}.")
         elif field.type == FieldDescriptor.TYPE_STRING and not field.name.endswith("_json"):
@@ -61,3 +74,22 @@ def _check(message: Message, rpc: str, prefix: str) -> None:
                 continue
             for text in value if field.is_repeated else (value,):
                 limits.check_text(text, what=f"{rpc}: {path}", limit=limit)
+
+
+def _is_map(field: FieldDescriptor) -> bool:
+    """A map field: iterating it yields keys, not messages."""
+    return field.message_type is not None and field.message_type.GetOptions().map_entry
+
+
+def _check_map(field: FieldDescriptor, value: Any, rpc: str, path: str) -> None:
+    key_limit, value_limit = MAP_LIMITS.get(field.name, (DEFAULT_TEXT_LIMIT, DEFAULT_TEXT_LIMIT))
+    assert field.message_type is not None
+    value_type = field.message_type.fields_by_name["value"].type
+    value_is_text = value_type == FieldDescriptor.TYPE_STRING
+    for key, item in value.items():
+        if isinstance(key, str):
+            limits.check_text(key, what=f"{rpc}: {path} key", limit=key_limit)
+        if value_is_text:
+            limits.check_text(item, what=f"{rpc}: {path}[{str(key)[:64]!r}]", limit=value_limit)
+        elif value_type == FieldDescriptor.TYPE_MESSAGE:
+            _check(item, rpc, f"{path}.")

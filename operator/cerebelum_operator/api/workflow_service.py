@@ -23,7 +23,7 @@ from ..runtime.bulk import DEFAULT_BULK_LIMIT, BulkAction, BulkOutcome, BulkQuer
 from ..runtime.engine_service import LiveStep
 from ..runtime.flow_control import WORKFLOW_PAUSE, FlowControlService
 from ..runtime.resets import reset_execution
-from ..store import ExecutionRow, WorkflowPauseRow, WorkflowRow
+from ..store import ExecutionQuery, ExecutionRow, PageCursor, WorkflowPauseRow, WorkflowRow
 from .auth import ANONYMOUS, Identity, PermissionDenied
 from .errors import Context, InvalidRequest, grpc_errors
 from .guard import Guard
@@ -69,6 +69,19 @@ def _approver(claimed: str, rpc: str) -> str:
     return caller.username
 
 
+def _execution_query(request: pb.ListExecutionsRequest) -> ExecutionQuery:
+    """The store's query for a ListExecutions request; the old single ``phase`` joins ``phases``."""
+    phases = tuple(dict.fromkeys([*request.phases, *([request.phase] if request.phase else [])]))
+    return ExecutionQuery(
+        workflow=request.workflow or None,
+        phases=phases,
+        labels=tuple(sorted(request.labels.items())),
+        created_from_ms=request.created_after.ToMilliseconds() if request.HasField("created_after") else None,
+        created_to_ms=request.created_before.ToMilliseconds() if request.HasField("created_before") else None,
+        id_contains=request.id_contains or None,
+    )
+
+
 def _items_progress(fan: FanOut | None) -> pb.ItemsProgress | None:
     if fan is None:
         return None
@@ -91,10 +104,15 @@ def _workflow_info(row: WorkflowRow, pause: WorkflowPauseRow | None = None) -> p
 
 
 def execution_info(
-    row: ExecutionRow, state: ExecutionState | None = None, live: Mapping[str, LiveStep] | None = None
+    row: ExecutionRow,
+    state: ExecutionState | None = None,
+    live: Mapping[str, LiveStep] | None = None,
+    *,
+    labels: Mapping[str, str] | None = None,
 ) -> pb.ExecutionInfo:
     """The execution view; ``live`` adds what the dispatcher knows of running and waiting steps."""
     info = pb.ExecutionInfo(
+        labels=labels or {},
         id=row.execution_id,
         workflow=row.workflow,
         phase=row.phase,
@@ -221,7 +239,8 @@ class WorkflowServicer(pb_grpc.WorkflowServiceServicer):
         if row is None:
             raise await self.engine.missing(execution_id)
         state = await self.engine.state_of(execution_id)
-        return execution_info(row, state, self.engine.live_steps(state))
+        labels = (await self.engine.labels_of([execution_id])).get(execution_id)
+        return execution_info(row, state, self.engine.live_steps(state), labels=labels)
 
     @grpc_errors
     @_client_rpc
@@ -287,8 +306,11 @@ class WorkflowServicer(pb_grpc.WorkflowServiceServicer):
         if not EXECUTION_ID.match(execution_id):
             raise InvalidRequest(f"execution id {execution_id!r} is not valid: use letters, digits, '_', '.', ':', '-'")
         value: Any = parse_json(request.input_json, what="execution input", limit=self.max_payload_bytes)
-        row = await self.engine.start(request.workflow, value, execution_id=execution_id)
-        return execution_info(row, await self.engine.state_of(row.execution_id))
+        row = await self.engine.start(request.workflow, value, execution_id=execution_id, labels=request.labels)
+        labels = (await self.engine.labels_of([row.execution_id])).get(
+            row.execution_id
+        )  # a repeated start's: the first's
+        return execution_info(row, await self.engine.state_of(row.execution_id), labels=labels)
 
     @grpc_errors
     @_client_rpc
@@ -299,12 +321,17 @@ class WorkflowServicer(pb_grpc.WorkflowServiceServicer):
     @grpc_errors
     @_client_rpc
     async def ListExecutions(self, request: pb.ListExecutionsRequest, context: Context) -> pb.ListExecutionsResponse:
-        rows = await self.engine.list_executions(
-            workflow=request.workflow or None,
-            phase=request.phase or None,
-            limit=min(request.limit or 100, 1000),
+        query = _execution_query(request)
+        try:
+            after = PageCursor.decode(request.page_token) if request.page_token else None
+        except ValueError as bad:
+            raise InvalidRequest(f"ListExecutions: page_token: {bad}; pass a next_page_token as it came") from None
+        page = await self.engine.list_executions_page(query, after=after, limit=min(request.limit or 100, 1000))
+        labels = await self.engine.labels_of([r.execution_id for r in page.rows])
+        return pb.ListExecutionsResponse(
+            executions=[execution_info(r, labels=labels.get(r.execution_id)) for r in page.rows],
+            next_page_token="" if page.next is None else page.next.encode(),
         )
-        return pb.ListExecutionsResponse(executions=[execution_info(r) for r in rows])
 
     @grpc_errors
     @_client_rpc
@@ -383,7 +410,7 @@ class WorkflowServicer(pb_grpc.WorkflowServiceServicer):
         signal = _signal(request.name, request.data_json, request.request_id, limit=self.max_payload_bytes)
         value: Any = parse_json(request.input_json, what="execution input", limit=self.max_payload_bytes)
         row = await self.engine.signal_with_start(
-            request.workflow, value, execution_id=request.execution_id, signal=signal
+            request.workflow, value, execution_id=request.execution_id, signal=signal, labels=request.labels
         )
         return await self._info(row.execution_id)
 

@@ -11,6 +11,7 @@ import logging
 import os
 import sys
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
@@ -61,6 +62,10 @@ ThisRunOption = Annotated[
         help="The run named, even if it continued as new (by default: the latest run of its chain).",
     ),
 ]
+LabelOption = Annotated[
+    list[str] | None,
+    typer.Option("--label", "-l", help="A label KEY=VALUE (Kubernetes label syntax); repeat for more."),
+]
 TlsCertOption = Annotated[
     Path | None, typer.Option("--tls-cert", help="Serve gRPC over TLS with this PEM certificate (chain).")
 ]
@@ -100,6 +105,32 @@ def _is_loopback(address: str) -> bool:
 
 _client = client
 _fail = fail
+
+
+def _labels(pairs: list[str] | None) -> dict[str, str]:
+    """``--label`` values as a dict; the engine checks their syntax and names a bad one."""
+    labels: dict[str, str] = {}
+    for pair in pairs or []:
+        key, equals, value = pair.partition("=")
+        if not equals:
+            _fail(f"--label {pair!r}: write KEY=VALUE (an empty value as KEY=)")
+        if key in labels and labels[key] != value:
+            _fail(f"--label: {key!r} is given twice, as {labels[key]!r} and {value!r}")
+        labels[key] = value
+    return labels
+
+
+def _instant(text: str | None, option: str) -> datetime | None:
+    """An RFC 3339 time with its offset (2024-05-01T12:00:00Z); a time without one is refused, not guessed."""
+    if text is None:
+        return None
+    try:
+        at = datetime.fromisoformat(text)
+    except ValueError:
+        _fail(f"{option} {text!r} is not an RFC 3339 time, such as 2024-05-01T12:00:00Z")
+    if at.tzinfo is None:
+        _fail(f"{option} {text!r} has no time zone: add Z or an offset such as +02:00")
+    return at
 
 
 def _json_arg(text: str | None, what: str) -> Any:
@@ -569,16 +600,18 @@ def start(
     timeout: Annotated[float | None, typer.Option(help="Seconds to wait with --wait.")] = None,
     progress: ProgressOption = None,
     output: Annotated[StartOutput, typer.Option("--output", "-o", help="text, json or yaml")] = StartOutput.TEXT,
+    label: LabelOption = None,
     address: AddressOption = DEFAULT_ADDRESS,
 ) -> None:
     """Start an execution of a workflow."""
     client = _client(address)
     value = _json_arg(input, "--input")
+    labels = _labels(label)
     try:
         # The engine answers a start of an existing id (same workflow and input) with that execution:
         # look first, so that it is not reported as started now.
         existed = execution_id is not None and _exists(client, execution_id)
-        execution = client.start(workflow, value, execution_id=execution_id)
+        execution = client.start(workflow, value, execution_id=execution_id, labels=labels)
     except CerebelumError as exc:
         if input is None and "requires an input" in exc.message:
             _fail(f"{exc.message}; pass --input '{{...}}'")
@@ -628,29 +661,57 @@ def wait_command(
 @get_app.command("executions")
 def get_executions(
     workflow: Annotated[str | None, typer.Option(help="Only this workflow.")] = None,
-    phase: Annotated[ExecutionPhase | None, typer.Option(help="Only this phase.")] = None,
+    phase: Annotated[
+        list[ExecutionPhase] | None, typer.Option(help="Only this phase; repeat for any of several.")
+    ] = None,
+    label: Annotated[
+        list[str] | None, typer.Option("--label", "-l", help="Only with this label KEY=VALUE; repeat: all of them.")
+    ] = None,
+    since: Annotated[str | None, typer.Option(help="Only created at or after this RFC 3339 time.")] = None,
+    until: Annotated[str | None, typer.Option(help="Only created before this RFC 3339 time.")] = None,
+    id_contains: Annotated[
+        str | None, typer.Option("--id-contains", help="Only those whose id contains this text (case ignored).")
+    ] = None,
     limit: Annotated[
         int, typer.Option(min=1, max=MAX_LIST_LIMIT, help="Show at most this many, the newest.")
     ] = DEFAULT_LIST_LIMIT,
+    page_token: Annotated[
+        str | None,
+        typer.Option(
+            "--page-token",
+            help="Show the page after the one that printed this token (same filters); with -o json or yaml,"
+            " the document is then {executions, nextPageToken}.",
+        ),
+    ] = None,
     output: OutputOption = Output.TABLE,
     address: AddressOption = DEFAULT_ADDRESS,
 ) -> None:
     """List executions, newest first."""
+    labels = _labels(label)
+    after, before = _instant(since, "--since"), _instant(until, "--until")
     try:
-        # One more than shown: the only way to know, without a count from the engine, that rows were left out.
-        executions = _client(address).list(
-            workflow=workflow, phase=None if phase is None else phase.value, limit=min(limit + 1, MAX_LIST_LIMIT)
+        page = _client(address).list_page(
+            workflow=workflow,
+            phases=[p.value for p in phase or []],
+            labels=labels,
+            created_after=after,
+            created_before=before,
+            id_contains=id_contains,
+            limit=limit,
+            page_token=page_token,
         )
     except CerebelumError as exc:
         _fail(str(exc))
-    more = len(executions) > limit
-    executions = executions[:limit]
+    executions = list(page.executions)
     if output is not Output.TABLE:
-        emit(executions, output)
+        # A plain list as before, unless the caller pages: then the token must come with the rows.
+        emit(executions if page_token is None else page, output)
         return
     console.print(execution_table(executions))
-    if more:
-        err_console.print(f"showing {limit} of at least {limit + 1}; --limit to see more")
+    if page.next_page_token is not None:
+        err_console.print(
+            f"showing {limit}; --limit to see more, or --page-token {page.next_page_token} for the next page"
+        )
 
 
 @get_app.command("workflows")
@@ -828,17 +889,25 @@ def signal_with_start_command(
     data_file: DataFileOption = None,
     request_id: RequestIdOption = None,
     output: Annotated[StartOutput, typer.Option("--output", "-o", help="text, json or yaml")] = StartOutput.TEXT,
+    label: LabelOption = None,
     address: AddressOption = DEFAULT_ADDRESS,
 ) -> None:
     """Signal an execution, starting it first unless it exists (in one step: no race with another sender)."""
     value = _signal_data(data, data_file)
+    labels = _labels(label)
     start_input = _json_arg(input, "--input")
     client = _client(address)
     try:
         # The engine answers either way with the execution: look first, so that "started" is true only when it was.
         existed = _exists(client, execution_id)
         execution = client.signal_with_start(
-            workflow, execution_id=execution_id, input=start_input, signal=name, data=value, request_id=request_id
+            workflow,
+            execution_id=execution_id,
+            input=start_input,
+            signal=name,
+            data=value,
+            request_id=request_id,
+            labels=labels,
         )
     except CerebelumError as exc:
         if input is None and "requires an input" in exc.message:

@@ -14,7 +14,7 @@ from ..api import DEFAULT_MAX_PAYLOAD_BYTES
 from ..engine import CommandRejected
 from ..engine import commands as cmd
 from ..engine import events as ev
-from ..model import InputInvalid, WorkflowInvalid
+from ..model import InputInvalid, LabelsInvalid, WorkflowInvalid
 from ..runtime import (
     Clock,
     EngineService,
@@ -98,7 +98,9 @@ def paused(execution: ObjectView) -> bool:
     return execution.annotations.get(PAUSED_ANNOTATION) == "true"
 
 
-_FINAL_REFUSALS = frozenset({"InvalidReference", "InputTooLarge", "WorkflowInvalid", "InputInvalid", "InvalidChild"})
+_FINAL_REFUSALS = frozenset(
+    {"InvalidReference", "InputTooLarge", "WorkflowInvalid", "InputInvalid", "LabelsInvalid", "InvalidChild"}
+)
 
 
 def _accepted_reason(view: ObjectView) -> str | None:
@@ -252,7 +254,11 @@ class Reconciler:
                 execution.spec.get("input"),
                 execution_id=execution.uid,
                 hold=_PAUSED if paused(execution) else None,
+                # The object's labels, as they are at its start: what listings filter the execution by.
+                labels=execution.labels,
             )
+        except LabelsInvalid as invalid:  # the API server's label syntax is ours: only too many can fail
+            return self._refuse(execution, "LabelsInvalid", f"metadata.labels: {invalid}", now)
         except InputInvalid as invalid:
             return self._refuse(execution, "InputInvalid", str(invalid), now)
         except ExecutionConflict:

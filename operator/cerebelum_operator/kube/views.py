@@ -55,6 +55,7 @@ class ObjectView:
     status: dict[str, JSON]
     annotations: dict[str, str] = field(default_factory=dict)
     owners: list[dict[str, JSON]] = field(default_factory=list)
+    labels: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def of(cls, body: Mapping[str, Any]) -> ObjectView:
@@ -68,6 +69,7 @@ class ObjectView:
             status=plain(body.get("status") or {}),
             annotations={str(k): str(v) for k, v in (meta.get("annotations") or {}).items()},
             owners=plain(meta.get("ownerReferences") or []),
+            labels={str(k): str(v) for k, v in (meta.get("labels") or {}).items()},
         )
 
     def ref(self, kind: str) -> ObjectRef:

@@ -202,6 +202,8 @@ export interface SignalWithStartOptions {
   data?: unknown;
   /** A signal sent again with the same request id is delivered once. */
   requestId?: string | undefined;
+  /** The labels of the execution when it is started here (as `startExecution`'s). */
+  labels?: Record<string, string> | undefined;
 }
 
 /**
@@ -231,9 +233,16 @@ export class Client {
     this.#client = new WorkflowServiceClient(this.address, channelCredentials(tls), channelOptions(tls));
   }
 
-  /** Start an execution; the same `executionId`, workflow and input again returns the first one. */
-  async startExecution(workflow: string, input?: unknown, options: { executionId?: string | undefined } = {}): Promise<Execution> {
-    const request = { workflow, inputJson: payload(input), executionId: options.executionId ?? "" };
+  /**
+   * Start an execution; the same `executionId`, workflow and input again returns the first one.
+   * `labels`: what listings filter it by (Kubernetes label syntax, at most 32).
+   */
+  async startExecution(
+    workflow: string,
+    input?: unknown,
+    options: { executionId?: string | undefined; labels?: Record<string, string> | undefined } = {},
+  ): Promise<Execution> {
+    const request = { workflow, inputJson: payload(input), executionId: options.executionId ?? "", labels: options.labels ?? {} };
     return executionFromProto(await this.#call(this.#client.startExecution, request));
   }
 
@@ -296,6 +305,7 @@ export class Client {
       name: options.signal,
       dataJson: payload(options.data),
       requestId: options.requestId ?? "",
+      labels: options.labels ?? {},
     };
     return executionFromProto(await this.#call(this.#client.signalWithStart, request));
   }

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import builtins
+from collections.abc import Mapping, Sequence
+from datetime import datetime
 from types import TracebackType
 from typing import Any, TypeVar, cast
 
@@ -13,7 +15,7 @@ from cerebelum import operations as ops
 from cerebelum.config import resolve_address
 from cerebelum.connection import TlsSettings, open_aio_channel, resolve_tls, resolve_token_source
 from cerebelum.errors import error_from_rpc
-from cerebelum.models import DeadLetter, Execution, HistoryEvent, WorkflowInfo
+from cerebelum.models import DeadLetter, Execution, ExecutionList, HistoryEvent, WorkflowInfo
 from cerebelum.schedules import AsyncScheduleMethods
 from cerebelum.stubs import client_methods
 
@@ -90,10 +92,21 @@ class AsyncClient(AsyncScheduleMethods):
     async def list_workflows(self) -> builtins.list[WorkflowInfo]:
         return await self._run(ops.list_workflows())
 
-    async def start(self, workflow: str, input: Any = None, *, execution_id: str | None = None) -> Execution:
+    async def start(
+        self,
+        workflow: str,
+        input: Any = None,
+        *,
+        execution_id: str | None = None,
+        labels: Mapping[str, str] | None = None,
+    ) -> Execution:
         """Start an execution. The same ``execution_id`` again, with the same workflow and input, returns
-        the first execution; with another workflow or input it raises ``AlreadyExistsError``."""
-        return await self._run(ops.start(workflow, input, execution_id))
+        the first execution (with its labels); with another workflow or input it raises ``AlreadyExistsError``.
+
+        ``labels``: what :meth:`list` filters it by, Kubernetes label syntax (``team=billing``,
+        ``example.com/tier=gold``), at most 32; a bad one raises ``InvalidArgumentError`` naming it.
+        """
+        return await self._run(ops.start(workflow, input, execution_id, labels))
 
     async def get(self, id: str, *, latest_run: bool = False) -> Execution:
         """The execution ``id``; with ``latest_run``, the latest run of the continue-as-new chain
@@ -102,9 +115,59 @@ class AsyncClient(AsyncScheduleMethods):
         return await self._run(ops.get(id, latest_run))
 
     async def list(
-        self, *, workflow: str | None = None, phase: str | None = None, limit: int = 100
+        self,
+        *,
+        workflow: str | None = None,
+        phase: str | None = None,
+        limit: int = 100,
+        phases: Sequence[str] = (),
+        labels: Mapping[str, str] | None = None,
+        created_after: datetime | None = None,
+        created_before: datetime | None = None,
+        id_contains: str | None = None,
+        page_token: str | None = None,
     ) -> builtins.list[Execution]:
-        return await self._run(ops.list_executions(workflow, phase, limit))
+        """Executions newest first, at most ``limit`` (up to 1000): one page of :meth:`list_page`."""
+        page = await self.list_page(
+            workflow=workflow,
+            phases=(*([phase] if phase else []), *phases),
+            limit=limit,
+            labels=labels,
+            created_after=created_after,
+            created_before=created_before,
+            id_contains=id_contains,
+            page_token=page_token,
+        )
+        return builtins.list(page.executions)
+
+    async def list_page(
+        self,
+        *,
+        workflow: str | None = None,
+        phases: Sequence[str] = (),
+        limit: int = 100,
+        labels: Mapping[str, str] | None = None,
+        created_after: datetime | None = None,
+        created_before: datetime | None = None,
+        id_contains: str | None = None,
+        page_token: str | None = None,
+    ) -> ExecutionList:
+        """A page of executions newest first and the token of the next one; every filter given must hold.
+
+        ``phases``: any of them; ``labels``: all of them; ``created_after`` (inclusive) and
+        ``created_before`` (exclusive): aware datetimes; ``id_contains``: text in the id (ASCII case
+        ignored). Pass ``next_page_token`` back as ``page_token``, with the same filters: pages never
+        skip or repeat an execution, even while new ones start.
+        """
+        filters = ops.ListFilter(
+            workflow=workflow,
+            phases=tuple(phases),
+            labels=labels,
+            created_after=created_after,
+            created_before=created_before,
+            id_contains=id_contains,
+        )
+        return await self._run(ops.list_executions(filters, limit, page_token))
 
     async def history(self, id: str, *, after_seq: int = 0) -> builtins.list[HistoryEvent]:
         """All events after ``after_seq``, fetched page by page."""
@@ -216,9 +279,10 @@ class AsyncClient(AsyncScheduleMethods):
         signal: str,
         data: Any = None,
         request_id: str | None = None,
+        labels: Mapping[str, str] | None = None,
     ) -> Execution:
-        """Signal the execution ``execution_id``, starting it first (``workflow`` with ``input``)
-        unless it exists.
+        """Signal the execution ``execution_id``, starting it first (``workflow`` with ``input`` and
+        ``labels``) unless it exists.
 
         One call where a ``get``, ``start`` and ``signal`` would race another sender: when it is
         started here, the start and the signal are one transaction, so no step can run before the
@@ -227,4 +291,4 @@ class AsyncClient(AsyncScheduleMethods):
         know them). ``execution_id`` is required: it is what makes a second sender find the
         execution the first one started.
         """
-        return await self._run(ops.signal_with_start(workflow, execution_id, input, signal, data, request_id))
+        return await self._run(ops.signal_with_start(workflow, execution_id, input, signal, data, request_id, labels))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -16,6 +16,7 @@ __all__ = [
     "ChildExecution",
     "DeadLetter",
     "Execution",
+    "ExecutionList",
     "ExecutionPause",
     "HistoryEvent",
     "JumpLimit",
@@ -267,6 +268,9 @@ class Execution:
     """The pauses holding it (phase Paused): it starts nothing new until each is lifted."""
     reset_from: str | None = None
     """A reset run (:meth:`Client.reset`): the execution it was reset from; ``None`` otherwise."""
+    labels: dict[str, str] = field(default_factory=dict)
+    """The labels it was started with (what :meth:`Client.list` filters by); empty without any, and
+    from an engine before labels."""
 
     @property
     def is_terminal(self) -> bool:
@@ -310,7 +314,17 @@ class Execution:
             workflow_task_error=info.workflow_task_error or None,
             pauses=tuple(ExecutionPause.from_proto(pause) for pause in info.pauses),
             reset_from=info.reset_from or None,
+            labels=dict(info.labels),
         )
+
+
+@dataclass(frozen=True, slots=True)
+class ExecutionList:
+    """One page of :meth:`Client.list_page`: executions newest first, and the token of the next page."""
+
+    executions: tuple[Execution, ...]
+    next_page_token: str | None
+    """Pass it as ``page_token`` (with the same filters) for the next page; ``None`` after the last."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,14 +7,15 @@ building, paging, waiting and parsing exist in one place only.
 from __future__ import annotations
 
 import time
-from collections.abc import Generator
+from collections.abc import Generator, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, TypeVar
 
 from google.protobuf.message import Message
 
 from cerebelum.jsoncodec import dumps
-from cerebelum.models import BulkOutcome, DeadLetter, Execution, HistoryEvent, WorkflowInfo
+from cerebelum.models import BulkOutcome, DeadLetter, Execution, ExecutionList, HistoryEvent, WorkflowInfo
 from cerebelum.v1 import workflow_pb2 as pb
 
 __all__ = [
@@ -76,9 +77,14 @@ def list_workflows() -> Operation[list[WorkflowInfo]]:
     return [WorkflowInfo.from_proto(info) for info in reply.workflows]
 
 
-def start(workflow: str, input: Any = None, execution_id: str | None = None) -> Operation[Execution]:
+def start(
+    workflow: str, input: Any = None, execution_id: str | None = None, labels: Mapping[str, str] | None = None
+) -> Operation[Execution]:
     request = pb.StartExecutionRequest(
-        workflow=workflow, input_json="" if input is None else dumps(input), execution_id=execution_id or ""
+        workflow=workflow,
+        input_json="" if input is None else dumps(input),
+        execution_id=execution_id or "",
+        labels=dict(labels or {}),
     )
     return (yield from _execution(Call("StartExecution", request)))
 
@@ -88,10 +94,38 @@ def get(execution_id: str, latest_run: bool = False) -> Operation[Execution]:
     return (yield from _execution(Call("GetExecution", request)))
 
 
-def list_executions(workflow: str | None, phase: str | None, limit: int) -> Operation[list[Execution]]:
-    request = pb.ListExecutionsRequest(workflow=workflow or "", phase=phase or "", limit=limit)
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ListFilter:
+    """What `list_executions` asks for; every filter given must hold."""
+
+    workflow: str | None = None
+    phases: Sequence[str] = ()
+    labels: Mapping[str, str] | None = None
+    created_after: datetime | None = None
+    created_before: datetime | None = None
+    id_contains: str | None = None
+
+
+def list_executions(filters: ListFilter, limit: int, page_token: str | None) -> Operation[ExecutionList]:
+    phases = list(dict.fromkeys(filters.phases))
+    request = pb.ListExecutionsRequest(
+        workflow=filters.workflow or "",
+        # One phase goes in the field engines before `phases` read too, so they still filter by it.
+        phase=phases[0] if len(phases) == 1 else "",
+        phases=phases if len(phases) > 1 else [],
+        limit=limit,
+        labels=dict(filters.labels or {}),
+        id_contains=filters.id_contains or "",
+        page_token=page_token or "",
+    )
+    for name, at in (("created_after", filters.created_after), ("created_before", filters.created_before)):
+        if at is not None:
+            if at.tzinfo is None:
+                raise ValueError(f"{name} must be an aware datetime (with a time zone), not {at!r}")
+            getattr(request, name).FromDatetime(at)
     reply = yield Call("ListExecutions", request)
-    return [Execution.from_proto(info) for info in reply.executions]
+    executions = tuple(Execution.from_proto(info) for info in reply.executions)
+    return ExecutionList(executions, reply.next_page_token or None)
 
 
 def history(execution_id: str, after_seq: int) -> Operation[list[HistoryEvent]]:
@@ -218,7 +252,13 @@ def signal(execution_id: str, name: str, data: Any, request_id: str | None) -> O
 
 
 def signal_with_start(
-    workflow: str, execution_id: str, input: Any, name: str, data: Any, request_id: str | None
+    workflow: str,
+    execution_id: str,
+    input: Any,
+    name: str,
+    data: Any,
+    request_id: str | None,
+    labels: Mapping[str, str] | None = None,
 ) -> Operation[Execution]:
     request = pb.SignalWithStartRequest(
         workflow=workflow,
@@ -227,5 +267,6 @@ def signal_with_start(
         name=name,
         data_json=_payload(data),
         request_id=request_id or "",
+        labels=dict(labels or {}),
     )
     return (yield from _execution(Call("SignalWithStart", request)))

@@ -145,6 +145,7 @@ test("signalWithStart sends the workflow, the id, the input, the signal and its 
     signal: "paid",
     data: [12],
     requestId: "r-9",
+    labels: { team: "billing" },
   });
   await client.signalWithStart({ workflow: "orders", executionId: "order-10", signal: "paid" });
 
@@ -156,8 +157,9 @@ test("signalWithStart sends the workflow, the id, the input, the signal and its 
     name: "paid",
     dataJson: "[12]",
     requestId: "r-9",
+    labels: { team: "billing" },
   });
-  assert.deepEqual([second?.inputJson, second?.dataJson, second?.requestId], ["", "", ""]);
+  assert.deepEqual([second?.inputJson, second?.dataJson, second?.requestId, second?.labels], ["", "", "", {}]);
   assert.deepEqual([execution.id, execution.input, execution.queuedSignals.map((s) => s.name)], ["order-9", { id: 9 }, ["paid"]]);
 });
 
@@ -166,7 +168,7 @@ test("startExecution sends the input as JSON and the execution id", async () => 
   await client.startExecution("orders");
 
   const [first, second] = service.sent<StartExecutionRequest>("startExecution");
-  assert.deepEqual(first, { workflow: "orders", inputJson: '{"id":"o-2"}', executionId: "ex-2" });
+  assert.deepEqual(first, { workflow: "orders", inputJson: '{"id":"o-2"}', executionId: "ex-2", labels: {} });
   assert.deepEqual([second?.inputJson, second?.executionId], ["", ""]);
   assert.deepEqual([execution.id, execution.phase, execution.input], ["ex-2", "Pending", { id: "o-2" }]);
 });

@@ -64,14 +64,23 @@ class ListWorkflowsResponse(_message.Message):
     def __init__(self, workflows: _Optional[_Iterable[_Union[WorkflowInfo, _Mapping]]] = ...) -> None: ...
 
 class StartExecutionRequest(_message.Message):
-    __slots__ = ("workflow", "input_json", "execution_id")
+    __slots__ = ("workflow", "input_json", "execution_id", "labels")
+    class LabelsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
     WORKFLOW_FIELD_NUMBER: _ClassVar[int]
     INPUT_JSON_FIELD_NUMBER: _ClassVar[int]
     EXECUTION_ID_FIELD_NUMBER: _ClassVar[int]
+    LABELS_FIELD_NUMBER: _ClassVar[int]
     workflow: str
     input_json: str
     execution_id: str
-    def __init__(self, workflow: _Optional[str] = ..., input_json: _Optional[str] = ..., execution_id: _Optional[str] = ...) -> None: ...
+    labels: _containers.ScalarMap[str, str]
+    def __init__(self, workflow: _Optional[str] = ..., input_json: _Optional[str] = ..., execution_id: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class StepInfo(_message.Message):
     __slots__ = ("name", "phase", "attempts", "started_at_ms", "finished_at_ms", "last_error", "last_stacktrace", "progress_json", "waiting_hint", "started_at", "finished_at", "items")
@@ -142,7 +151,14 @@ class JumpLimit(_message.Message):
     def __init__(self, rule: _Optional[str] = ..., step: _Optional[str] = ..., target: _Optional[str] = ..., bound: _Optional[int] = ..., times: _Optional[int] = ...) -> None: ...
 
 class ExecutionInfo(_message.Message):
-    __slots__ = ("id", "workflow", "phase", "current_steps", "input_json", "output_json", "error", "created_at_ms", "updated_at_ms", "wake_at_ms", "event_count", "steps", "pending_approvals", "created_at", "updated_at", "wake_at", "jump_limits", "deadline", "vars_json", "ending", "queued_signals", "signal_waits", "parent_id", "parent_step", "children", "continued_from", "continued_as", "first_run_id", "run", "workflow_task_error", "reset_from", "pauses")
+    __slots__ = ("id", "workflow", "phase", "current_steps", "input_json", "output_json", "error", "created_at_ms", "updated_at_ms", "wake_at_ms", "event_count", "steps", "pending_approvals", "created_at", "updated_at", "wake_at", "jump_limits", "deadline", "vars_json", "ending", "queued_signals", "signal_waits", "parent_id", "parent_step", "children", "continued_from", "continued_as", "first_run_id", "run", "workflow_task_error", "reset_from", "pauses", "labels")
+    class LabelsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
     ID_FIELD_NUMBER: _ClassVar[int]
     WORKFLOW_FIELD_NUMBER: _ClassVar[int]
     PHASE_FIELD_NUMBER: _ClassVar[int]
@@ -175,6 +191,7 @@ class ExecutionInfo(_message.Message):
     WORKFLOW_TASK_ERROR_FIELD_NUMBER: _ClassVar[int]
     RESET_FROM_FIELD_NUMBER: _ClassVar[int]
     PAUSES_FIELD_NUMBER: _ClassVar[int]
+    LABELS_FIELD_NUMBER: _ClassVar[int]
     id: str
     workflow: str
     phase: str
@@ -207,7 +224,8 @@ class ExecutionInfo(_message.Message):
     workflow_task_error: str
     reset_from: str
     pauses: _containers.RepeatedCompositeFieldContainer[ExecutionPause]
-    def __init__(self, id: _Optional[str] = ..., workflow: _Optional[str] = ..., phase: _Optional[str] = ..., current_steps: _Optional[_Iterable[str]] = ..., input_json: _Optional[str] = ..., output_json: _Optional[str] = ..., error: _Optional[str] = ..., created_at_ms: _Optional[int] = ..., updated_at_ms: _Optional[int] = ..., wake_at_ms: _Optional[int] = ..., event_count: _Optional[int] = ..., steps: _Optional[_Iterable[_Union[StepInfo, _Mapping]]] = ..., pending_approvals: _Optional[_Iterable[_Union[PendingApproval, _Mapping]]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., wake_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., jump_limits: _Optional[_Iterable[_Union[JumpLimit, _Mapping]]] = ..., deadline: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., vars_json: _Optional[str] = ..., ending: _Optional[str] = ..., queued_signals: _Optional[_Iterable[_Union[QueuedSignal, _Mapping]]] = ..., signal_waits: _Optional[_Iterable[_Union[SignalWait, _Mapping]]] = ..., parent_id: _Optional[str] = ..., parent_step: _Optional[str] = ..., children: _Optional[_Iterable[_Union[ChildExecution, _Mapping]]] = ..., continued_from: _Optional[str] = ..., continued_as: _Optional[str] = ..., first_run_id: _Optional[str] = ..., run: _Optional[int] = ..., workflow_task_error: _Optional[str] = ..., reset_from: _Optional[str] = ..., pauses: _Optional[_Iterable[_Union[ExecutionPause, _Mapping]]] = ...) -> None: ...
+    labels: _containers.ScalarMap[str, str]
+    def __init__(self, id: _Optional[str] = ..., workflow: _Optional[str] = ..., phase: _Optional[str] = ..., current_steps: _Optional[_Iterable[str]] = ..., input_json: _Optional[str] = ..., output_json: _Optional[str] = ..., error: _Optional[str] = ..., created_at_ms: _Optional[int] = ..., updated_at_ms: _Optional[int] = ..., wake_at_ms: _Optional[int] = ..., event_count: _Optional[int] = ..., steps: _Optional[_Iterable[_Union[StepInfo, _Mapping]]] = ..., pending_approvals: _Optional[_Iterable[_Union[PendingApproval, _Mapping]]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., wake_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., jump_limits: _Optional[_Iterable[_Union[JumpLimit, _Mapping]]] = ..., deadline: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., vars_json: _Optional[str] = ..., ending: _Optional[str] = ..., queued_signals: _Optional[_Iterable[_Union[QueuedSignal, _Mapping]]] = ..., signal_waits: _Optional[_Iterable[_Union[SignalWait, _Mapping]]] = ..., parent_id: _Optional[str] = ..., parent_step: _Optional[str] = ..., children: _Optional[_Iterable[_Union[ChildExecution, _Mapping]]] = ..., continued_from: _Optional[str] = ..., continued_as: _Optional[str] = ..., first_run_id: _Optional[str] = ..., run: _Optional[int] = ..., workflow_task_error: _Optional[str] = ..., reset_from: _Optional[str] = ..., pauses: _Optional[_Iterable[_Union[ExecutionPause, _Mapping]]] = ..., labels: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class ExecutionPause(_message.Message):
     __slots__ = ("source", "reason", "by", "at")
@@ -328,20 +346,41 @@ class GetExecutionRequest(_message.Message):
     def __init__(self, id: _Optional[str] = ..., latest_run: bool = ...) -> None: ...
 
 class ListExecutionsRequest(_message.Message):
-    __slots__ = ("workflow", "phase", "limit")
+    __slots__ = ("workflow", "phase", "limit", "labels", "phases", "created_after", "created_before", "id_contains", "page_token")
+    class LabelsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
     WORKFLOW_FIELD_NUMBER: _ClassVar[int]
     PHASE_FIELD_NUMBER: _ClassVar[int]
     LIMIT_FIELD_NUMBER: _ClassVar[int]
+    LABELS_FIELD_NUMBER: _ClassVar[int]
+    PHASES_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AFTER_FIELD_NUMBER: _ClassVar[int]
+    CREATED_BEFORE_FIELD_NUMBER: _ClassVar[int]
+    ID_CONTAINS_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     workflow: str
     phase: str
     limit: int
-    def __init__(self, workflow: _Optional[str] = ..., phase: _Optional[str] = ..., limit: _Optional[int] = ...) -> None: ...
+    labels: _containers.ScalarMap[str, str]
+    phases: _containers.RepeatedScalarFieldContainer[str]
+    created_after: _timestamp_pb2.Timestamp
+    created_before: _timestamp_pb2.Timestamp
+    id_contains: str
+    page_token: str
+    def __init__(self, workflow: _Optional[str] = ..., phase: _Optional[str] = ..., limit: _Optional[int] = ..., labels: _Optional[_Mapping[str, str]] = ..., phases: _Optional[_Iterable[str]] = ..., created_after: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., created_before: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., id_contains: _Optional[str] = ..., page_token: _Optional[str] = ...) -> None: ...
 
 class ListExecutionsResponse(_message.Message):
-    __slots__ = ("executions",)
+    __slots__ = ("executions", "next_page_token")
     EXECUTIONS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     executions: _containers.RepeatedCompositeFieldContainer[ExecutionInfo]
-    def __init__(self, executions: _Optional[_Iterable[_Union[ExecutionInfo, _Mapping]]] = ...) -> None: ...
+    next_page_token: str
+    def __init__(self, executions: _Optional[_Iterable[_Union[ExecutionInfo, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
 
 class GetHistoryRequest(_message.Message):
     __slots__ = ("id", "after_seq", "limit")
@@ -428,20 +467,29 @@ class SignalExecutionRequest(_message.Message):
     def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., data_json: _Optional[str] = ..., request_id: _Optional[str] = ...) -> None: ...
 
 class SignalWithStartRequest(_message.Message):
-    __slots__ = ("workflow", "execution_id", "input_json", "name", "data_json", "request_id")
+    __slots__ = ("workflow", "execution_id", "input_json", "name", "data_json", "request_id", "labels")
+    class LabelsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
     WORKFLOW_FIELD_NUMBER: _ClassVar[int]
     EXECUTION_ID_FIELD_NUMBER: _ClassVar[int]
     INPUT_JSON_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     DATA_JSON_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    LABELS_FIELD_NUMBER: _ClassVar[int]
     workflow: str
     execution_id: str
     input_json: str
     name: str
     data_json: str
     request_id: str
-    def __init__(self, workflow: _Optional[str] = ..., execution_id: _Optional[str] = ..., input_json: _Optional[str] = ..., name: _Optional[str] = ..., data_json: _Optional[str] = ..., request_id: _Optional[str] = ...) -> None: ...
+    labels: _containers.ScalarMap[str, str]
+    def __init__(self, workflow: _Optional[str] = ..., execution_id: _Optional[str] = ..., input_json: _Optional[str] = ..., name: _Optional[str] = ..., data_json: _Optional[str] = ..., request_id: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class DeadLetter(_message.Message):
     __slots__ = ("id", "execution_id", "step", "attempt", "error", "created_at_ms", "created_at")

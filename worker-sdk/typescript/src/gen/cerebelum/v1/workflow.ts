@@ -80,6 +80,17 @@ export interface StartExecutionRequest {
    * with another workflow or input it is refused with ALREADY_EXISTS.
    */
   executionId: string;
+  /**
+   * What lists filter it by: Kubernetes label syntax (a key "[prefix/]name", a value of at most 63
+   * characters), at most 32; INVALID_ARGUMENT naming the bad one. A repeated start keeps the first
+   * start's labels; a continue-as-new run has its chain's; a child execution has none.
+   */
+  labels: { [key: string]: string };
+}
+
+export interface StartExecutionRequest_LabelsEntry {
+  key: string;
+  value: string;
 }
 
 export interface StepInfo {
@@ -238,6 +249,13 @@ export interface ExecutionInfo {
    * "Execution" for a Kubernetes Execution's annotation cerebelum.io/paused.
    */
   pauses: ExecutionPause[];
+  /** The labels it was started with (StartExecutionRequest.labels). */
+  labels: { [key: string]: string };
+}
+
+export interface ExecutionInfo_LabelsEntry {
+  key: string;
+  value: string;
 }
 
 export interface ExecutionPause {
@@ -328,14 +346,37 @@ export interface GetExecutionRequest {
   latestRun: boolean;
 }
 
+/** Newest first (by creation time, then id). Every filter given must hold; an empty one is not applied. */
 export interface ListExecutionsRequest {
   workflow: string;
+  /** One phase; with phases, either matches. */
   phase: string;
+  /** A page's size: 100 by default, at most 1000. */
   limit: number;
+  /** Executions with every one of these labels (key and value). */
+  labels: { [key: string]: string };
+  /** Executions in any of these phases. */
+  phases: string[];
+  /** Created at or after created_after, and before created_before. */
+  createdAfter: Date | undefined;
+  createdBefore:
+    | Date
+    | undefined;
+  /** Executions whose id contains this text (ASCII case ignored; '%' and '_' are literal), at most 128 characters. */
+  idContains: string;
+  /** The next_page_token of the previous page, with the same filters; "" for the first page. */
+  pageToken: string;
+}
+
+export interface ListExecutionsRequest_LabelsEntry {
+  key: string;
+  value: string;
 }
 
 export interface ListExecutionsResponse {
   executions: ExecutionInfo[];
+  /** Pass it as page_token for the next page; "" when this page is the last. */
+  nextPageToken: string;
 }
 
 export interface GetHistoryRequest {
@@ -408,6 +449,16 @@ export interface SignalWithStartRequest {
   name: string;
   dataJson: string;
   requestId: string;
+  /**
+   * The labels of the execution if this call starts it (as StartExecutionRequest.labels); checked
+   * even when it exists, and then ignored.
+   */
+  labels: { [key: string]: string };
+}
+
+export interface SignalWithStartRequest_LabelsEntry {
+  key: string;
+  value: string;
 }
 
 export interface DeadLetter {
@@ -902,7 +953,7 @@ export const ListWorkflowsResponse: MessageFns<ListWorkflowsResponse> = {
 };
 
 function createBaseStartExecutionRequest(): StartExecutionRequest {
-  return { workflow: "", inputJson: "", executionId: "" };
+  return { workflow: "", inputJson: "", executionId: "", labels: {} };
 }
 
 export const StartExecutionRequest: MessageFns<StartExecutionRequest> = {
@@ -916,6 +967,9 @@ export const StartExecutionRequest: MessageFns<StartExecutionRequest> = {
     if (message.executionId !== "") {
       writer.uint32(26).string(message.executionId);
     }
+    globalThis.Object.entries(message.labels).forEach(([key, value]: [string, string]) => {
+      StartExecutionRequest_LabelsEntry.encode({ key: key as any, value }, writer.uint32(34).fork()).join();
+    });
     return writer;
   },
 
@@ -956,6 +1010,17 @@ export const StartExecutionRequest: MessageFns<StartExecutionRequest> = {
             message.executionId = reader.string();
             continue;
           }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            const entry4 = StartExecutionRequest_LabelsEntry.decode(reader, reader.uint32());
+            if (entry4.value !== undefined) {
+              message.labels[entry4.key] = entry4.value;
+            }
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -976,6 +1041,82 @@ export const StartExecutionRequest: MessageFns<StartExecutionRequest> = {
     message.workflow = object.workflow ?? "";
     message.inputJson = object.inputJson ?? "";
     message.executionId = object.executionId ?? "";
+    message.labels = (globalThis.Object.entries(object.labels ?? {}) as [string, string][]).reduce(
+      (acc: { [key: string]: string }, [key, value]: [string, string]) => {
+        if (value !== undefined) {
+          acc[key] = globalThis.String(value);
+        }
+        return acc;
+      },
+      {},
+    );
+    return message;
+  },
+};
+
+function createBaseStartExecutionRequest_LabelsEntry(): StartExecutionRequest_LabelsEntry {
+  return { key: "", value: "" };
+}
+
+export const StartExecutionRequest_LabelsEntry: MessageFns<StartExecutionRequest_LabelsEntry> = {
+  encode(message: StartExecutionRequest_LabelsEntry, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.key !== "") {
+      writer.uint32(10).string(message.key);
+    }
+    if (message.value !== "") {
+      writer.uint32(18).string(message.value);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): StartExecutionRequest_LabelsEntry {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseStartExecutionRequest_LabelsEntry();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.key = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.value = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create(base?: DeepPartial<StartExecutionRequest_LabelsEntry>): StartExecutionRequest_LabelsEntry {
+    return StartExecutionRequest_LabelsEntry.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<StartExecutionRequest_LabelsEntry>): StartExecutionRequest_LabelsEntry {
+    const message = createBaseStartExecutionRequest_LabelsEntry();
+    message.key = object.key ?? "";
+    message.value = object.value ?? "";
     return message;
   },
 };
@@ -1513,6 +1654,7 @@ function createBaseExecutionInfo(): ExecutionInfo {
     workflowTaskError: "",
     resetFrom: "",
     pauses: [],
+    labels: {},
   };
 }
 
@@ -1614,6 +1756,9 @@ export const ExecutionInfo: MessageFns<ExecutionInfo> = {
     for (const v of message.pauses) {
       ExecutionPause.encode(v!, writer.uint32(250).fork()).join();
     }
+    globalThis.Object.entries(message.labels).forEach(([key, value]: [string, string]) => {
+      ExecutionInfo_LabelsEntry.encode({ key: key as any, value }, writer.uint32(266).fork()).join();
+    });
     return writer;
   },
 
@@ -1886,6 +2031,17 @@ export const ExecutionInfo: MessageFns<ExecutionInfo> = {
             message.pauses.push(ExecutionPause.decode(reader, reader.uint32()));
             continue;
           }
+          case 33: {
+            if (tag !== 266) {
+              break;
+            }
+
+            const entry33 = ExecutionInfo_LabelsEntry.decode(reader, reader.uint32());
+            if (entry33.value !== undefined) {
+              message.labels[entry33.key] = entry33.value;
+            }
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1935,6 +2091,82 @@ export const ExecutionInfo: MessageFns<ExecutionInfo> = {
     message.workflowTaskError = object.workflowTaskError ?? "";
     message.resetFrom = object.resetFrom ?? "";
     message.pauses = object.pauses?.map((e) => ExecutionPause.fromPartial(e)) || [];
+    message.labels = (globalThis.Object.entries(object.labels ?? {}) as [string, string][]).reduce(
+      (acc: { [key: string]: string }, [key, value]: [string, string]) => {
+        if (value !== undefined) {
+          acc[key] = globalThis.String(value);
+        }
+        return acc;
+      },
+      {},
+    );
+    return message;
+  },
+};
+
+function createBaseExecutionInfo_LabelsEntry(): ExecutionInfo_LabelsEntry {
+  return { key: "", value: "" };
+}
+
+export const ExecutionInfo_LabelsEntry: MessageFns<ExecutionInfo_LabelsEntry> = {
+  encode(message: ExecutionInfo_LabelsEntry, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.key !== "") {
+      writer.uint32(10).string(message.key);
+    }
+    if (message.value !== "") {
+      writer.uint32(18).string(message.value);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ExecutionInfo_LabelsEntry {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseExecutionInfo_LabelsEntry();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.key = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.value = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create(base?: DeepPartial<ExecutionInfo_LabelsEntry>): ExecutionInfo_LabelsEntry {
+    return ExecutionInfo_LabelsEntry.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ExecutionInfo_LabelsEntry>): ExecutionInfo_LabelsEntry {
+    const message = createBaseExecutionInfo_LabelsEntry();
+    message.key = object.key ?? "";
+    message.value = object.value ?? "";
     return message;
   },
 };
@@ -2857,7 +3089,17 @@ export const GetExecutionRequest: MessageFns<GetExecutionRequest> = {
 };
 
 function createBaseListExecutionsRequest(): ListExecutionsRequest {
-  return { workflow: "", phase: "", limit: 0 };
+  return {
+    workflow: "",
+    phase: "",
+    limit: 0,
+    labels: {},
+    phases: [],
+    createdAfter: undefined,
+    createdBefore: undefined,
+    idContains: "",
+    pageToken: "",
+  };
 }
 
 export const ListExecutionsRequest: MessageFns<ListExecutionsRequest> = {
@@ -2870,6 +3112,24 @@ export const ListExecutionsRequest: MessageFns<ListExecutionsRequest> = {
     }
     if (message.limit !== 0) {
       writer.uint32(24).uint32(message.limit);
+    }
+    globalThis.Object.entries(message.labels).forEach(([key, value]: [string, string]) => {
+      ListExecutionsRequest_LabelsEntry.encode({ key: key as any, value }, writer.uint32(34).fork()).join();
+    });
+    for (const v of message.phases) {
+      writer.uint32(42).string(v!);
+    }
+    if (message.createdAfter !== undefined) {
+      Timestamp.encode(toTimestamp(message.createdAfter), writer.uint32(50).fork()).join();
+    }
+    if (message.createdBefore !== undefined) {
+      Timestamp.encode(toTimestamp(message.createdBefore), writer.uint32(58).fork()).join();
+    }
+    if (message.idContains !== "") {
+      writer.uint32(66).string(message.idContains);
+    }
+    if (message.pageToken !== "") {
+      writer.uint32(74).string(message.pageToken);
     }
     return writer;
   },
@@ -2911,6 +3171,57 @@ export const ListExecutionsRequest: MessageFns<ListExecutionsRequest> = {
             message.limit = reader.uint32();
             continue;
           }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            const entry4 = ListExecutionsRequest_LabelsEntry.decode(reader, reader.uint32());
+            if (entry4.value !== undefined) {
+              message.labels[entry4.key] = entry4.value;
+            }
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.phases.push(reader.string());
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.createdAfter = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.createdBefore = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.idContains = reader.string();
+            continue;
+          }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            message.pageToken = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2931,18 +3242,102 @@ export const ListExecutionsRequest: MessageFns<ListExecutionsRequest> = {
     message.workflow = object.workflow ?? "";
     message.phase = object.phase ?? "";
     message.limit = object.limit ?? 0;
+    message.labels = (globalThis.Object.entries(object.labels ?? {}) as [string, string][]).reduce(
+      (acc: { [key: string]: string }, [key, value]: [string, string]) => {
+        if (value !== undefined) {
+          acc[key] = globalThis.String(value);
+        }
+        return acc;
+      },
+      {},
+    );
+    message.phases = object.phases?.map((e) => e) || [];
+    message.createdAfter = object.createdAfter ?? undefined;
+    message.createdBefore = object.createdBefore ?? undefined;
+    message.idContains = object.idContains ?? "";
+    message.pageToken = object.pageToken ?? "";
+    return message;
+  },
+};
+
+function createBaseListExecutionsRequest_LabelsEntry(): ListExecutionsRequest_LabelsEntry {
+  return { key: "", value: "" };
+}
+
+export const ListExecutionsRequest_LabelsEntry: MessageFns<ListExecutionsRequest_LabelsEntry> = {
+  encode(message: ListExecutionsRequest_LabelsEntry, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.key !== "") {
+      writer.uint32(10).string(message.key);
+    }
+    if (message.value !== "") {
+      writer.uint32(18).string(message.value);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListExecutionsRequest_LabelsEntry {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseListExecutionsRequest_LabelsEntry();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.key = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.value = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create(base?: DeepPartial<ListExecutionsRequest_LabelsEntry>): ListExecutionsRequest_LabelsEntry {
+    return ListExecutionsRequest_LabelsEntry.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ListExecutionsRequest_LabelsEntry>): ListExecutionsRequest_LabelsEntry {
+    const message = createBaseListExecutionsRequest_LabelsEntry();
+    message.key = object.key ?? "";
+    message.value = object.value ?? "";
     return message;
   },
 };
 
 function createBaseListExecutionsResponse(): ListExecutionsResponse {
-  return { executions: [] };
+  return { executions: [], nextPageToken: "" };
 }
 
 export const ListExecutionsResponse: MessageFns<ListExecutionsResponse> = {
   encode(message: ListExecutionsResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     for (const v of message.executions) {
       ExecutionInfo.encode(v!, writer.uint32(10).fork()).join();
+    }
+    if (message.nextPageToken !== "") {
+      writer.uint32(18).string(message.nextPageToken);
     }
     return writer;
   },
@@ -2968,6 +3363,14 @@ export const ListExecutionsResponse: MessageFns<ListExecutionsResponse> = {
             message.executions.push(ExecutionInfo.decode(reader, reader.uint32()));
             continue;
           }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.nextPageToken = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2986,6 +3389,7 @@ export const ListExecutionsResponse: MessageFns<ListExecutionsResponse> = {
   fromPartial(object: DeepPartial<ListExecutionsResponse>): ListExecutionsResponse {
     const message = createBaseListExecutionsResponse();
     message.executions = object.executions?.map((e) => ExecutionInfo.fromPartial(e)) || [];
+    message.nextPageToken = object.nextPageToken ?? "";
     return message;
   },
 };
@@ -3647,7 +4051,7 @@ export const SignalExecutionRequest: MessageFns<SignalExecutionRequest> = {
 };
 
 function createBaseSignalWithStartRequest(): SignalWithStartRequest {
-  return { workflow: "", executionId: "", inputJson: "", name: "", dataJson: "", requestId: "" };
+  return { workflow: "", executionId: "", inputJson: "", name: "", dataJson: "", requestId: "", labels: {} };
 }
 
 export const SignalWithStartRequest: MessageFns<SignalWithStartRequest> = {
@@ -3670,6 +4074,9 @@ export const SignalWithStartRequest: MessageFns<SignalWithStartRequest> = {
     if (message.requestId !== "") {
       writer.uint32(50).string(message.requestId);
     }
+    globalThis.Object.entries(message.labels).forEach(([key, value]: [string, string]) => {
+      SignalWithStartRequest_LabelsEntry.encode({ key: key as any, value }, writer.uint32(58).fork()).join();
+    });
     return writer;
   },
 
@@ -3734,6 +4141,17 @@ export const SignalWithStartRequest: MessageFns<SignalWithStartRequest> = {
             message.requestId = reader.string();
             continue;
           }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            const entry7 = SignalWithStartRequest_LabelsEntry.decode(reader, reader.uint32());
+            if (entry7.value !== undefined) {
+              message.labels[entry7.key] = entry7.value;
+            }
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -3757,6 +4175,82 @@ export const SignalWithStartRequest: MessageFns<SignalWithStartRequest> = {
     message.name = object.name ?? "";
     message.dataJson = object.dataJson ?? "";
     message.requestId = object.requestId ?? "";
+    message.labels = (globalThis.Object.entries(object.labels ?? {}) as [string, string][]).reduce(
+      (acc: { [key: string]: string }, [key, value]: [string, string]) => {
+        if (value !== undefined) {
+          acc[key] = globalThis.String(value);
+        }
+        return acc;
+      },
+      {},
+    );
+    return message;
+  },
+};
+
+function createBaseSignalWithStartRequest_LabelsEntry(): SignalWithStartRequest_LabelsEntry {
+  return { key: "", value: "" };
+}
+
+export const SignalWithStartRequest_LabelsEntry: MessageFns<SignalWithStartRequest_LabelsEntry> = {
+  encode(message: SignalWithStartRequest_LabelsEntry, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.key !== "") {
+      writer.uint32(10).string(message.key);
+    }
+    if (message.value !== "") {
+      writer.uint32(18).string(message.value);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SignalWithStartRequest_LabelsEntry {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSignalWithStartRequest_LabelsEntry();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.key = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.value = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create(base?: DeepPartial<SignalWithStartRequest_LabelsEntry>): SignalWithStartRequest_LabelsEntry {
+    return SignalWithStartRequest_LabelsEntry.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<SignalWithStartRequest_LabelsEntry>): SignalWithStartRequest_LabelsEntry {
+    const message = createBaseSignalWithStartRequest_LabelsEntry();
+    message.key = object.key ?? "";
+    message.value = object.value ?? "";
     return message;
   },
 };
