@@ -158,8 +158,10 @@ class PageProblems:
         if id(request) in self._answered:
             return  # Chromium aborts a subresource that got an error status: judged by its response already
         failure = request.failure or "failed"
-        if "ERR_ABORTED" in failure and request.resource_type == "document":
-            return  # a navigation replaced by another (a redirect the page made, a click): not a fault
+        if "ERR_ABORTED" in failure and request.resource_type in ("document", "fetch", "eventsource"):
+            # A navigation replaced by another (a redirect the page made, a click), or a page's
+            # fetch or event stream cut short by leaving the page: not a fault.
+            return
         if not self._allowed(request.url, 0):
             self._add(f"{request.method} {request.url} failed: {failure}")
 

@@ -52,7 +52,8 @@ class EngineProcess:
         return f"http://127.0.0.1:{self.ui_port}"
 
     def command(self) -> list[str]:
-        ui = ("--ui-address", f"127.0.0.1:{self.ui_port}") if self.ui_port is not None else ()
+        # No UI unless asked: engines of a test run would contend for the default port.
+        ui = ("--ui-address", f"127.0.0.1:{self.ui_port}" if self.ui_port is not None else "off")
         return [
             *("-m", "cerebelum_operator.cli", "dev"),
             *("--address", self.address, "--db", self.database_url, "--log-level", "info"),

@@ -34,9 +34,10 @@ def add_routes(app: web.Application) -> None:
     app.router.add_post("/logout", sign_out)
     for action in ("approve", "reject", "signal", "cancel", "pause", "resume"):
         app.router.add_post(f"/executions/{{id}}/{action}", execution_action)
-    app.router.add_post("/dead-letters/{id}/redrive", redrive)
+    # A dead letter's id (a task token) and a schedule's key ("namespace/name") hold slashes.
+    app.router.add_post("/dead-letters/{id:.+}/redrive", redrive)
     app.router.add_post("/workflows/{name}/{action:pause|resume}", workflow_action)
-    app.router.add_post("/schedules/{key}/{action:pause|resume|trigger}", schedule_action)
+    app.router.add_post("/schedules/{key:.+}/{action:pause|resume|trigger}", schedule_action)
 
 
 async def sign_in(request: web.Request) -> web.StreamResponse:

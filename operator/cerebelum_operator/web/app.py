@@ -112,6 +112,8 @@ async def guard_requests(request: web.Request, handler: Handler) -> web.StreamRe
         response = _unauthenticated(request, str(error))
     except web.HTTPException as error:
         response = error
+        if error.status >= 400 and "text/html" in request.headers.get("Accept", ""):
+            response = services.render(request, "error.html", status=error.status, message=error.text or error.reason)
     except (PermissionDenied, AuthUnavailable) as error:
         response = _error_page(request, error)
     except Exception as error:
@@ -150,7 +152,8 @@ def _secure(response: web.StreamResponse, *, tls: bool) -> None:
     headers = response.headers
     headers.setdefault("Content-Security-Policy", CSP)
     headers.setdefault("X-Content-Type-Options", "nosniff")
-    headers.setdefault("Referrer-Policy", "no-referrer")
+    # same-origin, not no-referrer: with no-referrer a browser sends "Origin: null" on its own forms.
+    headers.setdefault("Referrer-Policy", "same-origin")
     headers.setdefault("X-Frame-Options", "DENY")
     headers.setdefault("Cache-Control", "no-store")
     if tls:

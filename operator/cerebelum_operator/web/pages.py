@@ -143,6 +143,8 @@ class ListFilter:
 
 async def executions(request: web.Request) -> web.Response:
     services = services_of(request)
+    # Taken before reading: a change that lands while the page is read is told to it again.
+    seen = services.feed.version
     engine = services.engine
     chosen = ListFilter.of(request)
     query = chosen.to_query()
@@ -166,6 +168,7 @@ async def executions(request: web.Request) -> web.Response:
         "total": sum(counts.values()),
         "phases": PHASES,
         "workflows": [row.name for row in await engine.list_workflows()],
+        "feed_version": seen,
     }
     template = "executions_results.html" if request.query.get("fragment") == "results" else "executions.html"
     return services.render(request, template, **values)
@@ -226,6 +229,7 @@ def _failure(history: list[RecordedEvent]) -> dict[str, str] | None:
 
 async def execution(request: web.Request) -> web.Response:
     services = services_of(request)
+    seen = services.feed.version  # before reading (see `executions`)
     execution_id = request.match_info["id"]
     parts = await _execution_parts(services, execution_id)
     if request.query.get("fragment") == "live":
@@ -238,7 +242,7 @@ async def execution(request: web.Request) -> web.Response:
         history_first=first,
         history_last=last,
         history_page=HISTORY_PAGE,
-        feed_version=services.feed.version,
+        feed_version=seen,
         **parts,
     )
 
@@ -389,7 +393,8 @@ async def changes(request: web.Request) -> web.StreamResponse:
             elif version == seen:
                 await response.write(b": keepalive\n\n")
             seen = version
-    except (ConnectionResetError, asyncio.CancelledError):
-        raise
+    except ConnectionResetError:  # the page went away (aiohttp's ClientConnectionResetError is one)
+        pass
     finally:
         feed.close_stream()
+    return response

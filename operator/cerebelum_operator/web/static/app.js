@@ -53,21 +53,30 @@ function follow() {
   status.setAttribute("role", "status");
   status.setAttribute("aria-live", "polite");
   main.prepend(status);
-  let pending = false;
-  const source = new EventSource("/events?" + params.toString());
-  source.addEventListener("changed", async () => {
-    if (pending) return;
-    pending = true;
-    try {
-      const regions = /** @type {NodeListOf<HTMLElement>} */ (document.querySelectorAll("[data-follow=yes]"));
-      let changed = false;
-      for (const region of regions) changed = (await refresh(region)) || changed;
-      if (changed) status.textContent = "Updated " + new Date().toISOString().slice(11, 19) + " UTC";
-      main.dataset.updated = String(Date.now());
-    } finally {
-      pending = false;
+  // One refresh at a time; a notice that comes meanwhile asks for one more after it, so the last
+  // change is never dropped (the server sends at most one notice a second).
+  let running = false;
+  let again = false;
+  const update = async () => {
+    if (running) {
+      again = true;
+      return;
     }
-  });
+    running = true;
+    try {
+      do {
+        again = false;
+        const regions = /** @type {NodeListOf<HTMLElement>} */ (document.querySelectorAll("[data-follow=yes]"));
+        let changed = false;
+        for (const region of regions) changed = (await refresh(region).catch(() => false)) || changed;
+        if (changed) status.textContent = "Updated " + new Date().toISOString().slice(11, 19) + " UTC";
+      } while (again);
+    } finally {
+      running = false;
+    }
+  };
+  const source = new EventSource("/events?" + params.toString());
+  source.addEventListener("changed", () => void update());
   source.addEventListener("open", () => main.setAttribute("data-following", "true"));
   window.addEventListener("pagehide", () => source.close());
 }
