@@ -23,6 +23,7 @@ from ..runtime import Clock, EngineService, ScheduleService
 from ..runtime.flow_control import FlowControlService
 from . import format as fmt
 from .errors import status_of
+from .history_cache import HistoryCache
 from .live import ChangeFeed
 from .session import Sessions, Viewer
 
@@ -56,9 +57,11 @@ class WebServices:
     schedules: ScheduleService | None = None
     loopback_only: bool = False  # served on a loopback address: refuse other Host names (DNS rebinding)
     templates: jinja2.Environment = field(init=False)
+    histories: HistoryCache = field(init=False)
     static_version: str = field(init=False)
 
     def __post_init__(self) -> None:
+        self.histories = HistoryCache(self.engine)
         self.templates = jinja2.Environment(
             loader=jinja2.PackageLoader("cerebelum_operator.web", "templates"),
             autoescape=True,

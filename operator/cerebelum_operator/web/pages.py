@@ -180,7 +180,7 @@ async def _execution_parts(services: WebServices, execution_id: str) -> dict[str
     if row is None:
         raise await engine.missing(execution_id)
     state = await engine.state_of(execution_id)
-    history = await engine.load_history(execution_id)
+    history = await services.histories.history(execution_id, last_seq=row.last_seq)
     now = services.clock.now_ms()
     jumps = Counter((e.event.from_step, e.event.to_step) for e in history if isinstance(e.event, ev.JumpTaken))
     phases = {name: step.phase.value for name, step in state.steps.items()}
