@@ -21,6 +21,7 @@ from aiohttp import web
 from ..api.auth import AuthUnavailable, PermissionDenied, Unauthenticated
 from ..runtime import Clock, EngineService, ScheduleService
 from ..runtime.flow_control import FlowControlService
+from ..store import ExecutionQuery
 from . import format as fmt
 from .errors import status_of
 from .history_cache import HistoryCache
@@ -58,6 +59,7 @@ class WebServices:
     loopback_only: bool = False  # served on a loopback address: refuse other Host names (DNS rebinding)
     templates: jinja2.Environment = field(init=False)
     histories: HistoryCache = field(init=False)
+    counts: dict[ExecutionQuery, tuple[int, dict[str, int]]] = field(init=False, default_factory=dict)
     static_version: str = field(init=False)
 
     def __post_init__(self) -> None:
