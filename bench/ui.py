@@ -10,8 +10,8 @@ each, every load in a fresh browser context (an empty cache: what a user opening
 the median is kept of:
 
 - fcp_ms: the page's first contentful paint (the Paint Timing API), from navigation start;
-- ready_ms: from navigation start to the frame after the readiness selector first matched a visible
-  element: the data is on screen, not a spinner;
+- ready_ms: from navigation start until the frame after the readiness selector first matched a
+  visible element is painted: the data is on screen, not a spinner;
 - html_kb: the HTML document's bytes on the wire (headers and body, as Resource Timing's transferSize
   gives); total_kb: every response's bytes on the wire (the document, scripts, styles and API calls)
   by the time the page was ready.
@@ -95,7 +95,7 @@ def progress(message: str) -> None:
 # -- measuring a page ---------------------------------------------------------------------------------------
 # Runs in every document before its own scripts (through the DevTools protocol, so a Content
 # Security Policy does not stop it): the first time the selector matches a visible element, the
-# next animation frame's time is the page's readiness.
+# time once the next frame is painted is the page's readiness.
 READY_PROBE = """
 (() => {
   const selector = %s;
@@ -105,7 +105,8 @@ READY_PROBE = """
     const element = document.querySelector(selector);
     if (!element || !element.checkVisibility()) return;
     matched = true;
-    requestAnimationFrame(() => { window.__benchReadyAt = performance.now(); });
+    // A task queued from the next frame's callback runs once that frame is painted.
+    requestAnimationFrame(() => setTimeout(() => { window.__benchReadyAt = performance.now(); }, 0));
   };
   new MutationObserver(check).observe(document, {subtree: true, childList: true, attributes: true});
   const poll = () => { check(); if (!matched) requestAnimationFrame(poll); };
