@@ -18,7 +18,7 @@ from bench.common import Result
 from bench.report import write_report
 from tests.support.browser import missing_browser
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
+pytestmark = [pytest.mark.slow, pytest.mark.browser, pytest.mark.timeout(600)]
 
 ROOT = Path(__file__).resolve().parents[2]
 PAGE_FIGURES = {f"{page}_{key}" for page in ("list", "exec") for key in ("fcp_ms", "ready_ms", "html_kb", "total_kb")}
