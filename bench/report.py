@@ -130,6 +130,28 @@ SCENARIOS: dict[str, Scenario] = {
         "MB of worker memory (lower is better)",
         True,
     ),
+    "ui": Scenario(
+        "Web UI on a big store",
+        "the engine's web UI in headless Chromium on a store of 100,000 executions: the execution list, and the"
+        " page of one execution whose history has 10,000 events; median of 5 cold loads of first contentful paint,"
+        " of the time until the data is on screen, and of the bytes on the wire (bench/ui.py)",
+        (
+            Column("list_fcp_ms", "list FCP ms"),
+            Column("list_ready_ms", "list ready ms"),
+            Column("list_html_kb", "list HTML KB"),
+            Column("list_total_kb", "list total KB"),
+            Column("exec_fcp_ms", "execution FCP ms"),
+            Column("exec_ready_ms", "execution ready ms"),
+            Column("exec_html_kb", "execution HTML KB"),
+            Column("exec_total_kb", "execution total KB"),
+            Column("executions", "executions"),
+            Column("history_events", "history events"),
+            Column("seed_s", "seed s"),
+        ),
+        ("list_ready_ms", "exec_ready_ms"),
+        "ms until the data is on screen (lower is better)",
+        True,
+    ),
     "kubernetes": Scenario(
         "Kubernetes mode",
         "the throughput shape through the operator and the real kube-apiserver",

@@ -35,6 +35,7 @@ SCENARIOS = (
     "code-scale",
     "kubernetes",
     "flow-control",
+    "ui",
 )
 
 
@@ -108,6 +109,9 @@ RUNNERS = (
         "--executions",
     ),
     Runner("grpc-floor", "peers/grpc_floor.py", None, ("latency", "throughput")),
+    # The web UIs on a big store in headless Chromium (bench/ui.py): 100,000 executions, a 10,000-event history.
+    Runner("cerebelum-ui", "ui.py", "sqlite", ("ui",), extra=("--system", "cerebelum")),
+    Runner("temporal-ui", "ui.py", None, ("ui",), extra=("--system", "temporal")),
 )
 
 

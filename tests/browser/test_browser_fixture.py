@@ -12,6 +12,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import urllib.request
 from collections.abc import Callable, Iterator
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -20,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from tests.support.browser import ROOT, PageProblems, axe_violations, format_violations, screenshot_path
+from tests.support.processes import EngineProcess
 
 if TYPE_CHECKING:
     from playwright.sync_api import Page
@@ -61,6 +63,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     for name, text in PAGES.items():
         (root / name).write_text(text)
     (root / "pixel.png").write_bytes(PIXEL)
+    (root / "root.txt").write_text(str(root))
     server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(StrictHandler, directory=str(root)))
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -156,3 +159,18 @@ def test_screenshots_go_to_the_tmp_dir_unless_updating(
     assert path.parent.is_relative_to(tmp_path) and path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     monkeypatch.setenv("CEREBELUM_UPDATE_SCREENSHOTS", "1")
     assert screenshot_path("clean-page", tmp_path).parts[-3:] == ("docs", "ui", "clean-page.png")
+
+
+def test_an_engine_with_a_ui_port_asks_for_the_ui_and_waits_for_its_healthz(site: str, tmp_path: Path) -> None:
+    """EngineProcess(ui_port=...), which `ui_engine` starts: its command and its readiness probe (on the
+    tiny site, which has /healthz only once the test writes it)."""
+    port = int(site.rsplit(":", 1)[1])
+    engine = EngineProcess(database_url="sqlite:///unused.db", log_path=tmp_path / "engine.log", ui_port=port)
+    command = engine.command()
+    assert command[command.index("--ui-address") + 1] == f"127.0.0.1:{port}"
+    assert engine.ui_url == site
+    assert not engine.ui_serving(0.2)  # 404 until the file exists
+    root = Path(urllib.request.urlopen(f"{site}/root.txt").read().decode())
+    (root / "healthz").write_text("ok\n")
+    assert engine.ui_serving(5)
+    assert "--ui-address" not in EngineProcess(database_url="x", log_path=tmp_path / "e.log").command()
