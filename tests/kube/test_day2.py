@@ -143,7 +143,11 @@ def test_an_executions_labels_are_its_labels_in_the_engine_and_too_many_refuse_i
     wait_for_jsonpath(control_plane, "execution/labelled-1", namespace, "{.status.phase}", "Succeeded", timeout=30)
     wait_for_jsonpath(control_plane, "execution/labelled-2", namespace, "{.status.phase}", "Failed", timeout=30)
     with Client(address=operator.address) as client:
-        assert client.get(uid_of(control_plane, namespace, "labelled-1")).labels == labels
+        # The object's labels, and its name (the engine knows it by its uid; people search by name).
+        assert client.get(uid_of(control_plane, namespace, "labelled-1")).labels == {
+            **labels,
+            "cerebelum.io/execution": "labelled-1",
+        }
         assert [e.id for e in client.list(labels={"team": "billing"})] == [
             uid_of(control_plane, namespace, "labelled-1")
         ]

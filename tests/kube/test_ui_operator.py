@@ -202,6 +202,7 @@ def test_without_a_token_the_ui_sends_to_sign_in_and_the_acting_account_sees_the
     assert status == 200, page[-2000:]
     assert f'data-id="{ui.ids["release-1"]}"' in page and f'data-id="{ui.ids["release-2"]}"' in page
     assert ui.username("releaser") in page, "the page names who is signed in"
+    assert ">release-1</a>" in page, "an Execution is shown by its object's name, its uid beneath"
     ui.wait_for_approval_step("release-1", bearer=releaser)
     assert ui.graph_phases("release-1", bearer=releaser) == {"s1": "Succeeded", "go_live": "WaitingForApproval"}
     # The workers' rule let the worker take its own namespace's task.

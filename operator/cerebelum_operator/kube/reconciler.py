@@ -15,6 +15,7 @@ from ..engine import CommandRejected
 from ..engine import commands as cmd
 from ..engine import events as ev
 from ..model import InputInvalid, LabelsInvalid, WorkflowInvalid
+from ..model.labels import MAX_LABEL_VALUE, MAX_LABELS
 from ..runtime import (
     Clock,
     EngineService,
@@ -255,7 +256,7 @@ class Reconciler:
                 execution_id=execution.uid,
                 hold=_PAUSED if paused(execution) else None,
                 # The object's labels, as they are at its start: what listings filter the execution by.
-                labels=execution.labels,
+                labels=_with_name(execution),
             )
         except LabelsInvalid as invalid:  # the API server's label syntax is ours: only too many can fail
             return self._refuse(execution, "LabelsInvalid", f"metadata.labels: {invalid}", now)
@@ -562,3 +563,18 @@ class Reconciler:
     async def signal_created(self, signal: ObjectView) -> Outcome:
         """Deliver the Signal once to the named Execution's latest run (`kube/signals.py`)."""
         return await deliver_signal(self, signal)
+
+
+NAME_LABEL = "cerebelum.io/execution"
+
+
+def _with_name(execution: ObjectView) -> dict[str, str]:
+    """The object's labels, plus its name under `cerebelum.io/execution` when that fits a label.
+
+    The engine knows an Execution by its uid; the name is what people search the web UI for. A
+    name longer than a label value (63), or an object already at the label limit, goes without.
+    """
+    labels = dict(execution.labels)
+    if len(execution.name) <= MAX_LABEL_VALUE and len(labels) < MAX_LABELS and NAME_LABEL not in labels:
+        labels[NAME_LABEL] = execution.name
+    return labels
