@@ -47,7 +47,10 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.browser)
 
 
-@pytest.fixture(scope="session")
+# Per module, not per session: Playwright's sync API runs an event loop in this thread while it is
+# started, and every asyncio test after it would fail ("Runner.run() cannot be called from a running
+# event loop"); stopped at the module's end, the loop goes with it.
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
     try:
         playwright = start_playwright()
