@@ -144,6 +144,13 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="tiny sizes; write into a temporary directory")
     parser.add_argument("--scenarios", nargs="*", choices=SCENARIOS, default=list(SCENARIOS))
     parser.add_argument("--runners", nargs="*", choices=[r.key for r in RUNNERS], default=[r.key for r in RUNNERS])
+    parser.add_argument(
+        "--skip",
+        nargs="*",
+        default=[],
+        metavar="RUNNER:SCENARIO",
+        help="leave out these pairs (tests/bench/test_quick_run.py leaves out the slowest peers' quick runs)",
+    )
     parser.add_argument("--doc", type=Path, default=None, help="where to write the report (default: docs/)")
     parser.add_argument("--timeout", type=float, default=None, help="seconds per runner and scenario")
     parser.add_argument(
@@ -157,6 +164,10 @@ def main() -> int:
     results = doc.parent / "benchmarks" / "results"
     results.mkdir(parents=True, exist_ok=True)
     timeout_s = args.timeout or (600 if args.quick else 1500)
+    known = {f"{runner.key}:{scenario}" for runner in RUNNERS for scenario in runner.scenarios}
+    skipped = set(args.skip)
+    if skipped - known:
+        parser.error(f"--skip: no such runner and scenario: {', '.join(sorted(skipped - known))}")
 
     from tests.support.postgres import PostgresServer
 
@@ -166,7 +177,8 @@ def main() -> int:
     try:
         for scenario in args.scenarios:
             for runner in RUNNERS:
-                if runner.key in args.runners and scenario in runner.scenarios:
+                pair = f"{runner.key}:{scenario}"
+                if runner.key in args.runners and scenario in runner.scenarios and pair not in skipped:
                     collected.append(
                         run_one(
                             runner,
@@ -214,7 +226,7 @@ def _keys(args: argparse.Namespace) -> list[str]:
         runner.key
         for scenario in args.scenarios
         for runner in RUNNERS
-        if runner.key in args.runners and scenario in runner.scenarios
+        if runner.key in args.runners and scenario in runner.scenarios and f"{runner.key}:{scenario}" not in args.skip
     ]
 
 

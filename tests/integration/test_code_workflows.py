@@ -121,6 +121,8 @@ def test_the_wait_for_ip_loop_survives_an_engine_sigkill_during_a_sleep(
         assert_each_step_ran_once_and_the_history_has_no_gap(again, ledger, "prov-2")
 
 
+# Replay logic in the worker; the store-specific part (a sticky loop across kills) runs on both.
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_changed_code_fails_the_workflow_task_naming_the_event_and_fixed_code_finishes_the_execution(
     engine: EngineProcess, workers: WorkerPool, client: Client, ledger: Path, tmp_path: Path
 ) -> None:

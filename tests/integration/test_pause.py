@@ -70,6 +70,8 @@ def test_a_paused_execution_lets_its_running_step_finish_holds_the_next_across_a
     assert len(runs(ledger, "p1", "a")) == len(runs(ledger, "p1", "b")) == 1
 
 
+# Selection and reporting logic; pauses across kills on both stores are the tests above.
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_bulk_actions_pause_and_cancel_what_a_query_matches_and_report_each_execution(
     engine: EngineProcess, client: Client
 ) -> None:

@@ -73,6 +73,8 @@ def down_across_two_due_times(engine: EngineProcess, client: Client) -> None:
     )
 
 
+# Schedule logic; firing across engine kills on both stores is the SIGKILL test below.
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_hello_cron_greets_on_every_due_time(engine: EngineProcess, greeter: WorkerPool, client: Client) -> None:
     created = cli_ok(
         engine,
