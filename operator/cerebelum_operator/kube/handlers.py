@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import kopf
@@ -16,8 +17,12 @@ __all__ = ["build_registry"]
 log = logging.getLogger(__name__)
 
 
-def build_registry(reconciler: Reconciler) -> kopf.OperatorRegistry:
-    """A fresh registry (not kopf's global one), so the handlers exist only in an operator we start."""
+def build_registry(
+    reconciler: Reconciler, *, on_execution_seen: Callable[[str], None] | None = None
+) -> kopf.OperatorRegistry:
+    """A fresh registry (not kopf's global one), so the handlers exist only in an operator we start.
+
+    `on_execution_seen`: told the uid of each Execution once its handler ran (`catch_up.CatchUp`)."""
     registry = kopf.OperatorRegistry()
 
     @kopf.on.login(registry=registry)
@@ -47,6 +52,9 @@ def build_registry(reconciler: Reconciler) -> kopf.OperatorRegistry:
             outcome = await reconciler.execution_seen(view, first_attempt=retry == 0)
         except Retry as wait:
             raise kopf.TemporaryError(str(wait), delay=wait.delay_s) from None
+        finally:
+            if on_execution_seen is not None:
+                on_execution_seen(view.uid)
         await apply(outcome, view, "Execution", patch)
 
     @kopf.on.update(

@@ -12,7 +12,7 @@ import pytest
 
 from cerebelum_operator.kube.children import PARENT_LABEL
 from cerebelum_operator.kube.client import ObjectRef
-from cerebelum_operator.kube.expirer import ExecutionExpirer
+from cerebelum_operator.kube.expirer import FINISHED_LABEL, TTL_ANNOTATION, ExecutionExpirer
 from cerebelum_operator.kube.expiry import TtlPolicy
 from cerebelum_operator.kube.projection import rfc3339
 from cerebelum_operator.kube.rate_limit import TokenBucket
@@ -47,6 +47,35 @@ class FakeApi:
     objects: dict[tuple[str, str], tuple[str, str | None]] = field(default_factory=dict)
     deleted: list[tuple[str, str]] = field(default_factory=list)
     failing: int = 0
+    # The Execution objects the sweep lists (labelled finished), and the marks written, in order.
+    labelled: list[dict[str, Any]] = field(default_factory=list)
+    marks: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    phases: dict[str, str] = field(default_factory=dict)  # what `only_if` sees, by name (default Succeeded)
+    lists: int = 0
+
+    async def list_labelled(
+        self, resource: type[Any], namespaces: tuple[str, ...], *, labels: dict[str, Any], page: int = 500
+    ) -> AsyncIterator[dict[str, Any]]:
+        assert labels == {FINISHED_LABEL: "true"}
+        self.lists += 1
+        for obj in list(self.labelled):
+            yield obj
+
+    async def mark(
+        self,
+        ref: ObjectRef,
+        *,
+        labels: dict[str, str | None] | None = None,
+        annotations: dict[str, str | None] | None = None,
+        drop_finalizer: str | None = None,
+        only_if: Any = None,
+        attempts: int = 5,
+    ) -> bool:
+        current = {"status": {"phase": self.phases.get(ref.name, "Succeeded")}}
+        if only_if is not None and not only_if(current):
+            return False
+        self.marks.append((ref.name, {"labels": labels, "annotations": annotations, "finalizer": drop_finalizer}))
+        return True
 
     async def get(self, resource: type[Any], namespace: str, name: str) -> dict[str, Any] | None:
         found = self.objects.get((resource._api_info.resource.kind, name))
@@ -227,3 +256,112 @@ async def test_a_time_to_live_the_store_could_not_say_is_read_again_later_never_
     await settle()
     assert api.deleted == [] and len(expirer.queue) == 0, "kept for ever, as its Workflow says"
     assert expirer.idle
+
+
+async def test_an_object_the_status_writer_finished_is_labelled_with_its_workflows_ttl_and_loses_the_finalizer(
+    expirer: ExecutionExpirer, api: FakeApi, engine: FakeEngine, clock: FakeClock
+) -> None:
+    engine.specs.update({"run-1": {"ttlAfterFinished": "10s"}, "run-2": {}})
+    expirer.on_finished(ref("order-1"), finished(clock, "run-1"))
+    expirer.on_finished(ref("order-2"), finished(clock, "run-2"))
+    await settle()
+    assert sorted(api.marks) == [
+        (
+            "order-1",
+            {
+                "labels": {FINISHED_LABEL: "true"},
+                "annotations": {TTL_ANNOTATION: "10s"},
+                "finalizer": "cerebelum.io/cancel-on-delete",
+            },
+        ),
+        (
+            "order-2",
+            {
+                "labels": {FINISHED_LABEL: "true"},
+                "annotations": {TTL_ANNOTATION: None},  # none declared: none kept
+                "finalizer": "cerebelum.io/cancel-on-delete",
+            },
+        ),
+    ]
+    assert expirer.labelled == 2
+
+
+async def test_a_refusal_is_labelled_once_its_status_says_it_finished(
+    expirer: ExecutionExpirer, api: FakeApi, clock: FakeClock
+) -> None:
+    """kopf writes a refusal's status after the handler returns: the label waits for it."""
+    api.phases["typed-1"] = "Pending"
+    expirer.notice(ref("typed-1"), {"phase": "Failed", "finishedAt": rfc3339(clock.now_ms())}, run_id=None, label=True)
+    await settle()
+    assert api.marks == []
+    api.phases["typed-1"] = "Failed"
+    await clock.advance(2)
+    await settle()
+    assert [name for name, _ in api.marks] == ["typed-1"]
+
+
+async def test_a_run_the_store_no_longer_has_means_the_object_goes_at_once(
+    expirer: ExecutionExpirer, api: FakeApi, clock: FakeClock
+) -> None:
+    """Resumed finished and unlabelled, its history removed by the retention period since: past every
+    time-to-live the cap allows."""
+    api.objects = {("Execution", "order-1"): ("uid-order-1", None)}
+    expirer.resumed_finished(ref("order-1"), finished(clock, "run-gone"))
+    await settle()
+    assert api.deleted == [("Execution", "order-1")] and api.marks == []
+
+
+def labelled(name: str, *, finished_at_ms: int, ttl: str | None = None, phase: str = "Succeeded") -> dict[str, Any]:
+    return {
+        "metadata": {
+            "namespace": NS,
+            "name": name,
+            "uid": f"uid-{name}",
+            "labels": {FINISHED_LABEL: "true"},
+            "annotations": {TTL_ANNOTATION: ttl} if ttl else {},
+        },
+        "status": {"phase": phase, "finishedAt": rfc3339(finished_at_ms)},
+    }
+
+
+async def test_the_sweep_learns_due_times_from_the_objects_alone_and_keeps_only_those_before_the_next_sweep(
+    clock: FakeClock, api: FakeApi, engine: FakeEngine
+) -> None:
+    """After a restart: no store read (the engine fails every read here), the declared time-to-live from
+    the annotation, and an object due after the next sweep is not kept in memory."""
+    engine.failing = 10**6
+    now = clock.now_ms()
+    api.labelled = [
+        labelled("soon", finished_at_ms=now, ttl="10s"),
+        labelled("default", finished_at_ms=now),  # the default: 60 s
+        labelled("later", finished_at_ms=now, ttl="2h"),
+        labelled("kept", finished_at_ms=now, ttl="never"),
+        labelled("by-hand", finished_at_ms=now, phase="Running"),
+    ]
+    api.objects = {("Execution", obj["metadata"]["name"]): (obj["metadata"]["uid"], None) for obj in api.labelled}
+    expirer = ExecutionExpirer(
+        cast(EngineService, engine),
+        cast(Any, api),
+        clock=clock,
+        policy=TtlPolicy(default_ms=60_000),
+        bucket=TokenBucket(rate=1000, burst=1000, clock=clock),
+        horizon_s=3600,
+    )
+    await expirer.start()
+    try:
+        expirer.start_sweeps()
+        await settle()
+        assert api.lists == 1 and len(expirer.queue) == 2, "soon and default; later is due after the next sweep"
+        assert api.marks == [("by-hand", {"labels": {FINISHED_LABEL: None}, "annotations": None, "finalizer": None})]
+        await clock.advance(61)
+        await settle()
+        assert api.deleted == [("Execution", "soon"), ("Execution", "default")]
+        api.labelled = [obj for obj in api.labelled if obj["metadata"]["name"] in ("later", "kept")]
+        await clock.advance(3600)
+        await settle()
+        assert api.lists == 2
+        await clock.advance(3600)
+        await settle()
+        assert ("Execution", "later") in api.deleted and ("Execution", "kept") not in api.deleted
+    finally:
+        await expirer.stop()
