@@ -244,19 +244,15 @@ class KubeApi:
         *,
         labels: dict[str, str | None] | None = None,
         annotations: dict[str, str | None] | None = None,
-        drop_finalizer: str | None = None,
-        only_if: Callable[[dict[str, JSON]], bool] | None = None,
         attempts: int = 5,
     ) -> bool:
-        """Set (None: remove) labels and annotations of the object and drop a finalizer, in one patch,
-        on the object read just before (its resourceVersion a precondition, read again on a conflict),
-        while it is still the one with `ref.uid` and `only_if` holds; False when it does not, or is gone."""
+        """Set (None: remove) labels and annotations of the object, in one patch, on the object read
+        just before (its resourceVersion a precondition, read again on a conflict), while it is still
+        the one with `ref.uid`; False when it is not, or is gone."""
         resource = _RESOURCES[ref.kind]
         for _ in range(attempts):
             current = await self.get(resource, ref.namespace, ref.name)
             if current is None or str(current["metadata"].get("uid")) != ref.uid:
-                return False
-            if only_if is not None and not only_if(current):
                 return False
             meta = current["metadata"]
             change: dict[str, JSON] = {"resourceVersion": meta["resourceVersion"]}
@@ -264,9 +260,6 @@ class KubeApi:
                 change["labels"] = labels
             if annotations:
                 change["annotations"] = annotations
-            finalizers = list(meta.get("finalizers") or [])
-            if drop_finalizer is not None and drop_finalizer in finalizers:
-                change["finalizers"] = [name for name in finalizers if name != drop_finalizer]
             self._count("labels")
             try:
                 await self.client.patch(

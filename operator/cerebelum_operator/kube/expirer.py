@@ -1,19 +1,18 @@
-"""Keeps finished Execution objects: labels them finished, and deletes them once their time-to-live
-passed, with their Approvals and Signals.
+"""Deletes finished Execution objects once their time-to-live passed, with their Approvals and Signals.
 
-The rules are `expiry`'s; this is the glue. It hears of finished objects from the status writer
-(when it writes a terminal phase) and from the reconciler (an Execution refused before it ran, or
-one the operator resumes finished but not labelled: finished before an upgrade, or before a crash
-let it be labelled), resolves each one's time-to-live once (one store row: the spec the run
-started with), and labels the object `cerebelum.io/finished: "true"` with that time-to-live in an
-annotation, removing kopf's finalizer in the same patch. The label takes the object out of kopf's
-watch (`operator._settings`): a restart neither lists nor handles it again.
+The rules are `expiry`'s; this is the glue. It hears of finished objects from kopf's event handler
+(`handlers.execution_finished`: the first time the operator sees an Execution finished, when it
+also labels the object `cerebelum.io/finished` with the time-to-live its run started with in an
+annotation, `reconciler.execution_finished`), and from the status writer when the store no longer
+has a history (the retention period removed it: the object goes at once). It sleeps on the clock
+until the earliest is due.
 
-What is finished is learnt again after a restart by a sweep: a paged list of the labelled objects,
-each one's due time computed from its own status (`finishedAt`) and annotation, with no store read
-and no replay. The sweep runs once the operator has caught up (`start_sweeps`), then every
-`horizon_s`; only objects due before the next sweep are kept in memory, so memory does not grow
-with the number of finished objects either. Nothing of it is kept on disk.
+The label takes the object out of kopf's watch (`operator._settings`): a restart neither lists nor
+handles it again. What is finished is learnt again after a restart by a sweep: a paged list of the
+labelled objects, each one's due time computed from its own status (`finishedAt`) and annotation,
+with no store read and no replay. The sweep runs once the operator has caught up (`start_sweeps`),
+then every `horizon_s`; only objects due before the next sweep are kept in memory, so memory does
+not grow with the number of finished objects either. Nothing of it is kept on disk.
 
 Deleting an object never touches the store: a finished Execution carries no finalizer (kopf's is
 there only while work is in flight), so the delete handler that would cancel does not run, and
@@ -37,7 +36,6 @@ from .client import Approval, Execution, KubeApi, ObjectRef, Signal
 from .expiry import EXPIRING_PHASES, ExpiryQueue, TtlPolicy, due_at_ms
 from .names import object_name
 from .rate_limit import TokenBucket
-from .status_writer import FINALIZER
 
 __all__ = ["FINISHED_LABEL", "TTL_ANNOTATION", "ExecutionExpirer"]
 
@@ -45,18 +43,17 @@ __all__ = ["FINISHED_LABEL", "TTL_ANNOTATION", "ExecutionExpirer"]
 FINISHED_LABEL = "cerebelum.io/finished"
 # On a finished Execution object: the ttlAfterFinished its run started with (absent: none declared).
 TTL_ANNOTATION = "cerebelum.io/ttl-after-finished"
-_LABEL_ATTEMPTS = 5
 
 
 @dataclass
 class _Noticed:
     """A finished object heard of: the status fields `expiry` reads, the run it shows (None: no
-    history in the store), and whether the object is still to be labelled."""
+    history in the store), and the ttlAfterFinished its run declared, once known."""
 
     status: dict[str, Any]
     run_id: str | None
-    label: bool = False
-    attempts: int = 0
+    known: bool = False
+    declared: str | None = None
 
 
 def _due_fields(status: Mapping[str, JSON]) -> dict[str, JSON]:
@@ -94,7 +91,7 @@ class ExecutionExpirer:
     ) -> None:
         """`bucket`: the API write budget shared with the status writer, so a burst of deletions
         (the first start after an upgrade that sets a default) never crowds out status writes;
-        `concurrency`: objects deleted (or labelled) at once (a delete takes four reads and a few
+        `concurrency`: objects deleted at once (a delete takes four reads and a few
         deletes); `namespaces`: where the sweep lists (none: all); `horizon_s`: how often it sweeps,
         hence how far ahead due times are kept in memory; `page`: objects per list request."""
         self.engine = engine
@@ -109,35 +106,29 @@ class ExecutionExpirer:
         self.page = page
         self.queue: ExpiryQueue[ObjectRef] = ExpiryQueue()
         self.deleted = 0
-        self.labelled = 0
         self.swept = 0  # finished objects the sweeps listed
         self._noticed: dict[ObjectRef, _Noticed] = {}
-        # Noticed objects whose time-to-live could not be read or that could not be labelled: when to try again.
+        # Noticed objects whose time-to-live could not be read (the store unavailable): when to try again.
         self._look_again: dict[ObjectRef, tuple[int, _Noticed]] = {}
         self._next_sweep_ms: int | None = None  # None: sweeps not started (every due time is kept)
         self._wakeup = Wakeup(clock=clock)
         self._slots = asyncio.Semaphore(concurrency)
-        self._labelling: set[asyncio.Task[None]] = set()
         self._task: asyncio.Task[None] | None = None
 
     @property
     def idle(self) -> bool:
-        return not self._noticed and not self.queue and not self._look_again and not self._labelling
+        return not self._noticed and not self.queue and not self._look_again
 
-    def notice(self, ref: ObjectRef, status: Mapping[str, JSON], *, run_id: str | None, label: bool = False) -> None:
+    def notice(
+        self, ref: ObjectRef, status: Mapping[str, JSON], *, run_id: str | None, declared: str | None = None
+    ) -> None:
         """The object `ref` shows `status`; `run_id`: the engine run it shows (its spec says the
-        time-to-live; a run the store no longer has means the object goes at once), None for an
-        object with no history in the store (the default applies); `label`: label it finished."""
+        time-to-live), None when that is known already (`declared`, the run's ttlAfterFinished) or
+        for an object with no history in the store (the default applies)."""
         if status.get("phase") not in EXPIRING_PHASES:
             return
-        self._noticed[ref] = _Noticed(_due_fields(status), run_id, label=label)
+        self._noticed[ref] = _Noticed(_due_fields(status), run_id, known=run_id is None, declared=declared)
         self._wakeup.poke()
-
-    def resumed_finished(self, ref: ObjectRef, status: Mapping[str, JSON]) -> None:
-        """An object the operator resumed finished and unlabelled: label it (one store row read, for
-        its time-to-live), so that the next restart does not list it again."""
-        run_id = status.get("runId")
-        self.notice(ref, status, run_id=run_id if isinstance(run_id, str) and run_id else None, label=True)
 
     def start_sweeps(self) -> None:
         """Learn the labelled objects from the API server now, and again every `horizon_s`."""
@@ -153,13 +144,11 @@ class ExecutionExpirer:
         self._wakeup.poke()
 
     def on_finished(self, ref: ObjectRef, status: dict[str, JSON] | None) -> None:
-        """The status writer's finish listener: the status it projected names the run it shows;
-        None when the history is gone from the store."""
+        """The status writer's finish listener: None when the history is gone from the store (the
+        object goes at once); a finished status is learnt from kopf's event handler instead, with
+        the label it writes."""
         if status is None:
             self.expire_now(ref)
-            return
-        run_id = status.get("runId")
-        self.notice(ref, status, run_id=run_id if isinstance(run_id, str) else None, label=True)
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._wakeup.run(self._step), name="execution-expiry")
@@ -169,9 +158,6 @@ class ExecutionExpirer:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-        for task in list(self._labelling):
-            task.cancel()
-        await asyncio.gather(*self._labelling, return_exceptions=True)
 
     def _schedule(self, ref: ObjectRef, due: int | None) -> None:
         """Keep `ref`'s due time if it falls before the next sweep (that sweep finds it otherwise)."""
@@ -192,19 +178,11 @@ class ExecutionExpirer:
         while self._noticed:
             ref, noticed = self._noticed.popitem()
             try:
-                row_gone, declared = await self._declared_ttl(noticed.run_id)
+                declared = noticed.declared if noticed.known else await self._declared_ttl(noticed.run_id)
             except Exception:
                 log.exception("the time-to-live of %r is unknown; looking again in %.0f s", ref, self.retry_s)
                 self._look_again[ref] = (self.clock.now_ms() + round(self.retry_s * 1000), noticed)
                 continue
-            if row_gone:
-                # The run it shows is gone from the store: the retention period removed it, which
-                # is past every time-to-live the cap allows.
-                log.info("%r: its history was removed from the store", ref)
-                self.queue.put(ref, self.clock.now_ms())
-                continue
-            if noticed.label:
-                self._start_labelling(ref, noticed, declared)
             self._schedule(ref, due_at_ms(noticed.status, ttl_ms=self.policy.ttl_ms(declared)))
         due_now = self.queue.pop_due(self.clock.now_ms(), limit=self.batch)
         await asyncio.gather(*(self._delete_or_retry(ref) for ref in due_now))
@@ -247,36 +225,6 @@ class ExecutionExpirer:
         self.swept += listed
         log.info("swept %d finished Execution objects; %d due before the next sweep", listed, len(self.queue))
 
-    def _start_labelling(self, ref: ObjectRef, noticed: _Noticed, declared: str | None) -> None:
-        task = asyncio.create_task(self._label(ref, noticed, declared))
-        self._labelling.add(task)
-        task.add_done_callback(self._labelling.discard)
-
-    async def _label(self, ref: ObjectRef, noticed: _Noticed, declared: str | None) -> None:
-        """Label the object finished, its time-to-live in an annotation, and drop kopf's finalizer, in
-        one patch, only once its status says it finished (a refusal's status is written by kopf after
-        the handler returns: looked at again a little later)."""
-        async with self._slots:
-            try:
-                await self.bucket.take()
-                done = await self.api.mark(
-                    ref,
-                    labels={FINISHED_LABEL: "true"},
-                    annotations={TTL_ANNOTATION: declared},
-                    drop_finalizer=FINALIZER,
-                    only_if=lambda obj: (obj.get("status") or {}).get("phase") in EXPIRING_PHASES,
-                )
-            except Exception as error:
-                log.warning("could not label %r finished (%r); trying again in %.0f s", ref, error, self.retry_s)
-                done = None
-            if done is None or (done is False and noticed.attempts + 1 < _LABEL_ATTEMPTS):
-                noticed.attempts += 1
-                delay_ms = round(self.retry_s * 1000) if done is None else 1000 * noticed.attempts
-                self._look_again[ref] = (self.clock.now_ms() + delay_ms, noticed)
-                self._wakeup.poke()
-            elif done:
-                self.labelled += 1
-
     async def _delete_or_retry(self, ref: ObjectRef) -> None:
         async with self._slots:
             try:
@@ -288,16 +236,13 @@ class ExecutionExpirer:
     def _retry(self, ref: ObjectRef) -> None:
         self.queue.put(ref, self.clock.now_ms() + round(self.retry_s * 1000))
 
-    async def _declared_ttl(self, run_id: str | None) -> tuple[bool, str | None]:
-        """Whether the run is gone from the store, and the ``ttlAfterFinished`` of the spec it started
-        with (what its Workflow said then)."""
+    async def _declared_ttl(self, run_id: str | None) -> str | None:
+        """The ``ttlAfterFinished`` of the spec the run started with (what its Workflow said then)."""
         if run_id is None:
-            return False, None
+            return None
         row = await self.engine.get_execution(run_id)
-        if row is None:
-            return True, None
-        declared = row.spec.get("ttlAfterFinished")
-        return False, declared if isinstance(declared, str) else None
+        declared = None if row is None else row.spec.get("ttlAfterFinished")
+        return declared if isinstance(declared, str) else None
 
     async def _delete(self, ref: ObjectRef) -> None:
         """Its Approvals and Signals, then the object itself, only while it is still that object (by uid).

@@ -28,7 +28,7 @@ from ..runtime.schedules import parse_spec
 from .approvers import ApproverCheck, Unreachable
 from .children import CHILD_ANNOTATION, ChildObjects, ChildRefused, owner_of, verify_child
 from .client import Execution, KubeApi, ObjectRef, Schedule, Workflow
-from .expirer import ExecutionExpirer
+from .expirer import TTL_ANNOTATION, ExecutionExpirer
 from .expiry import EXPIRING_PHASES
 from .names import InvalidName, namespace_name, object_name
 from .projection import condition
@@ -183,25 +183,37 @@ class Reconciler:
         """Start the execution (once, by uid) or, if it already runs, project it again.
 
         An object with the child annotation is the view of a child the engine already runs: it is
-        projected, never started, once `children.verify_child` accepts it. A finished object (one
-        resumed unlabelled, or refused now) is handed to the expirer here, with no store read; the
-        others are when the status writer finds them finished.
+        projected, never started, once `children.verify_child` accepts it. A finished object is
+        `execution_finished`'s business.
         """
-        outcome = await self._execution_seen(execution, first_attempt=first_attempt)
-        if self.expirer is not None and outcome.status.get("phase") == "Failed":  # refused now
-            self.expirer.notice(
-                execution.ref("Execution"), {**execution.status, **outcome.status}, run_id=None, label=True
-            )
-        return outcome
+        return await self._execution_seen(execution, first_attempt=first_attempt)
+
+    async def execution_finished(self, execution: ObjectView) -> dict[str, str | None]:
+        """An Execution seen finished and not labelled so: hand it to the expirer; the annotations the
+        object gets with its `cerebelum.io/finished` label (`handlers.execution_finished`).
+
+        One store row read, for the ttlAfterFinished its run started with (none for a refusal,
+        which has no history); a run the store no longer has (its retention period removed it,
+        past every time-to-live the cap allows) means the object goes at once.
+        """
+        run_id = execution.status.get("runId")
+        declared: str | None = None
+        if isinstance(run_id, str) and run_id:
+            row = await self.engine.get_execution(run_id)
+            if row is None:
+                self._history_gone(execution)
+                return {}
+            value = row.spec.get("ttlAfterFinished")
+            declared = value if isinstance(value, str) else None
+        if self.expirer is not None:
+            self.expirer.notice(execution.ref("Execution"), execution.status, run_id=None, declared=declared)
+        return {TTL_ANNOTATION: declared}
 
     async def _execution_seen(self, execution: ObjectView, *, first_attempt: bool) -> Outcome:
         if execution.status.get("phase") in EXPIRING_PHASES:
             # Finished (refusals included: they are final, the spec is immutable), but not labelled
-            # so: finished before an upgrade, or the operator stopped before it could label it. Its
-            # status is final, so nothing is read or replayed; the expirer labels it (out of the
-            # watch from then on) and learns its time-to-live.
-            if self.expirer is not None:
-                self.expirer.resumed_finished(execution.ref("Execution"), execution.status)
+            # so: finished before an upgrade, or the operator stopped before kopf could label it. Its
+            # status is final: nothing is read or replayed; `execution_finished` labels it.
             return Outcome()
         if CHILD_ANNOTATION in execution.annotations:
             return await self._child_seen(execution)

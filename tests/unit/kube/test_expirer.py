@@ -50,7 +50,6 @@ class FakeApi:
     # The Execution objects the sweep lists (labelled finished), and the marks written, in order.
     labelled: list[dict[str, Any]] = field(default_factory=list)
     marks: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
-    phases: dict[str, str] = field(default_factory=dict)  # what `only_if` sees, by name (default Succeeded)
     lists: int = 0
 
     async def list_labelled(
@@ -67,14 +66,9 @@ class FakeApi:
         *,
         labels: dict[str, str | None] | None = None,
         annotations: dict[str, str | None] | None = None,
-        drop_finalizer: str | None = None,
-        only_if: Any = None,
         attempts: int = 5,
     ) -> bool:
-        current = {"status": {"phase": self.phases.get(ref.name, "Succeeded")}}
-        if only_if is not None and not only_if(current):
-            return False
-        self.marks.append((ref.name, {"labels": labels, "annotations": annotations, "finalizer": drop_finalizer}))
+        self.marks.append((ref.name, {"labels": labels, "annotations": annotations}))
         return True
 
     async def get(self, resource: type[Any], namespace: str, name: str) -> dict[str, Any] | None:
@@ -258,57 +252,17 @@ async def test_a_time_to_live_the_store_could_not_say_is_read_again_later_never_
     assert expirer.idle
 
 
-async def test_an_object_the_status_writer_finished_is_labelled_with_its_workflows_ttl_and_loses_the_finalizer(
+async def test_a_time_to_live_already_known_costs_no_store_read(
     expirer: ExecutionExpirer, api: FakeApi, engine: FakeEngine, clock: FakeClock
 ) -> None:
-    engine.specs.update({"run-1": {"ttlAfterFinished": "10s"}, "run-2": {}})
-    expirer.on_finished(ref("order-1"), finished(clock, "run-1"))
-    expirer.on_finished(ref("order-2"), finished(clock, "run-2"))
-    await settle()
-    assert sorted(api.marks) == [
-        (
-            "order-1",
-            {
-                "labels": {FINISHED_LABEL: "true"},
-                "annotations": {TTL_ANNOTATION: "10s"},
-                "finalizer": "cerebelum.io/cancel-on-delete",
-            },
-        ),
-        (
-            "order-2",
-            {
-                "labels": {FINISHED_LABEL: "true"},
-                "annotations": {TTL_ANNOTATION: None},  # none declared: none kept
-                "finalizer": "cerebelum.io/cancel-on-delete",
-            },
-        ),
-    ]
-    assert expirer.labelled == 2
-
-
-async def test_a_refusal_is_labelled_once_its_status_says_it_finished(
-    expirer: ExecutionExpirer, api: FakeApi, clock: FakeClock
-) -> None:
-    """kopf writes a refusal's status after the handler returns: the label waits for it."""
-    api.phases["typed-1"] = "Pending"
-    expirer.notice(ref("typed-1"), {"phase": "Failed", "finishedAt": rfc3339(clock.now_ms())}, run_id=None, label=True)
-    await settle()
-    assert api.marks == []
-    api.phases["typed-1"] = "Failed"
-    await clock.advance(2)
-    await settle()
-    assert [name for name, _ in api.marks] == ["typed-1"]
-
-
-async def test_a_run_the_store_no_longer_has_means_the_object_goes_at_once(
-    expirer: ExecutionExpirer, api: FakeApi, clock: FakeClock
-) -> None:
-    """Resumed finished and unlabelled, its history removed by the retention period since: past every
-    time-to-live the cap allows."""
+    """What kopf's event handler hands over: the run's ttlAfterFinished, read once as it labelled the object."""
+    engine.failing = 10**6
     api.objects = {("Execution", "order-1"): ("uid-order-1", None)}
-    expirer.resumed_finished(ref("order-1"), finished(clock, "run-gone"))
+    expirer.notice(ref("order-1"), finished(clock, "run-1"), run_id=None, declared="10s")
     await settle()
-    assert api.deleted == [("Execution", "order-1")] and api.marks == []
+    await clock.advance(11)
+    await settle()
+    assert api.deleted == [("Execution", "order-1")]
 
 
 def labelled(name: str, *, finished_at_ms: int, ttl: str | None = None, phase: str = "Succeeded") -> dict[str, Any]:
@@ -352,7 +306,7 @@ async def test_the_sweep_learns_due_times_from_the_objects_alone_and_keeps_only_
         expirer.start_sweeps()
         await settle()
         assert api.lists == 1 and len(expirer.queue) == 2, "soon and default; later is due after the next sweep"
-        assert api.marks == [("by-hand", {"labels": {FINISHED_LABEL: None}, "annotations": None, "finalizer": None})]
+        assert api.marks == [("by-hand", {"labels": {FINISHED_LABEL: None}, "annotations": None})]
         await clock.advance(61)
         await settle()
         assert api.deleted == [("Execution", "soon"), ("Execution", "default")]
