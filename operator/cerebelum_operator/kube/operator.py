@@ -160,8 +160,8 @@ async def _catch_up(catch_up: CatchUp, expirer: ExecutionExpirer, metrics: Opera
         try:
             await catch_up.run()
             break
-        except Exception:
-            log.exception("listing the Execution objects to catch up failed; trying again in 5 s")
+        except Exception as error:  # e.g. 429 while the API server's cache of a new CRD fills
+            log.warning("listing the Execution objects to catch up failed (%s); trying again in 5 s", error)
             await catch_up.clock.sleep(5)
     metrics.caught_up.set(1)
     metrics.catch_up_seconds.set(catch_up.elapsed_s or 0.0)
