@@ -23,14 +23,16 @@ Seeding N finished Executions, faithfully and cheaply:
    have left behind had it run the execution itself; the only difference is that all share one
    finish time.
 
-Then `--sleepers` Executions of a Workflow that sleeps `--sleep` seconds are created through the
-operator and shown Sleeping; the operator is SIGKILLed; once their timers are past due it is
-spawned again. Measured from the spawn: until its engine serves (it first waits out the killed
-instance's Lease, 6 s as tests/kube run it); until `/readyz` answers 200; until every sleeper's
-status shows Succeeded (the engine fires the overdue timers as it starts, `sleepers_engine_done_s`
-from the store's history: the difference is how far the API status lags); how long a new Execution
-created 4 s after the engine serves takes to show Succeeded; the operator's CPU seconds and peak
-RSS (VmHWM) until it settles (CPU use under 2 % of a core over 3 s).
+The operator is started again and works through the clones (the old code resumes each); once a
+probe Execution created then shows Succeeded and its CPU use is quiet, `--sleepers` Executions of
+a Workflow that sleeps `--sleep` seconds are created through it and shown Sleeping; the operator
+is SIGKILLed; once their timers are past due it is spawned again. Measured from the spawn: until
+its engine serves (it first waits out the killed instance's Lease, 6 s as tests/kube run it);
+until `/readyz` answers 200; until every sleeper's status shows Succeeded (the engine fires the
+overdue timers as it starts, `sleepers_engine_done_s` from the store's history: the difference is
+how far the API status lags); how long a new Execution created 4 s after the engine serves takes
+to show Succeeded; the operator's CPU seconds and peak RSS (VmHWM) until it settles (CPU use
+under 2 % of a core over 3 s).
 """
 
 from __future__ import annotations
@@ -331,8 +333,17 @@ def _run(
 
         operator.start()
         wait_for(lambda: readyz(health) == 200, 1800, "the operator to be ready before the sleepers")
+        # The old code resumes every clone here, waiting on the status-write bucket more than on the
+        # CPU: wait until an Execution created now shows Succeeded, i.e. the backlog is gone.
+        api.call("POST", f"{API}/namespaces/{namespace}/executions", execution("probe", "quick", {ROLE: "probe"}))
+        wait_for(
+            lambda: phases(api, namespace, f"{ROLE}=probe").get("probe") == "Succeeded",
+            3600,
+            "the operator to work through the clones after seeding",
+            every=1.0,
+        )
         assert operator.process is not None
-        settle(operator.process.pid)  # the old code resumes every clone here: let it finish first
+        settle(operator.process.pid)
         for index in range(sleepers):
             api.call(
                 "POST",
@@ -342,7 +353,7 @@ def _run(
         created_at = time.monotonic()
         wait_for(
             lambda: set(phases(api, namespace, f"{ROLE}=sleeper").values()) == {"Sleeping"},
-            120,
+            600,
             "the sleepers to show Sleeping",
         )
         sleeper_ids = [
@@ -351,6 +362,8 @@ def _run(
                 "GET", f"{API}/namespaces/{namespace}/executions?labelSelector={urllib.parse.quote(ROLE + '=sleeper')}"
             )["items"]
         ]
+        if time.monotonic() > created_at + sleep_s - 0.5:
+            raise BenchError("the sleepers took longer to show Sleeping than they sleep: raise --sleep")
         operator.process.send_signal(signal.SIGKILL)
         operator.process.wait()
         # Spawn again once their timers are past due: the engine fires them as it starts.
@@ -411,7 +424,8 @@ def _run(
             "settled_after_s": round(busy_s, 1),
             "operator_peak_rss_mb": round(peak_rss_mb(pid), 1),
             "operator_rss_mb_settled": round(rss_mb(pid), 1),
-            # Every clone still there: neither version deleted one (its store rows were found).
+            # Every clone still there (and the templates, the sleepers, the probe and the fresh one):
+            # neither version deleted one, so its store rows were found.
             "executions_in_api": len(phases(api, namespace, "")),
             "versions": _versions(cp),
             "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
