@@ -2,7 +2,8 @@
 
 Start order is what makes resurrection safe: take the Lease first (so no second instance
 dispatches), then start the engine, which reloads leases, tasks and timers from the store, then
-let kopf list every Workflow, Execution, Approval, Signal and Schedule and reconcile each again.
+let kopf list every Workflow, Approval, Signal and Schedule and every Execution not labelled
+finished, and reconcile each again; the leader is ready once it has caught up (`catch_up`).
 """
 
 from __future__ import annotations
@@ -118,8 +119,8 @@ def _settings() -> kopf.OperatorSettings:
     # kopf's last-handled record keeps digests, not the spec: a large input must not outgrow the
     # API server's 256 KiB annotation limit (a 422 on every patch, retried forever).
     settings.persistence.diffbase_storage = DigestDiffBaseStorage()
-    # A finished Execution is labelled so (`expirer`) and is out of the watch: a restart neither lists
-    # nor handles it, and kopf keeps no memory of it. The initial lists are paged.
+    # A finished Execution is labelled so (`handlers.execution_finished`) and is out of the watch: a
+    # restart neither lists nor handles it, and kopf keeps no memory of it. The initial lists are paged.
     settings.watching.label_selectors[GROUP, VERSION, "executions"] = f"!{FINISHED_LABEL}"
     settings.watching.chunk_size = LIST_PAGE
     settings.watching.server_timeout = 300
