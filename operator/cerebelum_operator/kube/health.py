@@ -68,10 +68,7 @@ class HealthServer:
 
     async def _readyz(self, request: web.Request) -> web.Response:
         ready = self.is_ready()
-        body: dict[str, object] = {"ready": ready, "role": self.role}
-        if self.role == "leader" and self.caught_up is not None:
-            body["caughtUp"] = self.caught_up()
-        return web.json_response(body, status=200 if ready else 503)
+        return web.json_response({"ready": ready, "role": self.role}, status=200 if ready else 503)
 
     async def _metrics(self, request: web.Request) -> web.Response:
         body = self.metrics.render() if self.metrics is not None else b""
