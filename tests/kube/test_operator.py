@@ -470,6 +470,8 @@ def test_a_second_operator_waits_for_the_lease_and_takes_over_the_executions_whe
         assert operator.process is not None and operator.process.returncode == 0, "a clean stop, no traceback"
         assert "Traceback" not in operator.log_path.read_text()
         standby.wait_ready(timeout=20)
+        # Ready once caught up: the Execution it takes over is handled and its status written.
+        wait_until(lambda: probe(health_port, "/readyz")[0] == 200, within=20, what="the new leader to catch up")
         assert probe(health_port, "/readyz") == (200, {"ready": True, "role": "leader"})
         worker_on_standby = WorkerProcess(
             script=WORKER_SCRIPT, address=standby.address, ledger=ledger, log_path=tmp_path / "worker-standby.log"
@@ -562,6 +564,7 @@ def test_with_pod_role_labels_a_standby_is_ready_and_the_leader_label_follows_th
     first.start()
     try:
         wait_role(control_plane, first_pod, "leader")
+        wait_until(lambda: probe(first_port, "/readyz")[0] == 200, within=20, what="the leader to catch up")
         assert probe(first_port, "/readyz") == (200, {"ready": True, "role": "leader"})
 
         second.launch()
@@ -577,6 +580,7 @@ def test_with_pod_role_labels_a_standby_is_ready_and_the_leader_label_follows_th
         assert role_of(control_plane, first_pod) == "standby"
         second.wait_ready(timeout=20)
         wait_role(control_plane, second_pod, "leader")
+        wait_until(lambda: probe(second_port, "/readyz")[0] == 200, within=20, what="the new leader to catch up")
         assert probe(second_port, "/readyz") == (200, {"ready": True, "role": "leader"})
         assert 'cerebelum_kube_api_writes_total{kind="pod_role"} 2.0' in scrape(second_port)
     finally:

@@ -17,14 +17,14 @@ from __future__ import annotations
 import logging
 import os
 import socket
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import yaml
-from lightkube import AsyncClient, KubeConfig
+from lightkube import ALL_NS, AsyncClient, KubeConfig
 from lightkube.config.kubeconfig import DEFAULT_KUBECONFIG, SERVICE_ACCOUNT
 from lightkube.core.exceptions import ApiError, ConfigError
 from lightkube.generic_resource import create_namespaced_resource
@@ -226,6 +226,53 @@ class KubeApi:
         by_label: dict[str, Any] | None = None if labels is None else dict(labels)
         listed = self.client.list(resource, namespace=namespace, fields=by_field, labels=by_label)
         return [(str(obj.metadata.name), str(obj.metadata.uid)) async for obj in listed]
+
+    async def list_labelled(
+        self, resource: type[Any], namespaces: tuple[str, ...], *, labels: dict[str, Any], page: int = 500
+    ) -> AsyncIterator[dict[str, JSON]]:
+        """Each object of `resource` in `namespaces` (none: all) that `labels` select, listed `page`
+        objects a request: memory holds one page, never the whole list."""
+        for namespace in namespaces or (ALL_NS,):
+            where = namespace if namespace == ALL_NS else namespace_name(namespace)
+            async for obj in self.client.list(resource, namespace=where, labels=labels, chunk_size=page):
+                result: dict[str, JSON] = obj.to_dict()
+                yield result
+
+    async def mark(
+        self,
+        ref: ObjectRef,
+        *,
+        labels: dict[str, str | None] | None = None,
+        annotations: dict[str, str | None] | None = None,
+        attempts: int = 5,
+    ) -> bool:
+        """Set (None: remove) labels and annotations of the object, in one patch, on the object read
+        just before (its resourceVersion a precondition, read again on a conflict), while it is still
+        the one with `ref.uid`; False when it is not, or is gone."""
+        resource = _RESOURCES[ref.kind]
+        for _ in range(attempts):
+            current = await self.get(resource, ref.namespace, ref.name)
+            if current is None or str(current["metadata"].get("uid")) != ref.uid:
+                return False
+            meta = current["metadata"]
+            change: dict[str, JSON] = {"resourceVersion": meta["resourceVersion"]}
+            if labels:
+                change["labels"] = labels
+            if annotations:
+                change["annotations"] = annotations
+            self._count("labels")
+            try:
+                await self.client.patch(
+                    resource, ref.name, {"metadata": change}, namespace=ref.namespace, patch_type=PatchType.MERGE
+                )
+            except ApiError as error:
+                if error.status.code == 409:
+                    continue  # changed since it was read: read it again
+                if is_not_found(error):
+                    return False
+                raise
+            return True
+        raise RuntimeError(f"{ref!r} kept changing while it was being labelled")
 
     async def delete(self, resource: type[Any], namespace: str, name: str, *, uid: str) -> bool:
         """Delete the object if it is still the one with `uid`; False when it is gone or is a namesake

@@ -2,22 +2,47 @@
 
 from __future__ import annotations
 
+import functools
 import logging
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import kopf
 
+from .expirer import FINISHED_LABEL
+from .expiry import EXPIRING_PHASES
 from .reconciler import PAUSED_ANNOTATION, ObjectView, Outcome, Reconciler, Retry
 from .resources import GROUP, VERSION
-from .status_writer import TERMINAL_PHASES
+from .status_writer import FINALIZER, TERMINAL_PHASES
 
-__all__ = ["build_registry"]
+__all__ = ["build_registry", "mark_finished"]
 
 log = logging.getLogger(__name__)
 
 
-def build_registry(reconciler: Reconciler) -> kopf.OperatorRegistry:
-    """A fresh registry (not kopf's global one), so the handlers exist only in an operator we start."""
+def mark_finished(body: dict[str, Any], *, annotations: Mapping[str, str | None]) -> None:
+    """A kopf patch function: label the body finished, set (None: remove) `annotations`, drop our
+    finalizer. kopf turns it into JSON-patch operations against the body it last saw."""
+    meta = body.setdefault("metadata", {})
+    meta.setdefault("labels", {})[FINISHED_LABEL] = "true"
+    for key, value in annotations.items():
+        if value is not None:
+            meta.setdefault("annotations", {})[key] = value
+        elif key in (meta.get("annotations") or {}):
+            del meta["annotations"][key]
+    finalizers = meta.get("finalizers") or []
+    if FINALIZER in finalizers:
+        meta["finalizers"] = [name for name in finalizers if name != FINALIZER]
+        if not meta["finalizers"]:
+            del meta["finalizers"]
+
+
+def build_registry(
+    reconciler: Reconciler, *, on_execution_seen: Callable[[str], None] | None = None
+) -> kopf.OperatorRegistry:
+    """A fresh registry (not kopf's global one), so the handlers exist only in an operator we start.
+
+    `on_execution_seen`: told the uid of each Execution once its handler ran (`catch_up.CatchUp`)."""
     registry = kopf.OperatorRegistry()
 
     @kopf.on.login(registry=registry)
@@ -47,6 +72,9 @@ def build_registry(reconciler: Reconciler) -> kopf.OperatorRegistry:
             outcome = await reconciler.execution_seen(view, first_attempt=retry == 0)
         except Retry as wait:
             raise kopf.TemporaryError(str(wait), delay=wait.delay_s) from None
+        finally:
+            if on_execution_seen is not None:
+                on_execution_seen(view.uid)
         await apply(outcome, view, "Execution", patch)
 
     @kopf.on.update(
@@ -54,6 +82,17 @@ def build_registry(reconciler: Reconciler) -> kopf.OperatorRegistry:
     )
     async def execution_paused(body: kopf.Body, **_: Any) -> None:
         await reconciler.execution_paused(ObjectView.of(body))
+
+    def finished_unlabelled(type: str | None, status: kopf.Status, labels: kopf.Labels, **_: Any) -> bool:
+        return type != "DELETED" and status.get("phase") in EXPIRING_PHASES and labels.get(FINISHED_LABEL) != "true"
+
+    # Seen finished (its terminal status written, or listed so after an upgrade): labelled, which takes
+    # it out of the watch, in the JSON patch that removes kopf's finalizer in this same cycle, so the
+    # label costs no API write of its own.
+    @kopf.on.event(GROUP, VERSION, "executions", when=finished_unlabelled, registry=registry)
+    async def execution_finished(body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
+        annotations = await reconciler.execution_finished(ObjectView.of(body))
+        patch.fns.append(functools.partial(mark_finished, annotations=annotations))
 
     def in_flight(status: kopf.Status, **_: Any) -> bool:
         return status.get("phase") not in TERMINAL_PHASES

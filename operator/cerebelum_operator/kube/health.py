@@ -1,8 +1,10 @@
 """Liveness and readiness over HTTP, served from the first moment, before the Lease is ours.
 
 `/healthz` answers 200 while the process runs (a standby waiting for the Lease is healthy).
-`/readyz` answers 200 on the leader once its engine serves. On a standby it depends on how the
-Service in front of the replicas finds the leader:
+`/readyz` answers 200 on the leader once its engine serves and it has caught up (`catch_up`:
+every Execution not labelled finished handled once and its status projected), so a ready leader
+shows current status. On a standby it depends on how the Service in front of the replicas finds
+the leader:
 
 - with pod role labels (`--pod-role-label`, as the chart runs it) the Service selects the pod
   labelled `cerebelum.io/role: leader` (`kube/pod_role.py`), so readiness only says "this
@@ -15,6 +17,8 @@ Service in front of the replicas finds the leader:
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
@@ -36,6 +40,8 @@ class HealthServer:
         self.ready = False
         self.role = "standby"
         self.metrics = metrics
+        # The leader's own readiness condition beyond `ready` (None: none): caught up.
+        self.caught_up: Callable[[], bool] | None = None
         self._runner: web.AppRunner | None = None
 
     async def start(self) -> None:
@@ -56,7 +62,9 @@ class HealthServer:
         return web.json_response({"status": "ok", "role": self.role})
 
     def is_ready(self) -> bool:
-        return self.ready and (self.role == "leader" or self.standby_ready)
+        if self.role == "leader":
+            return self.ready and (self.caught_up is None or self.caught_up())
+        return self.ready and self.standby_ready
 
     async def _readyz(self, request: web.Request) -> web.Response:
         ready = self.is_ready()

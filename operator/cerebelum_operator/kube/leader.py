@@ -22,9 +22,18 @@ from lightkube.resources.coordination_v1 import Lease
 from ..runtime import Clock, SystemClock
 from ..runtime.deadline import wait_for
 
-__all__ = ["LeaseElector"]
+__all__ = ["LeaseElector", "micro_time"]
 
 log = logging.getLogger(__name__)
+
+
+def micro_time(now_ms: int) -> datetime:
+    """`now_ms` as a Lease's MicroTime. On a whole second lightkube writes no fraction at all
+    ("...:48Z"), which the API server refuses for a MicroTime field, so such an instant is moved
+    a microsecond on: one renewal in a thousand failed that way, and under load the retry came
+    too late to keep the Lease."""
+    now = datetime.fromtimestamp(now_ms / 1000, tz=UTC)
+    return now if now.microsecond else now.replace(microsecond=1)
 
 
 class LeaseElector:
@@ -100,7 +109,7 @@ class LeaseElector:
             log.warning("could not release lease: %s", error)
 
     async def _try_acquire_or_renew(self) -> bool:
-        now = datetime.fromtimestamp(self.clock.now_ms() / 1000, tz=UTC)
+        now = micro_time(self.clock.now_ms())
         try:
             lease = await self.client.get(Lease, self.name, namespace=self.namespace)
         except ApiError as error:

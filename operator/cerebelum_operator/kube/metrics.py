@@ -33,6 +33,23 @@ class OperatorMetrics:
             registry=self.registry,
         )
 
+        self.execution_handler_runs = Counter(
+            "cerebelum_kube_execution_handler_runs",
+            "Times kopf's handler ran for an Execution object (created or resumed); finished objects"
+            " are out of the watch and never count.",
+            registry=self.registry,
+        )
+        self.caught_up = Gauge(
+            "cerebelum_kube_caught_up",
+            "1 once the leader has handled every unfinished Execution it listed at start (readiness).",
+            registry=self.registry,
+        )
+        self.catch_up_seconds = Gauge(
+            "cerebelum_kube_catch_up_seconds",
+            "How long the leader took from its start of listing to caught up.",
+            registry=self.registry,
+        )
+
     def on_change(self, execution_id: str, state: ExecutionState) -> None:
         """An engine change listener: count commits and finished executions."""
         self.commits.inc()

@@ -2,7 +2,8 @@
 
 Start order is what makes resurrection safe: take the Lease first (so no second instance
 dispatches), then start the engine, which reloads leases, tasks and timers from the store, then
-let kopf list every Workflow, Execution, Approval, Signal and Schedule and reconcile each again.
+let kopf list every Workflow, Approval, Signal and Schedule and every Execution not labelled
+finished, and reconcile each again; the leader is ready once it has caught up (`catch_up`).
 """
 
 from __future__ import annotations
@@ -25,8 +26,9 @@ from ..runtime import Clock, SystemClock
 from ..server import EngineServer, ServerConfig
 from .approvers import AdmissionPolicyCheck, ApproverCheck, TrustClaimedApprover, Unreachable
 from .bookkeeping import DigestDiffBaseStorage
+from .catch_up import CatchUp
 from .client import KubeApi, NoKubeConfig
-from .expirer import ExecutionExpirer
+from .expirer import FINISHED_LABEL, ExecutionExpirer
 from .expiry import TtlPolicy
 from .handlers import build_registry
 from .health import HealthServer
@@ -35,6 +37,7 @@ from .metrics import OperatorMetrics
 from .pod_role import LEADER, STANDBY, PodRoleLabeler
 from .rate_limit import TokenBucket
 from .reconciler import Reconciler
+from .resources import GROUP, VERSION
 from .status_writer import FINALIZER, StatusWriter
 from .token_review import DEFAULT_AUDIENCE, TokenReviewAuthenticator
 
@@ -52,6 +55,7 @@ log = logging.getLogger(__name__)
 EXIT_LEASE_LOST = 75
 EXIT_API_REFUSED = 77
 EXIT_NO_KUBECONFIG = 78  # sysexits' EX_CONFIG
+LIST_PAGE = 500  # objects a list request, kopf's and ours
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -115,6 +119,10 @@ def _settings() -> kopf.OperatorSettings:
     # kopf's last-handled record keeps digests, not the spec: a large input must not outgrow the
     # API server's 256 KiB annotation limit (a 422 on every patch, retried forever).
     settings.persistence.diffbase_storage = DigestDiffBaseStorage()
+    # A finished Execution is labelled so (`handlers.execution_finished`) and is out of the watch: a
+    # restart neither lists nor handles it, and kopf keeps no memory of it. The initial lists are paged.
+    settings.watching.label_selectors[GROUP, VERSION, "executions"] = f"!{FINISHED_LABEL}"
+    settings.watching.chunk_size = LIST_PAGE
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
     settings.networking.request_timeout = 60
@@ -145,6 +153,20 @@ async def run_operator(config: OperatorConfig) -> int:
         await api.close()
         if health is not None:
             await health.stop()
+
+
+async def _catch_up(catch_up: CatchUp, expirer: ExecutionExpirer, metrics: OperatorMetrics) -> None:
+    """Ready once caught up; only then does the expirer list the finished objects (it competes with nothing)."""
+    while True:
+        try:
+            await catch_up.run()
+            break
+        except Exception as error:  # e.g. 429 while the API server's cache of a new CRD fills
+            log.warning("listing the Execution objects to catch up failed (%s); trying again in 5 s", error)
+            await catch_up.clock.sleep(5)
+    metrics.caught_up.set(1)
+    metrics.catch_up_seconds.set(catch_up.elapsed_s or 0.0)
+    expirer.start_sweeps()
 
 
 async def _lead(
@@ -206,6 +228,7 @@ async def _lead(
     writer: StatusWriter | None = None
     reconciler: Reconciler | None = None
     expirer: ExecutionExpirer | None = None
+    catching_up: asyncio.Task[None] | None = None
     try:
         await server.start()
         server.engine.add_change_listener(metrics.on_change)
@@ -214,9 +237,18 @@ async def _lead(
         writes = TokenBucket(rate=config.api_writes_per_second, burst=200, clock=clock)
         writer = StatusWriter(server.engine, api, clock=clock, min_interval_s=config.status_interval_s, bucket=writes)
         await writer.start()
-        expirer = ExecutionExpirer(server.engine, api, clock=clock, policy=config.ttl_policy(), bucket=writes)
+        expirer = ExecutionExpirer(
+            server.engine,
+            api,
+            clock=clock,
+            policy=config.ttl_policy(),
+            bucket=writes,
+            namespaces=config.namespaces,
+            page=LIST_PAGE,
+        )
         writer.add_finish_listener(expirer.on_finished)
         await expirer.start()
+        catch_up = CatchUp(api, writer, clock=clock, namespaces=config.namespaces, page=LIST_PAGE)
         reconciler = Reconciler(
             server.engine,
             api,
@@ -232,10 +264,17 @@ async def _lead(
         if labeler is not None and not await labeler.ensure(LEADER, until=stop):
             return 0  # stopped while the label could not be written; the finally block cleans up
         if health is not None:
+            health.caught_up = lambda: catch_up.done
             health.role, health.ready = "leader", True
-        log.info("operator ready: gRPC on %s, watching %s", config.server.address, list(config.namespaces) or "all")
+        log.info("engine serving: gRPC on %s, watching %s", config.server.address, list(config.namespaces) or "all")
+        catching_up = asyncio.create_task(_catch_up(catch_up, expirer, metrics), name="catch-up")
+
+        def seen(uid: str) -> None:
+            metrics.execution_handler_runs.inc()
+            catch_up.seen(uid)
+
         await kopf.operator(
-            registry=build_registry(reconciler),
+            registry=build_registry(reconciler, on_execution_seen=seen),
             settings=_settings(),
             standalone=True,
             clusterwide=not config.namespaces,
@@ -245,6 +284,10 @@ async def _lead(
     finally:
         if health is not None:
             health.ready = False
+        if catching_up is not None:
+            catching_up.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await catching_up
         metrics.leader.set(0)
         holding.cancel()
         with contextlib.suppress(asyncio.CancelledError):

@@ -29,7 +29,8 @@ from ..runtime.schedules import parse_spec
 from .approvers import ApproverCheck, Unreachable
 from .children import CHILD_ANNOTATION, ChildObjects, ChildRefused, owner_of, verify_child
 from .client import Execution, KubeApi, ObjectRef, Schedule, Workflow
-from .expirer import ExecutionExpirer
+from .expirer import TTL_ANNOTATION, ExecutionExpirer
+from .expiry import EXPIRING_PHASES
 from .names import InvalidName, namespace_name, object_name
 from .projection import condition
 from .rate_limit import TokenBucket
@@ -97,19 +98,6 @@ _RESUMED = cmd.Resume("", source="Execution")
 
 def paused(execution: ObjectView) -> bool:
     return execution.annotations.get(PAUSED_ANNOTATION) == "true"
-
-
-_FINAL_REFUSALS = frozenset(
-    {"InvalidReference", "InputTooLarge", "WorkflowInvalid", "InputInvalid", "LabelsInvalid", "InvalidChild"}
-)
-
-
-def _accepted_reason(view: ObjectView) -> str | None:
-    for entry in view.status.get("conditions") or []:
-        if isinstance(entry, Mapping) and entry.get("type") == "Accepted" and entry.get("status") == "False":
-            reason = entry.get("reason")
-            return reason if isinstance(reason, str) else None
-    return None
 
 
 class Reconciler:
@@ -196,34 +184,47 @@ class Reconciler:
         """Start the execution (once, by uid) or, if it already runs, project it again.
 
         An object with the child annotation is the view of a child the engine already runs: it is
-        projected, never started, once `children.verify_child` accepts it. An object with no
-        history in the store (refused, or removed by the store's retention) is handed to the
-        expirer here; the others are when the status writer finds them finished.
+        projected, never started, once `children.verify_child` accepts it. A finished object is
+        `execution_finished`'s business.
         """
-        outcome = await self._execution_seen(execution, first_attempt=first_attempt)
-        if self.expirer is not None and outcome.status.get("phase") == "Failed":  # refused now
-            self.expirer.notice(execution.ref("Execution"), {**execution.status, **outcome.status}, run_id=None)
-        return outcome
+        return await self._execution_seen(execution, first_attempt=first_attempt)
+
+    async def execution_finished(self, execution: ObjectView) -> dict[str, str | None]:
+        """An Execution seen finished and not labelled so: hand it to the expirer; the annotations the
+        object gets with its `cerebelum.io/finished` label (`handlers.execution_finished`).
+
+        One store row read, for the ttlAfterFinished its run started with (none for a refusal,
+        which has no history); a run the store no longer has (its retention period removed it,
+        past every time-to-live the cap allows) means the object goes at once.
+        """
+        run_id = execution.status.get("runId")
+        declared: str | None = None
+        if isinstance(run_id, str) and run_id:
+            row = await self.engine.get_execution(run_id)
+            if row is None:
+                self._history_gone(execution)
+                return {}
+            value = row.spec.get("ttlAfterFinished")
+            declared = value if isinstance(value, str) else None
+        if self.expirer is not None:
+            self.expirer.notice(execution.ref("Execution"), execution.status, run_id=None, declared=declared)
+        return {TTL_ANNOTATION: declared}
 
     async def _execution_seen(self, execution: ObjectView, *, first_attempt: bool) -> Outcome:
-        if execution.status.get("phase") == "Failed" and _accepted_reason(execution) in _FINAL_REFUSALS:
-            self._expire_unstored(execution)
-            return Outcome()  # refused before: refusals are final, the spec is immutable
+        if execution.status.get("phase") in EXPIRING_PHASES:
+            # Finished (refusals included: they are final, the spec is immutable), but not labelled
+            # so: finished before an upgrade, or the operator stopped before kopf could label it. Its
+            # status is final: nothing is read or replayed; `execution_finished` labels it.
+            return Outcome()
         if CHILD_ANNOTATION in execution.annotations:
             return await self._child_seen(execution)
         existing = await self.engine.get_execution(execution.uid)
-        if existing is None and execution.status.get("phase") in TERMINAL_PHASES:
-            return self._history_gone(execution)
         if existing is not None:
             if paused(execution) or execution.status.get("phase") == "Paused":
                 await self.execution_paused(execution)  # the annotation changed while no operator watched
             self._track(execution, execution.uid)
-            if execution.status.get("phase") not in TERMINAL_PHASES:  # a finished one has no running child
-                await self.children.ensure_children(execution.ref("Execution"), execution.uid)
+            await self.children.ensure_children(execution.ref("Execution"), execution.uid)
             return Outcome()
-        if execution.status.get("conditions") and execution.status.get("phase") == "Failed":
-            self._expire_unstored(execution)
-            return Outcome()  # refused before: refusals are final, the spec is immutable
         now = self.clock.now_ms()
         try:
             # Resolved in the Execution's own namespace only, and only once it is a name, not a path.
@@ -286,11 +287,6 @@ class Reconciler:
         if self.expirer is not None:
             self.expirer.expire_now(execution.ref("Execution"))
         return Outcome()
-
-    def _expire_unstored(self, execution: ObjectView) -> None:
-        """An object with no history in the store expires after the operator's default time-to-live."""
-        if self.expirer is not None:
-            self.expirer.notice(execution.ref("Execution"), execution.status, run_id=None)
 
     def _too_large(self, field: str, value: JSON) -> str | None:
         return too_large(field, value, self.max_payload_bytes)

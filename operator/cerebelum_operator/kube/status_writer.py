@@ -93,6 +93,7 @@ class StatusWriter:
         self._chains: dict[str, str] = {}  # a later run's id -> the tracked first run's
         self._dirty: set[str] = set()
         self._in_flight: set[str] = set()
+        self._unwritten: set[str] = set()  # tracked, and not yet projected once
         self._wakeup = Wakeup(clock=clock)
         self._slots = asyncio.Semaphore(concurrency)
         self._loop_task: asyncio.Task[None] | None = None
@@ -118,6 +119,7 @@ class StatusWriter:
             self._tracked[execution_id] = _Tracked(
                 ref, generation, execution_id, parent_name=parent_name, written=dict(status or {})
             )
+            self._unwritten.add(execution_id)
         self.mark(execution_id)
 
     def add_finish_listener(self, listener: FinishListener) -> None:
@@ -130,6 +132,11 @@ class StatusWriter:
         if tracked is not None:
             self._chains.pop(tracked.run_id, None)
         self._dirty.discard(execution_id)
+        self._unwritten.discard(execution_id)
+
+    def unwritten_ids(self) -> set[str]:
+        """Objects tracked whose status has not been projected once yet (written, or found current)."""
+        return set(self._unwritten)
 
     def tracked(self, execution_id: str) -> bool:
         return execution_id in self._tracked
@@ -214,6 +221,7 @@ class StatusWriter:
             self._dirty.add(execution_id)
         finally:
             self._in_flight.discard(execution_id)
+            self._unwritten.discard(execution_id)  # tried once: a failing object must not hold readiness
             self._wakeup.poke()
 
     async def _write(self, execution_id: str, tracked: _Tracked) -> None:

@@ -12,7 +12,7 @@ import pytest
 
 from cerebelum_operator.kube.children import PARENT_LABEL
 from cerebelum_operator.kube.client import ObjectRef
-from cerebelum_operator.kube.expirer import ExecutionExpirer
+from cerebelum_operator.kube.expirer import FINISHED_LABEL, TTL_ANNOTATION, ExecutionExpirer
 from cerebelum_operator.kube.expiry import TtlPolicy
 from cerebelum_operator.kube.projection import rfc3339
 from cerebelum_operator.kube.rate_limit import TokenBucket
@@ -47,6 +47,29 @@ class FakeApi:
     objects: dict[tuple[str, str], tuple[str, str | None]] = field(default_factory=dict)
     deleted: list[tuple[str, str]] = field(default_factory=list)
     failing: int = 0
+    # The Execution objects the sweep lists (labelled finished), and the marks written, in order.
+    labelled: list[dict[str, Any]] = field(default_factory=list)
+    marks: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    lists: int = 0
+
+    async def list_labelled(
+        self, resource: type[Any], namespaces: tuple[str, ...], *, labels: dict[str, Any], page: int = 500
+    ) -> AsyncIterator[dict[str, Any]]:
+        assert labels == {FINISHED_LABEL: "true"}
+        self.lists += 1
+        for obj in list(self.labelled):
+            yield obj
+
+    async def mark(
+        self,
+        ref: ObjectRef,
+        *,
+        labels: dict[str, str | None] | None = None,
+        annotations: dict[str, str | None] | None = None,
+        attempts: int = 5,
+    ) -> bool:
+        self.marks.append((ref.name, {"labels": labels, "annotations": annotations}))
+        return True
 
     async def get(self, resource: type[Any], namespace: str, name: str) -> dict[str, Any] | None:
         found = self.objects.get((resource._api_info.resource.kind, name))
@@ -227,3 +250,72 @@ async def test_a_time_to_live_the_store_could_not_say_is_read_again_later_never_
     await settle()
     assert api.deleted == [] and len(expirer.queue) == 0, "kept for ever, as its Workflow says"
     assert expirer.idle
+
+
+async def test_a_time_to_live_already_known_costs_no_store_read(
+    expirer: ExecutionExpirer, api: FakeApi, engine: FakeEngine, clock: FakeClock
+) -> None:
+    """What kopf's event handler hands over: the run's ttlAfterFinished, read once as it labelled the object."""
+    engine.failing = 10**6
+    api.objects = {("Execution", "order-1"): ("uid-order-1", None)}
+    expirer.notice(ref("order-1"), finished(clock, "run-1"), run_id=None, declared="10s")
+    await settle()
+    await clock.advance(11)
+    await settle()
+    assert api.deleted == [("Execution", "order-1")]
+
+
+def labelled(name: str, *, finished_at_ms: int, ttl: str | None = None, phase: str = "Succeeded") -> dict[str, Any]:
+    return {
+        "metadata": {
+            "namespace": NS,
+            "name": name,
+            "uid": f"uid-{name}",
+            "labels": {FINISHED_LABEL: "true"},
+            "annotations": {TTL_ANNOTATION: ttl} if ttl else {},
+        },
+        "status": {"phase": phase, "finishedAt": rfc3339(finished_at_ms)},
+    }
+
+
+async def test_the_sweep_learns_due_times_from_the_objects_alone_and_keeps_only_those_before_the_next_sweep(
+    clock: FakeClock, api: FakeApi, engine: FakeEngine
+) -> None:
+    """After a restart: no store read (the engine fails every read here), the declared time-to-live from
+    the annotation, and an object due after the next sweep is not kept in memory."""
+    engine.failing = 10**6
+    now = clock.now_ms()
+    api.labelled = [
+        labelled("soon", finished_at_ms=now, ttl="10s"),
+        labelled("default", finished_at_ms=now),  # the default: 60 s
+        labelled("later", finished_at_ms=now, ttl="2h"),
+        labelled("kept", finished_at_ms=now, ttl="never"),
+        labelled("by-hand", finished_at_ms=now, phase="Running"),
+    ]
+    api.objects = {("Execution", obj["metadata"]["name"]): (obj["metadata"]["uid"], None) for obj in api.labelled}
+    expirer = ExecutionExpirer(
+        cast(EngineService, engine),
+        cast(Any, api),
+        clock=clock,
+        policy=TtlPolicy(default_ms=60_000),
+        bucket=TokenBucket(rate=1000, burst=1000, clock=clock),
+        horizon_s=3600,
+    )
+    await expirer.start()
+    try:
+        expirer.start_sweeps()
+        await settle()
+        assert api.lists == 1 and len(expirer.queue) == 2, "soon and default; later is due after the next sweep"
+        assert api.marks == [("by-hand", {"labels": {FINISHED_LABEL: None}, "annotations": None})]
+        await clock.advance(61)
+        await settle()
+        assert api.deleted == [("Execution", "soon"), ("Execution", "default")]
+        api.labelled = [obj for obj in api.labelled if obj["metadata"]["name"] in ("later", "kept")]
+        await clock.advance(3600)
+        await settle()
+        assert api.lists == 2
+        await clock.advance(3600)
+        await settle()
+        assert ("Execution", "later") in api.deleted and ("Execution", "kept") not in api.deleted
+    finally:
+        await expirer.stop()

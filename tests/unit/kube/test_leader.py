@@ -15,10 +15,11 @@ from typing import Any
 
 import pytest
 from lightkube.core.exceptions import ApiError
+from lightkube.models.coordination_v1 import LeaseSpec
 from lightkube.models.meta_v1 import Status
 from lightkube.resources.coordination_v1 import Lease
 
-from cerebelum_operator.kube.leader import LeaseElector
+from cerebelum_operator.kube.leader import LeaseElector, micro_time
 from cerebelum_operator.runtime import FakeClock
 from tests.support.waiting import advance_until, eventually
 
@@ -365,3 +366,10 @@ async def test_hold_calls_on_lost_in_time_even_when_a_renewal_hangs(
     await advance_until(clock, lambda: lost.calls or clock.now_s() - last_renewal > 3.0, step=STEP, what="3 s")
     assert lost.at is not None, "on_lost was never called"
     assert lost.at - last_renewal <= 1.5
+
+
+def test_a_renewal_on_a_whole_second_still_carries_a_fraction_the_api_server_accepts() -> None:
+    """The API server refuses a MicroTime without one ("cannot parse "Z" as ".000000"")."""
+    lease = Lease(spec=LeaseSpec(renewTime=micro_time(1_796_463_168_000)))
+    assert lease.to_dict()["spec"]["renewTime"] == "2026-12-05T09:32:48.000001Z"
+    assert micro_time(1_796_463_168_250).microsecond == 250_000
