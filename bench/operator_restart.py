@@ -346,8 +346,15 @@ def _run(
         # The old code resumes every clone here, waiting on the status-write bucket more than on the
         # CPU: wait until an Execution created now shows Succeeded, i.e. the backlog is gone.
         api.call("POST", f"{API}/namespaces/{namespace}/executions", execution("probe", "quick", {ROLE: "probe"}))
+
+        def probe_done() -> bool:
+            if operator.process is not None and operator.process.poll() is not None:
+                # The code at 89106c1 lost its Lease this way once, resuming 5,000 clones (--lease-duration 6).
+                raise BenchError(f"the operator exited ({operator.process.returncode}):\n{operator.log_tail()}")
+            return phases(api, namespace, f"{ROLE}=probe").get("probe") == "Succeeded"
+
         wait_for(
-            lambda: phases(api, namespace, f"{ROLE}=probe").get("probe") == "Succeeded",
+            probe_done,
             3600,
             "the operator to work through the clones after seeding",
             every=1.0,
