@@ -6,7 +6,8 @@ It starts what tests/kube starts (etcd + kube-apiserver, the CRDs, the chart's S
 RBAC, a fresh namespace) and `cerebelum operator` as that ServiceAccount on a SQLite file, with
 its production defaults. `--code DIR` runs the operator from another source tree (DIR/operator
 and DIR/worker-sdk/python/src), e.g. an older commit unpacked with `git archive`, to measure
-before and after on the same cluster harness.
+before and after on the same cluster harness; `--seed-code DIR` seeds with that tree's operator
+and restarts with `--code`'s, which measures the first restart after an upgrade.
 
 Seeding N finished Executions, faithfully and cheaply:
 
@@ -278,18 +279,27 @@ def settle(pid: int, *, quiet_s: float = 3.0, timeout: float = 1800.0) -> float:
     return last
 
 
-def run(finished: int, sleepers: int, sleep_s: float, templates: int, code: Path | None) -> dict[str, Any]:
+def run(
+    finished: int, sleepers: int, sleep_s: float, templates: int, code: Path | None, seed_code: Path | None = None
+) -> dict[str, Any]:
     work_dir = Path(tempfile.mkdtemp(prefix="cerebelum-bench-restart-"))
     print(f"operator restart bench: work dir {work_dir}", file=sys.stderr, flush=True)
     try:
         with ControlPlane(ensure_binaries(), parent_dir=str(work_dir)) as cp:
-            return _run(cp, work_dir, finished, sleepers, sleep_s, templates, code)
+            return _run(cp, work_dir, finished, sleepers, sleep_s, templates, code, seed_code)
     finally:
         shutil.rmtree(work_dir, ignore_errors=True)
 
 
 def _run(
-    cp: ControlPlane, work_dir: Path, finished: int, sleepers: int, sleep_s: float, templates: int, code: Path | None
+    cp: ControlPlane,
+    work_dir: Path,
+    finished: int,
+    sleepers: int,
+    sleep_s: float,
+    templates: int,
+    code: Path | None,
+    seed_code: Path | None = None,
 ) -> dict[str, Any]:
     namespace = prepare_cluster(cp)
     api = Api(cp)
@@ -303,7 +313,7 @@ def _run(
             *("--namespace", namespace, "--lease-name", f"operator-{namespace}", "--auth", "none"),
             *("--health-address", f"127.0.0.1:{health}"),
         ),
-        code=code,
+        code=seed_code or code,
     )
     try:
         operator.start()
@@ -336,8 +346,15 @@ def _run(
         # The old code resumes every clone here, waiting on the status-write bucket more than on the
         # CPU: wait until an Execution created now shows Succeeded, i.e. the backlog is gone.
         api.call("POST", f"{API}/namespaces/{namespace}/executions", execution("probe", "quick", {ROLE: "probe"}))
+
+        def probe_done() -> bool:
+            if operator.process is not None and operator.process.poll() is not None:
+                # The code at 89106c1 lost its Lease this way once, resuming 5,000 clones (--lease-duration 6).
+                raise BenchError(f"the operator exited ({operator.process.returncode}):\n{operator.log_tail()}")
+            return phases(api, namespace, f"{ROLE}=probe").get("probe") == "Succeeded"
+
         wait_for(
-            lambda: phases(api, namespace, f"{ROLE}=probe").get("probe") == "Succeeded",
+            probe_done,
             3600,
             "the operator to work through the clones after seeding",
             every=1.0,
@@ -370,6 +387,7 @@ def _run(
         time.sleep(max(0.0, created_at + sleep_s + 1 - time.monotonic()))
 
         log_offset = operator.log_path.stat().st_size
+        operator.code = code  # an upgrade: seeded by --seed-code, restarted as --code
         spawn_wall_ms = time.time() * 1000
         spawned = time.monotonic()
         operator.launch()
@@ -412,6 +430,7 @@ def _run(
             "finished": finished,
             "sleepers": sleepers,
             "code": str(code) if code is not None else "this tree",
+            "seed_code": str(seed_code or code) if (seed_code or code) is not None else "this tree",
             "seed_s": round(seed_s, 1),
             "seed_objects_s": round(objects_s, 1),
             "engine_serving_s": None if serving_s is None else round(serving_s, 2),
@@ -452,9 +471,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--sleep", type=float, default=6.0, help="the sleepers' timer, seconds")
     parser.add_argument("--templates", type=int, default=5)
     parser.add_argument("--code", type=Path, default=None, help="run the operator from this source tree")
+    parser.add_argument(
+        "--seed-code", type=Path, default=None, help="seed with this tree's operator (an upgrade: then --code)"
+    )
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)
-    result = run(args.finished, args.sleepers, args.sleep, args.templates, args.code)
+    result = run(args.finished, args.sleepers, args.sleep, args.templates, args.code, args.seed_code)
     text = json.dumps(result, indent=2)
     print(text)
     if args.out is not None:
