@@ -7,14 +7,12 @@ as any HTTP client meets them.
 from __future__ import annotations
 
 import http.client
-import re
 import socket
 import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlencode
 
 import pytest
 import yaml
@@ -22,6 +20,7 @@ import yaml
 from cerebelum import Client
 from cerebelum.errors import PermissionDeniedError
 from tests.support.processes import EngineProcess, free_port
+from tests.support.web import CSRF, ui_request
 
 ALICE = "alice-token-0123456789abcdef"
 VICTOR = "victor-token-0123456789abcdef"
@@ -44,27 +43,12 @@ class Ui:
         form: dict[str, str] | None = None,
         headers: dict[str, str] | None = None,
     ) -> tuple[int, dict[str, str], str]:
-        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
-        sent = {"Accept": "text/html", **(headers or {})}
-        if token:
-            sent["Authorization"] = f"Bearer {token}"
-        if cookie:
-            sent["Cookie"] = f"cerebelum_token={cookie}"
-        body = None
-        if form is not None:
-            body = urlencode(form)
-            sent["Content-Type"] = "application/x-www-form-urlencoded"
-        try:
-            connection.request(method, path, body=body, headers=sent)
-            response = connection.getresponse()
-            return response.status, {k.lower(): v for k, v in response.getheaders()}, response.read().decode()
-        finally:
-            connection.close()
+        return ui_request(self.port, method, path, bearer=token, cookie=cookie, form=form, headers=headers)
 
     def csrf(self, path: str, *, token: str) -> str:
         status, _, page = self.request("GET", path, token=token)
         assert status == 200, page
-        match = re.search(r'name="csrf" value="([0-9a-f]+)"', page)
+        match = CSRF.search(page)
         assert match, "the page has no form token"
         return match.group(1)
 
@@ -169,7 +153,7 @@ def _csrf_of_viewer(ui: Ui, token: str) -> str:
     """A read-only page shows no action form; its sign-out form carries the token (signed in by cookie)."""
     status, _, page = ui.request("GET", "/executions", cookie=token)
     assert status == 200
-    match = re.search(r'name="csrf" value="([0-9a-f]+)"', page)
+    match = CSRF.search(page)
     assert match
     return match.group(1)
 

@@ -10,13 +10,11 @@ What a browser renders is tested in tests/browser; the UI's rules over plain HTT
 
 from __future__ import annotations
 
-import http.client
 import re
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlencode
 
 import pytest
 import yaml
@@ -27,6 +25,7 @@ from tests.support.control_plane import ControlPlane
 from tests.support.kube import apply_yaml, kubectl_json, service_account_kubeconfig, wait_for_jsonpath
 from tests.support.processes import OperatorProcess, WorkerProcess, free_port
 from tests.support.waiting import wait_until
+from tests.support.web import CSRF, ui_request
 
 pytestmark = [pytest.mark.kube, pytest.mark.slow]
 
@@ -36,7 +35,6 @@ GATED = {
     "steps": {"go_live": {"approval": {"timeout": "1h"}}},
 }
 GRAPH_NODE = re.compile(r'<g class="node[^"]*" data-step="(?P<step>[^"]*)" data-phase="(?P<phase>[^"]*)">')
-CSRF = re.compile(r'name="csrf" value="([0-9a-f]+)"')
 APPROVE_FORM = re.compile(r'action="/executions/[^"]+/approve"')
 
 
@@ -71,22 +69,7 @@ class OperatorUi:
         form: dict[str, str] | None = None,
         headers: dict[str, str] | None = None,
     ) -> tuple[int, dict[str, str], str]:
-        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
-        sent = {"Accept": "text/html", **(headers or {})}
-        if bearer:
-            sent["Authorization"] = f"Bearer {bearer}"
-        if cookie:
-            sent["Cookie"] = f"cerebelum_token={cookie}"
-        body = None
-        if form is not None:
-            body = urlencode(form)
-            sent["Content-Type"] = "application/x-www-form-urlencoded"
-        try:
-            connection.request(method, path, body=body, headers=sent)
-            response = connection.getresponse()
-            return response.status, {k.lower(): v for k, v in response.getheaders()}, response.read().decode()
-        finally:
-            connection.close()
+        return ui_request(self.port, method, path, bearer=bearer, cookie=cookie, form=form, headers=headers)
 
     def graph_phases(self, execution: str, *, bearer: str) -> dict[str, str]:
         """The execution page's graph: each step's data-phase (empty without the graph)."""
