@@ -164,7 +164,14 @@ def messages(draw: st.DrawFn, descriptor: Descriptor, depth: int = 0) -> Message
         if oneof is None and not draw(st.booleans()):
             continue
         repeated = field.is_repeated
-        if field.type == FieldDescriptor.TYPE_MESSAGE:
+        entry = field.message_type
+        if entry is not None and entry.GetOptions().map_entry:  # map<K, V> (labels): keys and values of their types
+            key, value = entry.fields_by_name["key"], entry.fields_by_name["value"]
+            pairs = draw(
+                st.dictionaries(scalar(key), scalar(value) if value.message_type is None else st.nothing(), max_size=3)
+            )
+            getattr(message, field.name).update(pairs)
+        elif field.type == FieldDescriptor.TYPE_MESSAGE:
             if depth > 2:
                 continue
             assert field.message_type is not None
