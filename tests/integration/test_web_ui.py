@@ -7,9 +7,7 @@ as any HTTP client meets them.
 from __future__ import annotations
 
 import http.client
-import socket
 import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,17 +51,6 @@ class Ui:
         return match.group(1)
 
 
-def wait_for_http(port: int) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise AssertionError(f"the UI never listened on port {port}")
-
-
 @pytest.fixture
 def ui(tmp_path: Path) -> Iterator[Ui]:
     tokens = tmp_path / "tokens.yaml"
@@ -94,11 +81,11 @@ def ui(tmp_path: Path) -> Iterator[Ui]:
     engine = EngineProcess(
         database_url=f"sqlite:///{tmp_path / 'engine.db'}",
         log_path=tmp_path / "engine.log",
-        extra_args=("--ui-address", f"127.0.0.1:{port}", "--tokens", str(tokens), "--access-policy", str(policy)),
+        ui_port=port,  # start() waits for the UI's /healthz too
+        extra_args=("--tokens", str(tokens), "--access-policy", str(policy)),
     )
     engine.start()
     try:
-        wait_for_http(port)
         with Client(address=engine.address, token=ALICE) as client:
             client.apply_workflow("release", APPROVAL)
             client.start("release", {"version": "1.2"}, execution_id="rel-1")

@@ -13,7 +13,8 @@ from cerebelum_operator.kube.catch_up import CatchUp
 from cerebelum_operator.kube.client import KubeApi
 from cerebelum_operator.kube.expirer import FINISHED_LABEL
 from cerebelum_operator.kube.status_writer import StatusWriter
-from cerebelum_operator.runtime import SystemClock
+from cerebelum_operator.runtime.clock import FakeClock
+from tests.support.waiting import advance_until
 
 
 @dataclass
@@ -44,38 +45,32 @@ def done(catch_up: CatchUp) -> bool:
     return catch_up.done
 
 
-async def until(check: Any) -> None:
-    for _ in range(200):
-        if check():
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError("never")
-
-
 async def test_caught_up_once_each_unfinished_one_was_handled_and_projected_not_waiting_for_finished_ones() -> None:
     api = FakeApi({"run": "Sleeping", "new": "", "old-finished": "Succeeded"})
     writer = FakeWriter()
-    catch_up = CatchUp(cast(KubeApi, api), cast(StatusWriter, writer), clock=SystemClock(), poll_s=0.005, recheck_s=60)
+    clock = FakeClock()
+    catch_up = CatchUp(cast(KubeApi, api), cast(StatusWriter, writer), clock=clock, poll_s=0.005, recheck_s=60)
     catch_up.seen("new")  # kopf may handle one before the list is complete
     running = asyncio.create_task(catch_up.run())
-    await until(lambda: catch_up.pending == 1)
+    await advance_until(clock, lambda: catch_up.pending == 1, step=0.005, what="the list")
     assert not done(catch_up)
     writer.unwritten = {"run", "new"}
     catch_up.seen("run")
-    await asyncio.sleep(0.05)
+    for _ in range(10):  # ten polls on the fake clock
+        await clock.advance(0.005)
+        await asyncio.sleep(0)
     assert not done(catch_up), "handled, but its status is not projected yet"
     writer.unwritten = {"new-since"}  # tracked after: not waited for
-    await asyncio.wait_for(running, 1)
+    await advance_until(clock, running.done, step=0.005, what="caught up")
     assert catch_up.done and catch_up.awaited == 2
 
 
 async def test_one_deleted_before_kopf_saw_it_is_not_waited_for() -> None:
     api = FakeApi({"gone": "Running"})
-    catch_up = CatchUp(
-        cast(KubeApi, api), cast(StatusWriter, FakeWriter()), clock=SystemClock(), poll_s=0.005, recheck_s=0.05
-    )
+    clock = FakeClock()
+    catch_up = CatchUp(cast(KubeApi, api), cast(StatusWriter, FakeWriter()), clock=clock, poll_s=0.005, recheck_s=0.05)
     running = asyncio.create_task(catch_up.run())
-    await until(lambda: catch_up.pending == 1)
+    await advance_until(clock, lambda: catch_up.pending == 1, step=0.005, what="the list")
     del api.objects["gone"]
-    await asyncio.wait_for(running, 1)
+    await advance_until(clock, running.done, step=0.005, what="caught up after a re-list")
     assert catch_up.done and api.lists >= 2

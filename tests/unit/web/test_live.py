@@ -8,6 +8,7 @@ import pytest
 
 from cerebelum_operator.runtime.clock import FakeClock
 from cerebelum_operator.web.live import ChangeFeed, FeedFull
+from tests.support.waiting import eventually
 
 
 async def test_a_waiter_wakes_when_an_execution_changes() -> None:
@@ -31,8 +32,7 @@ async def test_a_waiter_gives_up_when_the_clock_passes_its_timeout() -> None:
     clock = FakeClock()
     feed = ChangeFeed(clock=clock)
     waiting = asyncio.create_task(feed.wait_past(0, timeout_s=15))
-    while clock.sleepers == 0:
-        await asyncio.sleep(0)
+    await eventually(lambda: clock.sleepers == 1, what="the waiter asleep on the clock")
     await clock.advance(14)
     await asyncio.sleep(0)
     assert not waiting.done()
