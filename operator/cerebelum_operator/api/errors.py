@@ -19,7 +19,7 @@ from .auth import AuthUnavailable, PermissionDenied, Unauthenticated
 from .limits import check_request
 from .payloads import PayloadError, PayloadTooLarge
 
-__all__ = ["Context", "InvalidRequest", "grpc_errors"]
+__all__ = ["Context", "InvalidRequest", "grpc_errors", "status_code_of"]
 
 Context = grpc.aio.ServicerContext[Any, Any]
 
@@ -58,6 +58,11 @@ _CODES: list[tuple[type[BaseException], grpc.StatusCode]] = [
 ]
 
 
+def status_code_of(error: BaseException) -> grpc.StatusCode | None:
+    """The status an error the engine explains maps to (the web UI maps it on to HTTP); None if unexpected."""
+    return next((code for error_type, code in _CODES if isinstance(error, error_type)), None)
+
+
 def grpc_errors(
     method: Callable[..., Awaitable[T]],
 ) -> Callable[..., Awaitable[T]]:
@@ -72,9 +77,9 @@ def grpc_errors(
             check_request(request, method.__name__)
             return await method(self, request, context)
         except Exception as exc:
-            for error_type, code in _CODES:
-                if isinstance(exc, error_type):
-                    await context.abort(code, str(exc))
+            code = status_code_of(exc)
+            if code is not None:
+                await context.abort(code, str(exc))
             if isinstance(exc, grpc.aio.AbortError):
                 raise
             log.exception("unexpected error in %s", method.__name__)

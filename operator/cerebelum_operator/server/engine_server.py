@@ -14,6 +14,7 @@ import socket
 import ssl
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -47,8 +48,10 @@ from ..runtime import (
     TimerService,
 )
 from ..store import StoreCorrupted, StoreLocked, StoreTooNew, open_store
-from ..web import ChangeFeed, Sessions, WebServer, WebServices
 from .gate import AuthenticationGate
+
+if TYPE_CHECKING:
+    from ..web import WebServer
 from .handlers import strict_service_handler
 from .tls import TlsFiles
 
@@ -252,6 +255,9 @@ class EngineServer:
         )
 
     async def _start_ui(self, address: str) -> None:
+        # Imported here: an engine without a UI (every test engine) does not load aiohttp's server and Jinja.
+        from ..web import ChangeFeed, Sessions, WebServer, WebServices
+
         engine = self.engine
         feed = ChangeFeed(clock=self.clock)
         engine.add_change_listener(lambda execution_id, _state: feed.changed(execution_id))

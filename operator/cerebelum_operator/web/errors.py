@@ -1,44 +1,30 @@
-"""The engine's errors as HTTP statuses, with the engine's own message (what gRPC callers see)."""
+"""The engine's errors as HTTP statuses, with the engine's own message (what gRPC callers see).
+
+One table says which errors the engine explains and how (`api.errors`); this maps its statuses on
+to HTTP, so an error the API learns to explain is explained here too.
+"""
 
 from __future__ import annotations
 
-from ..api.auth import AuthUnavailable, PermissionDenied, Unauthenticated
-from ..api.errors import InvalidRequest
-from ..api.payloads import PayloadError, PayloadTooLarge
-from ..engine import CommandRejected
-from ..engine.decide import CommandTooLarge
-from ..model import InputInvalid, WorkflowInvalid
-from ..model.limits import TextTooLong
-from ..runtime import ExecutionConflict, ExecutionNotFound, ScheduleInvalid, ScheduleNotFound, WorkflowNotFound
-from ..store import ConcurrencyConflict, StoreUnavailable
+from ..api.errors import status_code_of
 
 __all__ = ["status_of"]
 
-_STATUSES: list[tuple[type[BaseException], int]] = [
-    (Unauthenticated, 401),
-    (PermissionDenied, 403),
-    (AuthUnavailable, 503),
-    (PayloadTooLarge, 413),
-    (TextTooLong, 400),
-    (PayloadError, 400),
-    (InvalidRequest, 400),
-    (WorkflowInvalid, 400),
-    (InputInvalid, 400),
-    (ExecutionNotFound, 404),
-    (WorkflowNotFound, 404),
-    (ScheduleNotFound, 404),
-    (ScheduleInvalid, 400),
-    (ExecutionConflict, 409),
-    (CommandTooLarge, 413),
-    (CommandRejected, 409),
-    (ConcurrencyConflict, 409),
-    (StoreUnavailable, 503),
-]
+_HTTP = {
+    "UNAUTHENTICATED": 401,
+    "PERMISSION_DENIED": 403,
+    "UNAVAILABLE": 503,
+    "RESOURCE_EXHAUSTED": 413,
+    "INVALID_ARGUMENT": 400,
+    "NOT_FOUND": 404,
+    "ALREADY_EXISTS": 409,
+    "FAILED_PRECONDITION": 409,
+    "ABORTED": 409,
+    "DATA_LOSS": 500,
+}
 
 
 def status_of(error: BaseException) -> int | None:
     """The HTTP status for an error the engine explains, or None for an unexpected one."""
-    for error_type, status in _STATUSES:
-        if isinstance(error, error_type):
-            return status
-    return None
+    code = status_code_of(error)
+    return None if code is None else _HTTP.get(code.name, 500)
