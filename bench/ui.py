@@ -307,6 +307,16 @@ def _cerebelum_version() -> str:
 
 
 # -- Temporal -----------------------------------------------------------------------------------------------
+async def _visible_count(client: Any, *, expected: int, bound_s: float = 120.0) -> int:
+    """Temporal's visibility store trails its starts: wait until it lists them all (or the bound)."""
+    deadline = time.monotonic() + bound_s
+    while True:
+        count = int((await client.count_workflows()).count)
+        if count >= expected or time.monotonic() > deadline:
+            return count
+        await asyncio.sleep(0.2)
+
+
 async def seed_temporal(address: str, sizes: Sizes) -> tuple[str, dict[str, Any]]:
     """Start the executions and signal the big one; (its run id, figures)."""
     from temporalio.api.enums.v1 import EventType
@@ -339,7 +349,7 @@ async def seed_temporal(address: str, sizes: Sizes) -> tuple[str, dict[str, Any]
     signalled = sum(1 for e in history.events if e.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED)
     if signalled != sizes.history_items:
         raise RuntimeError(f"{BIG} has {signalled} signals, not {sizes.history_items}")
-    count = (await client.count_workflows()).count
+    count = await _visible_count(client, expected=sizes.executions)
     figures = {
         "executions": count,
         "history_events": len(history.events),
