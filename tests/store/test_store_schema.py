@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from cerebelum_operator.store import EventStore, ExecutionSummary, NewExecution,
 from cerebelum_operator.store.migrations import MIGRATIONS, latest_version
 from cerebelum_operator.store.postgres import normalise_url
 from cerebelum_operator.store.schema import metadata, schema_migrations
+from cerebelum_operator.store.sqlite import _enable_wal
 
 from .helpers import Appender
 
@@ -182,3 +184,33 @@ def test_a_store_written_at_version_1_upgrades_to_the_latest_keeping_its_executi
         )
     finally:
         upgraded.close()
+
+
+def test_switching_a_new_sqlite_file_to_wal_waits_out_another_connections_lock(tmp_path: Path) -> None:
+    """SQLite refuses the switch at once (no busy handler) while another connection writes the
+    file: the store retries it instead of failing its start."""
+    path = tmp_path / "new.db"
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    holder.execute("CREATE TABLE t (x)")
+    cursor = sqlite3.connect(path, isolation_level=None, timeout=5.0).cursor()
+    with pytest.raises(sqlite3.OperationalError, match="locked"):
+        cursor.execute("PRAGMA journal_mode = WAL")  # what the store used to do: refused at once
+    attempts: list[str] = []
+
+    def commit_before_the_second_attempt(sql: str) -> None:  # SQLite traces a statement as it starts it
+        attempts.append(sql)
+        if len(attempts) == 2:
+            holder.execute("COMMIT")
+
+    cursor.connection.set_trace_callback(commit_before_the_second_attempt)
+    _enable_wal(cursor)
+    assert attempts == ["PRAGMA journal_mode = WAL"] * 2  # refused once, then retried
+    assert cursor.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+    # A lock held past the bound is still an error, not a hang.
+    other = tmp_path / "other.db"
+    holder = sqlite3.connect(other, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    holder.execute("CREATE TABLE t (x)")
+    with pytest.raises(sqlite3.OperationalError, match="locked"):
+        _enable_wal(sqlite3.connect(other, isolation_level=None, timeout=0).cursor(), within_s=0)

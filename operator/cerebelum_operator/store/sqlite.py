@@ -76,7 +76,7 @@ class SqliteEventStore(SqlEventStore):
             try:
                 cursor.execute("PRAGMA busy_timeout = 5000")  # first: switching to WAL may wait
                 if not in_memory:
-                    cursor.execute("PRAGMA journal_mode = WAL")
+                    _enable_wal(cursor)
                 cursor.execute(f"PRAGMA synchronous = {synchronous}")
                 cursor.execute("PRAGMA foreign_keys = ON")
             finally:
@@ -183,3 +183,24 @@ class SqliteEventStore(SqlEventStore):
 
     def _lock_migrations(self, conn: Connection) -> None:
         """Nothing to do: the transaction began IMMEDIATE and so already holds the write lock."""
+
+
+def _enable_wal(cursor: sqlite3.Cursor, *, within_s: float = 5.0) -> None:
+    """Switch the file to WAL, retrying "database is locked" for as long as `busy_timeout` would wait.
+
+    Switching needs the file to itself, and SQLite answers that request with SQLITE_BUSY at once,
+    without calling the busy handler, when another connection holds a lock (two engines or tools
+    opening a new file together): one of two stores migrating a new file at once failed that way.
+    Once the file is in WAL the switch is a no-op that takes no lock.
+    """
+    deadline = time.monotonic() + within_s
+    pause = 0.005
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as error:
+            if "locked" not in str(error) or time.monotonic() > deadline:
+                raise
+        time.sleep(pause)  # a store thread opening a connection, never the event loop
+        pause = min(pause * 2, 0.1)
