@@ -10,6 +10,9 @@ import asyncio
 import logging
 import os
 import shutil
+import ssl
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import grpc
@@ -134,5 +137,51 @@ async def test_a_kubelet_style_symlink_swap_is_followed(tmp_path: Path) -> None:
         shutil.rmtree(volume / "..2024_01_01")
         await served_to(server.port, b[0], what="the swapped certificate to be served")
         assert await asyncio.to_thread(answer, server.port, a[0]) == grpc.StatusCode.UNAVAILABLE
+    finally:
+        await server.stop(0)
+
+
+def https_answer(port: int, trusted_ca: Path) -> bool:
+    """Whether a new HTTPS connection to the web UI, trusting only `trusted_ca`, is answered."""
+    context = ssl.create_default_context(cafile=str(trusted_ca))
+    try:
+        with urllib.request.urlopen(f"https://localhost:{port}/healthz", context=context, timeout=5) as response:
+            return bool(response.status == 200)
+    except urllib.error.URLError as error:
+        if isinstance(error.reason, ssl.SSLCertVerificationError):
+            return False
+        raise
+
+
+async def test_the_web_ui_serves_a_renewed_certificate_and_keeps_the_previous_one_while_half_renewed(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    a, b = certificate(tmp_path / "a"), certificate(tmp_path / "b")
+    live_dir = tmp_path / "live"
+    live_dir.mkdir()
+    live = (live_dir / "tls.crt", live_dir / "tls.key")
+    renew(a, live)
+    config = ServerConfig(
+        address="127.0.0.1:0",
+        database_url=f"sqlite:///{tmp_path / 'engine.db'}",
+        tls=TlsFiles(certificate=live[0], private_key=live[1]),
+        ui_address="127.0.0.1:0",
+    )
+    server = EngineServer(config)
+    await server.start()
+    try:
+        port = server.ui_port
+        assert port and await asyncio.to_thread(https_answer, port, a[0])
+        assert not await asyncio.to_thread(https_answer, port, b[0])
+
+        caplog.set_level(logging.WARNING, logger="cerebelum_operator.server.tls")
+        renew((b[0], live[1]), live)  # the certificate is new, its key not yet
+        for _ in range(3):
+            assert await asyncio.to_thread(https_answer, port, a[0])
+        assert len([r for r in caplog.records if "not usable" in r.getMessage()]) == 1
+
+        renew(b, live)
+        assert await asyncio.to_thread(https_answer, port, b[0])
+        assert not await asyncio.to_thread(https_answer, port, a[0])
     finally:
         await server.stop(0)

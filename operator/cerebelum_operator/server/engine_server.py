@@ -11,7 +11,6 @@ import logging
 import resource
 import signal
 import socket
-import ssl
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -53,7 +52,7 @@ from .gate import AuthenticationGate
 if TYPE_CHECKING:
     from ..web import WebServer
 from .handlers import strict_service_handler
-from .tls import TlsFiles
+from .tls import HttpsCertificate, TlsFiles
 
 __all__ = ["DEFAULT_ADDRESS", "DEFAULT_DATABASE_URL", "DEFAULT_UI_ADDRESS", "EngineServer", "ServerConfig", "TlsFiles"]
 
@@ -271,10 +270,7 @@ class EngineServer:
             flow_control=self._flow,
             schedules=self._schedules,
         )
-        context = None
-        if tls is not None:
-            context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-            context.load_cert_chain(tls.certificate, tls.private_key)
+        context = HttpsCertificate(tls).context if tls is not None else None
         web = WebServer(services, address=address, ssl_context=context)
         try:
             await web.start()

@@ -1,4 +1,4 @@
-"""The gRPC endpoint's TLS files, reread when they change so a renewed certificate is served at once.
+"""The engine's TLS files, reread when they change so a renewed certificate is served at once.
 
 cert-manager renews the Secret before the certificate expires and the kubelet swaps the mounted
 files (a `..data` symlink points to the new ones); the engine must serve the new pair on new
@@ -6,7 +6,9 @@ connections without a restart. grpcio asks a fetcher for the configuration on ev
 ours compares the files' stat (of the resolved files, so a swapped symlink counts) with the last
 one and rereads only when it differs. A pair that cannot be read, or whose key does not match its
 certificate (half written, or one file replaced before the other), keeps the previous
-configuration and is reported once; handshakes never fail because of it.
+configuration and is reported once; handshakes never fail because of it. The web UI's HTTPS
+(`HttpsCertificate`) follows the same files the same way, from Python's `ssl` SNI callback, which
+runs on every handshake (with or without a server name) and may swap the connection's context.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from pathlib import Path
 
 import grpc
 
-__all__ = ["CertificateReloader", "TlsFiles"]
+__all__ = ["CertificateReloader", "HttpsCertificate", "TlsFiles"]
 
 log = logging.getLogger(__name__)
 
@@ -113,6 +115,59 @@ class CertificateReloader:
         self._stamp, self._refused = stamp, None
         log.info("TLS certificate reloaded from %s", self.files.certificate)
         return configuration
+
+
+class HttpsCertificate:
+    """An `ssl.SSLContext` for the web UI that serves the files' current pair on each new connection.
+
+    The context handed to the HTTP server stays the same object; its SNI callback, run on every
+    handshake, compares the files' stamp with the last one and, when they changed and are usable,
+    builds a new context and moves this connection (and the later ones) to it. Client
+    certificates are not asked for: browsers do not carry them (the UI signs in with a token).
+    """
+
+    def __init__(self, files: TlsFiles) -> None:
+        self.files = files
+        self._lock = threading.Lock()
+        self._stamp = files.stamp()
+        self.context = self._build()
+        self.context.sni_callback = self._on_hello
+        self._current = self.context
+        self._refused: Stamp | None = None
+
+    def _build(self) -> ssl.SSLContext:
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        try:
+            context.load_cert_chain(self.files.certificate, self.files.private_key, password=lambda: b"")
+        except (ssl.SSLError, ValueError) as exc:
+            raise OSError(f"the TLS files are not a usable certificate and key: {exc}") from None
+        return context
+
+    def _on_hello(self, connection: ssl.SSLObject, _server_name: str | None, _context: ssl.SSLContext) -> None:
+        try:
+            stamp = self.files.stamp()
+            if stamp != self._stamp and self._lock.acquire(blocking=False):
+                try:
+                    self._reload(stamp)
+                finally:
+                    self._lock.release()
+            if self._current is not self.context:
+                connection.context = self._current
+        except Exception:  # an exception here would fail the handshake
+            log.exception("checking the TLS files failed; serving the previous certificate")
+
+    def _reload(self, stamp: Stamp) -> None:
+        try:
+            fresh = self._build()
+        except OSError as exc:
+            if stamp != self._refused:
+                self._refused = stamp
+                log.warning("TLS files changed but are not usable (%s); serving the previous certificate", exc)
+            return
+        if self.files.stamp() != stamp:
+            return  # replaced while being read: the next connection rereads them
+        self._stamp, self._refused, self._current = stamp, None, fresh
+        log.info("web UI TLS certificate reloaded from %s", self.files.certificate)
 
 
 def _stat(path: Path | None) -> tuple[int, int, int] | None:

@@ -36,7 +36,7 @@ _STATIC_TYPES = {"app.js": "text/javascript", "app.css": "text/css"}
 
 
 def add_routes(app: web.Application) -> None:
-    app.router.add_get("/", lambda _: _redirect("/executions"))
+    app.router.add_get("/", home)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/login", login_page)
     app.router.add_get("/static/{name}", static)
@@ -50,8 +50,9 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/events", changes)
 
 
-async def _redirect(location: str) -> web.StreamResponse:
-    raise web.HTTPFound(location)
+async def home(_request: web.Request) -> web.StreamResponse:
+    """`/` is the executions list (an async handler: aiohttp deprecates plain functions)."""
+    raise web.HTTPFound("/executions")
 
 
 async def healthz(request: web.Request) -> web.Response:
