@@ -21,6 +21,7 @@ import { type Duration, durationMs } from "./durations.js";
 import {
   type ChildExecution as ChildExecutionInfo,
   type ExecutionInfo,
+  type ListExecutionsRequest,
   type QueuedSignal as QueuedSignalInfo,
   type SignalWait as SignalWaitInfo,
   type StepInfo,
@@ -156,6 +157,11 @@ export interface Execution {
   readonly pauses: readonly ExecutionPause[];
   /** A reset run: the execution it was reset from; `null` otherwise. */
   readonly resetFrom: string | null;
+  /**
+   * The labels it was started with (`startExecution`'s `labels`); a continue-as-new run has its
+   * chain's, a child execution none. Empty from an engine before labels.
+   */
+  readonly labels: Readonly<Record<string, string>>;
 }
 
 /** Why an execution is held, who held it (the authenticated caller, "" without a token) and when. */
@@ -206,6 +212,32 @@ export interface SignalWithStartOptions {
   labels?: Record<string, string> | undefined;
 }
 
+/** What {@link Client.listExecutionsPage} and {@link Client.listExecutions} ask for; every filter given must hold. */
+export interface ListExecutionsOptions {
+  /** Executions of this workflow. */
+  workflow?: string | undefined;
+  /** Executions in any of these phases. */
+  phases?: readonly string[] | undefined;
+  /** Executions with every one of these labels (key and value). */
+  labels?: Readonly<Record<string, string>> | undefined;
+  /** Executions created at or after this time (inclusive). */
+  createdAfter?: Date | undefined;
+  /** Executions created before this time (exclusive). */
+  createdBefore?: Date | undefined;
+  /** Executions whose id contains this text (ASCII case ignored; `%` and `_` are literal), at most 128 characters. */
+  idContains?: string | undefined;
+  /** A page's size: default 100, at most 1000 (the engine answers at most 1000). */
+  limit?: number | undefined;
+  /** The `nextPageToken` of the previous page, with the same filters; absent for the first page. */
+  pageToken?: string | null | undefined;
+}
+
+/** One page of executions, newest first, and the token of the next page (`null` when this is the last). */
+export interface ExecutionPage {
+  readonly executions: readonly Execution[];
+  readonly nextPageToken: string | null;
+}
+
 /**
  * A client of the engine's `WorkflowService`.
  *
@@ -252,6 +284,49 @@ export class Client {
    */
   async getExecution(id: string, options: { latestRun?: boolean | undefined } = {}): Promise<Execution> {
     return executionFromProto(await this.#call(this.#client.getExecution, { id, latestRun: options.latestRun ?? false }));
+  }
+
+  /**
+   * One page of executions, newest first (by creation time, then id), and the token of the next
+   * one; every filter given must hold. Pass `nextPageToken` back as `pageToken`, with the same
+   * filters, for the next page: pages never skip or repeat an execution, even while new ones
+   * start. {@link listExecutions} follows the pages for you.
+   *
+   * ```ts
+   * const failed = { workflow: "orders", phases: ["Failed"], limit: 20 };
+   * const first = await client.listExecutionsPage(failed);
+   * if (first.nextPageToken !== null) {
+   *   const second = await client.listExecutionsPage({ ...failed, pageToken: first.nextPageToken });
+   * }
+   * ```
+   *
+   * Rejects with a `TypeError`, before sending anything, when `createdAfter` or `createdBefore`
+   * is an invalid `Date` or `limit` is not a whole number from 0 (0 is the engine's default, 100).
+   */
+  async listExecutionsPage(options: ListExecutionsOptions = {}): Promise<ExecutionPage> {
+    const reply = await this.#call(this.#client.listExecutions, listRequest(options));
+    return { executions: reply.executions.map(executionFromProto), nextPageToken: reply.nextPageToken || null };
+  }
+
+  /**
+   * Every execution the filters match, newest first, fetched a page (`limit`, default 100) at a
+   * time as the loop asks for them: {@link listExecutionsPage} following `nextPageToken` from
+   * `pageToken` (the first page without one) to the last page. Stopping the loop early
+   * (`break`) fetches no more pages.
+   *
+   * ```ts
+   * for await (const execution of client.listExecutions({ labels: { customer: "acme" } })) {
+   *   console.log(execution.id, execution.phase);
+   * }
+   * ```
+   */
+  async *listExecutions(options: ListExecutionsOptions = {}): AsyncGenerator<Execution, void, undefined> {
+    let pageToken = options.pageToken ?? null;
+    do {
+      const page = await this.listExecutionsPage({ ...options, pageToken });
+      yield* page.executions;
+      pageToken = page.nextPageToken;
+    } while (pageToken !== null);
   }
 
   /**
@@ -368,6 +443,35 @@ function fromServiceError(error: ServiceError): CerebelumError {
   return new CerebelumError(error.code, error.details || error.message);
 }
 
+/** The `ListExecutionsRequest` of `options`, checked before anything is sent. */
+function listRequest(options: ListExecutionsOptions): ListExecutionsRequest {
+  const limit = options.limit ?? 100;
+  if (!Number.isSafeInteger(limit) || limit < 0) {
+    throw new TypeError(`limit must be a whole number from 0, not ${String(limit)}`);
+  }
+  const phases = [...new Set(options.phases ?? [])];
+  return {
+    workflow: options.workflow ?? "",
+    // One phase goes in the field engines before `phases` read too, so they still filter by it.
+    phase: phases.length === 1 ? (phases[0] ?? "") : "",
+    phases: phases.length > 1 ? phases : [],
+    limit,
+    labels: { ...options.labels },
+    createdAfter: validTime("createdAfter", options.createdAfter),
+    createdBefore: validTime("createdBefore", options.createdBefore),
+    idContains: options.idContains ?? "",
+    pageToken: options.pageToken ?? "",
+  };
+}
+
+/** `at` when it is a valid `Date` (sent as a Timestamp), else a `TypeError`. */
+function validTime(name: string, at: Date | undefined): Date | undefined {
+  if (at !== undefined && !(at instanceof Date && Number.isFinite(at.getTime()))) {
+    throw new TypeError(`${name} must be a valid Date, not ${String(at)}`);
+  }
+  return at;
+}
+
 /** The Timestamp, else the epoch milliseconds an engine before 0.2 sends (0 for never). */
 function instant(stamp: Date | undefined, ms = 0): Date | null {
   return stamp ?? (ms > 0 ? new Date(ms) : null);
@@ -443,5 +547,6 @@ export function executionFromProto(info: ExecutionInfo): Execution {
       at: instant(pause.at),
     })),
     resetFrom: info.resetFrom || null,
+    labels: { ...info.labels },
   };
 }

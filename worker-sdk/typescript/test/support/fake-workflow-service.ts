@@ -48,7 +48,20 @@ export class FakeWorkflowService {
       applyWorkflow: unimplemented(),
       getWorkflow: unimplemented(),
       listWorkflows: unimplemented(),
-      listExecutions: unimplemented(),
+      listExecutions: (call, callback) => {
+        this.requests.push({ method: "listExecutions", request: call.request, metadata: flatten(call.metadata) });
+        // Not the engine's order or filters: `executions` in insertion order, those of the workflow
+        // and labels asked for, `limit` a page, and the offset of the next page as its token.
+        const { workflow, labels, limit, pageToken } = call.request;
+        const matching = [...this.executions.values()].filter(
+          (info) =>
+            (workflow === "" || info.workflow === workflow) &&
+            Object.entries(labels).every(([key, value]) => info.labels[key] === value),
+        );
+        const from = pageToken === "" ? 0 : Number(pageToken);
+        const to = from + (limit || 100);
+        callback(null, { executions: matching.slice(from, to), nextPageToken: to < matching.length ? String(to) : "" });
+      },
       getHistory: unimplemented(),
       reject: unimplemented(),
       listDeadLetters: unimplemented(),
@@ -73,6 +86,7 @@ export class FakeWorkflowService {
           phase: "Pending",
           inputJson: call.request.inputJson,
           createdAt: new Date(1_700_000_000_000),
+          labels: call.request.labels,
         });
         this.executions.set(info.id, info);
         callback(null, info);

@@ -5,6 +5,7 @@ import { CerebelumError, Client, TERMINAL_PHASES, WaitTimeoutError } from "@cere
 import {
   ExecutionInfo,
   type GetExecutionRequest,
+  type ListExecutionsRequest,
   type SignalExecutionRequest,
   type SignalWithStartRequest,
   type StartExecutionRequest,
@@ -171,6 +172,87 @@ test("startExecution sends the input as JSON and the execution id", async () => 
   assert.deepEqual(first, { workflow: "orders", inputJson: '{"id":"o-2"}', executionId: "ex-2", labels: {} });
   assert.deepEqual([second?.inputJson, second?.executionId], ["", ""]);
   assert.deepEqual([execution.id, execution.phase, execution.input], ["ex-2", "Pending", { id: "o-2" }]);
+});
+
+test("listExecutionsPage sends every filter, its times as Timestamps, and reads labels and the next token", async () => {
+  service.executions.set("order-1", ExecutionInfo.fromPartial({ id: "order-1", workflow: "orders", phase: "Running", labels: { customer: "acme" } }));
+  const after = new Date(1_700_000_000_123);
+  const before = new Date(1_700_000_900_000);
+
+  const page = await client.listExecutionsPage({
+    workflow: "orders",
+    phases: ["Running", "Failed", "Running"],
+    labels: { customer: "acme" },
+    createdAfter: after,
+    createdBefore: before,
+    idContains: "ORDER",
+    limit: 1,
+  });
+
+  const [request] = service.sent<ListExecutionsRequest>("listExecutions");
+  assert.deepEqual(request, {
+    workflow: "orders",
+    phase: "",
+    limit: 1,
+    labels: { customer: "acme" },
+    phases: ["Running", "Failed"],
+    createdAfter: after,
+    createdBefore: before,
+    idContains: "ORDER",
+    pageToken: "",
+  });
+  assert.deepEqual(page.executions.map((e) => [e.id, e.labels]), [["order-1", { customer: "acme" }]]);
+  assert.equal(page.nextPageToken, null);
+});
+
+test("listExecutionsPage sends one phase in the field older engines read, and nothing for filters not given", async () => {
+  await client.listExecutionsPage({ phases: ["Failed"], pageToken: "7" });
+  await client.listExecutionsPage();
+
+  const [one, none] = service.sent<ListExecutionsRequest>("listExecutions");
+  assert.deepEqual([one?.phase, one?.phases, one?.pageToken], ["Failed", [], "7"]);
+  assert.deepEqual(none, {
+    workflow: "",
+    phase: "",
+    limit: 100,
+    labels: {},
+    phases: [],
+    createdAfter: undefined,
+    createdBefore: undefined,
+    idContains: "",
+    pageToken: "",
+  });
+});
+
+test("listExecutionsPage refuses an invalid Date or limit before sending anything", async () => {
+  await assert.rejects(client.listExecutionsPage({ createdAfter: new Date("not a date") }), TypeError);
+  await assert.rejects(client.listExecutionsPage({ limit: 2.5 }), TypeError);
+  await assert.rejects(client.listExecutionsPage({ limit: -1 }), TypeError);
+  assert.deepEqual(service.sent("listExecutions"), []);
+});
+
+test("listExecutions follows the pages with the same filters, and fetches no more once the loop stops", async () => {
+  for (let n = 1; n <= 5; n += 1) {
+    await client.startExecution("orders", { n }, { executionId: `order-${n}`, labels: { team: n === 3 ? "ops" : "sales" } });
+  }
+
+  const listed = [];
+  for await (const execution of client.listExecutions({ workflow: "orders", labels: { team: "sales" }, limit: 2 })) {
+    listed.push([execution.id, execution.labels.team]);
+  }
+
+  assert.deepEqual(listed, [["order-1", "sales"], ["order-2", "sales"], ["order-4", "sales"], ["order-5", "sales"]]);
+  const requests = service.sent<ListExecutionsRequest>("listExecutions");
+  assert.deepEqual(requests.map((r) => [r.pageToken, r.workflow, r.labels, r.limit]), [
+    ["", "orders", { team: "sales" }, 2],
+    ["2", "orders", { team: "sales" }, 2],
+  ]);
+
+  for await (const execution of client.listExecutions({ limit: 2 })) {
+    assert.equal(execution.id, "order-1");
+    break;
+  }
+  assert.equal(service.sent("listExecutions").length, 3);
 });
 
 test("an error of the engine rejects with a CerebelumError carrying its code and message", async () => {
