@@ -7,6 +7,15 @@ with a 300 KiB input then needs a 300 KiB annotation; the API server refuses ann
 it forever. Keeping a digest instead of each spec stanza and of each long label or annotation value
 makes the record a few hundred bytes: a change still changes the digest, so kopf still sees
 *that* a field changed (all our update handlers need), only not the old value, which no handler reads.
+
+An Execution's record is not written to the object at all: writing it cost one API write per
+Execution (kopf's patch after the create handler), the hot path's largest fixed cost after the
+finalizer. `ExecutionsInMemory` keeps it in the operator's memory instead, keyed by uid, for as long
+as the Execution is watched (until it is labelled finished or deleted). What kopf loses is only
+the difference between "created" and "resumed" after a restart: with no record, kopf calls the
+create handlers for every Execution it lists, and ours are the resume handlers too
+(`handlers.execution_seen`), idempotent by uid. A change of the pause annotation while no operator
+ran is caught the same way: the create handler reads the annotation (`Reconciler.execution_seen`).
 """
 
 from __future__ import annotations
@@ -18,7 +27,9 @@ from typing import Any, cast
 
 import kopf
 
-__all__ = ["LONG_VALUE", "DigestDiffBaseStorage"]
+from .resources import GROUP
+
+__all__ = ["LONG_VALUE", "DigestDiffBaseStorage", "ExecutionsInMemory"]
 
 #: Label and annotation values longer than this are kept as a digest.
 LONG_VALUE = 256
@@ -58,3 +69,36 @@ class DigestDiffBaseStorage(kopf.AnnotationsDiffBaseStorage):
     def build(self, *, body: kopf.Body, extra_fields: Iterable[Any] | None = None) -> kopf.BodyEssence:
         essence = super().build(body=body, extra_fields=extra_fields)
         return cast(kopf.BodyEssence, condensed(cast(dict[str, Any], essence)))
+
+
+def _is_execution(body: kopf.Body) -> bool:
+    return body.get("kind") == "Execution" and str(body.get("apiVersion", "")).startswith(f"{GROUP}/")
+
+
+class ExecutionsInMemory(DigestDiffBaseStorage):
+    """`DigestDiffBaseStorage` for every kind but Executions, whose records stay in memory (by uid).
+
+    `forget` drops one (the Execution left the watch); at most one record per watched Execution is
+    kept, a few hundred bytes each (the condensed essence).
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._records: dict[str, kopf.BodyEssence] = {}
+
+    def fetch(self, *, body: kopf.Body) -> kopf.BodyEssence | None:
+        if _is_execution(body):
+            return self._records.get(str(body.metadata.uid))
+        return super().fetch(body=body)
+
+    def store(self, *, body: kopf.Body, patch: kopf.Patch, essence: kopf.BodyEssence) -> None:
+        if _is_execution(body):
+            self._records[str(body.metadata.uid)] = essence
+            return
+        super().store(body=body, patch=patch, essence=essence)
+
+    def forget(self, uid: str) -> None:
+        self._records.pop(uid, None)
+
+    def __len__(self) -> int:
+        return len(self._records)

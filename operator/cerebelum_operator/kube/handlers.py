@@ -38,11 +38,16 @@ def mark_finished(body: dict[str, Any], *, annotations: Mapping[str, str | None]
 
 
 def build_registry(
-    reconciler: Reconciler, *, on_execution_seen: Callable[[str], None] | None = None
+    reconciler: Reconciler,
+    *,
+    on_execution_seen: Callable[[str], None] | None = None,
+    on_execution_gone: Callable[[str], None] | None = None,
 ) -> kopf.OperatorRegistry:
     """A fresh registry (not kopf's global one), so the handlers exist only in an operator we start.
 
-    `on_execution_seen`: told the uid of each Execution once its handler ran (`catch_up.CatchUp`)."""
+    `on_execution_seen`: told the uid of each Execution once its handler ran (`catch_up.CatchUp`);
+    `on_execution_gone`: told the uid of each Execution that left the watch (labelled finished, or
+    deleted), so what is kept in memory about it goes (`bookkeeping.ExecutionsInMemory`)."""
     registry = kopf.OperatorRegistry()
 
     @kopf.on.login(registry=registry)
@@ -93,6 +98,17 @@ def build_registry(
     async def execution_finished(body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
         annotations = await reconciler.execution_finished(ObjectView.of(body))
         patch.fns.append(functools.partial(mark_finished, annotations=annotations))
+
+    if on_execution_gone is not None:
+        gone = on_execution_gone
+
+        def left_the_watch(type: str | None, **_: Any) -> bool:
+            return type == "DELETED"
+
+        # DELETED is also what the watch says of an object labelled finished: it left the selector.
+        @kopf.on.event(GROUP, VERSION, "executions", when=left_the_watch, registry=registry)
+        def execution_gone(body: kopf.Body, **_: Any) -> None:
+            gone(str(body.metadata.uid))
 
     def in_flight(status: kopf.Status, **_: Any) -> bool:
         return status.get("phase") not in TERMINAL_PHASES

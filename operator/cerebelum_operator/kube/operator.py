@@ -25,7 +25,7 @@ from ..api import AccessPolicy, Guard
 from ..runtime import Clock, SystemClock
 from ..server import EngineServer, ServerConfig
 from .approvers import AdmissionPolicyCheck, ApproverCheck, TrustClaimedApprover, Unreachable
-from .bookkeeping import DigestDiffBaseStorage
+from .bookkeeping import ExecutionsInMemory
 from .catch_up import CatchUp
 from .client import KubeApi, NoKubeConfig
 from .expirer import FINISHED_LABEL, ExecutionExpirer
@@ -111,14 +111,16 @@ async def _approver_check(config: OperatorConfig, api: KubeApi, clock: Clock) ->
     return check
 
 
-def _settings() -> kopf.OperatorSettings:
+def _settings(diffbase: ExecutionsInMemory | None = None) -> kopf.OperatorSettings:
+    """`diffbase`: where kopf keeps what it last handled (`bookkeeping`); a fresh one if None."""
     settings = kopf.OperatorSettings()
     # kopf turns every handler log line of level INFO into an Event: one API write per handler run.
     settings.posting.level = logging.WARNING
     settings.persistence.finalizer = FINALIZER
     # kopf's last-handled record keeps digests, not the spec: a large input must not outgrow the
-    # API server's 256 KiB annotation limit (a 422 on every patch, retried forever).
-    settings.persistence.diffbase_storage = DigestDiffBaseStorage()
+    # API server's 256 KiB annotation limit (a 422 on every patch, retried forever). An Execution's
+    # is kept in memory, not written: one API write fewer per Execution.
+    settings.persistence.diffbase_storage = diffbase if diffbase is not None else ExecutionsInMemory()
     # A finished Execution is labelled so (`handlers.execution_finished`) and is out of the watch: a
     # restart neither lists nor handles it, and kopf keeps no memory of it. The initial lists are paged.
     settings.watching.label_selectors[GROUP, VERSION, "executions"] = f"!{FINISHED_LABEL}"
@@ -273,9 +275,10 @@ async def _lead(
             metrics.execution_handler_runs.inc()
             catch_up.seen(uid)
 
+        diffbase = ExecutionsInMemory()
         await kopf.operator(
-            registry=build_registry(reconciler, on_execution_seen=seen),
-            settings=_settings(),
+            registry=build_registry(reconciler, on_execution_seen=seen, on_execution_gone=diffbase.forget),
+            settings=_settings(diffbase),
             standalone=True,
             clusterwide=not config.namespaces,
             namespaces=list(config.namespaces),

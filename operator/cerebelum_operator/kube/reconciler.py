@@ -268,7 +268,8 @@ class Reconciler:
             # retention period has removed its history since. Never started again; the object goes.
             return self._history_gone(execution)
         self._track(execution, execution.uid)
-        return Outcome(event=("Normal", "Started", f"execution {execution.uid} of workflow {workflow_name} started"))
+        # No `Started` Event: the status says so (one API write per Execution saved; docs/architecture.md).
+        return Outcome()
 
     async def execution_paused(self, execution: ObjectView) -> None:
         """Hold the execution while it has the pause annotation, and let it go when it has it no more."""
@@ -298,6 +299,7 @@ class Reconciler:
             status=execution.status,
             generation=execution.generation,
             parent_name=parent_name,
+            just_created=not execution.status,
         )
 
     async def _child_seen(self, execution: ObjectView) -> Outcome:
@@ -310,13 +312,8 @@ class Reconciler:
         owner = owner_of(execution.owners)
         self._track(execution, engine_id, parent_name=owner.name if owner is not None else None)
         await self.children.ensure_children(execution.ref("Execution"), engine_id)
-        if execution.status.get("executionId") == engine_id:
-            return Outcome()  # seen before (a resume)
-        scheduler = owner_of(execution.owners, kind="Schedule")
-        if scheduler is not None:
-            return Outcome(event=("Normal", "Started", f"execution {engine_id} started by schedule {scheduler.name}"))
-        parent = owner.name if owner is not None else "?"
-        return Outcome(event=("Normal", "Started", f"child execution {engine_id} of {parent} started"))
+        # No `Started` Event: its owner reference and status (`parent`) say who started it.
+        return Outcome()
 
     async def engine_id_of(self, execution: ObjectView) -> str:
         """The engine execution the object views: its uid, or for a child's object the annotated id,

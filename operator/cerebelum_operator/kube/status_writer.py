@@ -6,6 +6,16 @@ each dirty execution at most once per `min_interval_s`, sends only the fields th
 spends API writes from one token bucket (`rate_limit.TokenBucket`) shared with the Events and
 finalizer patches. Its waits run on the injected clock, so its tests move a fake one.
 
+Not every change is worth the same. An execution's end is written at once (the interval does not
+hold it back: whoever waits for it should not wait longer, and it is the write that lets its object
+be labelled finished). A new object's first write waits one interval, so an execution that ends
+within it gets one status write, its last. A change of phase is written within `min_interval_s`;
+progress within a phase (the current step, counters, heartbeats) at most every
+`progress_interval_s`, which grows with the number of objects followed so that progress writes
+spend at most `progress_writes_per_second` between them (by default a quarter of the budget):
+with a few executions their status moves every interval, with hundreds the budget goes to
+phases and ends, not to counters nobody can read that fast.
+
 An object is tracked by the engine id it views (its uid, or a child's annotation), which is a
 continue-as-new chain's first run: when the run it projects ends `ContinuedAsNew`, the writer
 moves on to the chain's latest run and keeps writing into the same object.
@@ -36,10 +46,12 @@ JSON = Any
 # kopf's own finalizer, renamed: kopf keeps it on an Execution only while work is in flight.
 FINALIZER = "cerebelum.io/cancel-on-delete"
 
+# Events only for what someone may have to act on: a wait for a person or a system, an end other
+# than success. A success (and a start) shows in the status alone: an Event each cost two API writes
+# per Execution, as many as all its status writes (docs/architecture.md, "API writes per Execution").
 _PHASE_EVENTS = {
     "WaitingForApproval": ("Normal", "WaitingForApproval", "step {step} waits for an Approval"),
     "WaitingForSignal": ("Normal", "WaitingForSignal", "step {step} waits for a Signal"),
-    "Succeeded": ("Normal", "Succeeded", "execution succeeded"),
     "Failed": ("Warning", "Failed", "execution failed: {error}"),
     "Cancelled": ("Normal", "Cancelled", "execution cancelled"),
 }
@@ -65,7 +77,14 @@ class _Tracked:
     run_id: str  # the run projected now: the chain's latest known
     parent_name: str | None = None
     written: dict[str, JSON] = field(default_factory=dict)
-    next_write_at: float = 0.0
+    next_write_at: float = 0.0  # no write before: min_interval_s after the last
+    progress_at: float = 0.0  # no write of progress alone before: progress_interval_s after the last
+    phase: ExecutionPhase | None = None  # the phase shown (`display_phase`) when last projected
+
+
+def _ends(state: ExecutionState) -> bool:
+    """The run ended, and with it the chain (a run continued as new has a successor)."""
+    return state.phase.terminal and state.phase != ExecutionPhase.CONTINUED_AS_NEW
 
 
 class StatusWriter:
@@ -81,13 +100,18 @@ class StatusWriter:
         concurrency: int = 8,
         limits: ProjectionLimits | None = None,
         bucket: TokenBucket | None = None,
+        progress_writes_per_second: float | None = None,
     ) -> None:
-        """`bucket`: the API write budget shared with the other writers; one of `writes_per_second`/`burst` if None."""
+        """`bucket`: the API write budget shared with the other writers; one of `writes_per_second`/`burst` if None;
+        `progress_writes_per_second`: what writes of progress alone may spend (None: a quarter of the bucket's rate)."""
         self.engine = engine
         self.api = api
         self.bucket = bucket if bucket is not None else TokenBucket(rate=writes_per_second, burst=burst, clock=clock)
         self._clock = clock
         self._min_interval_s = min_interval_s
+        self._progress_rate = progress_writes_per_second or self.bucket.rate / 4
+        self._urgent: set[str] = set()  # ended: written without waiting for the interval
+        self._phase_changed: set[str] = set()  # written after min_interval_s, not progress_interval_s
         self._limits = limits or ProjectionLimits()
         self._tracked: dict[str, _Tracked] = {}
         self._chains: dict[str, str] = {}  # a later run's id -> the tracked first run's
@@ -112,15 +136,24 @@ class StatusWriter:
         status: dict[str, JSON] | None,
         generation: int | None,
         parent_name: str | None = None,
+        just_created: bool = False,
     ) -> None:
         """Project `execution_id` (and the runs that continue it) onto `ref`; `status` is what the
-        object shows now; `parent_name`: the owner Execution of a child's object."""
+        object shows now; `parent_name`: the owner Execution of a child's object; `just_created`:
+        the object is new, so its first write waits one interval (an execution that ends within it
+        gets one status write, its last)."""
         if execution_id not in self._tracked:
-            self._tracked[execution_id] = _Tracked(
-                ref, generation, execution_id, parent_name=parent_name, written=dict(status or {})
-            )
+            tracked = _Tracked(ref, generation, execution_id, parent_name=parent_name, written=dict(status or {}))
+            if just_created:
+                tracked.next_write_at = self._clock.now_s() + self._min_interval_s
+            self._tracked[execution_id] = tracked
             self._unwritten.add(execution_id)
         self.mark(execution_id)
+
+    @property
+    def progress_interval_s(self) -> float:
+        """How long progress alone waits after a write: `min_interval_s`, or longer with many objects."""
+        return max(self._min_interval_s, len(self._tracked) / self._progress_rate)
 
     def add_finish_listener(self, listener: FinishListener) -> None:
         """Called once the object's status is finished, also for one resumed already finished, and
@@ -133,6 +166,8 @@ class StatusWriter:
             self._chains.pop(tracked.run_id, None)
         self._dirty.discard(execution_id)
         self._unwritten.discard(execution_id)
+        self._urgent.discard(execution_id)
+        self._phase_changed.discard(execution_id)
 
     def unwritten_ids(self) -> set[str]:
         """Objects tracked whose status has not been projected once yet (written, or found current)."""
@@ -152,8 +187,14 @@ class StatusWriter:
         return not self._dirty and not self._in_flight and not self._flushes
 
     def on_change(self, execution_id: str, state: ExecutionState) -> None:
-        if state.chain_id in self._tracked:  # the run itself, or a later run of a tracked chain
-            self.mark(state.chain_id)
+        tracked = self._tracked.get(state.chain_id)  # the run itself, or a later run of a tracked chain
+        if tracked is None:
+            return
+        if _ends(state):
+            self._urgent.add(state.chain_id)
+        elif state.display_phase() != tracked.phase:
+            self._phase_changed.add(state.chain_id)
+        self.mark(state.chain_id)
 
     def on_progress(self, execution_id: str) -> None:
         """A running step reported new progress: written like any change, at most every `min_interval_s`."""
@@ -189,10 +230,18 @@ class StatusWriter:
                 continue
             if execution_id in self._in_flight:
                 continue
-            if tracked.next_write_at > now:
-                next_due = tracked.next_write_at if next_due is None else min(next_due, tracked.next_write_at)
+            if execution_id in self._urgent:
+                due = now
+            elif execution_id in self._phase_changed or tracked.phase is None:
+                due = tracked.next_write_at
+            else:
+                due = max(tracked.next_write_at, tracked.progress_at)
+            if due > now:
+                next_due = due if next_due is None else min(next_due, due)
                 continue
             self._dirty.discard(execution_id)
+            self._urgent.discard(execution_id)
+            self._phase_changed.discard(execution_id)
             self._in_flight.add(execution_id)
             task = asyncio.create_task(self._flush(execution_id, tracked))
             self._flushes.add(task)
@@ -261,7 +310,10 @@ class StatusWriter:
         }
         if changed:
             await self.api.patch_status(tracked.ref, changed)
-            tracked.next_write_at = self._clock.now_s() + self._min_interval_s
+            now = self._clock.now_s()
+            tracked.next_write_at = now + self._min_interval_s
+            tracked.progress_at = now + self.progress_interval_s
+        tracked.phase = state.display_phase()
         previous_phase = tracked.written.get("phase")
         tracked.written = status
         phase = status["phase"]

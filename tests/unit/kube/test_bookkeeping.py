@@ -1,4 +1,5 @@
-"""kopf's last-handled record stays small whatever the object holds, and still shows what changed."""
+"""kopf's last-handled record stays small whatever the object holds, and still shows what changed;
+an Execution's is kept in memory and costs no API write."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from typing import Any
 
 import kopf
 
+from cerebelum_operator.kube.bookkeeping import ExecutionsInMemory
 from cerebelum_operator.kube.operator import _settings
 
 ANNOTATION_LIMIT = 256 * 1024  # the API server's limit on all of an object's annotations together
@@ -15,12 +17,18 @@ KEY = "kopf.zalando.org/last-handled-configuration"
 
 
 def execution(
-    input_: Any, *, labels: dict[str, str] | None = None, annotations: dict[str, str] | None = None
+    input_: Any,
+    *,
+    labels: dict[str, str] | None = None,
+    annotations: dict[str, str] | None = None,
+    kind: str = "Schedule",
+    uid: str = "u-1",
 ) -> kopf.RawBody:
+    """An object with a large spec; of a kind whose record kopf keeps in an annotation (not an Execution)."""
     body: kopf.RawBody = {
         "apiVersion": "cerebelum.io/v1alpha1",
-        "kind": "Execution",
-        "metadata": {"name": "big", "namespace": "team-a", "uid": "u-1"},
+        "kind": kind,
+        "metadata": {"name": "big", "namespace": "team-a", "uid": uid},
         "spec": {"workflow": "pipeline", "input": input_},
         "status": {"phase": "Running"},
     }
@@ -68,3 +76,31 @@ def test_a_mebibyte_input_is_recorded_in_under_a_kibibyte_and_a_change_of_spec_s
     assert json.loads(annotation) == essence  # fetch reads back what store wrote
     assert same == essence
     assert other["spec"] != essence["spec"]  # what an update handler on field "spec" compares
+
+
+def test_an_execution_s_record_is_kept_in_memory_by_uid_writes_nothing_and_is_forgotten() -> None:
+    storage = _settings().persistence.diffbase_storage
+    assert isinstance(storage, ExecutionsInMemory)
+    first = kopf.Body(execution({"n": 1}, kind="Execution", uid="u-1"))
+    other = kopf.Body(execution({"n": 2}, kind="Execution", uid="u-2"))
+    assert storage.fetch(body=first) is None  # never seen: kopf calls the create handlers
+
+    essence = storage.build(body=first)
+    patch = kopf.Patch()
+    storage.store(body=first, patch=patch, essence=essence)
+
+    assert not patch, "no API write for an Execution's record"
+    assert storage.fetch(body=first) == essence
+    assert storage.fetch(body=other) is None
+    assert len(storage) == 1
+    storage.forget("u-1")
+    assert storage.fetch(body=first) is None and len(storage) == 0
+
+
+def test_an_execution_s_record_in_an_annotation_from_an_older_operator_is_not_read() -> None:
+    """Objects an older operator handled carry its annotation; this one calls the create handlers
+    for them (idempotent by uid) instead of trusting a record it did not write."""
+    storage = _settings().persistence.diffbase_storage
+    _, annotation = recorded(execution({"n": 1}))
+    raw = execution({"n": 1}, kind="Execution", annotations={KEY: annotation})
+    assert storage.fetch(body=kopf.Body(raw)) is None

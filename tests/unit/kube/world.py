@@ -119,6 +119,7 @@ class FakeWriter:
         status: dict[str, Any] | None,
         generation: int | None,
         parent_name: str | None = None,
+        just_created: bool = False,
     ) -> None:
         self.track_calls.append(execution_id)
         self.refs.setdefault(execution_id, ref)
