@@ -252,10 +252,16 @@ def test_the_read_only_account_sees_no_approve_form_and_its_approval_is_refused(
     )
     assert status == 403, page[-2000:]
     assert "readOnly" in page and ui.username("auditor") in page
-    phase = ui.control_plane.kubectl(
-        "get", "execution/release-2", "-n", ui.namespace, "-o", "jsonpath={.status.phase}"
-    ).stdout
-    assert phase == "WaitingForApproval"
+
+    def phase() -> str:
+        return ui.control_plane.kubectl(
+            "get", "execution/release-2", "-n", ui.namespace, "-o", "jsonpath={.status.phase}"
+        ).stdout
+
+    # The object's status follows the engine within one status interval; the refused approval
+    # must not have moved it past the wait.
+    wait_until(lambda: phase() != "", within=30, what="release-2's first status write")
+    assert phase() == "WaitingForApproval"
 
 
 def test_an_account_the_policy_does_not_name_may_neither_sign_in_nor_read(ui: OperatorUi) -> None:
