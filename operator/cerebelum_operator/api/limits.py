@@ -60,20 +60,37 @@ def check_request(request: Message, rpc: str) -> None:
     _check(request, rpc, "")
 
 
-def _check(message: Message, rpc: str, prefix: str) -> None:
-    for field, value in message.ListFields():
-        path = f"{prefix}{field.name}"
-        if field.type == FieldDescriptor.TYPE_MESSAGE and _is_map(field):
-            _check_map(field, value, rpc, path)
-        elif field.type == FieldDescriptor.TYPE_MESSAGE:
-            for item in value if field.is_repeated else (value,):
-                _check(item, rpc, f"{path}.")
+_SKIP, _TEXT, _MESSAGE, _MAP = range(4)
+# What `_check` does with each field, worked out once per field: it runs on every request.
+_PLANS: dict[FieldDescriptor, tuple[int, int]] = {}
+
+
+def _plan(field: FieldDescriptor) -> tuple[int, int]:
+    plan = _PLANS.get(field)
+    if plan is None:
+        if field.type == FieldDescriptor.TYPE_MESSAGE:
+            plan = (_MAP if _is_map(field) else _MESSAGE, 0)
         elif field.type == FieldDescriptor.TYPE_STRING and not field.name.endswith("_json"):
             limit = TEXT_LIMITS.get(field.name, DEFAULT_TEXT_LIMIT)
-            if limit is None:
-                continue
+            plan = (_SKIP, 0) if limit is None else (_TEXT, limit)
+        else:
+            plan = (_SKIP, 0)
+        _PLANS[field] = plan
+    return plan
+
+
+def _check(message: Message, rpc: str, prefix: str) -> None:
+    for field, value in message.ListFields():
+        kind, limit = _plan(field)
+        if kind == _TEXT:
             for text in value if field.is_repeated else (value,):
-                limits.check_text(text, what=f"{rpc}: {path}", limit=limit)
+                if len(text) > limit:  # the message (and its path) only for a string over its limit
+                    limits.check_text(text, what=f"{rpc}: {prefix}{field.name}", limit=limit)
+        elif kind == _MESSAGE:
+            for item in value if field.is_repeated else (value,):
+                _check(item, rpc, f"{prefix}{field.name}.")
+        elif kind == _MAP:
+            _check_map(field, value, rpc, f"{prefix}{field.name}")
 
 
 def _is_map(field: FieldDescriptor) -> bool:

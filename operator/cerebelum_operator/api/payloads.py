@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from ..model.limits import DEFAULT_MAX_PAYLOAD_BYTES
+from ..model.limits import DEFAULT_MAX_PAYLOAD_BYTES, compact_json
 
 __all__ = ["DEFAULT_MAX_PAYLOAD_BYTES", "PayloadError", "PayloadTooLarge", "dump_json", "parse_json"]
 
@@ -49,4 +49,4 @@ def _not_json(constant: str) -> Any:
 
 
 def dump_json(value: Any) -> str:
-    return "" if value is None else json.dumps(value, separators=(",", ":"))
+    return "" if value is None else compact_json(value)

@@ -6,9 +6,10 @@ rebuilds exactly the state the engine had: that is how resurrection works.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
-from typing import Any
+from typing import Any, TypeVar
 
 from ..model import StepConfig, WorkflowDefinition, code_step_config
 from ..model.limits import json_size
@@ -84,6 +85,7 @@ __all__ = [
 ]
 
 JSON = Any
+_T = TypeVar("_T")
 
 
 class ExecutionPhase(StrEnum):
@@ -382,28 +384,27 @@ class ExecutionState:
         (copy on write): a decision changes one or two steps, and copying all of them made
         every decision cost O(steps) for long timelines.
         """
-        return replace(
-            self,
-            steps=dict(self.steps),
-            owned_steps=set(),
-            results=dict(self.results),
-            result_sizes=dict(self.result_sizes),
-            finished_tokens=set(self.finished_tokens),
-            jump_counts=dict(self.jump_counts),
-            jump_limits=dict(self.jump_limits),
-            sleeps=dict(self.sleeps),
-            approvals=dict(self.approvals),
-            dead_letters=dict(self.dead_letters),
-            vars=dict(self.vars),
-            completed=list(self.completed),
-            fan_outs={name: fan.copy() for name, fan in self.fan_outs.items()},
-            signal_waits=dict(self.signal_waits),
-            live_children=dict(self.live_children),
-            code_steps=dict(self.code_steps),
-            code_args=dict(self.code_args),
-            holds=dict(self.holds),
-            held_steps=dict(self.held_steps),
-        )
+        copy = _shallow_copy(self)
+        copy.steps = dict(self.steps)
+        copy.owned_steps = set()
+        copy.results = dict(self.results)
+        copy.result_sizes = dict(self.result_sizes)
+        copy.finished_tokens = set(self.finished_tokens)
+        copy.jump_counts = dict(self.jump_counts)
+        copy.jump_limits = dict(self.jump_limits)
+        copy.sleeps = dict(self.sleeps)
+        copy.approvals = dict(self.approvals)
+        copy.dead_letters = dict(self.dead_letters)
+        copy.vars = dict(self.vars)
+        copy.completed = list(self.completed)
+        copy.fan_outs = {name: fan.copy() for name, fan in self.fan_outs.items()}
+        copy.signal_waits = dict(self.signal_waits)
+        copy.live_children = dict(self.live_children)
+        copy.code_steps = dict(self.code_steps)
+        copy.code_args = dict(self.code_args)
+        copy.holds = dict(self.holds)
+        copy.held_steps = dict(self.held_steps)
+        return copy
 
     def step(self, name: str) -> StepState:
         """The step's state, to read or change: a private copy if it was shared with the original."""
@@ -412,7 +413,7 @@ class ExecutionState:
         if state is None:
             state = self.steps[name] = StepState()
         elif owned is not None and name not in owned:
-            state = self.steps[name] = replace(state)
+            state = self.steps[name] = _copy_step(state)
         else:
             return state
         if owned is not None:
@@ -469,6 +470,26 @@ class ExecutionState:
     def chain_id(self) -> str:
         """The continue-as-new chain's name: its first run's id (this one's for a first run)."""
         return self.first_run_id or self.execution_id
+
+
+def _shallow_copier(cls: type[_T]) -> Callable[[_T], _T]:
+    """A function copying every slot of a `cls` into a new one, as straight-line code.
+
+    `clone` runs twice per step (a completion, then its eager lease); `dataclasses.replace`
+    spent about 13 µs of it re-running `__init__` over every field, this about 0.5 µs.
+    Generated the way `dataclasses` generates `__init__`, from the class's own slots.
+    """
+    names = [name for name in getattr(cls, "__slots__", ()) if name.isidentifier()]
+    assert names, f"{cls.__name__} has no slots to copy"
+    body = "".join(f"    copy.{name} = state.{name}\n" for name in names)
+    namespace: dict[str, Any] = {"cls": cls, "new": object.__new__}
+    exec(f"def copy_state(state):\n    copy = new(cls)\n{body}    return copy\n", namespace)
+    copier: Callable[[_T], _T] = namespace["copy_state"]
+    return copier
+
+
+_shallow_copy = _shallow_copier(ExecutionState)
+_copy_step = _shallow_copier(StepState)  # copy on write of one step (`ExecutionState.step`)
 
 
 _ARGUMENTS_FRAME = len('{"input":,"results":{}}')

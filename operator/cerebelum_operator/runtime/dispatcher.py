@@ -190,8 +190,13 @@ class Dispatcher:
     ) -> Waiter:
         """A completing worker offers its freed slot: a task that decisions lease eagerly meanwhile (its
         execution's next step above all) may go to it, for the completion's reply. End with `collect`."""
-        waiter = self.book.wait(worker_id, task_queue, frozenset(steps), namespaces, in_reply=True)
-        self._futures[waiter] = asyncio.get_running_loop().create_future()
+        wanted = frozenset(steps)
+        waiter = self.book.wait(worker_id, task_queue, wanted, namespaces, in_reply=True)
+        future = self._futures[waiter] = asyncio.get_running_loop().create_future()
+        kept = self.book.take_undelivered(worker_id, wanted)  # a lease whose poll stopped: this reply takes it
+        if kept is not None:
+            self.book.stop_waiting(waiter)
+            future.set_result(kept)
         return waiter
 
     def collect(self, waiter: Waiter) -> GrantedTask | None:

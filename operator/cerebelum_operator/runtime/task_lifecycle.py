@@ -28,9 +28,9 @@ Invariants (each checked by tests/unit/runtime/test_task_lifecycle.py):
    oldest-waiting poller that serves its (task queue, step, namespace); a poll takes the oldest
    ready task it may take.
 5. A lease whose poller stopped listening before it committed (an eager reservation, or a poll
-   cancelled while the glue leased the task it took) is kept for that worker's next poll
-   (undelivered), and handed out only while the worker still holds it; a lease nobody collects
-   expires like any other.
+   cancelled while the glue leased the task it took) goes to another poll or stand-by of that
+   worker waiting then, else is kept for that worker's next poll or stand-by (undelivered), and
+   handed out only while the worker still holds it; a lease nobody collects expires like any other.
 6. A lease expires at its heartbeat deadline (``lease_ms`` after the last heartbeat, never past the
    attempt's deadline) or at the attempt's deadline, whichever comes first.
 7. Every poll is recorded per task queue and per (task queue, step), in bounded maps, so a step
@@ -486,11 +486,31 @@ class TaskBook:
         granted = self.granted(queued, reservation.workflow)
         assert granted is not None
         waiter = reservation.waiter
-        if not waiter.listening:  # it stopped waiting meanwhile: its worker's next poll takes it
-            self._undelivered.setdefault(waiter.worker_id, []).append(granted)
-            return []
+        if not waiter.listening:  # it stopped waiting meanwhile: to another poll of its worker
+            return self._undelivered_to(
+                waiter.worker_id, queued.task_queue, namespace_of(reservation.workflow), granted
+            )
         waiter.listening = False
         return [Offer(waiter, granted)]
+
+    def _undelivered_to(self, worker_id: str, task_queue: str, namespace: str, granted: GrantedTask) -> list[Offer]:
+        """A lease whose poller stopped listening: offered at once to a poll (or a completion standing
+        by) of the same worker waiting now, else kept for that worker's next poll or stand-by.
+
+        Kept only, it waited for a poll that had not started yet: a worker whose polls were all
+        parked in long waits, or whose slots all came back through completions, got it only when a
+        poll ended, or never, and the step then waited out its whole lease (30 s stalls under load).
+        """
+        waiting = self._waiting.get(task_queue, [])
+        other = next((w for w in waiting if w.worker_id == worker_id and w.accepts(granted.step, namespace)), None)
+        if other is None:
+            self._undelivered.setdefault(worker_id, []).append(granted)
+            return []
+        waiting.remove(other)
+        if not waiting:
+            del self._waiting[task_queue]
+        other.listening = False
+        return [Offer(other, granted)]
 
     def granted(self, task: QueuedTask, workflow: str) -> GrantedTask | None:
         """What the worker receives once `task`'s lease has committed; None if it is not leased."""
@@ -603,6 +623,13 @@ class TaskBook:
         now_ms: int,
     ) -> QueuedTask | GrantedTask | None:
         """What a poll gets at once: a lease kept for this worker, else a ready task to lease, else None."""
+        granted = self.take_undelivered(worker_id, steps)
+        if granted is not None:
+            return granted
+        return self._take_ready(task_queue, worker_id, steps, namespaces, now_ms)
+
+    def take_undelivered(self, worker_id: str, steps: frozenset[str]) -> GrantedTask | None:
+        """A lease kept for this worker (its poller had stopped listening) that it still holds."""
         pending = self._undelivered.get(worker_id)
         while pending:
             granted = pending.pop(0)
@@ -612,7 +639,7 @@ class TaskBook:
                     del self._undelivered[worker_id]
                 return granted
         self._undelivered.pop(worker_id, None)
-        return self._take_ready(task_queue, worker_id, steps, namespaces, now_ms)
+        return None
 
     def _take_ready(
         self, task_queue: str, worker_id: str, steps: frozenset[str], namespaces: frozenset[str] | None, now_ms: int
@@ -665,9 +692,9 @@ class TaskBook:
         """A poller that stopped waiting returns what it was offered: a task, or a lease kept for its worker."""
         if isinstance(item, GrantedTask):
             leased = self._leased.get(item.token)
-            if leased is not None:
-                self._undelivered.setdefault(leased.worker_id, []).append(item)
-            return []
+            if leased is None:
+                return []
+            return self._undelivered_to(leased.worker_id, leased.task_queue, leased.namespace, item)
         return self._put_back(item, now_ms)
 
     def drop(self, token: str) -> None:

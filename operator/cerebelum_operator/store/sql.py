@@ -55,6 +55,7 @@ from ..engine.actions import (
 from ..engine.events import RecordedEvent, event_from_record
 from ..engine.rates import RateLimit
 from ..engine.state import ExecutionPhase
+from ..model.limits import compact_json
 from . import schema
 from .base import (
     JSON,
@@ -78,6 +79,7 @@ from .base import (
     WorkflowRow,
 )
 from .migrations import apply_migrations
+from .prepared import PreparedStatements
 from .sql_flow import SqlFlowControl
 from .sql_listing import SqlListing, label_rows
 from .sql_schedules import SqlSchedules
@@ -91,7 +93,7 @@ _LABELS_SINCE = 8  # the schema version that has execution_labels
 
 def dumps_json(value: JSON) -> str:
     """Compact JSON for every JSON column: smaller rows, a little less work per write."""
-    return json.dumps(value, separators=(",", ":"))
+    return compact_json(value)
 
 
 def _columns(table: Table, row_type: type[Any]) -> list[Any]:
@@ -132,6 +134,7 @@ class SqlEventStore(SqlSchedules, SqlFlowControl, SqlListing, EventStore):
         self._write_engine = engine.execution_options(**write_options) if write_options else engine
         self._build_statements()
         self._schedule_statements()
+        self._prepared = PreparedStatements()  # the append's statements, run on the driver (store/prepared.py)
         self._events_format = 0  # the newest event format recorded as written (0: not read yet)
         self._schema_version = 0  # what `migrate` left; tools that open a store without it skip newer tables
 
@@ -414,7 +417,7 @@ class SqlEventStore(SqlSchedules, SqlFlowControl, SqlListing, EventStore):
         """All the batch's events in one executemany: nothing else in the transaction reads them."""
         if event_rows:
             with self._batched(conn):
-                conn.execute(self._insert_events, event_rows)
+                self._prepared.executemany(conn, self._insert_events, event_rows)
 
     def _append_on(self, conn: Connection, request: AppendRequest, event_rows: list[dict[str, Any]]) -> None:
         """Everything of one append but its events, which go to `event_rows` for one insert per batch."""
@@ -449,10 +452,14 @@ class SqlEventStore(SqlSchedules, SqlFlowControl, SqlListing, EventStore):
             "updated_at_ms": summary.updated_at_ms,
         }
         if new_execution is None:
-            workflow = conn.execute(
+            advanced = self._prepared.execute(
+                conn,
                 self._advance_execution,
                 {"b_execution_id": execution_id, "b_expected_seq": expected_seq, **index_row},
-            ).scalar()
+            )
+            returned = advanced.fetchone()
+            advanced.close()
+            workflow = None if returned is None else returned[0]
             if workflow is None:
                 raise self._conflict(conn, execution_id, expected_seq)
         else:
@@ -493,7 +500,7 @@ class SqlEventStore(SqlSchedules, SqlFlowControl, SqlListing, EventStore):
             statements, params = self._action_handlers[kind]
             rows = [params(action, context) for action in group]
             for statement in statements:
-                conn.execute(statement, rows)
+                self._prepared.executemany(conn, statement, rows)
         self._record_starts(conn, actions, context)
 
     def _record_starts(self, conn: Connection, actions: Sequence[Action], context: _AppendContext) -> None:
@@ -504,7 +511,8 @@ class SqlEventStore(SqlSchedules, SqlFlowControl, SqlListing, EventStore):
         """
         leased = [a.token for a in actions if isinstance(a, LeaseTask)] + list(context.leases)
         if leased:
-            conn.execute(self._record_start, [{"b_token": token, "b_now_ms": context.now_ms} for token in leased])
+            rows = [{"b_token": token, "b_now_ms": context.now_ms} for token in leased]
+            self._prepared.executemany(conn, self._record_start, rows)
 
     def get_execution(self, execution_id: str) -> ExecutionRow | None:
         with self._read() as conn:

@@ -354,6 +354,38 @@ def test_a_lease_that_commits_after_its_poller_stopped_waits_for_that_workers_ne
     assert take(book, "w1") is None, "handed out once"
 
 
+def test_a_lease_whose_stand_by_stopped_goes_at_once_to_a_poll_of_the_same_worker_waiting_now() -> None:
+    # Under load: another execution's decision reserves a completion standing by, whose reply leaves
+    # before that decision commits. The worker's polls were waiting all along: one of them takes it,
+    # instead of the lease waiting for a poll that starts later (or never) and expiring.
+    book = TaskBook()
+    waiting(book, "w2")
+    poller = waiting(book, "w1")
+    in_reply = book.wait("w1", "q", frozenset({"a"}), EVERY, in_reply=True)
+    action = schedule()
+    assert book.reserve("wf", [action], T0) == [("e/a/1/0/1", "w1")]
+    book.apply("e", "wf", action, T0)
+    book.stop_waiting(in_reply)  # the completion's reply went without it
+    offers = book.apply("e", "wf", lease(), T0)
+    assert [(o.waiter, o.item.token) for o in offers] == [(poller, "e/a/1/0/1")]
+    assert not poller.listening
+    assert take(book, "w1") is None, "handed out once"
+
+
+def test_a_completion_standing_by_takes_a_lease_kept_for_its_worker() -> None:
+    book = TaskBook()
+    waiter = waiting(book, "w1")
+    action = schedule()
+    book.reserve("wf", [action], T0)
+    book.apply("e", "wf", action, T0)
+    book.stop_waiting(waiter)
+    assert book.apply("e", "wf", lease(), T0) == []  # nobody of w1 waits: kept
+    assert book.take_undelivered("w2", frozenset({"a"})) is None
+    granted = book.take_undelivered("w1", frozenset({"a"}))
+    assert isinstance(granted, GrantedTask) and granted.token == "e/a/1/0/1"
+    assert book.take_undelivered("w1", frozenset({"a"})) is None
+
+
 def test_an_undelivered_lease_that_expired_meanwhile_is_not_handed_out() -> None:
     book = TaskBook()
     waiter = waiting(book, "w1")
