@@ -17,6 +17,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
@@ -440,7 +441,10 @@ def _sleepers(dev: DevEngine, history: History, count: int, wake_at_ms: int | No
     began = time.monotonic()
     asyncio.run(start_many(dev.address, "hibernate", [value] * count, concurrency=128))
     created = time.monotonic() - began
-    wait_until(lambda: history.count_phase("Sleeping") + history.count_phase("Succeeded") >= count, timeout=1800)
+    wait_until(
+        lambda: history.count_phase("Sleeping") + history.count_phase("Succeeded") >= count,
+        timeout=max(1800, count / 100),
+    )
     return created, time.monotonic() - began
 
 
@@ -461,9 +465,12 @@ def hibernation(store_url: str, sizes: Sizes, work: Path, *, second_store: str) 
         history = History(second_store)
         _sleepers(dev, history, count, wake_at_ms)
         all_asleep_before = time.time() * 1000 < wake_at_ms
-        wait_until(lambda: history.count_phase("Succeeded") >= count, timeout=1800)
+        with peak_rss(dev.pid) as peak:
+            wait_until(lambda: history.count_phase("Succeeded") >= count, timeout=max(1800, count / 100))
+        fired = int(history.scalar("SELECT max(at_ms) FROM events WHERE kind = 'SleepEnded'"))
         last = int(history.scalar("SELECT max(at_ms) FROM events WHERE kind = 'ExecutionSucceeded'"))
         history.close()
+    fire_s = max(0.001, (fired - wake_at_ms) / 1000)
     figures = {
         "executions": count,
         "rss_mb": round(rss_mb, 1),
@@ -471,13 +478,36 @@ def hibernation(store_url: str, sizes: Sizes, work: Path, *, second_store: str) 
         "store_mb": round(size_mb, 1),
         "create_s": round(create_s, 1),
         "wake_s": round((last - wake_at_ms) / 1000, 2),
+        "fire_s": round(fire_s, 2),
+        "timers_per_s": round(count / fire_s),
+        "wake_peak_rss_mb": round(peak[0], 1),
     }
     notes = (
         f"engine RSS with {count} executions asleep for a day (idle engine: {baseline_mb:.0f} MB); wave 2: all due "
-        f"at one instant{'' if all_asleep_before else ' (some were still starting when it came)'}, wake_s until "
-        "the last one finished its next step; 2 worker processes"
+        f"at one instant{'' if all_asleep_before else ' (some were still starting when it came)'}, fire_s until "
+        "the last timer fired (timers_per_s), wake_s until the last one finished its next step, wake_peak_rss_mb "
+        "the engine's peak RSS meanwhile; 2 worker processes"
     )
     return figures, notes
+
+
+@contextlib.contextmanager
+def peak_rss(pid: int, *, every_s: float = 0.5) -> Iterator[list[float]]:
+    """Sample a process tree's RSS in a thread while the block runs; the peak in MB, as [peak]."""
+    peak = [process_tree_rss_mb(pid)]
+    done = threading.Event()
+
+    def sample() -> None:
+        while not done.wait(every_s):
+            peak[0] = max(peak[0], process_tree_rss_mb(pid))
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    try:
+        yield peak
+    finally:
+        done.set()
+        sampler.join()
 
 
 def recovery(store_url: str, sizes: Sizes, work: Path) -> tuple[dict[str, Any], str]:

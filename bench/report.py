@@ -84,6 +84,8 @@ SCENARIOS: dict[str, Scenario] = {
             Column("store_mb", "store MB"),
             Column("create_s", "start all s"),
             Column("wake_s", "wake all s"),
+            Column("timers_per_s", "timers fired/s"),
+            Column("wake_peak_rss_mb", "peak RSS MB in the wake"),
         ),
         ("rss_mb",),
         "MB of resident memory (lower is better)",

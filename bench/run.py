@@ -51,9 +51,13 @@ class Runner:
     size_option: str = "--size"
     extra: tuple[str, ...] = ()  # more options for the script, such as --code
 
-    def command(self, scenario: str, out: Path, *, quick: bool, postgres_url: str | None) -> list[str]:
+    def command(
+        self, scenario: str, out: Path, *, quick: bool, postgres_url: str | None, sleepers: int | None = None
+    ) -> list[str]:
         command = [sys.executable, str(HERE / self.script), "--scenario", scenario, "--out", str(out), *self.extra]
-        if quick:
+        if sleepers is not None and scenario == "hibernation" and self.script == "cerebelum_runner.py":
+            command += ["--size", str(sleepers)]
+        elif quick:
             command.append("--quick")
         elif scenario in dict(self.full_sizes):
             command += [self.size_option, str(dict(self.full_sizes)[scenario])]
@@ -116,11 +120,18 @@ RUNNERS = (
 
 
 def run_one(
-    runner: Runner, scenario: str, results: Path, *, quick: bool, postgres_url: str | None, timeout_s: float
+    runner: Runner,
+    scenario: str,
+    results: Path,
+    *,
+    quick: bool,
+    postgres_url: str | None,
+    timeout_s: float,
+    sleepers: int | None = None,
 ) -> Result:
     out = results / f"{runner.key}--{scenario}.json"
     log = results / f"{runner.key}--{scenario}.log"
-    command = runner.command(scenario, out, quick=quick, postgres_url=postgres_url)
+    command = runner.command(scenario, out, quick=quick, postgres_url=postgres_url, sleepers=sleepers)
     began = time.monotonic()
     print(f"== {runner.key} {scenario}", flush=True)
     with log.open("w") as output:
@@ -153,6 +164,14 @@ def main() -> int:
     )
     parser.add_argument("--doc", type=Path, default=None, help="where to write the report (default: docs/)")
     parser.add_argument("--timeout", type=float, default=None, help="seconds per runner and scenario")
+    parser.add_argument(
+        "--sleepers",
+        type=int,
+        default=None,
+        metavar="N",
+        help="Cerebelum's hibernation with N sleepers (1000000: the million of issue 21; about an hour on a"
+        " 2-core machine, so give --timeout 7200 too)",
+    )
     parser.add_argument(
         "--update",
         action="store_true",
@@ -187,6 +206,7 @@ def main() -> int:
                             quick=args.quick,
                             postgres_url=postgres.admin_url,
                             timeout_s=timeout_s,
+                            sleepers=args.sleepers,
                         )
                     )
     finally:

@@ -653,13 +653,16 @@ _EVENT_TYPES: dict[str, type[Event]] = {
 }
 
 
+# Each kind's field names, worked out once: `fields` per event read was 5% of waking a sleeper.
+_FIELD_NAMES = {kind: frozenset(f.name for f in fields(cls)) for kind, cls in _EVENT_TYPES.items()}
+
+
 def event_from_record(kind: str, data: dict[str, JSON]) -> Event:
     """Rebuild an event from its stored kind and data; unknown fields are an error."""
     cls = _EVENT_TYPES.get(kind)
     if cls is None:
         raise ValueError(f"unknown event kind {kind!r}")
-    names = {f.name for f in fields(cls)}
-    extra = set(data) - names
+    extra = set(data) - _FIELD_NAMES[kind]
     if extra:
         raise ValueError(f"event {kind} has unknown fields {sorted(extra)}")
     return cls(**data)

@@ -543,17 +543,38 @@ class EngineService:
         """
         return await self._to_the_end(self._handle_serially(execution_id, command, authorize, adopt))
 
+    async def handle_each(self, commands: Sequence[tuple[str, cmd.Command]]) -> list[Decision | BaseException]:
+        """`handle` each (execution id, command), together; each one's decision, or the error it raised.
+
+        One command's error does not stop the others. The executions not in the cache are read in
+        one query first, not one each: a thousand timers due at one instant wake a thousand sleepers
+        (which the cache let go), and a read per execution on the store's one thread was most of the
+        cost of a wake. Their decisions then meet in the same group commits (`Database.append`).
+        """
+        missing = list(dict.fromkeys(execution_id for execution_id, _ in commands if execution_id not in self._cache))
+        loaded = await self.db.run(self.db.store.load_executions, missing) if missing else {}
+        return await asyncio.gather(
+            *(
+                self._to_the_end(self._handle_serially(execution_id, command, None, None, loaded))
+                for execution_id, command in commands
+            ),
+            return_exceptions=True,
+        )
+
     async def _handle_serially(
         self,
         execution_id: str,
         command: cmd.Command,
         authorize: Authorize | None,
         adopt: Callable[[WorkflowDefinition], WorkflowDefinition] | None,
+        loaded: dict[str, tuple[ExecutionRow, list[RecordedEvent]]] | None = None,
     ) -> Decision:
+        """``loaded``: executions read ahead (`handle_each`); this one's, if there, is used (and taken
+        out) instead of a read when the cache does not hold it."""
         lock = self._locks.setdefault(execution_id, asyncio.Lock())
         try:
             async with lock:
-                return await self._handle_locked(execution_id, command, authorize, adopt)
+                return await self._handle_locked(execution_id, command, authorize, adopt, loaded)
         finally:
             # Correctness rests on expected_seq, not on this lock: dropping it early costs nothing.
             if execution_id not in self._cache and not lock.locked() and self._locks.get(execution_id) is lock:
@@ -565,10 +586,15 @@ class EngineService:
         command: cmd.Command,
         authorize: Authorize | None,
         adopt: Callable[[WorkflowDefinition], WorkflowDefinition] | None,
+        loaded: dict[str, tuple[ExecutionRow, list[RecordedEvent]]] | None = None,
     ) -> Decision:
-        """``adopt``: the definition to decide with (and keep) instead of the execution's own, from it."""
+        """``adopt``: the definition to decide with (and keep) instead of the execution's own, from it.
+
+        What was read ahead (``loaded``) may be stale by now, if another decision committed since and
+        the cache let the execution go again: its append then conflicts, and the retry reads afresh.
+        """
         for _ in range(5):
-            cached = await self._load(execution_id)
+            cached = await self._load(execution_id, loaded)
             if authorize is not None:
                 authorize(cached.definition, cached.state)
             if not self._holds_item(command):
@@ -794,19 +820,26 @@ class EngineService:
         if lock is not None and not lock.locked():
             del self._locks[execution_id]
 
-    async def _load(self, execution_id: str) -> _Cached:
+    async def _load(
+        self, execution_id: str, ahead: dict[str, tuple[ExecutionRow, list[RecordedEvent]]] | None = None
+    ) -> _Cached:
+        """The cached execution, else the one read ``ahead`` (taken out: used once), else read now."""
         cached = self._cache.get(execution_id)
         if cached is not None:
             self._cache.move_to_end(execution_id)
             return cached
-        loaded = await self.db.run(self.db.store.load_execution, execution_id)
+        loaded = ahead.pop(execution_id, None) if ahead else None
+        if loaded is None:
+            loaded = await self.db.run(self.db.store.load_execution, execution_id)
         if loaded is None:
             raise await self.missing(execution_id)
         row, history = loaded
         definition = self.definition_for(row.spec, started=True)
         cached = _Cached(definition, fold(definition, execution_id, history), row.workflow)
         cached.keep(history[-RECENT_EVENTS:])
-        self._remember(execution_id, cached)
+        # A read of a sleeper (a client's describe, the reply to its start) must not cache it: at
+        # 10,000 cache entries, a store of sleepers read once each filled the cache with them.
+        self._remember_or_forget(execution_id, cached)
         return cached
 
     def _remember_or_forget(self, execution_id: str, cached: _Cached) -> None:

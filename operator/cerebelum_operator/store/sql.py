@@ -89,6 +89,7 @@ __all__ = ["SqlEventStore", "dumps_json", "is_corruption"]
 _TERMINAL_PHASES = [p.value for p in ExecutionPhase if p.terminal]
 _RETIRED_SINCE = 5  # the schema version that has retired_executions
 _LABELS_SINCE = 8  # the schema version that has execution_labels
+_LOAD_CHUNK = 500  # executions per statement of load_executions: bounds its parameters
 
 
 def dumps_json(value: JSON) -> str:
@@ -572,6 +573,25 @@ class SqlEventStore(SqlSchedules, SqlFlowControl, SqlListing, EventStore):
             events = conn.execute(self._select_history, {"b_execution_id": execution_id, "b_after_seq": 0}).all()
         history = [RecordedEvent(seq, at_ms, event_from_record(kind, data)) for seq, at_ms, kind, data in events]
         return ExecutionRow(*row), history
+
+    def load_executions(self, execution_ids: Sequence[str]) -> dict[str, tuple[ExecutionRow, list[RecordedEvent]]]:
+        x, e = schema.executions, schema.events
+        found: dict[str, tuple[ExecutionRow, list[RecordedEvent]]] = {}
+        with self._read() as conn:  # rows first, then their histories, as in load_execution
+            for start in range(0, len(execution_ids), _LOAD_CHUNK):  # bound the statement's parameters
+                chunk = list(dict.fromkeys(execution_ids[start : start + _LOAD_CHUNK]))
+                for r in conn.execute(select(*self._execution_columns).where(x.c.execution_id.in_(chunk))):
+                    found[r.execution_id] = (ExecutionRow(*r), [])
+                events = conn.execute(
+                    select(e.c.execution_id, e.c.seq, e.c.at_ms, e.c.kind, e.c.data)
+                    .where(e.c.execution_id.in_(chunk))
+                    .order_by(e.c.execution_id, e.c.seq)
+                )
+                for execution_id, seq, at_ms, kind, data in events:
+                    loaded = found.get(execution_id)
+                    if loaded is not None:
+                        loaded[1].append(RecordedEvent(seq, at_ms, event_from_record(kind, data)))
+        return found
 
     def list_executions(
         self, *, workflow: str | None = None, phase: str | None = None, limit: int = 100
