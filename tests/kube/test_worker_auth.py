@@ -142,8 +142,15 @@ def test_workers_take_only_their_own_namespace_s_tasks_and_a_stranger_takes_none
         assert {r["execution"] for r in read_ledger(ledger)} == {
             control_plane.kubectl("get", "execution/ours", "-n", namespace, "-o", "jsonpath={.metadata.uid}").stdout
         }
-        phase = control_plane.kubectl("get", "execution/theirs", "-n", second, "-o", "jsonpath={.status.phase}")
-        assert phase.stdout in ("Pending", "Running")
+
+        def phase_of_theirs() -> str:
+            return control_plane.kubectl(
+                "get", "execution/theirs", "-n", second, "-o", "jsonpath={.status.phase}"
+            ).stdout
+
+        # A new object's first status write waits one --status-interval; then it shows, still waiting.
+        wait_until(lambda: phase_of_theirs() != "", within=30, what="the first status of execution/theirs")
+        assert phase_of_theirs() in ("Pending", "Running")
 
         monkeypatch.setenv("CEREBELUM_TOKEN", mint_token(control_plane, second, "worker", audience="cerebelum"))
         pool.start()
