@@ -22,7 +22,7 @@ from lightkube.resources.coordination_v1 import Lease
 from ..runtime import Clock, SystemClock
 from ..runtime.deadline import wait_for
 
-__all__ = ["LeaseElector", "micro_time"]
+__all__ = ["LeaseElector", "held_by", "micro_time", "new_lease"]
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +34,37 @@ def micro_time(now_ms: int) -> datetime:
     too late to keep the Lease."""
     now = datetime.fromtimestamp(now_ms / 1000, tz=UTC)
     return now if now.microsecond else now.replace(microsecond=1)
+
+
+def new_lease(
+    *, name: str, namespace: str, identity: str, duration_s: int, now_ms: int, labels: dict[str, str] | None = None
+) -> Lease:
+    """A Lease held by `identity` from `now_ms`, to create."""
+    now = micro_time(now_ms)
+    return Lease(
+        metadata=ObjectMeta(name=name, namespace=namespace, labels=labels),
+        spec=LeaseSpec(
+            holderIdentity=identity,
+            leaseDurationSeconds=duration_s,
+            acquireTime=now,
+            renewTime=now,
+            leaseTransitions=0,
+        ),
+    )
+
+
+def held_by(lease: Lease, *, identity: str, duration_s: int, now_ms: int) -> Lease:
+    """`lease` renewed by `identity` at `now_ms` (taken over, counting a transition, if another held it)."""
+    now = micro_time(now_ms)
+    spec = lease.spec or LeaseSpec()
+    if spec.holderIdentity != identity:
+        spec.leaseTransitions = (spec.leaseTransitions or 0) + 1
+        spec.acquireTime = now
+    spec.holderIdentity = identity
+    spec.leaseDurationSeconds = duration_s
+    spec.renewTime = now
+    lease.spec = spec
+    return lease
 
 
 class LeaseElector:
@@ -109,21 +140,18 @@ class LeaseElector:
             log.warning("could not release lease: %s", error)
 
     async def _try_acquire_or_renew(self) -> bool:
-        now = micro_time(self.clock.now_ms())
+        now_ms = self.clock.now_ms()
         try:
             lease = await self.client.get(Lease, self.name, namespace=self.namespace)
         except ApiError as error:
             if error.status.code != 404:
                 raise
-            fresh = Lease(
-                metadata=ObjectMeta(name=self.name, namespace=self.namespace),
-                spec=LeaseSpec(
-                    holderIdentity=self.identity,
-                    leaseDurationSeconds=self.lease_duration_s,
-                    acquireTime=now,
-                    renewTime=now,
-                    leaseTransitions=0,
-                ),
+            fresh = new_lease(
+                name=self.name,
+                namespace=self.namespace,
+                identity=self.identity,
+                duration_s=self.lease_duration_s,
+                now_ms=now_ms,
             )
             return await self._write(self.client.create(fresh))
         spec = lease.spec or LeaseSpec()
@@ -135,14 +163,8 @@ class LeaseElector:
         duration = spec.leaseDurationSeconds or self.lease_duration_s
         if held_by_other and self.clock.now_s() - self._observed_at < duration:
             return False
-        if spec.holderIdentity != self.identity:
-            spec.leaseTransitions = (spec.leaseTransitions or 0) + 1
-            spec.acquireTime = now
-        spec.holderIdentity = self.identity
-        spec.leaseDurationSeconds = self.lease_duration_s
-        spec.renewTime = now
-        lease.spec = spec
-        return await self._write(self.client.replace(lease))
+        renewed = held_by(lease, identity=self.identity, duration_s=self.lease_duration_s, now_ms=now_ms)
+        return await self._write(self.client.replace(renewed))
 
     async def _write(self, request: Awaitable[object]) -> bool:
         """Create or replace the Lease; a 409 means another instance wrote first."""

@@ -20,12 +20,11 @@ from dataclasses import dataclass
 from lightkube import AsyncClient
 from lightkube.core.exceptions import ApiError
 from lightkube.models.coordination_v1 import LeaseSpec
-from lightkube.models.meta_v1 import ObjectMeta
 from lightkube.resources.coordination_v1 import Lease
 
 from ..runtime import Clock, SystemClock
 from ..runtime.shards import ShardPlan, assign, plan
-from .leader import micro_time
+from .leader import held_by, new_lease
 
 __all__ = ["GROUP_LABEL", "KIND_LABEL", "ShardKeeper"]
 
@@ -193,31 +192,23 @@ class ShardKeeper:
 
     async def _write(self, name: str, lease: Lease | None, *, kind: str) -> bool:
         """Create or replace `name` as held by this replica; False when another wrote first (409)."""
-        now = micro_time(self.clock.now_ms())
         labels = {GROUP_LABEL: self.group, KIND_LABEL: kind}
+        now_ms = self.clock.now_ms()
         try:
             if lease is None:
-                fresh = Lease(
-                    metadata=ObjectMeta(name=name, namespace=self.namespace, labels=labels),
-                    spec=LeaseSpec(
-                        holderIdentity=self.identity,
-                        leaseDurationSeconds=self.lease_duration_s,
-                        acquireTime=now,
-                        renewTime=now,
-                        leaseTransitions=0,
-                    ),
+                fresh = new_lease(
+                    name=name,
+                    namespace=self.namespace,
+                    identity=self.identity,
+                    duration_s=self.lease_duration_s,
+                    now_ms=now_ms,
+                    labels=labels,
                 )
                 await self.client.create(fresh)
                 return True
-            spec = lease.spec or LeaseSpec()
-            if spec.holderIdentity != self.identity:
-                spec.leaseTransitions = (spec.leaseTransitions or 0) + 1
-                spec.acquireTime = now
-            spec.holderIdentity = self.identity
-            spec.leaseDurationSeconds = self.lease_duration_s
-            spec.renewTime = now
-            lease.spec = spec
-            await self.client.replace(lease)
+            await self.client.replace(
+                held_by(lease, identity=self.identity, duration_s=self.lease_duration_s, now_ms=now_ms)
+            )
             return True
         except ApiError as conflict:
             if conflict.status.code in (404, 409):
