@@ -17,14 +17,18 @@ import logging
 import os
 import ssl
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Generic, TypeVar
 
 import grpc
 
 __all__ = ["CertificateReloader", "HttpsCertificate", "TlsFiles"]
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 # (st_ino, st_mtime_ns, st_size) of each file, certificate, key and client CA, in that order.
 Stamp = tuple[tuple[int, int, int] | None, ...]
@@ -57,34 +61,27 @@ class TlsFiles:
         return grpc.ssl_server_certificate_configuration([(key, certificate)], root_certificates=client_ca)
 
 
-class CertificateReloader:
-    """The certificate-configuration fetcher grpcio calls on each new connection.
+class _Follower(Generic[T]):
+    """What `build` makes of the files, made again when their stamp changes and they are usable.
 
-    Cheap when nothing changed (three `stat` calls); it never raises, since a failure here would
-    fail the handshake: a pair that is not usable keeps the previous one, with one warning for
-    each version of the files that is not.
+    Cheap when nothing changed (three `stat` calls); `fetch` never raises, since a failure there
+    would fail a handshake: files that are not usable keep the previous result, with one warning
+    for each version of them that is not.
     """
 
-    def __init__(self, files: TlsFiles) -> None:
+    def __init__(self, files: TlsFiles, build: Callable[[], T]) -> None:
         self.files = files
+        self._build = build
         self._lock = threading.Lock()
         self._stamp = files.stamp()
-        self.initial = files.configuration()
+        self.initial = build()
         if files.stamp() != self._stamp:
             # Replaced while being read: look again on the first connection.
             self._stamp = ()
         self._refused: Stamp | None = None
 
-    def credentials(self) -> grpc.ServerCredentials:
-        # grpcio's stubs say the fetcher returns a configuration; its documentation says None is "unchanged".
-        return grpc.dynamic_ssl_server_credentials(
-            self.initial,
-            self.fetch,  # type: ignore[arg-type]
-            require_client_authentication=self.files.client_ca is not None,
-        )
-
-    def fetch(self) -> grpc.ServerCertificateConfiguration | None:
-        """A new configuration if the files changed and are usable, else None (keep serving the last)."""
+    def fetch(self) -> T | None:
+        """A new result if the files changed and are usable, else None (keep serving the last)."""
         try:
             stamp = self.files.stamp()
             if stamp == self._stamp:
@@ -100,11 +97,11 @@ class CertificateReloader:
             log.exception("checking the TLS files failed; serving the previous certificate")
             return None
 
-    def _reload(self, stamp: Stamp) -> grpc.ServerCertificateConfiguration | None:
+    def _reload(self, stamp: Stamp) -> T | None:
         if stamp == self._stamp:
             return None
         try:
-            configuration = self.files.configuration()
+            fresh = self._build()
         except OSError as exc:
             if stamp != self._refused:
                 self._refused = stamp
@@ -114,60 +111,53 @@ class CertificateReloader:
             return None  # replaced while being read: the next connection rereads them
         self._stamp, self._refused = stamp, None
         log.info("TLS certificate reloaded from %s", self.files.certificate)
-        return configuration
+        return fresh
+
+
+class CertificateReloader(_Follower[grpc.ServerCertificateConfiguration]):
+    """The certificate-configuration fetcher grpcio calls on each new connection."""
+
+    def __init__(self, files: TlsFiles) -> None:
+        super().__init__(files, files.configuration)
+
+    def credentials(self) -> grpc.ServerCredentials:
+        # grpcio's stubs say the fetcher returns a configuration; its documentation says None is "unchanged".
+        return grpc.dynamic_ssl_server_credentials(
+            self.initial,
+            self.fetch,  # type: ignore[arg-type]
+            require_client_authentication=self.files.client_ca is not None,
+        )
 
 
 class HttpsCertificate:
     """An `ssl.SSLContext` for the web UI that serves the files' current pair on each new connection.
 
     The context handed to the HTTP server stays the same object; its SNI callback, run on every
-    handshake, compares the files' stamp with the last one and, when they changed and are usable,
-    builds a new context and moves this connection (and the later ones) to it. Client
-    certificates are not asked for: browsers do not carry them (the UI signs in with a token).
+    handshake, asks the follower for a new context when the files changed and moves this
+    connection (and the later ones) to it. Client certificates are not asked for: browsers do not
+    carry them (the UI signs in with a token).
     """
 
     def __init__(self, files: TlsFiles) -> None:
-        self.files = files
-        self._lock = threading.Lock()
-        self._stamp = files.stamp()
-        self.context = self._build()
+        self._follower = _Follower(files, lambda: _https_context(files))
+        self.context = self._current = self._follower.initial
         self.context.sni_callback = self._on_hello
-        self._current = self.context
-        self._refused: Stamp | None = None
-
-    def _build(self) -> ssl.SSLContext:
-        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        try:
-            context.load_cert_chain(self.files.certificate, self.files.private_key, password=lambda: b"")
-        except (ssl.SSLError, ValueError) as exc:
-            raise OSError(f"the TLS files are not a usable certificate and key: {exc}") from None
-        return context
 
     def _on_hello(self, connection: ssl.SSLObject, _server_name: str | None, _context: ssl.SSLContext) -> None:
-        try:
-            stamp = self.files.stamp()
-            if stamp != self._stamp and self._lock.acquire(blocking=False):
-                try:
-                    self._reload(stamp)
-                finally:
-                    self._lock.release()
-            if self._current is not self.context:
-                connection.context = self._current
-        except Exception:  # an exception here would fail the handshake
-            log.exception("checking the TLS files failed; serving the previous certificate")
+        fresh = self._follower.fetch()
+        if fresh is not None:
+            self._current = fresh
+        if self._current is not self.context:
+            connection.context = self._current
 
-    def _reload(self, stamp: Stamp) -> None:
-        try:
-            fresh = self._build()
-        except OSError as exc:
-            if stamp != self._refused:
-                self._refused = stamp
-                log.warning("TLS files changed but are not usable (%s); serving the previous certificate", exc)
-            return
-        if self.files.stamp() != stamp:
-            return  # replaced while being read: the next connection rereads them
-        self._stamp, self._refused, self._current = stamp, None, fresh
-        log.info("web UI TLS certificate reloaded from %s", self.files.certificate)
+
+def _https_context(files: TlsFiles) -> ssl.SSLContext:
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    try:
+        context.load_cert_chain(files.certificate, files.private_key, password=lambda: b"")
+    except (ssl.SSLError, ValueError) as exc:
+        raise OSError(f"the TLS files are not a usable certificate and key: {exc}") from None
+    return context
 
 
 def _stat(path: Path | None) -> tuple[int, int, int] | None:
