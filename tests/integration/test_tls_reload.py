@@ -39,6 +39,16 @@ def renew(source: tuple[Path, Path], live: tuple[Path, Path]) -> None:
         os.replace(staged, current)
 
 
+def serving_a_of_two(tmp_path: Path) -> tuple[tuple[Path, Path], tuple[Path, Path], tuple[Path, Path]]:
+    """Two certificates, a and b, and the live files an engine serves, holding a for now."""
+    a, b = certificate(tmp_path / "a"), certificate(tmp_path / "b")
+    live_dir = tmp_path / "live"
+    live_dir.mkdir()
+    live = (live_dir / "tls.crt", live_dir / "tls.key")
+    renew(a, live)
+    return a, b, live
+
+
 def answer(port: int, trusted_ca: Path) -> grpc.StatusCode:
     """The status of one call on a new connection that trusts only `trusted_ca`."""
     credentials = grpc.ssl_channel_credentials(root_certificates=trusted_ca.read_bytes())
@@ -66,11 +76,7 @@ async def serving(tmp_path: Path, tls: TlsFiles) -> EngineServer:
 
 
 async def test_a_renewed_certificate_is_served_to_new_connections_and_the_old_one_no_longer(tmp_path: Path) -> None:
-    a, b = certificate(tmp_path / "a"), certificate(tmp_path / "b")
-    live_dir = tmp_path / "live"
-    live_dir.mkdir()
-    live = (live_dir / "tls.crt", live_dir / "tls.key")
-    renew(a, live)
+    a, b, live = serving_a_of_two(tmp_path)
     server = await serving(tmp_path, TlsFiles(certificate=live[0], private_key=live[1]))
     try:
         credentials = grpc.ssl_channel_credentials(root_certificates=a[0].read_bytes())
@@ -92,11 +98,7 @@ async def test_a_renewed_certificate_is_served_to_new_connections_and_the_old_on
 async def test_a_half_renewed_pair_keeps_the_previous_certificate_and_warns_once(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    a, b = certificate(tmp_path / "a"), certificate(tmp_path / "b")
-    live_dir = tmp_path / "live"
-    live_dir.mkdir()
-    live = (live_dir / "tls.crt", live_dir / "tls.key")
-    renew(a, live)
+    a, b, live = serving_a_of_two(tmp_path)
     server = await serving(tmp_path, TlsFiles(certificate=live[0], private_key=live[1]))
     try:
         caplog.set_level(logging.WARNING, logger="cerebelum_operator.server.tls")
@@ -156,11 +158,7 @@ def https_answer(port: int, trusted_ca: Path) -> bool:
 async def test_the_web_ui_serves_a_renewed_certificate_and_keeps_the_previous_one_while_half_renewed(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    a, b = certificate(tmp_path / "a"), certificate(tmp_path / "b")
-    live_dir = tmp_path / "live"
-    live_dir.mkdir()
-    live = (live_dir / "tls.crt", live_dir / "tls.key")
-    renew(a, live)
+    a, b, live = serving_a_of_two(tmp_path)
     config = ServerConfig(
         address="127.0.0.1:0",
         database_url=f"sqlite:///{tmp_path / 'engine.db'}",
