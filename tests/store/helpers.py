@@ -29,6 +29,7 @@ class Appender:
         actions: Sequence[Action] = (),
         phase: str = "Running",
         labels: dict[str, str] | None = None,
+        shard: int | None = None,
     ) -> None:
         started = ev.ExecutionStarted(workflow=workflow, input=input, spec_hash="h1")
         self.store.append(
@@ -38,7 +39,12 @@ class Appender:
             actions=actions,
             summary=self.summary(phase=phase, at_ms=at_ms),
             new_execution=NewExecution(
-                workflow=workflow, spec={"steps": [{"name": "a"}]}, spec_hash="h1", input=input, labels=labels or {}
+                workflow=workflow,
+                spec={"steps": [{"name": "a"}]},
+                spec_hash="h1",
+                input=input,
+                labels=labels or {},
+                shard=shard,
             ),
         )
         self.last_seq[execution_id] = 1

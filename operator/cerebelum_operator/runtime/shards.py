@@ -25,21 +25,10 @@ import hashlib
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 
+from ..model.shards import MAX_SHARDS, shard_of
+from ..model.shards import check_shard_count as _check_count
+
 __all__ = ["MAX_SHARDS", "ShardPlan", "assign", "plan", "shard_of"]
-
-MAX_SHARDS = 1024  # a Lease each: more would cost the API server more than any replica count needs
-
-
-def _check_count(shards: int) -> None:
-    if not 1 <= shards <= MAX_SHARDS:
-        raise ValueError(f"the shard count must be between 1 and {MAX_SHARDS}, not {shards}")
-
-
-def shard_of(execution_id: str, *, shards: int) -> int:
-    """The shard of an execution id (a chain's first run decides for the whole chain)."""
-    _check_count(shards)
-    digest = hashlib.blake2b(execution_id.encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "big") % shards
 
 
 def _score(shard: int, member: str) -> bytes:

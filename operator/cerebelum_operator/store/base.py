@@ -10,7 +10,7 @@ from __future__ import annotations
 import abc
 import base64
 import binascii
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,6 +36,8 @@ __all__ = [
     "RetiredExecution",
     "ScheduleExists",
     "ScheduleRow",
+    "ShardNotOwned",
+    "ShardOwnerRow",
     "StoreCorrupted",
     "StoreError",
     "StoreLocked",
@@ -95,6 +97,14 @@ class ExecutionRetired(ExecutionExists):
     a start retried after the removal would run the whole execution again."""
 
 
+class ShardNotOwned(StoreError):
+    """A write for an execution of a shard this store's fence no longer holds (or never held).
+
+    Raised when another replica took the shard (its epoch moved on): the write did not land, and
+    the caller must stop working on that shard (scale-out fencing, `EventStore.set_fence`).
+    """
+
+
 class ScheduleExists(StoreError):
     """A schedule with this key already exists."""
 
@@ -120,6 +130,19 @@ class NewExecution:
     chain: tuple[str, int] | None = None
     # Written with the execution row, in its transaction (migration 8); validated by `model.labels`.
     labels: Mapping[str, str] = field(default_factory=dict)
+    # The shard it is placed in (migration 9): a child's parent's, a run's chain's; None: from its id.
+    shard: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ShardOwnerRow:
+    """A shard's owner (migration 9): ``epoch`` goes up each time a replica takes it."""
+
+    shard: int
+    epoch: int
+    owner: str | None
+    address: str | None
+    taken_at_ms: int | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -522,8 +545,8 @@ class EventStore(abc.ABC):
         """The labels of each of these executions that has any (one without labels is absent)."""
 
     @abc.abstractmethod
-    def active_execution_ids(self) -> list[str]:
-        """Ids of executions whose phase is not Succeeded, Failed or Cancelled."""
+    def active_execution_ids(self, *, shards: Collection[int] | None = None) -> list[str]:
+        """Ids of executions whose phase is not Succeeded, Failed or Cancelled (of these shards only)."""
 
     @abc.abstractmethod
     def load_history(self, execution_id: str, *, after_seq: int = 0, limit: int | None = None) -> list[RecordedEvent]:
@@ -531,8 +554,8 @@ class EventStore(abc.ABC):
 
     # -- tasks ------------------------------------------------------------------------------------
     @abc.abstractmethod
-    def load_tasks(self, *, state: str | None = None) -> list[TaskRow]:
-        """All task rows (optionally of one state), for the dispatcher to rebuild its queues."""
+    def load_tasks(self, *, state: str | None = None, shards: Collection[int] | None = None) -> list[TaskRow]:
+        """All task rows (of one state, of these shards' executions), for the dispatcher to rebuild its queues."""
 
     @abc.abstractmethod
     def get_task(self, token: str) -> TaskRow | None: ...
@@ -567,8 +590,8 @@ class EventStore(abc.ABC):
 
     # -- timers and dead letters -------------------------------------------------------------------
     @abc.abstractmethod
-    def due_timers(self, *, until_ms: int, limit: int) -> list[TimerRow]:
-        """Timers firing at or before `until_ms`, soonest first."""
+    def due_timers(self, *, until_ms: int, limit: int, shards: Collection[int] | None = None) -> list[TimerRow]:
+        """Timers firing at or before `until_ms`, soonest first (of these shards' executions only)."""
 
     @abc.abstractmethod
     def delete_timer(self, timer_id: str) -> None: ...
@@ -583,8 +606,10 @@ class EventStore(abc.ABC):
 
     # -- the outbox and continue-as-new chains ---------------------------------------------------
     @abc.abstractmethod
-    def pending_messages(self, *, limit: int) -> list[MessageRow]:
-        """Outbox messages not delivered yet, oldest first (by time, then each sender's seq)."""
+    def pending_messages(self, *, limit: int, shards: Collection[int] | None = None) -> list[MessageRow]:
+        """Outbox messages not delivered yet, oldest first (by time, then each sender's seq).
+
+        With ``shards``, only those their senders' shards' owner relays."""
 
     @abc.abstractmethod
     def delete_message(self, message_id: str) -> None:
@@ -593,6 +618,39 @@ class EventStore(abc.ABC):
     @abc.abstractmethod
     def latest_run(self, first_run_id: str) -> str | None:
         """The id of the latest run of the chain that ``first_run_id`` began; None when it has no later run."""
+
+    # -- shards (migration 9; scale-out) ----------------------------------------------------------
+    @abc.abstractmethod
+    def shard_count(self) -> int:
+        """How many shards this store's executions are partitioned into (fixed once migrated)."""
+
+    @abc.abstractmethod
+    def shard_of_execution(self, execution_id: str) -> int | None:
+        """The shard an execution was placed in; None when there is no such execution."""
+
+    @abc.abstractmethod
+    def list_shard_owners(self) -> list[ShardOwnerRow]:
+        """Every shard's row, by shard."""
+
+    @abc.abstractmethod
+    def take_shard(self, shard: int, *, owner: str, address: str | None, now_ms: int) -> int:
+        """Raise the shard's epoch and record its new owner; the new epoch.
+
+        Waits for commits that checked the old epoch to finish (they hold the row shared), so once
+        this returns no write of the previous owner can land: it is fenced off.
+        """
+
+    @abc.abstractmethod
+    def release_shard(self, shard: int, *, epoch: int) -> bool:
+        """Clear the owner if ``epoch`` is still the shard's (a drained hand-over); False if it moved on."""
+
+    @abc.abstractmethod
+    def set_fence(self, epochs: Mapping[int, int] | None) -> None:
+        """The shards this process owns, with the epoch it took each at; None: every shard, unchecked.
+
+        With a fence, every append checks in its own transaction that the epochs still stand, and
+        refuses (`ShardNotOwned`) a write for an execution of a shard outside it.
+        """
 
     # -- schedules -------------------------------------------------------------------------------
     @abc.abstractmethod

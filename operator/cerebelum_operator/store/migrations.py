@@ -28,6 +28,7 @@ from .versions import (
     v006_flow_control,
     v007_task_queues,
     v008_labels,
+    v009_shards,
 )
 
 __all__ = ["MIGRATIONS", "Migration", "apply_migrations", "latest_version"]
@@ -54,6 +55,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(6, v006_flow_control.DESCRIPTION, v006_flow_control.apply),
     Migration(7, v007_task_queues.DESCRIPTION, v007_task_queues.apply),
     Migration(8, v008_labels.DESCRIPTION, v008_labels.apply),
+    Migration(9, v009_shards.DESCRIPTION, v009_shards.apply),
 )
 
 

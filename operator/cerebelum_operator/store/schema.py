@@ -35,6 +35,7 @@ __all__ = [
     "retired_executions",
     "schedules",
     "schema_migrations",
+    "shard_owners",
     "store_compatibility",
     "task_queues",
     "task_starts",
@@ -101,6 +102,8 @@ executions = Table(
     Index(None, "created_at_ms"),
     Index(None, "updated_at_ms"),  # migration 5: the oldest finished ones, for the retention period
     Index(None, "phase", "created_at_ms"),  # migration 8: the newest first of some phases
+    # Migration 9: the shard whose owner decides for it (a child is in its parent's, a run in its chain's).
+    Column("shard", Integer, nullable=False, server_default=text("0")),
 )
 
 # An execution's labels (migration 8), written with its row; what listings filter by.
@@ -287,4 +290,16 @@ workflow_pauses = Table(
     Column("reason", Text, nullable=False),
     Column("paused_by", Text, nullable=False),
     Column("paused_at_ms", BigInteger, nullable=False),
+)
+
+# Scale-out (migration 9): one row per shard; a replica takes a shard by raising its epoch, and a
+# replica owning only some shards checks in each commit that its epochs still stand (fencing).
+shard_owners = Table(
+    "shard_owners",
+    metadata,
+    Column("shard", Integer, primary_key=True, autoincrement=False),
+    Column("epoch", BigInteger, nullable=False),
+    Column("owner", Text),
+    Column("address", Text),
+    Column("taken_at_ms", BigInteger),
 )

@@ -11,7 +11,7 @@ from __future__ import annotations
 import abc
 import contextlib
 import json
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import asdict, fields
 from itertools import groupby
@@ -83,12 +83,14 @@ from .prepared import PreparedStatements
 from .sql_flow import SqlFlowControl
 from .sql_listing import SqlListing, label_rows
 from .sql_schedules import SqlSchedules
+from .sql_shards import SqlShards
 
 __all__ = ["SqlEventStore", "dumps_json", "is_corruption"]
 
 _TERMINAL_PHASES = [p.value for p in ExecutionPhase if p.terminal]
 _RETIRED_SINCE = 5  # the schema version that has retired_executions
 _LABELS_SINCE = 8  # the schema version that has execution_labels
+_SHARDS_SINCE = 9  # the schema version that has executions.shard and shard_owners
 _LOAD_CHUNK = 500  # executions per statement of load_executions: bounds its parameters
 
 
@@ -117,7 +119,7 @@ class _AppendContext:
         self.leases = leases  # tasks scheduled and leased by the same decision: inserted leased
 
 
-class SqlEventStore(SqlSchedules, SqlFlowControl, SqlListing, EventStore):
+class SqlEventStore(SqlSchedules, SqlFlowControl, SqlListing, SqlShards, EventStore):
     """The whole contract in portable SQLAlchemy Core; see `SqliteEventStore`, `PostgresEventStore`."""
 
     def __init__(
@@ -135,6 +137,7 @@ class SqlEventStore(SqlSchedules, SqlFlowControl, SqlListing, EventStore):
         self._write_engine = engine.execution_options(**write_options) if write_options else engine
         self._build_statements()
         self._schedule_statements()
+        self._shard_statements()
         self._prepared = PreparedStatements()  # the append's statements, run on the driver (store/prepared.py)
         self._events_format = 0  # the newest event format recorded as written (0: not read yet)
         self._schema_version = 0  # what `migrate` left; tools that open a store without it skip newer tables
@@ -197,11 +200,15 @@ class SqlEventStore(SqlSchedules, SqlFlowControl, SqlListing, EventStore):
             .where(x.c.execution_id == bindparam("b_execution_id"), x.c.last_seq == bindparam("b_expected_seq"))
             .returning(x.c.workflow)
         )
+        self._advance_sharded_execution = self._advance_execution.returning(x.c.shard)  # with a fence: its shard too
         self._select_last_seq = select(x.c.last_seq).where(x.c.execution_id == bindparam("b_execution_id"))
         self._select_execution = select(*self._execution_columns).where(x.c.execution_id == bindparam("b_execution_id"))
         self._active_execution_ids = (
             select(x.c.execution_id).where(x.c.phase.not_in(_TERMINAL_PHASES)).order_by(x.c.created_at_ms)
         )
+        # The same reads of some shards only: joined to the execution row, whose shard says.
+        in_shards = x.c.shard.in_(bindparam("b_shards", expanding=True))
+        self._active_execution_ids_of = self._active_execution_ids.where(in_shards)
         self._insert_events = insert(e)
         self._select_history = (
             select(e.c.seq, e.c.at_ms, e.c.kind, e.c.data)
@@ -223,6 +230,9 @@ class SqlEventStore(SqlSchedules, SqlFlowControl, SqlListing, EventStore):
         )
         self._select_task = select(*self._task_columns).where(t.c.token == bindparam("b_token"))
         self._select_tasks = select(*self._task_columns).order_by(t.c.visible_at_ms, t.c.token)
+        self._select_tasks_of = self._select_tasks.join_from(t, x, t.c.execution_id == x.c.execution_id).where(
+            in_shards
+        )
 
         q, ts = schema.task_queues, schema.task_starts
         self._task_queue_columns = _columns(q, TaskQueueRow)
@@ -262,6 +272,7 @@ class SqlEventStore(SqlSchedules, SqlFlowControl, SqlListing, EventStore):
             .order_by(tm.c.fire_at_ms, tm.c.timer_id)
             .limit(bindparam("b_limit"))
         )
+        self._due_timers_of = self._due_timers.join_from(tm, x, tm.c.execution_id == x.c.execution_id).where(in_shards)
 
         self._insert_dead_letter = insert(d)
         self._resolve_dead_letter = update(d).where(d.c.dead_letter_id == bindparam("b_dead_letter_id"))
@@ -278,6 +289,9 @@ class SqlEventStore(SqlSchedules, SqlFlowControl, SqlListing, EventStore):
             select(o.c.message_id, o.c.execution_id, o.c.kind, o.c.body, o.c.created_at_ms)
             .order_by(o.c.created_at_ms, o.c.message_id)
             .limit(bindparam("b_limit"))
+        )
+        self._pending_messages_of = self._pending_messages.join_from(o, x, o.c.execution_id == x.c.execution_id).where(
+            in_shards
         )
         self._insert_run = insert(r)
         self._latest_run = (
@@ -326,6 +340,8 @@ class SqlEventStore(SqlSchedules, SqlFlowControl, SqlListing, EventStore):
         version = self._schema_version = apply_migrations(self._write, self._lock_migrations)
         with self._read() as conn:
             self._events_format = int(conn.execute(self._select_events_format).scalar() or 0)
+        self._shards = 0
+        self.shard_count()  # read now, not first inside an append's transaction
         return version
 
     def close(self) -> None:
@@ -376,7 +392,8 @@ class SqlEventStore(SqlSchedules, SqlFlowControl, SqlListing, EventStore):
         request = AppendRequest(execution_id, expected_seq, events, actions, summary, new_execution)
         event_rows: list[dict[str, Any]] = []
         with self._write() as conn:
-            self._append_on(conn, request, event_rows)
+            standing = self._standing_shards(conn)
+            self._append_on(conn, request, event_rows, standing)
             self._insert_event_rows(conn, event_rows)
             recorded = self._record_events_format(conn, [request])
         self._events_format = max(self._events_format, recorded)
@@ -391,8 +408,9 @@ class SqlEventStore(SqlSchedules, SqlFlowControl, SqlListing, EventStore):
             try:
                 event_rows: list[dict[str, Any]] = []
                 with self._write() as conn:
+                    standing = self._standing_shards(conn)
                     for request in requests:
-                        self._append_on(conn, request, event_rows)
+                        self._append_on(conn, request, event_rows, standing)
                     self._insert_event_rows(conn, event_rows)
                     recorded = self._record_events_format(conn, requests)
             except Exception:
@@ -420,8 +438,17 @@ class SqlEventStore(SqlSchedules, SqlFlowControl, SqlListing, EventStore):
             with self._batched(conn):
                 self._prepared.executemany(conn, self._insert_events, event_rows)
 
-    def _append_on(self, conn: Connection, request: AppendRequest, event_rows: list[dict[str, Any]]) -> None:
-        """Everything of one append but its events, which go to `event_rows` for one insert per batch."""
+    def _append_on(
+        self,
+        conn: Connection,
+        request: AppendRequest,
+        event_rows: list[dict[str, Any]],
+        standing: Collection[int] | None,
+    ) -> None:
+        """Everything of one append but its events, which go to `event_rows` for one insert per batch.
+
+        ``standing``: the shards whose writes may land (`SqlShards._standing_shards`); None: all.
+        """
         execution_id, expected_seq, events = request.execution_id, request.expected_seq, request.events
         actions, summary, new_execution = request.actions, request.summary, request.new_execution
         # Caller bugs are refused before touching the database; seqs are the engine's to assign.
@@ -455,7 +482,7 @@ class SqlEventStore(SqlSchedules, SqlFlowControl, SqlListing, EventStore):
         if new_execution is None:
             advanced = self._prepared.execute(
                 conn,
-                self._advance_execution,
+                self._advance_execution if standing is None else self._advance_sharded_execution,
                 {"b_execution_id": execution_id, "b_expected_seq": expected_seq, **index_row},
             )
             returned = advanced.fetchone()
@@ -463,6 +490,8 @@ class SqlEventStore(SqlSchedules, SqlFlowControl, SqlListing, EventStore):
             workflow = None if returned is None else returned[0]
             if workflow is None:
                 raise self._conflict(conn, execution_id, expected_seq)
+            if standing is not None:
+                self._check_owned(standing, execution_id, returned[1])
         else:
             workflow = new_execution.workflow
             index_row.update(
@@ -473,6 +502,9 @@ class SqlEventStore(SqlSchedules, SqlFlowControl, SqlListing, EventStore):
                 input=new_execution.input,
                 created_at_ms=summary.updated_at_ms,
             )
+            if self._schema_version >= _SHARDS_SINCE:
+                shard = index_row["shard"] = self.placed_shard(execution_id, new_execution.shard)
+                self._check_owned(standing, execution_id, shard)
             retired_known = self._schema_version >= _RETIRED_SINCE
             if retired_known and conn.execute(self._select_retired_id, {"b_execution_id": execution_id}).first():
                 raise ExecutionRetired(f"execution {execution_id!r} ran and was removed by the retention period")
@@ -607,9 +639,11 @@ class SqlEventStore(SqlSchedules, SqlFlowControl, SqlListing, EventStore):
             rows = conn.execute(query).all()
         return [ExecutionRow(*r) for r in rows]
 
-    def active_execution_ids(self) -> list[str]:
+    def active_execution_ids(self, *, shards: Collection[int] | None = None) -> list[str]:
         with self._read() as conn:
-            return list(conn.scalars(self._active_execution_ids))
+            if shards is None:
+                return list(conn.scalars(self._active_execution_ids))
+            return list(conn.scalars(self._active_execution_ids_of, {"b_shards": sorted(shards)}))
 
     def load_history(self, execution_id: str, *, after_seq: int = 0, limit: int | None = None) -> list[RecordedEvent]:
         query = self._select_history if limit is None else self._select_history.limit(limit)
@@ -618,10 +652,12 @@ class SqlEventStore(SqlSchedules, SqlFlowControl, SqlListing, EventStore):
         return [RecordedEvent(seq, at_ms, event_from_record(kind, data)) for seq, at_ms, kind, data in rows]
 
     # -- tasks ------------------------------------------------------------------------------------------
-    def load_tasks(self, *, state: str | None = None) -> list[TaskRow]:
-        query = self._select_tasks if state is None else self._select_tasks.where(schema.tasks.c.state == state)
+    def load_tasks(self, *, state: str | None = None, shards: Collection[int] | None = None) -> list[TaskRow]:
+        query = self._select_tasks if shards is None else self._select_tasks_of
+        if state is not None:
+            query = query.where(schema.tasks.c.state == state)
         with self._read() as conn:
-            rows = conn.execute(query).all()
+            rows = conn.execute(query, {} if shards is None else {"b_shards": sorted(shards)}).all()
         return [TaskRow(*r) for r in rows]
 
     def list_task_queues(self) -> list[TaskQueueRow]:
@@ -674,9 +710,13 @@ class SqlEventStore(SqlSchedules, SqlFlowControl, SqlListing, EventStore):
             conn.execute(self._delete_task, {"b_token": token})
 
     # -- timers and dead letters -------------------------------------------------------------------------
-    def due_timers(self, *, until_ms: int, limit: int) -> list[TimerRow]:
+    def due_timers(self, *, until_ms: int, limit: int, shards: Collection[int] | None = None) -> list[TimerRow]:
         with self._read() as conn:
-            rows = conn.execute(self._due_timers, {"b_until_ms": until_ms, "b_limit": limit}).all()
+            if shards is None:
+                rows = conn.execute(self._due_timers, {"b_until_ms": until_ms, "b_limit": limit}).all()
+            else:
+                bound = {"b_until_ms": until_ms, "b_limit": limit, "b_shards": sorted(shards)}
+                rows = conn.execute(self._due_timers_of, bound).all()
         return [TimerRow(*r) for r in rows]
 
     def delete_timer(self, timer_id: str) -> None:
@@ -703,9 +743,12 @@ class SqlEventStore(SqlSchedules, SqlFlowControl, SqlListing, EventStore):
         return None if row is None else DeadLetterRow(*row)
 
     # -- the outbox and continue-as-new chains --------------------------------------------------------
-    def pending_messages(self, *, limit: int) -> list[MessageRow]:
+    def pending_messages(self, *, limit: int, shards: Collection[int] | None = None) -> list[MessageRow]:
         with self._read() as conn:
-            rows = conn.execute(self._pending_messages, {"b_limit": limit}).all()
+            if shards is None:
+                rows = conn.execute(self._pending_messages, {"b_limit": limit}).all()
+            else:
+                rows = conn.execute(self._pending_messages_of, {"b_limit": limit, "b_shards": sorted(shards)}).all()
         messages = [
             MessageRow(message_id, execution_id, kind, body["target"], body["seq"], body["body"], created_at_ms)
             for message_id, execution_id, kind, body, created_at_ms in rows
