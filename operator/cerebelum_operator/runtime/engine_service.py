@@ -486,6 +486,9 @@ class EngineService:
                 following.state,
             )
         chain = (origin.first_run_id, origin.run) if origin.first_run_id is not None else None
+        # A child goes to its parent's shard and a run to its chain's: messages in a tree stay on one owner.
+        placed_with = origin.parent_id or origin.first_run_id
+        shard = None if placed_with is None else await self.db.run(self.db.store.shard_of_execution, placed_with)
         new = NewExecution(
             workflow=workflow,
             spec=stored_spec,
@@ -493,6 +496,7 @@ class EngineService:
             input=input,
             chain=chain,
             labels=labels or {},
+            shard=shard,
         )
         try:
             decision, reserved = self._with_eager_leases(execution_id, definition, decision, now)

@@ -8,6 +8,7 @@ import pytest
 
 from cerebelum_operator.engine import ExecutionPhase
 from cerebelum_operator.engine import commands as cmd
+from cerebelum_operator.model.shards import shard_of
 from cerebelum_operator.runtime import EngineService, FakeClock, Relay
 
 SPEC: dict[str, Any] = {
@@ -181,3 +182,24 @@ async def test_signals_no_run_took_are_the_next_runs_and_a_resent_one_stays_a_du
     await relay.idle()
     assert (await engine.state_of("g:run-2")).results["tick"]["data"] == 1
     assert [s.data for s in (await engine.state_of("g:run-3")).signals] == [2]
+
+
+async def test_a_child_and_a_next_run_are_placed_in_the_shard_of_their_parent_and_chain(
+    engine: EngineService, relay: Relay
+) -> None:
+    store = engine.db.store
+    count = store.shard_count()
+    parent = next(f"p{n}" for n in range(1000) if shard_of(f"p{n}", shards=count) != 0)
+    await engine.start("w", {"who": "ada"}, execution_id=parent)
+    await relay.idle()
+    child_id = (await engine.state_of(parent)).children[0].child_id
+    assert shard_of(child_id, shards=count) != shard_of(parent, shards=count)  # its own id would place it elsewhere
+    assert await engine.db.run(store.shard_of_execution, child_id) == shard_of(parent, shards=count)
+
+    first = next(f"l{n}" for n in range(1000) if shard_of(f"l{n}", shards=count) != 0)
+    await engine.start("loop", {"n": 0}, execution_id=first)
+    await engine.signal(first, cmd.Signal("tick", None))
+    await relay.idle()
+    following = await engine.latest_run(first)
+    assert shard_of(following, shards=count) != shard_of(first, shards=count)
+    assert await engine.db.run(store.shard_of_execution, following) == shard_of(first, shards=count)
