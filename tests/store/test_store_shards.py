@@ -244,3 +244,17 @@ def _wait_for(condition: Callable[[], bool], *, what: str, bound_s: float = 60.0
             return
         event.wait(0.05)  # polling a database condition, not synchronising on time
     raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_a_fenced_store_reads_the_work_of_its_own_shards_only(store: EventStore, appender: Appender) -> None:
+    mine, theirs = _ids_in_distinct_shards(2)
+    for execution_id in (mine, theirs):
+        appender.start(
+            execution_id, actions=[appender.schedule(f"{execution_id}/t"), StartTimer(f"{execution_id}/timer", 5_000)]
+        )
+    store.set_fence({_in(mine): store.take_shard(_in(mine), owner="a", address=None, now_ms=1)})
+    assert [t.execution_id for t in store.load_tasks()] == [mine]
+    assert [t.execution_id for t in store.due_timers(until_ms=9_000, limit=10)] == [mine]
+    assert store.active_execution_ids() == [mine]
+    assert [t.execution_id for t in store.load_tasks(shards=[_in(theirs)])] == [theirs]  # asked for: read
+    assert store.get_execution(theirs) is not None  # reads of executions are not work: every shard

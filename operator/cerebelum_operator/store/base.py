@@ -649,7 +649,9 @@ class EventStore(abc.ABC):
         """The shards this process owns, with the epoch it took each at; None: every shard, unchecked.
 
         With a fence, every append checks in its own transaction that the epochs still stand, and
-        refuses (`ShardNotOwned`) a write for an execution of a shard outside it.
+        refuses (`ShardNotOwned`) a write for an execution of a shard outside it; and the reads of
+        work (`load_tasks`, `due_timers`, `pending_messages`, `active_execution_ids`) given no
+        ``shards`` cover the fence's shards only. Other reads (an execution, a listing) see all.
         """
 
     # -- schedules -------------------------------------------------------------------------------

@@ -640,6 +640,7 @@ class SqlEventStore(SqlSchedules, SqlFlowControl, SqlListing, SqlShards, EventSt
         return [ExecutionRow(*r) for r in rows]
 
     def active_execution_ids(self, *, shards: Collection[int] | None = None) -> list[str]:
+        shards = self._work_of(shards)
         with self._read() as conn:
             if shards is None:
                 return list(conn.scalars(self._active_execution_ids))
@@ -653,6 +654,7 @@ class SqlEventStore(SqlSchedules, SqlFlowControl, SqlListing, SqlShards, EventSt
 
     # -- tasks ------------------------------------------------------------------------------------------
     def load_tasks(self, *, state: str | None = None, shards: Collection[int] | None = None) -> list[TaskRow]:
+        shards = self._work_of(shards)
         query = self._select_tasks if shards is None else self._select_tasks_of
         if state is not None:
             query = query.where(schema.tasks.c.state == state)
@@ -711,6 +713,7 @@ class SqlEventStore(SqlSchedules, SqlFlowControl, SqlListing, SqlShards, EventSt
 
     # -- timers and dead letters -------------------------------------------------------------------------
     def due_timers(self, *, until_ms: int, limit: int, shards: Collection[int] | None = None) -> list[TimerRow]:
+        shards = self._work_of(shards)
         with self._read() as conn:
             if shards is None:
                 rows = conn.execute(self._due_timers, {"b_until_ms": until_ms, "b_limit": limit}).all()
@@ -744,6 +747,7 @@ class SqlEventStore(SqlSchedules, SqlFlowControl, SqlListing, SqlShards, EventSt
 
     # -- the outbox and continue-as-new chains --------------------------------------------------------
     def pending_messages(self, *, limit: int, shards: Collection[int] | None = None) -> list[MessageRow]:
+        shards = self._work_of(shards)
         with self._read() as conn:
             if shards is None:
                 rows = conn.execute(self._pending_messages, {"b_limit": limit}).all()

@@ -106,6 +106,14 @@ class SqlShards(abc.ABC):
         with self._fence_lock:  # swapped whole: an append reads one fence or the other, never half
             self._fence = None if epochs is None else MappingProxyType(dict(epochs))
 
+    def _work_of(self, shards: Collection[int] | None) -> Collection[int] | None:
+        """The shards a read of work (tasks, timers, outbox, active executions) covers: those asked
+        for, else the fence's (a replica's books hold only what it owns), else every shard."""
+        if shards is not None:
+            return shards
+        fence = self._fence
+        return None if fence is None else list(fence)
+
     def _standing_shards(self, conn: Connection) -> Collection[int] | None:
         """The fenced shards whose epochs still stand, read (and held shared) in `conn`'s transaction;
         None without a fence (this process owns every shard)."""
