@@ -6,6 +6,7 @@ from .dispatcher import Dispatcher, GrantedTask, HeartbeatResult
 from .engine_service import EngineService, ExecutionConflict, ExecutionNotFound, Origin, WorkflowNotFound
 from .flow_control import FlowControlService
 from .outage import OutageLog
+from .ownership import ShardHost
 from .relay import Relay
 from .retention import RetentionService
 from .schedules import ScheduleInvalid, ScheduleNotFound, ScheduleService, ScheduleView
@@ -33,6 +34,7 @@ __all__ = [
     "ScheduleNotFound",
     "ScheduleService",
     "ScheduleView",
+    "ShardHost",
     "SystemClock",
     "TaskQueueService",
     "TaskQueueView",

@@ -96,6 +96,20 @@ class Dispatcher:
             asyncio.create_task(self._sweep_loop(), name="dispatcher-sweep"),
         ]
 
+    def adopt(self, rows: Iterable[TaskRow]) -> None:
+        """Take on the tasks of shards just taken (`ShardHost`): as at a start, a lease gets a fresh period."""
+        rows = list(rows)
+        for row in rows:
+            self._workflows[row.execution_id] = row.workflow
+        self._hand_out(self.book.load(rows, self.clock.now_ms()))
+        self._wake_if_needed()
+
+    def disown(self, tokens: Iterable[str]) -> None:
+        """Forget the tasks of shards handed over: their next owner dispatches them."""
+        for token in tokens:
+            self.book.drop(token)
+            self.book.forget_lease(token)
+
     async def stop(self) -> None:
         for task in self._tasks:
             task.cancel()

@@ -817,6 +817,10 @@ class EngineService:
             f" from the store on {rfc3339(retired.retired_at_ms)} by the retention period; {where}"
         )
 
+    def forget_cached(self) -> None:
+        """Drop every cached execution (shards changed hands): each is read again when next needed."""
+        self._cache.clear()
+
     def forget(self, execution_id: str) -> None:
         """Drop what is kept in memory of an execution removed from the store."""
         self._cache.pop(execution_id, None)

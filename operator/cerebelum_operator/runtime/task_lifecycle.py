@@ -414,8 +414,12 @@ class TaskBook:
 
     # -- restart ---------------------------------------------------------------------------
 
-    def load(self, rows: Iterable[TaskRow], now_ms: int) -> None:
-        """Rebuild from the store; a lease held at a restart gets a fresh period to reconnect."""
+    def load(self, rows: Iterable[TaskRow], now_ms: int) -> list[Offer]:
+        """Rebuild from the store; a lease held at a restart gets a fresh period to reconnect.
+
+        The offers: queued tasks given to pollers already waiting (none at a start; some when a
+        shard is taken while workers poll)."""
+        offers: list[Offer] = []
         for row in rows:
             if row.state == "leased" and row.worker_id is not None:
                 self._leased[row.token] = Lease(
@@ -433,7 +437,8 @@ class TaskBook:
                 )
             else:
                 task = _queued_from(row, row.execution_id, row.workflow, sticky_worker_id=None, sticky_until_ms=0)
-                self._enqueue(task, now_ms)
+                offers += self._enqueue(task, now_ms)
+        return offers
 
     # -- the engine's actions --------------------------------------------------------------
 

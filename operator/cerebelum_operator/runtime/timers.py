@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from ..engine import Decision, Reply
 from ..engine import actions as act
 from ..engine import commands as cmd
+from ..store import ShardNotOwned
 from .clock import Clock
 from .database import Database
 from .engine_service import EngineService, ExecutionNotFound
@@ -78,6 +79,11 @@ class TimerService:
     async def start(self) -> None:
         await self._refill()
         self._task = asyncio.create_task(self._wakeup.run(self._fire_due), name="timers")
+
+    async def rescan(self) -> None:
+        """Read the due timers again: the store's reads of work now cover shards just taken."""
+        await self._refill()
+        self._wakeup.poke()
 
     async def stop(self) -> None:
         if self._task is not None:
@@ -169,6 +175,8 @@ class TimerService:
             await self.db.run(self.db.store.delete_timer, timer_id)
         elif isinstance(outcome, asyncio.CancelledError):
             raise outcome
+        elif isinstance(outcome, ShardNotOwned):
+            return  # its shard changed hands: the timer is still in the store, for the next owner to fire
         elif isinstance(outcome, BaseException):
             log.error("timer %s of %s failed; retrying soon", timer_id, execution_id, exc_info=outcome)
             self._firing.discard(timer_id)
