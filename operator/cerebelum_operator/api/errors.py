@@ -14,7 +14,7 @@ from ..engine.decide import CommandTooLarge
 from ..model import InputInvalid, WorkflowInvalid
 from ..model.limits import TextTooLong
 from ..runtime import ExecutionConflict, ExecutionNotFound, ScheduleInvalid, ScheduleNotFound, WorkflowNotFound
-from ..store import ConcurrencyConflict, ScheduleExists, StoreCorrupted, StoreUnavailable
+from ..store import ConcurrencyConflict, ScheduleExists, ShardNotOwned, StoreCorrupted, StoreUnavailable
 from .auth import AuthUnavailable, PermissionDenied, Unauthenticated
 from .limits import check_request
 from .payloads import PayloadError, PayloadTooLarge
@@ -55,6 +55,8 @@ _CODES: list[tuple[type[BaseException], grpc.StatusCode]] = [
     (StoreCorrupted, grpc.StatusCode.DATA_LOSS),
     # The database is restarting: callers retry (the SDK re-submits results) instead of giving up.
     (StoreUnavailable, grpc.StatusCode.UNAVAILABLE),
+    # Scale-out: the execution's shard moved to another replica as the call arrived; retried, it goes there.
+    (ShardNotOwned, grpc.StatusCode.UNAVAILABLE),
 ]
 
 

@@ -9,6 +9,7 @@ import io
 import json
 import logging
 import os
+import socket
 import sys
 import time
 from datetime import datetime
@@ -22,6 +23,7 @@ from cerebelum import CerebelumError, Client, Execution, NotFoundError
 
 from ..api import DEFAULT_MAX_PAYLOAD_BYTES
 from ..engine import DEFAULT_MAX_HISTORY_EVENTS, ExecutionPhase
+from ..model.shards import MAX_SHARDS
 from ..server import DEFAULT_ADDRESS, DEFAULT_DATABASE_URL, DEFAULT_UI_ADDRESS
 from .common import AddressOption, OutputOption, client, fail
 from .control import control_commands
@@ -297,6 +299,19 @@ def dev(
         typer.Option(help="Where to serve the web UI; 'off': no UI."),
     ] = DEFAULT_UI_ADDRESS,
     log_level: Annotated[str, typer.Option(help="debug, info, warning")] = "info",
+    shards: Annotated[
+        str | None,
+        typer.Option(
+            help="Scale-out with a fixed split, on PostgreSQL: the shards this engine owns (0-7, or 0,3,5);"
+            " other engines own the rest and calls are forwarded between them. Default: all, alone."
+        ),
+    ] = None,
+    advertise_address: Annotated[
+        str | None, typer.Option(help="With --shards: the HOST:PORT the other engines reach this one at.")
+    ] = None,
+    replica: Annotated[
+        str | None, typer.Option(help="With --shards: this engine's name (default: hostname:port).")
+    ] = None,
 ) -> None:
     """Run the engine in one process on SQLite: no cluster needed."""
     import asyncio
@@ -338,19 +353,25 @@ def dev(
             " who reaches it take tasks; set --token (16+ characters) or bind a loopback address such as"
             f" {DEFAULT_ADDRESS}"
         )
-    config = ServerConfig(
-        address=address,
-        database_url=db,
-        guard=guard,
-        tls=_tls(tls_cert, tls_key, tls_client_ca),
-        max_history_events=max_history_events,
-        reflection=reflection,
-        retention_ms=_retention(retention, retention_export),
-        retention_export=retention_export,
-        ui_address=ui,
-        # The default address taken (a second engine on this machine): serve on without the UI.
-        ui_optional=ui_address == DEFAULT_UI_ADDRESS,
-    )
+    try:
+        config = ServerConfig(
+            address=address,
+            database_url=db,
+            guard=guard,
+            tls=_tls(tls_cert, tls_key, tls_client_ca),
+            max_history_events=max_history_events,
+            reflection=reflection,
+            retention_ms=_retention(retention, retention_export),
+            retention_export=retention_export,
+            ui_address=ui,
+            # The default address taken (a second engine on this machine): serve on without the UI.
+            ui_optional=ui_address == DEFAULT_UI_ADDRESS,
+            shards=None if shards is None else _shard_set(shards),
+            advertise_address=advertise_address or (address if shards is not None else None),
+            replica=replica or (f"{socket.gethostname()}:{address.rpartition(':')[2]}" if shards is not None else ""),
+        )
+    except ValueError as exc:  # a combination of options the engine refuses, named
+        _fail(str(exc))
     server = EngineServer(config)
     _report_crashes()
     try:
@@ -358,6 +379,21 @@ def dev(
     except OSError as exc:  # a store that cannot open, an address that cannot be bound (named by the server)
         _fail(str(exc))
     _exit_after_clean_stop(0)
+
+
+def _shard_set(text: str) -> frozenset[int]:
+    """``0-7`` or ``0,3,5`` (or both, comma-separated) as a set of shard numbers."""
+    shards: set[int] = set()
+    for part in text.split(","):
+        first, dash, last = part.strip().partition("-")
+        try:
+            low, high = int(first), int(last if dash else first)
+        except ValueError:
+            _fail(f"--shards {text!r}: give shard numbers or ranges, such as 0-7 or 0,3,5")
+        if low < 0 or high < low or high >= MAX_SHARDS:
+            _fail(f"--shards {text!r}: {part.strip()!r} is not a range of shards between 0 and {MAX_SHARDS - 1}")
+        shards.update(range(low, high + 1))
+    return frozenset(shards)
 
 
 @app.command()

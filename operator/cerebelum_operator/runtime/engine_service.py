@@ -43,6 +43,7 @@ from ..store import (
     ExecutionSummary,
     NewExecution,
     PageCursor,
+    ShardOwnerRow,
     WorkflowPauseRow,
     WorkflowRow,
 )
@@ -486,8 +487,9 @@ class EngineService:
                 following.state,
             )
         chain = (origin.first_run_id, origin.run) if origin.first_run_id is not None else None
-        # A child goes to its parent's shard and a run to its chain's: messages in a tree stay on one owner.
-        placed_with = origin.parent_id or origin.first_run_id
+        # A child goes to its parent's shard, a run to its chain's and a reset to its old run's: what
+        # one tree's runs say to each other stays with one owner.
+        placed_with = origin.parent_id or origin.first_run_id or (reset.from_id if reset is not None else None)
         shard = None if placed_with is None else await self.db.run(self.db.store.shard_of_execution, placed_with)
         new = NewExecution(
             workflow=workflow,
@@ -719,6 +721,17 @@ class EngineService:
 
     async def get_dead_letter(self, dead_letter_id: str) -> DeadLetterRow | None:
         return await self.db.run(self.db.store.get_dead_letter, dead_letter_id)
+
+    async def shard_of_execution(self, execution_id: str) -> int | None:
+        """The shard an execution was placed in (scale-out); None when there is no such execution."""
+        return await self.db.run(self.db.store.shard_of_execution, execution_id)
+
+    async def shard_owners(self) -> list[ShardOwnerRow]:
+        return await self.db.run(self.db.store.list_shard_owners)
+
+    def shard_count(self) -> int:
+        """Fixed for a store, read when it was migrated."""
+        return self.db.store.shard_count()
 
     async def list_dead_letters(self, *, execution_id: str | None = None) -> list[DeadLetterRow]:
         """Dead letters not redriven yet, of one execution or of all."""

@@ -42,6 +42,7 @@ from ..runtime import (
     Relay,
     RetentionService,
     ScheduleService,
+    ShardHost,
     SystemClock,
     TaskQueueService,
     TimerService,
@@ -52,6 +53,7 @@ from .gate import AuthenticationGate
 if TYPE_CHECKING:
     from ..web import WebServer
 from .handlers import strict_service_handler
+from .routing import Router
 from .tls import HttpsCertificate, TlsFiles
 
 __all__ = ["DEFAULT_ADDRESS", "DEFAULT_DATABASE_URL", "DEFAULT_UI_ADDRESS", "EngineServer", "ServerConfig", "TlsFiles"]
@@ -109,6 +111,11 @@ class ServerConfig:
     ui_address: str | None = None
     # When the UI's address cannot be bound, serve on without it (a warning) instead of failing.
     ui_optional: bool = False
+    # Scale-out with a fixed split (PostgreSQL): the shards this engine owns, None: every shard, alone
+    # on its store. Other replicas reach it at `advertise_address`; `replica` names it in shard_owners.
+    shards: frozenset[int] | None = None
+    advertise_address: str | None = None
+    replica: str = ""
 
     def __post_init__(self) -> None:
         for name in ("max_connections", "handshake_timeout_ms", "max_concurrent_streams"):
@@ -118,6 +125,15 @@ class ServerConfig:
             raise ValueError(f"the retention period must be positive, not {self.retention_ms} ms")
         if self.retention_export is not None and self.retention_ms is None:
             raise ValueError("an export directory for the retention period needs a retention period")
+        if self.shards is not None:
+            if not self.shards:
+                raise ValueError("a replica that owns no shard has nothing to do: give it some, or run one engine")
+            if self.advertise_address is None or not self.replica:
+                raise ValueError("a replica owning some shards needs the address other replicas reach it at and a name")
+            if not self.database_url.startswith("postgresql"):
+                raise ValueError("engines share a store only on PostgreSQL: scale-out needs a postgresql:// store")
+            if self.tls is not None:
+                raise ValueError("replicas forward calls to each other in plaintext only (for now): drop --tls-*")
         if self.max_connection_idle_ms <= self.max_poll_wait_ms:
             raise ValueError(
                 f"max_connection_idle_ms ({self.max_connection_idle_ms}) must exceed max_poll_wait_ms"
@@ -138,6 +154,8 @@ class EngineServer:
         self._retention: RetentionService | None = None
         self._flow: FlowControlService | None = None
         self._relay: Relay | None = None
+        self._host: ShardHost | None = None
+        self._router: Router | None = None
         self._health: health_aio.HealthServicer | None = None
         self._web: WebServer | None = None
         self.port = 0
@@ -146,8 +164,10 @@ class EngineServer:
     async def start(self) -> None:
         store = open_store(self.config.database_url)
         try:
-            # Claimed before anything reads the store: a second engine must not even migrate it.
-            store.claim_exclusively()
+            # Claimed before anything reads the store: a second engine must not even migrate it. (Replicas
+            # that own some shards each share it: the fence in the store keeps them apart.)
+            if self.config.shards is None:
+                store.claim_exclusively()
             version = store.migrate()
         except (StoreLocked, StoreCorrupted, StoreTooNew) as error:
             store.close()
@@ -155,6 +175,12 @@ class EngineServer:
         except BaseException:
             store.close()
             raise
+        if self.config.shards is not None and max(self.config.shards) >= store.shard_count():
+            store.close()
+            raise OSError(
+                f"cannot start the engine: this store has {store.shard_count()} shards (0 to"
+                f" {store.shard_count() - 1}), so it has no shard {max(self.config.shards)}"
+            )
         db = self._db = Database(store)
         engine = self._engine = EngineService(
             db,
@@ -171,14 +197,31 @@ class EngineServer:
         )
         self._timers = TimerService(db, engine, clock=self.clock)
         self._relay = Relay(db, engine, clock=self.clock)
+        if self.config.shards is not None:  # before the services read their work: none until taken
+            self._host = ShardHost(
+                db,
+                engine,
+                self._dispatcher,
+                self._timers,
+                self._relay,
+                clock=self.clock,
+                owner=self.config.replica,
+                address=self.config.advertise_address,
+            )
         self._flow = FlowControlService(db, engine, clock=self.clock)
         await self._flow.start()  # before anything starts an execution: a paused workflow holds it
         await self._dispatcher.start()
         await self._timers.start()
         await self._relay.start()
+        if self._host is not None:
+            assert self.config.shards is not None
+            await self._host.take(self.config.shards)
         self._schedules = ScheduleService(db, engine, clock=self.clock)
-        await self._schedules.start()
-        if self.config.retention_ms is not None:
+        # Schedules fire and retention runs on one replica: the owner of shard 0 (a fixed split).
+        singletons = self.config.shards is None or 0 in self.config.shards
+        if singletons:
+            await self._schedules.start()
+        if self.config.retention_ms is not None and singletons:
             self._retention = RetentionService(
                 db,
                 engine,
@@ -193,6 +236,16 @@ class EngineServer:
             options=self.grpc_options(descriptors=raise_descriptor_limit()),
             interceptors=[AuthenticationGate(guard, exempt=exempt)] if guard.enabled else None,
         )
+        host = self._host
+        limit = grpc_message_limit(self.config.max_payload_bytes)
+        peer_options = [("grpc.max_send_message_length", limit), ("grpc.max_receive_message_length", limit)]
+        router = self._router = Router(
+            engine,
+            clock=self.clock,
+            owned=(lambda: None) if host is None else (lambda: host.owned),
+            channel_to=lambda address: grpc.aio.insecure_channel(address, options=peer_options),
+            name=self.config.replica,
+        )
         worker = WorkerServicer(engine, self._dispatcher, max_payload_bytes=self.config.max_payload_bytes, guard=guard)
         workflows = WorkflowServicer(
             engine, max_payload_bytes=self.config.max_payload_bytes, guard=guard, flow_control=self._flow
@@ -201,8 +254,8 @@ class EngineServer:
         task_queues = TaskQueueServicer(TaskQueueService(db, self._dispatcher, clock=self.clock), guard=guard)
         server.add_generic_rpc_handlers(
             (
-                strict_service_handler(worker, WORKER_SERVICE),
-                strict_service_handler(workflows, WORKFLOW_SERVICE),
+                strict_service_handler(worker, WORKER_SERVICE, router=router),
+                strict_service_handler(workflows, WORKFLOW_SERVICE, router=router),
                 strict_service_handler(schedules, SCHEDULE_SERVICE),
                 strict_service_handler(task_queues, TASK_QUEUE_SERVICE),
             )
@@ -344,6 +397,8 @@ class EngineServer:
                 if current is not None and current.cancelling():
                     raise
                 log.debug("grpc server stop raised CancelledError; continuing the shutdown")
+        if self._router is not None:
+            await self._router.close()
         if self._retention is not None:
             await self._retention.stop()
         if self._schedules is not None:

@@ -1,0 +1,145 @@
+"""Two engines on one PostgreSQL store, each owning half the shards (a fixed split, issue 21).
+
+Real processes: two `cerebelum dev --shards` engines, a worker polling each, and clients that
+reach either engine. Every execution runs on the owner of its shard, whichever engine a client
+called: calls for the other half are forwarded, and a start without an id stays where it came.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import create_engine, text
+
+from cerebelum import Client
+from cerebelum_operator.model.shards import DEFAULT_SHARDS, shard_of
+from cerebelum_operator.store.postgres import normalise_url
+from tests.support.processes import EngineProcess, WorkerPool
+
+pytestmark = [pytest.mark.slow, pytest.mark.postgres]
+
+WORKER = Path(__file__).parent / "workers" / "greeting_worker.py"
+GREET: dict[str, Any] = {
+    "taskQueue": "test",
+    "timeline": ["compose_greeting", "wait"],
+    "steps": {
+        "compose_greeting": {"args": {"greeting": "'Hello'", "name": "input.name"}},
+        "wait": {"signal": {"name": "go", "timeout": "1h"}},
+    },
+    "output": "{'text': steps.compose_greeting.text, 'go': steps.wait}",
+}
+PARENT: dict[str, Any] = {
+    "timeline": ["child"],
+    "steps": {"child": {"child": {"workflow": "greet", "input": "{'name': input.name}"}}},
+    "output": "steps.child",
+}
+
+
+@pytest.fixture
+def replicas(postgres_database_url: str, tmp_path: Path) -> Iterator[tuple[EngineProcess, EngineProcess]]:
+    halves = (("a", "0-7"), ("b", "8-15"))
+    engines = [
+        EngineProcess(
+            database_url=postgres_database_url,
+            log_path=tmp_path / f"engine-{name}.log",
+            extra_args=("--shards", shards, "--replica", name),
+        )
+        for name, shards in halves
+    ]
+    for engine in engines:
+        engine.start()
+    pools = [
+        WorkerPool(script=WORKER, address=engine.address, ledger=tmp_path / "ledger.jsonl", log_dir=tmp_path / name)
+        for engine, (name, _) in zip(engines, halves, strict=True)
+    ]
+    for pool in pools:
+        pool.log_dir.mkdir()
+        pool.start()
+    try:
+        yield engines[0], engines[1]
+    finally:
+        for pool in pools:
+            pool.stop_all()
+        for engine in engines:
+            engine.stop()
+
+
+def _ids(owner_half: int, count: int, prefix: str) -> list[str]:
+    """Ids in the shards of one half (0: shards 0-7, 1: 8-15)."""
+    found = [
+        f"{prefix}{n}" for n in range(10_000) if shard_of(f"{prefix}{n}", shards=DEFAULT_SHARDS) // 8 == owner_half
+    ]
+    return found[:count]
+
+
+def _worker_pid_of(client: Client, execution_id: str) -> int:
+    started = next(e for e in client.history(execution_id) if e.type == "StepStarted")
+    return int(started.data["worker_id"].split("-")[-2])
+
+
+def test_each_execution_runs_on_its_shards_owner_whichever_engine_was_called(
+    replicas: tuple[EngineProcess, EngineProcess], postgres_database_url: str
+) -> None:
+    a, b = replicas
+    with Client(address=a.address) as via_a, Client(address=b.address) as via_b:
+        via_a.apply_workflow("greet", GREET)
+        via_a.apply_workflow("parent", PARENT)
+        mine, theirs = _ids(0, 4, "g"), _ids(1, 4, "g")
+        for execution_id in mine + theirs:  # all through a: b's half is forwarded to b
+            via_a.start("greet", {"name": execution_id}, execution_id=execution_id)
+        unnamed = [via_b.start("greet", {"name": f"anon{n}"}).id for n in range(4)]  # placed in b's half
+        parents = _ids(0, 2, "p") + _ids(1, 2, "p")
+        for parent in parents:
+            via_b.start("parent", {"name": parent}, execution_id=parent)
+
+        for execution_id in mine + theirs + unnamed:  # signalled through the other engine than it started on
+            (via_b if execution_id in mine else via_a).signal(execution_id, "go", {"from": "the other engine"})
+        for execution_id in mine + theirs + unnamed:
+            done = (via_a if execution_id in unnamed else via_b).wait(execution_id, timeout=120)
+            assert done.phase == "Succeeded", (execution_id, done)
+            assert done.output["text"].startswith("Hello, ")
+        for parent in parents:
+            child = next(c for c in via_a.list(workflow="greet", limit=1000) if c.id.startswith(f"{parent}:child"))
+            via_a.signal(child.id, "go", None)
+            assert via_b.wait(parent, timeout=120).phase == "Succeeded"
+
+        workers: dict[str, set[int]] = {a.address: set(), b.address: set()}
+        for execution_id in mine + theirs + unnamed:
+            workers[a.address if execution_id in mine else b.address].add(_worker_pid_of(via_a, execution_id))
+        assert all(shard_of(execution_id, shards=DEFAULT_SHARDS) >= 8 for execution_id in unnamed)
+        assert len(workers[a.address]) == len(workers[b.address]) == 1 and workers[a.address] != workers[b.address]
+
+    database = create_engine(normalise_url(postgres_database_url))
+    try:
+        with database.connect() as conn:
+            owners: dict[int, str] = {r[0]: r[1] for r in conn.execute(text("SELECT shard, owner FROM shard_owners"))}
+            placed: dict[str, int] = {
+                r[0]: r[1] for r in conn.execute(text("SELECT execution_id, shard FROM executions"))
+            }
+    finally:
+        database.dispose()
+    assert owners == {shard: "a" if shard < 8 else "b" for shard in range(DEFAULT_SHARDS)}
+    for parent in parents:  # a child is placed with its parent, whatever its own id would say
+        children = [x for x in placed if x.startswith(f"{parent}:child")]
+        assert children and all(placed[child] == placed[parent] for child in children)
+
+
+def _dev(*args: str) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, "-m", "cerebelum_operator.cli", "dev", "--ui-address", "off", *args]
+    return subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
+
+
+def test_an_engine_refuses_a_split_on_sqlite_a_bad_range_or_shards_the_store_lacks(
+    tmp_path: Path, postgres_database_url: str
+) -> None:
+    on_sqlite = _dev("--db", f"sqlite:///{tmp_path / 'x.db'}", "--shards", "0-7")
+    assert on_sqlite.returncode != 0 and "scale-out needs a postgresql:// store" in on_sqlite.stderr
+    backwards = _dev("--db", postgres_database_url, "--shards", "7-3")
+    assert backwards.returncode != 0 and "'7-3' is not a range of shards" in backwards.stderr
+    too_far = _dev("--db", postgres_database_url, "--shards", "8-20", "--address", "127.0.0.1:0")
+    assert too_far.returncode != 0 and "this store has 16 shards (0 to 15), so it has no shard 20" in too_far.stderr
