@@ -143,3 +143,31 @@ def test_an_engine_refuses_a_split_on_sqlite_a_bad_range_or_shards_the_store_lac
     assert backwards.returncode != 0 and "'7-3' is not a range of shards" in backwards.stderr
     too_far = _dev("--db", postgres_database_url, "--shards", "8-20", "--address", "127.0.0.1:0")
     assert too_far.returncode != 0 and "this store has 16 shards (0 to 15), so it has no shard 20" in too_far.stderr
+
+
+NAP: dict[str, Any] = {
+    "taskQueue": "test",
+    "timeline": ["nap", "compose_greeting"],
+    "steps": {
+        "nap": {"timer": {"duration": "1500ms"}},
+        "compose_greeting": {"args": {"greeting": "'Hello'", "name": "input.name"}},
+    },
+    "output": "steps.compose_greeting.text",
+}
+
+
+def test_a_killed_replica_stops_only_its_own_shards_and_finishes_them_when_it_comes_back(
+    replicas: tuple[EngineProcess, EngineProcess],
+) -> None:
+    a, b = replicas
+    with Client(address=a.address) as via_a:
+        via_a.apply_workflow("nap", NAP)
+        mine, theirs = _ids(0, 6, "n"), _ids(1, 6, "n")
+        for execution_id in mine + theirs:
+            via_a.start("nap", {"name": execution_id}, execution_id=execution_id)
+        b.kill()  # while its executions sleep, their timers durable in the store
+        for execution_id in mine:  # a's half goes on as if nothing happened
+            assert via_a.wait(execution_id, timeout=120).output == f"Hello, {execution_id}!"
+        b.start()  # the same shards again: it takes them (a new epoch), loads its tasks and timers
+        for execution_id in theirs:
+            assert via_a.wait(execution_id, timeout=120).output == f"Hello, {execution_id}!"
