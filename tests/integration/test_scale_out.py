@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from sqlalchemy import create_engine, text
 
-from cerebelum import Client
+from cerebelum import Client, FailedPreconditionError
 from cerebelum_operator.model.shards import DEFAULT_SHARDS, shard_of
 from cerebelum_operator.store.postgres import normalise_url
 from tests.support.processes import EngineProcess, WorkerPool
@@ -171,3 +171,34 @@ def test_a_killed_replica_stops_only_its_own_shards_and_finishes_them_when_it_co
         b.start()  # the same shards again: it takes them (a new epoch), loads its tasks and timers
         for execution_id in theirs:
             assert via_a.wait(execution_id, timeout=120).output == f"Hello, {execution_id}!"
+
+
+def test_schedules_live_with_shard_0s_owner_and_what_a_split_cannot_honour_is_refused(
+    replicas: tuple[EngineProcess, EngineProcess],
+) -> None:
+    a, b = replicas
+    with Client(address=b.address) as via_b:
+        via_b.apply_workflow("nap", NAP)
+        created = _cli(
+            b, "schedule", "create", "nightly", "--workflow", "nap", "--cron", "@daily", "--input", '{"name": "s"}'
+        )
+        assert created.returncode == 0, created.stderr
+        assert "nightly" in _cli(a, "schedule", "list", "-o", "json").stdout  # one schedule, whichever engine asked
+        fired = _cli(b, "schedule", "trigger", "nightly")
+        assert fired.returncode == 0, fired.stderr
+        execution_id = fired.stdout.strip().split()[0].removeprefix("execution/")
+        assert via_b.wait(execution_id, timeout=120).output == "Hello, s!"
+
+        with pytest.raises(FailedPreconditionError, match="pausing a workflow is not supported yet when engines split"):
+            via_b.pause_workflow("nap")
+        limited = {**NAP, "flowControl": {"concurrency": 2}}
+        with pytest.raises(
+            FailedPreconditionError, match=r"flowControl\.concurrency and rateLimit is not supported yet"
+        ):
+            via_b.apply_workflow("limited", limited)
+        via_b.apply_workflow("prioritised", {**NAP, "flowControl": {"priority": "1"}})  # an order, not a limit: served
+
+
+def _cli(engine: EngineProcess, *args: str) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, "-m", "cerebelum_operator.cli", *args, "--address", engine.address]
+    return subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)

@@ -208,6 +208,7 @@ class EngineService:
         self._eager: EagerDispatch | None = None
         self._finishing: set[asyncio.Future[Any]] = set()  # decisions whose callers went away
         self._task_view: TaskView | None = None
+        self._placement: Callable[[str], int] | None = None
 
     def set_eager_dispatch(self, eager: EagerDispatch) -> None:
         """Lease new tasks to waiting workers within the decision that scheduled them.
@@ -221,6 +222,10 @@ class EngineService:
         """Where a start learns whether its workflow is paused (runtime/flow_control.py): then it
         starts held, in the same decision, so nothing of it is dispatched before the pause is lifted."""
         self._workflow_pause = pause_of
+
+    def set_placement(self, placement: Callable[[str], int] | None) -> None:
+        """Where a new root execution started here goes (scale-out: a shard this engine owns); None: by its id."""
+        self._placement = placement
 
     def set_task_view(self, view: TaskView) -> None:
         """Where `live_steps` reads what is not in the history (the dispatcher)."""
@@ -490,7 +495,10 @@ class EngineService:
         # A child goes to its parent's shard, a run to its chain's and a reset to its old run's: what
         # one tree's runs say to each other stays with one owner.
         placed_with = origin.parent_id or origin.first_run_id or (reset.from_id if reset is not None else None)
-        shard = None if placed_with is None else await self.db.run(self.db.store.shard_of_execution, placed_with)
+        if placed_with is not None:
+            shard = await self.db.run(self.db.store.shard_of_execution, placed_with)
+        else:  # a root: by its id, unless this engine owns only some shards (a schedule's start, say)
+            shard = None if self._placement is None else self._placement(execution_id)
         new = NewExecution(
             workflow=workflow,
             spec=stored_spec,

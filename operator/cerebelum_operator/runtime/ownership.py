@@ -25,6 +25,7 @@ import logging
 from collections.abc import Collection, Mapping
 from types import MappingProxyType
 
+from ..model.shards import shard_of
 from .clock import Clock
 from .database import Database
 from .dispatcher import Dispatcher
@@ -61,12 +62,24 @@ class ShardHost:
         self.owner = owner
         self.address = address
         self._epochs: dict[int, int] = {}
+        self._count = db.store.shard_count()
         db.store.set_fence({})
+        engine.set_placement(self.place)
 
     @property
     def owned(self) -> Mapping[int, int]:
         """The shards owned now, with the epoch each was taken at."""
         return MappingProxyType(self._epochs)
+
+    def place(self, execution_id: str) -> int:
+        """A new root execution's shard: its id's if owned here, else one owned here chosen by its id
+        (calls naming an id are routed to its id's owner first; this places what the engine itself
+        starts, a schedule's fire say, without a hop). Where it went is recorded in its row."""
+        shard = shard_of(execution_id, shards=self._count)
+        owned = sorted(self._epochs)
+        if shard in self._epochs or not owned:
+            return shard
+        return owned[shard % len(owned)]
 
     async def take(self, shards: Collection[int]) -> None:
         """Own these shards from now on (those owned already are left as they are)."""

@@ -256,8 +256,8 @@ class EngineServer:
             (
                 strict_service_handler(worker, WORKER_SERVICE, router=router),
                 strict_service_handler(workflows, WORKFLOW_SERVICE, router=router),
-                strict_service_handler(schedules, SCHEDULE_SERVICE),
-                strict_service_handler(task_queues, TASK_QUEUE_SERVICE),
+                strict_service_handler(schedules, SCHEDULE_SERVICE, router=router),
+                strict_service_handler(task_queues, TASK_QUEUE_SERVICE, router=router),
             )
         )
         # grpc.health.v1: SERVING overall ("") and for each service until stop() begins.

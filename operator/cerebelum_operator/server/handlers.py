@@ -16,7 +16,7 @@ from google.protobuf import message_factory
 from google.protobuf.descriptor import ServiceDescriptor
 from google.protobuf.message import DecodeError
 
-from .routing import FORWARDED_HEADER, START_EXECUTION, Router, ShardUnowned, target_of
+from .routing import FORWARDED_HEADER, START_EXECUTION, Router, ShardUnowned, refusal_of, target_of
 
 __all__ = ["strict_service_handler"]
 
@@ -52,6 +52,9 @@ def _decoding(
                 f"request is not a valid {request_class.DESCRIPTOR.full_name}: {exc}",
             )
         if router is not None and router.owned() is not None and not _forwarded(context):
+            refused = refusal_of(path, request)
+            if refused is not None:
+                await context.abort(grpc.StatusCode.FAILED_PRECONDITION, refused)
             if path == START_EXECUTION and not request.execution_id:
                 request.execution_id = router.new_execution_id()  # placed here: no hop
             target = target_of(path, request)

@@ -17,6 +17,7 @@ lands on the wrong replica (workers report to the replica that gave them the tas
 
 from __future__ import annotations
 
+import json
 import logging
 import uuid
 from collections import OrderedDict
@@ -30,7 +31,7 @@ from ..engine.ids import TaskToken, parse_dead_letter_id
 from ..model.shards import shard_of
 from ..runtime import Clock, EngineService
 
-__all__ = ["FORWARDED_HEADER", "START_EXECUTION", "Router", "ShardUnowned", "Target", "target_of"]
+__all__ = ["FORWARDED_HEADER", "START_EXECUTION", "Router", "ShardUnowned", "Target", "refusal_of", "target_of"]
 
 log = logging.getLogger(__name__)
 
@@ -42,10 +43,15 @@ _OWNERS_FRESH_MS = 1_000  # how long a read of shard_owners is trusted before a 
 
 @dataclass(frozen=True, slots=True)
 class Target:
-    """The execution a call is about; ``new``: it may not exist yet (placed by its id)."""
+    """The execution a call is about; ``new``: it may not exist yet (placed by its id). ``shard``: a
+    call about no execution that one shard's owner answers (schedules: shard 0's)."""
 
     execution_id: str
     new: bool = False
+    shard: int | None = None
+
+
+_SCHEDULES = Target("", shard=0)  # schedules fire on the owner of shard 0: their calls go there
 
 
 def _by_id(request: Any) -> Target | None:
@@ -88,7 +94,47 @@ _ROUTES: dict[str, Callable[[Any], Target | None]] = {
     "/cerebelum.v1.WorkerService/CompleteTask": _by_token,
     "/cerebelum.v1.WorkerService/Heartbeat": _by_token,
     "/cerebelum.v1.WorkerService/GetWorkflowHistory": _by_token,
+    **{
+        f"/cerebelum.v1.ScheduleService/{name}": lambda request: _SCHEDULES
+        for name in (
+            "CreateSchedule",
+            "UpdateSchedule",
+            "GetSchedule",
+            "ListSchedules",
+            "PauseSchedule",
+            "ResumeSchedule",
+            "TriggerSchedule",
+            "DeleteSchedule",
+        )
+    },
 }
+
+# What engines that split the shards do not do together yet: each would act on its own shards only,
+# so a limit or a pause would hold on some executions and not others. Refused, not half honoured.
+_NOT_SPLIT = "is not supported yet when engines split the shards (--shards): run one engine for it"
+_REFUSED: dict[str, str] = {
+    "/cerebelum.v1.WorkflowService/PauseWorkflow": f"pausing a workflow {_NOT_SPLIT}",
+    "/cerebelum.v1.WorkflowService/ResumeWorkflow": f"resuming a workflow {_NOT_SPLIT}",
+    "/cerebelum.v1.WorkflowService/BulkExecutions": f"a bulk action {_NOT_SPLIT}; act on each execution",
+    "/cerebelum.v1.TaskQueueService/PauseTaskQueue": f"pausing a task queue {_NOT_SPLIT}",
+    "/cerebelum.v1.TaskQueueService/ResumeTaskQueue": f"resuming a task queue {_NOT_SPLIT}",
+    "/cerebelum.v1.TaskQueueService/SetTaskQueueRateLimit": f"a task queue's rate limit {_NOT_SPLIT}",
+}
+APPLY_WORKFLOW = "/cerebelum.v1.WorkflowService/ApplyWorkflow"
+
+
+def refusal_of(method: str, request: Any) -> str | None:
+    """Why engines that split the shards refuse this call; None when they serve it."""
+    refused = _REFUSED.get(method)
+    if refused is not None or method != APPLY_WORKFLOW:
+        return refused
+    try:
+        flow = json.loads(request.spec_json or "{}").get("flowControl")
+    except (ValueError, AttributeError):
+        return None  # the servicer names what is wrong with the spec
+    if isinstance(flow, dict) and (flow.get("concurrency") is not None or flow.get("rateLimit") is not None):
+        return f"workflow {request.name!r}: flowControl.concurrency and rateLimit {_NOT_SPLIT}"
+    return None
 
 
 def target_of(method: str, request: Any) -> Target | None:
@@ -138,7 +184,7 @@ class Router:
         owned = self.owned()
         if owned is None:
             return None
-        shard = await self._shard_of(target)
+        shard = target.shard if target.shard is not None else await self._shard_of(target)
         if shard is None or shard in owned:
             return None  # not there (the servicer says so), or ours
         address = await self._owner_address(shard)
