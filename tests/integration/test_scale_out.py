@@ -20,6 +20,7 @@ from cerebelum import Client, FailedPreconditionError
 from cerebelum_operator.model.shards import DEFAULT_SHARDS, shard_of
 from cerebelum_operator.store.postgres import normalise_url
 from tests.support.processes import EngineProcess, WorkerPool
+from tests.support.waiting import wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 
@@ -202,3 +203,81 @@ def test_schedules_live_with_shard_0s_owner_and_what_a_split_cannot_honour_is_re
 def _cli(engine: EngineProcess, *args: str) -> subprocess.CompletedProcess[str]:
     command = [sys.executable, "-m", "cerebelum_operator.cli", *args, "--address", engine.address]
     return subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
+
+
+def _owners(url: str) -> dict[int, str | None]:
+    database = create_engine(normalise_url(url))
+    try:
+        with database.connect() as conn:
+            return {r[0]: r[1] for r in conn.execute(text("SELECT shard, owner FROM shard_owners"))}
+    finally:
+        database.dispose()
+
+
+def _balanced(owners: dict[int, str | None], names: set[str]) -> bool:
+    counts = [sum(1 for owner in owners.values() if owner == name) for name in names]
+    return set(owners.values()) == names and max(counts) - min(counts) <= 1
+
+
+def test_engines_with_auto_shards_share_them_and_take_a_killed_ones_over(
+    postgres_database_url: str, tmp_path: Path
+) -> None:
+    names = ("a", "b", "c")
+    engines = [
+        EngineProcess(
+            database_url=postgres_database_url,
+            log_path=tmp_path / f"engine-{name}.log",
+            extra_args=("--shards", "auto", "--replica", name),
+        )
+        for name in names
+    ]
+    pools: list[WorkerPool] = []
+    try:
+        for engine in engines:
+            engine.start()
+        for engine, name in zip(engines, names, strict=True):
+            (tmp_path / name).mkdir()
+            pool = WorkerPool(
+                script=WORKER, address=engine.address, ledger=tmp_path / "ledger.jsonl", log_dir=tmp_path / name
+            )
+            pool.start()
+            pools.append(pool)
+        wait_until(
+            lambda: _balanced(_owners(postgres_database_url), set(names)),
+            within=60,
+            what="three engines to share the shards",
+        )
+
+        with Client(address=engines[0].address) as via_a:
+            via_a.apply_workflow("nap", NAP)
+            owners = _owners(postgres_database_url)
+            ids = [f"auto{n}" for n in range(24)]
+            for execution_id in ids:
+                via_a.start("nap", {"name": execution_id}, execution_id=execution_id)
+            engines[2].kill()  # c dies with its executions asleep: a and b take its shards over
+            wait_until(
+                lambda: _balanced(_owners(postgres_database_url), {"a", "b"}),
+                within=60,
+                what="a and b to take c's shards",
+            )
+            orphaned = [x for x in ids if owners[shard_of(x, shards=DEFAULT_SHARDS)] == "c"]
+            assert orphaned  # 24 ids over 16 shards: some were c's
+            for execution_id in ids:
+                assert via_a.wait(execution_id, timeout=120).output == f"Hello, {execution_id}!"
+
+            engines[2].start()  # c comes back: the others hand it its share again
+            wait_until(
+                lambda: _balanced(_owners(postgres_database_url), set(names)),
+                within=60,
+                what="c to get its share back",
+            )
+            again = [f"back{n}" for n in range(12)]
+            for execution_id in again:
+                via_a.start("nap", {"name": execution_id}, execution_id=execution_id)
+            for execution_id in again:
+                assert via_a.wait(execution_id, timeout=120).output == f"Hello, {execution_id}!"
+    finally:
+        for pool in pools:
+            pool.stop_all()
+        for engine in engines:
+            engine.stop()

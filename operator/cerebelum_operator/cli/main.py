@@ -302,8 +302,8 @@ def dev(
     shards: Annotated[
         str | None,
         typer.Option(
-            help="Scale-out with a fixed split, on PostgreSQL: the shards this engine owns (0-7, or 0,3,5);"
-            " other engines own the rest and calls are forwarded between them. Default: all, alone."
+            help="Scale-out on PostgreSQL: 'auto' (a share kept balanced with the other engines running), or"
+            " the shards this engine owns (0-7, or 0,3,5); calls are forwarded between engines. Default: all, alone."
         ),
     ] = None,
     advertise_address: Annotated[
@@ -366,7 +366,8 @@ def dev(
             ui_address=ui,
             # The default address taken (a second engine on this machine): serve on without the UI.
             ui_optional=ui_address == DEFAULT_UI_ADDRESS,
-            shards=None if shards is None else _shard_set(shards),
+            shards=None if shards in (None, "auto") else _shard_set(shards),
+            auto_shards=shards == "auto",
             advertise_address=advertise_address or (address if shards is not None else None),
             replica=replica or (f"{socket.gethostname()}:{address.rpartition(':')[2]}" if shards is not None else ""),
         )

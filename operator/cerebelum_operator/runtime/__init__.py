@@ -10,6 +10,7 @@ from .ownership import ShardHost
 from .relay import Relay
 from .retention import RetentionService
 from .schedules import ScheduleInvalid, ScheduleNotFound, ScheduleService, ScheduleView
+from .shard_balancer import ShardBalancer
 from .task_queues import TaskQueueService, TaskQueueView
 from .timers import TimerService
 from .wakeup import Wakeup
@@ -34,6 +35,7 @@ __all__ = [
     "ScheduleNotFound",
     "ScheduleService",
     "ScheduleView",
+    "ShardBalancer",
     "ShardHost",
     "SystemClock",
     "TaskQueueService",

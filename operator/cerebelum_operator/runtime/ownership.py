@@ -26,6 +26,7 @@ from collections.abc import Collection, Mapping
 from types import MappingProxyType
 
 from ..model.shards import shard_of
+from ..store import StoreUnavailable
 from .clock import Clock
 from .database import Database
 from .dispatcher import Dispatcher
@@ -109,6 +110,22 @@ class ShardHost:
         self.dispatcher.disown(row.token for row in rows)
         self.engine.forget_cached()
         for shard, epoch in leaving.items():
-            if not await self.db.run(self.db.store.release_shard, shard, epoch=epoch):
+            try:
+                released = await self.db.run(self.db.store.release_shard, shard, epoch=epoch)
+            except StoreUnavailable:
+                released = True  # the next owner raises the epoch anyway: a release only spares it a wait
+            if not released:
                 log.warning("shard %d was taken by another replica before this one released it", shard)
         log.info("handed over shards %s (%d tasks)", sorted(leaving), len(rows))
+
+    def drop_all(self) -> None:
+        """Stop owning every shard at once, reading nothing (the ownership itself was lost: the
+        database or this engine's session went away). The next owners raise the epochs."""
+        if not self._epochs:
+            return
+        lost = sorted(self._epochs)
+        self._epochs.clear()
+        self.db.store.set_fence(self._epochs)
+        self.dispatcher.disown(self.dispatcher.book.tokens())
+        self.engine.forget_cached()
+        log.warning("lost shards %s: their work stops here until this engine owns them again", lost)

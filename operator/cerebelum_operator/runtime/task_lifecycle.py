@@ -390,6 +390,10 @@ class TaskBook:
     def lease(self, token: str) -> Lease | None:
         return self._leased.get(token)
 
+    def tokens(self) -> list[str]:
+        """Every task known, queued or leased."""
+        return [*self._queued, *self._leased]
+
     def counts(self) -> tuple[int, int]:
         """(queued, leased) tasks."""
         return len(self._queued), len(self._leased)

@@ -42,6 +42,7 @@ from ..runtime import (
     Relay,
     RetentionService,
     ScheduleService,
+    ShardBalancer,
     ShardHost,
     SystemClock,
     TaskQueueService,
@@ -111,9 +112,11 @@ class ServerConfig:
     ui_address: str | None = None
     # When the UI's address cannot be bound, serve on without it (a warning) instead of failing.
     ui_optional: bool = False
-    # Scale-out with a fixed split (PostgreSQL): the shards this engine owns, None: every shard, alone
-    # on its store. Other replicas reach it at `advertise_address`; `replica` names it in shard_owners.
+    # Scale-out (PostgreSQL): a fixed split, the shards this engine owns (None: every shard, alone on its
+    # store), or `auto_shards`: a share kept balanced with the live engines through session locks. Other
+    # replicas reach it at `advertise_address`; `replica` names it in shard_owners.
     shards: frozenset[int] | None = None
+    auto_shards: bool = False
     advertise_address: str | None = None
     replica: str = ""
 
@@ -125,8 +128,10 @@ class ServerConfig:
             raise ValueError(f"the retention period must be positive, not {self.retention_ms} ms")
         if self.retention_export is not None and self.retention_ms is None:
             raise ValueError("an export directory for the retention period needs a retention period")
-        if self.shards is not None:
-            if not self.shards:
+        if self.auto_shards and self.shards is not None:
+            raise ValueError("give the shards this engine owns, or auto, not both")
+        if self.shards is not None or self.auto_shards:
+            if self.shards is not None and not self.shards:
                 raise ValueError("a replica that owns no shard has nothing to do: give it some, or run one engine")
             if self.advertise_address is None or not self.replica:
                 raise ValueError("a replica owning some shards needs the address other replicas reach it at and a name")
@@ -155,6 +160,8 @@ class EngineServer:
         self._flow: FlowControlService | None = None
         self._relay: Relay | None = None
         self._host: ShardHost | None = None
+        self._balancer: ShardBalancer | None = None
+        self._singletons_running = False
         self._router: Router | None = None
         self._health: health_aio.HealthServicer | None = None
         self._web: WebServer | None = None
@@ -166,7 +173,7 @@ class EngineServer:
         try:
             # Claimed before anything reads the store: a second engine must not even migrate it. (Replicas
             # that own some shards each share it: the fence in the store keeps them apart.)
-            if self.config.shards is None:
+            if not self._split:
                 store.claim_exclusively()
             version = store.migrate()
         except (StoreLocked, StoreCorrupted, StoreTooNew) as error:
@@ -197,7 +204,7 @@ class EngineServer:
         )
         self._timers = TimerService(db, engine, clock=self.clock)
         self._relay = Relay(db, engine, clock=self.clock)
-        if self.config.shards is not None:  # before the services read their work: none until taken
+        if self._split:  # before the services read their work: none until taken
             self._host = ShardHost(
                 db,
                 engine,
@@ -213,15 +220,8 @@ class EngineServer:
         await self._dispatcher.start()
         await self._timers.start()
         await self._relay.start()
-        if self._host is not None:
-            assert self.config.shards is not None
-            await self._host.take(self.config.shards)
         self._schedules = ScheduleService(db, engine, clock=self.clock)
-        # Schedules fire and retention runs on one replica: the owner of shard 0 (a fixed split).
-        singletons = self.config.shards is None or 0 in self.config.shards
-        if singletons:
-            await self._schedules.start()
-        if self.config.retention_ms is not None and singletons:
+        if self.config.retention_ms is not None:
             self._retention = RetentionService(
                 db,
                 engine,
@@ -229,7 +229,14 @@ class EngineServer:
                 period_ms=self.config.retention_ms,
                 export_dir=self.config.retention_export,
             )
-            await self._retention.start()
+        if self._host is not None and self.config.shards is not None:
+            await self._host.take(self.config.shards)
+        if self._host is not None and self.config.auto_shards:
+            self._balancer = ShardBalancer(db, self._host, store.shard_session(self.config.replica), clock=self.clock)
+            self._balancer.after_round(self._follow_shard_0)
+            await self._balancer.start()
+        else:
+            await self._follow_shard_0()
         guard = self.config.guard
         exempt = HEALTH_METHODS | (REFLECTION_METHODS if self.config.reflection else frozenset())
         server = self._server = grpc.aio.server(
@@ -305,6 +312,22 @@ class EngineServer:
             _redact(self.config.database_url),
             version,
         )
+
+    @property
+    def _split(self) -> bool:
+        """Whether this engine owns some shards only (scale-out), sharing its store with others."""
+        return self.config.shards is not None or self.config.auto_shards
+
+    async def _follow_shard_0(self) -> None:
+        """Schedules fire and retention runs on one engine: the owner of shard 0 (every engine alone)."""
+        host = self._host
+        wanted = host is None or 0 in host.owned
+        if wanted == self._singletons_running:
+            return
+        self._singletons_running = wanted
+        services = [s for s in (self._schedules, self._retention) if s is not None]
+        for service in services:
+            await (service.start() if wanted else service.stop())
 
     async def _start_ui(self, address: str) -> None:
         # Imported here: an engine without a UI (every test engine) does not load aiohttp's server and Jinja.
@@ -399,6 +422,11 @@ class EngineServer:
                 log.debug("grpc server stop raised CancelledError; continuing the shutdown")
         if self._router is not None:
             await self._router.close()
+        if self._balancer is not None:
+            try:
+                await self._balancer.stop()  # its shards handed over, drained: the others take them at once
+            except Exception as error:
+                log.warning("handing the shards over failed (%r): the others take them when the session ends", error)
         if self._retention is not None:
             await self._retention.stop()
         if self._schedules is not None:

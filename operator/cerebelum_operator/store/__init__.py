@@ -33,6 +33,7 @@ from .base import (
     WorkflowRow,
 )
 from .open import open_store
+from .pg_shard_locks import ShardSession
 
 __all__ = [
     "AppendRequest",
@@ -54,6 +55,7 @@ __all__ = [
     "ScheduleRow",
     "ShardNotOwned",
     "ShardOwnerRow",
+    "ShardSession",
     "StoreCorrupted",
     "StoreError",
     "StoreLocked",

@@ -12,11 +12,14 @@ import base64
 import binascii
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..engine.actions import Action
 from ..engine.events import RecordedEvent
 from ..engine.rates import RateLimit
+
+if TYPE_CHECKING:
+    from .pg_shard_locks import ShardSession
 
 __all__ = [
     "AppendRequest",
@@ -643,6 +646,10 @@ class EventStore(abc.ABC):
     @abc.abstractmethod
     def release_shard(self, shard: int, *, epoch: int) -> bool:
         """Clear the owner if ``epoch`` is still the shard's (a drained hand-over); False if it moved on."""
+
+    def shard_session(self, member: str) -> ShardSession:
+        """A connection of its own through which `member` holds shards (`--shards auto`): PostgreSQL only."""
+        raise NotImplementedError("engines share shards by session locks on PostgreSQL only")
 
     @abc.abstractmethod
     def set_fence(self, epochs: Mapping[int, int] | None) -> None:

@@ -13,6 +13,7 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql.dml import Insert
 
+from .pg_shard_locks import ShardSession
 from .sql import SqlEventStore, dumps_json
 
 __all__ = ["PostgresEventStore", "normalise_url"]
@@ -47,6 +48,11 @@ class PostgresEventStore(SqlEventStore):
             label=url.render_as_string(hide_password=True),
             read_options={"isolation_level": "AUTOCOMMIT"},
         )
+
+    def shard_session(self, member: str) -> ShardSession:
+        """A session of its own for `member`'s shard locks (`pg_shard_locks`), not yet joined."""
+        url = self._engine.url.set(drivername="postgresql")
+        return ShardSession(url.render_as_string(hide_password=False), member=member)
 
     def _insert_or_ignore(self, table: Table) -> Insert:
         return pg_insert(table).on_conflict_do_nothing()
