@@ -342,10 +342,13 @@ class ChaosRun:
 
         return run
 
-    def _start_worker(self) -> WorkerProcess:
+    def _start_worker(self, address: str | None = None) -> WorkerProcess:
+        """A worker of ``address``; by default the next of the backend's worker addresses in turn
+        (several engines that split the shards each need workers of their own)."""
+        addresses: list[str] = list(getattr(self.backend, "worker_addresses", None) or [self.backend.address])
         worker = WorkerProcess(
             script=WORKER_SCRIPT,
-            address=self.backend.address,
+            address=address or addresses[len(self.workers) % len(addresses)],
             ledger=self.ledger,
             log_path=self.workdir / f"worker-{len(self.workers)}.log",
             task_queue=TASK_QUEUE,
@@ -407,7 +410,7 @@ class ChaosRun:
                 victim.kill()
                 if self.rng.random() < 0.3:
                     time.sleep(self.rng.uniform(0.5, 3.0))  # sometimes fewer workers for a while
-                self._start_worker()
+                self._start_worker(victim.address)
                 self.incidents.append(Incident("worker", at, time.time(), detail=str(pid)))
             else:
                 server = getattr(self.backend, "postgres", None)

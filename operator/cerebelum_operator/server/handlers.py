@@ -16,6 +16,7 @@ from google.protobuf import message_factory
 from google.protobuf.descriptor import ServiceDescriptor
 from google.protobuf.message import DecodeError
 
+from ..store import StoreUnavailable
 from .routing import FORWARDED_HEADER, START_EXECUTION, Router, ShardUnowned, refusal_of, target_of
 
 __all__ = ["strict_service_handler"]
@@ -61,8 +62,8 @@ def _decoding(
             if target is not None:
                 try:
                     address = await router.owner_of(target)
-                except ShardUnowned as unowned:
-                    await context.abort(grpc.StatusCode.UNAVAILABLE, str(unowned))
+                except (ShardUnowned, StoreUnavailable) as unavailable:  # a moment without an owner or a database
+                    await context.abort(grpc.StatusCode.UNAVAILABLE, str(unavailable))
                 if address is not None:
                     return await router.forward(address, path, raw, context, response_class)
         return await implementation(request, context)
