@@ -209,6 +209,7 @@ class EngineService:
         self._finishing: set[asyncio.Future[Any]] = set()  # decisions whose callers went away
         self._task_view: TaskView | None = None
         self._placement: Callable[[str], int] | None = None
+        self._owns: Callable[[int], bool] | None = None
 
     def set_eager_dispatch(self, eager: EagerDispatch) -> None:
         """Lease new tasks to waiting workers within the decision that scheduled them.
@@ -222,6 +223,17 @@ class EngineService:
         """Where a start learns whether its workflow is paused (runtime/flow_control.py): then it
         starts held, in the same decision, so nothing of it is dispatched before the pause is lifted."""
         self._workflow_pause = pause_of
+
+    def set_ownership(self, owns: Callable[[int], bool] | None) -> None:
+        """Which shards this engine owns now (scale-out); None: every shard."""
+        self._owns = owns
+
+    async def owns_execution(self, execution_id: str) -> bool:
+        """Whether this engine owns the execution's shard (an execution not there: yes, nothing to hand on)."""
+        if self._owns is None:
+            return True
+        shard = await self.shard_of_execution(execution_id)
+        return shard is None or self._owns(shard)
 
     def set_placement(self, placement: Callable[[str], int] | None) -> None:
         """Where a new root execution started here goes (scale-out: a shard this engine owns); None: by its id."""

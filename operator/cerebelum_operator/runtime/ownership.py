@@ -66,6 +66,7 @@ class ShardHost:
         self._count = db.store.shard_count()
         db.store.set_fence({})
         engine.set_placement(self.place)
+        engine.set_ownership(self._epochs.__contains__)
 
     @property
     def owned(self) -> Mapping[int, int]:

@@ -22,7 +22,7 @@ from ..engine import CommandRejected
 from ..engine import actions as act
 from ..engine import commands as cmd
 from ..model import InputInvalid, WorkflowInvalid
-from ..store import MessageRow, StoreError
+from ..store import MessageRow, ShardNotOwned, StoreError
 from .clock import Clock
 from .database import Database
 from .engine_service import (
@@ -115,13 +115,21 @@ class Relay:
                 self._running[target] = asyncio.create_task(self._drain(target), name=f"relay {target}")
 
     async def _deliver(self, row: MessageRow) -> bool:
-        """True once the message is delivered (or can never be) and gone from the outbox."""
+        """True once the message is delivered (or can never be) and gone from the outbox, or is another
+        engine's to relay now (its sender's shard moved)."""
         try:
             if row.kind == "start":
                 await self._start(row)
             else:
                 await self._command(row)
             await self.db.run(self.db.store.delete_message, row.message_id)
+        except ShardNotOwned as exc:
+            if not await self.engine.owns_execution(row.execution_id):
+                # Its sender's shard changed hands: the new owner relays it from the outbox.
+                log.info("message %s of %s left to its new owner (%s)", row.message_id, row.execution_id, exc)
+                return True
+            log.warning("message %s to %s not delivered yet (%s); retrying", row.message_id, row.target, exc)
+            return False
         except (StoreError, OSError) as exc:
             log.warning("message %s to %s not delivered yet (%s); retrying", row.message_id, row.target, exc)
             return False

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -125,3 +126,30 @@ async def test_a_replica_taking_a_shard_back_sees_what_the_other_did_with_it(
     assert state.phase.terminal and state.error is not None and "moved on by b" in state.error
     owners = {row.shard: row for row in await a.engine.db.run(a.engine.db.store.list_shard_owners)}
     assert (owners[7].owner, owners[7].epoch) == ("a", 3)  # taken by a, by b, then by a again
+
+
+PARENT: dict[str, Any] = {"timeline": ["kid"], "steps": {"kid": {"child": {"workflow": "work"}}}}
+
+
+async def test_a_message_whose_senders_shard_moved_is_left_to_the_new_owner(
+    replicas: tuple[Replica, Replica, FakeClock],
+) -> None:
+    a, b, clock = replicas
+    count = a.engine.db.store.shard_count()
+    await a.engine.put_workflow("parent", PARENT)
+    await a.host.take(range(count))
+    await a.relay.stop()  # the start of the child stays in the outbox, undelivered
+    parent = _id_in(9, "p", count)
+    await a.engine.start("parent", None, execution_id=parent)
+    [message] = await a.engine.db.run(a.engine.db.store.pending_messages, limit=10)
+
+    await a.host.hand_over([9])
+    late = Relay(a.engine.db, a.engine, clock=clock)  # a relay of a that still holds the message
+    late._enqueue(message)
+    await asyncio.wait_for(late.idle(), 30)  # it lets go instead of retrying for ever
+    assert await a.engine.db.run(a.engine.db.store.pending_messages, limit=10, shards=[9]) == [message]  # kept
+
+    await b.host.take([9])  # the new owner relays it from the outbox
+    await b.relay.idle()
+    child = (await b.engine.state_of(parent)).children[0].child_id
+    assert (await b.engine.state_of(child)).parent_id == parent
