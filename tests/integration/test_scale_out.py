@@ -281,3 +281,54 @@ def test_engines_with_auto_shards_share_them_and_take_a_killed_ones_over(
             pool.stop_all()
         for engine in engines:
             engine.stop()
+
+
+RAW: dict[str, Any] = {"taskQueue": "raw", "timeline": ["noop"], "steps": {"noop": {}}, "output": "steps.noop"}
+
+
+def test_a_batch_of_reports_spanning_both_engines_is_answered_by_each_owner(
+    replicas: tuple[EngineProcess, EngineProcess],
+) -> None:
+    import grpc
+
+    from cerebelum.v1 import worker_pb2, worker_pb2_grpc
+
+    a, b = replicas
+    with Client(address=a.address) as via_a:
+        via_a.apply_workflow("raw", RAW)
+        (on_a,), (on_b, also_b) = _ids(0, 1, "r"), _ids(1, 2, "r")
+        for execution_id in (on_a, on_b, also_b):
+            via_a.start("raw", None, execution_id=execution_id)
+        channels = {engine.address: grpc.insecure_channel(engine.address) for engine in (a, b)}
+        try:
+            stubs: dict[str, Any] = {
+                address: worker_pb2_grpc.WorkerServiceStub(channel)  # type: ignore[no-untyped-call]  # generated
+                for address, channel in channels.items()
+            }
+
+            def take(engine: EngineProcess) -> worker_pb2.Task:
+                request = worker_pb2.PollTaskRequest(worker_id="w-raw", task_queue="raw", steps=["noop"], wait_ms=5000)
+                reply = stubs[engine.address].PollTask(request, timeout=30)
+                assert reply.HasField("task")
+                task: worker_pb2.Task = reply.task
+                return task
+
+            def report(task: worker_pb2.Task) -> worker_pb2.CompleteTaskRequest:
+                success = worker_pb2.Success(output_json=f'"{task.execution_id}"')
+                return worker_pb2.CompleteTaskRequest(task_token=task.task_token, worker_id="w-raw", success=success)
+
+            tasks = {task.execution_id: task for task in (take(a), take(b), take(b))}
+            assert tasks.keys() == {on_a, on_b, also_b}
+            mixed = stubs[a.address].CompleteTasks(
+                worker_pb2.CompleteTasksRequest(reports=[report(tasks[on_a]), report(tasks[on_b])]), timeout=30
+            )  # a answers its own, sends b's on to b
+            assert [r.WhichOneof("result") for r in mixed.results] == ["reply", "reply"]
+            theirs = stubs[a.address].CompleteTasks(
+                worker_pb2.CompleteTasksRequest(reports=[report(tasks[also_b])]), timeout=30
+            )  # all b's: sent on whole
+            assert [r.WhichOneof("result") for r in theirs.results] == ["reply"]
+        finally:
+            for channel in channels.values():
+                channel.close()
+        for execution_id in (on_a, on_b, also_b):
+            assert via_a.wait(execution_id, timeout=60).output == execution_id

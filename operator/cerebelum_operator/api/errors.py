@@ -19,7 +19,7 @@ from .auth import AuthUnavailable, PermissionDenied, Unauthenticated
 from .limits import check_request
 from .payloads import PayloadError, PayloadTooLarge
 
-__all__ = ["Context", "InvalidRequest", "grpc_errors", "status_code_of"]
+__all__ = ["Context", "InvalidRequest", "grpc_errors", "status_code_of", "status_of"]
 
 Context = grpc.aio.ServicerContext[Any, Any]
 
@@ -63,6 +63,16 @@ _CODES: list[tuple[type[BaseException], grpc.StatusCode]] = [
 def status_code_of(error: BaseException) -> grpc.StatusCode | None:
     """The status an error the engine explains maps to (the web UI maps it on to HTTP); None if unexpected."""
     return next((code for error_type, code in _CODES if isinstance(error, error_type)), None)
+
+
+def status_of(error: Exception, rpc: str) -> tuple[grpc.StatusCode, str]:
+    """The status and message `grpc_errors` would answer ``error`` with (unexpected ones logged, INTERNAL):
+    for an RPC that answers each item of a batch on its own."""
+    code = status_code_of(error)
+    if code is not None:
+        return code, str(error)
+    log.error("unexpected error in %s", rpc, exc_info=error)
+    return grpc.StatusCode.INTERNAL, f"internal error: {type(error).__name__}: {error}"
 
 
 def grpc_errors(

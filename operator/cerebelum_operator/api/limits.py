@@ -15,7 +15,14 @@ from google.protobuf.message import Message
 from ..model import labels, limits
 from ..store.base import MAX_PAGE_TOKEN
 
-__all__ = ["DEFAULT_TEXT_LIMIT", "MAP_LIMITS", "TEXT_LIMITS", "check_request"]
+__all__ = [
+    "DEFAULT_TEXT_LIMIT",
+    "MAP_LIMITS",
+    "MAX_REPORTS_PER_CALL",
+    "PER_ITEM_FIELDS",
+    "TEXT_LIMITS",
+    "check_request",
+]
 
 DEFAULT_TEXT_LIMIT: Final = 1024
 
@@ -55,6 +62,14 @@ MAP_LIMITS: Final[dict[str, tuple[int, int]]] = {
 }
 
 
+# Repeated requests that an RPC carries (CompleteTasks' reports) are checked one by one by that RPC,
+# so that one report's string over its limit is that report's error, not the whole call's.
+PER_ITEM_FIELDS: Final = frozenset({"reports"})
+
+# The most reports one CompleteTasks call may carry.
+MAX_REPORTS_PER_CALL: Final = 256
+
+
 def check_request(request: Message, rpc: str) -> None:
     """Raise TextTooLong naming the RPC, the field and its limit for the first string over it."""
     _check(request, rpc, "")
@@ -69,7 +84,7 @@ def _plan(field: FieldDescriptor) -> tuple[int, int]:
     plan = _PLANS.get(field)
     if plan is None:
         if field.type == FieldDescriptor.TYPE_MESSAGE:
-            plan = (_MAP if _is_map(field) else _MESSAGE, 0)
+            plan = (_SKIP, 0) if field.name in PER_ITEM_FIELDS else (_MAP if _is_map(field) else _MESSAGE, 0)
         elif field.type == FieldDescriptor.TYPE_STRING and not field.name.endswith("_json"):
             limit = TEXT_LIMITS.get(field.name, DEFAULT_TEXT_LIMIT)
             plan = (_SKIP, 0) if limit is None else (_TEXT, limit)

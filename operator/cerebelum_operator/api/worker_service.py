@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+from typing import Final
+
 from cerebelum.v1 import worker_pb2 as pb
 from cerebelum.v1 import worker_pb2_grpc as pb_grpc
 
@@ -10,17 +13,21 @@ from ..engine import commands as cmd
 from ..engine.ids import WORKFLOW_TASK_PREFIX, WORKFLOW_TASK_STEP, TaskToken
 from ..model import WorkflowDefinition
 from ..model.limits import MAX_MESSAGE
+from ..model.limits import message_limit as grpc_message_limit
 from ..runtime import Dispatcher, EngineService, namespace_of
 from ..runtime.engine_service import Authorize
 from ..runtime.task_lifecycle import GrantedTask, Waiter
 from .auth import Identity, PermissionDenied
-from .errors import Context, InvalidRequest, grpc_errors
+from .errors import Context, InvalidRequest, grpc_errors, status_of
 from .guard import Guard
+from .limits import MAX_REPORTS_PER_CALL, check_request
 from .payloads import dump_json, parse_json
 from .times import timestamp
 from .workflow_history import HISTORY_PAGE_EVENTS, history_page, history_page_to
 
 __all__ = ["WorkerServicer"]
+
+_REPLY_MARGIN: Final = 64 * 1024  # bytes of a CompleteTasks reply kept for framing and the errors' text
 
 _DISPOSITION = {
     Reply.ACCEPTED: pb.CompleteTaskResponse.ACCEPTED,
@@ -208,9 +215,70 @@ class WorkerServicer(pb_grpc.WorkerServiceServicer):
 
     @grpc_errors
     async def CompleteTask(self, request: pb.CompleteTaskRequest, context: Context) -> pb.CompleteTaskResponse:
+        reply, _ = await self._complete(request, await self.guard.identify(context))
+        return reply
+
+    @grpc_errors
+    async def CompleteTasks(self, request: pb.CompleteTasksRequest, context: Context) -> pb.CompleteTasksResponse:
+        """Several reports in one call, each handled as `CompleteTask` handles one (checked, authorised and
+        decided on its own, its error its own); their decisions meet in the same group commits."""
+        count = len(request.reports)
+        if count > MAX_REPORTS_PER_CALL:
+            raise InvalidRequest(
+                f"CompleteTasks: {count} reports is more than the limit of {MAX_REPORTS_PER_CALL} reports a call"
+            )
+        identity = await self.guard.identify(context)
+        outcomes = await asyncio.gather(
+            *(self._complete_checked(report, identity) for report in request.reports), return_exceptions=True
+        )
+        response = pb.CompleteTasksResponse()
+        room = self._reply_budget
+        for outcome in outcomes:
+            result = response.results.add()
+            if isinstance(outcome, tuple):
+                reply, granted = outcome
+                room -= self._fit(reply, granted, room)
+                result.reply.CopyFrom(reply)
+                continue
+            if not isinstance(outcome, Exception):  # cancelled, or worse: the call's own end
+                raise outcome
+            code, message = status_of(outcome, "CompleteTasks")
+            result.error.code = code.value[0]
+            result.error.message = message
+            room -= len(message) + 16
+        return response
+
+    @property
+    def _reply_budget(self) -> int:
+        """The bytes a CompleteTasks reply may fill: the server's message limit, less a margin."""
+        return grpc_message_limit(self.max_payload_bytes) - _REPLY_MARGIN
+
+    def _fit(self, reply: pb.CompleteTaskResponse, granted: GrantedTask | None, room: int) -> int:
+        """Make ``reply`` fit in ``room`` bytes of a batched reply; its size. What does not fit is not lost:
+        a next task is kept for the worker's next poll, a continued history is read again (as when it did
+        not fit one reply)."""
+        size = reply.ByteSize()
+        if size > room and granted is not None:
+            self.dispatcher.keep_for_next_poll(granted)
+            reply.ClearField("next_task")
+            size = reply.ByteSize()
+        if size > room and reply.HasField("workflow_task"):
+            reply.workflow_task.history_json = ""
+            size = reply.ByteSize()
+        return size
+
+    async def _complete_checked(
+        self, request: pb.CompleteTaskRequest, identity: Identity
+    ) -> tuple[pb.CompleteTaskResponse, GrantedTask | None]:
+        check_request(request, "CompleteTasks")
+        return await self._complete(request, identity)
+
+    async def _complete(
+        self, request: pb.CompleteTaskRequest, identity: Identity
+    ) -> tuple[pb.CompleteTaskResponse, GrantedTask | None]:
+        """One report: its reply, and the task leased to its worker that the reply carries (if any)."""
         token = _require(request.task_token, "task_token", "CompleteTask")
         worker_id = _require(request.worker_id, "worker_id", "CompleteTask")
-        identity = await self.guard.identify(context)
         execution_id, step = _task_of(token, "CompleteTask")
         outcome = self._outcome(request, step)
         continuation = self._continuation(request, outcome)
@@ -239,7 +307,7 @@ class WorkerServicer(pb_grpc.WorkerServiceServicer):
             )
         if granted is not None:
             reply.next_task.CopyFrom(_step_task(granted, TaskToken.parse(granted.token)))
-        return reply
+        return reply, granted
 
     def _stand_by(self, request: pb.CompleteTaskRequest, identity: Identity) -> Waiter | None:
         """With ``poll_next``, the completion stands by for the worker's next step task (not a workflow

@@ -227,6 +227,11 @@ class Dispatcher:
         self._hand_out(self.book.give_back(item, self.clock.now_ms()))  # never offered one: in_reply
         return None
 
+    def keep_for_next_poll(self, granted: GrantedTask) -> None:
+        """A lease `collect` returned that the reply cannot carry after all (a batched reply already at
+        its size limit): kept for its worker's next poll or stand-by, as a lease whose poll stopped."""
+        self._hand_out(self.book.give_back(granted, self.clock.now_ms()))
+
     async def _wait(self, waiter: Waiter, seconds: float) -> QueuedTask | GrantedTask | None:
         """Wait for an offer on the clock; a poll that stops (timeout, cancel) gives back what came late."""
         future: asyncio.Future[QueuedTask | GrantedTask] = asyncio.get_running_loop().create_future()

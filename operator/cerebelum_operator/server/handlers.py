@@ -16,8 +16,21 @@ from google.protobuf import message_factory
 from google.protobuf.descriptor import ServiceDescriptor
 from google.protobuf.message import DecodeError
 
+from cerebelum.v1 import worker_pb2
+
+from ..api.limits import MAX_REPORTS_PER_CALL
 from ..store import StoreUnavailable
-from .routing import FORWARDED_HEADER, START_EXECUTION, Router, ShardUnowned, refusal_of, target_of
+from .routing import (
+    COMPLETE_TASK,
+    COMPLETE_TASKS,
+    FORWARDED_HEADER,
+    START_EXECUTION,
+    Router,
+    ShardUnowned,
+    refusal_of,
+    report_target,
+    target_of,
+)
 
 __all__ = ["strict_service_handler"]
 
@@ -58,6 +71,8 @@ def _decoding(
                 await context.abort(grpc.StatusCode.FAILED_PRECONDITION, refused)
             if path == START_EXECUTION and not request.execution_id:
                 request.execution_id = router.new_execution_id()  # placed here: no hop
+            if path == COMPLETE_TASKS:
+                return await _complete_tasks(implementation, request, raw, context, response_class, router)
             target = target_of(path, request)
             if target is not None:
                 try:
@@ -69,6 +84,57 @@ def _decoding(
         return await implementation(request, context)
 
     return handler
+
+
+async def _complete_tasks(
+    implementation: _Implementation,
+    request: Any,
+    raw: bytes,
+    context: grpc.aio.ServicerContext[Any, Any],
+    response_class: Any,
+    router: Router,
+) -> Any:
+    """A batch of reports: here if they are all this engine's, all sent on if all another's; mixed (a
+    shard moved while the worker held its task), this engine's answered here and each other one sent
+    on as a `CompleteTask` to its owner, the results put back in the request's order."""
+    if len(request.reports) > MAX_REPORTS_PER_CALL:
+        return await implementation(request, context)  # refused there, naming the limit
+    owners: list[str | None] = []
+    for report in request.reports:
+        target = report_target(report)
+        try:
+            owners.append(None if target is None else await router.owner_of(target))
+        except (ShardUnowned, StoreUnavailable):
+            owners.append("")  # no owner now: that report is answered UNAVAILABLE, the worker sends it again
+    if not any(owners):
+        return await implementation(request, context)
+    if len(set(owners)) == 1:
+        return await router.forward(str(owners[0]), COMPLETE_TASKS, raw, context, response_class)
+    mine = [index for index, owner in enumerate(owners) if owner is None]
+    local = response_class()
+    if mine:
+        local = await implementation(type(request)(reports=[request.reports[i] for i in mine]), context)
+    answer = response_class()
+    results = iter(local.results)
+    for report, owner in zip(request.reports, owners, strict=True):
+        result = answer.results.add()
+        if owner is None:
+            result.CopyFrom(next(results))
+            continue
+        if owner == "":
+            result.error.code = grpc.StatusCode.UNAVAILABLE.value[0]
+            result.error.message = "the task's shard has no owner right now; send the report again"
+            continue
+        try:
+            result.reply.CopyFrom(
+                await router.call(
+                    owner, COMPLETE_TASK, report.SerializeToString(), context, worker_pb2.CompleteTaskResponse
+                )
+            )
+        except grpc.aio.AioRpcError as error:
+            result.error.code = error.code().value[0]
+            result.error.message = error.details() or ""
+    return answer
 
 
 def _forwarded(context: grpc.aio.ServicerContext[Any, Any]) -> bool:

@@ -31,7 +31,18 @@ from ..engine.ids import TaskToken, parse_dead_letter_id
 from ..model.shards import shard_of
 from ..runtime import Clock, EngineService
 
-__all__ = ["FORWARDED_HEADER", "START_EXECUTION", "Router", "ShardUnowned", "Target", "refusal_of", "target_of"]
+__all__ = [
+    "COMPLETE_TASK",
+    "COMPLETE_TASKS",
+    "FORWARDED_HEADER",
+    "START_EXECUTION",
+    "Router",
+    "ShardUnowned",
+    "Target",
+    "refusal_of",
+    "report_target",
+    "target_of",
+]
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +76,11 @@ def _by_token(request: Any) -> Target | None:
         return None  # the servicer answers a bad token with its own error
 
 
+def report_target(report: Any) -> Target | None:
+    """The execution one report of a CompleteTasks call is about."""
+    return _by_token(report)
+
+
 def _by_dead_letter(request: Any) -> Target | None:
     try:
         return Target(parse_dead_letter_id(request.id).execution_id)
@@ -77,6 +93,8 @@ def _new(request: Any) -> Target | None:
 
 
 START_EXECUTION = "/cerebelum.v1.WorkflowService/StartExecution"
+COMPLETE_TASK = "/cerebelum.v1.WorkerService/CompleteTask"
+COMPLETE_TASKS = "/cerebelum.v1.WorkerService/CompleteTasks"
 _ROUTES: dict[str, Callable[[Any], Target | None]] = {
     START_EXECUTION: _new,
     "/cerebelum.v1.WorkflowService/SignalWithStart": _new,
@@ -91,7 +109,7 @@ _ROUTES: dict[str, Callable[[Any], Target | None]] = {
     "/cerebelum.v1.WorkflowService/ResumeExecution": _by_id,
     "/cerebelum.v1.WorkflowService/ResetExecution": _by_id,
     "/cerebelum.v1.WorkflowService/RedriveDeadLetter": _by_dead_letter,
-    "/cerebelum.v1.WorkerService/CompleteTask": _by_token,
+    COMPLETE_TASK: _by_token,
     "/cerebelum.v1.WorkerService/Heartbeat": _by_token,
     "/cerebelum.v1.WorkerService/GetWorkflowHistory": _by_token,
     **{
@@ -196,20 +214,28 @@ class Router:
         self, address: str, method: str, raw: bytes, context: grpc.aio.ServicerContext[Any, Any], response: Any
     ) -> Any:
         """Send the call on as it came and return the owner's answer (its errors too, as they came)."""
+        try:
+            return await self.call(address, method, raw, context, response)
+        except grpc.aio.AioRpcError as error:
+            await context.abort(error.code(), error.details() or "")
+            raise  # abort raises; this only tells the type checker
+
+    async def call(
+        self, address: str, method: str, raw: bytes, context: grpc.aio.ServicerContext[Any, Any], response: Any
+    ) -> Any:
+        """The owner's answer to ``raw`` sent as ``method`` with the caller's credentials; its error raised."""
         metadata = [(key, value) for key, value in (context.invocation_metadata() or ()) if key in _PASSED_ON]
         metadata.append((FORWARDED_HEADER, self.name))
         call = self._channel(address).unary_unary(
             method, request_serializer=None, response_deserializer=response.FromString
         )
-        remaining = context.time_remaining()
         self.forwarded += 1
         try:
-            return await call(raw, metadata=metadata, timeout=remaining)
+            return await call(raw, metadata=metadata, timeout=context.time_remaining())
         except grpc.aio.AioRpcError as error:
             if error.code() == grpc.StatusCode.UNAVAILABLE:
                 self._owners_read_at_ms = -_OWNERS_FRESH_MS  # the owner may have moved: read again next time
-            await context.abort(error.code(), error.details() or "")
-            raise  # abort raises; this only tells the type checker
+            raise
 
     async def close(self) -> None:
         for channel in self._channels.values():

@@ -2,7 +2,7 @@
 import { performance } from "node:perf_hooks";
 
 import { Backoff, pause } from "./backoff.js";
-import { Completer } from "./completion.js";
+import { Completer, Reporter } from "./completion.js";
 import { defaultWorkerId, resolveAddress } from "./config.js";
 import { resolveTls, resolveTokenSource, type TlsOptions, WorkerConnection } from "./connection.js";
 import { type Duration, durationMs } from "./durations.js";
@@ -253,7 +253,12 @@ export class Worker {
         log: this.#log,
       });
       this.#executor = executor;
-      const completer = new Completer((request, options) => connection.complete(request, options), this.#log);
+      const reporter = new Reporter(
+        (request, options) => connection.completeTasks(request, options),
+        (request, options) => connection.complete(request, options),
+        this.#log,
+      );
+      const completer = new Completer((request, options) => reporter.send(request, options), this.#log);
       this.#log.info(this.#startLine());
       await this.#pollLoop(connection, executor, completer);
       await this.#drain(executor);

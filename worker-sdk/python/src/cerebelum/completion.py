@@ -1,8 +1,10 @@
-"""Submits task outcomes with ``CompleteTask`` until the server acknowledges them."""
+"""Submits task outcomes until the server acknowledges them: batched with ``CompleteTasks`` (reports that
+become ready while a call is in flight go together in the next one), or one ``CompleteTask`` each."""
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 
 import grpc
@@ -12,11 +14,12 @@ from cerebelum.outage import Outage, describe
 from cerebelum.reports import invalid_payload_report
 from cerebelum.v1 import worker_pb2
 
-__all__ = ["CompleteRpc", "Completer"]
+__all__ = ["CompleteRpc", "CompleteTasksRpc", "Completer", "Reporter"]
 
 log = logging.getLogger("cerebelum.worker")
 
 CompleteRpc = grpc.aio.UnaryUnaryMultiCallable[worker_pb2.CompleteTaskRequest, worker_pb2.CompleteTaskResponse]
+CompleteTasksRpc = grpc.aio.UnaryUnaryMultiCallable[worker_pb2.CompleteTasksRequest, worker_pb2.CompleteTasksResponse]
 
 # Codes after which the same request is sent again (the server may not have seen it).
 _TRANSIENT = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.ABORTED})
@@ -25,11 +28,167 @@ _REFUSED = {
     grpc.StatusCode.RESOURCE_EXHAUSTED: "PayloadTooLarge",
     grpc.StatusCode.INVALID_ARGUMENT: "InvalidOutput",
 }
+# A whole CompleteTasks call refused with these (its message over the server's limit, say): each of its
+# reports is sent again on its own, and only then refused or not for itself.
+_SPLIT = frozenset(_REFUSED)
 _MAX_FALLBACK_MESSAGE = 2000
+# Bounds of one CompleteTasks call: far below the server's (256 reports; a message of twice the payload
+# limit plus 1 MiB, 5 MiB by default). A report alone over the bytes still goes, alone.
+MAX_BATCH_REPORTS = 128
+MAX_BATCH_BYTES = 4 * 1024 * 1024
+_CODES = {code.value[0]: code for code in grpc.StatusCode}
+# A report waiting to go, and where its reply goes.
+_Pending = tuple[worker_pb2.CompleteTaskRequest, "asyncio.Future[worker_pb2.CompleteTaskResponse]"]
+
+
+def _refused(code: grpc.StatusCode, details: str) -> grpc.aio.AioRpcError:
+    """A report's own error in a batched reply, as the error CompleteTask would have raised."""
+    return grpc.aio.AioRpcError(code, grpc.aio.Metadata(), grpc.aio.Metadata(), details, None)
+
+
+class Reporter:
+    """Sends reports with ``CompleteTasks``: at once when no call is in flight; the reports that become
+    ready while one is go together in the next call. So at low load a call carries one report (no
+    added latency) and under load one call carries many (one round trip and one engine call for all).
+
+    Each report's result is its own: its reply, or the error ``CompleteTask`` would have raised for it.
+    An engine that answers ``UNIMPLEMENTED`` (one older than ``CompleteTasks``) gets ``CompleteTask``
+    per report from then on.
+    """
+
+    __slots__ = ("_batch", "_batched", "_max_bytes", "_max_reports", "_pump", "_queue", "_single", "_timeout")
+
+    def __init__(
+        self,
+        batch: CompleteTasksRpc,
+        single: CompleteRpc,
+        *,
+        timeout: float = 10.0,
+        max_reports: int = MAX_BATCH_REPORTS,
+        max_bytes: int = MAX_BATCH_BYTES,
+    ) -> None:
+        self._batch = batch
+        self._single = single
+        self._timeout = timeout
+        self._max_reports = max_reports
+        self._max_bytes = max_bytes
+        self._batched = True
+        self._queue: list[_Pending] = []
+        self._pump: asyncio.Task[None] | None = None
+
+    @property
+    def batched(self) -> bool:
+        """False once the engine said it has no ``CompleteTasks``."""
+        return self._batched
+
+    async def send(self, request: worker_pb2.CompleteTaskRequest) -> worker_pb2.CompleteTaskResponse:
+        """The reply to ``request``; raises ``grpc.aio.AioRpcError`` as ``CompleteTask`` would."""
+        if not self._batched:
+            return await self._single(request, timeout=self._timeout)
+        future: asyncio.Future[worker_pb2.CompleteTaskResponse] = asyncio.get_running_loop().create_future()
+        self._queue.append((request, future))
+        if self._pump is None:
+            self._pump = asyncio.get_running_loop().create_task(self._send_all())
+        return await future  # cancelled: its report is dropped from the queue, or its reply ignored
+
+    async def _send_all(self) -> None:
+        try:
+            while self._queue:
+                await self._send(self._next_batch())
+        finally:
+            self._pump = None
+
+    def _next_batch(
+        self,
+    ) -> list[_Pending]:
+        """The reports waiting, in order, up to the bounds (at least one, if any is still wanted)."""
+        batch: list[_Pending] = []
+        size = 0
+        while self._queue and len(batch) < self._max_reports:
+            request, future = self._queue[0]
+            if future.done():  # its caller gave up
+                self._queue.pop(0)
+                continue
+            weight = request.ByteSize() + 8
+            if batch and size + weight > self._max_bytes:
+                break
+            batch.append(self._queue.pop(0))
+            size += weight
+        return batch
+
+    async def _send(self, batch: list[_Pending]) -> None:
+        if not batch:
+            return
+        request = worker_pb2.CompleteTasksRequest(reports=[report for report, _ in batch])
+        try:
+            response = await self._batch(request, timeout=self._timeout)
+        except grpc.aio.AioRpcError as exc:
+            code = exc.code()
+            if code == grpc.StatusCode.UNIMPLEMENTED:
+                log.info("the engine has no CompleteTasks (an older version): reporting each outcome on its own")
+                self._batched = False
+            if code == grpc.StatusCode.UNIMPLEMENTED or (code in _SPLIT and len(batch) > 1):
+                self._alone(batch)
+                if not self._batched:
+                    self._alone(self._queue)
+                    self._queue = []
+                return
+            for _, future in batch:
+                if not future.done():
+                    future.set_exception(exc)
+            return
+        except BaseException as exc:  # the worker is stopping (cancelled), or a bug: the callers learn it
+            for _, future in batch:
+                if not future.done():
+                    future.set_exception(exc if isinstance(exc, Exception) else asyncio.CancelledError())
+            raise
+        results = response.results
+        if len(results) != len(batch):  # not an engine of this protocol: each report's caller retries
+            error = _refused(
+                grpc.StatusCode.UNAVAILABLE, f"CompleteTasks answered {len(results)} results for {len(batch)} reports"
+            )
+            for _, future in batch:
+                if not future.done():
+                    future.set_exception(error)
+            return
+        for (_, future), result in zip(batch, results, strict=True):
+            if future.done():
+                continue
+            if result.HasField("reply"):
+                future.set_result(result.reply)
+            else:
+                code = _CODES.get(result.error.code, grpc.StatusCode.UNKNOWN)
+                future.set_exception(_refused(code, result.error.message))
+
+    def _alone(self, batch: list[_Pending]) -> None:
+        """Each report with ``CompleteTask``, its caller answered by that call."""
+        loop = asyncio.get_running_loop()
+        for request, future in batch:
+            if not future.done():
+                call = loop.create_task(self._one(request))
+                call.add_done_callback(functools.partial(_settle, future))
+
+    async def _one(self, request: worker_pb2.CompleteTaskRequest) -> worker_pb2.CompleteTaskResponse:
+        return await self._single(request, timeout=self._timeout)
+
+
+def _settle(
+    future: asyncio.Future[worker_pb2.CompleteTaskResponse], call: asyncio.Task[worker_pb2.CompleteTaskResponse]
+) -> None:
+    if future.done():
+        if not call.cancelled():
+            call.exception()  # retrieved: its caller is gone
+        return
+    if call.cancelled():
+        future.cancel()
+    elif (exc := call.exception()) is not None:
+        future.set_exception(exc)
+    else:
+        future.set_result(call.result())
 
 
 class Completer:
-    """Sends one ``CompleteTaskRequest`` until it is acknowledged.
+    """Sends one ``CompleteTaskRequest`` (through the ``Reporter``, batched with others) until it is acknowledged.
 
     ACCEPTED, DUPLICATE and STALE all count as acknowledged. Transient errors are retried with
     jittered backoff (random delays below 0.1 s, the bound doubling to 5 s) without limit, each
@@ -38,11 +197,10 @@ class Completer:
     server's message.
     """
 
-    __slots__ = ("_rpc", "_timeout")
+    __slots__ = ("_reporter",)
 
-    def __init__(self, rpc: CompleteRpc, *, timeout: float = 10.0) -> None:
-        self._rpc = rpc
-        self._timeout = timeout
+    def __init__(self, reporter: Reporter) -> None:
+        self._reporter = reporter
 
     async def submit(self, request: worker_pb2.CompleteTaskRequest) -> worker_pb2.CompleteTaskResponse | None:
         """Returns the acknowledgement, or ``None`` when the server refused the report for good."""
@@ -51,7 +209,7 @@ class Completer:
         loop = asyncio.get_running_loop()
         while True:
             try:
-                return await self._rpc(request, timeout=self._timeout)
+                return await self._reporter.send(request)
             except grpc.aio.AioRpcError as exc:
                 code = exc.code()
                 if code in _TRANSIENT:

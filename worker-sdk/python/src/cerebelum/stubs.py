@@ -21,6 +21,9 @@ class WorkerRpcs(NamedTuple):
     poll: grpc.aio.UnaryUnaryMultiCallable[worker_pb2.PollTaskRequest, worker_pb2.PollTaskResponse]
     heartbeat: grpc.aio.UnaryUnaryMultiCallable[worker_pb2.HeartbeatRequest, worker_pb2.HeartbeatResponse]
     complete: grpc.aio.UnaryUnaryMultiCallable[worker_pb2.CompleteTaskRequest, worker_pb2.CompleteTaskResponse]
+    complete_tasks: grpc.aio.UnaryUnaryMultiCallable[
+        worker_pb2.CompleteTasksRequest, worker_pb2.CompleteTasksResponse
+    ]  # several reports a call; an engine before it answers UNIMPLEMENTED
     history: grpc.aio.UnaryUnaryMultiCallable[
         worker_pb2.GetWorkflowHistoryRequest, worker_pb2.GetWorkflowHistoryResponse
     ]  # workflow tasks: the history a task does not carry
@@ -29,7 +32,11 @@ class WorkerRpcs(NamedTuple):
 def worker_rpcs(channel: grpc.aio.Channel) -> WorkerRpcs:
     stub = worker_pb2_grpc.WorkerServiceStub(channel)  # type: ignore[no-untyped-call]
     return WorkerRpcs(
-        poll=stub.PollTask, heartbeat=stub.Heartbeat, complete=stub.CompleteTask, history=stub.GetWorkflowHistory
+        poll=stub.PollTask,
+        heartbeat=stub.Heartbeat,
+        complete=stub.CompleteTask,
+        complete_tasks=stub.CompleteTasks,
+        history=stub.GetWorkflowHistory,
     )
 
 

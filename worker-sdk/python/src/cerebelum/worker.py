@@ -13,7 +13,7 @@ from typing import Any, TypeVar, overload
 import grpc
 
 from cerebelum.backoff import Backoff
-from cerebelum.completion import Completer
+from cerebelum.completion import Completer, Reporter
 from cerebelum.config import default_worker_id, resolve_address
 from cerebelum.connection import TlsSettings, open_aio_channel, resolve_tls, resolve_token_source
 from cerebelum.execution import TaskExecutor
@@ -251,7 +251,7 @@ class Worker:
                 history_rpc=rpcs.history,
                 max_cached_workflows=self.max_cached_workflows,
             )
-            completer = Completer(rpcs.complete)
+            completer = Completer(Reporter(rpcs.complete_tasks, rpcs.complete))
             self._next_poll = self._poll_request(steps=True)
             self._next_poll.wait_ms = 0
             log.info(

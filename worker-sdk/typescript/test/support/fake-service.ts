@@ -4,7 +4,10 @@ import { type Metadata, Server, ServerCredentials, type ServiceError, status } f
 import { Worker, type WorkerOptions } from "@cerebelum/worker";
 import {
   type CompleteTaskRequest,
+  type CompleteTaskResponse,
   CompleteTaskResponse_Disposition,
+  type CompleteTaskResult,
+  type CompleteTasksRequest,
   type HeartbeatRequest,
   type HeartbeatResponse,
   type PollTaskRequest,
@@ -102,6 +105,13 @@ export class FakeWorkerService {
   /** Answered to every Heartbeat while set (undefined: `heartbeatReply`). */
   heartbeatError: [status, string] | undefined;
   completeAttempts = 0;
+  /** Whether CompleteTasks is served; false: it answers UNIMPLEMENTED, as an engine that predates it. */
+  batched = false;
+  /** The CompleteTasks calls served, and how many were made (UNIMPLEMENTED ones too). */
+  readonly batches: CompleteTasksRequest[] = [];
+  completeTasksAttempts = 0;
+  /** Each CompleteTasks call is answered once this settles (replace it to hold calls in flight). */
+  batchGate: Promise<void> = Promise.resolve();
   /** [code, message] answered to the next CompleteTask calls, in order. */
   completeErrors: Array<[status, string]> = [];
   /** Answered to every PollTask while set (undefined: hand out tasks). */
@@ -167,23 +177,49 @@ export class FakeWorkerService {
         callback(fail(status.UNIMPLEMENTED, "this fake serves step tasks only"));
       },
       completeTask: (call, callback) => {
-        this.completeAttempts += 1;
-        const error = this.completeErrors.shift();
-        if (error !== undefined) {
-          callback(fail(...error));
+        const answer = this.#answer(call.request);
+        if ("error" in answer) {
+          callback(fail(...answer.error));
+        } else {
+          callback(null, answer.reply);
+        }
+      },
+      completeTasks: (call, callback) => {
+        this.completeTasksAttempts += 1;
+        if (!this.batched) {
+          callback(fail(status.UNIMPLEMENTED, "Method not found!")); // as an engine before CompleteTasks
           return;
         }
-        if (this.rejectSuccess !== undefined && call.request.outcome?.$case === "success") {
-          callback(fail(...this.rejectSuccess));
-          return;
-        }
-        this.completions.push(call.request);
-        const nextTask = this.nextTasks.get(call.request.taskToken);
-        this.nextTasks.delete(call.request.taskToken);
-        callback(null, { disposition: CompleteTaskResponse_Disposition.ACCEPTED, workflowTask: undefined, nextTask });
+        this.batches.push(call.request);
+        const gate = this.batchGate;
+        void gate.then(() => {
+          const results: CompleteTaskResult[] = call.request.reports.map((report) => {
+            const answer = this.#answer(report);
+            if ("error" in answer) {
+              return { result: { $case: "error", value: { code: answer.error[0], message: answer.error[1] } } };
+            }
+            return { result: { $case: "reply", value: answer.reply } };
+          });
+          callback(null, { results });
+        });
       },
     };
     this.#server.addService(WorkerServiceService, implementation);
+  }
+
+  #answer(request: CompleteTaskRequest): { reply: CompleteTaskResponse } | { error: [status, string] } {
+    this.completeAttempts += 1;
+    const error = this.completeErrors.shift();
+    if (error !== undefined) {
+      return { error };
+    }
+    if (this.rejectSuccess !== undefined && request.outcome?.$case === "success") {
+      return { error: this.rejectSuccess };
+    }
+    this.completions.push(request);
+    const nextTask = this.nextTasks.get(request.taskToken);
+    this.nextTasks.delete(request.taskToken);
+    return { reply: { disposition: CompleteTaskResponse_Disposition.ACCEPTED, workflowTask: undefined, nextTask } };
   }
 
   async start(port = 0): Promise<this> {

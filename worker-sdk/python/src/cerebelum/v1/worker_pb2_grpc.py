@@ -50,6 +50,11 @@ class WorkerServiceStub(object):
                 request_serializer=cerebelum_dot_v1_dot_worker__pb2.CompleteTaskRequest.SerializeToString,
                 response_deserializer=cerebelum_dot_v1_dot_worker__pb2.CompleteTaskResponse.FromString,
                 _registered_method=True)
+        self.CompleteTasks = channel.unary_unary(
+                '/cerebelum.v1.WorkerService/CompleteTasks',
+                request_serializer=cerebelum_dot_v1_dot_worker__pb2.CompleteTasksRequest.SerializeToString,
+                response_deserializer=cerebelum_dot_v1_dot_worker__pb2.CompleteTasksResponse.FromString,
+                _registered_method=True)
         self.GetWorkflowHistory = channel.unary_unary(
                 '/cerebelum.v1.WorkerService/GetWorkflowHistory',
                 request_serializer=cerebelum_dot_v1_dot_worker__pb2.GetWorkflowHistoryRequest.SerializeToString,
@@ -83,6 +88,16 @@ class WorkerServiceServicer(object):
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CompleteTasks(self, request, context):
+        """Reports the outcomes of several tasks in one call, each exactly as CompleteTask would (its own
+        authorisation, its own poll_next); each gets its own result, in the request's order. At most
+        256 reports a call (more: INVALID_ARGUMENT naming the limit). An engine that predates it
+        answers UNIMPLEMENTED: the worker then reports with CompleteTask.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def GetWorkflowHistory(self, request, context):
         """The history of the execution of a workflow task the caller holds, after after_seq: for a
         worker that does not hold the execution in its cache, or a history longer than a task carries.
@@ -108,6 +123,11 @@ def add_WorkerServiceServicer_to_server(servicer, server):
                     servicer.CompleteTask,
                     request_deserializer=cerebelum_dot_v1_dot_worker__pb2.CompleteTaskRequest.FromString,
                     response_serializer=cerebelum_dot_v1_dot_worker__pb2.CompleteTaskResponse.SerializeToString,
+            ),
+            'CompleteTasks': grpc.unary_unary_rpc_method_handler(
+                    servicer.CompleteTasks,
+                    request_deserializer=cerebelum_dot_v1_dot_worker__pb2.CompleteTasksRequest.FromString,
+                    response_serializer=cerebelum_dot_v1_dot_worker__pb2.CompleteTasksResponse.SerializeToString,
             ),
             'GetWorkflowHistory': grpc.unary_unary_rpc_method_handler(
                     servicer.GetWorkflowHistory,
@@ -197,6 +217,33 @@ class WorkerService(object):
             '/cerebelum.v1.WorkerService/CompleteTask',
             cerebelum_dot_v1_dot_worker__pb2.CompleteTaskRequest.SerializeToString,
             cerebelum_dot_v1_dot_worker__pb2.CompleteTaskResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CompleteTasks(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cerebelum.v1.WorkerService/CompleteTasks',
+            cerebelum_dot_v1_dot_worker__pb2.CompleteTasksRequest.SerializeToString,
+            cerebelum_dot_v1_dot_worker__pb2.CompleteTasksResponse.FromString,
             options,
             channel_credentials,
             insecure,

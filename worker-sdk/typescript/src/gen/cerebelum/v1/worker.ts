@@ -286,6 +286,26 @@ export enum CompleteTaskResponse_Disposition {
   UNRECOGNIZED = -1,
 }
 
+export interface CompleteTasksRequest {
+  reports: CompleteTaskRequest[];
+}
+
+/** Why one report of a CompleteTasks call was refused: what CompleteTask would have answered for it. */
+export interface ReportError {
+  /** The gRPC status code (google.rpc.Code) CompleteTask would have failed with. */
+  code: number;
+  message: string;
+}
+
+export interface CompleteTaskResult {
+  result: { $case: "reply"; value: CompleteTaskResponse } | { $case: "error"; value: ReportError } | undefined;
+}
+
+export interface CompleteTasksResponse {
+  /** One per report, in the request's order. */
+  results: CompleteTaskResult[];
+}
+
 function createBasePollTaskRequest(): PollTaskRequest {
   return { workerId: "", taskQueue: "", steps: [], waitMs: 0, workflows: [] };
 }
@@ -2009,6 +2029,264 @@ export const CompleteTaskResponse: MessageFns<CompleteTaskResponse> = {
   },
 };
 
+function createBaseCompleteTasksRequest(): CompleteTasksRequest {
+  return { reports: [] };
+}
+
+export const CompleteTasksRequest: MessageFns<CompleteTasksRequest> = {
+  encode(message: CompleteTasksRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.reports) {
+      CompleteTaskRequest.encode(v!, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): CompleteTasksRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseCompleteTasksRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.reports.push(CompleteTaskRequest.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create(base?: DeepPartial<CompleteTasksRequest>): CompleteTasksRequest {
+    return CompleteTasksRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<CompleteTasksRequest>): CompleteTasksRequest {
+    const message = createBaseCompleteTasksRequest();
+    message.reports = object.reports?.map((e) => CompleteTaskRequest.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseReportError(): ReportError {
+  return { code: 0, message: "" };
+}
+
+export const ReportError: MessageFns<ReportError> = {
+  encode(message: ReportError, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.code !== 0) {
+      writer.uint32(8).uint32(message.code);
+    }
+    if (message.message !== "") {
+      writer.uint32(18).string(message.message);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ReportError {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseReportError();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.code = reader.uint32();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.message = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create(base?: DeepPartial<ReportError>): ReportError {
+    return ReportError.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ReportError>): ReportError {
+    const message = createBaseReportError();
+    message.code = object.code ?? 0;
+    message.message = object.message ?? "";
+    return message;
+  },
+};
+
+function createBaseCompleteTaskResult(): CompleteTaskResult {
+  return { result: undefined };
+}
+
+export const CompleteTaskResult: MessageFns<CompleteTaskResult> = {
+  encode(message: CompleteTaskResult, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    switch (message.result?.$case) {
+      case "reply":
+        CompleteTaskResponse.encode(message.result.value, writer.uint32(10).fork()).join();
+        break;
+      case "error":
+        ReportError.encode(message.result.value, writer.uint32(18).fork()).join();
+        break;
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): CompleteTaskResult {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseCompleteTaskResult();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.result = { $case: "reply", value: CompleteTaskResponse.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.result = { $case: "error", value: ReportError.decode(reader, reader.uint32()) };
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create(base?: DeepPartial<CompleteTaskResult>): CompleteTaskResult {
+    return CompleteTaskResult.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<CompleteTaskResult>): CompleteTaskResult {
+    const message = createBaseCompleteTaskResult();
+    switch (object.result?.$case) {
+      case "reply": {
+        if (object.result?.value !== undefined && object.result?.value !== null) {
+          message.result = { $case: "reply", value: CompleteTaskResponse.fromPartial(object.result.value) };
+        }
+        break;
+      }
+      case "error": {
+        if (object.result?.value !== undefined && object.result?.value !== null) {
+          message.result = { $case: "error", value: ReportError.fromPartial(object.result.value) };
+        }
+        break;
+      }
+    }
+    return message;
+  },
+};
+
+function createBaseCompleteTasksResponse(): CompleteTasksResponse {
+  return { results: [] };
+}
+
+export const CompleteTasksResponse: MessageFns<CompleteTasksResponse> = {
+  encode(message: CompleteTasksResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.results) {
+      CompleteTaskResult.encode(v!, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): CompleteTasksResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseCompleteTasksResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.results.push(CompleteTaskResult.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create(base?: DeepPartial<CompleteTasksResponse>): CompleteTasksResponse {
+    return CompleteTasksResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<CompleteTasksResponse>): CompleteTasksResponse {
+    const message = createBaseCompleteTasksResponse();
+    message.results = object.results?.map((e) => CompleteTaskResult.fromPartial(e)) || [];
+    return message;
+  },
+};
+
 /** WorkerService is served by the engine (operator or `cerebelum dev`). */
 export type WorkerServiceService = typeof WorkerServiceService;
 export const WorkerServiceService = {
@@ -2047,6 +2325,22 @@ export const WorkerServiceService = {
     responseDeserialize: (value: Buffer): CompleteTaskResponse => CompleteTaskResponse.decode(value),
   },
   /**
+   * Reports the outcomes of several tasks in one call, each exactly as CompleteTask would (its own
+   * authorisation, its own poll_next); each gets its own result, in the request's order. At most
+   * 256 reports a call (more: INVALID_ARGUMENT naming the limit). An engine that predates it
+   * answers UNIMPLEMENTED: the worker then reports with CompleteTask.
+   */
+  completeTasks: {
+    path: "/cerebelum.v1.WorkerService/CompleteTasks" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: CompleteTasksRequest): Buffer => Buffer.from(CompleteTasksRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): CompleteTasksRequest => CompleteTasksRequest.decode(value),
+    responseSerialize: (value: CompleteTasksResponse): Buffer =>
+      Buffer.from(CompleteTasksResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): CompleteTasksResponse => CompleteTasksResponse.decode(value),
+  },
+  /**
    * The history of the execution of a workflow task the caller holds, after after_seq: for a
    * worker that does not hold the execution in its cache, or a history longer than a task carries.
    */
@@ -2073,6 +2367,13 @@ export interface WorkerServiceServer extends UntypedServiceImplementation {
   heartbeat: handleUnaryCall<HeartbeatRequest, HeartbeatResponse>;
   /** Reports the outcome of one task. Idempotent by task token. */
   completeTask: handleUnaryCall<CompleteTaskRequest, CompleteTaskResponse>;
+  /**
+   * Reports the outcomes of several tasks in one call, each exactly as CompleteTask would (its own
+   * authorisation, its own poll_next); each gets its own result, in the request's order. At most
+   * 256 reports a call (more: INVALID_ARGUMENT naming the limit). An engine that predates it
+   * answers UNIMPLEMENTED: the worker then reports with CompleteTask.
+   */
+  completeTasks: handleUnaryCall<CompleteTasksRequest, CompleteTasksResponse>;
   /**
    * The history of the execution of a workflow task the caller holds, after after_seq: for a
    * worker that does not hold the execution in its cache, or a history longer than a task carries.
@@ -2131,6 +2432,27 @@ export interface WorkerServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: CompleteTaskResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Reports the outcomes of several tasks in one call, each exactly as CompleteTask would (its own
+   * authorisation, its own poll_next); each gets its own result, in the request's order. At most
+   * 256 reports a call (more: INVALID_ARGUMENT naming the limit). An engine that predates it
+   * answers UNIMPLEMENTED: the worker then reports with CompleteTask.
+   */
+  completeTasks(
+    request: CompleteTasksRequest,
+    callback: (error: ServiceError | null, response: CompleteTasksResponse) => void,
+  ): ClientUnaryCall;
+  completeTasks(
+    request: CompleteTasksRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: CompleteTasksResponse) => void,
+  ): ClientUnaryCall;
+  completeTasks(
+    request: CompleteTasksRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: CompleteTasksResponse) => void,
   ): ClientUnaryCall;
   /**
    * The history of the execution of a workflow task the caller holds, after after_seq: for a

@@ -1,0 +1,198 @@
+"""The worker's reporter: a report goes at once when no call is in flight; those that become ready while
+one is go together in the next call; each gets its own result; an engine without CompleteTasks gets
+CompleteTask per report. Driven by fake calls that the test answers: no sleeps, no network."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import grpc
+import pytest
+
+from cerebelum.completion import Completer, Reporter
+from cerebelum.v1 import worker_pb2
+
+ACCEPTED = worker_pb2.CompleteTaskResponse.ACCEPTED
+pytestmark = pytest.mark.timeout(30)
+
+
+def report(token: str, output: str = "1") -> worker_pb2.CompleteTaskRequest:
+    return worker_pb2.CompleteTaskRequest(
+        task_token=token, worker_id="w", success=worker_pb2.Success(output_json=output)
+    )
+
+
+def error(code: grpc.StatusCode, details: str = "") -> grpc.aio.AioRpcError:
+    return grpc.aio.AioRpcError(code, grpc.aio.Metadata(), grpc.aio.Metadata(), details, None)
+
+
+class Calls:
+    """A fake RPC: records each request; each call waits until the test answers it."""
+
+    def __init__(self) -> None:
+        self.requests: list[Any] = []
+        self.answers: list[asyncio.Future[Any]] = []
+        self.arrived = asyncio.Event()
+
+    async def __call__(self, request: Any, *, timeout: float | None = None) -> Any:
+        self.requests.append(request)
+        answer: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self.answers.append(answer)
+        self.arrived.set()
+        return await answer
+
+    async def wait_for(self, count: int) -> None:
+        while len(self.requests) < count:
+            self.arrived.clear()
+            await self.arrived.wait()
+
+
+def tokens(request: worker_pb2.CompleteTasksRequest) -> list[str]:
+    return [r.task_token for r in request.reports]
+
+
+def batch_reply(*results: worker_pb2.CompleteTaskResult) -> worker_pb2.CompleteTasksResponse:
+    return worker_pb2.CompleteTasksResponse(results=list(results))
+
+
+def ok(next_step: str = "") -> worker_pb2.CompleteTaskResult:
+    reply = worker_pb2.CompleteTaskResponse(disposition=ACCEPTED)
+    if next_step:
+        reply.next_task.step = next_step
+    return worker_pb2.CompleteTaskResult(reply=reply)
+
+
+def failed(code: grpc.StatusCode, message: str) -> worker_pb2.CompleteTaskResult:
+    return worker_pb2.CompleteTaskResult(error=worker_pb2.ReportError(code=code.value[0], message=message))
+
+
+async def test_a_report_goes_at_once_alone_and_those_ready_meanwhile_go_together_next() -> None:
+    batch, single = Calls(), Calls()
+    reporter = Reporter(batch, single)  # type: ignore[arg-type]  # fakes of the stubs
+    first = asyncio.ensure_future(reporter.send(report("t1")))
+    await batch.wait_for(1)
+    later = [asyncio.ensure_future(reporter.send(report(f"t{i}"))) for i in (2, 3, 4)]
+    await asyncio.sleep(0)  # (a turn of the loop: they are queued, not sent, while the call is in flight)
+    assert len(batch.requests) == 1 and tokens(batch.requests[0]) == ["t1"]
+
+    batch.answers[0].set_result(batch_reply(ok("b")))
+    assert (await first).next_task.step == "b"
+    await batch.wait_for(2)
+    assert tokens(batch.requests[1]) == ["t2", "t3", "t4"]
+    batch.answers[1].set_result(batch_reply(ok(), ok("c"), ok()))
+    replies = await asyncio.gather(*later)
+    assert [r.next_task.step for r in replies] == ["", "c", ""]
+    assert not single.requests
+
+
+async def test_each_report_gets_its_own_error_and_the_completer_replaces_only_that_one() -> None:
+    batch, single = Calls(), Calls()
+    completer = Completer(Reporter(batch, single))  # type: ignore[arg-type]  # fakes of the stubs
+    good = asyncio.ensure_future(completer.submit(report("good")))
+    await batch.wait_for(1)
+    batch.answers[0].set_result(batch_reply(ok()))
+    assert (await good) is not None
+
+    both = [asyncio.ensure_future(completer.submit(report(t))) for t in ("big", "fine")]
+    await batch.wait_for(2)
+    assert tokens(batch.requests[1]) == ["big", "fine"]
+    batch.answers[1].set_result(
+        batch_reply(failed(grpc.StatusCode.RESOURCE_EXHAUSTED, "output over the 2 MiB limit"), ok())
+    )
+    await batch.wait_for(3)  # the big one, replaced by a failure, goes again on its own
+    replacement = batch.requests[2].reports[0]
+    assert replacement.task_token == "big" and replacement.failure.type == "PayloadTooLarge"
+    assert "2 MiB" in replacement.failure.message
+    batch.answers[2].set_result(batch_reply(ok()))
+    assert all(reply is not None for reply in await asyncio.gather(*both))
+
+
+async def test_an_engine_without_complete_tasks_gets_complete_task_for_each_report_from_then_on() -> None:
+    batch, single = Calls(), Calls()
+    reporter = Reporter(batch, single)  # type: ignore[arg-type]  # fakes of the stubs
+    first = asyncio.ensure_future(reporter.send(report("t1")))
+    await batch.wait_for(1)
+    queued = asyncio.ensure_future(reporter.send(report("t2")))
+    await asyncio.sleep(0)
+    batch.answers[0].set_exception(error(grpc.StatusCode.UNIMPLEMENTED, "Method not found!"))
+
+    await single.wait_for(2)
+    assert [r.task_token for r in single.requests] == ["t1", "t2"]
+    for answer in single.answers:
+        answer.set_result(worker_pb2.CompleteTaskResponse(disposition=ACCEPTED))
+    assert (await first).disposition == ACCEPTED and (await queued).disposition == ACCEPTED
+    assert not reporter.batched
+
+    later = asyncio.ensure_future(reporter.send(report("t3")))
+    await single.wait_for(3)
+    single.answers[2].set_result(worker_pb2.CompleteTaskResponse(disposition=ACCEPTED))
+    await later
+    assert len(batch.requests) == 1, "never asked again"
+
+
+async def test_a_whole_call_refused_as_too_large_sends_its_reports_one_by_one() -> None:
+    batch, single = Calls(), Calls()
+    reporter = Reporter(batch, single)  # type: ignore[arg-type]  # fakes of the stubs
+    first = asyncio.ensure_future(reporter.send(report("t1")))
+    await batch.wait_for(1)
+    pair = [asyncio.ensure_future(reporter.send(report(t))) for t in ("t2", "t3")]
+    await asyncio.sleep(0)
+    batch.answers[0].set_result(batch_reply(ok()))
+    await first
+    await batch.wait_for(2)
+    batch.answers[1].set_exception(error(grpc.StatusCode.RESOURCE_EXHAUSTED, "message larger than max"))
+
+    await single.wait_for(2)
+    assert sorted(r.task_token for r in single.requests) == ["t2", "t3"]
+    for answer in single.answers:
+        answer.set_result(worker_pb2.CompleteTaskResponse(disposition=ACCEPTED))
+    await asyncio.gather(*pair)
+    assert reporter.batched, "a refusal of one call's size says nothing of the engine's version"
+
+
+async def test_a_transient_failure_of_the_call_reaches_every_report_in_it() -> None:
+    batch, single = Calls(), Calls()
+    reporter = Reporter(batch, single)  # type: ignore[arg-type]  # fakes of the stubs
+    sent = asyncio.ensure_future(reporter.send(report("t1")))
+    await batch.wait_for(1)
+    batch.answers[0].set_exception(error(grpc.StatusCode.UNAVAILABLE, "connection reset"))
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await sent
+    assert raised.value.code() == grpc.StatusCode.UNAVAILABLE  # the Completer retries it, with backoff
+
+
+async def test_a_call_carries_at_most_its_bounds_of_reports_and_bytes() -> None:
+    batch, single = Calls(), Calls()
+    reporter = Reporter(batch, single, max_reports=2, max_bytes=200)  # type: ignore[arg-type]  # fakes
+    first = asyncio.ensure_future(reporter.send(report("t0")))
+    await batch.wait_for(1)
+    rest = [asyncio.ensure_future(reporter.send(report(t))) for t in ("t1", "t2", "t3")]
+    rest.append(asyncio.ensure_future(reporter.send(report("huge", '"' + "x" * 500 + '"'))))
+    rest.append(asyncio.ensure_future(reporter.send(report("t5"))))
+    await asyncio.sleep(0)
+    seen = []
+    for answered, count in enumerate((1, 2, 1, 1, 1), start=1):
+        batch.answers[answered - 1].set_result(batch_reply(*[ok()] * count))
+        if answered < 5:
+            await batch.wait_for(answered + 1)
+            seen.append(tokens(batch.requests[answered]))
+    await asyncio.gather(first, *rest)
+    assert seen == [["t1", "t2"], ["t3"], ["huge"], ["t5"]]  # the huge one alone: over the bytes with any other
+
+
+async def test_a_report_whose_caller_gave_up_before_it_went_is_not_sent() -> None:
+    batch, single = Calls(), Calls()
+    reporter = Reporter(batch, single)  # type: ignore[arg-type]  # fakes of the stubs
+    first = asyncio.ensure_future(reporter.send(report("t1")))
+    await batch.wait_for(1)
+    abandoned = asyncio.ensure_future(reporter.send(report("gone")))
+    kept = asyncio.ensure_future(reporter.send(report("kept")))
+    await asyncio.sleep(0)
+    abandoned.cancel()
+    batch.answers[0].set_result(batch_reply(ok()))
+    await first
+    await batch.wait_for(2)
+    assert tokens(batch.requests[1]) == ["kept"]
+    batch.answers[1].set_result(batch_reply(ok()))
+    await kept
