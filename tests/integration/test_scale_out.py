@@ -332,3 +332,37 @@ def test_a_batch_of_reports_spanning_both_engines_is_answered_by_each_owner(
                 channel.close()
         for execution_id in (on_a, on_b, also_b):
             assert via_a.wait(execution_id, timeout=60).output == execution_id
+
+
+def test_one_worker_given_both_engines_serves_both_halves(postgres_database_url: str, tmp_path: Path) -> None:
+    engines = [
+        EngineProcess(
+            database_url=postgres_database_url,
+            log_path=tmp_path / f"engine-{name}.log",
+            extra_args=("--shards", shards, "--replica", name),
+        )
+        for name, shards in (("a", "0-7"), ("b", "8-15"))
+    ]
+    pool = WorkerPool(
+        script=WORKER,
+        address=",".join(engine.address for engine in engines),  # CEREBELUM_ADDRESS="a,b": a poller group each
+        ledger=tmp_path / "ledger.jsonl",
+        log_dir=tmp_path,
+    )
+    try:
+        for engine in engines:
+            engine.start()
+        worker = pool.start()
+        with Client(address=engines[1].address) as via_b:
+            via_b.apply_workflow("nap", NAP)
+            ids = _ids(0, 3, "one") + _ids(1, 3, "one")
+            for execution_id in ids:
+                via_b.start("nap", {"name": execution_id}, execution_id=execution_id)
+            for execution_id in ids:
+                assert via_b.wait(execution_id, timeout=120).output == f"Hello, {execution_id}!"
+            assert worker.process is not None
+            assert {_worker_pid_of(via_b, execution_id) for execution_id in ids} == {worker.process.pid}
+    finally:
+        pool.stop_all()
+        for engine in engines:
+            engine.stop()

@@ -8,6 +8,7 @@ import logging
 import signal
 from collections.abc import Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any, TypeVar, overload
 
 import grpc
@@ -33,6 +34,19 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 _POLL_MARGIN = 10.0  # seconds a long poll may take beyond its wait before it is abandoned
 _SUBMIT_GRACE = 5.0  # seconds to report the steps cancelled when the drain timeout ran out
+
+
+@dataclass(slots=True)
+class _Engine:
+    """One engine this worker polls, and what reports to it: a step heartbeats, and a report and a
+    code workflow's history read go, to the engine that gave the task."""
+
+    address: str
+    channel: grpc.aio.Channel
+    poll: grpc.aio.UnaryUnaryMultiCallable[worker_pb2.PollTaskRequest, worker_pb2.PollTaskResponse]
+    executor: TaskExecutor
+    workflows: WorkflowTaskHandler
+    completer: Completer
 
 
 class Worker:
@@ -91,6 +105,11 @@ class Worker:
             raise ValueError("max_cached_workflows must not be negative")
         self.task_queue = task_queue
         self.address = resolve_address(address)
+        # Several engines sharing one store (their shards split): "host1:7450,host2:7450", one poller
+        # group per engine, all sharing the step slots.
+        self.addresses = tuple(dict.fromkeys(part.strip() for part in self.address.split(",") if part.strip()))
+        if not self.addresses:
+            raise ValueError(f"address {address!r} names no engine")
         self.worker_id = worker_id or default_worker_id()
         self.max_concurrency = max_concurrency
         self.max_pollers = max_pollers
@@ -101,13 +120,12 @@ class Worker:
         self._tls = resolve_tls(tls)
         self._steps: dict[str, StepDefinition] = {}
         self._workflows: dict[str, WorkflowDefinition] = {}
-        self._workflow_handler: WorkflowTaskHandler | None = None
+        self._engines: list[_Engine] = []
         self._started = False
         self._stop_requested = False
         self._running: set[asyncio.Task[None]] = set()
         self._poller: asyncio.Task[None] | None = None
         self._finished: asyncio.Event | None = None
-        self._executor: TaskExecutor | None = None
         self._signal_tasks: set[asyncio.Task[None]] = set()
         self._next_poll = worker_pb2.PollTaskRequest()  # set at start: what a step's report asks for next
 
@@ -215,8 +233,8 @@ class Worker:
     def _on_signal(self, sig: signal.Signals) -> None:
         if self._stop_requested:
             log.warning("%s again: stopping without waiting for running steps", sig.name)
-            if self._executor is not None:
-                self._executor.cancel_all("shutdown")
+            for engine in self._engines:
+                engine.executor.cancel_all("shutdown")
             return
         log.info("%s: draining (up to %.0f s for %d running steps)", sig.name, self.drain_timeout, len(self._running))
         task = asyncio.get_running_loop().create_task(self.shutdown())
@@ -233,7 +251,6 @@ class Worker:
         if self._stop_requested:
             return
         self._finished = asyncio.Event()
-        channel = open_aio_channel(self.address, tls=self._tls, tokens=self._tokens)
         has_sync = any(not definition.is_async for definition in self._steps.values())
         pool = (
             ThreadPoolExecutor(max_workers=self.max_concurrency, thread_name_prefix="cerebelum-step")
@@ -241,43 +258,55 @@ class Worker:
             else None
         )
         try:
-            rpcs = worker_rpcs(channel)
-            self._executor = TaskExecutor(
-                steps=self._steps, worker_id=self.worker_id, heartbeat_rpc=rpcs.heartbeat, thread_pool=pool
-            )
-            self._workflow_handler = WorkflowTaskHandler(
-                workflows=self._workflows,
-                worker_id=self.worker_id,
-                history_rpc=rpcs.history,
-                max_cached_workflows=self.max_cached_workflows,
-            )
-            completer = Completer(Reporter(rpcs.complete_tasks, rpcs.complete))
+            for address in self.addresses:
+                channel = open_aio_channel(address, tls=self._tls, tokens=self._tokens)
+                rpcs = worker_rpcs(channel)
+                self._engines.append(
+                    _Engine(
+                        address=address,
+                        channel=channel,
+                        poll=rpcs.poll,
+                        executor=TaskExecutor(
+                            steps=self._steps, worker_id=self.worker_id, heartbeat_rpc=rpcs.heartbeat, thread_pool=pool
+                        ),
+                        workflows=WorkflowTaskHandler(
+                            workflows=self._workflows,
+                            worker_id=self.worker_id,
+                            history_rpc=rpcs.history,
+                            max_cached_workflows=self.max_cached_workflows,
+                        ),
+                        completer=Completer(Reporter(rpcs.complete_tasks, rpcs.complete)),
+                    )
+                )
             self._next_poll = self._poll_request(steps=True)
             self._next_poll.wait_ms = 0
             log.info(
                 "worker %s serving task queue %r at %s%s: steps %s%s; up to %d at once",
                 self.worker_id,
                 self.task_queue,
-                self.address,
+                ", ".join(self.addresses),
                 " (TLS)" if self._tls is not None else "",
                 ", ".join(self._steps) or "none",
                 f"; workflows {', '.join(self._workflows)}" if self._workflows else "",
                 self.max_concurrency,
             )
-            self._poller = asyncio.get_running_loop().create_task(self._poll_loop(rpcs.poll, self._executor, completer))
+            slots = asyncio.Semaphore(self.max_concurrency)  # shared: the step slots are this process's
+            self._poller = asyncio.get_running_loop().create_task(
+                _gather_all(*(self._poll_loop(engine, slots) for engine in self._engines))
+            )
             try:
                 await self._poller
             except asyncio.CancelledError:
                 current = asyncio.current_task()
                 if current is not None and current.cancelling():  # cancelled from outside: stop now
-                    await self._abandon(self._executor)
+                    await self._abandon()
                     raise
-            await self._drain(self._executor)
+            await self._drain()
         finally:
             self._stop_requested = True
-            if self._workflow_handler is not None:
-                self._workflow_handler.close()
-            await channel.close(None)
+            for engine in self._engines:
+                engine.workflows.close()
+                await engine.channel.close(None)
             if pool is not None:
                 pool.shutdown(wait=False, cancel_futures=True)
             self._finished.set()
@@ -294,39 +323,25 @@ class Worker:
         if self._finished is not None:
             await self._finished.wait()
 
-    async def _poll_loop(
-        self,
-        poll: grpc.aio.UnaryUnaryMultiCallable[worker_pb2.PollTaskRequest, worker_pb2.PollTaskResponse],
-        executor: TaskExecutor,
-        completer: Completer,
-    ) -> None:
+    async def _poll_loop(self, engine: _Engine, slots: asyncio.Semaphore) -> None:
         """Step pollers bounded by the step slots and, apart, workflow pollers bounded by nothing: a
         workflow task is a short activation, and steps that fill every slot must not stop the code
         of other executions from moving on (as Temporal keeps workflow and activity slots apart)."""
-        slots = asyncio.Semaphore(self.max_concurrency)
         outage = Outage()
         pollers: list[Coroutine[Any, Any, None]] = []
         if self._steps:
             request = self._poll_request(steps=True)
             pollers += [
-                self._poll_one(poll, request, executor, completer, slots, outage)
+                self._poll_one(engine, request, slots, outage)
                 for _ in range(min(self.max_pollers, self.max_concurrency))
             ]
         if self._workflows:
             request = self._poll_request(steps=False)
-            pollers += [
-                self._poll_one(poll, request, executor, completer, None, outage) for _ in range(self.max_pollers)
-            ]
+            pollers += [self._poll_one(engine, request, None, outage) for _ in range(self.max_pollers)]
         await asyncio.gather(*pollers)
 
     async def _poll_one(
-        self,
-        poll: grpc.aio.UnaryUnaryMultiCallable[worker_pb2.PollTaskRequest, worker_pb2.PollTaskResponse],
-        request: worker_pb2.PollTaskRequest,
-        executor: TaskExecutor,
-        completer: Completer,
-        slots: asyncio.Semaphore | None,
-        outage: Outage,
+        self, engine: _Engine, request: worker_pb2.PollTaskRequest, slots: asyncio.Semaphore | None, outage: Outage
     ) -> None:
         """One of the concurrent pollers; step pollers share the slots (``None`` for a workflow
         poller), and all share the outage (each reason logged once)."""
@@ -353,11 +368,11 @@ class Worker:
             if slots is not None:
                 await slots.acquire()
             try:
-                reply = await poll(request, timeout=timeout)
+                reply = await engine.poll(request, timeout=timeout)
             except Exception as exc:
                 release()
                 if outage.failed(exc, loop.time()):
-                    log.warning("cannot poll %s at %s (%s); retrying", self.task_queue, self.address, describe(exc))
+                    log.warning("cannot poll %s at %s (%s); retrying", self.task_queue, engine.address, describe(exc))
                 await asyncio.sleep(backoff.next())
                 continue
             backoff.reset()
@@ -369,11 +384,11 @@ class Worker:
                 continue
             if reply.task.HasField("workflow_task"):
                 release()  # (a step poller never gets one: it asks for steps only)
-                task = loop.create_task(self._handle_workflow(reply.task, completer))
+                task = loop.create_task(self._handle_workflow(reply.task, engine))
                 self._running.add(task)
                 task.add_done_callback(workflow_finished)
                 continue
-            task = loop.create_task(self._handle(reply.task, executor, completer))
+            task = loop.create_task(self._handle(reply.task, engine))
             self._running.add(task)
             task.add_done_callback(finished)
 
@@ -387,29 +402,26 @@ class Worker:
             wait_ms=round(self.poll_wait * 1000),
         )
 
-    async def _handle_workflow(self, task: worker_pb2.Task, completer: Completer) -> None:
-        assert self._workflow_handler is not None
-        report = await self._workflow_handler.run(task)
-        await completer.submit(report)
+    async def _handle_workflow(self, task: worker_pb2.Task, engine: _Engine) -> None:
+        report = await engine.workflows.run(task)
+        await engine.completer.submit(report)
 
-    async def _handle(self, task: worker_pb2.Task, executor: TaskExecutor, completer: Completer) -> None:
+    async def _handle(self, task: worker_pb2.Task, engine: _Engine) -> None:
         """Run a step task and report it; the report asks for this slot's next task (``poll_next``), and
         a task that comes back with the acknowledgement runs here in turn: one round trip per step."""
         next_task: worker_pb2.Task | None = task
         while next_task is not None:
-            next_task = await self._run_one(next_task, executor, completer)
+            next_task = await self._run_one(next_task, engine)
 
-    async def _run_one(
-        self, task: worker_pb2.Task, executor: TaskExecutor, completer: Completer
-    ) -> worker_pb2.Task | None:
-        report = await executor.run(task)
+    async def _run_one(self, task: worker_pb2.Task, engine: _Engine) -> worker_pb2.Task | None:
+        report = await engine.executor.run(task)
         if report is None:
             return None
         if not self._stop_requested:
             report.poll_next.CopyFrom(self._next_poll)
-        handler = self._workflow_handler
+        handler = engine.workflows
         continuation = None
-        if handler is not None and report.WhichOneof("outcome") == "success" and task.execution_id in handler.cache:
+        if report.WhichOneof("outcome") == "success" and task.execution_id in handler.cache:
             # This worker holds the step's code workflow: run it on the result now, so that the result
             # and the code's next commands are recorded in one commit (no workflow task round trip).
             continuation = handler.continue_after(task, report.success.output_json)
@@ -417,15 +429,14 @@ class Worker:
                 report.workflow_continuation.CopyFrom(continuation.message)
         reply = None
         try:
-            reply = await completer.submit(report)
+            reply = await engine.completer.submit(report)
         finally:
             if continuation is not None:
-                assert handler is not None
                 handler.settle(continuation, reply)
         # Leased to this worker: run it even if a stop began meanwhile (the drain waits for it).
         return reply.next_task if reply is not None and reply.HasField("next_task") else None
 
-    async def _drain(self, executor: TaskExecutor) -> None:
+    async def _drain(self) -> None:
         running = set(self._running)
         if not running:
             return
@@ -434,11 +445,12 @@ class Worker:
         if not pending:
             return
         log.warning("%d steps still running after %.1f s: cancelling them", len(pending), self.drain_timeout)
-        await self._abandon(executor)
+        await self._abandon()
 
-    async def _abandon(self, executor: TaskExecutor) -> None:
+    async def _abandon(self) -> None:
         """Cancel running steps, give their reports a moment to go out, then cancel the reports too."""
-        executor.cancel_all("shutdown")
+        for engine in self._engines:
+            engine.executor.cancel_all("shutdown")
         running = set(self._running)
         if not running:
             return
@@ -447,3 +459,7 @@ class Worker:
             task.cancel()
         if pending:
             await asyncio.wait(pending)
+
+
+async def _gather_all(*loops: Coroutine[Any, Any, None]) -> None:
+    await asyncio.gather(*loops)
