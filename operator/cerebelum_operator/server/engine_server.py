@@ -169,7 +169,7 @@ class EngineServer:
             sticky_window_ms=self.config.sticky_window_ms,
             max_poll_wait_ms=self.config.max_poll_wait_ms,
         )
-        self._timers = TimerService(db, engine, clock=self.clock)
+        self._timers = TimerService(db, engine, clock=self.clock, tasks=self._dispatcher)
         self._relay = Relay(db, engine, clock=self.clock)
         self._flow = FlowControlService(db, engine, clock=self.clock)
         await self._flow.start()  # before anything starts an execution: a paused workflow holds it
