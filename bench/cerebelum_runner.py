@@ -19,7 +19,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -165,6 +165,10 @@ class History:
     def scalar(self, sql: str, **params: Any) -> Any:
         with self._engine.connect() as conn:
             return conn.execute(text(sql), params).scalar()
+
+    def queued_tasks(self) -> float:
+        """Tasks queued (not leased) now: what the dispatcher holds in memory waiting for a worker."""
+        return float(self.scalar("SELECT count(*) FROM tasks WHERE state = 'queued'") or 0)
 
     def count_phase(self, phase: str) -> int:
         return int(self.scalar("SELECT count(*) FROM executions WHERE phase = :phase", phase=phase) or 0)
@@ -465,7 +469,7 @@ def hibernation(store_url: str, sizes: Sizes, work: Path, *, second_store: str) 
         history = History(second_store)
         _sleepers(dev, history, count, wake_at_ms)
         all_asleep_before = time.time() * 1000 < wake_at_ms
-        with peak_rss(dev.pid) as peak:
+        with peak_rss(dev.pid) as peak, peak_of(history.queued_tasks) as queued:
             wait_until(lambda: history.count_phase("Succeeded") >= count, timeout=max(1800, count / 100))
         fired = int(history.scalar("SELECT max(at_ms) FROM events WHERE kind = 'SleepEnded'"))
         last = int(history.scalar("SELECT max(at_ms) FROM events WHERE kind = 'ExecutionSucceeded'"))
@@ -481,25 +485,32 @@ def hibernation(store_url: str, sizes: Sizes, work: Path, *, second_store: str) 
         "fire_s": round(fire_s, 2),
         "timers_per_s": round(count / fire_s),
         "wake_peak_rss_mb": round(peak[0], 1),
+        "wake_peak_queued": int(queued[0]),
     }
     notes = (
         f"engine RSS with {count} executions asleep for a day (idle engine: {baseline_mb:.0f} MB); wave 2: all due "
         f"at one instant{'' if all_asleep_before else ' (some were still starting when it came)'}, fire_s until "
         "the last timer fired (timers_per_s), wake_s until the last one finished its next step, wake_peak_rss_mb "
-        "the engine's peak RSS meanwhile; 2 worker processes"
+        "the engine's peak RSS meanwhile, wake_peak_queued the most tasks queued (not leased) at once; 2 worker "
+        "processes"
     )
     return figures, notes
 
 
-@contextlib.contextmanager
-def peak_rss(pid: int, *, every_s: float = 0.5) -> Iterator[list[float]]:
+def peak_rss(pid: int, *, every_s: float = 0.5) -> contextlib.AbstractContextManager[list[float]]:
     """Sample a process tree's RSS in a thread while the block runs; the peak in MB, as [peak]."""
-    peak = [process_tree_rss_mb(pid)]
+    return peak_of(lambda: process_tree_rss_mb(pid), every_s=every_s)
+
+
+@contextlib.contextmanager
+def peak_of(measure: Callable[[], float], *, every_s: float = 0.5) -> Iterator[list[float]]:
+    """Sample ``measure`` in a thread while the block runs; its peak, as [peak]."""
+    peak = [measure()]
     done = threading.Event()
 
     def sample() -> None:
         while not done.wait(every_s):
-            peak[0] = max(peak[0], process_tree_rss_mb(pid))
+            peak[0] = max(peak[0], measure())
 
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()

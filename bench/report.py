@@ -86,6 +86,7 @@ SCENARIOS: dict[str, Scenario] = {
             Column("wake_s", "wake all s"),
             Column("timers_per_s", "timers fired/s"),
             Column("wake_peak_rss_mb", "peak RSS MB in the wake"),
+            Column("wake_peak_queued", "peak queued tasks in the wake"),
         ),
         ("rss_mb",),
         "MB of resident memory (lower is better)",

@@ -25,7 +25,16 @@ from .database import Database
 from .engine_service import EngineService, ExecutionNotFound
 from .outage import OutageLog
 from .queue_gate import QueueControl
-from .task_lifecycle import GrantedTask, HeartbeatResult, Offer, QueuedTask, QueueStats, TaskBook, Waiter
+from .task_lifecycle import (
+    GrantedTask,
+    HeartbeatResult,
+    Offer,
+    QueueBacklog,
+    QueuedTask,
+    QueueStats,
+    TaskBook,
+    Waiter,
+)
 from .wakeup import Wakeup
 from .workflow_key import namespace_of
 
@@ -148,6 +157,10 @@ class Dispatcher:
 
     def queue_stats(self) -> dict[str, QueueStats]:
         return self.book.queue_stats(self.clock.now_ms())
+
+    def backlog(self, task_queue: str) -> QueueBacklog:
+        """What the queue holds for its workers now (the timers hold a wake back on it): O(1)."""
+        return self.book.backlog(task_queue)
 
     def remember_workflow(self, execution_id: str, workflow: str) -> None:
         self._workflows[execution_id] = workflow

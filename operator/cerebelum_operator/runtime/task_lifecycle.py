@@ -64,6 +64,7 @@ __all__ = [
     "HeartbeatResult",
     "Lease",
     "Offer",
+    "QueueBacklog",
     "QueueStats",
     "QueuedTask",
     "TaskBook",
@@ -210,6 +211,13 @@ class QueueStats:
     pollers: int  # polls waiting now
     last_poll_ms: int | None
     block: Block | None  # why its tasks wait, if they do (paused, its rate used up)
+
+
+class QueueBacklog(NamedTuple):
+    """What a task queue holds for its workers now, for the timers' backpressure (`runtime.timers`)."""
+
+    queued: int  # tasks queued and not leased (ready, reserved or in backoff): each held in memory
+    drained_at_ms: int | None  # when one of its tasks was last leased (None: not since the start)
 
 
 @dataclass(slots=True)
@@ -362,6 +370,8 @@ class TaskBook:
         self.sticky_window_ms = sticky_window_ms
         self._future: list[tuple[int, int, str]] = []  # (visible_at_ms, order, token)
         self._queued: dict[str, QueuedTask] = {}
+        self._queued_in: dict[str, int] = {}  # task queue -> its tasks in _queued (entries > 0 only)
+        self._drained_at: dict[str, int] = {}  # task queue -> its last lease, bounded like the poll records
         self._ready = _ReadyTasks()
         self._leased: dict[str, Lease] = {}
         self._waiting: dict[str, list[Waiter]] = {}  # task queue -> waiters, oldest first
@@ -397,6 +407,10 @@ class TaskBook:
     def counts(self) -> tuple[int, int]:
         """(queued, leased) tasks."""
         return len(self._queued), len(self._leased)
+
+    def backlog(self, task_queue: str) -> QueueBacklog:
+        """The queue's tasks waiting in memory for a worker, and when a worker last took one: O(1)."""
+        return QueueBacklog(self._queued_in.get(task_queue, 0), self._drained_at.get(task_queue))
 
     def take_wakeup(self) -> bool:
         """True once after a change that may bring the next due time forward (a future task, a window)."""
@@ -476,6 +490,7 @@ class TaskBook:
         reservation = self._reserved.pop(action.token, None)
         if queued is not None:  # seen after its commit: its start is recorded no earlier than its decision
             self._started(queued, now_ms)
+            _remember(self._drained_at, queued.task_queue, now_ms)
         self._leased[action.token] = Lease(
             token=action.token,
             execution_id=execution_id,
@@ -708,7 +723,9 @@ class TaskBook:
 
     def drop(self, token: str) -> None:
         """Forget a queued task: leased, refused, deleted or its execution gone."""
-        if self._queued.pop(token, None) is not None:
+        task = self._queued.pop(token, None)
+        if task is not None:
+            self._count_out(task.task_queue)
             self._ready.remove(token)
             self._uncharge(token)
 
@@ -802,8 +819,19 @@ class TaskBook:
 
     # -- internals -------------------------------------------------------------------------
 
+    def _count_out(self, task_queue: str) -> None:
+        left = self._queued_in[task_queue] - 1
+        if left:
+            self._queued_in[task_queue] = left
+        else:
+            del self._queued_in[task_queue]
+
     def _enqueue(self, task: QueuedTask, now_ms: int) -> list[Offer]:
+        replaced = self._queued.get(task.token)
+        if replaced is not None:
+            self._count_out(replaced.task_queue)
         self._queued[task.token] = task
+        self._queued_in[task.task_queue] = self._queued_in.get(task.task_queue, 0) + 1
         if task.token in self._reserved:  # its lease is being decided for the waiter set aside
             return []
         if task.visible_at_ms > now_ms:

@@ -202,7 +202,7 @@ class EngineServer:
             sticky_window_ms=self.config.sticky_window_ms,
             max_poll_wait_ms=self.config.max_poll_wait_ms,
         )
-        self._timers = TimerService(db, engine, clock=self.clock)
+        self._timers = TimerService(db, engine, clock=self.clock, tasks=self._dispatcher)
         self._relay = Relay(db, engine, clock=self.clock)
         if self._split:  # before the services read their work: none until taken
             self._host = ShardHost(

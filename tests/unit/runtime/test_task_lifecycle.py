@@ -502,3 +502,27 @@ def test_the_poll_records_are_bounded_forgetting_the_least_recently_polled() -> 
     book.apply("e", "wf", schedule("e/a/1/0/2", queue="q0"), T0)
     assert book.waiting_hint("e/a/1/0/1", T0 + 6_000) is not None, "q1 was forgotten"
     assert book.waiting_hint("e/a/1/0/2", T0 + 6_000) is None
+
+
+# -- backlogs (the timers' backpressure reads them) --------------------------------------------
+
+
+def test_a_queues_backlog_counts_its_queued_tasks_until_leased_or_dropped_and_when_one_was_last_leased() -> None:
+    book = TaskBook()
+    book.apply("e1", "wf", schedule("e1/a/1/0/1"), T0)
+    book.apply("e2", "wf", schedule("e2/a/1/0/1", visible_at=T0 + 5_000), T0)  # in backoff: held all the same
+    book.apply("e3", "wf", schedule("e3/a/1/0/1", queue="other"), T0)
+    assert book.backlog("q") == (2, None)
+    assert book.backlog("other") == (1, None)
+    assert book.backlog("unknown") == (0, None)
+
+    taken = take(book, "w1")
+    assert taken is not None
+    assert book.backlog("q").queued == 2, "taken but not leased yet: still held"
+    book.apply("e1", "wf", lease("e1/a/1/0/1"), T0 + 7)
+    assert book.backlog("q") == (1, T0 + 7)
+    book.apply("e2", "wf", act.CancelTask("e2/a/1/0/1"), T0 + 8)
+    assert book.backlog("q") == (0, T0 + 7)
+    book.apply("e1", "wf", schedule("e1/b/1/0/2"), T0 + 9)
+    book.apply("e1", "wf", schedule("e1/b/1/0/2"), T0 + 9)  # the same token again: counted once
+    assert book.backlog("q").queued == 1
