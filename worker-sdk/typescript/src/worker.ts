@@ -104,6 +104,8 @@ class Slots {
 export class Worker {
   readonly taskQueue: string;
   readonly address: string;
+  /** The engines polled: `address` split at commas (several engines sharing one store's shards). */
+  readonly addresses: readonly string[];
   readonly workerId: string;
   readonly maxConcurrency: number;
   readonly maxPollers: number;
@@ -120,7 +122,7 @@ export class Worker {
   #started = false;
   #hasToken = false;
   #finished: Promise<void> | undefined;
-  #executor: TaskExecutor | undefined;
+  readonly #executors: TaskExecutor[] = [];
 
   constructor(options: WorkerOptions) {
     if (!options.taskQueue) {
@@ -141,6 +143,10 @@ export class Worker {
     this.drainTimeoutMs = durationMs(options.drainTimeout ?? "30s");
     this.taskQueue = options.taskQueue;
     this.address = resolveAddress(options.address);
+    this.addresses = [...new Set(this.address.split(",").map((part) => part.trim()).filter((part) => part !== ""))];
+    if (this.addresses.length === 0) {
+      throw new RangeError(`address ${JSON.stringify(options.address)} names no engine`);
+    }
     this.workerId = options.workerId || defaultWorkerId();
     this.maxConcurrency = maxConcurrency;
     this.maxPollers = maxPollers;
@@ -232,7 +238,9 @@ export class Worker {
   #onSignal(signal: NodeJS.Signals): void {
     if (this.#stop.signal.aborted) {
       this.#log.warn(`${signal} again: stopping without waiting for running steps`);
-      this.#executor?.cancelAll("shutdown");
+      for (const executor of this.#executors) {
+        executor.cancelAll("shutdown");
+      }
       return;
     }
     this.#log.info(
@@ -244,26 +252,34 @@ export class Worker {
   async #serve(): Promise<void> {
     const tokens = resolveTokenSource(this.#tokenOption, this.#tokenFileOption);
     this.#hasToken = tokens !== undefined;
-    const connection = new WorkerConnection(this.address, { tls: this.#tls, tokens });
+    const connections = this.addresses.map((address) => new WorkerConnection(address, { tls: this.#tls, tokens }));
     try {
-      const executor = new TaskExecutor({
-        steps: this.#steps,
-        workerId: this.workerId,
-        heartbeatRpc: (request, options) => connection.heartbeat(request, options),
-        log: this.#log,
-      });
-      this.#executor = executor;
-      const reporter = new Reporter(
-        (request, options) => connection.completeTasks(request, options),
-        (request, options) => connection.complete(request, options),
-        this.#log,
-      );
-      const completer = new Completer((request, options) => reporter.send(request, options), this.#log);
+      const slots = new Slots(this.maxConcurrency); // shared: the step slots are this process's
       this.#log.info(this.#startLine());
-      await this.#pollLoop(connection, executor, completer);
-      await this.#drain(executor);
+      await Promise.all(
+        connections.map((connection, index) => {
+          // Per engine: a step heartbeats and reports to the engine that gave it.
+          const executor = new TaskExecutor({
+            steps: this.#steps,
+            workerId: this.workerId,
+            heartbeatRpc: (request, options) => connection.heartbeat(request, options),
+            log: this.#log,
+          });
+          this.#executors.push(executor);
+          const reporter = new Reporter(
+            (request, options) => connection.completeTasks(request, options),
+            (request, options) => connection.complete(request, options),
+            this.#log,
+          );
+          const completer = new Completer((request, options) => reporter.send(request, options), this.#log);
+          return this.#pollLoop(connection, this.addresses[index] ?? this.address, slots, executor, completer);
+        }),
+      );
+      await this.#drain();
     } finally {
-      connection.close();
+      for (const connection of connections) {
+        connection.close();
+      }
       this.#log.info(`worker ${this.workerId} stopped`);
     }
   }
@@ -273,15 +289,20 @@ export class Worker {
     const pollers = Math.min(this.maxPollers, this.maxConcurrency);
     const security = `${this.#tls === undefined ? "plaintext" : "TLS"}, ${this.#hasToken ? "with a token" : "no token"}`;
     return (
-      `worker ${this.workerId} started: task queue ${this.taskQueue} at ${this.address} (${security}); ` +
+      `worker ${this.workerId} started: task queue ${this.taskQueue} at ${this.addresses.join(", ")} (${security}); ` +
       `steps ${this.stepNames.join(", ")}; up to ${this.maxConcurrency} at once, ${pollers} pollers`
     );
   }
 
-  async #pollLoop(connection: WorkerConnection, executor: TaskExecutor, completer: Completer): Promise<void> {
-    const slots = new Slots(this.maxConcurrency);
+  async #pollLoop(
+    connection: WorkerConnection,
+    address: string,
+    slots: Slots,
+    executor: TaskExecutor,
+    completer: Completer,
+  ): Promise<void> {
     const pollers = Math.min(this.maxPollers, this.maxConcurrency);
-    const outage = new OutageLog(this.#log, `cannot poll ${this.taskQueue} at ${this.address}`);
+    const outage = new OutageLog(this.#log, `cannot poll ${this.taskQueue} at ${address}`);
     const request: PollTaskRequest = {
       workerId: this.workerId,
       taskQueue: this.taskQueue,
@@ -350,7 +371,7 @@ export class Worker {
     }
   }
 
-  async #drain(executor: TaskExecutor): Promise<void> {
+  async #drain(): Promise<void> {
     if (this.#running.size === 0) {
       return;
     }
@@ -361,7 +382,9 @@ export class Worker {
     this.#log.warn(
       `${this.#running.size} steps still running after ${this.drainTimeoutMs / 1000} s: cancelling them`,
     );
-    executor.cancelAll("shutdown");
+    for (const executor of this.#executors) {
+      executor.cancelAll("shutdown");
+    }
     if (!(await this.#settle(SUBMIT_GRACE_MS))) {
       this.#giveUp.abort(); // stop re-submitting reports the server does not take
       await this.#settle(SUBMIT_GRACE_MS);
