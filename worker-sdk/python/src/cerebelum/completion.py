@@ -136,15 +136,17 @@ class Reporter:
                 if not future.done():
                     future.set_exception(exc)
             return
-        except BaseException as exc:  # the worker is stopping (cancelled), or a bug: the callers learn it
+        except BaseException as exc:  # the worker is stopping (cancelled, a closed channel), or a bug
             for _, future in batch:
                 if future.done():
                     continue
                 if isinstance(exc, Exception):
-                    future.set_exception(exc)
+                    future.set_exception(exc)  # its caller learns it; the reports after it still go
                 else:
                     future.cancel()
-            raise
+            if not isinstance(exc, Exception):
+                raise
+            return
         results = response.results
         if len(results) != len(batch):  # not an engine of this protocol: each report's caller retries
             error = _refused(
