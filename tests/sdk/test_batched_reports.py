@@ -196,3 +196,19 @@ async def test_a_report_whose_caller_gave_up_before_it_went_is_not_sent() -> Non
     assert tokens(batch.requests[1]) == ["kept"]
     batch.answers[1].set_result(batch_reply(ok()))
     await kept
+
+
+async def test_an_unexpected_error_of_a_call_reaches_its_reports_and_the_next_reports_still_go() -> None:
+    batch, single = Calls(), Calls()
+    reporter = Reporter(batch, single)  # type: ignore[arg-type]  # fakes of the stubs
+    first = asyncio.ensure_future(reporter.send(report("t1")))
+    await batch.wait_for(1)
+    after = asyncio.ensure_future(reporter.send(report("t2")))
+    await asyncio.sleep(0)
+    batch.answers[0].set_exception(RuntimeError("the channel is closed"))
+    with pytest.raises(RuntimeError, match="channel is closed"):
+        await first
+    await batch.wait_for(2)
+    assert tokens(batch.requests[1]) == ["t2"]
+    batch.answers[1].set_result(batch_reply(ok()))
+    assert (await after).disposition == ACCEPTED

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+from collections import deque
 
 import grpc
 
@@ -73,7 +74,7 @@ class Reporter:
         self._max_reports = max_reports
         self._max_bytes = max_bytes
         self._batched = True
-        self._queue: list[_Pending] = []
+        self._queue: deque[_Pending] = deque()
         self._pump: asyncio.Task[None] | None = None
 
     @property
@@ -98,21 +99,19 @@ class Reporter:
         finally:
             self._pump = None
 
-    def _next_batch(
-        self,
-    ) -> list[_Pending]:
+    def _next_batch(self) -> list[_Pending]:
         """The reports waiting, in order, up to the bounds (at least one, if any is still wanted)."""
         batch: list[_Pending] = []
         size = 0
         while self._queue and len(batch) < self._max_reports:
             request, future = self._queue[0]
             if future.done():  # its caller gave up
-                self._queue.pop(0)
+                self._queue.popleft()
                 continue
             weight = request.ByteSize() + 8
             if batch and size + weight > self._max_bytes:
                 break
-            batch.append(self._queue.pop(0))
+            batch.append(self._queue.popleft())
             size += weight
         return batch
 
@@ -130,18 +129,24 @@ class Reporter:
             if code == grpc.StatusCode.UNIMPLEMENTED or (code in _SPLIT and len(batch) > 1):
                 self._alone(batch)
                 if not self._batched:
-                    self._alone(self._queue)
-                    self._queue = []
+                    self._alone(list(self._queue))
+                    self._queue.clear()
                 return
             for _, future in batch:
                 if not future.done():
                     future.set_exception(exc)
             return
-        except BaseException as exc:  # the worker is stopping (cancelled), or a bug: the callers learn it
+        except BaseException as exc:  # the worker is stopping (cancelled, a closed channel), or a bug
             for _, future in batch:
-                if not future.done():
-                    future.set_exception(exc if isinstance(exc, Exception) else asyncio.CancelledError())
-            raise
+                if future.done():
+                    continue
+                if isinstance(exc, Exception):
+                    future.set_exception(exc)  # its caller learns it; the reports after it still go
+                else:
+                    future.cancel()
+            if not isinstance(exc, Exception):
+                raise
+            return
         results = response.results
         if len(results) != len(batch):  # not an engine of this protocol: each report's caller retries
             error = _refused(
