@@ -50,15 +50,18 @@ def _scale_out_detail(result: Result) -> list[str]:
 
     lines = [
         "| replicas | shards each | steps/s | ratio to 1 | wall s | CPU ms per step: engines | workers | PostgreSQL"
-        " | clients | total | forwarded run: steps/s | cost % | starts forwarded | start p50 ms local / forwarded |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        " | clients | total | forwarded run: steps/s | cost % | starts forwarded | extra CPU ms per forwarded"
+        " | idle, p50 ms: start local / forwarded | read local / forwarded |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for n, both in per.items():
         direct, forwarded = both["direct"], both["forwarded"]
         cpu = direct["cpu_ms_per_step"]
         engines = " + ".join(ms(v) for k, v in cpu.items() if k.startswith("engine"))
         workers = sum(v for k, v in cpu.items() if k.startswith("worker"))
-        starts = f"{ms(forwarded['start_p50_local_ms'])} / {ms(forwarded['start_p50_forwarded_ms']) or '-'}"
+        hop = both.get("idle_hop_p50_ms") or {}
+        starts = f"{ms(hop.get('start_local')) or '-'} / {ms(hop.get('start_forwarded')) or '-'}"
+        reads = f"{ms(hop.get('get_local')) or '-'} / {ms(hop.get('get_forwarded')) or '-'}"
         cells = [
             n,
             "+".join(str(s) for s in both["shards"]),
@@ -73,14 +76,21 @@ def _scale_out_detail(result: Result) -> list[str]:
             _cell(forwarded["steps_per_s"]),
             _cell(forwarded["cost_pct"]),
             f"{forwarded['forwarded']:.0f} of {result.figures['executions']}",
+            ms(forwarded.get("extra_cpu_ms_per_forwarded")) or "-",
             starts,
+            reads,
         ]
         lines.append("| " + " | ".join(str(c) for c in cells) + " |")
     lines += [
         "",
         "CPU ms per step: CPU seconds each process used during the run (user + system, from /proc; PostgreSQL's"
         " whole server: its backends, WAL writer and checkpointer) divided by the run's steps; the engines' are"
-        f" listed one by one. On this {os.cpu_count()}-core machine the replicas, the workers and PostgreSQL share"
+        " listed one by one. The forwarded run's cost % is against the direct run of the same N (with 1 replica"
+        " nothing is forwarded: its figure is what running second on a fuller database costs); extra CPU per"
+        " forwarded execution is the whole cluster's extra CPU in that run over the executions forwarded (a start"
+        " and a wait each); idle p50s are sequential starts and reads through replica 0 before the runs, by"
+        " whether replica 0 owns the execution's shard."
+        f" On this {os.cpu_count()}-core machine the replicas, the workers and PostgreSQL share"
         f" {os.cpu_count()} cores, so the ratio measures what scaling out costs in overhead and contention, not"
         " capacity; with more cores, N replicas would be bounded by the busiest engine's CPU per step times its"
         " share of the steps, and by PostgreSQL's CPU and commits per step, which do not shrink with N.",

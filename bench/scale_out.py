@@ -68,11 +68,12 @@ class Sizes:
     worker_processes: int
     rounds: int
     replicas: tuple[int, ...] = (1, 2, 3)
+    probes: int = 40  # sequential starts and reads through replica 0 on the idle cluster (the hop's latency)
     concurrency: int = 200  # each worker process's step slots, split over the replicas it polls
 
     @classmethod
     def of(cls, *, quick: bool) -> Sizes:
-        return cls(20, 3, 2, 1) if quick else cls(200, 10, 2, 3)
+        return cls(20, 3, 2, 1, probes=10) if quick else cls(200, 10, 2, 3)
 
 
 def split(replicas: int, shards: int = SHARDS) -> list[range]:
@@ -296,7 +297,7 @@ def measure(
 
 def one_configuration(
     server: PostgresServer, replicas: int, sizes: Sizes, work: Path, round_: int
-) -> tuple[Run, Run, list[str]]:
+) -> tuple[Run, Run, dict[str, list[float]], list[str]]:
     store_url = server.create_database()
     try:
         postmaster = postmaster_pid(store_url)
@@ -306,11 +307,39 @@ def one_configuration(
                 for name in ("direct", "forward"):
                     client.apply_workflow(name, {"taskQueue": "bench", "timeline": timeline})
             warm_up_each(running)
+            hop = probe_hop(running, store_url, sizes.probes)
             direct = measure(running, store_url, postmaster, "direct", sizes, forward=False)
             forward = measure(running, store_url, postmaster, "forward", sizes, forward=True)
-        return direct, forward, logged_problems(running.logs)
+        return direct, forward, hop, logged_problems(running.logs)
     finally:
         server.drop_database(store_url)
+
+
+def probe_hop(cluster: Cluster, store_url: str, count: int) -> dict[str, list[float]]:
+    """What a hop costs on an idle cluster: one start and one read at a time through replica 0, with ids;
+    each start's and read's latency in ms, by whether its shard is replica 0's ("local") or not ("forwarded")."""
+    timed: list[tuple[str, float, float]] = []
+    with Client(address=cluster.replicas[0].address) as client:
+        for index in range(count):
+            began = time.perf_counter()
+            execution_id = client.start("warm", {}, execution_id=f"probe-{index}").id
+            started = time.perf_counter()
+            final = client.wait(execution_id, timeout=120)
+            if final.phase != "Succeeded":
+                raise RuntimeError(f"probe {execution_id}: {final.phase} {final.error}")
+            read = time.perf_counter()
+            client.get(execution_id)
+            timed.append((execution_id, (started - began) * 1000, (time.perf_counter() - read) * 1000))
+    with psycopg.connect(store_url) as conn:
+        placed = conn.execute("SELECT execution_id, shard FROM executions WHERE execution_id LIKE 'probe-%'")
+        shards: dict[str, int] = dict(placed.fetchall())
+    local = set(cluster.replicas[0].shards)
+    found: dict[str, list[float]] = {"start_local": [], "start_forwarded": [], "get_local": [], "get_forwarded": []}
+    for execution_id, start_ms, get_ms in timed:
+        where = "local" if shards[execution_id] in local else "forwarded"
+        found[f"start_{where}"].append(start_ms)
+        found[f"get_{where}"].append(get_ms)
+    return found
 
 
 def warm_up_each(cluster: Cluster) -> None:
@@ -349,11 +378,14 @@ def _summary(runs: list[Run], sizes: Sizes) -> dict[str, Any]:
 def scale_out(server: PostgresServer, sizes: Sizes, work: Path) -> tuple[dict[str, Any], str]:
     direct: dict[int, list[Run]] = {n: [] for n in sizes.replicas}
     forward: dict[int, list[Run]] = {n: [] for n in sizes.replicas}
+    hops: dict[int, dict[str, list[float]]] = {n: {} for n in sizes.replicas}
     problems: list[str] = []
     for round_ in range(sizes.rounds):
         for replicas in sizes.replicas:
             began = time.monotonic()
-            plain, hopped, logged = one_configuration(server, replicas, sizes, work, round_)
+            plain, hopped, hop, logged = one_configuration(server, replicas, sizes, work, round_)
+            for key, values in hop.items():
+                hops[replicas].setdefault(key, []).extend(values)
             direct[replicas].append(plain)
             forward[replicas].append(hopped)
             problems += logged
@@ -376,7 +408,15 @@ def scale_out(server: PostgresServer, sizes: Sizes, work: Path) -> tuple[dict[st
         one, two = _summary(direct[n], sizes), _summary(forward[n], sizes)
         one["ratio"] = round(one["steps_per_s"] / base, 2)
         two["cost_pct"] = round(100 * (1 - two["steps_per_s"] / one["steps_per_s"]), 1)
-        per[str(n)] = {"direct": one, "forwarded": two, "shards": [len(r) for r in split(n)]}
+        # The whole cluster's extra CPU in the forwarded run, per execution forwarded (its start and its wait).
+        extra_s = sum(sum(r.cpu_s.values()) for r in forward[n]) - sum(sum(r.cpu_s.values()) for r in direct[n])
+        moved = sum(r.forwarded for r in forward[n])
+        two["extra_cpu_ms_per_forwarded"] = round(extra_s * 1000 / moved, 2) if moved else None
+        idle: dict[str, Any] = {key: round(statistics.median(values), 2) for key, values in hops[n].items() if values}
+        for key in ("start_local", "start_forwarded", "get_local", "get_forwarded"):
+            idle.setdefault(key, None)
+        idle["probes"] = sum(len(values) for key, values in hops[n].items() if key.startswith("start"))
+        per[str(n)] = {"direct": one, "forwarded": two, "idle_hop_p50_ms": idle, "shards": [len(r) for r in split(n)]}
         figures[f"n{n}_steps_per_s"] = one["steps_per_s"]
         figures[f"n{n}_ratio"] = one["ratio"]
         figures[f"n{n}_forwarded_steps_per_s"] = two["steps_per_s"]
@@ -408,6 +448,7 @@ def main() -> int:
     parser.add_argument("--steps", type=int, default=None)
     parser.add_argument("--rounds", type=int, default=None)
     parser.add_argument("--workers", type=int, default=None, help="worker processes (each polls every replica)")
+    parser.add_argument("--probes", type=int, default=None, help="sequential starts timing the hop on the idle cluster")
     parser.add_argument("--replicas", type=int, nargs="+", default=None, help="the Ns to measure (default 1 2 3)")
     args = parser.parse_args()
     sizes = Sizes.of(quick=args.quick)
@@ -416,6 +457,7 @@ def main() -> int:
         "steps": args.steps,
         "rounds": args.rounds,
         "worker_processes": args.workers,
+        "probes": args.probes,
         "replicas": tuple(args.replicas) if args.replicas else None,
     }
     sizes = replace(sizes, **{key: value for key, value in changes.items() if value is not None})

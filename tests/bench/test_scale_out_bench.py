@@ -53,6 +53,8 @@ def test_one_and_two_replicas_run_every_execution_and_report_throughput_ratio_an
     assert one["forwarded"]["forwarded"] == 0
     assert 0 < two["forwarded"]["forwarded"] < figures["executions"]
     assert two["forwarded"]["start_p50_forwarded_ms"] > 0
+    assert two["idle_hop_p50_ms"]["start_forwarded"] > 0 and two["idle_hop_p50_ms"]["get_local"] > 0
+    assert one["idle_hop_p50_ms"]["start_forwarded"] is None and one["idle_hop_p50_ms"]["probes"] == 10
     cpu = two["direct"]["cpu_ms_per_step"]
     assert set(cpu) == {"engine 0", "engine 1", "worker 0", "worker 1", "postgres", "clients"}
     assert all(cpu[name] > 0 for name in ("engine 0", "engine 1", "postgres")), cpu
@@ -77,7 +79,18 @@ def test_the_report_shows_a_row_per_number_of_replicas_with_cpu_per_step(tmp_pat
             "cost_pct": 2.0,
         }
 
-    per = {str(n): {"direct": run(500 - 10 * n, n), "forwarded": run(480, n), "shards": [16 // n] * n} for n in (1, 2)}
+    def hop(engines: int) -> dict[str, Any]:
+        return {"start_local": 2.0, "start_forwarded": 3.25 if engines > 1 else None, "get_local": 0.5}
+
+    per: dict[str, dict[str, Any]] = {
+        str(n): {
+            "direct": run(500 - 10 * n, n),
+            "forwarded": run(480, n) | {"extra_cpu_ms_per_forwarded": 2.5 if n > 1 else None},
+            "idle_hop_p50_ms": hop(n),
+            "shards": [16 // n] * n,
+        }
+        for n in (1, 2)
+    }
     figures = {"n1_steps_per_s": 490.0, "n2_steps_per_s": 480.0, "n2_ratio": 0.98, "executions": 200, "steps": 10}
     result = Result("Cerebelum", "v", "PostgreSQL (fsync on)", "scale-out", {**figures, "per_replicas": per}, "n")
     doc = tmp_path / "benchmarks.md"
@@ -86,7 +99,9 @@ def test_the_report_shows_a_row_per_number_of_replicas_with_cpu_per_step(tmp_pat
     text = doc.read_text()
     assert "## Scale-out on PostgreSQL" in text
     assert (
-        "| 1 | 16 | 490 | 0.98 | 4.00 | 1.00 | 0.40 | 0.30 | 0.10 | 1.80 | 480 | 2.00 | 0 of 200 | 3.00 / - |" in text
+        "| 1 | 16 | 490 | 0.98 | 4.00 | 1.00 | 0.40 | 0.30 | 0.10 | 1.80 | 480 | 2.00 | 0 of 200 | - | 2.00 / - |"
+        in text
     )
-    assert "| 2 | 8+8 | 480 | 0.96 | 4.00 | 1.00 + 1.00 | 0.40 | 0.30 | 0.10 | 2.80 | 480 | 2.00 | 100 of 200 |" in text
+    row = "| 2 | 8+8 | 480 | 0.96 | 4.00 | 1.00 + 1.00 | 0.40 | 0.30 | 0.10 | 2.80 | 480 | 2.00 | 100 of 200 | 2.50 |"
+    assert f"{row} 2.00 / 3.25 | 0.50 / - |" in text
     assert "the replicas, the workers and PostgreSQL share" in text
