@@ -21,6 +21,7 @@ __all__ = [
     "Result",
     "database_size_mb",
     "percentile",
+    "process_tree_cpu_s",
     "process_tree_rss_mb",
     "recorded_at",
     "sqlite_files_mb",
@@ -91,6 +92,29 @@ def process_tree_rss_mb(pid: int) -> float:
             continue
         pending += _children(current)
     return total_kb / 1024
+
+
+_TICKS_PER_S = os.sysconf("SC_CLK_TCK")
+
+
+def process_tree_cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) a process and all its descendants used so far, from /proc.
+
+    Each process counts its own time plus that of its children that exited and were reaped
+    (cutime, cstime), so a PostgreSQL backend that came and went between two readings is still in
+    the difference, in its postmaster's figures. A process that is gone counts 0.
+    """
+    ticks, pending = 0, [pid]
+    while pending:
+        current = pending.pop()
+        try:
+            stat = Path(f"/proc/{current}/stat").read_text()
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        fields = stat.rsplit(")", 1)[1].split()  # after the command name, which may hold spaces
+        ticks += sum(int(value) for value in fields[11:15])  # utime, stime, cutime, cstime
+        pending += _children(current)
+    return ticks / _TICKS_PER_S
 
 
 def sqlite_files_mb(url: str) -> float:

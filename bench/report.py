@@ -5,9 +5,11 @@ from __future__ import annotations
 import os
 import platform
 import subprocess
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
@@ -33,6 +35,67 @@ class Scenario:
     charted: tuple[str, ...]  # figures drawn as bars
     unit: str
     lower_is_better: bool
+    # More lines under the table for one result (a table of its own, when a row cannot say it all).
+    detail: Callable[[Result], list[str]] | None = None
+
+
+def _scale_out_detail(result: Result) -> list[str]:
+    """One row per number of replicas: steps/s, the ratio, and the CPU per step of each process."""
+    per: dict[str, Any] = result.figures.get("per_replicas") or {}
+    if not per:
+        return []
+
+    def ms(value: object) -> str:
+        return "" if value is None else f"{float(value):.2f}"  # type: ignore[arg-type]
+
+    lines = [
+        "| replicas | shards each | steps/s | ratio to 1 | wall s | CPU ms per step: engines | workers | PostgreSQL"
+        " | clients | total | forwarded run: steps/s | cost % | starts forwarded | extra CPU ms per forwarded"
+        " | idle, p50 ms: start local / forwarded | read local / forwarded |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for n, both in per.items():
+        direct, forwarded = both["direct"], both["forwarded"]
+        cpu = direct["cpu_ms_per_step"]
+        engines = " + ".join(ms(v) for k, v in cpu.items() if k.startswith("engine"))
+        workers = sum(v for k, v in cpu.items() if k.startswith("worker"))
+        hop = both.get("idle_hop_p50_ms") or {}
+        starts = f"{ms(hop.get('start_local')) or '-'} / {ms(hop.get('start_forwarded')) or '-'}"
+        reads = f"{ms(hop.get('get_local')) or '-'} / {ms(hop.get('get_forwarded')) or '-'}"
+        cells = [
+            n,
+            "+".join(str(s) for s in both["shards"]),
+            _cell(direct["steps_per_s"]),
+            f"{direct['ratio']:.2f}",
+            _cell(direct["wall_s"]),
+            engines,
+            ms(workers),
+            ms(cpu.get("postgres")) or "-",
+            ms(cpu.get("clients")),
+            ms(direct["cpu_ms_per_step_total"]),
+            _cell(forwarded["steps_per_s"]),
+            _cell(forwarded["cost_pct"]),
+            f"{forwarded['forwarded']:.0f} of {result.figures['executions']}",
+            ms(forwarded.get("extra_cpu_ms_per_forwarded")) or "-",
+            starts,
+            reads,
+        ]
+        lines.append("| " + " | ".join(str(c) for c in cells) + " |")
+    lines += [
+        "",
+        "CPU ms per step: CPU seconds each process used during the run (user + system, from /proc; PostgreSQL's"
+        " whole server: its backends, WAL writer and checkpointer) divided by the run's steps; the engines' are"
+        " listed one by one. The forwarded run's cost % is against the direct run of the same N (with 1 replica"
+        " nothing is forwarded: its figure is what running second on a fuller database costs); extra CPU per"
+        " forwarded execution is the whole cluster's extra CPU in that run over the executions forwarded (a start"
+        " and a wait each); idle p50s are sequential starts and reads through replica 0 before the runs, by"
+        " whether replica 0 owns the execution's shard."
+        f" On this {os.cpu_count()}-core machine the replicas, the workers and PostgreSQL share"
+        f" {os.cpu_count()} cores, so the ratio measures what scaling out costs in overhead and contention, not"
+        " capacity; with more cores, N replicas would be bounded by the busiest engine's CPU per step times its"
+        " share of the steps, and by PostgreSQL's CPU and commits per step, which do not shrink with N.",
+    ]
+    return lines
 
 
 SCENARIOS: dict[str, Scenario] = {
@@ -132,6 +195,26 @@ SCENARIOS: dict[str, Scenario] = {
         ("worker_rss_mb",),
         "MB of worker memory (lower is better)",
         True,
+    ),
+    "scale-out": Scenario(
+        "Scale-out on PostgreSQL",
+        "the throughput shape on 1, 2 and 3 engine replicas sharing one PostgreSQL database, the 16 shards"
+        " split evenly, the same worker processes each polling every replica; starts spread over the replicas"
+        " (none forwarded), then a run with every call through replica 0 (about (N-1)/N forwarded)",
+        (
+            Column("n1_steps_per_s", "steps/s, 1 replica"),
+            Column("n2_steps_per_s", "2 replicas"),
+            Column("n3_steps_per_s", "3 replicas"),
+            Column("n2_ratio", "ratio 2:1"),
+            Column("n3_ratio", "ratio 3:1"),
+            Column("executions", "executions"),
+            Column("steps", "steps each"),
+            Column("worker_processes", "worker processes"),
+        ),
+        ("n1_steps_per_s", "n2_steps_per_s", "n3_steps_per_s"),
+        "steps per second (higher is better)",
+        False,
+        _scale_out_detail,
     ),
     "ui": Scenario(
         "Web UI on a big store",
@@ -410,6 +493,10 @@ def write_report(
                 notes = result.notes
             row = [result.system, result.store, *cells, notes.replace("|", "/")]
             out.append("| " + " | ".join(row) + " |")
+        if scenario.detail is not None:
+            for result in chosen:
+                if result.figures and not result.failed and not result.unsupported:
+                    out += ["", *scenario.detail(result)]
         if _chart(name, scenario, chosen, charts / f"{name}.png"):
             out += ["", f"![{scenario.title}](benchmarks/{name}.png)"]
         out.append("")

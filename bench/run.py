@@ -35,6 +35,7 @@ SCENARIOS = (
     "code-scale",
     "kubernetes",
     "flow-control",
+    "scale-out",
     "ui",
 )
 
@@ -85,6 +86,8 @@ RUNNERS = (
     # Throughput with and without a task queue rate limit, in the same run (issue 19: its cost).
     Runner("cerebelum-flow-sqlite", "cerebelum_runner.py", "sqlite", ("flow-control",)),
     Runner("cerebelum-flow-postgres", "cerebelum_runner.py", "postgres", ("flow-control",)),
+    # 1, 2 and 3 engine replicas sharing one PostgreSQL store (issue 21), bench/scale_out.py.
+    Runner("cerebelum-scale-out-postgres", "scale_out.py", "postgres", ("scale-out",)),
     # DBOS creates about 60 workflows a second on SQLite: 5,000 keeps each of these under five minutes.
     Runner(
         "dbos-sqlite",
