@@ -250,6 +250,7 @@ class Reconciler:
         except WorkflowInvalid as invalid:
             return self._refuse(execution, "WorkflowInvalid", f"workflow {workflow_name!r} is invalid: {invalid}", now)
         await self._store_workflow(workflow_key(execution.namespace, workflow_name), spec)
+        self.writer.expect(execution.uid)  # its status's recentEvents from the start's own events
         try:
             await self.engine.start(
                 workflow_key(execution.namespace, workflow_name),
@@ -267,7 +268,10 @@ class Reconciler:
             # Its id ran before: the execution finished (before its status said so) and the store's
             # retention period has removed its history since. Never started again; the object goes.
             return self._history_gone(execution)
-        self._track(execution, execution.uid)
+        else:
+            self._track(execution, execution.uid)
+        finally:
+            self.writer.unexpect(execution.uid)
         # No `Started` Event: the status says so (one API write per Execution saved; docs/architecture.md).
         return Outcome()
 
