@@ -45,6 +45,8 @@ from ..engine.events import RecordedEvent
 from ..engine.state import ExecutionPhase
 from ..runtime import Clock, EngineService, ExecutionNotFound, Wakeup
 from .client import KubeApi, ObjectRef, is_not_found
+from .echoes import OwnEchoes
+from .expiry import EXPIRING_PHASES
 from .projection import ProjectionLimits, project_execution, recent_event
 from .rate_limit import TokenBucket
 
@@ -66,6 +68,8 @@ _PHASE_EVENTS = {
     "Cancelled": ("Normal", "Cancelled", "execution cancelled"),
 }
 TERMINAL_PHASES = frozenset(phase.value for phase in ExecutionPhase if phase.terminal)
+# A write that shows one of these must reach kopf's handlers (the finished label, the finalizer's removal).
+_SEEN_BY_KOPF = TERMINAL_PHASES | EXPIRING_PHASES
 # Told of each object whose status the writer found finished: (the object, that status), or
 # (the object, None) when its history is gone from the store (the retention period removed it).
 FinishListener = Callable[[ObjectRef, dict[str, JSON] | None], None]
@@ -124,9 +128,13 @@ class StatusWriter:
         limits: ProjectionLimits | None = None,
         bucket: TokenBucket | None = None,
         progress_writes_per_second: float | None = None,
+        echoes: OwnEchoes | None = None,
     ) -> None:
         """`bucket`: the API write budget shared with the other writers; one of `writes_per_second`/`burst` if None;
-        `progress_writes_per_second`: what writes of progress alone may spend (None: a quarter of the bucket's rate)."""
+        `progress_writes_per_second`: what writes of progress alone may spend (None: a quarter of the bucket's rate);
+        `echoes`: told the resourceVersion each write that does not end the execution left the object at,
+        so the watch's echo of it is dropped before kopf processes it (`kube/echoes.py`)."""
+        self._echoes = echoes
         self.engine = engine
         self.api = api
         self.bucket = bucket if bucket is not None else TokenBucket(rate=writes_per_second, burst=burst, clock=clock)
@@ -365,7 +373,9 @@ class StatusWriter:
             if _without_nulls(tracked.written.get(key)) != _without_nulls(value)
         }
         if changed:
-            await self.api.patch_status(tracked.ref, changed)
+            version = await self.api.patch_status(tracked.ref, changed)
+            if version is not None and self._echoes is not None and status["phase"] not in _SEEN_BY_KOPF:
+                self._echoes.wrote(tracked.ref.uid, version)
             now = self._clock.now_s()
             tracked.next_write_at = now + self._min_interval_s
             tracked.progress_at = now + self.progress_interval_s

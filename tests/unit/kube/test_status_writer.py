@@ -21,6 +21,7 @@ from cerebelum_operator.engine import ExecutionState
 from cerebelum_operator.engine import commands as cmd
 from cerebelum_operator.engine.events import RecordedEvent
 from cerebelum_operator.kube.client import ObjectRef
+from cerebelum_operator.kube.echoes import OwnEchoes
 from cerebelum_operator.kube.projection import ProjectionLimits, project_execution, recent_event
 from cerebelum_operator.kube.rate_limit import TokenBucket
 from cerebelum_operator.kube.status_writer import StatusWriter
@@ -110,11 +111,13 @@ class FakeKubeApi:
     attempts: int = 0
     failures: list[Exception] = field(default_factory=list)
 
-    async def patch_status(self, ref: ObjectRef, status: dict[str, Any]) -> None:
+    async def patch_status(self, ref: ObjectRef, status: dict[str, Any]) -> str | None:
+        """Like the API server: the resourceVersion the write left the object at (here, the write's number)."""
         self.attempts += 1
         if self.failures:
             raise self.failures.pop(0)
         self.patches.append((ref, copy.deepcopy(status), self.clock.now_s()))
+        return str(len(self.patches))
 
     async def post_event(self, ref: ObjectRef, *, type_: str, reason: str, note: str, action: str) -> None:
         self.events.append({"ref": ref, "type": type_, "reason": reason, "note": note, "action": action})
@@ -667,3 +670,24 @@ async def test_events_missed_by_the_writer_are_read_from_the_store_and_the_statu
 
     assert engine.history_reads == ["ex1"], "read once, at the gap, then from memory again"
     assert but_conditions(api.merged(ref)) == but_conditions(without_nulls(expected_status(engine, "ex1")))
+
+
+async def test_each_write_that_does_not_end_the_execution_awaits_its_echo_and_the_last_does_not(
+    engine: FakeEngine, api: FakeKubeApi, clock: FakeClock, make_writer: WriterFactory
+) -> None:
+    """The watch's echo of a write is dropped before kopf (`kube/echoes.py`), except the end's: kopf
+    must see the finished status to label the object and drop its finalizer."""
+    echoes = OwnEchoes()
+    writer = await make_writer(min_interval_s=0.05, echoes=echoes)
+    sim = started({"timeline": ["a"]})
+    engine.commit_sim("ex1", sim)
+    ref = ref_for("ex1")
+    writer.track("ex1", ref, status=None, generation=1)
+    await eventually(lambda: len(api.patches_of(ref)) == 1, what="the first write")
+    assert echoes.is_echo({"type": "MODIFIED", "object": {"metadata": {"uid": ref.uid, "resourceVersion": "1"}}})
+
+    await write_each_step(engine, api, clock, ref, sim, ["a"])
+    await eventually(lambda: not writer.tracked("ex1"), what="the end written")
+
+    assert api.merged(ref)["phase"] == "Succeeded"
+    assert len(echoes) == 0, "the end's write is not awaited as an echo"
