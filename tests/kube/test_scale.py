@@ -126,7 +126,9 @@ def test_five_hundred_executions_finish_with_api_writes_bounded_independently_of
 
     time.sleep(1)  # let the last audit lines land
     writes = audited_writes(audit_log, namespace=namespace)
-    workflow_reads = metric(operator, "cerebelum_kube_api_reads_total", 'cerebelum_kube_api_reads_total{kind="Workflow"}')
+    workflow_reads = metric(
+        operator, "cerebelum_kube_api_reads_total", 'cerebelum_kube_api_reads_total{kind="Workflow"}'
+    )
     history_reads = metric(operator, "cerebelum_kube_status_history_reads")
     from_memory = metric(operator, "cerebelum_kube_status_history_from_memory")
     echoes_dropped = metric(operator, "cerebelum_kube_status_echoes_dropped")
