@@ -63,11 +63,25 @@ def condensed(essence: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _without_what_the_essence_drops(body: kopf.Body) -> kopf.Body:
+    """The body with only what kopf's essence keeps: no status, and of the metadata only the labels
+    and annotations (and the owners, which kopf's key convention reads). kopf deep-copies the whole
+    body before it drops the rest: an Execution's status (up to 16 KiB of steps) and its
+    managedFields were copied on every watch event, then thrown away."""
+    light = {key: value for key, value in body.items() if key not in ("metadata", "status")}
+    metadata = body.get("metadata") or {}
+    light["metadata"] = {key: metadata[key] for key in ("labels", "annotations", "ownerReferences") if key in metadata}
+    return kopf.Body(cast(kopf.RawBody, light))
+
+
 class DigestDiffBaseStorage(kopf.AnnotationsDiffBaseStorage):
     """kopf's annotation storage of the essence, with `condensed` essences (same keys, so upgrades work)."""
 
     def build(self, *, body: kopf.Body, extra_fields: Iterable[Any] | None = None) -> kopf.BodyEssence:
-        essence = super().build(body=body, extra_fields=extra_fields)
+        extra = list(extra_fields or ())
+        # Handlers on fields outside the essence (none of ours) need the whole body to pick them from.
+        source = body if extra else _without_what_the_essence_drops(body)
+        essence = super().build(body=source, extra_fields=extra)
         return cast(kopf.BodyEssence, condensed(cast(dict[str, Any], essence)))
 
 

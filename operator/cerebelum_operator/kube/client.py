@@ -146,11 +146,15 @@ class KubeApi:
         *,
         instance: str | None = None,
         on_write: Callable[[str], None] | None = None,
+        on_read: Callable[[str], None] | None = None,
         clock: Clock | None = None,
     ) -> None:
+        """`on_write`: told the kind of each write (status, events, labels...); `on_read`: the kind of
+        each object read by name (Workflow, Execution...)."""
         self.client = client
         self.instance = instance or socket.gethostname()
         self._on_write = on_write
+        self._on_read = on_read
         self._clock: Clock = clock or SystemClock()
         self._last_event_us = 0
 
@@ -164,6 +168,7 @@ class KubeApi:
         *,
         instance: str | None = None,
         on_write: Callable[[str], None] | None = None,
+        on_read: Callable[[str], None] | None = None,
         clock: Clock | None = None,
         service_account: str = SERVICE_ACCOUNT,
         default_kubeconfig: str = DEFAULT_KUBECONFIG,
@@ -174,7 +179,7 @@ class KubeApi:
         """
         config = load_kube_config(service_account=service_account, default_kubeconfig=default_kubeconfig)
         client = AsyncClient(config=config, field_manager="cerebelum-operator")
-        return cls(client, instance=instance, on_write=on_write, clock=clock)
+        return cls(client, instance=instance, on_write=on_write, on_read=on_read, clock=clock)
 
     async def close(self) -> None:
         await self.client.close()
@@ -183,6 +188,8 @@ class KubeApi:
         """The object, or None; `InvalidName` for a name that is not one (it would become a URL path)."""
         name = object_name(name, field="name")
         namespace = namespace_name(namespace)
+        if self._on_read is not None:
+            self._on_read(resource._api_info.resource.kind)
         try:
             obj = await self.client.get(resource, name, namespace=namespace)
         except ApiError as error:
@@ -293,18 +300,22 @@ class KubeApi:
             raise
         return True
 
-    async def patch_status(self, ref: ObjectRef, status: dict[str, JSON]) -> None:
+    async def patch_status(self, ref: ObjectRef, status: dict[str, JSON]) -> str | None:
+        """Merge `status` into the object's; the resourceVersion the write left it at."""
         resource = _RESOURCES[ref.kind]
         name = object_name(ref.name, field="name")
         namespace = namespace_name(ref.namespace)
         self._count("status")
-        await self.client.patch(
+        patched = await self.client.patch(
             resource.Status,
             name,
             {"status": status},
             namespace=namespace,
             patch_type=PatchType.MERGE,
         )
+        metadata = getattr(patched, "metadata", None)
+        version = getattr(metadata, "resourceVersion", None)
+        return version if isinstance(version, str) else None
 
     def _event_stamp_us(self) -> int:
         """Now in microseconds, and later than the last Event's even when the clock has not moved."""

@@ -14,6 +14,7 @@ from .expiry import EXPIRING_PHASES
 from .reconciler import PAUSED_ANNOTATION, ObjectView, Outcome, Reconciler, Retry
 from .resources import GROUP, VERSION
 from .status_writer import FINALIZER, TERMINAL_PHASES
+from .views import plain
 
 __all__ = ["build_registry", "mark_finished"]
 
@@ -61,6 +62,16 @@ def build_registry(
             type_, reason, note = outcome.event
             await reconciler.writes.take()
             await reconciler.api.post_event(view.ref(kind), type_=type_, reason=reason, note=note, action="Reconcile")
+
+    # Every Workflow event keeps its spec where an Execution's start reads it (`kube/watched.py`):
+    # no GET of the Workflow per Execution.
+    @kopf.on.event(GROUP, VERSION, "workflows", registry=registry)
+    def workflow_watched(type: str | None, body: kopf.Body, **_: Any) -> None:
+        meta = body.metadata
+        if type == "DELETED":
+            reconciler.workflows.gone(str(meta.namespace), str(meta.name))
+        else:
+            reconciler.workflows.seen(str(meta.namespace), str(meta.name), plain(body.get("spec") or {}))
 
     @kopf.on.resume(GROUP, VERSION, "workflows", registry=registry)
     @kopf.on.create(GROUP, VERSION, "workflows", registry=registry)

@@ -32,7 +32,33 @@ class OperatorMetrics:
             ["kind"],
             registry=self.registry,
         )
-
+        self.api_reads = Counter(
+            "cerebelum_kube_api_reads",
+            "Objects the operator read by name from the Kubernetes API outside kopf's watches, by kind"
+            " (a Workflow only when the watch has not delivered it yet).",
+            ["kind"],
+            registry=self.registry,
+        )
+        self.echoes_dropped = Gauge(
+            "cerebelum_kube_status_echoes_dropped",
+            "Watch events that only echoed the operator's own status writes, dropped before kopf processed them.",
+            registry=self.registry,
+        )
+        self.execution_watch_events = Gauge(
+            "cerebelum_kube_execution_watch_events",
+            "Execution watch events kopf processed (echoes of our own status writes are not among them).",
+            registry=self.registry,
+        )
+        self.status_recent_from_store = Gauge(
+            "cerebelum_kube_status_history_reads",
+            "Status writes that read the history's last events from the store (the others had them in memory).",
+            registry=self.registry,
+        )
+        self.status_recent_from_memory = Gauge(
+            "cerebelum_kube_status_history_from_memory",
+            "Status writes whose recent events came from the operator's memory, with no store read.",
+            registry=self.registry,
+        )
         self.execution_handler_runs = Counter(
             "cerebelum_kube_execution_handler_runs",
             "Times kopf's handler ran for an Execution object (created or resumed); finished objects"

@@ -28,6 +28,7 @@ from .approvers import AdmissionPolicyCheck, ApproverCheck, TrustClaimedApprover
 from .bookkeeping import ExecutionsInMemory
 from .catch_up import CatchUp
 from .client import KubeApi, NoKubeConfig
+from .echoes import OwnEchoes, install_echo_filter
 from .expirer import FINISHED_LABEL, ExecutionExpirer
 from .expiry import TtlPolicy
 from .handlers import build_registry
@@ -131,10 +132,18 @@ def _settings(diffbase: ExecutionsInMemory | None = None) -> kopf.OperatorSettin
     return settings
 
 
+def _is_executions(resource: kopf.Resource) -> bool:
+    return (resource.group, resource.plural) == (GROUP, "executions")
+
+
 async def run_operator(config: OperatorConfig) -> int:
     """Run until SIGTERM/SIGINT; `NoKubeConfig` before anything starts when no cluster is configured."""
     metrics = OperatorMetrics()
-    api = KubeApi.from_env(instance=config.identity, on_write=lambda kind: metrics.api_writes.labels(kind=kind).inc())
+    api = KubeApi.from_env(
+        instance=config.identity,
+        on_write=lambda kind: metrics.api_writes.labels(kind=kind).inc(),
+        on_read=lambda kind: metrics.api_reads.labels(kind=kind).inc(),
+    )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -237,7 +246,10 @@ async def _lead(
         metrics.leader.set(1)
         # One API write budget for the status writer and the reconciler's own writes.
         writes = TokenBucket(rate=config.api_writes_per_second, burst=200, clock=clock)
-        writer = StatusWriter(server.engine, api, clock=clock, min_interval_s=config.status_interval_s, bucket=writes)
+        echoes = OwnEchoes()
+        writer = StatusWriter(
+            server.engine, api, clock=clock, min_interval_s=config.status_interval_s, bucket=writes, echoes=echoes
+        )
         await writer.start()
         expirer = ExecutionExpirer(
             server.engine,
@@ -276,14 +288,23 @@ async def _lead(
             catch_up.seen(uid)
 
         diffbase = ExecutionsInMemory()
-        await kopf.operator(
-            registry=build_registry(reconciler, on_execution_seen=seen, on_execution_gone=diffbase.forget),
-            settings=_settings(diffbase),
-            standalone=True,
-            clusterwide=not config.namespaces,
-            namespaces=list(config.namespaces),
-            stop_flag=stop,
-        )
+        settings = _settings(diffbase)
+        stop_filtering = install_echo_filter(settings, echoes, watched=_is_executions)
+        metrics.echoes_dropped.set_function(lambda: echoes.dropped)
+        metrics.execution_watch_events.set_function(lambda: echoes.passed)
+        metrics.status_recent_from_store.set_function(lambda: writer.recent_from_store if writer else 0)
+        metrics.status_recent_from_memory.set_function(lambda: writer.recent_from_memory if writer else 0)
+        try:
+            await kopf.operator(
+                registry=build_registry(reconciler, on_execution_seen=seen, on_execution_gone=diffbase.forget),
+                settings=settings,
+                standalone=True,
+                clusterwide=not config.namespaces,
+                namespaces=list(config.namespaces),
+                stop_flag=stop,
+            )
+        finally:
+            stop_filtering()
     finally:
         if health is not None:
             health.ready = False

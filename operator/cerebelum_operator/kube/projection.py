@@ -11,7 +11,7 @@ Failed; an earlier attempt's error on a step that ran again (Retrying, Running, 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -28,6 +28,7 @@ __all__ = [
     "duration_text",
     "merge_conditions",
     "project_execution",
+    "recent_event",
     "rfc3339",
 ]
 
@@ -223,10 +224,21 @@ def _child(link: ChildLink, object_name: str | None) -> dict[str, JSON]:
     }
 
 
+def recent_event(recorded: RecordedEvent) -> dict[str, JSON]:
+    """An event as `recentEvents` lists it: its seq, time, kind and step, never its payload. The
+    status writer keeps the last few of each execution it follows in this form (`status_writer`)."""
+    return {
+        "seq": recorded.seq,
+        "at": rfc3339(recorded.at_ms),
+        "type": recorded.event.kind,
+        "step": getattr(recorded.event, "step", None),
+    }
+
+
 def project_execution(
     state: ExecutionState,
     *,
-    recent: list[RecordedEvent],
+    recent: Sequence[Mapping[str, JSON]],
     previous_conditions: list[dict[str, JSON]],
     generation: int | None,
     now_ms: int,
@@ -235,7 +247,7 @@ def project_execution(
     object_name: str | None = None,
     parent_name: str | None = None,
 ) -> dict[str, JSON]:
-    """The status for `state`; `recent` is the history's tail (its last event has seq == last_seq).
+    """The status for `state`; `recent` is the history's tail as `recent_event`s (the last has seq == last_seq).
 
     `live` is what the dispatcher knows now of in-flight steps (heartbeat progress, why a task
     waits), from `EngineService.live_steps`. `object_name` is the Execution's own name (its
@@ -282,10 +294,7 @@ def project_execution(
         ),
         "steps": steps[-limits.steps :] if omitted else steps,
         "stepsOmitted": omitted or None,
-        "recentEvents": [
-            {"seq": r.seq, "at": rfc3339(r.at_ms), "type": r.event.kind, "step": getattr(r.event, "step", None)}
-            for r in recent[-limits.recent_events :]
-        ],
+        "recentEvents": [dict(entry) for entry in recent[-limits.recent_events :]],
         "eventCount": state.last_seq,
         "error": _cut(state.error, limits.error_chars),
         "workflowTaskError": _cut(state.workflow_task_error, limits.error_chars),

@@ -38,6 +38,7 @@ from .schedules import ScheduleObjects, project_schedule, schedule_key, verify_s
 from .signals import deliver_signal
 from .status_writer import TERMINAL_PHASES, StatusWriter
 from .views import ObjectView, Outcome, Retry, json_size, plain, too_large, with_condition
+from .watched import WatchedWorkflows
 
 __all__ = [
     "PAUSED_ANNOTATION",
@@ -136,6 +137,8 @@ class Reconciler:
         )
         self.expirer = expirer
         self._stored_specs: dict[str, dict[str, JSON]] = {}
+        # Fed by the Workflow watch (`handlers.build_registry`): an Execution's start reads its spec here.
+        self.workflows = WatchedWorkflows()
 
     # -- Workflow ------------------------------------------------------------------------
 
@@ -166,6 +169,15 @@ class Reconciler:
         status = self._conditions(workflow, ready)
         status["steps"] = len(definition.steps)
         return Outcome(status=status)
+
+    async def _workflow_spec(self, namespace: str, name: str) -> dict[str, JSON] | None:
+        """The Workflow's spec as the watch last delivered it; read from the API server only when the
+        watch has not delivered it (yet); None when there is no such Workflow (`kube/watched.py`)."""
+        spec = self.workflows.spec_of(namespace, name)
+        if spec is not None:
+            return spec
+        workflow = await self.api.get(Workflow, namespace, name)
+        return None if workflow is None else plain(workflow.get("spec") or {})
 
     async def _store_workflow(self, key: str, spec: dict[str, JSON]) -> None:
         """Write the spec to the store only when it changed: executions start by the hundred."""
@@ -234,8 +246,8 @@ class Reconciler:
         too_large = self._too_large("spec.input", execution.spec.get("input"))
         if too_large is not None:
             return self._refuse(execution, "InputTooLarge", too_large, now)
-        workflow = await self.api.get(Workflow, execution.namespace, workflow_name)
-        if workflow is None:
+        spec = await self._workflow_spec(execution.namespace, workflow_name)
+        if spec is None:
             message = f"workflow {workflow_name!r} not found in namespace {execution.namespace}: apply it first"
             if first_attempt:
                 await self.writes.take()
@@ -244,12 +256,12 @@ class Reconciler:
                     self._accepted(execution, "False", "WorkflowNotFound", message, now, phase="Pending"),
                 )
             raise Retry(message, delay_s=5.0)
-        spec = plain(workflow.get("spec") or {})
         try:
             self.engine.definition_for(spec)
         except WorkflowInvalid as invalid:
             return self._refuse(execution, "WorkflowInvalid", f"workflow {workflow_name!r} is invalid: {invalid}", now)
         await self._store_workflow(workflow_key(execution.namespace, workflow_name), spec)
+        self.writer.expect(execution.uid)  # its status's recentEvents from the start's own events
         try:
             await self.engine.start(
                 workflow_key(execution.namespace, workflow_name),
@@ -267,7 +279,10 @@ class Reconciler:
             # Its id ran before: the execution finished (before its status said so) and the store's
             # retention period has removed its history since. Never started again; the object goes.
             return self._history_gone(execution)
-        self._track(execution, execution.uid)
+        else:
+            self._track(execution, execution.uid)
+        finally:
+            self.writer.unexpect(execution.uid)
         # No `Started` Event: the status says so (one API write per Execution saved; docs/architecture.md).
         return Outcome()
 
@@ -405,8 +420,8 @@ class Reconciler:
             spec = parse_spec({**schedule.spec, "workflow": workflow_key(schedule.namespace, workflow_name)})
         except (InvalidName, ScheduleInvalid, ValueError) as invalid:
             return self._schedule_ready(schedule, "False", "InvalidSpec", _spec_problem(invalid), now, warn=True)
-        workflow = await self.api.get(Workflow, schedule.namespace, workflow_name)
-        if workflow is None:
+        workflow_spec = await self._workflow_spec(schedule.namespace, workflow_name)
+        if workflow_spec is None:
             message = f"workflow {workflow_name!r} not found in namespace {schedule.namespace}: apply it first"
             if first_attempt:
                 await self.writes.take()
@@ -415,7 +430,6 @@ class Reconciler:
                     self._schedule_ready(schedule, "False", "WorkflowNotFound", message, now).status,
                 )
             raise Retry(message, delay_s=5.0)
-        workflow_spec = plain(workflow.get("spec") or {})
         try:
             self.engine.definition_for(workflow_spec)
         except WorkflowInvalid as invalid:

@@ -16,6 +16,14 @@ spend at most `progress_writes_per_second` between them (by default a quarter of
 with a few executions their status moves every interval, with hundreds the budget goes to
 phases and ends, not to counters nobody can read that fast.
 
+The last few events `recentEvents` lists come from memory: the writer hears each committed
+decision's events (`EngineService.add_history_listener`) and keeps, per object it follows, the last
+`ProjectionLimits.recent_events` of them as they are listed (seq, time, kind, step: never a payload).
+A write reads the history's tail from the store only when that memory does not reach the state's
+last event (the object was resumed after a restart, or a decision's events were missed): then the
+tail read seeds the memory, and the following writes read nothing. An Execution about to be
+started is `expect`ed, so even its first events are heard (the start commits before `track`).
+
 An object is tracked by the engine id it views (its uid, or a child's annotation), which is a
 continue-as-new chain's first run: when the run it projects ends `ContinuedAsNew`, the writer
 moves on to the chain's latest run and keeps writing into the same object.
@@ -25,17 +33,21 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from lightkube.core.exceptions import ApiError
 
 from ..engine import ExecutionState
+from ..engine.events import RecordedEvent
 from ..engine.state import ExecutionPhase
 from ..runtime import Clock, EngineService, ExecutionNotFound, Wakeup
 from .client import KubeApi, ObjectRef, is_not_found
-from .projection import ProjectionLimits, project_execution
+from .echoes import OwnEchoes
+from .expiry import EXPIRING_PHASES
+from .projection import ProjectionLimits, project_execution, recent_event
 from .rate_limit import TokenBucket
 
 __all__ = ["FINALIZER", "TERMINAL_PHASES", "FinishListener", "StatusWriter"]
@@ -56,6 +68,8 @@ _PHASE_EVENTS = {
     "Cancelled": ("Normal", "Cancelled", "execution cancelled"),
 }
 TERMINAL_PHASES = frozenset(phase.value for phase in ExecutionPhase if phase.terminal)
+# A write that shows one of these must reach kopf's handlers (the finished label, the finalizer's removal).
+_SEEN_BY_KOPF = TERMINAL_PHASES | EXPIRING_PHASES
 # Told of each object whose status the writer found finished: (the object, that status), or
 # (the object, None) when its history is gone from the store (the retention period removed it).
 FinishListener = Callable[[ObjectRef, dict[str, JSON] | None], None]
@@ -80,6 +94,19 @@ class _Tracked:
     next_write_at: float = 0.0  # no write before: min_interval_s after the last
     progress_at: float = 0.0  # no write of progress alone before: progress_interval_s after the last
     phase: ExecutionPhase | None = None  # the phase shown (`display_phase`) when last projected
+    # The last events of `run_id` as `recentEvents` lists them, consecutive by seq (`_heard`).
+    recent: deque[dict[str, JSON]] = field(default_factory=deque)
+
+
+def _heard(recent: deque[dict[str, JSON]], events: Sequence[RecordedEvent]) -> None:
+    """Add a decision's events to `recent`; a gap (events missed) empties it first, so what it holds
+    is always the consecutive tail of the history up to the last event heard."""
+    if not events:
+        return
+    if recent and recent[-1]["seq"] + 1 != events[0].seq:
+        recent.clear()
+    keep = recent.maxlen if recent.maxlen is not None else len(events)
+    recent.extend(recent_event(recorded) for recorded in events[-keep:])
 
 
 def _ends(state: ExecutionState) -> bool:
@@ -101,9 +128,13 @@ class StatusWriter:
         limits: ProjectionLimits | None = None,
         bucket: TokenBucket | None = None,
         progress_writes_per_second: float | None = None,
+        echoes: OwnEchoes | None = None,
     ) -> None:
         """`bucket`: the API write budget shared with the other writers; one of `writes_per_second`/`burst` if None;
-        `progress_writes_per_second`: what writes of progress alone may spend (None: a quarter of the bucket's rate)."""
+        `progress_writes_per_second`: what writes of progress alone may spend (None: a quarter of the bucket's rate);
+        `echoes`: told the resourceVersion each write that does not end the execution left the object at,
+        so the watch's echo of it is dropped before kopf processes it (`kube/echoes.py`)."""
+        self._echoes = echoes
         self.engine = engine
         self.api = api
         self.bucket = bucket if bucket is not None else TokenBucket(rate=writes_per_second, burst=burst, clock=clock)
@@ -123,8 +154,13 @@ class StatusWriter:
         self._loop_task: asyncio.Task[None] | None = None
         self._flushes: set[asyncio.Task[None]] = set()
         self._finish_listeners: list[FinishListener] = []
+        self._expected: dict[str, deque[dict[str, JSON]]] = {}  # about to start: their first events
+        # Writes whose recent events came from memory, and those that read the history's tail from the store.
+        self.recent_from_memory = 0
+        self.recent_from_store = 0
         engine.add_change_listener(self.on_change)
         engine.add_progress_listener(self.on_progress)
+        engine.add_history_listener(self.on_events)
 
     # -- tracking ------------------------------------------------------------------------
 
@@ -143,12 +179,30 @@ class StatusWriter:
         the object is new, so its first write waits one interval (an execution that ends within it
         gets one status write, its last)."""
         if execution_id not in self._tracked:
-            tracked = _Tracked(ref, generation, execution_id, parent_name=parent_name, written=dict(status or {}))
+            tracked = _Tracked(
+                ref,
+                generation,
+                execution_id,
+                parent_name=parent_name,
+                written=dict(status or {}),
+                recent=self._expected.pop(execution_id, self._new_recent()),
+            )
             if just_created:
                 tracked.next_write_at = self._clock.now_s() + self._min_interval_s
             self._tracked[execution_id] = tracked
             self._unwritten.add(execution_id)
         self.mark(execution_id)
+
+    def expect(self, execution_id: str) -> None:
+        """`execution_id` is about to start and then be tracked: keep the events its start commits
+        (they are published before `track` can be called). `unexpect` once tracked or refused."""
+        self._expected.setdefault(execution_id, self._new_recent())
+
+    def unexpect(self, execution_id: str) -> None:
+        self._expected.pop(execution_id, None)
+
+    def _new_recent(self) -> deque[dict[str, JSON]]:
+        return deque(maxlen=max(1, self._limits.recent_events))
 
     @property
     def progress_interval_s(self) -> float:
@@ -195,6 +249,16 @@ class StatusWriter:
         elif state.display_phase() != tracked.phase:
             self._phase_changed.add(state.chain_id)
         self.mark(state.chain_id)
+
+    def on_events(self, execution_id: str, events: Sequence[RecordedEvent]) -> None:
+        """A decision of `execution_id` committed `events`: keep the last few of a run we project."""
+        tracked = self._tracked.get(self._chains.get(execution_id, execution_id))
+        if tracked is not None and tracked.run_id == execution_id:
+            _heard(tracked.recent, events)
+            return
+        expected = self._expected.get(execution_id)
+        if expected is not None:
+            _heard(expected, events)
 
     def on_progress(self, execution_id: str) -> None:
         """A running step reported new progress: written like any change, at most every `min_interval_s`."""
@@ -282,6 +346,7 @@ class StatusWriter:
             if latest != tracked.run_id:
                 self._chains.pop(tracked.run_id, None)
                 tracked.run_id = latest
+                tracked.recent.clear()  # another run's history
                 self._chains[latest] = execution_id
                 state = await self.engine.state_of(latest)
             if state.phase == ExecutionPhase.CONTINUED_AS_NEW:
@@ -290,8 +355,7 @@ class StatusWriter:
                 tracked.next_write_at = self._clock.now_s() + self._min_interval_s
                 self._dirty.add(execution_id)
                 return
-        after_seq = max(0, state.last_seq - self._limits.recent_events)
-        recent = await self.engine.load_history(tracked.run_id, after_seq=after_seq)
+        recent = await self._recent_events(tracked, state)
         status = project_execution(
             state,
             recent=recent,
@@ -309,7 +373,9 @@ class StatusWriter:
             if _without_nulls(tracked.written.get(key)) != _without_nulls(value)
         }
         if changed:
-            await self.api.patch_status(tracked.ref, changed)
+            version = await self.api.patch_status(tracked.ref, changed)
+            if version is not None and self._echoes is not None and status["phase"] not in _SEEN_BY_KOPF:
+                self._echoes.wrote(tracked.ref.uid, version)
             now = self._clock.now_s()
             tracked.next_write_at = now + self._min_interval_s
             tracked.progress_at = now + self.progress_interval_s
@@ -326,3 +392,19 @@ class StatusWriter:
             self.forget(execution_id)
             for listener in self._finish_listeners:
                 listener(tracked.ref, status)
+
+    async def _recent_events(self, tracked: _Tracked, state: ExecutionState) -> list[dict[str, JSON]]:
+        """The history's last few events up to `state`'s: from memory when it holds them all, else
+        read from the store (and kept, so the next write need not read them)."""
+        memory = tracked.recent
+        wanted = min(self._limits.recent_events, state.last_seq)
+        if memory and memory[-1]["seq"] == state.last_seq and len(memory) >= wanted:
+            self.recent_from_memory += 1
+            return list(memory)
+        self.recent_from_store += 1
+        after_seq = max(0, state.last_seq - self._limits.recent_events)
+        loaded = await self.engine.load_history(tracked.run_id, after_seq=after_seq)
+        if tracked.run_id == state.execution_id:
+            memory.clear()
+            _heard(memory, loaded)
+        return [recent_event(recorded) for recorded in loaded]

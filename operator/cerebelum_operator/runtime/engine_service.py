@@ -57,6 +57,7 @@ __all__ = [
     "EagerDispatch",
     "EngineService",
     "ExecutionNotFound",
+    "HistoryListener",
     "LiveStep",
     "TaskView",
     "WorkflowNotFound",
@@ -67,6 +68,8 @@ log = logging.getLogger(__name__)
 
 ActionListener = Callable[[str, str, list[Action]], Awaitable[None] | None]
 ChangeListener = Callable[[str, ExecutionState], None]
+# Told (execution_id, the events one decision committed, in seq order).
+HistoryListener = Callable[[str, Sequence[RecordedEvent]], None]
 # Raises unless the caller may send the command, judged from the engine's own record of the
 # execution (its definition and state), under the execution's lock.
 Authorize = Callable[[WorkflowDefinition, ExecutionState], None]
@@ -203,6 +206,7 @@ class EngineService:
         self._listeners: list[ActionListener] = []
         self._workflow_pause: Callable[[str], WorkflowPauseRow | None] = lambda workflow: None
         self._change_listeners: list[ChangeListener] = []
+        self._history_listeners: list[HistoryListener] = []
         self._progress_listeners: list[Callable[[str], None]] = []
         self._terminal_waiters: dict[str, list[asyncio.Future[None]]] = {}
         self._eager: EagerDispatch | None = None
@@ -277,6 +281,12 @@ class EngineService:
     def add_change_listener(self, listener: ChangeListener) -> None:
         """Called with (execution_id, new state) after every committed decision; must not block."""
         self._change_listeners.append(listener)
+
+    def add_history_listener(self, listener: HistoryListener) -> None:
+        """Called with (execution_id, the events it committed) after every committed decision that
+        recorded any, before the change listeners; must not block, must not keep the events' payloads
+        (the operator's status writer keeps a few events' kinds and times, so it need not read them back)."""
+        self._history_listeners.append(listener)
 
     def definition_for(self, spec: dict[str, Any], *, started: bool = False) -> WorkflowDefinition:
         """Compile a spec once; a spec never changes (an execution adopts another at a redrive).
@@ -915,6 +925,9 @@ class EngineService:
         )
 
     async def _publish(self, execution_id: str, decision: Decision) -> None:
+        if decision.events:
+            for history_listener in self._history_listeners:
+                history_listener(execution_id, decision.events)
         if decision.state is not None:
             for change_listener in self._change_listeners:
                 change_listener(execution_id, decision.state)

@@ -104,3 +104,23 @@ def test_an_execution_s_record_in_an_annotation_from_an_older_operator_is_not_re
     _, annotation = recorded(execution({"n": 1}))
     raw = execution({"n": 1}, kind="Execution", annotations={KEY: annotation})
     assert storage.fetch(body=kopf.Body(raw)) is None
+
+
+class NotCopied:
+    """A value that fails the test if anything deep-copies it."""
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> Any:
+        raise AssertionError("the status or the system metadata was copied to build the essence")
+
+
+def test_the_essence_is_built_without_copying_the_status_or_the_system_metadata() -> None:
+    """kopf copied the whole body (a 16 KiB status, managedFields) on every event, then dropped most of it."""
+    raw = execution({"n": 1}, labels={"team": "a"}, annotations={"note": "x"}, kind="Execution")
+    expected = _settings().persistence.diffbase_storage.build(body=kopf.Body(copy.deepcopy(raw)))
+    raw["status"] = {"phase": "Running", "steps": [NotCopied()]}
+    raw["metadata"]["managedFields"] = [NotCopied()]  # type: ignore[typeddict-unknown-key]
+
+    essence = _settings().persistence.diffbase_storage.build(body=kopf.Body(raw))
+
+    assert essence == expected
+    assert set(essence) == {"spec", "metadata"} and set(essence["metadata"]) == {"labels", "annotations"}

@@ -20,6 +20,7 @@ from cerebelum_operator.kube.projection import (
     duration_text,
     merge_conditions,
     project_execution,
+    recent_event,
     rfc3339,
 )
 from cerebelum_operator.kube.resources import ExecutionStatus
@@ -46,7 +47,7 @@ def project(
 ) -> dict[str, Any]:
     return project_execution(
         state,
-        recent=history,
+        recent=[recent_event(r) for r in history],
         previous_conditions=previous or [],
         generation=generation,
         now_ms=now_ms,
@@ -630,7 +631,7 @@ def test_ten_thousand_children_with_the_longest_names_beside_a_thousand_steps_ke
 
     status = project_execution(
         state,
-        recent=sim.history,
+        recent=[recent_event(r) for r in sim.history],
         previous_conditions=[],
         generation=1,
         now_ms=NOW_MS,

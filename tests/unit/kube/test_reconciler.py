@@ -184,6 +184,41 @@ async def test_execution_seen_twice_and_again_on_a_later_attempt_still_starts_ex
     assert list(world.writer.refs) == [execution.uid]
 
 
+async def test_executions_of_a_workflow_the_watch_delivered_start_without_reading_it_from_the_api(
+    world: World,
+) -> None:
+    """The spec comes from the Workflow watch (`kube/watched.py`): no GET of the Workflow per Execution."""
+    world.reconciler.workflows.seen(NS, "pipeline", SIMPLE)  # the watch handler's doing
+    executions = [ObjectView.of(add_execution(world, f"run-{i}", "pipeline", input={"n": i})) for i in range(5)]
+
+    for execution in executions:
+        await world.reconciler.execution_seen(execution, first_attempt=True)
+
+    assert [get for get in world.api.gets if get[0] == "Workflow"] == []
+    for execution in executions:
+        row = await world.execution_row(execution.uid)
+        assert row is not None and row.spec == SIMPLE
+    assert world.writer.expected == set(), "each start's expectation is dropped once it is tracked"
+
+
+async def test_a_workflow_the_watch_has_not_delivered_is_read_from_the_api_and_a_deleted_one_is_not_used(
+    world: World,
+) -> None:
+    add_workflow(world, "pipeline", SIMPLE)
+    first = ObjectView.of(add_execution(world, "run-1", "pipeline"))
+    await world.reconciler.execution_seen(first, first_attempt=True)
+    assert world.api.gets == [("Workflow", NS, "pipeline")]  # not watched yet: read, and not kept
+    assert len(world.reconciler.workflows) == 0
+
+    world.reconciler.workflows.seen(NS, "pipeline", SIMPLE)
+    world.reconciler.workflows.gone(NS, "pipeline")  # the watch said it was deleted
+    del world.api.objects[("Workflow", NS, "pipeline")]
+    second = ObjectView.of(add_execution(world, "run-2", "pipeline"))
+    with pytest.raises(Retry, match="not found"):
+        await world.reconciler.execution_seen(second, first_attempt=False)
+    assert await world.execution_row(second.uid) is None
+
+
 async def test_a_missing_workflow_retries_and_marks_the_execution_pending_on_the_first_attempt_only(
     world: World,
 ) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import functools
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,7 +21,8 @@ from cerebelum_operator.engine import ExecutionState
 from cerebelum_operator.engine import commands as cmd
 from cerebelum_operator.engine.events import RecordedEvent
 from cerebelum_operator.kube.client import ObjectRef
-from cerebelum_operator.kube.projection import ProjectionLimits, project_execution
+from cerebelum_operator.kube.echoes import OwnEchoes
+from cerebelum_operator.kube.projection import ProjectionLimits, project_execution, recent_event
 from cerebelum_operator.kube.rate_limit import TokenBucket
 from cerebelum_operator.kube.status_writer import StatusWriter
 from cerebelum_operator.runtime import ExecutionNotFound, FakeClock
@@ -50,6 +52,11 @@ class FakeEngine:
         self.states: dict[str, ExecutionState] = {}
         self.histories: dict[str, list[RecordedEvent]] = {}
         self.reads: list[str] = []
+        self.history_listeners: list[Callable[[str, list[RecordedEvent]], None]] = []
+        self.history_reads: list[str] = []
+
+    def add_history_listener(self, listener: Callable[[str, list[RecordedEvent]], None]) -> None:
+        self.history_listeners.append(listener)
 
     def add_change_listener(self, listener: Callable[[str, ExecutionState], None]) -> None:
         self.listeners.append(listener)
@@ -76,12 +83,19 @@ class FakeEngine:
     async def load_history(
         self, execution_id: str, *, after_seq: int = 0, limit: int | None = None
     ) -> list[RecordedEvent]:
+        self.history_reads.append(execution_id)
         records = [r for r in self.histories[execution_id] if r.seq > after_seq]
         return records[:limit] if limit is not None else records
 
     def commit(self, execution_id: str, state: ExecutionState, history: list[RecordedEvent]) -> None:
+        """Like the engine: the decision's new events to the history listeners, then its state to the others."""
+        known = self.histories.get(execution_id, [])
+        last = known[-1].seq if known else 0
         self.states[execution_id] = state
         self.histories[execution_id] = history
+        new = [r for r in history if r.seq > last]
+        for history_listener in self.history_listeners:
+            history_listener(execution_id, new)
         for listener in self.listeners:
             listener(execution_id, state)
 
@@ -97,11 +111,13 @@ class FakeKubeApi:
     attempts: int = 0
     failures: list[Exception] = field(default_factory=list)
 
-    async def patch_status(self, ref: ObjectRef, status: dict[str, Any]) -> None:
+    async def patch_status(self, ref: ObjectRef, status: dict[str, Any]) -> str | None:
+        """Like the API server: the resourceVersion the write left the object at (here, the write's number)."""
         self.attempts += 1
         if self.failures:
             raise self.failures.pop(0)
         self.patches.append((ref, copy.deepcopy(status), self.clock.now_s()))
+        return str(len(self.patches))
 
     async def post_event(self, ref: ObjectRef, *, type_: str, reason: str, note: str, action: str) -> None:
         self.events.append({"ref": ref, "type": type_, "reason": reason, "note": note, "action": action})
@@ -138,7 +154,7 @@ def expected_status(engine: FakeEngine, execution_id: str, *, generation: int | 
     state = engine.states[execution_id]
     return project_execution(
         state,
-        recent=engine.histories[execution_id],
+        recent=[recent_event(r) for r in engine.histories[execution_id]],
         previous_conditions=[],
         generation=generation,
         now_ms=NOW_MS,
@@ -571,3 +587,107 @@ async def test_progress_alone_waits_longer_with_more_objects_but_a_change_of_pha
     await advance_until(clock, lambda: len(api.patches_of(ref)) == 3, step=0.05, what="the phase written")
     assert api.merged(ref)["phase"] == "WaitingForApproval"
     assert clock.now_s() - progress_at < 1.0, "a change of phase waited for the progress interval"
+
+
+# -- recent events from memory ---------------------------------------------------------------
+
+
+def but_conditions(status: dict[str, Any]) -> dict[str, Any]:
+    """The status without its conditions, whose times follow the clock the test advanced."""
+    return {key: value for key, value in status.items() if key != "conditions"}
+
+
+async def write_each_step(
+    engine: FakeEngine, api: FakeKubeApi, clock: FakeClock, ref: ObjectRef, sim: Simulator, steps: list[str]
+) -> None:
+    """Run `steps` one decision at a time, waiting after each step's completion for its write."""
+    for index, (state, history) in enumerate(snapshots(sim, steps)):
+        engine.commit("ex1", state, history)
+        if index % 2:  # the step's completion
+            written = functools.partial(lambda seq: api.merged(ref).get("eventCount") == seq, state.last_seq)
+            await advance_until(clock, written, step=0.05, what="the step's write")
+
+
+async def test_the_recent_events_of_a_followed_execution_come_from_memory_not_from_the_store(
+    engine: FakeEngine, api: FakeKubeApi, clock: FakeClock, make_writer: WriterFactory
+) -> None:
+    """Tracked after its start (a resume): its first write reads the history's tail, no later one does."""
+    steps = ["a", "b", "c", "d", "e", "f"]
+    sim = started({"timeline": steps})
+    engine.commit_sim("ex1", sim)
+    writer = await make_writer(min_interval_s=0.05)
+    ref = ref_for("ex1")
+    writer.track("ex1", ref, status=None, generation=1)
+    await eventually(lambda: len(api.patches_of(ref)) == 1, what="the first write")
+    assert engine.history_reads == ["ex1"]
+
+    await write_each_step(engine, api, clock, ref, sim, steps)
+
+    assert len(api.patches_of(ref)) >= 1 + len(steps)
+    assert engine.history_reads == ["ex1"], "one read of the history's tail, for the first write only"
+    assert (writer.recent_from_store, writer.recent_from_memory) == (1, len(api.patches_of(ref)) - 1)
+    assert but_conditions(api.merged(ref)) == but_conditions(without_nulls(expected_status(engine, "ex1")))
+    assert len(api.merged(ref)["recentEvents"]) == LIMITS.recent_events
+
+
+async def test_an_execution_expected_before_its_start_never_has_its_history_read(
+    engine: FakeEngine, api: FakeKubeApi, clock: FakeClock, make_writer: WriterFactory
+) -> None:
+    writer = await make_writer(min_interval_s=0.05)
+    writer.expect("ex1")  # what the reconciler does before it starts an Execution
+    sim = started({"timeline": ["a", "b"]})
+    engine.commit_sim("ex1", sim)
+    ref = ref_for("ex1")
+    writer.track("ex1", ref, status=None, generation=1, just_created=True)
+    writer.unexpect("ex1")
+    await write_each_step(engine, api, clock, ref, sim, ["a", "b"])
+    await eventually(lambda: not writer.tracked("ex1"), what="the end written")
+
+    assert engine.history_reads == []
+    assert but_conditions(api.merged(ref)) == but_conditions(without_nulls(expected_status(engine, "ex1")))
+    assert api.merged(ref)["phase"] == "Succeeded"
+
+
+async def test_events_missed_by_the_writer_are_read_from_the_store_and_the_status_stays_right(
+    engine: FakeEngine, api: FakeKubeApi, clock: FakeClock, make_writer: WriterFactory
+) -> None:
+    steps = ["a", "b", "c"]
+    sim = started({"timeline": steps})
+    writer = await make_writer(min_interval_s=0.05)
+    writer.expect("ex1")
+    engine.commit_sim("ex1", sim)
+    ref = ref_for("ex1")
+    writer.track("ex1", ref, status=None, generation=1)
+    writer.unexpect("ex1")
+    await eventually(lambda: len(api.patches_of(ref)) == 1, what="the first write")
+    # A decision the writer does not hear of (its listener was not told): a gap in what it holds.
+    task = sim.task("a")
+    sim.send(cmd.TaskStarted(task.token, "w1"))
+    sim.send(cmd.TaskCompleted(task.token, cmd.OutcomeSuccess({"a": True})))
+    engine.histories["ex1"] = list(sim.history)
+
+    await write_each_step(engine, api, clock, ref, sim, steps[1:])
+
+    assert engine.history_reads == ["ex1"], "read once, at the gap, then from memory again"
+    assert but_conditions(api.merged(ref)) == but_conditions(without_nulls(expected_status(engine, "ex1")))
+
+
+async def test_each_write_that_does_not_end_the_execution_awaits_its_echo_and_the_last_does_not(
+    engine: FakeEngine, api: FakeKubeApi, clock: FakeClock, make_writer: WriterFactory
+) -> None:
+    """The watch's echo of a write is dropped before kopf (`kube/echoes.py`), except the end's: kopf
+    must see the finished status to label the object and drop its finalizer."""
+    echoes = OwnEchoes()
+    writer = await make_writer(min_interval_s=0.05, echoes=echoes)
+    sim = started({"timeline": ["a"]})
+    engine.commit_sim("ex1", sim)
+    ref = ref_for("ex1")
+    writer.track("ex1", ref, status=None, generation=1)
+    await eventually(lambda: len(api.patches_of(ref)) == 1, what="the first write")
+    assert echoes.is_echo({"type": "MODIFIED", "object": {"metadata": {"uid": ref.uid, "resourceVersion": "1"}}})
+
+    await write_each_step(engine, api, clock, ref, sim, ["a"])
+    await eventually(lambda: not writer.tracked("ex1"), what="the end written")
+
+    assert api.merged(ref)["phase"] == "Succeeded"
+    assert len(echoes) == 0, "the end's write is not awaited as an echo"

@@ -109,6 +109,7 @@ class FakeWriter:
         self.track_calls: list[str] = []
         self.forgotten: list[str] = []
         self.marked: list[str] = []
+        self.expected: set[str] = set()
         self.bucket = FakeBucket()
 
     def track(
@@ -125,6 +126,12 @@ class FakeWriter:
         self.refs.setdefault(execution_id, ref)
         self.parents[execution_id] = parent_name
         self.mark(execution_id)
+
+    def expect(self, execution_id: str) -> None:
+        self.expected.add(execution_id)
+
+    def unexpect(self, execution_id: str) -> None:
+        self.expected.discard(execution_id)
 
     def ref_of(self, execution_id: str) -> ObjectRef | None:
         return self.refs.get(execution_id)
