@@ -38,6 +38,13 @@ class Clock(Protocol):
         """Suspend the caller until `seconds` have passed on this clock."""
         ...
 
+    def timer(self, seconds: float) -> asyncio.Future[None]:
+        """A future done once `seconds` have passed on this clock; cancel it to stop it.
+
+        For racing a deadline against other work (`asyncio.wait`): a plain future, with no task
+        and no coroutine to create, start and cancel around every wait."""
+        ...
+
 
 class SystemClock:
     """Epoch milliseconds anchored to the wall clock once, then advanced by the monotonic clock."""
@@ -69,6 +76,13 @@ class SystemClock:
     async def sleep(self, seconds: float) -> None:
         await asyncio.sleep(max(0.0, seconds))
 
+    def timer(self, seconds: float) -> asyncio.Future[None]:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[None] = loop.create_future()
+        handle = loop.call_later(max(0.0, seconds), _resolve, future)
+        future.add_done_callback(lambda _: handle.cancel())
+        return future
+
 
 class FakeClock:
     """A clock that moves only when told to: `advance` wakes every sleeper whose time has come.
@@ -98,10 +112,17 @@ class FakeClock:
         if seconds <= 0:
             await asyncio.sleep(0)
             return
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        await self.timer(seconds)
+
+    def timer(self, seconds: float) -> asyncio.Future[None]:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[None] = loop.create_future()
+        if seconds <= 0:
+            loop.call_soon(_resolve, future)
+            return future
         heapq.heappush(self._sleepers, (self._now_ns + int(seconds * 1e9), next(self._order), future))
         self._notify()
-        await future
+        return future
 
     async def advance(self, seconds: float) -> None:
         """Move time forward by `seconds`, waking each sleeper due on the way, in order."""
@@ -150,3 +171,8 @@ def _has_running_loop() -> bool:
     except RuntimeError:
         return False
     return True
+
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)

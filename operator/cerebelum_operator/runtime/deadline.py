@@ -16,7 +16,7 @@ T = TypeVar("T")
 async def wait_for(awaitable: Awaitable[T], *, within: float, clock: Clock) -> T:
     """The awaitable's result, or `TimeoutError` (the awaitable cancelled) once `within` seconds passed on `clock`."""
     work = asyncio.ensure_future(awaitable)
-    expiry = asyncio.ensure_future(clock.sleep(max(0.0, within)))
+    expiry = clock.timer(max(0.0, within))
     try:
         await asyncio.wait((work, expiry), return_when=asyncio.FIRST_COMPLETED)
     except BaseException:

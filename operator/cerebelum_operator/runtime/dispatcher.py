@@ -249,7 +249,7 @@ class Dispatcher:
         """Wait for an offer on the clock; a poll that stops (timeout, cancel) gives back what came late."""
         future: asyncio.Future[QueuedTask | GrantedTask] = asyncio.get_running_loop().create_future()
         self._futures[waiter] = future
-        timer: asyncio.Future[Any] = asyncio.ensure_future(self.clock.sleep(seconds))
+        timer: asyncio.Future[Any] = self.clock.timer(seconds)
         try:
             await asyncio.wait((future, timer), return_when=asyncio.FIRST_COMPLETED)
         except asyncio.CancelledError:

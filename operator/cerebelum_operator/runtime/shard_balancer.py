@@ -16,12 +16,16 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
 
-from ..store import ShardSession, StoreUnavailable
+from ..store import StoreUnavailable
 from .clock import Clock
 from .database import Database
 from .ownership import ShardHost
 from .shards import assign, plan
+
+if TYPE_CHECKING:  # psycopg is loaded only by a process that opens a PostgreSQL store
+    from ..store.pg_shard_locks import ShardSession
 
 __all__ = ["ShardBalancer"]
 

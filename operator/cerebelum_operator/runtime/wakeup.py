@@ -38,7 +38,7 @@ class Wakeup:
                 await self._poked.wait()
                 return
             poked = asyncio.ensure_future(self._poked.wait())
-            slept = asyncio.ensure_future(self.clock.sleep(max(0.0, seconds)))
+            slept = self.clock.timer(max(0.0, seconds))
             try:
                 await asyncio.wait((poked, slept), return_when=asyncio.FIRST_COMPLETED)
             finally:

@@ -33,7 +33,6 @@ from .base import (
     WorkflowRow,
 )
 from .open import open_store
-from .pg_shard_locks import ShardSession
 
 __all__ = [
     "AppendRequest",
@@ -55,7 +54,6 @@ __all__ = [
     "ScheduleRow",
     "ShardNotOwned",
     "ShardOwnerRow",
-    "ShardSession",
     "StoreCorrupted",
     "StoreError",
     "StoreLocked",

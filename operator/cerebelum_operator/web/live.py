@@ -61,7 +61,7 @@ class ChangeFeed:
         if self._version.value > version:
             return self._version.value
         woken = asyncio.ensure_future(self._wake.wait())
-        timer = asyncio.ensure_future(self.clock.sleep(timeout_s))
+        timer = self.clock.timer(timeout_s)
         try:
             await asyncio.wait((woken, timer), return_when=asyncio.FIRST_COMPLETED)
         finally:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from cerebelum_operator.runtime import SystemClock
+import asyncio
+
+from cerebelum_operator.runtime import FakeClock, SystemClock
 
 HOUR_NS = 3_600 * 1_000_000_000
 START_WALL_NS = 1_700_000_000_000 * 1_000_000
@@ -107,3 +109,22 @@ async def test_waiting_for_sleepers_that_never_come_fails_with_a_clear_message()
 
     with pytest.raises(AssertionError, match="expected 1 sleeper"):
         await FakeClock().wait_for_sleepers(1, within=0.05)
+
+
+async def test_a_timer_is_a_plain_future_done_when_the_clock_passes_its_time_and_stopped_by_cancel() -> None:
+    clock = FakeClock()
+    due, stopped = clock.timer(5), clock.timer(5)
+    assert clock.sleepers == 2
+    stopped.cancel()
+    await clock.advance(4.9)
+    assert not due.done() and clock.sleepers == 1
+    await clock.advance(0.1)
+    assert due.done() and due.result() is None and clock.sleepers == 0
+
+
+async def test_the_system_clocks_timer_fires_once_and_a_cancelled_one_never() -> None:
+    clock = SystemClock()
+    fired, cancelled = clock.timer(0), clock.timer(0)
+    cancelled.cancel()
+    await asyncio.wait_for(fired, 30)  # a bound, not a synchronisation: due at once
+    assert fired.result() is None and cancelled.cancelled()
