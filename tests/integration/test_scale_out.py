@@ -142,6 +142,12 @@ def test_an_engine_refuses_a_split_on_sqlite_a_bad_range_or_shards_the_store_lac
     assert on_sqlite.returncode != 0 and "scale-out needs a postgresql:// store" in on_sqlite.stderr
     backwards = _dev("--db", postgres_database_url, "--shards", "7-3")
     assert backwards.returncode != 0 and "'7-3' is not a range of shards" in backwards.stderr
+    long_name = _dev("--db", postgres_database_url, "--shards", "0-7", "--replica", "r" * 5000)
+    assert long_name.returncode != 0 and "a replica name is 1 to 40 letters" in long_name.stderr
+    long_address = _dev(
+        "--db", postgres_database_url, "--shards", "auto", "--replica", "a", "--advertise-address", "h" * 300
+    )
+    assert long_address.returncode != 0 and "advertised address is 1 to 255 characters, not 300" in long_address.stderr
     too_far = _dev("--db", postgres_database_url, "--shards", "8-20", "--address", "127.0.0.1:0")
     assert too_far.returncode != 0 and "this store has 16 shards (0 to 15), so it has no shard 20" in too_far.stderr
 

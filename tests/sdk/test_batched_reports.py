@@ -12,6 +12,7 @@ import pytest
 
 from cerebelum.completion import Completer, Reporter
 from cerebelum.v1 import worker_pb2
+from tests.support.waiting import eventually
 
 ACCEPTED = worker_pb2.CompleteTaskResponse.ACCEPTED
 pytestmark = pytest.mark.timeout(30)
@@ -73,7 +74,7 @@ async def test_a_report_goes_at_once_alone_and_those_ready_meanwhile_go_together
     first = asyncio.ensure_future(reporter.send(report("t1")))
     await batch.wait_for(1)
     later = [asyncio.ensure_future(reporter.send(report(f"t{i}"))) for i in (2, 3, 4)]
-    await asyncio.sleep(0)  # (a turn of the loop: they are queued, not sent, while the call is in flight)
+    await eventually(lambda: reporter.waiting == 3, what="three reports queued behind the call in flight")
     assert len(batch.requests) == 1 and tokens(batch.requests[0]) == ["t1"]
 
     batch.answers[0].set_result(batch_reply(ok("b")))
@@ -114,7 +115,7 @@ async def test_an_engine_without_complete_tasks_gets_complete_task_for_each_repo
     first = asyncio.ensure_future(reporter.send(report("t1")))
     await batch.wait_for(1)
     queued = asyncio.ensure_future(reporter.send(report("t2")))
-    await asyncio.sleep(0)
+    await eventually(lambda: reporter.waiting == 1, what="t2 queued")
     batch.answers[0].set_exception(error(grpc.StatusCode.UNIMPLEMENTED, "Method not found!"))
 
     await single.wait_for(2)
@@ -137,7 +138,7 @@ async def test_a_whole_call_refused_as_too_large_sends_its_reports_one_by_one() 
     first = asyncio.ensure_future(reporter.send(report("t1")))
     await batch.wait_for(1)
     pair = [asyncio.ensure_future(reporter.send(report(t))) for t in ("t2", "t3")]
-    await asyncio.sleep(0)
+    await eventually(lambda: reporter.waiting == 2, what="the pair queued")
     batch.answers[0].set_result(batch_reply(ok()))
     await first
     await batch.wait_for(2)
@@ -170,7 +171,7 @@ async def test_a_call_carries_at_most_its_bounds_of_reports_and_bytes() -> None:
     rest = [asyncio.ensure_future(reporter.send(report(t))) for t in ("t1", "t2", "t3")]
     rest.append(asyncio.ensure_future(reporter.send(report("huge", '"' + "x" * 500 + '"'))))
     rest.append(asyncio.ensure_future(reporter.send(report("t5"))))
-    await asyncio.sleep(0)
+    await eventually(lambda: reporter.waiting == 5, what="five reports queued")
     seen = []
     for answered, count in enumerate((1, 2, 1, 1, 1), start=1):
         batch.answers[answered - 1].set_result(batch_reply(*[ok()] * count))
@@ -188,7 +189,7 @@ async def test_a_report_whose_caller_gave_up_before_it_went_is_not_sent() -> Non
     await batch.wait_for(1)
     abandoned = asyncio.ensure_future(reporter.send(report("gone")))
     kept = asyncio.ensure_future(reporter.send(report("kept")))
-    await asyncio.sleep(0)
+    await eventually(lambda: reporter.waiting == 2, what="both queued")
     abandoned.cancel()
     batch.answers[0].set_result(batch_reply(ok()))
     await first
@@ -204,7 +205,7 @@ async def test_an_unexpected_error_of_a_call_reaches_its_reports_and_the_next_re
     first = asyncio.ensure_future(reporter.send(report("t1")))
     await batch.wait_for(1)
     after = asyncio.ensure_future(reporter.send(report("t2")))
-    await asyncio.sleep(0)
+    await eventually(lambda: reporter.waiting == 1, what="t2 queued")
     batch.answers[0].set_exception(RuntimeError("the channel is closed"))
     with pytest.raises(RuntimeError, match="channel is closed"):
         await first

@@ -33,6 +33,7 @@ from ..api import (
 from ..api.access import HEALTH_METHODS, REFLECTION_METHODS
 from ..engine import DEFAULT_MAX_HISTORY_EVENTS
 from ..model.limits import message_limit as grpc_message_limit
+from ..model.shards import check_replica
 from ..runtime import (
     Clock,
     Database,
@@ -135,6 +136,7 @@ class ServerConfig:
                 raise ValueError("a replica that owns no shard has nothing to do: give it some, or run one engine")
             if self.advertise_address is None or not self.replica:
                 raise ValueError("a replica owning some shards needs the address other replicas reach it at and a name")
+            check_replica(self.replica, self.advertise_address)
             if not self.database_url.startswith("postgresql"):
                 raise ValueError("engines share a store only on PostgreSQL: scale-out needs a postgresql:// store")
             if self.tls is not None:

@@ -19,19 +19,18 @@ engines to PostgreSQL directly.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 
 import psycopg
 from psycopg import sql
 
+from ..model.shards import check_replica
 from .base import StoreUnavailable
 
 __all__ = ["APPLICATION_PREFIX", "LOCK_CLASS", "ShardSession"]
 
 APPLICATION_PREFIX = "cerebelum-replica:"
 LOCK_CLASS = 0x63657265  # "cere": the first key of every shard lock, the shard the second
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,39}$")
 
 
 class ShardSession:
@@ -39,11 +38,7 @@ class ShardSession:
     call it from one thread (the engine's database thread)."""
 
     def __init__(self, conninfo: str, *, member: str) -> None:
-        if not _NAME.match(member):
-            raise ValueError(
-                f"a replica name is 1 to 40 letters, digits, '.', '_', ':' or '-', starting with a letter or"
-                f" digit, not {member!r}"
-            )
+        check_replica(member)
         self.conninfo = conninfo
         self.member = member
         self._conn: psycopg.Connection[tuple[object, ...]] | None = None

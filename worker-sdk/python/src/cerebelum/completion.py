@@ -78,6 +78,11 @@ class Reporter:
         self._pump: asyncio.Task[None] | None = None
 
     @property
+    def waiting(self) -> int:
+        """Reports queued behind the call in flight, not sent yet."""
+        return len(self._queue)
+
+    @property
     def batched(self) -> bool:
         """False once the engine said it has no ``CompleteTasks``."""
         return self._batched
