@@ -41,17 +41,22 @@ PARENT: dict[str, Any] = {
 }
 
 
+def _engines(url: str, tmp_path: Path, shares: tuple[tuple[str, str], ...]) -> list[EngineProcess]:
+    """`cerebelum dev --shards SHARE --replica NAME` for each (name, share), on one store; not started."""
+    return [
+        EngineProcess(
+            database_url=url,
+            log_path=tmp_path / f"engine-{name}.log",
+            extra_args=("--shards", share, "--replica", name),
+        )
+        for name, share in shares
+    ]
+
+
 @pytest.fixture
 def replicas(postgres_database_url: str, tmp_path: Path) -> Iterator[tuple[EngineProcess, EngineProcess]]:
     halves = (("a", "0-7"), ("b", "8-15"))
-    engines = [
-        EngineProcess(
-            database_url=postgres_database_url,
-            log_path=tmp_path / f"engine-{name}.log",
-            extra_args=("--shards", shards, "--replica", name),
-        )
-        for name, shards in halves
-    ]
+    engines = _engines(postgres_database_url, tmp_path, halves)
     for engine in engines:
         engine.start()
     pools = [
@@ -229,14 +234,7 @@ def test_engines_with_auto_shards_share_them_and_take_a_killed_ones_over(
     postgres_database_url: str, tmp_path: Path
 ) -> None:
     names = ("a", "b", "c")
-    engines = [
-        EngineProcess(
-            database_url=postgres_database_url,
-            log_path=tmp_path / f"engine-{name}.log",
-            extra_args=("--shards", "auto", "--replica", name),
-        )
-        for name in names
-    ]
+    engines = _engines(postgres_database_url, tmp_path, tuple((name, "auto") for name in names))
     pools: list[WorkerPool] = []
     try:
         for engine in engines:
@@ -341,14 +339,7 @@ def test_a_batch_of_reports_spanning_both_engines_is_answered_by_each_owner(
 
 
 def test_one_worker_given_both_engines_serves_both_halves(postgres_database_url: str, tmp_path: Path) -> None:
-    engines = [
-        EngineProcess(
-            database_url=postgres_database_url,
-            log_path=tmp_path / f"engine-{name}.log",
-            extra_args=("--shards", shards, "--replica", name),
-        )
-        for name, shards in (("a", "0-7"), ("b", "8-15"))
-    ]
+    engines = _engines(postgres_database_url, tmp_path, (("a", "0-7"), ("b", "8-15")))
     pool = WorkerPool(
         script=WORKER,
         address=",".join(engine.address for engine in engines),  # CEREBELUM_ADDRESS="a,b": a poller group each
