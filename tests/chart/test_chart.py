@@ -30,6 +30,10 @@ VALUES_SETS: dict[str, list[str]] = {
         *("--set", "storage.type=postgresql", "--set", "storage.postgresql.existingSecret=cerebelum-db"),
         *("--set", "replicas=2", "--set", "metrics.enabled=true", "--set", "watchNamespaces={team-a,team-b}"),
     ],
+    "sharded": [
+        *("--set", "storage.type=postgresql", "--set", "storage.postgresql.existingSecret=cerebelum-db"),
+        *("--set", "replicas=3", "--set", "operator.sharding.enabled=true"),
+    ],
     "no-crds-no-policy": ["--set", "crds.install=false", "--set", "approvalPolicy.enabled=false"],
     "access-policy-and-tls": [
         *(
@@ -353,6 +357,26 @@ def test_workers_reach_the_pod_labelled_leader_while_every_replica_may_be_ready_
     assert budget["spec"]["selector"]["matchLabels"] == selector
 
 
+def test_sharded_replicas_all_serve_behind_the_service_advertise_their_pod_ip_and_reach_each_other() -> None:
+    docs = documents(render(*VALUES_SETS["sharded"]))
+    selector = {"app.kubernetes.io/name": "cerebelum", "app.kubernetes.io/instance": "cerebelum"}
+    services = {s["metadata"]["name"]: s["spec"] for s in by_kind(docs, "Service")}
+    assert services["cerebelum"]["selector"] == selector, "every replica serves: no leader label"
+    container = operator_container(docs)
+    assert "--shard-group=cerebelum" in container["args"]
+    assert "--pod-role-label" not in container["args"]
+    env = {e["name"]: e for e in container["env"]}
+    assert env["POD_IP"]["valueFrom"]["fieldRef"]["fieldPath"] == "status.podIP"
+    assert env["CEREBELUM_ADVERTISE_ADDRESS"]["value"] == "$(POD_IP):7450"
+    (role,) = [r for r in by_kind(docs, "Role") if r["metadata"]["name"].endswith("leader-election")]
+    (leases,) = [rule for rule in role["rules"] if rule["resources"] == ["leases"]]
+    assert "list" in leases["verbs"], "each replica lists its group's Leases"
+    (policy,) = by_kind(docs, "NetworkPolicy")
+    own = {"podSelector": {"matchLabels": selector}}
+    assert any(own in rule.get("from", []) for rule in policy["spec"]["ingress"]), "replicas forward to each other"
+    assert any(own in rule.get("to", []) for rule in policy["spec"]["egress"])
+
+
 @pytest.mark.parametrize("watch", [[], ["--set", "watchNamespaces={team-a,team-b}"]], ids=["cluster", "namespaces"])
 def test_the_operator_may_label_pods_only_in_the_release_namespace_and_do_nothing_else_to_them(
     watch: list[str],
@@ -470,6 +494,14 @@ def test_tls_with_cert_manager_asks_for_a_certificate_for_every_name_of_the_serv
             ["--set", "tls.enabled=true", "--set", "tls.certManager.enabled=true"],
             "tls.certManager.enabled=true needs tls.certManager.issuerRef.name",
         ),
+        (["--set", "operator.sharding.enabled=true"], "operator.sharding.enabled needs storage.type=postgresql"),
+        (
+            [
+                *("--set", "operator.sharding.enabled=true", "--set", "tls.enabled=true"),
+                *("--set", "storage.type=postgresql", "--set", "storage.postgresql.existingSecret=db"),
+            ],
+            "replicas forward calls to each other in plaintext only",
+        ),
         (["--set", "tls.enable=true"], "additional properties 'enable' not allowed"),
         (["--set", "networkPolicy.grpc.podSelector.matchLabel.a=b"], "additional properties 'matchLabel' not allowed"),
         (
@@ -487,6 +519,8 @@ def test_tls_with_cert_manager_asks_for_a_certificate_for_every_name_of_the_serv
         "cert-manager-without-tls",
         "two-certificate-sources",
         "cert-manager-without-issuer",
+        "sharding-on-sqlite",
+        "sharding-with-tls",
         "tls-typo",
         "selector-typo",
         "open-worker-rule",

@@ -485,6 +485,22 @@ def operator(
         str | None,
         typer.Option(help="Serve the web UI here (0.0.0.0:7452 in a pod); default: no UI."),
     ] = None,
+    shard_group: Annotated[
+        str | None,
+        typer.Option(
+            envvar="CEREBELUM_SHARD_GROUP",
+            help="Run as one of several active replicas (PostgreSQL): each owns the shards whose Leases"
+            " (<group>-shard-N in --lease-namespace) it holds; calls are forwarded to the owner. Default: one"
+            " active replica, elected by --lease-name.",
+        ),
+    ] = None,
+    advertise_address: Annotated[
+        str | None,
+        typer.Option(
+            envvar="CEREBELUM_ADVERTISE_ADDRESS",
+            help="With --shard-group: the HOST:PORT the other replicas reach this one at (in a pod: its IP and port).",
+        ),
+    ] = None,
     log_level: Annotated[str, typer.Option(help="debug, info, warning")] = "info",
 ) -> None:
     """Run the Kubernetes operator: reconcile Workflows, Executions and Approvals, serve workers."""
@@ -543,33 +559,38 @@ def operator(
         )
     for noisy in ("httpx", "httpx2", "kopf.objects", "aiohttp.access"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    config = OperatorConfig(
-        server=ServerConfig(
-            address=address,
-            database_url=db,
-            max_payload_bytes=max_payload_bytes,
-            max_history_events=max_history_events,
-            tls=_tls(tls_cert, tls_key, tls_client_ca),
-            reflection=reflection,
-            retention_ms=retention_ms,
-            retention_export=retention_export,
-            ui_address=ui_address,
-        ),
-        namespaces=tuple(namespace or ()),
-        lease_namespace=lease_namespace,
-        lease_name=lease_name,
-        identity=identity,
-        lease_duration_s=lease_duration,
-        status_interval_s=status_interval,
-        api_writes_per_second=api_qps,
-        health_address=health_address,
-        auth="kubernetes" if auth == "kubernetes" else "none",
-        token_audiences=tuple(token_audience or ("cerebelum",)),
-        access_policy=policy,
-        trust_claimed_approver=trust_claimed_approver,
-        pod_role_label=pod_role_label,
-        execution_ttl_ms=execution_ttl_ms,
-    )
+    try:
+        config = OperatorConfig(
+            server=ServerConfig(
+                address=address,
+                database_url=db,
+                max_payload_bytes=max_payload_bytes,
+                max_history_events=max_history_events,
+                tls=_tls(tls_cert, tls_key, tls_client_ca),
+                reflection=reflection,
+                retention_ms=retention_ms,
+                retention_export=retention_export,
+                ui_address=ui_address,
+            ),
+            namespaces=tuple(namespace or ()),
+            lease_namespace=lease_namespace,
+            lease_name=lease_name,
+            identity=identity,
+            lease_duration_s=lease_duration,
+            status_interval_s=status_interval,
+            api_writes_per_second=api_qps,
+            health_address=health_address,
+            auth="kubernetes" if auth == "kubernetes" else "none",
+            token_audiences=tuple(token_audience or ("cerebelum",)),
+            access_policy=policy,
+            trust_claimed_approver=trust_claimed_approver,
+            pod_role_label=pod_role_label,
+            execution_ttl_ms=execution_ttl_ms,
+            shard_group=shard_group,
+            advertise_address=advertise_address,
+        )
+    except ValueError as exc:
+        _fail(str(exc))
     _report_crashes()
     try:
         code = asyncio.run(run_operator(config))

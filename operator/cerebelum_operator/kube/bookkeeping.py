@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from typing import Any, cast
 
 import kopf
@@ -85,8 +85,8 @@ class DigestDiffBaseStorage(kopf.AnnotationsDiffBaseStorage):
         return cast(kopf.BodyEssence, condensed(cast(dict[str, Any], essence)))
 
 
-def _is_execution(body: kopf.Body) -> bool:
-    return body.get("kind") == "Execution" and str(body.get("apiVersion", "")).startswith(f"{GROUP}/")
+def _is_execution(body: kopf.Body, kinds: frozenset[str] = frozenset({"Execution"})) -> bool:
+    return body.get("kind") in kinds and str(body.get("apiVersion", "")).startswith(f"{GROUP}/")
 
 
 class ExecutionsInMemory(DigestDiffBaseStorage):
@@ -96,17 +96,21 @@ class ExecutionsInMemory(DigestDiffBaseStorage):
     kept, a few hundred bytes each (the condensed essence).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, kinds: Collection[str] = ("Execution",)) -> None:
+        """`kinds`: the kinds of ours kept in memory. Several replicas sharing the shards keep every
+        kind they hand between them there (an annotation would tell one replica that another handled
+        an object it has never seen)."""
         super().__init__()
+        self._kinds = frozenset(kinds)
         self._records: dict[str, kopf.BodyEssence] = {}
 
     def fetch(self, *, body: kopf.Body) -> kopf.BodyEssence | None:
-        if _is_execution(body):
+        if _is_execution(body, self._kinds):
             return self._records.get(str(body.metadata.uid))
         return super().fetch(body=body)
 
     def store(self, *, body: kopf.Body, patch: kopf.Patch, essence: kopf.BodyEssence) -> None:
-        if _is_execution(body):
+        if _is_execution(body, self._kinds):
             self._records[str(body.metadata.uid)] = essence
             return
         super().store(body=body, patch=patch, essence=essence)

@@ -17,6 +17,8 @@ Readiness also admits the leader to the gRPC Service's endpoints: workers reach 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from typing import Any
 
 from lightkube import operators
 
@@ -42,8 +44,11 @@ class CatchUp:
         recheck_s: float = 5.0,
         poll_s: float = 0.05,
         page: int = 500,
+        wanted: Callable[[dict[str, Any]], bool] | None = None,
     ) -> None:
+        """`wanted`: which listed objects this replica must follow (several replicas: its shards')."""
         self.api = api
+        self.wanted = wanted
         self.writer = writer
         self.clock = clock
         self.namespaces = namespaces
@@ -75,6 +80,8 @@ class CatchUp:
         async for obj in self.api.list_labelled(
             Execution, self.namespaces, labels={FINISHED_LABEL: operators.not_exists()}, page=self.page
         ):
+            if self.wanted is not None and not self.wanted(obj):
+                continue
             if (obj.get("status") or {}).get("phase") not in EXPIRING_PHASES:  # finished, not labelled yet: no wait
                 uids.add(str(obj["metadata"]["uid"]))
         return uids

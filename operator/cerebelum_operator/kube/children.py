@@ -26,6 +26,7 @@ from ..runtime import EngineService, ExecutionNotFound, WorkflowKey, namespace_o
 from .client import Execution, ObjectRef
 from .names import child_object_name
 from .resources import API_VERSION
+from .shard_watch import SHARD_LABEL
 
 __all__ = [
     "CHILD_ANNOTATION",
@@ -39,6 +40,7 @@ __all__ = [
     "child_body",
     "owned_execution_body",
     "owner_of",
+    "stamp_shard",
     "verify_child",
 ]
 
@@ -119,6 +121,24 @@ async def verify_child(
             f" (engine id {owner_engine_id!r})"
         )
     return claimed
+
+
+class ShardReads(Protocol):
+    @property
+    def split(self) -> bool: ...
+
+    async def shard_of_execution(self, execution_id: str) -> int | None: ...
+
+
+async def stamp_shard(engine: ShardReads, body: dict[str, JSON], execution_id: str) -> None:
+    """Label an Execution object the operator creates with its execution's shard, when several replicas
+    share the shards: their watch filters route it by that label (`shard_watch`), as its id's shard
+    may not be its own (a child is placed in its parent's)."""
+    if not engine.split:
+        return
+    shard = await engine.shard_of_execution(execution_id)
+    if shard is not None:
+        body["metadata"]["labels"][SHARD_LABEL] = str(shard)
 
 
 def child_body(parent: ObjectRef, *, child_id: str, step: str, workflow: str, input: JSON) -> dict[str, JSON]:
@@ -272,6 +292,7 @@ class ChildObjects:
             log.warning("child %s runs in namespace %r, not its parent's %s", child_id, key.namespace, parent)
             return
         body = child_body(parent, child_id=child_id, step=child.parent_step or "", workflow=key.name, input=child.input)
+        await stamp_shard(self.engine, body, child_id)
         await self.bucket.take()
         created = await self.api.create(Execution, body)
         if created is None:

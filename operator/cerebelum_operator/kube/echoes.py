@@ -72,13 +72,17 @@ class OwnEchoes:
 
 
 _WATCHING = "kopf._cogs.clients.watching"
-_filters: dict[int, tuple[OwnEchoes, Callable[[Any], bool]]] = {}
+Admit = Callable[[Any, dict[str, JSON]], bool]  # (kopf's Resource, a raw event) -> whether kopf sees it
+_filters: dict[int, tuple[OwnEchoes, Callable[[Any], bool], Admit | None]] = {}
 _original: Callable[..., AsyncIterator[Any]] | None = None
 
 
-def install_echo_filter(settings: object, echoes: OwnEchoes, *, watched: Callable[[Any], bool]) -> Callable[[], None]:
+def install_echo_filter(
+    settings: object, echoes: OwnEchoes, *, watched: Callable[[Any], bool], admit: Admit | None = None
+) -> Callable[[], None]:
     """Drop `echoes` from the watch streams of the kopf operator run with `settings`, for the
-    resources `watched` accepts (kopf's `Resource`); returns the function that stops it."""
+    resources `watched` accepts (kopf's `Resource`), and every event `admit` refuses (of any
+    resource: another replica's objects, `shard_watch`); returns the function that stops it."""
     global _original
     try:
         watching = importlib.import_module(_WATCHING)
@@ -89,7 +93,7 @@ def install_echo_filter(settings: object, echoes: OwnEchoes, *, watched: Callabl
     if original is not _filtered:
         _original = original
         setattr(watching, "infinite_watch", _filtered)  # noqa: B010 (a module kopf reads it from)
-    _filters[id(settings)] = (echoes, watched)
+    _filters[id(settings)] = (echoes, watched, admit)
     return lambda: _filters.pop(id(settings), None) and None
 
 
@@ -98,8 +102,11 @@ async def _filtered(*, settings: object, resource: Any, **options: Any) -> Async
     stream = _original(settings=settings, resource=resource, **options)
     chosen = _filters.get(id(settings))
     echoes = chosen[0] if chosen is not None and chosen[1](resource) else None
+    admit = chosen[2] if chosen is not None else None
     try:
         async for raw_event in stream:
+            if admit is not None and isinstance(raw_event, dict) and not admit(resource, raw_event):
+                continue
             if echoes is not None and isinstance(raw_event, dict):
                 if echoes.is_echo(raw_event):
                     continue

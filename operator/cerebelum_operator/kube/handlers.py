@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import kopf
@@ -43,12 +43,15 @@ def build_registry(
     *,
     on_execution_seen: Callable[[str], None] | None = None,
     on_execution_gone: Callable[[str], None] | None = None,
+    hand_on: Callable[[ObjectView, str], Awaitable[bool]] | None = None,
 ) -> kopf.OperatorRegistry:
     """A fresh registry (not kopf's global one), so the handlers exist only in an operator we start.
 
     `on_execution_seen`: told the uid of each Execution once its handler ran (`catch_up.CatchUp`);
     `on_execution_gone`: told the uid of each Execution that left the watch (labelled finished, or
-    deleted), so what is kept in memory about it goes (`bookkeeping.ExecutionsInMemory`)."""
+    deleted), so what is kept in memory about it goes (`bookkeeping.ExecutionsInMemory`);
+    `hand_on`: with several replicas, whether an Approval or Signal is another replica's, handed on
+    to it (`shard_replica.ShardObjects.hand_on`)."""
     registry = kopf.OperatorRegistry()
 
     @kopf.on.login(registry=registry)
@@ -134,6 +137,8 @@ def build_registry(
     @kopf.on.create(GROUP, VERSION, "approvals", registry=registry)
     async def approval_created(body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
         view = ObjectView.of(body)
+        if hand_on is not None and not view.status.get("phase") and await hand_on(view, "Approval"):
+            return
         try:
             outcome = await reconciler.approval_created(view)
         except Retry as wait:
@@ -144,6 +149,8 @@ def build_registry(
     @kopf.on.create(GROUP, VERSION, "signals", registry=registry)
     async def signal_created(body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
         view = ObjectView.of(body)
+        if hand_on is not None and not view.status.get("phase") and await hand_on(view, "Signal"):
+            return
         try:
             outcome = await reconciler.signal_created(view)
         except Retry as wait:

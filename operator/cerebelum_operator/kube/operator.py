@@ -39,6 +39,7 @@ from .pod_role import LEADER, STANDBY, PodRoleLabeler
 from .rate_limit import TokenBucket
 from .reconciler import Reconciler
 from .resources import GROUP, VERSION
+from .shared_shards import SHARED_KINDS, SharedShards
 from .status_writer import FINALIZER, StatusWriter
 from .token_review import DEFAULT_AUDIENCE, TokenReviewAuthenticator
 
@@ -82,9 +83,21 @@ class OperatorConfig:
     # How long a finished Execution object stays when its Workflow sets no `ttlAfterFinished`
     # (None: for ever). Never longer than the store's retention period (`server.retention_ms`).
     execution_ttl_ms: int | None = None
+    # Several replicas active at once (PostgreSQL): each owns the shards whose Leases it holds in
+    # `lease_namespace`, named after this group (`kube/shard_leases.py`); calls reach the others at
+    # their `advertise_address` (HOST:PORT). None: one active replica, elected by `lease_name`.
+    shard_group: str | None = None
+    advertise_address: str | None = None
 
     def __post_init__(self) -> None:
         self.ttl_policy()  # refuses a time-to-live longer than the store's retention period
+        if self.shard_group is not None:
+            if self.pod_role_label:
+                raise ValueError("with --shard-group every replica serves: there is no leader to label")
+            if self.advertise_address is None:
+                raise ValueError("with --shard-group give the address other replicas reach this one at")
+            # The engine's own checks (a PostgreSQL store, a bounded name and address, no TLS yet).
+            replace(self.server, leased_shards=True, replica=self.identity, advertise_address=self.advertise_address)
 
     def ttl_policy(self) -> TtlPolicy:
         return TtlPolicy(default_ms=self.execution_ttl_ms, retention_ms=self.server.retention_ms)
@@ -156,6 +169,8 @@ async def run_operator(config: OperatorConfig) -> int:
     try:
         if health is not None:
             await health.start()
+        if config.shard_group is not None:
+            return await _share(config, api, stop, health, metrics)
         return await _lead(config, api, stop, health, metrics)
     except ApiError as error:
         log.error("the Kubernetes API refused the operator (%s): %s", error.status.reason, error.status.message)
@@ -235,11 +250,44 @@ async def _lead(
         os._exit(EXIT_LEASE_LOST)
 
     holding = asyncio.create_task(elector.hold(lease_lost), name="lease")
-    server = EngineServer(replace(config.server, guard=_guard(config, api, clock)), clock=clock)
+    try:
+        return await _operate(config, api, stop, health, metrics, clock, labeler=labeler)
+    finally:
+        holding.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await holding
+        await elector.release()  # after the engine stopped: a successor must not dispatch beside it
+
+
+async def _share(
+    config: OperatorConfig, api: KubeApi, stop: asyncio.Event, health: HealthServer | None, metrics: OperatorMetrics
+) -> int:
+    """One of several active replicas: serve at once, with the shards this replica's Leases hold."""
+    return await _operate(config, api, stop, health, metrics, SystemClock(), labeler=None)
+
+
+async def _operate(
+    config: OperatorConfig,
+    api: KubeApi,
+    stop: asyncio.Event,
+    health: HealthServer | None,
+    metrics: OperatorMetrics,
+    clock: Clock,
+    *,
+    labeler: PodRoleLabeler | None,
+) -> int:
+    """Run the engine and kopf until stopped: the one leader's, or a replica's among several."""
+    server_config = replace(config.server, guard=_guard(config, api, clock))
+    if config.shard_group is not None:
+        server_config = replace(
+            server_config, leased_shards=True, replica=config.identity, advertise_address=config.advertise_address
+        )
+    server = EngineServer(server_config, clock=clock)
     writer: StatusWriter | None = None
     reconciler: Reconciler | None = None
     expirer: ExecutionExpirer | None = None
     catching_up: asyncio.Task[None] | None = None
+    sharing: SharedShards | None = None
     try:
         await server.start()
         server.engine.add_change_listener(metrics.on_change)
@@ -262,7 +310,6 @@ async def _lead(
         )
         writer.add_finish_listener(expirer.on_finished)
         await expirer.start()
-        catch_up = CatchUp(api, writer, clock=clock, namespaces=config.namespaces, page=LIST_PAGE)
         reconciler = Reconciler(
             server.engine,
             api,
@@ -275,11 +322,26 @@ async def _lead(
             schedule_status_interval_s=config.status_interval_s,
             expirer=expirer,
         )
+        if config.shard_group is not None:
+            diffbase = ExecutionsInMemory(kinds=SHARED_KINDS)
+            sharing = SharedShards(server, reconciler, api, diffbase, clock=clock, config=config, page=LIST_PAGE)
+            if not await sharing.start(until=stop):  # after its first round: the shards it could take are taken
+                return 0  # stopped first; the finally block cleans up
+        else:
+            diffbase = ExecutionsInMemory()
+        catch_up = CatchUp(
+            api,
+            writer,
+            clock=clock,
+            namespaces=config.namespaces,
+            page=LIST_PAGE,
+            wanted=None if sharing is None else sharing.watch.wanted,
+        )
         if labeler is not None and not await labeler.ensure(LEADER, until=stop):
             return 0  # stopped while the label could not be written; the finally block cleans up
         if health is not None:
             health.caught_up = lambda: catch_up.done
-            health.role, health.ready = "leader", True
+            health.role, health.ready = ("leader" if sharing is None else "replica"), True
         log.info("engine serving: gRPC on %s, watching %s", config.server.address, list(config.namespaces) or "all")
         catching_up = asyncio.create_task(_catch_up(catch_up, expirer, metrics), name="catch-up")
 
@@ -287,16 +349,24 @@ async def _lead(
             metrics.execution_handler_runs.inc()
             catch_up.seen(uid)
 
-        diffbase = ExecutionsInMemory()
+        if sharing is not None:
+            sharing.objects.on_seen = catch_up.seen
         settings = _settings(diffbase)
-        stop_filtering = install_echo_filter(settings, echoes, watched=_is_executions)
+        stop_filtering = install_echo_filter(
+            settings, echoes, watched=_is_executions, admit=None if sharing is None else sharing.admit
+        )
         metrics.echoes_dropped.set_function(lambda: echoes.dropped)
         metrics.execution_watch_events.set_function(lambda: echoes.passed)
         metrics.status_recent_from_store.set_function(lambda: writer.recent_from_store if writer else 0)
         metrics.status_recent_from_memory.set_function(lambda: writer.recent_from_memory if writer else 0)
         try:
             await kopf.operator(
-                registry=build_registry(reconciler, on_execution_seen=seen, on_execution_gone=diffbase.forget),
+                registry=build_registry(
+                    reconciler,
+                    on_execution_seen=seen,
+                    on_execution_gone=diffbase.forget,
+                    hand_on=None if sharing is None else sharing.objects.hand_on,
+                ),
                 settings=settings,
                 standalone=True,
                 clusterwide=not config.namespaces,
@@ -313,15 +383,11 @@ async def _lead(
             with contextlib.suppress(asyncio.CancelledError):
                 await catching_up
         metrics.leader.set(0)
-        holding.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await holding
         # Every step runs even if one fails (grpc's stop can raise CancelledError while workers
-        # are long-polling): the Lease must be handed over, or a successor waits out its duration.
-        steps: list[tuple[str, Callable[[], Awaitable[object]]]] = [
-            ("engine", server.stop),
-            ("lease", elector.release),
-        ]
+        # are long-polling): the shards must be handed over, or the others wait out their Leases.
+        steps: list[tuple[str, Callable[[], Awaitable[object]]]] = [("engine", server.stop)]
+        if sharing is not None:
+            steps.insert(0, ("shards", sharing.leave))
         if writer is not None:
             steps.insert(0, ("status writer", writer.stop))
         if expirer is not None:

@@ -32,7 +32,7 @@ from ..engine.schedules import execution_id as scheduled_id
 from ..engine.schedules import trigger_execution_id
 from ..model.limits import MAX_EXECUTION_ID
 from ..runtime import Clock, ExecutionNotFound, ScheduleService, ScheduleView, WorkflowKey, namespace_of
-from .children import CHILD_ANNOTATION, ChildRefused, Owner, owned_execution_body
+from .children import CHILD_ANNOTATION, ChildRefused, Owner, owned_execution_body, stamp_shard
 from .client import Execution, ObjectRef
 from .names import child_object_name, namespace_name, object_name
 from .projection import rfc3339
@@ -206,6 +206,11 @@ class Api(Protocol):
 class EngineReads(Protocol):
     async def state_of(self, execution_id: str) -> Any: ...
 
+    @property
+    def split(self) -> bool: ...
+
+    async def shard_of_execution(self, execution_id: str) -> int | None: ...
+
 
 @dataclass
 class _Known:
@@ -324,6 +329,7 @@ class ScheduleObjects:
         body = schedule_execution_body(
             schedule, key=key, engine_id=engine_id, workflow=workflow.name, input=state.input
         )
+        await stamp_shard(self.engine, body, engine_id)
         await self.bucket.take()
         if await self.api.create(Execution, body) is None:
             existing = await self.api.get(Execution, schedule.namespace, name)

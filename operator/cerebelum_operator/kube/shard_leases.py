@@ -58,6 +58,7 @@ class ShardKeeper:
         lease_duration_s: int = 15,
         renew_every_s: float = 5.0,
         clock: Clock | None = None,
+        after_round: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         for what, name in (("group", group), ("identity", identity)):
             if not _NAME.match(name) or len(name) > 40:
@@ -73,7 +74,9 @@ class ShardKeeper:
         self.lease_duration_s = lease_duration_s
         self.renew_every_s = renew_every_s
         self.clock = clock or SystemClock()
+        self.after_round = after_round
         self.held: set[int] = set()
+        self.last_round_ok = False  # whether the last round saw the group's Leases
         self._renewed_at: dict[int, float] = {}
         self._seen: dict[str, _Seen] = {}
 
@@ -88,9 +91,16 @@ class ShardKeeper:
         while True:
             try:
                 await self.round()
+                self.last_round_ok = True
             except Exception as error:  # the API server down for a moment: try again next round
+                self.last_round_ok = False
                 log.warning("shard round failed: %s", error)
             self.drop_untrusted()
+            if self.after_round is not None:
+                try:
+                    await self.after_round()
+                except Exception:
+                    log.exception("the work after a shard round failed; it runs again after the next")
             await self.clock.sleep(self.renew_every_s)
 
     async def leave(self) -> None:

@@ -34,7 +34,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -222,6 +222,12 @@ class StatusWriter:
         self._unwritten.discard(execution_id)
         self._urgent.discard(execution_id)
         self._phase_changed.discard(execution_id)
+
+    def forget_objects(self, uids: Collection[str]) -> None:
+        """Stop projecting onto these objects (their shard went to another replica, which projects them now)."""
+        gone = set(uids)
+        for execution_id in [eid for eid, tracked in self._tracked.items() if tracked.ref.uid in gone]:
+            self.forget(execution_id)
 
     def unwritten_ids(self) -> set[str]:
         """Objects tracked whose status has not been projected once yet (written, or found current)."""

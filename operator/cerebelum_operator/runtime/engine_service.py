@@ -232,6 +232,11 @@ class EngineService:
         """Which shards this engine owns now (scale-out); None: every shard."""
         self._owns = owns
 
+    @property
+    def split(self) -> bool:
+        """Whether this engine owns only some shards (scale-out), sharing its store with others."""
+        return self._owns is not None
+
     async def owns_execution(self, execution_id: str) -> bool:
         """Whether this engine owns the execution's shard (an execution not there: yes, nothing to hand on)."""
         if self._owns is None:

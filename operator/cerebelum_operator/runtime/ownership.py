@@ -130,3 +130,22 @@ class ShardHost:
         self.dispatcher.disown(self.dispatcher.book.tokens())
         self.engine.forget_cached()
         log.warning("lost shards %s: their work stops here until this engine owns them again", lost)
+
+    async def drop(self, shards: Collection[int]) -> None:
+        """Stop owning these shards at once, releasing nothing (their ownership was lost: a Lease
+        this replica could not renew in time). The fence narrows first; their tasks then leave the
+        dispatcher. The next owner raises the epochs, which fences off any write of ours still on
+        its way, so a task left behind when the store cannot be read is refused, never run twice."""
+        lost = sorted(set(shards) & self._epochs.keys())
+        if not lost:
+            return
+        for shard in lost:
+            del self._epochs[shard]
+        self.db.store.set_fence(self._epochs)
+        self.engine.forget_cached()
+        log.warning("lost shards %s: their work stops here until this engine owns them again", lost)
+        try:
+            rows = await self.db.run(self.db.store.load_tasks, shards=lost)
+        except StoreUnavailable:
+            return
+        self.dispatcher.disown(row.token for row in rows)

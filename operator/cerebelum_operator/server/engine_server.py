@@ -115,9 +115,11 @@ class ServerConfig:
     ui_optional: bool = False
     # Scale-out (PostgreSQL): a fixed split, the shards this engine owns (None: every shard, alone on its
     # store), or `auto_shards`: a share kept balanced with the live engines through session locks. Other
-    # replicas reach it at `advertise_address`; `replica` names it in shard_owners.
+    # replicas reach it at `advertise_address`; `replica` names it in shard_owners. `leased_shards`: a
+    # share the embedding process takes and hands over (`shard_host`): the operator's shard Leases.
     shards: frozenset[int] | None = None
     auto_shards: bool = False
+    leased_shards: bool = False
     advertise_address: str | None = None
     replica: str = ""
 
@@ -129,9 +131,9 @@ class ServerConfig:
             raise ValueError(f"the retention period must be positive, not {self.retention_ms} ms")
         if self.retention_export is not None and self.retention_ms is None:
             raise ValueError("an export directory for the retention period needs a retention period")
-        if self.auto_shards and self.shards is not None:
-            raise ValueError("give the shards this engine owns, or auto, not both")
-        if self.shards is not None or self.auto_shards:
+        if sum((self.auto_shards, self.shards is not None, self.leased_shards)) > 1:
+            raise ValueError("give the shards this engine owns, or auto, or leased: one of them")
+        if self.shards is not None or self.auto_shards or self.leased_shards:
             if self.shards is not None and not self.shards:
                 raise ValueError("a replica that owns no shard has nothing to do: give it some, or run one engine")
             if self.advertise_address is None or not self.replica:
@@ -318,7 +320,20 @@ class EngineServer:
     @property
     def _split(self) -> bool:
         """Whether this engine owns some shards only (scale-out), sharing its store with others."""
-        return self.config.shards is not None or self.config.auto_shards
+        return self.config.shards is not None or self.config.auto_shards or self.config.leased_shards
+
+    @property
+    def shard_host(self) -> ShardHost:
+        """What takes and hands over this engine's shards, for an embedding process that keeps them
+        (`leased_shards`: the operator's replicas); call `shards_changed` after each change."""
+        if self._host is None:
+            raise RuntimeError("this engine owns every shard: it has no shard host")
+        return self._host
+
+    async def shards_changed(self) -> None:
+        """The shards owned changed outside this server (`leased_shards`): schedules and retention
+        follow shard 0."""
+        await self._follow_shard_0()
 
     async def _follow_shard_0(self) -> None:
         """Schedules fire and retention runs on one engine: the owner of shard 0 (every engine alone)."""

@@ -153,3 +153,25 @@ async def test_a_message_whose_senders_shard_moved_is_left_to_the_new_owner(
     await b.relay.idle()
     child = (await b.engine.state_of(parent)).children[0].child_id
     assert (await b.engine.state_of(child)).parent_id == parent
+
+
+async def test_a_shard_whose_lease_was_lost_is_dropped_at_once_and_taken_over_without_a_release(
+    replicas: tuple[Replica, Replica, FakeClock],
+) -> None:
+    a, b, _ = replicas
+    count = a.engine.db.store.shard_count()
+    lost, kept = 6, 8
+    await a.host.take([lost, kept])
+    queued, other = _id_in(lost, "q", count), _id_in(kept, "o", count)
+    await a.engine.start("work", None, execution_id=queued)
+    await a.engine.start("work", None, execution_id=other)
+
+    await a.host.drop([lost])  # the Lease ran out: nothing is released, the fence narrows at once
+
+    assert dict(a.host.owned).keys() == {kept}
+    with pytest.raises(ShardNotOwned):  # its writes to the lost shard are refused at once
+        await a.engine.handle(queued, cmd.Cancel("from the replica that lost the shard"))
+    await b.host.take([lost])  # no release was written: the epoch goes up all the same
+    assert await b.poll() == queued
+    assert await a.poll() == other, "a dropped only the lost shard's task"
+    assert await a.poll() is None

@@ -1,0 +1,164 @@
+"""What taking or handing over a shard means for the Kubernetes objects (several operator replicas).
+
+`ShardKeeper` holds this replica's shards through Leases; `ShardHost` moves the engine's work; this
+class moves the objects':
+
+- **Adopt** (a shard arrives): the watch filter (`shard_watch.ShardWatch`) lets its objects through
+  from now on, but kopf would see each only at its next event, so they are listed (paged) and
+  handled at once, as kopf's resume would: each unfinished Execution of the shard is started (one
+  created while the shard had no owner) or tracked for its status, each pending Approval or
+  Signal aimed at it is delivered, and with shard 0 each Schedule is put into the engine's
+  schedule service. A handler that asks to wait (`Retry`: its Workflow is not there yet, say) is
+  tried again after the wait it asked for, a few times, as kopf would.
+- **Hand over** (a shard leaves): its objects' status is no longer written here (the next owner's
+  writer projects them) and kopf's memory of them goes, so that if the shard comes back its objects
+  are handled as new.
+- **Hand on**: an Approval or Signal that reached this replica although its Execution is another
+  replica's (the Execution was not watched yet) gets the shard written on it as an annotation; the
+  event that write causes reaches the owner, whose filter now admits it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Collection
+from typing import Any
+
+from lightkube import operators
+
+from ..runtime import Clock
+from .bookkeeping import ExecutionsInMemory
+from .client import Approval, Execution, KubeApi, Schedule, Signal
+from .expirer import FINISHED_LABEL
+from .expiry import EXPIRING_PHASES
+from .reconciler import Reconciler
+from .shard_watch import SHARD_LABEL, ShardWatch
+from .views import ObjectView, Outcome, Retry
+
+__all__ = ["ShardObjects"]
+
+log = logging.getLogger(__name__)
+
+JSON = Any
+_RETRIES = 6  # a handler that keeps asking to wait is left to the next event (or adoption)
+
+
+class ShardObjects:
+    def __init__(
+        self,
+        reconciler: Reconciler,
+        api: KubeApi,
+        watch: ShardWatch,
+        diffbase: ExecutionsInMemory,
+        *,
+        clock: Clock,
+        namespaces: tuple[str, ...] = (),
+        page: int = 500,
+    ) -> None:
+        self.reconciler = reconciler
+        self.api = api
+        self.watch = watch
+        self.diffbase = diffbase
+        self.clock = clock
+        self.namespaces = namespaces
+        self.page = page
+        self.adopted = 0  # objects handled by adoption
+        self.on_seen: Callable[[str], None] | None = None  # told the uid of each Execution adopted
+        self._retries: set[asyncio.Task[None]] = set()
+
+    async def adopt(self, shards: Collection[int]) -> None:
+        """Handle, now, every object of these shards (just taken) that needs the operator."""
+        wanted = set(shards)
+        reconciler = self.reconciler
+        async for obj in self.api.list_labelled(
+            Execution, self.namespaces, labels={FINISHED_LABEL: operators.not_exists()}, page=self.page
+        ):
+            self.watch.admits("executions", {"type": "ADDED", "object": obj})  # known to the filter from now on
+            if self.watch.shard_of_object(obj) not in wanted:
+                continue
+            if (obj.get("status") or {}).get("phase") in EXPIRING_PHASES:
+                continue  # finished: its status is final, kopf labels it at its next event
+            view = ObjectView.of(obj)
+            await self._handle(view, "Execution", lambda v: reconciler.execution_seen(v, first_attempt=False))
+            if self.on_seen is not None:
+                self.on_seen(view.uid)
+        for kind, resource, handle in (
+            ("Approval", Approval, reconciler.approval_created),
+            ("Signal", Signal, reconciler.signal_created),
+        ):
+            async for obj in self.api.list_labelled(resource, self.namespaces, labels={}, page=self.page):
+                if (obj.get("status") or {}).get("phase") or self.watch.request_shard(obj) not in wanted:
+                    continue
+                await self._handle(ObjectView.of(obj), kind, handle)
+        if 0 in wanted:
+            async for obj in self.api.list_labelled(Schedule, self.namespaces, labels={}, page=self.page):
+                if (obj.get("metadata") or {}).get("deletionTimestamp"):
+                    continue
+                view = ObjectView.of(obj)
+                await self._handle(view, "Schedule", lambda v: reconciler.schedule_changed(v, first_attempt=False))
+
+    def hand_over(self, shards: Collection[int]) -> None:
+        """These shards left: stop writing their objects' status and forget what kopf kept of them."""
+        uids = self.watch.uids_in(set(shards))
+        self.reconciler.writer.forget_objects(uids)
+        for uid in uids:
+            self.diffbase.forget(uid)
+
+    async def hand_on(self, request: ObjectView, kind: str) -> bool:
+        """Whether `request` (an Approval or a Signal) belongs to another replica; if so, the shard of
+        its Execution is written on it, so that its owner's filter admits it."""
+        target = request.spec.get("execution")
+        shard = self.watch.target_shard(request.namespace, target)
+        if shard is None and isinstance(target, str):
+            found = await self.api.get(Execution, request.namespace, target)
+            shard = None if found is None else self.watch.shard_of_object(found)
+        if shard is None or self.watch.owns(shard):
+            return False
+        log.info("%s %s/%s is for shard %d: handed on to its owner", kind, request.namespace, request.name, shard)
+        await self.api.mark(request.ref(kind), annotations={SHARD_LABEL: str(shard)})
+        return True
+
+    async def stop(self) -> None:
+        for task in list(self._retries):
+            task.cancel()
+        if self._retries:
+            await asyncio.gather(*self._retries, return_exceptions=True)
+
+    async def _handle(
+        self, view: ObjectView, kind: str, handle: Callable[[ObjectView], Awaitable[Outcome]], attempt: int = 0
+    ) -> None:
+        try:
+            outcome = await handle(view)
+        except Retry as wait:
+            if attempt + 1 < _RETRIES:
+                self._later(view, kind, handle, delay_s=wait.delay_s, attempt=attempt + 1)
+            return
+        except Exception:
+            log.exception("adopting %s %s/%s failed", kind, view.namespace, view.name)
+            return
+        self.adopted += 1
+        if outcome.status:
+            await self.reconciler.writes.take()
+            await self.api.patch_status(view.ref(kind), outcome.status)
+        if outcome.event is not None:
+            type_, reason, note = outcome.event
+            await self.reconciler.writes.take()
+            await self.api.post_event(view.ref(kind), type_=type_, reason=reason, note=note, action="Reconcile")
+
+    def _later(
+        self,
+        view: ObjectView,
+        kind: str,
+        handle: Callable[[ObjectView], Awaitable[Outcome]],
+        *,
+        delay_s: float,
+        attempt: int,
+    ) -> None:
+        async def again() -> None:
+            await self.clock.sleep(delay_s)
+            await self._handle(view, kind, handle, attempt)
+
+        task = asyncio.create_task(again(), name=f"adopt-{kind}-{view.uid}")
+        self._retries.add(task)
+        task.add_done_callback(self._retries.discard)
