@@ -362,6 +362,8 @@ def test_sharded_replicas_all_serve_behind_the_service_advertise_their_pod_ip_an
     selector = {"app.kubernetes.io/name": "cerebelum", "app.kubernetes.io/instance": "cerebelum"}
     services = {s["metadata"]["name"]: s["spec"] for s in by_kind(docs, "Service")}
     assert services["cerebelum"]["selector"] == selector, "every replica serves: no leader label"
+    headless = services["cerebelum-replicas"]
+    assert (headless["clusterIP"], headless["selector"], headless["ports"][0]["port"]) == ("None", selector, 7450)
     container = operator_container(docs)
     assert "--shard-group=cerebelum" in container["args"]
     assert "--pod-role-label" not in container["args"]

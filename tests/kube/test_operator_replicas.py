@@ -99,9 +99,11 @@ def test_replicas_split_the_shards_run_their_own_executions_and_finish_a_killed_
             within=60,
             what="the two replicas to hold 8 shards each",
         )
+        # One channel over both replicas, as workers reach the chart's headless Service (dns:///...):
+        # polls spread round robin, a report about the other replica's execution forwarded to it.
         worker = WorkerProcess(
             script=WORKER_SCRIPT,
-            address=f"{first.address},{second.address}",
+            address=f"ipv4:{first.address},{second.address}",
             ledger=ledger,
             log_path=tmp_path / "worker.log",
         ).start()

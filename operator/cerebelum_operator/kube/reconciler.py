@@ -35,6 +35,7 @@ from .names import InvalidName, namespace_name, object_name
 from .projection import condition
 from .rate_limit import TokenBucket
 from .schedules import ScheduleObjects, project_schedule, schedule_key, verify_scheduled
+from .shard_watch import SHARD_LABEL
 from .signals import deliver_signal
 from .status_writer import TERMINAL_PHASES, StatusWriter
 from .views import ObjectView, Outcome, Retry, json_size, plain, too_large, with_condition
@@ -324,6 +325,14 @@ class Reconciler:
             engine_id = await self.engine_id_of(execution)
         except ChildRefused as refused:
             return self._refuse(execution, "InvalidChild", str(refused), now)
+        unlabelled = self.engine.split and SHARD_LABEL not in execution.labels
+        if unlabelled and not await self.engine.owns_execution(engine_id):
+            # Created before the replicas shared the shards (no label): routed here by its uid, but
+            # its execution is another replica's. Labelled with its shard, it reaches that one.
+            shard = await self.engine.shard_of_execution(engine_id)
+            await self.writes.take()
+            await self.api.mark(execution.ref("Execution"), labels={SHARD_LABEL: str(shard)})
+            return Outcome()
         owner = owner_of(execution.owners)
         self._track(execution, engine_id, parent_name=owner.name if owner is not None else None)
         await self.children.ensure_children(execution.ref("Execution"), engine_id)

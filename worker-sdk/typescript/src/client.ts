@@ -262,7 +262,7 @@ export class Client {
     this.timeoutMs = durationMs(options.timeout ?? "30s");
     this.#tokens = resolveTokenSource(options.token, options.tokenFile);
     const tls = resolveTls(options.tls);
-    this.#client = new WorkflowServiceClient(this.address, channelCredentials(tls), channelOptions(tls));
+    this.#client = new WorkflowServiceClient(this.address, channelCredentials(tls), channelOptions(tls, this.address));
   }
 
   /**

@@ -16,6 +16,26 @@ export const CHANNEL_OPTIONS: Readonly<Record<string, number>> = {
   "grpc.max_send_message_length": 64 * 1024 * 1024,
 };
 
+/**
+ * A gRPC target with a resolver scheme (`dns:///cerebelum-replicas.ns.svc:7450`, or a static
+ * `ipv4:10.0.0.1:7450,10.0.0.2:7450`) names every replica of an engine whose replicas share the
+ * shards: one channel, a connection to each address it resolves to, calls spread round robin.
+ */
+const SCHEMES = ["dns:", "ipv4:", "ipv6:"];
+
+/** Whether `address` is one gRPC target with a resolver scheme (every replica behind it). */
+export function isReplicaSet(address: string): boolean {
+  return SCHEMES.some((scheme) => address.trim().startsWith(scheme));
+}
+
+/** The engines an address names: a resolver target as one, else each of a comma-separated list. */
+export function engineAddresses(address: string): string[] {
+  if (isReplicaSet(address)) {
+    return [address.trim()];
+  }
+  return [...new Set(address.split(",").map((part) => part.trim()).filter((part) => part !== ""))];
+}
+
 /** `address`, else `$CEREBELUM_ADDRESS`, else `127.0.0.1:7450`. */
 export function resolveAddress(address?: string): string {
   return address || process.env[ADDRESS_ENV] || DEFAULT_ADDRESS;

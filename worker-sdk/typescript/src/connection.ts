@@ -8,7 +8,7 @@ import { existsSync, readFileSync, statSync } from "node:fs";
 
 import { type ChannelCredentials, type ClientUnaryCall, credentials, Metadata, type ServiceError, status } from "@grpc/grpc-js";
 
-import { CHANNEL_OPTIONS } from "./config.js";
+import { CHANNEL_OPTIONS, isReplicaSet } from "./config.js";
 import {
   type CompleteTaskRequest,
   type CompleteTaskResponse,
@@ -146,8 +146,11 @@ export type Unary<Req, Res> = (
 ) => ClientUnaryCall;
 
 /** @internal The options of a channel to `tls`'s server (its name overridden when `serverName` is set). */
-export function channelOptions(tls: TlsOptions | undefined): Record<string, number | string> {
+export function channelOptions(tls: TlsOptions | undefined, address = ""): Record<string, number | string> {
   const options: Record<string, number | string> = { ...CHANNEL_OPTIONS };
+  if (isReplicaSet(address)) {
+    options["grpc.lb_policy_name"] = "round_robin";
+  }
   const serverName = tls?.serverName;
   if (serverName) {
     options["grpc.ssl_target_name_override"] = serverName;
@@ -202,7 +205,7 @@ export class WorkerConnection {
   constructor(address: string, options: { tls?: TlsOptions | undefined; tokens?: TokenSource | undefined } = {}) {
     this.address = address;
     this.#tokens = options.tokens;
-    this.#client = new WorkerServiceClient(address, channelCredentials(options.tls), channelOptions(options.tls));
+    this.#client = new WorkerServiceClient(address, channelCredentials(options.tls), channelOptions(options.tls, address));
   }
 
   poll(request: PollTaskRequest, options: CallOptions): Promise<PollTaskResponse> {

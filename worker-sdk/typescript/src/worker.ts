@@ -3,7 +3,7 @@ import { performance } from "node:perf_hooks";
 
 import { Backoff, pause } from "./backoff.js";
 import { Completer, Reporter } from "./completion.js";
-import { defaultWorkerId, resolveAddress } from "./config.js";
+import { defaultWorkerId, engineAddresses, resolveAddress } from "./config.js";
 import { resolveTls, resolveTokenSource, type TlsOptions, WorkerConnection } from "./connection.js";
 import { type Duration, durationMs } from "./durations.js";
 import { TaskExecutor } from "./execution.js";
@@ -143,7 +143,7 @@ export class Worker {
     this.drainTimeoutMs = durationMs(options.drainTimeout ?? "30s");
     this.taskQueue = options.taskQueue;
     this.address = resolveAddress(options.address);
-    this.addresses = [...new Set(this.address.split(",").map((part) => part.trim()).filter((part) => part !== ""))];
+    this.addresses = engineAddresses(this.address);
     if (this.addresses.length === 0) {
       throw new RangeError(`address ${JSON.stringify(options.address)} names no engine`);
     }

@@ -176,16 +176,16 @@ def open_aio_channel(address: str, *, tls: TlsSettings | None, tokens: TokenSour
     """An asyncio channel; must be called inside the running event loop."""
     interceptors: Any = [_AioBearer(tokens)] if tokens is not None else None
     if tls is None:
-        return grpc.aio.insecure_channel(address, options=channel_options(), interceptors=interceptors)
+        return grpc.aio.insecure_channel(address, options=channel_options(address), interceptors=interceptors)
     return grpc.aio.secure_channel(
-        address, tls.credentials(), options=[*channel_options(), *tls.options()], interceptors=interceptors
+        address, tls.credentials(), options=[*channel_options(address), *tls.options()], interceptors=interceptors
     )
 
 
 def open_channel(address: str, *, tls: TlsSettings | None, tokens: TokenSource | None) -> grpc.Channel:
     """A blocking channel."""
     if tls is None:
-        channel = grpc.insecure_channel(address, options=channel_options())
+        channel = grpc.insecure_channel(address, options=channel_options(address))
     else:
-        channel = grpc.secure_channel(address, tls.credentials(), options=[*channel_options(), *tls.options()])
+        channel = grpc.secure_channel(address, tls.credentials(), options=[*channel_options(address), *tls.options()])
     return grpc.intercept_channel(channel, _Bearer(tokens)) if tokens is not None else channel

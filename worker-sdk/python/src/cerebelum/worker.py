@@ -15,7 +15,7 @@ import grpc
 
 from cerebelum.backoff import Backoff
 from cerebelum.completion import Completer, Reporter
-from cerebelum.config import default_worker_id, resolve_address
+from cerebelum.config import default_worker_id, engine_addresses, resolve_address
 from cerebelum.connection import TlsSettings, open_aio_channel, resolve_tls, resolve_token_source
 from cerebelum.execution import TaskExecutor
 from cerebelum.logs import default_logging
@@ -106,8 +106,9 @@ class Worker:
         self.task_queue = task_queue
         self.address = resolve_address(address)
         # Several engines sharing one store (their shards split): "host1:7450,host2:7450", one poller
-        # group per engine, all sharing the step slots.
-        self.addresses = tuple(dict.fromkeys(part.strip() for part in self.address.split(",") if part.strip()))
+        # group per engine, all sharing the step slots; or "dns:///replicas:7450", one channel spread
+        # over every replica the name resolves to (`config.engine_addresses`).
+        self.addresses = engine_addresses(self.address)
         if not self.addresses:
             raise ValueError(f"address {address!r} names no engine")
         self.worker_id = worker_id or default_worker_id()

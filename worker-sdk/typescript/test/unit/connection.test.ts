@@ -76,3 +76,12 @@ test("without a token no authorization header is sent", async () => {
   });
   assert.equal(service.pollMetadata[0]?.["authorization"], undefined);
 });
+
+test("a resolver target is one engine (every replica behind one channel) and a comma list is one engine each", () => {
+  const replicas = new Worker({ taskQueue: "q", address: "ipv4:10.0.0.1:7450,10.0.0.2:7450" });
+  assert.deepEqual(replicas.addresses, ["ipv4:10.0.0.1:7450,10.0.0.2:7450"]);
+  const named = new Worker({ taskQueue: "q", address: "dns:///cerebelum-replicas.ops.svc:7450" });
+  assert.deepEqual(named.addresses, ["dns:///cerebelum-replicas.ops.svc:7450"]);
+  const listed = new Worker({ taskQueue: "q", address: "a:7450, b:7450,a:7450" });
+  assert.deepEqual(listed.addresses, ["a:7450", "b:7450"]);
+});
