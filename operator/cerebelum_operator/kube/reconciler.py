@@ -26,6 +26,7 @@ from ..runtime import (
     WorkflowKey,
 )
 from ..runtime.schedules import parse_spec
+from ..store import ShardNotOwned
 from .approvers import ApproverCheck, Unreachable
 from .children import CHILD_ANNOTATION, ChildObjects, ChildRefused, owner_of, verify_child
 from .client import Execution, KubeApi, ObjectRef, Schedule, Workflow
@@ -262,6 +263,8 @@ class Reconciler:
         except WorkflowInvalid as invalid:
             return self._refuse(execution, "WorkflowInvalid", f"workflow {workflow_name!r} is invalid: {invalid}", now)
         await self._store_workflow(workflow_key(execution.namespace, workflow_name), spec)
+        if not self.engine.owns_id(execution.uid):
+            return Outcome()  # its shard moved to another replica meanwhile, which adopts it
         self.writer.expect(execution.uid)  # its status's recentEvents from the start's own events
         try:
             await self.engine.start(
@@ -271,7 +274,10 @@ class Reconciler:
                 hold=_PAUSED if paused(execution) else None,
                 # The object's labels, as they are at its start: what listings filter the execution by.
                 labels=_with_name(execution),
+                pinned=True,  # in its uid's shard, where every replica's watch filter routes the object
             )
+        except ShardNotOwned:
+            return Outcome()  # its shard moved while it started: nothing was written, its new owner starts it
         except LabelsInvalid as invalid:  # the API server's label syntax is ours: only too many can fail
             return self._refuse(execution, "LabelsInvalid", f"metadata.labels: {invalid}", now)
         except InputInvalid as invalid:

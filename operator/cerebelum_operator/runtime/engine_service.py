@@ -31,6 +31,7 @@ from ..engine.fan_out import item_of
 from ..engine.timer_steps import rfc3339
 from ..model import WorkflowDefinition, WorkflowInvalid, check_labels, compile_workflow
 from ..model.limits import DEFAULT_MAX_PAYLOAD_BYTES, task_budget
+from ..model.shards import shard_of
 from ..store import (
     AppendRequest,
     ConcurrencyConflict,
@@ -237,6 +238,10 @@ class EngineService:
         """Whether this engine owns only some shards (scale-out), sharing its store with others."""
         return self._owns is not None
 
+    def owns_id(self, execution_id: str) -> bool:
+        """Whether this engine owns the shard of `execution_id`'s own id (a root's, pinned there)."""
+        return self._owns is None or self._owns(shard_of(execution_id, shards=self.shard_count()))
+
     async def owns_execution(self, execution_id: str) -> bool:
         """Whether this engine owns the execution's shard (an execution not there: yes, nothing to hand on)."""
         if self._owns is None:
@@ -359,6 +364,7 @@ class EngineService:
         reset: cmd.ResetPoint | None = None,
         hold: cmd.Pause | None = None,
         labels: Mapping[str, str] | None = None,
+        pinned: bool = False,
     ) -> ExecutionRow:
         """Start an execution; a second start with the same id, workflow and input returns the first one.
 
@@ -370,7 +376,9 @@ class EngineService:
         the signals a previous run left queued, received after the start in the same commit (one
         the new run refuses, its name no longer awaited, is dropped and logged); ``reset``: a reset
         run, starting at its step (runtime/resets.py); ``hold``: a pause it starts with (a Kubernetes
-        Execution created with its pause annotation), in its first decision; ``labels``: what
+        Execution created with its pause annotation), in its first decision; ``pinned``: a root placed
+        in its id's shard even when this engine owns only some shards, refused (`ShardNotOwned`) when
+        it does not own that one (a Kubernetes Execution, whose object is routed by its uid); ``labels``: what
         listings filter it by (`model.labels` syntax, else `LabelsInvalid`), stored with its row. A
         repeated start finds the first one whatever labels it gives: labels never change.
         """
@@ -387,6 +395,7 @@ class EngineService:
                 reset=reset,
                 hold=hold,
                 labels=checked,
+                pinned=pinned,
             )
         )
         return row
@@ -463,6 +472,7 @@ class EngineService:
         reset: cmd.ResetPoint | None = None,
         hold: cmd.Pause | None = None,
         labels: Mapping[str, str] | None = None,
+        pinned: bool = False,
     ) -> tuple[ExecutionRow, bool]:
         """The execution, and whether this call created it (False: it existed already)."""
         row = await self.db.run(self.db.store.get_workflow, workflow)
@@ -525,7 +535,7 @@ class EngineService:
         if placed_with is not None:
             shard = await self.db.run(self.db.store.shard_of_execution, placed_with)
         else:  # a root: by its id, unless this engine owns only some shards (a schedule's start, say)
-            shard = None if self._placement is None else self._placement(execution_id)
+            shard = None if self._placement is None or pinned else self._placement(execution_id)
         new = NewExecution(
             workflow=workflow,
             spec=stored_spec,

@@ -175,3 +175,18 @@ async def test_a_shard_whose_lease_was_lost_is_dropped_at_once_and_taken_over_wi
     assert await b.poll() == queued
     assert await a.poll() == other, "a dropped only the lost shard's task"
     assert await a.poll() is None
+
+
+async def test_a_pinned_start_goes_to_its_ids_shard_or_is_refused_while_an_unpinned_one_is_placed_in_an_owned_shard(
+    replicas: tuple[Replica, Replica, FakeClock],
+) -> None:
+    a, _, _ = replicas
+    count = a.engine.db.store.shard_count()
+    await a.host.take([3])
+    elsewhere = _id_in(5, "p", count)
+    assert not a.engine.owns_id(elsewhere) and a.engine.owns_id(_id_in(3, "p", count))
+    with pytest.raises(ShardNotOwned):  # an Execution object is routed by its uid: never placed elsewhere
+        await a.engine.start("work", None, execution_id=elsewhere, pinned=True)
+    assert await a.engine.get_execution(elsewhere) is None
+    await a.engine.start("work", None, execution_id=elsewhere)  # a schedule's fire, say: placed here
+    assert await a.engine.shard_of_execution(elsewhere) == 3
