@@ -99,8 +99,8 @@ def test_replicas_split_the_shards_run_their_own_executions_and_finish_a_killed_
             within=60,
             what="the two replicas to hold 8 shards each",
         )
-        # One channel over both replicas, as workers reach the chart's headless Service (dns:///...):
-        # polls spread round robin, a report about the other replica's execution forwarded to it.
+        # Both replicas in gRPC's static list form (what a dns:/// name of the chart's headless Service
+        # resolves to): a poller group each.
         worker = WorkerProcess(
             script=WORKER_SCRIPT,
             address=f"ipv4:{first.address},{second.address}",
@@ -139,12 +139,23 @@ def test_replicas_split_the_shards_run_their_own_executions_and_finish_a_killed_
             for name, port in (("a", first_health), ("b", second_health))
         }
         assert all(count > 0 for count in started.values()), started
+        owned = [metric(port, "cerebelum_shards_owned") for port in (first_health, second_health)]
+        assert owned == [8.0, 8.0], owned
+        # Each replica's kopf never saw the other's Executions: their events were dropped before it.
+        assert all(
+            metric(port, "cerebelum_kube_watch_events_of_other_replicas") > 0 for port in (first_health, second_health)
+        )
 
         first.kill()  # its Leases run out (6 s), then the survivor takes its shards and their work
         wait_until(
             lambda: shard_holders(control_plane, namespace) == Counter({"replica-b": 16}),
             within=60,
             what="the survivor to hold every shard",
+        )
+        wait_until(
+            lambda: metric(second_health, "cerebelum_kube_objects_adopted") > 0,
+            within=30,
+            what="the survivor to adopt the dead replica's Executions",
         )
         wait_until(
             lambda: sorted(phases(control_plane, namespace).values()) == ["Succeeded"] * EXECUTIONS,

@@ -144,12 +144,14 @@ class FakeWorkerService(worker_pb2_grpc.WorkerServiceServicer):
 
 
 @asynccontextmanager
-async def serve_worker_service(service: FakeWorkerService, port: int = 0) -> AsyncIterator[FakeWorkerService]:
+async def serve_worker_service(
+    service: FakeWorkerService, port: int = 0, *, host: str = "127.0.0.1"
+) -> AsyncIterator[FakeWorkerService]:
     server = grpc.aio.server()
     worker_pb2_grpc.add_WorkerServiceServicer_to_server(service, server)  # type: ignore[no-untyped-call]
-    bound = server.add_insecure_port(f"127.0.0.1:{port}")
+    bound = server.add_insecure_port(f"{host}:{port}")
     await server.start()
-    service.address = f"127.0.0.1:{bound}"
+    service.address = f"{host}:{bound}"
     try:
         yield service
     finally:

@@ -56,11 +56,17 @@ def test_tls_is_on_when_a_ca_is_named_in_the_environment(monkeypatch: pytest.Mon
     assert resolve_tls(False) is None
 
 
-def test_a_resolver_target_is_one_channel_spread_round_robin_over_every_replica_and_a_list_is_one_engine_each() -> None:
-    from cerebelum.config import channel_options, engine_addresses
+def test_a_list_names_one_engine_each_with_or_without_grpcs_scheme_and_a_dns_name_is_resolved_by_the_worker() -> None:
+    from cerebelum.config import channel_options, dns_target, engine_addresses
 
-    assert engine_addresses("dns:///cerebelum-replicas.ops.svc:7450") == ("dns:///cerebelum-replicas.ops.svc:7450",)
-    assert engine_addresses("ipv4:10.0.0.1:7450,10.0.0.2:7450") == ("ipv4:10.0.0.1:7450,10.0.0.2:7450",)
+    assert engine_addresses("ipv4:10.0.0.1:7450,10.0.0.2:7450") == ("10.0.0.1:7450", "10.0.0.2:7450")
     assert engine_addresses("a:7450, b:7450,a:7450") == ("a:7450", "b:7450")
+    assert engine_addresses("dns:///cerebelum-replicas.ops.svc:7450") == ("dns:///cerebelum-replicas.ops.svc:7450",)
+    assert dns_target("dns:///cerebelum-replicas.ops.svc:7450") == ("cerebelum-replicas.ops.svc", 7450)
+    assert dns_target("dns://8.8.8.8/replicas:7450") == ("replicas", 7450)
+    assert dns_target("replicas:7450") is None
+    with pytest.raises(ValueError, match="dns:///HOST:PORT"):
+        dns_target("dns:///replicas")
+    # A client's channel to a name spreads its calls over every replica (any of them forwards).
     assert ("grpc.lb_policy_name", "round_robin") in channel_options("dns:///cerebelum-replicas.ops.svc:7450")
     assert not any(name == "grpc.lb_policy_name" for name, _ in channel_options("a:7450"))

@@ -17,6 +17,21 @@ class OperatorMetrics:
         self.leader = Gauge(
             "cerebelum_leader", "1 while this instance holds the Lease and runs the engine.", registry=self.registry
         )
+        self.shards_owned = Gauge(
+            "cerebelum_shards_owned",
+            "Shards this replica owns now (with --shard-group; 0 otherwise).",
+            registry=self.registry,
+        )
+        self.watch_events_of_others = Gauge(
+            "cerebelum_kube_watch_events_of_other_replicas",
+            "Watch events of objects of other replicas' shards, dropped before kopf (with --shard-group).",
+            registry=self.registry,
+        )
+        self.objects_adopted = Gauge(
+            "cerebelum_kube_objects_adopted",
+            "Objects handled when their shard arrived here, before any event of theirs (with --shard-group).",
+            registry=self.registry,
+        )
         self.commits = Counter(
             "cerebelum_engine_commits", "Decisions the engine committed to the store.", registry=self.registry
         )

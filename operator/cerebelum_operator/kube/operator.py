@@ -351,6 +351,10 @@ async def _operate(
 
         if sharing is not None:
             sharing.objects.on_seen = catch_up.seen
+            shared = sharing
+            metrics.shards_owned.set_function(lambda: len(shared.host.owned))
+            metrics.watch_events_of_others.set_function(lambda: shared.watch.dropped)
+            metrics.objects_adopted.set_function(lambda: shared.objects.adopted)
         settings = _settings(diffbase)
         stop_filtering = install_echo_filter(
             settings, echoes, watched=_is_executions, admit=None if sharing is None else sharing.admit

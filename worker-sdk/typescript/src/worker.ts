@@ -1,9 +1,10 @@
 /** `Worker`: registers steps, polls for their tasks, runs them and reports their outcomes. */
+import { lookup } from "node:dns/promises";
 import { performance } from "node:perf_hooks";
 
 import { Backoff, pause } from "./backoff.js";
 import { Completer, Reporter } from "./completion.js";
-import { defaultWorkerId, engineAddresses, resolveAddress } from "./config.js";
+import { defaultWorkerId, dnsTarget, engineAddresses, resolveAddress } from "./config.js";
 import { resolveTls, resolveTokenSource, type TlsOptions, WorkerConnection } from "./connection.js";
 import { type Duration, durationMs } from "./durations.js";
 import { TaskExecutor } from "./execution.js";
@@ -16,6 +17,8 @@ import type { StepDefinition, StepHandler, StepOptions } from "./steps.js";
 const POLL_MARGIN_MS = 10_000;
 /** Milliseconds to report the steps cancelled when the drain timeout ran out. */
 const SUBMIT_GRACE_MS = 5_000;
+/** How often a `dns:` address is resolved again. */
+const RESOLVE_EVERY_MS = 10_000;
 
 export interface WorkerOptions {
   /** The queue the workflow's steps are routed to. */
@@ -118,6 +121,7 @@ export class Worker {
   readonly #steps = new Map<string, StepDefinition>();
   readonly #running = new Set<Promise<void>>();
   readonly #stop = new AbortController();
+  readonly #resolvedBefore = new Map<string, string[]>(); // a dns: address's last non-empty answer
   readonly #giveUp = new AbortController();
   #started = false;
   #hasToken = false;
@@ -252,29 +256,56 @@ export class Worker {
   async #serve(): Promise<void> {
     const tokens = resolveTokenSource(this.#tokenOption, this.#tokenFileOption);
     this.#hasToken = tokens !== undefined;
-    const connections = this.addresses.map((address) => new WorkerConnection(address, { tls: this.#tls, tokens }));
-    try {
-      const slots = new Slots(this.maxConcurrency); // shared: the step slots are this process's
-      this.#log.info(this.#startLine());
-      await Promise.all(
-        connections.map((connection, index) => {
-          // Per engine: a step heartbeats and reports to the engine that gave it.
-          const executor = new TaskExecutor({
-            steps: this.#steps,
-            workerId: this.workerId,
-            heartbeatRpc: (request, options) => connection.heartbeat(request, options),
-            log: this.#log,
-          });
-          this.#executors.push(executor);
-          const reporter = new Reporter(
-            (request, options) => connection.completeTasks(request, options),
-            (request, options) => connection.complete(request, options),
-            this.#log,
-          );
-          const completer = new Completer((request, options) => reporter.send(request, options), this.#log);
-          return this.#pollLoop(connection, this.addresses[index] ?? this.address, slots, executor, completer);
-        }),
+    const connections: WorkerConnection[] = [];
+    const loops = new Map<string, { stop: AbortController; done: Promise<void> }>();
+    const finished: Promise<void>[] = [];
+    const slots = new Slots(this.maxConcurrency); // shared: the step slots are this process's
+    const open = (address: string): void => {
+      const connection = new WorkerConnection(address, { tls: this.#tls, tokens });
+      connections.push(connection);
+      // Per engine: a step heartbeats and reports to the engine that gave it.
+      const executor = new TaskExecutor({
+        steps: this.#steps,
+        workerId: this.workerId,
+        heartbeatRpc: (request, options) => connection.heartbeat(request, options),
+        log: this.#log,
+      });
+      this.#executors.push(executor);
+      const reporter = new Reporter(
+        (request, options) => connection.completeTasks(request, options),
+        (request, options) => connection.complete(request, options),
+        this.#log,
       );
+      const completer = new Completer((request, options) => reporter.send(request, options), this.#log);
+      const stop = new AbortController();
+      const signal = AbortSignal.any([this.#stop.signal, stop.signal]);
+      const done = this.#pollLoop(connection, address, slots, executor, completer, signal);
+      loops.set(address, { stop, done });
+      finished.push(done);
+    };
+    try {
+      this.#log.info(this.#startLine());
+      const names = this.addresses.map((address) => dnsTarget(address));
+      while (!this.#stop.signal.aborted) {
+        const wanted = await this.#resolved(names);
+        for (const address of wanted) {
+          if (!loops.has(address)) {
+            open(address);
+          }
+        }
+        for (const [address, loop] of [...loops]) {
+          if (wanted.length > 0 && !wanted.includes(address)) {
+            loop.stop.abort(); // its steps running here still report through its connection
+            loops.delete(address);
+            this.#log.info(`engine ${address} left ${this.addresses.join(", ")}: no longer polled`);
+          }
+        }
+        if (!names.some((name) => name !== undefined)) {
+          break; // a fixed list: nothing to resolve again
+        }
+        await pause(RESOLVE_EVERY_MS, this.#stop.signal);
+      }
+      await Promise.all(finished);
       await this.#drain();
     } finally {
       for (const connection of connections) {
@@ -282,6 +313,35 @@ export class Worker {
       }
       this.#log.info(`worker ${this.workerId} stopped`);
     }
+  }
+
+  /**
+   * Each address to poll now: the list as given, each `dns:` name's current addresses (a name that
+   * does not resolve for now keeps what it had: an empty answer is a DNS hiccup, not no replica).
+   */
+  async #resolved(names: ({ host: string; port: number } | undefined)[]): Promise<string[]> {
+    const found: string[] = [];
+    for (const [index, address] of this.addresses.entries()) {
+      const name = names[index];
+      if (name === undefined) {
+        found.push(address);
+        continue;
+      }
+      let current: string[] = [];
+      try {
+        const answers = await lookup(name.host, { all: true });
+        current = answers.map((answer) =>
+          answer.family === 6 ? `[${answer.address}]:${name.port}` : `${answer.address}:${name.port}`,
+        );
+      } catch (error) {
+        this.#log.warn(`cannot resolve ${address} (${String(error)}); polling what it resolved to before`);
+      }
+      if (current.length > 0) {
+        this.#resolvedBefore.set(address, current);
+      }
+      found.push(...(this.#resolvedBefore.get(address) ?? []));
+    }
+    return [...new Set(found)];
   }
 
   /** The line logged at start-up: where the worker polls, for what, and how much at once. */
@@ -300,6 +360,7 @@ export class Worker {
     slots: Slots,
     executor: TaskExecutor,
     completer: Completer,
+    signal: AbortSignal,
   ): Promise<void> {
     const pollers = Math.min(this.maxPollers, this.maxConcurrency);
     const outage = new OutageLog(this.#log, `cannot poll ${this.taskQueue} at ${address}`);
@@ -313,7 +374,7 @@ export class Worker {
     // What a step's report asks for: the next task for the slot it frees, handed back in the reply.
     const next: PollTaskRequest = { ...request, waitMs: 0 };
     const pollOne = async (): Promise<void> => {
-      const stop = this.#stop.signal;
+      const stop = signal;
       const backoff = new Backoff();
       while (!stop.aborted) {
         if (!(await slots.acquire(stop))) {

@@ -11,6 +11,7 @@ __all__ = [
     "DEFAULT_ADDRESS",
     "channel_options",
     "default_worker_id",
+    "dns_target",
     "engine_addresses",
     "resolve_address",
 ]
@@ -33,20 +34,36 @@ def resolve_address(address: str | None) -> str:
     return address or os.environ.get(ADDRESS_ENV) or DEFAULT_ADDRESS
 
 
-# A gRPC target with a resolver scheme ("dns:///cerebelum-replicas.ns.svc:7450", or a static
-# "ipv4:10.0.0.1:7450,10.0.0.2:7450") names every replica of an engine whose replicas share the
-# shards: one channel, a connection to each address it resolves to (re-resolved as they change),
-# calls spread over them round robin. Each replica hands out its own shards' tasks and forwards a
-# report or heartbeat about another's to its owner.
+# Several engines whose replicas share the shards, each to be polled: a comma-separated list
+# ("h1:7450,h2:7450", or gRPC's static "ipv4:10.0.0.1:7450,10.0.0.2:7450"), or a name that resolves
+# to every replica ("dns:///cerebelum-replicas.ns.svc:7450", a headless Service), resolved again as
+# replicas come and go. A worker keeps a poller group per engine; a client's channel to a "dns:"
+# name spreads its calls round robin (any replica forwards a call to the owner).
 _SCHEMES = ("dns:", "ipv4:", "ipv6:")
 
 
 def engine_addresses(address: str) -> tuple[str, ...]:
-    """The engines an address names: one gRPC target with a resolver scheme (every replica behind
-    it), else each of a comma-separated list (engines polled one by one)."""
-    if address.strip().startswith(_SCHEMES):
-        return (address.strip(),)
-    return tuple(dict.fromkeys(part.strip() for part in address.split(",") if part.strip()))
+    """The engines an address names: a "dns:" name as itself (resolved by the worker), else each
+    address of a comma-separated list (with or without gRPC's "ipv4:"/"ipv6:" scheme)."""
+    text = address.strip()
+    if text.startswith("dns:"):
+        return (text,)
+    for scheme in ("ipv4:", "ipv6:"):
+        text = text.removeprefix(scheme)
+    return tuple(dict.fromkeys(part.strip() for part in text.split(",") if part.strip()))
+
+
+def dns_target(address: str) -> tuple[str, int] | None:
+    """The (host, port) of a "dns:[//authority/]host:port" target, None for any other address."""
+    if not address.startswith("dns:"):
+        return None
+    rest = address.removeprefix("dns:")
+    if rest.startswith("//"):
+        rest = rest[2:].partition("/")[2]
+    host, _, port = rest.rpartition(":")
+    if not host or not port.isdigit():
+        raise ValueError(f"{address!r}: a dns: target is dns:///HOST:PORT")
+    return host.strip("[]"), int(port)
 
 
 def channel_options(address: str = "") -> list[tuple[str, int | str]]:

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import socket
 from collections.abc import Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -15,7 +16,7 @@ import grpc
 
 from cerebelum.backoff import Backoff
 from cerebelum.completion import Completer, Reporter
-from cerebelum.config import default_worker_id, engine_addresses, resolve_address
+from cerebelum.config import default_worker_id, dns_target, engine_addresses, resolve_address
 from cerebelum.connection import TlsSettings, open_aio_channel, resolve_tls, resolve_token_source
 from cerebelum.execution import TaskExecutor
 from cerebelum.logs import default_logging
@@ -34,6 +35,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 _POLL_MARGIN = 10.0  # seconds a long poll may take beyond its wait before it is abandoned
 _SUBMIT_GRACE = 5.0  # seconds to report the steps cancelled when the drain timeout ran out
+_RESOLVE_EVERY_S = 10.0  # how often a "dns:" address is resolved again
 
 
 @dataclass(slots=True)
@@ -122,6 +124,7 @@ class Worker:
         self._steps: dict[str, StepDefinition] = {}
         self._workflows: dict[str, WorkflowDefinition] = {}
         self._engines: list[_Engine] = []
+        self._resolved_before: dict[str, list[str]] = {}  # a "dns:" address's last non-empty answer
         self._started = False
         self._stop_requested = False
         self._running: set[asyncio.Task[None]] = set()
@@ -259,26 +262,6 @@ class Worker:
             else None
         )
         try:
-            for address in self.addresses:
-                channel = open_aio_channel(address, tls=self._tls, tokens=self._tokens)
-                rpcs = worker_rpcs(channel)
-                self._engines.append(
-                    _Engine(
-                        address=address,
-                        channel=channel,
-                        poll=rpcs.poll,
-                        executor=TaskExecutor(
-                            steps=self._steps, worker_id=self.worker_id, heartbeat_rpc=rpcs.heartbeat, thread_pool=pool
-                        ),
-                        workflows=WorkflowTaskHandler(
-                            workflows=self._workflows,
-                            worker_id=self.worker_id,
-                            history_rpc=rpcs.history,
-                            max_cached_workflows=self.max_cached_workflows,
-                        ),
-                        completer=Completer(Reporter(rpcs.complete_tasks, rpcs.complete)),
-                    )
-                )
             self._next_poll = self._poll_request(steps=True)
             self._next_poll.wait_ms = 0
             log.info(
@@ -292,9 +275,7 @@ class Worker:
                 self.max_concurrency,
             )
             slots = asyncio.Semaphore(self.max_concurrency)  # shared: the step slots are this process's
-            self._poller = asyncio.get_running_loop().create_task(
-                _gather_all(*(self._poll_loop(engine, slots) for engine in self._engines))
-            )
+            self._poller = asyncio.get_running_loop().create_task(self._poll_engines(slots, pool))
             try:
                 await self._poller
             except asyncio.CancelledError:
@@ -323,6 +304,82 @@ class Worker:
             self._poller.cancel()
         if self._finished is not None:
             await self._finished.wait()
+
+    def _open_engine(self, address: str, pool: ThreadPoolExecutor | None) -> _Engine:
+        channel = open_aio_channel(address, tls=self._tls, tokens=self._tokens)
+        rpcs = worker_rpcs(channel)
+        engine = _Engine(
+            address=address,
+            channel=channel,
+            poll=rpcs.poll,
+            executor=TaskExecutor(
+                steps=self._steps, worker_id=self.worker_id, heartbeat_rpc=rpcs.heartbeat, thread_pool=pool
+            ),
+            workflows=WorkflowTaskHandler(
+                workflows=self._workflows,
+                worker_id=self.worker_id,
+                history_rpc=rpcs.history,
+                max_cached_workflows=self.max_cached_workflows,
+            ),
+            completer=Completer(Reporter(rpcs.complete_tasks, rpcs.complete)),
+        )
+        self._engines.append(engine)
+        return engine
+
+    async def _poll_engines(self, slots: asyncio.Semaphore, pool: ThreadPoolExecutor | None) -> None:
+        """A poller group per engine. A "dns:" name is resolved again every `_RESOLVE_EVERY_S`: a
+        replica that appears gets a group, one that disappears loses its group (its steps running
+        here still report through it)."""
+        loops: dict[str, asyncio.Task[None]] = {}
+        names = [dns_target(address) for address in self.addresses]
+        try:
+            while True:
+                wanted = await self._resolved(names)
+                for address in wanted:
+                    if address not in loops:
+                        engine = self._open_engine(address, pool)
+                        loops[address] = asyncio.get_running_loop().create_task(self._poll_loop(engine, slots))
+                for address in [known for known in loops if known not in wanted and wanted]:
+                    loops.pop(address).cancel()
+                    log.info("engine %s left %s: no longer polled", address, ", ".join(self.addresses))
+                if not any(names):
+                    await asyncio.gather(*loops.values())
+                    return
+                if not loops:  # nothing resolved yet
+                    await asyncio.sleep(_RESOLVE_EVERY_S)
+                    continue
+                done, _ = await asyncio.wait(loops.values(), timeout=_RESOLVE_EVERY_S)
+                for task in done:
+                    task.result()  # a poll loop only ends by failing: say why
+        finally:
+            for task in loops.values():
+                task.cancel()
+            if loops:
+                await asyncio.gather(*loops.values(), return_exceptions=True)
+
+    async def _resolved(self, names: list[tuple[str, int] | None]) -> list[str]:
+        """Each address to poll now: the list as given, each "dns:" name's current addresses (a name
+        that does not resolve for now keeps what it had: an empty answer is a DNS hiccup, not no replica)."""
+        found: list[str] = []
+        loop = asyncio.get_running_loop()
+        for address, name in zip(self.addresses, names, strict=True):
+            if name is None:
+                found.append(address)
+                continue
+            host, port = name
+            try:
+                infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+            except OSError as error:
+                log.warning("cannot resolve %s (%s); polling what it resolved to before", address, error)
+                infos = []
+            current = [
+                f"[{sockaddr[0]}]:{port}" if family == socket.AF_INET6 else f"{sockaddr[0]}:{port}"
+                for family, _, _, _, sockaddr in infos
+            ]
+            if current:
+                self._resolved_before[address] = current
+            found += self._resolved_before.get(address, [])
+        return list(dict.fromkeys(found))
 
     async def _poll_loop(self, engine: _Engine, slots: asyncio.Semaphore) -> None:
         """Step pollers bounded by the step slots and, apart, workflow pollers bounded by nothing: a
@@ -460,7 +517,3 @@ class Worker:
             task.cancel()
         if pending:
             await asyncio.wait(pending)
-
-
-async def _gather_all(*loops: Coroutine[Any, Any, None]) -> None:
-    await asyncio.gather(*loops)

@@ -222,13 +222,13 @@ export class FakeWorkerService {
     return { reply: { disposition: CompleteTaskResponse_Disposition.ACCEPTED, workflowTask: undefined, nextTask } };
   }
 
-  async start(port = 0): Promise<this> {
+  async start(port = 0, host = "127.0.0.1"): Promise<this> {
     const bound = await new Promise<number>((resolve, reject) => {
-      this.#server.bindAsync(`127.0.0.1:${port}`, ServerCredentials.createInsecure(), (error, actual) =>
+      this.#server.bindAsync(`${host}:${port}`, ServerCredentials.createInsecure(), (error, actual) =>
         error ? reject(error) : resolve(actual),
       );
     });
-    this.address = `127.0.0.1:${bound}`;
+    this.address = `${host}:${bound}`;
     return this;
   }
 

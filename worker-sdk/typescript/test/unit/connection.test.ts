@@ -6,7 +6,7 @@ import { afterEach, beforeEach, test } from "node:test";
 
 import { Worker } from "@cerebelum/worker";
 
-import { eventually, FakeWorkerService, makeTask, running, testWorker } from "../support/fake-service.js";
+import { eventually, FakeWorkerService, makeTask, outputOf, running, testWorker } from "../support/fake-service.js";
 
 let service: FakeWorkerService;
 const saved = { ...process.env };
@@ -77,11 +77,33 @@ test("without a token no authorization header is sent", async () => {
   assert.equal(service.pollMetadata[0]?.["authorization"], undefined);
 });
 
-test("a resolver target is one engine (every replica behind one channel) and a comma list is one engine each", () => {
-  const replicas = new Worker({ taskQueue: "q", address: "ipv4:10.0.0.1:7450,10.0.0.2:7450" });
-  assert.deepEqual(replicas.addresses, ["ipv4:10.0.0.1:7450,10.0.0.2:7450"]);
+test("a list names one engine each, with or without gRPC's ipv4: scheme, and a dns: name is kept to resolve", () => {
+  const listed = new Worker({ taskQueue: "q", address: "ipv4:10.0.0.1:7450,10.0.0.2:7450" });
+  assert.deepEqual(listed.addresses, ["10.0.0.1:7450", "10.0.0.2:7450"]);
   const named = new Worker({ taskQueue: "q", address: "dns:///cerebelum-replicas.ops.svc:7450" });
   assert.deepEqual(named.addresses, ["dns:///cerebelum-replicas.ops.svc:7450"]);
-  const listed = new Worker({ taskQueue: "q", address: "a:7450, b:7450,a:7450" });
-  assert.deepEqual(listed.addresses, ["a:7450", "b:7450"]);
+  const plain = new Worker({ taskQueue: "q", address: "a:7450, b:7450,a:7450" });
+  assert.deepEqual(plain.addresses, ["a:7450", "b:7450"]);
+});
+
+test("a worker given a dns: name resolves it and polls each address, and one given a list polls each engine", async () => {
+  const first = await new FakeWorkerService().start(0, "127.0.0.1");
+  const port = Number(first.address.split(":").at(-1));
+  const second = await new FakeWorkerService().start(port, "127.0.0.2");
+  try {
+    const named = testWorker(first, { address: `dns:///localhost:${port}` });
+    named.worker.step("a", () => ({ ok: true }));
+    await running(named.worker, async () => {
+      assert.deepEqual(outputOf(await first.runTask(makeTask("a"))), { ok: true });
+    });
+    const listed = testWorker(first, { address: `ipv4:127.0.0.1:${port},127.0.0.2:${port}` });
+    listed.worker.step("a", () => ({ ok: true }));
+    await running(listed.worker, async () => {
+      assert.deepEqual(outputOf(await second.runTask(makeTask("a", { token: "on-second" }))), { ok: true });
+      assert.deepEqual(outputOf(await first.runTask(makeTask("a", { token: "on-first" }))), { ok: true });
+    });
+  } finally {
+    await first.stop();
+    await second.stop();
+  }
 });
