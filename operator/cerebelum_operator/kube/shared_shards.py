@@ -78,6 +78,7 @@ class SharedShards:
         self._taken: set[int] = set()  # taken in this round, adopted after it
         self._first_round = asyncio.Event()
         self._running: asyncio.Task[None] | None = None
+        self._until: asyncio.Event | None = None
         self._lost_tasks: set[asyncio.Task[None]] = set()
 
     def admit(self, resource: Any, raw_event: dict[str, JSON]) -> bool:
@@ -88,6 +89,7 @@ class SharedShards:
         """Keep the shards from now on; returns once the first round (and its adoption) is done:
         True, or False when `until` was set first."""
         self._running = asyncio.create_task(self.keeper.run(), name="shard-leases")
+        self._until = until
         waiting = asyncio.create_task(self._first_round.wait())
         stopping = asyncio.create_task(until.wait())
         await asyncio.wait({self._running, waiting, stopping}, return_when=asyncio.FIRST_COMPLETED)
@@ -111,6 +113,8 @@ class SharedShards:
         await self.server.shards_changed()
 
     async def _take(self, shard: int) -> None:
+        if self._until is not None and self._until.is_set():
+            return  # stopping: its Lease is released with the others' on leaving, the engine never takes it
         await self.host.take([shard])
         self._taken.add(shard)
 
