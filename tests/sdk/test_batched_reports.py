@@ -49,10 +49,6 @@ class Calls:
             await self.arrived.wait()
 
 
-def completer_waiting(completer: Completer) -> int:
-    return completer._reporter.waiting  # the test's view of the queue
-
-
 def tokens(request: worker_pb2.CompleteTasksRequest) -> list[str]:
     return [r.task_token for r in request.reports]
 
@@ -91,36 +87,6 @@ async def test_a_report_goes_at_once_alone_and_those_ready_meanwhile_go_together
     assert not single.requests
 
 
-async def test_a_report_with_no_call_in_flight_is_sent_by_its_caller_before_it_yields() -> None:
-    """No task and no loop turn between a step's end and its report's call (the one-report case of a
-    worker at low load: a loop turn there is step-to-step latency)."""
-    batch, single = Calls(), Calls()
-    reporter = Reporter(batch, single)  # type: ignore[arg-type]  # fakes of the stubs
-    sending = reporter.send(report("t1"))
-    sending.send(None)  # runs the caller up to its first suspension: waiting for the call's answer
-    assert [tokens(r) for r in batch.requests] == [["t1"]]
-    batch.answers[0].set_result(batch_reply(ok("b")))
-    with pytest.raises(StopIteration) as returned:
-        sending.send(None)
-    assert returned.value.value.next_task.step == "b"
-
-
-async def test_reports_queued_behind_a_callers_own_call_go_together_once_it_is_answered() -> None:
-    batch, single = Calls(), Calls()
-    reporter = Reporter(batch, single)  # type: ignore[arg-type]  # fakes of the stubs
-    first = asyncio.ensure_future(reporter.send(report("t1")))
-    await batch.wait_for(1)
-    later = [asyncio.ensure_future(reporter.send(report(t))) for t in ("t2", "t3")]
-    await eventually(lambda: reporter.waiting == 2, what="two reports queued behind the call in flight")
-    first.cancel()  # the caller sending its own report gives up: the reports behind it still go
-    with pytest.raises(asyncio.CancelledError):
-        await first
-    await batch.wait_for(2)
-    assert tokens(batch.requests[1]) == ["t2", "t3"]
-    batch.answers[1].set_result(batch_reply(ok(), ok()))
-    assert [r.disposition for r in await asyncio.gather(*later)] == [ACCEPTED, ACCEPTED]
-
-
 async def test_each_report_gets_its_own_error_and_the_completer_replaces_only_that_one() -> None:
     batch, single = Calls(), Calls()
     completer = Completer(Reporter(batch, single))  # type: ignore[arg-type]  # fakes of the stubs
@@ -129,22 +95,17 @@ async def test_each_report_gets_its_own_error_and_the_completer_replaces_only_th
     batch.answers[0].set_result(batch_reply(ok()))
     assert (await good) is not None
 
-    busy = asyncio.ensure_future(completer.submit(report("busy")))  # a call in flight: the next two queue
-    await batch.wait_for(2)
     both = [asyncio.ensure_future(completer.submit(report(t))) for t in ("big", "fine")]
-    await eventually(lambda: completer_waiting(completer) == 2, what="both queued behind the call in flight")
-    batch.answers[1].set_result(batch_reply(ok()))
-    assert (await busy) is not None
-    await batch.wait_for(3)
-    assert tokens(batch.requests[2]) == ["big", "fine"]
-    batch.answers[2].set_result(
+    await batch.wait_for(2)
+    assert tokens(batch.requests[1]) == ["big", "fine"]
+    batch.answers[1].set_result(
         batch_reply(failed(grpc.StatusCode.RESOURCE_EXHAUSTED, "output over the 2 MiB limit"), ok())
     )
-    await batch.wait_for(4)  # the big one, replaced by a failure, goes again on its own
-    replacement = batch.requests[3].reports[0]
+    await batch.wait_for(3)  # the big one, replaced by a failure, goes again on its own
+    replacement = batch.requests[2].reports[0]
     assert replacement.task_token == "big" and replacement.failure.type == "PayloadTooLarge"
     assert "2 MiB" in replacement.failure.message
-    batch.answers[3].set_result(batch_reply(ok()))
+    batch.answers[2].set_result(batch_reply(ok()))
     assert all(reply is not None for reply in await asyncio.gather(*both))
 
 

@@ -57,17 +57,7 @@ class Reporter:
     per report from then on.
     """
 
-    __slots__ = (
-        "_batch",
-        "_batched",
-        "_inline",
-        "_max_bytes",
-        "_max_reports",
-        "_pump",
-        "_queue",
-        "_single",
-        "_timeout",
-    )
+    __slots__ = ("_batch", "_batched", "_max_bytes", "_max_reports", "_pump", "_queue", "_single", "_timeout")
 
     def __init__(
         self,
@@ -86,7 +76,6 @@ class Reporter:
         self._batched = True
         self._queue: deque[_Pending] = deque()
         self._pump: asyncio.Task[None] | None = None
-        self._inline = False  # a caller is sending its own report (no call was in flight)
 
     @property
     def waiting(self) -> int:
@@ -102,20 +91,10 @@ class Reporter:
         """The reply to ``request``; raises ``grpc.aio.AioRpcError`` as ``CompleteTask`` would."""
         if not self._batched:
             return await self._single(request, timeout=self._timeout)
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[worker_pb2.CompleteTaskResponse] = loop.create_future()
-        if self._pump is None and not self._inline:
-            # No call in flight: this caller sends its report itself, at once (no task, no loop turn);
-            # the reports that become ready meanwhile queue and go together once it is answered.
-            self._inline = True
-            try:
-                await self._send([(request, future)])
-            finally:
-                self._inline = False
-                if self._queue and self._pump is None:
-                    self._pump = loop.create_task(self._send_all())
-            return await future  # settled by now, or by its CompleteTask (an engine without CompleteTasks)
-        self._queue.append((request, future))  # behind the call in flight, which sends it next
+        future: asyncio.Future[worker_pb2.CompleteTaskResponse] = asyncio.get_running_loop().create_future()
+        self._queue.append((request, future))
+        if self._pump is None:
+            self._pump = asyncio.get_running_loop().create_task(self._send_all())
         return await future  # cancelled: its report is dropped from the queue, or its reply ignored
 
     async def _send_all(self) -> None:
