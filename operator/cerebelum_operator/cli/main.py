@@ -319,7 +319,7 @@ def dev(
     import yaml
 
     from ..api import AccessPolicy, Guard, PolicyError, StaticTokenAuthenticator, TokenFileAuthenticator
-    from ..server import EngineServer, ServerConfig
+    from ..server import EngineServer, ServerConfig, tune_gc
 
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if token and tokens:
@@ -375,6 +375,7 @@ def dev(
         _fail(str(exc))
     server = EngineServer(config)
     _report_crashes()
+    tune_gc()
     try:
         asyncio.run(server.serve_until_signalled())
     except OSError as exc:  # a store that cannot open, an address that cannot be bound (named by the server)
@@ -592,6 +593,9 @@ def operator(
     except ValueError as exc:
         _fail(str(exc))
     _report_crashes()
+    from ..server import tune_gc
+
+    tune_gc()  # kopf, lightkube and the engine imported: frozen out of every collection
     try:
         code = asyncio.run(run_operator(config))
     except NoKubeConfig as exc:

@@ -4,9 +4,20 @@ from .engine_server import (
     DEFAULT_ADDRESS,
     DEFAULT_DATABASE_URL,
     DEFAULT_UI_ADDRESS,
+    GC_THRESHOLD,
     EngineServer,
     ServerConfig,
     TlsFiles,
+    tune_gc,
 )
 
-__all__ = ["DEFAULT_ADDRESS", "DEFAULT_DATABASE_URL", "DEFAULT_UI_ADDRESS", "EngineServer", "ServerConfig", "TlsFiles"]
+__all__ = [
+    "DEFAULT_ADDRESS",
+    "DEFAULT_DATABASE_URL",
+    "DEFAULT_UI_ADDRESS",
+    "GC_THRESHOLD",
+    "EngineServer",
+    "ServerConfig",
+    "TlsFiles",
+    "tune_gc",
+]

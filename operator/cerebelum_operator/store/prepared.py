@@ -22,7 +22,7 @@ from sqlalchemy import Connection
 from sqlalchemy.exc import DBAPIError, StatementError
 from sqlalchemy.sql.elements import ClauseElement
 
-__all__ = ["PreparedStatements"]
+__all__ = ["PreparedStatements", "driver_error"]
 
 _Slot = tuple[str | None, Any, Callable[[Any], Any] | None]  # (row key or None, constant, bind processor)
 
@@ -85,7 +85,7 @@ class PreparedStatements:
         try:
             cursor.execute(prepared.sql, params)
         except conn.dialect.loaded_dbapi.Error as error:
-            raise _wrapped(conn, prepared.sql, params, error, driver, cursor) from error
+            raise driver_error(conn, prepared.sql, params, error, driver, cursor) from error
         return cursor
 
     def executemany(self, conn: Connection, statement: ClauseElement, rows: Sequence[dict[str, Any]]) -> None:
@@ -103,12 +103,12 @@ class PreparedStatements:
             else:
                 cursor.executemany(prepared.sql, params)
         except conn.dialect.loaded_dbapi.Error as error:
-            raise _wrapped(conn, prepared.sql, params, error, driver, cursor) from error
+            raise driver_error(conn, prepared.sql, params, error, driver, cursor) from error
         finally:
             cursor.close()
 
 
-def _wrapped(conn: Connection, sql: str, params: Any, error: Any, driver: Any, cursor: Any) -> StatementError:
+def driver_error(conn: Connection, sql: str, params: Any, error: Any, driver: Any, cursor: Any) -> StatementError:
     """The driver's error as SQLAlchemy raises it; a lost connection is invalidated, as SQLAlchemy would."""
     dialect = conn.dialect
     invalidated = bool(dialect.is_disconnect(error, driver, cursor))

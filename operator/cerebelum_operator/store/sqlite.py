@@ -30,6 +30,7 @@ from sqlalchemy.pool import ConnectionPoolEntry, StaticPool
 from sqlalchemy.sql.dml import Insert
 
 from .base import StoreCorrupted, StoreLocked
+from .prepared import driver_error
 from .sql import SqlEventStore, dumps_json, is_corruption
 
 __all__ = ["DEFAULT_INTEGRITY_CHECK_S", "SqliteEventStore"]
@@ -85,7 +86,7 @@ class SqliteEventStore(SqlEventStore):
         @event.listens_for(engine, "begin")
         def _on_begin(conn: Connection) -> None:
             if conn.get_execution_options().get(_WRITE_OPTION):
-                conn.exec_driver_sql("BEGIN IMMEDIATE")
+                _begin_immediate(conn)
 
         super().__init__(engine, label=str(self.path or ":memory:"), write_options={_WRITE_OPTION: True})
 
@@ -204,3 +205,15 @@ def _enable_wal(cursor: sqlite3.Cursor, *, within_s: float = 5.0) -> None:
                 raise
         time.sleep(pause)  # a store thread opening a connection, never the event loop
         pause = min(pause * 2, 0.1)
+
+
+def _begin_immediate(conn: Connection) -> None:
+    """BEGIN IMMEDIATE on the driver: through `exec_driver_sql` (an execution context and a result for
+    one fixed statement) it cost more CPU than the append's own statements; its errors are raised as
+    SQLAlchemy would raise them (a busy database past `busy_timeout` is still `StoreUnavailable`)."""
+    driver = conn.connection.driver_connection
+    assert driver is not None
+    try:
+        driver.execute("BEGIN IMMEDIATE")
+    except sqlite3.Error as error:
+        raise driver_error(conn, "BEGIN IMMEDIATE", (), error, driver, None) from error
