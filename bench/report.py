@@ -111,8 +111,8 @@ def _kubernetes_scale_out_detail(result: Result) -> list[str]:
     lines = [
         "| replicas | workers reach them | shards each | executions run each | steps/s | ratio to 1 | wall s"
         " | API writes per execution | shard-Lease writes/s | CPU ms per step: operators | workers | kube-apiserver"
-        " | etcd | PostgreSQL | runner | total | machine busy % |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        " | etcd | PostgreSQL | runner | total | other processes | machine busy % |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for n, channels in per.items():
         for channel, run in channels.items():
@@ -134,6 +134,7 @@ def _kubernetes_scale_out_detail(result: Result) -> list[str]:
                 ms(cpu.get("postgres")) or "-",
                 ms(cpu.get("runner")),
                 ms(run["cpu_ms_per_step_total"]),
+                ms(cpu.get("other")),
                 _cell(run["machine_busy_pct"]),
             ]
             lines.append("| " + " | ".join(str(c) for c in cells) + " |")
@@ -144,7 +145,9 @@ def _kubernetes_scale_out_detail(result: Result) -> list[str]:
         " *per-replica* with the list `A,B,...` (a group of pollers per replica). The ratio is to 1 replica with"
         " the same channel. CPU ms per step: CPU seconds each process used during the run (user + system, from"
         " /proc; PostgreSQL's whole server; the runner creates the Executions and polls the store) divided by the"
-        " run's steps; the operators' are listed one by one; total leaves out other processes on the machine."
+        " run's steps; the operators' are listed one by one; total leaves out the other processes on the"
+        " machine, whose CPU (the machine's busy time less the run's processes) is the next column: a shared"
+        " machine shows there."
         " Shard-Lease writes are the replicas' renewals of the group's 16 Leases during the run (audit log)."
         f" On this {os.cpu_count()}-core machine the replicas, the workers, kube-apiserver, etcd and PostgreSQL"
         " share the cores, so the ratio measures what scaling out costs in overhead and contention, not capacity.",

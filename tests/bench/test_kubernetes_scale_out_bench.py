@@ -133,4 +133,4 @@ def test_the_report_shows_a_row_per_number_of_replicas_and_channel_with_cpu_per_
         "| 1 | round-robin | 16 | 200 | 201.0 | 1.00 | 10.0 | 3.10 | 8.00 | 2.00 | 0.50 | 3.00 | 1.00 | 0.25 |" in text
     )
     assert "| 2 | per-replica | 8+8 | 100+100 | 202.0 | 1.01 | 10.0 | 3.10 | 8.00 | 2.00 + 2.00 | 0.50 |" in text
-    assert "| 0.50 | 9.25 | 95.0 |" in text  # runner, total without the other processes, machine busy
+    assert "| 0.50 | 9.25 | 9.00 | 95.0 |" in text  # runner, total without the other processes, them, machine busy
