@@ -39,7 +39,7 @@ import urllib.parse
 import urllib.request
 import uuid
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from importlib.metadata import version as package_version
@@ -54,6 +54,7 @@ ROOT = HERE.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from bench.common import process_tree_cpu_s  # noqa: E402
 from tests.support.control_plane import ControlPlane, ensure_binaries  # noqa: E402
 from tests.support.kube import (  # noqa: E402
     OPERATOR_USER,
@@ -110,6 +111,10 @@ class _Operator(OperatorProcess):
 
     def start(self) -> None:
         self.launch()
+        self.wait_serving()
+
+    def wait_serving(self) -> None:
+        """Until it serves gRPC; BenchError if it exits or 60 s pass first."""
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             if self.process is not None and self.process.poll() is not None:
@@ -173,9 +178,13 @@ class CpuMeter:
 
     roles: dict[str, list[int]]
     main_thread_of: int | None = None  # also measure this process's main thread on its own
+    # Roles measured as a whole process tree, reaped children included (a PostgreSQL server's backends).
+    trees: dict[str, int] = field(default_factory=dict)
     main_thread: tuple[float, float] = (0.0, 0.0)
     before: dict[int, float] = field(default_factory=dict)
     after: dict[int, float] = field(default_factory=dict)
+    trees_before: dict[str, float] = field(default_factory=dict)
+    trees_after: dict[str, float] = field(default_factory=dict)
     own_before: float = 0.0
     own_after: float = 0.0
     machine_before: tuple[float, float] = (0.0, 0.0)
@@ -188,11 +197,13 @@ class CpuMeter:
         self.machine_before = _machine_cpu()
         self.own_before = _own_cpu_seconds()
         self.before = {pid: _cpu_seconds(pid) for pids in self.roles.values() for pid in pids}
+        self.trees_before = {role: process_tree_cpu_s(pid) for role, pid in self.trees.items()}
         if self.main_thread_of is not None:
             self.main_thread = (_cpu_seconds(self.main_thread_of, self.main_thread_of), 0.0)
 
     def stop(self) -> None:
         self.after = {pid: _cpu_seconds(pid) for pids in self.roles.values() for pid in pids}
+        self.trees_after = {role: process_tree_cpu_s(pid) for role, pid in self.trees.items()}
         if self.main_thread_of is not None:
             self.main_thread = (self.main_thread[0], _cpu_seconds(self.main_thread_of, self.main_thread_of))
         self.own_after = _own_cpu_seconds()
@@ -205,6 +216,7 @@ class CpuMeter:
             role: sum(self.after.get(pid, 0.0) - self.before.get(pid, 0.0) for pid in pids)
             for role, pids in self.roles.items()
         }
+        spent |= {role: self.trees_after.get(role, 0.0) - self.trees_before.get(role, 0.0) for role in self.trees}
         spent["runner"] = self.own_after - self.own_before
         machine = self.machine_after[0] - self.machine_before[0]
         spent["other"] = max(0.0, machine - sum(spent.values()))
@@ -235,9 +247,19 @@ def control_plane(audit_dir: Path, parent_dir: Path) -> Iterator[ControlPlane]:
 
 def prepare_cluster(cp: ControlPlane) -> str:
     """CRDs Established, the chart's ServiceAccount and RBAC, a fresh namespace; its name."""
+    install_cluster(cp)
+    return new_namespace(cp)
+
+
+def install_cluster(cp: ControlPlane) -> None:
+    """CRDs Established, the chart's ServiceAccount and RBAC."""
     applied = cp.kubectl("apply", "-f", str(CRDS), "-o", "name").stdout.split()
     cp.kubectl("wait", "--for=condition=Established", "--timeout=60s", *applied)
     install_operator_rbac(cp)  # renders the Helm chart (hack/control-plane/build-helm.sh builds helm)
+
+
+def new_namespace(cp: ControlPlane) -> str:
+    """A fresh namespace; its name."""
     namespace = f"bench-{uuid.uuid4().hex[:8]}"
     cp.kubectl("create", "namespace", namespace)
     return namespace
@@ -442,13 +464,22 @@ def _api_phases(cp: ControlPlane, namespace: str) -> Counter[str]:
     return Counter(str((item.get("status") or {}).get("phase") or "None") for item in items)
 
 
-def wait_until_succeeded(cp: ControlPlane, namespace: str, db_path: Path, operator: _Operator, executions: int) -> None:
-    """Until every Execution shows Succeeded in the API; polls the store first, so as not to load the API."""
+def wait_until_succeeded(
+    cp: ControlPlane,
+    namespace: str,
+    store_counts: Callable[[], tuple[int, int]],
+    operators: Sequence[_Operator],
+    executions: int,
+) -> None:
+    """Until every Execution shows Succeeded in the API; polls the store first, so as not to load the API.
+
+    `store_counts` gives (succeeded, failed or cancelled) from the engine's store so far."""
     deadline = time.monotonic() + RUN_TIMEOUT_S
     while True:
-        if operator.process is not None and operator.process.poll() is not None:
-            raise BenchError(f"the operator exited ({operator.process.returncode}):\n{operator.log_tail()}")
-        succeeded, failed = _store_counts(db_path)
+        for operator in operators:
+            if operator.process is not None and operator.process.poll() is not None:
+                raise BenchError(f"an operator exited ({operator.process.returncode}):\n{operator.log_tail()}")
+        succeeded, failed = store_counts()
         if failed:
             raise BenchError(f"{failed} executions failed or were cancelled in the engine")
         if succeeded >= executions:
@@ -476,16 +507,21 @@ class History:
 
 def read_history(db_path: Path) -> History:
     with contextlib.closing(sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)) as db:
-        first_start, last_end = db.execute(
-            "SELECT (SELECT MIN(at_ms) FROM events WHERE kind = 'ExecutionStarted'),"
-            " (SELECT MAX(at_ms) FROM events WHERE kind = 'ExecutionSucceeded')"
-        ).fetchone()
-        (completed,) = db.execute("SELECT COUNT(*) FROM events WHERE kind = 'StepCompleted'").fetchone()
-        (events,) = db.execute("SELECT COUNT(*) FROM events").fetchone()
-        (running,) = db.execute(
-            "SELECT SUM(e.at_ms - s.at_ms) / 1000.0 FROM events s JOIN events e USING (execution_id)"
-            " WHERE s.kind = 'ExecutionStarted' AND e.kind = 'ExecutionSucceeded'"
-        ).fetchone()
+        return history_of(lambda query: db.execute(query).fetchone())
+
+
+def history_of(one_row: Callable[[str], Any]) -> History:
+    """The History of a store, from `one_row(sql)` (the first row of a query; SQLite or PostgreSQL)."""
+    first_start, last_end = one_row(
+        "SELECT (SELECT MIN(at_ms) FROM events WHERE kind = 'ExecutionStarted'),"
+        " (SELECT MAX(at_ms) FROM events WHERE kind = 'ExecutionSucceeded')"
+    )
+    (completed,) = one_row("SELECT COUNT(*) FROM events WHERE kind = 'StepCompleted'")
+    (events,) = one_row("SELECT COUNT(*) FROM events")
+    (running,) = one_row(
+        "SELECT SUM(e.at_ms - s.at_ms) / 1000.0 FROM events s JOIN events e USING (execution_id)"
+        " WHERE s.kind = 'ExecutionStarted' AND e.kind = 'ExecutionSucceeded'"
+    )
     return History(int(first_start), int(last_end), int(completed), int(events), float(running or 0.0))
 
 
@@ -569,7 +605,7 @@ def _run(
                     else:
                         create_in_parallel(cp, namespace, manifests)
                     apply_s = time.monotonic() - began
-                    wait_until_succeeded(cp, namespace, db_path, operator, executions)
+                    wait_until_succeeded(cp, namespace, lambda: _store_counts(db_path), [operator], executions)
                     wall_s = time.monotonic() - began
                     meter.stop()
             except BaseException:

@@ -98,6 +98,63 @@ def _scale_out_detail(result: Result) -> list[str]:
     return lines
 
 
+def _kubernetes_scale_out_detail(result: Result) -> list[str]:
+    """One row per number of operator replicas and way the workers reach them: steps/s, the ratio, API
+    writes, and the CPU per step of each process."""
+    per: dict[str, dict[str, Any]] = result.figures.get("per_replicas") or {}
+    if not per:
+        return []
+
+    def ms(value: object) -> str:
+        return "" if value is None else f"{float(value):.2f}"  # type: ignore[arg-type]
+
+    lines = [
+        "| replicas | workers reach them | shards each | executions run each | steps/s | ratio to 1 | wall s"
+        " | API writes per execution | shard-Lease writes/s | CPU ms per step: operators | workers | kube-apiserver"
+        " | etcd | PostgreSQL | runner | total | other processes | machine busy % |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for n, channels in per.items():
+        for channel, run in channels.items():
+            cpu = run["cpu_ms_per_step"]
+            cells = [
+                n,
+                channel,
+                "+".join(str(s) for s in run["shards"]),
+                "+".join(str(s) for s in run["executions_run"]),
+                _cell(run["steps_per_s"]),
+                f"{run['ratio']:.2f}",
+                _cell(run["wall_s"]),
+                _cell(run["api_writes_per_execution"]),
+                _cell(run["lease_writes_per_s"]),
+                " + ".join(ms(v) for k, v in cpu.items() if k.startswith("operator")),
+                ms(cpu.get("workers")),
+                ms(cpu.get("kube-apiserver")),
+                ms(cpu.get("etcd")),
+                ms(cpu.get("postgres")) or "-",
+                ms(cpu.get("runner")),
+                ms(run["cpu_ms_per_step_total"]),
+                ms(cpu.get("other")),
+                _cell(run["machine_busy_pct"]),
+            ]
+            lines.append("| " + " | ".join(str(c) for c in cells) + " |")
+    lines += [
+        "",
+        "Workers reach the replicas *round-robin* through one channel over all of them (`ipv4:A,B,...`, as the"
+        " chart's `dns:///` name: one group of pollers, each long poll waiting on whichever replica it reached), or"
+        " *per-replica* with the list `A,B,...` (a group of pollers per replica). The ratio is to 1 replica with"
+        " the same channel. CPU ms per step: CPU seconds each process used during the run (user + system, from"
+        " /proc; PostgreSQL's whole server; the runner creates the Executions and polls the store) divided by the"
+        " run's steps; the operators' are listed one by one; total leaves out the other processes on the"
+        " machine, whose CPU (the machine's busy time less the run's processes) is the next column: a shared"
+        " machine shows there."
+        " Shard-Lease writes are the replicas' renewals of the group's 16 Leases during the run (audit log)."
+        f" On this {os.cpu_count()}-core machine the replicas, the workers, kube-apiserver, etcd and PostgreSQL"
+        " share the cores, so the ratio measures what scaling out costs in overhead and contention, not capacity.",
+    ]
+    return lines
+
+
 SCENARIOS: dict[str, Scenario] = {
     "latency": Scenario(
         "Step latency",
@@ -215,6 +272,29 @@ SCENARIOS: dict[str, Scenario] = {
         "steps per second (higher is better)",
         False,
         _scale_out_detail,
+    ),
+    "kubernetes-scale-out": Scenario(
+        "Kubernetes mode: scale-out on PostgreSQL",
+        "the kubernetes shape on 1, 2 and 3 active operator replicas (`cerebelum operator --shard-group`) sharing"
+        " one PostgreSQL database, the 16 shard Leases split evenly, the same worker processes reaching every"
+        " replica; a fresh database, namespace and shard group per N",
+        (
+            Column("n1_steps_per_s", "steps/s, 1 replica"),
+            Column("n2_steps_per_s", "2 replicas"),
+            Column("n3_steps_per_s", "3 replicas"),
+            Column("n2_ratio", "ratio 2:1"),
+            Column("n3_ratio", "ratio 3:1"),
+            Column("n1_per_replica_steps_per_s", "per-replica pollers: 1"),
+            Column("n2_per_replica_steps_per_s", "2"),
+            Column("n3_per_replica_steps_per_s", "3"),
+            Column("executions", "executions"),
+            Column("steps", "steps each"),
+            Column("workers", "worker processes"),
+        ),
+        ("n1_steps_per_s", "n2_steps_per_s", "n3_steps_per_s"),
+        "steps per second (higher is better)",
+        False,
+        _kubernetes_scale_out_detail,
     ),
     "ui": Scenario(
         "Web UI on a big store",

@@ -36,6 +36,7 @@ SCENARIOS = (
     "kubernetes",
     "flow-control",
     "scale-out",
+    "kubernetes-scale-out",
     "ui",
 )
 
@@ -88,6 +89,8 @@ RUNNERS = (
     Runner("cerebelum-flow-postgres", "cerebelum_runner.py", "postgres", ("flow-control",)),
     # 1, 2 and 3 engine replicas sharing one PostgreSQL store (issue 21), bench/scale_out.py.
     Runner("cerebelum-scale-out-postgres", "scale_out.py", "postgres", ("scale-out",)),
+    # 1, 2 and 3 active operator replicas (--shard-group) on PostgreSQL: bench/kubernetes_scale_out.py.
+    Runner("cerebelum-kubernetes-scale-out-postgres", "kubernetes_scale_out.py", "postgres", ("kubernetes-scale-out",)),
     # DBOS creates about 60 workflows a second on SQLite: 5,000 keeps each of these under five minutes.
     Runner(
         "dbos-sqlite",

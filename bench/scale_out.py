@@ -195,11 +195,11 @@ def postmaster_pid(url: str) -> int | None:
     """The PostgreSQL server's main process, when it runs on this machine (its backends are its children)."""
     with psycopg.connect(url) as conn:
         row = conn.execute("SELECT pg_backend_pid()").fetchone()
-    assert row is not None
-    try:
-        stat = Path(f"/proc/{int(row[0])}/stat").read_text()
-    except FileNotFoundError:
-        return None  # a server elsewhere: its CPU is not ours to read
+        assert row is not None
+        try:  # while the backend lives: once the connection closes it exits, and its /proc entry with it
+            stat = Path(f"/proc/{int(row[0])}/stat").read_text()
+        except FileNotFoundError:
+            return None  # a server elsewhere: its CPU is not ours to read
     return int(stat.rsplit(")", 1)[1].split()[1])
 
 

@@ -42,6 +42,16 @@ CONTRACT = {
         "steps",
     },  # costs may be <= 0
     "scale-out": {"n1_steps_per_s", "n2_steps_per_s", "n3_steps_per_s", "n2_ratio", "n3_ratio", "executions", "steps"},
+    "kubernetes-scale-out": {
+        "n1_steps_per_s",
+        "n2_steps_per_s",
+        "n3_steps_per_s",
+        "n2_ratio",
+        "n3_ratio",
+        "executions",
+        "steps",
+        "workers",
+    },
 }
 
 

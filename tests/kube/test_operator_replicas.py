@@ -19,8 +19,9 @@ import pytest
 import yaml
 
 from tests.integration.conftest import WORKER_SCRIPT, read_ledger
+from tests.support import kube
 from tests.support.control_plane import ControlPlane
-from tests.support.kube import OPERATOR_NAMESPACE, apply_yaml, kubectl_json, service_account_kubeconfig
+from tests.support.kube import apply_yaml, kubectl_json, service_account_kubeconfig
 from tests.support.processes import OperatorProcess, WorkerProcess, free_port
 from tests.support.waiting import wait_until
 
@@ -50,16 +51,7 @@ def replica(
 
 def shard_holders(control_plane: ControlPlane, namespace: str) -> Counter[str]:
     """How many shard Leases of the group each replica holds."""
-    leases = kubectl_json(
-        control_plane,
-        "get",
-        "leases",
-        "-n",
-        OPERATOR_NAMESPACE,
-        "-l",
-        f"cerebelum.io/shard-group=g-{namespace},cerebelum.io/lease-kind=shard",
-    )["items"]
-    return Counter(str(lease["spec"].get("holderIdentity") or "") for lease in leases)
+    return kube.shard_holders(control_plane, f"g-{namespace}")
 
 
 def metric(port: int, name: str) -> float:

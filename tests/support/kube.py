@@ -143,6 +143,25 @@ def wait_for_jsonpath(
     raise AssertionError(f"{resource} {jsonpath} is {last!r}, not {expected!r}, after {timeout}s")
 
 
+def shard_holders(control_plane: ControlPlane, group: str) -> Counter[str]:
+    """How many of shard group `group`'s Leases (in OPERATOR_NAMESPACE) each replica holds ('' for none)."""
+    return Counter(shard_owners(control_plane, group).values())
+
+
+def shard_owners(control_plane: ControlPlane, group: str) -> dict[str, str]:
+    """Each shard Lease of the group (by name, <group>-shard-<n>) and its holder ('' for none)."""
+    leases = kubectl_json(
+        control_plane,
+        "get",
+        "leases",
+        "-n",
+        OPERATOR_NAMESPACE,
+        "-l",
+        f"cerebelum.io/shard-group={group},cerebelum.io/lease-kind=shard",
+    )["items"]
+    return {str(lease["metadata"]["name"]): str(lease["spec"].get("holderIdentity") or "") for lease in leases}
+
+
 def apply_yaml(control_plane: ControlPlane, text: str, *, namespace: str) -> subprocess.CompletedProcess[str]:
     return control_plane.kubectl("apply", "-n", namespace, "-f", "-", input=text, check=False)
 
