@@ -9,9 +9,9 @@ a fresh PostgreSQL database and a fresh namespace, N `cerebelum operator --shard
 --advertise-address HOST:PORT` processes as that ServiceAccount with their production defaults
 (N = 1 runs with --shard-group too: the same code path), and a wait until the group's 16 shard
 Leases are split as expected (16; 8+8; 6+5+5). Then W no-op worker processes (the same W for
-every N), each reaching every replica through one channel (`ipv4:HOST:P1,HOST:P2,...`, round
-robin), one Workflow of S sequential no-op steps and E Executions of it created over 8 API
-connections at once, and a wait until the API shows every Execution Succeeded.
+every N), each polling every replica (the list `HOST:P1,HOST:P2,...`: a poller group per replica,
+what a `dns:///` name of the chart's headless Service resolves to), one Workflow of S sequential
+no-op steps and E Executions of it created over 8 API connections at once, and a wait until the API shows every Execution Succeeded.
 
 Each N is checked (every Execution Succeeded in the API and in the store, E x S StepCompleted
 events) and the run fails otherwise. Figures per N: steps/s from the engine's history (first
@@ -85,9 +85,10 @@ from tests.support.postgres import PostgresServer  # noqa: E402
 
 SYSTEM = "Cerebelum (Kubernetes operator)"
 SCENARIO = "kubernetes-scale-out"
-# How each worker reaches the replicas: one channel over all of them, round robin (`ipv4:A,B`, as the chart's
-# `dns:///` name; the SDK's one poller group), or a list (`A,B`: a poller group per replica, as bench/scale_out.py).
-CHANNELS = ("round-robin", "per-replica")
+# How each worker reaches the replicas: the list `A,B` (a poller group per replica, as bench/scale_out.py, and
+# as the SDKs poll what the chart's `dns:///` name resolves to). (A first version also measured one round-robin
+# channel over all of them, which the SDKs no longer use: bench/analysis.md.)
+CHANNELS = ("per-replica",)
 SPLIT_TIMEOUT_S = 120.0  # the Leases of a replica that joins move when the others renew (--lease-duration 6)
 
 
@@ -219,7 +220,8 @@ def lease_writes(audit_log: Path, group: str, since: float, until: float) -> int
 # -- one N -------------------------------------------------------------------------------------------------------
 def worker_address(channel: str, addresses: list[str]) -> str:
     """What CEREBELUM_ADDRESS the workers get, by CHANNELS."""
-    return ("ipv4:" if channel == "round-robin" else "") + ",".join(addresses)
+    assert channel in CHANNELS
+    return ",".join(addresses)
 
 
 def one_configuration(
@@ -354,9 +356,8 @@ def scale_out(sizes: Sizes, server: PostgresServer, work: Path) -> tuple[dict[st
         f"{sizes.executions} Executions x {sizes.steps} no-op steps created over 8 API connections at once on a"
         f" local kube-apiserver (etcd without fsync), for N = {', '.join(map(str, sizes.replicas))} active"
         " `cerebelum operator --shard-group` replicas on a fresh PostgreSQL database each (fsync on), the 16 shard"
-        f" Leases split evenly, {sizes.workers} worker processes each reaching every replica: round-robin, through one"
-        " channel over all of them (`ipv4:A,B,...`: one group of pollers, each poll waiting on whichever replica it"
-        " reached), per-replica, with the list `A,B,...` (a group of pollers per replica); one control plane for"
+        f" Leases split evenly, {sizes.workers} worker processes each polling every replica"
+        " (the list `A,B,...`: a group of pollers per replica); one control plane for"
         " every N (a fresh namespace and shard group each, in this order). steps/s"
         " from the engine's history, wall until the API shows every Execution Succeeded; API writes of"
         f" {OPERATOR_USER} in the namespace, and its shard-Lease writes during the run, from the audit log. CPU per"
@@ -382,7 +383,7 @@ def main(argv: list[str] | None = None) -> int:
         nargs="+",
         choices=CHANNELS,
         default=None,
-        help="how workers reach the replicas, each measured for every N (default: both; the first is the headline)",
+        help="how workers reach the replicas, each measured for every N (the first is the headline)",
     )
     args = parser.parse_args(argv)
     sizes = Sizes.of(quick=args.quick)

@@ -140,10 +140,9 @@ def _kubernetes_scale_out_detail(result: Result) -> list[str]:
             lines.append("| " + " | ".join(str(c) for c in cells) + " |")
     lines += [
         "",
-        "Workers reach the replicas *round-robin* through one channel over all of them (`ipv4:A,B,...`, as the"
-        " chart's `dns:///` name: one group of pollers, each long poll waiting on whichever replica it reached), or"
-        " *per-replica* with the list `A,B,...` (a group of pollers per replica). The ratio is to 1 replica with"
-        " the same channel. CPU ms per step: CPU seconds each process used during the run (user + system, from"
+        "Workers poll every replica *per-replica*, with the list `A,B,...` (a group of pollers per replica, as the"
+        " SDKs poll what the chart's `dns:///` name resolves to). The ratio is to 1 replica. CPU ms per step:"
+        " CPU seconds each process used during the run (user + system, from"
         " /proc; PostgreSQL's whole server; the runner creates the Executions and polls the store) divided by the"
         " run's steps; the operators' are listed one by one; total leaves out the other processes on the"
         " machine, whose CPU (the machine's busy time less the run's processes) is the next column: a shared"

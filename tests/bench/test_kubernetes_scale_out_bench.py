@@ -35,8 +35,7 @@ def test_the_leases_count_as_split_only_when_every_replica_holds_its_even_share(
     assert is_split({f"g-shard-{n}": three[0 if n < 6 else 1 if n < 11 else 2] for n in range(16)}, three)
 
 
-def test_workers_get_one_round_robin_channel_or_the_list() -> None:
-    assert worker_address("round-robin", ["127.0.0.1:1", "127.0.0.1:2"]) == "ipv4:127.0.0.1:1,127.0.0.1:2"
+def test_workers_get_the_list_of_replicas() -> None:
     assert worker_address("per-replica", ["127.0.0.1:1", "127.0.0.1:2"]) == "127.0.0.1:1,127.0.0.1:2"
 
 
@@ -77,11 +76,11 @@ def test_one_and_two_operator_replicas_run_every_execution_and_report_ratio_writ
     assert result["scenario"] == "kubernetes-scale-out" and result["unsupported"] is None
     assert result["store"].startswith("PostgreSQL") and "kube-apiserver v" in result["version"]
     figures: dict[str, Any] = result["figures"]
-    assert figures["replicas"] == [1, 2] and figures["channels"] == ["round-robin", "per-replica"]
+    assert figures["replicas"] == [1, 2] and figures["channels"] == ["per-replica"]
     assert (figures["executions"], figures["steps"], figures["workers"]) == (20, 3, 2)  # the kubernetes quick size
     assert figures["n1_steps_per_s"] > 0 and figures["n2_steps_per_s"] > 0
-    assert figures["n1_ratio"] == 1.0 and figures["n1_per_replica_ratio"] == 1.0
-    for channel in ("round-robin", "per-replica"):
+    assert figures["n1_ratio"] == 1.0
+    for channel in ("per-replica",):
         one, two = figures["per_replicas"]["1"][channel], figures["per_replicas"]["2"][channel]
         assert one["shards"] == [16] and one["executions_run"] == [20]
         assert two["shards"] == [8, 8] and sum(two["executions_run"]) == 20
@@ -114,7 +113,7 @@ def test_the_report_shows_a_row_per_number_of_replicas_and_channel_with_cpu_per_
             "machine_busy_pct": 95.0,
         }
 
-    per = {str(n): {channel: run(200.0 + n, n, channel) for channel in ("round-robin", "per-replica")} for n in (1, 2)}
+    per = {str(n): {channel: run(200.0 + n, n, channel) for channel in ("per-replica",)} for n in (1, 2)}
     figures = {"n1_steps_per_s": 201.0, "n2_steps_per_s": 202.0, "n2_ratio": 1.01, "executions": 200, "steps": 10}
     result = Result(
         "Cerebelum (Kubernetes operator)",
@@ -130,7 +129,7 @@ def test_the_report_shows_a_row_per_number_of_replicas_and_channel_with_cpu_per_
     text = doc.read_text()
     assert "## Kubernetes mode: scale-out on PostgreSQL" in text
     assert (
-        "| 1 | round-robin | 16 | 200 | 201.0 | 1.00 | 10.0 | 3.10 | 8.00 | 2.00 | 0.50 | 3.00 | 1.00 | 0.25 |" in text
+        "| 1 | per-replica | 16 | 200 | 201.0 | 1.00 | 10.0 | 3.10 | 8.00 | 2.00 | 0.50 | 3.00 | 1.00 | 0.25 |" in text
     )
     assert "| 2 | per-replica | 8+8 | 100+100 | 202.0 | 1.01 | 10.0 | 3.10 | 8.00 | 2.00 + 2.00 | 0.50 |" in text
     assert "| 0.50 | 9.25 | 9.00 | 95.0 |" in text  # runner, total without the other processes, them, machine busy
