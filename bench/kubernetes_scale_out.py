@@ -11,7 +11,8 @@ a fresh PostgreSQL database and a fresh namespace, N `cerebelum operator --shard
 Leases are split as expected (16; 8+8; 6+5+5). Then W no-op worker processes (the same W for
 every N), each polling every replica (the list `HOST:P1,HOST:P2,...`: a poller group per replica,
 what a `dns:///` name of the chart's headless Service resolves to), one Workflow of S sequential
-no-op steps and E Executions of it created over 8 API connections at once, and a wait until the API shows every Execution Succeeded.
+no-op steps and E Executions of it created over 8 API connections at once, and a wait until the
+API shows every Execution Succeeded.
 
 Each N is checked (every Execution Succeeded in the API and in the store, E x S StepCompleted
 events) and the run fails otherwise. Figures per N: steps/s from the engine's history (first
