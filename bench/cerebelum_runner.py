@@ -13,19 +13,21 @@ import contextlib
 import itertools
 import os
 import signal
+import sqlite3
 import statistics
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import grpc
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, make_url, text
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
@@ -40,6 +42,7 @@ from bench.common import (  # noqa: E402
     wait_until,
 )
 from cerebelum import AsyncClient, Client  # noqa: E402
+from cerebelum_operator.model.shards import DEFAULT_SHARDS, shard_of  # noqa: E402
 from tests.support.processes import free_port  # noqa: E402
 
 SYSTEM = "Cerebelum"
@@ -160,6 +163,7 @@ class History:
     """Reads the engine's store directly: counts and times, cheaper than a million RPCs."""
 
     def __init__(self, store_url: str) -> None:
+        self.url = store_url
         self._engine = create_engine(store_url)
 
     def scalar(self, sql: str, **params: Any) -> Any:
@@ -437,27 +441,119 @@ def code_scale(store_url: str, sizes: Sizes, work: Path) -> tuple[dict[str, Any]
     return figures, notes
 
 
-def _sleepers(dev: DevEngine, history: History, count: int, wake_at_ms: int | None) -> tuple[float, float]:
-    """Start `count` executions of `nap -> s1`; (seconds to start them, seconds until all sleep)."""
+def _sleepers(
+    dev: DevEngine, history: History, count: int, wake_at_ms: int | None, *, api_starts: int | None = None
+) -> tuple[float, float]:
+    """Start `count` executions of `nap -> s1`; (seconds to start them, seconds until all sleep).
+
+    With ``api_starts`` below ``count``, only that many start through the API (half before, half
+    after the copies): the others are copies of the first one's store rows (`clone_sleepers`),
+    written while the engine is stopped, which then starts again on them. A million starts through
+    the API take about 40 minutes per wave on the 2-core machine; the copies take a minute or two.
+    """
     with Client(address=dev.address) as client:
         client.apply_workflow("hibernate", {"taskQueue": "bench", "timeline": ["nap", "s1"]})
     value = {} if wake_at_ms is None else {"wakeAt": wake_at_ms}
     began = time.monotonic()
-    asyncio.run(start_many(dev.address, "hibernate", [value] * count, concurrency=128))
+    through_api = count if api_starts is None or api_starts >= count else api_starts
+    first = through_api if through_api == count else max(1, through_api // 2)
+    asyncio.run(start_many(dev.address, "hibernate", [value] * first, concurrency=128))
+    if through_api < count:
+        wait_until(
+            lambda: history.count_phase("Sleeping") >= first, timeout=max(1800, first / 100), every=_poll_every(first)
+        )
+        template = history.scalar(
+            "SELECT execution_id FROM executions WHERE workflow = 'hibernate' AND phase = 'Sleeping' LIMIT 1"
+        )
+        dev.stop()
+        clone_sleepers(history.url, str(template), count - through_api)
+        dev.start()
+        asyncio.run(start_many(dev.address, "hibernate", [value] * (through_api - first), concurrency=128))
     created = time.monotonic() - began
     wait_until(
         lambda: history.count_phase("Sleeping") + history.count_phase("Succeeded") >= count,
         timeout=max(1800, count / 100),
+        every=_poll_every(count),
     )
     return created, time.monotonic() - began
 
 
-def hibernation(store_url: str, sizes: Sizes, work: Path, *, second_store: str) -> tuple[dict[str, Any], str]:
+def _poll_every(count: int) -> float:
+    """How often to count a phase over ``count`` executions: each count reads an index of that size, and
+    at a million every 50 ms would take a core from the engine. The figures come from the history's
+    times, not from when a poll saw them."""
+    return 0.05 if count < 10_000 else 1.0
+
+
+def clone_sleepers(store_url: str, template_id: str, count: int) -> None:
+    """``count`` copies of a sleeping execution's rows in a SQLite store the engine is not running on.
+
+    Every row naming the template (any table with an `execution_id`) is copied with a new id in
+    its place (in the events' data too: tokens and timer ids embed it) and the shard the engine
+    would give that id; the ids are sorted so the inserts append to the indexes.
+    """
+    path = make_url(store_url).database
+    assert path, store_url
+    with contextlib.closing(sqlite3.connect(path, isolation_level=None)) as db:
+        db.execute("PRAGMA cache_size = -262144")  # 256 MB: the indexes being appended to stay in memory
+        copies: list[tuple[str, list[str], list[tuple[Any, ...]], set[str]]] = []
+        tables = [row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+        for table in sorted(tables, key=lambda name: name != "executions"):  # the parent rows first
+            columns = db.execute(f'PRAGMA table_info("{table}")').fetchall()
+            names = [column[1] for column in columns]
+            if "execution_id" not in names:
+                continue
+            texts = {column[1] for column in columns if (column[2] or "").upper() in ("TEXT", "JSON", "")}
+            quoted = ", ".join(f'"{name}"' for name in names)
+            rows = db.execute(f'SELECT {quoted} FROM "{table}" WHERE execution_id = ?', (template_id,)).fetchall()
+            if rows:
+                copies.append((table, names, rows, texts))
+        assert copies, template_id
+        assert copies[0][0] == "executions", copies
+        if "shard" in copies[0][1]:
+            stored = copies[0][2][0][copies[0][1].index("shard")]
+            assert stored == shard_of(template_id, shards=DEFAULT_SHARDS), "the engine places executions otherwise"
+        ids = sorted(uuid.uuid4().hex[:20] for _ in range(count))
+        for chunk in _chunks(ids, 20_000):
+            db.execute("BEGIN")
+            for table, names, rows, texts in copies:
+                marks = ", ".join("?" for _ in names)
+                quoted = ", ".join(f'"{name}"' for name in names)
+                db.executemany(
+                    f'INSERT INTO "{table}" ({quoted}) VALUES ({marks})',
+                    (
+                        tuple(
+                            shard_of(new_id, shards=DEFAULT_SHARDS)
+                            if name == "shard"
+                            else value.replace(template_id, new_id)
+                            if name in texts and isinstance(value, str)
+                            else value
+                            for name, value in zip(names, row, strict=True)
+                        )
+                        for new_id in chunk
+                        for row in rows
+                    ),
+                )
+            db.execute("COMMIT")
+        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+
+def _chunks(items: list[str], size: int) -> Iterator[list[str]]:
+    for index in range(0, len(items), size):
+        yield items[index : index + size]
+
+
+def hibernation(
+    store_url: str, sizes: Sizes, work: Path, *, second_store: str, api_starts: int | None = None
+) -> tuple[dict[str, Any], str]:
     count = sizes.hibernating
+    copies = 0 if api_starts is None or api_starts >= count else count - api_starts
+    if copies and not store_url.startswith("sqlite"):
+        raise SystemExit("--api-starts copies rows in a SQLite store only")
     with engine(store_url) as dev, workers(dev.address, 2):
         history = History(store_url)
         baseline_mb = process_tree_rss_mb(dev.pid)
-        create_s, asleep_s = _sleepers(dev, history, count, None)
+        create_s, asleep_s = _sleepers(dev, history, count, None, api_starts=api_starts)
         time.sleep(2)  # let the last commits and the caches settle
         rss_mb = process_tree_rss_mb(dev.pid)
         size_mb = sqlite_files_mb(store_url) if store_url.startswith("sqlite") else database_size_mb(store_url)
@@ -467,10 +563,14 @@ def hibernation(store_url: str, sizes: Sizes, work: Path, *, second_store: str) 
     wake_at_ms = int((time.time() + margin_s) * 1000)
     with engine(second_store) as dev, workers(dev.address, 2):
         history = History(second_store)
-        _sleepers(dev, history, count, wake_at_ms)
+        _sleepers(dev, history, count, wake_at_ms, api_starts=api_starts)
         all_asleep_before = time.time() * 1000 < wake_at_ms
         with peak_rss(dev.pid) as peak, peak_of(history.queued_tasks) as queued:
-            wait_until(lambda: history.count_phase("Succeeded") >= count, timeout=max(1800, count / 100))
+            wait_until(
+                lambda: history.count_phase("Succeeded") >= count,
+                timeout=max(1800, count / 100),
+                every=_poll_every(count),
+            )
         fired = int(history.scalar("SELECT max(at_ms) FROM events WHERE kind = 'SleepEnded'"))
         last = int(history.scalar("SELECT max(at_ms) FROM events WHERE kind = 'ExecutionSucceeded'"))
         history.close()
@@ -487,6 +587,8 @@ def hibernation(store_url: str, sizes: Sizes, work: Path, *, second_store: str) 
         "wake_peak_rss_mb": round(peak[0], 1),
         "wake_peak_queued": int(queued[0]),
     }
+    if copies:
+        figures["api_starts"] = count - copies
     notes = (
         f"engine RSS with {count} executions asleep for a day (idle engine: {baseline_mb:.0f} MB); wave 2: all due "
         f"at one instant{'' if all_asleep_before else ' (some were still starting when it came)'}, fire_s until "
@@ -494,6 +596,12 @@ def hibernation(store_url: str, sizes: Sizes, work: Path, *, second_store: str) 
         "the engine's peak RSS meanwhile, wake_peak_queued the most tasks queued (not leased) at once; 2 worker "
         "processes"
     )
+    if copies:
+        notes += (
+            f"; in each wave {count - copies:,} started through the API (half before, half after the copies) and "
+            f"{copies:,} are copies of one's store rows written with the engine stopped, which then started again "
+            "on them (create_s includes the copying and that restart)"
+        )
     return figures, notes
 
 
@@ -569,6 +677,12 @@ def main() -> int:
     parser.add_argument("--postgres-url", default=None)
     parser.add_argument("--size", type=int, default=None, help="override the scenario's main size")
     parser.add_argument("--code", action="store_true", help="the workflows as code (latency, throughput, fanout)")
+    parser.add_argument(
+        "--api-starts",
+        type=int,
+        default=None,
+        help="hibernation on SQLite: only this many sleepers start through the API, the rest are copies of one's rows",
+    )
     args = parser.parse_args()
     CODE["on"] = args.code
     if args.code and args.scenario not in CODE_SCENARIOS:
@@ -591,7 +705,7 @@ def main() -> int:
     with store(args.store, args.postgres_url, work) as url:
         if args.scenario == "hibernation":
             with store(args.store, args.postgres_url, work) as second:
-                figures, notes = hibernation(url, sizes, work, second_store=second)
+                figures, notes = hibernation(url, sizes, work, second_store=second, api_starts=args.api_starts)
         else:
             figures, notes = {
                 "latency": latency,

@@ -54,11 +54,20 @@ class Runner:
     extra: tuple[str, ...] = ()  # more options for the script, such as --code
 
     def command(
-        self, scenario: str, out: Path, *, quick: bool, postgres_url: str | None, sleepers: int | None = None
+        self,
+        scenario: str,
+        out: Path,
+        *,
+        quick: bool,
+        postgres_url: str | None,
+        sleepers: int | None = None,
+        api_starts: int | None = None,
     ) -> list[str]:
         command = [sys.executable, str(HERE / self.script), "--scenario", scenario, "--out", str(out), *self.extra]
         if sleepers is not None and scenario == "hibernation" and self.script == "cerebelum_runner.py":
             command += ["--size", str(sleepers)]
+            if api_starts is not None:
+                command += ["--api-starts", str(api_starts)]
         elif quick:
             command.append("--quick")
         elif scenario in dict(self.full_sizes):
@@ -134,10 +143,13 @@ def run_one(
     postgres_url: str | None,
     timeout_s: float,
     sleepers: int | None = None,
+    api_starts: int | None = None,
 ) -> Result:
     out = results / f"{runner.key}--{scenario}.json"
     log = results / f"{runner.key}--{scenario}.log"
-    command = runner.command(scenario, out, quick=quick, postgres_url=postgres_url, sleepers=sleepers)
+    command = runner.command(
+        scenario, out, quick=quick, postgres_url=postgres_url, sleepers=sleepers, api_starts=api_starts
+    )
     began = time.monotonic()
     print(f"== {runner.key} {scenario}", flush=True)
     with log.open("w") as output:
@@ -179,6 +191,14 @@ def main() -> int:
         " 2-core machine, so give --timeout 7200 too)",
     )
     parser.add_argument(
+        "--api-starts",
+        type=int,
+        default=None,
+        metavar="K",
+        help="with --sleepers on SQLite: only K of them start through the API in each wave, the rest are copies of"
+        " one's store rows made while the engine is stopped (a million through the API take over two hours here)",
+    )
+    parser.add_argument(
         "--update",
         action="store_true",
         help="measure only the chosen scenarios and runners; the report keeps the last run's other results, saying so",
@@ -213,6 +233,7 @@ def main() -> int:
                             postgres_url=postgres.admin_url,
                             timeout_s=timeout_s,
                             sleepers=args.sleepers,
+                            api_starts=args.api_starts,
                         )
                     )
     finally:
