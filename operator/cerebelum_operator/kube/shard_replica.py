@@ -42,6 +42,7 @@ log = logging.getLogger(__name__)
 
 JSON = Any
 _RETRIES = 6  # a handler that keeps asking to wait is left to the next event (or adoption)
+ADOPTING_AT_ONCE = 32  # objects of a shard that arrived, handled at once
 
 
 class ShardObjects:
@@ -68,35 +69,56 @@ class ShardObjects:
         self._retries: set[asyncio.Task[None]] = set()
 
     async def adopt(self, shards: Collection[int]) -> None:
-        """Handle, now, every object of these shards (just taken) that needs the operator."""
+        """Handle, now, every object of these shards (just taken) that needs the operator: up to
+        `ADOPTING_AT_ONCE` at a time (a replica that died leaves hundreds; one by one, each a few
+        store and API round trips, they started at about 30 a second)."""
         wanted = set(shards)
         reconciler = self.reconciler
-        async for obj in self.api.list_labelled(
-            Execution, self.namespaces, labels={FINISHED_LABEL: operators.not_exists()}, page=self.page
-        ):
-            self.watch.admits("executions", {"type": "ADDED", "object": obj})  # known to the filter from now on
-            if self.watch.shard_of_object(obj) not in wanted:
-                continue
-            if (obj.get("status") or {}).get("phase") in EXPIRING_PHASES:
-                continue  # finished: its status is final, kopf labels it at its next event
-            view = ObjectView.of(obj)
-            await self._handle(view, "Execution", lambda v: reconciler.execution_seen(v, first_attempt=False))
-            if self.on_seen is not None:
-                self.on_seen(view.uid)
-        for kind, resource, handle in (
-            ("Approval", Approval, reconciler.approval_created),
-            ("Signal", Signal, reconciler.signal_created),
-        ):
-            async for obj in self.api.list_labelled(resource, self.namespaces, labels={}, page=self.page):
-                if (obj.get("status") or {}).get("phase") or self.watch.request_shard(obj) not in wanted:
+        running: set[asyncio.Task[None]] = set()
+        room = asyncio.Semaphore(ADOPTING_AT_ONCE)
+
+        async def handle(view: ObjectView, kind: str, call: Callable[[ObjectView], Awaitable[Outcome]]) -> None:
+            try:
+                await self._handle(view, kind, call)
+                if kind == "Execution" and self.on_seen is not None:
+                    self.on_seen(view.uid)
+            finally:
+                room.release()
+
+        async def soon(view: ObjectView, kind: str, call: Callable[[ObjectView], Awaitable[Outcome]]) -> None:
+            await room.acquire()
+            task = asyncio.create_task(handle(view, kind, call), name=f"adopt-{kind}-{view.uid}")
+            running.add(task)
+            task.add_done_callback(running.discard)
+
+        try:
+            async for obj in self.api.list_labelled(
+                Execution, self.namespaces, labels={FINISHED_LABEL: operators.not_exists()}, page=self.page
+            ):
+                self.watch.admits("executions", {"type": "ADDED", "object": obj})  # known to the filter from now on
+                if self.watch.shard_of_object(obj) not in wanted:
                     continue
-                await self._handle(ObjectView.of(obj), kind, handle)
-        if 0 in wanted:
-            async for obj in self.api.list_labelled(Schedule, self.namespaces, labels={}, page=self.page):
-                if (obj.get("metadata") or {}).get("deletionTimestamp"):
-                    continue
-                view = ObjectView.of(obj)
-                await self._handle(view, "Schedule", lambda v: reconciler.schedule_changed(v, first_attempt=False))
+                if (obj.get("status") or {}).get("phase") in EXPIRING_PHASES:
+                    continue  # finished: its status is final, kopf labels it at its next event
+                await soon(ObjectView.of(obj), "Execution", lambda v: reconciler.execution_seen(v, first_attempt=False))
+            for kind, resource, request in (
+                ("Approval", Approval, reconciler.approval_created),
+                ("Signal", Signal, reconciler.signal_created),
+            ):
+                async for obj in self.api.list_labelled(resource, self.namespaces, labels={}, page=self.page):
+                    if (obj.get("status") or {}).get("phase") or self.watch.request_shard(obj) not in wanted:
+                        continue
+                    await soon(ObjectView.of(obj), kind, request)
+            if 0 in wanted:
+                async for obj in self.api.list_labelled(Schedule, self.namespaces, labels={}, page=self.page):
+                    if (obj.get("metadata") or {}).get("deletionTimestamp"):
+                        continue
+                    await soon(
+                        ObjectView.of(obj), "Schedule", lambda v: reconciler.schedule_changed(v, first_attempt=False)
+                    )
+        finally:
+            if running:
+                await asyncio.gather(*running, return_exceptions=True)
 
     def hand_over(self, shards: Collection[int]) -> None:
         """These shards left: stop writing their objects' status and forget what kopf kept of them."""
