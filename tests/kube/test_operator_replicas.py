@@ -12,6 +12,9 @@ from __future__ import annotations
 import json
 import urllib.request
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +52,48 @@ def replica(
     return process, health
 
 
+@dataclass
+class Replicas:
+    first: OperatorProcess
+    second: OperatorProcess
+    first_health: int
+    second_health: int
+
+
+@contextmanager
+def two_replicas(
+    control_plane: ControlPlane, tmp_path: Path, database_url: str, namespace: str, ledger: Path, *, worker_address: str
+) -> Iterator[Replicas]:
+    """Two replicas that split the shards 8/8, and a worker polling both (`worker_address` formats
+    `{a},{b}` with their addresses); everything stopped, and the replicas' logs printed, on leaving."""
+    (first, first_health), (second, second_health) = (
+        replica(control_plane, tmp_path, database_url, namespace, name) for name in ("replica-a", "replica-b")
+    )
+    worker: WorkerProcess | None = None
+    try:
+        first.start()
+        second.start()
+        wait_until(
+            lambda: shard_holders(control_plane, namespace) == Counter({"replica-a": 8, "replica-b": 8}),
+            within=60,
+            what="the two replicas to hold 8 shards each",
+        )
+        worker = WorkerProcess(
+            script=WORKER_SCRIPT,
+            address=worker_address.format(a=first.address, b=second.address),
+            ledger=ledger,
+            log_path=tmp_path / "worker.log",
+        ).start()
+        yield Replicas(first, second, first_health, second_health)
+    finally:
+        if worker is not None:
+            worker.stop()
+        for process in (first, second):
+            process.stop()
+        for process in (first, second):
+            print(f"--- {process.identity} log ---\n{process.log_path.read_text()[-5000:]}")
+
+
 def shard_holders(control_plane: ControlPlane, namespace: str) -> Counter[str]:
     """How many shard Leases of the group each replica holds."""
     return kube.shard_holders(control_plane, f"g-{namespace}")
@@ -79,26 +124,13 @@ def test_replicas_split_the_shards_run_their_own_executions_and_finish_a_killed_
     ledger: Path,
     tmp_path: Path,
 ) -> None:
-    (first, first_health), (second, second_health) = (
-        replica(control_plane, tmp_path, postgres_database_url, namespace, name) for name in ("replica-a", "replica-b")
-    )
-    worker: WorkerProcess | None = None
-    try:
-        first.start()
-        second.start()
-        wait_until(
-            lambda: shard_holders(control_plane, namespace) == Counter({"replica-a": 8, "replica-b": 8}),
-            within=60,
-            what="the two replicas to hold 8 shards each",
-        )
-        # Both replicas in gRPC's static list form (what a dns:/// name of the chart's headless Service
-        # resolves to): a poller group each.
-        worker = WorkerProcess(
-            script=WORKER_SCRIPT,
-            address=f"ipv4:{first.address},{second.address}",
-            ledger=ledger,
-            log_path=tmp_path / "worker.log",
-        ).start()
+    # Both replicas in gRPC's static list form (what a dns:/// name of the chart's headless Service
+    # resolves to): a poller group each.
+    with two_replicas(
+        control_plane, tmp_path, postgres_database_url, namespace, ledger, worker_address="ipv4:{a},{b}"
+    ) as replicas:
+        first, second = replicas.first, replicas.second
+        first_health, second_health = replicas.first_health, replicas.second_health
         apply(
             control_plane,
             namespace,
@@ -164,13 +196,6 @@ def test_replicas_split_the_shards_run_their_own_executions_and_finish_a_killed_
         for uid in uids:
             assert runs[(uid, "s1")] >= 1 and runs[(uid, "s2")] >= 1, (uid, runs)
         assert "Traceback" not in second.log_path.read_text()
-    finally:
-        if worker is not None:
-            worker.stop()
-        for process in (first, second):
-            process.stop()
-        for process in (first, second):
-            print(f"--- {process.identity} log ---\n{process.log_path.read_text()[-5000:]}")
 
 
 def test_an_approval_reaches_the_replica_that_owns_its_execution_whichever_shard_it_is_in(
@@ -182,24 +207,7 @@ def test_an_approval_reaches_the_replica_that_owns_its_execution_whichever_shard
     ledger: Path,
     tmp_path: Path,
 ) -> None:
-    (first, _), (second, _) = (
-        replica(control_plane, tmp_path, postgres_database_url, namespace, name) for name in ("replica-a", "replica-b")
-    )
-    worker: WorkerProcess | None = None
-    try:
-        first.start()
-        second.start()
-        wait_until(
-            lambda: shard_holders(control_plane, namespace) == Counter({"replica-a": 8, "replica-b": 8}),
-            within=60,
-            what="the two replicas to hold 8 shards each",
-        )
-        worker = WorkerProcess(
-            script=WORKER_SCRIPT,
-            address=f"{first.address},{second.address}",
-            ledger=ledger,
-            log_path=tmp_path / "worker.log",
-        ).start()
+    with two_replicas(control_plane, tmp_path, postgres_database_url, namespace, ledger, worker_address="{a},{b}"):
         gated = {
             "apiVersion": "cerebelum.io/v1alpha1",
             "kind": "Workflow",
@@ -250,10 +258,3 @@ def test_an_approval_reaches_the_replica_that_owns_its_execution_whichever_shard
         assert sorted(str((a.get("status") or {}).get("phase")) for a in approvals) == ["Applied"] * len(names), (
             json.dumps([a.get("status") for a in approvals])
         )
-    finally:
-        if worker is not None:
-            worker.stop()
-        for process in (first, second):
-            process.stop()
-        for process in (first, second):
-            print(f"--- {process.identity} log ---\n{process.log_path.read_text()[-5000:]}")
