@@ -39,6 +39,7 @@ from .pod_role import LEADER, STANDBY, PodRoleLabeler
 from .rate_limit import TokenBucket
 from .reconciler import Reconciler
 from .resources import GROUP, VERSION
+from .shard_leases import check_shard_names
 from .shared_shards import SHARED_KINDS, SharedShards
 from .status_writer import FINALIZER, StatusWriter
 from .token_review import DEFAULT_AUDIENCE, TokenReviewAuthenticator
@@ -96,6 +97,7 @@ class OperatorConfig:
                 raise ValueError("with --shard-group every replica serves: there is no leader to label")
             if self.advertise_address is None:
                 raise ValueError("with --shard-group give the address other replicas reach this one at")
+            check_shard_names(group=self.shard_group, identity=self.identity)  # before anything starts
             # The engine's own checks (a PostgreSQL store, a bounded name and address, no TLS yet).
             replace(self.server, leased_shards=True, replica=self.identity, advertise_address=self.advertise_address)
 

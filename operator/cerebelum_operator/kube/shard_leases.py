@@ -26,13 +26,20 @@ from ..runtime import Clock, SystemClock
 from ..runtime.shards import ShardPlan, assign, plan
 from .leader import held_by, new_lease
 
-__all__ = ["GROUP_LABEL", "KIND_LABEL", "ShardKeeper"]
+__all__ = ["GROUP_LABEL", "KIND_LABEL", "ShardKeeper", "check_shard_names"]
 
 log = logging.getLogger(__name__)
 
 GROUP_LABEL = "cerebelum.io/shard-group"
 KIND_LABEL = "cerebelum.io/lease-kind"
 _NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+
+
+def check_shard_names(*, group: str, identity: str) -> None:
+    """A shard group and a replica's identity name Leases: each a DNS label of at most 40 characters."""
+    for what, name in (("group", group), ("identity", identity)):
+        if not _NAME.match(name) or len(name) > 40:
+            raise ValueError(f"a shard {what} is a DNS label of at most 40 characters, not {name!r}")
 
 
 @dataclass(slots=True)
@@ -60,9 +67,7 @@ class ShardKeeper:
         clock: Clock | None = None,
         after_round: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
-        for what, name in (("group", group), ("identity", identity)):
-            if not _NAME.match(name) or len(name) > 40:
-                raise ValueError(f"a shard {what} is a DNS label of at most 40 characters, not {name!r}")
+        check_shard_names(group=group, identity=identity)
         self.client = client
         self.namespace = namespace
         self.group = group

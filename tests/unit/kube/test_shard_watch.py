@@ -71,3 +71,16 @@ def test_a_deleted_execution_is_forgotten_and_schedules_and_workflows_go_where_t
     assert not ShardWatch(shards=SHARDS, owned=lambda: {1}).admits(
         "schedules", {"type": "ADDED", "object": {"metadata": {"namespace": "ns"}}}
     )
+
+
+def test_an_operator_with_a_shard_group_that_is_no_dns_label_is_refused_before_anything_starts() -> None:
+    import pytest
+
+    from cerebelum_operator.kube.operator import OperatorConfig
+    from cerebelum_operator.server import ServerConfig
+
+    server = ServerConfig(database_url="postgresql://db/x")
+    with pytest.raises(ValueError, match="a shard group is a DNS label of at most 40 characters"):
+        OperatorConfig(
+            server=server, shard_group="Bad_Group" + "x" * 50, advertise_address="10.0.0.1:7450", identity="a"
+        )
