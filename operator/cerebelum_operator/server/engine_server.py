@@ -275,7 +275,9 @@ class EngineServer:
         task_queues = TaskQueueServicer(TaskQueueService(db, self._dispatcher, clock=self.clock), guard=guard)
         server.add_generic_rpc_handlers(
             (
-                strict_service_handler(worker, WORKER_SERVICE, router=router),
+                strict_service_handler(
+                    worker, WORKER_SERVICE, router=router, max_calls_per_stream=self.config.max_concurrent_streams
+                ),
                 strict_service_handler(workflows, WORKFLOW_SERVICE, router=router),
                 strict_service_handler(schedules, SCHEDULE_SERVICE, router=router),
                 strict_service_handler(task_queues, TASK_QUEUE_SERVICE, router=router),

@@ -31,6 +31,7 @@ from .routing import (
     report_target,
     target_of,
 )
+from .work_stream import DEFAULT_CALLS_PER_STREAM, WORK, Serve, WorkStreams
 
 __all__ = ["strict_service_handler"]
 
@@ -38,24 +39,42 @@ _Implementation = Callable[[Any, grpc.aio.ServicerContext[Any, Any]], Awaitable[
 
 
 def strict_service_handler(
-    servicer: Any, service: ServiceDescriptor, *, router: Router | None = None
+    servicer: Any,
+    service: ServiceDescriptor,
+    *,
+    router: Router | None = None,
+    max_calls_per_stream: int = DEFAULT_CALLS_PER_STREAM,
 ) -> grpc.GenericRpcHandler[Any, Any]:
     handlers: dict[str, grpc.RpcMethodHandler[Any, Any]] = {}
+    serving: dict[str, Serve] = {}
+    streams: list[str] = []
     for method in service.methods:
+        if method.client_streaming:  # Work: served below, by the unary methods it carries
+            streams.append(method.name)
+            continue
         request_class = message_factory.GetMessageClass(method.input_type)
         response_class = message_factory.GetMessageClass(method.output_type)
-        implementation = getattr(servicer, method.name)
         path = f"/{service.full_name}/{method.name}"
+        serve = serving[method.name] = _serving(getattr(servicer, method.name), response_class, path, router)
         handlers[method.name] = grpc.unary_unary_rpc_method_handler(
-            _decoding(implementation, request_class, response_class, path, router),
+            _decoding(serve, request_class),
             request_deserializer=None,
             response_serializer=response_class.SerializeToString,
+        )
+    for name in streams:
+        if name != WORK:
+            raise ValueError(f"{service.full_name}.{name}: no handler for this streaming method")
+        work = WorkStreams(
+            poll_task=serving["PollTask"], complete_tasks=serving["CompleteTasks"], max_calls=max_calls_per_stream
+        )
+        handlers[name] = grpc.stream_stream_rpc_method_handler(
+            work.serve, request_deserializer=None, response_serializer=worker_pb2.WorkAnswer.SerializeToString
         )
     return grpc.method_handlers_generic_handler(service.full_name, handlers)
 
 
 def _decoding(
-    implementation: _Implementation, request_class: Any, response_class: Any, path: str, router: Router | None
+    serve: Serve, request_class: Any
 ) -> Callable[[bytes, grpc.aio.ServicerContext[Any, Any]], Awaitable[Any]]:
     async def handler(raw: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
         try:
@@ -65,6 +84,15 @@ def _decoding(
                 grpc.StatusCode.INVALID_ARGUMENT,
                 f"request is not a valid {request_class.DESCRIPTOR.full_name}: {exc}",
             )
+        return await serve(request, raw, context)
+
+    return handler
+
+
+def _serving(implementation: _Implementation, response_class: Any, path: str, router: Router | None) -> Serve:
+    """The method on a decoded request (`raw`: its bytes as they came, None when it came in a `Work` stream)."""
+
+    async def serve(request: Any, raw: bytes | None, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
         if router is not None and router.owned() is not None and not _forwarded(context):
             refused = refusal_of(path, request)
             if refused is not None:
@@ -80,16 +108,17 @@ def _decoding(
                 except (ShardUnowned, StoreUnavailable) as unavailable:  # a moment without an owner or a database
                     await context.abort(grpc.StatusCode.UNAVAILABLE, str(unavailable))
                 if address is not None:
-                    return await router.forward(address, path, raw, context, response_class)
+                    sent = request.SerializeToString() if raw is None else raw
+                    return await router.forward(address, path, sent, context, response_class)
         return await implementation(request, context)
 
-    return handler
+    return serve
 
 
 async def _complete_tasks(
     implementation: _Implementation,
     request: Any,
-    raw: bytes,
+    raw: bytes | None,
     context: grpc.aio.ServicerContext[Any, Any],
     response_class: Any,
     router: Router,
@@ -109,7 +138,8 @@ async def _complete_tasks(
     if not any(owners):
         return await implementation(request, context)
     if len(set(owners)) == 1:
-        return await router.forward(str(owners[0]), COMPLETE_TASKS, raw, context, response_class)
+        sent = request.SerializeToString() if raw is None else raw
+        return await router.forward(str(owners[0]), COMPLETE_TASKS, sent, context, response_class)
     mine = [index for index, owner in enumerate(owners) if owner is None]
     local = response_class()
     if mine:

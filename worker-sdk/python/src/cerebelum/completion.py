@@ -7,6 +7,7 @@ import asyncio
 import functools
 import logging
 from collections import deque
+from collections.abc import Awaitable, Callable
 
 import grpc
 
@@ -20,7 +21,8 @@ __all__ = ["CompleteRpc", "CompleteTasksRpc", "Completer", "Reporter"]
 log = logging.getLogger("cerebelum.worker")
 
 CompleteRpc = grpc.aio.UnaryUnaryMultiCallable[worker_pb2.CompleteTaskRequest, worker_pb2.CompleteTaskResponse]
-CompleteTasksRpc = grpc.aio.UnaryUnaryMultiCallable[worker_pb2.CompleteTasksRequest, worker_pb2.CompleteTasksResponse]
+# The unary call, or the same carried on the work stream (`WorkStream.complete_tasks`).
+CompleteTasksRpc = Callable[..., Awaitable[worker_pb2.CompleteTasksResponse]]
 
 # Codes after which the same request is sent again (the server may not have seen it).
 _TRANSIENT = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.ABORTED})

@@ -27,6 +27,9 @@ class WorkerRpcs(NamedTuple):
     history: grpc.aio.UnaryUnaryMultiCallable[
         worker_pb2.GetWorkflowHistoryRequest, worker_pb2.GetWorkflowHistoryResponse
     ]  # workflow tasks: the history a task does not carry
+    work: grpc.aio.StreamStreamMultiCallable[
+        worker_pb2.WorkCall, worker_pb2.WorkAnswer
+    ]  # polls and reports on one stream (work_stream.py); an engine before it answers UNIMPLEMENTED
 
 
 def worker_rpcs(channel: grpc.aio.Channel) -> WorkerRpcs:
@@ -37,6 +40,7 @@ def worker_rpcs(channel: grpc.aio.Channel) -> WorkerRpcs:
         complete=stub.CompleteTask,
         complete_tasks=stub.CompleteTasks,
         history=stub.GetWorkflowHistory,
+        work=stub.Work,
     )
 
 

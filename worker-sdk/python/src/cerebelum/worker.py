@@ -7,7 +7,7 @@ import contextlib
 import logging
 import signal
 import socket
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, TypeVar, overload
@@ -24,6 +24,7 @@ from cerebelum.outage import Outage, describe
 from cerebelum.steps import StepDefinition
 from cerebelum.stubs import worker_rpcs
 from cerebelum.v1 import worker_pb2
+from cerebelum.work_stream import WorkStream
 from cerebelum.workflow.definition import WorkflowDefinition
 from cerebelum.workflow.tasks import WorkflowTaskHandler
 
@@ -45,7 +46,8 @@ class _Engine:
 
     address: str
     channel: grpc.aio.Channel
-    poll: grpc.aio.UnaryUnaryMultiCallable[worker_pb2.PollTaskRequest, worker_pb2.PollTaskResponse]
+    stream: WorkStream  # polls and reports go on it
+    poll: Callable[..., Awaitable[worker_pb2.PollTaskResponse]]
     executor: TaskExecutor
     workflows: WorkflowTaskHandler
     completer: Completer
@@ -288,6 +290,7 @@ class Worker:
             self._stop_requested = True
             for engine in self._engines:
                 engine.workflows.close()
+                await engine.stream.close()
                 await engine.channel.close(None)
             if pool is not None:
                 pool.shutdown(wait=False, cancel_futures=True)
@@ -308,10 +311,18 @@ class Worker:
     def _open_engine(self, address: str, pool: ThreadPoolExecutor | None) -> _Engine:
         channel = open_aio_channel(address, tls=self._tls, tokens=self._tokens)
         rpcs = worker_rpcs(channel)
+        tokens = self._tokens
+        stream = WorkStream(
+            rpcs.work,
+            poll=rpcs.poll,
+            complete_tasks=rpcs.complete_tasks,
+            metadata=tuple if tokens is None else tokens.metadata,
+        )
         engine = _Engine(
             address=address,
             channel=channel,
-            poll=rpcs.poll,
+            stream=stream,
+            poll=stream.poll,
             executor=TaskExecutor(
                 steps=self._steps, worker_id=self.worker_id, heartbeat_rpc=rpcs.heartbeat, thread_pool=pool
             ),
@@ -321,7 +332,7 @@ class Worker:
                 history_rpc=rpcs.history,
                 max_cached_workflows=self.max_cached_workflows,
             ),
-            completer=Completer(Reporter(rpcs.complete_tasks, rpcs.complete)),
+            completer=Completer(Reporter(stream.complete_tasks, rpcs.complete)),
         )
         self._engines.append(engine)
         return engine

@@ -127,6 +127,10 @@ export class FakeWorkerService {
 
   constructor() {
     const implementation: WorkerServiceServer = {
+      // This SDK polls and reports with unary calls: the Work stream is not served here.
+      work: (call) => {
+        call.emit("error", { code: status.UNIMPLEMENTED, details: "the fake engine has no Work stream" });
+      },
       pollTask: (call, callback) => {
         this.polls.push(call.request);
         this.pollMetadata.push(flatten(call.metadata));

@@ -263,3 +263,29 @@ class CompleteTasksResponse(_message.Message):
     RESULTS_FIELD_NUMBER: _ClassVar[int]
     results: _containers.RepeatedCompositeFieldContainer[CompleteTaskResult]
     def __init__(self, results: _Optional[_Iterable[_Union[CompleteTaskResult, _Mapping]]] = ...) -> None: ...
+
+class WorkCall(_message.Message):
+    __slots__ = ("id", "timeout_ms", "poll_task", "complete_tasks", "cancel")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    TIMEOUT_MS_FIELD_NUMBER: _ClassVar[int]
+    POLL_TASK_FIELD_NUMBER: _ClassVar[int]
+    COMPLETE_TASKS_FIELD_NUMBER: _ClassVar[int]
+    CANCEL_FIELD_NUMBER: _ClassVar[int]
+    id: int
+    timeout_ms: int
+    poll_task: PollTaskRequest
+    complete_tasks: CompleteTasksRequest
+    cancel: bool
+    def __init__(self, id: _Optional[int] = ..., timeout_ms: _Optional[int] = ..., poll_task: _Optional[_Union[PollTaskRequest, _Mapping]] = ..., complete_tasks: _Optional[_Union[CompleteTasksRequest, _Mapping]] = ..., cancel: bool = ...) -> None: ...
+
+class WorkAnswer(_message.Message):
+    __slots__ = ("id", "poll_task", "complete_tasks", "error")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    POLL_TASK_FIELD_NUMBER: _ClassVar[int]
+    COMPLETE_TASKS_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    id: int
+    poll_task: PollTaskResponse
+    complete_tasks: CompleteTasksResponse
+    error: ReportError
+    def __init__(self, id: _Optional[int] = ..., poll_task: _Optional[_Union[PollTaskResponse, _Mapping]] = ..., complete_tasks: _Optional[_Union[CompleteTasksResponse, _Mapping]] = ..., error: _Optional[_Union[ReportError, _Mapping]] = ...) -> None: ...

@@ -60,6 +60,11 @@ class WorkerServiceStub(object):
                 request_serializer=cerebelum_dot_v1_dot_worker__pb2.GetWorkflowHistoryRequest.SerializeToString,
                 response_deserializer=cerebelum_dot_v1_dot_worker__pb2.GetWorkflowHistoryResponse.FromString,
                 _registered_method=True)
+        self.Work = channel.stream_stream(
+                '/cerebelum.v1.WorkerService/Work',
+                request_serializer=cerebelum_dot_v1_dot_worker__pb2.WorkCall.SerializeToString,
+                response_deserializer=cerebelum_dot_v1_dot_worker__pb2.WorkAnswer.FromString,
+                _registered_method=True)
 
 
 class WorkerServiceServicer(object):
@@ -106,6 +111,19 @@ class WorkerServiceServicer(object):
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Work(self, request_iterator, context):
+        """PollTask and CompleteTasks carried on one long-lived stream per worker and engine: each call
+        is a WorkCall with an id the worker chose, handled exactly as the RPC of its kind (its own
+        authorisation, limits and errors), and answered by a WorkAnswer of the same id, in the order
+        the calls end. It spares a gRPC call per message (the engine's largest cost per step at low
+        load). The engine handles at most max_concurrent_streams calls of one stream at once and reads
+        no further until one ends. When the stream ends, every call still open on it is cancelled.
+        An engine that predates it answers UNIMPLEMENTED: the worker then makes the unary calls.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_WorkerServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -133,6 +151,11 @@ def add_WorkerServiceServicer_to_server(servicer, server):
                     servicer.GetWorkflowHistory,
                     request_deserializer=cerebelum_dot_v1_dot_worker__pb2.GetWorkflowHistoryRequest.FromString,
                     response_serializer=cerebelum_dot_v1_dot_worker__pb2.GetWorkflowHistoryResponse.SerializeToString,
+            ),
+            'Work': grpc.stream_stream_rpc_method_handler(
+                    servicer.Work,
+                    request_deserializer=cerebelum_dot_v1_dot_worker__pb2.WorkCall.FromString,
+                    response_serializer=cerebelum_dot_v1_dot_worker__pb2.WorkAnswer.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -271,6 +294,33 @@ class WorkerService(object):
             '/cerebelum.v1.WorkerService/GetWorkflowHistory',
             cerebelum_dot_v1_dot_worker__pb2.GetWorkflowHistoryRequest.SerializeToString,
             cerebelum_dot_v1_dot_worker__pb2.GetWorkflowHistoryResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Work(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/cerebelum.v1.WorkerService/Work',
+            cerebelum_dot_v1_dot_worker__pb2.WorkCall.SerializeToString,
+            cerebelum_dot_v1_dot_worker__pb2.WorkAnswer.FromString,
             options,
             channel_credentials,
             insecure,

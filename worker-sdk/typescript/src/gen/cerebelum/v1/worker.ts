@@ -10,8 +10,10 @@ import {
   type CallOptions,
   type ChannelCredentials,
   Client,
+  type ClientDuplexStream,
   type ClientOptions,
   type ClientUnaryCall,
+  type handleBidiStreamingCall,
   type handleUnaryCall,
   makeGenericClientConstructor,
   type Metadata,
@@ -304,6 +306,29 @@ export interface CompleteTaskResult {
 export interface CompleteTasksResponse {
   /** One per report, in the request's order. */
   results: CompleteTaskResult[];
+}
+
+/** One call on a Work stream. */
+export interface WorkCall {
+  /** Chosen by the worker; unique among its calls open on this stream. */
+  id: number;
+  /** The engine gives the call up after this long (DEADLINE_EXCEEDED); 0: no limit but its own. */
+  timeoutMs: number;
+  call: { $case: "pollTask"; value: PollTaskRequest } | { $case: "completeTasks"; value: CompleteTasksRequest } | //
+  /**
+   * The worker no longer waits for the call of this id: the engine stops it and does not answer.
+   * (A poll given up must not lease a task nobody will run.)
+   */
+  { $case: "cancel"; value: boolean } | undefined;
+}
+
+/** The answer to one WorkCall: what its RPC would have returned, or the status it would have failed with. */
+export interface WorkAnswer {
+  id: number;
+  answer: { $case: "pollTask"; value: PollTaskResponse } | { $case: "completeTasks"; value: CompleteTasksResponse } | {
+    $case: "error";
+    value: ReportError;
+  } | undefined;
 }
 
 function createBasePollTaskRequest(): PollTaskRequest {
@@ -2287,6 +2312,238 @@ export const CompleteTasksResponse: MessageFns<CompleteTasksResponse> = {
   },
 };
 
+function createBaseWorkCall(): WorkCall {
+  return { id: 0, timeoutMs: 0, call: undefined };
+}
+
+export const WorkCall: MessageFns<WorkCall> = {
+  encode(message: WorkCall, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.id !== 0) {
+      writer.uint32(8).uint64(message.id);
+    }
+    if (message.timeoutMs !== 0) {
+      writer.uint32(16).uint32(message.timeoutMs);
+    }
+    switch (message.call?.$case) {
+      case "pollTask":
+        PollTaskRequest.encode(message.call.value, writer.uint32(26).fork()).join();
+        break;
+      case "completeTasks":
+        CompleteTasksRequest.encode(message.call.value, writer.uint32(34).fork()).join();
+        break;
+      case "cancel":
+        writer.uint32(40).bool(message.call.value);
+        break;
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): WorkCall {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseWorkCall();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.id = longToNumber(reader.uint64());
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.timeoutMs = reader.uint32();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.call = { $case: "pollTask", value: PollTaskRequest.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.call = { $case: "completeTasks", value: CompleteTasksRequest.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.call = { $case: "cancel", value: reader.bool() };
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create(base?: DeepPartial<WorkCall>): WorkCall {
+    return WorkCall.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<WorkCall>): WorkCall {
+    const message = createBaseWorkCall();
+    message.id = object.id ?? 0;
+    message.timeoutMs = object.timeoutMs ?? 0;
+    switch (object.call?.$case) {
+      case "pollTask": {
+        if (object.call?.value !== undefined && object.call?.value !== null) {
+          message.call = { $case: "pollTask", value: PollTaskRequest.fromPartial(object.call.value) };
+        }
+        break;
+      }
+      case "completeTasks": {
+        if (object.call?.value !== undefined && object.call?.value !== null) {
+          message.call = { $case: "completeTasks", value: CompleteTasksRequest.fromPartial(object.call.value) };
+        }
+        break;
+      }
+      case "cancel": {
+        if (object.call?.value !== undefined && object.call?.value !== null) {
+          message.call = { $case: "cancel", value: object.call.value };
+        }
+        break;
+      }
+    }
+    return message;
+  },
+};
+
+function createBaseWorkAnswer(): WorkAnswer {
+  return { id: 0, answer: undefined };
+}
+
+export const WorkAnswer: MessageFns<WorkAnswer> = {
+  encode(message: WorkAnswer, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.id !== 0) {
+      writer.uint32(8).uint64(message.id);
+    }
+    switch (message.answer?.$case) {
+      case "pollTask":
+        PollTaskResponse.encode(message.answer.value, writer.uint32(18).fork()).join();
+        break;
+      case "completeTasks":
+        CompleteTasksResponse.encode(message.answer.value, writer.uint32(26).fork()).join();
+        break;
+      case "error":
+        ReportError.encode(message.answer.value, writer.uint32(34).fork()).join();
+        break;
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): WorkAnswer {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseWorkAnswer();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.id = longToNumber(reader.uint64());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.answer = { $case: "pollTask", value: PollTaskResponse.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.answer = { $case: "completeTasks", value: CompleteTasksResponse.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.answer = { $case: "error", value: ReportError.decode(reader, reader.uint32()) };
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create(base?: DeepPartial<WorkAnswer>): WorkAnswer {
+    return WorkAnswer.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<WorkAnswer>): WorkAnswer {
+    const message = createBaseWorkAnswer();
+    message.id = object.id ?? 0;
+    switch (object.answer?.$case) {
+      case "pollTask": {
+        if (object.answer?.value !== undefined && object.answer?.value !== null) {
+          message.answer = { $case: "pollTask", value: PollTaskResponse.fromPartial(object.answer.value) };
+        }
+        break;
+      }
+      case "completeTasks": {
+        if (object.answer?.value !== undefined && object.answer?.value !== null) {
+          message.answer = { $case: "completeTasks", value: CompleteTasksResponse.fromPartial(object.answer.value) };
+        }
+        break;
+      }
+      case "error": {
+        if (object.answer?.value !== undefined && object.answer?.value !== null) {
+          message.answer = { $case: "error", value: ReportError.fromPartial(object.answer.value) };
+        }
+        break;
+      }
+    }
+    return message;
+  },
+};
+
 /** WorkerService is served by the engine (operator or `cerebelum dev`). */
 export type WorkerServiceService = typeof WorkerServiceService;
 export const WorkerServiceService = {
@@ -2355,6 +2612,24 @@ export const WorkerServiceService = {
       Buffer.from(GetWorkflowHistoryResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): GetWorkflowHistoryResponse => GetWorkflowHistoryResponse.decode(value),
   },
+  /**
+   * PollTask and CompleteTasks carried on one long-lived stream per worker and engine: each call
+   * is a WorkCall with an id the worker chose, handled exactly as the RPC of its kind (its own
+   * authorisation, limits and errors), and answered by a WorkAnswer of the same id, in the order
+   * the calls end. It spares a gRPC call per message (the engine's largest cost per step at low
+   * load). The engine handles at most max_concurrent_streams calls of one stream at once and reads
+   * no further until one ends. When the stream ends, every call still open on it is cancelled.
+   * An engine that predates it answers UNIMPLEMENTED: the worker then makes the unary calls.
+   */
+  work: {
+    path: "/cerebelum.v1.WorkerService/Work" as const,
+    requestStream: true as const,
+    responseStream: true as const,
+    requestSerialize: (value: WorkCall): Buffer => Buffer.from(WorkCall.encode(value).finish()),
+    requestDeserialize: (value: Buffer): WorkCall => WorkCall.decode(value),
+    responseSerialize: (value: WorkAnswer): Buffer => Buffer.from(WorkAnswer.encode(value).finish()),
+    responseDeserialize: (value: Buffer): WorkAnswer => WorkAnswer.decode(value),
+  },
 } as const;
 
 export interface WorkerServiceServer extends UntypedServiceImplementation {
@@ -2379,6 +2654,16 @@ export interface WorkerServiceServer extends UntypedServiceImplementation {
    * worker that does not hold the execution in its cache, or a history longer than a task carries.
    */
   getWorkflowHistory: handleUnaryCall<GetWorkflowHistoryRequest, GetWorkflowHistoryResponse>;
+  /**
+   * PollTask and CompleteTasks carried on one long-lived stream per worker and engine: each call
+   * is a WorkCall with an id the worker chose, handled exactly as the RPC of its kind (its own
+   * authorisation, limits and errors), and answered by a WorkAnswer of the same id, in the order
+   * the calls end. It spares a gRPC call per message (the engine's largest cost per step at low
+   * load). The engine handles at most max_concurrent_streams calls of one stream at once and reads
+   * no further until one ends. When the stream ends, every call still open on it is cancelled.
+   * An engine that predates it answers UNIMPLEMENTED: the worker then makes the unary calls.
+   */
+  work: handleBidiStreamingCall<WorkCall, WorkAnswer>;
 }
 
 export interface WorkerServiceClient extends Client {
@@ -2473,6 +2758,18 @@ export interface WorkerServiceClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: GetWorkflowHistoryResponse) => void,
   ): ClientUnaryCall;
+  /**
+   * PollTask and CompleteTasks carried on one long-lived stream per worker and engine: each call
+   * is a WorkCall with an id the worker chose, handled exactly as the RPC of its kind (its own
+   * authorisation, limits and errors), and answered by a WorkAnswer of the same id, in the order
+   * the calls end. It spares a gRPC call per message (the engine's largest cost per step at low
+   * load). The engine handles at most max_concurrent_streams calls of one stream at once and reads
+   * no further until one ends. When the stream ends, every call still open on it is cancelled.
+   * An engine that predates it answers UNIMPLEMENTED: the worker then makes the unary calls.
+   */
+  work(): ClientDuplexStream<WorkCall, WorkAnswer>;
+  work(options: Partial<CallOptions>): ClientDuplexStream<WorkCall, WorkAnswer>;
+  work(metadata: Metadata, options?: Partial<CallOptions>): ClientDuplexStream<WorkCall, WorkAnswer>;
 }
 
 export const WorkerServiceClient = makeGenericClientConstructor(
