@@ -20,6 +20,7 @@ import {
   type PollTaskResponse,
   WorkerServiceClient,
 } from "./gen/cerebelum/v1/worker.js";
+import { WorkStream } from "./workstream.js";
 
 export const TOKEN_ENV = "CEREBELUM_TOKEN";
 export const TOKEN_FILE_ENV = "CEREBELUM_TOKEN_FILE";
@@ -201,15 +202,29 @@ export class WorkerConnection {
   readonly address: string;
   readonly #client: WorkerServiceClient;
   readonly #tokens: TokenSource | undefined;
+  readonly #stream: WorkStream;
 
   constructor(address: string, options: { tls?: TlsOptions | undefined; tokens?: TokenSource | undefined } = {}) {
     this.address = address;
     this.#tokens = options.tokens;
     this.#client = new WorkerServiceClient(address, channelCredentials(options.tls), channelOptions(options.tls, address));
+    this.#stream = new WorkStream(
+      (metadata) => this.#client.work(metadata),
+      {
+        pollTask: (request, callOptions) => this.#unary(this.#client.pollTask, request, callOptions),
+        completeTasks: (request, callOptions) => this.#unary(this.#client.completeTasks, request, callOptions),
+      },
+      () => this.#tokens?.metadata() ?? new Metadata(),
+    );
+  }
+
+  /** Whether polls and reports go on the `Work` stream (false once the engine said it has none). */
+  get streamed(): boolean {
+    return this.#stream.streamed;
   }
 
   poll(request: PollTaskRequest, options: CallOptions): Promise<PollTaskResponse> {
-    return this.#unary(this.#client.pollTask, request, options);
+    return this.#stream.pollTask(request, options);
   }
 
   heartbeat(request: HeartbeatRequest, options: CallOptions): Promise<HeartbeatResponse> {
@@ -222,10 +237,11 @@ export class WorkerConnection {
 
   /** Several reports in one call; an engine that predates it answers UNIMPLEMENTED. */
   completeTasks(request: CompleteTasksRequest, options: CallOptions): Promise<CompleteTasksResponse> {
-    return this.#unary(this.#client.completeTasks, request, options);
+    return this.#stream.completeTasks(request, options);
   }
 
   close(): void {
+    this.#stream.close();
     this.#client.close();
   }
 

@@ -12,6 +12,8 @@ import {
   type HeartbeatResponse,
   type PollTaskRequest,
   type Task,
+  type WorkAnswer,
+  type WorkCall,
   WorkerServiceService,
   type WorkerServiceServer,
 } from "@cerebelum/worker/proto/worker";
@@ -105,6 +107,13 @@ export class FakeWorkerService {
   /** Answered to every Heartbeat while set (undefined: `heartbeatReply`). */
   heartbeatError: [status, string] | undefined;
   completeAttempts = 0;
+  /** Whether the Work stream is served; false: it answers UNIMPLEMENTED, as an engine that predates it. */
+  streamed = false;
+  /** Work streams asked for (refused ones too), the metadata of each served, and what went on them. */
+  streamsOpened = 0;
+  readonly streamMetadata: Array<Record<string, string>> = [];
+  streamPolls = 0;
+  streamCancels = 0;
   /** Whether CompleteTasks is served; false: it answers UNIMPLEMENTED, as an engine that predates it. */
   batched = false;
   /** The CompleteTasks calls served, and how many were made (UNIMPLEMENTED ones too). */
@@ -127,9 +136,66 @@ export class FakeWorkerService {
 
   constructor() {
     const implementation: WorkerServiceServer = {
-      // This SDK polls and reports with unary calls: the Work stream is not served here.
+      // Each WorkCall runs through this fake's own pollTask / completeTasks, as the engine runs the RPC.
       work: (call) => {
-        call.emit("error", { code: status.UNIMPLEMENTED, details: "the fake engine has no Work stream" });
+        this.streamsOpened += 1;
+        if (!this.streamed) {
+          call.emit("error", { code: status.UNIMPLEMENTED, details: "Method not found!" }); // as an engine before Work
+          return;
+        }
+        this.streamMetadata.push(flatten(call.metadata));
+        const open = new Map<number, () => void>();
+        call.on("data", (message: WorkCall) => {
+          const { id } = message;
+          const kind = message.call;
+          if (kind === undefined) {
+            return;
+          }
+          if (kind.$case === "cancel") {
+            this.streamCancels += 1;
+            open.get(id)?.();
+            open.delete(id);
+            return;
+          }
+          const cancelled: Array<() => void> = [];
+          open.set(id, () => cancelled.forEach((listener) => listener()));
+          const unary = {
+            request: kind.value,
+            metadata: call.metadata,
+            on: (event: string, listener: () => void) => {
+              if (event === "cancelled") {
+                cancelled.push(listener);
+              }
+            },
+          };
+          const answer = (error: ServiceError | null, reply?: unknown): void => {
+            if (!open.delete(id)) {
+              return; // cancelled: nobody waits
+            }
+            call.write(
+              error
+                ? { id, answer: { $case: "error", value: { code: error.code, message: error.details } } }
+                : ({ id, answer: { $case: kind.$case, value: reply } } as WorkAnswer),
+            );
+          };
+          if (kind.$case === "pollTask") {
+            this.streamPolls += 1;
+            implementation.pollTask(unary as never, answer as never);
+          } else {
+            implementation.completeTasks(unary as never, answer as never);
+          }
+        });
+        const endAll = (): void => {
+          for (const cancel of open.values()) {
+            cancel();
+          }
+          open.clear();
+        };
+        call.on("cancelled", endAll);
+        call.on("end", () => {
+          endAll();
+          call.end();
+        });
       },
       pollTask: (call, callback) => {
         this.polls.push(call.request);
@@ -252,6 +318,11 @@ export class FakeWorkerService {
     } else {
       this.#tasks.push(task);
     }
+  }
+
+  /** Polls parked here waiting for a task. */
+  get waitingPolls(): number {
+    return this.#waiting.length;
   }
 
   completion(token: string): CompleteTaskRequest | undefined {
