@@ -34,6 +34,10 @@ VALUES_SETS: dict[str, list[str]] = {
         *("--set", "storage.type=postgresql", "--set", "storage.postgresql.existingSecret=cerebelum-db"),
         *("--set", "replicas=3", "--set", "operator.sharding.enabled=true"),
     ],
+    "sharded-with-tls": [
+        *("--set", "storage.type=postgresql", "--set", "storage.postgresql.existingSecret=cerebelum-db"),
+        *("--set", "replicas=3", "--set", "operator.sharding.enabled=true", "--set", "tls.enabled=true"),
+    ],
     "no-crds-no-policy": ["--set", "crds.install=false", "--set", "approvalPolicy.enabled=false"],
     "access-policy-and-tls": [
         *(
@@ -379,6 +383,23 @@ def test_sharded_replicas_all_serve_behind_the_service_advertise_their_pod_ip_an
     assert any(own in rule.get("to", []) for rule in policy["spec"]["egress"])
 
 
+def test_sharded_replicas_serving_tls_verify_each_other_with_the_secret_s_ca_and_the_service_name() -> None:
+    docs = documents(render(*VALUES_SETS["sharded-with-tls"]))
+    container = operator_container(docs)
+    assert "--peer-tls-ca=/etc/cerebelum/tls/ca.crt" in container["args"]
+    assert "--peer-tls-server-name=cerebelum.cerebelum-system.svc" in container["args"]
+    (secret,) = [d for d in by_kind(docs, "Secret") if d["type"] == "kubernetes.io/tls"]
+    assert "ca.crt" in secret["data"]
+    (deployment,) = by_kind(docs, "Deployment")
+    (tls,) = [v for v in deployment["spec"]["template"]["spec"]["volumes"] if v["name"] == "tls"]
+    assert [item["key"] for item in tls["secret"]["items"]] == ["tls.crt", "tls.key", "ca.crt"]
+    unsharded = documents(render(*VALUES_SETS["tls-generated"]))
+    assert not any(arg.startswith("--peer-tls") for arg in operator_container(unsharded)["args"])
+    (deployment,) = by_kind(unsharded, "Deployment")
+    (tls,) = [v for v in deployment["spec"]["template"]["spec"]["volumes"] if v["name"] == "tls"]
+    assert [item["key"] for item in tls["secret"]["items"]] == ["tls.crt", "tls.key"], "no CA without sharding"
+
+
 @pytest.mark.parametrize("watch", [[], ["--set", "watchNamespaces={team-a,team-b}"]], ids=["cluster", "namespaces"])
 def test_the_operator_may_label_pods_only_in_the_release_namespace_and_do_nothing_else_to_them(
     watch: list[str],
@@ -497,13 +518,6 @@ def test_tls_with_cert_manager_asks_for_a_certificate_for_every_name_of_the_serv
             "tls.certManager.enabled=true needs tls.certManager.issuerRef.name",
         ),
         (["--set", "operator.sharding.enabled=true"], "operator.sharding.enabled needs storage.type=postgresql"),
-        (
-            [
-                *("--set", "operator.sharding.enabled=true", "--set", "tls.enabled=true"),
-                *("--set", "storage.type=postgresql", "--set", "storage.postgresql.existingSecret=db"),
-            ],
-            "replicas forward calls to each other in plaintext only",
-        ),
         (["--set", "tls.enable=true"], "additional properties 'enable' not allowed"),
         (["--set", "networkPolicy.grpc.podSelector.matchLabel.a=b"], "additional properties 'matchLabel' not allowed"),
         (
@@ -522,7 +536,6 @@ def test_tls_with_cert_manager_asks_for_a_certificate_for_every_name_of_the_serv
         "two-certificate-sources",
         "cert-manager-without-issuer",
         "sharding-on-sqlite",
-        "sharding-with-tls",
         "tls-typo",
         "selector-typo",
         "open-worker-rule",

@@ -16,14 +16,16 @@ from typing import Any
 import pytest
 from sqlalchemy import create_engine, text
 
-from cerebelum import Client, FailedPreconditionError
+from cerebelum import Client, FailedPreconditionError, TlsSettings
 from cerebelum_operator.model.shards import DEFAULT_SHARDS, shard_of
 from cerebelum_operator.store.postgres import normalise_url
 from tests.support.processes import EngineProcess, WorkerPool
+from tests.support.security import GuardedEngine, self_signed_certificate
 from tests.support.waiting import wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 
+TOKEN = "a-token-for-the-replicas-over-tls"
 WORKER = Path(__file__).parent / "workers" / "greeting_worker.py"
 GREET: dict[str, Any] = {
     "taskQueue": "test",
@@ -363,3 +365,61 @@ def test_one_worker_given_both_engines_serves_both_halves(postgres_database_url:
         pool.stop_all()
         for engine in engines:
             engine.stop()
+
+
+WAIT_ONLY: dict[str, Any] = {
+    "timeline": ["wait"],
+    "steps": {"wait": {"signal": {"name": "go", "timeout": "1h"}}},
+    "output": "steps.wait",
+}
+
+
+def test_replicas_serving_tls_forward_to_each_other_over_tls(postgres_database_url: str, tmp_path: Path) -> None:
+    """Every call below goes through a: those about b's half are forwarded to b over TLS (checked
+    against the CA and the name the replicas' certificate carries, not the address)."""
+    certificate, key = self_signed_certificate(tmp_path)
+    tls = ("--tls-cert", str(certificate), "--tls-key", str(key), "--token", TOKEN)
+    peer = ("--peer-tls-ca", str(certificate), "--peer-tls-server-name", "localhost")
+    engines = [
+        GuardedEngine(
+            database_url=postgres_database_url,
+            log_path=tmp_path / f"engine-{name}.log",
+            extra_args=("--shards", share, "--replica", name, *tls, *peer),
+        )
+        for name, share in (("a", "0-7"), ("b", "8-15"))
+    ]
+    for engine in engines:
+        engine.start()
+    try:
+        a = engines[0]
+        settings = TlsSettings(ca_file=str(certificate), server_name="localhost")
+        with Client(address=a.address, token=TOKEN, tls=settings) as via_a:
+            via_a.apply_workflow("wait", WAIT_ONLY)
+            ids = _ids(0, 2, "t") + _ids(1, 2, "t")
+            for execution_id in ids:
+                via_a.start("wait", {}, execution_id=execution_id)
+            for execution_id in ids:
+                via_a.signal(execution_id, "go", {"to": execution_id})
+            for execution_id in ids:
+                done = via_a.wait(execution_id, timeout=60)
+                assert (done.phase, done.output["data"]) == ("Succeeded", {"to": execution_id})
+        owners = _owners(postgres_database_url)
+        assert owners == {shard: "a" if shard < 8 else "b" for shard in range(DEFAULT_SHARDS)}
+    finally:
+        for engine in engines:
+            engine.stop()
+
+
+def test_replicas_serving_tls_are_refused_without_the_ca_to_verify_each_other(
+    postgres_database_url: str, tmp_path: Path
+) -> None:
+    certificate, key = self_signed_certificate(tmp_path)
+    plain = _dev(
+        *("--db", postgres_database_url, "--shards", "0-7", "--address", "127.0.0.1:0"),
+        *("--tls-cert", str(certificate), "--tls-key", str(key), "--token", TOKEN),
+    )
+    assert plain.returncode != 0
+    assert "give --peer-tls-ca" in plain.stderr, plain.stderr
+    stray = _dev("--db", postgres_database_url, "--peer-tls-ca", str(certificate), "--address", "127.0.0.1:0")
+    assert stray.returncode != 0
+    assert "--peer-tls-ca needs --tls-cert" in stray.stderr, stray.stderr

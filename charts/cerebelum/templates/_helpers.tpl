@@ -80,9 +80,6 @@ true
 {{- if and $v.operator.sharding.enabled (ne $v.storage.type "postgresql") -}}
 {{- fail "operator.sharding.enabled needs storage.type=postgresql: replicas share one store" -}}
 {{- end -}}
-{{- if and $v.operator.sharding.enabled $v.tls.enabled -}}
-{{- fail "operator.sharding.enabled with tls.enabled: replicas forward calls to each other in plaintext only (for now); turn one of them off" -}}
-{{- end -}}
 {{- if and $v.tls.existingSecret (not $v.tls.enabled) -}}
 {{- fail "tls.existingSecret is set but tls.enabled=false, so gRPC would be plaintext: set tls.enabled=true" -}}
 {{- end -}}

@@ -75,6 +75,24 @@ TlsKeyOption = Annotated[Path | None, typer.Option("--tls-key", help="The PEM pr
 TlsClientCaOption = Annotated[
     Path | None, typer.Option("--tls-client-ca", help="Require client certificates signed by this PEM CA (mTLS).")
 ]
+PeerTlsCaOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--peer-tls-ca",
+        envvar="CEREBELUM_PEER_TLS_CA",
+        help="Replicas serving TLS: verify the other replicas with this PEM CA (their calls are forwarded over"
+        " TLS; with --tls-client-ca this replica presents its own --tls-cert pair).",
+    ),
+]
+PeerTlsServerNameOption = Annotated[
+    str | None,
+    typer.Option(
+        "--peer-tls-server-name",
+        envvar="CEREBELUM_PEER_TLS_SERVER_NAME",
+        help="With --peer-tls-ca: a name the replicas' certificate carries (the Service's), checked in place of"
+        " the address a replica is reached at.",
+    ),
+]
 
 
 def _tls(cert: Path | None, key: Path | None, client_ca: Path | None) -> Any:
@@ -87,6 +105,19 @@ def _tls(cert: Path | None, key: Path | None, client_ca: Path | None) -> Any:
     if cert is None or key is None:
         _fail("TLS needs both --tls-cert and --tls-key")
     return TlsFiles(certificate=cert, private_key=key, client_ca=client_ca)
+
+
+def _peer_tls(ca: Path | None, server_name: str | None) -> Any:
+    from ..server import PeerTls
+
+    if ca is None:
+        if server_name is not None:
+            _fail("--peer-tls-server-name needs --peer-tls-ca")
+        return None
+    try:
+        return PeerTls(ca=ca, server_name=server_name)
+    except ValueError as exc:
+        _fail(f"--peer-tls-server-name: {exc}")
 
 
 def _is_loopback(address: str) -> bool:
@@ -312,6 +343,8 @@ def dev(
     replica: Annotated[
         str | None, typer.Option(help="With --shards: this engine's name (default: hostname:port).")
     ] = None,
+    peer_tls_ca: PeerTlsCaOption = None,
+    peer_tls_server_name: PeerTlsServerNameOption = None,
 ) -> None:
     """Run the engine in one process on SQLite: no cluster needed."""
     import asyncio
@@ -370,6 +403,7 @@ def dev(
             auto_shards=shards == "auto",
             advertise_address=advertise_address or (address if shards is not None else None),
             replica=replica or (f"{socket.gethostname()}:{address.rpartition(':')[2]}" if shards is not None else ""),
+            peer_tls=_peer_tls(peer_tls_ca, peer_tls_server_name),
         )
     except ValueError as exc:  # a combination of options the engine refuses, named
         _fail(str(exc))
@@ -502,6 +536,8 @@ def operator(
             help="With --shard-group: the HOST:PORT the other replicas reach this one at (in a pod: its IP and port).",
         ),
     ] = None,
+    peer_tls_ca: PeerTlsCaOption = None,
+    peer_tls_server_name: PeerTlsServerNameOption = None,
     log_level: Annotated[str, typer.Option(help="debug, info, warning")] = "info",
 ) -> None:
     """Run the Kubernetes operator: reconcile Workflows, Executions and Approvals, serve workers."""
@@ -572,6 +608,7 @@ def operator(
                 retention_ms=retention_ms,
                 retention_export=retention_export,
                 ui_address=ui_address,
+                peer_tls=_peer_tls(peer_tls_ca, peer_tls_server_name),
             ),
             namespaces=tuple(namespace or ()),
             lease_namespace=lease_namespace,

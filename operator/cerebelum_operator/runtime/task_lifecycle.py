@@ -578,13 +578,15 @@ class TaskBook:
                     continue
             elif self.gate.queue_block(action.task_queue, now_ms) is not None:
                 continue  # paused
-            eligible = [
-                w for w in self._waiting.get(action.task_queue, ()) if w.accepts(action.step, namespace_of(workflow))
-            ]
-            if action.sticky_worker_id is None:
-                waiter = eligible[0] if eligible else None
-            else:
-                waiter = next((w for w in eligible if w.worker_id == action.sticky_worker_id), None)
+            namespace, sticky = namespace_of(workflow), action.sticky_worker_id
+            waiter = next(  # the first that may take it: hundreds may wait (every completion standing by)
+                (
+                    w
+                    for w in self._waiting.get(action.task_queue, ())
+                    if w.accepts(action.step, namespace) and (sticky is None or w.worker_id == sticky)
+                ),
+                None,
+            )
             if waiter is None:
                 continue
             self._waiting[action.task_queue].remove(waiter)

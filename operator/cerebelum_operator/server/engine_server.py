@@ -6,7 +6,9 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import errno
+import functools
 import gc
 import logging
 import resource
@@ -57,7 +59,7 @@ if TYPE_CHECKING:
     from ..web import WebServer
 from .handlers import strict_service_handler
 from .routing import Router
-from .tls import HttpsCertificate, TlsFiles
+from .tls import HttpsCertificate, PeerTls, TlsFiles
 
 __all__ = [
     "DEFAULT_ADDRESS",
@@ -65,6 +67,7 @@ __all__ = [
     "DEFAULT_UI_ADDRESS",
     "GC_THRESHOLD",
     "EngineServer",
+    "PeerTls",
     "ServerConfig",
     "TlsFiles",
     "tune_gc",
@@ -132,6 +135,8 @@ class ServerConfig:
     leased_shards: bool = False
     advertise_address: str | None = None
     replica: str = ""
+    # How replicas that serve TLS reach each other (required then): the CA, and the name to check.
+    peer_tls: PeerTls | None = None
 
     def __post_init__(self) -> None:
         for name in ("max_connections", "handshake_timeout_ms", "max_concurrent_streams"):
@@ -151,8 +156,13 @@ class ServerConfig:
             check_replica(self.replica, self.advertise_address)
             if not self.database_url.startswith("postgresql"):
                 raise ValueError("engines share a store only on PostgreSQL: scale-out needs a postgresql:// store")
-            if self.tls is not None:
-                raise ValueError("replicas forward calls to each other in plaintext only (for now): drop --tls-*")
+            if self.tls is not None and self.peer_tls is None:
+                raise ValueError(
+                    "replicas that serve TLS reach each other over TLS too: give --peer-tls-ca (the CA their"
+                    " certificates chain to) and --peer-tls-server-name (a name their certificate carries)"
+                )
+        if self.peer_tls is not None and self.tls is None:
+            raise ValueError("--peer-tls-ca needs --tls-cert and --tls-key: the replicas serve TLS, or none does")
         if self.max_connection_idle_ms <= self.max_poll_wait_ms:
             raise ValueError(
                 f"max_connection_idle_ms ({self.max_connection_idle_ms}) must exceed max_poll_wait_ms"
@@ -264,7 +274,7 @@ class EngineServer:
             engine,
             clock=self.clock,
             owned=(lambda: None) if host is None else (lambda: host.owned),
-            channel_to=lambda address: grpc.aio.insecure_channel(address, options=peer_options),
+            channel_to=functools.partial(_peer_channel, peer_tls=self._peer_tls(), options=peer_options),
             name=self.config.replica,
         )
         worker = WorkerServicer(engine, self._dispatcher, max_payload_bytes=self.config.max_payload_bytes, guard=guard)
@@ -418,6 +428,13 @@ class EngineServer:
             ("grpc.http2.max_pings_without_data", 2),
         ]
 
+    def _peer_tls(self) -> PeerTls | None:
+        """The replicas' TLS as configured, presenting this replica's pair when clients must show one."""
+        peer, own = self.config.peer_tls, self.config.tls
+        if peer is None or own is None or own.client_ca is None or peer.certificate is not None:
+            return peer
+        return dataclasses.replace(peer, certificate=own.certificate, private_key=own.private_key)
+
     @property
     def engine(self) -> EngineService:
         """The running engine, for an embedding process (the operator) to drive."""
@@ -539,3 +556,10 @@ def _redact(url: str) -> str:
         scheme, rest = url.split("://", 1)
         return f"{scheme}://***@{rest.split('@', 1)[1]}"
     return url
+
+
+def _peer_channel(address: str, *, peer_tls: PeerTls | None, options: list[tuple[str, int]]) -> grpc.aio.Channel:
+    """A channel to another replica: over TLS when they serve it, checked as `peer_tls` says."""
+    if peer_tls is None:
+        return grpc.aio.insecure_channel(address, options=options)
+    return grpc.aio.secure_channel(address, peer_tls.credentials(), options=[*options, *peer_tls.options()])

@@ -24,7 +24,7 @@ from typing import Generic, TypeVar
 
 import grpc
 
-__all__ = ["CertificateReloader", "HttpsCertificate", "TlsFiles"]
+__all__ = ["CertificateReloader", "HttpsCertificate", "PeerTls", "TlsFiles"]
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +59,47 @@ class TlsFiles:
             raise OSError(f"cannot read the TLS files: {exc}") from None
         _check(self, client_ca)
         return grpc.ssl_server_certificate_configuration([(key, certificate)], root_certificates=client_ca)
+
+
+@dataclass(frozen=True, kw_only=True)
+class PeerTls:
+    """How a replica reaches the others when they serve TLS (a call forwarded to a shard's owner).
+
+    ``ca`` verifies them; ``server_name`` is the name their certificate carries (the Service's: a
+    replica is reached at its pod IP, which no certificate names). When the replicas require client
+    certificates, a replica presents its own pair (``certificate``, ``private_key``). The files are
+    read for each new channel to a replica, so a renewed pair is used from the next one.
+    """
+
+    ca: Path
+    server_name: str | None = None
+    certificate: Path | None = None
+    private_key: Path | None = None
+
+    def __post_init__(self) -> None:
+        if (self.certificate is None) != (self.private_key is None):
+            raise ValueError("a replica's client certificate needs both its certificate and its key")
+        if self.server_name is not None and not 0 < len(self.server_name) <= 253:
+            raise ValueError("the replicas' server name must be 1 to 253 characters long")
+
+    def credentials(self) -> grpc.ChannelCredentials:
+        """Channel credentials from the files as they are now; OSError naming them if unreadable."""
+        try:
+            ca = self.ca.read_bytes()
+            pair = (
+                (self.private_key.read_bytes(), self.certificate.read_bytes())
+                if self.certificate is not None and self.private_key is not None
+                else (None, None)
+            )
+        except OSError as exc:
+            raise OSError(f"cannot read the replicas' TLS files: {exc}") from None
+        return grpc.ssl_channel_credentials(root_certificates=ca, private_key=pair[0], certificate_chain=pair[1])
+
+    def options(self) -> list[tuple[str, str]]:
+        """The channel options that check the replicas' certificate against ``server_name``."""
+        if self.server_name is None:
+            return []
+        return [("grpc.ssl_target_name_override", self.server_name), ("grpc.default_authority", self.server_name)]
 
 
 class _Follower(Generic[T]):
