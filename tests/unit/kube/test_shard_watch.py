@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from cerebelum_operator.kube.shard_watch import SHARD_LABEL, ShardWatch
@@ -84,3 +85,22 @@ def test_an_operator_with_a_shard_group_that_is_no_dns_label_is_refused_before_a
         OperatorConfig(
             server=server, shard_group="Bad_Group" + "x" * 50, advertise_address="10.0.0.1:7450", identity="a"
         )
+
+
+def test_operator_replicas_serving_tls_need_the_ca_to_verify_each_other_and_then_forward_over_tls(
+    tmp_path: Path,
+) -> None:
+    import pytest
+
+    from cerebelum_operator.kube.operator import OperatorConfig
+    from cerebelum_operator.server import PeerTls, ServerConfig, TlsFiles
+
+    tls = TlsFiles(certificate=tmp_path / "tls.crt", private_key=tmp_path / "tls.key")
+    replica = {"shard_group": "cerebelum", "advertise_address": "10.0.0.1:7450", "identity": "a"}
+    with pytest.raises(ValueError, match="give --peer-tls-ca"):
+        OperatorConfig(server=ServerConfig(database_url="postgresql://db/x", tls=tls), **replica)
+    peer = PeerTls(ca=tmp_path / "ca.crt", server_name="cerebelum.ns.svc")
+    OperatorConfig(server=ServerConfig(database_url="postgresql://db/x", tls=tls, peer_tls=peer), **replica)
+    assert dict(peer.options())["grpc.ssl_target_name_override"] == "cerebelum.ns.svc"
+    with pytest.raises(ValueError, match="--peer-tls-ca needs --tls-cert"):
+        ServerConfig(peer_tls=peer)
