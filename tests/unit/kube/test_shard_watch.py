@@ -96,11 +96,14 @@ def test_operator_replicas_serving_tls_need_the_ca_to_verify_each_other_and_then
     from cerebelum_operator.server import PeerTls, ServerConfig, TlsFiles
 
     tls = TlsFiles(certificate=tmp_path / "tls.crt", private_key=tmp_path / "tls.key")
-    replica = {"shard_group": "cerebelum", "advertise_address": "10.0.0.1:7450", "identity": "a"}
+
+    def replica(server: ServerConfig) -> OperatorConfig:
+        return OperatorConfig(server=server, shard_group="cerebelum", advertise_address="10.0.0.1:7450", identity="a")
+
     with pytest.raises(ValueError, match="give --peer-tls-ca"):
-        OperatorConfig(server=ServerConfig(database_url="postgresql://db/x", tls=tls), **replica)
+        replica(ServerConfig(database_url="postgresql://db/x", tls=tls))
     peer = PeerTls(ca=tmp_path / "ca.crt", server_name="cerebelum.ns.svc")
-    OperatorConfig(server=ServerConfig(database_url="postgresql://db/x", tls=tls, peer_tls=peer), **replica)
+    replica(ServerConfig(database_url="postgresql://db/x", tls=tls, peer_tls=peer))
     assert dict(peer.options())["grpc.ssl_target_name_override"] == "cerebelum.ns.svc"
     with pytest.raises(ValueError, match="--peer-tls-ca needs --tls-cert"):
         ServerConfig(peer_tls=peer)
