@@ -35,8 +35,12 @@ def instance(cls: type[ev.Event]) -> ev.Event:
     return cls(**{f.name: sample(hints[f.name]) for f in fields(cls)})
 
 
-@pytest.mark.parametrize("cls", sorted(ev._EVENT_TYPES.values(), key=lambda c: c.kind), ids=lambda c: c.kind)
-def test_an_event_s_data_is_its_fields_as_asdict_gave_them_and_rebuilds_the_event(cls: type[ev.Event]) -> None:
+KINDS = sorted(ev._EVENT_TYPES)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_an_event_s_data_is_its_fields_as_asdict_gave_them_and_rebuilds_the_event(kind: str) -> None:
+    cls = ev._EVENT_TYPES[kind]
     event = instance(cls)
     data = event.to_data()
     if cls is not ev.WorkflowTaskStarted:  # its own to_data leaves out a time it does not have
