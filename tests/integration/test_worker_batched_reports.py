@@ -1,6 +1,7 @@
-"""The worker's reports batched with CompleteTasks, against a real engine: reports that become ready
-together go in one call and their next tasks come back in its reply; against an engine without
-CompleteTasks (it answers UNIMPLEMENTED) the worker reports with CompleteTask and runs just as well."""
+"""The worker's reports batched with CompleteTasks (carried on its Work stream), against a real engine:
+reports that become ready together go in one call and their next tasks come back in its reply; against
+an engine without CompleteTasks (it answers UNIMPLEMENTED) the worker reports with CompleteTask and runs
+just as well."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ import cerebelum.worker
 from cerebelum import AsyncClient, Worker
 from cerebelum.stubs import WorkerRpcs, worker_rpcs
 from cerebelum.v1 import worker_pb2
+from cerebelum.work_stream import WorkStream
 from cerebelum_operator.api import Guard, WorkerServicer
 from cerebelum_operator.server import EngineServer, ServerConfig
 from tests.support.processes import EngineProcess
@@ -28,7 +30,8 @@ N = 5
 
 
 class Recorded:
-    """The worker's CompleteTasks and CompleteTask calls, as they went and came back."""
+    """The worker's CompleteTasks calls (on its Work stream, or unary against an engine without it) and
+    CompleteTask calls, as they went and came back."""
 
     def __init__(self) -> None:
         self.batches: list[tuple[worker_pb2.CompleteTasksRequest, worker_pb2.CompleteTasksResponse | None]] = []
@@ -36,27 +39,36 @@ class Recorded:
         self.refused: list[grpc.StatusCode] = []
 
     def wrap(self, rpcs: WorkerRpcs) -> WorkerRpcs:
-        async def complete_tasks(request: worker_pb2.CompleteTasksRequest, **kwargs: Any) -> Any:
-            try:
-                reply = await rpcs.complete_tasks(request, **kwargs)
-            except grpc.aio.AioRpcError as exc:
-                self.refused.append(exc.code())
-                self.batches.append((request, None))
-                raise
-            self.batches.append((request, reply))
-            return reply
-
         async def complete(request: worker_pb2.CompleteTaskRequest, **kwargs: Any) -> Any:
             self.singles.append(request)
             return await rpcs.complete(request, **kwargs)
 
-        return rpcs._replace(complete_tasks=complete_tasks, complete=complete)  # type: ignore[arg-type]  # fakes
+        return rpcs._replace(complete=complete)  # type: ignore[arg-type]  # a fake
+
+    def stream_class(self) -> type[WorkStream]:
+        calls = self
+
+        class RecordingStream(WorkStream):
+            async def complete_tasks(
+                self, request: worker_pb2.CompleteTasksRequest, **kwargs: Any
+            ) -> worker_pb2.CompleteTasksResponse:
+                try:
+                    reply = await super().complete_tasks(request, **kwargs)
+                except grpc.aio.AioRpcError as exc:
+                    calls.refused.append(exc.code())
+                    calls.batches.append((request, None))
+                    raise
+                calls.batches.append((request, reply))
+                return reply
+
+        return RecordingStream
 
 
 @pytest.fixture
 def recorded(monkeypatch: pytest.MonkeyPatch) -> Recorded:
     calls = Recorded()
     monkeypatch.setattr(cerebelum.worker, "worker_rpcs", lambda channel: calls.wrap(worker_rpcs(channel)))
+    monkeypatch.setattr(cerebelum.worker, "WorkStream", calls.stream_class())
     return calls
 
 
