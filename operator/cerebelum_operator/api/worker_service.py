@@ -289,7 +289,19 @@ class WorkerServicer(pb_grpc.WorkerServiceServicer):
         execution_id, step = _task_of(token, "CompleteTask")
         outcome = self._outcome(request, step)
         continuation = self._continuation(request, outcome)
-        standby = self._stand_by(request, identity)
+        standing: list[Waiter] = []  # the report's stand-by, once its access is granted
+        access = self._task_access(identity, token, step, continues=continuation is not None)
+
+        def authorize(definition: WorkflowDefinition, state: ExecutionState) -> None:
+            """The access check, then the stand-by for this worker's next task: registered here, under
+            the execution's lock and just before the decision, it is first in line for this execution's
+            next step, and a report refused (or one of another report of the same call) never holds it."""
+            if access is not None:
+                access(definition, state)
+            if not standing and (standby := self._stand_by(request, identity)) is not None:
+                standing.append(standby)
+
+        granted: GrantedTask | None = None
         try:
             # Access and lease holder are both judged under the execution's lock, from its own record:
             # the holder by `decide` (the attempt's StepStarted), the namespace and queue here.
@@ -303,10 +315,14 @@ class WorkerServicer(pb_grpc.WorkerServiceServicer):
                     progress=self.dispatcher.progress_of(token),
                     continuation=continuation,
                 ),
-                authorize=self._task_access(identity, token, step, continues=continuation is not None),
+                authorize=authorize,
             )
-        finally:
-            granted = self.dispatcher.collect(standby) if standby is not None else None
+        except BaseException:
+            if standing and (granted := self.dispatcher.collect(standing[0])) is not None:
+                self.dispatcher.keep_for_next_poll(granted)  # leased to this worker: its next poll takes it
+            raise
+        if standing:
+            granted = self.dispatcher.collect(standing[0])
         reply = pb.CompleteTaskResponse(disposition=_DISPOSITION[decision.reply])
         if continuation is not None and decision.continued_seq is not None:
             reply.workflow_task.CopyFrom(
@@ -329,7 +345,10 @@ class WorkerServicer(pb_grpc.WorkerServiceServicer):
         except PermissionDenied:
             return None  # the outcome still counts; the worker's own polls say why
         return self.dispatcher.stand_by(
-            worker_id=request.worker_id, task_queue=poll.task_queue, steps=poll.steps, namespaces=namespaces
+            worker_id=request.worker_id,
+            task_queue=poll.task_queue,
+            steps=poll.steps,
+            namespaces=namespaces,
         )
 
     def _continuation(self, request: pb.CompleteTaskRequest, outcome: cmd.Outcome) -> cmd.Continuation | None:

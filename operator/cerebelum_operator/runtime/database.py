@@ -1,8 +1,13 @@
-"""Runs the synchronous store on one dedicated thread, so the event loop never blocks on I/O.
+"""Runs the synchronous store on one dedicated thread, so the event loop never waits on a disk or a network.
 
 Appends are group-committed: every append queued while the thread was busy goes into the
 next transaction together. Each caller still learns its own outcome, and nobody is told
 "committed" before the transaction that holds its events has committed.
+
+With `inline_commits` (a SQLite file that does not sync each commit: the commit is a write to
+the page cache), an append that finds the store idle commits at once on the caller's thread:
+the two thread hand-offs it saves were a third of a step's latency at low load. Under load the
+store thread is busy and appends queue for its group commit as before.
 """
 
 from __future__ import annotations
@@ -33,23 +38,47 @@ class _Queued:
 class Database:
     """The store behind an async facade; one thread keeps SQLite's single writer happy."""
 
-    def __init__(self, store: EventStore, *, max_batch: int = 512) -> None:
+    def __init__(self, store: EventStore, *, max_batch: int = 512, inline_commits: bool = False) -> None:
         self.store = store
         self.max_batch = max_batch
+        self.inline_commits = inline_commits
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cerebelum-db")
         self._lock = threading.Lock()
         self._pending: list[_Queued] = []
         self._drain_submitted = False
+        # Held by whichever thread uses the store: its thread, or the loop for an inline commit.
+        self._store_busy = threading.Lock()
         self.batches = 0  # transactions committed by `append`, for the metrics and benchmarks
         self.appends = 0
+        self.inline = 0  # of them, committed at once on the caller's thread
 
     async def run(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, functools.partial(fn, *args, **kwargs))
+        return await loop.run_in_executor(self._executor, functools.partial(self._exclusive, fn, *args, **kwargs))
+
+    def _exclusive(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
+        with self._store_busy:
+            return fn(*args, **kwargs)
 
     def append(self, request: AppendRequest) -> asyncio.Future[None]:
         """Queue an append; the future resolves once it committed (or fails with its own error)."""
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        if self.inline_commits and not self._drain_submitted and self._store_busy.acquire(blocking=False):
+            try:  # the store is idle: no group to wait for, and no hand-off to pay
+                try:
+                    outcome = self.store.append_batch([request])[0]
+                except Exception as error:  # the store itself failed
+                    outcome = error
+            finally:
+                self._store_busy.release()
+            self.batches += 1
+            self.appends += 1
+            self.inline += 1
+            if outcome is None:
+                future.set_result(None)
+            else:
+                future.set_exception(outcome)
+            return future
         with self._lock:
             self._pending.append(_Queued(request, future))
             if self._drain_submitted:
@@ -63,7 +92,8 @@ class Database:
         with self._lock:
             batch, self._pending = self._pending[: self.max_batch], self._pending[self.max_batch :]
         try:
-            outcomes: list[Exception | None] = self.store.append_batch([queued.request for queued in batch])
+            with self._store_busy:
+                outcomes: list[Exception | None] = self.store.append_batch([queued.request for queued in batch])
         except Exception as error:  # the store itself failed (connection lost): everyone hears it
             outcomes = [error] * len(batch)
         self.batches += 1

@@ -22,6 +22,7 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio  # type: ignore[attr-defined]  # not in grpc-stubs
 from grpc_reflection.v1alpha import reflection
+from sqlalchemy.engine import make_url
 
 from cerebelum.v1 import schedule_pb2, task_queue_pb2, worker_pb2, workflow_pb2
 
@@ -212,7 +213,7 @@ class EngineServer:
                 f"cannot start the engine: this store has {store.shard_count()} shards (0 to"
                 f" {store.shard_count() - 1}), so it has no shard {max(self.config.shards)}"
             )
-        db = self._db = Database(store)
+        db = self._db = Database(store, inline_commits=commits_without_syncing(self.config.database_url))
         engine = self._engine = EngineService(
             db,
             clock=self.clock,
@@ -563,3 +564,13 @@ def _peer_channel(address: str, *, peer_tls: PeerTls | None, options: list[tuple
     if peer_tls is None:
         return grpc.aio.insecure_channel(address, options=options)
     return grpc.aio.secure_channel(address, peer_tls.credentials(), options=[*options, *peer_tls.options()])
+
+
+def commits_without_syncing(database_url: str) -> bool:
+    """Whether a commit is a write to the page cache (a SQLite file, WAL, `synchronous` NORMAL or OFF),
+    so that an append finding the store idle may commit on the event loop (`Database.inline_commits`).
+    PostgreSQL commits over the network and `synchronous=FULL` syncs each commit: never on the loop."""
+    url = make_url(database_url)
+    if url.get_backend_name() != "sqlite":
+        return False
+    return str(url.query.get("synchronous", "NORMAL")).upper() in ("NORMAL", "OFF")
