@@ -1,5 +1,6 @@
-"""Inline commits: an append that finds the store idle commits at once on the caller's thread; one
-that finds it busy (a read running, a group commit queued) waits for the store's thread as before."""
+"""Inline commits: an append alone in its turn of the loop, with the store idle, commits on the loop;
+several in one turn, or one that finds the store busy (a read running), go to the store's thread
+as one group commit, as before."""
 
 from __future__ import annotations
 
@@ -19,12 +20,14 @@ class RecordingStore:
 
     def __init__(self) -> None:
         self.append_threads: list[str] = []
+        self.batch_sizes: list[int] = []
         self.reading = threading.Event()
         self.release = threading.Event()
         self.fail_with: Exception | None = None
 
     def append_batch(self, requests: Sequence[Any]) -> list[Exception | None]:
         self.append_threads += [threading.current_thread().name] * len(requests)
+        self.batch_sizes.append(len(requests))
         return [self.fail_with] * len(requests)
 
     def slow_read(self) -> str:
@@ -43,15 +46,26 @@ def database(store: RecordingStore, *, inline: bool) -> Database:
     return Database(store, inline_commits=inline)  # type: ignore[arg-type]  # a fake store
 
 
-async def test_an_append_finding_the_store_idle_commits_at_once_on_the_loop() -> None:
+async def test_an_append_alone_in_its_turn_with_the_store_idle_commits_on_the_loop() -> None:
     store = RecordingStore()
     db = database(store, inline=True)
     try:
-        committed = db.append(REQUEST)
-        assert committed.done(), "committed before append returned"
-        await committed
-        assert store.append_threads == [threading.current_thread().name]
-        assert (db.inline, db.appends) == (1, 1)
+        await db.append(REQUEST)
+        await db.append(REQUEST)
+        assert store.append_threads == [threading.current_thread().name] * 2
+        assert (db.inline, db.appends, db.batches) == (2, 2, 2)
+    finally:
+        db.close()
+
+
+async def test_appends_queued_in_one_turn_go_together_to_the_store_thread() -> None:
+    store = RecordingStore()
+    db = database(store, inline=True)
+    try:
+        await asyncio.gather(*(db.append(REQUEST) for _ in range(3)))
+        assert store.batch_sizes == [3]
+        assert store.append_threads[0].startswith("cerebelum-db")
+        assert db.inline == 0
     finally:
         db.close()
 
