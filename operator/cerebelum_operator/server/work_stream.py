@@ -27,8 +27,9 @@ __all__ = ["DEFAULT_CALLS_PER_STREAM", "WORK", "CallAborted", "Serve", "WorkStre
 log = logging.getLogger(__name__)
 
 WORK = "Work"
-# Calls of one stream handled at once: as many as unary calls on one connection (the server's
-# `max_concurrent_streams` is passed in its place). Past it the stream is not read until one ends.
+# Calls of one stream open at once, counting those answered but not yet sent: as many as unary calls
+# on one connection (the server's `max_concurrent_streams` is passed in its place). Past it the
+# stream is not read until an answer goes, so a worker that sends without reading holds no more.
 DEFAULT_CALLS_PER_STREAM = 1_000
 # A call's own timeout is capped: a poll waits at most its wait_ms (capped by the dispatcher), and
 # no report takes minutes.
@@ -96,6 +97,7 @@ class WorkStreams:
                 if answer is None:
                     break
                 yield answer
+                stream.sent()
             if stream.refused is not None:
                 await context.abort(grpc.StatusCode.INVALID_ARGUMENT, stream.refused)
         finally:
@@ -130,11 +132,11 @@ class _Stream:
                     if running is not None:
                         running.cancel()  # its poll gives its place back, as a cancelled PollTask does
                     continue
+                await self._slots.acquire()  # given back once its answer is sent
                 if kind is None or call.id in self._calls:
                     problem = "carries no call" if kind is None else "has the id of a call still open"
                     self.answers.put_nowait(_error(call.id, grpc.StatusCode.INVALID_ARGUMENT, f"WorkCall {problem}"))
                     continue
-                await self._slots.acquire()
                 task = loop.create_task(self._run(call, kind))
                 self._calls[call.id] = task
                 task.add_done_callback(functools.partial(self._ended, call.id))
@@ -163,10 +165,15 @@ class _Stream:
     def _ended(self, id: int, task: asyncio.Task[pb.WorkAnswer]) -> None:
         if self._calls.get(id) is task:
             del self._calls[id]
-        self._slots.release()
-        if not task.cancelled():  # cancelled: the worker gave it up, or the stream is ending
+        if task.cancelled():  # the worker gave it up, or the stream is ending: no answer to send
+            self._slots.release()
+        else:
             self.answers.put_nowait(task.result())
         self._maybe_finished()
+
+    def sent(self) -> None:
+        """An answer went: its call's place is free."""
+        self._slots.release()
 
     def _maybe_finished(self) -> None:
         if not self._reading and not self._calls:

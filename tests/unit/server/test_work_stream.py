@@ -35,6 +35,7 @@ class Servicer(worker_pb2_grpc.WorkerServiceServicer):
         self.poll_error: tuple[grpc.StatusCode, str] | None = None
         self.reports: list[str] = []
         self.tokens: list[str] = []  # the authorization each CompleteTasks call carried
+        self.padding = 0  # bytes of a next task in each CompleteTasks reply
 
     async def PollTask(self, request: worker_pb2.PollTaskRequest, context: Any) -> worker_pb2.PollTaskResponse:
         self.polls_started += 1
@@ -54,7 +55,10 @@ class Servicer(worker_pb2_grpc.WorkerServiceServicer):
         response = worker_pb2.CompleteTasksResponse()
         for report in request.reports:
             self.reports.append(report.task_token)
-            response.results.add().reply.SetInParent()
+            reply = response.results.add().reply
+            reply.SetInParent()
+            if self.padding:
+                reply.next_task.arguments_json = "x" * self.padding
         return response
 
 
@@ -181,6 +185,21 @@ async def test_a_stream_runs_at_most_its_limit_of_calls_at_once_and_reads_on_as_
         got = await answers(stream, 3)
         assert sorted(answer.id for answer in got) == [1, 2, 3]
         assert servicer.polls_started == 3
+
+
+async def test_a_worker_that_sends_without_reading_its_answers_holds_at_most_the_limit() -> None:
+    servicer = Servicer()
+    servicer.padding = 1_000_000  # answers far past HTTP/2's window: unread, they stay with the engine
+    async with engine(servicer, max_calls=2) as address, raw_stream(address) as stream:
+        for id in range(1, 6):
+            await stream.write(call(id, **reports(f"r{id}")))
+        await eventually(lambda: len(servicer.reports) == 2, what="two calls handled")
+        for _ in range(20):  # loop turns, not time: the server runs on this loop, and reads no further
+            await asyncio.sleep(0)
+        assert servicer.reports == ["r1", "r2"]
+        got = await answers(stream, 5)
+        assert sorted(answer.id for answer in got) == [1, 2, 3, 4, 5]
+        assert servicer.reports == ["r1", "r2", "r3", "r4", "r5"]
 
 
 async def test_a_call_without_a_kind_or_with_an_id_still_open_is_refused_alone() -> None:
