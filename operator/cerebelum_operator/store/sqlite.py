@@ -88,7 +88,12 @@ class SqliteEventStore(SqlEventStore):
             if conn.get_execution_options().get(_WRITE_OPTION):
                 _begin_immediate(conn)
 
-        super().__init__(engine, label=str(self.path or ":memory:"), write_options={_WRITE_OPTION: True})
+        super().__init__(
+            engine,
+            label=str(self.path or ":memory:"),
+            write_options={_WRITE_OPTION: True},
+            held_begin=_begin_immediate,
+        )
 
     def claim_exclusively(self) -> None:
         if self.path is None or self._lock_fd is not None:
