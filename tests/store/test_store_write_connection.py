@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 from sqlalchemy import event, text
+from sqlalchemy.exc import IntegrityError
 
 from cerebelum_operator.engine import events as ev
 from cerebelum_operator.store import AppendRequest, ConcurrencyConflict, EventStore, StoreUnavailable, open_store
@@ -72,6 +73,22 @@ def test_a_batch_with_a_failing_request_still_isolates_it_on_the_held_connection
     appender.last_seq.update(a=2, c=2)
     appender.append("a", ev.StepCompleted(step="a", attempt=2, token="t2", output=None))
     assert _last_seq(sql_store, "a") == 3
+
+
+def test_a_statement_failing_in_the_database_rolls_back_and_keeps_the_connection(
+    sql_store: SqlEventStore, appender: Appender
+) -> None:
+    """On PostgreSQL the error surfaces only when the pipeline carrying the COMMIT is synced."""
+    appender.start("e1", actions=[appender.schedule("t1")])
+    with pytest.raises(IntegrityError):  # a second task with the same token
+        appender.append(
+            "e1", ev.StepCompleted(step="a", attempt=1, token="t", output=None), actions=[appender.schedule("t1")]
+        )
+    assert _last_seq(sql_store, "e1") == 1
+    appender.last_seq["e1"] = 1
+    appender.append("e1", ev.StepCompleted(step="a", attempt=1, token="t", output=None))
+    assert _last_seq(sql_store, "e1") == 2
+    assert sql_store._writer.opened == 1
 
 
 def _lose_the_write_connection(store: SqlEventStore) -> None:

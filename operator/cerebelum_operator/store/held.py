@@ -21,36 +21,62 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager
 from types import TracebackType
+from typing import Any, ClassVar
 
 from sqlalchemy import Connection, Engine
 
 from .prepared import driver_error
 
-__all__ = ["HeldWriter"]
+__all__ = ["DriverTransactions", "HeldWriter"]
 
 log = logging.getLogger(__name__)
+
+
+class DriverTransactions:
+    """How a transaction begins and ends on the held connection's driver: pysqlite's and psycopg's
+    own `commit()` and `rollback()`, their driver beginning by itself with the first statement.
+    Subclasses send their own BEGIN (SQLite's IMMEDIATE) or run the transaction in a pipeline
+    (PostgreSQL). Errors are the driver's, raised as SQLAlchemy would (`driver_error`)."""
+
+    options: ClassVar[Mapping[str, Any]] = {}  # execution options of the held connection
+
+    def opened(self, conn: Connection) -> None:
+        """A new held connection (from the pool, once `options` are set on it)."""
+
+    def begin(self, conn: Connection) -> None:
+        """Start a transaction (nothing: the driver begins with the first statement)."""
+
+    def commit(self, conn: Connection) -> None:
+        driver = _driver(conn)
+        try:
+            driver.commit()
+        except conn.dialect.loaded_dbapi.Error as error:
+            raise driver_error(conn, "COMMIT", (), error, driver, None) from error
+
+    def rollback(self, conn: Connection) -> None:
+        """End a failed transaction, whatever state it was left in; raising means the connection cannot be reused."""
+        _driver(conn).rollback()
 
 
 class HeldWriter(AbstractContextManager[Connection]):
     """One write transaction at a time on a connection kept open; `try_acquire`, then `with`.
 
-    ``begin`` starts a transaction on the connection's driver (SQLite: BEGIN IMMEDIATE); None:
-    the driver begins by itself with the first statement (psycopg). ``translate`` turns an error
-    into the store's own (`StoreUnavailable`, ...), as `_translate_errors` does for the pool's.
+    ``transactions`` begins and ends them on the driver; ``translate`` turns an error into the
+    store's own (`StoreUnavailable`, ...), as `_translate_errors` does for the pool's.
     """
 
     def __init__(
         self,
         engine: Engine,
         *,
-        begin: Callable[[Connection], None] | None,
+        transactions: DriverTransactions,
         translate: Callable[[BaseException], BaseException],
     ) -> None:
         self._engine = engine
-        self._begin = begin
+        self._transactions = transactions
         self._translate = translate
         self._lock = threading.Lock()
         self._conn: Connection | None = None
@@ -65,8 +91,7 @@ class HeldWriter(AbstractContextManager[Connection]):
             conn = self._conn
             if conn is None or conn.invalidated:
                 conn = self._open()
-            if self._begin is not None:
-                self._begin(conn)
+            self._transactions.begin(conn)
         except BaseException as error:
             self._end_failed()
             self._lock.release()
@@ -112,20 +137,17 @@ class HeldWriter(AbstractContextManager[Connection]):
         self._discard()
         conn = self._conn = self._engine.connect()
         self.opened += 1
+        if self._transactions.options:
+            conn.execution_options(**self._transactions.options)
+        self._transactions.opened(conn)
         return conn
 
     def _commit(self) -> None:
         conn = self._conn
         assert conn is not None
-        if conn.in_transaction():  # a statement went through SQLAlchemy: its transaction commits
+        self._transactions.commit(conn)
+        if conn.in_transaction():  # a statement went through SQLAlchemy: end its transaction too (a no-op now)
             conn.commit()
-            return
-        driver = conn.connection.driver_connection
-        assert driver is not None
-        try:
-            driver.commit()
-        except conn.dialect.loaded_dbapi.Error as error:
-            raise driver_error(conn, "COMMIT", (), error, driver, None) from error
 
     def _end_failed(self) -> None:
         """Roll back whatever the failed transaction left; a connection that cannot is replaced."""
@@ -140,12 +162,9 @@ class HeldWriter(AbstractContextManager[Connection]):
             self._engine.dispose()
             return
         try:
+            self._transactions.rollback(conn)
             if conn.in_transaction():
                 conn.rollback()
-            else:
-                driver = conn.connection.driver_connection
-                assert driver is not None
-                driver.rollback()
         except Exception as error:  # the connection is in no known state: never reuse it
             log.debug("rolling back the store's write connection failed (%s); it is replaced", error)
             with contextlib.suppress(Exception):
@@ -157,3 +176,9 @@ class HeldWriter(AbstractContextManager[Connection]):
         if conn is not None:
             with contextlib.suppress(Exception):
                 conn.close()
+
+
+def _driver(conn: Connection) -> Any:
+    driver = conn.connection.driver_connection
+    assert driver is not None
+    return driver

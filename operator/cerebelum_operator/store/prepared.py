@@ -75,8 +75,11 @@ class PreparedStatements:
         self._keep[id(statement)] = statement
         return prepared
 
-    def execute(self, conn: Connection, statement: ClauseElement, row: dict[str, Any]) -> Any:
-        """Run one row; the driver's cursor, to fetch RETURNING rows from."""
+    def first(self, conn: Connection, statement: ClauseElement, row: dict[str, Any]) -> Any:
+        """Run one row; the first row it returns (RETURNING, SELECT), or None.
+
+        Fetched here, so that an error the driver reports only when the result is read (psycopg's
+        pipeline mode) is raised as SQLAlchemy would raise it too."""
         prepared = self._prepare(conn, statement, tuple(row))
         driver = conn.connection.driver_connection
         assert driver is not None
@@ -84,9 +87,11 @@ class PreparedStatements:
         params = prepared.bind(row)
         try:
             cursor.execute(prepared.sql, params)
+            return cursor.fetchone()
         except conn.dialect.loaded_dbapi.Error as error:
             raise driver_error(conn, prepared.sql, params, error, driver, cursor) from error
-        return cursor
+        finally:
+            cursor.close()
 
     def executemany(self, conn: Connection, statement: ClauseElement, rows: Sequence[dict[str, Any]]) -> None:
         """Run every row (all with the same keys) in one driver call; nothing is fetched."""

@@ -78,7 +78,7 @@ from .base import (
     TimerRow,
     WorkflowRow,
 )
-from .held import HeldWriter
+from .held import DriverTransactions, HeldWriter
 from .migrations import apply_migrations
 from .prepared import PreparedStatements
 from .sql_flow import SqlFlowControl
@@ -130,7 +130,7 @@ class SqlEventStore(SqlSchedules, SqlFlowControl, SqlListing, SqlShards, EventSt
         label: str,
         read_options: dict[str, Any] | None = None,
         write_options: dict[str, Any] | None = None,
-        held_begin: Callable[[Connection], None] | None = None,
+        transactions: DriverTransactions | None = None,
     ) -> None:
         # Two views of one connection pool: reads and writes may need to begin differently.
         self.label = label  # names the database in errors (a path, or a URL without its password)
@@ -140,7 +140,9 @@ class SqlEventStore(SqlSchedules, SqlFlowControl, SqlListing, SqlShards, EventSt
         self._build_statements()
         self._schedule_statements()
         self._shard_statements()
-        self._writer = HeldWriter(engine, begin=held_begin, translate=self._store_error)
+        self._writer = HeldWriter(
+            engine, transactions=transactions or DriverTransactions(), translate=self._store_error
+        )
         self._prepared = PreparedStatements()  # the append's statements, run on the driver (store/prepared.py)
         self._events_format = 0  # the newest event format recorded as written (0: not read yet)
         self._schema_version = 0  # what `migrate` left; tools that open a store without it skip newer tables
@@ -497,13 +499,11 @@ class SqlEventStore(SqlSchedules, SqlFlowControl, SqlListing, SqlShards, EventSt
             "updated_at_ms": summary.updated_at_ms,
         }
         if new_execution is None:
-            advanced = self._prepared.execute(
+            returned = self._prepared.first(
                 conn,
                 self._advance_execution if standing is None else self._advance_sharded_execution,
                 {"b_execution_id": execution_id, "b_expected_seq": expected_seq, **index_row},
             )
-            returned = advanced.fetchone()
-            advanced.close()
             workflow = None if returned is None else returned[0]
             if workflow is None:
                 raise self._conflict(conn, execution_id, expected_seq)
@@ -524,11 +524,11 @@ class SqlEventStore(SqlSchedules, SqlFlowControl, SqlListing, SqlShards, EventSt
                 self._check_owned(standing, execution_id, shard)
             # On the driver too (store/prepared.py): every execution starts with this append.
             prepared = self._prepared
-            if self._schema_version >= _RETIRED_SINCE and _exists(
-                prepared.execute(conn, self._select_retired_id, {"b_execution_id": execution_id})
+            if self._schema_version >= _RETIRED_SINCE and prepared.first(
+                conn, self._select_retired_id, {"b_execution_id": execution_id}
             ):
                 raise ExecutionRetired(f"execution {execution_id!r} ran and was removed by the retention period")
-            if not _exists(prepared.execute(conn, self._insert_execution, index_row)):
+            if prepared.first(conn, self._insert_execution, index_row) is None:
                 raise ExecutionExists(f"execution {execution_id!r} already exists")
             if new_execution.labels:
                 prepared.executemany(conn, self._insert_labels, label_rows(execution_id, new_execution.labels))
@@ -790,14 +790,6 @@ class SqlEventStore(SqlSchedules, SqlFlowControl, SqlListing, SqlShards, EventSt
         with self._read() as conn:
             latest: str | None = conn.execute(self._latest_run, {"b_first_run_id": first_run_id}).scalar()
         return latest
-
-
-def _exists(cursor: Any) -> bool:
-    """Whether a driver cursor (`PreparedStatements.execute`) returned a row; closes it."""
-    try:
-        return cursor.fetchone() is not None
-    finally:
-        cursor.close()
 
 
 # -- binding one action to its statement's parameters ------------------------------------------------------
