@@ -108,6 +108,7 @@ class _PipelinedTransactions(DriverTransactions):
         self._pipeline: AbstractContextManager[Any] | None = None
 
     def opened(self, conn: Connection) -> None:
+        self._pipeline = None  # a lost connection's, if it was lost in a transaction
         event.listen(conn, "before_cursor_execute", self._before_sqlalchemy_execute)
 
     def begin(self, conn: Connection) -> None:
