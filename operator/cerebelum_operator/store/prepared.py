@@ -6,8 +6,8 @@ parameter set and wraps the cursor in a result: about as much CPU as SQLite itse
 to run the statement (bench/analysis.md). Here the statement is still SQLAlchemy's — its
 SQL text, its bind order and each bind's type processing (JSON, booleans, PostgreSQL's
 casts) come from its compiler for the connection's dialect — but an execution is only
-"bind the values, call the driver". Transactions, pooling and everything off the hot path
-stay with SQLAlchemy (docs/architecture.md, "Library bypasses").
+"bind the values, call the driver". The transactions are the driver's too (store/held.py);
+pooling and everything off the hot path stay with SQLAlchemy (docs/architecture.md, Store).
 
 Driver errors are raised as SQLAlchemy would raise them (`DBAPIError.instance`), and a
 disconnect invalidates the connection, so the store's error translation is unchanged.
