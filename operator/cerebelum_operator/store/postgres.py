@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import AbstractContextManager, contextmanager, nullcontext
-from typing import Any
+from collections.abc import Iterator, Mapping
+from contextlib import AbstractContextManager, contextmanager, nullcontext, suppress
+from typing import Any, ClassVar
 
 import psycopg
-from sqlalchemy import Connection, Table, create_engine, text
+from psycopg import pq
+from sqlalchemy import Connection, Table, create_engine, event, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql.dml import Insert
 
+from .held import DriverTransactions
 from .pg_shard_locks import ShardSession
+from .prepared import driver_error
 from .sql import SqlEventStore, dumps_json
 
 __all__ = ["PostgresEventStore", "normalise_url"]
@@ -47,6 +50,7 @@ class PostgresEventStore(SqlEventStore):
             engine,
             label=url.render_as_string(hide_password=True),
             read_options={"isolation_level": "AUTOCOMMIT"},
+            transactions=_PipelinedTransactions(),
         )
 
     def shard_session(self, member: str) -> ShardSession:
@@ -70,6 +74,8 @@ class PostgresEventStore(SqlEventStore):
         driver = conn.connection.driver_connection
         if not isinstance(driver, psycopg.Connection) or not psycopg.Pipeline.is_supported():
             return nullcontext()  # libpq older than 14: one round trip per statement
+        if driver.pgconn.pipeline_status != pq.PipelineStatus.OFF:
+            return nullcontext()  # the held connection's transaction is one pipeline already
         return _pipeline(driver)
 
 
@@ -82,3 +88,71 @@ def _pipeline(driver: psycopg.Connection[Any]) -> Iterator[None]:
             yield
     except psycopg.Error as e:
         raise DBAPIError.instance(None, None, e, psycopg.Error) from e
+
+
+class _PipelinedTransactions(DriverTransactions):
+    """The held write connection (store/held.py) in autocommit, the store sending BEGIN, COMMIT and
+    ROLLBACK itself, the whole transaction in one pipeline: BEGIN goes out with the first statement
+    whose result is read, COMMIT with the statements nobody reads (the events and actions), so an
+    append costs two round trips instead of four.
+
+    A statement that goes through SQLAlchemy (the cold paths: migrations, a conflict's diagnosis,
+    the fence's epochs) reads its result before fetching it, which a pipeline does not allow:
+    the pipeline is synced and left before it, and the rest of the transaction runs without one.
+    Only the thread holding the connection touches `_pipeline`.
+    """
+
+    options: ClassVar[Mapping[str, Any]] = {"isolation_level": "AUTOCOMMIT"}
+
+    def __init__(self) -> None:
+        self._pipeline: AbstractContextManager[Any] | None = None
+
+    def opened(self, conn: Connection) -> None:
+        self._pipeline = None  # a lost connection's, if it was lost in a transaction
+        event.listen(conn, "before_cursor_execute", self._before_sqlalchemy_execute)
+
+    def begin(self, conn: Connection) -> None:
+        driver = _psycopg(conn)
+        try:
+            if psycopg.Pipeline.is_supported():
+                pipeline = driver.pipeline()
+                pipeline.__enter__()
+                self._pipeline = pipeline
+            driver.execute("BEGIN", prepare=False)
+        except psycopg.Error as error:
+            raise driver_error(conn, "BEGIN", (), error, driver, None) from error
+
+    def commit(self, conn: Connection) -> None:
+        driver = _psycopg(conn)
+        try:
+            driver.execute("COMMIT", prepare=False)
+            self._leave_pipeline()  # everything queued goes out; the first error raises
+        except psycopg.Error as error:
+            raise driver_error(conn, "COMMIT", (), error, driver, None) from error
+
+    def rollback(self, conn: Connection) -> None:
+        driver = _psycopg(conn)
+        with suppress(psycopg.Error):  # the queued statements' errors: what is being rolled back
+            self._leave_pipeline()
+        if driver.info.transaction_status != pq.TransactionStatus.IDLE:
+            driver.execute("ROLLBACK", prepare=False)
+
+    def _leave_pipeline(self) -> None:
+        pipeline, self._pipeline = self._pipeline, None
+        if pipeline is not None:
+            pipeline.__exit__(None, None, None)
+
+    def _before_sqlalchemy_execute(self, conn: Connection, *_args: Any) -> None:
+        if self._pipeline is None:
+            return
+        driver = _psycopg(conn)
+        try:
+            self._leave_pipeline()
+        except psycopg.Error as error:
+            raise driver_error(conn, "(the pipeline before this statement)", (), error, driver, None) from error
+
+
+def _psycopg(conn: Connection) -> psycopg.Connection[Any]:
+    driver = conn.connection.driver_connection
+    assert isinstance(driver, psycopg.Connection)
+    return driver

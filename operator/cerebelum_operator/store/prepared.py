@@ -6,8 +6,8 @@ parameter set and wraps the cursor in a result: about as much CPU as SQLite itse
 to run the statement (bench/analysis.md). Here the statement is still SQLAlchemy's — its
 SQL text, its bind order and each bind's type processing (JSON, booleans, PostgreSQL's
 casts) come from its compiler for the connection's dialect — but an execution is only
-"bind the values, call the driver". Transactions, pooling and everything off the hot path
-stay with SQLAlchemy (docs/architecture.md, "Library bypasses").
+"bind the values, call the driver". The transactions are the driver's too (store/held.py);
+pooling and everything off the hot path stay with SQLAlchemy (docs/architecture.md, Store).
 
 Driver errors are raised as SQLAlchemy would raise them (`DBAPIError.instance`), and a
 disconnect invalidates the connection, so the store's error translation is unchanged.
@@ -75,8 +75,11 @@ class PreparedStatements:
         self._keep[id(statement)] = statement
         return prepared
 
-    def execute(self, conn: Connection, statement: ClauseElement, row: dict[str, Any]) -> Any:
-        """Run one row; the driver's cursor, to fetch RETURNING rows from."""
+    def first(self, conn: Connection, statement: ClauseElement, row: dict[str, Any]) -> Any:
+        """Run one row; the first row it returns (RETURNING, SELECT), or None.
+
+        Fetched here, so that an error the driver reports only when the result is read (psycopg's
+        pipeline mode) is raised as SQLAlchemy would raise it too."""
         prepared = self._prepare(conn, statement, tuple(row))
         driver = conn.connection.driver_connection
         assert driver is not None
@@ -84,9 +87,11 @@ class PreparedStatements:
         params = prepared.bind(row)
         try:
             cursor.execute(prepared.sql, params)
+            return cursor.fetchone()
         except conn.dialect.loaded_dbapi.Error as error:
             raise driver_error(conn, prepared.sql, params, error, driver, cursor) from error
-        return cursor
+        finally:
+            cursor.close()
 
     def executemany(self, conn: Connection, statement: ClauseElement, rows: Sequence[dict[str, Any]]) -> None:
         """Run every row (all with the same keys) in one driver call; nothing is fetched."""

@@ -78,6 +78,7 @@ from .base import (
     TimerRow,
     WorkflowRow,
 )
+from .held import DriverTransactions, HeldWriter
 from .migrations import apply_migrations
 from .prepared import PreparedStatements
 from .sql_flow import SqlFlowControl
@@ -129,6 +130,7 @@ class SqlEventStore(SqlSchedules, SqlFlowControl, SqlListing, SqlShards, EventSt
         label: str,
         read_options: dict[str, Any] | None = None,
         write_options: dict[str, Any] | None = None,
+        transactions: DriverTransactions | None = None,
     ) -> None:
         # Two views of one connection pool: reads and writes may need to begin differently.
         self.label = label  # names the database in errors (a path, or a URL without its password)
@@ -138,6 +140,9 @@ class SqlEventStore(SqlSchedules, SqlFlowControl, SqlListing, SqlShards, EventSt
         self._build_statements()
         self._schedule_statements()
         self._shard_statements()
+        self._writer = HeldWriter(
+            engine, transactions=transactions or DriverTransactions(), translate=self._store_error
+        )
         self._prepared = PreparedStatements()  # the append's statements, run on the driver (store/prepared.py)
         self._events_format = 0  # the newest event format recorded as written (0: not read yet)
         self._schema_version = 0  # what `migrate` left; tools that open a store without it skip newer tables
@@ -329,9 +334,19 @@ class SqlEventStore(SqlSchedules, SqlFlowControl, SqlListing, SqlShards, EventSt
         with _translate_errors(self.label), self._read_engine.connect() as conn:
             yield conn
 
+    def _write(self) -> AbstractContextManager[Connection]:
+        """A transaction; its commit (on leaving) is inside the translation of connection errors too.
+
+        On the connection the store holds for its writes (store/held.py); when another write has it
+        (another thread, or a write inside a write), on one from the pool.
+        """
+        writer = self._writer
+        if writer.try_acquire():
+            return writer
+        return self._pooled_write()
+
     @contextlib.contextmanager
-    def _write(self) -> Iterator[Connection]:
-        """A transaction; its commit (on leaving) is inside the translation of connection errors too."""
+    def _pooled_write(self) -> Iterator[Connection]:
         with _translate_errors(self.label), self._write_engine.begin() as conn:
             yield conn
 
@@ -345,7 +360,11 @@ class SqlEventStore(SqlSchedules, SqlFlowControl, SqlListing, SqlShards, EventSt
         return version
 
     def close(self) -> None:
+        self._writer.close()
         self._engine.dispose()
+
+    def _store_error(self, error: BaseException) -> BaseException:
+        return store_error(self.label, error)
 
     # -- workflows ----------------------------------------------------------------------------------
     def put_workflow(self, name: str, spec: dict[str, JSON], *, now_ms: int) -> WorkflowRow:
@@ -480,13 +499,11 @@ class SqlEventStore(SqlSchedules, SqlFlowControl, SqlListing, SqlShards, EventSt
             "updated_at_ms": summary.updated_at_ms,
         }
         if new_execution is None:
-            advanced = self._prepared.execute(
+            returned = self._prepared.first(
                 conn,
                 self._advance_execution if standing is None else self._advance_sharded_execution,
                 {"b_execution_id": execution_id, "b_expected_seq": expected_seq, **index_row},
             )
-            returned = advanced.fetchone()
-            advanced.close()
             workflow = None if returned is None else returned[0]
             if workflow is None:
                 raise self._conflict(conn, execution_id, expected_seq)
@@ -505,16 +522,21 @@ class SqlEventStore(SqlSchedules, SqlFlowControl, SqlListing, SqlShards, EventSt
             if self._schema_version >= _SHARDS_SINCE:
                 shard = index_row["shard"] = self.placed_shard(execution_id, new_execution.shard)
                 self._check_owned(standing, execution_id, shard)
-            retired_known = self._schema_version >= _RETIRED_SINCE
-            if retired_known and conn.execute(self._select_retired_id, {"b_execution_id": execution_id}).first():
+            # On the driver too (store/prepared.py): every execution starts with this append.
+            prepared = self._prepared
+            if self._schema_version >= _RETIRED_SINCE and prepared.first(
+                conn, self._select_retired_id, {"b_execution_id": execution_id}
+            ):
                 raise ExecutionRetired(f"execution {execution_id!r} ran and was removed by the retention period")
-            if conn.execute(self._insert_execution, index_row).first() is None:
+            if prepared.first(conn, self._insert_execution, index_row) is None:
                 raise ExecutionExists(f"execution {execution_id!r} already exists")
             if new_execution.labels:
-                conn.execute(self._insert_labels, label_rows(execution_id, new_execution.labels))
+                prepared.executemany(conn, self._insert_labels, label_rows(execution_id, new_execution.labels))
             if new_execution.chain is not None:
                 first_run_id, run = new_execution.chain
-                conn.execute(self._insert_run, {"first_run_id": first_run_id, "run": run, "execution_id": execution_id})
+                prepared.executemany(
+                    conn, self._insert_run, [{"first_run_id": first_run_id, "run": run, "execution_id": execution_id}]
+                )
         if actions:
             with self._batched(conn):
                 actions, leases = _fold_leases(actions)
@@ -773,25 +795,36 @@ class SqlEventStore(SqlSchedules, SqlFlowControl, SqlListing, SqlShards, EventSt
 # -- binding one action to its statement's parameters ------------------------------------------------------
 @contextlib.contextmanager
 def _translate_errors(label: str) -> Iterator[None]:
-    """Driver errors as the store's own: `StoreCorrupted` (permanent) or `StoreUnavailable` (retry).
+    """Driver errors as the store's own, around a read or a pooled write (`store_error`)."""
+    try:
+        yield
+    except DBAPIError as error:
+        translated = store_error(label, error)
+        if translated is error:
+            raise
+        raise translated from error
+
+
+def store_error(label: str, error: BaseException) -> BaseException:
+    """A driver error as the store's own: `StoreCorrupted` (permanent) or `StoreUnavailable` (retry);
+    any other error as it is.
 
     Corruption is told apart first: SQLite reports some of it through OperationalError, and a
     damaged file answered as "unavailable" would have every caller retry forever. On
     `StoreUnavailable` SQLAlchemy has already invalidated the connection, so the next call gets
     a fresh one.
     """
-    try:
-        yield
-    except DBAPIError as error:
-        if is_corruption(error.orig):
-            raise StoreCorrupted(
-                f"the database {label} is corrupt ({error.orig}): restore it from a backup; retrying cannot help"
-            ) from error
-        if isinstance(error, OperationalError | InterfaceError):
-            raise StoreUnavailable(f"the database is unavailable: {error.orig or error}") from error
-        if not error.connection_invalidated:
-            raise
-        raise StoreUnavailable(f"the database dropped the connection: {error.orig or error}") from error
+    if not isinstance(error, DBAPIError):
+        return error
+    if is_corruption(error.orig):
+        return StoreCorrupted(
+            f"the database {label} is corrupt ({error.orig}): restore it from a backup; retrying cannot help"
+        )
+    if isinstance(error, OperationalError | InterfaceError):
+        return StoreUnavailable(f"the database is unavailable: {error.orig or error}")
+    if not error.connection_invalidated:
+        return error
+    return StoreUnavailable(f"the database dropped the connection: {error.orig or error}")
 
 
 # SQLite's primary result codes for a damaged file (extended codes keep them in the low byte).

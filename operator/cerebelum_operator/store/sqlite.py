@@ -30,6 +30,7 @@ from sqlalchemy.pool import ConnectionPoolEntry, StaticPool
 from sqlalchemy.sql.dml import Insert
 
 from .base import StoreCorrupted, StoreLocked
+from .held import DriverTransactions
 from .prepared import driver_error
 from .sql import SqlEventStore, dumps_json, is_corruption
 
@@ -88,7 +89,12 @@ class SqliteEventStore(SqlEventStore):
             if conn.get_execution_options().get(_WRITE_OPTION):
                 _begin_immediate(conn)
 
-        super().__init__(engine, label=str(self.path or ":memory:"), write_options={_WRITE_OPTION: True})
+        super().__init__(
+            engine,
+            label=str(self.path or ":memory:"),
+            write_options={_WRITE_OPTION: True},
+            transactions=_ImmediateTransactions(),
+        )
 
     def claim_exclusively(self) -> None:
         if self.path is None or self._lock_fd is not None:
@@ -205,6 +211,13 @@ def _enable_wal(cursor: sqlite3.Cursor, *, within_s: float = 5.0) -> None:
                 raise
         time.sleep(pause)  # a store thread opening a connection, never the event loop
         pause = min(pause * 2, 0.1)
+
+
+class _ImmediateTransactions(DriverTransactions):
+    """The held write connection's transactions begin IMMEDIATE too."""
+
+    def begin(self, conn: Connection) -> None:
+        _begin_immediate(conn)
 
 
 def _begin_immediate(conn: Connection) -> None:
