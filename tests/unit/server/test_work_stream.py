@@ -110,8 +110,11 @@ async def answers(raw_stream: Any, count: int) -> list[worker_pb2.WorkAnswer]:
 
 @asynccontextmanager
 async def raw_stream(address: str) -> AsyncIterator[Any]:
-    """A Work stream whose messages are bytes, so a test can send what no SDK would."""
-    async with grpc.aio.insecure_channel(address) as channel:
+    """A Work stream whose messages are bytes, so a test can send what no SDK would. Its receive
+    window stays HTTP/2's first 64 KiB (no BDP probing), so what it does not read stays unsent."""
+    async with grpc.aio.insecure_channel(
+        address, options=[("grpc.http2.bdp_probe", 0), ("grpc.max_receive_message_length", 8 << 20)]
+    ) as channel:
         stream = channel.stream_stream(WORK, request_serializer=None, response_deserializer=None)(None)
         try:
             yield stream
