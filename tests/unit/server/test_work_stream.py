@@ -333,12 +333,18 @@ async def test_a_renewed_token_opens_a_new_stream_and_the_old_one_ends_once_its_
 
 
 async def _retrying(make: Callable[[], Any]) -> Any:
-    """As the worker's pollers do: UNAVAILABLE while the connection comes back is tried again."""
-    for _ in range(200):
+    """As the worker's pollers do: UNAVAILABLE while the connection comes back is tried again, until
+    a call is answered (a condition, bounded by `eventually`)."""
+    replies: list[Any] = []
+
+    async def answered() -> bool:
         try:
-            return await make()
+            replies.append(await make())
         except grpc.aio.AioRpcError as exc:
             if exc.code() != grpc.StatusCode.UNAVAILABLE:
                 raise
-            await asyncio.sleep(0.05)
-    raise AssertionError("the engine never answered")
+            return False
+        return True
+
+    await eventually(answered, what="the engine answered again")
+    return replies[-1]
