@@ -4,7 +4,8 @@ process bound to the chart's RBAC, workers real processes that poll every replic
 
 The replicas split the shards through Leases; each starts and projects the Executions of its own
 shards (the others' never reach its kopf), forwards calls about the others' executions, and when
-one is SIGKILLed the survivors take its shards once its Leases run out and finish its executions.
+one is SIGKILLed the survivors take its shards once its Leases run out and finish its executions,
+and cancel those deleted while nobody owned their shard.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from typing import Any
 import pytest
 import yaml
 
+from cerebelum_operator.model.shards import shard_of
 from tests.integration.conftest import WORKER_SCRIPT, read_ledger
 from tests.support import kube
 from tests.support.control_plane import ControlPlane
@@ -105,14 +107,58 @@ def metric(port: int, name: str) -> float:
     return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(name))
 
 
-def phases(control_plane: ControlPlane, namespace: str) -> dict[str, str]:
+def phases(control_plane: ControlPlane, namespace: str, *, prefix: str = "") -> dict[str, str]:
+    """Each Execution's phase, by name (those whose name starts with `prefix`)."""
     items = kubectl_json(control_plane, "get", "executions", "-n", namespace)["items"]
-    return {item["metadata"]["name"]: (item.get("status") or {}).get("phase", "") for item in items}
+    return {
+        item["metadata"]["name"]: (item.get("status") or {}).get("phase", "")
+        for item in items
+        if item["metadata"]["name"].startswith(prefix)
+    }
 
 
 def apply(control_plane: ControlPlane, namespace: str, documents: list[Any]) -> None:
     result = apply_yaml(control_plane, yaml.safe_dump_all(documents), namespace=namespace)
     assert result.returncode == 0, result.stderr
+
+
+GATED = {
+    "apiVersion": "cerebelum.io/v1alpha1",
+    "kind": "Workflow",
+    "metadata": {"name": "gated"},
+    "spec": {"taskQueue": "test", "timeline": ["s1", "go", "s2"], "steps": {"go": {"approval": {}}}},
+}
+
+
+def gated_execution(name: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "cerebelum.io/v1alpha1",
+        "kind": "Execution",
+        "metadata": {"name": name},
+        "spec": {"workflow": "gated", "input": {}},
+    }
+
+
+def shards_of(control_plane: ControlPlane, namespace: str, holder: str) -> set[int]:
+    owners = kube.shard_owners(control_plane, f"g-{namespace}")
+    return {int(lease.rsplit("-", 1)[1]) for lease, owner in owners.items() if owner == holder}
+
+
+def held_in_shards(
+    control_plane: ControlPlane, namespace: str, theirs: set[int], *, wanted: int, prefix: str
+) -> list[str]:
+    """Create gated Executions one by one until `wanted` of them are in shards `theirs` (each lands
+    in a shard by its uid); the names of those."""
+    found: list[str] = []
+    for i in range(64):
+        name = f"{prefix}-{i}"
+        apply(control_plane, namespace, [gated_execution(name)])
+        uid = kubectl_json(control_plane, "get", "execution", name, "-n", namespace)["metadata"]["uid"]
+        if shard_of(uid, shards=SHARDS) in theirs:
+            found.append(name)
+            if len(found) == wanted:
+                return found
+    raise AssertionError(f"64 Executions and fewer than {wanted} in shards {sorted(theirs)}")
 
 
 def test_replicas_split_the_shards_run_their_own_executions_and_finish_a_killed_replicas(
@@ -131,6 +177,11 @@ def test_replicas_split_the_shards_run_their_own_executions_and_finish_a_killed_
     ) as replicas:
         first, second = replicas.first, replicas.second
         first_health, second_health = replicas.first_health, replicas.second_health
+        # Executions of the first replica's shards, to be deleted while it is dead: their deletion
+        # reaches no replica's kopf (the survivor's filter drops it until it owns their shard).
+        apply(control_plane, namespace, [GATED])
+        first_shards = shards_of(control_plane, namespace, "replica-a")
+        held = held_in_shards(control_plane, namespace, first_shards, wanted=2, prefix="held")
         apply(
             control_plane,
             namespace,
@@ -153,7 +204,7 @@ def test_replicas_split_the_shards_run_their_own_executions_and_finish_a_killed_
             ],
         )
         wait_until(
-            lambda: sorted(phases(control_plane, namespace).values()) == ["Sleeping"] * EXECUTIONS,
+            lambda: sorted(phases(control_plane, namespace, prefix="nap-").values()) == ["Sleeping"] * EXECUTIONS,
             within=60,
             what=f"all {EXECUTIONS} executions asleep after s1",
         )
@@ -170,19 +221,50 @@ def test_replicas_split_the_shards_run_their_own_executions_and_finish_a_killed_
             metric(port, "cerebelum_kube_watch_events_of_other_replicas") > 0 for port in (first_health, second_health)
         )
 
+        wait_until(
+            lambda: all(phases(control_plane, namespace).get(name) == "WaitingForApproval" for name in held),
+            within=60,
+            what="the held executions waiting for an approval that never comes",
+        )
         first.kill()  # its Leases run out (6 s), then the survivor takes its shards and their work
+        for name in held:
+            control_plane.kubectl("delete", "execution", name, "-n", namespace, "--wait=false")
+        # And one created while its shard has no owner: no kopf puts its finalizer on it.
+        orphans = held_in_shards(control_plane, namespace, first_shards, wanted=1, prefix="orphan")
         wait_until(
             lambda: shard_holders(control_plane, namespace) == Counter({"replica-b": 16}),
             within=60,
             what="the survivor to hold every shard",
         )
+        # The survivor cancels them (kopf's delete handler, brought by its adoption), then they go.
+        wait_until(
+            lambda: not set(held) & set(phases(control_plane, namespace)),
+            within=60,
+            what=f"the executions deleted while their shard had no owner ({held}) to be cancelled and gone",
+        )
+        # The survivor adopted the orphan; deleted now, it waits for its cancel as any other.
+        wait_until(
+            lambda: all(phases(control_plane, namespace).get(name) == "WaitingForApproval" for name in orphans),
+            within=60,
+            what=f"the executions created while their shard had no owner ({orphans}) to run on the survivor",
+        )
+        for name in orphans:
+            control_plane.kubectl("delete", "execution", name, "-n", namespace, "--wait=false")
+        wait_until(
+            lambda: not set(orphans) & set(phases(control_plane, namespace)),
+            within=60,
+            what=f"the adopted executions ({orphans}) to be gone once deleted",
+        )
+        survivor_log = second.log_path.read_text()
+        for name in [*held, *orphans]:
+            assert f"its Execution {namespace}/{name} was deleted" in survivor_log, name
         wait_until(
             lambda: metric(second_health, "cerebelum_kube_objects_adopted") > 0,
             within=30,
             what="the survivor to adopt the dead replica's Executions",
         )
         wait_until(
-            lambda: sorted(phases(control_plane, namespace).values()) == ["Succeeded"] * EXECUTIONS,
+            lambda: sorted(phases(control_plane, namespace, prefix="nap-").values()) == ["Succeeded"] * EXECUTIONS,
             within=90,
             what=f"all {EXECUTIONS} executions to succeed on the survivor",
         )
@@ -192,6 +274,7 @@ def test_replicas_split_the_shards_run_their_own_executions_and_finish_a_killed_
         uids = {
             item["metadata"]["uid"]
             for item in kubectl_json(control_plane, "get", "executions", "-n", namespace)["items"]
+            if item["metadata"]["name"].startswith("nap-")
         }
         for uid in uids:
             assert runs[(uid, "s1")] >= 1 and runs[(uid, "s2")] >= 1, (uid, runs)
@@ -208,29 +291,8 @@ def test_an_approval_reaches_the_replica_that_owns_its_execution_whichever_shard
     tmp_path: Path,
 ) -> None:
     with two_replicas(control_plane, tmp_path, postgres_database_url, namespace, ledger, worker_address="{a},{b}"):
-        gated = {
-            "apiVersion": "cerebelum.io/v1alpha1",
-            "kind": "Workflow",
-            "metadata": {"name": "gated"},
-            "spec": {"taskQueue": "test", "timeline": ["s1", "go", "s2"], "steps": {"go": {"approval": {}}}},
-        }
         names = [f"gated-{i}" for i in range(6)]
-        apply(
-            control_plane,
-            namespace,
-            [
-                gated,
-                *(
-                    {
-                        "apiVersion": "cerebelum.io/v1alpha1",
-                        "kind": "Execution",
-                        "metadata": {"name": name},
-                        "spec": {"workflow": "gated", "input": {}},
-                    }
-                    for name in names
-                ),
-            ],
-        )
+        apply(control_plane, namespace, [GATED, *(gated_execution(name) for name in names)])
         wait_until(
             lambda: sorted(phases(control_plane, namespace).values()) == ["WaitingForApproval"] * len(names),
             within=60,

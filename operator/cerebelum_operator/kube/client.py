@@ -281,6 +281,35 @@ class KubeApi:
             return True
         raise RuntimeError(f"{ref!r} kept changing while it was being labelled")
 
+    async def add_finalizer(self, ref: ObjectRef, finalizer: str, *, attempts: int = 5) -> bool:
+        """Put `finalizer` on the object (read just before, its resourceVersion a precondition) while
+        it is still the one with `ref.uid` and not being deleted; False when it is not, or is gone."""
+        resource = _RESOURCES[ref.kind]
+        for _ in range(attempts):
+            current = await self.get(resource, ref.namespace, ref.name)
+            if current is None or str(current["metadata"].get("uid")) != ref.uid:
+                return False
+            meta = current["metadata"]
+            if meta.get("deletionTimestamp"):
+                return False  # the API server adds no finalizer to an object being deleted
+            finalizers = list(meta.get("finalizers") or [])
+            if finalizer in finalizers:
+                return True
+            change = {"resourceVersion": meta["resourceVersion"], "finalizers": [*finalizers, finalizer]}
+            self._count("finalizers")
+            try:
+                await self.client.patch(
+                    resource, ref.name, {"metadata": change}, namespace=ref.namespace, patch_type=PatchType.MERGE
+                )
+            except ApiError as error:
+                if error.status.code == 409:
+                    continue  # changed since it was read: read it again
+                if is_not_found(error):
+                    return False
+                raise
+            return True
+        raise RuntimeError(f"{ref!r} kept changing while its finalizer was being added")
+
     async def delete(self, resource: type[Any], namespace: str, name: str, *, uid: str) -> bool:
         """Delete the object if it is still the one with `uid`; False when it is gone or is a namesake
         made since (the API server checks the uid: a precondition, so no read races the delete)."""

@@ -8,8 +8,13 @@ class moves the objects':
   handled at once, as kopf's resume would: each unfinished Execution of the shard is started (one
   created while the shard had no owner) or tracked for its status, each pending Approval or
   Signal aimed at it is delivered, and with shard 0 each Schedule is put into the engine's
-  schedule service. A handler that asks to wait (`Retry`: its Workflow is not there yet, say) is
-  tried again after the wait it asked for, a few times, as kopf would.
+  schedule service. An Execution or Schedule deleted while its shard had no owner (its deletion
+  reached no kopf, and nothing else would) is touched: an annotation write whose watch event brings
+  kopf's delete handler (the cancel, the schedule's stop) and the finalizer's removal, exactly as
+  a deletion seen live would. An unfinished Execution no kopf has handled yet gets kopf's
+  finalizer before it is started, as kopf would put it on, so that its deletion waits for the
+  cancel. A handler that asks to wait (`Retry`: its Workflow is not there yet, say) is tried again
+  after the wait it asked for, a few times, as kopf would.
 - **Hand over** (a shard leaves): its objects' status is no longer written here (the next owner's
   writer projects them) and kopf's memory of them goes, so that if the shard comes back its objects
   are handled as new.
@@ -21,6 +26,7 @@ class moves the objects':
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Awaitable, Callable, Collection
 from typing import Any
@@ -32,17 +38,28 @@ from .bookkeeping import ExecutionsInMemory
 from .client import Approval, Execution, KubeApi, Schedule, Signal
 from .expirer import FINISHED_LABEL
 from .expiry import EXPIRING_PHASES
+from .projection import rfc3339
 from .reconciler import Reconciler
 from .shard_watch import SHARD_LABEL, ShardWatch
+from .status_writer import FINALIZER
 from .views import ObjectView, Outcome, Retry
 
-__all__ = ["ShardObjects"]
+__all__ = ["DELETION_ADOPTED_ANNOTATION", "ShardObjects"]
 
 log = logging.getLogger(__name__)
 
 JSON = Any
 _RETRIES = 6  # a handler that keeps asking to wait is left to the next event (or adoption)
 ADOPTING_AT_ONCE = 32  # objects of a shard that arrived, handled at once
+# Written on an object whose deletion no replica saw, when its shard is adopted (RFC 3339, so each
+# adoption changes it and makes a watch event).
+DELETION_ADOPTED_ANNOTATION = "cerebelum.io/deletion-adopted"
+
+
+def deleted_with_finalizer(obj: dict[str, JSON]) -> bool:
+    """Deleted, and waiting for our finalizer: only kopf's delete handler lets it go."""
+    metadata = obj.get("metadata") or {}
+    return bool(metadata.get("deletionTimestamp")) and FINALIZER in (metadata.get("finalizers") or ())
 
 
 class ShardObjects:
@@ -98,9 +115,17 @@ class ShardObjects:
                 self.watch.admits("executions", {"type": "ADDED", "object": obj})  # known to the filter from now on
                 if self.watch.shard_of_object(obj) not in wanted:
                     continue
+                if deleted_with_finalizer(obj):  # finished or not: kopf drops the finalizer
+                    await soon(ObjectView.of(obj), "Execution", lambda v: self._touch(v, "Execution"))
+                    continue
+                if (obj.get("metadata") or {}).get("deletionTimestamp"):
+                    continue  # deleted before kopf's finalizer was on it: nothing to start or stop
                 if (obj.get("status") or {}).get("phase") in EXPIRING_PHASES:
                     continue  # finished: its status is final, kopf labels it at its next event
-                await soon(ObjectView.of(obj), "Execution", lambda v: reconciler.execution_seen(v, first_attempt=False))
+                finalized = FINALIZER in ((obj.get("metadata") or {}).get("finalizers") or ())
+                await soon(
+                    ObjectView.of(obj), "Execution", functools.partial(self._execution_adopted, finalized=finalized)
+                )
             for kind, resource, request in (
                 ("Approval", Approval, reconciler.approval_created),
                 ("Signal", Signal, reconciler.signal_created),
@@ -111,6 +136,9 @@ class ShardObjects:
                     await soon(ObjectView.of(obj), kind, request)
             if 0 in wanted:
                 async for obj in self.api.list_labelled(Schedule, self.namespaces, labels={}, page=self.page):
+                    if deleted_with_finalizer(obj):
+                        await soon(ObjectView.of(obj), "Schedule", lambda v: self._touch(v, "Schedule"))
+                        continue
                     if (obj.get("metadata") or {}).get("deletionTimestamp"):
                         continue
                     await soon(
@@ -146,6 +174,35 @@ class ShardObjects:
             task.cancel()
         if self._retries:
             await asyncio.gather(*self._retries, return_exceptions=True)
+
+    async def _execution_adopted(self, view: ObjectView, *, finalized: bool) -> Outcome:
+        """Start or track an unfinished Execution of an arriving shard, kopf's finalizer on it first.
+
+        One created while its shard had no owner, or whose owner's kopf had not yet handled it, never
+        got the finalizer: deleted later, it would go at once and its execution run on, cancelled by
+        nobody. As kopf does, the finalizer is put on before the execution starts; an object deleted
+        meanwhile is not started.
+        """
+        if not finalized:
+            await self.reconciler.writes.take()
+            if not await self.api.add_finalizer(view.ref("Execution"), FINALIZER):
+                log.info("Execution %s/%s went while its shard was adopted: not started", view.namespace, view.name)
+                return Outcome()
+        return await self.reconciler.execution_seen(view, first_attempt=False)
+
+    async def _touch(self, view: ObjectView, kind: str) -> Outcome:
+        """Make a watch event for an object deleted while its shard had no owner: this replica's kopf
+        now sees it deleted and runs its delete handler, then drops the finalizer (retrying as kopf does)."""
+        await self.reconciler.writes.take()
+        at = rfc3339(self.clock.now_ms()) or ""
+        if await self.api.mark(view.ref(kind), annotations={DELETION_ADOPTED_ANNOTATION: at}):
+            log.info(
+                "%s %s/%s was deleted while its shard had no owner: handed to kopf's delete handler",
+                kind,
+                view.namespace,
+                view.name,
+            )
+        return Outcome()
 
     async def _handle(
         self, view: ObjectView, kind: str, handle: Callable[[ObjectView], Awaitable[Outcome]], attempt: int = 0
