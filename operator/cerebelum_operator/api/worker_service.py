@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterable
 from typing import Any, Final
 
 from cerebelum.v1 import worker_pb2 as pb
@@ -22,6 +23,7 @@ from .errors import Context, InvalidRequest, grpc_errors, status_of
 from .guard import Guard
 from .limits import MAX_REPORTS_PER_CALL, check_request
 from .payloads import dump_json, parse_json
+from .stream_steps import StreamSteps, remember_stream_steps, stream_steps_of
 from .times import timestamp
 from .workflow_history import HISTORY_PAGE_EVENTS, history_page, history_page_to
 
@@ -117,11 +119,16 @@ class WorkerServicer(pb_grpc.WorkerServiceServicer):
         _require(request.task_queue, "task_queue", "PollTask")
         if not request.steps and not request.workflows:
             raise InvalidRequest("PollTask: steps and workflows are empty; register at least one of either")
+        steps = frozenset(request.steps)  # read once: each read of a repeated field makes its strings anew
+        if steps:
+            remember_stream_steps(context, request.task_queue, steps)
+        if request.workflows:
+            steps |= {WORKFLOW_TASK_PREFIX + name for name in request.workflows}
         identity = await self.guard.identify(context)
         granted = await self.dispatcher.poll(
             worker_id=request.worker_id,
             task_queue=request.task_queue,
-            steps=[*request.steps, *(WORKFLOW_TASK_PREFIX + name for name in request.workflows)],
+            steps=steps,
             wait_ms=request.wait_ms,
             namespaces=self.guard.policy.worker_namespaces(identity, request.task_queue),
         )
@@ -215,7 +222,7 @@ class WorkerServicer(pb_grpc.WorkerServiceServicer):
 
     @grpc_errors
     async def CompleteTask(self, request: pb.CompleteTaskRequest, context: Context) -> pb.CompleteTaskResponse:
-        reply, _ = await self._complete(request, await self.guard.identify(context))
+        reply, _ = await self._complete(request, await self.guard.identify(context), stream_steps_of(context))
         return reply
 
     @grpc_errors
@@ -228,15 +235,17 @@ class WorkerServicer(pb_grpc.WorkerServiceServicer):
                 f"CompleteTasks: {count} reports is more than the limit of {MAX_REPORTS_PER_CALL} reports a call"
             )
         identity = await self.guard.identify(context)
+        steps = stream_steps_of(context)
         outcomes: list[Any]
         if count == 1:  # a worker at low load: no task around the one report, no loop turn for it
             try:
-                outcomes = [await self._complete_checked(request.reports[0], identity)]
+                outcomes = [await self._complete_checked(request.reports[0], identity, steps)]
             except Exception as error:  # as gather(return_exceptions=True) would give it; a cancel propagates
                 outcomes = [error]
         else:
             outcomes = await asyncio.gather(
-                *(self._complete_checked(report, identity) for report in request.reports), return_exceptions=True
+                *(self._complete_checked(report, identity, steps) for report in request.reports),
+                return_exceptions=True,
             )
         response = pb.CompleteTasksResponse()
         room = self._reply_budget
@@ -275,13 +284,13 @@ class WorkerServicer(pb_grpc.WorkerServiceServicer):
         return size
 
     async def _complete_checked(
-        self, request: pb.CompleteTaskRequest, identity: Identity
+        self, request: pb.CompleteTaskRequest, identity: Identity, stream_steps: StreamSteps | None
     ) -> tuple[pb.CompleteTaskResponse, GrantedTask | None]:
         check_request(request, "CompleteTasks")
-        return await self._complete(request, identity)
+        return await self._complete(request, identity, stream_steps)
 
     async def _complete(
-        self, request: pb.CompleteTaskRequest, identity: Identity
+        self, request: pb.CompleteTaskRequest, identity: Identity, stream_steps: StreamSteps | None = None
     ) -> tuple[pb.CompleteTaskResponse, GrantedTask | None]:
         """One report: its reply, and the task leased to its worker that the reply carries (if any)."""
         token = _require(request.task_token, "task_token", "CompleteTask")
@@ -298,7 +307,7 @@ class WorkerServicer(pb_grpc.WorkerServiceServicer):
             next step, and a report refused (or one of another report of the same call) never holds it."""
             if access is not None:
                 access(definition, state)
-            if not standing and (standby := self._stand_by(request, identity)) is not None:
+            if not standing and (standby := self._stand_by(request, identity, stream_steps)) is not None:
                 standing.append(standby)
 
         granted: GrantedTask | None = None
@@ -332,13 +341,20 @@ class WorkerServicer(pb_grpc.WorkerServiceServicer):
             reply.next_task.CopyFrom(_step_task(granted, TaskToken.parse(granted.token)))
         return reply, granted
 
-    def _stand_by(self, request: pb.CompleteTaskRequest, identity: Identity) -> Waiter | None:
+    def _stand_by(
+        self, request: pb.CompleteTaskRequest, identity: Identity, stream_steps: StreamSteps | None
+    ) -> Waiter | None:
         """With ``poll_next``, the completion stands by for the worker's next step task (not a workflow
-        task: a step's slot runs steps); None when it asks for none or may poll none of that queue."""
+        task: a step's slot runs steps); None when it asks for none or may poll none of that queue.
+        Its steps are its own, or with ``stream_steps`` those its Work stream's last poll of the queue
+        sent (`remember_stream_steps`)."""
         if not request.HasField("poll_next"):
             return None
         poll = request.poll_next
-        if not poll.task_queue or not poll.steps:
+        steps: Iterable[str] | None = poll.steps
+        if not poll.steps and poll.stream_steps and stream_steps is not None:
+            steps = stream_steps.get(poll.task_queue)
+        if not poll.task_queue or not steps:
             return None  # nothing to stand by for; never a reason to refuse the outcome itself
         try:
             namespaces = self.guard.policy.worker_namespaces(identity, poll.task_queue)
@@ -347,7 +363,7 @@ class WorkerServicer(pb_grpc.WorkerServiceServicer):
         return self.dispatcher.stand_by(
             worker_id=request.worker_id,
             task_queue=poll.task_queue,
-            steps=poll.steps,
+            steps=steps,
             namespaces=namespaces,
         )
 

@@ -22,6 +22,8 @@ from google.protobuf.message import DecodeError
 
 from cerebelum.v1 import worker_pb2 as pb
 
+from ..api.stream_steps import StreamSteps
+
 __all__ = ["DEFAULT_CALLS_PER_STREAM", "WORK", "CallAborted", "Serve", "WorkStreams"]
 
 log = logging.getLogger(__name__)
@@ -50,12 +52,15 @@ class CallAborted(grpc.aio.AbortError):
 class _CallContext:
     """What the servicers use of a `ServicerContext`, for one call of a stream."""
 
-    __slots__ = ("_deadline", "_loop", "_stream")
+    __slots__ = ("_deadline", "_loop", "_stream", "stream_steps")
 
-    def __init__(self, stream: grpc.aio.ServicerContext[Any, Any], deadline: float | None) -> None:
+    def __init__(
+        self, stream: grpc.aio.ServicerContext[Any, Any], deadline: float | None, stream_steps: StreamSteps
+    ) -> None:
         self._stream = stream
         self._deadline = deadline
         self._loop = asyncio.get_running_loop()
+        self.stream_steps = stream_steps  # the stream's polled steps, for its reports (`api.stream_steps`)
 
     def invocation_metadata(self) -> Any:
         return self._stream.invocation_metadata()
@@ -116,6 +121,7 @@ class _Stream:
         self._reading = True
         self.answers: asyncio.Queue[pb.WorkAnswer | None] = asyncio.Queue()
         self.refused: str | None = None  # why the stream ends: a message that is not a WorkCall
+        self.steps: StreamSteps = {}  # what its polls sent, for its reports' poll_next.stream_steps
 
     async def read(self, requests: AsyncIterator[bytes]) -> None:
         loop = asyncio.get_running_loop()
@@ -150,7 +156,8 @@ class _Stream:
         answer = pb.WorkAnswer(id=call.id)
         try:
             async with asyncio.timeout_at(deadline):
-                context: Any = _CallContext(self._context, deadline)  # the part of a ServicerContext the servicers use
+                # The part of a ServicerContext the servicers use, and the stream's polled steps.
+                context: Any = _CallContext(self._context, deadline, self.steps)
                 reply = await self._serve[kind](getattr(call, kind), None, context)
         except CallAborted as aborted:
             return _error(call.id, aborted.code, aborted.details)

@@ -180,3 +180,30 @@ async def test_each_report_is_authorised_on_its_own_and_the_call_needs_a_token(t
         assert (await server.engine.state_of("eb")).steps["a"].phase.value == "Running"
     finally:
         await server.stop(0)
+
+
+async def test_on_a_work_stream_a_report_may_ask_for_its_next_task_by_the_steps_the_stream_polled_with(
+    server: EngineServer, stub: worker_pb2_grpc.WorkerServiceStub
+) -> None:
+    await start(server, "flow", "e1", "e2")
+    by_stream = worker_pb2.PollTaskRequest(worker_id="w1", task_queue="jobs", stream_steps=True)
+    stream = stub.Work()
+    await stream.write(worker_pb2.WorkCall(id=1, poll_task=NEXT))  # the stream's poll: its steps are kept
+    polled = await stream.read()
+    assert polled.id == 1 and polled.poll_task.task.step == "a"
+    report = success(polled.poll_task.task, poll_next=False)
+    report.poll_next.CopyFrom(by_stream)
+    await stream.write(worker_pb2.WorkCall(id=2, complete_tasks=worker_pb2.CompleteTasksRequest(reports=[report])))
+    answer = await stream.read()
+    (result,) = answer.complete_tasks.results
+    assert result.reply.disposition == worker_pb2.CompleteTaskResponse.ACCEPTED
+    assert result.reply.next_task.step == "b", "the steps of the stream's poll stood in for the report's"
+
+    # A unary call has no stream: asking so stands by for nothing, and the outcome still counts.
+    (other,) = await poll_all(stub, 1)
+    unary = success(other, poll_next=False)
+    unary.poll_next.CopyFrom(by_stream)
+    reply = await stub.CompleteTasks(worker_pb2.CompleteTasksRequest(reports=[unary]))
+    assert reply.results[0].reply.disposition == worker_pb2.CompleteTaskResponse.ACCEPTED
+    assert not reply.results[0].reply.HasField("next_task")
+    stream.cancel()

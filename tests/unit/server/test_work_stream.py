@@ -34,6 +34,7 @@ class Servicer(worker_pb2_grpc.WorkerServiceServicer):
         self.polls_cancelled = 0
         self.poll_error: tuple[grpc.StatusCode, str] | None = None
         self.reports: list[str] = []
+        self.poll_nexts: list[worker_pb2.PollTaskRequest] = []  # each report's, as it arrived
         self.tokens: list[str] = []  # the authorization each CompleteTasks call carried
         self.padding = 0  # bytes of a next task in each CompleteTasks reply
 
@@ -55,6 +56,7 @@ class Servicer(worker_pb2_grpc.WorkerServiceServicer):
         response = worker_pb2.CompleteTasksResponse()
         for report in request.reports:
             self.reports.append(report.task_token)
+            self.poll_nexts.append(report.poll_next)
             reply = response.results.add().reply
             reply.SetInParent()
             if self.padding:
@@ -348,3 +350,27 @@ async def _retrying(make: Callable[[], Any]) -> Any:
 
     await eventually(answered, what="the engine answered again")
     return replies[-1]
+
+
+async def test_the_sdk_s_reports_after_a_poll_of_their_queue_ask_by_the_stream_s_steps_not_their_own() -> None:
+    servicer = Servicer()
+    steps = [f"s{i}" for i in range(200)]
+
+    def report(token: str, queue: str) -> worker_pb2.CompleteTasksRequest:
+        sent = worker_pb2.CompleteTaskRequest(task_token=token)
+        sent.poll_next.CopyFrom(worker_pb2.PollTaskRequest(worker_id="w", task_queue=queue, steps=steps))
+        return worker_pb2.CompleteTasksRequest(reports=[sent])
+
+    async with engine(servicer) as address, work_stream(address) as stream:
+        servicer.release.set()
+        await stream.complete_tasks(report("before", "q"), timeout=10)  # no poll on this stream yet
+        await stream.poll(worker_pb2.PollTaskRequest(worker_id="w", task_queue="q", steps=steps), timeout=10)
+        sent = report("after", "q")
+        await stream.complete_tasks(sent, timeout=10)
+        await stream.complete_tasks(report("elsewhere", "other"), timeout=10)
+
+    before, after, elsewhere = servicer.poll_nexts
+    assert list(before.steps) == steps and not before.stream_steps
+    assert not after.steps and after.stream_steps and after.task_queue == "q"
+    assert list(elsewhere.steps) == steps and not elsewhere.stream_steps, "a queue this stream never polled"
+    assert list(sent.reports[0].poll_next.steps) == steps, "the caller's request is left as it was"

@@ -370,6 +370,7 @@ export class Worker {
       steps: this.stepNames.slice(),
       waitMs: this.pollWaitMs,
       workflows: [], // code workflows run on the Python SDK for now (docs/code-workflows-protocol.md)
+      streamSteps: false,
     };
     // What a step's report asks for: the next task for the slot it frees, handed back in the reply.
     const next: PollTaskRequest = { ...request, waitMs: 0 };

@@ -4,7 +4,8 @@ A unary call costs both ends more than the message it carries (a new HTTP/2 stre
 and status, a task on the engine): a message on an open stream costs about a third of it. Each
 ``PollTask`` or ``CompleteTasks`` becomes a ``WorkCall`` with an id; the engine runs it as the RPC
 and answers with a ``WorkAnswer`` of that id. Callers see what the unary call would have given:
-its reply, or a ``grpc.aio.AioRpcError`` with its code.
+its reply, or a ``grpc.aio.AioRpcError`` with its code. A report written after a poll of its queue
+on the same stream asks for its next task with ``stream_steps`` instead of the step names again.
 
 The stream opens on the first call and again after it ends (every call open on it then fails with
 UNAVAILABLE, and its caller retries as after a lost connection). A call's ``timeout`` travels with
@@ -37,6 +38,15 @@ _CODES = {code.value[0]: code for code in grpc.StatusCode}
 _ENGINE_MARGIN_S = 1.0
 
 
+def _refer_to_polled_steps(request: worker_pb2.CompleteTasksRequest, polled: set[str]) -> None:
+    """Each report's ``poll_next`` of a queue this stream polled names no steps: the engine takes the
+    ones that poll sent (``stream_steps``), so a worker with many steps does not send them every time."""
+    for report in request.reports:
+        if report.HasField("poll_next") and report.poll_next.task_queue in polled and report.poll_next.steps:
+            del report.poll_next.steps[:]
+            report.poll_next.stream_steps = True
+
+
 def _error(code: grpc.StatusCode, details: str) -> grpc.aio.AioRpcError:
     return grpc.aio.AioRpcError(code, grpc.aio.Metadata(), grpc.aio.Metadata(), details, None)
 
@@ -48,7 +58,7 @@ class _Unsupported(Exception):
 class _Open:
     """One open stream, and the calls waiting for their answers on it."""
 
-    __slots__ = ("call", "metadata", "reader", "waiting")
+    __slots__ = ("call", "metadata", "polled", "reader", "waiting")
 
     def __init__(
         self, call: grpc.aio.StreamStreamCall[worker_pb2.WorkCall, worker_pb2.WorkAnswer], metadata: tuple[Any, ...]
@@ -57,6 +67,7 @@ class _Open:
         self.metadata = metadata
         self.waiting: dict[int, tuple[str, asyncio.Future[Any]]] = {}
         self.reader: asyncio.Task[None] | None = None
+        self.polled: set[str] = set()  # task queues polled (with their steps) on this stream
 
 
 class WorkStream:
@@ -136,8 +147,12 @@ class WorkStream:
         getattr(message, kind).CopyFrom(request)
         try:
             try:
-                async with self._writing:
+                async with self._writing:  # the order written: a report after a poll may refer to its steps
+                    if kind == "complete_tasks" and stream.polled:
+                        _refer_to_polled_steps(message.complete_tasks, stream.polled)
                     await stream.call.write(message)
+                    if kind == "poll_task" and request.steps:
+                        stream.polled.add(request.task_queue)
             except Exception as exc:  # the stream ended under us: its reader fails the calls on it
                 if not future.done():
                     stream.waiting.pop(id, None)

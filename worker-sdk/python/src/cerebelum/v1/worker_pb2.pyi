@@ -11,18 +11,20 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class PollTaskRequest(_message.Message):
-    __slots__ = ("worker_id", "task_queue", "steps", "wait_ms", "workflows")
+    __slots__ = ("worker_id", "task_queue", "steps", "wait_ms", "workflows", "stream_steps")
     WORKER_ID_FIELD_NUMBER: _ClassVar[int]
     TASK_QUEUE_FIELD_NUMBER: _ClassVar[int]
     STEPS_FIELD_NUMBER: _ClassVar[int]
     WAIT_MS_FIELD_NUMBER: _ClassVar[int]
     WORKFLOWS_FIELD_NUMBER: _ClassVar[int]
+    STREAM_STEPS_FIELD_NUMBER: _ClassVar[int]
     worker_id: str
     task_queue: str
     steps: _containers.RepeatedScalarFieldContainer[str]
     wait_ms: int
     workflows: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, worker_id: _Optional[str] = ..., task_queue: _Optional[str] = ..., steps: _Optional[_Iterable[str]] = ..., wait_ms: _Optional[int] = ..., workflows: _Optional[_Iterable[str]] = ...) -> None: ...
+    stream_steps: bool
+    def __init__(self, worker_id: _Optional[str] = ..., task_queue: _Optional[str] = ..., steps: _Optional[_Iterable[str]] = ..., wait_ms: _Optional[int] = ..., workflows: _Optional[_Iterable[str]] = ..., stream_steps: bool = ...) -> None: ...
 
 class Task(_message.Message):
     __slots__ = ("task_token", "execution_id", "workflow", "step", "attempt", "idempotency_key", "arguments_json", "attempt_deadline_ms", "lease_ms", "heartbeat_required", "poll", "last_progress_json", "attempt_deadline", "run", "workflow_step", "workflow_task")

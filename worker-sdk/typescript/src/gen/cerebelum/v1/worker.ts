@@ -44,6 +44,13 @@ export interface PollTaskRequest {
    * (docs/code-workflows-protocol.md).
    */
   workflows: string[];
+  /**
+   * Only in a CompleteTaskRequest's poll_next on a Work stream, with steps empty: the steps of the
+   * last PollTask of this task_queue on the same stream, so that a worker's reports do not carry
+   * its step names each time. An engine that knows none for the stream (no such poll on it yet)
+   * stands by for nothing: the outcome still counts, and the worker's next poll takes its next task.
+   */
+  streamSteps: boolean;
 }
 
 export interface Task {
@@ -332,7 +339,7 @@ export interface WorkAnswer {
 }
 
 function createBasePollTaskRequest(): PollTaskRequest {
-  return { workerId: "", taskQueue: "", steps: [], waitMs: 0, workflows: [] };
+  return { workerId: "", taskQueue: "", steps: [], waitMs: 0, workflows: [], streamSteps: false };
 }
 
 export const PollTaskRequest: MessageFns<PollTaskRequest> = {
@@ -351,6 +358,9 @@ export const PollTaskRequest: MessageFns<PollTaskRequest> = {
     }
     for (const v of message.workflows) {
       writer.uint32(42).string(v!);
+    }
+    if (message.streamSteps !== false) {
+      writer.uint32(48).bool(message.streamSteps);
     }
     return writer;
   },
@@ -408,6 +418,14 @@ export const PollTaskRequest: MessageFns<PollTaskRequest> = {
             message.workflows.push(reader.string());
             continue;
           }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.streamSteps = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -430,6 +448,7 @@ export const PollTaskRequest: MessageFns<PollTaskRequest> = {
     message.steps = object.steps?.map((e) => e) || [];
     message.waitMs = object.waitMs ?? 0;
     message.workflows = object.workflows?.map((e) => e) || [];
+    message.streamSteps = object.streamSteps ?? false;
     return message;
   },
 };
