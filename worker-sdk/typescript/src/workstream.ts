@@ -47,6 +47,25 @@ interface OpenStream {
   call: ClientDuplexStream<WorkCall, WorkAnswer>;
   key: string;
   waiting: Map<number, Waiting>;
+  /** Task queues polled (with their steps) on this stream: its later reports refer to those steps. */
+  polled: Set<string>;
+}
+
+/**
+ * The reports as sent on a stream that polled `polled`: each `pollNext` of such a queue names no steps
+ * and sets `streamSteps`, standing for the steps of the stream's poll (the caller's request is left as it was).
+ */
+function referToPolledSteps(request: CompleteTasksRequest, polled: Set<string>): CompleteTasksRequest {
+  return {
+    ...request,
+    reports: request.reports.map((report) => {
+      const next = report.pollNext;
+      if (next === undefined || !polled.has(next.taskQueue) || next.steps.length === 0) {
+        return report;
+      }
+      return { ...report, pollNext: { ...next, steps: [], streamSteps: true } };
+    }),
+  };
 }
 
 /** @internal An error as grpc-js gives a failed call's. */
@@ -163,11 +182,15 @@ export class WorkStream {
         },
       });
       signal?.addEventListener("abort", onAbort, { once: true });
+      // Writes go out in the order made: a report written after a poll of its queue may refer to its steps.
       const call: WorkCall["call"] =
         kind === "pollTask"
           ? { $case: "pollTask", value: request as PollTaskRequest }
-          : { $case: "completeTasks", value: request as CompleteTasksRequest };
+          : { $case: "completeTasks", value: referToPolledSteps(request as CompleteTasksRequest, stream.polled) };
       stream.call.write({ id, timeoutMs: options.timeoutMs + ENGINE_MARGIN_MS, call });
+      if (kind === "pollTask" && (request as PollTaskRequest).steps.length > 0) {
+        stream.polled.add((request as PollTaskRequest).taskQueue);
+      }
     });
   }
 
@@ -181,7 +204,7 @@ export class WorkStream {
     if (current !== undefined) {
       current.call.end(); // a new token: the old stream answers what it holds, then ends
     }
-    const stream: OpenStream = { call: this.#open(metadata), key, waiting: new Map() };
+    const stream: OpenStream = { call: this.#open(metadata), key, waiting: new Map(), polled: new Set() };
     this.#current = stream;
     this.#streams.add(stream);
     stream.call.on("data", (answer: WorkAnswer) => this.#answered(stream, answer));

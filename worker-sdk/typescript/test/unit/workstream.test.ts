@@ -34,6 +34,23 @@ test("a worker polls and reports on one Work stream when the engine serves it", 
   );
 });
 
+test("on the stream a report asks for its next task by the steps its stream polled with, not its own", async () => {
+  service.streamed = true;
+  const { worker } = testWorker(service);
+  for (const name of ["a", "b", "c"]) {
+    worker.step(name, () => 1);
+  }
+  await running(worker, async () => {
+    await service.runTask(makeTask("a", { token: "t1" }));
+  });
+  const [report] = service.batches.flatMap((batch) => batch.reports);
+  assert.equal(report?.taskToken, "t1");
+  assert.equal(report?.pollNext?.taskQueue, service.polls[0]?.taskQueue);
+  assert.equal(report?.pollNext?.streamSteps, true);
+  assert.deepEqual(report?.pollNext?.steps, []); // the poll before it on the stream sent them
+  assert.deepEqual([...(service.polls[0]?.steps ?? [])].sort(), ["a", "b", "c"]);
+});
+
 test("against an engine without the Work stream the worker makes unary calls from then on", async () => {
   const { worker } = testWorker(service);
   worker.step("a", () => 1);
