@@ -253,54 +253,53 @@ class KubeApi:
         annotations: dict[str, str | None] | None = None,
         attempts: int = 5,
     ) -> bool:
-        """Set (None: remove) labels and annotations of the object, in one patch, on the object read
-        just before (its resourceVersion a precondition, read again on a conflict), while it is still
-        the one with `ref.uid`; False when it is not, or is gone."""
-        resource = _RESOURCES[ref.kind]
-        for _ in range(attempts):
-            current = await self.get(resource, ref.namespace, ref.name)
-            if current is None or str(current["metadata"].get("uid")) != ref.uid:
-                return False
-            meta = current["metadata"]
-            change: dict[str, JSON] = {"resourceVersion": meta["resourceVersion"]}
-            if labels:
-                change["labels"] = labels
-            if annotations:
-                change["annotations"] = annotations
-            self._count("labels")
-            try:
-                await self.client.patch(
-                    resource, ref.name, {"metadata": change}, namespace=ref.namespace, patch_type=PatchType.MERGE
-                )
-            except ApiError as error:
-                if error.status.code == 409:
-                    continue  # changed since it was read: read it again
-                if is_not_found(error):
-                    return False
-                raise
-            return True
-        raise RuntimeError(f"{ref!r} kept changing while it was being labelled")
+        """Set (None: remove) labels and annotations of the object, in one patch, while it is still the
+        one with `ref.uid` (`_patch_metadata`); False when it is not, or is gone."""
+
+        def change(meta: dict[str, JSON]) -> dict[str, JSON]:
+            return {**({"labels": labels} if labels else {}), **({"annotations": annotations} if annotations else {})}
+
+        return await self._patch_metadata(ref, change, counted="labels", attempts=attempts, doing="being labelled")
 
     async def add_finalizer(self, ref: ObjectRef, finalizer: str, *, attempts: int = 5) -> bool:
-        """Put `finalizer` on the object (read just before, its resourceVersion a precondition) while
-        it is still the one with `ref.uid` and not being deleted; False when it is not, or is gone."""
+        """Put `finalizer` on the object while it is still the one with `ref.uid` and not being deleted
+        (`_patch_metadata`); False when it is not, or is gone."""
+
+        def change(meta: dict[str, JSON]) -> dict[str, JSON] | None:
+            if meta.get("deletionTimestamp"):
+                return None  # the API server adds no finalizer to an object being deleted
+            finalizers = list(meta.get("finalizers") or [])
+            return {} if finalizer in finalizers else {"finalizers": [*finalizers, finalizer]}
+
+        return await self._patch_metadata(
+            ref, change, counted="finalizers", attempts=attempts, doing="its finalizer was being added"
+        )
+
+    async def _patch_metadata(
+        self,
+        ref: ObjectRef,
+        change_of: Callable[[dict[str, JSON]], dict[str, JSON] | None],
+        *,
+        counted: str,
+        attempts: int,
+        doing: str,
+    ) -> bool:
+        """Merge-patch the metadata `change_of` makes of the object's as just read (None: refuse, so
+        False; empty: nothing to do, so True), its resourceVersion a precondition, read again on a
+        conflict; False when the object is gone or is no longer the one with `ref.uid`."""
         resource = _RESOURCES[ref.kind]
         for _ in range(attempts):
             current = await self.get(resource, ref.namespace, ref.name)
             if current is None or str(current["metadata"].get("uid")) != ref.uid:
                 return False
             meta = current["metadata"]
-            if meta.get("deletionTimestamp"):
-                return False  # the API server adds no finalizer to an object being deleted
-            finalizers = list(meta.get("finalizers") or [])
-            if finalizer in finalizers:
-                return True
-            change = {"resourceVersion": meta["resourceVersion"], "finalizers": [*finalizers, finalizer]}
-            self._count("finalizers")
+            change = change_of(meta)
+            if not change:
+                return change is not None
+            self._count(counted)
+            body = {"metadata": {**change, "resourceVersion": meta["resourceVersion"]}}
             try:
-                await self.client.patch(
-                    resource, ref.name, {"metadata": change}, namespace=ref.namespace, patch_type=PatchType.MERGE
-                )
+                await self.client.patch(resource, ref.name, body, namespace=ref.namespace, patch_type=PatchType.MERGE)
             except ApiError as error:
                 if error.status.code == 409:
                     continue  # changed since it was read: read it again
@@ -308,7 +307,7 @@ class KubeApi:
                     return False
                 raise
             return True
-        raise RuntimeError(f"{ref!r} kept changing while its finalizer was being added")
+        raise RuntimeError(f"{ref!r} kept changing while {doing}")
 
     async def delete(self, resource: type[Any], namespace: str, name: str, *, uid: str) -> bool:
         """Delete the object if it is still the one with `uid`; False when it is gone or is a namesake
