@@ -7,6 +7,7 @@ called: calls for the other half are forwarded, and a start without an id stays 
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -211,6 +212,41 @@ def test_schedules_live_with_shard_0s_owner_and_what_a_split_cannot_honour_is_re
         ):
             via_b.apply_workflow("limited", limited)
         via_b.apply_workflow("prioritised", {**NAP, "flowControl": {"priority": "1"}})  # an order, not a limit: served
+
+
+def test_a_task_queue_paused_through_one_engine_holds_on_both_and_resumes_through_the_other(
+    replicas: tuple[EngineProcess, EngineProcess],
+) -> None:
+    a, b = replicas
+    paused = _cli(a, "queue", "pause", "test", "--note", "deploy")
+    assert paused.returncode == 0, paused.stderr
+    # The engine called told the other at once: its dispatcher holds the queue now.
+    (seen,) = json.loads(_cli(b, "queue", "list", "-o", "json").stdout)
+    assert (seen["name"], seen["paused"], seen["note"]) == ("test", True, "deploy")
+
+    ids = [*_ids(0, 1, "held-a-"), *_ids(1, 1, "held-b-")]  # one in each engine's half
+    with Client(address=a.address) as via_a:
+        via_a.apply_workflow("greet", GREET)
+        for execution_id in ids:
+            via_a.start("greet", {"name": execution_id}, execution_id=execution_id)
+
+        def held_on_each() -> bool:
+            return all(
+                json.loads(_cli(engine, "queue", "list", "-o", "json").stdout)[0]["ready"] == 1 for engine in (a, b)
+            )
+
+        wait_until(held_on_each, within=60, what="each engine holding its execution's first task in the paused queue")
+        assert not any(e.type == "StepStarted" for i in ids for e in via_a.history(i))
+
+        resumed = _cli(b, "queue", "resume", "test")
+        assert resumed.returncode == 0, resumed.stderr
+        wait_until(
+            lambda: all(any(e.type == "StepCompleted" for e in via_a.history(i)) for i in ids),
+            within=60,
+            what="both executions' first steps to run once the queue is resumed through the other engine",
+        )
+    limited = _cli(b, "queue", "limit", "test", "5/s")
+    assert limited.returncode != 0 and "rate limit is not supported yet" in limited.stderr
 
 
 def _cli(engine: EngineProcess, *args: str) -> subprocess.CompletedProcess[str]:

@@ -4,11 +4,14 @@ The door for the API and the CLI (`EngineService` is the door to executions; thi
 queue settings): every write goes to the store first, then to the dispatcher, so a setting an
 admin was told is in force survives a restart. Settings are engine-wide: a task queue is a name
 shared by every namespace (the access policy narrows what a worker takes from it, not the queue).
+Engines that split the shards share the store: each applies what another wrote when told so
+(`refresh`, the receiving engine tells the others) and every few seconds anyway (`follow_store`).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -21,6 +24,8 @@ from .queue_gate import Block, QueueControl
 from .task_lifecycle import QueueStats
 
 __all__ = ["TaskQueueService", "TaskQueueView"]
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +72,30 @@ class TaskQueueService:
     async def set_rate_limit(self, name: str, rate_limit: RateLimit | None) -> TaskQueueView:
         """At most ``rate_limit`` tasks of the queue start per period (None: no limit), from now on."""
         return await self._update(name, lambda c: dataclasses.replace(c, rate_limit=rate_limit))
+
+    async def refresh(self) -> tuple[str, ...]:
+        """Apply the settings the store holds now (another engine may have written them); the queues
+        whose setting changed here."""
+        changed = []
+        for row in await self.db.run(self.db.store.list_task_queues):
+            control = QueueControl(paused=row.paused, note=row.note, rate_limit=row.rate_limit)
+            if control != self.dispatcher.book.gate.control(row.name):
+                self.dispatcher.set_control(row.name, control)
+                changed.append(row.name)
+        return tuple(changed)
+
+    async def follow_store(self, *, every_s: float) -> None:
+        """`refresh` every `every_s` seconds until cancelled: engines that split the shards converge on
+        a setting another engine wrote even if its word never reached this one."""
+        while True:
+            await self.clock.sleep(every_s)
+            try:
+                changed = await self.refresh()
+            except Exception as error:  # the store away for a moment: next time
+                log.warning("reading the task queues' settings failed: %s", error)
+                continue
+            if changed:
+                log.info("task queue settings another engine wrote applied here: %s", ", ".join(changed))
 
     async def _update(self, name: str, change: Callable[[QueueControl], QueueControl]) -> TaskQueueView:
         if not name:

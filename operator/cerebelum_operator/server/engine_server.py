@@ -79,6 +79,8 @@ log = logging.getLogger(__name__)
 DEFAULT_ADDRESS = "127.0.0.1:7450"
 DEFAULT_DATABASE_URL = "sqlite:///.cerebelum/dev.db"
 DEFAULT_UI_ADDRESS = "127.0.0.1:7451"
+# Engines that split the shards re-read the task queues' settings this often (another may have changed them).
+QUEUE_SETTINGS_EVERY_S = 2.0
 
 # The services the engine serves, by their full names (what health checks and reflection name).
 WORKER_SERVICE = worker_pb2.DESCRIPTOR.services_by_name["WorkerService"]
@@ -182,6 +184,7 @@ class EngineServer:
         self._timers: TimerService | None = None
         self._schedules: ScheduleService | None = None
         self._retention: RetentionService | None = None
+        self._following_queues: asyncio.Task[None] | None = None
         self._flow: FlowControlService | None = None
         self._relay: Relay | None = None
         self._host: ShardHost | None = None
@@ -283,7 +286,12 @@ class EngineServer:
             engine, max_payload_bytes=self.config.max_payload_bytes, guard=guard, flow_control=self._flow
         )
         schedules = ScheduleServicer(self._schedules, max_payload_bytes=self.config.max_payload_bytes, guard=guard)
-        task_queues = TaskQueueServicer(TaskQueueService(db, self._dispatcher, clock=self.clock), guard=guard)
+        queues = TaskQueueService(db, self._dispatcher, clock=self.clock)
+        if self._split:  # another engine may pause a queue: its word comes at once, the store's within seconds
+            self._following_queues = asyncio.get_running_loop().create_task(
+                queues.follow_store(every_s=QUEUE_SETTINGS_EVERY_S), name="follow-task-queue-settings"
+            )
+        task_queues = TaskQueueServicer(queues, guard=guard)
         server.add_generic_rpc_handlers(
             (
                 strict_service_handler(
@@ -467,6 +475,9 @@ class EngineServer:
                 if current is not None and current.cancelling():
                     raise
                 log.debug("grpc server stop raised CancelledError; continuing the shutdown")
+        if self._following_queues is not None:
+            self._following_queues.cancel()
+            await asyncio.gather(self._following_queues, return_exceptions=True)
         if self._router is not None:
             await self._router.close()
         if self._balancer is not None:

@@ -3,11 +3,12 @@
 grpcio answers an undecodable request with INTERNAL; a client sending bad bytes
 deserves INVALID_ARGUMENT naming the message type, and the server must go on serving.
 With a `Router` (scale-out), a call about an execution of a shard another replica owns goes
-there, as it came (see `routing`).
+there, as it came (see `routing`), and a setting every replica applies goes to each of them.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -21,6 +22,7 @@ from cerebelum.v1 import worker_pb2
 from ..api.limits import MAX_REPORTS_PER_CALL
 from ..store import StoreUnavailable
 from .routing import (
+    BROADCAST,
     COMPLETE_TASK,
     COMPLETE_TASKS,
     FORWARDED_HEADER,
@@ -34,6 +36,8 @@ from .routing import (
 from .work_stream import DEFAULT_CALLS_PER_STREAM, WORK, Serve, WorkStreams
 
 __all__ = ["strict_service_handler"]
+
+log = logging.getLogger(__name__)
 
 _Implementation = Callable[[Any, grpc.aio.ServicerContext[Any, Any]], Awaitable[Any]]
 
@@ -101,6 +105,8 @@ def _serving(implementation: _Implementation, response_class: Any, path: str, ro
                 request.execution_id = router.new_execution_id()  # placed here: no hop
             if path == COMPLETE_TASKS:
                 return await _complete_tasks(implementation, request, raw, context, response_class, router)
+            if path in BROADCAST:
+                return await _on_every_engine(implementation, request, raw, context, path, response_class, router)
             target = target_of(path, request)
             if target is not None:
                 try:
@@ -113,6 +119,39 @@ def _serving(implementation: _Implementation, response_class: Any, path: str, ro
         return await implementation(request, context)
 
     return serve
+
+
+async def _on_every_engine(
+    implementation: _Implementation,
+    request: Any,
+    raw: bytes | None,
+    context: grpc.aio.ServicerContext[Any, Any],
+    path: str,
+    response_class: Any,
+    router: Router,
+) -> Any:
+    """A setting every engine applies (`routing.BROADCAST`): here first (written to the store), then sent
+    on to each other engine, which applies it too. One that does not answer is logged, not waited for: it
+    reads the setting from the store within seconds (`TaskQueueService.follow_store`)."""
+    reply = await implementation(request, context)
+    sent = request.SerializeToString() if raw is None else raw
+    try:
+        peers = await router.peers()
+    except StoreUnavailable as error:
+        log.warning("%s: the other engines were not told (%s); they read it from the store", path, error)
+        return reply
+    for address in peers:
+        try:
+            await router.call(address, path, sent, context, response_class)
+        except grpc.aio.AioRpcError as error:
+            log.warning(
+                "%s: the engine at %s was not told (%s: %s); it reads it from the store within seconds",
+                path,
+                address,
+                error.code().name,
+                error.details(),
+            )
+    return reply
 
 
 async def _complete_tasks(

@@ -134,11 +134,15 @@ _REFUSED: dict[str, str] = {
     "/cerebelum.v1.WorkflowService/PauseWorkflow": f"pausing a workflow {_NOT_SPLIT}",
     "/cerebelum.v1.WorkflowService/ResumeWorkflow": f"resuming a workflow {_NOT_SPLIT}",
     "/cerebelum.v1.WorkflowService/BulkExecutions": f"a bulk action {_NOT_SPLIT}; act on each execution",
-    "/cerebelum.v1.TaskQueueService/PauseTaskQueue": f"pausing a task queue {_NOT_SPLIT}",
-    "/cerebelum.v1.TaskQueueService/ResumeTaskQueue": f"resuming a task queue {_NOT_SPLIT}",
     "/cerebelum.v1.TaskQueueService/SetTaskQueueRateLimit": f"a task queue's rate limit {_NOT_SPLIT}",
 }
 APPLY_WORKFLOW = "/cerebelum.v1.WorkflowService/ApplyWorkflow"
+# What every engine applies when engines split the shards: the one called does, then sends the call
+# on to each other engine (`Router.peers`), which applies it from the store as written. An engine it
+# does not reach applies it within seconds all the same (`TaskQueueService.follow_store`).
+BROADCAST: frozenset[str] = frozenset(
+    {"/cerebelum.v1.TaskQueueService/PauseTaskQueue", "/cerebelum.v1.TaskQueueService/ResumeTaskQueue"}
+)
 
 
 def refusal_of(method: str, request: Any) -> str | None:
@@ -209,6 +213,15 @@ class Router:
         if address is None:
             raise ShardUnowned(f"shard {shard} of execution {target.execution_id!r} has no owner right now; retry")
         return address
+
+    async def peers(self) -> list[str]:
+        """The addresses of the other engines that own shards now (read afresh from the store)."""
+        owned = self.owned() or {}
+        rows = await self.engine.shard_owners()
+        self._owners = {row.shard: row.address if row.owner is not None else None for row in rows}
+        self._owners_read_at_ms = self.clock.now_ms()
+        mine = {self._owners.get(shard) for shard in owned}
+        return sorted({address for address in self._owners.values() if address is not None} - mine)
 
     async def forward(
         self, address: str, method: str, raw: bytes, context: grpc.aio.ServicerContext[Any, Any], response: Any

@@ -13,6 +13,7 @@ from cerebelum_operator.engine import commands as cmd
 from cerebelum_operator.engine.rates import RateLimit
 from cerebelum_operator.runtime import Database, Dispatcher, EngineService, FakeClock, TaskQueueService
 from cerebelum_operator.store import open_store
+from tests.support.waiting import eventually
 
 SPEC = {"taskQueue": "q", "timeline": ["a"], "defaults": {"lease": "30s"}}
 
@@ -130,3 +131,31 @@ async def test_a_task_running_when_its_queue_is_paused_finishes_and_its_outcome_
     )
     assert decision.reply == Reply.ACCEPTED
     assert (await first.engine.state_of("e1")).phase == ExecutionPhase.SUCCEEDED
+
+
+async def test_an_engine_sharing_the_store_applies_a_pause_another_wrote_when_it_next_reads_the_settings(
+    first: Engine, clock: FakeClock, tmp_path: Path
+) -> None:
+    # Engines that split the shards share one store: the pause `first` wrote reaches the other's
+    # dispatcher when it reads the settings again (told by `first`, or every few seconds anyway).
+    other = Engine(tmp_path / "engine.db", clock)
+    await other.dispatcher.start()
+    following = asyncio.create_task(other.queues.follow_store(every_s=2.0))
+    try:
+        await other.engine.start("w", {}, execution_id="e1")
+        await first.queues.pause("q", note="deploy")
+        assert not other.dispatcher.book.gate.control("q").paused, "not read yet"
+
+        await clock.advance(2)
+        await eventually(lambda: other.dispatcher.book.gate.control("q").paused, what="the pause read from the store")
+        assert await other.dispatcher.poll(worker_id="w1", task_queue="q", steps=["a"], wait_ms=0) is None
+        assert other.dispatcher.book.gate.control("q").note == "deploy"
+
+        await first.queues.resume("q")
+        assert await other.queues.refresh() == ("q",), "read at once when told"
+        assert await other.queues.refresh() == (), "nothing changed since"
+        assert await other.dispatcher.poll(worker_id="w1", task_queue="q", steps=["a"], wait_ms=0) is not None
+    finally:
+        following.cancel()
+        await asyncio.gather(following, return_exceptions=True)
+        await other.stop()

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from cerebelum.v1 import schedule_pb2, task_queue_pb2, worker_pb2, workflow_pb2
-from cerebelum_operator.server.routing import Target, refusal_of, target_of
+from cerebelum_operator.server.routing import BROADCAST, Target, refusal_of, target_of
 
 W = "/cerebelum.v1.WorkflowService/"
 
@@ -46,6 +46,9 @@ def test_a_split_refuses_what_it_would_honour_on_some_executions_only() -> None:
         "/cerebelum.v1.TaskQueueService/SetTaskQueueRateLimit", task_queue_pb2.SetTaskQueueRateLimitRequest()
     )
     assert rate is not None and "rate limit" in rate
+    for setting in ("PauseTaskQueue", "ResumeTaskQueue"):  # every engine applies these (`BROADCAST`)
+        method = "/cerebelum.v1.TaskQueueService/" + setting
+        assert refusal_of(method, task_queue_pb2.PauseTaskQueueRequest(name="q")) is None and method in BROADCAST
 
     def apply(spec: dict[str, object]) -> str | None:
         return refusal_of(W + "ApplyWorkflow", workflow_pb2.ApplyWorkflowRequest(name="w", spec_json=json.dumps(spec)))
