@@ -204,8 +204,8 @@ def test_schedules_live_with_shard_0s_owner_and_what_a_split_cannot_honour_is_re
         execution_id = fired.stdout.strip().split()[0].removeprefix("execution/")
         assert via_b.wait(execution_id, timeout=120).output == "Hello, s!"
 
-        with pytest.raises(FailedPreconditionError, match="pausing a workflow is not supported yet when engines split"):
-            via_b.pause_workflow("nap")
+        with pytest.raises(FailedPreconditionError, match="a bulk action is not supported yet when engines split"):
+            via_b.bulk("cancel", workflow="nap")
         limited = {**NAP, "flowControl": {"concurrency": 2}}
         with pytest.raises(
             FailedPreconditionError, match=r"flowControl\.concurrency and rateLimit is not supported yet"
@@ -247,6 +247,24 @@ def test_a_task_queue_paused_through_one_engine_holds_on_both_and_resumes_throug
         )
     limited = _cli(b, "queue", "limit", "test", "5/s")
     assert limited.returncode != 0 and "rate limit is not supported yet" in limited.stderr
+
+
+def test_a_workflow_paused_through_one_engine_holds_its_new_executions_on_both_and_each_resumes_its_own(
+    replicas: tuple[EngineProcess, EngineProcess],
+) -> None:
+    a, b = replicas
+    ids = [*_ids(0, 1, "wp-a-"), *_ids(1, 1, "wp-b-")]  # one in each engine's half
+    with Client(address=a.address) as via_a, Client(address=b.address) as via_b:
+        via_a.apply_workflow("nap", NAP)
+        via_b.pause_workflow("nap", reason="a bad release")
+        for execution_id in ids:  # each starts on its owner, which was told of the pause
+            via_a.start("nap", {"name": execution_id}, execution_id=execution_id)
+        assert [via_a.get(execution_id).phase for execution_id in ids] == ["Paused", "Paused"]
+
+        via_a.resume_workflow("nap")  # a resumes its own; b, told, resumes its own
+        assert [via_a.wait(execution_id, timeout=120).output for execution_id in ids] == [
+            f"Hello, {execution_id}!" for execution_id in ids
+        ]
 
 
 def _cli(engine: EngineProcess, *args: str) -> subprocess.CompletedProcess[str]:

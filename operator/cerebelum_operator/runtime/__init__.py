@@ -5,6 +5,7 @@ from .database import Database
 from .dispatcher import Dispatcher, GrantedTask, HeartbeatResult
 from .engine_service import EngineService, ExecutionConflict, ExecutionNotFound, Origin, WorkflowNotFound
 from .flow_control import FlowControlService
+from .following import every
 from .outage import OutageLog
 from .ownership import ShardHost
 from .relay import Relay
@@ -44,5 +45,6 @@ __all__ = [
     "Wakeup",
     "WorkflowKey",
     "WorkflowNotFound",
+    "every",
     "namespace_of",
 ]

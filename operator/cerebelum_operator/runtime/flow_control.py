@@ -40,6 +40,8 @@ __all__ = ["WORKFLOW_PAUSE", "FlowControlService", "SlotBook"]
 log = logging.getLogger(__name__)
 
 WORKFLOW_PAUSE = "workflow"  # the source of the hold on an execution started while its workflow is paused
+# Who resumed, when an engine learns from the store that another engine lifted the pause.
+RESUMED_ELSEWHERE = "the workflow's resume, on another engine"
 _RETRY_S = 1.0
 _PAGE = 500
 
@@ -188,13 +190,30 @@ class FlowControlService:
         return row
 
     async def resume_workflow(self, workflow: str, *, by: str) -> int:
-        """Lift the workflow's pause and resume every execution it held; how many were resumed."""
+        """Lift the workflow's pause and resume every execution it held (of this engine's shards, when
+        engines split them: each resumes its own); how many were resumed."""
         await self.db.run(self.db.store.delete_workflow_pause, workflow)
         self._paused.pop(workflow, None)
+        return await self._resume_held(workflow, by=by)
+
+    async def refresh_pauses(self) -> tuple[str, ...]:
+        """Take the pauses the store holds now (engines that split the shards: another may have paused
+        or resumed a workflow); a pause gone from it resumes what it held here. The workflows changed."""
+        rows = {row.workflow: row for row in await self.db.run(self.db.store.list_workflow_pauses)}
+        lifted = sorted(set(self._paused) - set(rows))
+        changed = sorted(lifted + [name for name in rows if name not in self._paused])
+        self._paused = rows
+        for workflow in lifted:
+            await self._resume_held(workflow, by=RESUMED_ELSEWHERE)
+        return tuple(changed)
+
+    async def _resume_held(self, workflow: str, *, by: str) -> int:
         resumed, after = 0, ""
         while True:
             page = await self.db.run(self._held_page, workflow, after)
             for execution_id in page:
+                if self.engine.split and not await self.engine.owns_execution(execution_id):
+                    continue  # another engine's: it resumes its own
                 try:
                     decision = await self.engine.handle(execution_id, cmd.Resume(by, source=WORKFLOW_PAUSE))
                 except (CommandRejected, ExecutionNotFound):

@@ -5,13 +5,12 @@ queue settings): every write goes to the store first, then to the dispatcher, so
 admin was told is in force survives a restart. Settings are engine-wide: a task queue is a name
 shared by every namespace (the access policy narrows what a worker takes from it, not the queue).
 Engines that split the shards share the store: each applies what another wrote when told so
-(`refresh`, the receiving engine tells the others) and every few seconds anyway (`follow_store`).
+(`refresh`: the receiving engine tells the others, and each reads them every few seconds anyway).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -24,8 +23,6 @@ from .queue_gate import Block, QueueControl
 from .task_lifecycle import QueueStats
 
 __all__ = ["TaskQueueService", "TaskQueueView"]
-
-log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,19 +80,6 @@ class TaskQueueService:
                 self.dispatcher.set_control(row.name, control)
                 changed.append(row.name)
         return tuple(changed)
-
-    async def follow_store(self, *, every_s: float) -> None:
-        """`refresh` every `every_s` seconds until cancelled: engines that split the shards converge on
-        a setting another engine wrote even if its word never reached this one."""
-        while True:
-            await self.clock.sleep(every_s)
-            try:
-                changed = await self.refresh()
-            except Exception as error:  # the store away for a moment: next time
-                log.warning("reading the task queues' settings failed: %s", error)
-                continue
-            if changed:
-                log.info("task queue settings another engine wrote applied here: %s", ", ".join(changed))
 
     async def _update(self, name: str, change: Callable[[QueueControl], QueueControl]) -> TaskQueueView:
         if not name:

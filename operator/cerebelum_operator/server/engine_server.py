@@ -14,6 +14,7 @@ import logging
 import resource
 import signal
 import socket
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -52,6 +53,7 @@ from ..runtime import (
     SystemClock,
     TaskQueueService,
     TimerService,
+    every,
 )
 from ..store import StoreCorrupted, StoreLocked, StoreTooNew, open_store
 from .gate import AuthenticationGate
@@ -79,8 +81,9 @@ log = logging.getLogger(__name__)
 DEFAULT_ADDRESS = "127.0.0.1:7450"
 DEFAULT_DATABASE_URL = "sqlite:///.cerebelum/dev.db"
 DEFAULT_UI_ADDRESS = "127.0.0.1:7451"
-# Engines that split the shards re-read the task queues' settings this often (another may have changed them).
-QUEUE_SETTINGS_EVERY_S = 2.0
+# Engines that split the shards re-read this often the settings another may have changed (the pauses
+# of task queues and workflows), in case its word did not reach them.
+SHARED_SETTINGS_EVERY_S = 2.0
 
 # The services the engine serves, by their full names (what health checks and reflection name).
 WORKER_SERVICE = worker_pb2.DESCRIPTOR.services_by_name["WorkerService"]
@@ -184,7 +187,7 @@ class EngineServer:
         self._timers: TimerService | None = None
         self._schedules: ScheduleService | None = None
         self._retention: RetentionService | None = None
-        self._following_queues: asyncio.Task[None] | None = None
+        self._following: asyncio.Task[None] | None = None
         self._flow: FlowControlService | None = None
         self._relay: Relay | None = None
         self._host: ShardHost | None = None
@@ -287,9 +290,10 @@ class EngineServer:
         )
         schedules = ScheduleServicer(self._schedules, max_payload_bytes=self.config.max_payload_bytes, guard=guard)
         queues = TaskQueueService(db, self._dispatcher, clock=self.clock)
-        if self._split:  # another engine may pause a queue: its word comes at once, the store's within seconds
-            self._following_queues = asyncio.get_running_loop().create_task(
-                queues.follow_store(every_s=QUEUE_SETTINGS_EVERY_S), name="follow-task-queue-settings"
+        if self._split:  # another engine may pause a queue or a workflow: its word comes at once, the store's soon
+            self._following = asyncio.get_running_loop().create_task(
+                every(self.clock, SHARED_SETTINGS_EVERY_S, self._shared_settings(queues), what="reading the settings"),
+                name="follow-shared-settings",
             )
         task_queues = TaskQueueServicer(queues, guard=guard)
         server.add_generic_rpc_handlers(
@@ -347,6 +351,17 @@ class EngineServer:
             _redact(self.config.database_url),
             version,
         )
+
+    def _shared_settings(self, queues: TaskQueueService) -> Callable[[], Awaitable[None]]:
+        """What an engine of a split re-reads of the store: the task queues' and workflows' pauses."""
+        flow = self._flow
+
+        async def refresh() -> None:
+            changed = [*await queues.refresh(), *(await flow.refresh_pauses() if flow is not None else ())]
+            if changed:
+                log.info("settings another engine changed, applied here: %s", ", ".join(changed))
+
+        return refresh
 
     @property
     def _split(self) -> bool:
@@ -475,9 +490,9 @@ class EngineServer:
                 if current is not None and current.cancelling():
                     raise
                 log.debug("grpc server stop raised CancelledError; continuing the shutdown")
-        if self._following_queues is not None:
-            self._following_queues.cancel()
-            await asyncio.gather(self._following_queues, return_exceptions=True)
+        if self._following is not None:
+            self._following.cancel()
+            await asyncio.gather(self._following, return_exceptions=True)
         if self._router is not None:
             await self._router.close()
         if self._balancer is not None:

@@ -132,7 +132,7 @@ async def _on_every_engine(
 ) -> Any:
     """A setting every engine applies (`routing.BROADCAST`): here first (written to the store), then sent
     on to each other engine, which applies it too. One that does not answer is logged, not waited for: it
-    reads the setting from the store within seconds (`TaskQueueService.follow_store`)."""
+    reads the setting from the store within seconds (`EngineServer._shared_settings`)."""
     reply = await implementation(request, context)
     sent = request.SerializeToString() if raw is None else raw
     try:

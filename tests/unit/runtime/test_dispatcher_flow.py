@@ -11,7 +11,7 @@ import pytest
 from cerebelum_operator.engine import ExecutionPhase, Reply
 from cerebelum_operator.engine import commands as cmd
 from cerebelum_operator.engine.rates import RateLimit
-from cerebelum_operator.runtime import Database, Dispatcher, EngineService, FakeClock, TaskQueueService
+from cerebelum_operator.runtime import Database, Dispatcher, EngineService, FakeClock, TaskQueueService, every
 from cerebelum_operator.store import open_store
 from tests.support.waiting import eventually
 
@@ -140,7 +140,7 @@ async def test_an_engine_sharing_the_store_applies_a_pause_another_wrote_when_it
     # dispatcher when it reads the settings again (told by `first`, or every few seconds anyway).
     other = Engine(tmp_path / "engine.db", clock)
     await other.dispatcher.start()
-    following = asyncio.create_task(other.queues.follow_store(every_s=2.0))
+    following = asyncio.create_task(every(clock, 2.0, other.queues.refresh, what="reading the settings"))
     try:
         await other.engine.start("w", {}, execution_id="e1")
         await first.queues.pause("q", note="deploy")

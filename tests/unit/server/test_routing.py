@@ -40,15 +40,20 @@ def test_a_call_is_routed_by_the_execution_it_names(method: str, request_: objec
 
 
 def test_a_split_refuses_what_it_would_honour_on_some_executions_only() -> None:
-    pause = refusal_of(W + "PauseWorkflow", workflow_pb2.PauseWorkflowRequest(name="w"))
-    assert pause is not None and "pausing a workflow is not supported yet when engines split" in pause
+    bulk = refusal_of(W + "BulkExecutions", workflow_pb2.BulkExecutionsRequest())
+    assert bulk is not None and "a bulk action is not supported yet when engines split" in bulk
     rate = refusal_of(
         "/cerebelum.v1.TaskQueueService/SetTaskQueueRateLimit", task_queue_pb2.SetTaskQueueRateLimitRequest()
     )
     assert rate is not None and "rate limit" in rate
-    for setting in ("PauseTaskQueue", "ResumeTaskQueue"):  # every engine applies these (`BROADCAST`)
-        method = "/cerebelum.v1.TaskQueueService/" + setting
-        assert refusal_of(method, task_queue_pb2.PauseTaskQueueRequest(name="q")) is None and method in BROADCAST
+    for method in (
+        "TaskQueueService/PauseTaskQueue",
+        "TaskQueueService/ResumeTaskQueue",
+        "WorkflowService/PauseWorkflow",
+        "WorkflowService/ResumeWorkflow",
+    ):  # every engine applies these (`BROADCAST`)
+        path = "/cerebelum.v1." + method
+        assert refusal_of(path, task_queue_pb2.PauseTaskQueueRequest(name="q")) is None and path in BROADCAST
 
     def apply(spec: dict[str, object]) -> str | None:
         return refusal_of(W + "ApplyWorkflow", workflow_pb2.ApplyWorkflowRequest(name="w", spec_json=json.dumps(spec)))

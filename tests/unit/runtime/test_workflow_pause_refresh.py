@@ -1,0 +1,66 @@
+"""An engine that shares its store learns a workflow's pause, and its lifting, from the store
+(`FlowControlService.refresh_pauses`): what engines that split the shards do when another engine's
+word did not reach them. A real SQLite store, on a fake clock."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from cerebelum_operator.runtime import Database, EngineService, FakeClock, FlowControlService
+from cerebelum_operator.store import open_store
+
+SPEC = {"taskQueue": "q", "timeline": ["a"]}
+
+
+class Engine:
+    def __init__(self, path: Path, clock: FakeClock) -> None:
+        store = open_store(f"sqlite:///{path}")
+        store.migrate()
+        store.put_workflow("w", SPEC, now_ms=0)
+        self.db = Database(store)
+        self.engine = EngineService(self.db, clock=clock)
+        self.flow = FlowControlService(self.db, self.engine, clock=clock)
+
+
+@pytest.fixture
+async def engines(tmp_path: Path) -> AsyncIterator[tuple[Engine, Engine]]:
+    clock = FakeClock()
+    first, other = Engine(tmp_path / "engine.db", clock), Engine(tmp_path / "engine.db", clock)
+    for engine in (first, other):
+        await engine.flow.start()
+    try:
+        yield first, other
+    finally:
+        for engine in (first, other):
+            await engine.flow.stop()
+            engine.db.close()
+
+
+async def test_a_pause_another_engine_wrote_holds_new_executions_here_once_read_and_its_lifting_resumes_them(
+    engines: tuple[Engine, Engine],
+) -> None:
+    first, other = engines
+    await first.flow.pause_workflow("w", reason="a bad release", by="ops")
+    assert other.flow.pause_of("w") is None, "not read yet"
+
+    assert await other.flow.refresh_pauses() == ("w",)
+    assert await other.flow.refresh_pauses() == (), "nothing changed since"
+    await other.engine.start("w", {}, execution_id="e1")
+    assert await shown(other, "e1") == "Paused"
+
+    # Lifted by the first engine, whose word never came here: the store says so, and this engine
+    # resumes what the pause held of its own.
+    await first.db.run(first.db.store.delete_workflow_pause, "w")
+    assert await other.flow.refresh_pauses() == ("w",)
+    assert other.flow.pause_of("w") is None
+    assert await shown(other, "e1") == "Running"
+
+
+async def shown(engine: Engine, execution_id: str) -> str:
+    """The phase the store shows (what the API and the CLI show)."""
+    row = await engine.engine.get_execution(execution_id)
+    assert row is not None
+    return str(row.phase)
