@@ -204,8 +204,6 @@ def test_schedules_live_with_shard_0s_owner_and_what_a_split_cannot_honour_is_re
         execution_id = fired.stdout.strip().split()[0].removeprefix("execution/")
         assert via_b.wait(execution_id, timeout=120).output == "Hello, s!"
 
-        with pytest.raises(FailedPreconditionError, match="a bulk action is not supported yet when engines split"):
-            via_b.bulk("cancel", workflow="nap")
         limited = {**NAP, "flowControl": {"concurrency": 2}}
         with pytest.raises(
             FailedPreconditionError, match=r"flowControl\.concurrency and rateLimit is not supported yet"
@@ -265,6 +263,33 @@ def test_a_workflow_paused_through_one_engine_holds_its_new_executions_on_both_a
         assert [via_a.wait(execution_id, timeout=120).output for execution_id in ids] == [
             f"Hello, {execution_id}!" for execution_id in ids
         ]
+
+
+def test_a_bulk_action_through_one_engine_is_done_by_each_execution_s_owner(
+    replicas: tuple[EngineProcess, EngineProcess],
+) -> None:
+    a, b = replicas
+    ids = [*_ids(0, 2, "bulk-a-"), *_ids(1, 2, "bulk-b-")]  # two in each engine's half
+    with Client(address=a.address) as via_a, Client(address=b.address) as via_b:
+        via_a.apply_workflow("greet", GREET)  # each waits for a signal that never comes
+        for execution_id in ids:
+            via_a.start("greet", {"name": execution_id}, execution_id=execution_id)
+        wait_until(
+            lambda: all(any(e.type == "SignalWaitStarted" for e in via_a.history(i)) for i in ids),
+            within=60,
+            what="every execution waiting for its signal",
+        )
+
+        preview = via_b.bulk("cancel", workflow="greet", dry_run=True)
+        assert sorted(o.id for o in preview.outcomes) == sorted(ids)
+        assert {o.result for o in preview.outcomes} == {"unchanged"}
+
+        done = via_b.bulk("cancel", workflow="greet", reason="tidying up")
+        assert sorted((o.id, o.result, o.error) for o in done.outcomes) == sorted((i, "done", None) for i in ids), (
+            done.outcomes
+        )
+        assert [o.id for o in done.outcomes] == [o.id for o in preview.outcomes], "in the selection's order"
+        assert {via_a.get(i).phase for i in ids} == {"Cancelled"}
 
 
 def _cli(engine: EngineProcess, *args: str) -> subprocess.CompletedProcess[str]:

@@ -17,18 +17,20 @@ from google.protobuf import message_factory
 from google.protobuf.descriptor import ServiceDescriptor
 from google.protobuf.message import DecodeError
 
-from cerebelum.v1 import worker_pb2
+from cerebelum.v1 import worker_pb2, workflow_pb2
 
 from ..api.limits import MAX_REPORTS_PER_CALL
 from ..store import StoreUnavailable
 from .routing import (
     BROADCAST,
+    BULK_EXECUTIONS,
     COMPLETE_TASK,
     COMPLETE_TASKS,
     FORWARDED_HEADER,
     START_EXECUTION,
     Router,
     ShardUnowned,
+    Target,
     refusal_of,
     report_target,
     target_of,
@@ -107,6 +109,8 @@ def _serving(implementation: _Implementation, response_class: Any, path: str, ro
                 return await _complete_tasks(implementation, request, raw, context, response_class, router)
             if path in BROADCAST:
                 return await _on_every_engine(implementation, request, raw, context, path, response_class, router)
+            if path == BULK_EXECUTIONS:
+                return await _bulk_by_owner(implementation, request, context, response_class, router)
             target = target_of(path, request)
             if target is not None:
                 try:
@@ -152,6 +156,66 @@ async def _on_every_engine(
                 error.details(),
             )
     return reply
+
+
+async def _bulk_by_owner(
+    implementation: _Implementation,
+    request: Any,
+    context: grpc.aio.ServicerContext[Any, Any],
+    response_class: Any,
+    router: Router,
+) -> Any:
+    """A bulk action when engines split the shards: the executions it names are selected here (a dry
+    run: the store holds them all), then each owner acts on its own, sent one `BulkExecutions` naming
+    them; the outcomes come back in the selection's order. An owner that cannot be reached fails its
+    executions' outcomes, naming why; the others' stand."""
+    preview = await implementation(_bulk_request(request, ids=None, dry_run=True), context)
+    if request.dry_run:
+        return preview
+    selected = [outcome.id for outcome in preview.outcomes]
+    groups: dict[str | None, list[str]] = {}
+    outcomes: dict[str, Any] = {}
+    for execution_id in selected:
+        try:
+            owner = await router.owner_of(Target(execution_id))
+        except (ShardUnowned, StoreUnavailable) as unavailable:
+            outcomes[execution_id] = _bulk_failed(execution_id, str(unavailable))
+            continue
+        groups.setdefault(owner, []).append(execution_id)
+    for owner, ids in groups.items():
+        part = _bulk_request(request, ids=ids, dry_run=False)
+        try:
+            if owner is None:
+                answer = await implementation(part, context)
+            else:
+                answer = await router.call(owner, BULK_EXECUTIONS, part.SerializeToString(), context, response_class)
+        except grpc.aio.AioRpcError as error:
+            why = f"the engine at {owner} that owns it did not answer: {error.code().name}: {error.details()}"
+            outcomes.update((execution_id, _bulk_failed(execution_id, why)) for execution_id in ids)
+            continue
+        outcomes.update((outcome.id, outcome) for outcome in answer.outcomes)
+    response = response_class(truncated=preview.truncated)
+    for execution_id in selected:
+        response.outcomes.append(outcomes.get(execution_id) or _bulk_failed(execution_id, "its owner gave no outcome"))
+    return response
+
+
+def _bulk_request(request: Any, *, ids: list[str] | None, dry_run: bool) -> Any:
+    """`request` as a dry run of its own query, or acting on `ids` alone."""
+    sent = type(request)()
+    sent.CopyFrom(request)
+    sent.dry_run = dry_run
+    if ids is not None:
+        for name in ("workflow", "phase", "all"):
+            sent.ClearField(name)
+        del sent.ids[:]
+        sent.ids.extend(ids)
+        sent.limit = len(ids)
+    return sent
+
+
+def _bulk_failed(execution_id: str, error: str) -> workflow_pb2.BulkOutcome:
+    return workflow_pb2.BulkOutcome(id=execution_id, result="failed", error=error)
 
 
 async def _complete_tasks(

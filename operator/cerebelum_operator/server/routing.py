@@ -131,10 +131,10 @@ _ROUTES: dict[str, Callable[[Any], Target | None]] = {
 # so a limit or a pause would hold on some executions and not others. Refused, not half honoured.
 _NOT_SPLIT = "is not supported yet when engines split the shards (--shards): run one engine for it"
 _REFUSED: dict[str, str] = {
-    "/cerebelum.v1.WorkflowService/BulkExecutions": f"a bulk action {_NOT_SPLIT}; act on each execution",
     "/cerebelum.v1.TaskQueueService/SetTaskQueueRateLimit": f"a task queue's rate limit {_NOT_SPLIT}",
 }
 APPLY_WORKFLOW = "/cerebelum.v1.WorkflowService/ApplyWorkflow"
+BULK_EXECUTIONS = "/cerebelum.v1.WorkflowService/BulkExecutions"
 # What every engine applies when engines split the shards: the one called does, then sends the call
 # on to each other engine (`Router.peers`), which applies it as its own (a workflow's resume: each
 # engine resumes the executions of its shards). An engine it does not reach reads the setting from

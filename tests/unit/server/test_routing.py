@@ -40,8 +40,7 @@ def test_a_call_is_routed_by_the_execution_it_names(method: str, request_: objec
 
 
 def test_a_split_refuses_what_it_would_honour_on_some_executions_only() -> None:
-    bulk = refusal_of(W + "BulkExecutions", workflow_pb2.BulkExecutionsRequest())
-    assert bulk is not None and "a bulk action is not supported yet when engines split" in bulk
+    assert refusal_of(W + "BulkExecutions", workflow_pb2.BulkExecutionsRequest()) is None  # each owner acts on its own
     rate = refusal_of(
         "/cerebelum.v1.TaskQueueService/SetTaskQueueRateLimit", task_queue_pb2.SetTaskQueueRateLimitRequest()
     )
