@@ -140,6 +140,9 @@ class FlowControlService:
         self.clock = clock
         self.book = SlotBook()
         self._paused: dict[str, WorkflowPauseRow] = {}
+        # A pause, a resume and a refresh one at a time: a refresh that read the store just before a
+        # pause was written would otherwise drop it here, and resume what it had just begun to hold.
+        self._pausing = asyncio.Lock()
         self._tasks: set[asyncio.Task[None]] = set()
         self._stopping = False
 
@@ -183,26 +186,29 @@ class FlowControlService:
 
     async def pause_workflow(self, workflow: str, *, reason: str, by: str) -> WorkflowPauseRow:
         """New executions of ``workflow`` start held; those already running go on."""
-        row = await self.db.run(
-            lambda: self.db.store.put_workflow_pause(workflow, reason=reason, by=by, now_ms=self.clock.now_ms())
-        )
-        self._paused[workflow] = row
+        async with self._pausing:
+            row = await self.db.run(
+                lambda: self.db.store.put_workflow_pause(workflow, reason=reason, by=by, now_ms=self.clock.now_ms())
+            )
+            self._paused[workflow] = row
         return row
 
     async def resume_workflow(self, workflow: str, *, by: str) -> int:
         """Lift the workflow's pause and resume every execution it held (of this engine's shards, when
         engines split them: each resumes its own); how many were resumed."""
-        await self.db.run(self.db.store.delete_workflow_pause, workflow)
-        self._paused.pop(workflow, None)
+        async with self._pausing:
+            await self.db.run(self.db.store.delete_workflow_pause, workflow)
+            self._paused.pop(workflow, None)
         return await self._resume_held(workflow, by=by)
 
     async def refresh_pauses(self) -> tuple[str, ...]:
         """Take the pauses the store holds now (engines that split the shards: another may have paused
         or resumed a workflow); a pause gone from it resumes what it held here. The workflows changed."""
-        rows = {row.workflow: row for row in await self.db.run(self.db.store.list_workflow_pauses)}
-        lifted = sorted(set(self._paused) - set(rows))
-        changed = sorted(lifted + [name for name in rows if name not in self._paused])
-        self._paused = rows
+        async with self._pausing:
+            rows = {row.workflow: row for row in await self.db.run(self.db.store.list_workflow_pauses)}
+            lifted = sorted(set(self._paused) - set(rows))
+            changed = sorted(lifted + [name for name in rows if name not in self._paused])
+            self._paused = rows
         for workflow in lifted:
             await self._resume_held(workflow, by=RESUMED_ELSEWHERE)
         return tuple(changed)

@@ -10,6 +10,7 @@ Engines that split the shards share the store: each applies what another wrote w
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -47,6 +48,9 @@ class TaskQueueService:
         self.db = db
         self.dispatcher = dispatcher
         self.clock = clock
+        # A change and a refresh one at a time: a refresh that read the store just before a change was
+        # written would otherwise put the old setting back over it.
+        self._changing = asyncio.Lock()
 
     async def list(self) -> list[TaskQueueView]:
         """Every queue with a setting, tasks or recent polls, by name."""
@@ -74,26 +78,28 @@ class TaskQueueService:
         """Apply the settings the store holds now (another engine may have written them); the queues
         whose setting changed here."""
         changed = []
-        for row in await self.db.run(self.db.store.list_task_queues):
-            control = QueueControl(paused=row.paused, note=row.note, rate_limit=row.rate_limit)
-            if control != self.dispatcher.book.gate.control(row.name):
-                self.dispatcher.set_control(row.name, control)
-                changed.append(row.name)
+        async with self._changing:
+            for row in await self.db.run(self.db.store.list_task_queues):
+                control = QueueControl(paused=row.paused, note=row.note, rate_limit=row.rate_limit)
+                if control != self.dispatcher.book.gate.control(row.name):
+                    self.dispatcher.set_control(row.name, control)
+                    changed.append(row.name)
         return tuple(changed)
 
     async def _update(self, name: str, change: Callable[[QueueControl], QueueControl]) -> TaskQueueView:
         if not name:
             raise ValueError("a task queue needs a name")
-        control = change(self.dispatcher.book.gate.control(name))
-        await self.db.run(
-            self.db.store.put_task_queue,
-            name,
-            paused=control.paused,
-            note=control.note,
-            rate_limit=control.rate_limit,
-            now_ms=self.clock.now_ms(),
-        )
-        self.dispatcher.set_control(name, control)
+        async with self._changing:
+            control = change(self.dispatcher.book.gate.control(name))
+            await self.db.run(
+                self.db.store.put_task_queue,
+                name,
+                paused=control.paused,
+                note=control.note,
+                rate_limit=control.rate_limit,
+                now_ms=self.clock.now_ms(),
+            )
+            self.dispatcher.set_control(name, control)
         return await self.get(name)
 
     def _view(self, name: str, row: TaskQueueRow | None, stats: QueueStats | None) -> TaskQueueView:

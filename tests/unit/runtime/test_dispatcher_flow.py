@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -159,3 +160,34 @@ async def test_an_engine_sharing_the_store_applies_a_pause_another_wrote_when_it
         following.cancel()
         await asyncio.gather(following, return_exceptions=True)
         await other.stop()
+
+
+async def test_a_refresh_that_read_the_store_just_before_a_pause_does_not_put_the_old_setting_back(
+    first: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    queues, db = first.queues, first.db
+    read_done, release = asyncio.Event(), asyncio.Event()
+    run = db.run
+    armed = False
+
+    async def slow_list(work: Any, *args: Any, **kwargs: Any) -> Any:
+        nonlocal armed
+        result = await run(work, *args, **kwargs)
+        if armed and work == db.store.list_task_queues:  # the refresh's read (the first once armed), held
+            armed = False
+            read_done.set()
+            await release.wait()
+        return result
+
+    monkeypatch.setattr(db, "run", slow_list)
+    await first.queues.resume("q")  # a row in the store, running
+    armed = True
+    refreshing = asyncio.create_task(queues.refresh())
+    await read_done.wait()  # it read "running"
+    pausing = asyncio.create_task(queues.pause("q", note="deploy"))
+    # Let the pause go as far as it may meanwhile: to its end, unless it waits for the refresh.
+    await eventually(lambda: pausing.done() or queues._changing.locked(), what="the pause done or waiting")
+    release.set()
+    await asyncio.gather(refreshing, pausing)
+
+    assert first.dispatcher.book.gate.control("q").paused, "the stale read did not undo the pause"

@@ -4,13 +4,16 @@ word did not reach them. A real SQLite store, on a fake clock."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from cerebelum_operator.runtime import Database, EngineService, FakeClock, FlowControlService
 from cerebelum_operator.store import open_store
+from tests.support.waiting import eventually
 
 SPEC = {"taskQueue": "q", "timeline": ["a"]}
 
@@ -64,3 +67,30 @@ async def shown(engine: Engine, execution_id: str) -> str:
     row = await engine.engine.get_execution(execution_id)
     assert row is not None
     return str(row.phase)
+
+
+async def test_a_refresh_that_read_the_store_just_before_a_pause_does_not_drop_it(
+    engines: tuple[Engine, Engine], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _, other = engines
+    flow, db = other.flow, other.db
+    read_done, release = asyncio.Event(), asyncio.Event()
+    run = db.run
+
+    async def slow_list(work: Any, *args: Any, **kwargs: Any) -> Any:
+        result = await run(work, *args, **kwargs)
+        if work == db.store.list_workflow_pauses:  # the refresh's read: held until the pause is under way
+            read_done.set()
+            await release.wait()
+        return result
+
+    monkeypatch.setattr(db, "run", slow_list)
+    refreshing = asyncio.create_task(flow.refresh_pauses())
+    await read_done.wait()  # it read the store: no pause there yet
+    pausing = asyncio.create_task(flow.pause_workflow("w", reason="a bad release", by="ops"))
+    # Let the pause go as far as it may meanwhile: to its end, unless it waits for the refresh.
+    await eventually(lambda: pausing.done() or flow._pausing.locked(), what="the pause done or waiting")
+    release.set()
+    await asyncio.gather(refreshing, pausing)
+
+    assert flow.pause_of("w") is not None, "the pause the stale read never saw is still in force here"
