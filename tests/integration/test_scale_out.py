@@ -86,6 +86,16 @@ def _ids(owner_half: int, count: int, prefix: str) -> list[str]:
     return found[:count]
 
 
+def _in_both_halves(per_half: int, prefix: str) -> list[str]:
+    """`per_half` ids in each engine's half of the shards."""
+    return [*_ids(0, per_half, f"{prefix}a-"), *_ids(1, per_half, f"{prefix}b-")]
+
+
+def _start_each(client: Client, workflow: str, ids: list[str]) -> None:
+    for execution_id in ids:
+        client.start(workflow, {"name": execution_id}, execution_id=execution_id)
+
+
 def _worker_pid_of(client: Client, execution_id: str) -> int:
     started = next(e for e in client.history(execution_id) if e.type == "StepStarted")
     return int(started.data["worker_id"].split("-")[-2])
@@ -222,11 +232,10 @@ def test_a_task_queue_paused_through_one_engine_holds_on_both_and_resumes_throug
     (seen,) = json.loads(_cli(b, "queue", "list", "-o", "json").stdout)
     assert (seen["name"], seen["paused"], seen["note"]) == ("test", True, "deploy")
 
-    ids = [*_ids(0, 1, "held-a-"), *_ids(1, 1, "held-b-")]  # one in each engine's half
+    ids = _in_both_halves(1, "held-")
     with Client(address=a.address) as via_a:
         via_a.apply_workflow("greet", GREET)
-        for execution_id in ids:
-            via_a.start("greet", {"name": execution_id}, execution_id=execution_id)
+        _start_each(via_a, "greet", ids)
 
         def held_on_each() -> bool:
             return all(
@@ -251,12 +260,11 @@ def test_a_workflow_paused_through_one_engine_holds_its_new_executions_on_both_a
     replicas: tuple[EngineProcess, EngineProcess],
 ) -> None:
     a, b = replicas
-    ids = [*_ids(0, 1, "wp-a-"), *_ids(1, 1, "wp-b-")]  # one in each engine's half
+    ids = _in_both_halves(1, "wp-")
     with Client(address=a.address) as via_a, Client(address=b.address) as via_b:
         via_a.apply_workflow("nap", NAP)
         via_b.pause_workflow("nap", reason="a bad release")
-        for execution_id in ids:  # each starts on its owner, which was told of the pause
-            via_a.start("nap", {"name": execution_id}, execution_id=execution_id)
+        _start_each(via_a, "nap", ids)  # each starts on its owner, which was told of the pause
         assert [via_a.get(execution_id).phase for execution_id in ids] == ["Paused", "Paused"]
 
         via_a.resume_workflow("nap")  # a resumes its own; b, told, resumes its own
@@ -269,11 +277,10 @@ def test_a_bulk_action_through_one_engine_is_done_by_each_execution_s_owner(
     replicas: tuple[EngineProcess, EngineProcess],
 ) -> None:
     a, b = replicas
-    ids = [*_ids(0, 2, "bulk-a-"), *_ids(1, 2, "bulk-b-")]  # two in each engine's half
+    ids = _in_both_halves(2, "bulk-")
     with Client(address=a.address) as via_a, Client(address=b.address) as via_b:
         via_a.apply_workflow("greet", GREET)  # each waits for a signal that never comes
-        for execution_id in ids:
-            via_a.start("greet", {"name": execution_id}, execution_id=execution_id)
+        _start_each(via_a, "greet", ids)
         wait_until(
             lambda: all(any(e.type == "SignalWaitStarted" for e in via_a.history(i)) for i in ids),
             within=60,

@@ -2,12 +2,24 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from cerebelum_operator.runtime import Database, Dispatcher, EngineService, FakeClock
+from cerebelum_operator.store import open_store
+
+
+def sqlite_database(path: Path, **workflows: Mapping[str, Any]) -> Database:
+    """A real SQLite store at `path`, migrated, holding `workflows` (by name); two on one path are two
+    engines that share their store, as engines that split the shards do."""
+    store = open_store(f"sqlite:///{path}")
+    store.migrate()
+    for name, spec in workflows.items():
+        store.put_workflow(name, dict(spec), now_ms=0)
+    return Database(store)
 
 
 @pytest.fixture

@@ -12,9 +12,9 @@ import pytest
 from cerebelum_operator.engine import ExecutionPhase, Reply
 from cerebelum_operator.engine import commands as cmd
 from cerebelum_operator.engine.rates import RateLimit
-from cerebelum_operator.runtime import Database, Dispatcher, EngineService, FakeClock, TaskQueueService, every
-from cerebelum_operator.store import open_store
+from cerebelum_operator.runtime import Dispatcher, EngineService, FakeClock, TaskQueueService, every
 from tests.support.waiting import eventually
+from tests.unit.runtime.conftest import sqlite_database
 
 SPEC = {"taskQueue": "q", "timeline": ["a"], "defaults": {"lease": "30s"}}
 
@@ -23,10 +23,7 @@ class Engine:
     """One engine process: store, engine, dispatcher and queue settings, started on the fake clock."""
 
     def __init__(self, path: Path, clock: FakeClock) -> None:
-        store = open_store(f"sqlite:///{path}")
-        store.migrate()
-        store.put_workflow("w", SPEC, now_ms=0)
-        self.db = Database(store)
+        self.db = sqlite_database(path, w=SPEC)
         self.engine = EngineService(self.db, clock=clock)
         self.dispatcher = Dispatcher(self.db, self.engine, clock=clock)
         self.queues = TaskQueueService(self.db, self.dispatcher, clock=clock)

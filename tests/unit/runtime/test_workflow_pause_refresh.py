@@ -11,19 +11,16 @@ from typing import Any
 
 import pytest
 
-from cerebelum_operator.runtime import Database, EngineService, FakeClock, FlowControlService
-from cerebelum_operator.store import open_store
+from cerebelum_operator.runtime import EngineService, FakeClock, FlowControlService
 from tests.support.waiting import eventually
+from tests.unit.runtime.conftest import sqlite_database
 
 SPEC = {"taskQueue": "q", "timeline": ["a"]}
 
 
 class Engine:
     def __init__(self, path: Path, clock: FakeClock) -> None:
-        store = open_store(f"sqlite:///{path}")
-        store.migrate()
-        store.put_workflow("w", SPEC, now_ms=0)
-        self.db = Database(store)
+        self.db = sqlite_database(path, w=SPEC)
         self.engine = EngineService(self.db, clock=clock)
         self.flow = FlowControlService(self.db, self.engine, clock=clock)
 
