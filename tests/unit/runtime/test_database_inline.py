@@ -77,6 +77,7 @@ async def test_an_append_while_the_store_is_busy_waits_for_the_store_thread() ->
         read = asyncio.ensure_future(db.run(store.slow_read))
         await asyncio.get_running_loop().run_in_executor(None, store.reading.wait, 30)
         committed = db.append(REQUEST)
+        await asyncio.sleep(0)  # the append's turn of the loop ends (`_inline_or_drain`) while the read holds the store
         assert not committed.done(), "queued behind the read, not run beside it"
         store.release.set()
         assert await read == "read"
