@@ -146,6 +146,13 @@ def list_queues(output: OutputOption = Output.TABLE, address: AddressOption = DE
     with _service(address) as call:
         reply = call(lambda s: s.ListTaskQueues(pb.ListTaskQueuesRequest(), timeout=30))
     queues = [_info(q) for q in reply.task_queues]
+    if reply.engines_not_counted:  # engines that split the shards, and some did not answer
+        missing = ", ".join(reply.engines_not_counted)
+        err_console.print(
+            Text.assemble(
+                ("warning:", "yellow"), f" the tasks of these engines' shards are not counted: {printable(missing)}"
+            )
+        )
     if output is not Output.TABLE:
         emit(queues, output)
         return

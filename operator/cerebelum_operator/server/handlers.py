@@ -21,12 +21,14 @@ from cerebelum.v1 import worker_pb2, workflow_pb2
 
 from ..api.limits import MAX_REPORTS_PER_CALL
 from ..store import StoreUnavailable
+from .queue_totals import added_up
 from .routing import (
     BROADCAST,
     BULK_EXECUTIONS,
     COMPLETE_TASK,
     COMPLETE_TASKS,
     FORWARDED_HEADER,
+    LIST_TASK_QUEUES,
     START_EXECUTION,
     Router,
     ShardUnowned,
@@ -111,6 +113,8 @@ def _serving(implementation: _Implementation, response_class: Any, path: str, ro
                 return await _on_every_engine(implementation, request, raw, context, path, response_class, router)
             if path == BULK_EXECUTIONS:
                 return await _bulk_by_owner(implementation, request, context, response_class, router)
+            if path == LIST_TASK_QUEUES:
+                return await _added_up(implementation, request, raw, context, response_class, router)
             target = target_of(path, request)
             if target is not None:
                 try:
@@ -156,6 +160,33 @@ async def _on_every_engine(
                 error.details(),
             )
     return reply
+
+
+async def _added_up(
+    implementation: _Implementation,
+    request: Any,
+    raw: bytes | None,
+    context: grpc.aio.ServicerContext[Any, Any],
+    response_class: Any,
+    router: Router,
+) -> Any:
+    """The task queues as the whole split holds them (`queue_totals`): this engine's, then each other
+    engine's, added up. An engine that does not answer is named in the reply, its tasks not counted."""
+    replies = [await implementation(request, context)]
+    sent = request.SerializeToString() if raw is None else raw
+    missing: list[str] = []
+    try:
+        peers = await router.peers()
+    except StoreUnavailable as error:
+        log.warning("ListTaskQueues: the other engines were not asked (%s)", error)
+        peers, missing = [], ["the other engines (the store did not say which)"]
+    for address in peers:
+        try:
+            replies.append(await router.call(address, LIST_TASK_QUEUES, sent, context, response_class))
+        except grpc.aio.AioRpcError as error:
+            log.warning("ListTaskQueues: the engine at %s did not answer (%s)", address, error.code().name)
+            missing.append(address)
+    return response_class(task_queues=added_up(replies), engines_not_counted=missing)
 
 
 async def _bulk_by_owner(

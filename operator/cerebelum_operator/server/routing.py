@@ -35,6 +35,7 @@ __all__ = [
     "COMPLETE_TASK",
     "COMPLETE_TASKS",
     "FORWARDED_HEADER",
+    "LIST_TASK_QUEUES",
     "START_EXECUTION",
     "Router",
     "ShardUnowned",
@@ -135,6 +136,8 @@ _REFUSED: dict[str, str] = {
 }
 APPLY_WORKFLOW = "/cerebelum.v1.WorkflowService/ApplyWorkflow"
 BULK_EXECUTIONS = "/cerebelum.v1.WorkflowService/BulkExecutions"
+# What each engine of a split answers for its own shards, added up by the engine called.
+LIST_TASK_QUEUES = "/cerebelum.v1.TaskQueueService/ListTaskQueues"
 # What every engine applies when engines split the shards: the one called does, then sends the call
 # on to each other engine (`Router.peers`), which applies it as its own (a workflow's resume: each
 # engine resumes the executions of its shards). An engine it does not reach reads the setting from

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1d\x63\x65rebelum/v1/task_queue.proto\x12\x0c\x63\x65rebelum.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"-\n\tRateLimit\x12\r\n\x05\x63ount\x18\x01 \x01(\r\x12\x11\n\tperiod_ms\x18\x02 \x01(\x04\"\x17\n\x15ListTaskQueuesRequest\"J\n\x16ListTaskQueuesResponse\x12\x30\n\x0btask_queues\x18\x01 \x03(\x0b\x32\x1b.cerebelum.v1.TaskQueueInfo\"3\n\x15PauseTaskQueueRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04note\x18\x02 \x01(\t\"&\n\x16ResumeTaskQueueRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"Y\n\x1cSetTaskQueueRateLimitRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12+\n\nrate_limit\x18\x02 \x01(\x0b\x32\x17.cerebelum.v1.RateLimit\"\xd6\x02\n\rTaskQueueInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06paused\x18\x02 \x01(\x08\x12\x0c\n\x04note\x18\x03 \x01(\t\x12+\n\nrate_limit\x18\x04 \x01(\x0b\x32\x17.cerebelum.v1.RateLimit\x12.\n\nupdated_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05ready\x18\x06 \x01(\r\x12\x11\n\tscheduled\x18\x07 \x01(\r\x12\x0f\n\x07running\x18\x08 \x01(\r\x12\x0f\n\x07pollers\x18\t \x01(\r\x12-\n\tlast_poll\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x16\n\x0ewaiting_reason\x18\x0b \x01(\t\x12\x31\n\rwaiting_until\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp2\xfb\x02\n\x10TaskQueueService\x12[\n\x0eListTaskQueues\x12#.cerebelum.v1.ListTaskQueuesRequest\x1a$.cerebelum.v1.ListTaskQueuesResponse\x12R\n\x0ePauseTaskQueue\x12#.cerebelum.v1.PauseTaskQueueRequest\x1a\x1b.cerebelum.v1.TaskQueueInfo\x12T\n\x0fResumeTaskQueue\x12$.cerebelum.v1.ResumeTaskQueueRequest\x1a\x1b.cerebelum.v1.TaskQueueInfo\x12`\n\x15SetTaskQueueRateLimit\x12*.cerebelum.v1.SetTaskQueueRateLimitRequest\x1a\x1b.cerebelum.v1.TaskQueueInfob\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1d\x63\x65rebelum/v1/task_queue.proto\x12\x0c\x63\x65rebelum.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"-\n\tRateLimit\x12\r\n\x05\x63ount\x18\x01 \x01(\r\x12\x11\n\tperiod_ms\x18\x02 \x01(\x04\"\x17\n\x15ListTaskQueuesRequest\"g\n\x16ListTaskQueuesResponse\x12\x30\n\x0btask_queues\x18\x01 \x03(\x0b\x32\x1b.cerebelum.v1.TaskQueueInfo\x12\x1b\n\x13\x65ngines_not_counted\x18\x02 \x03(\t\"3\n\x15PauseTaskQueueRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04note\x18\x02 \x01(\t\"&\n\x16ResumeTaskQueueRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"Y\n\x1cSetTaskQueueRateLimitRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12+\n\nrate_limit\x18\x02 \x01(\x0b\x32\x17.cerebelum.v1.RateLimit\"\xd6\x02\n\rTaskQueueInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06paused\x18\x02 \x01(\x08\x12\x0c\n\x04note\x18\x03 \x01(\t\x12+\n\nrate_limit\x18\x04 \x01(\x0b\x32\x17.cerebelum.v1.RateLimit\x12.\n\nupdated_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05ready\x18\x06 \x01(\r\x12\x11\n\tscheduled\x18\x07 \x01(\r\x12\x0f\n\x07running\x18\x08 \x01(\r\x12\x0f\n\x07pollers\x18\t \x01(\r\x12-\n\tlast_poll\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x16\n\x0ewaiting_reason\x18\x0b \x01(\t\x12\x31\n\rwaiting_until\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp2\xfb\x02\n\x10TaskQueueService\x12[\n\x0eListTaskQueues\x12#.cerebelum.v1.ListTaskQueuesRequest\x1a$.cerebelum.v1.ListTaskQueuesResponse\x12R\n\x0ePauseTaskQueue\x12#.cerebelum.v1.PauseTaskQueueRequest\x1a\x1b.cerebelum.v1.TaskQueueInfo\x12T\n\x0fResumeTaskQueue\x12$.cerebelum.v1.ResumeTaskQueueRequest\x1a\x1b.cerebelum.v1.TaskQueueInfo\x12`\n\x15SetTaskQueueRateLimit\x12*.cerebelum.v1.SetTaskQueueRateLimitRequest\x1a\x1b.cerebelum.v1.TaskQueueInfob\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -37,15 +37,15 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_LISTTASKQUEUESREQUEST']._serialized_start=127
   _globals['_LISTTASKQUEUESREQUEST']._serialized_end=150
   _globals['_LISTTASKQUEUESRESPONSE']._serialized_start=152
-  _globals['_LISTTASKQUEUESRESPONSE']._serialized_end=226
-  _globals['_PAUSETASKQUEUEREQUEST']._serialized_start=228
-  _globals['_PAUSETASKQUEUEREQUEST']._serialized_end=279
-  _globals['_RESUMETASKQUEUEREQUEST']._serialized_start=281
-  _globals['_RESUMETASKQUEUEREQUEST']._serialized_end=319
-  _globals['_SETTASKQUEUERATELIMITREQUEST']._serialized_start=321
-  _globals['_SETTASKQUEUERATELIMITREQUEST']._serialized_end=410
-  _globals['_TASKQUEUEINFO']._serialized_start=413
-  _globals['_TASKQUEUEINFO']._serialized_end=755
-  _globals['_TASKQUEUESERVICE']._serialized_start=758
-  _globals['_TASKQUEUESERVICE']._serialized_end=1137
+  _globals['_LISTTASKQUEUESRESPONSE']._serialized_end=255
+  _globals['_PAUSETASKQUEUEREQUEST']._serialized_start=257
+  _globals['_PAUSETASKQUEUEREQUEST']._serialized_end=308
+  _globals['_RESUMETASKQUEUEREQUEST']._serialized_start=310
+  _globals['_RESUMETASKQUEUEREQUEST']._serialized_end=348
+  _globals['_SETTASKQUEUERATELIMITREQUEST']._serialized_start=350
+  _globals['_SETTASKQUEUERATELIMITREQUEST']._serialized_end=439
+  _globals['_TASKQUEUEINFO']._serialized_start=442
+  _globals['_TASKQUEUEINFO']._serialized_end=784
+  _globals['_TASKQUEUESERVICE']._serialized_start=787
+  _globals['_TASKQUEUESERVICE']._serialized_end=1166
 # @@protoc_insertion_point(module_scope)

@@ -22,10 +22,12 @@ class ListTaskQueuesRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class ListTaskQueuesResponse(_message.Message):
-    __slots__ = ("task_queues",)
+    __slots__ = ("task_queues", "engines_not_counted")
     TASK_QUEUES_FIELD_NUMBER: _ClassVar[int]
+    ENGINES_NOT_COUNTED_FIELD_NUMBER: _ClassVar[int]
     task_queues: _containers.RepeatedCompositeFieldContainer[TaskQueueInfo]
-    def __init__(self, task_queues: _Optional[_Iterable[_Union[TaskQueueInfo, _Mapping]]] = ...) -> None: ...
+    engines_not_counted: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, task_queues: _Optional[_Iterable[_Union[TaskQueueInfo, _Mapping]]] = ..., engines_not_counted: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class PauseTaskQueueRequest(_message.Message):
     __slots__ = ("name", "note")

@@ -40,6 +40,11 @@ export interface ListTaskQueuesRequest {
 
 export interface ListTaskQueuesResponse {
   taskQueues: TaskQueueInfo[];
+  /**
+   * Engines that split the shards each hold their own shards' tasks: the engine called adds up the
+   * others' counts. These did not answer, so their shards' tasks are not counted (their addresses).
+   */
+  enginesNotCounted: string[];
 }
 
 export interface PauseTaskQueueRequest {
@@ -198,13 +203,16 @@ export const ListTaskQueuesRequest: MessageFns<ListTaskQueuesRequest> = {
 };
 
 function createBaseListTaskQueuesResponse(): ListTaskQueuesResponse {
-  return { taskQueues: [] };
+  return { taskQueues: [], enginesNotCounted: [] };
 }
 
 export const ListTaskQueuesResponse: MessageFns<ListTaskQueuesResponse> = {
   encode(message: ListTaskQueuesResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     for (const v of message.taskQueues) {
       TaskQueueInfo.encode(v!, writer.uint32(10).fork()).join();
+    }
+    for (const v of message.enginesNotCounted) {
+      writer.uint32(18).string(v!);
     }
     return writer;
   },
@@ -230,6 +238,14 @@ export const ListTaskQueuesResponse: MessageFns<ListTaskQueuesResponse> = {
             message.taskQueues.push(TaskQueueInfo.decode(reader, reader.uint32()));
             continue;
           }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.enginesNotCounted.push(reader.string());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -248,6 +264,7 @@ export const ListTaskQueuesResponse: MessageFns<ListTaskQueuesResponse> = {
   fromPartial(object: DeepPartial<ListTaskQueuesResponse>): ListTaskQueuesResponse {
     const message = createBaseListTaskQueuesResponse();
     message.taskQueues = object.taskQueues?.map((e) => TaskQueueInfo.fromPartial(e)) || [];
+    message.enginesNotCounted = object.enginesNotCounted?.map((e) => e) || [];
     return message;
   },
 };
