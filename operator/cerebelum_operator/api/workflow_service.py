@@ -306,10 +306,15 @@ class WorkflowServicer(pb_grpc.WorkflowServiceServicer):
         if not EXECUTION_ID.match(execution_id):
             raise InvalidRequest(f"execution id {execution_id!r} is not valid: use letters, digits, '_', '.', ':', '-'")
         value: Any = parse_json(request.input_json, what="execution input", limit=self.max_payload_bytes)
-        row = await self.engine.start(request.workflow, value, execution_id=execution_id, labels=request.labels)
-        labels = (await self.engine.labels_of([row.execution_id])).get(
-            row.execution_id
-        )  # a repeated start's: the first's
+        row, created = await self.engine.start_or_find(
+            request.workflow, value, execution_id=execution_id, labels=request.labels
+        )
+        # A new execution's labels are those given; a repeated start's are the first start's, in the store.
+        labels = (
+            (dict(request.labels) or None)
+            if created
+            else (await self.engine.labels_of([row.execution_id])).get(row.execution_id)
+        )
         return execution_info(row, await self.engine.state_of(row.execution_id), labels=labels)
 
     @grpc_errors

@@ -382,8 +382,40 @@ class EngineService:
         listings filter it by (`model.labels` syntax, else `LabelsInvalid`), stored with its row. A
         repeated start finds the first one whatever labels it gives: labels never change.
         """
+        row, _ = await self.start_or_find(
+            workflow,
+            input,
+            execution_id=execution_id,
+            origin=origin,
+            spec=spec,
+            then=then,
+            carried=carried,
+            reset=reset,
+            hold=hold,
+            labels=labels,
+            pinned=pinned,
+        )
+        return row
+
+    async def start_or_find(
+        self,
+        workflow: str,
+        input: Any,
+        *,
+        execution_id: str,
+        origin: Origin | None = None,
+        spec: dict[str, Any] | None = None,
+        then: cmd.Command | None = None,
+        carried: Sequence[cmd.Signal] = (),
+        reset: cmd.ResetPoint | None = None,
+        hold: cmd.Pause | None = None,
+        labels: Mapping[str, str] | None = None,
+        pinned: bool = False,
+    ) -> tuple[ExecutionRow, bool]:
+        """`start`, and whether this call created the execution: its labels are then those given, and a
+        client's start answers without reading them back (False: the first start's are in the store)."""
         checked = check_labels(labels or {})
-        row, _ = await self._to_the_end(
+        return await self._to_the_end(
             self._start(
                 workflow,
                 input,
@@ -398,7 +430,6 @@ class EngineService:
                 pinned=pinned,
             )
         )
-        return row
 
     async def signal(self, execution_id: str, signal: cmd.Signal) -> str:
         """Deliver a signal to the latest run of the execution's chain; the id of the run it reached.
