@@ -29,7 +29,9 @@ def parse_json(text: str, *, what: str, limit: int, empty: Any = None) -> Any:
     if not text:
         return empty
     try:
-        value = json.loads(text, parse_constant=_not_json)
+        if text.startswith("\ufeff"):  # as json.loads refuses it
+            raise json.JSONDecodeError("Unexpected UTF-8 BOM (decode using utf-8-sig)", text, 0)
+        value = _DECODER.decode(text)
     except json.JSONDecodeError as exc:
         raise PayloadError(f"{what} is not valid JSON: {exc}") from None
     except RecursionError:
@@ -46,6 +48,10 @@ def parse_json(text: str, *, what: str, limit: int, empty: Any = None) -> Any:
 
 def _not_json(constant: str) -> Any:
     raise ValueError(f"{constant} is not a JSON value")
+
+
+# One decoder for every payload: `json.loads` with an option builds a new one per call.
+_DECODER = json.JSONDecoder(parse_constant=_not_json)
 
 
 def dump_json(value: Any) -> str:

@@ -12,6 +12,7 @@ and raises `InvalidId` (a ValueError) naming the problem for anything else. Step
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from dataclasses import dataclass
 from enum import StrEnum
@@ -77,8 +78,14 @@ class TaskToken:
         step = self.step if self.item is None else f"{self.step}[{self.item}]"
         return f"{self.execution_id}/{step}/{self.attempt}/{self.poll}/{self.seq}"
 
+    @staticmethod
+    def parse(text: str) -> TaskToken:
+        # A step's token is parsed a few times on its way (the report, the engine's checks, the next
+        # task): the last ones parsed are kept, as the value is immutable.
+        return _parsed_task_token(text)
+
     @classmethod
-    def parse(cls, text: str) -> Self:
+    def _parse(cls, text: str) -> Self:
         execution_id, step, attempt, poll, seq = _split(text, 5, "task token")
         item = None
         if step.endswith("]"):
@@ -94,6 +101,11 @@ class TaskToken:
             _count(seq, "seq", text),
             item,
         )
+
+
+@functools.lru_cache(maxsize=4096)
+def _parsed_task_token(text: str) -> TaskToken:
+    return TaskToken._parse(text)
 
 
 class TimerKind(StrEnum):
