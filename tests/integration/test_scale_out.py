@@ -253,14 +253,43 @@ def test_a_task_queue_paused_through_one_engine_holds_on_both_and_resumes_throug
             within=60,
             what="both executions' first steps to run once the queue is resumed through the other engine",
         )
-    limited = _cli(b, "queue", "limit", "test", "5/s")
-    assert limited.returncode != 0 and "rate limit is not supported yet" in limited.stderr
-
     b.kill()  # its shards stay recorded as its own until it comes back: their tasks cannot be counted
     listed = _cli(a, "queue", "list", "-o", "json")
     assert listed.returncode == 0, listed.stderr
     assert "not counted" in listed.stderr and b.address in listed.stderr, listed.stderr
     assert [queue["name"] for queue in json.loads(listed.stdout)] == ["test"]
+
+
+GREETING: dict[str, Any] = {
+    "taskQueue": "test",
+    "timeline": ["compose_greeting"],
+    "steps": {"compose_greeting": {"args": {"greeting": "'Hello'", "name": "input.name"}}},
+    "output": "steps.compose_greeting.text",
+}
+
+
+def test_a_task_queue_s_rate_limit_set_through_one_engine_counts_the_starts_of_both(
+    replicas: tuple[EngineProcess, EngineProcess],
+) -> None:
+    a, b = replicas
+    limited = _cli(b, "queue", "limit", "test", "2/3s")
+    assert limited.returncode == 0, limited.stderr
+    ids = _in_both_halves(3, "rl-")
+    with Client(address=a.address) as via_a:
+        via_a.apply_workflow("greeting", GREETING)
+        _start_each(via_a, "greeting", ids)
+        assert [via_a.wait(execution_id, timeout=120).output for execution_id in ids] == [
+            f"Hello, {execution_id}!" for execution_id in ids
+        ]
+        starts = sorted(
+            event.at.timestamp()
+            for execution_id in ids
+            for event in via_a.history(execution_id)
+            if event.type == "StepStarted" and event.at is not None
+        )
+    # Each engine alone would have let 2 of its own start in any 3 s: 4 together. The store counts both.
+    assert len(starts) == len(ids)
+    assert all(later - earlier >= 3.0 for earlier, later in zip(starts, starts[2:], strict=False)), starts
 
 
 def test_a_workflow_paused_through_one_engine_holds_its_new_executions_on_both_and_each_resumes_its_own(

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import dataclasses
+import threading
 
+import pytest
 from sqlalchemy import create_engine, insert
 
 from cerebelum_operator.engine.actions import LeaseTask, ScheduleTask
 from cerebelum_operator.engine.rates import RateLimit
-from cerebelum_operator.store import EventStore, TaskStartRow
+from cerebelum_operator.model.shards import DEFAULT_SHARDS, shard_of
+from cerebelum_operator.store import EventStore, RateLimitReached, TaskStartRow, open_store
 from cerebelum_operator.store.postgres import normalise_url
 from cerebelum_operator.store.schema import tasks
 
@@ -114,3 +117,87 @@ def test_a_task_row_written_by_an_engine_of_schema_5_gets_priority_0_and_no_key(
     task = store.get_task("old")
     assert task is not None
     assert (task.priority, task.flow_key, task.key_rate_limit) == (0, None, None)
+
+
+# -- engines that split the shards share each queue's window through the store (issue 21) -----------
+
+
+def _fence_every_shard(store: EventStore) -> None:
+    store.set_fence({s: store.take_shard(s, owner="a", address=None, now_ms=1) for s in range(store.shard_count())})
+
+
+def _lease(token: str) -> LeaseTask:
+    return LeaseTask(token, "w1", 12_000, 32_000)
+
+
+def test_with_a_fence_a_lease_past_the_queue_s_window_of_every_engine_s_starts_is_refused_saying_when_it_frees(
+    store: EventStore, appender: Appender
+) -> None:
+    store.put_task_queue("limited", paused=False, note="", rate_limit=RateLimit(2, 1000), now_ms=0)
+    _fence_every_shard(store)
+    appender.start("e1", actions=[appender.schedule(t, task_queue="limited") for t in ("t1", "t2", "t3")])
+    appender.append("e1", actions=[_lease("t1")], at_ms=1_000)
+    appender.append("e1", actions=[_lease("t2")], at_ms=1_200)
+    with pytest.raises(RateLimitReached) as full:
+        appender.append("e1", actions=[_lease("t3")], at_ms=1_500)
+    assert (full.value.task_queue, full.value.frees_at_ms) == ("limited", 2_000)  # when t1 leaves the window
+    assert sorted(r.token for r in store.live_task_starts(0)) == ["t1", "t2"]  # nothing of it landed
+    t3 = store.get_task("t3")
+    assert t3 is not None and t3.state == "queued"
+    appender.append("e1", actions=[_lease("t3")], at_ms=2_001)
+    assert sorted(r.token for r in store.live_task_starts(0)) == ["t1", "t2", "t3"]
+
+
+def test_without_a_fence_the_engine_s_own_window_counts_and_the_store_records_every_start(
+    store: EventStore, appender: Appender
+) -> None:
+    store.put_task_queue("limited", paused=False, note="", rate_limit=RateLimit(1, 1000), now_ms=0)
+    appender.start("e1", actions=[appender.schedule(t, task_queue="limited") for t in ("t1", "t2")])
+    appender.append("e1", actions=[_lease("t1"), _lease("t2")], at_ms=1_000)
+    assert sorted(r.token for r in store.live_task_starts(0)) == ["t1", "t2"]
+
+
+@pytest.mark.postgres
+def test_two_engines_leasing_at_once_never_pass_the_queue_s_limit_together(postgres_database_url: str) -> None:
+    """Each engine's leases in threads of their own, all at one instant: the window's lock counts them in turn."""
+    stores = [open_store(postgres_database_url), open_store(postgres_database_url)]
+    try:
+        for store in stores:
+            store.migrate()
+        halves = [range(8), range(8, 16)]
+        for store, half in zip(stores, halves, strict=True):
+            store.set_fence({s: store.take_shard(s, owner=str(half), address=None, now_ms=1) for s in half})
+        stores[0].put_task_queue("limited", paused=False, note="", rate_limit=RateLimit(3, 60_000), now_ms=0)
+        appenders = [Appender(store) for store in stores]
+        tokens: list[list[str]] = []
+        for index, (appender, half) in enumerate(zip(appenders, halves, strict=True)):
+            execution_id = next(f"e{n}" for n in range(10_000) if shard_of(f"e{n}", shards=DEFAULT_SHARDS) in half)
+            mine = [f"{execution_id}-t{i}" for i in range(8)]
+            appender.start(execution_id, actions=[appender.schedule(t, task_queue="limited") for t in mine])
+            tokens.append(mine)
+            assert index == len(tokens) - 1
+        barrier = threading.Barrier(len(stores))
+        leased: list[str] = []
+
+        def lease_all(appender: Appender, execution_id: str, mine: list[str]) -> None:
+            barrier.wait(timeout=60)
+            for token in mine:
+                try:
+                    appender.append(execution_id, actions=[_lease(token)], at_ms=5_000)
+                except RateLimitReached:
+                    continue
+                leased.append(token)
+
+        threads = [
+            threading.Thread(target=lease_all, args=(appender, mine[0].rsplit("-", 1)[0], mine))
+            for appender, mine in zip(appenders, tokens, strict=True)
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=120)
+        assert len(leased) == 3, leased
+        assert len(stores[0].live_task_starts(0)) == 3
+    finally:
+        for store in stores:
+            store.close()

@@ -19,7 +19,7 @@ from ..engine import Reply
 from ..engine import actions as act
 from ..engine import commands as cmd
 from ..engine.ids import TaskToken
-from ..store import StoreUnavailable, TaskRow
+from ..store import RateLimitReached, StoreUnavailable, TaskRow
 from .clock import Clock
 from .database import Database
 from .engine_service import EngineService, ExecutionNotFound
@@ -141,9 +141,12 @@ class Dispatcher:
         """Eager dispatch: set aside a waiting poller for each new task one can take now.
 
         ``now_ms``: the time the decision read (its events' time); with it, rate-limited tasks are
-        leased eagerly too (`TaskBook.reserve`).
+        leased eagerly too (`TaskBook.reserve`). Not when engines split the shards: the store then
+        counts every engine's starts and may refuse the lease (`RateLimitReached`), which must not
+        fail the decision that scheduled the task; the task is leased on its own, after the commit.
         """
-        reserved = self.book.reserve(workflow, actions, self.clock.now_ms(), decision_now_ms=now_ms)
+        decision_now_ms = None if self.engine.split else now_ms
+        reserved = self.book.reserve(workflow, actions, self.clock.now_ms(), decision_now_ms=decision_now_ms)
         return [cmd.TaskStarted(token, worker_id) for token, worker_id in reserved]
 
     def release(self, commands: Sequence[cmd.TaskStarted]) -> None:
@@ -320,6 +323,10 @@ class Dispatcher:
             decision = await self.engine.handle(task.execution_id, cmd.TaskStarted(task.token, worker_id))
         except ExecutionNotFound:
             self.book.drop(task.token)
+            return None
+        except RateLimitReached as full:  # the other engines' starts fill the window: not a failure
+            self._hand_out(self.book.window_full(task, full.frees_at_ms, self.clock.now_ms()))
+            self._wake_if_needed()
             return None
         except Exception as error:
             # The store is unreachable (a database restart) or refused: offer the task again later,

@@ -12,14 +12,19 @@ key), ``t[i + count] - t[i] >= period_ms``. It holds because
 
 1. a task is admitted at time ``o`` only if the starts recorded after ``o - period`` plus the
    tasks in flight (offered, lease not yet known) are fewer than ``count``;
-2. a lease's decision reads the clock after the offer (rate-limited tasks are never leased
-   eagerly, inside the decision that schedules them), so its history time ``h >= o``;
+2. a lease's decision reads the clock after the offer (a rate-limited task leased eagerly, inside
+   the decision that schedules it, is admitted at that decision's time), so its history time
+   ``h >= o``;
 3. a start is recorded at a time ``>= h`` (when the committed lease is seen), or, when a lease's
    commit failed in a way that may have landed, counted as a start at once (never forgotten);
 4. a restarted engine loads the starts at their decisions' times.
 
 So for any two starts ``h_j <= h_k`` less than a period apart, the later one's offer saw the
 earlier one (in flight or recorded), and a window never holds more than ``count``.
+
+Engines that split the shards each see their own starts only: there the store counts every
+engine's in each lease's transaction and refuses one that would pass (`RateLimitReached`); the
+gate then holds the queue until the store's window has room (`hold`).
 """
 
 from __future__ import annotations
@@ -100,6 +105,7 @@ class FlowGate:
         self._keys: dict[str, RateWindow] = {}
         self._key_spans: dict[str, int] = {}  # the longest period any task of the key asked for
         self._charged: dict[str, _Charge] = {}
+        self._held: dict[str, int] = {}  # queue -> until when the store said its shared window is full
 
     # -- settings ------------------------------------------------------------------------------
 
@@ -145,6 +151,9 @@ class FlowGate:
         if limit is None:
             return None
         frees = self._queues.setdefault(queue, RateWindow()).frees_at(now_ms, limit)
+        held = self._held.get(queue, now_ms)  # the other engines' starts, as the store counted them
+        if held > now_ms:
+            frees = held if frees is None else max(frees, held)
         if frees == now_ms:
             return None
         return Block(f"rate limited: queue '{queue}' {limit.describe()}", frees)
@@ -216,8 +225,16 @@ class FlowGate:
             if charge.key is not None:
                 self._keys[charge.key].record(at_ms)
 
+    def hold(self, queue: str, until_ms: int) -> None:
+        """Engines that split the shards: the store refused a lease because every engine's starts fill the
+        queue's window until ``until_ms`` (`RateLimitReached`); none of the queue's tasks may start before."""
+        self._held[queue] = max(self._held.get(queue, 0), until_ms)
+
     def trim(self, now_ms: int) -> None:
         """Forget starts older than every window, and windows with nothing left (bounded memory)."""
+        for queue, until in list(self._held.items()):
+            if until <= now_ms:
+                del self._held[queue]
         for queue, window in list(self._queues.items()):
             control = self._controls.get(queue)
             if control is None or control.rate_limit is None:

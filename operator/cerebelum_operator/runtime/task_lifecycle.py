@@ -743,6 +743,13 @@ class TaskBook:
         heapq.heappush(self._future, (task.visible_at_ms, next(self._counter), token))
         self._wakeup = True
 
+    def window_full(self, task: QueuedTask, until_ms: int, now_ms: int) -> list[Offer]:
+        """The store refused the task's lease: the starts every engine recorded fill its queue's window
+        until ``until_ms`` (engines that split the shards, `RateLimitReached`). It did not start: it is
+        ready again, its place in the windows free, and its queue holds until then (what it says why)."""
+        self.gate.hold(task.task_queue, until_ms)
+        return self._put_back(task, now_ms)
+
     # -- time ------------------------------------------------------------------------------
 
     def promote(self, now_ms: int) -> list[Offer]:

@@ -131,9 +131,7 @@ _ROUTES: dict[str, Callable[[Any], Target | None]] = {
 # What engines that split the shards do not do together yet: each would act on its own shards only,
 # so a limit or a pause would hold on some executions and not others. Refused, not half honoured.
 _NOT_SPLIT = "is not supported yet when engines split the shards (--shards): run one engine for it"
-_REFUSED: dict[str, str] = {
-    "/cerebelum.v1.TaskQueueService/SetTaskQueueRateLimit": f"a task queue's rate limit {_NOT_SPLIT}",
-}
+_REFUSED: dict[str, str] = {}
 APPLY_WORKFLOW = "/cerebelum.v1.WorkflowService/ApplyWorkflow"
 BULK_EXECUTIONS = "/cerebelum.v1.WorkflowService/BulkExecutions"
 # What each engine of a split answers for its own shards, added up by the engine called.
@@ -146,6 +144,7 @@ BROADCAST: frozenset[str] = frozenset(
     {
         "/cerebelum.v1.TaskQueueService/PauseTaskQueue",
         "/cerebelum.v1.TaskQueueService/ResumeTaskQueue",
+        "/cerebelum.v1.TaskQueueService/SetTaskQueueRateLimit",  # counted in the store (`RateLimitReached`)
         "/cerebelum.v1.WorkflowService/PauseWorkflow",
         "/cerebelum.v1.WorkflowService/ResumeWorkflow",
     }

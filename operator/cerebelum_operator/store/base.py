@@ -36,6 +36,7 @@ __all__ = [
     "MessageRow",
     "NewExecution",
     "PageCursor",
+    "RateLimitReached",
     "RetiredExecution",
     "ScheduleExists",
     "ScheduleRow",
@@ -98,6 +99,17 @@ class ExecutionExists(StoreError):
 class ExecutionRetired(ExecutionExists):
     """An execution with this id ran and was removed by the retention period: its id is not reused, or
     a start retried after the removal would run the whole execution again."""
+
+
+class RateLimitReached(StoreError):
+    """A lease of a task of a rate-limited queue, when engines split the shards: the starts every
+    engine recorded in the store already fill the queue's window. The write did not land; the
+    window has room again at ``frees_at_ms`` (on the clock of the engines' decisions)."""
+
+    def __init__(self, task_queue: str, *, frees_at_ms: int) -> None:
+        super().__init__(f"task queue {task_queue!r}: its rate limit's window is full until {frees_at_ms} ms")
+        self.task_queue = task_queue
+        self.frees_at_ms = frees_at_ms
 
 
 class ShardNotOwned(StoreError):

@@ -8,7 +8,7 @@ from typing import Any, ClassVar
 
 import psycopg
 from psycopg import pq
-from sqlalchemy import Connection, Table, create_engine, event, text
+from sqlalchemy import Connection, Integer, Table, Text, bindparam, create_engine, event, func, literal, select, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import DBAPIError
@@ -23,6 +23,12 @@ __all__ = ["PostgresEventStore", "normalise_url"]
 
 # Any fixed 64-bit key, shared by every process migrating the same database.
 _MIGRATION_LOCK_KEY = 0x6365726562656C75  # "cerebelu"
+# The first key of a task queue's rate window lock (the second: its name's hash); the shard locks'
+# first key is "cere" (`pg_shard_locks.LOCK_CLASS`): two-key locks of another class never meet them.
+_RATE_LOCK_CLASS = 0x72617465  # "rate"
+_LOCK_RATE_WINDOW = select(
+    func.pg_advisory_xact_lock(literal(_RATE_LOCK_CLASS, Integer), func.hashtext(bindparam("b_queue", type_=Text)))
+)
 
 
 def normalise_url(url: str | URL) -> URL:
@@ -65,6 +71,9 @@ class PostgresEventStore(SqlEventStore):
         stmt = pg_insert(table)
         others = {c.name: stmt.excluded[c.name] for c in table.columns if c.name != key}
         return stmt.on_conflict_do_update(index_elements=[key], set_=others)
+
+    def _lock_rate_window(self, conn: Connection, queue: str) -> None:
+        self._prepared.first(conn, _LOCK_RATE_WINDOW, {"b_queue": queue})  # in the append's pipeline
 
     def _lock_migrations(self, conn: Connection) -> None:
         conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK_KEY})

@@ -80,6 +80,14 @@ class PreparedStatements:
 
         Fetched here, so that an error the driver reports only when the result is read (psycopg's
         pipeline mode) is raised as SQLAlchemy would raise it too."""
+        rows = self._fetch(conn, statement, row, every=False)
+        return rows[0] if rows else None
+
+    def all(self, conn: Connection, statement: ClauseElement, row: dict[str, Any]) -> list[Any]:
+        """Run one row; every row it returns, fetched here as `first` fetches."""
+        return self._fetch(conn, statement, row, every=True)
+
+    def _fetch(self, conn: Connection, statement: ClauseElement, row: dict[str, Any], *, every: bool) -> list[Any]:
         prepared = self._prepare(conn, statement, tuple(row))
         driver = conn.connection.driver_connection
         assert driver is not None
@@ -87,7 +95,10 @@ class PreparedStatements:
         params = prepared.bind(row)
         try:
             cursor.execute(prepared.sql, params)
-            return cursor.fetchone()
+            if every:
+                return list(cursor.fetchall())
+            found = cursor.fetchone()
+            return [] if found is None else [found]
         except conn.dialect.loaded_dbapi.Error as error:
             raise driver_error(conn, prepared.sql, params, error, driver, cursor) from error
         finally:

@@ -69,6 +69,7 @@ from .base import (
     ExecutionSummary,
     MessageRow,
     NewExecution,
+    RateLimitReached,
     RetiredExecution,
     StoreCorrupted,
     StoreUnavailable,
@@ -261,6 +262,18 @@ class SqlEventStore(SqlSchedules, SqlFlowControl, SqlListing, SqlShards, EventSt
                 now,
                 now + case((key_period > queue_period, key_period), else_=queue_period),
             ).where(t.c.token == bindparam("b_token"), t.c.state == "leased", limited),
+        )
+        # Engines that split the shards share each queue's window through the store (`_check_shared_windows`).
+        self._select_lease_limit = (
+            select(t.c.task_queue, q.c.rate_count, q.c.rate_period_ms)
+            .select_from(t.join(q, q.c.name == t.c.task_queue))
+            .where(t.c.token == bindparam("b_token"), q.c.rate_count.is_not(None))
+        )
+        self._select_window_starts = (
+            select(ts.c.started_at_ms)
+            .where(ts.c.task_queue == bindparam("b_queue"), ts.c.started_at_ms > bindparam("b_after_ms"))
+            .order_by(ts.c.started_at_ms.desc())
+            .limit(bindparam("b_limit"))
         )
         self._select_starts = (
             select(*_columns(ts, TaskStartRow))
@@ -566,8 +579,42 @@ class SqlEventStore(SqlSchedules, SqlFlowControl, SqlListing, SqlShards, EventSt
         """
         leased = [a.token for a in actions if isinstance(a, LeaseTask)] + list(context.leases)
         if leased:
+            if self._fence is not None:  # engines split the shards: each queue's window is the store's
+                self._check_shared_windows(conn, leased, context.now_ms)
             rows = [{"b_token": token, "b_now_ms": context.now_ms} for token in leased]
             self._prepared.executemany(conn, self._record_start, rows)
+
+    def _check_shared_windows(self, conn: Connection, leased: Sequence[str], now_ms: int) -> None:
+        """Refuse the leases (`RateLimitReached`) if a rate-limited queue's starts recorded by every engine
+        after ``now_ms`` minus its period, with these, pass its count.
+
+        Each engine's dispatcher counts only its own starts, so with engines that split the shards the
+        store decides. The queue's window is locked for the rest of the transaction (`_lock_rate_window`),
+        so two engines' leases are counted one after the other: a start committed while this one was
+        being decided is seen here, and this one by the next, whichever decision read the earlier time
+        (every start after ``now_ms`` minus the period counts, later ones too).
+        """
+        leases: dict[str, tuple[int, int, int]] = {}  # queue -> (count, period, its leases here)
+        prepared = self._prepared  # on the driver: inside psycopg's pipeline as the rest of the append
+        for token in leased:  # one, nearly always: a rate-limited task is leased by a decision of its own
+            limit = prepared.first(conn, self._select_lease_limit, {"b_token": token})
+            if limit is None:
+                continue
+            queue, count, period = limit
+            known = leases.get(queue)
+            leases[queue] = (count, period, 1 if known is None else known[2] + 1)
+        for queue in sorted(leases):  # one order of locks: two transactions never wait on each other
+            count, period, new = leases[queue]
+            self._lock_rate_window(conn, queue)
+            window = {"b_queue": queue, "b_after_ms": now_ms - period, "b_limit": count}
+            recent = [int(started) for (started,) in prepared.all(conn, self._select_window_starts, window)]
+            if len(recent) + new > count:
+                # Room for `new` more once the start `count - new` places back (newest first) leaves the window.
+                frees_at_ms = recent[count - new] + period if new <= count else now_ms + period
+                raise RateLimitReached(queue, frees_at_ms=max(frees_at_ms, now_ms + 1))
+
+    def _lock_rate_window(self, conn: Connection, queue: str) -> None:
+        """Hold ``queue``'s window until the transaction ends (SQLite has one writer at a time already)."""
 
     def get_execution(self, execution_id: str) -> ExecutionRow | None:
         with self._read() as conn:

@@ -12,6 +12,7 @@ import pytest
 from cerebelum_operator.engine import ExecutionPhase, Reply
 from cerebelum_operator.engine import commands as cmd
 from cerebelum_operator.engine.rates import RateLimit
+from cerebelum_operator.model.shards import DEFAULT_SHARDS, shard_of
 from cerebelum_operator.runtime import Dispatcher, EngineService, FakeClock, TaskQueueService, every
 from tests.support.waiting import eventually
 from tests.unit.runtime.conftest import sqlite_database
@@ -188,3 +189,42 @@ async def test_a_refresh_that_read_the_store_just_before_a_pause_does_not_put_th
     await asyncio.gather(refreshing, pausing)
 
     assert first.dispatcher.book.gate.control("q").paused, "the stale read did not undo the pause"
+
+
+async def test_engines_that_split_the_shards_share_a_queue_s_rate_limit_through_the_store(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    """Each dispatcher counts its own starts; the store counts both engines' (`RateLimitReached`)."""
+    halves = (range(8), range(8, 16))
+    engines = [Engine(tmp_path / "engine.db", clock) for _ in halves]
+    for engine, half in zip(engines, halves, strict=True):
+        store = engine.db.store
+        store.set_fence({s: store.take_shard(s, owner=str(half), address=None, now_ms=0) for s in half})
+        await engine.dispatcher.start()
+    a, b = engines
+    try:
+        await a.queues.set_rate_limit("q", RateLimit(2, 1000))
+        await b.queues.refresh()  # as every engine of a split re-reads the settings (or is told at once)
+        ids = [
+            [f"e{n}" for n in range(1000) if shard_of(f"e{n}", shards=DEFAULT_SHARDS) in half][:2] for half in halves
+        ]
+        for engine, mine in zip(engines, ids, strict=True):
+            for execution_id in mine:
+                await engine.engine.start("w", {}, execution_id=execution_id)
+        assert all([await a.dispatcher.poll(worker_id="w1", task_queue="q", steps=["a"], wait_ms=0) for _ in range(2)])
+
+        # b's own window is empty, but a's two starts fill the queue's: its lease is refused, nothing lost.
+        assert await b.dispatcher.poll(worker_id="w2", task_queue="q", steps=["a"], wait_ms=0) is None
+        token = (await b.engine.state_of(ids[1][0])).steps["a"].token
+        assert token is not None and b.dispatcher.waiting_hint(token) == "rate limited: queue 'q' 2/1s"
+        assert [await _started_at(b, execution_id) for execution_id in ids[1]] == [None, None]
+
+        await clock.advance(1.0)  # a's starts leave the window
+        later = [await b.dispatcher.poll(worker_id="w2", task_queue="q", steps=["a"], wait_ms=0) for _ in range(3)]
+        assert [p is not None for p in later] == [True, True, False]
+        starts = sorted([t for mine in ids for i in mine if (t := await _started_at(a, i)) is not None])
+        assert len(starts) == 4
+        assert all(later - earlier >= 1000 for earlier, later in zip(starts, starts[2:], strict=False)), starts
+    finally:
+        for engine in engines:
+            await engine.stop()
