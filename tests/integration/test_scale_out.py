@@ -215,9 +215,7 @@ def test_schedules_live_with_shard_0s_owner_and_what_a_split_cannot_honour_is_re
         assert via_b.wait(execution_id, timeout=120).output == "Hello, s!"
 
         limited = {**NAP, "flowControl": {"concurrency": 2}}
-        with pytest.raises(
-            FailedPreconditionError, match=r"flowControl\.concurrency and rateLimit is not supported yet"
-        ):
+        with pytest.raises(FailedPreconditionError, match=r"flowControl\.concurrency is not supported yet"):
             via_b.apply_workflow("limited", limited)
         via_b.apply_workflow("prioritised", {**NAP, "flowControl": {"priority": "1"}})  # an order, not a limit: served
 
@@ -268,15 +266,21 @@ GREETING: dict[str, Any] = {
 }
 
 
-def test_a_task_queue_s_rate_limit_set_through_one_engine_counts_the_starts_of_both(
-    replicas: tuple[EngineProcess, EngineProcess],
+@pytest.mark.parametrize("limit", ["queue", "workflow"])
+def test_a_rate_limit_set_through_one_engine_counts_the_starts_of_both(
+    replicas: tuple[EngineProcess, EngineProcess], limit: str
 ) -> None:
+    """A task queue's (`cerebelum queue limit`) or a workflow's flow key's (`flowControl.rateLimit`)."""
     a, b = replicas
-    limited = _cli(b, "queue", "limit", "test", "2/3s")
-    assert limited.returncode == 0, limited.stderr
-    ids = _in_both_halves(3, "rl-")
+    spec = GREETING
+    if limit == "queue":
+        limited = _cli(b, "queue", "limit", "test", "2/3s")
+        assert limited.returncode == 0, limited.stderr
+    else:
+        spec = {**GREETING, "flowControl": {"key": "'everyone'", "rateLimit": {"tasks": 2, "per": "3s"}}}
+    ids = _in_both_halves(3, f"rl-{limit}-")
     with Client(address=a.address) as via_a:
-        via_a.apply_workflow("greeting", GREETING)
+        via_a.apply_workflow("greeting", spec)
         _start_each(via_a, "greeting", ids)
         assert [via_a.wait(execution_id, timeout=120).output for execution_id in ids] == [
             f"Hello, {execution_id}!" for execution_id in ids

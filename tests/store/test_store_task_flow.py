@@ -201,3 +201,20 @@ def test_two_engines_leasing_at_once_never_pass_the_queue_s_limit_together(postg
     finally:
         for store in stores:
             store.close()
+
+
+def test_with_a_fence_a_lease_past_a_flow_key_s_window_of_every_engine_s_starts_is_refused_naming_the_key(
+    store: EventStore, appender: Appender
+) -> None:
+    _fence_every_shard(store)
+    limit = RateLimit(1, 1000)
+    appender.start(
+        "e1",
+        actions=[_keyed(t, key="acme", limit=limit) for t in ("t1", "t2")] + [_keyed("t3", key="other", limit=limit)],
+    )
+    appender.append("e1", actions=[_lease("t1")], at_ms=1_000)
+    with pytest.raises(RateLimitReached) as full:
+        appender.append("e1", actions=[_lease("t2")], at_ms=1_500)
+    assert (full.value.task_queue, full.value.key, full.value.frees_at_ms) == (None, "acme", 2_000)
+    appender.append("e1", actions=[_lease("t3")], at_ms=1_500)  # another key's window
+    assert sorted(r.token for r in store.live_task_starts(0)) == ["t1", "t3"]

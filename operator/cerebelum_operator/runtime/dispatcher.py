@@ -325,7 +325,8 @@ class Dispatcher:
             self.book.drop(task.token)
             return None
         except RateLimitReached as full:  # the other engines' starts fill the window: not a failure
-            self._hand_out(self.book.window_full(task, full.frees_at_ms, self.clock.now_ms()))
+            now = self.clock.now_ms()
+            self._hand_out(self.book.window_full(task, key=full.key is not None, until_ms=full.frees_at_ms, now_ms=now))
             self._wake_if_needed()
             return None
         except Exception as error:

@@ -106,6 +106,7 @@ class FlowGate:
         self._key_spans: dict[str, int] = {}  # the longest period any task of the key asked for
         self._charged: dict[str, _Charge] = {}
         self._held: dict[str, int] = {}  # queue -> until when the store said its shared window is full
+        self._held_keys: dict[str, int] = {}  # the same for flow keys
 
     # -- settings ------------------------------------------------------------------------------
 
@@ -163,9 +164,12 @@ class FlowGate:
         if key is None or limit is None:
             return None
         window = self._keys.get(key)
-        if window is None:
+        held = self._held_keys.get(key, now_ms)
+        if window is None and held <= now_ms:
             return None
-        frees = window.frees_at(now_ms, limit)
+        frees = now_ms if window is None else window.frees_at(now_ms, limit)
+        if held > now_ms:
+            frees = held if frees is None else max(frees, held)
         if frees == now_ms:
             return None
         return Block(f"rate limited: key '{key}' {limit.describe()}", frees)
@@ -225,16 +229,21 @@ class FlowGate:
             if charge.key is not None:
                 self._keys[charge.key].record(at_ms)
 
-    def hold(self, queue: str, until_ms: int) -> None:
+    def hold(self, queue: str | None, key: str | None, until_ms: int) -> None:
         """Engines that split the shards: the store refused a lease because every engine's starts fill the
-        queue's window until ``until_ms`` (`RateLimitReached`); none of the queue's tasks may start before."""
-        self._held[queue] = max(self._held.get(queue, 0), until_ms)
+        window of ``queue`` (or of flow ``key``) until ``until_ms`` (`RateLimitReached`); none of its tasks
+        may start before."""
+        if queue is not None:
+            self._held[queue] = max(self._held.get(queue, 0), until_ms)
+        if key is not None:
+            self._held_keys[key] = max(self._held_keys.get(key, 0), until_ms)
 
     def trim(self, now_ms: int) -> None:
         """Forget starts older than every window, and windows with nothing left (bounded memory)."""
-        for queue, until in list(self._held.items()):
-            if until <= now_ms:
-                del self._held[queue]
+        for held in (self._held, self._held_keys):
+            for name, until in list(held.items()):
+                if until <= now_ms:
+                    del held[name]
         for queue, window in list(self._queues.items()):
             control = self._controls.get(queue)
             if control is None or control.rate_limit is None:

@@ -160,8 +160,8 @@ def refusal_of(method: str, request: Any) -> str | None:
         flow = json.loads(request.spec_json or "{}").get("flowControl")
     except (ValueError, AttributeError):
         return None  # the servicer names what is wrong with the spec
-    if isinstance(flow, dict) and (flow.get("concurrency") is not None or flow.get("rateLimit") is not None):
-        return f"workflow {request.name!r}: flowControl.concurrency and rateLimit {_NOT_SPLIT}"
+    if isinstance(flow, dict) and flow.get("concurrency") is not None:  # a rateLimit the store counts
+        return f"workflow {request.name!r}: flowControl.concurrency {_NOT_SPLIT}"
     return None
 
 

@@ -102,13 +102,16 @@ class ExecutionRetired(ExecutionExists):
 
 
 class RateLimitReached(StoreError):
-    """A lease of a task of a rate-limited queue, when engines split the shards: the starts every
-    engine recorded in the store already fill the queue's window. The write did not land; the
-    window has room again at ``frees_at_ms`` (on the clock of the engines' decisions)."""
+    """A lease of a rate-limited task, when engines split the shards: the starts every engine recorded
+    in the store already fill the window of its queue (``task_queue``) or of its workflow's flow key
+    (``key``; the other None). The write did not land; the window has room again at ``frees_at_ms``
+    (on the clock of the engines' decisions)."""
 
-    def __init__(self, task_queue: str, *, frees_at_ms: int) -> None:
-        super().__init__(f"task queue {task_queue!r}: its rate limit's window is full until {frees_at_ms} ms")
+    def __init__(self, task_queue: str | None, *, key: str | None = None, frees_at_ms: int) -> None:
+        which = f"task queue {task_queue!r}" if task_queue is not None else f"flow key {key!r}"
+        super().__init__(f"{which}: its rate limit's window is full until {frees_at_ms} ms")
         self.task_queue = task_queue
+        self.key = key
         self.frees_at_ms = frees_at_ms
 
 

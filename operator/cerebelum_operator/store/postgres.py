@@ -23,11 +23,11 @@ __all__ = ["PostgresEventStore", "normalise_url"]
 
 # Any fixed 64-bit key, shared by every process migrating the same database.
 _MIGRATION_LOCK_KEY = 0x6365726562656C75  # "cerebelu"
-# The first key of a task queue's rate window lock (the second: its name's hash); the shard locks'
+# The first key of a rate window's lock (the second: the hash of `queue:<name>` or `key:<name>`); the shard locks'
 # first key is "cere" (`pg_shard_locks.LOCK_CLASS`): two-key locks of another class never meet them.
 _RATE_LOCK_CLASS = 0x72617465  # "rate"
 _LOCK_RATE_WINDOW = select(
-    func.pg_advisory_xact_lock(literal(_RATE_LOCK_CLASS, Integer), func.hashtext(bindparam("b_queue", type_=Text)))
+    func.pg_advisory_xact_lock(literal(_RATE_LOCK_CLASS, Integer), func.hashtext(bindparam("b_window", type_=Text)))
 )
 
 
@@ -72,8 +72,8 @@ class PostgresEventStore(SqlEventStore):
         others = {c.name: stmt.excluded[c.name] for c in table.columns if c.name != key}
         return stmt.on_conflict_do_update(index_elements=[key], set_=others)
 
-    def _lock_rate_window(self, conn: Connection, queue: str) -> None:
-        self._prepared.first(conn, _LOCK_RATE_WINDOW, {"b_queue": queue})  # in the append's pipeline
+    def _lock_rate_window(self, conn: Connection, window: str) -> None:
+        self._prepared.first(conn, _LOCK_RATE_WINDOW, {"b_window": window})  # in the append's pipeline
 
     def _lock_migrations(self, conn: Connection) -> None:
         conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK_KEY})

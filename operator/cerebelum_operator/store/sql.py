@@ -264,17 +264,25 @@ class SqlEventStore(SqlSchedules, SqlFlowControl, SqlListing, SqlShards, EventSt
             ).where(t.c.token == bindparam("b_token"), t.c.state == "leased", limited),
         )
         # Engines that split the shards share each queue's window through the store (`_check_shared_windows`).
-        self._select_lease_limit = (
-            select(t.c.task_queue, q.c.rate_count, q.c.rate_period_ms)
-            .select_from(t.join(q, q.c.name == t.c.task_queue))
-            .where(t.c.token == bindparam("b_token"), q.c.rate_count.is_not(None))
+        self._select_lease_limits = (
+            select(
+                t.c.task_queue,
+                q.c.rate_count,
+                q.c.rate_period_ms,
+                t.c.flow_key,
+                t.c.key_rate_count,
+                t.c.key_rate_period_ms,
+            )
+            .select_from(t.outerjoin(q, q.c.name == t.c.task_queue))
+            .where(t.c.token == bindparam("b_token"))
         )
-        self._select_window_starts = (
-            select(ts.c.started_at_ms)
-            .where(ts.c.task_queue == bindparam("b_queue"), ts.c.started_at_ms > bindparam("b_after_ms"))
+        self._select_window_starts = {
+            kind: select(ts.c.started_at_ms)
+            .where(column == bindparam("b_name"), ts.c.started_at_ms > bindparam("b_after_ms"))
             .order_by(ts.c.started_at_ms.desc())
             .limit(bindparam("b_limit"))
-        )
+            for kind, column in (("queue", ts.c.task_queue), ("key", ts.c.flow_key))
+        }
         self._select_starts = (
             select(*_columns(ts, TaskStartRow))
             .where(ts.c.expires_at_ms > bindparam("b_now_ms"))
@@ -585,8 +593,9 @@ class SqlEventStore(SqlSchedules, SqlFlowControl, SqlListing, SqlShards, EventSt
             self._prepared.executemany(conn, self._record_start, rows)
 
     def _check_shared_windows(self, conn: Connection, leased: Sequence[str], now_ms: int) -> None:
-        """Refuse the leases (`RateLimitReached`) if a rate-limited queue's starts recorded by every engine
-        after ``now_ms`` minus its period, with these, pass its count.
+        """Refuse the leases (`RateLimitReached`) if the starts every engine recorded in a rate-limited
+        queue's window (or a workflow's flow key's) after ``now_ms`` minus its period, with these, pass
+        its count.
 
         Each engine's dispatcher counts only its own starts, so with engines that split the shards the
         store decides. The queue's window is locked for the rest of the transaction (`_lock_rate_window`),
@@ -594,27 +603,38 @@ class SqlEventStore(SqlSchedules, SqlFlowControl, SqlListing, SqlShards, EventSt
         being decided is seen here, and this one by the next, whichever decision read the earlier time
         (every start after ``now_ms`` minus the period counts, later ones too).
         """
-        leases: dict[str, tuple[int, int, int]] = {}  # queue -> (count, period, its leases here)
+        # (kind, name) -> (count, period, its leases here); kind "queue" or "key" (a workflow's flow key)
+        windows: dict[tuple[str, str], tuple[int, int, int]] = {}
         prepared = self._prepared  # on the driver: inside psycopg's pipeline as the rest of the append
         for token in leased:  # one, nearly always: a rate-limited task is leased by a decision of its own
-            limit = prepared.first(conn, self._select_lease_limit, {"b_token": token})
-            if limit is None:
+            found = prepared.first(conn, self._select_lease_limits, {"b_token": token})
+            if found is None:
                 continue
-            queue, count, period = limit
-            known = leases.get(queue)
-            leases[queue] = (count, period, 1 if known is None else known[2] + 1)
-        for queue in sorted(leases):  # one order of locks: two transactions never wait on each other
-            count, period, new = leases[queue]
-            self._lock_rate_window(conn, queue)
-            window = {"b_queue": queue, "b_after_ms": now_ms - period, "b_limit": count}
-            recent = [int(started) for (started,) in prepared.all(conn, self._select_window_starts, window)]
+            queue, queue_count, queue_period, key, key_count, key_period = found
+            for window, count, period in (
+                (("queue", queue), queue_count, queue_period),
+                (("key", key), key_count, key_period),
+            ):
+                if window[1] is not None and count is not None:
+                    known = windows.get(window)
+                    windows[window] = (count, period, 1 if known is None else known[2] + 1)
+        for kind, name in sorted(windows):  # one order of locks within an append
+            count, period, new = windows[(kind, name)]
+            self._lock_rate_window(conn, f"{kind}:{name}")
+            bounds = {"b_name": name, "b_after_ms": now_ms - period, "b_limit": count}
+            recent = [int(started) for (started,) in prepared.all(conn, self._select_window_starts[kind], bounds)]
             if len(recent) + new > count:
                 # Room for `new` more once the start `count - new` places back (newest first) leaves the window.
                 frees_at_ms = recent[count - new] + period if new <= count else now_ms + period
-                raise RateLimitReached(queue, frees_at_ms=max(frees_at_ms, now_ms + 1))
+                raise RateLimitReached(
+                    queue if kind == "queue" else None,
+                    key=name if kind == "key" else None,
+                    frees_at_ms=max(frees_at_ms, now_ms + 1),
+                )
 
-    def _lock_rate_window(self, conn: Connection, queue: str) -> None:
-        """Hold ``queue``'s window until the transaction ends (SQLite has one writer at a time already)."""
+    def _lock_rate_window(self, conn: Connection, window: str) -> None:
+        """Hold a window (``queue:<name>``, ``key:<name>``) until the transaction ends (SQLite has one
+        writer at a time already)."""
 
     def get_execution(self, execution_id: str) -> ExecutionRow | None:
         with self._read() as conn:

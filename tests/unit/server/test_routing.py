@@ -55,7 +55,7 @@ def test_a_split_refuses_what_it_would_honour_on_some_executions_only() -> None:
         return refusal_of(W + "ApplyWorkflow", workflow_pb2.ApplyWorkflowRequest(name="w", spec_json=json.dumps(spec)))
 
     assert apply({"timeline": ["a"], "flowControl": {"concurrency": 3}}) is not None
-    assert apply({"timeline": ["a"], "flowControl": {"rateLimit": {"tasks": 5}}}) is not None
+    assert apply({"timeline": ["a"], "flowControl": {"rateLimit": {"tasks": 5}}}) is None  # the store counts
     assert apply({"timeline": ["a"], "flowControl": {"priority": "2"}}) is None
     assert apply({"timeline": ["a"]}) is None
     assert refusal_of(W + "ApplyWorkflow", workflow_pb2.ApplyWorkflowRequest(name="w", spec_json="{not json")) is None
