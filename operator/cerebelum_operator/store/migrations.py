@@ -29,6 +29,7 @@ from .versions import (
     v007_task_queues,
     v008_labels,
     v009_shards,
+    v010_rate_windows,
 )
 
 __all__ = ["MIGRATIONS", "Migration", "apply_migrations", "latest_version"]
@@ -56,6 +57,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(7, v007_task_queues.DESCRIPTION, v007_task_queues.apply),
     Migration(8, v008_labels.DESCRIPTION, v008_labels.apply),
     Migration(9, v009_shards.DESCRIPTION, v009_shards.apply),
+    Migration(10, v010_rate_windows.DESCRIPTION, v010_rate_windows.apply),
 )
 
 

@@ -181,6 +181,8 @@ task_starts = Table(
     Column("started_at_ms", BigInteger, nullable=False),
     Column("expires_at_ms", BigInteger, nullable=False),
     Index(None, "expires_at_ms"),
+    Index(None, "task_queue", "started_at_ms"),  # migration 10: a window's starts (engines that split)
+    Index(None, "flow_key", "started_at_ms"),
 )
 
 timers = Table(
