@@ -382,40 +382,8 @@ class EngineService:
         listings filter it by (`model.labels` syntax, else `LabelsInvalid`), stored with its row. A
         repeated start finds the first one whatever labels it gives: labels never change.
         """
-        row, _ = await self.start_or_find(
-            workflow,
-            input,
-            execution_id=execution_id,
-            origin=origin,
-            spec=spec,
-            then=then,
-            carried=carried,
-            reset=reset,
-            hold=hold,
-            labels=labels,
-            pinned=pinned,
-        )
-        return row
-
-    async def start_or_find(
-        self,
-        workflow: str,
-        input: Any,
-        *,
-        execution_id: str,
-        origin: Origin | None = None,
-        spec: dict[str, Any] | None = None,
-        then: cmd.Command | None = None,
-        carried: Sequence[cmd.Signal] = (),
-        reset: cmd.ResetPoint | None = None,
-        hold: cmd.Pause | None = None,
-        labels: Mapping[str, str] | None = None,
-        pinned: bool = False,
-    ) -> tuple[ExecutionRow, bool]:
-        """`start`, and whether this call created the execution: its labels are then those given, and a
-        client's start answers without reading them back (False: the first start's are in the store)."""
         checked = check_labels(labels or {})
-        return await self._to_the_end(
+        row, _ = await self._to_the_end(
             self._start(
                 workflow,
                 input,
@@ -429,6 +397,17 @@ class EngineService:
                 labels=checked,
                 pinned=pinned,
             )
+        )
+        return row
+
+    async def start_or_find(
+        self, workflow: str, input: Any, *, execution_id: str, labels: Mapping[str, str] | None = None
+    ) -> tuple[ExecutionRow, bool]:
+        """A client's `start`, and whether this call created the execution: its labels are then those
+        given, and the answer needs no read of them (False: the first start's are in the store)."""
+        checked = check_labels(labels or {})
+        return await self._to_the_end(
+            self._start(workflow, input, execution_id=execution_id, origin=Origin(), labels=checked)
         )
 
     async def signal(self, execution_id: str, signal: cmd.Signal) -> str:
@@ -497,9 +476,9 @@ class EngineService:
         *,
         execution_id: str,
         origin: Origin,
-        spec: dict[str, Any] | None,
-        then: cmd.Command | None,
-        carried: Sequence[cmd.Signal],
+        spec: dict[str, Any] | None = None,
+        then: cmd.Command | None = None,
+        carried: Sequence[cmd.Signal] = (),
         reset: cmd.ResetPoint | None = None,
         hold: cmd.Pause | None = None,
         labels: Mapping[str, str] | None = None,

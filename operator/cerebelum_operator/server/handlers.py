@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import grpc
 from google.protobuf import message_factory
@@ -110,11 +110,13 @@ def _serving(implementation: _Implementation, response_class: Any, path: str, ro
             if path == COMPLETE_TASKS:
                 return await _complete_tasks(implementation, request, raw, context, response_class, router)
             if path in BROADCAST:
-                return await _on_every_engine(implementation, request, raw, context, path, response_class, router)
+                return await _on_every_engine(
+                    _Call(implementation, request, raw, context, path, response_class, router)
+                )
             if path == BULK_EXECUTIONS:
                 return await _bulk_by_owner(implementation, request, context, response_class, router)
             if path == LIST_TASK_QUEUES:
-                return await _added_up(implementation, request, raw, context, response_class, router)
+                return await _added_up(_Call(implementation, request, raw, context, path, response_class, router))
             target = target_of(path, request)
             if target is not None:
                 try:
@@ -129,64 +131,70 @@ def _serving(implementation: _Implementation, response_class: Any, path: str, ro
     return serve
 
 
-async def _on_every_engine(
-    implementation: _Implementation,
-    request: Any,
-    raw: bytes | None,
-    context: grpc.aio.ServicerContext[Any, Any],
-    path: str,
-    response_class: Any,
-    router: Router,
-) -> Any:
+class _Call(NamedTuple):
+    """A call as it came, with what answering and sending it on needs."""
+
+    implementation: _Implementation
+    request: Any
+    raw: bytes | None  # its bytes as they came; None when it came in a `Work` stream
+    context: grpc.aio.ServicerContext[Any, Any]
+    path: str
+    response_class: Any
+    router: Router
+
+
+async def _here_then_each_peer(call: _Call) -> tuple[Any, list[tuple[str, Any]], StoreUnavailable | None]:
+    """The call answered here, then sent as it came to each other engine that owns shards: this engine's
+    reply, each other's answer (or its `AioRpcError`) by address, and why the others are not known (the
+    store could not say), if so."""
+    reply = await call.implementation(call.request, call.context)
+    sent = call.request.SerializeToString() if call.raw is None else call.raw
+    try:
+        peers = await call.router.peers()
+    except StoreUnavailable as error:
+        return reply, [], error
+    answers: list[tuple[str, Any]] = []
+    for address in peers:
+        try:
+            answers.append(
+                (address, await call.router.call(address, call.path, sent, call.context, call.response_class))
+            )
+        except grpc.aio.AioRpcError as error:
+            answers.append((address, error))
+    return reply, answers, None
+
+
+async def _on_every_engine(call: _Call) -> Any:
     """A setting every engine applies (`routing.BROADCAST`): here first (written to the store), then sent
     on to each other engine, which applies it too. One that does not answer is logged, not waited for: it
     reads the setting from the store within seconds (`EngineServer._shared_settings`)."""
-    reply = await implementation(request, context)
-    sent = request.SerializeToString() if raw is None else raw
-    try:
-        peers = await router.peers()
-    except StoreUnavailable as error:
-        log.warning("%s: the other engines were not told (%s); they read it from the store", path, error)
-        return reply
-    for address in peers:
-        try:
-            await router.call(address, path, sent, context, response_class)
-        except grpc.aio.AioRpcError as error:
+    reply, answers, unknown = await _here_then_each_peer(call)
+    if unknown is not None:
+        log.warning("%s: the other engines were not told (%s); they read it from the store", call.path, unknown)
+    for address, answer in answers:
+        if isinstance(answer, grpc.aio.AioRpcError):
             log.warning(
                 "%s: the engine at %s was not told (%s: %s); it reads it from the store within seconds",
-                path,
+                call.path,
                 address,
-                error.code().name,
-                error.details(),
+                answer.code().name,
+                answer.details(),
             )
     return reply
 
 
-async def _added_up(
-    implementation: _Implementation,
-    request: Any,
-    raw: bytes | None,
-    context: grpc.aio.ServicerContext[Any, Any],
-    response_class: Any,
-    router: Router,
-) -> Any:
+async def _added_up(call: _Call) -> Any:
     """The task queues as the whole split holds them (`queue_totals`): this engine's, then each other
     engine's, added up. An engine that does not answer is named in the reply, its tasks not counted."""
-    replies = [await implementation(request, context)]
-    sent = request.SerializeToString() if raw is None else raw
-    missing: list[str] = []
-    try:
-        peers = await router.peers()
-    except StoreUnavailable as error:
-        log.warning("ListTaskQueues: the other engines were not asked (%s)", error)
-        peers, missing = [], ["the other engines (the store did not say which)"]
-    for address in peers:
-        try:
-            replies.append(await router.call(address, LIST_TASK_QUEUES, sent, context, response_class))
-        except grpc.aio.AioRpcError as error:
-            log.warning("ListTaskQueues: the engine at %s did not answer (%s)", address, error.code().name)
-            missing.append(address)
-    return response_class(task_queues=added_up(replies), engines_not_counted=missing)
+    reply, answers, unknown = await _here_then_each_peer(call)
+    missing = [address for address, answer in answers if isinstance(answer, grpc.aio.AioRpcError)]
+    if unknown is not None:
+        log.warning("ListTaskQueues: the other engines were not asked (%s)", unknown)
+        missing.append("the other engines (the store did not say which)")
+    for address in missing:
+        log.warning("ListTaskQueues: the engine at %s did not answer", address)
+    replies = [reply, *(answer for _, answer in answers if not isinstance(answer, grpc.aio.AioRpcError))]
+    return call.response_class(task_queues=added_up(replies), engines_not_counted=missing)
 
 
 async def _bulk_by_owner(

@@ -13,28 +13,13 @@ from cerebelum.v1 import worker_pb2, worker_pb2_grpc
 from cerebelum_operator.api import AccessPolicy, Guard, Identity, Unauthenticated, worker_service
 from cerebelum_operator.api.limits import MAX_REPORTS_PER_CALL
 from cerebelum_operator.model.limits import message_limit
-from cerebelum_operator.server import EngineServer, ServerConfig
+from cerebelum_operator.server import EngineServer
+from tests.unit.api.conftest import serve
 
 pytestmark = pytest.mark.timeout(60)
 
 FLOW = {"taskQueue": "jobs", "timeline": ["a", "b"]}
 NEXT = worker_pb2.PollTaskRequest(worker_id="w1", task_queue="jobs", steps=["a", "b"])
-
-
-async def serve(tmp_path: Path, guard: Guard | None = None) -> EngineServer:
-    config = ServerConfig(
-        address="127.0.0.1:0", database_url=f"sqlite:///{tmp_path / 'engine.db'}", guard=guard or Guard()
-    )
-    server = EngineServer(config)
-    await server.start()
-    return server
-
-
-@pytest.fixture
-async def server(tmp_path: Path) -> AsyncIterator[EngineServer]:
-    engine_server = await serve(tmp_path)
-    yield engine_server
-    await engine_server.stop(0)
 
 
 @pytest.fixture

@@ -4,15 +4,13 @@ The engine, store (SQLite file) and gRPC server are real and in-process."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
-from pathlib import Path
 from typing import Any
 
 import grpc
 import pytest
 
 from cerebelum.v1 import workflow_pb2, workflow_pb2_grpc
-from cerebelum_operator.api import Guard
-from cerebelum_operator.server import EngineServer, ServerConfig
+from cerebelum_operator.server import EngineServer
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -20,18 +18,9 @@ FLOW = {"taskQueue": "jobs", "timeline": ["a"]}
 
 
 @pytest.fixture
-async def server(tmp_path: Path) -> AsyncIterator[EngineServer]:
-    config = ServerConfig(address="127.0.0.1:0", database_url=f"sqlite:///{tmp_path / 'engine.db'}", guard=Guard())
-    engine_server = EngineServer(config)
-    await engine_server.start()
-    db = engine_server.engine.db
-    await db.run(db.store.put_workflow, "w", FLOW, now_ms=engine_server.clock.now_ms())
-    yield engine_server
-    await engine_server.stop(0)
-
-
-@pytest.fixture
 async def stub(server: EngineServer) -> AsyncIterator[workflow_pb2_grpc.WorkflowServiceStub]:
+    db = server.engine.db
+    await db.run(db.store.put_workflow, "w", FLOW, now_ms=server.clock.now_ms())
     async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
         yield workflow_pb2_grpc.WorkflowServiceStub(channel)  # type: ignore[no-untyped-call]  # generated: untyped
 
