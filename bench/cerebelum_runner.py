@@ -36,6 +36,7 @@ from bench.common import (  # noqa: E402
     Result,
     database_size_mb,
     percentile,
+    process_tree_cpu_s,
     process_tree_rss_mb,
     recorded_at,
     sqlite_files_mb,
@@ -116,14 +117,14 @@ class DevEngine:
 
 
 @contextlib.contextmanager
-def workers(address: str, count: int, *, ledger: Path | None = None) -> Iterator[None]:
+def workers(address: str, count: int, *, ledger: Path | None = None) -> Iterator[list[subprocess.Popen[bytes]]]:
     env = {**os.environ, "CEREBELUM_ADDRESS": address}
     if ledger is not None:
         env["BENCH_LEDGER"] = str(ledger)
     script = str(HERE / "cerebelum_worker.py")
     processes = [subprocess.Popen([sys.executable, script], env=env) for _ in range(count)]
     try:
-        yield
+        yield processes
     finally:
         for process in processes:
             process.terminate()
@@ -254,13 +255,16 @@ def latency(store_url: str, sizes: Sizes, work: Path) -> tuple[dict[str, Any], s
 
 def throughput(store_url: str, sizes: Sizes, work: Path) -> tuple[dict[str, Any], str]:
     steps = [f"s{i}" for i in range(1, sizes.steps + 1)]
-    with engine(store_url) as dev, workers(dev.address, sizes.workers):
+    with engine(store_url) as dev, workers(dev.address, sizes.workers) as pool:
         with Client(address=dev.address) as client:
             input = chain_workflow(client, "throughput", steps)
+        assert dev.process is not None
+        cpu = _CpuMeter(dev.process.pid, [worker.pid for worker in pool])
         began = time.monotonic()
         ids = asyncio.run(start_many(dev.address, "throughput", [input] * sizes.executions))
         phases = asyncio.run(wait_all(dev.address, ids, wait_s=600))
         wall = time.monotonic() - began
+        engine_cpu_s, workers_cpu_s = cpu.used()
         assert set(phases) == {"Succeeded"}, phases
         history = History(store_url)
         first, last = history.span_ms("throughput")
@@ -272,12 +276,30 @@ def throughput(store_url: str, sizes: Sizes, work: Path) -> tuple[dict[str, Any]
         "executions": sizes.executions,
         "steps": sizes.steps,
         "workers": sizes.workers,
+        "engine_cpu_ms_per_step": round(1000 * engine_cpu_s / total, 3),
+        "workers_cpu_ms_per_step": round(1000 * workers_cpu_s / total, 3),
     }
     notes = (
         f"{sizes.executions} executions started at once by 64 concurrent clients, {sizes.workers} worker processes; "
-        "steps/s between the first ExecutionStarted and the last ExecutionSucceeded in the history"
+        "steps/s between the first ExecutionStarted and the last ExecutionSucceeded in the history; CPU per step: "
+        "the engine's and the workers' user and system time from the first start to the last wait, over the steps"
     )
     return figures, notes
+
+
+class _CpuMeter:
+    """CPU seconds the engine and the workers use from now: what bounds throughput on a machine, and a
+    figure that compares across machines better than steps/s alone (bench/analysis.md)."""
+
+    def __init__(self, engine_pid: int, worker_pids: list[int]) -> None:
+        self.engine_pid, self.worker_pids = engine_pid, worker_pids
+        self.engine_before = process_tree_cpu_s(engine_pid)
+        self.workers_before = sum(process_tree_cpu_s(pid) for pid in worker_pids)
+
+    def used(self) -> tuple[float, float]:
+        engine = process_tree_cpu_s(self.engine_pid) - self.engine_before
+        workers = sum(process_tree_cpu_s(pid) for pid in self.worker_pids) - self.workers_before
+        return engine, workers
 
 
 # A Workflow's flowControl that never binds at the bench's sizes: what counting and admission cost.
