@@ -258,3 +258,13 @@ def test_a_fenced_store_reads_the_work_of_its_own_shards_only(store: EventStore,
     assert store.active_execution_ids() == [mine]
     assert [t.execution_id for t in store.load_tasks(shards=[_in(theirs)])] == [theirs]  # asked for: read
     assert store.get_execution(theirs) is not None  # reads of executions are not work: every shard
+
+
+def test_a_fenced_store_lists_the_held_executions_of_its_own_shards_only(store: EventStore, appender: Appender) -> None:
+    """A workflow's resume on an engine of a split resumes its own: no read per execution to find them."""
+    mine, theirs = _ids_in_distinct_shards(2)
+    for execution_id in (mine, theirs):
+        appender.start(execution_id, phase="Paused")
+    assert store.held_executions("orders", after_id="", limit=10) == sorted([mine, theirs])
+    store.set_fence({_in(mine): store.take_shard(_in(mine), owner="a", address=None, now_ms=1)})
+    assert store.held_executions("orders", after_id="", limit=10) == [mine]

@@ -217,9 +217,7 @@ class FlowControlService:
         resumed, after = 0, ""
         while True:
             page = await self.db.run(self._held_page, workflow, after)
-            for execution_id in page:
-                if self.engine.split and not await self.engine.owns_execution(execution_id):
-                    continue  # another engine's: it resumes its own
+            for execution_id in page:  # of this engine's shards only, when engines split them: each resumes its own
                 try:
                     decision = await self.engine.handle(execution_id, cmd.Resume(by, source=WORKFLOW_PAUSE))
                 except (CommandRejected, ExecutionNotFound):

@@ -523,7 +523,8 @@ class EventStore(abc.ABC):
 
     @abc.abstractmethod
     def held_executions(self, workflow: str, *, after_id: str, limit: int) -> list[str]:
-        """Ids of the workflow's executions shown Paused or Queued after ``after_id``, in id order."""
+        """Ids of the workflow's executions shown Paused or Queued after ``after_id``, in id order; with a
+        fence (`set_fence`), of the fenced shards only."""
 
     def load_execution(self, execution_id: str) -> tuple[ExecutionRow, list[RecordedEvent]] | None:
         """The execution and its whole history in one call: what the engine needs to rebuild it."""

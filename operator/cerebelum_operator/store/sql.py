@@ -121,7 +121,7 @@ class _AppendContext:
         self.leases = leases  # tasks scheduled and leased by the same decision: inserted leased
 
 
-class SqlEventStore(SqlSchedules, SqlFlowControl, SqlListing, SqlShards, EventStore):
+class SqlEventStore(SqlSchedules, SqlShards, SqlFlowControl, SqlListing, EventStore):
     """The whole contract in portable SQLAlchemy Core; see `SqliteEventStore`, `PostgresEventStore`."""
 
     def __init__(

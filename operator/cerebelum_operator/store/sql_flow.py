@@ -8,6 +8,7 @@ keeps the table of paused workflows, which the API writes directly.
 from __future__ import annotations
 
 import abc
+from collections.abc import Collection
 from contextlib import AbstractContextManager
 
 from sqlalchemy import Connection, Table, and_, delete, select
@@ -32,6 +33,9 @@ class SqlFlowControl(abc.ABC):
 
     @abc.abstractmethod
     def _insert_or_replace(self, table: Table, key: str) -> Insert: ...
+
+    @abc.abstractmethod
+    def _work_of(self, shards: Collection[int] | None) -> Collection[int] | None: ...
 
     def list_flow_slots(self) -> list[FlowSlotRow]:
         f = schema.flow_slots
@@ -73,14 +77,14 @@ class SqlFlowControl(abc.ABC):
         return [WorkflowPauseRow(*row) for row in rows]
 
     def held_executions(self, workflow: str, *, after_id: str, limit: int) -> list[str]:
-        """Ids of the workflow's executions shown Paused or Queued after ``after_id``, in id order."""
+        """Ids of the workflow's executions shown Paused or Queued after ``after_id``, in id order; with a
+        fence, those of its shards only (each engine of a split resumes its own)."""
         x = schema.executions
+        query = select(x.c.execution_id).where(
+            and_(x.c.workflow == workflow, x.c.phase.in_(_HELD_PHASES), x.c.execution_id > after_id)
+        )
+        shards = self._work_of(None)
+        if shards is not None:
+            query = query.where(x.c.shard.in_(sorted(shards)))
         with self._read() as conn:
-            return list(
-                conn.scalars(
-                    select(x.c.execution_id)
-                    .where(and_(x.c.workflow == workflow, x.c.phase.in_(_HELD_PHASES), x.c.execution_id > after_id))
-                    .order_by(x.c.execution_id)
-                    .limit(limit)
-                )
-            )
+            return list(conn.scalars(query.order_by(x.c.execution_id).limit(limit)))
