@@ -26,6 +26,7 @@ from ..runtime import (
     WorkflowKey,
 )
 from ..runtime.schedules import parse_spec
+from ..runtime.split_rules import split_refusal
 from ..store import ShardNotOwned
 from .approvers import ApproverCheck, Unreachable
 from .children import CHILD_ANNOTATION, ChildObjects, ChildRefused, owner_of, verify_child
@@ -163,6 +164,12 @@ class Reconciler:
                 status=self._conditions(workflow, ready),
                 event=("Warning", "Invalid", str(invalid)),
             )
+        refused = split_refusal(definition) if self.engine.split else None
+        if refused is not None:  # replicas that split the shards would each count on their own
+            if recorded == "False":
+                return Outcome()
+            ready = condition("Ready", "False", "NotSupported", refused, now_ms=now, generation=workflow.generation)
+            return Outcome(status=self._conditions(workflow, ready), event=("Warning", "NotSupported", refused))
         if recorded == "True":
             return Outcome()
         await self._store_workflow(workflow_key(workflow.namespace, workflow.name), workflow.spec)
@@ -259,9 +266,12 @@ class Reconciler:
                 )
             raise Retry(message, delay_s=5.0)
         try:
-            self.engine.definition_for(spec)
+            definition = self.engine.definition_for(spec)
         except WorkflowInvalid as invalid:
             return self._refuse(execution, "WorkflowInvalid", f"workflow {workflow_name!r} is invalid: {invalid}", now)
+        refused = split_refusal(definition) if self.engine.split else None
+        if refused is not None:
+            return self._refuse(execution, "NotSupported", f"workflow {workflow_name!r}: {refused}", now)
         await self._store_workflow(workflow_key(execution.namespace, workflow_name), spec)
         if not self.engine.owns_id(execution.uid):
             return Outcome()  # its shard moved to another replica meanwhile, which adopts it

@@ -30,6 +30,7 @@ import grpc
 from ..engine.ids import TaskToken, parse_dead_letter_id
 from ..model.shards import shard_of
 from ..runtime import Clock, EngineService
+from ..runtime.split_rules import NOT_SPLIT
 
 __all__ = [
     "COMPLETE_TASK",
@@ -128,9 +129,8 @@ _ROUTES: dict[str, Callable[[Any], Target | None]] = {
     },
 }
 
-# What engines that split the shards do not do together yet: each would act on its own shards only,
-# so a limit or a pause would hold on some executions and not others. Refused, not half honoured.
-_NOT_SPLIT = "is not supported yet when engines split the shards (--shards): run one engine for it"
+# What engines that split the shards do not do together yet (`runtime.split_rules`): each would act on
+# its own shards only, so a limit would hold on some executions and not others. Refused, not half honoured.
 _REFUSED: dict[str, str] = {}
 APPLY_WORKFLOW = "/cerebelum.v1.WorkflowService/ApplyWorkflow"
 BULK_EXECUTIONS = "/cerebelum.v1.WorkflowService/BulkExecutions"
@@ -161,7 +161,7 @@ def refusal_of(method: str, request: Any) -> str | None:
     except (ValueError, AttributeError):
         return None  # the servicer names what is wrong with the spec
     if isinstance(flow, dict) and flow.get("concurrency") is not None:  # a rateLimit the store counts
-        return f"workflow {request.name!r}: flowControl.concurrency {_NOT_SPLIT}"
+        return f"workflow {request.name!r}: flowControl.concurrency {NOT_SPLIT}"
     return None
 
 

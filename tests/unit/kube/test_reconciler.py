@@ -686,3 +686,37 @@ async def test_an_unreachable_policy_check_retries_the_approval_instead_of_decid
         )
 
     assert await world.history(uid) == before
+
+
+# -- replicas that split the shards ---------------------------------------------------------
+
+LIMITED = {**SIMPLE, "flowControl": {"key": "input.customer", "concurrency": 2}}
+
+
+async def test_a_workflow_with_a_concurrency_limit_is_not_ready_while_replicas_split_the_shards(world: World) -> None:
+    alone = await world.reconciler.workflow_changed(ObjectView.of(body("limited", LIMITED, generation=1)))
+    assert conditions_by_type(alone.status)["Ready"]["status"] == "True"  # one replica counts every execution
+
+    world.engine.set_ownership(lambda shard: True)  # a replica of a sharded operator
+    outcome = await world.reconciler.workflow_changed(ObjectView.of(body("limited", LIMITED, generation=2)))
+
+    ready = conditions_by_type(outcome.status)["Ready"]
+    assert (ready["status"], ready["reason"]) == ("False", "NotSupported")
+    assert "flowControl.concurrency is not supported yet when engines split the shards" in ready["message"]
+    assert outcome.event is not None and outcome.event[:2] == ("Warning", "NotSupported")
+
+
+async def test_an_execution_of_a_concurrency_limited_workflow_is_refused_while_replicas_split_the_shards(
+    world: World,
+) -> None:
+    world.engine.set_ownership(lambda shard: True)
+    add_workflow(world, "limited", LIMITED)
+    execution = add_execution(world, "run-1", "limited", input={"customer": "acme"})
+
+    outcome = await world.reconciler.execution_seen(ObjectView.of(execution), first_attempt=True)
+
+    assert outcome.status["phase"] == "Failed"
+    accepted = conditions_by_type(outcome.status)["Accepted"]
+    assert (accepted["status"], accepted["reason"]) == ("False", "NotSupported")
+    assert "'limited': flowControl.concurrency is not supported yet" in accepted["message"]
+    assert await world.execution_row(execution["metadata"]["uid"]) is None
