@@ -455,17 +455,22 @@ class Reconciler:
                     self._schedule_ready(schedule, "False", "WorkflowNotFound", message, now).status,
                 )
             raise Retry(message, delay_s=5.0)
+        problem: tuple[str, str] | None = None  # (reason, message)
         try:
-            self.engine.definition_for(workflow_spec)
+            definition = self.engine.definition_for(workflow_spec)
+            refused = split_refusal(definition) if self.engine.split else None
+            if refused is not None:
+                problem = ("NotSupported", f"workflow {workflow_name!r}: {refused}")
         except WorkflowInvalid as invalid:
-            message = f"workflow {workflow_name!r} is invalid: {invalid}"
+            problem = ("WorkflowInvalid", f"workflow {workflow_name!r} is invalid: {invalid}")
+        if problem is not None:
+            reason, message = problem
             if first_attempt:
                 await self.writes.take()
                 await self.api.patch_status(
-                    schedule.ref("Schedule"),
-                    self._schedule_ready(schedule, "False", "WorkflowInvalid", message, now).status,
+                    schedule.ref("Schedule"), self._schedule_ready(schedule, "False", reason, message, now).status
                 )
-            raise Retry(message, delay_s=30.0) from None
+            raise Retry(message, delay_s=30.0)
         await self._store_workflow(spec.workflow, workflow_spec)
         self.schedule_objects.register(key, schedule.ref("Schedule"), status=schedule.status)
         view = await self.schedules.put(key, spec)

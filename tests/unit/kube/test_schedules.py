@@ -215,6 +215,31 @@ async def test_a_missing_workflow_waits_and_says_so(sworld: SchedulesWorld) -> N
     assert await sworld.schedules.get(KEY) is None
 
 
+@pytest.mark.parametrize(
+    ("workflow", "split", "reason"),
+    [
+        ({"timeline": ["fetch"], "steps": {"ghost": {"timeout": "1m"}}}, False, "WorkflowInvalid"),
+        ({**NAP, "flowControl": {"concurrency": 1}}, True, "NotSupported"),  # replicas would each count their own
+    ],
+)
+async def test_a_schedule_of_a_workflow_it_cannot_run_waits_saying_why_and_nothing_is_put(
+    sworld: SchedulesWorld, workflow: dict[str, Any], split: bool, reason: str
+) -> None:
+    if split:
+        sworld.engine.set_ownership(lambda shard: True)
+    sworld.api.put("Workflow", body("nap", workflow))
+    view = add_schedule(sworld, "nightly", {"workflow": "nap", "interval": "10s"})
+
+    with pytest.raises(Retry):
+        await sworld.reconciler.schedule_changed(view, first_attempt=True)
+
+    (patch,) = sworld.api.patches
+    ready = conditions_by_type(patch.status)["Ready"]
+    assert (ready["status"], ready["reason"]) == ("False", reason)
+    assert ready["message"].startswith("workflow 'nap'")
+    assert await sworld.schedules.get(KEY) is None
+
+
 async def put_nightly(world: SchedulesWorld, **extra: Any) -> ObjectView:
     world.api.put("Workflow", body("nap", NAP))
     view = add_schedule(world, "nightly", {"workflow": "nap", "interval": "10s", "input": {"n": 1}, **extra})
