@@ -62,7 +62,11 @@ class WorkflowStatus(_Resource):
     """Whether the Workflow compiled; executions of an Invalid workflow fail at once."""
 
     conditions: list[Condition] = Field(
-        default_factory=list, description="Ready: True (Compiled), or False (Invalid) with the problems."
+        default_factory=list,
+        description=(
+            "Ready: True (Compiled), or False (Invalid, with the problems; NotSupported: a sharded operator"
+            " does not run it, saying why)."
+        ),
     )
     observed_generation: int | None = Field(default=None, description="The metadata.generation last compiled.")
     steps: int | None = Field(default=None, description="How many steps the workflow has.")
@@ -303,6 +307,9 @@ class ScheduleStatus(_Resource):
     )
     conditions: list[Condition] = Field(
         default_factory=list,
-        description="Ready: True (Scheduled), or False (InvalidSpec, WorkflowNotFound, WorkflowInvalid) saying why.",
+        description=(
+            "Ready: True (Scheduled), or False (InvalidSpec, WorkflowNotFound, WorkflowInvalid, NotSupported)"
+            " saying why."
+        ),
     )
     observed_generation: int | None = None
