@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import itertools
 import os
+import shutil
 import signal
 import sqlite3
 import statistics
@@ -59,6 +60,15 @@ def chain_workflow(client: Client, name: str, steps: list[str]) -> Any:
         return {"steps": len(steps)}
     client.apply_workflow(name, {"taskQueue": "bench", "timeline": steps})
     return {}
+
+
+def warm_up(client: Client, workers: int) -> None:
+    """A few short executions first, as the peers' runners do: the workers' connections and first code
+    paths are not measured (their own workflow, so the measured one's history holds none of them)."""
+    client.apply_workflow("warm-up", {"taskQueue": "bench", "timeline": ["s1", "s2"]})
+    started = [client.start("warm-up", {}, execution_id=f"warm-up-{index}") for index in range(4 * workers)]
+    for execution in started:
+        client.wait(execution.id, timeout=120)
 
 
 @dataclass(frozen=True)
@@ -117,15 +127,28 @@ class DevEngine:
 
 
 @contextlib.contextmanager
-def workers(address: str, count: int, *, ledger: Path | None = None) -> Iterator[list[subprocess.Popen[bytes]]]:
+def workers(
+    address: str, count: int, *, ledger: Path | None = None, ready: bool = False
+) -> Iterator[list[subprocess.Popen[bytes]]]:
+    """``count`` worker processes; with ``ready``, returned once each has imported its code and is
+    about to connect, as the peers' runners wait for theirs (then warm up, `warm_up`)."""
     env = {**os.environ, "CEREBELUM_ADDRESS": address}
     if ledger is not None:
         env["BENCH_LEDGER"] = str(ledger)
     script = str(HERE / "cerebelum_worker.py")
-    processes = [subprocess.Popen([sys.executable, script], env=env) for _ in range(count)]
+    marks = Path(tempfile.mkdtemp(prefix="bench-ready-"))
+    processes = [
+        subprocess.Popen(
+            [sys.executable, script], env={**env, "BENCH_READY": str(marks / f"{index}")} if ready else env
+        )
+        for index in range(count)
+    ]
     try:
+        if ready:
+            wait_until(lambda: all((marks / f"{index}").exists() for index in range(count)), timeout=120)
         yield processes
     finally:
+        shutil.rmtree(marks, ignore_errors=True)
         for process in processes:
             process.terminate()
         for process in processes:
@@ -255,9 +278,10 @@ def latency(store_url: str, sizes: Sizes, work: Path) -> tuple[dict[str, Any], s
 
 def throughput(store_url: str, sizes: Sizes, work: Path) -> tuple[dict[str, Any], str]:
     steps = [f"s{i}" for i in range(1, sizes.steps + 1)]
-    with engine(store_url) as dev, workers(dev.address, sizes.workers) as pool:
+    with engine(store_url) as dev, workers(dev.address, sizes.workers, ready=True) as pool:
         with Client(address=dev.address) as client:
             input = chain_workflow(client, "throughput", steps)
+            warm_up(client, sizes.workers)
         assert dev.process is not None
         cpu = _CpuMeter(dev.process.pid, [worker.pid for worker in pool])
         began = time.monotonic()
