@@ -292,17 +292,24 @@ async def test_an_execution_of_an_invalid_workflow_fails_as_workflow_invalid_and
     assert world.writer.track_calls == []
 
 
+async def _refused_start(
+    world: World, workflow: str, spec: dict[str, Any], input: Any, reason: str
+) -> tuple[dict[str, Any], Outcome, dict[str, Any]]:
+    """An execution of ``workflow`` seen once: it failed, Accepted False for ``reason``; the execution,
+    the outcome and its Accepted condition."""
+    add_workflow(world, workflow, spec)
+    execution = add_execution(world, "run-1", workflow, input=input)
+    outcome = await world.reconciler.execution_seen(ObjectView.of(execution), first_attempt=True)
+    assert outcome.status["phase"] == "Failed"
+    accepted = conditions_by_type(outcome.status)["Accepted"]
+    assert (accepted["status"], accepted["reason"]) == ("False", reason)
+    return execution, outcome, accepted
+
+
 async def test_an_input_that_breaks_the_input_schema_fails_as_input_invalid_and_starts_nothing(
     world: World,
 ) -> None:
-    add_workflow(world, "typed", TYPED_INPUT)
-    execution = add_execution(world, "run-1", "typed", input={"count": "three"})
-
-    outcome = await world.reconciler.execution_seen(ObjectView.of(execution), first_attempt=True)
-
-    assert outcome.status["phase"] == "Failed"
-    accepted = conditions_by_type(outcome.status)["Accepted"]
-    assert (accepted["status"], accepted["reason"]) == ("False", "InputInvalid")
+    execution, outcome, accepted = await _refused_start(world, "typed", TYPED_INPUT, {"count": "three"}, "InputInvalid")
     assert "input does not match the workflow's input schema at count" in accepted["message"]
     assert "'three' is not of type 'integer'" in accepted["message"]
     assert outcome.status["error"] == accepted["message"]
@@ -710,13 +717,6 @@ async def test_an_execution_of_a_concurrency_limited_workflow_is_refused_while_r
     world: World,
 ) -> None:
     world.engine.set_ownership(lambda shard: True)
-    add_workflow(world, "limited", LIMITED)
-    execution = add_execution(world, "run-1", "limited", input={"customer": "acme"})
-
-    outcome = await world.reconciler.execution_seen(ObjectView.of(execution), first_attempt=True)
-
-    assert outcome.status["phase"] == "Failed"
-    accepted = conditions_by_type(outcome.status)["Accepted"]
-    assert (accepted["status"], accepted["reason"]) == ("False", "NotSupported")
+    execution, _, accepted = await _refused_start(world, "limited", LIMITED, {"customer": "acme"}, "NotSupported")
     assert "'limited': flowControl.concurrency is not supported yet" in accepted["message"]
     assert await world.execution_row(execution["metadata"]["uid"]) is None
