@@ -304,7 +304,8 @@ def throughput(store_url: str, sizes: Sizes, work: Path) -> tuple[dict[str, Any]
         "workers_cpu_ms_per_step": round(1000 * workers_cpu_s / total, 3),
     }
     notes = (
-        f"{sizes.executions} executions started at once by 64 concurrent clients, {sizes.workers} worker processes; "
+        f"{sizes.executions} executions started at once by 64 concurrent clients, {sizes.workers} worker processes "
+        "(each up, then 4 warm-up executions a worker, before the clock); "
         "steps/s between the first ExecutionStarted and the last ExecutionSucceeded in the history; CPU per step: "
         "the engine's and the workers' user and system time from the first start to the last wait, over the steps"
     )
