@@ -52,24 +52,28 @@ def wait_until(
 
 
 async def advance_until(
-    clock: FakeClock,
-    check: Callable[[], object],
-    *,
-    step: float,
-    what: str,
-    within: float = DEFAULT_WITHIN,
-    pause: float = 0.001,
+    clock: FakeClock, check: Callable[[], object], *, step: float, what: str, within: float = DEFAULT_WITHIN
 ) -> None:
     """Move the fake clock `step` seconds at a time until `check()` is true (bounded in real time).
 
-    Between steps the loop idles for ``pause`` real seconds: a loop that only yields (``sleep(0)``)
-    keeps the GIL, and the store's thread then waits the interpreter's switch interval (5 ms) for
-    each statement it runs; a wake of 1,000 timers took minutes of real time that way, while the
-    fake clock ran hours ahead of it.
+    Between steps the loop waits for a call on another thread to come back (`_idle_once`): a loop
+    that only yields (``sleep(0)``) keeps the GIL, and the store's thread then waits the
+    interpreter's switch interval (5 ms) for each statement it runs; a wake of 1,000 timers took
+    minutes of real time that way, while the fake clock ran hours ahead of it.
     """
     deadline = time.monotonic() + within
     while not check():
         if time.monotonic() > deadline:
             raise AssertionError(f"{what}: not reached within {within:g} s (fake clock at {clock.now_s():.3f})")
         await clock.advance(step)
-        await asyncio.sleep(pause)
+        await _idle_once()
+
+
+async def _idle_once() -> None:
+    """Wait, idle in the event loop's poll (so without the GIL), until a no-op on the default executor's
+    thread has run: the other threads get their turn at the GIL meanwhile."""
+    await asyncio.get_running_loop().run_in_executor(None, _nothing)
+
+
+def _nothing() -> None:
+    return None

@@ -325,8 +325,9 @@ class Dispatcher:
             self.book.drop(task.token)
             return None
         except RateLimitReached as full:  # the other engines' starts fill the window: not a failure
-            now = self.clock.now_ms()
-            self._hand_out(self.book.window_full(task, key=full.key is not None, until_ms=full.frees_at_ms, now_ms=now))
+            # The window holds until it has room; the task, never started, waits in line again.
+            self.book.gate.hold(full.task_queue, full.key, full.frees_at_ms)
+            self._hand_out(self.book.give_back(task, self.clock.now_ms()))
             self._wake_if_needed()
             return None
         except Exception as error:

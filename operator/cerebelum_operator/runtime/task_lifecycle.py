@@ -743,17 +743,6 @@ class TaskBook:
         heapq.heappush(self._future, (task.visible_at_ms, next(self._counter), token))
         self._wakeup = True
 
-    def window_full(self, task: QueuedTask, *, key: bool, until_ms: int, now_ms: int) -> list[Offer]:
-        """The store refused the task's lease: the starts every engine recorded fill the window of its
-        queue (or with ``key``, of its flow key) until ``until_ms`` (engines that split the shards,
-        `RateLimitReached`). It did not start: it is ready again, its place in the windows free, and
-        its queue (or key) holds until then, saying why."""
-        if key:
-            self.gate.hold(None, task.flow_key, until_ms)
-        else:
-            self.gate.hold(task.task_queue, None, until_ms)
-        return self._put_back(task, now_ms)
-
     # -- time ------------------------------------------------------------------------------
 
     def promote(self, now_ms: int) -> list[Offer]:

@@ -263,6 +263,7 @@ class SqlEventStore(SqlSchedules, SqlShards, SqlFlowControl, SqlListing, EventSt
                 now + case((key_period > queue_period, key_period), else_=queue_period),
             ).where(t.c.token == bindparam("b_token"), t.c.state == "leased", limited),
         )
+        self._record_start_returning = self._record_start.returning(ts.c.token)
         # Engines that split the shards share each queue's window through the store (`_check_shared_windows`).
         self._select_lease_limits = (
             select(
@@ -586,50 +587,50 @@ class SqlEventStore(SqlSchedules, SqlShards, SqlFlowControl, SqlListing, EventSt
         transaction: a restarted engine rebuilds its rate windows from these rows).
         """
         leased = [a.token for a in actions if isinstance(a, LeaseTask)] + list(context.leases)
-        if leased:
-            if self._fence is not None:  # engines split the shards: each queue's window is the store's
-                self._check_shared_windows(conn, leased, context.now_ms)
-            rows = [{"b_token": token, "b_now_ms": context.now_ms} for token in leased]
+        if not leased:
+            return
+        rows = [{"b_token": token, "b_now_ms": context.now_ms} for token in leased]
+        if self._fence is None:
             self._prepared.executemany(conn, self._record_start, rows)
+            return
+        # Engines split the shards: each window is the store's. Only the starts recorded (the leases a
+        # limit counts) are checked, so a lease no limit counts costs nothing more.
+        recorded = [found[0] for row in rows for found in self._prepared.all(conn, self._record_start_returning, row)]
+        if recorded:
+            self._check_shared_windows(conn, recorded, context.now_ms)
 
-    def _check_shared_windows(self, conn: Connection, leased: Sequence[str], now_ms: int) -> None:
-        """Refuse the leases (`RateLimitReached`) if the starts every engine recorded in a rate-limited
-        queue's window (or a workflow's flow key's) after ``now_ms`` minus its period, with these, pass
-        its count.
+    def _check_shared_windows(self, conn: Connection, recorded: Sequence[str], now_ms: int) -> None:
+        """Refuse the append (`RateLimitReached`) if a rate-limited queue's window (or a workflow's flow
+        key's) holds more than its count of starts after ``now_ms`` minus its period, every engine's and
+        those just ``recorded`` here counted.
 
         Each engine's dispatcher counts only its own starts, so with engines that split the shards the
-        store decides. The queue's window is locked for the rest of the transaction (`_lock_rate_window`),
-        so two engines' leases are counted one after the other: a start committed while this one was
+        store decides. The window is locked for the rest of the transaction (`_lock_rate_window`), so
+        two engines' leases are counted one after the other: a start committed while this one was
         being decided is seen here, and this one by the next, whichever decision read the earlier time
         (every start after ``now_ms`` minus the period counts, later ones too).
         """
-        # (kind, name) -> (count, period, its leases here); kind "queue" or "key" (a workflow's flow key)
-        windows: dict[tuple[str, str], tuple[int, int, int]] = {}
+        windows: dict[tuple[str, str], tuple[int, int]] = {}  # (kind, name) -> (count, period); "queue" or "key"
         prepared = self._prepared  # on the driver: inside psycopg's pipeline as the rest of the append
-        for token in leased:  # one, nearly always: a rate-limited task is leased by a decision of its own
+        for token in recorded:  # one, nearly always: a rate-limited task is leased by a decision of its own
             found = prepared.first(conn, self._select_lease_limits, {"b_token": token})
             if found is None:
                 continue
             queue, queue_count, queue_period, key, key_count, key_period = found
-            for window, count, period in (
-                (("queue", queue), queue_count, queue_period),
-                (("key", key), key_count, key_period),
-            ):
-                if window[1] is not None and count is not None:
-                    known = windows.get(window)
-                    windows[window] = (count, period, 1 if known is None else known[2] + 1)
+            if queue_count is not None:
+                windows[("queue", queue)] = (queue_count, queue_period)
+            if key is not None and key_count is not None:
+                windows[("key", key)] = (key_count, key_period)
         for kind, name in sorted(windows):  # one order of locks within an append
-            count, period, new = windows[(kind, name)]
+            count, period = windows[(kind, name)]
             self._lock_rate_window(conn, f"{kind}:{name}")
-            bounds = {"b_name": name, "b_after_ms": now_ms - period, "b_limit": count}
+            bounds = {"b_name": name, "b_after_ms": now_ms - period, "b_limit": count + 1}
             recent = [int(started) for (started,) in prepared.all(conn, self._select_window_starts[kind], bounds)]
-            if len(recent) + new > count:
-                # Room for `new` more once the start `count - new` places back (newest first) leaves the window.
-                frees_at_ms = recent[count - new] + period if new <= count else now_ms + period
+            if len(recent) > count:  # room again once the start `count` places back (newest first) leaves
                 raise RateLimitReached(
-                    queue if kind == "queue" else None,
+                    name if kind == "queue" else None,
                     key=name if kind == "key" else None,
-                    frees_at_ms=max(frees_at_ms, now_ms + 1),
+                    frees_at_ms=max(recent[count] + period, now_ms + 1),
                 )
 
     def _lock_rate_window(self, conn: Connection, window: str) -> None:

@@ -77,7 +77,11 @@ async def test_an_append_while_the_store_is_busy_waits_for_the_store_thread() ->
         read = asyncio.ensure_future(db.run(store.slow_read))
         await asyncio.get_running_loop().run_in_executor(None, store.reading.wait, 30)
         committed = db.append(REQUEST)
-        await asyncio.sleep(0)  # the append's turn of the loop ends (`_inline_or_drain`) while the read holds the store
+        # Callbacks run in the order they were scheduled: once this one has, so has the append's
+        # `_inline_or_drain`, which found the store held by the read.
+        after_the_append: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        asyncio.get_running_loop().call_soon(after_the_append.set_result, None)
+        await after_the_append
         assert not committed.done(), "queued behind the read, not run beside it"
         store.release.set()
         assert await read == "read"
