@@ -15,6 +15,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -161,10 +162,10 @@ def run_one(
     elapsed = time.monotonic() - began
     if code == 0 and out.exists():
         result = Result.read(out)
-        print(f"   {elapsed:.0f} s: {result.unsupported or result.figures}", flush=True)
+        print(f"   {runner.key} {scenario}, {elapsed:.0f} s: {result.unsupported or result.figures}", flush=True)
         return result
     tail = " / ".join(log.read_text(errors="replace").strip().splitlines()[-3:])
-    print(f"   FAILED ({code}) after {elapsed:.0f} s: {tail}", flush=True)
+    print(f"   {runner.key} {scenario} FAILED ({code}) after {elapsed:.0f} s: {tail}", flush=True)
     return Result(runner.key, "", runner.store or "", scenario, {}, "", failed=f"exit {code}: {tail[-400:]}")
 
 
@@ -182,6 +183,14 @@ def main() -> int:
     )
     parser.add_argument("--doc", type=Path, default=None, help="where to write the report (default: docs/)")
     parser.add_argument("--timeout", type=float, default=None, help="seconds per runner and scenario")
+    parser.add_argument(
+        "--jobs",
+        type=int,
+        default=1,
+        metavar="N",
+        help="with --quick: run N pairs at once (tests/bench/test_quick_run.py gives 2, for CI's time); a full run"
+        " measures one pair at a time, on a machine left to itself",
+    )
     parser.add_argument(
         "--sleepers",
         type=int,
@@ -209,6 +218,8 @@ def main() -> int:
     results = doc.parent / "benchmarks" / "results"
     results.mkdir(parents=True, exist_ok=True)
     timeout_s = args.timeout or (600 if args.quick else 1500)
+    if args.jobs < 1 or (args.jobs > 1 and not args.quick):
+        parser.error("--jobs: 1, or more only with --quick (figures of pairs run side by side are not comparable)")
     known = {f"{runner.key}:{scenario}" for runner in RUNNERS for scenario in runner.scenarios}
     skipped = set(args.skip)
     if skipped - known:
@@ -218,31 +229,36 @@ def main() -> int:
 
     postgres = PostgresServer.start(durable=True)
     began = time.monotonic()
-    collected: list[Result] = []
+    pairs = [
+        (runner, scenario)
+        for scenario in args.scenarios
+        for runner in RUNNERS
+        if runner.key in args.runners and scenario in runner.scenarios and f"{runner.key}:{scenario}" not in skipped
+    ]
+
+    def measure(pair: tuple[Runner, str]) -> Result:
+        runner, scenario = pair
+        return run_one(
+            runner,
+            scenario,
+            results,
+            quick=args.quick,
+            postgres_url=postgres.admin_url,
+            timeout_s=timeout_s,
+            sleepers=args.sleepers,
+            api_starts=args.api_starts,
+        )
+
     try:
-        for scenario in args.scenarios:
-            for runner in RUNNERS:
-                pair = f"{runner.key}:{scenario}"
-                if runner.key in args.runners and scenario in runner.scenarios and pair not in skipped:
-                    collected.append(
-                        run_one(
-                            runner,
-                            scenario,
-                            results,
-                            quick=args.quick,
-                            postgres_url=postgres.admin_url,
-                            timeout_s=timeout_s,
-                            sleepers=args.sleepers,
-                            api_starts=args.api_starts,
-                        )
-                    )
+        with ThreadPoolExecutor(max_workers=args.jobs) as pool:
+            collected = list(pool.map(measure, pairs))  # in the pairs' order, whichever ends first
     finally:
         postgres.stop()
     command = "python bench/run.py" + (" --quick" if args.quick else "")
     kept: list[Result] = []
     if args.update:
         command += " --update --scenarios " + " ".join(args.scenarios)
-        measured = {(r.scenario, key) for r, key in zip(collected, _keys(args), strict=True)}
+        measured = {(scenario, runner.key) for runner, scenario in pairs}
         kept = [
             Result.read(results / f"{runner.key}--{scenario}.json")
             for scenario in SCENARIOS
@@ -265,16 +281,6 @@ def main() -> int:
     for result in failed:
         print(f"FAILED: {result.system} {result.scenario}: {result.failed}")
     return 1 if failed else 0
-
-
-def _keys(args: argparse.Namespace) -> list[str]:
-    """The runner of each result `main` collects, in its order."""
-    return [
-        runner.key
-        for scenario in args.scenarios
-        for runner in RUNNERS
-        if runner.key in args.runners and scenario in runner.scenarios and f"{runner.key}:{scenario}" not in args.skip
-    ]
 
 
 if __name__ == "__main__":

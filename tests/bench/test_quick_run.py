@@ -86,6 +86,7 @@ def test_the_quick_run_gives_every_system_its_figures_and_writes_a_table_and_cha
             *(sys.executable, str(ROOT / "bench" / "run.py"), "--quick", "--doc", str(doc)),
             *("--runners", *(runner.key for runner in runners), "--scenarios", *scenarios),
             *("--skip", *sorted(skipped)),
+            *("--jobs", "2"),  # two pairs at once: nothing here judges speed
         ],
         cwd=ROOT,
         capture_output=True,
