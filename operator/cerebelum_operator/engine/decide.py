@@ -110,6 +110,7 @@ def decide(
     max_history_events: int = DEFAULT_MAX_HISTORY_EVENTS,
     max_task_bytes: int = DEFAULT_MAX_TASK_BYTES,
     max_input_bytes: int = limits.DEFAULT_MAX_PAYLOAD_BYTES,
+    owned: bool = False,
 ) -> Decision:
     """Apply one command to (a copy of) the state and return what must be recorded.
 
@@ -118,9 +119,13 @@ def decide(
     ``max_task_bytes`` bounds what a task carries (input and results): the step whose output
     would pass it fails for good, and an approval or input that would pass it is refused.
     ``max_input_bytes`` (the payload limit) bounds an input the schema's defaults made larger.
+    ``owned``: the caller gives ``state`` up, and it is changed in place instead of copied; for the
+    state of a decision nobody else holds yet, such as the eager leases of the tasks it scheduled
+    (a refused command changes nothing, so the state stays the caller's to use).
     """
     check_strings(command)
-    return _Decider(definition, state.clone(), now_ms, max_history_events, max_task_bytes, max_input_bytes).run(command)
+    own = state if owned else state.clone()
+    return _Decider(definition, own, now_ms, max_history_events, max_task_bytes, max_input_bytes).run(command)
 
 
 class _Decider(FanOutDecisions, CompositionDecisions, CodeDecisions, PauseDecisions):

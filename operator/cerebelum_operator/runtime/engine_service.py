@@ -850,6 +850,8 @@ class EngineService:
         refused: list[cmd.TaskStarted] = []
         for started in reserved:
             assert merged.state is not None
+            # The decision's state is its own copy, held by nobody else until it commits: each lease
+            # changes it in place (one copy of the state a step, not one per decision).
             lease = decide(
                 definition,
                 merged.state,
@@ -857,6 +859,7 @@ class EngineService:
                 now_ms=now,
                 max_history_events=self.max_history_events,
                 max_task_bytes=self.max_task_bytes,
+                owned=True,
             )
             if lease.reply != Reply.ACCEPTED or not (lease.events or lease.actions):  # an item's: actions only
                 refused.append(started)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from cerebelum_operator.engine import CommandRejected, ExecutionPhase, Reply, StepPhase
+from cerebelum_operator.engine import CommandRejected, ExecutionPhase, Reply, StepPhase, decide
 from cerebelum_operator.engine import commands as cmd
 from cerebelum_operator.model import InputInvalid
 
@@ -287,3 +287,27 @@ def test_a_sleep_that_comes_with_a_result_the_rules_retry_is_not_taken() -> None
     sim.run("g", cmd.OutcomeSleep(60_000, {}))
     assert sim.state.phase.value == "Failed"
     assert sim.timers == {}
+
+
+def test_an_owned_state_takes_its_lease_in_place_and_the_result_equals_a_copied_decision() -> None:
+    sim = Simulator.start({"timeline": ["a", "b"]})
+    task = sim.task("a")
+    started = cmd.TaskStarted(task.token, "w1")
+    copied = decide(sim.definition, sim.state, started, now_ms=sim.now_ms)
+    given = sim.state.clone()  # a decision's own copy, as the engine's eager lease gets it
+    in_place = decide(sim.definition, given, started, now_ms=sim.now_ms, owned=True)
+    assert in_place.state is given and copied.state is not sim.state
+    assert given.steps["a"].phase == StepPhase.RUNNING and sim.state.steps["a"].phase != StepPhase.RUNNING
+    assert [e.event for e in in_place.events] == [e.event for e in copied.events]
+    assert in_place.actions == copied.actions
+
+
+def test_an_owned_state_a_command_is_refused_on_is_left_as_it_was() -> None:
+    sim = Simulator.start({"timeline": ["a", "b"]})
+    task = sim.task("a")
+    sim.send(cmd.TaskStarted(task.token, "w1"))
+    given = sim.state.clone()
+    before = (given.last_seq, dict(given.steps), given.steps["a"].phase, given.steps["a"].worker_id)
+    again = decide(sim.definition, given, cmd.TaskStarted(task.token, "w2"), now_ms=sim.now_ms, owned=True)
+    assert again.reply == Reply.STALE and not again.events and not again.actions
+    assert (given.last_seq, dict(given.steps), given.steps["a"].phase, given.steps["a"].worker_id) == before

@@ -3,7 +3,9 @@ leased in the same commit, in its reply: one round trip per step. A real SQLite 
 
 from __future__ import annotations
 
-from cerebelum_operator.engine import Reply
+import pytest
+
+from cerebelum_operator.engine import ExecutionState, Reply
 from cerebelum_operator.engine import commands as cmd
 from cerebelum_operator.runtime import Dispatcher, EngineService
 
@@ -41,3 +43,27 @@ async def test_a_completion_that_got_nothing_stops_standing_by_and_the_polls_sti
     assert dispatcher.collect(standby) is None
     later = await dispatcher.poll(worker_id="w2", task_queue="q", steps=["b"], wait_ms=0)
     assert later is not None and later.step == "b"
+
+
+async def test_the_completion_and_its_eager_lease_copy_the_execution_s_state_once(
+    engine: EngineService, dispatcher: Dispatcher, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await engine.start("w", {}, execution_id="e3")
+    first = await dispatcher.poll(worker_id="w1", task_queue="q", steps=["a", "b"], wait_ms=0)
+    assert first is not None
+    copies: list[str] = []
+    clone = ExecutionState.clone
+
+    def counted(state: ExecutionState) -> ExecutionState:
+        copies.append(state.execution_id)
+        return clone(state)
+
+    monkeypatch.setattr(ExecutionState, "clone", counted)
+    standby = dispatcher.stand_by(worker_id="w1", task_queue="q", steps=["a", "b"])
+    await engine.handle("e3", cmd.TaskCompleted(first.token, cmd.OutcomeSuccess(1), worker_id="w1"))
+    granted = dispatcher.collect(standby)
+
+    assert granted is not None and granted.step == "b"
+    assert copies == ["e3"], "the lease changes the completion's own copy, not a copy of it"
+    state = await engine.state_of("e3")
+    assert state.steps["b"].worker_id == "w1" and state.results["a"] == 1
