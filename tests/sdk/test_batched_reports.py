@@ -1,5 +1,5 @@
-"""The worker's reporter: a report goes at once when no call is in flight; those that become ready while
-one is go together in the next call; each gets its own result; an engine without CompleteTasks gets
+"""The worker's reporter: a report goes at once while fewer calls than its bound are in flight; those that
+become ready while that many are go together in the next call; each gets its own result; an engine without CompleteTasks gets
 CompleteTask per report. Driven by fake calls that the test answers: no sleeps, no network."""
 
 from __future__ import annotations
@@ -70,7 +70,7 @@ def failed(code: grpc.StatusCode, message: str) -> worker_pb2.CompleteTaskResult
 
 async def test_a_report_goes_at_once_alone_and_those_ready_meanwhile_go_together_next() -> None:
     batch, single = Calls(), Calls()
-    reporter = Reporter(batch, single)  # type: ignore[arg-type]  # fakes of the stubs
+    reporter = Reporter(batch, single, max_calls=1)  # type: ignore[arg-type]  # fakes of the stubs
     first = asyncio.ensure_future(reporter.send(report("t1")))
     await batch.wait_for(1)
     later = [asyncio.ensure_future(reporter.send(report(f"t{i}"))) for i in (2, 3, 4)]
@@ -87,9 +87,47 @@ async def test_a_report_goes_at_once_alone_and_those_ready_meanwhile_go_together
     assert not single.requests
 
 
+async def test_reports_go_at_once_up_to_the_calls_in_flight_bound_and_the_rest_wait_for_the_first_to_end() -> None:
+    batch, single = Calls(), Calls()
+    reporter = Reporter(batch, single, max_calls=2)  # type: ignore[arg-type]  # fakes of the stubs
+    first = asyncio.ensure_future(reporter.send(report("t1")))
+    await batch.wait_for(1)
+    second = asyncio.ensure_future(reporter.send(report("t2")))
+    await batch.wait_for(2)  # a second call while the first is in flight
+    later = [asyncio.ensure_future(reporter.send(report(f"t{i}"))) for i in (3, 4)]
+    await eventually(lambda: reporter.waiting == 2, what="two reports queued behind two calls in flight")
+    assert [tokens(r) for r in batch.requests] == [["t1"], ["t2"]] and reporter.calls_in_flight == 2
+
+    batch.answers[1].set_result(batch_reply(ok("b")))
+    assert (await second).next_task.step == "b"
+    await batch.wait_for(3)
+    assert tokens(batch.requests[2]) == ["t3", "t4"]
+    batch.answers[2].set_result(batch_reply(ok(), ok()))
+    batch.answers[0].set_result(batch_reply(ok()))
+    await asyncio.gather(first, *later)
+    await eventually(lambda: reporter.calls_in_flight == 0, what="no call left in flight")
+
+
+async def test_a_report_queued_as_the_last_call_ends_is_still_sent() -> None:
+    batch, single = Calls(), Calls()
+    reporter = Reporter(batch, single, max_calls=1)  # type: ignore[arg-type]  # fakes of the stubs
+
+    async def two_in_a_row() -> worker_pb2.CompleteTaskResponse:
+        await reporter.send(report("t1"))
+        # Woken by the reply, before the call's task has ended: the next report is queued at once.
+        return await reporter.send(report("t2"))
+
+    sending = asyncio.ensure_future(two_in_a_row())
+    await batch.wait_for(1)
+    batch.answers[0].set_result(batch_reply(ok()))
+    await batch.wait_for(2)
+    batch.answers[1].set_result(batch_reply(ok()))
+    assert (await sending).disposition == ACCEPTED
+
+
 async def test_each_report_gets_its_own_error_and_the_completer_replaces_only_that_one() -> None:
     batch, single = Calls(), Calls()
-    completer = Completer(Reporter(batch, single))  # type: ignore[arg-type]  # fakes of the stubs
+    completer = Completer(Reporter(batch, single, max_calls=1))  # type: ignore[arg-type]  # fakes of the stubs
     good = asyncio.ensure_future(completer.submit(report("good")))
     await batch.wait_for(1)
     batch.answers[0].set_result(batch_reply(ok()))
@@ -111,7 +149,7 @@ async def test_each_report_gets_its_own_error_and_the_completer_replaces_only_th
 
 async def test_an_engine_without_complete_tasks_gets_complete_task_for_each_report_from_then_on() -> None:
     batch, single = Calls(), Calls()
-    reporter = Reporter(batch, single)  # type: ignore[arg-type]  # fakes of the stubs
+    reporter = Reporter(batch, single, max_calls=1)  # type: ignore[arg-type]  # fakes of the stubs
     first = asyncio.ensure_future(reporter.send(report("t1")))
     await batch.wait_for(1)
     queued = asyncio.ensure_future(reporter.send(report("t2")))
@@ -134,7 +172,7 @@ async def test_an_engine_without_complete_tasks_gets_complete_task_for_each_repo
 
 async def test_a_whole_call_refused_as_too_large_sends_its_reports_one_by_one() -> None:
     batch, single = Calls(), Calls()
-    reporter = Reporter(batch, single)  # type: ignore[arg-type]  # fakes of the stubs
+    reporter = Reporter(batch, single, max_calls=1)  # type: ignore[arg-type]  # fakes of the stubs
     first = asyncio.ensure_future(reporter.send(report("t1")))
     await batch.wait_for(1)
     pair = [asyncio.ensure_future(reporter.send(report(t))) for t in ("t2", "t3")]
@@ -154,7 +192,7 @@ async def test_a_whole_call_refused_as_too_large_sends_its_reports_one_by_one() 
 
 async def test_a_transient_failure_of_the_call_reaches_every_report_in_it() -> None:
     batch, single = Calls(), Calls()
-    reporter = Reporter(batch, single)  # type: ignore[arg-type]  # fakes of the stubs
+    reporter = Reporter(batch, single, max_calls=1)  # type: ignore[arg-type]  # fakes of the stubs
     sent = asyncio.ensure_future(reporter.send(report("t1")))
     await batch.wait_for(1)
     batch.answers[0].set_exception(error(grpc.StatusCode.UNAVAILABLE, "connection reset"))
@@ -165,7 +203,7 @@ async def test_a_transient_failure_of_the_call_reaches_every_report_in_it() -> N
 
 async def test_a_call_carries_at_most_its_bounds_of_reports_and_bytes() -> None:
     batch, single = Calls(), Calls()
-    reporter = Reporter(batch, single, max_reports=2, max_bytes=200)  # type: ignore[arg-type]  # fakes
+    reporter = Reporter(batch, single, max_reports=2, max_bytes=200, max_calls=1)  # type: ignore[arg-type]  # fakes
     first = asyncio.ensure_future(reporter.send(report("t0")))
     await batch.wait_for(1)
     rest = [asyncio.ensure_future(reporter.send(report(t))) for t in ("t1", "t2", "t3")]
@@ -184,7 +222,7 @@ async def test_a_call_carries_at_most_its_bounds_of_reports_and_bytes() -> None:
 
 async def test_a_report_whose_caller_gave_up_before_it_went_is_not_sent() -> None:
     batch, single = Calls(), Calls()
-    reporter = Reporter(batch, single)  # type: ignore[arg-type]  # fakes of the stubs
+    reporter = Reporter(batch, single, max_calls=1)  # type: ignore[arg-type]  # fakes of the stubs
     first = asyncio.ensure_future(reporter.send(report("t1")))
     await batch.wait_for(1)
     abandoned = asyncio.ensure_future(reporter.send(report("gone")))
@@ -201,7 +239,7 @@ async def test_a_report_whose_caller_gave_up_before_it_went_is_not_sent() -> Non
 
 async def test_an_unexpected_error_of_a_call_reaches_its_reports_and_the_next_reports_still_go() -> None:
     batch, single = Calls(), Calls()
-    reporter = Reporter(batch, single)  # type: ignore[arg-type]  # fakes of the stubs
+    reporter = Reporter(batch, single, max_calls=1)  # type: ignore[arg-type]  # fakes of the stubs
     first = asyncio.ensure_future(reporter.send(report("t1")))
     await batch.wait_for(1)
     after = asyncio.ensure_future(reporter.send(report("t2")))

@@ -30,6 +30,11 @@ export type CompleteTasksRpc = (
 /** Bounds of one `CompleteTasks` call, far below the server's (256 reports; a message of 5 MiB by default). */
 export const MAX_BATCH_REPORTS = 128;
 export const MAX_BATCH_BYTES = 4 * 1024 * 1024;
+/**
+ * Calls in flight at once: with one, the worker's next reports waited while a call's were decided and
+ * committed, and the engine waited while the worker ran what came back (as the Python SDK's).
+ */
+export const MAX_CALLS_IN_FLIGHT = 4;
 
 interface Pending {
   request: CompleteTaskRequest;
@@ -46,9 +51,9 @@ function refused(code: number, details: string): ServiceError {
 }
 
 /**
- * Sends reports with `CompleteTasks`: at once when no call is in flight; the reports that become ready
- * while one is go together in the next call. So at low load a call carries one report (no added
- * latency) and under load one call carries many. Each report's result is its own: its reply, or the
+ * Sends reports with `CompleteTasks`: at once while fewer than `maxCalls` calls are in flight; the
+ * reports that become ready while that many are go together in the next call. So at low load a call
+ * carries one report (no added latency) and under load one call carries many. Each report's result is its own: its reply, or the
  * error `CompleteTask` would have failed with. An engine that answers `UNIMPLEMENTED` (one older than
  * `CompleteTasks`) gets `CompleteTask` per report from then on.
  */
@@ -58,21 +63,31 @@ export class Reporter {
   readonly #log: Logger;
   readonly #maxReports: number;
   readonly #maxBytes: number;
+  readonly #maxCalls: number;
   #batched = true;
   #queue: Pending[] = [];
-  #sending = false;
+  #sending = 0; // loops each sending one call at a time while reports wait
 
   constructor(
     batch: CompleteTasksRpc,
     single: CompleteRpc,
     log: Logger,
-    bounds: { maxReports?: number; maxBytes?: number } = {},
+    bounds: { maxReports?: number; maxBytes?: number; maxCalls?: number } = {},
   ) {
     this.#batch = batch;
     this.#single = single;
     this.#log = log;
     this.#maxReports = bounds.maxReports ?? MAX_BATCH_REPORTS;
     this.#maxBytes = bounds.maxBytes ?? MAX_BATCH_BYTES;
+    this.#maxCalls = bounds.maxCalls ?? MAX_CALLS_IN_FLIGHT;
+    if (!Number.isInteger(this.#maxCalls) || this.#maxCalls < 1) {
+      throw new RangeError(`maxCalls must be a whole number of at least 1, not ${this.#maxCalls}`);
+    }
+  }
+
+  /** Calls in flight now (or about to go). */
+  get callsInFlight(): number {
+    return this.#sending;
   }
 
   /** False once the engine said it has no `CompleteTasks`. */
@@ -93,8 +108,8 @@ export class Reporter {
       }
       options.signal?.addEventListener("abort", () => settle(pending, undefined, options.signal?.reason), { once: true });
       this.#queue.push(pending);
-      if (!this.#sending) {
-        this.#sending = true;
+      if (this.#sending < this.#maxCalls) {
+        this.#sending += 1;
         queueMicrotask(() => void this.#sendAll(options.timeoutMs));
       }
     });
@@ -106,7 +121,7 @@ export class Reporter {
         await this.#send(this.#nextBatch(), timeoutMs);
       }
     } finally {
-      this.#sending = false;
+      this.#sending -= 1;
     }
   }
 

@@ -1,7 +1,8 @@
 /**
- * The worker's reports batched with CompleteTasks: a report goes at once when no call is in flight,
- * those that become ready while one is go together in the next call, each gets its own result, and
- * an engine that answers UNIMPLEMENTED gets CompleteTask per report. Against the in-process fake.
+ * The worker's reports batched with CompleteTasks: a report goes at once while fewer than four calls
+ * are in flight, those that become ready while four are go together in the next call, each gets its
+ * own result, and an engine that answers UNIMPLEMENTED gets CompleteTask per report. Against the
+ * in-process fake.
  */
 import assert from "node:assert/strict";
 import { test } from "node:test";
@@ -22,39 +23,41 @@ async function withService<T>(body: (service: FakeWorkerService) => Promise<T>):
 /** Until every callback queued so far (I/O included) has run. */
 const settled = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
 
-test("a report goes at once alone; those that become ready while it is in flight go together next", () =>
+test("reports go at once, each alone, up to four calls in flight; those ready meanwhile go together next", () =>
   withService(async (service) => {
     service.batched = true;
     let release = (): void => {};
     service.batchGate = new Promise<void>((resolve) => {
       release = resolve;
     });
-    const { worker } = testWorker(service, { maxConcurrency: 4 });
+    const { worker } = testWorker(service, { maxConcurrency: 8 });
     let ran = 0;
     worker.step("a", () => {
       ran += 1;
       return ran;
     });
     await running(worker, async () => {
-      const first = makeTask("a", { token: "first" });
-      service.push(first);
-      await eventually(() => service.batches.length === 1, 5_000, "the first report's call");
+      const alone = ["first", "t2", "t3", "t4"];
+      for (const [index, token] of alone.entries()) {
+        service.push(makeTask("a", { token }));
+        await eventually(() => service.batches.length === index + 1, 5_000, `the call of ${token}`);
+      }
       assert.deepEqual(
-        service.batches[0]?.reports.map((r) => r.taskToken),
-        ["first"],
+        service.batches.map((b) => b.reports.map((r) => r.taskToken)),
+        alone.map((token) => [token]),
       );
-      for (const token of ["t2", "t3", "t4"]) {
+      for (const token of ["t5", "t6", "t7"]) {
         service.push(makeTask("a", { token }));
       }
-      await eventually(() => ran === 4, 5_000, "the other steps to run");
+      await eventually(() => ran === 7, 5_000, "the other steps to run");
       for (let i = 0; i < 5; i += 1) {
         await settled();
       }
-      assert.equal(service.batches.length, 1, "nothing else sent while the first call is in flight");
+      assert.equal(service.batches.length, 4, "nothing else sent while four calls are in flight");
       release();
-      await eventually(() => service.completions.length === 4, 5_000, "every report acknowledged");
-      assert.deepEqual(service.batches[1]?.reports.map((r) => r.taskToken).sort(), ["t2", "t3", "t4"]);
-      assert.equal(service.completeTasksAttempts, 2);
+      await eventually(() => service.completions.length === 7, 5_000, "every report acknowledged");
+      assert.deepEqual(service.batches[4]?.reports.map((r) => r.taskToken).sort(), ["t5", "t6", "t7"]);
+      assert.equal(service.completeTasksAttempts, 5);
     });
   }));
 
