@@ -10,7 +10,10 @@ from sqlalchemy import event, text
 from sqlalchemy.exc import IntegrityError
 
 from cerebelum_operator.engine import events as ev
+from cerebelum_operator.engine.actions import DeleteTask, LeaseTask
+from cerebelum_operator.engine.rates import RateLimit
 from cerebelum_operator.store import AppendRequest, ConcurrencyConflict, EventStore, StoreUnavailable, open_store
+from cerebelum_operator.store.prepared import PreparedStatements
 from cerebelum_operator.store.sql import SqlEventStore
 
 from .helpers import Appender
@@ -138,3 +141,42 @@ def test_an_in_memory_sqlite_store_writes_and_reads_on_its_one_connection() -> N
         assert len(store.load_history("one")) == 2
     finally:
         store.close()
+
+
+def _next_step(appender: Appender, execution_id: str, done: str, following: str) -> AppendRequest:
+    """A step's completion as eager dispatch writes it: its task deleted, the next one scheduled and leased."""
+    seq = appender.last_seq[execution_id]
+    completed = ev.StepCompleted(step="a", attempt=1, token=done, output=None)
+    actions = [
+        DeleteTask(done),
+        appender.schedule(following, task_queue="limited"),
+        LeaseTask.now(following, "w1", lease_ms=10_000, timeout_ms=30_000, now_ms=3_000, last_progress=None, run=1),
+    ]
+    return AppendRequest(execution_id, seq, [ev.RecordedEvent(seq + 1, 3_000, completed)], actions, Appender.summary())
+
+
+def test_a_batch_s_task_actions_run_once_per_kind_for_every_append_and_leave_what_each_alone_would(
+    sql_store: SqlEventStore, appender: Appender, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sql_store.put_task_queue("limited", paused=False, note="", rate_limit=RateLimit(100, 60_000), now_ms=1_000)
+    names = [f"e{n}" for n in range(12)]
+    for name in names:
+        appender.start(name, actions=[appender.schedule(f"{name}/1")])
+    calls: list[int] = []
+    executemany = PreparedStatements.executemany
+
+    def counted(self: PreparedStatements, conn: Any, statement: Any, rows: Any) -> None:
+        calls.append(len(rows))
+        executemany(self, conn, statement, rows)
+
+    monkeypatch.setattr(PreparedStatements, "executemany", counted)
+    outcomes = sql_store.append_batch([_next_step(appender, name, f"{name}/1", f"{name}/2") for name in names])
+
+    assert outcomes == [None] * len(names)
+    # The deletes, the leased inserts, the starts and the events: one call each for the twelve appends.
+    assert sorted(calls) == [12, 12, 12, 12], calls
+    tasks = {row.token: row for row in sql_store.load_tasks()}
+    assert sorted(tasks) == sorted(f"{name}/2" for name in names)
+    assert {(row.state, row.worker_id) for row in tasks.values()} == {("leased", "w1")}
+    started = {row.token for row in sql_store.live_task_starts(3_000)}
+    assert started == set(tasks), "each lease of the limited queue recorded its start"

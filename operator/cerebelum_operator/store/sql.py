@@ -121,6 +121,38 @@ class _AppendContext:
         self.leases = leases  # tasks scheduled and leased by the same decision: inserted leased
 
 
+# Actions that change only their own execution's rows (its tasks, its timers): those of several appends
+# in one transaction may run in one statement per kind, in any order across the appends.
+_OWN_ROWS_ONLY = frozenset({ScheduleTask, LeaseTask, DeleteTask, CancelTask, StartTimer, CancelTimer})
+
+
+class _Deferred:
+    """The actions of a batch's appends, run together after every append's own statements.
+
+    A statement per action kind per append was most of the store thread's calls on the hot path (a
+    step deletes its task, inserts the next one leased and records its start): gathered, each runs
+    once a batch (`SqlEventStore._run_deferred`). ``waves[i]`` holds each append's i-th group of its
+    actions, so one append's groups still run in its order; rows are keyed by their statement and
+    their keys (an executemany binds one shape).
+    """
+
+    __slots__ = ("starts", "waves")
+
+    def __init__(self) -> None:
+        self.waves: list[dict[tuple[int, tuple[str, ...]], tuple[Any, list[dict[str, Any]]]]] = []
+        self.starts: list[dict[str, Any]] = []  # each lease's task_starts row, after every wave
+
+    def add(self, wave: int, statement: Any, rows: list[dict[str, Any]]) -> None:
+        while len(self.waves) <= wave:
+            self.waves.append({})
+        key = (id(statement), tuple(rows[0]))
+        found = self.waves[wave].get(key)
+        if found is None:
+            self.waves[wave][key] = (statement, rows)
+        else:
+            found[1].extend(rows)
+
+
 class SqlEventStore(SqlSchedules, SqlShards, SqlFlowControl, SqlListing, EventStore):
     """The whole contract in portable SQLAlchemy Core; see `SqliteEventStore`, `PostgresEventStore`."""
 
@@ -448,10 +480,14 @@ class SqlEventStore(SqlSchedules, SqlShards, SqlFlowControl, SqlListing, EventSt
         if len(requests) > 1:
             try:
                 event_rows: list[dict[str, Any]] = []
+                # On a split each lease's start is checked against the shared windows as it is recorded.
+                deferred = _Deferred() if self._fence is None else None
                 with self._write() as conn:
                     standing = self._standing_shards(conn)
                     for request in requests:
-                        self._append_on(conn, request, event_rows, standing)
+                        self._append_on(conn, request, event_rows, standing, deferred)
+                    if deferred is not None:
+                        self._run_deferred(conn, deferred)
                     self._insert_event_rows(conn, event_rows)
                     recorded = self._record_events_format(conn, requests)
             except Exception:
@@ -485,10 +521,13 @@ class SqlEventStore(SqlSchedules, SqlShards, SqlFlowControl, SqlListing, EventSt
         request: AppendRequest,
         event_rows: list[dict[str, Any]],
         standing: Collection[int] | None,
+        deferred: _Deferred | None = None,
     ) -> None:
         """Everything of one append but its events, which go to `event_rows` for one insert per batch.
 
         ``standing``: the shards whose writes may land (`SqlShards._standing_shards`); None: all.
+        ``deferred``: where actions that change only this execution's rows go, to run with the
+        batch's others (`_run_deferred`); None: they run here.
         """
         execution_id, expected_seq, events = request.execution_id, request.expected_seq, request.events
         actions, summary, new_execution = request.actions, request.summary, request.new_execution
@@ -560,9 +599,12 @@ class SqlEventStore(SqlSchedules, SqlShards, SqlFlowControl, SqlListing, EventSt
                     conn, self._insert_run, [{"first_run_id": first_run_id, "run": run, "execution_id": execution_id}]
                 )
         if actions:
+            actions, leases = _fold_leases(actions)
+            context = _AppendContext(execution_id, workflow, summary.updated_at_ms, leases)
+            if deferred is not None and all(type(action) in _OWN_ROWS_ONLY for action in actions):
+                self._defer_actions(actions, context, deferred)
+                return
             with self._batched(conn):
-                actions, leases = _fold_leases(actions)
-                context = _AppendContext(execution_id, workflow, summary.updated_at_ms, leases)
                 self._apply_actions(conn, actions, context)
 
     def _conflict(self, conn: Connection, execution_id: str, expected_seq: int) -> ConcurrencyConflict:
@@ -579,6 +621,24 @@ class SqlEventStore(SqlSchedules, SqlShards, SqlFlowControl, SqlListing, EventSt
             for statement in statements:
                 self._prepared.executemany(conn, statement, rows)
         self._record_starts(conn, actions, context)
+
+    def _defer_actions(self, actions: Sequence[Action], context: _AppendContext, deferred: _Deferred) -> None:
+        """`_apply_actions`, but into ``deferred``: the same rows, in the same order for this append."""
+        for wave, (kind, group) in enumerate(groupby(actions, key=type)):
+            statements, params = self._action_handlers[kind]
+            rows = [params(action, context) for action in group]
+            for offset, statement in enumerate(statements):  # CancelTask's two, still in order
+                deferred.add(wave * 2 + offset, statement, rows if offset == 0 else list(rows))
+        leased = [a.token for a in actions if isinstance(a, LeaseTask)] + list(context.leases)
+        deferred.starts.extend({"b_token": token, "b_now_ms": context.now_ms} for token in leased)
+
+    def _run_deferred(self, conn: Connection, deferred: _Deferred) -> None:
+        """The batch's gathered actions: one statement per kind and wave, then the starts of its leases."""
+        with self._batched(conn):
+            for wave in deferred.waves:
+                for statement, rows in wave.values():
+                    self._prepared.executemany(conn, statement, rows)
+            self._prepared.executemany(conn, self._record_start, deferred.starts)
 
     def _record_starts(self, conn: Connection, actions: Sequence[Action], context: _AppendContext) -> None:
         """Each task this decision leased that a rate limit counts: its start, at the decision's time.
