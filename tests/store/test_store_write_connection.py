@@ -10,7 +10,7 @@ from sqlalchemy import event, text
 from sqlalchemy.exc import IntegrityError
 
 from cerebelum_operator.engine import events as ev
-from cerebelum_operator.engine.actions import DeleteTask, LeaseTask
+from cerebelum_operator.engine.actions import Action, DeleteTask, LeaseTask
 from cerebelum_operator.engine.rates import RateLimit
 from cerebelum_operator.store import AppendRequest, ConcurrencyConflict, EventStore, StoreUnavailable, open_store
 from cerebelum_operator.store.prepared import PreparedStatements
@@ -147,7 +147,7 @@ def _next_step(appender: Appender, execution_id: str, done: str, following: str)
     """A step's completion as eager dispatch writes it: its task deleted, the next one scheduled and leased."""
     seq = appender.last_seq[execution_id]
     completed = ev.StepCompleted(step="a", attempt=1, token=done, output=None)
-    actions = [
+    actions: list[Action] = [
         DeleteTask(done),
         appender.schedule(following, task_queue="limited"),
         LeaseTask.now(following, "w1", lease_ms=10_000, timeout_ms=30_000, now_ms=3_000, last_progress=None, run=1),

@@ -26,7 +26,6 @@ from ..runtime import (
     WorkflowKey,
 )
 from ..runtime.schedules import parse_spec
-from ..runtime.split_rules import split_refusal
 from ..store import ShardNotOwned
 from .approvers import ApproverCheck, Unreachable
 from .children import CHILD_ANNOTATION, ChildObjects, ChildRefused, owner_of, verify_child
@@ -164,12 +163,6 @@ class Reconciler:
                 status=self._conditions(workflow, ready),
                 event=("Warning", "Invalid", str(invalid)),
             )
-        refused = split_refusal(definition) if self.engine.split else None
-        if refused is not None:  # replicas that split the shards would each count on their own
-            if recorded == "False":
-                return Outcome()
-            ready = condition("Ready", "False", "NotSupported", refused, now_ms=now, generation=workflow.generation)
-            return Outcome(status=self._conditions(workflow, ready), event=("Warning", "NotSupported", refused))
         if recorded == "True":
             return Outcome()
         await self._store_workflow(workflow_key(workflow.namespace, workflow.name), workflow.spec)
@@ -266,12 +259,9 @@ class Reconciler:
                 )
             raise Retry(message, delay_s=5.0)
         try:
-            definition = self.engine.definition_for(spec)
+            self.engine.definition_for(spec)
         except WorkflowInvalid as invalid:
             return self._refuse(execution, "WorkflowInvalid", f"workflow {workflow_name!r} is invalid: {invalid}", now)
-        refused = split_refusal(definition) if self.engine.split else None
-        if refused is not None:
-            return self._refuse(execution, "NotSupported", f"workflow {workflow_name!r}: {refused}", now)
         await self._store_workflow(workflow_key(execution.namespace, workflow_name), spec)
         if not self.engine.owns_id(execution.uid):
             return Outcome()  # its shard moved to another replica meanwhile, which adopts it
@@ -457,10 +447,7 @@ class Reconciler:
             raise Retry(message, delay_s=5.0)
         problem: tuple[str, str] | None = None  # (reason, message)
         try:
-            definition = self.engine.definition_for(workflow_spec)
-            refused = split_refusal(definition) if self.engine.split else None
-            if refused is not None:
-                problem = ("NotSupported", f"workflow {workflow_name!r}: {refused}")
+            self.engine.definition_for(workflow_spec)
         except WorkflowInvalid as invalid:
             problem = ("WorkflowInvalid", f"workflow {workflow_name!r} is invalid: {invalid}")
         if problem is not None:

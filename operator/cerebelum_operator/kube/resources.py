@@ -63,10 +63,7 @@ class WorkflowStatus(_Resource):
 
     conditions: list[Condition] = Field(
         default_factory=list,
-        description=(
-            "Ready: True (Compiled), or False (Invalid, with the problems; NotSupported: a sharded operator"
-            " does not run it, saying why)."
-        ),
+        description="Ready: True (Compiled), or False (Invalid) with the problems.",
     )
     observed_generation: int | None = Field(default=None, description="The metadata.generation last compiled.")
     steps: int | None = Field(default=None, description="How many steps the workflow has.")
@@ -307,9 +304,6 @@ class ScheduleStatus(_Resource):
     )
     conditions: list[Condition] = Field(
         default_factory=list,
-        description=(
-            "Ready: True (Scheduled), or False (InvalidSpec, WorkflowNotFound, WorkflowInvalid, NotSupported)"
-            " saying why."
-        ),
+        description="Ready: True (Scheduled), or False (InvalidSpec, WorkflowNotFound, WorkflowInvalid) saying why.",
     )
     observed_generation: int | None = None

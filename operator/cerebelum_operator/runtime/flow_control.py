@@ -14,6 +14,14 @@ limit, and an admission that fails (the execution ended meanwhile) frees the slo
 One engine decides at a time (the store's exclusive claim, the operator's leader lease), which is
 what makes the count exact across the cluster.
 
+Engines that split the shards each admit their own executions, and the store has the last word: an
+admission that would take a key past its limit, counting every engine's running slots, fails
+(`FlowSlotTaken`) and the execution waits on. Each engine's book counts the other engines' running
+slots of its keys as taken (``elsewhere``), read again every few seconds with the other shared
+settings (`refresh_slots`), which also rebuilds the book from its shards' rows: so executions of
+shards it took over are admitted, and a slot another engine freed is seen within those seconds.
+Priority orders the waiting executions of one engine; across engines, the one that finds room first.
+
 It also keeps the paused workflows: `EngineService` asks it whether a new execution starts held.
 """
 
@@ -22,7 +30,7 @@ from __future__ import annotations
 import asyncio
 import heapq
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from ..engine import Reply
@@ -30,7 +38,7 @@ from ..engine import actions as act
 from ..engine import commands as cmd
 from ..engine.command_checks import CommandRejected
 from ..engine.flow import CONCURRENCY
-from ..store import FlowSlotRow, StoreError, WorkflowPauseRow
+from ..store import FlowSlotRow, FlowSlotTaken, StoreError, WorkflowPauseRow
 from .clock import Clock
 from .database import Database
 from .engine_service import EngineService, ExecutionNotFound
@@ -53,6 +61,7 @@ class _Line:
     limit: int
     running: set[str] = field(default_factory=set)
     waiting: list[tuple[int, int, int, str]] = field(default_factory=list)
+    elsewhere: int = 0  # slots other engines of a split hold (`SlotBook.reconcile`)
 
 
 class SlotBook:
@@ -62,6 +71,7 @@ class SlotBook:
         self._lines: dict[tuple[str, str], _Line] = {}
         self._line_of: dict[str, tuple[str, str]] = {}
         self._waiting: set[str] = set()
+        self._places: dict[str, tuple[int, int]] = {}  # each one's (-priority, since_ms): its place in line
         self._order = 0
 
     def load(self, rows: Iterable[FlowSlotRow]) -> list[str]:
@@ -84,9 +94,47 @@ class SlotBook:
         self._wait(execution_id, line, priority=priority, limit=limit, since_ms=since_ms)
         return self._fill(line)
 
+    def reconcile(
+        self, rows: Iterable[FlowSlotRow], running: Mapping[tuple[str, str], int], admitting: Collection[str]
+    ) -> list[str]:
+        """On a split: the book anew from the store, which holds this engine's executions' ``rows`` and
+        every engine's ``running`` slots per key; those ``admitting`` (their admission not committed
+        yet) count as running. Whom to admit now."""
+        self._lines.clear()
+        self._line_of.clear()
+        self._waiting.clear()
+        self._places.clear()
+        committed: dict[tuple[str, str], int] = {}
+        for row in rows:
+            line = (row.workflow, row.flow_key)
+            if row.running:
+                committed[line] = committed.get(line, 0) + 1
+            if row.running or row.execution_id in admitting:
+                self._run(row.execution_id, line, row.limit)
+            else:
+                self._wait(row.execution_id, line, priority=row.priority, limit=row.limit, since_ms=row.since_ms)
+        for line, held in self._lines.items():
+            held.elsewhere = max(0, running.get(line, 0) - committed.get(line, 0))
+        return [admitted for line in sorted(self._lines) for admitted in self._fill(line)]
+
+    def taken(self, execution_id: str) -> None:
+        """The store refused its admission (`FlowSlotTaken`): back to its place in line, and its key has
+        no room here until the next `reconcile` says what the other engines hold."""
+        line = self._line_of.get(execution_id)
+        place = self._places.get(execution_id)
+        if line is None or place is None or execution_id not in self._lines[line].running:
+            return
+        held = self._lines[line]
+        held.running.discard(execution_id)
+        held.elsewhere = max(held.elsewhere, held.limit - len(held.running))
+        self._waiting.add(execution_id)
+        self._order += 1
+        heapq.heappush(held.waiting, (*place, self._order, execution_id))
+
     def gone(self, execution_id: str) -> list[str]:
         """It ended, or its admission failed: its slot, or its place in line, goes to the next."""
         line = self._line_of.pop(execution_id, None)
+        self._places.pop(execution_id, None)
         if line is None:
             return []
         self._lines[line].running.discard(execution_id)
@@ -113,20 +161,21 @@ class SlotBook:
         held.limit = limit  # the latest start's: a workflow whose limit changed applies the new one
         self._line_of[execution_id] = line
         self._waiting.add(execution_id)
+        self._places[execution_id] = (-priority, since_ms)
         self._order += 1
         heapq.heappush(held.waiting, (-priority, since_ms, self._order, execution_id))
 
     def _fill(self, line: tuple[str, str]) -> list[str]:
         held = self._lines[line]
         admitted = []
-        while held.waiting and len(held.running) < held.limit:
+        while held.waiting and len(held.running) + held.elsewhere < held.limit:
             *_, execution_id = heapq.heappop(held.waiting)
             if execution_id not in self._waiting:
                 continue
             self._waiting.discard(execution_id)
             held.running.add(execution_id)
             admitted.append(execution_id)
-        if not held.running and not held.waiting:
+        if not held.running and not held.waiting and not held.elsewhere:
             del self._lines[line]
         return admitted
 
@@ -144,13 +193,23 @@ class FlowControlService:
         # pause was written would otherwise drop it here, and resume what it had just begun to hold.
         self._pausing = asyncio.Lock()
         self._tasks: set[asyncio.Task[None]] = set()
+        self._admitting: set[str] = set()  # admissions decided here and not committed yet
         self._stopping = False
 
     async def start(self) -> None:
         self._paused = {row.workflow: row for row in await self.db.run(self.db.store.list_workflow_pauses)}
         self.engine.add_listener(self.on_actions)
         self.engine.set_workflow_pauses(self.pause_of)
-        self._admit(self.book.load(await self.db.run(self.db.store.list_flow_slots)))
+        if self.engine.split:
+            await self.refresh_slots()  # its shards' executions only, and the others' running slots
+        else:
+            self._admit(self.book.load(await self.db.run(self.db.store.list_flow_slots)))
+
+    async def refresh_slots(self) -> None:
+        """Engines that split the shards: rebuild the book from the store (this engine's shards' slots,
+        every engine's running ones per key) and admit whom it now has room for."""
+        rows, running = await self.db.run(self.db.store.flow_slots_here)
+        self._admit(self.book.reconcile(rows, running, self._admitting))
 
     async def stop(self) -> None:
         self._stopping = True
@@ -234,14 +293,27 @@ class FlowControlService:
 
     def _admit(self, execution_ids: list[str]) -> None:
         for execution_id in execution_ids:
+            if execution_id in self._admitting:
+                continue
+            self._admitting.add(execution_id)
             task = asyncio.get_running_loop().create_task(self._resume(execution_id))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
     async def _resume(self, execution_id: str) -> None:
+        try:
+            await self._resume_until_decided(execution_id)
+        finally:
+            self._admitting.discard(execution_id)
+
+    async def _resume_until_decided(self, execution_id: str) -> None:
         while not self._stopping:
             try:
                 decision = await self.engine.handle(execution_id, cmd.Resume("flow control", source=CONCURRENCY))
+            except FlowSlotTaken as taken:  # engines that split the shards: another one's admissions filled it
+                log.info("admission of %s waits: %s", execution_id, taken)
+                self.book.taken(execution_id)
+                return
             except (CommandRejected, ExecutionNotFound) as refused:
                 log.info("admission of %s refused (%s): its slot goes to the next", execution_id, refused)
                 self._admit(self.book.gone(execution_id))

@@ -353,13 +353,16 @@ class EngineServer:
         )
 
     def _shared_settings(self, queues: TaskQueueService) -> Callable[[], Awaitable[None]]:
-        """What an engine of a split re-reads of the store: the task queues' and workflows' pauses."""
+        """What an engine of a split re-reads of the store: the task queues' and workflows' pauses, and the
+        flow keys' slots."""
         flow = self._flow
 
         async def refresh() -> None:
             changed = [*await queues.refresh(), *(await flow.refresh_pauses() if flow is not None else ())]
             if changed:
                 log.info("settings another engine changed, applied here: %s", ", ".join(changed))
+            if flow is not None:
+                await flow.refresh_slots()  # the other engines' admissions, and the slots of shards taken over
 
         return refresh
 

@@ -17,7 +17,6 @@ lands on the wrong replica (workers report to the replica that gave them the tas
 
 from __future__ import annotations
 
-import json
 import logging
 import uuid
 from collections import OrderedDict
@@ -30,7 +29,6 @@ import grpc
 from ..engine.ids import TaskToken, parse_dead_letter_id
 from ..model.shards import shard_of
 from ..runtime import Clock, EngineService
-from ..runtime.split_rules import NOT_SPLIT
 
 __all__ = [
     "COMPLETE_TASK",
@@ -129,8 +127,8 @@ _ROUTES: dict[str, Callable[[Any], Target | None]] = {
     },
 }
 
-# What engines that split the shards do not do together yet (`runtime.split_rules`): each would act on
-# its own shards only, so a limit would hold on some executions and not others. Refused, not half honoured.
+# What engines that split the shards do not do together (none now: each would act on its own shards
+# only, so a setting would hold on some executions and not others). Refused, not half honoured.
 _REFUSED: dict[str, str] = {}
 APPLY_WORKFLOW = "/cerebelum.v1.WorkflowService/ApplyWorkflow"
 BULK_EXECUTIONS = "/cerebelum.v1.WorkflowService/BulkExecutions"
@@ -153,16 +151,7 @@ BROADCAST: frozenset[str] = frozenset(
 
 def refusal_of(method: str, request: Any) -> str | None:
     """Why engines that split the shards refuse this call; None when they serve it."""
-    refused = _REFUSED.get(method)
-    if refused is not None or method != APPLY_WORKFLOW:
-        return refused
-    try:
-        flow = json.loads(request.spec_json or "{}").get("flowControl")
-    except (ValueError, AttributeError):
-        return None  # the servicer names what is wrong with the spec
-    if isinstance(flow, dict) and flow.get("concurrency") is not None:  # a rateLimit the store counts
-        return f"workflow {request.name!r}: flowControl.concurrency {NOT_SPLIT}"
-    return None
+    return _REFUSED.get(method)
 
 
 def target_of(method: str, request: Any) -> Target | None:

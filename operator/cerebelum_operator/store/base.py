@@ -33,6 +33,7 @@ __all__ = [
     "ExecutionRow",
     "ExecutionSummary",
     "FlowSlotRow",
+    "FlowSlotTaken",
     "MessageRow",
     "NewExecution",
     "PageCursor",
@@ -99,6 +100,18 @@ class ExecutionExists(StoreError):
 class ExecutionRetired(ExecutionExists):
     """An execution with this id ran and was removed by the retention period: its id is not reused, or
     a start retried after the removal would run the whole execution again."""
+
+
+class FlowSlotTaken(StoreError):
+    """An admission to a flow key's slot, when engines split the shards: the executions every engine
+    admitted already hold all ``limit`` slots of ``workflow``'s key ``key``. The write did not land;
+    the execution waits for a slot to free."""
+
+    def __init__(self, workflow: str, key: str, *, limit: int) -> None:
+        super().__init__(f"workflow {workflow!r}: the {limit} slots of flow key {key!r} are taken")
+        self.workflow = workflow
+        self.key = key
+        self.limit = limit
 
 
 class RateLimitReached(StoreError):
@@ -510,6 +523,12 @@ class EventStore(abc.ABC):
     @abc.abstractmethod
     def list_flow_slots(self) -> list[FlowSlotRow]:
         """Every execution that holds or waits for a slot of its flow key, oldest first."""
+
+    @abc.abstractmethod
+    def flow_slots_here(self) -> tuple[list[FlowSlotRow], dict[tuple[str, str], int]]:
+        """The slots of the executions of this store's fenced shards (every one without a fence), oldest
+        first, and every engine's running slots per (workflow, key) of theirs: what an engine of a
+        split admits by, the store having the last word (`FlowSlotTaken`)."""
 
     @abc.abstractmethod
     def put_workflow_pause(self, workflow: str, *, reason: str, by: str, now_ms: int) -> WorkflowPauseRow: ...

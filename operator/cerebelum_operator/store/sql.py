@@ -67,6 +67,7 @@ from .base import (
     ExecutionRetired,
     ExecutionRow,
     ExecutionSummary,
+    FlowSlotTaken,
     MessageRow,
     NewExecution,
     RateLimitReached,
@@ -363,6 +364,13 @@ class SqlEventStore(SqlSchedules, SqlShards, SqlFlowControl, SqlListing, EventSt
         fs = schema.flow_slots
         self._wait_for_slot = self._insert_or_replace(fs, "execution_id")
         self._admit_slot = update(fs).where(fs.c.execution_id == bindparam("b_execution_id")).values(running=True)
+        # On a split, an admission is checked against every engine's running slots of its key.
+        self._select_slot_line = select(fs.c.workflow, fs.c.flow_key, fs.c.slot_limit).where(
+            fs.c.execution_id == bindparam("b_execution_id")
+        )
+        self._count_running_slots = select(func.count()).where(
+            fs.c.workflow == bindparam("b_workflow"), fs.c.flow_key == bindparam("b_flow_key"), fs.c.running
+        )
         self._free_slot = delete(fs).where(fs.c.execution_id == bindparam("b_execution_id"))
 
         # Each action kind: (statements to run, how to bind one action). Consecutive actions of
@@ -620,7 +628,25 @@ class SqlEventStore(SqlSchedules, SqlShards, SqlFlowControl, SqlListing, EventSt
             rows = [params(action, context) for action in group]
             for statement in statements:
                 self._prepared.executemany(conn, statement, rows)
+        if self._fence is not None and any(isinstance(a, AdmitFlowSlot) for a in actions):
+            self._check_shared_slots(conn, [context.execution_id])
         self._record_starts(conn, actions, context)
+
+    def _check_shared_slots(self, conn: Connection, admitted: Sequence[str]) -> None:
+        """Refuse the append (`FlowSlotTaken`) if an admission takes its key past its limit, counting the
+        slots every engine of the split admitted. The key's line is locked for the rest of the
+        transaction, as a rate window is (`_lock_rate_window`): two engines admitting at once are
+        counted one after the other, each seeing the other's committed admission."""
+        prepared = self._prepared
+        for execution_id in admitted:  # one, nearly always: an admission is a decision of its own
+            found = prepared.first(conn, self._select_slot_line, {"b_execution_id": execution_id})
+            if found is None:
+                continue
+            workflow, key, limit = found
+            self._lock_rate_window(conn, f"slots:{workflow} {key}")
+            (running,) = prepared.first(conn, self._count_running_slots, {"b_workflow": workflow, "b_flow_key": key})
+            if int(running) > int(limit):
+                raise FlowSlotTaken(workflow, key, limit=int(limit))
 
     def _defer_actions(self, actions: Sequence[Action], context: _AppendContext, deferred: _Deferred) -> None:
         """`_apply_actions`, but into ``deferred``: the same rows, in the same order for this append."""

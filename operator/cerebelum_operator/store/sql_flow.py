@@ -10,8 +10,9 @@ from __future__ import annotations
 import abc
 from collections.abc import Collection
 from contextlib import AbstractContextManager
+from typing import Any
 
-from sqlalchemy import Connection, Table, and_, delete, select
+from sqlalchemy import Connection, Table, and_, delete, func, select
 from sqlalchemy.sql.dml import Insert
 
 from . import schema
@@ -20,6 +21,11 @@ from .base import FlowSlotRow, WorkflowPauseRow
 __all__ = ["SqlFlowControl"]
 
 _HELD_PHASES = ("Paused", "Queued")
+
+
+def _slot_rows() -> Any:  # a Select of FlowSlotRow's columns, in its order
+    f = schema.flow_slots
+    return select(f.c.execution_id, f.c.workflow, f.c.flow_key, f.c.priority, f.c.slot_limit, f.c.running, f.c.since_ms)
 
 
 class SqlFlowControl(abc.ABC):
@@ -38,20 +44,31 @@ class SqlFlowControl(abc.ABC):
     def _work_of(self, shards: Collection[int] | None) -> Collection[int] | None: ...
 
     def list_flow_slots(self) -> list[FlowSlotRow]:
-        f = schema.flow_slots
         with self._read() as conn:
-            rows = conn.execute(
-                select(
-                    f.c.execution_id,
-                    f.c.workflow,
-                    f.c.flow_key,
-                    f.c.priority,
-                    f.c.slot_limit,
-                    f.c.running,
-                    f.c.since_ms,
-                ).order_by(f.c.since_ms, f.c.execution_id)
-            ).all()
-        return [FlowSlotRow(*row) for row in rows]
+            rows = conn.execute(_slot_rows().order_by(schema.flow_slots.c.since_ms, schema.flow_slots.c.execution_id))
+            return [FlowSlotRow(*row) for row in rows]
+
+    def flow_slots_here(self) -> tuple[list[FlowSlotRow], dict[tuple[str, str], int]]:
+        f, x = schema.flow_slots, schema.executions
+        shards = self._work_of(None)
+        own = _slot_rows().join(x, x.c.execution_id == f.c.execution_id)
+        keys = select(f.c.workflow, f.c.flow_key).join(x, x.c.execution_id == f.c.execution_id)
+        if shards is not None:
+            own = own.where(x.c.shard.in_(sorted(shards)))
+            keys = keys.where(x.c.shard.in_(sorted(shards)))
+        own = own.order_by(f.c.since_ms, f.c.execution_id)
+        # Running slots are bounded by the limits; the lines are those of this engine's executions.
+        lines = keys.distinct().subquery()
+        running = (
+            select(f.c.workflow, f.c.flow_key, func.count())
+            .join(lines, and_(lines.c.workflow == f.c.workflow, lines.c.flow_key == f.c.flow_key))
+            .where(f.c.running)
+            .group_by(f.c.workflow, f.c.flow_key)
+        )
+        with self._read() as conn:
+            rows = [FlowSlotRow(*row) for row in conn.execute(own)]
+            counts = {(workflow, key): int(count) for workflow, key, count in conn.execute(running)}
+        return rows, counts
 
     def put_workflow_pause(self, workflow: str, *, reason: str, by: str, now_ms: int) -> WorkflowPauseRow:
         p = schema.workflow_pauses

@@ -47,6 +47,12 @@ async def test_a_valid_workflow_is_ready_compiled_with_its_step_count_and_stored
 
     ready = conditions_by_type(outcome.status)["Ready"]
     assert (ready["status"], ready["reason"]) == ("True", "Compiled")
+
+    add_workflow(world, "limited", LIMITED)
+    execution = add_execution(world, "run-1", "limited", input={"customer": "acme"})
+    await world.reconciler.execution_seen(ObjectView.of(execution), first_attempt=True)
+    row = await world.execution_row(execution["metadata"]["uid"])
+    assert row is not None and row.phase in ("Queued", "Running")  # started, waiting for its key's slot or in it
     assert ready["message"] == "2 steps compiled"
     assert ready["observedGeneration"] == 3
     assert outcome.status["steps"] == 2
@@ -700,23 +706,8 @@ async def test_an_unreachable_policy_check_retries_the_approval_instead_of_decid
 LIMITED = {**SIMPLE, "flowControl": {"key": "input.customer", "concurrency": 2}}
 
 
-async def test_a_workflow_with_a_concurrency_limit_is_not_ready_while_replicas_split_the_shards(world: World) -> None:
-    alone = await world.reconciler.workflow_changed(ObjectView.of(body("limited", LIMITED, generation=1)))
-    assert conditions_by_type(alone.status)["Ready"]["status"] == "True"  # one replica counts every execution
-
-    world.engine.set_ownership(lambda shard: True)  # a replica of a sharded operator
+async def test_a_workflow_with_a_concurrency_limit_is_ready_while_replicas_split_the_shards(world: World) -> None:
+    world.engine.set_ownership(lambda shard: True)  # a replica of a sharded operator: the store admits
     outcome = await world.reconciler.workflow_changed(ObjectView.of(body("limited", LIMITED, generation=2)))
-
     ready = conditions_by_type(outcome.status)["Ready"]
-    assert (ready["status"], ready["reason"]) == ("False", "NotSupported")
-    assert "flowControl.concurrency is not supported yet when engines split the shards" in ready["message"]
-    assert outcome.event is not None and outcome.event[:2] == ("Warning", "NotSupported")
-
-
-async def test_an_execution_of_a_concurrency_limited_workflow_is_refused_while_replicas_split_the_shards(
-    world: World,
-) -> None:
-    world.engine.set_ownership(lambda shard: True)
-    execution, _, accepted = await _refused_start(world, "limited", LIMITED, {"customer": "acme"}, "NotSupported")
-    assert "'limited': flowControl.concurrency is not supported yet" in accepted["message"]
-    assert await world.execution_row(execution["metadata"]["uid"]) is None
+    assert (ready["status"], ready["reason"]) == ("True", "Compiled")

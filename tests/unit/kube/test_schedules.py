@@ -219,7 +219,6 @@ async def test_a_missing_workflow_waits_and_says_so(sworld: SchedulesWorld) -> N
     ("workflow", "split", "reason"),
     [
         ({"timeline": ["fetch"], "steps": {"ghost": {"timeout": "1m"}}}, False, "WorkflowInvalid"),
-        ({**NAP, "flowControl": {"concurrency": 1}}, True, "NotSupported"),  # replicas would each count their own
     ],
 )
 async def test_a_schedule_of_a_workflow_it_cannot_run_waits_saying_why_and_nothing_is_put(

@@ -108,3 +108,37 @@ def test_no_key_ever_runs_more_than_its_limit_and_no_one_waits_while_a_slot_is_f
             assert mine == book.running("wf", each)
             assert len(mine) <= limit
             assert len(mine) == limit or book.waiting_count("wf", each) == 0
+
+
+def row(execution_id: str, *, running: bool, limit: int = 2, priority: int = 0, at: int = 0) -> FlowSlotRow:
+    return FlowSlotRow(execution_id, "wf", "k", priority, limit, running, at)
+
+
+def test_on_a_split_the_other_engines_running_slots_count_and_only_the_room_left_is_admitted() -> None:
+    book = SlotBook()
+    rows = [row("mine-running", running=True, limit=3), row("w1", running=False, limit=3, at=1)]
+    rows.append(row("w2", running=False, limit=3, at=2))
+    # Three running across the split: this engine's one, and two of another engine's.
+    assert book.reconcile(rows, {("wf", "k"): 3}, admitting=()) == []
+    assert book.gone("mine-running") == ["w1"]  # the others still hold two of the three
+    assert book.running("wf", "k") == {"w1"} and book.waiting_count("wf", "k") == 1
+
+    # The other engine's two ended: the next reconcile sees only w1 running (not yet committed here).
+    assert book.reconcile(
+        [row("w1", running=False, limit=3, at=1), row("w2", running=False, limit=3, at=2)], {}, admitting={"w1"}
+    ) == ["w2"]
+
+
+def test_an_admission_the_store_refused_waits_at_its_place_until_the_next_reconcile_finds_room() -> None:
+    book = SlotBook()
+    assert wait(book, "early", limit=1, priority=1, at=1) == ["early"]
+    wait(book, "late", limit=1, at=2)
+    book.taken("early")  # another engine's admission filled the key meanwhile
+    assert book.running("wf", "k") == frozenset() and book.waiting_count("wf", "k") == 2
+    assert wait(book, "later", limit=1, at=3) == [], "no room here until the store says otherwise"
+
+    rows = [
+        row(name, running=False, limit=1, priority=1 if name == "early" else 0, at=at)
+        for name, at in (("early", 1), ("late", 2), ("later", 3))
+    ]
+    assert book.reconcile(rows, {}, admitting=()) == ["early"], "its priority and place kept"

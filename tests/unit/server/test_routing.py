@@ -54,7 +54,7 @@ def test_a_split_refuses_what_it_would_honour_on_some_executions_only() -> None:
     def apply(spec: dict[str, object]) -> str | None:
         return refusal_of(W + "ApplyWorkflow", workflow_pb2.ApplyWorkflowRequest(name="w", spec_json=json.dumps(spec)))
 
-    assert apply({"timeline": ["a"], "flowControl": {"concurrency": 3}}) is not None
+    assert apply({"timeline": ["a"], "flowControl": {"concurrency": 3}}) is None  # the store admits (FlowSlotTaken)
     assert apply({"timeline": ["a"], "flowControl": {"rateLimit": {"tasks": 5}}}) is None  # the store counts
     assert apply({"timeline": ["a"], "flowControl": {"priority": "2"}}) is None
     assert apply({"timeline": ["a"]}) is None
