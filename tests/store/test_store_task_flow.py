@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import threading
+from collections.abc import Iterator
 
 import pytest
 from sqlalchemy import create_engine, insert
@@ -157,20 +159,32 @@ def test_without_a_fence_the_engine_s_own_window_counts_and_the_store_records_ev
     assert sorted(r.token for r in store.live_task_starts(0)) == ["t1", "t2"]
 
 
-@pytest.mark.postgres
-def test_two_engines_leasing_at_once_never_pass_the_queue_s_limit_together(postgres_database_url: str) -> None:
-    """Each engine's leases in threads of their own, all at one instant: the window's lock counts them in turn."""
+HALVES = (range(8), range(8, 16))
+
+
+@contextlib.contextmanager
+def _two_engines_stores(postgres_database_url: str) -> Iterator[list[EventStore]]:
+    """Two stores on one PostgreSQL database, fenced on each half of the shards, as two engines' are."""
     stores = [open_store(postgres_database_url), open_store(postgres_database_url)]
     try:
         for store in stores:
             store.migrate()
-        halves = [range(8), range(8, 16)]
-        for store, half in zip(stores, halves, strict=True):
+        for store, half in zip(stores, HALVES, strict=True):
             store.set_fence({s: store.take_shard(s, owner=str(half), address=None, now_ms=1) for s in half})
+        yield stores
+    finally:
+        for store in stores:
+            store.close()
+
+
+@pytest.mark.postgres
+def test_two_engines_leasing_at_once_never_pass_the_queue_s_limit_together(postgres_database_url: str) -> None:
+    """Each engine's leases in threads of their own, all at one instant: the window's lock counts them in turn."""
+    with _two_engines_stores(postgres_database_url) as stores:
         stores[0].put_task_queue("limited", paused=False, note="", rate_limit=RateLimit(3, 60_000), now_ms=0)
         appenders = [Appender(store) for store in stores]
         tokens: list[list[str]] = []
-        for index, (appender, half) in enumerate(zip(appenders, halves, strict=True)):
+        for index, (appender, half) in enumerate(zip(appenders, HALVES, strict=True)):
             execution_id = next(f"e{n}" for n in range(10_000) if shard_of(f"e{n}", shards=DEFAULT_SHARDS) in half)
             mine = [f"{execution_id}-t{i}" for i in range(8)]
             appender.start(execution_id, actions=[appender.schedule(t, task_queue="limited") for t in mine])
@@ -198,9 +212,6 @@ def test_two_engines_leasing_at_once_never_pass_the_queue_s_limit_together(postg
             thread.join(timeout=120)
         assert len(leased) == 3, leased
         assert len(stores[0].live_task_starts(0)) == 3
-    finally:
-        for store in stores:
-            store.close()
 
 
 def test_with_a_fence_a_lease_past_a_flow_key_s_window_of_every_engine_s_starts_is_refused_naming_the_key(
@@ -258,16 +269,10 @@ def test_two_engines_admitting_at_once_never_pass_a_key_s_limit_together(postgre
     the interleaving, each key ends with its limit's worth admitted (the key's lock orders the counts;
     in four runs with the lock removed this test still passed, so it shows the count, not the lock)."""
     keys = [f"key-{n}" for n in range(8)]
-    stores = [open_store(postgres_database_url), open_store(postgres_database_url)]
-    try:
-        for store in stores:
-            store.migrate()
-        halves = [range(8), range(8, 16)]
-        for store, half in zip(stores, halves, strict=True):
-            store.set_fence({s: store.take_shard(s, owner=str(half), address=None, now_ms=1) for s in half})
+    with _two_engines_stores(postgres_database_url) as stores:
         appenders = [Appender(store) for store in stores]
         theirs: list[dict[str, list[str]]] = []
-        for appender, half in zip(appenders, halves, strict=True):
+        for appender, half in zip(appenders, HALVES, strict=True):
             ids = iter(f"x{n}" for n in range(100_000) if shard_of(f"x{n}", shards=DEFAULT_SHARDS) in half)
             mine = {key: [next(ids) for _ in range(3)] for key in keys}
             for key, executions in mine.items():
@@ -296,6 +301,3 @@ def test_two_engines_admitting_at_once_never_pass_a_key_s_limit_together(postgre
         for store in stores:
             running = store.flow_slots_here()[1]
             assert running == {("limited", key): 2 for key in keys}, "each sees every engine's running slots"
-    finally:
-        for store in stores:
-            store.close()
