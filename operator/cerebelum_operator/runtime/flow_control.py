@@ -111,6 +111,8 @@ class SlotBook:
                 committed[line] = committed.get(line, 0) + 1
             if row.running or row.execution_id in admitting:
                 self._run(row.execution_id, line, row.limit)
+                if not row.running:  # its admission may still be refused (`taken`): its place is kept
+                    self._places[row.execution_id] = (-row.priority, row.since_ms)
             else:
                 self._wait(row.execution_id, line, priority=row.priority, limit=row.limit, since_ms=row.since_ms)
         for line, held in self._lines.items():

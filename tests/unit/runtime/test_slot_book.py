@@ -142,3 +142,12 @@ def test_an_admission_the_store_refused_waits_at_its_place_until_the_next_reconc
         for name, at in (("early", 1), ("late", 2), ("later", 3))
     ]
     assert book.reconcile(rows, {}, admitting=()) == ["early"], "its priority and place kept"
+
+
+def test_an_admission_in_flight_through_a_reconcile_keeps_its_place_if_the_store_then_refuses_it() -> None:
+    book = SlotBook()
+    rows = [row("flying", running=False, limit=1, priority=3, at=1), row("next", running=False, limit=1, at=2)]
+    assert book.reconcile(rows, {}, admitting={"flying"}) == []  # counted running: no room for "next"
+    book.taken("flying")
+    assert book.waiting_count("wf", "k") == 2
+    assert book.reconcile(rows, {}, admitting=()) == ["flying"]
