@@ -1,6 +1,6 @@
 /**
  * Submits task outcomes until the server acknowledges them: batched with `CompleteTasks` (reports that
- * become ready while a call is in flight go together in the next one), or one `CompleteTask` each.
+ * become ready while the most calls are in flight go together in the next one), or one `CompleteTask` each.
  */
 import { Metadata, type ServiceError, status } from "@grpc/grpc-js";
 
