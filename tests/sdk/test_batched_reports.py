@@ -5,6 +5,7 @@ CompleteTask per report. Driven by fake calls that the test answers: no sleeps, 
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any
 
 import grpc
@@ -168,6 +169,26 @@ async def test_an_engine_without_complete_tasks_gets_complete_task_for_each_repo
     single.answers[2].set_result(worker_pb2.CompleteTaskResponse(disposition=ACCEPTED))
     await later
     assert len(batch.requests) == 1, "never asked again"
+
+
+async def test_calls_in_flight_that_all_hear_unimplemented_say_so_once_and_each_report_goes_alone(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    batch, single = Calls(), Calls()
+    reporter = Reporter(batch, single, max_calls=2)  # type: ignore[arg-type]  # fakes of the stubs
+    sent = [asyncio.ensure_future(reporter.send(report("t1")))]
+    await batch.wait_for(1)
+    sent.append(asyncio.ensure_future(reporter.send(report("t2"))))
+    await batch.wait_for(2)
+    with caplog.at_level(logging.INFO, logger="cerebelum.worker"):
+        for answer in batch.answers:
+            answer.set_exception(error(grpc.StatusCode.UNIMPLEMENTED, "Method not found!"))
+        await single.wait_for(2)
+    for answer in single.answers:
+        answer.set_result(worker_pb2.CompleteTaskResponse(disposition=ACCEPTED))
+    assert [reply.disposition for reply in await asyncio.gather(*sent)] == [ACCEPTED, ACCEPTED]
+    assert sorted(r.task_token for r in single.requests) == ["t1", "t2"]
+    assert sum("has no CompleteTasks" in r.getMessage() for r in caplog.records) == 1
 
 
 async def test_a_whole_call_refused_as_too_large_sends_its_reports_one_by_one() -> None:

@@ -154,7 +154,8 @@ export class Reporter {
       response = await this.#batch({ reports: batch.map((p) => p.request) }, { timeoutMs });
     } catch (error) {
       const code = isServiceError(error) ? error.code : undefined;
-      if (code === status.UNIMPLEMENTED) {
+      if (code === status.UNIMPLEMENTED && this.#batched) {
+        // Once, though every call in flight hears it.
         this.#log.info("the engine has no CompleteTasks (an older version): reporting each outcome on its own");
         this.#batched = false;
       }

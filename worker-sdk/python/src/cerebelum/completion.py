@@ -157,7 +157,7 @@ class Reporter:
             response = await self._batch(request, timeout=self._timeout)
         except grpc.aio.AioRpcError as exc:
             code = exc.code()
-            if code == grpc.StatusCode.UNIMPLEMENTED:
+            if code == grpc.StatusCode.UNIMPLEMENTED and self._batched:  # once, though every call in flight hears it
                 log.info("the engine has no CompleteTasks (an older version): reporting each outcome on its own")
                 self._batched = False
             if code == grpc.StatusCode.UNIMPLEMENTED or (code in _SPLIT and len(batch) > 1):
