@@ -69,11 +69,19 @@ def failed(code: grpc.StatusCode, message: str) -> worker_pb2.CompleteTaskResult
     return worker_pb2.CompleteTaskResult(error=worker_pb2.ReportError(code=code.value[0], message=message))
 
 
-async def test_a_report_goes_at_once_alone_and_those_ready_meanwhile_go_together_next() -> None:
+async def one_in_flight(
+    *, max_calls: int, token: str = "t1", **bounds: int
+) -> tuple[Calls, Calls, Reporter, asyncio.Future[worker_pb2.CompleteTaskResponse]]:
+    """Fake batch and single calls, a reporter on them, and its first report's call in flight, unanswered."""
     batch, single = Calls(), Calls()
-    reporter = Reporter(batch, single, max_calls=1)  # type: ignore[arg-type]  # fakes of the stubs
-    first = asyncio.ensure_future(reporter.send(report("t1")))
+    reporter = Reporter(batch, single, max_calls=max_calls, **bounds)  # type: ignore[arg-type]  # fakes of the stubs
+    first = asyncio.ensure_future(reporter.send(report(token)))
     await batch.wait_for(1)
+    return batch, single, reporter, first
+
+
+async def test_a_report_goes_at_once_alone_and_those_ready_meanwhile_go_together_next() -> None:
+    batch, single, reporter, first = await one_in_flight(max_calls=1)
     later = [asyncio.ensure_future(reporter.send(report(f"t{i}"))) for i in (2, 3, 4)]
     await eventually(lambda: reporter.waiting == 3, what="three reports queued behind the call in flight")
     assert len(batch.requests) == 1 and tokens(batch.requests[0]) == ["t1"]
@@ -89,10 +97,7 @@ async def test_a_report_goes_at_once_alone_and_those_ready_meanwhile_go_together
 
 
 async def test_reports_go_at_once_up_to_the_calls_in_flight_bound_and_the_rest_wait_for_the_first_to_end() -> None:
-    batch, single = Calls(), Calls()
-    reporter = Reporter(batch, single, max_calls=2)  # type: ignore[arg-type]  # fakes of the stubs
-    first = asyncio.ensure_future(reporter.send(report("t1")))
-    await batch.wait_for(1)
+    batch, _single, reporter, first = await one_in_flight(max_calls=2)
     second = asyncio.ensure_future(reporter.send(report("t2")))
     await batch.wait_for(2)  # a second call while the first is in flight
     later = [asyncio.ensure_future(reporter.send(report(f"t{i}"))) for i in (3, 4)]
@@ -149,10 +154,7 @@ async def test_each_report_gets_its_own_error_and_the_completer_replaces_only_th
 
 
 async def test_an_engine_without_complete_tasks_gets_complete_task_for_each_report_from_then_on() -> None:
-    batch, single = Calls(), Calls()
-    reporter = Reporter(batch, single, max_calls=1)  # type: ignore[arg-type]  # fakes of the stubs
-    first = asyncio.ensure_future(reporter.send(report("t1")))
-    await batch.wait_for(1)
+    batch, single, reporter, first = await one_in_flight(max_calls=1)
     queued = asyncio.ensure_future(reporter.send(report("t2")))
     await eventually(lambda: reporter.waiting == 1, what="t2 queued")
     batch.answers[0].set_exception(error(grpc.StatusCode.UNIMPLEMENTED, "Method not found!"))
@@ -192,10 +194,7 @@ async def test_calls_in_flight_that_all_hear_unimplemented_say_so_once_and_each_
 
 
 async def test_a_whole_call_refused_as_too_large_sends_its_reports_one_by_one() -> None:
-    batch, single = Calls(), Calls()
-    reporter = Reporter(batch, single, max_calls=1)  # type: ignore[arg-type]  # fakes of the stubs
-    first = asyncio.ensure_future(reporter.send(report("t1")))
-    await batch.wait_for(1)
+    batch, single, reporter, first = await one_in_flight(max_calls=1)
     pair = [asyncio.ensure_future(reporter.send(report(t))) for t in ("t2", "t3")]
     await eventually(lambda: reporter.waiting == 2, what="the pair queued")
     batch.answers[0].set_result(batch_reply(ok()))
@@ -212,10 +211,7 @@ async def test_a_whole_call_refused_as_too_large_sends_its_reports_one_by_one() 
 
 
 async def test_a_transient_failure_of_the_call_reaches_every_report_in_it() -> None:
-    batch, single = Calls(), Calls()
-    reporter = Reporter(batch, single, max_calls=1)  # type: ignore[arg-type]  # fakes of the stubs
-    sent = asyncio.ensure_future(reporter.send(report("t1")))
-    await batch.wait_for(1)
+    batch, _single, _reporter, sent = await one_in_flight(max_calls=1)
     batch.answers[0].set_exception(error(grpc.StatusCode.UNAVAILABLE, "connection reset"))
     with pytest.raises(grpc.aio.AioRpcError) as raised:
         await sent
@@ -223,10 +219,7 @@ async def test_a_transient_failure_of_the_call_reaches_every_report_in_it() -> N
 
 
 async def test_a_call_carries_at_most_its_bounds_of_reports_and_bytes() -> None:
-    batch, single = Calls(), Calls()
-    reporter = Reporter(batch, single, max_reports=2, max_bytes=200, max_calls=1)  # type: ignore[arg-type]  # fakes
-    first = asyncio.ensure_future(reporter.send(report("t0")))
-    await batch.wait_for(1)
+    batch, _single, reporter, first = await one_in_flight(max_calls=1, max_reports=2, max_bytes=200, token="t0")
     rest = [asyncio.ensure_future(reporter.send(report(t))) for t in ("t1", "t2", "t3")]
     rest.append(asyncio.ensure_future(reporter.send(report("huge", '"' + "x" * 500 + '"'))))
     rest.append(asyncio.ensure_future(reporter.send(report("t5"))))
@@ -242,10 +235,7 @@ async def test_a_call_carries_at_most_its_bounds_of_reports_and_bytes() -> None:
 
 
 async def test_a_report_whose_caller_gave_up_before_it_went_is_not_sent() -> None:
-    batch, single = Calls(), Calls()
-    reporter = Reporter(batch, single, max_calls=1)  # type: ignore[arg-type]  # fakes of the stubs
-    first = asyncio.ensure_future(reporter.send(report("t1")))
-    await batch.wait_for(1)
+    batch, _single, reporter, first = await one_in_flight(max_calls=1)
     abandoned = asyncio.ensure_future(reporter.send(report("gone")))
     kept = asyncio.ensure_future(reporter.send(report("kept")))
     await eventually(lambda: reporter.waiting == 2, what="both queued")
@@ -259,10 +249,7 @@ async def test_a_report_whose_caller_gave_up_before_it_went_is_not_sent() -> Non
 
 
 async def test_an_unexpected_error_of_a_call_reaches_its_reports_and_the_next_reports_still_go() -> None:
-    batch, single = Calls(), Calls()
-    reporter = Reporter(batch, single, max_calls=1)  # type: ignore[arg-type]  # fakes of the stubs
-    first = asyncio.ensure_future(reporter.send(report("t1")))
-    await batch.wait_for(1)
+    batch, _single, reporter, first = await one_in_flight(max_calls=1)
     after = asyncio.ensure_future(reporter.send(report("t2")))
     await eventually(lambda: reporter.waiting == 1, what="t2 queued")
     batch.answers[0].set_exception(RuntimeError("the channel is closed"))

@@ -33,7 +33,6 @@ from .routing import (
     Router,
     ShardUnowned,
     Target,
-    refusal_of,
     report_target,
     target_of,
 )
@@ -102,9 +101,6 @@ def _serving(implementation: _Implementation, response_class: Any, path: str, ro
 
     async def serve(request: Any, raw: bytes | None, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
         if router is not None and router.owned() is not None and not _forwarded(context):
-            refused = refusal_of(path, request)
-            if refused is not None:
-                await context.abort(grpc.StatusCode.FAILED_PRECONDITION, refused)
             if path == START_EXECUTION and not request.execution_id:
                 request.execution_id = router.new_execution_id()  # placed here: no hop
             if path == COMPLETE_TASKS:

@@ -39,7 +39,6 @@ __all__ = [
     "Router",
     "ShardUnowned",
     "Target",
-    "refusal_of",
     "report_target",
     "target_of",
 ]
@@ -127,10 +126,6 @@ _ROUTES: dict[str, Callable[[Any], Target | None]] = {
     },
 }
 
-# What engines that split the shards do not do together (none now: each would act on its own shards
-# only, so a setting would hold on some executions and not others). Refused, not half honoured.
-_REFUSED: dict[str, str] = {}
-APPLY_WORKFLOW = "/cerebelum.v1.WorkflowService/ApplyWorkflow"
 BULK_EXECUTIONS = "/cerebelum.v1.WorkflowService/BulkExecutions"
 # What each engine of a split answers for its own shards, added up by the engine called.
 LIST_TASK_QUEUES = "/cerebelum.v1.TaskQueueService/ListTaskQueues"
@@ -147,11 +142,6 @@ BROADCAST: frozenset[str] = frozenset(
         "/cerebelum.v1.WorkflowService/ResumeWorkflow",
     }
 )
-
-
-def refusal_of(method: str, request: Any) -> str | None:
-    """Why engines that split the shards refuse this call; None when they serve it."""
-    return _REFUSED.get(method)
 
 
 def target_of(method: str, request: Any) -> Target | None:

@@ -629,32 +629,33 @@ class SqlEventStore(SqlSchedules, SqlShards, SqlFlowControl, SqlListing, EventSt
             for statement in statements:
                 self._prepared.executemany(conn, statement, rows)
         if self._fence is not None and any(isinstance(a, AdmitFlowSlot) for a in actions):
-            self._check_shared_slots(conn, [context.execution_id])
+            self._check_shared_slots(conn, context.execution_id)
         self._record_starts(conn, actions, context)
 
-    def _check_shared_slots(self, conn: Connection, admitted: Sequence[str]) -> None:
-        """Refuse the append (`FlowSlotTaken`) if an admission takes its key past its limit, counting the
-        slots every engine of the split admitted. The key's line is locked for the rest of the
-        transaction, as a rate window is (`_lock_rate_window`): two engines admitting at once are
+    def _check_shared_slots(self, conn: Connection, execution_id: str) -> None:
+        """Refuse the append (`FlowSlotTaken`) if the execution's admission takes its key past its limit,
+        counting the slots every engine of the split admitted. The key's line is locked for the rest of
+        the transaction, as a rate window is (`_lock_rate_window`): two engines admitting at once are
         counted one after the other, each seeing the other's committed admission."""
         prepared = self._prepared
-        for execution_id in admitted:  # one, nearly always: an admission is a decision of its own
-            found = prepared.first(conn, self._select_slot_line, {"b_execution_id": execution_id})
-            if found is None:
-                continue
-            workflow, key, limit = found
-            self._lock_rate_window(conn, f"slots:{workflow} {key}")
-            (running,) = prepared.first(conn, self._count_running_slots, {"b_workflow": workflow, "b_flow_key": key})
-            if int(running) > int(limit):
-                raise FlowSlotTaken(workflow, key, limit=int(limit))
+        found = prepared.first(conn, self._select_slot_line, {"b_execution_id": execution_id})
+        if found is None:
+            return
+        workflow, key, limit = found
+        self._lock_rate_window(conn, f"slots:{workflow} {key}")
+        (running,) = prepared.first(conn, self._count_running_slots, {"b_workflow": workflow, "b_flow_key": key})
+        if int(running) > int(limit):
+            raise FlowSlotTaken(workflow, key, limit=int(limit))
 
     def _defer_actions(self, actions: Sequence[Action], context: _AppendContext, deferred: _Deferred) -> None:
         """`_apply_actions`, but into ``deferred``: the same rows, in the same order for this append."""
-        for wave, (kind, group) in enumerate(groupby(actions, key=type)):
+        wave = 0
+        for kind, group in groupby(actions, key=type):
             statements, params = self._action_handlers[kind]
             rows = [params(action, context) for action in group]
             for offset, statement in enumerate(statements):  # CancelTask's two, still in order
-                deferred.add(wave * 2 + offset, statement, rows if offset == 0 else list(rows))
+                deferred.add(wave, statement, rows if offset == 0 else list(rows))
+                wave += 1
         leased = [a.token for a in actions if isinstance(a, LeaseTask)] + list(context.leases)
         deferred.starts.extend({"b_token": token, "b_now_ms": context.now_ms} for token in leased)
 

@@ -52,13 +52,11 @@ class SqlFlowControl(abc.ABC):
         f, x = schema.flow_slots, schema.executions
         shards = self._work_of(None)
         own = _slot_rows().join(x, x.c.execution_id == f.c.execution_id)
-        keys = select(f.c.workflow, f.c.flow_key).join(x, x.c.execution_id == f.c.execution_id)
         if shards is not None:
             own = own.where(x.c.shard.in_(sorted(shards)))
-            keys = keys.where(x.c.shard.in_(sorted(shards)))
-        own = own.order_by(f.c.since_ms, f.c.execution_id)
         # Running slots are bounded by the limits; the lines are those of this engine's executions.
-        lines = keys.distinct().subquery()
+        lines = own.with_only_columns(f.c.workflow, f.c.flow_key).distinct().subquery()
+        own = own.order_by(f.c.since_ms, f.c.execution_id)
         running = (
             select(f.c.workflow, f.c.flow_key, func.count())
             .join(lines, and_(lines.c.workflow == f.c.workflow, lines.c.flow_key == f.c.flow_key))
