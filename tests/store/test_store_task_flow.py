@@ -301,3 +301,15 @@ def test_two_engines_admitting_at_once_never_pass_a_key_s_limit_together(postgre
         for store in stores:
             running = store.flow_slots_here()[1]
             assert running == {("limited", key): 2 for key in keys}, "each sees every engine's running slots"
+
+
+def test_with_a_fence_the_same_key_of_another_namespace_s_workflow_is_a_line_of_its_own(
+    store: EventStore, appender: Appender
+) -> None:
+    """The operator keys a Workflow by its namespace (`ns/name`): a tenant's admissions never count
+    against another tenant's limit, whatever their flow keys."""
+    _fence_every_shard(store)
+    for name, workflow in (("a1", "team-a/limited"), ("b1", "team-b/limited")):
+        appender.start(name, workflow=workflow, actions=[WaitForFlowSlot("acme", 0, 1)])
+        appender.append(name, actions=[AdmitFlowSlot()])  # each the only one of its line: admitted
+    assert store.flow_slots_here()[1] == {("team-a/limited", "acme"): 1, ("team-b/limited", "acme"): 1}
