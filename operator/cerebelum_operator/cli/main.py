@@ -347,12 +347,12 @@ def dev(
     peer_tls_server_name: PeerTlsServerNameOption = None,
 ) -> None:
     """Run the engine in one process on SQLite: no cluster needed."""
-    import asyncio
 
     import yaml
 
     from ..api import AccessPolicy, Guard, PolicyError, StaticTokenAuthenticator, TokenFileAuthenticator
     from ..server import EngineServer, ServerConfig, tune_gc
+    from . import event_loop
 
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if token and tokens:
@@ -411,7 +411,9 @@ def dev(
     _report_crashes()
     tune_gc()
     try:
-        asyncio.run(server.serve_until_signalled())
+        event_loop.run(server.serve_until_signalled())
+    except event_loop.EventLoopChoiceError as exc:
+        _fail(str(exc))
     except OSError as exc:  # a store that cannot open, an address that cannot be bound (named by the server)
         _fail(str(exc))
     _exit_after_clean_stop(0)
@@ -541,7 +543,6 @@ def operator(
     log_level: Annotated[str, typer.Option(help="debug, info, warning")] = "info",
 ) -> None:
     """Run the Kubernetes operator: reconcile Workflows, Executions and Approvals, serve workers."""
-    import asyncio
     import socket
 
     import yaml
@@ -550,6 +551,7 @@ def operator(
     from ..kube.client import NoKubeConfig, load_kube_config
     from ..kube.operator import EXIT_NO_KUBECONFIG, OperatorConfig, run_operator
     from ..server import ServerConfig
+    from . import event_loop
 
     if auth not in ("none", "kubernetes"):
         _fail(f"--auth must be 'none' or 'kubernetes', not {auth!r}")
@@ -634,7 +636,9 @@ def operator(
 
     tune_gc()  # kopf, lightkube and the engine imported: frozen out of every collection
     try:
-        code = asyncio.run(run_operator(config))
+        code = event_loop.run(run_operator(config))
+    except event_loop.EventLoopChoiceError as exc:
+        _fail(str(exc))
     except NoKubeConfig as exc:
         _fail(str(exc), EXIT_NO_KUBECONFIG)
     except OSError as exc:
