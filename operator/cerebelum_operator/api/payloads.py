@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from ..model.limits import DEFAULT_MAX_PAYLOAD_BYTES, compact_json
+from ..model.limits import DEFAULT_MAX_PAYLOAD_BYTES, json_text
 
 __all__ = ["DEFAULT_MAX_PAYLOAD_BYTES", "PayloadError", "PayloadTooLarge", "dump_json", "parse_json"]
 
@@ -55,4 +55,4 @@ _DECODER = json.JSONDecoder(parse_constant=_not_json)
 
 
 def dump_json(value: Any) -> str:
-    return "" if value is None else compact_json(value)
+    return "" if value is None else json_text(value)

@@ -12,6 +12,8 @@ from __future__ import annotations
 import json
 from typing import Any, Final
 
+import orjson
+
 __all__ = [
     "DEFAULT_MAX_PAYLOAD_BYTES",
     "MAX_APPROVAL_KIND",
@@ -38,6 +40,7 @@ __all__ = [
     "cut_middle",
     "describe_size",
     "json_size",
+    "json_text",
     "message_limit",
     "task_budget",
 ]
@@ -121,6 +124,21 @@ _COMPACT = json.JSONEncoder(separators=(",", ":"))
 def compact_json(value: Any) -> str:
     """``value`` as compact JSON with ASCII escapes, as json.dumps(value, separators=(",", ":"))."""
     return _COMPACT.encode(value)
+
+
+def json_text(value: Any) -> str:
+    """``value`` as compact JSON, text past ASCII as it is: what the store and the wire carry.
+
+    orjson writes it, several times faster than json: every step encodes its events, its task and its
+    summary under the GIL the engine's loop needs too (bench/analysis.md). What orjson refuses is
+    written by `compact_json`, as before: integers past 64 bits, non-text keys, lone surrogates (the
+    API refuses these in payloads; a value the engine builds could still hold one). NaN and infinity
+    never get here: the API and CEL's results refuse them (api/payloads.py, engine/expressions.py).
+    Sizes are still `json_size`'s, the escaped form, never smaller than this one."""
+    try:
+        return orjson.dumps(value).decode()
+    except orjson.JSONEncodeError:
+        return compact_json(value)
 
 
 def json_size(value: Any) -> int:
