@@ -75,6 +75,8 @@ JSON = Any
 # How many task queues, and (queue, step) pairs, whose last poll is remembered: a worker may
 # name any queue, so the maps are bounded; the least recently polled are forgotten first.
 MAX_POLL_RECORDS = 10_000
+# How stale a step's last-poll time (`waiting_hint`) may be: a poll's steps are stamped at most this often.
+POLL_RECORD_GRAIN_MS = 1_000
 
 
 @dataclass(slots=True)
@@ -379,6 +381,7 @@ class TaskBook:
         self._undelivered: dict[str, list[GrantedTask]] = {}  # worker -> leased while it was not polling
         self._polled_queue: dict[str, int] = {}
         self._polled_step: dict[tuple[str, str], int] = {}
+        self._polled_sets: dict[tuple[str, frozenset[str]], int] = {}  # when each set's steps were stamped
         # (worker, task queue, steps polled for): what each recent worker serves, so that a task is
         # kept for a sticky worker only if that worker takes such tasks.
         self._serves: dict[str, set[tuple[str, frozenset[str]]]] = {}  # oldest worker first, bounded
@@ -617,8 +620,13 @@ class TaskBook:
         """Record a poll, for `waiting_hint`, and, with ``worker_id``, for `serves`."""
         _remember(self._polled_queue, task_queue, now_ms)
         wanted = frozenset(steps)
-        for step in wanted:
-            _remember(self._polled_step, (task_queue, step), now_ms)
+        # A worker polls with the same few sets again and again, each of up to hundreds of steps: each
+        # set's steps are stamped once per grain, not on every poll (the hint's window is a minute).
+        polled_set = (task_queue, wanted)
+        if now_ms - self._polled_sets.get(polled_set, -POLL_RECORD_GRAIN_MS) >= POLL_RECORD_GRAIN_MS:
+            _remember(self._polled_sets, polled_set, now_ms)
+            for step in wanted:
+                _remember(self._polled_step, (task_queue, step), now_ms)
         if worker_id is not None:
             self._served(worker_id, task_queue, wanted)
 

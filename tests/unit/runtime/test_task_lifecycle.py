@@ -7,6 +7,7 @@ from typing import Any
 from cerebelum_operator.engine import actions as act
 from cerebelum_operator.runtime.task_lifecycle import (
     MAX_POLL_RECORDS,
+    POLL_RECORD_GRAIN_MS,
     GrantedTask,
     QueuedTask,
     TaskBook,
@@ -491,6 +492,21 @@ def test_no_hint_for_a_task_in_backoff_or_leased() -> None:
     book.apply("e", "wf", schedule("e/b/1/0/2", step="b"), T0)
     book.apply("e", "wf", act.LeaseTask("e/b/1/0/2", "w1", T0 + 1_000, T0 + 9_000), T0)
     assert book.waiting_hint("e/b/1/0/2", T0 + 30_000) is None
+
+
+def test_a_workers_repeated_polls_stamp_its_steps_once_a_grain() -> None:
+    """A poll of hundreds of steps, many times a second, walks them at most once per grain: the steps'
+    last-poll times may lag by less than the grain, nothing more."""
+    steps = [f"s{n}" for n in range(200)] + ["a"]
+    book = TaskBook()
+    book.apply("e", "wf", schedule(), T0)
+    book.polled("q", steps, T0)
+    book.polled("q", reversed(steps), T0 + POLL_RECORD_GRAIN_MS - 1)  # the same set: not stamped again
+    hint = "workers poll queue q but none serves step a (in the last 60 s)"
+    book.polled("q", ["b"], T0 + 60_000)  # the queue is still polled, for another step
+    assert book.waiting_hint("e/a/1/0/1", T0 + 60_001) == hint, "a's time is the first poll's"
+    book.polled("q", steps, T0 + 60_002)  # a grain later: stamped
+    assert book.waiting_hint("e/a/1/0/1", T0 + 60_003) is None
 
 
 def test_the_poll_records_are_bounded_forgetting_the_least_recently_polled() -> None:
