@@ -30,7 +30,7 @@ from ..engine.events import RecordedEvent
 from ..engine.fan_out import item_of
 from ..engine.timer_steps import rfc3339
 from ..model import WorkflowDefinition, WorkflowInvalid, check_labels, compile_workflow
-from ..model.limits import DEFAULT_MAX_PAYLOAD_BYTES, task_budget
+from ..model.limits import DEFAULT_MAX_PAYLOAD_BYTES, json_size, task_budget
 from ..model.shards import shard_of
 from ..store import (
     AppendRequest,
@@ -164,6 +164,9 @@ def _existing(row: ExecutionRow, workflow: str, input: Any, filled: Any) -> Exec
 # A code workflow's latest events, kept with its cached state: its workflow tasks carry the events
 # since the last one, which a worker holding the execution asks for on every decision.
 RECENT_EVENTS = 128
+# The workflows an engine that is not split keeps in memory, by the bytes of their specs as JSON, least
+# recently used forgotten first (a spec may weigh up to the payload limit, and anyone may apply many).
+MAX_KEPT_WORKFLOW_BYTES = 32 * 1024 * 1024
 
 
 def _held_by(pause: WorkflowPauseRow | None) -> tuple[cmd.Pause, ...]:
@@ -215,6 +218,10 @@ class EngineService:
         self._task_view: TaskView | None = None
         self._placement: Callable[[str], int] | None = None
         self._owns: Callable[[int], bool] | None = None
+        # Not split, this engine is the store's one writer of workflows (`put_workflow`): each start
+        # reads its workflow from here, not the store, where the read queued behind a group commit.
+        self._workflow_rows: OrderedDict[str, tuple[WorkflowRow, int]] = OrderedDict()  # with its spec's bytes
+        self._kept_workflow_bytes = 0
 
     def set_eager_dispatch(self, eager: EagerDispatch) -> None:
         """Lease new tasks to waiting workers within the decision that scheduled them.
@@ -336,7 +343,7 @@ class EngineService:
             await self.handle(execution_id, cmd.Redrive(dead_letter_id))
             return
         state = await self.state_of(execution_id)
-        row = await self.db.run(self.db.store.get_workflow, state.workflow)
+        row = await self.get_workflow(state.workflow)
         if row is None:
             raise WorkflowNotFound(f"workflow {state.workflow!r} not found: it was deleted")
         current = self.definition_for(row.spec)
@@ -485,7 +492,7 @@ class EngineService:
         pinned: bool = False,
     ) -> tuple[ExecutionRow, bool]:
         """The execution, and whether this call created it (False: it existed already)."""
-        row = await self.db.run(self.db.store.get_workflow, workflow)
+        row = await self.get_workflow(workflow)
         stored_spec = spec if spec is not None else (row.spec if row is not None else None)
         if stored_spec is None:
             existing = await self.db.run(self.db.store.get_execution, execution_id)
@@ -735,14 +742,40 @@ class EngineService:
     # so every call runs on the database's executor and the store can change behind this class.
 
     async def get_workflow(self, name: str) -> WorkflowRow | None:
-        return await self.db.run(self.db.store.get_workflow, name)
+        """The workflow as stored. An engine that is not split keeps the rows it read or wrote: every
+        write of a workflow goes through it (`put_workflow`). Engines that split the shards share
+        their workflows with the others, so they read the store each time."""
+        if not self.split and (kept := self._workflow_rows.get(name)) is not None:
+            self._workflow_rows.move_to_end(name)
+            return kept[0]
+        row = await self.db.run(self.db.store.get_workflow, name)
+        if row is not None:
+            self._keep_workflow(row)
+        return row
+
+    def _keep_workflow(self, row: WorkflowRow) -> None:
+        """Keep ``row`` unless a newer version is kept already (a read and a write that crossed)."""
+        if self.split:
+            return
+        kept = self._workflow_rows.get(row.name)
+        if kept is not None and kept[0].version > row.version:
+            return
+        size = json_size(row.spec)
+        self._kept_workflow_bytes += size - (kept[1] if kept is not None else 0)
+        self._workflow_rows[row.name] = (row, size)
+        self._workflow_rows.move_to_end(row.name)
+        while self._kept_workflow_bytes > MAX_KEPT_WORKFLOW_BYTES:
+            _, (_, forgotten) = self._workflow_rows.popitem(last=False)
+            self._kept_workflow_bytes -= forgotten
 
     async def list_workflows(self) -> list[WorkflowRow]:
         return await self.db.run(self.db.store.list_workflows)
 
     async def put_workflow(self, name: str, spec: dict[str, Any]) -> WorkflowRow:
         """Create or replace a workflow's spec, stamped with this engine's clock."""
-        return await self.db.run(self.db.store.put_workflow, name, spec, now_ms=self.clock.now_ms())
+        row = await self.db.run(self.db.store.put_workflow, name, spec, now_ms=self.clock.now_ms())
+        self._keep_workflow(row)
+        return row
 
     async def get_execution(self, execution_id: str) -> ExecutionRow | None:
         """The execution's stored row (its summary), or None if it never started."""
