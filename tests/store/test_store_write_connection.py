@@ -173,8 +173,9 @@ def test_a_batch_s_task_actions_run_once_per_kind_for_every_append_and_leave_wha
     outcomes = sql_store.append_batch([_next_step(appender, name, f"{name}/1", f"{name}/2") for name in names])
 
     assert outcomes == [None] * len(names)
-    # The deletes, the leased inserts, the starts and the events: one call each for the twelve appends.
-    assert sorted(calls) == [12, 12, 12, 12], calls
+    # The deletes, the leased inserts, the starts and the events: one call each for the twelve appends
+    # (on SQLite only the starts: the others are statements of many rows, store/multirow.py).
+    assert sorted(calls) == ([12] if sql_store._multirow is not None else [12, 12, 12, 12]), calls
     tasks = {row.token: row for row in sql_store.load_tasks()}
     assert sorted(tasks) == sorted(f"{name}/2" for name in names)
     assert {(row.state, row.worker_id) for row in tasks.values()} == {("leased", "w1")}

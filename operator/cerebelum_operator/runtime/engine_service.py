@@ -684,7 +684,14 @@ class EngineService:
                 merged, reserved = self._with_eager_leases(execution_id, cached.definition, decision, now)
                 assert merged.state is not None
                 summary = self._summary(merged.state, now)
-                request = AppendRequest(execution_id, cached.state.last_seq, merged.events, merged.actions, summary)
+                request = AppendRequest(
+                    execution_id,
+                    cached.state.last_seq,
+                    merged.events,
+                    merged.actions,
+                    summary,
+                    workflow=cached.workflow,
+                )
                 await self._commit(request, reserved)
             except ConcurrencyConflict:
                 log.info("conflict on %s; reloading", execution_id)

@@ -224,6 +224,9 @@ class AppendRequest:
     actions: Sequence[Action]
     summary: ExecutionSummary
     new_execution: NewExecution | None = None
+    # The execution's workflow, when the caller knows it: then a batch can advance the row without
+    # reading it back (store/multirow.py); a wrong one is a conflict, never a write.
+    workflow: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,7 +22,7 @@ from sqlalchemy import Connection
 from sqlalchemy.exc import DBAPIError, StatementError
 from sqlalchemy.sql.elements import ClauseElement
 
-__all__ = ["PreparedStatements", "driver_error"]
+__all__ = ["PreparedStatements", "driver_error", "run_sql"]
 
 _Slot = tuple[str | None, Any, Callable[[Any], Any] | None]  # (row key or None, constant, bind processor)
 
@@ -122,6 +122,21 @@ class PreparedStatements:
             raise driver_error(conn, prepared.sql, params, error, driver, cursor) from error
         finally:
             cursor.close()
+
+
+def run_sql(conn: Connection, sql: str, values: Sequence[Any]) -> int:
+    """Run SQL text built for the connection's driver (store/multirow.py); the rows it changed.
+    Its errors are raised as `PreparedStatements`' are."""
+    driver = conn.connection.driver_connection
+    assert driver is not None
+    cursor = driver.cursor()
+    try:
+        cursor.execute(sql, values)
+        return int(cursor.rowcount)
+    except conn.dialect.loaded_dbapi.Error as error:
+        raise driver_error(conn, sql, values, error, driver, cursor) from error
+    finally:
+        cursor.close()
 
 
 def driver_error(conn: Connection, sql: str, params: Any, error: Any, driver: Any, cursor: Any) -> StatementError:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import abc
 import contextlib
 import json
+from collections import Counter
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import asdict, fields
@@ -82,7 +83,8 @@ from .base import (
 )
 from .held import DriverTransactions, HeldWriter
 from .migrations import apply_migrations
-from .prepared import PreparedStatements
+from .multirow import MultiRow
+from .prepared import PreparedStatements, run_sql
 from .sql_flow import SqlFlowControl
 from .sql_listing import SqlListing, label_rows
 from .sql_schedules import SqlSchedules
@@ -178,6 +180,7 @@ class SqlEventStore(SqlSchedules, SqlShards, SqlFlowControl, SqlListing, EventSt
             engine, transactions=transactions or DriverTransactions(), translate=self._store_error
         )
         self._prepared = PreparedStatements()  # the append's statements, run on the driver (store/prepared.py)
+        self._multirow: MultiRow | None = None  # SQLite's: a batch's rows in few statements (store/multirow.py)
         self._events_format = 0  # the newest event format recorded as written (0: not read yet)
         self._schema_version = 0  # what `migrate` left; tools that open a store without it skip newer tables
 
@@ -297,6 +300,9 @@ class SqlEventStore(SqlSchedules, SqlShards, SqlFlowControl, SqlListing, EventSt
             ).where(t.c.token == bindparam("b_token"), t.c.state == "leased", limited),
         )
         self._record_start_returning = self._record_start.returning(ts.c.token)
+        self._select_limited_leases = select(t.c.token).where(
+            t.c.token.in_(bindparam("b_tokens", expanding=True)), t.c.state == "leased", limited
+        )
         # Engines that split the shards share each queue's window through the store (`_check_shared_windows`).
         self._select_lease_limits = (
             select(
@@ -492,8 +498,9 @@ class SqlEventStore(SqlSchedules, SqlShards, SqlFlowControl, SqlListing, EventSt
                 deferred = _Deferred() if self._fence is None else None
                 with self._write() as conn:
                     standing = self._standing_shards(conn)
+                    advanced = self._advance_all(conn, requests) if deferred is not None else frozenset()
                     for request in requests:
-                        self._append_on(conn, request, event_rows, standing, deferred)
+                        self._append_on(conn, request, event_rows, standing, deferred, advanced=advanced)
                     if deferred is not None:
                         self._run_deferred(conn, deferred)
                     self._insert_event_rows(conn, event_rows)
@@ -517,11 +524,49 @@ class SqlEventStore(SqlSchedules, SqlShards, SqlFlowControl, SqlListing, EventSt
         conn.execute(self._raise_events_format, {"b_version": newest})
         return newest
 
+    def _advance_all(self, conn: Connection, requests: Sequence[AppendRequest]) -> frozenset[str]:
+        """SQLite: the guarded UPDATE of every row the batch advances, in a few statements
+        (store/multirow.py); the executions advanced. Each must be where its append expects it
+        (its seq, its workflow): else `ConcurrencyConflict`, and the batch is retried append by
+        append, where the conflict is named. An execution with two appends in the batch, or one
+        the caller gave no workflow for, is advanced by its own append, as before."""
+        multirow = self._multirow
+        if multirow is None or self._fence is not None:
+            return frozenset()
+        appends = Counter(request.execution_id for request in requests)
+        rows = [
+            (
+                request.execution_id,
+                request.expected_seq,
+                request.workflow,
+                request.expected_seq + len(request.events),
+                str(summary.phase),
+                list(summary.current_steps),
+                summary.output,
+                summary.error,
+                summary.wake_at_ms,
+                summary.updated_at_ms,
+            )
+            for request in requests
+            if request.new_execution is None and request.workflow is not None and appends[request.execution_id] == 1
+            for summary in (request.summary,)
+        ]
+        changed = sum(run_sql(conn, sql, values) for sql, values in multirow.advance(rows))
+        if changed != len(rows):
+            raise ConcurrencyConflict(f"{len(rows) - changed} of {len(rows)} executions moved on since their decision")
+        return frozenset(row[0] for row in rows)
+
     def _insert_event_rows(self, conn: Connection, event_rows: list[dict[str, Any]]) -> None:
-        """All the batch's events in one executemany: nothing else in the transaction reads them."""
-        if event_rows:
-            with self._batched(conn):
-                self._prepared.executemany(conn, self._insert_events, event_rows)
+        """All the batch's events in one executemany (SQLite: a few statements of many rows each):
+        nothing else in the transaction reads them."""
+        if not event_rows:
+            return
+        if self._multirow is not None:
+            for sql, values in self._multirow.insert_events(event_rows):
+                run_sql(conn, sql, values)
+            return
+        with self._batched(conn):
+            self._prepared.executemany(conn, self._insert_events, event_rows)
 
     def _append_on(
         self,
@@ -530,15 +575,18 @@ class SqlEventStore(SqlSchedules, SqlShards, SqlFlowControl, SqlListing, EventSt
         event_rows: list[dict[str, Any]],
         standing: Collection[int] | None,
         deferred: _Deferred | None = None,
+        *,
+        advanced: Collection[str] = (),
     ) -> None:
         """Everything of one append but its events, which go to `event_rows` for one insert per batch.
 
         ``standing``: the shards whose writes may land (`SqlShards._standing_shards`); None: all.
         ``deferred``: where actions that change only this execution's rows go, to run with the
         batch's others (`_run_deferred`); None: they run here.
+        ``advanced``: the executions whose rows the batch advanced already (`_advance_all`).
         """
         execution_id, expected_seq, events = request.execution_id, request.expected_seq, request.events
-        actions, summary, new_execution = request.actions, request.summary, request.new_execution
+        summary, new_execution = request.summary, request.new_execution
         # Caller bugs are refused before touching the database; seqs are the engine's to assign.
         if new_execution is not None and expected_seq != 0:
             raise ValueError(f"a new execution starts at seq 0, not {expected_seq}")
@@ -558,6 +606,10 @@ class SqlEventStore(SqlSchedules, SqlShards, SqlFlowControl, SqlListing, EventSt
                     "data": event.to_data(),
                 }
             )
+        if execution_id in advanced:  # its row was advanced with the batch's others (`_advance_all`)
+            assert request.workflow is not None  # `_advance_all` advances only those it was given
+            self._after_advance(conn, request, request.workflow, deferred)
+            return
         index_row = {
             "last_seq": expected_seq + len(events),
             "phase": str(summary.phase),
@@ -606,9 +658,15 @@ class SqlEventStore(SqlSchedules, SqlShards, SqlFlowControl, SqlListing, EventSt
                 prepared.executemany(
                     conn, self._insert_run, [{"first_run_id": first_run_id, "run": run, "execution_id": execution_id}]
                 )
-        if actions:
-            actions, leases = _fold_leases(actions)
-            context = _AppendContext(execution_id, workflow, summary.updated_at_ms, leases)
+        self._after_advance(conn, request, workflow, deferred)
+
+    def _after_advance(
+        self, conn: Connection, request: AppendRequest, workflow: str, deferred: _Deferred | None
+    ) -> None:
+        """An append's actions, once its execution's row is where the append leaves it."""
+        if request.actions:
+            actions, leases = _fold_leases(request.actions)
+            context = _AppendContext(request.execution_id, workflow, request.summary.updated_at_ms, leases)
             if deferred is not None and all(type(action) in _OWN_ROWS_ONLY for action in actions):
                 self._defer_actions(actions, context, deferred)
                 return
@@ -660,12 +718,34 @@ class SqlEventStore(SqlSchedules, SqlShards, SqlFlowControl, SqlListing, EventSt
         deferred.starts.extend({"b_token": token, "b_now_ms": context.now_ms} for token in leased)
 
     def _run_deferred(self, conn: Connection, deferred: _Deferred) -> None:
-        """The batch's gathered actions: one statement per kind and wave, then the starts of its leases."""
+        """The batch's gathered actions: one statement per kind and wave, then the starts of its leases.
+
+        SQLite: each kind's rows in few statements (store/multirow.py), and a start only for the
+        leases a rate limit counts, found by one query (each start's statement inserts nothing for
+        the others, but still costs a hand-off of the GIL)."""
+        multirow = self._multirow
         with self._batched(conn):
             for wave in deferred.waves:
                 for statement, rows in wave.values():
-                    self._prepared.executemany(conn, statement, rows)
-            self._prepared.executemany(conn, self._record_start, deferred.starts)
+                    several = None if multirow is None else multirow.statements(statement, rows)
+                    if several is None:
+                        self._prepared.executemany(conn, statement, rows)
+                        continue
+                    for sql, values in several:
+                        run_sql(conn, sql, values)
+            starts = deferred.starts
+            if multirow is not None and starts:
+                limited = self._limited_leases(conn, [start["b_token"] for start in starts])
+                starts = [start for start in starts if start["b_token"] in limited]
+            self._prepared.executemany(conn, self._record_start, starts)
+
+    def _limited_leases(self, conn: Connection, tokens: list[str]) -> set[str]:
+        """Which of the leased ``tokens`` a rate limit counts (their starts are recorded)."""
+        found: set[str] = set()
+        for start in range(0, len(tokens), _LOAD_CHUNK):
+            chunk = tokens[start : start + _LOAD_CHUNK]
+            found.update(conn.execute(self._select_limited_leases, {"b_tokens": chunk}).scalars())
+        return found
 
     def _record_starts(self, conn: Connection, actions: Sequence[Action], context: _AppendContext) -> None:
         """Each task this decision leased that a rate limit counts: its start, at the decision's time.

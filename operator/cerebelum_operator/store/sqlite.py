@@ -29,8 +29,10 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.pool import ConnectionPoolEntry, StaticPool
 from sqlalchemy.sql.dml import Insert
 
+from . import schema
 from .base import StoreCorrupted, StoreLocked
 from .held import DriverTransactions
+from .multirow import MultiRow
 from .prepared import driver_error
 from .sql import SqlEventStore, dumps_json, is_corruption
 
@@ -95,6 +97,10 @@ class SqliteEventStore(SqlEventStore):
             write_options={_WRITE_OPTION: True},
             transactions=_ImmediateTransactions(),
         )
+        multirow = self._multirow = MultiRow(executions=schema.executions, events=schema.events, dialect=engine.dialect)
+        multirow.add_insert(self._insert_task, schema.tasks)
+        multirow.add_delete(self._delete_task, schema.tasks, column="token", param="b_token")
+        multirow.add_delete(self._delete_timer, schema.timers, column="timer_id", param="b_timer_id")
 
     def claim_exclusively(self) -> None:
         if self.path is None or self._lock_fd is not None:

@@ -12,7 +12,7 @@ from cerebelum_operator.runtime import Database, EngineService, SystemClock
 from cerebelum_operator.runtime import engine_service as engine_module
 from cerebelum_operator.store import open_store
 
-SPEC = {"timeline": ["gate"], "steps": {"gate": {"approval": {}}}}
+SPEC: dict[str, Any] = {"timeline": ["gate"], "steps": {"gate": {"approval": {}}}}
 
 
 class _CountingReads:
