@@ -11,12 +11,18 @@ import pytest
 from cerebelum_operator.engine import events as ev
 from cerebelum_operator.engine.actions import Action, CancelTimer, DeleteTask, LeaseTask, StartTimer
 from cerebelum_operator.engine.rates import RateLimit
-from cerebelum_operator.store import AppendRequest, ConcurrencyConflict, EventStore, open_store
-from cerebelum_operator.store.multirow import _CHUNK
+from cerebelum_operator.store import AppendRequest, ConcurrencyConflict, EventStore, NewExecution, multirow, open_store
 from cerebelum_operator.store.prepared import PreparedStatements
 from cerebelum_operator.store.sql import SqlEventStore
 
 from .helpers import Appender
+
+ROWS = 133  # over two statements' rows, at the 50 a statement these tests set
+
+
+@pytest.fixture(autouse=True)
+def _small_statements(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(multirow, "MAX_ROWS", 50)
 
 
 def _step(appender: Appender, execution_id: str, *, workflow: str | None = "orders", seq_off: int = 0) -> AppendRequest:
@@ -30,17 +36,8 @@ def _step(appender: Appender, execution_id: str, *, workflow: str | None = "orde
     )
 
 
-@pytest.fixture
-def started(store: EventStore, appender: Appender) -> list[str]:
-    names = [f"e{n}" for n in range(_CHUNK + 5)]  # more than one statement's rows
-    for name in names:
-        appender.start(name, actions=[appender.schedule(f"{name}/1")])
-    return names
-
-
-def test_a_batch_advances_every_row_and_records_every_event_as_each_append_alone_would(
-    store: EventStore, appender: Appender, started: list[str], monkeypatch: pytest.MonkeyPatch
-) -> None:
+def _counted_firsts(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
+    """Every statement run row by row with a result (`PreparedStatements.first`) from now on."""
     firsts: list[Any] = []
     first = PreparedStatements.first
 
@@ -49,6 +46,21 @@ def test_a_batch_advances_every_row_and_records_every_event_as_each_append_alone
         return first(self, conn, statement, row)
 
     monkeypatch.setattr(PreparedStatements, "first", counted)
+    return firsts
+
+
+@pytest.fixture
+def started(store: EventStore, appender: Appender) -> list[str]:
+    names = [f"e{n}" for n in range(ROWS)]
+    for name in names:
+        appender.start(name, actions=[appender.schedule(f"{name}/1")])
+    return names
+
+
+def test_a_batch_advances_every_row_and_records_every_event_as_each_append_alone_would(
+    store: EventStore, appender: Appender, started: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    firsts = _counted_firsts(monkeypatch)
     assert store.append_batch([_step(appender, name) for name in started]) == [None] * len(started)
 
     assert isinstance(store, SqlEventStore)
@@ -129,7 +141,7 @@ def test_a_batch_leaves_the_tasks_starts_and_timers_each_append_alone_would(
             store.migrate()
             store.put_task_queue("limited", paused=False, note="", rate_limit=RateLimit(100, 60_000), now_ms=1_000)
             appender = Appender(store)
-            names = [f"e{n}" for n in range(_CHUNK + 5)]
+            names = [f"e{n}" for n in range(ROWS)]
             for name in names:
                 appender.start(
                     name, actions=[appender.schedule(f"{name}/1"), StartTimer(f"{name}:early", fire_at_ms=50_000)]
@@ -144,9 +156,9 @@ def test_a_batch_leaves_the_tasks_starts_and_timers_each_append_alone_would(
         finally:
             store.close()
     tasks, starts, timers = outcomes["batch"]
-    assert len(tasks) == _CHUNK + 5 and {task[1:3] for task in tasks} == {("leased", "w1")}
-    assert len(starts) == len([n for n in range(_CHUNK + 5) if n % 3 == 0]), "only the limited queue's leases"
-    assert len(timers) == _CHUNK + 5 and all(timer_id.endswith(":late") for timer_id, _ in timers)
+    assert len(tasks) == ROWS and {task[1:3] for task in tasks} == {("leased", "w1")}
+    assert len(starts) == len([n for n in range(ROWS) if n % 3 == 0]), "only the limited queue's leases"
+    assert len(timers) == ROWS and all(timer_id.endswith(":late") for timer_id, _ in timers)
     assert outcomes["batch"] == outcomes["alone"]
 
 
@@ -157,3 +169,65 @@ def _second(store_url: str, tmp_path: Path, request: pytest.FixtureRequest) -> s
     url: str = server.create_database()
     request.addfinalizer(lambda: server.drop_database(url))
     return url
+
+
+def _new(name: str, index: int, *, taken: bool = False) -> AppendRequest:
+    """A start as the engine writes it: its row, labels, and for every fourth a continue-as-new run."""
+    started = ev.ExecutionStarted(workflow="orders", input={"i": index, "s": "ñ"}, spec_hash="h1")
+    chain = ("first-" + name, 2) if index % 4 == 0 else None
+    new = NewExecution(
+        workflow="orders",
+        spec={"steps": [{"name": "a"}]},
+        spec_hash="h1",
+        input={"i": index, "s": "ñ"},
+        chain=chain,
+        labels={"team": f"t{index % 3}"} if index % 2 == 0 else {},
+        shard=None,
+    )
+    summary = Appender.summary(at_ms=1_000 + index, current_steps=["a"])
+    actions: list[Action] = [Appender.schedule(f"{name}/1")]
+    return AppendRequest(name, 0, [ev.RecordedEvent(1, 1_000 + index, started)], actions, summary, new)
+
+
+def _executions(store: EventStore, names: list[str]) -> list[Any]:
+    rows = [store.get_execution(name) for name in names]
+    labels = store.labels_of(names)
+    return [(row, labels.get(row.execution_id)) if row is not None else None for row in rows]
+
+
+def test_a_batch_of_starts_writes_the_rows_labels_and_runs_each_start_alone_would(
+    store_url: str, tmp_path: Path, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    names = [f"n{n}" for n in range(ROWS)]
+    outcomes = {}
+    for how in ("batch", "alone"):
+        store = open_store(store_url if how == "batch" else _second(store_url, tmp_path, request))
+        try:
+            store.migrate()
+            starts = [_new(name, index) for index, name in enumerate(names)]
+            if how == "batch":
+                firsts = _counted_firsts(monkeypatch)
+                assert store.append_batch(starts) == [None] * len(starts)
+                monkeypatch.undo()
+                assert isinstance(store, SqlEventStore)
+                assert len(firsts) == (0 if store._multirow is not None else 2 * len(starts))
+            else:
+                for start in starts:
+                    assert store.append_batch([start]) == [None]
+            outcomes[how] = (_executions(store, names), store.latest_run("first-n0"), _stored(store))
+        finally:
+            store.close()
+    assert outcomes["batch"] == outcomes["alone"]
+    executions, latest, _ = outcomes["batch"]
+    assert latest == "n0" and executions[2][1] == {"team": "t2"} and executions[1][1] in (None, {})
+
+
+def test_a_start_whose_id_is_taken_fails_alone_and_the_others_land(store: EventStore, appender: Appender) -> None:
+    appender.start("n5")
+    starts = [_new(f"n{n}", n) for n in range(ROWS)]
+    outcomes = store.append_batch(starts)
+    assert [type(o).__name__ for o in outcomes if o is not None] == ["ExecutionExists"]
+    assert outcomes[5] is not None and "n5" in str(outcomes[5])
+    assert all(store.get_execution(f"n{n}") is not None for n in range(ROWS))
+    first_start = store.get_execution("n5")
+    assert first_start is not None and first_start.input is None, "the first start's, untouched"

@@ -21,18 +21,19 @@ from typing import Any, TypeVar
 from sqlalchemy import Table
 from sqlalchemy.engine import Dialect
 
-__all__ = ["ADVANCED_COLUMNS", "MultiRow"]
+__all__ = ["ADVANCED_COLUMNS", "MAX_ROWS", "MultiRow"]
 
 # What an append changes in its execution's row, in the order `MultiRow.advance` takes the values.
 ADVANCED_COLUMNS = ("last_seq", "phase", "current_steps", "output", "error", "wake_at_ms", "updated_at_ms")
 _Row = TypeVar("_Row")
-_CHUNK = 128  # rows per statement: 128 x 10 parameters, far under SQLite's 32,766
+MAX_ROWS = 1_000  # rows a statement at most, however many parameters SQLite would take
 
 
 class MultiRow:
     """The SQL and the bound values of many rows a statement, for one SQLite connection's dialect."""
 
-    def __init__(self, *, executions: Table, events: Table, dialect: Dialect) -> None:
+    def __init__(self, *, executions: Table, events: Table, dialect: Dialect, max_params: int = 999) -> None:
+        self._max_params = max_params  # the driver's SQLite build's SQLITE_LIMIT_VARIABLE_NUMBER
         quote = self._quote = dialect.identifier_preparer.quote
         self._dialect = dialect
         # Kept with their statements, so that the ids keying them are never reused.
@@ -47,12 +48,7 @@ class MultiRow:
         )
         self._advance_row = "(" + ", ".join(["?"] * (3 + len(ADVANCED_COLUMNS))) + ")"
         self._advance_processors = [_processor(executions, name, dialect) for name in ADVANCED_COLUMNS]
-        self.event_columns = [column.name for column in events.columns]
-        self._events_head = (
-            f"INSERT INTO {quote(events.name)} ({', '.join(quote(name) for name in self.event_columns)}) VALUES "
-        )
-        self._event_row = "(" + ", ".join(["?"] * len(self.event_columns)) + ")"
-        self._event_processors = [_processor(events, name, dialect) for name in self.event_columns]
+        self._events = events
 
     def add_insert(self, statement: Any, table: Table) -> None:
         """``statement`` (a plain INSERT into ``table``) runs as INSERTs of many rows."""
@@ -65,37 +61,45 @@ class MultiRow:
     def statements(self, statement: Any, rows: Sequence[dict[str, Any]]) -> list[tuple[str, list[Any]]] | None:
         """``statement`` run for ``rows`` (all with the same keys) as few statements; None: not one of
         those added, the caller runs it row by row."""
-        quote = self._quote
         if (insert := self._inserts.get(id(statement))) is not None:
-            table = insert[1]
-            names = list(rows[0])
-            processors = [_processor(table, name, self._dialect) for name in names]
-            head = f"INSERT INTO {quote(table.name)} ({', '.join(quote(name) for name in names)}) VALUES "
-            row_sql = "(" + ", ".join(["?"] * len(names)) + ")"
-            out = []
-            for chunk in _chunks(rows):
-                values: list[Any] = []
-                for row in chunk:
-                    processed = zip(names, processors, strict=True)
-                    values += [row[name] if process is None else process(row[name]) for name, process in processed]
-                out.append((head + ", ".join([row_sql] * len(chunk)), values))
-            return out
+            return self.insert_rows(insert[1], rows)
         if (delete := self._deletes.get(id(statement))) is not None:
             _, table, column, param = delete
-            out = []
-            for chunk in _chunks(rows):
+            quote, out = self._quote, []
+            for chunk in self._chunks(rows, 1):
                 marks = ", ".join(["?"] * len(chunk))
                 sql = f"DELETE FROM {quote(table.name)} WHERE {quote(column)} IN ({marks})"
                 out.append((sql, [row[param] for row in chunk]))
             return out
         return None
 
+    def insert_rows(self, table: Table, rows: Sequence[dict[str, Any]]) -> list[tuple[str, list[Any]]]:
+        """The INSERTs of ``rows`` (all with the same keys, ``table``'s column names) into ``table``."""
+        quote = self._quote
+        names = list(rows[0])
+        processors = [_processor(table, name, self._dialect) for name in names]
+        head = f"INSERT INTO {quote(table.name)} ({', '.join(quote(name) for name in names)}) VALUES "
+        row_sql = "(" + ", ".join(["?"] * len(names)) + ")"
+        out = []
+        for chunk in self._chunks(rows, len(names)):
+            values: list[Any] = []
+            for row in chunk:
+                processed = zip(names, processors, strict=True)
+                values += [row[name] if process is None else process(row[name]) for name, process in processed]
+            out.append((head + ", ".join([row_sql] * len(chunk)), values))
+        return out
+
+    def _chunks(self, rows: Sequence[_Row], params_per_row: int) -> list[Sequence[_Row]]:
+        """``rows`` in runs that each fit one statement's parameters."""
+        size = max(1, min(MAX_ROWS, self._max_params // params_per_row))
+        return [rows[start : start + size] for start in range(0, len(rows), size)]
+
     def advance(self, rows: Sequence[tuple[Any, ...]]) -> list[tuple[str, list[Any]]]:
         """The guarded UPDATEs of ``rows``: (execution id, expected seq, workflow, *ADVANCED_COLUMNS)
         each. Each statement changes as many rows as it has (one each) unless one is not where its
         append expects it: the caller counts them."""
         statements = []
-        for chunk in _chunks(rows):
+        for chunk in self._chunks(rows, 3 + len(ADVANCED_COLUMNS)):
             values: list[Any] = []
             for execution_id, expected_seq, workflow, *changed in chunk:
                 values += (execution_id, expected_seq, workflow)
@@ -109,20 +113,9 @@ class MultiRow:
 
     def insert_events(self, rows: Sequence[dict[str, Any]]) -> list[tuple[str, list[Any]]]:
         """The INSERTs of ``rows`` (the events table's columns by name)."""
-        statements = []
-        pairs = list(zip(self.event_columns, self._event_processors, strict=True))
-        for chunk in _chunks(rows):
-            values: list[Any] = []
-            for row in chunk:
-                values += [row[name] if process is None else process(row[name]) for name, process in pairs]
-            statements.append((self._events_head + ", ".join([self._event_row] * len(chunk)), values))
-        return statements
+        return self.insert_rows(self._events, rows)
 
 
 def _processor(table: Table, name: str, dialect: Dialect) -> Callable[[Any], Any] | None:
     processor: Callable[[Any], Any] | None = table.c[name].type.dialect_impl(dialect).bind_processor(dialect)
     return processor
-
-
-def _chunks(rows: Sequence[_Row]) -> list[Sequence[_Row]]:
-    return [rows[start : start + _CHUNK] for start in range(0, len(rows), _CHUNK)]

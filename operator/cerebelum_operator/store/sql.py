@@ -32,6 +32,7 @@ from sqlalchemy import (
     literal,
     or_,
     select,
+    union_all,
     update,
 )
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
@@ -237,6 +238,10 @@ class SqlEventStore(SqlSchedules, SqlShards, SqlFlowControl, SqlListing, EventSt
         self._insert_labels = insert(schema.execution_labels)
         rx = schema.retired_executions
         self._select_retired_id = select(rx.c.execution_id).where(rx.c.execution_id == bindparam("b_execution_id"))
+        self._select_taken_ids = union_all(
+            select(x.c.execution_id).where(x.c.execution_id.in_(bindparam("b_ids", expanding=True))),
+            select(rx.c.execution_id).where(rx.c.execution_id.in_(bindparam("b_ids", expanding=True))),
+        )
         self._advance_execution = (
             update(x)
             .where(x.c.execution_id == bindparam("b_execution_id"), x.c.last_seq == bindparam("b_expected_seq"))
@@ -498,9 +503,9 @@ class SqlEventStore(SqlSchedules, SqlShards, SqlFlowControl, SqlListing, EventSt
                 deferred = _Deferred() if self._fence is None else None
                 with self._write() as conn:
                     standing = self._standing_shards(conn)
-                    advanced = self._advance_all(conn, requests) if deferred is not None else frozenset()
+                    written = self._write_rows_together(conn, requests) if deferred is not None else frozenset()
                     for request in requests:
-                        self._append_on(conn, request, event_rows, standing, deferred, advanced=advanced)
+                        self._append_on(conn, request, event_rows, standing, deferred, written=written)
                     if deferred is not None:
                         self._run_deferred(conn, deferred)
                     self._insert_event_rows(conn, event_rows)
@@ -524,16 +529,22 @@ class SqlEventStore(SqlSchedules, SqlShards, SqlFlowControl, SqlListing, EventSt
         conn.execute(self._raise_events_format, {"b_version": newest})
         return newest
 
-    def _advance_all(self, conn: Connection, requests: Sequence[AppendRequest]) -> frozenset[str]:
-        """SQLite: the guarded UPDATE of every row the batch advances, in a few statements
-        (store/multirow.py); the executions advanced. Each must be where its append expects it
-        (its seq, its workflow): else `ConcurrencyConflict`, and the batch is retried append by
-        append, where the conflict is named. An execution with two appends in the batch, or one
-        the caller gave no workflow for, is advanced by its own append, as before."""
+    def _write_rows_together(self, conn: Connection, requests: Sequence[AppendRequest]) -> frozenset[str]:
+        """SQLite: the executions' own rows of the batch in a few statements (store/multirow.py); the
+        executions written. An execution with two appends in the batch, an advance the caller gave no
+        workflow for, or a start whose id is taken (or retired), is written by its own append, as
+        before, which names what is wrong."""
         multirow = self._multirow
-        if multirow is None or self._fence is not None:
+        if multirow is None or self._fence is not None or self._schema_version < _SHARDS_SINCE:
             return frozenset()
         appends = Counter(request.execution_id for request in requests)
+        alone = [request for request in requests if appends[request.execution_id] == 1]
+        advanced = self._advance_all(conn, multirow, [r for r in alone if r.new_execution is None and r.workflow])
+        return advanced | self._insert_all(conn, multirow, [r for r in alone if r.new_execution is not None])
+
+    def _advance_all(self, conn: Connection, multirow: MultiRow, requests: list[AppendRequest]) -> frozenset[str]:
+        """The guarded UPDATEs of ``requests``' rows. Each must be where its append expects it (its seq,
+        its workflow): else `ConcurrencyConflict`, and the batch is retried append by append."""
         rows = [
             (
                 request.execution_id,
@@ -548,13 +559,74 @@ class SqlEventStore(SqlSchedules, SqlShards, SqlFlowControl, SqlListing, EventSt
                 summary.updated_at_ms,
             )
             for request in requests
-            if request.new_execution is None and request.workflow is not None and appends[request.execution_id] == 1
             for summary in (request.summary,)
         ]
         changed = sum(run_sql(conn, sql, values) for sql, values in multirow.advance(rows))
         if changed != len(rows):
             raise ConcurrencyConflict(f"{len(rows) - changed} of {len(rows)} executions moved on since their decision")
         return frozenset(row[0] for row in rows)
+
+    def _insert_all(self, conn: Connection, multirow: MultiRow, requests: list[AppendRequest]) -> frozenset[str]:
+        """The rows of ``requests``' new executions (and their labels and runs) but those whose id is
+        taken or retired: their own appends refuse them."""
+        if not requests:
+            return frozenset()
+        taken = self._taken_ids(conn, [request.execution_id for request in requests])
+        rows, labels, runs = [], [], []
+        for request in requests:
+            new_execution = request.new_execution
+            if request.execution_id in taken or new_execution is None or request.expected_seq != 0:
+                continue
+            rows.append(self._new_row(request, new_execution))
+            labels += label_rows(request.execution_id, new_execution.labels)
+            if new_execution.chain is not None:
+                first_run_id, run = new_execution.chain
+                runs.append({"first_run_id": first_run_id, "run": run, "execution_id": request.execution_id})
+        for table, table_rows in (
+            (schema.executions, rows),
+            (schema.execution_labels, labels),
+            (schema.execution_runs, runs),
+        ):
+            if table_rows:
+                for sql, values in multirow.insert_rows(table, table_rows):
+                    run_sql(conn, sql, values)
+        return frozenset(row["execution_id"] for row in rows)
+
+    def _taken_ids(self, conn: Connection, ids: list[str]) -> set[str]:
+        """Which of ``ids`` an execution has, or had (retired)."""
+        taken: set[str] = set()
+        for start in range(0, len(ids), _LOAD_CHUNK):
+            chunk = ids[start : start + _LOAD_CHUNK]
+            taken.update(conn.execute(self._select_taken_ids, {"b_ids": chunk}).scalars())
+        return taken
+
+    def _index_row(self, request: AppendRequest) -> dict[str, Any]:
+        """What an append writes into its execution's row."""
+        summary = request.summary
+        return {
+            "last_seq": request.expected_seq + len(request.events),
+            "phase": str(summary.phase),
+            "current_steps": list(summary.current_steps),
+            "output": summary.output,
+            "error": summary.error,
+            "wake_at_ms": summary.wake_at_ms,
+            "updated_at_ms": summary.updated_at_ms,
+        }
+
+    def _new_row(self, request: AppendRequest, new_execution: NewExecution) -> dict[str, Any]:
+        """A new execution's row, as its first append writes it."""
+        row = self._index_row(request)
+        row.update(
+            execution_id=request.execution_id,
+            workflow=new_execution.workflow,
+            spec=new_execution.spec,
+            spec_hash=new_execution.spec_hash,
+            input=new_execution.input,
+            created_at_ms=request.summary.updated_at_ms,
+        )
+        if self._schema_version >= _SHARDS_SINCE:
+            row["shard"] = self.placed_shard(request.execution_id, new_execution.shard)
+        return row
 
     def _insert_event_rows(self, conn: Connection, event_rows: list[dict[str, Any]]) -> None:
         """All the batch's events in one executemany (SQLite: a few statements of many rows each):
@@ -576,17 +648,17 @@ class SqlEventStore(SqlSchedules, SqlShards, SqlFlowControl, SqlListing, EventSt
         standing: Collection[int] | None,
         deferred: _Deferred | None = None,
         *,
-        advanced: Collection[str] = (),
+        written: Collection[str] = (),
     ) -> None:
         """Everything of one append but its events, which go to `event_rows` for one insert per batch.
 
         ``standing``: the shards whose writes may land (`SqlShards._standing_shards`); None: all.
         ``deferred``: where actions that change only this execution's rows go, to run with the
         batch's others (`_run_deferred`); None: they run here.
-        ``advanced``: the executions whose rows the batch advanced already (`_advance_all`).
+        ``written``: the executions whose own rows the batch wrote already (`_write_rows_together`).
         """
         execution_id, expected_seq, events = request.execution_id, request.expected_seq, request.events
-        summary, new_execution = request.summary, request.new_execution
+        new_execution = request.new_execution
         # Caller bugs are refused before touching the database; seqs are the engine's to assign.
         if new_execution is not None and expected_seq != 0:
             raise ValueError(f"a new execution starts at seq 0, not {expected_seq}")
@@ -606,20 +678,13 @@ class SqlEventStore(SqlSchedules, SqlShards, SqlFlowControl, SqlListing, EventSt
                     "data": event.to_data(),
                 }
             )
-        if execution_id in advanced:  # its row was advanced with the batch's others (`_advance_all`)
-            assert request.workflow is not None  # `_advance_all` advances only those it was given
-            self._after_advance(conn, request, request.workflow, deferred)
+        if execution_id in written:  # its row was written with the batch's others (`_write_rows_together`)
+            workflow = request.workflow if new_execution is None else new_execution.workflow
+            assert workflow is not None  # advanced only when the caller gave it
+            self._after_advance(conn, request, workflow, deferred)
             return
-        index_row = {
-            "last_seq": expected_seq + len(events),
-            "phase": str(summary.phase),
-            "current_steps": list(summary.current_steps),
-            "output": summary.output,
-            "error": summary.error,
-            "wake_at_ms": summary.wake_at_ms,
-            "updated_at_ms": summary.updated_at_ms,
-        }
         if new_execution is None:
+            index_row = self._index_row(request)
             returned = self._prepared.first(
                 conn,
                 self._advance_execution if standing is None else self._advance_sharded_execution,
@@ -632,17 +697,9 @@ class SqlEventStore(SqlSchedules, SqlShards, SqlFlowControl, SqlListing, EventSt
                 self._check_owned(standing, execution_id, returned[1])
         else:
             workflow = new_execution.workflow
-            index_row.update(
-                execution_id=execution_id,
-                workflow=workflow,
-                spec=new_execution.spec,
-                spec_hash=new_execution.spec_hash,
-                input=new_execution.input,
-                created_at_ms=summary.updated_at_ms,
-            )
+            index_row = self._new_row(request, new_execution)
             if self._schema_version >= _SHARDS_SINCE:
-                shard = index_row["shard"] = self.placed_shard(execution_id, new_execution.shard)
-                self._check_owned(standing, execution_id, shard)
+                self._check_owned(standing, execution_id, index_row["shard"])
             # On the driver too (store/prepared.py): every execution starts with this append.
             prepared = self._prepared
             if self._schema_version >= _RETIRED_SINCE and prepared.first(

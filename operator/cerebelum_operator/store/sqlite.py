@@ -97,7 +97,9 @@ class SqliteEventStore(SqlEventStore):
             write_options={_WRITE_OPTION: True},
             transactions=_ImmediateTransactions(),
         )
-        multirow = self._multirow = MultiRow(executions=schema.executions, events=schema.events, dialect=engine.dialect)
+        multirow = self._multirow = MultiRow(
+            executions=schema.executions, events=schema.events, dialect=engine.dialect, max_params=_max_params()
+        )
         multirow.add_insert(self._insert_task, schema.tasks)
         multirow.add_delete(self._delete_task, schema.tasks, column="token", param="b_token")
         multirow.add_delete(self._delete_timer, schema.timers, column="timer_id", param="b_timer_id")
@@ -236,3 +238,12 @@ def _begin_immediate(conn: Connection) -> None:
         driver.execute("BEGIN IMMEDIATE")
     except sqlite3.Error as error:
         raise driver_error(conn, "BEGIN IMMEDIATE", (), error, driver, None) from error
+
+
+def _max_params() -> int:
+    """The most parameters a statement may have in this SQLite build (999 before 3.32, 32,766 since)."""
+    probe = sqlite3.connect(":memory:")
+    try:
+        return int(probe.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER))
+    finally:
+        probe.close()
