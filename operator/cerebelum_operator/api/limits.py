@@ -7,6 +7,7 @@ request later is bounded too: a name not in the table gets the default limit. JS
 
 from __future__ import annotations
 
+import sys
 from typing import Any, Final
 
 from google.protobuf.descriptor import FieldDescriptor
@@ -71,8 +72,42 @@ MAX_REPORTS_PER_CALL: Final = 256
 
 
 def check_request(request: Message, rpc: str) -> None:
-    """Raise TextTooLong naming the RPC, the field and its limit for the first string over it."""
+    """Raise TextTooLong naming the RPC, the field and its limit for the first string over it.
+
+    A request no larger, encoded, than the smallest limit of any string it can hold has no string
+    over its limit (a string's characters are at most its UTF-8 bytes): not walked. A step's report
+    is such a request, a few hundred times a second."""
+    if request.ByteSize() <= _smallest_limit(request.DESCRIPTOR):
+        return
     _check(request, rpc, "")
+
+
+# The smallest limit of any string field a message type can hold, nested messages and maps included.
+_SMALLEST: dict[Any, int] = {}  # by message descriptor
+
+
+def _smallest_limit(descriptor: Any, visiting: frozenset[Any] = frozenset()) -> int:
+    known = _SMALLEST.get(descriptor)
+    if known is not None:
+        return known
+    smallest = sys.maxsize
+    for field in descriptor.fields:
+        kind, limit = _plan(field)
+        if kind == _TEXT:
+            smallest = min(smallest, limit)
+            continue
+        inner = field.message_type
+        if kind == _MAP and inner is not None:
+            key_limit, value_limit = MAP_LIMITS.get(field.name, (DEFAULT_TEXT_LIMIT, DEFAULT_TEXT_LIMIT))
+            smallest = min(smallest, key_limit, value_limit)
+            inner = inner.fields_by_name["value"].message_type
+        elif kind != _MESSAGE:
+            continue
+        if inner is not None and inner is not descriptor and inner not in visiting:
+            smallest = min(smallest, _smallest_limit(inner, visiting | {descriptor}))
+    if not visiting:  # a recursive type's inner answers are partial: only the outermost is kept
+        _SMALLEST[descriptor] = smallest
+    return smallest
 
 
 _SKIP, _TEXT, _MESSAGE, _MAP = range(4)

@@ -35,3 +35,30 @@ def test_an_oversized_string_in_a_day_two_request_is_refused_naming_its_field(
 
 def test_labels_within_their_limits_pass_to_the_engine_which_checks_their_syntax() -> None:
     check_request(pb.StartExecutionRequest(workflow="w", labels={"k" * 63: "v" * 63, "p/n": ""}), "Rpc")
+
+
+def test_a_report_too_small_to_hold_a_string_over_its_limit_is_not_walked(monkeypatch: pytest.MonkeyPatch) -> None:
+    from cerebelum.v1 import worker_pb2 as wpb
+    from cerebelum_operator.api import limits
+
+    def walked(*args: object) -> None:
+        raise AssertionError("walked")
+
+    report = wpb.CompleteTaskRequest(task_token="e/a/1/0/1", worker_id="w1")
+    report.success.output_json = '{"n": 1}'
+    report.poll_next.task_queue = "bench"
+    monkeypatch.setattr(limits, "_check", walked)
+    check_request(report, "CompleteTasks")
+
+    report.poll_next.task_queue = "q" * 254  # over its limit of 253: the request is larger than that
+    with pytest.raises(AssertionError, match="walked"):
+        check_request(report, "CompleteTasks")
+
+
+def test_a_string_over_its_limit_in_a_nested_message_is_still_refused() -> None:
+    from cerebelum.v1 import worker_pb2 as wpb
+
+    report = wpb.CompleteTaskRequest(task_token="e/a/1/0/1", worker_id="w1")
+    report.failure.type = "T" * 257
+    with pytest.raises(TextTooLong, match=r"CompleteTasks: failure.type is 257 characters long"):
+        check_request(report, "CompleteTasks")
