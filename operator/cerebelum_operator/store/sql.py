@@ -105,6 +105,15 @@ def dumps_json(value: JSON) -> str:
     return json_text(value)
 
 
+def _found(conn: Connection, statement: Any, param: str, values: list[str]) -> set[str]:
+    """What ``statement`` (one column, ``param`` an expanding IN) selects for ``values``, a chunk of
+    them a statement (bounded parameters)."""
+    found: set[str] = set()
+    for start in range(0, len(values), _LOAD_CHUNK):
+        found.update(conn.execute(statement, {param: values[start : start + _LOAD_CHUNK]}).scalars())
+    return found
+
+
 def _columns(table: Table, row_type: type[Any]) -> list[Any]:
     """The table's columns in the dataclass's field order, so rows map positionally."""
     return [table.c[f.name] for f in fields(row_type)]
@@ -594,11 +603,7 @@ class SqlEventStore(SqlSchedules, SqlShards, SqlFlowControl, SqlListing, EventSt
 
     def _taken_ids(self, conn: Connection, ids: list[str]) -> set[str]:
         """Which of ``ids`` an execution has, or had (retired)."""
-        taken: set[str] = set()
-        for start in range(0, len(ids), _LOAD_CHUNK):
-            chunk = ids[start : start + _LOAD_CHUNK]
-            taken.update(conn.execute(self._select_taken_ids, {"b_ids": chunk}).scalars())
-        return taken
+        return _found(conn, self._select_taken_ids, "b_ids", ids)
 
     def _index_row(self, request: AppendRequest) -> dict[str, Any]:
         """What an append writes into its execution's row."""
@@ -798,11 +803,7 @@ class SqlEventStore(SqlSchedules, SqlShards, SqlFlowControl, SqlListing, EventSt
 
     def _limited_leases(self, conn: Connection, tokens: list[str]) -> set[str]:
         """Which of the leased ``tokens`` a rate limit counts (their starts are recorded)."""
-        found: set[str] = set()
-        for start in range(0, len(tokens), _LOAD_CHUNK):
-            chunk = tokens[start : start + _LOAD_CHUNK]
-            found.update(conn.execute(self._select_limited_leases, {"b_tokens": chunk}).scalars())
-        return found
+        return _found(conn, self._select_limited_leases, "b_tokens", tokens)
 
     def _record_starts(self, conn: Connection, actions: Sequence[Action], context: _AppendContext) -> None:
         """Each task this decision leased that a rate limit counts: its start, at the decision's time.

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from cerebelum_operator.runtime import Database, EngineService, SystemClock
+from cerebelum_operator.runtime import Database, EngineService
 from cerebelum_operator.runtime import engine_service as engine_module
-from cerebelum_operator.store import open_store
 
 SPEC: dict[str, Any] = {"timeline": ["gate"], "steps": {"gate": {"approval": {}}}}
 
@@ -26,17 +23,6 @@ class _CountingReads:
     def __call__(self, name: str) -> Any:
         self.calls += 1
         return self._read(name)
-
-
-@pytest.fixture
-async def engine(tmp_path: Path) -> AsyncIterator[EngineService]:
-    store = open_store(f"sqlite:///{tmp_path / 'engine.db'}")
-    store.migrate()
-    db = Database(store)
-    try:
-        yield EngineService(db, clock=SystemClock())
-    finally:
-        db.close()
 
 
 async def test_starts_read_a_workflow_the_engine_wrote_from_memory_and_see_its_next_version(
@@ -57,10 +43,9 @@ async def test_starts_read_a_workflow_the_engine_wrote_from_memory_and_see_its_n
 
 
 async def test_a_workflow_written_before_the_engine_started_is_read_once(engine: EngineService) -> None:
-    await engine.db.run(engine.db.store.put_workflow, "gated", SPEC, now_ms=0)
-    reads = _CountingReads(engine.db)
+    reads = _CountingReads(engine.db)  # the fixture's engine: its workflow w was written before it started
     for n in range(3):
-        await engine.start("gated", {"n": n}, execution_id=f"e{n}")
+        await engine.start("w", {"n": n}, execution_id=f"e{n}")
     assert reads.calls == 1
 
 
