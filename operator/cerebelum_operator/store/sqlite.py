@@ -45,6 +45,7 @@ _HEADER = b"SQLite format 3\x00"
 
 _SYNCHRONOUS = ("OFF", "NORMAL", "FULL", "EXTRA")
 _WRITE_OPTION = "cerebelum_write"
+_UPDATE_FROM_SINCE = (3, 33, 0)  # the SQLite that takes UPDATE ... FROM (store/multirow.py)
 
 
 class SqliteEventStore(SqlEventStore):
@@ -97,12 +98,13 @@ class SqliteEventStore(SqlEventStore):
             write_options={_WRITE_OPTION: True},
             transactions=_ImmediateTransactions(),
         )
-        multirow = self._multirow = MultiRow(
-            executions=schema.executions, events=schema.events, dialect=engine.dialect, max_params=_max_params()
-        )
-        multirow.add_insert(self._insert_task, schema.tasks)
-        multirow.add_delete(self._delete_task, schema.tasks, column="token", param="b_token")
-        multirow.add_delete(self._delete_timer, schema.timers, column="timer_id", param="b_timer_id")
+        if sqlite3.sqlite_version_info >= _UPDATE_FROM_SINCE:  # older builds: a statement a row, as before
+            multirow = self._multirow = MultiRow(
+                executions=schema.executions, events=schema.events, dialect=engine.dialect, max_params=_max_params()
+            )
+            multirow.add_insert(self._insert_task, schema.tasks)
+            multirow.add_delete(self._delete_task, schema.tasks, column="token", param="b_token")
+            multirow.add_delete(self._delete_timer, schema.timers, column="timer_id", param="b_timer_id")
 
     def claim_exclusively(self) -> None:
         if self.path is None or self._lock_fd is not None:
