@@ -21,10 +21,19 @@ def test_json_columns_keep_text_past_ascii_as_it_is() -> None:
     assert dumps_json({"name": "Zoë"}) == '{"name":"Zoë"}'
 
 
+def _nested(depth: int) -> list[object]:
+    outer: list[object] = []
+    inner = outer
+    for _ in range(depth):
+        inner.append([])
+        inner = inner[0]  # type: ignore[assignment]
+    return outer
+
+
 @pytest.mark.parametrize(
     "value",
-    [{"big": 10**30}, {1: "a key that is not text"}, {"lone": "\ud800"}],
-    ids=["integer past 64 bits", "non-text key", "lone surrogate"],
+    [{"big": 10**30}, {1: "a key that is not text"}, {"lone": "\ud800"}, _nested(400)],
+    ids=["integer past 64 bits", "non-text key", "lone surrogate", "nested deeper than orjson goes"],
 )
 def test_what_orjson_refuses_is_written_as_json_writes_it(value: object) -> None:
     assert dumps_json(value) == compact_json(value)
