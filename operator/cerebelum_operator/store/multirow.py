@@ -32,7 +32,7 @@ MAX_ROWS = 1_000  # rows a statement at most, however many parameters SQLite wou
 class MultiRow:
     """The SQL and the bound values of many rows a statement, for one SQLite connection's dialect."""
 
-    def __init__(self, *, executions: Table, events: Table, dialect: Dialect, max_params: int = 999) -> None:
+    def __init__(self, *, executions: Table, dialect: Dialect, max_params: int = 999) -> None:
         self._max_params = max_params  # the driver's SQLite build's SQLITE_LIMIT_VARIABLE_NUMBER
         quote = self._quote = dialect.identifier_preparer.quote
         self._dialect = dialect
@@ -48,7 +48,8 @@ class MultiRow:
         )
         self._advance_row = "(" + ", ".join(["?"] * (3 + len(ADVANCED_COLUMNS))) + ")"
         self._advance_processors = [_processor(executions, name, dialect) for name in ADVANCED_COLUMNS]
-        self._events = events
+        # Per table and row keys: the INSERT's head, one row's marks, and each column's bind processing.
+        self._insert_shapes: dict[tuple[str, tuple[str, ...]], tuple[str, str, list[Any]]] = {}
 
     def add_insert(self, statement: Any, table: Table) -> None:
         """``statement`` (a plain INSERT into ``table``) runs as INSERTs of many rows."""
@@ -75,17 +76,24 @@ class MultiRow:
 
     def insert_rows(self, table: Table, rows: Sequence[dict[str, Any]]) -> list[tuple[str, list[Any]]]:
         """The INSERTs of ``rows`` (all with the same keys, ``table``'s column names) into ``table``."""
-        quote = self._quote
-        names = list(rows[0])
-        processors = [_processor(table, name, self._dialect) for name in names]
-        head = f"INSERT INTO {quote(table.name)} ({', '.join(quote(name) for name in names)}) VALUES "
-        row_sql = "(" + ", ".join(["?"] * len(names)) + ")"
+        names = tuple(rows[0])
+        shape = self._insert_shapes.get((table.name, names))
+        if shape is None:
+            quote = self._quote
+            head = f"INSERT INTO {quote(table.name)} ({', '.join(quote(name) for name in names)}) VALUES "
+            row_sql = "(" + ", ".join(["?"] * len(names)) + ")"
+            shape = self._insert_shapes[(table.name, names)] = (
+                head,
+                row_sql,
+                [_processor(table, name, self._dialect) for name in names],
+            )
+        head, row_sql, processors = shape
+        pairs = list(zip(names, processors, strict=True))
         out = []
         for chunk in self._chunks(rows, len(names)):
             values: list[Any] = []
             for row in chunk:
-                processed = zip(names, processors, strict=True)
-                values += [row[name] if process is None else process(row[name]) for name, process in processed]
+                values += [row[name] if process is None else process(row[name]) for name, process in pairs]
             out.append((head + ", ".join([row_sql] * len(chunk)), values))
         return out
 
@@ -94,26 +102,20 @@ class MultiRow:
         size = max(1, min(MAX_ROWS, self._max_params // params_per_row))
         return [rows[start : start + size] for start in range(0, len(rows), size)]
 
-    def advance(self, rows: Sequence[tuple[Any, ...]]) -> list[tuple[str, list[Any]]]:
-        """The guarded UPDATEs of ``rows``: (execution id, expected seq, workflow, *ADVANCED_COLUMNS)
-        each. Each statement changes as many rows as it has (one each) unless one is not where its
-        append expects it: the caller counts them."""
+    def advance(self, rows: Sequence[tuple[str, int, str, dict[str, Any]]]) -> list[tuple[str, list[Any]]]:
+        """The guarded UPDATEs of ``rows``: (execution id, expected seq, workflow, the row's new values
+        by column, `ADVANCED_COLUMNS` each). Each statement changes as many rows as it has (one each)
+        unless one is not where its append expects it: the caller counts them."""
+        pairs = list(zip(ADVANCED_COLUMNS, self._advance_processors, strict=True))
         statements = []
         for chunk in self._chunks(rows, 3 + len(ADVANCED_COLUMNS)):
             values: list[Any] = []
-            for execution_id, expected_seq, workflow, *changed in chunk:
+            for execution_id, expected_seq, workflow, changed in chunk:
                 values += (execution_id, expected_seq, workflow)
-                values += [
-                    value if process is None else process(value)
-                    for value, process in zip(changed, self._advance_processors, strict=True)
-                ]
+                values += [changed[name] if process is None else process(changed[name]) for name, process in pairs]
             sql = self._advance_head + ", ".join([self._advance_row] * len(chunk)) + self._advance_tail
             statements.append((sql, values))
         return statements
-
-    def insert_events(self, rows: Sequence[dict[str, Any]]) -> list[tuple[str, list[Any]]]:
-        """The INSERTs of ``rows`` (the events table's columns by name)."""
-        return self.insert_rows(self._events, rows)
 
 
 def _processor(table: Table, name: str, dialect: Dialect) -> Callable[[Any], Any] | None:

@@ -512,7 +512,7 @@ class SqlEventStore(SqlSchedules, SqlShards, SqlFlowControl, SqlListing, EventSt
                 deferred = _Deferred() if self._fence is None else None
                 with self._write() as conn:
                     standing = self._standing_shards(conn)
-                    written = self._write_rows_together(conn, requests) if deferred is not None else frozenset()
+                    written = self._write_rows_together(conn, requests)
                     for request in requests:
                         self._append_on(conn, request, event_rows, standing, deferred, written=written)
                     if deferred is not None:
@@ -555,20 +555,9 @@ class SqlEventStore(SqlSchedules, SqlShards, SqlFlowControl, SqlListing, EventSt
         """The guarded UPDATEs of ``requests``' rows. Each must be where its append expects it (its seq,
         its workflow): else `ConcurrencyConflict`, and the batch is retried append by append."""
         rows = [
-            (
-                request.execution_id,
-                request.expected_seq,
-                request.workflow,
-                request.expected_seq + len(request.events),
-                str(summary.phase),
-                list(summary.current_steps),
-                summary.output,
-                summary.error,
-                summary.wake_at_ms,
-                summary.updated_at_ms,
-            )
+            (request.execution_id, request.expected_seq, request.workflow, self._index_row(request))
             for request in requests
-            for summary in (request.summary,)
+            if request.workflow is not None
         ]
         changed = sum(run_sql(conn, sql, values) for sql, values in multirow.advance(rows))
         if changed != len(rows):
@@ -639,7 +628,7 @@ class SqlEventStore(SqlSchedules, SqlShards, SqlFlowControl, SqlListing, EventSt
         if not event_rows:
             return
         if self._multirow is not None:
-            for sql, values in self._multirow.insert_events(event_rows):
+            for sql, values in self._multirow.insert_rows(schema.events, event_rows):
                 run_sql(conn, sql, values)
             return
         with self._batched(conn):

@@ -100,7 +100,7 @@ class SqliteEventStore(SqlEventStore):
         )
         if sqlite3.sqlite_version_info >= _UPDATE_FROM_SINCE:  # older builds: a statement a row, as before
             multirow = self._multirow = MultiRow(
-                executions=schema.executions, events=schema.events, dialect=engine.dialect, max_params=_max_params()
+                executions=schema.executions, dialect=engine.dialect, max_params=_max_params()
             )
             multirow.add_insert(self._insert_task, schema.tasks)
             multirow.add_delete(self._delete_task, schema.tasks, column="token", param="b_token")
