@@ -29,7 +29,8 @@ def loop_name(environ: dict[str, str] | None = None) -> str:
     """The loop to run on: the environment's choice, or uvloop when it can be imported."""
     chosen = (os.environ if environ is None else environ).get(EVENT_LOOP_ENV, "").strip()
     if chosen and chosen not in _CHOICES:
-        raise EventLoopChoiceError(f"{EVENT_LOOP_ENV}={chosen!r}: choose one of {', '.join(_CHOICES)}")
+        shown = chosen if len(chosen) <= 64 else f"{chosen[:64]}... ({len(chosen)} characters)"
+        raise EventLoopChoiceError(f"{EVENT_LOOP_ENV}={shown!r}: choose one of {', '.join(_CHOICES)}")
     if chosen == "asyncio":
         return "asyncio"
     try:

@@ -26,3 +26,9 @@ def test_an_unknown_loop_is_refused_naming_the_choices() -> None:
         event_loop.EventLoopChoiceError, match=r"CEREBELUM_EVENT_LOOP='trio': choose one of uvloop, asyncio"
     ):
         event_loop.loop_name({event_loop.EVENT_LOOP_ENV: "trio"})
+
+
+def test_an_oversized_value_is_refused_without_echoing_it_whole() -> None:
+    with pytest.raises(event_loop.EventLoopChoiceError) as refused:
+        event_loop.loop_name({event_loop.EVENT_LOOP_ENV: "x" * 100_000})
+    assert len(str(refused.value)) < 200 and "100000 characters" in str(refused.value)
